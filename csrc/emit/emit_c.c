@@ -1,0 +1,275 @@
+/* The C generator: one static function per fused group plus `tj_run`, which calls
+ * them in order. A group is a loop nest over its iteration shape; the innermost dim
+ * runs in blocks of TJ_BLOCK elements, and each node is one call of a SIMD primitive
+ * (csrc/emit/prims.c) over the block, so values between ops stay in L1-resident
+ * block buffers rather than memory. Values that do not vary over the loop (constants,
+ * scalars, and ops on them) are computed once before it.
+ * Requires: a schedule from fuse. Guarantees: source that includes no header;
+ * every external symbol it names is a primitive registered by csrc/emit/tcc.c;
+ * a block buffer is never both an operand and the result of one call.
+ * Calling convention: P[slot] is the slot's data, S[slot] its byte strides. */
+#include "tracejit.h"
+#include <stdarg.h>
+
+typedef struct { char *buf; size_t len, cap; int failed; } sbuf;
+
+static void put(sbuf *b, const char *fmt, ...) {
+    if (b->failed) return;
+    for (;;) {
+        va_list va;
+        va_start(va, fmt);
+        int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, va);
+        va_end(va);
+        if (n < 0) { b->failed = 1; return; }
+        if (b->len + (size_t)n < b->cap) { b->len += (size_t)n; return; }
+        size_t cap = (b->cap + (size_t)n + 1) * 2;
+        char *nb = PyMem_Realloc(b->buf, cap);
+        if (!nb) { b->failed = 1; return; }
+        b->buf = nb;
+        b->cap = cap;
+    }
+}
+
+/* Loop dtype of a computed node: the dtype its primitive is instantiated for. */
+static int loop_dtype(const tj_graph *g, const tj_node *n) {
+    if (n->op == TJ_OP_WHERE) return g->nodes[n->in[1]].dtype;
+    if (n->op == TJ_OP_COPY) return n->dtype;
+    return g->nodes[n->in[0]].dtype;
+}
+
+static void prim_name(char *out, size_t cap, const tj_graph *g, const tj_node *n) {
+    if (n->op == TJ_OP_CAST)
+        snprintf(out, cap, "tj_p_CAST_%s_%s", tj_dtype_suffix(g->nodes[n->in[0]].dtype),
+                 tj_dtype_suffix(n->dtype));
+    else
+        snprintf(out, cap, "tj_p_%s_%s", tj_ops[n->op].name, tj_dtype_suffix(loop_dtype(g, n)));
+}
+
+typedef struct {
+    int32_t *where;      /* per node: -1 unset, else index into the group's value table */
+    int32_t *last_use;   /* per node: position of its last use in the group */
+    uint8_t *uniform;    /* per node */
+    int *free_bufs, n_free, n_bufs;
+} gstate;
+
+static int take_buf(gstate *gs) {
+    if (gs->n_free) return gs->free_bufs[--gs->n_free];
+    return gs->n_bufs++;
+}
+
+static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs) {
+    const tj_group *gr = &s->groups[gi];
+    int D = gr->ndim ? gr->ndim : 1;
+    int64_t shape[TJ_MAXDIM] = {1};
+    int64_t total = 1;
+    for (int d = 0; d < D; d++) shape[d] = gr->ndim ? gr->shape[d] : 1;
+    for (int d = 0; d < D; d++) total *= shape[d];
+    int64_t inner = shape[D - 1];
+    int64_t nu = inner < TJ_BLOCK ? inner : TJ_BLOCK;
+    put(b, "\nstatic void tj_g%d(void **P, const long long **S) {\n", gi);
+    if (total == 0) { put(b, "}\n"); return; }
+
+    /* Positions: leaves at -1 (loaded at block start), nodes in order 0.. */
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l];
+        gs->last_use[id] = -1;
+        int u = 1;
+        for (int d = 0; d < D; d++) u &= gr->maps[l][d] < 0;
+        gs->uniform[id] = (uint8_t)u;
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {
+        const tj_node *n = &g->nodes[gr->nodes[k]];
+        int u = 1;
+        for (int a = 0; a < tj_ops[n->op].arity; a++) {
+            gs->last_use[n->in[a]] = k;
+            u &= gs->uniform[n->in[a]];
+        }
+        gs->uniform[gr->nodes[k]] = (uint8_t)u;
+        gs->last_use[gr->nodes[k]] = k;
+    }
+    for (int o = 0; o < gr->n_outs; o++) gs->last_use[gr->outs[o]] = gr->n_nodes;
+
+    /* Uniform values: one buffer each for the whole call, filled before the loop. */
+    gs->n_free = 0;
+    gs->n_bufs = 0;
+    int n_ubufs = 0;
+    sbuf pre = {0}, body = {0};
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l];
+        if (!gs->uniform[id]) continue;
+        int ub = n_ubufs++;
+        put(&pre, "    tj_load_%s(tju%d, (const char *)P[%d], 0, %lld);\n",
+            tj_dtype_suffix(g->nodes[id].dtype), ub, (int)gr->leaf_slot[l], (long long)nu);
+        gs->where[id] = ub;
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {
+        int32_t id = gr->nodes[k];
+        if (!gs->uniform[id]) continue;
+        const tj_node *n = &g->nodes[id];
+        char pn[96];
+        prim_name(pn, sizeof pn, g, n);
+        int ub = n_ubufs++;
+        put(&pre, "    %s(tju%d", pn, ub);
+        for (int a = 0; a < 3; a++) {
+            if (a < tj_ops[n->op].arity) put(&pre, ", tju%d", (int)gs->where[n->in[a]]);
+            else put(&pre, ", 0");
+        }
+        put(&pre, ", %lld);\n", (long long)nu);
+        gs->where[id] = ub;
+    }
+
+    /* Strides: per access and loop dim, a constant 0 or the slot's stride. */
+    for (int l = 0; l < gr->n_leaves; l++) {
+        if (gs->uniform[gr->leaves[l]]) continue;
+        for (int d = 0; d < D; d++) {
+            if (gr->ndim && gr->maps[l][d] >= 0)
+                put(b, "    const long long l%d_%d = S[%d][%d];\n", l, d, (int)gr->leaf_slot[l],
+                    gr->maps[l][d]);
+            else
+                put(b, "    const long long l%d_%d = 0;\n", l, d);
+        }
+    }
+    for (int o = 0; o < gr->n_outs; o++)
+        for (int d = 0; d < D; d++) {
+            if (gr->ndim && gr->omaps[o][d] >= 0)
+                put(b, "    const long long o%d_%d = S[%d][%d];\n", o, d, (int)gr->out_slot[o],
+                    gr->omaps[o][d]);
+            else
+                put(b, "    const long long o%d_%d = 0;\n", o, d);
+        }
+
+    /* Loop body. Block buffers are numbered after the uniform ones. */
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l];
+        if (gs->uniform[id]) continue;
+        int dt = g->nodes[id].dtype, bufi = take_buf(gs);
+        put(&body, "            const char *a%d = pl%d + j * l%d_%d;\n", l, l, l, D - 1);
+        put(&body, "            const void *v%d = l%d_%d == %d ? (const void *)a%d : "
+                   "(tj_load_%s(tjb%d, a%d, l%d_%d, n), (const void *)tjb%d);\n",
+            (int)id, l, D - 1, tj_dtype_size(dt), l, tj_dtype_suffix(dt), bufi, l, l, D - 1, bufi);
+        gs->where[id] = bufi;
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {
+        int32_t id = gr->nodes[k];
+        const tj_node *n = &g->nodes[id];
+        int out = -1;
+        for (int o = 0; o < gr->n_outs; o++)
+            if (gr->outs[o] == id) out = o;
+        if (gs->uniform[id]) {
+            if (out >= 0)
+                put(&body, "            tj_load_%s(po%d + j * o%d_%d, (const char *)tju%d, 0, n);\n",
+                    tj_dtype_suffix(n->dtype), out, out, D - 1, (int)gs->where[id]);
+            continue;
+        }
+        char pn[96];
+        prim_name(pn, sizeof pn, g, n);
+        int bufi = -1;
+        if (out >= 0) {
+            put(&body, "            void *v%d = po%d + j * o%d_%d;\n", (int)id, out, out, D - 1);
+        } else {
+            bufi = take_buf(gs);
+            put(&body, "            void *v%d = tjb%d;\n", (int)id, bufi);
+        }
+        put(&body, "            %s(v%d", pn, (int)id);
+        for (int a = 0; a < 3; a++) {
+            if (a >= tj_ops[n->op].arity) { put(&body, ", 0"); continue; }
+            int32_t x = n->in[a];
+            if (gs->uniform[x]) put(&body, ", tju%d", (int)gs->where[x]);
+            else put(&body, ", v%d", (int)x);
+        }
+        put(&body, ", n);\n");
+        gs->where[id] = bufi;
+        /* Operands whose last use this was give their buffers back (after the result
+         * took its own, so a call never writes a buffer it reads). */
+        for (int a = 0; a < tj_ops[n->op].arity; a++) {
+            int32_t x = n->in[a];
+            int dup = 0;
+            for (int c = 0; c < a; c++) dup |= n->in[c] == x;
+            if (dup || gs->uniform[x] || gs->last_use[x] != k || gs->where[x] < 0) continue;
+            gs->free_bufs[gs->n_free++] = gs->where[x];
+            gs->where[x] = -1;
+        }
+    }
+
+    for (int u = 0; u < n_ubufs; u++) put(b, "    double tju%d[%d];\n", u, TJ_BLOCK);
+    for (int k = 0; k < gs->n_bufs; k++) put(b, "    double tjb%d[%d];\n", k, TJ_BLOCK);
+    if (pre.buf) put(b, "%s", pre.buf);
+    for (int d = 0; d < D - 1; d++)
+        put(b, "%*sfor (long long i%d = 0; i%d < %lldLL; i%d++) {\n", 4 * (d + 1), "", d, d,
+            (long long)shape[d], d);
+    int ind = 4 * D;
+    for (int l = 0; l < gr->n_leaves; l++) {
+        if (gs->uniform[gr->leaves[l]]) continue;
+        put(b, "%*sconst char *pl%d = (const char *)P[%d]", ind, "", l, (int)gr->leaf_slot[l]);
+        for (int d = 0; d < D - 1; d++) put(b, " + i%d * l%d_%d", d, l, d);
+        put(b, ";\n");
+    }
+    for (int o = 0; o < gr->n_outs; o++) {
+        put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->out_slot[o]);
+        for (int d = 0; d < D - 1; d++) put(b, " + i%d * o%d_%d", d, o, d);
+        put(b, ";\n");
+    }
+    put(b, "%*sfor (long long j = 0; j < %lldLL; j += %d) {\n", ind, "", (long long)inner, TJ_BLOCK);
+    put(b, "%*s    long long n = %lldLL - j < %d ? %lldLL - j : %d;\n", ind, "", (long long)inner,
+        TJ_BLOCK, (long long)inner, TJ_BLOCK);
+    if (body.buf) put(b, "%s", body.buf);
+    put(b, "%*s}\n", ind, "");
+    for (int d = D - 2; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
+    put(b, "}\n");
+    if (pre.failed || body.failed) b->failed = 1;
+    PyMem_Free(pre.buf);
+    PyMem_Free(body.buf);
+}
+
+PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
+    sbuf b = {0};
+    int32_t n = g->n ? g->n : 1;
+    gstate gs = {0};
+    gs.where = PyMem_Malloc((size_t)n * sizeof(int32_t));
+    gs.last_use = PyMem_Malloc((size_t)n * sizeof(int32_t));
+    gs.uniform = PyMem_Calloc((size_t)n, 1);
+    gs.free_bufs = PyMem_Malloc((size_t)(2 * n + 4) * sizeof(int));
+    uint8_t *declared = PyMem_Calloc((TJ_NOPS + TJ_NDTYPES) * TJ_NDTYPES, 1);
+    PyObject *r = NULL;
+    if (!gs.where || !gs.last_use || !gs.uniform || !gs.free_bufs || !declared) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    put(&b, "/* generated by tracejit: %d group(s) */\n", s->n_groups);
+    put(&b, "typedef void tj_prim(void *, const void *, const void *, const void *, long long);\n");
+    for (int dt = 0; dt < TJ_NDTYPES; dt++)
+        put(&b, "void tj_load_%s(void *, const char *, long long, long long);\n",
+            tj_dtype_suffix(dt));
+    /* One declaration per distinct primitive used: (op, loop dtype) or (from, to). */
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        const tj_group *gr = &s->groups[gi];
+        for (int k = 0; k < gr->n_nodes; k++) {
+            const tj_node *nd = &g->nodes[gr->nodes[k]];
+            int key = nd->op == TJ_OP_CAST
+                          ? TJ_NOPS * TJ_NDTYPES + g->nodes[nd->in[0]].dtype * TJ_NDTYPES + nd->dtype
+                          : nd->op * TJ_NDTYPES + loop_dtype(g, nd);
+            if (declared[key]) continue;
+            declared[key] = 1;
+            char pn[96];
+            prim_name(pn, sizeof pn, g, nd);
+            put(&b, "tj_prim %s;\n", pn);
+        }
+    }
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        for (int32_t i = 0; i < n; i++) gs.where[i] = -1;
+        emit_group(&b, g, s, gi, &gs);
+    }
+    put(&b, "\nvoid tj_run(void **P, const long long **S) {\n");
+    for (int gi = 0; gi < s->n_groups; gi++) put(&b, "    tj_g%d(P, S);\n", gi);
+    put(&b, "}\n");
+    if (b.failed) { PyErr_NoMemory(); goto done; }
+    r = PyUnicode_FromStringAndSize(b.buf, (Py_ssize_t)b.len);
+done:
+    PyMem_Free(b.buf);
+    PyMem_Free(gs.where);
+    PyMem_Free(gs.last_use);
+    PyMem_Free(gs.uniform);
+    PyMem_Free(gs.free_bufs);
+    PyMem_Free(declared);
+    return r;
+}

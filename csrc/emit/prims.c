@@ -1,0 +1,246 @@
+/* The primitives generated code calls: one contiguous loop per (op, loop dtype),
+ * instantiated from the op table's spellings, compiled here by the system compiler
+ * with SIMD (gcc vectorizes them; transcendental calls go to glibc's libmvec
+ * vector variants). Contract: out never aliases an operand (restrict); each
+ * primitive reads n elements of every operand and writes n elements of out.
+ * Semantics match NumPy's loops (floor division, remainder, NaN-propagating
+ * maximum, logaddexp), including integer division by zero giving 0. */
+#include "tracejit.h"
+#include <math.h>
+
+#pragma GCC optimize("O3")  /* with -fno-math-errno (setup.py) libm calls vectorize */
+#pragma GCC diagnostic ignored "-Wint-in-bool-context"  /* bool multiply is logical and */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define TJ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TJ_CLONES
+#endif
+
+/* glibc's libmvec provides vector variants of these; declaring them lets gcc call
+ * them from vectorized loops (the same declarations glibc makes under -ffast-math). */
+#if defined(__GLIBC__) && defined(__x86_64__) && !defined(__clang__)
+#define TJ_VEC __attribute__((simd("notinbranch")))
+TJ_VEC float expf(float);     TJ_VEC double exp(double);
+TJ_VEC float expm1f(float);   TJ_VEC double expm1(double);
+TJ_VEC float logf(float);     TJ_VEC double log(double);
+TJ_VEC float log1pf(float);   TJ_VEC double log1p(double);
+TJ_VEC float log2f(float);    TJ_VEC double log2(double);
+TJ_VEC float sinf(float);     TJ_VEC double sin(double);
+TJ_VEC float cosf(float);     TJ_VEC double cos(double);
+TJ_VEC float tanf(float);     TJ_VEC double tan(double);
+TJ_VEC float tanhf(float);    TJ_VEC double tanh(double);
+TJ_VEC float atanf(float);    TJ_VEC double atan(double);
+TJ_VEC float powf(float, float); TJ_VEC double pow(double, double);
+#endif
+
+/* ---- element helpers named in the op table's spellings ---- */
+#define TJ_MATH(fn, x) _Generic((x), float: fn##f, default: fn)(x)
+#define TJ_GEN(name, x, y) _Generic((x), bool: tj_##name##_b, int32_t: tj_##name##_i32, \
+    int64_t: tj_##name##_i64, float: tj_##name##_f32, double: tj_##name##_f64)(x, y)
+#define TJ_GEN1(name, x) _Generic((x), bool: tj_##name##_b, int32_t: tj_##name##_i32, \
+    int64_t: tj_##name##_i64, float: tj_##name##_f32, double: tj_##name##_f64)(x)
+#define TJ_ABS(x) TJ_GEN1(abs, x)
+#define TJ_INVERT(x) TJ_GEN1(invert, x)
+#define TJ_RECIP(x) TJ_GEN1(recip, x)
+#define TJ_SIGN(x) TJ_GEN1(sign, x)
+#define TJ_ROUND(f, x) TJ_GEN1(f, x)
+
+#define TJ_INT_HELPERS(T, s)                                                          \
+    static inline T tj_floordiv_##s(T a, T b) {                                       \
+        if (b == 0) return 0;                                                         \
+        if (b == -1) return -a;                                                       \
+        T q = a / b;                                                                  \
+        if ((a % b != 0) && ((a < 0) != (b < 0))) q--;                                \
+        return q;                                                                     \
+    }                                                                                 \
+    static inline T tj_mod_##s(T a, T b) {                                            \
+        if (b == 0 || b == -1) return 0;                                              \
+        T r = a % b;                                                                  \
+        if (r != 0 && ((r < 0) != (b < 0))) r += b;                                   \
+        return r;                                                                     \
+    }                                                                                 \
+    static inline T tj_pow_##s(T a, T b) {                                            \
+        if (b < 0) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;              \
+        T r = 1;                                                                      \
+        while (b) { if (b & 1) r *= a; a *= a; b >>= 1; }                             \
+        return r;                                                                     \
+    }                                                                                 \
+    static inline T tj_maximum_##s(T a, T b) { return a >= b ? a : b; }               \
+    static inline T tj_minimum_##s(T a, T b) { return a <= b ? a : b; }               \
+    static inline T tj_abs_##s(T a) { return a < 0 ? -a : a; }                        \
+    static inline T tj_invert_##s(T a) { return ~a; }                                 \
+    static inline T tj_recip_##s(T a) { return (T)(1.0 / (double)a); }               \
+    static inline T tj_sign_##s(T a) { return (T)((a > 0) - (a < 0)); }               \
+    static inline T tj_floor_##s(T a) { return a; }                                   \
+    static inline T tj_ceil_##s(T a) { return a; }                                    \
+    static inline T tj_logaddexp_##s(T a, T b) { return a + b; /* unused: FLT only */ }
+TJ_INT_HELPERS(int32_t, i32)
+TJ_INT_HELPERS(int64_t, i64)
+
+static inline bool tj_maximum_b(bool a, bool b) { return a || b; }
+static inline bool tj_minimum_b(bool a, bool b) { return a && b; }
+static inline bool tj_abs_b(bool a) { return a; }
+static inline bool tj_invert_b(bool a) { return !a; }
+static inline bool tj_floor_b(bool a) { return a; }
+static inline bool tj_ceil_b(bool a) { return a; }
+/* not in the masks of these ops; present so _Generic selections type-check */
+static inline bool tj_recip_b(bool a) { return a; }
+static inline bool tj_sign_b(bool a) { return a; }
+static inline bool tj_floordiv_b(bool a, bool b) { return a && b; }
+static inline bool tj_mod_b(bool a, bool b) { return a && b; }
+static inline bool tj_pow_b(bool a, bool b) { return a || !b; }
+static inline bool tj_logaddexp_b(bool a, bool b) { return a || b; }
+
+#define TJ_FLOAT_HELPERS(T, s, F)                                                     \
+    static inline T tj_mod_##s(T a, T b) {                                            \
+        if (!b) return fmod##F(a, b);                                                 \
+        T m = fmod##F(a, b);                                                          \
+        if (m) { if ((b < 0) != (m < 0)) m += b; }                                    \
+        else m = copysign##F((T)0, b);                                                \
+        return m;                                                                     \
+    }                                                                                 \
+    static inline T tj_floordiv_##s(T a, T b) {                                       \
+        if (!b) return a / b;                                                         \
+        T m = fmod##F(a, b), d = (a - m) / b, fd;                                     \
+        if (m && ((b < 0) != (m < 0))) d -= 1;                                        \
+        if (d) { fd = floor##F(d); if (d - fd > (T)0.5) fd += 1; }                    \
+        else fd = copysign##F((T)0, a / b);                                           \
+        return fd;                                                                    \
+    }                                                                                 \
+    static inline T tj_pow_##s(T a, T b) { return pow##F(a, b); }                     \
+    static inline T tj_maximum_##s(T a, T b) { return (a >= b || a != a) ? a : b; }  \
+    static inline T tj_minimum_##s(T a, T b) { return (a <= b || a != a) ? a : b; }  \
+    static inline T tj_abs_##s(T a) { return fabs##F(a); }                            \
+    static inline T tj_invert_##s(T a) { return a; /* unused: INTB only */ }          \
+    static inline T tj_recip_##s(T a) { return (T)1 / a; }                            \
+    static inline T tj_sign_##s(T a) {                                                \
+        return a > 0 ? (T)1 : a < 0 ? (T)-1 : a == 0 ? (T)0 : a;                      \
+    }                                                                                 \
+    static inline T tj_floor_##s(T a) { return floor##F(a); }                         \
+    static inline T tj_ceil_##s(T a) { return ceil##F(a); }                           \
+    static inline T tj_logaddexp_##s(T x, T y) {                                      \
+        if (x == y) return x + (T)0.693147180559945309417232121458176568;             \
+        T t = x - y;                                                                  \
+        if (t > 0) return x + log1p##F(exp##F(-t));                                   \
+        if (t <= 0) return y + log1p##F(exp##F(t));                                   \
+        return t;                                                                     \
+    }
+TJ_FLOAT_HELPERS(float, f32, f)
+TJ_FLOAT_HELPERS(double, f64, )
+
+/* ---- instantiation from the op table ---- */
+#define TJ_WHEN_ALL_b(x) x
+#define TJ_WHEN_ALL_i32(x) x
+#define TJ_WHEN_ALL_i64(x) x
+#define TJ_WHEN_ALL_f32(x) x
+#define TJ_WHEN_ALL_f64(x) x
+#define TJ_WHEN_NUM_b(x)
+#define TJ_WHEN_NUM_i32(x) x
+#define TJ_WHEN_NUM_i64(x) x
+#define TJ_WHEN_NUM_f32(x) x
+#define TJ_WHEN_NUM_f64(x) x
+#define TJ_WHEN_INTB_b(x) x
+#define TJ_WHEN_INTB_i32(x) x
+#define TJ_WHEN_INTB_i64(x) x
+#define TJ_WHEN_INTB_f32(x)
+#define TJ_WHEN_INTB_f64(x)
+#define TJ_WHEN_FLT_b(x)
+#define TJ_WHEN_FLT_i32(x)
+#define TJ_WHEN_FLT_i64(x)
+#define TJ_WHEN_FLT_f32(x) x
+#define TJ_WHEN_FLT_f64(x) x
+#define TJ_IFEW_EW(x) x
+#define TJ_IFEW_LEAF(x)
+#define TJ_IFEW_VIEW(x)
+#define TJ_IFEW_CAST(x)
+#define TJ_OT_SAME(T) T
+#define TJ_OT_BOOL(T) bool
+
+#define TJ_OPERANDS_1(T) const T *restrict pa = a_;
+#define TJ_OPERANDS_2(T) const T *restrict pa = a_, *restrict pb = b_;
+#define TJ_OPERANDS_3(T) const bool *restrict pa = a_; \
+    const T *restrict pb = b_, *restrict pc = c_;
+#define TJ_ELEMS_1 T_ a = pa[i];
+#define TJ_ELEMS_2 T_ a = pa[i], b = pb[i];
+#define TJ_ELEMS_3 bool a = pa[i]; T_ b = pb[i], c = pc[i];
+
+#define TJ_KERNEL(NAME, ar, out, SPELL, T, s)                                         \
+    TJ_CLONES void tj_p_##NAME##_##s(void *restrict o_, const void *restrict a_,      \
+                                     const void *restrict b_, const void *restrict c_,\
+                                     int64_t n) {                                     \
+        typedef T T_;                                                                 \
+        TJ_OT_##out(T) *restrict o = o_;                                              \
+        TJ_OPERANDS_##ar(T)                                                           \
+        for (int64_t i = 0; i < n; i++) {                                             \
+            TJ_ELEMS_##ar                                                             \
+            o[i] = (TJ_OT_##out(T))(SPELL);                                           \
+        }                                                                             \
+    }
+
+#define TJ_INST(name, np, ar, kind, mask, out, fl, sp)                                \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_KERNEL(name, ar, out, sp, bool, b)))         \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_KERNEL(name, ar, out, sp, int32_t, i32)))  \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_KERNEL(name, ar, out, sp, int64_t, i64)))  \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_f32(TJ_KERNEL(name, ar, out, sp, float, f32)))    \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_f64(TJ_KERNEL(name, ar, out, sp, double, f64)))
+TJ_OPS(TJ_INST)
+
+/* dtype conversion: NumPy's casts are C conversions (bool: nonzero). */
+#define TJ_CAST(F, fs, T, ts)                                                         \
+    TJ_CLONES void tj_p_CAST_##fs##_##ts(void *restrict o_, const void *restrict a_,  \
+                                         const void *restrict b_,                     \
+                                         const void *restrict c_, int64_t n) {        \
+        T *restrict o = o_;                                                           \
+        const F *restrict a = a_;                                                     \
+        for (int64_t i = 0; i < n; i++) o[i] = (T)a[i];                               \
+    }
+#define TJ_CASTS_FROM(F, fs)                                                          \
+    TJ_CAST(F, fs, bool, b) TJ_CAST(F, fs, int32_t, i32) TJ_CAST(F, fs, int64_t, i64) \
+    TJ_CAST(F, fs, float, f32) TJ_CAST(F, fs, double, f64)
+TJ_CASTS_FROM(bool, b)
+TJ_CASTS_FROM(int32_t, i32)
+TJ_CASTS_FROM(int64_t, i64)
+TJ_CASTS_FROM(float, f32)
+TJ_CASTS_FROM(double, f64)
+
+/* Gathers n elements at a byte stride (0: broadcast one element) into out. */
+#define TJ_LOAD(T, s)                                                                 \
+    TJ_CLONES void tj_load_##s(void *restrict o_, const char *restrict src,          \
+                               int64_t stride, int64_t n) {                           \
+        T *restrict o = o_;                                                           \
+        if (stride == 0) {                                                            \
+            T v = *(const T *)src;                                                    \
+            for (int64_t i = 0; i < n; i++) o[i] = v;                                 \
+        } else {                                                                      \
+            for (int64_t i = 0; i < n; i++) o[i] = *(const T *)(src + i * stride);    \
+        }                                                                             \
+    }
+TJ_LOAD(bool, b)
+TJ_LOAD(int32_t, i32)
+TJ_LOAD(int64_t, i64)
+TJ_LOAD(float, f32)
+TJ_LOAD(double, f64)
+
+/* ---- the symbol table handed to libtcc ---- */
+#define TJ_SYM(NAME, T, s) {"tj_p_" #NAME "_" #s, (void *)tj_p_##NAME##_##s},
+#define TJ_SYMS(name, np, ar, kind, mask, out, fl, sp)                                \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_SYM(name, bool, b)))                         \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_SYM(name, int32_t, i32)))                  \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_SYM(name, int64_t, i64)))                  \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_f32(TJ_SYM(name, float, f32)))                    \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_f64(TJ_SYM(name, double, f64)))
+#define TJ_CASTSYM(fs, ts) {"tj_p_CAST_" #fs "_" #ts, (void *)tj_p_CAST_##fs##_##ts},
+#define TJ_CASTSYMS_FROM(fs) TJ_CASTSYM(fs, b) TJ_CASTSYM(fs, i32) TJ_CASTSYM(fs, i64) \
+    TJ_CASTSYM(fs, f32) TJ_CASTSYM(fs, f64)
+
+const tj_symbol tj_prim_symbols[] = {
+    TJ_OPS(TJ_SYMS)
+    TJ_CASTSYMS_FROM(b) TJ_CASTSYMS_FROM(i32) TJ_CASTSYMS_FROM(i64)
+    TJ_CASTSYMS_FROM(f32) TJ_CASTSYMS_FROM(f64)
+    {"tj_load_b", (void *)tj_load_b}, {"tj_load_i32", (void *)tj_load_i32},
+    {"tj_load_i64", (void *)tj_load_i64}, {"tj_load_f32", (void *)tj_load_f32},
+    {"tj_load_f64", (void *)tj_load_f64},
+    {NULL, NULL},
+};
+const int tj_n_prim_symbols = (int)(sizeof tj_prim_symbols / sizeof tj_prim_symbols[0]) - 1;

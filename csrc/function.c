@@ -1,0 +1,459 @@
+/* CompiledFunction: the object @tracejit.compile returns. Its vectorcall is the
+ * replay path: flatten the arguments into a key, find the plan, run it, all in C.
+ * A miss traces the Python function with Tracers, runs the pipeline, emits C,
+ * compiles it with libtcc and caches the plan (most recently used first).
+ * Contract: an exception raised while tracing propagates unchanged and caches
+ * nothing; the user's Python runs only on a miss. */
+#include "tracejit.h"
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
+#include <numpy/arrayobject.h>
+#include <structmember.h>
+#include <time.h>
+
+#define TJ_MAX_VARIANTS 64
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *fn;
+    PyObject *static_argnums;      /* tuple of int */
+    tj_argconf conf;               /* static_argnames owned here */
+    tj_plan *plans;                /* most recently used first */
+    int n_plans;
+    Py_ssize_t hits, misses;
+    double compile_time;
+    PyObject *last_retrace;        /* str or None */
+    PyObject *dict;
+} tj_function;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void write_stderr(PyObject *text) {
+    PyObject *err = PySys_GetObject("stderr");
+    if (err && text) PyFile_WriteObject(text, err, Py_PRINT_RAW);
+    PyErr_Clear();
+}
+
+/* Python-level descriptions of the arguments, for retrace reasons (slow path). */
+static PyObject *describe(tj_function *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames) {
+    PyObject *mod = PyImport_ImportModule("tracejit._describe");
+    if (!mod) return NULL;
+    PyObject *targs = PyTuple_New(nargs), *kw = PyDict_New(), *r = NULL;
+    if (!targs || !kw) goto done;
+    for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(targs, i, Py_NewRef(args[i]));
+    for (Py_ssize_t i = 0; kwnames && i < PyTuple_GET_SIZE(kwnames); i++)
+        if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) goto done;
+    r = PyObject_CallMethod(mod, "describe", "OOOO", targs, kw, self->static_argnums,
+                            self->conf.static_argnames);
+done:
+    Py_XDECREF(targs);
+    Py_XDECREF(kw);
+    Py_DECREF(mod);
+    return r;
+}
+
+static PyObject *retrace_reason(PyObject *old, PyObject *cur) {
+    PyObject *mod = PyImport_ImportModule("tracejit._describe");
+    if (!mod) return NULL;
+    PyObject *r = PyObject_CallMethod(mod, "diff", "OO", old, cur);
+    Py_DECREF(mod);
+    return r;
+}
+
+/* Moves what the trace produced into a new plan. */
+static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_template *tmpl) {
+    tj_plan *p = PyMem_Calloc(1, sizeof *p);
+    if (!p) return (tj_plan *)PyErr_NoMemory();
+    p->sched = *sched;
+    memset(sched, 0, sizeof *sched);
+    p->tmpl = *tmpl;
+    memset(tmpl, 0, sizeof *tmpl);
+    p->n_key = f->n_words;
+    p->hash = f->hash;
+    p->key = PyMem_Malloc((size_t)(f->n_words ? f->n_words : 1) * sizeof(int64_t));
+    p->statics = PyTuple_New(f->n_statics);
+    p->n_leaves = f->n_leaves;
+    p->n_leaf_slots = t->n_slots;
+    p->slots = PyMem_Malloc((size_t)(t->n_slots ? t->n_slots : 1) * sizeof *p->slots);
+    p->consts = PyMem_Calloc((size_t)(t->n_slots ? t->n_slots : 1), 8);
+    p->captures = Py_NewRef(t->captures);
+    Py_ssize_t nc = PyList_GET_SIZE(t->captures);
+    p->cap_shape = PyMem_Calloc((size_t)(nc ? nc : 1), sizeof *p->cap_shape);
+    p->cap_ndim = PyMem_Calloc((size_t)(nc ? nc : 1), sizeof(int));
+    p->slot_strides = PyMem_Calloc((size_t)(p->sched.n_scratch ? p->sched.n_scratch : 1),
+                                   sizeof *p->slot_strides);
+    if (!p->key || !p->statics || !p->slots || !p->consts || !p->cap_shape || !p->cap_ndim ||
+        !p->slot_strides) {
+        tj_plan_free(p);
+        return (tj_plan *)PyErr_NoMemory();
+    }
+    memcpy(p->key, f->words, (size_t)f->n_words * sizeof(int64_t));
+    for (int i = 0; i < f->n_statics; i++) PyTuple_SET_ITEM(p->statics, i, Py_NewRef(f->statics[i]));
+    memcpy(p->slots, t->slots, (size_t)t->n_slots * sizeof *p->slots);
+    for (int i = 0; i < t->n_slots; i++) {
+        const tj_slotdesc *d = &t->slots[i];
+        if (d->kind != TJ_SLOT_CONST) continue;
+        unsigned char *c = p->consts[i];
+        switch (d->dtype) {
+        case TJ_BOOL: c[0] = d->value.i != 0; break;
+        case TJ_I32: { int32_t v = (int32_t)d->value.i; memcpy(c, &v, 4); break; }
+        case TJ_I64: memcpy(c, &d->value.i, 8); break;
+        case TJ_F32: { float v = (float)d->value.f; memcpy(c, &v, 4); break; }
+        default: memcpy(c, &d->value.f, 8); break;
+        }
+    }
+    for (Py_ssize_t i = 0; i < nc; i++) {
+        PyArrayObject *a = (PyArrayObject *)PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, i), 3);
+        p->cap_ndim[i] = PyArray_NDIM(a);
+        for (int d = 0; d < PyArray_NDIM(a); d++) p->cap_shape[i][d] = PyArray_DIM(a, d);
+    }
+    for (int k = 0; k < p->sched.n_scratch; k++) {
+        int slot = p->sched.first_scratch + k;
+        int64_t stride = tj_dtype_size(p->sched.slot_dtype[slot]);
+        for (int d = p->sched.slot_ndim[slot] - 1; d >= 0; d--) {
+            p->slot_strides[k][d] = stride;
+            stride *= p->sched.slot_shape[slot][d];
+        }
+    }
+    p->n_results = t->g.n_out;
+    for (int gi = 0; gi < p->sched.n_groups; gi++) {
+        int64_t w = 1;
+        for (int d = 0; d < p->sched.groups[gi].ndim; d++) w *= p->sched.groups[gi].shape[d];
+        p->work += w * (p->sched.groups[gi].n_nodes + 1);
+    }
+    return p;
+}
+
+/* Traces, optimizes and compiles a plan for this call. NULL + exception. */
+static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames, int want_log) {
+    double t0 = now_s();
+    tj_plan *plan = NULL;
+    tj_schedule sched = {0};
+    tj_template tmpl = {0};
+    PyObject *targs = NULL, *tkwargs = NULL, *res = NULL, *log = NULL, *src = NULL;
+    uint8_t *contig = NULL;
+    tj_trace *t = (tj_trace *)tj_trace_new(self->fn);
+    if (!t) return NULL;
+    if (tj_trace_args(t, &self->conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
+    res = PyObject_Call(self->fn, targs, tkwargs);
+    if (!res) goto done;                       /* the user's exception, unchanged */
+    if (tj_template_from_result(&tmpl, t, res) < 0) goto done;
+    t->live = 0;
+    double t_trace = now_s();
+    contig = PyMem_Malloc((size_t)t->n_slots + 1);
+    if (!contig) { PyErr_NoMemory(); goto done; }
+    for (int i = 0; i < t->n_slots; i++) contig[i] = t->slots[i].contig;
+    int debug = tj_debug_level();
+    if ((want_log || debug) && !(log = PyList_New(0))) goto done;
+    if (tj_pipeline(&t->g, t->n_slots, contig, &sched, log) < 0) goto done;
+    if (!(src = tj_emit_c(&t->g, &sched))) goto done;
+    double t_passes = now_s();
+    const char *csrc = PyUnicode_AsUTF8(src);
+    if (!csrc) goto done;
+    void *entry = NULL;
+    tj_module *mod = tj_tcc_compile(csrc, "tj_run", &entry);
+    if (!mod) goto done;
+    double t_compile = now_s();
+    plan = make_plan(f, t, &sched, &tmpl);
+    if (!plan) { tj_tcc_free(mod); goto done; }
+    plan->mod = mod;
+    plan->run = (tj_kernel_fn)entry;
+    plan->source = Py_NewRef(src);
+    if (log) {
+        PyObject *times = PyUnicode_FromFormat(
+            "-- times: trace %d us, passes+emit %d us, libtcc %d us",
+            (int)((t_trace - t0) * 1e6), (int)((t_passes - t_trace) * 1e6),
+            (int)((t_compile - t_passes) * 1e6));
+        if (!times || PyList_Append(log, times) < 0) { Py_XDECREF(times); tj_plan_free(plan); plan = NULL; goto done; }
+        Py_DECREF(times);
+        plan->log = Py_NewRef(log);
+    }
+    if (debug) {
+        PyObject *nl = PyUnicode_FromString("\n"), *body = nl ? PyUnicode_Join(nl, log) : NULL;
+        PyObject *text = body ? PyUnicode_FromFormat("[tracejit] compiled %R\n%U\n-- generated C\n%U",
+                                                     self->fn, body, src) : NULL;
+        write_stderr(text);
+        Py_XDECREF(text); Py_XDECREF(body); Py_XDECREF(nl);
+    }
+    self->compile_time += now_s() - t0;
+done:
+    t->live = 0;
+    tj_schedule_free(&sched);
+    tj_template_free(&tmpl);
+    PyMem_Free(contig);
+    Py_XDECREF(targs);
+    Py_XDECREF(tkwargs);
+    Py_XDECREF(res);
+    Py_XDECREF(log);
+    Py_XDECREF(src);
+    Py_DECREF(t);
+    return plan;
+}
+
+static int key_matches(const tj_plan *p, const tj_flat *f) {
+    if (p->hash != f->hash || p->n_key != f->n_words ||
+        PyTuple_GET_SIZE(p->statics) != f->n_statics ||
+        memcmp(p->key, f->words, (size_t)f->n_words * sizeof(int64_t)) != 0)
+        return 0;
+    for (int i = 0; i < f->n_statics; i++) {
+        PyObject *a = PyTuple_GET_ITEM(p->statics, i), *b = f->statics[i];
+        if (a == b) continue;
+        if (Py_TYPE(a) != Py_TYPE(b)) return 0;
+        int eq = PyObject_RichCompareBool(a, b, Py_EQ);
+        if (eq <= 0) { PyErr_Clear(); return 0; }
+    }
+    return 1;
+}
+
+static void unlink_plan(tj_function *self, tj_plan *p) {
+    for (tj_plan **pp = &self->plans; *pp; pp = &(*pp)->next)
+        if (*pp == p) { *pp = p->next; self->n_plans--; return; }
+}
+
+static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames) {
+    tj_function *self = (tj_function *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *result = NULL, *reason = NULL;
+    tj_flat f;
+    tj_flat_init(&f);
+    if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) < 0) goto done;
+    if (f.has_tracer) {   /* called inside another function's trace: trace through */
+        result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
+        goto done;
+    }
+    for (tj_plan *p = self->plans; p; p = p->next) {
+        if (!key_matches(p, &f)) continue;
+        int rc = tj_plan_run(p, &f, &result, &reason);
+        if (rc < 0) goto done;
+        if (rc == 0) {
+            self->hits++;
+            if (p != self->plans) {          /* most recently used first */
+                unlink_plan(self, p);
+                p->next = self->plans;
+                self->plans = p;
+                self->n_plans++;
+            }
+            goto done;
+        }
+        unlink_plan(self, p);                /* a captured array changed: retrace */
+        tj_plan_free(p);
+        break;
+    }
+    self->misses++;
+    PyObject *descr = describe(self, args, nargs, kwnames);
+    if (!descr) goto done;
+    if (!reason && self->plans) reason = retrace_reason(self->plans->descr, descr);
+    if (reason) Py_XSETREF(self->last_retrace, Py_NewRef(reason));
+    PyErr_Clear();
+    tj_plan *p = compile_plan(self, &f, args, nargs, kwnames, 0);
+    if (!p) { Py_DECREF(descr); goto done; }
+    p->descr = descr;
+    p->next = self->plans;
+    self->plans = p;
+    if (++self->n_plans > TJ_MAX_VARIANTS) {
+        tj_plan *q = self->plans;
+        while (q->next && q->next->next) q = q->next;
+        tj_plan *last = q->next;
+        q->next = NULL;
+        self->n_plans--;
+        tj_plan_free(last);
+    }
+    if (tj_plan_run(p, &f, &result, &reason) > 0) {
+        Py_CLEAR(reason);
+        tj_internal_error("a plan went stale during its first run");
+    }
+done:
+    Py_XDECREF(reason);
+    tj_flat_free(&f);
+    return result;
+}
+
+/* ---- the Python-facing type ------------------------------------------------- */
+
+static PyObject *fn_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    static char *names[] = {"fn", "static_argnums", "static_argnames", NULL};
+    PyObject *fn, *nums = NULL, *names_t = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO:CompiledFunction", names, &fn, &nums, &names_t))
+        return NULL;
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "tracejit.compile expects a callable, got %R", (PyObject *)Py_TYPE(fn));
+        return NULL;
+    }
+    tj_function *self = (tj_function *)type->tp_alloc(type, 0);
+    if (!self) return NULL;
+    self->vectorcall = fn_vectorcall;
+    self->fn = Py_NewRef(fn);
+    self->last_retrace = Py_NewRef(Py_None);
+    self->static_argnums = nums ? PySequence_Tuple(nums) : PyTuple_New(0);
+    self->conf.static_argnames = names_t ? PySequence_Tuple(names_t) : PyTuple_New(0);
+    if (!self->static_argnums || !self->conf.static_argnames) { Py_DECREF(self); return NULL; }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(self->static_argnums); i++) {
+        long v = PyLong_AsLong(PyTuple_GET_ITEM(self->static_argnums, i));
+        if (v == -1 && PyErr_Occurred()) { Py_DECREF(self); return NULL; }
+        if (v < 0 || v >= 64) {
+            PyErr_Format(PyExc_ValueError, "static_argnums: %ld is out of range [0, 64)", v);
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->conf.static_mask |= 1ull << v;
+    }
+    return (PyObject *)self;
+}
+
+static void clear_plans(tj_function *self) {
+    while (self->plans) {
+        tj_plan *p = self->plans;
+        self->plans = p->next;
+        tj_plan_free(p);
+    }
+    self->n_plans = 0;
+}
+
+static int fn_traverse(tj_function *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->fn);
+    Py_VISIT(self->dict);
+    for (tj_plan *p = self->plans; p; p = p->next) {
+        Py_VISIT(p->captures);
+        Py_VISIT(p->statics);
+        Py_VISIT(p->tmpl.statics);
+        Py_VISIT(p->descr);
+    }
+    return 0;
+}
+
+static int fn_clear(tj_function *self) {
+    clear_plans(self);
+    Py_CLEAR(self->fn);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void fn_dealloc(tj_function *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    fn_clear(self);
+    Py_CLEAR(self->static_argnums);
+    Py_CLEAR(self->conf.static_argnames);
+    Py_CLEAR(self->last_retrace);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *fn_cache_info(tj_function *self, PyObject *unused) {
+    PyObject *r = PyStructSequence_New(tj_get_state()->CacheInfoType);
+    if (!r) return NULL;
+    PyStructSequence_SetItem(r, 0, PyLong_FromSsize_t(self->hits));
+    PyStructSequence_SetItem(r, 1, PyLong_FromSsize_t(self->misses));
+    PyStructSequence_SetItem(r, 2, PyLong_FromLong(self->n_plans));
+    PyStructSequence_SetItem(r, 3, PyFloat_FromDouble(self->compile_time));
+    PyStructSequence_SetItem(r, 4, Py_NewRef(self->last_retrace));
+    for (int i = 0; i < 5; i++)
+        if (!PyStructSequence_GetItem(r, i)) { Py_DECREF(r); return NULL; }
+    return r;
+}
+
+static PyObject *fn_cache_clear(tj_function *self, PyObject *unused) {
+    clear_plans(self);
+    self->hits = self->misses = 0;
+    self->compile_time = 0;
+    Py_XSETREF(self->last_retrace, Py_NewRef(Py_None));
+    Py_RETURN_NONE;
+}
+
+/* explain(*args, **kwargs): traces and compiles for these arguments without caching;
+ * returns the pass log and the generated C as one str. */
+static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
+    tj_function *self = (tj_function *)op;
+    tj_flat f;
+    tj_flat_init(&f);
+    PyObject *r = NULL;
+    if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0) {
+        tj_plan *p = compile_plan(self, &f, args, nargs, kwnames, 1);
+        if (p) {
+            PyObject *nl = PyUnicode_FromString("\n");
+            PyObject *body = nl ? PyUnicode_Join(nl, p->log) : NULL;
+            r = body ? PyUnicode_FromFormat("%U\n-- generated C\n%U", body, p->source) : NULL;
+            Py_XDECREF(body);
+            Py_XDECREF(nl);
+            tj_plan_free(p);
+        }
+    }
+    tj_flat_free(&f);
+    return r;
+}
+
+static PyObject *fn_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
+    if (!obj || obj == Py_None) return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *get_wrapped(tj_function *self, void *c) { return Py_NewRef(self->fn); }
+static PyObject *get_last_retrace(tj_function *self, void *c) { return Py_NewRef(self->last_retrace); }
+static PyObject *get_last_source(tj_function *self, void *c) {
+    return Py_NewRef(self->plans && self->plans->source ? self->plans->source : Py_None);
+}
+
+static PyGetSetDef fn_getset[] = {
+    {"__wrapped__", (getter)get_wrapped, NULL, "the original Python function", NULL},
+    {"last_retrace", (getter)get_last_retrace, NULL, "why the latest retrace happened", NULL},
+    {"last_source", (getter)get_last_source, NULL, "generated C of the most recent variant", NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL},
+};
+
+static PyMethodDef fn_methods[] = {
+    {"cache_info", (PyCFunction)fn_cache_info, METH_NOARGS,
+     "CacheInfo(hits, misses, variants, compile_time, last_retrace)"},
+    {"cache_clear", (PyCFunction)fn_cache_clear, METH_NOARGS, "drop every compiled variant"},
+    {"explain", (PyCFunction)(void (*)(void))fn_explain, METH_FASTCALL | METH_KEYWORDS,
+     "explain(*args, **kwargs) -> str: passes, fusion groups and generated C for these args"},
+    {NULL},
+};
+
+static PyMemberDef fn_members[] = {
+    {"__dictoffset__", T_PYSSIZET, offsetof(tj_function, dict), READONLY},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(tj_function, vectorcall), READONLY},
+    {NULL},
+};
+
+static PyObject *fn_repr(tj_function *self) {
+    return PyUnicode_FromFormat("<tracejit.CompiledFunction of %R>", self->fn);
+}
+
+static PyType_Slot fn_slots[] = {
+    {Py_tp_new, fn_new},
+    {Py_tp_dealloc, fn_dealloc},
+    {Py_tp_traverse, fn_traverse},
+    {Py_tp_clear, fn_clear},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_descr_get, fn_descr_get},
+    {Py_tp_repr, fn_repr},
+    {Py_tp_getset, fn_getset},
+    {Py_tp_methods, fn_methods},
+    {Py_tp_members, fn_members},
+    {Py_tp_doc, "A function compiled by tracejit: traced on the first call per signature, "
+                "replayed from compiled code afterwards."},
+    {0, NULL},
+};
+
+static PyType_Spec fn_spec = {
+    "tracejit.CompiledFunction", sizeof(tj_function), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    fn_slots,
+};
+
+int tj_function_type_init(PyObject *module, tj_state *st) {
+    st->FunctionType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &fn_spec, NULL);
+    if (!st->FunctionType) return -1;
+    return PyModule_AddType(module, st->FunctionType);
+}

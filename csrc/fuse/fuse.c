@@ -1,0 +1,247 @@
+/* Elementwise fusion and the buffer plan between groups.
+ * Requires: CSE and DCE ran; every output is a computed node (pipeline.c inserts
+ * COPY for returned leaves and views). Guarantees: each group is one loop nest over
+ * its iteration shape computing its nodes in topological order; every value it reads
+ * from memory is a leaf with an access map (iteration dim -> slot dim, -1 where
+ * broadcast), so broadcasting and views cost index arithmetic, never a copy; the only
+ * memory between groups is a scratch slot for a computed node read through a view;
+ * adjacent dims that are contiguous in every access are collapsed into one. */
+#include "tracejit.h"
+
+static int is_leafish(const tj_graph *g, const tj_schedule *s, int32_t id) {
+    const tj_node *n = &g->nodes[id];
+    return tj_ops[n->op].kind == TJ_K_LEAF || n->op == TJ_OP_VIEW || s->mat_slot[id] >= 0;
+}
+
+/* Access of leaf `id` from a group with D iteration dims. */
+static void leaf_access(const tj_graph *g, const tj_schedule *s, int32_t id, int D,
+                        int8_t *map, int32_t *slot) {
+    const tj_node *v = &g->nodes[id];
+    const tj_node *base = v;
+    if (v->op == TJ_OP_VIEW && s->mat_slot[id] < 0) base = &g->nodes[v->in[0]];
+    int32_t bid = (int32_t)(base - g->nodes);
+    *slot = tj_ops[base->op].kind == TJ_K_LEAF ? base->slot : s->mat_slot[bid];
+    for (int d = 0; d < D; d++) {
+        int e = d - (D - v->ndim);
+        if (e < 0 || v->shape[e] == 1) map[d] = -1;
+        else map[d] = (int8_t)(base == v ? e : v->perm[e]);
+    }
+}
+
+/* Drops size-1 dims and merges adjacent dims contiguous in every access. */
+static void collapse(tj_group *gr, const uint8_t *contig) {
+    int D = gr->ndim, na = gr->n_leaves + gr->n_outs;
+    int64_t total = 1;
+    for (int d = 0; d < D; d++) total *= gr->shape[d];
+    if (total == 0) return;
+    /* per access and iteration dim: the outermost (l) and innermost (hi) slot dim it
+     * covers; merged dims read with the innermost dim's stride */
+    int8_t stack[2 * (TJ_MAXDIM + 1)][TJ_MAXDIM];
+    int8_t (*heap)[TJ_MAXDIM] = na > TJ_MAXDIM + 1 ? PyMem_Malloc((size_t)na * 2 * TJ_MAXDIM) : NULL;
+    if (na > TJ_MAXDIM + 1 && !heap) return;   /* no memory: leave the dims uncollapsed */
+    int8_t (*l)[TJ_MAXDIM] = heap ? heap : stack, (*hi)[TJ_MAXDIM] = l + na;
+    for (int a = 0; a < na; a++) {
+        int8_t *m = a < gr->n_leaves ? gr->maps[a] : gr->omaps[a - gr->n_leaves];
+        memcpy(l[a], m, TJ_MAXDIM);
+        memcpy(hi[a], m, TJ_MAXDIM);
+    }
+    /* size-1 dims: every access broadcasts there */
+    int k = 0;
+    for (int d = 0; d < D; d++) {
+        if (gr->shape[d] == 1) continue;
+        gr->shape[k] = gr->shape[d];
+        for (int a = 0; a < na; a++) { l[a][k] = l[a][d]; hi[a][k] = hi[a][d]; }
+        k++;
+    }
+    D = k;
+    for (int d = D - 2; d >= 0; d--) {
+        int ok = 1;
+        for (int a = 0; a < na && ok; a++) {
+            int32_t slot = a < gr->n_leaves ? gr->leaf_slot[a] : gr->out_slot[a - gr->n_leaves];
+            int both_bcast = hi[a][d] < 0 && l[a][d + 1] < 0;
+            int adjacent = contig[slot] && hi[a][d] >= 0 && l[a][d + 1] == hi[a][d] + 1;
+            ok = both_bcast || adjacent;
+        }
+        if (!ok) continue;
+        gr->shape[d] *= gr->shape[d + 1];
+        for (int a = 0; a < na; a++) {
+            hi[a][d] = hi[a][d + 1];
+            for (int e = d + 1; e < D - 1; e++) { l[a][e] = l[a][e + 1]; hi[a][e] = hi[a][e + 1]; }
+        }
+        for (int e = d + 1; e < D - 1; e++) gr->shape[e] = gr->shape[e + 1];
+        D--;
+    }
+    gr->ndim = D;
+    for (int a = 0; a < na; a++) {
+        int8_t *m = a < gr->n_leaves ? gr->maps[a] : gr->omaps[a - gr->n_leaves];
+        memset(m, -1, TJ_MAXDIM);
+        memcpy(m, hi[a], (size_t)D);
+    }
+    PyMem_Free(heap);
+}
+
+/* Fills group gr computing outs[0..n_outs) over the shape of outs[0]. */
+static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const int32_t *outs,
+                       const int32_t *out_slots, int n_outs, const uint8_t *contig,
+                       uint8_t *mark) {
+    const tj_node *first = &g->nodes[outs[0]];
+    gr->ndim = first->ndim;
+    memcpy(gr->shape, first->shape, sizeof gr->shape);
+    memset(mark, 0, (size_t)g->n);
+    gr->outs = PyMem_Malloc((size_t)n_outs * sizeof(int32_t));
+    gr->out_slot = PyMem_Malloc((size_t)n_outs * sizeof(int32_t));
+    gr->omaps = PyMem_Malloc((size_t)n_outs * TJ_MAXDIM);
+    gr->nodes = PyMem_Malloc((size_t)g->n * sizeof(int32_t));
+    gr->leaves = PyMem_Malloc((size_t)g->n * sizeof(int32_t));
+    if (!gr->outs || !gr->out_slot || !gr->omaps || !gr->nodes || !gr->leaves) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    gr->n_outs = n_outs;
+    for (int o = 0; o < n_outs; o++) {
+        gr->outs[o] = outs[o];
+        gr->out_slot[o] = out_slots[o];
+        memset(gr->omaps[o], -1, TJ_MAXDIM);
+        for (int d = 0; d < gr->ndim; d++) gr->omaps[o][d] = gr->shape[d] == 1 ? -1 : (int8_t)d;
+        mark[outs[o]] = 2;   /* computed here even when materialized elsewhere */
+    }
+    /* Reverse topological sweep: a node is computed if a computed node uses it. */
+    for (int32_t i = g->n - 1; i >= 0; i--) {
+        if (mark[i] != 2) continue;
+        const tj_node *n = &g->nodes[i];
+        for (int a = 0; a < tj_ops[n->op].arity; a++) {
+            int32_t x = n->in[a];
+            if (mark[x]) continue;
+            mark[x] = is_leafish(g, s, x) ? 1 : 2;
+        }
+    }
+    gr->n_nodes = gr->n_leaves = 0;
+    for (int32_t i = 0; i < g->n; i++) {
+        if (mark[i] == 2) gr->nodes[gr->n_nodes++] = i;
+        else if (mark[i] == 1) gr->leaves[gr->n_leaves++] = i;
+    }
+    gr->maps = PyMem_Malloc((size_t)(gr->n_leaves ? gr->n_leaves : 1) * TJ_MAXDIM);
+    gr->leaf_slot = PyMem_Malloc((size_t)(gr->n_leaves ? gr->n_leaves : 1) * sizeof(int32_t));
+    if (!gr->maps || !gr->leaf_slot) { PyErr_NoMemory(); return -1; }
+    for (int l = 0; l < gr->n_leaves; l++) {
+        memset(gr->maps[l], -1, TJ_MAXDIM);
+        leaf_access(g, s, gr->leaves[l], gr->ndim, gr->maps[l], &gr->leaf_slot[l]);
+    }
+    collapse(gr, contig);
+    return 0;
+}
+
+static int same_shape(const tj_node *a, const tj_node *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+
+int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
+                 tj_schedule *s) {
+    int rc = -1;
+    memset(s, 0, sizeof *s);
+    int32_t n = g->n ? g->n : 1;
+    int32_t *node_out = PyMem_Malloc((size_t)n * sizeof *node_out);
+    int32_t *outs = PyMem_Malloc((size_t)n * sizeof *outs), *oslots = PyMem_Malloc((size_t)n * sizeof *oslots);
+    uint8_t *mark = PyMem_Malloc((size_t)n), *contig = NULL;
+    s->mat_slot = PyMem_Malloc((size_t)n * sizeof *s->mat_slot);
+    s->out_slot_of = PyMem_Malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof(int32_t));
+    if (!node_out || !outs || !oslots || !mark || !s->mat_slot || !s->out_slot_of) goto nomem;
+    for (int32_t i = 0; i < g->n; i++) s->mat_slot[i] = node_out[i] = -1;
+
+    int next = n_leaf_slots;
+    s->first_scratch = next;
+    for (int32_t i = 0; i < g->n; i++) {
+        const tj_node *v = &g->nodes[i];
+        if (v->op == TJ_OP_VIEW && tj_ops[g->nodes[v->in[0]].op].kind != TJ_K_LEAF &&
+            s->mat_slot[v->in[0]] < 0)
+            s->mat_slot[v->in[0]] = next++;
+    }
+    s->n_scratch = next - s->first_scratch;
+    s->first_out = next;
+    for (int32_t o = 0; o < g->n_out; o++) {
+        int32_t id = g->outputs[o];
+        if (node_out[id] < 0) node_out[id] = next++;
+        s->out_slot_of[o] = node_out[id];
+    }
+    s->n_slots = next;
+    s->slot_dtype = PyMem_Calloc((size_t)next + 1, sizeof(int));
+    s->slot_ndim = PyMem_Calloc((size_t)next + 1, sizeof(int));
+    s->slot_shape = PyMem_Calloc((size_t)next + 1, sizeof *s->slot_shape);
+    contig = PyMem_Malloc((size_t)next + 1);
+    s->groups = PyMem_Calloc((size_t)(s->n_scratch + g->n_out + 1), sizeof(tj_group));
+    if (!s->slot_dtype || !s->slot_ndim || !s->slot_shape || !contig || !s->groups) goto nomem;
+    for (int i = 0; i < next; i++) contig[i] = i < n_leaf_slots ? leaf_contig[i] : 1;
+    for (int32_t i = 0; i < g->n; i++) {
+        int slots[2] = {s->mat_slot[i], node_out[i]};
+        for (int p = 0; p < 2; p++) {
+            int slot = slots[p];
+            if (slot < 0) continue;
+            s->slot_dtype[slot] = g->nodes[i].dtype;
+            s->slot_ndim[slot] = g->nodes[i].ndim;
+            memcpy(s->slot_shape[slot], g->nodes[i].shape, sizeof s->slot_shape[slot]);
+        }
+        if (s->mat_slot[i] >= 0)
+            s->scratch_bytes += tj_node_size(&g->nodes[i]) * tj_dtype_size(g->nodes[i].dtype);
+    }
+    /* Materialized nodes first, in topological order; then outputs grouped by shape. */
+    for (int32_t i = 0; i < g->n; i++) {
+        if (s->mat_slot[i] < 0) continue;
+        if (build_group(g, s, &s->groups[s->n_groups++], &i, &s->mat_slot[i], 1, contig, mark) < 0)
+            goto done;
+    }
+    memset(mark, 0, (size_t)n);
+    uint8_t *grouped = PyMem_Calloc((size_t)n, 1);
+    if (!grouped) goto nomem;
+    for (int32_t o = 0; o < g->n_out; o++) {
+        int32_t id = g->outputs[o];
+        if (grouped[id]) continue;
+        int k = 0;
+        for (int32_t p = o; p < g->n_out; p++) {
+            int32_t q = g->outputs[p];
+            if (grouped[q] || !same_shape(&g->nodes[q], &g->nodes[id])) continue;
+            grouped[q] = 1;
+            outs[k] = q;
+            oslots[k++] = node_out[q];
+        }
+        if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, contig, mark) < 0) {
+            PyMem_Free(grouped);
+            goto done;
+        }
+    }
+    PyMem_Free(grouped);
+    rc = 0;
+    goto done;
+nomem:
+    PyErr_NoMemory();
+done:
+    PyMem_Free(node_out);
+    PyMem_Free(outs);
+    PyMem_Free(oslots);
+    PyMem_Free(mark);
+    PyMem_Free(contig);
+    if (rc < 0) tj_schedule_free(s);
+    return rc;
+}
+
+void tj_schedule_free(tj_schedule *s) {
+    for (int i = 0; s->groups && i < s->n_groups; i++) {
+        tj_group *gr = &s->groups[i];
+        PyMem_Free(gr->nodes);
+        PyMem_Free(gr->leaves);
+        PyMem_Free(gr->maps);
+        PyMem_Free(gr->leaf_slot);
+        PyMem_Free(gr->outs);
+        PyMem_Free(gr->out_slot);
+        PyMem_Free(gr->omaps);
+    }
+    PyMem_Free(s->groups);
+    PyMem_Free(s->mat_slot);
+    PyMem_Free(s->out_slot_of);
+    PyMem_Free(s->slot_dtype);
+    PyMem_Free(s->slot_ndim);
+    PyMem_Free(s->slot_shape);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,184 @@
+/* tracejit._C: module state, exception classes, libtcc loading at import, and the
+ * few introspection functions the tests and the Python layer use. Multi-phase init;
+ * the state is reachable from C through tj_get_state() (one interpreter). */
+#include "tracejit.h"
+#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
+#include <numpy/arrayobject.h>
+
+int tj_protocols_init(tj_state *st);                           /* trace/protocols.c */
+int tj_function_type_init(PyObject *module, tj_state *st);     /* function.c */
+
+static tj_state *g_state;
+
+tj_state *tj_get_state(void) { return g_state; }
+
+PyObject *tj_internal_error(const char *fmt, ...) {
+    va_list va;
+    va_start(va, fmt);
+    PyObject *msg = PyUnicode_FromFormatV(fmt, va);
+    va_end(va);
+    if (msg) {
+        PyErr_Format(g_state->InternalError, "%U (this is a bug in tracejit; please report it)", msg);
+        Py_DECREF(msg);
+    }
+    return NULL;
+}
+
+int tj_debug_level(void) {
+    const char *v = getenv("TRACEJIT_DEBUG");
+    return v && *v ? atoi(v) > 0 ? atoi(v) : 1 : 0;
+}
+
+/* op_table() -> list of dicts, one per elementwise op: what the tests iterate. */
+static PyObject *op_table(PyObject *m, PyObject *unused) {
+    static const char *names[] = {"bool", "int32", "int64", "float32", "float64"};
+    PyObject *list = PyList_New(0);
+    for (int op = 0; list && op < TJ_NOPS; op++) {
+        const tj_opinfo *o = &tj_ops[op];
+        if (o->kind != TJ_K_EW || !o->numpy) continue;
+        PyObject *dts = PyList_New(0);
+        for (int d = 0; dts && d < TJ_NDTYPES; d++) {
+            if (!(o->mask >> d & 1)) continue;
+            PyObject *s = PyUnicode_FromString(names[d]);
+            if (!s || PyList_Append(dts, s) < 0) Py_CLEAR(dts);
+            Py_XDECREF(s);
+        }
+        PyObject *e = dts ? Py_BuildValue("{s:s,s:s,s:i,s:O,s:s}", "name", o->name, "numpy",
+                                          o->numpy, "arity", o->arity, "dtypes", dts, "out",
+                                          o->out == TJ_O_BOOL ? "bool" : "same")
+                          : NULL;
+        Py_XDECREF(dts);
+        if (!e || PyList_Append(list, e) < 0) Py_CLEAR(list);
+        Py_XDECREF(e);
+    }
+    return list;
+}
+
+static PyObject *libtcc_path(PyObject *m, PyObject *unused) {
+    const char *p = tj_tcc_path();
+    return p ? PyUnicode_FromString(p) : Py_NewRef(Py_None);
+}
+
+/* _compile_source(src): compiles C with libtcc and discards it (tests of the backend). */
+static PyObject *compile_source(PyObject *m, PyObject *src) {
+    const char *s = PyUnicode_AsUTF8(src);
+    if (!s) return NULL;
+    tj_module *mod = tj_tcc_compile(s, NULL, NULL);
+    if (!mod) return NULL;
+    tj_tcc_free(mod);
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_skip_dirs(PyObject *m, PyObject *dirs) {
+    if (!PyTuple_Check(dirs)) {
+        PyErr_SetString(PyExc_TypeError, "expected a tuple of str");
+        return NULL;
+    }
+    Py_XSETREF(g_state->skip_dirs, Py_NewRef(dirs));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"op_table", op_table, METH_NOARGS, "op_table() -> list of dicts describing elementwise ops"},
+    {"libtcc_path", libtcc_path, METH_NOARGS, "path of the loaded libtcc, or None"},
+    {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},
+    {"_set_skip_dirs", set_skip_dirs, METH_O,
+     "directories whose frames are not the user's code in error locations"},
+    {NULL},
+};
+
+static PyStructSequence_Field cache_info_fields[] = {
+    {"hits", "calls answered by a compiled variant"},
+    {"misses", "calls that traced and compiled"},
+    {"variants", "compiled variants held"},
+    {"compile_time", "seconds spent tracing, optimizing and compiling"},
+    {"last_retrace", "why the latest retrace happened, or None"},
+    {NULL},
+};
+static PyStructSequence_Desc cache_info_desc = {"tracejit.CacheInfo", NULL, cache_info_fields, 5};
+
+static int module_exec(PyObject *m) {
+    tj_state *st = PyModule_GetState(m);
+    g_state = st;
+    if (PyArray_ImportNumPyAPI() < 0) return -1;
+    st->numpy = PyImport_ImportModule("numpy");
+    if (!st->numpy) return -1;
+    st->ndarray_type = Py_NewRef((PyObject *)&PyArray_Type);
+    st->py_int = Py_NewRef((PyObject *)&PyLong_Type);
+    st->py_float = Py_NewRef((PyObject *)&PyFloat_Type);
+    for (int d = 0; d < TJ_NDTYPES; d++)
+        if (!(st->dtypes[d] = (PyObject *)PyArray_DescrFromType(tj_dtype_typenum(d)))) return -1;
+    st->TracejitError = PyErr_NewExceptionWithDoc("tracejit.TracejitError",
+                                                  "Base class of tracejit's errors.", NULL, NULL);
+    if (!st->TracejitError) return -1;
+    st->TraceError = PyErr_NewExceptionWithDoc(
+        "tracejit.TraceError", "The function does something a trace cannot represent.",
+        st->TracejitError, NULL);
+    st->CompileError = PyErr_NewExceptionWithDoc(
+        "tracejit.CompileError", "Generated code failed to compile; .source has it, numbered.",
+        st->TracejitError, NULL);
+    st->InternalError = PyErr_NewExceptionWithDoc(
+        "tracejit.InternalError", "An invariant of tracejit broke: a bug in tracejit.",
+        st->TracejitError, NULL);
+    if (!st->TraceError || !st->CompileError || !st->InternalError) return -1;
+    if (PyModule_AddObjectRef(m, "TracejitError", st->TracejitError) < 0 ||
+        PyModule_AddObjectRef(m, "TraceError", st->TraceError) < 0 ||
+        PyModule_AddObjectRef(m, "CompileError", st->CompileError) < 0 ||
+        PyModule_AddObjectRef(m, "InternalError", st->InternalError) < 0)
+        return -1;
+    st->CacheInfoType = PyStructSequence_NewType(&cache_info_desc);
+    if (!st->CacheInfoType || PyModule_AddObjectRef(m, "CacheInfo", (PyObject *)st->CacheInfoType) < 0)
+        return -1;
+    if (tj_tracer_types_init(m, st) < 0 || tj_function_type_init(m, st) < 0) return -1;
+    if (tj_protocols_init(st) < 0) return -1;
+    if (PyModule_AddIntConstant(m, "BLOCK", TJ_BLOCK) < 0) return -1;
+    return tj_tcc_load();
+}
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg) {
+    tj_state *st = PyModule_GetState(m);
+    Py_VISIT(st->TracejitError);
+    Py_VISIT(st->TraceError);
+    Py_VISIT(st->CompileError);
+    Py_VISIT(st->InternalError);
+    Py_VISIT(st->TracerType);
+    Py_VISIT(st->TraceType);
+    Py_VISIT(st->FunctionType);
+    Py_VISIT(st->CacheInfoType);
+    return 0;
+}
+
+static int module_clear(PyObject *m) {
+    tj_state *st = PyModule_GetState(m);
+    Py_CLEAR(st->TracejitError);
+    Py_CLEAR(st->TraceError);
+    Py_CLEAR(st->CompileError);
+    Py_CLEAR(st->InternalError);
+    Py_CLEAR(st->TracerType);
+    Py_CLEAR(st->TraceType);
+    Py_CLEAR(st->FunctionType);
+    Py_CLEAR(st->CacheInfoType);
+    Py_CLEAR(st->numpy);
+    Py_CLEAR(st->ndarray_type);
+    Py_CLEAR(st->ufunc_ops);
+    Py_CLEAR(st->array_funcs);
+    Py_CLEAR(st->py_int);
+    Py_CLEAR(st->py_float);
+    Py_CLEAR(st->skip_dirs);
+    for (int i = 0; i < TJ_NOPS; i++) Py_CLEAR(st->ufunc_of[i]);
+    for (int d = 0; d < TJ_NDTYPES; d++) Py_CLEAR(st->dtypes[d]);
+    return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "tracejit._C",
+    "tracejit's C core: tracer, graph passes, code generation, libtcc backend, runtime.",
+    sizeof(tj_state), module_methods, module_slots, module_traverse, module_clear, NULL,
+};
+
+PyMODINIT_FUNC PyInit__C(void) { return PyModuleDef_Init(&module_def); }

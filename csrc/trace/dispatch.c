@@ -1,0 +1,407 @@
+/* From a Python-level operation on tracers to graph nodes: operand conversion
+ * (arrays read from closures become captured slots), NumPy type resolution (NumPy
+ * itself decides the loop dtypes, so promotion is NumPy 2's, weak scalars included),
+ * __array_ufunc__ / __array_function__, and TraceError with the user's source line.
+ * Contract: a node created here has operands of its loop dtype (casts inserted). */
+#include "tracejit.h"
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
+#include <numpy/arrayobject.h>
+#include <frameobject.h>
+
+/* ---- errors that point at the user's line ---------------------------------- */
+
+/* New reference to "\n  at FILE:LINE, in NAME\n    SOURCE" for the innermost frame
+ * outside numpy and tracejit, or "" when there is none. */
+static PyObject *user_location(void) {
+    tj_state *st = tj_get_state();
+    PyFrameObject *f = PyEval_GetFrame();
+    Py_XINCREF(f);
+    while (f) {
+        PyCodeObject *code = PyFrame_GetCode(f);
+        PyObject *file = code->co_filename;
+        int skip = 0;
+        for (Py_ssize_t i = 0; st->skip_dirs && i < PyTuple_GET_SIZE(st->skip_dirs); i++) {
+            PyObject *dir = PyTuple_GET_ITEM(st->skip_dirs, i);
+            if (PyUnicode_Tailmatch(file, dir, 0, PY_SSIZE_T_MAX, -1) == 1) skip = 1;
+        }
+        if (!skip) {
+            int line = PyFrame_GetLineNumber(f);
+            PyObject *src = NULL, *lc = PyImport_ImportModule("linecache");
+            if (lc) {
+                src = PyObject_CallMethod(lc, "getline", "Oi", file, line);
+                Py_DECREF(lc);
+            }
+            if (src) {
+                PyObject *stripped = PyObject_CallMethod(src, "strip", NULL);
+                Py_SETREF(src, stripped);
+            }
+            PyErr_Clear();
+            PyObject *r = PyUnicode_FromFormat("\n  at %U:%d, in %U%s%U", file, line,
+                                               code->co_name, src ? "\n    " : "",
+                                               src ? src : PyUnicode_FromString(""));
+            Py_XDECREF(src);
+            Py_DECREF(code);
+            Py_DECREF(f);
+            return r;
+        }
+        Py_DECREF(code);
+        PyFrameObject *back = PyFrame_GetBack(f);
+        Py_DECREF(f);
+        f = back;
+    }
+    return PyUnicode_FromString("");
+}
+
+PyObject *tj_trace_error(const char *fmt, ...) {
+    va_list va;
+    va_start(va, fmt);
+    PyObject *msg = PyUnicode_FromFormatV(fmt, va);
+    va_end(va);
+    if (!msg) return NULL;
+    PyObject *loc = user_location();
+    if (!loc) { Py_DECREF(msg); return NULL; }
+    PyErr_Format(tj_get_state()->TraceError, "%U%U", msg, loc);
+    Py_DECREF(msg);
+    Py_DECREF(loc);
+    return NULL;
+}
+
+/* ---- operands --------------------------------------------------------------- */
+
+static int32_t const_node(tj_trace *t, int dtype, int weak, tj_scalar v) {
+    tj_slotdesc d = {TJ_SLOT_CONST, 0, dtype, 1, v};
+    return tj_trace_leaf(t, TJ_OP_CONST, &d, weak, 0, NULL);
+}
+
+/* Where the traced function can find `arr` again at call time: a closure cell,
+ * a global name, or (fallback) the object itself. New reference to (kind, where, name). */
+static PyObject *capture_source(tj_trace *t, PyObject *arr) {
+    PyObject *fn = t->fn;
+    if (PyFunction_Check(fn)) {
+        PyObject *cells = PyFunction_GetClosure(fn);
+        PyCodeObject *code = (PyCodeObject *)PyFunction_GetCode(fn);
+        PyObject *names = PyObject_GetAttrString((PyObject *)code, "co_freevars");
+        if (!names) return NULL;
+        for (Py_ssize_t i = 0; cells && i < PyTuple_GET_SIZE(cells); i++) {
+            PyObject *cell = PyTuple_GET_ITEM(cells, i);
+            if (PyCell_GET(cell) == arr && i < PyTuple_GET_SIZE(names)) {
+                PyObject *r = Py_BuildValue("(iOO)", 0, cell, PyTuple_GET_ITEM(names, i));
+                Py_DECREF(names);
+                return r;
+            }
+        }
+        Py_DECREF(names);
+        PyObject *globals = PyFunction_GetGlobals(fn), *key, *value;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(globals, &pos, &key, &value))
+            if (value == arr) return Py_BuildValue("(iOO)", 1, globals, key);
+    }
+    return Py_BuildValue("(iOO)", 2, arr, Py_None);
+}
+
+static int32_t capture_array(tj_trace *t, PyArrayObject *a) {
+    int dt = tj_dtype_from_typenum(PyArray_TYPE(a));
+    if (dt < 0 || !PyArray_ISNOTSWAPPED(a) || PyArray_NDIM(a) > TJ_MAXDIM) {
+        PyErr_Format(PyExc_TypeError,
+                     "the traced function reads an array of dtype %R and %d dimensions; tracejit "
+                     "supports bool, int32, int64, float32 and float64 in native byte order, up "
+                     "to %d dimensions",
+                     (PyObject *)PyArray_DESCR(a), PyArray_NDIM(a), TJ_MAXDIM);
+        return -1;
+    }
+    /* The same array read twice is one slot. */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->captures); i++) {
+        PyObject *c = PyList_GET_ITEM(t->captures, i);
+        if (PyTuple_GET_ITEM(c, 3) == (PyObject *)a) {
+            int32_t id = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(c, 4));
+            return id;
+        }
+    }
+    PyObject *src = capture_source(t, (PyObject *)a);
+    if (!src) return -1;
+    tj_slotdesc d = {TJ_SLOT_CAPTURE, (int)PyList_GET_SIZE(t->captures), dt,
+                     (uint8_t)(PyArray_IS_C_CONTIGUOUS(a) != 0), {0}};
+    int64_t shape[TJ_MAXDIM];
+    for (int i = 0; i < PyArray_NDIM(a); i++) shape[i] = PyArray_DIM(a, i);
+    int32_t id = tj_trace_leaf(t, TJ_OP_CAPTURE, &d, 0, PyArray_NDIM(a), shape);
+    if (id < 0) { Py_DECREF(src); return -1; }
+    PyObject *entry = Py_BuildValue("(OOOOi)", PyTuple_GET_ITEM(src, 0), PyTuple_GET_ITEM(src, 1),
+                                    PyTuple_GET_ITEM(src, 2), (PyObject *)a, (int)id);
+    Py_DECREF(src);
+    if (!entry || PyList_Append(t->captures, entry) < 0) { Py_XDECREF(entry); return -1; }
+    Py_DECREF(entry);
+    return id;
+}
+
+int32_t tj_operand(tj_trace *t, PyObject *o) {
+    if (tj_is_tracer(o)) {
+        tj_tracer *x = (tj_tracer *)o;
+        if (x->trace != t) {
+            tj_trace_error(x->trace->live ? "a tracer of another function's trace was used here"
+                                          : "a tracer escaped its trace: a traced value was "
+                                            "stored and used after the compiled function "
+                                            "returned; return it as an output instead");
+            return -1;
+        }
+        return x->id;
+    }
+    if (PyBool_Check(o)) return const_node(t, TJ_BOOL, 0, (tj_scalar){.i = o == Py_True});
+    if (PyLong_Check(o)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow) {
+            PyErr_Format(PyExc_OverflowError, "Python integer %R out of bounds for int64", o);
+            return -1;
+        }
+        if (v == -1 && PyErr_Occurred()) return -1;
+        return const_node(t, TJ_I64, 1, (tj_scalar){.i = v});
+    }
+    if (PyFloat_Check(o)) return const_node(t, TJ_F64, 1, (tj_scalar){.f = PyFloat_AS_DOUBLE(o)});
+    if (PyArray_IsScalar(o, Generic)) {
+        PyArray_Descr *descr = PyArray_DescrFromScalar(o);
+        if (!descr) return -1;
+        int dt = tj_dtype_from_typenum(descr->type_num);
+        Py_DECREF(descr);
+        if (dt < 0) {
+            PyErr_Format(PyExc_TypeError, "numpy scalar of type %s is not supported by tracejit "
+                         "(supported: bool, int32, int64, float32, float64)", Py_TYPE(o)->tp_name);
+            return -1;
+        }
+        tj_scalar v;
+        if (dt >= TJ_F32) v.f = PyFloat_AsDouble(o);
+        else v.i = PyLong_AsLongLong(o);
+        if (PyErr_Occurred()) return -1;
+        return const_node(t, dt, 0, v);
+    }
+    if (PyArray_Check(o)) return capture_array(t, (PyArrayObject *)o);
+    if (PyList_Check(o) || PyTuple_Check(o)) {
+        /* A literal nested sequence: a constant array, made once while tracing. */
+        PyObject *arr = PyArray_FROM_O(o);
+        if (!arr) return -1;
+        int32_t id = capture_array(t, (PyArrayObject *)arr);
+        Py_DECREF(arr);
+        return id;
+    }
+    tj_trace_error("an operand of type %s cannot be used in a traced computation",
+                   Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+/* ---- node construction ------------------------------------------------------ */
+
+static int32_t add_node(tj_trace *t, int op, int dtype, int weak, int ndim, const int64_t *shape,
+                        int32_t a, int32_t b, int32_t c) {
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    n.op = (int16_t)op;
+    n.dtype = (uint8_t)dtype;
+    n.weak = (uint8_t)weak;
+    n.ndim = (uint8_t)ndim;
+    if (ndim) memcpy(n.shape, shape, (size_t)ndim * sizeof *shape);
+    n.in[0] = a; n.in[1] = b; n.in[2] = c;
+    n.slot = -1;
+    return tj_graph_add(&t->g, &n);
+}
+
+/* Converts node id to dtype dt; constants are converted in place of a CAST node. */
+static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
+    tj_node *n = &t->g.nodes[id];
+    if (n->dtype == dt) return id;
+    if (n->op == TJ_OP_CONST) {
+        tj_scalar v = n->value, r;
+        int from = n->dtype;
+        if (n->weak && from == TJ_I64 && dt == TJ_I32 && (v.i < INT32_MIN || v.i > INT32_MAX)) {
+            PyErr_Format(PyExc_OverflowError, "Python integer %lld out of bounds for int32",
+                         (long long)v.i);
+            return -1;
+        }
+        if (dt >= TJ_F32) r.f = from >= TJ_F32 ? v.f : (double)v.i;
+        else if (dt == TJ_BOOL) r.i = from >= TJ_F32 ? v.f != 0 : v.i != 0;
+        else if (dt == TJ_I32) r.i = from >= TJ_F32 ? (int32_t)v.f : (int32_t)v.i;
+        else r.i = from >= TJ_F32 ? (int64_t)v.f : v.i;
+        if (dt == TJ_F32) r.f = (float)r.f;
+        return const_node(t, dt, 0, r);
+    }
+    int64_t shape[TJ_MAXDIM];
+    memcpy(shape, n->shape, sizeof shape);
+    return add_node(t, TJ_OP_CAST, dt, 0, n->ndim, shape, id, -1, -1);
+}
+
+/* The dtype object NumPy should see for a node: weak scalars as int/float. */
+static PyObject *numpy_view_of(tj_trace *t, int32_t id, int as_value) {
+    tj_state *st = tj_get_state();
+    const tj_node *n = &t->g.nodes[id];
+    if (n->weak && n->dtype == TJ_I64) return as_value ? PyLong_FromLong(0) : Py_NewRef(st->py_int);
+    if (n->weak && n->dtype == TJ_F64) return as_value ? PyFloat_FromDouble(0) : Py_NewRef(st->py_float);
+    return Py_NewRef(st->dtypes[n->dtype]);
+}
+
+static int dtype_of_descr(PyObject *d) {
+    if (!PyArray_DescrCheck(d)) return -1;
+    return tj_dtype_from_typenum(((PyArray_Descr *)d)->type_num);
+}
+
+/* NumPy's loop dtypes for op on the operands: loop[] for inputs, *out for the result. */
+static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop, int *out) {
+    tj_state *st = tj_get_state();
+    const char *name = tj_ops[op].numpy;
+    if (op == TJ_OP_WHERE) {
+        PyObject *a = numpy_view_of(t, ids[1], 1), *b = numpy_view_of(t, ids[2], 1);
+        PyObject *r = (a && b) ? PyObject_CallMethod(st->numpy, "result_type", "OO", a, b) : NULL;
+        Py_XDECREF(a); Py_XDECREF(b);
+        if (!r) return -1;
+        int dt = dtype_of_descr(r);
+        Py_DECREF(r);
+        loop[0] = TJ_BOOL;
+        loop[1] = loop[2] = *out = dt;
+        if (dt < 0) { tj_trace_error("numpy.where on these operands computes in a dtype tracejit does not support"); return -1; }
+        return 0;
+    }
+    PyObject *types = PyTuple_New(nargs + 1);
+    if (!types) return -1;
+    for (int i = 0; i < nargs; i++) {
+        PyObject *v = numpy_view_of(t, ids[i], 0);
+        if (!v) { Py_DECREF(types); return -1; }
+        PyTuple_SET_ITEM(types, i, v);
+    }
+    PyTuple_SET_ITEM(types, nargs, Py_NewRef(Py_None));
+    PyObject *r = PyObject_CallMethod(st->ufunc_of[op], "resolve_dtypes", "(O)", types);
+    if (!r) { Py_DECREF(types); return -1; }
+    for (int i = 0; i <= nargs; i++) {
+        int dt = dtype_of_descr(PyTuple_GET_ITEM(r, i));
+        if (dt < 0) {
+            tj_trace_error("numpy.%s on %R computes in %R, which tracejit does not support "
+                           "(supported: bool, int32, int64, float32, float64)",
+                           name, types, PyTuple_GET_ITEM(r, i));
+            Py_DECREF(r); Py_DECREF(types);
+            return -1;
+        }
+        if (i < nargs) loop[i] = dt; else *out = dt;
+    }
+    int ok = (tj_ops[op].mask >> loop[0]) & 1;
+    for (int i = 1; i < nargs; i++) ok &= loop[i] == loop[0];
+    ok &= tj_ops[op].out == TJ_O_BOOL ? *out == TJ_BOOL : *out == loop[0];
+    if (!ok) {
+        tj_trace_error("numpy.%s on %R uses the loop %R, which tracejit does not implement",
+                       name, types, r);
+        Py_DECREF(r); Py_DECREF(types);
+        return -1;
+    }
+    Py_DECREF(r);
+    Py_DECREF(types);
+    return 0;
+}
+
+static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids) {
+    int loop[3] = {0, 0, 0}, out = 0, weak = 1, ndim;
+    int64_t shape[TJ_MAXDIM];
+    if (resolve(t, op, nargs, ids, loop, &out) < 0) return -1;
+    tj_node acc;
+    memset(&acc, 0, sizeof acc);
+    for (int i = 0; i < nargs; i++) {
+        const tj_node *n = &t->g.nodes[ids[i]];
+        weak &= n->weak;
+        if (i == 0) { acc.ndim = n->ndim; memcpy(acc.shape, n->shape, sizeof acc.shape); continue; }
+        if (tj_broadcast(&acc, n, &ndim, shape) < 0) return -1;
+        acc.ndim = (uint8_t)ndim;
+        memcpy(acc.shape, shape, sizeof shape);
+    }
+    for (int i = 0; i < nargs; i++)
+        if ((ids[i] = cast_to(t, ids[i], loop[i])) < 0) return -1;
+    return add_node(t, op, out, weak, acc.ndim, acc.shape, ids[0], nargs > 1 ? ids[1] : -1,
+                    nargs > 2 ? ids[2] : -1);
+}
+
+PyObject *tj_apply(tj_trace *t, int op, int nargs, PyObject *const *args, const char *spelled) {
+    int32_t ids[3];
+    for (int i = 0; i < nargs; i++)
+        if ((ids[i] = tj_operand(t, args[i])) < 0) return NULL;
+    int32_t r = apply_ids(t, op, nargs, ids);
+    return r < 0 ? NULL : tj_tracer_new(t, r);
+}
+
+PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like) {
+    PyArray_Descr *descr = NULL;
+    if (!PyArray_DescrConverter(dtype_like, &descr)) return NULL;
+    int dt = tj_dtype_from_typenum(descr->type_num);
+    if (dt < 0 || !PyArray_ISNBO(descr->byteorder)) {
+        PyErr_Format(PyExc_TypeError, "astype(%R): tracejit supports bool, int32, int64, float32 "
+                     "and float64", (PyObject *)descr);
+        Py_DECREF(descr);
+        return NULL;
+    }
+    Py_DECREF(descr);
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    const tj_node *n = &t->g.nodes[id];
+    int64_t shape[TJ_MAXDIM];
+    memcpy(shape, n->shape, sizeof shape);
+    int32_t r = n->dtype == dt ? add_node(t, TJ_OP_COPY, dt, 0, n->ndim, shape, id, -1, -1)
+                               : add_node(t, TJ_OP_CAST, dt, 0, n->ndim, shape, id, -1, -1);
+    return r < 0 ? NULL : tj_tracer_new(t, r);
+}
+
+PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes) {
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    const tj_node *src = &t->g.nodes[id];
+    int nd = src->ndim, perm[TJ_MAXDIM], seen[TJ_MAXDIM] = {0};
+    if (axes == Py_None) {
+        for (int d = 0; d < nd; d++) perm[d] = nd - 1 - d;
+    } else {
+        PyObject *seq = PySequence_Fast(axes, "transpose: axes must be a sequence of ints");
+        if (!seq) return NULL;
+        if (PySequence_Fast_GET_SIZE(seq) != nd) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "axes don't match array");
+            return NULL;
+        }
+        for (int d = 0; d < nd; d++) {
+            long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, d));
+            if (v == -1 && PyErr_Occurred()) { Py_DECREF(seq); return NULL; }
+            if (v < 0) v += nd;
+            if (v < 0 || v >= nd || seen[v]++) {
+                Py_DECREF(seq);
+                PyErr_SetString(PyExc_ValueError, "axes don't match array");
+                return NULL;
+            }
+            perm[d] = (int)v;
+        }
+        Py_DECREF(seq);
+    }
+    int identity = 1;
+    for (int d = 0; d < nd; d++) identity &= perm[d] == d;
+    if (identity) return Py_NewRef(x);
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    n.op = TJ_OP_VIEW;
+    n.dtype = src->dtype;
+    n.ndim = (uint8_t)nd;
+    n.slot = -1;
+    n.in[1] = n.in[2] = -1;
+    /* A view of a view composes into one. */
+    const tj_node *base = src->op == TJ_OP_VIEW ? &t->g.nodes[src->in[0]] : src;
+    n.in[0] = src->op == TJ_OP_VIEW ? src->in[0] : id;
+    for (int d = 0; d < nd; d++) {
+        n.perm[d] = (int8_t)(src->op == TJ_OP_VIEW ? src->perm[perm[d]] : perm[d]);
+        n.shape[d] = base->shape[n.perm[d]];
+    }
+    int32_t r = tj_graph_add(&t->g, &n);
+    return r < 0 ? NULL : tj_tracer_new(t, r);
+}
+
+PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi) {
+    PyObject *r = Py_NewRef(x);
+    if (lo != Py_None) {
+        PyObject *args[2] = {r, lo};
+        Py_SETREF(r, tj_apply(t, TJ_OP_MAX, 2, args, NULL));
+        if (!r) return NULL;
+    }
+    if (hi != Py_None) {
+        PyObject *args[2] = {r, hi};
+        Py_SETREF(r, tj_apply(t, TJ_OP_MIN, 2, args, NULL));
+    }
+    if (r == x) Py_SETREF(r, tj_apply(t, TJ_OP_COPY, 1, &x, NULL));
+    return r;
+}

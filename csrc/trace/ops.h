@@ -1,0 +1,71 @@
+/* The op table: every operation tracejit knows, declared once.
+ *
+ * X(NAME, numpy, arity, kind, mask, out, flags, spelling)
+ *   NAME      enum constant TJ_OP_<NAME>, and the primitive name tj_p_<NAME>_<dtype>
+ *   numpy     the NumPy name the tracer dispatches on and the tests compare against
+ *             (a ufunc, or a numpy function for where); NULL for internal ops
+ *   arity     number of operands
+ *   kind      LEAF (a value read from a slot), EW (elementwise), VIEW (movement),
+ *             CAST (elementwise dtype conversion, primitives per (from, to))
+ *   mask      loop dtypes the op is defined on (the dtype its operands are cast to)
+ *   out       SAME: result has the loop dtype; BOOL: result is bool
+ *   flags     COMM: commutative (CSE canonicalizes operand order);
+ *             COND: first operand is a bool condition, not cast to the loop dtype
+ *   spelling  the C expression of one element, over operands a, b, c of loop type
+ *             tj_t; expanded by csrc/emit/prims.c for every dtype in mask
+ *
+ * Adding an elementwise op is one line here; the tracer, the passes, the emitter,
+ * the primitives and the tests all read this list.
+ */
+#define TJ_OPS(X)                                                                   \
+    X(INPUT,     NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
+    X(SCALAR,    NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
+    X(CAPTURE,   NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
+    X(CONST,     NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
+    X(VIEW,      NULL,           1, VIEW, ALL,  SAME, 0,    0)                     \
+    X(CAST,      NULL,           1, CAST, ALL,  SAME, 0,    0)                     \
+    X(COPY,      NULL,           1, EW,   ALL,  SAME, 0,    (a))                   \
+    X(WHERE,     "where",        3, EW,   ALL,  SAME, COND, (a ? b : c))           \
+    X(NEG,       "negative",     1, EW,   NUM,  SAME, 0,    (-a))                  \
+    X(POS,       "positive",     1, EW,   NUM,  SAME, 0,    (+a))                  \
+    X(ABS,       "absolute",     1, EW,   ALL,  SAME, 0,    TJ_ABS(a))             \
+    X(INVERT,    "invert",       1, EW,   INTB, SAME, 0,    TJ_INVERT(a))          \
+    X(NOT,       "logical_not",  1, EW,   ALL,  BOOL, 0,    (!a))                  \
+    X(EXP,       "exp",          1, EW,   FLT,  SAME, 0,    TJ_MATH(exp, a))       \
+    X(EXPM1,     "expm1",        1, EW,   FLT,  SAME, 0,    TJ_MATH(expm1, a))     \
+    X(LOG,       "log",          1, EW,   FLT,  SAME, 0,    TJ_MATH(log, a))       \
+    X(LOG1P,     "log1p",        1, EW,   FLT,  SAME, 0,    TJ_MATH(log1p, a))     \
+    X(LOG2,      "log2",         1, EW,   FLT,  SAME, 0,    TJ_MATH(log2, a))      \
+    X(SQRT,      "sqrt",         1, EW,   FLT,  SAME, 0,    TJ_MATH(sqrt, a))      \
+    X(SIN,       "sin",          1, EW,   FLT,  SAME, 0,    TJ_MATH(sin, a))       \
+    X(COS,       "cos",          1, EW,   FLT,  SAME, 0,    TJ_MATH(cos, a))       \
+    X(TAN,       "tan",          1, EW,   FLT,  SAME, 0,    TJ_MATH(tan, a))       \
+    X(TANH,      "tanh",         1, EW,   FLT,  SAME, 0,    TJ_MATH(tanh, a))      \
+    X(ARCTAN,    "arctan",       1, EW,   FLT,  SAME, 0,    TJ_MATH(atan, a))      \
+    X(SQUARE,    "square",       1, EW,   NUM,  SAME, 0,    (a * a))               \
+    X(RECIP,     "reciprocal",   1, EW,   NUM,  SAME, 0,    TJ_RECIP(a))           \
+    X(SIGN,      "sign",         1, EW,   NUM,  SAME, 0,    TJ_SIGN(a))            \
+    X(FLOOR,     "floor",        1, EW,   ALL,  SAME, 0,    TJ_ROUND(floor, a))    \
+    X(CEIL,      "ceil",         1, EW,   ALL,  SAME, 0,    TJ_ROUND(ceil, a))     \
+    X(ADD,       "add",          2, EW,   ALL,  SAME, COMM, (a + b))               \
+    X(SUB,       "subtract",     2, EW,   NUM,  SAME, 0,    (a - b))               \
+    X(MUL,       "multiply",     2, EW,   ALL,  SAME, COMM, (a * b))               \
+    X(DIV,       "divide",       2, EW,   FLT,  SAME, 0,    (a / b))               \
+    X(FLOORDIV,  "floor_divide", 2, EW,   NUM,  SAME, 0,    TJ_GEN(floordiv, a, b)) \
+    X(MOD,       "remainder",    2, EW,   NUM,  SAME, 0,    TJ_GEN(mod, a, b))     \
+    X(POW,       "power",        2, EW,   NUM,  SAME, 0,    TJ_GEN(pow, a, b))     \
+    X(EQ,        "equal",        2, EW,   ALL,  BOOL, COMM, (a == b))              \
+    X(NE,        "not_equal",    2, EW,   ALL,  BOOL, COMM, (a != b))              \
+    X(LT,        "less",         2, EW,   ALL,  BOOL, 0,    (a < b))               \
+    X(LE,        "less_equal",   2, EW,   ALL,  BOOL, 0,    (a <= b))              \
+    X(GT,        "greater",      2, EW,   ALL,  BOOL, 0,    (a > b))               \
+    X(GE,        "greater_equal", 2, EW,  ALL,  BOOL, 0,    (a >= b))              \
+    X(AND,       "logical_and",  2, EW,   ALL,  BOOL, COMM, (a && b))              \
+    X(OR,        "logical_or",   2, EW,   ALL,  BOOL, COMM, (a || b))              \
+    X(XOR,       "logical_xor",  2, EW,   ALL,  BOOL, COMM, ((!a) != (!b)))        \
+    X(BAND,      "bitwise_and",  2, EW,   INTB, SAME, COMM, (a & b))               \
+    X(BOR,       "bitwise_or",   2, EW,   INTB, SAME, COMM, (a | b))               \
+    X(BXOR,      "bitwise_xor",  2, EW,   INTB, SAME, COMM, (a ^ b))               \
+    X(MAX,       "maximum",      2, EW,   ALL,  SAME, COMM, TJ_GEN(maximum, a, b)) \
+    X(MIN,       "minimum",      2, EW,   ALL,  SAME, COMM, TJ_GEN(minimum, a, b)) \
+    X(LOGADDEXP, "logaddexp",    2, EW,   FLT,  SAME, COMM, TJ_GEN(logaddexp, a, b))

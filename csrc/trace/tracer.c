@@ -1,0 +1,390 @@
+/* The Trace and Tracer types. A Tracer stands in for an array while the user's
+ * function runs: operators, attributes and methods append nodes to its Trace's
+ * graph. Anything that would need a concrete value (bool, float, item, iteration)
+ * raises TraceError saying what to write instead.
+ * Contract: every node a Tracer creates has its dtype and shape resolved. */
+#include "tracejit.h"
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
+#include <numpy/arrayobject.h>
+#include <structmember.h>
+
+/* ---- Trace ---------------------------------------------------------------- */
+
+static void trace_dealloc(tj_trace *t) {
+    PyTypeObject *tp = Py_TYPE(t);
+    PyObject_GC_UnTrack(t);
+    tj_graph_free(&t->g);
+    PyMem_Free(t->slots);
+    Py_CLEAR(t->captures);
+    Py_CLEAR(t->fn);
+    tp->tp_free((PyObject *)t);
+    Py_DECREF(tp);
+}
+
+static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(t));
+    Py_VISIT(t->captures);
+    Py_VISIT(t->fn);
+    return 0;
+}
+
+static int trace_clear(tj_trace *t) {
+    Py_CLEAR(t->captures);
+    Py_CLEAR(t->fn);
+    return 0;
+}
+
+static PyType_Slot trace_slots[] = {
+    {Py_tp_dealloc, trace_dealloc},
+    {Py_tp_traverse, trace_traverse},
+    {Py_tp_clear, trace_clear},
+    {Py_tp_doc, "One tracing of a function: the graph being built (internal)."},
+    {0, NULL},
+};
+static PyType_Spec trace_spec = {"tracejit._C.Trace", sizeof(tj_trace), 0,
+                                 Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, trace_slots};
+
+PyObject *tj_trace_new(PyObject *fn) {
+    tj_state *st = tj_get_state();
+    tj_trace *t = PyObject_GC_New(tj_trace, st->TraceType);
+    if (!t) return NULL;
+    tj_graph_init(&t->g);
+    t->live = 1;
+    t->slots = NULL;
+    t->n_slots = t->cap_slots = 0;
+    t->captures = PyList_New(0);
+    t->fn = Py_NewRef(fn);
+    PyObject_GC_Track(t);
+    if (!t->captures) { Py_DECREF(t); return NULL; }
+    return (PyObject *)t;
+}
+
+int tj_trace_add_slot(tj_trace *t, const tj_slotdesc *d) {
+    if (t->n_slots == t->cap_slots) {
+        int cap = t->cap_slots ? 2 * t->cap_slots : 16;
+        tj_slotdesc *s = PyMem_Realloc(t->slots, (size_t)cap * sizeof *s);
+        if (!s) { PyErr_NoMemory(); return -1; }
+        t->slots = s;
+        t->cap_slots = cap;
+    }
+    t->slots[t->n_slots] = *d;
+    return t->n_slots++;
+}
+
+int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
+                      const int64_t *shape) {
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    n.op = (int16_t)op;
+    n.dtype = (uint8_t)d->dtype;
+    n.weak = (uint8_t)weak;
+    n.ndim = (uint8_t)ndim;
+    n.in[0] = n.in[1] = n.in[2] = -1;
+    if (ndim) memcpy(n.shape, shape, (size_t)ndim * sizeof *shape);
+    n.value = d->value;
+    n.slot = tj_trace_add_slot(t, d);
+    if (n.slot < 0) return -1;
+    return tj_graph_add(&t->g, &n);
+}
+
+/* ---- Tracer --------------------------------------------------------------- */
+
+PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
+    tj_tracer *x = PyObject_GC_New(tj_tracer, tj_get_state()->TracerType);
+    if (!x) return NULL;
+    x->trace = (tj_trace *)Py_NewRef((PyObject *)t);
+    x->id = id;
+    PyObject_GC_Track(x);
+    return (PyObject *)x;
+}
+
+int tj_is_tracer(PyObject *o) { return Py_IS_TYPE(o, tj_get_state()->TracerType); }
+
+static void tracer_dealloc(tj_tracer *x) {
+    PyTypeObject *tp = Py_TYPE(x);
+    PyObject_GC_UnTrack(x);
+    Py_CLEAR(x->trace);
+    tp->tp_free((PyObject *)x);
+    Py_DECREF(tp);
+}
+
+static int tracer_traverse(tj_tracer *x, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(x));
+    Py_VISIT(x->trace);
+    return 0;
+}
+
+static int tracer_clear(tj_tracer *x) {
+    Py_CLEAR(x->trace);
+    return 0;
+}
+
+static const tj_node *node_of(tj_tracer *x) { return &x->trace->g.nodes[x->id]; }
+
+/* The live trace of a tracer, or NULL + TraceError for an escaped one. */
+static tj_trace *live_trace(tj_tracer *x) {
+    if (!x->trace || !x->trace->live) {
+        tj_trace_error("a tracer escaped its trace: a traced value was stored and used after "
+                       "the compiled function returned; return it as an output instead");
+        return NULL;
+    }
+    return x->trace;
+}
+
+static PyObject *tracer_repr(tj_tracer *x) {
+    const tj_node *n = node_of(x);
+    char buf[320];
+    size_t k = (size_t)snprintf(buf, sizeof buf, "Tracer(%s[", tj_dtype_name(n->dtype));
+    for (int d = 0; d < n->ndim && k < sizeof buf; d++)
+        k += (size_t)snprintf(buf + k, sizeof buf - k, d ? ", %lld" : "%lld",
+                              (long long)n->shape[d]);
+    if (k < sizeof buf) snprintf(buf + k, sizeof buf - k, "])");
+    return PyUnicode_FromString(buf);
+}
+
+static PyObject *binop(PyObject *a, PyObject *b, int op) {
+    PyObject *self = tj_is_tracer(a) ? a : b;
+    tj_trace *t = live_trace((tj_tracer *)self);
+    if (!t) return NULL;
+    PyObject *other = self == a ? b : a;
+    /* Leave unknown objects to their own reflected operator. */
+    if (!tj_is_tracer(other) && !PyFloat_Check(other) && !PyLong_Check(other) &&
+        !PyArray_Check(other) && !PyArray_IsScalar(other, Generic))
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *args[2] = {a, b};
+    return tj_apply(t, op, 2, args, NULL);
+}
+
+static PyObject *unop(PyObject *a, int op) {
+    tj_trace *t = live_trace((tj_tracer *)a);
+    if (!t) return NULL;
+    return tj_apply(t, op, 1, &a, NULL);
+}
+
+#define BINOP(fname, op) \
+    static PyObject *fname(PyObject *a, PyObject *b) { return binop(a, b, op); }
+BINOP(nb_add, TJ_OP_ADD)
+BINOP(nb_sub, TJ_OP_SUB)
+BINOP(nb_mul, TJ_OP_MUL)
+BINOP(nb_truediv, TJ_OP_DIV)
+BINOP(nb_floordiv, TJ_OP_FLOORDIV)
+BINOP(nb_mod, TJ_OP_MOD)
+BINOP(nb_and, TJ_OP_BAND)
+BINOP(nb_or, TJ_OP_BOR)
+BINOP(nb_xor, TJ_OP_BXOR)
+#undef BINOP
+
+static PyObject *nb_pow(PyObject *a, PyObject *b, PyObject *mod) {
+    if (mod != Py_None) return tj_trace_error("pow() with a modulus is not supported by tracejit");
+    return binop(a, b, TJ_OP_POW);
+}
+static PyObject *nb_neg(PyObject *a) { return unop(a, TJ_OP_NEG); }
+static PyObject *nb_pos(PyObject *a) { return unop(a, TJ_OP_POS); }
+static PyObject *nb_abs(PyObject *a) { return unop(a, TJ_OP_ABS); }
+static PyObject *nb_invert(PyObject *a) { return unop(a, TJ_OP_INVERT); }
+
+static PyObject *unsupported_operator(const char *what) {
+    return tj_trace_error("the operator %s is not supported by tracejit yet", what);
+}
+static PyObject *nb_matmul(PyObject *a, PyObject *b) { return unsupported_operator("@ (matmul)"); }
+static PyObject *nb_lshift(PyObject *a, PyObject *b) { return unsupported_operator("<< (left_shift)"); }
+static PyObject *nb_rshift(PyObject *a, PyObject *b) { return unsupported_operator(">> (right_shift)"); }
+static PyObject *nb_divmod(PyObject *a, PyObject *b) { return unsupported_operator("divmod()"); }
+
+static const char concrete_hint[] =
+    "the value of a traced array is not known while tracing, so %s cannot be computed. "
+    "%s";
+
+static int nb_bool(PyObject *a) {
+    tj_trace_error(concrete_hint, "its truth value (an `if`, `while`, `and`/`or` or bool())",
+                   "Python control flow cannot depend on array values: compute both branches "
+                   "and select with np.where(cond, x, y)");
+    return -1;
+}
+
+static PyObject *concrete_error(const char *what) {
+    return tj_trace_error(concrete_hint, what,
+                          "Return the value as an output of the compiled function, keep it an "
+                          "array (select with np.where), or pass it as a static argument "
+                          "(static_argnames)");
+}
+static PyObject *nb_float(PyObject *a) { return concrete_error("float()"); }
+static PyObject *nb_int(PyObject *a) { return concrete_error("int()"); }
+static PyObject *nb_index(PyObject *a) { return concrete_error("its use as an index (__index__)"); }
+
+static PyObject *tracer_richcompare(PyObject *a, PyObject *b, int cmp) {
+    static const int ops[] = {[Py_LT] = TJ_OP_LT, [Py_LE] = TJ_OP_LE, [Py_EQ] = TJ_OP_EQ,
+                              [Py_NE] = TJ_OP_NE, [Py_GT] = TJ_OP_GT, [Py_GE] = TJ_OP_GE};
+    return binop(a, b, ops[cmp]);
+}
+
+static Py_ssize_t tracer_len(PyObject *a) {
+    const tj_node *n = node_of((tj_tracer *)a);
+    if (n->ndim == 0) {
+        PyErr_SetString(PyExc_TypeError, "len() of unsized object");
+        return -1;
+    }
+    return (Py_ssize_t)n->shape[0];
+}
+
+static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
+    return tj_trace_error("indexing a traced array (x[...]) is not supported by tracejit yet");
+}
+
+static PyObject *tracer_iter(PyObject *a) {
+    return tj_trace_error("iterating over a traced array is not supported by tracejit yet; "
+                          "use elementwise operations on the whole array");
+}
+
+/* ---- attributes ----------------------------------------------------------- */
+
+static PyObject *get_shape(tj_tracer *x, void *c) {
+    const tj_node *n = node_of(x);
+    PyObject *t = PyTuple_New(n->ndim);
+    for (int d = 0; t && d < n->ndim; d++) {
+        PyObject *v = PyLong_FromLongLong(n->shape[d]);
+        if (!v) { Py_CLEAR(t); break; }
+        PyTuple_SET_ITEM(t, d, v);
+    }
+    return t;
+}
+static PyObject *get_ndim(tj_tracer *x, void *c) { return PyLong_FromLong(node_of(x)->ndim); }
+static PyObject *get_size(tj_tracer *x, void *c) { return PyLong_FromLongLong(tj_node_size(node_of(x))); }
+static PyObject *get_dtype(tj_tracer *x, void *c) {
+    return Py_NewRef(tj_get_state()->dtypes[node_of(x)->dtype]);
+}
+static PyObject *get_itemsize(tj_tracer *x, void *c) {
+    return PyLong_FromLong(tj_dtype_size(node_of(x)->dtype));
+}
+static PyObject *get_nbytes(tj_tracer *x, void *c) {
+    return PyLong_FromLongLong(tj_node_size(node_of(x)) * tj_dtype_size(node_of(x)->dtype));
+}
+static PyObject *get_T(tj_tracer *x, void *c) {
+    tj_trace *t = live_trace(x);
+    return t ? tj_apply_transpose(t, (PyObject *)x, Py_None) : NULL;
+}
+
+static PyGetSetDef tracer_getset[] = {
+    {"shape", (getter)get_shape, NULL, "shape, known at trace time", NULL},
+    {"ndim", (getter)get_ndim, NULL, NULL, NULL},
+    {"size", (getter)get_size, NULL, NULL, NULL},
+    {"dtype", (getter)get_dtype, NULL, NULL, NULL},
+    {"itemsize", (getter)get_itemsize, NULL, NULL, NULL},
+    {"nbytes", (getter)get_nbytes, NULL, NULL, NULL},
+    {"T", (getter)get_T, NULL, "transposed view", NULL},
+    {NULL},
+};
+
+/* ---- methods -------------------------------------------------------------- */
+
+static PyObject *m_astype(tj_tracer *x, PyObject *args, PyObject *kw) {
+    static char *names[] = {"dtype", "order", "casting", "subok", "copy", NULL};
+    PyObject *dt, *order = NULL, *casting = NULL, *subok = NULL, *copy = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOO:astype", names, &dt, &order, &casting,
+                                     &subok, &copy))
+        return NULL;
+    tj_trace *t = live_trace(x);
+    return t ? tj_apply_cast(t, (PyObject *)x, dt) : NULL;
+}
+
+static PyObject *m_transpose(tj_tracer *x, PyObject *args) {
+    tj_trace *t = live_trace(x);
+    if (!t) return NULL;
+    PyObject *axes = Py_None;
+    if (PyTuple_GET_SIZE(args) == 1 && PyTuple_GET_ITEM(args, 0) != Py_None)
+        axes = PyTuple_GET_ITEM(args, 0);
+    else if (PyTuple_GET_SIZE(args) > 1)
+        axes = args;
+    return tj_apply_transpose(t, (PyObject *)x, axes);
+}
+
+static PyObject *m_clip(tj_tracer *x, PyObject *args, PyObject *kw) {
+    static char *names[] = {"min", "max", NULL};
+    PyObject *lo = Py_None, *hi = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:clip", names, &lo, &hi)) return NULL;
+    tj_trace *t = live_trace(x);
+    return t ? tj_apply_clip(t, (PyObject *)x, lo, hi) : NULL;
+}
+
+static PyObject *m_item(PyObject *x, PyObject *args) { return concrete_error(".item()"); }
+static PyObject *m_tolist(PyObject *x, PyObject *args) { return concrete_error(".tolist()"); }
+static PyObject *m_array(PyObject *x, PyObject *args, PyObject *kw) {
+    return concrete_error("its conversion to a concrete array (np.asarray / __array__)");
+}
+
+static PyMethodDef tracer_methods[] = {
+    {"astype", (PyCFunction)(void (*)(void))m_astype, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"transpose", (PyCFunction)m_transpose, METH_VARARGS, NULL},
+    {"clip", (PyCFunction)(void (*)(void))m_clip, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"item", (PyCFunction)m_item, METH_VARARGS, NULL},
+    {"tolist", (PyCFunction)m_tolist, METH_NOARGS, NULL},
+    {"__array__", (PyCFunction)(void (*)(void))m_array, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"__array_ufunc__", (PyCFunction)(void (*)(void))tj_array_ufunc,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"__array_function__", (PyCFunction)(void (*)(void))tj_array_function,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {NULL},
+};
+
+/* Attribute lookup: ndarray attributes the tracer lacks are named in a TraceError
+ * instead of a bare AttributeError. */
+static PyObject *tracer_getattro(PyObject *self, PyObject *name) {
+    PyObject *r = PyObject_GenericGetAttr(self, name);
+    if (r || !PyErr_ExceptionMatches(PyExc_AttributeError)) return r;
+    tj_state *st = tj_get_state();
+    int has = PyObject_HasAttr(st->ndarray_type, name);
+    if (has <= 0) return NULL;
+    PyErr_Clear();
+    return tj_trace_error("ndarray.%U is not supported by tracejit yet", name);
+}
+
+static PyType_Slot tracer_slots[] = {
+    {Py_tp_dealloc, tracer_dealloc},
+    {Py_tp_traverse, tracer_traverse},
+    {Py_tp_clear, tracer_clear},
+    {Py_tp_repr, tracer_repr},
+    {Py_tp_hash, PyObject_HashNotImplemented},
+    {Py_tp_richcompare, tracer_richcompare},
+    {Py_tp_getattro, tracer_getattro},
+    {Py_tp_iter, tracer_iter},
+    {Py_tp_getset, tracer_getset},
+    {Py_tp_methods, tracer_methods},
+    {Py_nb_add, nb_add},
+    {Py_nb_subtract, nb_sub},
+    {Py_nb_multiply, nb_mul},
+    {Py_nb_true_divide, nb_truediv},
+    {Py_nb_floor_divide, nb_floordiv},
+    {Py_nb_remainder, nb_mod},
+    {Py_nb_power, nb_pow},
+    {Py_nb_negative, nb_neg},
+    {Py_nb_positive, nb_pos},
+    {Py_nb_absolute, nb_abs},
+    {Py_nb_invert, nb_invert},
+    {Py_nb_and, nb_and},
+    {Py_nb_or, nb_or},
+    {Py_nb_xor, nb_xor},
+    {Py_nb_matrix_multiply, nb_matmul},
+    {Py_nb_lshift, nb_lshift},
+    {Py_nb_rshift, nb_rshift},
+    {Py_nb_divmod, nb_divmod},
+    {Py_nb_bool, nb_bool},
+    {Py_nb_float, nb_float},
+    {Py_nb_int, nb_int},
+    {Py_nb_index, nb_index},
+    {Py_mp_length, tracer_len},
+    {Py_sq_length, tracer_len},
+    {Py_mp_subscript, tracer_getitem},
+    {Py_tp_doc, "Stands in for an array while a function is traced."},
+    {0, NULL},
+};
+static PyType_Spec tracer_spec = {"tracejit.Tracer", sizeof(tj_tracer), 0,
+                                  Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, tracer_slots};
+
+int tj_tracer_types_init(PyObject *module, tj_state *st) {
+    st->TraceType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &trace_spec, NULL);
+    if (!st->TraceType) return -1;
+    st->TracerType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &tracer_spec, NULL);
+    if (!st->TracerType) return -1;
+    return PyModule_AddType(module, st->TracerType);
+}

@@ -1,0 +1,277 @@
+/* tracejit.h: the map of the compiler. One section per source file; read top to
+ * bottom it follows one call: arguments -> key -> cache -> trace -> passes -> emit
+ * -> plan -> replay. Ownership of Python references is stated per function. */
+#ifndef TRACEJIT_H
+#define TRACEJIT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define TJ_MAXDIM 16      /* most dimensions an array may have */
+#define TJ_BLOCK 512      /* elements per block in generated loops (csrc/emit) */
+
+/* ---- dtypes (csrc/trace/graph.c) ------------------------------------------ */
+typedef enum { TJ_BOOL, TJ_I32, TJ_I64, TJ_F32, TJ_F64, TJ_NDTYPES } tj_dtype;
+
+int tj_dtype_from_typenum(int typenum);     /* -1 when unsupported */
+int tj_dtype_typenum(tj_dtype dt);
+int tj_dtype_size(tj_dtype dt);
+const char *tj_dtype_name(tj_dtype dt);     /* numpy's name: "float32" */
+const char *tj_dtype_suffix(tj_dtype dt);   /* primitive suffix: "f32" */
+const char *tj_dtype_ctype(tj_dtype dt);    /* C type in generated code */
+
+/* ---- the op table (csrc/trace/ops.h) -------------------------------------- */
+#include "trace/ops.h"
+typedef enum {
+#define TJ_X(name, np, ar, kind, mask, out, fl, sp) TJ_OP_##name,
+    TJ_OPS(TJ_X)
+#undef TJ_X
+    TJ_NOPS
+} tj_opcode;
+enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST };
+enum { TJ_O_SAME, TJ_O_BOOL };
+enum { TJ_F_COMM = 1, TJ_F_COND = 2 };
+#define TJ_M_ALL  0x1f
+#define TJ_M_NUM  0x1e
+#define TJ_M_INTB 0x07
+#define TJ_M_FLT  0x18
+typedef struct {
+    const char *name;    /* "ADD" */
+    const char *numpy;   /* "add" or NULL */
+    int arity, kind, mask, out, flags;
+} tj_opinfo;
+extern const tj_opinfo tj_ops[TJ_NOPS];
+
+/* ---- the graph IR (csrc/trace/graph.c) ------------------------------------ */
+/* Plain data: nodes in one growable array, operands by index, shape and dtype
+ * known for every node. A node's index is greater than its operands'. */
+typedef union { double f; int64_t i; } tj_scalar;
+
+typedef struct {
+    int16_t op;
+    uint8_t dtype;
+    uint8_t weak;          /* a Python scalar: weakly typed for promotion */
+    uint8_t ndim;
+    int8_t perm[TJ_MAXDIM];/* VIEW: output dim d reads operand dim perm[d] */
+    int32_t in[3];
+    int32_t slot;          /* leaves: the data slot they read */
+    tj_scalar value;       /* CONST */
+    int64_t shape[TJ_MAXDIM];
+} tj_node;
+
+typedef struct {
+    tj_node *nodes;
+    int32_t n, cap;
+    int32_t *outputs;      /* node ids, in result order (may repeat) */
+    int32_t n_out, cap_out;
+} tj_graph;
+
+int tj_graph_init(tj_graph *g);
+void tj_graph_free(tj_graph *g);
+int32_t tj_graph_add(tj_graph *g, const tj_node *proto);   /* -1 + MemoryError */
+int tj_graph_add_output(tj_graph *g, int32_t id);
+int64_t tj_node_size(const tj_node *n);
+/* NumPy broadcasting of shapes; -1 + ValueError naming both shapes */
+int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape);
+/* Appends a readable listing of g to the str list `out`. 0/-1 */
+int tj_graph_dump(const tj_graph *g, const char *title, PyObject *out);
+
+/* ---- module state and errors (csrc/module.c) ------------------------------ */
+typedef struct {
+    PyObject *TracejitError, *TraceError, *CompileError, *InternalError;
+    PyTypeObject *TracerType, *TraceType, *FunctionType;
+    PyObject *numpy;                /* the numpy module */
+    PyObject *ndarray_type;         /* numpy.ndarray */
+    PyObject *ufunc_ops;            /* dict: ufunc -> op index */
+    PyObject *ufunc_of[TJ_NOPS];    /* op index -> its numpy ufunc, or NULL */
+    PyObject *array_funcs;          /* dict: numpy function -> handler index (dispatch.c) */
+    PyObject *dtypes[TJ_NDTYPES];   /* numpy dtype objects */
+    PyObject *py_int, *py_float;    /* the int and float types (weak operands) */
+    PyObject *skip_dirs;            /* tuple of directory prefixes skipped when locating user code */
+    PyTypeObject *CacheInfoType;
+} tj_state;
+
+tj_state *tj_get_state(void);       /* borrowed; valid while the module lives */
+/* Raises TraceError with the message and the user's source location appended. */
+PyObject *tj_trace_error(const char *fmt, ...);
+PyObject *tj_internal_error(const char *fmt, ...);
+int tj_debug_level(void);           /* TRACEJIT_DEBUG, read at each compile */
+
+/* ---- tracing (csrc/trace/tracer.c, csrc/trace/dispatch.c) ----------------- */
+/* A Trace owns the graph being built; each Tracer refers to one node of it. */
+/* What a data slot holds at replay: an argument leaf, a captured array, a constant. */
+enum { TJ_SLOT_ARG, TJ_SLOT_CAPTURE, TJ_SLOT_CONST };
+typedef struct {
+    int kind;
+    int index;               /* ARG: leaf index; CAPTURE: index in captures */
+    int dtype;
+    uint8_t contig;          /* ARG/CAPTURE arrays: C-contiguous (part of the key) */
+    tj_scalar value;         /* CONST */
+} tj_slotdesc;
+
+typedef struct {
+    PyObject_HEAD
+    tj_graph g;
+    int live;                /* 0 once tracing ended: escaped tracers then raise */
+    tj_slotdesc *slots;
+    int n_slots, cap_slots;
+    PyObject *captures;      /* list of (where, array): arrays read from closures/globals */
+    PyObject *fn;            /* strong: the traced function, where captures are looked up */
+} tj_trace;
+
+typedef struct {
+    PyObject_HEAD
+    tj_trace *trace;         /* strong */
+    int32_t id;
+} tj_tracer;
+
+int tj_tracer_types_init(PyObject *module, tj_state *st);
+/* New reference to a Tracer for node id of trace t. */
+PyObject *tj_tracer_new(tj_trace *t, int32_t id);
+int tj_is_tracer(PyObject *o);
+/* Converts an operand (Tracer, ndarray, numpy scalar, Python scalar) to a node id
+ * of t; arrays are captured. -1 + exception. */
+int32_t tj_operand(tj_trace *t, PyObject *o);
+/* Elementwise op with NumPy type resolution; returns a new Tracer reference. */
+PyObject *tj_apply(tj_trace *t, int op, int nargs, PyObject *const *args, const char *spelled);
+PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like);
+PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes);
+PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi);
+/* __array_ufunc__ / __array_function__ bodies */
+PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tj_array_function(PyObject *self, PyObject *args, PyObject *kwargs);
+/* Adds a data slot; returns its index, -1 + MemoryError. */
+int tj_trace_add_slot(tj_trace *t, const tj_slotdesc *d);
+/* Adds a leaf node of the given kind reading a new slot. -1 + exception. */
+int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
+                      const int64_t *shape);
+PyObject *tj_trace_new(PyObject *fn);   /* new reference to an empty live Trace */
+
+/* ---- passes (csrc/fuse/) --------------------------------------------------- */
+/* A fused group: one loop nest over `shape` computing `nodes` in order. */
+typedef struct {
+    int ndim;
+    int64_t shape[TJ_MAXDIM];
+    int32_t *nodes, n_nodes;     /* computed nodes, topological */
+    int32_t *leaves, n_leaves;   /* nodes read from slots (leaf, view of leaf, or materialized) */
+    int8_t (*maps)[TJ_MAXDIM];   /* per leaf: iteration dim -> slot dim, -1 broadcast */
+    int32_t *leaf_slot;          /* per leaf: the slot read */
+    int32_t *outs, n_outs;       /* node ids written to slots */
+    int32_t *out_slot;
+    int8_t (*omaps)[TJ_MAXDIM];  /* per out: iteration dim -> slot dim, -1 broadcast */
+} tj_group;
+
+typedef struct {
+    tj_group *groups;
+    int n_groups;
+    int32_t *mat_slot;           /* per node: slot it is materialized in, or -1 */
+    int n_slots;                 /* all slots: leaves, scratch, outputs */
+    int first_scratch, n_scratch;
+    int32_t *out_slot_of;        /* per graph output position: its slot */
+    int64_t scratch_bytes;       /* peak scratch bytes */
+    int *slot_dtype;             /* per scratch and output slot (indexed by slot) */
+    int *slot_ndim;
+    int64_t (*slot_shape)[TJ_MAXDIM];
+    int first_out;               /* output slots are [first_out, n_slots) */
+} tj_schedule;
+
+int tj_pass_cse(tj_graph *g);
+int tj_pass_dce(tj_graph *g);
+int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
+                 tj_schedule *s);
+void tj_schedule_free(tj_schedule *s);
+/* Runs the pipeline; appends debug text to `log` (a list) when non-NULL. */
+int tj_pipeline(tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
+                tj_schedule *s, PyObject *log);
+
+/* ---- emit (csrc/emit/) ----------------------------------------------------- */
+/* C source of the kernel `void tj_run(void **P, const long long **S)`.
+ * New reference to a str; NULL + exception. */
+PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
+
+typedef void (*tj_kernel_fn)(void **ptrs, const int64_t **strides);
+typedef struct tj_module tj_module;   /* a compiled unit: code lives until freed */
+int tj_tcc_load(void);                /* at import; failure is remembered, not raised */
+const char *tj_tcc_path(void);
+/* Compiles source; returns the module and sets *entry to symbol `entry_name`
+ * (none looked up when entry_name is NULL).
+ * NULL + CompileError (with numbered source) on failure. */
+tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **entry);
+void tj_tcc_free(tj_module *m);
+
+typedef void (*tj_prim_fn)(void *, const void *, const void *, const void *, int64_t);
+typedef struct { const char *name; void *fn; } tj_symbol;
+extern const tj_symbol tj_prim_symbols[];   /* NULL-terminated; csrc/emit/prims.c */
+extern const int tj_n_prim_symbols;
+
+/* ---- arguments and keys (csrc/args.c) --------------------------------------- */
+/* A call's arguments flattened: key words (structure, dtypes, shapes, layouts),
+ * leaves (arrays and runtime scalars, borrowed) and static objects (borrowed). */
+#define TJ_FLAT_STACK 128
+typedef struct {
+    int64_t *words; int n_words, cap_words;
+    PyObject **leaves; int n_leaves, cap_leaves;
+    PyObject **statics; int n_statics, cap_statics;
+    uint64_t hash;
+    int has_tracer;
+    int64_t words_stack[TJ_FLAT_STACK];
+    PyObject *leaves_stack[TJ_FLAT_STACK / 2];
+    PyObject *statics_stack[TJ_FLAT_STACK / 4];
+} tj_flat;
+
+typedef struct {
+    uint64_t static_mask;        /* positional indices < 64 that are static */
+    PyObject *static_argnames;   /* tuple of str */
+} tj_argconf;
+
+void tj_flat_init(tj_flat *f);
+void tj_flat_free(tj_flat *f);
+int tj_flatten_args(tj_flat *f, const tj_argconf *conf, PyObject *const *args,
+                    Py_ssize_t nargs, PyObject *kwnames);
+/* The arguments with each leaf replaced by a Tracer of t (INPUT/SCALAR leaves, slots
+ * 0..n_leaves-1 in leaf order). New references in *targs (tuple), *tkwargs (dict/NULL). */
+int tj_trace_args(tj_trace *t, const tj_argconf *conf, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames, PyObject **targs, PyObject **tkwargs);
+/* Flattens a traced result into graph outputs and a template (csrc/args.c). */
+typedef struct {
+    int32_t *tokens; int n_tokens, cap_tokens;
+    PyObject *statics;           /* list */
+} tj_template;
+int tj_template_from_result(tj_template *tp, tj_trace *t, PyObject *result);
+void tj_template_free(tj_template *tp);
+/* Builds the result from outs (borrowed array per output position). New reference. */
+PyObject *tj_template_build(const tj_template *tp, PyObject *const *outs);
+
+/* ---- plans and replay (csrc/runtime.c) --------------------------------------- */
+typedef struct tj_plan {
+    struct tj_plan *next;
+    int64_t *key; int n_key;
+    uint64_t hash;
+    PyObject *statics;           /* tuple: the key's static objects */
+    int n_leaves;                /* argument leaves = slots [0, n_leaves) */
+    int n_slots;
+    tj_slotdesc *slots;          /* leaf slots [0, n_leaf_slots) */
+    int n_leaf_slots;
+    PyObject *captures;          /* list of (kind, where, name, array, node) */
+    int64_t (*cap_shape)[TJ_MAXDIM];   /* per capture: shape and ndim at trace time */
+    int *cap_ndim;
+    unsigned char (*consts)[8];  /* per leaf slot: typed constant value */
+    tj_schedule sched;           /* slot shapes and dtypes of scratch and outputs */
+    int64_t (*slot_strides)[TJ_MAXDIM];   /* scratch slots: contiguous strides */
+    int n_results;               /* graph outputs, in template order */
+    tj_template tmpl;
+    tj_module *mod;
+    tj_kernel_fn run;
+    int64_t work;                /* elements computed per call: decides the GIL release */
+    PyObject *descr;             /* argument descriptions, for retrace reasons */
+    PyObject *source;            /* the generated C */
+    PyObject *log;               /* pass log (list of str) */
+} tj_plan;
+
+/* 0: *result set; 1: a captured array changed (*reason set, plan is stale); -1: error */
+int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason);
+void tj_plan_free(tj_plan *p);
+
+#endif

@@ -1,0 +1,70 @@
+"""tracejit: trace NumPy-style array code once, fuse it, compile it in-process with
+libtcc, and replay the compiled code on every later call with matching inputs.
+
+    import numpy as np, tracejit
+
+    @tracejit.compile
+    def gelu_mix(x, y):
+        z = x * y + y
+        return 0.5 * z * (1.0 + np.tanh(0.7978845608 * (z + 0.044715 * z**3)))
+"""
+import inspect
+import os
+
+import numpy as _np
+
+from . import _C
+from ._C import (CacheInfo, CompileError, CompiledFunction, InternalError, TraceError,
+                 TracejitError, Tracer)
+
+__all__ = ["compile", "CompiledFunction", "CacheInfo", "TracejitError", "TraceError",
+           "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path"]
+__version__ = "0.1.0"
+
+# Frames in these directories are not the user's code when an error names a line.
+_C._set_skip_dirs((os.path.dirname(_np.__file__) + os.sep, os.path.dirname(__file__) + os.sep))
+
+
+def compile(fn=None, *, static_argnames=()):
+    """Compile `fn`: trace it on the first call per argument signature, replay after.
+
+    Usable as ``@compile`` or ``@compile(static_argnames=("n",))``. Python int and
+    float arguments are runtime inputs unless named in `static_argnames`; other
+    non-array arguments are static (part of the cache key).
+    """
+    if isinstance(static_argnames, str):
+        static_argnames = (static_argnames,)
+    static_argnames = tuple(static_argnames)
+
+    def wrap(f):
+        nums = ()
+        try:
+            params = list(inspect.signature(f).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        names = [p.name for p in params]
+        for name in static_argnames:
+            if params and name not in names:
+                raise ValueError(f"static_argnames: {f.__name__!r} has no parameter {name!r}")
+        positional = [p.name for p in params
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        nums = tuple(i for i, n in enumerate(positional) if n in static_argnames)
+        cf = CompiledFunction(f, nums, static_argnames)
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+            try:
+                setattr(cf, attr, getattr(f, attr))
+            except AttributeError:
+                pass
+        return cf
+
+    return wrap if fn is None else wrap(fn)
+
+
+def op_table():
+    """The elementwise ops tracejit implements: name, numpy name, arity, loop dtypes."""
+    return _C.op_table()
+
+
+def libtcc_path():
+    """Path of the libtcc that was loaded at import, or None if it could not be."""
+    return _C.libtcc_path()

@@ -1,0 +1,64 @@
+"""Argument descriptions and retrace reasons (the slow path of a cache miss).
+
+describe() walks the arguments the way the C flattening does and returns one
+(path, kind, detail) per leaf or static value; diff() names the first difference,
+e.g. "arg 0: shape (3, 4) -> (3, 5)".
+"""
+import numpy as np
+
+
+def _walk(obj, path, static, out):
+    if static:
+        out.append((path, "static", repr(obj)))
+    elif type(obj) is np.ndarray:
+        layout = "C-contiguous" if obj.flags.c_contiguous else "strided"
+        out.append((path, "array", (str(obj.dtype), tuple(obj.shape), layout)))
+    elif type(obj) in (float, int):
+        out.append((path, type(obj).__name__, None))
+    elif type(obj) in (tuple, list):
+        out.append((path, f"{type(obj).__name__} of {len(obj)}", None))
+        for i, item in enumerate(obj):
+            _walk(item, f"{path}[{i}]", False, out)
+    elif type(obj) is dict:
+        out.append((path, f"dict with keys {list(obj)!r}", None))
+        for k, v in obj.items():
+            _walk(v, f"{path}[{k!r}]", False, out)
+    elif isinstance(obj, np.generic):
+        out.append((path, f"numpy scalar {obj.dtype}", None))
+    else:
+        out.append((path, "static", repr(obj)))
+
+
+def describe(args, kwargs, static_argnums, static_argnames):
+    out = []
+    for i, a in enumerate(args):
+        _walk(a, f"arg {i}", i in static_argnums, out)
+    for k, v in kwargs.items():
+        _walk(v, f"arg {k!r}", k in static_argnames, out)
+    return out
+
+
+def _fmt_shape(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def diff(old, new):
+    """The first difference between two descriptions, as a sentence."""
+    for (p0, k0, d0), (p1, k1, d1) in zip(old, new):
+        if p0 != p1:
+            return f"arguments changed: {p0} -> {p1}"
+        if k0 != k1:
+            return f"{p0}: {k0} -> {k1}"
+        if k0 == "array":
+            (dt0, s0, l0), (dt1, s1, l1) = d0, d1
+            if dt0 != dt1:
+                return f"{p0}: dtype {dt0} -> {dt1}"
+            if s0 != s1:
+                return f"{p0}: shape {_fmt_shape(s0)} -> {_fmt_shape(s1)}"
+            if l0 != l1:
+                return f"{p0}: layout {l0} -> {l1}"
+        elif d0 != d1:
+            return f"{p0}: static value {d0} -> {d1}"
+    if len(old) != len(new):
+        return f"number of arguments: {len(old)} -> {len(new)} leaves"
+    return "a captured array or a static value changed"

@@ -1,0 +1,27 @@
+"""Builds the one C extension, tracejit._C. Warnings are errors when CI=true or TRACEJIT_WERROR=1."""
+import glob
+import os
+
+import numpy
+from setuptools import Extension, setup
+
+werror = os.environ.get("CI") == "true" or os.environ.get("TRACEJIT_WERROR") == "1"
+flags = ["-std=c11", "-O2", "-fwrapv", "-ffp-contract=off", "-fno-strict-aliasing",
+         "-fno-math-errno", "-fvisibility=hidden",
+         "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-unused-parameter"]
+if werror:
+    flags.append("-Werror")
+extra = os.environ.get("TRACEJIT_CFLAGS")
+if extra:
+    flags += extra.split()
+
+sources = sorted(glob.glob("csrc/*.c") + glob.glob("csrc/*/*.c"))
+ext = Extension(
+    "tracejit._C",
+    sources=sources,
+    include_dirs=["csrc", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+    extra_compile_args=flags,
+    libraries=["mvec", "m", "dl"],
+)
+setup(ext_modules=[ext])

@@ -1,0 +1,230 @@
+"""Shared helpers for the tracejit test-suite.
+
+Everything here is plain NumPy; nothing in this file depends on tracejit
+internals, so the helpers can be used to build references in any test.
+"""
+import json
+import os
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+# The five dtypes tracejit supports, in promotion order.
+DTYPES = ("bool", "int32", "int64", "float32", "float64")
+SUPPORTED = frozenset(np.dtype(d) for d in DTYPES)
+FLOAT_DTYPES = ("float32", "float64")
+INT_DTYPES = ("int32", "int64")
+
+# ---------------------------------------------------------------------------
+# Input domains.  Each domain maps a dtype to a generator of values.
+#   any      generic values (floats in [-10, 10], ints in [-100, 100])
+#   ties     few distinct values, so comparisons see equal elements and
+#            logical ops see zeros
+#   nonzero  safe divisors (|x| >= 0.5 for floats, ints never 0)
+#   pos      strictly positive (log, sqrt, ...)
+#   gt_m1    > -1 (log1p)
+#   small    [-3, 3] floats / [-5, 5] ints (expm1, ...)
+#   exp      [-20, 20]
+#   tan      (-1.4, 1.4) floats / [-10, 10] ints
+#   powbase  positive floats [0.1, 3] / ints [-4, 4]
+#   powexp   floats [-3, 3] / ints [0, 4]  (no negative integer powers)
+#   cond     booleans regardless of requested dtype's semantics (~50% true)
+# ---------------------------------------------------------------------------
+_FLOAT_RANGES = {
+    "any": (-10.0, 10.0),
+    "small": (-3.0, 3.0),
+    "exp": (-20.0, 20.0),
+    "tan": (-1.4, 1.4),
+    "powbase": (0.1, 3.0),
+    "powexp": (-3.0, 3.0),
+    "gt_m1": (-0.99, 100.0),
+}
+_INT_RANGES = {
+    "any": (-100, 100),
+    "ties": (-3, 3),
+    "small": (-5, 5),
+    "exp": (-20, 20),
+    "tan": (-10, 10),
+    "powbase": (-4, 4),
+    "powexp": (0, 4),
+    "pos": (1, 100),
+    "gt_m1": (0, 100),
+}
+DOMAIN_NAMES = frozenset(_FLOAT_RANGES) | frozenset(_INT_RANGES) | {"nonzero", "cond"}
+
+
+# Domains of the operands of each ufunc (keyed by the ufunc's __name__).
+OP_DOMAINS = {
+    "add": ("any", "any"), "subtract": ("any", "any"), "multiply": ("any", "any"),
+    "divide": ("any", "nonzero"), "floor_divide": ("any", "nonzero"),
+    "remainder": ("any", "nonzero"), "power": ("powbase", "powexp"),
+    "negative": ("any",), "positive": ("any",), "absolute": ("any",),
+    "equal": ("ties", "ties"), "not_equal": ("ties", "ties"), "less": ("ties", "ties"),
+    "less_equal": ("ties", "ties"), "greater": ("ties", "ties"),
+    "greater_equal": ("ties", "ties"),
+    "logical_and": ("ties", "ties"), "logical_or": ("ties", "ties"),
+    "logical_xor": ("ties", "ties"), "logical_not": ("ties",),
+    "bitwise_and": ("any", "any"), "bitwise_or": ("any", "any"),
+    "bitwise_xor": ("any", "any"), "invert": ("any",),
+    "maximum": ("ties", "any"), "minimum": ("ties", "any"),
+    "exp": ("exp",), "expm1": ("small",), "log": ("pos",), "log1p": ("gt_m1",),
+    "log2": ("pos",), "sqrt": ("pos",), "square": ("any",), "reciprocal": ("nonzero",),
+    "sign": ("ties",), "floor": ("any",), "ceil": ("any",), "sin": ("any",),
+    "cos": ("any",), "tan": ("tan",), "tanh": ("any",), "arctan": ("any",),
+    "logaddexp": ("any", "any"),
+}
+
+
+def make_input(rng, shape, dtype, domain="any"):
+    """Random C-contiguous array of `shape`/`dtype` with values in `domain`."""
+    dt = np.dtype(dtype)
+    shape = tuple(shape)
+    if domain not in DOMAIN_NAMES:
+        raise ValueError(f"unknown domain {domain!r}")
+    if dt == np.bool_ or domain == "cond":
+        if domain in ("nonzero", "pos"):
+            out = np.ones(shape, dtype=bool)
+        else:
+            out = rng.random(shape) < 0.5
+        return np.array(out, dtype=dt, order="C")
+    if dt.kind == "f":
+        if domain == "ties":
+            vals = rng.integers(-6, 7, size=shape) / 2.0
+        elif domain == "nonzero":
+            mag = rng.uniform(0.5, 10.0, size=shape)
+            vals = np.where(rng.random(shape) < 0.5, -mag, mag)
+        elif domain == "pos":
+            vals = np.exp(rng.uniform(np.log(0.01), np.log(100.0), size=shape))
+        else:
+            lo, hi = _FLOAT_RANGES[domain]
+            vals = rng.uniform(lo, hi, size=shape)
+        return np.array(vals, dtype=dt, order="C")
+    if dt.kind == "i":
+        if domain == "nonzero":
+            mag = rng.integers(1, 21, size=shape)
+            vals = np.where(rng.random(shape) < 0.5, -mag, mag)
+        else:
+            lo, hi = _INT_RANGES[domain]
+            vals = rng.integers(lo, hi + 1, size=shape)
+        return np.array(vals, dtype=dt, order="C")
+    raise ValueError(f"make_input: unsupported dtype {dt}")
+
+
+def scalar_for(domain, kind):
+    """A Python scalar (int or float) valid in `domain`.
+
+    Float scalars are deliberately not exactly representable in float32 where
+    the domain allows it, so weak-scalar casting errors show up.
+    """
+    ints = {"any": 3, "ties": 2, "nonzero": 3, "pos": 3, "gt_m1": 2, "small": 2,
+            "exp": 2, "tan": 1, "powbase": 2, "powexp": 2, "cond": 1}
+    floats = {"any": 0.1, "ties": 0.5, "nonzero": -2.7, "pos": 2.7, "gt_m1": 0.3,
+              "small": 0.7, "exp": 1.3, "tan": 0.9, "powbase": 1.7, "powexp": 1.5,
+              "cond": 1.0}
+    return ints[domain] if kind == "int" else floats[domain]
+
+
+# ---------------------------------------------------------------------------
+# Comparison against NumPy
+# ---------------------------------------------------------------------------
+def default_tolerance(dtype):
+    dt = np.dtype(dtype)
+    if dt == np.float32:
+        return 1e-6, 1e-6
+    return 1e-12, 1e-13
+
+
+def assert_matches_numpy(result, expected, *, exact=True, rtol=None, atol=None,
+                         inputs=()):
+    """`result` (from tracejit) must be a fresh ndarray equal to `expected`.
+
+    exact=True  -> bitwise-equal values (NaNs in the same places).
+    exact=False -> assert_allclose with per-dtype tolerances (equal_nan=True).
+    `inputs`: arrays the result must not share memory with.
+    """
+    expected = np.asarray(expected)
+    assert type(result) is np.ndarray, f"result is {type(result).__name__}, not numpy.ndarray"
+    assert result.dtype == expected.dtype, f"dtype {result.dtype} != numpy's {expected.dtype}"
+    assert result.shape == expected.shape, f"shape {result.shape} != numpy's {expected.shape}"
+    assert result.flags.c_contiguous, "result is not C-contiguous"
+    for i, inp in enumerate(inputs):
+        if isinstance(inp, np.ndarray):
+            assert not np.shares_memory(result, inp), f"result aliases input {i}"
+    if exact or expected.dtype.kind in "biu":
+        np.testing.assert_array_equal(result, expected)
+    else:
+        d_rtol, d_atol = default_tolerance(expected.dtype)
+        np.testing.assert_allclose(result, expected,
+                                   rtol=d_rtol if rtol is None else rtol,
+                                   atol=d_atol if atol is None else atol,
+                                   equal_nan=True)
+
+
+def numpy_outcome(fn, *args):
+    """Run `fn` with NumPy.  Returns ("ok", value), ("typeerror", exc) when NumPy
+    refuses the dtype combination, or ("unsupported", dtype) when NumPy would
+    compute in a dtype outside the five tracejit supports."""
+    with np.errstate(all="ignore"):
+        try:
+            value = fn(*args)
+        except TypeError as exc:  # includes numpy's UFuncTypeError
+            return "typeerror", exc
+    value = np.asarray(value)
+    if value.dtype not in SUPPORTED:
+        return "unsupported", value.dtype
+    return "ok", value
+
+
+def resolve_loop(ufunc, in_dtypes):
+    """NumPy's resolved dtypes for `ufunc` on `in_dtypes`, or None if NumPy
+    raises."""
+    in_dtypes = tuple(np.dtype(d) for d in in_dtypes)
+    try:
+        return ufunc.resolve_dtypes(in_dtypes + (None,) * ufunc.nout)
+    except (TypeError, ValueError):
+        return None
+
+
+def loop_is_supported(ufunc, in_dtypes):
+    res = resolve_loop(ufunc, in_dtypes)
+    return res is not None and all(d in SUPPORTED for d in res)
+
+
+@pytest.fixture
+def rng(request):
+    """Deterministic per-test random generator."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+# ---------------------------------------------------------------------------
+# Subprocess helper (for cases that could crash the interpreter)
+# ---------------------------------------------------------------------------
+def _package_root():
+    import tracejit
+
+    # .../python/tracejit/__init__.py -> .../python
+    return os.path.dirname(os.path.dirname(os.path.abspath(tracejit.__file__)))
+
+
+def run_python(code, env_extra=None, timeout=120):
+    """Run `code` in a fresh interpreter that can import tracejit.  The code
+    must print one JSON document on its last stdout line.  Returns
+    (returncode, parsed_json_or_None, stdout, stderr)."""
+    env = dict(os.environ)
+    root = _package_root()
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if env_extra:
+        env.update(env_extra)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    parsed = None
+    lines = proc.stdout.strip().splitlines()
+    if lines:
+        try:
+            parsed = json.loads(lines[-1])
+        except ValueError:
+            parsed = None
+    return proc.returncode, parsed, proc.stdout, proc.stderr
