@@ -99,10 +99,10 @@ static int arg_error(const path *p, const char *fmt, PyObject *what) {
 static int check_array(PyArrayObject *a, const path *p, int *dt) {
     *dt = tj_dtype_from_typenum(PyArray_TYPE(a));
     if (*dt < 0)
-        return arg_error(p, "arrays of dtype %R are not supported by tracejit (supported: bool, "
+        return arg_error(p, "arrays of dtype %S are not supported by tracejit (supported: bool, "
                             "int32, int64, float32, float64)", (PyObject *)PyArray_DESCR(a));
     if (!PyArray_ISNOTSWAPPED(a))
-        return arg_error(p, "array of dtype %R is not in native byte order; convert it with "
+        return arg_error(p, "array of dtype %S is not in native byte order; convert it with "
                             ".astype(its dtype.newbyteorder('='))", (PyObject *)PyArray_DESCR(a));
     if (PyArray_NDIM(a) > TJ_MAXDIM) {
         PyObject *n = PyLong_FromLong(PyArray_NDIM(a));
@@ -169,7 +169,7 @@ static int flatten(tj_flat *f, PyObject *o, int is_static, const path *p) {
         if (!d) return -1;
         int dt = tj_dtype_from_typenum(d->type_num);
         if (dt < 0) {
-            arg_error(p, "numpy scalars of dtype %R are not supported by tracejit", (PyObject *)d);
+            arg_error(p, "numpy scalars of dtype %S are not supported by tracejit", (PyObject *)d);
             Py_DECREF(d);
             return -1;
         }

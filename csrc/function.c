@@ -70,6 +70,7 @@ static PyObject *retrace_reason(PyObject *old, PyObject *cur) {
 static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_template *tmpl) {
     tj_plan *p = PyMem_Calloc(1, sizeof *p);
     if (!p) return (tj_plan *)PyErr_NoMemory();
+    p->refs = 1;
     p->sched = *sched;
     memset(sched, 0, sizeof *sched);
     p->tmpl = *tmpl;
@@ -90,7 +91,7 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
                                    sizeof *p->slot_strides);
     if (!p->key || !p->statics || !p->slots || !p->consts || !p->cap_shape || !p->cap_ndim ||
         !p->slot_strides) {
-        tj_plan_free(p);
+        tj_plan_decref(p);
         return (tj_plan *)PyErr_NoMemory();
     }
     memcpy(p->key, f->words, (size_t)f->n_words * sizeof(int64_t));
@@ -171,7 +172,7 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
             "-- times: trace %d us, passes+emit %d us, libtcc %d us",
             (int)((t_trace - t0) * 1e6), (int)((t_passes - t_trace) * 1e6),
             (int)((t_compile - t_passes) * 1e6));
-        if (!times || PyList_Append(log, times) < 0) { Py_XDECREF(times); tj_plan_free(plan); plan = NULL; goto done; }
+        if (!times || PyList_Append(log, times) < 0) { Py_XDECREF(times); tj_plan_decref(plan); plan = NULL; goto done; }
         Py_DECREF(times);
         plan->log = Py_NewRef(log);
     }
@@ -214,7 +215,7 @@ static int key_matches(const tj_plan *p, const tj_flat *f) {
 
 static void unlink_plan(tj_function *self, tj_plan *p) {
     for (tj_plan **pp = &self->plans; *pp; pp = &(*pp)->next)
-        if (*pp == p) { *pp = p->next; self->n_plans--; return; }
+        if (*pp == p) { *pp = p->next; self->n_plans--; p->in_cache = 0; return; }
 }
 
 static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
@@ -231,8 +232,16 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
     }
     for (tj_plan *p = self->plans; p; p = p->next) {
         if (!key_matches(p, &f)) continue;
+        p->refs++;
         int rc = tj_plan_run(p, &f, &result, &reason);
+        int evicted = !p->in_cache;       /* dropped by another thread during the run */
+        tj_plan_decref(p);
         if (rc < 0) goto done;
+        if (evicted) {
+            if (rc == 0) { self->hits++; goto done; }
+            Py_CLEAR(reason);
+            break;
+        }
         if (rc == 0) {
             self->hits++;
             if (p != self->plans) {          /* most recently used first */
@@ -240,11 +249,12 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
                 p->next = self->plans;
                 self->plans = p;
                 self->n_plans++;
+                p->in_cache = 1;
             }
             goto done;
         }
         unlink_plan(self, p);                /* a captured array changed: retrace */
-        tj_plan_free(p);
+        tj_plan_decref(p);
         break;
     }
     self->misses++;
@@ -258,18 +268,22 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
     p->descr = descr;
     p->next = self->plans;
     self->plans = p;
+    p->in_cache = 1;
     if (++self->n_plans > TJ_MAX_VARIANTS) {
         tj_plan *q = self->plans;
         while (q->next && q->next->next) q = q->next;
         tj_plan *last = q->next;
         q->next = NULL;
         self->n_plans--;
-        tj_plan_free(last);
+        last->in_cache = 0;
+        tj_plan_decref(last);
     }
+    p->refs++;
     if (tj_plan_run(p, &f, &result, &reason) > 0) {
         Py_CLEAR(reason);
         tj_internal_error("a plan went stale during its first run");
     }
+    tj_plan_decref(p);
 done:
     Py_XDECREF(reason);
     tj_flat_free(&f);
@@ -312,7 +326,8 @@ static void clear_plans(tj_function *self) {
     while (self->plans) {
         tj_plan *p = self->plans;
         self->plans = p->next;
-        tj_plan_free(p);
+        p->in_cache = 0;
+        tj_plan_decref(p);
     }
     self->n_plans = 0;
 }
@@ -385,7 +400,7 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
             r = body ? PyUnicode_FromFormat("%U\n-- generated C\n%U", body, p->source) : NULL;
             Py_XDECREF(body);
             Py_XDECREF(nl);
-            tj_plan_free(p);
+            tj_plan_decref(p);
         }
     }
     tj_flat_free(&f);

@@ -57,17 +57,21 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     void *P_stack[TJ_STACK_SLOTS];
     const int64_t *S_stack[TJ_STACK_SLOTS];
     unsigned char sc_stack[TJ_STACK_SLOTS][8];
-    PyObject *o_stack[TJ_STACK_SLOTS], *pos_stack[TJ_STACK_SLOTS];
+    PyObject *o_stack[TJ_STACK_SLOTS], *pos_stack[TJ_STACK_SLOTS], *h_stack[TJ_STACK_SLOTS];
     int big = ns > TJ_STACK_SLOTS || p->n_results > TJ_STACK_SLOTS;
     void **P = big ? PyMem_Calloc((size_t)ns, sizeof *P) : P_stack;
     const int64_t **S = big ? PyMem_Calloc((size_t)ns, sizeof *S) : S_stack;
     unsigned char (*sc)[8] = big ? PyMem_Calloc((size_t)ns, 8) : sc_stack;
     PyObject **outs = big ? PyMem_Calloc((size_t)ns, sizeof *outs) : o_stack;
     PyObject **by_pos = big ? PyMem_Calloc((size_t)p->n_results + 1, sizeof *by_pos) : pos_stack;
+    /* captured arrays are held for the run: another thread may rebind their names
+     * while the kernel runs without the GIL */
+    PyObject **held = big ? PyMem_Calloc((size_t)ns, sizeof *held) : h_stack;
+    int n_held = 0;
     char *scratch = NULL;
     int n_made = 0;
     *result = *reason = NULL;
-    if (!P || !S || !sc || !outs || !by_pos) { PyErr_NoMemory(); goto done; }
+    if (!P || !S || !sc || !outs || !by_pos || !held) { PyErr_NoMemory(); goto done; }
 
     for (int i = 0; i < p->n_leaf_slots; i++) {
         const tj_slotdesc *d = &p->slots[i];
@@ -96,6 +100,7 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
                 rc = *reason ? 1 : -1;
                 goto done;
             }
+            held[n_held++] = Py_NewRef(o);
         }
         if (PyArray_Check(o)) {
             P[i] = PyArray_DATA((PyArrayObject *)o);
@@ -155,6 +160,7 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     rc = *result ? 0 : -1;
 done:
     for (int k = 0; k < n_made; k++) Py_DECREF(outs[k]);
+    for (int k = 0; k < n_held; k++) Py_DECREF(held[k]);
     PyMem_RawFree(scratch);
     if (big) {
         PyMem_Free(P);
@@ -162,12 +168,13 @@ done:
         PyMem_Free(sc);
         PyMem_Free(outs);
         PyMem_Free(by_pos);
+        PyMem_Free(held);
     }
     return rc;
 }
 
-void tj_plan_free(tj_plan *p) {
-    if (!p) return;
+void tj_plan_decref(tj_plan *p) {
+    if (!p || --p->refs > 0) return;
     tj_tcc_free(p->mod);
     PyMem_Free(p->key);
     Py_XDECREF(p->statics);

@@ -247,6 +247,8 @@ PyObject *tj_template_build(const tj_template *tp, PyObject *const *outs);
 /* ---- plans and replay (csrc/runtime.c) --------------------------------------- */
 typedef struct tj_plan {
     struct tj_plan *next;
+    int refs;                    /* the cache's reference + calls running it without the GIL */
+    int in_cache;
     int64_t *key; int n_key;
     uint64_t hash;
     PyObject *statics;           /* tuple: the key's static objects */
@@ -272,6 +274,8 @@ typedef struct tj_plan {
 
 /* 0: *result set; 1: a captured array changed (*reason set, plan is stale); -1: error */
 int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason);
-void tj_plan_free(tj_plan *p);
+/* Drops a reference; the plan is freed with its last. Cache removal and runs both
+ * hold one, so a plan evicted while another thread runs it lives until that run ends. */
+void tj_plan_decref(tj_plan *p);
 
 #endif

@@ -37,8 +37,17 @@ static int loop_dtype(const tj_graph *g, const tj_node *n) {
     return g->nodes[n->in[0]].dtype;
 }
 
-static void prim_name(char *out, size_t cap, const tj_graph *g, const tj_node *n) {
-    if (n->op == TJ_OP_CAST)
+/* POW with a loop-invariant exponent has its own primitives (prims.c). */
+static int pow_scalar(const tj_graph *g, const tj_node *n, const uint8_t *uniform) {
+    return n->op == TJ_OP_POW && uniform && uniform[n->in[1]] && !uniform[n->in[0]] &&
+           g->nodes[n->in[0]].dtype >= TJ_F32;
+}
+
+static void prim_name(char *out, size_t cap, const tj_graph *g, const tj_node *n,
+                      const uint8_t *uniform) {
+    if (pow_scalar(g, n, uniform))
+        snprintf(out, cap, "tj_p_POWS_%s", tj_dtype_suffix(g->nodes[n->in[0]].dtype));
+    else if (n->op == TJ_OP_CAST)
         snprintf(out, cap, "tj_p_CAST_%s_%s", tj_dtype_suffix(g->nodes[n->in[0]].dtype),
                  tj_dtype_suffix(n->dtype));
     else
@@ -50,7 +59,17 @@ typedef struct {
     int32_t *last_use;   /* per node: position of its last use in the group */
     uint8_t *uniform;    /* per node */
     int *free_bufs, n_free, n_bufs;
+    sbuf *decls;         /* one declaration per distinct primitive used */
+    char (*names)[48];
+    int n_names;
 } gstate;
+
+static void declare(gstate *gs, const char *name) {
+    for (int i = 0; i < gs->n_names; i++)
+        if (strcmp(gs->names[i], name) == 0) return;
+    snprintf(gs->names[gs->n_names++], sizeof gs->names[0], "%s", name);
+    put(gs->decls, "tj_prim %s;\n", name);
+}
 
 static int take_buf(gstate *gs) {
     if (gs->n_free) return gs->free_bufs[--gs->n_free];
@@ -107,7 +126,8 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         if (!gs->uniform[id]) continue;
         const tj_node *n = &g->nodes[id];
         char pn[96];
-        prim_name(pn, sizeof pn, g, n);
+        prim_name(pn, sizeof pn, g, n, gs->uniform);
+        declare(gs, pn);
         int ub = n_ubufs++;
         put(&pre, "    %s(tju%d", pn, ub);
         for (int a = 0; a < 3; a++) {
@@ -162,7 +182,8 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
             continue;
         }
         char pn[96];
-        prim_name(pn, sizeof pn, g, n);
+        prim_name(pn, sizeof pn, g, n, gs->uniform);
+        declare(gs, pn);
         int bufi = -1;
         if (out >= 0) {
             put(&body, "            void *v%d = po%d + j * o%d_%d;\n", (int)id, out, out, D - 1);
@@ -229,9 +250,11 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
     gs.last_use = PyMem_Malloc((size_t)n * sizeof(int32_t));
     gs.uniform = PyMem_Calloc((size_t)n, 1);
     gs.free_bufs = PyMem_Malloc((size_t)(2 * n + 4) * sizeof(int));
-    uint8_t *declared = PyMem_Calloc((TJ_NOPS + TJ_NDTYPES) * TJ_NDTYPES, 1);
+    sbuf decls = {0}, body = {0};
+    gs.decls = &decls;
+    gs.names = PyMem_Malloc((size_t)(TJ_NOPS + 4) * TJ_NDTYPES * TJ_NDTYPES * sizeof *gs.names);
     PyObject *r = NULL;
-    if (!gs.where || !gs.last_use || !gs.uniform || !gs.free_bufs || !declared) {
+    if (!gs.where || !gs.last_use || !gs.uniform || !gs.free_bufs || !gs.names) {
         PyErr_NoMemory();
         goto done;
     }
@@ -240,25 +263,12 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
     for (int dt = 0; dt < TJ_NDTYPES; dt++)
         put(&b, "void tj_load_%s(void *, const char *, long long, long long);\n",
             tj_dtype_suffix(dt));
-    /* One declaration per distinct primitive used: (op, loop dtype) or (from, to). */
-    for (int gi = 0; gi < s->n_groups; gi++) {
-        const tj_group *gr = &s->groups[gi];
-        for (int k = 0; k < gr->n_nodes; k++) {
-            const tj_node *nd = &g->nodes[gr->nodes[k]];
-            int key = nd->op == TJ_OP_CAST
-                          ? TJ_NOPS * TJ_NDTYPES + g->nodes[nd->in[0]].dtype * TJ_NDTYPES + nd->dtype
-                          : nd->op * TJ_NDTYPES + loop_dtype(g, nd);
-            if (declared[key]) continue;
-            declared[key] = 1;
-            char pn[96];
-            prim_name(pn, sizeof pn, g, nd);
-            put(&b, "tj_prim %s;\n", pn);
-        }
-    }
     for (int gi = 0; gi < s->n_groups; gi++) {
         for (int32_t i = 0; i < n; i++) gs.where[i] = -1;
-        emit_group(&b, g, s, gi, &gs);
+        emit_group(&body, g, s, gi, &gs);
     }
+    put(&b, "%s%s", decls.buf ? decls.buf : "", body.buf ? body.buf : "");
+    if (decls.failed || body.failed) b.failed = 1;
     put(&b, "\nvoid tj_run(void **P, const long long **S) {\n");
     for (int gi = 0; gi < s->n_groups; gi++) put(&b, "    tj_g%d(P, S);\n", gi);
     put(&b, "}\n");
@@ -270,6 +280,8 @@ done:
     PyMem_Free(gs.last_use);
     PyMem_Free(gs.uniform);
     PyMem_Free(gs.free_bufs);
-    PyMem_Free(declared);
+    PyMem_Free(gs.names);
+    PyMem_Free(decls.buf);
+    PyMem_Free(body.buf);
     return r;
 }

@@ -204,6 +204,45 @@ TJ_CASTS_FROM(int64_t, i64)
 TJ_CASTS_FROM(float, f32)
 TJ_CASTS_FROM(double, f64)
 
+/* Power with one exponent for the whole block (the emitter calls these when the
+ * exponent is loop-invariant). float32 with a small integer exponent: repeated
+ * squaring in double, exact before the final rounding (as accurate as powf, and
+ * vectorized); otherwise the pow loop. */
+TJ_CLONES void tj_p_POWS_f32(void *restrict o_, const void *restrict a_,
+                             const void *restrict b_, const void *restrict c_, int64_t n) {
+    float *restrict o = o_;
+    const float *restrict a = a_;
+    float e = *(const float *)b_;
+    if (e == (float)(int)e && e >= -64 && e <= 64) {
+        double r[TJ_BLOCK], p[TJ_BLOCK];
+        for (int64_t s = 0; s < n; s += TJ_BLOCK) {
+            int64_t m = n - s < TJ_BLOCK ? n - s : TJ_BLOCK;
+            int k = (int)(e < 0 ? -e : e);
+            for (int64_t i = 0; i < m; i++) { r[i] = 1.0; p[i] = a[s + i]; }
+            for (; k; k >>= 1) {
+                if (k & 1) for (int64_t i = 0; i < m; i++) r[i] *= p[i];
+                if (k > 1) for (int64_t i = 0; i < m; i++) p[i] *= p[i];
+            }
+            if (e < 0) for (int64_t i = 0; i < m; i++) o[s + i] = (float)(1.0 / r[i]);
+            else for (int64_t i = 0; i < m; i++) o[s + i] = (float)r[i];
+        }
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) o[i] = powf(a[i], e);
+}
+
+TJ_CLONES void tj_p_POWS_f64(void *restrict o_, const void *restrict a_,
+                             const void *restrict b_, const void *restrict c_, int64_t n) {
+    double *restrict o = o_;
+    const double *restrict a = a_;
+    double e = *(const double *)b_;
+    if (e == 2.0) {   /* correctly rounded pow(x, 2) is x*x */
+        for (int64_t i = 0; i < n; i++) o[i] = a[i] * a[i];
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) o[i] = pow(a[i], e);
+}
+
 /* Gathers n elements at a byte stride (0: broadcast one element) into out. */
 #define TJ_LOAD(T, s)                                                                 \
     TJ_CLONES void tj_load_##s(void *restrict o_, const char *restrict src,          \
@@ -238,6 +277,7 @@ const tj_symbol tj_prim_symbols[] = {
     TJ_OPS(TJ_SYMS)
     TJ_CASTSYMS_FROM(b) TJ_CASTSYMS_FROM(i32) TJ_CASTSYMS_FROM(i64)
     TJ_CASTSYMS_FROM(f32) TJ_CASTSYMS_FROM(f64)
+    {"tj_p_POWS_f32", (void *)tj_p_POWS_f32}, {"tj_p_POWS_f64", (void *)tj_p_POWS_f64},
     {"tj_load_b", (void *)tj_load_b}, {"tj_load_i32", (void *)tj_load_i32},
     {"tj_load_i64", (void *)tj_load_i64}, {"tj_load_f32", (void *)tj_load_f32},
     {"tj_load_f64", (void *)tj_load_f64},

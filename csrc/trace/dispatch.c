@@ -104,7 +104,7 @@ static int32_t capture_array(tj_trace *t, PyArrayObject *a) {
     int dt = tj_dtype_from_typenum(PyArray_TYPE(a));
     if (dt < 0 || !PyArray_ISNOTSWAPPED(a) || PyArray_NDIM(a) > TJ_MAXDIM) {
         PyErr_Format(PyExc_TypeError,
-                     "the traced function reads an array of dtype %R and %d dimensions; tracejit "
+                     "the traced function reads an array of dtype %S and %d dimensions; tracejit "
                      "supports bool, int32, int64, float32 and float64 in native byte order, up "
                      "to %d dimensions",
                      (PyObject *)PyArray_DESCR(a), PyArray_NDIM(a), TJ_MAXDIM);
