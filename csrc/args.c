@@ -11,7 +11,8 @@
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
 
-enum { K_ARRAY = 1, K_FLOAT, K_INT, K_NPSCALAR, K_TUPLE, K_LIST, K_DICT, K_STATIC, K_KWNAMES };
+enum { K_ARRAY = 1, K_FLOAT, K_INT, K_NPSCALAR, K_TUPLE, K_LIST, K_DICT, K_STATIC, K_KWNAMES,
+       K_BIGINT };
 #define TAG(k, payload) ((int64_t)(k) << 56 | (int64_t)(payload))
 
 void tj_flat_init(tj_flat *f) {
@@ -136,7 +137,12 @@ static int flatten(tj_flat *f, PyObject *o, int is_static, const path *p) {
         return leaf(f, o);
     }
     if (tp == &PyFloat_Type) return word(f, TAG(K_FLOAT, 0)) < 0 ? -1 : leaf(f, o);
-    if (tp == &PyLong_Type) return word(f, TAG(K_INT, 0)) < 0 ? -1 : leaf(f, o);
+    if (tp == &PyLong_Type) {   /* ints beyond int64 are weak ints held as float64 */
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        return word(f, TAG(overflow ? K_BIGINT : K_INT, 0)) < 0 ? -1 : leaf(f, o);
+    }
     if (tp == &PyTuple_Type || tp == &PyList_Type) {
         Py_ssize_t n = Py_SIZE(o);
         if (word(f, TAG(tp == &PyTuple_Type ? K_TUPLE : K_LIST, n)) < 0) return -1;
@@ -215,7 +221,7 @@ int tj_flatten_args(tj_flat *f, const tj_argconf *conf, PyObject *const *args, P
 static PyObject *traced(tj_trace *t, PyObject *o, int is_static) {
     if (is_static) return Py_NewRef(o);
     PyTypeObject *tp = Py_TYPE(o);
-    tj_slotdesc d = {TJ_SLOT_ARG, t->n_slots, 0, 1, {0}};
+    tj_slotdesc d = {.kind = TJ_SLOT_ARG, .index = t->n_slots, .contig = 1};
     int32_t id;
     if (tp == &PyArray_Type) {
         PyArrayObject *a = (PyArrayObject *)o;
@@ -225,8 +231,10 @@ static PyObject *traced(tj_trace *t, PyObject *o, int is_static) {
         d.contig = PyArray_IS_C_CONTIGUOUS(a) != 0;
         id = tj_trace_leaf(t, TJ_OP_INPUT, &d, 0, PyArray_NDIM(a), shape);
     } else if (tp == &PyFloat_Type || tp == &PyLong_Type) {
-        d.dtype = tp == &PyFloat_Type ? TJ_F64 : TJ_I64;
-        id = tj_trace_leaf(t, TJ_OP_SCALAR, &d, 1, 0, NULL);
+        int overflow = 0;
+        if (tp == &PyLong_Type) PyLong_AsLongLongAndOverflow(o, &overflow);
+        d.dtype = tp == &PyFloat_Type || overflow ? TJ_F64 : TJ_I64;
+        id = tj_trace_leaf(t, TJ_OP_SCALAR, &d, overflow ? 2 : 1, 0, NULL);
     } else if (tp == &PyTuple_Type || tp == &PyList_Type) {
         Py_ssize_t n = Py_SIZE(o);
         PyObject *r = tp == &PyTuple_Type ? PyTuple_New(n) : PyList_New(n);

@@ -113,10 +113,17 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
             double v = PyFloat_AS_DOUBLE(o);
             memcpy(sc[i], &v, 8);
         } else if (PyLong_CheckExact(o)) {
+            if (d->dtype == TJ_F64) {       /* beyond int64 (the key says so) */
+                double v = PyLong_AsDouble(o);
+                if (v == -1.0 && PyErr_Occurred()) goto done;
+                memcpy(sc[i], &v, 8);
+                continue;
+            }
             int overflow;
             long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-            if (overflow) {
-                PyErr_Format(PyExc_OverflowError, "Python integer %R out of bounds for int64", o);
+            if (overflow || (d->fits_i32 && (v < INT32_MIN || v > INT32_MAX))) {
+                PyErr_Format(PyExc_OverflowError, "Python integer %R out of bounds for %s", o,
+                             overflow ? "int64" : "int32");
                 goto done;
             }
             memcpy(sc[i], &v, 8);

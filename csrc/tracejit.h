@@ -52,7 +52,8 @@ typedef union { double f; int64_t i; } tj_scalar;
 typedef struct {
     int16_t op;
     uint8_t dtype;
-    uint8_t weak;          /* a Python scalar: weakly typed for promotion */
+    uint8_t weak;          /* a Python scalar: weakly typed for promotion; 2: an int
+                              beyond int64, held as float64 (usable with floats only) */
     uint8_t ndim;
     int8_t perm[TJ_MAXDIM];/* VIEW: output dim d reads operand dim perm[d] */
     int32_t in[3];
@@ -108,6 +109,7 @@ typedef struct {
     int index;               /* ARG: leaf index; CAPTURE: index in captures */
     int dtype;
     uint8_t contig;          /* ARG/CAPTURE arrays: C-contiguous (part of the key) */
+    uint8_t fits_i32;        /* ARG Python int used as int32: checked at each call */
     tj_scalar value;         /* CONST */
 } tj_slotdesc;
 

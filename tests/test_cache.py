@@ -418,3 +418,61 @@ def test_byteswapped_and_unaligned_inputs(rng):
     buf[1:] = x.view(np.uint8)
     assert not unaligned.flags.aligned
     assert_matches_numpy(f(unaligned), x * 2.0 + 1.0)
+
+
+# ----------------------------------------------------------------- argument binding
+def test_keyword_order_does_not_matter(rng):
+    f = tracejit.compile(lambda a, b: a - 2.0 * b)
+    x, y = make_input(rng, (5,), "float64"), make_input(rng, (5,), "float64")
+    assert_matches_numpy(f(a=x, b=y), x - 2.0 * y)
+    assert_matches_numpy(f(b=y, a=x), x - 2.0 * y)
+    assert_matches_numpy(f(x, b=y), x - 2.0 * y)
+    assert_matches_numpy(f(b=x, a=y), y - 2.0 * x)
+
+
+def test_defaults_and_varargs(rng):
+    x = make_input(rng, (4,), "float32")
+    h = tracejit.compile(lambda a, scale=2.0: a * scale)
+    assert_matches_numpy(h(x), x * 2.0)
+    assert_matches_numpy(h(x, 3.0), x * 3.0)
+    v = tracejit.compile(lambda *xs, **kw: sum(xs[1:], xs[0]) * kw.get("s", 1.0))
+    assert_matches_numpy(v(x, x, s=0.5), (x + x) * 0.5)
+    assert_matches_numpy(v(x, x, x), x + x + x)
+
+
+def test_static_values_equal_but_of_different_type(rng):
+    """1, 1.0 and True hash equal but promote differently."""
+    f = tracejit.compile(lambda a, n: a * n, static_argnames=("n",))
+    x = make_input(rng, (4,), "int32")
+    for n in (1, 1.0, True, 1, 1.0):
+        assert_matches_numpy(f(x, n=n), x * n)
+
+
+def test_weak_promotion_of_static_float(rng):
+    f = tracejit.compile(lambda a, s: a * s, static_argnames=("s",))
+    x = make_input(rng, (4,), "float32")
+    assert_matches_numpy(f(x, s=0.1), x * 0.1)
+
+
+def test_reference_counts_are_stable(rng):
+    x, y = make_input(rng, (3, 4), "float64"), make_input(rng, (4,), "float64")
+    s = float("2.5") * 1.0
+    pair, params = (y, 3), {"w": y}
+    f = tracejit.compile(lambda a, t, d, sc: (a * t[0] + d["w"] * sc + _G, [a.T]))
+    objs = (x, y, s, _G, pair, params)
+    f(x, pair, params, s)
+    before = [sys.getrefcount(o) for o in objs]
+    for _ in range(50):
+        r = f(x, pair, params, s)
+    for _ in range(5):
+        f.cache_clear()
+        r = f(x, pair, params, s)
+    for _ in range(20):
+        with pytest.raises(TypeError):
+            f(x.astype(np.int8), pair, params, s)
+    after = [sys.getrefcount(o) for o in objs]
+    assert after == before
+    out0, out1 = r[0], r[1][0]
+    del r
+    counts = (sys.getrefcount(out0), sys.getrefcount(out1))  # variable + argument
+    assert counts == (2, 2)

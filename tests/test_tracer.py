@@ -96,14 +96,32 @@ def test_reflected_zero_d_ndarray_left(rng):
         assert_matches_numpy(r, e)
 
 
-def test_numpy_scalar_operands(rng):
-    """NumPy scalars are not weak: np.float64 scalar * float32 array -> float64."""
+NUMPY_SCALAR_CASES = [
+    ("f32_scalar_times_f32", lambda a, b: np.float32(0.1) * a),
+    ("f32_minus_f64_scalar", lambda a, b: a - np.float64(0.1)),
+    ("f64_scalar_times_f32", lambda a, b: np.float64(0.1) * a),
+    ("f32_max_f64_scalar", lambda a, b: np.maximum(a, np.float64(0.1))),
+    ("i64_scalar_plus_i32", lambda a, b: np.int64(3) + b),
+    ("i32_times_f32_scalar", lambda a, b: b * np.float32(0.5)),
+    ("i32_scalar_plus_f32", lambda a, b: np.int32(7) + a),
+    ("i32_plus_f64_scalar", lambda a, b: b + np.float64(0.5)),
+]
+
+
+@pytest.mark.parametrize("name,fn", NUMPY_SCALAR_CASES, ids=[c[0] for c in NUMPY_SCALAR_CASES])
+def test_numpy_scalar_constants_are_not_weak(name, fn, rng):
+    """NumPy scalars are strong: float32 array - np.float64(0.1) -> float64."""
     x = make_input(rng, (4,), "float32")
     i = make_input(rng, (4,), "int32")
-    f = tracejit.compile(lambda a, b: (np.float32(0.1) * a, a - np.float64(0.1),
-                                       np.int64(3) + b, b * np.float32(0.5)))
-    exp = (np.float32(0.1) * x, x - np.float64(0.1), np.int64(3) + i, i * np.float32(0.5))
-    for r, e in zip(f(x, i), exp):
+    assert_matches_numpy(tracejit.compile(fn)(x, i), fn(x, i))
+
+
+def test_zero_d_arrays_are_not_weak(rng):
+    x = make_input(rng, (4,), "float32")
+    c = np.array(0.1)  # float64 0-d: promotes float32 -> float64 under NumPy 2
+    f = tracejit.compile(lambda a, z: (a * c, a + z, z - a))
+    z = np.array(2.5)
+    for r, e in zip(f(x, z), (x * c, x + z, z - x)):
         assert_matches_numpy(r, e)
 
 
@@ -291,6 +309,8 @@ CLIP_CASES = [
     ("array_lo_none_hi", lambda x, lo, hi: np.clip(x, lo, None)),
     ("array_lo_scalar_hi", lambda x, lo, hi: np.clip(x, lo, 3)),
     ("kw", lambda x, lo, hi: np.clip(x, a_min=-1, a_max=hi)),
+    ("kw_min_max", lambda x, lo, hi: np.clip(x, min=lo, max=2)),
+    ("both_none", lambda x, lo, hi: np.clip(x, None, None)),
 ]
 
 
@@ -311,6 +331,36 @@ def test_clip_captured_bounds_and_mixed_dtypes(rng):
     assert_matches_numpy(f(x), np.clip(x, lo, 3.5))
     g = tracejit.compile(lambda a: np.clip(a, 0.5, 3.5))  # int32 with Python floats
     assert_matches_numpy(g(x), np.clip(x, 0.5, 3.5))
+
+
+def test_huge_python_int_with_float_array(rng):
+    """Python ints beyond int64 are still weak: float64 array + 2**70 is float64."""
+    x = make_input(rng, (4,), "float64")
+    assert_matches_numpy(tracejit.compile(lambda a: a + 2**70)(x), x + 2**70)
+    assert_matches_numpy(tracejit.compile(lambda a, s: a * s)(x, 2**64 + 1), x * (2**64 + 1))
+
+
+@pytest.mark.parametrize("dtype,value", [("int32", 2**31 - 200), ("int32", -2**31 + 200),
+                                         ("int64", 2**62), ("int64", -2**63 + 200)])
+def test_extreme_python_int_constants(dtype, value, rng):
+    x = make_input(rng, (5,), dtype)
+    f = tracejit.compile(lambda a, s: (a + value, np.maximum(a, value), a - s, a < value))
+    for r, e in zip(f(x, value), (x + value, np.maximum(x, value), x - value, x < value)):
+        assert_matches_numpy(r, e)
+
+
+@pytest.mark.parametrize("value", [1 / 3, 0.1, 5e-324, 1e-310, 1.7976931348623157e308, -0.0,
+                                   float("inf"), float("-inf"), float("nan"), 2.0**53 + 1,
+                                   123456789.123456789])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_float_constant_literals(value, dtype):
+    x = np.array([-1.5, -0.0, 0.0, 2.0, 1e-300, 3.0]).astype(dtype)
+    fn = lambda a: (a * value, a + value, np.maximum(a, value), a < value)  # noqa: E731
+    with np.errstate(all="ignore"):
+        expected = fn(x)
+        result = tracejit.compile(fn)(x)
+    for r, e in zip(result, expected):
+        assert_matches_numpy(r, e)
 
 
 def test_clip_nan_propagates():
@@ -361,3 +411,143 @@ def test_long_chain_with_all_kinds_of_ops(rng):
     e1, e2 = fn(x, i, b)
     assert_matches_numpy(r1, e1, exact=False)
     assert_matches_numpy(r2, e2)
+
+
+def test_common_subexpressions_are_not_confused(rng):
+    """Similar expressions (swapped operands, different casts, different
+    conditions) must stay distinct after CSE/fusion."""
+    def fn(a, b, c):
+        af = a.astype(np.float32)
+        return (a - b, b - a, a < b, b < a, a + b, b + a, af + b, (a + b).astype(np.float32),
+                np.where(c, a, b), np.where(c, b, a), np.where(~c, a, b), a // b, b // a,
+                np.maximum(a, b) - np.minimum(b, a), af * af, a * a, a ** 2, b % a,
+                np.logical_xor(c, a > b), np.logical_xor(a > b, c))
+
+    a = make_input(rng, (3, 4), "int64", "nonzero")
+    b = make_input(rng, (4,), "float64", "nonzero")
+    c = make_input(rng, (3, 1), "bool")
+    result = tracejit.compile(fn)(a, b, c)
+    expected = fn(a, b, c)
+    assert len(result) == len(expected)
+    for i, (r, e) in enumerate(zip(result, expected)):
+        assert_matches_numpy(r, e, exact=i not in (11, 12, 17))
+
+
+def test_multiple_outputs_of_different_shapes(rng):
+    def fn(a, b, s):
+        return a * 2.0, b * s, s + 1, a + s, np.exp(a), (a - b.T.T)
+
+    a = make_input(rng, (3, 1), "float64")
+    b = make_input(rng, (2, 1, 4), "float32")
+    s = np.array(1.5, dtype=np.float32)
+    r = tracejit.compile(fn)(a, b, s)
+    e = fn(a, b, s)
+    for ri, ei in zip(r, e):
+        assert_matches_numpy(ri, ei, exact=False)
+    assert [x.shape for x in r] == [(3, 1), (2, 1, 4), (), (3, 1), (3, 1), (2, 3, 4)]
+
+
+# ----------------------------------------------------------------- random programs
+# Random straight-line programs over integer-valued data kept within +-100, so every
+# op is exact in every dtype (no rounding anywhere): results must be bit-identical.
+_UN = {"neg": operator.neg, "abs": abs, "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
+       "square": np.square, "not": np.logical_not, "invert": operator.invert, "pos": operator.pos,
+       "T": lambda a: a.T, "f32": lambda a: a.astype(np.float32),
+       "f64": lambda a: np.astype(a, np.float64), "i32": lambda a: a.astype("int32"),
+       "i64": lambda a: a.astype(np.int64), "bool": lambda a: a.astype(bool),
+       "clip": lambda a: np.clip(a, -7, 9), "clip_lo": lambda a: np.clip(a, -3.0, None)}
+_BIN = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "max": np.maximum,
+        "min": np.minimum, "eq": operator.eq, "ne": np.not_equal, "lt": operator.lt,
+        "le": np.less_equal, "gt": np.greater, "ge": operator.ge, "land": np.logical_and,
+        "lor": np.logical_or, "lxor": np.logical_xor, "band": operator.and_,
+        "bor": np.bitwise_or, "bxor": operator.xor,
+        "fdiv": lambda a, b: a // np.where(b == 0, 3, b),
+        "mod": lambda a, b: np.remainder(a, np.where(b == 0, -2, b)),
+        "where": lambda a, b: np.where(a > b, a, b), "wherec": lambda a, b: np.where(a, b, 5)}
+_SCALARS = [2, -3, 7, 2.0, -5.0, True]
+
+
+def _run_program(prog, outs, inputs):
+    nodes = list(inputs)
+    for kind, name, args, const in prog:
+        vals = [nodes[i] for i in args]
+        if kind == "un":
+            nodes.append(_UN[name](vals[0]))
+        elif kind == "bin":
+            nodes.append(_BIN[name](*vals))
+        elif kind == "scl":
+            c, right = const
+            nodes.append(_BIN[name](vals[0], c) if right else _BIN[name](c, vals[0]))
+        elif kind == "pow":
+            nodes.append(vals[0] ** const)
+        else:  # bound
+            nodes.append(np.clip(vals[0], -100, 100))
+    return tuple(nodes[i] for i in outs)
+
+
+def _random_program(seed):
+    rng = np.random.default_rng(seed)
+    big = rng.integers(-20, 21, size=(8, 12))
+    shapes = [(4, 4), (1, 4), (4, 1), (4,), ()]
+    inputs = []
+    for _ in range(int(rng.integers(1, 4))):
+        dt = DTYPES[int(rng.integers(0, 5))]
+        layout = int(rng.integers(0, 5))
+        if layout == 0:
+            arr = big[::2, ::3].astype(dt)
+        elif layout == 1:
+            arr = big[:4, :4].astype(dt).T
+        elif layout == 2:
+            arr = big[:4, :4].astype(dt)[::-1]
+        else:
+            shape = shapes[int(rng.integers(0, len(shapes)))]
+            arr = np.array(rng.integers(-20, 21, size=shape), dtype=dt)
+        inputs.append(arr)
+    vals, prog = list(inputs), []
+    while len(prog) < int(rng.integers(4, 21)):
+        kind = ["un", "bin", "bin", "scl", "pow"][int(rng.integers(0, 5))]
+        args = [int(rng.integers(0, len(vals))) for _ in range(1 if kind != "bin" else 2)]
+        name, const = None, None
+        if kind == "un":
+            name = list(_UN)[int(rng.integers(0, len(_UN)))]
+        elif kind == "bin":
+            name = list(_BIN)[int(rng.integers(0, len(_BIN)))]
+        elif kind == "scl":
+            name = list(_BIN)[int(rng.integers(0, len(_BIN)))]
+            const = (_SCALARS[int(rng.integers(0, len(_SCALARS)))], bool(rng.integers(0, 2)))
+        else:
+            const = int(rng.integers(0, 4))
+        step = (kind, name, args, const)
+        with np.errstate(all="raise"):
+            try:
+                (v,) = _run_program([step], [len(vals)], vals)
+            except (TypeError, ValueError, FloatingPointError, ArithmeticError):
+                continue
+        v = np.asarray(v)
+        if v.dtype not in SUPPORTED_DTYPES or (v.size and np.abs(v.astype(np.float64)).max() > 1e6):
+            continue
+        prog.append(step)
+        vals.append(v)
+        if v.dtype.kind in "fi" and v.size and np.abs(v).max() > 100:
+            prog.append(("bound", None, [len(vals) - 1], None))
+            vals.append(np.clip(v, -100, 100))
+    n = len(vals)
+    outs = sorted({n - 1, int(rng.integers(0, n)), int(rng.integers(0, n))})
+    return prog, outs, inputs
+
+
+SUPPORTED_DTYPES = {np.dtype(d) for d in DTYPES}
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_random_exact_programs(seed):
+    prog, outs, inputs = _random_program(seed)
+
+    def fn(*xs):
+        return _run_program(prog, outs, xs)
+
+    expected = fn(*inputs)
+    result = tracejit.compile(fn)(*inputs)
+    assert len(result) == len(expected)
+    for r, e in zip(result, expected):
+        assert_matches_numpy(r, e, inputs=inputs)

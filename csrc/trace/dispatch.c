@@ -70,7 +70,7 @@ PyObject *tj_trace_error(const char *fmt, ...) {
 /* ---- operands --------------------------------------------------------------- */
 
 static int32_t const_node(tj_trace *t, int dtype, int weak, tj_scalar v) {
-    tj_slotdesc d = {TJ_SLOT_CONST, 0, dtype, 1, v};
+    tj_slotdesc d = {.kind = TJ_SLOT_CONST, .dtype = dtype, .contig = 1, .value = v};
     return tj_trace_leaf(t, TJ_OP_CONST, &d, weak, 0, NULL);
 }
 
@@ -120,8 +120,8 @@ static int32_t capture_array(tj_trace *t, PyArrayObject *a) {
     }
     PyObject *src = capture_source(t, (PyObject *)a);
     if (!src) return -1;
-    tj_slotdesc d = {TJ_SLOT_CAPTURE, (int)PyList_GET_SIZE(t->captures), dt,
-                     (uint8_t)(PyArray_IS_C_CONTIGUOUS(a) != 0), {0}};
+    tj_slotdesc d = {.kind = TJ_SLOT_CAPTURE, .index = (int)PyList_GET_SIZE(t->captures),
+                     .dtype = dt, .contig = (uint8_t)(PyArray_IS_C_CONTIGUOUS(a) != 0)};
     int64_t shape[TJ_MAXDIM];
     for (int i = 0; i < PyArray_NDIM(a); i++) shape[i] = PyArray_DIM(a, i);
     int32_t id = tj_trace_leaf(t, TJ_OP_CAPTURE, &d, 0, PyArray_NDIM(a), shape);
@@ -146,18 +146,7 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
         }
         return x->id;
     }
-    if (PyBool_Check(o)) return const_node(t, TJ_BOOL, 0, (tj_scalar){.i = o == Py_True});
-    if (PyLong_Check(o)) {
-        int overflow;
-        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-        if (overflow) {
-            PyErr_Format(PyExc_OverflowError, "Python integer %R out of bounds for int64", o);
-            return -1;
-        }
-        if (v == -1 && PyErr_Occurred()) return -1;
-        return const_node(t, TJ_I64, 1, (tj_scalar){.i = v});
-    }
-    if (PyFloat_Check(o)) return const_node(t, TJ_F64, 1, (tj_scalar){.f = PyFloat_AS_DOUBLE(o)});
+    /* numpy scalars first: np.float64 is a float subclass, but strongly typed */
     if (PyArray_IsScalar(o, Generic)) {
         PyArray_Descr *descr = PyArray_DescrFromScalar(o);
         if (!descr) return -1;
@@ -174,6 +163,20 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
         if (PyErr_Occurred()) return -1;
         return const_node(t, dt, 0, v);
     }
+    if (PyBool_Check(o)) return const_node(t, TJ_BOOL, 0, (tj_scalar){.i = o == Py_True});
+    if (PyLong_Check(o)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        if (overflow) {
+            /* beyond int64: still a weak int; usable with float operands only */
+            double big = PyLong_AsDouble(o);
+            if (big == -1.0 && PyErr_Occurred()) return -1;
+            return const_node(t, TJ_F64, 2, (tj_scalar){.f = big});
+        }
+        return const_node(t, TJ_I64, 1, (tj_scalar){.i = v});
+    }
+    if (PyFloat_Check(o)) return const_node(t, TJ_F64, 1, (tj_scalar){.f = PyFloat_AS_DOUBLE(o)});
     if (PyArray_Check(o)) return capture_array(t, (PyArrayObject *)o);
     if (PyList_Check(o) || PyTuple_Check(o)) {
         /* A literal nested sequence: a constant array, made once while tracing. */
@@ -207,11 +210,19 @@ static int32_t add_node(tj_trace *t, int op, int dtype, int weak, int ndim, cons
 /* Converts node id to dtype dt; constants are converted in place of a CAST node. */
 static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
     tj_node *n = &t->g.nodes[id];
+    if (n->weak == 2 && dt < TJ_F32) {   /* a Python int beyond int64 */
+        char msg[128];
+        snprintf(msg, sizeof msg, "Python integer %.0f out of bounds for %s", n->value.f,
+                 tj_dtype_name(dt));
+        PyErr_SetString(PyExc_OverflowError, msg);
+        return -1;
+    }
     if (n->dtype == dt) return id;
+    if (n->op == TJ_OP_SCALAR && n->weak && dt == TJ_I32) t->slots[n->slot].fits_i32 = 1;
     if (n->op == TJ_OP_CONST) {
         tj_scalar v = n->value, r;
         int from = n->dtype;
-        if (n->weak && from == TJ_I64 && dt == TJ_I32 && (v.i < INT32_MIN || v.i > INT32_MAX)) {
+        if (n->weak == 1 && from == TJ_I64 && dt == TJ_I32 && (v.i < INT32_MIN || v.i > INT32_MAX)) {
             PyErr_Format(PyExc_OverflowError, "Python integer %lld out of bounds for int32",
                          (long long)v.i);
             return -1;
@@ -232,7 +243,8 @@ static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
 static PyObject *numpy_view_of(tj_trace *t, int32_t id, int as_value) {
     tj_state *st = tj_get_state();
     const tj_node *n = &t->g.nodes[id];
-    if (n->weak && n->dtype == TJ_I64) return as_value ? PyLong_FromLong(0) : Py_NewRef(st->py_int);
+    if ((n->weak && n->dtype == TJ_I64) || n->weak == 2)
+        return as_value ? PyLong_FromLong(0) : Py_NewRef(st->py_int);
     if (n->weak && n->dtype == TJ_F64) return as_value ? PyFloat_FromDouble(0) : Py_NewRef(st->py_float);
     return Py_NewRef(st->dtypes[n->dtype]);
 }
@@ -266,6 +278,11 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
         PyTuple_SET_ITEM(types, i, v);
     }
     PyTuple_SET_ITEM(types, nargs, Py_NewRef(Py_None));
+    if (!st->ufunc_of[op]) {
+        Py_DECREF(types);
+        tj_internal_error("op %s has no numpy ufunc to resolve its dtypes", tj_ops[op].name);
+        return -1;
+    }
     PyObject *r = PyObject_CallMethod(st->ufunc_of[op], "resolve_dtypes", "(O)", types);
     if (!r) { Py_DECREF(types); return -1; }
     for (int i = 0; i <= nargs; i++) {
@@ -301,7 +318,7 @@ static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids) {
     memset(&acc, 0, sizeof acc);
     for (int i = 0; i < nargs; i++) {
         const tj_node *n = &t->g.nodes[ids[i]];
-        weak &= n->weak;
+        weak = weak && n->weak;
         if (i == 0) { acc.ndim = n->ndim; memcpy(acc.shape, n->shape, sizeof acc.shape); continue; }
         if (tj_broadcast(&acc, n, &ndim, shape) < 0) return -1;
         acc.ndim = (uint8_t)ndim;
@@ -309,6 +326,11 @@ static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids) {
     }
     for (int i = 0; i < nargs; i++)
         if ((ids[i] = cast_to(t, ids[i], loop[i])) < 0) return -1;
+    const tj_node *e = nargs > 1 ? &t->g.nodes[ids[1]] : NULL;
+    if (op == TJ_OP_POW && loop[0] < TJ_F32 && e->op == TJ_OP_CONST && e->value.i < 0) {
+        PyErr_SetString(PyExc_ValueError, "Integers to negative integer powers are not allowed.");
+        return -1;
+    }
     return add_node(t, op, out, weak, acc.ndim, acc.shape, ids[0], nargs > 1 ? ids[1] : -1,
                     nargs > 2 ? ids[2] : -1);
 }
@@ -402,6 +424,10 @@ PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi) {
         PyObject *args[2] = {r, hi};
         Py_SETREF(r, tj_apply(t, TJ_OP_MIN, 2, args, NULL));
     }
-    if (r == x) Py_SETREF(r, tj_apply(t, TJ_OP_COPY, 1, &x, NULL));
+    if (r == x) {   /* clip(x, None, None) is a copy */
+        int32_t id = tj_operand(t, x);
+        if (id < 0) { Py_DECREF(r); return NULL; }
+        Py_SETREF(r, tj_apply_cast(t, x, tj_get_state()->dtypes[t->g.nodes[id].dtype]));
+    }
     return r;
 }

@@ -177,6 +177,12 @@ BINOP(nb_xor, TJ_OP_BXOR)
 
 static PyObject *nb_pow(PyObject *a, PyObject *b, PyObject *mod) {
     if (mod != Py_None) return tj_trace_error("pow() with a modulus is not supported by tracejit");
+    /* ndarray.__pow__ computes x ** 2 as np.square(x) (its dtype differs for bool) */
+    if (tj_is_tracer(a) && PyLong_CheckExact(b)) {
+        int overflow;
+        if (PyLong_AsLongAndOverflow(b, &overflow) == 2 && !overflow) return unop(a, TJ_OP_SQUARE);
+        PyErr_Clear();
+    }
     return binop(a, b, TJ_OP_POW);
 }
 static PyObject *nb_neg(PyObject *a) { return unop(a, TJ_OP_NEG); }
