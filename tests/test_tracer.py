@@ -504,8 +504,9 @@ def _random_program(seed):
             arr = np.array(rng.integers(-20, 21, size=shape), dtype=dt)
         inputs.append(arr)
     vals, prog = list(inputs), []
-    while len(prog) < int(rng.integers(4, 21)):
-        kind = ["un", "bin", "bin", "scl", "pow"][int(rng.integers(0, 5))]
+    target = int(rng.integers(4, 25))
+    while len(prog) < target:
+        kind = str(rng.choice(["un", "bin", "scl", "pow"], p=[0.3, 0.45, 0.2, 0.05]))
         args = [int(rng.integers(0, len(vals))) for _ in range(1 if kind != "bin" else 2)]
         name, const = None, None
         if kind == "un":
