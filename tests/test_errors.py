@@ -47,11 +47,20 @@ def _uses_cumsum(x):
     return np.cumsum(x)
 
 
+def _helper_sum(y):
+    return np.sum(y)
+
+
+def _calls_helper(x):
+    return _helper_sum(x * 2.0) + x
+
+
 @pytest.mark.parametrize("fn,name,line", [
+    (_calls_helper, "numpy.sum", _helper_sum.__code__.co_firstlineno + 1),
     (_uses_fft, "numpy.fft.fft", _uses_fft.__code__.co_firstlineno + 1),
     (_uses_sum, "numpy.sum", _uses_sum.__code__.co_firstlineno + 2),
     (_uses_cumsum, "numpy.cumsum", _uses_cumsum.__code__.co_firstlineno + 1),
-], ids=["fft", "sum", "cumsum"])
+], ids=["helper", "fft", "sum", "cumsum"])
 def test_unsupported_numpy_function(fn, name, line):
     f = tracejit.compile(fn)
     msg = str(_raises(tracejit.TraceError, f, _x()))
