@@ -298,13 +298,9 @@ fail:
 enum { T_OUT, T_TUPLE, T_LIST, T_DICT, T_STATIC };
 
 static int token(tj_template *tp, int kind, int payload) {
-    if (tp->n_tokens == tp->cap_tokens) {
-        int cap = tp->cap_tokens ? 2 * tp->cap_tokens : 8;
-        int32_t *nt = PyMem_Realloc(tp->tokens, (size_t)cap * sizeof *nt);
-        if (!nt) { PyErr_NoMemory(); return -1; }
-        tp->tokens = nt;
-        tp->cap_tokens = cap;
-    }
+    if (tp->n_tokens == tp->cap_tokens &&
+        tj_grow((void **)&tp->tokens, &tp->cap_tokens, 8, sizeof *tp->tokens) < 0)
+        return -1;
     tp->tokens[tp->n_tokens++] = kind | payload << 4;
     return 0;
 }

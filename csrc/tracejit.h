@@ -69,6 +69,8 @@ typedef struct {
     int32_t n_out, cap_out;
 } tj_graph;
 
+/* Doubles a PyMem array's capacity (at least `min_cap`). 0, or -1 + MemoryError. */
+int tj_grow(void **buf, int32_t *cap, int32_t min_cap, size_t elem);
 int tj_graph_init(tj_graph *g);
 void tj_graph_free(tj_graph *g);
 int32_t tj_graph_add(tj_graph *g, const tj_node *proto);   /* -1 + MemoryError */
@@ -118,7 +120,7 @@ typedef struct {
     tj_graph g;
     int live;                /* 0 once tracing ended: escaped tracers then raise */
     tj_slotdesc *slots;
-    int n_slots, cap_slots;
+    int32_t n_slots, cap_slots;
     PyObject *captures;      /* list of (where, array): arrays read from closures/globals */
     PyObject *fn;            /* strong: the traced function, where captures are looked up */
 } tj_trace;
@@ -238,7 +240,7 @@ int tj_trace_args(tj_trace *t, const tj_argconf *conf, PyObject *const *args, Py
                   PyObject *kwnames, PyObject **targs, PyObject **tkwargs);
 /* Flattens a traced result into graph outputs and a template (csrc/args.c). */
 typedef struct {
-    int32_t *tokens; int n_tokens, cap_tokens;
+    int32_t *tokens; int32_t n_tokens, cap_tokens;
     PyObject *statics;           /* list */
 } tj_template;
 int tj_template_from_result(tj_template *tp, tj_trace *t, PyObject *result);

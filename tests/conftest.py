@@ -178,6 +178,23 @@ def numpy_outcome(fn, *args):
     return "ok", value
 
 
+def run_or_raise(f, args, outcome, expected, *, exact=True, atol=None):
+    """Checks a compiled call against numpy_outcome's verdict: the same values, or
+    TypeError/TraceError where NumPy raises TypeError, or TraceError where NumPy
+    computes in a dtype tracejit does not support."""
+    import tracejit
+    if outcome == "ok":
+        result = f(*args)
+        assert_matches_numpy(result, expected, exact=exact, atol=atol,
+                             inputs=[a for a in args if isinstance(a, np.ndarray)])
+    elif outcome == "typeerror":
+        with pytest.raises((TypeError, tracejit.TraceError)):
+            f(*args)
+    else:
+        with pytest.raises(tracejit.TraceError):
+            f(*args)
+
+
 def resolve_loop(ufunc, in_dtypes):
     """NumPy's resolved dtypes for `ufunc` on `in_dtypes`, or None if NumPy
     raises."""

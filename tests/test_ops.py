@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tracejit
-from conftest import (DTYPES, OP_DOMAINS, SUPPORTED, assert_matches_numpy, make_input,
+from conftest import (run_or_raise, DTYPES, OP_DOMAINS, SUPPORTED, assert_matches_numpy, make_input,
                       numpy_outcome, resolve_loop, scalar_for)
 
 OP_TABLE = tracejit.op_table()
@@ -302,18 +302,11 @@ def _weak_check(op, dtype, kind, side, rng, runtime):
              else tracejit.compile(lambda a: fn(a, s)))
     args = (arr, s) if runtime else (arr,)
     outcome, expected = numpy_outcome(call_np, arr)
-    if outcome == "ok":
-        result = f(*args)
-        assert_matches_numpy(result, expected, exact=_exact(op, expected.dtype),
-                             atol=None if _ref(op)[2] not in NEAR_EXACT else
-                             (1e-5 if expected.dtype == np.float32 else 1e-12),
-                             inputs=[arr])
-    elif outcome == "typeerror":
-        with pytest.raises((TypeError, tracejit.TraceError)):
-            f(*args)
-    else:
-        with pytest.raises(tracejit.TraceError):
-            f(*args)
+    if outcome != "ok":
+        return run_or_raise(f, args, outcome, expected)
+    run_or_raise(f, args, outcome, expected, exact=_exact(op, expected.dtype),
+                 atol=None if _ref(op)[2] not in NEAR_EXACT else
+                 (1e-5 if expected.dtype == np.float32 else 1e-12))
 
 
 @pytest.mark.parametrize("op,dtype,kind,side", _WEAK)

@@ -54,26 +54,26 @@ void tj_graph_free(tj_graph *g) {
     memset(g, 0, sizeof *g);
 }
 
+int tj_grow(void **buf, int32_t *cap, int32_t min_cap, size_t elem) {
+    int32_t ncap = *cap ? *cap * 2 : min_cap;
+    void *nb = PyMem_Realloc(*buf, (size_t)ncap * elem);
+    if (!nb) { PyErr_NoMemory(); return -1; }
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
 int32_t tj_graph_add(tj_graph *g, const tj_node *proto) {
-    if (g->n == g->cap) {
-        int32_t cap = g->cap ? g->cap * 2 : 64;
-        tj_node *nodes = PyMem_Realloc(g->nodes, (size_t)cap * sizeof *nodes);
-        if (!nodes) { PyErr_NoMemory(); return -1; }
-        g->nodes = nodes;
-        g->cap = cap;
-    }
+    if (g->n == g->cap && tj_grow((void **)&g->nodes, &g->cap, 64, sizeof *g->nodes) < 0)
+        return -1;
     g->nodes[g->n] = *proto;
     return g->n++;
 }
 
 int tj_graph_add_output(tj_graph *g, int32_t id) {
-    if (g->n_out == g->cap_out) {
-        int32_t cap = g->cap_out ? g->cap_out * 2 : 8;
-        int32_t *o = PyMem_Realloc(g->outputs, (size_t)cap * sizeof *o);
-        if (!o) { PyErr_NoMemory(); return -1; }
-        g->outputs = o;
-        g->cap_out = cap;
-    }
+    if (g->n_out == g->cap_out &&
+        tj_grow((void **)&g->outputs, &g->cap_out, 8, sizeof *g->outputs) < 0)
+        return -1;
     g->outputs[g->n_out++] = id;
     return 0;
 }

@@ -61,13 +61,9 @@ PyObject *tj_trace_new(PyObject *fn) {
 }
 
 int tj_trace_add_slot(tj_trace *t, const tj_slotdesc *d) {
-    if (t->n_slots == t->cap_slots) {
-        int cap = t->cap_slots ? 2 * t->cap_slots : 16;
-        tj_slotdesc *s = PyMem_Realloc(t->slots, (size_t)cap * sizeof *s);
-        if (!s) { PyErr_NoMemory(); return -1; }
-        t->slots = s;
-        t->cap_slots = cap;
-    }
+    if (t->n_slots == t->cap_slots &&
+        tj_grow((void **)&t->slots, &t->cap_slots, 16, sizeof *t->slots) < 0)
+        return -1;
     t->slots[t->n_slots] = *d;
     return t->n_slots++;
 }
