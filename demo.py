@@ -67,6 +67,10 @@ def main():
     print(f"  tracejit: {tj_ns / 1e6:8.3f} ms per call (median of {tj_reps})")
     print(f"  numpy:    {np_ns / 1e6:8.3f} ms per call (median of {np_reps})")
     print(f"  tracejit is {np_ns / tj_ns:.1f}x {'faster' if tj_ns < np_ns else 'SLOWER'} than numpy")
+    z = x * y + y
+    pow_ns, _ = median_call_ns(lambda: z**3, budget_s=0.3)
+    print(f"  (of numpy's time, {pow_ns / 1e6:.1f} ms is `z**3` alone: numpy's float32 power "
+          "is slow for negative bases)")
 
 
 if __name__ == "__main__":

@@ -183,7 +183,11 @@ def check_close(what: str, got, want: np.ndarray, rtol: float, atol: float) -> N
 # ---- timing -------------------------------------------------------------------------
 
 def first_call_ns(call) -> tuple[int, object]:
-    """Time of one call (the first of a freshly compiled function), and its result."""
+    """Time of one call (the first of a freshly compiled function), and its result.
+
+    A full collection first, so that a collection of the objects other peers left
+    behind (torch and jax make many) is not charged to this call."""
+    gc.collect()
     t0 = time.perf_counter_ns()
     out = call()
     return time.perf_counter_ns() - t0, out

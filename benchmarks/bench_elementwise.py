@@ -40,12 +40,10 @@ def tiny(x):
 
 
 def chain12(x, y):
-    # Elementwise ops, counted: x*y, +y, z**3, 0.044715*, z+, 0.7978845608*, tanh,
-    # 1.0+, 0.5*z, *(...), -x, *x, exp, + = 14 (the name is historical: it is 12 ops
-    # if the unary minus and the final add are not counted). Transcendentals: tanh,
-    # power, exp.
+    # Exactly 12 elementwise ops: x*y, +y, z**3, 0.044715*, z+, 0.7978845608*, tanh,
+    # 1.0+, 0.5*z, *(...), exp(x), +. Transcendentals: tanh, power, exp.
     z = x * y + y
-    return 0.5 * z * (1.0 + np.tanh(0.7978845608 * (z + 0.044715 * z**3))) + np.exp(-x * x)
+    return 0.5 * z * (1.0 + np.tanh(0.7978845608 * (z + 0.044715 * z**3))) + np.exp(x)
 
 
 def arith12(x, y):
@@ -64,7 +62,7 @@ def _warm(x):
 NE_EXPR = {
     "tiny": "x * 2.0 + 1.0",
     "chain12": "0.5 * (x*y + y) * (1.0 + tanh(0.7978845608 * ((x*y + y) + 0.044715 * (x*y + y)**3)))"
-               " + exp(-x * x)",
+               " + exp(x)",
     "arith12": "((x*y + y) * 0.5 - x) * (y + 2.0) / (x*x + 1.0) - y*0.25 + x",
     "_warm": "x * 3.0 - 1.0",
 }

@@ -259,8 +259,12 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
     }
     self->misses++;
     PyObject *descr = describe(self, args, nargs, kwnames);
-    if (!descr) goto done;
-    if (!reason && self->plans) reason = retrace_reason(self->plans->descr, descr);
+    if (!descr) {                       /* a reason is a nicety: never fail a call on it */
+        PyErr_Clear();
+        descr = Py_NewRef(Py_None);
+    }
+    if (!reason && self->plans && PyList_Check(self->plans->descr) && PyList_Check(descr))
+        reason = retrace_reason(self->plans->descr, descr);
     if (reason) Py_XSETREF(self->last_retrace, Py_NewRef(reason));
     PyErr_Clear();
     tj_plan *p = compile_plan(self, &f, args, nargs, kwnames, 0);

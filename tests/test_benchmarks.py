@@ -1,0 +1,23 @@
+"""The benchmark suite and the demo keep working (quick mode, tracejit and NumPy only)."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*argv):
+    return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_benchmarks_quick_run_checks_results():
+    r = _run("benchmarks/run.py", "--quick", "--peers", "numpy,tracejit")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "tracejit/numpy" in r.stdout and "chain12" in r.stdout
+
+
+def test_demo_runs_and_matches_numpy():
+    r = _run("demo.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "max |tracejit - numpy|" in r.stdout
