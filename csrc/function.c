@@ -267,6 +267,13 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
         reason = retrace_reason(self->plans->descr, descr);
     if (reason) Py_XSETREF(self->last_retrace, Py_NewRef(reason));
     PyErr_Clear();
+    if (tj_debug_level()) {
+        PyObject *text = PyUnicode_FromFormat("[tracejit] cache miss %zd of %R: %S\n",
+                                              self->misses, self->fn,
+                                              reason ? reason : Py_None);
+        write_stderr(text);
+        Py_XDECREF(text);
+    }
     tj_plan *p = compile_plan(self, &f, args, nargs, kwnames, 0);
     if (!p) { Py_DECREF(descr); goto done; }
     p->descr = descr;

@@ -37,9 +37,10 @@ static PyObject *user_location(void) {
                 Py_SETREF(src, stripped);
             }
             PyErr_Clear();
-            PyObject *r = PyUnicode_FromFormat("\n  at %U:%d, in %U%s%U", file, line,
-                                               code->co_name, src ? "\n    " : "",
-                                               src ? src : PyUnicode_FromString(""));
+            PyObject *r = src ? PyUnicode_FromFormat("\n  at %U:%d, in %U\n    %U", file, line,
+                                                     code->co_name, src)
+                              : PyUnicode_FromFormat("\n  at %U:%d, in %U", file, line,
+                                                     code->co_name);
             Py_XDECREF(src);
             Py_DECREF(code);
             Py_DECREF(f);
