@@ -7,7 +7,7 @@ from setuptools import Extension, setup
 
 werror = os.environ.get("CI") == "true" or os.environ.get("TRACEJIT_WERROR") == "1"
 flags = ["-std=c11", "-O2", "-fwrapv", "-ffp-contract=off", "-fno-strict-aliasing",
-         "-fno-math-errno", "-fvisibility=hidden",
+         "-fno-math-errno", "-fvisibility=hidden", "-fopenmp-simd",
          "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-unused-parameter"]
 if werror:
     flags.append("-Werror")

@@ -30,7 +30,7 @@ typedef enum {
 #undef TJ_X
     TJ_NOPS
 } tj_opcode;
-enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST };
+enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED };
 enum { TJ_O_SAME, TJ_O_BOOL };
 enum { TJ_F_COMM = 1, TJ_F_COND = 2 };
 #define TJ_M_ALL  0x1f
@@ -58,6 +58,7 @@ typedef struct {
     int8_t perm[TJ_MAXDIM];/* VIEW: output dim d reads operand dim perm[d] */
     int32_t in[3];
     int32_t slot;          /* leaves: the data slot they read */
+    uint32_t axes;         /* RED: bit d set when operand dim d is reduced */
     tj_scalar value;       /* CONST */
     int64_t shape[TJ_MAXDIM];
 } tj_node;
@@ -165,12 +166,17 @@ typedef struct {
     int32_t *outs, n_outs;       /* node ids written to slots */
     int32_t *out_slot;
     int8_t (*omaps)[TJ_MAXDIM];  /* per out: iteration dim -> slot dim, -1 broadcast */
+    int32_t red;                 /* a reduction group: the RED node (its only out), or -1;
+                                    iteration shape is its operand's, omaps[0] is -1 on
+                                    the reduced dims */
+    int32_t acc_slot;            /* reduction: accumulator slot (output's shape, acc dtype) */
 } tj_group;
 
 typedef struct {
     tj_group *groups;
     int n_groups;
     int32_t *mat_slot;           /* per node: slot it is materialized in, or -1 */
+    int32_t *acc_slot;           /* per node: a reduction's accumulator slot, or -1 */
     int n_slots;                 /* all slots: leaves, scratch, outputs */
     int first_scratch, n_scratch;
     int32_t *out_slot_of;        /* per graph output position: its slot */
@@ -190,6 +196,19 @@ void tj_schedule_free(tj_schedule *s);
 int tj_pipeline(tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
                 tj_schedule *s, PyObject *log);
 
+/* ---- reductions (csrc/trace/reduce.c, csrc/emit/reduce_prims.c) ------------ */
+typedef struct { const char *name; void *fn; } tj_symbol;   /* a symbol for libtcc */
+/* The dtype a reduction accumulates in for a given operand dtype. */
+int tj_red_acc_dtype(int op, int in_dtype);
+/* The dtype of a reduction's result (NumPy's rule). */
+int tj_red_out_dtype(int op, int in_dtype);
+/* Python-facing: x.sum(axis, keepdims, dtype) and friends; mean/var/std/any/all are
+ * composed from these. New reference to a Tracer. */
+PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int keepdims);
+PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject *args,
+                            PyObject *kwargs, int method);
+extern const tj_symbol tj_reduce_symbols[];   /* NULL-terminated */
+
 /* ---- emit (csrc/emit/) ----------------------------------------------------- */
 /* C source of the kernel `void tj_run(void **P, const long long **S)`.
  * New reference to a str; NULL + exception. */
@@ -206,7 +225,6 @@ tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **ent
 void tj_tcc_free(tj_module *m);
 
 typedef void (*tj_prim_fn)(void *, const void *, const void *, const void *, int64_t);
-typedef struct { const char *name; void *fn; } tj_symbol;
 extern const tj_symbol tj_prim_symbols[];   /* NULL-terminated; csrc/emit/prims.c */
 extern const int tj_n_prim_symbols;
 

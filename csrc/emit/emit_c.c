@@ -64,16 +64,77 @@ typedef struct {
     int n_names;
 } gstate;
 
-static void declare(gstate *gs, const char *name) {
+/* Declares `name` once, with the prototype `proto` (a format taking the name). */
+static void declare_fn(gstate *gs, const char *name, const char *proto) {
     for (int i = 0; i < gs->n_names; i++)
         if (strcmp(gs->names[i], name) == 0) return;
     snprintf(gs->names[gs->n_names++], sizeof gs->names[0], "%s", name);
-    put(gs->decls, "tj_prim %s;\n", name);
+    put(gs->decls, proto, name);
 }
+
+static void declare(gstate *gs, const char *name) { declare_fn(gs, name, "tj_prim %s;\n"); }
 
 static int take_buf(gstate *gs) {
     if (gs->n_free) return gs->free_bufs[--gs->n_free];
     return gs->n_bufs++;
+}
+
+/* The suffix naming a reduction's primitives: its operand's dtype. */
+static const char *red_suffix(const tj_graph *g, const tj_node *r) {
+    return tj_dtype_suffix(g->nodes[r->in[0]].dtype);
+}
+
+static int is_arg(const tj_node *r) { return r->op == TJ_OP_RARGMAX || r->op == TJ_OP_RARGMIN; }
+
+/* Before the loop nest: accumulators to the identity; after it: results from them. */
+static void emit_reduction_edges(sbuf *b, const tj_graph *g, const tj_group *gr, gstate *gs,
+                                 int after) {
+    const tj_node *r = &g->nodes[gr->red];
+    char pn[96];
+    snprintf(pn, sizeof pn, "tj_r%c_%s_%s", after ? 'f' : 'i', tj_ops[r->op].name,
+             red_suffix(g, r));
+    if (after) {
+        declare_fn(gs, pn, "void %s(void *, const void *, long long);\n");
+        put(b, "    %s(P[%d], P[%d], %lldLL);\n", pn, (int)gr->out_slot[0], (int)gr->acc_slot,
+            (long long)tj_node_size(r));
+    } else {
+        declare_fn(gs, pn, "void %s(void *, void *, long long);\n");
+        if (is_arg(r))
+            put(b, "    %s(P[%d], P[%d], %lldLL);\n", pn, (int)gr->acc_slot,
+                (int)gr->out_slot[0], (long long)tj_node_size(r));
+        else
+            put(b, "    %s(P[%d], 0, %lldLL);\n", pn, (int)gr->acc_slot, (long long)tj_node_size(r));
+    }
+}
+
+/* Folds the block of the reduction's operand into its accumulator: horizontally when
+ * the innermost loop dim is reduced, elementwise when it is kept. For argmax/argmin
+ * the result slot holds the indices and `base` is the flat index, within the reduced
+ * dims, of the block's first element. */
+static void emit_accumulate(sbuf *b, const tj_graph *g, const tj_group *gr, gstate *gs,
+                            const tj_node *r, const int64_t *shape, int D) {
+    int horizontal = !gr->ndim || gr->omaps[0][D - 1] < 0;
+    char pn[96];
+    snprintf(pn, sizeof pn, "tj_r%c_%s_%s", horizontal ? 'h' : 'v', tj_ops[r->op].name,
+             red_suffix(g, r));
+    declare_fn(gs, pn, "void %s(void *, void *, const void *, long long, long long);\n");
+    int32_t x = r->in[0];
+    put(b, "            %s(", pn);
+    if (horizontal) put(b, "pc0, %s, ", is_arg(r) ? "po0" : "0");
+    else if (is_arg(r)) put(b, "pc0 + j * c0_%d, po0 + j * o0_%d, ", D - 1, D - 1);
+    else put(b, "pc0 + j * c0_%d, 0, ", D - 1);
+    put(b, gs->uniform[x] ? "tju%d, n, " : "v%d, n, ", gs->uniform[x] ? (int)gs->where[x] : (int)x);
+    put(b, "0");
+    if (is_arg(r) && gr->ndim) {
+        int64_t w = 1;
+        for (int d = D - 1; d >= 0; d--) {
+            if (gr->omaps[0][d] >= 0) continue;
+            if (d == D - 1) put(b, " + j");
+            else put(b, " + i%d * %lldLL", d, (long long)w);
+            w *= shape[d];
+        }
+    }
+    put(b, ");\n");
 }
 
 static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs) {
@@ -103,6 +164,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
             gs->last_use[n->in[a]] = k;
             u &= gs->uniform[n->in[a]];
         }
+        if (tj_ops[n->op].kind == TJ_K_RED) u = 0;   /* accumulated in the loop */
         gs->uniform[gr->nodes[k]] = (uint8_t)u;
         gs->last_use[gr->nodes[k]] = k;
     }
@@ -156,6 +218,12 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
                     gr->omaps[o][d]);
             else
                 put(b, "    const long long o%d_%d = 0;\n", o, d);
+            if (gr->red < 0) continue;   /* the accumulator has the result's shape and map */
+            if (gr->ndim && gr->omaps[o][d] >= 0)
+                put(b, "    const long long c%d_%d = S[%d][%d];\n", o, d, (int)gr->acc_slot,
+                    gr->omaps[o][d]);
+            else
+                put(b, "    const long long c%d_%d = 0;\n", o, d);
         }
 
     /* Loop body. Block buffers are numbered after the uniform ones. */
@@ -182,6 +250,10 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
             continue;
         }
         char pn[96];
+        if (tj_ops[n->op].kind == TJ_K_RED) {
+            emit_accumulate(&body, g, gr, gs, n, shape, D);
+            continue;
+        }
         prim_name(pn, sizeof pn, g, n, gs->uniform);
         declare(gs, pn);
         int bufi = -1;
@@ -215,6 +287,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     for (int u = 0; u < n_ubufs; u++) put(b, "    double tju%d[%d];\n", u, TJ_BLOCK);
     for (int k = 0; k < gs->n_bufs; k++) put(b, "    double tjb%d[%d];\n", k, TJ_BLOCK);
     if (pre.buf) put(b, "%s", pre.buf);
+    if (gr->red >= 0) emit_reduction_edges(b, g, gr, gs, 0);
     for (int d = 0; d < D - 1; d++)
         put(b, "%*sfor (long long i%d = 0; i%d < %lldLL; i%d++) {\n", 4 * (d + 1), "", d, d,
             (long long)shape[d], d);
@@ -229,6 +302,10 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->out_slot[o]);
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * o%d_%d", d, o, d);
         put(b, ";\n");
+        if (gr->red < 0) continue;
+        put(b, "%*schar *pc%d = (char *)P[%d]", ind, "", o, (int)gr->acc_slot);
+        for (int d = 0; d < D - 1; d++) put(b, " + i%d * c%d_%d", d, o, d);
+        put(b, ";\n");
     }
     put(b, "%*sfor (long long j = 0; j < %lldLL; j += %d) {\n", ind, "", (long long)inner, TJ_BLOCK);
     put(b, "%*s    long long n = %lldLL - j < %d ? %lldLL - j : %d;\n", ind, "", (long long)inner,
@@ -236,6 +313,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     if (body.buf) put(b, "%s", body.buf);
     put(b, "%*s}\n", ind, "");
     for (int d = D - 2; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
+    if (gr->red >= 0) emit_reduction_edges(b, g, gr, gs, 1);
     put(b, "}\n");
     if (pre.failed || body.failed) b->failed = 1;
     PyMem_Free(pre.buf);
@@ -252,7 +330,7 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
     gs.free_bufs = PyMem_Malloc((size_t)(2 * n + 4) * sizeof(int));
     sbuf decls = {0}, body = {0};
     gs.decls = &decls;
-    gs.names = PyMem_Malloc((size_t)(TJ_NOPS + 4) * TJ_NDTYPES * TJ_NDTYPES * sizeof *gs.names);
+    gs.names = PyMem_Malloc((size_t)(TJ_NOPS + 8) * TJ_NDTYPES * TJ_NDTYPES * sizeof *gs.names);
     PyObject *r = NULL;
     if (!gs.where || !gs.last_use || !gs.uniform || !gs.free_bufs || !gs.names) {
         PyErr_NoMemory();

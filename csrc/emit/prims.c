@@ -154,6 +154,7 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_IFEW_LEAF(x)
 #define TJ_IFEW_VIEW(x)
 #define TJ_IFEW_CAST(x)
+#define TJ_IFEW_RED(x)
 #define TJ_OT_SAME(T) T
 #define TJ_OT_BOOL(T) bool
 

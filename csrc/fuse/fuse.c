@@ -4,7 +4,9 @@
  * its iteration shape computing its nodes in topological order; every value it reads
  * from memory is a leaf with an access map (iteration dim -> slot dim, -1 where
  * broadcast), so broadcasting and views cost index arithmetic, never a copy; the only
- * memory between groups is a scratch slot for a computed node read through a view;
+ * memory between groups is a scratch slot for a computed node read through a view,
+ * or for a reduction's result (each reduction is a group over its operand's shape,
+ * its producers fused into the loop, its consumers reading the result as a leaf);
  * adjacent dims that are contiguous in every access are collapsed into one. */
 #include "tracejit.h"
 
@@ -80,13 +82,29 @@ static void collapse(tj_group *gr, const uint8_t *contig) {
     PyMem_Free(heap);
 }
 
-/* Fills group gr computing outs[0..n_outs) over the shape of outs[0]. */
+/* Output map of a reduction: operand dim d -> result dim, -1 where reduced. */
+static void reduction_map(const tj_node *r, const tj_node *x, int8_t *map) {
+    int keep = r->ndim == x->ndim, k = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        int reduced = r->axes >> d & 1;
+        int8_t dim = (int8_t)(keep ? d : k);
+        if (!reduced || keep) k++;
+        map[d] = reduced || x->shape[d] == 1 ? -1 : dim;
+    }
+}
+
+/* Fills group gr computing outs[0..n_outs) over the shape of outs[0], or, for a
+ * reduction (one out), over its operand's shape. */
 static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const int32_t *outs,
                        const int32_t *out_slots, int n_outs, const uint8_t *contig,
                        uint8_t *mark) {
     const tj_node *first = &g->nodes[outs[0]];
-    gr->ndim = first->ndim;
-    memcpy(gr->shape, first->shape, sizeof gr->shape);
+    int is_red = tj_ops[first->op].kind == TJ_K_RED;
+    const tj_node *space = is_red ? &g->nodes[first->in[0]] : first;
+    gr->red = is_red ? outs[0] : -1;
+    gr->acc_slot = is_red ? s->acc_slot[outs[0]] : -1;
+    gr->ndim = space->ndim;
+    memcpy(gr->shape, space->shape, sizeof gr->shape);
     memset(mark, 0, (size_t)g->n);
     gr->outs = PyMem_Malloc((size_t)n_outs * sizeof(int32_t));
     gr->out_slot = PyMem_Malloc((size_t)n_outs * sizeof(int32_t));
@@ -102,7 +120,10 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
         gr->outs[o] = outs[o];
         gr->out_slot[o] = out_slots[o];
         memset(gr->omaps[o], -1, TJ_MAXDIM);
-        for (int d = 0; d < gr->ndim; d++) gr->omaps[o][d] = gr->shape[d] == 1 ? -1 : (int8_t)d;
+        if (is_red)
+            reduction_map(first, space, gr->omaps[o]);
+        else
+            for (int d = 0; d < gr->ndim; d++) gr->omaps[o][d] = gr->shape[d] == 1 ? -1 : (int8_t)d;
         mark[outs[o]] = 2;   /* computed here even when materialized elsewhere */
     }
     /* Reverse topological sweep: a node is computed if a computed node uses it. */
@@ -149,15 +170,23 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
     s->mat_slot = PyMem_Malloc((size_t)n * sizeof *s->mat_slot);
     s->out_slot_of = PyMem_Malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof(int32_t));
     if (!node_out || !outs || !oslots || !mark || !s->mat_slot || !s->out_slot_of) goto nomem;
-    for (int32_t i = 0; i < g->n; i++) s->mat_slot[i] = node_out[i] = -1;
+    s->acc_slot = PyMem_Malloc((size_t)n * sizeof *s->acc_slot);
+    if (!s->acc_slot) goto nomem;
+    for (int32_t i = 0; i < g->n; i++) s->mat_slot[i] = node_out[i] = s->acc_slot[i] = -1;
 
     int next = n_leaf_slots;
     s->first_scratch = next;
+    /* Materialized: operands of views that are computed, and every reduction (its
+     * result and its accumulator). */
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *v = &g->nodes[i];
         if (v->op == TJ_OP_VIEW && tj_ops[g->nodes[v->in[0]].op].kind != TJ_K_LEAF &&
             s->mat_slot[v->in[0]] < 0)
             s->mat_slot[v->in[0]] = next++;
+        if (tj_ops[v->op].kind == TJ_K_RED) {
+            s->mat_slot[i] = next++;
+            s->acc_slot[i] = next++;
+        }
     }
     s->n_scratch = next - s->first_scratch;
     s->first_out = next;
@@ -172,6 +201,7 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
     s->slot_shape = PyMem_Calloc((size_t)next + 1, sizeof *s->slot_shape);
     contig = PyMem_Malloc((size_t)next + 1);
     s->groups = PyMem_Calloc((size_t)(s->n_scratch + g->n_out + 1), sizeof(tj_group));
+    for (int i = 0; s->groups && i < s->n_scratch + g->n_out + 1; i++) s->groups[i].red = -1;
     if (!s->slot_dtype || !s->slot_ndim || !s->slot_shape || !contig || !s->groups) goto nomem;
     for (int i = 0; i < next; i++) contig[i] = i < n_leaf_slots ? leaf_contig[i] : 1;
     for (int32_t i = 0; i < g->n; i++) {
@@ -185,6 +215,14 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
         }
         if (s->mat_slot[i] >= 0)
             s->scratch_bytes += tj_node_size(&g->nodes[i]) * tj_dtype_size(g->nodes[i].dtype);
+        int acc = s->acc_slot[i];
+        if (acc >= 0) {
+            const tj_node *r = &g->nodes[i];
+            s->slot_dtype[acc] = tj_red_acc_dtype(r->op, g->nodes[r->in[0]].dtype);
+            s->slot_ndim[acc] = r->ndim;
+            memcpy(s->slot_shape[acc], r->shape, sizeof s->slot_shape[acc]);
+            s->scratch_bytes += tj_node_size(r) * tj_dtype_size(s->slot_dtype[acc]);
+        }
     }
     /* Materialized nodes first, in topological order; then outputs grouped by shape. */
     for (int32_t i = 0; i < g->n; i++) {
@@ -239,6 +277,7 @@ void tj_schedule_free(tj_schedule *s) {
     }
     PyMem_Free(s->groups);
     PyMem_Free(s->mat_slot);
+    PyMem_Free(s->acc_slot);
     PyMem_Free(s->out_slot_of);
     PyMem_Free(s->slot_dtype);
     PyMem_Free(s->slot_ndim);

@@ -3,12 +3,14 @@
  * groups whose outputs are fresh computed values (never a leaf's memory). */
 #include "tracejit.h"
 
-/* Returned leaves and views become COPY nodes, so every output is computed into a
- * fresh array and never aliases an input. */
+/* Returned leaves, views and reductions (whose results live in scratch) become COPY
+ * nodes, so every output is computed into a fresh array and never aliases memory the
+ * plan reads or owns. */
 static int fresh_outputs(tj_graph *g) {
     for (int32_t o = 0; o < g->n_out; o++) {
         const tj_node *n = &g->nodes[g->outputs[o]];
-        if (tj_ops[n->op].kind != TJ_K_LEAF && n->op != TJ_OP_VIEW) continue;
+        int kind = tj_ops[n->op].kind;
+        if (kind != TJ_K_LEAF && kind != TJ_K_RED && n->op != TJ_OP_VIEW) continue;
         tj_node c = *n;
         c.op = TJ_OP_COPY;
         c.weak = 0;

@@ -6,7 +6,8 @@
  *             (a ufunc, or a numpy function for where); NULL for internal ops
  *   arity     number of operands
  *   kind      LEAF (a value read from a slot), EW (elementwise), VIEW (movement),
- *             CAST (elementwise dtype conversion, primitives per (from, to))
+ *             CAST (elementwise dtype conversion, primitives per (from, to)),
+ *             RED (reduction over the node's `axes`; primitives in emit/reduce_prims.c)
  *   mask      loop dtypes the op is defined on (the dtype its operands are cast to)
  *   out       SAME: result has the loop dtype; BOOL: result is bool
  *   flags     COMM: commutative (CSE canonicalizes operand order);
@@ -68,4 +69,10 @@
     X(BXOR,      "bitwise_xor",  2, EW,   INTB, SAME, COMM, (a ^ b))               \
     X(MAX,       "maximum",      2, EW,   ALL,  SAME, COMM, TJ_GEN(maximum, a, b)) \
     X(MIN,       "minimum",      2, EW,   ALL,  SAME, COMM, TJ_GEN(minimum, a, b)) \
-    X(LOGADDEXP, "logaddexp",    2, EW,   FLT,  SAME, COMM, TJ_GEN(logaddexp, a, b))
+    X(LOGADDEXP, "logaddexp",    2, EW,   FLT,  SAME, COMM, TJ_GEN(logaddexp, a, b)) \
+    X(RSUM,      "sum",          1, RED,  ALL,  SAME, 0,    0)                     \
+    X(RPROD,     "prod",         1, RED,  ALL,  SAME, 0,    0)                     \
+    X(RMAX,      "max",          1, RED,  ALL,  SAME, 0,    0)                     \
+    X(RMIN,      "min",          1, RED,  ALL,  SAME, 0,    0)                     \
+    X(RARGMAX,   "argmax",       1, RED,  ALL,  SAME, 0,    0)                     \
+    X(RARGMIN,   "argmin",       1, RED,  ALL,  SAME, 0,    0)

@@ -10,15 +10,19 @@
 
 /* The numpy functions __array_function__ implements (handler index = position). */
 static const char *const array_functions[] = {"where", "clip", "transpose", "astype",
-                                              "shape", "ndim", "size", NULL};
-enum { F_WHERE, F_CLIP, F_TRANSPOSE, F_ASTYPE, F_SHAPE, F_NDIM, F_SIZE };
+                                              "shape", "ndim", "size",
+                                              /* reductions: from F_REDUCE on */
+                                              "sum", "prod", "max", "amax", "min", "amin",
+                                              "argmax", "argmin", "mean", "var", "std", "any",
+                                              "all", NULL};
+enum { F_WHERE, F_CLIP, F_TRANSPOSE, F_ASTYPE, F_SHAPE, F_NDIM, F_SIZE, F_REDUCE };
 
 int tj_protocols_init(tj_state *st) {
     st->ufunc_ops = PyDict_New();
     st->array_funcs = PyDict_New();
     if (!st->ufunc_ops || !st->array_funcs) return -1;
     for (int op = 0; op < TJ_NOPS; op++) {
-        if (!tj_ops[op].numpy || op == TJ_OP_WHERE) continue;
+        if (!tj_ops[op].numpy || tj_ops[op].kind != TJ_K_EW || op == TJ_OP_WHERE) continue;
         PyObject *u = PyObject_GetAttrString(st->numpy, tj_ops[op].numpy);
         if (!u) return -1;
         st->ufunc_of[op] = u;
@@ -90,11 +94,12 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
             tj_trace_error("numpy.%U is not supported by tracejit yet", uname);
         goto done;
     }
-    if (PyUnicode_CompareWithASCIIString(method, "__call__") != 0) {
+    int reduce_method = PyUnicode_CompareWithASCIIString(method, "reduce") == 0;
+    if (!reduce_method && PyUnicode_CompareWithASCIIString(method, "__call__") != 0) {
         tj_trace_error("numpy.%U.%U is not supported by tracejit yet", uname, method);
         goto done;
     }
-    if (kwargs && PyDict_GET_SIZE(kwargs)) {
+    if (!reduce_method && kwargs && PyDict_GET_SIZE(kwargs)) {
         PyObject *keys = PyDict_Keys(kwargs);
         if (keys) {
             PyObject *out = PyDict_GetItemString(kwargs, "out");
@@ -111,6 +116,26 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
     }
     int op = (int)PyLong_AsLong(opv);
     Py_ssize_t nin = PyTuple_GET_SIZE(args) - 2;
+    if (reduce_method) {
+        /* ufunc.reduce(a, axis=0, dtype=None, out=None, keepdims=False, ...) */
+        const char *fname = op == TJ_OP_ADD ? "sum" : op == TJ_OP_MUL ? "prod"
+                          : op == TJ_OP_MAX ? "max" : op == TJ_OP_MIN ? "min"
+                          : op == TJ_OP_OR ? "any" : op == TJ_OP_AND ? "all" : NULL;
+        if (!fname || nin < 1) {
+            tj_trace_error("numpy.%U.reduce is not supported by tracejit yet", uname);
+            goto done;
+        }
+        PyObject *rest = PyTuple_GetSlice(args, 2, PyTuple_GET_SIZE(args));
+        PyObject *kw = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
+        PyObject *zero = PyLong_FromLong(0);
+        if (rest && kw && zero && (nin > 1 || PyDict_GetItemString(kw, "axis") ||
+                                   PyDict_SetItemString(kw, "axis", zero) == 0))
+            result = tj_reduction_call(t, fname, PyTuple_GET_ITEM(rest, 0), rest, kw, 0);
+        Py_XDECREF(rest);
+        Py_XDECREF(kw);
+        Py_XDECREF(zero);
+        goto done;
+    }
     if (nin != tj_ops[op].arity) {
         PyErr_Format(PyExc_TypeError, "numpy.%U takes %d operands, got %zd", uname,
                      tj_ops[op].arity, nin);
@@ -184,7 +209,10 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         if (arg(args, kwargs, 1, "axis", Py_None) != Py_None)
             return tj_trace_error("numpy.size(a, axis) is not supported by tracejit yet");
         return PyObject_GetAttrString(x, "size");
-    default:
+    default: {
+        long h = PyLong_AsLong(hv);
+        if (h >= F_REDUCE) return tj_reduction_call(t, array_functions[h], x, args, kwargs, 0);
         return tj_internal_error("unknown array function handler");
+    }
     }
 }

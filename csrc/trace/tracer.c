@@ -309,6 +309,24 @@ static PyObject *m_clip(tj_tracer *x, PyObject *args, PyObject *kw) {
     return t ? tj_apply_clip(t, (PyObject *)x, lo, hi) : NULL;
 }
 
+#define REDUCTION_METHOD(fname)                                                      \
+    static PyObject *m_##fname(tj_tracer *x, PyObject *args, PyObject *kw) {         \
+        tj_trace *t = live_trace(x);                                                 \
+        return t ? tj_reduction_call(t, #fname, (PyObject *)x, args, kw, 1) : NULL;  \
+    }
+REDUCTION_METHOD(sum)
+REDUCTION_METHOD(prod)
+REDUCTION_METHOD(max)
+REDUCTION_METHOD(min)
+REDUCTION_METHOD(argmax)
+REDUCTION_METHOD(argmin)
+REDUCTION_METHOD(mean)
+REDUCTION_METHOD(var)
+REDUCTION_METHOD(std)
+REDUCTION_METHOD(any)
+REDUCTION_METHOD(all)
+#undef REDUCTION_METHOD
+
 static PyObject *m_item(PyObject *x, PyObject *args) { return concrete_error(".item()"); }
 static PyObject *m_tolist(PyObject *x, PyObject *args) { return concrete_error(".tolist()"); }
 static PyObject *m_array(PyObject *x, PyObject *args, PyObject *kw) {
@@ -319,6 +337,9 @@ static PyMethodDef tracer_methods[] = {
     {"astype", (PyCFunction)(void (*)(void))m_astype, METH_VARARGS | METH_KEYWORDS, NULL},
     {"transpose", (PyCFunction)m_transpose, METH_VARARGS, NULL},
     {"clip", (PyCFunction)(void (*)(void))m_clip, METH_VARARGS | METH_KEYWORDS, NULL},
+#define RM(fname) {#fname, (PyCFunction)(void (*)(void))m_##fname, METH_VARARGS | METH_KEYWORDS, NULL},
+    RM(sum) RM(prod) RM(max) RM(min) RM(argmax) RM(argmin) RM(mean) RM(var) RM(std) RM(any) RM(all)
+#undef RM
     {"item", (PyCFunction)m_item, METH_VARARGS, NULL},
     {"tolist", (PyCFunction)m_tolist, METH_NOARGS, NULL},
     {"__array__", (PyCFunction)(void (*)(void))m_array, METH_VARARGS | METH_KEYWORDS, NULL},

@@ -1,0 +1,145 @@
+/* Reduction primitives, per (reduction, operand dtype). Generated code calls:
+ *   tj_ri_OP_dt(acc, idx, n)               acc[0..n) = identity (idx = 0 for arg ops)
+ *   tj_rh_OP_dt(acc, idx, v, n, base)      folds v[0..n) into acc[0] (horizontal)
+ *   tj_rv_OP_dt(acc, idx, v, n, base)      folds v[i] into acc[i], i < n (vertical)
+ *   tj_rf_OP_dt(out, acc, n)               out = acc converted to the result dtype
+ * Contract: sums and products accumulate in int64 or float64 (tj_red_acc_dtype);
+ * max/min propagate NaN as NumPy does; argmax/argmin return the first index of the
+ * extreme value, a NaN counting as the extreme; `base` is the flat reduced index
+ * of v[0], so blocks may come in any order along kept dims but in increasing order
+ * along reduced ones. Horizontal folds reassociate (SIMD partial sums). */
+#include "tracejit.h"
+#include <math.h>
+
+#pragma GCC optimize("O3")
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define TJ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TJ_CLONES
+#endif
+
+#define SIG_I void *restrict acc_, void *restrict idx_, int64_t n
+#define SIG_F void *restrict acc_, void *restrict idx_, const void *restrict v_, int64_t n, \
+              int64_t base
+
+/* sum and product: a SIMD partial fold per block, added into the accumulator */
+#define TJ_FOLD(NAME, OPR, PRAGMA, ID, T, A, O, s)                                              \
+    void tj_ri_##NAME##_##s(SIG_I) {                                                      \
+        A *acc = acc_;                                                                    \
+        for (int64_t i = 0; i < n; i++) acc[i] = (A)(ID);                                 \
+    }                                                                                     \
+    TJ_CLONES void tj_rh_##NAME##_##s(SIG_F) {                                            \
+        const T *v = v_;                                                                  \
+        A r = (A)(ID);                                                                    \
+        _Pragma(PRAGMA)                                                                   \
+        for (int64_t i = 0; i < n; i++) r = r OPR (A)v[i];                                \
+        *(A *)acc_ = *(A *)acc_ OPR r;                                                    \
+    }                                                                                     \
+    TJ_CLONES void tj_rv_##NAME##_##s(SIG_F) {                                            \
+        A *restrict acc = acc_;                                                           \
+        const T *v = v_;                                                                  \
+        for (int64_t i = 0; i < n; i++) acc[i] = acc[i] OPR (A)v[i];                      \
+    }                                                                                     \
+    void tj_rf_##NAME##_##s(void *restrict out_, const void *restrict acc_, int64_t n) {  \
+        O *out = out_;                                                                    \
+        const A *acc = acc_;                                                              \
+        for (int64_t i = 0; i < n; i++) out[i] = (O)acc[i];                               \
+    }
+
+#define TJ_FOLDS(T, s, A, O)                                                              \
+    TJ_FOLD(RSUM, +, "omp simd reduction(+:r)", 0, T, A, O, s)                            \
+    TJ_FOLD(RPROD, *, "omp simd reduction(*:r)", 1, T, A, O, s)
+TJ_FOLDS(bool, b, int64_t, int64_t)
+TJ_FOLDS(int32_t, i32, int64_t, int64_t)
+TJ_FOLDS(int64_t, i64, int64_t, int64_t)
+TJ_FOLDS(float, f32, double, float)
+TJ_FOLDS(double, f64, double, double)
+
+/* max and min: BETTER(x, m) says x replaces m; NaN (x != x) always does, and a NaN
+ * accumulator is never replaced. */
+#define TJ_EXTREME(NAME, BETTER, ID, T, s)                                                \
+    void tj_ri_##NAME##_##s(SIG_I) {                                                      \
+        T *acc = acc_;                                                                    \
+        for (int64_t i = 0; i < n; i++) acc[i] = (T)(ID);                                 \
+    }                                                                                     \
+    TJ_CLONES void tj_rh_##NAME##_##s(SIG_F) {                                            \
+        const T *v = v_;                                                                  \
+        T m = *(T *)acc_;                                                                 \
+        int nan = m != m;                                                                 \
+        for (int64_t i = 0; i < n; i++) {                                                 \
+            T x = v[i];                                                                   \
+            nan |= x != x;                                                                \
+            m = BETTER(x, m) ? x : m;                                                     \
+        }                                                                                 \
+        *(T *)acc_ = nan ? (T)NAN : m;                                                    \
+    }                                                                                     \
+    TJ_CLONES void tj_rv_##NAME##_##s(SIG_F) {                                            \
+        T *restrict acc = acc_;                                                           \
+        const T *v = v_;                                                                  \
+        for (int64_t i = 0; i < n; i++) {                                                 \
+            T x = v[i], m = acc[i];                                                       \
+            acc[i] = (BETTER(x, m) || (x != x)) && m == m ? x : m;                        \
+        }                                                                                 \
+    }                                                                                     \
+    void tj_rf_##NAME##_##s(void *restrict out_, const void *restrict acc_, int64_t n) {  \
+        memcpy(out_, acc_, (size_t)n * sizeof(T));                                        \
+    }
+
+/* argmax and argmin: the value in acc, its flat reduced index in idx */
+#define TJ_ARG(NAME, BETTER, ID, T, s)                                                    \
+    void tj_ri_##NAME##_##s(SIG_I) {                                                      \
+        T *acc = acc_;                                                                    \
+        int64_t *idx = idx_;                                                              \
+        for (int64_t i = 0; i < n; i++) { acc[i] = (T)(ID); idx[i] = 0; }                 \
+    }                                                                                     \
+    void tj_rh_##NAME##_##s(SIG_F) {                                                      \
+        const T *v = v_;                                                                  \
+        T m = *(T *)acc_;                                                                 \
+        int64_t k = *(int64_t *)idx_;                                                     \
+        for (int64_t i = 0; i < n; i++) {                                                 \
+            T x = v[i];                                                                   \
+            if (m == m && (BETTER(x, m) || x != x)) { m = x; k = base + i; }              \
+        }                                                                                 \
+        *(T *)acc_ = m;                                                                   \
+        *(int64_t *)idx_ = k;                                                             \
+    }                                                                                     \
+    void tj_rv_##NAME##_##s(SIG_F) {                                                      \
+        T *restrict acc = acc_;                                                           \
+        int64_t *restrict idx = idx_;                                                     \
+        const T *v = v_;                                                                  \
+        for (int64_t i = 0; i < n; i++) {                                                 \
+            T x = v[i], m = acc[i];                                                       \
+            if (m == m && (BETTER(x, m) || x != x)) { acc[i] = x; idx[i] = base; }        \
+        }                                                                                 \
+    }                                                                                     \
+    void tj_rf_##NAME##_##s(void *restrict out_, const void *restrict acc_, int64_t n) {  \
+        (void)out_; (void)acc_; (void)n;   /* the index is accumulated in place */       \
+    }
+
+#define GT(x, m) ((x) > (m))
+#define LT(x, m) ((x) < (m))
+#define TJ_EXTREMES(T, s, LO, HI)                                                         \
+    TJ_EXTREME(RMAX, GT, LO, T, s)                                                        \
+    TJ_EXTREME(RMIN, LT, HI, T, s)                                                        \
+    TJ_ARG(RARGMAX, GT, LO, T, s)                                                         \
+    TJ_ARG(RARGMIN, LT, HI, T, s)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wtautological-compare"   /* x != x on integer types */
+#pragma GCC diagnostic ignored "-Wbool-compare"
+TJ_EXTREMES(bool, b, 0, 1)
+TJ_EXTREMES(int32_t, i32, INT32_MIN, INT32_MAX)
+TJ_EXTREMES(int64_t, i64, INT64_MIN, INT64_MAX)
+TJ_EXTREMES(float, f32, -INFINITY, INFINITY)
+TJ_EXTREMES(double, f64, -INFINITY, INFINITY)
+#pragma GCC diagnostic pop
+
+#define SYM4(NAME, s)                                                                     \
+    {"tj_ri_" #NAME "_" #s, (void *)tj_ri_##NAME##_##s},                                  \
+    {"tj_rh_" #NAME "_" #s, (void *)tj_rh_##NAME##_##s},                                  \
+    {"tj_rv_" #NAME "_" #s, (void *)tj_rv_##NAME##_##s},                                  \
+    {"tj_rf_" #NAME "_" #s, (void *)tj_rf_##NAME##_##s},
+#define SYMS(s) SYM4(RSUM, s) SYM4(RPROD, s) SYM4(RMAX, s) SYM4(RMIN, s) SYM4(RARGMAX, s) \
+    SYM4(RARGMIN, s)
+
+const tj_symbol tj_reduce_symbols[] = {SYMS(b) SYMS(i32) SYMS(i64) SYMS(f32) SYMS(f64) {NULL, NULL}};

@@ -1,0 +1,301 @@
+/* Reductions at trace time: axis handling, result dtypes, and the NumPy functions
+ * and methods built on the six reduction ops (sum, prod, max, min, argmax, argmin):
+ * mean, var, std, any and all are compositions, so they fuse like everything else.
+ * Contract: a RED node's shape is its result's (keepdims or not); `axes` names the
+ * reduced dims of its operand; reductions NumPy refuses (max of an empty array,
+ * argmax over a tuple of axes) raise NumPy's exception here, at trace time. */
+#include "tracejit.h"
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
+#include <numpy/arrayobject.h>
+
+int tj_red_out_dtype(int op, int dt) {
+    switch (op) {
+    case TJ_OP_RSUM:
+    case TJ_OP_RPROD: return dt >= TJ_F32 ? dt : TJ_I64;
+    case TJ_OP_RARGMAX:
+    case TJ_OP_RARGMIN: return TJ_I64;
+    default: return dt;
+    }
+}
+
+int tj_red_acc_dtype(int op, int dt) {
+    if (op == TJ_OP_RSUM || op == TJ_OP_RPROD) return dt >= TJ_F32 ? TJ_F64 : TJ_I64;
+    return dt;
+}
+
+/* numpy.exceptions.AxisError(axis, ndim), as NumPy raises it. */
+static int axis_error(long axis, int ndim) {
+    PyObject *mod = PyImport_ImportModule("numpy.exceptions");
+    PyObject *cls = mod ? PyObject_GetAttrString(mod, "AxisError") : NULL;
+    Py_XDECREF(mod);
+    if (!cls) return -1;
+    PyObject *exc = PyObject_CallFunction(cls, "li", axis, ndim);
+    if (exc) {
+        PyErr_SetObject(cls, exc);
+        Py_DECREF(exc);
+    }
+    Py_DECREF(cls);
+    return -1;
+}
+
+/* axis (None, int or tuple of ints) -> bitmask of dims of an ndim-array. */
+static int parse_axes(PyObject *axis, int ndim, int single, uint32_t *mask) {
+    *mask = 0;
+    if (axis == Py_None) {
+        *mask = ndim ? (uint32_t)((1ull << ndim) - 1) : 0;
+        return 0;
+    }
+    PyObject *seq = PyTuple_Check(axis) ? Py_NewRef(axis) : PyTuple_Pack(1, axis);
+    if (!seq) return -1;
+    if (single && PyTuple_GET_SIZE(seq) != 1) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_TypeError, "'tuple' object cannot be interpreted as an integer");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); i++) {
+        PyObject *a = PyTuple_GET_ITEM(seq, i);
+        long v = PyLong_AsLong(a);
+        if (v == -1 && PyErr_Occurred()) { Py_DECREF(seq); return -1; }
+        if (v < -ndim || v >= ndim) { Py_DECREF(seq); return axis_error(v, ndim); }
+        if (v < 0) v += ndim;
+        if (*mask >> v & 1) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "duplicate value in 'axis'");
+            return -1;
+        }
+        *mask |= 1u << v;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static const char *numpy_reduce_name(int op) {
+    switch (op) {
+    case TJ_OP_RMAX: return "maximum";
+    case TJ_OP_RMIN: return "minimum";
+    case TJ_OP_RARGMAX: return "argmax";
+    default: return "argmin";
+    }
+}
+
+static int32_t reduce_id(tj_trace *t, int op, int32_t id, uint32_t mask, int keepdims,
+                         int allow_empty) {
+    const tj_node *x = &t->g.nodes[id];
+    int64_t count = 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (mask >> d & 1) count *= x->shape[d];
+    if (count == 0 && op != TJ_OP_RSUM && op != TJ_OP_RPROD && !allow_empty) {
+        if (op == TJ_OP_RARGMAX || op == TJ_OP_RARGMIN)
+            PyErr_Format(PyExc_ValueError, "attempt to get %s of an empty sequence",
+                         numpy_reduce_name(op));
+        else
+            PyErr_Format(PyExc_ValueError, "zero-size array to reduction operation %s which "
+                         "has no identity", numpy_reduce_name(op));
+        return -1;
+    }
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    n.op = (int16_t)op;
+    n.dtype = (uint8_t)tj_red_out_dtype(op, x->dtype);
+    n.in[0] = id;
+    n.in[1] = n.in[2] = -1;
+    n.slot = -1;
+    n.axes = mask;
+    int k = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (!(mask >> d & 1)) n.shape[k++] = x->shape[d];
+        else if (keepdims) n.shape[k++] = 1;
+    }
+    n.ndim = (uint8_t)k;
+    return tj_graph_add(&t->g, &n);
+}
+
+PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int keepdims) {
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    uint32_t mask;
+    int arg = op == TJ_OP_RARGMAX || op == TJ_OP_RARGMIN;
+    if (parse_axes(axis, t->g.nodes[id].ndim, arg, &mask) < 0) return NULL;
+    int32_t r = reduce_id(t, op, id, mask, keepdims, 0);
+    return r < 0 ? NULL : tj_tracer_new(t, r);
+}
+
+/* ---- the NumPy signatures ------------------------------------------------------ */
+
+typedef struct {
+    PyObject *axis, *dtype, *keepdims, *ddof;
+} red_args;
+
+/* Binds numpy's (a, axis, dtype, out, ...) arguments by position and keyword. The
+ * parameters tracejit cannot honour raise TraceError naming them. */
+static int bind(const char *name, const char *const *params, PyObject *args, PyObject *kwargs,
+                int method, red_args *r) {
+    Py_ssize_t skip = method ? 0 : 1, np = 0;
+    while (params[np]) np++;
+    r->axis = r->dtype = r->keepdims = r->ddof = NULL;
+    PyObject *vals[8] = {0};
+    for (Py_ssize_t i = skip; args && i < PyTuple_GET_SIZE(args); i++) {
+        if (i - skip >= np) {
+            PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments", name,
+                         np + skip);
+            return -1;
+        }
+        vals[i - skip] = PyTuple_GET_ITEM(args, i);
+    }
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (kwargs && PyDict_Next(kwargs, &pos, &k, &v)) {
+        Py_ssize_t j = 0;
+        for (; j < np; j++)
+            if (PyUnicode_CompareWithASCIIString(k, params[j]) == 0) break;
+        if (j < np) { vals[j] = v; continue; }
+        if (PyUnicode_CompareWithASCIIString(k, "a") == 0 && !method) continue;
+        PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", name, k);
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < np; j++) {
+        PyObject *val = vals[j];
+        if (!val) continue;
+        const char *p = params[j];
+        if (!strcmp(p, "axis")) r->axis = val;
+        else if (!strcmp(p, "dtype")) r->dtype = val;
+        else if (!strcmp(p, "keepdims")) r->keepdims = val;
+        else if (!strcmp(p, "ddof")) r->ddof = val;
+        else if (!strcmp(p, "where") && val == Py_True) continue;
+        else if (val != Py_None) {
+            tj_trace_error("numpy.%s(..., %s=...) is not supported by tracejit yet", name, p);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *cast_if(tj_trace *t, PyObject *x, PyObject *dtype) {
+    if (!dtype || dtype == Py_None) return Py_NewRef(x);
+    return tj_apply_cast(t, x, dtype);
+}
+
+static PyObject *binop_int(tj_trace *t, int op, PyObject *x, long long v) {
+    PyObject *n = PyLong_FromLongLong(v);
+    if (!n) return NULL;
+    PyObject *args[2] = {x, n};
+    PyObject *r = tj_apply(t, op, 2, args, NULL);
+    Py_DECREF(n);
+    return r;
+}
+
+static long long reduced_count(tj_trace *t, PyObject *x, PyObject *axis, int64_t *count) {
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return -1;
+    const tj_node *n = &t->g.nodes[id];
+    uint32_t mask;
+    if (parse_axes(axis, n->ndim, 0, &mask) < 0) return -1;
+    *count = 1;
+    for (int d = 0; d < n->ndim; d++)
+        if (mask >> d & 1) *count *= n->shape[d];
+    return 0;
+}
+
+/* mean = sum / count; NumPy computes the mean of ints and bools in float64. */
+static PyObject *mean(tj_trace *t, PyObject *x, PyObject *axis, int keepdims, PyObject *dtype) {
+    int64_t count;
+    if (reduced_count(t, x, axis, &count) < 0) return NULL;
+    PyObject *xc = cast_if(t, x, dtype);
+    if (!xc) return NULL;
+    int32_t id = tj_operand(t, xc);
+    if (id >= 0 && t->g.nodes[id].dtype < TJ_F32) {
+        Py_SETREF(xc, tj_apply_cast(t, xc, tj_get_state()->dtypes[TJ_F64]));
+        if (!xc) return NULL;
+    }
+    PyObject *s = tj_apply_reduce(t, TJ_OP_RSUM, xc, axis, keepdims);
+    Py_DECREF(xc);
+    if (!s) return NULL;
+    PyObject *r = binop_int(t, TJ_OP_DIV, s, count);
+    Py_DECREF(s);
+    return r;
+}
+
+/* var = sum((x - mean)^2) / max(count - ddof, 0); std = sqrt(var). */
+static PyObject *variance(tj_trace *t, PyObject *x, PyObject *axis, int keepdims, PyObject *dtype,
+                          long long ddof, int take_sqrt) {
+    int64_t count;
+    if (reduced_count(t, x, axis, &count) < 0) return NULL;
+    PyObject *m = mean(t, x, axis, 1, dtype);
+    if (!m) return NULL;
+    PyObject *args[2] = {x, m};
+    PyObject *d = tj_apply(t, TJ_OP_SUB, 2, args, NULL);
+    Py_DECREF(m);
+    if (!d) return NULL;
+    PyObject *sq = tj_apply(t, TJ_OP_SQUARE, 1, &d, NULL);
+    Py_DECREF(d);
+    if (!sq) return NULL;
+    PyObject *s = tj_apply_reduce(t, TJ_OP_RSUM, sq, axis, keepdims);
+    Py_DECREF(sq);
+    if (!s) return NULL;
+    long long div = count - ddof > 0 ? count - ddof : 0;
+    PyObject *v = binop_int(t, TJ_OP_DIV, s, div);
+    Py_DECREF(s);
+    if (!v || !take_sqrt) return v;
+    PyObject *r = tj_apply(t, TJ_OP_SQRT, 1, &v, NULL);
+    Py_DECREF(v);
+    return r;
+}
+
+/* any/all: a max/min over the truth values (NaN is true). */
+static PyObject *truth(tj_trace *t, int op, PyObject *x, PyObject *axis, int keepdims) {
+    PyObject *b = tj_apply_cast(t, x, tj_get_state()->dtypes[TJ_BOOL]);
+    if (!b) return NULL;
+    int32_t id = tj_operand(t, b);
+    uint32_t mask;
+    PyObject *r = NULL;
+    if (id >= 0 && parse_axes(axis, t->g.nodes[id].ndim, 0, &mask) == 0) {
+        int32_t rid = reduce_id(t, op, id, mask, keepdims, 1);
+        r = rid < 0 ? NULL : tj_tracer_new(t, rid);
+    }
+    Py_DECREF(b);
+    return r;
+}
+
+static const char *const p_sum[] = {"axis", "dtype", "out", "keepdims", "initial", "where", NULL};
+static const char *const p_max[] = {"axis", "out", "keepdims", "initial", "where", NULL};
+static const char *const p_arg[] = {"axis", "out", "keepdims", NULL};
+static const char *const p_mean[] = {"axis", "dtype", "out", "keepdims", "where", NULL};
+static const char *const p_var[] = {"axis", "dtype", "out", "ddof", "keepdims", "where", "mean",
+                                    "correction", NULL};
+static const char *const p_any[] = {"axis", "out", "keepdims", "where", NULL};
+
+PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject *args,
+                            PyObject *kwargs, int method) {
+    static const struct { const char *name; const char *const *params; int op; } table[] = {
+        {"sum", p_sum, TJ_OP_RSUM}, {"prod", p_sum, TJ_OP_RPROD},
+        {"max", p_max, TJ_OP_RMAX}, {"amax", p_max, TJ_OP_RMAX},
+        {"min", p_max, TJ_OP_RMIN}, {"amin", p_max, TJ_OP_RMIN},
+        {"argmax", p_arg, TJ_OP_RARGMAX}, {"argmin", p_arg, TJ_OP_RARGMIN},
+        {"mean", p_mean, -1}, {"var", p_var, -2}, {"std", p_var, -3},
+        {"any", p_any, -4}, {"all", p_any, -5},
+    };
+    int k = -1;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (!strcmp(table[i].name, name)) k = (int)i;
+    if (k < 0) return tj_internal_error("unknown reduction %s", name);
+    red_args r;
+    if (bind(name, table[k].params, args, kwargs, method, &r) < 0) return NULL;
+    PyObject *axis = r.axis ? r.axis : Py_None;
+    int keepdims = r.keepdims ? PyObject_IsTrue(r.keepdims) : 0;
+    if (keepdims < 0) return NULL;
+    int op = table[k].op;
+    if (op >= 0) {
+        PyObject *xc = cast_if(t, x, r.dtype);
+        if (!xc) return NULL;
+        PyObject *res = tj_apply_reduce(t, op, xc, axis, keepdims);
+        Py_DECREF(xc);
+        return res;
+    }
+    if (op == -1) return mean(t, x, axis, keepdims, r.dtype);
+    if (op == -4 || op == -5)
+        return truth(t, op == -4 ? TJ_OP_RMAX : TJ_OP_RMIN, x, axis, keepdims);
+    long long ddof = r.ddof ? PyLong_AsLongLong(r.ddof) : 0;
+    if (ddof == -1 && PyErr_Occurred()) return NULL;
+    return variance(t, x, axis, keepdims, r.dtype, ddof, op == -3);
+}
