@@ -32,7 +32,7 @@ typedef enum {
 } tj_opcode;
 enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED };
 enum { TJ_O_SAME, TJ_O_BOOL };
-enum { TJ_F_COMM = 1, TJ_F_COND = 2 };
+enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4 };
 #define TJ_M_ALL  0x1f
 #define TJ_M_NUM  0x1e
 #define TJ_M_INTB 0x07

@@ -218,7 +218,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
                     gr->omaps[o][d]);
             else
                 put(b, "    const long long o%d_%d = 0;\n", o, d);
-            if (gr->red < 0) continue;   /* the accumulator has the result's shape and map */
+            if (gr->red < 0 || o) continue;   /* the accumulator: the result's shape and map */
             if (gr->ndim && gr->omaps[o][d] >= 0)
                 put(b, "    const long long c%d_%d = S[%d][%d];\n", o, d, (int)gr->acc_slot,
                     gr->omaps[o][d]);
@@ -302,7 +302,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->out_slot[o]);
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * o%d_%d", d, o, d);
         put(b, ";\n");
-        if (gr->red < 0) continue;
+        if (gr->red < 0 || o) continue;
         put(b, "%*schar *pc%d = (char *)P[%d]", ind, "", o, (int)gr->acc_slot);
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * c%d_%d", d, o, d);
         put(b, ";\n");

@@ -58,7 +58,7 @@ TJ_FOLDS(double, f64, double, double)
 
 /* max and min: BETTER(x, m) says x replaces m; NaN (x != x) always does, and a NaN
  * accumulator is never replaced. */
-#define TJ_EXTREME(NAME, BETTER, ID, T, s)                                                \
+#define TJ_EXTREME(NAME, BETTER, PRAGMA, ID, T, s)                                        \
     void tj_ri_##NAME##_##s(SIG_I) {                                                      \
         T *acc = acc_;                                                                    \
         for (int64_t i = 0; i < n; i++) acc[i] = (T)(ID);                                 \
@@ -67,6 +67,7 @@ TJ_FOLDS(double, f64, double, double)
         const T *v = v_;                                                                  \
         T m = *(T *)acc_;                                                                 \
         int nan = m != m;                                                                 \
+        _Pragma(PRAGMA)                                                                   \
         for (int64_t i = 0; i < n; i++) {                                                 \
             T x = v[i];                                                                   \
             nan |= x != x;                                                                \
@@ -120,8 +121,8 @@ TJ_FOLDS(double, f64, double, double)
 #define GT(x, m) ((x) > (m))
 #define LT(x, m) ((x) < (m))
 #define TJ_EXTREMES(T, s, LO, HI)                                                         \
-    TJ_EXTREME(RMAX, GT, LO, T, s)                                                        \
-    TJ_EXTREME(RMIN, LT, HI, T, s)                                                        \
+    TJ_EXTREME(RMAX, GT, "omp simd reduction(max:m) reduction(|:nan)", LO, T, s)          \
+    TJ_EXTREME(RMIN, LT, "omp simd reduction(min:m) reduction(|:nan)", HI, T, s)          \
     TJ_ARG(RARGMAX, GT, LO, T, s)                                                         \
     TJ_ARG(RARGMIN, LT, HI, T, s)
 #pragma GCC diagnostic push

@@ -94,7 +94,8 @@ static void reduction_map(const tj_node *r, const tj_node *x, int8_t *map) {
 }
 
 /* Fills group gr computing outs[0..n_outs) over the shape of outs[0], or, for a
- * reduction (one out), over its operand's shape. */
+ * reduction (outs[0]), over its operand's shape; a reduction's other out is its
+ * operand, stored for later groups (see stored_operands). */
 static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const int32_t *outs,
                        const int32_t *out_slots, int n_outs, const uint8_t *contig,
                        uint8_t *mark) {
@@ -120,7 +121,7 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
         gr->outs[o] = outs[o];
         gr->out_slot[o] = out_slots[o];
         memset(gr->omaps[o], -1, TJ_MAXDIM);
-        if (is_red)
+        if (is_red && o == 0)
             reduction_map(first, space, gr->omaps[o]);
         else
             for (int d = 0; d < gr->ndim; d++) gr->omaps[o][d] = gr->shape[d] == 1 ? -1 : (int8_t)d;
@@ -152,6 +153,60 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
     return 0;
 }
 
+/* Per node: the reduction that stores it as a second output, -2 when it is computed
+ * once into scratch because a user broadcasts it (mean = sum / n, used across rows,
+ * is computed per row, not per element), or -1. A reduction's operand is stored
+ * (rather than recomputed by its other users, as softmax's exp(x - max) would be)
+ * when computing it is costly, it has other users, and all of them come after the
+ * reduction. New PyMem array, NULL + MemoryError. */
+static int32_t *stored_operands(const tj_graph *g) {
+    int32_t n = g->n ? g->n : 1;
+    int32_t *stored = PyMem_Malloc((size_t)n * sizeof *stored);
+    int32_t *users = PyMem_Calloc((size_t)n, sizeof *users);
+    int32_t *first_user = PyMem_Malloc((size_t)n * sizeof *first_user);
+    uint8_t *costly = PyMem_Calloc((size_t)n, 1);
+    if (!stored || !users || !first_user || !costly) {
+        PyMem_Free(stored);
+        stored = (int32_t *)PyErr_NoMemory();
+        goto done;
+    }
+    for (int32_t i = 0; i < g->n; i++) { stored[i] = -1; first_user[i] = INT32_MAX; }
+    for (int32_t i = 0; i < g->n; i++) {
+        const tj_node *nd = &g->nodes[i];
+        int kind = tj_ops[nd->op].kind;
+        if (kind == TJ_K_EW || kind == TJ_K_CAST) costly[i] = (tj_ops[nd->op].flags & TJ_F_COSTLY) != 0;
+        for (int a = 0; a < tj_ops[nd->op].arity; a++) {
+            int32_t x = nd->in[a];
+            users[x]++;
+            if (first_user[x] > i) first_user[x] = i;
+            if ((kind == TJ_K_EW || kind == TJ_K_CAST) && costly[x]) costly[i] = 1;
+        }
+    }
+    for (int32_t i = 0; i < g->n; i++) {
+        const tj_node *r = &g->nodes[i];
+        int kind = tj_ops[r->op].kind;
+        if (kind == TJ_K_RED) {
+            int32_t x = r->in[0];
+            if (costly[x] && users[x] >= 2 && first_user[x] == i && stored[x] < 0) stored[x] = i;
+        }
+        if (kind != TJ_K_EW && kind != TJ_K_CAST) continue;
+        int64_t size = tj_node_size(r);
+        for (int a = 0; a < tj_ops[r->op].arity; a++) {
+            const tj_node *x = &g->nodes[r->in[a]];
+            int xk = tj_ops[x->op].kind;
+            int64_t xs = tj_node_size(x);
+            if ((xk == TJ_K_EW || xk == TJ_K_CAST) && xs > 1 && xs * 4 <= size &&
+                stored[r->in[a]] == -1)
+                stored[r->in[a]] = -2;
+        }
+    }
+done:
+    PyMem_Free(users);
+    PyMem_Free(first_user);
+    PyMem_Free(costly);
+    return stored;
+}
+
 static int same_shape(const tj_node *a, const tj_node *b) {
     if (a->ndim != b->ndim) return 0;
     for (int d = 0; d < a->ndim; d++)
@@ -162,6 +217,7 @@ static int same_shape(const tj_node *a, const tj_node *b) {
 int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
                  tj_schedule *s) {
     int rc = -1;
+    int32_t *stored_by = NULL;
     memset(s, 0, sizeof *s);
     int32_t n = g->n ? g->n : 1;
     int32_t *node_out = PyMem_Malloc((size_t)n * sizeof *node_out);
@@ -176,8 +232,10 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
 
     int next = n_leaf_slots;
     s->first_scratch = next;
-    /* Materialized: operands of views that are computed, and every reduction (its
-     * result and its accumulator). */
+    /* Materialized: operands of views that are computed, every reduction (its
+     * result and its accumulator), and the costly operands reductions store. */
+    stored_by = stored_operands(g);
+    if (!stored_by) goto done;
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *v = &g->nodes[i];
         if (v->op == TJ_OP_VIEW && tj_ops[g->nodes[v->in[0]].op].kind != TJ_K_LEAF &&
@@ -187,6 +245,7 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
             s->mat_slot[i] = next++;
             s->acc_slot[i] = next++;
         }
+        if (stored_by[i] != -1 && s->mat_slot[i] < 0) s->mat_slot[i] = next++;
     }
     s->n_scratch = next - s->first_scratch;
     s->first_out = next;
@@ -226,8 +285,13 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
     }
     /* Materialized nodes first, in topological order; then outputs grouped by shape. */
     for (int32_t i = 0; i < g->n; i++) {
-        if (s->mat_slot[i] < 0) continue;
-        if (build_group(g, s, &s->groups[s->n_groups++], &i, &s->mat_slot[i], 1, contig, mark) < 0)
+        if (s->mat_slot[i] < 0 || stored_by[i] >= 0) continue;
+        outs[0] = i;
+        oslots[0] = s->mat_slot[i];
+        int k = 1;
+        for (int32_t x = 0; x < i; x++)
+            if (stored_by[x] == i) { outs[k] = x; oslots[k++] = s->mat_slot[x]; }
+        if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, contig, mark) < 0)
             goto done;
     }
     memset(mark, 0, (size_t)n);
@@ -255,6 +319,7 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
 nomem:
     PyErr_NoMemory();
 done:
+    PyMem_Free(stored_by);
     PyMem_Free(node_out);
     PyMem_Free(outs);
     PyMem_Free(oslots);

@@ -11,9 +11,11 @@ const tj_opinfo tj_ops[TJ_NOPS] = {
     {#name, np, ar, TJ_K_##kind, TJ_M_##mask, TJ_O_##out, fl},
 #define COMM TJ_F_COMM
 #define COND TJ_F_COND
+#define COSTLY TJ_F_COSTLY
     TJ_OPS(TJ_X)
 #undef COMM
 #undef COND
+#undef COSTLY
 #undef TJ_X
 };
 

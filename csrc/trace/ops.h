@@ -11,7 +11,8 @@
  *   mask      loop dtypes the op is defined on (the dtype its operands are cast to)
  *   out       SAME: result has the loop dtype; BOOL: result is bool
  *   flags     COMM: commutative (CSE canonicalizes operand order);
- *             COND: first operand is a bool condition, not cast to the loop dtype
+ *             COND: first operand is a bool condition, not cast to the loop dtype;
+ *             COSTLY: worth storing rather than recomputing (fuse.c)
  *   spelling  the C expression of one element, over operands a, b, c of loop type
  *             tj_t; expanded by csrc/emit/prims.c for every dtype in mask
  *
@@ -32,17 +33,17 @@
     X(ABS,       "absolute",     1, EW,   ALL,  SAME, 0,    TJ_ABS(a))             \
     X(INVERT,    "invert",       1, EW,   INTB, SAME, 0,    TJ_INVERT(a))          \
     X(NOT,       "logical_not",  1, EW,   ALL,  BOOL, 0,    (!a))                  \
-    X(EXP,       "exp",          1, EW,   FLT,  SAME, 0,    TJ_MATH(exp, a))       \
-    X(EXPM1,     "expm1",        1, EW,   FLT,  SAME, 0,    TJ_MATH(expm1, a))     \
-    X(LOG,       "log",          1, EW,   FLT,  SAME, 0,    TJ_MATH(log, a))       \
-    X(LOG1P,     "log1p",        1, EW,   FLT,  SAME, 0,    TJ_MATH(log1p, a))     \
-    X(LOG2,      "log2",         1, EW,   FLT,  SAME, 0,    TJ_MATH(log2, a))      \
+    X(EXP,       "exp",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(exp, a))       \
+    X(EXPM1,     "expm1",        1, EW,   FLT,  SAME, COSTLY, TJ_MATH(expm1, a))     \
+    X(LOG,       "log",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log, a))       \
+    X(LOG1P,     "log1p",        1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log1p, a))     \
+    X(LOG2,      "log2",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log2, a))      \
     X(SQRT,      "sqrt",         1, EW,   FLT,  SAME, 0,    TJ_MATH(sqrt, a))      \
-    X(SIN,       "sin",          1, EW,   FLT,  SAME, 0,    TJ_MATH(sin, a))       \
-    X(COS,       "cos",          1, EW,   FLT,  SAME, 0,    TJ_MATH(cos, a))       \
-    X(TAN,       "tan",          1, EW,   FLT,  SAME, 0,    TJ_MATH(tan, a))       \
-    X(TANH,      "tanh",         1, EW,   FLT,  SAME, 0,    TJ_MATH(tanh, a))      \
-    X(ARCTAN,    "arctan",       1, EW,   FLT,  SAME, 0,    TJ_MATH(atan, a))      \
+    X(SIN,       "sin",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(sin, a))       \
+    X(COS,       "cos",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(cos, a))       \
+    X(TAN,       "tan",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(tan, a))       \
+    X(TANH,      "tanh",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(tanh, a))      \
+    X(ARCTAN,    "arctan",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(atan, a))      \
     X(SQUARE,    "square",       1, EW,   NUM,  SAME, 0,    (a * a))               \
     X(RECIP,     "reciprocal",   1, EW,   NUM,  SAME, 0,    TJ_RECIP(a))           \
     X(SIGN,      "sign",         1, EW,   NUM,  SAME, 0,    TJ_SIGN(a))            \
@@ -54,7 +55,7 @@
     X(DIV,       "divide",       2, EW,   FLT,  SAME, 0,    (a / b))               \
     X(FLOORDIV,  "floor_divide", 2, EW,   NUM,  SAME, 0,    TJ_GEN(floordiv, a, b)) \
     X(MOD,       "remainder",    2, EW,   NUM,  SAME, 0,    TJ_GEN(mod, a, b))     \
-    X(POW,       "power",        2, EW,   NUM,  SAME, 0,    TJ_GEN(pow, a, b))     \
+    X(POW,       "power",        2, EW,   NUM,  SAME, COSTLY, TJ_GEN(pow, a, b))     \
     X(EQ,        "equal",        2, EW,   ALL,  BOOL, COMM, (a == b))              \
     X(NE,        "not_equal",    2, EW,   ALL,  BOOL, COMM, (a != b))              \
     X(LT,        "less",         2, EW,   ALL,  BOOL, 0,    (a < b))               \
@@ -69,7 +70,7 @@
     X(BXOR,      "bitwise_xor",  2, EW,   INTB, SAME, COMM, (a ^ b))               \
     X(MAX,       "maximum",      2, EW,   ALL,  SAME, COMM, TJ_GEN(maximum, a, b)) \
     X(MIN,       "minimum",      2, EW,   ALL,  SAME, COMM, TJ_GEN(minimum, a, b)) \
-    X(LOGADDEXP, "logaddexp",    2, EW,   FLT,  SAME, COMM, TJ_GEN(logaddexp, a, b)) \
+    X(LOGADDEXP, "logaddexp",    2, EW,   FLT,  SAME, COMM | COSTLY, TJ_GEN(logaddexp, a, b)) \
     X(RSUM,      "sum",          1, RED,  ALL,  SAME, 0,    0)                     \
     X(RPROD,     "prod",         1, RED,  ALL,  SAME, 0,    0)                     \
     X(RMAX,      "max",          1, RED,  ALL,  SAME, 0,    0)                     \
