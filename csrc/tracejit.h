@@ -55,12 +55,15 @@ typedef struct {
     uint8_t weak;          /* a Python scalar: weakly typed for promotion; 2: an int
                               beyond int64, held as float64 (usable with floats only) */
     uint8_t ndim;
-    int8_t perm[TJ_MAXDIM];/* VIEW: output dim d reads operand dim perm[d] */
+    int8_t perm[TJ_MAXDIM];/* VIEW: output dim d reads operand dim perm[d]; -1: a new or
+                              broadcast dim; -2: the operand read flat (row-major) */
     int32_t in[3];
     int32_t slot;          /* leaves: the data slot they read */
     uint32_t axes;         /* RED: bit d set when operand dim d is reduced */
     tj_scalar value;       /* CONST */
     int64_t shape[TJ_MAXDIM];
+    int64_t vstep[TJ_MAXDIM];   /* VIEW: step along perm[d] (elements when flat) */
+    int64_t voff[TJ_MAXDIM];    /* VIEW: start index per operand dim; voff[0] when flat */
 } tj_node;
 
 typedef struct {
@@ -143,6 +146,21 @@ int32_t tj_operand(tj_trace *t, PyObject *o);
 PyObject *tj_apply(tj_trace *t, int op, int nargs, PyObject *const *args, const char *spelled);
 PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like);
 PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes);
+/* A view of node id: per output dim the operand dim read (-1 new/broadcast, -2 flat),
+ * its step and the operand's start indices; composed with id's own view. -1 + exc. */
+typedef struct {
+    int ndim;
+    int64_t shape[TJ_MAXDIM];
+    int8_t src[TJ_MAXDIM];
+    int64_t step[TJ_MAXDIM];
+    int64_t off[TJ_MAXDIM];
+} tj_viewspec;
+int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v);
+/* x[key], x.reshape(shape) and the other movement functions (csrc/trace/views.c). */
+PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key);
+PyObject *tj_reshape(tj_trace *t, PyObject *x, PyObject *shape);
+PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs,
+                           int method);
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi);
 /* __array_ufunc__ / __array_function__ bodies */
 PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs);
@@ -161,8 +179,13 @@ typedef struct {
     int64_t shape[TJ_MAXDIM];
     int32_t *nodes, n_nodes;     /* computed nodes, topological */
     int32_t *leaves, n_leaves;   /* nodes read from slots (leaf, view of leaf, or materialized) */
-    int8_t (*maps)[TJ_MAXDIM];   /* per leaf: iteration dim -> slot dim, -1 broadcast */
+    int8_t (*maps)[TJ_MAXDIM];   /* per leaf: iteration dim -> slot dim, -1 broadcast,
+                                    -2 the slot read flat */
+    int64_t (*steps)[TJ_MAXDIM]; /* per leaf and iteration dim: step along that slot dim */
+    int64_t (*offs)[TJ_MAXDIM];  /* per leaf: start index per slot dim (offs[0]: flat) */
     int32_t *leaf_slot;          /* per leaf: the slot read */
+    int32_t *leaf_base;          /* per leaf: the node whose memory the slot holds */
+    uint8_t *leaf_flat;          /* per leaf: read flat (offs[0] counts elements) */
     int32_t *outs, n_outs;       /* node ids written to slots */
     int32_t *out_slot;
     int8_t (*omaps)[TJ_MAXDIM];  /* per out: iteration dim -> slot dim, -1 broadcast */

@@ -89,7 +89,7 @@ def test_matmul_unsupported(fn):
     assert "matmul" in msg
 
 
-@pytest.mark.parametrize("method", ["sort", "argsort", "reshape", "cumsum", "dot"])
+@pytest.mark.parametrize("method", ["sort", "argsort", "repeat", "cumsum", "dot"])
 def test_unsupported_method(method):
     args = {"reshape": (-1,), "dot": None}.get(method, ())
 

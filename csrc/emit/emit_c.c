@@ -154,7 +154,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         int32_t id = gr->leaves[l];
         gs->last_use[id] = -1;
         int u = 1;
-        for (int d = 0; d < D; d++) u &= gr->maps[l][d] < 0;
+        for (int d = 0; d < D; d++) u &= gr->maps[l][d] == -1;
         gs->uniform[id] = (uint8_t)u;
     }
     for (int k = 0; k < gr->n_nodes; k++) {
@@ -179,8 +179,8 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         int32_t id = gr->leaves[l];
         if (!gs->uniform[id]) continue;
         int ub = n_ubufs++;
-        put(&pre, "    tj_load_%s(tju%d, (const char *)P[%d], 0, %lld);\n",
-            tj_dtype_suffix(g->nodes[id].dtype), ub, (int)gr->leaf_slot[l], (long long)nu);
+        put(&pre, "    tj_load_%s(tju%d, bl%d, 0, %lld);\n", tj_dtype_suffix(g->nodes[id].dtype), ub,
+            l, (long long)nu);
         gs->where[id] = ub;
     }
     for (int k = 0; k < gr->n_nodes; k++) {
@@ -200,13 +200,27 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         gs->where[id] = ub;
     }
 
-    /* Strides: per access and loop dim, a constant 0 or the slot's stride. */
+    /* Per leaf: its first element (the slot's data plus the view's start offsets), and
+     * per loop dim a byte stride: 0 where broadcast, the slot's stride times the
+     * view's step, or for a flat read the item size times the step. */
     for (int l = 0; l < gr->n_leaves; l++) {
+        int slot = gr->leaf_slot[l], size = tj_dtype_size(g->nodes[gr->leaves[l]].dtype);
+        put(b, "    const char *bl%d = (const char *)P[%d]", l, slot);
+        if (gr->leaf_flat[l] && gr->offs[l][0])
+            put(b, " + %lldLL", (long long)(gr->offs[l][0] * size));
+        for (int k = 0; !gr->leaf_flat[l] && k < TJ_MAXDIM; k++)
+            if (gr->offs[l][k]) put(b, " + %lldLL * S[%d][%d]", (long long)gr->offs[l][k], slot, k);
+        put(b, ";\n");
         if (gs->uniform[gr->leaves[l]]) continue;
         for (int d = 0; d < D; d++) {
-            if (gr->ndim && gr->maps[l][d] >= 0)
-                put(b, "    const long long l%d_%d = S[%d][%d];\n", l, d, (int)gr->leaf_slot[l],
-                    gr->maps[l][d]);
+            int m = gr->ndim ? gr->maps[l][d] : -1;
+            long long step = (long long)gr->steps[l][d];
+            if (m == -2)
+                put(b, "    const long long l%d_%d = %lldLL;\n", l, d, step * size);
+            else if (m >= 0 && step == 1)
+                put(b, "    const long long l%d_%d = S[%d][%d];\n", l, d, slot, m);
+            else if (m >= 0)
+                put(b, "    const long long l%d_%d = %lldLL * S[%d][%d];\n", l, d, step, slot, m);
             else
                 put(b, "    const long long l%d_%d = 0;\n", l, d);
         }
@@ -294,7 +308,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     int ind = 4 * D;
     for (int l = 0; l < gr->n_leaves; l++) {
         if (gs->uniform[gr->leaves[l]]) continue;
-        put(b, "%*sconst char *pl%d = (const char *)P[%d]", ind, "", l, (int)gr->leaf_slot[l]);
+        put(b, "%*sconst char *pl%d = bl%d", ind, "", l, l);
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * l%d_%d", d, l, d);
         put(b, ";\n");
     }

@@ -12,7 +12,12 @@ static uint64_t mix(uint64_t h, uint64_t v) {
 
 static uint64_t node_hash(const tj_node *n) {
     uint64_t h = mix((uint64_t)n->op, n->dtype | (uint64_t)n->weak << 8 | (uint64_t)n->ndim << 16);
-    for (int d = 0; d < n->ndim; d++) h = mix(h, (uint64_t)n->shape[d] ^ (uint64_t)n->perm[d] << 56);
+    for (int d = 0; d < n->ndim; d++) {
+        h = mix(h, (uint64_t)n->shape[d] ^ (uint64_t)n->perm[d] << 56);
+        h = mix(h, (uint64_t)n->vstep[d]);
+    }
+    for (int d = 0; d < TJ_MAXDIM; d++) h = mix(h, (uint64_t)n->voff[d]);
+    h = mix(h, n->axes);
     for (int a = 0; a < 3; a++) h = mix(h, (uint64_t)(uint32_t)n->in[a]);
     if (n->op == TJ_OP_CONST) h = mix(h, (uint64_t)n->value.i);
     else if (tj_ops[n->op].kind == TJ_K_LEAF) h = mix(h, (uint64_t)n->slot);
@@ -22,7 +27,9 @@ static uint64_t node_hash(const tj_node *n) {
 static int node_equal(const tj_node *a, const tj_node *b) {
     if (a->op != b->op || a->dtype != b->dtype || a->weak != b->weak || a->ndim != b->ndim) return 0;
     for (int d = 0; d < a->ndim; d++)
-        if (a->shape[d] != b->shape[d] || a->perm[d] != b->perm[d]) return 0;
+        if (a->shape[d] != b->shape[d] || a->perm[d] != b->perm[d] || a->vstep[d] != b->vstep[d])
+            return 0;
+    if (a->axes != b->axes || memcmp(a->voff, b->voff, sizeof a->voff) != 0) return 0;
     for (int i = 0; i < 3; i++)
         if (a->in[i] != b->in[i]) return 0;
     if (a->op == TJ_OP_CONST) return a->value.i == b->value.i;

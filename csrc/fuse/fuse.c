@@ -15,71 +15,99 @@ static int is_leafish(const tj_graph *g, const tj_schedule *s, int32_t id) {
     return tj_ops[n->op].kind == TJ_K_LEAF || n->op == TJ_OP_VIEW || s->mat_slot[id] >= 0;
 }
 
-/* Access of leaf `id` from a group with D iteration dims. */
+/* Access of leaf `id` from a group with D iteration dims: per dim the slot dim read
+ * (-1 broadcast, -2 flat) and the step along it; start offsets per slot dim. */
 static void leaf_access(const tj_graph *g, const tj_schedule *s, int32_t id, int D,
-                        int8_t *map, int32_t *slot) {
+                        tj_group *gr, int l) {
     const tj_node *v = &g->nodes[id];
-    const tj_node *base = v;
-    if (v->op == TJ_OP_VIEW && s->mat_slot[id] < 0) base = &g->nodes[v->in[0]];
-    int32_t bid = (int32_t)(base - g->nodes);
-    *slot = tj_ops[base->op].kind == TJ_K_LEAF ? base->slot : s->mat_slot[bid];
+    int is_view = v->op == TJ_OP_VIEW;   /* views are never materialized themselves */
+    int32_t bid = is_view ? v->in[0] : id;
+    const tj_node *base = &g->nodes[bid];
+    gr->leaf_slot[l] = tj_ops[base->op].kind == TJ_K_LEAF ? base->slot : s->mat_slot[bid];
+    gr->leaf_base[l] = bid;
+    memset(gr->maps[l], -1, TJ_MAXDIM);
+    memset(gr->steps[l], 0, sizeof gr->steps[l]);
+    memset(gr->offs[l], 0, sizeof gr->offs[l]);
+    if (is_view) memcpy(gr->offs[l], v->voff, sizeof gr->offs[l]);
+    gr->leaf_flat[l] = 0;
+    for (int e = 0; is_view && e < v->ndim; e++) gr->leaf_flat[l] |= v->perm[e] == -2;
     for (int d = 0; d < D; d++) {
         int e = d - (D - v->ndim);
-        if (e < 0 || v->shape[e] == 1) map[d] = -1;
-        else map[d] = (int8_t)(base == v ? e : v->perm[e]);
+        if (e < 0 || v->shape[e] == 1) continue;
+        int src = is_view ? v->perm[e] : e;
+        gr->maps[l][d] = (int8_t)src;
+        gr->steps[l][d] = src == -1 ? 0 : is_view ? v->vstep[e] : 1;
     }
 }
 
-/* Drops size-1 dims and merges adjacent dims contiguous in every access. */
-static void collapse(tj_group *gr, const uint8_t *contig) {
-    int D = gr->ndim, na = gr->n_leaves + gr->n_outs;
+/* Drops size-1 dims and merges adjacent dims that every access reads as one: both
+ * broadcast, or consecutive full-extent unit-step dims of a C-contiguous slot, or
+ * flat dims whose steps nest. Merged dims read with the inner dim's stride and step. */
+static void collapse(const tj_graph *g, tj_group *gr, const uint8_t *contig) {
+    int D = gr->ndim, nl = gr->n_leaves, na = nl + gr->n_outs;
     int64_t total = 1;
     for (int d = 0; d < D; d++) total *= gr->shape[d];
-    if (total == 0) return;
-    /* per access and iteration dim: the outermost (l) and innermost (hi) slot dim it
-     * covers; merged dims read with the innermost dim's stride */
-    int8_t stack[2 * (TJ_MAXDIM + 1)][TJ_MAXDIM];
-    int8_t (*heap)[TJ_MAXDIM] = na > TJ_MAXDIM + 1 ? PyMem_Malloc((size_t)na * 2 * TJ_MAXDIM) : NULL;
-    if (na > TJ_MAXDIM + 1 && !heap) return;   /* no memory: leave the dims uncollapsed */
-    int8_t (*l)[TJ_MAXDIM] = heap ? heap : stack, (*hi)[TJ_MAXDIM] = l + na;
+    if (total == 0 || na > 4 * TJ_MAXDIM) return;   /* huge groups stay uncollapsed */
+    int8_t lo[4 * TJ_MAXDIM][TJ_MAXDIM], hi[4 * TJ_MAXDIM][TJ_MAXDIM];
+    int64_t st[4 * TJ_MAXDIM][TJ_MAXDIM];
     for (int a = 0; a < na; a++) {
-        int8_t *m = a < gr->n_leaves ? gr->maps[a] : gr->omaps[a - gr->n_leaves];
-        memcpy(l[a], m, TJ_MAXDIM);
+        int8_t *m = a < nl ? gr->maps[a] : gr->omaps[a - nl];
+        memcpy(lo[a], m, TJ_MAXDIM);
         memcpy(hi[a], m, TJ_MAXDIM);
+        for (int d = 0; d < TJ_MAXDIM; d++) st[a][d] = a < nl ? gr->steps[a][d] : 1;
     }
-    /* size-1 dims: every access broadcasts there */
     int k = 0;
-    for (int d = 0; d < D; d++) {
+    for (int d = 0; d < D; d++) {   /* size-1 dims: every access broadcasts there */
         if (gr->shape[d] == 1) continue;
         gr->shape[k] = gr->shape[d];
-        for (int a = 0; a < na; a++) { l[a][k] = l[a][d]; hi[a][k] = hi[a][d]; }
+        for (int a = 0; a < na; a++) { lo[a][k] = lo[a][d]; hi[a][k] = hi[a][d]; st[a][k] = st[a][d]; }
         k++;
     }
     D = k;
     for (int d = D - 2; d >= 0; d--) {
         int ok = 1;
         for (int a = 0; a < na && ok; a++) {
-            int32_t slot = a < gr->n_leaves ? gr->leaf_slot[a] : gr->out_slot[a - gr->n_leaves];
-            int both_bcast = hi[a][d] < 0 && l[a][d + 1] < 0;
-            int adjacent = contig[slot] && hi[a][d] >= 0 && l[a][d + 1] == hi[a][d] + 1;
-            ok = both_bcast || adjacent;
+            int32_t slot = a < nl ? gr->leaf_slot[a] : gr->out_slot[a - nl];
+            const tj_node *base = &g->nodes[a < nl ? gr->leaf_base[a] : gr->outs[a - nl]];
+            if (hi[a][d] == -1 && lo[a][d + 1] == -1) continue;
+            if (hi[a][d] == -2 && lo[a][d + 1] == -2) {
+                ok = st[a][d] == st[a][d + 1] * gr->shape[d + 1];
+                continue;
+            }
+            if (hi[a][d] < 0 || lo[a][d + 1] != hi[a][d] + 1) { ok = 0; continue; }
+            int64_t span = 1;
+            int zero_off = 1;
+            for (int e = lo[a][d + 1]; e <= hi[a][d + 1]; e++) {
+                span *= base->shape[e];
+                if (a < nl) zero_off &= gr->offs[a][e] == 0;
+            }
+            ok = contig[slot] && st[a][d] == 1 && st[a][d + 1] == 1 && span == gr->shape[d + 1] &&
+                 zero_off;
         }
         if (!ok) continue;
         gr->shape[d] *= gr->shape[d + 1];
         for (int a = 0; a < na; a++) {
             hi[a][d] = hi[a][d + 1];
-            for (int e = d + 1; e < D - 1; e++) { l[a][e] = l[a][e + 1]; hi[a][e] = hi[a][e + 1]; }
+            st[a][d] = st[a][d + 1];
+            for (int e = d + 1; e < D - 1; e++) {
+                lo[a][e] = lo[a][e + 1];
+                hi[a][e] = hi[a][e + 1];
+                st[a][e] = st[a][e + 1];
+            }
         }
         for (int e = d + 1; e < D - 1; e++) gr->shape[e] = gr->shape[e + 1];
         D--;
     }
     gr->ndim = D;
     for (int a = 0; a < na; a++) {
-        int8_t *m = a < gr->n_leaves ? gr->maps[a] : gr->omaps[a - gr->n_leaves];
+        int8_t *m = a < nl ? gr->maps[a] : gr->omaps[a - nl];
         memset(m, -1, TJ_MAXDIM);
         memcpy(m, hi[a], (size_t)D);
+        if (a < nl) {
+            memset(gr->steps[a], 0, sizeof gr->steps[a]);
+            memcpy(gr->steps[a], st[a], (size_t)D * sizeof(int64_t));
+        }
     }
-    PyMem_Free(heap);
 }
 
 /* Output map of a reduction: operand dim d -> result dim, -1 where reduced. */
@@ -142,14 +170,20 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
         if (mark[i] == 2) gr->nodes[gr->n_nodes++] = i;
         else if (mark[i] == 1) gr->leaves[gr->n_leaves++] = i;
     }
-    gr->maps = PyMem_Malloc((size_t)(gr->n_leaves ? gr->n_leaves : 1) * TJ_MAXDIM);
-    gr->leaf_slot = PyMem_Malloc((size_t)(gr->n_leaves ? gr->n_leaves : 1) * sizeof(int32_t));
-    if (!gr->maps || !gr->leaf_slot) { PyErr_NoMemory(); return -1; }
-    for (int l = 0; l < gr->n_leaves; l++) {
-        memset(gr->maps[l], -1, TJ_MAXDIM);
-        leaf_access(g, s, gr->leaves[l], gr->ndim, gr->maps[l], &gr->leaf_slot[l]);
+    size_t nl = (size_t)(gr->n_leaves ? gr->n_leaves : 1);
+    gr->maps = PyMem_Malloc(nl * TJ_MAXDIM);
+    gr->steps = PyMem_Malloc(nl * sizeof *gr->steps);
+    gr->offs = PyMem_Malloc(nl * sizeof *gr->offs);
+    gr->leaf_slot = PyMem_Malloc(nl * sizeof(int32_t));
+    gr->leaf_base = PyMem_Malloc(nl * sizeof(int32_t));
+    gr->leaf_flat = PyMem_Malloc(nl);
+    if (!gr->maps || !gr->steps || !gr->offs || !gr->leaf_slot || !gr->leaf_base ||
+        !gr->leaf_flat) {
+        PyErr_NoMemory();
+        return -1;
     }
-    collapse(gr, contig);
+    for (int l = 0; l < gr->n_leaves; l++) leaf_access(g, s, gr->leaves[l], gr->ndim, gr, l);
+    collapse(g, gr, contig);
     return 0;
 }
 
@@ -335,7 +369,11 @@ void tj_schedule_free(tj_schedule *s) {
         PyMem_Free(gr->nodes);
         PyMem_Free(gr->leaves);
         PyMem_Free(gr->maps);
+        PyMem_Free(gr->steps);
+        PyMem_Free(gr->offs);
         PyMem_Free(gr->leaf_slot);
+        PyMem_Free(gr->leaf_base);
+        PyMem_Free(gr->leaf_flat);
         PyMem_Free(gr->outs);
         PyMem_Free(gr->out_slot);
         PyMem_Free(gr->omaps);

@@ -16,6 +16,9 @@ static int fresh_outputs(tj_graph *g) {
         c.weak = 0;
         c.slot = -1;
         memset(c.perm, 0, sizeof c.perm);
+        memset(c.vstep, 0, sizeof c.vstep);
+        memset(c.voff, 0, sizeof c.voff);
+        c.axes = 0;
         c.in[0] = g->outputs[o];
         c.in[1] = c.in[2] = -1;
         int32_t id = tj_graph_add(g, &c);

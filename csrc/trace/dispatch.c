@@ -365,55 +365,6 @@ PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like) {
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 
-PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes) {
-    int32_t id = tj_operand(t, x);
-    if (id < 0) return NULL;
-    const tj_node *src = &t->g.nodes[id];
-    int nd = src->ndim, perm[TJ_MAXDIM], seen[TJ_MAXDIM] = {0};
-    if (axes == Py_None) {
-        for (int d = 0; d < nd; d++) perm[d] = nd - 1 - d;
-    } else {
-        PyObject *seq = PySequence_Fast(axes, "transpose: axes must be a sequence of ints");
-        if (!seq) return NULL;
-        if (PySequence_Fast_GET_SIZE(seq) != nd) {
-            Py_DECREF(seq);
-            PyErr_SetString(PyExc_ValueError, "axes don't match array");
-            return NULL;
-        }
-        for (int d = 0; d < nd; d++) {
-            long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, d));
-            if (v == -1 && PyErr_Occurred()) { Py_DECREF(seq); return NULL; }
-            if (v < 0) v += nd;
-            if (v < 0 || v >= nd || seen[v]++) {
-                Py_DECREF(seq);
-                PyErr_SetString(PyExc_ValueError, "axes don't match array");
-                return NULL;
-            }
-            perm[d] = (int)v;
-        }
-        Py_DECREF(seq);
-    }
-    int identity = 1;
-    for (int d = 0; d < nd; d++) identity &= perm[d] == d;
-    if (identity) return Py_NewRef(x);
-    tj_node n;
-    memset(&n, 0, sizeof n);
-    n.op = TJ_OP_VIEW;
-    n.dtype = src->dtype;
-    n.ndim = (uint8_t)nd;
-    n.slot = -1;
-    n.in[1] = n.in[2] = -1;
-    /* A view of a view composes into one. */
-    const tj_node *base = src->op == TJ_OP_VIEW ? &t->g.nodes[src->in[0]] : src;
-    n.in[0] = src->op == TJ_OP_VIEW ? src->in[0] : id;
-    for (int d = 0; d < nd; d++) {
-        n.perm[d] = (int8_t)(src->op == TJ_OP_VIEW ? src->perm[perm[d]] : perm[d]);
-        n.shape[d] = base->shape[n.perm[d]];
-    }
-    int32_t r = tj_graph_add(&t->g, &n);
-    return r < 0 ? NULL : tj_tracer_new(t, r);
-}
-
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi) {
     PyObject *r = Py_NewRef(x);
     if (lo != Py_None) {

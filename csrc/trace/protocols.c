@@ -14,8 +14,12 @@ static const char *const array_functions[] = {"where", "clip", "transpose", "ast
                                               /* reductions: from F_REDUCE on */
                                               "sum", "prod", "max", "amax", "min", "amin",
                                               "argmax", "argmin", "mean", "var", "std", "any",
-                                              "all", NULL};
-enum { F_WHERE, F_CLIP, F_TRANSPOSE, F_ASTYPE, F_SHAPE, F_NDIM, F_SIZE, F_REDUCE };
+                                              "all",
+                                              /* movement: from F_MOVE on */
+                                              "reshape", "ravel", "squeeze", "expand_dims",
+                                              "swapaxes", "moveaxis", "broadcast_to", "flip",
+                                              "fliplr", "flipud", "split", "array_split", NULL};
+enum { F_WHERE, F_CLIP, F_TRANSPOSE, F_ASTYPE, F_SHAPE, F_NDIM, F_SIZE, F_REDUCE, F_MOVE = 20 };
 
 int tj_protocols_init(tj_state *st) {
     st->ufunc_ops = PyDict_New();
@@ -211,6 +215,7 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         return PyObject_GetAttrString(x, "size");
     default: {
         long h = PyLong_AsLong(hv);
+        if (h >= F_MOVE) return tj_movement_call(t, array_functions[h], args, kwargs, 0);
         if (h >= F_REDUCE) return tj_reduction_call(t, array_functions[h], x, args, kwargs, 0);
         return tj_internal_error("unknown array function handler");
     }

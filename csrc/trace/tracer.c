@@ -231,7 +231,8 @@ static Py_ssize_t tracer_len(PyObject *a) {
 }
 
 static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
-    return tj_trace_error("indexing a traced array (x[...]) is not supported by tracejit yet");
+    tj_trace *t = live_trace((tj_tracer *)a);
+    return t ? tj_getitem(t, a, key) : NULL;
 }
 
 static PyObject *tracer_iter(PyObject *a) {
@@ -327,6 +328,37 @@ REDUCTION_METHOD(any)
 REDUCTION_METHOD(all)
 #undef REDUCTION_METHOD
 
+#define MOVEMENT_METHOD(fname)                                                       \
+    static PyObject *m_##fname(tj_tracer *x, PyObject *args, PyObject *kw) {         \
+        tj_trace *t = live_trace(x);                                                 \
+        if (!t) return NULL;                                                         \
+        PyObject *full = PyTuple_New(PyTuple_GET_SIZE(args) + 1);                    \
+        if (!full) return NULL;                                                      \
+        PyTuple_SET_ITEM(full, 0, Py_NewRef((PyObject *)x));                         \
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++)                      \
+            PyTuple_SET_ITEM(full, i + 1, Py_NewRef(PyTuple_GET_ITEM(args, i)));     \
+        PyObject *r = tj_movement_call(t, #fname, full, kw, 0);                      \
+        Py_DECREF(full);                                                             \
+        return r;                                                                    \
+    }
+MOVEMENT_METHOD(ravel)
+MOVEMENT_METHOD(flatten)
+MOVEMENT_METHOD(squeeze)
+MOVEMENT_METHOD(swapaxes)
+#undef MOVEMENT_METHOD
+
+/* x.reshape(2, 3) and x.reshape((2, 3)) */
+static PyObject *m_reshape(tj_tracer *x, PyObject *args, PyObject *kw) {
+    tj_trace *t = live_trace(x);
+    if (!t) return NULL;
+    PyObject *order = kw ? PyDict_GetItemString(kw, "order") : NULL;
+    if (order && PyUnicode_Check(order) && PyUnicode_CompareWithASCIIString(order, "C"))
+        return tj_trace_error("reshape(order=%R) is not supported by tracejit yet", order);
+    PyObject *shape = PyTuple_GET_SIZE(args) == 1 ? PyTuple_GET_ITEM(args, 0) : args;
+    if (kw && PyDict_GetItemString(kw, "shape")) shape = PyDict_GetItemString(kw, "shape");
+    return tj_reshape(t, (PyObject *)x, shape);
+}
+
 static PyObject *m_item(PyObject *x, PyObject *args) { return concrete_error(".item()"); }
 static PyObject *m_tolist(PyObject *x, PyObject *args) { return concrete_error(".tolist()"); }
 static PyObject *m_array(PyObject *x, PyObject *args, PyObject *kw) {
@@ -339,6 +371,7 @@ static PyMethodDef tracer_methods[] = {
     {"clip", (PyCFunction)(void (*)(void))m_clip, METH_VARARGS | METH_KEYWORDS, NULL},
 #define RM(fname) {#fname, (PyCFunction)(void (*)(void))m_##fname, METH_VARARGS | METH_KEYWORDS, NULL},
     RM(sum) RM(prod) RM(max) RM(min) RM(argmax) RM(argmin) RM(mean) RM(var) RM(std) RM(any) RM(all)
+    RM(reshape) RM(ravel) RM(flatten) RM(squeeze) RM(swapaxes)
 #undef RM
     {"item", (PyCFunction)m_item, METH_VARARGS, NULL},
     {"tolist", (PyCFunction)m_tolist, METH_NOARGS, NULL},
