@@ -37,6 +37,8 @@ enum { TJ_F_COMM = 1, TJ_F_COND = 2 };
 #define TJ_M_NUM  0x1e
 #define TJ_M_INTB 0x07
 #define TJ_M_FLT  0x18
+#define TJ_M_INT  0x06
+#define TJ_M_F64  0x10
 typedef struct {
     const char *name;    /* "ADD" */
     const char *numpy;   /* "add" or NULL */
