@@ -78,6 +78,8 @@ void tj_graph_free(tj_graph *g);
 int32_t tj_graph_add(tj_graph *g, const tj_node *proto);   /* -1 + MemoryError */
 int tj_graph_add_output(tj_graph *g, int32_t id);
 int64_t tj_node_size(const tj_node *n);
+/* "(3, 4)", "(5,)", "()" into buf (truncated to cap) */
+void tj_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
 /* NumPy broadcasting of shapes; -1 + ValueError naming both shapes */
 int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape);
 /* Appends a readable listing of g to the str list `out`. 0/-1 */
@@ -145,6 +147,9 @@ PyObject *tj_apply(tj_trace *t, int op, int nargs, PyObject *const *args, const 
 PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like);
 PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes);
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi);
+/* A fresh value of shape (ndim, shape) and dtype dt, every element `value` (an operand
+ * that broadcasts to the shape) converted like numpy's unsafe copyto. New reference. */
+PyObject *tj_apply_fill(tj_trace *t, PyObject *value, int dt, int ndim, const int64_t *shape);
 /* __array_ufunc__ / __array_function__ bodies */
 PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs);
 PyObject *tj_array_function(PyObject *self, PyObject *args, PyObject *kwargs);
