@@ -37,6 +37,8 @@ enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4 };
 #define TJ_M_NUM  0x1e
 #define TJ_M_INTB 0x07
 #define TJ_M_FLT  0x18
+#define TJ_M_INT  0x06
+#define TJ_M_F64  0x10
 typedef struct {
     const char *name;    /* "ADD" */
     const char *numpy;   /* "add" or NULL */
@@ -80,6 +82,8 @@ void tj_graph_free(tj_graph *g);
 int32_t tj_graph_add(tj_graph *g, const tj_node *proto);   /* -1 + MemoryError */
 int tj_graph_add_output(tj_graph *g, int32_t id);
 int64_t tj_node_size(const tj_node *n);
+/* "(3, 4)", "(5,)", "()" into buf (truncated to cap) */
+void tj_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
 /* NumPy broadcasting of shapes; -1 + ValueError naming both shapes */
 int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape);
 /* Appends a readable listing of g to the str list `out`. 0/-1 */
@@ -162,6 +166,9 @@ PyObject *tj_reshape(tj_trace *t, PyObject *x, PyObject *shape);
 PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs,
                            int method);
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi);
+/* A fresh value of shape (ndim, shape) and dtype dt, every element `value` (an operand
+ * that broadcasts to the shape) converted like numpy's unsafe copyto. New reference. */
+PyObject *tj_apply_fill(tj_trace *t, PyObject *value, int dt, int ndim, const int64_t *shape);
 /* __array_ufunc__ / __array_function__ bodies */
 PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs);
 PyObject *tj_array_function(PyObject *self, PyObject *args, PyObject *kwargs);

@@ -31,6 +31,10 @@ INT_DTYPES = ("int32", "int64")
 #   tan      (-1.4, 1.4) floats / [-10, 10] ints
 #   powbase  positive floats [0.1, 3] / ints [-4, 4]
 #   powexp   floats [-3, 3] / ints [0, 4]  (no negative integer powers)
+#   unit     [-1, 1] (arcsin, arccos, arctanh)
+#   ge1      [1, 10] (arccosh)
+#   shift    ints [-4, 70]: shift counts, including negative and >= the bit width
+#   nonfinite floats mixing finite values with +-0, +-inf and +-nan; ints as any
 #   cond     booleans regardless of requested dtype's semantics (~50% true)
 # ---------------------------------------------------------------------------
 _FLOAT_RANGES = {
@@ -41,6 +45,10 @@ _FLOAT_RANGES = {
     "powbase": (0.1, 3.0),
     "powexp": (-3.0, 3.0),
     "gt_m1": (-0.99, 100.0),
+    "unit": (-1.0, 1.0),
+    "ge1": (1.0, 10.0),
+    "shift": (-4.0, 70.0),
+    "nonfinite": (-10.0, 10.0),
 }
 _INT_RANGES = {
     "any": (-100, 100),
@@ -52,6 +60,10 @@ _INT_RANGES = {
     "powexp": (0, 4),
     "pos": (1, 100),
     "gt_m1": (0, 100),
+    "unit": (-1, 1),
+    "ge1": (1, 10),
+    "shift": (-4, 70),
+    "nonfinite": (-100, 100),
 }
 DOMAIN_NAMES = frozenset(_FLOAT_RANGES) | frozenset(_INT_RANGES) | {"nonzero", "cond"}
 
@@ -75,6 +87,13 @@ OP_DOMAINS = {
     "sign": ("ties",), "floor": ("any",), "ceil": ("any",), "sin": ("any",),
     "cos": ("any",), "tan": ("tan",), "tanh": ("any",), "arctan": ("any",),
     "logaddexp": ("any", "any"),
+    "arcsin": ("unit",), "arccos": ("unit",), "sinh": ("any",), "cosh": ("any",),
+    "arcsinh": ("any",), "arccosh": ("ge1",), "arctanh": ("unit",), "exp2": ("exp",),
+    "log10": ("pos",), "cbrt": ("any",), "isnan": ("nonfinite",), "isinf": ("nonfinite",),
+    "isfinite": ("nonfinite",), "signbit": ("nonfinite",), "arctan2": ("any", "any"),
+    "hypot": ("any", "any"), "copysign": ("any", "nonfinite"), "fmod": ("any", "nonzero"),
+    "float_power": ("powbase", "powexp"), "left_shift": ("any", "shift"),
+    "right_shift": ("any", "shift"),
 }
 
 
@@ -101,6 +120,10 @@ def make_input(rng, shape, dtype, domain="any"):
         else:
             lo, hi = _FLOAT_RANGES[domain]
             vals = rng.uniform(lo, hi, size=shape)
+        if domain == "nonfinite":
+            special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan])
+            pick = rng.integers(0, 2 * len(special), size=shape)
+            vals = np.where(pick < len(special), special[pick % len(special)], vals)
         return np.array(vals, dtype=dt, order="C")
     if dt.kind == "i":
         if domain == "nonzero":
@@ -120,10 +143,11 @@ def scalar_for(domain, kind):
     the domain allows it, so weak-scalar casting errors show up.
     """
     ints = {"any": 3, "ties": 2, "nonzero": 3, "pos": 3, "gt_m1": 2, "small": 2,
-            "exp": 2, "tan": 1, "powbase": 2, "powexp": 2, "cond": 1}
+            "exp": 2, "tan": 1, "powbase": 2, "powexp": 2, "cond": 1, "unit": 1, "ge1": 2,
+            "shift": 3, "nonfinite": 3}
     floats = {"any": 0.1, "ties": 0.5, "nonzero": -2.7, "pos": 2.7, "gt_m1": 0.3,
               "small": 0.7, "exp": 1.3, "tan": 0.9, "powbase": 1.7, "powexp": 1.5,
-              "cond": 1.0}
+              "cond": 1.0, "unit": 0.3, "ge1": 1.7, "shift": 1.5, "nonfinite": -2.5}
     return ints[domain] if kind == "int" else floats[domain]
 
 

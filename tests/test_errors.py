@@ -69,10 +69,10 @@ def test_unsupported_numpy_function(fn, name, line):
     assert f.cache_info().variants == 0
 
 
-@pytest.mark.parametrize("ufunc", ["arcsinh", "cbrt", "arctan2", "hypot", "fmod"])
+@pytest.mark.parametrize("ufunc", ["spacing", "nextafter", "heaviside", "rint", "fmax"])
 def test_unsupported_ufunc(ufunc):
     uf = getattr(np, ufunc)
-    if uf in OP_UFUNCS and ufunc != "arcsinh":
+    if uf in OP_UFUNCS and ufunc != "spacing":
         pytest.skip(f"{ufunc} is supported by this build")
     f = tracejit.compile(lambda a: uf(a)) if uf.nin == 1 else tracejit.compile(lambda a, b: uf(a, b))
     msg = str(_raises(tracejit.TraceError, f, *[_x()] * uf.nin))

@@ -25,7 +25,9 @@ NON_UFUNC_OPS = {
 }
 # Float results compared with tolerance; all other results must be exact.
 TRANSCENDENTAL = {"exp", "expm1", "log", "log1p", "log2", "sin", "cos", "tan", "tanh",
-                  "arctan", "logaddexp", "power"}
+                  "arctan", "logaddexp", "power", "arcsin", "arccos", "sinh", "cosh",
+                  "arcsinh", "arccosh", "arctanh", "exp2", "log10", "cbrt", "arctan2", "hypot",
+                  "float_power"}
 NEAR_EXACT = {"floor_divide", "remainder"}  # fmod-based in numpy; allow a few ulps
 
 # Ufuncs the spec requires to be in the table.
@@ -34,7 +36,10 @@ SPEC_UFUNCS = (
     "absolute equal not_equal less less_equal greater greater_equal logical_and "
     "logical_or logical_xor logical_not bitwise_and bitwise_or bitwise_xor invert "
     "maximum minimum exp expm1 log log1p log2 sqrt square reciprocal sign floor ceil "
-    "sin cos tan tanh arctan logaddexp").split()
+    "sin cos tan tanh arctan logaddexp "
+    # the NumPy vocabulary issue
+    "arcsin arccos sinh cosh arcsinh arccosh arctanh arctan2 hypot exp2 log10 cbrt fmod "
+    "float_power isnan isinf isfinite signbit copysign left_shift right_shift").split()
 
 UNARY_SHAPES = [(), (0,), (1,), (5,), (3, 4), (2, 3, 4), (0, 3)]
 BINARY_SHAPES = [((), ()), ((5,), ()), ((), (5,)), ((0,), (0,)), ((0,), (1,)),
@@ -342,6 +347,20 @@ SPECIAL_UNARY = [
     ("floor", [np.nan, np.inf, -0.5, -0.0]), ("ceil", [np.nan, -np.inf, -0.5]),
     ("absolute", [-np.inf, np.nan, -0.0]), ("negative", [np.inf, np.nan]),
     ("square", [np.inf, np.nan, 1e200]),
+    ("arcsin", [2.0, -2.0, 1.0, -1.0, 0.0, -0.0, np.inf, np.nan]),
+    ("arccos", [2.0, -1.0, 1.0, np.inf, np.nan]),
+    ("sinh", [1000.0, -1000.0, np.inf, -np.inf, np.nan, -0.0]),
+    ("cosh", [1000.0, -1000.0, np.inf, -np.inf, np.nan, -0.0]),
+    ("arcsinh", [np.inf, -np.inf, np.nan, 1e300, -1e300, -0.0]),
+    ("arccosh", [0.5, 1.0, np.inf, -np.inf, np.nan, 1e300]),
+    ("arctanh", [1.0, -1.0, 2.0, np.inf, np.nan, -0.0]),
+    ("exp2", [1024.0, -1080.0, 200.0, -200.0, np.inf, -np.inf, np.nan]),
+    ("log10", [-1.0, 0.0, -0.0, 1.0, np.inf, -np.inf, np.nan, 1e-300]),
+    ("cbrt", [-8.0, np.inf, -np.inf, np.nan, -0.0, 1e-300]),
+    ("isnan", [np.nan, -np.nan, np.inf, -np.inf, 0.0, 1e-310]),
+    ("isinf", [np.nan, -np.nan, np.inf, -np.inf, 0.0, 1e300]),
+    ("isfinite", [np.nan, -np.nan, np.inf, -np.inf, -0.0, 1e300]),
+    ("signbit", [-0.0, 0.0, -np.nan, np.nan, -np.inf, np.inf, -1e-310]),
 ]
 SPECIAL_BINARY = [
     ("divide", [1.0, -1.0, 0.0, np.inf, np.nan], [0.0, 0.0, 0.0, np.inf, 1.0]),
@@ -360,6 +379,14 @@ SPECIAL_BINARY = [
     ("greater_equal", [np.nan, np.inf, -np.inf], [np.nan, np.inf, np.inf]),
     ("logical_and", [np.nan, 0.0, -0.0], [1.0, np.nan, 1.0]),
     ("logical_xor", [np.nan, 0.0, -0.0], [np.nan, np.nan, 1.0]),
+    ("arctan2", [0.0, -0.0, 0.0, -0.0, 1.0, np.inf, np.inf, -np.inf, np.nan, 1.0],
+     [0.0, 0.0, -0.0, -0.0, 0.0, np.inf, -np.inf, 1.0, 1.0, np.nan]),
+    ("hypot", [np.inf, np.nan, -np.inf, 3.0, 1e30, 0.0], [np.nan, np.inf, 1.0, -4.0, 1e30, -0.0]),
+    ("copysign", [1.0, 1.0, -2.0, np.inf, np.nan, 0.0], [-0.0, np.nan, 3.0, -1.0, -1.0, -np.inf]),
+    ("fmod", [5.5, -5.5, np.inf, 1.0, 0.0, -0.0, np.nan, 3.0, -1.0, 1e30],
+     [2.0, 2.0, 2.0, 0.0, np.inf, 1.0, 1.0, np.inf, 1.0, 3.0]),
+    ("float_power", [-8.0, 0.0, 0.0, np.inf, 1.0, np.nan, -2.0, 10.0],
+     [1.0 / 3.0, -1.0, 0.0, -1.0, np.nan, 0.0, 3.0, 400.0]),
 ]
 
 
@@ -423,3 +450,53 @@ def test_integer_extremes_exact(dtype):
     f = tracejit.compile(lambda p, q: (p // q, p % q, np.maximum(p, q), p < q, p ^ q))
     for r, e in zip(f(a, b), (a // b, a % b, np.maximum(a, b), a < b, a ^ b)):
         assert_matches_numpy(r, e)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_shift_counts_outside_the_bit_width(dtype):
+    """NumPy defines shifts C leaves undefined: a count >= the bit width or negative
+    gives 0 (left) or the sign (right); left shifts wrap."""
+    info = np.iinfo(dtype)
+    bits = np.dtype(dtype).itemsize * 8
+    a = np.array([1, -1, 5, -8, -8, info.min, info.max, 3, -3, 1, -1, 7, -7], dtype=dtype)
+    b = np.array([40, 40, -1, 70, -70, 1, 1, bits - 1, bits - 1, bits, bits, info.max, info.min],
+                 dtype=dtype)
+    f = tracejit.compile(lambda p, q: (np.left_shift(p, q), np.right_shift(p, q), p << q, p >> q))
+    for r, e in zip(f(a, b), (a << b, a >> b, a << b, a >> b)):
+        assert_matches_numpy(r, e)
+    g = tracejit.compile(lambda p: (p << 40, p >> 70, 1 << p, -8 >> p))
+    c = np.array([0, 1, 31, 32, 33, 63, 64, -1, 200], dtype=dtype)
+    for r, e in zip(g(c), (c << 40, c >> 70, 1 << c, -8 >> c)):
+        assert_matches_numpy(r, e)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_integer_fmod_signs_and_zero(dtype):
+    """C's truncated remainder; numpy gives 0 for a zero divisor and for INT_MIN % -1."""
+    info = np.iinfo(dtype)
+    a = np.array([7, -7, 7, -7, info.min, info.min, 5, 0, info.max, info.min], dtype=dtype)
+    b = np.array([3, 3, -3, -3, -1, 0, 0, 0, -1, info.max], dtype=dtype)
+    with np.errstate(all="ignore"):
+        expected = np.fmod(a, b)
+    assert_matches_numpy(tracejit.compile(lambda p, q: np.fmod(p, q))(a, b), expected)
+
+
+# Every float op of the vocabulary issue: the sign of zeros and infinities as numpy's.
+_SIGNED = ["arcsin", "arccos", "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "exp2",
+           "log10", "cbrt", "arctan2", "hypot", "copysign", "fmod", "float_power"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", _SIGNED)
+def test_signed_zeros_and_infinities(name, dtype):
+    uf = getattr(np, name)
+    vals = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, 0.5, -0.5, 2.0, -3.0], dtype=dtype)
+    args = [vals] if uf.nin == 1 else [np.repeat(vals, len(vals)), np.tile(vals, len(vals))]
+    with np.errstate(all="ignore"):
+        expected = uf(*args)
+    f = (tracejit.compile(lambda p: uf(p)) if uf.nin == 1
+         else tracejit.compile(lambda p, q: uf(p, q)))
+    result = f(*args)
+    assert_matches_numpy(result, expected, exact=name not in TRANSCENDENTAL)
+    sure = ~np.isnan(expected)
+    np.testing.assert_array_equal(np.signbit(result[sure]), np.signbit(expected[sure]))

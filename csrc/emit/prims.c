@@ -4,7 +4,8 @@
  * vector variants). Contract: out never aliases an operand (restrict); each
  * primitive reads n elements of every operand and writes n elements of out.
  * Semantics match NumPy's loops (floor division, remainder, NaN-propagating
- * maximum, logaddexp), including integer division by zero giving 0. */
+ * maximum, logaddexp, fmod, shifts by counts outside [0, bits)), including integer
+ * division by zero giving 0. */
 #include "tracejit.h"
 #include <math.h>
 
@@ -31,11 +32,24 @@ TJ_VEC float cosf(float);     TJ_VEC double cos(double);
 TJ_VEC float tanf(float);     TJ_VEC double tan(double);
 TJ_VEC float tanhf(float);    TJ_VEC double tanh(double);
 TJ_VEC float atanf(float);    TJ_VEC double atan(double);
+TJ_VEC float asinf(float);    TJ_VEC double asin(double);
+TJ_VEC float acosf(float);    TJ_VEC double acos(double);
+TJ_VEC float sinhf(float);    TJ_VEC double sinh(double);
+TJ_VEC float coshf(float);    TJ_VEC double cosh(double);
+TJ_VEC float asinhf(float);   TJ_VEC double asinh(double);
+TJ_VEC float acoshf(float);   TJ_VEC double acosh(double);
+TJ_VEC float atanhf(float);   TJ_VEC double atanh(double);
+TJ_VEC float exp2f(float);    TJ_VEC double exp2(double);
+TJ_VEC float log10f(float);   TJ_VEC double log10(double);
+TJ_VEC float cbrtf(float);    TJ_VEC double cbrt(double);
 TJ_VEC float powf(float, float); TJ_VEC double pow(double, double);
+TJ_VEC float atan2f(float, float); TJ_VEC double atan2(double, double);
+TJ_VEC float hypotf(float, float); TJ_VEC double hypot(double, double);
 #endif
 
 /* ---- element helpers named in the op table's spellings ---- */
 #define TJ_MATH(fn, x) _Generic((x), float: fn##f, default: fn)(x)
+#define TJ_MATH2(fn, x, y) _Generic((x), float: fn##f, default: fn)(x, y)
 #define TJ_GEN(name, x, y) _Generic((x), bool: tj_##name##_b, int32_t: tj_##name##_i32, \
     int64_t: tj_##name##_i64, float: tj_##name##_f32, double: tj_##name##_f64)(x, y)
 #define TJ_GEN1(name, x) _Generic((x), bool: tj_##name##_b, int32_t: tj_##name##_i32, \
@@ -46,7 +60,9 @@ TJ_VEC float powf(float, float); TJ_VEC double pow(double, double);
 #define TJ_SIGN(x) TJ_GEN1(sign, x)
 #define TJ_ROUND(f, x) TJ_GEN1(f, x)
 
-#define TJ_INT_HELPERS(T, s)                                                          \
+/* Shifts: NumPy defines counts outside [0, bits) (C does not): left gives 0, right
+ * gives the sign (0 or -1). The left shift is done unsigned so it wraps. */
+#define TJ_INT_HELPERS(T, s, U)                                                       \
     static inline T tj_floordiv_##s(T a, T b) {                                       \
         if (b == 0) return 0;                                                         \
         if (b == -1) return -a;                                                       \
@@ -74,9 +90,19 @@ TJ_VEC float powf(float, float); TJ_VEC double pow(double, double);
     static inline T tj_sign_##s(T a) { return (T)((a > 0) - (a < 0)); }               \
     static inline T tj_floor_##s(T a) { return a; }                                   \
     static inline T tj_ceil_##s(T a) { return a; }                                    \
-    static inline T tj_logaddexp_##s(T a, T b) { return a + b; /* unused: FLT only */ }
-TJ_INT_HELPERS(int32_t, i32)
-TJ_INT_HELPERS(int64_t, i64)
+    static inline T tj_logaddexp_##s(T a, T b) { return a + b; /* unused: FLT */ }  \
+    static inline T tj_fmod_##s(T a, T b) { return b == 0 || b == -1 ? 0 : a % b; }   \
+    static inline T tj_lshift_##s(T a, T b) {                                         \
+        return (U)b < sizeof(T) * 8 ? (T)((U)a << b) : 0;                             \
+    }                                                                                 \
+    static inline T tj_rshift_##s(T a, T b) {                                         \
+        return (U)b < sizeof(T) * 8 ? a >> b : a < 0 ? -1 : 0;                        \
+    }                                                                                 \
+    static inline bool tj_isnan_##s(T a) { return false; }                            \
+    static inline bool tj_isinf_##s(T a) { return false; }                            \
+    static inline bool tj_isfinite_##s(T a) { return true; }
+TJ_INT_HELPERS(int32_t, i32, uint32_t)
+TJ_INT_HELPERS(int64_t, i64, uint64_t)
 
 static inline bool tj_maximum_b(bool a, bool b) { return a || b; }
 static inline bool tj_minimum_b(bool a, bool b) { return a && b; }
@@ -84,6 +110,9 @@ static inline bool tj_abs_b(bool a) { return a; }
 static inline bool tj_invert_b(bool a) { return !a; }
 static inline bool tj_floor_b(bool a) { return a; }
 static inline bool tj_ceil_b(bool a) { return a; }
+static inline bool tj_isnan_b(bool a) { return false; }
+static inline bool tj_isinf_b(bool a) { return false; }
+static inline bool tj_isfinite_b(bool a) { return true; }
 /* not in the masks of these ops; present so _Generic selections type-check */
 static inline bool tj_recip_b(bool a) { return a; }
 static inline bool tj_sign_b(bool a) { return a; }
@@ -91,6 +120,9 @@ static inline bool tj_floordiv_b(bool a, bool b) { return a && b; }
 static inline bool tj_mod_b(bool a, bool b) { return a && b; }
 static inline bool tj_pow_b(bool a, bool b) { return a || !b; }
 static inline bool tj_logaddexp_b(bool a, bool b) { return a || b; }
+static inline bool tj_fmod_b(bool a, bool b) { return a && b; }
+static inline bool tj_lshift_b(bool a, bool b) { return a; }
+static inline bool tj_rshift_b(bool a, bool b) { return a; }
 
 #define TJ_FLOAT_HELPERS(T, s, F)                                                     \
     static inline T tj_mod_##s(T a, T b) {                                            \
@@ -125,7 +157,13 @@ static inline bool tj_logaddexp_b(bool a, bool b) { return a || b; }
         if (t > 0) return x + log1p##F(exp##F(-t));                                   \
         if (t <= 0) return y + log1p##F(exp##F(t));                                   \
         return t;                                                                     \
-    }
+    }                                                                                 \
+    static inline T tj_fmod_##s(T a, T b) { return fmod##F(a, b); }                   \
+    static inline bool tj_isnan_##s(T a) { return isnan(a); }                         \
+    static inline bool tj_isinf_##s(T a) { return isinf(a); }                         \
+    static inline bool tj_isfinite_##s(T a) { return isfinite(a); }                   \
+    static inline T tj_lshift_##s(T a, T b) { return a; /* unused: INT only */ }      \
+    static inline T tj_rshift_##s(T a, T b) { return a; /* unused: INT only */ }
 TJ_FLOAT_HELPERS(float, f32, f)
 TJ_FLOAT_HELPERS(double, f64, )
 
@@ -145,6 +183,16 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_WHEN_INTB_i64(x) x
 #define TJ_WHEN_INTB_f32(x)
 #define TJ_WHEN_INTB_f64(x)
+#define TJ_WHEN_INT_b(x)
+#define TJ_WHEN_INT_i32(x) x
+#define TJ_WHEN_INT_i64(x) x
+#define TJ_WHEN_INT_f32(x)
+#define TJ_WHEN_INT_f64(x)
+#define TJ_WHEN_F64_b(x)
+#define TJ_WHEN_F64_i32(x)
+#define TJ_WHEN_F64_i64(x)
+#define TJ_WHEN_F64_f32(x)
+#define TJ_WHEN_F64_f64(x) x
 #define TJ_WHEN_FLT_b(x)
 #define TJ_WHEN_FLT_i32(x)
 #define TJ_WHEN_FLT_i64(x)

@@ -383,3 +383,29 @@ PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi) {
     }
     return r;
 }
+
+/* A COPY node whose shape differs from its operand's: fuse reads the operand through
+ * a broadcast access map (trailing dims aligned, as for any operand; leading size-1
+ * dims beyond the node's are never indexed), and emit computes a 0-d operand once
+ * before the loop and fills the output from it. The result never aliases anything. */
+PyObject *tj_apply_fill(tj_trace *t, PyObject *value, int dt, int ndim, const int64_t *shape) {
+    int32_t id = tj_operand(t, value);
+    if (id < 0) return NULL;
+    const tj_node *v = &t->g.nodes[id];
+    int fits = 1;   /* numpy's assignment broadcasting: leading size-1 dims drop */
+    for (int e = 0; fits && e < v->ndim; e++) {
+        int d = ndim - v->ndim + e;
+        fits = d < 0 ? v->shape[e] == 1 : v->shape[e] == shape[d] || v->shape[e] == 1;
+    }
+    if (!fits) {   /* numpy's copyto message */
+        char s1[256], s2[256];
+        tj_shape_str(s1, sizeof s1, v->ndim, v->shape);
+        tj_shape_str(s2, sizeof s2, ndim, shape);
+        PyErr_Format(PyExc_ValueError, "could not broadcast input array from shape %s into "
+                     "shape %s", s1, s2);
+        return NULL;
+    }
+    if ((id = cast_to(t, id, dt)) < 0) return NULL;
+    int32_t r = add_node(t, TJ_OP_COPY, dt, 0, ndim, shape, id, -1, -1);
+    return r < 0 ? NULL : tj_tracer_new(t, r);
+}

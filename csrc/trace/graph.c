@@ -86,7 +86,7 @@ int64_t tj_node_size(const tj_node *n) {
     return s;
 }
 
-static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
+void tj_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     size_t k = (size_t)snprintf(buf, cap, "(");
     for (int d = 0; d < ndim && k < cap; d++)
         k += (size_t)snprintf(buf + k, cap - k, d ? ", %lld" : "%lld", (long long)shape[d]);
@@ -100,8 +100,8 @@ int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape) 
         int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
         if (sa != sb && sa != 1 && sb != 1) {
             char s1[256], s2[256];
-            shape_str(s1, sizeof s1, a->ndim, a->shape);
-            shape_str(s2, sizeof s2, b->ndim, b->shape);
+            tj_shape_str(s1, sizeof s1, a->ndim, a->shape);
+            tj_shape_str(s2, sizeof s2, b->ndim, b->shape);
             tj_trace_error("operands could not be broadcast together with shapes %s %s", s1, s2);
             PyObject *t, *v, *tb;
             PyErr_Fetch(&t, &v, &tb);          /* NumPy raises ValueError here: so do we */
@@ -123,7 +123,7 @@ int tj_graph_dump(const tj_graph *g, const char *title, PyObject *out) {
         const tj_node *n = &g->nodes[i];
         char line[512], shp[256];
         size_t k;
-        shape_str(shp, sizeof shp, n->ndim, n->shape);
+        tj_shape_str(shp, sizeof shp, n->ndim, n->shape);
         k = (size_t)snprintf(line, sizeof line, "  %%%d = %s%s %s%s", (int)i, tj_ops[n->op].name,
                              "", tj_dtype_name(n->dtype), shp);
         if (n->weak) k += (size_t)snprintf(line + k, sizeof line - k, " weak");

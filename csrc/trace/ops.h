@@ -8,7 +8,8 @@
  *   kind      LEAF (a value read from a slot), EW (elementwise), VIEW (movement),
  *             CAST (elementwise dtype conversion, primitives per (from, to)),
  *             RED (reduction over the node's `axes`; primitives in emit/reduce_prims.c)
- *   mask      loop dtypes the op is defined on (the dtype its operands are cast to)
+ *   mask      loop dtypes the op is defined on (the dtype its operands are cast to):
+ *             ALL, NUM (not bool), INTB (bool, ints), INT, FLT, F64 (TJ_M_* in tracejit.h)
  *   out       SAME: result has the loop dtype; BOOL: result is bool
  *   flags     COMM: commutative (CSE canonicalizes operand order);
  *             COND: first operand is a bool condition, not cast to the loop dtype;
@@ -40,10 +41,24 @@
     X(LOG2,      "log2",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log2, a))      \
     X(SQRT,      "sqrt",         1, EW,   FLT,  SAME, 0,    TJ_MATH(sqrt, a))      \
     X(SIN,       "sin",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(sin, a))       \
-    X(COS,       "cos",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(cos, a))       \
-    X(TAN,       "tan",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(tan, a))       \
-    X(TANH,      "tanh",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(tanh, a))      \
-    X(ARCTAN,    "arctan",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(atan, a))      \
+    X(COS,       "cos",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(cos, a))     \
+    X(TAN,       "tan",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(tan, a))     \
+    X(TANH,      "tanh",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(tanh, a))    \
+    X(ARCTAN,    "arctan",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(atan, a))    \
+    X(ARCSIN,    "arcsin",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(asin, a))    \
+    X(ARCCOS,    "arccos",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(acos, a))    \
+    X(SINH,      "sinh",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(sinh, a))    \
+    X(COSH,      "cosh",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(cosh, a))    \
+    X(ARCSINH,   "arcsinh",      1, EW,   FLT,  SAME, COSTLY, TJ_MATH(asinh, a))   \
+    X(ARCCOSH,   "arccosh",      1, EW,   FLT,  SAME, COSTLY, TJ_MATH(acosh, a))   \
+    X(ARCTANH,   "arctanh",      1, EW,   FLT,  SAME, COSTLY, TJ_MATH(atanh, a))   \
+    X(EXP2,      "exp2",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(exp2, a))    \
+    X(LOG10,     "log10",        1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log10, a))   \
+    X(CBRT,      "cbrt",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(cbrt, a))    \
+    X(ISNAN,     "isnan",        1, EW,   ALL,  BOOL, 0,    TJ_GEN1(isnan, a))     \
+    X(ISINF,     "isinf",        1, EW,   ALL,  BOOL, 0,    TJ_GEN1(isinf, a))     \
+    X(ISFINITE,  "isfinite",     1, EW,   ALL,  BOOL, 0,    TJ_GEN1(isfinite, a))  \
+    X(SIGNBIT,   "signbit",      1, EW,   FLT,  BOOL, 0,    (signbit(a) != 0))     \
     X(SQUARE,    "square",       1, EW,   NUM,  SAME, 0,    (a * a))               \
     X(RECIP,     "reciprocal",   1, EW,   NUM,  SAME, 0,    TJ_RECIP(a))           \
     X(SIGN,      "sign",         1, EW,   NUM,  SAME, 0,    TJ_SIGN(a))            \
@@ -71,6 +86,13 @@
     X(MAX,       "maximum",      2, EW,   ALL,  SAME, COMM, TJ_GEN(maximum, a, b)) \
     X(MIN,       "minimum",      2, EW,   ALL,  SAME, COMM, TJ_GEN(minimum, a, b)) \
     X(LOGADDEXP, "logaddexp",    2, EW,   FLT,  SAME, COMM | COSTLY, TJ_GEN(logaddexp, a, b)) \
+    X(ARCTAN2,   "arctan2",      2, EW,   FLT,  SAME, COSTLY, TJ_MATH2(atan2, a, b)) \
+    X(HYPOT,     "hypot",        2, EW,   FLT,  SAME, 0,    TJ_MATH2(hypot, a, b)) \
+    X(COPYSIGN,  "copysign",     2, EW,   FLT,  SAME, 0,    TJ_MATH2(copysign, a, b)) \
+    X(FMOD,      "fmod",         2, EW,   NUM,  SAME, 0,    TJ_GEN(fmod, a, b))    \
+    X(FPOWER,    "float_power",  2, EW,   F64,  SAME, COSTLY, TJ_MATH2(pow, a, b)) \
+    X(LSHIFT,    "left_shift",   2, EW,   INT,  SAME, 0,    TJ_GEN(lshift, a, b))  \
+    X(RSHIFT,    "right_shift",  2, EW,   INT,  SAME, 0,    TJ_GEN(rshift, a, b)) \
     X(RSUM,      "sum",          1, RED,  ALL,  SAME, 0,    0)                     \
     X(RPROD,     "prod",         1, RED,  ALL,  SAME, 0,    0)                     \
     X(RMAX,      "max",          1, RED,  ALL,  SAME, 0,    0)                     \

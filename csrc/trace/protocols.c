@@ -7,19 +7,27 @@
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
+#include <float.h>
 
-/* The numpy functions __array_function__ implements (handler index = position). */
-static const char *const array_functions[] = {"where", "clip", "transpose", "astype",
-                                              "shape", "ndim", "size",
-                                              /* reductions: from F_REDUCE on */
-                                              "sum", "prod", "max", "amax", "min", "amin",
-                                              "argmax", "argmin", "mean", "var", "std", "any",
-                                              "all",
-                                              /* movement: from F_MOVE on */
-                                              "reshape", "ravel", "squeeze", "expand_dims",
-                                              "swapaxes", "moveaxis", "broadcast_to", "flip",
-                                              "fliplr", "flipud", "split", "array_split", NULL};
-enum { F_WHERE, F_CLIP, F_TRANSPOSE, F_ASTYPE, F_SHAPE, F_NDIM, F_SIZE, F_REDUCE, F_MOVE = 20 };
+/* The numpy functions __array_function__ implements (handler index = position), with
+ * the name of their first parameter (the traced array when passed by keyword). */
+static const struct { const char *name, *first; } array_functions[] = {
+    {"where", "condition"}, {"clip", "a"}, {"transpose", "a"}, {"astype", "x"},
+    {"shape", "a"}, {"ndim", "a"}, {"size", "a"}, {"nan_to_num", "x"},
+    {"zeros_like", "a"}, {"ones_like", "a"}, {"empty_like", "prototype"},
+    {"full_like", "a"}, {"copyto", "dst"},
+    /* reductions: from F_REDUCE on */
+    {"sum", "a"}, {"prod", "a"}, {"max", "a"}, {"amax", "a"}, {"min", "a"}, {"amin", "a"},
+    {"argmax", "a"}, {"argmin", "a"}, {"mean", "a"}, {"var", "a"}, {"std", "a"}, {"any", "a"},
+    {"all", "a"},
+    /* movement: from F_MOVE on */
+    {"reshape", "a"}, {"ravel", "a"}, {"squeeze", "a"}, {"expand_dims", "a"},
+    {"swapaxes", "a"}, {"moveaxis", "a"}, {"broadcast_to", "array"}, {"flip", "m"},
+    {"fliplr", "m"}, {"flipud", "m"}, {"split", "ary"}, {"array_split", "ary"},
+    {NULL, NULL}};
+enum { F_WHERE, F_CLIP, F_TRANSPOSE, F_ASTYPE, F_SHAPE, F_NDIM, F_SIZE, F_NAN_TO_NUM,
+       F_ZEROS_LIKE, F_ONES_LIKE, F_EMPTY_LIKE, F_FULL_LIKE, F_COPYTO, F_REDUCE,
+       F_MOVE = F_REDUCE + 13 };
 
 int tj_protocols_init(tj_state *st) {
     st->ufunc_ops = PyDict_New();
@@ -34,8 +42,8 @@ int tj_protocols_init(tj_state *st) {
         if (!v || PyDict_SetItem(st->ufunc_ops, u, v) < 0) { Py_XDECREF(v); return -1; }
         Py_DECREF(v);
     }
-    for (int i = 0; array_functions[i]; i++) {
-        PyObject *f = PyObject_GetAttrString(st->numpy, array_functions[i]);
+    for (int i = 0; array_functions[i].name; i++) {
+        PyObject *f = PyObject_GetAttrString(st->numpy, array_functions[i].name);
         PyObject *v = PyLong_FromLong(i);
         if (!f || !v || PyDict_SetItem(st->array_funcs, f, v) < 0) {
             Py_XDECREF(f); Py_XDECREF(v);
@@ -159,6 +167,123 @@ static PyObject *arg(PyObject *args, PyObject *kwargs, Py_ssize_t i, const char 
     return v ? v : dflt;
 }
 
+/* numpy.nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None): for floats
+ * where(isnan, nan, where(isinf, where(signbit, neginf, posinf), x)) with the fill
+ * values in x's dtype (numpy's defaults: the largest finite magnitudes); other
+ * dtypes pass through. copy=False on floats writes into x in numpy: refused. */
+static PyObject *nan_to_num(tj_trace *t, PyObject *x, PyObject *args, PyObject *kwargs) {
+    PyObject *copy = arg(args, kwargs, 1, "copy", Py_True);
+    PyObject *fill[3] = {arg(args, kwargs, 2, "nan", NULL), arg(args, kwargs, 3, "posinf", NULL),
+                         arg(args, kwargs, 4, "neginf", NULL)};
+    int32_t id = tj_operand(t, x);
+    int c = PyObject_IsTrue(copy);
+    if (id < 0 || c < 0) return NULL;
+    tj_node n = t->g.nodes[id];
+    if (n.dtype < TJ_F32)
+        return c ? tj_apply_cast(t, x, tj_get_state()->dtypes[n.dtype]) : Py_NewRef(x);
+    if (!c)
+        return tj_trace_error("numpy.nan_to_num(x, copy=False) writes into x, which a traced "
+                              "function cannot do; use x = numpy.nan_to_num(x)");
+    double big = n.dtype == TJ_F32 ? FLT_MAX : DBL_MAX, dflt[3] = {0.0, big, -big};
+    PyObject *v[3] = {NULL, NULL, NULL}, *m[3] = {NULL, NULL, NULL}, *r = NULL;
+    for (int i = 0; i < 3; i++) {
+        /* nan=None is an error in numpy (and in tj_operand); posinf/neginf=None: default */
+        int dflt_i = !fill[i] || (i > 0 && fill[i] == Py_None);
+        PyObject *d = dflt_i ? PyFloat_FromDouble(dflt[i]) : Py_NewRef(fill[i]);
+        v[i] = d ? tj_apply_fill(t, d, n.dtype, n.ndim, n.shape) : NULL;
+        Py_XDECREF(d);
+        if (!v[i]) goto done;
+    }
+    static const int tests[3] = {TJ_OP_ISNAN, TJ_OP_ISINF, TJ_OP_SIGNBIT};
+    for (int i = 0; i < 3; i++)
+        if (!(m[i] = tj_apply(t, tests[i], 1, &x, NULL))) goto done;
+    PyObject *inf_args[3] = {m[2], v[2], v[1]};
+    PyObject *inf = tj_apply(t, TJ_OP_WHERE, 3, inf_args, NULL);
+    if (!inf) goto done;
+    PyObject *num_args[3] = {m[1], inf, x};
+    PyObject *num = tj_apply(t, TJ_OP_WHERE, 3, num_args, NULL);
+    Py_DECREF(inf);
+    if (!num) goto done;
+    PyObject *r_args[3] = {m[0], v[0], num};
+    r = tj_apply(t, TJ_OP_WHERE, 3, r_args, NULL);
+    Py_DECREF(num);
+done:
+    for (int i = 0; i < 3; i++) { Py_XDECREF(v[i]); Py_XDECREF(m[i]); }
+    return r;
+}
+
+/* numpy.zeros_like / ones_like / empty_like / full_like(a, [fill_value,] dtype=None,
+ * order='K', subok=True, shape=None, *, device=None): a fresh value of a's shape and
+ * dtype (or those given). empty_like is zeros_like: a traced value has no
+ * uninitialized memory. Results are C-contiguous, so order='F' is refused. */
+static PyObject *like(tj_trace *t, int h, PyObject *x, PyObject *args, PyObject *kwargs) {
+    const char *fname = array_functions[h].name;
+    int k = h == F_FULL_LIKE;   /* parameters after fill_value move by one */
+    PyObject *value = h == F_FULL_LIKE ? arg(args, kwargs, 1, "fill_value", NULL)
+                      : h == F_ONES_LIKE ? Py_True : Py_False;
+    PyObject *dtype = arg(args, kwargs, 1 + k, "dtype", Py_None);
+    PyObject *order = arg(args, kwargs, 2 + k, "order", Py_None);
+    PyObject *shape_arg = arg(args, kwargs, 4 + k, "shape", Py_None);
+    PyObject *device = kwargs ? PyDict_GetItemString(kwargs, "device") : NULL;
+    if (!value) {
+        PyErr_SetString(PyExc_TypeError, "full_like() missing required argument 'fill_value'");
+        return NULL;
+    }
+    if (order != Py_None) {
+        const char *o = PyUnicode_Check(order) ? PyUnicode_AsUTF8(order) : NULL;
+        if (o && strcmp(o, "F") == 0)
+            return tj_trace_error("numpy.%s(..., order='F') is not supported by tracejit: "
+                                  "traced results are C-contiguous", fname);
+        if (!o || (strcmp(o, "K") && strcmp(o, "A") && strcmp(o, "C"))) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "order must be one of 'C', 'F', 'A', or 'K' (got %R)",
+                         order);
+            return NULL;
+        }
+    }
+    if (device && device != Py_None &&
+        !(PyUnicode_Check(device) && PyUnicode_CompareWithASCIIString(device, "cpu") == 0)) {
+        PyErr_Format(PyExc_ValueError, "Device not understood. Only \"cpu\" is allowed, but "
+                     "received: %S", device);
+        return NULL;
+    }
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    tj_node n = t->g.nodes[id];
+    int dt = n.dtype;
+    if (dtype != Py_None) {
+        PyArray_Descr *descr = NULL;
+        if (!PyArray_DescrConverter(dtype, &descr)) return NULL;
+        dt = tj_dtype_from_typenum(descr->type_num);
+        if (dt < 0 || !PyArray_ISNBO(descr->byteorder)) {
+            PyErr_Format(PyExc_TypeError, "numpy.%s(dtype=%R): tracejit supports bool, int32, "
+                         "int64, float32 and float64", fname, (PyObject *)descr);
+            Py_DECREF(descr);
+            return NULL;
+        }
+        Py_DECREF(descr);
+    }
+    if (shape_arg != Py_None) {
+        PyArray_Dims dims = {NULL, 0};
+        if (!PyArray_IntpConverter(shape_arg, &dims)) return NULL;
+        int bad = dims.len > TJ_MAXDIM, neg = 0;
+        for (int d = 0; !bad && d < dims.len; d++) {
+            neg |= dims.ptr[d] < 0;
+            n.shape[d] = dims.ptr[d];
+        }
+        n.ndim = (uint8_t)(bad ? 0 : dims.len);
+        PyDimMem_FREE(dims.ptr);
+        if (bad)
+            return tj_trace_error("numpy.%s(..., shape=%R): tracejit supports at most %d "
+                                  "dimensions", fname, shape_arg, TJ_MAXDIM);
+        if (neg) {
+            PyErr_SetString(PyExc_ValueError, "negative dimensions are not allowed");
+            return NULL;
+        }
+    }
+    return tj_apply_fill(t, value, dt, n.ndim, n.shape);
+}
+
 /* __array_function__(func, types, args, kwargs) */
 PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
     tj_state *st = tj_get_state();
@@ -178,12 +303,13 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         Py_DECREF(name);
         return NULL;
     }
-    PyObject *x = arg(args, kwargs, 0, "a", NULL);
+    int h = (int)PyLong_AsLong(hv);
+    PyObject *x = arg(args, kwargs, 0, array_functions[h].first, NULL);
     if (!x) {
         PyErr_SetString(PyExc_TypeError, "missing the array argument");
         return NULL;
     }
-    switch ((int)PyLong_AsLong(hv)) {
+    switch (h) {
     case F_WHERE: {
         if (PyTuple_GET_SIZE(args) != 3)
             return tj_trace_error("numpy.where(cond) with one argument returns indices whose "
@@ -213,11 +339,18 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         if (arg(args, kwargs, 1, "axis", Py_None) != Py_None)
             return tj_trace_error("numpy.size(a, axis) is not supported by tracejit yet");
         return PyObject_GetAttrString(x, "size");
-    default: {
-        long h = PyLong_AsLong(hv);
-        if (h >= F_MOVE) return tj_movement_call(t, array_functions[h], args, kwargs, 0);
-        if (h >= F_REDUCE) return tj_reduction_call(t, array_functions[h], x, args, kwargs, 0);
+    case F_NAN_TO_NUM:
+        return nan_to_num(t, x, args, kwargs);
+    case F_ZEROS_LIKE: case F_ONES_LIKE: case F_EMPTY_LIKE: case F_FULL_LIKE:
+        return like(t, h, x, args, kwargs);
+    case F_COPYTO:
+        return tj_trace_error("numpy.copyto writes into an existing array, which a traced "
+                              "function cannot do (numpy.full_like(a, v) calls it when a is "
+                              "not traced); compute the value instead, e.g. with "
+                              "numpy.full_like or numpy.where");
+    default:
+        if (h >= F_MOVE) return tj_movement_call(t, array_functions[h].name, args, kwargs, 0);
+        if (h >= F_REDUCE) return tj_reduction_call(t, array_functions[h].name, x, args, kwargs, 0);
         return tj_internal_error("unknown array function handler");
-    }
     }
 }

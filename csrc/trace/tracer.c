@@ -169,6 +169,8 @@ BINOP(nb_mod, TJ_OP_MOD)
 BINOP(nb_and, TJ_OP_BAND)
 BINOP(nb_or, TJ_OP_BOR)
 BINOP(nb_xor, TJ_OP_BXOR)
+BINOP(nb_lshift, TJ_OP_LSHIFT)
+BINOP(nb_rshift, TJ_OP_RSHIFT)
 #undef BINOP
 
 static PyObject *nb_pow(PyObject *a, PyObject *b, PyObject *mod) {
@@ -190,8 +192,6 @@ static PyObject *unsupported_operator(const char *what) {
     return tj_trace_error("the operator %s is not supported by tracejit yet", what);
 }
 static PyObject *nb_matmul(PyObject *a, PyObject *b) { return unsupported_operator("@ (matmul)"); }
-static PyObject *nb_lshift(PyObject *a, PyObject *b) { return unsupported_operator("<< (left_shift)"); }
-static PyObject *nb_rshift(PyObject *a, PyObject *b) { return unsupported_operator(">> (right_shift)"); }
 static PyObject *nb_divmod(PyObject *a, PyObject *b) { return unsupported_operator("divmod()"); }
 
 static const char concrete_hint[] =
