@@ -233,7 +233,8 @@ int tj_red_acc_dtype(int op, int in_dtype);
 /* The dtype of a reduction's result (NumPy's rule). */
 int tj_red_out_dtype(int op, int in_dtype);
 /* Python-facing: x.sum(axis, keepdims, dtype) and friends; mean/var/std/any/all are
- * composed from these. New reference to a Tracer. */
+ * composed from these. method: 0 numpy function, 1 tracer method, 2 ufunc.reduce.
+ * New reference to a Tracer. */
 PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int keepdims);
 PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject *args,
                             PyObject *kwargs, int method);

@@ -147,7 +147,14 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     int64_t inner = shape[D - 1];
     int64_t nu = inner < TJ_BLOCK ? inner : TJ_BLOCK;
     put(b, "\nstatic void tj_g%d(void **P, const long long **S) {\n", gi);
-    if (total == 0) { put(b, "}\n"); return; }
+    if (total == 0) {   /* nothing to loop over; a reduction still yields its identity */
+        if (gr->red >= 0) {
+            emit_reduction_edges(b, g, gr, gs, 0);
+            emit_reduction_edges(b, g, gr, gs, 1);
+        }
+        put(b, "}\n");
+        return;
+    }
 
     /* Positions: leaves at -1 (loaded at block start), nodes in order 0.. */
     for (int l = 0; l < gr->n_leaves; l++) {

@@ -142,7 +142,7 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         PyObject *zero = PyLong_FromLong(0);
         if (rest && kw && zero && (nin > 1 || PyDict_GetItemString(kw, "axis") ||
                                    PyDict_SetItemString(kw, "axis", zero) == 0))
-            result = tj_reduction_call(t, fname, PyTuple_GET_ITEM(rest, 0), rest, kw, 0);
+            result = tj_reduction_call(t, fname, PyTuple_GET_ITEM(rest, 0), rest, kw, 2);
         Py_XDECREF(rest);
         Py_XDECREF(kw);
         Py_XDECREF(zero);

@@ -46,13 +46,12 @@ static int parse_axes(PyObject *axis, int ndim, int single, uint32_t *mask) {
         *mask = ndim ? (uint32_t)((1ull << ndim) - 1) : 0;
         return 0;
     }
-    PyObject *seq = PyTuple_Check(axis) ? Py_NewRef(axis) : PyTuple_Pack(1, axis);
-    if (!seq) return -1;
-    if (single && PyTuple_GET_SIZE(seq) != 1) {
-        Py_DECREF(seq);
+    if (single && PyTuple_Check(axis)) {   /* argmax/argmin take one axis, never a tuple */
         PyErr_SetString(PyExc_TypeError, "'tuple' object cannot be interpreted as an integer");
         return -1;
     }
+    PyObject *seq = PyTuple_Check(axis) ? Py_NewRef(axis) : PyTuple_Pack(1, axis);
+    if (!seq) return -1;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); i++) {
         PyObject *a = PyTuple_GET_ITEM(seq, i);
         long v = PyLong_AsLong(a);
@@ -280,22 +279,35 @@ PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject
         if (!strcmp(table[i].name, name)) k = (int)i;
     if (k < 0) return tj_internal_error("unknown reduction %s", name);
     red_args r;
-    if (bind(name, table[k].params, args, kwargs, method, &r) < 0) return NULL;
+    /* ufunc.reduce (method 2) has one signature for every ufunc */
+    if (bind(name, method == 2 ? p_sum : table[k].params, args, kwargs, method == 1, &r) < 0)
+        return NULL;
     PyObject *axis = r.axis ? r.axis : Py_None;
     int keepdims = r.keepdims ? PyObject_IsTrue(r.keepdims) : 0;
     if (keepdims < 0) return NULL;
+    PyObject *dtype = r.dtype && r.dtype != Py_None ? r.dtype : NULL;
     int op = table[k].op;
+    PyObject *res;
     if (op >= 0) {
-        PyObject *xc = cast_if(t, x, r.dtype);
+        PyObject *xc = cast_if(t, x, dtype);
         if (!xc) return NULL;
-        PyObject *res = tj_apply_reduce(t, op, xc, axis, keepdims);
+        res = tj_apply_reduce(t, op, xc, axis, keepdims);
         Py_DECREF(xc);
-        return res;
+    } else if (op == -1) {
+        res = mean(t, x, axis, keepdims, dtype);
+    } else if (op == -4 || op == -5) {
+        res = truth(t, op == -4 ? TJ_OP_RMAX : TJ_OP_RMIN, x, axis, keepdims);
+    } else {
+        long long ddof = r.ddof ? PyLong_AsLongLong(r.ddof) : 0;
+        if (ddof == -1 && PyErr_Occurred()) return NULL;
+        PyObject *xc = cast_if(t, x, dtype);   /* NumPy computes var in the given dtype */
+        if (!xc) return NULL;
+        res = variance(t, xc, axis, keepdims, dtype, ddof, op == -3);
+        Py_DECREF(xc);
     }
-    if (op == -1) return mean(t, x, axis, keepdims, r.dtype);
-    if (op == -4 || op == -5)
-        return truth(t, op == -4 ? TJ_OP_RMAX : TJ_OP_RMIN, x, axis, keepdims);
-    long long ddof = r.ddof ? PyLong_AsLongLong(r.ddof) : 0;
-    if (ddof == -1 && PyErr_Occurred()) return NULL;
-    return variance(t, x, axis, keepdims, r.dtype, ddof, op == -3);
+    /* With dtype=, NumPy reduces in and returns that dtype (sum(int32, dtype=int32) is
+     * int32, wrapping; a mean in an integer dtype truncates). */
+    if (res && dtype && op != TJ_OP_RARGMAX && op != TJ_OP_RARGMIN)
+        Py_SETREF(res, tj_apply_cast(t, res, dtype));
+    return res;
 }
