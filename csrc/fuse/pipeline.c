@@ -28,6 +28,30 @@ static int fresh_outputs(tj_graph *g) {
     return 0;
 }
 
+/* Each output position gets its own node: `return y, y` (or two equal expressions
+ * that CSE merged) gives two arrays, as NumPy would, not one object twice. Runs after
+ * CSE, which would merge the copies again. */
+static int distinct_outputs(tj_graph *g) {
+    for (int32_t o = 1; o < g->n_out; o++) {
+        int dup = 0;
+        for (int32_t p = 0; p < o && !dup; p++) dup = g->outputs[p] == g->outputs[o];
+        if (!dup) continue;
+        tj_node c;
+        memset(&c, 0, sizeof c);
+        c.op = TJ_OP_COPY;
+        c.dtype = g->nodes[g->outputs[o]].dtype;
+        c.ndim = g->nodes[g->outputs[o]].ndim;
+        memcpy(c.shape, g->nodes[g->outputs[o]].shape, sizeof c.shape);
+        c.slot = -1;
+        c.in[0] = g->outputs[o];
+        c.in[1] = c.in[2] = -1;
+        int32_t id = tj_graph_add(g, &c);
+        if (id < 0) return -1;
+        g->outputs[o] = id;
+    }
+    return 0;
+}
+
 static int dump_schedule(const tj_schedule *s, PyObject *log) {
     PyObject *line = PyUnicode_FromFormat("-- fuse: %d groups, %d scratch slots (%lld bytes)",
                                           s->n_groups, s->n_scratch, (long long)s->scratch_bytes);
@@ -59,6 +83,7 @@ int tj_pipeline(tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig, tj_sc
     if (tj_pass_cse(g) < 0) return -1;
     if (log && tj_graph_dump(g, "cse", log) < 0) return -1;
     if (tj_pass_dce(g) < 0) return -1;
+    if (distinct_outputs(g) < 0) return -1;
     if (log && tj_graph_dump(g, "dce", log) < 0) return -1;
     if (tj_pass_fuse(g, n_leaf_slots, leaf_contig, s) < 0) return -1;
     if (log && dump_schedule(s, log) < 0) return -1;
