@@ -165,6 +165,9 @@ PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key);
 PyObject *tj_reshape(tj_trace *t, PyObject *x, PyObject *shape);
 PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs,
                            int method);
+/* a @ b and np.dot/vdot/inner/outer/tensordot (csrc/trace/contract.c). */
+PyObject *tj_matmul(tj_trace *t, PyObject *a, PyObject *b);
+PyObject *tj_contraction_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs);
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi);
 /* A fresh value of shape (ndim, shape) and dtype dt, every element `value` (an operand
  * that broadcasts to the shape) converted like numpy's unsafe copyto. New reference. */
@@ -200,6 +203,10 @@ typedef struct {
                                     iteration shape is its operand's, omaps[0] is -1 on
                                     the reduced dims */
     int32_t acc_slot;            /* reduction: accumulator slot (output's shape, acc dtype) */
+    int contract;                /* a reduction that is a GEMM: sum over the last dim of
+                                    a product of leaves mm_a and mm_b (see fuse.c) */
+    int mm_a, mm_b;              /* leaf indices of the two factors */
+    int mm_m, mm_n;              /* iteration dims of rows and columns, or -1 */
 } tj_group;
 
 typedef struct {
@@ -239,6 +246,7 @@ PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int 
 PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject *args,
                             PyObject *kwargs, int method);
 extern const tj_symbol tj_reduce_symbols[];   /* NULL-terminated */
+extern const tj_symbol tj_gemm_symbols[];     /* csrc/emit/gemm.c */
 
 /* ---- emit (csrc/emit/) ----------------------------------------------------- */
 /* C source of the kernel `void tj_run(void **P, const long long **S)`.

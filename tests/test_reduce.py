@@ -339,6 +339,7 @@ def test_several_reductions_tuple_and_dict(rng):
 
     (t, d), (et, ed) = tracejit.compile(fn)(x), fn(x)
     assert type(t) is tuple and len(t) == 5 and sorted(d) == sorted(ed)
+    assert not np.shares_memory(t[0], t[4])  # equal results are still two arrays
     for r, e in list(zip(t, et)) + [(d[k], ed[k]) for k in ed]:
         assert_matches_numpy(r, np.asarray(e), exact=False, inputs=[x])
 

@@ -137,8 +137,87 @@ static void emit_accumulate(sbuf *b, const tj_graph *g, const tj_group *gr, gsta
     put(b, ");\n");
 }
 
+/* Per leaf: its first element (the slot's data plus the view's start offsets), and
+ * per loop dim a byte stride: 0 where broadcast, the slot's stride times the view's
+ * step, or for a flat read the item size times the step. Uniform leaves need only
+ * the first. */
+static void emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, const gstate *gs,
+                            int D) {
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int slot = gr->leaf_slot[l], size = tj_dtype_size(g->nodes[gr->leaves[l]].dtype);
+        put(b, "    const char *bl%d = (const char *)P[%d]", l, slot);
+        if (gr->leaf_flat[l] && gr->offs[l][0])
+            put(b, " + %lldLL", (long long)(gr->offs[l][0] * size));
+        for (int k = 0; !gr->leaf_flat[l] && k < TJ_MAXDIM; k++)
+            if (gr->offs[l][k]) put(b, " + %lldLL * S[%d][%d]", (long long)gr->offs[l][k], slot, k);
+        put(b, ";\n");
+        if (gs->uniform[gr->leaves[l]]) continue;
+        for (int d = 0; d < D; d++) {
+            int m = gr->ndim ? gr->maps[l][d] : -1;
+            long long step = (long long)gr->steps[l][d];
+            if (m == -2)
+                put(b, "    const long long l%d_%d = %lldLL;\n", l, d, step * size);
+            else if (m >= 0 && step == 1)
+                put(b, "    const long long l%d_%d = S[%d][%d];\n", l, d, slot, m);
+            else if (m >= 0)
+                put(b, "    const long long l%d_%d = %lldLL * S[%d][%d];\n", l, d, step, slot, m);
+            else
+                put(b, "    const long long l%d_%d = 0;\n", l, d);
+        }
+    }
+}
+
+/* A matrix-product group: GEMM calls over its batch dims (see fuse.c). */
+static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int gi,
+                             gstate *gs) {
+    int D = gr->ndim, la = gr->mm_a, lb = gr->mm_b, mm = gr->mm_m, nn = gr->mm_n;
+    char pn[32];
+    snprintf(pn, sizeof pn, "tj_gemm_%s", tj_dtype_suffix(g->nodes[gr->red].dtype));
+    declare_fn(gs, pn, "void %s(void *, long long, long long, const void *, long long, long long, "
+                       "const void *, long long, long long, long long, long long, long long);\n");
+    put(b, "\nstatic void tj_g%d(void **P, const long long **S) {\n", gi);
+    for (int l = 0; l < gr->n_leaves; l++) gs->uniform[gr->leaves[l]] = 0;
+    emit_leaf_setup(b, g, gr, gs, D);
+    for (int d = 0; d < D; d++) {
+        if (gr->omaps[0][d] >= 0)
+            put(b, "    const long long o0_%d = S[%d][%d];\n", d, (int)gr->out_slot[0], gr->omaps[0][d]);
+        else
+            put(b, "    const long long o0_%d = 0;\n", d);
+    }
+    int depth = 1;
+    for (int d = 0; d < D - 1; d++) {
+        if (d == mm || d == nn) continue;
+        put(b, "%*sfor (long long i%d = 0; i%d < %lldLL; i%d++) {\n", 4 * depth++, "", d, d,
+            (long long)gr->shape[d], d);
+    }
+    int ind = 4 * depth;
+    put(b, "%*sconst char *pa = bl%d", ind, "", la);
+    for (int d = 0; d < D - 1; d++)
+        if (d != mm && d != nn) put(b, " + i%d * l%d_%d", d, la, d);
+    put(b, ";\n%*sconst char *pb = bl%d", ind, "", lb);
+    for (int d = 0; d < D - 1; d++)
+        if (d != mm && d != nn) put(b, " + i%d * l%d_%d", d, lb, d);
+    put(b, ";\n%*schar *po = (char *)P[%d]", ind, "", (int)gr->out_slot[0]);
+    for (int d = 0; d < D - 1; d++)
+        if (d != mm && d != nn) put(b, " + i%d * o0_%d", d, d);
+    put(b, ";\n");
+    char sm[32] = "0", sn[32] = "0", am[32] = "0", bn[32] = "0";
+    if (mm >= 0) { snprintf(sm, sizeof sm, "o0_%d", mm); snprintf(am, sizeof am, "l%d_%d", la, mm); }
+    if (nn >= 0) { snprintf(sn, sizeof sn, "o0_%d", nn); snprintf(bn, sizeof bn, "l%d_%d", lb, nn); }
+    put(b, "%*s%s(po, %s, %s, pa, %s, l%d_%d, pb, l%d_%d, %s, %lldLL, %lldLL, %lldLL);\n", ind, "",
+        pn, sm, sn, am, la, D - 1, lb, D - 1, bn,
+        (long long)(mm >= 0 ? gr->shape[mm] : 1), (long long)(nn >= 0 ? gr->shape[nn] : 1),
+        (long long)gr->shape[D - 1]);
+    for (int d = depth - 1; d >= 1; d--) put(b, "%*s}\n", 4 * d, "");
+    put(b, "}\n");
+}
+
 static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs) {
     const tj_group *gr = &s->groups[gi];
+    if (gr->contract) {
+        emit_contraction(b, g, gr, gi, gs);
+        return;
+    }
     int D = gr->ndim ? gr->ndim : 1;
     int64_t shape[TJ_MAXDIM] = {1};
     int64_t total = 1;
@@ -207,31 +286,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         gs->where[id] = ub;
     }
 
-    /* Per leaf: its first element (the slot's data plus the view's start offsets), and
-     * per loop dim a byte stride: 0 where broadcast, the slot's stride times the
-     * view's step, or for a flat read the item size times the step. */
-    for (int l = 0; l < gr->n_leaves; l++) {
-        int slot = gr->leaf_slot[l], size = tj_dtype_size(g->nodes[gr->leaves[l]].dtype);
-        put(b, "    const char *bl%d = (const char *)P[%d]", l, slot);
-        if (gr->leaf_flat[l] && gr->offs[l][0])
-            put(b, " + %lldLL", (long long)(gr->offs[l][0] * size));
-        for (int k = 0; !gr->leaf_flat[l] && k < TJ_MAXDIM; k++)
-            if (gr->offs[l][k]) put(b, " + %lldLL * S[%d][%d]", (long long)gr->offs[l][k], slot, k);
-        put(b, ";\n");
-        if (gs->uniform[gr->leaves[l]]) continue;
-        for (int d = 0; d < D; d++) {
-            int m = gr->ndim ? gr->maps[l][d] : -1;
-            long long step = (long long)gr->steps[l][d];
-            if (m == -2)
-                put(b, "    const long long l%d_%d = %lldLL;\n", l, d, step * size);
-            else if (m >= 0 && step == 1)
-                put(b, "    const long long l%d_%d = S[%d][%d];\n", l, d, slot, m);
-            else if (m >= 0)
-                put(b, "    const long long l%d_%d = %lldLL * S[%d][%d];\n", l, d, step, slot, m);
-            else
-                put(b, "    const long long l%d_%d = 0;\n", l, d);
-        }
-    }
+    emit_leaf_setup(b, g, gr, gs, D);
     for (int o = 0; o < gr->n_outs; o++)
         for (int d = 0; d < D; d++) {
             if (gr->ndim && gr->omaps[o][d] >= 0)

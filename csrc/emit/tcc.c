@@ -179,6 +179,7 @@ tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **ent
         tcc.set_output_type(s, TCC_OUTPUT_MEMORY);
         if (tcc.compile_string(s, source) < 0) fail = "libtcc could not compile the generated C";
         else if (add_symbols(s, tj_prim_symbols) < 0 || add_symbols(s, tj_reduce_symbols) < 0 ||
+                 add_symbols(s, tj_gemm_symbols) < 0 ||
                  add_symbols(s, runtime_symbols) < 0)
             fail = "libtcc could not register the runtime symbols";
         else if ((tcc.relocate_has_ptr ? ((int (*)(TCCState *, void *))tcc.relocate)(s, (void *)1)

@@ -110,6 +110,40 @@ static void collapse(const tj_graph *g, tj_group *gr, const uint8_t *contig) {
     }
 }
 
+/* A reduction group that is a matrix product: the sum over the last dim of X = a * b,
+ * a and b leaves, float, X used by the sum alone, and among the other dims of X at
+ * most one where only a varies (rows) and one where only b varies (columns); the
+ * rest are batch dims. Such a group is emitted as GEMM calls, not a fused loop. */
+static int detect_contraction(const tj_graph *g, tj_group *gr) {
+    gr->contract = 0;
+    gr->mm_m = gr->mm_n = gr->mm_a = gr->mm_b = -1;
+    if (gr->red < 0 || gr->n_nodes != 2 || gr->n_leaves != 2) return 0;
+    const tj_node *r = &g->nodes[gr->red], *x = &g->nodes[r->in[0]];
+    int nd = x->ndim;
+    if (r->op != TJ_OP_RSUM || x->op != TJ_OP_MUL || nd < 1 || r->axes != 1u << (nd - 1) ||
+        x->dtype < TJ_F32 || r->dtype != x->dtype || gr->ndim != nd)
+        return 0;
+    for (int l = 0; l < 2; l++) {
+        if (gr->leaves[l] == x->in[0]) gr->mm_a = l;
+        if (gr->leaves[l] == x->in[1]) gr->mm_b = l;
+    }
+    if (gr->mm_a < 0 || gr->mm_b < 0 || gr->mm_a == gr->mm_b) return 0;
+    if (gr->maps[gr->mm_a][nd - 1] < 0 || gr->maps[gr->mm_b][nd - 1] < 0) return 0;
+    for (int d = 0; d < nd - 1; d++) {
+        if (gr->shape[d] == 1) continue;
+        int va = gr->maps[gr->mm_a][d] != -1, vb = gr->maps[gr->mm_b][d] != -1;
+        if (va && !vb) {
+            if (gr->mm_m >= 0) return 0;
+            gr->mm_m = d;
+        } else if (!va && vb) {
+            if (gr->mm_n >= 0) return 0;
+            gr->mm_n = d;
+        }
+    }
+    gr->contract = 1;
+    return 1;
+}
+
 /* Output map of a reduction: operand dim d -> result dim, -1 where reduced. */
 static void reduction_map(const tj_node *r, const tj_node *x, int8_t *map) {
     int keep = r->ndim == x->ndim, k = 0;
@@ -183,7 +217,7 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
         return -1;
     }
     for (int l = 0; l < gr->n_leaves; l++) leaf_access(g, s, gr->leaves[l], gr->ndim, gr, l);
-    collapse(g, gr, contig);
+    if (!detect_contraction(g, gr)) collapse(g, gr, contig);
     return 0;
 }
 

@@ -24,10 +24,12 @@ static const struct { const char *name, *first; } array_functions[] = {
     {"reshape", "a"}, {"ravel", "a"}, {"squeeze", "a"}, {"expand_dims", "a"},
     {"swapaxes", "a"}, {"moveaxis", "a"}, {"broadcast_to", "array"}, {"flip", "m"},
     {"fliplr", "m"}, {"flipud", "m"}, {"split", "ary"}, {"array_split", "ary"},
+    /* contractions: from F_CONTRACT on */
+    {"dot", "a"}, {"vdot", "a"}, {"inner", "a"}, {"outer", "a"}, {"tensordot", "a"},
     {NULL, NULL}};
 enum { F_WHERE, F_CLIP, F_TRANSPOSE, F_ASTYPE, F_SHAPE, F_NDIM, F_SIZE, F_NAN_TO_NUM,
        F_ZEROS_LIKE, F_ONES_LIKE, F_EMPTY_LIKE, F_FULL_LIKE, F_COPYTO, F_REDUCE,
-       F_MOVE = F_REDUCE + 13 };
+       F_MOVE = F_REDUCE + 13, F_CONTRACT = F_MOVE + 12 };
 
 int tj_protocols_init(tj_state *st) {
     st->ufunc_ops = PyDict_New();
@@ -101,6 +103,13 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (!uname) return NULL;
     PyObject *result = NULL;
     PyObject *opv = PyDict_GetItemWithError(st->ufunc_ops, ufunc);
+    if (!opv && !PyErr_Occurred() && PyUnicode_CompareWithASCIIString(uname, "matmul") == 0 &&
+        PyUnicode_CompareWithASCIIString(method, "__call__") == 0) {
+        PyObject *rest = PyTuple_GetSlice(args, 2, PyTuple_GET_SIZE(args));
+        result = rest ? tj_contraction_call(t, "matmul", rest, kwargs) : NULL;
+        Py_XDECREF(rest);
+        goto done;
+    }
     if (!opv) {
         if (!PyErr_Occurred())
             tj_trace_error("numpy.%U is not supported by tracejit yet", uname);
@@ -349,6 +358,7 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
                               "not traced); compute the value instead, e.g. with "
                               "numpy.full_like or numpy.where");
     default:
+        if (h >= F_CONTRACT) return tj_contraction_call(t, array_functions[h].name, args, kwargs);
         if (h >= F_MOVE) return tj_movement_call(t, array_functions[h].name, args, kwargs, 0);
         if (h >= F_REDUCE) return tj_reduction_call(t, array_functions[h].name, x, args, kwargs, 0);
         return tj_internal_error("unknown array function handler");

@@ -191,7 +191,11 @@ static PyObject *nb_invert(PyObject *a) { return unop(a, TJ_OP_INVERT); }
 static PyObject *unsupported_operator(const char *what) {
     return tj_trace_error("the operator %s is not supported by tracejit yet", what);
 }
-static PyObject *nb_matmul(PyObject *a, PyObject *b) { return unsupported_operator("@ (matmul)"); }
+static PyObject *nb_matmul(PyObject *a, PyObject *b) {
+    PyObject *self = tj_is_tracer(a) ? a : b;
+    tj_trace *t = live_trace((tj_tracer *)self);
+    return t ? tj_matmul(t, a, b) : NULL;
+}
 static PyObject *nb_divmod(PyObject *a, PyObject *b) { return unsupported_operator("divmod()"); }
 
 static const char concrete_hint[] =
