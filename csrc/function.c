@@ -139,7 +139,6 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     tj_schedule sched = {0};
     tj_template tmpl = {0};
     PyObject *targs = NULL, *tkwargs = NULL, *res = NULL, *log = NULL, *src = NULL;
-    uint8_t *contig = NULL;
     tj_trace *t = (tj_trace *)tj_trace_new(self->fn);
     if (!t) return NULL;
     if (tj_trace_args(t, &self->conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
@@ -148,12 +147,9 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     if (tj_template_from_result(&tmpl, t, res) < 0) goto done;
     t->live = 0;
     double t_trace = now_s();
-    contig = PyMem_Malloc((size_t)t->n_slots + 1);
-    if (!contig) { PyErr_NoMemory(); goto done; }
-    for (int i = 0; i < t->n_slots; i++) contig[i] = t->slots[i].contig;
     int debug = tj_debug_level();
     if ((want_log || debug) && !(log = PyList_New(0))) goto done;
-    if (tj_pipeline(&t->g, t->n_slots, contig, &sched, log) < 0) goto done;
+    if (tj_pipeline(t, &sched, log) < 0) goto done;   /* may add constant slots to t */
     if (!(src = tj_emit_c(&t->g, &sched))) goto done;
     double t_passes = now_s();
     const char *csrc = PyUnicode_AsUTF8(src);
@@ -188,7 +184,6 @@ done:
     t->live = 0;
     tj_schedule_free(&sched);
     tj_template_free(&tmpl);
-    PyMem_Free(contig);
     Py_XDECREF(targs);
     Py_XDECREF(tkwargs);
     Py_XDECREF(res);

@@ -2,7 +2,8 @@
  * strides (arguments, captured arrays re-read from their closure cell or global,
  * constants, scratch, fresh outputs), runs the compiled kernel (without the GIL when
  * the work is large), and rebuilds the result structure.
- * Contract: allocates only the outputs (and scratch, when the plan has any); outputs
+ * Contract: allocates only the outputs (and scratch, when the plan has any: one block
+ * of the planned peak, csrc/fuse/memplan.c); outputs
  * are fresh C-contiguous arrays; a captured array whose dtype, shape or layout no
  * longer matches the trace makes the plan stale (returns 1), never a wrong answer. */
 #include "tracejit.h"
@@ -57,12 +58,13 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     void *P_stack[TJ_STACK_SLOTS];
     const int64_t *S_stack[TJ_STACK_SLOTS];
     unsigned char sc_stack[TJ_STACK_SLOTS][8];
-    PyObject *o_stack[TJ_STACK_SLOTS], *pos_stack[TJ_STACK_SLOTS], *h_stack[TJ_STACK_SLOTS];
+    PyObject *o_stack[2 * TJ_STACK_SLOTS], *pos_stack[TJ_STACK_SLOTS], *h_stack[TJ_STACK_SLOTS];
     int big = ns > TJ_STACK_SLOTS || p->n_results > TJ_STACK_SLOTS;
     void **P = big ? PyMem_Calloc((size_t)ns, sizeof *P) : P_stack;
     const int64_t **S = big ? PyMem_Calloc((size_t)ns, sizeof *S) : S_stack;
     unsigned char (*sc)[8] = big ? PyMem_Calloc((size_t)ns, 8) : sc_stack;
-    PyObject **outs = big ? PyMem_Calloc((size_t)ns, sizeof *outs) : o_stack;
+    PyObject **outs = big ? PyMem_Calloc((size_t)ns + (size_t)p->n_results, sizeof *outs)
+                          : o_stack;
     PyObject **by_pos = big ? PyMem_Calloc((size_t)p->n_results + 1, sizeof *by_pos) : pos_stack;
     /* captured arrays are held for the run: another thread may rebind their names
      * while the kernel runs without the GIL */
@@ -131,17 +133,14 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
             goto done;
         }
     }
-    if (s->scratch_bytes) {
-        scratch = PyMem_RawMalloc((size_t)s->scratch_bytes + 64 * (size_t)s->n_scratch);
+    if (s->n_scratch) {
+        /* one block; each slot at the offset memplan gave it (slots whose lifetimes
+         * do not overlap share bytes) */
+        scratch = PyMem_RawMalloc((size_t)s->scratch_bytes + 1);
         if (!scratch) { PyErr_NoMemory(); goto done; }
-        size_t off = 0;
         for (int k = 0; k < s->n_scratch; k++) {
-            int slot = s->first_scratch + k;
-            int64_t bytes = tj_dtype_size(s->slot_dtype[slot]);
-            for (int d = 0; d < s->slot_ndim[slot]; d++) bytes *= s->slot_shape[slot][d];
-            P[slot] = scratch + off;
-            S[slot] = p->slot_strides[k];
-            off += ((size_t)bytes + 63) & ~(size_t)63;
+            P[s->first_scratch + k] = scratch + s->scratch_off[k];
+            S[s->first_scratch + k] = p->slot_strides[k];
         }
     }
     for (int k = 0; k < n_out; k++) {
@@ -162,7 +161,14 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     } else {
         p->run(P, S);
     }
-    for (int o = 0; o < p->n_results; o++) by_pos[o] = outs[s->out_slot_of[o] - s->first_out];
+    for (int o = 0; o < p->n_results; o++) {
+        int same = s->out_same_as ? s->out_same_as[o] : -1;
+        by_pos[o] = same >= 0 ? by_pos[same] : outs[s->out_slot_of[o] - s->first_out];
+        if (same != -2) continue;
+        by_pos[o] = PyArray_NewCopy((PyArrayObject *)by_pos[o], NPY_CORDER);
+        if (!by_pos[o]) goto done;
+        outs[n_made++] = by_pos[o];   /* released below, like the slot arrays */
+    }
     *result = tj_template_build(&p->tmpl, by_pos);
     rc = *result ? 0 : -1;
 done:

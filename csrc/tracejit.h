@@ -217,21 +217,33 @@ typedef struct {
     int n_slots;                 /* all slots: leaves, scratch, outputs */
     int first_scratch, n_scratch;
     int32_t *out_slot_of;        /* per graph output position: its slot */
-    int64_t scratch_bytes;       /* peak scratch bytes */
+    int32_t *out_same_as;        /* per graph output position: -1: its slot's array; k >= 0:
+                                    position k's object (the trace returned one value twice);
+                                    -2: a copy of its slot's array (distinct traced values the
+                                    passes made one node stay distinct arrays) */
+    int64_t scratch_bytes;       /* scratch bytes: fuse's unshared sum, memplan's peak */
+    int64_t *scratch_off;        /* per scratch slot (slot - first_scratch): its byte offset
+                                    in the call's scratch block (memplan.c) */
     int *slot_dtype;             /* per scratch and output slot (indexed by slot) */
     int *slot_ndim;
     int64_t (*slot_shape)[TJ_MAXDIM];
     int first_out;               /* output slots are [first_out, n_slots) */
 } tj_schedule;
 
+/* fold and simplify create constants: they take the trace, whose slot table they
+ * extend (tj_trace_add_slot) for each new CONST node; the others see the graph only. */
+int tj_pass_fold(tj_trace *t);
+int tj_pass_simplify(tj_trace *t);
 int tj_pass_cse(tj_graph *g);
 int tj_pass_dce(tj_graph *g);
 int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
                  tj_schedule *s);
+int tj_pass_memplan(tj_schedule *s);
+int tj_memplan_dump(const tj_schedule *s, PyObject *log);
 void tj_schedule_free(tj_schedule *s);
-/* Runs the pipeline; appends debug text to `log` (a list) when non-NULL. */
-int tj_pipeline(tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
-                tj_schedule *s, PyObject *log);
+/* Runs the pipeline on t's graph (slots: t's table, which passes may extend, so a
+ * plan reads t->n_slots after it); appends debug text to `log` (a list) when non-NULL. */
+int tj_pipeline(tj_trace *t, tj_schedule *s, PyObject *log);
 
 /* ---- reductions (csrc/trace/reduce.c, csrc/emit/reduce_prims.c) ------------ */
 typedef struct { const char *name; void *fn; } tj_symbol;   /* a symbol for libtcc */
@@ -266,6 +278,11 @@ void tj_tcc_free(tj_module *m);
 typedef void (*tj_prim_fn)(void *, const void *, const void *, const void *, int64_t);
 extern const tj_symbol tj_prim_symbols[];   /* NULL-terminated; csrc/emit/prims.c */
 extern const int tj_n_prim_symbols;
+/* One element of op through its primitive (the kernel's own code, so the value is
+ * the one the compiled loop computes): operands in[0..arity) of loop dtype `dtype`
+ * (WHERE's condition: bool), result of dtype `out_dtype` (CAST: any; else what the
+ * op table says). Floats in .f, ints and bools in .i. -1 when no primitive exists. */
+int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_scalar *out);
 
 /* ---- arguments and keys (csrc/args.c) --------------------------------------- */
 /* A call's arguments flattened: key words (structure, dtypes, shapes, layouts),

@@ -141,8 +141,9 @@ static inline bool tj_rshift_b(bool a, bool b) { return a; }
         return fd;                                                                    \
     }                                                                                 \
     static inline T tj_pow_##s(T a, T b) { return pow##F(a, b); }                     \
-    static inline T tj_maximum_##s(T a, T b) { return (a >= b || a != a) ? a : b; }  \
-    static inline T tj_minimum_##s(T a, T b) { return (a <= b || a != a) ? a : b; }  \
+    /* NaN propagates; between equal values (0.0 and -0.0) NumPy returns b */      \
+    static inline T tj_maximum_##s(T a, T b) { return (a > b || a != a) ? a : b; }   \
+    static inline T tj_minimum_##s(T a, T b) { return (a < b || a != a) ? a : b; }   \
     static inline T tj_abs_##s(T a) { return fabs##F(a); }                            \
     static inline T tj_invert_##s(T a) { return a; /* unused: INTB only */ }          \
     static inline T tj_recip_##s(T a) { return (T)1 / a; }                            \
@@ -333,3 +334,62 @@ const tj_symbol tj_prim_symbols[] = {
     {NULL, NULL},
 };
 const int tj_n_prim_symbols = (int)(sizeof tj_prim_symbols / sizeof tj_prim_symbols[0]) - 1;
+
+/* ---- one element, for constant folding (csrc/fuse/fold.c) ---- */
+#define TJ_DTI_b TJ_BOOL
+#define TJ_DTI_i32 TJ_I32
+#define TJ_DTI_i64 TJ_I64
+#define TJ_DTI_f32 TJ_F32
+#define TJ_DTI_f64 TJ_F64
+#define TJ_PTR(NAME, s) [TJ_OP_##NAME][TJ_DTI_##s] = tj_p_##NAME##_##s,
+#define TJ_PTRS(name, np, ar, kind, mask, out, fl, sp)                                \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_PTR(name, b)))                               \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_PTR(name, i32)))                           \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_PTR(name, i64)))                           \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_f32(TJ_PTR(name, f32)))                           \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_f64(TJ_PTR(name, f64)))
+static const tj_prim_fn ew_prims[TJ_NOPS][TJ_NDTYPES] = {TJ_OPS(TJ_PTRS)};
+#define TJ_CASTPTR(fs, ts) [TJ_DTI_##fs][TJ_DTI_##ts] = tj_p_CAST_##fs##_##ts,
+#define TJ_CASTPTRS_FROM(fs) TJ_CASTPTR(fs, b) TJ_CASTPTR(fs, i32) TJ_CASTPTR(fs, i64) \
+    TJ_CASTPTR(fs, f32) TJ_CASTPTR(fs, f64)
+static const tj_prim_fn cast_prims[TJ_NDTYPES][TJ_NDTYPES] = {
+    TJ_CASTPTRS_FROM(b) TJ_CASTPTRS_FROM(i32) TJ_CASTPTRS_FROM(i64)
+    TJ_CASTPTRS_FROM(f32) TJ_CASTPTRS_FROM(f64)
+};
+
+static void to_bytes(unsigned char *buf, int dtype, tj_scalar v) {
+    switch (dtype) {
+    case TJ_BOOL: buf[0] = v.i != 0; break;
+    case TJ_I32: { int32_t x = (int32_t)v.i; memcpy(buf, &x, 4); break; }
+    case TJ_I64: memcpy(buf, &v.i, 8); break;
+    case TJ_F32: { float x = (float)v.f; memcpy(buf, &x, 4); break; }
+    default: memcpy(buf, &v.f, 8); break;
+    }
+}
+
+static tj_scalar from_bytes(const unsigned char *buf, int dtype) {
+    tj_scalar v;
+    switch (dtype) {
+    case TJ_BOOL: v.i = buf[0] != 0; break;
+    case TJ_I32: { int32_t x; memcpy(&x, buf, 4); v.i = x; break; }
+    case TJ_I64: memcpy(&v.i, buf, 8); break;
+    case TJ_F32: { float x; memcpy(&x, buf, 4); v.f = x; break; }
+    default: memcpy(&v.f, buf, 8); break;
+    }
+    return v;
+}
+
+int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_scalar *out) {
+    if (op < 0 || op >= TJ_NOPS || dtype < 0 || dtype >= TJ_NDTYPES || out_dtype < 0 ||
+        out_dtype >= TJ_NDTYPES)
+        return -1;
+    tj_prim_fn fn = op == TJ_OP_CAST ? cast_prims[dtype][out_dtype] : ew_prims[op][dtype];
+    if (!fn) return -1;
+    if (op != TJ_OP_CAST && out_dtype != (tj_ops[op].out == TJ_O_BOOL ? TJ_BOOL : dtype)) return -1;
+    _Alignas(8) unsigned char buf[4][8] = {{0}};
+    for (int a = 0; a < tj_ops[op].arity; a++)
+        to_bytes(buf[a + 1], op == TJ_OP_WHERE && a == 0 ? TJ_BOOL : dtype, in[a]);
+    fn(buf[0], buf[1], buf[2], buf[3], 1);
+    *out = from_bytes(buf[0], out_dtype);
+    return 0;
+}

@@ -416,8 +416,10 @@ void tj_schedule_free(tj_schedule *s) {
     PyMem_Free(s->mat_slot);
     PyMem_Free(s->acc_slot);
     PyMem_Free(s->out_slot_of);
+    PyMem_Free(s->out_same_as);
     PyMem_Free(s->slot_dtype);
     PyMem_Free(s->slot_ndim);
     PyMem_Free(s->slot_shape);
+    PyMem_Free(s->scratch_off);
     memset(s, 0, sizeof *s);
 }

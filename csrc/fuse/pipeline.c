@@ -1,6 +1,11 @@
 /* The pass order, written out once.
  * Requires: a traced graph whose outputs are set. Guarantees: a schedule of fused
- * groups whose outputs are fresh computed values (never a leaf's memory). */
+ * groups whose outputs are fresh computed values (never a leaf's memory), with
+ * scratch offsets planned.
+ * Interface: the pipeline takes the trace, not just its graph, because fold and
+ * simplify create constants and a constant is read through a slot of the trace's
+ * table; the leaf slots' layouts (contiguity) are read from that table once those
+ * passes ran, and the plan takes t->n_slots afterwards. */
 #include "tracejit.h"
 
 /* Returned leaves, views and reductions (whose results live in scratch) become COPY
@@ -19,30 +24,6 @@ static int fresh_outputs(tj_graph *g) {
         memset(c.vstep, 0, sizeof c.vstep);
         memset(c.voff, 0, sizeof c.voff);
         c.axes = 0;
-        c.in[0] = g->outputs[o];
-        c.in[1] = c.in[2] = -1;
-        int32_t id = tj_graph_add(g, &c);
-        if (id < 0) return -1;
-        g->outputs[o] = id;
-    }
-    return 0;
-}
-
-/* Each output position gets its own node: `return y, y` (or two equal expressions
- * that CSE merged) gives two arrays, as NumPy would, not one object twice. Runs after
- * CSE, which would merge the copies again. */
-static int distinct_outputs(tj_graph *g) {
-    for (int32_t o = 1; o < g->n_out; o++) {
-        int dup = 0;
-        for (int32_t p = 0; p < o && !dup; p++) dup = g->outputs[p] == g->outputs[o];
-        if (!dup) continue;
-        tj_node c;
-        memset(&c, 0, sizeof c);
-        c.op = TJ_OP_COPY;
-        c.dtype = g->nodes[g->outputs[o]].dtype;
-        c.ndim = g->nodes[g->outputs[o]].ndim;
-        memcpy(c.shape, g->nodes[g->outputs[o]].shape, sizeof c.shape);
-        c.slot = -1;
         c.in[0] = g->outputs[o];
         c.in[1] = c.in[2] = -1;
         int32_t id = tj_graph_add(g, &c);
@@ -76,16 +57,63 @@ static int dump_schedule(const tj_schedule *s, PyObject *log) {
     return 0;
 }
 
-int tj_pipeline(tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig, tj_schedule *s,
-                PyObject *log) {
-    if (fresh_outputs(g) < 0) return -1;
-    if (log && tj_graph_dump(g, "traced", log) < 0) return -1;
-    if (tj_pass_cse(g) < 0) return -1;
-    if (log && tj_graph_dump(g, "cse", log) < 0) return -1;
-    if (tj_pass_dce(g) < 0) return -1;
-    if (distinct_outputs(g) < 0) return -1;
-    if (log && tj_graph_dump(g, "dce", log) < 0) return -1;
-    if (tj_pass_fuse(g, n_leaf_slots, leaf_contig, s) < 0) return -1;
-    if (log && dump_schedule(s, log) < 0) return -1;
+/* Contiguity of every leaf slot, for fuse's dim collapsing. New PyMem array. */
+static uint8_t *leaf_contig(const tj_trace *t) {
+    uint8_t *c = PyMem_Malloc((size_t)t->n_slots + 1);
+    if (!c) return (uint8_t *)PyErr_NoMemory();
+    for (int i = 0; i < t->n_slots; i++) c[i] = t->slots[i].contig;
+    return c;
+}
+
+/* Which output positions share an object: the traced values decide (one value
+ * returned twice is one array), never the passes: values they made one node (CSE
+ * merges `x + 1, x + 1`; simplify may redirect an output) stay distinct arrays, the
+ * runtime copying the later ones. `traced`: the outputs before any pass. */
+static int same_outputs(const tj_graph *g, const int32_t *traced, tj_schedule *s) {
+    s->out_same_as = PyMem_Malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof(int32_t));
+    if (!s->out_same_as) { PyErr_NoMemory(); return -1; }
+    for (int32_t o = 0; o < g->n_out; o++) {
+        int32_t same = -1;
+        for (int32_t p = 0; p < o && same == -1; p++)
+            if (traced[p] == traced[o]) same = p;   /* the first with this value */
+        for (int32_t p = 0; p < o && same == -1; p++)
+            if (s->out_slot_of[p] == s->out_slot_of[o]) same = -2;
+        s->out_same_as[o] = same;
+    }
     return 0;
+}
+
+#define STEP(call) do { if ((call) < 0) goto fail; } while (0)
+
+int tj_pipeline(tj_trace *t, tj_schedule *s, PyObject *log) {
+    tj_graph *g = &t->g;
+    uint8_t *contig = NULL;
+    int32_t *traced = PyMem_Malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof *traced);
+    if (!traced) { PyErr_NoMemory(); return -1; }
+    memcpy(traced, g->outputs, (size_t)g->n_out * sizeof *traced);
+
+    STEP(fresh_outputs(g));
+    if (log) STEP(tj_graph_dump(g, "traced", log));
+    STEP(tj_pass_fold(t));
+    if (log) STEP(tj_graph_dump(g, "fold", log));
+    STEP(tj_pass_simplify(t));
+    if (log) STEP(tj_graph_dump(g, "simplify", log));
+    STEP(tj_pass_cse(g));
+    if (log) STEP(tj_graph_dump(g, "cse", log));
+    STEP(tj_pass_dce(g));
+    if (log) STEP(tj_graph_dump(g, "dce", log));
+    if (!(contig = leaf_contig(t))) goto fail;   /* fold and simplify may have added slots */
+    STEP(tj_pass_fuse(g, t->n_slots, contig, s));
+    if (log) STEP(dump_schedule(s, log));
+    STEP(tj_pass_memplan(s));
+    if (log) STEP(tj_memplan_dump(s, log));
+    STEP(same_outputs(g, traced, s));
+
+    PyMem_Free(traced);
+    PyMem_Free(contig);
+    return 0;
+fail:
+    PyMem_Free(traced);
+    PyMem_Free(contig);
+    return -1;
 }

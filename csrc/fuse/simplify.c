@@ -1,0 +1,188 @@
+/* Algebraic simplification: rules that are exact bit for bit, for every input
+ * (NaN, inf, -0.0 and integer wraparound included). Requires: operands precede
+ * users. Guarantees: a rewritten node keeps its dtype, shape and weak flag; it is
+ * either changed in place into a cheaper computation of the same value, or its uses
+ * are redirected to an equal node (which then has the same dtype, shape and weak
+ * flag), leaving it dead for DCE. A graph output is redirected only to a computed
+ * node no other output uses, so outputs stay fresh, distinct arrays.
+ *
+ * The graph is rebuilt in one forward sweep so a rule can put a new constant (with a
+ * new slot in t's table) before the node using it; dead nodes are kept in the sweep,
+ * so node ids move only past such constants.
+ *
+ * Rules (c a CONST; "int" includes bool where the op is defined on it):
+ *   x + c -> x     int c == 0; float c == -0.0  (x + 0.0 is not exact: -0.0 + 0.0 = +0.0)
+ *   x - c -> x     int c == 0; float c == +0.0  (x - (-0.0) = x + 0.0: not exact)
+ *   x * c -> x     c == 1                        (x * -1 -> -x is not: NaN's sign bit)
+ *   x / c -> x * (1/c)   float c = +-2^k with 1/c representable (both round x/c once;
+ *                  for other c it is not exact: 3 / 10 = 0.3, 3 * 0.1 = 0.30000000000000004)
+ *   x ** 2 -> square(x), x ** 1 -> x             (NumPy's own fast paths; pow(x, 2) = x*x)
+ *   -(-x) -> x, +x -> x, ~~x -> x, not(not(x)) -> x for bool x
+ *   cast(cast(x, T1), T2) -> cast(x, T2), or x when T2 is x's dtype, where the inner
+ *                  cast is lossless (bool -> any, int32 -> int64/float64, float32 -> float64)
+ *   copy(x) -> x   (an output's copy only of a computed node no other output uses)
+ * Not rules: exp(log(x)) -> x (exp(log(3.0)) = 3.0000000000000004); x * 0 -> 0 (NaN, inf,
+ * -0.0); x - x -> 0 (inf - inf = NaN). */
+#include "tracejit.h"
+#include <math.h>
+
+typedef struct {
+    tj_trace *t;
+    tj_graph ng;         /* the rebuilt graph */
+    uint8_t *claimed;    /* per new node: a graph output maps to it */
+} ctx;
+
+static int same_type(const tj_node *a, const tj_node *b) {
+    if (a->dtype != b->dtype || a->weak != b->weak || a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+
+static int is_float(int dtype) { return dtype >= TJ_F32; }
+
+/* A CONST of value `v`: floats compared with their sign, ints by value. */
+static int const_is(const tj_node *c, double v) {
+    if (c->op != TJ_OP_CONST) return 0;
+    if (is_float(c->dtype)) return c->value.f == v && !signbit(c->value.f) == !signbit(v);
+    return (double)c->value.i == v;
+}
+
+/* A float CONST +-2^k whose reciprocal is exact in its dtype: sets *r. */
+static int exact_reciprocal(const tj_node *c, double *r) {
+    if (c->op != TJ_OP_CONST || !is_float(c->dtype) || !isfinite(c->value.f) || c->value.f == 0)
+        return 0;
+    int e;
+    if (fabs(frexp(c->value.f, &e)) != 0.5) return 0;
+    if (c->dtype == TJ_F32) {
+        float cf = (float)c->value.f, rf = 1.0f / cf;
+        if (rf == 0 || !isfinite(rf) || rf * cf != 1.0f) return 0;
+        *r = rf;
+    } else {
+        double rd = 1.0 / c->value.f;
+        if (rd == 0 || !isfinite(rd) || rd * c->value.f != 1.0) return 0;
+        *r = rd;
+    }
+    return 1;
+}
+
+/* Casts that keep every value (so a cast after them sees the original value). */
+static int lossless(int from, int to) {
+    switch (from) {
+    case TJ_BOOL: return 1;
+    case TJ_I32: return to == TJ_I64 || to == TJ_F64;
+    case TJ_F32: return to == TJ_F64;
+    default: return 0;
+    }
+}
+
+static int32_t add_const(ctx *c, int dtype, int weak, tj_scalar v) {
+    tj_slotdesc d = {.kind = TJ_SLOT_CONST, .dtype = dtype, .contig = 1, .value = v};
+    int slot = tj_trace_add_slot(c->t, &d);
+    if (slot < 0) return -1;
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    n.op = TJ_OP_CONST;
+    n.dtype = (uint8_t)dtype;
+    n.weak = (uint8_t)weak;
+    n.in[0] = n.in[1] = n.in[2] = -1;
+    n.slot = slot;
+    n.value = v;
+    return tj_graph_add(&c->ng, &n);
+}
+
+enum { KEEP = -1, FAIL = -2 };
+
+/* The node `n` (operands already in the new graph) simplifies to: an existing node
+ * of the new graph, KEEP (n as it is, possibly rewritten in place), or FAIL. */
+static int32_t rule(ctx *c, tj_node *n) {
+    const tj_node *N = c->ng.nodes;
+    const tj_node *a = tj_ops[n->op].arity > 0 ? &N[n->in[0]] : NULL;
+    const tj_node *b = tj_ops[n->op].arity > 1 ? &N[n->in[1]] : NULL;
+    int fl = is_float(n->dtype);
+    switch (n->op) {
+    case TJ_OP_ADD:
+        for (int s = 1; s >= 0; s--)
+            if (const_is(&N[n->in[s]], fl ? -0.0 : 0.0)) return n->in[1 - s];
+        return KEEP;
+    case TJ_OP_SUB: return const_is(b, 0.0) ? n->in[0] : KEEP;
+    case TJ_OP_MUL:
+        for (int s = 1; s >= 0; s--)
+            if (const_is(&N[n->in[s]], 1.0)) return n->in[1 - s];
+        return KEEP;
+    case TJ_OP_DIV: {
+        double r;
+        if (const_is(b, 1.0)) return n->in[0];
+        if (!exact_reciprocal(b, &r)) return KEEP;
+        int32_t k = add_const(c, b->dtype, b->weak, (tj_scalar){.f = r});   /* moves N */
+        if (k < 0) return FAIL;
+        n->op = TJ_OP_MUL;
+        n->in[1] = k;
+        return KEEP;
+    }
+    case TJ_OP_POW:
+        if (const_is(b, 1.0)) return n->in[0];
+        if (const_is(b, 2.0)) { n->op = TJ_OP_SQUARE; n->in[1] = -1; }
+        return KEEP;
+    case TJ_OP_NEG:
+    case TJ_OP_INVERT: return a->op == n->op ? a->in[0] : KEEP;
+    case TJ_OP_NOT: return a->op == TJ_OP_NOT && N[a->in[0]].dtype == TJ_BOOL ? a->in[0] : KEEP;
+    case TJ_OP_POS:
+    case TJ_OP_COPY: return n->in[0];
+    case TJ_OP_CAST:
+        if (a->op != TJ_OP_CAST || !lossless(N[a->in[0]].dtype, a->dtype)) return KEEP;
+        if (N[a->in[0]].dtype == n->dtype) return a->in[0];
+        n->in[0] = a->in[0];
+        return KEEP;
+    default: return KEEP;
+    }
+}
+
+/* Whether the node that is output-or-not may be replaced by node `r` of the new graph. */
+static int may_redirect(const ctx *c, const tj_node *n, int32_t r, int is_out) {
+    const tj_node *x = &c->ng.nodes[r];
+    if (!same_type(n, x)) return 0;
+    if (!is_out) return 1;
+    int kind = tj_ops[x->op].kind;
+    return (kind == TJ_K_EW || kind == TJ_K_CAST) && !c->claimed[r];
+}
+
+int tj_pass_simplify(tj_trace *t) {
+    tj_graph *g = &t->g;
+    ctx c = {.t = t};
+    int32_t n = g->n ? g->n : 1, rc = -1;
+    int32_t *map = PyMem_Malloc((size_t)n * sizeof *map);
+    uint8_t *is_out = PyMem_Calloc((size_t)n, 1);
+    c.claimed = PyMem_Calloc((size_t)2 * (size_t)n, 1);   /* at most one constant per node */
+    if (!map || !is_out || !c.claimed || tj_graph_init(&c.ng) < 0) { PyErr_NoMemory(); goto done; }
+    for (int32_t o = 0; o < g->n_out; o++) is_out[g->outputs[o]] = 1;
+    for (int32_t i = 0; i < g->n; i++) {
+        tj_node nd = g->nodes[i];
+        for (int a = 0; a < tj_ops[nd.op].arity; a++) nd.in[a] = map[nd.in[a]];
+        tj_node orig = nd;
+        int32_t r = rule(&c, &nd);
+        if (r == FAIL) goto done;
+        if (r >= 0 && !may_redirect(&c, &orig, r, is_out[i])) {
+            r = KEEP;
+            nd = orig;
+        }
+        /* a redirected node stays, dead, for DCE */
+        int32_t id = tj_graph_add(&c.ng, r >= 0 ? &orig : &nd);
+        if (id < 0) goto done;
+        map[i] = r >= 0 ? r : id;
+        if (is_out[i]) c.claimed[map[i]] = 1;
+    }
+    for (int32_t o = 0; o < g->n_out; o++) g->outputs[o] = map[g->outputs[o]];
+    PyMem_Free(g->nodes);
+    g->nodes = c.ng.nodes;
+    g->n = c.ng.n;
+    g->cap = c.ng.cap;
+    c.ng.nodes = NULL;
+    rc = 0;
+done:
+    PyMem_Free(c.ng.nodes);
+    PyMem_Free(map);
+    PyMem_Free(is_out);
+    PyMem_Free(c.claimed);
+    return rc;
+}
