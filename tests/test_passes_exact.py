@@ -221,9 +221,8 @@ def _counterexamples():
     assert int(np.float32(16777217)) != 16777217      # int32 -> float32 is lossy
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing: tracejit computes x ** 0.5 with pow; "
-                   "NumPy 2.x takes its scalar-exponent fast path (sqrt): -0.0 ** 0.5 is -0.0")
 def test_pow_half_matches_numpy():
+    """ndarray ** 0.5 is NumPy's np.sqrt fast path: (-0.0) ** 0.5 is -0.0, (-inf) ** 0.5 nan."""
     x, y = grid("float64")
     run(lambda x, y: x ** 0.5 * y, x, y)
 

@@ -138,13 +138,17 @@ static int32_t rule(ctx *c, tj_node *n) {
     }
 }
 
-/* Whether the node that is output-or-not may be replaced by node `r` of the new graph. */
-static int may_redirect(const ctx *c, const tj_node *n, int32_t r, int is_out) {
+/* Whether the node that is output-or-not, and read-by-a-view-or-not, may be replaced
+ * by node `r` of the new graph. A view's operand is a leaf or a computed value (and a
+ * reshaping view's operand is contiguous: views.c copies a strided one), so it is
+ * only ever redirected to a computed value. */
+static int may_redirect(const ctx *c, const tj_node *n, int32_t r, int is_out, int viewed) {
     const tj_node *x = &c->ng.nodes[r];
     if (!same_type(n, x)) return 0;
+    int kind = tj_ops[x->op].kind, computed = kind == TJ_K_EW || kind == TJ_K_CAST;
+    if (viewed && !computed) return 0;
     if (!is_out) return 1;
-    int kind = tj_ops[x->op].kind;
-    return (kind == TJ_K_EW || kind == TJ_K_CAST) && !c->claimed[r];
+    return computed && !c->claimed[r];
 }
 
 int tj_pass_simplify(tj_trace *t) {
@@ -152,17 +156,22 @@ int tj_pass_simplify(tj_trace *t) {
     ctx c = {.t = t};
     int32_t n = g->n ? g->n : 1, rc = -1;
     int32_t *map = PyMem_Malloc((size_t)n * sizeof *map);
-    uint8_t *is_out = PyMem_Calloc((size_t)n, 1);
+    uint8_t *is_out = PyMem_Calloc((size_t)n, 1), *viewed = PyMem_Calloc((size_t)n, 1);
     c.claimed = PyMem_Calloc((size_t)2 * (size_t)n, 1);   /* at most one constant per node */
-    if (!map || !is_out || !c.claimed || tj_graph_init(&c.ng) < 0) { PyErr_NoMemory(); goto done; }
+    if (!map || !is_out || !viewed || !c.claimed || tj_graph_init(&c.ng) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
     for (int32_t o = 0; o < g->n_out; o++) is_out[g->outputs[o]] = 1;
+    for (int32_t i = 0; i < g->n; i++)
+        if (g->nodes[i].op == TJ_OP_VIEW) viewed[g->nodes[i].in[0]] = 1;
     for (int32_t i = 0; i < g->n; i++) {
         tj_node nd = g->nodes[i];
         for (int a = 0; a < tj_ops[nd.op].arity; a++) nd.in[a] = map[nd.in[a]];
         tj_node orig = nd;
         int32_t r = rule(&c, &nd);
         if (r == FAIL) goto done;
-        if (r >= 0 && !may_redirect(&c, &orig, r, is_out[i])) {
+        if (r >= 0 && !may_redirect(&c, &orig, r, is_out[i], viewed[i])) {
             r = KEEP;
             nd = orig;
         }
@@ -183,6 +192,7 @@ done:
     PyMem_Free(c.ng.nodes);
     PyMem_Free(map);
     PyMem_Free(is_out);
+    PyMem_Free(viewed);
     PyMem_Free(c.claimed);
     return rc;
 }

@@ -160,6 +160,7 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
         }
         tj_scalar v;
         if (dt >= TJ_F32) v.f = PyFloat_AsDouble(o);
+        else if (dt == TJ_BOOL) v.i = PyObject_IsTrue(o);
         else v.i = PyLong_AsLongLong(o);
         if (PyErr_Occurred()) return -1;
         return const_node(t, dt, 0, v);

@@ -181,6 +181,9 @@ static PyObject *nb_pow(PyObject *a, PyObject *b, PyObject *mod) {
         if (PyLong_AsLongAndOverflow(b, &overflow) == 2 && !overflow) return unop(a, TJ_OP_SQUARE);
         PyErr_Clear();
     }
+    /* ... and x ** 0.5 as np.sqrt(x) (they differ at -0.0 and -inf) */
+    if (tj_is_tracer(a) && PyFloat_CheckExact(b) && PyFloat_AS_DOUBLE(b) == 0.5)
+        return unop(a, TJ_OP_SQRT);
     return binop(a, b, TJ_OP_POW);
 }
 static PyObject *nb_neg(PyObject *a) { return unop(a, TJ_OP_NEG); }
