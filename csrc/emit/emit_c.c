@@ -224,7 +224,18 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     for (int d = 0; d < D; d++) shape[d] = gr->ndim ? gr->shape[d] : 1;
     for (int d = 0; d < D; d++) total *= shape[d];
     int64_t inner = shape[D - 1];
-    int64_t nu = inner < TJ_BLOCK ? inner : TJ_BLOCK;
+    /* A short inner dim is blocked together with rows of the next one (2-D blocks), so
+     * a bias added to 32 rows of 64 is one call per op, not 32. */
+    int64_t rows = 1;
+    if (gr->red < 0 && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
+        rows = TJ_BLOCK / inner < shape[D - 2] ? TJ_BLOCK / inner : shape[D - 2];
+        for (int o = 0; o < gr->n_outs; o++)
+            if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) rows = 1;
+    }
+    int twod = rows > 1, bd = twod ? D - 2 : D - 1;   /* the dim blocks step along */
+    int64_t nu = twod ? rows * inner : inner < TJ_BLOCK ? inner : TJ_BLOCK;
+    char blk[16];
+    snprintf(blk, sizeof blk, twod ? "i%d" : "j", D - 2);
     put(b, "\nstatic void tj_g%d(void **P, const long long **S) {\n", gi);
     if (total == 0) {   /* nothing to loop over; a reduction still yields its identity */
         if (gr->red >= 0) {
@@ -307,10 +318,19 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         int32_t id = gr->leaves[l];
         if (gs->uniform[id]) continue;
         int dt = g->nodes[id].dtype, bufi = take_buf(gs);
-        put(&body, "            const char *a%d = pl%d + j * l%d_%d;\n", l, l, l, D - 1);
-        put(&body, "            const void *v%d = l%d_%d == %d ? (const void *)a%d : "
-                   "(tj_load_%s(tjb%d, a%d, l%d_%d, n), (const void *)tjb%d);\n",
-            (int)id, l, D - 1, tj_dtype_size(dt), l, tj_dtype_suffix(dt), bufi, l, l, D - 1, bufi);
+        put(&body, "            const char *a%d = pl%d + %s * l%d_%d;\n", l, l, blk, l, bd);
+        if (twod)   /* rows of a strided or broadcast leaf are gathered into the block */
+            put(&body, "            const void *v%d = l%d_%d == %d && l%d_%d == %lldLL ? "
+                       "(const void *)a%d : (tj_load2_%s(tjb%d, a%d, %lldLL, l%d_%d, l%d_%d, "
+                       "rows), (const void *)tjb%d);\n",
+                (int)id, l, D - 1, tj_dtype_size(dt), l, D - 2,
+                (long long)(inner * tj_dtype_size(dt)), l, tj_dtype_suffix(dt), bufi, l,
+                (long long)inner, l, D - 1, l, D - 2, bufi);
+        else
+            put(&body, "            const void *v%d = l%d_%d == %d ? (const void *)a%d : "
+                       "(tj_load_%s(tjb%d, a%d, l%d_%d, n), (const void *)tjb%d);\n",
+                (int)id, l, D - 1, tj_dtype_size(dt), l, tj_dtype_suffix(dt), bufi, l, l, D - 1,
+                bufi);
         gs->where[id] = bufi;
     }
     for (int k = 0; k < gr->n_nodes; k++) {
@@ -321,8 +341,8 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
             if (gr->outs[o] == id) out = o;
         if (gs->uniform[id]) {
             if (out >= 0)
-                put(&body, "            tj_load_%s(po%d + j * o%d_%d, (const char *)tju%d, 0, n);\n",
-                    tj_dtype_suffix(n->dtype), out, out, D - 1, (int)gs->where[id]);
+                put(&body, "            tj_load_%s(po%d + %s * o%d_%d, (const char *)tju%d, 0, n);\n",
+                    tj_dtype_suffix(n->dtype), out, blk, out, bd, (int)gs->where[id]);
             continue;
         }
         char pn[96];
@@ -334,7 +354,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         declare(gs, pn);
         int bufi = -1;
         if (out >= 0) {
-            put(&body, "            void *v%d = po%d + j * o%d_%d;\n", (int)id, out, out, D - 1);
+            put(&body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
         } else {
             bufi = take_buf(gs);
             put(&body, "            void *v%d = tjb%d;\n", (int)id, bufi);
@@ -364,31 +384,41 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     for (int k = 0; k < gs->n_bufs; k++) put(b, "    double tjb%d[%d];\n", k, TJ_BLOCK);
     if (pre.buf) put(b, "%s", pre.buf);
     if (gr->red >= 0) emit_reduction_edges(b, g, gr, gs, 0);
-    for (int d = 0; d < D - 1; d++)
+    for (int d = 0; d < bd; d++)
         put(b, "%*sfor (long long i%d = 0; i%d < %lldLL; i%d++) {\n", 4 * (d + 1), "", d, d,
             (long long)shape[d], d);
-    int ind = 4 * D;
+    int ind = 4 * (bd + 1);
     for (int l = 0; l < gr->n_leaves; l++) {
         if (gs->uniform[gr->leaves[l]]) continue;
         put(b, "%*sconst char *pl%d = bl%d", ind, "", l, l);
-        for (int d = 0; d < D - 1; d++) put(b, " + i%d * l%d_%d", d, l, d);
+        for (int d = 0; d < bd; d++) put(b, " + i%d * l%d_%d", d, l, d);
         put(b, ";\n");
     }
     for (int o = 0; o < gr->n_outs; o++) {
         put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->out_slot[o]);
-        for (int d = 0; d < D - 1; d++) put(b, " + i%d * o%d_%d", d, o, d);
+        for (int d = 0; d < bd; d++) put(b, " + i%d * o%d_%d", d, o, d);
         put(b, ";\n");
         if (gr->red < 0 || o) continue;
         put(b, "%*schar *pc%d = (char *)P[%d]", ind, "", o, (int)gr->acc_slot);
-        for (int d = 0; d < D - 1; d++) put(b, " + i%d * c%d_%d", d, o, d);
+        for (int d = 0; d < bd; d++) put(b, " + i%d * c%d_%d", d, o, d);
         put(b, ";\n");
     }
-    put(b, "%*sfor (long long j = 0; j < %lldLL; j += %d) {\n", ind, "", (long long)inner, TJ_BLOCK);
-    put(b, "%*s    long long n = %lldLL - j < %d ? %lldLL - j : %d;\n", ind, "", (long long)inner,
-        TJ_BLOCK, (long long)inner, TJ_BLOCK);
+    if (twod) {
+        long long R = (long long)rows, S2 = (long long)shape[D - 2];
+        put(b, "%*sfor (long long %s = 0; %s < %lldLL; %s += %lld) {\n", ind, "", blk, blk, S2,
+            blk, R);
+        put(b, "%*s    long long rows = %lldLL - %s < %lld ? %lldLL - %s : %lld;\n", ind, "", S2,
+            blk, R, S2, blk, R);
+        put(b, "%*s    long long n = rows * %lldLL;\n", ind, "", (long long)inner);
+    } else {
+        put(b, "%*sfor (long long j = 0; j < %lldLL; j += %d) {\n", ind, "", (long long)inner,
+            TJ_BLOCK);
+        put(b, "%*s    long long n = %lldLL - j < %d ? %lldLL - j : %d;\n", ind, "",
+            (long long)inner, TJ_BLOCK, (long long)inner, TJ_BLOCK);
+    }
     if (body.buf) put(b, "%s", body.buf);
     put(b, "%*s}\n", ind, "");
-    for (int d = D - 2; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
+    for (int d = bd - 1; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
     if (gr->red >= 0) emit_reduction_edges(b, g, gr, gs, 1);
     put(b, "}\n");
     if (pre.failed || body.failed) b->failed = 1;
@@ -415,8 +445,9 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
     put(&b, "/* generated by tracejit: %d group(s) */\n", s->n_groups);
     put(&b, "typedef void tj_prim(void *, const void *, const void *, const void *, long long);\n");
     for (int dt = 0; dt < TJ_NDTYPES; dt++)
-        put(&b, "void tj_load_%s(void *, const char *, long long, long long);\n",
-            tj_dtype_suffix(dt));
+        put(&b, "void tj_load_%s(void *, const char *, long long, long long);\n"
+                "void tj_load2_%s(void *, const char *, long long, long long, long long, "
+                "long long);\n", tj_dtype_suffix(dt), tj_dtype_suffix(dt));
     for (int gi = 0; gi < s->n_groups; gi++) {
         for (int32_t i = 0; i < n; i++) gs.where[i] = -1;
         emit_group(&body, g, s, gi, &gs);

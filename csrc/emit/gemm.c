@@ -17,6 +17,24 @@
 #define TJ_NB 256   /* columns of out computed together */
 
 #define TJ_GEMM(T, s)                                                                      \
+    TJ_CLONES static void matvec_##s(char *o, int64_t os_m, const char *a, int64_t as_m,     \
+                                     const char *b, int64_t bs_k, int64_t M, int64_t K) {   \
+        T stack[4096], *x = stack;                                                         \
+        if (K > 4096 && !(x = PyMem_RawMalloc((size_t)K * sizeof(T)))) x = NULL;           \
+        for (int64_t k = 0; x && k < K; k++) x[k] = *(const T *)(b + k * bs_k);            \
+        for (int64_t m = 0; m < M; m++) {                                                  \
+            const T *row = (const T *)(a + m * as_m);                                      \
+            T acc = 0;                                                                     \
+            if (x) {                                                                       \
+                _Pragma("omp simd reduction(+:acc)")                                       \
+                for (int64_t k = 0; k < K; k++) acc += row[k] * x[k];                      \
+            } else {                                                                       \
+                for (int64_t k = 0; k < K; k++) acc += row[k] * *(const T *)(b + k * bs_k); \
+            }                                                                              \
+            *(T *)(o + m * os_m) = acc;                                                    \
+        }                                                                                  \
+        if (x != stack) PyMem_RawFree(x);                                                  \
+    }                                                                                      \
     /* without memory for packing: the plain triple loop */                                \
     static void naive_##s(char *o, int64_t os_m, int64_t os_n, const char *a, int64_t as_m,  \
                           int64_t as_k, const char *b, int64_t bs_k, int64_t bs_n,         \
@@ -66,6 +84,10 @@
                      int64_t N, int64_t K) {                                               \
         char *o = o_;                                                                      \
         const char *a = a_, *b = b_;                                                       \
+        if (N == 1 && as_k == (int64_t)sizeof(T)) { /* matrix-vector: row dot products */   \
+            matvec_##s(o, os_m, a, as_m, b, bs_k, M, K);                                   \
+            return;                                                                        \
+        }                                                                                  \
         T stack[4096], *pack = stack;                                                      \
         int64_t cap = (int64_t)(sizeof stack / sizeof stack[0]);                           \
         for (int64_t n0 = 0; n0 < N; n0 += TJ_NB) {                                        \

@@ -305,6 +305,28 @@ TJ_CLONES void tj_p_POWS_f64(void *restrict o_, const void *restrict a_,
             for (int64_t i = 0; i < n; i++) o[i] = *(const T *)(src + i * stride);    \
         }                                                                             \
     }
+/* Gathers `rows` rows of `inner` elements (byte strides s_in within a row, s_out
+ * between rows; 0 broadcasts) into out, contiguously. */
+#define TJ_LOAD2(T, s)                                                                \
+    TJ_CLONES void tj_load2_##s(void *restrict o_, const char *restrict src,         \
+                                int64_t inner, int64_t s_in, int64_t s_out,           \
+                                int64_t rows) {                                       \
+        T *restrict o = o_;                                                           \
+        for (int64_t r = 0; r < rows; r++) {                                          \
+            const char *row = src + r * s_out;                                        \
+            if (s_in == (int64_t)sizeof(T))                                           \
+                memcpy(o + r * inner, row, (size_t)inner * sizeof(T));                \
+            else                                                                      \
+                for (int64_t i = 0; i < inner; i++)                                   \
+                    o[r * inner + i] = *(const T *)(row + i * s_in);                  \
+        }                                                                             \
+    }
+TJ_LOAD2(bool, b)
+TJ_LOAD2(int32_t, i32)
+TJ_LOAD2(int64_t, i64)
+TJ_LOAD2(float, f32)
+TJ_LOAD2(double, f64)
+
 TJ_LOAD(bool, b)
 TJ_LOAD(int32_t, i32)
 TJ_LOAD(int64_t, i64)
@@ -328,6 +350,9 @@ const tj_symbol tj_prim_symbols[] = {
     TJ_CASTSYMS_FROM(b) TJ_CASTSYMS_FROM(i32) TJ_CASTSYMS_FROM(i64)
     TJ_CASTSYMS_FROM(f32) TJ_CASTSYMS_FROM(f64)
     {"tj_p_POWS_f32", (void *)tj_p_POWS_f32}, {"tj_p_POWS_f64", (void *)tj_p_POWS_f64},
+    {"tj_load2_b", (void *)tj_load2_b}, {"tj_load2_i32", (void *)tj_load2_i32},
+    {"tj_load2_i64", (void *)tj_load2_i64}, {"tj_load2_f32", (void *)tj_load2_f32},
+    {"tj_load2_f64", (void *)tj_load2_f64},
     {"tj_load_b", (void *)tj_load_b}, {"tj_load_i32", (void *)tj_load_i32},
     {"tj_load_i64", (void *)tj_load_i64}, {"tj_load_f32", (void *)tj_load_f32},
     {"tj_load_f64", (void *)tj_load_f64},
