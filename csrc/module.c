@@ -69,6 +69,15 @@ static PyObject *compile_source(PyObject *m, PyObject *src) {
     Py_RETURN_NONE;
 }
 
+/* _load_blas(path, min_macs): use the BLAS at path for products of >= min_macs. */
+static PyObject *load_blas(PyObject *m, PyObject *args) {
+    const char *path;
+    long long min_macs;
+    if (!PyArg_ParseTuple(args, "sL:_load_blas", &path, &min_macs)) return NULL;
+    tj_blas_min = min_macs;
+    return PyBool_FromLong(tj_blas_load(path) == 0);
+}
+
 static PyObject *set_skip_dirs(PyObject *m, PyObject *dirs) {
     if (!PyTuple_Check(dirs)) {
         PyErr_SetString(PyExc_TypeError, "expected a tuple of str");
@@ -82,6 +91,7 @@ static PyMethodDef module_methods[] = {
     {"op_table", op_table, METH_NOARGS, "op_table() -> list of dicts describing elementwise ops"},
     {"libtcc_path", libtcc_path, METH_NOARGS, "path of the loaded libtcc, or None"},
     {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},
+    {"_load_blas", load_blas, METH_VARARGS, "use NumPy's BLAS for large products"},
     {"_set_skip_dirs", set_skip_dirs, METH_O,
      "directories whose frames are not the user's code in error locations"},
     {NULL},

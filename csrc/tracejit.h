@@ -259,6 +259,8 @@ PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject
                             PyObject *kwargs, int method);
 extern const tj_symbol tj_reduce_symbols[];   /* NULL-terminated */
 extern const tj_symbol tj_gemm_symbols[];     /* csrc/emit/gemm.c */
+int tj_blas_load(const char *path);           /* NumPy's OpenBLAS; 0 or -1 */
+extern int64_t tj_blas_min;                   /* multiply-adds from which GEMM calls BLAS */
 
 /* ---- emit (csrc/emit/) ----------------------------------------------------- */
 /* C source of the kernel `void tj_run(void **P, const long long **S)`.

@@ -5,8 +5,47 @@
  * Rows of b are packed contiguously first when they are strided, and four rows of
  * out share each packed row of b. */
 #include "tracejit.h"
+#include <dlfcn.h>
 
 #pragma GCC optimize("O3", "fp-contract=fast")
+
+/* The BLAS behind NumPy (its bundled OpenBLAS, ILP64 CBLAS), used for products of at
+ * least TJ_BLAS_MIN multiply-adds whose operands have a unit stride; loaded by
+ * tj_blas_load from the Python layer at import. */
+typedef void blas_gemm_fn(int, int, int, int64_t, int64_t, int64_t, double, const void *,
+                          int64_t, const void *, int64_t, double, void *, int64_t);
+typedef void blas_sgemm_fn(int, int, int, int64_t, int64_t, int64_t, float, const void *,
+                           int64_t, const void *, int64_t, float, void *, int64_t);
+static blas_sgemm_fn *blas_sgemm;
+static blas_gemm_fn *blas_dgemm;
+int64_t tj_blas_min = 2048;
+
+int tj_blas_load(const char *path) {
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) return -1;
+    blas_sgemm = (blas_sgemm_fn *)dlsym(h, "scipy_cblas_sgemm64_");
+    blas_dgemm = (blas_gemm_fn *)dlsym(h, "scipy_cblas_dgemm64_");
+    if (!blas_sgemm) blas_sgemm = (blas_sgemm_fn *)dlsym(h, "cblas_sgemm64_");
+    if (!blas_dgemm) blas_dgemm = (blas_gemm_fn *)dlsym(h, "cblas_dgemm64_");
+    return blas_sgemm && blas_dgemm ? 0 : -1;
+}
+
+/* The CBLAS (transpose flag, leading dimension) of a matrix with byte strides
+ * (rs, cs) of `rows` x `cols`, or 0 when neither stride is the unit. */
+static int blas_layout(int64_t rs, int64_t cs, int64_t rows, int64_t cols, int64_t size,
+                       int *trans, int64_t *ld) {
+    if (cs == size && rs % size == 0 && rs / size >= (cols > 1 ? cols : 1)) {
+        *trans = 111;   /* CblasNoTrans */
+        *ld = rs / size > 0 ? rs / size : 1;
+        return 1;
+    }
+    if (rs == size && cs % size == 0 && cs / size >= (rows > 1 ? rows : 1)) {
+        *trans = 112;   /* CblasTrans */
+        *ld = cs / size > 0 ? cs / size : 1;
+        return 1;
+    }
+    return 0;
+}
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define TJ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -16,7 +55,7 @@
 
 #define TJ_NB 256   /* columns of out computed together */
 
-#define TJ_GEMM(T, s)                                                                      \
+#define TJ_GEMM(T, s, BLAS)                                                                \
     TJ_CLONES static void matvec_##s(char *o, int64_t os_m, const char *a, int64_t as_m,     \
                                      const char *b, int64_t bs_k, int64_t M, int64_t K) {   \
         T stack[4096], *x = stack;                                                         \
@@ -84,6 +123,15 @@
                      int64_t N, int64_t K) {                                               \
         char *o = o_;                                                                      \
         const char *a = a_, *b = b_;                                                       \
+        int ta, tb, tc;                                                                    \
+        int64_t lda, ldb, ldc;                                                             \
+        if (BLAS && M * N * K >= tj_blas_min && M > 1 && N > 1 &&                          \
+            blas_layout(as_m, as_k, M, K, sizeof(T), &ta, &lda) &&                         \
+            blas_layout(bs_k, bs_n, K, N, sizeof(T), &tb, &ldb) &&                         \
+            blas_layout(os_m, os_n, M, N, sizeof(T), &tc, &ldc) && tc == 111) {            \
+            BLAS(101 /* CblasRowMajor */, ta, tb, M, N, K, 1, a, lda, b, ldb, 0, o, ldc);  \
+            return;                                                                        \
+        }                                                                                  \
         if (N == 1 && as_k == (int64_t)sizeof(T)) { /* matrix-vector: row dot products */   \
             matvec_##s(o, os_m, a, as_m, b, bs_k, M, K);                                   \
             return;                                                                        \
@@ -111,8 +159,8 @@
         if (pack != stack) PyMem_RawFree(pack);                                            \
     }
 
-TJ_GEMM(float, f32)
-TJ_GEMM(double, f64)
+TJ_GEMM(float, f32, blas_sgemm)
+TJ_GEMM(double, f64, blas_dgemm)
 
 const tj_symbol tj_gemm_symbols[] = {
     {"tj_gemm_f32", (void *)tj_gemm_f32},

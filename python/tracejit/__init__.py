@@ -25,6 +25,25 @@ __version__ = "0.1.0"
 _C._set_skip_dirs((os.path.dirname(_np.__file__) + os.sep, os.path.dirname(__file__) + os.sep))
 
 
+def _load_blas():
+    """Large matrix products call the OpenBLAS NumPy ships (ILP64 CBLAS), already
+    loaded in this process; TRACEJIT_BLAS=0 disables it, TRACEJIT_BLAS_MIN sets the
+    size (multiply-adds) from which it is used."""
+    import glob
+    if os.environ.get("TRACEJIT_BLAS", "1") == "0":
+        return False
+    libs = os.path.join(os.path.dirname(os.path.dirname(_np.__file__)), "numpy.libs")
+    minimum = int(os.environ.get("TRACEJIT_BLAS_MIN", str(_BLAS_MIN)))
+    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas*.so*"))):
+        if _C._load_blas(path, minimum):
+            return True
+    return False
+
+
+_BLAS_MIN = 2048   # multiply-adds; chosen by benchmarks/bench_matmul.py (see README)
+_HAVE_BLAS = _load_blas()
+
+
 def compile(fn=None, *, static_argnames=()):
     """Compile `fn`: trace it on the first call per argument signature, replay after.
 
