@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import ctypes
+import fnmatch
 import gc
+import glob
 import math
 import os
 import platform
+import resource
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+import traceback
 import types
 
 import numpy as np
@@ -115,12 +120,30 @@ def system_info(mods: dict) -> dict:
         "cpu_count": os.cpu_count(),
         "versions": {n: peer_version(n, m) for n, m in mods.items()},
         "threads": {},
+        "malloc": {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")},
     }
     if mods.get("numexpr") is not None:
         info["threads"]["numexpr"] = mods["numexpr"].nthreads
     if mods.get("torch.compile") is not None:
         info["threads"]["torch"] = mods["torch.compile"].get_num_threads()
+    blas = openblas_threads()
+    if blas is not None:
+        info["threads"]["numpy's OpenBLAS"] = blas
     return info
+
+
+def openblas_threads():
+    """Threads of the OpenBLAS NumPy ships (np.matmul, and tracejit's large products), or None."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas*.so*"))):
+        try:
+            lib = ctypes.CDLL(path)
+            for sym in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads"):
+                if hasattr(lib, sym):
+                    return int(getattr(lib, sym)())
+        except OSError:
+            pass
+    return None
 
 
 def _cpu_name() -> str:
@@ -138,9 +161,11 @@ def print_system_info(info: dict) -> None:
     v = info["versions"]
     print(f"python {info['python']} on {info['cpu']} ({info['cpu_count']} cores), {info['platform']}")
     print("versions: " + ", ".join(f"{n} {v[n]}" for n in v))
+    if info["malloc"]:
+        print("malloc: " + " ".join(f"{k}={v}" for k, v in info["malloc"].items()))
     if info["threads"]:
         print("threads: " + ", ".join(f"{n} {t}" for n, t in info["threads"].items())
-              + " (library defaults; numpy is single-threaded)")
+              + " (library defaults; numpy's ufuncs and reductions are single-threaded)")
 
 
 # ---- functions -------------------------------------------------------------------
@@ -156,6 +181,85 @@ def rebind(fn, **globals_):
     f = types.FunctionType(fn.__code__.replace(), g, fn.__name__, fn.__defaults__, fn.__closure__)
     f.__qualname__ = fn.__qualname__
     return f
+
+
+class Peer:
+    """How one peer runs a kernel written as plain NumPy code.
+
+    build: function -> callable (tracejit compiles it as it is; jax.jit and
+    torch.compile run the same source with `np` rebound to jax.numpy / torch, or
+    `torch_fn` where torch spells something differently); convert: numpy input -> the
+    peer's input; finish: wait for the result (jax is asynchronous); to_numpy: the
+    result as an ndarray, for the check. numexpr has no generic build (its modules
+    subclass this)."""
+
+    def __init__(self, name: str, mod):
+        self.name, self.mod = name, mod
+
+    def convert(self, a):
+        if self.name == "jax.jit":
+            return self.mod.device_put(a)
+        if self.name == "torch.compile":
+            return self.mod.from_numpy(a)
+        return a
+
+    def build(self, fn, torch_fn=None):
+        if self.name == "numpy":
+            return fn
+        if self.name == "tracejit":
+            return self.mod.compile(rebind(fn))
+        if self.name == "jax.jit":
+            return self.mod.jit(rebind(fn, np=self.mod.numpy))
+        if self.name == "torch.compile":
+            # Static shapes: the fastest steady state, and no dynamic-shape graph from an
+            # earlier size of the same source is reused, so each first call compiles.
+            return self.mod.compile(rebind(torch_fn or fn, np=self.mod), dynamic=False)
+        raise ValueError(f"{self.name} cannot run NumPy source")
+
+    def finish(self, out):
+        if self.name == "jax.jit":
+            out.block_until_ready()
+        return out
+
+    def to_numpy(self, out):
+        if self.name == "torch.compile":
+            return out.detach().numpy()
+        return np.asarray(out)
+
+
+def start(opts, title: str, applicable=PEERS, peer_class=None):
+    """Imports the selected peers and prints the title and the system; returns
+    (peers as peer_class (default Peer) objects, skipped, info). Peers outside
+    `applicable` are reported and left out."""
+    mods, skipped = {}, {}
+    for name in selected_peers(opts):
+        if name not in applicable:
+            skipped[name] = "not applicable to this benchmark"
+            continue
+        mods[name], why = import_peer(name)
+        if why:
+            skipped[name] = why
+    info = system_info(mods)
+    print(f"## {title}\n")
+    print_system_info(info)
+    for name, why in skipped.items():
+        print(f"{name}: {why}; skipped")
+    peer_class = peer_class or Peer
+    return [peer_class(n, m) for n, m in mods.items() if m is not None], skipped, info
+
+
+def select_cases(cases: list, opts) -> list:
+    """The cases whose name or label matches one of --cases' globs. Standalone, no match
+    is an error; under run.py (opts.skip_unmatched) that module is skipped instead."""
+    if not opts.cases:
+        return cases
+    pats = [p.strip() for p in opts.cases.split(",") if p.strip()]
+    chosen = [c for c in cases
+              if any(fnmatch.fnmatch(c.name, p) or fnmatch.fnmatch(c.label, p) for p in pats)]
+    if not chosen and not getattr(opts, "skip_unmatched", False):
+        raise SystemExit(f"--cases {opts.cases!r} matches none of the cases "
+                         f"({', '.join(c.label for c in cases)})")
+    return chosen
 
 
 # ---- correctness -------------------------------------------------------------------
@@ -195,7 +299,8 @@ def first_call_ns(call) -> tuple[int, object]:
 
 def measure(call, target_s: float, min_reps: int = 5, max_reps: int = 100_000,
             warmup_s: float = 0.05, batch_ns: int = 20_000) -> dict:
-    """Median per-call time of call() in ns, with the spread and the counts used."""
+    """Median per-call time of call() in ns, with the spread, the counts used and the
+    minor page faults per call (of the whole process, over the timed calls)."""
     # Warm up: at least one call, then until warmup_s has passed.
     t_start = time.perf_counter_ns()
     n_warm = 0
@@ -211,6 +316,7 @@ def measure(call, target_s: float, min_reps: int = 5, max_reps: int = 100_000,
     samples = []
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    faults0 = _minor_faults()
     try:
         for _ in range(reps):
             t0 = time.perf_counter_ns()
@@ -218,6 +324,7 @@ def measure(call, target_s: float, min_reps: int = 5, max_reps: int = 100_000,
                 call()
             samples.append((time.perf_counter_ns() - t0) / inner)
     finally:
+        faults = _minor_faults() - faults0
         if gc_was_enabled:
             gc.enable()
     samples.sort()
@@ -229,7 +336,65 @@ def measure(call, target_s: float, min_reps: int = 5, max_reps: int = 100_000,
         "reps": reps,
         "inner": inner,
         "warmup_calls": n_warm,
+        "faults_per_call": faults / (reps * inner),
     }
+
+
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (first touches of freshly mapped memory:
+    a large array from malloc's mmap costs one per 4 KiB page on every call)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+JIT_PEERS = ("tracejit", "jax.jit", "torch.compile")
+
+
+def tracejit_compile_ns(f):
+    """The trace + compile part of the first call, as tracejit reports it (seconds)."""
+    try:
+        return f.cache_info().compile_time * 1e9
+    except (AttributeError, TypeError):
+        return None
+
+
+def run_peer(peer: Peer, f, xs, ref, what: str, opts, rtol: float, atol: float) -> dict:
+    """First call of the fresh callable f (timed, checked), a warm call (checked), then
+    the steady-state timing. Raises WrongResult (or whatever f raised) before timing."""
+    rec = {}
+    args = [peer.convert(a) for a in xs]
+    call = lambda: peer.finish(f(*args))  # noqa: E731
+    first_ns, out = first_call_ns(call)
+    if peer.name in JIT_PEERS:
+        rec["first_call_ns"] = first_ns
+    if peer.name == "tracejit":
+        rec["compile_ns"] = tracejit_compile_ns(f)
+    check_close(f"{peer.name} on {what}, first call", peer.to_numpy(out), ref, rtol, atol)
+    check_close(f"{peer.name} on {what}, warm call", peer.to_numpy(call()), ref, rtol, atol)
+    del out
+    target, min_reps, warm = (0.02, 3, 0.005) if opts.quick else (1.0, 5, 0.1)
+    rec.update(measure(call, target_s=target, min_reps=min_reps, warmup_s=warm))
+    rec["status"] = "ok"
+    return rec
+
+
+def warm_up(peer: Peer, f, x: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> int:
+    """One throwaway compile, so one-time library start-up is not charged to the first case."""
+    ns, out = first_call_ns(lambda: peer.finish(f(peer.convert(x))))
+    check_close(f"{peer.name} warm-up", peer.to_numpy(out), want, rtol, atol)
+    return ns
+
+
+def failure(peer_name: str, what: str, exc: BaseException, failures: list) -> dict:
+    """Call in an `except` block: reports exc loudly, records it, returns the status part."""
+    status = "WRONG" if isinstance(exc, WrongResult) else "ERROR"
+    msg = (f"WRONG: {exc}" if status == "WRONG"
+           else f"ERROR: {peer_name} on {what}: {type(exc).__name__}: {exc}")
+    print("!" * 78 + "\n" + msg, file=sys.stderr)
+    if status == "ERROR":
+        traceback.print_exc(file=sys.stderr)
+    print("!" * 78, file=sys.stderr, flush=True)
+    failures.append(msg)
+    return {"status": status, "error": str(exc)}
 
 
 # ---- formatting ---------------------------------------------------------------------
@@ -280,3 +445,41 @@ def markdown_table(headers: list[str], rows: list[list[str]], right_from: int = 
     sep = ["-" * (w + 1) + ":" if i >= right_from else "-" * (w + 2) for i, w in enumerate(widths)]
     return "\n".join([line(headers), "|" + "|".join(sep) + "|"]
                      + [line(r) for r in rows])
+
+
+def print_first_call_table(by: dict, labels: list, lead_headers: list, lead, cols: list,
+                           warmup_ns: dict) -> None:
+    """The first-call latency table of the JIT peers among cols. by: {(label, peer): record};
+    lead(label): the leading cells of that label's row."""
+    jit_cols = [p for p in JIT_PEERS if p in cols]
+    if not jit_cols:
+        return
+    rows = []
+    for label in labels:
+        row = list(lead(label))
+        for p in jit_cols:
+            r = by.get((label, p))
+            row.append(fmt_ms(r.get("first_call_ns")) if r and "first_call_ns" in r
+                       else (r["status"] if r else "-"))
+        if "tracejit" in jit_cols:
+            r = by.get((label, "tracejit"))
+            row.append(fmt_ms(r.get("compile_ns")) if r else "-")
+        rows.append(row)
+    print("\n### First-call latency of a freshly compiled function (trace/compile + one run)\n")
+    extra = ["tracejit compile only"] if "tracejit" in jit_cols else []
+    print(markdown_table(lead_headers + jit_cols + extra, rows, right_from=len(lead_headers)))
+    if extra:
+        print("\n'tracejit compile only' is cache_info().compile_time: the trace + passes + "
+              "libtcc part of tracejit's first call, without running the kernel.")
+    if warmup_ns:
+        print("\nOne-time start-up, paid by the first compile in a process and excluded above: "
+              + ", ".join(f"{p} {fmt_ms(ns)}" for p, ns in warmup_ns.items())
+              + (". torch.compile uses a fresh inductor cache directory each run."
+                 if "torch.compile" in warmup_ns else "."))
+
+
+def print_failures(failures: list) -> None:
+    if failures:
+        print("\n### FAILURES\n")
+        for f in failures:
+            print(f"- {f}")

@@ -19,11 +19,9 @@ Run:  cd /work/main && PYTHONPATH=python python benchmarks/bench_elementwise.py
 """
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 import sys
-import traceback
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +73,6 @@ FULL_SIZES = [("tiny", 16), ("chain12", 1_000), ("chain12", 1_000_000),
 QUICK_SIZES = [("tiny", 16), ("chain12", 1_000), ("chain12", 100_000), ("arith12", 100_000)]
 
 RTOL, ATOL = 1e-4, 1e-5          # float32, different tanh/exp implementations
-JIT_PEERS = ("tracejit", "jax.jit", "torch.compile")
 OTHER_PEERS = ("numexpr", "jax.jit", "torch.compile")   # "best peer" is the fastest of these
 
 
@@ -116,45 +113,13 @@ def _ne_kernel(ne, expr: str, nargs: int):
     return lambda x, y: ne.evaluate(expr32, local_dict={"x": x, "y": y, **consts})
 
 
-class Peer:
-    """convert: numpy input -> peer input; build: kernel name -> callable;
-    finish: wait for the result (jax is asynchronous); to_numpy: for the check."""
-
-    def __init__(self, name: str, mod):
-        self.name, self.mod = name, mod
-
-    def convert(self, a):
-        if self.name == "jax.jit":
-            return self.mod.device_put(a)
-        if self.name == "torch.compile":
-            return self.mod.from_numpy(a)
-        return a
+class Peer(H.Peer):
+    """The shared peers of _harness, plus numexpr with its own expression strings."""
 
     def build(self, kernel: str):
-        fn = KERNELS[kernel]
-        if self.name == "numpy":
-            return fn
-        if self.name == "tracejit":
-            return self.mod.compile(H.rebind(fn))
         if self.name == "numexpr":
             return _ne_kernel(self.mod, NE_EXPR[kernel], ARITY[kernel])
-        if self.name == "jax.jit":
-            return self.mod.jit(H.rebind(fn, np=self.mod.numpy))
-        if self.name == "torch.compile":
-            # Static shapes: the fastest steady state, and no dynamic-shape graph from an
-            # earlier size of the same source is reused, so each first call compiles.
-            return self.mod.compile(H.rebind(fn, np=self.mod), dynamic=False)
-        raise ValueError(self.name)
-
-    def finish(self, out):
-        if self.name == "jax.jit":
-            out.block_until_ready()
-        return out
-
-    def to_numpy(self, out):
-        if self.name == "torch.compile":
-            return out.detach().numpy()
-        return np.asarray(out)
+        return super().build(KERNELS[kernel])
 
 
 # ---- running ------------------------------------------------------------------------------
@@ -162,49 +127,13 @@ class Peer:
 def run_one(peer: Peer, case: Case, xs, ref, opts) -> dict:
     """First call (checked, timed), a warm call (checked), then the steady-state timing."""
     rec = {"case": case.name, "size": case.size, "label": case.label, "peer": peer.name}
-    args = [peer.convert(a) for a in xs]
-    f = peer.build(case.name)
-    call = lambda: peer.finish(f(*args))  # noqa: E731
-    first_ns, out = H.first_call_ns(call)
-    if peer.name in JIT_PEERS:
-        rec["first_call_ns"] = first_ns
-    if peer.name == "tracejit":
-        rec["compile_ns"] = tracejit_compile_ns(f)
-    H.check_close(f"{peer.name} on {case.label}, first call", peer.to_numpy(out), ref, RTOL, ATOL)
-    H.check_close(f"{peer.name} on {case.label}, warm call", peer.to_numpy(call()), ref, RTOL, ATOL)
-    del out
-    target, min_reps, warm = (0.02, 3, 0.005) if opts.quick else (1.0, 5, 0.1)
-    rec.update(H.measure(call, target_s=target, min_reps=min_reps, warmup_s=warm))
-    rec["status"] = "ok"
+    rec.update(H.run_peer(peer, peer.build(case.name), xs, ref, case.label, opts, RTOL, ATOL))
     return rec
 
 
-def tracejit_compile_ns(f):
-    """The trace + compile part of the first call, as tracejit reports it (seconds)."""
-    try:
-        return f.cache_info().compile_time * 1e9
-    except (AttributeError, TypeError):
-        return None
-
-
-def warm_up(peer: Peer) -> float:
-    """One throwaway compile, so one-time library start-up is not charged to the first case."""
-    x = np.arange(8, dtype=np.float32)
-    f = peer.build("_warm")
-    ns, out = H.first_call_ns(lambda: peer.finish(f(peer.convert(x))))
-    H.check_close(f"{peer.name} warm-up", peer.to_numpy(out), _warm(x), RTOL, ATOL)
-    return ns
-
-
 def select_cases(opts) -> list[Case]:
-    cases = [Case(n, s) for n, s in (QUICK_SIZES if opts.quick else FULL_SIZES)]
-    if opts.cases:
-        pats = [p.strip() for p in opts.cases.split(",") if p.strip()]
-        cases = [c for c in cases
-                 if any(fnmatch.fnmatch(c.name, p) or fnmatch.fnmatch(c.label, p) for p in pats)]
-        if not cases:
-            raise SystemExit(f"--cases {opts.cases!r} matches none of the cases")
-    return cases
+    return H.select_cases([Case(n, s) for n, s in (QUICK_SIZES if opts.quick else FULL_SIZES)],
+                          opts)
 
 
 def numpy_pow_note(case: Case, xs) -> float:
@@ -215,48 +144,34 @@ def numpy_pow_note(case: Case, xs) -> float:
 
 
 def run(opts) -> dict:
-    peers_wanted = H.selected_peers(opts)
-    mods, skipped = {}, {}
-    for name in peers_wanted:
-        mods[name], why = H.import_peer(name)
-        if why:
-            skipped[name] = why
-    info = H.system_info(mods)
-    print("## Elementwise benchmark (float32)\n")
-    H.print_system_info(info)
-    for name, why in skipped.items():
-        print(f"{name}: {why}; skipped")
-    peers = [Peer(n, m) for n, m in mods.items() if m is not None]
+    cases = select_cases(opts)
+    if not cases:
+        print(f"## Elementwise benchmark: no case matches --cases {opts.cases!r}; skipped")
+        return {"records": [], "failures": []}
+    peers, skipped, info = H.start(opts, "Elementwise benchmark (float32)", peer_class=Peer)
 
     failures, records, warmup_ns = [], [], {}
+    x = np.arange(8, dtype=np.float32)
     for p in peers:
-        if p.name in JIT_PEERS:
+        if p.name in H.JIT_PEERS:
             try:
-                warmup_ns[p.name] = warm_up(p)
+                warmup_ns[p.name] = H.warm_up(p, p.build("_warm"), x, _warm(x), RTOL, ATOL)
             except Exception as e:  # noqa: BLE001  (reported, and fails the run)
                 failures.append(f"{p.name} warm-up: {type(e).__name__}: {e}")
 
     pow_notes = {}
-    for case in select_cases(opts):
+    for case in cases:
         xs = case.inputs()
         ref = KERNELS[case.name](*xs)
         print(f"running {case.label} ...", file=sys.stderr, flush=True)
         for p in peers:
             try:
                 rec = run_one(p, case, xs, ref, opts)
-            except Exception as e:  # noqa: BLE001
-                status = "WRONG" if isinstance(e, H.WrongResult) else "ERROR"
-                msg = (f"WRONG: {e}" if status == "WRONG"
-                       else f"ERROR: {p.name} on {case.label}: {type(e).__name__}: {e}")
-                print("!" * 78 + "\n" + msg, file=sys.stderr)
-                if status == "ERROR":
-                    traceback.print_exc(file=sys.stderr)
-                print("!" * 78, file=sys.stderr, flush=True)
-                failures.append(msg)
-                rec = {"case": case.name, "size": case.size, "label": case.label,
-                       "peer": p.name, "status": status, "error": str(e)}
+            except Exception as e:  # noqa: BLE001  (reported, and fails the run)
+                rec = {"case": case.name, "size": case.size, "label": case.label, "peer": p.name}
+                rec.update(H.failure(p.name, case.label, e, failures))
             records.append(rec)
-        if case.name == "chain12" and case.size <= 1_000_000 and "numpy" in mods:
+        if case.name == "chain12" and case.size <= 1_000_000 and peers[0].name == "numpy":
             pow_notes[case.label] = numpy_pow_note(case, xs)
         del xs, ref
 
@@ -313,31 +228,8 @@ def print_tables(result: dict, peer_names: list[str]) -> None:
     print(H.markdown_table(["case", "size"] + [f"{p}/numpy" for p in cols if p != "numpy"]
                            + [f"tracejit/{p}" for p in OTHER_PEERS if p in cols], ratio_rows))
 
-    jit_cols = [p for p in JIT_PEERS if p in cols]
-    if jit_cols:
-        first_rows = []
-        for label in labels:
-            name, size = label.split("/")
-            row = [name, size]
-            for p in jit_cols:
-                r = by.get((label, p))
-                row.append(H.fmt_ms(r.get("first_call_ns")) if r and "first_call_ns" in r
-                           else (r["status"] if r else "-"))
-            if "tracejit" in jit_cols:
-                r = by.get((label, "tracejit"))
-                row.append(H.fmt_ms(r.get("compile_ns")) if r else "-")
-            first_rows.append(row)
-        print("\n### First-call latency of a freshly compiled function (trace/compile + one run)\n")
-        extra = ["tracejit compile only"] if "tracejit" in jit_cols else []
-        print(H.markdown_table(["case", "size"] + jit_cols + extra, first_rows))
-        if extra:
-            print("\n'tracejit compile only' is cache_info().compile_time: the trace + passes + "
-                  "libtcc part of tracejit's first call, without running the kernel.")
-        if result["warmup_ns"]:
-            print("\nOne-time start-up, paid by the first compile in a process and excluded above: "
-                  + ", ".join(f"{p} {H.fmt_ms(ns)}" for p, ns in result["warmup_ns"].items())
-                  + (". torch.compile uses a fresh inductor cache directory each run."
-                     if "torch.compile" in result["warmup_ns"] else "."))
+    H.print_first_call_table(by, labels, ["case", "size"], lambda label: label.split("/"), cols,
+                             result["warmup_ns"])
 
     notes = [(label, ns, med(label, "numpy")) for label, ns in result["numpy_pow3_ns"].items()]
     notes = [f"{label}: {H.fmt_time(ns)} of {H.fmt_time(tot)} ({100 * ns / tot:.0f}%)"
@@ -346,10 +238,7 @@ def print_tables(result: dict, peer_names: list[str]) -> None:
         print("\nNote: numpy's float32 `z**3` is slow for negative bases; on chain12 it alone takes "
               + "; ".join(notes) + " of numpy's time, which inflates chain12's tracejit/numpy ratio.")
 
-    if result["failures"]:
-        print("\n### FAILURES\n")
-        for f in result["failures"]:
-            print(f"- {f}")
+    H.print_failures(result["failures"])
 
 
 def main(argv=None) -> int:

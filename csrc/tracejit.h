@@ -30,7 +30,7 @@ typedef enum {
 #undef TJ_X
     TJ_NOPS
 } tj_opcode;
-enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED };
+enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED, TJ_K_CAT };
 enum { TJ_O_SAME, TJ_O_BOOL };
 enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4 };
 #define TJ_M_ALL  0x1f
@@ -168,6 +168,8 @@ PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObje
 /* a @ b and np.dot/vdot/inner/outer/tensordot (csrc/trace/contract.c). */
 PyObject *tj_matmul(tj_trace *t, PyObject *a, PyObject *b);
 PyObject *tj_contraction_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs);
+/* np.concatenate/stack/hstack/vstack/roll/pad (csrc/trace/assemble.c). */
+PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs);
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi);
 /* A fresh value of shape (ndim, shape) and dtype dt, every element `value` (an operand
  * that broadcasts to the shape) converted like numpy's unsafe copyto. New reference. */
@@ -207,6 +209,9 @@ typedef struct {
                                     a product of leaves mm_a and mm_b (see fuse.c) */
     int mm_a, mm_b;              /* leaf indices of the two factors */
     int mm_m, mm_n;              /* iteration dims of rows and columns, or -1 */
+    int32_t cat;                 /* a part of a concatenation: the CONCAT node whose
+                                    buffer outs[0] is written into, or -1 */
+    int64_t cat_off;             /* its start along the CONCAT's axis */
 } tj_group;
 
 typedef struct {

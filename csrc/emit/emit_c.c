@@ -225,9 +225,11 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     for (int d = 0; d < D; d++) total *= shape[d];
     int64_t inner = shape[D - 1];
     /* A short inner dim is blocked together with rows of the next one (2-D blocks), so
-     * a bias added to 32 rows of 64 is one call per op, not 32. */
+     * a bias added to 32 rows of 64 is one call per op, not 32. Outputs must then be
+     * contiguous across rows: fresh arrays and scratch are, a concatenation's parts
+     * are not. */
     int64_t rows = 1;
-    if (gr->red < 0 && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
+    if (gr->red < 0 && gr->cat < 0 && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
         rows = TJ_BLOCK / inner < shape[D - 2] ? TJ_BLOCK / inner : shape[D - 2];
         for (int o = 0; o < gr->n_outs; o++)
             if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) rows = 1;
@@ -339,8 +341,14 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         int out = -1;
         for (int o = 0; o < gr->n_outs; o++)
             if (gr->outs[o] == id) out = o;
+        /* A concatenation's part may be strided along the loop's inner dim: it is
+         * computed into a block buffer and stored with the output's stride. */
+        int scatter = out >= 0 && gr->cat >= 0;
         if (gs->uniform[id]) {
-            if (out >= 0)
+            if (out >= 0 && scatter)
+                put(&body, "            tj_store_%s(po%d + j * o%d_%d, tju%d, o%d_%d, n);\n",
+                    tj_dtype_suffix(n->dtype), out, out, D - 1, (int)gs->where[id], out, D - 1);
+            else if (out >= 0)
                 put(&body, "            tj_load_%s(po%d + %s * o%d_%d, (const char *)tju%d, 0, n);\n",
                     tj_dtype_suffix(n->dtype), out, blk, out, bd, (int)gs->where[id]);
             continue;
@@ -353,7 +361,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         prim_name(pn, sizeof pn, g, n, gs->uniform);
         declare(gs, pn);
         int bufi = -1;
-        if (out >= 0) {
+        if (out >= 0 && !scatter) {
             put(&body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
         } else {
             bufi = take_buf(gs);
@@ -367,6 +375,9 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
             else put(&body, ", v%d", (int)x);
         }
         put(&body, ", n);\n");
+        if (scatter)
+            put(&body, "            tj_store_%s(po%d + j * o%d_%d, v%d, o%d_%d, n);\n",
+                tj_dtype_suffix(n->dtype), out, out, D - 1, (int)id, out, D - 1);
         gs->where[id] = bufi;
         /* Operands whose last use this was give their buffers back (after the result
          * took its own, so a call never writes a buffer it reads). */
@@ -396,6 +407,9 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     }
     for (int o = 0; o < gr->n_outs; o++) {
         put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->out_slot[o]);
+        if (gr->cat >= 0 && gr->cat_off)   /* a part: its region of the concatenation */
+            put(b, " + %lldLL * S[%d][%d]", (long long)gr->cat_off, (int)gr->out_slot[o],
+                (int)g->nodes[gr->cat].axes);
         for (int d = 0; d < bd; d++) put(b, " + i%d * o%d_%d", d, o, d);
         put(b, ";\n");
         if (gr->red < 0 || o) continue;
@@ -447,7 +461,9 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
     for (int dt = 0; dt < TJ_NDTYPES; dt++)
         put(&b, "void tj_load_%s(void *, const char *, long long, long long);\n"
                 "void tj_load2_%s(void *, const char *, long long, long long, long long, "
-                "long long);\n", tj_dtype_suffix(dt), tj_dtype_suffix(dt));
+                "long long);\n"
+                "void tj_store_%s(char *, const void *, long long, long long);\n",
+            tj_dtype_suffix(dt), tj_dtype_suffix(dt), tj_dtype_suffix(dt));
     for (int gi = 0; gi < s->n_groups; gi++) {
         for (int32_t i = 0; i < n; i++) gs.where[i] = -1;
         emit_group(&body, g, s, gi, &gs);

@@ -204,6 +204,7 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_IFEW_VIEW(x)
 #define TJ_IFEW_CAST(x)
 #define TJ_IFEW_RED(x)
+#define TJ_IFEW_CAT(x)
 #define TJ_OT_SAME(T) T
 #define TJ_OT_BOOL(T) bool
 
@@ -321,6 +322,20 @@ TJ_CLONES void tj_p_POWS_f64(void *restrict o_, const void *restrict a_,
                     o[r * inner + i] = *(const T *)(row + i * s_in);                  \
         }                                                                             \
     }
+/* Scatters n contiguous elements to a byte stride (the inverse of tj_load). */
+#define TJ_STORE(T, s)                                                                \
+    TJ_CLONES void tj_store_##s(char *restrict dst, const void *restrict src_,       \
+                                int64_t stride, int64_t n) {                          \
+        const T *restrict src = src_;                                                 \
+        if (stride == (int64_t)sizeof(T)) { memcpy(dst, src, (size_t)n * sizeof(T)); return; } \
+        for (int64_t i = 0; i < n; i++) *(T *)(dst + i * stride) = src[i];            \
+    }
+TJ_STORE(bool, b)
+TJ_STORE(int32_t, i32)
+TJ_STORE(int64_t, i64)
+TJ_STORE(float, f32)
+TJ_STORE(double, f64)
+
 TJ_LOAD2(bool, b)
 TJ_LOAD2(int32_t, i32)
 TJ_LOAD2(int64_t, i64)
@@ -350,6 +365,9 @@ const tj_symbol tj_prim_symbols[] = {
     TJ_CASTSYMS_FROM(b) TJ_CASTSYMS_FROM(i32) TJ_CASTSYMS_FROM(i64)
     TJ_CASTSYMS_FROM(f32) TJ_CASTSYMS_FROM(f64)
     {"tj_p_POWS_f32", (void *)tj_p_POWS_f32}, {"tj_p_POWS_f64", (void *)tj_p_POWS_f64},
+    {"tj_store_b", (void *)tj_store_b}, {"tj_store_i32", (void *)tj_store_i32},
+    {"tj_store_i64", (void *)tj_store_i64}, {"tj_store_f32", (void *)tj_store_f32},
+    {"tj_store_f64", (void *)tj_store_f64},
     {"tj_load2_b", (void *)tj_load2_b}, {"tj_load2_i32", (void *)tj_load2_i32},
     {"tj_load2_i64", (void *)tj_load2_i64}, {"tj_load2_f32", (void *)tj_load2_f32},
     {"tj_load2_f64", (void *)tj_load2_f64},

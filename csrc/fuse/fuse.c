@@ -68,7 +68,8 @@ static void collapse(const tj_graph *g, tj_group *gr, const uint8_t *contig) {
         int ok = 1;
         for (int a = 0; a < na && ok; a++) {
             int32_t slot = a < nl ? gr->leaf_slot[a] : gr->out_slot[a - nl];
-            const tj_node *base = &g->nodes[a < nl ? gr->leaf_base[a] : gr->outs[a - nl]];
+            const tj_node *base = &g->nodes[a < nl ? gr->leaf_base[a]
+                                           : gr->cat >= 0 ? gr->cat : gr->outs[a - nl]];
             if (hi[a][d] == -1 && lo[a][d + 1] == -1) continue;
             if (hi[a][d] == -2 && lo[a][d + 1] == -2) {
                 ok = st[a][d] == st[a][d + 1] * gr->shape[d + 1];
@@ -275,6 +276,50 @@ done:
     return stored;
 }
 
+/* Per node: the CONCAT that is its only user, when the node is itself a CONCAT along
+ * the same axis (the chain concat(concat(a, b), c) is flattened into one buffer), or
+ * -1. New PyMem array, NULL + MemoryError. */
+static int32_t *inner_concats(const tj_graph *g) {
+    int32_t n = g->n ? g->n : 1;
+    int32_t *users = PyMem_Calloc((size_t)n, sizeof *users);
+    int32_t *into = PyMem_Malloc((size_t)n * sizeof *into);
+    if (!users || !into) {
+        PyMem_Free(users);
+        PyMem_Free(into);
+        return (int32_t *)PyErr_NoMemory();
+    }
+    for (int32_t i = 0; i < g->n; i++) {
+        into[i] = -1;
+        for (int a = 0; a < tj_ops[g->nodes[i].op].arity; a++) users[g->nodes[i].in[a]]++;
+    }
+    for (int32_t o = 0; o < g->n_out; o++) users[g->outputs[o]]++;
+    for (int32_t i = 0; i < g->n; i++) {
+        const tj_node *c = &g->nodes[i];
+        if (c->op != TJ_OP_CONCAT) continue;
+        for (int a = 0; a < 2; a++) {
+            const tj_node *x = &g->nodes[c->in[a]];
+            if (x->op == TJ_OP_CONCAT && x->axes == c->axes && users[c->in[a]] == 1)
+                into[c->in[a]] = i;
+        }
+    }
+    PyMem_Free(users);
+    return into;
+}
+
+/* The parts of concatenation `c` (inner concatenations flattened), with their
+ * offsets along its axis. Returns the count. */
+static int concat_parts(const tj_graph *g, const int32_t *into, int32_t c, int64_t off,
+                        int32_t *parts, int64_t *offs, int k) {
+    const tj_node *n = &g->nodes[c];
+    for (int a = 0; a < 2; a++) {
+        int32_t x = n->in[a];
+        if (into[x] == c) k = concat_parts(g, into, x, off, parts, offs, k);
+        else { parts[k] = x; offs[k++] = off; }
+        off += g->nodes[x].shape[n->axes];
+    }
+    return k;
+}
+
 static int same_shape(const tj_node *a, const tj_node *b) {
     if (a->ndim != b->ndim) return 0;
     for (int d = 0; d < a->ndim; d++)
@@ -285,7 +330,8 @@ static int same_shape(const tj_node *a, const tj_node *b) {
 int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
                  tj_schedule *s) {
     int rc = -1;
-    int32_t *stored_by = NULL;
+    int32_t *stored_by = NULL, *into = NULL, *parts = NULL;
+    int64_t *poffs = NULL;
     memset(s, 0, sizeof *s);
     int32_t n = g->n ? g->n : 1;
     int32_t *node_out = PyMem_Malloc((size_t)n * sizeof *node_out);
@@ -303,7 +349,10 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
     /* Materialized: operands of views that are computed, every reduction (its
      * result and its accumulator), and the costly operands reductions store. */
     stored_by = stored_operands(g);
-    if (!stored_by) goto done;
+    if (!stored_by || !(into = inner_concats(g))) goto done;
+    parts = PyMem_Malloc((size_t)n * sizeof *parts);
+    poffs = PyMem_Malloc((size_t)n * sizeof *poffs);
+    if (!parts || !poffs) goto nomem;
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *v = &g->nodes[i];
         if (v->op == TJ_OP_VIEW && tj_ops[g->nodes[v->in[0]].op].kind != TJ_K_LEAF &&
@@ -314,6 +363,7 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
             s->acc_slot[i] = next++;
         }
         if (stored_by[i] != -1 && s->mat_slot[i] < 0) s->mat_slot[i] = next++;
+        if (v->op == TJ_OP_CONCAT && into[i] < 0) s->mat_slot[i] = next++;
     }
     s->n_scratch = next - s->first_scratch;
     s->first_out = next;
@@ -327,8 +377,9 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
     s->slot_ndim = PyMem_Calloc((size_t)next + 1, sizeof(int));
     s->slot_shape = PyMem_Calloc((size_t)next + 1, sizeof *s->slot_shape);
     contig = PyMem_Malloc((size_t)next + 1);
-    s->groups = PyMem_Calloc((size_t)(s->n_scratch + g->n_out + 1), sizeof(tj_group));
-    for (int i = 0; s->groups && i < s->n_scratch + g->n_out + 1; i++) s->groups[i].red = -1;
+    int max_groups = s->n_scratch + g->n_out + 2 * g->n + 1;   /* parts of concatenations */
+    s->groups = PyMem_Calloc((size_t)max_groups, sizeof(tj_group));
+    for (int i = 0; s->groups && i < max_groups; i++) s->groups[i].red = s->groups[i].cat = -1;
     if (!s->slot_dtype || !s->slot_ndim || !s->slot_shape || !contig || !s->groups) goto nomem;
     for (int i = 0; i < next; i++) contig[i] = i < n_leaf_slots ? leaf_contig[i] : 1;
     for (int32_t i = 0; i < g->n; i++) {
@@ -354,6 +405,17 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
     /* Materialized nodes first, in topological order; then outputs grouped by shape. */
     for (int32_t i = 0; i < g->n; i++) {
         if (s->mat_slot[i] < 0 || stored_by[i] >= 0) continue;
+        if (g->nodes[i].op == TJ_OP_CONCAT) {   /* one group per part, into its region */
+            int k = concat_parts(g, into, i, 0, parts, poffs, 0);
+            for (int p = 0; p < k; p++) {
+                tj_group *gr = &s->groups[s->n_groups++];
+                gr->cat = i;
+                gr->cat_off = poffs[p];
+                if (build_group(g, s, gr, &parts[p], &s->mat_slot[i], 1, contig, mark) < 0)
+                    goto done;
+            }
+            continue;
+        }
         outs[0] = i;
         oslots[0] = s->mat_slot[i];
         int k = 1;
@@ -388,6 +450,9 @@ nomem:
     PyErr_NoMemory();
 done:
     PyMem_Free(stored_by);
+    PyMem_Free(into);
+    PyMem_Free(parts);
+    PyMem_Free(poffs);
     PyMem_Free(node_out);
     PyMem_Free(outs);
     PyMem_Free(oslots);

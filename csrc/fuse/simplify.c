@@ -140,8 +140,9 @@ static int32_t rule(ctx *c, tj_node *n) {
 
 /* Whether the node that is output-or-not, and read-by-a-view-or-not, may be replaced
  * by node `r` of the new graph. A view's operand is a leaf or a computed value (and a
- * reshaping view's operand is contiguous: views.c copies a strided one), so it is
- * only ever redirected to a computed value. */
+ * reshaping view's operand is contiguous: views.c copies a strided one), and a
+ * concatenation's parts are computed into its buffer, so these are only ever
+ * redirected to a computed value. */
 static int may_redirect(const ctx *c, const tj_node *n, int32_t r, int is_out, int viewed) {
     const tj_node *x = &c->ng.nodes[r];
     if (!same_type(n, x)) return 0;
@@ -165,6 +166,8 @@ int tj_pass_simplify(tj_trace *t) {
     for (int32_t o = 0; o < g->n_out; o++) is_out[g->outputs[o]] = 1;
     for (int32_t i = 0; i < g->n; i++)
         if (g->nodes[i].op == TJ_OP_VIEW) viewed[g->nodes[i].in[0]] = 1;
+        else if (g->nodes[i].op == TJ_OP_CONCAT)   /* parts are computed into place */
+            viewed[g->nodes[i].in[0]] = viewed[g->nodes[i].in[1]] = 1;
     for (int32_t i = 0; i < g->n; i++) {
         tj_node nd = g->nodes[i];
         for (int a = 0; a < tj_ops[nd.op].arity; a++) nd.in[a] = map[nd.in[a]];

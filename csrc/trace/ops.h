@@ -7,7 +7,8 @@
  *   arity     number of operands
  *   kind      LEAF (a value read from a slot), EW (elementwise), VIEW (movement),
  *             CAST (elementwise dtype conversion, primitives per (from, to)),
- *             RED (reduction over the node's `axes`; primitives in emit/reduce_prims.c)
+ *             RED (reduction over the node's `axes`; primitives in emit/reduce_prims.c),
+ *             CAT (operand 1 placed after operand 0 along dim `axes`; fuse.c)
  *   mask      loop dtypes the op is defined on (the dtype its operands are cast to):
  *             ALL, NUM (not bool), INTB (bool, ints), INT, FLT, F64 (TJ_M_* in tracejit.h)
  *   out       SAME: result has the loop dtype; BOOL: result is bool
@@ -98,4 +99,5 @@
     X(RMAX,      "max",          1, RED,  ALL,  SAME, 0,    0)                     \
     X(RMIN,      "min",          1, RED,  ALL,  SAME, 0,    0)                     \
     X(RARGMAX,   "argmax",       1, RED,  ALL,  SAME, 0,    0)                     \
-    X(RARGMIN,   "argmin",       1, RED,  ALL,  SAME, 0,    0)
+    X(RARGMIN,   "argmin",       1, RED,  ALL,  SAME, 0,    0)                     \
+    X(CONCAT,    NULL,           2, CAT,  ALL,  SAME, 0,    0)

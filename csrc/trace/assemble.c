@@ -1,0 +1,340 @@
+/* Arrays assembled from parts: concatenate, stack, hstack, vstack, roll and constant
+ * pad. Each part is a computed value (a COPY of a leaf or view), and a concatenation
+ * is a chain of binary CONCAT nodes; fuse.c flattens the chain and writes every part,
+ * with its producers fused, straight into its region of one buffer.
+ * Contract: results have NumPy's dtype (result_type of the parts) and shape; NumPy's
+ * errors for mismatched shapes or axes are raised at trace time. */
+#include "tracejit.h"
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
+#include <numpy/arrayobject.h>
+
+static int32_t part(tj_trace *t, int32_t id, int dt) {
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    const tj_node *x = &t->g.nodes[id];
+    n.op = x->dtype == dt ? TJ_OP_COPY : TJ_OP_CAST;
+    n.dtype = (uint8_t)dt;
+    n.ndim = x->ndim;
+    memcpy(n.shape, x->shape, sizeof n.shape);
+    n.in[0] = id;
+    n.in[1] = n.in[2] = -1;
+    n.slot = -1;
+    return tj_graph_add(&t->g, &n);
+}
+
+static int axis_of(PyObject *o, int ndim, int *axis) {
+    long a = PyLong_AsLong(o);
+    if (a == -1 && PyErr_Occurred()) return -1;
+    if (a < -ndim || a >= ndim) {
+        PyObject *mod = PyImport_ImportModule("numpy.exceptions");
+        PyObject *cls = mod ? PyObject_GetAttrString(mod, "AxisError") : NULL;
+        Py_XDECREF(mod);
+        if (!cls) return -1;
+        PyObject *exc = PyObject_CallFunction(cls, "li", a, ndim);
+        if (exc) { PyErr_SetObject(cls, exc); Py_DECREF(exc); }
+        Py_DECREF(cls);
+        return -1;
+    }
+    *axis = (int)(a < 0 ? a + ndim : a);
+    return 0;
+}
+
+/* Concatenates node ids along axis. New reference to a Tracer. */
+static PyObject *concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis) {
+    tj_state *st = tj_get_state();
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "need at least one array to concatenate");
+        return NULL;
+    }
+    const tj_node *first = &t->g.nodes[ids[0]];
+    int nd = first->ndim;
+    if (nd == 0) {
+        PyErr_SetString(PyExc_ValueError, "zero-dimensional arrays cannot be concatenated");
+        return NULL;
+    }
+    PyObject *dts = PyTuple_New(n);
+    if (!dts) return NULL;
+    int64_t shape[TJ_MAXDIM];
+    memcpy(shape, first->shape, sizeof shape);
+    shape[axis] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const tj_node *x = &t->g.nodes[ids[i]];
+        PyTuple_SET_ITEM(dts, i, Py_NewRef(st->dtypes[x->dtype]));
+        if (x->ndim != nd) {
+            Py_DECREF(dts);
+            PyErr_Format(PyExc_ValueError, "all the input array dimensions except for the "
+                         "concatenation axis must match exactly, but along dimension 0, the "
+                         "array at index 0 has %d dimension(s) and the array at index %zd has "
+                         "%d dimension(s)", nd, i, x->ndim);
+            return NULL;
+        }
+        for (int d = 0; d < nd; d++)
+            if (d != axis && x->shape[d] != first->shape[d]) {
+                Py_DECREF(dts);
+                PyErr_Format(PyExc_ValueError, "all the input array dimensions except for the "
+                             "concatenation axis must match exactly, but along dimension %d, "
+                             "the array at index 0 has size %lld and the array at index %zd "
+                             "has size %lld", d, (long long)first->shape[d], i,
+                             (long long)x->shape[d]);
+                return NULL;
+            }
+        shape[axis] += x->shape[axis];
+    }
+    PyObject *rt = PyObject_GetAttrString(st->numpy, "result_type");
+    PyObject *r = rt ? PyObject_CallObject(rt, dts) : NULL;
+    Py_XDECREF(rt);
+    Py_DECREF(dts);
+    if (!r) return NULL;
+    int dt = PyArray_DescrCheck(r) ? tj_dtype_from_typenum(((PyArray_Descr *)r)->type_num) : -1;
+    Py_DECREF(r);
+    if (dt < 0) return tj_trace_error("concatenating these dtypes is not supported by tracejit");
+    int32_t acc = part(t, ids[0], dt);
+    int64_t len = t->g.nodes[ids[0]].shape[axis];
+    for (Py_ssize_t i = 1; acc >= 0 && i < n; i++) {
+        int32_t p = part(t, ids[i], dt);
+        if (p < 0) return NULL;
+        tj_node c;
+        memset(&c, 0, sizeof c);
+        c.op = TJ_OP_CONCAT;
+        c.dtype = (uint8_t)dt;
+        c.ndim = (uint8_t)nd;
+        memcpy(c.shape, shape, sizeof c.shape);
+        len += t->g.nodes[ids[i]].shape[axis];
+        c.shape[axis] = len;
+        c.axes = (uint32_t)axis;
+        c.in[0] = acc;
+        c.in[1] = p;
+        c.in[2] = -1;
+        c.slot = -1;
+        acc = tj_graph_add(&t->g, &c);
+    }
+    return acc < 0 ? NULL : tj_tracer_new(t, acc);
+}
+
+/* Node ids of a sequence of arrays (tracers, arrays, scalars); with `stack`, a new
+ * axis is inserted first at `expand` (which may be negative). PyMem array in *ids. */
+static Py_ssize_t operands(tj_trace *t, PyObject *seq_o, int stack, int expand, int32_t **ids) {
+    PyObject *seq = PySequence_Fast(seq_o, "expected a sequence of arrays");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    *ids = PyMem_Malloc((size_t)(n ? n : 1) * sizeof **ids);
+    if (!*ids) { Py_DECREF(seq); PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t id = tj_operand(t, PySequence_Fast_GET_ITEM(seq, i));
+        if (id >= 0 && stack) {
+            const tj_node *x = &t->g.nodes[id];
+            int a;
+            PyObject *ax = PyLong_FromLong(expand);
+            int ok = ax && axis_of(ax, x->ndim + 1, &a) == 0;
+            Py_XDECREF(ax);
+            if (!ok) id = -1;
+            else {
+                tj_viewspec v;
+                memset(&v, 0, sizeof v);
+                for (int d = 0, k = 0; d <= x->ndim; d++) {
+                    v.shape[v.ndim] = d == a ? 1 : x->shape[k];
+                    v.src[v.ndim] = (int8_t)(d == a ? -1 : k);
+                    v.step[v.ndim] = d == a ? 0 : 1;
+                    v.ndim++;
+                    if (d != a) k++;
+                }
+                id = tj_view(t, id, &v);
+            }
+        }
+        if (id < 0) { Py_DECREF(seq); PyMem_Free(*ids); return -1; }
+        (*ids)[i] = id;
+    }
+    Py_DECREF(seq);
+    return n;
+}
+
+static PyObject *concatenate(tj_trace *t, PyObject *seq, PyObject *axis_o, int stack) {
+    int32_t *ids;
+    long ax = axis_o == Py_None ? 0 : PyLong_AsLong(axis_o);
+    if (ax == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = operands(t, seq, stack, (int)ax, &ids);
+    if (n < 0) return NULL;
+    PyObject *r = NULL;
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, stack ? "need at least one array to stack"
+                                                : "need at least one array to concatenate");
+    } else if (axis_o == Py_None && !stack) {   /* axis=None: flattened */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *x = tj_tracer_new(t, ids[i]), *m1 = PyLong_FromLong(-1);
+            PyObject *f = x && m1 ? tj_reshape(t, x, m1) : NULL;
+            Py_XDECREF(x);
+            Py_XDECREF(m1);
+            if (!f) goto done;
+            ids[i] = ((tj_tracer *)f)->id;
+            Py_DECREF(f);
+        }
+        r = concat_ids(t, ids, n, 0);
+    } else {
+        int axis;
+        if (axis_of(axis_o, t->g.nodes[ids[0]].ndim, &axis) == 0) r = concat_ids(t, ids, n, axis);
+    }
+done:
+    PyMem_Free(ids);
+    return r;
+}
+
+/* np.roll(x, shift, axis): the last `shift` along axis come first. */
+static PyObject *roll(tj_trace *t, PyObject *x, PyObject *shift_o, PyObject *axis_o) {
+    if (axis_o == Py_None) {
+        int32_t id = tj_operand(t, x);
+        if (id < 0) return NULL;
+        tj_node n = t->g.nodes[id];
+        PyObject *m1 = PyLong_FromLong(-1), *zero = PyLong_FromLong(0);
+        PyObject *flat = m1 ? tj_reshape(t, x, m1) : NULL;
+        PyObject *rolled = flat && zero ? roll(t, flat, shift_o, zero) : NULL;
+        PyObject *shape = PyTuple_New(n.ndim);
+        for (int d = 0; shape && d < n.ndim; d++) PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(n.shape[d]));
+        PyObject *r = rolled && shape ? tj_reshape(t, rolled, shape) : NULL;
+        Py_XDECREF(m1); Py_XDECREF(zero); Py_XDECREF(flat); Py_XDECREF(rolled); Py_XDECREF(shape);
+        return r;
+    }
+    if (!PyIndex_Check(shift_o) || !PyIndex_Check(axis_o))
+        return tj_trace_error("numpy.roll with several shifts or axes is not supported by "
+                              "tracejit yet");
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    int axis;
+    if (axis_of(axis_o, t->g.nodes[id].ndim, &axis) < 0) return NULL;
+    int64_t len = t->g.nodes[id].shape[axis];
+    long long sh = PyLong_AsLongLong(shift_o);
+    if (sh == -1 && PyErr_Occurred()) return NULL;
+    sh = len ? ((sh % len) + len) % len : 0;
+    if (sh == 0) return tj_apply_cast(t, x, tj_get_state()->dtypes[t->g.nodes[id].dtype]);
+    int32_t pieces[2];
+    for (int k = 0; k < 2; k++) {
+        const tj_node *n = &t->g.nodes[id];
+        tj_viewspec v;
+        memset(&v, 0, sizeof v);
+        for (int d = 0; d < n->ndim; d++) {
+            v.shape[d] = d != axis ? n->shape[d] : k == 0 ? sh : len - sh;
+            v.src[d] = (int8_t)d;
+            v.step[d] = 1;
+        }
+        v.ndim = n->ndim;
+        v.off[axis] = k == 0 ? len - sh : 0;
+        if ((pieces[k] = tj_view(t, id, &v)) < 0) return NULL;
+    }
+    return concat_ids(t, pieces, 2, axis);
+}
+
+/* np.pad(x, pad_width, mode="constant", constant_values=c) with one c. */
+static PyObject *pad(tj_trace *t, PyObject *x, PyObject *width, PyObject *mode, PyObject *value) {
+    if (mode && (!PyUnicode_Check(mode) || PyUnicode_CompareWithASCIIString(mode, "constant")))
+        return tj_trace_error("numpy.pad(mode=%R) is not supported by tracejit yet (only "
+                              "'constant')", mode);
+    if (value && !PyFloat_Check(value) && !PyLong_Check(value) && !PyArray_IsScalar(value, Generic))
+        return tj_trace_error("numpy.pad with per-axis constant_values is not supported by "
+                              "tracejit yet");
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    int nd = t->g.nodes[id].ndim;
+    PyObject *np_mod = tj_get_state()->numpy;
+    PyObject *shape = Py_BuildValue("(ii)", nd, 2);
+    PyObject *w = NULL, *cur = Py_NewRef(x), *zero = PyLong_FromLong(0);
+    if (!shape || !zero) goto fail;
+    /* numpy's own broadcasting of pad_width to (ndim, 2) */
+    PyObject *warr = PyObject_CallMethod(np_mod, "asarray", "(O)", width);
+    w = warr ? PyObject_CallMethod(np_mod, "broadcast_to", "OO", warr, shape) : NULL;
+    Py_XDECREF(warr);
+    if (!w) goto fail;
+    for (int d = 0; d < nd; d++) {
+        long long before = 0, after = 0;
+        PyObject *b = PyObject_CallMethod(w, "item", "ii", d, 0);
+        PyObject *a = b ? PyObject_CallMethod(w, "item", "ii", d, 1) : NULL;
+        if (a) { before = PyLong_AsLongLong(b); after = PyLong_AsLongLong(a); }
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        if (PyErr_Occurred()) goto fail;
+        if (before < 0 || after < 0) {
+            PyErr_SetString(PyExc_ValueError, "index can't contain negative values");
+            goto fail;
+        }
+        if (!before && !after) continue;
+        int32_t cid = tj_operand(t, cur);
+        if (cid < 0) goto fail;
+        tj_node c = t->g.nodes[cid];
+        int32_t ids[3];
+        int k = 0;
+        for (int side = 0; side < 3; side++) {
+            long long len = side == 0 ? before : side == 2 ? after : -1;
+            if (side == 1) { ids[k++] = cid; continue; }
+            if (!len) continue;
+            int64_t sh[TJ_MAXDIM];
+            memcpy(sh, c.shape, sizeof sh);
+            sh[d] = len;
+            PyObject *f = tj_apply_fill(t, value ? value : zero, c.dtype, c.ndim, sh);
+            if (!f) goto fail;
+            ids[k++] = ((tj_tracer *)f)->id;
+            Py_DECREF(f);
+        }
+        PyObject *next = concat_ids(t, ids, k, d);
+        if (!next) goto fail;
+        Py_SETREF(cur, next);
+    }
+    Py_DECREF(shape);
+    Py_DECREF(w);
+    Py_DECREF(zero);
+    return cur;
+fail:
+    Py_XDECREF(shape);
+    Py_XDECREF(w);
+    Py_XDECREF(cur);
+    Py_XDECREF(zero);
+    return NULL;
+}
+
+static PyObject *arg(PyObject *args, PyObject *kwargs, Py_ssize_t i, const char *name) {
+    if (i < PyTuple_GET_SIZE(args)) return PyTuple_GET_ITEM(args, i);
+    return kwargs ? PyDict_GetItemString(kwargs, name) : NULL;
+}
+
+PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs) {
+    PyObject *first = arg(args, kwargs, 0, !strcmp(name, "roll") || !strcmp(name, "pad")
+                                                ? (name[0] == 'r' ? "a" : "array") : "arrays");
+    if (!first && kwargs) first = PyDict_GetItemString(kwargs, "tup");
+    if (!first) return PyErr_Format(PyExc_TypeError, "%s() missing its first argument", name);
+    PyObject *out = kwargs ? PyDict_GetItemString(kwargs, "out") : NULL;
+    if (out && out != Py_None)
+        return tj_trace_error("numpy.%s(..., out=...) is not supported by tracejit", name);
+    PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1), *r = NULL;
+    if (!zero || !one) goto done;
+    if (!strcmp(name, "concatenate")) {
+        PyObject *axis = arg(args, kwargs, 1, "axis");
+        r = concatenate(t, first, axis ? axis : zero, 0);
+    } else if (!strcmp(name, "stack")) {
+        PyObject *axis = arg(args, kwargs, 1, "axis");
+        r = concatenate(t, first, axis ? axis : zero, 1);
+    } else if (!strcmp(name, "hstack") || !strcmp(name, "vstack")) {
+        int32_t *ids;
+        Py_ssize_t n = operands(t, first, 0, 0, &ids);
+        if (n < 0) goto done;
+        int h = name[0] == 'h', nd = n ? t->g.nodes[ids[0]].ndim : 0;
+        if (!h && nd == 1)   /* vstack of 1-D arrays stacks them as rows */
+            r = concatenate(t, first, zero, 1);
+        else
+            r = concat_ids(t, ids, n, h && nd > 1 ? 1 : 0);
+        PyMem_Free(ids);
+    } else if (!strcmp(name, "roll")) {
+        PyObject *shift = arg(args, kwargs, 1, "shift"), *axis = arg(args, kwargs, 2, "axis");
+        if (!shift) PyErr_SetString(PyExc_TypeError, "roll() needs a shift");
+        else r = roll(t, first, shift, axis ? axis : Py_None);
+    } else if (!strcmp(name, "pad")) {
+        PyObject *width = arg(args, kwargs, 1, "pad_width");
+        PyObject *mode = arg(args, kwargs, 2, "mode");
+        PyObject *value = kwargs ? PyDict_GetItemString(kwargs, "constant_values") : NULL;
+        if (!width) PyErr_SetString(PyExc_TypeError, "pad() needs pad_width");
+        else r = pad(t, first, width, mode, value);
+    } else {
+        tj_internal_error("unknown assembly %s", name);
+    }
+done:
+    Py_XDECREF(zero);
+    Py_XDECREF(one);
+    return r;
+}
