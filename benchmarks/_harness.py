@@ -357,9 +357,11 @@ def tracejit_compile_ns(f):
         return None
 
 
-def run_peer(peer: Peer, f, xs, ref, what: str, opts, rtol: float, atol: float) -> dict:
+def run_peer(peer: Peer, f, xs, ref, what: str, opts, rtol: float, atol: float,
+             target_s: float | None = None) -> dict:
     """First call of the fresh callable f (timed, checked), a warm call (checked), then
-    the steady-state timing. Raises WrongResult (or whatever f raised) before timing."""
+    the steady-state timing (about target_s, or 1 s; 0.02 s with --quick). Raises
+    WrongResult (or whatever f raised) before timing."""
     rec = {}
     args = [peer.convert(a) for a in xs]
     call = lambda: peer.finish(f(*args))  # noqa: E731
@@ -371,7 +373,8 @@ def run_peer(peer: Peer, f, xs, ref, what: str, opts, rtol: float, atol: float) 
     check_close(f"{peer.name} on {what}, first call", peer.to_numpy(out), ref, rtol, atol)
     check_close(f"{peer.name} on {what}, warm call", peer.to_numpy(call()), ref, rtol, atol)
     del out
-    target, min_reps, warm = (0.02, 3, 0.005) if opts.quick else (1.0, 5, 0.1)
+    target = 0.02 if opts.quick else target_s or 1.0
+    min_reps, warm = (3, 0.005) if opts.quick else (5, min(0.1, target / 4))
     rec.update(measure(call, target_s=target, min_reps=min_reps, warmup_s=warm))
     rec["status"] = "ok"
     return rec

@@ -241,7 +241,7 @@ def print_tables(result: dict, cases: list[Case], peer_names: list[str]) -> None
     faults = [[c.name] + [f"{by[(c.label, p)]['faults_per_call']:.0f}"
                           if by.get((c.label, p), {}).get("status") == "ok" else "-" for p in cols]
               for c in cases]
-    if any(cell not in ("0", "-") for row in faults for cell in row[1:]):
+    if any(cell != "-" and int(cell) >= 10 for row in faults for cell in row[1:]):
         print("\n### Minor page faults per warm call (whole process)\n")
         print(H.markdown_table(["case"] + cols, faults, right_from=1))
         print("\nglibc malloc serves large blocks from fresh mmaps (threshold 128 KiB, raised "

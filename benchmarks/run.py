@@ -3,12 +3,15 @@
     cd /work/main && PYTHONPATH=python python benchmarks/run.py
         [--quick]            fewer repetitions and smaller sizes (smoke test)
         [--json PATH]        raw numbers of every module, as {module: result}
-        [--cases LIST]       e.g. tiny,chain12/1M (passed to each module)
+        [--cases LIST]       e.g. tiny,chain12/1M,softmax (passed to each module; a
+                             module none of whose cases match is skipped)
         [--peers LIST]       e.g. numpy,tracejit,numexpr
 
 Peers (numexpr, jax, torch) are optional and skipped when not installed. The exit
 status is 1 when any peer, tracejit included, computed a wrong result or failed.
-Modules: bench_elementwise (see its docstring for what is measured and how).
+Modules: bench_elementwise, bench_numpy (see their docstrings for what is measured
+and how). bench_matmul, the sweep that chose tracejit's BLAS threshold, is not run
+here; run it alone (python benchmarks/bench_matmul.py).
 """
 from __future__ import annotations
 
@@ -21,11 +24,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness as H  # noqa: E402
 
-MODULES = ["bench_elementwise"]
+MODULES = ["bench_elementwise", "bench_numpy"]
 
 
 def main(argv=None) -> int:
     opts = H.common_parser(__doc__.splitlines()[0]).parse_args(argv)
+    opts.skip_unmatched = True           # --cases may name cases of some modules only
     results, status = {}, 0
     for i, name in enumerate(MODULES):
         if i:
@@ -35,6 +39,8 @@ def main(argv=None) -> int:
         results[name.removeprefix("bench_")] = result
         if result.get("failures"):
             status = 1
+    if opts.cases and not any(r.get("records") for r in results.values()):
+        raise SystemExit(f"--cases {opts.cases!r} matches no case of any module")
     if opts.json:
         with open(opts.json, "w") as f:
             json.dump(results, f, indent=1)

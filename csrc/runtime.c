@@ -59,8 +59,10 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     const int64_t *S_stack[TJ_STACK_SLOTS];
     unsigned char sc_stack[TJ_STACK_SLOTS][8];
     PyObject *o_stack[2 * TJ_STACK_SLOTS], *pos_stack[TJ_STACK_SLOTS], *h_stack[TJ_STACK_SLOTS];
-    int big = ns > TJ_STACK_SLOTS || p->n_results > TJ_STACK_SLOTS;
-    void **P = big ? PyMem_Calloc((size_t)ns, sizeof *P) : P_stack;
+    int big = ns + 1 > TJ_STACK_SLOTS || p->n_results > TJ_STACK_SLOTS;
+    /* P[ns] is the call's error record: gathers report an out-of-bounds index there */
+    int64_t err[4] = {0, 0, 0, 0};
+    void **P = big ? PyMem_Calloc((size_t)ns + 1, sizeof *P) : P_stack;
     const int64_t **S = big ? PyMem_Calloc((size_t)ns, sizeof *S) : S_stack;
     unsigned char (*sc)[8] = big ? PyMem_Calloc((size_t)ns, 8) : sc_stack;
     PyObject **outs = big ? PyMem_Calloc((size_t)ns + (size_t)p->n_results, sizeof *outs)
@@ -154,12 +156,18 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
         P[slot] = PyArray_DATA(a);
         S[slot] = (const int64_t *)PyArray_STRIDES(a);
     }
+    P[ns] = err;
     if (p->work >= TJ_NOGIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
         p->run(P, S);
         Py_END_ALLOW_THREADS
     } else {
         p->run(P, S);
+    }
+    if (err[0]) {
+        PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis %lld with size %lld",
+                     (long long)err[1], (long long)err[3], (long long)err[2]);
+        goto done;
     }
     for (int o = 0; o < p->n_results; o++) {
         int same = s->out_same_as ? s->out_same_as[o] : -1;

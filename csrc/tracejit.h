@@ -30,7 +30,7 @@ typedef enum {
 #undef TJ_X
     TJ_NOPS
 } tj_opcode;
-enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED, TJ_K_CAT };
+enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED, TJ_K_CAT, TJ_K_GATH };
 enum { TJ_O_SAME, TJ_O_BOOL };
 enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4 };
 #define TJ_M_ALL  0x1f
@@ -62,7 +62,7 @@ typedef struct {
     int32_t in[3];
     int32_t slot;          /* leaves: the data slot they read */
     uint32_t axes;         /* RED: bit d set when operand dim d is reduced */
-    tj_scalar value;       /* CONST */
+    tj_scalar value;       /* CONST; GATHER: value.i is the axis an IndexError names */
     int64_t shape[TJ_MAXDIM];
     int64_t vstep[TJ_MAXDIM];   /* VIEW: step along perm[d] (elements when flat) */
     int64_t voff[TJ_MAXDIM];    /* VIEW: start index per operand dim; voff[0] when flat */
@@ -168,6 +168,10 @@ PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObje
 /* a @ b and np.dot/vdot/inner/outer/tensordot (csrc/trace/contract.c). */
 PyObject *tj_matmul(tj_trace *t, PyObject *a, PyObject *b);
 PyObject *tj_contraction_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs);
+/* x[int array], np.take, np.take_along_axis (csrc/trace/gather.c). */
+int tj_is_advanced_index(PyObject *k);
+PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key);
+PyObject *tj_gather_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs);
 /* np.concatenate/stack/hstack/vstack/roll/pad (csrc/trace/assemble.c). */
 PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs);
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi);
@@ -209,6 +213,11 @@ typedef struct {
                                     a product of leaves mm_a and mm_b (see fuse.c) */
     int mm_a, mm_b;              /* leaf indices of the two factors */
     int mm_m, mm_n;              /* iteration dims of rows and columns, or -1 */
+    int8_t *leaf_gather;         /* per leaf: read by a GATHER along this loop dim (the
+                                    leaf's map there is -1), or -1 for an ordinary leaf */
+    int8_t *leaf_gsrc;           /* gather leaves: the slot dim indexed (-1, -2 flat) */
+    int64_t *leaf_gstep;         /* gather leaves: the step along it */
+    int64_t *leaf_glen;          /* gather leaves: the length of the indexed dim */
     int32_t cat;                 /* a part of a concatenation: the CONCAT node whose
                                     buffer outs[0] is written into, or -1 */
     int64_t cat_off;             /* its start along the CONCAT's axis */

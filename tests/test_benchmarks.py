@@ -17,6 +17,11 @@ def test_benchmarks_quick_run_checks_results():
     assert "tracejit/numpy" in r.stdout and "chain12" in r.stdout
 
 
+def test_matmul_sweep_quick_run_checks_results():   # not in run.py's modules
+    r = _run("benchmarks/bench_matmul.py", "--quick")
+    assert r.returncode == 0 and "Crossover" in r.stdout, r.stdout + r.stderr
+
+
 def test_demo_runs_and_matches_numpy():
     r = _run("demo.py")
     assert r.returncode == 0, r.stdout + r.stderr

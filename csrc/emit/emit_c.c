@@ -151,7 +151,14 @@ static void emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, cons
         for (int k = 0; !gr->leaf_flat[l] && k < TJ_MAXDIM; k++)
             if (gr->offs[l][k]) put(b, " + %lldLL * S[%d][%d]", (long long)gr->offs[l][k], slot, k);
         put(b, ";\n");
-        if (gs->uniform[gr->leaves[l]]) continue;
+        if (gr->leaf_gather[l] >= 0) {   /* the byte stride of the gathered dim */
+            int m = gr->leaf_gsrc[l];
+            long long step = (long long)gr->leaf_gstep[l];
+            if (m == -2) put(b, "    const long long g%d = %lldLL;\n", l, step * size);
+            else if (m >= 0) put(b, "    const long long g%d = %lldLL * S[%d][%d];\n", l, step, slot, m);
+            else put(b, "    const long long g%d = 0;\n", l);
+        }
+        if (gs->uniform[gr->leaves[l]] && gr->leaf_gather[l] < 0) continue;
         for (int d = 0; d < D; d++) {
             int m = gr->ndim ? gr->maps[l][d] : -1;
             long long step = (long long)gr->steps[l][d];
@@ -229,7 +236,9 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
      * contiguous across rows: fresh arrays and scratch are, a concatenation's parts
      * are not. */
     int64_t rows = 1;
-    if (gr->red < 0 && gr->cat < 0 && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
+    int gathers = 0;
+    for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaf_gather[l] >= 0;
+    if (gr->red < 0 && gr->cat < 0 && !gathers && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
         rows = TJ_BLOCK / inner < shape[D - 2] ? TJ_BLOCK / inner : shape[D - 2];
         for (int o = 0; o < gr->n_outs; o++)
             if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) rows = 1;
@@ -254,6 +263,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         gs->last_use[id] = -1;
         int u = 1;
         for (int d = 0; d < D; d++) u &= gr->maps[l][d] == -1;
+        if (gr->leaf_gather[l] >= 0) u = 0;   /* gathered data: read per element */
         gs->uniform[id] = (uint8_t)u;
     }
     for (int k = 0; k < gr->n_nodes; k++) {
@@ -318,7 +328,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     /* Loop body. Block buffers are numbered after the uniform ones. */
     for (int l = 0; l < gr->n_leaves; l++) {
         int32_t id = gr->leaves[l];
-        if (gs->uniform[id]) continue;
+        if (gs->uniform[id] || gr->leaf_gather[l] >= 0) continue;
         int dt = g->nodes[id].dtype, bufi = take_buf(gs);
         put(&body, "            const char *a%d = pl%d + %s * l%d_%d;\n", l, l, blk, l, bd);
         if (twod)   /* rows of a strided or broadcast leaf are gathered into the block */
@@ -356,6 +366,36 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         char pn[96];
         if (tj_ops[n->op].kind == TJ_K_RED) {
             emit_accumulate(&body, g, gr, gs, n, shape, D);
+            continue;
+        }
+        if (n->op == TJ_OP_GATHER) {
+            int dim = (int)n->axes + (gr->ndim - n->ndim), l = 0;
+            while (l < gr->n_leaves &&
+                   !(gr->leaves[l] == n->in[0] && gr->leaf_gather[l] == dim)) l++;
+            snprintf(pn, sizeof pn, "tj_gather_%s", tj_dtype_suffix(n->dtype));
+            declare_fn(gs, pn, "void %s(void *, const char *, long long, long long, long long, "
+                               "const long long *, long long, long long *, long long);\n");
+            int bufi = out >= 0 && !scatter ? -1 : take_buf(gs);
+            if (bufi < 0)
+                put(&body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
+            else
+                put(&body, "            void *v%d = tjb%d;\n", (int)id, bufi);
+            int32_t ix = n->in[1];
+            char ixs[32];
+            snprintf(ixs, sizeof ixs, gs->uniform[ix] ? "tju%d" : "v%d",
+                     gs->uniform[ix] ? (int)gs->where[ix] : (int)ix);
+            put(&body, "            %s(v%d, pl%d + j * l%d_%d, l%d_%d, g%d, %lldLL, %s, n, "
+                       "(long long *)P[%d], %lldLL);\n",
+                pn, (int)id, l, l, D - 1, l, D - 1, l, (long long)gr->leaf_glen[l], ixs,
+                s->n_slots, (long long)n->value.i);
+            if (scatter)
+                put(&body, "            tj_store_%s(po%d + j * o%d_%d, v%d, o%d_%d, n);\n",
+                    tj_dtype_suffix(n->dtype), out, out, D - 1, (int)id, out, D - 1);
+            gs->where[id] = bufi;
+            if (!gs->uniform[ix] && gs->last_use[ix] == k && gs->where[ix] >= 0) {
+                gs->free_bufs[gs->n_free++] = gs->where[ix];
+                gs->where[ix] = -1;
+            }
             continue;
         }
         prim_name(pn, sizeof pn, g, n, gs->uniform);

@@ -205,6 +205,7 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_IFEW_CAST(x)
 #define TJ_IFEW_RED(x)
 #define TJ_IFEW_CAT(x)
+#define TJ_IFEW_GATH(x)
 #define TJ_OT_SAME(T) T
 #define TJ_OT_BOOL(T) bool
 
@@ -330,6 +331,30 @@ TJ_CLONES void tj_p_POWS_f64(void *restrict o_, const void *restrict a_,
         if (stride == (int64_t)sizeof(T)) { memcpy(dst, src, (size_t)n * sizeof(T)); return; } \
         for (int64_t i = 0; i < n; i++) *(T *)(dst + i * stride) = src[i];            \
     }
+/* out[i] = base[i * s_inner + idx[i] * s_axis] (byte strides), a negative index
+ * counting from the end; an index out of [-len, len) reads nothing, yields 0 and is
+ * recorded in err (flag, index, len, axis) for the runtime's IndexError. */
+#define TJ_GATHER(T, s)                                                               \
+    void tj_gather_##s(void *restrict o_, const char *restrict base, int64_t s_inner, \
+                       int64_t s_axis, int64_t len, const int64_t *restrict idx,      \
+                       int64_t n, int64_t *err, int64_t axis) {                       \
+        T *restrict o = o_;                                                           \
+        for (int64_t i = 0; i < n; i++) {                                             \
+            int64_t v = idx[i] < 0 ? idx[i] + len : idx[i];                           \
+            if (v < 0 || v >= len) {                                                  \
+                if (!err[0]) { err[0] = 1; err[1] = idx[i]; err[2] = len; err[3] = axis; } \
+                o[i] = 0;                                                             \
+                continue;                                                             \
+            }                                                                         \
+            o[i] = *(const T *)(base + i * s_inner + v * s_axis);                     \
+        }                                                                             \
+    }
+TJ_GATHER(bool, b)
+TJ_GATHER(int32_t, i32)
+TJ_GATHER(int64_t, i64)
+TJ_GATHER(float, f32)
+TJ_GATHER(double, f64)
+
 TJ_STORE(bool, b)
 TJ_STORE(int32_t, i32)
 TJ_STORE(int64_t, i64)
@@ -365,6 +390,9 @@ const tj_symbol tj_prim_symbols[] = {
     TJ_CASTSYMS_FROM(b) TJ_CASTSYMS_FROM(i32) TJ_CASTSYMS_FROM(i64)
     TJ_CASTSYMS_FROM(f32) TJ_CASTSYMS_FROM(f64)
     {"tj_p_POWS_f32", (void *)tj_p_POWS_f32}, {"tj_p_POWS_f64", (void *)tj_p_POWS_f64},
+    {"tj_gather_b", (void *)tj_gather_b}, {"tj_gather_i32", (void *)tj_gather_i32},
+    {"tj_gather_i64", (void *)tj_gather_i64}, {"tj_gather_f32", (void *)tj_gather_f32},
+    {"tj_gather_f64", (void *)tj_gather_f64},
     {"tj_store_b", (void *)tj_store_b}, {"tj_store_i32", (void *)tj_store_i32},
     {"tj_store_i64", (void *)tj_store_i64}, {"tj_store_f32", (void *)tj_store_f32},
     {"tj_store_f64", (void *)tj_store_f64},

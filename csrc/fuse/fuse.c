@@ -174,7 +174,7 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
     gr->out_slot = PyMem_Malloc((size_t)n_outs * sizeof(int32_t));
     gr->omaps = PyMem_Malloc((size_t)n_outs * TJ_MAXDIM);
     gr->nodes = PyMem_Malloc((size_t)g->n * sizeof(int32_t));
-    gr->leaves = PyMem_Malloc((size_t)g->n * sizeof(int32_t));
+    gr->leaves = PyMem_Malloc((size_t)g->n * 2 * sizeof(int32_t));   /* + gathered data */
     if (!gr->outs || !gr->out_slot || !gr->omaps || !gr->nodes || !gr->leaves) {
         PyErr_NoMemory();
         return -1;
@@ -196,7 +196,7 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
         const tj_node *n = &g->nodes[i];
         for (int a = 0; a < tj_ops[n->op].arity; a++) {
             int32_t x = n->in[a];
-            if (mark[x]) continue;
+            if (mark[x] || (n->op == TJ_OP_GATHER && a == 0)) continue;   /* read in place */
             mark[x] = is_leafish(g, s, x) ? 1 : 2;
         }
     }
@@ -205,6 +205,23 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
         if (mark[i] == 2) gr->nodes[gr->n_nodes++] = i;
         else if (mark[i] == 1) gr->leaves[gr->n_leaves++] = i;
     }
+    /* Data that gathers read: a leaf of its own per (node, gathered dim). */
+    int n_plain = gr->n_leaves;
+    int8_t gdim[TJ_MAXDIM * 8];
+    for (int k = 0; k < gr->n_nodes; k++) {
+        const tj_node *nd = &g->nodes[gr->nodes[k]];
+        if (nd->op != TJ_OP_GATHER) continue;
+        int dim = (int)nd->axes + (gr->ndim - nd->ndim), dup = 0;
+        for (int l = n_plain; l < gr->n_leaves; l++)
+            dup |= gr->leaves[l] == nd->in[0] && gdim[l - n_plain] == dim;
+        if (dup) continue;
+        if (gr->n_leaves - n_plain >= (int)sizeof gdim) {
+            tj_internal_error("too many gathers in one loop");
+            return -1;
+        }
+        gdim[gr->n_leaves - n_plain] = (int8_t)dim;
+        gr->leaves[gr->n_leaves++] = nd->in[0];
+    }
     size_t nl = (size_t)(gr->n_leaves ? gr->n_leaves : 1);
     gr->maps = PyMem_Malloc(nl * TJ_MAXDIM);
     gr->steps = PyMem_Malloc(nl * sizeof *gr->steps);
@@ -212,13 +229,30 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
     gr->leaf_slot = PyMem_Malloc(nl * sizeof(int32_t));
     gr->leaf_base = PyMem_Malloc(nl * sizeof(int32_t));
     gr->leaf_flat = PyMem_Malloc(nl);
+    gr->leaf_gather = PyMem_Malloc(nl);
+    gr->leaf_gsrc = PyMem_Malloc(nl);
+    gr->leaf_gstep = PyMem_Malloc(nl * sizeof(int64_t));
+    gr->leaf_glen = PyMem_Malloc(nl * sizeof(int64_t));
     if (!gr->maps || !gr->steps || !gr->offs || !gr->leaf_slot || !gr->leaf_base ||
-        !gr->leaf_flat) {
+        !gr->leaf_flat || !gr->leaf_gather || !gr->leaf_gsrc || !gr->leaf_gstep ||
+        !gr->leaf_glen) {
         PyErr_NoMemory();
         return -1;
     }
-    for (int l = 0; l < gr->n_leaves; l++) leaf_access(g, s, gr->leaves[l], gr->ndim, gr, l);
-    if (!detect_contraction(g, gr)) collapse(g, gr, contig);
+    for (int l = 0; l < gr->n_leaves; l++) {
+        leaf_access(g, s, gr->leaves[l], gr->ndim, gr, l);
+        gr->leaf_gather[l] = -1;
+        if (l < n_plain) continue;
+        int dim = gdim[l - n_plain];   /* the loop does not index the gathered dim */
+        const tj_node *data = &g->nodes[gr->leaves[l]];
+        gr->leaf_gather[l] = (int8_t)dim;
+        gr->leaf_gsrc[l] = gr->maps[l][dim];
+        gr->leaf_gstep[l] = gr->steps[l][dim];
+        gr->leaf_glen[l] = data->shape[dim - (gr->ndim - data->ndim)];
+        gr->maps[l][dim] = -1;
+        gr->steps[l][dim] = 0;
+    }
+    if (!detect_contraction(g, gr) && n_plain == gr->n_leaves) collapse(g, gr, contig);
     return 0;
 }
 
@@ -364,6 +398,12 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
         }
         if (stored_by[i] != -1 && s->mat_slot[i] < 0) s->mat_slot[i] = next++;
         if (v->op == TJ_OP_CONCAT && into[i] < 0) s->mat_slot[i] = next++;
+        if (v->op == TJ_OP_GATHER) {   /* gathered data is read in place: from memory */
+            int32_t d = v->in[0];
+            int dk = tj_ops[g->nodes[d].op].kind;
+            if (dk != TJ_K_LEAF && g->nodes[d].op != TJ_OP_VIEW && s->mat_slot[d] < 0)
+                s->mat_slot[d] = next++;
+        }
     }
     s->n_scratch = next - s->first_scratch;
     s->first_out = next;
@@ -473,6 +513,10 @@ void tj_schedule_free(tj_schedule *s) {
         PyMem_Free(gr->leaf_slot);
         PyMem_Free(gr->leaf_base);
         PyMem_Free(gr->leaf_flat);
+        PyMem_Free(gr->leaf_gather);
+        PyMem_Free(gr->leaf_gsrc);
+        PyMem_Free(gr->leaf_gstep);
+        PyMem_Free(gr->leaf_glen);
         PyMem_Free(gr->outs);
         PyMem_Free(gr->out_slot);
         PyMem_Free(gr->omaps);

@@ -8,7 +8,8 @@
  *   kind      LEAF (a value read from a slot), EW (elementwise), VIEW (movement),
  *             CAST (elementwise dtype conversion, primitives per (from, to)),
  *             RED (reduction over the node's `axes`; primitives in emit/reduce_prims.c),
- *             CAT (operand 1 placed after operand 0 along dim `axes`; fuse.c)
+ *             CAT (operand 1 placed after operand 0 along dim `axes`; fuse.c),
+ *             GATH (operand 0 read at the int64 positions operand 1 gives along dim `axes`)
  *   mask      loop dtypes the op is defined on (the dtype its operands are cast to):
  *             ALL, NUM (not bool), INTB (bool, ints), INT, FLT, F64 (TJ_M_* in tracejit.h)
  *   out       SAME: result has the loop dtype; BOOL: result is bool
@@ -100,4 +101,5 @@
     X(RMIN,      "min",          1, RED,  ALL,  SAME, 0,    0)                     \
     X(RARGMAX,   "argmax",       1, RED,  ALL,  SAME, 0,    0)                     \
     X(RARGMIN,   "argmin",       1, RED,  ALL,  SAME, 0,    0)                     \
-    X(CONCAT,    NULL,           2, CAT,  ALL,  SAME, 0,    0)
+    X(CONCAT,    NULL,           2, CAT,  ALL,  SAME, 0,    0)                     \
+    X(GATHER,    NULL,           2, GATH, ALL,  SAME, 0,    0)

@@ -29,10 +29,13 @@ static const struct { const char *name, *first; } array_functions[] = {
     /* assembly: from F_ASSEMBLE on */
     {"concatenate", "arrays"}, {"stack", "arrays"}, {"hstack", "tup"}, {"vstack", "tup"},
     {"roll", "a"}, {"pad", "array"},
+    /* gathers: from F_GATHER on */
+    {"take", "a"}, {"take_along_axis", "arr"},
     {NULL, NULL}};
 enum { F_WHERE, F_CLIP, F_TRANSPOSE, F_ASTYPE, F_SHAPE, F_NDIM, F_SIZE, F_NAN_TO_NUM,
        F_ZEROS_LIKE, F_ONES_LIKE, F_EMPTY_LIKE, F_FULL_LIKE, F_COPYTO, F_REDUCE,
-       F_MOVE = F_REDUCE + 13, F_CONTRACT = F_MOVE + 12, F_ASSEMBLE = F_CONTRACT + 5 };
+       F_MOVE = F_REDUCE + 13, F_CONTRACT = F_MOVE + 12, F_ASSEMBLE = F_CONTRACT + 5,
+       F_GATHER = F_ASSEMBLE + 6 };
 
 int tj_protocols_init(tj_state *st) {
     st->ufunc_ops = PyDict_New();
@@ -361,6 +364,7 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
                               "not traced); compute the value instead, e.g. with "
                               "numpy.full_like or numpy.where");
     default:
+        if (h >= F_GATHER) return tj_gather_call(t, array_functions[h].name, args, kwargs);
         if (h >= F_ASSEMBLE) return tj_assemble_call(t, array_functions[h].name, args, kwargs);
         if (h >= F_CONTRACT) return tj_contraction_call(t, array_functions[h].name, args, kwargs);
         if (h >= F_MOVE) return tj_movement_call(t, array_functions[h].name, args, kwargs, 0);

@@ -131,6 +131,15 @@ PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key) {
     memcpy(shape, n->shape, sizeof shape);
     PyObject *items = PyTuple_Check(key) ? Py_NewRef(key) : PyTuple_Pack(1, key);
     if (!items) return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(items); i++) {
+        PyObject *k = PyTuple_GET_ITEM(items, i);
+        int boolean = (PyArray_Check(k) && PyArray_TYPE((PyArrayObject *)k) == NPY_BOOL) ||
+                      (tj_is_tracer(k) && t->g.nodes[((tj_tracer *)k)->id].dtype == TJ_BOOL);
+        if (!boolean && tj_is_advanced_index(k)) {
+            Py_DECREF(items);
+            return tj_getitem_advanced(t, x, key);
+        }
+    }
     Py_ssize_t ni = PyTuple_GET_SIZE(items), consumed = 0, ellipses = 0;
     for (Py_ssize_t i = 0; i < ni; i++) {
         PyObject *k = PyTuple_GET_ITEM(items, i);
