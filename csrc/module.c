@@ -78,6 +78,16 @@ static PyObject *load_blas(PyObject *m, PyObject *args) {
     return PyBool_FromLong(tj_blas_load(path) == 0);
 }
 
+/* _register_impls(dict): NumPy functions implemented by Python compositions. */
+static PyObject *register_impls(PyObject *m, PyObject *impls) {
+    if (!PyDict_Check(impls)) {
+        PyErr_SetString(PyExc_TypeError, "expected a dict");
+        return NULL;
+    }
+    Py_XSETREF(g_state->py_impls, Py_NewRef(impls));
+    Py_RETURN_NONE;
+}
+
 static PyObject *set_skip_dirs(PyObject *m, PyObject *dirs) {
     if (!PyTuple_Check(dirs)) {
         PyErr_SetString(PyExc_TypeError, "expected a tuple of str");
@@ -92,6 +102,7 @@ static PyMethodDef module_methods[] = {
     {"libtcc_path", libtcc_path, METH_NOARGS, "path of the loaded libtcc, or None"},
     {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},
     {"_load_blas", load_blas, METH_VARARGS, "use NumPy's BLAS for large products"},
+    {"_register_impls", register_impls, METH_O, "NumPy functions implemented in Python"},
     {"_set_skip_dirs", set_skip_dirs, METH_O,
      "directories whose frames are not the user's code in error locations"},
     {NULL},
@@ -175,6 +186,7 @@ static int module_clear(PyObject *m) {
     Py_CLEAR(st->py_int);
     Py_CLEAR(st->py_float);
     Py_CLEAR(st->skip_dirs);
+    Py_CLEAR(st->py_impls);
     for (int i = 0; i < TJ_NOPS; i++) Py_CLEAR(st->ufunc_of[i]);
     for (int d = 0; d < TJ_NDTYPES; d++) Py_CLEAR(st->dtypes[d]);
     return 0;

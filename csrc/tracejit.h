@@ -98,6 +98,7 @@ typedef struct {
     PyObject *ufunc_ops;            /* dict: ufunc -> op index */
     PyObject *ufunc_of[TJ_NOPS];    /* op index -> its numpy ufunc, or NULL */
     PyObject *array_funcs;          /* dict: numpy function -> handler index (dispatch.c) */
+    PyObject *py_impls;             /* dict: numpy function -> composition in Python */
     PyObject *dtypes[TJ_NDTYPES];   /* numpy dtype objects */
     PyObject *py_int, *py_float;    /* the int and float types (weak operands) */
     PyObject *skip_dirs;            /* tuple of directory prefixes skipped when locating user code */

@@ -310,6 +310,10 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
     tj_trace *t = trace_of(self);
     if (!t) return NULL;
     PyObject *hv = PyDict_GetItemWithError(st->array_funcs, func);
+    if (!hv && !PyErr_Occurred() && st->py_impls) {   /* a composition (_impls.py) */
+        PyObject *impl = PyDict_GetItemWithError(st->py_impls, func);
+        if (impl) return PyObject_Call(impl, args, kwargs);
+    }
     if (!hv) {
         if (PyErr_Occurred()) return NULL;
         PyObject *name = qualified_name(func);

@@ -40,6 +40,10 @@ def _load_blas():
     return False
 
 
+from ._impls import IMPLS as _IMPLS  # noqa: E402
+
+_C._register_impls(_IMPLS)
+
 _BLAS_MIN = 2048   # multiply-adds; chosen by benchmarks/bench_matmul.py (see README)
 _HAVE_BLAS = _load_blas()
 
