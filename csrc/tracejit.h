@@ -30,7 +30,7 @@ typedef enum {
 #undef TJ_X
     TJ_NOPS
 } tj_opcode;
-enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED, TJ_K_CAT, TJ_K_GATH };
+enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED, TJ_K_CAT, TJ_K_GATH, TJ_K_SCAN };
 enum { TJ_O_SAME, TJ_O_BOOL };
 enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4 };
 #define TJ_M_ALL  0x1f
@@ -209,7 +209,10 @@ typedef struct {
     int32_t red;                 /* a reduction group: the RED node (its only out), or -1;
                                     iteration shape is its operand's, omaps[0] is -1 on
                                     the reduced dims */
-    int32_t acc_slot;            /* reduction: accumulator slot (output's shape, acc dtype) */
+    int32_t acc_slot;            /* reduction: accumulator slot (output's shape, acc dtype);
+                                    a scan (red is a SCAN node): the running value per
+                                    position of the other dims, read through amap */
+    int8_t amap[TJ_MAXDIM];      /* scan: iteration dim -> accumulator dim, -1 on the axis */
     int contract;                /* a reduction that is a GEMM: sum over the last dim of
                                     a product of leaves mm_a and mm_b (see fuse.c) */
     int mm_a, mm_b;              /* leaf indices of the two factors */

@@ -86,11 +86,40 @@ static const char *red_suffix(const tj_graph *g, const tj_node *r) {
 
 static int is_arg(const tj_node *r) { return r->op == TJ_OP_RARGMAX || r->op == TJ_OP_RARGMIN; }
 
+static int is_scan(const tj_graph *g, const tj_group *gr) {
+    return gr->red >= 0 && tj_ops[g->nodes[gr->red].op].kind == TJ_K_SCAN;
+}
+
+/* A scan's block: one running value along it (the scanned dim is the loop's inner
+ * dim), or a row of them advanced elementwise; the result written as it goes. */
+static void emit_scan(sbuf *b, const tj_graph *g, const tj_group *gr, gstate *gs,
+                      const tj_node *r, int D) {
+    int horizontal = !gr->ndim || gr->amap[D - 1] < 0;
+    char pn[96];
+    snprintf(pn, sizeof pn, "tj_s%c_%s_%s", horizontal ? 'h' : 'v', tj_ops[r->op].name,
+             tj_dtype_suffix(r->dtype));
+    declare_fn(gs, pn, "void %s(void *, void *, const void *, long long);\n");
+    int32_t x = r->in[0];
+    put(b, "            %s(po0 + j * o0_%d, ", pn, D - 1);
+    if (horizontal) put(b, "pc0, ");
+    else put(b, "pc0 + j * c0_%d, ", D - 1);
+    put(b, gs->uniform[x] ? "tju%d, n);\n" : "v%d, n);\n",
+        gs->uniform[x] ? (int)gs->where[x] : (int)x);
+}
+
 /* Before the loop nest: accumulators to the identity; after it: results from them. */
 static void emit_reduction_edges(sbuf *b, const tj_graph *g, const tj_group *gr, gstate *gs,
                                  int after) {
     const tj_node *r = &g->nodes[gr->red];
     char pn[96];
+    if (is_scan(g, gr)) {   /* running values start at the identity; nothing to finish */
+        if (after) return;
+        snprintf(pn, sizeof pn, "tj_si_%s_%s", tj_ops[r->op].name, tj_dtype_suffix(r->dtype));
+        declare_fn(gs, pn, "void %s(void *, long long);\n");
+        int64_t n = tj_node_size(r) / (r->shape[r->axes] ? r->shape[r->axes] : 1);
+        put(b, "    %s(P[%d], %lldLL);\n", pn, (int)gr->acc_slot, (long long)n);
+        return;
+    }
     snprintf(pn, sizeof pn, "tj_r%c_%s_%s", after ? 'f' : 'i', tj_ops[r->op].name,
              red_suffix(g, r));
     if (after) {
@@ -273,7 +302,8 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
             gs->last_use[n->in[a]] = k;
             u &= gs->uniform[n->in[a]];
         }
-        if (tj_ops[n->op].kind == TJ_K_RED) u = 0;   /* accumulated in the loop */
+        if (tj_ops[n->op].kind == TJ_K_RED || tj_ops[n->op].kind == TJ_K_SCAN)
+            u = 0;   /* accumulated in the loop */
         gs->uniform[gr->nodes[k]] = (uint8_t)u;
         gs->last_use[gr->nodes[k]] = k;
     }
@@ -318,9 +348,9 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
             else
                 put(b, "    const long long o%d_%d = 0;\n", o, d);
             if (gr->red < 0 || o) continue;   /* the accumulator: the result's shape and map */
-            if (gr->ndim && gr->omaps[o][d] >= 0)
-                put(b, "    const long long c%d_%d = S[%d][%d];\n", o, d, (int)gr->acc_slot,
-                    gr->omaps[o][d]);
+            int cm = is_scan(g, gr) ? gr->amap[d] : gr->omaps[o][d];   /* a scan's: amap */
+            if (gr->ndim && cm >= 0)
+                put(b, "    const long long c%d_%d = S[%d][%d];\n", o, d, (int)gr->acc_slot, cm);
             else
                 put(b, "    const long long c%d_%d = 0;\n", o, d);
         }
@@ -366,6 +396,10 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         char pn[96];
         if (tj_ops[n->op].kind == TJ_K_RED) {
             emit_accumulate(&body, g, gr, gs, n, shape, D);
+            continue;
+        }
+        if (tj_ops[n->op].kind == TJ_K_SCAN) {
+            emit_scan(&body, g, gr, gs, n, D);
             continue;
         }
         if (n->op == TJ_OP_GATHER) {

@@ -206,6 +206,7 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_IFEW_RED(x)
 #define TJ_IFEW_CAT(x)
 #define TJ_IFEW_GATH(x)
+#define TJ_IFEW_SCAN(x)
 #define TJ_OT_SAME(T) T
 #define TJ_OT_BOOL(T) bool
 

@@ -135,6 +135,43 @@ TJ_EXTREMES(float, f32, -INFINITY, INFINITY)
 TJ_EXTREMES(double, f64, -INFINITY, INFINITY)
 #pragma GCC diagnostic pop
 
+/* Scans in the result dtype, sequentially, as NumPy's accumulate does (so float
+ * results are bitwise NumPy's): tj_si_ fills the running values with the identity,
+ * tj_sh_ continues one running value along a block, tj_sv_ advances a row of them. */
+#define TJ_SCAN(NAME, OPR, ID, T, s)                                                      \
+    void tj_si_##NAME##_##s(void *restrict acc_, int64_t n) {                             \
+        T *acc = acc_;                                                                    \
+        for (int64_t i = 0; i < n; i++) acc[i] = (T)(ID);                                 \
+    }                                                                                     \
+    void tj_sh_##NAME##_##s(void *restrict out_, void *restrict acc_,                     \
+                            const void *restrict v_, int64_t n) {                         \
+        T *out = out_, r = *(T *)acc_;                                                    \
+        const T *v = v_;                                                                  \
+        for (int64_t i = 0; i < n; i++) out[i] = r = (T)(r OPR v[i]);                     \
+        *(T *)acc_ = r;                                                                   \
+    }                                                                                     \
+    TJ_CLONES void tj_sv_##NAME##_##s(void *restrict out_, void *restrict acc_,           \
+                                      const void *restrict v_, int64_t n) {               \
+        T *restrict out = out_, *restrict acc = acc_;                                     \
+        const T *v = v_;                                                                  \
+        for (int64_t i = 0; i < n; i++) out[i] = acc[i] = (T)(acc[i] OPR v[i]);           \
+    }
+#define TJ_SCANS(T, s) TJ_SCAN(CUMSUM, +, 0, T, s) TJ_SCAN(CUMPROD, *, 1, T, s)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wint-in-bool-context"   /* bool products are logical and */
+TJ_SCANS(bool, b)
+TJ_SCANS(int32_t, i32)
+TJ_SCANS(int64_t, i64)
+TJ_SCANS(float, f32)
+TJ_SCANS(double, f64)
+#pragma GCC diagnostic pop
+
+#define SYM3(NAME, s)                                                                     \
+    {"tj_si_" #NAME "_" #s, (void *)tj_si_##NAME##_##s},                                  \
+    {"tj_sh_" #NAME "_" #s, (void *)tj_sh_##NAME##_##s},                                  \
+    {"tj_sv_" #NAME "_" #s, (void *)tj_sv_##NAME##_##s},
+#define SCANSYMS(s) SYM3(CUMSUM, s) SYM3(CUMPROD, s)
+
 #define SYM4(NAME, s)                                                                     \
     {"tj_ri_" #NAME "_" #s, (void *)tj_ri_##NAME##_##s},                                  \
     {"tj_rh_" #NAME "_" #s, (void *)tj_rh_##NAME##_##s},                                  \
@@ -143,4 +180,6 @@ TJ_EXTREMES(double, f64, -INFINITY, INFINITY)
 #define SYMS(s) SYM4(RSUM, s) SYM4(RPROD, s) SYM4(RMAX, s) SYM4(RMIN, s) SYM4(RARGMAX, s) \
     SYM4(RARGMIN, s)
 
-const tj_symbol tj_reduce_symbols[] = {SYMS(b) SYMS(i32) SYMS(i64) SYMS(f32) SYMS(f64) {NULL, NULL}};
+const tj_symbol tj_reduce_symbols[] = {SYMS(b) SYMS(i32) SYMS(i64) SYMS(f32) SYMS(f64)
+                                       SCANSYMS(b) SCANSYMS(i32) SCANSYMS(i64) SCANSYMS(f32)
+                                       SCANSYMS(f64) {NULL, NULL}};

@@ -163,7 +163,8 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
                        const int32_t *out_slots, int n_outs, const uint8_t *contig,
                        uint8_t *mark) {
     const tj_node *first = &g->nodes[outs[0]];
-    int is_red = tj_ops[first->op].kind == TJ_K_RED;
+    int is_scan = tj_ops[first->op].kind == TJ_K_SCAN;
+    int is_red = tj_ops[first->op].kind == TJ_K_RED || is_scan;
     const tj_node *space = is_red ? &g->nodes[first->in[0]] : first;
     gr->red = is_red ? outs[0] : -1;
     gr->acc_slot = is_red ? s->acc_slot[outs[0]] : -1;
@@ -184,7 +185,7 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
         gr->outs[o] = outs[o];
         gr->out_slot[o] = out_slots[o];
         memset(gr->omaps[o], -1, TJ_MAXDIM);
-        if (is_red && o == 0)
+        if (is_red && !is_scan && o == 0)
             reduction_map(first, space, gr->omaps[o]);
         else
             for (int d = 0; d < gr->ndim; d++) gr->omaps[o][d] = gr->shape[d] == 1 ? -1 : (int8_t)d;
@@ -252,7 +253,11 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
         gr->maps[l][dim] = -1;
         gr->steps[l][dim] = 0;
     }
-    if (!detect_contraction(g, gr) && n_plain == gr->n_leaves) collapse(g, gr, contig);
+    memset(gr->amap, -1, sizeof gr->amap);
+    for (int d = 0, k = 0; is_scan && d < gr->ndim; d++)   /* the scan's running values */
+        if (d != (int)first->axes) { gr->amap[d] = gr->shape[d] == 1 ? -1 : (int8_t)k; k++; }
+    if (!detect_contraction(g, gr) && n_plain == gr->n_leaves && !is_scan)
+        collapse(g, gr, contig);
     return 0;
 }
 
@@ -392,7 +397,7 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
         if (v->op == TJ_OP_VIEW && tj_ops[g->nodes[v->in[0]].op].kind != TJ_K_LEAF &&
             s->mat_slot[v->in[0]] < 0)
             s->mat_slot[v->in[0]] = next++;
-        if (tj_ops[v->op].kind == TJ_K_RED) {
+        if (tj_ops[v->op].kind == TJ_K_RED || tj_ops[v->op].kind == TJ_K_SCAN) {
             s->mat_slot[i] = next++;
             s->acc_slot[i] = next++;
         }
@@ -434,7 +439,15 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
         if (s->mat_slot[i] >= 0)
             s->scratch_bytes += tj_node_size(&g->nodes[i]) * tj_dtype_size(g->nodes[i].dtype);
         int acc = s->acc_slot[i];
-        if (acc >= 0) {
+        if (acc >= 0 && tj_ops[g->nodes[i].op].kind == TJ_K_SCAN) {   /* shape less the axis */
+            const tj_node *r = &g->nodes[i];
+            s->slot_dtype[acc] = r->dtype;
+            s->slot_ndim[acc] = r->ndim - 1;
+            for (int d = 0, k = 0; d < r->ndim; d++)
+                if (d != (int)r->axes) s->slot_shape[acc][k++] = r->shape[d];
+            s->scratch_bytes += tj_node_size(r) / (r->shape[r->axes] ? r->shape[r->axes] : 1) *
+                                tj_dtype_size(r->dtype);
+        } else if (acc >= 0) {
             const tj_node *r = &g->nodes[i];
             s->slot_dtype[acc] = tj_red_acc_dtype(r->op, g->nodes[r->in[0]].dtype);
             s->slot_ndim[acc] = r->ndim;

@@ -15,7 +15,8 @@ static int fresh_outputs(tj_graph *g) {
     for (int32_t o = 0; o < g->n_out; o++) {
         const tj_node *n = &g->nodes[g->outputs[o]];
         int kind = tj_ops[n->op].kind;
-        if (kind != TJ_K_LEAF && kind != TJ_K_RED && kind != TJ_K_CAT && n->op != TJ_OP_VIEW)
+        if (kind != TJ_K_LEAF && kind != TJ_K_RED && kind != TJ_K_CAT && kind != TJ_K_SCAN &&
+            n->op != TJ_OP_VIEW)
             continue;
         tj_node c = *n;
         c.op = TJ_OP_COPY;

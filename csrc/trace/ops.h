@@ -9,7 +9,8 @@
  *             CAST (elementwise dtype conversion, primitives per (from, to)),
  *             RED (reduction over the node's `axes`; primitives in emit/reduce_prims.c),
  *             CAT (operand 1 placed after operand 0 along dim `axes`; fuse.c),
- *             GATH (operand 0 read at the int64 positions operand 1 gives along dim `axes`)
+ *             GATH (operand 0 read at the int64 positions operand 1 gives along dim `axes`),
+ *             SCAN (running sum or product along dim `axes`; csrc/emit/reduce_prims.c)
  *   mask      loop dtypes the op is defined on (the dtype its operands are cast to):
  *             ALL, NUM (not bool), INTB (bool, ints), INT, FLT, F64 (TJ_M_* in tracejit.h)
  *   out       SAME: result has the loop dtype; BOOL: result is bool
@@ -102,4 +103,6 @@
     X(RARGMAX,   "argmax",       1, RED,  ALL,  SAME, 0,    0)                     \
     X(RARGMIN,   "argmin",       1, RED,  ALL,  SAME, 0,    0)                     \
     X(CONCAT,    NULL,           2, CAT,  ALL,  SAME, 0,    0)                     \
-    X(GATHER,    NULL,           2, GATH, ALL,  SAME, 0,    0)
+    X(GATHER,    NULL,           2, GATH, ALL,  SAME, 0,    0)                     \
+    X(CUMSUM,    "cumsum",       1, SCAN, ALL,  SAME, 0,    0)                     \
+    X(CUMPROD,   "cumprod",      1, SCAN, ALL,  SAME, 0,    0)

@@ -19,7 +19,7 @@ static const struct { const char *name, *first; } array_functions[] = {
     /* reductions: from F_REDUCE on */
     {"sum", "a"}, {"prod", "a"}, {"max", "a"}, {"amax", "a"}, {"min", "a"}, {"amin", "a"},
     {"argmax", "a"}, {"argmin", "a"}, {"mean", "a"}, {"var", "a"}, {"std", "a"}, {"any", "a"},
-    {"all", "a"},
+    {"all", "a"}, {"cumsum", "a"}, {"cumprod", "a"},
     /* movement: from F_MOVE on */
     {"reshape", "a"}, {"ravel", "a"}, {"squeeze", "a"}, {"expand_dims", "a"},
     {"swapaxes", "a"}, {"moveaxis", "a"}, {"broadcast_to", "array"}, {"flip", "m"},
@@ -34,7 +34,7 @@ static const struct { const char *name, *first; } array_functions[] = {
     {NULL, NULL}};
 enum { F_WHERE, F_CLIP, F_TRANSPOSE, F_ASTYPE, F_SHAPE, F_NDIM, F_SIZE, F_NAN_TO_NUM,
        F_ZEROS_LIKE, F_ONES_LIKE, F_EMPTY_LIKE, F_FULL_LIKE, F_COPYTO, F_REDUCE,
-       F_MOVE = F_REDUCE + 13, F_CONTRACT = F_MOVE + 12, F_ASSEMBLE = F_CONTRACT + 5,
+       F_MOVE = F_REDUCE + 15, F_CONTRACT = F_MOVE + 12, F_ASSEMBLE = F_CONTRACT + 5,
        F_GATHER = F_ASSEMBLE + 6 };
 
 int tj_protocols_init(tj_state *st) {

@@ -256,6 +256,56 @@ static PyObject *truth(tj_trace *t, int op, PyObject *x, PyObject *axis, int kee
     return r;
 }
 
+/* cumsum/cumprod(a, axis=None, dtype=None, out=None): NumPy's dtype (ints and bools
+ * accumulate in int64), the input cast to it, a running sum or product along axis. */
+static PyObject *scan(tj_trace *t, int op, PyObject *x, PyObject *axis, PyObject *dtype) {
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    PyObject *xc;
+    if (axis == Py_None) {
+        PyObject *m1 = PyLong_FromLong(-1);
+        xc = m1 ? tj_reshape(t, x, m1) : NULL;
+        Py_XDECREF(m1);
+        axis = NULL;
+    } else {
+        xc = Py_NewRef(x);
+    }
+    if (!xc) return NULL;
+    id = tj_operand(t, xc);
+    int nd = id >= 0 ? t->g.nodes[id].ndim : 0, ax = 0;
+    uint32_t mask = 0;
+    if (id >= 0 && axis && parse_axes(axis, nd, 1, &mask) == 0)
+        while (!(mask >> ax & 1)) ax++;
+    if (id < 0 || PyErr_Occurred()) { Py_DECREF(xc); return NULL; }
+    int in_dt = t->g.nodes[id].dtype, dt;
+    if (dtype && dtype != Py_None) {
+        PyArray_Descr *d = NULL;
+        if (!PyArray_DescrConverter(dtype, &d)) { Py_DECREF(xc); return NULL; }
+        dt = tj_dtype_from_typenum(d->type_num);
+        Py_DECREF(d);
+        if (dt < 0) { Py_DECREF(xc); return tj_trace_error("that dtype is not supported by tracejit"); }
+    } else {
+        dt = in_dt >= TJ_F32 ? in_dt : TJ_I64;
+    }
+    PyObject *xd = tj_apply_cast(t, xc, tj_get_state()->dtypes[dt]);
+    Py_DECREF(xc);
+    if (!xd) return NULL;
+    int32_t src = ((tj_tracer *)xd)->id;
+    Py_DECREF(xd);
+    tj_node n = t->g.nodes[src];
+    n.op = (int16_t)op;
+    n.weak = 0;
+    n.slot = -1;
+    n.axes = (uint32_t)ax;
+    n.in[0] = src;
+    n.in[1] = n.in[2] = -1;
+    memset(n.perm, 0, sizeof n.perm);
+    memset(n.vstep, 0, sizeof n.vstep);
+    memset(n.voff, 0, sizeof n.voff);
+    int32_t r = tj_graph_add(&t->g, &n);
+    return r < 0 ? NULL : tj_tracer_new(t, r);
+}
+
 static const char *const p_sum[] = {"axis", "dtype", "out", "keepdims", "initial", "where", NULL};
 static const char *const p_max[] = {"axis", "out", "keepdims", "initial", "where", NULL};
 static const char *const p_arg[] = {"axis", "out", "keepdims", NULL};
@@ -263,6 +313,7 @@ static const char *const p_mean[] = {"axis", "dtype", "out", "keepdims", "where"
 static const char *const p_var[] = {"axis", "dtype", "out", "ddof", "keepdims", "where", "mean",
                                     "correction", NULL};
 static const char *const p_any[] = {"axis", "out", "keepdims", "where", NULL};
+static const char *const p_scan[] = {"axis", "dtype", "out", NULL};
 
 PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject *args,
                             PyObject *kwargs, int method) {
@@ -273,6 +324,7 @@ PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject
         {"argmax", p_arg, TJ_OP_RARGMAX}, {"argmin", p_arg, TJ_OP_RARGMIN},
         {"mean", p_mean, -1}, {"var", p_var, -2}, {"std", p_var, -3},
         {"any", p_any, -4}, {"all", p_any, -5},
+        {"cumsum", p_scan, -6}, {"cumprod", p_scan, -7},
     };
     int k = -1;
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
@@ -295,6 +347,8 @@ PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject
         Py_DECREF(xc);
     } else if (op == -1) {
         res = mean(t, x, axis, keepdims, dtype);
+    } else if (op == -6 || op == -7) {
+        return scan(t, op == -6 ? TJ_OP_CUMSUM : TJ_OP_CUMPROD, x, axis, dtype);
     } else if (op == -4 || op == -5) {
         res = truth(t, op == -4 ? TJ_OP_RMAX : TJ_OP_RMIN, x, axis, keepdims);
     } else {

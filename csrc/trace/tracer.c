@@ -333,6 +333,8 @@ REDUCTION_METHOD(var)
 REDUCTION_METHOD(std)
 REDUCTION_METHOD(any)
 REDUCTION_METHOD(all)
+REDUCTION_METHOD(cumsum)
+REDUCTION_METHOD(cumprod)
 #undef REDUCTION_METHOD
 
 #define MOVEMENT_METHOD(fname)                                                       \
@@ -378,6 +380,7 @@ static PyMethodDef tracer_methods[] = {
     {"clip", (PyCFunction)(void (*)(void))m_clip, METH_VARARGS | METH_KEYWORDS, NULL},
 #define RM(fname) {#fname, (PyCFunction)(void (*)(void))m_##fname, METH_VARARGS | METH_KEYWORDS, NULL},
     RM(sum) RM(prod) RM(max) RM(min) RM(argmax) RM(argmin) RM(mean) RM(var) RM(std) RM(any) RM(all)
+    RM(cumsum) RM(cumprod)
     RM(reshape) RM(ravel) RM(flatten) RM(squeeze) RM(swapaxes)
 #undef RM
     {"item", (PyCFunction)m_item, METH_VARARGS, NULL},
