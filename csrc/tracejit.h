@@ -57,6 +57,7 @@ typedef struct {
     uint8_t weak;          /* a Python scalar: weakly typed for promotion; 2: an int
                               beyond int64, held as float64 (usable with floats only) */
     uint8_t ndim;
+    uint8_t flat;          /* VIEW: reads its operand flat (voff[0] counts elements) */
     int8_t perm[TJ_MAXDIM];/* VIEW: output dim d reads operand dim perm[d]; -1: a new or
                               broadcast dim; -2: the operand read flat (row-major) */
     int32_t in[3];

@@ -60,6 +60,17 @@ def check(fn, *args, exact=True, f=None):
     return f
 
 
+def check_or_trace_error(fn, *args, needle=None):
+    """NumPy's result, or a tracejit.TraceError (mentioning `needle`) -- never a
+    wrong result and never another exception."""
+    try:
+        tracejit.compile(fn)(*args)
+    except tracejit.TraceError as exc:
+        assert needle is None or needle in str(exc), str(exc)
+        return
+    check(fn, *args)
+
+
 def check_raises(fn, *args, match=None):
     """tracejit raises NumPy's exception type with NumPy's message (prefix `match`,
     or the whole message when match is None)."""
@@ -124,20 +135,13 @@ def test_indexing_edge_shapes(shape, index, rng):
 def test_scalar_boolean_index_adds_an_axis(index, rng):
     """NumPy treats a scalar boolean index as a new axis of length 1 (True) or 0
     (False), never as the integer 1 or 0.  A TraceError is acceptable too."""
-    x = make_input(rng, (3, 4), "float64")
-    try:
-        tracejit.compile(lambda x: x[index])(x)
-    except tracejit.TraceError:
-        return
-    check(lambda x: x[index], x)
+    check_or_trace_error(lambda x: x[index], make_input(rng, (3, 4), "float64"))
 
 
 def test_indexing_zero_d(rng):
     x = make_input(rng, (), "float64")
-    check(lambda x: x[()], x)
-    check(lambda x: x[...], x)
-    check(lambda x: x[None], x)
-    check(lambda x: x[..., None, None], x)
+    for index in [(), Ellipsis, None, (Ellipsis, None, None)]:
+        check(lambda x: x[index], x)
 
 
 @pytest.mark.parametrize("index", INDICES_3D[:20], ids=repr)
@@ -202,13 +206,7 @@ def test_permutations(fn, dtype, rng):
                                 lambda x: np.moveaxis(x, (2, 0), (0, 1))])
 def test_moveaxis_several_axes_correct_or_trace_error(fn, rng):
     """Several source axes: NumPy's result, or a TraceError naming moveaxis."""
-    x = make_input(rng, (2, 3, 4), "float64")
-    try:
-        tracejit.compile(fn)(x)
-    except tracejit.TraceError as exc:
-        assert "moveaxis" in str(exc)
-        return
-    check(fn, x)
+    check_or_trace_error(fn, make_input(rng, (2, 3, 4), "float64"), needle="moveaxis")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -333,6 +331,29 @@ def test_reshape_of_reduction_and_reduction_of_reshape(rng):
     check(lambda x: x[:, ::-1].reshape(3, 8).max(axis=0), x)
 
 
+@pytest.mark.parametrize("expr", [
+    "x.reshape(-1)[7]", "x.reshape(24)[-1]", "x.ravel()[7]", "x.flatten()[0]", "np.ravel(x)[23]",
+    "x.reshape(3, 8)[2, 1]", "x.reshape(3, 8)[2][1]", "x.reshape(2, 2, 6)[1, 0, 4]",
+    "x.T.reshape(-1)[7]", "x[1:3].reshape(-1)[4]", "(x + 1.0).reshape(-1)[-1]",
+    "x.reshape(-1)[None, 7]", "x.reshape(12, 2)[..., 1][3]", "x.reshape(2, 12)[1, 3:4][0]",
+    "x.reshape(-1)[7] + x[0]", "x.reshape(-1)[np.int64(7)] * np.ones(3)",
+])
+def test_single_element_of_a_reshaped_array(expr, rng):
+    """An integer index that leaves one element of a reshaped (merged-dims) array."""
+    x = make_input(rng, (4, 6), "float64")
+    check(eval("lambda x: " + expr), x)
+
+
+@pytest.mark.parametrize("expr", [
+    "x[1:, 2:].reshape(1)", "x[1:2, 1:2].reshape(-1)", "x[:1, 2:].reshape(-1)",
+    "x[:1, ::-3].reshape(-1)", "x[1:, 2:].reshape(1, 1, 1)", "x[:1, ::-3].T.reshape(-1)",
+    "x[1:, 2:].reshape(())", "x[1:2, 1:3].reshape(-1)",
+])
+def test_reshape_of_a_one_element_slice(expr, rng):
+    x = make_input(rng, (2, 3), "float64")
+    check(eval("lambda x: " + expr), x)
+
+
 @pytest.mark.parametrize("fn", [lambda x: x.ravel(), lambda x: np.ravel(x), lambda x: x.flatten(),
                                 lambda x: x.T.ravel(), lambda x: (x * x).flatten()[::2],
                                 lambda x: x[:, 1::2].ravel() + 1, lambda x: np.ravel(x[::-1].T)])
@@ -352,12 +373,7 @@ def test_ravel_flatten(fn, dtype, layout, rng):
 def test_order_and_unusual_arguments_correct_or_trace_error(fn, rng):
     """order= (and other rarely used spellings) must give NumPy's result or a
     TraceError -- never be silently ignored, never another exception."""
-    x = make_input(rng, (4, 6), "float64")
-    try:
-        tracejit.compile(fn)(x)
-    except tracejit.TraceError:
-        return
-    check(fn, x)
+    check_or_trace_error(fn, make_input(rng, (4, 6), "float64"))
 
 
 def test_replay_with_other_strides(rng):
@@ -426,15 +442,11 @@ def test_composed_views(rng):
     (lambda x: x[:, 5], None),
     (lambda x: x[1, 2, -7], None),
     (lambda x: x[..., ...], "an index can only have a single ellipsis"),
+    (lambda x: (x + 1.0)[0, 5], None),                    # of a computed value
+    (lambda x: (x * x)[0, 0, 0, 0], "too many indices for array"),
 ])
 def test_index_errors(fn, match, rng):
     check_raises(fn, make_input(rng, (4, 5, 6), "float64"), match=match)
-
-
-def test_index_error_on_computed_value(rng):
-    x = make_input(rng, (3,), "float64")
-    check_raises(lambda x: (x + 1.0)[3], x)
-    check_raises(lambda x: (x * x)[0, 0], x, match="too many indices for array")
 
 
 @pytest.mark.parametrize("fn", [
@@ -501,9 +513,4 @@ def test_boolean_mask_indexing_is_a_trace_error(fn, rng):
 def test_constant_advanced_indexing_correct_or_trace_error(fn, rng):
     """Integer-array (and constant boolean-array) indexing: NumPy's result, or a
     tracejit.TraceError -- never another exception."""
-    x = make_input(rng, (3, 4), "float64")
-    try:
-        tracejit.compile(fn)(x)
-    except tracejit.TraceError:
-        return
-    check(fn, x)
+    check_or_trace_error(fn, make_input(rng, (3, 4), "float64"))

@@ -29,7 +29,8 @@ static int node_equal(const tj_node *a, const tj_node *b) {
     for (int d = 0; d < a->ndim; d++)
         if (a->shape[d] != b->shape[d] || a->perm[d] != b->perm[d] || a->vstep[d] != b->vstep[d])
             return 0;
-    if (a->axes != b->axes || memcmp(a->voff, b->voff, sizeof a->voff) != 0) return 0;
+    if (a->axes != b->axes || a->flat != b->flat || memcmp(a->voff, b->voff, sizeof a->voff) != 0)
+        return 0;
     for (int i = 0; i < 3; i++)
         if (a->in[i] != b->in[i]) return 0;
     if (a->op == TJ_OP_CONST) return a->value.i == b->value.i;

@@ -29,8 +29,7 @@ static void leaf_access(const tj_graph *g, const tj_schedule *s, int32_t id, int
     memset(gr->steps[l], 0, sizeof gr->steps[l]);
     memset(gr->offs[l], 0, sizeof gr->offs[l]);
     if (is_view) memcpy(gr->offs[l], v->voff, sizeof gr->offs[l]);
-    gr->leaf_flat[l] = 0;
-    for (int e = 0; is_view && e < v->ndim; e++) gr->leaf_flat[l] |= v->perm[e] == -2;
+    gr->leaf_flat[l] = (uint8_t)(is_view && v->flat);
     for (int d = 0; d < D; d++) {
         int e = d - (D - v->ndim);
         if (e < 0 || v->shape[e] == 1) continue;

@@ -8,6 +8,7 @@
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
+#include <math.h>
 
 static int32_t part(tj_trace *t, int32_t id, int dt) {
     tj_node n;
@@ -63,10 +64,9 @@ static PyObject *concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis) {
         PyTuple_SET_ITEM(dts, i, Py_NewRef(st->dtypes[x->dtype]));
         if (x->ndim != nd) {
             Py_DECREF(dts);
-            PyErr_Format(PyExc_ValueError, "all the input array dimensions except for the "
-                         "concatenation axis must match exactly, but along dimension 0, the "
-                         "array at index 0 has %d dimension(s) and the array at index %zd has "
-                         "%d dimension(s)", nd, i, x->ndim);
+            PyErr_Format(PyExc_ValueError, "all the input arrays must have same number of "
+                         "dimensions, but the array at index 0 has %d dimension(s) and the "
+                         "array at index %zd has %d dimension(s)", nd, i, x->ndim);
             return NULL;
         }
         for (int d = 0; d < nd; d++)
@@ -112,16 +112,37 @@ static PyObject *concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis) {
     return acc < 0 ? NULL : tj_tracer_new(t, acc);
 }
 
+static int shape_differs(tj_trace *t, int32_t a, int32_t b) {
+    const tj_node *x = &t->g.nodes[a], *y = &t->g.nodes[b];
+    if (x->ndim != y->ndim) return 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (x->shape[d] != y->shape[d]) return 1;
+    return 0;
+}
+
 /* Node ids of a sequence of arrays (tracers, arrays, scalars); with `stack`, a new
  * axis is inserted first at `expand` (which may be negative). PyMem array in *ids. */
 static Py_ssize_t operands(tj_trace *t, PyObject *seq_o, int stack, int expand, int32_t **ids) {
+    if (!PySequence_Check(seq_o) || tj_is_tracer(seq_o)) {   /* NumPy refuses iterators */
+        PyErr_SetString(PyExc_TypeError, stack ? "arrays to stack must be passed as a "
+                                                 "\"sequence\" type such as list or tuple."
+                                               : "The first input argument needs to be a "
+                                                 "sequence");
+        return -1;
+    }
     PyObject *seq = PySequence_Fast(seq_o, "expected a sequence of arrays");
     if (!seq) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     *ids = PyMem_Malloc((size_t)(n ? n : 1) * sizeof **ids);
     if (!*ids) { Py_DECREF(seq); PyErr_NoMemory(); return -1; }
+    int32_t first_id = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t id = tj_operand(t, PySequence_Fast_GET_ITEM(seq, i));
+        if (id >= 0 && stack && i > 0 && shape_differs(t, first_id, id)) {
+            PyErr_SetString(PyExc_ValueError, "all input arrays must have the same shape");
+            id = -1;
+        }
+        if (i == 0) first_id = id;
         if (id >= 0 && stack) {
             const tj_node *x = &t->g.nodes[id];
             int a;
@@ -170,6 +191,8 @@ static PyObject *concatenate(tj_trace *t, PyObject *seq, PyObject *axis_o, int s
             Py_DECREF(f);
         }
         r = concat_ids(t, ids, n, 0);
+    } else if (t->g.nodes[ids[0]].ndim == 0) {
+        PyErr_SetString(PyExc_ValueError, "zero-dimensional arrays cannot be concatenated");
     } else {
         int axis;
         if (axis_of(axis_o, t->g.nodes[ids[0]].ndim, &axis) == 0) r = concat_ids(t, ids, n, axis);
@@ -228,6 +251,14 @@ static PyObject *pad(tj_trace *t, PyObject *x, PyObject *width, PyObject *mode, 
     if (mode && (!PyUnicode_Check(mode) || PyUnicode_CompareWithASCIIString(mode, "constant")))
         return tj_trace_error("numpy.pad(mode=%R) is not supported by tracejit yet (only "
                               "'constant')", mode);
+    if (value && PyFloat_Check(value) && !isfinite(PyFloat_AS_DOUBLE(value))) {
+        int32_t xid = tj_operand(t, x);
+        if (xid < 0) return NULL;
+        if (t->g.nodes[xid].dtype < TJ_F32) {   /* as NumPy's int(inf) */
+            PyErr_SetString(PyExc_OverflowError, "cannot convert float infinity to integer");
+            return NULL;
+        }
+    }
     if (value && !PyFloat_Check(value) && !PyLong_Check(value) && !PyArray_IsScalar(value, Generic))
         return tj_trace_error("numpy.pad with per-axis constant_values is not supported by "
                               "tracejit yet");
@@ -304,6 +335,11 @@ PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObje
         return tj_trace_error("numpy.%s(..., out=...) is not supported by tracejit", name);
     PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1), *r = NULL;
     if (!zero || !one) goto done;
+    PyObject *casting = kwargs ? PyDict_GetItemString(kwargs, "casting") : NULL;
+    if (casting && (!PyUnicode_Check(casting) ||
+                    PyUnicode_CompareWithASCIIString(casting, "same_kind")))
+        return tj_trace_error("numpy.%s(casting=%R) is not supported by tracejit", name, casting);
+    PyObject *dtype = kwargs ? PyDict_GetItemString(kwargs, "dtype") : NULL;
     if (!strcmp(name, "concatenate")) {
         PyObject *axis = arg(args, kwargs, 1, "axis");
         r = concatenate(t, first, axis ? axis : zero, 0);
@@ -314,11 +350,26 @@ PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObje
         int32_t *ids;
         Py_ssize_t n = operands(t, first, 0, 0, &ids);
         if (n < 0) goto done;
-        int h = name[0] == 'h', nd = n ? t->g.nodes[ids[0]].ndim : 0;
-        if (!h && nd == 1)   /* vstack of 1-D arrays stacks them as rows */
-            r = concatenate(t, first, zero, 1);
-        else
-            r = concat_ids(t, ids, n, h && nd > 1 ? 1 : 0);
+        int h = name[0] == 'h', all1 = 1;
+        /* atleast_1d (hstack) or atleast_2d (vstack) of every part */
+        for (Py_ssize_t i = 0; i < n && ids[i] >= 0; i++) {
+            const tj_node *x = &t->g.nodes[ids[i]];
+            int want = h ? 1 : 2;
+            if (x->ndim >= want) { all1 &= x->ndim == 1; continue; }
+            tj_viewspec v;
+            memset(&v, 0, sizeof v);
+            for (int k = 0; k < want - x->ndim; k++) { v.shape[v.ndim] = 1; v.src[v.ndim] = -1; v.ndim++; }
+            for (int d = 0; d < x->ndim; d++) {
+                v.shape[v.ndim] = x->shape[d];
+                v.src[v.ndim] = (int8_t)d;
+                v.step[v.ndim] = 1;
+                v.ndim++;
+            }
+            ids[i] = tj_view(t, ids[i], &v);
+        }
+        int bad = 0;
+        for (Py_ssize_t i = 0; i < n; i++) bad |= ids[i] < 0;
+        if (!bad) r = concat_ids(t, ids, n, h && !all1 ? 1 : 0);
         PyMem_Free(ids);
     } else if (!strcmp(name, "roll")) {
         PyObject *shift = arg(args, kwargs, 1, "shift"), *axis = arg(args, kwargs, 2, "axis");
@@ -333,6 +384,8 @@ PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObje
     } else {
         tj_internal_error("unknown assembly %s", name);
     }
+    if (r && dtype && dtype != Py_None && strcmp(name, "roll") && strcmp(name, "pad"))
+        Py_SETREF(r, tj_apply_cast(t, r, dtype));   /* dtype=: the result in that dtype */
 done:
     Py_XDECREF(zero);
     Py_XDECREF(one);

@@ -128,10 +128,24 @@ PyObject *tj_matmul(tj_trace *t, PyObject *a, PyObject *b) {
 }
 
 /* np.dot: matmul for 1-D and 2-D operands, a product with a 0-d operand. */
+/* NumPy's message for np.dot/np.inner operands whose summed dims differ. */
+static int not_aligned(tj_trace *t, int32_t ia, int32_t ib, int da, int db) {
+    const tj_node *x = &t->g.nodes[ia], *y = &t->g.nodes[ib];
+    if (x->shape[da] == y->shape[db]) return 0;
+    char sa[256], sb[256];
+    tj_shape_str(sa, sizeof sa, x->ndim, x->shape);
+    tj_shape_str(sb, sizeof sb, y->ndim, y->shape);
+    PyErr_Format(PyExc_ValueError, "shapes %s and %s not aligned: %lld (dim %d) != %lld (dim %d)",
+                 sa, sb, (long long)x->shape[da], da, (long long)y->shape[db], db);
+    return 1;
+}
+
 static PyObject *dot(tj_trace *t, PyObject *a, PyObject *b) {
     int32_t ia = tj_operand(t, a), ib = ia < 0 ? -1 : tj_operand(t, b);
     if (ib < 0) return NULL;
     int na = t->g.nodes[ia].ndim, nb = t->g.nodes[ib].ndim;
+    if (na && nb && na <= 2 && nb <= 2 && not_aligned(t, ia, ib, na - 1, nb == 1 ? 0 : nb - 2))
+        return NULL;
     if (na == 0 || nb == 0) {
         PyObject *args[2] = {a, b};
         return tj_apply(t, TJ_OP_MUL, 2, args, NULL);
@@ -264,7 +278,15 @@ PyObject *tj_contraction_call(tj_trace *t, const char *name, PyObject *args, PyO
         PyObject *fa = vdot || !inner ? flat(t, a) : Py_NewRef(a);
         PyObject *fb = fa ? (vdot || !inner ? flat(t, b) : Py_NewRef(b)) : NULL;
         PyObject *r = NULL;
-        if (fb && inner) {
+        int32_t ia = fa ? tj_operand(t, fa) : -1, ib = fb ? tj_operand(t, fb) : -1;
+        if (fb && inner && ia >= 0 && ib >= 0 &&
+            (t->g.nodes[ia].ndim == 0 || t->g.nodes[ib].ndim == 0)) {   /* a scalar: a product */
+            PyObject *ops[2] = {fa, fb};
+            r = tj_apply(t, TJ_OP_MUL, 2, ops, NULL);
+        } else if (fb && inner && ia >= 0 && ib >= 0 &&
+                   not_aligned(t, ia, ib, t->g.nodes[ia].ndim - 1, t->g.nodes[ib].ndim - 1)) {
+            r = NULL;
+        } else if (fb && inner) {
             PyObject *one = PyLong_FromLong(1);
             PyObject *spec = one ? Py_BuildValue("((i)(i))", -1, -1) : NULL;
             r = spec ? tensordot(t, fa, fb, spec) : NULL;

@@ -24,8 +24,9 @@ static int32_t copy_node(tj_trace *t, int32_t id) {
     return tj_graph_add(&t->g, &n);
 }
 
-/* A view that reads its base as a row-major array (offsets aside). */
+/* A flat view that reads its base as a row-major array (offsets aside). */
 static int row_major(const tj_node *w) {
+    if (!w->flat) return 0;
     int64_t expect = 1;
     for (int d = w->ndim - 1; d >= 0; d--) {
         if (w->shape[d] == 1) continue;
@@ -54,6 +55,7 @@ int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v) {
     n.op = TJ_OP_VIEW;
     n.dtype = w.dtype;
     n.ndim = (uint8_t)v->ndim;
+    n.flat = (uint8_t)(flat || (w.op == TJ_OP_VIEW && w.flat));
     n.slot = -1;
     n.in[1] = n.in[2] = -1;
     memcpy(n.shape, v->shape, sizeof n.shape);
@@ -81,7 +83,7 @@ int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v) {
         }
     }
     const tj_node *base = &t->g.nodes[n.in[0]];
-    int identity = n.ndim == base->ndim;
+    int identity = n.ndim == base->ndim && !n.flat;
     for (int d = 0; identity && d < n.ndim; d++)
         identity = n.perm[d] == d && n.vstep[d] == 1 && n.voff[d] == 0 &&
                    n.shape[d] == base->shape[d];
@@ -144,8 +146,8 @@ PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key) {
     for (Py_ssize_t i = 0; i < ni; i++) {
         PyObject *k = PyTuple_GET_ITEM(items, i);
         if (k == Py_Ellipsis) ellipses++;
-        else if (k != Py_None) {
-            if (tj_is_tracer(k) || (!PySlice_Check(k) && !PyIndex_Check(k))) {
+        else if (k != Py_None && !PyBool_Check(k)) {
+            if (tj_is_tracer(k) || PyArray_Check(k) || (!PySlice_Check(k) && !PyIndex_Check(k))) {
                 int boolean = PyArray_Check(k) && PyArray_TYPE((PyArrayObject *)k) == NPY_BOOL;
                 Py_DECREF(items);
                 if (boolean || (tj_is_tracer(k) && t->g.nodes[((tj_tracer *)k)->id].dtype == TJ_BOOL))
@@ -175,6 +177,7 @@ PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key) {
     for (Py_ssize_t i = 0; i < ni; i++) {
         PyObject *k = PyTuple_GET_ITEM(items, i);
         if (k == Py_None) { spec_dim(&v, 1, -1, 0); continue; }
+        if (PyBool_Check(k)) { spec_dim(&v, k == Py_True, -1, 0); continue; }   /* a 0-d mask */
         if (k == Py_Ellipsis) {
             for (Py_ssize_t r = nd - consumed; r > 0; r--, dim++) spec_dim(&v, shape[dim], dim, 1);
             continue;
@@ -212,8 +215,8 @@ PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key) {
 
 /* A shape argument (int or sequence of ints, one may be -1) for `size` elements. */
 static int parse_shape(PyObject *shape, int64_t size, int *ndim, int64_t *out) {
-    PyObject *seq = PyIndex_Check(shape) ? PyTuple_Pack(1, shape)
-                                         : PySequence_Tuple(shape);
+    int scalar = PyIndex_Check(shape) && !(PyArray_Check(shape) && PyArray_NDIM((PyArrayObject *)shape));
+    PyObject *seq = scalar ? PyTuple_Pack(1, shape) : PySequence_Tuple(shape);
     if (!seq) return -1;
     Py_ssize_t n = PyTuple_GET_SIZE(seq);
     int unknown = -1;
@@ -444,8 +447,11 @@ static PyObject *split(tj_trace *t, int32_t id, PyObject *sections, PyObject *ax
     if (norm_axis(axis_o, n->ndim, &axis) < 0) return NULL;
     int64_t len = n->shape[axis], bounds[1025];
     int nb = 0;
-    if (PyIndex_Check(sections)) {
-        Py_ssize_t k = PyNumber_AsSsize_t(sections, PyExc_ValueError);
+    if (PyIndex_Check(sections) || PyFloat_Check(sections)) {   /* numpy takes int(sections) */
+        PyObject *as_int = PyNumber_Long(sections);
+        if (!as_int) return NULL;
+        Py_ssize_t k = PyNumber_AsSsize_t(as_int, PyExc_ValueError);
+        Py_DECREF(as_int);
         if (k == -1 && PyErr_Occurred()) return NULL;
         if (k <= 0 || k > 1024) {
             PyErr_SetString(PyExc_ValueError, "number sections must be larger than 0.");
@@ -508,9 +514,21 @@ PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObje
         return tj_reshape(t, x, shape);
     }
     if (!strcmp(name, "ravel") || !strcmp(name, "flatten")) {
+        PyObject *order = arg(args, kwargs, a0, "order", NULL);
+        int fortran = 0;
+        if (order && order != Py_None) {
+            if (!PyUnicode_Check(order) ||
+                (PyUnicode_CompareWithASCIIString(order, "C") &&
+                 PyUnicode_CompareWithASCIIString(order, "F")))
+                return tj_trace_error("%s(order=%R) is not supported by tracejit (only 'C' and "
+                                      "'F')", name, order);
+            fortran = PyUnicode_CompareWithASCIIString(order, "F") == 0;
+        }
         PyObject *m1 = PyLong_FromLong(-1);
-        PyObject *r = m1 ? tj_reshape(t, x, m1) : NULL;
+        PyObject *src = fortran ? tj_apply_transpose(t, x, Py_None) : Py_NewRef(x);
+        PyObject *r = m1 && src ? tj_reshape(t, src, m1) : NULL;
         Py_XDECREF(m1);
+        Py_XDECREF(src);
         return r;
     }
     if (!strcmp(name, "squeeze")) return squeeze(t, id, arg(args, kwargs, a0, "axis", Py_None));
