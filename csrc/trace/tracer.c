@@ -356,6 +356,20 @@ MOVEMENT_METHOD(squeeze)
 MOVEMENT_METHOD(swapaxes)
 #undef MOVEMENT_METHOD
 
+/* x.dot(y) */
+static PyObject *m_dot(tj_tracer *x, PyObject *args, PyObject *kw) {
+    tj_trace *t = live_trace(x);
+    if (!t) return NULL;
+    if (PyTuple_GET_SIZE(args) != 1) {
+        PyErr_SetString(PyExc_TypeError, "dot() takes exactly one argument");
+        return NULL;
+    }
+    PyObject *pair = PyTuple_Pack(2, (PyObject *)x, PyTuple_GET_ITEM(args, 0));
+    PyObject *r = pair ? tj_contraction_call(t, "dot", pair, kw) : NULL;
+    Py_XDECREF(pair);
+    return r;
+}
+
 /* x.reshape(2, 3) and x.reshape((2, 3)) */
 static PyObject *m_reshape(tj_tracer *x, PyObject *args, PyObject *kw) {
     tj_trace *t = live_trace(x);
@@ -381,7 +395,7 @@ static PyMethodDef tracer_methods[] = {
 #define RM(fname) {#fname, (PyCFunction)(void (*)(void))m_##fname, METH_VARARGS | METH_KEYWORDS, NULL},
     RM(sum) RM(prod) RM(max) RM(min) RM(argmax) RM(argmin) RM(mean) RM(var) RM(std) RM(any) RM(all)
     RM(cumsum) RM(cumprod)
-    RM(reshape) RM(ravel) RM(flatten) RM(squeeze) RM(swapaxes)
+    RM(reshape) RM(ravel) RM(flatten) RM(squeeze) RM(swapaxes) RM(dot)
 #undef RM
     {"item", (PyCFunction)m_item, METH_VARARGS, NULL},
     {"tolist", (PyCFunction)m_tolist, METH_NOARGS, NULL},
