@@ -37,7 +37,7 @@
     X(ABS,       "absolute",     1, EW,   ALL,  SAME, 0,    TJ_ABS(a))             \
     X(INVERT,    "invert",       1, EW,   INTB, SAME, 0,    TJ_INVERT(a))          \
     X(NOT,       "logical_not",  1, EW,   ALL,  BOOL, 0,    (!a))                  \
-    X(EXP,       "exp",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(exp, a))       \
+    X(EXP,       "exp",          1, EW,   FLT,  SAME, COSTLY, TJ_EXP(a))             \
     X(EXPM1,     "expm1",        1, EW,   FLT,  SAME, COSTLY, TJ_MATH(expm1, a))     \
     X(LOG,       "log",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log, a))       \
     X(LOG1P,     "log1p",        1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log1p, a))     \
