@@ -530,3 +530,13 @@ def test_crash_safety_must_succeed(crash_results, case):
 def test_crash_safety_ufunc_kwargs(crash_results, kw):
     res = crash_results["ufunc_kw_" + kw]
     assert res == ["ok", True] or res[0] == "tracejit" or res[1] == "TypeError", res
+
+
+@pytest.mark.parametrize("fn,name", [(np.nonzero, "numpy.nonzero"), (np.unique, "numpy.unique"),
+                                     (np.argwhere, "numpy.argwhere"),
+                                     (np.flatnonzero, "numpy.flatnonzero")])
+def test_data_dependent_shapes_say_so(fn, name):
+    """Functions whose output size depends on the data name themselves, say why, and
+    suggest np.where."""
+    msg = str(_raises(tracejit.TraceError, tracejit.compile(lambda x: fn(x)), _x()))
+    assert name in msg and "depends on the data" in msg and "np.where" in msg

@@ -318,7 +318,19 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         if (PyErr_Occurred()) return NULL;
         PyObject *name = qualified_name(func);
         if (!name) return NULL;
-        tj_trace_error("%U is not supported by tracejit yet", name);
+        static const char *const data_dependent[] = {
+            "numpy.nonzero", "numpy.flatnonzero", "numpy.argwhere", "numpy.unique",
+            "numpy.extract", "numpy.compress", "numpy.trim_zeros", "numpy.unique_values",
+            "numpy.unique_counts", "numpy.unique_inverse", "numpy.unique_all", NULL};
+        int dd = 0;
+        for (int i = 0; data_dependent[i] && !dd; i++)
+            dd = PyUnicode_CompareWithASCIIString(name, data_dependent[i]) == 0;
+        if (dd)
+            tj_trace_error("%U returns an array whose size depends on the data, which a trace "
+                           "cannot represent; keep the shape fixed and select with "
+                           "np.where(cond, x, fill) instead", name);
+        else
+            tj_trace_error("%U is not supported by tracejit yet", name);
         Py_DECREF(name);
         return NULL;
     }
