@@ -46,7 +46,8 @@ static int pow_scalar(const tj_graph *g, const tj_node *n, const uint8_t *unifor
 static void prim_name(char *out, size_t cap, const tj_graph *g, const tj_node *n,
                       const uint8_t *uniform) {
     if (pow_scalar(g, n, uniform))
-        snprintf(out, cap, "tj_p_POWS_%s", tj_dtype_suffix(g->nodes[n->in[0]].dtype));
+        snprintf(out, cap, "tj_p_POWS%s_%s", n->axes ? "F" : "",
+                 tj_dtype_suffix(g->nodes[n->in[0]].dtype));
     else if (n->op == TJ_OP_CAST)
         snprintf(out, cap, "tj_p_CAST_%s_%s", tj_dtype_suffix(g->nodes[n->in[0]].dtype),
                  tj_dtype_suffix(n->dtype));

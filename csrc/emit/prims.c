@@ -323,6 +323,22 @@ TJ_CLONES void tj_p_POWS_f64(void *restrict o_, const void *restrict a_,
     for (int64_t i = 0; i < n; i++) o[i] = pow(a[i], e);
 }
 
+/* ndarray.__pow__ with a run-time exponent: NumPy's shortcuts, x ** 0.5 as sqrt
+ * (-0.0 -> -0.0, -inf -> nan) and x ** 2 as x * x; otherwise tj_p_POWS. */
+#define TJ_POWSF(T, s, SQRT)                                                          \
+    TJ_CLONES void tj_p_POWSF_##s(void *restrict o_, const void *restrict a_,         \
+                                  const void *restrict b_, const void *restrict c_,   \
+                                  int64_t n) {                                        \
+        T *restrict o = o_;                                                           \
+        const T *restrict a = a_;                                                     \
+        T e = *(const T *)b_;                                                         \
+        if (e == (T)0.5) { for (int64_t i = 0; i < n; i++) o[i] = SQRT(a[i]); return; } \
+        if (e == (T)2) { for (int64_t i = 0; i < n; i++) o[i] = a[i] * a[i]; return; } \
+        tj_p_POWS_##s(o_, a_, b_, c_, n);                                             \
+    }
+TJ_POWSF(float, f32, sqrtf)
+TJ_POWSF(double, f64, sqrt)
+
 /* Gathers n elements at a byte stride (0: broadcast one element) into out. */
 #define TJ_LOAD(T, s)                                                                 \
     TJ_CLONES void tj_load_##s(void *restrict o_, const char *restrict src,          \
@@ -418,6 +434,7 @@ const tj_symbol tj_prim_symbols[] = {
     TJ_CASTSYMS_FROM(b) TJ_CASTSYMS_FROM(i32) TJ_CASTSYMS_FROM(i64)
     TJ_CASTSYMS_FROM(f32) TJ_CASTSYMS_FROM(f64)
     {"tj_p_POWS_f32", (void *)tj_p_POWS_f32}, {"tj_p_POWS_f64", (void *)tj_p_POWS_f64},
+    {"tj_p_POWSF_f32", (void *)tj_p_POWSF_f32}, {"tj_p_POWSF_f64", (void *)tj_p_POWSF_f64},
     {"tj_gather_b", (void *)tj_gather_b}, {"tj_gather_i32", (void *)tj_gather_i32},
     {"tj_gather_i64", (void *)tj_gather_i64}, {"tj_gather_f32", (void *)tj_gather_f32},
     {"tj_gather_f64", (void *)tj_gather_f64},

@@ -367,7 +367,30 @@ PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like) {
 }
 
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi) {
-    PyObject *r = Py_NewRef(x);
+    /* NumPy promotes x, lo and hi together (np.clip is one ufunc), so x is cast to
+     * their common dtype first; maximum and minimum then keep it. */
+    PyObject *ops[3] = {x, lo, hi}, *views[3] = {NULL, NULL, NULL};
+    int n = 0, ok = 1;
+    for (int i = 0; i < 3; i++) {
+        if (ops[i] == Py_None) continue;
+        int32_t id = tj_operand(t, ops[i]);
+        if (id < 0 || !(views[n++] = numpy_view_of(t, id, 1))) { ok = 0; break; }
+    }
+    PyObject *common = NULL;
+    if (ok) {
+        PyObject *args = PyTuple_New(n);
+        for (int i = 0; args && i < n; i++) PyTuple_SET_ITEM(args, i, Py_NewRef(views[i]));
+        PyObject *rt = args ? PyObject_GetAttrString(tj_get_state()->numpy, "result_type") : NULL;
+        common = rt ? PyObject_CallObject(rt, args) : NULL;
+        Py_XDECREF(rt);
+        Py_XDECREF(args);
+    }
+    for (int i = 0; i < 3; i++) Py_XDECREF(views[i]);
+    if (!common) return NULL;
+    PyObject *xc = tj_apply_cast(t, x, common);
+    Py_DECREF(common);
+    if (!xc) return NULL;
+    PyObject *r = xc;
     if (lo != Py_None) {
         PyObject *args[2] = {r, lo};
         Py_SETREF(r, tj_apply(t, TJ_OP_MAX, 2, args, NULL));
@@ -377,12 +400,7 @@ PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi) {
         PyObject *args[2] = {r, hi};
         Py_SETREF(r, tj_apply(t, TJ_OP_MIN, 2, args, NULL));
     }
-    if (r == x) {   /* clip(x, None, None) is a copy */
-        int32_t id = tj_operand(t, x);
-        if (id < 0) { Py_DECREF(r); return NULL; }
-        Py_SETREF(r, tj_apply_cast(t, x, tj_get_state()->dtypes[t->g.nodes[id].dtype]));
-    }
-    return r;
+    return r;   /* a fresh value even for clip(x, None, None): the cast made a COPY */
 }
 
 /* A COPY node whose shape differs from its operand's: fuse reads the operand through

@@ -40,11 +40,18 @@ static int axis_error(long axis, int ndim) {
 }
 
 /* axis (None, int or tuple of ints) -> bitmask of dims of an ndim-array. */
-static int parse_axes(PyObject *axis, int ndim, int single, uint32_t *mask) {
+/* `single`: one axis only (argmax); `ufunc`: a ufunc reduction, which (unlike mean and
+ * var) lets a 0-d array reduce over axis 0 or -1, as NumPy does. */
+static int parse_axes(PyObject *axis, int ndim, int single, int ufunc, uint32_t *mask) {
     *mask = 0;
     if (axis == Py_None) {
         *mask = ndim ? (uint32_t)((1ull << ndim) - 1) : 0;
         return 0;
+    }
+    if (ufunc && ndim == 0 && PyIndex_Check(axis)) {
+        long a = PyLong_AsLong(axis);
+        if (a == -1 && PyErr_Occurred()) return -1;
+        if (a == 0 || a == -1) return 0;
     }
     if (single && PyTuple_Check(axis)) {   /* argmax/argmin take one axis, never a tuple */
         PyErr_SetString(PyExc_TypeError, "'tuple' object cannot be interpreted as an integer");
@@ -115,7 +122,7 @@ PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int 
     if (id < 0) return NULL;
     uint32_t mask;
     int arg = op == TJ_OP_RARGMAX || op == TJ_OP_RARGMIN;
-    if (parse_axes(axis, t->g.nodes[id].ndim, arg, &mask) < 0) return NULL;
+    if (parse_axes(axis, t->g.nodes[id].ndim, arg, 1, &mask) < 0) return NULL;
     int32_t r = reduce_id(t, op, id, mask, keepdims, 0);
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
@@ -189,7 +196,7 @@ static long long reduced_count(tj_trace *t, PyObject *x, PyObject *axis, int64_t
     if (id < 0) return -1;
     const tj_node *n = &t->g.nodes[id];
     uint32_t mask;
-    if (parse_axes(axis, n->ndim, 0, &mask) < 0) return -1;
+    if (parse_axes(axis, n->ndim, 0, 0, &mask) < 0) return -1;
     *count = 1;
     for (int d = 0; d < n->ndim; d++)
         if (mask >> d & 1) *count *= n->shape[d];
@@ -248,7 +255,7 @@ static PyObject *truth(tj_trace *t, int op, PyObject *x, PyObject *axis, int kee
     int32_t id = tj_operand(t, b);
     uint32_t mask;
     PyObject *r = NULL;
-    if (id >= 0 && parse_axes(axis, t->g.nodes[id].ndim, 0, &mask) == 0) {
+    if (id >= 0 && parse_axes(axis, t->g.nodes[id].ndim, 0, 1, &mask) == 0) {
         int32_t rid = reduce_id(t, op, id, mask, keepdims, 1);
         r = rid < 0 ? NULL : tj_tracer_new(t, rid);
     }
@@ -274,7 +281,7 @@ static PyObject *scan(tj_trace *t, int op, PyObject *x, PyObject *axis, PyObject
     id = tj_operand(t, xc);
     int nd = id >= 0 ? t->g.nodes[id].ndim : 0, ax = 0;
     uint32_t mask = 0;
-    if (id >= 0 && axis && parse_axes(axis, nd, 1, &mask) == 0)
+    if (id >= 0 && axis && parse_axes(axis, nd, 1, 0, &mask) == 0)
         while (!(mask >> ax & 1)) ax++;
     if (id < 0 || PyErr_Occurred()) { Py_DECREF(xc); return NULL; }
     int in_dt = t->g.nodes[id].dtype, dt;

@@ -184,7 +184,14 @@ static PyObject *nb_pow(PyObject *a, PyObject *b, PyObject *mod) {
     /* ... and x ** 0.5 as np.sqrt(x) (they differ at -0.0 and -inf) */
     if (tj_is_tracer(a) && PyFloat_CheckExact(b) && PyFloat_AS_DOUBLE(b) == 0.5)
         return unop(a, TJ_OP_SQRT);
-    return binop(a, b, TJ_OP_POW);
+    PyObject *r = binop(a, b, TJ_OP_POW);
+    /* an exponent known only at run time: the kernel takes the same shortcuts (axes = 1
+     * marks the POW as ndarray.__pow__'s, see tj_p_POWSF in prims.c) */
+    if (r && tj_is_tracer(r) && tj_is_tracer(a)) {
+        tj_node *n = &((tj_tracer *)r)->trace->g.nodes[((tj_tracer *)r)->id];
+        if (n->op == TJ_OP_POW) n->axes = 1;
+    }
+    return r;
 }
 static PyObject *nb_neg(PyObject *a) { return unop(a, TJ_OP_NEG); }
 static PyObject *nb_pos(PyObject *a) { return unop(a, TJ_OP_POS); }
