@@ -121,6 +121,7 @@ def system_info(mods: dict) -> dict:
         "versions": {n: peer_version(n, m) for n, m in mods.items()},
         "threads": {},
         "malloc": {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")},
+        "busy_elsewhere": busy_elsewhere(),
     }
     if mods.get("numexpr") is not None:
         info["threads"]["numexpr"] = mods["numexpr"].nthreads
@@ -130,6 +131,21 @@ def system_info(mods: dict) -> dict:
     if blas is not None:
         info["threads"]["numpy's OpenBLAS"] = blas
     return info
+
+
+def busy_elsewhere(seconds: float = 0.3):
+    """Fraction of all cores busy while this process sleeps (from /proc/stat), or None."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]           # total, idle + iowait
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1 - (i1 - i0) / (t1 - t0) if t1 > t0 else None
 
 
 def openblas_threads():
@@ -161,6 +177,9 @@ def print_system_info(info: dict) -> None:
     v = info["versions"]
     print(f"python {info['python']} on {info['cpu']} ({info['cpu_count']} cores), {info['platform']}")
     print("versions: " + ", ".join(f"{n} {v[n]}" for n in v))
+    if info["busy_elsewhere"] is not None and info["busy_elsewhere"] >= 0.1:
+        print(f"WARNING: other processes kept {100 * info['busy_elsewhere']:.0f}% of the "
+              f"{info['cpu_count']} cores busy at start: timings (of threaded peers most) are noisy")
     if info["malloc"]:
         print("malloc: " + " ".join(f"{k}={v}" for k, v in info["malloc"].items()))
     if info["threads"]:
@@ -426,7 +445,7 @@ def fmt_ms(ns) -> str:
 def fmt_ratio(r) -> str:
     if r is None:
         return "-"
-    return f"{r:.3f}x" if r < 0.1 else f"{r:.2f}x"
+    return f"{r:.2g}x" if r < 0.001 else f"{r:.3f}x" if r < 0.1 else f"{r:.2f}x"
 
 
 def ratio(a, b):
