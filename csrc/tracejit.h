@@ -162,6 +162,9 @@ typedef struct {
     int64_t off[TJ_MAXDIM];
 } tj_viewspec;
 int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v);
+/* An axis argument normalized for an ndim-array (dispatch.c); NumPy's AxisError. 0/-1. */
+int tj_norm_axis(PyObject *o, int ndim, int *axis);
+int tj_axis_error(long axis, int ndim);
 /* x[key], x.reshape(shape) and the other movement functions (csrc/trace/views.c). */
 PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key);
 PyObject *tj_reshape(tj_trace *t, PyObject *x, PyObject *shape);

@@ -24,23 +24,6 @@ static int32_t part(tj_trace *t, int32_t id, int dt) {
     return tj_graph_add(&t->g, &n);
 }
 
-static int axis_of(PyObject *o, int ndim, int *axis) {
-    long a = PyLong_AsLong(o);
-    if (a == -1 && PyErr_Occurred()) return -1;
-    if (a < -ndim || a >= ndim) {
-        PyObject *mod = PyImport_ImportModule("numpy.exceptions");
-        PyObject *cls = mod ? PyObject_GetAttrString(mod, "AxisError") : NULL;
-        Py_XDECREF(mod);
-        if (!cls) return -1;
-        PyObject *exc = PyObject_CallFunction(cls, "li", a, ndim);
-        if (exc) { PyErr_SetObject(cls, exc); Py_DECREF(exc); }
-        Py_DECREF(cls);
-        return -1;
-    }
-    *axis = (int)(a < 0 ? a + ndim : a);
-    return 0;
-}
-
 /* Concatenates node ids along axis. New reference to a Tracer. */
 static PyObject *concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis) {
     tj_state *st = tj_get_state();
@@ -147,7 +130,7 @@ static Py_ssize_t operands(tj_trace *t, PyObject *seq_o, int stack, int expand, 
             const tj_node *x = &t->g.nodes[id];
             int a;
             PyObject *ax = PyLong_FromLong(expand);
-            int ok = ax && axis_of(ax, x->ndim + 1, &a) == 0;
+            int ok = ax && tj_norm_axis(ax, x->ndim + 1, &a) == 0;
             Py_XDECREF(ax);
             if (!ok) id = -1;
             else {
@@ -195,7 +178,7 @@ static PyObject *concatenate(tj_trace *t, PyObject *seq, PyObject *axis_o, int s
         PyErr_SetString(PyExc_ValueError, "zero-dimensional arrays cannot be concatenated");
     } else {
         int axis;
-        if (axis_of(axis_o, t->g.nodes[ids[0]].ndim, &axis) == 0) r = concat_ids(t, ids, n, axis);
+        if (tj_norm_axis(axis_o, t->g.nodes[ids[0]].ndim, &axis) == 0) r = concat_ids(t, ids, n, axis);
     }
 done:
     PyMem_Free(ids);
@@ -223,7 +206,7 @@ static PyObject *roll(tj_trace *t, PyObject *x, PyObject *shift_o, PyObject *axi
     int32_t id = tj_operand(t, x);
     if (id < 0) return NULL;
     int axis;
-    if (axis_of(axis_o, t->g.nodes[id].ndim, &axis) < 0) return NULL;
+    if (tj_norm_axis(axis_o, t->g.nodes[id].ndim, &axis) < 0) return NULL;
     int64_t len = t->g.nodes[id].shape[axis];
     long long sh = PyLong_AsLongLong(shift_o);
     if (sh == -1 && PyErr_Occurred()) return NULL;

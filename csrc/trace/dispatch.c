@@ -68,6 +68,29 @@ PyObject *tj_trace_error(const char *fmt, ...) {
     return NULL;
 }
 
+/* numpy.exceptions.AxisError(axis, ndim), as NumPy raises it. -1. */
+int tj_axis_error(long axis, int ndim) {
+    PyObject *mod = PyImport_ImportModule("numpy.exceptions");
+    PyObject *cls = mod ? PyObject_GetAttrString(mod, "AxisError") : NULL;
+    Py_XDECREF(mod);
+    if (!cls) return -1;
+    PyObject *exc = PyObject_CallFunction(cls, "li", axis, ndim);
+    if (exc) {
+        PyErr_SetObject(cls, exc);
+        Py_DECREF(exc);
+    }
+    Py_DECREF(cls);
+    return -1;
+}
+
+int tj_norm_axis(PyObject *o, int ndim, int *axis) {
+    long a = PyLong_AsLong(o);
+    if (a == -1 && PyErr_Occurred()) return -1;
+    if (a < -ndim || a >= ndim) return tj_axis_error(a, ndim);
+    *axis = (int)(a < 0 ? a + ndim : a);
+    return 0;
+}
+
 /* ---- operands --------------------------------------------------------------- */
 
 static int32_t const_node(tj_trace *t, int dtype, int weak, tj_scalar v) {

@@ -111,17 +111,6 @@ static PyObject *take(tj_trace *t, int32_t x, PyObject *idx_o, int axis) {
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 
-static int norm_axis(PyObject *o, int ndim, int *axis) {
-    long a = PyLong_AsLong(o);
-    if (a == -1 && PyErr_Occurred()) return -1;
-    if (a < -ndim || a >= ndim) {
-        PyErr_Format(PyExc_IndexError, "axis %ld is out of bounds for array of dimension %d", a, ndim);
-        return -1;
-    }
-    *axis = (int)(a < 0 ? a + ndim : a);
-    return 0;
-}
-
 int tj_is_advanced_index(PyObject *k) {
     return tj_is_tracer(k) || PyArray_Check(k) || PyList_Check(k);
 }
@@ -208,7 +197,7 @@ PyObject *tj_gather_call(tj_trace *t, const char *name, PyObject *args, PyObject
         return gather(t, x, id, 0, 0);
     }
     int ax;
-    if (norm_axis(axis, t->g.nodes[x].ndim, &ax) < 0) return NULL;
+    if (tj_norm_axis(axis, t->g.nodes[x].ndim, &ax) < 0) return NULL;
     if (!strcmp(name, "take")) return take(t, x, idx, ax);
     int32_t id = index_operand(t, idx);
     if (id < 0) return NULL;

@@ -24,21 +24,6 @@ int tj_red_acc_dtype(int op, int dt) {
     return dt;
 }
 
-/* numpy.exceptions.AxisError(axis, ndim), as NumPy raises it. */
-static int axis_error(long axis, int ndim) {
-    PyObject *mod = PyImport_ImportModule("numpy.exceptions");
-    PyObject *cls = mod ? PyObject_GetAttrString(mod, "AxisError") : NULL;
-    Py_XDECREF(mod);
-    if (!cls) return -1;
-    PyObject *exc = PyObject_CallFunction(cls, "li", axis, ndim);
-    if (exc) {
-        PyErr_SetObject(cls, exc);
-        Py_DECREF(exc);
-    }
-    Py_DECREF(cls);
-    return -1;
-}
-
 /* axis (None, int or tuple of ints) -> bitmask of dims of an ndim-array. */
 /* `single`: one axis only (argmax); `ufunc`: a ufunc reduction, which (unlike mean and
  * var) lets a 0-d array reduce over axis 0 or -1, as NumPy does. */
@@ -63,7 +48,7 @@ static int parse_axes(PyObject *axis, int ndim, int single, int ufunc, uint32_t 
         PyObject *a = PyTuple_GET_ITEM(seq, i);
         long v = PyLong_AsLong(a);
         if (v == -1 && PyErr_Occurred()) { Py_DECREF(seq); return -1; }
-        if (v < -ndim || v >= ndim) { Py_DECREF(seq); return axis_error(v, ndim); }
+        if (v < -ndim || v >= ndim) { Py_DECREF(seq); return tj_axis_error(v, ndim); }
         if (v < 0) v += ndim;
         if (*mask >> v & 1) {
             Py_DECREF(seq);

@@ -103,25 +103,6 @@ static PyObject *result(tj_trace *t, int32_t id, const tj_viewspec *v) {
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 
-static int axis_error(long axis, int ndim) {
-    PyObject *mod = PyImport_ImportModule("numpy.exceptions");
-    PyObject *cls = mod ? PyObject_GetAttrString(mod, "AxisError") : NULL;
-    Py_XDECREF(mod);
-    if (!cls) return -1;
-    PyObject *exc = PyObject_CallFunction(cls, "li", axis, ndim);
-    if (exc) { PyErr_SetObject(cls, exc); Py_DECREF(exc); }
-    Py_DECREF(cls);
-    return -1;
-}
-
-static int norm_axis(PyObject *o, int ndim, int *axis) {
-    long a = PyLong_AsLong(o);
-    if (a == -1 && PyErr_Occurred()) return -1;
-    if (a < -ndim || a >= ndim) return axis_error(a, ndim);
-    *axis = (int)(a < 0 ? a + ndim : a);
-    return 0;
-}
-
 /* ---- indexing ------------------------------------------------------------------ */
 
 PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key) {
@@ -310,7 +291,7 @@ PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes) {
         return NULL;
     }
     for (int d = 0; d < nd; d++) {
-        if (norm_axis(PySequence_Fast_GET_ITEM(seq, d), nd, &perm[d]) < 0) {
+        if (tj_norm_axis(PySequence_Fast_GET_ITEM(seq, d), nd, &perm[d]) < 0) {
             Py_DECREF(seq);
             return NULL;
         }
@@ -341,7 +322,7 @@ static int axes_mask(PyObject *axis, int ndim, uint32_t *mask) {
     if (!seq) return -1;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); i++) {
         int a;
-        if (norm_axis(PyTuple_GET_ITEM(seq, i), ndim, &a) < 0) { Py_DECREF(seq); return -1; }
+        if (tj_norm_axis(PyTuple_GET_ITEM(seq, i), ndim, &a) < 0) { Py_DECREF(seq); return -1; }
         if (*mask >> a & 1) {
             Py_DECREF(seq);
             PyErr_SetString(PyExc_ValueError, "repeated axis");
@@ -444,7 +425,7 @@ static PyObject *flip(tj_trace *t, int32_t id, PyObject *axis) {
 static PyObject *split(tj_trace *t, int32_t id, PyObject *sections, PyObject *axis_o, int strict) {
     const tj_node *n = &t->g.nodes[id];
     int axis;
-    if (norm_axis(axis_o, n->ndim, &axis) < 0) return NULL;
+    if (tj_norm_axis(axis_o, n->ndim, &axis) < 0) return NULL;
     int64_t len = n->shape[axis], bounds[1025];
     int nb = 0;
     if (PyIndex_Check(sections) || PyFloat_Check(sections)) {   /* numpy takes int(sections) */
@@ -541,7 +522,7 @@ PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObje
         int nd = t->g.nodes[id].ndim, a, b, perm[TJ_MAXDIM];
         PyObject *ao = arg(args, kwargs, a0, "axis1", NULL), *bo = arg(args, kwargs, a0 + 1, "axis2", NULL);
         if (!ao || !bo) { PyErr_SetString(PyExc_TypeError, "swapaxes() needs two axes"); return NULL; }
-        if (norm_axis(ao, nd, &a) < 0 || norm_axis(bo, nd, &b) < 0) return NULL;
+        if (tj_norm_axis(ao, nd, &a) < 0 || tj_norm_axis(bo, nd, &b) < 0) return NULL;
         for (int d = 0; d < nd; d++) perm[d] = d == a ? b : d == b ? a : d;
         return permuted(t, id, perm);
     }
@@ -551,7 +532,7 @@ PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObje
         if (!so || !dso || !PyIndex_Check(so) || !PyIndex_Check(dso))
             return tj_trace_error("numpy.moveaxis is supported with one source and one "
                                   "destination axis");
-        if (norm_axis(so, nd, &src) < 0 || norm_axis(dso, nd, &dst) < 0) return NULL;
+        if (tj_norm_axis(so, nd, &src) < 0 || tj_norm_axis(dso, nd, &dst) < 0) return NULL;
         for (int d = 0; d < nd; d++)
             if (d != src) perm[k++] = d;
         for (int d = nd - 1; d > dst; d--) perm[d] = perm[d - 1];
