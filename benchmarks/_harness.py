@@ -1,15 +1,17 @@
 """Shared helpers for the tracejit benchmarks: optional peers, timing, checks, tables.
 
 Nothing here is a benchmark by itself; bench_*.py modules use it and
-benchmarks/run.py runs them all:
+benchmarks/run.py runs them (all but the bench_matmul.py sweep, which runs alone):
 
     cd /work/main && PYTHONPATH=python python benchmarks/run.py [--quick] [--json PATH]
 
 Timing method (see `measure`): warm up, estimate one call, then time batches of
 `inner` calls with time.perf_counter_ns (inner > 1 only for calls under ~20 µs, so
 the timer's own cost stays negligible), repeat until about `target_s` has passed
-(at least `min_reps` batches), and report the median per-call time. The garbage
-collector is off while timing.
+(at least `min_reps` batches), and report the median per-call time, and the process's
+minor page faults per call (fresh memory touched: a large array from a fresh mmap costs
+one per 4 KiB page). The garbage collector is off while timing. `busy_elsewhere`, in
+each module's header, warns when other processes are using the cores.
 """
 from __future__ import annotations
 
