@@ -3,7 +3,7 @@
  * constants, scratch, fresh outputs), runs the compiled kernel (without the GIL when
  * the work is large), and rebuilds the result structure.
  * Contract: allocates only the outputs (and scratch, when the plan has any: one block
- * of the planned peak, csrc/fuse/memplan.c); outputs
+ * of the planned peak, csrc/fuse/memplan.c, kept by the plan between calls); outputs
  * are fresh C-contiguous arrays; a captured array whose dtype, shape or layout no
  * longer matches the trace makes the plan stale (returns 1), never a wrong answer. */
 #include "tracejit.h"
@@ -138,8 +138,16 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     if (s->n_scratch) {
         /* one block; each slot at the offset memplan gave it (slots whose lifetimes
          * do not overlap share bytes) */
-        scratch = PyMem_RawMalloc((size_t)s->scratch_bytes + 1);
-        if (!scratch) { PyErr_NoMemory(); goto done; }
+        /* the plan's own block, unless another thread's call is using it (the GIL
+         * guards the flag: it is set before and cleared after a run without it) */
+        if (!p->scratch_busy) {
+            if (!p->scratch_cache) p->scratch_cache = PyMem_RawMalloc((size_t)s->scratch_bytes + 1);
+            if (p->scratch_cache) { scratch = p->scratch_cache; p->scratch_busy = 1; }
+        }
+        if (!scratch && !(scratch = PyMem_RawMalloc((size_t)s->scratch_bytes + 1))) {
+            PyErr_NoMemory();
+            goto done;
+        }
         for (int k = 0; k < s->n_scratch; k++) {
             P[s->first_scratch + k] = scratch + s->scratch_off[k];
             S[s->first_scratch + k] = p->slot_strides[k];
@@ -182,7 +190,8 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
 done:
     for (int k = 0; k < n_made; k++) Py_DECREF(outs[k]);
     for (int k = 0; k < n_held; k++) Py_DECREF(held[k]);
-    PyMem_RawFree(scratch);
+    if (scratch && scratch == p->scratch_cache) p->scratch_busy = 0;
+    else PyMem_RawFree(scratch);
     if (big) {
         PyMem_Free(P);
         PyMem_Free(S);
@@ -197,6 +206,7 @@ done:
 void tj_plan_decref(tj_plan *p) {
     if (!p || --p->refs > 0) return;
     tj_tcc_free(p->mod);
+    PyMem_RawFree(p->scratch_cache);
     PyMem_Free(p->key);
     Py_XDECREF(p->statics);
     PyMem_Free(p->slots);

@@ -372,6 +372,8 @@ typedef struct tj_plan {
     PyObject *descr;             /* argument descriptions, for retrace reasons */
     PyObject *source;            /* the generated C */
     PyObject *log;               /* pass log (list of str) */
+    char *scratch_cache;         /* the scratch block, kept between calls */
+    int scratch_busy;            /* a call (maybe without the GIL) is using it */
 } tj_plan;
 
 /* 0: *result set; 1: a captured array changed (*reason set, plan is stale); -1: error */

@@ -18,7 +18,7 @@ typedef void blas_sgemm_fn(int, int, int, int64_t, int64_t, int64_t, float, cons
                            int64_t, const void *, int64_t, float, void *, int64_t);
 static blas_sgemm_fn *blas_sgemm;
 static blas_gemm_fn *blas_dgemm;
-int64_t tj_blas_min = 2048;
+int64_t tj_blas_min = 0;
 
 int tj_blas_load(const char *path) {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);

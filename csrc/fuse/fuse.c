@@ -344,6 +344,37 @@ static int32_t *inner_concats(const tj_graph *g) {
     return into;
 }
 
+/* Per node: 1 + the output COPY that is its only user, when the node is a reduction,
+ * scan or concatenation (computed into a buffer of its own): it is then computed
+ * straight into the output array and the copy is skipped. 0 otherwise. New PyMem
+ * array, NULL + MemoryError. */
+static int same_shape(const tj_node *a, const tj_node *b);
+
+static int32_t *direct_outputs(const tj_graph *g) {
+    int32_t n = g->n ? g->n : 1;
+    int32_t *users = PyMem_Calloc((size_t)n, sizeof *users);
+    int32_t *direct = PyMem_Calloc((size_t)n, sizeof *direct);
+    if (!users || !direct) {
+        PyMem_Free(users);
+        PyMem_Free(direct);
+        return (int32_t *)PyErr_NoMemory();
+    }
+    for (int32_t i = 0; i < g->n; i++)
+        for (int a = 0; a < tj_ops[g->nodes[i].op].arity; a++) users[g->nodes[i].in[a]]++;
+    for (int32_t o = 0; o < g->n_out; o++) users[g->outputs[o]]++;
+    for (int32_t o = 0; o < g->n_out; o++) {
+        const tj_node *c = &g->nodes[g->outputs[o]];
+        if (c->op != TJ_OP_COPY || users[g->outputs[o]] != 1) continue;
+        int32_t r = c->in[0];
+        int kind = tj_ops[g->nodes[r].op].kind;
+        if ((kind == TJ_K_RED || kind == TJ_K_SCAN || kind == TJ_K_CAT) && users[r] == 1 &&
+            same_shape(c, &g->nodes[r]) && c->dtype == g->nodes[r].dtype)
+            direct[r] = g->outputs[o] + 1;
+    }
+    PyMem_Free(users);
+    return direct;
+}
+
 /* The parts of concatenation `c` (inner concatenations flattened), with their
  * offsets along its axis. Returns the count. */
 static int concat_parts(const tj_graph *g, const int32_t *into, int32_t c, int64_t off,
@@ -368,7 +399,7 @@ static int same_shape(const tj_node *a, const tj_node *b) {
 int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
                  tj_schedule *s) {
     int rc = -1;
-    int32_t *stored_by = NULL, *into = NULL, *parts = NULL;
+    int32_t *stored_by = NULL, *into = NULL, *parts = NULL, *direct = NULL;
     int64_t *poffs = NULL;
     memset(s, 0, sizeof *s);
     int32_t n = g->n ? g->n : 1;
@@ -387,7 +418,7 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
     /* Materialized: operands of views that are computed, every reduction (its
      * result and its accumulator), and the costly operands reductions store. */
     stored_by = stored_operands(g);
-    if (!stored_by || !(into = inner_concats(g))) goto done;
+    if (!stored_by || !(into = inner_concats(g)) || !(direct = direct_outputs(g))) goto done;
     parts = PyMem_Malloc((size_t)n * sizeof *parts);
     poffs = PyMem_Malloc((size_t)n * sizeof *poffs);
     if (!parts || !poffs) goto nomem;
@@ -397,11 +428,11 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
             s->mat_slot[v->in[0]] < 0)
             s->mat_slot[v->in[0]] = next++;
         if (tj_ops[v->op].kind == TJ_K_RED || tj_ops[v->op].kind == TJ_K_SCAN) {
-            s->mat_slot[i] = next++;
+            if (!direct[i]) s->mat_slot[i] = next++;
             s->acc_slot[i] = next++;
         }
         if (stored_by[i] != -1 && s->mat_slot[i] < 0) s->mat_slot[i] = next++;
-        if (v->op == TJ_OP_CONCAT && into[i] < 0) s->mat_slot[i] = next++;
+        if (v->op == TJ_OP_CONCAT && into[i] < 0 && !direct[i]) s->mat_slot[i] = next++;
         if (v->op == TJ_OP_GATHER) {   /* gathered data is read in place: from memory */
             int32_t d = v->in[0];
             int dk = tj_ops[g->nodes[d].op].kind;
@@ -416,6 +447,8 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
         if (node_out[id] < 0) node_out[id] = next++;
         s->out_slot_of[o] = node_out[id];
     }
+    for (int32_t i = 0; i < g->n; i++)   /* written straight into its output */
+        if (direct[i]) s->mat_slot[i] = node_out[direct[i] - 1];
     s->n_slots = next;
     s->slot_dtype = PyMem_Calloc((size_t)next + 1, sizeof(int));
     s->slot_ndim = PyMem_Calloc((size_t)next + 1, sizeof(int));
@@ -479,6 +512,8 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
     memset(mark, 0, (size_t)n);
     uint8_t *grouped = PyMem_Calloc((size_t)n, 1);
     if (!grouped) goto nomem;
+    for (int32_t i = 0; i < g->n; i++)
+        if (direct[i]) grouped[direct[i] - 1] = 1;   /* its copy has nothing to do */
     for (int32_t o = 0; o < g->n_out; o++) {
         int32_t id = g->outputs[o];
         if (grouped[id]) continue;
@@ -503,6 +538,7 @@ nomem:
 done:
     PyMem_Free(stored_by);
     PyMem_Free(into);
+    PyMem_Free(direct);
     PyMem_Free(parts);
     PyMem_Free(poffs);
     PyMem_Free(node_out);

@@ -44,7 +44,10 @@ from ._impls import IMPLS as _IMPLS  # noqa: E402
 
 _C._register_impls(_IMPLS)
 
-_BLAS_MIN = 2048   # multiply-adds; chosen by benchmarks/bench_matmul.py (see README)
+# Multiply-adds from which products call BLAS. benchmarks/bench_matmul.py measured
+# NumPy's OpenBLAS faster than our GEMM at every shape from 4x4x4 up, so it is used
+# wherever the operands' strides allow; our GEMM serves the rest (and matrix-vector).
+_BLAS_MIN = 0
 _HAVE_BLAS = _load_blas()
 
 
