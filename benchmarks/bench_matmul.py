@@ -1,7 +1,7 @@
 """GEMM threshold sweep: tracejit's own SIMD GEMM against OpenBLAS, by product size (float32).
 
 tracejit computes a matrix product with NumPy's bundled OpenBLAS when it has at least
-TRACEJIT_BLAS_MIN multiply-adds (M*K*N; default 2048, read once at import; the operands
+TRACEJIT_BLAS_MIN multiply-adds (M*K*N; default 0, read once at import; the operands
 also need a unit stride and M, N > 1), and with its own SIMD GEMM below that. This
 sweep shows where that threshold comes from. For each shape MxKxN (a is MxK, b is KxN,
 C-contiguous float32 N(0, 1) data) it times `a @ b` compiled by tracejit
@@ -33,7 +33,7 @@ import numpy as np
 
 import _harness as H
 
-# (M, K, N), by multiply-adds: 2048 (the default) is bracketed by 512..4096 closely.
+# (M, K, N), by multiply-adds, from 4x4x4 (64) up: the sweep that set the default (0).
 SHAPES = [
     (4, 4, 4), (8, 8, 8), (10, 10, 10), (12, 12, 12), (4, 128, 4), (8, 32, 8), (16, 8, 16),
     (13, 13, 13), (16, 16, 16), (20, 20, 20), (8, 256, 8), (32, 64, 8), (64, 4, 64),
@@ -41,7 +41,7 @@ SHAPES = [
 ]
 QUICK_SHAPES = [(4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 64, 8), (64, 64, 64)]
 MODES = {"BLAS": 1, "own": 10**12}       # the TRACEJIT_BLAS_MIN of each subprocess
-DEFAULT_MIN = 2048                       # tracejit/__init__.py's _BLAS_MIN
+DEFAULT_MIN = 0                          # tracejit/__init__.py's _BLAS_MIN
 TARGET_S = 0.25                          # timing per (shape, peer) in a full run
 ROUNDS = 2                               # of the pair of processes (1 with --quick)
 RTOL, ATOL = 1e-4, 1e-4
