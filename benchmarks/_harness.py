@@ -507,3 +507,13 @@ def print_failures(failures: list) -> None:
         print("\n### FAILURES\n")
         for f in failures:
             print(f"- {f}")
+
+
+def finish(result: dict, name: str, json_path) -> int:
+    """A module's end: its raw numbers to --json as {name: result}, and the exit
+    status (1 when any peer computed a wrong result or failed)."""
+    import json
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({name: result}, f, indent=1)
+    return 1 if result["failures"] else 0

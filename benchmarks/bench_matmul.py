@@ -239,11 +239,7 @@ def main(argv=None) -> int:
         out = child(opts)
         print(json.dumps(out))
         return 1 if out["failures"] else 0
-    result = run(opts)
-    if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump({"matmul": result}, f, indent=1)
-    return 1 if result["failures"] else 0
+    return H.finish(run(opts), "matmul", opts.json)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ Run:  cd /work/main && PYTHONPATH=python python benchmarks/bench_numpy.py
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 
@@ -263,11 +262,7 @@ def print_tables(result: dict, cases: list[Case], peer_names: list[str]) -> None
 
 def main(argv=None) -> int:
     opts = H.common_parser(__doc__.splitlines()[0]).parse_args(argv)
-    result = run(opts)
-    if opts.json:
-        with open(opts.json, "w") as f:
-            json.dump({"numpy": result}, f, indent=1)
-    return 1 if result["failures"] else 0
+    return H.finish(run(opts), "numpy", opts.json)
 
 
 if __name__ == "__main__":

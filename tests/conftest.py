@@ -136,6 +136,25 @@ def make_input(rng, shape, dtype, domain="any"):
     raise ValueError(f"make_input: unsupported dtype {dt}")
 
 
+LAYOUTS = ("c", "T", "strided", "neg")
+
+
+def arg_in_layout(rng, shape, dtype="float64", layout="c"):
+    """An array of `shape` whose memory layout is `layout`: C-contiguous, a
+    transpose, a step-2 slice, or a reversed (negative-stride) view."""
+    shape = tuple(shape)
+    if layout == "c" or len(shape) == 0:
+        return make_input(rng, shape, dtype)
+    if layout == "T":
+        return make_input(rng, shape[::-1], dtype).T
+    if layout == "strided":
+        big = make_input(rng, tuple(2 * s + 1 for s in shape), dtype)
+        return big[tuple(slice(1, None, 2) for _ in shape)]
+    if layout == "neg":
+        return make_input(rng, shape, dtype)[tuple(slice(None, None, -1) for _ in shape)]
+    raise ValueError(layout)
+
+
 def scalar_for(domain, kind):
     """A Python scalar (int or float) valid in `domain`.
 

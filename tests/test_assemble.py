@@ -6,23 +6,11 @@ import numpy as np
 import pytest
 
 import tracejit
-from conftest import DTYPES, FLOAT_DTYPES, assert_matches_numpy, make_input
-
-LAYOUTS = ("c", "T", "strided", "neg")
+from conftest import LAYOUTS, arg_in_layout, DTYPES, FLOAT_DTYPES, assert_matches_numpy, make_input
 
 
-def arg(rng, shape, dtype="float64", layout="c"):
-    shape = tuple(shape)
-    if layout == "c" or len(shape) == 0:
-        return make_input(rng, shape, dtype)
-    if layout == "T":
-        return make_input(rng, shape[::-1], dtype).T
-    if layout == "strided":
-        big = make_input(rng, tuple(2 * s + 1 for s in shape), dtype)
-        return big[tuple(slice(1, None, 2) for _ in shape)]
-    if layout == "neg":
-        return make_input(rng, shape, dtype)[tuple(slice(None, None, -1) for _ in shape)]
-    raise ValueError(layout)
+
+arg = arg_in_layout
 
 
 def compare(result, expected, inputs, exact):
