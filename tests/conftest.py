@@ -238,6 +238,55 @@ def run_or_raise(f, args, outcome, expected, *, exact=True, atol=None):
             f(*args)
 
 
+def compare_results(result, expected, inputs, exact):
+    """result (tracejit) equals expected (NumPy), recursing into tuples and lists,
+    whose array members must not alias one another."""
+    if isinstance(expected, (list, tuple)):
+        assert type(result) is type(expected), f"{type(result).__name__} != {type(expected).__name__}"
+        assert len(result) == len(expected)
+        for r, e in zip(result, expected):
+            compare_results(r, e, inputs, exact)
+        flat = [r for r in result if isinstance(r, np.ndarray) and r.size]
+        for i in range(len(flat)):
+            for j in range(i + 1, len(flat)):
+                assert not np.shares_memory(flat[i], flat[j]), f"outputs {i} and {j} alias"
+        return
+    assert_matches_numpy(result, expected, exact=exact, inputs=inputs)
+
+
+def check_compiled(fn, *args, exact=True, f=None):
+    """fn compiled must give NumPy's result, twice (trace, then replay), leave its
+    inputs untouched and return fresh arrays."""
+    import tracejit
+    saved = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    with np.errstate(all="ignore"):
+        expected = fn(*saved)
+    f = f or tracejit.compile(fn)
+    for _ in range(2):
+        compare_results(f(*args), expected, [a for a in args if isinstance(a, np.ndarray)], exact)
+    for a, s in zip(args, saved):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, s)
+    return f
+
+
+def check_raises_like_numpy(fn, *args, match=None):
+    """tracejit raises NumPy's exception type with NumPy's message (prefix `match`,
+    or the whole message when match is None)."""
+    import tracejit
+    with np.errstate(all="ignore"), pytest.raises(Exception) as ref:
+        fn(*args)
+    with pytest.raises(type(ref.value)) as ei:
+        tracejit.compile(fn)(*args)
+    assert type(ei.value) is type(ref.value), (type(ei.value), type(ref.value))
+    msg = str(ei.value)
+    if match is None:
+        assert msg == str(ref.value)
+    else:
+        assert str(ref.value).startswith(match), "bad test: NumPy's message differs"
+        assert msg.startswith(match), msg
+
+
 def resolve_loop(ufunc, in_dtypes):
     """NumPy's resolved dtypes for `ufunc` on `in_dtypes`, or None if NumPy
     raises."""

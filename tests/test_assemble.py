@@ -6,55 +6,13 @@ import numpy as np
 import pytest
 
 import tracejit
-from conftest import LAYOUTS, arg_in_layout, DTYPES, FLOAT_DTYPES, assert_matches_numpy, make_input
+from conftest import LAYOUTS, arg_in_layout, check_compiled, check_raises_like_numpy, DTYPES, FLOAT_DTYPES, assert_matches_numpy, make_input
 
 
 
 arg = arg_in_layout
-
-
-def compare(result, expected, inputs, exact):
-    if isinstance(expected, (list, tuple)):
-        assert type(result) is type(expected)
-        assert len(result) == len(expected)
-        for r, e in zip(result, expected):
-            compare(r, e, inputs, exact)
-        outs = [r for r in result if isinstance(r, np.ndarray) and r.size]
-        for i in range(len(outs)):
-            for j in range(i + 1, len(outs)):
-                assert not np.shares_memory(outs[i], outs[j]), f"outputs {i} and {j} alias"
-        return
-    assert_matches_numpy(result, expected, exact=exact, inputs=inputs)
-
-
-def check(fn, *args, exact=True):
-    """Compiled fn equals NumPy's (trace, then replay), leaves inputs unchanged and
-    returns fresh arrays."""
-    saved = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-    with np.errstate(all="ignore"):
-        expected = fn(*saved)
-    f = tracejit.compile(fn)
-    for _ in range(2):
-        compare(f(*args), expected, [a for a in args if isinstance(a, np.ndarray)], exact)
-    for a, s in zip(args, saved):
-        if isinstance(a, np.ndarray):
-            np.testing.assert_array_equal(a, s)
-    return f
-
-
-def check_raises(fn, *args, match=None):
-    """tracejit raises NumPy's exception type; its message starts with `match`
-    (NumPy's must too) or equals NumPy's when match is None."""
-    with np.errstate(all="ignore"), pytest.raises(Exception) as ref:
-        fn(*args)
-    with pytest.raises(type(ref.value)) as ei:
-        tracejit.compile(fn)(*args)
-    assert type(ei.value) is type(ref.value), (type(ei.value), type(ref.value))
-    if match is None:
-        assert str(ei.value) == str(ref.value)
-    else:
-        assert str(ref.value).startswith(match), "bad test: NumPy's message differs"
-        assert str(ei.value).startswith(match), str(ei.value)
+check = check_compiled
+check_raises = check_raises_like_numpy
 
 
 # -------------------------------------------------------------------- concatenate

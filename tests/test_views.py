@@ -7,42 +7,14 @@ import numpy as np
 import pytest
 
 import tracejit
-from conftest import LAYOUTS, arg_in_layout, DTYPES, FLOAT_DTYPES, assert_matches_numpy, make_input
+from conftest import LAYOUTS, arg_in_layout, check_compiled, check_raises_like_numpy, DTYPES, FLOAT_DTYPES, assert_matches_numpy, make_input
 
 AxisError = np.exceptions.AxisError
 
 
 arg = arg_in_layout
-
-
-def compare(result, expected, inputs, exact):
-    if isinstance(expected, (list, tuple)):
-        assert type(result) is type(expected), f"{type(result).__name__} != {type(expected).__name__}"
-        assert len(result) == len(expected)
-        for r, e in zip(result, expected):
-            compare(r, e, inputs, exact)
-        flat = [r for r in result if isinstance(r, np.ndarray) and r.size]
-        for i in range(len(flat)):
-            for j in range(i + 1, len(flat)):
-                assert not np.shares_memory(flat[i], flat[j]), f"outputs {i} and {j} alias"
-        return
-    assert_matches_numpy(result, expected, exact=exact, inputs=inputs)
-
-
-def check(fn, *args, exact=True, f=None):
-    """fn compiled must give NumPy's result, twice (trace, then replay), leave its
-    inputs untouched and return fresh arrays."""
-    saved = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-    with np.errstate(all="ignore"):
-        expected = fn(*saved)
-    f = f or tracejit.compile(fn)
-    for _ in range(2):
-        result = f(*args)
-        compare(result, expected, [a for a in args if isinstance(a, np.ndarray)], exact)
-    for a, s in zip(args, saved):
-        if isinstance(a, np.ndarray):
-            np.testing.assert_array_equal(a, s)
-    return f
+check = check_compiled
+check_raises = check_raises_like_numpy
 
 
 def check_or_trace_error(fn, *args, needle=None):
@@ -54,22 +26,6 @@ def check_or_trace_error(fn, *args, needle=None):
         assert needle is None or needle in str(exc), str(exc)
         return
     check(fn, *args)
-
-
-def check_raises(fn, *args, match=None):
-    """tracejit raises NumPy's exception type with NumPy's message (prefix `match`,
-    or the whole message when match is None)."""
-    with np.errstate(all="ignore"), pytest.raises(Exception) as ref:
-        fn(*args)
-    with pytest.raises(type(ref.value)) as ei:
-        tracejit.compile(fn)(*args)
-    assert type(ei.value) is type(ref.value)
-    msg = str(ei.value)
-    if match is None:
-        assert msg == str(ref.value)
-    else:
-        assert str(ref.value).startswith(match), "bad test: NumPy's message differs"
-        assert msg.startswith(match), msg
 
 
 # ------------------------------------------------------------------ basic indexing
