@@ -266,13 +266,12 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
  * (rather than recomputed by its other users, as softmax's exp(x - max) would be)
  * when computing it is costly, it has other users, and all of them come after the
  * reduction. New PyMem array, NULL + MemoryError. */
-static int32_t *stored_operands(const tj_graph *g) {
+static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
     int32_t n = g->n ? g->n : 1;
     int32_t *stored = PyMem_Malloc((size_t)n * sizeof *stored);
-    int32_t *users = PyMem_Calloc((size_t)n, sizeof *users);
     int32_t *first_user = PyMem_Malloc((size_t)n * sizeof *first_user);
     uint8_t *costly = PyMem_Calloc((size_t)n, 1);
-    if (!stored || !users || !first_user || !costly) {
+    if (!stored || !first_user || !costly) {
         PyMem_Free(stored);
         stored = (int32_t *)PyErr_NoMemory();
         goto done;
@@ -284,7 +283,6 @@ static int32_t *stored_operands(const tj_graph *g) {
         if (kind == TJ_K_EW || kind == TJ_K_CAST) costly[i] = (tj_ops[nd->op].flags & TJ_F_COSTLY) != 0;
         for (int a = 0; a < tj_ops[nd->op].arity; a++) {
             int32_t x = nd->in[a];
-            users[x]++;
             if (first_user[x] > i) first_user[x] = i;
             if ((kind == TJ_K_EW || kind == TJ_K_CAST) && costly[x]) costly[i] = 1;
         }
@@ -294,7 +292,7 @@ static int32_t *stored_operands(const tj_graph *g) {
         int kind = tj_ops[r->op].kind;
         if (kind == TJ_K_RED) {
             int32_t x = r->in[0];
-            if (costly[x] && users[x] >= 2 && first_user[x] == i && stored[x] < 0) stored[x] = i;
+            if (costly[x] && uses[x] >= 2 && first_user[x] == i && stored[x] < 0) stored[x] = i;
         }
         if (kind != TJ_K_EW && kind != TJ_K_CAST) continue;
         int64_t size = tj_node_size(r);
@@ -308,7 +306,6 @@ static int32_t *stored_operands(const tj_graph *g) {
         }
     }
 done:
-    PyMem_Free(users);
     PyMem_Free(first_user);
     PyMem_Free(costly);
     return stored;
@@ -317,20 +314,11 @@ done:
 /* Per node: the CONCAT that is its only user, when the node is itself a CONCAT along
  * the same axis (the chain concat(concat(a, b), c) is flattened into one buffer), or
  * -1. New PyMem array, NULL + MemoryError. */
-static int32_t *inner_concats(const tj_graph *g) {
+static int32_t *inner_concats(const tj_graph *g, const int32_t *users) {
     int32_t n = g->n ? g->n : 1;
-    int32_t *users = PyMem_Calloc((size_t)n, sizeof *users);
     int32_t *into = PyMem_Malloc((size_t)n * sizeof *into);
-    if (!users || !into) {
-        PyMem_Free(users);
-        PyMem_Free(into);
-        return (int32_t *)PyErr_NoMemory();
-    }
-    for (int32_t i = 0; i < g->n; i++) {
-        into[i] = -1;
-        for (int a = 0; a < tj_ops[g->nodes[i].op].arity; a++) users[g->nodes[i].in[a]]++;
-    }
-    for (int32_t o = 0; o < g->n_out; o++) users[g->outputs[o]]++;
+    if (!into) return (int32_t *)PyErr_NoMemory();
+    for (int32_t i = 0; i < g->n; i++) into[i] = -1;
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *c = &g->nodes[i];
         if (c->op != TJ_OP_CONCAT) continue;
@@ -340,7 +328,6 @@ static int32_t *inner_concats(const tj_graph *g) {
                 into[c->in[a]] = i;
         }
     }
-    PyMem_Free(users);
     return into;
 }
 
@@ -350,18 +337,9 @@ static int32_t *inner_concats(const tj_graph *g) {
  * array, NULL + MemoryError. */
 static int same_shape(const tj_node *a, const tj_node *b);
 
-static int32_t *direct_outputs(const tj_graph *g) {
-    int32_t n = g->n ? g->n : 1;
-    int32_t *users = PyMem_Calloc((size_t)n, sizeof *users);
-    int32_t *direct = PyMem_Calloc((size_t)n, sizeof *direct);
-    if (!users || !direct) {
-        PyMem_Free(users);
-        PyMem_Free(direct);
-        return (int32_t *)PyErr_NoMemory();
-    }
-    for (int32_t i = 0; i < g->n; i++)
-        for (int a = 0; a < tj_ops[g->nodes[i].op].arity; a++) users[g->nodes[i].in[a]]++;
-    for (int32_t o = 0; o < g->n_out; o++) users[g->outputs[o]]++;
+static int32_t *direct_outputs(const tj_graph *g, const int32_t *users) {
+    int32_t *direct = PyMem_Calloc((size_t)(g->n ? g->n : 1), sizeof *direct);
+    if (!direct) return (int32_t *)PyErr_NoMemory();
     for (int32_t o = 0; o < g->n_out; o++) {
         const tj_node *c = &g->nodes[g->outputs[o]];
         if (c->op != TJ_OP_COPY || users[g->outputs[o]] != 1) continue;
@@ -371,8 +349,21 @@ static int32_t *direct_outputs(const tj_graph *g) {
             same_shape(c, &g->nodes[r]) && c->dtype == g->nodes[r].dtype)
             direct[r] = g->outputs[o] + 1;
     }
-    PyMem_Free(users);
     return direct;
+}
+
+/* Per node: its uses as an operand (uses) and those plus its places among the outputs
+ * (users). PyMem arrays; -1 + MemoryError. */
+static int count_uses(const tj_graph *g, int32_t **uses, int32_t **users) {
+    int32_t n = g->n ? g->n : 1;
+    *uses = PyMem_Calloc((size_t)n, sizeof **uses);
+    *users = PyMem_Calloc((size_t)n, sizeof **users);
+    if (!*uses || !*users) { PyErr_NoMemory(); return -1; }
+    for (int32_t i = 0; i < g->n; i++)
+        for (int a = 0; a < tj_ops[g->nodes[i].op].arity; a++) (*uses)[g->nodes[i].in[a]]++;
+    memcpy(*users, *uses, (size_t)n * sizeof **users);
+    for (int32_t o = 0; o < g->n_out; o++) (*users)[g->outputs[o]]++;
+    return 0;
 }
 
 /* The parts of concatenation `c` (inner concatenations flattened), with their
@@ -400,6 +391,7 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
                  tj_schedule *s) {
     int rc = -1;
     int32_t *stored_by = NULL, *into = NULL, *parts = NULL, *direct = NULL;
+    int32_t *uses = NULL, *users = NULL;
     int64_t *poffs = NULL;
     memset(s, 0, sizeof *s);
     int32_t n = g->n ? g->n : 1;
@@ -417,8 +409,10 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
     s->first_scratch = next;
     /* Materialized: operands of views that are computed, every reduction (its
      * result and its accumulator), and the costly operands reductions store. */
-    stored_by = stored_operands(g);
-    if (!stored_by || !(into = inner_concats(g)) || !(direct = direct_outputs(g))) goto done;
+    if (count_uses(g, &uses, &users) < 0) goto done;
+    stored_by = stored_operands(g, uses);
+    if (!stored_by || !(into = inner_concats(g, users)) || !(direct = direct_outputs(g, users)))
+        goto done;
     parts = PyMem_Malloc((size_t)n * sizeof *parts);
     poffs = PyMem_Malloc((size_t)n * sizeof *poffs);
     if (!parts || !poffs) goto nomem;
@@ -539,6 +533,8 @@ done:
     PyMem_Free(stored_by);
     PyMem_Free(into);
     PyMem_Free(direct);
+    PyMem_Free(uses);
+    PyMem_Free(users);
     PyMem_Free(parts);
     PyMem_Free(poffs);
     PyMem_Free(node_out);
