@@ -13,6 +13,7 @@
 
 #define TJ_NOGIL_WORK 32768   /* elements per call above which the GIL is released */
 #define TJ_STACK_SLOTS 32
+#define TJ_KEEP_SCRATCH (16 << 20)   /* bytes of scratch a plan keeps between calls */
 
 _Static_assert(sizeof(npy_intp) == sizeof(int64_t), "npy_intp must be 64-bit");
 
@@ -139,8 +140,9 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
         /* one block; each slot at the offset memplan gave it (slots whose lifetimes
          * do not overlap share bytes) */
         /* the plan's own block, unless another thread's call is using it (the GIL
-         * guards the flag: it is set before and cleared after a run without it) */
-        if (!p->scratch_busy) {
+         * guards the flag: it is set before and cleared after a run without it) or it
+         * is too large to hold between calls */
+        if (!p->scratch_busy && s->scratch_bytes <= TJ_KEEP_SCRATCH) {
             if (!p->scratch_cache) p->scratch_cache = PyMem_RawMalloc((size_t)s->scratch_bytes + 1);
             if (p->scratch_cache) { scratch = p->scratch_cache; p->scratch_busy = 1; }
         }
