@@ -164,6 +164,9 @@ typedef struct {
 int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v);
 /* An axis argument normalized for an ndim-array (dispatch.c); NumPy's AxisError. 0/-1. */
 int tj_norm_axis(PyObject *o, int ndim, int *axis);
+/* A NumPy function's argument i, or keyword `name`, or dflt (dispatch.c). Borrowed. */
+PyObject *tj_arg(PyObject *args, PyObject *kwargs, Py_ssize_t i, const char *name,
+                 PyObject *dflt);
 int tj_axis_error(long axis, int ndim);
 /* x[key], x.reshape(shape) and the other movement functions (csrc/trace/views.c). */
 PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key);

@@ -303,14 +303,10 @@ fail:
     return NULL;
 }
 
-static PyObject *arg(PyObject *args, PyObject *kwargs, Py_ssize_t i, const char *name) {
-    if (i < PyTuple_GET_SIZE(args)) return PyTuple_GET_ITEM(args, i);
-    return kwargs ? PyDict_GetItemString(kwargs, name) : NULL;
-}
-
 PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs) {
-    PyObject *first = arg(args, kwargs, 0, !strcmp(name, "roll") || !strcmp(name, "pad")
-                                                ? (name[0] == 'r' ? "a" : "array") : "arrays");
+    const char *first_name = !strcmp(name, "roll") ? "a" : !strcmp(name, "pad") ? "array"
+                                                                             : "arrays";
+    PyObject *first = tj_arg(args, kwargs, 0, first_name, NULL);
     if (!first && kwargs) first = PyDict_GetItemString(kwargs, "tup");
     if (!first) return PyErr_Format(PyExc_TypeError, "%s() missing its first argument", name);
     PyObject *out = kwargs ? PyDict_GetItemString(kwargs, "out") : NULL;
@@ -324,10 +320,10 @@ PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObje
         return tj_trace_error("numpy.%s(casting=%R) is not supported by tracejit", name, casting);
     PyObject *dtype = kwargs ? PyDict_GetItemString(kwargs, "dtype") : NULL;
     if (!strcmp(name, "concatenate")) {
-        PyObject *axis = arg(args, kwargs, 1, "axis");
+        PyObject *axis = tj_arg(args, kwargs, 1, "axis", NULL);
         r = concatenate(t, first, axis ? axis : zero, 0);
     } else if (!strcmp(name, "stack")) {
-        PyObject *axis = arg(args, kwargs, 1, "axis");
+        PyObject *axis = tj_arg(args, kwargs, 1, "axis", NULL);
         r = concatenate(t, first, axis ? axis : zero, 1);
     } else if (!strcmp(name, "hstack") || !strcmp(name, "vstack")) {
         int32_t *ids;
@@ -355,12 +351,12 @@ PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObje
         if (!bad) r = concat_ids(t, ids, n, h && !all1 ? 1 : 0);
         PyMem_Free(ids);
     } else if (!strcmp(name, "roll")) {
-        PyObject *shift = arg(args, kwargs, 1, "shift"), *axis = arg(args, kwargs, 2, "axis");
+        PyObject *shift = tj_arg(args, kwargs, 1, "shift", NULL), *axis = tj_arg(args, kwargs, 2, "axis", NULL);
         if (!shift) PyErr_SetString(PyExc_TypeError, "roll() needs a shift");
         else r = roll(t, first, shift, axis ? axis : Py_None);
     } else if (!strcmp(name, "pad")) {
-        PyObject *width = arg(args, kwargs, 1, "pad_width");
-        PyObject *mode = arg(args, kwargs, 2, "mode");
+        PyObject *width = tj_arg(args, kwargs, 1, "pad_width", NULL);
+        PyObject *mode = tj_arg(args, kwargs, 2, "mode", NULL);
         PyObject *value = kwargs ? PyDict_GetItemString(kwargs, "constant_values") : NULL;
         if (!width) PyErr_SetString(PyExc_TypeError, "pad() needs pad_width");
         else r = pad(t, first, width, mode, value);

@@ -91,6 +91,13 @@ int tj_norm_axis(PyObject *o, int ndim, int *axis) {
     return 0;
 }
 
+PyObject *tj_arg(PyObject *args, PyObject *kwargs, Py_ssize_t i, const char *name,
+                 PyObject *dflt) {
+    if (args && i < PyTuple_GET_SIZE(args)) return PyTuple_GET_ITEM(args, i);
+    PyObject *v = kwargs ? PyDict_GetItemString(kwargs, name) : NULL;
+    return v ? v : dflt;
+}
+
 /* ---- operands --------------------------------------------------------------- */
 
 static int32_t const_node(tj_trace *t, int dtype, int weak, tj_scalar v) {

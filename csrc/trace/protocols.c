@@ -174,22 +174,14 @@ done:
     return result;
 }
 
-/* Positional-or-keyword argument i/name of a numpy function call. Borrowed. */
-static PyObject *arg(PyObject *args, PyObject *kwargs, Py_ssize_t i, const char *name,
-                     PyObject *dflt) {
-    if (i < PyTuple_GET_SIZE(args)) return PyTuple_GET_ITEM(args, i);
-    PyObject *v = kwargs ? PyDict_GetItemString(kwargs, name) : NULL;
-    return v ? v : dflt;
-}
-
 /* numpy.nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None): for floats
  * where(isnan, nan, where(isinf, where(signbit, neginf, posinf), x)) with the fill
  * values in x's dtype (numpy's defaults: the largest finite magnitudes); other
  * dtypes pass through. copy=False on floats writes into x in numpy: refused. */
 static PyObject *nan_to_num(tj_trace *t, PyObject *x, PyObject *args, PyObject *kwargs) {
-    PyObject *copy = arg(args, kwargs, 1, "copy", Py_True);
-    PyObject *fill[3] = {arg(args, kwargs, 2, "nan", NULL), arg(args, kwargs, 3, "posinf", NULL),
-                         arg(args, kwargs, 4, "neginf", NULL)};
+    PyObject *copy = tj_arg(args, kwargs, 1, "copy", Py_True);
+    PyObject *fill[3] = {tj_arg(args, kwargs, 2, "nan", NULL), tj_arg(args, kwargs, 3, "posinf", NULL),
+                         tj_arg(args, kwargs, 4, "neginf", NULL)};
     int32_t id = tj_operand(t, x);
     int c = PyObject_IsTrue(copy);
     if (id < 0 || c < 0) return NULL;
@@ -234,11 +226,11 @@ done:
 static PyObject *like(tj_trace *t, int h, PyObject *x, PyObject *args, PyObject *kwargs) {
     const char *fname = array_functions[h].name;
     int k = h == F_FULL_LIKE;   /* parameters after fill_value move by one */
-    PyObject *value = h == F_FULL_LIKE ? arg(args, kwargs, 1, "fill_value", NULL)
+    PyObject *value = h == F_FULL_LIKE ? tj_arg(args, kwargs, 1, "fill_value", NULL)
                       : h == F_ONES_LIKE ? Py_True : Py_False;
-    PyObject *dtype = arg(args, kwargs, 1 + k, "dtype", Py_None);
-    PyObject *order = arg(args, kwargs, 2 + k, "order", Py_None);
-    PyObject *shape_arg = arg(args, kwargs, 4 + k, "shape", Py_None);
+    PyObject *dtype = tj_arg(args, kwargs, 1 + k, "dtype", Py_None);
+    PyObject *order = tj_arg(args, kwargs, 2 + k, "order", Py_None);
+    PyObject *shape_arg = tj_arg(args, kwargs, 4 + k, "shape", Py_None);
     PyObject *device = kwargs ? PyDict_GetItemString(kwargs, "device") : NULL;
     if (!value) {
         PyErr_SetString(PyExc_TypeError, "full_like() missing required argument 'fill_value'");
@@ -335,7 +327,7 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         return NULL;
     }
     int h = (int)PyLong_AsLong(hv);
-    PyObject *x = arg(args, kwargs, 0, array_functions[h].first, NULL);
+    PyObject *x = tj_arg(args, kwargs, 0, array_functions[h].first, NULL);
     if (!x) {
         PyErr_SetString(PyExc_TypeError, "missing the array argument");
         return NULL;
@@ -349,7 +341,7 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         return tj_apply(t, TJ_OP_WHERE, 3, &PyTuple_GET_ITEM(args, 0), NULL);
     }
     case F_CLIP: {
-        PyObject *lo = arg(args, kwargs, 1, "a_min", NULL), *hi = arg(args, kwargs, 2, "a_max", NULL);
+        PyObject *lo = tj_arg(args, kwargs, 1, "a_min", NULL), *hi = tj_arg(args, kwargs, 2, "a_max", NULL);
         if (!lo && kwargs) lo = PyDict_GetItemString(kwargs, "min");
         if (!hi && kwargs) hi = PyDict_GetItemString(kwargs, "max");
         PyObject *out = kwargs ? PyDict_GetItemString(kwargs, "out") : NULL;
@@ -358,16 +350,16 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         return tj_apply_clip(t, x, lo ? lo : Py_None, hi ? hi : Py_None);
     }
     case F_TRANSPOSE:
-        return tj_apply_transpose(t, x, arg(args, kwargs, 1, "axes", Py_None));
+        return tj_apply_transpose(t, x, tj_arg(args, kwargs, 1, "axes", Py_None));
     case F_ASTYPE: {
-        PyObject *dt = arg(args, kwargs, 1, "dtype", NULL);
+        PyObject *dt = tj_arg(args, kwargs, 1, "dtype", NULL);
         if (!dt) { PyErr_SetString(PyExc_TypeError, "astype() needs a dtype"); return NULL; }
         return tj_apply_cast(t, x, dt);
     }
     case F_SHAPE: return PyObject_GetAttrString(x, "shape");
     case F_NDIM: return PyObject_GetAttrString(x, "ndim");
     case F_SIZE:
-        if (arg(args, kwargs, 1, "axis", Py_None) != Py_None)
+        if (tj_arg(args, kwargs, 1, "axis", Py_None) != Py_None)
             return tj_trace_error("numpy.size(a, axis) is not supported by tracejit yet");
         return PyObject_GetAttrString(x, "size");
     case F_NAN_TO_NUM:

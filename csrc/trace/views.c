@@ -305,14 +305,6 @@ PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes) {
     return permuted(t, id, perm);
 }
 
-/* Positional-or-keyword argument. Borrowed. */
-static PyObject *arg(PyObject *args, PyObject *kwargs, Py_ssize_t i, const char *name,
-                     PyObject *dflt) {
-    if (args && i < PyTuple_GET_SIZE(args)) return PyTuple_GET_ITEM(args, i);
-    PyObject *v = kwargs ? PyDict_GetItemString(kwargs, name) : NULL;
-    return v ? v : dflt;
-}
-
 /* Axes from an int, a tuple of ints or None (all). */
 static int axes_mask(PyObject *axis, int ndim, uint32_t *mask) {
     *mask = 0;
@@ -477,10 +469,10 @@ static PyObject *split(tj_trace *t, int32_t id, PyObject *sections, PyObject *ax
 PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs,
                            int method) {
     Py_ssize_t a0 = method ? 0 : 1;   /* functions take the array first */
-    PyObject *x = method ? NULL : arg(args, kwargs, 0, "a", NULL);
-    if (!method && !x) x = arg(args, kwargs, 0, "m", NULL);
-    if (!method && !x) x = arg(args, kwargs, 0, "array", NULL);
-    if (!method && !x) x = arg(args, kwargs, 0, "ary", NULL);
+    PyObject *x = method ? NULL : tj_arg(args, kwargs, 0, "a", NULL);
+    if (!method && !x) x = tj_arg(args, kwargs, 0, "m", NULL);
+    if (!method && !x) x = tj_arg(args, kwargs, 0, "array", NULL);
+    if (!method && !x) x = tj_arg(args, kwargs, 0, "ary", NULL);
     if (!x) { PyErr_Format(PyExc_TypeError, "%s() missing the array argument", name); return NULL; }
     int32_t id = tj_operand(t, x);
     if (id < 0) return NULL;
@@ -488,14 +480,14 @@ PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObje
         PyObject *order = kwargs ? PyDict_GetItemString(kwargs, "order") : NULL;
         if (order && PyUnicode_Check(order) && PyUnicode_CompareWithASCIIString(order, "C"))
             return tj_trace_error("reshape(order=%R) is not supported by tracejit yet", order);
-        PyObject *shape = arg(args, kwargs, a0, method ? "shape" : "newshape", NULL);
+        PyObject *shape = tj_arg(args, kwargs, a0, method ? "shape" : "newshape", NULL);
         if (!shape && kwargs) shape = PyDict_GetItemString(kwargs, "shape");
         if (method && args && PyTuple_GET_SIZE(args) > 1) shape = args;   /* x.reshape(2, 3) */
         if (!shape) { PyErr_SetString(PyExc_TypeError, "reshape() needs a shape"); return NULL; }
         return tj_reshape(t, x, shape);
     }
     if (!strcmp(name, "ravel") || !strcmp(name, "flatten")) {
-        PyObject *order = arg(args, kwargs, a0, "order", NULL);
+        PyObject *order = tj_arg(args, kwargs, a0, "order", NULL);
         int fortran = 0;
         if (order && order != Py_None) {
             if (!PyUnicode_Check(order) ||
@@ -512,15 +504,15 @@ PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObje
         Py_XDECREF(src);
         return r;
     }
-    if (!strcmp(name, "squeeze")) return squeeze(t, id, arg(args, kwargs, a0, "axis", Py_None));
+    if (!strcmp(name, "squeeze")) return squeeze(t, id, tj_arg(args, kwargs, a0, "axis", Py_None));
     if (!strcmp(name, "expand_dims")) {
-        PyObject *axis = arg(args, kwargs, a0, "axis", NULL);
+        PyObject *axis = tj_arg(args, kwargs, a0, "axis", NULL);
         if (!axis) { PyErr_SetString(PyExc_TypeError, "expand_dims() needs an axis"); return NULL; }
         return expand_dims(t, id, axis);
     }
     if (!strcmp(name, "swapaxes")) {
         int nd = t->g.nodes[id].ndim, a, b, perm[TJ_MAXDIM];
-        PyObject *ao = arg(args, kwargs, a0, "axis1", NULL), *bo = arg(args, kwargs, a0 + 1, "axis2", NULL);
+        PyObject *ao = tj_arg(args, kwargs, a0, "axis1", NULL), *bo = tj_arg(args, kwargs, a0 + 1, "axis2", NULL);
         if (!ao || !bo) { PyErr_SetString(PyExc_TypeError, "swapaxes() needs two axes"); return NULL; }
         if (tj_norm_axis(ao, nd, &a) < 0 || tj_norm_axis(bo, nd, &b) < 0) return NULL;
         for (int d = 0; d < nd; d++) perm[d] = d == a ? b : d == b ? a : d;
@@ -528,7 +520,7 @@ PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObje
     }
     if (!strcmp(name, "moveaxis")) {
         int nd = t->g.nodes[id].ndim, src, dst, perm[TJ_MAXDIM], k = 0;
-        PyObject *so = arg(args, kwargs, 1, "source", NULL), *dso = arg(args, kwargs, 2, "destination", NULL);
+        PyObject *so = tj_arg(args, kwargs, 1, "source", NULL), *dso = tj_arg(args, kwargs, 2, "destination", NULL);
         if (!so || !dso || !PyIndex_Check(so) || !PyIndex_Check(dso))
             return tj_trace_error("numpy.moveaxis is supported with one source and one "
                                   "destination axis");
@@ -540,11 +532,11 @@ PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObje
         return permuted(t, id, perm);
     }
     if (!strcmp(name, "broadcast_to")) {
-        PyObject *shape = arg(args, kwargs, 1, "shape", NULL);
+        PyObject *shape = tj_arg(args, kwargs, 1, "shape", NULL);
         if (!shape) { PyErr_SetString(PyExc_TypeError, "broadcast_to() needs a shape"); return NULL; }
         return broadcast_to(t, id, shape);
     }
-    if (!strcmp(name, "flip")) return flip(t, id, arg(args, kwargs, 1, "axis", Py_None));
+    if (!strcmp(name, "flip")) return flip(t, id, tj_arg(args, kwargs, 1, "axis", Py_None));
     if (!strcmp(name, "fliplr") || !strcmp(name, "flipud")) {
         if (t->g.nodes[id].ndim < (name[4] == 'l' ? 2 : 1))
             return PyErr_Format(PyExc_ValueError, "Input must be >= %d-d.", name[4] == 'l' ? 2 : 1);
@@ -554,10 +546,10 @@ PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObje
         return r;
     }
     if (!strcmp(name, "split") || !strcmp(name, "array_split")) {
-        PyObject *sec = arg(args, kwargs, 1, "indices_or_sections", NULL);
+        PyObject *sec = tj_arg(args, kwargs, 1, "indices_or_sections", NULL);
         if (!sec) { PyErr_SetString(PyExc_TypeError, "split() needs sections"); return NULL; }
         PyObject *zero = PyLong_FromLong(0);
-        PyObject *r = zero ? split(t, id, sec, arg(args, kwargs, 2, "axis", zero), name[0] == 's') : NULL;
+        PyObject *r = zero ? split(t, id, sec, tj_arg(args, kwargs, 2, "axis", zero), name[0] == 's') : NULL;
         Py_XDECREF(zero);
         return r;
     }
