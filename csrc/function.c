@@ -155,13 +155,14 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     const char *csrc = PyUnicode_AsUTF8(src);
     if (!csrc) goto done;
     void *entry = NULL;
-    tj_module *mod = tj_tcc_compile(csrc, "tj_run", &entry);
+    tj_module *mod = tj_tcc_compile(csrc, "tj_groups", &entry);
     if (!mod) goto done;
     double t_compile = now_s();
     plan = make_plan(f, t, &sched, &tmpl);
     if (!plan) { tj_tcc_free(mod); goto done; }
     plan->mod = mod;
-    plan->run = (tj_kernel_fn)entry;
+    plan->groups = (const tj_gdesc *)entry;
+    plan->n_groups = plan->sched.n_groups;
     plan->source = Py_NewRef(src);
     if (log) {
         PyObject *times = PyUnicode_FromFormat(

@@ -12,6 +12,8 @@
 #include <numpy/arrayobject.h>
 
 #define TJ_NOGIL_WORK 32768   /* elements per call above which the GIL is released */
+#define TJ_SPLIT_WORK 65536   /* elements in a group from which it is split across threads */
+#define TJ_MIN_CHUNK 16384    /* elements at least in each thread's range */
 #define TJ_STACK_SLOTS 32
 #define TJ_KEEP_SCRATCH (16 << 20)   /* bytes of scratch a plan keeps between calls */
 
@@ -51,6 +53,22 @@ static PyObject *stale_reason(PyObject *entry, PyObject *now) {
     Py_XDECREF(old);
     Py_XDECREF(cur);
     return r;
+}
+
+/* The kernel: its groups in order, each large one split across the thread pool
+ * (only groups whose outer-loop units write disjoint memory, so results are the
+ * same whatever the thread count). */
+static void run_groups(const tj_plan *p, void **P, const int64_t **S, int may_split) {
+    for (int gi = 0; gi < p->n_groups; gi++) {
+        const tj_gdesc *g = &p->groups[gi];
+        if (g->init) g->init(P, S);
+        if (may_split && g->par && g->units > 1 && g->units * g->work >= TJ_SPLIT_WORK)
+            tj_pool_for(g->body, P, S, g->units,
+                        g->work >= TJ_MIN_CHUNK ? 1 : (TJ_MIN_CHUNK + g->work - 1) / g->work);
+        else
+            g->body(P, S, 0, g->units);
+        if (g->fin) g->fin(P, S);
+    }
 }
 
 int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason) {
@@ -169,10 +187,10 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     P[ns] = err;
     if (p->work >= TJ_NOGIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
-        p->run(P, S);
+        run_groups(p, P, S, 1);
         Py_END_ALLOW_THREADS
     } else {
-        p->run(P, S);
+        run_groups(p, P, S, 0);
     }
     if (err[0]) {
         PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis %lld with size %lld",

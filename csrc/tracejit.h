@@ -288,11 +288,28 @@ int tj_blas_load(const char *path);           /* NumPy's OpenBLAS; 0 or -1 */
 extern int64_t tj_blas_min;                   /* multiply-adds from which GEMM calls BLAS */
 
 /* ---- emit (csrc/emit/) ----------------------------------------------------- */
-/* C source of the kernel `void tj_run(void **P, const long long **S)`.
+/* C source of the kernel: per group a function over a range of its outer loop, and
+ * the table `tj_groups` (one tj_gdesc per group, run in order).
  * New reference to a str; NULL + exception. */
 PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
 
-typedef void (*tj_kernel_fn)(void **ptrs, const int64_t **strides);
+/* A group's loop over outer-loop units [lo, hi); P[slot] data, S[slot] byte strides. */
+typedef void (*tj_range_fn)(void **P, const int64_t **S, int64_t lo, int64_t hi);
+typedef struct {
+    void (*init)(void **P, const int64_t **S);   /* a reduction's accumulators; or NULL */
+    tj_range_fn body;
+    void (*fin)(void **P, const int64_t **S);    /* a reduction's results; or NULL */
+    int64_t units;                               /* outer-loop units */
+    int64_t work;                                /* elements per unit */
+    int32_t par;                                 /* units write disjoint memory */
+} tj_gdesc;
+
+/* ---- threads (csrc/pool.c) ---------------------------------------------------- */
+/* fn over [0, units) split across the pool (ranges of at least min_chunk units);
+ * runs it alone when the pool is busy or has one thread. Needs no GIL. */
+void tj_pool_for(tj_range_fn fn, void **P, const int64_t **S, int64_t units, int64_t min_chunk);
+int tj_pool_threads(void);
+int tj_pool_set_threads(int n);   /* 0; -1 out of range; -2 the pool is running a job */
 typedef struct tj_module tj_module;   /* a compiled unit: code lives until freed */
 int tj_tcc_load(void);                /* at import; failure is remembered, not raised */
 const char *tj_tcc_path(void);
@@ -370,7 +387,8 @@ typedef struct tj_plan {
     int n_results;               /* graph outputs, in template order */
     tj_template tmpl;
     tj_module *mod;
-    tj_kernel_fn run;
+    const tj_gdesc *groups;      /* in the module: the kernel */
+    int n_groups;
     int64_t work;                /* elements computed per call: decides the GIL release */
     PyObject *descr;             /* argument descriptions, for retrace reasons */
     PyObject *source;            /* the generated C */

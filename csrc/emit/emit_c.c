@@ -1,5 +1,6 @@
-/* The C generator: one static function per fused group plus `tj_run`, which calls
- * them in order. A group is a loop nest over its iteration shape; the innermost dim
+/* The C generator: one static function per fused group, over a range of its outer
+ * loop (so the runtime can split it across threads, csrc/pool.c), and the table
+ * `tj_groups` the runtime runs them from, in order. A group is a loop nest over its iteration shape; the innermost dim
  * runs in blocks of TJ_BLOCK elements, and each node is one call of a SIMD primitive
  * (csrc/emit/prims.c) over the block, so values between ops stay in L1-resident
  * block buffers rather than memory. Values that do not vary over the loop (constants,
@@ -212,7 +213,7 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
     snprintf(pn, sizeof pn, "tj_gemm_%s", tj_dtype_suffix(g->nodes[gr->red].dtype));
     declare_fn(gs, pn, "void %s(void *, long long, long long, const void *, long long, long long, "
                        "const void *, long long, long long, long long, long long, long long);\n");
-    put(b, "\nstatic void tj_g%d(void **P, const long long **S) {\n", gi);
+    put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
     for (int l = 0; l < gr->n_leaves; l++) gs->uniform[gr->leaves[l]] = 0;
     emit_leaf_setup(b, g, gr, gs, D);
     for (int d = 0; d < D; d++) {
@@ -249,8 +250,14 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
     put(b, "}\n");
 }
 
-static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs) {
+/* What the runtime needs to know of a group to run it (and split it): the
+ * generated table `tj_groups` holds the same, csrc/tracejit.h's tj_gdesc. */
+typedef struct { int64_t units, work; int par, edges; } gdesc;
+
+static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs,
+                       gdesc *gd) {
     const tj_group *gr = &s->groups[gi];
+    gd->units = 1;
     if (gr->contract) {
         emit_contraction(b, g, gr, gi, gs);
         return;
@@ -277,12 +284,27 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     int64_t nu = twod ? rows * inner : inner < TJ_BLOCK ? inner : TJ_BLOCK;
     char blk[16];
     snprintf(blk, sizeof blk, twod ? "i%d" : "j", D - 2);
-    put(b, "\nstatic void tj_g%d(void **P, const long long **S) {\n", gi);
-    if (total == 0) {   /* nothing to loop over; a reduction still yields its identity */
-        if (gr->red >= 0) {
-            emit_reduction_edges(b, g, gr, gs, 0);
-            emit_reduction_edges(b, g, gr, gs, 1);
-        }
+    /* The outer loop is the one split across threads: i0 when there are loops
+     * outside the blocks, else the blocks themselves; `units` of it in all. */
+    int64_t step = bd >= 1 ? 1 : twod ? rows : TJ_BLOCK;
+    int64_t extent = bd == 0 && !twod ? inner : shape[0];
+    gd->units = total == 0 ? 1 : (extent + step - 1) / step;
+    gd->work = gd->units ? total / gd->units : 0;
+    /* Splitting must not split a reduced dim (a reduction keeps the outer dim) nor a
+     * scanned one; so results do not depend on the thread count. */
+    gd->par = total > 0 && !is_scan(g, gr) &&
+              (gr->red < 0 || (bd >= 1 && gr->omaps[0][0] >= 0) ||
+               (bd == 0 && gr->omaps[0][D - 1] >= 0));
+    if (gr->red >= 0) {   /* accumulators to the identity before the loop, results after */
+        put(b, "\nstatic void tj_g%di(void **P, const long long **S) {\n", gi);
+        emit_reduction_edges(b, g, gr, gs, 0);
+        put(b, "}\n\nstatic void tj_g%df(void **P, const long long **S) {\n", gi);
+        emit_reduction_edges(b, g, gr, gs, 1);
+        put(b, "}\n");
+        gd->edges = 1;
+    }
+    put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
+    if (total == 0) {
         put(b, "}\n");
         return;
     }
@@ -469,10 +491,12 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     for (int u = 0; u < n_ubufs; u++) put(b, "    double tju%d[%d];\n", u, TJ_BLOCK);
     for (int k = 0; k < gs->n_bufs; k++) put(b, "    double tjb%d[%d];\n", k, TJ_BLOCK);
     if (pre.buf) put(b, "%s", pre.buf);
-    if (gr->red >= 0) emit_reduction_edges(b, g, gr, gs, 0);
     for (int d = 0; d < bd; d++)
-        put(b, "%*sfor (long long i%d = 0; i%d < %lldLL; i%d++) {\n", 4 * (d + 1), "", d, d,
-            (long long)shape[d], d);
+        if (d == 0)
+            put(b, "    for (long long i0 = lo; i0 < hi; i0++) {\n");
+        else
+            put(b, "%*sfor (long long i%d = 0; i%d < %lldLL; i%d++) {\n", 4 * (d + 1), "", d, d,
+                (long long)shape[d], d);
     int ind = 4 * (bd + 1);
     for (int l = 0; l < gr->n_leaves; l++) {
         if (gs->uniform[gr->leaves[l]]) continue;
@@ -494,21 +518,28 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     }
     if (twod) {
         long long R = (long long)rows, S2 = (long long)shape[D - 2];
-        put(b, "%*sfor (long long %s = 0; %s < %lldLL; %s += %lld) {\n", ind, "", blk, blk, S2,
-            blk, R);
+        if (bd == 0)
+            put(b, "%*sfor (long long %s = lo * %lldLL; %s < hi * %lldLL && %s < %lldLL; %s += %lld) {\n",
+                ind, "", blk, R, blk, R, blk, S2, blk, R);
+        else
+            put(b, "%*sfor (long long %s = 0; %s < %lldLL; %s += %lld) {\n", ind, "", blk, blk, S2,
+                blk, R);
         put(b, "%*s    long long rows = %lldLL - %s < %lld ? %lldLL - %s : %lld;\n", ind, "", S2,
             blk, R, S2, blk, R);
         put(b, "%*s    long long n = rows * %lldLL;\n", ind, "", (long long)inner);
     } else {
-        put(b, "%*sfor (long long j = 0; j < %lldLL; j += %d) {\n", ind, "", (long long)inner,
-            TJ_BLOCK);
+        if (bd == 0)
+            put(b, "%*sfor (long long j = lo * %dLL; j < hi * %dLL && j < %lldLL; j += %d) {\n", ind,
+                "", TJ_BLOCK, TJ_BLOCK, (long long)inner, TJ_BLOCK);
+        else
+            put(b, "%*sfor (long long j = 0; j < %lldLL; j += %d) {\n", ind, "", (long long)inner,
+                TJ_BLOCK);
         put(b, "%*s    long long n = %lldLL - j < %d ? %lldLL - j : %d;\n", ind, "",
             (long long)inner, TJ_BLOCK, (long long)inner, TJ_BLOCK);
     }
     if (body.buf) put(b, "%s", body.buf);
     put(b, "%*s}\n", ind, "");
     for (int d = bd - 1; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
-    if (gr->red >= 0) emit_reduction_edges(b, g, gr, gs, 1);
     put(b, "}\n");
     if (pre.failed || body.failed) b->failed = 1;
     PyMem_Free(pre.buf);
@@ -523,7 +554,7 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
     gs.last_use = PyMem_Malloc((size_t)n * sizeof(int32_t));
     gs.uniform = PyMem_Calloc((size_t)n, 1);
     gs.free_bufs = PyMem_Malloc((size_t)(2 * n + 4) * sizeof(int));
-    sbuf decls = {0}, body = {0};
+    sbuf decls = {0}, body = {0}, table = {0};
     gs.decls = &decls;
     gs.names = PyMem_Malloc((size_t)(TJ_NOPS + 8) * TJ_NDTYPES * TJ_NDTYPES * sizeof *gs.names);
     PyObject *r = NULL;
@@ -541,13 +572,21 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
             tj_dtype_suffix(dt), tj_dtype_suffix(dt), tj_dtype_suffix(dt));
     for (int gi = 0; gi < s->n_groups; gi++) {
         for (int32_t i = 0; i < n; i++) gs.where[i] = -1;
-        emit_group(&body, g, s, gi, &gs);
+        gdesc gd = {0};
+        emit_group(&body, g, s, gi, &gs, &gd);
+        put(&table, "    {%s%d%s, tj_g%d, %s%d%s, %lldLL, %lldLL, %d},\n",
+            gd.edges ? "tj_g" : "", gd.edges ? gi : 0, gd.edges ? "i" : "", gi,
+            gd.edges ? "tj_g" : "", gd.edges ? gi : 0, gd.edges ? "f" : "",
+            (long long)gd.units, (long long)gd.work, gd.par);
     }
     put(&b, "%s%s", decls.buf ? decls.buf : "", body.buf ? body.buf : "");
-    if (decls.failed || body.failed) b.failed = 1;
-    put(&b, "\nvoid tj_run(void **P, const long long **S) {\n");
-    for (int gi = 0; gi < s->n_groups; gi++) put(&b, "    tj_g%d(P, S);\n", gi);
-    put(&b, "}\n");
+    if (decls.failed || body.failed || table.failed) b.failed = 1;
+    /* the runtime runs the groups in order from this table (csrc/runtime.c) */
+    put(&b, "\nconst struct {\n    void (*init)(void **, const long long **);\n"
+            "    void (*body)(void **, const long long **, long long, long long);\n"
+            "    void (*fin)(void **, const long long **);\n"
+            "    long long units, work;\n    int par;\n} tj_groups[%d] = {\n%s};\n",
+        s->n_groups ? s->n_groups : 1, s->n_groups ? table.buf : "    {0, 0, 0, 0, 0, 0},\n");
     if (b.failed) { PyErr_NoMemory(); goto done; }
     r = PyUnicode_FromStringAndSize(b.buf, (Py_ssize_t)b.len);
 done:
@@ -559,5 +598,6 @@ done:
     PyMem_Free(gs.names);
     PyMem_Free(decls.buf);
     PyMem_Free(body.buf);
+    PyMem_Free(table.buf);
     return r;
 }

@@ -18,7 +18,8 @@ from ._C import (CacheInfo, CompileError, CompiledFunction, InternalError, Trace
                  TracejitError, Tracer)
 
 __all__ = ["compile", "CompiledFunction", "CacheInfo", "TracejitError", "TraceError",
-           "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path"]
+           "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path",
+           "get_num_threads", "set_num_threads"]
 __version__ = "0.1.0"
 
 # Frames in these directories are not the user's code when an error names a line.
@@ -94,3 +95,16 @@ def op_table():
 def libtcc_path():
     """Path of the libtcc that was loaded at import, or None if it could not be."""
     return _C.libtcc_path()
+
+
+def get_num_threads():
+    """Threads a large kernel is split across (TRACEJIT_NUM_THREADS, else the CPUs
+    this process may run on)."""
+    return _C.get_num_threads()
+
+
+def set_num_threads(n):
+    """Split large kernels across n threads from now on (1 runs them on the calling
+    thread). Results are bit-identical whatever n is: only loops whose iterations
+    write disjoint memory are split, never a reduced dimension."""
+    _C.set_num_threads(n)
