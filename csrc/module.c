@@ -118,7 +118,27 @@ static PyObject *set_num_threads(PyObject *m, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *set_tier(PyObject *m, PyObject *arg) {
+    const char *s = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!s || tj_tier_set_mode(s) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError,
+                         "set_tier: expected 'auto', 'eager' or 'tcc', got %R", arg);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_include_dir(PyObject *m, PyObject *arg) {
+    const char *s = PyUnicode_AsUTF8(arg);
+    if (!s) return NULL;
+    tj_tier_set_include(s);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"set_tier", set_tier, METH_O, "choose when kernels are recompiled by the system compiler"},
+    {"_set_include_dir", set_include_dir, METH_O, "where the optimizing tier's headers are"},
     {"get_num_threads", get_num_threads, METH_NOARGS, "threads that large kernels use"},
     {"set_num_threads", set_num_threads, METH_O, "set the threads that large kernels use"},
     {"op_table", op_table, METH_NOARGS, "op_table() -> list of dicts describing elementwise ops"},

@@ -12,9 +12,10 @@
 #include "tracejit.h"
 #include <stdarg.h>
 
-typedef struct { char *buf; size_t len, cap; int failed; } sbuf;
+typedef tj_sbuf sbuf;
+#define put tj_put
 
-static void put(sbuf *b, const char *fmt, ...) {
+void tj_put(sbuf *b, const char *fmt, ...) {
     if (b->failed) return;
     for (;;) {
         va_list va;
@@ -254,6 +255,33 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
  * generated table `tj_groups` holds the same, csrc/tracejit.h's tj_gdesc. */
 typedef struct { int64_t units, work; int par, edges; } gdesc;
 
+/* A group's loop nest: D dims (at least 1), the innermost in blocks of TJ_BLOCK, or,
+ * when it is short, 2-D blocks of `rows` rows of it (so a bias added to 32 rows of 64
+ * is one call per op, not 32). 2-D blocks need outputs contiguous across rows: fresh
+ * arrays and scratch are, a concatenation's parts are not. */
+void tj_group_geometry(const tj_group *gr, tj_geom *q) {
+    int D = q->D = gr->ndim ? gr->ndim : 1;
+    q->total = 1;
+    for (int d = 0; d < D; d++) q->shape[d] = gr->ndim ? gr->shape[d] : 1;
+    for (int d = 0; d < D; d++) q->total *= q->shape[d];
+    int64_t inner = q->inner = q->shape[D - 1];
+    q->rows = 1;
+    int gathers = 0;
+    for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaf_gather[l] >= 0;
+    if (gr->red < 0 && gr->cat < 0 && !gathers && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
+        q->rows = TJ_BLOCK / inner < q->shape[D - 2] ? TJ_BLOCK / inner : q->shape[D - 2];
+        for (int o = 0; o < gr->n_outs; o++)
+            if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) q->rows = 1;
+    }
+    q->twod = q->rows > 1;
+    q->bd = q->twod ? D - 2 : D - 1;
+    /* the outer loop, split across threads: i0 when there are loops outside the
+     * blocks, else the blocks themselves */
+    q->step = q->bd >= 1 ? 1 : q->twod ? q->rows : TJ_BLOCK;
+    int64_t extent = q->bd == 0 && !q->twod ? inner : q->shape[0];
+    q->units = q->total == 0 ? 1 : (extent + q->step - 1) / q->step;
+}
+
 static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs,
                        gdesc *gd) {
     const tj_group *gr = &s->groups[gi];
@@ -262,33 +290,14 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         emit_contraction(b, g, gr, gi, gs);
         return;
     }
-    int D = gr->ndim ? gr->ndim : 1;
-    int64_t shape[TJ_MAXDIM] = {1};
-    int64_t total = 1;
-    for (int d = 0; d < D; d++) shape[d] = gr->ndim ? gr->shape[d] : 1;
-    for (int d = 0; d < D; d++) total *= shape[d];
-    int64_t inner = shape[D - 1];
-    /* A short inner dim is blocked together with rows of the next one (2-D blocks), so
-     * a bias added to 32 rows of 64 is one call per op, not 32. Outputs must then be
-     * contiguous across rows: fresh arrays and scratch are, a concatenation's parts
-     * are not. */
-    int64_t rows = 1;
-    int gathers = 0;
-    for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaf_gather[l] >= 0;
-    if (gr->red < 0 && gr->cat < 0 && !gathers && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
-        rows = TJ_BLOCK / inner < shape[D - 2] ? TJ_BLOCK / inner : shape[D - 2];
-        for (int o = 0; o < gr->n_outs; o++)
-            if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) rows = 1;
-    }
-    int twod = rows > 1, bd = twod ? D - 2 : D - 1;   /* the dim blocks step along */
+    tj_geom q;
+    tj_group_geometry(gr, &q);
+    int D = q.D, twod = q.twod, bd = q.bd;
+    int64_t *shape = q.shape, total = q.total, inner = q.inner, rows = q.rows;
     int64_t nu = twod ? rows * inner : inner < TJ_BLOCK ? inner : TJ_BLOCK;
     char blk[16];
     snprintf(blk, sizeof blk, twod ? "i%d" : "j", D - 2);
-    /* The outer loop is the one split across threads: i0 when there are loops
-     * outside the blocks, else the blocks themselves; `units` of it in all. */
-    int64_t step = bd >= 1 ? 1 : twod ? rows : TJ_BLOCK;
-    int64_t extent = bd == 0 && !twod ? inner : shape[0];
-    gd->units = total == 0 ? 1 : (extent + step - 1) / step;
+    gd->units = q.units;
     gd->work = gd->units ? total / gd->units : 0;
     /* Splitting must not split a reduced dim (a reduction keeps the outer dim) nor a
      * scanned one; so results do not depend on the thread count. */

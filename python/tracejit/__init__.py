@@ -19,10 +19,11 @@ from ._C import (CacheInfo, CompileError, CompiledFunction, InternalError, Trace
 
 __all__ = ["compile", "CompiledFunction", "CacheInfo", "TracejitError", "TraceError",
            "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path",
-           "get_num_threads", "set_num_threads"]
+           "get_num_threads", "set_num_threads", "set_tier"]
 __version__ = "0.1.0"
 
 # Frames in these directories are not the user's code when an error names a line.
+_C._set_include_dir(os.path.join(os.path.dirname(__file__), "_include"))
 _C._set_skip_dirs((os.path.dirname(_np.__file__) + os.sep, os.path.dirname(__file__) + os.sep))
 
 
@@ -108,3 +109,10 @@ def set_num_threads(n):
     thread). Results are bit-identical whatever n is: only loops whose iterations
     write disjoint memory are split, never a reduced dimension."""
     _C.set_num_threads(n)
+
+
+def set_tier(mode):
+    """When kernels are recompiled by the system C compiler (the optimizing tier):
+    'auto' (default) once a kernel proves hot, in a background thread; 'eager' at
+    once, on the first call (for tests); 'tcc' never. TRACEJIT_TIER sets it too."""
+    _C.set_tier(mode)
