@@ -304,6 +304,10 @@ typedef struct {
     int64_t shape[TJ_MAXDIM], total, inner, rows, step, units;
 } tj_geom;
 void tj_group_geometry(const tj_group *gr, tj_geom *q);
+/* Per leaf: `bl<l>`, its first element, and `l<l>_<d>`, its byte stride along loop dim
+ * d (0 where broadcast); strides are left out for uniform leaves (not gathered). */
+void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr,
+                        const uint8_t *uniform, int D);
 /* The optimizing tier's C (csrc/emit/emit_fused.c): elementwise groups as fused
  * per-element loops, `tj_fused[gi]` their bodies (NULL for the others). New reference
  * to a str, None when no group qualifies; NULL + exception. */

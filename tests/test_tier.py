@@ -122,21 +122,23 @@ def test_small_kernels_do_not_tier_up(rng, tier):
     assert f.tiers() == ["tcc"]
 
 
+def run_child(code, **env):
+    """Runs code in a fresh interpreter with env added; returns its stdout, stripped."""
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_new_process_loads_from_disk_cache(tier):
     code = ("import numpy as np, tracejit\n"
             "f = tracejit.compile(lambda x: np.tanh(x) * 3.0 + 1.0)\n"
             "x = np.linspace(-2, 2, 1000)\n"
             "np.testing.assert_allclose(f(x), np.tanh(x) * 3.0 + 1.0, rtol=1e-14)\n"
             "print(f.tiers()[0])\n")
-    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(tier), TRACEJIT_TIER="eager")
-    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "opt"
+    assert run_child(code, TRACEJIT_CACHE_DIR=str(tier), TRACEJIT_TIER="eager") == "opt"
     # auto mode in a new process: the cached object loads on the first call
-    env["TRACEJIT_TIER"] = "auto"
-    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert second.returncode == 0, second.stderr
-    assert second.stdout.strip() == "opt"
+    assert run_child(code, TRACEJIT_CACHE_DIR=str(tier), TRACEJIT_TIER="auto") == "opt"
 
 
 def test_without_a_compiler_everything_runs_on_tcc(tier):
@@ -146,10 +148,7 @@ def test_without_a_compiler_everything_runs_on_tcc(tier):
             "x = np.linspace(-2, 2, 100)\n"
             "np.testing.assert_allclose(f(x), np.exp(x) - 1.0, rtol=1e-12, atol=1e-15)\n"
             "print(f.tiers()[0])\n")
-    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(tier), TRACEJIT_CC="/nonexistent/cc")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "tcc"
+    assert run_child(code, TRACEJIT_CACHE_DIR=str(tier), TRACEJIT_CC="/nonexistent/cc") == "tcc"
 
 
 def test_cache_size_is_bounded(rng, tier, monkeypatch):

@@ -173,8 +173,8 @@ static void emit_accumulate(sbuf *b, const tj_graph *g, const tj_group *gr, gsta
  * per loop dim a byte stride: 0 where broadcast, the slot's stride times the view's
  * step, or for a flat read the item size times the step. Uniform leaves need only
  * the first. */
-static void emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, const gstate *gs,
-                            int D) {
+void tj_emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, const uint8_t *uniform,
+                        int D) {
     for (int l = 0; l < gr->n_leaves; l++) {
         int slot = gr->leaf_slot[l], size = tj_dtype_size(g->nodes[gr->leaves[l]].dtype);
         put(b, "    const char *bl%d = (const char *)P[%d]", l, slot);
@@ -190,7 +190,7 @@ static void emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, cons
             else if (m >= 0) put(b, "    const long long g%d = %lldLL * S[%d][%d];\n", l, step, slot, m);
             else put(b, "    const long long g%d = 0;\n", l);
         }
-        if (gs->uniform[gr->leaves[l]] && gr->leaf_gather[l] < 0) continue;
+        if (uniform[gr->leaves[l]] && gr->leaf_gather[l] < 0) continue;
         for (int d = 0; d < D; d++) {
             int m = gr->ndim ? gr->maps[l][d] : -1;
             long long step = (long long)gr->steps[l][d];
@@ -216,7 +216,7 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
                        "const void *, long long, long long, long long, long long, long long);\n");
     put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
     for (int l = 0; l < gr->n_leaves; l++) gs->uniform[gr->leaves[l]] = 0;
-    emit_leaf_setup(b, g, gr, gs, D);
+    tj_emit_leaf_setup(b, g, gr, gs->uniform, D);
     for (int d = 0; d < D; d++) {
         if (gr->omaps[0][d] >= 0)
             put(b, "    const long long o0_%d = S[%d][%d];\n", d, (int)gr->out_slot[0], gr->omaps[0][d]);
@@ -371,7 +371,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         gs->where[id] = ub;
     }
 
-    emit_leaf_setup(b, g, gr, gs, D);
+    tj_emit_leaf_setup(b, g, gr, gs->uniform, D);
     for (int o = 0; o < gr->n_outs; o++)
         for (int d = 0; d < D; d++) {
             if (gr->ndim && gr->omaps[o][d] >= 0)

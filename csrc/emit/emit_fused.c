@@ -99,23 +99,9 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
                              int gi, uint8_t *uni) {
     int D = q->D;
     put(b, "\nstatic void tj_f%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
-    /* leaves: first element and byte strides per loop dim (as emit_c.c's leaf setup) */
-    for (int l = 0; l < gr->n_leaves; l++) {
-        int slot = gr->leaf_slot[l], size = tj_dtype_size(g->nodes[gr->leaves[l]].dtype);
-        put(b, "    const char *bl%d = (const char *)P[%d]", l, slot);
-        if (gr->leaf_flat[l] && gr->offs[l][0])
-            put(b, " + %lldLL", (long long)(gr->offs[l][0] * size));
-        for (int k = 0; !gr->leaf_flat[l] && k < TJ_MAXDIM; k++)
-            if (gr->offs[l][k]) put(b, " + %lldLL * S[%d][%d]", (long long)gr->offs[l][k], slot, k);
-        put(b, ";\n");
-        for (int d = 0; d < D; d++) {
-            int m = gr->ndim ? gr->maps[l][d] : -1;
-            long long st = (long long)gr->steps[l][d];
-            if (m == -2) put(b, "    const long long l%d_%d = %lldLL;\n", l, d, st * size);
-            else if (m >= 0) put(b, "    const long long l%d_%d = %lldLL * S[%d][%d];\n", l, d, st, slot, m);
-            else put(b, "    const long long l%d_%d = 0;\n", l, d);
-        }
-    }
+    for (int l = 0; l < gr->n_leaves; l++)
+        uni[gr->leaves[l]] = (uint8_t)is_uniform_leaf(gr, l, D);
+    tj_emit_leaf_setup(b, g, gr, uni, D);
     for (int o = 0; o < gr->n_outs; o++)
         for (int d = 0; d < D; d++) {
             if (gr->ndim && gr->omaps[o][d] >= 0)
@@ -127,7 +113,6 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
     /* loop-invariant values, once per call */
     for (int l = 0; l < gr->n_leaves; l++) {
         int32_t id = gr->leaves[l];
-        uni[id] = (uint8_t)is_uniform_leaf(gr, l, D);
         if (uni[id])
             put(b, "    const %s x%d = *(const %s *)bl%d;\n", ctype(g->nodes[id].dtype), (int)id,
                 ctype(g->nodes[id].dtype), l);
