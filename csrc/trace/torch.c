@@ -144,3 +144,23 @@ PyObject *tj_torch_register(PyObject *m, PyObject *args) {
     Py_XSETREF(st->torch_call, Py_NewRef(call));
     Py_RETURN_NONE;
 }
+
+/* _lift(tracer, tensor): a real tensor (or array) as a tracer of `tracer`'s trace,
+ * read at call time like any captured array. New reference. */
+PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !tj_is_tracer(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "_lift(tracer, tensor)");
+        return NULL;
+    }
+    tj_trace *t = ((tj_tracer *)args[0])->trace;
+    if (!t->live)
+        return tj_trace_error("a tracer escaped its trace: a traced value was stored and used "
+                              "after the compiled function returned");
+    int32_t id = tj_operand(t, args[1]);
+    return id < 0 ? NULL : tj_tracer_new(t, id);
+}
+
+/* _trace_error(msg): raises TraceError with msg and the user's source line. */
+PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg) {
+    return tj_trace_error("%S", msg);
+}

@@ -22,7 +22,8 @@ __all__ = ["compile", "CompiledFunction", "CacheInfo", "TracejitError", "TraceEr
 __version__ = "0.1.0"
 
 # Frames in these directories are not the user's code when an error names a line.
-_C._set_skip_dirs((os.path.dirname(_np.__file__) + os.sep, os.path.dirname(__file__) + os.sep))
+_SKIP_DIRS = (os.path.dirname(_np.__file__) + os.sep, os.path.dirname(__file__) + os.sep)
+_C._set_skip_dirs(_SKIP_DIRS)
 
 
 def _load_blas():
@@ -41,8 +42,10 @@ def _load_blas():
 
 
 from ._impls import IMPLS as _IMPLS  # noqa: E402
+from . import _torch  # noqa: E402  (imports no torch: looked up when torch tensors arrive)
 
 _C._register_impls(_IMPLS)
+_torch.register()
 
 # Multiply-adds from which products call BLAS. benchmarks/bench_matmul.py measured
 # NumPy's OpenBLAS faster than our GEMM at every shape from 4x4x4 up, so it is used
@@ -58,6 +61,8 @@ def compile(fn=None, *, static_argnames=()):
     float arguments are runtime inputs unless named in `static_argnames`; other
     non-array arguments are static (part of the cache key).
     """
+    if fn is not None and _is_module(fn):
+        return _compile_module(fn, static_argnames)
     if isinstance(static_argnames, str):
         static_argnames = (static_argnames,)
     static_argnames = tuple(static_argnames)
@@ -84,6 +89,28 @@ def compile(fn=None, *, static_argnames=()):
         return cf
 
     return wrap if fn is None else wrap(fn)
+
+
+def _is_module(obj):
+    """A torch.nn.Module, recognized without importing torch."""
+    return any(c.__name__ == "Module" and c.__module__ == "torch.nn.modules.module"
+               for c in type(obj).__mro__)
+
+
+def _compile_module(module, static_argnames=()):
+    """compile(nn.Module): its forward, traced with the module's parameters and buffers
+    read from the module's own dicts at every call (an optimizer step, or a parameter
+    replaced by another of the same shape, is seen; a new shape retraces). The
+    module's training flag is read when it is traced."""
+    def forward(*args, **kwargs):
+        return module(*args, **kwargs)
+
+    mods = list(module.modules())
+    forward.__tracejit_dicts__ = [m._parameters for m in mods] + [m._buffers for m in mods]
+    forward.__name__ = forward.__qualname__ = f"{type(module).__name__}.forward"
+    cf = compile(forward, static_argnames=static_argnames)
+    cf.module = module
+    return cf
 
 
 def op_table():
