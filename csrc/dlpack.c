@@ -184,7 +184,7 @@ PyObject *tj_dl_torch_alloc(PyObject *m, PyObject *arg) {
     long mode = PyLong_AsLong(arg);
     if (mode == -1 && PyErr_Occurred()) return NULL;
     if (mode < 0 || mode > 3) {
-        PyErr_SetString(PyExc_ValueError, "_torch_alloc: mode 0, 1 or 2");
+        PyErr_SetString(PyExc_ValueError, "_torch_alloc: mode 0, 1, 2 or 3");
         return NULL;
     }
     int old = alloc_mode;

@@ -23,7 +23,7 @@ static PyObject *capture_now(PyObject *entry) {
     int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
     PyObject *where = PyTuple_GET_ITEM(entry, 1);
     if (kind == 0) return PyCell_GET(where);
-    if (kind == 1) return PyDict_GetItemWithError(where, PyTuple_GET_ITEM(entry, 2));
+    if (kind == 1 || kind == 3) return PyDict_GetItemWithError(where, PyTuple_GET_ITEM(entry, 2));
     return where;
 }
 
@@ -33,11 +33,20 @@ static PyObject *array_desc(PyObject *a) {
     int contig = 1;
     if (PyArray_Check(a)) {
         contig = PyArray_IS_C_CONTIGUOUS((PyArrayObject *)a) != 0;
-    } else {   /* a torch tensor */
+    } else {   /* a torch tensor: "float32(3, 4)" like an array */
         tj_dlview v;
         const char *why;
-        if (tj_dl_torch_view(a, &v, &why) == 0) contig = v.contig;
+        char shape[256];
+        PyObject *r = NULL;
+        if (tj_dl_torch_view(a, &v, &why) == 0) {
+            tj_shape_str(shape, sizeof shape, v.ndim, v.shape);
+            r = PyUnicode_FromFormat("%s%s%s", tj_dtype_name(v.dtype), shape,
+                                     v.contig ? "" : " strided");
+        }
         PyErr_Clear();
+        Py_XDECREF(dt);
+        Py_XDECREF(sh);
+        return r ? r : PyUnicode_FromString("torch tensor");
     }
     PyObject *r = dt && sh ? PyUnicode_FromFormat("%S%S%s", dt, sh, contig ? "" : " strided")
                            : NULL;
@@ -49,7 +58,8 @@ static PyObject *array_desc(PyObject *a) {
 static PyObject *stale_reason(PyObject *entry, PyObject *now) {
     int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
     PyObject *name = PyTuple_GET_ITEM(entry, 2);
-    const char *what = kind == 0 ? "closure variable" : kind == 1 ? "global" : "captured array";
+    const char *what = kind == 0 ? "closure variable" : kind == 1 ? "global"
+                     : kind == 3 ? "module parameter or buffer" : "captured array";
     PyObject *old = array_desc(PyTuple_GET_ITEM(entry, 3));
     PyObject *cur = now && (PyArray_Check(now) || tj_dl_kind(now) == TJ_LIB_TORCH)
                         ? array_desc(now)

@@ -118,7 +118,7 @@ PyObject *tj_capture_source(tj_trace *t, PyObject *arr) {
         while (PyDict_Check(dict) && PyDict_Next(dict, &pos, &key, &value))
             if (value == arr) {
                 Py_DECREF(dicts);
-                return Py_BuildValue("(iOO)", 1, dict, key);
+                return Py_BuildValue("(iOO)", 3, dict, key);
             }
     }
     Py_XDECREF(dicts);

@@ -51,6 +51,7 @@ PyObject *tj_trace_new(PyObject *fn) {
     if (!t) return NULL;
     tj_graph_init(&t->g);
     t->live = 1;
+    t->torch = 0;
     t->slots = NULL;
     t->n_slots = t->cap_slots = 0;
     t->captures = PyList_New(0);
