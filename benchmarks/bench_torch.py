@@ -13,6 +13,7 @@ For each: the median time per warm call, the ratios, and the first-call latency 
 freshly made callable (tracejit: trace + compile + run; jit.trace: trace + run;
 torch.compile: dynamo + inductor + run, after torch._dynamo.reset() and with a fresh
 inductor cache directory). Every peer's result is checked against eager first.
+torch runs with --threads intra-op threads (default 1, like tracejit).
 
 Targets (issue 4): tiny <= 0.3x eager; chain12/1k and mlp <= 0.5x the best of eager,
 jit.trace and torch.compile; first call <= 1/100 of torch.compile's.
@@ -80,20 +81,25 @@ def build(peer, fn, args, torch, tracejit):
     if peer == "tracejit":
         return tracejit.compile(fn)
     if peer == "jit.trace":
-        return lambda *a: (build.traced.setdefault(id(fn), torch.jit.trace(fn, args)))(*a)
+        traced = []
+
+        def call(*a):
+            if not traced:
+                traced.append(torch.jit.trace(fn, args))
+            return traced[0](*a)
+        return call
     if peer == "compile":
         torch._dynamo.reset()
         return torch.compile(fn)
     raise ValueError(peer)
 
 
-build.traced = {}
-
 
 def run(opts) -> dict:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="tj-bench-inductor-"))
     import torch
     import tracejit
+    torch.set_num_threads(opts.threads)
     peers = [p for p in PEERS if not opts.peers or p in opts.peers.split(",")]
     if "eager" not in peers:
         peers.insert(0, "eager")
@@ -192,6 +198,10 @@ def main(argv=None) -> int:
     p.add_argument("--peers", metavar="LIST", help="subset of " + ",".join(PEERS))
     p.add_argument("--cases", metavar="LIST")
     p.add_argument("--alloc", action="store_true", help="also compare torch result allocation")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: tracejit runs on one thread, and "
+                        "on a shared 2-core machine torch's OpenMP threads spin against other "
+                        "processes)")
     opts = p.parse_args(argv)
     result = run(opts)
     peers = [p for p in PEERS if not opts.peers or p in opts.peers.split(",") or p == "eager"]

@@ -426,3 +426,15 @@ def test_results_survive_their_inputs_and_gc():
     for i, r in enumerate(outs):
         torch.testing.assert_close(r, torch.full((100,), float(i)).exp())
     assert json.dumps(outs[0].tolist()[:1])
+
+
+def test_bench_torch_quick_run_checks_results():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "benchmarks/bench_torch.py", "--quick", "--peers",
+                        "eager,tracejit", "--cases", "tiny,mlp,logjoint"],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "tracejit/eager" in r.stdout and "logjoint" in r.stdout and "FAILED" not in r.stdout

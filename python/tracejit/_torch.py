@@ -136,48 +136,73 @@ _DUNDERS = {
     "__abs__": np.absolute, "__invert__": np.invert, "__getitem__": _getitem,
 }
 
-_table = None
-_names = None
+_table = {}          # func object -> implementation (or None), filled as calls arrive
+_names = None        # func object -> public name, built on the first error only
+_ready = False
 
 
-def _build():
-    """func object -> implementation, for every namespace a torch function lives in."""
-    global _table, _names
-    torch = _torch()
+def _init():
+    """Once per process, at the first torch call on a tracer."""
+    global _ready
     import os
     from . import _SKIP_DIRS        # frames in torch are not the user's code either
-    _C._set_skip_dirs(_SKIP_DIRS + (os.path.dirname(torch.__file__) + os.sep,))
-    F = torch.nn.functional
-    spaces = [("torch.nn.functional", F), ("torch", torch), ("torch.special", torch.special),
-              ("torch.linalg", torch.linalg), ("torch.fft", torch.fft), ("torch.Tensor", torch.Tensor)]
-    table, names = {}, {}
+    _C._set_skip_dirs(_SKIP_DIRS + (os.path.dirname(_torch().__file__) + os.sep,))
+    _ready = True
+
+
+def _vector_norm(x, ord=2, dim=None, keepdim=False, dtype=None):
+    return norm(x, ord, dim, keepdim)
+
+
+def _torch_softmax(fn):          # torch.softmax(x, dim, dtype): no _stacklevel
+    return lambda x, dim=None, dtype=None: fn(x, dim, dtype=dtype)
+
+
+def _resolve(func):
+    """The implementation of a torch function, by its name, for functions of torch's
+    own namespaces and Tensor methods only (a user function that dispatches through
+    __torch_function__ is not mistaken for one of torch's)."""
+    mod = getattr(func, "__module__", None) or ""
+    qual = getattr(func, "__qualname__", "") or ""
+    name = getattr(func, "__name__", "") or ""
+    is_method = qual.startswith(("TensorBase.", "Tensor."))
+    if not (mod == "torch" or mod.startswith("torch.") or is_method):
+        return None
+    if is_method and name in _DUNDERS:
+        return _DUNDERS[name]
+    if name.startswith("__"):
+        return None
+    for prefix in ("special_", "linalg_"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    if name == "vector_norm":
+        return _vector_norm
+    impl = FUNCS.get(name)
+    if impl is not None and mod == "torch" and name in ("softmax", "log_softmax"):
+        return _torch_softmax(impl)
+    return impl
+
+
+def _build_names():
+    global _names
+    torch = _torch()
+    spaces = [("torch.nn.functional", torch.nn.functional), ("torch", torch),
+              ("torch.special", torch.special), ("torch.linalg", torch.linalg),
+              ("torch.fft", torch.fft), ("torch.Tensor", torch.Tensor)]
+    names = {}
     for prefix, space in spaces:
         for name in dir(space):
-            if name.startswith("__") and prefix != "torch.Tensor":
-                continue
             try:
                 obj = getattr(space, name)
-            except Exception:
+                names.setdefault(obj, f"{prefix}.{name}")
+            except Exception:       # unhashable or failing attributes: not functions
                 continue
-            try:
-                hash(obj)
-            except TypeError:
-                continue
-            names.setdefault(obj, f"{prefix}.{name}")
-            impl = _DUNDERS.get(name) if prefix == "torch.Tensor" else None
-            if impl is None:
-                short = name[len("special_"):] if name.startswith("special_") else name
-                impl = FUNCS.get(short)
-            if impl is not None and obj not in table:
-                table[obj] = impl
-    table[torch.linalg.vector_norm] = lambda x, ord=2, dim=None, keepdim=False, dtype=None: \
-        norm(x, ord, dim, keepdim)
-    _table, _names = table, names
+    _names = names
 
 
 def name_of(func):
     if _names is None:
-        _build()
+        _build_names()
     n = _names.get(func)
     if n:
         return n
@@ -207,9 +232,12 @@ def _lift(obj, ref):
 
 
 def dispatch(func, args, kwargs):
-    if _table is None:
-        _build()
-    impl = _table.get(func)
+    if not _ready:
+        _init()
+    try:
+        impl = _table[func]
+    except KeyError:
+        impl = _table[func] = _resolve(func)
     if impl is None:
         _C._trace_error(f"{name_of(func)} is not supported by tracejit yet")
     kwargs = kwargs or {}
