@@ -438,3 +438,35 @@ def test_bench_torch_quick_run_checks_results():
                        cwd=root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "tracejit/eager" in r.stdout and "logjoint" in r.stdout and "FAILED" not in r.stdout
+
+
+def test_ops_on_tensors_read_at_call_time_are_traced_not_snapshots():
+    """W.t() of a global (or of a module's parameter) is part of the trace: rebinding W,
+    or replacing the parameter, is seen; factories and what is computed from them only
+    are constants."""
+    g = {"torch": torch}
+    exec("W = torch.randn(3, 4)\n"
+         "def fn(x):\n"
+         "    return x @ W.t() + W.sum(0)[:3] + torch.ones(3) * 2\n", g)
+    f = tracejit.compile(g["fn"])
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(f(x), g["fn"](x))
+    g["W"] = torch.randn(3, 4)
+    torch.testing.assert_close(f(x), g["fn"](x))
+    assert f.cache_info().misses == 1
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 4))
+
+        def forward(self, x):
+            return x @ self.w.t()
+
+    m = M()
+    cm = tracejit.compile(m)
+    with torch.no_grad():
+        torch.testing.assert_close(cm(x), m(x))
+        m.w = nn.Parameter(torch.randn(4, 4))
+        torch.testing.assert_close(cm(x), m(x))
+    assert cm.cache_info().misses == 1

@@ -231,17 +231,23 @@ def _lift(obj, ref):
     return obj
 
 
-def dispatch(func, args, kwargs):
+def _impl(func):
     if not _ready:
         _init()
     try:
-        impl = _table[func]
+        return _table[func]
     except KeyError:
         impl = _table[func] = _resolve(func)
+        return impl
+
+
+def dispatch(func, args, kwargs, ref=None):
+    impl = _impl(func)
     if impl is None:
         _C._trace_error(f"{name_of(func)} is not supported by tracejit yet")
     kwargs = kwargs or {}
-    ref = _find_tracer(args)
+    if ref is None:
+        ref = _find_tracer(args)
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
     if ref is not None:
@@ -264,32 +270,73 @@ def _has_tracer(obj):
     return False
 
 
+def _tensors(obj):
+    if _is_tensor(obj):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from _tensors(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _tensors(o)
+
+
+def _external(fn):
+    """ids of the tensors fn reads at call time: its closure cells and globals, and
+    compile(nn.Module)'s parameter and buffer dicts."""
+    ext = set()
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            ext.update(id(t) for t in _tensors(cell.cell_contents))
+        except ValueError:           # an empty cell
+            pass
+    for v in (getattr(fn, "__globals__", None) or {}).values():
+        if _is_tensor(v):
+            ext.add(id(v))
+    for d in getattr(fn, "__tracejit_dicts__", ()):
+        ext.update(id(t) for t in d.values() if t is not None)
+    return ext
+
+
 _mode_cls = None
 
 
-def _mode():
+def _mode(ref, external):
     global _mode_cls
     if _mode_cls is None:
         from torch.overrides import TorchFunctionMode
 
         class TraceMode(TorchFunctionMode):
-            """Active while a torch trace runs: calls with tracers go to dispatch();
-            the rest (factories: torch.zeros(3), torch.tensor([...])) run as they are
-            and become constants of the trace."""
+            """Active while a torch trace runs. Calls with tracers go to dispatch(), and so
+            do calls on tensors the function reads at call time (W.t() of a closure or a
+            module's parameter becomes part of the trace, not a snapshot); the rest
+            (factories: torch.zeros(3), torch.tensor([...]), and what is computed from
+            them) run as they are and become constants of the trace."""
+
+            def __init__(self, ref, external):
+                super().__init__()
+                self.ref, self.external = ref, external
 
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
                 if _has_tracer(args) or _has_tracer(kwargs):
                     return dispatch(func, args, kwargs)
+                if (self.ref is not None and self.external and _impl(func) is not None and
+                        any(id(t) in self.external for t in _tensors((args, kwargs)))):
+                    return dispatch(func, args, kwargs, self.ref)
                 return func(*args, **kwargs)
 
         _mode_cls = TraceMode
-    return _mode_cls()
+    return _mode_cls(ref, external)
 
 
 def call_traced(fn, args, kwargs):
-    with _mode():
-        return fn(*args, **(kwargs or {}))
+    kwargs = kwargs or {}
+    ref = _find_tracer(args)
+    if ref is None:
+        ref = _find_tracer(list(kwargs.values()))
+    with _mode(ref, _external(getattr(fn, "__wrapped__", fn))):
+        return fn(*args, **kwargs)
 
 
 def register():
