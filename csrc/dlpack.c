@@ -68,8 +68,8 @@ static int find_torch(void) {
              api->allocator && api->to_py;
     for (int d = 0; ok && d < TJ_NDTYPES; d++)
         ok = (torch_dtypes[d] = PyObject_GetAttrString(torch, names[d])) != NULL;
-    /* requires_grad is read at every call: through its getset's C function, not a
-     * generic attribute lookup (measured 85 ns -> see bench notes) */
+    /* requires_grad is read at every call, through its getset's C function rather than
+     * a generic attribute lookup (t.requires_grad from Python measured ~70 ns) */
     PyObject *rg = NULL;
     for (Py_ssize_t i = 0; ok && !rg && i < PyTuple_GET_SIZE(((PyTypeObject *)tensor)->tp_mro); i++) {
         PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(((PyTypeObject *)tensor)->tp_mro, i);

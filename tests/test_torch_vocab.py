@@ -94,7 +94,7 @@ def test_special_functions_accuracy(dtype):
     check(torch.lgamma, pos, dtype=dtype)
     check(torch.digamma, pos, dtype=dtype)
     # negative non-integers, poles and special values
-    neg = torch.tensor([-0.5, -1.5, -2.25, -7.75, -100.1, -1.0, -2.0, 0.0, float("inf"),
+    neg = torch.tensor([-0.5, -1.5, -2.25, -7.75, -100.1, -1.0, -2.0, 0.0, -0.0, float("inf"),
                         float("-inf"), float("nan")], dtype=dtype)
     check(torch.lgamma, neg, dtype=dtype)
     check(torch.digamma, neg, dtype=dtype, rtol=1e-4 if dtype == torch.float32 else 1e-9, atol=1e-5)

@@ -5,8 +5,7 @@
  * half an ulp of float; float64 is glibc's (erf, erfc, lgamma_r: within a few ulp)
  * and, for digamma, the series below (relative error ~1e-15 away from its zeros).
  * Semantics follow torch: lgamma(x) = log|Gamma(x)| (inf at 0 and the negative
- * integers), digamma(0) = -inf with 0's sign flipped (torch returns -inf for
- * +0.0 as well), digamma at negative integers nan. */
+ * integers), digamma(+0) = -inf and digamma(-0) = +inf, nan at the negative integers and -inf. */
 #ifndef TJ_PRIMS_SPECIAL_H
 #define TJ_PRIMS_SPECIAL_H
 #include <math.h>
@@ -22,7 +21,7 @@ static inline double tj_lgamma_d(double x) {
  * psi(x) = log x - 1/2x - sum B2k / (2k x^2k). */
 static inline double tj_digamma_d(double x) {
     static const double pi = 3.14159265358979323846;
-    if (x == 0) return -INFINITY;                  /* torch: -inf for both zeros */
+    if (x == 0) return signbit(x) ? INFINITY : -INFINITY;   /* torch's signs */
     if (x != x || x == INFINITY) return x;
     if (x == -INFINITY) return NAN;
     double acc = 0;
