@@ -158,7 +158,22 @@ static int flatten_dlpack(tj_flat *f, PyObject *o, int lib, const path *p) {
         dt = v->dtype, nd = v->ndim, contig = v->contig, shape = v->shape;
     } else {
         PyObject *a = tj_dl_to_numpy(o);
-        if (!a) return -1;
+        if (!a) {   /* on another device, or of a layout numpy cannot view */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyObject *msg = value ? PyObject_Str(value) : NULL;
+            Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+            PyErr_Clear();
+            if (msg) {
+                PyObject *what = PyUnicode_FromFormat("%s array cannot be read on the CPU "
+                                                      "(numpy.from_dlpack: %U)",
+                                                      Py_TYPE(o)->tp_name, msg);
+                if (what) arg_error(p, "this %U", what);
+                Py_XDECREF(what);
+                Py_DECREF(msg);
+            }
+            return -1;
+        }
         if (f->n_owned == f->cap_owned &&
             grow((void **)&f->owned, &f->cap_owned, f->owned_stack, sizeof(PyObject *)) < 0) {
             Py_DECREF(a);

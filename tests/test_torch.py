@@ -315,6 +315,19 @@ def test_numpy_dlpack_producer_other_than_ndarray():
     np.testing.assert_allclose(np.asarray(r), a * 2.0)
 
 
+def test_dlpack_producer_numpy_cannot_read_is_refused_clearly():
+    class OnDevice:
+        def __dlpack__(self, **kw):
+            raise BufferError("the data is on a GPU")
+
+        def __dlpack_device__(self):
+            return (2, 0)
+
+    with pytest.raises(TypeError, match=r"arg 0: this OnDevice array cannot be read on the CPU "
+                                        r"\(numpy\.from_dlpack: "):
+        tracejit.compile(lambda x: x * 2.0)(OnDevice())
+
+
 def test_jax_arrays_in_and_out():
     jnp = pytest.importorskip("jax.numpy")
     x = jnp.arange(6.0, dtype=jnp.float32).reshape(2, 3)
