@@ -483,3 +483,20 @@ def test_ops_on_tensors_read_at_call_time_are_traced_not_snapshots():
         m.w = nn.Parameter(torch.randn(4, 4))
         torch.testing.assert_close(cm(x), m(x))
     assert cm.cache_info().misses == 1
+
+
+def test_module_train_eval_switch_is_part_of_the_key():
+    m = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    cm = tracejit.compile(static_argnames=())(m)
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        m.eval()
+        torch.testing.assert_close(cm(x), m(x))
+        m.train()
+        with pytest.raises(tracejit.TraceError, match="dropout"):
+            cm(x)
+        m.eval()
+        torch.testing.assert_close(cm(x), m(x))
+        assert "-- generated C" in cm.explain(x)
+    assert cm.cache_info().hits == 1
+    assert repr(cm) == "<tracejit.CompiledModule of Sequential>"

@@ -17,7 +17,7 @@ from . import _C
 from ._C import (CacheInfo, CompileError, CompiledFunction, InternalError, TraceError,
                  TracejitError, Tracer)
 
-__all__ = ["compile", "CompiledFunction", "CacheInfo", "TracejitError", "TraceError",
+__all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "TracejitError", "TraceError",
            "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path"]
 __version__ = "0.1.0"
 
@@ -61,13 +61,13 @@ def compile(fn=None, *, static_argnames=()):
     float arguments are runtime inputs unless named in `static_argnames`; other
     non-array arguments are static (part of the cache key).
     """
-    if fn is not None and _is_module(fn):
-        return _compile_module(fn, static_argnames)
     if isinstance(static_argnames, str):
         static_argnames = (static_argnames,)
     static_argnames = tuple(static_argnames)
 
     def wrap(f):
+        if _is_module(f):
+            return _compile_module(f, static_argnames)
         nums = ()
         try:
             params = list(inspect.signature(f).parameters.values())
@@ -97,20 +97,38 @@ def _is_module(obj):
                for c in type(obj).__mro__)
 
 
-def _compile_module(module, static_argnames=()):
-    """compile(nn.Module): its forward, traced with the module's parameters and buffers
-    read from the module's own dicts at every call (an optimizer step, or a parameter
-    replaced by another of the same shape, is seen; a new shape retraces). The
-    module's training flag is read when it is traced."""
-    def forward(*args, **kwargs):
-        return module(*args, **kwargs)
+class CompiledModule:
+    """tracejit.compile(nn.Module): the module's forward, traced with its parameters and
+    buffers read from the module's own dicts at every call (an optimizer step, or a
+    parameter replaced by another of the same shape, is seen; a new shape retraces).
+    The module's `training` flag is part of the cache key (train() / eval() switch
+    variants). cache_info(), explain(), last_source, ... are the CompiledFunction's."""
 
-    mods = list(module.modules())
-    forward.__tracejit_dicts__ = [m._parameters for m in mods] + [m._buffers for m in mods]
-    forward.__name__ = forward.__qualname__ = f"{type(module).__name__}.forward"
-    cf = compile(forward, static_argnames=static_argnames)
-    cf.module = module
-    return cf
+    def __init__(self, module, static_argnames=()):
+        def forward(training, *args, **kwargs):
+            return module(*args, **kwargs)
+
+        mods = list(module.modules())
+        forward.__tracejit_dicts__ = [m._parameters for m in mods] + [m._buffers for m in mods]
+        forward.__name__ = forward.__qualname__ = f"{type(module).__name__}.forward"
+        self.module = module
+        self._cf = CompiledFunction(forward, (0,), tuple(static_argnames))
+
+    def __call__(self, *args, **kwargs):
+        return self._cf(self.module.training, *args, **kwargs)
+
+    def explain(self, *args, **kwargs):
+        return self._cf.explain(self.module.training, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._cf, name)
+
+    def __repr__(self):
+        return f"<tracejit.CompiledModule of {type(self.module).__name__}>"
+
+
+def _compile_module(module, static_argnames=()):
+    return CompiledModule(module, static_argnames)
 
 
 def op_table():
