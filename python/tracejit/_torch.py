@@ -178,6 +178,8 @@ def _resolve(func):
     if name == "vector_norm":
         return _vector_norm
     impl = FUNCS.get(name)
+    if impl is None and is_method and not isinstance(ATTRS.get(name), property):
+        impl = ATTRS.get(name)       # W.float(), W.to(...), W.size() of a real tensor
     if impl is not None and mod == "torch" and name in ("softmax", "log_softmax"):
         return _torch_softmax(impl)
     return impl
