@@ -460,7 +460,8 @@ def test_ops_on_tensors_read_at_call_time_are_traced_not_snapshots():
     g = {"torch": torch}
     exec("W = torch.randn(3, 4)\n"
          "def fn(x):\n"
-         "    return x @ W.t() + W.sum(0)[:3] + torch.ones(3) * 2 + W.double().float()[0, :3]\n",
+         "    return (x @ W.t() + W.sum(0)[:3] + torch.ones(3) * 2 + W.double().float()[0, :3]\n"
+         "            + x @ W.T + W.mT[0])\n",
          g)
     f = tracejit.compile(g["fn"])
     x = torch.randn(2, 4)

@@ -166,6 +166,11 @@ def _resolve(func):
     qual = getattr(func, "__qualname__", "") or ""
     name = getattr(func, "__name__", "") or ""
     is_method = qual.startswith(("TensorBase.", "Tensor."))
+    if name == "__get__":            # a property of a tensor read at call time: W.T
+        owner = getattr(func, "__self__", None)
+        if getattr(owner, "__objclass__", None) is not _torch()._C.TensorBase:
+            return None
+        return _PROPERTIES.get(getattr(owner, "__name__", None))
     if not (mod == "torch" or mod.startswith("torch.") or is_method):
         return None
     if is_method and name in _DUNDERS:
@@ -183,6 +188,11 @@ def _resolve(func):
     if impl is not None and mod == "torch" and name in ("softmax", "log_softmax"):
         return _torch_softmax(impl)
     return impl
+
+
+_PROPERTIES = {"T": lambda x: x.T, "mT": lambda x: np.swapaxes(x, -1, -2),
+               "H": lambda x: x.T, "mH": lambda x: np.swapaxes(x, -1, -2),
+               "data": lambda x: x, "real": lambda x: x}
 
 
 def _build_names():
