@@ -292,6 +292,15 @@ PyObject *tj_dl_torch_empty(int ndim, const int64_t *shape, int dtype, void **da
 PyObject *tj_dl_torch_dtype(int dtype) { return torch_dtypes[dtype]; }
 PyObject *tj_dl_torch_type(void) { return (PyObject *)torch_tensor; }
 
+int tj_dl_default_float(void) {
+    static PyObject *get;
+    if (!get && !(get = torch_attr("get_default_dtype"))) return -1;
+    PyObject *d = PyObject_CallNoArgs(get);
+    if (!d) return -1;
+    Py_DECREF(d);
+    return d == torch_dtypes[TJ_F64] ? TJ_F64 : TJ_F32;
+}
+
 PyObject *tj_dl_converter(PyTypeObject *tp) {
     /* the producer's own from_dlpack: its top-level module's, or its numpy namespace's
      * (jax.numpy for jaxlib arrays, cupy for cupy) */

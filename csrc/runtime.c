@@ -100,6 +100,16 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     int n_made = 0;
     *result = *reason = NULL;
     if (!P || !S || !sc || !outs || !by_pos || !held || !dls) { PyErr_NoMemory(); goto done; }
+    if (p->torch_dflt >= 0) {   /* the trace promoted with torch's default dtype */
+        int now = tj_dl_default_float();
+        if (now < 0) goto done;
+        if (now != p->torch_dflt) {
+            *reason = PyUnicode_FromFormat("torch default dtype %s -> %s",
+                                           tj_dtype_name(p->torch_dflt), tj_dtype_name(now));
+            rc = *reason ? 1 : -1;
+            goto done;
+        }
+    }
 
     for (int i = 0; i < p->n_leaf_slots; i++) {
         const tj_slotdesc *d = &p->slots[i];

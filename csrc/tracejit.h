@@ -136,7 +136,8 @@ typedef struct {
     int32_t n_slots, cap_slots;
     PyObject *captures;      /* list of (where, array): arrays read from closures/globals */
     PyObject *fn;            /* strong: the traced function, where captures are looked up */
-    int torch;               /* a torch input: torch dtypes, promotion and methods */
+    int torch;               /* a torch input: torch dtypes, promotion and methods; | 2 (4):
+                                promotion read torch's default dtype, float32 (float64) */
 } tj_trace;
 
 typedef struct {
@@ -348,6 +349,8 @@ PyObject *tj_dl_to_numpy(PyObject *o);
 PyObject *tj_dl_torch_empty(int ndim, const int64_t *shape, int dtype, void **data);
 /* torch.Tensor once torch has been seen, else NULL. Borrowed. */
 PyObject *tj_dl_torch_type(void);
+/* torch.get_default_dtype() as TJ_F32 or TJ_F64; -1 + exception. */
+int tj_dl_default_float(void);
 /* The torch dtype object of a tracejit dtype (torch already imported). Borrowed. */
 PyObject *tj_dl_torch_dtype(int dtype);
 /* The function that turns an ndarray into the library of type `tp`'s arrays, or NULL
@@ -425,6 +428,7 @@ typedef struct tj_plan {
     PyObject *source;            /* the generated C */
     PyObject *log;               /* pass log (list of str) */
     int out_lib;                 /* TJ_LIB_*: which library the results belong to */
+    int torch_dflt;              /* torch's default dtype the trace assumed, or -1: checked */
     PyObject *out_conv;          /* TJ_LIB_DLPACK: ndarray -> that library, or NULL */
     int64_t (*out_strides)[TJ_MAXDIM];   /* output slots: contiguous byte strides */
     char *scratch_cache;         /* the scratch block, kept between calls */

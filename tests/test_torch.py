@@ -128,14 +128,21 @@ def test_torch_promotion(fn, args):
     torch.testing.assert_close(r, expected)
 
 
-def test_default_dtype_float64_is_followed():
+def test_default_dtype_is_followed_and_checked_at_every_call():
     old = torch.get_default_dtype()
+    f = tracejit.compile(lambda x: x / 2)
+    g = tracejit.compile(lambda x: x / 2.0)       # float32 input: no default dtype used
+    x = torch.arange(4)
     torch.set_default_dtype(torch.float64)
     try:
-        r = tracejit.compile(lambda x: x / 2)(torch.arange(4))
-        assert r.dtype == torch.float64
+        assert f(x).dtype == torch.float64
+        assert g(x.float()).dtype == torch.float32
     finally:
         torch.set_default_dtype(old)
+    assert f(x).dtype == torch.float32
+    assert f.last_retrace == "torch default dtype float64 -> float32"
+    assert g(x.float()).dtype == torch.float32
+    assert g.cache_info().misses == 1
 
 
 def test_requires_grad_input_is_refused_clearly():

@@ -5,7 +5,8 @@
  * Contract: a trace is a torch trace when an argument is a torch tensor; its nodes
  * then follow torch.result_type (dimensioned tensors > 0-d tensors > Python scalars,
  * by category bool < int < float; a Python float is the default dtype), and ops
- * that compute in floats (exp, true division) take ints to the default dtype. */
+ * that compute in floats (exp, true division) take ints to the default dtype; a
+ * plan that used the default dtype checks it at every call (csrc/runtime.c). */
 #include "tracejit.h"
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
@@ -43,14 +44,9 @@ int32_t tj_capture_torch(tj_trace *t, PyObject *o) {
  * for NumPy traces, which reach here only for the ops NumPy has no ufunc for. */
 static int default_float(tj_trace *t) {
     if (!t->torch) return TJ_F64;
-    PyObject *name = PyUnicode_FromString("torch");
-    PyObject *torch = name ? PyImport_GetModule(name) : NULL;
-    Py_XDECREF(name);
-    PyObject *d = torch ? PyObject_CallMethod(torch, "get_default_dtype", NULL) : NULL;
-    Py_XDECREF(torch);
-    int r = d && d == tj_dl_torch_dtype(TJ_F64) ? TJ_F64 : TJ_F32;
-    Py_XDECREF(d);
-    PyErr_Clear();
+    int r = tj_dl_default_float();
+    if (r < 0) { PyErr_Clear(); r = TJ_F32; }
+    t->torch |= r == TJ_F64 ? 4 : 2;     /* the plan checks it at every call */
     return r;
 }
 
@@ -74,14 +70,18 @@ static const char *torch_name(int op) {
 
 int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop, int *out) {
     int cls[3] = {-1, -1, -1};   /* dimensioned tensors, 0-d tensors, Python scalars */
-    int first = tj_ops[op].flags & TJ_F_COND ? 1 : 0, dflt = -1;
+    int first = tj_ops[op].flags & TJ_F_COND ? 1 : 0, dflt = -1, weak_float = 0;
     for (int i = first; i < nargs; i++) {
         const tj_node *n = &t->g.nodes[ids[i]];
         int c = n->weak ? 2 : n->ndim ? 0 : 1, dt = n->dtype;
-        if (n->weak == 2) dt = TJ_I64;
-        else if (n->weak && dt == TJ_F64) dt = dflt < 0 ? (dflt = default_float(t)) : dflt;
-        cls[c] = promote(cls[c], dt);
+        if (n->weak == 1 && dt == TJ_F64) { weak_float = 1; continue; }
+        cls[c] = promote(cls[c], n->weak == 2 ? TJ_I64 : dt);
     }
+    /* a Python float counts as the default dtype, which matters only when no tensor
+     * operand is a float (only then is the default read, and checked at each call) */
+    int hi = combine(cls[0], cls[1]);
+    if (weak_float && (hi < 0 || category(hi) < 2))
+        cls[2] = promote(cls[2], dflt = default_float(t));
     int r = combine(cls[0], combine(cls[1], cls[2]));
     int mask = tj_ops[op].mask;
     if (mask == TJ_M_F64) r = TJ_F64;
