@@ -407,6 +407,12 @@ static int result_walk(tj_template *tp, tj_trace *t, PyObject *o) {
         if (tj_graph_add_output(&t->g, id) < 0) return -1;
         return token(tp, T_OUT, t->g.n_out - 1);
     }
+    if (type != &PyTuple_Type && PyTuple_Check(o)) {
+        /* a named tuple (torch.max(x, dim)'s (values, indices)) holding traced values
+         * comes back as a plain tuple; one of static values stays static */
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o); i++)
+            if (tj_is_tracer(PyTuple_GET_ITEM(o, i))) { type = &PyTuple_Type; break; }
+    }
     if (type == &PyTuple_Type || type == &PyList_Type) {
         Py_ssize_t n = Py_SIZE(o);
         if (token(tp, type == &PyTuple_Type ? T_TUPLE : T_LIST, (int)n) < 0) return -1;

@@ -509,3 +509,11 @@ def test_module_train_eval_switch_is_part_of_the_key():
         assert "-- generated C" in cm.explain(x)
     assert cm.cache_info().hits == 1
     assert repr(cm) == "<tracejit.CompiledModule of Sequential>"
+
+
+def test_named_tuple_of_traced_values_comes_back_as_tuple():
+    x = torch.randn(3, 4)
+    values, indices = tracejit.compile(lambda x: torch.max(x, dim=1))(x)
+    e = torch.max(x, dim=1)
+    torch.testing.assert_close(values, e.values)
+    torch.testing.assert_close(indices, e.indices)
