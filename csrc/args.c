@@ -25,12 +25,22 @@ void tj_flat_init(tj_flat *f) {
     f->n_words = f->n_leaves = f->n_statics = 0;
     f->hash = 1469598103934665603ull;
     f->has_tracer = 0;
+    f->out_lib = -1;
+    f->out_type = NULL;
+    f->dl = f->dl_stack;
+    f->cap_dl = 4;
+    f->owned = f->owned_stack;
+    f->cap_owned = 4;
+    f->n_dl = f->n_owned = 0;
 }
 
 void tj_flat_free(tj_flat *f) {
     if (f->words != f->words_stack) PyMem_Free(f->words);
     if (f->leaves != f->leaves_stack) PyMem_Free(f->leaves);
     if (f->statics != f->statics_stack) PyMem_Free(f->statics);
+    for (int i = 0; i < f->n_owned; i++) Py_DECREF(f->owned[i]);
+    if (f->owned != f->owned_stack) PyMem_Free(f->owned);
+    if (f->dl != f->dl_stack) PyMem_Free(f->dl);
 }
 
 static int grow(void **buf, int *cap, void *stack, size_t elem) {
@@ -123,6 +133,69 @@ static int static_arg(tj_flat *f, PyObject *o, const path *p) {
                         "hashable static value", (PyObject *)Py_TYPE(o));
 }
 
+/* A torch tensor (read through its DLPack view at every call) or another DLPack
+ * producer's array (an ndarray view of it, owned by the flat). The key word carries
+ * the library, and a producer's type is a static, so results come back right. */
+static int flatten_dlpack(tj_flat *f, PyObject *o, int lib, const path *p) {
+    int dt, nd, contig;
+    const int64_t *shape;
+    PyObject *leaf_obj = o;
+    if (lib == TJ_LIB_TORCH) {
+        if (f->n_dl == f->cap_dl &&
+            grow((void **)&f->dl, &f->cap_dl, f->dl_stack, sizeof(tj_dlview)) < 0)
+            return -1;
+        tj_dlview *v = &f->dl[f->n_dl];
+        const char *why = NULL;
+        int rc = tj_dl_torch_view(o, v, &why);
+        if (rc < 0) return -1;
+        if (rc > 0) {
+            PyObject *msg = PyUnicode_FromString(why);
+            if (msg) arg_error(p, "this torch tensor %U", msg);
+            Py_XDECREF(msg);
+            return -1;
+        }
+        f->n_dl++;
+        dt = v->dtype, nd = v->ndim, contig = v->contig, shape = v->shape;
+    } else {
+        PyObject *a = tj_dl_to_numpy(o);
+        if (!a) {   /* on another device, or of a layout numpy cannot view */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyObject *msg = value ? PyObject_Str(value) : NULL;
+            Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+            PyErr_Clear();
+            if (msg) {
+                PyObject *what = PyUnicode_FromFormat("%s array cannot be read on the CPU "
+                                                      "(numpy.from_dlpack: %U)",
+                                                      Py_TYPE(o)->tp_name, msg);
+                if (what) arg_error(p, "this %U", what);
+                Py_XDECREF(what);
+                Py_DECREF(msg);
+            }
+            return -1;
+        }
+        if (f->n_owned == f->cap_owned &&
+            grow((void **)&f->owned, &f->cap_owned, f->owned_stack, sizeof(PyObject *)) < 0) {
+            Py_DECREF(a);
+            return -1;
+        }
+        f->owned[f->n_owned++] = a;
+        if (!PyArray_CheckExact(a))
+            return arg_error(p, "numpy.from_dlpack of %R did not give an ndarray", (PyObject *)Py_TYPE(o));
+        if (check_array((PyArrayObject *)a, p, &dt) < 0) return -1;
+        nd = PyArray_NDIM((PyArrayObject *)a);
+        contig = PyArray_IS_C_CONTIGUOUS((PyArrayObject *)a) != 0;
+        shape = (const int64_t *)PyArray_DIMS((PyArrayObject *)a);
+        leaf_obj = a;
+        if (static_value(f, (PyObject *)Py_TYPE(o)) < 0) return -1;
+    }
+    if (word(f, TAG(K_ARRAY, dt | nd << 8 | contig << 16 | lib << 17)) < 0) return -1;
+    for (int d = 0; d < nd; d++)
+        if (word(f, shape[d]) < 0) return -1;
+    if (f->out_lib < 0) { f->out_lib = lib; f->out_type = Py_TYPE(o); }
+    return leaf(f, leaf_obj);
+}
+
 static int flatten(tj_flat *f, PyObject *o, int is_static, const path *p) {
     if (is_static) return static_arg(f, o, p);
     PyTypeObject *tp = Py_TYPE(o);
@@ -134,6 +207,7 @@ static int flatten(tj_flat *f, PyObject *o, int is_static, const path *p) {
             return -1;
         for (int d = 0; d < nd; d++)
             if (word(f, PyArray_DIM(a, d)) < 0) return -1;
+        if (f->out_lib < 0) { f->out_lib = TJ_LIB_NUMPY; f->out_type = tp; }
         return leaf(f, o);
     }
     if (tp == &PyFloat_Type) return word(f, TAG(K_FLOAT, 0)) < 0 ? -1 : leaf(f, o);
@@ -182,9 +256,8 @@ static int flatten(tj_flat *f, PyObject *o, int is_static, const path *p) {
         Py_DECREF(d);
         return word(f, TAG(K_NPSCALAR, dt)) < 0 ? -1 : leaf(f, o);
     }
-    if (PyObject_HasAttrString(o, "__dlpack__"))
-        return arg_error(p, "%R arrays are not supported yet: tracejit accepts numpy arrays "
-                            "(convert with np.from_dlpack(x))", (PyObject *)tp);
+    int lib = tj_dl_kind(o);
+    if (lib) return flatten_dlpack(f, o, lib, p);
     return static_arg(f, o, p);
 }
 
@@ -262,7 +335,23 @@ static PyObject *traced(tj_trace *t, PyObject *o, int is_static) {
         Py_DECREF(descr);
         id = tj_trace_leaf(t, TJ_OP_SCALAR, &d, 0, 0, NULL);
     } else {
-        return Py_NewRef(o);   /* static */
+        int lib = tj_dl_kind(o);
+        if (lib == TJ_LIB_DLPACK) {     /* the ndarray view of it, as flatten made */
+            PyObject *a = tj_dl_to_numpy(o);
+            PyObject *r = a ? traced(t, a, 0) : NULL;
+            Py_XDECREF(a);
+            return r;
+        }
+        if (lib != TJ_LIB_TORCH) return Py_NewRef(o);   /* static */
+        tj_dlview v;
+        const char *why = NULL;
+        int rc = tj_dl_torch_view(o, &v, &why);
+        if (rc != 0) return rc < 0 ? NULL : tj_internal_error("a torch argument changed: %s", why);
+        d.dtype = v.dtype;
+        d.contig = (uint8_t)v.contig;
+        d.torch = 1;
+        t->torch = 1;
+        id = tj_trace_leaf(t, TJ_OP_INPUT, &d, 0, v.ndim, v.shape);
     }
     return id < 0 ? NULL : tj_tracer_new(t, id);
 }
@@ -312,11 +401,17 @@ static int add_static(tj_template *tp, PyObject *o) {
 
 static int result_walk(tj_template *tp, tj_trace *t, PyObject *o) {
     PyTypeObject *type = Py_TYPE(o);
-    if (tj_is_tracer(o) || PyArray_Check(o)) {
+    if (tj_is_tracer(o) || PyArray_Check(o) || tj_dl_kind(o) == TJ_LIB_TORCH) {
         int32_t id = tj_operand(t, o);
         if (id < 0) return -1;
         if (tj_graph_add_output(&t->g, id) < 0) return -1;
         return token(tp, T_OUT, t->g.n_out - 1);
+    }
+    if (type != &PyTuple_Type && PyTuple_Check(o)) {
+        /* a named tuple (torch.max(x, dim)'s (values, indices)) holding traced values
+         * comes back as a plain tuple; one of static values stays static */
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o); i++)
+            if (tj_is_tracer(PyTuple_GET_ITEM(o, i))) { type = &PyTuple_Type; break; }
     }
     if (type == &PyTuple_Type || type == &PyList_Type) {
         Py_ssize_t n = Py_SIZE(o);

@@ -110,9 +110,38 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
         }
     }
     for (Py_ssize_t i = 0; i < nc; i++) {
-        PyArrayObject *a = (PyArrayObject *)PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, i), 3);
+        PyObject *o = PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, i), 3);
+        if (!PyArray_Check(o)) {   /* a torch tensor: read at trace time already */
+            tj_dlview v;
+            const char *why;
+            if (tj_dl_torch_view(o, &v, &why) != 0) {
+                if (!PyErr_Occurred()) tj_internal_error("a captured torch tensor changed");
+                tj_plan_decref(p);
+                return NULL;
+            }
+            p->cap_ndim[i] = v.ndim;
+            memcpy(p->cap_shape[i], v.shape, (size_t)v.ndim * sizeof(int64_t));
+            continue;
+        }
+        PyArrayObject *a = (PyArrayObject *)o;
         p->cap_ndim[i] = PyArray_NDIM(a);
         for (int d = 0; d < PyArray_NDIM(a); d++) p->cap_shape[i][d] = PyArray_DIM(a, d);
+    }
+    p->out_lib = f->out_lib < 0 ? TJ_LIB_NUMPY : f->out_lib;
+    p->torch_dflt = t->torch & 4 ? TJ_F64 : t->torch & 2 ? TJ_F32 : -1;
+    if (p->out_lib == TJ_LIB_DLPACK) p->out_conv = tj_dl_converter(f->out_type);
+    int n_out = p->sched.n_slots - p->sched.first_out;
+    if (!(p->out_strides = PyMem_Calloc((size_t)(n_out ? n_out : 1), sizeof *p->out_strides))) {
+        tj_plan_decref(p);
+        return (tj_plan *)PyErr_NoMemory();
+    }
+    for (int k = 0; k < n_out; k++) {
+        int slot = p->sched.first_out + k;
+        int64_t stride = tj_dtype_size(p->sched.slot_dtype[slot]);
+        for (int d = p->sched.slot_ndim[slot] - 1; d >= 0; d--) {
+            p->out_strides[k][d] = stride;
+            stride *= p->sched.slot_shape[slot][d];
+        }
     }
     for (int k = 0; k < p->sched.n_scratch; k++) {
         int slot = p->sched.first_scratch + k;
@@ -142,7 +171,12 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     tj_trace *t = (tj_trace *)tj_trace_new(self->fn);
     if (!t) return NULL;
     if (tj_trace_args(t, &self->conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
-    res = PyObject_Call(self->fn, targs, tkwargs);
+    tj_state *st = tj_get_state();
+    if (t->torch && st->torch_call)   /* under _torch's mode: factories are captured */
+        res = PyObject_CallFunctionObjArgs(st->torch_call, self->fn, targs,
+                                           tkwargs ? tkwargs : Py_None, NULL);
+    else
+        res = PyObject_Call(self->fn, targs, tkwargs);
     if (!res) goto done;                       /* the user's exception, unchanged */
     if (tj_template_from_result(&tmpl, t, res) < 0) goto done;
     t->live = 0;
@@ -363,6 +397,7 @@ static int fn_traverse(tj_function *self, visitproc visit, void *arg) {
         Py_VISIT(p->statics);
         Py_VISIT(p->tmpl.statics);
         Py_VISIT(p->descr);
+        Py_VISIT(p->out_conv);
     }
     return 0;
 }

@@ -7,6 +7,11 @@
 
 int tj_protocols_init(tj_state *st);                           /* trace/protocols.c */
 int tj_function_type_init(PyObject *module, tj_state *st);     /* function.c */
+PyObject *tj_torch_ew(PyObject *m, PyObject *const *args, Py_ssize_t nargs);   /* trace/torch.c */
+PyObject *tj_torch_register(PyObject *m, PyObject *args);
+PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
+PyObject *tj_dl_torch_alloc(PyObject *m, PyObject *arg);                       /* dlpack.c */
 
 static tj_state *g_state;
 
@@ -146,6 +151,14 @@ static PyMethodDef module_methods[] = {
     {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},
     {"_load_blas", load_blas, METH_VARARGS, "use NumPy's BLAS for large products"},
     {"_register_impls", register_impls, METH_O, "NumPy functions implemented in Python"},
+    {"_ew", (PyCFunction)(void (*)(void))tj_torch_ew, METH_FASTCALL,
+     "_ew(name, *operands): the elementwise op `name` of the op table on tracers"},
+    {"_register_torch", tj_torch_register, METH_VARARGS, "torch-named tracer attributes"},
+    {"_lift", (PyCFunction)(void (*)(void))tj_torch_lift, METH_FASTCALL,
+     "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
+    {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
+    {"_torch_alloc", tj_dl_torch_alloc, METH_O,
+     "_torch_alloc(mode) -> previous: how torch results are allocated (benchmarks)"},
     {"_set_skip_dirs", set_skip_dirs, METH_O,
      "directories whose frames are not the user's code in error locations"},
     {NULL},
@@ -230,6 +243,8 @@ static int module_clear(PyObject *m) {
     Py_CLEAR(st->py_float);
     Py_CLEAR(st->skip_dirs);
     Py_CLEAR(st->py_impls);
+    Py_CLEAR(st->torch_attrs);
+    Py_CLEAR(st->torch_call);
     for (int i = 0; i < TJ_NOPS; i++) Py_CLEAR(st->ufunc_of[i]);
     for (int d = 0; d < TJ_NDTYPES; d++) Py_CLEAR(st->dtypes[d]);
     return 0;

@@ -28,16 +28,32 @@ static PyObject *capture_now(PyObject *entry) {
     int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
     PyObject *where = PyTuple_GET_ITEM(entry, 1);
     if (kind == 0) return PyCell_GET(where);
-    if (kind == 1) return PyDict_GetItemWithError(where, PyTuple_GET_ITEM(entry, 2));
+    if (kind == 1 || kind == 3) return PyDict_GetItemWithError(where, PyTuple_GET_ITEM(entry, 2));
     return where;
 }
 
 /* "float32(3, 4)", plus " strided" when not C-contiguous. New reference. */
 static PyObject *array_desc(PyObject *a) {
     PyObject *dt = PyObject_GetAttrString(a, "dtype"), *sh = PyObject_GetAttrString(a, "shape");
-    PyObject *r = dt && sh ? PyUnicode_FromFormat("%S%S%s", dt, sh,
-                                                   PyArray_IS_C_CONTIGUOUS((PyArrayObject *)a)
-                                                       ? "" : " strided")
+    int contig = 1;
+    if (PyArray_Check(a)) {
+        contig = PyArray_IS_C_CONTIGUOUS((PyArrayObject *)a) != 0;
+    } else {   /* a torch tensor: "float32(3, 4)" like an array */
+        tj_dlview v;
+        const char *why;
+        char shape[256];
+        PyObject *r = NULL;
+        if (tj_dl_torch_view(a, &v, &why) == 0) {
+            tj_shape_str(shape, sizeof shape, v.ndim, v.shape);
+            r = PyUnicode_FromFormat("%s%s%s", tj_dtype_name(v.dtype), shape,
+                                     v.contig ? "" : " strided");
+        }
+        PyErr_Clear();
+        Py_XDECREF(dt);
+        Py_XDECREF(sh);
+        return r ? r : PyUnicode_FromString("torch tensor");
+    }
+    PyObject *r = dt && sh ? PyUnicode_FromFormat("%S%S%s", dt, sh, contig ? "" : " strided")
                            : NULL;
     Py_XDECREF(dt);
     Py_XDECREF(sh);
@@ -47,9 +63,11 @@ static PyObject *array_desc(PyObject *a) {
 static PyObject *stale_reason(PyObject *entry, PyObject *now) {
     int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
     PyObject *name = PyTuple_GET_ITEM(entry, 2);
-    const char *what = kind == 0 ? "closure variable" : kind == 1 ? "global" : "captured array";
+    const char *what = kind == 0 ? "closure variable" : kind == 1 ? "global"
+                     : kind == 3 ? "module parameter or buffer" : "captured array";
     PyObject *old = array_desc(PyTuple_GET_ITEM(entry, 3));
-    PyObject *cur = now && PyArray_Check(now) ? array_desc(now)
+    PyObject *cur = now && (PyArray_Check(now) || tj_dl_kind(now) == TJ_LIB_TORCH)
+                        ? array_desc(now)
                                               : PyUnicode_FromString(now ? Py_TYPE(now)->tp_name
                                                                          : "unbound");
     PyObject *r = old && cur ? PyUnicode_FromFormat("%s %R: %U -> %U", what, name, old, cur) : NULL;
@@ -186,10 +204,25 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
      * while the kernel runs without the GIL */
     PyObject **held = big ? PyMem_Calloc((size_t)ns, sizeof *held) : h_stack;
     int n_held = 0;
+    /* byte strides of captured torch tensors (their DLPack views count elements) */
+    int64_t dls_stack[TJ_STACK_SLOTS][TJ_MAXDIM];
+    int64_t (*dls)[TJ_MAXDIM] = big ? PyMem_Calloc((size_t)ns, sizeof *dls) : dls_stack;
+    PyObject **conv = NULL;     /* results converted to another DLPack library */
+    int dl_k = 0;
     char *scratch = NULL;
     int n_made = 0;
     *result = *reason = NULL;
-    if (!P || !S || !sc || !outs || !by_pos || !held) { PyErr_NoMemory(); goto done; }
+    if (!P || !S || !sc || !outs || !by_pos || !held || !dls) { PyErr_NoMemory(); goto done; }
+    if (p->torch_dflt >= 0) {   /* the trace promoted with torch's default dtype */
+        int now = tj_dl_default_float();
+        if (now < 0) goto done;
+        if (now != p->torch_dflt) {
+            *reason = PyUnicode_FromFormat("torch default dtype %s -> %s",
+                                           tj_dtype_name(p->torch_dflt), tj_dtype_name(now));
+            rc = *reason ? 1 : -1;
+            goto done;
+        }
+    }
 
     for (int i = 0; i < p->n_leaf_slots; i++) {
         const tj_slotdesc *d = &p->slots[i];
@@ -201,6 +234,37 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
         PyObject *o;
         if (d->kind == TJ_SLOT_ARG) {
             o = f->leaves[d->index];
+            if (d->torch) {   /* its view, taken when the key was made */
+                const tj_dlview *v = &f->dl[dl_k++];
+                P[i] = v->data;
+                S[i] = v->strides;
+                continue;
+            }
+        } else if (d->torch) {
+            PyObject *entry = PyList_GET_ITEM(p->captures, d->index);
+            o = capture_now(entry);
+            if (!o && PyErr_Occurred()) goto done;
+            tj_dlview v;
+            const char *why = NULL;
+            int vr = o && tj_dl_kind(o) == TJ_LIB_TORCH ? tj_dl_torch_view(o, &v, &why) : 2;
+            if (vr < 0) goto done;
+            if (vr == 1) {
+                PyErr_Format(PyExc_TypeError, "the torch tensor %R the compiled function reads "
+                             "%s", PyTuple_GET_ITEM(entry, 2), why);
+                goto done;
+            }
+            if (vr == 2 || v.dtype != d->dtype || v.contig != d->contig ||
+                v.ndim != p->cap_ndim[d->index] ||
+                memcmp(v.shape, p->cap_shape[d->index], (size_t)v.ndim * sizeof(int64_t))) {
+                *reason = stale_reason(entry, o);
+                rc = *reason ? 1 : -1;
+                goto done;
+            }
+            held[n_held++] = Py_NewRef(o);
+            memcpy(dls[i], v.strides, (size_t)v.ndim * sizeof(int64_t));
+            P[i] = v.data;
+            S[i] = dls[i];
+            continue;
         } else {
             PyObject *entry = PyList_GET_ITEM(p->captures, d->index);
             o = capture_now(entry);
@@ -270,6 +334,17 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     }
     for (int k = 0; k < n_out; k++) {
         int slot = s->first_out + k;
+        if (p->out_lib == TJ_LIB_TORCH) {
+            void *data;
+            PyObject *tensor = tj_dl_torch_empty(s->slot_ndim[slot], s->slot_shape[slot],
+                                                 s->slot_dtype[slot], &data);
+            if (!tensor) goto done;
+            outs[k] = tensor;
+            n_made++;
+            P[slot] = data;
+            S[slot] = p->out_strides[k];
+            continue;
+        }
         PyArrayObject *a = (PyArrayObject *)tj_new_result(
             s->slot_ndim[slot], s->slot_shape[slot], tj_dtype_typenum(s->slot_dtype[slot]),
             tj_dtype_size(s->slot_dtype[slot]));
@@ -303,15 +378,39 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
         int same = s->out_same_as ? s->out_same_as[o] : -1;
         by_pos[o] = same >= 0 ? by_pos[same] : outs[s->out_slot_of[o] - s->first_out];
         if (same != -2) continue;
-        by_pos[o] = PyArray_NewCopy((PyArrayObject *)by_pos[o], NPY_CORDER);
+        if (p->out_lib == TJ_LIB_TORCH) {
+            int slot = s->out_slot_of[o];
+            int64_t nbytes = tj_dtype_size(s->slot_dtype[slot]);
+            for (int d = 0; d < s->slot_ndim[slot]; d++) nbytes *= s->slot_shape[slot][d];
+            void *data;
+            by_pos[o] = tj_dl_torch_empty(s->slot_ndim[slot], s->slot_shape[slot],
+                                          s->slot_dtype[slot], &data);
+            if (by_pos[o] && nbytes) memcpy(data, P[slot], (size_t)nbytes);
+        } else {
+            by_pos[o] = PyArray_NewCopy((PyArrayObject *)by_pos[o], NPY_CORDER);
+        }
         if (!by_pos[o]) goto done;
         outs[n_made++] = by_pos[o];   /* released below, like the slot arrays */
+    }
+    if (p->out_conv) {   /* another DLPack producer's arrays: its from_dlpack */
+        if (!(conv = PyMem_Calloc((size_t)p->n_results + 1, sizeof *conv))) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (int o = 0; o < p->n_results; o++) {
+            int same = s->out_same_as ? s->out_same_as[o] : -1;
+            conv[o] = same >= 0 ? Py_NewRef(conv[same]) : PyObject_CallOneArg(p->out_conv, by_pos[o]);
+            if (!conv[o]) goto done;
+            by_pos[o] = conv[o];
+        }
     }
     *result = tj_template_build(&p->tmpl, by_pos);
     rc = *result ? 0 : -1;
 done:
     for (int k = 0; k < n_made; k++) Py_DECREF(outs[k]);
     for (int k = 0; k < n_held; k++) Py_DECREF(held[k]);
+    for (int o = 0; conv && o < p->n_results; o++) Py_XDECREF(conv[o]);
+    PyMem_Free(conv);
     if (scratch && scratch == p->scratch_cache) p->scratch_busy = 0;
     else PyMem_RawFree(scratch);
     if (big) {
@@ -321,6 +420,7 @@ done:
         PyMem_Free(outs);
         PyMem_Free(by_pos);
         PyMem_Free(held);
+        PyMem_Free(dls);
     }
     return rc;
 }
@@ -337,6 +437,8 @@ void tj_plan_decref(tj_plan *p) {
     Py_XDECREF(p->statics);
     PyMem_Free(p->slots);
     Py_XDECREF(p->captures);
+    Py_XDECREF(p->out_conv);
+    PyMem_Free(p->out_strides);
     PyMem_Free(p->cap_shape);
     PyMem_Free(p->cap_ndim);
     PyMem_Free(p->consts);

@@ -104,6 +104,8 @@ typedef struct {
     PyObject *py_int, *py_float;    /* the int and float types (weak operands) */
     PyObject *skip_dirs;            /* tuple of directory prefixes skipped when locating user code */
     PyTypeObject *CacheInfoType;
+    PyObject *torch_attrs;          /* dict: tracer attribute name -> torch-style (_torch.py) */
+    PyObject *torch_call;           /* calls the traced function under _torch's mode */
 } tj_state;
 
 tj_state *tj_get_state(void);       /* borrowed; valid while the module lives */
@@ -122,6 +124,7 @@ typedef struct {
     int dtype;
     uint8_t contig;          /* ARG/CAPTURE arrays: C-contiguous (part of the key) */
     uint8_t fits_i32;        /* ARG Python int used as int32: checked at each call */
+    uint8_t torch;           /* ARG/CAPTURE: a torch tensor, read through DLPack */
     tj_scalar value;         /* CONST */
 } tj_slotdesc;
 
@@ -133,6 +136,8 @@ typedef struct {
     int32_t n_slots, cap_slots;
     PyObject *captures;      /* list of (where, array): arrays read from closures/globals */
     PyObject *fn;            /* strong: the traced function, where captures are looked up */
+    int torch;               /* a torch input: torch dtypes, promotion and methods; | 2 (4):
+                                promotion read torch's default dtype, float32 (float64) */
 } tj_trace;
 
 typedef struct {
@@ -189,6 +194,16 @@ PyObject *tj_apply_fill(tj_trace *t, PyObject *value, int dt, int ndim, const in
 /* __array_ufunc__ / __array_function__ bodies */
 PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs);
 PyObject *tj_array_function(PyObject *self, PyObject *args, PyObject *kwargs);
+/* Where the traced function finds an array again at call time: a closure cell, a
+ * global, a dict of compile(nn.Module)'s, or the object itself. New ref to
+ * (kind, where, name). */
+PyObject *tj_capture_source(tj_trace *t, PyObject *arr);
+/* torch (csrc/trace/torch.c): a torch tensor read from a closure/global/module as a
+ * captured leaf; torch's type promotion (also for ops without a NumPy ufunc);
+ * torch-named attributes of a tracer in a torch trace (NULL, no exception: none). */
+int32_t tj_capture_torch(tj_trace *t, PyObject *o);
+int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop, int *out);
+PyObject *tj_torch_getattr(PyObject *self, PyObject *name);
 /* Adds a data slot; returns its index, -1 + MemoryError. */
 int tj_trace_add_slot(tj_trace *t, const tj_slotdesc *d);
 /* Adds a leaf node of the given kind reading a new slot. -1 + exception. */
@@ -373,6 +388,37 @@ extern const int tj_n_prim_symbols;
  * op table says). Floats in .f, ints and bools in .i. -1 when no primitive exists. */
 int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_scalar *out);
 
+/* ---- DLPack tensors: torch and other producers (csrc/dlpack.c) -------------- */
+/* Where an array argument comes from; results come back as the first one's library. */
+enum { TJ_LIB_NUMPY, TJ_LIB_TORCH, TJ_LIB_DLPACK };
+/* A tensor read in place: data, dtype, shape (borrowed from the tensor, valid while it
+ * lives) and byte strides. */
+typedef struct {
+    void *data;
+    int dtype, ndim, contig;
+    const int64_t *shape;
+    int64_t strides[TJ_MAXDIM];
+} tj_dlview;
+/* TJ_LIB_TORCH for a torch.Tensor (torch looked up by type, never imported),
+ * TJ_LIB_DLPACK for another object with __dlpack__, 0 otherwise. No exception. */
+int tj_dl_kind(PyObject *o);
+/* Reads a torch tensor in place. 0; 1 with *why (a static message) when it cannot
+ * be used (dtype, device, requires grad); -1 + exception. */
+int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why);
+/* A zero-copy ndarray of another DLPack producer's array (numpy.from_dlpack). New ref. */
+PyObject *tj_dl_to_numpy(PyObject *o);
+/* A fresh C-contiguous torch tensor; *data receives its memory. New reference. */
+PyObject *tj_dl_torch_empty(int ndim, const int64_t *shape, int dtype, void **data);
+/* torch.Tensor once torch has been seen, else NULL. Borrowed. */
+PyObject *tj_dl_torch_type(void);
+/* torch.get_default_dtype() as TJ_F32 or TJ_F64; -1 + exception. */
+int tj_dl_default_float(void);
+/* The torch dtype object of a tracejit dtype (torch already imported). Borrowed. */
+PyObject *tj_dl_torch_dtype(int dtype);
+/* The function that turns an ndarray into the library of type `tp`'s arrays, or NULL
+ * without an exception when there is none. New reference. */
+PyObject *tj_dl_converter(PyTypeObject *tp);
+
 /* ---- arguments and keys (csrc/args.c) --------------------------------------- */
 /* A call's arguments flattened: key words (structure, dtypes, shapes, layouts),
  * leaves (arrays and runtime scalars, borrowed) and static objects (borrowed). */
@@ -383,6 +429,12 @@ typedef struct {
     PyObject **statics; int n_statics, cap_statics;
     uint64_t hash;
     int has_tracer;
+    int out_lib;                 /* TJ_LIB_* of the first array leaf */
+    PyTypeObject *out_type;      /* its type (borrowed) */
+    tj_dlview *dl; int n_dl, cap_dl;     /* torch leaves' views, in leaf order */
+    PyObject **owned; int n_owned, cap_owned;   /* ndarrays made of DLPack producers */
+    tj_dlview dl_stack[4];
+    PyObject *owned_stack[4];
     int64_t words_stack[TJ_FLAT_STACK];
     PyObject *leaves_stack[TJ_FLAT_STACK / 2];
     PyObject *statics_stack[TJ_FLAT_STACK / 4];
@@ -445,6 +497,10 @@ typedef struct tj_plan {
     PyObject *descr;             /* argument descriptions, for retrace reasons */
     PyObject *source;            /* the generated C */
     PyObject *log;               /* pass log (list of str) */
+    int out_lib;                 /* TJ_LIB_*: which library the results belong to */
+    int torch_dflt;              /* torch's default dtype the trace assumed, or -1: checked */
+    PyObject *out_conv;          /* TJ_LIB_DLPACK: ndarray -> that library, or NULL */
+    int64_t (*out_strides)[TJ_MAXDIM];   /* output slots: contiguous byte strides */
     char *scratch_cache;         /* the scratch block, kept between calls */
     int scratch_busy;            /* a call (maybe without the GIL) is using it */
 } tj_plan;

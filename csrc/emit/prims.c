@@ -93,6 +93,7 @@ static inline float tj_expf(float x) {
 #define TJ_RECIP(x) TJ_GEN1(recip, x)
 #define TJ_SIGN(x) TJ_GEN1(sign, x)
 #define TJ_ROUND(f, x) TJ_GEN1(f, x)
+#include "prims_special.h"   /* TJ_SPECIAL: erf, erfc, lgamma, digamma */
 
 /* Shifts: NumPy defines counts outside [0, bits) (C does not): left gives 0, right
  * gives the sign (0 or -1). The left shift is done unsigned so it wraps. */

@@ -107,8 +107,21 @@ static int32_t const_node(tj_trace *t, int dtype, int weak, tj_scalar v) {
 
 /* Where the traced function can find `arr` again at call time: a closure cell,
  * a global name, or (fallback) the object itself. New reference to (kind, where, name). */
-static PyObject *capture_source(tj_trace *t, PyObject *arr) {
+PyObject *tj_capture_source(tj_trace *t, PyObject *arr) {
     PyObject *fn = t->fn;
+    /* compile(nn.Module): the module's parameter and buffer dicts, read at call time */
+    PyObject *dicts = PyObject_GetAttrString(fn, "__tracejit_dicts__");
+    if (!dicts) PyErr_Clear();
+    for (Py_ssize_t i = 0; dicts && PyList_Check(dicts) && i < PyList_GET_SIZE(dicts); i++) {
+        PyObject *dict = PyList_GET_ITEM(dicts, i), *key, *value;
+        Py_ssize_t pos = 0;
+        while (PyDict_Check(dict) && PyDict_Next(dict, &pos, &key, &value))
+            if (value == arr) {
+                Py_DECREF(dicts);
+                return Py_BuildValue("(iOO)", 3, dict, key);
+            }
+    }
+    Py_XDECREF(dicts);
     if (PyFunction_Check(fn)) {
         PyObject *cells = PyFunction_GetClosure(fn);
         PyCodeObject *code = (PyCodeObject *)PyFunction_GetCode(fn);
@@ -149,7 +162,7 @@ static int32_t capture_array(tj_trace *t, PyArrayObject *a) {
             return id;
         }
     }
-    PyObject *src = capture_source(t, (PyObject *)a);
+    PyObject *src = tj_capture_source(t, (PyObject *)a);
     if (!src) return -1;
     tj_slotdesc d = {.kind = TJ_SLOT_CAPTURE, .index = (int)PyList_GET_SIZE(t->captures),
                      .dtype = dt, .contig = (uint8_t)(PyArray_IS_C_CONTIGUOUS(a) != 0)};
@@ -218,6 +231,7 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
         Py_DECREF(arr);
         return id;
     }
+    if (tj_dl_kind(o) == TJ_LIB_TORCH) return tj_capture_torch(t, o);
     tj_trace_error("an operand of type %s cannot be used in a traced computation",
                    Py_TYPE(o)->tp_name);
     return -1;
@@ -290,6 +304,7 @@ static int dtype_of_descr(PyObject *d) {
 static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop, int *out) {
     tj_state *st = tj_get_state();
     const char *name = tj_ops[op].numpy;
+    if (t->torch || !name) return tj_torch_resolve(t, op, nargs, ids, loop, out);
     if (op == TJ_OP_WHERE) {
         PyObject *a = numpy_view_of(t, ids[1], 1), *b = numpy_view_of(t, ids[2], 1);
         PyObject *r = (a && b) ? PyObject_CallMethod(st->numpy, "result_type", "OO", a, b) : NULL;

@@ -19,6 +19,8 @@
  *             COSTLY: worth storing rather than recomputing (fuse.c)
  *   spelling  the C expression of one element, over operands a, b, c of loop type
  *             tj_t; expanded by csrc/emit/prims.c for every dtype in mask
+ *             (TJ_SPECIAL: csrc/emit/prims_special.h; those ops have no NumPy ufunc:
+ *             torch code reaches them, csrc/trace/torch.c resolves their dtypes)
  *
  * Adding an elementwise op is one line here; the tracer, the passes, the emitter,
  * the primitives and the tests all read this list.
@@ -105,4 +107,8 @@
     X(CONCAT,    NULL,           2, CAT,  ALL,  SAME, 0,    0)                     \
     X(GATHER,    NULL,           2, GATH, ALL,  SAME, 0,    0)                     \
     X(CUMSUM,    "cumsum",       1, SCAN, ALL,  SAME, 0,    0)                     \
-    X(CUMPROD,   "cumprod",      1, SCAN, ALL,  SAME, 0,    0)
+    X(CUMPROD,   "cumprod",      1, SCAN, ALL,  SAME, 0,    0)                     \
+    X(ERF,       NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(erf, a))   \
+    X(ERFC,      NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(erfc, a))  \
+    X(LGAMMA,    NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(lgamma, a)) \
+    X(DIGAMMA,   NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(digamma, a))

@@ -51,6 +51,7 @@ PyObject *tj_trace_new(PyObject *fn) {
     if (!t) return NULL;
     tj_graph_init(&t->g);
     t->live = 1;
+    t->torch = 0;
     t->slots = NULL;
     t->n_slots = t->cap_slots = 0;
     t->captures = PyList_New(0);
@@ -146,7 +147,8 @@ static PyObject *binop(PyObject *a, PyObject *b, int op) {
     PyObject *other = self == a ? b : a;
     /* Leave unknown objects to their own reflected operator. */
     if (!tj_is_tracer(other) && !PyFloat_Check(other) && !PyLong_Check(other) &&
-        !PyArray_Check(other) && !PyArray_IsScalar(other, Generic))
+        !PyArray_Check(other) && !PyArray_IsScalar(other, Generic) &&
+        tj_dl_kind(other) != TJ_LIB_TORCH)
         Py_RETURN_NOTIMPLEMENTED;
     PyObject *args[2] = {a, b};
     return tj_apply(t, op, 2, args, NULL);
@@ -417,9 +419,18 @@ static PyMethodDef tracer_methods[] = {
 /* Attribute lookup: ndarray attributes the tracer lacks are named in a TraceError
  * instead of a bare AttributeError. */
 static PyObject *tracer_getattro(PyObject *self, PyObject *name) {
-    PyObject *r = PyObject_GenericGetAttr(self, name);
+    PyObject *r = tj_torch_getattr(self, name);   /* a torch trace: torch's names first */
+    if (r || PyErr_Occurred()) return r;
+    r = PyObject_GenericGetAttr(self, name);
     if (r || !PyErr_ExceptionMatches(PyExc_AttributeError)) return r;
     tj_state *st = tj_get_state();
+    tj_tracer *x = (tj_tracer *)self;
+    if (x->trace && x->trace->torch && tj_dl_torch_type()) {
+        int has = PyObject_HasAttr(tj_dl_torch_type(), name);
+        if (has <= 0) return NULL;
+        PyErr_Clear();
+        return tj_trace_error("torch.Tensor.%U is not supported by tracejit yet", name);
+    }
     int has = PyObject_HasAttr(st->ndarray_type, name);
     if (has <= 0) return NULL;
     PyErr_Clear();

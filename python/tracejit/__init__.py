@@ -17,14 +17,15 @@ from . import _C
 from ._C import (CacheInfo, CompileError, CompiledFunction, InternalError, TraceError,
                  TracejitError, Tracer)
 
-__all__ = ["compile", "CompiledFunction", "CacheInfo", "TracejitError", "TraceError",
-           "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path",
+__all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "TracejitError",
+           "TraceError", "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path",
            "get_num_threads", "set_num_threads", "set_tier"]
 __version__ = "0.1.0"
 
-# Frames in these directories are not the user's code when an error names a line.
 _C._set_include_dir(os.path.join(os.path.dirname(__file__), "_include"))
-_C._set_skip_dirs((os.path.dirname(_np.__file__) + os.sep, os.path.dirname(__file__) + os.sep))
+# Frames in these directories are not the user's code when an error names a line.
+_SKIP_DIRS = (os.path.dirname(_np.__file__) + os.sep, os.path.dirname(__file__) + os.sep)
+_C._set_skip_dirs(_SKIP_DIRS)
 
 
 def _load_blas():
@@ -43,8 +44,10 @@ def _load_blas():
 
 
 from ._impls import IMPLS as _IMPLS  # noqa: E402
+from . import _torch  # noqa: E402  (imports no torch: looked up when torch tensors arrive)
 
 _C._register_impls(_IMPLS)
+_torch.register()
 
 # Multiply-adds from which products call BLAS. benchmarks/bench_matmul.py measured
 # NumPy's OpenBLAS faster than our GEMM at every shape from 4x4x4 up, so it is used
@@ -65,6 +68,8 @@ def compile(fn=None, *, static_argnames=()):
     static_argnames = tuple(static_argnames)
 
     def wrap(f):
+        if _is_module(f):
+            return _compile_module(f, static_argnames)
         nums = ()
         try:
             params = list(inspect.signature(f).parameters.values())
@@ -86,6 +91,46 @@ def compile(fn=None, *, static_argnames=()):
         return cf
 
     return wrap if fn is None else wrap(fn)
+
+
+def _is_module(obj):
+    """A torch.nn.Module, recognized without importing torch."""
+    return any(c.__name__ == "Module" and c.__module__ == "torch.nn.modules.module"
+               for c in type(obj).__mro__)
+
+
+class CompiledModule:
+    """tracejit.compile(nn.Module): the module's forward, traced with its parameters and
+    buffers read from the module's own dicts at every call (an optimizer step, or a
+    parameter replaced by another of the same shape, is seen; a new shape retraces).
+    The module's `training` flag is part of the cache key (train() / eval() switch
+    variants). cache_info(), explain(), last_source, ... are the CompiledFunction's."""
+
+    def __init__(self, module, static_argnames=()):
+        def forward(training, *args, **kwargs):
+            return module(*args, **kwargs)
+
+        mods = list(module.modules())
+        forward.__tracejit_dicts__ = [m._parameters for m in mods] + [m._buffers for m in mods]
+        forward.__name__ = forward.__qualname__ = f"{type(module).__name__}.forward"
+        self.module = module
+        self._cf = CompiledFunction(forward, (0,), tuple(static_argnames))
+
+    def __call__(self, *args, **kwargs):
+        return self._cf(self.module.training, *args, **kwargs)
+
+    def explain(self, *args, **kwargs):
+        return self._cf.explain(self.module.training, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._cf, name)
+
+    def __repr__(self):
+        return f"<tracejit.CompiledModule of {type(self.module).__name__}>"
+
+
+def _compile_module(module, static_argnames=()):
+    return CompiledModule(module, static_argnames)
 
 
 def op_table():

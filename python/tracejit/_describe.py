@@ -25,6 +25,13 @@ def _walk(obj, path, static, out):
             _walk(v, f"{path}[{k!r}]", False, out)
     elif isinstance(obj, np.generic):
         out.append((path, f"numpy scalar {obj.dtype}", None))
+    elif any(c.__module__ == "torch" and c.__name__ == "Tensor" for c in type(obj).__mro__):
+        layout = "C-contiguous" if obj.is_contiguous() else "strided"
+        out.append((path, "torch tensor", (str(obj.dtype), tuple(obj.shape), layout)))
+    elif hasattr(obj, "__dlpack__"):
+        a = np.from_dlpack(obj)
+        layout = "C-contiguous" if a.flags.c_contiguous else "strided"
+        out.append((path, f"{type(obj).__name__} array", (str(a.dtype), tuple(a.shape), layout)))
     else:
         out.append((path, "static", repr(obj)))
 
@@ -49,7 +56,7 @@ def diff(old, new):
             return f"arguments changed: {p0} -> {p1}"
         if k0 != k1:
             return f"{p0}: {k0} -> {k1}"
-        if k0 == "array":
+        if k0 in ("array", "torch tensor") or k0.endswith(" array"):
             (dt0, s0, l0), (dt1, s1, l1) = d0, d1
             if dt0 != dt1:
                 return f"{p0}: dtype {dt0} -> {dt1}"

@@ -1,0 +1,326 @@
+/* Tensors of other libraries, read in place through DLPack: torch tensors through
+ * torch's C exchange table (`__dlpack_c_exchange_api__`: a DLTensor view in tens of
+ * nanoseconds, no Python call, no reference to release), any other producer of
+ * `__dlpack__` through numpy.from_dlpack (a zero-copy ndarray). Torch results are
+ * allocated by torch's own allocator through the same table.
+ * Contract: torch is never imported here: its Tensor type is found in sys.modules the
+ * first time an unknown object arrives; nothing is copied; a tensor that cannot be
+ * read faithfully (dtype, device, requires grad while grad mode is on) is refused. */
+#include "tracejit.h"
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
+#include <numpy/arrayobject.h>
+
+/* The parts of dlpack.h (v1.x, Apache-2.0) this file uses; the layout is the ABI. */
+typedef struct { int32_t device_type, device_id; } DLDevice;
+typedef struct { uint8_t code, bits; uint16_t lanes; } DLDataType;
+typedef struct {
+    void *data;
+    DLDevice device;
+    int32_t ndim;
+    DLDataType dtype;
+    int64_t *shape, *strides;
+    uint64_t byte_offset;
+} DLTensor;
+typedef struct { uint32_t major, minor; } DLPackVersion;
+typedef struct DLManagedTensorVersioned {
+    DLPackVersion version;
+    void *manager_ctx;
+    void (*deleter)(struct DLManagedTensorVersioned *self);
+    uint64_t flags;
+    DLTensor dl_tensor;
+} DLManagedTensorVersioned;
+typedef struct {
+    DLPackVersion version;
+    void *prev_api;
+    int (*allocator)(DLTensor *proto, DLManagedTensorVersioned **out, void *ctx,
+                     void (*set_error)(void *ctx, const char *kind, const char *msg));
+    int (*from_py)(void *obj, DLManagedTensorVersioned **out);
+    int (*to_py)(DLManagedTensorVersioned *t, void **out);
+    int (*dltensor_from_py)(void *obj, DLTensor *out);
+    int (*current_stream)(int32_t device_type, int32_t device_id, void **out);
+} DLPackExchangeAPI;
+enum { kDLCPU = 1, kDLInt = 0, kDLFloat = 2, kDLBool = 6 };
+
+/* Process-wide: torch's Tensor type and exchange table, found once. */
+static PyTypeObject *torch_tensor;          /* strong, or NULL before torch is seen */
+static const DLPackExchangeAPI *torch_api;
+static PyObject *torch_dtypes[TJ_NDTYPES];  /* strong */
+static PyObject *is_grad_enabled;           /* torch.is_grad_enabled */
+static getter requires_grad_get;            /* TensorBase.requires_grad's C getter */
+static void *requires_grad_closure;
+
+/* Looks torch up in sys.modules (never importing it). 1 found, 0 not, -1 error. */
+static int find_torch(void) {
+    if (torch_tensor) return 1;
+    PyObject *name = PyUnicode_FromString("torch");
+    if (!name) return -1;
+    PyObject *torch = PyImport_GetModule(name);
+    Py_DECREF(name);
+    if (!torch) return PyErr_Occurred() ? -1 : 0;
+    static const char *names[TJ_NDTYPES] = {"bool", "int32", "int64", "float32", "float64"};
+    PyObject *tensor = PyObject_GetAttrString(torch, "Tensor");
+    PyObject *cap = tensor ? PyObject_GetAttrString(tensor, "__dlpack_c_exchange_api__") : NULL;
+    const DLPackExchangeAPI *api = cap ? PyCapsule_GetPointer(cap, "dlpack_exchange_api") : NULL;
+    Py_XDECREF(cap);
+    PyObject *grad = api ? PyObject_GetAttrString(torch, "is_grad_enabled") : NULL;
+    int ok = grad && PyType_Check(tensor) && api->version.major == 1 && api->dltensor_from_py &&
+             api->allocator && api->to_py;
+    for (int d = 0; ok && d < TJ_NDTYPES; d++)
+        ok = (torch_dtypes[d] = PyObject_GetAttrString(torch, names[d])) != NULL;
+    /* requires_grad is read at every call, through its getset's C function rather than
+     * a generic attribute lookup (t.requires_grad from Python measured ~70 ns) */
+    PyObject *rg = NULL;
+    for (Py_ssize_t i = 0; ok && !rg && i < PyTuple_GET_SIZE(((PyTypeObject *)tensor)->tp_mro); i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(((PyTypeObject *)tensor)->tp_mro, i);
+        rg = base->tp_dict ? PyDict_GetItemString(base->tp_dict, "requires_grad") : NULL;
+    }
+    ok = ok && rg && Py_IS_TYPE(rg, &PyGetSetDescr_Type) &&
+         ((PyGetSetDescrObject *)rg)->d_getset->get;
+    if (ok) {
+        requires_grad_get = ((PyGetSetDescrObject *)rg)->d_getset->get;
+        requires_grad_closure = ((PyGetSetDescrObject *)rg)->d_getset->closure;
+    }
+    Py_DECREF(torch);
+    if (!ok) {
+        for (int d = 0; d < TJ_NDTYPES; d++) Py_CLEAR(torch_dtypes[d]);
+        Py_XDECREF(tensor);
+        Py_XDECREF(grad);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ImportError, "this torch offers no DLPack C exchange API "
+                            "(torch.Tensor.__dlpack_c_exchange_api__); tracejit needs torch >= 2.11");
+        return -1;
+    }
+    torch_tensor = (PyTypeObject *)tensor;
+    torch_api = api;
+    is_grad_enabled = grad;
+    return 1;
+}
+
+int tj_dl_kind(PyObject *o) {
+    PyTypeObject *tp = Py_TYPE(o);
+    if (torch_tensor && (tp == torch_tensor || PyType_IsSubtype(tp, torch_tensor)))
+        return TJ_LIB_TORCH;
+    if (tp == &PyArray_Type || tp == &PyFloat_Type || tp == &PyLong_Type) return 0;
+    if (!torch_tensor) {
+        const char *n = tp->tp_name;
+        /* "torch.Tensor", "torch.nn.parameter.Parameter", or a subclass of them */
+        PyObject *mro = tp->tp_mro;
+        for (Py_ssize_t i = 0; mro && i < PyTuple_GET_SIZE(mro); i++) {
+            n = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_name;
+            if (strcmp(n, "Tensor") && strcmp(n, "torch.Tensor") && strcmp(n, "TensorBase") &&
+                strcmp(n, "torch._C.TensorBase"))
+                continue;
+            int found = find_torch();
+            if (found < 0) { PyErr_Clear(); break; }
+            if (found && PyType_IsSubtype(tp, torch_tensor)) return TJ_LIB_TORCH;
+            break;
+        }
+    }
+    int has = PyObject_HasAttrString(o, "__dlpack__");
+    return has > 0 ? TJ_LIB_DLPACK : 0;
+}
+
+static int dtype_of(DLDataType t) {
+    if (t.lanes != 1) return -1;
+    if (t.code == kDLBool && t.bits == 8) return TJ_BOOL;
+    if (t.code == kDLInt && t.bits == 32) return TJ_I32;
+    if (t.code == kDLInt && t.bits == 64) return TJ_I64;
+    if (t.code == kDLFloat && t.bits == 32) return TJ_F32;
+    if (t.code == kDLFloat && t.bits == 64) return TJ_F64;
+    return -1;
+}
+
+int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
+    DLTensor t;
+    if (torch_api->dltensor_from_py(o, &t) < 0) return -1;
+    if (t.device.device_type != kDLCPU) {
+        *why = "is a tensor on a GPU (or another device); tracejit runs on the CPU only for "
+               "now: pass x.cpu()";
+        return 1;
+    }
+    if ((v->dtype = dtype_of(t.dtype)) < 0) {
+        *why = "has a dtype tracejit does not support (supported: torch.bool, int32, int64, "
+               "float32, float64)";
+        return 1;
+    }
+    if (t.ndim > TJ_MAXDIM) {
+        *why = "has more than 16 dimensions";
+        return 1;
+    }
+    PyObject *rg = requires_grad_get(o, requires_grad_closure);
+    if (!rg) return -1;
+    Py_DECREF(rg);
+    if (rg == Py_True) {
+        PyObject *on = PyObject_CallNoArgs(is_grad_enabled);
+        if (!on) return -1;
+        Py_DECREF(on);
+        if (on == Py_True) {
+            *why = "requires grad, and tracejit computes no gradients yet: call it under "
+                   "torch.no_grad() (or pass x.detach())";
+            return 1;
+        }
+    }
+    int64_t size = tj_dtype_size(v->dtype), expect = size;
+    v->data = (char *)t.data + t.byte_offset;
+    v->ndim = t.ndim;
+    v->shape = t.shape;
+    v->contig = 1;
+    for (int d = t.ndim - 1; d >= 0; d--) {
+        int64_t st = t.strides ? t.strides[d] : expect / size;
+        v->strides[d] = st * size;
+        if (t.shape[d] != 1 && st * size != expect) v->contig = 0;
+        expect *= t.shape[d];
+    }
+    if (expect == 0) v->contig = 1;
+    return 0;
+}
+
+PyObject *tj_dl_to_numpy(PyObject *o) {
+    tj_state *st = tj_get_state();
+    return PyObject_CallMethod(st->numpy, "from_dlpack", "O", o);
+}
+
+static void set_error(void *ctx, const char *kind, const char *msg) {
+    PyErr_Format(PyExc_RuntimeError, "torch could not allocate a result (%s): %s", kind, msg);
+}
+
+/* How torch results are allocated: 0 our own memory handed to torch as a
+ * DLManagedTensorVersioned (exchange table's to_py), 1 an ndarray wrapped by
+ * torch.from_numpy, 2 torch.empty, 3 torch's allocator through the exchange table,
+ * then to_py. Measured per tiny call (16 floats, two torch inputs, 2-core VM,
+ * medians of 15 interleaved runs): 0: 1.36 us, 1: 1.65 us, 2: 3.2 us, 3: 1.74 us,
+ * so 0 it is (benchmarks/bench_torch.py --alloc repeats the comparison). */
+static int alloc_mode;
+
+PyObject *tj_dl_torch_alloc(PyObject *m, PyObject *arg) {
+    long mode = PyLong_AsLong(arg);
+    if (mode == -1 && PyErr_Occurred()) return NULL;
+    if (mode < 0 || mode > 3) {
+        PyErr_SetString(PyExc_ValueError, "_torch_alloc: mode 0, 1, 2 or 3");
+        return NULL;
+    }
+    int old = alloc_mode;
+    alloc_mode = (int)mode;
+    return PyLong_FromLong(old);
+}
+
+static PyObject *torch_attr(const char *name) {
+    PyObject *mod = PyImport_ImportModule("torch");
+    PyObject *f = mod ? PyObject_GetAttrString(mod, name) : NULL;
+    Py_XDECREF(mod);
+    return f;
+}
+
+static PyObject *empty_slow(int ndim, const int64_t *shape, int dtype, void **data) {
+    static PyObject *from_numpy, *empty;
+    if (alloc_mode == 1) {
+        if (!from_numpy && !(from_numpy = torch_attr("from_numpy"))) return NULL;
+        PyObject *a = PyArray_EMPTY(ndim, (npy_intp *)shape, tj_dtype_typenum(dtype), 0);
+        if (!a) return NULL;
+        *data = PyArray_DATA((PyArrayObject *)a);
+        PyObject *r = PyObject_CallOneArg(from_numpy, a);
+        Py_DECREF(a);
+        return r;
+    }
+    if (!empty && !(empty = torch_attr("empty"))) return NULL;
+    PyObject *sh = PyTuple_New(ndim), *kw = NULL, *r = NULL;
+    for (int d = 0; sh && d < ndim; d++) {
+        PyObject *v = PyLong_FromLongLong(shape[d]);
+        if (!v) { Py_CLEAR(sh); break; }
+        PyTuple_SET_ITEM(sh, d, v);
+    }
+    if (sh && (kw = Py_BuildValue("{sO}", "dtype", torch_dtypes[dtype]))) {
+        PyObject *args = PyTuple_Pack(1, sh);
+        r = args ? PyObject_Call(empty, args, kw) : NULL;
+        Py_XDECREF(args);
+    }
+    Py_XDECREF(sh);
+    Py_XDECREF(kw);
+    DLTensor t;
+    if (r && torch_api->dltensor_from_py(r, &t) < 0) Py_CLEAR(r);
+    if (r) *data = (char *)t.data + t.byte_offset;
+    return r;
+}
+
+/* mode 3: our own memory handed to torch as a DLManagedTensorVersioned */
+typedef struct {
+    DLManagedTensorVersioned mt;
+    int64_t shape[TJ_MAXDIM];
+} own_tensor;
+
+static void own_deleter(DLManagedTensorVersioned *self) {
+    free(self->dl_tensor.data);
+    free(self);
+}
+
+static const DLDataType dl_types[TJ_NDTYPES] = {
+    {kDLBool, 8, 1}, {kDLInt, 32, 1}, {kDLInt, 64, 1}, {kDLFloat, 32, 1}, {kDLFloat, 64, 1}};
+
+static PyObject *empty_own(int ndim, const int64_t *shape, int dtype, void **data) {
+    own_tensor *o = calloc(1, sizeof *o);
+    size_t n = (size_t)tj_dtype_size(dtype);
+    for (int d = 0; d < ndim; d++) n *= (size_t)shape[d];
+    void *mem = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
+    if (!o || !mem) { free(o); free(mem); return PyErr_NoMemory(); }
+    memcpy(o->shape, shape, (size_t)ndim * sizeof *shape);
+    o->mt.version.major = 1;
+    o->mt.version.minor = 0;
+    o->mt.deleter = own_deleter;
+    o->mt.dl_tensor = (DLTensor){mem, {kDLCPU, 0}, ndim, dl_types[dtype], o->shape, NULL, 0};
+    *data = mem;
+    void *obj = NULL;
+    if (torch_api->to_py(&o->mt, &obj) < 0) return NULL;
+    return (PyObject *)obj;
+}
+
+PyObject *tj_dl_torch_empty(int ndim, const int64_t *shape, int dtype, void **data) {
+    if (alloc_mode == 0) return empty_own(ndim, shape, dtype, data);
+    if (alloc_mode < 3) return empty_slow(ndim, shape, dtype, data);
+    DLTensor proto = {NULL, {kDLCPU, 0}, ndim, dl_types[dtype], (int64_t *)shape, NULL, 0};
+    DLManagedTensorVersioned *mt = NULL;
+    if (torch_api->allocator(&proto, &mt, NULL, set_error) < 0 || !mt) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return NULL;
+    }
+    *data = (char *)mt->dl_tensor.data + mt->dl_tensor.byte_offset;
+    void *obj = NULL;
+    if (torch_api->to_py(mt, &obj) < 0) return NULL;
+    return (PyObject *)obj;
+}
+
+PyObject *tj_dl_torch_dtype(int dtype) { return torch_dtypes[dtype]; }
+PyObject *tj_dl_torch_type(void) { return (PyObject *)torch_tensor; }
+
+int tj_dl_default_float(void) {
+    static PyObject *get;
+    if (!get && !(get = torch_attr("get_default_dtype"))) return -1;
+    PyObject *d = PyObject_CallNoArgs(get);
+    if (!d) return -1;
+    Py_DECREF(d);
+    return d == torch_dtypes[TJ_F64] ? TJ_F64 : TJ_F32;
+}
+
+PyObject *tj_dl_converter(PyTypeObject *tp) {
+    /* the producer's own from_dlpack: its top-level module's, or its numpy namespace's
+     * (jax.numpy for jaxlib arrays, cupy for cupy) */
+    PyObject *modname = PyObject_GetAttrString((PyObject *)tp, "__module__");
+    if (!modname) { PyErr_Clear(); return NULL; }
+    const char *m = PyUnicode_AsUTF8(modname);
+    char root[64];
+    size_t k = 0;
+    while (m && m[k] && m[k] != '.' && k < sizeof root - 1) { root[k] = m[k]; k++; }
+    root[k] = 0;
+    Py_DECREF(modname);
+    PyErr_Clear();
+    static const char *const tries[][2] = {{"jaxlib", "jax.numpy"}, {"jax", "jax.numpy"},
+                                           {NULL, NULL}};
+    const char *target = root;
+    for (int i = 0; tries[i][0]; i++)
+        if (strcmp(root, tries[i][0]) == 0) target = tries[i][1];
+    PyObject *mod = PyImport_ImportModule(target);
+    PyObject *f = mod ? PyObject_GetAttrString(mod, "from_dlpack") : NULL;
+    Py_XDECREF(mod);
+    if (!f) PyErr_Clear();
+    return f;
+}

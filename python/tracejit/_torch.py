@@ -1,0 +1,356 @@
+"""PyTorch's vocabulary on tracers: how torch functions, torch.nn.functional and tensor
+methods reach their implementations (_torch_ops.py, written with the NumPy-vocabulary
+operations the C tracer implements, so they become graph nodes the passes fuse).
+
+Three routes lead here while a function with torch inputs is traced:
+  * tensor methods and attributes (``x.exp()``, ``x.sum(dim=1)``, ``x.shape``): the C
+    tracer looks their names up in ATTRS first (a torch trace only);
+  * torch functions on tracers (``torch.exp(x)``, ``F.softplus(x)``, ``t + x`` with a
+    real tensor on the left): ``Tracer.__torch_function__`` -> dispatch();
+  * factory functions with no tracer argument (``torch.zeros(3)``): the
+    TorchFunctionMode that call_traced() enters runs them as they are, so they are
+    constants of the trace (captured tensors).
+torch is never imported by this module; it is looked up when the first torch call
+arrives (and torch is imported by then: a torch tensor was passed).
+"""
+import sys
+
+import numpy as np
+
+from . import _C
+from ._C import TraceError, Tracer
+from ._torch_ops import (FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
+                         _matmul, _mod, _mul, _np_dtype, _pow, _sub, _torch, _torch_dtype,
+                         _truediv, norm)
+
+# ---- casts and tensor attributes -----------------------------------------------------
+
+def to(x, *args, **kwargs):
+    dtype = kwargs.get("dtype")
+    for a in args:
+        if isinstance(a, Tracer) or _is_tensor(a):
+            dtype = a.dtype
+        elif isinstance(a, str) or type(a).__name__ == "device":
+            if str(a) not in ("cpu", "cpu:0"):
+                raise TraceError(f"Tensor.to({a!r}): tracejit runs on the CPU only for now")
+        elif a is not None:
+            dtype = a
+    if "device" in kwargs and str(kwargs["device"]) not in ("cpu", "cpu:0"):
+        raise TraceError(f"Tensor.to(device={kwargs['device']!r}): tracejit runs on the CPU only")
+    if dtype is None:
+        return x
+    nd = _np_dtype(dtype)
+    return x if nd == _NP_DTYPE.__get__(x) else x.astype(nd)
+
+
+def _is_tensor(a):
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(a, torch.Tensor)
+
+
+def _cast(np_dtype):
+    def f(x, memory_format=None):
+        return x if _NP_DTYPE.__get__(x) == np_dtype else x.astype(np_dtype)
+    return f
+
+
+def type_as(x, other):
+    return to(x, other.dtype)
+
+
+def size(x, dim=None):
+    shape = _NP_SHAPE.__get__(x)
+    return _torch().Size(shape) if dim is None else shape[dim]
+
+
+def _refuse(what, hint):
+    def f(x, *args, **kwargs):
+        raise TraceError(f"{what} {hint}")
+    return f
+
+
+ATTRS = {
+    "shape": property(lambda x: _torch().Size(_NP_SHAPE.__get__(x))),
+    "dtype": property(lambda x: _torch_dtype(_NP_DTYPE.__get__(x))),
+    "device": property(lambda x: _torch().device("cpu")),
+    "is_cuda": property(lambda x: False),
+    "requires_grad": property(lambda x: False),
+    "grad_fn": property(lambda x: None),
+    "mT": property(lambda x: np.swapaxes(x, -1, -2)),
+    "size": size,
+    "dim": lambda x: x.ndim,
+    "ndimension": lambda x: x.ndim,
+    "numel": lambda x: int(np.prod(_NP_SHAPE.__get__(x), dtype=np.int64)),
+    "nelement": lambda x: int(np.prod(_NP_SHAPE.__get__(x), dtype=np.int64)),
+    "element_size": lambda x: x.itemsize,
+    "is_floating_point": lambda x: _is_float(x),
+    "is_contiguous": lambda x, memory_format=None: True,
+    "detach": lambda x: x,
+    "float": _cast(np.dtype(np.float32)),
+    "double": _cast(np.dtype(np.float64)),
+    "long": _cast(np.dtype(np.int64)),
+    "int": _cast(np.dtype(np.int32)),
+    "bool": _cast(np.dtype(np.bool_)),
+    "half": _refuse("torch.Tensor.half()", "(float16) is not supported by tracejit"),
+    "backward": _refuse("torch.Tensor.backward()", "is not supported by tracejit: it computes no "
+                        "gradients yet"),
+    "numpy": _refuse("torch.Tensor.numpy()", "needs a concrete tensor; return the value as an "
+                     "output of the compiled function instead"),
+    "to": to,
+    "type_as": type_as,
+}
+
+for _name in ("sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "any",
+              "all", "cumsum", "cumprod", "transpose", "squeeze", "flatten", "clip", "reshape",
+              "dot", "swapaxes", "ravel", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
+              "relu", "clamp", "view", "permute", "t", "unsqueeze", "expand", "expand_as",
+              "flip", "contiguous", "clone", "unflatten", "narrow", "select", "movedim",
+              "roll", "split", "chunk", "unbind", "index_select", "gather", "matmul", "mm",
+              "bmm", "mv", "outer", "add", "sub", "mul", "div", "pow", "neg", "logsumexp",
+              "norm", "amax", "amin", "masked_fill", "where", "softmax", "log_softmax",
+              "erf", "erfc", "lgamma", "digamma", "exp2", "expm1", "log1p", "log2", "log10",
+              "sin", "cos", "tan", "atan", "asin", "acos", "sinh", "cosh", "floor", "ceil",
+              "sign", "square", "reciprocal", "rsqrt", "isnan", "isinf", "isfinite",
+              "logical_not", "logical_and", "logical_or", "eq", "ne", "lt", "le", "gt", "ge",
+              "maximum", "minimum", "remainder", "fmod", "floor_divide", "atan2", "logaddexp",
+              "xlogy", "clamp_min", "clamp_max", "broadcast_to", "tensordot", "addmm",
+              "subtract", "multiply", "divide", "true_divide", "bitwise_not", "absolute",
+              "negative", "hypot", "copysign", "float_power", "signbit", "sgn"):
+    ATTRS[_name] = FUNCS[_name]
+
+# Tensor dunders reached by __torch_function__ when a real tensor is the left operand
+_DUNDERS = {
+    "__add__": _add, "__radd__": lambda a, b: _add(b, a), "__iadd__": _add,
+    "__sub__": _sub, "__rsub__": lambda a, b: _sub(b, a), "__mul__": _mul,
+    "__rmul__": lambda a, b: _mul(b, a), "__truediv__": _truediv,
+    "__rtruediv__": lambda a, b: _truediv(b, a), "__div__": _truediv,
+    "__rdiv__": lambda a, b: _truediv(b, a), "__floordiv__": _floordiv,
+    "__rfloordiv__": lambda a, b: _floordiv(b, a), "__mod__": _mod,
+    "__rmod__": lambda a, b: _mod(b, a), "__pow__": _pow, "__rpow__": lambda a, b: _pow(b, a),
+    "__matmul__": _matmul, "__rmatmul__": lambda a, b: _matmul(b, a),
+    "__and__": np.bitwise_and, "__rand__": lambda a, b: np.bitwise_and(b, a),
+    "__or__": np.bitwise_or, "__ror__": lambda a, b: np.bitwise_or(b, a),
+    "__xor__": np.bitwise_xor, "__rxor__": lambda a, b: np.bitwise_xor(b, a),
+    "__eq__": np.equal, "__ne__": np.not_equal, "__lt__": np.less, "__le__": np.less_equal,
+    "__gt__": np.greater, "__ge__": np.greater_equal, "__neg__": np.negative,
+    "__abs__": np.absolute, "__invert__": np.invert, "__getitem__": _getitem,
+}
+
+_table = {}          # func object -> implementation (or None), filled as calls arrive
+_names = None        # func object -> public name, built on the first error only
+_ready = False
+
+
+def _init():
+    """Once per process, at the first torch call on a tracer."""
+    global _ready
+    import os
+    from . import _SKIP_DIRS        # frames in torch are not the user's code either
+    _C._set_skip_dirs(_SKIP_DIRS + (os.path.dirname(_torch().__file__) + os.sep,))
+    _ready = True
+
+
+def _vector_norm(x, ord=2, dim=None, keepdim=False, dtype=None):
+    return norm(x, ord, dim, keepdim)
+
+
+def _torch_softmax(fn):          # torch.softmax(x, dim, dtype): no _stacklevel
+    return lambda x, dim=None, dtype=None: fn(x, dim, dtype=dtype)
+
+
+def _resolve(func):
+    """The implementation of a torch function, by its name, for functions of torch's
+    own namespaces and Tensor methods only (a user function that dispatches through
+    __torch_function__ is not mistaken for one of torch's)."""
+    mod = getattr(func, "__module__", None) or ""
+    qual = getattr(func, "__qualname__", "") or ""
+    name = getattr(func, "__name__", "") or ""
+    is_method = qual.startswith(("TensorBase.", "Tensor."))
+    if name == "__get__":            # a property of a tensor read at call time: W.T
+        owner = getattr(func, "__self__", None)
+        if getattr(owner, "__objclass__", None) is not _torch()._C.TensorBase:
+            return None
+        return _PROPERTIES.get(getattr(owner, "__name__", None))
+    if not (mod == "torch" or mod.startswith("torch.") or is_method):
+        return None
+    if is_method and name in _DUNDERS:
+        return _DUNDERS[name]
+    if name.startswith("__"):
+        return None
+    for prefix in ("special_", "linalg_"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    if name == "vector_norm":
+        return _vector_norm
+    impl = FUNCS.get(name)
+    if impl is None and is_method and not isinstance(ATTRS.get(name), property):
+        impl = ATTRS.get(name)       # W.float(), W.to(...), W.size() of a real tensor
+    if impl is not None and mod == "torch" and name in ("softmax", "log_softmax"):
+        return _torch_softmax(impl)
+    return impl
+
+
+_PROPERTIES = {"T": lambda x: x.T, "mT": lambda x: np.swapaxes(x, -1, -2),
+               "H": lambda x: x.T, "mH": lambda x: np.swapaxes(x, -1, -2),
+               "data": lambda x: x, "real": lambda x: x}
+
+
+def _build_names():
+    global _names
+    torch = _torch()
+    spaces = [("torch.nn.functional", torch.nn.functional), ("torch", torch),
+              ("torch.special", torch.special), ("torch.linalg", torch.linalg),
+              ("torch.fft", torch.fft), ("torch.Tensor", torch.Tensor)]
+    names = {}
+    for prefix, space in spaces:
+        for name in dir(space):
+            try:
+                obj = getattr(space, name)
+                names.setdefault(obj, f"{prefix}.{name}")
+            except Exception:       # unhashable or failing attributes: not functions
+                continue
+    _names = names
+
+
+def name_of(func):
+    if _names is None:
+        _build_names()
+    n = _names.get(func)
+    if n:
+        return n
+    mod = getattr(func, "__module__", None) or ""
+    return f"{mod}.{getattr(func, '__qualname__', getattr(func, '__name__', repr(func)))}".lstrip(".")
+
+
+def _find_tracer(obj):
+    if isinstance(obj, Tracer):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        for o in obj:
+            r = _find_tracer(o)
+            if r is not None:
+                return r
+    return None
+
+
+def _lift(obj, ref):
+    """Real tensors among a call's arguments become tracers of the trace (captured,
+    read at call time), so implementations see tracers and Python numbers only."""
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_lift(o, ref) for o in obj)
+    if _is_tensor(obj):
+        return _C._lift(ref, obj)
+    return obj
+
+
+def _impl(func):
+    if not _ready:
+        _init()
+    try:
+        return _table[func]
+    except KeyError:
+        impl = _table[func] = _resolve(func)
+        return impl
+
+
+def dispatch(func, args, kwargs, ref=None):
+    impl = _impl(func)
+    if impl is None:
+        _C._trace_error(f"{name_of(func)} is not supported by tracejit yet")
+    kwargs = kwargs or {}
+    if ref is None:
+        ref = _find_tracer(args)
+    if ref is None:
+        ref = _find_tracer(list(kwargs.values()))
+    if ref is not None:
+        args = _lift(args, ref)
+        kwargs = {k: _lift(v, ref) for k, v in kwargs.items()}
+    return impl(*args, **kwargs)
+
+
+def _torch_function(cls, func, types, args=(), kwargs=None):
+    return dispatch(func, args, kwargs)
+
+
+def _has_tracer(obj):
+    if isinstance(obj, Tracer):
+        return True
+    if isinstance(obj, (list, tuple)):
+        return any(_has_tracer(o) for o in obj)
+    if isinstance(obj, dict):
+        return any(_has_tracer(o) for o in obj.values())
+    return False
+
+
+def _tensors(obj):
+    if _is_tensor(obj):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from _tensors(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _tensors(o)
+
+
+def _external(fn):
+    """ids of the tensors fn reads at call time: its closure cells and globals, and
+    compile(nn.Module)'s parameter and buffer dicts."""
+    ext = set()
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            ext.update(id(t) for t in _tensors(cell.cell_contents))
+        except ValueError:           # an empty cell
+            pass
+    for v in (getattr(fn, "__globals__", None) or {}).values():
+        if _is_tensor(v):
+            ext.add(id(v))
+    for d in getattr(fn, "__tracejit_dicts__", ()):
+        ext.update(id(t) for t in d.values() if t is not None)
+    return ext
+
+
+_mode_cls = None
+
+
+def _mode(ref, external):
+    global _mode_cls
+    if _mode_cls is None:
+        from torch.overrides import TorchFunctionMode
+
+        class TraceMode(TorchFunctionMode):
+            """Active while a torch trace runs. Calls with tracers go to dispatch(), and so
+            do calls on tensors the function reads at call time (W.t() of a closure or a
+            module's parameter becomes part of the trace, not a snapshot); the rest
+            (factories: torch.zeros(3), torch.tensor([...]), and what is computed from
+            them) run as they are and become constants of the trace."""
+
+            def __init__(self, ref, external):
+                super().__init__()
+                self.ref, self.external = ref, external
+
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if _has_tracer(args) or _has_tracer(kwargs):
+                    return dispatch(func, args, kwargs)
+                if (self.ref is not None and self.external and _impl(func) is not None and
+                        any(id(t) in self.external for t in _tensors((args, kwargs)))):
+                    return dispatch(func, args, kwargs, self.ref)
+                return func(*args, **kwargs)
+
+        _mode_cls = TraceMode
+    return _mode_cls(ref, external)
+
+
+def call_traced(fn, args, kwargs):
+    kwargs = kwargs or {}
+    ref = _find_tracer(args)
+    if ref is None:
+        ref = _find_tracer(list(kwargs.values()))
+    with _mode(ref, _external(getattr(fn, "__wrapped__", fn))):
+        return fn(*args, **kwargs)
+
+
+def register():
+    Tracer.__torch_function__ = classmethod(_torch_function)
+    _C._register_torch(ATTRS, call_traced)

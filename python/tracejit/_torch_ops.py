@@ -1,0 +1,759 @@
+"""The implementations behind tracejit's torch support (see _torch.py for the routes
+that lead here): each torch function, tensor method and torch.nn.functional function
+written with the NumPy-vocabulary operations the C tracer implements, so it becomes
+graph nodes the passes fuse like any other. Arguments are tracers and Python numbers
+(real tensors were lifted to tracers by _torch.dispatch), so NumPy's ufuncs reach the
+tracer's __array_ufunc__, and torch's promotion rules apply (csrc/trace/torch.c).
+"""
+import math
+import operator
+import sys
+
+import numpy as np
+
+from . import _C
+from ._C import TraceError, Tracer
+
+_NP_SHAPE = Tracer.shape          # the C getters (numpy-style), before ATTRS shadow them
+_NP_DTYPE = Tracer.dtype
+_NP_TRANSPOSE = Tracer.transpose
+_NP_RESHAPE = Tracer.reshape
+
+
+def _torch():
+    return sys.modules["torch"]
+
+
+def _np_dtype(dtype):
+    """A torch (or numpy) dtype as a numpy dtype; TypeError for what tracejit lacks."""
+    if dtype is None or isinstance(dtype, np.dtype) or dtype in (bool, int, float):
+        return dtype
+    torch = _torch()
+    table = {torch.bool: np.bool_, torch.int32: np.int32, torch.int64: np.int64,
+             torch.float32: np.float32, torch.float64: np.float64}
+    if dtype in table:
+        return np.dtype(table[dtype])
+    raise TypeError(f"{dtype} is not supported by tracejit (supported: torch.bool, int32, "
+                    "int64, float32, float64)")
+
+
+def _torch_dtype(np_dtype):
+    torch = _torch()
+    return {"bool": torch.bool, "int32": torch.int32, "int64": torch.int64,
+            "float32": torch.float32, "float64": torch.float64}[np.dtype(np_dtype).name]
+
+
+def _is_float(x):
+    return isinstance(x, float) or (isinstance(x, Tracer) and _NP_DTYPE.__get__(x).kind == "f")
+
+
+def _axis(dim):
+    if dim is None:
+        return None
+    if isinstance(dim, (list, tuple)):
+        return tuple(int(d) for d in dim) if len(dim) else None
+    return int(dim)
+
+
+def _shape_args(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _ew(name, *xs):
+    return _C._ew(name, *xs)
+
+
+# ---- elementwise -------------------------------------------------------------------
+# Binary operations go through NumPy's ufuncs unless the left operand is a tracer: a
+# real tensor on the left would call torch's operator, which dispatches back here.
+
+def _bin(npf, op):
+    def f(a, b):
+        return op(a, b) if isinstance(a, Tracer) else npf(a, b)
+    f.__name__ = npf.__name__
+    return f
+
+
+_add = _bin(np.add, operator.add)
+_sub = _bin(np.subtract, operator.sub)
+_mul = _bin(np.multiply, operator.mul)
+_truediv = _bin(np.true_divide, operator.truediv)
+_floordiv = _bin(np.floor_divide, operator.floordiv)
+_mod = _bin(np.remainder, operator.mod)
+_pow = _bin(np.power, operator.pow)
+_matmul = _bin(np.matmul, operator.matmul)
+
+
+def _getitem(a, key):
+    if isinstance(a, Tracer):
+        return a[key]
+    if isinstance(key, Tracer):        # a real tensor indexed by a traced index
+        return np.take(a, key, axis=0)
+    raise TraceError("indexing a torch tensor with traced values other than one integer "
+                     "index tensor is not supported by tracejit yet")
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def relu(x, inplace=False):
+    return np.maximum(x, 0)
+
+
+def rsqrt(x):
+    return 1.0 / np.sqrt(x)
+
+
+def add(x, y, alpha=1, out=None):
+    _no_out(out, "add")
+    return _add(x, y if alpha == 1 else _mul(y, alpha))
+
+
+def sub(x, y, alpha=1, out=None):
+    _no_out(out, "sub")
+    return _sub(x, y if alpha == 1 else _mul(y, alpha))
+
+
+def rsub(x, y, alpha=1):
+    return _sub(y, x if alpha == 1 else _mul(x, alpha))
+
+
+def div(x, y, rounding_mode=None, out=None):
+    _no_out(out, "div")
+    if rounding_mode is None:
+        return _truediv(x, y)
+    if rounding_mode == "floor":
+        return _floordiv(x, y)
+    if rounding_mode == "trunc":
+        if _is_float(x) or _is_float(y):
+            q = _truediv(x, y)
+            return np.where(q < 0, np.ceil(q), np.floor(q))
+        q = _floordiv(x, y)
+        return np.where((q < 0) & (q * y != x), q + 1, q)
+    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+                     f"found '{rounding_mode}'")
+
+
+def _no_out(out, name):
+    if out is not None:
+        raise TraceError(f"torch.{name}(..., out=...) is not supported by tracejit: traced "
+                         "functions cannot write into tensors; use the returned value")
+
+
+def clamp(x, min=None, max=None):
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    r = x
+    if min is not None:
+        r = np.maximum(r, min)
+    if max is not None:
+        r = np.minimum(r, max)
+    return r
+
+
+def where(cond, x=None, y=None):
+    if x is None and y is None:
+        raise TraceError("torch.where(cond) with one argument returns indices whose number "
+                         "depends on the data, which a trace cannot represent; use "
+                         "torch.where(cond, x, y)")
+    return np.where(cond, x, y)
+
+
+def masked_fill(x, mask, value):
+    v = np.full_like(x, value) if not isinstance(value, Tracer) else value.astype(_NP_DTYPE.__get__(x))
+    return np.where(mask, v, x)
+
+
+def xlogy(x, y):
+    return np.where(x == 0, 0.0, x * np.log(y))
+
+
+def _unary(npf):
+    def f(x, out=None):
+        _no_out(out, npf.__name__)
+        return npf(x)
+    f.__name__ = npf.__name__
+    return f
+
+
+def _special(opname):
+    def f(x, out=None):
+        _no_out(out, opname.lower())
+        return _ew(opname, x)
+    f.__name__ = opname.lower()
+    return f
+
+
+# ---- reductions ----------------------------------------------------------------------
+
+def sum_(x, dim=None, keepdim=False, dtype=None):
+    return np.sum(x, axis=_axis(dim), keepdims=keepdim, dtype=_np_dtype(dtype))
+
+
+def mean(x, dim=None, keepdim=False, dtype=None):
+    if dtype is None and not _is_float(x):
+        raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a "
+                           f"floating point or complex dtype. Got: {_torch_dtype(_NP_DTYPE.__get__(x))}")
+    return np.mean(x, axis=_axis(dim), keepdims=keepdim, dtype=_np_dtype(dtype))
+
+
+def prod(x, dim=None, keepdim=False, dtype=None):
+    return np.prod(x, axis=_axis(dim), keepdims=keepdim, dtype=_np_dtype(dtype))
+
+
+def _minmax(npf, arg, name):
+    def f(x, dim=None, keepdim=False, out=None):
+        _no_out(out, name)
+        if isinstance(dim, (Tracer,)) or (dim is not None and not isinstance(dim, int)):
+            return (np.maximum if name == "max" else np.minimum)(x, dim)   # max(x, other)
+        if dim is None:
+            return npf(x)
+        values = npf(x, axis=dim, keepdims=keepdim)
+        indices = arg(x, axis=dim, keepdims=keepdim)
+        return getattr(_torch().return_types, name)((values, indices))
+    f.__name__ = name
+    return f
+
+
+def amax(x, dim=(), keepdim=False):
+    return np.max(x, axis=_axis(dim), keepdims=keepdim)
+
+
+def amin(x, dim=(), keepdim=False):
+    return np.min(x, axis=_axis(dim), keepdims=keepdim)
+
+
+def argmax(x, dim=None, keepdim=False):
+    if dim is None:
+        r = np.argmax(x)
+        return r.reshape((1,) * x.ndim) if keepdim else r
+    return np.argmax(x, axis=dim, keepdims=keepdim)
+
+
+def argmin(x, dim=None, keepdim=False):
+    if dim is None:
+        r = np.argmin(x)
+        return r.reshape((1,) * x.ndim) if keepdim else r
+    return np.argmin(x, axis=dim, keepdims=keepdim)
+
+
+def _correction(unbiased, correction):
+    if correction is not None:
+        return correction
+    return 1 if unbiased is None or unbiased else 0
+
+
+def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if isinstance(dim, bool):            # var(x, unbiased)
+        dim, unbiased = None, dim
+    return np.var(x, axis=_axis(dim), ddof=_correction(unbiased, correction), keepdims=keepdim)
+
+
+def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    return np.std(x, axis=_axis(dim), ddof=_correction(unbiased, correction), keepdims=keepdim)
+
+
+def any_(x, dim=None, keepdim=False):
+    return np.any(x, axis=_axis(dim), keepdims=keepdim)
+
+
+def all_(x, dim=None, keepdim=False):
+    return np.all(x, axis=_axis(dim), keepdims=keepdim)
+
+
+def cumsum(x, dim, dtype=None):
+    return np.cumsum(x, axis=dim, dtype=_np_dtype(dtype))
+
+
+def cumprod(x, dim, dtype=None):
+    return np.cumprod(x, axis=dim, dtype=_np_dtype(dtype))
+
+
+def logsumexp(x, dim, keepdim=False):
+    if not _is_float(x):
+        x = x.astype(_np_dtype(_torch().get_default_dtype()))
+    m = np.max(x, axis=_axis(dim), keepdims=True)
+    m = np.where(np.isinf(m), 0.0, m)
+    r = np.log(np.sum(np.exp(x - m), axis=_axis(dim), keepdims=True)) + m
+    if keepdim:
+        return r
+    ax = _axis(dim)
+    return np.squeeze(r, axis=ax if ax is not None else tuple(range(x.ndim)))
+
+
+def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
+    if p in ("fro", 2, 2.0) or p is None:
+        return np.sqrt(np.sum(x * x, axis=_axis(dim), keepdims=keepdim))
+    if p in (1, 1.0):
+        return np.sum(abs(x), axis=_axis(dim), keepdims=keepdim)
+    if p == math.inf:
+        return np.max(abs(x), axis=_axis(dim), keepdims=keepdim)
+    return np.sum(abs(x) ** p, axis=_axis(dim), keepdims=keepdim) ** (1.0 / p)
+
+
+# ---- movement ------------------------------------------------------------------------
+
+def reshape(x, *shape):
+    return _NP_RESHAPE(x, _shape_args(shape))
+
+
+def view(x, *shape):
+    if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)):
+        raise TraceError("Tensor.view(dtype) (a bit reinterpretation) is not supported by "
+                         "tracejit")
+    return _NP_RESHAPE(x, _shape_args(shape))
+
+
+def permute(x, *dims):
+    return _NP_TRANSPOSE(x, _shape_args(dims))
+
+
+def transpose(x, dim0, dim1):
+    return np.swapaxes(x, dim0, dim1)
+
+
+def t(x):
+    if x.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {x.ndim}D")
+    return _NP_TRANSPOSE(x) if x.ndim == 2 else x
+
+
+def unsqueeze(x, dim):
+    return np.expand_dims(x, dim if dim >= 0 else dim + x.ndim + 1)
+
+
+def squeeze(x, dim=None):
+    shape = _NP_SHAPE.__get__(x)
+    if dim is None:
+        return np.squeeze(x)
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    dims = tuple(d % max(x.ndim, 1) for d in dims if x.ndim and shape[d % x.ndim] == 1)
+    return np.squeeze(x, axis=dims) if dims else x
+
+
+def expand(x, *sizes):
+    sizes = _shape_args(sizes)
+    shape = _NP_SHAPE.__get__(x)
+    lead = len(sizes) - len(shape)
+    if lead < 0:
+        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be "
+                           f"greater or equal to the number of dimensions in the tensor ({len(shape)})")
+    full = tuple(shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
+    return np.broadcast_to(x, full)
+
+
+def expand_as(x, other):
+    return np.broadcast_to(x, tuple(other.shape))
+
+
+def flip(x, *dims, dims_=None, **kw):
+    dims = kw.get("dims", dims)
+    return np.flip(x, axis=_shape_args(dims) if isinstance(dims, tuple) else tuple(dims))
+
+
+def contiguous(x, memory_format=None):
+    return x
+
+
+def clone(x, memory_format=None):
+    return x.astype(_NP_DTYPE.__get__(x))
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    shape = _NP_SHAPE.__get__(x)
+    if not shape:
+        return _NP_RESHAPE(x, (1,))
+    s, e = start_dim % len(shape), end_dim % len(shape)
+    return _NP_RESHAPE(x, shape[:s] + (-1,) + shape[e + 1:])
+
+
+def unflatten(x, dim, sizes):
+    shape = _NP_SHAPE.__get__(x)
+    d = dim % len(shape)
+    return _NP_RESHAPE(x, shape[:d] + tuple(sizes) + shape[d + 1:])
+
+
+def narrow(x, dim, start, length):
+    idx = [slice(None)] * x.ndim
+    idx[dim] = slice(start, start + length)
+    return x[tuple(idx)]
+
+
+def select(x, dim, index):
+    idx = [slice(None)] * x.ndim
+    idx[dim] = index
+    return x[tuple(idx)]
+
+
+def movedim(x, source, destination):
+    return np.moveaxis(x, source, destination)
+
+
+def roll(x, shifts, dims=None):
+    return np.roll(x, shifts, axis=dims)
+
+
+def cat(tensors, dim=0, out=None):
+    _no_out(out, "cat")
+    return np.concatenate(list(tensors), axis=dim)
+
+
+def stack(tensors, dim=0, out=None):
+    _no_out(out, "stack")
+    return np.stack(list(tensors), axis=dim)
+
+
+def split(x, split_size_or_sections, dim=0):
+    n = _NP_SHAPE.__get__(x)[dim]
+    if isinstance(split_size_or_sections, int):
+        s = split_size_or_sections
+        cuts = list(range(s, n, s))
+    else:
+        cuts = list(np.cumsum(split_size_or_sections)[:-1])
+    return tuple(np.split(x, cuts, axis=dim))
+
+
+def chunk(x, chunks, dim=0):
+    n = _NP_SHAPE.__get__(x)[dim]
+    return split(x, -(-n // chunks), dim)
+
+
+def unbind(x, dim=0):
+    return tuple(select(x, dim, i) for i in range(_NP_SHAPE.__get__(x)[dim]))
+
+
+def index_select(x, dim, index):
+    return np.take(x, index, axis=dim)
+
+
+def gather(x, dim, index, sparse_grad=False):
+    return np.take_along_axis(x, index, axis=dim)
+
+
+def broadcast_to(x, size):
+    return np.broadcast_to(x, tuple(size))
+
+
+# ---- contractions --------------------------------------------------------------------
+
+def matmul(a, b, out=None):
+    _no_out(out, "matmul")
+    return _matmul(a, b)
+
+
+def mm(a, b):
+    if a.ndim != 2 or b.ndim != 2:
+        raise RuntimeError("mm: both arguments must be 2-D matrices")
+    return _matmul(a, b)
+
+
+def bmm(a, b):
+    if a.ndim != 3 or b.ndim != 3:
+        raise RuntimeError("bmm: both arguments must be 3-D tensors")
+    return _matmul(a, b)
+
+
+def mv(a, v):
+    return _matmul(a, v)
+
+
+def dot(a, b):
+    return np.dot(a, b)
+
+
+def outer(a, b):
+    return np.outer(a, b)
+
+
+def einsum(equation, *operands):
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    return np.einsum(equation, *operands)
+
+
+def tensordot(a, b, dims=2):
+    return np.tensordot(a, b, axes=dims)
+
+
+def linear(x, weight, bias=None):
+    y = _matmul(x, np.swapaxes(weight, -1, -2) if weight.ndim == 2 else weight)
+    return y if bias is None else _add(y, bias)
+
+
+def addmm(bias, a, b, beta=1, alpha=1):
+    p = _matmul(a, b)
+    return _add(bias if beta == 1 else _mul(bias, beta), p if alpha == 1 else _mul(p, alpha))
+
+
+# ---- torch.nn.functional -------------------------------------------------------------
+
+def softplus(x, beta=1.0, threshold=20.0):
+    bx = x * beta if beta != 1 else x
+    sp = np.log1p(np.exp(bx))
+    return np.where(bx > threshold, x, sp / beta if beta != 1 else sp)
+
+
+def logsigmoid(x):
+    return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def leaky_relu(x, negative_slope=0.01, inplace=False):
+    return np.where(x > 0, x, x * negative_slope)
+
+
+def elu(x, alpha=1.0, inplace=False):
+    return np.where(x > 0, x, alpha * np.expm1(x))
+
+
+def selu(x, inplace=False):
+    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+    return scale * np.where(x > 0, x, alpha * np.expm1(x))
+
+
+def gelu(x, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+    return 0.5 * x * (1.0 + _ew("ERF", x * 0.7071067811865476))
+
+
+def silu(x, inplace=False):
+    return x * sigmoid(x)
+
+
+def mish(x, inplace=False):
+    return x * np.tanh(softplus(x))
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0, inplace=False):
+    return np.minimum(np.maximum(x, min_val), max_val)
+
+
+def relu6(x, inplace=False):
+    return hardtanh(x, 0.0, 6.0)
+
+
+def softsign(x):
+    return x / (1.0 + np.abs(x))
+
+
+def _softmax_dim(x, dim):
+    if dim is None:
+        raise TraceError("softmax without dim= is deprecated in torch and not supported by "
+                         "tracejit; pass dim")
+    return dim
+
+
+def softmax(x, dim=None, _stacklevel=3, dtype=None):
+    dim = _softmax_dim(x, dim)
+    if dtype is not None:
+        x = x.astype(_np_dtype(dtype))
+    e = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    return e / np.sum(e, axis=dim, keepdims=True)
+
+
+def log_softmax(x, dim=None, _stacklevel=3, dtype=None):
+    dim = _softmax_dim(x, dim)
+    if dtype is not None:
+        x = x.astype(_np_dtype(dtype))
+    s = x - np.max(x, axis=dim, keepdims=True)
+    return s - np.log(np.sum(np.exp(s), axis=dim, keepdims=True))
+
+
+def _reduce(loss, reduction, name):
+    if reduction == "mean":
+        return np.mean(loss)
+    if reduction == "sum":
+        return np.sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _legacy(size_average, reduce, reduction):
+    if size_average is None and reduce is None:
+        return reduction
+    if reduce is False:
+        return "none"
+    return "sum" if size_average is False else "mean"
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction="mean", pos_weight=None):
+    softplus_neg = np.maximum(-input, 0.0) + np.log1p(np.exp(-np.abs(input)))   # log(1+e^-x)
+    if pos_weight is not None:
+        log_weight = (pos_weight - 1.0) * target + 1.0
+        loss = (1.0 - target) * input + log_weight * softplus_neg
+    else:
+        loss = (1.0 - target) * input + softplus_neg
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, _legacy(size_average, reduce, reduction), "bce_with_logits")
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
+                         reduction="mean"):
+    loss = -(target * np.maximum(np.log(input), -100.0) +
+             (1.0 - target) * np.maximum(np.log(1.0 - input), -100.0))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, _legacy(size_average, reduce, reduction), "binary_cross_entropy")
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    d = input - target
+    loss = d * d if weight is None else weight * d * d
+    return _reduce(loss, _legacy(size_average, reduce, reduction), "mse_loss")
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    loss = np.abs(input - target)
+    return _reduce(loss if weight is None else weight * loss,
+                   _legacy(size_average, reduce, reduction), "l1_loss")
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    reduction = _legacy(size_average, reduce, reduction)
+    if _is_float(target):
+        raise TraceError("torch.nn.functional.nll_loss expects class indices (an integer "
+                         "target)")
+    ignored = target == ignore_index
+    safe = np.where(ignored, 0, target)
+    picked = -np.squeeze(np.take_along_axis(input, np.expand_dims(safe, 1), axis=1), axis=1)
+    w = np.where(ignored, 0.0, 1.0) if weight is None else np.where(ignored, 0.0, np.take(weight, safe))
+    w = w.astype(_NP_DTYPE.__get__(input)) if isinstance(w, Tracer) else w
+    loss = picked * w
+    if reduction == "mean":
+        return np.sum(loss) / np.sum(w)
+    return _reduce(loss, reduction, "nll_loss")
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    if label_smoothing:
+        raise TraceError("torch.nn.functional.cross_entropy(label_smoothing=...) is not "
+                         "supported by tracejit yet")
+    class_dim = 1 if input.ndim > 1 else 0
+    logp = log_softmax(input, class_dim)
+    if _is_float(target):               # class probabilities
+        reduction = _legacy(size_average, reduce, reduction)
+        w = 1.0 if weight is None else weight.reshape((-1,) + (1,) * (input.ndim - 2))
+        loss = -np.sum(logp * target * w, axis=class_dim)
+        if reduction == "mean":
+            return np.sum(loss) / int(np.prod(_NP_SHAPE.__get__(loss), dtype=np.int64))
+        return _reduce(loss, reduction, "cross_entropy")
+    if input.ndim == 1:
+        logp, target = np.expand_dims(logp, 0), np.expand_dims(target, 0)
+        r = nll_loss(logp, target, weight, size_average, ignore_index, reduce, reduction)
+        return r if reduction != "none" else np.squeeze(r, axis=0)
+    return nll_loss(logp, target, weight, size_average, ignore_index, reduce, reduction)
+
+
+def dropout(x, p=0.5, training=True, inplace=False):
+    if training and p > 0:
+        raise TraceError("torch.nn.functional.dropout(training=True) draws random numbers, "
+                         "which tracejit does not support yet; call module.eval() (or pass "
+                         "training=False)")
+    return x
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    axes = tuple(range(x.ndim - len(tuple(normalized_shape)), x.ndim))
+    mu = np.mean(x, axis=axes, keepdims=True)
+    d = x - mu
+    v = np.mean(d * d, axis=axes, keepdims=True)
+    y = d / np.sqrt(v + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
+    return x / np.maximum(norm(x, p, dim, keepdim=True), eps)
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False):
+    if max_norm is not None:
+        raise TraceError("torch.nn.functional.embedding(max_norm=...) renormalizes the weight "
+                         "in place, which tracejit does not support")
+    return np.take(weight, input, axis=0)
+
+
+def one_hot(tensor, num_classes=-1):
+    if num_classes < 0:
+        raise TraceError("torch.nn.functional.one_hot needs num_classes while tracing (the "
+                         "default depends on the data)")
+    return (np.expand_dims(tensor, -1) == np.arange(num_classes)).astype(np.int64)
+
+
+# name -> implementation, shared by functions (torch.X, F.X, Tensor.X) and methods
+FUNCS = {
+    "sigmoid": sigmoid, "relu": relu, "rsqrt": rsqrt, "add": add, "sub": sub,
+    "subtract": sub, "rsub": rsub, "div": div, "divide": div, "true_divide": div,
+    "mul": _mul, "multiply": _mul, "floor_divide": _floordiv,
+    "remainder": _mod, "fmod": np.fmod, "pow": _pow,
+    "float_power": np.float_power, "maximum": np.maximum, "minimum": np.minimum,
+    "atan2": np.arctan2, "arctan2": np.arctan2, "hypot": np.hypot, "copysign": np.copysign,
+    "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+    "gt": np.greater, "ge": np.greater_equal, "greater": np.greater,
+    "greater_equal": np.greater_equal, "less": np.less, "less_equal": np.less_equal,
+    "not_equal": np.not_equal,
+    "logical_and": np.logical_and, "logical_or": np.logical_or,
+    "logical_xor": np.logical_xor, "logical_not": np.logical_not,
+    "bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor,
+    "bitwise_not": np.invert, "logaddexp": np.logaddexp, "xlogy": xlogy,
+    "clamp": clamp, "clip": clamp, "clamp_min": lambda x, min: np.maximum(x, min),
+    "clamp_max": lambda x, max: np.minimum(x, max), "where": where, "masked_fill": masked_fill,
+    "erf": _special("ERF"), "erfc": _special("ERFC"), "lgamma": _special("LGAMMA"),
+    "digamma": _special("DIGAMMA"), "expit": sigmoid, "gammaln": _special("LGAMMA"),
+    "psi": _special("DIGAMMA"),
+    "sum": sum_, "mean": mean, "prod": prod, "amax": amax, "amin": amin,
+    "max": _minmax(np.max, np.argmax, "max"), "min": _minmax(np.min, np.argmin, "min"),
+    "argmax": argmax, "argmin": argmin, "var": var, "std": std, "any": any_, "all": all_,
+    "cumsum": cumsum, "cumprod": cumprod, "logsumexp": logsumexp, "norm": norm,
+    "reshape": reshape, "view": view, "permute": permute, "transpose": transpose,
+    "swapaxes": transpose, "swapdims": transpose, "t": t, "unsqueeze": unsqueeze,
+    "squeeze": squeeze, "expand": expand, "expand_as": expand_as, "flip": flip,
+    "contiguous": contiguous, "clone": clone, "flatten": flatten, "unflatten": unflatten,
+    "ravel": lambda x: _NP_RESHAPE(x, (-1,)), "narrow": narrow, "select": select,
+    "movedim": movedim, "moveaxis": movedim, "roll": roll, "cat": cat, "concat": cat,
+    "concatenate": cat, "stack": stack, "split": split, "chunk": chunk, "unbind": unbind,
+    "index_select": index_select, "gather": gather, "take_along_dim": gather,
+    "broadcast_to": broadcast_to,
+    "matmul": matmul, "mm": mm, "bmm": bmm, "mv": mv, "dot": dot, "outer": outer,
+    "ger": outer, "einsum": einsum, "tensordot": tensordot, "linear": linear, "addmm": addmm,
+    "softplus": softplus, "logsigmoid": logsigmoid, "log_sigmoid": logsigmoid,
+    "leaky_relu": leaky_relu, "elu": elu, "selu": selu, "gelu": gelu, "silu": silu,
+    "mish": mish, "hardtanh": hardtanh, "relu6": relu6, "softsign": softsign,
+    "softmax": softmax, "log_softmax": log_softmax,
+    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
+    "binary_cross_entropy": binary_cross_entropy, "mse_loss": mse_loss, "l1_loss": l1_loss,
+    "nll_loss": nll_loss, "cross_entropy": cross_entropy, "dropout": dropout,
+    "layer_norm": layer_norm, "normalize": normalize, "embedding": embedding,
+    "one_hot": one_hot, "zeros_like": lambda x, dtype=None, **kw: np.zeros_like(x, dtype=_np_dtype(dtype)),
+    "ones_like": lambda x, dtype=None, **kw: np.ones_like(x, dtype=_np_dtype(dtype)),
+    "empty_like": lambda x, dtype=None, **kw: np.zeros_like(x, dtype=_np_dtype(dtype)),
+    "full_like": lambda x, fill_value, dtype=None, **kw: np.full_like(x, fill_value, dtype=_np_dtype(dtype)),
+    "tanh": _unary(np.tanh), "exp": _unary(np.exp), "expm1": _unary(np.expm1),
+    "log": _unary(np.log), "log1p": _unary(np.log1p), "log2": _unary(np.log2),
+    "log10": _unary(np.log10), "sqrt": _unary(np.sqrt), "sin": _unary(np.sin),
+    "cos": _unary(np.cos), "tan": _unary(np.tan), "atan": _unary(np.arctan),
+    "arctan": _unary(np.arctan), "asin": _unary(np.arcsin), "arcsin": _unary(np.arcsin),
+    "acos": _unary(np.arccos), "arccos": _unary(np.arccos), "sinh": _unary(np.sinh),
+    "cosh": _unary(np.cosh), "asinh": _unary(np.arcsinh), "arcsinh": _unary(np.arcsinh),
+    "acosh": _unary(np.arccosh), "arccosh": _unary(np.arccosh), "atanh": _unary(np.arctanh),
+    "arctanh": _unary(np.arctanh), "exp2": _unary(np.exp2), "abs": _unary(np.absolute),
+    "absolute": _unary(np.absolute), "neg": _unary(np.negative),
+    "negative": _unary(np.negative), "floor": _unary(np.floor), "ceil": _unary(np.ceil),
+    "sign": _unary(np.sign), "sgn": _unary(np.sign), "square": _unary(np.square),
+    "reciprocal": _unary(np.reciprocal), "isnan": _unary(np.isnan),
+    "isinf": _unary(np.isinf), "isfinite": _unary(np.isfinite), "signbit": _unary(np.signbit),
+}
