@@ -1,0 +1,212 @@
+"""Reverse-mode autodiff on the traced graph: grad and value_and_grad.
+
+`grad(f)` is a CompiledFunction whose traced body marks the differentiated arguments
+as sources (_C._ad_source), traces `f`, then walks the graph backwards from the result
+and appends the adjoint nodes (rules in _rules.py). So:
+  * called with arrays, forward and backward are one graph: the passes fuse across
+    the boundary, the memory plan decides what lives in scratch, and the compiled
+    plan is cached per argument signature like any compiled function;
+  * called with tracers (inside @compile or inside another grad), the body traces
+    inline into the caller's graph: grad(grad(f)) and grad inside @compile work by
+    construction, because the backward nodes are ordinary differentiable nodes.
+
+Semantics follow jax.grad: argnums an int or a tuple of ints; each differentiated
+argument may be a pytree (tuple, list, dict) of float arrays or Python floats;
+integer and bool inputs raise TypeError; the result must be a float scalar (a
+TraceError names the shape otherwise).
+"""
+import numpy as np
+
+from . import _C
+from ._C import TraceError, Tracer
+from ._rules import NONDIFF, RULES, ZERO
+
+__all__ = ["grad", "value_and_grad", "vjp_trace"]
+
+
+# ---- pytrees ------------------------------------------------------------------
+
+def _leaves(tree, out):
+    if isinstance(tree, (tuple, list)):
+        for v in tree:
+            _leaves(v, out)
+    elif isinstance(tree, dict):
+        for v in tree.values():
+            _leaves(v, out)
+    else:
+        out.append(tree)
+    return out
+
+
+def _rebuild(tree, it):
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_rebuild(v, it) for v in tree)
+    if isinstance(tree, dict):
+        return {k: _rebuild(v, it) for k, v in tree.items()}
+    return next(it)
+
+
+# ---- the backward walk ----------------------------------------------------------
+
+def _is_float(t):
+    return t.dtype.kind == "f"
+
+
+def _fit(c, x):
+    """Cotangent c summed back to x's shape and cast to x's dtype."""
+    shape = x.shape
+    if c.shape != shape:
+        lead = c.ndim - len(shape)
+        if lead > 0:
+            c = np.sum(c, axis=tuple(range(lead)))
+        ones = tuple(d for d, n in enumerate(shape) if n == 1 and c.shape[d] != 1)
+        if ones:
+            c = np.sum(c, axis=ones, keepdims=True)
+        if c.shape != shape:
+            c = np.broadcast_to(c, shape)
+    if c.dtype != x.dtype:
+        c = c.astype(x.dtype)
+    return c
+
+
+def vjp_trace(out, ct, sources):
+    """Cotangents of `sources` (Tracers) for cotangent `ct` of `out`, all of one trace;
+    None where `out` does not depend on a source."""
+    src_ids = [_C._ad_node(s)[0] for s in sources]
+    lo = min(src_ids)
+    root = _C._ad_node(out)
+    nodes, tracer_of = {}, {root[0]: out}
+    stack = [root[0]]
+    while stack:   # the nodes between the sources and out
+        i = stack.pop()
+        if i in nodes:
+            continue
+        info = root if i == root[0] else _C._ad_node(out, i)
+        nodes[i] = info
+        if i in src_ids:
+            continue
+        for j, t in info[2]:
+            if j >= lo and j not in nodes:
+                tracer_of.setdefault(j, t)
+                stack.append(j)
+    srcset = set(src_ids)
+    live = {}
+    for i in sorted(nodes):
+        live[i] = i in srcset or any(live.get(j, False) for j, _ in nodes[i][2])
+    adj = {root[0]: ct}
+    for i in sorted(nodes, reverse=True):
+        if i in srcset or not live[i]:
+            continue
+        g = adj.pop(i, None)
+        info = nodes[i]
+        op = info[1]
+        if g is None or op in NONDIFF or op in ZERO:
+            continue
+        xs = [t for _, t in info[2]]
+        cts = RULES[op](g, tracer_of[i], xs, info)
+        for (j, x), c in zip(info[2], cts):
+            if c is None or not live.get(j, False) or not _is_float(x):
+                continue
+            c = _fit(c, x)
+            prev = adj.get(j)
+            adj[j] = c if prev is None else prev + c
+    return [adj.get(i) for i in src_ids]
+
+
+# ---- grad and value_and_grad ----------------------------------------------------
+
+def _check_argnums(argnums, nargs):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not nums or not all(isinstance(k, int) for k in nums):
+        raise TypeError(f"argnums must be an int or a non-empty tuple of ints, got {argnums!r}")
+    fixed = []
+    for k in nums:
+        if not -nargs <= k < nargs:
+            raise ValueError(f"argnums {argnums!r}: the function was called with {nargs} "
+                             f"positional argument(s)")
+        fixed.append(k % nargs)
+    return fixed
+
+
+def _dtype_name(v):
+    dt = getattr(v, "dtype", None)
+    return str(dt) if dt is not None else type(v).__name__
+
+
+def _make(fun, argnums, has_aux, with_value):
+    name = "value_and_grad" if with_value else "grad"
+
+    def body(*args, **kwargs):
+        nums = _check_argnums(argnums, len(args))
+        anchor = next((v for v in _leaves((args, kwargs), []) if isinstance(v, Tracer)), None)
+        if anchor is None:
+            raise TypeError(f"{name}: the differentiated arguments must be arrays or floats")
+        args = list(args)
+        sources, trees = [], []
+        for k in nums:
+            leaves = _leaves(args[k], [])
+            made = []
+            for v in leaves:
+                kind = getattr(getattr(v, "dtype", None), "kind", None)
+                if kind != "f" and not isinstance(v, float):
+                    raise TypeError(f"{name} requires float inputs (float32 or float64), but "
+                                    f"argument {k} has a leaf of type {_dtype_name(v)}; "
+                                    f"integer and bool inputs have no gradient")
+                made.append(_C._ad_source(anchor, v))
+            sources += made
+            trees.append((args[k], len(made)))
+            args[k] = _rebuild(args[k], iter(made))
+        res = fun(*args, **kwargs)
+        if has_aux:
+            if not (isinstance(res, (tuple, list)) and len(res) == 2):
+                raise TypeError(f"{name}(has_aux=True): the function must return a pair "
+                                f"(output, aux), got {type(res).__name__}")
+            out, aux = res
+        else:
+            out, aux = res, None
+        shape = getattr(out, "shape", None)
+        if shape is None or getattr(out, "dtype", None) is None:
+            raise TraceError(f"{name}: the function must return a scalar float array, "
+                             f"got {type(out).__name__}")
+        if shape != ():
+            raise TraceError(f"{name} requires a scalar output, but the function returned "
+                             f"an array of shape {tuple(shape)}; reduce it (e.g. .sum()) first")
+        if out.dtype.kind != "f":
+            raise TraceError(f"{name} requires a float output, but the function returned "
+                             f"{out.dtype}")
+        if isinstance(out, Tracer) and sources:
+            cts = vjp_trace(out, np.ones_like(out), sources)
+        else:
+            cts = [None] * len(sources)
+        grads = [np.zeros_like(s) if c is None else c for s, c in zip(sources, cts)]
+        it = iter(grads)
+        parts = [_rebuild(tree, it) for tree, _ in trees]
+        g = parts[0] if isinstance(argnums, int) else tuple(parts)
+        if not with_value:
+            return (g, aux) if has_aux else g
+        return ((out, aux) if has_aux else out), g
+
+    cf = _C.CompiledFunction(body, (), ())
+    for attr in ("__module__", "__qualname__", "__doc__"):
+        try:
+            setattr(cf, attr, getattr(fun, attr))
+        except AttributeError:
+            pass
+    try:
+        cf.__name__ = f"{name}({getattr(fun, '__name__', 'fun')})"
+    except AttributeError:
+        pass
+    return cf
+
+
+def grad(fun, argnums=0, has_aux=False):
+    """The gradient of scalar-valued `fun` with respect to argument(s) `argnums`, as a
+    compiled function (forward and backward traced into one graph, compiled once per
+    argument signature, replayed after). With has_aux, `fun` returns (output, aux) and
+    the result is (gradient, aux)."""
+    return _make(fun, argnums, has_aux, False)
+
+
+def value_and_grad(fun, argnums=0, has_aux=False):
+    """Like grad, returning (value, gradient); with has_aux ((value, aux), gradient)."""
+    return _make(fun, argnums, has_aux, True)
