@@ -3,9 +3,10 @@
  * tracer operations user code calls, so the backward graph is ordinary nodes that
  * the passes fuse and plan like any other (and that can be differentiated again).
  * This file only reads nodes and marks differentiation sources.
- * Contract: nothing here changes an existing node; a source is a fresh COPY node,
- * so a gradient with respect to a value is never confused with one of an outer
- * grad that differentiates the same value (simplify removes the COPY later). */
+ * Contract: nothing here changes an existing node. A source is a fresh node equal to
+ * the value (a duplicate of its node: same op, operands and slot; a COPY of a view),
+ * so a gradient with respect to a value is never confused with one of an outer grad
+ * that differentiates the same value; CSE merges the duplicate back afterwards. */
 #include "tracejit.h"
 
 static tj_tracer *as_tracer(PyObject *o) {
@@ -72,7 +73,7 @@ static PyObject *ad_node(PyObject *mod, PyObject *args) {
                          int_tuple64(n->voff, n->flat ? 1 : in_ndim));
 }
 
-/* _ad_source(tracer, value) -> a Tracer for a fresh COPY of `value` (a Tracer of the
+/* _ad_source(tracer, value) -> a Tracer for a fresh node equal to `value` (a Tracer of the
  * same trace, or an array or scalar, which is captured): the node a gradient is taken
  * with respect to. New reference. */
 static PyObject *ad_source(PyObject *mod, PyObject *args) {
@@ -84,32 +85,25 @@ static PyObject *ad_source(PyObject *mod, PyObject *args) {
     int32_t id = tj_operand(t, v);
     if (id < 0) return NULL;
     tj_node n = t->g.nodes[id];
-    n.op = TJ_OP_COPY;
-    n.weak = 0;
-    n.slot = -1;
-    n.flat = 0;
-    n.axes = 0;
-    n.in[0] = id;
-    n.in[1] = n.in[2] = -1;
-    memset(n.perm, 0, sizeof n.perm);
-    memset(n.vstep, 0, sizeof n.vstep);
-    memset(n.voff, 0, sizeof n.voff);
+    if (n.op == TJ_OP_VIEW) {
+        /* the tracer composes views with their operand's view: a view of this source
+         * would read its base directly, so a view source is a COPY */
+        n.op = TJ_OP_COPY;
+        n.weak = 0;
+        n.flat = 0;
+        n.in[0] = id;
+        n.in[1] = n.in[2] = -1;
+        memset(n.perm, 0, sizeof n.perm);
+        memset(n.vstep, 0, sizeof n.vstep);
+        memset(n.voff, 0, sizeof n.voff);
+    }
     int32_t r = tj_graph_add(&t->g, &n);
     return r < 0 ? NULL : tj_tracer_new(t, r);
-}
-
-/* _ad_same_trace(a, b) -> whether two Tracers belong to one live trace. */
-static PyObject *ad_same_trace(PyObject *mod, PyObject *args) {
-    PyObject *a, *b;
-    if (!PyArg_ParseTuple(args, "OO:_ad_same_trace", &a, &b)) return NULL;
-    return PyBool_FromLong(tj_is_tracer(a) && tj_is_tracer(b) &&
-                           ((tj_tracer *)a)->trace == ((tj_tracer *)b)->trace);
 }
 
 static PyMethodDef ad_methods[] = {
     {"_ad_node", ad_node, METH_VARARGS, "autodiff: a traced node's op, operands and layout"},
     {"_ad_source", ad_source, METH_VARARGS, "autodiff: a fresh node to differentiate against"},
-    {"_ad_same_trace", ad_same_trace, METH_VARARGS, "autodiff: two tracers of one trace"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _C
 from ._C import TraceError, Tracer
-from ._rules import NONDIFF, RULES, ZERO
+from ._rules import NONDIFF, RULES, ZERO, Product
 
 __all__ = ["grad", "value_and_grad", "vjp_trace"]
 
@@ -52,9 +52,28 @@ def _is_float(t):
     return t.dtype.kind == "f"
 
 
+def _sum_product(c, shape):
+    """c.p * c.q summed to `shape` over the trailing dims of a transposed view."""
+    p, q = c.p, c.q
+    full = np.broadcast_shapes(p.shape, q.shape)
+    lead = len(full) - len(shape)
+    summed = [d for d in range(len(full))
+              if d < lead or (shape[d - lead] == 1 and full[d] != 1)]
+    if not summed:
+        return p * q
+    kept = [d for d in range(len(full)) if d not in summed]
+    order = kept + summed
+    p = np.transpose(np.broadcast_to(p, full), order)
+    q = np.transpose(np.broadcast_to(q, full), order)
+    s = np.sum(p * q, axis=tuple(range(len(kept), len(full))))
+    return s.reshape(shape)
+
+
 def _fit(c, x):
     """Cotangent c summed back to x's shape and cast to x's dtype."""
     shape = x.shape
+    if isinstance(c, Product):
+        c = _sum_product(c, shape)
     if c.shape != shape:
         lead = c.ndim - len(shape)
         if lead > 0:

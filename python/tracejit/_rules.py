@@ -33,6 +33,16 @@ NONDIFF = frozenset({
     "LSHIFT", "RSHIFT", "RARGMAX", "RARGMIN"})
 
 
+class Product:
+    """The cotangent p * q, left unmultiplied so that the walk, when it sums it back
+    to a broadcast operand's shape, can sum over trailing dims of a product of views:
+    the pattern fuse lowers to GEMM (the transpose of a contraction is a contraction)."""
+    __slots__ = ("p", "q")
+
+    def __init__(self, p, q):
+        self.p, self.q = p, q
+
+
 def _unary(f):
     return lambda g, y, xs, node: (f(g, y, xs[0]),)
 
@@ -183,7 +193,7 @@ RULES = {
     "RECIP": _unary(lambda g, y, x: -g * (y * y)),
     "ADD": lambda g, y, xs, node: (g, g),
     "SUB": lambda g, y, xs, node: (g, -g),
-    "MUL": lambda g, y, xs, node: (g * xs[1], g * xs[0]),
+    "MUL": lambda g, y, xs, node: (Product(g, xs[1]), Product(g, xs[0])),
     "DIV": lambda g, y, xs, node: (g / xs[1], -g * xs[0] / (xs[1] * xs[1])),
     "MOD": lambda g, y, xs, node: (g, -g * np.floor_divide(xs[0], xs[1])),
     "FMOD": lambda g, y, xs, node: (g, -g * _trunc(xs[0] / xs[1])),
