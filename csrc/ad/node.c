@@ -4,7 +4,8 @@
  * the passes fuse and plan like any other (and that can be differentiated again).
  * This file only reads nodes and marks differentiation sources.
  * Contract: nothing here changes an existing node. A source is a fresh node equal to
- * the value (a duplicate of its node: same op, operands and slot; a COPY of a view),
+ * the value (a duplicate of its node: same op, operands and slot; a COPY of a view,
+ * and of anything inside an enclosing grad),
  * so a gradient with respect to a value is never confused with one of an outer grad
  * that differentiates the same value; CSE merges the duplicate back afterwards. */
 #include "tracejit.h"
@@ -73,21 +74,25 @@ static PyObject *ad_node(PyObject *mod, PyObject *args) {
                          int_tuple64(n->voff, n->flat ? 1 : in_ndim));
 }
 
-/* _ad_source(tracer, value) -> a Tracer for a fresh node equal to `value` (a Tracer of the
- * same trace, or an array or scalar, which is captured): the node a gradient is taken
- * with respect to. New reference. */
+/* _ad_source(tracer, value, linked=False) -> a Tracer for a fresh node equal to `value`
+ * (a Tracer of the same trace, or an array or scalar, which is captured): the node a
+ * gradient is taken with respect to. `linked`: the source must depend on `value` (an
+ * enclosing grad differentiates through it). New reference. */
 static PyObject *ad_source(PyObject *mod, PyObject *args) {
     PyObject *o, *v;
-    if (!PyArg_ParseTuple(args, "OO:_ad_source", &o, &v)) return NULL;
+    int linked = 0;
+    if (!PyArg_ParseTuple(args, "OO|p:_ad_source", &o, &v, &linked)) return NULL;
     tj_tracer *x = as_tracer(o);
     if (!x) return NULL;
     tj_trace *t = x->trace;
     int32_t id = tj_operand(t, v);
     if (id < 0) return NULL;
     tj_node n = t->g.nodes[id];
-    if (n.op == TJ_OP_VIEW) {
+    if (n.op == TJ_OP_VIEW || linked) {
         /* the tracer composes views with their operand's view: a view of this source
-         * would read its base directly, so a view source is a COPY */
+         * would read its base directly, so a view source is a COPY; so is any source
+         * when an enclosing grad differentiates through it (a duplicate would bypass
+         * the original, which may be that grad's own source) */
         n.op = TJ_OP_COPY;
         n.weak = 0;
         n.flat = 0;
@@ -101,7 +106,19 @@ static PyObject *ad_source(PyObject *mod, PyObject *args) {
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 
+/* _ad_op_names() -> the names of every op in the table, in table order. */
+static PyObject *ad_op_names(PyObject *mod, PyObject *unused) {
+    PyObject *r = PyTuple_New(TJ_NOPS);
+    for (int i = 0; r && i < TJ_NOPS; i++) {
+        PyObject *s = PyUnicode_FromString(tj_ops[i].name);
+        if (!s) { Py_CLEAR(r); break; }
+        PyTuple_SET_ITEM(r, i, s);
+    }
+    return r;
+}
+
 static PyMethodDef ad_methods[] = {
+    {"_ad_op_names", ad_op_names, METH_NOARGS, "autodiff: every op's name (rule coverage)"},
     {"_ad_node", ad_node, METH_VARARGS, "autodiff: a traced node's op, operands and layout"},
     {"_ad_source", ad_source, METH_VARARGS, "autodiff: a fresh node to differentiate against"},
     {NULL, NULL, 0, NULL},

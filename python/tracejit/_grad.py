@@ -15,6 +15,8 @@ argument may be a pytree (tuple, list, dict) of float arrays or Python floats;
 integer and bool inputs raise TypeError; the result must be a float scalar (a
 TraceError names the shape otherwise).
 """
+import threading
+
 import numpy as np
 
 from . import _C
@@ -134,6 +136,8 @@ def vjp_trace(out, ct, sources):
 
 # ---- grad and value_and_grad ----------------------------------------------------
 
+_nesting = threading.local()   # .depth: grad bodies being traced on this thread
+
 def _check_argnums(argnums, nargs):
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if not nums or not all(isinstance(k, int) for k in nums):
@@ -161,6 +165,7 @@ def _make(fun, argnums, has_aux, with_value):
         if anchor is None:
             raise TypeError(f"{name}: the differentiated arguments must be arrays or floats")
         args = list(args)
+        depth = getattr(_nesting, "depth", 0)
         sources, trees = [], []
         for k in nums:
             leaves = _leaves(args[k], [])
@@ -171,11 +176,15 @@ def _make(fun, argnums, has_aux, with_value):
                     raise TypeError(f"{name} requires float inputs (float32 or float64), but "
                                     f"argument {k} has a leaf of type {_dtype_name(v)}; "
                                     f"integer and bool inputs have no gradient")
-                made.append(_C._ad_source(anchor, v))
+                made.append(_C._ad_source(anchor, v, depth > 0))
             sources += made
             trees.append((args[k], len(made)))
             args[k] = _rebuild(args[k], iter(made))
-        res = fun(*args, **kwargs)
+        _nesting.depth = depth + 1
+        try:
+            res = fun(*args, **kwargs)
+        finally:
+            _nesting.depth = depth
         if has_aux:
             if not (isinstance(res, (tuple, list)) and len(res) == 2):
                 raise TypeError(f"{name}(has_aux=True): the function must return a pair "

@@ -107,14 +107,14 @@ def _rprod(g, y, xs, node):
     k = len(axes)
     if x.size == 0 or k == 0:
         return (np.broadcast_to(_keep(g, x, axes), x.shape),)
-    moved = np.moveaxis(x, axes, tuple(range(x.ndim - k, x.ndim)))
+    order = [d for d in range(x.ndim) if d not in axes] + list(axes)
+    moved = np.transpose(x, order)
     rest = moved.shape[:x.ndim - k]
     flat = moved.reshape(rest + (-1,))
     others = _exclusive_cumprod(flat) * _exclusive_cumprod(flat[..., ::-1])[..., ::-1]
-    gk = _keep(g, x, axes)
-    gr = np.moveaxis(gk, axes, tuple(range(x.ndim - k, x.ndim))).reshape(rest + (1,))
+    gr = np.transpose(_keep(g, x, axes), order).reshape(rest + (1,))
     back = (others * gr).reshape(moved.shape)
-    return (np.moveaxis(back, tuple(range(x.ndim - k, x.ndim)), axes),)
+    return (np.transpose(back, np.argsort(order)),)
 
 
 def _cumsum(g, y, xs, node):
