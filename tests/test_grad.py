@@ -245,6 +245,18 @@ def test_prod_with_zeros_is_exact():
     np.testing.assert_array_equal(g, [[0.0, 6.0, 0.0], [0.0, 0.0, 0.0], [8.0, 4.0, 2.0]])
 
 
+def test_cumprod_with_zeros_matches_torch(rng):
+    x = np.array([[2.0, 0.0, 3.0, 0.0, 5.0], [1.5, 2.0, 0.5, 3.0, -1.0], [0.0, 4.0, 2.0, 1.0, 3.0]])
+    w = rng.standard_normal(x.shape)
+    g = tracejit.grad(lambda x: np.sum(np.cumprod(x, axis=1) * w))(x)
+    torch = pytest.importorskip("torch")
+    (tg,) = torch_grads(lambda t, x: (t.cumprod(x, dim=1) * t.tensor(w)).sum(), (x,), (0,))
+    np.testing.assert_allclose(g, tg, rtol=1e-14, atol=1e-14)
+    g0 = tracejit.grad(lambda x: np.sum(np.cumprod(x, axis=0) * w))(x)
+    (tg0,) = torch_grads(lambda t, x: (t.cumprod(x, dim=0) * t.tensor(w)).sum(), (x,), (0,))
+    np.testing.assert_allclose(g0, tg0, rtol=1e-14, atol=1e-14)
+
+
 @pytest.mark.parametrize("name", ["cumsum", "cumprod"])
 @pytest.mark.parametrize("axis", [0, 1])
 def test_scans(name, axis, rng):
@@ -408,6 +420,24 @@ def test_has_aux_and_value_and_grad(rng):
     v, g = tracejit.value_and_grad(lambda x: np.sum(np.exp(x)))(x)
     np.testing.assert_allclose(v, np.exp(x).sum())
     np.testing.assert_allclose(g, np.exp(x))
+
+
+def test_static_argnames_keyword_arguments_and_compiled_functions(rng):
+    x = rng.standard_normal((3, 4))
+
+    def f(x, axis, scale=1.0):
+        return np.sum(np.max(x, axis=axis) ** 2) * scale
+
+    g = tracejit.grad(f, static_argnames="axis")
+    np.testing.assert_allclose(g(x, 1, scale=3.0), tracejit.grad(f, static_argnames=("axis",))(
+        x, axis=1, scale=3.0))
+    want = np.where(x == x.max(axis=0), 2 * x.max(axis=0) * 3.0, 0.0)
+    np.testing.assert_allclose(g(x, 0, scale=3.0), want)
+    assert g.cache_info().variants == 2
+    with pytest.raises(ValueError, match="static_argnames: 'f' has no parameter 'axes'"):
+        tracejit.grad(f, static_argnames="axes")
+    cf = tracejit.compile(lambda x: np.sum(np.sin(x)))
+    np.testing.assert_allclose(tracejit.grad(cf)(x), np.cos(x))
 
 
 def test_output_independent_of_the_argument_gives_zeros(rng):

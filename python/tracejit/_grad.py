@@ -15,6 +15,7 @@ argument may be a pytree (tuple, list, dict) of float arrays or Python floats;
 integer and bool inputs raise TypeError; the result must be a float scalar (a
 TraceError names the shape otherwise).
 """
+import inspect
 import threading
 
 import numpy as np
@@ -156,8 +157,27 @@ def _dtype_name(v):
     return str(dt) if dt is not None else type(v).__name__
 
 
-def _make(fun, argnums, has_aux, with_value):
+def _static_positions(fun, static_argnames):
+    """Positional indices of the parameters named static (as tracejit.compile does)."""
+    if isinstance(static_argnames, str):
+        static_argnames = (static_argnames,)
+    static_argnames = tuple(static_argnames)
+    try:
+        params = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params]
+    for n in static_argnames:
+        if params and n not in names:
+            raise ValueError(f"static_argnames: {getattr(fun, '__name__', fun)!r} has no "
+                             f"parameter {n!r}")
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return tuple(i for i, n in enumerate(positional) if n in static_argnames), static_argnames
+
+
+def _make(fun, argnums, has_aux, with_value, static_argnames):
     name = "value_and_grad" if with_value else "grad"
+    static_nums, static_argnames = _static_positions(fun, static_argnames)
 
     def body(*args, **kwargs):
         nums = _check_argnums(argnums, len(args))
@@ -214,7 +234,7 @@ def _make(fun, argnums, has_aux, with_value):
             return (g, aux) if has_aux else g
         return ((out, aux) if has_aux else out), g
 
-    cf = _C.CompiledFunction(body, (), ())
+    cf = _C.CompiledFunction(body, static_nums, static_argnames)
     for attr in ("__module__", "__qualname__", "__doc__"):
         try:
             setattr(cf, attr, getattr(fun, attr))
@@ -227,14 +247,15 @@ def _make(fun, argnums, has_aux, with_value):
     return cf
 
 
-def grad(fun, argnums=0, has_aux=False):
+def grad(fun, argnums=0, has_aux=False, *, static_argnames=()):
     """The gradient of scalar-valued `fun` with respect to argument(s) `argnums`, as a
     compiled function (forward and backward traced into one graph, compiled once per
     argument signature, replayed after). With has_aux, `fun` returns (output, aux) and
-    the result is (gradient, aux)."""
-    return _make(fun, argnums, has_aux, False)
+    the result is (gradient, aux). `static_argnames`: as for tracejit.compile (Python
+    ints and floats are otherwise runtime inputs)."""
+    return _make(fun, argnums, has_aux, False, static_argnames)
 
 
-def value_and_grad(fun, argnums=0, has_aux=False):
+def value_and_grad(fun, argnums=0, has_aux=False, *, static_argnames=()):
     """Like grad, returning (value, gradient); with has_aux ((value, aux), gradient)."""
-    return _make(fun, argnums, has_aux, True)
+    return _make(fun, argnums, has_aux, True, static_argnames)

@@ -122,11 +122,24 @@ def _cumsum(g, y, xs, node):
     return (np.flip(np.cumsum(np.flip(g, ax), axis=ax), ax),)
 
 
+def _revcumsum(v):
+    return np.cumsum(v[..., ::-1], axis=-1)[..., ::-1]
+
+
 def _cumprod(g, y, xs, node):
-    # d y_j / d x_i = y_j / x_i for j >= i; exact unless x has zeros (documented gap)
+    # d y_j / d x_i = prod_{k <= j, k != i} x_k for j >= i. Before the first zero along
+    # the axis that is y_j / x_i; at the first zero, the running product with that zero
+    # taken as 1; after it, zero (torch's rule, exact at zeros).
     ax = node[3]
-    x = xs[0]
-    return (np.flip(np.cumsum(np.flip(g * y, ax), axis=ax), ax) / x,)
+    x, g, y = np.moveaxis(xs[0], ax, -1), np.moveaxis(g, ax, -1), np.moveaxis(y, ax, -1)
+    nz = x != 0
+    before = _exclusive_cumprod(nz.astype(x.dtype)) != 0   # no zero before position i
+    first = before & ~nz
+    safe = np.where(nz, x, 1.0)
+    plain = _revcumsum(g * y) / safe
+    at_zero = _revcumsum(g * np.cumprod(np.where(first, 1.0, x), axis=-1))
+    gx = np.where(first, at_zero, np.where(before, plain, 0.0))
+    return (np.moveaxis(gx, -1, ax),)
 
 
 def _concat(g, y, xs, node):
