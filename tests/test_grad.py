@@ -511,6 +511,20 @@ def test_no_perturbation_confusion(rng):
 
 # ---- errors ---------------------------------------------------------------------------
 
+def test_inner_grad_with_concrete_arguments_cannot_close_over_outer_values():
+    # documented gap: the inner grad compiles on its own (no traced argument), so the
+    # outer trace's x is out of its reach; the error says so at the user's line
+    def outer(x):
+        return x * tracejit.grad(lambda y: x * y)(2.0)
+
+    with pytest.raises(tracejit.TraceError, match="a tracer of another function's trace "
+                                                  "was used here"):
+        tracejit.grad(outer)(3.0)
+    # passing the value in as an argument works
+    inner = tracejit.grad(lambda y, x: x * y)
+    np.testing.assert_allclose(tracejit.grad(lambda x: x * inner(2.0, x))(3.0), 6.0)
+
+
 @pytest.mark.parametrize("arg", [np.arange(3), np.array([True, False]), 3],
                          ids=["int64", "bool", "python_int"])
 def test_integer_and_bool_inputs_are_refused(arg):
