@@ -455,6 +455,42 @@ def test_compiled_once_then_replayed(rng):
     assert info.misses == 1 and info.hits == 1
 
 
+# ---- vjp ------------------------------------------------------------------------------
+
+def test_vjp_of_a_vector_function_against_finite_differences(rng):
+    A, x = rng.standard_normal((3, 4)), rng.standard_normal(4)
+    ct = rng.standard_normal(3)
+
+    def f(A, x):
+        return np.tanh(A @ x) * x[:3]
+
+    out, pullback = tracejit.vjp(f, A, x)
+    np.testing.assert_allclose(out, f(A, x), rtol=1e-14)
+    gA, gx = pullback(ct)
+    np.testing.assert_allclose(gA, fd_grad(lambda A, x: np.sum(f(A, x) * ct), (A, x), 0), rtol=1e-5)
+    np.testing.assert_allclose(gx, fd_grad(lambda A, x: np.sum(f(A, x) * ct), (A, x), 1), rtol=1e-5)
+    _, again = tracejit.vjp(f, A, x)
+    np.testing.assert_allclose(again(2 * ct)[1], 2 * gx, rtol=1e-13)   # the cached pullback
+
+
+def test_vjp_pytrees_aux_and_errors(rng):
+    p = {"a": rng.standard_normal(3), "b": rng.standard_normal(3)}
+
+    def f(p):
+        return (p["a"] * p["b"], np.sum(p["a"])), p["b"].max()
+
+    (o1, o2), pullback, aux = tracejit.vjp(f, p, has_aux=True)
+    np.testing.assert_allclose(aux, p["b"].max())
+    (g,) = pullback((np.ones(3), np.array(2.0)))
+    np.testing.assert_allclose(g["a"], p["b"] + 2.0)
+    np.testing.assert_allclose(g["b"], p["a"])
+    with pytest.raises(ValueError, match=r"vjp: a cotangent of shape \(2,\) for an output of "
+                                         r"shape \(3,\)"):
+        pullback((np.ones(2), np.array(2.0)))
+    with pytest.raises(ValueError, match="vjp: the cotangent has 1 leaves, the output 2"):
+        pullback(np.ones(3))
+
+
 # ---- composition ----------------------------------------------------------------------
 
 def test_grad_of_grad_scalar():
@@ -535,7 +571,9 @@ def test_integer_and_bool_inputs_are_refused(arg):
 
 def test_non_scalar_output_is_refused():
     with pytest.raises(tracejit.TraceError, match=r"grad requires a scalar output, but the "
-                                                  r"function returned an array of shape \(3,\)"):
+                                                  r"function returned an array of shape \(3,\); reduce it "
+                                                  r"\(e.g. .sum\(\)\) first, or give a "
+                                                  r"cotangent with tracejit.vjp"):
         tracejit.grad(lambda x: x * 2)(np.ones(3))
     with pytest.raises(tracejit.TraceError, match="value_and_grad requires a float output, "
                                                   "but the function returned int64"):

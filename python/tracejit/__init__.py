@@ -19,7 +19,7 @@ from ._C import (CacheInfo, CompileError, CompiledFunction, InternalError, Trace
 
 __all__ = ["compile", "CompiledFunction", "CacheInfo", "TracejitError", "TraceError",
            "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path", "grad",
-           "value_and_grad"]
+           "value_and_grad", "vjp"]
 __version__ = "0.1.0"
 
 # Frames in these directories are not the user's code when an error names a line.
@@ -45,7 +45,7 @@ from ._impls import IMPLS as _IMPLS  # noqa: E402
 
 _C._register_impls(_IMPLS)
 
-from ._grad import grad, value_and_grad  # noqa: E402
+from ._grad import grad, value_and_grad, vjp  # noqa: E402
 
 # Multiply-adds from which products call BLAS. benchmarks/bench_matmul.py measured
 # NumPy's OpenBLAS faster than our GEMM at every shape from 4x4x4 up, so it is used

@@ -17,6 +17,7 @@ TraceError names the shape otherwise).
 """
 import inspect
 import threading
+import weakref
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from . import _C
 from ._C import TraceError, Tracer
 from ._rules import NONDIFF, RULES, ZERO, Product
 
-__all__ = ["grad", "value_and_grad", "vjp_trace"]
+__all__ = ["grad", "value_and_grad", "vjp", "vjp_trace"]
 
 
 # ---- pytrees ------------------------------------------------------------------
@@ -218,7 +219,8 @@ def _make(fun, argnums, has_aux, with_value, static_argnames):
                              f"got {type(out).__name__}")
         if shape != ():
             raise TraceError(f"{name} requires a scalar output, but the function returned "
-                             f"an array of shape {tuple(shape)}; reduce it (e.g. .sum()) first")
+                             f"an array of shape {tuple(shape)}; reduce it (e.g. .sum()) first, or give "
+                             f"a cotangent with tracejit.vjp")
         if out.dtype.kind != "f":
             raise TraceError(f"{name} requires a float output, but the function returned "
                              f"{out.dtype}")
@@ -259,3 +261,50 @@ def grad(fun, argnums=0, has_aux=False, *, static_argnames=()):
 def value_and_grad(fun, argnums=0, has_aux=False, *, static_argnames=()):
     """Like grad, returning (value, gradient); with has_aux ((value, aux), gradient)."""
     return _make(fun, argnums, has_aux, True, static_argnames)
+
+
+# ---- vjp: a given cotangent for any (pytree) output ------------------------------------
+
+_vjp_plans = weakref.WeakKeyDictionary()   # fun -> (compiled forward, compiled joint)
+
+
+def _pullback(fun, has_aux):
+    """The vector-Jacobian product as a gradient: the cotangent of sum(out * ct) with
+    respect to the primals is ct's pullback. Forward and backward are recomputed
+    together in one compiled graph (nothing is kept between the calls)."""
+    def contract(primals, ct):
+        res = fun(*primals)
+        out = res[0] if has_aux else res
+        outs, cts = _leaves(out, []), _leaves(ct, [])
+        if len(outs) != len(cts):
+            raise ValueError(f"vjp: the cotangent has {len(cts)} leaves, the output {len(outs)}")
+        total = 0.0
+        for o, c in zip(outs, cts):
+            if np.shape(o) != np.shape(c):
+                raise ValueError(f"vjp: a cotangent of shape {tuple(np.shape(c))} for an "
+                                 f"output of shape {tuple(np.shape(o))}")
+            total = total + np.sum(o * c)
+        return total
+    return grad(contract)
+
+
+def vjp(fun, *primals, has_aux=False):
+    """jax.vjp: (out, vjp_fn), or (out, vjp_fn, aux) with has_aux. vjp_fn(ct), with ct
+    of out's structure and shapes, returns a tuple of cotangents, one per primal (each
+    of its primal's pytree structure). Forward and the pullback are compiled (and
+    cached per `fun`); the pullback recomputes the forward inside its own graph."""
+    try:
+        fwd, back = _vjp_plans[fun][has_aux]
+    except (KeyError, TypeError):
+        fwd, back = _C.CompiledFunction(fun, (), ()), _pullback(fun, has_aux)
+        try:
+            _vjp_plans.setdefault(fun, {})[has_aux] = (fwd, back)
+        except TypeError:    # not weakly referenceable: not cached
+            pass
+    res = fwd(*primals)
+    out, aux = (res[0], res[1]) if has_aux else (res, None)
+
+    def vjp_fn(ct):
+        return back(tuple(primals), ct)
+
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
