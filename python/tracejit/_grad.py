@@ -268,23 +268,27 @@ def value_and_grad(fun, argnums=0, has_aux=False, *, static_argnames=()):
 _vjp_plans = weakref.WeakKeyDictionary()   # fun -> (compiled forward, compiled joint)
 
 
+def _inner(out, ct):
+    """sum(out * ct) over the leaves of two pytrees of equal structure and shapes: its
+    gradient with respect to anything is ct pulled back through out."""
+    outs, cts = _leaves(out, []), _leaves(ct, [])
+    if len(outs) != len(cts):
+        raise ValueError(f"vjp: the cotangent has {len(cts)} leaves, the output {len(outs)}")
+    total = 0.0
+    for o, c in zip(outs, cts):
+        if np.shape(o) != np.shape(c):
+            raise ValueError(f"vjp: a cotangent of shape {tuple(np.shape(c))} for an "
+                             f"output of shape {tuple(np.shape(o))}")
+        total = total + np.sum(o * c)
+    return total
+
+
 def _pullback(fun, has_aux):
-    """The vector-Jacobian product as a gradient: the cotangent of sum(out * ct) with
-    respect to the primals is ct's pullback. Forward and backward are recomputed
-    together in one compiled graph (nothing is kept between the calls)."""
+    """The vector-Jacobian product as a gradient (of _inner). Forward and backward are
+    recomputed together in one compiled graph (nothing is kept between the calls)."""
     def contract(primals, ct):
         res = fun(*primals)
-        out = res[0] if has_aux else res
-        outs, cts = _leaves(out, []), _leaves(ct, [])
-        if len(outs) != len(cts):
-            raise ValueError(f"vjp: the cotangent has {len(cts)} leaves, the output {len(outs)}")
-        total = 0.0
-        for o, c in zip(outs, cts):
-            if np.shape(o) != np.shape(c):
-                raise ValueError(f"vjp: a cotangent of shape {tuple(np.shape(c))} for an "
-                                 f"output of shape {tuple(np.shape(o))}")
-            total = total + np.sum(o * c)
-        return total
+        return _inner(res[0] if has_aux else res, ct)
     return grad(contract)
 
 
