@@ -122,17 +122,16 @@ def function(fn):
         diff_pos, diff, arrays, other, sig = [], [], [], [], []
         for k, v in enumerate(flat):
             if isinstance(v, tensor_type):
-                if v.device.type != "cpu":
+                if not v.is_cpu:
                     raise TypeError(f"tracejit autograd: tensors must be on the CPU, got "
                                     f"{v.device}")
-                a = v.detach().numpy()
-                sig.append((a.shape, a.dtype.char))
+                sig.append((v.shape, v.dtype))
                 if v.requires_grad and v.dtype in floats:
                     diff_pos.append(k)
                     diff.append(v)
-                    arrays.append(a)
+                    arrays.append(v.detach().numpy())
                     continue
-                v = a
+                v = v.numpy()
             else:
                 sig.append(_key(v))
             other.append(v)
