@@ -191,6 +191,18 @@ def print_system_info(info: dict) -> None:
 
 # ---- functions -------------------------------------------------------------------
 
+def set_openblas_threads(n):
+    """NumPy's OpenBLAS (tracejit's products) to n threads, like torch's intra-op pool:
+    on a small shared machine a second spinning thread costs milliseconds per call."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas*.so*"))):
+        lib = ctypes.CDLL(path)
+        for sym in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads"):
+            if hasattr(lib, sym):
+                getattr(lib, sym)(ctypes.c_int(n))
+                return
+
+
 def rebind(fn, **globals_):
     """A fresh function object with a fresh code object and some globals replaced.
 

@@ -8,7 +8,9 @@ Cases (the inner loop of SVI and HMC: a log density and its gradient, many times
   eight    eight-schools (non-centered) log density, gradient in a dict of parameters
            {mu: (), log_tau: (), theta: (8,)}                                   float64
 
-For each peer: the median time per warm call (value and gradient, results ready as
+Every peer runs with --threads (default 1) torch and OpenBLAS threads (jax's CPU
+client keeps its own pool): on this small shared machine a second spinning BLAS
+thread costs milliseconds per call. For each peer: the median time per warm call (value and gradient, results ready as
 arrays), the ratio tracejit/peer (< 1: tracejit faster) next to the issue's target
 (logreg: <= 0.3x jax.jit, <= 0.1x torch eager), and the first-call latency. Every
 peer's value and gradient are checked, before any timing, against NumPy code with the
@@ -16,7 +18,7 @@ gradient written by hand (float64); a wrong result makes the run exit with statu
 
 Run:  cd /work/main && PYTHONPATH=python python benchmarks/bench_grad.py
       [--quick] [--json PATH] [--cases logreg,eight,logreg/float32]
-      [--peers tracejit,jax.jit,torch,torch.compile]
+      [--peers tracejit,jax.jit,torch,torch.compile] [--threads N]
 (or through benchmarks/run.py, which runs every benchmark module; peers it names that
 do not apply here, numpy and numexpr, are ignored).
 """
@@ -186,6 +188,11 @@ def run(opts) -> dict:
             mods[name] = mod
         except ImportError as e:
             print(f"{name}: not installed ({e}); skipped")
+    threads = getattr(opts, "threads", 1)
+    H.set_openblas_threads(threads)
+    if "torch" in mods or "torch.compile" in mods:
+        (mods.get("torch") or mods["torch.compile"]).set_num_threads(threads)
+    print(f"torch and OpenBLAS threads: {threads} (OpenBLAS reports {H.openblas_threads()})")
     busy = H.busy_elsewhere()
     if busy is not None:
         print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
@@ -238,7 +245,10 @@ def run(opts) -> dict:
 
 
 def main(argv=None) -> int:
-    opts = H.common_parser(__doc__.splitlines()[0]).parse_args(argv)
+    p = H.common_parser(__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads and OpenBLAS threads for every peer (default 1)")
+    opts = p.parse_args(argv)
     return H.finish(run(opts), "bench_grad", opts.json)
 
 

@@ -73,21 +73,6 @@ def build(peer, torch, data):
     return step, p
 
 
-def _set_openblas_threads(n):
-    """NumPy's OpenBLAS (tracejit's products) to n threads, like torch's intra-op pool:
-    on a small shared machine a second spinning thread costs milliseconds per call."""
-    import ctypes
-    import glob
-    import os
-    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas*.so*"))):
-        lib = ctypes.CDLL(path)
-        for sym in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads"):
-            if hasattr(lib, sym):
-                getattr(lib, sym)(ctypes.c_int(n))
-                return
-
-
 def run(opts) -> dict:
     chosen = [s.strip() for s in (opts.peers or ",".join(PEERS)).split(",") if s.strip()]
     peers = [p for p in PEERS if p in chosen]
@@ -104,7 +89,7 @@ def run(opts) -> dict:
         raise SystemExit(f"--cases {opts.cases!r} matches no case (this module has: mlp)")
     threads = getattr(opts, "threads", 1)
     torch.set_num_threads(threads)
-    _set_openblas_threads(threads)
+    H.set_openblas_threads(threads)
     busy = H.busy_elsewhere()
     if busy is not None:
         print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
