@@ -16,6 +16,14 @@ if extra:
     flags += extra.split()
 
 sources = sorted(glob.glob("csrc/*.c") + glob.glob("csrc/*/*.c"))
+
+# The optimizing tier compiles the per-element helpers of csrc/emit/prims.c at run
+# time (csrc/tier.c): they ship in the package, copied from the one source.
+include = os.path.join("python", "tracejit", "_include")
+os.makedirs(include, exist_ok=True)
+for src in ["csrc/emit/prims.c", "csrc/trace/ops.h"] + glob.glob("csrc/emit/*.h"):
+    with open(src) as f_in, open(os.path.join(include, os.path.basename(src)), "w") as f_out:
+        f_out.write(f_in.read())
 ext = Extension(
     "tracejit._C",
     sources=sources,

@@ -226,8 +226,9 @@ def print_tables(result: dict, cases: list[Case], peer_names: list[str]) -> None
                            + [f"tracejit/{p}" for p in cmp_cols], rows))
     print("\nRatios are time ratios: below 1.00x tracejit takes less time. 'target' is the "
           "issue's bound on tracejit/numpy (same-run medians); 'met' says whether this run meets it.")
-    print("tracejit's kernels are single-threaded (its BLAS calls use OpenBLAS's threads, as "
-          "NumPy's @ does); jax.jit and torch.compile use their own thread pools.")
+    print("tracejit splits large kernels across its own thread pool (tracejit.get_num_threads(); "
+          "its BLAS calls use OpenBLAS's threads, as NumPy's @ does); jax.jit and torch.compile "
+          "use their own thread pools.")
 
     print("\n### Time relative to numpy, and tracejit relative to each peer\n")
     print(H.markdown_table(["case", "inputs"] + [f"{p}/numpy" for p in cols if p != "numpy"]

@@ -138,7 +138,7 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     tj_plan *plan = NULL;
     tj_schedule sched = {0};
     tj_template tmpl = {0};
-    PyObject *targs = NULL, *tkwargs = NULL, *res = NULL, *log = NULL, *src = NULL;
+    PyObject *targs = NULL, *tkwargs = NULL, *res = NULL, *log = NULL, *src = NULL, *fsrc = NULL;
     tj_trace *t = (tj_trace *)tj_trace_new(self->fn);
     if (!t) return NULL;
     if (tj_trace_args(t, &self->conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
@@ -151,18 +151,33 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     if ((want_log || debug) && !(log = PyList_New(0))) goto done;
     if (tj_pipeline(t, &sched, log) < 0) goto done;   /* may add constant slots to t */
     if (!(src = tj_emit_c(&t->g, &sched))) goto done;
+    if (tj_tier_mode() != TJ_TIER_OFF && !(fsrc = tj_emit_fused(&t->g, &sched))) goto done;
     double t_passes = now_s();
     const char *csrc = PyUnicode_AsUTF8(src);
     if (!csrc) goto done;
     void *entry = NULL;
-    tj_module *mod = tj_tcc_compile(csrc, "tj_run", &entry);
+    tj_module *mod = tj_tcc_compile(csrc, "tj_groups", &entry);
     if (!mod) goto done;
     double t_compile = now_s();
     plan = make_plan(f, t, &sched, &tmpl);
     if (!plan) { tj_tcc_free(mod); goto done; }
     plan->mod = mod;
-    plan->run = (tj_kernel_fn)entry;
+    plan->groups = (const tj_gdesc *)entry;
+    plan->n_groups = plan->sched.n_groups;
     plan->source = Py_NewRef(src);
+    if (fsrc && fsrc != Py_None) {
+        plan->fused_source = Py_NewRef(fsrc);
+        /* an object cached on disk loads at once; eager mode compiles it now */
+        const char *c = PyUnicode_AsUTF8(fsrc);
+        if (!c) { tj_plan_decref(plan); plan = NULL; goto done; }
+        int eager = tj_tier_mode() == TJ_TIER_EAGER;
+        tj_tier_job *j;
+        Py_BEGIN_ALLOW_THREADS
+        j = tj_tier_start(c, eager ? TJ_TIER_NOW : TJ_TIER_IF_CACHED);
+        Py_END_ALLOW_THREADS
+        plan->tier_job = j;
+        tj_plan_tier_up(plan);
+    }
     if (log) {
         PyObject *times = PyUnicode_FromFormat(
             "-- times: trace %d us, passes+emit %d us, libtcc %d us",
@@ -189,6 +204,7 @@ done:
     Py_XDECREF(res);
     Py_XDECREF(log);
     Py_XDECREF(src);
+    Py_XDECREF(fsrc);
     Py_DECREF(t);
     return plan;
 }
@@ -404,12 +420,29 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
             PyObject *nl = PyUnicode_FromString("\n");
             PyObject *body = nl ? PyUnicode_Join(nl, p->log) : NULL;
             r = body ? PyUnicode_FromFormat("%U\n-- generated C\n%U", body, p->source) : NULL;
+            if (r && p->fused_source)
+                Py_SETREF(r, PyUnicode_FromFormat("%U\n-- optimizing tier C (gcc)\n%U", r,
+                                                  p->fused_source));
             Py_XDECREF(body);
             Py_XDECREF(nl);
             tj_plan_decref(p);
         }
     }
     tj_flat_free(&f);
+    return r;
+}
+
+/* tiers(): per variant, most recent first: 'opt' (running the optimizing tier's
+ * code), 'compiling' (its compile is under way), 'tcc'. Installs a finished compile. */
+static PyObject *fn_tiers(tj_function *self, PyObject *unused) {
+    PyObject *r = PyList_New(0);
+    for (tj_plan *p = self->plans; r && p; p = p->next) {
+        if (p->tier_job) tj_plan_tier_up(p);
+        PyObject *s = PyUnicode_FromString(p->tier2_groups ? "opt" : p->tier_job ? "compiling"
+                                                                                 : "tcc");
+        if (!s || PyList_Append(r, s) < 0) Py_CLEAR(r);
+        Py_XDECREF(s);
+    }
     return r;
 }
 
@@ -436,6 +469,8 @@ static PyMethodDef fn_methods[] = {
     {"cache_info", (PyCFunction)fn_cache_info, METH_NOARGS,
      "CacheInfo(hits, misses, variants, compile_time, last_retrace)"},
     {"cache_clear", (PyCFunction)fn_cache_clear, METH_NOARGS, "drop every compiled variant"},
+    {"tiers", (PyCFunction)fn_tiers, METH_NOARGS,
+     "per variant, most recent first: 'opt', 'compiling' or 'tcc'"},
     {"explain", (PyCFunction)(void (*)(void))fn_explain, METH_FASTCALL | METH_KEYWORDS,
      "explain(*args, **kwargs) -> str: passes, fusion groups and generated C for these args"},
     {NULL},

@@ -97,7 +97,50 @@ static PyObject *set_skip_dirs(PyObject *m, PyObject *dirs) {
     Py_RETURN_NONE;
 }
 
+static PyObject *get_num_threads(PyObject *m, PyObject *unused) {
+    return PyLong_FromLong(tj_pool_threads());
+}
+
+static PyObject *set_num_threads(PyObject *m, PyObject *arg) {
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    int rc = n < 1 || n > 256 ? -1 : tj_pool_set_threads((int)n);
+    if (rc == -1) {
+        PyErr_Format(PyExc_ValueError, "set_num_threads: expected 1 to 256 threads, got %ld", n);
+        return NULL;
+    }
+    if (rc == -2) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "set_num_threads: a compiled function is running on the thread pool; "
+                        "call it when no compiled function runs");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_tier(PyObject *m, PyObject *arg) {
+    const char *s = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!s || tj_tier_set_mode(s) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError,
+                         "set_tier: expected 'auto', 'eager' or 'tcc', got %R", arg);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_include_dir(PyObject *m, PyObject *arg) {
+    const char *s = PyUnicode_AsUTF8(arg);
+    if (!s) return NULL;
+    tj_tier_set_include(s);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"set_tier", set_tier, METH_O, "choose when kernels are recompiled by the system compiler"},
+    {"_set_include_dir", set_include_dir, METH_O, "where the optimizing tier's headers are"},
+    {"get_num_threads", get_num_threads, METH_NOARGS, "threads that large kernels use"},
+    {"set_num_threads", set_num_threads, METH_O, "set the threads that large kernels use"},
     {"op_table", op_table, METH_NOARGS, "op_table() -> list of dicts describing elementwise ops"},
     {"libtcc_path", libtcc_path, METH_NOARGS, "path of the loaded libtcc, or None"},
     {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},

@@ -12,6 +12,8 @@
 #include <numpy/arrayobject.h>
 
 #define TJ_NOGIL_WORK 32768   /* elements per call above which the GIL is released */
+#define TJ_SPLIT_WORK 65536   /* elements in a group from which it is split across threads */
+#define TJ_MIN_CHUNK 16384    /* elements at least in each thread's range */
 #define TJ_STACK_SLOTS 32
 #define TJ_KEEP_SCRATCH (16 << 20)   /* bytes of scratch a plan keeps between calls */
 
@@ -51,6 +53,59 @@ static PyObject *stale_reason(PyObject *entry, PyObject *now) {
     Py_XDECREF(old);
     Py_XDECREF(cur);
     return r;
+}
+
+/* The kernel: its groups in order, each large one split across the thread pool
+ * (only groups whose outer-loop units write disjoint memory, so results are the
+ * same whatever the thread count). */
+static void run_groups(const tj_plan *p, void **P, const int64_t **S, int may_split) {
+    for (int gi = 0; gi < p->n_groups; gi++) {
+        const tj_gdesc *g = &p->groups[gi];
+        if (g->init) g->init(P, S);
+        if (may_split && g->par && g->units > 1 && g->units * g->work >= TJ_SPLIT_WORK)
+            tj_pool_for(g->body, P, S, g->units,
+                        g->work >= TJ_MIN_CHUNK ? 1 : (TJ_MIN_CHUNK + g->work - 1) / g->work);
+        else
+            g->body(P, S, 0, g->units);
+        if (g->fin) g->fin(P, S);
+    }
+}
+
+/* The optimizing tier: a plan whose elementwise groups have fused C starts their
+ * compile once it proves hot -- TJ_TIER_CALLS calls and TJ_TIER_WORK element-ops
+ * computed, about the time the compile itself takes on another core -- and swaps the
+ * compiled bodies in at the first call after they are ready. Runs in progress on
+ * other threads finish on the table they started with (both stay valid). */
+#define TJ_TIER_CALLS 2
+#define TJ_TIER_WORK (1LL << 26)
+
+void tj_plan_tier_up(tj_plan *p) {
+    if (!p->tier_job) {
+        if (p->calls >= TJ_TIER_CALLS && p->work_done >= TJ_TIER_WORK &&
+            tj_tier_mode() != TJ_TIER_OFF) {
+            const char *c = PyUnicode_AsUTF8(p->fused_source);
+            if (!c) { PyErr_Clear(); Py_CLEAR(p->fused_source); return; }
+            if (!(p->tier_job = tj_tier_start(c, TJ_TIER_BACKGROUND)))
+                Py_CLEAR(p->fused_source);   /* no compiler: TinyCC for good */
+        }
+        return;
+    }
+    void *fused, *handle;
+    int st = tj_tier_poll(p->tier_job, &fused, &handle);
+    if (st == 0) return;
+    tj_tier_drop(p->tier_job);
+    p->tier_job = NULL;
+    if (st < 0) { Py_CLEAR(p->fused_source); return; }   /* TinyCC for good */
+    tj_gdesc *g2 = PyMem_Malloc((size_t)p->n_groups * sizeof *g2);
+    if (!g2) { tj_tier_unload(handle); return; }
+    tj_range_fn const *bodies = fused;
+    for (int gi = 0; gi < p->n_groups; gi++) {
+        g2[gi] = p->groups[gi];
+        if (bodies[gi]) g2[gi].body = bodies[gi];
+    }
+    p->tier_handle = handle;
+    p->tier2_groups = g2;
+    p->groups = g2;
 }
 
 int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason) {
@@ -157,9 +212,9 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     }
     for (int k = 0; k < n_out; k++) {
         int slot = s->first_out + k;
-        PyArrayObject *a = (PyArrayObject *)PyArray_EMPTY(
-            s->slot_ndim[slot], (npy_intp *)s->slot_shape[slot],
-            tj_dtype_typenum(s->slot_dtype[slot]), 0);
+        PyArrayObject *a = (PyArrayObject *)tj_new_result(
+            s->slot_ndim[slot], s->slot_shape[slot], tj_dtype_typenum(s->slot_dtype[slot]),
+            tj_dtype_size(s->slot_dtype[slot]));
         if (!a) goto done;
         outs[k] = (PyObject *)a;
         n_made++;
@@ -169,10 +224,15 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     P[ns] = err;
     if (p->work >= TJ_NOGIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
-        p->run(P, S);
+        run_groups(p, P, S, 1);
         Py_END_ALLOW_THREADS
     } else {
-        p->run(P, S);
+        run_groups(p, P, S, 0);
+    }
+    if (p->fused_source && !p->tier2_groups) {
+        p->calls++;
+        p->work_done += p->work;
+        tj_plan_tier_up(p);
     }
     if (err[0]) {
         PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis %lld with size %lld",
@@ -208,6 +268,10 @@ done:
 void tj_plan_decref(tj_plan *p) {
     if (!p || --p->refs > 0) return;
     tj_tcc_free(p->mod);
+    tj_tier_drop(p->tier_job);
+    tj_tier_unload(p->tier_handle);
+    PyMem_Free(p->tier2_groups);
+    Py_XDECREF(p->fused_source);
     PyMem_RawFree(p->scratch_cache);
     PyMem_Free(p->key);
     Py_XDECREF(p->statics);

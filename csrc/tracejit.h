@@ -290,11 +290,66 @@ int tj_blas_load(const char *path);           /* NumPy's OpenBLAS; 0 or -1 */
 extern int64_t tj_blas_min;                   /* multiply-adds from which GEMM calls BLAS */
 
 /* ---- emit (csrc/emit/) ----------------------------------------------------- */
-/* C source of the kernel `void tj_run(void **P, const long long **S)`.
+/* C source of the kernel: per group a function over a range of its outer loop, and
+ * the table `tj_groups` (one tj_gdesc per group, run in order).
  * New reference to a str; NULL + exception. */
 PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
 
-typedef void (*tj_kernel_fn)(void **ptrs, const int64_t **strides);
+/* A growing string (the emitters' output); `failed` once an allocation failed. */
+typedef struct { char *buf; size_t len, cap; int failed; } tj_sbuf;
+void tj_put(tj_sbuf *b, const char *fmt, ...);
+
+/* A group's loop nest (csrc/emit/emit_c.c): its dims, the blocked dim bd (rows of
+ * `rows` when twod), and the outer loop split across threads: `units` of `step`. */
+typedef struct {
+    int D, twod, bd;
+    int64_t shape[TJ_MAXDIM], total, inner, rows, step, units;
+} tj_geom;
+void tj_group_geometry(const tj_group *gr, tj_geom *q);
+/* Per leaf: `bl<l>`, its first element, and `l<l>_<d>`, its byte stride along loop dim
+ * d (0 where broadcast); strides are left out for uniform leaves (not gathered). */
+void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr,
+                        const uint8_t *uniform, int D);
+/* The optimizing tier's C (csrc/emit/emit_fused.c): elementwise groups as fused
+ * per-element loops, `tj_fused[gi]` their bodies (NULL for the others). New reference
+ * to a str, None when no group qualifies; NULL + exception. */
+PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s);
+
+/* A group's loop over outer-loop units [lo, hi); P[slot] data, S[slot] byte strides. */
+typedef void (*tj_range_fn)(void **P, const int64_t **S, int64_t lo, int64_t hi);
+typedef struct {
+    void (*init)(void **P, const int64_t **S);   /* a reduction's accumulators; or NULL */
+    tj_range_fn body;
+    void (*fin)(void **P, const int64_t **S);    /* a reduction's results; or NULL */
+    int64_t units;                               /* outer-loop units */
+    int64_t work;                                /* elements per unit */
+    int32_t par;                                 /* units write disjoint memory */
+} tj_gdesc;
+
+/* ---- the optimizing tier (csrc/tier.c) ----------------------------------------- */
+enum { TJ_TIER_OFF, TJ_TIER_AUTO, TJ_TIER_EAGER };      /* modes */
+enum { TJ_TIER_IF_CACHED, TJ_TIER_BACKGROUND, TJ_TIER_NOW };   /* tj_tier_start's `how` */
+typedef struct tj_tier_job tj_tier_job;
+int tj_tier_mode(void);
+int tj_tier_set_mode(const char *mode);       /* "auto", "eager", "tcc"; -1 unknown */
+void tj_tier_set_include(const char *dir);    /* where prims.c and ops.h are shipped */
+/* Starts making source's object: loaded at once when cached on disk (IF_CACHED: else
+ * NULL), compiled in a background thread (BACKGROUND) or now (NOW). NULL when the tier
+ * is off or no compiler exists. Needs no GIL. */
+tj_tier_job *tj_tier_start(const char *source, int how);
+/* 1: ready (*fused: the tj_fused table; *handle: the object, the caller's to unload),
+ * 0: pending, -1: failed (tj_tier_error says why). */
+int tj_tier_poll(tj_tier_job *j, void **fused, void **handle);
+const char *tj_tier_error(tj_tier_job *j);
+void tj_tier_drop(tj_tier_job *j);
+void tj_tier_unload(void *handle);
+
+/* ---- threads (csrc/pool.c) ---------------------------------------------------- */
+/* fn over [0, units) split across the pool (ranges of at least min_chunk units);
+ * runs it alone when the pool is busy or has one thread. Needs no GIL. */
+void tj_pool_for(tj_range_fn fn, void **P, const int64_t **S, int64_t units, int64_t min_chunk);
+int tj_pool_threads(void);
+int tj_pool_set_threads(int n);   /* 0; -1 out of range; -2 the pool is running a job */
 typedef struct tj_module tj_module;   /* a compiled unit: code lives until freed */
 int tj_tcc_load(void);                /* at import; failure is remembered, not raised */
 const char *tj_tcc_path(void);
@@ -372,7 +427,15 @@ typedef struct tj_plan {
     int n_results;               /* graph outputs, in template order */
     tj_template tmpl;
     tj_module *mod;
-    tj_kernel_fn run;
+    const tj_gdesc *groups;      /* the kernel: TinyCC's table, or tier2_groups */
+    int n_groups;
+    /* the optimizing tier (csrc/tier.c): the fused C (NULL: none, or its compile
+     * failed), the job compiling it, then the object and the table with its bodies */
+    PyObject *fused_source;
+    tj_tier_job *tier_job;
+    void *tier_handle;
+    tj_gdesc *tier2_groups;
+    int64_t calls, work_done;
     int64_t work;                /* elements computed per call: decides the GIL release */
     PyObject *descr;             /* argument descriptions, for retrace reasons */
     PyObject *source;            /* the generated C */
@@ -380,6 +443,14 @@ typedef struct tj_plan {
     char *scratch_cache;         /* the scratch block, kept between calls */
     int scratch_busy;            /* a call (maybe without the GIL) is using it */
 } tj_plan;
+
+/* A fresh C-contiguous result array; large ones over recycled memory (csrc/blocks.c).
+ * New reference; NULL + exception. */
+PyObject *tj_new_result(int ndim, const int64_t *shape, int typenum, int itemsize);
+
+/* Advances the plan's optimizing tier: starts the compile once hot, installs it once
+ * ready (csrc/runtime.c). GIL held. */
+void tj_plan_tier_up(tj_plan *p);
 
 /* 0: *result set; 1: a captured array changed (*reason set, plan is stale); -1: error */
 int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason);

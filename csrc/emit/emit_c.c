@@ -1,5 +1,6 @@
-/* The C generator: one static function per fused group plus `tj_run`, which calls
- * them in order. A group is a loop nest over its iteration shape; the innermost dim
+/* The C generator: one static function per fused group, over a range of its outer
+ * loop (so the runtime can split it across threads, csrc/pool.c), and the table
+ * `tj_groups` the runtime runs them from, in order. A group is a loop nest over its iteration shape; the innermost dim
  * runs in blocks of TJ_BLOCK elements, and each node is one call of a SIMD primitive
  * (csrc/emit/prims.c) over the block, so values between ops stay in L1-resident
  * block buffers rather than memory. Values that do not vary over the loop (constants,
@@ -11,9 +12,10 @@
 #include "tracejit.h"
 #include <stdarg.h>
 
-typedef struct { char *buf; size_t len, cap; int failed; } sbuf;
+typedef tj_sbuf sbuf;
+#define put tj_put
 
-static void put(sbuf *b, const char *fmt, ...) {
+void tj_put(sbuf *b, const char *fmt, ...) {
     if (b->failed) return;
     for (;;) {
         va_list va;
@@ -171,8 +173,8 @@ static void emit_accumulate(sbuf *b, const tj_graph *g, const tj_group *gr, gsta
  * per loop dim a byte stride: 0 where broadcast, the slot's stride times the view's
  * step, or for a flat read the item size times the step. Uniform leaves need only
  * the first. */
-static void emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, const gstate *gs,
-                            int D) {
+void tj_emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, const uint8_t *uniform,
+                        int D) {
     for (int l = 0; l < gr->n_leaves; l++) {
         int slot = gr->leaf_slot[l], size = tj_dtype_size(g->nodes[gr->leaves[l]].dtype);
         put(b, "    const char *bl%d = (const char *)P[%d]", l, slot);
@@ -188,7 +190,7 @@ static void emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, cons
             else if (m >= 0) put(b, "    const long long g%d = %lldLL * S[%d][%d];\n", l, step, slot, m);
             else put(b, "    const long long g%d = 0;\n", l);
         }
-        if (gs->uniform[gr->leaves[l]] && gr->leaf_gather[l] < 0) continue;
+        if (uniform[gr->leaves[l]] && gr->leaf_gather[l] < 0) continue;
         for (int d = 0; d < D; d++) {
             int m = gr->ndim ? gr->maps[l][d] : -1;
             long long step = (long long)gr->steps[l][d];
@@ -212,9 +214,9 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
     snprintf(pn, sizeof pn, "tj_gemm_%s", tj_dtype_suffix(g->nodes[gr->red].dtype));
     declare_fn(gs, pn, "void %s(void *, long long, long long, const void *, long long, long long, "
                        "const void *, long long, long long, long long, long long, long long);\n");
-    put(b, "\nstatic void tj_g%d(void **P, const long long **S) {\n", gi);
+    put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
     for (int l = 0; l < gr->n_leaves; l++) gs->uniform[gr->leaves[l]] = 0;
-    emit_leaf_setup(b, g, gr, gs, D);
+    tj_emit_leaf_setup(b, g, gr, gs->uniform, D);
     for (int d = 0; d < D; d++) {
         if (gr->omaps[0][d] >= 0)
             put(b, "    const long long o0_%d = S[%d][%d];\n", d, (int)gr->out_slot[0], gr->omaps[0][d]);
@@ -249,40 +251,69 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
     put(b, "}\n");
 }
 
-static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs) {
+/* What the runtime needs to know of a group to run it (and split it): the
+ * generated table `tj_groups` holds the same, csrc/tracejit.h's tj_gdesc. */
+typedef struct { int64_t units, work; int par, edges; } gdesc;
+
+/* A group's loop nest: D dims (at least 1), the innermost in blocks of TJ_BLOCK, or,
+ * when it is short, 2-D blocks of `rows` rows of it (so a bias added to 32 rows of 64
+ * is one call per op, not 32). 2-D blocks need outputs contiguous across rows: fresh
+ * arrays and scratch are, a concatenation's parts are not. */
+void tj_group_geometry(const tj_group *gr, tj_geom *q) {
+    int D = q->D = gr->ndim ? gr->ndim : 1;
+    q->total = 1;
+    for (int d = 0; d < D; d++) q->shape[d] = gr->ndim ? gr->shape[d] : 1;
+    for (int d = 0; d < D; d++) q->total *= q->shape[d];
+    int64_t inner = q->inner = q->shape[D - 1];
+    q->rows = 1;
+    int gathers = 0;
+    for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaf_gather[l] >= 0;
+    if (gr->red < 0 && gr->cat < 0 && !gathers && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
+        q->rows = TJ_BLOCK / inner < q->shape[D - 2] ? TJ_BLOCK / inner : q->shape[D - 2];
+        for (int o = 0; o < gr->n_outs; o++)
+            if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) q->rows = 1;
+    }
+    q->twod = q->rows > 1;
+    q->bd = q->twod ? D - 2 : D - 1;
+    /* the outer loop, split across threads: i0 when there are loops outside the
+     * blocks, else the blocks themselves */
+    q->step = q->bd >= 1 ? 1 : q->twod ? q->rows : TJ_BLOCK;
+    int64_t extent = q->bd == 0 && !q->twod ? inner : q->shape[0];
+    q->units = q->total == 0 ? 1 : (extent + q->step - 1) / q->step;
+}
+
+static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs,
+                       gdesc *gd) {
     const tj_group *gr = &s->groups[gi];
+    gd->units = 1;
     if (gr->contract) {
         emit_contraction(b, g, gr, gi, gs);
         return;
     }
-    int D = gr->ndim ? gr->ndim : 1;
-    int64_t shape[TJ_MAXDIM] = {1};
-    int64_t total = 1;
-    for (int d = 0; d < D; d++) shape[d] = gr->ndim ? gr->shape[d] : 1;
-    for (int d = 0; d < D; d++) total *= shape[d];
-    int64_t inner = shape[D - 1];
-    /* A short inner dim is blocked together with rows of the next one (2-D blocks), so
-     * a bias added to 32 rows of 64 is one call per op, not 32. Outputs must then be
-     * contiguous across rows: fresh arrays and scratch are, a concatenation's parts
-     * are not. */
-    int64_t rows = 1;
-    int gathers = 0;
-    for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaf_gather[l] >= 0;
-    if (gr->red < 0 && gr->cat < 0 && !gathers && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
-        rows = TJ_BLOCK / inner < shape[D - 2] ? TJ_BLOCK / inner : shape[D - 2];
-        for (int o = 0; o < gr->n_outs; o++)
-            if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) rows = 1;
-    }
-    int twod = rows > 1, bd = twod ? D - 2 : D - 1;   /* the dim blocks step along */
+    tj_geom q;
+    tj_group_geometry(gr, &q);
+    int D = q.D, twod = q.twod, bd = q.bd;
+    int64_t *shape = q.shape, total = q.total, inner = q.inner, rows = q.rows;
     int64_t nu = twod ? rows * inner : inner < TJ_BLOCK ? inner : TJ_BLOCK;
     char blk[16];
     snprintf(blk, sizeof blk, twod ? "i%d" : "j", D - 2);
-    put(b, "\nstatic void tj_g%d(void **P, const long long **S) {\n", gi);
-    if (total == 0) {   /* nothing to loop over; a reduction still yields its identity */
-        if (gr->red >= 0) {
-            emit_reduction_edges(b, g, gr, gs, 0);
-            emit_reduction_edges(b, g, gr, gs, 1);
-        }
+    gd->units = q.units;
+    gd->work = gd->units ? total / gd->units : 0;
+    /* Splitting must not split a reduced dim (a reduction keeps the outer dim) nor a
+     * scanned one; so results do not depend on the thread count. */
+    gd->par = total > 0 && !is_scan(g, gr) &&
+              (gr->red < 0 || (bd >= 1 && gr->omaps[0][0] >= 0) ||
+               (bd == 0 && gr->omaps[0][D - 1] >= 0));
+    if (gr->red >= 0) {   /* accumulators to the identity before the loop, results after */
+        put(b, "\nstatic void tj_g%di(void **P, const long long **S) {\n", gi);
+        emit_reduction_edges(b, g, gr, gs, 0);
+        put(b, "}\n\nstatic void tj_g%df(void **P, const long long **S) {\n", gi);
+        emit_reduction_edges(b, g, gr, gs, 1);
+        put(b, "}\n");
+        gd->edges = 1;
+    }
+    put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
+    if (total == 0) {
         put(b, "}\n");
         return;
     }
@@ -340,7 +371,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         gs->where[id] = ub;
     }
 
-    emit_leaf_setup(b, g, gr, gs, D);
+    tj_emit_leaf_setup(b, g, gr, gs->uniform, D);
     for (int o = 0; o < gr->n_outs; o++)
         for (int d = 0; d < D; d++) {
             if (gr->ndim && gr->omaps[o][d] >= 0)
@@ -469,10 +500,12 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     for (int u = 0; u < n_ubufs; u++) put(b, "    double tju%d[%d];\n", u, TJ_BLOCK);
     for (int k = 0; k < gs->n_bufs; k++) put(b, "    double tjb%d[%d];\n", k, TJ_BLOCK);
     if (pre.buf) put(b, "%s", pre.buf);
-    if (gr->red >= 0) emit_reduction_edges(b, g, gr, gs, 0);
     for (int d = 0; d < bd; d++)
-        put(b, "%*sfor (long long i%d = 0; i%d < %lldLL; i%d++) {\n", 4 * (d + 1), "", d, d,
-            (long long)shape[d], d);
+        if (d == 0)
+            put(b, "    for (long long i0 = lo; i0 < hi; i0++) {\n");
+        else
+            put(b, "%*sfor (long long i%d = 0; i%d < %lldLL; i%d++) {\n", 4 * (d + 1), "", d, d,
+                (long long)shape[d], d);
     int ind = 4 * (bd + 1);
     for (int l = 0; l < gr->n_leaves; l++) {
         if (gs->uniform[gr->leaves[l]]) continue;
@@ -494,21 +527,28 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     }
     if (twod) {
         long long R = (long long)rows, S2 = (long long)shape[D - 2];
-        put(b, "%*sfor (long long %s = 0; %s < %lldLL; %s += %lld) {\n", ind, "", blk, blk, S2,
-            blk, R);
+        if (bd == 0)
+            put(b, "%*sfor (long long %s = lo * %lldLL; %s < hi * %lldLL && %s < %lldLL; %s += %lld) {\n",
+                ind, "", blk, R, blk, R, blk, S2, blk, R);
+        else
+            put(b, "%*sfor (long long %s = 0; %s < %lldLL; %s += %lld) {\n", ind, "", blk, blk, S2,
+                blk, R);
         put(b, "%*s    long long rows = %lldLL - %s < %lld ? %lldLL - %s : %lld;\n", ind, "", S2,
             blk, R, S2, blk, R);
         put(b, "%*s    long long n = rows * %lldLL;\n", ind, "", (long long)inner);
     } else {
-        put(b, "%*sfor (long long j = 0; j < %lldLL; j += %d) {\n", ind, "", (long long)inner,
-            TJ_BLOCK);
+        if (bd == 0)
+            put(b, "%*sfor (long long j = lo * %dLL; j < hi * %dLL && j < %lldLL; j += %d) {\n", ind,
+                "", TJ_BLOCK, TJ_BLOCK, (long long)inner, TJ_BLOCK);
+        else
+            put(b, "%*sfor (long long j = 0; j < %lldLL; j += %d) {\n", ind, "", (long long)inner,
+                TJ_BLOCK);
         put(b, "%*s    long long n = %lldLL - j < %d ? %lldLL - j : %d;\n", ind, "",
             (long long)inner, TJ_BLOCK, (long long)inner, TJ_BLOCK);
     }
     if (body.buf) put(b, "%s", body.buf);
     put(b, "%*s}\n", ind, "");
     for (int d = bd - 1; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
-    if (gr->red >= 0) emit_reduction_edges(b, g, gr, gs, 1);
     put(b, "}\n");
     if (pre.failed || body.failed) b->failed = 1;
     PyMem_Free(pre.buf);
@@ -523,7 +563,7 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
     gs.last_use = PyMem_Malloc((size_t)n * sizeof(int32_t));
     gs.uniform = PyMem_Calloc((size_t)n, 1);
     gs.free_bufs = PyMem_Malloc((size_t)(2 * n + 4) * sizeof(int));
-    sbuf decls = {0}, body = {0};
+    sbuf decls = {0}, body = {0}, table = {0};
     gs.decls = &decls;
     gs.names = PyMem_Malloc((size_t)(TJ_NOPS + 8) * TJ_NDTYPES * TJ_NDTYPES * sizeof *gs.names);
     PyObject *r = NULL;
@@ -541,13 +581,21 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
             tj_dtype_suffix(dt), tj_dtype_suffix(dt), tj_dtype_suffix(dt));
     for (int gi = 0; gi < s->n_groups; gi++) {
         for (int32_t i = 0; i < n; i++) gs.where[i] = -1;
-        emit_group(&body, g, s, gi, &gs);
+        gdesc gd = {0};
+        emit_group(&body, g, s, gi, &gs, &gd);
+        put(&table, "    {%s%d%s, tj_g%d, %s%d%s, %lldLL, %lldLL, %d},\n",
+            gd.edges ? "tj_g" : "", gd.edges ? gi : 0, gd.edges ? "i" : "", gi,
+            gd.edges ? "tj_g" : "", gd.edges ? gi : 0, gd.edges ? "f" : "",
+            (long long)gd.units, (long long)gd.work, gd.par);
     }
     put(&b, "%s%s", decls.buf ? decls.buf : "", body.buf ? body.buf : "");
-    if (decls.failed || body.failed) b.failed = 1;
-    put(&b, "\nvoid tj_run(void **P, const long long **S) {\n");
-    for (int gi = 0; gi < s->n_groups; gi++) put(&b, "    tj_g%d(P, S);\n", gi);
-    put(&b, "}\n");
+    if (decls.failed || body.failed || table.failed) b.failed = 1;
+    /* the runtime runs the groups in order from this table (csrc/runtime.c) */
+    put(&b, "\nconst struct {\n    void (*init)(void **, const long long **);\n"
+            "    void (*body)(void **, const long long **, long long, long long);\n"
+            "    void (*fin)(void **, const long long **);\n"
+            "    long long units, work;\n    int par;\n} tj_groups[%d] = {\n%s};\n",
+        s->n_groups ? s->n_groups : 1, s->n_groups ? table.buf : "    {0, 0, 0, 0, 0, 0},\n");
     if (b.failed) { PyErr_NoMemory(); goto done; }
     r = PyUnicode_FromStringAndSize(b.buf, (Py_ssize_t)b.len);
 done:
@@ -559,5 +607,6 @@ done:
     PyMem_Free(gs.names);
     PyMem_Free(decls.buf);
     PyMem_Free(body.buf);
+    PyMem_Free(table.buf);
     return r;
 }

@@ -6,7 +6,14 @@
  * Semantics match NumPy's loops (floor division, remainder, NaN-propagating
  * maximum, logaddexp, fmod, shifts by counts outside [0, bits)), including integer
  * division by zero giving 0. */
+#ifdef TJ_ELEM_ONLY   /* compiled into the optimizing tier's kernels: helpers only */
+#include <stdbool.h>
+#include <stdint.h>
+#include "ops.h"
+#define TJ_BLOCK 512
+#else
 #include "tracejit.h"
+#endif
 #include <math.h>
 
 #pragma GCC optimize("O3")  /* with -fno-math-errno (setup.py) libm calls vectorize */
@@ -244,6 +251,24 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_ELEMS_1 T_ a = pa[i];
 #define TJ_ELEMS_2 T_ a = pa[i], b = pb[i];
 #define TJ_ELEMS_3 bool a = pa[i]; T_ b = pb[i], c = pc[i];
+
+#ifdef TJ_ELEM_ONLY
+/* One element of each op, for the fused loops of csrc/emit/emit_fused.c. */
+#define TJ_EARGS_1(T) T a
+#define TJ_EARGS_2(T) T a, T b
+#define TJ_EARGS_3(T) bool a, T b, T c
+#define TJ_ELEM_FN(NAME, ar, out, SPELL, T, s)                                        \
+    static inline TJ_OT_##out(T) tj_e_##NAME##_##s(TJ_EARGS_##ar(T)) {                \
+        return (TJ_OT_##out(T))(SPELL);                                               \
+    }
+#define TJ_EINST(name, np, ar, kind, mask, out, fl, sp)                               \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_ELEM_FN(name, ar, out, sp, bool, b)))        \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_ELEM_FN(name, ar, out, sp, int32_t, i32))) \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_ELEM_FN(name, ar, out, sp, int64_t, i64))) \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_f32(TJ_ELEM_FN(name, ar, out, sp, float, f32)))   \
+    TJ_IFEW_##kind(TJ_WHEN_##mask##_f64(TJ_ELEM_FN(name, ar, out, sp, double, f64)))
+TJ_OPS(TJ_EINST)
+#else   /* the primitives */
 
 #define TJ_KERNEL(NAME, ar, out, SPELL, T, s)                                         \
     TJ_CLONES void tj_p_##NAME##_##s(void *restrict o_, const void *restrict a_,      \
@@ -509,3 +534,4 @@ int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_sca
     *out = from_bytes(buf[0], out_dtype);
     return 0;
 }
+#endif   /* TJ_ELEM_ONLY */

@@ -18,11 +18,12 @@ from ._C import (CacheInfo, CompileError, CompiledFunction, InternalError, Trace
                  TracejitError, Tracer)
 
 __all__ = ["compile", "CompiledFunction", "CacheInfo", "TracejitError", "TraceError",
-           "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path", "grad",
-           "value_and_grad", "vjp"]
+           "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path",
+           "get_num_threads", "set_num_threads", "set_tier", "grad", "value_and_grad", "vjp"]
 __version__ = "0.1.0"
 
 # Frames in these directories are not the user's code when an error names a line.
+_C._set_include_dir(os.path.join(os.path.dirname(__file__), "_include"))
 _C._set_skip_dirs((os.path.dirname(_np.__file__) + os.sep, os.path.dirname(__file__) + os.sep))
 
 
@@ -97,3 +98,23 @@ def op_table():
 def libtcc_path():
     """Path of the libtcc that was loaded at import, or None if it could not be."""
     return _C.libtcc_path()
+
+
+def get_num_threads():
+    """Threads a large kernel is split across (TRACEJIT_NUM_THREADS, else the CPUs
+    this process may run on)."""
+    return _C.get_num_threads()
+
+
+def set_num_threads(n):
+    """Split large kernels across n threads from now on (1 runs them on the calling
+    thread). Results are bit-identical whatever n is: only loops whose iterations
+    write disjoint memory are split, never a reduced dimension."""
+    _C.set_num_threads(n)
+
+
+def set_tier(mode):
+    """When kernels are recompiled by the system C compiler (the optimizing tier):
+    'auto' (default) once a kernel proves hot, in a background thread; 'eager' at
+    once, on the first call (for tests); 'tcc' never. TRACEJIT_TIER sets it too."""
+    _C.set_tier(mode)

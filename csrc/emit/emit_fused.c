@@ -1,0 +1,239 @@
+/* The optimizing tier's generator. TinyCC's kernel (emit_c.c) runs each op as one
+ * primitive call over a block, values passing through L1 block buffers; that is fast
+ * to compile but pays a load and a store per op and element. For the system C
+ * compiler (csrc/tier.c) this emits each elementwise group as one loop nest whose
+ * innermost loop computes every node of an element in registers: gcc vectorizes it
+ * for the running CPU (-O3 -march=native).
+ * Requires: a schedule from fuse. Guarantees: a fused body has the signature, the
+ * outer-loop units and the splitting rules of the TinyCC group it replaces, and
+ * computes every element with the same per-element helpers (csrc/emit/prims.c
+ * compiled with TJ_ELEM_ONLY), so results agree with TinyCC's (bit for bit for
+ * arithmetic; within the functions' accuracy where gcc picks another vector width of
+ * a libmvec function). Groups with reductions, scans, gathers, concatenation parts
+ * or products are not fused (NULL in tj_fused: TinyCC's body stays). */
+#include "tracejit.h"
+
+typedef tj_sbuf sbuf;
+#define put tj_put
+
+static const char *ctype(int dt) {
+    static const char *names[] = {"bool", "int32_t", "int64_t", "float", "double"};
+    return names[dt];
+}
+
+/* The exponent of a POW with a loop-invariant exponent, when it is a known constant
+ * (the TinyCC primitive's shortcuts then become the same code here); else -1. */
+static int pow_const(const tj_graph *g, const tj_node *n, double *e) {
+    const tj_node *x = &g->nodes[n->in[1]];
+    if (x->op != TJ_OP_CONST || tj_node_size(x) != 1) return -1;
+    *e = x->dtype >= TJ_F32 ? x->value.f : (double)x->value.i;
+    return 0;
+}
+
+static int is_uniform_leaf(const tj_group *gr, int l, int D) {
+    for (int d = 0; d < D; d++)
+        if (gr->ndim && gr->maps[l][d] != -1) return 0;
+    return 1;
+}
+
+static int fusable(const tj_graph *g, const tj_group *gr, const tj_geom *q) {
+    if (gr->contract || gr->red >= 0 || gr->cat >= 0 || q->total == 0 || !gr->n_outs) return 0;
+    for (int l = 0; l < gr->n_leaves; l++)
+        if (gr->leaf_gather[l] >= 0) return 0;
+    for (int k = 0; k < gr->n_nodes; k++) {
+        const tj_node *n = &g->nodes[gr->nodes[k]];
+        int kind = tj_ops[n->op].kind;
+        if (kind != TJ_K_EW && kind != TJ_K_CAST) return 0;
+        double e;   /* float powers: constant exponents only (TinyCC's POWS shortcuts) */
+        if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && pow_const(g, n, &e) < 0) return 0;
+    }
+    return 1;
+}
+
+/* x ** e for a constant e, as tj_p_POWS/POWSF compute it (csrc/emit/prims.c). */
+static void put_pow(sbuf *b, const tj_node *n, int32_t a, double e) {
+    int f32 = n->dtype == TJ_F32;
+    if (n->axes && e == 0.5) {   /* ndarray.__pow__'s sqrt shortcut */
+        put(b, "%s(x%d)", f32 ? "sqrtf" : "sqrt", (int)a);
+        return;
+    }
+    if ((n->axes && e == 2.0) || (!f32 && e == 2.0)) {
+        put(b, "(x%d * x%d)", (int)a, (int)a);
+        return;
+    }
+    if (f32 && e == (double)(int)e && e >= -64 && e <= 64) {
+        /* repeated squaring in double, exact before the final rounding */
+        int k = (int)(e < 0 ? -e : e);
+        put(b, "({ double r_ = 1.0, p_ = x%d; ", (int)a);
+        for (; k; k >>= 1) {
+            if (k & 1) put(b, "r_ *= p_; ");
+            if (k > 1) put(b, "p_ *= p_; ");
+        }
+        put(b, e < 0 ? "(float)(1.0 / r_); })" : "(float)r_; })");
+        return;
+    }
+    put(b, "%s(x%d, (%s)%.17g)", f32 ? "powf" : "pow", (int)a, ctype(n->dtype), e);
+}
+
+static void put_node(sbuf *b, const tj_graph *g, const tj_node *n) {
+    int32_t id = (int32_t)(n - g->nodes);
+    int ldt = n->op == TJ_OP_WHERE ? g->nodes[n->in[1]].dtype
+              : n->op == TJ_OP_COPY ? n->dtype : g->nodes[n->in[0]].dtype;
+    put(b, "%s x%d = ", ctype(n->dtype), (int)id);
+    double e;
+    if (n->op == TJ_OP_CAST) {
+        put(b, "(%s)x%d;\n", ctype(n->dtype), (int)n->in[0]);
+        return;
+    }
+    if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && pow_const(g, n, &e) == 0) {
+        put_pow(b, n, n->in[0], e);
+        put(b, ";\n");
+        return;
+    }
+    put(b, "tj_e_%s_%s(", tj_ops[n->op].name, tj_dtype_suffix(ldt));
+    for (int a = 0; a < tj_ops[n->op].arity; a++) put(b, a ? ", x%d" : "x%d", (int)n->in[a]);
+    put(b, ");\n");
+}
+
+static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, const tj_geom *q,
+                             int gi, uint8_t *uni) {
+    int D = q->D;
+    put(b, "\nstatic void tj_f%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
+    for (int l = 0; l < gr->n_leaves; l++)
+        uni[gr->leaves[l]] = (uint8_t)is_uniform_leaf(gr, l, D);
+    tj_emit_leaf_setup(b, g, gr, uni, D);
+    for (int o = 0; o < gr->n_outs; o++)
+        for (int d = 0; d < D; d++) {
+            if (gr->ndim && gr->omaps[o][d] >= 0)
+                put(b, "    const long long o%d_%d = S[%d][%d];\n", o, d, (int)gr->out_slot[o],
+                    gr->omaps[o][d]);
+            else
+                put(b, "    const long long o%d_%d = 0;\n", o, d);
+        }
+    /* loop-invariant values, once per call */
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l];
+        if (uni[id])
+            put(b, "    const %s x%d = *(const %s *)bl%d;\n", ctype(g->nodes[id].dtype), (int)id,
+                ctype(g->nodes[id].dtype), l);
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {
+        const tj_node *n = &g->nodes[gr->nodes[k]];
+        int u = 1;
+        for (int a = 0; a < tj_ops[n->op].arity; a++) u &= uni[n->in[a]];
+        uni[gr->nodes[k]] = (uint8_t)u;
+        if (u) { put(b, "    const "); put_node(b, g, n); }
+    }
+    /* the loops: dim 0 over the range (scaled to rows or blocks as TinyCC's units are) */
+    int ind = 4;
+    for (int d = 0; d < D - 1; d++) {
+        if (d == 0)
+            put(b, "    for (long long i0 = lo * %lldLL; i0 < hi * %lldLL && i0 < %lldLL; i0++) {\n",
+                (long long)(q->twod && q->bd == 0 ? q->rows : 1),
+                (long long)(q->twod && q->bd == 0 ? q->rows : 1), (long long)q->shape[0]);
+        else
+            put(b, "%*sfor (long long i%d = 0; i%d < %lldLL; i%d++) {\n", ind, "", d, d,
+                (long long)q->shape[d], d);
+        ind += 4;
+    }
+    for (int l = 0; l < gr->n_leaves; l++) {
+        if (uni[gr->leaves[l]]) continue;
+        put(b, "%*sconst char *pl%d = bl%d", ind, "", l, l);
+        for (int d = 0; d < D - 1; d++) put(b, " + i%d * l%d_%d", d, l, d);
+        put(b, ";\n");
+    }
+    for (int o = 0; o < gr->n_outs; o++) {
+        put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->out_slot[o]);
+        for (int d = 0; d < D - 1; d++) put(b, " + i%d * o%d_%d", d, o, d);
+        put(b, ";\n");
+    }
+    if (D == 1)
+        put(b, "%*sconst long long e0 = lo * %dLL, e1 = hi * %dLL < %lldLL ? hi * %dLL : %lldLL;\n",
+            ind, "", TJ_BLOCK, TJ_BLOCK, (long long)q->inner, TJ_BLOCK, (long long)q->inner);
+    else
+        put(b, "%*sconst long long e0 = 0, e1 = %lldLL;\n", ind, "", (long long)q->inner);
+    /* leaves broadcast along the inner dim: one load per row */
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l];
+        if (uni[id] || (gr->ndim && gr->maps[l][D - 1] != -1)) continue;
+        put(b, "%*sconst %s x%d = *(const %s *)pl%d;\n", ind, "", ctype(g->nodes[id].dtype),
+            (int)id, ctype(g->nodes[id].dtype), l);
+        uni[id] = 2;
+    }
+    /* contiguous inner dim (the common case, which gcc vectorizes), else strided */
+    put(b, "%*sif (1", ind, "");
+    for (int l = 0; l < gr->n_leaves; l++)
+        if (!uni[gr->leaves[l]])
+            put(b, " && l%d_%d == %d", l, D - 1, tj_dtype_size(g->nodes[gr->leaves[l]].dtype));
+    for (int o = 0; o < gr->n_outs; o++)
+        put(b, " && o%d_%d == %d", o, D - 1, tj_dtype_size(g->nodes[gr->outs[o]].dtype));
+    put(b, ") {\n");
+    for (int pass = 0; pass < 2; pass++) {
+        int in = ind + 4;
+        if (pass) put(b, "%*s} else {\n", ind, "");
+        for (int l = 0; !pass && l < gr->n_leaves; l++)
+            if (!uni[gr->leaves[l]])
+                put(b, "%*sconst %s *restrict q%d = (const %s *)pl%d;\n", in, "",
+                    ctype(g->nodes[gr->leaves[l]].dtype), l, ctype(g->nodes[gr->leaves[l]].dtype), l);
+        for (int o = 0; !pass && o < gr->n_outs; o++)
+            put(b, "%*s%s *restrict r%d = (%s *)po%d;\n", in, "", ctype(g->nodes[gr->outs[o]].dtype),
+                o, ctype(g->nodes[gr->outs[o]].dtype), o);
+        put(b, "%*sfor (long long e = e0; e < e1; e++) {\n", in, "");
+        for (int l = 0; l < gr->n_leaves; l++) {
+            int32_t id = gr->leaves[l];
+            if (uni[id]) continue;
+            const char *t = ctype(g->nodes[id].dtype);
+            if (!pass) put(b, "%*s    const %s x%d = q%d[e];\n", in, "", t, (int)id, l);
+            else put(b, "%*s    const %s x%d = *(const %s *)(pl%d + e * l%d_%d);\n", in, "", t,
+                     (int)id, t, l, l, D - 1);
+        }
+        for (int k = 0; k < gr->n_nodes; k++) {
+            if (uni[gr->nodes[k]]) continue;
+            put(b, "%*s    ", in, "");
+            put_node(b, g, &g->nodes[gr->nodes[k]]);
+        }
+        for (int o = 0; o < gr->n_outs; o++) {
+            const char *t = ctype(g->nodes[gr->outs[o]].dtype);
+            if (!pass) put(b, "%*s    r%d[e] = x%d;\n", in, "", o, (int)gr->outs[o]);
+            else put(b, "%*s    *(%s *)(po%d + e * o%d_%d) = x%d;\n", in, "", t, o, o, D - 1,
+                     (int)gr->outs[o]);
+        }
+        put(b, "%*s}\n", in, "");
+    }
+    put(b, "%*s}\n", ind, "");
+    for (int d = D - 2; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
+    put(b, "}\n");
+}
+
+PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
+    sbuf b = {0};
+    uint8_t *uni = PyMem_Calloc((size_t)(g->n ? g->n : 1), 1);
+    int *fused = PyMem_Calloc((size_t)(s->n_groups ? s->n_groups : 1), sizeof(int));
+    PyObject *r = NULL;
+    if (!uni || !fused) { PyErr_NoMemory(); goto done; }
+    int any = 0;
+    put(&b, "/* tracejit optimizing tier */\n#include \"prims.c\"\n");
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        tj_geom q;
+        tj_group_geometry(&s->groups[gi], &q);
+        if (!fusable(g, &s->groups[gi], &q)) continue;
+        memset(uni, 0, (size_t)g->n);
+        emit_fused_group(&b, g, &s->groups[gi], &q, gi, uni);
+        fused[gi] = any = 1;
+    }
+    if (!any) { r = Py_NewRef(Py_None); goto done; }
+    put(&b, "\n__attribute__((visibility(\"default\")))\n"
+            "void (*const tj_fused[%d])(void **, const long long **, long long, long long) = {\n",
+        s->n_groups);
+    for (int gi = 0; gi < s->n_groups; gi++)
+        if (fused[gi]) put(&b, "    tj_f%d,\n", gi);
+        else put(&b, "    0,\n");
+    put(&b, "};\n");
+    if (b.failed) { PyErr_NoMemory(); goto done; }
+    r = PyUnicode_FromStringAndSize(b.buf, (Py_ssize_t)b.len);
+done:
+    PyMem_Free(b.buf);
+    PyMem_Free(uni);
+    PyMem_Free(fused);
+    return r;
+}

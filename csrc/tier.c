@@ -1,0 +1,321 @@
+/* The optimizing tier: a hot plan's elementwise groups recompiled by the system C
+ * compiler (csrc/emit/emit_fused.c writes the C), in a background thread, loaded with
+ * dlopen and swapped in by the plan's next call (csrc/runtime.c); calls never wait.
+ * Contract:
+ *  - The compiler is TRACEJIT_CC, else the first of cc, gcc, clang on PATH; with none
+ *    (or TRACEJIT_TIER=tcc) everything stays on TinyCC.
+ *  - Compiled objects are cached on disk in TRACEJIT_CACHE_DIR (default
+ *    $XDG_CACHE_HOME/tracejit or ~/.cache/tracejit), named by a hash of the source,
+ *    the compiler (path, size, mtime), the flags and the CPU's vector extensions.
+ *    A file appears under its final name only by rename(), so concurrent processes
+ *    never load a half-written object. The directory is kept under
+ *    TRACEJIT_CACHE_MB (default 256) MiB, least recently used first out.
+ *  - One compile at a time (a process-wide lock); a forked child forgets the lock
+ *    and any compile in flight (its plans stay on TinyCC until they tier up anew).
+ *  - Jobs are shared by their thread and their plan (two references); whichever lets
+ *    go last frees it. Nothing here touches Python objects off the GIL. */
+#define _GNU_SOURCE
+#include "tracejit.h"
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <utime.h>
+
+extern char **environ;
+
+/* Error messages may be cut short; paths are checked where they are made. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+struct tj_tier_job {
+    atomic_int state;        /* 0 pending, 1 ready, -1 failed */
+    atomic_int refs;
+    char *src;
+    char dir[4096];          /* the cache directory */
+    char so[4200];           /* the object's path */
+    void *handle;            /* dlopen'ed object, until taken */
+    void *fused;             /* its tj_fused table */
+    char error[512];
+};
+
+static pthread_mutex_t compile_mu = PTHREAD_MUTEX_INITIALIZER;
+static int mode = -1;                  /* TJ_TIER_* */
+static char cc[4096], inc_dir[4096];
+static int cc_state;                   /* 0 unknown, 1 found, -1 none */
+static uint64_t cc_salt;
+
+static void forget_after_fork(void) { pthread_mutex_init(&compile_mu, NULL); }
+
+int tj_tier_mode(void) {
+    if (mode < 0) {
+        const char *e = getenv("TRACEJIT_TIER");
+        mode = !e || !*e || !strcmp(e, "auto") ? TJ_TIER_AUTO
+               : !strcmp(e, "eager") || !strcmp(e, "opt") ? TJ_TIER_EAGER : TJ_TIER_OFF;
+        pthread_atfork(NULL, NULL, forget_after_fork);
+    }
+    return mode;
+}
+
+int tj_tier_set_mode(const char *m) {
+    int v = !strcmp(m, "auto") ? TJ_TIER_AUTO : !strcmp(m, "eager") ? TJ_TIER_EAGER
+            : !strcmp(m, "tcc") ? TJ_TIER_OFF : -1;
+    if (v < 0) return -1;
+    tj_tier_mode();
+    mode = v;
+    return 0;
+}
+
+void tj_tier_set_include(const char *dir) { snprintf(inc_dir, sizeof inc_dir, "%s", dir); }
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The compiler, found once. */
+static int find_cc(void) {
+    if (cc_state) return cc_state > 0;
+    cc_state = -1;
+    const char *e = getenv("TRACEJIT_CC");
+    const char *names[] = {"cc", "gcc", "clang"};
+    const char *path = getenv("PATH");
+    for (int k = 0; k < 3 && cc_state < 0; k++) {
+        if (e && *e) {
+            if (strchr(e, '/')) { snprintf(cc, sizeof cc, "%s", e); if (!access(cc, X_OK)) cc_state = 1; break; }
+            names[0] = e; names[1] = names[2] = "";
+        }
+        if (!*names[k] || !path) continue;
+        for (const char *p = path; *p && cc_state < 0;) {
+            const char *colon = strchr(p, ':');
+            size_t len = colon ? (size_t)(colon - p) : strlen(p);
+            snprintf(cc, sizeof cc, "%.*s/%s", (int)len, p, names[k]);
+            if (len && !access(cc, X_OK)) cc_state = 1;
+            p += len + (colon != NULL);
+        }
+    }
+    if (cc_state > 0) {
+        struct stat st;
+        if (stat(cc, &st) == 0) {
+            cc_salt = fnv(14695981039346656037ULL, &st.st_size, sizeof st.st_size);
+            cc_salt = fnv(cc_salt, &st.st_mtime, sizeof st.st_mtime);
+        }
+        cc_salt = fnv(cc_salt, cc, strlen(cc));
+#if defined(__x86_64__) && defined(__GNUC__)
+        int isa = __builtin_cpu_supports("avx512f") * 4 + __builtin_cpu_supports("avx2") * 2 +
+                  __builtin_cpu_supports("fma");
+        cc_salt = fnv(cc_salt, &isa, sizeof isa);
+#endif
+    }
+    return cc_state > 0;
+}
+
+static int make_dirs(char *path) {
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        int rc = mkdir(path, 0700);
+        *p = '/';
+        if (rc && errno != EEXIST) return -1;
+    }
+    return mkdir(path, 0700) && errno != EEXIST ? -1 : 0;
+}
+
+/* The cache directory, read anew each time (tests and users may change it). */
+static void the_cache_dir(char *dir, size_t cap) {
+    const char *e = getenv("TRACEJIT_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"),
+               *h = getenv("HOME");
+    if (e && *e) snprintf(dir, cap, "%s", e);
+    else if (x && *x) snprintf(dir, cap, "%s/tracejit", x);
+    else snprintf(dir, cap, "%s/.cache/tracejit", h && *h ? h : "/tmp");
+    if (make_dirs(dir) < 0 || access(dir, W_OK) != 0) {
+        snprintf(dir, cap, "/tmp/tracejit-%d", (int)getuid());
+        make_dirs(dir);
+    }
+}
+
+#define TJ_CFLAGS "-O3 -march=native -std=gnu11 -shared -fPIC -fno-math-errno " \
+                  "-ffp-contract=off -fno-strict-aliasing -fwrapv -DTJ_ELEM_ONLY -w"
+
+/* Keeps the cache directory under its size limit: oldest-used objects out first. */
+static void evict(const char *dir) {
+    const char *e = getenv("TRACEJIT_CACHE_MB");
+    long long limit = (e && *e ? atoll(e) : 256) << 20;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct { char name[256]; time_t t; off_t size; } f[512];
+    int n = 0;
+    long long total = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 512) {
+        size_t len = strlen(de->d_name);
+        if (strncmp(de->d_name, "tj-", 3) || len < 4 || strcmp(de->d_name + len - 3, ".so")) continue;
+        char p[4600];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (stat(p, &st)) continue;
+        snprintf(f[n].name, sizeof f[n].name, "%s", de->d_name);
+        f[n].t = st.st_mtime;
+        f[n].size = st.st_size;
+        total += st.st_size;
+        n++;
+    }
+    closedir(d);
+    while (total > limit && n) {
+        int old = 0;
+        for (int k = 1; k < n; k++) if (f[k].t < f[old].t) old = k;
+        char p[4600];
+        snprintf(p, sizeof p, "%s/%s", dir, f[old].name);
+        unlink(p);
+        total -= f[old].size;
+        f[old] = f[--n];
+    }
+}
+
+static int load(struct tj_tier_job *j) {
+    j->handle = dlopen(j->so, RTLD_NOW | RTLD_LOCAL);
+    if (!j->handle) {
+        snprintf(j->error, sizeof j->error, "dlopen: %s", dlerror());
+        return -1;
+    }
+    j->fused = dlsym(j->handle, "tj_fused");
+    if (!j->fused) {
+        snprintf(j->error, sizeof j->error, "the object lacks tj_fused");
+        dlclose(j->handle);
+        j->handle = NULL;
+        return -1;
+    }
+    utime(j->so, NULL);   /* recently used: last out of the cache */
+    return 0;
+}
+
+static int compile(struct tj_tier_job *j) {
+    char base[4200], c_path[4300], tmp_so[4300];
+    snprintf(base, sizeof base, "%.*s.%d.%lx", (int)(strlen(j->so) - 3), j->so, (int)getpid(),
+             (unsigned long)pthread_self());
+    snprintf(c_path, sizeof c_path, "%s.c", base);
+    snprintf(tmp_so, sizeof tmp_so, "%s.tmp", base);
+    FILE *fp = fopen(c_path, "w");
+    if (!fp || fputs(j->src, fp) < 0 || fclose(fp) != 0) {
+        snprintf(j->error, sizeof j->error, "cannot write %s", c_path);
+        return -1;
+    }
+    char inc[4200];
+    snprintf(inc, sizeof inc, "-I%s", inc_dir);
+    char flags[] = TJ_CFLAGS;
+    char *argv[48];
+    int argc = 0;
+    argv[argc++] = cc;
+    for (char *t = strtok(flags, " "); t && argc < 40; t = strtok(NULL, " ")) argv[argc++] = t;
+    argv[argc++] = inc;
+    argv[argc++] = "-o";
+    argv[argc++] = tmp_so;
+    argv[argc++] = c_path;
+    argv[argc++] = "-lmvec";
+    argv[argc++] = "-lm";
+    argv[argc] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int rc = posix_spawn(&pid, cc, &fa, NULL, argv, environ), status = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc == 0)
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    unlink(c_path);
+    if (rc != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        snprintf(j->error, sizeof j->error, "%s failed (status %d)", cc, status);
+        unlink(tmp_so);
+        return -1;
+    }
+    if (rename(tmp_so, j->so) != 0) {
+        snprintf(j->error, sizeof j->error, "cannot rename to %s", j->so);
+        unlink(tmp_so);
+        return -1;
+    }
+    return 0;
+}
+
+static void job_release(struct tj_tier_job *j) {
+    if (atomic_fetch_sub(&j->refs, 1) != 1) return;
+    if (j->handle) dlclose(j->handle);
+    free(j->src);
+    free(j);
+}
+
+static void *job_thread(void *arg) {
+    struct tj_tier_job *j = arg;
+    pthread_mutex_lock(&compile_mu);
+    int rc = access(j->so, R_OK) == 0 ? load(j) : compile(j) < 0 ? -1 : load(j);
+    if (rc == 0) evict(j->dir);
+    pthread_mutex_unlock(&compile_mu);
+    atomic_store(&j->state, rc == 0 ? 1 : -1);
+    job_release(j);
+    return NULL;
+}
+
+tj_tier_job *tj_tier_start(const char *src, int how) {
+    if (tj_tier_mode() == TJ_TIER_OFF || !inc_dir[0] || !find_cc()) return NULL;
+    struct tj_tier_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->src = strdup(src))) { free(j); return NULL; }
+    atomic_init(&j->refs, 1);
+    uint64_t h = fnv(cc_salt, src, strlen(src));
+    h = fnv(h, TJ_CFLAGS, sizeof TJ_CFLAGS);
+    the_cache_dir(j->dir, sizeof j->dir);
+    if (snprintf(j->so, sizeof j->so - 64, "%s/tj-%016llx.so", j->dir,
+                 (unsigned long long)h) >= (int)sizeof j->so - 64) {   /* a path too long */
+        free(j->src);
+        free(j);
+        return NULL;
+    }
+    if (access(j->so, R_OK) == 0 || how == TJ_TIER_NOW) {   /* cached, or asked to wait */
+        pthread_mutex_lock(&compile_mu);
+        int rc = access(j->so, R_OK) == 0 ? load(j) : compile(j) < 0 ? -1 : load(j);
+        if (rc == 0) evict(j->dir);
+        pthread_mutex_unlock(&compile_mu);
+        atomic_init(&j->state, rc == 0 ? 1 : -1);
+        return j;
+    }
+    if (how == TJ_TIER_IF_CACHED) { free(j->src); free(j); return NULL; }
+    atomic_fetch_add(&j->refs, 1);   /* the thread's */
+    pthread_attr_t attr;
+    pthread_t th;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &attr, job_thread, j) != 0) {
+        atomic_fetch_sub(&j->refs, 1);
+        atomic_init(&j->state, -1);
+        snprintf(j->error, sizeof j->error, "cannot start a thread");
+    }
+    pthread_attr_destroy(&attr);
+    return j;
+}
+
+int tj_tier_poll(tj_tier_job *j, void **fused, void **handle) {
+    int s = atomic_load(&j->state);
+    if (s == 1) {
+        *fused = j->fused;
+        *handle = j->handle;
+        j->handle = NULL;   /* the caller's now */
+    }
+    return s;
+}
+
+const char *tj_tier_error(tj_tier_job *j) { return j->error; }
+
+void tj_tier_drop(tj_tier_job *j) {
+    if (j) job_release(j);
+}
+
+void tj_tier_unload(void *handle) {
+    if (handle) dlclose(handle);
+}
