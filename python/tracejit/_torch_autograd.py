@@ -157,6 +157,8 @@ def function(fn):
         return _rebuild(box[0], iter(outs))
 
     call.__wrapped__ = fn
+    call.compiled = lambda: [c for e in entries.values()
+                             for c in (e.value_and_grad, e.forward, e.pullback)]
     return call
 
 
