@@ -582,6 +582,40 @@ def test_non_scalar_output_is_refused():
         tracejit.grad(lambda x: "nope")(np.ones(3))
 
 
+def test_no_array_argument_is_refused():
+    with pytest.raises(TypeError, match="grad: the differentiated arguments must be arrays "
+                                        "or floats"):
+        tracejit.grad(lambda s: 1.0)("a static string")
+
+
+def test_node_reader_refuses_non_tracers_and_escaped_tracers():
+    with pytest.raises(TypeError, match="expected a Tracer, got int"):
+        _C._ad_node(3)
+    kept = []
+    tracejit.compile(lambda x: kept.append(x) or x * 2)(np.ones(2))
+    with pytest.raises(tracejit.TraceError, match="a tracer escaped its trace"):
+        _C._ad_node(kept[0])
+    with pytest.raises(tracejit.TraceError, match="a tracer escaped its trace"):
+        _C._ad_source(kept[0], 1.0)
+    with pytest.raises(tracejit.InternalError, match="_ad_node: node 1000000 of"):
+        tracejit.compile(lambda x: _C._ad_node(x, 10 ** 6))(np.ones(2))
+
+
+def test_view_transpose_refuses_overlapping_reads():
+    from tracejit._vjp_view import view_rule
+
+    @tracejit.compile
+    def f(x):
+        g = x[:3]
+        # a flat view reading element 0 three times (step 0): no transpose exists
+        node = (0, "VIEW", (), 0, 1, (-2,), (0,), (0,))
+        return view_rule(g, None, [x], node)[0]
+
+    with pytest.raises(tracejit.TraceError, match="the gradient of a view that reads an "
+                                                  "element more than once is not supported"):
+        f(np.ones(4))
+
+
 def test_bad_argnums_and_aux():
     with pytest.raises(ValueError, match=r"argnums 2: the function was called with 1 "
                                          r"positional argument\(s\)"):

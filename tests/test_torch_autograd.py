@@ -87,6 +87,13 @@ def test_inputs_without_grad_are_constants_and_int_tensors_pass_through():
     assert isinstance(out, torch.Tensor) and not out.requires_grad
 
 
+def test_tensors_off_the_cpu_are_refused():
+    a = torch.empty(3, device="meta", requires_grad=True)
+    f = _torch_autograd.function(lambda a: np.sum(a))
+    with pytest.raises(TypeError, match="tracejit autograd: tensors must be on the CPU, got meta"):
+        f(a)
+
+
 def test_double_backward_is_refused():
     a = torch.randn(3, dtype=torch.float64, requires_grad=True)
     f = _torch_autograd.function(lambda a: np.sum(a ** 3))

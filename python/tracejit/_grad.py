@@ -140,6 +140,7 @@ def vjp_trace(out, ct, sources):
 
 _nesting = threading.local()   # .depth: grad bodies being traced on this thread
 
+
 def _check_argnums(argnums, nargs):
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if not nums or not all(isinstance(k, int) for k in nums):
