@@ -378,6 +378,43 @@ def measure(call, target_s: float, min_reps: int = 5, max_reps: int = 100_000,
     }
 
 
+def interleaved(calls: dict, target_s: float, min_rounds: int = 7) -> dict:
+    """Per-call times of several peers measured in alternating rounds (each round times
+    a batch of every peer in turn), so load that comes and goes on a shared machine
+    hits them alike. Returns {name: {"median_ns", "min_ns", "rounds"}} and, under
+    "ratios", {name: median over rounds of (first peer's time / name's time)}."""
+    names = list(calls)
+    est = {}
+    for n in names:                      # warm up and estimate one call
+        t0 = time.perf_counter_ns()
+        k = 0
+        while k < 3 or time.perf_counter_ns() - t0 < 0.05e9:
+            calls[n]()
+            k += 1
+        est[n] = (time.perf_counter_ns() - t0) / k
+    batch = {n: max(1, math.ceil(2e6 / est[n])) for n in names}   # ~2 ms per batch
+    rounds = max(min_rounds, int(target_s * 1e9 / sum(est[n] * batch[n] for n in names)))
+    samples = {n: [] for n in names}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for n in names:
+                t0 = time.perf_counter_ns()
+                for _ in range(batch[n]):
+                    calls[n]()
+                samples[n].append((time.perf_counter_ns() - t0) / batch[n])
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    first = names[0]
+    out = {n: {"median_ns": statistics.median(v), "min_ns": min(v), "rounds": rounds}
+           for n, v in samples.items()}
+    out["ratios"] = {n: statistics.median(a / b for a, b in zip(samples[first], samples[n]))
+                     for n in names[1:]}
+    return out
+
+
 def _minor_faults() -> int:
     """Minor page faults of this process so far (first touches of freshly mapped memory:
     a large array from malloc's mmap costs one per 4 KiB page on every call)."""

@@ -446,6 +446,11 @@ def test_output_independent_of_the_argument_gives_zeros(rng):
     np.testing.assert_array_equal(gx, np.zeros(3))
 
 
+def test_constant_output_gives_zeros():
+    v, g = tracejit.value_and_grad(lambda x: 3.0)(np.ones(2))
+    assert v == 3.0 and np.array_equal(g, np.zeros(2))
+
+
 def test_compiled_once_then_replayed(rng):
     x = rng.standard_normal(5)
     g = tracejit.grad(lambda x: np.sum(np.sin(x)))

@@ -64,6 +64,14 @@ def test_scaled_cotangent_and_accumulation():
     torch.testing.assert_close(w.grad, 4.0 * torch.exp(w.detach()))
 
 
+def test_retain_graph_backward_twice():
+    w = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    loss = _torch_autograd.function(lambda w: np.sum(w ** 3))(w)
+    loss.backward(retain_graph=True)
+    loss.backward()
+    torch.testing.assert_close(w.grad, 6.0 * w.detach() ** 2)
+
+
 def test_gradcheck_scalar_and_vector_outputs():
     a = torch.randn(4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, requires_grad=True)

@@ -214,6 +214,8 @@ def _make(fun, argnums, has_aux, with_value, static_argnames):
             out, aux = res
         else:
             out, aux = res, None
+        if type(out) is float:   # a constant: its gradient is zero (as jax)
+            out = np.float64(out)
         shape = getattr(out, "shape", None)
         if shape is None or getattr(out, "dtype", None) is None:
             raise TraceError(f"{name}: the function must return a scalar float array, "

@@ -11,7 +11,8 @@ differentiated inputs; the others are constants of the call.
 
   * A scalar output (a loss): forward runs ONE compiled graph computing the value and
     the gradients (tracejit.value_and_grad, forward and backward fused); backward only
-    scales the saved gradients by the incoming cotangent.
+    scales the saved gradients by the incoming cotangent and hands them over (a second
+    backward, with retain_graph, computes them again).
   * Any other output (a pytree of float arrays): forward runs the compiled function;
     backward runs the compiled pullback (tracejit.vjp's), which recomputes the forward
     inside its own graph, so nothing but the inputs is saved.
@@ -66,6 +67,7 @@ def _make_functions(torch):
         def forward(ctx, entry, arrays, other, *diff):
             value, grads = entry.value_and_grad(arrays, other)
             ctx.grads = [torch.from_numpy(g) for g in grads]
+            ctx.entry, ctx.arrays, ctx.other = entry, arrays, other
             return torch.from_numpy(value)
 
         @staticmethod
@@ -74,7 +76,11 @@ def _make_functions(torch):
             if torch.is_grad_enabled():
                 raise RuntimeError("tracejit: the backward of a compiled function is not "
                                    "differentiable (create_graph=True)")
-            grads = ctx.grads
+            grads = ctx.__dict__.pop("grads", None)
+            if grads is None:   # a second backward (retain_graph): computed again
+                grads = [torch.from_numpy(g)
+                         for g in ctx.entry.value_and_grad(ctx.arrays, ctx.other)[1]]
+            # handed over, not kept: autograd adopts them as .grad without a copy
             if go.item() != 1.0:
                 grads = [g * go for g in grads]
             return (None, None, None) + tuple(grads)
