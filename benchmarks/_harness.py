@@ -378,7 +378,7 @@ def measure(call, target_s: float, min_reps: int = 5, max_reps: int = 100_000,
     }
 
 
-def interleaved(calls: dict, target_s: float, min_rounds: int = 7) -> dict:
+def interleaved(calls: dict, target_s: float, min_rounds: int = 7, batch_s: float = 2e-5) -> dict:
     """Per-call times of several peers measured in alternating rounds (each round times
     a batch of every peer in turn), so load that comes and goes on a shared machine
     hits them alike. Returns {name: {"median_ns", "min_ns", "rounds"}} and, under
@@ -392,8 +392,11 @@ def interleaved(calls: dict, target_s: float, min_rounds: int = 7) -> dict:
             calls[n]()
             k += 1
         est[n] = (time.perf_counter_ns() - t0) / k
-    batch = {n: max(1, math.ceil(2e6 / est[n])) for n in names}   # ~2 ms per batch
-    rounds = max(min_rounds, int(target_s * 1e9 / sum(est[n] * batch[n] for n in names)))
+    # batches of ~batch_s, as `measure` times them: jax.jit measured ~10x slower per call
+    # in 2-20 ms batches of back-to-back calls than in batches of one or two
+    batch = {n: max(1, math.ceil(batch_s * 1e9 / est[n])) for n in names}
+    rounds = min(100_000, max(min_rounds,
+                              int(target_s * 1e9 / sum(est[n] * batch[n] for n in names))))
     samples = {n: [] for n in names}
     gc_was_enabled = gc.isenabled()
     gc.disable()
