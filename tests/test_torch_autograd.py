@@ -64,6 +64,22 @@ def test_scaled_cotangent_and_accumulation():
     torch.testing.assert_close(w.grad, 4.0 * torch.exp(w.detach()))
 
 
+def test_scalar_for_one_signature_vector_for_another():
+    f = _torch_autograd.function(lambda a: np.sum(a * a, axis=0))
+    a1 = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    f(a1).backward()                                     # a scalar: the fused path
+    torch.testing.assert_close(a1.grad, 2 * a1.detach())
+    a2 = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    out = f(a2)                                          # a vector: forward, then pullback
+    assert out.shape == (2,)
+    out.backward(torch.tensor([1.0, 3.0], dtype=torch.float64))
+    torch.testing.assert_close(a2.grad, 2 * a2.detach() * torch.tensor([1.0, 3.0],
+                                                                      dtype=torch.float64))
+    a1.grad = None
+    f(a1).backward()                                     # still right after the switch
+    torch.testing.assert_close(a1.grad, 2 * a1.detach())
+
+
 def test_retain_graph_backward_twice():
     w = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
     loss = _torch_autograd.function(lambda w: np.sum(w ** 3))(w)

@@ -138,6 +138,10 @@ def vjp_trace(out, ct, sources):
 
 # ---- grad and value_and_grad ----------------------------------------------------
 
+class NotScalarError(TraceError):
+    """The differentiated function's result is not a float scalar (a TraceError)."""
+
+
 _nesting = threading.local()   # .depth: grad bodies being traced on this thread
 
 
@@ -218,14 +222,14 @@ def _make(fun, argnums, has_aux, with_value, static_argnames):
             out = np.float64(out)
         shape = getattr(out, "shape", None)
         if shape is None or getattr(out, "dtype", None) is None:
-            raise TraceError(f"{name}: the function must return a scalar float array, "
+            raise NotScalarError(f"{name}: the function must return a scalar float array, "
                              f"got {type(out).__name__}")
         if shape != ():
-            raise TraceError(f"{name} requires a scalar output, but the function returned "
+            raise NotScalarError(f"{name} requires a scalar output, but the function returned "
                              f"an array of shape {tuple(shape)}; reduce it (e.g. .sum()) first, or give "
                              f"a cotangent with tracejit.vjp")
         if out.dtype.kind != "f":
-            raise TraceError(f"{name} requires a float output, but the function returned "
+            raise NotScalarError(f"{name} requires a float output, but the function returned "
                              f"{out.dtype}")
         if isinstance(out, Tracer) and sources:
             cts = vjp_trace(out, np.ones_like(out), sources)

@@ -23,7 +23,7 @@ NumPy without copies (CPU only); results are fresh arrays handed to torch.
 """
 import numpy as np
 
-from ._grad import _inner, _leaves, _rebuild, grad, value_and_grad
+from ._grad import NotScalarError, _inner, _leaves, _rebuild, grad, value_and_grad
 from ._C import CompiledFunction
 
 __all__ = ["function"]
@@ -56,7 +56,8 @@ class _Entry:
         self.forward = CompiledFunction(body, (), ())
         self.value_and_grad = value_and_grad(body)
         self.pullback = grad(lambda diff, other, ct: _inner(body(diff, other), ct))
-        self.scalar = {}    # leaf signature -> whether the output is a float scalar
+        self.mixed = False  # some signature gave a non-scalar output: check each call
+        self.scalar = {}    # then: leaf signature -> whether the output is a float scalar
 
 
 def _make_functions(torch):
@@ -125,21 +126,18 @@ def function(fn):
         tree = (args, kwargs)
         flat, shape = [], []
         _flatten(tree, flat, shape)
-        diff_pos, diff, arrays, other, sig = [], [], [], [], []
+        diff_pos, diff, arrays, other = [], [], [], []
         for k, v in enumerate(flat):
             if isinstance(v, tensor_type):
                 if not v.is_cpu:
                     raise TypeError(f"tracejit autograd: tensors must be on the CPU, got "
                                     f"{v.device}")
-                sig.append((v.shape, v.dtype))
                 if v.requires_grad and v.dtype in floats:
                     diff_pos.append(k)
                     diff.append(v)
                     arrays.append(v.detach().numpy())
                     continue
                 v = v.numpy()
-            else:
-                sig.append(_key(v))
             other.append(v)
         key = (tuple(diff_pos), tuple(shape))
         entry = entries.get(key)
@@ -150,7 +148,12 @@ def function(fn):
         arrays, other = tuple(arrays), tuple(other)
         if not diff:
             return _to_torch(torch, entry.forward((), other))
-        sig = tuple(sig)
+        if not entry.mixed:   # every output so far a scalar: the fused path straight away
+            try:
+                return Fused.apply(entry, arrays, other, *diff)
+            except NotScalarError:
+                entry.mixed = True
+        sig = tuple(_key(v) for v in arrays + other)
         scalar = entry.scalar.get(sig)
         if scalar is None:
             probe = entry.forward(arrays, other)
