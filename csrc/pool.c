@@ -1,5 +1,5 @@
 /* The thread pool: kernels split a group's outer loop across cores.
- * Contract: tj_pool_for(fn, ...) runs fn(P, S, lo, hi) over disjoint ranges covering
+ * Contract: tj_pool_for(fn, ctx, ...) runs fn(ctx, lo, hi) over disjoint ranges covering
  * [0, units), on the calling thread plus the pool's workers, and returns when all
  * ranges are done. Ranges are claimed dynamically, so the split depends on timing:
  * callers pass only loops whose iterations write disjoint memory (fuse/emit decide
@@ -27,9 +27,8 @@ static struct {
     int started;                 /* workers running (in this process) */
     atomic_ulong generation;     /* bumped per job */
     /* the job */
-    tj_range_fn fn;
-    void **P;
-    const int64_t **S;
+    tj_task_fn fn;
+    void *ctx;
     int64_t units, chunk;
     atomic_llong next;           /* next unclaimed unit */
     atomic_int pending;          /* workers still inside the job */
@@ -81,7 +80,7 @@ static void run_ranges(void) {
         int64_t lo = atomic_fetch_add(&pool.next, pool.chunk);
         if (lo >= pool.units) return;
         int64_t hi = lo + pool.chunk < pool.units ? lo + pool.chunk : pool.units;
-        pool.fn(pool.P, pool.S, lo, hi);
+        pool.fn(pool.ctx, lo, hi);
     }
 }
 
@@ -138,10 +137,10 @@ static int start_workers(void) {
     return 0;
 }
 
-void tj_pool_for(tj_range_fn fn, void **P, const int64_t **S, int64_t units, int64_t min_chunk) {
+void tj_pool_for(tj_task_fn fn, void *ctx, int64_t units, int64_t min_chunk) {
     int nt = tj_pool_threads();
     if (nt < 2 || units < 2 || atomic_flag_test_and_set(&pool.busy)) {
-        fn(P, S, 0, units);
+        fn(ctx, 0, units);
         return;
     }
     if (!pool.started) {
@@ -151,7 +150,7 @@ void tj_pool_for(tj_range_fn fn, void **P, const int64_t **S, int64_t units, int
         nt = pool.n_threads;
         if (rc < 0 || nt < 2) {
             atomic_flag_clear(&pool.busy);
-            fn(P, S, 0, units);
+            fn(ctx, 0, units);
             return;
         }
     }
@@ -160,8 +159,7 @@ void tj_pool_for(tj_range_fn fn, void **P, const int64_t **S, int64_t units, int
     if (chunk < min_chunk) chunk = min_chunk;
     if (chunk < 1) chunk = 1;
     pool.fn = fn;
-    pool.P = P;
-    pool.S = S;
+    pool.ctx = ctx;
     pool.units = units;
     pool.chunk = chunk;
     atomic_store(&pool.next, 0);

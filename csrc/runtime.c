@@ -7,6 +7,7 @@
  * are fresh C-contiguous arrays; a captured array whose dtype, shape or layout no
  * longer matches the trace makes the plan stale (returns 1), never a wrong answer. */
 #include "tracejit.h"
+#include <stdlib.h>
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
@@ -14,6 +15,8 @@
 #define TJ_NOGIL_WORK 32768   /* elements per call above which the GIL is released */
 #define TJ_SPLIT_WORK 65536   /* elements in a group from which it is split across threads */
 #define TJ_MIN_CHUNK 16384    /* elements at least in each thread's range */
+#define TJ_MAX_PARTS 64       /* a chunked reduction's parts, at most */
+#define TJ_MAX_PART_BYTES (4 << 20)   /* and their accumulators' bytes */
 #define TJ_STACK_SLOTS 32
 #define TJ_KEEP_SCRATCH (16 << 20)   /* bytes of scratch a plan keeps between calls */
 
@@ -55,20 +58,75 @@ static PyObject *stale_reason(PyObject *entry, PyObject *now) {
     return r;
 }
 
-/* The kernel: its groups in order, each large one split across the thread pool
- * (only groups whose outer-loop units write disjoint memory, so results are the
- * same whatever the thread count). */
-static void run_groups(const tj_plan *p, void **P, const int64_t **S, int may_split) {
+/* The kernel: its groups in order, each large one split across the thread pool.
+ * Only groups whose outer-loop units write disjoint memory are split, and a
+ * reduction over the outer loop's dim is reduced in chunks of units fixed by its
+ * shape alone (each into its own accumulator, folded together in chunk order): so
+ * results are the same, bit for bit, whatever the thread count. */
+typedef struct {
+    const tj_gdesc *g;
+    void **P;
+    const int64_t **S;
+    int n_slots;
+    int64_t chunk;       /* units per part (reductions) */
+    char *parts;         /* reductions: one accumulator per part */
+} run_ctx;
+
+static void run_range(void *c_, int64_t lo, int64_t hi) {
+    run_ctx *c = c_;
+    c->g->body(c->P, c->S, lo, hi);
+}
+
+/* Parts [lo, hi) of a chunked reduction: each into its own accumulator. */
+static void run_parts(void *c_, int64_t lo, int64_t hi) {
+    run_ctx *c = c_;
+    const tj_gdesc *g = c->g;
+    void *stack[64], **P = c->n_slots <= 64 ? stack : malloc((size_t)c->n_slots * sizeof *P);
+    if (!P) { c->chunk = -1; return; }   /* reported by the caller */
+    memcpy(P, c->P, (size_t)c->n_slots * sizeof *P);
+    for (int64_t k = lo; k < hi; k++) {
+        P[g->acc_slot] = c->parts + k * g->acc_bytes;
+        g->init(P, c->S);
+        int64_t u1 = (k + 1) * c->chunk < g->units ? (k + 1) * c->chunk : g->units;
+        g->body(P, c->S, k * c->chunk, u1);
+    }
+    if (P != stack) free(P);
+}
+
+static int run_groups(const tj_plan *p, void **P, const int64_t **S, int may_split) {
+    int ns = p->sched.n_slots + 1;
     for (int gi = 0; gi < p->n_groups; gi++) {
         const tj_gdesc *g = &p->groups[gi];
+        run_ctx c = {g, P, S, ns, 0, NULL};
         if (g->init) g->init(P, S);
-        if (may_split && g->par && g->units > 1 && g->units * g->work >= TJ_SPLIT_WORK)
-            tj_pool_for(g->body, P, S, g->units,
+        int64_t big = g->units * g->work >= TJ_SPLIT_WORK;
+        if (g->comb && big && g->units > 1) {
+            /* parts of at least TJ_MIN_CHUNK elements, at most TJ_MAX_PARTS of them */
+            int64_t ch = (TJ_MIN_CHUNK + g->work - 1) / (g->work ? g->work : 1);
+            if (ch < (g->units + TJ_MAX_PARTS - 1) / TJ_MAX_PARTS)
+                ch = (g->units + TJ_MAX_PARTS - 1) / TJ_MAX_PARTS;
+            int64_t n = (g->units + ch - 1) / ch;
+            if (n > 1 && n * g->acc_bytes <= TJ_MAX_PART_BYTES &&
+                (c.parts = malloc((size_t)(n * g->acc_bytes)))) {
+                c.chunk = ch;
+                if (may_split) tj_pool_for(run_parts, &c, n, 1);
+                else run_parts(&c, 0, n);
+                if (c.chunk < 0) { free(c.parts); return -1; }
+                for (int64_t k = 0; k < n; k++)
+                    g->comb(P[g->acc_slot], NULL, c.parts + k * g->acc_bytes, g->acc_n, 0);
+                free(c.parts);
+                if (g->fin) g->fin(P, S);
+                continue;
+            }
+        }
+        if (may_split && g->par && g->units > 1 && big)
+            tj_pool_for(run_range, &c, g->units,
                         g->work >= TJ_MIN_CHUNK ? 1 : (TJ_MIN_CHUNK + g->work - 1) / g->work);
         else
             g->body(P, S, 0, g->units);
         if (g->fin) g->fin(P, S);
     }
+    return 0;
 }
 
 /* The optimizing tier: a plan whose elementwise groups have fused C starts their
@@ -222,13 +280,15 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
         S[slot] = (const int64_t *)PyArray_STRIDES(a);
     }
     P[ns] = err;
+    int run_rc;
     if (p->work >= TJ_NOGIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
-        run_groups(p, P, S, 1);
+        run_rc = run_groups(p, P, S, 1);
         Py_END_ALLOW_THREADS
     } else {
-        run_groups(p, P, S, 0);
+        run_rc = run_groups(p, P, S, 0);
     }
+    if (run_rc < 0) { PyErr_NoMemory(); goto done; }
     if (p->fused_source && !p->tier2_groups) {
         p->calls++;
         p->work_done += p->work;

@@ -130,12 +130,13 @@ static int make_dirs(char *path) {
 }
 
 /* The cache directory, read anew each time (tests and users may change it). */
-static void the_cache_dir(char *dir, size_t cap) {
+static void the_cache_dir(char *dir, size_t cap, int create) {
     const char *e = getenv("TRACEJIT_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"),
                *h = getenv("HOME");
     if (e && *e) snprintf(dir, cap, "%s", e);
     else if (x && *x) snprintf(dir, cap, "%s/tracejit", x);
     else snprintf(dir, cap, "%s/.cache/tracejit", h && *h ? h : "/tmp");
+    if (!create) return;
     if (make_dirs(dir) < 0 || access(dir, W_OK) != 0) {
         snprintf(dir, cap, "/tmp/tracejit-%d", (int)getuid());
         make_dirs(dir);
@@ -270,7 +271,7 @@ tj_tier_job *tj_tier_start(const char *src, int how) {
     atomic_init(&j->refs, 1);
     uint64_t h = fnv(cc_salt, src, strlen(src));
     h = fnv(h, TJ_CFLAGS, sizeof TJ_CFLAGS);
-    the_cache_dir(j->dir, sizeof j->dir);
+    the_cache_dir(j->dir, sizeof j->dir, how != TJ_TIER_IF_CACHED);
     if (snprintf(j->so, sizeof j->so - 64, "%s/tj-%016llx.so", j->dir,
                  (unsigned long long)h) >= (int)sizeof j->so - 64) {   /* a path too long */
         free(j->src);

@@ -324,6 +324,12 @@ typedef struct {
     int64_t units;                               /* outer-loop units */
     int64_t work;                                /* elements per unit */
     int32_t par;                                 /* units write disjoint memory */
+    /* a reduction over the outer loop's dim: its accumulator slot and bytes, and
+     * comb(acc, 0, part, n, 0) folding one accumulator into another elementwise
+     * (the runtime reduces fixed chunks of units into parts, then parts in order) */
+    int32_t acc_slot;
+    int64_t acc_n, acc_bytes;                    /* accumulators, and their bytes */
+    void (*comb)(void *acc, void *idx, const void *part, int64_t n, int64_t base);
 } tj_gdesc;
 
 /* ---- the optimizing tier (csrc/tier.c) ----------------------------------------- */
@@ -345,9 +351,10 @@ void tj_tier_drop(tj_tier_job *j);
 void tj_tier_unload(void *handle);
 
 /* ---- threads (csrc/pool.c) ---------------------------------------------------- */
-/* fn over [0, units) split across the pool (ranges of at least min_chunk units);
- * runs it alone when the pool is busy or has one thread. Needs no GIL. */
-void tj_pool_for(tj_range_fn fn, void **P, const int64_t **S, int64_t units, int64_t min_chunk);
+/* fn(ctx, lo, hi) over [0, units) split across the pool (ranges of at least
+ * min_chunk units); runs it alone when the pool is busy or has one thread. No GIL. */
+typedef void (*tj_task_fn)(void *ctx, int64_t lo, int64_t hi);
+void tj_pool_for(tj_task_fn fn, void *ctx, int64_t units, int64_t min_chunk);
 int tj_pool_threads(void);
 int tj_pool_set_threads(int n);   /* 0; -1 out of range; -2 the pool is running a job */
 typedef struct tj_module tj_module;   /* a compiled unit: code lives until freed */

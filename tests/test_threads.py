@@ -33,6 +33,11 @@ CASES = [
     ("column sums", lambda x: (x * x).sum(axis=0), [(1000, 300)]),
     ("total", lambda x: np.sqrt(x * x + 1.0).sum(), [(400_000,)]),
     ("argmax rows", lambda x: np.argmax(x * 2.0, axis=1), [(2000, 257)]),
+    ("total of a transposed read", lambda x: (x.T * 2.0).sum(), [(700, 900)]),
+    ("max and min", lambda x: (np.max(np.exp(x)), np.min(x * 3.0)), [(333_333,)]),
+    ("mean, var, std", lambda x: (x.mean(), x.var(), x.std(axis=0)), [(2001, 301)]),
+    ("column max", lambda x: np.max(x - 1.0, axis=0), [(3000, 40)]),
+    ("product", lambda x: np.prod((1.0 + x * 1e-6).astype(np.float64)), [(500_000,)]),
     ("cumsum rows", lambda x: np.cumsum(x, axis=1), [(2000, 257)]),
     ("concatenate", lambda x, y: np.concatenate([x * 2.0, np.exp(y)], axis=0),
      [(700, 300), (500, 300)]),
@@ -53,11 +58,35 @@ def test_bit_identical_across_thread_counts(name, fn, shapes, dtype, rng, thread
         f = tracejit.compile(fn)
         results.append(f(*args))
     expect = fn(*args)
-    for r in results:
-        assert r.dtype == expect.dtype and r.shape == expect.shape
-        np.testing.assert_array_equal(r, results[0])
+    if not isinstance(expect, tuple):
+        results, expect = [(r,) for r in results], (expect,)
     rtol = 2e-5 if dtype == "float32" else 1e-12
-    np.testing.assert_allclose(results[0], expect, rtol=rtol, atol=rtol)
+    for k, want in enumerate(expect):
+        for r in results:
+            assert r[k].dtype == want.dtype and r[k].shape == want.shape
+            np.testing.assert_array_equal(r[k], results[0][k])
+        np.testing.assert_allclose(results[0][k], want, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_integer_reductions_split_exactly(dtype, rng, threads):
+    x = make_input(rng, (1_000_003,), dtype)
+    fn = lambda x: (x.sum(), x.max(), np.min(x, axis=0))  # noqa: E731
+    for n in (1, 2, 5):
+        tracejit.set_num_threads(n)
+        for got, want in zip(tracejit.compile(fn)(x), fn(x)):
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+
+
+def test_nan_propagates_through_split_reductions(rng, threads):
+    x = make_input(rng, (800_000,), "float64")
+    x[654_321] = np.nan
+    tracejit.set_num_threads(2)
+    f = tracejit.compile(lambda x: (x.max(), x.min(), x.sum(), np.max(x.reshape(800, 1000), 0)))
+    mx, mn, sm, cols = f(x)
+    assert np.isnan(mx) and np.isnan(mn) and np.isnan(sm)
+    np.testing.assert_array_equal(cols, np.max(x.reshape(800, 1000), 0))
 
 
 def test_set_num_threads_errors(threads):

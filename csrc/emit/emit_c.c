@@ -253,7 +253,7 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
 
 /* What the runtime needs to know of a group to run it (and split it): the
  * generated table `tj_groups` holds the same, csrc/tracejit.h's tj_gdesc. */
-typedef struct { int64_t units, work; int par, edges; } gdesc;
+typedef struct { int64_t units, work, acc_n, acc_bytes; int par, edges, acc_slot; char comb[48]; } gdesc;
 
 /* A group's loop nest: D dims (at least 1), the innermost in blocks of TJ_BLOCK, or,
  * when it is short, 2-D blocks of `rows` rows of it (so a bias added to 32 rows of 64
@@ -304,6 +304,20 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     gd->par = total > 0 && !is_scan(g, gr) &&
               (gr->red < 0 || (bd >= 1 && gr->omaps[0][0] >= 0) ||
                (bd == 0 && gr->omaps[0][D - 1] >= 0));
+    /* A sum, product, max or min over the outer loop's dim: the runtime may reduce
+     * chunks of it into separate accumulators and fold them together in order. */
+    const tj_node *rn = gr->red >= 0 ? &g->nodes[gr->red] : NULL;
+    if (rn && total > 0 && !is_scan(g, gr) && !gd->par &&
+        (rn->op == TJ_OP_RSUM || rn->op == TJ_OP_RPROD || rn->op == TJ_OP_RMAX ||
+         rn->op == TJ_OP_RMIN)) {
+        int adt = tj_red_acc_dtype(rn->op, g->nodes[rn->in[0]].dtype);
+        gd->acc_slot = (int)gr->acc_slot;
+        gd->acc_n = tj_node_size(rn);
+        gd->acc_bytes = gd->acc_n * tj_dtype_size(adt);
+        snprintf(gd->comb, sizeof gd->comb, "tj_rv_%s_%s", tj_ops[rn->op].name,
+                 tj_dtype_suffix(adt));
+        declare_fn(gs, gd->comb, "void %s(void *, void *, const void *, long long, long long);\n");
+    }
     if (gr->red >= 0) {   /* accumulators to the identity before the loop, results after */
         put(b, "\nstatic void tj_g%di(void **P, const long long **S) {\n", gi);
         emit_reduction_edges(b, g, gr, gs, 0);
@@ -583,10 +597,11 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
         for (int32_t i = 0; i < n; i++) gs.where[i] = -1;
         gdesc gd = {0};
         emit_group(&body, g, s, gi, &gs, &gd);
-        put(&table, "    {%s%d%s, tj_g%d, %s%d%s, %lldLL, %lldLL, %d},\n",
+        put(&table, "    {%s%d%s, tj_g%d, %s%d%s, %lldLL, %lldLL, %d, %d, %lldLL, %lldLL, %s},\n",
             gd.edges ? "tj_g" : "", gd.edges ? gi : 0, gd.edges ? "i" : "", gi,
             gd.edges ? "tj_g" : "", gd.edges ? gi : 0, gd.edges ? "f" : "",
-            (long long)gd.units, (long long)gd.work, gd.par);
+            (long long)gd.units, (long long)gd.work, gd.par, gd.acc_slot, (long long)gd.acc_n,
+            (long long)gd.acc_bytes, gd.comb[0] ? gd.comb : "0");
     }
     put(&b, "%s%s", decls.buf ? decls.buf : "", body.buf ? body.buf : "");
     if (decls.failed || body.failed || table.failed) b.failed = 1;
@@ -594,8 +609,11 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
     put(&b, "\nconst struct {\n    void (*init)(void **, const long long **);\n"
             "    void (*body)(void **, const long long **, long long, long long);\n"
             "    void (*fin)(void **, const long long **);\n"
-            "    long long units, work;\n    int par;\n} tj_groups[%d] = {\n%s};\n",
-        s->n_groups ? s->n_groups : 1, s->n_groups ? table.buf : "    {0, 0, 0, 0, 0, 0},\n");
+            "    long long units, work;\n    int par, acc_slot;\n    long long acc_n, acc_bytes;\n"
+            "    void (*comb)(void *, void *, const void *, long long, long long);\n"
+            "} tj_groups[%d] = {\n%s};\n",
+        s->n_groups ? s->n_groups : 1,
+        s->n_groups ? table.buf : "    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0},\n");
     if (b.failed) { PyErr_NoMemory(); goto done; }
     r = PyUnicode_FromStringAndSize(b.buf, (Py_ssize_t)b.len);
 done:
