@@ -196,6 +196,18 @@ def print_system_info(info: dict) -> None:
 
 # ---- functions -------------------------------------------------------------------
 
+def set_openblas_threads(n):
+    """NumPy's OpenBLAS (tracejit's products) to n threads, like torch's intra-op pool:
+    on a small shared machine a second spinning thread costs milliseconds per call."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas*.so*"))):
+        lib = ctypes.CDLL(path)
+        for sym in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads"):
+            if hasattr(lib, sym):
+                getattr(lib, sym)(ctypes.c_int(n))
+                return
+
+
 def rebind(fn, **globals_):
     """A fresh function object with a fresh code object and some globals replaced.
 
@@ -364,6 +376,46 @@ def measure(call, target_s: float, min_reps: int = 5, max_reps: int = 100_000,
         "warmup_calls": n_warm,
         "faults_per_call": faults / (reps * inner),
     }
+
+
+def interleaved(calls: dict, target_s: float, min_rounds: int = 7, batch_s: float = 2e-5) -> dict:
+    """Per-call times of several peers measured in alternating rounds (each round times
+    a batch of every peer in turn), so load that comes and goes on a shared machine
+    hits them alike. Returns {name: {"median_ns", "min_ns", "rounds"}} and, under
+    "ratios", {name: median over rounds of (first peer's time / name's time)}."""
+    names = list(calls)
+    est = {}
+    for n in names:                      # warm up and estimate one call
+        t0 = time.perf_counter_ns()
+        k = 0
+        while k < 3 or time.perf_counter_ns() - t0 < 0.05e9:
+            calls[n]()
+            k += 1
+        est[n] = (time.perf_counter_ns() - t0) / k
+    # batches of ~batch_s, as `measure` times them: jax.jit measured ~10x slower per call
+    # in 2-20 ms batches of back-to-back calls than in batches of one or two
+    batch = {n: max(1, math.ceil(batch_s * 1e9 / est[n])) for n in names}
+    rounds = min(100_000, max(min_rounds,
+                              int(target_s * 1e9 / sum(est[n] * batch[n] for n in names))))
+    samples = {n: [] for n in names}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for n in names:
+                t0 = time.perf_counter_ns()
+                for _ in range(batch[n]):
+                    calls[n]()
+                samples[n].append((time.perf_counter_ns() - t0) / batch[n])
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    first = names[0]
+    out = {n: {"median_ns": statistics.median(v), "min_ns": min(v), "rounds": rounds}
+           for n, v in samples.items()}
+    out["ratios"] = {n: statistics.median(a / b for a, b in zip(samples[first], samples[n]))
+                     for n in names[1:]}
+    return out
 
 
 def _minor_faults() -> int:

@@ -9,7 +9,7 @@
 
 Peers (numexpr, jax, torch) are optional and skipped when not installed. The exit
 status is 1 when any peer, tracejit included, computed a wrong result or failed.
-Modules: bench_elementwise, bench_numpy (see their docstrings for what is measured
+Modules: bench_elementwise, bench_numpy, bench_grad, bench_train (see their docstrings for what is measured
 and how). bench_matmul, the sweep that chose tracejit's BLAS threshold, is not run
 here; run it alone (python benchmarks/bench_matmul.py).
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness as H  # noqa: E402
 
-MODULES = ["bench_elementwise", "bench_numpy"]
+MODULES = ["bench_elementwise", "bench_numpy", "bench_grad", "bench_train"]
 
 
 def main(argv=None) -> int:

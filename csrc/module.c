@@ -208,6 +208,7 @@ static int module_exec(PyObject *m) {
         return -1;
     if (tj_tracer_types_init(m, st) < 0 || tj_function_type_init(m, st) < 0) return -1;
     if (tj_protocols_init(st) < 0) return -1;
+    if (tj_ad_init(m) < 0) return -1;
     if (PyModule_AddIntConstant(m, "BLOCK", TJ_BLOCK) < 0) return -1;
     return tj_tcc_load();
 }

@@ -210,6 +210,8 @@ int tj_trace_add_slot(tj_trace *t, const tj_slotdesc *d);
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
                       const int64_t *shape);
 PyObject *tj_trace_new(PyObject *fn);   /* new reference to an empty live Trace */
+/* Autodiff's node reader and source marker (csrc/ad/node.c): adds _C._ad_* functions. */
+int tj_ad_init(PyObject *module);
 
 /* ---- passes (csrc/fuse/) --------------------------------------------------- */
 /* A fused group: one loop nest over `shape` computing `nodes` in order. */

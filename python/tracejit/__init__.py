@@ -19,7 +19,7 @@ from ._C import (CacheInfo, CompileError, CompiledFunction, InternalError, Trace
 
 __all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "TracejitError",
            "TraceError", "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path",
-           "get_num_threads", "set_num_threads", "set_tier"]
+           "get_num_threads", "set_num_threads", "set_tier", "grad", "value_and_grad", "vjp"]
 __version__ = "0.1.0"
 
 _C._set_include_dir(os.path.join(os.path.dirname(__file__), "_include"))
@@ -48,6 +48,8 @@ from . import _torch  # noqa: E402  (imports no torch: looked up when torch tens
 
 _C._register_impls(_IMPLS)
 _torch.register()
+
+from ._grad import grad, value_and_grad, vjp  # noqa: E402
 
 # Multiply-adds from which products call BLAS. benchmarks/bench_matmul.py measured
 # NumPy's OpenBLAS faster than our GEMM at every shape from 4x4x4 up, so it is used

@@ -1,0 +1,160 @@
+"""A small MLP training step on torch tensors: tracejit (the loss traced and compiled,
+taking part in torch.autograd through tracejit._torch_autograd) against torch eager
+and torch.compile, in one process on the same data.
+
+One step: opt.zero_grad(); loss = loss_fn(params, X, y); loss.backward(); opt.step()
+with torch.optim.SGD, float32, X 128x32, hidden 64 (tanh), 10 outputs, mean squared
+error. Every peer runs with --threads (default 1) torch and OpenBLAS threads: on this
+small shared machine a second spinning BLAS thread costs milliseconds per call. tracejit's loss is NumPy code (the tensors arrive as tracers); its forward runs
+one compiled graph that computes the loss and the gradients together, and backward
+hands the saved gradients to autograd. Target (issue 5): at most 0.5x torch eager and
+below torch.compile. Each peer's parameters after its first step are checked against
+torch eager's (rtol 1e-4) before any timing. The peers are timed in alternating rounds
+(_harness.interleaved): the table gives each one's median step time and, in
+parentheses, the median of the same-round ratios tracejit/peer.
+
+Run:  cd /work/main && PYTHONPATH=python python benchmarks/bench_train.py [--quick]
+      [--json PATH] [--peers tracejit,torch,torch.compile] [--threads N]
+(or through benchmarks/run.py; peers that do not apply here are ignored).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+import _harness as H
+
+PEERS = ("tracejit", "torch", "torch.compile")
+TARGET = {"torch": 0.5, "torch.compile": 1.0}
+
+
+def loss_numpy(p, X, y):
+    h = np.tanh(X @ p["W1"] + p["b1"])
+    o = h @ p["W2"] + p["b2"]
+    return np.mean((o - y) ** 2)
+
+
+def loss_torch(p, X, y):
+    import torch
+    h = torch.tanh(X @ p["W1"] + p["b1"])
+    o = h @ p["W2"] + p["b2"]
+    return torch.mean((o - y) ** 2)
+
+
+def make_data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((128, 32)).astype(np.float32)
+    y = rng.standard_normal((128, 10)).astype(np.float32)
+    p = {"W1": 0.2 * rng.standard_normal((32, 64)), "b1": np.zeros(64),
+         "W2": 0.2 * rng.standard_normal((64, 10)), "b2": np.zeros(10)}
+    return {k: v.astype(np.float32) for k, v in p.items()}, X, y
+
+
+def build(peer, torch, data):
+    """A step function over fresh parameters, and the parameters (to check)."""
+    p0, X, y = data
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in p0.items()}
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    if peer == "tracejit":
+        from tracejit import _torch_autograd
+        import tracejit
+        if hasattr(tracejit, "set_num_threads"):
+            tracejit.set_num_threads(torch.get_num_threads())
+        loss = _torch_autograd.function(H.rebind(loss_numpy))
+    elif peer == "torch":
+        loss = loss_torch
+    else:
+        loss = torch.compile(H.rebind(loss_torch), dynamic=False)
+    opt = torch.optim.SGD(list(p.values()), lr=0.05)
+
+    def step():
+        opt.zero_grad()
+        value = loss(p, Xt, yt)
+        value.backward()
+        opt.step()
+        return value
+    step.compiled = getattr(loss, "compiled", lambda: [])
+    return step, p
+
+
+def run(opts) -> dict:
+    chosen = [s.strip() for s in (opts.peers or ",".join(PEERS)).split(",") if s.strip()]
+    peers = [p for p in PEERS if p in chosen]
+    print("## MLP training step on torch tensors (bench_train)\n")
+    H._prepare_environment()
+    try:
+        import torch
+    except ImportError as e:
+        print(f"torch not installed ({e}); skipped")
+        return {"records": [], "failures": []}
+    if opts.cases and "mlp" not in opts.cases.split(","):
+        if getattr(opts, "skip_unmatched", False):
+            return {"records": [], "failures": []}
+        raise SystemExit(f"--cases {opts.cases!r} matches no case (this module has: mlp)")
+    threads = getattr(opts, "threads", 1)
+    torch.set_num_threads(threads)
+    H.set_openblas_threads(threads)
+    busy = H.busy_elsewhere()
+    if busy is not None:
+        print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
+    print(f"torch threads: {torch.get_num_threads()}, OpenBLAS threads: {H.openblas_threads()}")
+    data = make_data()
+    ref_step, ref_p = build("torch", torch, data)
+    ref_step()
+    want = {k: v.detach().numpy().copy() for k, v in ref_p.items()}
+    target_s = 0.3 if opts.quick else 2.0
+    records, failures, steps = [], [], {}
+    for peer in peers:
+        try:
+            step, p = build(peer, torch, data)
+            t0 = time.perf_counter_ns()
+            step()
+            first_ns = time.perf_counter_ns() - t0
+            for k in want:
+                H.check_close(f"{peer} mlp step: {k}", p[k].detach().numpy(), want[k], 1e-4, 1e-5)
+            if peer == "tracejit":   # its steady state: the optimizing tier settled
+                for f in step.compiled():
+                    if hasattr(f, "tiers") and f.tiers():
+                        H.settle_tier(f, step)
+            steps[peer] = step
+            records.append({"case": "mlp", "peer": peer, "first_ns": first_ns})
+        except Exception as e:   # reported, not fatal
+            H.failure(peer, "mlp step", e, failures)
+    # alternating rounds: the ratio is the median of same-round ratios
+    # batches of ~2 ms (about ten steps): a training loop runs its steps back to back,
+    # so a step should not pay for the cache lines the other peer's step evicted
+    m = H.interleaved(steps, target_s * len(steps), batch_s=2e-3) if steps else {"ratios": {}}
+    for r in records:
+        r.update(m.get(r["peer"], {}))
+    row = ["mlp 128x32-64-10 float32"]
+    for peer in peers:
+        t = m.get(peer, {}).get("median_ns")
+        cell = H.fmt_time(t)
+        r = m["ratios"].get(peer)
+        if peer != "tracejit" and r is not None and "tracejit" in steps:
+            goal = TARGET.get(peer)
+            cell += f" ({H.fmt_ratio(r)}, target {'<=' if peer == 'torch' else '<'} {goal}x " \
+                    f"{'met' if (r <= goal if peer == 'torch' else r < goal) else 'NOT met'})"
+        row.append(cell)
+    print()
+    print(H.markdown_table(["case"] + [f"{p} (tracejit/{p})" if p != "tracejit" else p
+                                       for p in peers], [row], right_from=1))
+    print("\nfirst step (trace + compile + run):")
+    for r in records:
+        print(f"  {r['peer']:14s} {H.fmt_ms(r['first_ns'])}")
+    H.print_failures(failures)
+    return {"records": records, "failures": failures}
+
+
+def main(argv=None) -> int:
+    p = H.common_parser(__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads and OpenBLAS threads for every peer (default 1)")
+    opts = p.parse_args(argv)
+    return H.finish(run(opts), "bench_train", opts.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

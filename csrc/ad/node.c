@@ -1,0 +1,127 @@
+/* Autodiff's window on the graph. Reverse mode (python/tracejit/_grad.py) walks the
+ * traced graph backwards from a tracer and appends adjoint nodes with the same
+ * tracer operations user code calls, so the backward graph is ordinary nodes that
+ * the passes fuse and plan like any other (and that can be differentiated again).
+ * This file only reads nodes and marks differentiation sources.
+ * Contract: nothing here changes an existing node. A source is a fresh node equal to
+ * the value (a duplicate of its node: same op, operands and slot; a COPY of a view,
+ * and of anything inside an enclosing grad),
+ * so a gradient with respect to a value is never confused with one of an outer grad
+ * that differentiates the same value; CSE merges the duplicate back afterwards. */
+#include "tracejit.h"
+
+static tj_tracer *as_tracer(PyObject *o) {
+    if (!tj_is_tracer(o)) {
+        PyErr_Format(PyExc_TypeError, "expected a Tracer, got %s", Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    tj_tracer *x = (tj_tracer *)o;
+    if (!x->trace->live) {
+        tj_trace_error("a tracer escaped its trace: a traced value was stored and used "
+                       "after the compiled function returned");
+        return NULL;
+    }
+    return x;
+}
+
+static PyObject *int_tuple8(const int8_t *v, int n) {
+    PyObject *r = PyTuple_New(n);
+    for (int i = 0; r && i < n; i++) {
+        PyObject *x = PyLong_FromLong(v[i]);
+        if (!x) { Py_CLEAR(r); break; }
+        PyTuple_SET_ITEM(r, i, x);
+    }
+    return r;
+}
+
+static PyObject *int_tuple64(const int64_t *v, int n) {
+    PyObject *r = PyTuple_New(n);
+    for (int i = 0; r && i < n; i++) {
+        PyObject *x = PyLong_FromLongLong(v[i]);
+        if (!x) { Py_CLEAR(r); break; }
+        PyTuple_SET_ITEM(r, i, x);
+    }
+    return r;
+}
+
+/* _ad_node(tracer, id=-1) -> (id, op name, operands, axes, flat, perm, vstep, voff)
+ * for node `id` of tracer's trace (the tracer's own node when id < 0). operands is a
+ * tuple of (id, Tracer) pairs; perm/vstep/voff are those of a VIEW, per output dim
+ * (voff per operand dim; voff[0] counts elements when flat). New reference. */
+static PyObject *ad_node(PyObject *mod, PyObject *args) {
+    PyObject *o;
+    long id = -1;
+    if (!PyArg_ParseTuple(args, "O|l:_ad_node", &o, &id)) return NULL;
+    tj_tracer *x = as_tracer(o);
+    if (!x) return NULL;
+    tj_trace *t = x->trace;
+    if (id < 0) id = x->id;
+    if (id >= t->g.n) return tj_internal_error("_ad_node: node %ld of %d", id, (int)t->g.n);
+    const tj_node *n = &t->g.nodes[id];
+    int arity = tj_ops[n->op].arity;
+    PyObject *ins = PyTuple_New(arity);
+    for (int k = 0; ins && k < arity; k++) {
+        PyObject *tr = tj_tracer_new(t, n->in[k]);
+        PyObject *pair = tr ? Py_BuildValue("(iN)", (int)n->in[k], tr) : NULL;
+        if (!pair) { Py_CLEAR(ins); break; }
+        PyTuple_SET_ITEM(ins, k, pair);
+    }
+    if (!ins) return NULL;
+    int nv = n->op == TJ_OP_VIEW ? n->ndim : 0;
+    int in_ndim = n->op == TJ_OP_VIEW ? t->g.nodes[n->in[0]].ndim : 0;
+    return Py_BuildValue("(lsNkiNNN)", id, tj_ops[n->op].name, ins, (unsigned long)n->axes,
+                         (int)n->flat, int_tuple8(n->perm, nv), int_tuple64(n->vstep, nv),
+                         int_tuple64(n->voff, n->flat ? 1 : in_ndim));
+}
+
+/* _ad_source(tracer, value, linked=False) -> a Tracer for a fresh node equal to `value`
+ * (a Tracer of the same trace, or an array or scalar, which is captured): the node a
+ * gradient is taken with respect to. `linked`: the source must depend on `value` (an
+ * enclosing grad differentiates through it). New reference. */
+static PyObject *ad_source(PyObject *mod, PyObject *args) {
+    PyObject *o, *v;
+    int linked = 0;
+    if (!PyArg_ParseTuple(args, "OO|p:_ad_source", &o, &v, &linked)) return NULL;
+    tj_tracer *x = as_tracer(o);
+    if (!x) return NULL;
+    tj_trace *t = x->trace;
+    int32_t id = tj_operand(t, v);
+    if (id < 0) return NULL;
+    tj_node n = t->g.nodes[id];
+    if (n.op == TJ_OP_VIEW || linked) {
+        /* the tracer composes views with their operand's view: a view of this source
+         * would read its base directly, so a view source is a COPY; so is any source
+         * when an enclosing grad differentiates through it (a duplicate would bypass
+         * the original, which may be that grad's own source) */
+        n.op = TJ_OP_COPY;
+        n.weak = 0;
+        n.flat = 0;
+        n.in[0] = id;
+        n.in[1] = n.in[2] = -1;
+        memset(n.perm, 0, sizeof n.perm);
+        memset(n.vstep, 0, sizeof n.vstep);
+        memset(n.voff, 0, sizeof n.voff);
+    }
+    int32_t r = tj_graph_add(&t->g, &n);
+    return r < 0 ? NULL : tj_tracer_new(t, r);
+}
+
+/* _ad_op_names() -> the names of every op in the table, in table order. */
+static PyObject *ad_op_names(PyObject *mod, PyObject *unused) {
+    PyObject *r = PyTuple_New(TJ_NOPS);
+    for (int i = 0; r && i < TJ_NOPS; i++) {
+        PyObject *s = PyUnicode_FromString(tj_ops[i].name);
+        if (!s) { Py_CLEAR(r); break; }
+        PyTuple_SET_ITEM(r, i, s);
+    }
+    return r;
+}
+
+static PyMethodDef ad_methods[] = {
+    {"_ad_op_names", ad_op_names, METH_NOARGS, "autodiff: every op's name (rule coverage)"},
+    {"_ad_node", ad_node, METH_VARARGS, "autodiff: a traced node's op, operands and layout"},
+    {"_ad_source", ad_source, METH_VARARGS, "autodiff: a fresh node to differentiate against"},
+    {NULL, NULL, 0, NULL},
+};
+
+int tj_ad_init(PyObject *module) { return PyModule_AddFunctions(module, ad_methods); }

@@ -1,0 +1,330 @@
+"""Reverse-mode autodiff on the traced graph: grad and value_and_grad.
+
+`grad(f)` is a CompiledFunction whose traced body marks the differentiated arguments
+as sources (_C._ad_source), traces `f`, then walks the graph backwards from the result
+and appends the adjoint nodes (rules in _rules.py). So:
+  * called with arrays, forward and backward are one graph: the passes fuse across
+    the boundary, the memory plan decides what lives in scratch, and the compiled
+    plan is cached per argument signature like any compiled function;
+  * called with tracers (inside @compile or inside another grad), the body traces
+    inline into the caller's graph: grad(grad(f)) and grad inside @compile work by
+    construction, because the backward nodes are ordinary differentiable nodes.
+
+Semantics follow jax.grad: argnums an int or a tuple of ints; each differentiated
+argument may be a pytree (tuple, list, dict) of float arrays or Python floats;
+integer and bool inputs raise TypeError; the result must be a float scalar (a
+TraceError names the shape otherwise).
+"""
+import inspect
+import threading
+import weakref
+
+import numpy as np
+
+from . import _C
+from ._C import TraceError, Tracer
+from ._rules import NONDIFF, RULES, ZERO, Product
+
+__all__ = ["grad", "value_and_grad", "vjp", "vjp_trace"]
+
+
+# ---- pytrees ------------------------------------------------------------------
+
+def _leaves(tree, out):
+    if isinstance(tree, (tuple, list)):
+        for v in tree:
+            _leaves(v, out)
+    elif isinstance(tree, dict):
+        for v in tree.values():
+            _leaves(v, out)
+    else:
+        out.append(tree)
+    return out
+
+
+def _rebuild(tree, it):
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_rebuild(v, it) for v in tree)
+    if isinstance(tree, dict):
+        return {k: _rebuild(v, it) for k, v in tree.items()}
+    return next(it)
+
+
+# ---- the backward walk ----------------------------------------------------------
+
+def _dtype_kind(dt):
+    """NumPy's kind letter of a NumPy or torch dtype (a torch trace's tracers report
+    torch dtypes)."""
+    kind = getattr(dt, "kind", None)
+    if kind is None and dt is not None:
+        kind = "f" if getattr(dt, "is_floating_point", False) else "i"
+    return kind
+
+
+def _is_float(t):
+    return _dtype_kind(t.dtype) == "f"
+
+
+def _sum_product(c, shape):
+    """c.p * c.q summed to `shape` over the trailing dims of a transposed view."""
+    p, q = c.p, c.q
+    full = np.broadcast_shapes(p.shape, q.shape)
+    lead = len(full) - len(shape)
+    summed = [d for d in range(len(full))
+              if d < lead or (shape[d - lead] == 1 and full[d] != 1)]
+    if not summed:
+        return p * q
+    kept = [d for d in range(len(full)) if d not in summed]
+    order = kept + summed
+    p = np.transpose(np.broadcast_to(p, full), order)
+    q = np.transpose(np.broadcast_to(q, full), order)
+    s = np.sum(p * q, axis=tuple(range(len(kept), len(full))))
+    return s.reshape(shape)
+
+
+def _fit(c, x):
+    """Cotangent c summed back to x's shape and cast to x's dtype."""
+    shape = x.shape
+    if isinstance(c, Product):
+        c = _sum_product(c, shape)
+    if c.shape != shape:
+        lead = c.ndim - len(shape)
+        if lead > 0:
+            c = np.sum(c, axis=tuple(range(lead)))
+        ones = tuple(d for d, n in enumerate(shape) if n == 1 and c.shape[d] != 1)
+        if ones:
+            c = np.sum(c, axis=ones, keepdims=True)
+        if c.shape != shape:
+            c = np.broadcast_to(c, shape)
+    if c.dtype != x.dtype:
+        c = c.astype(x.dtype)
+    return c
+
+
+def vjp_trace(out, ct, sources):
+    """Cotangents of `sources` (Tracers) for cotangent `ct` of `out`, all of one trace;
+    None where `out` does not depend on a source."""
+    src_ids = [_C._ad_node(s)[0] for s in sources]
+    lo = min(src_ids)
+    root = _C._ad_node(out)
+    nodes, tracer_of = {}, {root[0]: out}
+    stack = [root[0]]
+    while stack:   # the nodes between the sources and out
+        i = stack.pop()
+        if i in nodes:
+            continue
+        info = root if i == root[0] else _C._ad_node(out, i)
+        nodes[i] = info
+        if i in src_ids:
+            continue
+        for j, t in info[2]:
+            if j >= lo and j not in nodes:
+                tracer_of.setdefault(j, t)
+                stack.append(j)
+    srcset = set(src_ids)
+    live = {}
+    for i in sorted(nodes):
+        live[i] = i in srcset or any(live.get(j, False) for j, _ in nodes[i][2])
+    adj = {root[0]: ct}
+    for i in sorted(nodes, reverse=True):
+        if i in srcset or not live[i]:
+            continue
+        g = adj.pop(i, None)
+        info = nodes[i]
+        op = info[1]
+        if g is None or op in NONDIFF or op in ZERO:
+            continue
+        xs = [t for _, t in info[2]]
+        cts = RULES[op](g, tracer_of[i], xs, info)
+        for (j, x), c in zip(info[2], cts):
+            if c is None or not live.get(j, False) or not _is_float(x):
+                continue
+            c = _fit(c, x)
+            prev = adj.get(j)
+            adj[j] = c if prev is None else prev + c
+    return [adj.get(i) for i in src_ids]
+
+
+# ---- grad and value_and_grad ----------------------------------------------------
+
+class NotScalarError(TraceError):
+    """The differentiated function's result is not a float scalar (a TraceError)."""
+
+
+_nesting = threading.local()   # .depth: grad bodies being traced on this thread
+
+
+def _check_argnums(argnums, nargs):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not nums or not all(isinstance(k, int) for k in nums):
+        raise TypeError(f"argnums must be an int or a non-empty tuple of ints, got {argnums!r}")
+    fixed = []
+    for k in nums:
+        if not -nargs <= k < nargs:
+            raise ValueError(f"argnums {argnums!r}: the function was called with {nargs} "
+                             f"positional argument(s)")
+        fixed.append(k % nargs)
+    return fixed
+
+
+def _dtype_name(v):
+    dt = getattr(v, "dtype", None)
+    return str(dt) if dt is not None else type(v).__name__
+
+
+def _static_positions(fun, static_argnames):
+    """Positional indices of the parameters named static (as tracejit.compile does)."""
+    if isinstance(static_argnames, str):
+        static_argnames = (static_argnames,)
+    static_argnames = tuple(static_argnames)
+    try:
+        params = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params]
+    for n in static_argnames:
+        if params and n not in names:
+            raise ValueError(f"static_argnames: {getattr(fun, '__name__', fun)!r} has no "
+                             f"parameter {n!r}")
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return tuple(i for i, n in enumerate(positional) if n in static_argnames), static_argnames
+
+
+def _make(fun, argnums, has_aux, with_value, static_argnames):
+    name = "value_and_grad" if with_value else "grad"
+    static_nums, static_argnames = _static_positions(fun, static_argnames)
+
+    def body(*args, **kwargs):
+        nums = _check_argnums(argnums, len(args))
+        anchor = next((v for v in _leaves((args, kwargs), []) if isinstance(v, Tracer)), None)
+        if anchor is None:
+            raise TypeError(f"{name}: the differentiated arguments must be arrays or floats")
+        args = list(args)
+        depth = getattr(_nesting, "depth", 0)
+        sources, trees = [], []
+        for k in nums:
+            leaves = _leaves(args[k], [])
+            made = []
+            for v in leaves:
+                kind = _dtype_kind(getattr(v, "dtype", None))
+                if kind != "f" and not isinstance(v, float):
+                    raise TypeError(f"{name} requires float inputs (float32 or float64), but "
+                                    f"argument {k} has a leaf of type {_dtype_name(v)}; "
+                                    f"integer and bool inputs have no gradient")
+                made.append(_C._ad_source(anchor, v, depth > 0))
+            sources += made
+            trees.append((args[k], len(made)))
+            args[k] = _rebuild(args[k], iter(made))
+        _nesting.depth = depth + 1
+        try:
+            res = fun(*args, **kwargs)
+        finally:
+            _nesting.depth = depth
+        if has_aux:
+            if not (isinstance(res, (tuple, list)) and len(res) == 2):
+                raise TypeError(f"{name}(has_aux=True): the function must return a pair "
+                                f"(output, aux), got {type(res).__name__}")
+            out, aux = res
+        else:
+            out, aux = res, None
+        if type(out) is float:   # a constant: its gradient is zero (as jax)
+            out = np.float64(out)
+        shape = getattr(out, "shape", None)
+        if shape is None or getattr(out, "dtype", None) is None:
+            raise NotScalarError(f"{name}: the function must return a scalar float array, "
+                             f"got {type(out).__name__}")
+        if shape != ():
+            raise NotScalarError(f"{name} requires a scalar output, but the function returned "
+                             f"an array of shape {tuple(shape)}; reduce it (e.g. .sum()) first, or give "
+                             f"a cotangent with tracejit.vjp")
+        if _dtype_kind(out.dtype) != "f":
+            raise NotScalarError(f"{name} requires a float output, but the function returned "
+                             f"{out.dtype}")
+        if isinstance(out, Tracer) and sources:
+            cts = vjp_trace(out, np.ones_like(out), sources)
+        else:
+            cts = [None] * len(sources)
+        grads = [np.zeros_like(s) if c is None else c for s, c in zip(sources, cts)]
+        it = iter(grads)
+        parts = [_rebuild(tree, it) for tree, _ in trees]
+        g = parts[0] if isinstance(argnums, int) else tuple(parts)
+        if not with_value:
+            return (g, aux) if has_aux else g
+        return ((out, aux) if has_aux else out), g
+
+    cf = _C.CompiledFunction(body, static_nums, static_argnames)
+    for attr in ("__module__", "__qualname__", "__doc__"):
+        try:
+            setattr(cf, attr, getattr(fun, attr))
+        except AttributeError:
+            pass
+    try:
+        cf.__name__ = f"{name}({getattr(fun, '__name__', 'fun')})"
+    except AttributeError:
+        pass
+    return cf
+
+
+def grad(fun, argnums=0, has_aux=False, *, static_argnames=()):
+    """The gradient of scalar-valued `fun` with respect to argument(s) `argnums`, as a
+    compiled function (forward and backward traced into one graph, compiled once per
+    argument signature, replayed after). With has_aux, `fun` returns (output, aux) and
+    the result is (gradient, aux). `static_argnames`: as for tracejit.compile (Python
+    ints and floats are otherwise runtime inputs)."""
+    return _make(fun, argnums, has_aux, False, static_argnames)
+
+
+def value_and_grad(fun, argnums=0, has_aux=False, *, static_argnames=()):
+    """Like grad, returning (value, gradient); with has_aux ((value, aux), gradient)."""
+    return _make(fun, argnums, has_aux, True, static_argnames)
+
+
+# ---- vjp: a given cotangent for any (pytree) output ------------------------------------
+
+_vjp_plans = weakref.WeakKeyDictionary()   # fun -> (compiled forward, compiled joint)
+
+
+def _inner(out, ct):
+    """sum(out * ct) over the leaves of two pytrees of equal structure and shapes: its
+    gradient with respect to anything is ct pulled back through out."""
+    outs, cts = _leaves(out, []), _leaves(ct, [])
+    if len(outs) != len(cts):
+        raise ValueError(f"vjp: the cotangent has {len(cts)} leaves, the output {len(outs)}")
+    total = 0.0
+    for o, c in zip(outs, cts):
+        if np.shape(o) != np.shape(c):
+            raise ValueError(f"vjp: a cotangent of shape {tuple(np.shape(c))} for an "
+                             f"output of shape {tuple(np.shape(o))}")
+        total = total + np.sum(o * c)
+    return total
+
+
+def _pullback(fun, has_aux):
+    """The vector-Jacobian product as a gradient (of _inner). Forward and backward are
+    recomputed together in one compiled graph (nothing is kept between the calls)."""
+    def contract(primals, ct):
+        res = fun(*primals)
+        return _inner(res[0] if has_aux else res, ct)
+    return grad(contract)
+
+
+def vjp(fun, *primals, has_aux=False):
+    """jax.vjp: (out, vjp_fn), or (out, vjp_fn, aux) with has_aux. vjp_fn(ct), with ct
+    of out's structure and shapes, returns a tuple of cotangents, one per primal (each
+    of its primal's pytree structure). Forward and the pullback are compiled (and
+    cached per `fun`); the pullback recomputes the forward inside its own graph."""
+    try:
+        fwd, back = _vjp_plans[fun][has_aux]
+    except (KeyError, TypeError):
+        fwd, back = _C.CompiledFunction(fun, (), ()), _pullback(fun, has_aux)
+        try:
+            _vjp_plans.setdefault(fun, {})[has_aux] = (fwd, back)
+        except TypeError:    # not weakly referenceable: not cached
+            pass
+    res = fwd(*primals)
+    out, aux = (res[0], res[1]) if has_aux else (res, None)
+
+    def vjp_fn(ct):
+        return back(tuple(primals), ct)
+
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
