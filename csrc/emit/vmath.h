@@ -1,0 +1,432 @@
+/* Elementary functions written to vectorize: exp, expm1, log, log1p, tanh, sigmoid,
+ * softplus, erf, sin, cos and pow for float and double, as static inline scalar code
+ * with no branches (special cases are selects), so gcc vectorizes the loops that
+ * call them (csrc/emit/prims.c; any C compiled by gcc can include this header: it
+ * needs only <math.h> and <stdint.h>, and libm only for sin/cos fixups).
+ *
+ * Accuracy (tests/test_accuracy.py measures it against correctly rounded results):
+ * float32 within 2 ulp, float64 within 4 ulp; NaN propagates, infinities, signed
+ * zeros, subnormal inputs and results and the overflow thresholds follow C99/NumPy.
+ * Techniques: Cody-Waite argument reduction with FMA, 2^k built from integer bit
+ * operations (the 1.5*2^52 shifter: no float<->int64 conversion, which AVX-512F lacks),
+ * polynomials fitted by tools/fit_vmath.py. The float32 functions other than exp
+ * evaluate in double with shorter polynomials (their error is then the final rounding
+ * plus ~1e-9), which keeps them branch-free and exact in their special cases.
+ *
+ * sin and cos reduce |x| < TJ_TRIG_LIMIT (2^30) branch-free; beyond it the element
+ * functions return NaN and a loop must call tj_trig_fixup{,f} after the vector pass,
+ * which recomputes those few lanes with libm's scalar sin/cos (Payne-Hanek). */
+#ifndef TJ_VMATH_H
+#define TJ_VMATH_H
+#include <math.h>
+#include <stdint.h>
+
+typedef union { double f; uint64_t u; } tj__d64;
+typedef union { float f; uint32_t u; } tj__f32;
+static inline uint64_t tj__bits(double x) { tj__d64 v = {.f = x}; return v.u; }
+static inline double tj__dbl(uint64_t u) { tj__d64 v = {.u = u}; return v.f; }
+static inline uint32_t tj__bitsf(float x) { tj__f32 v = {.f = x}; return v.u; }
+static inline float tj__flt(uint32_t u) { tj__f32 v = {.u = u}; return v.f; }
+
+#define TJ__SHIFT 0x1.8p52                 /* x + SHIFT leaves round(x) in the low bits */
+#define TJ__INVLN2 0x1.71547652b82fep0
+#define TJ__LN2 0x1.62e42fefa39efp-1       /* ln 2 = LN2 + LN2LO */
+#define TJ__LN2LO 0x1.abc9e3b39803fp-56
+#define TJ__LN2HI 0x1.62e42fefa3000p-1     /* 41 bits: e * LN2HI is exact for |e| < 2^12 */
+#define TJ__LN2HILO 0x1.3de6af278ece6p-42
+#define TJ__INF ((double)INFINITY)
+
+/* ---- exp family (double) ---- */
+
+/* expm1(r) for |r| <= 0.357: r + r^2/2 + r^3 q(r), q of degree 9 (rel. err 1.3e-16 on q) */
+static inline double tj__expm1_r(double r) {
+    double q = 2.091325492438524e-09;
+    q = fma(q, r, 2.5103211783154584e-08);
+    q = fma(q, r, 2.755727860227737e-07);
+    q = fma(q, r, 2.7557262344368647e-06);
+    q = fma(q, r, 2.4801587320038146e-05);
+    q = fma(q, r, 0.00019841269867105666);
+    q = fma(q, r, 0.0013888888888885956);
+    q = fma(q, r, 0.008333333333329227);
+    q = fma(q, r, 0.041666666666666664);
+    q = fma(q, r, 0.16666666666666669);
+    return fma(r * r, fma(r, q, 0.5), r);
+}
+
+/* the same to ~1e-9 (enough for float results): q of degree 4 */
+static inline double tj__expm1_r32(double r) {
+    double q = 0.00019885124103558748;
+    q = fma(q, r, 0.0013928367868113448);
+    q = fma(q, r, 0.00833331938764435);
+    q = fma(q, r, 0.04166654111515417);
+    q = fma(q, r, 0.16666666666666666);
+    return fma(r * r, fma(r, q, 0.5), r);
+}
+
+/* x = k ln2 + r; returns r, and in *kb the bits whose low 32 hold k (|x| < 2^40) */
+static inline double tj__reduce_ln2(double x, uint64_t *kb) {
+    double kd = fma(x, TJ__INVLN2, TJ__SHIFT);
+    *kb = tj__bits(kd);
+    kd -= TJ__SHIFT;
+    double r = fma(-kd, TJ__LN2, x);   /* exact: x - k*LN2 is a small multiple of ulp(LN2) */
+    return fma(-kd, TJ__LN2LO, r);
+}
+
+/* 2^k for -1022 <= k <= 1023 */
+static inline double tj__pow2i(int32_t k) { return tj__dbl((uint64_t)(int64_t)(k + 1023) << 52); }
+
+static inline double tj_exp(double x) {
+    double xc = x > 709.9 ? 709.9 : x < -746.0 ? -746.0 : x;
+    uint64_t kb;
+    double r = tj__reduce_ln2(xc, &kb);
+    int32_t k = (int32_t)(uint32_t)kb, k1 = k >> 1, k2 = k - k1;
+    double y = (1.0 + tj__expm1_r(r)) * tj__pow2i(k1) * tj__pow2i(k2);   /* one rounding into subnormals */
+    y = x > 0x1.62e42fefa39efp+9 ? TJ__INF : y;
+    y = x < -0x1.74910d52d3052p+9 ? 0.0 : y;
+    return x != x ? x : y;
+}
+
+static inline double tj_expm1(double x) {
+    double xc = x > 709.9 ? 709.9 : x < -40.0 ? -40.0 : x;
+    uint64_t kb;
+    double r = tj__reduce_ln2(xc, &kb);
+    double p = tj__expm1_r(r);
+    int32_t k = (int32_t)(uint32_t)kb, k1 = k >> 1, k2 = k - k1;
+    double s = tj__pow2i(k > 56 ? 56 : k);
+    double small = fma(s, p, s - 1.0);                            /* 2^k p + (2^k - 1) */
+    double big = (1.0 + p) * tj__pow2i(k1) * tj__pow2i(k2);       /* k > 56: -1 is lost */
+    double y = k > 56 ? big : small;
+    y = x > 0x1.62e42fefa39efp+9 ? TJ__INF : y;
+    y = x < -38.0 ? -1.0 : y;
+    return (x != x || x == 0) ? x : y;   /* nan, and the sign of zero */
+}
+
+/* ---- log family (double) ---- */
+
+/* log(m) for m in [sqrt(1/2), sqrt(2)) as f - (hfsq - (s (hfsq + R) + lo)), with
+ * s = f / (2 + f), f = m - 1, R = z lg(z), z = s^2, lg of degree 6 */
+static inline double tj__log_m(double f, double e, double lo) {
+    double s = f / (2.0 + f), z = s * s;
+    double g = 0.14617807153417325;
+    g = fma(g, z, 0.15331611722055008);
+    g = fma(g, z, 0.1818289243253687);
+    g = fma(g, z, 0.22222211089379496);
+    g = fma(g, z, 0.28571428626253836);
+    g = fma(g, z, 0.3999999999989889);
+    g = fma(g, z, 0.666666666666667);
+    double hfsq = 0.5 * f * f;
+    return fma(e, TJ__LN2HI, f - (hfsq - fma(s, fma(z, g, hfsq), fma(e, TJ__LN2HILO, lo))));
+}
+
+/* x = 2^e m, m in [sqrt(1/2), sqrt(2)), for positive finite x (subnormals scaled) */
+static inline double tj__split(double x, double *e) {
+    double tiny = x < 0x1p-1022 ? 1.0 : 0.0;
+    uint64_t ix = tj__bits(x * (tiny ? 0x1p54 : 1.0));
+    uint64_t t = ix - 0x3fe6a09e667f3bcdULL;               /* bits of sqrt(1/2) */
+    uint64_t eb = (t + (0x400ULL << 52)) >> 52;             /* e + 1024 */
+    *e = tj__dbl(0x4330000000000000ULL | eb) - (0x1p52 + 1024.0) - 54.0 * tiny;
+    return tj__dbl(ix - (t & 0xfff0000000000000ULL));
+}
+
+static inline double tj_log(double x) {
+    double e, m = tj__split(x, &e);
+    double y = tj__log_m(m - 1.0, e, 0.0);
+    y = x == 0 ? -TJ__INF : y;
+    y = x < 0 ? (double)NAN : y;
+    y = x == TJ__INF ? x : y;
+    return x != x ? x : y;
+}
+
+static inline double tj_log1p(double x) {
+    double u = 1.0 + x;
+    double c = (x - (u - 1.0)) / u;        /* 1 + x = u (1 + c) to first order */
+    double e, m = tj__split(u, &e);
+    double y = tj__log_m(m - 1.0, e, c);
+    y = x == -1.0 ? -TJ__INF : y;
+    y = x < -1.0 ? (double)NAN : y;
+    y = x == TJ__INF ? x : y;
+    return (x != x || x == 0) ? x : y;
+}
+
+/* ---- built on them (double) ---- */
+
+static inline double tj_tanh(double x) {
+    double a = fabs(x);
+    double u = tj_expm1(2.0 * (a > 20.0 ? 20.0 : a));
+    double t = a > 19.5 ? 1.0 : u / (u + 2.0);    /* tanh|x| = u/(u+2), u = e^{2|x|} - 1 */
+    return x != x ? x : copysign(t, x);
+}
+
+static inline double tj_sigmoid(double x) {
+    double e = tj_exp(-fabs(x));
+    return (x >= 0 ? 1.0 : e) / (1.0 + e);
+}
+
+static inline double tj_softplus(double x) {
+    return (x > 0 ? x : 0.0) + tj_log1p(tj_exp(-fabs(x)));
+}
+
+/* ---- float versions evaluated in double ---- */
+
+static inline float tj_expf(float x);
+
+/* e^x for |x| < 1000 to ~1e-9, in double (no subnormal double results needed) */
+static inline double tj__exp_d32(double x) {
+    uint64_t kb;
+    double r = tj__reduce_ln2(x, &kb);
+    return (1.0 + tj__expm1_r32(r)) * tj__pow2i((int32_t)(uint32_t)kb);
+}
+
+static inline float tj_expm1f(float x) {
+    double xd = x > 100.f ? 100.0 : x < -30.f ? -30.0 : (double)x;
+    uint64_t kb;
+    double r = tj__reduce_ln2(xd, &kb);
+    double s = tj__pow2i((int32_t)(uint32_t)kb);
+    float y = (float)fma(s, tj__expm1_r32(r), s - 1.0);
+    return (x != x || x == 0) ? x : y;
+}
+
+/* log of positive finite double x, to ~1e-9, lg of degree 2 */
+static inline double tj__log_d32(double x) {
+    double e, m = tj__split(x, &e);
+    double f = m - 1.0, s = f / (2.0 + f), z = s * s;
+    double g = fma(fma(0.29580985929974424, z, 0.39988757716604845), z, 0.6666668509542907);
+    double hfsq = 0.5 * f * f;
+    return fma(e, TJ__LN2, f - (hfsq - s * fma(z, g, hfsq)));
+}
+
+static inline float tj_logf(float x) {
+    float y = (float)tj__log_d32((double)x);
+    y = x == 0 ? -(float)INFINITY : y;
+    y = x < 0 ? (float)NAN : y;
+    y = x == (float)INFINITY ? x : y;
+    return x != x ? x : y;
+}
+
+static inline float tj_log1pf(float x) {
+    double xd = x, u = 1.0 + xd;
+    double c = xd < 1.0 ? xd - (u - 1.0) : 0.0;   /* nonzero only for |x| < 2^-29 */
+    float y = (float)(tj__log_d32(u) + c);
+    y = x == -1.f ? -(float)INFINITY : y;
+    y = x < -1.f ? (float)NAN : y;
+    y = x == (float)INFINITY ? x : y;
+    return (x != x || x == 0) ? x : y;
+}
+
+static inline float tj_tanhf(float x) {
+    double a = fabs((double)x);
+    a = a > 10.0 ? 10.0 : a;
+    uint64_t kb;
+    double r = tj__reduce_ln2(2.0 * a, &kb);
+    double s = tj__pow2i((int32_t)(uint32_t)kb);
+    double u = fma(s, tj__expm1_r32(r), s - 1.0);
+    float t = (float)(u / (u + 2.0));
+    return x != x ? x : copysignf(t, x);
+}
+
+static inline float tj_sigmoidf(float x) {
+    double a = fabs((double)x);
+    double e = tj__exp_d32(-(a > 200.0 ? 200.0 : a));
+    float y = (float)((x >= 0 ? 1.0 : e) / (1.0 + e));
+    return x != x ? x : y;
+}
+
+static inline float tj_softplusf(float x) {
+    double a = fabs((double)x);
+    double e = tj__exp_d32(-(a > 200.0 ? 200.0 : a));
+    double u = 1.0 + e, c = e - (u - 1.0);
+    float y = (float)((x > 0 ? (double)x : 0.0) + (tj__log_d32(u) + c));
+    return x != x ? x : y;
+}
+
+/* float32 exp natively (16 lanes per AVX-512 vector): x = k ln2 + r, |r| <= ln2/2
+ * (two-part ln2), e^r by a degree-7 polynomial with FMA (within 1.003 ulp), 2^k in
+ * two steps so subnormal results round once. */
+static inline float tj_expf(float x) {
+    float kf = rintf(x * 1.44269504088896341f);
+    kf = kf > 128.f ? 128.f : kf < -150.f ? -150.f : kf;
+    float r = fmaf(kf, -0.693145751953125f, x);
+    r = fmaf(kf, -1.428606765330187045e-06f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float y = fmaf(p, r * r, r) + 1.0f;
+    int k = (int)kf, k1 = k / 2, k2 = k - k1;
+    y = y * tj__flt((uint32_t)(k1 + 127) << 23) * tj__flt((uint32_t)(k2 + 127) << 23);
+    y = x > 88.72283935546875f ? (float)INFINITY : y;
+    y = x < -103.97208404541015625f ? 0.0f : y;
+    return x != x ? x : y;
+}
+
+/* ---- sin, cos ---- */
+
+#define TJ_TRIG_LIMIT 0x1p30
+#define TJ__2OPI 0x1.45f306dc9c883p-1
+#define TJ__PIO2A 0x1.921fb54442d18p+0     /* pi/2 = A + B + C (161 bits) */
+#define TJ__PIO2B 0x1.1a62633145c07p-54
+#define TJ__PIO2C -0x1.f1976b7ed8fbcp-110
+
+/* x = k pi/2 + r, |r| <= pi/4 (+2^-20); returns r and the quadrant bits in *q. For
+ * |x| < 2^30: x - k A is exact (a small multiple of ulp(A)) and each FMA rounds once. */
+static inline double tj__reduce_pio2(double x, uint64_t *q) {
+    double kd = fma(x, TJ__2OPI, TJ__SHIFT);
+    *q = tj__bits(kd);
+    kd -= TJ__SHIFT;
+    double r = fma(-kd, TJ__PIO2A, x);
+    r = fma(-kd, TJ__PIO2B, r);
+    return fma(-kd, TJ__PIO2C, r);
+}
+
+/* quadrant q: sin(x) = (sin r, cos r, -sin r, -cos r)[q & 3]; cos uses q + 1 */
+static inline double tj__trig_d(double x, int cosine) {
+    uint64_t q;
+    double r = tj__reduce_pio2(x, &q), z = r * r;
+    q += (uint64_t)cosine;
+    double S = 1.5914533820346306e-10;
+    S = fma(S, z, -2.5051081300319015e-08);
+    S = fma(S, z, 2.755731585691312e-06);
+    S = fma(S, z, -0.00019841269836278898);
+    S = fma(S, z, 0.008333333333330627);
+    S = fma(S, z, -0.16666666666666663);
+    double sn = fma(r * z, S, r);
+    double C = -1.1380383100821594e-11;
+    C = fma(C, z, 2.0876114647930045e-09);
+    C = fma(C, z, -2.7557317118060557e-07);
+    C = fma(C, z, 2.4801587298465612e-05);
+    C = fma(C, z, -0.0013888888888887196);
+    C = fma(C, z, 0.041666666666666664);
+    double hz = 0.5 * z, w = 1.0 - hz;
+    double cs = w + (((1.0 - w) - hz) + z * z * C);
+    double y = (q & 1) ? cs : sn;
+    y = tj__dbl(tj__bits(y) ^ ((q & 2) << 62));
+    return fabs(x) < TJ_TRIG_LIMIT ? y : (double)NAN;   /* nan, inf; huge: fixup */
+}
+
+static inline float tj__trig_f(float x, int cosine) {
+    uint64_t q;
+    double r = tj__reduce_pio2((double)x, &q), z = r * r;
+    q += (uint64_t)cosine;
+    double S = fma(fma(fma(2.724209211867588e-06, z, -0.00019840025546557762), z,
+                       0.00833333175998571), z, -0.16666666663556465);
+    double C = fma(fma(fma(-2.729442084443918e-07, z, 2.4800549307560707e-05), z,
+                       -0.0013888887576269213), z, 0.04166666666407182);
+    double sn = fma(r * z, S, r), cs = fma(z * z, C, fma(-0.5, z, 1.0));
+    double y = (q & 1) ? cs : sn;
+    y = tj__dbl(tj__bits(y) ^ ((q & 2) << 62));
+    return fabsf(x) < (float)TJ_TRIG_LIMIT ? (float)y : (float)NAN;
+}
+
+static inline double tj_sin(double x) { return x == 0 ? x : tj__trig_d(x, 0); }
+static inline double tj_cos(double x) { return tj__trig_d(x, 1); }
+static inline float tj_sinf(float x) { return x == 0 ? x : tj__trig_f(x, 0); }
+static inline float tj_cosf(float x) { return tj__trig_f(x, 1); }
+
+/* After a vector pass of tj_sin/tj_cos (kind 1/2) over a[0..n) into o: lanes with
+ * 2^30 <= |x| < inf are recomputed by libm (exact reduction). The check vectorizes. */
+static inline void tj_trig_fixup(double *o, const void *a_, int64_t n, int kind) {
+    const double *a = a_;
+    int any = 0;
+    for (int64_t i = 0; i < n; i++) any |= fabs(a[i]) >= TJ_TRIG_LIMIT && fabs(a[i]) < TJ__INF;
+    if (!any) return;
+    for (int64_t i = 0; i < n; i++)
+        if (fabs(a[i]) >= TJ_TRIG_LIMIT && fabs(a[i]) < TJ__INF) o[i] = kind == 1 ? sin(a[i]) : cos(a[i]);
+}
+
+static inline void tj_trig_fixupf(float *o, const void *a_, int64_t n, int kind) {
+    const float *a = a_;
+    int any = 0;
+    for (int64_t i = 0; i < n; i++)
+        any |= fabsf(a[i]) >= (float)TJ_TRIG_LIMIT && fabsf(a[i]) < (float)INFINITY;
+    if (!any) return;
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(a[i]) >= (float)TJ_TRIG_LIMIT && fabsf(a[i]) < (float)INFINITY)
+            o[i] = kind == 1 ? sinf(a[i]) : cosf(a[i]);
+}
+
+/* ---- pow ---- */
+
+/* y odd integer (|y| >= 2^53 and infinities are even) and y integer */
+static inline int tj__odd(double y) { return rint(y) == y && rint(0.5 * y) != 0.5 * y; }
+
+/* C99 Annex F / NumPy: pow(x, +-0) = 1 and pow(1, y) = 1 even for NaN; pow(-1, +-inf)
+ * = 1; x < 0 finite with y finite non-integer: NaN; otherwise |x|^y with the sign of x
+ * when y is an odd integer (zeros and infinities follow from log|x| = -inf, +inf). */
+static inline double tj__pow_fix(double x, double y, double mag) {
+    double r = tj__odd(y) && x < 0 ? -mag : mag;
+    r = (x < 0 && x > -TJ__INF && rint(y) != y && fabs(y) < TJ__INF) ? (double)NAN : r;
+    r = (x == -1.0 && fabs(y) == TJ__INF) ? 1.0 : r;
+    return (y == 0 || x == 1.0) ? 1.0 : r;
+}
+
+/* e^(t + tl), |tl| <= 2^-40 |t|; +-inf and NaN as exp */
+static inline double tj__exp_dd(double t, double tl) {
+    double tc = t > 1100.0 ? 1100.0 : t < -1100.0 ? -1100.0 : t;
+    uint64_t kb;
+    double r = tj__reduce_ln2(tc, &kb) + tl;
+    int32_t k = (int32_t)(uint32_t)kb, k1 = k >> 1, k2 = k - k1;
+    double y = (1.0 + tj__expm1_r(r)) * tj__pow2i(k1) * tj__pow2i(k2);
+    y = t > 1000.0 ? TJ__INF : y;
+    y = t < -1000.0 ? 0.0 : y;
+    return t != t ? t : y;
+}
+
+/* log|x| as hi + lo with relative error ~2^-66: m = 1 + f, s = f / (2 + f) in
+ * double-double, log m = 2s + (2/3) s^3 (double-double) + s^5 P(s^2) */
+static inline double tj__log_dd(double ax, double *lo) {
+    double e, m = tj__split(ax, &e);
+    double f = m - 1.0, t = 2.0 + f, tl = f - (t - 2.0);
+    double inv = 1.0 / t, s = f * inv;
+    double sl = (fma(-s, t, f) - s * tl) * inv;                     /* s + sl = f/(2+f) */
+    double z = s * s, zl = fma(s, s, -z) + 2.0 * s * sl;             /* z + zl = (s+sl)^2 */
+    double c = z * s, cl = fma(z, s, -c) + (zl * s + z * sl);        /* c + cl = (s+sl)^3 */
+    double a = c * 0x1.5555555555555p-1;                             /* (2/3) c, 2/3 = A + 2^-54/3 */
+    double al = fma(c, 0x1.5555555555555p-1, -a) + (cl * 0x1.5555555555555p-1 + c * 0x1.5555555555555p-55);
+    /* tail s^5 h(z): lg(z) = 2/3 + z h(z), h of degree 6 (rel. err 7.5e-16) */
+    double g = 0.1291471218393509;
+    g = fma(g, z, 0.13285868837545742);
+    g = fma(g, z, 0.15385577463308145);
+    g = fma(g, z, 0.18181808210921882);
+    g = fma(g, z, 0.22222222271326808);
+    g = fma(g, z, 0.2857142857133801);
+    g = fma(g, z, 0.4000000000000003);
+    double tail = c * z * g;
+    double two_s = 2.0 * s;
+    double h = two_s + a, hl = (two_s - h) + a;                      /* Fast2Sum: |2s| >= |a| */
+    hl += 2.0 * sl + al + tail;
+    /* + e ln2: e LN2HI exact */
+    double eh = e * TJ__LN2HI;
+    double u = eh + h, ul = (fabs(eh) >= fabs(h) ? (eh - u) + h : (h - u) + eh);
+    ul += hl + e * TJ__LN2HILO;
+    double hi = u + ul;
+    *lo = ul - (hi - u);
+    return hi;
+}
+
+static inline double tj_pow(double x, double y) {
+    double ax = fabs(x), ll;
+    double l = tj__log_dd(ax, &ll);
+    l = ax == 0 ? -TJ__INF : l;
+    l = ax == TJ__INF ? TJ__INF : l;
+    ll = (ax == 0 || ax == TJ__INF) ? 0.0 : ll;
+    double t = y * l, tl = fma(y, l, -t) + y * ll;
+    tl = fabs(t) < TJ__INF ? tl : 0.0;
+    return tj__pow_fix(x, y, tj__exp_dd(t, tl));
+}
+
+static inline float tj_powf(float x, float y) {
+    double ax = fabs((double)x), yd = y, e;
+    double m = tj__split(ax, &e);
+    double l = tj__log_m(m - 1.0, e, 0.0);        /* full double log: |y log x| error < 2^-44 */
+    l = ax == 0 ? -TJ__INF : l;
+    l = ax == TJ__INF ? TJ__INF : l;
+    double t = yd * l;
+    double tc = t > 200.0 ? 200.0 : t < -200.0 ? -200.0 : t;
+    double mag = tj__exp_d32(tc);
+    mag = t != t ? t : mag;
+    return (float)tj__pow_fix((double)x, yd, mag);
+}
+
+#endif
