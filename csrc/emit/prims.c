@@ -9,11 +9,15 @@
 #include "tracejit.h"
 #include <math.h>
 
-#pragma GCC optimize("O3")  /* with -fno-math-errno (setup.py) libm calls vectorize */
+#pragma GCC optimize("O3", "no-trapping-math")  /* with -fno-math-errno (setup.py) libm calls
+                                                  * vectorize; no-trapping-math lets gcc
+                                                  * if-convert vmath.h's selects */
 #pragma GCC diagnostic ignored "-Wint-in-bool-context"  /* bool multiply is logical and */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define TJ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* x86-64-v4: AVX-512 F/BW/DQ/VL and FMA; v3: AVX2 and FMA (without FMA in the target,
+ * vmath.h's fma() calls would stay scalar library calls) */
+#define TJ_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define TJ_CLONES
 #endif

@@ -2,7 +2,11 @@
  * softplus, erf, sin, cos and pow for float and double, as static inline scalar code
  * with no branches (special cases are selects), so gcc vectorizes the loops that
  * call them (csrc/emit/prims.c; any C compiled by gcc can include this header: it
- * needs only <math.h> and <stdint.h>, and libm only for sin/cos fixups).
+ * needs only <math.h> and <stdint.h>, and libm only for sin/cos fixups). Compile the
+ * callers with -O3 -fno-math-errno -fno-trapping-math -ffp-contract=off (prims.c:
+ * #pragma GCC optimize("O3", "no-trapping-math") before the #include, so the inline
+ * functions share the callers' options): with trapping math gcc keeps a branch
+ * around a division and does not vectorize.
  *
  * Accuracy (tests/test_accuracy.py measures it against correctly rounded results):
  * float32 within 2 ulp, float64 within 4 ulp; NaN propagates, infinities, signed
@@ -21,12 +25,16 @@
 #include <math.h>
 #include <stdint.h>
 
+/* always inline: the callers are target_clones loops, where gcc's size limits would
+ * otherwise leave a scalar call in the loop */
+#define TJ_VMI static inline __attribute__((always_inline))
+
 typedef union { double f; uint64_t u; } tj__d64;
 typedef union { float f; uint32_t u; } tj__f32;
-static inline uint64_t tj__bits(double x) { tj__d64 v = {.f = x}; return v.u; }
-static inline double tj__dbl(uint64_t u) { tj__d64 v = {.u = u}; return v.f; }
-static inline uint32_t tj__bitsf(float x) { tj__f32 v = {.f = x}; return v.u; }
-static inline float tj__flt(uint32_t u) { tj__f32 v = {.u = u}; return v.f; }
+TJ_VMI uint64_t tj__bits(double x) { tj__d64 v = {.f = x}; return v.u; }
+TJ_VMI double tj__dbl(uint64_t u) { tj__d64 v = {.u = u}; return v.f; }
+TJ_VMI uint32_t tj__bitsf(float x) { tj__f32 v = {.f = x}; return v.u; }
+TJ_VMI float tj__flt(uint32_t u) { tj__f32 v = {.u = u}; return v.f; }
 
 #define TJ__SHIFT 0x1.8p52                 /* x + SHIFT leaves round(x) in the low bits */
 #define TJ__INVLN2 0x1.71547652b82fep0
@@ -39,7 +47,7 @@ static inline float tj__flt(uint32_t u) { tj__f32 v = {.u = u}; return v.f; }
 /* ---- exp family (double) ---- */
 
 /* expm1(r) for |r| <= 0.357: r + r^2/2 + r^3 q(r), q of degree 9 (rel. err 1.3e-16 on q) */
-static inline double tj__expm1_r(double r) {
+TJ_VMI double tj__expm1_r(double r) {
     double q = 2.091325492438524e-09;
     q = fma(q, r, 2.5103211783154584e-08);
     q = fma(q, r, 2.755727860227737e-07);
@@ -54,7 +62,7 @@ static inline double tj__expm1_r(double r) {
 }
 
 /* the same to ~1e-9 (enough for float results): q of degree 4 */
-static inline double tj__expm1_r32(double r) {
+TJ_VMI double tj__expm1_r32(double r) {
     double q = 0.00019885124103558748;
     q = fma(q, r, 0.0013928367868113448);
     q = fma(q, r, 0.00833331938764435);
@@ -64,7 +72,7 @@ static inline double tj__expm1_r32(double r) {
 }
 
 /* x = k ln2 + r; returns r, and in *kb the bits whose low 32 hold k (|x| < 2^40) */
-static inline double tj__reduce_ln2(double x, uint64_t *kb) {
+TJ_VMI double tj__reduce_ln2(double x, uint64_t *kb) {
     double kd = fma(x, TJ__INVLN2, TJ__SHIFT);
     *kb = tj__bits(kd);
     kd -= TJ__SHIFT;
@@ -73,9 +81,9 @@ static inline double tj__reduce_ln2(double x, uint64_t *kb) {
 }
 
 /* 2^k for -1022 <= k <= 1023 */
-static inline double tj__pow2i(int32_t k) { return tj__dbl((uint64_t)(int64_t)(k + 1023) << 52); }
+TJ_VMI double tj__pow2i(int32_t k) { return tj__dbl((uint64_t)(int64_t)(k + 1023) << 52); }
 
-static inline double tj_exp(double x) {
+TJ_VMI double tj_exp(double x) {
     double xc = x > 709.9 ? 709.9 : x < -746.0 ? -746.0 : x;
     uint64_t kb;
     double r = tj__reduce_ln2(xc, &kb);
@@ -86,7 +94,7 @@ static inline double tj_exp(double x) {
     return x != x ? x : y;
 }
 
-static inline double tj_expm1(double x) {
+TJ_VMI double tj_expm1(double x) {
     double xc = x > 709.9 ? 709.9 : x < -40.0 ? -40.0 : x;
     uint64_t kb;
     double r = tj__reduce_ln2(xc, &kb);
@@ -98,14 +106,15 @@ static inline double tj_expm1(double x) {
     double y = k > 56 ? big : small;
     y = x > 0x1.62e42fefa39efp+9 ? TJ__INF : y;
     y = x < -38.0 ? -1.0 : y;
-    return (x != x || x == 0) ? x : y;   /* nan, and the sign of zero */
+    y = x == 0 ? x : y;                  /* the sign of zero */
+    return x != x ? x : y;
 }
 
 /* ---- log family (double) ---- */
 
 /* log(m) for m in [sqrt(1/2), sqrt(2)) as f - (hfsq - (s (hfsq + R) + lo)), with
  * s = f / (2 + f), f = m - 1, R = z lg(z), z = s^2, lg of degree 6 */
-static inline double tj__log_m(double f, double e, double lo) {
+TJ_VMI double tj__log_m(double f, double e, double lo) {
     double s = f / (2.0 + f), z = s * s;
     double g = 0.14617807153417325;
     g = fma(g, z, 0.15331611722055008);
@@ -119,7 +128,7 @@ static inline double tj__log_m(double f, double e, double lo) {
 }
 
 /* x = 2^e m, m in [sqrt(1/2), sqrt(2)), for positive finite x (subnormals scaled) */
-static inline double tj__split(double x, double *e) {
+TJ_VMI double tj__split(double x, double *e) {
     double tiny = x < 0x1p-1022 ? 1.0 : 0.0;
     uint64_t ix = tj__bits(x * (tiny ? 0x1p54 : 1.0));
     uint64_t t = ix - 0x3fe6a09e667f3bcdULL;               /* bits of sqrt(1/2) */
@@ -128,7 +137,7 @@ static inline double tj__split(double x, double *e) {
     return tj__dbl(ix - (t & 0xfff0000000000000ULL));
 }
 
-static inline double tj_log(double x) {
+TJ_VMI double tj_log(double x) {
     double e, m = tj__split(x, &e);
     double y = tj__log_m(m - 1.0, e, 0.0);
     y = x == 0 ? -TJ__INF : y;
@@ -137,7 +146,7 @@ static inline double tj_log(double x) {
     return x != x ? x : y;
 }
 
-static inline double tj_log1p(double x) {
+TJ_VMI double tj_log1p(double x) {
     double u = 1.0 + x;
     double c = (x - (u - 1.0)) / u;        /* 1 + x = u (1 + c) to first order */
     double e, m = tj__split(u, &e);
@@ -145,49 +154,51 @@ static inline double tj_log1p(double x) {
     y = x == -1.0 ? -TJ__INF : y;
     y = x < -1.0 ? (double)NAN : y;
     y = x == TJ__INF ? x : y;
-    return (x != x || x == 0) ? x : y;
+    y = x == 0 ? x : y;
+    return x != x ? x : y;
 }
 
 /* ---- built on them (double) ---- */
 
-static inline double tj_tanh(double x) {
+TJ_VMI double tj_tanh(double x) {
     double a = fabs(x);
     double u = tj_expm1(2.0 * (a > 20.0 ? 20.0 : a));
     double t = a > 19.5 ? 1.0 : u / (u + 2.0);    /* tanh|x| = u/(u+2), u = e^{2|x|} - 1 */
     return x != x ? x : copysign(t, x);
 }
 
-static inline double tj_sigmoid(double x) {
+TJ_VMI double tj_sigmoid(double x) {
     double e = tj_exp(-fabs(x));
     return (x >= 0 ? 1.0 : e) / (1.0 + e);
 }
 
-static inline double tj_softplus(double x) {
+TJ_VMI double tj_softplus(double x) {
     return (x > 0 ? x : 0.0) + tj_log1p(tj_exp(-fabs(x)));
 }
 
 /* ---- float versions evaluated in double ---- */
 
-static inline float tj_expf(float x);
+TJ_VMI float tj_expf(float x);
 
 /* e^x for |x| < 1000 to ~1e-9, in double (no subnormal double results needed) */
-static inline double tj__exp_d32(double x) {
+TJ_VMI double tj__exp_d32(double x) {
     uint64_t kb;
     double r = tj__reduce_ln2(x, &kb);
     return (1.0 + tj__expm1_r32(r)) * tj__pow2i((int32_t)(uint32_t)kb);
 }
 
-static inline float tj_expm1f(float x) {
+TJ_VMI float tj_expm1f(float x) {
     double xd = x > 100.f ? 100.0 : x < -30.f ? -30.0 : (double)x;
     uint64_t kb;
     double r = tj__reduce_ln2(xd, &kb);
     double s = tj__pow2i((int32_t)(uint32_t)kb);
     float y = (float)fma(s, tj__expm1_r32(r), s - 1.0);
-    return (x != x || x == 0) ? x : y;
+    y = x == 0 ? x : y;
+    return x != x ? x : y;
 }
 
 /* log of positive finite double x, to ~1e-9, lg of degree 2 */
-static inline double tj__log_d32(double x) {
+TJ_VMI double tj__log_d32(double x) {
     double e, m = tj__split(x, &e);
     double f = m - 1.0, s = f / (2.0 + f), z = s * s;
     double g = fma(fma(0.29580985929974424, z, 0.39988757716604845), z, 0.6666668509542907);
@@ -195,7 +206,7 @@ static inline double tj__log_d32(double x) {
     return fma(e, TJ__LN2, f - (hfsq - s * fma(z, g, hfsq)));
 }
 
-static inline float tj_logf(float x) {
+TJ_VMI float tj_logf(float x) {
     float y = (float)tj__log_d32((double)x);
     y = x == 0 ? -(float)INFINITY : y;
     y = x < 0 ? (float)NAN : y;
@@ -203,17 +214,18 @@ static inline float tj_logf(float x) {
     return x != x ? x : y;
 }
 
-static inline float tj_log1pf(float x) {
+TJ_VMI float tj_log1pf(float x) {
     double xd = x, u = 1.0 + xd;
     double c = xd < 1.0 ? xd - (u - 1.0) : 0.0;   /* nonzero only for |x| < 2^-29 */
     float y = (float)(tj__log_d32(u) + c);
     y = x == -1.f ? -(float)INFINITY : y;
     y = x < -1.f ? (float)NAN : y;
     y = x == (float)INFINITY ? x : y;
-    return (x != x || x == 0) ? x : y;
+    y = x == 0 ? x : y;
+    return x != x ? x : y;
 }
 
-static inline float tj_tanhf(float x) {
+TJ_VMI float tj_tanhf(float x) {
     double a = fabs((double)x);
     a = a > 10.0 ? 10.0 : a;
     uint64_t kb;
@@ -224,14 +236,14 @@ static inline float tj_tanhf(float x) {
     return x != x ? x : copysignf(t, x);
 }
 
-static inline float tj_sigmoidf(float x) {
+TJ_VMI float tj_sigmoidf(float x) {
     double a = fabs((double)x);
     double e = tj__exp_d32(-(a > 200.0 ? 200.0 : a));
     float y = (float)((x >= 0 ? 1.0 : e) / (1.0 + e));
     return x != x ? x : y;
 }
 
-static inline float tj_softplusf(float x) {
+TJ_VMI float tj_softplusf(float x) {
     double a = fabs((double)x);
     double e = tj__exp_d32(-(a > 200.0 ? 200.0 : a));
     double u = 1.0 + e, c = e - (u - 1.0);
@@ -242,7 +254,7 @@ static inline float tj_softplusf(float x) {
 /* float32 exp natively (16 lanes per AVX-512 vector): x = k ln2 + r, |r| <= ln2/2
  * (two-part ln2), e^r by a degree-7 polynomial with FMA (within 1.003 ulp), 2^k in
  * two steps so subnormal results round once. */
-static inline float tj_expf(float x) {
+TJ_VMI float tj_expf(float x) {
     float kf = rintf(x * 1.44269504088896341f);
     kf = kf > 128.f ? 128.f : kf < -150.f ? -150.f : kf;
     float r = fmaf(kf, -0.693145751953125f, x);
@@ -271,7 +283,7 @@ static inline float tj_expf(float x) {
 
 /* x = k pi/2 + r, |r| <= pi/4 (+2^-20); returns r and the quadrant bits in *q. For
  * |x| < 2^30: x - k A is exact (a small multiple of ulp(A)) and each FMA rounds once. */
-static inline double tj__reduce_pio2(double x, uint64_t *q) {
+TJ_VMI double tj__reduce_pio2(double x, uint64_t *q) {
     double kd = fma(x, TJ__2OPI, TJ__SHIFT);
     *q = tj__bits(kd);
     kd -= TJ__SHIFT;
@@ -281,7 +293,7 @@ static inline double tj__reduce_pio2(double x, uint64_t *q) {
 }
 
 /* quadrant q: sin(x) = (sin r, cos r, -sin r, -cos r)[q & 3]; cos uses q + 1 */
-static inline double tj__trig_d(double x, int cosine) {
+TJ_VMI double tj__trig_d(double x, int cosine) {
     uint64_t q;
     double r = tj__reduce_pio2(x, &q), z = r * r;
     q += (uint64_t)cosine;
@@ -305,7 +317,7 @@ static inline double tj__trig_d(double x, int cosine) {
     return fabs(x) < TJ_TRIG_LIMIT ? y : (double)NAN;   /* nan, inf; huge: fixup */
 }
 
-static inline float tj__trig_f(float x, int cosine) {
+TJ_VMI float tj__trig_f(float x, int cosine) {
     uint64_t q;
     double r = tj__reduce_pio2((double)x, &q), z = r * r;
     q += (uint64_t)cosine;
@@ -319,27 +331,27 @@ static inline float tj__trig_f(float x, int cosine) {
     return fabsf(x) < (float)TJ_TRIG_LIMIT ? (float)y : (float)NAN;
 }
 
-static inline double tj_sin(double x) { return x == 0 ? x : tj__trig_d(x, 0); }
-static inline double tj_cos(double x) { return tj__trig_d(x, 1); }
-static inline float tj_sinf(float x) { return x == 0 ? x : tj__trig_f(x, 0); }
-static inline float tj_cosf(float x) { return tj__trig_f(x, 1); }
+TJ_VMI double tj_sin(double x) { return x == 0 ? x : tj__trig_d(x, 0); }
+TJ_VMI double tj_cos(double x) { return tj__trig_d(x, 1); }
+TJ_VMI float tj_sinf(float x) { return x == 0 ? x : tj__trig_f(x, 0); }
+TJ_VMI float tj_cosf(float x) { return tj__trig_f(x, 1); }
 
 /* After a vector pass of tj_sin/tj_cos (kind 1/2) over a[0..n) into o: lanes with
  * 2^30 <= |x| < inf are recomputed by libm (exact reduction). The check vectorizes. */
-static inline void tj_trig_fixup(double *o, const void *a_, int64_t n, int kind) {
+TJ_VMI void tj_trig_fixup(double *o, const void *a_, int64_t n, int kind) {
     const double *a = a_;
     int any = 0;
-    for (int64_t i = 0; i < n; i++) any |= fabs(a[i]) >= TJ_TRIG_LIMIT && fabs(a[i]) < TJ__INF;
+    for (int64_t i = 0; i < n; i++) any |= (fabs(a[i]) >= TJ_TRIG_LIMIT) & (fabs(a[i]) < TJ__INF);
     if (!any) return;
     for (int64_t i = 0; i < n; i++)
         if (fabs(a[i]) >= TJ_TRIG_LIMIT && fabs(a[i]) < TJ__INF) o[i] = kind == 1 ? sin(a[i]) : cos(a[i]);
 }
 
-static inline void tj_trig_fixupf(float *o, const void *a_, int64_t n, int kind) {
+TJ_VMI void tj_trig_fixupf(float *o, const void *a_, int64_t n, int kind) {
     const float *a = a_;
     int any = 0;
     for (int64_t i = 0; i < n; i++)
-        any |= fabsf(a[i]) >= (float)TJ_TRIG_LIMIT && fabsf(a[i]) < (float)INFINITY;
+        any |= (fabsf(a[i]) >= (float)TJ_TRIG_LIMIT) & (fabsf(a[i]) < (float)INFINITY);
     if (!any) return;
     for (int64_t i = 0; i < n; i++)
         if (fabsf(a[i]) >= (float)TJ_TRIG_LIMIT && fabsf(a[i]) < (float)INFINITY)
@@ -348,21 +360,26 @@ static inline void tj_trig_fixupf(float *o, const void *a_, int64_t n, int kind)
 
 /* ---- pow ---- */
 
-/* y odd integer (|y| >= 2^53 and infinities are even) and y integer */
-static inline int tj__odd(double y) { return rint(y) == y && rint(0.5 * y) != 0.5 * y; }
-
 /* C99 Annex F / NumPy: pow(x, +-0) = 1 and pow(1, y) = 1 even for NaN; pow(-1, +-inf)
  * = 1; x < 0 finite with y finite non-integer: NaN; otherwise |x|^y with the sign of x
- * when y is an odd integer (zeros and infinities follow from log|x| = -inf, +inf). */
-static inline double tj__pow_fix(double x, double y, double mag) {
-    double r = tj__odd(y) && x < 0 ? -mag : mag;
-    r = (x < 0 && x > -TJ__INF && rint(y) != y && fabs(y) < TJ__INF) ? (double)NAN : r;
-    r = (x == -1.0 && fabs(y) == TJ__INF) ? 1.0 : r;
-    return (y == 0 || x == 1.0) ? 1.0 : r;
+ * when y is an odd integer (|y| >= 2^53 and infinities are even; zeros and infinities
+ * of x follow from log|x| = -inf, +inf). Selects on doubles only, so it vectorizes. */
+TJ_VMI double tj__pow_fix(double x, double y, double mag) {
+    double h = 0.5 * y, neg = x < 0 ? -mag : mag;
+    double r = rint(h) != h ? neg : mag;                 /* y odd or not an integer */
+    r = rint(y) != y ? mag : r;                          /* ... but not an integer */
+    double bad = fabs(y) < TJ__INF ? (double)NAN : r;    /* x < 0 finite, y not integer */
+    bad = x > -TJ__INF ? bad : r;
+    bad = x < 0 ? bad : r;
+    r = rint(y) != y ? bad : r;
+    double one = fabs(y) == TJ__INF ? 1.0 : r;           /* pow(-1, +-inf) */
+    r = x == -1.0 ? one : r;
+    r = x == 1.0 ? 1.0 : r;
+    return y == 0 ? 1.0 : r;
 }
 
 /* e^(t + tl), |tl| <= 2^-40 |t|; +-inf and NaN as exp */
-static inline double tj__exp_dd(double t, double tl) {
+TJ_VMI double tj__exp_dd(double t, double tl) {
     double tc = t > 1100.0 ? 1100.0 : t < -1100.0 ? -1100.0 : t;
     uint64_t kb;
     double r = tj__reduce_ln2(tc, &kb) + tl;
@@ -375,7 +392,7 @@ static inline double tj__exp_dd(double t, double tl) {
 
 /* log|x| as hi + lo with relative error ~2^-66: m = 1 + f, s = f / (2 + f) in
  * double-double, log m = 2s + (2/3) s^3 (double-double) + s^5 P(s^2) */
-static inline double tj__log_dd(double ax, double *lo) {
+TJ_VMI double tj__log_dd(double ax, double *lo) {
     double e, m = tj__split(ax, &e);
     double f = m - 1.0, t = 2.0 + f, tl = f - (t - 2.0);
     double inv = 1.0 / t, s = f * inv;
@@ -405,18 +422,19 @@ static inline double tj__log_dd(double ax, double *lo) {
     return hi;
 }
 
-static inline double tj_pow(double x, double y) {
+TJ_VMI double tj_pow(double x, double y) {
     double ax = fabs(x), ll;
     double l = tj__log_dd(ax, &ll);
     l = ax == 0 ? -TJ__INF : l;
     l = ax == TJ__INF ? TJ__INF : l;
-    ll = (ax == 0 || ax == TJ__INF) ? 0.0 : ll;
+    ll = ax == 0 ? 0.0 : ll;
+    ll = ax == TJ__INF ? 0.0 : ll;
     double t = y * l, tl = fma(y, l, -t) + y * ll;
     tl = fabs(t) < TJ__INF ? tl : 0.0;
     return tj__pow_fix(x, y, tj__exp_dd(t, tl));
 }
 
-static inline float tj_powf(float x, float y) {
+TJ_VMI float tj_powf(float x, float y) {
     double ax = fabs((double)x), yd = y, e;
     double m = tj__split(ax, &e);
     double l = tj__log_m(m - 1.0, e, 0.0);        /* full double log: |y log x| error < 2^-44 */
