@@ -19,6 +19,7 @@ sources = sorted(glob.glob("csrc/*.c") + glob.glob("csrc/*/*.c"))
 ext = Extension(
     "tracejit._C",
     sources=sources,
+    depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*/*.h")),   # rebuild on header edits
     include_dirs=["csrc", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     extra_compile_args=flags,

@@ -7,6 +7,7 @@
 
 int tj_protocols_init(tj_state *st);                           /* trace/protocols.c */
 int tj_function_type_init(PyObject *module, tj_state *st);     /* function.c */
+PyObject *tj_py_vmath(PyObject *self, PyObject *args);        /* emit/vmath_eval.c */
 
 static tj_state *g_state;
 
@@ -124,6 +125,7 @@ static PyMethodDef module_methods[] = {
     {"op_table", op_table, METH_NOARGS, "op_table() -> list of dicts describing elementwise ops"},
     {"libtcc_path", libtcc_path, METH_NOARGS, "path of the loaded libtcc, or None"},
     {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},
+    {"_vmath", tj_py_vmath, METH_VARARGS, "_vmath(name, out, x[, y]): a vmath.h function (testing hook)"},
     {"_load_blas", load_blas, METH_VARARGS, "use NumPy's BLAS for large products"},
     {"_register_impls", register_impls, METH_O, "NumPy functions implemented in Python"},
     {"_set_skip_dirs", set_skip_dirs, METH_O,

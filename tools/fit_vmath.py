@@ -75,3 +75,19 @@ def lg_tail(z):   # lg(z) = 2/3 + z h(z), for pow's double-double log
 if __name__ == "__main__":
     for deg in (5, 6):
         fit("log tail h, pow", lg_tail, mp.mpf(1e-30), S * S * mp.mpf("1.001"), deg)
+
+
+def erfc_q(u):    # erfc(x) = exp(-x^2) Q(1/x)
+    x = 1 / u
+    return mp.erfc(x) * mp.exp(x * x)
+
+
+if __name__ == "__main__":
+    fit("erf P(x^2) = erf(x)/x, f64", erf_p, mp.mpf(1e-40), mp.mpf("2.25"), 14)
+    c = (mp.mpf(1) / 6 + mp.mpf(1) / mp.mpf("1.5")) / 2
+    print("/* center", float(c), "*/")
+    fit("erfc Q(c + w), w = 1/x - c, f64", lambda w: erfc_q(c + w), mp.mpf(1) / 6 - c, mp.mpf(1) / mp.mpf("1.5") - c, 18)
+    fit("erf P(x^2) = erf(x)/x, f32-in-double", erf_p, mp.mpf(1e-40), mp.mpf(4), 10)
+    c = (mp.mpf(1) / 6 + mp.mpf(1) / 2) / 2
+    print("/* center", float(c), "*/")
+    fit("erfc Q(c + w), f32-in-double", lambda w: erfc_q(c + w), mp.mpf(1) / 6 - c, mp.mpf(1) / 2 - c, 6)
