@@ -7,9 +7,12 @@ import mpmath as mp
 mp.mp.dps = 120
 
 
-def fit(name, f, a, b, deg):
+def fit(name, f, a, b, deg, f32=False):
     coeffs, _ = mp.chebyfit(f, [a, b], deg + 1, error=True)   # highest degree first
     c = [float(x) for x in coeffs]
+    if f32:
+        import numpy as np
+        c = [float(np.float32(x)) for x in c]
     worst = mp.mpf(0)
     for i in range(2000):
         t = a + (b - a) * (mp.mpf(i) + mp.mpf('0.37')) / 2000
@@ -91,3 +94,25 @@ if __name__ == "__main__":
     c = (mp.mpf(1) / 6 + mp.mpf(1) / 2) / 2
     print("/* center", float(c), "*/")
     fit("erfc Q(c + w), f32-in-double", lambda w: erfc_q(c + w), mp.mpf(1) / 6 - c, mp.mpf(1) / 2 - c, 6)
+
+
+def log1p_l(f):   # log1p(f) = f - f^2/2 + f^3 L(f)
+    if abs(f) < mp.mpf(10) ** -30:
+        return mp.mpf(1) / 3 - f / 4
+    return (mp.log1p(f) - f + f * f / 2) / f ** 3
+
+
+def tanh_p(z):    # tanh(x) = x + x z P(z), z = x^2
+    x = mp.sqrt(z)
+    return (mp.tanh(x) - x) / (x * z)
+
+
+if __name__ == "__main__":
+    for deg in (3, 4):
+        fit("expm1 q, float32", q_expm1, -R, R, deg, f32=True)
+    for deg in (7, 8):
+        fit("log1p L, float32", log1p_l, -(1 - 1 / mp.sqrt(2)) - mp.mpf("0.001"), mp.sqrt(2) - 1 + mp.mpf("0.001"), deg, f32=True)
+    for deg in (4, 5):
+        fit("tanh P, float32", tanh_p, mp.mpf(1e-30), mp.mpf("0.5625") ** 2, deg, f32=True)
+    for deg in (5, 6):
+        fit("expm1 q on |r| < ln2 (truncating reduction), float32", q_expm1, -mp.log(2) - mp.mpf("0.001"), mp.log(2) + mp.mpf("0.001"), deg, f32=True)

@@ -187,16 +187,6 @@ TJ_VMI double tj__exp_d32(double x) {
     return (1.0 + tj__expm1_r32(r)) * tj__pow2i((int32_t)(uint32_t)kb);
 }
 
-TJ_VMI float tj_expm1f(float x) {
-    double xd = x > 100.f ? 100.0 : x < -30.f ? -30.0 : (double)x;
-    uint64_t kb;
-    double r = tj__reduce_ln2(xd, &kb);
-    double s = tj__pow2i((int32_t)(uint32_t)kb);
-    float y = (float)fma(s, tj__expm1_r32(r), s - 1.0);
-    y = x == 0 ? x : y;
-    return x != x ? x : y;
-}
-
 /* log of positive finite double x, to ~1e-9, lg of degree 2 */
 TJ_VMI double tj__log_d32(double x) {
     double e, m = tj__split(x, &e);
@@ -206,48 +196,150 @@ TJ_VMI double tj__log_d32(double x) {
     return fma(e, TJ__LN2, f - (hfsq - s * fma(z, g, hfsq)));
 }
 
+TJ_VMI float tj_softplusf(float x) {
+    double a = fabs((double)x);
+    double e = tj__exp_d32(-(a > 200.0 ? 200.0 : a));
+    double u = 1.0 + e, c = e - (u - 1.0);
+    float y = (float)((x > 0 ? (double)x : 0.0) + (tj__log_d32(u) + c));
+    return x != x ? x : y;
+}
+
+
+/* ---- float natively (16 lanes per AVX-512 vector) ---- */
+
+/* expm1(r) for |r| <= ln2 in float: r + r^2 (1/2 + r q(r)), q of degree 5 */
+TJ_VMI float tj__expm1_rf(float r) {
+    float q = 2.500158007023856e-05f;
+    q = fmaf(q, r, 0.0002004142734222114f);
+    q = fmaf(q, r, 0.0013888527173548937f);
+    q = fmaf(q, r, 0.00833297148346901f);
+    q = fmaf(q, r, 0.0416666679084301f);
+    q = fmaf(q, r, 0.1666666716337204f);
+    return fmaf(r * r, fmaf(r, q, 0.5f), r);
+}
+
+/* x = k ln2 + r with k = trunc(x / ln2), so |r| < ln2 and r = x exactly for
+ * |x| < ln2 (no cancellation in expm1 near 0); |x| < 2^22 */
+TJ_VMI float tj__reduce_ln2f(float x, int32_t *k) {
+    float kf = truncf(x * 1.44269504088896341f);
+    *k = (int32_t)kf;
+    float r = fmaf(kf, -0.693145751953125f, x);      /* 16-bit ln2 head: k * head exact */
+    return fmaf(kf, -1.428606765330187045e-06f, r);
+}
+
+/* the same with k = round(x / ln2), |r| <= ln2/2 */
+TJ_VMI float tj__reduce_ln2f_near(float x, int32_t *k) {
+    float kf = rintf(x * 1.44269504088896341f);
+    *k = (int32_t)kf;
+    float r = fmaf(kf, -0.693145751953125f, x);
+    return fmaf(kf, -1.428606765330187045e-06f, r);
+}
+
+TJ_VMI float tj__pow2f(int32_t k) { return tj__flt((uint32_t)(k + 127) << 23); }   /* |k| <= 126 */
+
+TJ_VMI float tj_expm1f(float x) {
+    float xc = x > 88.8f ? 88.8f : x < -18.f ? -18.f : x;
+    int32_t k;
+    float r = tj__reduce_ln2f(xc, &k), p = tj__expm1_rf(r);
+    int32_t kc = k > 127 ? 127 : k;                     /* k = 128: 2^127 (1 + p) 2 */
+    float s = tj__pow2f(kc);
+    float y = fmaf(s, p, s - 1.0f);                      /* 2^k p + (2^k - 1) */
+    y = k > 127 ? y * 2.0f : y;
+    y = x > 88.72283935546875f ? (float)INFINITY : y;
+    y = x < -17.4f ? -1.0f : y;
+    y = x == 0 ? x : y;
+    return x != x ? x : y;
+}
+
+/* log(1 + f) - f for f in [sqrt(1/2) - 1, sqrt(2) - 1]: -f^2/2 + f^3 L(f), L of degree 8 */
+TJ_VMI float tj__log1p_tail(float f) {
+    float L = 0.0698070228099823f;
+    L = fmaf(L, f, -0.11494546383619308f);
+    L = fmaf(L, f, 0.11689071357250214f);
+    L = fmaf(L, f, -0.12424037605524063f);
+    L = fmaf(L, f, 0.14248551428318024f);
+    L = fmaf(L, f, -0.1666785031557083f);
+    L = fmaf(L, f, 0.20000730454921722f);
+    L = fmaf(L, f, -0.2499999701976776f);
+    L = fmaf(L, f, 0.3333333134651184f);
+    return fmaf(f * f * f, L, -0.5f * f * f);
+}
+
+/* x = 2^e m, m in [sqrt(1/2), sqrt(2)), for positive finite x (subnormals scaled) */
+TJ_VMI float tj__splitf(float x, float *e) {
+    float tiny = x < 0x1p-126f ? 23.0f : 0.0f;
+    uint32_t ix = tj__bitsf(x * (x < 0x1p-126f ? 0x1p23f : 1.0f));
+    uint32_t t = ix - 0x3f3504f3u;                       /* bits of sqrt(1/2) */
+    *e = (float)((int32_t)t >> 23) - tiny;
+    return tj__flt(ix - (t & 0xff800000u));
+}
+
+/* e ln2 + f + tail, ln2 = 0.693359375 - 2.12194440e-4 (e * head exact) */
+TJ_VMI float tj__log_assemble(float e, float f, float tail) {
+    return fmaf(e, 0.693359375f, f + fmaf(e, -2.12194440e-4f, tail));
+}
+
 TJ_VMI float tj_logf(float x) {
-    float y = (float)tj__log_d32((double)x);
+    float e, m = tj__splitf(x, &e), f = m - 1.0f;
+    float y = tj__log_assemble(e, f, tj__log1p_tail(f));
     y = x == 0 ? -(float)INFINITY : y;
     y = x < 0 ? (float)NAN : y;
     y = x == (float)INFINITY ? x : y;
     return x != x ? x : y;
 }
 
+/* log1p: u = 1 + x = 2^e m; where e = 0, f = x exactly; elsewhere f = m - 1 and the
+ * rounding of u is put back as c / u, c = x - (u - 1) */
 TJ_VMI float tj_log1pf(float x) {
-    double xd = x, u = 1.0 + xd;
-    double c = xd < 1.0 ? xd - (u - 1.0) : 0.0;   /* nonzero only for |x| < 2^-29 */
-    float y = (float)(tj__log_d32(u) + c);
-    y = x == -1.f ? -(float)INFINITY : y;
-    y = x < -1.f ? (float)NAN : y;
+    float u = 1.0f + x, e, m = tj__splitf(u, &e);
+    float c = (x - (u - 1.0f)) / u;
+    float f = e == 0 ? x : m - 1.0f;
+    c = e == 0 ? 0.0f : c;
+    float y = tj__log_assemble(e, f, tj__log1p_tail(f) + c);
+    y = x == -1.0f ? -(float)INFINITY : y;
+    y = x < -1.0f ? (float)NAN : y;
     y = x == (float)INFINITY ? x : y;
     y = x == 0 ? x : y;
     return x != x ? x : y;
 }
 
-TJ_VMI float tj_tanhf(float x) {
-    double a = fabs((double)x);
-    a = a > 10.0 ? 10.0 : a;
-    uint64_t kb;
-    double r = tj__reduce_ln2(2.0 * a, &kb);
-    double s = tj__pow2i((int32_t)(uint32_t)kb);
-    double u = fma(s, tj__expm1_r32(r), s - 1.0);
-    float t = (float)(u / (u + 2.0));
-    return x != x ? x : copysignf(t, x);
+/* tanh(a) for 0 <= a < 0.5625: a + a^3 P(a^2), P of degree 4 */
+TJ_VMI float tj__tanh_smallf(float a) {
+    float z = a * a;
+    float P = -0.0065255723893642426f;
+    P = fmaf(P, z, 0.021263353526592255f);
+    P = fmaf(P, z, -0.053901754319667816f);
+    P = fmaf(P, z, 0.13333073258399963f);
+    P = fmaf(P, z, -0.3333333134651184f);
+    return fmaf(a * z, P, a);
 }
 
-TJ_VMI float tj_sigmoidf(float x) {
-    double a = fabs((double)x);
-    double e = tj__exp_d32(-(a > 200.0 ? 200.0 : a));
-    float y = (float)((x >= 0 ? 1.0 : e) / (1.0 + e));
+/* |x| < 0.5625: the odd polynomial; else 1 - 2 / (e^{2|x|} + 1) with e^{2|x|} + 1 =
+ * 2^k p + (2^k + 1) rounded once */
+TJ_VMI float tj_tanhf(float x) {
+    float a = fabsf(x);
+    int32_t k;
+    float r = tj__reduce_ln2f(2.0f * (a > 9.5f ? 9.5f : a), &k), p = tj__expm1_rf(r);
+    float s = tj__pow2f(k);
+    float big = 1.0f - 2.0f / fmaf(s, p, s + 1.0f);
+    float y = copysignf(a < 0.5625f ? tj__tanh_smallf(a) : big, x);
     return x != x ? x : y;
 }
 
-TJ_VMI float tj_softplusf(float x) {
-    double a = fabs((double)x);
-    double e = tj__exp_d32(-(a > 200.0 ? 200.0 : a));
-    double u = 1.0 + e, c = e - (u - 1.0);
-    float y = (float)((x > 0 ? (double)x : 0.0) + (tj__log_d32(u) + c));
+/* |x| < 1.125: 1/2 + tanh(x/2)/2; else with e^{|x|} = 2^k (1 + p):
+ * sigmoid(-|x|) = 2^-k / (1 + p + 2^-k) (scaled in two steps so subnormal results
+ * round once), sigmoid(|x|) = 1 - sigmoid(-|x|) */
+TJ_VMI float tj_sigmoidf(float x) {
+    float a = fabsf(x);
+    int32_t k;
+    float r = tj__reduce_ln2f_near(a > 104.f ? 104.f : a, &k), p = tj__expm1_rf(r);
+    int32_t k1 = k >> 1, k2 = k - k1;
+    float i1 = tj__pow2f(-k1), i2 = tj__pow2f(-k2);
+    float q = 1.0f / ((p + i1 * i2) + 1.0f);
+    float neg = q * i1 * i2;
+    float y = x < 0 ? neg : 1.0f - neg;
+    float t = tj__tanh_smallf(0.5f * (a < 1.125f ? a : 1.125f));
+    y = a < 1.125f ? fmaf(0.5f, copysignf(t, x), 0.5f) : y;
     return x != x ? x : y;
 }
 
