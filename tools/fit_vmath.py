@@ -116,3 +116,8 @@ if __name__ == "__main__":
         fit("tanh P, float32", tanh_p, mp.mpf(1e-30), mp.mpf("0.5625") ** 2, deg, f32=True)
     for deg in (5, 6):
         fit("expm1 q on |r| < ln2 (truncating reduction), float32", q_expm1, -mp.log(2) - mp.mpf("0.001"), mp.log(2) + mp.mpf("0.001"), deg, f32=True)
+    fit("expm1 q, f64 (exp)", q_expm1, -R, R, 8)
+    P4f = (mp.pi / 4 + mp.mpf("0.005")) ** 2
+    for deg in (3, 4):
+        fit("sin S, float32", sin_s, mp.mpf(1e-30), P4f, deg, f32=True)
+        fit("cos C, float32", cos_c, mp.mpf(1e-30), P4f, deg, f32=True)

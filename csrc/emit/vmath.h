@@ -17,9 +17,10 @@
  * evaluate in double with shorter polynomials (their error is then the final rounding
  * plus ~1e-9), which keeps them branch-free and exact in their special cases.
  *
- * sin and cos reduce |x| < TJ_TRIG_LIMIT (2^30) branch-free; beyond it the element
- * functions return NaN and a loop must call tj_trig_fixup{,f} after the vector pass,
- * which recomputes those few lanes with libm's scalar sin/cos (Payne-Hanek). */
+ * sin and cos reduce |x| < TJ_TRIG_LIMIT (2^30; float: TJ_TRIG_LIMITF, 2^15)
+ * branch-free; beyond it the element functions return NaN and a loop must call
+ * tj_trig_fixup{,f} after the vector pass, which recomputes those few lanes with
+ * libm's scalar sin/cos (exact Payne-Hanek reduction). */
 #ifndef TJ_VMATH_H
 #define TJ_VMATH_H
 #include <math.h>
@@ -83,15 +84,29 @@ TJ_VMI double tj__reduce_ln2(double x, uint64_t *kb) {
 /* 2^k for -1022 <= k <= 1023 */
 TJ_VMI double tj__pow2i(int32_t k) { return tj__dbl((uint64_t)(int64_t)(k + 1023) << 52); }
 
+/* e^r for |r| <= 0.357: 1 + r + r^2/2 + r^3 q8(r), q8 of degree 8 (rel. err 4.9e-15 on
+ * q8, 2e-17 on e^r) */
+TJ_VMI double tj__exp_r(double r) {
+    double q = 2.5098097961677615e-08;
+    q = fma(q, r, 2.7617114029945883e-07);
+    q = fma(q, r, 2.7557275349957455e-06);
+    q = fma(q, r, 2.480153025486968e-05);
+    q = fma(q, r, 0.0001984126985676946);
+    q = fma(q, r, 0.0013888888909042475);
+    q = fma(q, r, 0.008333333333331855);
+    q = fma(q, r, 0.041666666666647444);
+    q = fma(q, r, 0.16666666666666666);
+    return 1.0 + fma(r * r, fma(r, q, 0.5), r);
+}
+
+/* x clamped to [-746, 709.9]: below, the result rounds to 0 by itself; NaN passes */
 TJ_VMI double tj_exp(double x) {
     double xc = x > 709.9 ? 709.9 : x < -746.0 ? -746.0 : x;
     uint64_t kb;
     double r = tj__reduce_ln2(xc, &kb);
     int32_t k = (int32_t)(uint32_t)kb, k1 = k >> 1, k2 = k - k1;
-    double y = (1.0 + tj__expm1_r(r)) * tj__pow2i(k1) * tj__pow2i(k2);   /* one rounding into subnormals */
-    y = x > 0x1.62e42fefa39efp+9 ? TJ__INF : y;
-    y = x < -0x1.74910d52d3052p+9 ? 0.0 : y;
-    return x != x ? x : y;
+    double y = tj__exp_r(r) * tj__pow2i(k1) * tj__pow2i(k2);   /* one rounding into subnormals */
+    return x > 0x1.62e42fefa39efp+9 ? TJ__INF : y;
 }
 
 TJ_VMI double tj_expm1(double x) {
@@ -344,12 +359,13 @@ TJ_VMI float tj_sigmoidf(float x) {
 }
 
 /* float32 exp natively (16 lanes per AVX-512 vector): x = k ln2 + r, |r| <= ln2/2
- * (two-part ln2), e^r by a degree-7 polynomial with FMA (within 1.003 ulp), 2^k in
- * two steps so subnormal results round once. */
+ * (two-part ln2), e^r by a degree-7 polynomial with FMA (within 1 ulp), 2^k applied in
+ * two steps so subnormal results round once. x is clamped to [-104, 89] first: below,
+ * the result rounds to 0 by itself; above, the overflow select gives inf; NaN passes. */
 TJ_VMI float tj_expf(float x) {
-    float kf = rintf(x * 1.44269504088896341f);
-    kf = kf > 128.f ? 128.f : kf < -150.f ? -150.f : kf;
-    float r = fmaf(kf, -0.693145751953125f, x);
+    float xc = x > 89.f ? 89.f : x < -104.f ? -104.f : x;
+    float kf = rintf(xc * 1.44269504088896341f);
+    float r = fmaf(kf, -0.693145751953125f, xc);
     r = fmaf(kf, -1.428606765330187045e-06f, r);
     float p = 1.9875691500e-4f;
     p = fmaf(p, r, 1.3981999507e-3f);
@@ -358,11 +374,9 @@ TJ_VMI float tj_expf(float x) {
     p = fmaf(p, r, 1.6666665459e-1f);
     p = fmaf(p, r, 5.0000001201e-1f);
     float y = fmaf(p, r * r, r) + 1.0f;
-    int k = (int)kf, k1 = k / 2, k2 = k - k1;
-    y = y * tj__flt((uint32_t)(k1 + 127) << 23) * tj__flt((uint32_t)(k2 + 127) << 23);
-    y = x > 88.72283935546875f ? (float)INFINITY : y;
-    y = x < -103.97208404541015625f ? 0.0f : y;
-    return x != x ? x : y;
+    int32_t k = (int32_t)kf, k1 = k >> 1, k2 = k - k1;
+    y = y * tj__pow2f(k1) * tj__pow2f(k2);
+    return x > 88.72283935546875f ? (float)INFINITY : y;
 }
 
 /* ---- sin, cos ---- */
@@ -409,18 +423,24 @@ TJ_VMI double tj__trig_d(double x, int cosine) {
     return fabs(x) < TJ_TRIG_LIMIT ? y : (double)NAN;   /* nan, inf; huge: fixup */
 }
 
+/* float natively: x = k pi/2 + r with pi/2 in three floats (A exact in x - k A for
+ * |k| < 2^15), S and C of degree 3; |x| >= TJ_TRIG_LIMITF: NaN here, fixup pass */
+#define TJ_TRIG_LIMITF 0x1p15f
 TJ_VMI float tj__trig_f(float x, int cosine) {
-    uint64_t q;
-    double r = tj__reduce_pio2((double)x, &q), z = r * r;
-    q += (uint64_t)cosine;
-    double S = fma(fma(fma(2.724209211867588e-06, z, -0.00019840025546557762), z,
-                       0.00833333175998571), z, -0.16666666663556465);
-    double C = fma(fma(fma(-2.729442084443918e-07, z, 2.4800549307560707e-05), z,
-                       -0.0013888887576269213), z, 0.04166666666407182);
-    double sn = fma(r * z, S, r), cs = fma(z * z, C, fma(-0.5, z, 1.0));
-    double y = (q & 1) ? cs : sn;
-    y = tj__dbl(tj__bits(y) ^ ((q & 2) << 62));
-    return fabsf(x) < (float)TJ_TRIG_LIMIT ? (float)y : (float)NAN;
+    float kf = rintf(x * 0.636619772367581343f);
+    uint32_t q = (uint32_t)(int32_t)kf + (uint32_t)cosine;
+    float r = fmaf(kf, -1.57079637050628662109375f, x);
+    r = fmaf(kf, 4.37113900018624283e-08f, r);
+    r = fmaf(kf, 1.71512451e-15f, r);
+    float z = r * r;
+    float S = fmaf(fmaf(fmaf(2.7246021545579424e-06f, z, -0.00019840056484099478f), z,
+                        0.008333331905305386f), z, -0.1666666716337204f);
+    float C = fmaf(fmaf(fmaf(-2.729769903453416e-07f, z, 2.480057446518913e-05f), z,
+                        -0.00138888880610466f), z, 0.0416666679084301f);
+    float sn = fmaf(r * z, S, r), cs = fmaf(z * z, C, fmaf(-0.5f, z, 1.0f));
+    float y = (q & 1) ? cs : sn;
+    y = tj__flt(tj__bitsf(y) ^ ((q & 2) << 30));
+    return fabsf(x) < TJ_TRIG_LIMITF ? y : (float)NAN;
 }
 
 TJ_VMI double tj_sin(double x) { return x == 0 ? x : tj__trig_d(x, 0); }
@@ -443,10 +463,10 @@ TJ_VMI void tj_trig_fixupf(float *o, const void *a_, int64_t n, int kind) {
     const float *a = a_;
     int any = 0;
     for (int64_t i = 0; i < n; i++)
-        any |= (fabsf(a[i]) >= (float)TJ_TRIG_LIMIT) & (fabsf(a[i]) < (float)INFINITY);
+        any |= (fabsf(a[i]) >= TJ_TRIG_LIMITF) & (fabsf(a[i]) < (float)INFINITY);
     if (!any) return;
     for (int64_t i = 0; i < n; i++)
-        if (fabsf(a[i]) >= (float)TJ_TRIG_LIMIT && fabsf(a[i]) < (float)INFINITY)
+        if (fabsf(a[i]) >= TJ_TRIG_LIMITF && fabsf(a[i]) < (float)INFINITY)
             o[i] = kind == 1 ? sinf(a[i]) : cosf(a[i]);
 }
 
