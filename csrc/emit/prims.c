@@ -170,12 +170,10 @@ static inline bool tj_rshift_b(bool a, bool b) { return a; }
     }                                                                                 \
     static inline T tj_floor_##s(T a) { return floor##F(a); }                         \
     static inline T tj_ceil_##s(T a) { return ceil##F(a); }                           \
+    /* NumPy's: x == y gives x + ln 2 (so inf, inf stays inf), NaN propagates */    \
     static inline T tj_logaddexp_##s(T x, T y) {                                      \
-        if (x == y) return x + (T)0.693147180559945309417232121458176568;             \
-        T t = x - y;                                                                  \
-        if (t > 0) return x + tj_log1p##F(tj_exp##F(-t));                                   \
-        if (t <= 0) return y + tj_log1p##F(tj_exp##F(t));                                   \
-        return t;                                                                     \
+        T r = (x > y ? x : y) + tj_softplus##F(-fabs##F(x - y));                     \
+        return x == y ? x + (T)0.693147180559945309417232121458176568 : r;            \
     }                                                                                 \
     static inline T tj_fmod_##s(T a, T b) { return fmod##F(a, b); }                   \
     static inline bool tj_isnan_##s(T a) { return isnan(a); }                         \
