@@ -158,7 +158,7 @@ static inline bool tj_rshift_b(bool a, bool b) { return a; }
         else fd = copysign##F((T)0, a / b);                                           \
         return fd;                                                                    \
     }                                                                                 \
-    static inline T tj_pow_##s(T a, T b) { return tj_pow##F(a, b); }                     \
+    TJ_VMI T tj_pow_##s(T a, T b) { return tj_pow##F(a, b); }                            \
     /* NaN propagates; between equal values (0.0 and -0.0) NumPy returns b */      \
     static inline T tj_maximum_##s(T a, T b) { return (a > b || a != a) ? a : b; }   \
     static inline T tj_minimum_##s(T a, T b) { return (a < b || a != a) ? a : b; }   \
