@@ -4,17 +4,15 @@ before) and NumPy, in ns per element, one process, same data.
 Columns, for each function and dtype over N elements (default 2^20):
   numpy     the NumPy expression (sigmoid: 1/(1+exp(-x)), softplus: logaddexp(0, x),
             erf: none, NumPy has no erf ufunc)
-  libmvec   a contiguous loop calling the libm function, vectorized by gcc through
-            glibc's libmvec variants (target_clones, -O3,
-            -fno-math-errno: how prims.c compiled it, with prims.c's clones now
-            x86-64-v4/x86-64-v3/default); sigmoid and softplus
-            are the libmvec compositions 1/(1+expf(-x)) and max(x,0)+log1p(exp(-|x|));
-            float32 exp was already tracejit's own tj_expf before, so its libmvec
-            column is expf for reference
+  before    what prims.c ran before vmath.h: a contiguous loop calling the libm
+            function, vectorized by gcc through glibc's libmvec variants (-O3,
+            -fno-math-errno, target_clones); for float32 exp the previous tj_expf
+            (copied below); sigmoid and softplus: the libmvec compositions
+            1/(1+expf(-x)) and max(x,0)+log1p(exp(-|x|)); erf: libmvec's erf
   vmath     the same loop calling vmath.h (with the sin/cos fixup pass)
   tracejit  @tracejit.compile of the NumPy expression (loop of 512-element blocks,
             output allocation included), where NumPy has the function
-and the same-run ratios vmath/libmvec and vmath/numpy (below 1: vmath is faster).
+and the same-run ratios vmath/before and vmath/numpy (below 1: vmath is faster).
 The two loops are compiled here at start by gcc from the same sources tracejit uses.
 
 Run:  PYTHONPATH=python python benchmarks/bench_math.py [--quick] [--n N] [--only exp,log]
@@ -58,11 +56,37 @@ NUMPY = {
 LIBM = ["exp", "log", "tanh", "expm1", "log1p", "erf", "sin", "cos", "pow", "fabs"]
 
 
+# prims.c's float32 exp before vmath.h (commit 3e18bad), for the "before" column
+OLD_EXPF = r"""
+static inline float old_tj_expf(float x) {
+    float kf = rintf(x * 1.44269504088896341f);
+    kf = kf > 128.f ? 128.f : kf < -150.f ? -150.f : kf;
+    float r = fmaf(kf, -0.693145751953125f, x);
+    r = fmaf(kf, -1.428606765330187045e-06f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float y = fmaf(p, r * r, r) + 1.0f;
+    int k = (int)kf, k1 = k / 2, k2 = k - k1;
+    union { uint32_t u; float f; } s1 = {.u = (uint32_t)(k1 + 127) << 23},
+                                    s2 = {.u = (uint32_t)(k2 + 127) << 23};
+    y = y * s1.f * s2.f;
+    y = x > 88.72283935546875f ? (float)INFINITY : y;
+    y = x < -103.97208404541015625f ? 0.0f : y;
+    return x != x ? x : y;
+}
+"""
+
+
 def c_source(names) -> str:
     lines = ['#pragma GCC optimize("O3", "no-trapping-math")',   # before vmath.h: inlining
              '#include <math.h>', '#include <stdint.h>', '#include "emit/vmath.h"',
              '#define V __attribute__((simd("notinbranch")))',
              '#define CL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))']
+    lines.append(OLD_EXPF)
     for fn in LIBM:
         if fn == "pow":
             lines.append("V float powf(float, float); V double pow(double, double);")
@@ -75,6 +99,8 @@ def c_source(names) -> str:
             load = f"{T} x = a[i]" + (", y = b[i]" if ar == 2 else "")
             for kind, expr in (("old", old), ("new", new)):
                 e = expr.format(F=F)
+                if kind == "old" and name == "exp" and T == "float":
+                    e = "old_tj_expf(x)"
                 fix = ""
                 if kind == "new" and name in ("sin", "cos"):
                     fix = f"tj_trig_fixup{F}(o, a, n, {1 if name == 'sin' else 2});"
@@ -152,8 +178,8 @@ def main() -> int:
                              fmt(t.get("tracejit")), f"{t['new'] / t['old']:.2f}x",
                              f"{t['new'] / t['numpy']:.2f}x" if "numpy" in t else "-"])
     print(f"ns per element, {n} elements, median of repeats (one process, same data)")
-    print(H.markdown_table(["function", "dtype", "numpy", "libmvec", "vmath", "tracejit",
-                            "vmath/libmvec", "vmath/numpy"], rows))
+    print(H.markdown_table(["function", "dtype", "numpy", "before", "vmath", "tracejit",
+                            "vmath/before", "vmath/numpy"], rows))
     return 0
 
 

@@ -109,28 +109,27 @@ TJ_VMI double tj_exp(double x) {
     return x > 0x1.62e42fefa39efp+9 ? TJ__INF : y;
 }
 
+/* x clamped to [-40, 709.9] (NaN passes): below -38 the result rounds to -1 by itself */
 TJ_VMI double tj_expm1(double x) {
     double xc = x > 709.9 ? 709.9 : x < -40.0 ? -40.0 : x;
     uint64_t kb;
     double r = tj__reduce_ln2(xc, &kb);
     double p = tj__expm1_r(r);
-    int32_t k = (int32_t)(uint32_t)kb, k1 = k >> 1, k2 = k - k1;
+    int32_t k = (int32_t)(uint32_t)kb;
     double s = tj__pow2i(k > 56 ? 56 : k);
     double small = fma(s, p, s - 1.0);                            /* 2^k p + (2^k - 1) */
-    double big = (1.0 + p) * tj__pow2i(k1) * tj__pow2i(k2);       /* k > 56: -1 is lost */
+    double big = (1.0 + p) * tj__pow2i(k - 1) * 2.0;              /* k > 56: -1 is lost */
     double y = k > 56 ? big : small;
     y = x > 0x1.62e42fefa39efp+9 ? TJ__INF : y;
-    y = x < -38.0 ? -1.0 : y;
-    y = x == 0 ? x : y;                  /* the sign of zero */
-    return x != x ? x : y;
+    return x == 0 ? x : y;               /* the sign of zero */
 }
 
 /* ---- log family (double) ---- */
 
 /* log(m) for m in [sqrt(1/2), sqrt(2)) as f - (hfsq - (s (hfsq + R) + lo)), with
  * s = f / (2 + f), f = m - 1, R = z lg(z), z = s^2, lg of degree 6 */
-TJ_VMI double tj__log_m(double f, double e, double lo) {
-    double s = f / (2.0 + f), z = s * s;
+TJ_VMI double tj__log_fs(double f, double s, double e, double lo) {
+    double z = s * s;
     double g = 0.14617807153417325;
     g = fma(g, z, 0.15331611722055008);
     g = fma(g, z, 0.1818289243253687);
@@ -140,6 +139,10 @@ TJ_VMI double tj__log_m(double f, double e, double lo) {
     g = fma(g, z, 0.666666666666667);
     double hfsq = 0.5 * f * f;
     return fma(e, TJ__LN2HI, f - (hfsq - fma(s, fma(z, g, hfsq), fma(e, TJ__LN2HILO, lo))));
+}
+
+TJ_VMI double tj__log_m(double f, double e, double lo) {
+    return tj__log_fs(f, f / (2.0 + f), e, lo);
 }
 
 /* x = 2^e m, m in [sqrt(1/2), sqrt(2)), for positive finite x (subnormals scaled) */
@@ -161,11 +164,15 @@ TJ_VMI double tj_log(double x) {
     return x != x ? x : y;
 }
 
+/* u = 1 + x = 2^e m rounded, c = x - (u - 1) exactly; log1p x = log u + c / u with
+ * 1/u = 2^-e (1 - s)/(1 + s) ~ 2^-e (1 - 2s + 2s^2) (|c/u| < 2^-53: no division) */
 TJ_VMI double tj_log1p(double x) {
-    double u = 1.0 + x;
-    double c = (x - (u - 1.0)) / u;        /* 1 + x = u (1 + c) to first order */
+    double u = 1.0 + x, c = x - (u - 1.0);
     double e, m = tj__split(u, &e);
-    double y = tj__log_m(m - 1.0, e, c);
+    double f = m - 1.0, s = f / (2.0 + f);
+    double ec = e > 1000.0 ? 1000.0 : e;                 /* c = 0 there */
+    double inv2e = tj__dbl((0x3ffULL - tj__bits(ec + TJ__SHIFT)) << 52);
+    double y = tj__log_fs(f, s, e, c * inv2e * fma(2.0 * s, s - 1.0, 1.0));
     y = x == -1.0 ? -TJ__INF : y;
     y = x < -1.0 ? (double)NAN : y;
     y = x == TJ__INF ? x : y;
@@ -252,6 +259,7 @@ TJ_VMI float tj__reduce_ln2f_near(float x, int32_t *k) {
 
 TJ_VMI float tj__pow2f(int32_t k) { return tj__flt((uint32_t)(k + 127) << 23); }   /* |k| <= 126 */
 
+/* x clamped to [-18, 88.8] */
 TJ_VMI float tj_expm1f(float x) {
     float xc = x > 88.8f ? 88.8f : x < -18.f ? -18.f : x;
     int32_t k;
@@ -261,9 +269,7 @@ TJ_VMI float tj_expm1f(float x) {
     float y = fmaf(s, p, s - 1.0f);                      /* 2^k p + (2^k - 1) */
     y = k > 127 ? y * 2.0f : y;
     y = x > 88.72283935546875f ? (float)INFINITY : y;
-    y = x < -17.4f ? -1.0f : y;
-    y = x == 0 ? x : y;
-    return x != x ? x : y;
+    return x == 0 ? x : y;               /* NaN passes; below -17.4, -1 by itself */
 }
 
 /* log(1 + f) - f for f in [sqrt(1/2) - 1, sqrt(2) - 1]: -f^2/2 + f^3 L(f), L of degree 8 */
