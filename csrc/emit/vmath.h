@@ -347,20 +347,20 @@ TJ_VMI float tj_tanhf(float x) {
     return x != x ? x : y;
 }
 
-/* |x| < 1.125: 1/2 + tanh(x/2)/2; else with e^{|x|} = 2^k (1 + p):
- * sigmoid(-|x|) = 2^-k / (1 + p + 2^-k) (scaled in two steps so subnormal results
- * round once), sigmoid(|x|) = 1 - sigmoid(-|x|) */
+/* e^{|x|} = 2^k (1 + p); sigmoid(-|x|) = 2^-k / (1 + p + 2^-k), the denominator's
+ * rounding error (Fast2Sum) folded back into the quotient, scaled by 2^-k in two steps
+ * so subnormal results round once; sigmoid(|x|) = 1 - sigmoid(-|x|) */
 TJ_VMI float tj_sigmoidf(float x) {
     float a = fabsf(x);
     int32_t k;
     float r = tj__reduce_ln2f_near(a > 104.f ? 104.f : a, &k), p = tj__expm1_rf(r);
     int32_t k1 = k >> 1, k2 = k - k1;
     float i1 = tj__pow2f(-k1), i2 = tj__pow2f(-k2);
-    float q = 1.0f / ((p + i1 * i2) + 1.0f);
+    float v = p + i1 * i2, den = 1.0f + v, err = v - (den - 1.0f);   /* den + err = 1 + v */
+    float q = 1.0f / den;
+    q = fmaf(-err * q, q, q);                                         /* 1 / (den + err) */
     float neg = q * i1 * i2;
     float y = x < 0 ? neg : 1.0f - neg;
-    float t = tj__tanh_smallf(0.5f * (a < 1.125f ? a : 1.125f));
-    y = a < 1.125f ? fmaf(0.5f, copysignf(t, x), 0.5f) : y;
     return x != x ? x : y;
 }
 
@@ -553,10 +553,30 @@ TJ_VMI double tj_pow(double x, double y) {
     return tj__pow_fix(x, y, tj__exp_dd(t, tl));
 }
 
+TJ_VMI float tj__pow_fixf(float x, float y, float mag) {    /* tj__pow_fix in float */
+    float h = 0.5f * y, neg = copysignf(mag, x);
+    float r = rintf(h) != h ? neg : mag;
+    r = rintf(y) != y ? mag : r;
+    float bad = fabsf(y) < (float)INFINITY ? (float)NAN : r;
+    bad = x > -(float)INFINITY ? bad : r;
+    bad = x < 0 ? bad : r;
+    r = rintf(y) != y ? bad : r;
+    float one = fabsf(y) == (float)INFINITY ? 1.0f : r;
+    r = x == -1.0f ? one : r;
+    r = x == 1.0f ? 1.0f : r;
+    return y == 0 ? 1.0f : r;
+}
+
+/* |x|^y = e^{y log|x|} in double: log with lg of degree 3 (relative error ~2e-11, so
+ * |y log x| < 104 is off by < 3e-9), e^t to ~1e-9; then the special cases in float */
 TJ_VMI float tj_powf(float x, float y) {
     double ax = fabs((double)x), yd = y, e;
     double m = tj__split(ax, &e);
-    double l = tj__log_m(m - 1.0, e, 0.0);        /* full double log: |y log x| error < 2^-44 */
+    double f = m - 1.0, s = f / (2.0 + f), z = s * s;
+    double g = fma(fma(fma(0.23331614471843498, z, 0.28550778633191964), z, 0.4000012221181065),
+                   z, 0.6666666655404201);
+    double hfsq = 0.5 * f * f;
+    double l = fma(e, TJ__LN2, f - (hfsq - s * fma(z, g, hfsq)));
     l = ax == 0 ? -TJ__INF : l;
     l = ax == TJ__INF ? TJ__INF : l;
     l = ax != ax ? ax : l;
@@ -564,7 +584,7 @@ TJ_VMI float tj_powf(float x, float y) {
     double tc = t > 200.0 ? 200.0 : t < -200.0 ? -200.0 : t;
     double mag = tj__exp_d32(tc);
     mag = t != t ? t : mag;
-    return (float)tj__pow_fix((double)x, yd, mag);
+    return tj__pow_fixf(x, y, (float)mag);
 }
 
 /* ---- erf ---- */
