@@ -1,7 +1,8 @@
 /* The primitives generated code calls: one contiguous loop per (op, loop dtype),
  * instantiated from the op table's spellings, compiled here by the system compiler
- * with SIMD (gcc vectorizes them; transcendental calls go to glibc's libmvec
- * vector variants). Contract: out never aliases an operand (restrict); each
+ * with SIMD (gcc vectorizes them; exp, expm1, log, log1p, tanh, sin, cos, power and
+ * logaddexp use vmath.h's branch-free functions, the other transcendentals glibc's
+ * libmvec vector variants). Contract: out never aliases an operand (restrict); each
  * primitive reads n elements of every operand and writes n elements of out.
  * Semantics match NumPy's loops (floor division, remainder, NaN-propagating
  * maximum, logaddexp, fmod, shifts by counts outside [0, bits)), including integer
