@@ -5,17 +5,21 @@
  * needs only <math.h> and <stdint.h>, and libm only for sin/cos fixups). Compile the
  * callers with -O3 -fno-math-errno -fno-trapping-math -ffp-contract=off (prims.c:
  * #pragma GCC optimize("O3", "no-trapping-math") before the #include, so the inline
- * functions share the callers' options): with trapping math gcc keeps a branch
- * around a division and does not vectorize.
+ * functions share the callers' options), for a target with FMA (prims.c's clones are
+ * x86-64-v4 and x86-64-v3): with trapping math gcc keeps a branch around a division,
+ * and without FMA fma() is a library call; either way the loop stays scalar.
  *
  * Accuracy (tests/test_accuracy.py measures it against correctly rounded results):
  * float32 within 2 ulp, float64 within 4 ulp; NaN propagates, infinities, signed
  * zeros, subnormal inputs and results and the overflow thresholds follow C99/NumPy.
  * Techniques: Cody-Waite argument reduction with FMA, 2^k built from integer bit
  * operations (the 1.5*2^52 shifter: no float<->int64 conversion, which AVX-512F lacks),
- * polynomials fitted by tools/fit_vmath.py. The float32 functions other than exp
- * evaluate in double with shorter polynomials (their error is then the final rounding
- * plus ~1e-9), which keeps them branch-free and exact in their special cases.
+ * polynomials fitted by tools/fit_vmath.py. float exp, expm1, log, log1p, tanh,
+ * sigmoid, sin and cos run in float (16 lanes per AVX-512 vector); float softplus, erf
+ * and pow evaluate in double with shorter polynomials (their error is then the final
+ * rounding plus ~1e-9). Measured maxima: tests/test_accuracy.py (-s prints them).
+ * The functions need only libm's fma/rint/copysign (inlined by gcc on x86-64-v3 and
+ * later; TinyCC parses the header but would need those symbols registered).
  *
  * sin and cos reduce |x| < TJ_TRIG_LIMIT (2^30; float: TJ_TRIG_LIMITF, 2^15)
  * branch-free; beyond it the element functions return NaN and a loop must call
@@ -198,7 +202,7 @@ TJ_VMI double tj_softplus(double x) {
     return (x > 0 ? x : 0.0) + tj_log1p(tj_exp(-fabs(x)));
 }
 
-/* ---- float versions evaluated in double ---- */
+/* ---- float versions evaluated in double (softplus; erf and pow below) ---- */
 
 TJ_VMI float tj_expf(float x);
 
