@@ -121,3 +121,19 @@ if __name__ == "__main__":
     for deg in (3, 4):
         fit("sin S, float32", sin_s, mp.mpf(1e-30), P4f, deg, f32=True)
         fit("cos C, float32", cos_c, mp.mpf(1e-30), P4f, deg, f32=True)
+    for deg in (5, 6, 7):
+        fit("erf P(x^2), float32 on |x| < 1", erf_p, mp.mpf(1e-40), mp.mpf(1), deg, f32=True)
+    c = (mp.mpf(1) / 4 + 1) / 2
+    print("/* center", float(c), "*/")
+    for deg in (8, 9, 10):
+        fit("erfc Q(c + w), float32 on 1 <= x <= 4", lambda w: erfc_q(c + w), mp.mpf(1) / 4 - c, 1 - c, deg, f32=True)
+    import numpy as np
+    c0 = 2 / mp.sqrt(mp.pi)
+    hi = np.float32(float(c0))
+    print("/* 2/sqrt(pi) =", float(hi), "+", float(c0 - mp.mpf(float(hi))), "*/")
+
+    def erf_p1(z):   # erf(x) = x (2/sqrt(pi) + z P1(z))
+        x = mp.sqrt(z)
+        return (mp.erf(x) / x - c0) / z
+    for deg in (4, 5):
+        fit("erf P1, float32 on |x| < 1", erf_p1, mp.mpf(1e-40), mp.mpf(1), deg, f32=True)

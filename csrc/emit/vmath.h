@@ -15,7 +15,7 @@
  * Techniques: Cody-Waite argument reduction with FMA, 2^k built from integer bit
  * operations (the 1.5*2^52 shifter: no float<->int64 conversion, which AVX-512F lacks),
  * polynomials fitted by tools/fit_vmath.py. float exp, expm1, log, log1p, tanh,
- * sigmoid, sin and cos run in float (16 lanes per AVX-512 vector); float softplus, erf
+ * sigmoid, erf, sin and cos run in float (16 lanes per AVX-512 vector); float softplus
  * and pow evaluate in double with shorter polynomials (their error is then the final
  * rounding plus ~1e-9). Measured maxima: tests/test_accuracy.py (-s prints them).
  * The functions need only libm's fma/rint/copysign (inlined by gcc on x86-64-v3 and
@@ -202,7 +202,7 @@ TJ_VMI double tj_softplus(double x) {
     return (x > 0 ? x : 0.0) + tj_log1p(tj_exp(-fabs(x)));
 }
 
-/* ---- float versions evaluated in double (softplus; erf and pow below) ---- */
+/* ---- float versions evaluated in double (softplus; pow below) ---- */
 
 TJ_VMI float tj_expf(float x);
 
@@ -641,31 +641,34 @@ TJ_VMI double tj_erf(double x) {
     return x != x ? x : y;
 }
 
-/* the same in double to ~1e-9: |x| < 2: P of degree 10; 2 <= |x| < 6: Q of degree 6 */
+/* float natively: |x| < 1: x (2/sqrt(pi) + x^2 P(x^2)), P of degree 5, 2/sqrt(pi) in
+ * two floats; 1 <= |x| < 4: 1 - e^{-x^2} Q(1/x),
+ * Q of degree 10 in 1/x - 5/8 (x^2's rounding moves erfc by < 1e-6 of itself, a few
+ * 1e-14 of erf); beyond, 1 - erfc(4) rounds to 1 */
 TJ_VMI float tj_erff(float x) {
-    double xd = x, a = fabs(xd), z = xd * xd;     /* exact */
-    double P = 2.587563978501078e-09;
-    P = fma(P, z, -8.124566914899136e-08);
-    P = fma(P, z, 1.2764469943218856e-06);
-    P = fma(P, z, -1.381701573934156e-05);
-    P = fma(P, z, 0.0001183347917977916);
-    P = fma(P, z, -0.00085191721473283);
-    P = fma(P, z, 0.005221554762807139);
-    P = fma(P, z, -0.026864984341003626);
-    P = fma(P, z, 0.11283761658062828);
-    P = fma(P, z, -0.37612635923291976);
-    P = fma(P, z, 1.1283791666036678);
-    double ac = a < 2.0 ? 2.0 : a > 6.0 ? 6.0 : a;
-    double w = 1.0 / ac - 0.3333333333333333;
-    double Q = -0.01786936894938035;
-    Q = fma(Q, w, -0.1257696932369671);
-    Q = fma(Q, w, 0.1616549076693851);
-    Q = fma(Q, w, -0.05027316330751356);
-    Q = fma(Q, w, -0.18141758666169436);
-    Q = fma(Q, w, 0.4893507824186414);
-    Q = fma(Q, w, 0.17900115118138996);
-    double big = 1.0 - tj__exp_d32(-ac * ac) * Q;
-    float y = a < 2.0 ? (float)(xd * P) : copysignf((float)big, x);
+    float a = fabsf(x), z = x * x;
+    float P = 8.3797553088516e-05f;                 /* erf(x) = x (2/sqrt(pi) + z P(z)) */
+    P = fmaf(P, z, -0.0008161986479535699f);
+    P = fmaf(P, z, 0.0052045788615942f);
+    P = fmaf(P, z, -0.026861699298024178f);
+    P = fmaf(P, z, 0.1128375381231308f);
+    P = fmaf(P, z, -0.37612637877464294f);
+    float small = fmaf(a, 1.128379225730896f, a * fmaf(z, P, -5.863538342219759e-08f));
+    float ac = a < 1.f ? 1.f : a > 4.f ? 4.f : a;
+    float w = 1.0f / ac - 0.625f;
+    float Q = -0.03289220854640007f;
+    Q = fmaf(Q, w, 0.02603401429951191f);
+    Q = fmaf(Q, w, 0.004455900751054287f);
+    Q = fmaf(Q, w, -0.026927344501018524f);
+    Q = fmaf(Q, w, 0.043242406100034714f);
+    Q = fmaf(Q, w, -0.046942297369241714f);
+    Q = fmaf(Q, w, 0.02332945354282856f);
+    Q = fmaf(Q, w, 0.04376691207289696f);
+    Q = fmaf(Q, w, -0.1723947525024414f);
+    Q = fmaf(Q, w, 0.3822837769985199f);
+    Q = fmaf(Q, w, 0.3059529960155487f);
+    float big = 1.0f - tj_expf(-ac * ac) * Q;
+    float y = copysignf(a < 1.f ? small : big, x);
     return x != x ? x : y;
 }
 
