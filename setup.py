@@ -27,6 +27,7 @@ for src in ["csrc/emit/prims.c", "csrc/trace/ops.h"] + glob.glob("csrc/emit/*.h"
 ext = Extension(
     "tracejit._C",
     sources=sources,
+    depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*/*.h")),   # rebuild on header edits
     include_dirs=["csrc", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     extra_compile_args=flags,

@@ -12,6 +12,7 @@ PyObject *tj_torch_register(PyObject *m, PyObject *args);
 PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
 PyObject *tj_dl_torch_alloc(PyObject *m, PyObject *arg);                       /* dlpack.c */
+PyObject *tj_py_vmath(PyObject *self, PyObject *args);        /* emit/vmath_eval.c */
 
 static tj_state *g_state;
 
@@ -149,6 +150,7 @@ static PyMethodDef module_methods[] = {
     {"op_table", op_table, METH_NOARGS, "op_table() -> list of dicts describing elementwise ops"},
     {"libtcc_path", libtcc_path, METH_NOARGS, "path of the loaded libtcc, or None"},
     {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},
+    {"_vmath", tj_py_vmath, METH_VARARGS, "_vmath(name, out, x[, y]): a vmath.h function (testing hook)"},
     {"_load_blas", load_blas, METH_VARARGS, "use NumPy's BLAS for large products"},
     {"_register_impls", register_impls, METH_O, "NumPy functions implemented in Python"},
     {"_ew", (PyCFunction)(void (*)(void))tj_torch_ew, METH_FASTCALL,

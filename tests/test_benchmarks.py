@@ -26,3 +26,8 @@ def test_demo_runs_and_matches_numpy():
     r = _run("demo.py")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "max |tracejit - numpy|" in r.stdout
+
+
+def test_math_bench_quick_run_checks_results():   # not in run.py's modules; needs gcc
+    r = _run("benchmarks/bench_math.py", "--quick", "--only", "exp,sin,pow")
+    assert r.returncode == 0 and "vmath/before" in r.stdout, r.stdout + r.stderr

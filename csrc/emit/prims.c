@@ -1,7 +1,8 @@
 /* The primitives generated code calls: one contiguous loop per (op, loop dtype),
  * instantiated from the op table's spellings, compiled here by the system compiler
- * with SIMD (gcc vectorizes them; transcendental calls go to glibc's libmvec
- * vector variants). Contract: out never aliases an operand (restrict); each
+ * with SIMD (gcc vectorizes them; exp, expm1, log, log1p, tanh, sin, cos, power and
+ * logaddexp use vmath.h's branch-free functions, the other transcendentals glibc's
+ * libmvec vector variants). Contract: out never aliases an operand (restrict); each
  * primitive reads n elements of every operand and writes n elements of out.
  * Semantics match NumPy's loops (floor division, remainder, NaN-propagating
  * maximum, logaddexp, fmod, shifts by counts outside [0, bits)), including integer
@@ -16,11 +17,15 @@
 #endif
 #include <math.h>
 
-#pragma GCC optimize("O3")  /* with -fno-math-errno (setup.py) libm calls vectorize */
+#pragma GCC optimize("O3", "no-trapping-math")  /* with -fno-math-errno (setup.py) libm calls
+                                                  * vectorize; no-trapping-math lets gcc
+                                                  * if-convert vmath.h's selects */
 #pragma GCC diagnostic ignored "-Wint-in-bool-context"  /* bool multiply is logical and */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define TJ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* x86-64-v4: AVX-512 F/BW/DQ/VL and FMA; v3: AVX2 and FMA (without FMA in the target,
+ * vmath.h's fma() calls would stay scalar library calls) */
+#define TJ_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define TJ_CLONES
 #endif
@@ -56,32 +61,19 @@ TJ_VEC float hypotf(float, float); TJ_VEC double hypot(double, double);
 
 /* ---- element helpers named in the op table's spellings ---- */
 
-/* float32 exp, branch-free so gcc vectorizes it: x = k ln2 + r with |r| <= ln2/2
- * (Cody-Waite, two-part ln2), e^r by a degree-7 minimax polynomial evaluated with
- * fused multiply-adds (within 1 ulp; the accuracy test is tests/test_ops.py's), then
- * 2^k applied in two steps so results in the subnormal range round correctly.
- * exp(nan) = nan, exp(+inf) = inf, exp(-inf) = 0, overflow to inf. */
-static inline float tj_expf(float x) {
-    float kf = rintf(x * 1.44269504088896341f);
-    kf = kf > 128.f ? 128.f : kf < -150.f ? -150.f : kf;
-    float r = fmaf(kf, -0.693145751953125f, x);
-    r = fmaf(kf, -1.428606765330187045e-06f, r);
-    float p = 1.9875691500e-4f;
-    p = fmaf(p, r, 1.3981999507e-3f);
-    p = fmaf(p, r, 8.3334519073e-3f);
-    p = fmaf(p, r, 4.1665795894e-2f);
-    p = fmaf(p, r, 1.6666665459e-1f);
-    p = fmaf(p, r, 5.0000001201e-1f);
-    float y = fmaf(p, r * r, r) + 1.0f;
-    int k = (int)kf, k1 = k / 2, k2 = k - k1;
-    union { uint32_t u; float f; } s1 = {.u = (uint32_t)(k1 + 127) << 23},
-                                    s2 = {.u = (uint32_t)(k2 + 127) << 23};
-    y = y * s1.f * s2.f;
-    y = x > 88.72283935546875f ? (float)INFINITY : y;
-    y = x < -103.97208404541015625f ? 0.0f : y;
-    return x != x ? x : y;
-}
-#define TJ_EXP(x) _Generic((x), float: tj_expf, default: exp)(x)
+#include "vmath.h"   /* branch-free exp, log, ..., pow (float and double) */
+#define TJ_VM(fn, x) _Generic((x), float: tj_##fn##f, default: tj_##fn)(x)
+#define TJ_VM2(fn, x, y) _Generic((x), float: tj_##fn##f, default: tj_##fn)(x, y)
+/* ops whose kernels finish with a fixup pass (TJ_FIXUP_<NAME>: ~, kind) */
+#define TJ_FIXUP_SIN ~, 1
+#define TJ_FIXUP_COS ~, 2
+#define TJ__SECOND(a, b, ...) b
+#define TJ__SECOND_(...) TJ__SECOND(__VA_ARGS__)
+#define TJ_FIXKIND(NAME) TJ__SECOND_(TJ_FIXUP_##NAME, 0, ~)
+static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
+#define TJ_FIXUP(o, a, n, kind) _Generic((o), float *: tj_trig_fixupf, \
+    double *: tj_trig_fixup, default: tj_no_fixup)(o, a, n, kind)
+#define TJ_EXP(x) TJ_VM(exp, x)
 #define TJ_MATH(fn, x) _Generic((x), float: fn##f, default: fn)(x)
 #define TJ_MATH2(fn, x, y) _Generic((x), float: fn##f, default: fn)(x, y)
 #define TJ_GEN(name, x, y) _Generic((x), bool: tj_##name##_b, int32_t: tj_##name##_i32, \
@@ -175,7 +167,7 @@ static inline bool tj_rshift_b(bool a, bool b) { return a; }
         else fd = copysign##F((T)0, a / b);                                           \
         return fd;                                                                    \
     }                                                                                 \
-    static inline T tj_pow_##s(T a, T b) { return pow##F(a, b); }                     \
+    TJ_VMI T tj_pow_##s(T a, T b) { return tj_pow##F(a, b); }                            \
     /* NaN propagates; between equal values (0.0 and -0.0) NumPy returns b */      \
     static inline T tj_maximum_##s(T a, T b) { return (a > b || a != a) ? a : b; }   \
     static inline T tj_minimum_##s(T a, T b) { return (a < b || a != a) ? a : b; }   \
@@ -187,12 +179,10 @@ static inline bool tj_rshift_b(bool a, bool b) { return a; }
     }                                                                                 \
     static inline T tj_floor_##s(T a) { return floor##F(a); }                         \
     static inline T tj_ceil_##s(T a) { return ceil##F(a); }                           \
+    /* NumPy's: x == y gives x + ln 2 (so inf, inf stays inf), NaN propagates */    \
     static inline T tj_logaddexp_##s(T x, T y) {                                      \
-        if (x == y) return x + (T)0.693147180559945309417232121458176568;             \
-        T t = x - y;                                                                  \
-        if (t > 0) return x + log1p##F(exp##F(-t));                                   \
-        if (t <= 0) return y + log1p##F(exp##F(t));                                   \
-        return t;                                                                     \
+        T r = (x > y ? x : y) + tj_softplus##F(-fabs##F(x - y));                     \
+        return x == y ? x + (T)0.693147180559945309417232121458176568 : r;            \
     }                                                                                 \
     static inline T tj_fmod_##s(T a, T b) { return fmod##F(a, b); }                   \
     static inline bool tj_isnan_##s(T a) { return isnan(a); }                         \
@@ -282,6 +272,7 @@ TJ_OPS(TJ_EINST)
             TJ_ELEMS_##ar                                                             \
             o[i] = (TJ_OT_##out(T))(SPELL);                                           \
         }                                                                             \
+        if (TJ_FIXKIND(NAME)) TJ_FIXUP(o, pa, n, TJ_FIXKIND(NAME));                  \
     }
 
 #define TJ_INST(name, np, ar, kind, mask, out, fl, sp)                                \
@@ -334,7 +325,7 @@ TJ_CLONES void tj_p_POWS_f32(void *restrict o_, const void *restrict a_,
         }
         return;
     }
-    for (int64_t i = 0; i < n; i++) o[i] = powf(a[i], e);
+    for (int64_t i = 0; i < n; i++) o[i] = tj_powf(a[i], e);
 }
 
 TJ_CLONES void tj_p_POWS_f64(void *restrict o_, const void *restrict a_,
@@ -346,7 +337,7 @@ TJ_CLONES void tj_p_POWS_f64(void *restrict o_, const void *restrict a_,
         for (int64_t i = 0; i < n; i++) o[i] = a[i] * a[i];
         return;
     }
-    for (int64_t i = 0; i < n; i++) o[i] = pow(a[i], e);
+    for (int64_t i = 0; i < n; i++) o[i] = tj_pow(a[i], e);
 }
 
 /* ndarray.__pow__ with a run-time exponent: NumPy's shortcuts, x ** 0.5 as sqrt

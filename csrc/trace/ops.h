@@ -40,15 +40,15 @@
     X(INVERT,    "invert",       1, EW,   INTB, SAME, 0,    TJ_INVERT(a))          \
     X(NOT,       "logical_not",  1, EW,   ALL,  BOOL, 0,    (!a))                  \
     X(EXP,       "exp",          1, EW,   FLT,  SAME, COSTLY, TJ_EXP(a))             \
-    X(EXPM1,     "expm1",        1, EW,   FLT,  SAME, COSTLY, TJ_MATH(expm1, a))     \
-    X(LOG,       "log",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log, a))       \
-    X(LOG1P,     "log1p",        1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log1p, a))     \
+    X(EXPM1,     "expm1",        1, EW,   FLT,  SAME, COSTLY, TJ_VM(expm1, a))     \
+    X(LOG,       "log",          1, EW,   FLT,  SAME, COSTLY, TJ_VM(log, a))       \
+    X(LOG1P,     "log1p",        1, EW,   FLT,  SAME, COSTLY, TJ_VM(log1p, a))     \
     X(LOG2,      "log2",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log2, a))      \
     X(SQRT,      "sqrt",         1, EW,   FLT,  SAME, 0,    TJ_MATH(sqrt, a))      \
-    X(SIN,       "sin",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(sin, a))       \
-    X(COS,       "cos",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(cos, a))     \
+    X(SIN,       "sin",          1, EW,   FLT,  SAME, COSTLY, TJ_VM(sin, a))       \
+    X(COS,       "cos",          1, EW,   FLT,  SAME, COSTLY, TJ_VM(cos, a))     \
     X(TAN,       "tan",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(tan, a))     \
-    X(TANH,      "tanh",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(tanh, a))    \
+    X(TANH,      "tanh",         1, EW,   FLT,  SAME, COSTLY, TJ_VM(tanh, a))    \
     X(ARCTAN,    "arctan",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(atan, a))    \
     X(ARCSIN,    "arcsin",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(asin, a))    \
     X(ARCCOS,    "arccos",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(acos, a))    \
@@ -95,7 +95,7 @@
     X(HYPOT,     "hypot",        2, EW,   FLT,  SAME, 0,    TJ_MATH2(hypot, a, b)) \
     X(COPYSIGN,  "copysign",     2, EW,   FLT,  SAME, 0,    TJ_MATH2(copysign, a, b)) \
     X(FMOD,      "fmod",         2, EW,   NUM,  SAME, 0,    TJ_GEN(fmod, a, b))    \
-    X(FPOWER,    "float_power",  2, EW,   F64,  SAME, COSTLY, TJ_MATH2(pow, a, b)) \
+    X(FPOWER,    "float_power",  2, EW,   F64,  SAME, COSTLY, TJ_VM2(pow, a, b)) \
     X(LSHIFT,    "left_shift",   2, EW,   INT,  SAME, 0,    TJ_GEN(lshift, a, b))  \
     X(RSHIFT,    "right_shift",  2, EW,   INT,  SAME, 0,    TJ_GEN(rshift, a, b)) \
     X(RSUM,      "sum",          1, RED,  ALL,  SAME, 0,    0)                     \
@@ -108,7 +108,7 @@
     X(GATHER,    NULL,           2, GATH, ALL,  SAME, 0,    0)                     \
     X(CUMSUM,    "cumsum",       1, SCAN, ALL,  SAME, 0,    0)                     \
     X(CUMPROD,   "cumprod",      1, SCAN, ALL,  SAME, 0,    0)                     \
-    X(ERF,       NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(erf, a))   \
+    X(ERF,       NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_VM(erf, a))        \
     X(ERFC,      NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(erfc, a))  \
     X(LGAMMA,    NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(lgamma, a)) \
     X(DIGAMMA,   NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(digamma, a))
