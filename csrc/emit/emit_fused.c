@@ -9,8 +9,8 @@
  * computes every element with the same per-element helpers (csrc/emit/prims.c
  * compiled with TJ_ELEM_ONLY), so results agree with TinyCC's (bit for bit for
  * arithmetic; within the functions' accuracy where gcc picks another vector width of
- * a libmvec function). Groups with reductions, scans, gathers, concatenation parts
- * or products are not fused (NULL in tj_fused: TinyCC's body stays). */
+ * a libmvec function). Groups with reductions, scans, gathers, concatenation parts,
+ * products, sin or cos are not fused (NULL in tj_fused: TinyCC's body stays). */
 #include "tracejit.h"
 
 typedef tj_sbuf sbuf;
@@ -44,6 +44,9 @@ static int fusable(const tj_graph *g, const tj_group *gr, const tj_geom *q) {
         const tj_node *n = &g->nodes[gr->nodes[k]];
         int kind = tj_ops[n->op].kind;
         if (kind != TJ_K_EW && kind != TJ_K_CAST) return 0;
+        /* vmath's sin and cos leave huge arguments to a libm pass after the loop
+         * (prims.c's fixup), which a fused loop has no place for */
+        if (n->op == TJ_OP_SIN || n->op == TJ_OP_COS) return 0;
         double e;   /* float powers: constant exponents only (TinyCC's POWS shortcuts) */
         if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && pow_const(g, n, &e) < 0) return 0;
     }
