@@ -3,8 +3,10 @@
  * with no branches (special cases are selects), so gcc vectorizes the loops that
  * call them (csrc/emit/prims.c; any C compiled by gcc can include this header: it
  * needs only <math.h> and <stdint.h>, and libm only for sin/cos fixups). Compile the
- * callers with -O3 -fno-math-errno -fno-trapping-math -ffp-contract=off (prims.c:
- * #pragma GCC optimize("O3", "no-trapping-math") before the #include, so the inline
+ * callers with -O3 -fno-math-errno -fno-trapping-math -fno-thread-jumps
+ * -ffp-contract=off (prims.c: #pragma GCC optimize("O3", "no-trapping-math",
+ * "no-thread-jumps") before the #include; gcc 13's jump threading otherwise turns the
+ * selects back into branches), so the inline
  * functions share the callers' options), for a target with FMA (prims.c's clones are
  * x86-64-v4 and x86-64-v3): with trapping math gcc keeps a branch around a division,
  * and without FMA fma() is a library call; either way the loop stays scalar.

@@ -5,7 +5,7 @@
 #include "tracejit.h"
 #include <math.h>
 
-#pragma GCC optimize("O3", "no-trapping-math")   /* before vmath.h: see its header */
+#pragma GCC optimize("O3", "no-trapping-math", "no-thread-jumps")   /* before vmath.h: see its header */
 #include "vmath.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
