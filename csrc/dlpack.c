@@ -131,6 +131,12 @@ static int dtype_of(DLDataType t) {
     return -1;
 }
 
+/* A compiled function's arguments that require grad go through torch.autograd
+ * (_torch_autograd.py); elsewhere (captures, explain) this is the refusal. */
+const char tj_dl_why_grad[] = "requires grad while grad mode is on: only arguments of a "
+    "compiled function (and a compiled module's parameters) take part in torch.autograd; "
+    "pass it as an argument, call under torch.no_grad(), or pass x.detach()";
+
 int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
     DLTensor t;
     if (torch_api->dltensor_from_py(o, &t) < 0) return -1;
@@ -156,8 +162,7 @@ int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
         if (!on) return -1;
         Py_DECREF(on);
         if (on == Py_True) {
-            *why = "requires grad, and tracejit computes no gradients yet: call it under "
-                   "torch.no_grad() (or pass x.detach())";
+            *why = tj_dl_why_grad;
             return 1;
         }
     }

@@ -263,6 +263,28 @@ static void unlink_plan(tj_function *self, tj_plan *p) {
         if (*pp == p) { *pp = p->next; self->n_plans--; p->in_cache = 0; return; }
 }
 
+/* A torch tensor argument requires grad under grad mode (flatten refused it, the
+ * TypeError is set): the call goes through torch.autograd (_torch_autograd.call),
+ * or the TypeError stands when that is not registered. */
+static PyObject *autograd_call(tj_function *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames) {
+    tj_state *st = tj_get_state();
+    if (!st->autograd_call) return NULL;
+    PyErr_Clear();
+    PyObject *targs = PyTuple_New(nargs), *kw = PyDict_New(), *r = NULL;
+    if (targs && kw) {
+        for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(targs, i, Py_NewRef(args[i]));
+        Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i = 0;
+        for (; i < nk; i++)
+            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) break;
+        if (i == nk)
+            r = PyObject_CallFunctionObjArgs(st->autograd_call, (PyObject *)self, targs, kw, NULL);
+    }
+    Py_XDECREF(targs);
+    Py_XDECREF(kw);
+    return r;
+}
+
 static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                                PyObject *kwnames) {
     tj_function *self = (tj_function *)callable;
@@ -270,7 +292,10 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
     PyObject *result = NULL, *reason = NULL;
     tj_flat f;
     tj_flat_init(&f);
-    if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) < 0) goto done;
+    if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) < 0) {
+        if (f.needs_grad) result = autograd_call(self, args, nargs, kwnames);
+        goto done;
+    }
     if (f.has_tracer) {   /* called inside another function's trace: trace through */
         result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
         goto done;
@@ -514,6 +539,9 @@ static PyMethodDef fn_methods[] = {
 static PyMemberDef fn_members[] = {
     {"__dictoffset__", T_PYSSIZET, offsetof(tj_function, dict), READONLY},
     {"__vectorcalloffset__", T_PYSSIZET, offsetof(tj_function, vectorcall), READONLY},
+    {"_static_argnums", T_OBJECT_EX, offsetof(tj_function, static_argnums), READONLY},
+    {"_static_argnames", T_OBJECT_EX, offsetof(tj_function, conf) +
+                                      offsetof(tj_argconf, static_argnames), READONLY},
     {NULL},
 };
 

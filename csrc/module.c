@@ -248,6 +248,8 @@ static int module_clear(PyObject *m) {
     Py_CLEAR(st->py_impls);
     Py_CLEAR(st->torch_attrs);
     Py_CLEAR(st->torch_call);
+    Py_CLEAR(st->autograd_call);
+    Py_CLEAR(st->grad_capture_error);
     for (int i = 0; i < TJ_NOPS; i++) Py_CLEAR(st->ufunc_of[i]);
     for (int d = 0; d < TJ_NDTYPES; d++) Py_CLEAR(st->dtypes[d]);
     return 0;

@@ -249,7 +249,10 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
             int vr = o && tj_dl_kind(o) == TJ_LIB_TORCH ? tj_dl_torch_view(o, &v, &why) : 2;
             if (vr < 0) goto done;
             if (vr == 1) {
-                PyErr_Format(PyExc_TypeError, "the torch tensor %R the compiled function reads "
+                tj_state *st = tj_get_state();
+                PyErr_Format(why == tj_dl_why_grad && st->grad_capture_error
+                                 ? st->grad_capture_error : PyExc_TypeError,
+                             "the torch tensor %R the compiled function reads "
                              "%s", PyTuple_GET_ITEM(entry, 2), why);
                 goto done;
             }

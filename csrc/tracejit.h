@@ -106,6 +106,8 @@ typedef struct {
     PyTypeObject *CacheInfoType;
     PyObject *torch_attrs;          /* dict: tracer attribute name -> torch-style (_torch.py) */
     PyObject *torch_call;           /* calls the traced function under _torch's mode */
+    PyObject *autograd_call;        /* (fn, args, kwargs): a call with tensors requiring grad */
+    PyObject *grad_capture_error;   /* raised for a captured tensor that requires grad */
 } tj_state;
 
 tj_state *tj_get_state(void);       /* borrowed; valid while the module lives */
@@ -407,6 +409,7 @@ int tj_dl_kind(PyObject *o);
 /* Reads a torch tensor in place. 0; 1 with *why (a static message) when it cannot
  * be used (dtype, device, requires grad); -1 + exception. */
 int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why);
+extern const char tj_dl_why_grad[];   /* *why of a tensor that requires grad under grad mode */
 /* A zero-copy ndarray of another DLPack producer's array (numpy.from_dlpack). New ref. */
 PyObject *tj_dl_to_numpy(PyObject *o);
 /* A fresh C-contiguous torch tensor; *data receives its memory. New reference. */
@@ -431,6 +434,7 @@ typedef struct {
     PyObject **statics; int n_statics, cap_statics;
     uint64_t hash;
     int has_tracer;
+    int needs_grad;              /* a torch leaf requires grad under grad mode (refused) */
     int out_lib;                 /* TJ_LIB_* of the first array leaf */
     PyTypeObject *out_type;      /* its type (borrowed) */
     tj_dlview *dl; int n_dl, cap_dl;     /* torch leaves' views, in leaf order */

@@ -24,6 +24,13 @@ int32_t tj_capture_torch(tj_trace *t, PyObject *o) {
     if (rc > 0) {
         tj_trace_error("the traced function reads a torch tensor (from a closure, a global or "
                        "a module) that %s", why);
+        tj_state *st = tj_get_state();
+        if (why == tj_dl_why_grad && st->grad_capture_error) {   /* the same, recognizable */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_SetObject(st->grad_capture_error, value);
+            Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+        }
         return -1;
     }
     PyObject *src = tj_capture_source(t, o);
@@ -134,12 +141,17 @@ PyObject *tj_torch_ew(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     return NULL;
 }
 
-/* _register_torch(attrs, call): the torch-named tracer attributes and the function
- * that runs a torch trace (under _torch's TorchFunctionMode). */
+/* _register_torch(attrs, call[, autograd]): the torch-named tracer attributes, the
+ * function that runs a torch trace (under _torch's TorchFunctionMode), and the one
+ * that runs a call whose tensors require grad (_torch_autograd.call). */
 PyObject *tj_torch_register(PyObject *m, PyObject *args) {
-    PyObject *attrs, *call;
-    if (!PyArg_ParseTuple(args, "O!O:_register_torch", &PyDict_Type, &attrs, &call)) return NULL;
+    PyObject *attrs, *call, *autograd = NULL, *error = NULL;
+    if (!PyArg_ParseTuple(args, "O!O|OO:_register_torch", &PyDict_Type, &attrs, &call, &autograd,
+                          &error))
+        return NULL;
     tj_state *st = tj_get_state();
+    if (autograd) Py_XSETREF(st->autograd_call, Py_NewRef(autograd));
+    if (error) Py_XSETREF(st->grad_capture_error, Py_NewRef(error));
     Py_XSETREF(st->torch_attrs, Py_NewRef(attrs));
     Py_XSETREF(st->torch_call, Py_NewRef(call));
     Py_RETURN_NONE;

@@ -50,6 +50,8 @@ _C._register_impls(_IMPLS)
 _torch.register()
 
 from ._grad import grad, value_and_grad, vjp  # noqa: E402
+from . import _torch_autograd  # noqa: E402  (imports no torch either)
+from ._torch_autograd import GradCaptureError as _GradCaptureError  # noqa: E402
 
 # Multiply-adds from which products call BLAS. benchmarks/bench_matmul.py measured
 # NumPy's OpenBLAS faster than our GEMM at every shape from 4x4x4 up, so it is used
@@ -106,7 +108,12 @@ class CompiledModule:
     buffers read from the module's own dicts at every call (an optimizer step, or a
     parameter replaced by another of the same shape, is seen; a new shape retraces).
     The module's `training` flag is part of the cache key (train() / eval() switch
-    variants). cache_info(), explain(), last_source, ... are the CompiledFunction's."""
+    variants). cache_info(), explain(), last_source, ... are the CompiledFunction's.
+
+    Under grad mode, parameters that require grad take part in torch.autograd
+    (_torch_autograd.py): they become differentiated inputs of a compiled forward and
+    backward and receive .grad. The first such call is detected by the refusal of the
+    replay path (GradCaptureError); from then on each call checks grad mode first."""
 
     def __init__(self, module, static_argnames=()):
         def forward(training, *args, **kwargs):
@@ -116,10 +123,17 @@ class CompiledModule:
         forward.__tracejit_dicts__ = [m._parameters for m in mods] + [m._buffers for m in mods]
         forward.__name__ = forward.__qualname__ = f"{type(module).__name__}.forward"
         self.module = module
-        self._cf = CompiledFunction(forward, (0,), tuple(static_argnames))
+        self._static_argnames = tuple(static_argnames)
+        self._cf = CompiledFunction(forward, (0,), self._static_argnames)
+        self._autograd = None   # the autograd route, made at the first call that needs it
 
     def __call__(self, *args, **kwargs):
-        return self._cf(self.module.training, *args, **kwargs)
+        if self._autograd is None:
+            try:
+                return self._cf(self.module.training, *args, **kwargs)
+            except _GradCaptureError:
+                self._autograd = _torch_autograd.ModuleRoute(self.module, self._static_argnames)
+        return self._autograd(self._cf, *args, **kwargs)
 
     def explain(self, *args, **kwargs):
         return self._cf.explain(self.module.training, *args, **kwargs)

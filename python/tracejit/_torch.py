@@ -353,4 +353,6 @@ def call_traced(fn, args, kwargs):
 
 def register():
     Tracer.__torch_function__ = classmethod(_torch_function)
-    _C._register_torch(ATTRS, call_traced)
+    from . import _torch_autograd
+    _C._register_torch(ATTRS, call_traced, _torch_autograd.call,
+                       _torch_autograd.GradCaptureError)

@@ -1,48 +1,51 @@
-"""torch.autograd for compiled functions (CPU tensors): the adapter that lets a traced
-function take part in a torch training loop.
+"""torch.autograd for compiled functions (CPU tensors): what a compiled function (or
+compiled nn.Module) does when torch tensors that require grad reach it under grad mode.
 
-    f = tracejit._torch_autograd.function(loss_fn)
+    f = tracejit.compile(loss_fn)
     loss = f(params, X, y)        # tensors; some require grad
     loss.backward()               # params receive .grad; torch.optim works as usual
 
-`loss_fn` is traced like any compiled function (the tensors arrive as tracers). The
-tensors that require grad (float32/float64 leaves of the argument pytrees) are the
-differentiated inputs; the others are constants of the call.
+The replay path (csrc/function.c) refuses such a tensor while flattening the
+arguments and hands the call to `call` below: the no-grad path pays nothing for it.
+A compiled module whose parameters require grad is routed by CompiledModule (see
+tracejit/__init__.py): its parameters become differentiated inputs. `function(fn)` is
+the same adapter for a plain function.
+
+The tensors that require grad (float32/float64 leaves of the argument pytrees) are the
+differentiated inputs; the others (integer tensors, tensors without grad, numbers)
+are constants of the call; static arguments (static_argnames) key the variants.
 
   * A scalar output (a loss): forward runs ONE compiled graph computing the value and
     the gradients (tracejit.value_and_grad, forward and backward fused); backward only
     scales the saved gradients by the incoming cotangent and hands them over (a second
     backward, with retain_graph, computes them again).
-  * Any other output (a pytree of float arrays): forward runs the compiled function;
+  * Any other output (a pytree of float tensors): forward runs the compiled function;
     backward runs the compiled pullback (tracejit.vjp's), which recomputes the forward
     inside its own graph, so nothing but the inputs is saved.
 
-Backward is not itself differentiable (create_graph=True raises RuntimeError).
-torch is imported lazily: importing tracejit never imports it. Tensors are shared with
-NumPy without copies (CPU only); results are fresh arrays handed to torch.
+The compiled pieces are called with the tensors themselves: autograd.Function.forward
+and backward run with grad mode off, so they are read in place (no detach, no copy).
+Backward is not itself differentiable (create_graph=True raises RuntimeError); CUDA
+tensors are refused. torch is imported lazily: importing tracejit never imports it.
 """
 import numpy as np
 
 from ._grad import NotScalarError, _inner, _leaves, _rebuild, grad, value_and_grad
-from ._C import CompiledFunction
+from ._C import CompiledFunction, TraceError
 
-__all__ = ["function"]
-
-
-def _torch():
-    import torch
-    return torch
+__all__ = ["function", "call", "GradCaptureError"]
 
 
-def _key(arr):
-    return (arr.shape, arr.dtype.str) if isinstance(arr, np.ndarray) else (type(arr),)
+class GradCaptureError(TraceError, TypeError):
+    """A compiled function reads (from a closure, a global or a module) a torch tensor
+    that requires grad while grad mode is on: only arguments take part in autograd."""
 
 
 class _Entry:
-    """The compiled pieces for one pattern of differentiated leaves."""
+    """The compiled pieces for one pattern of differentiated leaves (and statics)."""
 
-    def __init__(self, fn, tree, diff_pos, other_pos):
-        n = len(diff_pos) + len(other_pos)
+    def __init__(self, fn, tree, diff_pos, other_pos, statics):
+        n = len(diff_pos) + len(other_pos) + len(statics)
 
         def body(diff, other):
             flat = [None] * n
@@ -50,14 +53,23 @@ class _Entry:
                 flat[k] = v
             for k, v in zip(other_pos, other):
                 flat[k] = v
+            for k, v in statics:
+                flat[k] = v
             args, kwargs = _rebuild(tree, iter(flat))
             return fn(*args, **kwargs)
 
+        body.__wrapped__ = getattr(fn, "__wrapped__", fn)   # what _torch's mode inspects
         self.forward = CompiledFunction(body, (), ())
         self.value_and_grad = value_and_grad(body)
         self.pullback = grad(lambda diff, other, ct: _inner(body(diff, other), ct))
         self.mixed = False  # some signature gave a non-scalar output: check each call
         self.scalar = {}    # then: leaf signature -> whether the output is a float scalar
+
+
+def _not_differentiable(torch):
+    if torch.is_grad_enabled():
+        raise RuntimeError("tracejit: the backward of a compiled function is not "
+                           "differentiable (create_graph=True)")
 
 
 def _make_functions(torch):
@@ -67,20 +79,17 @@ def _make_functions(torch):
         @staticmethod
         def forward(ctx, entry, arrays, other, *diff):
             value, grads = entry.value_and_grad(arrays, other)
-            ctx.grads = [torch.from_numpy(g) for g in grads]
+            ctx.grads = grads
             ctx.entry, ctx.arrays, ctx.other = entry, arrays, other
-            return torch.from_numpy(value)
+            return value
 
         @staticmethod
         def backward(ctx, go):
             # (torch's once_differentiable wrapper measured ~100 us per call here)
-            if torch.is_grad_enabled():
-                raise RuntimeError("tracejit: the backward of a compiled function is not "
-                                   "differentiable (create_graph=True)")
+            _not_differentiable(torch)
             grads = ctx.__dict__.pop("grads", None)
             if grads is None:   # a second backward (retain_graph): computed again
-                grads = [torch.from_numpy(g)
-                         for g in ctx.entry.value_and_grad(ctx.arrays, ctx.other)[1]]
+                grads = ctx.entry.value_and_grad(ctx.arrays, ctx.other)[1]
             # handed over, not kept: autograd adopts them as .grad without a copy
             if go.item() != 1.0:
                 grads = [g * go for g in grads]
@@ -92,41 +101,68 @@ def _make_functions(torch):
         @staticmethod
         def forward(ctx, entry, arrays, other, box, *diff):
             out = entry.forward(arrays, other)
-            outs = [np.asarray(o) for o in _leaves(out, [])]
+            outs = _leaves(out, [])
             box.append(out)   # the output's structure, for the caller
             ctx.entry, ctx.other, ctx.arrays = entry, other, arrays
             ctx.outs = [(o.shape, o.dtype) for o in outs]
-            return tuple(torch.from_numpy(o) for o in outs)
+            nondiff = [o for o in outs if not o.is_floating_point()]
+            if nondiff:
+                ctx.mark_non_differentiable(*nondiff)
+            return tuple(outs)
 
         @staticmethod
         def backward(ctx, *gos):
-            if torch.is_grad_enabled():
-                raise RuntimeError("tracejit: the backward of a compiled function is not "
-                                   "differentiable (create_graph=True)")
-            cts = [np.zeros(s, d) if g is None else g.detach().numpy()
+            _not_differentiable(torch)
+            cts = [torch.zeros(s, dtype=d) if g is None else g
                    for g, (s, d) in zip(gos, ctx.outs)]
             grads = ctx.entry.pullback(ctx.arrays, ctx.other, tuple(cts))
-            return (None, None, None, None) + tuple(torch.from_numpy(g) for g in grads)
+            return (None, None, None, None) + tuple(grads)
 
     return Fused, Pulled
 
 
-def function(fn):
-    """`fn` compiled for torch tensors, taking part in torch.autograd (see the module
-    docstring). The result is a plain callable; compiled variants are cached in it."""
-    entries = {}
-    state = []
+_state = []   # torch, Tensor, float dtypes, Fused, Pulled: filled on first use
 
-    def call(*args, **kwargs):
-        if not state:
-            torch = _torch()
-            state.extend((torch, torch.Tensor, (torch.float32, torch.float64)) +
-                         _make_functions(torch))
-        torch, tensor_type, floats, Fused, Pulled = state
+
+def _torch_state():
+    if not _state:
+        import torch
+        _state.extend((torch, torch.Tensor, (torch.float32, torch.float64)) +
+                      _make_functions(torch))
+    return _state
+
+
+class _STATIC:
+    """Marks a static argument's place in the flattened tree."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+class Adapter:
+    """`fn` taking part in torch.autograd, compiled variants cached per pattern of
+    differentiated leaves, tree structure and static values."""
+
+    def __init__(self, fn, static_argnums=(), static_argnames=()):
+        self.fn = fn
+        self.static_argnums = frozenset(static_argnums)
+        self.static_argnames = frozenset(static_argnames)
+        self.entries = {}
+
+    def __call__(self, *args, **kwargs):
+        torch, tensor_type, floats, Fused, Pulled = _torch_state()
+        if self.static_argnums:
+            args = tuple(_STATIC(v) if i in self.static_argnums else v
+                         for i, v in enumerate(args))
+        if self.static_argnames and kwargs:
+            kwargs = {k: _STATIC(v) if k in self.static_argnames else v
+                      for k, v in kwargs.items()}
         tree = (args, kwargs)
         flat, shape = [], []
         _flatten(tree, flat, shape)
-        diff_pos, diff, arrays, other = [], [], [], []
+        diff_pos, diff, other, statics = [], [], [], []
         for k, v in enumerate(flat):
             if isinstance(v, tensor_type):
                 if not v.is_cpu:
@@ -135,19 +171,24 @@ def function(fn):
                 if v.requires_grad and v.dtype in floats:
                     diff_pos.append(k)
                     diff.append(v)
-                    arrays.append(v.detach().numpy())
                     continue
-                v = v.numpy()
+            elif type(v) is _STATIC:
+                statics.append((k, v.value))
+                continue
             other.append(v)
-        key = (tuple(diff_pos), tuple(shape))
-        entry = entries.get(key)
+        try:
+            key = (tuple(diff_pos), tuple(shape), tuple(statics))
+            entry = self.entries.get(key)
+        except TypeError:
+            raise TypeError("tracejit autograd: a static argument is not hashable") from None
         if entry is None:
             skeleton = _rebuild(tree, iter([None] * len(flat)))   # structure only
-            other_pos = [k for k in range(len(flat)) if k not in diff_pos]
-            entry = entries[key] = _Entry(fn, skeleton, diff_pos, other_pos)
-        arrays, other = tuple(arrays), tuple(other)
+            fixed = {k for k, _ in statics}
+            other_pos = [k for k in range(len(flat)) if k not in diff_pos and k not in fixed]
+            entry = self.entries[key] = _Entry(self.fn, skeleton, diff_pos, other_pos, statics)
+        arrays, other = tuple(diff), tuple(other)
         if not diff:
-            return _to_torch(torch, entry.forward((), other))
+            return entry.forward((), other)
         if not entry.mixed:   # every output so far a scalar: the fused path straight away
             try:
                 return Fused.apply(entry, arrays, other, *diff)
@@ -156,19 +197,47 @@ def function(fn):
         sig = tuple(_key(v) for v in arrays + other)
         scalar = entry.scalar.get(sig)
         if scalar is None:
-            probe = entry.forward(arrays, other)
-            scalar = entry.scalar[sig] = (isinstance(probe, np.ndarray) and probe.shape == ()
-                                          and probe.dtype.kind == "f")
+            with torch.no_grad():
+                probe = entry.forward(arrays, other)
+            scalar = entry.scalar[sig] = (isinstance(probe, tensor_type) and probe.shape == ()
+                                          and probe.dtype in floats)
         if scalar:
             return Fused.apply(entry, arrays, other, *diff)
         box = []
         outs = Pulled.apply(entry, arrays, other, box, *diff)
         return _rebuild(box[0], iter(outs))
 
+    def compiled(self):
+        return [c for e in self.entries.values()
+                for c in (e.value_and_grad, e.forward, e.pullback)]
+
+
+def function(fn, static_argnums=(), static_argnames=()):
+    """`fn` compiled for torch tensors, taking part in torch.autograd (see the module
+    docstring). The result is a plain callable; compiled variants are cached in it."""
+    ad = Adapter(fn, static_argnums, static_argnames)
+
+    def call(*args, **kwargs):
+        return ad(*args, **kwargs)
+
     call.__wrapped__ = fn
-    call.compiled = lambda: [c for e in entries.values()
-                             for c in (e.value_and_grad, e.forward, e.pullback)]
+    call.compiled = ad.compiled
     return call
+
+
+def call(cf, args, kwargs):
+    """A CompiledFunction's call whose arguments hold a tensor requiring grad under grad
+    mode (called by csrc/function.c): through the function's Adapter, made once."""
+    ad = cf.__dict__.get("_tj_autograd")
+    if ad is None:
+        _torch_state()
+        ad = cf.__dict__["_tj_autograd"] = Adapter(cf.__wrapped__, cf._static_argnums,
+                                                   cf._static_argnames)
+    return ad(*args, **kwargs)
+
+
+def _key(v):
+    return (tuple(v.shape), v.dtype) if hasattr(v, "dtype") else (type(v),)
 
 
 def _flatten(tree, leaves, shape):
@@ -185,9 +254,43 @@ def _flatten(tree, leaves, shape):
         leaves.append(tree)
 
 
-def _to_torch(torch, out):
-    if isinstance(out, (tuple, list)):
-        return type(out)(_to_torch(torch, v) for v in out)
-    if isinstance(out, dict):
-        return {k: _to_torch(torch, v) for k, v in out.items()}
-    return torch.from_numpy(out) if isinstance(out, np.ndarray) else out
+class ModuleRoute:
+    """A compiled nn.Module's calls once its parameters have required grad: under grad
+    mode, with a parameter requiring grad, the parameters are passed to an Adapter as a
+    dict argument and put in the module's place while the forward is traced; otherwise
+    the module's CompiledFunction as before."""
+
+    def __init__(self, module, static_argnames=()):
+        self.module = module
+        self.dicts = [m._parameters for m in module.modules()]
+        dicts = self.dicts
+
+        def forward(training, params, *args, **kwargs):
+            saved = []
+            try:
+                for name, t in params.items():
+                    i, k = name.split(".", 1)
+                    d = dicts[int(i)]
+                    saved.append((d, k, d[k]))
+                    d[k] = t          # a tracer while the forward is traced
+                return module(*args, **kwargs)
+            finally:
+                for d, k, t in reversed(saved):
+                    d[k] = t
+
+        forward.__name__ = forward.__qualname__ = f"{type(module).__name__}.forward"
+        forward.__tracejit_dicts__ = ([m._parameters for m in module.modules()] +
+                                      [m._buffers for m in module.modules()])
+        self.adapter = Adapter(forward, (0,), static_argnames)
+
+    def __call__(self, cf, *args, **kwargs):
+        torch = _torch_state()[0]
+        if torch.is_grad_enabled():
+            params = {f"{i}.{k}": p for i, d in enumerate(self.dicts) for k, p in d.items()
+                      if p is not None and p.requires_grad}
+            if params:
+                return self.adapter(self.module.training, params, *args, **kwargs)
+        return cf(self.module.training, *args, **kwargs)
+
+    def compiled(self):
+        return self.adapter.compiled()
