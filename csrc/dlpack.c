@@ -137,6 +137,26 @@ const char tj_dl_why_grad[] = "requires grad while grad mode is on: only argumen
     "compiled function (and a compiled module's parameters) take part in torch.autograd; "
     "pass it as an argument, call under torch.no_grad(), or pass x.detach()";
 
+/* Set (per thread) while _torch_autograd runs compiled pieces with grad mode off: a
+ * captured tensor that requires grad would get no gradient, so it is refused. */
+static _Thread_local int strict_captures;
+
+PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    int old = strict_captures;
+    strict_captures = on;
+    return PyBool_FromLong(old);
+}
+
+int tj_dl_strict_refuses(PyObject *o) {
+    if (!strict_captures || !requires_grad_get) return 0;
+    PyObject *rg = requires_grad_get(o, requires_grad_closure);
+    if (!rg) { PyErr_Clear(); return 0; }
+    Py_DECREF(rg);
+    return rg == Py_True;
+}
+
 int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
     DLTensor t;
     if (torch_api->dltensor_from_py(o, &t) < 0) return -1;

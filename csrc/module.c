@@ -12,6 +12,7 @@ PyObject *tj_torch_register(PyObject *m, PyObject *args);
 PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
 PyObject *tj_dl_torch_alloc(PyObject *m, PyObject *arg);                       /* dlpack.c */
+PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);                        /* dlpack.c */
 PyObject *tj_py_vmath(PyObject *self, PyObject *args);        /* emit/vmath_eval.c */
 
 static tj_state *g_state;
@@ -159,6 +160,8 @@ static PyMethodDef module_methods[] = {
     {"_lift", (PyCFunction)(void (*)(void))tj_torch_lift, METH_FASTCALL,
      "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
+    {"_strict_captures", tj_dl_set_strict, METH_O,
+     "_strict_captures(on) -> previous: refuse captured tensors requiring grad (autograd)"},
     {"_torch_alloc", tj_dl_torch_alloc, METH_O,
      "_torch_alloc(mode) -> previous: how torch results are allocated (benchmarks)"},
     {"_set_skip_dirs", set_skip_dirs, METH_O,

@@ -248,6 +248,7 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
             const char *why = NULL;
             int vr = o && tj_dl_kind(o) == TJ_LIB_TORCH ? tj_dl_torch_view(o, &v, &why) : 2;
             if (vr < 0) goto done;
+            if (vr == 0 && tj_dl_strict_refuses(o)) vr = 1, why = tj_dl_why_grad;
             if (vr == 1) {
                 tj_state *st = tj_get_state();
                 PyErr_Format(why == tj_dl_why_grad && st->grad_capture_error

@@ -410,6 +410,8 @@ int tj_dl_kind(PyObject *o);
  * be used (dtype, device, requires grad); -1 + exception. */
 int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why);
 extern const char tj_dl_why_grad[];   /* *why of a tensor that requires grad under grad mode */
+/* 1 when captures are strict (_torch_autograd's compiled pieces) and o requires grad. */
+int tj_dl_strict_refuses(PyObject *o);
 /* A zero-copy ndarray of another DLPack producer's array (numpy.from_dlpack). New ref. */
 PyObject *tj_dl_to_numpy(PyObject *o);
 /* A fresh C-contiguous torch tensor; *data receives its memory. New reference. */

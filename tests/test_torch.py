@@ -145,13 +145,17 @@ def test_default_dtype_is_followed_and_checked_at_every_call():
     assert g.cache_info().misses == 1
 
 
-def test_requires_grad_input_is_refused_clearly():
+def test_requires_grad_input_takes_part_in_autograd():
+    # (tests/test_torch_autograd.py tests the autograd route itself)
     f = tracejit.compile(lambda x: x * 2.0)
     x = torch.randn(3, requires_grad=True)
-    with pytest.raises(TypeError, match=r"arg 0: this torch tensor requires grad, and tracejit "
-                                        r"computes no gradients yet: call it under "
-                                        r"torch\.no_grad\(\)"):
-        f(x)
+    y = f(x)
+    assert y.requires_grad and y.grad_fn is not None
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((3,), 2.0))
+    with pytest.raises(TypeError, match=r"arg 0: this torch tensor requires grad while grad mode "
+                                        r"is on: only arguments of a compiled function"):
+        f.explain(x)
     with torch.no_grad():
         torch.testing.assert_close(f(x), x.detach() * 2.0)
     torch.testing.assert_close(f(x.detach()), x.detach() * 2.0)
@@ -167,7 +171,7 @@ def test_requires_grad_capture_is_refused_clearly():
         w.requires_grad_(False)
     w.requires_grad_(True)
     with pytest.raises(TypeError, match="the torch tensor 'w' the compiled function reads "
-                                        "requires grad"):
+                                        "requires grad while grad mode is on: only arguments"):
         f(torch.ones(3))
 
 
@@ -386,10 +390,14 @@ def test_module_parameters_read_at_call_time():
         in cm.last_retrace
 
 
-def test_module_parameters_requiring_grad_refused_under_grad_mode():
-    cm = tracejit.compile(_mlp(torch.float32))
-    with pytest.raises(tracejit.TraceError, match="requires grad"):
-        cm(torch.randn(2, 16))
+def test_module_parameters_requiring_grad_take_part_in_autograd():
+    # (tests/test_torch_autograd.py tests the module route further)
+    m = _mlp(torch.float32)
+    cm = tracejit.compile(m)
+    x = torch.randn(2, 16)
+    out = cm(x)
+    assert out.requires_grad
+    torch.testing.assert_close(out, m(x).detach())
 
 
 def test_module_with_buffers_and_layernorm():

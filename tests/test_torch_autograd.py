@@ -133,3 +133,203 @@ def test_importing_tracejit_does_not_import_torch():
     rc, parsed, out, err = run_python("import sys, json, tracejit, tracejit._torch_autograd; "
                                       "print(json.dumps('torch' in sys.modules))")
     assert rc == 0 and parsed is False, out + err
+
+
+# ---- through tracejit.compile: the replay path routes requires-grad calls here ----
+
+import tracejit  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compile_backward_fills_grad_like_eager(dtype):
+    p, q = params(dtype), params(dtype)
+    X, y = torch.randn(11, 5, dtype=dtype), torch.randn(11, 3, dtype=dtype)
+    f = tracejit.compile(mlp_loss)
+    loss = f(p, X, y)
+    assert loss.requires_grad and loss.grad_fn is not None and loss.dtype == dtype
+    loss.backward()
+    torch_mlp_loss(q, X, y).backward()
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for k in p:
+        torch.testing.assert_close(p[k].grad, q[k].grad, rtol=tol, atol=tol)
+    assert X.grad is None and y.grad is None
+
+
+def test_compile_several_and_non_scalar_outputs():
+    a = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    f = tracejit.compile(lambda a, b: {"u": np.sin(a) * b, "s": np.sum(a * a, axis=1)})
+    out = f(a, b)
+    assert set(out) == {"u", "s"} and out["u"].shape == (3, 4) and out["s"].shape == (3,)
+    ga, gb = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    (out["u"] * ga).sum().backward(retain_graph=True)
+    out["s"].backward(gb)
+    a2, b2 = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    ((torch.sin(a2) * b2) * ga).sum().backward()
+    (a2 * a2).sum(1).backward(gb)
+    torch.testing.assert_close(a.grad, a2.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(b.grad, b2.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_compile_gradcheck_float64():
+    a = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    vec = tracejit.compile(lambda a, W: (np.exp(a) @ W, np.tanh(W) * 2.0))
+    assert torch.autograd.gradcheck(vec, (a, W))
+    scal = tracejit.compile(lambda a, W: np.sum(np.log1p(np.exp(a @ W))))
+    assert torch.autograd.gradcheck(scal, (a, W))
+
+
+def test_compile_integer_and_constant_inputs_untouched():
+    a = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    k = torch.tensor([2, 0, 1, 2])
+    c = torch.randn(4, dtype=torch.float64)
+    f = tracejit.compile(lambda a, k, c, s: np.sum(a[k] * c) * s)
+    f(a, k, c, 3.0).backward()
+    want = torch.zeros(3, dtype=torch.float64)
+    want.index_add_(0, k, 3.0 * c)
+    torch.testing.assert_close(a.grad, want)
+    assert c.grad is None and k.grad is None and k.dtype == torch.int64
+
+
+def test_compile_no_grad_mode_is_the_plain_replay():
+    f = tracejit.compile(lambda x, w: np.tanh(x * w))
+    x, w = torch.randn(6), torch.randn(6, requires_grad=True)
+    with torch.no_grad():
+        r1 = f(x, w)
+        r2 = f(x, w)
+    assert not r1.requires_grad and r1.grad_fn is None
+    info = f.cache_info()
+    assert (info.hits, info.misses) == (1, 1)
+    torch.testing.assert_close(r2, torch.tanh(x * w.detach()))
+    r3 = f(x, w.detach())             # nothing requires grad: the plain replay, no retrace
+    assert not r3.requires_grad and f.cache_info().hits == 2
+    assert f(x, w).requires_grad      # grad mode on: autograd
+    assert f.cache_info().misses == 1   # (the autograd route keeps its own variants)
+
+
+def test_compile_static_argnames_key_the_autograd_variants():
+    @tracejit.compile(static_argnames="axis")
+    def f(x, axis):
+        return np.sum(np.sum(x * x, axis=axis) ** 2)
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    for axis in (0, 1, 0):
+        x.grad = None
+        f(x, axis=axis).backward()
+        x2 = x.detach().clone().requires_grad_()
+        ((x2 * x2).sum(axis) ** 2).sum().backward()
+        torch.testing.assert_close(x.grad, x2.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_compile_optim_loop_converges():
+    torch.manual_seed(0)
+    X = torch.randn(64, 3, dtype=torch.float64)
+    w_true = torch.tensor([1.5, -2.0, 0.5], dtype=torch.float64)
+    y = X @ w_true + 0.3
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    loss_fn = tracejit.compile(lambda w, b, X, y: np.mean((X @ w + b - y) ** 2))
+    opt = torch.optim.Adam([w, b], lr=0.1)
+    first = None
+    for _ in range(300):
+        opt.zero_grad()
+        loss = loss_fn(w, b, X, y)
+        first = loss.item() if first is None else first
+        loss.backward()
+        opt.step()
+    assert loss.item() < 1e-6 * first
+    torch.testing.assert_close(w.detach(), w_true, rtol=1e-3, atol=1e-3)
+    assert abs(b.item() - 0.3) < 1e-3
+
+
+def test_compile_create_graph_is_refused_clearly():
+    f = tracejit.compile(lambda a: np.sum(a ** 3))
+    a = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="the backward of a compiled function is not "
+                                           "differentiable \\(create_graph=True\\)"):
+        torch.autograd.grad(f(a), (a,), create_graph=True)
+    # (a CUDA tensor is refused by csrc/dlpack.c's device check before grad is looked at;
+    # a meta tensor cannot even be viewed: torch's DLPack refuses it)
+
+
+def test_compile_captured_tensor_requiring_grad_is_refused_clearly():
+    w = torch.randn(3, requires_grad=True)
+    f = tracejit.compile(lambda x: x * w)
+    with pytest.raises(tracejit.TraceError, match="reads a torch tensor .* that requires grad "
+                                                  "while grad mode is on: only arguments") as e:
+        f(torch.ones(3))
+    assert isinstance(e.value, TypeError)
+    x = torch.ones(3, requires_grad=True)   # an argument requires grad: still refused,
+    with pytest.raises(tracejit.TraceError, match="reads a torch tensor .* that requires grad"):
+        f(x)                                # (it would get no gradient)
+    w.requires_grad_(False)
+    f(x).sum().backward()                   # traced and cached by the autograd route
+    torch.testing.assert_close(x.grad, w)
+    w.requires_grad_(True)
+    with pytest.raises(TypeError, match="the torch tensor 'w' the compiled function reads "
+                                        "requires grad while grad mode is on"):
+        f(x)                                # the replay's check (grad mode is off in there)
+    with torch.no_grad():
+        torch.testing.assert_close(f(x), w.detach())
+
+
+def _net(dtype=torch.float64):
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_module_parameters_receive_grad(dtype):
+    m, ref = _net(dtype), _net(dtype)
+    cm = tracejit.compile(m)
+    x = torch.randn(5, 4, dtype=dtype)
+    out = cm(x)
+    assert out.requires_grad
+    g = torch.randn(5, 2, dtype=dtype)
+    out.backward(g)
+    ref(x).backward(g)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for (name, p), q in zip(m.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=tol, atol=tol, msg=name)
+    with torch.no_grad():          # then inference: the plain replay, no grad
+        r = cm(x)
+    assert not r.requires_grad
+    torch.testing.assert_close(r, ref(x).detach(), rtol=tol, atol=tol)
+
+
+def test_compiled_module_input_grad_frozen_params_and_eval():
+    m, ref = _net(), _net()
+    m[0].weight.requires_grad_(False)
+    ref[0].weight.requires_grad_(False)
+    cm = tracejit.compile(m)
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    cm(x).sum().backward()
+    ref(x2).sum().backward()
+    assert m[0].weight.grad is None
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m[0].bias.grad, ref[0].bias.grad, rtol=1e-12, atol=1e-12)
+    m.eval()
+    ref.eval()
+    torch.testing.assert_close(cm(x), ref(x2), rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_module_gradcheck_and_training_loop_matches_eager():
+    m, ref = _net(), _net()
+    cm = tracejit.compile(m)
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(cm, (x,))
+    X, y = torch.randn(32, 4, dtype=torch.float64), torch.randn(32, 2, dtype=torch.float64)
+    opts = [torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9) for net in (m, ref)]
+    losses = []
+    for _ in range(30):
+        for net, opt in zip((cm, ref), opts):
+            opt.zero_grad()
+            loss = ((net(X) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+    for p, q in zip(m.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-10)

@@ -21,6 +21,7 @@ int32_t tj_capture_torch(tj_trace *t, PyObject *o) {
     const char *why = NULL;
     int rc = tj_dl_torch_view(o, &v, &why);
     if (rc < 0) return -1;
+    if (rc == 0 && tj_dl_strict_refuses(o)) rc = 1, why = tj_dl_why_grad;
     if (rc > 0) {
         tj_trace_error("the traced function reads a torch tensor (from a closure, a global or "
                        "a module) that %s", why);

@@ -125,6 +125,7 @@ class CompiledModule:
         self.module = module
         self._static_argnames = tuple(static_argnames)
         self._cf = CompiledFunction(forward, (0,), self._static_argnames)
+        self._cf._tj_autograd = _torch_autograd.module_call   # to ModuleRoute below
         self._autograd = None   # the autograd route, made at the first call that needs it
 
     def __call__(self, *args, **kwargs):

@@ -31,7 +31,7 @@ tensors are refused. torch is imported lazily: importing tracejit never imports 
 import numpy as np
 
 from ._grad import NotScalarError, _inner, _leaves, _rebuild, grad, value_and_grad
-from ._C import CompiledFunction, TraceError
+from ._C import CompiledFunction, TraceError, _strict_captures
 
 __all__ = ["function", "call", "GradCaptureError"]
 
@@ -66,6 +66,16 @@ class _Entry:
         self.scalar = {}    # then: leaf signature -> whether the output is a float scalar
 
 
+def _strict(fn, *args):
+    """fn(*args) with captured tensors that require grad refused (csrc/dlpack.c): the
+    compiled pieces run with grad mode off, where such a tensor would get no gradient."""
+    old = _strict_captures(True)
+    try:
+        return fn(*args)
+    finally:
+        _strict_captures(old)
+
+
 def _not_differentiable(torch):
     if torch.is_grad_enabled():
         raise RuntimeError("tracejit: the backward of a compiled function is not "
@@ -78,7 +88,7 @@ def _make_functions(torch):
 
         @staticmethod
         def forward(ctx, entry, arrays, other, *diff):
-            value, grads = entry.value_and_grad(arrays, other)
+            value, grads = _strict(entry.value_and_grad, arrays, other)
             ctx.grads = grads
             ctx.entry, ctx.arrays, ctx.other = entry, arrays, other
             return value
@@ -89,7 +99,7 @@ def _make_functions(torch):
             _not_differentiable(torch)
             grads = ctx.__dict__.pop("grads", None)
             if grads is None:   # a second backward (retain_graph): computed again
-                grads = ctx.entry.value_and_grad(ctx.arrays, ctx.other)[1]
+                grads = _strict(ctx.entry.value_and_grad, ctx.arrays, ctx.other)[1]
             # handed over, not kept: autograd adopts them as .grad without a copy
             if go.item() != 1.0:
                 grads = [g * go for g in grads]
@@ -100,7 +110,7 @@ def _make_functions(torch):
 
         @staticmethod
         def forward(ctx, entry, arrays, other, box, *diff):
-            out = entry.forward(arrays, other)
+            out = _strict(entry.forward, arrays, other)
             outs = _leaves(out, [])
             box.append(out)   # the output's structure, for the caller
             ctx.entry, ctx.other, ctx.arrays = entry, other, arrays
@@ -115,7 +125,7 @@ def _make_functions(torch):
             _not_differentiable(torch)
             cts = [torch.zeros(s, dtype=d) if g is None else g
                    for g, (s, d) in zip(gos, ctx.outs)]
-            grads = ctx.entry.pullback(ctx.arrays, ctx.other, tuple(cts))
+            grads = _strict(ctx.entry.pullback, ctx.arrays, ctx.other, tuple(cts))
             return (None, None, None, None) + tuple(grads)
 
     return Fused, Pulled
@@ -188,7 +198,7 @@ class Adapter:
             entry = self.entries[key] = _Entry(self.fn, skeleton, diff_pos, other_pos, statics)
         arrays, other = tuple(diff), tuple(other)
         if not diff:
-            return entry.forward((), other)
+            return _strict(entry.forward, (), other)
         if not entry.mixed:   # every output so far a scalar: the fused path straight away
             try:
                 return Fused.apply(entry, arrays, other, *diff)
@@ -198,7 +208,7 @@ class Adapter:
         scalar = entry.scalar.get(sig)
         if scalar is None:
             with torch.no_grad():
-                probe = entry.forward(arrays, other)
+                probe = _strict(entry.forward, arrays, other)
             scalar = entry.scalar[sig] = (isinstance(probe, tensor_type) and probe.shape == ()
                                           and probe.dtype in floats)
         if scalar:
@@ -223,6 +233,12 @@ def function(fn, static_argnums=(), static_argnames=()):
     call.__wrapped__ = fn
     call.compiled = ad.compiled
     return call
+
+
+def module_call(*args, **kwargs):
+    """A compiled module's own CompiledFunction met an input requiring grad: the module
+    takes the autograd route with its parameters (CompiledModule catches this)."""
+    raise GradCaptureError("a compiled module's call needs autograd")
 
 
 def call(cf, args, kwargs):
