@@ -267,7 +267,7 @@ def test_compile_captured_tensor_requiring_grad_is_refused_clearly():
     f(x).sum().backward()                   # traced and cached by the autograd route
     torch.testing.assert_close(x.grad, w)
     w.requires_grad_(True)
-    with pytest.raises(TypeError, match="the torch tensor 'w' the compiled function reads "
+    with pytest.raises(TypeError, match="the torch tensor .* the compiled function reads "
                                         "requires grad while grad mode is on"):
         f(x)                                # the replay's check (grad mode is off in there)
     with torch.no_grad():
