@@ -1,5 +1,6 @@
-"""A small MLP training step on torch tensors: tracejit (the loss traced and compiled,
-taking part in torch.autograd through tracejit._torch_autograd) against torch eager
+"""A small MLP training step on torch tensors: tracejit (the loss compiled by
+tracejit.compile, taking part in torch.autograd because its parameters require grad:
+tracejit/_torch_autograd.py) against torch eager
 and torch.compile, in one process on the same data.
 
 One step: opt.zero_grad(); loss = loss_fn(params, X, y); loss.backward(); opt.step()
@@ -58,11 +59,10 @@ def build(peer, torch, data):
     p = {k: torch.tensor(v, requires_grad=True) for k, v in p0.items()}
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     if peer == "tracejit":
-        from tracejit import _torch_autograd
         import tracejit
         if hasattr(tracejit, "set_num_threads"):
             tracejit.set_num_threads(torch.get_num_threads())
-        loss = _torch_autograd.function(H.rebind(loss_numpy))
+        loss = tracejit.compile(H.rebind(loss_numpy))
     elif peer == "torch":
         loss = loss_torch
     else:
@@ -75,7 +75,10 @@ def build(peer, torch, data):
         value.backward()
         opt.step()
         return value
-    step.compiled = getattr(loss, "compiled", lambda: [])
+    def compiled():   # the compiled pieces of compile's autograd route, once it ran
+        ad = getattr(loss, "__dict__", {}).get("_tj_autograd")
+        return ad.compiled() if ad is not None else []
+    step.compiled = compiled
     return step, p
 
 
