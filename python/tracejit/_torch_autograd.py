@@ -128,10 +128,22 @@ def _make_functions(torch):
             grads = _strict(ctx.entry.pullback, ctx.arrays, ctx.other, tuple(cts))
             return (None, None, None, None) + tuple(grads)
 
-    return Fused, Pulled
+    return _fast_apply(torch, Fused), _fast_apply(torch, Pulled)
 
 
-_state = []   # torch, Tensor, float dtypes, Fused, Pulled: filled on first use
+def _fast_apply(torch, cls):
+    """cls.apply without autograd.Function.apply's Python prologue (its functorch
+    wrapper unwrapping, ~2.5 us a call here) when no functorch transform is active."""
+    c_apply = super(torch.autograd.Function, cls).apply
+    active = torch._C._are_functorch_transforms_active
+    slow = cls.apply
+
+    def apply(*args):
+        return slow(*args) if active() else c_apply(*args)
+    return apply
+
+
+_state = []   # torch, Tensor, float dtypes, Fused.apply, Pulled.apply: filled on first use
 
 
 def _torch_state():
@@ -162,7 +174,7 @@ class Adapter:
         self.entries = {}
 
     def __call__(self, *args, **kwargs):
-        torch, tensor_type, floats, Fused, Pulled = _torch_state()
+        torch, tensor_type, floats, Fused, Pulled = _torch_state()   # (their apply)
         if self.static_argnums:
             args = tuple(_STATIC(v) if i in self.static_argnums else v
                          for i, v in enumerate(args))
@@ -201,7 +213,7 @@ class Adapter:
             return _strict(entry.forward, (), other)
         if not entry.mixed:   # every output so far a scalar: the fused path straight away
             try:
-                return Fused.apply(entry, arrays, other, *diff)
+                return Fused(entry, arrays, other, *diff)
             except NotScalarError:
                 entry.mixed = True
         sig = tuple(_key(v) for v in arrays + other)
@@ -212,9 +224,9 @@ class Adapter:
             scalar = entry.scalar[sig] = (isinstance(probe, tensor_type) and probe.shape == ()
                                           and probe.dtype in floats)
         if scalar:
-            return Fused.apply(entry, arrays, other, *diff)
+            return Fused(entry, arrays, other, *diff)
         box = []
-        outs = Pulled.apply(entry, arrays, other, box, *diff)
+        outs = Pulled(entry, arrays, other, box, *diff)
         return _rebuild(box[0], iter(outs))
 
     def compiled(self):
