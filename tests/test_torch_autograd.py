@@ -333,3 +333,23 @@ def test_compiled_module_gradcheck_and_training_loop_matches_eager():
     assert losses[-1] < 0.8 * losses[0]
     for p, q in zip(m.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-10)
+
+
+def test_compile_integer_and_bool_outputs_are_not_differentiable():
+    x = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    g = tracejit.compile(lambda x: (x * 2.0, np.argmax(x), x > 0))
+    a, i, m = g(x)
+    assert a.requires_grad and not i.requires_grad and not m.requires_grad
+    assert i.item() == int(torch.argmax(x)) and m.dtype == torch.bool
+    a.sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((5,), 2.0, dtype=torch.float64))
+
+
+def test_tracejit_grad_under_torch_autograd_gives_second_derivatives():
+    x = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    h = tracejit.grad(lambda x: np.sum(np.sin(x) * x))
+    gx = h(x)                                   # d/dx, itself differentiable by torch
+    torch.testing.assert_close(gx.detach(), torch.sin(x.detach()) + x.detach() * torch.cos(x.detach()))
+    gx.sum().backward()
+    xd = x.detach()
+    torch.testing.assert_close(x.grad, 2 * torch.cos(xd) - xd * torch.sin(xd), rtol=1e-12, atol=1e-12)
