@@ -174,6 +174,9 @@ class Adapter:
         self.entries = {}
 
     def __call__(self, *args, **kwargs):
+        return self.call(args, kwargs)
+
+    def call(self, args, kwargs):
         torch, tensor_type, floats, Fused, Pulled = _torch_state()   # (their apply)
         if self.static_argnums:
             args = tuple(_STATIC(v) if i in self.static_argnums else v
@@ -182,31 +185,17 @@ class Adapter:
             kwargs = {k: _STATIC(v) if k in self.static_argnames else v
                       for k, v in kwargs.items()}
         tree = (args, kwargs)
-        flat, shape = [], []
-        _flatten(tree, flat, shape)
-        diff_pos, diff, other, statics = [], [], [], []
-        for k, v in enumerate(flat):
-            if isinstance(v, tensor_type):
-                if not v.is_cpu:
-                    raise TypeError(f"tracejit autograd: tensors must be on the CPU, got "
-                                    f"{v.device}")
-                if v.requires_grad and v.dtype in floats:
-                    diff_pos.append(k)
-                    diff.append(v)
-                    continue
-            elif type(v) is _STATIC:
-                statics.append((k, v.value))
-                continue
-            other.append(v)
+        shape, diff_pos, diff, other, statics = [], [], [], [], []
+        n = _walk(tree, 0, shape, diff_pos, diff, other, statics, tensor_type, floats)
         try:
             key = (tuple(diff_pos), tuple(shape), tuple(statics))
             entry = self.entries.get(key)
         except TypeError:
             raise TypeError("tracejit autograd: a static argument is not hashable") from None
         if entry is None:
-            skeleton = _rebuild(tree, iter([None] * len(flat)))   # structure only
+            skeleton = _rebuild(tree, iter([None] * n))   # structure only
             fixed = {k for k, _ in statics}
-            other_pos = [k for k in range(len(flat)) if k not in diff_pos and k not in fixed]
+            other_pos = [k for k in range(n) if k not in diff_pos and k not in fixed]
             entry = self.entries[key] = _Entry(self.fn, skeleton, diff_pos, other_pos, statics)
         arrays, other = tuple(diff), tuple(other)
         if not diff:
@@ -247,10 +236,16 @@ def function(fn, static_argnums=(), static_argnames=()):
     return call
 
 
-def module_call(*args, **kwargs):
+class _ModuleCall:
     """A compiled module's own CompiledFunction met an input requiring grad: the module
     takes the autograd route with its parameters (CompiledModule catches this)."""
-    raise GradCaptureError("a compiled module's call needs autograd")
+
+    @staticmethod
+    def call(args, kwargs):
+        raise GradCaptureError("a compiled module's call needs autograd")
+
+
+module_call = _ModuleCall()
 
 
 def call(cf, args, kwargs):
@@ -261,25 +256,39 @@ def call(cf, args, kwargs):
         _torch_state()
         ad = cf.__dict__["_tj_autograd"] = Adapter(cf.__wrapped__, cf._static_argnums,
                                                    cf._static_argnames)
-    return ad(*args, **kwargs)
+    return ad.call(args, kwargs)
 
 
 def _key(v):
     return (tuple(v.shape), v.dtype) if hasattr(v, "dtype") else (type(v),)
 
 
-def _flatten(tree, leaves, shape):
-    """_grad._leaves, also writing the tree's structure (sizes and dict keys) to shape."""
-    if isinstance(tree, (tuple, list)):
-        shape.append((type(tree), len(tree)))
-        for v in tree:
-            _flatten(v, leaves, shape)
-    elif isinstance(tree, dict):
+def _walk(tree, k, shape, diff_pos, diff, other, statics, tensor_type, floats):
+    """The leaves of a pytree (in _grad._leaves' order) sorted into differentiated
+    tensors (their positions too), other leaves and statics; the structure (sizes and
+    dict keys) goes to shape. Returns the next leaf position. One pass: it runs on
+    every call."""
+    tp = type(tree)
+    if tp is dict or (tp is not tuple and tp is not list and isinstance(tree, dict)):
         shape.append(tuple(tree))
         for v in tree.values():
-            _flatten(v, leaves, shape)
+            k = _walk(v, k, shape, diff_pos, diff, other, statics, tensor_type, floats)
+        return k
+    if tp is tuple or tp is list or isinstance(tree, (tuple, list)):
+        shape.append((tp, len(tree)))
+        for v in tree:
+            k = _walk(v, k, shape, diff_pos, diff, other, statics, tensor_type, floats)
+        return k
+    if isinstance(tree, tensor_type) and tree.requires_grad and tree.dtype in floats:
+        if not tree.is_cpu:
+            raise TypeError(f"tracejit autograd: tensors must be on the CPU, got {tree.device}")
+        diff_pos.append(k)
+        diff.append(tree)
+    elif tp is _STATIC:
+        statics.append((k, tree.value))
     else:
-        leaves.append(tree)
+        other.append(tree)
+    return k + 1
 
 
 class ModuleRoute:
