@@ -125,15 +125,15 @@ class CompiledModule:
         self.module = module
         self._static_argnames = tuple(static_argnames)
         self._cf = CompiledFunction(forward, (0,), self._static_argnames)
-        self._cf._tj_autograd = _torch_autograd.module_call   # to ModuleRoute below
-        self._autograd = None   # the autograd route, made at the first call that needs it
+        self._cf._tj_autograd = _torch_autograd.module_call   # to _RoutedModule below
 
     def __call__(self, *args, **kwargs):
-        if self._autograd is None:
-            try:
-                return self._cf(self.module.training, *args, **kwargs)
-            except _GradCaptureError:
-                self._autograd = _torch_autograd.ModuleRoute(self.module, self._static_argnames)
+        try:
+            return self._cf(self.module.training, *args, **kwargs)
+        except _GradCaptureError:
+            # from now on a _RoutedModule (no check on this path: it is the no-grad one)
+            self._autograd = _torch_autograd.ModuleRoute(self.module, self._static_argnames)
+            self.__class__ = _RoutedModule
         return self._autograd(self._cf, *args, **kwargs)
 
     def explain(self, *args, **kwargs):
@@ -144,6 +144,13 @@ class CompiledModule:
 
     def __repr__(self):
         return f"<tracejit.CompiledModule of {type(self.module).__name__}>"
+
+
+class _RoutedModule(CompiledModule):
+    """A CompiledModule once autograd was needed: each call checks grad mode first."""
+
+    def __call__(self, *args, **kwargs):
+        return self._autograd(self._cf, *args, **kwargs)
 
 
 def _compile_module(module, static_argnames=()):
