@@ -66,6 +66,10 @@ def compile(fn=None, *, static_argnames=()):
     Usable as ``@compile`` or ``@compile(static_argnames=("n",))``. Python int and
     float arguments are runtime inputs unless named in `static_argnames`; other
     non-array arguments are static (part of the cache key).
+
+    torch tensors that require grad under grad mode (and a compiled nn.Module's
+    parameters) take part in torch.autograd: `f(w, x).backward()` fills `w.grad`
+    (see tracejit/_torch_autograd.py).
     """
     if isinstance(static_argnames, str):
         static_argnames = (static_argnames,)
