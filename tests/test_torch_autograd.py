@@ -353,3 +353,36 @@ def test_tracejit_grad_under_torch_autograd_gives_second_derivatives():
     gx.sum().backward()
     xd = x.detach()
     torch.testing.assert_close(x.grad, 2 * torch.cos(xd) - xd * torch.sin(xd), rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_module_with_buffers_and_layernorm_under_autograd():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.norm = nn.Linear(6, 6), nn.LayerNorm(6)
+            self.register_buffer("scale", torch.full((6,), 0.5))
+
+        def forward(self, x):
+            return self.norm(self.lin(x)) * self.scale
+
+    torch.manual_seed(0)
+    m, ref = Net().double(), Net().double()
+    ref.load_state_dict(m.state_dict())
+    cm = tracejit.compile(m)
+    x = torch.randn(4, 6, dtype=torch.float64)
+
+    def check():
+        m.zero_grad()
+        ref.zero_grad()
+        cm(x).pow(2).sum().backward()
+        ref(x).pow(2).sum().backward()
+        for (name, p), q in zip(m.named_parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-12, msg=name)
+
+    check()
+    for net in (m, ref):
+        net.scale.fill_(2.0)              # a buffer changed in place
+    check()
+    for net in (m, ref):                  # a buffer replaced by another tensor
+        net.scale = torch.full((6,), 3.0, dtype=torch.float64)
+    check()

@@ -62,6 +62,10 @@ class _Entry:
         self.forward = CompiledFunction(body, (), ())
         self.value_and_grad = value_and_grad(body)
         self.pullback = grad(lambda diff, other, ct: _inner(body(diff, other), ct))
+        dicts = getattr(fn, "__tracejit_dicts__", None)
+        if dicts is not None:   # a module's buffers: read from its dicts at every call
+            for cf in (self.forward, self.value_and_grad, self.pullback):
+                cf.__wrapped__.__tracejit_dicts__ = dicts
         self.mixed = False  # some signature gave a non-scalar output: check each call
         self.scalar = {}    # then: leaf signature -> whether the output is a float scalar
 
