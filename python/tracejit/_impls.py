@@ -136,8 +136,9 @@ def _einsum(subscripts, *operands, optimize=False, **kwargs):
         perm = [t.index(c) for c in letters if c in t]
         v = np.transpose(op, perm)[idx]
         prod = v if prod is None else prod * v
-    if contracted:
-        prod = np.sum(prod, axis=tuple(range(len(out), len(letters))))
+    if contracted:  # a bool einsum sums with logical or, like bool matmul
+        total = np.any if prod.dtype == np.bool_ else np.sum
+        prod = total(prod, axis=tuple(range(len(out), len(letters))))
     return prod
 
 
