@@ -287,6 +287,14 @@ def loop_supported(kind, args, env):
         return True
 
 
+def order_may_overflow(x, dtype):
+    """Whether a product of x's elements, in some order, may pass through overflow or
+    underflow (then inf or 0 depends on the order, NumPy's too)."""
+    a = np.abs(np.asarray(x, dtype=np.float64))
+    a = a[np.isfinite(a) & (a > 0)]
+    return bool(np.abs(np.log(a)).sum() > np.log(np.finfo(dtype).max) - 5)
+
+
 def check_node(expr, args, kind, count, env, errs):
     """NumPy's verdict on one statement: ("ok", value, err), ("error",) when NumPy
     refuses it for its dtypes or shapes, or None when it is not drawable."""
@@ -328,6 +336,8 @@ def check_node(expr, args, kind, count, env, errs):
         if out.dtype.kind == "i" and int_overflow(expr, env, names, kind, out):
             return None
         return ("ok", value, None)
+    if kind in ("prod", "cumprod") and order_may_overflow(np_eval(args[0], env), out.dtype):
+        return None
     out64 = out.astype(np.float64)
     finite = np.isfinite(out64)
     err = np.zeros(out.shape)
