@@ -302,6 +302,7 @@ rescan:
         tj_plan_decref(last);
     }
     p->refs++;
+    Py_CLEAR(reason);                   /* (the run sets it: it owns a new one) */
     if (tj_plan_run(p, &f, &result, &reason) > 0) {
         Py_CLEAR(reason);
         tj_internal_error("a plan went stale during its first run");
