@@ -26,7 +26,10 @@ _CAP = np.linspace(-1.0, 1.0, 16)
 
 
 def _rss():
-    """Resident bytes, or None where /proc is missing."""
+    """Resident bytes, or None where /proc is missing or under ASan (its quarantine
+    keeps freed memory resident)."""
+    if os.environ.get("TRACEJIT_SANITIZED"):
+        return None
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -18,6 +18,12 @@ cd "$(dirname "$0")/.."
 out=build/asan
 CC=${CC:-gcc}
 asan_rt=$($CC -print-file-name=libasan.so)
+if { [ ! -e "$asan_rt" ] || [ "$asan_rt" = libasan.so ]; } && command -v apt-get >/dev/null \
+        && [ "$(id -u)" = 0 ]; then
+    echo "== installing gcc's sanitizer runtimes"
+    apt-get update -qq && apt-get install -y -qq gcc libasan8 libubsan1 >/dev/null
+    asan_rt=$($CC -print-file-name=libasan.so)
+fi
 if [ ! -e "$asan_rt" ] || [ "$asan_rt" = libasan.so ]; then
     echo "sanitize.sh: $CC has no libasan.so (apt-get install gcc, or libasan8)" >&2
     exit 2
@@ -38,7 +44,8 @@ run() {   # the sanitized environment; detect_leaks=0 for the suite: CPython its
     env PYTHONPATH="$out" LD_PRELOAD="$asan_rt" PYTHONMALLOC=malloc \
         ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:${ASAN_EXTRA:-}" \
         UBSAN_OPTIONS="print_stacktrace=1:log_path=$PWD/$out/ubsan" \
-        TRACEJIT_SANITIZED=1 "$@"
+        TRACEJIT_SANITIZED=1 TRACEJIT_LEAK_SCALE=${SAN_LEAK_SCALE:-0.05} \
+        TRACEJIT_FUZZ_EXAMPLES=${SAN_FUZZ_EXAMPLES:-100} "$@"
 }
 
 echo "== test-suite under ASan+UBSan"
