@@ -23,6 +23,11 @@ from conftest import make_input
 SCALE = float(os.environ.get("TRACEJIT_LEAK_SCALE", "0.3"))
 REPLAYS, RETRACES = max(1000, int(1e5 * SCALE)), max(50, int(1e3 * SCALE))
 _CAP = np.linspace(-1.0, 1.0, 16)
+# Under tools/sanitize.sh (PYTHONMALLOC=malloc, ASan) CPython's caches and free lists
+# fill over the first thousands of compiles (bounded: the growth per round decays), so
+# memory bounds are checked in the ordinary build only; there LeakSanitizer
+# (tools/leakcheck.py) is the leak check, and refcounts are checked in both.
+_BOUNDS = not os.environ.get("TRACEJIT_SANITIZED")
 
 
 def _rss():
@@ -83,7 +88,8 @@ def test_replays_keep_memory_and_refcounts_flat(data):
     assert [sys.getrefcount(o) for o in objs] == before
     assert f.cache_info().variants == 1 and f.cache_info().misses == 1
     print(f"\n{REPLAYS} replays: tracemalloc {traced:+d} B, RSS {rss} B")
-    assert traced < 16 * 1024 + REPLAYS, f"{REPLAYS} replays grew traced memory by {traced} B"
+    assert not _BOUNDS or traced < 16 * 1024 + REPLAYS, \
+        f"{REPLAYS} replays grew traced memory by {traced} B"
     assert rss is None or rss < 4 * 2 ** 20, f"{REPLAYS} replays grew RSS by {rss} bytes"
 
 
@@ -107,7 +113,7 @@ def test_replay_errors_keep_refcounts_flat():
             h(xi, big)
     traced, rss = _measure(work, REPLAYS // 20, 200)
     assert [sys.getrefcount(o) for o in objs] == before
-    assert traced < 16 * 1024 + REPLAYS // 20, traced
+    assert not _BOUNDS or traced < 16 * 1024 + REPLAYS // 20, traced
 
 
 @pytest.mark.parametrize("how", ["cache_clear", "shapes_past_limit", "new_function"])
@@ -136,6 +142,6 @@ def test_retraces_keep_memory_flat(how, data):
     gc.collect()
     assert [sys.getrefcount(o) for o in objs] == before
     print(f"\n{RETRACES} retraces ({how}): tracemalloc {traced:+d} B, RSS {rss} B")
-    assert traced < 16 * 1024 + 8 * RETRACES, \
+    assert not _BOUNDS or traced < 16 * 1024 + 8 * RETRACES, \
         f"{RETRACES} retraces grew traced memory by {traced} bytes"
     assert rss is None or rss < 8 * 2 ** 20, f"{RETRACES} retraces grew RSS by {rss} bytes"
