@@ -568,14 +568,16 @@ def test_regression_contraction_functions_take_python_scalars_strongly(form, sca
 @pytest.mark.parametrize("subscripts,shapes", [
     ("ij,jk->ik", [(1, 0), (1, 0)]), ("ij->i", [(2, 3)]), ("ij->", [(2, 3)]),
     ("ij,jk->ik", [(2, 3), (1, 4)]), ("ij,j->i", [(2, 3), (3,)])])
-def test_regression_bool_einsum_sums_with_logical_or(subscripts, shapes):
-    """np.einsum of bool operands is bool (sums are logical or); tracejit's product-sum
-    path (taken when a contracted dim broadcasts, or for one operand) gave int64."""
+def test_regression_einsum_sums_in_the_operands_dtype(subscripts, shapes):
+    """np.einsum of bool operands is bool (sums are logical or) and of int32 ones
+    int32; tracejit's product-sum path (taken when a contracted dim broadcasts, or
+    for one operand) summed with np.sum's defaults and gave int64 for both."""
     rng = np.random.default_rng(1)
-    ops = [rng.random(s) < 0.5 for s in shapes]
     def fn(*o):
         return np.einsum(subscripts, *o)
-    assert_matches_numpy(tracejit.compile(fn)(*ops), fn(*ops))
+    for dt in ("bool", "int32", "float32"):
+        ops = [make_input(rng, s, dt) for s in shapes]
+        assert_matches_numpy(tracejit.compile(fn)(*ops), fn(*ops), exact=dt != "float32")
 
 
 @pytest.mark.parametrize("dtype", ["bool", "int32", "int64"])
