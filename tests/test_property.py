@@ -245,12 +245,13 @@ def perturbed_env(env, errs, hot, signs):
 
 
 def magnitude(expr, env, errs, names, plus):
-    """expr on |operands| (+ their errors): a bound for sums and products."""
+    """|expr on |operands| (+ their errors)|: a bound for sums and products (the outer
+    abs for constant operands, which keep their sign: np.dot(x, -1))."""
     env2 = dict(env)
     for n in names:
         v = np.abs(np.asarray(env[n], dtype=np.float64))
         env2[n] = v + errs[n] if plus and errs[n] is not None else v
-    return np.asarray(np_eval(expr, env2), dtype=np.float64)
+    return np.abs(np.asarray(np_eval(expr, env2), dtype=np.float64))
 
 
 def uncertain_zero(v, e):
