@@ -315,6 +315,8 @@ def check_node(expr, args, kind, count, env, errs):
             np.any(np.signbit(v) & (v == 0)) for v in
             (np.asarray(np_eval(x, env), dtype=np.float64) for x in args if x != "None")):
         return None  # the max of -0.0 and 0.0 is either (NumPy's reductions vary by layout)
+    if kind == "power" and "**" not in expr and args[-1] == "0.5":
+        return None  # known gap: np.power(x, 0.5) is sqrt in NumPy (xfail below)
     if kind == "power" and "**" in expr and not isinstance(np_eval(args[0], env), np.ndarray):
         return None  # a NumPy scalar's ** has no sqrt/square shortcut: a known gap (xfail below)
     names = list(dict.fromkeys(x for x in args if x in errs))  # array operands
@@ -596,3 +598,12 @@ def test_regression_integer_negative_power_of_empty_array(dtype):
         assert_matches_numpy(tracejit.compile(fn)(x), fn(x))
     with pytest.raises(ValueError, match="negative integer powers"):
         tracejit.compile(fn)(np.ones(2, dtype=dtype))
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: NumPy's power loop computes x ** 0.5 as "
+                   "sqrt(x) (-inf -> nan) also in np.power; tracejit does so for ** only")
+def test_regression_np_power_half_is_sqrt():
+    x = np.array([-np.inf, 4.0, 2.0], dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        want = np.power(x, 0.5)
+    assert_matches_numpy(tracejit.compile(lambda a: np.power(a, 0.5))(x), want)
