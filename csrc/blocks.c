@@ -94,9 +94,9 @@ PyObject *tj_new_result(int ndim, const int64_t *shape, int typenum, int itemsiz
     if (bytes < TJ_BLOCK_MIN || !cache_limit())
         return PyArray_EMPTY(ndim, (npy_intp *)shape, typenum, 0);
     owned *o = PyMem_Malloc(sizeof *o);
-    if (!o || !(o->p = block_get(bytes, &o->cap))) {
+    if (!o || !(o->p = block_get(bytes, &o->cap))) {   /* NumPy's allocation says why */
         PyMem_Free(o);
-        return PyErr_NoMemory();
+        return PyArray_EMPTY(ndim, (npy_intp *)shape, typenum, 0);
     }
     PyObject *owner = PyCapsule_New(o, "tracejit.block", owner_release);
     if (!owner) {

@@ -243,6 +243,16 @@ done:
     return plan;
 }
 
+/* Clears a pending Exception (a nicety failed) and returns 0; -1 keeps a pending
+ * BaseException that is not an Exception (KeyboardInterrupt, SystemExit) to propagate. */
+static int clear_unless_interrupt(void) {
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+    PyErr_Clear();
+    return 0;
+}
+
+/* 1 when p is for these arguments, 0 when not, -1 + KeyboardInterrupt or SystemExit
+ * raised by a static's __eq__ (other exceptions from it mean "not equal"). */
 static int key_matches(const tj_plan *p, const tj_flat *f) {
     if (p->hash != f->hash || p->n_key != f->n_words ||
         PyTuple_GET_SIZE(p->statics) != f->n_statics ||
@@ -253,7 +263,7 @@ static int key_matches(const tj_plan *p, const tj_flat *f) {
         if (a == b) continue;
         if (Py_TYPE(a) != Py_TYPE(b)) return 0;
         int eq = PyObject_RichCompareBool(a, b, Py_EQ);
-        if (eq <= 0) { PyErr_Clear(); return 0; }
+        if (eq <= 0) return clear_unless_interrupt();
     }
     return 1;
 }
@@ -300,9 +310,16 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
         result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
         goto done;
     }
+rescan:
     for (tj_plan *p = self->plans; p; p = p->next) {
-        if (!key_matches(p, &f)) continue;
-        p->refs++;
+        p->refs++;     /* a static's __eq__ may run Python, and another thread drop p */
+        int match = key_matches(p, &f);
+        if (match < 0 || !p->in_cache) {     /* dropped meanwhile: p->next is stale */
+            tj_plan_decref(p);
+            if (match < 0) goto done;
+            goto rescan;
+        }
+        if (!match) { p->refs--; continue; }
         int rc = tj_plan_run(p, &f, &result, &reason);
         int evicted = !p->in_cache;       /* dropped by another thread during the run */
         tj_plan_decref(p);
@@ -330,13 +347,13 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
     self->misses++;
     PyObject *descr = describe(self, args, nargs, kwnames);
     if (!descr) {                       /* a reason is a nicety: never fail a call on it */
-        PyErr_Clear();
+        if (clear_unless_interrupt() < 0) goto done;   /* ... but let ^C through */
         descr = Py_NewRef(Py_None);
     }
     if (!reason && self->plans && PyList_Check(self->plans->descr) && PyList_Check(descr))
         reason = retrace_reason(self->plans->descr, descr);
     if (reason) Py_XSETREF(self->last_retrace, Py_NewRef(reason));
-    PyErr_Clear();
+    if (clear_unless_interrupt() < 0) { Py_DECREF(descr); goto done; }
     if (tj_debug_level()) {
         PyObject *text = PyUnicode_FromFormat("[tracejit] cache miss %zd of %R: %S\n",
                                               self->misses, self->fn,
@@ -360,6 +377,7 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
         tj_plan_decref(last);
     }
     p->refs++;
+    Py_CLEAR(reason);                   /* (the run sets it: it owns a new one) */
     if (tj_plan_run(p, &f, &result, &reason) > 0) {
         Py_CLEAR(reason);
         tj_internal_error("a plan went stale during its first run");
@@ -506,6 +524,17 @@ static PyObject *fn_tiers(tj_function *self, PyObject *unused) {
     return r;
 }
 
+/* Pickling is by reference (tracejit/_process.py): to the module attribute the
+ * function is bound to, or to the original function, recompiled on load. */
+static PyObject *fn_reduce(tj_function *self, PyObject *unused) {
+    PyObject *mod = PyImport_ImportModule("tracejit._process");
+    if (!mod) return NULL;
+    PyObject *r = PyObject_CallMethod(mod, "reduce", "OOO", (PyObject *)self, self->fn,
+                                      self->conf.static_argnames);
+    Py_DECREF(mod);
+    return r;
+}
+
 static PyObject *fn_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
     if (!obj || obj == Py_None) return Py_NewRef(self);
     return PyMethod_New(self, obj);
@@ -531,6 +560,7 @@ static PyMethodDef fn_methods[] = {
     {"cache_clear", (PyCFunction)fn_cache_clear, METH_NOARGS, "drop every compiled variant"},
     {"tiers", (PyCFunction)fn_tiers, METH_NOARGS,
      "per variant, most recent first: 'opt', 'compiling' or 'tcc'"},
+    {"__reduce__", (PyCFunction)fn_reduce, METH_NOARGS, "pickle by reference"},
     {"explain", (PyCFunction)(void (*)(void))fn_explain, METH_FASTCALL | METH_KEYWORDS,
      "explain(*args, **kwargs) -> str: passes, fusion groups and generated C for these args"},
     {NULL},

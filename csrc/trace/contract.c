@@ -260,6 +260,15 @@ done:
     return r;
 }
 
+static PyObject *contraction(tj_trace *t, const char *name, PyObject *a, PyObject *b,
+                             PyObject *args, PyObject *kwargs);
+
+/* A Python scalar as np.asarray makes it: a strongly typed 0-d array. New reference. */
+static PyObject *strong(PyObject *o) {
+    if (!PyLong_CheckExact(o) && !PyFloat_CheckExact(o) && !PyBool_Check(o)) return Py_NewRef(o);
+    return PyArray_FROM_O(o);
+}
+
 PyObject *tj_contraction_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs) {
     PyObject *a = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : NULL;
     PyObject *b = PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : NULL;
@@ -272,6 +281,17 @@ PyObject *tj_contraction_call(tj_trace *t, const char *name, PyObject *args, PyO
     }
     if (!a || !b) return PyErr_Format(PyExc_TypeError, "%s() needs two arrays", name);
     if (!strcmp(name, "matmul")) return tj_matmul(t, a, b);
+    /* dot, vdot, inner, outer and tensordot convert Python scalars with asarray, not as
+     * the weak scalars of ufuncs: np.dot(float32_array, 2) is float64 */
+    PyObject *sa = strong(a), *sb = sa ? strong(b) : NULL;
+    PyObject *r = sb ? contraction(t, name, sa, sb, args, kwargs) : NULL;
+    Py_XDECREF(sa);
+    Py_XDECREF(sb);
+    return r;
+}
+
+static PyObject *contraction(tj_trace *t, const char *name, PyObject *a, PyObject *b,
+                             PyObject *args, PyObject *kwargs) {
     if (!strcmp(name, "dot")) return dot(t, a, b);
     if (!strcmp(name, "vdot") || !strcmp(name, "inner") || !strcmp(name, "outer")) {
         int vdot = name[0] == 'v', inner = name[0] == 'i';

@@ -374,7 +374,8 @@ static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids) {
     for (int i = 0; i < nargs; i++)
         if ((ids[i] = cast_to(t, ids[i], loop[i])) < 0) return -1;
     const tj_node *e = nargs > 1 ? &t->g.nodes[ids[1]] : NULL;
-    if (op == TJ_OP_POW && loop[0] < TJ_F32 && e->op == TJ_OP_CONST && e->value.i < 0) {
+    if (op == TJ_OP_POW && loop[0] < TJ_F32 && e->op == TJ_OP_CONST && e->value.i < 0 &&
+        tj_node_size(&acc) != 0) {   /* (NumPy checks elements: none, no error) */
         PyErr_SetString(PyExc_ValueError, "Integers to negative integer powers are not allowed.");
         return -1;
     }

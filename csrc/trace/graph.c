@@ -66,6 +66,15 @@ int tj_grow(void **buf, int32_t *cap, int32_t min_cap, size_t elem) {
 }
 
 int32_t tj_graph_add(tj_graph *g, const tj_node *proto) {
+    /* NumPy's limit for every array, also those a fused loop never stores: the product
+     * of the nonzero dims times the item size fits in intp (loop counts cannot wrap) */
+    int64_t bytes = tj_dtype_size(proto->dtype);
+    for (int d = 0; d < proto->ndim; d++)
+        if (proto->shape[d] && __builtin_mul_overflow(bytes, proto->shape[d], &bytes)) {
+            PyErr_SetString(PyExc_ValueError, "array is too big; `arr.size * arr.dtype.itemsize` "
+                            "is larger than the maximum possible size.");
+            return -1;
+        }
     if (g->n == g->cap && tj_grow((void **)&g->nodes, &g->cap, 64, sizeof *g->nodes) < 0)
         return -1;
     g->nodes[g->n] = *proto;

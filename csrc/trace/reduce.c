@@ -254,11 +254,11 @@ static PyObject *scan(tj_trace *t, int op, PyObject *x, PyObject *axis, PyObject
     int32_t id = tj_operand(t, x);
     if (id < 0) return NULL;
     PyObject *xc;
-    if (axis == Py_None) {
+    if (axis == Py_None || t->g.nodes[id].ndim == 0) {   /* NumPy scans a 0-d array as 1-d */
         PyObject *m1 = PyLong_FromLong(-1);
         xc = m1 ? tj_reshape(t, x, m1) : NULL;
         Py_XDECREF(m1);
-        axis = NULL;
+        if (axis == Py_None) axis = NULL;
     } else {
         xc = Py_NewRef(x);
     }

@@ -136,8 +136,10 @@ def _einsum(subscripts, *operands, optimize=False, **kwargs):
         perm = [t.index(c) for c in letters if c in t]
         v = np.transpose(op, perm)[idx]
         prod = v if prod is None else prod * v
-    if contracted:
-        prod = np.sum(prod, axis=tuple(range(len(out), len(letters))))
+    if contracted:  # in the operands' dtype (no int32 -> int64 of np.sum); bool: or
+        axes = tuple(range(len(out), len(letters)))
+        prod = np.any(prod, axis=axes) if prod.dtype == np.bool_ else \
+            np.sum(prod, axis=axes, dtype=prod.dtype)
     return prod
 
 

@@ -1,0 +1,156 @@
+"""No leaks over time: 10^5 replays and 10^3 retraces keep memory flat (tracemalloc,
+which sees every PyMem/PyObject allocation and NumPy's array data, and RSS, which
+also sees libtcc's code and state) and leave the reference counts of inputs,
+outputs, captured arrays and static arguments unchanged.
+
+TRACEJIT_LEAK_SCALE scales the counts: 1 gives the issue's 10^5 replays and 10^3
+retraces per test (about 20 s); the default 0.3 keeps CI to a few seconds, and
+tools/sanitize.sh runs 0.05 under ASan. The traced-memory bounds grow with the count
+(a few bytes per round, far below any per-call allocation) so that a leaked object
+per call or per compile fails at every scale (a leaked retrace-reason string, 80 B
+per retrace, was found this way)."""
+import gc
+import os
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import tracejit
+from conftest import make_input
+
+SCALE = float(os.environ.get("TRACEJIT_LEAK_SCALE", "0.3"))
+REPLAYS, RETRACES = max(1000, int(1e5 * SCALE)), max(50, int(1e3 * SCALE))
+_CAP = np.linspace(-1.0, 1.0, 16)
+# Under tools/sanitize.sh (PYTHONMALLOC=malloc, ASan) CPython's caches and free lists
+# fill over the first thousands of compiles (bounded: the growth per round decays), so
+# memory bounds are checked in the ordinary build only; there LeakSanitizer
+# (tools/leakcheck.py) is the leak check, and refcounts are checked in both.
+_BOUNDS = not os.environ.get("TRACEJIT_SANITIZED")
+
+
+def _rss():
+    """Resident bytes, or None where /proc is missing or under ASan (its quarantine
+    keeps freed memory resident)."""
+    if os.environ.get("TRACEJIT_SANITIZED"):
+        return None
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None
+
+
+def _measure(work, n, warm):
+    """(tracemalloc growth, RSS growth) in bytes over n rounds of work after warm
+    rounds. Traced from the start, so the memory of the variants a warm cache holds is
+    traced both when it is allocated and when it is freed; the traced growth is twice
+    the smaller of the two halves' (a leak grows both halves alike, a cache or free
+    list CPython fills once grows one)."""
+    tracemalloc.start()
+    try:
+        for i in range(warm):
+            work(i)
+        gc.collect()
+        t0, r0 = tracemalloc.get_traced_memory()[0], _rss()
+        for i in range(n // 2):
+            work(i)
+        gc.collect()
+        t1 = tracemalloc.get_traced_memory()[0]
+        for i in range(n // 2, n):
+            work(i)
+        gc.collect()
+        t2, r1 = tracemalloc.get_traced_memory()[0], _rss()
+    finally:
+        tracemalloc.stop()
+    return 2 * min(t1 - t0, t2 - t1), None if r0 is None else r1 - r0
+
+
+def _program(a, t, d, s):
+    return (np.tanh(a * s) + t[0] * _CAP).sum(axis=0), [a.T[::-1], d["w"] @ a.T]
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return (make_input(rng, (8, 16), "float64"), (make_input(rng, (16,), "float64"), 3),
+            {"w": make_input(rng, (2, 16), "float64")}, 0.75)
+
+
+def test_replays_keep_memory_and_refcounts_flat(data):
+    f = tracejit.compile(_program)
+    a, pair, d, s = data
+    objs = (a, pair, pair[0], d, d["w"], s, _CAP, f)
+    f(a, pair, d, s)
+    gc.collect()
+    before = [sys.getrefcount(o) for o in objs]
+
+    def work(i):
+        r = f(a, pair, d, s)
+        counts = sys.getrefcount(r[0]), sys.getrefcount(r[1][0])   # the tuple's and the list's
+        assert counts == (2, 2)
+    traced, rss = _measure(work, REPLAYS, 1000)
+    assert [sys.getrefcount(o) for o in objs] == before
+    assert f.cache_info().variants == 1 and f.cache_info().misses == 1
+    print(f"\n{REPLAYS} replays: tracemalloc {traced:+d} B, RSS {rss} B")
+    assert not _BOUNDS or traced < 16 * 1024 + REPLAYS, \
+        f"{REPLAYS} replays grew traced memory by {traced} B"
+    assert rss is None or rss < 4 * 2 ** 20, f"{REPLAYS} replays grew RSS by {rss} bytes"
+
+
+def test_replay_errors_keep_refcounts_flat():
+    """Failing replays (a gather index out of bounds, an int too large for the
+    int32 argument it replaces) release everything they took."""
+    x, idx, bad = np.arange(10.0), np.array([1, 2]), np.array([1, 99])
+    g = tracejit.compile(lambda a, i, k: a[i] + k)
+    g(x, idx, 5)
+    xi = np.arange(4, dtype=np.int32)
+    h = tracejit.compile(lambda a, k: a + k)
+    h(xi, 1)
+    big = 2 ** 40
+    objs = (x, idx, bad, xi, big, g, h)
+    before = [sys.getrefcount(o) for o in objs]
+
+    def work(i):
+        with pytest.raises(IndexError):
+            g(x, bad, 5)
+        with pytest.raises(OverflowError):
+            h(xi, big)
+    traced, rss = _measure(work, REPLAYS // 20, 200)
+    assert [sys.getrefcount(o) for o in objs] == before
+    assert not _BOUNDS or traced < 16 * 1024 + REPLAYS // 20, traced
+
+
+@pytest.mark.parametrize("how", ["cache_clear", "shapes_past_limit", "new_function"])
+def test_retraces_keep_memory_flat(how, data):
+    """Each round compiles (trace, passes, libtcc) and frees a variant: cleared, evicted
+    past the 64-variant limit, or dropped with its function."""
+    a, pair, d, s = data
+    f = tracejit.compile(_program)
+    tall = np.tile(a, (10, 1))
+    gc.collect()
+    objs = (a, pair, d, s, _CAP, tall)
+    before = [sys.getrefcount(o) for o in objs]
+
+    def work(i):
+        nonlocal f
+        if how == "cache_clear":
+            f.cache_clear()
+            f(a, pair, d, s)
+        elif how == "shapes_past_limit":   # 80 shapes cycled: a compile and an eviction
+            f(tall[: 1 + i % 80], pair, d, s)
+        else:
+            f = tracejit.compile(_program)
+            f(a, pair, d, s)
+    n = RETRACES
+    if how == "shapes_past_limit":   # whole cycles: the cache holds the same plans at
+        n = -(-n // 160) * 160       # the start and end of each half
+    traced, rss = _measure(work, n, 160)
+    del f
+    gc.collect()
+    assert [sys.getrefcount(o) for o in objs] == before
+    print(f"\n{n} retraces ({how}): tracemalloc {traced:+d} B, RSS {rss} B")
+    assert not _BOUNDS or traced < 16 * 1024 + 8 * n, \
+        f"{n} retraces grew traced memory by {traced} bytes"
+    assert rss is None or rss < 8 * 2 ** 20, f"{RETRACES} retraces grew RSS by {rss} bytes"
