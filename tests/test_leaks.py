@@ -151,6 +151,9 @@ def test_retraces_keep_memory_flat(how, data):
     gc.collect()
     assert [sys.getrefcount(o) for o in objs] == before
     print(f"\n{n} retraces ({how}): tracemalloc {traced:+d} B, RSS {rss} B")
-    assert not _BOUNDS or traced < 16 * 1024 + 8 * n, \
+    # 32 KiB of slack: after other tests have run, the first retraces of this loop grow
+    # caches outside tracejit once (about 22 KiB at CI's scale, the same at full scale:
+    # not per retrace); a leak per retrace shows at TRACEJIT_LEAK_SCALE=1
+    assert not _BOUNDS or traced < 32 * 1024 + 8 * n, \
         f"{n} retraces grew traced memory by {traced} bytes"
     assert rss is None or rss < 8 * 2 ** 20, f"{RETRACES} retraces grew RSS by {rss} bytes"
