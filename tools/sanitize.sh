@@ -37,6 +37,7 @@ echo "== building the extension with $san"
 CC=$CC TRACEJIT_WERROR=1 TRACEJIT_CFLAGS="$san -O1" LDFLAGS="$san" \
     "$PY" setup.py -q build_ext --build-lib "$out" --build-temp "$out/tmp" >"$out/build.log" 2>&1 \
     || { cat "$out/build.log"; exit 1; }
+cp -r python/tracejit/_include "$out/tracejit/"   # the optimizing tier's headers (setup.py)
 rm -f "$out"/ubsan.* "$out"/lsan.*
 
 run() {   # the sanitized environment; detect_leaks=0 for the suite: CPython itself
