@@ -28,6 +28,11 @@ if [ ! -e "$asan_rt" ] || [ "$asan_rt" = libasan.so ]; then
     echo "sanitize.sh: $CC has no libasan.so (apt-get install gcc, or libasan8)" >&2
     exit 2
 fi
+# libstdc++ preloaded after the ASan runtime, so its C++ exception interceptor finds
+# the real __cxa_throw at start-up (else torch's first C++ exception aborts: "CHECK
+# failed: real___cxa_throw != 0")
+cxx_rt=$($CC -print-file-name=libstdc++.so.6)
+[ -e "$cxx_rt" ] && asan_rt="$asan_rt:$cxx_rt"
 PY=$(python -c 'import sys; print(sys.executable)')   # not a shell shim: LSan would
 rm -rf "$out"                                             # judge the shim's bash too
 mkdir -p "$out/tracejit"
