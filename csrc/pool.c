@@ -56,8 +56,8 @@ int tj_pool_threads(void) {
 int tj_pool_set_threads(int n) {
     if (n < 1 || n > TJ_MAX_THREADS) return -1;
     if (atomic_flag_test_and_set(&pool.busy)) return -2;
-    /* workers beyond n simply stay asleep: a job only wakes... all of them, so stop
-     * them instead: bump the generation with fn = NULL, which makes every worker exit */
+    /* every worker would wake for each job, so the running ones are stopped (a new
+     * generation with fn = NULL makes each exit) and n are started on next use */
     pthread_mutex_lock(&pool.mu);
     if (pool.started) {
         pool.fn = NULL;

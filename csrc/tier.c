@@ -81,27 +81,29 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-/* The compiler, found once. */
+/* Sets cc to `name` found on PATH; 0 when it is not there. */
+static int search_path(const char *name) {
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : ""; *p;) {
+        const char *colon = strchr(p, ':');
+        size_t len = colon ? (size_t)(colon - p) : strlen(p);
+        snprintf(cc, sizeof cc, "%.*s/%s", (int)len, p, name);
+        if (len && !access(cc, X_OK)) return 1;
+        p += len + (colon != NULL);
+    }
+    return 0;
+}
+
+/* The compiler, found once: TRACEJIT_CC (a path, or a name on PATH), else the first of
+ * cc, gcc, clang on PATH. */
 static int find_cc(void) {
     if (cc_state) return cc_state > 0;
-    cc_state = -1;
     const char *e = getenv("TRACEJIT_CC");
-    const char *names[] = {"cc", "gcc", "clang"};
-    const char *path = getenv("PATH");
-    for (int k = 0; k < 3 && cc_state < 0; k++) {
-        if (e && *e) {
-            if (strchr(e, '/')) { snprintf(cc, sizeof cc, "%s", e); if (!access(cc, X_OK)) cc_state = 1; break; }
-            names[0] = e; names[1] = names[2] = "";
-        }
-        if (!*names[k] || !path) continue;
-        for (const char *p = path; *p && cc_state < 0;) {
-            const char *colon = strchr(p, ':');
-            size_t len = colon ? (size_t)(colon - p) : strlen(p);
-            snprintf(cc, sizeof cc, "%.*s/%s", (int)len, p, names[k]);
-            if (len && !access(cc, X_OK)) cc_state = 1;
-            p += len + (colon != NULL);
-        }
-    }
+    int found;
+    if (e && *e && strchr(e, '/')) found = snprintf(cc, sizeof cc, "%s", e) > 0 && !access(cc, X_OK);
+    else if (e && *e) found = search_path(e);
+    else found = search_path("cc") || search_path("gcc") || search_path("clang");
+    cc_state = found ? 1 : -1;
     if (cc_state > 0) {
         struct stat st;
         if (stat(cc, &st) == 0) {
@@ -110,8 +112,8 @@ static int find_cc(void) {
         }
         cc_salt = fnv(cc_salt, cc, strlen(cc));
 #if defined(__x86_64__) && defined(__GNUC__)
-        int isa = __builtin_cpu_supports("avx512f") * 4 + __builtin_cpu_supports("avx2") * 2 +
-                  __builtin_cpu_supports("fma");
+        int isa = !!__builtin_cpu_supports("avx512f") * 4 + !!__builtin_cpu_supports("avx2") * 2 +
+                  !!__builtin_cpu_supports("fma");
         cc_salt = fnv(cc_salt, &isa, sizeof isa);
 #endif
     }

@@ -327,6 +327,8 @@ void tj_group_geometry(const tj_group *gr, tj_geom *q);
  * d (0 where broadcast); strides are left out for uniform leaves (not gathered). */
 void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr,
                         const uint8_t *uniform, int D);
+/* `o<o>_<d>`: output o's byte stride along loop dim d (0 where it does not vary). */
+void tj_emit_out_stride(tj_sbuf *b, const tj_group *gr, int o, int d);
 /* The optimizing tier's C (csrc/emit/emit_fused.c): elementwise groups as fused
  * per-element loops, `tj_fused[gi]` their bodies (NULL for the others). New reference
  * to a str, None when no group qualifies; NULL + exception. */

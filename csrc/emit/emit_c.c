@@ -282,6 +282,14 @@ void tj_group_geometry(const tj_group *gr, tj_geom *q) {
     q->units = q->total == 0 ? 1 : (extent + q->step - 1) / q->step;
 }
 
+void tj_emit_out_stride(sbuf *b, const tj_group *gr, int o, int d) {
+    if (gr->ndim && gr->omaps[o][d] >= 0)
+        put(b, "    const long long o%d_%d = S[%d][%d];\n", o, d, (int)gr->out_slot[o],
+            gr->omaps[o][d]);
+    else
+        put(b, "    const long long o%d_%d = 0;\n", o, d);
+}
+
 static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs,
                        gdesc *gd) {
     const tj_group *gr = &s->groups[gi];
@@ -388,11 +396,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     tj_emit_leaf_setup(b, g, gr, gs->uniform, D);
     for (int o = 0; o < gr->n_outs; o++)
         for (int d = 0; d < D; d++) {
-            if (gr->ndim && gr->omaps[o][d] >= 0)
-                put(b, "    const long long o%d_%d = S[%d][%d];\n", o, d, (int)gr->out_slot[o],
-                    gr->omaps[o][d]);
-            else
-                put(b, "    const long long o%d_%d = 0;\n", o, d);
+            tj_emit_out_stride(b, gr, o, d);
             if (gr->red < 0 || o) continue;   /* the accumulator: the result's shape and map */
             int cm = is_scan(g, gr) ? gr->amap[d] : gr->omaps[o][d];   /* a scan's: amap */
             if (gr->ndim && cm >= 0)

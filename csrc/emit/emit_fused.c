@@ -106,13 +106,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
         uni[gr->leaves[l]] = (uint8_t)is_uniform_leaf(gr, l, D);
     tj_emit_leaf_setup(b, g, gr, uni, D);
     for (int o = 0; o < gr->n_outs; o++)
-        for (int d = 0; d < D; d++) {
-            if (gr->ndim && gr->omaps[o][d] >= 0)
-                put(b, "    const long long o%d_%d = S[%d][%d];\n", o, d, (int)gr->out_slot[o],
-                    gr->omaps[o][d]);
-            else
-                put(b, "    const long long o%d_%d = 0;\n", o, d);
-        }
+        for (int d = 0; d < D; d++) tj_emit_out_stride(b, gr, o, d);
     /* loop-invariant values, once per call */
     for (int l = 0; l < gr->n_leaves; l++) {
         int32_t id = gr->leaves[l];
