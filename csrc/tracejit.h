@@ -81,6 +81,9 @@ int tj_grow(void **buf, int32_t *cap, int32_t min_cap, size_t elem);
 int tj_graph_init(tj_graph *g);
 void tj_graph_free(tj_graph *g);
 int32_t tj_graph_add(tj_graph *g, const tj_node *proto);   /* -1 + MemoryError */
+/* Adds an `op` node over node `src` alone, with src's dtype and shape (COPY, or a
+ * reduction over `axes`). Its index, or -1 + MemoryError. */
+int32_t tj_graph_add_over(tj_graph *g, int32_t src, int op, uint32_t axes);
 int tj_graph_add_output(tj_graph *g, int32_t id);
 int64_t tj_node_size(const tj_node *n);
 /* "(3, 4)", "(5,)", "()" into buf (truncated to cap) */

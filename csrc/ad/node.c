@@ -87,22 +87,13 @@ static PyObject *ad_source(PyObject *mod, PyObject *args) {
     tj_trace *t = x->trace;
     int32_t id = tj_operand(t, v);
     if (id < 0) return NULL;
-    tj_node n = t->g.nodes[id];
-    if (n.op == TJ_OP_VIEW || linked) {
-        /* the tracer composes views with their operand's view: a view of this source
-         * would read its base directly, so a view source is a COPY; so is any source
-         * when an enclosing grad differentiates through it (a duplicate would bypass
-         * the original, which may be that grad's own source) */
-        n.op = TJ_OP_COPY;
-        n.weak = 0;
-        n.flat = 0;
-        n.in[0] = id;
-        n.in[1] = n.in[2] = -1;
-        memset(n.perm, 0, sizeof n.perm);
-        memset(n.vstep, 0, sizeof n.vstep);
-        memset(n.voff, 0, sizeof n.voff);
-    }
-    int32_t r = tj_graph_add(&t->g, &n);
+    /* the tracer composes views with their operand's view: a view of this source
+     * would read its base directly, so a view source is a COPY; so is any source
+     * when an enclosing grad differentiates through it (a duplicate would bypass
+     * the original, which may be that grad's own source) */
+    tj_node n = t->g.nodes[id];   /* a copy: adding may move the node array */
+    int32_t r = n.op == TJ_OP_VIEW || linked ? tj_graph_add_over(&t->g, id, TJ_OP_COPY, 0)
+                                             : tj_graph_add(&t->g, &n);
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 

@@ -81,6 +81,21 @@ int32_t tj_graph_add(tj_graph *g, const tj_node *proto) {
     return g->n++;
 }
 
+int32_t tj_graph_add_over(tj_graph *g, int32_t src, int op, uint32_t axes) {
+    tj_node n = g->nodes[src];
+    n.op = (int16_t)op;
+    n.weak = 0;
+    n.flat = 0;
+    n.slot = -1;
+    n.axes = axes;
+    n.in[0] = src;
+    n.in[1] = n.in[2] = -1;
+    memset(n.perm, 0, sizeof n.perm);
+    memset(n.vstep, 0, sizeof n.vstep);
+    memset(n.voff, 0, sizeof n.voff);
+    return tj_graph_add(g, &n);
+}
+
 int tj_graph_add_output(tj_graph *g, int32_t id) {
     if (g->n_out == g->cap_out &&
         tj_grow((void **)&g->outputs, &g->cap_out, 8, sizeof *g->outputs) < 0)

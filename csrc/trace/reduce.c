@@ -284,17 +284,7 @@ static PyObject *scan(tj_trace *t, int op, PyObject *x, PyObject *axis, PyObject
     if (!xd) return NULL;
     int32_t src = ((tj_tracer *)xd)->id;
     Py_DECREF(xd);
-    tj_node n = t->g.nodes[src];
-    n.op = (int16_t)op;
-    n.weak = 0;
-    n.slot = -1;
-    n.axes = (uint32_t)ax;
-    n.in[0] = src;
-    n.in[1] = n.in[2] = -1;
-    memset(n.perm, 0, sizeof n.perm);
-    memset(n.vstep, 0, sizeof n.vstep);
-    memset(n.voff, 0, sizeof n.voff);
-    int32_t r = tj_graph_add(&t->g, &n);
+    int32_t r = tj_graph_add_over(&t->g, src, op, (uint32_t)ax);
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 

@@ -12,16 +12,7 @@
 #include <numpy/arrayobject.h>
 
 static int32_t copy_node(tj_trace *t, int32_t id) {
-    tj_node n = t->g.nodes[id];
-    n.op = TJ_OP_COPY;
-    n.weak = 0;
-    n.slot = -1;
-    n.in[0] = id;
-    n.in[1] = n.in[2] = -1;
-    memset(n.perm, 0, sizeof n.perm);
-    memset(n.vstep, 0, sizeof n.vstep);
-    memset(n.voff, 0, sizeof n.voff);
-    return tj_graph_add(&t->g, &n);
+    return tj_graph_add_over(&t->g, id, TJ_OP_COPY, 0);
 }
 
 /* A flat view that reads its base as a row-major array (offsets aside). */
