@@ -87,27 +87,34 @@ def _not_differentiable(torch):
 
 
 def _make_functions(torch):
+    is_grad_enabled = torch.is_grad_enabled
+
     class Fused(torch.autograd.Function):
         """Scalar output: value and gradients in one compiled call."""
 
         @staticmethod
-        def forward(ctx, entry, arrays, other, *diff):
-            value, grads = _strict(entry.value_and_grad, arrays, other)
-            ctx.grads = grads
-            ctx.entry, ctx.arrays, ctx.other = entry, arrays, other
+        def forward(ctx, job, *diff):   # job: (entry, diff, other)
+            old = _strict_captures(True)   # (_strict, inlined: this runs at every call)
+            try:
+                value, ctx.grads = job[0].value_and_grad(job[1], job[2])
+            finally:
+                _strict_captures(old)
+            ctx.job = job
             return value
 
         @staticmethod
         def backward(ctx, go):
             # (torch's once_differentiable wrapper measured ~100 us per call here)
-            _not_differentiable(torch)
+            if is_grad_enabled():
+                _not_differentiable(torch)
             grads = ctx.__dict__.pop("grads", None)
             if grads is None:   # a second backward (retain_graph): computed again
-                grads = _strict(ctx.entry.value_and_grad, ctx.arrays, ctx.other)[1]
+                entry, arrays, other = ctx.job
+                grads = _strict(entry.value_and_grad, arrays, other)[1]
             # handed over, not kept: autograd adopts them as .grad without a copy
             if go.item() != 1.0:
                 grads = [g * go for g in grads]
-            return (None, None, None) + tuple(grads)
+            return (None, *grads)
 
     class Pulled(torch.autograd.Function):
         """Any output: the compiled forward, then the compiled pullback."""
@@ -181,46 +188,58 @@ class Adapter:
         return self.call(args, kwargs)
 
     def call(self, args, kwargs):
-        torch, tensor_type, floats, Fused, Pulled = _torch_state()   # (their apply)
+        if not _state:
+            _torch_state()
         if self.static_argnums:
             args = tuple(_STATIC(v) if i in self.static_argnums else v
                          for i, v in enumerate(args))
         if self.static_argnames and kwargs:
             kwargs = {k: _STATIC(v) if k in self.static_argnames else v
                       for k, v in kwargs.items()}
-        tree = (args, kwargs)
-        shape, diff_pos, diff, other, statics = [], [], [], [], []
-        n = _walk(tree, 0, shape, diff_pos, diff, other, statics, tensor_type, floats)
+        # the per-call walk: the leaves sorted into differentiated tensors and others,
+        # and the call's pattern (structure, which leaves are differentiated, statics)
+        sig, diff, other = [], [], []
+        _scan(args, sig, diff, other)
+        if kwargs:
+            sig.append(dict)
+            _scan(kwargs, sig, diff, other)
         try:
-            key = (tuple(diff_pos), tuple(shape), tuple(statics))
-            entry = self.entries.get(key)
+            entry = self.entries.get(key := tuple(sig))
         except TypeError:
             raise TypeError("tracejit autograd: a static argument is not hashable") from None
         if entry is None:
-            skeleton = _rebuild(tree, iter([None] * n))   # structure only
-            fixed = {k for k, _ in statics}
-            other_pos = [k for k in range(n) if k not in diff_pos and k not in fixed]
-            entry = self.entries[key] = _Entry(self.fn, skeleton, diff_pos, other_pos, statics)
-        arrays, other = tuple(diff), tuple(other)
+            entry = self.entries[key] = self._entry(args, kwargs)
         if not diff:
-            return _strict(entry.forward, (), other)
+            return _strict(entry.forward, diff, other)
         if not entry.mixed:   # every output so far a scalar: the fused path straight away
             try:
-                return Fused(entry, arrays, other, *diff)
+                return _state[3]((entry, diff, other), *diff)
             except NotScalarError:
                 entry.mixed = True
-        sig = tuple(_key(v) for v in arrays + other)
+        torch, tensor_type, floats, Fused, Pulled = _state
+        sig = tuple(_key(v) for v in diff + other)
         scalar = entry.scalar.get(sig)
         if scalar is None:
             with torch.no_grad():
-                probe = _strict(entry.forward, arrays, other)
+                probe = _strict(entry.forward, diff, other)
             scalar = entry.scalar[sig] = (isinstance(probe, tensor_type) and probe.shape == ()
                                           and probe.dtype in floats)
         if scalar:
-            return Fused(entry, arrays, other, *diff)
+            return Fused((entry, diff, other), *diff)
         box = []
-        outs = Pulled(entry, arrays, other, box, *diff)
+        outs = Pulled(entry, diff, other, box, *diff)
         return _rebuild(box[0], iter(outs))
+
+    def _entry(self, args, kwargs):
+        """The compiled pieces for a new pattern (made once per pattern)."""
+        torch, tensor_type, floats = _state[:3]
+        tree = (args, kwargs)
+        shape, diff_pos, diff, other, statics = [], [], [], [], []
+        n = _walk(tree, 0, shape, diff_pos, diff, other, statics, tensor_type, floats)
+        skeleton = _rebuild(tree, iter([None] * n))   # structure only
+        fixed = {k for k, _ in statics}
+        other_pos = [k for k in range(n) if k not in diff_pos and k not in fixed]
+        return _Entry(self.fn, skeleton, diff_pos, other_pos, statics)
 
     def compiled(self):
         return [c for e in self.entries.values()
@@ -265,6 +284,47 @@ def call(cf, args, kwargs):
 
 def _key(v):
     return (tuple(v.shape), v.dtype) if hasattr(v, "dtype") else (type(v),)
+
+
+def _scan(tree, sig, diff, other):
+    """The per-call walk of a pytree, in _grad._leaves' order: float tensors requiring
+    grad go to diff, other leaves to other; sig gets the pattern (containers' types,
+    sizes and dict keys; a marker per leaf: _DIFF, _OTHER or a static's value), which
+    keys the entries. _walk (run once per new pattern) gives the entry's positions."""
+    tp = type(tree)
+    if tp is dict or (tp is not tuple and tp is not list and isinstance(tree, dict)):
+        sig.append(tp)
+        sig.extend(tree)
+        sig.append(_END)
+        tree = tree.values()
+    elif tp is tuple or tp is list or isinstance(tree, (tuple, list)):
+        sig.append(tp)
+        sig.append(len(tree))
+    else:
+        raise AssertionError("_scan takes a container")
+    tensor_type, floats = _state[1], _state[2]
+    for v in tree:
+        tp = type(v)
+        if tp is tensor_type or (tp is not float and tp is not int and isinstance(v, tensor_type)):
+            if v.requires_grad and v.dtype in floats:
+                if not v.is_cpu:
+                    raise TypeError(f"tracejit autograd: tensors must be on the CPU, got {v.device}")
+                diff.append(v)
+                sig.append(_DIFF)
+            else:
+                other.append(v)
+                sig.append(_OTHER)
+        elif tp is dict or tp is tuple or tp is list or isinstance(v, (dict, tuple, list)):
+            _scan(v, sig, diff, other)
+        elif tp is _STATIC:
+            sig.append(_STATIC)
+            sig.append(v.value)
+        else:
+            other.append(v)
+            sig.append(_OTHER)
+
+
+_DIFF, _OTHER, _END = object(), object(), object()   # markers in a pattern (by identity)
 
 
 def _walk(tree, k, shape, diff_pos, diff, other, statics, tensor_type, floats):
