@@ -31,7 +31,7 @@ tensors are refused. torch is imported lazily: importing tracejit never imports 
 import numpy as np
 
 from ._grad import NotScalarError, _inner, _leaves, _rebuild, grad, value_and_grad
-from ._C import CompiledFunction, TraceError, _strict_captures
+from ._C import CompiledFunction, TraceError, _ag_scan, _strict_captures
 
 __all__ = ["function", "call", "GradCaptureError"]
 
@@ -210,17 +210,9 @@ class Adapter:
         if self.static_argnames and kwargs:
             kwargs = {k: _STATIC(v) if k in self.static_argnames else v
                       for k, v in kwargs.items()}
-        # the per-call walk: the leaves sorted into differentiated tensors and others,
-        # and the call's pattern (structure, which leaves are differentiated, statics)
-        sig, diff, other = [], [], []
-        _scan(args, sig, diff, other)
-        if kwargs:
-            sig.append(dict)
-            _scan(kwargs, sig, diff, other)
-        try:
-            entry = self.entries.get(key := tuple(sig))
-        except TypeError:
-            raise TypeError("tracejit autograd: a static argument is not hashable") from None
+        # the per-call walk (csrc/ad/torch_scan.c): the leaves sorted into differentiated
+        # tensors and others, the call's pattern, and the entry made for that pattern
+        entry, key, diff, other = _ag_scan(self.entries, args, kwargs, _STATIC)
         if entry is None:
             entry = self.entries[key] = self._entry(args, kwargs)
         if not diff:
@@ -298,47 +290,6 @@ def call(cf, args, kwargs):
 
 def _key(v):
     return (tuple(v.shape), v.dtype) if hasattr(v, "dtype") else (type(v),)
-
-
-def _scan(tree, sig, diff, other):
-    """The per-call walk of a pytree, in _grad._leaves' order: float tensors requiring
-    grad go to diff, other leaves to other; sig gets the pattern (containers' types,
-    sizes and dict keys; a marker per leaf: _DIFF, _OTHER or a static's value), which
-    keys the entries. _walk (run once per new pattern) gives the entry's positions."""
-    tp = type(tree)
-    if tp is dict or (tp is not tuple and tp is not list and isinstance(tree, dict)):
-        sig.append(tp)
-        sig.extend(tree)
-        sig.append(_END)
-        tree = tree.values()
-    elif tp is tuple or tp is list or isinstance(tree, (tuple, list)):
-        sig.append(tp)
-        sig.append(len(tree))
-    else:
-        raise AssertionError("_scan takes a container")
-    tensor_type, floats = _state[1], _state[2]
-    for v in tree:
-        tp = type(v)
-        if tp is tensor_type or (tp is not float and tp is not int and isinstance(v, tensor_type)):
-            if v.requires_grad and v.dtype in floats:
-                if not v.is_cpu:
-                    raise TypeError(f"tracejit autograd: tensors must be on the CPU, got {v.device}")
-                diff.append(v)
-                sig.append(_DIFF)
-            else:
-                other.append(v)
-                sig.append(_OTHER)
-        elif tp is dict or tp is tuple or tp is list or isinstance(v, (dict, tuple, list)):
-            _scan(v, sig, diff, other)
-        elif tp is _STATIC:
-            sig.append(_STATIC)
-            sig.append(v.value)
-        else:
-            other.append(v)
-            sig.append(_OTHER)
-
-
-_DIFF, _OTHER, _END = object(), object(), object()   # markers in a pattern (by identity)
 
 
 def _walk(tree, k, shape, diff_pos, diff, other, statics, tensor_type, floats):
