@@ -225,6 +225,19 @@ int tj_dl_grad_leaf(PyObject *o) {
     return r;
 }
 
+/* 1 when o (a torch tensor) has one element, float32 or float64 on the CPU, equal to
+ * 1; 0 otherwise (no exception). */
+int tj_dl_is_one(PyObject *o) {
+    DLTensor t;
+    if (torch_api->dltensor_from_py(o, &t) < 0) { PyErr_Clear(); return 0; }
+    int64_t n = 1;
+    for (int d = 0; d < t.ndim; d++) n *= t.shape[d];
+    if (n != 1 || t.device.device_type != kDLCPU) return 0;
+    const char *p = (const char *)t.data + t.byte_offset;
+    int dt = dtype_of(t.dtype);
+    return dt == TJ_F32 ? *(const float *)p == 1.0f : dt == TJ_F64 ? *(const double *)p == 1.0 : 0;
+}
+
 PyObject *tj_dl_to_numpy(PyObject *o) {
     tj_state *st = tj_get_state();
     return PyObject_CallMethod(st->numpy, "from_dlpack", "O", o);

@@ -417,6 +417,8 @@ int tj_dl_strict_refuses(PyObject *o);
 /* 1 a float32/float64 CPU torch tensor requiring grad, 2 one off the CPU, 0 other;
  * -1 + exception (torch_scan.c). */
 int tj_dl_grad_leaf(PyObject *o);
+/* 1 when torch tensor o has one float32/float64 CPU element equal to 1; 0 otherwise. */
+int tj_dl_is_one(PyObject *o);
 /* A zero-copy ndarray of another DLPack producer's array (numpy.from_dlpack). New ref. */
 PyObject *tj_dl_to_numpy(PyObject *o);
 /* A fresh C-contiguous torch tensor; *data receives its memory. New reference. */

@@ -31,7 +31,8 @@ tensors are refused. torch is imported lazily: importing tracejit never imports 
 import numpy as np
 
 from ._grad import NotScalarError, _inner, _leaves, _rebuild, grad, value_and_grad
-from ._C import CompiledFunction, TraceError, _ag_scan, _strict_captures
+from ._C import (CompiledFunction, TraceError, _ag_forward, _ag_scan, _ag_unit,
+                 _strict_captures)
 
 __all__ = ["function", "call", "GradCaptureError"]
 
@@ -92,15 +93,9 @@ def _make_functions(torch):
     class Fused(torch.autograd.Function):
         """Scalar output: value and gradients in one compiled call."""
 
-        @staticmethod
-        def forward(ctx, job, *diff):   # job: (entry, diff, other)
-            old = _strict_captures(True)   # (_strict, inlined: this runs at every call)
-            try:
-                value, ctx.grads = job[0].value_and_grad(job[1], job[2])
-            finally:
-                _strict_captures(old)
-            ctx.job = job
-            return value
+        # (ctx, (entry, diff, other), *diff) -> value: entry.value_and_grad(diff, other)
+        # under _strict_captures, the gradients kept in ctx.grads and the job in ctx.job
+        forward = staticmethod(_ag_forward)   # (in C: it runs at every training step)
 
         @staticmethod
         def backward(ctx, go):
@@ -112,7 +107,7 @@ def _make_functions(torch):
                 entry, arrays, other = ctx.job
                 grads = _strict(entry.value_and_grad, arrays, other)[1]
             # handed over, not kept: autograd adopts them as .grad without a copy
-            if go.item() != 1.0:
+            if not _ag_unit(go):   # (go.item() measured ~1.5 us in a training step)
                 grads = [g * go for g in grads]
             return (None, *grads)
 

@@ -1,6 +1,7 @@
-/* _ag_scan: the per-call walk of _torch_autograd's route (a compiled function called
- * with torch tensors that require grad under grad mode), in C because it runs at every
- * training step: measured ~10 us of a ~150 us MLP step in Python (bench_train.py).
+/* The per-call pieces of _torch_autograd's route (a compiled function called with
+ * torch tensors that require grad under grad mode), in C because they run at every
+ * training step: in Python the scan alone measured ~10 us of a ~150 us MLP step
+ * (benchmarks/bench_train.py), Python work costing several times its isolated time there.
  *
  *   _ag_scan(entries, args, kwargs, static_type) -> (entry or None, key, diff, other)
  *
@@ -12,6 +13,8 @@
  * A static argument (wrapped in static_type by the caller) is part of the key; one that
  * is not hashable is a TypeError. A tensor requiring grad off the CPU is a TypeError. */
 #include "tracejit.h"
+
+PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);   /* dlpack.c: _strict_captures */
 
 static PyObject *mark_diff, *mark_other, *mark_end;   /* in a key: compared by identity */
 
@@ -136,4 +139,48 @@ done:
     Py_XDECREF(s.diff);
     Py_XDECREF(s.other);
     return res;
+}
+
+/* _ag_forward(ctx, job, *diff): the fused node's forward (Fused.forward in
+ * _torch_autograd.py): job is (entry, diff, other); runs entry.value_and_grad(diff,
+ * other) with captured tensors requiring grad refused (_strict_captures), keeps the
+ * gradients in ctx.grads and job in ctx.job, returns the value. */
+PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    static PyObject *s_vg, *s_grads, *s_job;
+    if (!s_job && (!(s_vg = PyUnicode_InternFromString("value_and_grad")) ||
+                   !(s_grads = PyUnicode_InternFromString("grads")) ||
+                   !(s_job = PyUnicode_InternFromString("job"))))
+        return NULL;
+    if (nargs < 2 || !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 3) {
+        PyErr_SetString(PyExc_TypeError, "_ag_forward(ctx, (entry, diff, other), *diff)");
+        return NULL;
+    }
+    PyObject *ctx = args[0], *job = args[1];
+    PyObject *vg = PyObject_GetAttr(PyTuple_GET_ITEM(job, 0), s_vg);
+    if (!vg) return NULL;
+    PyObject *old = tj_dl_set_strict(NULL, Py_True);
+    if (!old) { Py_DECREF(vg); return NULL; }
+    PyObject *r = PyObject_Vectorcall(vg, &PyTuple_GET_ITEM(job, 1), 2, NULL);
+    Py_DECREF(vg);
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);   /* restoring the flag keeps the error */
+    PyObject *back = tj_dl_set_strict(NULL, old);
+    Py_DECREF(old);
+    Py_XDECREF(back);
+    PyErr_Restore(et, ev, tb);
+    if (!r) return NULL;
+    PyObject *value = NULL;
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2)
+        PyErr_SetString(PyExc_TypeError, "_ag_forward: value_and_grad gave no (value, grads)");
+    else if (PyObject_SetAttr(ctx, s_grads, PyTuple_GET_ITEM(r, 1)) == 0 &&
+             PyObject_SetAttr(ctx, s_job, job) == 0)
+        value = Py_NewRef(PyTuple_GET_ITEM(r, 0));
+    Py_DECREF(r);
+    return value;
+}
+
+/* _ag_unit(t) -> bool: t is a one-element float32/float64 CPU torch tensor equal to 1
+ * (the implicit cotangent of loss.backward()), read in place; False when unsure. */
+PyObject *tj_ag_unit(PyObject *m, PyObject *t) {
+    return PyBool_FromLong(tj_dl_kind(t) == TJ_LIB_TORCH && tj_dl_is_one(t));
 }
