@@ -201,7 +201,7 @@ int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
     return 0;
 }
 
-/* A torch tensor for _torch_autograd's scan (csrc/ad/torch_scan.c): 1 a float32 or
+/* A torch tensor for _torch_autograd's scan (csrc/ad/torch_route.c): 1 a float32 or
  * float64 CPU tensor that requires grad, 2 one on another device, 0 any other;
  * -1 + exception. */
 int tj_dl_grad_leaf(PyObject *o) {

@@ -415,7 +415,7 @@ extern const char tj_dl_why_grad[];   /* *why of a tensor that requires grad und
 /* 1 when captures are strict (_torch_autograd's compiled pieces) and o requires grad. */
 int tj_dl_strict_refuses(PyObject *o);
 /* 1 a float32/float64 CPU torch tensor requiring grad, 2 one off the CPU, 0 other;
- * -1 + exception (torch_scan.c). */
+ * -1 + exception (ad/torch_route.c). */
 int tj_dl_grad_leaf(PyObject *o);
 /* 1 when torch tensor o has one float32/float64 CPU element equal to 1; 0 otherwise. */
 int tj_dl_is_one(PyObject *o);

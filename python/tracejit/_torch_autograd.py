@@ -23,6 +23,10 @@ are constants of the call; static arguments (static_argnames) key the variants.
     backward runs the compiled pullback (tracejit.vjp's), which recomputes the forward
     inside its own graph, so nothing but the inputs is saved.
 
+The pieces that run at every call of the scalar route are C (csrc/ad/torch_route.c:
+the scan keying the variants, the node's forward, the unit-cotangent test): Python work
+there measured several times its isolated cost inside a training step.
+
 The compiled pieces are called with the tensors themselves: autograd.Function.forward
 and backward run with grad mode off, so they are read in place (no detach, no copy).
 Backward is not itself differentiable (create_graph=True raises RuntimeError); CUDA
@@ -206,7 +210,7 @@ class Adapter:
         if self.static_argnames and kwargs:
             kwargs = {k: _STATIC(v) if k in self.static_argnames else v
                       for k, v in kwargs.items()}
-        # the per-call walk (csrc/ad/torch_scan.c): the leaves sorted into differentiated
+        # the per-call walk (csrc/ad/torch_route.c): the leaves sorted into differentiated
         # tensors and others, the call's pattern, and the entry made for that pattern
         entry, key, diff, other = _ag_scan(self.entries, args, kwargs, _STATIC)
         if entry is None:
@@ -293,8 +297,8 @@ def _key(v):
 def _walk(tree, k, shape, diff_pos, diff, other, statics, tensor_type, floats):
     """The leaves of a pytree (in _grad._leaves' order) sorted into differentiated
     tensors (their positions too), other leaves and statics; the structure (sizes and
-    dict keys) goes to shape. Returns the next leaf position. One pass: it runs on
-    every call."""
+    dict keys) goes to shape. Returns the next leaf position. Runs once per new pattern
+    (the per-call scan, _C._ag_scan, sorts the leaves the same way)."""
     tp = type(tree)
     if tp is dict or (tp is not tuple and tp is not list and isinstance(tree, dict)):
         shape.append(tuple(tree))
