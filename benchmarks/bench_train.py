@@ -9,7 +9,9 @@ error. Every peer runs with --threads (default 1) torch and OpenBLAS threads: on
 small shared machine a second spinning BLAS thread costs milliseconds per call. tracejit's loss is NumPy code (the tensors arrive as tracers); its forward runs
 one compiled graph that computes the loss and the gradients together, and backward
 hands the saved gradients to autograd. Target (issue 5): at most 0.5x torch eager and
-below torch.compile. Each peer's parameters after its first step are checked against
+below torch.compile. Measured (README, other load on the machine): 0.50-0.52x torch
+eager, 0.41-0.42x torch.compile; the rest of a step is torch's own (the backward of
+an autograd.Function, zero_grad, opt.step: README, "Autodiff"). Each peer's parameters after its first step are checked against
 torch eager's (rtol 1e-4) before any timing. The peers are timed in alternating rounds
 (_harness.interleaved): the table gives each one's median step time and, in
 parentheses, the median of the same-round ratios tracejit/peer.

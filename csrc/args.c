@@ -26,6 +26,7 @@ void tj_flat_init(tj_flat *f) {
     f->hash = 1469598103934665603ull;
     f->has_tracer = 0;
     f->needs_grad = 0;
+    f->grad_quiet = 0;
     f->out_lib = -1;
     f->out_type = NULL;
     f->dl = f->dl_stack;
@@ -150,7 +151,13 @@ static int flatten_dlpack(tj_flat *f, PyObject *o, int lib, const path *p) {
         int rc = tj_dl_torch_view(o, v, &why);
         if (rc < 0) return -1;
         if (rc > 0) {
-            if (why == tj_dl_why_grad) f->needs_grad = 1;   /* the call may go to autograd */
+            if (why == tj_dl_why_grad) {   /* the call may go to autograd */
+                f->needs_grad = 1;
+                if (f->grad_quiet && tj_get_state()->autograd_call) {   /* it clears this */
+                    PyErr_SetNone(PyExc_TypeError);
+                    return -1;
+                }
+            }
             PyObject *msg = PyUnicode_FromString(why);
             if (msg) arg_error(p, "this torch tensor %U", msg);
             Py_XDECREF(msg);

@@ -201,6 +201,43 @@ int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
     return 0;
 }
 
+/* A torch tensor for _torch_autograd's scan (csrc/ad/torch_route.c): 1 a float32 or
+ * float64 CPU tensor that requires grad, 2 one on another device, 0 any other;
+ * -1 + exception. */
+int tj_dl_grad_leaf(PyObject *o) {
+    PyObject *rg = requires_grad_get(o, requires_grad_closure);
+    if (!rg) return -1;
+    Py_DECREF(rg);
+    if (rg != Py_True) return 0;
+    DLTensor t;
+    if (torch_api->dltensor_from_py(o, &t) == 0) {
+        int dt = dtype_of(t.dtype);
+        if (dt != TJ_F32 && dt != TJ_F64) return 0;
+        return t.device.device_type == kDLCPU ? 1 : 2;
+    }
+    PyErr_Clear();   /* a layout DLPack cannot describe: its attributes decide */
+    PyObject *dt = PyObject_GetAttrString(o, "dtype");
+    PyObject *cpu = dt ? PyObject_GetAttrString(o, "is_cpu") : NULL;
+    int r = !cpu ? -1 : dt != torch_dtypes[TJ_F32] && dt != torch_dtypes[TJ_F64] ? 0
+                      : cpu == Py_True ? 1 : 2;
+    Py_XDECREF(dt);
+    Py_XDECREF(cpu);
+    return r;
+}
+
+/* 1 when o (a torch tensor) has one element, float32 or float64 on the CPU, equal to
+ * 1; 0 otherwise (no exception). */
+int tj_dl_is_one(PyObject *o) {
+    DLTensor t;
+    if (torch_api->dltensor_from_py(o, &t) < 0) { PyErr_Clear(); return 0; }
+    int64_t n = 1;
+    for (int d = 0; d < t.ndim; d++) n *= t.shape[d];
+    if (n != 1 || t.device.device_type != kDLCPU) return 0;
+    const char *p = (const char *)t.data + t.byte_offset;
+    int dt = dtype_of(t.dtype);
+    return dt == TJ_F32 ? *(const float *)p == 1.0f : dt == TJ_F64 ? *(const double *)p == 1.0 : 0;
+}
+
 PyObject *tj_dl_to_numpy(PyObject *o) {
     tj_state *st = tj_get_state();
     return PyObject_CallMethod(st->numpy, "from_dlpack", "O", o);

@@ -13,6 +13,9 @@ PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
 PyObject *tj_dl_torch_alloc(PyObject *m, PyObject *arg);                       /* dlpack.c */
 PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);                        /* dlpack.c */
+PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs);     /* ad/torch_route.c */
+PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_ag_unit(PyObject *m, PyObject *t);
 PyObject *tj_py_vmath(PyObject *self, PyObject *args);        /* emit/vmath_eval.c */
 
 static tj_state *g_state;
@@ -162,6 +165,11 @@ static PyMethodDef module_methods[] = {
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
     {"_strict_captures", tj_dl_set_strict, METH_O,
      "_strict_captures(on) -> previous: refuse captured tensors requiring grad (autograd)"},
+    {"_ag_scan", (PyCFunction)(void (*)(void))tj_ag_scan, METH_FASTCALL,
+     "_ag_scan(entries, args, kwargs, static_type) -> (entry, key, diff, other): autograd"},
+    {"_ag_forward", (PyCFunction)(void (*)(void))tj_ag_forward, METH_FASTCALL,
+     "_ag_forward(ctx, (entry, diff, other), *diff) -> value: the fused autograd node's forward"},
+    {"_ag_unit", tj_ag_unit, METH_O, "_ag_unit(t) -> bool: t is a one-element tensor equal to 1"},
     {"_torch_alloc", tj_dl_torch_alloc, METH_O,
      "_torch_alloc(mode) -> previous: how torch results are allocated (benchmarks)"},
     {"_set_skip_dirs", set_skip_dirs, METH_O,

@@ -417,6 +417,11 @@ int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why);
 extern const char tj_dl_why_grad[];   /* *why of a tensor that requires grad under grad mode */
 /* 1 when captures are strict (_torch_autograd's compiled pieces) and o requires grad. */
 int tj_dl_strict_refuses(PyObject *o);
+/* 1 a float32/float64 CPU torch tensor requiring grad, 2 one off the CPU, 0 other;
+ * -1 + exception (ad/torch_route.c). */
+int tj_dl_grad_leaf(PyObject *o);
+/* 1 when torch tensor o has one float32/float64 CPU element equal to 1; 0 otherwise. */
+int tj_dl_is_one(PyObject *o);
 /* A zero-copy ndarray of another DLPack producer's array (numpy.from_dlpack). New ref. */
 PyObject *tj_dl_to_numpy(PyObject *o);
 /* A fresh C-contiguous torch tensor; *data receives its memory. New reference. */
@@ -442,6 +447,8 @@ typedef struct {
     uint64_t hash;
     int has_tracer;
     int needs_grad;              /* a torch leaf requires grad under grad mode (refused) */
+    int grad_quiet;              /* in: such a leaf's refusal is a bare TypeError (the
+                                    caller routes the call to torch.autograd) */
     int out_lib;                 /* TJ_LIB_* of the first array leaf */
     PyTypeObject *out_type;      /* its type (borrowed) */
     tj_dlview *dl; int n_dl, cap_dl;     /* torch leaves' views, in leaf order */

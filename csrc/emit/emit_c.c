@@ -144,13 +144,23 @@ static void emit_reduction_edges(sbuf *b, const tj_graph *g, const tj_group *gr,
  * the result slot holds the indices and `base` is the flat index, within the reduced
  * dims, of the block's first element. */
 static void emit_accumulate(sbuf *b, const tj_graph *g, const tj_group *gr, gstate *gs,
-                            const tj_node *r, const int64_t *shape, int D) {
+                            const tj_node *r, const int64_t *shape, int D, int twod) {
     int horizontal = !gr->ndim || gr->omaps[0][D - 1] < 0;
     char pn[96];
     snprintf(pn, sizeof pn, "tj_r%c_%s_%s", horizontal ? 'h' : 'v', tj_ops[r->op].name,
              red_suffix(g, r));
     declare_fn(gs, pn, "void %s(void *, void *, const void *, long long, long long);\n");
     int32_t x = r->in[0];
+    if (twod) {   /* a block of rows (reduction_rows): accumulated a row at a time, in order */
+        char src[32];
+        snprintf(src, sizeof src, gs->uniform[x] ? "tju%d" : "v%d",
+                 gs->uniform[x] ? (int)gs->where[x] : (int)x);
+        put(b, "            for (long long rr = 0; rr < rows; rr++)\n");
+        put(b, "                %s(pc0 + (i%d + rr) * c0_%d, 0, (const char *)%s + rr * %lldLL, "
+               "%lldLL, 0);\n", pn, D - 2, D - 2, src,
+            (long long)(shape[D - 1] * tj_dtype_size(g->nodes[x].dtype)), (long long)shape[D - 1]);
+        return;
+    }
     put(b, "            %s(", pn);
     if (horizontal) put(b, "pc0, %s, ", is_arg(r) ? "po0" : "0");
     else if (is_arg(r)) put(b, "pc0 + j * c0_%d, po0 + j * o0_%d, ", D - 1, D - 1);
@@ -282,6 +292,37 @@ void tj_group_geometry(const tj_group *gr, tj_geom *q) {
     q->units = q->total == 0 ? 1 : (extent + q->step - 1) / q->step;
 }
 
+/* A reduction group over rows shorter than a block (a bias's gradient: column sums
+ * of 128 rows of 10; a mean over [128, 10]) gets 2-D blocks of rows too: its
+ * elementwise part is a call per op per block instead of per row, and the reduction
+ * still takes the rows one at a time in order, so results are unchanged. Its other
+ * outputs must be contiguous across rows (as tj_group_geometry's); the reduced value
+ * (output 0) is the accumulator, written after the loop. */
+static void reduction_rows(const tj_graph *g, const tj_group *gr, tj_geom *q) {
+    int D = q->D;
+    if (gr->red < 0 || gr->cat >= 0 || gr->contract || q->twod || D < 2 || !gr->ndim ||
+        tj_ops[g->nodes[gr->red].op].kind != TJ_K_RED || is_arg(&g->nodes[gr->red]) ||
+        q->inner <= 0 || q->inner * 2 > TJ_BLOCK || q->shape[D - 2] < 2)
+        return;
+    int reds = 0;
+    for (int k = 0; k < gr->n_nodes; k++) {
+        int kind = tj_ops[g->nodes[gr->nodes[k]].op].kind;
+        reds += kind == TJ_K_RED || kind == TJ_K_SCAN;
+        if (g->nodes[gr->nodes[k]].op == TJ_OP_GATHER) return;
+    }
+    for (int l = 0; l < gr->n_leaves; l++)
+        if (gr->leaf_gather[l] >= 0) return;
+    for (int o = 1; o < gr->n_outs; o++)
+        if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) return;
+    if (reds != 1 || gr->outs[0] != gr->red) return;
+    q->rows = TJ_BLOCK / q->inner < q->shape[D - 2] ? TJ_BLOCK / q->inner : q->shape[D - 2];
+    q->twod = 1;
+    q->bd = D - 2;
+    q->step = q->bd >= 1 ? 1 : q->rows;
+    int64_t extent = q->shape[0];
+    q->units = q->total == 0 ? 1 : (extent + q->step - 1) / q->step;
+}
+
 void tj_emit_out_stride(sbuf *b, const tj_group *gr, int o, int d) {
     if (gr->ndim && gr->omaps[o][d] >= 0)
         put(b, "    const long long o%d_%d = S[%d][%d];\n", o, d, (int)gr->out_slot[o],
@@ -300,6 +341,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     }
     tj_geom q;
     tj_group_geometry(gr, &q);
+    reduction_rows(g, gr, &q);
     int D = q.D, twod = q.twod, bd = q.bd;
     int64_t *shape = q.shape, total = q.total, inner = q.inner, rows = q.rows;
     int64_t nu = twod ? rows * inner : inner < TJ_BLOCK ? inner : TJ_BLOCK;
@@ -311,7 +353,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
      * scanned one; so results do not depend on the thread count. */
     gd->par = total > 0 && !is_scan(g, gr) &&
               (gr->red < 0 || (bd >= 1 && gr->omaps[0][0] >= 0) ||
-               (bd == 0 && gr->omaps[0][D - 1] >= 0));
+               (bd == 0 && gr->omaps[0][twod ? 0 : D - 1] >= 0));
     /* A sum, product, max or min over the outer loop's dim: the runtime may reduce
      * chunks of it into separate accumulators and fold them together in order. */
     const tj_node *rn = gr->red >= 0 ? &g->nodes[gr->red] : NULL;
@@ -445,7 +487,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         }
         char pn[96];
         if (tj_ops[n->op].kind == TJ_K_RED) {
-            emit_accumulate(&body, g, gr, gs, n, shape, D);
+            emit_accumulate(&body, g, gr, gs, n, shape, D, twod);
             continue;
         }
         if (tj_ops[n->op].kind == TJ_K_SCAN) {

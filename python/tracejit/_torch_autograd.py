@@ -23,6 +23,10 @@ are constants of the call; static arguments (static_argnames) key the variants.
     backward runs the compiled pullback (tracejit.vjp's), which recomputes the forward
     inside its own graph, so nothing but the inputs is saved.
 
+The pieces that run at every call of the scalar route are C (csrc/ad/torch_route.c:
+the scan keying the variants, the node's forward, the unit-cotangent test): Python work
+there measured several times its isolated cost inside a training step.
+
 The compiled pieces are called with the tensors themselves: autograd.Function.forward
 and backward run with grad mode off, so they are read in place (no detach, no copy).
 Backward is not itself differentiable (create_graph=True raises RuntimeError); CUDA
@@ -31,7 +35,8 @@ tensors are refused. torch is imported lazily: importing tracejit never imports 
 import numpy as np
 
 from ._grad import NotScalarError, _inner, _leaves, _rebuild, grad, value_and_grad
-from ._C import CompiledFunction, TraceError, _strict_captures
+from ._C import (CompiledFunction, TraceError, _ag_forward, _ag_scan, _ag_unit,
+                 _strict_captures)
 
 __all__ = ["function", "call", "GradCaptureError"]
 
@@ -87,27 +92,28 @@ def _not_differentiable(torch):
 
 
 def _make_functions(torch):
+    is_grad_enabled = torch.is_grad_enabled
+
     class Fused(torch.autograd.Function):
         """Scalar output: value and gradients in one compiled call."""
 
-        @staticmethod
-        def forward(ctx, entry, arrays, other, *diff):
-            value, grads = _strict(entry.value_and_grad, arrays, other)
-            ctx.grads = grads
-            ctx.entry, ctx.arrays, ctx.other = entry, arrays, other
-            return value
+        # (ctx, (entry, diff, other), *diff) -> value: entry.value_and_grad(diff, other)
+        # under _strict_captures, the gradients kept in ctx.grads and the job in ctx.job
+        forward = staticmethod(_ag_forward)   # (in C: it runs at every training step)
 
         @staticmethod
         def backward(ctx, go):
             # (torch's once_differentiable wrapper measured ~100 us per call here)
-            _not_differentiable(torch)
+            if is_grad_enabled():
+                _not_differentiable(torch)
             grads = ctx.__dict__.pop("grads", None)
             if grads is None:   # a second backward (retain_graph): computed again
-                grads = _strict(ctx.entry.value_and_grad, ctx.arrays, ctx.other)[1]
+                entry, arrays, other = ctx.job
+                grads = _strict(entry.value_and_grad, arrays, other)[1]
             # handed over, not kept: autograd adopts them as .grad without a copy
-            if go.item() != 1.0:
+            if not _ag_unit(go):   # (go.item() measured ~1.5 us in a training step)
                 grads = [g * go for g in grads]
-            return (None, None, None) + tuple(grads)
+            return (None, *grads)
 
     class Pulled(torch.autograd.Function):
         """Any output: the compiled forward, then the compiled pullback."""
@@ -132,7 +138,21 @@ def _make_functions(torch):
             grads = _strict(ctx.entry.pullback, ctx.arrays, ctx.other, tuple(cts))
             return (None, None, None, None) + tuple(grads)
 
+    _direct_backward(torch, Fused)
     return _fast_apply(torch, Fused), _fast_apply(torch, Pulled)
+
+
+def _direct_backward(torch, cls):
+    """The engine calls a node's ctx.apply(*grads), whose generic version (torch's
+    BackwardCFunction.apply) looks up and checks backward/vjp on every call: the node
+    class gets one whose apply is cls.backward itself. Left as it is if torch's
+    structure differs from the one this relies on."""
+    base = getattr(cls, "_backward_cls", None)
+    generic = getattr(torch.autograd.function, "BackwardCFunction", None)
+    if base is None or generic is None or base.apply is not generic.apply:
+        return
+    cls._backward_cls = type(base.__name__, (base,), {"apply": cls.backward,
+                                                      "__module__": __name__})
 
 
 def _fast_apply(torch, cls):
@@ -144,6 +164,7 @@ def _fast_apply(torch, cls):
 
     def apply(*args):
         return slow(*args) if active() else c_apply(*args)
+    apply.c_apply, apply.active = c_apply, active   # (Adapter.call inlines this)
     return apply
 
 
@@ -181,46 +202,52 @@ class Adapter:
         return self.call(args, kwargs)
 
     def call(self, args, kwargs):
-        torch, tensor_type, floats, Fused, Pulled = _torch_state()   # (their apply)
+        if not _state:
+            _torch_state()
         if self.static_argnums:
             args = tuple(_STATIC(v) if i in self.static_argnums else v
                          for i, v in enumerate(args))
         if self.static_argnames and kwargs:
             kwargs = {k: _STATIC(v) if k in self.static_argnames else v
                       for k, v in kwargs.items()}
-        tree = (args, kwargs)
-        shape, diff_pos, diff, other, statics = [], [], [], [], []
-        n = _walk(tree, 0, shape, diff_pos, diff, other, statics, tensor_type, floats)
-        try:
-            key = (tuple(diff_pos), tuple(shape), tuple(statics))
-            entry = self.entries.get(key)
-        except TypeError:
-            raise TypeError("tracejit autograd: a static argument is not hashable") from None
+        # the per-call walk (csrc/ad/torch_route.c): the leaves sorted into differentiated
+        # tensors and others, the call's pattern, and the entry made for that pattern
+        entry, key, diff, other = _ag_scan(self.entries, args, kwargs, _STATIC)
         if entry is None:
-            skeleton = _rebuild(tree, iter([None] * n))   # structure only
-            fixed = {k for k, _ in statics}
-            other_pos = [k for k in range(n) if k not in diff_pos and k not in fixed]
-            entry = self.entries[key] = _Entry(self.fn, skeleton, diff_pos, other_pos, statics)
-        arrays, other = tuple(diff), tuple(other)
+            entry = self.entries[key] = self._entry(args, kwargs)
         if not diff:
-            return _strict(entry.forward, (), other)
+            return _strict(entry.forward, diff, other)
         if not entry.mixed:   # every output so far a scalar: the fused path straight away
             try:
-                return Fused(entry, arrays, other, *diff)
+                fused = _state[3]   # fused(job, *diff), its wrapper's test inlined
+                return (fused.c_apply((entry, diff, other), *diff) if not fused.active()
+                        else fused((entry, diff, other), *diff))
             except NotScalarError:
                 entry.mixed = True
-        sig = tuple(_key(v) for v in arrays + other)
+        torch, tensor_type, floats, Fused, Pulled = _state
+        sig = tuple(_key(v) for v in diff + other)
         scalar = entry.scalar.get(sig)
         if scalar is None:
             with torch.no_grad():
-                probe = _strict(entry.forward, arrays, other)
+                probe = _strict(entry.forward, diff, other)
             scalar = entry.scalar[sig] = (isinstance(probe, tensor_type) and probe.shape == ()
                                           and probe.dtype in floats)
         if scalar:
-            return Fused(entry, arrays, other, *diff)
+            return Fused((entry, diff, other), *diff)
         box = []
-        outs = Pulled(entry, arrays, other, box, *diff)
+        outs = Pulled(entry, diff, other, box, *diff)
         return _rebuild(box[0], iter(outs))
+
+    def _entry(self, args, kwargs):
+        """The compiled pieces for a new pattern (made once per pattern)."""
+        torch, tensor_type, floats = _state[:3]
+        tree = (args, kwargs)
+        shape, diff_pos, diff, other, statics = [], [], [], [], []
+        n = _walk(tree, 0, shape, diff_pos, diff, other, statics, tensor_type, floats)
+        skeleton = _rebuild(tree, iter([None] * n))   # structure only
+        fixed = {k for k, _ in statics}
+        other_pos = [k for k in range(n) if k not in diff_pos and k not in fixed]
+        return _Entry(self.fn, skeleton, diff_pos, other_pos, statics)
 
     def compiled(self):
         return [c for e in self.entries.values()
@@ -270,8 +297,8 @@ def _key(v):
 def _walk(tree, k, shape, diff_pos, diff, other, statics, tensor_type, floats):
     """The leaves of a pytree (in _grad._leaves' order) sorted into differentiated
     tensors (their positions too), other leaves and statics; the structure (sizes and
-    dict keys) goes to shape. Returns the next leaf position. One pass: it runs on
-    every call."""
+    dict keys) goes to shape. Returns the next leaf position. Runs once per new pattern
+    (the per-call scan, _C._ag_scan, sorts the leaves the same way)."""
     tp = type(tree)
     if tp is dict or (tp is not tuple and tp is not list and isinstance(tree, dict)):
         shape.append(tuple(tree))

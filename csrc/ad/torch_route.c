@@ -1,0 +1,186 @@
+/* The per-call pieces of _torch_autograd's route (a compiled function called with
+ * torch tensors that require grad under grad mode), in C because they run at every
+ * training step: in Python the scan alone measured ~10 us of a ~150 us MLP step
+ * (benchmarks/bench_train.py), Python work costing several times its isolated time there.
+ *
+ *   _ag_scan(entries, args, kwargs, static_type) -> (entry or None, key, diff, other)
+ *
+ * walks the leaves of (args, kwargs) in _grad._leaves' order (dicts by their values,
+ * tuples and lists by items, kwargs after args): float32/float64 CPU tensors requiring
+ * grad go to the list diff, other leaves to the list other. key is the call's pattern
+ * (containers' types, sizes and dict keys; per leaf a marker, or a static's value):
+ * what the entries dict is keyed by; entry is entries[key], None when absent.
+ * A static argument (wrapped in static_type by the caller) is part of the key; one that
+ * is not hashable is a TypeError. A tensor requiring grad off the CPU is a TypeError. */
+#include "tracejit.h"
+
+PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);   /* dlpack.c: _strict_captures */
+
+static PyObject *mark_diff, *mark_other, *mark_end;   /* in a key: compared by identity */
+
+typedef struct {
+    PyObject *key, *diff, *other, *static_type;   /* key: a list, made a tuple at the end */
+} scan_state;
+
+static int scan(scan_state *s, PyObject *tree);
+
+static int append(PyObject *list, PyObject *o) { return PyList_Append(list, o); }
+
+static int leaf(scan_state *s, PyObject *o) {
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp == (PyTypeObject *)s->static_type) {
+        PyObject *v = PyObject_GetAttrString(o, "value");
+        int rc = v ? append(s->key, s->static_type) : -1;
+        if (rc == 0) rc = append(s->key, v);
+        Py_XDECREF(v);
+        return rc;
+    }
+    if (tp != &PyFloat_Type && tp != &PyLong_Type && tp != &PyBool_Type &&
+        tj_dl_kind(o) == TJ_LIB_TORCH) {
+        int g = tj_dl_grad_leaf(o);
+        if (g < 0) return -1;
+        if (g == 2) {
+            PyObject *dev = PyObject_GetAttrString(o, "device");
+            if (dev) PyErr_Format(PyExc_TypeError,
+                                  "tracejit autograd: tensors must be on the CPU, got %S", dev);
+            Py_XDECREF(dev);
+            return -1;
+        }
+        if (g == 1) return append(s->diff, o) < 0 ? -1 : append(s->key, mark_diff);
+    }
+    return append(s->other, o) < 0 ? -1 : append(s->key, mark_other);
+}
+
+static int scan_items(scan_state *s, PyObject *const *items, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = items[i];
+        if (PyDict_Check(v) || PyTuple_Check(v) || PyList_Check(v)) {
+            if (scan(s, v) < 0) return -1;
+        } else if (leaf(s, v) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int scan(scan_state *s, PyObject *tree) {
+    if (Py_EnterRecursiveCall(" in a tracejit autograd argument")) return -1;
+    int rc = -1;
+    PyObject *tp = (PyObject *)Py_TYPE(tree);
+    if (PyDict_Check(tree) && !PyTuple_Check(tree) && !PyList_Check(tree)) {
+        /* keys, then values, in the order tree.keys()/.values() give (_grad._leaves's):
+         * an exact dict's own order; a subclass's (an OrderedDict's) through its items */
+        PyObject *items = PyDict_CheckExact(tree) ? PyDict_Items(tree) : PyMapping_Items(tree);
+        if (!items) goto done;
+        Py_ssize_t n = PyList_GET_SIZE(items);
+        int r = append(s->key, tp);
+        for (Py_ssize_t i = 0; r == 0 && i < n; i++)
+            r = append(s->key, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0));
+        if (r == 0) r = append(s->key, mark_end);
+        for (Py_ssize_t i = 0; r == 0 && i < n; i++) {
+            PyObject *v = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+            r = (PyDict_Check(v) || PyTuple_Check(v) || PyList_Check(v)) ? scan(s, v) : leaf(s, v);
+        }
+        Py_DECREF(items);
+        if (r < 0) goto done;
+        rc = 0;
+    } else {
+        PyObject *seq = PySequence_Fast(tree, "tracejit autograd: a container");
+        if (!seq) goto done;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        PyObject *len = PyLong_FromSsize_t(n);
+        if (len && append(s->key, tp) == 0 && append(s->key, len) == 0)
+            rc = scan_items(s, PySequence_Fast_ITEMS(seq), n);
+        Py_XDECREF(len);
+        Py_DECREF(seq);
+    }
+done:
+    Py_LeaveRecursiveCall();
+    return rc;
+}
+
+PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[0]) || !PyTuple_Check(args[1]) ||
+        !PyType_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "_ag_scan(entries, args, kwargs, static_type)");
+        return NULL;
+    }
+    if (!mark_end) {
+        PyObject *base = (PyObject *)&PyBaseObject_Type;
+        mark_diff = PyObject_CallNoArgs(base);
+        mark_other = PyObject_CallNoArgs(base);
+        mark_end = PyObject_CallNoArgs(base);
+        if (!mark_diff || !mark_other || !mark_end) {
+            Py_CLEAR(mark_diff); Py_CLEAR(mark_other); Py_CLEAR(mark_end);
+            return NULL;
+        }
+    }
+    scan_state s = {PyList_New(0), PyList_New(0), PyList_New(0), args[3]};
+    PyObject *key = NULL, *res = NULL;
+    if (!s.key || !s.diff || !s.other) goto done;
+    if (scan(&s, args[1]) < 0) goto done;
+    if (args[2] != Py_None && PyDict_Check(args[2]) && PyDict_GET_SIZE(args[2])) {
+        if (append(s.key, (PyObject *)&PyDict_Type) < 0 || scan(&s, args[2]) < 0) goto done;
+    }
+    key = PyList_AsTuple(s.key);
+    if (!key) goto done;
+    PyObject *entry = PyDict_GetItemWithError(args[0], key);
+    if (!entry && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "tracejit autograd: a static argument is not hashable");
+        }
+        goto done;
+    }
+    res = PyTuple_Pack(4, entry ? entry : Py_None, key, s.diff, s.other);
+done:
+    Py_XDECREF(key);
+    Py_XDECREF(s.key);
+    Py_XDECREF(s.diff);
+    Py_XDECREF(s.other);
+    return res;
+}
+
+/* _ag_forward(ctx, job, *diff): the fused node's forward (Fused.forward in
+ * _torch_autograd.py): job is (entry, diff, other); runs entry.value_and_grad(diff,
+ * other) with captured tensors requiring grad refused (_strict_captures), keeps the
+ * gradients in ctx.grads and job in ctx.job, returns the value. */
+PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    static PyObject *s_vg, *s_grads, *s_job;
+    if (!s_job && (!(s_vg = PyUnicode_InternFromString("value_and_grad")) ||
+                   !(s_grads = PyUnicode_InternFromString("grads")) ||
+                   !(s_job = PyUnicode_InternFromString("job"))))
+        return NULL;
+    if (nargs < 2 || !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 3) {
+        PyErr_SetString(PyExc_TypeError, "_ag_forward(ctx, (entry, diff, other), *diff)");
+        return NULL;
+    }
+    PyObject *ctx = args[0], *job = args[1];
+    PyObject *vg = PyObject_GetAttr(PyTuple_GET_ITEM(job, 0), s_vg);
+    if (!vg) return NULL;
+    PyObject *old = tj_dl_set_strict(NULL, Py_True);
+    if (!old) { Py_DECREF(vg); return NULL; }
+    PyObject *r = PyObject_Vectorcall(vg, &PyTuple_GET_ITEM(job, 1), 2, NULL);
+    Py_DECREF(vg);
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);   /* restoring the flag keeps the error */
+    PyObject *back = tj_dl_set_strict(NULL, old);
+    Py_DECREF(old);
+    Py_XDECREF(back);
+    PyErr_Restore(et, ev, tb);
+    if (!r) return NULL;
+    PyObject *value = NULL;
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2)
+        PyErr_SetString(PyExc_TypeError, "_ag_forward: value_and_grad gave no (value, grads)");
+    else if (PyObject_SetAttr(ctx, s_grads, PyTuple_GET_ITEM(r, 1)) == 0 &&
+             PyObject_SetAttr(ctx, s_job, job) == 0)
+        value = Py_NewRef(PyTuple_GET_ITEM(r, 0));
+    Py_DECREF(r);
+    return value;
+}
+
+/* _ag_unit(t) -> bool: t is a one-element float32/float64 CPU torch tensor equal to 1
+ * (the implicit cotangent of loss.backward()), read in place; False when unsure. */
+PyObject *tj_ag_unit(PyObject *m, PyObject *t) {
+    return PyBool_FromLong(tj_dl_kind(t) == TJ_LIB_TORCH && tj_dl_is_one(t));
+}
