@@ -612,6 +612,21 @@ def test_regression_integer_negative_power_of_empty_array(dtype):
         tracejit.compile(fn)(np.ones(2, dtype=dtype))
 
 
+@pytest.mark.parametrize("dtype", ["bool", "int32", "int64", "float32", "float64"])
+def test_regression_half_power_of_a_non_float_array_is_power(dtype):
+    """Found by tools/fuzz.py (seed 9003): ndarray.__pow__ takes its sqrt shortcut for
+    float arrays only; a bool array ** 0.5 is power's float64 (np.sqrt would give
+    float16, which tracejit refused), float arrays keep sqrt's -0.0 and -inf."""
+    x = (np.array([True, False]) if dtype == "bool" else
+         np.array([0, 4, 9, 2], dtype=dtype) if dtype.startswith("int") else
+         np.array([-0.0, -np.inf, 2.0, 0.25, np.inf], dtype=dtype))
+    with np.errstate(invalid="ignore"):
+        for arr in (x, x[0]):   # a 1-d array and a 0-d one
+            want = np.asarray(arr) ** 0.5
+            got = tracejit.compile(lambda a: a ** 0.5)(np.asarray(arr))
+            assert_matches_numpy(got, want)
+
+
 @pytest.mark.xfail(strict=True, reason="known gap: NumPy's power loop computes x ** 0.5 as "
                    "sqrt(x) (-inf -> nan) also in np.power; tracejit does so for ** only")
 def test_regression_np_power_half_is_sqrt():
