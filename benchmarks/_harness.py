@@ -583,6 +583,16 @@ def print_failures(failures: list) -> None:
             print(f"- {f}")
 
 
+def main_with_threads(run, doc: str, name: str, argv=None) -> int:
+    """main() of a benchmark module whose peers share --threads (torch intra-op and
+    OpenBLAS threads; tracejit's too where the module sets them)."""
+    p = common_parser(doc.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads and OpenBLAS threads for every peer (default 1)")
+    opts = p.parse_args(argv)
+    return finish(run(opts), name, opts.json)
+
+
 def finish(result: dict, name: str, json_path) -> int:
     """A module's end: its raw numbers to --json as {name: result}, and the exit
     status (1 when any peer computed a wrong result or failed)."""

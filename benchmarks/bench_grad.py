@@ -258,11 +258,7 @@ def run(opts) -> dict:
 
 
 def main(argv=None) -> int:
-    p = H.common_parser(__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads and OpenBLAS threads for every peer (default 1)")
-    opts = p.parse_args(argv)
-    return H.finish(run(opts), "bench_grad", opts.json)
+    return H.main_with_threads(run, __doc__, "bench_grad", argv)
 
 
 if __name__ == "__main__":
