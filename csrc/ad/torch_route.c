@@ -51,23 +51,16 @@ static int leaf(scan_state *s, PyObject *o) {
     return append(s->other, o) < 0 ? -1 : append(s->key, mark_other);
 }
 
-static int scan_items(scan_state *s, PyObject *const *items, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *v = items[i];
-        if (PyDict_Check(v) || PyTuple_Check(v) || PyList_Check(v)) {
-            if (scan(s, v) < 0) return -1;
-        } else if (leaf(s, v) < 0) {
-            return -1;
-        }
-    }
-    return 0;
+/* A container is scanned, anything else is a leaf. */
+static int visit(scan_state *s, PyObject *v) {
+    return PyDict_Check(v) || PyTuple_Check(v) || PyList_Check(v) ? scan(s, v) : leaf(s, v);
 }
 
 static int scan(scan_state *s, PyObject *tree) {
     if (Py_EnterRecursiveCall(" in a tracejit autograd argument")) return -1;
     int rc = -1;
     PyObject *tp = (PyObject *)Py_TYPE(tree);
-    if (PyDict_Check(tree) && !PyTuple_Check(tree) && !PyList_Check(tree)) {
+    if (PyDict_Check(tree)) {
         /* keys, then values, in the order tree.keys()/.values() give (_grad._leaves's):
          * an exact dict's own order; a subclass's (an OrderedDict's) through its items */
         PyObject *items = PyDict_CheckExact(tree) ? PyDict_Items(tree) : PyMapping_Items(tree);
@@ -77,10 +70,8 @@ static int scan(scan_state *s, PyObject *tree) {
         for (Py_ssize_t i = 0; r == 0 && i < n; i++)
             r = append(s->key, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0));
         if (r == 0) r = append(s->key, mark_end);
-        for (Py_ssize_t i = 0; r == 0 && i < n; i++) {
-            PyObject *v = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
-            r = (PyDict_Check(v) || PyTuple_Check(v) || PyList_Check(v)) ? scan(s, v) : leaf(s, v);
-        }
+        for (Py_ssize_t i = 0; r == 0 && i < n; i++)
+            r = visit(s, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1));
         Py_DECREF(items);
         if (r < 0) goto done;
         rc = 0;
@@ -89,8 +80,11 @@ static int scan(scan_state *s, PyObject *tree) {
         if (!seq) goto done;
         Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
         PyObject *len = PyLong_FromSsize_t(n);
-        if (len && append(s->key, tp) == 0 && append(s->key, len) == 0)
-            rc = scan_items(s, PySequence_Fast_ITEMS(seq), n);
+        if (len && append(s->key, tp) == 0 && append(s->key, len) == 0) {
+            PyObject *const *items = PySequence_Fast_ITEMS(seq);
+            rc = 0;
+            for (Py_ssize_t i = 0; rc == 0 && i < n; i++) rc = visit(s, items[i]);
+        }
         Py_XDECREF(len);
         Py_DECREF(seq);
     }

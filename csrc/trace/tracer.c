@@ -186,10 +186,9 @@ static PyObject *nb_pow(PyObject *a, PyObject *b, PyObject *mod) {
     /* ... and, for float arrays only, x ** 0.5 as np.sqrt(x) (they differ at -0.0 and
      * -inf; a bool or integer array goes to power: float64, where sqrt gives float16
      * for bool) */
-    if (tj_is_tracer(a) && PyFloat_CheckExact(b) && PyFloat_AS_DOUBLE(b) == 0.5) {
-        tj_tracer *x = (tj_tracer *)a;
-        if (x->trace->g.nodes[x->id].dtype >= TJ_F32) return unop(a, TJ_OP_SQRT);
-    }
+    if (tj_is_tracer(a) && PyFloat_CheckExact(b) && PyFloat_AS_DOUBLE(b) == 0.5 &&
+        node_of((tj_tracer *)a)->dtype >= TJ_F32)
+        return unop(a, TJ_OP_SQRT);
     PyObject *r = binop(a, b, TJ_OP_POW);
     /* an exponent known only at run time: the kernel takes the same shortcuts (axes = 1
      * marks the POW as ndarray.__pow__'s, see tj_p_POWSF in prims.c) */
