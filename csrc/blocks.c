@@ -29,8 +29,7 @@ static struct {
 
 static size_t cache_limit(void) {
     if (!cache.limit_read) {
-        const char *e = getenv("TRACEJIT_BLOCK_CACHE_MB");
-        long mb = e && *e ? strtol(e, NULL, 10) : 256;
+        long long mb = tj_env_int("TRACEJIT_BLOCK_CACHE_MB", 256);
         cache.limit = mb > 0 ? (size_t)mb << 20 : 0;
         cache.limit_read = 1;
     }

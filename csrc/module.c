@@ -34,6 +34,11 @@ PyObject *tj_internal_error(const char *fmt, ...) {
     return NULL;
 }
 
+long long tj_env_int(const char *name, long long dflt) {
+    const char *v = getenv(name);
+    return v && *v ? strtoll(v, NULL, 10) : dflt;
+}
+
 int tj_debug_level(void) {
     const char *v = getenv("TRACEJIT_DEBUG");
     return v && *v ? atoi(v) > 0 ? atoi(v) : 1 : 0;

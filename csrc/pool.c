@@ -11,6 +11,7 @@
  * Called without the GIL; never touches Python objects. */
 #define _GNU_SOURCE
 #include "tracejit.h"
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -35,17 +36,12 @@ static struct {
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, ATOMIC_FLAG_INIT};
 
 static int default_threads(void) {
-    const char *e = getenv("TRACEJIT_NUM_THREADS");
-    if (e && *e) {
-        int n = atoi(e);
-        return n < 1 ? 1 : n > TJ_MAX_THREADS ? TJ_MAX_THREADS : n;
+    long long n = tj_env_int("TRACEJIT_NUM_THREADS", LLONG_MIN);   /* LLONG_MIN: unset */
+    if (n == LLONG_MIN) {   /* the CPUs this process may use */
+        cpu_set_t set;
+        n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
     }
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        int n = CPU_COUNT(&set);
-        return n < 1 ? 1 : n > TJ_MAX_THREADS ? TJ_MAX_THREADS : n;
-    }
-    return 1;
+    return n < 1 ? 1 : n > TJ_MAX_THREADS ? TJ_MAX_THREADS : (int)n;
 }
 
 int tj_pool_threads(void) {

@@ -154,8 +154,7 @@ static void the_cache_dir(char *dir, size_t cap, int create) {
 
 /* Keeps the cache directory under its size limit: oldest-used objects out first. */
 static void evict(const char *dir) {
-    const char *e = getenv("TRACEJIT_CACHE_MB");
-    long long limit = (e && *e ? atoll(e) : 256) << 20;
+    long long limit = tj_env_int("TRACEJIT_CACHE_MB", 256) << 20;
     DIR *d = opendir(dir);
     if (!d) return;
     struct { char name[256]; time_t t; off_t size; } f[512];

@@ -117,7 +117,9 @@ tj_state *tj_get_state(void);       /* borrowed; valid while the module lives */
 /* Raises TraceError with the message and the user's source location appended. */
 PyObject *tj_trace_error(const char *fmt, ...);
 PyObject *tj_internal_error(const char *fmt, ...);
-int tj_debug_level(void);           /* TRACEJIT_DEBUG, read at each compile */
+int tj_debug_level(void);
+/* An integer environment variable (base 10), `dflt` when unset or empty. */
+long long tj_env_int(const char *name, long long dflt);           /* TRACEJIT_DEBUG, read at each compile */
 
 /* ---- tracing (csrc/trace/tracer.c, csrc/trace/dispatch.c) ----------------- */
 /* A Trace owns the graph being built; each Tracer refers to one node of it. */
