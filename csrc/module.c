@@ -16,6 +16,7 @@ PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);                        /
 PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs);     /* ad/torch_route.c */
 PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_ag_unit(PyObject *m, PyObject *t);
+PyObject *tj_ag_layout(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_py_vmath(PyObject *self, PyObject *args);        /* emit/vmath_eval.c */
 
 static tj_state *g_state;
@@ -172,6 +173,8 @@ static PyMethodDef module_methods[] = {
      "_strict_captures(on) -> previous: refuse captured tensors requiring grad (autograd)"},
     {"_ag_scan", (PyCFunction)(void (*)(void))tj_ag_scan, METH_FASTCALL,
      "_ag_scan(entries, args, kwargs, static_type) -> (entry, key, diff, other): autograd"},
+    {"_ag_layout", (PyCFunction)(void (*)(void))tj_ag_layout, METH_FASTCALL,
+     "_ag_layout(args, kwargs, static_type) -> (diff_pos, other_pos, statics): autograd"},
     {"_ag_forward", (PyCFunction)(void (*)(void))tj_ag_forward, METH_FASTCALL,
      "_ag_forward(ctx, (entry, diff, other), *diff) -> value: the fused autograd node's forward"},
     {"_ag_unit", tj_ag_unit, METH_O, "_ag_unit(t) -> bool: t is a one-element tensor equal to 1"},

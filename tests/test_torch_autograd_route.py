@@ -217,6 +217,26 @@ def test_ag_scan_sorts_the_leaves_and_keys_the_pattern():
         _C._ag_scan(entries, [a], {}, st)
 
 
+def test_ag_layout_places_the_leaves_as_ag_scan_sorts_them():
+    """The entry of a new pattern takes its positions from the same walk as the
+    per-call scan: leaves numbered in _grad._leaves' order, kwargs after args."""
+    a = torch.ones(2, requires_grad=True)
+    c = torch.ones(2)
+    st = _torch_autograd._STATIC
+    args = ({"p": a, "q": [c, 2.0]}, st(7), (a,))
+    diff_pos, other_pos, statics = _C._ag_layout(args, {"s": c}, st)
+    assert (diff_pos, other_pos, statics) == ([0, 4], [1, 2, 5], [(3, 7)])
+    _, _, diff, other = _C._ag_scan({}, args, {"s": c}, st)
+    leaves = _torch_autograd._leaves((args, {"s": c}), [])
+    assert [leaves[k] for k in diff_pos] == diff
+    assert [leaves[k] for k in other_pos] == other
+    assert _C._ag_layout(args, {}, st) == ([0, 4], [1, 2], [(3, 7)])
+    with pytest.raises(TypeError, match="tensors must be on the CPU"):
+        _C._ag_layout((torch.ones(2, device="meta", requires_grad=True),), {}, st)
+    with pytest.raises(TypeError, match=r"_ag_layout\(args, kwargs, static_type\)"):
+        _C._ag_layout([a], {}, st)
+
+
 def test_ag_unit_reads_a_one_element_tensor():
     for t, want in [(torch.tensor(1.0), True), (torch.tensor(1.0, dtype=torch.float64), True),
                     (torch.ones(1, 1), True), (torch.tensor(2.0), False),

@@ -11,7 +11,11 @@
  * (containers' types, sizes and dict keys; per leaf a marker, or a static's value):
  * what the entries dict is keyed by; entry is entries[key], None when absent.
  * A static argument (wrapped in static_type by the caller) is part of the key; one that
- * is not hashable is a TypeError. A tensor requiring grad off the CPU is a TypeError. */
+ * is not hashable is a TypeError. A tensor requiring grad off the CPU is a TypeError.
+ *
+ *   _ag_layout(args, kwargs, static_type) -> (diff_pos, other_pos, statics)
+ *
+ * is the same walk recording each leaf's position, for the entry of a new pattern. */
 #include "tracejit.h"
 
 PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);   /* dlpack.c: _strict_captures */
@@ -20,11 +24,26 @@ static PyObject *mark_diff, *mark_other, *mark_end;   /* in a key: compared by i
 
 typedef struct {
     PyObject *key, *diff, *other, *static_type;   /* key: a list, made a tuple at the end */
+    /* _ag_layout only (else NULL): the leaf positions of diff and other, statics as
+     * (position, value), and the next leaf's position */
+    PyObject *diff_pos, *other_pos, *statics;
+    Py_ssize_t k;
 } scan_state;
 
 static int scan(scan_state *s, PyObject *tree);
 
 static int append(PyObject *list, PyObject *o) { return PyList_Append(list, o); }
+
+/* Records the current leaf's position in `list` (with `value` when given), when the
+ * scan records a layout; the next leaf gets the next position. */
+static int place(scan_state *s, PyObject *list, PyObject *value) {
+    Py_ssize_t k = s->k++;
+    if (!s->diff_pos) return 0;
+    PyObject *item = value ? Py_BuildValue("(nO)", k, value) : PyLong_FromSsize_t(k);
+    int rc = item ? append(list, item) : -1;
+    Py_XDECREF(item);
+    return rc;
+}
 
 static int leaf(scan_state *s, PyObject *o) {
     PyTypeObject *tp = Py_TYPE(o);
@@ -32,6 +51,7 @@ static int leaf(scan_state *s, PyObject *o) {
         PyObject *v = PyObject_GetAttrString(o, "value");
         int rc = v ? append(s->key, s->static_type) : -1;
         if (rc == 0) rc = append(s->key, v);
+        if (rc == 0) rc = place(s, s->statics, v);
         Py_XDECREF(v);
         return rc;
     }
@@ -46,9 +66,12 @@ static int leaf(scan_state *s, PyObject *o) {
             Py_XDECREF(dev);
             return -1;
         }
-        if (g == 1) return append(s->diff, o) < 0 ? -1 : append(s->key, mark_diff);
+        if (g == 1)
+            return append(s->diff, o) < 0 || append(s->key, mark_diff) < 0 ? -1
+                                                                          : place(s, s->diff_pos, NULL);
     }
-    return append(s->other, o) < 0 ? -1 : append(s->key, mark_other);
+    return append(s->other, o) < 0 || append(s->key, mark_other) < 0 ? -1
+                                                                      : place(s, s->other_pos, NULL);
 }
 
 /* A container is scanned, anything else is a leaf. */
@@ -93,12 +116,8 @@ done:
     return rc;
 }
 
-PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4 || !PyDict_Check(args[0]) || !PyTuple_Check(args[1]) ||
-        !PyType_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "_ag_scan(entries, args, kwargs, static_type)");
-        return NULL;
-    }
+/* Walks (args, kwargs) into s, whose key, diff and other lists it makes. 0/-1. */
+static int scan_call(scan_state *s, PyObject *args, PyObject *kwargs) {
     if (!mark_end) {
         PyObject *base = (PyObject *)&PyBaseObject_Type;
         mark_diff = PyObject_CallNoArgs(base);
@@ -106,16 +125,36 @@ PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         mark_end = PyObject_CallNoArgs(base);
         if (!mark_diff || !mark_other || !mark_end) {
             Py_CLEAR(mark_diff); Py_CLEAR(mark_other); Py_CLEAR(mark_end);
-            return NULL;
+            return -1;
         }
     }
-    scan_state s = {PyList_New(0), PyList_New(0), PyList_New(0), args[3]};
-    PyObject *key = NULL, *res = NULL;
-    if (!s.key || !s.diff || !s.other) goto done;
-    if (scan(&s, args[1]) < 0) goto done;
-    if (args[2] != Py_None && PyDict_Check(args[2]) && PyDict_GET_SIZE(args[2])) {
-        if (append(s.key, (PyObject *)&PyDict_Type) < 0 || scan(&s, args[2]) < 0) goto done;
+    s->key = PyList_New(0);
+    s->diff = PyList_New(0);
+    s->other = PyList_New(0);
+    if (!s->key || !s->diff || !s->other || scan(s, args) < 0) return -1;
+    if (kwargs != Py_None && PyDict_Check(kwargs) && PyDict_GET_SIZE(kwargs))
+        if (append(s->key, (PyObject *)&PyDict_Type) < 0 || scan(s, kwargs) < 0) return -1;
+    return 0;
+}
+
+static void scan_clear(scan_state *s) {
+    Py_CLEAR(s->key);
+    Py_CLEAR(s->diff);
+    Py_CLEAR(s->other);
+    Py_CLEAR(s->diff_pos);
+    Py_CLEAR(s->other_pos);
+    Py_CLEAR(s->statics);
+}
+
+PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[0]) || !PyTuple_Check(args[1]) ||
+        !PyType_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "_ag_scan(entries, args, kwargs, static_type)");
+        return NULL;
     }
+    scan_state s = {.static_type = args[3]};
+    PyObject *key = NULL, *res = NULL;
+    if (scan_call(&s, args[1], args[2]) < 0) goto done;
     key = PyList_AsTuple(s.key);
     if (!key) goto done;
     PyObject *entry = PyDict_GetItemWithError(args[0], key);
@@ -129,9 +168,24 @@ PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     res = PyTuple_Pack(4, entry ? entry : Py_None, key, s.diff, s.other);
 done:
     Py_XDECREF(key);
-    Py_XDECREF(s.key);
-    Py_XDECREF(s.diff);
-    Py_XDECREF(s.other);
+    scan_clear(&s);
+    return res;
+}
+
+/* _ag_layout(args, kwargs, static_type) -> (diff_pos, other_pos, statics): the same
+ * walk as _ag_scan's, recording each leaf's position among all leaves (statics as
+ * (position, value)); run once per new pattern, to make its entry. */
+PyObject *tj_ag_layout(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_Check(args[0]) || !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "_ag_layout(args, kwargs, static_type)");
+        return NULL;
+    }
+    scan_state s = {.static_type = args[2], .diff_pos = PyList_New(0),
+                    .other_pos = PyList_New(0), .statics = PyList_New(0)};
+    PyObject *res = NULL;
+    if (s.diff_pos && s.other_pos && s.statics && scan_call(&s, args[0], args[1]) == 0)
+        res = PyTuple_Pack(3, s.diff_pos, s.other_pos, s.statics);
+    scan_clear(&s);
     return res;
 }
 

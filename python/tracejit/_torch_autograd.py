@@ -35,7 +35,7 @@ tensors are refused. torch is imported lazily: importing tracejit never imports 
 import numpy as np
 
 from ._grad import NotScalarError, _inner, _leaves, _rebuild, grad, value_and_grad
-from ._C import (CompiledFunction, TraceError, _ag_forward, _ag_scan, _ag_unit,
+from ._C import (CompiledFunction, TraceError, _ag_forward, _ag_layout, _ag_scan, _ag_unit,
                  _strict_captures)
 
 __all__ = ["function", "call", "GradCaptureError"]
@@ -239,14 +239,12 @@ class Adapter:
         return _rebuild(box[0], iter(outs))
 
     def _entry(self, args, kwargs):
-        """The compiled pieces for a new pattern (made once per pattern)."""
-        torch, tensor_type, floats = _state[:3]
+        """The compiled pieces for a new pattern (made once per pattern): the leaves'
+        positions from _C._ag_layout, the same walk as the per-call _ag_scan's."""
         tree = (args, kwargs)
-        shape, diff_pos, diff, other, statics = [], [], [], [], []
-        n = _walk(tree, 0, shape, diff_pos, diff, other, statics, tensor_type, floats)
+        diff_pos, other_pos, statics = _ag_layout(args, kwargs, _STATIC)
+        n = len(diff_pos) + len(other_pos) + len(statics)
         skeleton = _rebuild(tree, iter([None] * n))   # structure only
-        fixed = {k for k, _ in statics}
-        other_pos = [k for k in range(n) if k not in diff_pos and k not in fixed]
         return _Entry(self.fn, skeleton, diff_pos, other_pos, statics)
 
     def compiled(self):
@@ -292,34 +290,6 @@ def call(cf, args, kwargs):
 
 def _key(v):
     return (tuple(v.shape), v.dtype) if hasattr(v, "dtype") else (type(v),)
-
-
-def _walk(tree, k, shape, diff_pos, diff, other, statics, tensor_type, floats):
-    """The leaves of a pytree (in _grad._leaves' order) sorted into differentiated
-    tensors (their positions too), other leaves and statics; the structure (sizes and
-    dict keys) goes to shape. Returns the next leaf position. Runs once per new pattern
-    (the per-call scan, _C._ag_scan, sorts the leaves the same way)."""
-    tp = type(tree)
-    if tp is dict or (tp is not tuple and tp is not list and isinstance(tree, dict)):
-        shape.append(tuple(tree))
-        for v in tree.values():
-            k = _walk(v, k, shape, diff_pos, diff, other, statics, tensor_type, floats)
-        return k
-    if tp is tuple or tp is list or isinstance(tree, (tuple, list)):
-        shape.append((tp, len(tree)))
-        for v in tree:
-            k = _walk(v, k, shape, diff_pos, diff, other, statics, tensor_type, floats)
-        return k
-    if isinstance(tree, tensor_type) and tree.requires_grad and tree.dtype in floats:
-        if not tree.is_cpu:
-            raise TypeError(f"tracejit autograd: tensors must be on the CPU, got {tree.device}")
-        diff_pos.append(k)
-        diff.append(tree)
-    elif tp is _STATIC:
-        statics.append((k, tree.value))
-    else:
-        other.append(tree)
-    return k + 1
 
 
 class ModuleRoute:
