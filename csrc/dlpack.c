@@ -7,6 +7,7 @@
  * first time an unknown object arrives; nothing is copied; a tensor that cannot be
  * read faithfully (dtype, device, requires grad while grad mode is on) is refused. */
 #include "tracejit.h"
+#include <stdatomic.h>
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
@@ -305,27 +306,59 @@ static PyObject *empty_slow(int ndim, const int64_t *shape, int dtype, void **da
     return r;
 }
 
-/* mode 3: our own memory handed to torch as a DLManagedTensorVersioned */
+/* mode 0: our own memory handed to torch as a DLManagedTensorVersioned. One block
+ * holds the header and, 64-byte aligned after it, the data. torch releases it through
+ * the deleter, on any thread, with or without the GIL: blocks of up to 64 KiB then
+ * wait in a small lock-free cache per power-of-two size, so a loop's results reuse
+ * them instead of going through malloc for each (whose large requests consolidate
+ * every small chunk torch freed meanwhile). Slots only ever hold blocks of their
+ * class and are taken by exchange: a block is never read while another thread may
+ * own it. */
 typedef struct {
     DLManagedTensorVersioned mt;
     int64_t shape[TJ_MAXDIM];
+    int cls;                     /* cache class, or -1 */
 } own_tensor;
 
+#define OWN_HEAD ((sizeof(own_tensor) + 63) / 64 * 64)
+#define OWN_MIN_LOG 8            /* classes 2^8 .. 2^16 bytes */
+#define OWN_CLASSES 9
+#define OWN_SLOTS 4
+static void *_Atomic own_cache[OWN_CLASSES][OWN_SLOTS];
+
 static void own_deleter(DLManagedTensorVersioned *self) {
-    free(self->dl_tensor.data);
-    free(self);
+    own_tensor *o = (own_tensor *)self;
+    for (int k = 0; o->cls >= 0 && k < OWN_SLOTS; k++) {
+        void *empty = NULL;
+        if (atomic_compare_exchange_strong(&own_cache[o->cls][k], &empty, (void *)o)) return;
+    }
+    free(o);
 }
 
 static const DLDataType dl_types[TJ_NDTYPES] = {
     {kDLBool, 8, 1}, {kDLInt, 32, 1}, {kDLInt, 64, 1}, {kDLFloat, 32, 1}, {kDLFloat, 64, 1}};
 
 static PyObject *empty_own(int ndim, const int64_t *shape, int dtype, void **data) {
-    own_tensor *o = calloc(1, sizeof *o);
     size_t n = (size_t)tj_dtype_size(dtype);
     for (int d = 0; d < ndim; d++) n *= (size_t)shape[d];
-    void *mem = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
-    if (!o || !mem) { free(o); free(mem); return PyErr_NoMemory(); }
+    size_t need = OWN_HEAD + (n + 63) / 64 * 64, cap = (size_t)1 << OWN_MIN_LOG;
+    int cls = 0;
+    while (cap < need && cls < OWN_CLASSES) cap <<= 1, cls++;
+    own_tensor *o = NULL;
+    if (cls < OWN_CLASSES) {
+        for (int k = 0; !o && k < OWN_SLOTS; k++)
+            if (atomic_load_explicit(&own_cache[cls][k], memory_order_relaxed))
+                o = atomic_exchange(&own_cache[cls][k], NULL);
+        if (!o) o = aligned_alloc(64, cap);
+    } else {
+        cls = -1;
+        o = aligned_alloc(64, need);
+    }
+    if (!o) return PyErr_NoMemory();
+    void *mem = (char *)o + OWN_HEAD;
+    memset(o, 0, sizeof *o);
     memcpy(o->shape, shape, (size_t)ndim * sizeof *shape);
+    o->cls = cls;
     o->mt.version.major = 1;
     o->mt.version.minor = 0;
     o->mt.deleter = own_deleter;

@@ -485,3 +485,37 @@ def test_dot_of_more_than_two_dims_is_a_trace_error(shapes, rng):
     with pytest.raises(tracejit.TraceError) as ei:
         tracejit.compile(lambda a, b: np.dot(a, b))(a, b)
     assert "dot" in str(ei.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,h,n", [(128, 32, 64, 10), (64, 128, 10, 3), (10, 300, 3, 7),
+                                     (33, 65, 17, 5)])
+def test_weight_gradients_of_two_layers_match_numpy(m, k, h, n, dtype):
+    # the weights' gradients are contractions stored in the weights' layouts; some are
+    # computed as their transposes (b.T @ a.T, csrc/emit/gemm.c) to reach BLAS
+    rng = np.random.default_rng(m * k + n)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    y = rng.standard_normal((m, n)).astype(dtype)
+    w1 = (0.2 * rng.standard_normal((k, h))).astype(dtype)
+    w2 = (0.2 * rng.standard_normal((h, n))).astype(dtype)
+    g = tracejit.grad(lambda w1, w2, x, y: np.sum((np.tanh(x @ w1) @ w2 - y) ** 2), argnums=(0, 1))
+    a = np.tanh(x @ w1)
+    d = 2 * (a @ w2 - y)
+    want2 = a.T @ d
+    want1 = x.T @ ((d @ w2.T) * (1 - a * a))
+    got1, got2 = g(w1, w2, x, y)
+    tol = 2e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(got1, want1, rtol=tol, atol=tol * np.abs(want1).max())
+    np.testing.assert_allclose(got2, want2, rtol=tol, atol=tol * np.abs(want2).max())
+
+
+def test_weight_gradient_is_the_contraction_itself():
+    # d/dW sum(f(X @ W)) = X.T @ G: computed in W's layout, no transposing copy after it
+    x = np.ones((128, 32), np.float32)
+    w = np.ones((32, 64), np.float32)
+    g = tracejit.grad(lambda w, x: np.sum(np.tanh(x @ w)))
+    g(w, x)
+    text = g.explain(w, x)
+    groups = [line for line in text.splitlines() if line.strip().startswith("group ")]
+    assert any("loop [32, 64, 128]" in line for line in groups), groups
+    assert not any(line.split("loop [")[1].startswith("32, 64]") for line in groups), groups

@@ -456,6 +456,56 @@ def test_results_survive_their_inputs_and_gc():
     assert json.dumps(outs[0].tolist()[:1])
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 48, 49, 16368, 16369, 40000])
+def test_recycled_result_memory_never_aliases_a_live_result(n):
+    # results up to 64 KiB reuse the blocks of dead ones (csrc/dlpack.c): sizes around
+    # the class edges (the 256-byte header included), live results stay distinct
+    f = tracejit.compile(lambda x: x * 2.0 + 1.0)
+    live, ptrs = [], set()
+    for i in range(12):
+        x = torch.full((n,), float(i))
+        r = f(x)
+        if n:
+            assert r.data_ptr() % 64 == 0 and r.data_ptr() not in ptrs
+            ptrs.add(r.data_ptr())
+        live.append((i, r))
+        if i % 3 == 2:   # some die, their blocks go back
+            gone = live.pop(0)[1]
+            ptrs.discard(gone.data_ptr())
+            del gone
+    for i, r in live:
+        assert r.shape == (n,)
+        torch.testing.assert_close(r, torch.full((n,), 2.0 * i + 1.0))
+
+
+def test_recycled_result_memory_released_on_other_threads():
+    # torch may free a result on any thread, without the GIL: the cache is lock-free
+    import threading
+    f = tracejit.compile(lambda x: x + 1.0)
+    x = torch.arange(300, dtype=torch.float32)
+    want = x + 1.0
+    errors = []
+
+    def churn(batch):
+        try:
+            for r in batch:
+                torch.testing.assert_close(r, want)
+            batch.clear()   # the last references: freed on this thread
+        except Exception as e:   # reported below
+            errors.append(e)
+    for _ in range(20):
+        batches = [[f(x) for _ in range(50)] for _ in range(4)]
+        threads = [threading.Thread(target=churn, args=(b,)) for b in batches]
+        for t in threads:
+            t.start()
+        mine = [f(x) for _ in range(50)]
+        for t in threads:
+            t.join()
+        for r in mine:
+            torch.testing.assert_close(r, want)
+    assert not errors
+
+
 def test_bench_torch_quick_run_checks_results():
     import os
     import subprocess

@@ -10,7 +10,8 @@
 #pragma GCC optimize("O3", "fp-contract=fast")
 
 /* The BLAS behind NumPy (its bundled OpenBLAS, ILP64 CBLAS), used for products of at
- * least TJ_BLAS_MIN multiply-adds whose operands have a unit stride; loaded by
+ * least TJ_BLAS_MIN multiply-adds whose operands and result have a unit stride (a
+ * result stored transposed is computed as its transpose, b^T a^T); loaded by
  * tj_blas_load from the Python layer at import. */
 typedef void blas_gemm_fn(int, int, int, int64_t, int64_t, int64_t, double, const void *,
                           int64_t, const void *, int64_t, double, void *, int64_t);
@@ -145,8 +146,11 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
         if (BLAS && M * N * K >= tj_blas_min && M > 1 && N > 1 &&                          \
             blas_layout(as_m, as_k, M, K, sizeof(T), &ta, &lda) &&                         \
             blas_layout(bs_k, bs_n, K, N, sizeof(T), &tb, &ldb) &&                         \
-            blas_layout(os_m, os_n, M, N, sizeof(T), &tc, &ldc) && tc == 111) {            \
-            BLAS(101 /* CblasRowMajor */, ta, tb, M, N, K, 1, a, lda, b, ldb, 0, o, ldc);  \
+            blas_layout(os_m, os_n, M, N, sizeof(T), &tc, &ldc)) {                         \
+            if (tc == 111)                                                                 \
+                BLAS(101 /* CblasRowMajor */, ta, tb, M, N, K, 1, a, lda, b, ldb, 0, o, ldc); \
+            else   /* out stored transposed: out^T = b^T a^T, row-major N x M */           \
+                BLAS(101, 223 - tb, 223 - ta, N, M, K, 1, b, ldb, a, lda, 0, o, ldc);      \
             return;                                                                        \
         }                                                                                  \
         if (GEMV && M * N * K >= tj_blas_min && M * N * K >= TJ_GEMV_MIN && K > 1 &&      \

@@ -65,8 +65,25 @@ def _is_float(t):
     return _dtype_kind(t.dtype) == "f"
 
 
-def _sum_product(c, shape):
-    """c.p * c.q summed to `shape` over the trailing dims of a transposed view."""
+def _base_order(node, ndim):
+    """For x a VIEW that only transposes its operand and adds new dims (matmul's
+    operands), the operand dim each of x's dims reads (-1 new); else None."""
+    if node is None or node[1] != "VIEW" or node[4]:
+        return None
+    perm, vstep, voff = node[5], node[6], node[7]
+    read = [p for p in perm if p != -1]
+    if (len(perm) != ndim or len(set(read)) != len(read) or any(o != 0 for o in voff) or
+            any(s != 1 for p, s in zip(perm, vstep) if p != -1)):
+        return None
+    return list(perm)
+
+
+def _sum_product(c, shape, base=None):
+    """c.p * c.q summed to `shape` over the trailing dims of a transposed view. With
+    `base` (see _base_order), the kept dims are summed in the order of the operand x
+    views, and the result is that layout seen through x's transposition: the view's own
+    derivative transposes it back, so a weight's gradient is the contraction's result
+    itself, not a transposed copy of it."""
     p, q = c.p, c.q
     full = np.broadcast_shapes(p.shape, q.shape)
     lead = len(full) - len(shape)
@@ -75,18 +92,25 @@ def _sum_product(c, shape):
     if not summed:
         return p * q
     kept = [d for d in range(len(full)) if d not in summed]
+    if base is not None:
+        kept.sort(key=lambda d: base[d - lead])
     order = kept + summed
     p = np.transpose(np.broadcast_to(p, full), order)
     q = np.transpose(np.broadcast_to(q, full), order)
     s = np.sum(p * q, axis=tuple(range(len(kept), len(full))))
-    return s.reshape(shape)
+    if base is None:
+        return s.reshape(shape)
+    s = np.transpose(s, np.argsort(kept))   # x's dim order (a view)
+    ones = tuple(d - lead for d in summed if d >= lead)
+    return np.expand_dims(s, ones) if ones else s
 
 
-def _fit(c, x):
-    """Cotangent c summed back to x's shape and cast to x's dtype."""
+def _fit(c, x, node=None):
+    """Cotangent c summed back to x's shape and cast to x's dtype (node: x's own, when
+    known, for _sum_product's layout)."""
     shape = x.shape
     if isinstance(c, Product):
-        c = _sum_product(c, shape)
+        c = _sum_product(c, shape, _base_order(node, len(shape)))
     if c.shape != shape:
         lead = c.ndim - len(shape)
         if lead > 0:
@@ -139,7 +163,7 @@ def vjp_trace(out, ct, sources):
         for (j, x), c in zip(info[2], cts):
             if c is None or not live.get(j, False) or not _is_float(x):
                 continue
-            c = _fit(c, x)
+            c = _fit(c, x, nodes.get(j))
             prev = adj.get(j)
             adj[j] = c if prev is None else prev + c
     return [adj.get(i) for i in src_ids]
