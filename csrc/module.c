@@ -17,6 +17,7 @@ PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs);     
 PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_ag_unit(PyObject *m, PyObject *t);
 PyObject *tj_ag_layout(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_ag_backward_method(PyObject *m, PyObject *cls);
 PyObject *tj_py_vmath(PyObject *self, PyObject *args);        /* emit/vmath_eval.c */
 
 static tj_state *g_state;
@@ -178,6 +179,8 @@ static PyMethodDef module_methods[] = {
     {"_ag_forward", (PyCFunction)(void (*)(void))tj_ag_forward, METH_FASTCALL,
      "_ag_forward(ctx, (entry, diff, other), *diff) -> value: the fused autograd node's forward"},
     {"_ag_unit", tj_ag_unit, METH_O, "_ag_unit(t) -> bool: t is a one-element tensor equal to 1"},
+    {"_ag_backward_method", tj_ag_backward_method, METH_O,
+     "_ag_backward_method(cls) -> the fused node's backward as cls.apply (C)"},
     {"_torch_alloc", tj_dl_torch_alloc, METH_O,
      "_torch_alloc(mode) -> previous: how torch results are allocated (benchmarks)"},
     {"_set_skip_dirs", set_skip_dirs, METH_O,

@@ -227,6 +227,75 @@ PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     return value;
 }
 
+/* The fused node's backward, as its backward class's `apply` (the engine calls
+ * ctx.apply(go)): (None, *grads) when the gradients are there, grad mode is off and
+ * the cotangent is exactly 1 (loss.backward()); anything else (create_graph, a second
+ * backward, another cotangent) goes to _torch_autograd._fused_backward(ctx, go, grads).
+ * C because it runs at every training step. */
+static PyObject *ag_backward(PyObject *ctx, PyObject *const *args, Py_ssize_t nargs) {
+    static PyObject *s_dict, *s_grads, *grad_enabled, *slow;
+    if (!s_grads && (!(s_dict = PyUnicode_InternFromString("__dict__")) ||
+                     !(s_grads = PyUnicode_InternFromString("grads"))))
+        return NULL;
+    if (!slow) {   /* both live as long as the process (torch is never unloaded) */
+        PyObject *t = PyImport_ImportModule("torch");
+        PyObject *ta = t ? PyImport_ImportModule("tracejit._torch_autograd") : NULL;
+        grad_enabled = t && ta ? PyObject_GetAttrString(t, "is_grad_enabled") : NULL;
+        slow = grad_enabled ? PyObject_GetAttrString(ta, "_fused_backward") : NULL;
+        Py_XDECREF(t);
+        Py_XDECREF(ta);
+        if (!slow) { Py_CLEAR(grad_enabled); return NULL; }
+    }
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "the fused node's backward takes one cotangent");
+        return NULL;
+    }
+    PyObject *d = PyObject_GetAttr(ctx, s_dict), *grads = NULL, *res = NULL;
+    if (!d || !PyDict_Check(d)) {
+        if (d) PyErr_SetString(PyExc_TypeError, "the fused node's ctx has no __dict__");
+        Py_XDECREF(d);
+        return NULL;
+    }
+    grads = PyDict_GetItemWithError(d, s_grads);
+    if (grads) {   /* handed over, not kept: autograd adopts them as .grad */
+        Py_INCREF(grads);
+        if (PyDict_DelItem(d, s_grads) < 0) goto done;
+    } else if (PyErr_Occurred()) {
+        goto done;
+    }
+    PyObject *on = PyObject_CallNoArgs(grad_enabled);
+    if (!on) goto done;
+    int fast = on == Py_False && grads && (PyList_Check(grads) || PyTuple_Check(grads)) &&
+               tj_dl_kind(args[0]) == TJ_LIB_TORCH && tj_dl_is_one(args[0]);
+    Py_DECREF(on);
+    if (fast) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(grads);
+        if (!(res = PyTuple_New(n + 1))) goto done;
+        PyTuple_SET_ITEM(res, 0, Py_NewRef(Py_None));
+        for (Py_ssize_t i = 0; i < n; i++)
+            PyTuple_SET_ITEM(res, i + 1, Py_NewRef(PySequence_Fast_GET_ITEM(grads, i)));
+    } else {
+        res = PyObject_CallFunctionObjArgs(slow, ctx, args[0], grads ? grads : Py_None, NULL);
+    }
+done:
+    Py_XDECREF(grads);
+    Py_DECREF(d);
+    return res;
+}
+
+static PyMethodDef ag_backward_def = {
+    "apply", (PyCFunction)(void (*)(void))ag_backward, METH_FASTCALL,
+    "the fused node's backward (csrc/ad/torch_route.c)"};
+
+/* _ag_backward_method(cls) -> a method descriptor of cls: ag_backward as cls.apply. */
+PyObject *tj_ag_backward_method(PyObject *m, PyObject *cls) {
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "_ag_backward_method expects a class");
+        return NULL;
+    }
+    return PyDescr_NewMethod((PyTypeObject *)cls, &ag_backward_def);
+}
+
 /* _ag_unit(t) -> bool: t is a one-element float32/float64 CPU torch tensor equal to 1
  * (the implicit cotangent of loss.backward()), read in place; False when unsure. */
 PyObject *tj_ag_unit(PyObject *m, PyObject *t) {

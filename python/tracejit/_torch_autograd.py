@@ -35,8 +35,8 @@ tensors are refused. torch is imported lazily: importing tracejit never imports 
 import numpy as np
 
 from ._grad import NotScalarError, _inner, _leaves, _rebuild, grad, value_and_grad
-from ._C import (CompiledFunction, TraceError, _ag_forward, _ag_layout, _ag_scan, _ag_unit,
-                 _strict_captures)
+from ._C import (CompiledFunction, TraceError, _ag_backward_method, _ag_forward, _ag_layout,
+                 _ag_scan, _ag_unit, _strict_captures)
 
 __all__ = ["function", "call", "GradCaptureError"]
 
@@ -92,7 +92,6 @@ def _not_differentiable(torch):
 
 
 def _make_functions(torch):
-    is_grad_enabled = torch.is_grad_enabled
 
     class Fused(torch.autograd.Function):
         """Scalar output: value and gradients in one compiled call."""
@@ -102,18 +101,8 @@ def _make_functions(torch):
         forward = staticmethod(_ag_forward)   # (in C: it runs at every training step)
 
         @staticmethod
-        def backward(ctx, go):
-            # (torch's once_differentiable wrapper measured ~100 us per call here)
-            if is_grad_enabled():
-                _not_differentiable(torch)
-            grads = ctx.__dict__.pop("grads", None)
-            if grads is None:   # a second backward (retain_graph): computed again
-                entry, arrays, other = ctx.job
-                grads = _strict(entry.value_and_grad, arrays, other)[1]
-            # handed over, not kept: autograd adopts them as .grad without a copy
-            if not _ag_unit(go):   # (go.item() measured ~1.5 us in a training step)
-                grads = [g * go for g in grads]
-            return (None, *grads)
+        def backward(ctx, go):   # (the C apply below calls _fused_backward only when needed)
+            return _fused_backward(ctx, go, ctx.__dict__.pop("grads", None))
 
     class Pulled(torch.autograd.Function):
         """Any output: the compiled forward, then the compiled pullback."""
@@ -142,17 +131,35 @@ def _make_functions(torch):
     return _fast_apply(torch, Fused), _fast_apply(torch, Pulled)
 
 
+def _fused_backward(ctx, go, grads):
+    """Fused's backward (grads: what its forward kept, None once taken). The node's
+    apply (C, _ag_backward_method) returns them itself in the common case: grad mode
+    off, a cotangent of exactly 1 (loss.backward()), the gradients there."""
+    # (torch's once_differentiable wrapper measured ~100 us per call here)
+    torch = _state[0]
+    if torch.is_grad_enabled():
+        _not_differentiable(torch)
+    if grads is None:   # a second backward (retain_graph): computed again
+        entry, arrays, other = ctx.job
+        grads = _strict(entry.value_and_grad, arrays, other)[1]
+    # handed over, not kept: autograd adopts them as .grad without a copy
+    if not _ag_unit(go):   # (go.item() measured ~1.5 us in a training step)
+        grads = [g * go for g in grads]
+    return (None, *grads)
+
+
 def _direct_backward(torch, cls):
     """The engine calls a node's ctx.apply(*grads), whose generic version (torch's
     BackwardCFunction.apply) looks up and checks backward/vjp on every call: the node
-    class gets one whose apply is cls.backward itself. Left as it is if torch's
-    structure differs from the one this relies on."""
+    class gets its own apply, the fused node's backward in C (csrc/ad/torch_route.c).
+    Left as it is if torch's structure differs from the one this relies on."""
     base = getattr(cls, "_backward_cls", None)
     generic = getattr(torch.autograd.function, "BackwardCFunction", None)
     if base is None or generic is None or base.apply is not generic.apply:
         return
-    cls._backward_cls = type(base.__name__, (base,), {"apply": cls.backward,
-                                                      "__module__": __name__})
+    node = type(base.__name__, (base,), {"__module__": __name__})
+    node.apply = _ag_backward_method(node)
+    cls._backward_cls = node
 
 
 def _fast_apply(torch, cls):
