@@ -287,7 +287,7 @@ static PyObject *autograd_call(tj_function *self, PyObject *const *args, Py_ssiz
         Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i = 0;
         for (; i < nk; i++)
             if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) break;
-        if (i == nk)
+        if (i == nk && !(r = tj_ag_fast_call(self->dict, targs, kw)) && !PyErr_Occurred())
             r = PyObject_CallFunctionObjArgs(st->autograd_call, (PyObject *)self, targs, kw, NULL);
     }
     Py_XDECREF(targs);

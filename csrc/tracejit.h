@@ -422,6 +422,9 @@ int tj_dl_strict_refuses(PyObject *o);
 /* 1 a float32/float64 CPU torch tensor requiring grad, 2 one off the CPU, 0 other;
  * -1 + exception (ad/torch_route.c). */
 int tj_dl_grad_leaf(PyObject *o);
+/* A call needing autograd through its Adapter's common case (ad/torch_route.c): the
+ * result; NULL + exception: its error; NULL alone: take _torch_autograd.call. */
+PyObject *tj_ag_fast_call(PyObject *cf_dict, PyObject *args, PyObject *kwargs);
 /* 1 when torch tensor o has one float32/float64 CPU element equal to 1; 0 otherwise. */
 int tj_dl_is_one(PyObject *o);
 /* A zero-copy ndarray of another DLPack producer's array (numpy.from_dlpack). New ref. */

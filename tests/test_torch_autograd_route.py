@@ -250,3 +250,47 @@ def test_ag_unit_reads_a_one_element_tensor():
 def test_ag_forward_checks_its_job():
     with pytest.raises(TypeError, match=r"_ag_forward\(ctx, \(entry, diff, other\), \*diff\)"):
         _C._ag_forward(object(), (1, 2))
+
+
+def test_c_route_hands_over_to_python_when_an_output_stops_being_scalar():
+    # csrc/ad/torch_route.c's tj_ag_fast_call runs the common case; the first
+    # NotScalarError marks the entry mixed and Adapter.call takes the other route
+    f = tracejit.compile(lambda x: (x * x).sum() if x.ndim == 1 else x * x)
+    ad = None
+    for shape in [(3,), (2, 3), (4,), (2, 3)]:
+        x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        x2 = x.detach().clone().requires_grad_()
+        out = f(x)
+        ref = (x2 * x2).sum() if x2.ndim == 1 else x2 * x2
+        torch.testing.assert_close(out, ref)
+        out.sum().backward()
+        ref.sum().backward()
+        torch.testing.assert_close(x.grad, x2.grad)
+        ad = f.__dict__["_tj_autograd"]
+        assert ad.fast is not None
+    assert any(e.mixed for e in ad.entries.values())
+
+
+def test_c_route_runs_a_failing_function_once():
+    calls = []
+
+    def f(x):
+        calls.append(x.shape)
+        if x.shape[0] == 5:
+            raise ValueError("five is right out")
+        return (x * 2).sum()
+    cf = tracejit.compile(f)
+    cf(torch.ones(3, requires_grad=True)).backward()
+    n, entries = len(calls), dict(cf.__dict__["_tj_autograd"].entries)
+    with pytest.raises(ValueError, match="five is right out"):
+        cf(torch.ones(5, requires_grad=True))
+    assert len(calls) - n == 1   # traced once: the C route's error is not retried
+    assert cf.__dict__["_tj_autograd"].entries == entries   # (the entry the C route took)
+
+
+def test_c_route_not_taken_with_statics_or_a_module():
+    g = tracejit.compile(lambda x, k: (x * k).sum(), static_argnames=("k",))
+    x = torch.ones(3, requires_grad=True)
+    g(x, k=3).backward()
+    assert g.__dict__["_tj_autograd"].fast is None
+    torch.testing.assert_close(x.grad, torch.full((3,), 3.0))

@@ -172,6 +172,65 @@ done:
     return res;
 }
 
+/* A CompiledFunction's call that needs autograd, the common case in C: its Adapter
+ * (cf.__dict__["_tj_autograd"], _torch_autograd.py) has `fast` = (entries, static
+ * type, Fused's C apply, functorch's active test) once it ran with no static
+ * arguments; the call's pattern has an entry whose outputs were all scalars, some
+ * leaf is differentiated, no functorch transform is active: then the fused node is
+ * applied here. Otherwise NULL without an exception: Adapter.call decides (the first
+ * NotScalarError of an entry marks it mixed first, as Adapter.call does). NULL with an
+ * exception is the call's error. */
+PyObject *tj_ag_fast_call(PyObject *dict, PyObject *args, PyObject *kwargs) {
+    static PyObject *s_ad, *s_fast, *s_mixed, *not_scalar;
+    if (!s_mixed && (!(s_ad = PyUnicode_InternFromString("_tj_autograd")) ||
+                     !(s_fast = PyUnicode_InternFromString("fast")) ||
+                     !(s_mixed = PyUnicode_InternFromString("mixed"))))
+        return NULL;
+    if (!not_scalar) {
+        PyObject *g = PyImport_ImportModule("tracejit._grad");
+        not_scalar = g ? PyObject_GetAttrString(g, "NotScalarError") : NULL;
+        Py_XDECREF(g);
+        if (!not_scalar) return NULL;
+    }
+    PyObject *ad = dict ? PyDict_GetItemWithError(dict, s_ad) : NULL;   /* borrowed */
+    if (!ad) return NULL;
+    PyObject *fast = PyObject_GetAttr(ad, s_fast), *r = NULL, *key = NULL, *job = NULL;
+    scan_state s = {0};
+    if (!fast || !PyTuple_Check(fast) || PyTuple_GET_SIZE(fast) != 4) {   /* not an Adapter */
+        if (fast) Py_DECREF(fast);
+        else if (PyErr_ExceptionMatches(PyExc_AttributeError)) PyErr_Clear();
+        return NULL;
+    }
+    PyObject *entries = PyTuple_GET_ITEM(fast, 0), *on = PyObject_CallNoArgs(PyTuple_GET_ITEM(fast, 3));
+    if (!on || on != Py_False || !PyDict_Check(entries)) goto done;
+    s.static_type = PyTuple_GET_ITEM(fast, 1);
+    if (scan_call(&s, args, kwargs) < 0 || !(key = PyList_AsTuple(s.key))) goto done;
+    PyObject *entry = PyDict_GetItemWithError(entries, key);   /* borrowed */
+    if (!entry || !PyList_GET_SIZE(s.diff)) goto done;
+    PyObject *mixed = PyObject_GetAttr(entry, s_mixed);
+    int plain = mixed == Py_False;
+    Py_XDECREF(mixed);
+    if (!plain || !(job = PyTuple_Pack(3, entry, s.diff, s.other))) goto done;
+    Py_ssize_t n = PyList_GET_SIZE(s.diff);
+    PyObject *stack[17], **call = n < 16 ? stack : PyMem_Malloc((size_t)(n + 1) * sizeof *call);
+    if (!call) { PyErr_NoMemory(); goto done; }
+    call[0] = job;
+    for (Py_ssize_t i = 0; i < n; i++) call[i + 1] = PyList_GET_ITEM(s.diff, i);
+    r = PyObject_Vectorcall(PyTuple_GET_ITEM(fast, 2), call, (size_t)(n + 1), NULL);
+    if (call != stack) PyMem_Free(call);
+    if (!r && PyErr_ExceptionMatches(not_scalar)) {   /* Adapter.call takes the other route */
+        PyErr_Clear();
+        PyObject_SetAttr(entry, s_mixed, Py_True);
+    }
+done:   /* NULL with an exception: it propagates (nothing runs twice) */
+    Py_XDECREF(on);
+    Py_XDECREF(job);
+    Py_XDECREF(key);
+    scan_clear(&s);
+    Py_DECREF(fast);
+    return r;
+}
+
 /* _ag_layout(args, kwargs, static_type) -> (diff_pos, other_pos, statics): the same
  * walk as _ag_scan's, recording each leaf's position among all leaves (statics as
  * (position, value)); run once per new pattern, to make its entry. */

@@ -204,6 +204,9 @@ class Adapter:
         self.static_argnums = frozenset(static_argnums)
         self.static_argnames = frozenset(static_argnames)
         self.entries = {}
+        # set on the first call without statics: what csrc/ad/torch_route.c's
+        # tj_ag_fast_call needs to run this call's common case in C
+        self.fast = None
 
     def __call__(self, *args, **kwargs):
         return self.call(args, kwargs)
@@ -211,6 +214,8 @@ class Adapter:
     def call(self, args, kwargs):
         if not _state:
             _torch_state()
+        if self.fast is None and not self.static_argnums and not self.static_argnames:
+            self.fast = (self.entries, _STATIC, _state[3].c_apply, _state[3].active)
         if self.static_argnums:
             args = tuple(_STATIC(v) if i in self.static_argnums else v
                          for i, v in enumerate(args))
