@@ -212,3 +212,18 @@ def test_later_calls_reuse_the_accumulator_afresh(rng, tier):
     g = tracejit.compile(lambda x: np.sum(x * 2.0, axis=1))
     np.testing.assert_allclose(g(x), np.sum(x * 2.0, axis=1), rtol=1e-13)
     assert "#pragma omp simd reduction(+:r_)" in g.explain(x)
+
+
+def test_reductions_of_costly_values_stay_on_tcc(rng, tier):
+    """exp, tanh, ...: the function's time dominates, TinyCC's blocks measured faster."""
+    x = make_input(rng, (64, 300), "float32")
+    tracejit.set_tier("eager")
+    f = tracejit.compile(lambda x: np.exp(x).sum(axis=1))
+    np.testing.assert_allclose(f(x), np.exp(x).sum(axis=1), rtol=1e-5)
+    assert f.tiers() == ["tcc"]
+    g = tracejit.compile(lambda x: (np.exp(x).sum(axis=1), (x * x).max(axis=0)))
+    r = g(x)
+    np.testing.assert_allclose(r[0], np.exp(x).sum(axis=1), rtol=1e-5)
+    np.testing.assert_array_equal(r[1], (x * x).max(axis=0))
+    assert g.tiers() == ["opt"]   # the max group is fused, the sum group is not
+    assert g.explain(x).count("static void tj_f") == 1
