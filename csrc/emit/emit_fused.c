@@ -10,9 +10,9 @@
  * compiled with TJ_ELEM_ONLY), so results agree with TinyCC's (bit for bit for
  * arithmetic; within the functions' accuracy where gcc picks another vector width of
  * a libmvec function). A sum, product, max or min group folds each element into its
- * accumulator in the same loop (see emit_fold). Groups with argmax/argmin, scans,
- * gathers, concatenation parts, products, sin or cos are not fused (NULL in tj_fused:
- * TinyCC's body stays). */
+ * accumulator in the same loop (see `fold`). Groups with argmax/argmin, scans,
+ * gathers, concatenation parts, matrix products, sin or cos, and reductions of costly
+ * values, are not fused (NULL in tj_fused: TinyCC's body stays). */
 #include "tracejit.h"
 
 typedef tj_sbuf sbuf;
