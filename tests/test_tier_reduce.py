@@ -227,3 +227,32 @@ def test_reductions_of_costly_values_stay_on_tcc(rng, tier):
     np.testing.assert_array_equal(r[1], (x * x).max(axis=0))
     assert g.tiers() == ["opt"]   # the max group is fused, the sum group is not
     assert g.explain(x).count("static void tj_f") == 1
+
+
+@pytest.mark.parametrize("shape", [(128, 10), (128, 64), (300, 100), (5000, 33)])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+def test_column_folds_with_row_and_scalar_broadcasts(shape, dtype, rng, tier):
+    """Short rows (the column-chunk loop): a column vector read once per row, a
+    scalar, a second output beside the fold; max and min take the same path."""
+    x = make_input(rng, shape, dtype)
+    c = make_input(rng, (shape[0], 1), dtype)
+    s = np.asarray(make_input(rng, (), dtype))
+    check(lambda x, c, s: np.sum(x * c - s, axis=0), [x, c, s], True)
+    check(lambda x, c: np.max(x - c, axis=0), [x, c], True)
+    check(lambda x, c: np.min(x * c, axis=0, keepdims=True), [x, c], True)
+    (t2, s2), (t1, s1) = both_tiers(lambda x, c: (x + c, np.sum(x + c, axis=0)), [x, c])
+    np.testing.assert_array_equal(t2, t1)
+    np.testing.assert_array_equal(s2, s1)
+    np.testing.assert_array_equal(t2, x + c)
+
+
+def test_short_rows_fold_column_chunks_in_registers(rng, tier):
+    tracejit.set_tier("eager")
+    x = make_input(rng, (128, 64), "float32")
+    f = tracejit.compile(lambda x: np.sum(x * (1 - x * x), axis=0))
+    np.testing.assert_array_equal(f(x), sequential_colsum(x * (1 - x * x)))
+    src = f.explain(x)
+    assert "double a_[32];" in src and "for (long long t0 = lo * 8LL;" in src
+    g = tracejit.compile(lambda x: np.sum(x * (1 - x * x), axis=0))
+    g(make_input(rng, (64, 300), "float32"))   # long rows: the row-by-row nest only
+    assert "a_[" not in g.explain(make_input(rng, (64, 300), "float32"))

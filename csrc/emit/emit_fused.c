@@ -186,6 +186,87 @@ static void fold_element(sbuf *b, const fold *f, int ind, const char *acc) {
     }
 }
 
+/* Column sums of short rows (a vertical fold over the rows of a 2-D group whose rows
+ * TinyCC takes in blocks, reduction_rows): per tile of rows and chunk of columns the
+ * accumulators stay in registers while the rows go by, in order, so each accumulator
+ * element still receives its rows in TinyCC's order (bitwise its results). Emitted
+ * before the general nest, for the contiguous case only; it returns when it ran. */
+#define TJ_COLS_CHUNK 32         /* columns per chunk (accumulators held) */
+#define TJ_COLS_TILE 2048        /* elements per tile of rows (L1-resident inputs) */
+
+static int interchangeable(const tj_group *gr, const tj_geom *q, const fold *f) {
+    return f && !f->horizontal && q->D == 2 && q->twod && gr->ndim == 2 &&
+           gr->omaps[0][0] < 0 && gr->omaps[0][1] >= 0;
+}
+
+static void emit_cols_chunk(sbuf *b, const tj_graph *g, const tj_group *gr, const uint8_t *uni,
+                            const fold *f, int w, int ind) {
+    put(b, "%*s%s a_[%d];\n", ind, "", f->A, w);
+    put(b, "%*sfor (int k = 0; k < %d; k++) a_[k] = ra[j0 + k];\n", ind, "", w);
+    put(b, "%*sfor (long long i0 = t0; i0 < t1; i0++) {\n", ind, "");
+    int in = ind + 4;
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l];
+        const char *t = ctype(g->nodes[id].dtype);
+        if (uni[id]) continue;
+        if (gr->maps[l][1] == -1)   /* broadcast along the row: one load per row */
+            put(b, "%*sconst %s x%d = *(const %s *)(bl%d + i0 * l%d_0);\n", in, "", t, (int)id,
+                t, l, l);
+        else
+            put(b, "%*sconst %s *restrict q%d = (const %s *)(bl%d + i0 * l%d_0) + j0;\n", in, "",
+                t, l, t, l, l);
+    }
+    for (int o = 1; o < gr->n_outs; o++) {
+        const char *t = ctype(g->nodes[gr->outs[o]].dtype);
+        put(b, "%*s%s *restrict r%d = (%s *)((char *)P[%d] + i0 * o%d_0) + j0;\n", in, "", t, o,
+            t, (int)gr->out_slot[o], o);
+    }
+    put(b, "%*sfor (int k = 0; k < %d; k++) {\n", in, "", w);
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l];
+        if (!uni[id] && gr->maps[l][1] != -1)
+            put(b, "%*s    const %s x%d = q%d[k];\n", in, "", ctype(g->nodes[id].dtype), (int)id, l);
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {
+        if (uni[gr->nodes[k]] || gr->nodes[k] == gr->red) continue;
+        put(b, "%*s    ", in, "");
+        put_node(b, g, &g->nodes[gr->nodes[k]]);
+    }
+    for (int o = 1; o < gr->n_outs; o++) put(b, "%*s    r%d[k] = x%d;\n", in, "", o, (int)gr->outs[o]);
+    fold_element(b, f, in + 4, "a_[k]");
+    put(b, "%*s}\n%*s}\n", in, "", ind, "");
+    put(b, "%*sfor (int k = 0; k < %d; k++) ra[j0 + k] = a_[k];\n", ind, "", w);
+}
+
+static void emit_cols(sbuf *b, const tj_graph *g, const tj_group *gr, const tj_geom *q,
+                      const uint8_t *uni, const fold *f) {
+    long long inner = (long long)q->inner, R = (long long)q->rows, S0 = (long long)q->shape[0];
+    long long tile = TJ_COLS_TILE / inner > 1 ? TJ_COLS_TILE / inner : 1;
+    long long full = inner / TJ_COLS_CHUNK * TJ_COLS_CHUNK;
+    put(b, "    if (1");
+    for (int l = 0; l < gr->n_leaves; l++)
+        if (!uni[gr->leaves[l]] && gr->maps[l][1] != -1)
+            put(b, " && l%d_1 == %d", l, tj_dtype_size(g->nodes[gr->leaves[l]].dtype));
+    for (int o = 1; o < gr->n_outs; o++)
+        put(b, " && o%d_1 == %d", o, tj_dtype_size(g->nodes[gr->outs[o]].dtype));
+    put(b, " && c_1 == (long long)sizeof(%s)) {\n", f->A);
+    put(b, "        %s *restrict ra = (%s *)P[%d];\n", f->A, f->A, (int)gr->acc_slot);
+    put(b, "        const long long r1 = hi * %lldLL < %lldLL ? hi * %lldLL : %lldLL;\n", R, S0, R, S0);
+    put(b, "        for (long long t0 = lo * %lldLL; t0 < r1; t0 += %lld) {\n", R, tile);
+    put(b, "            const long long t1 = t0 + %lld < r1 ? t0 + %lld : r1;\n", tile, tile);
+    if (full) {
+        put(b, "            for (long long j0 = 0; j0 < %lldLL; j0 += %d) {\n", full, TJ_COLS_CHUNK);
+        emit_cols_chunk(b, g, gr, uni, f, TJ_COLS_CHUNK, 16);
+        put(b, "            }\n");
+    }
+    if (inner > full) {
+        put(b, "            {\n                const long long j0 = %lldLL;\n", full);
+        emit_cols_chunk(b, g, gr, uni, f, (int)(inner - full), 16);
+        put(b, "            }\n");
+    }
+    put(b, "        }\n        return;\n    }\n");
+}
+
 static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, const tj_geom *q,
                              int gi, uint8_t *uni) {
     int D = q->D;
@@ -218,6 +299,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
         uni[gr->nodes[k]] = (uint8_t)u;
         if (u) { put(b, "    const "); put_node(b, g, n); }
     }
+    if (interchangeable(gr, q, f)) emit_cols(b, g, gr, q, uni, f);
     /* the loops: dim 0 over the range (scaled to rows or blocks as TinyCC's units are) */
     int ind = 4;
     for (int d = 0; d < D - 1; d++) {
