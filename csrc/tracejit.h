@@ -328,6 +328,8 @@ typedef struct {
     int64_t shape[TJ_MAXDIM], total, inner, rows, step, units;
 } tj_geom;
 void tj_group_geometry(const tj_group *gr, tj_geom *q);
+/* A reduction group over short rows: 2-D blocks of rows (q adjusted in place). */
+void tj_reduction_rows(const tj_graph *g, const tj_group *gr, tj_geom *q);
 /* Per leaf: `bl<l>`, its first element, and `l<l>_<d>`, its byte stride along loop dim
  * d (0 where broadcast); strides are left out for uniform leaves (not gathered). */
 void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr,

@@ -298,7 +298,7 @@ void tj_group_geometry(const tj_group *gr, tj_geom *q) {
  * still takes the rows one at a time in order, so results are unchanged. Its other
  * outputs must be contiguous across rows (as tj_group_geometry's); the reduced value
  * (output 0) is the accumulator, written after the loop. */
-static void reduction_rows(const tj_graph *g, const tj_group *gr, tj_geom *q) {
+void tj_reduction_rows(const tj_graph *g, const tj_group *gr, tj_geom *q) {
     int D = q->D;
     if (gr->red < 0 || gr->cat >= 0 || gr->contract || q->twod || D < 2 || !gr->ndim ||
         tj_ops[g->nodes[gr->red].op].kind != TJ_K_RED || is_arg(&g->nodes[gr->red]) ||
@@ -341,7 +341,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     }
     tj_geom q;
     tj_group_geometry(gr, &q);
-    reduction_rows(g, gr, &q);
+    tj_reduction_rows(g, gr, &q);
     int D = q.D, twod = q.twod, bd = q.bd;
     int64_t *shape = q.shape, total = q.total, inner = q.inner, rows = q.rows;
     int64_t nu = twod ? rows * inner : inner < TJ_BLOCK ? inner : TJ_BLOCK;

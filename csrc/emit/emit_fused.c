@@ -9,8 +9,10 @@
  * computes every element with the same per-element helpers (csrc/emit/prims.c
  * compiled with TJ_ELEM_ONLY), so results agree with TinyCC's (bit for bit for
  * arithmetic; within the functions' accuracy where gcc picks another vector width of
- * a libmvec function). Groups with reductions, scans, gathers, concatenation parts,
- * products, sin or cos are not fused (NULL in tj_fused: TinyCC's body stays). */
+ * a libmvec function). A sum, product, max or min group folds each element into its
+ * accumulator in the same loop (see `fold`). Groups with argmax/argmin, scans,
+ * gathers, concatenation parts, matrix products, sin or cos, and reductions of costly
+ * values, are not fused (NULL in tj_fused: TinyCC's body stays). */
 #include "tracejit.h"
 
 typedef tj_sbuf sbuf;
@@ -36,14 +38,27 @@ static int is_uniform_leaf(const tj_group *gr, int l, int D) {
     return 1;
 }
 
+/* A reduction the fused loop folds: a sum, product, max or min whose group computes it
+ * once, as output 0 (the accumulator's), everything else elementwise. */
+static int foldable(const tj_graph *g, const tj_group *gr) {
+    int op = g->nodes[gr->red].op;
+    return (op == TJ_OP_RSUM || op == TJ_OP_RPROD || op == TJ_OP_RMAX || op == TJ_OP_RMIN) &&
+           gr->outs[0] == gr->red;
+}
+
 static int fusable(const tj_graph *g, const tj_group *gr, const tj_geom *q) {
-    if (gr->contract || gr->red >= 0 || gr->cat >= 0 || q->total == 0 || !gr->n_outs) return 0;
+    if (gr->contract || gr->cat >= 0 || q->total == 0 || !gr->n_outs) return 0;
+    if (gr->red >= 0 && !foldable(g, gr)) return 0;
     for (int l = 0; l < gr->n_leaves; l++)
         if (gr->leaf_gather[l] >= 0) return 0;
     for (int k = 0; k < gr->n_nodes; k++) {
         const tj_node *n = &g->nodes[gr->nodes[k]];
         int kind = tj_ops[n->op].kind;
+        if (gr->nodes[k] == gr->red) continue;
         if (kind != TJ_K_EW && kind != TJ_K_CAST) return 0;
+        /* a reduction of costly values (exp, tanh, ...): the function's time dominates
+         * and TinyCC's blocks were measured faster (a fused exp-sum: 1.18x its time) */
+        if (gr->red >= 0 && (tj_ops[n->op].flags & TJ_F_COSTLY)) return 0;
         /* vmath's sin and cos leave huge arguments to a libm pass after the loop
          * (prims.c's fixup), which a fused loop has no place for */
         if (n->op == TJ_OP_SIN || n->op == TJ_OP_COS) return 0;
@@ -98,15 +113,178 @@ static void put_node(sbuf *b, const tj_graph *g, const tj_node *n) {
     put(b, ");\n");
 }
 
+/* A reduction group's fold, as csrc/emit/reduce_prims.c's primitives compute it (the
+ * accumulator `pc` is P[acc_slot] at call time plus the kept dims' offsets, in the
+ * accumulation dtype). Vertical (the inner dim kept): acc[e] op= x, each element
+ * receiving the rows in TinyCC's order, so results are bitwise its. Horizontal (the
+ * inner dim reduced): a partial per block of the inner dim -- per row, when rows are
+ * short -- that gcc may vectorize (reassociating within the block, as tj_rh_ does),
+ * then folded into the accumulator. max/min: NaN as tj_rh_/tj_rv_ treat it. */
+typedef struct {
+    int op, horizontal, flt, simd;
+    int32_t x;               /* the operand */
+    const char *A, *T;       /* accumulator and operand C types */
+} fold;
+
+static void fold_init(fold *f, const tj_graph *g, const tj_group *gr, int D) {
+    const tj_node *r = &g->nodes[gr->red];
+    int dt = g->nodes[r->in[0]].dtype;
+    f->op = r->op;
+    f->x = r->in[0];
+    f->horizontal = !gr->ndim || gr->omaps[0][D - 1] < 0;
+    f->flt = dt >= TJ_F32;
+    f->simd = dt != TJ_BOOL || f->op == TJ_OP_RSUM || f->op == TJ_OP_RPROD;
+    f->A = ctype(tj_red_acc_dtype(r->op, dt));
+    f->T = ctype(dt);
+}
+
+static int is_extreme(const fold *f) { return f->op == TJ_OP_RMAX || f->op == TJ_OP_RMIN; }
+
+/* Before a horizontal block's loop: its partial; `pass` 0 (contiguous) may vectorize. */
+static void fold_block_open(sbuf *b, const fold *f, int ind, int pass) {
+    if (is_extreme(f)) {
+        put(b, "%*s%s m_ = *(%s *)pc;\n", ind, "", f->T, f->T);
+        if (f->flt) put(b, "%*sint nan_ = m_ != m_;\n", ind, "");
+    } else {
+        put(b, "%*s%s r_ = (%s)%d;\n", ind, "", f->A, f->A, f->op == TJ_OP_RPROD);
+    }
+    if (pass || !f->simd) return;
+    if (is_extreme(f))
+        put(b, "#pragma omp simd reduction(%s:m_)%s\n", f->op == TJ_OP_RMAX ? "max" : "min",
+            f->flt ? " reduction(|:nan_)" : "");
+    else
+        put(b, "#pragma omp simd reduction(%c:r_)\n", f->op == TJ_OP_RSUM ? '+' : '*');
+}
+
+static void fold_block_close(sbuf *b, const fold *f, int ind) {
+    if (is_extreme(f) && f->flt)
+        put(b, "%*s*(%s *)pc = nan_ ? (%s)NAN : m_;\n", ind, "", f->T, f->T);
+    else if (is_extreme(f))
+        put(b, "%*s*(%s *)pc = m_;\n", ind, "", f->T);
+    else
+        put(b, "%*s*(%s *)pc = *(%s *)pc %c r_;\n", ind, "", f->A, f->A,
+            f->op == TJ_OP_RSUM ? '+' : '*');
+}
+
+/* One element into the fold: `acc` names the vertical accumulator element. */
+static void fold_element(sbuf *b, const fold *f, int ind, const char *acc) {
+    int x = (int)f->x;
+    const char *cmp = f->op == TJ_OP_RMAX ? ">" : "<";
+    if (f->horizontal && is_extreme(f)) {
+        if (f->flt) put(b, "%*snan_ |= x%d != x%d;\n", ind, "", x, x);
+        put(b, "%*sm_ = x%d %s m_ ? x%d : m_;\n", ind, "", x, cmp, x);
+    } else if (f->horizontal) {
+        put(b, "%*sr_ = r_ %c (%s)x%d;\n", ind, "", f->op == TJ_OP_RSUM ? '+' : '*', f->A, x);
+    } else if (is_extreme(f)) {
+        put(b, "%*s{ const %s m_ = %s; ", ind, "", f->T, acc);
+        if (f->flt) put(b, "%s = (((x%d %s m_) | (x%d != x%d)) & (m_ == m_)) ? x%d : m_; }\n",
+                        acc, x, cmp, x, x, x);
+        else put(b, "%s = x%d %s m_ ? x%d : m_; }\n", acc, x, cmp, x);
+    } else {
+        put(b, "%*s%s = %s %c (%s)x%d;\n", ind, "", acc, acc, f->op == TJ_OP_RSUM ? '+' : '*',
+            f->A, x);
+    }
+}
+
+/* Column sums of short rows (a vertical fold over the rows of a 2-D group whose rows
+ * TinyCC takes in blocks, reduction_rows): per tile of rows and chunk of columns the
+ * accumulators stay in registers while the rows go by, in order, so each accumulator
+ * element still receives its rows in TinyCC's order (bitwise its results). Emitted
+ * before the general nest, for the contiguous case only; it returns when it ran. */
+#define TJ_COLS_CHUNK 32         /* columns per chunk (accumulators held) */
+#define TJ_COLS_TILE 2048        /* elements per tile of rows (L1-resident inputs) */
+
+static int interchangeable(const tj_group *gr, const tj_geom *q, const fold *f) {
+    return f && !f->horizontal && q->D == 2 && q->twod && gr->ndim == 2 &&
+           gr->omaps[0][0] < 0 && gr->omaps[0][1] >= 0;
+}
+
+static void emit_cols_chunk(sbuf *b, const tj_graph *g, const tj_group *gr, const uint8_t *uni,
+                            const fold *f, int w, int ind) {
+    put(b, "%*s%s a_[%d];\n", ind, "", f->A, w);
+    put(b, "%*sfor (int k = 0; k < %d; k++) a_[k] = ra[j0 + k];\n", ind, "", w);
+    put(b, "%*sfor (long long i0 = t0; i0 < t1; i0++) {\n", ind, "");
+    int in = ind + 4;
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l];
+        const char *t = ctype(g->nodes[id].dtype);
+        if (uni[id]) continue;
+        if (gr->maps[l][1] == -1)   /* broadcast along the row: one load per row */
+            put(b, "%*sconst %s x%d = *(const %s *)(bl%d + i0 * l%d_0);\n", in, "", t, (int)id,
+                t, l, l);
+        else
+            put(b, "%*sconst %s *restrict q%d = (const %s *)(bl%d + i0 * l%d_0) + j0;\n", in, "",
+                t, l, t, l, l);
+    }
+    for (int o = 1; o < gr->n_outs; o++) {
+        const char *t = ctype(g->nodes[gr->outs[o]].dtype);
+        put(b, "%*s%s *restrict r%d = (%s *)((char *)P[%d] + i0 * o%d_0) + j0;\n", in, "", t, o,
+            t, (int)gr->out_slot[o], o);
+    }
+    put(b, "%*sfor (int k = 0; k < %d; k++) {\n", in, "", w);
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l];
+        if (!uni[id] && gr->maps[l][1] != -1)
+            put(b, "%*s    const %s x%d = q%d[k];\n", in, "", ctype(g->nodes[id].dtype), (int)id, l);
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {
+        if (uni[gr->nodes[k]] || gr->nodes[k] == gr->red) continue;
+        put(b, "%*s    ", in, "");
+        put_node(b, g, &g->nodes[gr->nodes[k]]);
+    }
+    for (int o = 1; o < gr->n_outs; o++) put(b, "%*s    r%d[k] = x%d;\n", in, "", o, (int)gr->outs[o]);
+    fold_element(b, f, in + 4, "a_[k]");
+    put(b, "%*s}\n%*s}\n", in, "", ind, "");
+    put(b, "%*sfor (int k = 0; k < %d; k++) ra[j0 + k] = a_[k];\n", ind, "", w);
+}
+
+static void emit_cols(sbuf *b, const tj_graph *g, const tj_group *gr, const tj_geom *q,
+                      const uint8_t *uni, const fold *f) {
+    long long inner = (long long)q->inner, R = (long long)q->rows, S0 = (long long)q->shape[0];
+    long long tile = TJ_COLS_TILE / inner > 1 ? TJ_COLS_TILE / inner : 1;
+    long long full = inner / TJ_COLS_CHUNK * TJ_COLS_CHUNK;
+    put(b, "    if (1");
+    for (int l = 0; l < gr->n_leaves; l++)
+        if (!uni[gr->leaves[l]] && gr->maps[l][1] != -1)
+            put(b, " && l%d_1 == %d", l, tj_dtype_size(g->nodes[gr->leaves[l]].dtype));
+    for (int o = 1; o < gr->n_outs; o++)
+        put(b, " && o%d_1 == %d", o, tj_dtype_size(g->nodes[gr->outs[o]].dtype));
+    put(b, " && c_1 == (long long)sizeof(%s)) {\n", f->A);
+    put(b, "        %s *restrict ra = (%s *)P[%d];\n", f->A, f->A, (int)gr->acc_slot);
+    put(b, "        const long long r1 = hi * %lldLL < %lldLL ? hi * %lldLL : %lldLL;\n", R, S0, R, S0);
+    put(b, "        for (long long t0 = lo * %lldLL; t0 < r1; t0 += %lld) {\n", R, tile);
+    put(b, "            const long long t1 = t0 + %lld < r1 ? t0 + %lld : r1;\n", tile, tile);
+    if (full) {
+        put(b, "            for (long long j0 = 0; j0 < %lldLL; j0 += %d) {\n", full, TJ_COLS_CHUNK);
+        emit_cols_chunk(b, g, gr, uni, f, TJ_COLS_CHUNK, 16);
+        put(b, "            }\n");
+    }
+    if (inner > full) {
+        put(b, "            {\n                const long long j0 = %lldLL;\n", full);
+        emit_cols_chunk(b, g, gr, uni, f, (int)(inner - full), 16);
+        put(b, "            }\n");
+    }
+    put(b, "        }\n        return;\n    }\n");
+}
+
 static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, const tj_geom *q,
                              int gi, uint8_t *uni) {
     int D = q->D;
+    fold fd, *f = NULL;
+    if (gr->red >= 0) fold_init(f = &fd, g, gr, D);
+    int o0 = f ? 1 : 0;   /* a reduction's output 0 is its accumulator's, written after */
     put(b, "\nstatic void tj_f%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
     for (int l = 0; l < gr->n_leaves; l++)
         uni[gr->leaves[l]] = (uint8_t)is_uniform_leaf(gr, l, D);
     tj_emit_leaf_setup(b, g, gr, uni, D);
-    for (int o = 0; o < gr->n_outs; o++)
+    for (int o = o0; o < gr->n_outs; o++)
         for (int d = 0; d < D; d++) tj_emit_out_stride(b, gr, o, d);
+    for (int d = 0; f && d < D; d++) {   /* the accumulator: the result's shape and map */
+        if (gr->ndim && gr->omaps[0][d] >= 0)
+            put(b, "    const long long c_%d = S[%d][%d];\n", d, (int)gr->acc_slot, gr->omaps[0][d]);
+        else
+            put(b, "    const long long c_%d = 0;\n", d);
+    }
     /* loop-invariant values, once per call */
     for (int l = 0; l < gr->n_leaves; l++) {
         int32_t id = gr->leaves[l];
@@ -116,11 +294,12 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
     }
     for (int k = 0; k < gr->n_nodes; k++) {
         const tj_node *n = &g->nodes[gr->nodes[k]];
-        int u = 1;
+        int u = gr->nodes[k] != gr->red;   /* the reduction: folded in the loop */
         for (int a = 0; a < tj_ops[n->op].arity; a++) u &= uni[n->in[a]];
         uni[gr->nodes[k]] = (uint8_t)u;
         if (u) { put(b, "    const "); put_node(b, g, n); }
     }
+    if (interchangeable(gr, q, f)) emit_cols(b, g, gr, q, uni, f);
     /* the loops: dim 0 over the range (scaled to rows or blocks as TinyCC's units are) */
     int ind = 4;
     for (int d = 0; d < D - 1; d++) {
@@ -139,9 +318,14 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * l%d_%d", d, l, d);
         put(b, ";\n");
     }
-    for (int o = 0; o < gr->n_outs; o++) {
+    for (int o = o0; o < gr->n_outs; o++) {
         put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->out_slot[o]);
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * o%d_%d", d, o, d);
+        put(b, ";\n");
+    }
+    if (f) {
+        put(b, "%*schar *pc = (char *)P[%d]", ind, "", (int)gr->acc_slot);
+        for (int d = 0; d < D - 1; d++) put(b, " + i%d * c_%d", d, d);
         put(b, ";\n");
     }
     if (D == 1)
@@ -162,8 +346,9 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
     for (int l = 0; l < gr->n_leaves; l++)
         if (!uni[gr->leaves[l]])
             put(b, " && l%d_%d == %d", l, D - 1, tj_dtype_size(g->nodes[gr->leaves[l]].dtype));
-    for (int o = 0; o < gr->n_outs; o++)
+    for (int o = o0; o < gr->n_outs; o++)
         put(b, " && o%d_%d == %d", o, D - 1, tj_dtype_size(g->nodes[gr->outs[o]].dtype));
+    if (f && !f->horizontal) put(b, " && c_%d == (long long)sizeof(%s)", D - 1, f->A);
     put(b, ") {\n");
     for (int pass = 0; pass < 2; pass++) {
         int in = ind + 4;
@@ -172,10 +357,21 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
             if (!uni[gr->leaves[l]])
                 put(b, "%*sconst %s *restrict q%d = (const %s *)pl%d;\n", in, "",
                     ctype(g->nodes[gr->leaves[l]].dtype), l, ctype(g->nodes[gr->leaves[l]].dtype), l);
-        for (int o = 0; !pass && o < gr->n_outs; o++)
+        for (int o = o0; !pass && o < gr->n_outs; o++)
             put(b, "%*s%s *restrict r%d = (%s *)po%d;\n", in, "", ctype(g->nodes[gr->outs[o]].dtype),
                 o, ctype(g->nodes[gr->outs[o]].dtype), o);
-        put(b, "%*sfor (long long e = e0; e < e1; e++) {\n", in, "");
+        if (f && !f->horizontal && !pass)
+            put(b, "%*s%s *restrict ra = (%s *)pc;\n", in, "", f->A, f->A);
+        if (f && f->horizontal) {   /* blocks of the inner dim, as TinyCC's */
+            put(b, "%*sfor (long long b0 = e0; b0 < e1; b0 += %d) {\n", in, "", TJ_BLOCK);
+            in += 4;
+            put(b, "%*sconst long long b1 = b0 + %d < e1 ? b0 + %d : e1;\n", in, "", TJ_BLOCK,
+                TJ_BLOCK);
+            fold_block_open(b, f, in, pass);
+            put(b, "%*sfor (long long e = b0; e < b1; e++) {\n", in, "");
+        } else {
+            put(b, "%*sfor (long long e = e0; e < e1; e++) {\n", in, "");
+        }
         for (int l = 0; l < gr->n_leaves; l++) {
             int32_t id = gr->leaves[l];
             if (uni[id]) continue;
@@ -185,17 +381,28 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
                      (int)id, t, l, l, D - 1);
         }
         for (int k = 0; k < gr->n_nodes; k++) {
-            if (uni[gr->nodes[k]]) continue;
+            if (uni[gr->nodes[k]] || gr->nodes[k] == gr->red) continue;
             put(b, "%*s    ", in, "");
             put_node(b, g, &g->nodes[gr->nodes[k]]);
         }
-        for (int o = 0; o < gr->n_outs; o++) {
+        for (int o = o0; o < gr->n_outs; o++) {
             const char *t = ctype(g->nodes[gr->outs[o]].dtype);
             if (!pass) put(b, "%*s    r%d[e] = x%d;\n", in, "", o, (int)gr->outs[o]);
             else put(b, "%*s    *(%s *)(po%d + e * o%d_%d) = x%d;\n", in, "", t, o, o, D - 1,
                      (int)gr->outs[o]);
         }
+        if (f) {
+            char acc[64];
+            if (pass) snprintf(acc, sizeof acc, "*(%s *)(pc + e * c_%d)", f->A, D - 1);
+            else snprintf(acc, sizeof acc, "ra[e]");
+            fold_element(b, f, in + 4, acc);
+        }
         put(b, "%*s}\n", in, "");
+        if (f && f->horizontal) {
+            fold_block_close(b, f, in);
+            in -= 4;
+            put(b, "%*s}\n", in, "");
+        }
     }
     put(b, "%*s}\n", ind, "");
     for (int d = D - 2; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
@@ -213,6 +420,7 @@ PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
     for (int gi = 0; gi < s->n_groups; gi++) {
         tj_geom q;
         tj_group_geometry(&s->groups[gi], &q);
+        tj_reduction_rows(g, &s->groups[gi], &q);   /* TinyCC's units, as emit_c.c's */
         if (!fusable(g, &s->groups[gi], &q)) continue;
         memset(uni, 0, (size_t)g->n);
         emit_fused_group(&b, g, &s->groups[gi], &q, gi, uni);
