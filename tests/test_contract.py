@@ -519,3 +519,19 @@ def test_weight_gradient_is_the_contraction_itself():
     groups = [line for line in text.splitlines() if line.strip().startswith("group ")]
     assert any("loop [32, 64, 128]" in line for line in groups), groups
     assert not any(line.split("loop [")[1].startswith("32, 64]") for line in groups), groups
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,n,k", [(128, 64, 10), (40, 16, 256), (40, 15, 256), (33, 64, 64),
+                                   (9, 64, 65), (200, 30, 50)])
+def test_product_with_a_transposed_right_operand(m, n, k, dtype):
+    # x @ w.T (nn.Linear's layout): w.T is packed for BLAS when it is small (K*N <= 4096)
+    # and has 16 columns or more (csrc/emit/gemm.c), else passed as stored
+    rng = np.random.default_rng(m + n + k)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    w = rng.standard_normal((n, k)).astype(dtype)
+    f = tracejit.compile(lambda x, w: x @ w.T)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(f(x, w), x @ w.T, rtol=tol, atol=tol * np.sqrt(k))
+    g = tracejit.compile(lambda x, w: (x @ w.T).T)   # stored transposed: b^T a^T
+    np.testing.assert_allclose(g(x, w), (x @ w.T).T, rtol=tol, atol=tol * np.sqrt(k))
