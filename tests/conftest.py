@@ -155,6 +155,22 @@ def arg_in_layout(rng, shape, dtype="float64", layout="c"):
     raise ValueError(layout)
 
 
+def both_tiers(fn, args):
+    """(optimizing tier's result, TinyCC's result, the tier's compiled function): fn
+    compiled once per tier (tracejit.set_tier, left on "eager"); the tier's must have run
+    fused C."""
+    import tracejit
+    tracejit.set_tier("tcc")
+    f1 = tracejit.compile(fn)
+    r1 = f1(*args)
+    assert f1.tiers() == ["tcc"]
+    tracejit.set_tier("eager")
+    f2 = tracejit.compile(fn)
+    r2 = f2(*args)
+    assert f2.tiers() == ["opt"]
+    return r2, r1, f2
+
+
 def scalar_for(domain, kind):
     """A Python scalar (int or float) valid in `domain`.
 

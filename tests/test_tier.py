@@ -12,7 +12,7 @@ import pytest
 
 import tracejit
 
-from conftest import make_input
+from conftest import both_tiers, make_input
 
 HAVE_CC = any(shutil.which(c) for c in ("cc", "gcc", "clang"))
 pytestmark = pytest.mark.skipif(not HAVE_CC, reason="no system C compiler")
@@ -60,14 +60,7 @@ def test_eager_tier_matches_tcc(name, fn, shapes, dtype, rng, tier):
     dtypes = dtype if isinstance(dtype, tuple) else (dtype,) * len(shapes)
     args = [make_input(rng, s, d, domain="pos" if name in ("powers",) else "any")
             for s, d in zip(shapes, dtypes)]
-    tracejit.set_tier("tcc")
-    f1 = tracejit.compile(fn)
-    r1 = f1(*args)
-    assert f1.tiers() == ["tcc"]
-    tracejit.set_tier("eager")
-    f2 = tracejit.compile(fn)
-    r2 = f2(*args)
-    assert f2.tiers() == ["opt"]
+    r2, r1, f2 = both_tiers(fn, args)
     assert "optimizing tier C" in f2.explain(*args)
     expect = fn(*args)
     r1s, r2s, es = [(r if isinstance(r, tuple) else (r,)) for r in (r1, r2, expect)]

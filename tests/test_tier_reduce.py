@@ -10,7 +10,7 @@ import pytest
 
 import tracejit
 
-from conftest import arg_in_layout, make_input
+from conftest import arg_in_layout, both_tiers, make_input
 
 HAVE_CC = any(shutil.which(c) for c in ("cc", "gcc", "clang"))
 pytestmark = pytest.mark.skipif(not HAVE_CC, reason="no system C compiler")
@@ -32,25 +32,12 @@ def tier(cache_dir, monkeypatch):
     tracejit.set_num_threads(threads)
 
 
-def both_tiers(fn, args):
-    """(tier result, TinyCC result); the tier's function must have run fused C."""
-    tracejit.set_tier("tcc")
-    f1 = tracejit.compile(fn)
-    r1 = f1(*args)
-    assert f1.tiers() == ["tcc"]
-    tracejit.set_tier("eager")
-    f2 = tracejit.compile(fn)
-    r2 = f2(*args)
-    assert f2.tiers() == ["opt"]
-    return r2, r1
-
-
 def exact_expected(op, dtype, horizontal):
     return op in ("max", "min") or np.dtype(dtype).kind in "biu" or not horizontal
 
 
 def check(fn, args, exact):
-    got, tcc = both_tiers(fn, args)
+    got, tcc, _ = both_tiers(fn, args)
     want = fn(*args)
     assert got.dtype == tcc.dtype == want.dtype and got.shape == tcc.shape == want.shape
     if exact:
@@ -132,7 +119,7 @@ def sequential_colsum(v):
 def test_column_sums_are_sequential(shape, rng, tier):
     x = make_input(rng, shape, "float32")
     b = make_input(rng, shape[1:], "float32")
-    got, _ = both_tiers(lambda x, b: np.sum(x * (1 - x * x) + b, axis=0), [x, b])
+    got, _, _ = both_tiers(lambda x, b: np.sum(x * (1 - x * x) + b, axis=0), [x, b])
     np.testing.assert_array_equal(got, sequential_colsum(x * (1 - x * x) + b))
 
 
@@ -148,7 +135,7 @@ def test_nan_propagates_as_in_numpy(op, axis, dtype, rng, tier):
     fn = (lambda x: np.max(x + 1, axis=axis)) if op == "max" else (
         lambda x: np.min(x + 1, axis=axis))
     check(fn, [x], True)
-    got, _ = both_tiers(fn, [x])
+    got, _, _ = both_tiers(fn, [x])
     np.testing.assert_array_equal(np.isnan(got), np.isnan(fn(x)))
 
 
@@ -177,7 +164,7 @@ def test_the_same_bits_whatever_the_thread_count(axis, dtype, rng, tier):
     results = []
     for n in (1, 2):
         tracejit.set_num_threads(n)
-        got, tcc = both_tiers(fn, [x, b])
+        got, tcc, _ = both_tiers(fn, [x, b])
         if axis != 1 and axis is not None:
             np.testing.assert_array_equal(got, tcc)   # vertical: TinyCC's bits
         results.append(got)
@@ -193,7 +180,7 @@ def test_a_reduction_with_an_elementwise_output_beside(rng, tier):
     def fn(x, b):
         return np.tanh(x + b), np.sum((x + b) * x, axis=0)
 
-    (t2, s2), (t1, s1) = both_tiers(fn, [x, b])
+    (t2, s2), (t1, s1), _ = both_tiers(fn, [x, b])
     np.testing.assert_allclose(t2, t1, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(s2, s1)
     t, s = fn(x, b)
@@ -240,7 +227,7 @@ def test_column_folds_with_row_and_scalar_broadcasts(shape, dtype, rng, tier):
     check(lambda x, c, s: np.sum(x * c - s, axis=0), [x, c, s], True)
     check(lambda x, c: np.max(x - c, axis=0), [x, c], True)
     check(lambda x, c: np.min(x * c, axis=0, keepdims=True), [x, c], True)
-    (t2, s2), (t1, s1) = both_tiers(lambda x, c: (x + c, np.sum(x + c, axis=0)), [x, c])
+    (t2, s2), (t1, s1), _ = both_tiers(lambda x, c: (x + c, np.sum(x + c, axis=0)), [x, c])
     np.testing.assert_array_equal(t2, t1)
     np.testing.assert_array_equal(s2, s1)
     np.testing.assert_array_equal(t2, x + c)
