@@ -226,10 +226,11 @@ int tj_dl_grad_leaf(PyObject *o) {
     return r;
 }
 
-/* 1 when o (a torch tensor) has one element, float32 or float64 on the CPU, equal to
- * 1; 0 otherwise (no exception). */
+/* 1 when o is a torch tensor with one element, float32 or float64 on the CPU, equal
+ * to 1; 0 otherwise (no exception). */
 int tj_dl_is_one(PyObject *o) {
     DLTensor t;
+    if (tj_dl_kind(o) != TJ_LIB_TORCH) return 0;
     if (torch_api->dltensor_from_py(o, &t) < 0) { PyErr_Clear(); return 0; }
     int64_t n = 1;
     for (int d = 0; d < t.ndim; d++) n *= t.shape[d];

@@ -117,9 +117,9 @@ tj_state *tj_get_state(void);       /* borrowed; valid while the module lives */
 /* Raises TraceError with the message and the user's source location appended. */
 PyObject *tj_trace_error(const char *fmt, ...);
 PyObject *tj_internal_error(const char *fmt, ...);
-int tj_debug_level(void);
+int tj_debug_level(void);           /* TRACEJIT_DEBUG, read at each compile */
 /* An integer environment variable (base 10), `dflt` when unset or empty. */
-long long tj_env_int(const char *name, long long dflt);           /* TRACEJIT_DEBUG, read at each compile */
+long long tj_env_int(const char *name, long long dflt);
 
 /* ---- tracing (csrc/trace/tracer.c, csrc/trace/dispatch.c) ----------------- */
 /* A Trace owns the graph being built; each Tracer refers to one node of it. */
@@ -219,6 +219,9 @@ int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int n
 PyObject *tj_trace_new(PyObject *fn);   /* new reference to an empty live Trace */
 /* Autodiff's node reader and source marker (csrc/ad/node.c): adds _C._ad_* functions. */
 int tj_ad_init(PyObject *module);
+/* A call needing autograd through its Adapter's common case (ad/torch_route.c): the
+ * result; NULL + exception: its error; NULL alone: take _torch_autograd.call. */
+PyObject *tj_ag_fast_call(PyObject *cf_dict, PyObject *args, PyObject *kwargs);
 
 /* ---- passes (csrc/fuse/) --------------------------------------------------- */
 /* A fused group: one loop nest over `shape` computing `nodes` in order. */
@@ -327,9 +330,8 @@ typedef struct {
     int D, twod, bd;
     int64_t shape[TJ_MAXDIM], total, inner, rows, step, units;
 } tj_geom;
-void tj_group_geometry(const tj_group *gr, tj_geom *q);
-/* A reduction group over short rows: 2-D blocks of rows (q adjusted in place). */
-void tj_reduction_rows(const tj_graph *g, const tj_group *gr, tj_geom *q);
+/* A group's loop nest and units (csrc/emit/emit_c.c), the same for both emitters. */
+void tj_group_geometry(const tj_graph *g, const tj_group *gr, tj_geom *q);
 /* Per leaf: `bl<l>`, its first element, and `l<l>_<d>`, its byte stride along loop dim
  * d (0 where broadcast); strides are left out for uniform leaves (not gathered). */
 void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr,
@@ -424,10 +426,7 @@ int tj_dl_strict_refuses(PyObject *o);
 /* 1 a float32/float64 CPU torch tensor requiring grad, 2 one off the CPU, 0 other;
  * -1 + exception (ad/torch_route.c). */
 int tj_dl_grad_leaf(PyObject *o);
-/* A call needing autograd through its Adapter's common case (ad/torch_route.c): the
- * result; NULL + exception: its error; NULL alone: take _torch_autograd.call. */
-PyObject *tj_ag_fast_call(PyObject *cf_dict, PyObject *args, PyObject *kwargs);
-/* 1 when torch tensor o has one float32/float64 CPU element equal to 1; 0 otherwise. */
+/* 1 when o is a torch tensor of one float32/float64 CPU element equal to 1; else 0. */
 int tj_dl_is_one(PyObject *o);
 /* A zero-copy ndarray of another DLPack producer's array (numpy.from_dlpack). New ref. */
 PyObject *tj_dl_to_numpy(PyObject *o);

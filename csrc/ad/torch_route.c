@@ -212,7 +212,9 @@ PyObject *tj_ag_fast_call(PyObject *dict, PyObject *args, PyObject *kwargs) {
     Py_XDECREF(mixed);
     if (!plain || !(job = PyTuple_Pack(3, entry, s.diff, s.other))) goto done;
     Py_ssize_t n = PyList_GET_SIZE(s.diff);
-    PyObject *stack[17], **call = n < 16 ? stack : PyMem_Malloc((size_t)(n + 1) * sizeof *call);
+    PyObject *stack[16];
+    PyObject **call = n + 1 <= (Py_ssize_t)(sizeof stack / sizeof *stack)
+                          ? stack : PyMem_Malloc((size_t)(n + 1) * sizeof *call);
     if (!call) { PyErr_NoMemory(); goto done; }
     call[0] = job;
     for (Py_ssize_t i = 0; i < n; i++) call[i + 1] = PyList_GET_ITEM(s.diff, i);
@@ -325,7 +327,7 @@ static PyObject *ag_backward(PyObject *ctx, PyObject *const *args, Py_ssize_t na
     PyObject *on = PyObject_CallNoArgs(grad_enabled);
     if (!on) goto done;
     int fast = on == Py_False && grads && (PyList_Check(grads) || PyTuple_Check(grads)) &&
-               tj_dl_kind(args[0]) == TJ_LIB_TORCH && tj_dl_is_one(args[0]);
+               tj_dl_is_one(args[0]);
     Py_DECREF(on);
     if (fast) {
         Py_ssize_t n = PySequence_Fast_GET_SIZE(grads);
@@ -358,5 +360,5 @@ PyObject *tj_ag_backward_method(PyObject *m, PyObject *cls) {
 /* _ag_unit(t) -> bool: t is a one-element float32/float64 CPU torch tensor equal to 1
  * (the implicit cotangent of loss.backward()), read in place; False when unsure. */
 PyObject *tj_ag_unit(PyObject *m, PyObject *t) {
-    return PyBool_FromLong(tj_dl_kind(t) == TJ_LIB_TORCH && tj_dl_is_one(t));
+    return PyBool_FromLong(tj_dl_is_one(t));
 }

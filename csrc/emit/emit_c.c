@@ -265,40 +265,13 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
  * generated table `tj_groups` holds the same, csrc/tracejit.h's tj_gdesc. */
 typedef struct { int64_t units, work, acc_n, acc_bytes; int par, edges, acc_slot; char comb[48]; } gdesc;
 
-/* A group's loop nest: D dims (at least 1), the innermost in blocks of TJ_BLOCK, or,
- * when it is short, 2-D blocks of `rows` rows of it (so a bias added to 32 rows of 64
- * is one call per op, not 32). 2-D blocks need outputs contiguous across rows: fresh
- * arrays and scratch are, a concatenation's parts are not. */
-void tj_group_geometry(const tj_group *gr, tj_geom *q) {
-    int D = q->D = gr->ndim ? gr->ndim : 1;
-    q->total = 1;
-    for (int d = 0; d < D; d++) q->shape[d] = gr->ndim ? gr->shape[d] : 1;
-    for (int d = 0; d < D; d++) q->total *= q->shape[d];
-    int64_t inner = q->inner = q->shape[D - 1];
-    q->rows = 1;
-    int gathers = 0;
-    for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaf_gather[l] >= 0;
-    if (gr->red < 0 && gr->cat < 0 && !gathers && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
-        q->rows = TJ_BLOCK / inner < q->shape[D - 2] ? TJ_BLOCK / inner : q->shape[D - 2];
-        for (int o = 0; o < gr->n_outs; o++)
-            if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) q->rows = 1;
-    }
-    q->twod = q->rows > 1;
-    q->bd = q->twod ? D - 2 : D - 1;
-    /* the outer loop, split across threads: i0 when there are loops outside the
-     * blocks, else the blocks themselves */
-    q->step = q->bd >= 1 ? 1 : q->twod ? q->rows : TJ_BLOCK;
-    int64_t extent = q->bd == 0 && !q->twod ? inner : q->shape[0];
-    q->units = q->total == 0 ? 1 : (extent + q->step - 1) / q->step;
-}
-
 /* A reduction group over rows shorter than a block (a bias's gradient: column sums
  * of 128 rows of 10; a mean over [128, 10]) gets 2-D blocks of rows too: its
  * elementwise part is a call per op per block instead of per row, and the reduction
  * still takes the rows one at a time in order, so results are unchanged. Its other
  * outputs must be contiguous across rows (as tj_group_geometry's); the reduced value
  * (output 0) is the accumulator, written after the loop. */
-void tj_reduction_rows(const tj_graph *g, const tj_group *gr, tj_geom *q) {
+static void reduction_rows(const tj_graph *g, const tj_group *gr, tj_geom *q) {
     int D = q->D;
     if (gr->red < 0 || gr->cat >= 0 || gr->contract || q->twod || D < 2 || !gr->ndim ||
         tj_ops[g->nodes[gr->red].op].kind != TJ_K_RED || is_arg(&g->nodes[gr->red]) ||
@@ -323,6 +296,35 @@ void tj_reduction_rows(const tj_graph *g, const tj_group *gr, tj_geom *q) {
     q->units = q->total == 0 ? 1 : (extent + q->step - 1) / q->step;
 }
 
+/* A group's loop nest: D dims (at least 1), the innermost in blocks of TJ_BLOCK, or,
+ * when it is short, 2-D blocks of `rows` rows of it (so a bias added to 32 rows of 64
+ * is one call per op, not 32). 2-D blocks need outputs contiguous across rows: fresh
+ * arrays and scratch are, a concatenation's parts are not. Both emitters take it from
+ * here, so the tier's bodies keep TinyCC's outer-loop units. */
+void tj_group_geometry(const tj_graph *g, const tj_group *gr, tj_geom *q) {
+    int D = q->D = gr->ndim ? gr->ndim : 1;
+    q->total = 1;
+    for (int d = 0; d < D; d++) q->shape[d] = gr->ndim ? gr->shape[d] : 1;
+    for (int d = 0; d < D; d++) q->total *= q->shape[d];
+    int64_t inner = q->inner = q->shape[D - 1];
+    q->rows = 1;
+    int gathers = 0;
+    for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaf_gather[l] >= 0;
+    if (gr->red < 0 && gr->cat < 0 && !gathers && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
+        q->rows = TJ_BLOCK / inner < q->shape[D - 2] ? TJ_BLOCK / inner : q->shape[D - 2];
+        for (int o = 0; o < gr->n_outs; o++)
+            if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) q->rows = 1;
+    }
+    q->twod = q->rows > 1;
+    q->bd = q->twod ? D - 2 : D - 1;
+    /* the outer loop, split across threads: i0 when there are loops outside the
+     * blocks, else the blocks themselves */
+    q->step = q->bd >= 1 ? 1 : q->twod ? q->rows : TJ_BLOCK;
+    int64_t extent = q->bd == 0 && !q->twod ? inner : q->shape[0];
+    q->units = q->total == 0 ? 1 : (extent + q->step - 1) / q->step;
+    reduction_rows(g, gr, q);
+}
+
 void tj_emit_out_stride(sbuf *b, const tj_group *gr, int o, int d) {
     if (gr->ndim && gr->omaps[o][d] >= 0)
         put(b, "    const long long o%d_%d = S[%d][%d];\n", o, d, (int)gr->out_slot[o],
@@ -340,8 +342,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         return;
     }
     tj_geom q;
-    tj_group_geometry(gr, &q);
-    tj_reduction_rows(g, gr, &q);
+    tj_group_geometry(g, gr, &q);
     int D = q.D, twod = q.twod, bd = q.bd;
     int64_t *shape = q.shape, total = q.total, inner = q.inner, rows = q.rows;
     int64_t nu = twod ? rows * inner : inner < TJ_BLOCK ? inner : TJ_BLOCK;

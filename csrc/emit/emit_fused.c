@@ -140,6 +140,8 @@ static void fold_init(fold *f, const tj_graph *g, const tj_group *gr, int D) {
 
 static int is_extreme(const fold *f) { return f->op == TJ_OP_RMAX || f->op == TJ_OP_RMIN; }
 
+static char opr(const fold *f) { return f->op == TJ_OP_RSUM ? '+' : '*'; }   /* sum, product */
+
 /* Before a horizontal block's loop: its partial; `pass` 0 (contiguous) may vectorize. */
 static void fold_block_open(sbuf *b, const fold *f, int ind, int pass) {
     if (is_extreme(f)) {
@@ -153,7 +155,7 @@ static void fold_block_open(sbuf *b, const fold *f, int ind, int pass) {
         put(b, "#pragma omp simd reduction(%s:m_)%s\n", f->op == TJ_OP_RMAX ? "max" : "min",
             f->flt ? " reduction(|:nan_)" : "");
     else
-        put(b, "#pragma omp simd reduction(%c:r_)\n", f->op == TJ_OP_RSUM ? '+' : '*');
+        put(b, "#pragma omp simd reduction(%c:r_)\n", opr(f));
 }
 
 static void fold_block_close(sbuf *b, const fold *f, int ind) {
@@ -162,8 +164,7 @@ static void fold_block_close(sbuf *b, const fold *f, int ind) {
     else if (is_extreme(f))
         put(b, "%*s*(%s *)pc = m_;\n", ind, "", f->T);
     else
-        put(b, "%*s*(%s *)pc = *(%s *)pc %c r_;\n", ind, "", f->A, f->A,
-            f->op == TJ_OP_RSUM ? '+' : '*');
+        put(b, "%*s*(%s *)pc = *(%s *)pc %c r_;\n", ind, "", f->A, f->A, opr(f));
 }
 
 /* One element into the fold: `acc` names the vertical accumulator element. */
@@ -174,20 +175,19 @@ static void fold_element(sbuf *b, const fold *f, int ind, const char *acc) {
         if (f->flt) put(b, "%*snan_ |= x%d != x%d;\n", ind, "", x, x);
         put(b, "%*sm_ = x%d %s m_ ? x%d : m_;\n", ind, "", x, cmp, x);
     } else if (f->horizontal) {
-        put(b, "%*sr_ = r_ %c (%s)x%d;\n", ind, "", f->op == TJ_OP_RSUM ? '+' : '*', f->A, x);
+        put(b, "%*sr_ = r_ %c (%s)x%d;\n", ind, "", opr(f), f->A, x);
     } else if (is_extreme(f)) {
         put(b, "%*s{ const %s m_ = %s; ", ind, "", f->T, acc);
         if (f->flt) put(b, "%s = (((x%d %s m_) | (x%d != x%d)) & (m_ == m_)) ? x%d : m_; }\n",
                         acc, x, cmp, x, x, x);
         else put(b, "%s = x%d %s m_ ? x%d : m_; }\n", acc, x, cmp, x);
     } else {
-        put(b, "%*s%s = %s %c (%s)x%d;\n", ind, "", acc, acc, f->op == TJ_OP_RSUM ? '+' : '*',
-            f->A, x);
+        put(b, "%*s%s = %s %c (%s)x%d;\n", ind, "", acc, acc, opr(f), f->A, x);
     }
 }
 
 /* Column sums of short rows (a vertical fold over the rows of a 2-D group whose rows
- * TinyCC takes in blocks, reduction_rows): per tile of rows and chunk of columns the
+ * TinyCC takes in blocks: tj_group_geometry's reduction rows): per tile of rows and chunk of columns the
  * accumulators stay in registers while the rows go by, in order, so each accumulator
  * element still receives its rows in TinyCC's order (bitwise its results). Emitted
  * before the general nest, for the contiguous case only; it returns when it ran. */
@@ -419,8 +419,7 @@ PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
     put(&b, "/* tracejit optimizing tier */\n#include \"prims.c\"\n");
     for (int gi = 0; gi < s->n_groups; gi++) {
         tj_geom q;
-        tj_group_geometry(&s->groups[gi], &q);
-        tj_reduction_rows(g, &s->groups[gi], &q);   /* TinyCC's units, as emit_c.c's */
+        tj_group_geometry(g, &s->groups[gi], &q);   /* TinyCC's units */
         if (!fusable(g, &s->groups[gi], &q)) continue;
         memset(uni, 0, (size_t)g->n);
         emit_fused_group(&b, g, &s->groups[gi], &q, gi, uni);

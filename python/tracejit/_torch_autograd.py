@@ -23,9 +23,10 @@ are constants of the call; static arguments (static_argnames) key the variants.
     backward runs the compiled pullback (tracejit.vjp's), which recomputes the forward
     inside its own graph, so nothing but the inputs is saved.
 
-The pieces that run at every call of the scalar route are C (csrc/ad/torch_route.c:
-the scan keying the variants, the node's forward, the unit-cotangent test): Python work
-there measured several times its isolated cost inside a training step.
+The scalar route's common case is C from the replay path's refusal to the gradients'
+hand-over (csrc/ad/torch_route.c: the scan keying the variants, the node's forward, its
+backward as the node class's apply); Adapter.call and _fused_backward keep every other
+case. Python work there measured several times its isolated cost inside a training step.
 
 The compiled pieces are called with the tensors themselves: autograd.Function.forward
 and backward run with grad mode off, so they are read in place (no detach, no copy).
