@@ -158,17 +158,45 @@ int tj_dl_strict_refuses(PyObject *o) {
     return rg == Py_True;
 }
 
+/* A refusal naming the tensor's attribute `attr` (its dtype, device or layout): `fmt`
+ * with its repr for %s, in a per-thread buffer (errors only). */
+static const char *refusal(PyObject *o, const char *attr, const char *fmt) {
+    static _Thread_local char buf[400];
+    PyObject *a = PyObject_GetAttrString(o, attr);
+    PyObject *r = a ? PyObject_Str(a) : NULL;
+    const char *c = r ? PyUnicode_AsUTF8(r) : NULL;
+    snprintf(buf, sizeof buf, fmt, c ? c : "?");
+    PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(a);
+    return buf;
+}
+
 int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
     DLTensor t;
-    if (torch_api->dltensor_from_py(o, &t) < 0) return -1;
+    if (torch_api->dltensor_from_py(o, &t) < 0) {
+        /* no DLPack view: a sparse or meta tensor, say. torch's own error is a C++ one */
+        PyErr_Clear();
+        PyObject *layout = PyObject_GetAttrString(o, "layout");
+        PyObject *ls = layout ? PyObject_Str(layout) : NULL;
+        int strided = ls && PyUnicode_CompareWithASCIIString(ls, "torch.strided") == 0;
+        Py_XDECREF(ls);
+        Py_XDECREF(layout);
+        PyErr_Clear();
+        *why = strided ? refusal(o, "device", "is on device '%s', which has no data "
+                                 "tracejit can read (tracejit runs on CPU tensors)")
+                       : refusal(o, "layout", "has layout %s; tracejit reads dense "
+                                 "(torch.strided) tensors only: pass x.to_dense()");
+        return 1;
+    }
     if (t.device.device_type != kDLCPU) {
-        *why = "is a tensor on a GPU (or another device); tracejit runs on the CPU only for "
-               "now: pass x.cpu()";
+        *why = refusal(o, "device", "is on device '%s'; tracejit runs on the CPU only "
+                       "for now: pass x.cpu()");
         return 1;
     }
     if ((v->dtype = dtype_of(t.dtype)) < 0) {
-        *why = "has a dtype tracejit does not support (supported: torch.bool, int32, int64, "
-               "float32, float64)";
+        *why = refusal(o, "dtype", "has dtype %s, which tracejit does not support yet "
+                       "(supported: torch.bool, int32, int64, float32, float64)");
         return 1;
     }
     if (t.ndim > TJ_MAXDIM) {

@@ -11,6 +11,7 @@ PyObject *tj_torch_ew(PyObject *m, PyObject *const *args, Py_ssize_t nargs);   /
 PyObject *tj_torch_register(PyObject *m, PyObject *args);
 PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
+PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_dl_torch_alloc(PyObject *m, PyObject *arg);                       /* dlpack.c */
 PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);                        /* dlpack.c */
 PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs);     /* ad/torch_route.c */
@@ -170,6 +171,8 @@ static PyMethodDef module_methods[] = {
     {"_lift", (PyCFunction)(void (*)(void))tj_torch_lift, METH_FASTCALL,
      "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
+    {"_assign", (PyCFunction)(void (*)(void))tj_torch_assign, METH_FASTCALL,
+     "_assign(x, value, what): an in-place write of value into tracer x (returns x)"},
     {"_strict_captures", tj_dl_set_strict, METH_O,
      "_strict_captures(on) -> previous: refuse captured tensors requiring grad (autograd)"},
     {"_ag_scan", (PyCFunction)(void (*)(void))tj_ag_scan, METH_FASTCALL,

@@ -116,6 +116,12 @@ typedef struct {
 tj_state *tj_get_state(void);       /* borrowed; valid while the module lives */
 /* Raises TraceError with the message and the user's source location appended. */
 PyObject *tj_trace_error(const char *fmt, ...);
+/* The same message and user's line, raised as another exception class. NULL. */
+PyObject *tj_error_at(PyObject *cls, const char *fmt, ...);
+/* What the user's current line does when it writes ("an assignment into an array
+ * (`a[...] = value`)", "the in-place operator `+=`"), else NULL (an exception only
+ * on failure). Borrowed static string. */
+const char *tj_user_write_site(void);
 PyObject *tj_internal_error(const char *fmt, ...);
 int tj_debug_level(void);           /* TRACEJIT_DEBUG, read at each compile */
 /* An integer environment variable (base 10), `dflt` when unset or empty. */
@@ -145,6 +151,9 @@ typedef struct {
     PyObject *fn;            /* strong: the traced function, where captures are looked up */
     int torch;               /* a torch input: torch dtypes, promotion and methods; | 2 (4):
                                 promotion read torch's default dtype, float32 (float64) */
+    int32_t *holders;        /* live Tracer objects per node (an in-place operator rebinds
+                                its Tracer: faithful only where no other one shares it) */
+    int32_t cap_holders;
 } tj_trace;
 
 typedef struct {
@@ -157,6 +166,11 @@ int tj_tracer_types_init(PyObject *module, tj_state *st);
 /* New reference to a Tracer for node id of trace t. */
 PyObject *tj_tracer_new(tj_trace *t, int32_t id);
 int tj_is_tracer(PyObject *o);
+/* x op= value, torch's x.add_(v), F.relu(x, inplace=True): `value` (the new contents)
+ * becomes x's, with NumPy's (torch's) in-place casting and shape rules, where rebinding
+ * x's Tracer object is what eager does; otherwise TraceError naming `what`. New
+ * reference to x. */
+PyObject *tj_tracer_assign(PyObject *x, PyObject *value, const char *what);
 /* Converts an operand (Tracer, ndarray, numpy scalar, Python scalar) to a node id
  * of t; arrays are captured. -1 + exception. */
 int32_t tj_operand(tj_trace *t, PyObject *o);

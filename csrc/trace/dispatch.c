@@ -11,9 +11,9 @@
 
 /* ---- errors that point at the user's line ---------------------------------- */
 
-/* New reference to "\n  at FILE:LINE, in NAME\n    SOURCE" for the innermost frame
- * outside numpy and tracejit, or "" when there is none. */
-static PyObject *user_location(void) {
+/* New reference to the innermost frame outside numpy, torch and tracejit, or NULL
+ * (no exception) when there is none. */
+static PyFrameObject *user_frame(void) {
     tj_state *st = tj_get_state();
     PyFrameObject *f = PyEval_GetFrame();
     Py_XINCREF(f);
@@ -25,46 +25,106 @@ static PyObject *user_location(void) {
             PyObject *dir = PyTuple_GET_ITEM(st->skip_dirs, i);
             if (PyUnicode_Tailmatch(file, dir, 0, PY_SSIZE_T_MAX, -1) == 1) skip = 1;
         }
-        if (!skip) {
-            int line = PyFrame_GetLineNumber(f);
-            PyObject *src = NULL, *lc = PyImport_ImportModule("linecache");
-            if (lc) {
-                src = PyObject_CallMethod(lc, "getline", "Oi", file, line);
-                Py_DECREF(lc);
-            }
-            if (src) {
-                PyObject *stripped = PyObject_CallMethod(src, "strip", NULL);
-                Py_SETREF(src, stripped);
-            }
-            PyErr_Clear();
-            PyObject *r = src ? PyUnicode_FromFormat("\n  at %U:%d, in %U\n    %U", file, line,
-                                                     code->co_name, src)
-                              : PyUnicode_FromFormat("\n  at %U:%d, in %U", file, line,
-                                                     code->co_name);
-            Py_XDECREF(src);
-            Py_DECREF(code);
-            Py_DECREF(f);
-            return r;
-        }
         Py_DECREF(code);
+        if (!skip) return f;
         PyFrameObject *back = PyFrame_GetBack(f);
         Py_DECREF(f);
         f = back;
     }
-    return PyUnicode_FromString("");
+    return NULL;
+}
+
+/* New reference to "\n  at FILE:LINE, in NAME\n    SOURCE" for the user's frame, or ""
+ * when there is none. */
+static PyObject *user_location(void) {
+    PyFrameObject *f = user_frame();
+    if (!f) return PyUnicode_FromString("");
+    PyCodeObject *code = PyFrame_GetCode(f);
+    PyObject *file = code->co_filename;
+    int line = PyFrame_GetLineNumber(f);
+    PyObject *src = NULL, *lc = PyImport_ImportModule("linecache");
+    if (lc) {
+        src = PyObject_CallMethod(lc, "getline", "Oi", file, line);
+        Py_DECREF(lc);
+    }
+    if (src) {
+        PyObject *stripped = PyObject_CallMethod(src, "strip", NULL);
+        Py_SETREF(src, stripped);
+    }
+    PyErr_Clear();
+    PyObject *r = src ? PyUnicode_FromFormat("\n  at %U:%d, in %U\n    %U", file, line,
+                                             code->co_name, src)
+                      : PyUnicode_FromFormat("\n  at %U:%d, in %U", file, line, code->co_name);
+    Py_XDECREF(src);
+    Py_DECREF(code);
+    Py_DECREF(f);
+    return r;
+}
+
+/* The instruction the user's frame is executing, by dis's names: a subscript store, or
+ * an in-place operator (BINARY_OP's NB_INPLACE_* since 3.11, INPLACE_* before). */
+const char *tj_user_write_site(void) {
+    static const char *const inplace[] = {
+        "the in-place operator `+=`", "the in-place operator `&=`", "the in-place operator `//=`",
+        "the in-place operator `<<=`", "the in-place operator `@=`", "the in-place operator `*=`",
+        "the in-place operator `%=`", "the in-place operator `|=`", "the in-place operator `**=`",
+        "the in-place operator `>>=`", "the in-place operator `-=`", "the in-place operator `/=`",
+        "the in-place operator `^=`"};
+    PyFrameObject *f = user_frame();
+    if (!f) return NULL;
+    const char *r = NULL;
+    PyObject *lasti = PyObject_GetAttrString((PyObject *)f, "f_lasti");
+    PyCodeObject *code = PyFrame_GetCode(f);
+    PyObject *bytes = PyObject_GetAttrString((PyObject *)code, "co_code");
+    PyObject *dis = PyImport_ImportModule("dis");
+    PyObject *names = dis ? PyObject_GetAttrString(dis, "opname") : NULL;
+    Py_ssize_t i = lasti ? PyLong_AsSsize_t(lasti) : -1;
+    if (names && bytes && PyBytes_Check(bytes) && i >= 0 && i + 1 < PyBytes_GET_SIZE(bytes)) {
+        const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bytes);
+        PyObject *name = PySequence_GetItem(names, b[i]);
+        const char *op = name ? PyUnicode_AsUTF8(name) : NULL;
+        if (op && !strcmp(op, "STORE_SUBSCR"))
+            r = "an assignment into an array (`a[...] = value`)";
+        else if (op && !strcmp(op, "BINARY_OP") && b[i + 1] >= 13 && b[i + 1] < 26)
+            r = inplace[b[i + 1] - 13];
+        else if (op && !strncmp(op, "INPLACE_", 8))
+            r = "an in-place operator";
+        Py_XDECREF(name);
+    }
+    Py_XDECREF(names);
+    Py_XDECREF(dis);
+    Py_XDECREF(bytes);
+    Py_DECREF(code);
+    Py_XDECREF(lasti);
+    Py_DECREF(f);
+    PyErr_Clear();
+    return r;
+}
+
+static PyObject *error_at(PyObject *cls, const char *fmt, va_list va) {
+    PyObject *msg = PyUnicode_FromFormatV(fmt, va);
+    if (!msg) return NULL;
+    PyObject *loc = user_location();
+    if (!loc) { Py_DECREF(msg); return NULL; }
+    PyErr_Format(cls, "%U%U", msg, loc);
+    Py_DECREF(msg);
+    Py_DECREF(loc);
+    return NULL;
 }
 
 PyObject *tj_trace_error(const char *fmt, ...) {
     va_list va;
     va_start(va, fmt);
-    PyObject *msg = PyUnicode_FromFormatV(fmt, va);
+    error_at(tj_get_state()->TraceError, fmt, va);
     va_end(va);
-    if (!msg) return NULL;
-    PyObject *loc = user_location();
-    if (!loc) { Py_DECREF(msg); return NULL; }
-    PyErr_Format(tj_get_state()->TraceError, "%U%U", msg, loc);
-    Py_DECREF(msg);
-    Py_DECREF(loc);
+    return NULL;
+}
+
+PyObject *tj_error_at(PyObject *cls, const char *fmt, ...) {
+    va_list va;
+    va_start(va, fmt);
+    error_at(cls, fmt, va);
+    va_end(va);
     return NULL;
 }
 

@@ -173,6 +173,17 @@ PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     return id < 0 ? NULL : tj_tracer_new(t, id);
 }
 
+/* _assign(x, value, what): tj_tracer_assign, for torch's in-place methods
+ * (x.add_(v), F.relu(x, inplace=True)). New reference to x. */
+PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    const char *what = nargs == 3 ? PyUnicode_AsUTF8(args[2]) : NULL;
+    if (!what || !tj_is_tracer(args[0])) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "_assign(tracer, value, what)");
+        return NULL;
+    }
+    return tj_tracer_assign(args[0], args[1], what);
+}
+
 /* _trace_error(msg): raises TraceError with msg and the user's source line. */
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg) {
     return tj_trace_error("%S", msg);

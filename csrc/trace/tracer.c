@@ -16,6 +16,7 @@ static void trace_dealloc(tj_trace *t) {
     PyObject_GC_UnTrack(t);
     tj_graph_free(&t->g);
     PyMem_Free(t->slots);
+    PyMem_Free(t->holders);
     Py_CLEAR(t->captures);
     Py_CLEAR(t->fn);
     tp->tp_free((PyObject *)t);
@@ -54,6 +55,8 @@ PyObject *tj_trace_new(PyObject *fn) {
     t->torch = 0;
     t->slots = NULL;
     t->n_slots = t->cap_slots = 0;
+    t->holders = NULL;
+    t->cap_holders = 0;
     t->captures = PyList_New(0);
     t->fn = Py_NewRef(fn);
     PyObject_GC_Track(t);
@@ -87,9 +90,25 @@ int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int n
 
 /* ---- Tracer --------------------------------------------------------------- */
 
+/* Counts one more Tracer object standing for node id. 0/-1. */
+static int hold(tj_trace *t, int32_t id) {
+    if (id >= t->cap_holders) {
+        int32_t cap = t->cap_holders ? t->cap_holders : 64;
+        while (cap <= id) cap *= 2;
+        int32_t *h = PyMem_Realloc(t->holders, (size_t)cap * sizeof *h);
+        if (!h) { PyErr_NoMemory(); return -1; }
+        memset(h + t->cap_holders, 0, (size_t)(cap - t->cap_holders) * sizeof *h);
+        t->holders = h;
+        t->cap_holders = cap;
+    }
+    t->holders[id]++;
+    return 0;
+}
+
 PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
+    if (hold(t, id) < 0) return NULL;
     tj_tracer *x = PyObject_GC_New(tj_tracer, tj_get_state()->TracerType);
-    if (!x) return NULL;
+    if (!x) { t->holders[id]--; return NULL; }
     x->trace = (tj_trace *)Py_NewRef((PyObject *)t);
     x->id = id;
     PyObject_GC_Track(x);
@@ -98,9 +117,14 @@ PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
 
 int tj_is_tracer(PyObject *o) { return Py_IS_TYPE(o, tj_get_state()->TracerType); }
 
+static void release(tj_tracer *x) {
+    if (x->trace && x->id < x->trace->cap_holders) x->trace->holders[x->id]--;
+}
+
 static void tracer_dealloc(tj_tracer *x) {
     PyTypeObject *tp = Py_TYPE(x);
     PyObject_GC_UnTrack(x);
+    release(x);
     Py_CLEAR(x->trace);
     tp->tp_free((PyObject *)x);
     Py_DECREF(tp);
@@ -113,6 +137,7 @@ static int tracer_traverse(tj_tracer *x, visitproc visit, void *arg) {
 }
 
 static int tracer_clear(tj_tracer *x) {
+    release(x);
     Py_CLEAR(x->trace);
     return 0;
 }
@@ -213,11 +238,166 @@ static PyObject *nb_matmul(PyObject *a, PyObject *b) {
 }
 static PyObject *nb_divmod(PyObject *a, PyObject *b) { return unsupported_operator("divmod()"); }
 
+/* ---- writes ---------------------------------------------------------------- */
+
+/* Why x's contents cannot change by rebinding its Tracer object, or NULL when that is
+ * eager's semantics: other arrays would have to see the write. */
+static const char *shared_reason(tj_tracer *x) {
+    tj_trace *t = x->trace;
+    const tj_node *n = &t->g.nodes[x->id];
+    if (n->op == TJ_OP_INPUT)
+        return "it is an argument of the compiled function, so the caller's array would change";
+    if (tj_ops[n->op].kind == TJ_K_LEAF)
+        return "it is an array the function reads from outside (a closure, a global, a "
+               "module's parameter or buffer) or made by a factory, which are not traced";
+    if (tj_ops[n->op].kind == TJ_K_VIEW)
+        return "it is a view of another array (a slice, reshape, transpose, ...), which would "
+               "see the write too";
+    if (x->id < t->cap_holders && t->holders[x->id] > 1)
+        return "another traced value shares its memory";
+    for (int32_t i = x->id + 1; i < t->g.n; i++)
+        if (tj_ops[t->g.nodes[i].op].kind == TJ_K_VIEW && t->g.nodes[i].in[0] == x->id)
+            return "views of it were taken (a slice, reshape, transpose, ...), which would see "
+                   "the write too";
+    return NULL;
+}
+
+/* "(2, 3)", "(3,)": a shape as NumPy prints it. New reference. */
+static PyObject *shape_str(const tj_node *n) {
+    PyObject *tup = PyTuple_New(n->ndim);
+    for (int d = 0; tup && d < n->ndim; d++) {
+        PyObject *v = PyLong_FromLongLong(n->shape[d]);
+        if (!v) { Py_CLEAR(tup); break; }
+        PyTuple_SET_ITEM(tup, d, v);
+    }
+    PyObject *r = tup ? PyObject_Repr(tup) : NULL;
+    Py_XDECREF(tup);
+    return r;
+}
+
+static const char *torch_dtype_name(int dt) {
+    static const char *const names[] = {"Bool", "Int", "Long", "Float", "Double"};
+    return dt >= 0 && dt < 5 ? names[dt] : "?";
+}
+
+PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) {
+    tj_tracer *x = (tj_tracer *)target;
+    tj_trace *t = live_trace(x);
+    if (!t) return NULL;
+    const char *why = shared_reason(x);
+    if (why)
+        return tj_trace_error("%s writes into a traced array, which tracejit cannot do yet "
+                              "where other arrays would see the write: %s. Compute a new value "
+                              "instead (y = x + v, or np.where(mask, v, x))", what, why);
+    int32_t vid = tj_operand(t, value);
+    if (vid < 0) return NULL;
+    const tj_node *n = &t->g.nodes[x->id], *v = &t->g.nodes[vid];
+    int same = v->ndim == n->ndim;
+    for (int d = 0; same && d < n->ndim; d++) same = v->shape[d] == n->shape[d];
+    if (!same) {
+        PyObject *want = shape_str(n), *got = shape_str(v);
+        if (want && got)
+            tj_error_at(t->torch ? PyExc_RuntimeError : PyExc_ValueError,
+                        "%s: non-broadcastable output operand with shape %U doesn't match the "
+                         "broadcast shape %U", what, want, got);
+        Py_XDECREF(want);
+        Py_XDECREF(got);
+        return NULL;
+    }
+    PyObject *r;
+    if (v->dtype != n->dtype) {
+        tj_state *st = tj_get_state();
+        if (!PyArray_CanCastTypeTo((PyArray_Descr *)st->dtypes[v->dtype],
+                                   (PyArray_Descr *)st->dtypes[n->dtype], NPY_SAME_KIND_CASTING)) {
+            if (t->torch)
+                return tj_error_at(PyExc_RuntimeError, "%s: result type %s can't be cast to the "
+                                    "desired output type %s", what, torch_dtype_name(v->dtype),
+                                    torch_dtype_name(n->dtype));
+            return tj_error_at(PyExc_TypeError, "%s: Cannot cast ufunc output from dtype('%s') "
+                                "to dtype('%s') with casting rule 'same_kind'", what,
+                                tj_dtype_name(v->dtype), tj_dtype_name(n->dtype));
+        }
+        r = tj_apply_cast(t, value, st->dtypes[n->dtype]);
+    } else if (tj_ops[v->op].kind == TJ_K_VIEW || tj_ops[v->op].kind == TJ_K_LEAF) {
+        r = tj_apply_cast(t, value, tj_get_state()->dtypes[n->dtype]);   /* a copy of it */
+    } else {
+        r = tj_is_tracer(value) ? Py_NewRef(value) : tj_tracer_new(t, vid);
+    }
+    if (!r) return NULL;
+    int32_t id = ((tj_tracer *)r)->id;
+    Py_DECREF(r);
+    if (hold(t, id) < 0) return NULL;
+    t->holders[x->id]--;
+    x->id = id;
+    return Py_NewRef(target);
+}
+
+/* x op= y. A Python or NumPy scalar is immutable, so eager rebinds the name (0-d
+ * results of NumPy ufuncs and reductions are scalars); an array changes in place. */
+static PyObject *inplace(PyObject *a, PyObject *b, int op, const char *what) {
+    tj_tracer *x = (tj_tracer *)a;
+    if (!tj_is_tracer(a)) return binop(a, b, op);
+    tj_trace *t = live_trace(x);
+    if (!t) return NULL;
+    const tj_node *n = node_of(x);
+    PyObject *r = op == TJ_OP_POW ? nb_pow(a, b, Py_None) : op == -1 ? nb_matmul(a, b)
+                                                                    : binop(a, b, op);
+    if (!r || r == Py_NotImplemented) return r;
+    int scalar = n->op == TJ_OP_SCALAR ||
+                 (!t->torch && n->ndim == 0 && tj_ops[n->op].kind != TJ_K_LEAF);
+    if (scalar || !tj_is_tracer(r)) return r;
+    PyObject *res = tj_tracer_assign(a, r, what);
+    Py_DECREF(r);
+    return res;
+}
+
+#define INPLACE(fname, op, spelled) \
+    static PyObject *fname(PyObject *a, PyObject *b) { return inplace(a, b, op, spelled); }
+INPLACE(nb_iadd, TJ_OP_ADD, "the in-place operator `+=`")
+INPLACE(nb_isub, TJ_OP_SUB, "the in-place operator `-=`")
+INPLACE(nb_imul, TJ_OP_MUL, "the in-place operator `*=`")
+INPLACE(nb_itruediv, TJ_OP_DIV, "the in-place operator `/=`")
+INPLACE(nb_ifloordiv, TJ_OP_FLOORDIV, "the in-place operator `//=`")
+INPLACE(nb_imod, TJ_OP_MOD, "the in-place operator `%=`")
+INPLACE(nb_iand, TJ_OP_BAND, "the in-place operator `&=`")
+INPLACE(nb_ior, TJ_OP_BOR, "the in-place operator `|=`")
+INPLACE(nb_ixor, TJ_OP_BXOR, "the in-place operator `^=`")
+INPLACE(nb_ilshift, TJ_OP_LSHIFT, "the in-place operator `<<=`")
+INPLACE(nb_irshift, TJ_OP_RSHIFT, "the in-place operator `>>=`")
+INPLACE(nb_imatmul, -1, "the in-place operator `@=`")
+#undef INPLACE
+static PyObject *nb_ipow(PyObject *a, PyObject *b, PyObject *mod) {
+    return inplace(a, b, TJ_OP_POW, "the in-place operator `**=`");
+}
+
+/* x[key] = value and del x[key] */
+static int tracer_setitem(PyObject *a, PyObject *key, PyObject *value) {
+    tj_trace_error("%s into a traced array is not supported by tracejit yet: build the new "
+                   "array instead (np.where(mask, value, x), np.concatenate, np.stack)",
+                   value ? "assignment (`x[...] = value`)" : "deletion (`del x[...]`)");
+    return -1;
+}
+
 static const char concrete_hint[] =
     "the value of a traced array is not known while tracing, so %s cannot be computed. "
     "%s";
 
+/* A traced value written into something that is not traced (a NumPy array, say):
+ * NumPy asks for its concrete value, and the user's line tells a write apart from a
+ * plain conversion. -1 with TraceError raised when the line writes, else 0. */
+static int write_error(void) {
+    const char *w = tj_user_write_site();
+    if (!w) return PyErr_Occurred() ? -1 : 0;
+    tj_trace_error("%s with a traced value cannot be traced: its target is not a traced array "
+                   "(a NumPy array, a tensor made outside the trace, a container), and writes "
+                   "into arrays are not supported by tracejit yet. Build the result from traced "
+                   "values instead (np.where(mask, new, old), np.concatenate, np.stack) and "
+                   "return it", w);
+    return -1;
+}
+
 static int nb_bool(PyObject *a) {
+    if (write_error() < 0) return -1;
     tj_trace_error(concrete_hint, "its truth value (an `if`, `while`, `and`/`or` or bool())",
                    "Python control flow cannot depend on array values: compute both branches "
                    "and select with np.where(cond, x, y)");
@@ -225,6 +405,7 @@ static int nb_bool(PyObject *a) {
 }
 
 static PyObject *concrete_error(const char *what) {
+    if (write_error() < 0) return NULL;
     return tj_trace_error(concrete_hint, what,
                           "Return the value as an output of the compiled function, keep it an "
                           "array (select with np.where), or pass it as a static argument "
@@ -397,7 +578,9 @@ static PyObject *m_reshape(tj_tracer *x, PyObject *args, PyObject *kw) {
 static PyObject *m_item(PyObject *x, PyObject *args) { return concrete_error(".item()"); }
 static PyObject *m_tolist(PyObject *x, PyObject *args) { return concrete_error(".tolist()"); }
 static PyObject *m_array(PyObject *x, PyObject *args, PyObject *kw) {
-    return concrete_error("its conversion to a concrete array (np.asarray / __array__)");
+    return concrete_error("its conversion to a concrete array (np.asarray, np.array, or a NumPy "
+                          "function given a list of traced values; a list argument of a "
+                          "compiled function is traced as a list of scalars: pass an array)");
 }
 
 static PyMethodDef tracer_methods[] = {
@@ -419,25 +602,37 @@ static PyMethodDef tracer_methods[] = {
     {NULL},
 };
 
-/* Attribute lookup: ndarray attributes the tracer lacks are named in a TraceError
- * instead of a bare AttributeError. */
+/* Attribute lookup: an attribute arrays have and the tracer lacks is named in a
+ * TraceError; one arrays lack too is an AttributeError (hasattr and getattr with a
+ * default work) with the user's line; protocol probes (`__array_struct__`, ...) get a
+ * plain AttributeError, so NumPy goes on to the next protocol. */
 static PyObject *tracer_getattro(PyObject *self, PyObject *name) {
     PyObject *r = tj_torch_getattr(self, name);   /* a torch trace: torch's names first */
     if (r || PyErr_Occurred()) return r;
     r = PyObject_GenericGetAttr(self, name);
     if (r || !PyErr_ExceptionMatches(PyExc_AttributeError)) return r;
-    tj_state *st = tj_get_state();
-    tj_tracer *x = (tj_tracer *)self;
-    if (x->trace && x->trace->torch && tj_dl_torch_type()) {
-        int has = PyObject_HasAttr(tj_dl_torch_type(), name);
-        if (has <= 0) return NULL;
-        PyErr_Clear();
-        return tj_trace_error("torch.Tensor.%U is not supported by tracejit yet", name);
-    }
-    int has = PyObject_HasAttr(st->ndarray_type, name);
-    if (has <= 0) return NULL;
+    const char *cname = PyUnicode_AsUTF8(name);
+    size_t len = cname ? strlen(cname) : 0;
+    if (!cname || (len > 4 && !strncmp(cname, "__", 2) && !strcmp(cname + len - 2, "__")))
+        return NULL;
     PyErr_Clear();
-    return tj_trace_error("ndarray.%U is not supported by tracejit yet", name);
+    tj_tracer *x = (tj_tracer *)self;
+    int torch = x->trace && x->trace->torch && tj_dl_torch_type();
+    const char *kind = torch ? "torch.Tensor" : "ndarray";
+    int has = PyObject_HasAttr(torch ? tj_dl_torch_type() : tj_get_state()->ndarray_type, name);
+    if (has)
+        return tj_trace_error("%s.%U is not supported by tracejit yet", kind, name);
+    tj_error_at(PyExc_AttributeError, "'%s' object (traced by tracejit) has no attribute '%U'",
+                kind, name);
+    /* name and obj: Python's "Did you mean ...?" */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value && (PyObject_SetAttrString(value, "name", name) < 0 ||
+                  PyObject_SetAttrString(value, "obj", self) < 0))
+        PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return NULL;
 }
 
 static PyType_Slot tracer_slots[] = {
@@ -476,6 +671,20 @@ static PyType_Slot tracer_slots[] = {
     {Py_mp_length, tracer_len},
     {Py_sq_length, tracer_len},
     {Py_mp_subscript, tracer_getitem},
+    {Py_mp_ass_subscript, tracer_setitem},
+    {Py_nb_inplace_add, nb_iadd},
+    {Py_nb_inplace_subtract, nb_isub},
+    {Py_nb_inplace_multiply, nb_imul},
+    {Py_nb_inplace_true_divide, nb_itruediv},
+    {Py_nb_inplace_floor_divide, nb_ifloordiv},
+    {Py_nb_inplace_remainder, nb_imod},
+    {Py_nb_inplace_power, nb_ipow},
+    {Py_nb_inplace_and, nb_iand},
+    {Py_nb_inplace_or, nb_ior},
+    {Py_nb_inplace_xor, nb_ixor},
+    {Py_nb_inplace_lshift, nb_ilshift},
+    {Py_nb_inplace_rshift, nb_irshift},
+    {Py_nb_inplace_matrix_multiply, nb_imatmul},
     {Py_tp_doc, "Stands in for an array while a function is traced."},
     {0, NULL},
 };
