@@ -172,9 +172,10 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     if (!t) return NULL;
     if (tj_trace_args(t, &self->conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
     tj_state *st = tj_get_state();
-    if (t->torch && st->torch_call)   /* under _torch's mode: factories are captured */
-        res = PyObject_CallFunctionObjArgs(st->torch_call, self->fn, targs,
-                                           tkwargs ? tkwargs : Py_None, NULL);
+    if (st->trace_call)   /* _effects.call: random draws refused, torch's mode entered */
+        res = PyObject_CallFunctionObjArgs(st->trace_call, self->fn, targs,
+                                           tkwargs ? tkwargs : Py_None,
+                                           t->torch ? Py_True : Py_False, NULL);
     else
         res = PyObject_Call(self->fn, targs, tkwargs);
     if (!res) goto done;                       /* the user's exception, unchanged */

@@ -272,7 +272,7 @@ static int module_clear(PyObject *m) {
     Py_CLEAR(st->skip_dirs);
     Py_CLEAR(st->py_impls);
     Py_CLEAR(st->torch_attrs);
-    Py_CLEAR(st->torch_call);
+    Py_CLEAR(st->trace_call);
     Py_CLEAR(st->autograd_call);
     Py_CLEAR(st->grad_capture_error);
     for (int i = 0; i < TJ_NOPS; i++) Py_CLEAR(st->ufunc_of[i]);

@@ -108,7 +108,7 @@ typedef struct {
     PyObject *skip_dirs;            /* tuple of directory prefixes skipped when locating user code */
     PyTypeObject *CacheInfoType;
     PyObject *torch_attrs;          /* dict: tracer attribute name -> torch-style (_torch.py) */
-    PyObject *torch_call;           /* calls the traced function under _torch's mode */
+    PyObject *trace_call;           /* runs the traced function (_effects.call) */
     PyObject *autograd_call;        /* (fn, args, kwargs): a call with tensors requiring grad */
     PyObject *grad_capture_error;   /* raised for a captured tensor that requires grad */
 } tj_state;

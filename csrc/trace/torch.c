@@ -143,8 +143,9 @@ PyObject *tj_torch_ew(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
 }
 
 /* _register_torch(attrs, call[, autograd]): the torch-named tracer attributes, the
- * function that runs a torch trace (under _torch's TorchFunctionMode), and the one
- * that runs a call whose tensors require grad (_torch_autograd.call). */
+ * function that runs every trace (_effects.call; a torch trace under _torch's
+ * TorchFunctionMode), and the one that runs a call whose tensors require grad
+ * (_torch_autograd.call). */
 PyObject *tj_torch_register(PyObject *m, PyObject *args) {
     PyObject *attrs, *call, *autograd = NULL, *error = NULL;
     if (!PyArg_ParseTuple(args, "O!O|OO:_register_torch", &PyDict_Type, &attrs, &call, &autograd,
@@ -154,7 +155,7 @@ PyObject *tj_torch_register(PyObject *m, PyObject *args) {
     if (autograd) Py_XSETREF(st->autograd_call, Py_NewRef(autograd));
     if (error) Py_XSETREF(st->grad_capture_error, Py_NewRef(error));
     Py_XSETREF(st->torch_attrs, Py_NewRef(attrs));
-    Py_XSETREF(st->torch_call, Py_NewRef(call));
+    Py_XSETREF(st->trace_call, Py_NewRef(call));
     Py_RETURN_NONE;
 }
 

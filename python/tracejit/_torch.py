@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from . import _C
+from . import _C, _effects
 from ._C import TraceError, Tracer
 from ._torch_ops import (FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
                          _matmul, _mod, _mul, _np_dtype, _pow, _sub, _torch, _torch_dtype,
@@ -100,6 +100,25 @@ ATTRS = {
     "type_as": type_as,
 }
 
+def _inplace_method(name, impl):
+    """x.add_(v): x's new contents, written by _C._assign (the checks of `x += v`)."""
+    what = f"torch.Tensor.{name}_()"
+
+    def method(x, *args, **kwargs):
+        return _C._assign(x, impl(x, *args, **kwargs), what)
+    return method
+
+
+def _fill(x, value):
+    return np.broadcast_to(np.asarray(value, dtype=_NP_DTYPE.__get__(x))
+                           if not isinstance(value, Tracer) else value, _NP_SHAPE.__get__(x))
+
+
+ATTRS["zero_"] = lambda x: _C._assign(x, _fill(x, 0), "torch.Tensor.zero_()")
+ATTRS["fill_"] = lambda x, value: _C._assign(x, _fill(x, value), "torch.Tensor.fill_()")
+ATTRS["copy_"] = lambda x, src, non_blocking=False: _C._assign(
+    x, np.broadcast_to(src, _NP_SHAPE.__get__(x)), "torch.Tensor.copy_()")
+
 for _name in ("sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "any",
               "all", "cumsum", "cumprod", "transpose", "squeeze", "flatten", "clip", "reshape",
               "dot", "swapaxes", "ravel", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
@@ -118,9 +137,32 @@ for _name in ("sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "s
               "negative", "hypot", "copysign", "float_power", "signbit", "sgn"):
     ATTRS[_name] = FUNCS[_name]
 
+# In-place methods of the elementwise ones (same shape as x): x.add_(v), x.clamp_(0)
+for _name in ("add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "tanh",
+              "sigmoid", "relu", "clamp", "clamp_min", "clamp_max", "masked_fill", "erf",
+              "erfc", "lgamma", "digamma", "exp2", "expm1", "log1p", "log2", "log10", "sin",
+              "cos", "tan", "atan", "asin", "acos", "sinh", "cosh", "floor", "ceil", "sign",
+              "square", "reciprocal", "rsqrt", "logical_not", "logical_and", "logical_or",
+              "remainder", "fmod", "floor_divide", "atan2", "xlogy", "hypot", "copysign",
+              "float_power", "subtract", "multiply", "divide", "true_divide", "bitwise_not",
+              "absolute", "negative", "eq", "ne", "lt", "le", "gt", "ge", "sgn"):
+    ATTRS[_name + "_"] = _inplace_method(_name, FUNCS[_name])
+
+
+def _inplace_dunder(op, spelled):
+    what = f"the in-place operator `{spelled}`"
+    return lambda a, b: _C._assign(a, op(a, b), what)
+
+
+def _setitem(x, key, value):
+    _C._trace_error("assignment into a tensor (`t[...] = value`) with traced operands is not "
+                    "supported by tracejit yet: build the new tensor instead (torch.where, "
+                    "torch.cat, torch.stack)")
+
+
 # Tensor dunders reached by __torch_function__ when a real tensor is the left operand
 _DUNDERS = {
-    "__add__": _add, "__radd__": lambda a, b: _add(b, a), "__iadd__": _add,
+    "__add__": _add, "__radd__": lambda a, b: _add(b, a),
     "__sub__": _sub, "__rsub__": lambda a, b: _sub(b, a), "__mul__": _mul,
     "__rmul__": lambda a, b: _mul(b, a), "__truediv__": _truediv,
     "__rtruediv__": lambda a, b: _truediv(b, a), "__div__": _truediv,
@@ -134,6 +176,16 @@ _DUNDERS = {
     "__eq__": np.equal, "__ne__": np.not_equal, "__lt__": np.less, "__le__": np.less_equal,
     "__gt__": np.greater, "__ge__": np.greater_equal, "__neg__": np.negative,
     "__abs__": np.absolute, "__invert__": np.invert, "__getitem__": _getitem,
+    "__setitem__": _setitem,
+    # a real tensor updated in place (t += x): lifted, it is a capture, which
+    # _C._assign refuses: the write would reach the tensor once, while tracing
+    "__iadd__": _inplace_dunder(_add, "+="), "__isub__": _inplace_dunder(_sub, "-="),
+    "__imul__": _inplace_dunder(_mul, "*="), "__itruediv__": _inplace_dunder(_truediv, "/="),
+    "__ifloordiv__": _inplace_dunder(_floordiv, "//="), "__imod__": _inplace_dunder(_mod, "%="),
+    "__ipow__": _inplace_dunder(_pow, "**="), "__imatmul__": _inplace_dunder(_matmul, "@="),
+    "__iand__": _inplace_dunder(np.bitwise_and, "&="),
+    "__ior__": _inplace_dunder(np.bitwise_or, "|="),
+    "__ixor__": _inplace_dunder(np.bitwise_xor, "^="),
 }
 
 _table = {}          # func object -> implementation (or None), filled as calls arrive
@@ -253,11 +305,60 @@ def _impl(func):
         return impl
 
 
+# torch's functions and methods that draw random numbers, refused until the graph has
+# random ops (_effects.py says why); so is any call given generator=
+_RANDOM = frozenset({
+    "rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial", "poisson",
+    "rand_like", "randn_like", "randint_like", "normal_", "uniform_", "bernoulli_",
+    "exponential_", "random_", "cauchy_", "log_normal_", "geometric_", "gumbel_softmax",
+    "binomial", "standard_gamma", "sample_dirichlet", "rrelu_with_noise", "manual_seed",
+    "seed"})
+# ... and those that draw in training mode only: name -> (position of the flag, its
+# keywords, its default, whether a p of 0 draws nothing)
+_RANDOM_IF_TRAINING = {
+    "dropout": (2, ("training", "train"), True, True),
+    "dropout_": (2, ("training", "train"), True, True),
+    "dropout1d": (2, ("training",), True, True),
+    "dropout2d": (2, ("training",), True, True),
+    "dropout3d": (2, ("training",), True, True),
+    "feature_dropout": (2, ("train", "training"), True, True),
+    "alpha_dropout": (2, ("training", "train"), False, True),
+    "feature_alpha_dropout": (2, ("training", "train"), False, True),
+    "rrelu": (3, ("training",), False, False),
+    "rrelu_": (3, ("training",), False, False),
+}
+
+
+def _is_torch_func(func):
+    mod = getattr(func, "__module__", None) or ""
+    qual = getattr(func, "__qualname__", "") or ""
+    return mod == "torch" or mod.startswith("torch.") or qual.startswith(("TensorBase.", "Tensor."))
+
+
+def refuse_random(func, args, kwargs):
+    """TraceError if this torch call draws random numbers."""
+    name = getattr(func, "__name__", "") or ""
+    if kwargs.get("generator") is not None and _is_torch_func(func):
+        _C._trace_error(f"{name_of(func)}(generator=...) {_effects._HINT}")
+    spec = _RANDOM_IF_TRAINING.get(name)
+    if spec is not None and _is_torch_func(func):
+        pos, keys, default, has_p = spec
+        flag = args[pos] if len(args) > pos else next(
+            (kwargs[k] for k in keys if k in kwargs), default)
+        p = (args[1] if len(args) > 1 else kwargs.get("p", 0.5)) if has_p else 1
+        if flag and p != 0:
+            _C._trace_error(f"{name_of(func)}() in training mode {_effects._HINT} (in "
+                            f"evaluation, module.eval() or training=False, it draws nothing)")
+    elif name in _RANDOM and _is_torch_func(func):
+        _C._trace_error(f"{name_of(func)}() {_effects._HINT}")
+
+
 def dispatch(func, args, kwargs, ref=None):
+    kwargs = kwargs or {}
+    refuse_random(func, args, kwargs)
     impl = _impl(func)
     if impl is None:
         _C._trace_error(f"{name_of(func)} is not supported by tracejit yet")
-    kwargs = kwargs or {}
     if ref is None:
         ref = _find_tracer(args)
     if ref is None:
@@ -265,7 +366,30 @@ def dispatch(func, args, kwargs, ref=None):
     if ref is not None:
         args = _lift(args, ref)
         kwargs = {k: _lift(v, ref) for k, v in kwargs.items()}
-    return impl(*args, **kwargs)
+    result = impl(*args, **kwargs)
+    if _writes_first(impl, args, kwargs):      # F.relu(x, inplace=True)
+        return _C._assign(args[0], result, f"{name_of(func)}(inplace=True)")
+    return result
+
+
+_inplace_pos = {}     # impl -> position of its `inplace` parameter, or None
+
+
+def _writes_first(impl, args, kwargs):
+    """Whether impl was called with inplace=True (by keyword or position)."""
+    try:
+        pos = _inplace_pos[impl]
+    except KeyError:
+        import inspect
+        try:
+            names = list(inspect.signature(impl).parameters)
+        except (TypeError, ValueError):
+            names = []
+        pos = _inplace_pos[impl] = names.index("inplace") if "inplace" in names else None
+    if pos is None:
+        return False
+    flag = args[pos] if len(args) > pos else kwargs.get("inplace", False)
+    return bool(flag) and isinstance(args[0], Tracer)
 
 
 def _torch_function(cls, func, types, args=(), kwargs=None):
@@ -331,6 +455,7 @@ def _mode(ref, external):
 
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
+                refuse_random(func, args, kwargs)
                 if _has_tracer(args) or _has_tracer(kwargs):
                     return dispatch(func, args, kwargs)
                 if (self.ref is not None and self.external and _impl(func) is not None and
@@ -354,5 +479,5 @@ def call_traced(fn, args, kwargs):
 def register():
     Tracer.__torch_function__ = classmethod(_torch_function)
     from . import _torch_autograd
-    _C._register_torch(ATTRS, call_traced, _torch_autograd.call,
+    _C._register_torch(ATTRS, _effects.call, _torch_autograd.call,
                        _torch_autograd.GradCaptureError)

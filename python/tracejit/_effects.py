@@ -1,0 +1,193 @@
+"""Effects a trace cannot replay, refused while a function is traced: random draws.
+
+A traced function runs once; its compiled code replays the graph on every later call.
+A random draw made while tracing would become a constant of the graph, and every
+later call would return the same "sample". Until random numbers are ops of the graph,
+every way of drawing one is refused with a TraceError naming it and the user's line:
+
+  * numpy.random's and random's public functions (np.random.normal, random.random,
+    np.random.default_rng, np.random.seed, ...) and the entropy source of a new
+    generator (random._urandom, which numpy's SeedSequence and SystemRandom read): the
+    module attributes are swapped for refusing wrappers while any trace runs; a wrapper
+    refuses only on a thread that is tracing, so other threads are not disturbed;
+  * torch's random functions and samplers (torch.randn, Tensor.normal_, dropout in
+    training mode, any call given generator=): _torch.py asks random_call() below;
+  * a net for every other path (a method of a Generator or RandomState the function
+    reaches, a bound method saved before tracing, torch.manual_seed): the states of the
+    generators the function can reach (numpy's and random's global ones, torch's
+    default one, and generator objects in its closure, globals, arguments, and one
+    level into their attributes) are compared before and after the trace.
+"""
+import functools
+import sys
+import threading
+
+import numpy as np
+
+from . import _C
+
+_tls = threading.local()         # depth: traces running on this thread
+_lock = threading.Lock()
+_active = 0                      # traces running on any thread (wrappers installed)
+_saved = []                      # (module, name, original) while installed
+
+_HINT = ("draws random numbers or uses a random generator, which tracejit does not "
+         "support inside a compiled function yet: the draw would happen once, while "
+         "tracing, and every later call would return the same numbers. Draw outside the "
+         "compiled function and pass the numbers in as an argument")
+
+
+def _refusing(label, orig):
+    @functools.wraps(orig)
+    def refuse(*args, **kwargs):
+        if getattr(_tls, "depth", 0):
+            _C._trace_error(f"{label} {_HINT}")
+        return orig(*args, **kwargs)
+    return refuse
+
+
+def _targets():
+    """(module, name, label) of every public entry point that draws or seeds."""
+    import random
+    # default_rng(seed) draws the same numbers at every call; default_rng() reads fresh
+    # entropy, refused below
+    out = [(np.random, n, f"numpy.random.{n}()") for n in np.random.__all__
+           if n != "default_rng"]
+    out += [(random, n, f"random.{n}()") for n in random.__all__]
+    # fresh entropy: a new unseeded generator (np.random.default_rng() however it was
+    # imported, SystemRandom, secrets) reads it here
+    out.append((random, "_urandom", "a new unseeded random generator (fresh entropy)"))
+    # classes stay (isinstance must keep working while tracing): a seeded generator made
+    # inside the function draws the same numbers at every call, an unseeded one reads
+    # fresh entropy, refused above
+    return [(m, n, label) for m, n, label in out
+            if callable(getattr(m, n, None)) and not isinstance(getattr(m, n), type)]
+
+
+def _install():
+    for mod, name, label in _targets():
+        orig = getattr(mod, name)
+        _saved.append((mod, name, orig))
+        setattr(mod, name, _refusing(label, orig))
+
+
+def _uninstall():
+    while _saved:
+        mod, name, orig = _saved.pop()
+        setattr(mod, name, orig)
+
+
+# ---- the net: generator states before and after --------------------------------
+
+def _state(g):
+    """A comparable snapshot of generator g's state, or None for another object."""
+    if isinstance(g, np.random.Generator):
+        return _freeze(g.bit_generator.state)
+    if isinstance(g, np.random.RandomState):
+        return _freeze(g._bit_generator.state)
+    if isinstance(g, np.random.BitGenerator):
+        return _freeze(g.state)
+    import random
+    if isinstance(g, random.Random) and not isinstance(g, random.SystemRandom):
+        return g.getstate()
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(g, torch.Generator) and g.device.type == "cpu":
+        return bytes(g.get_state().numpy())
+    return None
+
+
+def _freeze(s):
+    if isinstance(s, dict):
+        return tuple((k, _freeze(v)) for k, v in s.items())
+    if isinstance(s, np.ndarray):
+        return s.tobytes()
+    return s
+
+
+def _candidates(fn, args, kwargs):
+    """(description, object) pairs of what fn can reach that may be a generator."""
+    import random
+    yield "numpy.random's global generator", np.random.mtrand._rand
+    yield "random's global generator", random._inst
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        yield "torch's default generator", torch.default_generator
+    for obj in (fn, getattr(fn, "__wrapped__", None)):
+        if obj is None:
+            continue
+        owner = getattr(obj, "__self__", None)
+        if owner is not None:
+            yield from _members("an attribute of the bound object", owner)
+        for cell in getattr(obj, "__closure__", None) or ():
+            try:
+                v = cell.cell_contents
+            except ValueError:          # an empty cell
+                continue
+            yield "a variable of its closure", v
+            yield from _members("an attribute of a closure variable", v)
+        for name, v in (getattr(obj, "__globals__", None) or {}).items():
+            yield f"the global {name!r}", v
+    leaves = list(args) + list((kwargs or {}).values())
+    for v in leaves:
+        yield "an argument", v
+        if isinstance(v, (list, tuple)):
+            for w in v:
+                yield "an argument", w
+
+
+def _members(label, obj):
+    d = getattr(obj, "__dict__", None)
+    if isinstance(d, dict) and not isinstance(obj, type):
+        for v in d.values():
+            yield label, v
+
+
+def _snapshot(fn, args, kwargs):
+    seen, out = set(), []
+    for label, obj in _candidates(fn, args, kwargs):
+        if id(obj) in seen or isinstance(obj, (int, float, str, np.ndarray)):
+            continue
+        seen.add(id(obj))
+        s = _state(obj)
+        if s is not None:
+            out.append((label, obj, s))
+    return out
+
+
+def _check(fn, before):
+    for label, obj, s in before:
+        if _state(obj) != s:
+            name = getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
+            code = getattr(getattr(fn, "__wrapped__", fn), "__code__", None)
+            where = f" ({code.co_filename}:{code.co_firstlineno})" if code else ""
+            _C._trace_error(
+                f"tracing {name}{where} changed the state of {label} ({type(obj).__name__}): "
+                f"the function {_HINT}")
+
+
+# ---- the one entry -------------------------------------------------------------
+
+def call(fn, args, kwargs, torch_trace):
+    """Runs fn(*args, **kwargs) on tracers (csrc/function.c's compile_plan), with the
+    random entry points refusing and the generators' states checked after."""
+    global _active
+    before = _snapshot(fn, args, kwargs)
+    with _lock:
+        if _active == 0:
+            _install()
+        _active += 1
+    _tls.depth = getattr(_tls, "depth", 0) + 1
+    try:
+        if torch_trace:
+            from . import _torch
+            result = _torch.call_traced(fn, args, kwargs)
+        else:
+            result = fn(*args, **(kwargs or {}))
+    finally:
+        _tls.depth -= 1
+        with _lock:
+            _active -= 1
+            if _active == 0:
+                _uninstall()
+    _check(fn, before)
+    return result
