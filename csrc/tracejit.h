@@ -151,6 +151,8 @@ typedef struct {
     PyObject *fn;            /* strong: the traced function, where captures are looked up */
     int torch;               /* a torch input: torch dtypes, promotion and methods; | 2 (4):
                                 promotion read torch's default dtype, float32 (float64) */
+    PyObject *refusal;       /* the first TraceError raised while tracing (message): if the
+                                user's code caught it and went on, the trace is refused */
     int32_t *holders;        /* live Tracer objects per node (an in-place operator rebinds
                                 its Tracer: faithful only where no other one shares it) */
     int32_t cap_holders;
@@ -230,7 +232,11 @@ int tj_trace_add_slot(tj_trace *t, const tj_slotdesc *d);
 /* Adds a leaf node of the given kind reading a new slot. -1 + exception. */
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
                       const int64_t *shape);
-PyObject *tj_trace_new(PyObject *fn);   /* new reference to an empty live Trace */
+PyObject *tj_trace_new(PyObject *fn);
+/* The trace running on this thread (NULL when none): TraceErrors are noted in it. */
+tj_trace *tj_trace_enter(tj_trace *t);   /* returns the previous one, for tj_trace_leave */
+void tj_trace_leave(tj_trace *prev);
+void tj_trace_note_refusal(void);         /* the raised TraceError, noted in the current trace */   /* new reference to an empty live Trace */
 /* Autodiff's node reader and source marker (csrc/ad/node.c): adds _C._ad_* functions. */
 int tj_ad_init(PyObject *module);
 /* A call needing autograd through its Adapter's common case (ad/torch_route.c): the

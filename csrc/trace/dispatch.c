@@ -117,6 +117,7 @@ PyObject *tj_trace_error(const char *fmt, ...) {
     va_start(va, fmt);
     error_at(tj_get_state()->TraceError, fmt, va);
     va_end(va);
+    tj_trace_note_refusal();
     return NULL;
 }
 

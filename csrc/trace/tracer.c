@@ -17,6 +17,7 @@ static void trace_dealloc(tj_trace *t) {
     tj_graph_free(&t->g);
     PyMem_Free(t->slots);
     PyMem_Free(t->holders);
+    Py_CLEAR(t->refusal);
     Py_CLEAR(t->captures);
     Py_CLEAR(t->fn);
     tp->tp_free((PyObject *)t);
@@ -31,6 +32,7 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
 }
 
 static int trace_clear(tj_trace *t) {
+    Py_CLEAR(t->refusal);
     Py_CLEAR(t->captures);
     Py_CLEAR(t->fn);
     return 0;
@@ -57,11 +59,31 @@ PyObject *tj_trace_new(PyObject *fn) {
     t->n_slots = t->cap_slots = 0;
     t->holders = NULL;
     t->cap_holders = 0;
+    t->refusal = NULL;
     t->captures = PyList_New(0);
     t->fn = Py_NewRef(fn);
     PyObject_GC_Track(t);
     if (!t->captures) { Py_DECREF(t); return NULL; }
     return (PyObject *)t;
+}
+
+static _Thread_local tj_trace *current;   /* borrowed: compile_plan holds it */
+
+tj_trace *tj_trace_enter(tj_trace *t) {
+    tj_trace *prev = current;
+    current = t;
+    return prev;
+}
+
+void tj_trace_leave(tj_trace *prev) { current = prev; }
+
+void tj_trace_note_refusal(void) {
+    if (!current || current->refusal || !PyErr_Occurred()) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    current->refusal = value ? PyObject_Str(value) : NULL;
+    if (!current->refusal) PyErr_Clear();     /* the original error matters more */
+    PyErr_Restore(type, value, tb);
 }
 
 int tj_trace_add_slot(tj_trace *t, const tj_slotdesc *d) {
@@ -255,8 +277,10 @@ static const char *shared_reason(tj_tracer *x) {
                "see the write too";
     if (x->id < t->cap_holders && t->holders[x->id] > 1)
         return "another traced value shares its memory";
-    for (int32_t i = x->id + 1; i < t->g.n; i++)
-        if (tj_ops[t->g.nodes[i].op].kind == TJ_K_VIEW && t->g.nodes[i].in[0] == x->id)
+    /* views still held by the user's code (a view's view reads x directly) */
+    for (int32_t i = x->id + 1; i < t->g.n && i < t->cap_holders; i++)
+        if (tj_ops[t->g.nodes[i].op].kind == TJ_K_VIEW && t->g.nodes[i].in[0] == x->id &&
+            t->holders[i] > 0)
             return "views of it were taken (a slice, reshape, transpose, ...), which would see "
                    "the write too";
     return NULL;

@@ -1,0 +1,369 @@
+"""Never silently wrong: what a trace cannot replay faithfully (a random draw, a write
+that other arrays would see) is refused with a TraceError naming the operation and the
+user's line; what it can (a fresh value updated in place) gives eager's results on
+every call. See python/tracejit/_effects.py and csrc/trace/tracer.c (writes)."""
+import inspect
+import random
+import re
+import sys
+
+import numpy as np
+import pytest
+
+import tracejit
+from tracejit import TraceError
+
+from conftest import assert_matches_numpy
+
+HERE = re.escape(__file__)
+
+
+def line_of(fn, text):
+    """The source line of fn holding `text`: what a refusal must point at."""
+    lines, start = inspect.getsourcelines(fn)
+    for i, line in enumerate(lines):
+        if text in line:
+            return start + i
+    raise AssertionError(f"{text!r} not in {fn.__name__}")
+
+
+def refused(fn, args, what, at):
+    """fn compiled refuses on its first call, naming `what` and pointing at the line of
+    fn holding `at`."""
+    with pytest.raises(TraceError) as e:
+        tracejit.compile(fn)(*args)
+    msg = str(e.value)
+    assert re.search(what, msg), msg
+    if at is not None:
+        assert f"{__file__}:{line_of(fn, at)}," in msg, msg
+    else:       # the net: it names the function and where it is defined
+        assert f"{fn.__name__} ({__file__}:{fn.__code__.co_firstlineno})" in msg, msg
+    return msg
+
+
+# ---- random numbers ------------------------------------------------------------
+
+NP_RANDOM = sorted(n for n in np.random.__all__
+                   if not isinstance(getattr(np.random, n), type) and n != "default_rng")
+
+
+@pytest.mark.parametrize("name", NP_RANDOM)
+def test_every_numpy_random_function_is_refused(name):
+    """Every public function of numpy.random (a new one too: the list is numpy's own)."""
+    def fn(x):
+        getattr(np.random, name)()
+        return x + 1.0
+
+    refused(fn, [np.ones(3)], rf"numpy\.random\.{name}\(\) draws random numbers", "getattr")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in random.__all__
+                                        if not isinstance(getattr(random, n), type)))
+def test_every_python_random_function_is_refused(name):
+    def fn(x):
+        getattr(random, name)()
+        return x + 1.0
+
+    refused(fn, [np.ones(3)], rf"random\.{name}\(\) draws random numbers", "getattr")
+
+
+def test_a_numpy_draw_is_refused_at_its_line():
+    def fn(x):
+        y = x * 2.0
+        return y + np.random.normal(size=x.shape)
+
+    msg = refused(fn, [np.ones(3)], r"numpy\.random\.normal\(\) draws random numbers.*the same "
+                  r"numbers", "np.random.normal")
+    assert "return y + np.random.normal(size=x.shape)" in msg
+
+
+def test_unseeded_generators_made_inside_are_refused_seeded_ones_are_faithful():
+    from numpy.random import default_rng      # however it was imported
+
+    def fresh(x):
+        return x + default_rng().standard_normal(3)
+
+    refused(fresh, [np.ones(3)], r"a new unseeded random generator \(fresh entropy\)",
+            "default_rng()")
+
+    def seeded(x):      # the same numbers at every eager call: a constant is faithful
+        return x + np.random.default_rng(7).standard_normal(3)
+
+    f = tracejit.compile(seeded)
+    for v in (np.ones(3), np.zeros(3)):
+        assert_matches_numpy(f(v), seeded(v))
+
+
+def test_generators_the_function_reaches_are_watched():
+    """A Generator's method, or a numpy function bound before tracing, has no entry point
+    to intercept: the generator's state, compared after the trace, refuses it."""
+    rng = np.random.default_rng(0)
+
+    def closure_gen(x):
+        return x + rng.normal(size=3)
+
+    refused(closure_gen, [np.ones(3)], r"changed the state of a variable of its closure "
+            r"\(Generator\)", None)
+
+    from numpy.random import standard_normal
+
+    def prebound(x):
+        return x + standard_normal(3)
+
+    refused(prebound, [np.ones(3)], r"changed the state of numpy.random's global generator",
+            None)
+
+    state = random.Random(1)
+
+    def py_instance(x):
+        return x + state.random()
+
+    refused(py_instance, [np.ones(3)], r"closure \(Random\)", None)
+
+    class Holder:
+        def __init__(self):
+            self.rs = np.random.RandomState(0)
+
+        def __call__(self, x):
+            return x + self.rs.rand(3)
+
+    with pytest.raises(TraceError, match=r"an attribute of the bound object \(RandomState\)"):
+        tracejit.compile(Holder().__call__)(np.ones(3))
+
+    def as_argument(x, g):
+        return x + g.normal(size=3)
+
+    refused(as_argument, [np.ones(3), np.random.default_rng(1)],
+            r"changed the state of an argument \(Generator\)", None)
+
+
+def test_other_threads_keep_their_random_functions():
+    """The wrappers refuse on the tracing thread only."""
+    import threading
+    drawn, go, done = [], threading.Event(), threading.Event()
+
+    def worker():
+        go.wait()
+        drawn.append(np.random.uniform())    # while the main thread traces
+        done.set()
+
+    th = threading.Thread(target=worker)
+    th.start()
+
+    def fn(x):
+        go.set()
+        done.wait(5)
+        return x + 1.0
+
+    # the worker's draw moved the global state: the net refuses rather than guess
+    with pytest.raises(TraceError, match="numpy.random's global generator"):
+        tracejit.compile(fn)(np.ones(3))
+    th.join()
+    assert len(drawn) == 1 and 0.0 <= drawn[0] < 1.0
+    assert np.random.normal == np.random.mtrand._rand.normal     # restored
+
+
+def test_a_refusal_caught_by_the_users_code_still_refuses_the_trace():
+    """A broad `except` around a refused draw would otherwise compile its fallback."""
+    def fn(x):
+        try:
+            noise = np.random.normal(size=3)
+        except Exception:            # a user's broad except
+            noise = np.zeros(3)
+        return x + noise
+
+    with pytest.raises(TraceError, match=r"numpy\.random\.normal\(\) draws random numbers(.|\n)*"
+                       r"caught this TraceError and went on"):
+        tracejit.compile(fn)(np.ones(3))
+
+    def conversion(x):
+        try:
+            scale = float(x[0])
+        except Exception:
+            scale = 1.0
+        return x * scale
+
+    with pytest.raises(TraceError, match=r"float\(\) cannot be computed(.|\n)*caught this"):
+        tracejit.compile(conversion)(np.full(3, 2.0))
+
+
+# ---- writes --------------------------------------------------------------------
+
+def test_a_write_through_a_view_is_refused():
+    def fn(b):
+        c = b * 1.0
+        v = c[1:3]
+        v += 100.0
+        return c
+
+    refused(fn, [np.arange(5.0)], r"the in-place operator `\+=` writes into a traced array"
+            r".*a view of another array", "v += 100.0")
+
+    def parent(b):
+        c = b * 1.0
+        v = c[1:3]
+        c += 1.0
+        return v
+
+    refused(parent, [np.arange(5.0)], r"views of it were taken", "c += 1.0")
+
+
+def test_writes_into_arguments_and_captures_are_refused():
+    def arg(a):
+        a += 1
+        return a
+
+    refused(arg, [np.arange(5.0)], r"`\+=`.*an argument of the compiled function, so the "
+            r"caller's array would change", "a += 1")
+
+    g = np.zeros(5)
+
+    def into_global(x):
+        g[...] = x * 2
+        return x
+
+    refused(into_global, [np.arange(5.0)], r"an assignment into an array \(`a\[\.\.\.\] = "
+            r"value`\) with a traced value cannot be traced", "g[...] =")
+
+    def numpy_inplace(x):
+        acc = np.ones(5)
+        acc *= x
+        return acc
+
+    refused(numpy_inplace, [np.arange(5.0)], r"numpy.multiply\(\.\.\., out=\.\.\.\)",
+            "acc *= x")
+
+
+@pytest.mark.parametrize("op", ["+=", "-=", "*=", "/=", "//=", "%=", "**=", "&=", "|=", "^=",
+                                "<<=", ">>=", "@="])
+def test_every_in_place_operator_on_an_argument_is_refused(op):
+    ns = {}
+    dtype = "int64" if op in ("&=", "|=", "^=", "<<=", ">>=") else "float64"
+    rhs = "np.eye(3, dtype=a.dtype)" if op == "@=" else "2"
+    exec(f"def fn(a):\n    a {op} {rhs}\n    return a\n", {"np": np}, ns)
+    x = np.arange(9).reshape(3, 3).astype(dtype)
+    with pytest.raises(TraceError, match=rf"the in-place operator `{re.escape(op)}` writes "
+                       r"into a traced array.*an argument"):
+        tracejit.compile(ns["fn"])(x)
+
+
+@pytest.mark.parametrize("op", ["+=", "-=", "*=", "/=", "//=", "%=", "**=", "&=", "|=", "^=",
+                                "<<=", ">>=", "@="])
+def test_every_in_place_operator_on_a_fresh_array_is_eagers(op, rng):
+    ns = {}
+    ints = op in ("&=", "|=", "^=", "<<=", ">>=")
+    rhs = "w" if op == "@=" else ("(w % 3)" if ints else "(w + 0.5)")
+    exec(f"def fn(a, w):\n    y = a * 2\n    alias = y\n    y {op} {rhs}\n"
+         f"    return y, alias, a\n", {"np": np}, ns)
+    fn = ns["fn"]
+    f = tracejit.compile(fn)
+    for _ in range(2):          # a second call with other values
+        if ints:
+            a, w = rng.integers(0, 50, (3, 3)), rng.integers(0, 50, (3, 3))
+        else:
+            a, w = rng.uniform(0.5, 2, (3, 3)), rng.uniform(0.5, 2, (3, 3))
+        for got, want in zip(f(a, w), fn(a.copy(), w.copy())):
+            np.testing.assert_allclose(got, want, rtol=1e-14)   # pow: libm's, not NumPy's
+
+
+def test_in_place_keeps_numpys_shape_and_casting_rules():
+    def grow(x):
+        y = x * 2.0
+        y += np.ones((2, 5))
+        return y
+
+    with pytest.raises(ValueError, match=r"`\+=`: non-broadcastable output operand with shape "
+                       r"\(5,\) doesn't match the broadcast shape \(2, 5\)"):
+        tracejit.compile(grow)(np.arange(5.0))
+
+    def to_int(x):
+        y = (x * 2).astype(np.int64)
+        y += 1.5
+        return y
+
+    with pytest.raises(TypeError, match=r"Cannot cast ufunc output from dtype\('float64'\) to "
+                       r"dtype\('int64'\) with casting rule 'same_kind'"):
+        tracejit.compile(to_int)(np.arange(5.0))
+
+    def down(x, z):
+        y = x.astype(np.float32)
+        y += z              # float64 computed, cast back to float32 as NumPy does
+        y += 1              # broadcasting a scalar keeps the shape
+        return y
+
+    x, z = np.arange(5.0), np.linspace(0, 1, 5)
+    got = tracejit.compile(down)(x, z)
+    assert got.dtype == np.float32
+    assert_matches_numpy(got, down(x, z))
+
+
+def test_item_assignment_and_deletion_on_a_tracer_are_refused():
+    def setitem(b):
+        c = b * 1.0
+        c[0] = 1.0
+        return c
+
+    refused(setitem, [np.arange(5.0)], r"assignment \(`x\[\.\.\.\] = value`\) into a traced "
+            r"array is not supported by tracejit yet", "c[0] = 1.0")
+
+    def delitem(b):
+        del b[0]
+        return b
+
+    refused(delitem, [np.arange(5.0)], r"deletion \(`del x\[\.\.\.\]`\)", "del b[0]")
+
+
+def test_an_in_place_operator_into_a_numpy_array_names_the_write():
+    def fn(x):
+        result = np.ones(5, bool)
+        pos = 1
+        result[pos] &= (x[1] > 0)
+        return result
+
+    refused(fn, [np.arange(5.0)], r"an assignment into an array .* with a traced value cannot "
+            r"be traced", "result[pos] &=")
+
+
+def test_out_arguments_are_refused():
+    def fn(x):
+        out = np.empty(5)
+        np.add(x, 1, out=out)
+        return out
+
+    refused(fn, [np.arange(5.0)], r"numpy\.add\(\.\.\., out=\.\.\.\)", "np.add(")
+    refused(lambda x: np.sum(x, out=np.empty(())), [np.arange(5.0)],
+            r"numpy\.sum\(\.\.\., out=\.\.\.\)", "np.sum")
+
+
+# ---- attributes and conversions --------------------------------------------------
+
+def test_unknown_attributes_are_attribute_errors_with_the_line():
+    def fn(x):
+        return x.summ()
+
+    with pytest.raises(AttributeError, match=r"'ndarray' object \(traced by tracejit\) has no "
+                       r"attribute 'summ'") as e:
+        tracejit.compile(fn)(np.ones(3))
+    assert f"{__file__}:{line_of(fn, 'x.summ')}" in str(e.value)
+    assert e.value.name == "summ"
+
+    def probes(x):
+        has = hasattr(x, "summ")
+        default = getattr(x, "foo", None)
+        return x + (1.0 if not has and default is None else 0.0)
+
+    assert_matches_numpy(tracejit.compile(probes)(np.ones(3)), np.full(3, 2.0))
+    # an attribute arrays have and tracejit lacks stays a TraceError
+    with pytest.raises(TraceError, match=r"ndarray\.partition is not supported by tracejit yet"):
+        tracejit.compile(lambda x: x.partition(1))(np.ones(3))
+
+
+def test_a_list_where_an_array_is_expected_says_so():
+    def fn(x):
+        return np.exp(x)
+
+    refused(fn, [[1.0, 2.0]], r"a list argument of a compiled function is traced as a list of "
+            r"scalars: pass an array", "np.exp")
+    # lists stay pytrees: Python's own list operations are eager's
+    f = tracejit.compile(lambda xs: xs * 2)
+    assert len(f([1.0, 2.0])) == 4
