@@ -62,12 +62,17 @@ typedef struct {
                               broadcast dim; -2: the operand read flat (row-major) */
     int32_t in[3];
     int32_t slot;          /* leaves: the data slot they read */
-    uint32_t axes;         /* RED: bit d set when operand dim d is reduced */
+    uint32_t axes;         /* RED: bit d set when operand dim d is reduced; COPY:
+                              TJ_COPY_DETACH marks a detach (csrc/ad/node.c) */
     tj_scalar value;       /* CONST; GATHER: value.i is the axis an IndexError names */
     int64_t shape[TJ_MAXDIM];
     int64_t vstep[TJ_MAXDIM];   /* VIEW: step along perm[d] (elements when flat) */
     int64_t voff[TJ_MAXDIM];    /* VIEW: start index per operand dim; voff[0] when flat */
 } tj_node;
+
+/* A COPY's axes when the copy is a detach (torch's Tensor.detach): autodiff's walk
+ * stops there; the passes treat it as any COPY (simplify forwards it to its operand). */
+#define TJ_COPY_DETACH 1u
 
 typedef struct {
     tj_node *nodes;

@@ -2,7 +2,7 @@
  * traced graph backwards from a tracer and appends adjoint nodes with the same
  * tracer operations user code calls, so the backward graph is ordinary nodes that
  * the passes fuse and plan like any other (and that can be differentiated again).
- * This file only reads nodes and marks differentiation sources.
+ * This file only reads nodes, marks differentiation sources and makes detached copies.
  * Contract: nothing here changes an existing node. A source is a fresh node equal to
  * the value (a duplicate of its node: same op, operands and slot; a COPY of a view,
  * and of anything inside an enclosing grad),
@@ -97,6 +97,17 @@ static PyObject *ad_source(PyObject *mod, PyObject *args) {
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 
+/* _ad_detach(tracer) -> a Tracer for a COPY of it marked TJ_COPY_DETACH: the value
+ * autodiff's walk (_grad.vjp_trace) does not differentiate through, as torch's
+ * Tensor.detach (and jax's stop_gradient). A mark on an ordinary COPY, not an op of
+ * its own: the passes need to know nothing of it, and it costs nothing once traced. */
+static PyObject *ad_detach(PyObject *mod, PyObject *o) {
+    tj_tracer *x = as_tracer(o);
+    if (!x) return NULL;
+    int32_t r = tj_graph_add_over(&x->trace->g, x->id, TJ_OP_COPY, TJ_COPY_DETACH);
+    return r < 0 ? NULL : tj_tracer_new(x->trace, r);
+}
+
 /* _ad_op_names() -> the names of every op in the table, in table order. */
 static PyObject *ad_op_names(PyObject *mod, PyObject *unused) {
     PyObject *r = PyTuple_New(TJ_NOPS);
@@ -112,7 +123,11 @@ static PyMethodDef ad_methods[] = {
     {"_ad_op_names", ad_op_names, METH_NOARGS, "autodiff: every op's name (rule coverage)"},
     {"_ad_node", ad_node, METH_VARARGS, "autodiff: a traced node's op, operands and layout"},
     {"_ad_source", ad_source, METH_VARARGS, "autodiff: a fresh node to differentiate against"},
+    {"_ad_detach", ad_detach, METH_O, "autodiff: a copy the walk does not differentiate through"},
     {NULL, NULL, 0, NULL},
 };
 
-int tj_ad_init(PyObject *module) { return PyModule_AddFunctions(module, ad_methods); }
+int tj_ad_init(PyObject *module) {
+    if (PyModule_AddFunctions(module, ad_methods) < 0) return -1;
+    return PyModule_AddIntConstant(module, "_AD_DETACH", TJ_COPY_DETACH);
+}

@@ -250,15 +250,27 @@ PyObject *tj_ag_layout(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     return res;
 }
 
+/* Whether some gradient of `grads` (value_and_grad's list) is not None: None is the
+ * gradient of a leaf the value does not depend on (decided when it was traced). */
+static int some_gradient(PyObject *grads) {
+    if (!PyList_Check(grads) && !PyTuple_Check(grads)) return 1;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(grads); i++)
+        if (PySequence_Fast_GET_ITEM(grads, i) != Py_None) return 1;
+    return 0;
+}
+
 /* _ag_forward(ctx, job, *diff): the fused node's forward (Fused.forward in
  * _torch_autograd.py): job is (entry, diff, other); runs entry.value_and_grad(diff,
  * other) with captured tensors requiring grad refused (_strict_captures), keeps the
- * gradients in ctx.grads and job in ctx.job, returns the value. */
+ * gradients in ctx.grads and job in ctx.job, returns the value. A value that depends
+ * on no differentiated leaf (every gradient None) is marked non-differentiable: it does
+ * not require grad, and its backward() raises, as in eager torch. */
 PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
-    static PyObject *s_vg, *s_grads, *s_job;
-    if (!s_job && (!(s_vg = PyUnicode_InternFromString("value_and_grad")) ||
-                   !(s_grads = PyUnicode_InternFromString("grads")) ||
-                   !(s_job = PyUnicode_InternFromString("job"))))
+    static PyObject *s_vg, *s_grads, *s_job, *s_mark;
+    if (!s_mark && (!(s_vg = PyUnicode_InternFromString("value_and_grad")) ||
+                    !(s_grads = PyUnicode_InternFromString("grads")) ||
+                    !(s_job = PyUnicode_InternFromString("job")) ||
+                    !(s_mark = PyUnicode_InternFromString("mark_non_differentiable"))))
         return NULL;
     if (nargs < 2 || !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 3) {
         PyErr_SetString(PyExc_TypeError, "_ag_forward(ctx, (entry, diff, other), *diff)");
@@ -279,11 +291,20 @@ PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     PyErr_Restore(et, ev, tb);
     if (!r) return NULL;
     PyObject *value = NULL;
-    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2)
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
         PyErr_SetString(PyExc_TypeError, "_ag_forward: value_and_grad gave no (value, grads)");
-    else if (PyObject_SetAttr(ctx, s_grads, PyTuple_GET_ITEM(r, 1)) == 0 &&
-             PyObject_SetAttr(ctx, s_job, job) == 0)
-        value = Py_NewRef(PyTuple_GET_ITEM(r, 0));
+        goto done;
+    }
+    if (PyObject_SetAttr(ctx, s_grads, PyTuple_GET_ITEM(r, 1)) < 0 ||
+        PyObject_SetAttr(ctx, s_job, job) < 0)
+        goto done;
+    value = Py_NewRef(PyTuple_GET_ITEM(r, 0));
+    if (!some_gradient(PyTuple_GET_ITEM(r, 1))) {
+        PyObject *ok = PyObject_CallMethodOneArg(ctx, s_mark, value);
+        if (!ok) Py_CLEAR(value);
+        Py_XDECREF(ok);
+    }
+done:
     Py_DECREF(r);
     return value;
 }

@@ -162,6 +162,8 @@ int tj_graph_dump(const tj_graph *g, const char *title, PyObject *out) {
                 k += (size_t)snprintf(line + k, sizeof line - k, " = %lld", (long long)n->value.i);
         }
         if (n->op == TJ_OP_CONCAT) k += (size_t)snprintf(line + k, sizeof line - k, " axis %u", n->axes);
+        if (n->op == TJ_OP_COPY && n->axes == TJ_COPY_DETACH)
+            k += (size_t)snprintf(line + k, sizeof line - k, " detach");
         if (n->op == TJ_OP_VIEW) {
             k += (size_t)snprintf(line + k, sizeof line - k, " perm");
             for (int d = 0; d < n->ndim && k < sizeof line; d++)

@@ -125,21 +125,28 @@ def _fit(c, x, node=None):
     return c
 
 
-def vjp_trace(out, ct, sources):
-    """Cotangents of `sources` (Tracers) for cotangent `ct` of `out`, all of one trace;
-    None where `out` does not depend on a source."""
-    src_ids = [_C._ad_node(s)[0] for s in sources]
+def _detached(info):
+    """A COPY made by a detach (_C._ad_detach, torch's Tensor.detach): the walk stops there."""
+    return info[1] == "COPY" and info[3] == _C._AD_DETACH
+
+
+def _walk(out, src_ids):
+    """The part of out's graph between the source nodes `src_ids` and out: (nodes: id ->
+    _ad_node info, tracer_of: id -> a Tracer of it, live: id -> whether it depends on a
+    source through float values and differentiable ops, no detach (torch's requires_grad:
+    bool and integer results never do), reached: the live ids on a path from out that
+    autograd follows, sources included)."""
     lo = min(src_ids)
     root = _C._ad_node(out)
     nodes, tracer_of = {}, {root[0]: out}
     stack = [root[0]]
-    while stack:   # the nodes between the sources and out
+    while stack:
         i = stack.pop()
         if i in nodes:
             continue
         info = root if i == root[0] else _C._ad_node(out, i)
         nodes[i] = info
-        if i in src_ids:
+        if i in src_ids or _detached(info):
             continue
         for j, t in info[2]:
             if j >= lo and j not in nodes:
@@ -148,25 +155,72 @@ def vjp_trace(out, ct, sources):
     srcset = set(src_ids)
     live = {}
     for i in sorted(nodes):
-        live[i] = i in srcset or any(live.get(j, False) for j, _ in nodes[i][2])
-    adj = {root[0]: ct}
+        info = nodes[i]
+        live[i] = i in srcset or (
+            info[1] not in NONDIFF and not _detached(info) and _is_float(tracer_of[i]) and
+            any(live.get(j, False) for j, _ in info[2]))
+    reached = {root[0]} if live[root[0]] else set()
     for i in sorted(nodes, reverse=True):
-        if i in srcset or not live[i]:
-            continue
+        if i in reached and i not in srcset:
+            reached.update(j for j, _ in nodes[i][2] if live.get(j, False))
+    return nodes, tracer_of, live, reached
+
+
+def _depends(out, sources):
+    """For each source (a Tracer of out's trace), whether `out` (anything: False unless
+    a Tracer) depends on it along a path autograd follows (see vjp_trace)."""
+    if not isinstance(out, Tracer):
+        return [False] * len(sources)
+    ids = [_C._ad_node(s)[0] for s in sources]
+    reached = _walk(out, ids)[3]
+    return [i in reached for i in ids]
+
+
+def with_dependencies(fun, diff, *rest):
+    """(fun(diff, *rest), deps): deps gives, per leaf of the result, the positions in the
+    list `diff` of the leaves it depends on along a path autograd follows, known when
+    traced. The leaves of diff are marked as grad marks its sources (linked copies, the
+    nesting depth raised), so that a grad inside `fun` is seen to depend on them; the
+    copies cost nothing once traced (simplify forwards them)."""
+    anchor = next((v for v in diff if isinstance(v, Tracer)), None)
+    if anchor is None:   # nothing traced to depend on
+        out = fun(diff, *rest)
+        return out, tuple(() for _ in _leaves(out, []))
+    depth = getattr(_nesting, "depth", 0)
+    sources = [_C._ad_source(anchor, v, True) for v in diff]
+    _nesting.depth = depth + 1
+    try:
+        out = fun(sources, *rest)
+    finally:
+        _nesting.depth = depth
+    return out, tuple(tuple(k for k, d in enumerate(_depends(o, sources)) if d)
+                      for o in _leaves(out, []))
+
+
+def vjp_trace(out, ct, sources):
+    """Cotangents of `sources` (Tracers) for cotangent `ct` of `out`, all of one trace;
+    None where `out` does not depend on a source along a path autograd follows (float
+    values, differentiable ops, no detach): torch's None gradient. A source on such a
+    path gets an array even where the ops along it have derivative zero (floor, w * 0),
+    as torch gives a zero gradient there."""
+    src_ids = [_C._ad_node(s)[0] for s in sources]
+    nodes, tracer_of, live, reached = _walk(out, src_ids)
+    srcset = set(src_ids)
+    adj = {_C._ad_node(out)[0]: ct}
+    for i in sorted(reached - srcset, reverse=True):   # operands after their users
         g = adj.pop(i, None)
         info = nodes[i]
-        op = info[1]
-        if g is None or op in NONDIFF or op in ZERO:
+        if g is None or info[1] in ZERO:
             continue
-        xs = [t for _, t in info[2]]
-        cts = RULES[op](g, tracer_of[i], xs, info)
+        cts = RULES[info[1]](g, tracer_of[i], [t for _, t in info[2]], info)
         for (j, x), c in zip(info[2], cts):
             if c is None or not live.get(j, False) or not _is_float(x):
                 continue
             c = _fit(c, x, nodes.get(j))
             prev = adj.get(j)
             adj[j] = c if prev is None else prev + c
-    return [adj.get(i) for i in src_ids]
+    return [adj[i] if i in adj else np.zeros_like(s) if i in reached else None
+            for i, s in zip(src_ids, sources)]
 
 
 # ---- grad and value_and_grad ----------------------------------------------------
@@ -214,7 +268,11 @@ def _static_positions(fun, static_argnames):
     return tuple(i for i, n in enumerate(positional) if n in static_argnames), static_argnames
 
 
-def _make(fun, argnums, has_aux, with_value, static_argnames):
+def _make(fun, argnums, has_aux, with_value, static_argnames, none_unused=False):
+    """grad or value_and_grad. none_unused (torch.autograd's convention, for
+    _torch_autograd): a differentiated leaf `fun`'s result does not depend on gets
+    None instead of zeros (jax's), decided when the body is traced, so the compiled
+    result carries the None itself (a static leaf of its output)."""
     name = "value_and_grad" if with_value else "grad"
     static_nums, static_argnames = _static_positions(fun, static_argnames)
 
@@ -268,8 +326,9 @@ def _make(fun, argnums, has_aux, with_value, static_argnames):
             cts = vjp_trace(out, np.ones_like(out), sources)
         else:
             cts = [None] * len(sources)
-        grads = [np.zeros_like(s) if c is None else c for s, c in zip(sources, cts)]
-        it = iter(grads)
+        if not none_unused:
+            cts = [np.zeros_like(s) if c is None else c for s, c in zip(sources, cts)]
+        it = iter(cts)
         parts = [_rebuild(tree, it) for tree, _ in trees]
         g = parts[0] if isinstance(argnums, int) else tuple(parts)
         if not with_value:

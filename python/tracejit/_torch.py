@@ -85,7 +85,7 @@ ATTRS = {
     "element_size": lambda x: x.itemsize,
     "is_floating_point": lambda x: _is_float(x),
     "is_contiguous": lambda x, memory_format=None: True,
-    "detach": lambda x: x,
+    "detach": lambda x: _C._ad_detach(x),   # the same value; autodiff stops there
     "float": _cast(np.dtype(np.float32)),
     "double": _cast(np.dtype(np.float64)),
     "long": _cast(np.dtype(np.int64)),

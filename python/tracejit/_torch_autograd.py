@@ -23,6 +23,16 @@ are constants of the call; static arguments (static_argnames) key the variants.
     backward runs the compiled pullback (tracejit.vjp's), which recomputes the forward
     inside its own graph, so nothing but the inputs is saved.
 
+A differentiated leaf the output does not depend on along a path autograd follows
+(unused; read only through .detach(), a comparison or an integer cast) gets None, as in
+eager torch, not zeros (which torch.optim would act on: Adam's weight decay). This is
+found when the compiled pieces are traced (_grad.vjp_trace, _grad.with_dependencies):
+the None is a static leaf of value_and_grad's and the pullback's results, and Pulled's
+forward returns per output the leaves it depends on, so a replay does no work for it.
+An output that depends on no leaf is marked non-differentiable (it does not require
+grad, as in eager torch); Pulled's backward gives None to a leaf that no output the
+backward reached depends on.
+
 The scalar route's common case is C from the replay path's refusal to the gradients'
 hand-over (csrc/ad/torch_route.c: the scan keying the variants, the node's forward, its
 backward as the node class's apply); Adapter.call and _fused_backward keep every other
@@ -35,7 +45,7 @@ tensors are refused. torch is imported lazily: importing tracejit never imports 
 """
 import numpy as np
 
-from ._grad import NotScalarError, _inner, _leaves, _rebuild, grad, value_and_grad
+from ._grad import NotScalarError, _inner, _leaves, _make, _rebuild, with_dependencies
 from ._C import (CompiledFunction, TraceError, _ag_backward_method, _ag_forward, _ag_layout,
                  _ag_scan, _ag_unit, _strict_captures)
 
@@ -64,10 +74,19 @@ class _Entry:
             args, kwargs = _rebuild(tree, iter(flat))
             return fn(*args, **kwargs)
 
+        def forward(diff, other):
+            # (out, deps): per output leaf, the positions in diff of the leaves it depends
+            # on (along a path autograd follows), found when traced: static thereafter
+            return with_dependencies(body, diff, other)
+
         body.__wrapped__ = getattr(fn, "__wrapped__", fn)   # what _torch's mode inspects
-        self.forward = CompiledFunction(body, (), ())
-        self.value_and_grad = value_and_grad(body)
-        self.pullback = grad(lambda diff, other, ct: _inner(body(diff, other), ct))
+        forward.__wrapped__ = body.__wrapped__
+        self.forward = CompiledFunction(forward, (), ())
+        # None (not zeros) for a leaf the output does not depend on, as torch gives:
+        # decided when traced, so the compiled results carry the None themselves
+        self.value_and_grad = _make(body, 0, False, True, (), none_unused=True)
+        self.pullback = _make(lambda diff, other, ct: _inner(body(diff, other), ct),
+                              0, False, False, (), none_unused=True)
         dicts = getattr(fn, "__tracejit_dicts__", None)
         if dicts is not None:   # a module's buffers: read from its dicts at every call
             for cf in (self.forward, self.value_and_grad, self.pullback):
@@ -110,23 +129,32 @@ def _make_functions(torch):
 
         @staticmethod
         def forward(ctx, entry, arrays, other, box, *diff):
-            out = _strict(entry.forward, arrays, other)
+            out, deps = _strict(entry.forward, arrays, other)
             outs = _leaves(out, [])
             box.append(out)   # the output's structure, for the caller
-            ctx.entry, ctx.other, ctx.arrays = entry, other, arrays
+            ctx.entry, ctx.other, ctx.arrays, ctx.deps = entry, other, arrays, deps
             ctx.outs = [(o.shape, o.dtype) for o in outs]
-            nondiff = [o for o in outs if not o.is_floating_point()]
+            # an output that depends on no differentiated leaf (integer and bool ones
+            # among them) does not require grad, as in eager torch
+            nondiff = [o for o, d in zip(outs, deps) if not d]
             if nondiff:
                 ctx.mark_non_differentiable(*nondiff)
+            ctx.set_materialize_grads(False)   # None: an output backward does not reach
             return tuple(outs)
 
         @staticmethod
         def backward(ctx, *gos):
             _not_differentiable(torch)
+            # a leaf that no output reached by this backward depends on gets None, as
+            # in eager torch (where each output has its own graph)
+            used = {k for g, d in zip(gos, ctx.deps) if g is not None for k in d}
+            n = len(ctx.arrays)
+            if not used:
+                return (None,) * (4 + n)
             cts = [torch.zeros(s, dtype=d) if g is None else g
                    for g, (s, d) in zip(gos, ctx.outs)]
             grads = _strict(ctx.entry.pullback, ctx.arrays, ctx.other, tuple(cts))
-            return (None, None, None, None) + tuple(grads)
+            return (None,) * 4 + tuple(g if k in used else None for k, g in enumerate(grads))
 
     _direct_backward(torch, Fused)
     return _fast_apply(torch, Fused), _fast_apply(torch, Pulled)
@@ -145,7 +173,7 @@ def _fused_backward(ctx, go, grads):
         grads = _strict(entry.value_and_grad, arrays, other)[1]
     # handed over, not kept: autograd adopts them as .grad without a copy
     if not _ag_unit(go):   # (go.item() measured ~1.5 us in a training step)
-        grads = [g * go for g in grads]
+        grads = [None if g is None else g * go for g in grads]
     return (None, *grads)
 
 
@@ -229,7 +257,7 @@ class Adapter:
         if entry is None:
             entry = self.entries[key] = self._entry(args, kwargs)
         if not diff:
-            return _strict(entry.forward, diff, other)
+            return _strict(entry.forward, diff, other)[0]
         if not entry.mixed:   # every output so far a scalar: the fused path straight away
             try:
                 fused = _state[3]   # fused(job, *diff), its wrapper's test inlined
@@ -242,7 +270,7 @@ class Adapter:
         scalar = entry.scalar.get(sig)
         if scalar is None:
             with torch.no_grad():
-                probe = _strict(entry.forward, diff, other)
+                probe = _strict(entry.forward, diff, other)[0]
             scalar = entry.scalar[sig] = (isinstance(probe, tensor_type) and probe.shape == ()
                                           and probe.dtype in floats)
         if scalar:
