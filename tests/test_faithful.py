@@ -367,3 +367,140 @@ def test_a_list_where_an_array_is_expected_says_so():
     # lists stay pytrees: Python's own list operations are eager's
     f = tracejit.compile(lambda xs: xs * 2)
     assert len(f([1.0, 2.0])) == 4
+
+
+# ---- torch ---------------------------------------------------------------------
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def test_torch_in_place_methods_on_fresh_tensors_are_eagers():
+    def fn(x, w):
+        y = x * 2
+        alias = y
+        y.add_(w).mul_(0.5).clamp_(min=0.2)
+        z = torch.relu(x - 1)
+        F.relu(z - 0.5, inplace=True)      # a fresh temporary: eager drops it too
+        F.leaky_relu(z, 0.1, True)
+        h = x + 0
+        h.copy_(w)
+        g = x * 1
+        g.fill_(3.0)
+        g.sub_(h)
+        k = x * 1
+        k.zero_()
+        return alias, z, h, g, k
+
+    f = tracejit.compile(fn)
+    for seed in (0, 1):
+        gen = torch.Generator().manual_seed(seed)
+        x, w = torch.randn(6, generator=gen), torch.randn(6, generator=gen)
+        for got, want in zip(f(x, w), fn(x.clone(), w.clone())):
+            torch.testing.assert_close(got, want)
+
+
+def test_torch_writes_that_other_tensors_see_are_refused():
+    def into_arg(x):
+        x.add_(1)
+        return x
+
+    refused(into_arg, [torch.ones(3)], r"torch\.Tensor\.add_\(\) writes into a traced array.*an "
+            r"argument", "x.add_(1)")
+
+    def through_detach(x):
+        y = x * 2
+        d = y.detach()
+        d += 1
+        return y
+
+    refused(through_detach, [torch.ones(3)], r"`\+=`.*a view of another array", "d += 1")
+
+    def relu_arg(x):
+        return F.relu(x, inplace=True)
+
+    refused(relu_arg, [torch.ones(3)], r"torch\.nn\.functional\.relu\(inplace=True\) writes "
+            r"into a traced array.*an argument", "F.relu")
+
+    buf = torch.zeros(3)
+
+    def into_capture(x):
+        b = buf
+        b += x
+        return b
+
+    refused(into_capture, [torch.ones(3)], r"reads from outside", "b += x")
+
+    def setitem_capture(x):
+        buf[0] = x[0]
+        return x
+
+    refused(setitem_capture, [torch.ones(3)], r"assignment into a tensor \(`t\[\.\.\.\] = "
+            r"value`\)", "buf[0] = x[0]")
+
+
+def test_every_torch_random_entry_point_is_in_the_tables():
+    """Every torch function or method that takes a generator= (torch's own signatures
+    say so), and every dropout, is refused by name: a new one cannot slip through."""
+    from tracejit import _torch
+    spaces = [torch, torch.Tensor, torch.nn.functional, torch.special]
+    found = set()
+    for space in spaces:
+        for name in dir(space):
+            obj = getattr(space, name, None)
+            doc = getattr(obj, "__doc__", None)
+            doc = doc if isinstance(doc, str) else ""
+            head = "\n\n".join(doc.split("\n\n")[:2])      # the signature(s)
+            if callable(obj) and not name.startswith("_") and (
+                    "generator=" in head or "dropout" in name or name.startswith("rand")):
+                found.add(name)
+    assert {"randn", "rand", "randint", "normal", "bernoulli", "multinomial", "dropout",
+            "normal_", "uniform_"} <= found
+    found.discard("thread_safe_generator")     # a decorator about generators, no draw
+    missing = {n for n in found if n not in _torch._RANDOM and n not in _torch._RANDOM_IF_TRAINING}
+    assert not missing, f"random entry points tracejit does not refuse: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("call", [
+    "torch.rand(3)", "torch.randn(3)", "torch.randint(0, 5, (3,))", "torch.randperm(3)",
+    "torch.normal(0.0, 1.0, size=(3,))", "torch.bernoulli(x.abs() / 9)",
+    "torch.multinomial(x.abs() + 0.1, 2)", "torch.poisson(x.abs())", "torch.rand_like(x)",
+    "torch.randn_like(x)", "torch.randint_like(x, 5)", "torch.empty(3).normal_()",
+    "torch.empty(3).uniform_()", "torch.empty(3).bernoulli_(0.5)",
+    "torch.empty(3).exponential_()", "torch.empty(3).random_(5)", "x.normal_()",
+    "torch.empty(3).cauchy_()", "torch.empty(3).log_normal_()", "torch.empty(3).geometric_(0.5)",
+    "F.dropout(x, 0.2)", "F.dropout(x, 0.2, True)", "torch.dropout(x, 0.2, True)",
+    "F.dropout1d(x.reshape(1, 3, 1), 0.2)", "F.dropout2d(x.reshape(1, 3, 1, 1), 0.2)",
+    "F.alpha_dropout(x, 0.2, True)", "F.feature_alpha_dropout(x.reshape(1, 3, 1), 0.2, True)",
+    "F.rrelu(x, training=True)", "F.gumbel_softmax(x)",
+    "torch.rand(3, generator=torch.Generator())", "torch.manual_seed(0) and x",
+])
+def test_torch_random_calls_are_refused(call):
+    ns = {"torch": torch, "F": F}
+    exec(f"def fn(x):\n    return x + 0 * ({call})\n", ns)
+    with pytest.raises(TraceError, match=r"draws random numbers|changed the state"):
+        tracejit.compile(ns["fn"])(torch.arange(3.0))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.nn.Dropout(0.3), lambda: torch.nn.Dropout1d(0.3),
+    lambda: torch.nn.Dropout2d(0.3), lambda: torch.nn.Dropout3d(0.3),
+    lambda: torch.nn.AlphaDropout(0.3), lambda: torch.nn.FeatureAlphaDropout(0.3),
+    lambda: torch.nn.RReLU()])
+def test_random_layers_refuse_in_training_and_are_eagers_in_eval(make):
+    layer = make()
+    x = torch.randn(2, 3, 4) if isinstance(layer, torch.nn.Dropout1d) else torch.randn(2, 3, 4, 4)
+    with pytest.raises(TraceError, match=r"in training mode draws random numbers"):
+        tracejit.compile(layer)(x)
+    layer.eval()
+    torch.testing.assert_close(tracejit.compile(layer)(x), layer(x))
+
+
+def test_relu_inplace_modules_are_eagers():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(inplace=True),
+                              torch.nn.Linear(8, 3), torch.nn.Hardtanh(inplace=True))
+    f = tracejit.compile(net)
+    with torch.no_grad():
+        for _ in range(2):
+            x = torch.randn(5, 4)
+            torch.testing.assert_close(f(x), net(x))

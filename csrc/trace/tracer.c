@@ -262,6 +262,11 @@ static PyObject *nb_divmod(PyObject *a, PyObject *b) { return unsupported_operat
 
 /* ---- writes ---------------------------------------------------------------- */
 
+/* Whether node n reads its operand's memory in eager: a view, or torch's detach. */
+static int aliases(const tj_node *n) {
+    return tj_ops[n->op].kind == TJ_K_VIEW || (n->op == TJ_OP_COPY && n->axes == TJ_COPY_DETACH);
+}
+
 /* Why x's contents cannot change by rebinding its Tracer object, or NULL when that is
  * eager's semantics: other arrays would have to see the write. */
 static const char *shared_reason(tj_tracer *x) {
@@ -272,17 +277,16 @@ static const char *shared_reason(tj_tracer *x) {
     if (tj_ops[n->op].kind == TJ_K_LEAF)
         return "it is an array the function reads from outside (a closure, a global, a "
                "module's parameter or buffer) or made by a factory, which are not traced";
-    if (tj_ops[n->op].kind == TJ_K_VIEW)
-        return "it is a view of another array (a slice, reshape, transpose, ...), which would "
-               "see the write too";
+    if (aliases(n))
+        return "it is a view of another array (a slice, reshape, transpose, detach, ...), "
+               "which would see the write too";
     if (x->id < t->cap_holders && t->holders[x->id] > 1)
         return "another traced value shares its memory";
     /* views still held by the user's code (a view's view reads x directly) */
     for (int32_t i = x->id + 1; i < t->g.n && i < t->cap_holders; i++)
-        if (tj_ops[t->g.nodes[i].op].kind == TJ_K_VIEW && t->g.nodes[i].in[0] == x->id &&
-            t->holders[i] > 0)
-            return "views of it were taken (a slice, reshape, transpose, ...), which would see "
-                   "the write too";
+        if (aliases(&t->g.nodes[i]) && t->g.nodes[i].in[0] == x->id && t->holders[i] > 0)
+            return "views of it were taken (a slice, reshape, transpose, detach, ...), which "
+                   "would see the write too";
     return NULL;
 }
 

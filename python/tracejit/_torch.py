@@ -69,6 +69,34 @@ def _refuse(what, hint):
     return f
 
 
+# torch's functions and methods that draw random numbers, refused until the graph has
+# random ops (_effects.py says why); so is any call given generator=
+_RANDOM = frozenset({
+    "rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial", "poisson",
+    "rand_like", "randn_like", "randint_like", "normal_", "uniform_", "bernoulli_",
+    "exponential_", "random_", "cauchy_", "log_normal_", "geometric_", "gumbel_softmax",
+    "binomial", "standard_gamma", "sample_dirichlet", "rrelu_with_noise", "manual_seed",
+    "seed"})
+# ... and those that draw in training mode only: name -> (position of the flag, its
+# keywords, its default, whether a p of 0 draws nothing)
+_RANDOM_IF_TRAINING = {
+    "dropout": (2, ("training", "train"), True, True),
+    "dropout_": (2, ("training", "train"), True, True),
+    "dropout1d": (2, ("training",), True, True),
+    "dropout2d": (2, ("training",), True, True),
+    "dropout3d": (2, ("training",), True, True),
+    "feature_dropout": (2, ("train", "training"), True, True),
+    "alpha_dropout": (2, ("training", "train"), False, True),
+    "feature_alpha_dropout": (2, ("training", "train"), False, True),
+    "feature_dropout_": (2, ("train", "training"), True, True),
+    "alpha_dropout_": (2, ("training", "train"), False, True),
+    "feature_alpha_dropout_": (2, ("training", "train"), False, True),
+    "native_dropout": (2, ("train",), True, True),
+    "rrelu": (3, ("training",), False, False),
+    "rrelu_": (3, ("training",), False, False),
+}
+
+
 ATTRS = {
     "shape": property(lambda x: _torch().Size(_NP_SHAPE.__get__(x))),
     "dtype": property(lambda x: _torch_dtype(_NP_DTYPE.__get__(x))),
@@ -147,6 +175,16 @@ for _name in ("add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sq
               "float_power", "subtract", "multiply", "divide", "true_divide", "bitwise_not",
               "absolute", "negative", "eq", "ne", "lt", "le", "gt", "ge", "sgn"):
     ATTRS[_name + "_"] = _inplace_method(_name, FUNCS[_name])
+
+
+def _random_method(name):
+    def refuse(x, *args, **kwargs):
+        _C._trace_error(f"torch.Tensor.{name}() {_effects._HINT}")
+    return refuse
+
+
+for _name in _RANDOM:        # x.normal_() on a tracer: methods are not dispatched
+    ATTRS[_name] = _random_method(_name)
 
 
 def _inplace_dunder(op, spelled):
@@ -303,30 +341,6 @@ def _impl(func):
     except KeyError:
         impl = _table[func] = _resolve(func)
         return impl
-
-
-# torch's functions and methods that draw random numbers, refused until the graph has
-# random ops (_effects.py says why); so is any call given generator=
-_RANDOM = frozenset({
-    "rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial", "poisson",
-    "rand_like", "randn_like", "randint_like", "normal_", "uniform_", "bernoulli_",
-    "exponential_", "random_", "cauchy_", "log_normal_", "geometric_", "gumbel_softmax",
-    "binomial", "standard_gamma", "sample_dirichlet", "rrelu_with_noise", "manual_seed",
-    "seed"})
-# ... and those that draw in training mode only: name -> (position of the flag, its
-# keywords, its default, whether a p of 0 draws nothing)
-_RANDOM_IF_TRAINING = {
-    "dropout": (2, ("training", "train"), True, True),
-    "dropout_": (2, ("training", "train"), True, True),
-    "dropout1d": (2, ("training",), True, True),
-    "dropout2d": (2, ("training",), True, True),
-    "dropout3d": (2, ("training",), True, True),
-    "feature_dropout": (2, ("train", "training"), True, True),
-    "alpha_dropout": (2, ("training", "train"), False, True),
-    "feature_alpha_dropout": (2, ("training", "train"), False, True),
-    "rrelu": (3, ("training",), False, False),
-    "rrelu_": (3, ("training",), False, False),
-}
 
 
 def _is_torch_func(func):

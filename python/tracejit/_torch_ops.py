@@ -654,8 +654,17 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     return nll_loss(logp, target, weight, size_average, ignore_index, reduce, reduction)
 
 
+# In evaluation only: _torch.refuse_random refused training mode (and rrelu's)
 def dropout(x, p=0.5, training=True, inplace=False):
-    return x          # in evaluation only: _torch.refuse_random refused training mode
+    return x
+
+
+def alpha_dropout(x, p=0.5, training=False, inplace=False):
+    return x
+
+
+def rrelu(x, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
+    return leaky_relu(x, (lower + upper) / 2)
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -732,7 +741,9 @@ FUNCS = {
     "softmax": softmax, "log_softmax": log_softmax,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
     "binary_cross_entropy": binary_cross_entropy, "mse_loss": mse_loss, "l1_loss": l1_loss,
-    "nll_loss": nll_loss, "cross_entropy": cross_entropy, "dropout": dropout,
+    "nll_loss": nll_loss, "cross_entropy": cross_entropy, "dropout": dropout, "dropout1d": dropout, "dropout2d": dropout, "dropout3d": dropout,
+    "feature_dropout": dropout, "alpha_dropout": alpha_dropout,
+    "feature_alpha_dropout": alpha_dropout, "rrelu": rrelu,
     "layer_norm": layer_norm, "normalize": normalize, "embedding": embedding,
     "one_hot": one_hot, "zeros_like": lambda x, dtype=None, **kw: np.zeros_like(x, dtype=_np_dtype(dtype)),
     "ones_like": lambda x, dtype=None, **kw: np.ones_like(x, dtype=_np_dtype(dtype)),
