@@ -173,12 +173,14 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     if (tj_trace_args(t, &self->conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
     tj_state *st = tj_get_state();
     tj_trace *outer = tj_trace_enter(t);
+    tj_effects_enter();
     if (st->trace_call)   /* _effects.call: random draws refused, torch's mode entered */
         res = PyObject_CallFunctionObjArgs(st->trace_call, self->fn, targs,
                                            tkwargs ? tkwargs : Py_None,
                                            t->torch ? Py_True : Py_False, NULL);
     else
         res = PyObject_Call(self->fn, targs, tkwargs);
+    tj_effects_leave();
     tj_trace_leave(outer);
     if (!res) goto done;                       /* the user's exception, unchanged */
     if (t->refusal) {     /* caught by the user's code, which went on: not eager's path */

@@ -12,6 +12,8 @@ PyObject *tj_torch_register(PyObject *m, PyObject *args);
 PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
 PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_effects_register(PyObject *m, PyObject *swaps);
+PyObject *tj_effects_tracing(PyObject *m, PyObject *unused);
 PyObject *tj_dl_torch_alloc(PyObject *m, PyObject *arg);                       /* dlpack.c */
 PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);                        /* dlpack.c */
 PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs);     /* ad/torch_route.c */
@@ -168,6 +170,9 @@ static PyMethodDef module_methods[] = {
     {"_ew", (PyCFunction)(void (*)(void))tj_torch_ew, METH_FASTCALL,
      "_ew(name, *operands): the elementwise op `name` of the op table on tracers"},
     {"_register_torch", tj_torch_register, METH_VARARGS, "torch-named tracer attributes"},
+    {"_register_effects", tj_effects_register, METH_O,
+     "_register_effects(swaps): module attributes swapped for wrappers while tracing"},
+    {"_tracing", tj_effects_tracing, METH_NOARGS, "whether a trace runs on this thread"},
     {"_lift", (PyCFunction)(void (*)(void))tj_torch_lift, METH_FASTCALL,
      "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
@@ -273,6 +278,7 @@ static int module_clear(PyObject *m) {
     Py_CLEAR(st->py_impls);
     Py_CLEAR(st->torch_attrs);
     Py_CLEAR(st->trace_call);
+    Py_CLEAR(st->effects);
     Py_CLEAR(st->autograd_call);
     Py_CLEAR(st->grad_capture_error);
     for (int i = 0; i < TJ_NOPS; i++) Py_CLEAR(st->ufunc_of[i]);

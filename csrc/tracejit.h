@@ -114,6 +114,8 @@ typedef struct {
     PyTypeObject *CacheInfoType;
     PyObject *torch_attrs;          /* dict: tracer attribute name -> torch-style (_torch.py) */
     PyObject *trace_call;           /* runs the traced function (_effects.call) */
+    PyObject *effects;              /* [module, name, wrapper(, original)] lists (effects.c) */
+    long effects_active;            /* traces running, all threads: wrappers swapped in */
     PyObject *autograd_call;        /* (fn, args, kwargs): a call with tensors requiring grad */
     PyObject *grad_capture_error;   /* raised for a captured tensor that requires grad */
 } tj_state;
@@ -241,7 +243,11 @@ PyObject *tj_trace_new(PyObject *fn);
 /* The trace running on this thread (NULL when none): TraceErrors are noted in it. */
 tj_trace *tj_trace_enter(tj_trace *t);   /* returns the previous one, for tj_trace_leave */
 void tj_trace_leave(tj_trace *prev);
-void tj_trace_note_refusal(void);         /* the raised TraceError, noted in the current trace */   /* new reference to an empty live Trace */
+void tj_trace_note_refusal(void);         /* the raised TraceError, noted in the current trace */
+tj_trace *tj_trace_current(void);
+/* Around every traced call: the refusing wrappers of csrc/trace/effects.c in and out. */
+void tj_effects_enter(void);
+void tj_effects_leave(void);   /* new reference to an empty live Trace */
 /* Autodiff's node reader and source marker (csrc/ad/node.c): adds _C._ad_* functions. */
 int tj_ad_init(PyObject *module);
 /* A call needing autograd through its Adapter's common case (ad/torch_route.c): the

@@ -77,6 +77,8 @@ tj_trace *tj_trace_enter(tj_trace *t) {
 
 void tj_trace_leave(tj_trace *prev) { current = prev; }
 
+tj_trace *tj_trace_current(void) { return current; }
+
 void tj_trace_note_refusal(void) {
     if (!current || current->refusal || !PyErr_Occurred()) return;
     PyObject *type, *value, *tb;

@@ -8,8 +8,9 @@ every way of drawing one is refused with a TraceError naming it and the user's l
   * numpy.random's and random's public functions (np.random.normal, random.random,
     np.random.default_rng, np.random.seed, ...) and the entropy source of a new
     generator (random._urandom, which numpy's SeedSequence and SystemRandom read): the
-    module attributes are swapped for refusing wrappers while any trace runs; a wrapper
-    refuses only on a thread that is tracing, so other threads are not disturbed;
+    module attributes are swapped for refusing wrappers while any trace runs (in C,
+    csrc/trace/effects.c, so an interrupt cannot leave one behind); a wrapper refuses
+    only on a thread that is tracing, so other threads are not disturbed;
   * torch's random functions and samplers (torch.randn, Tensor.normal_, dropout in
     training mode, any call given generator=): _torch.py asks random_call() below;
   * a net for every other path (a method of a Generator or RandomState the function
@@ -20,16 +21,10 @@ every way of drawing one is refused with a TraceError naming it and the user's l
 """
 import functools
 import sys
-import threading
 
 import numpy as np
 
 from . import _C
-
-_tls = threading.local()         # depth: traces running on this thread
-_lock = threading.Lock()
-_active = 0                      # traces running on any thread (wrappers installed)
-_saved = []                      # (module, name, original) while installed
 
 _HINT = ("draws random numbers or uses a random generator, which tracejit does not "
          "support inside a compiled function yet: the draw would happen once, while "
@@ -40,7 +35,7 @@ _HINT = ("draws random numbers or uses a random generator, which tracejit does n
 def _refusing(label, orig):
     @functools.wraps(orig)
     def refuse(*args, **kwargs):
-        if getattr(_tls, "depth", 0):
+        if _C._tracing():
             _C._trace_error(f"{label} {_HINT}")
         return orig(*args, **kwargs)
     return refuse
@@ -64,17 +59,10 @@ def _targets():
             if callable(getattr(m, n, None)) and not isinstance(getattr(m, n), type)]
 
 
-def _install():
-    for mod, name, label in _targets():
-        orig = getattr(mod, name)
-        _saved.append((mod, name, orig))
-        setattr(mod, name, _refusing(label, orig))
-
-
-def _uninstall():
-    while _saved:
-        mod, name, orig = _saved.pop()
-        setattr(mod, name, orig)
+def register():
+    """The wrappers, swapped in by csrc/trace/effects.c around every traced call."""
+    _C._register_effects([[m, n, _refusing(label, getattr(m, n))]
+                          for m, n, label in _targets()])
 
 
 # ---- the net: generator states before and after --------------------------------
@@ -168,26 +156,13 @@ def _check(fn, before):
 # ---- the one entry -------------------------------------------------------------
 
 def call(fn, args, kwargs, torch_trace):
-    """Runs fn(*args, **kwargs) on tracers (csrc/function.c's compile_plan), with the
-    random entry points refusing and the generators' states checked after."""
-    global _active
+    """Runs fn(*args, **kwargs) on tracers (csrc/function.c's compile_plan, which swaps
+    the refusing wrappers in around it), and checks the generators' states after."""
     before = _snapshot(fn, args, kwargs)
-    with _lock:
-        if _active == 0:
-            _install()
-        _active += 1
-    _tls.depth = getattr(_tls, "depth", 0) + 1
-    try:
-        if torch_trace:
-            from . import _torch
-            result = _torch.call_traced(fn, args, kwargs)
-        else:
-            result = fn(*args, **(kwargs or {}))
-    finally:
-        _tls.depth -= 1
-        with _lock:
-            _active -= 1
-            if _active == 0:
-                _uninstall()
+    if torch_trace:
+        from . import _torch
+        result = _torch.call_traced(fn, args, kwargs)
+    else:
+        result = fn(*args, **(kwargs or {}))
     _check(fn, before)
     return result

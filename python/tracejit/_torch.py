@@ -493,5 +493,6 @@ def call_traced(fn, args, kwargs):
 def register():
     Tracer.__torch_function__ = classmethod(_torch_function)
     from . import _torch_autograd
+    _effects.register()
     _C._register_torch(ATTRS, _effects.call, _torch_autograd.call,
                        _torch_autograd.GradCaptureError)

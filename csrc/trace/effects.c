@@ -1,0 +1,71 @@
+/* The entry points a trace refuses (python/tracejit/_effects.py says which and why):
+ * module attributes swapped for refusing wrappers while any trace runs on any thread.
+ * The swap and its undo are C around the traced call (function.c), so no
+ * KeyboardInterrupt can fall between them and leave a wrapper behind.
+ * Contract: after the last running trace ends, every swapped attribute holds what it
+ * held before the first one began. */
+#include "tracejit.h"
+
+/* _register_effects(swaps): a list of [module, name, wrapper] lists; each gets a fourth
+ * item, the original, while swapped. */
+PyObject *tj_effects_register(PyObject *m, PyObject *swaps) {
+    tj_state *st = tj_get_state();
+    if (!PyList_Check(swaps)) {
+        PyErr_SetString(PyExc_TypeError, "_register_effects(list of [module, name, wrapper])");
+        return NULL;
+    }
+    if (st->effects_active) {
+        PyErr_SetString(PyExc_RuntimeError, "_register_effects while a trace runs");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(swaps); i++) {
+        PyObject *s = PyList_GET_ITEM(swaps, i);
+        if (!PyList_Check(s) || PyList_GET_SIZE(s) != 3 || !PyUnicode_Check(PyList_GET_ITEM(s, 1))) {
+            PyErr_SetString(PyExc_TypeError, "_register_effects: [module, name, wrapper] lists");
+            return NULL;
+        }
+    }
+    Py_XSETREF(st->effects, Py_NewRef(swaps));
+    Py_RETURN_NONE;
+}
+
+/* One swap: module.name = value, keeping what it was in item 3. The caller's pending
+ * exception (if any) is kept; a failing attribute is skipped. */
+static void swap_one(PyObject *s, int in) {
+    PyObject *mod = PyList_GET_ITEM(s, 0), *name = PyList_GET_ITEM(s, 1);
+    if (in) {
+        PyObject *orig = PyObject_GetAttr(mod, name);
+        if (!orig) { PyErr_Clear(); return; }
+        if (PyList_Append(s, orig) < 0 || PyObject_SetAttr(mod, name, PyList_GET_ITEM(s, 2)) < 0) {
+            PyErr_Clear();
+            if (PyList_GET_SIZE(s) == 4) PyList_SetSlice(s, 3, 4, NULL);
+        }
+        Py_DECREF(orig);
+    } else if (PyList_GET_SIZE(s) == 4) {
+        if (PyObject_SetAttr(mod, name, PyList_GET_ITEM(s, 3)) < 0) PyErr_Clear();
+        if (PyList_SetSlice(s, 3, 4, NULL) < 0) PyErr_Clear();
+    }
+}
+
+static void swap_all(int in) {
+    tj_state *st = tj_get_state();
+    if (!st->effects) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(st->effects); i++)
+        swap_one(PyList_GET_ITEM(st->effects, i), in);
+    PyErr_Restore(type, value, tb);
+}
+
+void tj_effects_enter(void) {
+    if (tj_get_state()->effects_active++ == 0) swap_all(1);
+}
+
+void tj_effects_leave(void) {
+    if (--tj_get_state()->effects_active == 0) swap_all(0);
+}
+
+/* _tracing(): whether a trace runs on this thread (the wrappers refuse only there). */
+PyObject *tj_effects_tracing(PyObject *m, PyObject *unused) {
+    return PyBool_FromLong(tj_trace_current() != NULL);
+}
