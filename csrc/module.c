@@ -108,6 +108,11 @@ static PyObject *register_impls(PyObject *m, PyObject *impls) {
     Py_RETURN_NONE;
 }
 
+static PyObject *get_skip_dirs(PyObject *m, PyObject *unused) {
+    tj_state *st = tj_get_state();
+    return st->skip_dirs ? Py_NewRef(st->skip_dirs) : PyTuple_New(0);
+}
+
 static PyObject *set_skip_dirs(PyObject *m, PyObject *dirs) {
     if (!PyTuple_Check(dirs)) {
         PyErr_SetString(PyExc_TypeError, "expected a tuple of str");
@@ -191,6 +196,7 @@ static PyMethodDef module_methods[] = {
      "_ag_backward_method(cls) -> the fused node's backward as cls.apply (C)"},
     {"_torch_alloc", tj_dl_torch_alloc, METH_O,
      "_torch_alloc(mode) -> previous: how torch results are allocated (benchmarks)"},
+    {"_skip_dirs", get_skip_dirs, METH_NOARGS, "the directories whose frames are not the user's"},
     {"_set_skip_dirs", set_skip_dirs, METH_O,
      "directories whose frames are not the user's code in error locations"},
     {NULL},

@@ -222,8 +222,16 @@ def test_writes_into_arguments_and_captures_are_refused():
         g[...] = x * 2
         return x
 
-    refused(into_global, [np.arange(5.0)], r"an assignment into an array \(`a\[\.\.\.\] = "
-            r"value`\) with a traced value cannot be traced", "g[...] =")
+    refused(into_global, [np.arange(5.0)], r"a write into an array the function reads from "
+            r"outside \(the closure variable 'g'\)", "g[...] =")
+
+    def into_local(x):
+        z = np.zeros(5)
+        z[...] = x * 2
+        return z
+
+    refused(into_local, [np.arange(5.0)], r"an assignment into an array \(`a\[\.\.\.\] = "
+            r"value`\) with a traced value cannot be traced", "z[...] =")
 
     def numpy_inplace(x):
         acc = np.ones(5)
@@ -504,3 +512,66 @@ def test_relu_inplace_modules_are_eagers():
         for _ in range(2):
             x = torch.randn(5, 4)
             torch.testing.assert_close(f(x), net(x))
+
+
+# ---- what tracing reads from outside ------------------------------------------------
+
+COUNTER = np.zeros(1)
+
+
+def test_a_write_into_a_global_array_is_refused():
+    def fn(x):
+        COUNTER[0] += 1          # eager counts every call; a trace would count once
+        return x * 2.0
+
+    with pytest.raises(TraceError, match=r"a write into an array the function reads from "
+                       r"outside \(.*the global 'COUNTER'.*\) cannot be traced") as e:
+        tracejit.compile(fn)(np.ones(3))
+    assert f"{__file__}:{line_of(fn, 'COUNTER[0] += 1')}" in str(e.value)
+    assert COUNTER.flags.writeable and COUNTER[0] == 0     # unlocked, untouched
+    COUNTER[0] = 5.0
+
+    def reads(x):                # reading one is faithful, and sees later updates
+        return x * COUNTER
+
+    f = tracejit.compile(reads)
+    assert_matches_numpy(f(np.ones(3)), np.full(3, 5.0))
+    COUNTER[0] = 6.0
+    assert_matches_numpy(f(np.ones(3)), np.full(3, 6.0))
+    COUNTER[0] = 0.0
+
+
+def test_a_write_into_a_closure_or_attribute_array_is_refused():
+    hist = np.zeros(4)
+
+    def fn(x):
+        hist[1:3] = 1.0
+        return x + 1.0
+
+    with pytest.raises(TraceError, match=r"the closure variable 'hist'"):
+        tracejit.compile(fn)(np.ones(3))
+    assert hist.flags.writeable
+
+    class Model:
+        def __init__(self):
+            self.calls = np.zeros(1)
+
+        def step(self, x):
+            self.calls += 1
+            return x * 2.0
+
+    m = Model()
+    with pytest.raises(TraceError, match=r"the attribute 'calls' of the bound object"):
+        tracejit.compile(m.step)(np.ones(3))
+    assert m.calls.flags.writeable and m.calls[0] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="Python scalars read from globals or attributes are "
+                   "constants of the trace; guarding them needs the guard model (guards issue)")
+def test_a_global_python_scalar_changed_between_calls_is_seen():
+    ns = {"np": np, "SCALE": 2.0}
+    exec("def fn(x):\n    return x * SCALE\n", ns)
+    f = tracejit.compile(ns["fn"])
+    assert_matches_numpy(f(np.ones(3)), np.full(3, 2.0))
+    ns["SCALE"] = 3.0
+    assert_matches_numpy(f(np.ones(3)), np.full(3, 3.0))

@@ -155,14 +155,74 @@ def _check(fn, before):
 
 # ---- the one entry -------------------------------------------------------------
 
+def _lock_arrays(fn):
+    """Makes the NumPy arrays fn reads from outside (its closure, the globals its code
+    names, the attributes of the object it is bound to) read-only while it is traced:
+    a write into one (counter[0] += 1) would happen once, while tracing, and never on
+    the calls the compiled code replays. Returns [(label, array)] to unlock."""
+    locked = []
+    for obj in (fn, getattr(fn, "__wrapped__", None)):
+        if obj is None:
+            continue
+        code = getattr(obj, "__code__", None)
+        names = set(code.co_names) if code is not None else set()
+        found = []
+        owner = getattr(obj, "__self__", None)
+        if owner is not None:
+            found += [(f"the attribute {k!r} of the bound object", v)
+                      for k, v in (getattr(owner, "__dict__", None) or {}).items()]
+        for name, cell in zip(getattr(code, "co_freevars", ()), getattr(obj, "__closure__", None) or ()):
+            try:
+                found.append((f"the closure variable {name!r}", cell.cell_contents))
+            except ValueError:
+                pass
+        g = getattr(obj, "__globals__", None) or {}
+        found += [(f"the global {k!r}", g[k]) for k in names if k in g]
+        for label, v in found:
+            if type(v) is np.ndarray and v.flags.writeable:
+                v.flags.writeable = False
+                locked.append((label, v))
+    return locked
+
+
+def _unlock(locked):
+    for _, v in locked:
+        v.flags.writeable = True
+
+
+def _write_refusal(err, locked):
+    """A TraceError for numpy's read-only error on a locked array, else None."""
+    if not locked or "read-only" not in str(err):
+        return None
+    import traceback
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not f.filename.startswith(_C._skip_dirs())]
+    where = f"\n  at {frames[-1].filename}:{frames[-1].lineno}, in {frames[-1].name}\n" \
+            f"    {frames[-1].line}" if frames else ""
+    names = ", ".join(label for label, _ in locked)
+    return _C.TraceError(
+        f"a write into an array the function reads from outside ({names}) cannot be traced: "
+        f"it would happen once, while tracing, and not on later calls. Return the new "
+        f"value instead, or pass the array in and return its update{where}")
+
+
 def call(fn, args, kwargs, torch_trace):
     """Runs fn(*args, **kwargs) on tracers (csrc/function.c's compile_plan, which swaps
     the refusing wrappers in around it), and checks the generators' states after."""
     before = _snapshot(fn, args, kwargs)
-    if torch_trace:
-        from . import _torch
-        result = _torch.call_traced(fn, args, kwargs)
-    else:
-        result = fn(*args, **(kwargs or {}))
+    locked = _lock_arrays(fn)
+    try:
+        if torch_trace:
+            from . import _torch
+            result = _torch.call_traced(fn, args, kwargs)
+        else:
+            result = fn(*args, **(kwargs or {}))
+    except ValueError as e:
+        refusal = _write_refusal(e, locked)
+        if refusal is None:
+            raise
+        raise refusal from None
+    finally:
+        _unlock(locked)
     _check(fn, before)
     return result
