@@ -575,3 +575,17 @@ def test_a_global_python_scalar_changed_between_calls_is_seen():
     assert_matches_numpy(f(np.ones(3)), np.full(3, 2.0))
     ns["SCALE"] = 3.0
     assert_matches_numpy(f(np.ones(3)), np.full(3, 3.0))
+
+
+def test_an_ndarray_subclass_read_from_outside_is_refused():
+    """np.matrix's `*` is a matrix product: computing it as ndarray's would differ."""
+    class Named(np.ndarray):
+        pass
+
+    m = np.arange(4.0).reshape(2, 2).view(Named)
+
+    def fn(a):
+        return a * m
+
+    refused(fn, [np.ones((2, 2))], r"an array of the ndarray subclass .*Named.* plain "
+            r"ndarray semantics", "a * m")

@@ -283,7 +283,13 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
         return const_node(t, TJ_I64, 1, (tj_scalar){.i = v});
     }
     if (PyFloat_Check(o)) return const_node(t, TJ_F64, 1, (tj_scalar){.f = PyFloat_AS_DOUBLE(o)});
-    if (PyArray_Check(o)) return capture_array(t, (PyArrayObject *)o);
+    if (PyArray_CheckExact(o)) return capture_array(t, (PyArrayObject *)o);
+    if (PyArray_Check(o)) {   /* np.matrix multiplies as matrices: its semantics are not ours */
+        tj_trace_error("the traced function uses an array of the ndarray subclass %R (read "
+                       "from outside or made inside it); tracejit computes with plain ndarray "
+                       "semantics: use np.asarray(...) of it", (PyObject *)Py_TYPE(o));
+        return -1;
+    }
     if (PyList_Check(o) || PyTuple_Check(o)) {
         /* A literal nested sequence: a constant array, made once while tracing. */
         PyObject *arr = PyArray_FROM_O(o);
