@@ -169,6 +169,8 @@ typedef struct {
     PyObject_HEAD
     tj_trace *trace;         /* strong */
     int32_t id;
+    uint8_t scalar;          /* a 0-d view eager holds as a NumPy scalar (x[0] of a 1-d x, not
+                                x[..., 0]): `+=` rebinds it rather than write through */
 } tj_tracer;
 
 int tj_tracer_types_init(PyObject *module, tj_state *st);

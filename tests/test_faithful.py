@@ -589,3 +589,23 @@ def test_an_ndarray_subclass_read_from_outside_is_refused():
 
     refused(fn, [np.ones((2, 2))], r"an array of the ndarray subclass .*Named.* plain "
             r"ndarray semantics", "a * m")
+
+
+def test_zero_dim_values_follow_numpys_scalar_or_view_rule():
+    def scalar(x):
+        acc = x[0]          # a NumPy scalar: `+=` rebinds acc only
+        acc += x[1]
+        return acc, x * 1.0
+
+    f = tracejit.compile(scalar)
+    x = np.arange(3.0)
+    for got, want in zip(f(x), scalar(x.copy())):
+        assert_matches_numpy(got, want)
+
+    def view(x):
+        y = x * 1.0
+        v = y[..., 0]       # a 0-d view: `+=` writes into y in eager
+        v += 1.0
+        return y
+
+    refused(view, [np.arange(3.0)], r"a view of another array", "v += 1.0")

@@ -135,6 +135,7 @@ PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
     if (!x) { t->holders[id]--; return NULL; }
     x->trace = (tj_trace *)Py_NewRef((PyObject *)t);
     x->id = id;
+    x->scalar = 0;
     PyObject_GC_Track(x);
     return (PyObject *)x;
 }
@@ -373,8 +374,11 @@ static PyObject *inplace(PyObject *a, PyObject *b, int op, const char *what) {
     PyObject *r = op == TJ_OP_POW ? nb_pow(a, b, Py_None) : op == -1 ? nb_matmul(a, b)
                                                                     : binop(a, b, op);
     if (!r || r == Py_NotImplemented) return r;
-    int scalar = n->op == TJ_OP_SCALAR ||
-                 (!t->torch && n->ndim == 0 && tj_ops[n->op].kind != TJ_K_LEAF);
+    /* NumPy's 0-d results of ufuncs and reductions, and x[0], are scalars; a 0-d view
+     * made otherwise (x[..., 0], a reshape) is an array */
+    int scalar = n->op == TJ_OP_SCALAR || x->scalar ||
+                 (!t->torch && n->ndim == 0 && tj_ops[n->op].kind != TJ_K_LEAF &&
+                  tj_ops[n->op].kind != TJ_K_VIEW);
     if (scalar || !tj_is_tracer(r)) return r;
     PyObject *res = tj_tracer_assign(a, r, what);
     Py_DECREF(r);
@@ -462,7 +466,14 @@ static Py_ssize_t tracer_len(PyObject *a) {
 
 static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
     tj_trace *t = live_trace((tj_tracer *)a);
-    return t ? tj_getitem(t, a, key) : NULL;
+    PyObject *r = t ? tj_getitem(t, a, key) : NULL;
+    if (!r || t->torch || !tj_is_tracer(r) || node_of((tj_tracer *)r)->ndim) return r;
+    /* NumPy gives a scalar for a 0-d result, except through an Ellipsis (a 0-d view) */
+    int ellipsis = key == Py_Ellipsis;
+    for (Py_ssize_t i = 0; PyTuple_Check(key) && i < PyTuple_GET_SIZE(key); i++)
+        ellipsis |= PyTuple_GET_ITEM(key, i) == Py_Ellipsis;
+    ((tj_tracer *)r)->scalar = !ellipsis;
+    return r;
 }
 
 static PyObject *tracer_iter(PyObject *a) {
