@@ -129,6 +129,7 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     }
     p->out_lib = f->out_lib < 0 ? TJ_LIB_NUMPY : f->out_lib;
     p->torch_dflt = t->torch & 4 ? TJ_F64 : t->torch & 2 ? TJ_F32 : -1;
+    p->guards = t->guards ? Py_NewRef(t->guards) : NULL;
     if (p->out_lib == TJ_LIB_DLPACK) p->out_conv = tj_dl_converter(f->out_type);
     int n_out = p->sched.n_slots - p->sched.first_out;
     if (!(p->out_strides = PyMem_Calloc((size_t)(n_out ? n_out : 1), sizeof *p->out_strides))) {
@@ -183,6 +184,15 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     tj_effects_leave();
     tj_trace_leave(outer);
     if (!res) goto done;                       /* the user's exception, unchanged */
+    if (st->trace_call) {                      /* (result, guards) */
+        if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
+            tj_internal_error("the trace call returned no (result, guards)");
+            goto done;
+        }
+        t->guards = PyTuple_GET_ITEM(res, 1) == Py_None ? NULL
+                                                         : Py_NewRef(PyTuple_GET_ITEM(res, 1));
+        Py_SETREF(res, Py_NewRef(PyTuple_GET_ITEM(res, 0)));
+    }
     if (t->refusal) {     /* caught by the user's code, which went on: not eager's path */
         PyErr_Format(st->TraceError, "%U\n(the traced function caught this TraceError and "
                      "went on, so what it computed may not be what eager computes: the trace "

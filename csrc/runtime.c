@@ -184,6 +184,32 @@ void tj_plan_tier_up(tj_plan *p) {
     p->groups = g2;
 }
 
+/* Whether the Python values a trace read as constants are still there (tj_plan's
+ * guards): 0 yes, 1 + *reason one changed, -1 + exception. */
+static int check_guards(PyObject *guards, PyObject **reason) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(guards); i++) {
+        PyObject *g = PyTuple_GET_ITEM(guards, i);
+        PyObject *box = PyTuple_GET_ITEM(g, 0), *was = PyTuple_GET_ITEM(g, 2);
+        PyObject *now = PyCell_Check(box) ? PyCell_GET(box)
+                                          : PyDict_GetItemWithError(box, PyTuple_GET_ITEM(g, 1));
+        if (now == was) continue;
+        if (!now && PyErr_Occurred()) return -1;
+        /* an equal number or string (a notebook cell run again) is the same constant */
+        if (now && Py_TYPE(now) == Py_TYPE(was) &&
+            (PyFloat_CheckExact(was) || PyLong_CheckExact(was) || PyUnicode_CheckExact(was) ||
+             PyBool_Check(was) || PyComplex_CheckExact(was) || PyTuple_CheckExact(was))) {
+            int eq = PyObject_RichCompareBool(now, was, Py_EQ);
+            if (eq < 0) return -1;
+            if (eq) continue;
+        }
+        *reason = now ? PyUnicode_FromFormat("%U changed (%.60R -> %.60R)",
+                                             PyTuple_GET_ITEM(g, 3), was, now)
+                      : PyUnicode_FromFormat("%U was deleted", PyTuple_GET_ITEM(g, 3));
+        return *reason ? 1 : -1;
+    }
+    return 0;
+}
+
 int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason) {
     const tj_schedule *s = &p->sched;
     int ns = s->n_slots, n_out = ns - s->first_out, rc = -1;
@@ -213,6 +239,8 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     int n_made = 0;
     *result = *reason = NULL;
     if (!P || !S || !sc || !outs || !by_pos || !held || !dls) { PyErr_NoMemory(); goto done; }
+    if (p->guards && (rc = check_guards(p->guards, reason)) != 0) goto done;
+    rc = -1;
     if (p->torch_dflt >= 0) {   /* the trace promoted with torch's default dtype */
         int now = tj_dl_default_float();
         if (now < 0) goto done;
@@ -442,6 +470,7 @@ void tj_plan_decref(tj_plan *p) {
     Py_XDECREF(p->statics);
     PyMem_Free(p->slots);
     Py_XDECREF(p->captures);
+    Py_XDECREF(p->guards);
     Py_XDECREF(p->out_conv);
     PyMem_Free(p->out_strides);
     PyMem_Free(p->cap_shape);

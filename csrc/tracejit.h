@@ -158,6 +158,7 @@ typedef struct {
     PyObject *fn;            /* strong: the traced function, where captures are looked up */
     int torch;               /* a torch input: torch dtypes, promotion and methods; | 2 (4):
                                 promotion read torch's default dtype, float32 (float64) */
+    PyObject *guards;        /* what _effects.call returned beside the result (see tj_plan) */
     PyObject *refusal;       /* the first TraceError raised while tracing (message): if the
                                 user's code caught it and went on, the trace is refused */
     int32_t *holders;        /* live Tracer objects per node (an in-place operator rebinds
@@ -558,6 +559,10 @@ typedef struct tj_plan {
     PyObject *log;               /* pass log (list of str) */
     int out_lib;                 /* TJ_LIB_*: which library the results belong to */
     int torch_dflt;              /* torch's default dtype the trace assumed, or -1: checked */
+    PyObject *guards;            /* tuple of (container, key, value, label) or NULL: Python
+                                    values the trace read as constants (_effects.guards);
+                                    one that changed (the cell or dict entry no longer holds
+                                    it, nor an equal value of its type) retraces */
     PyObject *out_conv;          /* TJ_LIB_DLPACK: ndarray -> that library, or NULL */
     int64_t (*out_strides)[TJ_MAXDIM];   /* output slots: contiguous byte strides */
     char *scratch_cache;         /* the scratch block, kept between calls */

@@ -566,15 +566,58 @@ def test_a_write_into_a_closure_or_attribute_array_is_refused():
     assert m.calls.flags.writeable and m.calls[0] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="Python scalars read from globals or attributes are "
-                   "constants of the trace; guarding them needs the guard model (guards issue)")
-def test_a_global_python_scalar_changed_between_calls_is_seen():
-    ns = {"np": np, "SCALE": 2.0}
-    exec("def fn(x):\n    return x * SCALE\n", ns)
+def test_python_values_read_as_constants_are_guarded():
+    """A global, closure or attribute number is a constant of the trace: the plan keeps
+    a guard on it, and a changed one retraces (an equal one does not)."""
+    ns = {"np": np, "SCALE": 2.0, "MODE": "double"}
+    exec("def fn(x):\n    y = x * SCALE\n    return y * 2 if MODE == 'double' else y\n", ns)
     f = tracejit.compile(ns["fn"])
-    assert_matches_numpy(f(np.ones(3)), np.full(3, 2.0))
+    x = np.ones(3)
+    assert_matches_numpy(f(x), np.full(3, 4.0))
     ns["SCALE"] = 3.0
-    assert_matches_numpy(f(np.ones(3)), np.full(3, 3.0))
+    assert_matches_numpy(f(x), np.full(3, 6.0))
+    assert f.cache_info().last_retrace == "the global 'SCALE' changed (2.0 -> 3.0)"
+    ns["MODE"] = "single"                 # a branch taken on a global string
+    assert_matches_numpy(f(x), np.full(3, 3.0))
+    ns["SCALE"] = float("3.0")            # another object, equal: no retrace
+    misses = f.cache_info().misses
+    assert_matches_numpy(f(x), np.full(3, 3.0))
+    assert f.cache_info().misses == misses
+    del ns["SCALE"]
+    with pytest.raises(NameError):
+        f(x)
+
+    def make(k):
+        def g(x):
+            return x * k
+        return g
+
+    h = make(2)
+    cf = tracejit.compile(h)
+    assert_matches_numpy(cf(x), np.full(3, 2.0))
+    h.__closure__[0].cell_contents = 5
+    assert_matches_numpy(cf(x), np.full(3, 5.0))
+
+
+def test_attributes_read_as_constants_are_guarded():
+    class Model:
+        def __init__(self):
+            self.w = np.ones(3)
+            self.scale = 2.0
+
+        def f(self, x):
+            return x * self.w * self.scale
+
+    m = Model()
+    f = tracejit.compile(m.f)
+    x = np.ones(3)
+    assert_matches_numpy(f(x), np.full(3, 2.0))
+    m.w = np.full(3, 5.0)          # rebound: read again
+    assert_matches_numpy(f(x), np.full(3, 10.0))
+    m.w[:] = 7.0                   # updated in place: read at every call
+    assert_matches_numpy(f(x), np.full(3, 14.0))
+    m.scale = 1.0
+    assert_matches_numpy(f(x), np.full(3, 7.0))
 
 
 def test_an_ndarray_subclass_read_from_outside_is_refused():
@@ -609,3 +652,26 @@ def test_zero_dim_values_follow_numpys_scalar_or_view_rule():
         return y
 
     refused(view, [np.arange(3.0)], r"a view of another array", "v += 1.0")
+
+
+def test_a_modules_plain_attributes_are_guarded():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 3)
+            self.scale = 2.0
+            self.mask = torch.ones(3)        # a plain tensor attribute, not a buffer
+
+        def forward(self, x):
+            return self.lin(x) * self.scale * self.mask
+
+    net = Net()
+    f = tracejit.compile(net)
+    x = torch.randn(4, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(f(x), net(x))
+        net.scale = 3.0
+        torch.testing.assert_close(f(x), net(x))
+        net.mask = torch.tensor([1.0, 0.0, 1.0])
+        torch.testing.assert_close(f(x), net(x))
+        assert "mask" in f.cache_info().last_retrace

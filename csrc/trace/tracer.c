@@ -18,6 +18,7 @@ static void trace_dealloc(tj_trace *t) {
     PyMem_Free(t->slots);
     PyMem_Free(t->holders);
     Py_CLEAR(t->refusal);
+    Py_CLEAR(t->guards);
     Py_CLEAR(t->captures);
     Py_CLEAR(t->fn);
     tp->tp_free((PyObject *)t);
@@ -27,12 +28,14 @@ static void trace_dealloc(tj_trace *t) {
 static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(t));
     Py_VISIT(t->captures);
+    Py_VISIT(t->guards);
     Py_VISIT(t->fn);
     return 0;
 }
 
 static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->refusal);
+    Py_CLEAR(t->guards);
     Py_CLEAR(t->captures);
     Py_CLEAR(t->fn);
     return 0;
@@ -60,6 +63,7 @@ PyObject *tj_trace_new(PyObject *fn) {
     t->holders = NULL;
     t->cap_holders = 0;
     t->refusal = NULL;
+    t->guards = NULL;
     t->captures = PyList_New(0);
     t->fn = Py_NewRef(fn);
     PyObject_GC_Track(t);

@@ -206,9 +206,93 @@ def _write_refusal(err, locked):
         f"value instead, or pass the array in and return its update{where}")
 
 
+# ---- guards: Python values the trace read as constants ---------------------------
+
+_SIMPLE = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _simple(v):
+    return type(v) in _SIMPLE or (type(v) is tuple and len(v) < 16 and all(map(_simple, v)))
+
+
+def _is_array(v):
+    torch = sys.modules.get("torch")
+    return type(v) is np.ndarray or (torch is not None and isinstance(v, torch.Tensor))
+
+
+def _is_module(v):
+    return any(c.__name__ == "Module" and c.__module__ == "torch.nn.modules.module"
+               for c in type(v).__mro__)
+
+
+def _code_names(code, out):
+    out.update(code.co_names)
+    for c in code.co_consts:
+        if hasattr(c, "co_names"):
+            _code_names(c, out)
+    return out
+
+
+def guards(fn):
+    """(container, key, value, label) for the Python values fn may have read as constants
+    of its trace: numbers, strings and tuples of them in its closure, in the globals its
+    code names, in the attributes of the object it is bound to and of a compiled
+    module's submodules, and arrays held in those attributes (read by identity at call
+    time). The replay checks them (csrc/runtime.c); a changed one retraces, where the
+    compiled code would otherwise keep the old value. Arrays in closures and globals
+    need none: they are read at every call."""
+    out, seen = [], set()
+
+    def attrs(obj, label):
+        d = getattr(obj, "__dict__", None)
+        if not isinstance(d, dict) or isinstance(obj, type):
+            return
+        for k, v in d.items():
+            if not k.startswith("_") and (_simple(v) or _is_array(v)):
+                out.append((d, k, v, f"{label}.{k}"))
+
+    def visit(obj, depth):
+        if id(obj) in seen or depth > 3:
+            return
+        seen.add(id(obj))
+        if _is_module(obj):
+            for name, m in obj.named_modules():
+                attrs(m, f"the attribute {type(m).__name__}" + (f" ({name})" if name else ""))
+            return
+        owner = getattr(obj, "__self__", None)
+        if owner is not None and not isinstance(owner, type(sys)):
+            attrs(owner, "the attribute self")
+            visit(owner, depth + 1) if _is_module(owner) else None
+            obj = getattr(obj, "__func__", obj)
+        code = getattr(obj, "__code__", None)
+        if code is None:
+            return
+        for name, cell in zip(code.co_freevars, getattr(obj, "__closure__", None) or ()):
+            try:
+                v = cell.cell_contents
+            except ValueError:
+                continue
+            if _simple(v):
+                out.append((cell, None, v, f"the closure variable {name!r}"))
+            elif callable(v) or _is_module(v):
+                visit(v, depth + 1)
+        g = getattr(obj, "__globals__", None) or {}
+        for name in _code_names(code, set()):
+            v = g.get(name, g)
+            if v is not g and _simple(v):
+                out.append((g, name, v, f"the global {name!r}"))
+        wrapped = getattr(obj, "__wrapped__", None)
+        if wrapped is not None:
+            visit(wrapped, depth + 1)
+
+    visit(fn, 0)
+    return tuple(out) or None
+
+
 def call(fn, args, kwargs, torch_trace):
     """Runs fn(*args, **kwargs) on tracers (csrc/function.c's compile_plan, which swaps
-    the refusing wrappers in around it), and checks the generators' states after."""
+    the refusing wrappers in around it), checks the generators' states after, and
+    returns (result, the guards of its plan)."""
     before = _snapshot(fn, args, kwargs)
     locked = _lock_arrays(fn)
     try:
@@ -225,4 +309,4 @@ def call(fn, args, kwargs, torch_trace):
     finally:
         _unlock(locked)
     _check(fn, before)
-    return result
+    return result, guards(fn)
