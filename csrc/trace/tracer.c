@@ -374,15 +374,16 @@ static PyObject *inplace(PyObject *a, PyObject *b, int op, const char *what) {
     if (!tj_is_tracer(a)) return binop(a, b, op);
     tj_trace *t = live_trace(x);
     if (!t) return NULL;
-    const tj_node *n = node_of(x);
-    PyObject *r = op == TJ_OP_POW ? nb_pow(a, b, Py_None) : op == -1 ? nb_matmul(a, b)
-                                                                    : binop(a, b, op);
-    if (!r || r == Py_NotImplemented) return r;
     /* NumPy's 0-d results of ufuncs and reductions, and x[0], are scalars; a 0-d view
-     * made otherwise (x[..., 0], a reshape) is an array */
+     * made otherwise (x[..., 0], a reshape) is an array. (Read before the operation:
+     * adding its nodes may move the graph's array.) */
+    const tj_node *n = node_of(x);
     int scalar = n->op == TJ_OP_SCALAR || x->scalar ||
                  (!t->torch && n->ndim == 0 && tj_ops[n->op].kind != TJ_K_LEAF &&
                   tj_ops[n->op].kind != TJ_K_VIEW);
+    PyObject *r = op == TJ_OP_POW ? nb_pow(a, b, Py_None) : op == -1 ? nb_matmul(a, b)
+                                                                    : binop(a, b, op);
+    if (!r || r == Py_NotImplemented) return r;
     if (scalar || !tj_is_tracer(r)) return r;
     PyObject *res = tj_tracer_assign(a, r, what);
     Py_DECREF(r);
