@@ -1,23 +1,23 @@
-"""Effects a trace cannot replay, refused while a function is traced: random draws.
+"""What a trace cannot replay (python side; csrc/trace/effects.c and the in-place
+operators of csrc/trace/tracer.c are the rest), and the guards of what it froze.
 
 A traced function runs once; its compiled code replays the graph on every later call.
-A random draw made while tracing would become a constant of the graph, and every
-later call would return the same "sample". Until random numbers are ops of the graph,
-every way of drawing one is refused with a TraceError naming it and the user's line:
+`call` below runs every trace (csrc/function.c's compile_plan) and keeps it faithful:
 
-  * numpy.random's and random's public functions (np.random.normal, random.random,
-    np.random.default_rng, np.random.seed, ...) and the entropy source of a new
-    generator (random._urandom, which numpy's SeedSequence and SystemRandom read): the
-    module attributes are swapped for refusing wrappers while any trace runs (in C,
-    csrc/trace/effects.c, so an interrupt cannot leave one behind); a wrapper refuses
-    only on a thread that is tracing, so other threads are not disturbed;
-  * torch's random functions and samplers (torch.randn, Tensor.normal_, dropout in
-    training mode, any call given generator=): _torch.py asks random_call() below;
-  * a net for every other path (a method of a Generator or RandomState the function
-    reaches, a bound method saved before tracing, torch.manual_seed): the states of the
-    generators the function can reach (numpy's and random's global ones, torch's
-    default one, and generator objects in its closure, globals, arguments, and one
-    level into their attributes) are compared before and after the trace.
+  * Random draws (until random numbers are ops of the graph) are refused with a
+    TraceError naming them and the user's line: numpy.random's and random's public
+    functions (np.random.default_rng excepted: seeded, it is a constant) and the
+    entropy source of a new unseeded generator (random._urandom, which numpy's
+    SeedSequence and SystemRandom read) are swapped for refusing wrappers while any
+    trace runs (in C, so an interrupt cannot leave one behind; a wrapper refuses only
+    on a tracing thread); torch's random functions and samplers are refused by name
+    (_torch.refuse_random); a net catches every other path (a Generator's method, a
+    function bound before tracing, torch.manual_seed) by comparing the states of the
+    generators the function can reach before and after the trace.
+  * Writes into arrays the function reads from outside (closure, globals, attributes
+    of its object) are refused: those arrays are read-only while it is traced.
+  * Python values read as constants (numbers and strings in the closure, the globals,
+    attributes) become guards of the plan: a changed one retraces (`guards`).
 """
 import functools
 import sys
@@ -287,7 +287,8 @@ def guards(fn):
         owner = getattr(obj, "__self__", None)
         if owner is not None and not isinstance(owner, type(sys)):
             attrs(owner, "the attribute self")
-            visit(owner, depth + 1) if _is_module(owner) else None
+            if _is_module(owner):
+                visit(owner, depth + 1)
             obj = getattr(obj, "__func__", obj)
         code = getattr(obj, "__code__", None)
         if code is None:
