@@ -129,7 +129,11 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     }
     p->out_lib = f->out_lib < 0 ? TJ_LIB_NUMPY : f->out_lib;
     p->torch_dflt = t->torch & 4 ? TJ_F64 : t->torch & 2 ? TJ_F32 : -1;
-    p->guards = t->guards ? Py_NewRef(t->guards) : NULL;
+    p->pyvalues = t->guards ? Py_NewRef(t->guards) : NULL;
+    if (tj_guards_build(p) < 0) {
+        tj_plan_decref(p);
+        return NULL;
+    }
     if (p->out_lib == TJ_LIB_DLPACK) p->out_conv = tj_dl_converter(f->out_type);
     int n_out = p->sched.n_slots - p->sched.first_out;
     if (!(p->out_strides = PyMem_Calloc((size_t)(n_out ? n_out : 1), sizeof *p->out_strides))) {

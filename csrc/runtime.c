@@ -22,60 +22,6 @@
 
 _Static_assert(sizeof(npy_intp) == sizeof(int64_t), "npy_intp must be 64-bit");
 
-/* The array a capture refers to now (borrowed), or NULL without an exception when
- * its name is gone. */
-static PyObject *capture_now(PyObject *entry) {
-    int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
-    PyObject *where = PyTuple_GET_ITEM(entry, 1);
-    if (kind == 0) return PyCell_GET(where);
-    if (kind == 1 || kind == 3) return PyDict_GetItemWithError(where, PyTuple_GET_ITEM(entry, 2));
-    return where;
-}
-
-/* "float32(3, 4)", plus " strided" when not C-contiguous. New reference. */
-static PyObject *array_desc(PyObject *a) {
-    PyObject *dt = PyObject_GetAttrString(a, "dtype"), *sh = PyObject_GetAttrString(a, "shape");
-    int contig = 1;
-    if (PyArray_Check(a)) {
-        contig = PyArray_IS_C_CONTIGUOUS((PyArrayObject *)a) != 0;
-    } else {   /* a torch tensor: "float32(3, 4)" like an array */
-        tj_dlview v;
-        const char *why;
-        char shape[256];
-        PyObject *r = NULL;
-        if (tj_dl_torch_view(a, &v, &why) == 0) {
-            tj_shape_str(shape, sizeof shape, v.ndim, v.shape);
-            r = PyUnicode_FromFormat("%s%s%s", tj_dtype_name(v.dtype), shape,
-                                     v.contig ? "" : " strided");
-        }
-        PyErr_Clear();
-        Py_XDECREF(dt);
-        Py_XDECREF(sh);
-        return r ? r : PyUnicode_FromString("torch tensor");
-    }
-    PyObject *r = dt && sh ? PyUnicode_FromFormat("%S%S%s", dt, sh, contig ? "" : " strided")
-                           : NULL;
-    Py_XDECREF(dt);
-    Py_XDECREF(sh);
-    return r;
-}
-
-static PyObject *stale_reason(PyObject *entry, PyObject *now) {
-    int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
-    PyObject *name = PyTuple_GET_ITEM(entry, 2);
-    const char *what = kind == 0 ? "closure variable" : kind == 1 ? "global"
-                     : kind == 3 ? "module parameter or buffer" : "captured array";
-    PyObject *old = array_desc(PyTuple_GET_ITEM(entry, 3));
-    PyObject *cur = now && (PyArray_Check(now) || tj_dl_kind(now) == TJ_LIB_TORCH)
-                        ? array_desc(now)
-                                              : PyUnicode_FromString(now ? Py_TYPE(now)->tp_name
-                                                                         : "unbound");
-    PyObject *r = old && cur ? PyUnicode_FromFormat("%s %R: %U -> %U", what, name, old, cur) : NULL;
-    Py_XDECREF(old);
-    Py_XDECREF(cur);
-    return r;
-}
-
 /* The kernel: its groups in order, each large one split across the thread pool.
  * Only groups whose outer-loop units write disjoint memory are split, and a
  * reduction over the outer loop's dim is reduced in chunks of units fixed by its
@@ -184,232 +130,226 @@ void tj_plan_tier_up(tj_plan *p) {
     p->groups = g2;
 }
 
-/* Whether the Python values a trace read as constants are still there (tj_plan's
- * guards): 0 yes, 1 + *reason one changed, -1 + exception. */
-static int check_guards(PyObject *guards, PyObject **reason) {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(guards); i++) {
-        PyObject *g = PyTuple_GET_ITEM(guards, i);
-        PyObject *box = PyTuple_GET_ITEM(g, 0), *was = PyTuple_GET_ITEM(g, 2);
-        PyObject *now = PyCell_Check(box) ? PyCell_GET(box)
-                                          : PyDict_GetItemWithError(box, PyTuple_GET_ITEM(g, 1));
-        if (now == was) continue;
-        if (!now && PyErr_Occurred()) return -1;
-        /* an equal number or string (a notebook cell run again) is the same constant */
-        if (now && Py_TYPE(now) == Py_TYPE(was) &&
-            (PyFloat_CheckExact(was) || PyLong_CheckExact(was) || PyUnicode_CheckExact(was) ||
-             PyBool_Check(was) || PyComplex_CheckExact(was) || PyTuple_CheckExact(was))) {
-            int eq = PyObject_RichCompareBool(now, was, Py_EQ);
-            if (eq < 0) return -1;
-            if (eq) continue;
+/* ---- one replay: guards, bind, allocate, launch, finish ------------------------ */
+
+/* A replay's working memory: each slot's data pointer and strides (P[ns] is the error
+ * record gathers report an out-of-bounds index in), the arrays it holds and makes.
+ * Small plans use the stack arrays. */
+typedef struct {
+    int ns, big;
+    void **P;
+    const int64_t **S;
+    unsigned char (*sc)[8];        /* scalar arguments, as the kernel reads them */
+    PyObject **outs;               /* results made (released at the end: the template
+                                      holds its own references) */
+    int n_made;
+    PyObject **by_pos;             /* results in template order */
+    PyObject **cap;                /* captured arrays, as the guards read them: held for the
+                                      run (another thread may rebind their names while the
+                                      kernel runs without the GIL) */
+    tj_dlview *cap_view;           /* their DLPack views (torch tensors) */
+    int64_t (*dls)[TJ_MAXDIM];     /* byte strides of captured torch tensors (their DLPack
+                                      views count elements) */
+    PyObject **conv;               /* results converted to another DLPack library */
+    char *scratch;
+    int64_t err[4];
+    void *P_stack[TJ_STACK_SLOTS + 1];
+    const int64_t *S_stack[TJ_STACK_SLOTS];
+    unsigned char sc_stack[TJ_STACK_SLOTS][8];
+    PyObject *o_stack[2 * TJ_STACK_SLOTS], *pos_stack[TJ_STACK_SLOTS + 1];
+    PyObject *cap_stack[TJ_STACK_SLOTS];
+    tj_dlview view_stack[TJ_STACK_SLOTS];
+    int64_t dls_stack[TJ_STACK_SLOTS][TJ_MAXDIM];
+} replay;
+
+static int replay_init(replay *r, const tj_plan *p) {
+    int ns = p->sched.n_slots, nc = (int)PyList_GET_SIZE(p->captures);
+    r->ns = ns;
+    r->big = ns + 1 > TJ_STACK_SLOTS || p->n_results > TJ_STACK_SLOTS || nc > TJ_STACK_SLOTS;
+    r->n_made = 0;
+    r->conv = NULL;
+    r->scratch = NULL;
+    memset(r->err, 0, sizeof r->err);
+    if (!r->big) {
+        r->P = r->P_stack; r->S = r->S_stack; r->sc = r->sc_stack; r->outs = r->o_stack;
+        r->by_pos = r->pos_stack; r->cap = r->cap_stack; r->cap_view = r->view_stack;
+        r->dls = r->dls_stack;
+        memset(r->cap, 0, (size_t)nc * sizeof *r->cap);
+        return 0;
+    }
+    r->P = PyMem_Calloc((size_t)ns + 1, sizeof *r->P);
+    r->S = PyMem_Calloc((size_t)ns, sizeof *r->S);
+    r->sc = PyMem_Calloc((size_t)ns, 8);
+    r->outs = PyMem_Calloc((size_t)ns + (size_t)p->n_results, sizeof *r->outs);
+    r->by_pos = PyMem_Calloc((size_t)p->n_results + 1, sizeof *r->by_pos);
+    r->cap = PyMem_Calloc((size_t)nc + 1, sizeof *r->cap);
+    r->cap_view = PyMem_Calloc((size_t)nc + 1, sizeof *r->cap_view);
+    r->dls = PyMem_Calloc((size_t)ns, sizeof *r->dls);
+    if (r->P && r->S && r->sc && r->outs && r->by_pos && r->cap && r->cap_view && r->dls)
+        return 0;
+    PyErr_NoMemory();
+    return -1;
+}
+
+static void replay_release(replay *r, tj_plan *p) {
+    for (int k = 0; k < r->n_made; k++) Py_DECREF(r->outs[k]);
+    for (Py_ssize_t c = 0; r->cap && c < PyList_GET_SIZE(p->captures); c++) Py_XDECREF(r->cap[c]);
+    for (int o = 0; r->conv && o < p->n_results; o++) Py_XDECREF(r->conv[o]);
+    PyMem_Free(r->conv);
+    if (r->scratch && r->scratch == p->scratch_cache) p->scratch_busy = 0;
+    else PyMem_RawFree(r->scratch);
+    if (r->big) {
+        PyMem_Free(r->P);
+        PyMem_Free(r->S);
+        PyMem_Free(r->sc);
+        PyMem_Free(r->outs);
+        PyMem_Free(r->by_pos);
+        PyMem_Free(r->cap);
+        PyMem_Free(r->cap_view);
+        PyMem_Free(r->dls);
+    }
+}
+
+/* Leaf slots: arguments (a torch one through the view its key was made with),
+ * captured arrays (as the guards read them), constants. 0/-1. */
+static int bind(replay *r, const tj_plan *p, const tj_flat *f) {
+    int dl_k = 0;
+    for (int i = 0; i < p->n_leaf_slots; i++) {
+        const tj_slotdesc *d = &p->slots[i];
+        if (d->kind == TJ_SLOT_CONST) {
+            r->P[i] = p->consts[i];
+            r->S[i] = NULL;
+            continue;
         }
-        *reason = now ? PyUnicode_FromFormat("%U changed (%.60R -> %.60R)",
-                                             PyTuple_GET_ITEM(g, 3), was, now)
-                      : PyUnicode_FromFormat("%U was deleted", PyTuple_GET_ITEM(g, 3));
-        return *reason ? 1 : -1;
+        PyObject *o;
+        if (d->kind == TJ_SLOT_CAPTURE && d->torch) {
+            const tj_dlview *v = &r->cap_view[d->index];
+            memcpy(r->dls[i], v->strides, (size_t)v->ndim * sizeof(int64_t));
+            r->P[i] = v->data;
+            r->S[i] = r->dls[i];
+            continue;
+        }
+        if (d->kind == TJ_SLOT_CAPTURE) {
+            o = r->cap[d->index];
+        } else {
+            o = f->leaves[d->index];
+            if (d->torch) {   /* its view, taken when the key was made */
+                const tj_dlview *v = &f->dl[dl_k++];
+                r->P[i] = v->data;
+                r->S[i] = v->strides;
+                continue;
+            }
+        }
+        if (PyArray_Check(o)) {
+            r->P[i] = PyArray_DATA((PyArrayObject *)o);
+            r->S[i] = (const int64_t *)PyArray_STRIDES((PyArrayObject *)o);
+            continue;
+        }
+        r->S[i] = NULL;
+        r->P[i] = r->sc[i];
+        if (PyFloat_CheckExact(o)) {
+            double v = PyFloat_AS_DOUBLE(o);
+            memcpy(r->sc[i], &v, 8);
+        } else if (PyLong_CheckExact(o)) {
+            if (d->dtype == TJ_F64) {       /* beyond int64 (the key says so) */
+                double v = PyLong_AsDouble(o);
+                if (v == -1.0 && PyErr_Occurred()) return -1;
+                memcpy(r->sc[i], &v, 8);
+                continue;
+            }
+            int overflow;       /* (the int32 range is a guard) */
+            long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+            if (overflow) {
+                PyErr_Format(PyExc_OverflowError, "Python integer %R out of bounds for int64", o);
+                return -1;
+            }
+            memcpy(r->sc[i], &v, 8);
+        } else if (PyArray_ScalarAsCtype(o, r->sc[i]), PyErr_Occurred()) {
+            return -1;
+        }
     }
     return 0;
 }
 
-int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason) {
+/* Scratch (one block, each slot at the offset memplan gave it) and fresh outputs. */
+static int allocate(replay *r, tj_plan *p) {
     const tj_schedule *s = &p->sched;
-    int ns = s->n_slots, n_out = ns - s->first_out, rc = -1;
-    void *P_stack[TJ_STACK_SLOTS];
-    const int64_t *S_stack[TJ_STACK_SLOTS];
-    unsigned char sc_stack[TJ_STACK_SLOTS][8];
-    PyObject *o_stack[2 * TJ_STACK_SLOTS], *pos_stack[TJ_STACK_SLOTS], *h_stack[TJ_STACK_SLOTS];
-    int big = ns + 1 > TJ_STACK_SLOTS || p->n_results > TJ_STACK_SLOTS;
-    /* P[ns] is the call's error record: gathers report an out-of-bounds index there */
-    int64_t err[4] = {0, 0, 0, 0};
-    void **P = big ? PyMem_Calloc((size_t)ns + 1, sizeof *P) : P_stack;
-    const int64_t **S = big ? PyMem_Calloc((size_t)ns, sizeof *S) : S_stack;
-    unsigned char (*sc)[8] = big ? PyMem_Calloc((size_t)ns, 8) : sc_stack;
-    PyObject **outs = big ? PyMem_Calloc((size_t)ns + (size_t)p->n_results, sizeof *outs)
-                          : o_stack;
-    PyObject **by_pos = big ? PyMem_Calloc((size_t)p->n_results + 1, sizeof *by_pos) : pos_stack;
-    /* captured arrays are held for the run: another thread may rebind their names
-     * while the kernel runs without the GIL */
-    PyObject **held = big ? PyMem_Calloc((size_t)ns, sizeof *held) : h_stack;
-    int n_held = 0;
-    /* byte strides of captured torch tensors (their DLPack views count elements) */
-    int64_t dls_stack[TJ_STACK_SLOTS][TJ_MAXDIM];
-    int64_t (*dls)[TJ_MAXDIM] = big ? PyMem_Calloc((size_t)ns, sizeof *dls) : dls_stack;
-    PyObject **conv = NULL;     /* results converted to another DLPack library */
-    int dl_k = 0;
-    char *scratch = NULL;
-    int n_made = 0;
-    *result = *reason = NULL;
-    if (!P || !S || !sc || !outs || !by_pos || !held || !dls) { PyErr_NoMemory(); goto done; }
-    if (p->guards && (rc = check_guards(p->guards, reason)) != 0) goto done;
-    rc = -1;
-    if (p->torch_dflt >= 0) {   /* the trace promoted with torch's default dtype */
-        int now = tj_dl_default_float();
-        if (now < 0) goto done;
-        if (now != p->torch_dflt) {
-            *reason = PyUnicode_FromFormat("torch default dtype %s -> %s",
-                                           tj_dtype_name(p->torch_dflt), tj_dtype_name(now));
-            rc = *reason ? 1 : -1;
-            goto done;
-        }
-    }
-
-    for (int i = 0; i < p->n_leaf_slots; i++) {
-        const tj_slotdesc *d = &p->slots[i];
-        if (d->kind == TJ_SLOT_CONST) {
-            P[i] = p->consts[i];
-            S[i] = NULL;
-            continue;
-        }
-        PyObject *o;
-        if (d->kind == TJ_SLOT_ARG) {
-            o = f->leaves[d->index];
-            if (d->torch) {   /* its view, taken when the key was made */
-                const tj_dlview *v = &f->dl[dl_k++];
-                P[i] = v->data;
-                S[i] = v->strides;
-                continue;
-            }
-        } else if (d->torch) {
-            PyObject *entry = PyList_GET_ITEM(p->captures, d->index);
-            o = capture_now(entry);
-            if (!o && PyErr_Occurred()) goto done;
-            tj_dlview v;
-            const char *why = NULL;
-            int vr = o && tj_dl_kind(o) == TJ_LIB_TORCH ? tj_dl_torch_view(o, &v, &why) : 2;
-            if (vr < 0) goto done;
-            if (vr == 0 && tj_dl_strict_refuses(o)) vr = 1, why = tj_dl_why_grad;
-            if (vr == 1) {
-                tj_state *st = tj_get_state();
-                PyErr_Format(why == tj_dl_why_grad && st->grad_capture_error
-                                 ? st->grad_capture_error : PyExc_TypeError,
-                             "the torch tensor %R the compiled function reads "
-                             "%s", PyTuple_GET_ITEM(entry, 2), why);
-                goto done;
-            }
-            if (vr == 2 || v.dtype != d->dtype || v.contig != d->contig ||
-                v.ndim != p->cap_ndim[d->index] ||
-                memcmp(v.shape, p->cap_shape[d->index], (size_t)v.ndim * sizeof(int64_t))) {
-                *reason = stale_reason(entry, o);
-                rc = *reason ? 1 : -1;
-                goto done;
-            }
-            held[n_held++] = Py_NewRef(o);
-            memcpy(dls[i], v.strides, (size_t)v.ndim * sizeof(int64_t));
-            P[i] = v.data;
-            S[i] = dls[i];
-            continue;
-        } else {
-            PyObject *entry = PyList_GET_ITEM(p->captures, d->index);
-            o = capture_now(entry);
-            if (!o && PyErr_Occurred()) goto done;
-            PyArrayObject *a = (PyArrayObject *)o;
-            int ok = o && PyArray_CheckExact(o) &&
-                     tj_dtype_from_typenum(PyArray_TYPE(a)) == d->dtype &&
-                     PyArray_ISNOTSWAPPED(a) &&
-                     (PyArray_IS_C_CONTIGUOUS(a) != 0) == d->contig &&
-                     PyArray_NDIM(a) == p->cap_ndim[d->index] &&
-                     memcmp(PyArray_DIMS(a), p->cap_shape[d->index],
-                            (size_t)PyArray_NDIM(a) * sizeof(int64_t)) == 0;
-            if (!ok) {
-                *reason = stale_reason(entry, o);
-                rc = *reason ? 1 : -1;
-                goto done;
-            }
-            held[n_held++] = Py_NewRef(o);
-        }
-        if (PyArray_Check(o)) {
-            P[i] = PyArray_DATA((PyArrayObject *)o);
-            S[i] = (const int64_t *)PyArray_STRIDES((PyArrayObject *)o);
-            continue;
-        }
-        S[i] = NULL;
-        P[i] = sc[i];
-        if (PyFloat_CheckExact(o)) {
-            double v = PyFloat_AS_DOUBLE(o);
-            memcpy(sc[i], &v, 8);
-        } else if (PyLong_CheckExact(o)) {
-            if (d->dtype == TJ_F64) {       /* beyond int64 (the key says so) */
-                double v = PyLong_AsDouble(o);
-                if (v == -1.0 && PyErr_Occurred()) goto done;
-                memcpy(sc[i], &v, 8);
-                continue;
-            }
-            int overflow;
-            long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-            if (overflow || (d->fits_i32 && (v < INT32_MIN || v > INT32_MAX))) {
-                PyErr_Format(PyExc_OverflowError, "Python integer %R out of bounds for %s", o,
-                             overflow ? "int64" : "int32");
-                goto done;
-            }
-            memcpy(sc[i], &v, 8);
-        } else if (PyArray_ScalarAsCtype(o, sc[i]), PyErr_Occurred()) {
-            goto done;
-        }
-    }
     if (s->n_scratch) {
-        /* one block; each slot at the offset memplan gave it (slots whose lifetimes
-         * do not overlap share bytes) */
         /* the plan's own block, unless another thread's call is using it (the GIL
          * guards the flag: it is set before and cleared after a run without it) or it
          * is too large to hold between calls */
         if (!p->scratch_busy && s->scratch_bytes <= TJ_KEEP_SCRATCH) {
             if (!p->scratch_cache) p->scratch_cache = PyMem_RawMalloc((size_t)s->scratch_bytes + 1);
-            if (p->scratch_cache) { scratch = p->scratch_cache; p->scratch_busy = 1; }
+            if (p->scratch_cache) { r->scratch = p->scratch_cache; p->scratch_busy = 1; }
         }
-        if (!scratch && !(scratch = PyMem_RawMalloc((size_t)s->scratch_bytes + 1))) {
+        if (!r->scratch && !(r->scratch = PyMem_RawMalloc((size_t)s->scratch_bytes + 1))) {
             PyErr_Format(PyExc_MemoryError, "Unable to allocate %lld bytes of scratch memory "
                          "for a compiled kernel", (long long)s->scratch_bytes);
-            goto done;
+            return -1;
         }
         for (int k = 0; k < s->n_scratch; k++) {
-            P[s->first_scratch + k] = scratch + s->scratch_off[k];
-            S[s->first_scratch + k] = p->slot_strides[k];
+            r->P[s->first_scratch + k] = r->scratch + s->scratch_off[k];
+            r->S[s->first_scratch + k] = p->slot_strides[k];
         }
     }
-    for (int k = 0; k < n_out; k++) {
+    for (int k = 0; k < r->ns - s->first_out; k++) {
         int slot = s->first_out + k;
         if (p->out_lib == TJ_LIB_TORCH) {
             void *data;
             PyObject *tensor = tj_dl_torch_empty(s->slot_ndim[slot], s->slot_shape[slot],
                                                  s->slot_dtype[slot], &data);
-            if (!tensor) goto done;
-            outs[k] = tensor;
-            n_made++;
-            P[slot] = data;
-            S[slot] = p->out_strides[k];
+            if (!tensor) return -1;
+            r->outs[r->n_made++] = tensor;
+            r->P[slot] = data;
+            r->S[slot] = p->out_strides[k];
             continue;
         }
         PyArrayObject *a = (PyArrayObject *)tj_new_result(
             s->slot_ndim[slot], s->slot_shape[slot], tj_dtype_typenum(s->slot_dtype[slot]),
             tj_dtype_size(s->slot_dtype[slot]));
-        if (!a) goto done;
-        outs[k] = (PyObject *)a;
-        n_made++;
-        P[slot] = PyArray_DATA(a);
-        S[slot] = (const int64_t *)PyArray_STRIDES(a);
+        if (!a) return -1;
+        r->outs[r->n_made++] = (PyObject *)a;
+        r->P[slot] = PyArray_DATA(a);
+        r->S[slot] = (const int64_t *)PyArray_STRIDES(a);
     }
-    P[ns] = err;
-    int run_rc;
+    return 0;
+}
+
+/* The kernel (without the GIL when the work is large), then the tier's progress and
+ * the error record. 0/-1. */
+static int launch(replay *r, tj_plan *p) {
+    r->P[r->ns] = r->err;
+    int rc;
     if (p->work >= TJ_NOGIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
-        run_rc = run_groups(p, P, S, 1);
+        rc = run_groups(p, r->P, r->S, 1);
         Py_END_ALLOW_THREADS
     } else {
-        run_rc = run_groups(p, P, S, 0);
+        rc = run_groups(p, r->P, r->S, 0);
     }
-    if (run_rc < 0) { PyErr_NoMemory(); goto done; }
+    if (rc < 0) { PyErr_NoMemory(); return -1; }
     if (p->fused_source && !p->tier2_groups) {
         p->calls++;
         p->work_done += p->work;
         tj_plan_tier_up(p);
     }
-    if (err[0]) {
+    if (r->err[0]) {
         PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis %lld with size %lld",
-                     (long long)err[1], (long long)err[3], (long long)err[2]);
-        goto done;
+                     (long long)r->err[1], (long long)r->err[3], (long long)r->err[2]);
+        return -1;
     }
+    return 0;
+}
+
+/* The results in template order (a result returned twice is one array; one returned
+ * also as an input's alias is copied), converted to their library, as the template's
+ * structure. New reference; NULL + exception. */
+static PyObject *finish(replay *r, tj_plan *p) {
+    const tj_schedule *s = &p->sched;
+    PyObject **by_pos = r->by_pos;
     for (int o = 0; o < p->n_results; o++) {
         int same = s->out_same_as ? s->out_same_as[o] : -1;
-        by_pos[o] = same >= 0 ? by_pos[same] : outs[s->out_slot_of[o] - s->first_out];
+        by_pos[o] = same >= 0 ? by_pos[same] : r->outs[s->out_slot_of[o] - s->first_out];
         if (same != -2) continue;
         if (p->out_lib == TJ_LIB_TORCH) {
             int slot = s->out_slot_of[o];
@@ -418,43 +358,38 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
             void *data;
             by_pos[o] = tj_dl_torch_empty(s->slot_ndim[slot], s->slot_shape[slot],
                                           s->slot_dtype[slot], &data);
-            if (by_pos[o] && nbytes) memcpy(data, P[slot], (size_t)nbytes);
+            if (by_pos[o] && nbytes) memcpy(data, r->P[slot], (size_t)nbytes);
         } else {
             by_pos[o] = PyArray_NewCopy((PyArrayObject *)by_pos[o], NPY_CORDER);
         }
-        if (!by_pos[o]) goto done;
-        outs[n_made++] = by_pos[o];   /* released below, like the slot arrays */
+        if (!by_pos[o]) return NULL;
+        r->outs[r->n_made++] = by_pos[o];   /* released below, like the slot arrays */
     }
     if (p->out_conv) {   /* another DLPack producer's arrays: its from_dlpack */
-        if (!(conv = PyMem_Calloc((size_t)p->n_results + 1, sizeof *conv))) {
-            PyErr_NoMemory();
-            goto done;
-        }
+        if (!(r->conv = PyMem_Calloc((size_t)p->n_results + 1, sizeof *r->conv)))
+            return PyErr_NoMemory();
         for (int o = 0; o < p->n_results; o++) {
             int same = s->out_same_as ? s->out_same_as[o] : -1;
-            conv[o] = same >= 0 ? Py_NewRef(conv[same]) : PyObject_CallOneArg(p->out_conv, by_pos[o]);
-            if (!conv[o]) goto done;
-            by_pos[o] = conv[o];
+            r->conv[o] = same >= 0 ? Py_NewRef(r->conv[same])
+                                   : PyObject_CallOneArg(p->out_conv, by_pos[o]);
+            if (!r->conv[o]) return NULL;
+            by_pos[o] = r->conv[o];
         }
     }
-    *result = tj_template_build(&p->tmpl, by_pos);
-    rc = *result ? 0 : -1;
-done:
-    for (int k = 0; k < n_made; k++) Py_DECREF(outs[k]);
-    for (int k = 0; k < n_held; k++) Py_DECREF(held[k]);
-    for (int o = 0; conv && o < p->n_results; o++) Py_XDECREF(conv[o]);
-    PyMem_Free(conv);
-    if (scratch && scratch == p->scratch_cache) p->scratch_busy = 0;
-    else PyMem_RawFree(scratch);
-    if (big) {
-        PyMem_Free(P);
-        PyMem_Free(S);
-        PyMem_Free(sc);
-        PyMem_Free(outs);
-        PyMem_Free(by_pos);
-        PyMem_Free(held);
-        PyMem_Free(dls);
+    return tj_template_build(&p->tmpl, by_pos);
+}
+
+int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason) {
+    replay r;
+    int rc = -1;
+    *result = *reason = NULL;
+    if (replay_init(&r, p) == 0 &&
+        (rc = tj_guards_check(p, f, r.cap, r.cap_view, reason)) == 0) {
+        rc = -1;
+        if (bind(&r, p, f) == 0 && allocate(&r, p) == 0 && launch(&r, p) == 0)
+            rc = (*result = finish(&r, p)) ? 0 : -1;
     }
+    replay_release(&r, p);
     return rc;
 }
 
@@ -470,7 +405,8 @@ void tj_plan_decref(tj_plan *p) {
     Py_XDECREF(p->statics);
     PyMem_Free(p->slots);
     Py_XDECREF(p->captures);
-    Py_XDECREF(p->guards);
+    Py_XDECREF(p->pyvalues);
+    PyMem_Free(p->guards);
     Py_XDECREF(p->out_conv);
     PyMem_Free(p->out_strides);
     PyMem_Free(p->cap_shape);

@@ -524,6 +524,13 @@ void tj_template_free(tj_template *tp);
 PyObject *tj_template_build(const tj_template *tp, PyObject *const *outs);
 
 /* ---- plans and replay (csrc/runtime.c) --------------------------------------- */
+/* A plan's guard (csrc/guards.c): an assumption of its trace the key does not hold. */
+enum { TJ_GUARD_PYVALUE, TJ_GUARD_TORCH_DTYPE, TJ_GUARD_CAPTURE, TJ_GUARD_INT32 };
+typedef struct {
+    int kind;
+    int index;      /* PYVALUE: into pyvalues; CAPTURE, INT32: the leaf slot */
+} tj_guard;
+
 typedef struct tj_plan {
     struct tj_plan *next;
     int refs;                    /* the cache's reference + calls running it without the GIL */
@@ -559,10 +566,10 @@ typedef struct tj_plan {
     PyObject *log;               /* pass log (list of str) */
     int out_lib;                 /* TJ_LIB_*: which library the results belong to */
     int torch_dflt;              /* torch's default dtype the trace assumed, or -1: checked */
-    PyObject *guards;            /* tuple of (container, key, value, label) or NULL: Python
-                                    values the trace read as constants (_effects.guards);
-                                    one that changed (the cell or dict entry no longer holds
-                                    it, nor an equal value of its type) retraces */
+    PyObject *pyvalues;          /* tuple of (container, key, value, label) or NULL: Python
+                                    values the trace read as constants (_effects.guards) */
+    tj_guard *guards;            /* what a replay checks first (csrc/guards.c) */
+    int n_guards;
     PyObject *out_conv;          /* TJ_LIB_DLPACK: ndarray -> that library, or NULL */
     int64_t (*out_strides)[TJ_MAXDIM];   /* output slots: contiguous byte strides */
     char *scratch_cache;         /* the scratch block, kept between calls */
@@ -579,6 +586,14 @@ void tj_plan_tier_up(tj_plan *p);
 
 /* 0: *result set; 1: a captured array changed (*reason set, plan is stale); -1: error */
 int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason);
+/* The plan's guards from its slots, captures and pyvalues (make_plan). 0/-1. */
+int tj_guards_build(tj_plan *p);
+/* Checks every guard of p for the call f: 0 all hold (cap_obj[c] is a new reference to
+ * capture c as it is now, cap_view[c] its DLPack view when a torch tensor), 1 + *reason
+ * stale, -1 + exception. cap_obj has a slot per capture, NULL-filled by the caller, who
+ * releases what it holds on every outcome. */
+int tj_guards_check(const tj_plan *p, const tj_flat *f, PyObject **cap_obj, tj_dlview *cap_view,
+                    PyObject **reason);
 /* Drops a reference; the plan is freed with its last. Cache removal and runs both
  * hold one, so a plan evicted while another thread runs it lives until that run ends. */
 void tj_plan_decref(tj_plan *p);
