@@ -177,8 +177,8 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     if (!t) return NULL;
     if (tj_trace_args(t, &self->conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
     tj_state *st = tj_get_state();
+    if (tj_effects_enter() < 0) goto done;
     tj_trace *outer = tj_trace_enter(t);
-    tj_effects_enter();
     if (st->trace_call)   /* _effects.call: random draws refused, torch's mode entered */
         res = PyObject_CallFunctionObjArgs(st->trace_call, self->fn, targs,
                                            tkwargs ? tkwargs : Py_None,

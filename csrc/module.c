@@ -176,7 +176,8 @@ static PyMethodDef module_methods[] = {
      "_ew(name, *operands): the elementwise op `name` of the op table on tracers"},
     {"_register_torch", tj_torch_register, METH_VARARGS, "torch-named tracer attributes"},
     {"_register_effects", tj_effects_register, METH_O,
-     "_register_effects(swaps): module attributes swapped for wrappers while tracing"},
+     "_register_effects(make): make() lists module attributes swapped for wrappers while "
+     "tracing"},
     {"_tracing", tj_effects_tracing, METH_NOARGS, "whether a trace runs on this thread"},
     {"_lift", (PyCFunction)(void (*)(void))tj_torch_lift, METH_FASTCALL,
      "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
@@ -285,6 +286,7 @@ static int module_clear(PyObject *m) {
     Py_CLEAR(st->torch_attrs);
     Py_CLEAR(st->trace_call);
     Py_CLEAR(st->effects);
+    Py_CLEAR(st->effects_make);
     Py_CLEAR(st->autograd_call);
     Py_CLEAR(st->grad_capture_error);
     for (int i = 0; i < TJ_NOPS; i++) Py_CLEAR(st->ufunc_of[i]);

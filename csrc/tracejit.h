@@ -115,6 +115,7 @@ typedef struct {
     PyObject *torch_attrs;          /* dict: tracer attribute name -> torch-style (_torch.py) */
     PyObject *trace_call;           /* runs the traced function (_effects.call) */
     PyObject *effects;              /* [module, name, wrapper(, original)] lists (effects.c) */
+    PyObject *effects_make;         /* makes that list at the first trace */
     long effects_active;            /* traces running, all threads: wrappers swapped in */
     PyObject *autograd_call;        /* (fn, args, kwargs): a call with tensors requiring grad */
     PyObject *grad_capture_error;   /* raised for a captured tensor that requires grad */
@@ -249,7 +250,7 @@ void tj_trace_leave(tj_trace *prev);
 void tj_trace_note_refusal(void);         /* the raised TraceError, noted in the current trace */
 tj_trace *tj_trace_current(void);
 /* Around every traced call: the refusing wrappers of csrc/trace/effects.c in and out. */
-void tj_effects_enter(void);
+int tj_effects_enter(void);             /* 0/-1 (the first one makes the wrappers) */
 void tj_effects_leave(void);   /* new reference to an empty live Trace */
 /* Autodiff's node reader and source marker (csrc/ad/node.c): adds _C._ad_* functions. */
 int tj_ad_init(PyObject *module);

@@ -6,27 +6,41 @@
  * held before the first one began. */
 #include "tracejit.h"
 
-/* _register_effects(swaps): a list of [module, name, wrapper] lists; each gets a fourth
- * item, the original, while swapped. */
-PyObject *tj_effects_register(PyObject *m, PyObject *swaps) {
+/* _register_effects(make): a callable run at the first trace of the process (importing
+ * numpy.random costs ~10 ms that an import of tracejit should not pay), returning a
+ * list of [module, name, wrapper] lists; each gets a fourth item, the original, while
+ * swapped. */
+PyObject *tj_effects_register(PyObject *m, PyObject *make) {
     tj_state *st = tj_get_state();
-    if (!PyList_Check(swaps)) {
-        PyErr_SetString(PyExc_TypeError, "_register_effects(list of [module, name, wrapper])");
+    if (!PyCallable_Check(make)) {
+        PyErr_SetString(PyExc_TypeError, "_register_effects(callable)");
         return NULL;
     }
-    if (st->effects_active) {
-        PyErr_SetString(PyExc_RuntimeError, "_register_effects while a trace runs");
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(swaps); i++) {
+    Py_XSETREF(st->effects_make, Py_NewRef(make));
+    Py_CLEAR(st->effects);
+    Py_RETURN_NONE;
+}
+
+/* The swap list, made at the first call. 0/-1. */
+static int effects_list(tj_state *st) {
+    if (st->effects || !st->effects_make) return 0;
+    PyObject *swaps = PyObject_CallNoArgs(st->effects_make);
+    if (!swaps) return -1;
+    for (Py_ssize_t i = 0; PyList_Check(swaps) && i < PyList_GET_SIZE(swaps); i++) {
         PyObject *s = PyList_GET_ITEM(swaps, i);
         if (!PyList_Check(s) || PyList_GET_SIZE(s) != 3 || !PyUnicode_Check(PyList_GET_ITEM(s, 1))) {
+            Py_DECREF(swaps);
             PyErr_SetString(PyExc_TypeError, "_register_effects: [module, name, wrapper] lists");
-            return NULL;
+            return -1;
         }
     }
-    Py_XSETREF(st->effects, Py_NewRef(swaps));
-    Py_RETURN_NONE;
+    if (!PyList_Check(swaps)) {
+        Py_DECREF(swaps);
+        PyErr_SetString(PyExc_TypeError, "_register_effects: a list");
+        return -1;
+    }
+    st->effects = swaps;
+    return 0;
 }
 
 /* One swap: module.name = value, keeping what it was in item 3. The caller's pending
@@ -57,8 +71,11 @@ static void swap_all(int in) {
     PyErr_Restore(type, value, tb);
 }
 
-void tj_effects_enter(void) {
-    if (tj_get_state()->effects_active++ == 0) swap_all(1);
+int tj_effects_enter(void) {
+    tj_state *st = tj_get_state();
+    if (st->effects_active == 0 && effects_list(st) < 0) return -1;
+    if (st->effects_active++ == 0) swap_all(1);
+    return 0;
 }
 
 void tj_effects_leave(void) {

@@ -25,9 +25,9 @@ __version__ = "0.1.0"
 _C._set_include_dir(os.path.join(os.path.dirname(__file__), "_include"))
 # Frames in these directories are not the user's code when an error names a line.
 # (random.py and secrets.py: a refused draw of a fresh generator passes through them)
-import random as _random, secrets as _secrets  # noqa: E401,E402
+import random as _random  # noqa: E402
 _SKIP_DIRS = (os.path.dirname(_np.__file__) + os.sep, os.path.dirname(__file__) + os.sep,
-              _random.__file__, _secrets.__file__)
+              _random.__file__, os.path.join(os.path.dirname(_random.__file__), "secrets.py"))
 _C._set_skip_dirs(_SKIP_DIRS)
 
 

@@ -59,10 +59,16 @@ def _targets():
             if callable(getattr(m, n, None)) and not isinstance(getattr(m, n), type)]
 
 
+def _swaps():
+    global _MT_BYTES
+    _MT_BYTES = _mt_bytes_ok()
+    return [[m, n, _refusing(label, getattr(m, n))] for m, n, label in _targets()]
+
+
 def register():
-    """The wrappers, swapped in by csrc/trace/effects.c around every traced call."""
-    _C._register_effects([[m, n, _refusing(label, getattr(m, n))]
-                          for m, n, label in _targets()])
+    """The wrappers, made at the first trace (numpy.random is imported then, not with
+    tracejit) and swapped in by csrc/trace/effects.c around every traced call."""
+    _C._register_effects(_swaps)
 
 
 # ---- the net: generator states before and after --------------------------------
@@ -82,7 +88,7 @@ def _mt_bytes_ok():
         return False
 
 
-_MT_BYTES = _mt_bytes_ok()
+_MT_BYTES = False          # set by _swaps, at the first trace
 
 
 def _bit_state(bg):
