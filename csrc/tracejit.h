@@ -118,6 +118,18 @@ typedef struct {
     long effects_active;            /* traces running, all threads: wrappers swapped in */
     PyObject *autograd_call;        /* (fn, args, kwargs): a call with tensors requiring grad */
     PyObject *grad_capture_error;   /* raised for a captured tensor that requires grad */
+    /* torch, found lazily and never imported at import time (dlpack.c): NULL until seen */
+    PyTypeObject *torch_tensor;     /* torch.Tensor, found in sys.modules */
+    PyObject *torch_dtypes[TJ_NDTYPES];
+    PyObject *torch_grad_enabled;   /* torch.is_grad_enabled */
+    PyObject *torch_from_numpy, *torch_empty, *torch_get_default_dtype;
+    /* the autograd route's constants (ad/torch_route.c): key markers compared by
+     * identity, attribute names, and what it finds lazily in tracejit and torch */
+    PyObject *ag_mark_diff, *ag_mark_other, *ag_mark_end;
+    PyObject *ag_str_autograd, *ag_str_fast, *ag_str_mixed, *ag_str_value_and_grad,
+             *ag_str_grads, *ag_str_job, *ag_str_mark_nd, *ag_str_dict;
+    PyObject *ag_not_scalar;        /* tracejit._grad.NotScalarError */
+    PyObject *ag_fused_backward;    /* tracejit._torch_autograd._fused_backward */
 } tj_state;
 
 tj_state *tj_get_state(void);       /* borrowed; valid while the module lives */
