@@ -45,9 +45,13 @@ long long tj_env_int(const char *name, long long dflt) {
     return v && *v ? strtoll(v, NULL, 10) : dflt;
 }
 
+/* Unset, empty or 0: quiet; a number: that level; anything else ("yes"): level 1. */
 int tj_debug_level(void) {
     const char *v = getenv("TRACEJIT_DEBUG");
-    return v && *v ? atoi(v) > 0 ? atoi(v) : 1 : 0;
+    if (!v || !*v) return 0;
+    char *end;
+    long n = strtol(v, &end, 10);
+    return end == v ? 1 : n < 0 ? 0 : n > 9 ? 9 : (int)n;
 }
 
 /* op_table() -> list of dicts, one per elementwise op: what the tests iterate. */

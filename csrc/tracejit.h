@@ -142,7 +142,10 @@ PyObject *tj_error_at(PyObject *cls, const char *fmt, ...);
  * on failure). Borrowed static string. */
 const char *tj_user_write_site(void);
 PyObject *tj_internal_error(const char *fmt, ...);
-int tj_debug_level(void);           /* TRACEJIT_DEBUG, read at each compile */
+/* TRACEJIT_DEBUG, read at each compile: 0 quiet; 1 each compile (with its times) and
+ * each cache miss (with its retrace reason); 2 also the graph after each pass and the
+ * generated C; 3 also the optimizing tier's C and its compile failures. */
+int tj_debug_level(void);
 /* An integer environment variable (base 10), `dflt` when unset or empty. */
 long long tj_env_int(const char *name, long long dflt);
 
@@ -441,7 +444,8 @@ void tj_tier_set_include(const char *dir);    /* where prims.c and ops.h are shi
  * is off or no compiler exists. Needs no GIL. */
 tj_tier_job *tj_tier_start(const char *source, int how);
 /* 1: ready (*fused: the tj_fused table; *handle: the object, the caller's to unload),
- * 0: pending, -1: failed (tj_tier_error says why). */
+ * 0: pending, -1: failed (tj_tier_error says why; at TRACEJIT_DEBUG >= 3 reported once
+ * on sys.stderr, with the compiler's output). GIL held. */
 int tj_tier_poll(tj_tier_job *j, void **fused, void **handle);
 const char *tj_tier_error(tj_tier_job *j);
 void tj_tier_drop(tj_tier_job *j);
