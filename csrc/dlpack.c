@@ -43,17 +43,18 @@ typedef struct {
 } DLPackExchangeAPI;
 enum { kDLCPU = 1, kDLInt = 0, kDLFloat = 2, kDLBool = 6 };
 
-/* Process-wide: torch's Tensor type and exchange table, found once. */
-static PyTypeObject *torch_tensor;          /* strong, or NULL before torch is seen */
+/* torch's Tensor type, dtypes and functions live in the module state (torch_*), found
+ * once; beside them, process-wide, the C pointers read from them: the exchange table
+ * and TensorBase.requires_grad's C getter. They point into torch's own library, which
+ * is never unloaded; they are used only once st->torch_tensor is set. */
 static const DLPackExchangeAPI *torch_api;
-static PyObject *torch_dtypes[TJ_NDTYPES];  /* strong */
-static PyObject *is_grad_enabled;           /* torch.is_grad_enabled */
-static getter requires_grad_get;            /* TensorBase.requires_grad's C getter */
+static getter requires_grad_get;
 static void *requires_grad_closure;
 
 /* Looks torch up in sys.modules (never importing it). 1 found, 0 not, -1 error. */
 static int find_torch(void) {
-    if (torch_tensor) return 1;
+    tj_state *st = tj_get_state();
+    if (st->torch_tensor) return 1;
     PyObject *name = PyUnicode_FromString("torch");
     if (!name) return -1;
     PyObject *torch = PyImport_GetModule(name);
@@ -68,7 +69,7 @@ static int find_torch(void) {
     int ok = grad && PyType_Check(tensor) && api->version.major == 1 && api->dltensor_from_py &&
              api->allocator && api->to_py;
     for (int d = 0; ok && d < TJ_NDTYPES; d++)
-        ok = (torch_dtypes[d] = PyObject_GetAttrString(torch, names[d])) != NULL;
+        ok = (st->torch_dtypes[d] = PyObject_GetAttrString(torch, names[d])) != NULL;
     /* requires_grad is read at every call, through its getset's C function rather than
      * a generic attribute lookup (t.requires_grad from Python measured ~70 ns) */
     PyObject *rg = NULL;
@@ -84,7 +85,7 @@ static int find_torch(void) {
     }
     Py_DECREF(torch);
     if (!ok) {
-        for (int d = 0; d < TJ_NDTYPES; d++) Py_CLEAR(torch_dtypes[d]);
+        for (int d = 0; d < TJ_NDTYPES; d++) Py_CLEAR(st->torch_dtypes[d]);
         Py_XDECREF(tensor);
         Py_XDECREF(grad);
         if (!PyErr_Occurred())
@@ -92,14 +93,14 @@ static int find_torch(void) {
                             "(torch.Tensor.__dlpack_c_exchange_api__); tracejit needs torch >= 2.11");
         return -1;
     }
-    torch_tensor = (PyTypeObject *)tensor;
+    st->torch_tensor = (PyTypeObject *)tensor;
     torch_api = api;
-    is_grad_enabled = grad;
+    Py_XSETREF(st->torch_grad_enabled, grad);   /* ad/torch_route.c may have found it */
     return 1;
 }
 
 int tj_dl_kind(PyObject *o) {
-    PyTypeObject *tp = Py_TYPE(o);
+    PyTypeObject *tp = Py_TYPE(o), *torch_tensor = tj_get_state()->torch_tensor;
     if (torch_tensor && (tp == torch_tensor || PyType_IsSubtype(tp, torch_tensor)))
         return TJ_LIB_TORCH;
     if (tp == &PyArray_Type || tp == &PyFloat_Type || tp == &PyLong_Type) return 0;
@@ -114,7 +115,7 @@ int tj_dl_kind(PyObject *o) {
                 continue;
             int found = find_torch();
             if (found < 0) { PyErr_Clear(); break; }
-            if (found && PyType_IsSubtype(tp, torch_tensor)) return TJ_LIB_TORCH;
+            if (found && PyType_IsSubtype(tp, tj_get_state()->torch_tensor)) return TJ_LIB_TORCH;
             break;
         }
     }
@@ -207,7 +208,7 @@ int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
     if (!rg) return -1;
     Py_DECREF(rg);
     if (rg == Py_True) {
-        PyObject *on = PyObject_CallNoArgs(is_grad_enabled);
+        PyObject *on = PyObject_CallNoArgs(tj_get_state()->torch_grad_enabled);
         if (!on) return -1;
         Py_DECREF(on);
         if (on == Py_True) {
@@ -247,7 +248,8 @@ int tj_dl_grad_leaf(PyObject *o) {
     PyErr_Clear();   /* a layout DLPack cannot describe: its attributes decide */
     PyObject *dt = PyObject_GetAttrString(o, "dtype");
     PyObject *cpu = dt ? PyObject_GetAttrString(o, "is_cpu") : NULL;
-    int r = !cpu ? -1 : dt != torch_dtypes[TJ_F32] && dt != torch_dtypes[TJ_F64] ? 0
+    tj_state *st = tj_get_state();
+    int r = !cpu ? -1 : dt != st->torch_dtypes[TJ_F32] && dt != st->torch_dtypes[TJ_F64] ? 0
                       : cpu == Py_True ? 1 : 2;
     Py_XDECREF(dt);
     Py_XDECREF(cpu);
@@ -305,26 +307,27 @@ static PyObject *torch_attr(const char *name) {
 }
 
 static PyObject *empty_slow(int ndim, const int64_t *shape, int dtype, void **data) {
-    static PyObject *from_numpy, *empty;
+    tj_state *st = tj_get_state();
     if (alloc_mode == 1) {
-        if (!from_numpy && !(from_numpy = torch_attr("from_numpy"))) return NULL;
+        if (!st->torch_from_numpy && !(st->torch_from_numpy = torch_attr("from_numpy")))
+            return NULL;
         PyObject *a = PyArray_EMPTY(ndim, (npy_intp *)shape, tj_dtype_typenum(dtype), 0);
         if (!a) return NULL;
         *data = PyArray_DATA((PyArrayObject *)a);
-        PyObject *r = PyObject_CallOneArg(from_numpy, a);
+        PyObject *r = PyObject_CallOneArg(st->torch_from_numpy, a);
         Py_DECREF(a);
         return r;
     }
-    if (!empty && !(empty = torch_attr("empty"))) return NULL;
+    if (!st->torch_empty && !(st->torch_empty = torch_attr("empty"))) return NULL;
     PyObject *sh = PyTuple_New(ndim), *kw = NULL, *r = NULL;
     for (int d = 0; sh && d < ndim; d++) {
         PyObject *v = PyLong_FromLongLong(shape[d]);
         if (!v) { Py_CLEAR(sh); break; }
         PyTuple_SET_ITEM(sh, d, v);
     }
-    if (sh && (kw = Py_BuildValue("{sO}", "dtype", torch_dtypes[dtype]))) {
+    if (sh && (kw = Py_BuildValue("{sO}", "dtype", st->torch_dtypes[dtype]))) {
         PyObject *args = PyTuple_Pack(1, sh);
-        r = args ? PyObject_Call(empty, args, kw) : NULL;
+        r = args ? PyObject_Call(st->torch_empty, args, kw) : NULL;
         Py_XDECREF(args);
     }
     Py_XDECREF(sh);
@@ -413,16 +416,18 @@ PyObject *tj_dl_torch_empty(int ndim, const int64_t *shape, int dtype, void **da
     return (PyObject *)obj;
 }
 
-PyObject *tj_dl_torch_dtype(int dtype) { return torch_dtypes[dtype]; }
-PyObject *tj_dl_torch_type(void) { return (PyObject *)torch_tensor; }
+PyObject *tj_dl_torch_dtype(int dtype) { return tj_get_state()->torch_dtypes[dtype]; }
+PyObject *tj_dl_torch_type(void) { return (PyObject *)tj_get_state()->torch_tensor; }
 
 int tj_dl_default_float(void) {
-    static PyObject *get;
-    if (!get && !(get = torch_attr("get_default_dtype"))) return -1;
-    PyObject *d = PyObject_CallNoArgs(get);
+    tj_state *st = tj_get_state();
+    if (!st->torch_get_default_dtype &&
+        !(st->torch_get_default_dtype = torch_attr("get_default_dtype")))
+        return -1;
+    PyObject *d = PyObject_CallNoArgs(st->torch_get_default_dtype);
     if (!d) return -1;
     Py_DECREF(d);
-    return d == torch_dtypes[TJ_F64] ? TJ_F64 : TJ_F32;
+    return d == st->torch_dtypes[TJ_F64] ? TJ_F64 : TJ_F32;
 }
 
 PyObject *tj_dl_converter(PyTypeObject *tp) {

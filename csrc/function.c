@@ -206,8 +206,8 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
     if (tj_template_from_result(&tmpl, t, res) < 0) goto done;
     t->live = 0;
     double t_trace = now_s();
-    int debug = tj_debug_level();
-    if ((want_log || debug) && !(log = PyList_New(0))) goto done;
+    int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: tier's C */
+    if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
     if (tj_pipeline(t, &sched, log) < 0) goto done;   /* may add constant slots to t */
     if (!(src = tj_emit_c(&t->g, &sched))) goto done;
     if (tj_tier_mode() != TJ_TIER_OFF && !(fsrc = tj_emit_fused(&t->g, &sched))) goto done;
@@ -247,9 +247,16 @@ static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *cons
         plan->log = Py_NewRef(log);
     }
     if (debug) {
-        PyObject *nl = PyUnicode_FromString("\n"), *body = nl ? PyUnicode_Join(nl, log) : NULL;
-        PyObject *text = body ? PyUnicode_FromFormat("[tracejit] compiled %R\n%U\n-- generated C\n%U",
-                                                     self->fn, body, src) : NULL;
+        PyObject *nl = PyUnicode_FromString("\n");
+        PyObject *body = nl && debug >= 2 ? PyUnicode_Join(nl, log) : NULL;
+        PyObject *text = PyUnicode_FromFormat(
+            "[tracejit] compiled %R in %d us (trace %d us, passes+emit %d us, libtcc %d us)\n",
+            self->fn, (int)((now_s() - t0) * 1e6), (int)((t_trace - t0) * 1e6),
+            (int)((t_passes - t_trace) * 1e6), (int)((t_compile - t_passes) * 1e6));
+        if (text && body)
+            Py_SETREF(text, PyUnicode_FromFormat("%U%U\n-- generated C\n%U", text, body, src));
+        if (text && debug >= 3 && fsrc && fsrc != Py_None)
+            Py_SETREF(text, PyUnicode_FromFormat("%U-- the optimizing tier's C\n%U", text, fsrc));
         write_stderr(text);
         Py_XDECREF(text); Py_XDECREF(body); Py_XDECREF(nl);
     }

@@ -21,6 +21,7 @@ PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_ag_unit(PyObject *m, PyObject *t);
 PyObject *tj_ag_layout(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_ag_backward_method(PyObject *m, PyObject *cls);
+int tj_ag_init(tj_state *st);
 PyObject *tj_py_vmath(PyObject *self, PyObject *args);        /* emit/vmath_eval.c */
 
 static tj_state *g_state;
@@ -44,9 +45,13 @@ long long tj_env_int(const char *name, long long dflt) {
     return v && *v ? strtoll(v, NULL, 10) : dflt;
 }
 
+/* Unset, empty or 0: quiet; a number: that level; anything else ("yes"): level 1. */
 int tj_debug_level(void) {
     const char *v = getenv("TRACEJIT_DEBUG");
-    return v && *v ? atoi(v) > 0 ? atoi(v) : 1 : 0;
+    if (!v || !*v) return 0;
+    char *end;
+    long n = strtol(v, &end, 10);
+    return end == v ? 1 : n < 0 ? 0 : n > 9 ? 9 : (int)n;
 }
 
 /* op_table() -> list of dicts, one per elementwise op: what the tests iterate. */
@@ -247,50 +252,49 @@ static int module_exec(PyObject *m) {
         return -1;
     if (tj_tracer_types_init(m, st) < 0 || tj_function_type_init(m, st) < 0) return -1;
     if (tj_protocols_init(st) < 0) return -1;
-    if (tj_ad_init(m) < 0) return -1;
+    if (tj_ad_init(m) < 0 || tj_ag_init(st) < 0) return -1;
     if (PyModule_AddIntConstant(m, "BLOCK", TJ_BLOCK) < 0) return -1;
     return tj_tcc_load();
 }
 
+/* Every Python object the state holds (types as objects), in one list that traverse and
+ * clear both walk, so that the two cannot disagree. Returns how many. */
+#define STATE_MAX_OBJECTS (64 + TJ_NOPS + 2 * TJ_NDTYPES)
+static int state_objects(tj_state *st, PyObject **out[STATE_MAX_OBJECTS]) {
+    PyObject **named[] = {
+        &st->TracejitError, &st->TraceError, &st->CompileError, &st->InternalError,
+        (PyObject **)&st->TracerType, (PyObject **)&st->TraceType,
+        (PyObject **)&st->FunctionType, (PyObject **)&st->CacheInfoType,
+        &st->numpy, &st->ndarray_type, &st->ufunc_ops, &st->array_funcs, &st->py_impls,
+        &st->py_int, &st->py_float, &st->skip_dirs, &st->torch_attrs, &st->trace_call,
+        &st->effects, &st->effects_make, &st->autograd_call, &st->grad_capture_error,
+        (PyObject **)&st->torch_tensor, &st->torch_grad_enabled, &st->torch_from_numpy,
+        &st->torch_empty, &st->torch_get_default_dtype,
+        &st->ag_mark_diff, &st->ag_mark_other, &st->ag_mark_end, &st->ag_str_autograd,
+        &st->ag_str_fast, &st->ag_str_mixed, &st->ag_str_value_and_grad, &st->ag_str_grads,
+        &st->ag_str_job, &st->ag_str_mark_nd, &st->ag_str_dict, &st->ag_not_scalar,
+        &st->ag_fused_backward,
+    };
+    _Static_assert(sizeof named / sizeof named[0] <= 64, "raise STATE_MAX_OBJECTS");
+    int n = 0;
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) out[n++] = named[i];
+    for (int op = 0; op < TJ_NOPS; op++) out[n++] = &st->ufunc_of[op];
+    for (int d = 0; d < TJ_NDTYPES; d++) out[n++] = &st->dtypes[d];
+    for (int d = 0; d < TJ_NDTYPES; d++) out[n++] = &st->torch_dtypes[d];
+    return n;
+}
+
 static int module_traverse(PyObject *m, visitproc visit, void *arg) {
-    tj_state *st = PyModule_GetState(m);
-    Py_VISIT(st->TracejitError);
-    Py_VISIT(st->TraceError);
-    Py_VISIT(st->CompileError);
-    Py_VISIT(st->InternalError);
-    Py_VISIT(st->TracerType);
-    Py_VISIT(st->TraceType);
-    Py_VISIT(st->FunctionType);
-    Py_VISIT(st->CacheInfoType);
+    PyObject **objs[STATE_MAX_OBJECTS];
+    int n = state_objects(PyModule_GetState(m), objs);
+    for (int i = 0; i < n; i++) Py_VISIT(*objs[i]);
     return 0;
 }
 
 static int module_clear(PyObject *m) {
-    tj_state *st = PyModule_GetState(m);
-    Py_CLEAR(st->TracejitError);
-    Py_CLEAR(st->TraceError);
-    Py_CLEAR(st->CompileError);
-    Py_CLEAR(st->InternalError);
-    Py_CLEAR(st->TracerType);
-    Py_CLEAR(st->TraceType);
-    Py_CLEAR(st->FunctionType);
-    Py_CLEAR(st->CacheInfoType);
-    Py_CLEAR(st->numpy);
-    Py_CLEAR(st->ndarray_type);
-    Py_CLEAR(st->ufunc_ops);
-    Py_CLEAR(st->array_funcs);
-    Py_CLEAR(st->py_int);
-    Py_CLEAR(st->py_float);
-    Py_CLEAR(st->skip_dirs);
-    Py_CLEAR(st->py_impls);
-    Py_CLEAR(st->torch_attrs);
-    Py_CLEAR(st->trace_call);
-    Py_CLEAR(st->effects);
-    Py_CLEAR(st->effects_make);
-    Py_CLEAR(st->autograd_call);
-    Py_CLEAR(st->grad_capture_error);
-    for (int i = 0; i < TJ_NOPS; i++) Py_CLEAR(st->ufunc_of[i]);
-    for (int d = 0; d < TJ_NDTYPES; d++) Py_CLEAR(st->dtypes[d]);
+    PyObject **objs[STATE_MAX_OBJECTS];
+    int n = state_objects(PyModule_GetState(m), objs);
+    for (int i = 0; i < n; i++) Py_CLEAR(*objs[i]);
     return 0;
 }
 

@@ -13,7 +13,9 @@
  *  - One compile at a time (a process-wide lock); a forked child forgets the lock
  *    and any compile in flight (its plans stay on TinyCC until they tier up anew).
  *  - Jobs are shared by their thread and their plan (two references); whichever lets
- *    go last frees it. Nothing here touches Python objects off the GIL. */
+ *    go last frees it. Nothing here touches Python objects off the GIL.
+ *  - A failed compile leaves the plan on TinyCC; at TRACEJIT_DEBUG >= 3 the compiler's
+ *    diagnostics are kept and tj_tier_poll (GIL held) reports the failure on stderr. */
 #define _GNU_SOURCE
 #include "tracejit.h"
 #include <dirent.h>
@@ -44,6 +46,9 @@ struct tj_tier_job {
     void *handle;            /* dlopen'ed object, until taken */
     void *fused;             /* its tj_fused table */
     char error[512];
+    int debug;               /* TRACEJIT_DEBUG when the job started */
+    int reported;            /* its failure was reported (tj_tier_poll) */
+    char *diag;              /* debug >= 3: the failed compiler's output (malloc'ed) */
 };
 
 static pthread_mutex_t compile_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -204,6 +209,16 @@ static int load(struct tj_tier_job *j) {
     return 0;
 }
 
+/* Up to `cap` bytes of the file at path, NUL-terminated (malloc'ed), or NULL. */
+static char *read_text(const char *path, size_t cap) {
+    FILE *fp = fopen(path, "r");
+    char *buf = fp ? malloc(cap + 1) : NULL;
+    size_t n = buf ? fread(buf, 1, cap, fp) : 0;
+    if (buf) buf[n] = 0;
+    if (fp) fclose(fp);
+    return buf;
+}
+
 static int compile(struct tj_tier_job *j) {
     char base[4200], c_path[4300], tmp_so[4300];
     snprintf(base, sizeof base, "%.*s.%d.%lx", (int)(strlen(j->so) - 3), j->so, (int)getpid(),
@@ -229,17 +244,28 @@ static int compile(struct tj_tier_job *j) {
     argv[argc++] = "-lmvec";
     argv[argc++] = "-lm";
     argv[argc] = NULL;
+    /* the compiler's output is of interest only when debugging (-w: errors only) */
+    char log_path[4300];
+    snprintf(log_path, sizeof log_path, "%s.log", base);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    if (j->debug >= 3)
+        posix_spawn_file_actions_addopen(&fa, 2, log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    else
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     pid_t pid;
     int rc = posix_spawn(&pid, cc, &fa, NULL, argv, environ), status = -1;
     posix_spawn_file_actions_destroy(&fa);
     if (rc == 0)
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     unlink(c_path);
-    if (rc != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    int failed = rc != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    if (j->debug >= 3) {
+        if (failed) j->diag = read_text(log_path, 8192);
+        unlink(log_path);
+    }
+    if (failed) {
         snprintf(j->error, sizeof j->error, "%s failed (status %d)", cc, status);
         unlink(tmp_so);
         return -1;
@@ -255,6 +281,7 @@ static int compile(struct tj_tier_job *j) {
 static void job_release(struct tj_tier_job *j) {
     if (atomic_fetch_sub(&j->refs, 1) != 1) return;
     if (j->handle) dlclose(j->handle);
+    free(j->diag);
     free(j->src);
     free(j);
 }
@@ -275,6 +302,7 @@ tj_tier_job *tj_tier_start(const char *src, int how) {
     struct tj_tier_job *j = calloc(1, sizeof *j);
     if (!j || !(j->src = strdup(src))) { free(j); return NULL; }
     atomic_init(&j->refs, 1);
+    j->debug = tj_debug_level();
     uint64_t h = fnv(cc_salt, src, strlen(src));
     h = fnv(h, TJ_CFLAGS, sizeof TJ_CFLAGS);
     the_cache_dir(j->dir, sizeof j->dir, how != TJ_TIER_IF_CACHED);
@@ -313,6 +341,11 @@ int tj_tier_poll(tj_tier_job *j, void **fused, void **handle) {
         *fused = j->fused;
         *handle = j->handle;
         j->handle = NULL;   /* the caller's now */
+    }
+    if (s < 0 && j->debug >= 3 && !j->reported) {
+        j->reported = 1;
+        PySys_FormatStderr("[tracejit] optimizing tier: %s; the kernel stays on TinyCC\n%s",
+                           j->error, j->diag ? j->diag : "");
     }
     return s;
 }

@@ -106,7 +106,7 @@ typedef struct {
     PyObject *ndarray_type;         /* numpy.ndarray */
     PyObject *ufunc_ops;            /* dict: ufunc -> op index */
     PyObject *ufunc_of[TJ_NOPS];    /* op index -> its numpy ufunc, or NULL */
-    PyObject *array_funcs;          /* dict: numpy function -> handler index (dispatch.c) */
+    PyObject *array_funcs;          /* dict: numpy function -> its entry's index (protocols.c) */
     PyObject *py_impls;             /* dict: numpy function -> composition in Python */
     PyObject *dtypes[TJ_NDTYPES];   /* numpy dtype objects */
     PyObject *py_int, *py_float;    /* the int and float types (weak operands) */
@@ -119,6 +119,18 @@ typedef struct {
     long effects_active;            /* traces running, all threads: wrappers swapped in */
     PyObject *autograd_call;        /* (fn, args, kwargs): a call with tensors requiring grad */
     PyObject *grad_capture_error;   /* raised for a captured tensor that requires grad */
+    /* torch, found lazily and never imported at import time (dlpack.c): NULL until seen */
+    PyTypeObject *torch_tensor;     /* torch.Tensor, found in sys.modules */
+    PyObject *torch_dtypes[TJ_NDTYPES];
+    PyObject *torch_grad_enabled;   /* torch.is_grad_enabled */
+    PyObject *torch_from_numpy, *torch_empty, *torch_get_default_dtype;
+    /* the autograd route's constants (ad/torch_route.c): key markers compared by
+     * identity, attribute names, and what it finds lazily in tracejit and torch */
+    PyObject *ag_mark_diff, *ag_mark_other, *ag_mark_end;
+    PyObject *ag_str_autograd, *ag_str_fast, *ag_str_mixed, *ag_str_value_and_grad,
+             *ag_str_grads, *ag_str_job, *ag_str_mark_nd, *ag_str_dict;
+    PyObject *ag_not_scalar;        /* tracejit._grad.NotScalarError */
+    PyObject *ag_fused_backward;    /* tracejit._torch_autograd._fused_backward */
 } tj_state;
 
 tj_state *tj_get_state(void);       /* borrowed; valid while the module lives */
@@ -131,7 +143,10 @@ PyObject *tj_error_at(PyObject *cls, const char *fmt, ...);
  * on failure). Borrowed static string. */
 const char *tj_user_write_site(void);
 PyObject *tj_internal_error(const char *fmt, ...);
-int tj_debug_level(void);           /* TRACEJIT_DEBUG, read at each compile */
+/* TRACEJIT_DEBUG, read at each compile: 0 quiet; 1 each compile (with its times) and
+ * each cache miss (with its retrace reason); 2 also the graph after each pass and the
+ * generated C; 3 also the optimizing tier's C and its compile failures. */
+int tj_debug_level(void);
 /* An integer environment variable (base 10), `dflt` when unset or empty. */
 long long tj_env_int(const char *name, long long dflt);
 
@@ -207,20 +222,38 @@ int tj_norm_axis(PyObject *o, int ndim, int *axis);
 PyObject *tj_arg(PyObject *args, PyObject *kwargs, Py_ssize_t i, const char *name,
                  PyObject *dflt);
 int tj_axis_error(long axis, int ndim);
-/* x[key], x.reshape(shape) and the other movement functions (csrc/trace/views.c). */
+/* A NumPy function the tracer implements: one entry of the table __array_function__
+ * dispatches through (csrc/trace/protocols.c; tracer methods that share a handler use
+ * entries of their own). A handler gets its entry (the name its messages spell, its
+ * datum), x, the first argument (positional, or the keyword `first`; NULL only where
+ * a handler says so) and the call's args and kwargs. New reference; NULL + exception. */
+typedef struct tj_npfunc tj_npfunc;
+typedef PyObject *tj_npfunc_fn(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                               PyObject *kwargs);
+struct tj_npfunc {
+    const char *name;        /* "concatenate": numpy.<name>, and how messages spell it */
+    const char *first;       /* its first parameter's name */
+    tj_npfunc_fn *fn;
+    int arg;                 /* the handler's datum: which of its functions this is */
+};
+/* x[key], x.reshape(shape) and the other movement functions (csrc/trace/views.c).
+ * flip's datum: 0 numpy.flip (axis argument), 1 flipud, 2 fliplr (the dims they need);
+ * split's: 1 numpy.split (equal parts only), 0 array_split. */
 PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key);
 PyObject *tj_reshape(tj_trace *t, PyObject *x, PyObject *shape);
-PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs,
-                           int method);
-/* a @ b and np.dot/vdot/inner/outer/tensordot (csrc/trace/contract.c). */
+tj_npfunc_fn tj_views_reshape, tj_views_ravel, tj_views_squeeze, tj_views_expand_dims,
+    tj_views_swapaxes, tj_views_moveaxis, tj_views_broadcast_to, tj_views_flip, tj_views_split;
+/* a @ b and np.dot/vdot/inner/outer/tensordot (csrc/trace/contract.c). matmul's x may
+ * be NULL (a TypeError); inner's datum: 'v' vdot, 'i' inner, 'o' outer. */
 PyObject *tj_matmul(tj_trace *t, PyObject *a, PyObject *b);
-PyObject *tj_contraction_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs);
-/* x[int array], np.take, np.take_along_axis (csrc/trace/gather.c). */
+tj_npfunc_fn tj_contract_matmul, tj_contract_dot, tj_contract_inner, tj_contract_tensordot;
+/* x[int array], np.take (datum 0), np.take_along_axis (datum 1) (csrc/trace/gather.c). */
 int tj_is_advanced_index(PyObject *k);
 PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key);
-PyObject *tj_gather_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs);
-/* np.concatenate/stack/hstack/vstack/roll/pad (csrc/trace/assemble.c). */
-PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs);
+tj_npfunc_fn tj_gather_take;
+/* np.concatenate (datum 0), stack (1), hstack (1) and vstack (2: the dims each part is
+ * given), roll, pad (csrc/trace/assemble.c). */
+tj_npfunc_fn tj_assemble_concat, tj_assemble_hvstack, tj_assemble_roll, tj_assemble_pad;
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi);
 /* A fresh value of shape (ndim, shape) and dtype dt, every element `value` (an operand
  * that broadcasts to the shape) converted like numpy's unsafe copyto. New reference. */
@@ -339,11 +372,16 @@ int tj_red_acc_dtype(int op, int in_dtype);
 /* The dtype of a reduction's result (NumPy's rule). */
 int tj_red_out_dtype(int op, int in_dtype);
 /* Python-facing: x.sum(axis, keepdims, dtype) and friends; mean/var/std/any/all are
- * composed from these. method: 0 numpy function, 1 tracer method, 2 ufunc.reduce.
- * New reference to a Tracer. */
+ * composed from these. kind: which function (TJ_RED_*); method: 0 numpy function, 1
+ * tracer method, 2 ufunc.reduce. tj_reduce_np is the handler of the numpy functions
+ * (its datum: the kind). New reference to a Tracer. */
+enum { TJ_RED_SUM, TJ_RED_PROD, TJ_RED_MAX, TJ_RED_AMAX, TJ_RED_MIN, TJ_RED_AMIN,
+       TJ_RED_ARGMAX, TJ_RED_ARGMIN, TJ_RED_MEAN, TJ_RED_VAR, TJ_RED_STD, TJ_RED_ANY,
+       TJ_RED_ALL, TJ_RED_CUMSUM, TJ_RED_CUMPROD, TJ_NRED };
 PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int keepdims);
-PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject *args,
+PyObject *tj_reduction_call(tj_trace *t, int kind, PyObject *x, PyObject *args,
                             PyObject *kwargs, int method);
+tj_npfunc_fn tj_reduce_np;
 extern const tj_symbol tj_reduce_symbols[];   /* NULL-terminated */
 extern const tj_symbol tj_gemm_symbols[];     /* csrc/emit/gemm.c */
 int tj_blas_load(const char *path);           /* NumPy's OpenBLAS; 0 or -1 */
@@ -407,7 +445,8 @@ void tj_tier_set_include(const char *dir);    /* where prims.c and ops.h are shi
  * is off or no compiler exists. Needs no GIL. */
 tj_tier_job *tj_tier_start(const char *source, int how);
 /* 1: ready (*fused: the tj_fused table; *handle: the object, the caller's to unload),
- * 0: pending, -1: failed (tj_tier_error says why). */
+ * 0: pending, -1: failed (tj_tier_error says why; at TRACEJIT_DEBUG >= 3 reported once
+ * on sys.stderr, with the compiler's output). GIL held. */
 int tj_tier_poll(tj_tier_job *j, void **fused, void **handle);
 const char *tj_tier_error(tj_tier_job *j);
 void tj_tier_drop(tj_tier_job *j);

@@ -157,3 +157,22 @@ def test_retraces_keep_memory_flat(how, data):
     assert not _BOUNDS or traced < 32 * 1024 + 8 * n, \
         f"{n} retraces grew traced memory by {traced} bytes"
     assert rss is None or rss < 8 * 2 ** 20, f"{RETRACES} retraces grew RSS by {rss} bytes"
+
+
+def test_module_state_is_visible_to_the_gc():
+    """module_traverse visits every object the module state holds (what module_clear
+    clears): the exception classes, types, numpy's module, ufuncs and dtypes, the
+    Python helpers registered at import, and torch's objects once torch is seen."""
+    C = sys.modules["tracejit._C"]
+    held = [np, np.ndarray, int, float, np.add, np.exp, np.dtype(np.float32),
+            np.dtype(np.bool_), tracejit.TracejitError, tracejit.TraceError,
+            tracejit.CompileError, tracejit.InternalError, tracejit.CacheInfo,
+            type(tracejit.compile(lambda x: x))]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        f = tracejit.compile(lambda x: x + 1)
+        f(torch.ones(3))          # torch.Tensor and its dtypes are found now
+        held += [torch.Tensor, torch.float32, torch.int64, torch.is_grad_enabled]
+    seen = {id(o) for o in gc.get_referents(C)}
+    missing = [o for o in held if id(o) not in seen]
+    assert not missing, f"module_traverse does not visit {missing}"

@@ -20,7 +20,23 @@
 
 PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);   /* dlpack.c: _strict_captures */
 
-static PyObject *mark_diff, *mark_other, *mark_end;   /* in a key: compared by identity */
+/* The markers of a key (compared by identity) and the attribute names this file reads,
+ * made once at import into the module state (ag_*). 0/-1. */
+int tj_ag_init(tj_state *st) {
+    PyObject *base = (PyObject *)&PyBaseObject_Type;
+    return (st->ag_mark_diff = PyObject_CallNoArgs(base)) &&
+           (st->ag_mark_other = PyObject_CallNoArgs(base)) &&
+           (st->ag_mark_end = PyObject_CallNoArgs(base)) &&
+           (st->ag_str_autograd = PyUnicode_InternFromString("_tj_autograd")) &&
+           (st->ag_str_fast = PyUnicode_InternFromString("fast")) &&
+           (st->ag_str_mixed = PyUnicode_InternFromString("mixed")) &&
+           (st->ag_str_value_and_grad = PyUnicode_InternFromString("value_and_grad")) &&
+           (st->ag_str_grads = PyUnicode_InternFromString("grads")) &&
+           (st->ag_str_job = PyUnicode_InternFromString("job")) &&
+           (st->ag_str_mark_nd = PyUnicode_InternFromString("mark_non_differentiable")) &&
+           (st->ag_str_dict = PyUnicode_InternFromString("__dict__"))
+               ? 0 : -1;
+}
 
 typedef struct {
     PyObject *key, *diff, *other, *static_type;   /* key: a list, made a tuple at the end */
@@ -67,10 +83,10 @@ static int leaf(scan_state *s, PyObject *o) {
             return -1;
         }
         if (g == 1)
-            return append(s->diff, o) < 0 || append(s->key, mark_diff) < 0 ? -1
+            return append(s->diff, o) < 0 || append(s->key, tj_get_state()->ag_mark_diff) < 0 ? -1
                                                                           : place(s, s->diff_pos, NULL);
     }
-    return append(s->other, o) < 0 || append(s->key, mark_other) < 0 ? -1
+    return append(s->other, o) < 0 || append(s->key, tj_get_state()->ag_mark_other) < 0 ? -1
                                                                       : place(s, s->other_pos, NULL);
 }
 
@@ -92,7 +108,7 @@ static int scan(scan_state *s, PyObject *tree) {
         int r = append(s->key, tp);
         for (Py_ssize_t i = 0; r == 0 && i < n; i++)
             r = append(s->key, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0));
-        if (r == 0) r = append(s->key, mark_end);
+        if (r == 0) r = append(s->key, tj_get_state()->ag_mark_end);
         for (Py_ssize_t i = 0; r == 0 && i < n; i++)
             r = visit(s, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1));
         Py_DECREF(items);
@@ -118,16 +134,6 @@ done:
 
 /* Walks (args, kwargs) into s, whose key, diff and other lists it makes. 0/-1. */
 static int scan_call(scan_state *s, PyObject *args, PyObject *kwargs) {
-    if (!mark_end) {
-        PyObject *base = (PyObject *)&PyBaseObject_Type;
-        mark_diff = PyObject_CallNoArgs(base);
-        mark_other = PyObject_CallNoArgs(base);
-        mark_end = PyObject_CallNoArgs(base);
-        if (!mark_diff || !mark_other || !mark_end) {
-            Py_CLEAR(mark_diff); Py_CLEAR(mark_other); Py_CLEAR(mark_end);
-            return -1;
-        }
-    }
     s->key = PyList_New(0);
     s->diff = PyList_New(0);
     s->other = PyList_New(0);
@@ -181,20 +187,16 @@ done:
  * NotScalarError of an entry marks it mixed first, as Adapter.call does). NULL with an
  * exception is the call's error. */
 PyObject *tj_ag_fast_call(PyObject *dict, PyObject *args, PyObject *kwargs) {
-    static PyObject *s_ad, *s_fast, *s_mixed, *not_scalar;
-    if (!s_mixed && (!(s_ad = PyUnicode_InternFromString("_tj_autograd")) ||
-                     !(s_fast = PyUnicode_InternFromString("fast")) ||
-                     !(s_mixed = PyUnicode_InternFromString("mixed"))))
-        return NULL;
-    if (!not_scalar) {
+    tj_state *st = tj_get_state();
+    if (!st->ag_not_scalar) {   /* tracejit._grad imports this module: found at first use */
         PyObject *g = PyImport_ImportModule("tracejit._grad");
-        not_scalar = g ? PyObject_GetAttrString(g, "NotScalarError") : NULL;
+        st->ag_not_scalar = g ? PyObject_GetAttrString(g, "NotScalarError") : NULL;
         Py_XDECREF(g);
-        if (!not_scalar) return NULL;
+        if (!st->ag_not_scalar) return NULL;
     }
-    PyObject *ad = dict ? PyDict_GetItemWithError(dict, s_ad) : NULL;   /* borrowed */
+    PyObject *ad = dict ? PyDict_GetItemWithError(dict, st->ag_str_autograd) : NULL;   /* borrowed */
     if (!ad) return NULL;
-    PyObject *fast = PyObject_GetAttr(ad, s_fast), *r = NULL, *key = NULL, *job = NULL;
+    PyObject *fast = PyObject_GetAttr(ad, st->ag_str_fast), *r = NULL, *key = NULL, *job = NULL;
     scan_state s = {0};
     if (!fast || !PyTuple_Check(fast) || PyTuple_GET_SIZE(fast) != 4) {   /* not an Adapter */
         if (fast) Py_DECREF(fast);
@@ -207,7 +209,7 @@ PyObject *tj_ag_fast_call(PyObject *dict, PyObject *args, PyObject *kwargs) {
     if (scan_call(&s, args, kwargs) < 0 || !(key = PyList_AsTuple(s.key))) goto done;
     PyObject *entry = PyDict_GetItemWithError(entries, key);   /* borrowed */
     if (!entry || !PyList_GET_SIZE(s.diff)) goto done;
-    PyObject *mixed = PyObject_GetAttr(entry, s_mixed);
+    PyObject *mixed = PyObject_GetAttr(entry, st->ag_str_mixed);
     int plain = mixed == Py_False;
     Py_XDECREF(mixed);
     if (!plain || !(job = PyTuple_Pack(3, entry, s.diff, s.other))) goto done;
@@ -220,9 +222,9 @@ PyObject *tj_ag_fast_call(PyObject *dict, PyObject *args, PyObject *kwargs) {
     for (Py_ssize_t i = 0; i < n; i++) call[i + 1] = PyList_GET_ITEM(s.diff, i);
     r = PyObject_Vectorcall(PyTuple_GET_ITEM(fast, 2), call, (size_t)(n + 1), NULL);
     if (call != stack) PyMem_Free(call);
-    if (!r && PyErr_ExceptionMatches(not_scalar)) {   /* Adapter.call takes the other route */
+    if (!r && PyErr_ExceptionMatches(st->ag_not_scalar)) {   /* Adapter.call takes the other route */
         PyErr_Clear();
-        PyObject_SetAttr(entry, s_mixed, Py_True);
+        PyObject_SetAttr(entry, st->ag_str_mixed, Py_True);
     }
 done:   /* NULL with an exception: it propagates (nothing runs twice) */
     Py_XDECREF(on);
@@ -266,18 +268,13 @@ static int some_gradient(PyObject *grads) {
  * on no differentiated leaf (every gradient None) is marked non-differentiable: it does
  * not require grad, and its backward() raises, as in eager torch. */
 PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
-    static PyObject *s_vg, *s_grads, *s_job, *s_mark;
-    if (!s_mark && (!(s_vg = PyUnicode_InternFromString("value_and_grad")) ||
-                    !(s_grads = PyUnicode_InternFromString("grads")) ||
-                    !(s_job = PyUnicode_InternFromString("job")) ||
-                    !(s_mark = PyUnicode_InternFromString("mark_non_differentiable"))))
-        return NULL;
+    tj_state *st = tj_get_state();
     if (nargs < 2 || !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 3) {
         PyErr_SetString(PyExc_TypeError, "_ag_forward(ctx, (entry, diff, other), *diff)");
         return NULL;
     }
     PyObject *ctx = args[0], *job = args[1];
-    PyObject *vg = PyObject_GetAttr(PyTuple_GET_ITEM(job, 0), s_vg);
+    PyObject *vg = PyObject_GetAttr(PyTuple_GET_ITEM(job, 0), st->ag_str_value_and_grad);
     if (!vg) return NULL;
     PyObject *old = tj_dl_set_strict(NULL, Py_True);
     if (!old) { Py_DECREF(vg); return NULL; }
@@ -295,12 +292,12 @@ PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "_ag_forward: value_and_grad gave no (value, grads)");
         goto done;
     }
-    if (PyObject_SetAttr(ctx, s_grads, PyTuple_GET_ITEM(r, 1)) < 0 ||
-        PyObject_SetAttr(ctx, s_job, job) < 0)
+    if (PyObject_SetAttr(ctx, st->ag_str_grads, PyTuple_GET_ITEM(r, 1)) < 0 ||
+        PyObject_SetAttr(ctx, st->ag_str_job, job) < 0)
         goto done;
     value = Py_NewRef(PyTuple_GET_ITEM(r, 0));
     if (!some_gradient(PyTuple_GET_ITEM(r, 1))) {
-        PyObject *ok = PyObject_CallMethodOneArg(ctx, s_mark, value);
+        PyObject *ok = PyObject_CallMethodOneArg(ctx, st->ag_str_mark_nd, value);
         if (!ok) Py_CLEAR(value);
         Py_XDECREF(ok);
     }
@@ -315,37 +312,36 @@ done:
  * backward, another cotangent) goes to _torch_autograd._fused_backward(ctx, go, grads).
  * C because it runs at every training step. */
 static PyObject *ag_backward(PyObject *ctx, PyObject *const *args, Py_ssize_t nargs) {
-    static PyObject *s_dict, *s_grads, *grad_enabled, *slow;
-    if (!s_grads && (!(s_dict = PyUnicode_InternFromString("__dict__")) ||
-                     !(s_grads = PyUnicode_InternFromString("grads"))))
-        return NULL;
-    if (!slow) {   /* both live as long as the process (torch is never unloaded) */
+    tj_state *st = tj_get_state();
+    if (!st->ag_fused_backward) {   /* found at the first backward (torch is imported by then) */
         PyObject *t = PyImport_ImportModule("torch");
         PyObject *ta = t ? PyImport_ImportModule("tracejit._torch_autograd") : NULL;
-        grad_enabled = t && ta ? PyObject_GetAttrString(t, "is_grad_enabled") : NULL;
-        slow = grad_enabled ? PyObject_GetAttrString(ta, "_fused_backward") : NULL;
+        PyObject *grad_enabled = t && ta ? PyObject_GetAttrString(t, "is_grad_enabled") : NULL;
+        PyObject *slow = grad_enabled ? PyObject_GetAttrString(ta, "_fused_backward") : NULL;
         Py_XDECREF(t);
         Py_XDECREF(ta);
-        if (!slow) { Py_CLEAR(grad_enabled); return NULL; }
+        if (!slow) { Py_XDECREF(grad_enabled); return NULL; }
+        Py_XSETREF(st->torch_grad_enabled, grad_enabled);   /* dlpack.c's, if it found it */
+        st->ag_fused_backward = slow;
     }
     if (nargs != 1) {
         PyErr_SetString(PyExc_TypeError, "the fused node's backward takes one cotangent");
         return NULL;
     }
-    PyObject *d = PyObject_GetAttr(ctx, s_dict), *grads = NULL, *res = NULL;
+    PyObject *d = PyObject_GetAttr(ctx, st->ag_str_dict), *grads = NULL, *res = NULL;
     if (!d || !PyDict_Check(d)) {
         if (d) PyErr_SetString(PyExc_TypeError, "the fused node's ctx has no __dict__");
         Py_XDECREF(d);
         return NULL;
     }
-    grads = PyDict_GetItemWithError(d, s_grads);
+    grads = PyDict_GetItemWithError(d, st->ag_str_grads);
     if (grads) {   /* handed over, not kept: autograd adopts them as .grad */
         Py_INCREF(grads);
-        if (PyDict_DelItem(d, s_grads) < 0) goto done;
+        if (PyDict_DelItem(d, st->ag_str_grads) < 0) goto done;
     } else if (PyErr_Occurred()) {
         goto done;
     }
-    PyObject *on = PyObject_CallNoArgs(grad_enabled);
+    PyObject *on = PyObject_CallNoArgs(st->torch_grad_enabled);
     if (!on) goto done;
     int fast = on == Py_False && grads && (PyList_Check(grads) || PyTuple_Check(grads)) &&
                tj_dl_is_one(args[0]);
@@ -357,7 +353,7 @@ static PyObject *ag_backward(PyObject *ctx, PyObject *const *args, Py_ssize_t na
         for (Py_ssize_t i = 0; i < n; i++)
             PyTuple_SET_ITEM(res, i + 1, Py_NewRef(PySequence_Fast_GET_ITEM(grads, i)));
     } else {
-        res = PyObject_CallFunctionObjArgs(slow, ctx, args[0], grads ? grads : Py_None, NULL);
+        res = PyObject_CallFunctionObjArgs(st->ag_fused_backward, ctx, args[0], grads ? grads : Py_None, NULL);
     }
 done:
     Py_XDECREF(grads);

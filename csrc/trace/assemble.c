@@ -303,70 +303,94 @@ fail:
     return NULL;
 }
 
-PyObject *tj_assemble_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs) {
-    const char *first_name = !strcmp(name, "roll") ? "a" : !strcmp(name, "pad") ? "array"
-                                                                             : "arrays";
-    PyObject *first = tj_arg(args, kwargs, 0, first_name, NULL);
-    if (!first && kwargs) first = PyDict_GetItemString(kwargs, "tup");
-    if (!first) return PyErr_Format(PyExc_TypeError, "%s() missing its first argument", name);
+/* ---- the numpy functions (handlers of protocols.c's table) ------------------ */
+
+/* The refusals every assembly shares: out= and a casting other than numpy's default. */
+static int refuse_options(const tj_npfunc *f, PyObject *kwargs) {
     PyObject *out = kwargs ? PyDict_GetItemString(kwargs, "out") : NULL;
-    if (out && out != Py_None)
-        return tj_trace_error("numpy.%s(..., out=...) is not supported by tracejit", name);
-    PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1), *r = NULL;
-    if (!zero || !one) goto done;
+    if (out && out != Py_None) {
+        tj_trace_error("numpy.%s(..., out=...) is not supported by tracejit", f->name);
+        return -1;
+    }
     PyObject *casting = kwargs ? PyDict_GetItemString(kwargs, "casting") : NULL;
     if (casting && (!PyUnicode_Check(casting) ||
-                    PyUnicode_CompareWithASCIIString(casting, "same_kind")))
-        return tj_trace_error("numpy.%s(casting=%R) is not supported by tracejit", name, casting);
-    PyObject *dtype = kwargs ? PyDict_GetItemString(kwargs, "dtype") : NULL;
-    if (!strcmp(name, "concatenate")) {
-        PyObject *axis = tj_arg(args, kwargs, 1, "axis", NULL);
-        r = concatenate(t, first, axis ? axis : zero, 0);
-    } else if (!strcmp(name, "stack")) {
-        PyObject *axis = tj_arg(args, kwargs, 1, "axis", NULL);
-        r = concatenate(t, first, axis ? axis : zero, 1);
-    } else if (!strcmp(name, "hstack") || !strcmp(name, "vstack")) {
-        int32_t *ids;
-        Py_ssize_t n = operands(t, first, 0, 0, &ids);
-        if (n < 0) goto done;
-        int h = name[0] == 'h', all1 = 1;
-        /* atleast_1d (hstack) or atleast_2d (vstack) of every part */
-        for (Py_ssize_t i = 0; i < n && ids[i] >= 0; i++) {
-            const tj_node *x = &t->g.nodes[ids[i]];
-            int want = h ? 1 : 2;
-            if (x->ndim >= want) { all1 &= x->ndim == 1; continue; }
-            tj_viewspec v;
-            memset(&v, 0, sizeof v);
-            for (int k = 0; k < want - x->ndim; k++) { v.shape[v.ndim] = 1; v.src[v.ndim] = -1; v.ndim++; }
-            for (int d = 0; d < x->ndim; d++) {
-                v.shape[v.ndim] = x->shape[d];
-                v.src[v.ndim] = (int8_t)d;
-                v.step[v.ndim] = 1;
-                v.ndim++;
-            }
-            ids[i] = tj_view(t, ids[i], &v);
-        }
-        int bad = 0;
-        for (Py_ssize_t i = 0; i < n; i++) bad |= ids[i] < 0;
-        if (!bad) r = concat_ids(t, ids, n, h && !all1 ? 1 : 0);
-        PyMem_Free(ids);
-    } else if (!strcmp(name, "roll")) {
-        PyObject *shift = tj_arg(args, kwargs, 1, "shift", NULL), *axis = tj_arg(args, kwargs, 2, "axis", NULL);
-        if (!shift) PyErr_SetString(PyExc_TypeError, "roll() needs a shift");
-        else r = roll(t, first, shift, axis ? axis : Py_None);
-    } else if (!strcmp(name, "pad")) {
-        PyObject *width = tj_arg(args, kwargs, 1, "pad_width", NULL);
-        PyObject *mode = tj_arg(args, kwargs, 2, "mode", NULL);
-        PyObject *value = kwargs ? PyDict_GetItemString(kwargs, "constant_values") : NULL;
-        if (!width) PyErr_SetString(PyExc_TypeError, "pad() needs pad_width");
-        else r = pad(t, first, width, mode, value);
-    } else {
-        tj_internal_error("unknown assembly %s", name);
+                    PyUnicode_CompareWithASCIIString(casting, "same_kind"))) {
+        tj_trace_error("numpy.%s(casting=%R) is not supported by tracejit", f->name, casting);
+        return -1;
     }
-    if (r && dtype && dtype != Py_None && strcmp(name, "roll") && strcmp(name, "pad"))
-        Py_SETREF(r, tj_apply_cast(t, r, dtype));   /* dtype=: the result in that dtype */
-done:
-    Py_XDECREF(zero);
-    Py_XDECREF(one);
+    return 0;
+}
+
+/* dtype=: the result in that dtype. Steals r. */
+static PyObject *in_dtype(tj_trace *t, PyObject *r, PyObject *kwargs) {
+    PyObject *dtype = kwargs ? PyDict_GetItemString(kwargs, "dtype") : NULL;
+    if (r && dtype && dtype != Py_None) Py_SETREF(r, tj_apply_cast(t, r, dtype));
     return r;
+}
+
+/* numpy.concatenate (datum 0) and stack (1) */
+PyObject *tj_assemble_concat(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                             PyObject *kwargs) {
+    if (refuse_options(f, kwargs) < 0) return NULL;
+    PyObject *zero = PyLong_FromLong(0);
+    if (!zero) return NULL;
+    PyObject *axis = tj_arg(args, kwargs, 1, "axis", NULL);
+    PyObject *r = concatenate(t, x, axis ? axis : zero, f->arg);
+    Py_DECREF(zero);
+    return in_dtype(t, r, kwargs);
+}
+
+/* numpy.hstack (datum 1) and vstack (2): every part made at least datum-d first
+ * (atleast_1d, atleast_2d), then joined along axis 0, or 1 for hstack of parts that
+ * are not all 1-d */
+PyObject *tj_assemble_hvstack(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                              PyObject *kwargs) {
+    if (refuse_options(f, kwargs) < 0) return NULL;
+    int32_t *ids;
+    Py_ssize_t n = operands(t, x, 0, 0, &ids);
+    if (n < 0) return NULL;
+    int want = f->arg, all1 = 1;
+    for (Py_ssize_t i = 0; i < n && ids[i] >= 0; i++) {
+        const tj_node *p = &t->g.nodes[ids[i]];
+        if (p->ndim >= want) { all1 &= p->ndim == 1; continue; }
+        tj_viewspec v;
+        memset(&v, 0, sizeof v);
+        for (int k = 0; k < want - p->ndim; k++) { v.shape[v.ndim] = 1; v.src[v.ndim] = -1; v.ndim++; }
+        for (int d = 0; d < p->ndim; d++) {
+            v.shape[v.ndim] = p->shape[d];
+            v.src[v.ndim] = (int8_t)d;
+            v.step[v.ndim] = 1;
+            v.ndim++;
+        }
+        ids[i] = tj_view(t, ids[i], &v);
+    }
+    int bad = 0;
+    for (Py_ssize_t i = 0; i < n; i++) bad |= ids[i] < 0;
+    PyObject *r = bad ? NULL : concat_ids(t, ids, n, want == 1 && !all1 ? 1 : 0);
+    PyMem_Free(ids);
+    return in_dtype(t, r, kwargs);
+}
+
+PyObject *tj_assemble_roll(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                           PyObject *kwargs) {
+    if (refuse_options(f, kwargs) < 0) return NULL;
+    PyObject *shift = tj_arg(args, kwargs, 1, "shift", NULL), *axis = tj_arg(args, kwargs, 2, "axis", NULL);
+    if (!shift) {
+        PyErr_SetString(PyExc_TypeError, "roll() needs a shift");
+        return NULL;
+    }
+    return roll(t, x, shift, axis ? axis : Py_None);
+}
+
+PyObject *tj_assemble_pad(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                          PyObject *kwargs) {
+    if (refuse_options(f, kwargs) < 0) return NULL;
+    PyObject *width = tj_arg(args, kwargs, 1, "pad_width", NULL);
+    PyObject *mode = tj_arg(args, kwargs, 2, "mode", NULL);
+    PyObject *value = kwargs ? PyDict_GetItemString(kwargs, "constant_values") : NULL;
+    if (!width) {
+        PyErr_SetString(PyExc_TypeError, "pad() needs pad_width");
+        return NULL;
+    }
+    return pad(t, x, width, mode, value);
 }

@@ -260,86 +260,126 @@ done:
     return r;
 }
 
-static PyObject *contraction(tj_trace *t, const char *name, PyObject *a, PyObject *b,
-                             PyObject *args, PyObject *kwargs);
-
 /* A Python scalar as np.asarray makes it: a strongly typed 0-d array. New reference. */
 static PyObject *strong(PyObject *o) {
     if (!PyLong_CheckExact(o) && !PyFloat_CheckExact(o) && !PyBool_Check(o)) return Py_NewRef(o);
     return PyArray_FROM_O(o);
 }
 
-PyObject *tj_contraction_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs) {
-    PyObject *a = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : NULL;
-    PyObject *b = PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : NULL;
+/* ---- the numpy functions (handlers of protocols.c's table) ------------------ */
+
+/* The second operand (*b, borrowed) and the refusals every contraction shares. 0/-1. */
+static int operands(const tj_npfunc *f, PyObject *a, PyObject *args, PyObject *kwargs,
+                    PyObject **b) {
+    *b = PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : NULL;
     if (kwargs) {
-        if (!a) a = PyDict_GetItemString(kwargs, "a");
-        if (!b) b = PyDict_GetItemString(kwargs, "b");
+        if (!*b) *b = PyDict_GetItemString(kwargs, "b");
         PyObject *out = PyDict_GetItemString(kwargs, "out");
-        if (out && out != Py_None)
-            return tj_trace_error("numpy.%s(..., out=...) is not supported by tracejit", name);
+        if (out && out != Py_None) {
+            tj_trace_error("numpy.%s(..., out=...) is not supported by tracejit", f->name);
+            return -1;
+        }
     }
-    if (!a || !b) return PyErr_Format(PyExc_TypeError, "%s() needs two arrays", name);
-    if (!strcmp(name, "matmul")) return tj_matmul(t, a, b);
-    /* dot, vdot, inner, outer and tensordot convert Python scalars with asarray, not as
-     * the weak scalars of ufuncs: np.dot(float32_array, 2) is float64 */
+    if (!a || !*b) {
+        PyErr_Format(PyExc_TypeError, "%s() needs two arrays", f->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* dot, vdot, inner, outer and tensordot convert Python scalars with asarray, not as
+ * the weak scalars of ufuncs: np.dot(float32_array, 2) is float64. `body` then gets
+ * both as arrays or tracers. */
+static PyObject *with_strong(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject *args,
+                             PyObject *kwargs,
+                             PyObject *(*body)(tj_trace *, const tj_npfunc *, PyObject *,
+                                               PyObject *, PyObject *, PyObject *)) {
+    PyObject *b;
+    if (operands(f, a, args, kwargs, &b) < 0) return NULL;
     PyObject *sa = strong(a), *sb = sa ? strong(b) : NULL;
-    PyObject *r = sb ? contraction(t, name, sa, sb, args, kwargs) : NULL;
+    PyObject *r = sb ? body(t, f, sa, sb, args, kwargs) : NULL;
     Py_XDECREF(sa);
     Py_XDECREF(sb);
     return r;
 }
 
-static PyObject *contraction(tj_trace *t, const char *name, PyObject *a, PyObject *b,
-                             PyObject *args, PyObject *kwargs) {
-    if (!strcmp(name, "dot")) return dot(t, a, b);
-    if (!strcmp(name, "vdot") || !strcmp(name, "inner") || !strcmp(name, "outer")) {
-        int vdot = name[0] == 'v', inner = name[0] == 'i';
-        PyObject *fa = vdot || !inner ? flat(t, a) : Py_NewRef(a);
-        PyObject *fb = fa ? (vdot || !inner ? flat(t, b) : Py_NewRef(b)) : NULL;
-        PyObject *r = NULL;
-        int32_t ia = fa ? tj_operand(t, fa) : -1, ib = fb ? tj_operand(t, fb) : -1;
-        if (fb && inner && ia >= 0 && ib >= 0 &&
-            (t->g.nodes[ia].ndim == 0 || t->g.nodes[ib].ndim == 0)) {   /* a scalar: a product */
-            PyObject *ops[2] = {fa, fb};
+/* numpy.matmul as a ufunc (protocols.c's __array_ufunc__): Python scalars stay weak */
+PyObject *tj_contract_matmul(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                             PyObject *kwargs) {
+    PyObject *b;
+    return operands(f, x, args, kwargs, &b) < 0 ? NULL : tj_matmul(t, x, b);
+}
+
+static PyObject *dot_body(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject *b,
+                          PyObject *args, PyObject *kwargs) {
+    return dot(t, a, b);
+}
+
+PyObject *tj_contract_dot(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                          PyObject *kwargs) {
+    return with_strong(t, f, x, args, kwargs, dot_body);
+}
+
+/* vdot ('v'): the flattened operands' matmul; inner ('i'): over both last dims (a
+ * product where one is 0-d); outer ('o'): a[:, None] * b[None, :] of the flattened */
+static PyObject *inner_body(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject *b,
+                            PyObject *args, PyObject *kwargs) {
+    int vdot = f->arg == 'v', inner = f->arg == 'i';
+    PyObject *fa = vdot || !inner ? flat(t, a) : Py_NewRef(a);
+    PyObject *fb = fa ? (vdot || !inner ? flat(t, b) : Py_NewRef(b)) : NULL;
+    PyObject *r = NULL;
+    int32_t ia = fa ? tj_operand(t, fa) : -1, ib = fb ? tj_operand(t, fb) : -1;
+    if (fb && inner && ia >= 0 && ib >= 0 &&
+        (t->g.nodes[ia].ndim == 0 || t->g.nodes[ib].ndim == 0)) {   /* a scalar: a product */
+        PyObject *ops[2] = {fa, fb};
+        r = tj_apply(t, TJ_OP_MUL, 2, ops, NULL);
+    } else if (fb && inner && ia >= 0 && ib >= 0 &&
+               not_aligned(t, ia, ib, t->g.nodes[ia].ndim - 1, t->g.nodes[ib].ndim - 1)) {
+        r = NULL;
+    } else if (fb && inner) {
+        PyObject *one = PyLong_FromLong(1);
+        PyObject *spec = one ? Py_BuildValue("((i)(i))", -1, -1) : NULL;
+        r = spec ? tensordot(t, fa, fb, spec) : NULL;
+        Py_XDECREF(one);
+        Py_XDECREF(spec);
+    } else if (fb && vdot) {
+        r = tj_matmul(t, fa, fb);
+    } else if (fb) {   /* outer: a[:, None] * b[None, :] */
+        PyObject *ka = Py_BuildValue("(OO)", Py_None, Py_None);
+        PyObject *sl = PySlice_New(NULL, NULL, NULL);
+        PyObject *ia = sl ? PyTuple_Pack(2, sl, Py_None) : NULL;
+        PyObject *ib = sl ? PyTuple_Pack(2, Py_None, sl) : NULL;
+        PyObject *xa = ia ? tj_getitem(t, fa, ia) : NULL;
+        PyObject *xb = xa && ib ? tj_getitem(t, fb, ib) : NULL;
+        if (xb) {
+            PyObject *ops[2] = {xa, xb};
             r = tj_apply(t, TJ_OP_MUL, 2, ops, NULL);
-        } else if (fb && inner && ia >= 0 && ib >= 0 &&
-                   not_aligned(t, ia, ib, t->g.nodes[ia].ndim - 1, t->g.nodes[ib].ndim - 1)) {
-            r = NULL;
-        } else if (fb && inner) {
-            PyObject *one = PyLong_FromLong(1);
-            PyObject *spec = one ? Py_BuildValue("((i)(i))", -1, -1) : NULL;
-            r = spec ? tensordot(t, fa, fb, spec) : NULL;
-            Py_XDECREF(one);
-            Py_XDECREF(spec);
-        } else if (fb && vdot) {
-            r = tj_matmul(t, fa, fb);
-        } else if (fb) {   /* outer: a[:, None] * b[None, :] */
-            PyObject *ka = Py_BuildValue("(OO)", Py_None, Py_None);
-            PyObject *sl = PySlice_New(NULL, NULL, NULL);
-            PyObject *ia = sl ? PyTuple_Pack(2, sl, Py_None) : NULL;
-            PyObject *ib = sl ? PyTuple_Pack(2, Py_None, sl) : NULL;
-            PyObject *xa = ia ? tj_getitem(t, fa, ia) : NULL;
-            PyObject *xb = xa && ib ? tj_getitem(t, fb, ib) : NULL;
-            if (xb) {
-                PyObject *ops[2] = {xa, xb};
-                r = tj_apply(t, TJ_OP_MUL, 2, ops, NULL);
-            }
-            Py_XDECREF(ka); Py_XDECREF(sl); Py_XDECREF(ia); Py_XDECREF(ib);
-            Py_XDECREF(xa); Py_XDECREF(xb);
         }
-        Py_XDECREF(fa);
-        Py_XDECREF(fb);
-        return r;
+        Py_XDECREF(ka); Py_XDECREF(sl); Py_XDECREF(ia); Py_XDECREF(ib);
+        Py_XDECREF(xa); Py_XDECREF(xb);
     }
-    if (!strcmp(name, "tensordot")) {
-        PyObject *axes = PyTuple_GET_SIZE(args) > 2 ? PyTuple_GET_ITEM(args, 2)
-                         : kwargs && PyDict_GetItemString(kwargs, "axes") ? PyDict_GetItemString(kwargs, "axes")
-                         : NULL;
-        PyObject *two = axes ? NULL : PyLong_FromLong(2);
-        PyObject *r = tensordot(t, a, b, axes ? axes : two);
-        Py_XDECREF(two);
-        return r;
-    }
-    return tj_internal_error("unknown contraction %s", name);
+    Py_XDECREF(fa);
+    Py_XDECREF(fb);
+    return r;
+}
+
+PyObject *tj_contract_inner(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                            PyObject *kwargs) {
+    return with_strong(t, f, x, args, kwargs, inner_body);
+}
+
+static PyObject *tensordot_body(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject *b,
+                                PyObject *args, PyObject *kwargs) {
+    PyObject *axes = PyTuple_GET_SIZE(args) > 2 ? PyTuple_GET_ITEM(args, 2)
+                     : kwargs && PyDict_GetItemString(kwargs, "axes") ? PyDict_GetItemString(kwargs, "axes")
+                     : NULL;
+    PyObject *two = axes ? NULL : PyLong_FromLong(2);
+    PyObject *r = tensordot(t, a, b, axes ? axes : two);
+    Py_XDECREF(two);
+    return r;
+}
+
+PyObject *tj_contract_tensordot(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                                PyObject *kwargs) {
+    return with_strong(t, f, x, args, kwargs, tensordot_body);
 }

@@ -162,21 +162,22 @@ PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key) {
     return r;
 }
 
-PyObject *tj_gather_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs) {
-    PyObject *a = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : NULL;
+/* numpy.take (datum 0) and take_along_axis (1); a handler of protocols.c's table */
+PyObject *tj_gather_take(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject *args,
+                         PyObject *kwargs) {
+    int along = f->arg;
     PyObject *idx = PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : NULL;
     PyObject *axis = PyTuple_GET_SIZE(args) > 2 ? PyTuple_GET_ITEM(args, 2) : NULL;
     if (kwargs) {
-        if (!a) a = PyDict_GetItemString(kwargs, !strcmp(name, "take") ? "a" : "arr");
         if (!idx) idx = PyDict_GetItemString(kwargs, "indices");
         if (!axis) axis = PyDict_GetItemString(kwargs, "axis");
         PyObject *mode = PyDict_GetItemString(kwargs, "mode"), *out = PyDict_GetItemString(kwargs, "out");
         if ((mode && mode != Py_None && PyUnicode_Check(mode) &&
              PyUnicode_CompareWithASCIIString(mode, "raise")) || (out && out != Py_None))
             return tj_trace_error("numpy.%s with out= or mode other than 'raise' is not "
-                                  "supported by tracejit yet", name);
+                                  "supported by tracejit yet", f->name);
     }
-    if (!a || !idx) return PyErr_Format(PyExc_TypeError, "%s() needs an array and indices", name);
+    if (!a || !idx) return PyErr_Format(PyExc_TypeError, "%s() needs an array and indices", f->name);
     int32_t x = tj_operand(t, a);
     if (x < 0) return NULL;
     if (!axis || axis == Py_None) {   /* the flattened array */
@@ -186,7 +187,7 @@ PyObject *tj_gather_call(tj_trace *t, const char *name, PyObject *args, PyObject
         if (!flat) return NULL;
         x = ((tj_tracer *)flat)->id;
         Py_DECREF(flat);
-        if (!strcmp(name, "take")) return take(t, x, idx, 0);
+        if (!along) return take(t, x, idx, 0);
         int32_t id = index_operand(t, idx);
         if (id < 0) return NULL;
         if (t->g.nodes[id].ndim != 1) {
@@ -198,7 +199,7 @@ PyObject *tj_gather_call(tj_trace *t, const char *name, PyObject *args, PyObject
     }
     int ax;
     if (tj_norm_axis(axis, t->g.nodes[x].ndim, &ax) < 0) return NULL;
-    if (!strcmp(name, "take")) return take(t, x, idx, ax);
+    if (!along) return take(t, x, idx, ax);
     int32_t id = index_operand(t, idx);
     if (id < 0) return NULL;
     if (t->g.nodes[id].ndim != t->g.nodes[x].ndim) {

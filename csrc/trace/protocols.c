@@ -9,33 +9,50 @@
 #include <numpy/arrayobject.h>
 #include <float.h>
 
-/* The numpy functions __array_function__ implements (handler index = position), with
- * the name of their first parameter (the traced array when passed by keyword). */
-static const struct { const char *name, *first; } array_functions[] = {
-    {"where", "condition"}, {"clip", "a"}, {"transpose", "a"}, {"astype", "x"},
-    {"shape", "a"}, {"ndim", "a"}, {"size", "a"}, {"nan_to_num", "x"},
-    {"zeros_like", "a"}, {"ones_like", "a"}, {"empty_like", "prototype"},
-    {"full_like", "a"}, {"copyto", "dst"},
-    /* reductions: from F_REDUCE on */
-    {"sum", "a"}, {"prod", "a"}, {"max", "a"}, {"amax", "a"}, {"min", "a"}, {"amin", "a"},
-    {"argmax", "a"}, {"argmin", "a"}, {"mean", "a"}, {"var", "a"}, {"std", "a"}, {"any", "a"},
-    {"all", "a"}, {"cumsum", "a"}, {"cumprod", "a"},
-    /* movement: from F_MOVE on */
-    {"reshape", "a"}, {"ravel", "a"}, {"squeeze", "a"}, {"expand_dims", "a"},
-    {"swapaxes", "a"}, {"moveaxis", "a"}, {"broadcast_to", "array"}, {"flip", "m"},
-    {"fliplr", "m"}, {"flipud", "m"}, {"split", "ary"}, {"array_split", "ary"},
-    /* contractions: from F_CONTRACT on */
-    {"dot", "a"}, {"vdot", "a"}, {"inner", "a"}, {"outer", "a"}, {"tensordot", "a"},
-    /* assembly: from F_ASSEMBLE on */
-    {"concatenate", "arrays"}, {"stack", "arrays"}, {"hstack", "tup"}, {"vstack", "tup"},
-    {"roll", "a"}, {"pad", "array"},
-    /* gathers: from F_GATHER on */
-    {"take", "a"}, {"take_along_axis", "arr"},
-    {NULL, NULL}};
-enum { F_WHERE, F_CLIP, F_TRANSPOSE, F_ASTYPE, F_SHAPE, F_NDIM, F_SIZE, F_NAN_TO_NUM,
-       F_ZEROS_LIKE, F_ONES_LIKE, F_EMPTY_LIKE, F_FULL_LIKE, F_COPYTO, F_REDUCE,
-       F_MOVE = F_REDUCE + 15, F_CONTRACT = F_MOVE + 12, F_ASSEMBLE = F_CONTRACT + 5,
-       F_GATHER = F_ASSEMBLE + 6 };
+static tj_npfunc_fn where, clip, transpose, astype, attribute, size, nan_to_num, like, copyto;
+
+/* The numpy functions __array_function__ implements: name, first parameter, handler and
+ * the handler's datum (see each handler). array_funcs maps each function object to its
+ * entry's index; a function not here may have a Python composition (_impls.py). */
+static const tj_npfunc np_funcs[] = {
+    {"where", "condition", where, 0}, {"clip", "a", clip, 0},
+    {"transpose", "a", transpose, 0}, {"astype", "x", astype, 0},
+    {"shape", "a", attribute, 0}, {"ndim", "a", attribute, 0}, {"size", "a", size, 0},
+    {"nan_to_num", "x", nan_to_num, 0},
+    {"zeros_like", "a", like, 0}, {"ones_like", "a", like, 1},
+    {"empty_like", "prototype", like, 0}, {"full_like", "a", like, 2},
+    {"copyto", "dst", copyto, 0},
+    /* reductions (csrc/trace/reduce.c) */
+    {"sum", "a", tj_reduce_np, TJ_RED_SUM}, {"prod", "a", tj_reduce_np, TJ_RED_PROD},
+    {"max", "a", tj_reduce_np, TJ_RED_MAX}, {"amax", "a", tj_reduce_np, TJ_RED_AMAX},
+    {"min", "a", tj_reduce_np, TJ_RED_MIN}, {"amin", "a", tj_reduce_np, TJ_RED_AMIN},
+    {"argmax", "a", tj_reduce_np, TJ_RED_ARGMAX}, {"argmin", "a", tj_reduce_np, TJ_RED_ARGMIN},
+    {"mean", "a", tj_reduce_np, TJ_RED_MEAN}, {"var", "a", tj_reduce_np, TJ_RED_VAR},
+    {"std", "a", tj_reduce_np, TJ_RED_STD}, {"any", "a", tj_reduce_np, TJ_RED_ANY},
+    {"all", "a", tj_reduce_np, TJ_RED_ALL}, {"cumsum", "a", tj_reduce_np, TJ_RED_CUMSUM},
+    {"cumprod", "a", tj_reduce_np, TJ_RED_CUMPROD},
+    /* movement (csrc/trace/views.c) */
+    {"reshape", "a", tj_views_reshape, 0}, {"ravel", "a", tj_views_ravel, 0},
+    {"squeeze", "a", tj_views_squeeze, 0}, {"expand_dims", "a", tj_views_expand_dims, 0},
+    {"swapaxes", "a", tj_views_swapaxes, 0}, {"moveaxis", "a", tj_views_moveaxis, 0},
+    {"broadcast_to", "array", tj_views_broadcast_to, 0}, {"flip", "m", tj_views_flip, 0},
+    {"flipud", "m", tj_views_flip, 1}, {"fliplr", "m", tj_views_flip, 2},
+    {"split", "ary", tj_views_split, 1}, {"array_split", "ary", tj_views_split, 0},
+    /* contractions (csrc/trace/contract.c) */
+    {"dot", "a", tj_contract_dot, 0}, {"vdot", "a", tj_contract_inner, 'v'},
+    {"inner", "a", tj_contract_inner, 'i'}, {"outer", "a", tj_contract_inner, 'o'},
+    {"tensordot", "a", tj_contract_tensordot, 0},
+    /* assembly (csrc/trace/assemble.c) */
+    {"concatenate", "arrays", tj_assemble_concat, 0}, {"stack", "arrays", tj_assemble_concat, 1},
+    {"hstack", "tup", tj_assemble_hvstack, 1}, {"vstack", "tup", tj_assemble_hvstack, 2},
+    {"roll", "a", tj_assemble_roll, 0}, {"pad", "array", tj_assemble_pad, 0},
+    /* gathers (csrc/trace/gather.c) */
+    {"take", "a", tj_gather_take, 0}, {"take_along_axis", "arr", tj_gather_take, 1},
+};
+#define N_NP_FUNCS ((int)(sizeof np_funcs / sizeof np_funcs[0]))
+
+/* numpy.matmul reaches the tracer as a ufunc (it has no op of the table) */
+static const tj_npfunc matmul_ufunc = {"matmul", "x1", tj_contract_matmul, 0};
 
 int tj_protocols_init(tj_state *st) {
     st->ufunc_ops = PyDict_New();
@@ -50,8 +67,8 @@ int tj_protocols_init(tj_state *st) {
         if (!v || PyDict_SetItem(st->ufunc_ops, u, v) < 0) { Py_XDECREF(v); return -1; }
         Py_DECREF(v);
     }
-    for (int i = 0; array_functions[i].name; i++) {
-        PyObject *f = PyObject_GetAttrString(st->numpy, array_functions[i].name);
+    for (int i = 0; i < N_NP_FUNCS; i++) {
+        PyObject *f = PyObject_GetAttrString(st->numpy, np_funcs[i].name);
         PyObject *v = PyLong_FromLong(i);
         if (!f || !v || PyDict_SetItem(st->array_funcs, f, v) < 0) {
             Py_XDECREF(f); Py_XDECREF(v);
@@ -112,7 +129,8 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (!opv && !PyErr_Occurred() && PyUnicode_CompareWithASCIIString(uname, "matmul") == 0 &&
         PyUnicode_CompareWithASCIIString(method, "__call__") == 0) {
         PyObject *rest = PyTuple_GetSlice(args, 2, PyTuple_GET_SIZE(args));
-        result = rest ? tj_contraction_call(t, "matmul", rest, kwargs) : NULL;
+        PyObject *x = rest && PyTuple_GET_SIZE(rest) ? PyTuple_GET_ITEM(rest, 0) : NULL;
+        result = rest ? tj_contract_matmul(t, &matmul_ufunc, x, rest, kwargs) : NULL;
         Py_XDECREF(rest);
         goto done;
     }
@@ -145,10 +163,10 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
     Py_ssize_t nin = PyTuple_GET_SIZE(args) - 2;
     if (reduce_method) {
         /* ufunc.reduce(a, axis=0, dtype=None, out=None, keepdims=False, ...) */
-        const char *fname = op == TJ_OP_ADD ? "sum" : op == TJ_OP_MUL ? "prod"
-                          : op == TJ_OP_MAX ? "max" : op == TJ_OP_MIN ? "min"
-                          : op == TJ_OP_OR ? "any" : op == TJ_OP_AND ? "all" : NULL;
-        if (!fname || nin < 1) {
+        int kind = op == TJ_OP_ADD ? TJ_RED_SUM : op == TJ_OP_MUL ? TJ_RED_PROD
+                 : op == TJ_OP_MAX ? TJ_RED_MAX : op == TJ_OP_MIN ? TJ_RED_MIN
+                 : op == TJ_OP_OR ? TJ_RED_ANY : op == TJ_OP_AND ? TJ_RED_ALL : -1;
+        if (kind < 0 || nin < 1) {
             tj_trace_error("numpy.%U.reduce is not supported by tracejit yet", uname);
             goto done;
         }
@@ -157,7 +175,7 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         PyObject *zero = PyLong_FromLong(0);
         if (rest && kw && zero && (nin > 1 || PyDict_GetItemString(kw, "axis") ||
                                    PyDict_SetItemString(kw, "axis", zero) == 0))
-            result = tj_reduction_call(t, fname, PyTuple_GET_ITEM(rest, 0), rest, kw, 2);
+            result = tj_reduction_call(t, kind, PyTuple_GET_ITEM(rest, 0), rest, kw, 2);
         Py_XDECREF(rest);
         Py_XDECREF(kw);
         Py_XDECREF(zero);
@@ -178,7 +196,8 @@ done:
  * where(isnan, nan, where(isinf, where(signbit, neginf, posinf), x)) with the fill
  * values in x's dtype (numpy's defaults: the largest finite magnitudes); other
  * dtypes pass through. copy=False on floats writes into x in numpy: refused. */
-static PyObject *nan_to_num(tj_trace *t, PyObject *x, PyObject *args, PyObject *kwargs) {
+static PyObject *nan_to_num(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                             PyObject *kwargs) {
     PyObject *copy = tj_arg(args, kwargs, 1, "copy", Py_True);
     PyObject *fill[3] = {tj_arg(args, kwargs, 2, "nan", NULL), tj_arg(args, kwargs, 3, "posinf", NULL),
                          tj_arg(args, kwargs, 4, "neginf", NULL)};
@@ -222,12 +241,14 @@ done:
 /* numpy.zeros_like / ones_like / empty_like / full_like(a, [fill_value,] dtype=None,
  * order='K', subok=True, shape=None, *, device=None): a fresh value of a's shape and
  * dtype (or those given). empty_like is zeros_like: a traced value has no
- * uninitialized memory. Results are C-contiguous, so order='F' is refused. */
-static PyObject *like(tj_trace *t, int h, PyObject *x, PyObject *args, PyObject *kwargs) {
-    const char *fname = array_functions[h].name;
-    int k = h == F_FULL_LIKE;   /* parameters after fill_value move by one */
-    PyObject *value = h == F_FULL_LIKE ? tj_arg(args, kwargs, 1, "fill_value", NULL)
-                      : h == F_ONES_LIKE ? Py_True : Py_False;
+ * uninitialized memory. Results are C-contiguous, so order='F' is refused.
+ * Datum: 0 zeros (empty), 1 ones, 2 full. */
+static PyObject *like(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                      PyObject *kwargs) {
+    const char *fname = f->name;
+    int k = f->arg == 2;   /* parameters after fill_value move by one */
+    PyObject *value = f->arg == 2 ? tj_arg(args, kwargs, 1, "fill_value", NULL)
+                      : f->arg == 1 ? Py_True : Py_False;
     PyObject *dtype = tj_arg(args, kwargs, 1 + k, "dtype", Py_None);
     PyObject *order = tj_arg(args, kwargs, 2 + k, "order", Py_None);
     PyObject *shape_arg = tj_arg(args, kwargs, 4 + k, "shape", Py_None);
@@ -291,6 +312,59 @@ static PyObject *like(tj_trace *t, int h, PyObject *x, PyObject *args, PyObject 
     return tj_apply_fill(t, value, dt, n.ndim, n.shape);
 }
 
+static PyObject *where(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                       PyObject *kwargs) {
+    if (PyTuple_GET_SIZE(args) != 3)
+        return tj_trace_error("numpy.where(cond) with one argument returns indices whose "
+                              "number depends on the data, which a trace cannot represent; "
+                              "use numpy.where(cond, x, y)");
+    return tj_apply(t, TJ_OP_WHERE, 3, &PyTuple_GET_ITEM(args, 0), NULL);
+}
+
+static PyObject *clip(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                      PyObject *kwargs) {
+    PyObject *lo = tj_arg(args, kwargs, 1, "a_min", NULL), *hi = tj_arg(args, kwargs, 2, "a_max", NULL);
+    if (!lo && kwargs) lo = PyDict_GetItemString(kwargs, "min");
+    if (!hi && kwargs) hi = PyDict_GetItemString(kwargs, "max");
+    PyObject *out = kwargs ? PyDict_GetItemString(kwargs, "out") : NULL;
+    if (out && out != Py_None)
+        return tj_trace_error("numpy.clip(..., out=...) is not supported by tracejit");
+    return tj_apply_clip(t, x, lo ? lo : Py_None, hi ? hi : Py_None);
+}
+
+static PyObject *transpose(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                           PyObject *kwargs) {
+    return tj_apply_transpose(t, x, tj_arg(args, kwargs, 1, "axes", Py_None));
+}
+
+static PyObject *astype(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                        PyObject *kwargs) {
+    PyObject *dt = tj_arg(args, kwargs, 1, "dtype", NULL);
+    if (!dt) { PyErr_SetString(PyExc_TypeError, "astype() needs a dtype"); return NULL; }
+    return tj_apply_cast(t, x, dt);
+}
+
+/* numpy.shape(a), numpy.ndim(a): the attribute of the same name */
+static PyObject *attribute(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                           PyObject *kwargs) {
+    return PyObject_GetAttrString(x, f->name);
+}
+
+static PyObject *size(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                      PyObject *kwargs) {
+    if (tj_arg(args, kwargs, 1, "axis", Py_None) != Py_None)
+        return tj_trace_error("numpy.size(a, axis) is not supported by tracejit yet");
+    return PyObject_GetAttrString(x, "size");
+}
+
+static PyObject *copyto(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                        PyObject *kwargs) {
+    return tj_trace_error("numpy.copyto writes into an existing array, which a traced "
+                          "function cannot do (numpy.full_like(a, v) calls it when a is "
+                          "not traced); compute the value instead, e.g. with "
+                          "numpy.full_like or numpy.where");
+}
+
 /* __array_function__(func, types, args, kwargs) */
 PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
     tj_state *st = tj_get_state();
@@ -326,57 +400,11 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         Py_DECREF(name);
         return NULL;
     }
-    int h = (int)PyLong_AsLong(hv);
-    PyObject *x = tj_arg(args, kwargs, 0, array_functions[h].first, NULL);
+    const tj_npfunc *f = &np_funcs[PyLong_AsLong(hv)];
+    PyObject *x = tj_arg(args, kwargs, 0, f->first, NULL);
     if (!x) {
         PyErr_SetString(PyExc_TypeError, "missing the array argument");
         return NULL;
     }
-    switch (h) {
-    case F_WHERE: {
-        if (PyTuple_GET_SIZE(args) != 3)
-            return tj_trace_error("numpy.where(cond) with one argument returns indices whose "
-                                  "number depends on the data, which a trace cannot represent; "
-                                  "use numpy.where(cond, x, y)");
-        return tj_apply(t, TJ_OP_WHERE, 3, &PyTuple_GET_ITEM(args, 0), NULL);
-    }
-    case F_CLIP: {
-        PyObject *lo = tj_arg(args, kwargs, 1, "a_min", NULL), *hi = tj_arg(args, kwargs, 2, "a_max", NULL);
-        if (!lo && kwargs) lo = PyDict_GetItemString(kwargs, "min");
-        if (!hi && kwargs) hi = PyDict_GetItemString(kwargs, "max");
-        PyObject *out = kwargs ? PyDict_GetItemString(kwargs, "out") : NULL;
-        if (out && out != Py_None)
-            return tj_trace_error("numpy.clip(..., out=...) is not supported by tracejit");
-        return tj_apply_clip(t, x, lo ? lo : Py_None, hi ? hi : Py_None);
-    }
-    case F_TRANSPOSE:
-        return tj_apply_transpose(t, x, tj_arg(args, kwargs, 1, "axes", Py_None));
-    case F_ASTYPE: {
-        PyObject *dt = tj_arg(args, kwargs, 1, "dtype", NULL);
-        if (!dt) { PyErr_SetString(PyExc_TypeError, "astype() needs a dtype"); return NULL; }
-        return tj_apply_cast(t, x, dt);
-    }
-    case F_SHAPE: return PyObject_GetAttrString(x, "shape");
-    case F_NDIM: return PyObject_GetAttrString(x, "ndim");
-    case F_SIZE:
-        if (tj_arg(args, kwargs, 1, "axis", Py_None) != Py_None)
-            return tj_trace_error("numpy.size(a, axis) is not supported by tracejit yet");
-        return PyObject_GetAttrString(x, "size");
-    case F_NAN_TO_NUM:
-        return nan_to_num(t, x, args, kwargs);
-    case F_ZEROS_LIKE: case F_ONES_LIKE: case F_EMPTY_LIKE: case F_FULL_LIKE:
-        return like(t, h, x, args, kwargs);
-    case F_COPYTO:
-        return tj_trace_error("numpy.copyto writes into an existing array, which a traced "
-                              "function cannot do (numpy.full_like(a, v) calls it when a is "
-                              "not traced); compute the value instead, e.g. with "
-                              "numpy.full_like or numpy.where");
-    default:
-        if (h >= F_GATHER) return tj_gather_call(t, array_functions[h].name, args, kwargs);
-        if (h >= F_ASSEMBLE) return tj_assemble_call(t, array_functions[h].name, args, kwargs);
-        if (h >= F_CONTRACT) return tj_contraction_call(t, array_functions[h].name, args, kwargs);
-        if (h >= F_MOVE) return tj_movement_call(t, array_functions[h].name, args, kwargs, 0);
-        if (h >= F_REDUCE) return tj_reduction_call(t, array_functions[h].name, x, args, kwargs, 0);
-        return tj_internal_error("unknown array function handler");
-    }
+    return f->fn(t, f, x, args, kwargs);
 }

@@ -297,53 +297,68 @@ static const char *const p_var[] = {"axis", "dtype", "out", "ddof", "keepdims", 
 static const char *const p_any[] = {"axis", "out", "keepdims", "where", NULL};
 static const char *const p_scan[] = {"axis", "dtype", "out", NULL};
 
-PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject *args,
+/* Per kind (TJ_RED_*): the name messages spell, the parameters after the array, and
+ * the reduction op (-1 for the compositions, which switch on the kind) */
+static const struct { const char *name; const char *const *params; int op; } reductions[TJ_NRED] = {
+    [TJ_RED_SUM] = {"sum", p_sum, TJ_OP_RSUM}, [TJ_RED_PROD] = {"prod", p_sum, TJ_OP_RPROD},
+    [TJ_RED_MAX] = {"max", p_max, TJ_OP_RMAX}, [TJ_RED_AMAX] = {"amax", p_max, TJ_OP_RMAX},
+    [TJ_RED_MIN] = {"min", p_max, TJ_OP_RMIN}, [TJ_RED_AMIN] = {"amin", p_max, TJ_OP_RMIN},
+    [TJ_RED_ARGMAX] = {"argmax", p_arg, TJ_OP_RARGMAX},
+    [TJ_RED_ARGMIN] = {"argmin", p_arg, TJ_OP_RARGMIN},
+    [TJ_RED_MEAN] = {"mean", p_mean, -1}, [TJ_RED_VAR] = {"var", p_var, -1},
+    [TJ_RED_STD] = {"std", p_var, -1}, [TJ_RED_ANY] = {"any", p_any, -1},
+    [TJ_RED_ALL] = {"all", p_any, -1}, [TJ_RED_CUMSUM] = {"cumsum", p_scan, -1},
+    [TJ_RED_CUMPROD] = {"cumprod", p_scan, -1},
+};
+
+PyObject *tj_reduction_call(tj_trace *t, int kind, PyObject *x, PyObject *args,
                             PyObject *kwargs, int method) {
-    static const struct { const char *name; const char *const *params; int op; } table[] = {
-        {"sum", p_sum, TJ_OP_RSUM}, {"prod", p_sum, TJ_OP_RPROD},
-        {"max", p_max, TJ_OP_RMAX}, {"amax", p_max, TJ_OP_RMAX},
-        {"min", p_max, TJ_OP_RMIN}, {"amin", p_max, TJ_OP_RMIN},
-        {"argmax", p_arg, TJ_OP_RARGMAX}, {"argmin", p_arg, TJ_OP_RARGMIN},
-        {"mean", p_mean, -1}, {"var", p_var, -2}, {"std", p_var, -3},
-        {"any", p_any, -4}, {"all", p_any, -5},
-        {"cumsum", p_scan, -6}, {"cumprod", p_scan, -7},
-    };
-    int k = -1;
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-        if (!strcmp(table[i].name, name)) k = (int)i;
-    if (k < 0) return tj_internal_error("unknown reduction %s", name);
+    if (kind < 0 || kind >= TJ_NRED) return tj_internal_error("unknown reduction %d", kind);
+    const char *name = reductions[kind].name;
     red_args r;
     /* ufunc.reduce (method 2) has one signature for every ufunc */
-    if (bind(name, method == 2 ? p_sum : table[k].params, args, kwargs, method == 1, &r) < 0)
+    if (bind(name, method == 2 ? p_sum : reductions[kind].params, args, kwargs, method == 1, &r) < 0)
         return NULL;
     PyObject *axis = r.axis ? r.axis : Py_None;
     int keepdims = r.keepdims ? PyObject_IsTrue(r.keepdims) : 0;
     if (keepdims < 0) return NULL;
     PyObject *dtype = r.dtype && r.dtype != Py_None ? r.dtype : NULL;
-    int op = table[k].op;
+    int op = reductions[kind].op;
     PyObject *res;
-    if (op >= 0) {
-        PyObject *xc = cast_if(t, x, dtype);
-        if (!xc) return NULL;
-        res = tj_apply_reduce(t, op, xc, axis, keepdims);
-        Py_DECREF(xc);
-    } else if (op == -1) {
+    switch (kind) {
+    case TJ_RED_MEAN:
         res = mean(t, x, axis, keepdims, dtype);
-    } else if (op == -6 || op == -7) {
-        return scan(t, op == -6 ? TJ_OP_CUMSUM : TJ_OP_CUMPROD, x, axis, dtype);
-    } else if (op == -4 || op == -5) {
-        res = truth(t, op == -4 ? TJ_OP_RMAX : TJ_OP_RMIN, x, axis, keepdims);
-    } else {
+        break;
+    case TJ_RED_CUMSUM: case TJ_RED_CUMPROD:
+        return scan(t, kind == TJ_RED_CUMSUM ? TJ_OP_CUMSUM : TJ_OP_CUMPROD, x, axis, dtype);
+    case TJ_RED_ANY: case TJ_RED_ALL:
+        res = truth(t, kind == TJ_RED_ANY ? TJ_OP_RMAX : TJ_OP_RMIN, x, axis, keepdims);
+        break;
+    case TJ_RED_VAR: case TJ_RED_STD: {
         long long ddof = r.ddof ? PyLong_AsLongLong(r.ddof) : 0;
         if (ddof == -1 && PyErr_Occurred()) return NULL;
         PyObject *xc = cast_if(t, x, dtype);   /* NumPy computes var in the given dtype */
         if (!xc) return NULL;
-        res = variance(t, xc, axis, keepdims, dtype, ddof, op == -3);
+        res = variance(t, xc, axis, keepdims, dtype, ddof, kind == TJ_RED_STD);
         Py_DECREF(xc);
+        break;
+    }
+    default: {
+        PyObject *xc = cast_if(t, x, dtype);
+        if (!xc) return NULL;
+        res = tj_apply_reduce(t, op, xc, axis, keepdims);
+        Py_DECREF(xc);
+    }
     }
     /* With dtype=, NumPy reduces in and returns that dtype (sum(int32, dtype=int32) is
      * int32, wrapping; a mean in an integer dtype truncates). */
     if (res && dtype && op != TJ_OP_RARGMAX && op != TJ_OP_RARGMIN)
         Py_SETREF(res, tj_apply_cast(t, res, dtype));
     return res;
+}
+
+/* The numpy functions (handler of protocols.c's table; the datum is the kind) */
+PyObject *tj_reduce_np(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                       PyObject *kwargs) {
+    return tj_reduction_call(t, f->arg, x, args, kwargs, 0);
 }

@@ -556,28 +556,31 @@ static PyObject *m_clip(tj_tracer *x, PyObject *args, PyObject *kw) {
     return t ? tj_apply_clip(t, (PyObject *)x, lo, hi) : NULL;
 }
 
-#define REDUCTION_METHOD(fname)                                                      \
+#define REDUCTION_METHOD(fname, kind)                                                \
     static PyObject *m_##fname(tj_tracer *x, PyObject *args, PyObject *kw) {         \
         tj_trace *t = live_trace(x);                                                 \
-        return t ? tj_reduction_call(t, #fname, (PyObject *)x, args, kw, 1) : NULL;  \
+        return t ? tj_reduction_call(t, kind, (PyObject *)x, args, kw, 1) : NULL;    \
     }
-REDUCTION_METHOD(sum)
-REDUCTION_METHOD(prod)
-REDUCTION_METHOD(max)
-REDUCTION_METHOD(min)
-REDUCTION_METHOD(argmax)
-REDUCTION_METHOD(argmin)
-REDUCTION_METHOD(mean)
-REDUCTION_METHOD(var)
-REDUCTION_METHOD(std)
-REDUCTION_METHOD(any)
-REDUCTION_METHOD(all)
-REDUCTION_METHOD(cumsum)
-REDUCTION_METHOD(cumprod)
+REDUCTION_METHOD(sum, TJ_RED_SUM)
+REDUCTION_METHOD(prod, TJ_RED_PROD)
+REDUCTION_METHOD(max, TJ_RED_MAX)
+REDUCTION_METHOD(min, TJ_RED_MIN)
+REDUCTION_METHOD(argmax, TJ_RED_ARGMAX)
+REDUCTION_METHOD(argmin, TJ_RED_ARGMIN)
+REDUCTION_METHOD(mean, TJ_RED_MEAN)
+REDUCTION_METHOD(var, TJ_RED_VAR)
+REDUCTION_METHOD(std, TJ_RED_STD)
+REDUCTION_METHOD(any, TJ_RED_ANY)
+REDUCTION_METHOD(all, TJ_RED_ALL)
+REDUCTION_METHOD(cumsum, TJ_RED_CUMSUM)
+REDUCTION_METHOD(cumprod, TJ_RED_CUMPROD)
 #undef REDUCTION_METHOD
 
-#define MOVEMENT_METHOD(fname)                                                       \
+/* x.ravel() etc.: the numpy function's handler with x first (an entry of its own:
+ * flatten has no numpy function, and messages name the method) */
+#define MOVEMENT_METHOD(fname, handler)                                              \
     static PyObject *m_##fname(tj_tracer *x, PyObject *args, PyObject *kw) {         \
+        static const tj_npfunc f = {#fname, "a", handler, 0};                        \
         tj_trace *t = live_trace(x);                                                 \
         if (!t) return NULL;                                                         \
         PyObject *full = PyTuple_New(PyTuple_GET_SIZE(args) + 1);                    \
@@ -585,14 +588,14 @@ REDUCTION_METHOD(cumprod)
         PyTuple_SET_ITEM(full, 0, Py_NewRef((PyObject *)x));                         \
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++)                      \
             PyTuple_SET_ITEM(full, i + 1, Py_NewRef(PyTuple_GET_ITEM(args, i)));     \
-        PyObject *r = tj_movement_call(t, #fname, full, kw, 0);                      \
+        PyObject *r = handler(t, &f, (PyObject *)x, full, kw);                       \
         Py_DECREF(full);                                                             \
         return r;                                                                    \
     }
-MOVEMENT_METHOD(ravel)
-MOVEMENT_METHOD(flatten)
-MOVEMENT_METHOD(squeeze)
-MOVEMENT_METHOD(swapaxes)
+MOVEMENT_METHOD(ravel, tj_views_ravel)
+MOVEMENT_METHOD(flatten, tj_views_ravel)
+MOVEMENT_METHOD(squeeze, tj_views_squeeze)
+MOVEMENT_METHOD(swapaxes, tj_views_swapaxes)
 #undef MOVEMENT_METHOD
 
 /* x.dot(y) */
@@ -603,8 +606,9 @@ static PyObject *m_dot(tj_tracer *x, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_TypeError, "dot() takes exactly one argument");
         return NULL;
     }
+    static const tj_npfunc f = {"dot", "a", tj_contract_dot, 0};
     PyObject *pair = PyTuple_Pack(2, (PyObject *)x, PyTuple_GET_ITEM(args, 0));
-    PyObject *r = pair ? tj_contraction_call(t, "dot", pair, kw) : NULL;
+    PyObject *r = pair ? tj_contract_dot(t, &f, (PyObject *)x, pair, kw) : NULL;
     Py_XDECREF(pair);
     return r;
 }

@@ -457,92 +457,121 @@ static PyObject *split(tj_trace *t, int32_t id, PyObject *sections, PyObject *ax
     return list;
 }
 
-PyObject *tj_movement_call(tj_trace *t, const char *name, PyObject *args, PyObject *kwargs,
-                           int method) {
-    Py_ssize_t a0 = method ? 0 : 1;   /* functions take the array first */
-    PyObject *x = method ? NULL : tj_arg(args, kwargs, 0, "a", NULL);
-    if (!method && !x) x = tj_arg(args, kwargs, 0, "m", NULL);
-    if (!method && !x) x = tj_arg(args, kwargs, 0, "array", NULL);
-    if (!method && !x) x = tj_arg(args, kwargs, 0, "ary", NULL);
-    if (!x) { PyErr_Format(PyExc_TypeError, "%s() missing the array argument", name); return NULL; }
+/* ---- the numpy functions (handlers of protocols.c's table) ------------------ */
+/* Each converts x first, so an operand numpy could not read fails before any other
+ * check, whichever function it was given to. */
+
+PyObject *tj_views_reshape(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                           PyObject *kwargs) {
+    if (tj_operand(t, x) < 0) return NULL;
+    PyObject *order = kwargs ? PyDict_GetItemString(kwargs, "order") : NULL;
+    if (order && PyUnicode_Check(order) && PyUnicode_CompareWithASCIIString(order, "C"))
+        return tj_trace_error("reshape(order=%R) is not supported by tracejit yet", order);
+    PyObject *shape = tj_arg(args, kwargs, 1, "newshape", NULL);
+    if (!shape && kwargs) shape = PyDict_GetItemString(kwargs, "shape");
+    if (!shape) { PyErr_SetString(PyExc_TypeError, "reshape() needs a shape"); return NULL; }
+    return tj_reshape(t, x, shape);
+}
+
+/* numpy.ravel, and x.ravel() / x.flatten() (f->name spells which) */
+PyObject *tj_views_ravel(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                         PyObject *kwargs) {
+    if (tj_operand(t, x) < 0) return NULL;
+    PyObject *order = tj_arg(args, kwargs, 1, "order", NULL);
+    int fortran = 0;
+    if (order && order != Py_None) {
+        if (!PyUnicode_Check(order) ||
+            (PyUnicode_CompareWithASCIIString(order, "C") &&
+             PyUnicode_CompareWithASCIIString(order, "F")))
+            return tj_trace_error("%s(order=%R) is not supported by tracejit (only 'C' and "
+                                  "'F')", f->name, order);
+        fortran = PyUnicode_CompareWithASCIIString(order, "F") == 0;
+    }
+    PyObject *m1 = PyLong_FromLong(-1);
+    PyObject *src = fortran ? tj_apply_transpose(t, x, Py_None) : Py_NewRef(x);
+    PyObject *r = m1 && src ? tj_reshape(t, src, m1) : NULL;
+    Py_XDECREF(m1);
+    Py_XDECREF(src);
+    return r;
+}
+
+PyObject *tj_views_squeeze(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                           PyObject *kwargs) {
+    int32_t id = tj_operand(t, x);
+    return id < 0 ? NULL : squeeze(t, id, tj_arg(args, kwargs, 1, "axis", Py_None));
+}
+
+PyObject *tj_views_expand_dims(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                               PyObject *kwargs) {
     int32_t id = tj_operand(t, x);
     if (id < 0) return NULL;
-    if (!strcmp(name, "reshape")) {
-        PyObject *order = kwargs ? PyDict_GetItemString(kwargs, "order") : NULL;
-        if (order && PyUnicode_Check(order) && PyUnicode_CompareWithASCIIString(order, "C"))
-            return tj_trace_error("reshape(order=%R) is not supported by tracejit yet", order);
-        PyObject *shape = tj_arg(args, kwargs, a0, method ? "shape" : "newshape", NULL);
-        if (!shape && kwargs) shape = PyDict_GetItemString(kwargs, "shape");
-        if (method && args && PyTuple_GET_SIZE(args) > 1) shape = args;   /* x.reshape(2, 3) */
-        if (!shape) { PyErr_SetString(PyExc_TypeError, "reshape() needs a shape"); return NULL; }
-        return tj_reshape(t, x, shape);
-    }
-    if (!strcmp(name, "ravel") || !strcmp(name, "flatten")) {
-        PyObject *order = tj_arg(args, kwargs, a0, "order", NULL);
-        int fortran = 0;
-        if (order && order != Py_None) {
-            if (!PyUnicode_Check(order) ||
-                (PyUnicode_CompareWithASCIIString(order, "C") &&
-                 PyUnicode_CompareWithASCIIString(order, "F")))
-                return tj_trace_error("%s(order=%R) is not supported by tracejit (only 'C' and "
-                                      "'F')", name, order);
-            fortran = PyUnicode_CompareWithASCIIString(order, "F") == 0;
-        }
-        PyObject *m1 = PyLong_FromLong(-1);
-        PyObject *src = fortran ? tj_apply_transpose(t, x, Py_None) : Py_NewRef(x);
-        PyObject *r = m1 && src ? tj_reshape(t, src, m1) : NULL;
-        Py_XDECREF(m1);
-        Py_XDECREF(src);
-        return r;
-    }
-    if (!strcmp(name, "squeeze")) return squeeze(t, id, tj_arg(args, kwargs, a0, "axis", Py_None));
-    if (!strcmp(name, "expand_dims")) {
-        PyObject *axis = tj_arg(args, kwargs, a0, "axis", NULL);
-        if (!axis) { PyErr_SetString(PyExc_TypeError, "expand_dims() needs an axis"); return NULL; }
-        return expand_dims(t, id, axis);
-    }
-    if (!strcmp(name, "swapaxes")) {
-        int nd = t->g.nodes[id].ndim, a, b, perm[TJ_MAXDIM];
-        PyObject *ao = tj_arg(args, kwargs, a0, "axis1", NULL), *bo = tj_arg(args, kwargs, a0 + 1, "axis2", NULL);
-        if (!ao || !bo) { PyErr_SetString(PyExc_TypeError, "swapaxes() needs two axes"); return NULL; }
-        if (tj_norm_axis(ao, nd, &a) < 0 || tj_norm_axis(bo, nd, &b) < 0) return NULL;
-        for (int d = 0; d < nd; d++) perm[d] = d == a ? b : d == b ? a : d;
-        return permuted(t, id, perm);
-    }
-    if (!strcmp(name, "moveaxis")) {
-        int nd = t->g.nodes[id].ndim, src, dst, perm[TJ_MAXDIM], k = 0;
-        PyObject *so = tj_arg(args, kwargs, 1, "source", NULL), *dso = tj_arg(args, kwargs, 2, "destination", NULL);
-        if (!so || !dso || !PyIndex_Check(so) || !PyIndex_Check(dso))
-            return tj_trace_error("numpy.moveaxis is supported with one source and one "
-                                  "destination axis");
-        if (tj_norm_axis(so, nd, &src) < 0 || tj_norm_axis(dso, nd, &dst) < 0) return NULL;
-        for (int d = 0; d < nd; d++)
-            if (d != src) perm[k++] = d;
-        for (int d = nd - 1; d > dst; d--) perm[d] = perm[d - 1];
-        perm[dst] = src;
-        return permuted(t, id, perm);
-    }
-    if (!strcmp(name, "broadcast_to")) {
-        PyObject *shape = tj_arg(args, kwargs, 1, "shape", NULL);
-        if (!shape) { PyErr_SetString(PyExc_TypeError, "broadcast_to() needs a shape"); return NULL; }
-        return broadcast_to(t, id, shape);
-    }
-    if (!strcmp(name, "flip")) return flip(t, id, tj_arg(args, kwargs, 1, "axis", Py_None));
-    if (!strcmp(name, "fliplr") || !strcmp(name, "flipud")) {
-        if (t->g.nodes[id].ndim < (name[4] == 'l' ? 2 : 1))
-            return PyErr_Format(PyExc_ValueError, "Input must be >= %d-d.", name[4] == 'l' ? 2 : 1);
-        PyObject *ax = PyLong_FromLong(name[4] == 'l' ? 1 : 0);
-        PyObject *r = ax ? flip(t, id, ax) : NULL;
-        Py_XDECREF(ax);
-        return r;
-    }
-    if (!strcmp(name, "split") || !strcmp(name, "array_split")) {
-        PyObject *sec = tj_arg(args, kwargs, 1, "indices_or_sections", NULL);
-        if (!sec) { PyErr_SetString(PyExc_TypeError, "split() needs sections"); return NULL; }
-        PyObject *zero = PyLong_FromLong(0);
-        PyObject *r = zero ? split(t, id, sec, tj_arg(args, kwargs, 2, "axis", zero), name[0] == 's') : NULL;
-        Py_XDECREF(zero);
-        return r;
-    }
-    return tj_internal_error("unknown movement function %s", name);
+    PyObject *axis = tj_arg(args, kwargs, 1, "axis", NULL);
+    if (!axis) { PyErr_SetString(PyExc_TypeError, "expand_dims() needs an axis"); return NULL; }
+    return expand_dims(t, id, axis);
+}
+
+PyObject *tj_views_swapaxes(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                            PyObject *kwargs) {
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    int nd = t->g.nodes[id].ndim, a, b, perm[TJ_MAXDIM];
+    PyObject *ao = tj_arg(args, kwargs, 1, "axis1", NULL), *bo = tj_arg(args, kwargs, 2, "axis2", NULL);
+    if (!ao || !bo) { PyErr_SetString(PyExc_TypeError, "swapaxes() needs two axes"); return NULL; }
+    if (tj_norm_axis(ao, nd, &a) < 0 || tj_norm_axis(bo, nd, &b) < 0) return NULL;
+    for (int d = 0; d < nd; d++) perm[d] = d == a ? b : d == b ? a : d;
+    return permuted(t, id, perm);
+}
+
+PyObject *tj_views_moveaxis(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                            PyObject *kwargs) {
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    int nd = t->g.nodes[id].ndim, src, dst, perm[TJ_MAXDIM], k = 0;
+    PyObject *so = tj_arg(args, kwargs, 1, "source", NULL), *dso = tj_arg(args, kwargs, 2, "destination", NULL);
+    if (!so || !dso || !PyIndex_Check(so) || !PyIndex_Check(dso))
+        return tj_trace_error("numpy.moveaxis is supported with one source and one "
+                              "destination axis");
+    if (tj_norm_axis(so, nd, &src) < 0 || tj_norm_axis(dso, nd, &dst) < 0) return NULL;
+    for (int d = 0; d < nd; d++)
+        if (d != src) perm[k++] = d;
+    for (int d = nd - 1; d > dst; d--) perm[d] = perm[d - 1];
+    perm[dst] = src;
+    return permuted(t, id, perm);
+}
+
+PyObject *tj_views_broadcast_to(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                                PyObject *kwargs) {
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    PyObject *shape = tj_arg(args, kwargs, 1, "shape", NULL);
+    if (!shape) { PyErr_SetString(PyExc_TypeError, "broadcast_to() needs a shape"); return NULL; }
+    return broadcast_to(t, id, shape);
+}
+
+/* numpy.flip(m, axis) (datum 0); flipud (1) and fliplr (2) flip axis datum - 1 of an
+ * array of at least datum dims. */
+PyObject *tj_views_flip(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                        PyObject *kwargs) {
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    if (!f->arg) return flip(t, id, tj_arg(args, kwargs, 1, "axis", Py_None));
+    if (t->g.nodes[id].ndim < f->arg)
+        return PyErr_Format(PyExc_ValueError, "Input must be >= %d-d.", f->arg);
+    PyObject *ax = PyLong_FromLong(f->arg - 1);
+    PyObject *r = ax ? flip(t, id, ax) : NULL;
+    Py_XDECREF(ax);
+    return r;
+}
+
+/* numpy.split (datum 1: sections must divide the axis) and array_split (0) */
+PyObject *tj_views_split(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
+                         PyObject *kwargs) {
+    int32_t id = tj_operand(t, x);
+    if (id < 0) return NULL;
+    PyObject *sec = tj_arg(args, kwargs, 1, "indices_or_sections", NULL);
+    if (!sec) { PyErr_SetString(PyExc_TypeError, "split() needs sections"); return NULL; }
+    PyObject *zero = PyLong_FromLong(0);
+    PyObject *r = zero ? split(t, id, sec, tj_arg(args, kwargs, 2, "axis", zero), f->arg) : NULL;
+    Py_XDECREF(zero);
+    return r;
 }
