@@ -331,7 +331,7 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
                                PyObject *kwnames) {
     tj_function *self = (tj_function *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject *result = NULL, *reason = NULL;
+    PyObject *result = NULL, *reason = NULL, *stale_reason = NULL;
     tj_flat f;
     tj_flat_init(&f);
     f.grad_quiet = 1;   /* formatting the refusal measured ~5 us of a training step */
@@ -373,10 +373,13 @@ rescan:
             }
             goto done;
         }
-        unlink_plan(self, p);                /* a captured array changed: retrace */
-        tj_plan_decref(p);
-        break;
+        /* a guard failed: another variant of the key may hold (a global that went
+         * back to an earlier value); the first failure's reason names the retrace */
+        if (stale_reason) Py_CLEAR(reason);
+        else stale_reason = reason, reason = NULL;
     }
+    reason = stale_reason;
+    stale_reason = NULL;
     self->misses++;
     PyObject *descr = describe(self, args, nargs, kwnames);
     if (!descr) {                       /* a reason is a nicety: never fail a call on it */
@@ -418,6 +421,7 @@ rescan:
     tj_plan_decref(p);
 done:
     Py_XDECREF(reason);
+    Py_XDECREF(stale_reason);
     tj_flat_free(&f);
     return result;
 }

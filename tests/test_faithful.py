@@ -599,6 +599,20 @@ def test_python_values_read_as_constants_are_guarded():
     assert_matches_numpy(cf(x), np.full(3, 5.0))
 
 
+def test_a_key_keeps_its_variants_when_a_guard_fails():
+    """A global going back to an earlier value finds that value's plan again: the cache
+    keeps a key's variants, each with its guards."""
+    ns = {"np": np, "MODE": 1.0}
+    exec("def fn(x):\n    return x * MODE\n", ns)
+    f = tracejit.compile(ns["fn"])
+    x = np.ones(3)
+    for mode in (1.0, 2.0, 1.0, 2.0, 1.0):
+        ns["MODE"] = mode
+        assert_matches_numpy(f(x), np.full(3, mode))
+    info = f.cache_info()
+    assert (info.misses, info.variants, info.hits) == (2, 2, 3)
+
+
 def test_attributes_read_as_constants_are_guarded():
     class Model:
         def __init__(self):
