@@ -198,7 +198,11 @@ static int flatten_dlpack(tj_flat *f, PyObject *o, int lib, const path *p) {
         leaf_obj = a;
         if (static_value(f, (PyObject *)Py_TYPE(o)) < 0) return -1;
     }
-    if (word(f, TAG(K_ARRAY, dt | nd << 8 | contig << 16 | lib << 17)) < 0) return -1;
+    /* the device: its DLPack code and index (a CPU view for every producer today) */
+    int64_t dev = lib == TJ_LIB_TORCH ? f->dl[f->n_dl - 1].device |
+                                        (int64_t)f->dl[f->n_dl - 1].device_id << 8
+                                      : TJ_DEVICE_CPU;
+    if (word(f, TAG(K_ARRAY, dt | nd << 8 | contig << 16 | lib << 17 | dev << 20)) < 0) return -1;
     for (int d = 0; d < nd; d++)
         if (word(f, shape[d]) < 0) return -1;
     if (f->out_lib < 0) { f->out_lib = lib; f->out_type = Py_TYPE(o); }
@@ -212,7 +216,8 @@ static int flatten(tj_flat *f, PyObject *o, int is_static, const path *p) {
         PyArrayObject *a = (PyArrayObject *)o;
         int dt, nd = PyArray_NDIM(a);
         if (check_array(a, p, &dt) < 0) return -1;
-        if (word(f, TAG(K_ARRAY, dt | nd << 8 | (PyArray_IS_C_CONTIGUOUS(a) ? 1 : 0) << 16)) < 0)
+        if (word(f, TAG(K_ARRAY, dt | nd << 8 | (PyArray_IS_C_CONTIGUOUS(a) ? 1 : 0) << 16 |
+                            (int64_t)TJ_DEVICE_CPU << 20)) < 0)
             return -1;
         for (int d = 0; d < nd; d++)
             if (word(f, PyArray_DIM(a, d)) < 0) return -1;

@@ -195,6 +195,8 @@ int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
                        "for now: pass x.cpu()");
         return 1;
     }
+    v->device = (int)t.device.device_type;
+    v->device_id = (int)t.device.device_id;
     if ((v->dtype = dtype_of(t.dtype)) < 0) {
         *why = refusal(o, "dtype", "has dtype %s, which tracejit does not support yet "
                        "(supported: torch.bool, int32, int64, float32, float64)");

@@ -481,10 +481,13 @@ int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_sca
 /* Where an array argument comes from; results come back as the first one's library. */
 enum { TJ_LIB_NUMPY, TJ_LIB_TORCH, TJ_LIB_DLPACK };
 /* A tensor read in place: data, dtype, shape (borrowed from the tensor, valid while it
- * lives) and byte strides. */
+ * lives), byte strides and device (DLPack's code and index: TJ_DEVICE_CPU for now, the
+ * only one tj_dl_torch_view accepts; it is part of the key). */
+#define TJ_DEVICE_CPU 1
 typedef struct {
     void *data;
     int dtype, ndim, contig;
+    int device, device_id;
     const int64_t *shape;
     int64_t strides[TJ_MAXDIM];
 } tj_dlview;
