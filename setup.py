@@ -21,7 +21,7 @@ sources = sorted(glob.glob("csrc/*.c") + glob.glob("csrc/*/*.c"))
 # time (csrc/tier.c): they ship in the package, copied from the one source.
 include = os.path.join("python", "tracejit", "_include")
 os.makedirs(include, exist_ok=True)
-for src in ["csrc/emit/prims.c", "csrc/trace/ops.h"] + glob.glob("csrc/emit/*.h"):
+for src in ["csrc/emit/prims.c", "csrc/ir/ops.h"] + glob.glob("csrc/emit/*.h"):
     with open(src) as f_in, open(os.path.join(include, os.path.basename(src)), "w") as f_out:
         f_out.write(f_in.read())
 ext = Extension(
