@@ -1,6 +1,7 @@
-/* tracejit.h: the map of the compiler. One section per source file; read top to
- * bottom it follows one call: arguments -> key -> cache -> trace -> passes -> emit
- * -> plan -> replay. Ownership of Python references is stated per function. */
+/* tracejit.h: the map of the compiler's Python side. One section per source file; read
+ * top to bottom it follows one call: arguments -> key -> cache -> trace -> passes ->
+ * emit -> plan -> replay. The IR and the passes know no Python: their map is
+ * csrc/ir/ir.h, included here. Ownership of Python references is stated per function. */
 #ifndef TRACEJIT_H
 #define TRACEJIT_H
 
@@ -9,25 +10,17 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#include "ir/ir.h"   /* dtypes, the op table, the graph: no Python */
+#include "ir/ir.h"   /* the Python-free core: dtypes, the op table, the graph, passes */
 
 #define TJ_BLOCK 512      /* elements per block in generated loops (csrc/emit) */
 
-/* ---- dtypes and the graph: Python-facing (csrc/ir/graph.c) ----------------- */
+/* ---- the IR's Python face (csrc/bridge.c) --------------------------------- */
 int tj_dtype_from_typenum(int typenum);     /* -1 when unsupported */
 int tj_dtype_typenum(tj_dtype dt);
-/* Doubles a PyMem array's capacity (at least `min_cap`). 0, or -1 + MemoryError. */
-int tj_grow(void **buf, int32_t *cap, int32_t min_cap, size_t elem);
-void tj_graph_free(tj_graph *g);
-int32_t tj_graph_add(tj_graph *g, const tj_node *proto);   /* -1 + MemoryError */
-/* Adds an `op` node over node `src` alone, with src's dtype and shape (COPY, or a
- * reduction over `axes`). Its index, or -1 + MemoryError. */
-int32_t tj_graph_add_over(tj_graph *g, int32_t src, int op, uint32_t axes);
-int tj_graph_add_output(tj_graph *g, int32_t id);
-/* NumPy broadcasting of shapes; -1 + ValueError naming both shapes */
+/* Raises e as its Python exception (see tj_error in ir.h). -1. */
+int tj_error_raise(const tj_error *e);
+/* NumPy broadcasting of shapes; -1 + ValueError naming both shapes, at the user's line */
 int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape);
-/* Appends a readable listing of g to the str list `out`. 0/-1 */
-int tj_graph_dump(const tj_graph *g, const char *title, PyObject *out);
 
 /* ---- module state and errors (csrc/module.c) ------------------------------ */
 typedef struct {
@@ -67,24 +60,10 @@ long long tj_env_int(const char *name, long long dflt);
 
 /* ---- tracing (csrc/trace/tracer.c, csrc/trace/dispatch.c) ----------------- */
 /* A Trace owns the graph being built; each Tracer refers to one node of it. */
-/* What a data slot holds at replay: an argument leaf, a captured array, a constant. */
-enum { TJ_SLOT_ARG, TJ_SLOT_CAPTURE, TJ_SLOT_CONST };
-typedef struct {
-    int kind;
-    int index;               /* ARG: leaf index; CAPTURE: index in captures */
-    int dtype;
-    uint8_t contig;          /* ARG/CAPTURE arrays: C-contiguous (part of the key) */
-    uint8_t fits_i32;        /* ARG Python int used as int32: checked at each call */
-    uint8_t torch;           /* ARG/CAPTURE: a torch tensor, read through DLPack */
-    tj_scalar value;         /* CONST */
-} tj_slotdesc;
-
 typedef struct {
     PyObject_HEAD
-    tj_graph g;
+    tj_graph g;              /* with its slot table */
     int live;                /* 0 once tracing ended: escaped tracers then raise */
-    tj_slotdesc *slots;
-    int32_t n_slots, cap_slots;
     PyObject *captures;      /* list of (where, array): arrays read from closures/globals */
     PyObject *fn;            /* strong: the traced function, where captures are looked up */
     int torch;               /* a torch input: torch dtypes, promotion and methods; | 2 (4):
@@ -168,8 +147,9 @@ PyObject *tj_capture_source(tj_trace *t, PyObject *arr);
 int32_t tj_capture_torch(tj_trace *t, PyObject *o);
 int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop, int *out);
 PyObject *tj_torch_getattr(PyObject *self, PyObject *name);
-/* Adds a data slot; returns its index, -1 + MemoryError. */
-int tj_trace_add_slot(tj_trace *t, const tj_slotdesc *d);
+/* tj_graph_add and tj_graph_add_over on t's graph: the node's index, -1 + exception. */
+int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto);
+int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes);
 /* Adds a leaf node of the given kind reading a new slot. -1 + exception. */
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
                       const int64_t *shape);
@@ -188,86 +168,13 @@ int tj_ad_init(PyObject *module);
  * result; NULL + exception: its error; NULL alone: take _torch_autograd.call. */
 PyObject *tj_ag_fast_call(PyObject *cf_dict, PyObject *args, PyObject *kwargs);
 
-/* ---- passes (csrc/fuse/) --------------------------------------------------- */
-/* A fused group: one loop nest over `shape` computing `nodes` in order. */
-typedef struct {
-    int ndim;
-    int64_t shape[TJ_MAXDIM];
-    int32_t *nodes, n_nodes;     /* computed nodes, topological */
-    int32_t *leaves, n_leaves;   /* nodes read from slots (leaf, view of leaf, or materialized) */
-    int8_t (*maps)[TJ_MAXDIM];   /* per leaf: iteration dim -> slot dim, -1 broadcast,
-                                    -2 the slot read flat */
-    int64_t (*steps)[TJ_MAXDIM]; /* per leaf and iteration dim: step along that slot dim */
-    int64_t (*offs)[TJ_MAXDIM];  /* per leaf: start index per slot dim (offs[0]: flat) */
-    int32_t *leaf_slot;          /* per leaf: the slot read */
-    int32_t *leaf_base;          /* per leaf: the node whose memory the slot holds */
-    uint8_t *leaf_flat;          /* per leaf: read flat (offs[0] counts elements) */
-    int32_t *outs, n_outs;       /* node ids written to slots */
-    int32_t *out_slot;
-    int8_t (*omaps)[TJ_MAXDIM];  /* per out: iteration dim -> slot dim, -1 broadcast */
-    int32_t red;                 /* a reduction group: the RED node (its only out), or -1;
-                                    iteration shape is its operand's, omaps[0] is -1 on
-                                    the reduced dims */
-    int32_t acc_slot;            /* reduction: accumulator slot (output's shape, acc dtype);
-                                    a scan (red is a SCAN node): the running value per
-                                    position of the other dims, read through amap */
-    int8_t amap[TJ_MAXDIM];      /* scan: iteration dim -> accumulator dim, -1 on the axis */
-    int contract;                /* a reduction that is a GEMM: sum over the last dim of
-                                    a product of leaves mm_a and mm_b (see fuse.c) */
-    int mm_a, mm_b;              /* leaf indices of the two factors */
-    int mm_m, mm_n;              /* iteration dims of rows and columns, or -1 */
-    int8_t *leaf_gather;         /* per leaf: read by a GATHER along this loop dim (the
-                                    leaf's map there is -1), or -1 for an ordinary leaf */
-    int8_t *leaf_gsrc;           /* gather leaves: the slot dim indexed (-1, -2 flat) */
-    int64_t *leaf_gstep;         /* gather leaves: the step along it */
-    int64_t *leaf_glen;          /* gather leaves: the length of the indexed dim */
-    int32_t cat;                 /* a part of a concatenation: the CONCAT node whose
-                                    buffer outs[0] is written into, or -1 */
-    int64_t cat_off;             /* its start along the CONCAT's axis */
-} tj_group;
-
-typedef struct {
-    tj_group *groups;
-    int n_groups;
-    int32_t *mat_slot;           /* per node: slot it is materialized in, or -1 */
-    int32_t *acc_slot;           /* per node: a reduction's accumulator slot, or -1 */
-    int n_slots;                 /* all slots: leaves, scratch, outputs */
-    int first_scratch, n_scratch;
-    int32_t *out_slot_of;        /* per graph output position: its slot */
-    int32_t *out_same_as;        /* per graph output position: -1: its slot's array; k >= 0:
-                                    position k's object (the trace returned one value twice);
-                                    -2: a copy of its slot's array (distinct traced values the
-                                    passes made one node stay distinct arrays) */
-    int64_t scratch_bytes;       /* scratch bytes: fuse's unshared sum, memplan's peak */
-    int64_t *scratch_off;        /* per scratch slot (slot - first_scratch): its byte offset
-                                    in the call's scratch block (memplan.c) */
-    int *slot_dtype;             /* per scratch and output slot (indexed by slot) */
-    int *slot_ndim;
-    int64_t (*slot_shape)[TJ_MAXDIM];
-    int first_out;               /* output slots are [first_out, n_slots) */
-} tj_schedule;
-
-/* fold and simplify create constants: they take the trace, whose slot table they
- * extend (tj_trace_add_slot) for each new CONST node; the others see the graph only. */
-int tj_pass_fold(tj_trace *t);
-int tj_pass_simplify(tj_trace *t);
-int tj_pass_cse(tj_graph *g);
-int tj_pass_dce(tj_graph *g);
-int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
-                 tj_schedule *s);
-int tj_pass_memplan(tj_schedule *s);
-int tj_memplan_dump(const tj_schedule *s, PyObject *log);
-void tj_schedule_free(tj_schedule *s);
-/* Runs the pipeline on t's graph (slots: t's table, which passes may extend, so a
- * plan reads t->n_slots after it); appends debug text to `log` (a list) when non-NULL. */
+/* ---- passes (csrc/fuse/, entered through csrc/bridge.c) -------------------- */
+/* Runs the pipeline on t's graph (tj_pipeline_run: the plan reads t's slot table after
+ * it); appends debug text to `log` (a list of str) when non-NULL. 0, -1 + exception. */
 int tj_pipeline(tj_trace *t, tj_schedule *s, PyObject *log);
 
 /* ---- reductions (csrc/trace/reduce.c, csrc/emit/reduce_prims.c) ------------ */
 typedef struct { const char *name; void *fn; } tj_symbol;   /* a symbol for libtcc */
-/* The dtype a reduction accumulates in for a given operand dtype. */
-int tj_red_acc_dtype(int op, int in_dtype);
-/* The dtype of a reduction's result (NumPy's rule). */
-int tj_red_out_dtype(int op, int in_dtype);
 /* Python-facing: x.sum(axis, keepdims, dtype) and friends; mean/var/std/any/all are
  * composed from these. method: 0 numpy function, 1 tracer method, 2 ufunc.reduce.
  * New reference to a Tracer. */
@@ -284,10 +191,6 @@ extern int64_t tj_blas_min;                   /* multiply-adds from which GEMM c
  * the table `tj_groups` (one tj_gdesc per group, run in order).
  * New reference to a str; NULL + exception. */
 PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
-
-/* A growing string (the emitters' output); `failed` once an allocation failed. */
-typedef struct { char *buf; size_t len, cap; int failed; } tj_sbuf;
-void tj_put(tj_sbuf *b, const char *fmt, ...);
 
 /* A group's loop nest (csrc/emit/emit_c.c): its dims, the blocked dim bd (rows of
  * `rows` when twod), and the outer loop split across threads: `units` of `step`. */
@@ -362,11 +265,6 @@ void tj_tcc_free(tj_module *m);
 typedef void (*tj_prim_fn)(void *, const void *, const void *, const void *, int64_t);
 extern const tj_symbol tj_prim_symbols[];   /* NULL-terminated; csrc/emit/prims.c */
 extern const int tj_n_prim_symbols;
-/* One element of op through its primitive (the kernel's own code, so the value is
- * the one the compiled loop computes): operands in[0..arity) of loop dtype `dtype`
- * (WHERE's condition: bool), result of dtype `out_dtype` (CAST: any; else what the
- * op table says). Floats in .f, ints and bools in .i. -1 when no primitive exists. */
-int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_scalar *out);
 
 /* ---- DLPack tensors: torch and other producers (csrc/dlpack.c) -------------- */
 /* Where an array argument comes from; results come back as the first one's library. */

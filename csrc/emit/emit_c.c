@@ -10,27 +10,9 @@
  * a block buffer is never both an operand and the result of one call.
  * Calling convention: P[slot] is the slot's data, S[slot] its byte strides. */
 #include "tracejit.h"
-#include <stdarg.h>
 
 typedef tj_sbuf sbuf;
 #define put tj_put
-
-void tj_put(sbuf *b, const char *fmt, ...) {
-    if (b->failed) return;
-    for (;;) {
-        va_list va;
-        va_start(va, fmt);
-        int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, va);
-        va_end(va);
-        if (n < 0) { b->failed = 1; return; }
-        if (b->len + (size_t)n < b->cap) { b->len += (size_t)n; return; }
-        size_t cap = (b->cap + (size_t)n + 1) * 2;
-        char *nb = PyMem_Realloc(b->buf, cap);
-        if (!nb) { b->failed = 1; return; }
-        b->buf = nb;
-        b->cap = cap;
-    }
-}
 
 /* Loop dtype of a computed node: the dtype its primitive is instantiated for. */
 static int loop_dtype(const tj_graph *g, const tj_node *n) {
@@ -612,8 +594,8 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     for (int d = bd - 1; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
     put(b, "}\n");
     if (pre.failed || body.failed) b->failed = 1;
-    PyMem_Free(pre.buf);
-    PyMem_Free(body.buf);
+    free(pre.buf);
+    free(body.buf);
 }
 
 PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
@@ -664,14 +646,14 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
     if (b.failed) { PyErr_NoMemory(); goto done; }
     r = PyUnicode_FromStringAndSize(b.buf, (Py_ssize_t)b.len);
 done:
-    PyMem_Free(b.buf);
+    free(b.buf);
     PyMem_Free(gs.where);
     PyMem_Free(gs.last_use);
     PyMem_Free(gs.uniform);
     PyMem_Free(gs.free_bufs);
     PyMem_Free(gs.names);
-    PyMem_Free(decls.buf);
-    PyMem_Free(body.buf);
-    PyMem_Free(table.buf);
+    free(decls.buf);
+    free(body.buf);
+    free(table.buf);
     return r;
 }

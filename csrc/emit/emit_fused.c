@@ -436,7 +436,7 @@ PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
     if (b.failed) { PyErr_NoMemory(); goto done; }
     r = PyUnicode_FromStringAndSize(b.buf, (Py_ssize_t)b.len);
 done:
-    PyMem_Free(b.buf);
+    free(b.buf);
     PyMem_Free(uni);
     PyMem_Free(fused);
     return r;
