@@ -14,13 +14,6 @@
 typedef tj_sbuf sbuf;
 #define put tj_put
 
-/* Loop dtype of a computed node: the dtype its primitive is instantiated for. */
-static int loop_dtype(const tj_graph *g, const tj_node *n) {
-    if (n->op == TJ_OP_WHERE) return g->nodes[n->in[1]].dtype;
-    if (n->op == TJ_OP_COPY) return n->dtype;
-    return g->nodes[n->in[0]].dtype;
-}
-
 /* POW with a loop-invariant exponent has its own primitives (prims.c). */
 static int pow_scalar(const tj_graph *g, const tj_node *n, const uint8_t *uniform) {
     return n->op == TJ_OP_POW && uniform && uniform[n->in[1]] && !uniform[n->in[0]] &&
@@ -36,7 +29,8 @@ static void prim_name(char *out, size_t cap, const tj_graph *g, const tj_node *n
         snprintf(out, cap, "tj_p_CAST_%s_%s", tj_dtype_suffix(g->nodes[n->in[0]].dtype),
                  tj_dtype_suffix(n->dtype));
     else
-        snprintf(out, cap, "tj_p_%s_%s", tj_ops[n->op].name, tj_dtype_suffix(loop_dtype(g, n)));
+        snprintf(out, cap, "tj_p_%s_%s", tj_ops[n->op].name,
+                 tj_dtype_suffix(tj_node_loop_dtype(g, n)));
 }
 
 typedef struct {

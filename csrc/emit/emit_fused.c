@@ -95,8 +95,7 @@ static void put_pow(sbuf *b, const tj_node *n, int32_t a, double e) {
 
 static void put_node(sbuf *b, const tj_graph *g, const tj_node *n) {
     int32_t id = (int32_t)(n - g->nodes);
-    int ldt = n->op == TJ_OP_WHERE ? g->nodes[n->in[1]].dtype
-              : n->op == TJ_OP_COPY ? n->dtype : g->nodes[n->in[0]].dtype;
+    int ldt = tj_node_loop_dtype(g, n);
     put(b, "%s x%d = ", ctype(n->dtype), (int)id);
     double e;
     if (n->op == TJ_OP_CAST) {

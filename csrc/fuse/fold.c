@@ -8,17 +8,12 @@
  * outputs, which stay computed so they remain fresh arrays. */
 #include "ir/ir.h"
 
-/* The dtype of n's loop (its primitive's), as in emit_c.c. */
-static int loop_dtype(const tj_graph *g, const tj_node *n) {
-    return g->nodes[n->in[n->op == TJ_OP_WHERE ? 1 : 0]].dtype;
-}
-
 static int foldable(const tj_graph *g, const tj_node *n) {
     const tj_opinfo *info = &tj_ops[n->op];
     if ((info->kind != TJ_K_EW && info->kind != TJ_K_CAST) || n->ndim != 0) return 0;
     for (int a = 0; a < info->arity; a++)
         if (g->nodes[n->in[a]].op != TJ_OP_CONST) return 0;
-    return !((info->flags & TJ_F_COSTLY) && loop_dtype(g, n) >= TJ_F32);
+    return !((info->flags & TJ_F_COSTLY) && tj_node_loop_dtype(g, n) >= TJ_F32);
 }
 
 int tj_pass_fold(tj_graph *g, tj_error *err) {
@@ -31,7 +26,7 @@ int tj_pass_fold(tj_graph *g, tj_error *err) {
         if (is_out[i] || !foldable(g, n)) continue;
         tj_scalar in[3] = {{0}}, v;
         for (int a = 0; a < tj_ops[n->op].arity; a++) in[a] = g->nodes[n->in[a]].value;
-        if (tj_eval_scalar(n->op, loop_dtype(g, n), n->dtype, in, &v) < 0) continue;
+        if (tj_eval_scalar(n->op, tj_node_loop_dtype(g, n), n->dtype, in, &v) < 0) continue;
         tj_slotdesc d = {.kind = TJ_SLOT_CONST, .dtype = n->dtype, .contig = 1, .value = v};
         int slot = tj_graph_add_slot(g, &d, err);
         if (slot < 0) { rc = -1; break; }

@@ -145,6 +145,12 @@ int64_t tj_node_size(const tj_node *n) {
     return s;
 }
 
+int tj_node_loop_dtype(const tj_graph *g, const tj_node *n) {
+    if (n->op == TJ_OP_WHERE) return g->nodes[n->in[1]].dtype;
+    if (n->op == TJ_OP_COPY) return n->dtype;
+    return g->nodes[n->in[0]].dtype;
+}
+
 void tj_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     size_t k = (size_t)snprintf(buf, cap, "(");
     for (int d = 0; d < ndim && k < cap; d++)

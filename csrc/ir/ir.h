@@ -137,6 +137,8 @@ int32_t tj_graph_add_over(tj_graph *g, int32_t src, int op, uint32_t axes, tj_er
 int tj_graph_add_output(tj_graph *g, int32_t id, tj_error *err);
 int tj_graph_add_slot(tj_graph *g, const tj_slotdesc *d, tj_error *err);
 int64_t tj_node_size(const tj_node *n);
+/* The dtype a computed node's primitive is instantiated for (its loop's). */
+int tj_node_loop_dtype(const tj_graph *g, const tj_node *n);
 /* "(3, 4)", "(5,)", "()" into buf (truncated to cap) */
 void tj_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
 /* NumPy broadcasting of shapes; -1 + a SHAPE error naming both shapes */
