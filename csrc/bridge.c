@@ -1,6 +1,6 @@
-/* Where the Python-free core (csrc/ir, csrc/fuse) meets Python: its errors become
- * exceptions, its pass log becomes str, its dtypes map to NumPy's type numbers. The
- * tracer and function.c call the core through these.
+/* Where the Python-free core (csrc/ir, csrc/fuse, csrc/emit) meets Python: its errors
+ * become exceptions, its pass log and generated sources become str, its dtypes map to
+ * NumPy's type numbers. The tracer and function.c call the core through these.
  * Contract: each wrapper raises exactly what the code before the split raised (same
  * class, same message), so the core's callers see no difference. */
 #include "tracejit.h"
@@ -70,4 +70,29 @@ int tj_pipeline(tj_trace *t, tj_schedule *s, PyObject *log) {
     else if (log) rc = append_lines(log, &text);
     free(text.buf);
     return rc;
+}
+
+PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
+    tj_sbuf src;
+    tj_error err;
+    if (tj_emit_c_source(g, s, &src, &err) < 0) {
+        tj_error_raise(&err);
+        return NULL;
+    }
+    PyObject *r = PyUnicode_FromStringAndSize(src.buf, (Py_ssize_t)src.len);
+    free(src.buf);
+    return r;
+}
+
+PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
+    tj_sbuf src;
+    tj_error err;
+    if (tj_emit_fused_source(g, s, &src, &err) < 0) {
+        tj_error_raise(&err);
+        return NULL;
+    }
+    if (!src.buf) return Py_NewRef(Py_None);   /* no group qualifies */
+    PyObject *r = PyUnicode_FromStringAndSize(src.buf, (Py_ssize_t)src.len);
+    free(src.buf);
+    return r;
 }

@@ -1,7 +1,8 @@
 /* tracejit.h: the map of the compiler's Python side. One section per source file; read
  * top to bottom it follows one call: arguments -> key -> cache -> trace -> passes ->
- * emit -> plan -> replay. The IR and the passes know no Python: their map is
- * csrc/ir/ir.h, included here. Ownership of Python references is stated per function. */
+ * emit -> plan -> replay. The IR, the passes and the emitters know no Python: their
+ * maps are csrc/ir/ir.h and csrc/emit/emit.h, included here. Ownership of Python
+ * references is stated per function. */
 #ifndef TRACEJIT_H
 #define TRACEJIT_H
 
@@ -10,9 +11,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#include "ir/ir.h"   /* the Python-free core: dtypes, the op table, the graph, passes */
-
-#define TJ_BLOCK 512      /* elements per block in generated loops (csrc/emit) */
+#include "emit/emit.h"   /* and ir/ir.h: the Python-free core */
 
 /* ---- the IR's Python face (csrc/bridge.c) --------------------------------- */
 int tj_dtype_from_typenum(int typenum);     /* -1 when unsupported */
@@ -173,60 +172,20 @@ PyObject *tj_ag_fast_call(PyObject *cf_dict, PyObject *args, PyObject *kwargs);
  * it); appends debug text to `log` (a list of str) when non-NULL. 0, -1 + exception. */
 int tj_pipeline(tj_trace *t, tj_schedule *s, PyObject *log);
 
-/* ---- reductions (csrc/trace/reduce.c, csrc/emit/reduce_prims.c) ------------ */
-typedef struct { const char *name; void *fn; } tj_symbol;   /* a symbol for libtcc */
+/* ---- reductions (csrc/trace/reduce.c) -------------------------------------- */
 /* Python-facing: x.sum(axis, keepdims, dtype) and friends; mean/var/std/any/all are
  * composed from these. method: 0 numpy function, 1 tracer method, 2 ufunc.reduce.
  * New reference to a Tracer. */
 PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int keepdims);
 PyObject *tj_reduction_call(tj_trace *t, const char *name, PyObject *x, PyObject *args,
                             PyObject *kwargs, int method);
-extern const tj_symbol tj_reduce_symbols[];   /* NULL-terminated */
-extern const tj_symbol tj_gemm_symbols[];     /* csrc/emit/gemm.c */
-int tj_blas_load(const char *path);           /* NumPy's OpenBLAS; 0 or -1 */
-extern int64_t tj_blas_min;                   /* multiply-adds from which GEMM calls BLAS */
 
-/* ---- emit (csrc/emit/) ----------------------------------------------------- */
-/* C source of the kernel: per group a function over a range of its outer loop, and
- * the table `tj_groups` (one tj_gdesc per group, run in order).
- * New reference to a str; NULL + exception. */
+/* ---- emit (csrc/emit/, entered through csrc/bridge.c) ---------------------- */
+/* tj_emit_c_source's C as a str: new reference; NULL + exception. */
 PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
-
-/* A group's loop nest (csrc/emit/emit_c.c): its dims, the blocked dim bd (rows of
- * `rows` when twod), and the outer loop split across threads: `units` of `step`. */
-typedef struct {
-    int D, twod, bd;
-    int64_t shape[TJ_MAXDIM], total, inner, rows, step, units;
-} tj_geom;
-/* A group's loop nest and units (csrc/emit/emit_c.c), the same for both emitters. */
-void tj_group_geometry(const tj_graph *g, const tj_group *gr, tj_geom *q);
-/* Per leaf: `bl<l>`, its first element, and `l<l>_<d>`, its byte stride along loop dim
- * d (0 where broadcast); strides are left out for uniform leaves (not gathered). */
-void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr,
-                        const uint8_t *uniform, int D);
-/* `o<o>_<d>`: output o's byte stride along loop dim d (0 where it does not vary). */
-void tj_emit_out_stride(tj_sbuf *b, const tj_group *gr, int o, int d);
-/* The optimizing tier's C (csrc/emit/emit_fused.c): elementwise groups as fused
- * per-element loops, `tj_fused[gi]` their bodies (NULL for the others). New reference
- * to a str, None when no group qualifies; NULL + exception. */
+/* tj_emit_fused_source's C as a str, None when no group qualifies: new reference;
+ * NULL + exception. */
 PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s);
-
-/* A group's loop over outer-loop units [lo, hi); P[slot] data, S[slot] byte strides. */
-typedef void (*tj_range_fn)(void **P, const int64_t **S, int64_t lo, int64_t hi);
-typedef struct {
-    void (*init)(void **P, const int64_t **S);   /* a reduction's accumulators; or NULL */
-    tj_range_fn body;
-    void (*fin)(void **P, const int64_t **S);    /* a reduction's results; or NULL */
-    int64_t units;                               /* outer-loop units */
-    int64_t work;                                /* elements per unit */
-    int32_t par;                                 /* units write disjoint memory */
-    /* a reduction over the outer loop's dim: its accumulator slot and bytes, and
-     * comb(acc, 0, part, n, 0) folding one accumulator into another elementwise
-     * (the runtime reduces fixed chunks of units into parts, then parts in order) */
-    int32_t acc_slot;
-    int64_t acc_n, acc_bytes;                    /* accumulators, and their bytes */
-    void (*comb)(void *acc, void *idx, const void *part, int64_t n, int64_t base);
-} tj_gdesc;
 
 /* ---- the optimizing tier (csrc/tier.c) ----------------------------------------- */
 enum { TJ_TIER_OFF, TJ_TIER_AUTO, TJ_TIER_EAGER };      /* modes */
@@ -261,10 +220,6 @@ const char *tj_tcc_path(void);
  * NULL + CompileError (with numbered source) on failure. */
 tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **entry);
 void tj_tcc_free(tj_module *m);
-
-typedef void (*tj_prim_fn)(void *, const void *, const void *, const void *, int64_t);
-extern const tj_symbol tj_prim_symbols[];   /* NULL-terminated; csrc/emit/prims.c */
-extern const int tj_n_prim_symbols;
 
 /* ---- DLPack tensors: torch and other producers (csrc/dlpack.c) -------------- */
 /* Where an array argument comes from; results come back as the first one's library. */
