@@ -18,10 +18,12 @@ if extra:
 sources = sorted(glob.glob("csrc/*.c") + glob.glob("csrc/*/*.c"))
 
 # The optimizing tier compiles the per-element helpers of csrc/emit/prims.c at run
-# time (csrc/tier.c): they ship in the package, copied from the one source.
+# time (csrc/tier.c): they ship in the package, copied from the one source (emit.h,
+# the emitters' header, is not among them: prims.c reads it only when built here).
 include = os.path.join("python", "tracejit", "_include")
 os.makedirs(include, exist_ok=True)
-for src in ["csrc/emit/prims.c", "csrc/trace/ops.h"] + glob.glob("csrc/emit/*.h"):
+helpers = [h for h in glob.glob("csrc/emit/*.h") if os.path.basename(h) != "emit.h"]
+for src in ["csrc/emit/prims.c", "csrc/ir/ops.h"] + helpers:
     with open(src) as f_in, open(os.path.join(include, os.path.basename(src)), "w") as f_out:
         f_out.write(f_in.read())
 ext = Extension(

@@ -308,7 +308,7 @@ int tj_flatten_args(tj_flat *f, const tj_argconf *conf, PyObject *const *args, P
 static PyObject *traced(tj_trace *t, PyObject *o, int is_static) {
     if (is_static) return Py_NewRef(o);
     PyTypeObject *tp = Py_TYPE(o);
-    tj_slotdesc d = {.kind = TJ_SLOT_ARG, .index = t->n_slots, .contig = 1};
+    tj_slotdesc d = {.kind = TJ_SLOT_ARG, .index = t->g.n_slots, .contig = 1};
     int32_t id;
     if (tp == &PyArray_Type) {
         PyArrayObject *a = (PyArrayObject *)o;
@@ -402,8 +402,10 @@ enum { T_OUT, T_TUPLE, T_LIST, T_DICT, T_STATIC };
 
 static int token(tj_template *tp, int kind, int payload) {
     if (tp->n_tokens == tp->cap_tokens &&
-        tj_grow((void **)&tp->tokens, &tp->cap_tokens, 8, sizeof *tp->tokens) < 0)
+        tj_grow((void **)&tp->tokens, &tp->cap_tokens, 8, sizeof *tp->tokens) < 0) {
+        PyErr_NoMemory();
         return -1;
+    }
     tp->tokens[tp->n_tokens++] = kind | payload << 4;
     return 0;
 }
@@ -418,7 +420,8 @@ static int result_walk(tj_template *tp, tj_trace *t, PyObject *o) {
     if (tj_is_tracer(o) || PyArray_Check(o) || tj_dl_kind(o) == TJ_LIB_TORCH) {
         int32_t id = tj_operand(t, o);
         if (id < 0) return -1;
-        if (tj_graph_add_output(&t->g, id) < 0) return -1;
+        tj_error err;
+        if (tj_graph_add_output(&t->g, id, &err) < 0) return tj_error_raise(&err);
         return token(tp, T_OUT, t->g.n_out - 1);
     }
     if (type != &PyTuple_Type && PyTuple_Check(o)) {
@@ -454,7 +457,7 @@ int tj_template_from_result(tj_template *tp, tj_trace *t, PyObject *result) {
 }
 
 void tj_template_free(tj_template *tp) {
-    PyMem_Free(tp->tokens);
+    free(tp->tokens);   /* tj_grow's */
     Py_CLEAR(tp->statics);
     memset(tp, 0, sizeof *tp);
 }

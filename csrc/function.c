@@ -80,9 +80,9 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     p->key = PyMem_Malloc((size_t)(f->n_words ? f->n_words : 1) * sizeof(int64_t));
     p->statics = PyTuple_New(f->n_statics);
     p->n_leaves = f->n_leaves;
-    p->n_leaf_slots = t->n_slots;
-    p->slots = PyMem_Malloc((size_t)(t->n_slots ? t->n_slots : 1) * sizeof *p->slots);
-    p->consts = PyMem_Calloc((size_t)(t->n_slots ? t->n_slots : 1), 8);
+    p->n_leaf_slots = t->g.n_slots;
+    p->slots = PyMem_Malloc((size_t)(t->g.n_slots ? t->g.n_slots : 1) * sizeof *p->slots);
+    p->consts = PyMem_Calloc((size_t)(t->g.n_slots ? t->g.n_slots : 1), 8);
     p->captures = Py_NewRef(t->captures);
     Py_ssize_t nc = PyList_GET_SIZE(t->captures);
     p->cap_shape = PyMem_Calloc((size_t)(nc ? nc : 1), sizeof *p->cap_shape);
@@ -96,9 +96,9 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     }
     memcpy(p->key, f->words, (size_t)f->n_words * sizeof(int64_t));
     for (int i = 0; i < f->n_statics; i++) PyTuple_SET_ITEM(p->statics, i, Py_NewRef(f->statics[i]));
-    memcpy(p->slots, t->slots, (size_t)t->n_slots * sizeof *p->slots);
-    for (int i = 0; i < t->n_slots; i++) {
-        const tj_slotdesc *d = &t->slots[i];
+    memcpy(p->slots, t->g.slots, (size_t)t->g.n_slots * sizeof *p->slots);
+    for (int i = 0; i < t->g.n_slots; i++) {
+        const tj_slotdesc *d = &t->g.slots[i];
         if (d->kind != TJ_SLOT_CONST) continue;
         unsigned char *c = p->consts[i];
         switch (d->dtype) {

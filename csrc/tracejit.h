@@ -1,6 +1,8 @@
-/* tracejit.h: the map of the compiler. One section per source file; read top to
- * bottom it follows one call: arguments -> key -> cache -> trace -> passes -> emit
- * -> plan -> replay. Ownership of Python references is stated per function. */
+/* tracejit.h: the map of the compiler's Python side. One section per source file; read
+ * top to bottom it follows one call: arguments -> key -> cache -> trace -> passes ->
+ * emit -> plan -> replay. The IR, the passes and the emitters know no Python: their
+ * maps are csrc/ir/ir.h and csrc/emit/emit.h, included here. Ownership of Python
+ * references is stated per function. */
 #ifndef TRACEJIT_H
 #define TRACEJIT_H
 
@@ -9,94 +11,15 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#define TJ_MAXDIM 16      /* most dimensions an array may have */
-#define TJ_BLOCK 512      /* elements per block in generated loops (csrc/emit) */
+#include "emit/emit.h"   /* and ir/ir.h: the Python-free core */
 
-/* ---- dtypes (csrc/trace/graph.c) ------------------------------------------ */
-typedef enum { TJ_BOOL, TJ_I32, TJ_I64, TJ_F32, TJ_F64, TJ_NDTYPES } tj_dtype;
-
+/* ---- the IR's Python face (csrc/bridge.c) --------------------------------- */
 int tj_dtype_from_typenum(int typenum);     /* -1 when unsupported */
 int tj_dtype_typenum(tj_dtype dt);
-int tj_dtype_size(tj_dtype dt);
-const char *tj_dtype_name(tj_dtype dt);     /* numpy's name: "float32" */
-const char *tj_dtype_suffix(tj_dtype dt);   /* primitive suffix: "f32" */
-const char *tj_dtype_ctype(tj_dtype dt);    /* C type in generated code */
-
-/* ---- the op table (csrc/trace/ops.h) -------------------------------------- */
-#include "trace/ops.h"
-typedef enum {
-#define TJ_X(name, np, ar, kind, mask, out, fl, sp) TJ_OP_##name,
-    TJ_OPS(TJ_X)
-#undef TJ_X
-    TJ_NOPS
-} tj_opcode;
-enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED, TJ_K_CAT, TJ_K_GATH, TJ_K_SCAN };
-enum { TJ_O_SAME, TJ_O_BOOL };
-enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4 };
-#define TJ_M_ALL  0x1f
-#define TJ_M_NUM  0x1e
-#define TJ_M_INTB 0x07
-#define TJ_M_FLT  0x18
-#define TJ_M_INT  0x06
-#define TJ_M_F64  0x10
-typedef struct {
-    const char *name;    /* "ADD" */
-    const char *numpy;   /* "add" or NULL */
-    int arity, kind, mask, out, flags;
-} tj_opinfo;
-extern const tj_opinfo tj_ops[TJ_NOPS];
-
-/* ---- the graph IR (csrc/trace/graph.c) ------------------------------------ */
-/* Plain data: nodes in one growable array, operands by index, shape and dtype
- * known for every node. A node's index is greater than its operands'. */
-typedef union { double f; int64_t i; } tj_scalar;
-
-typedef struct {
-    int16_t op;
-    uint8_t dtype;
-    uint8_t weak;          /* a Python scalar: weakly typed for promotion; 2: an int
-                              beyond int64, held as float64 (usable with floats only) */
-    uint8_t ndim;
-    uint8_t flat;          /* VIEW: reads its operand flat (voff[0] counts elements) */
-    int8_t perm[TJ_MAXDIM];/* VIEW: output dim d reads operand dim perm[d]; -1: a new or
-                              broadcast dim; -2: the operand read flat (row-major) */
-    int32_t in[3];
-    int32_t slot;          /* leaves: the data slot they read */
-    uint32_t axes;         /* RED: bit d set when operand dim d is reduced; COPY:
-                              TJ_COPY_DETACH marks a detach (csrc/ad/node.c) */
-    tj_scalar value;       /* CONST; GATHER: value.i is the axis an IndexError names */
-    int64_t shape[TJ_MAXDIM];
-    int64_t vstep[TJ_MAXDIM];   /* VIEW: step along perm[d] (elements when flat) */
-    int64_t voff[TJ_MAXDIM];    /* VIEW: start index per operand dim; voff[0] when flat */
-} tj_node;
-
-/* A COPY's axes when the copy is a detach (torch's Tensor.detach): autodiff's walk
- * stops there; the passes treat it as any COPY (simplify forwards it to its operand). */
-#define TJ_COPY_DETACH 1u
-
-typedef struct {
-    tj_node *nodes;
-    int32_t n, cap;
-    int32_t *outputs;      /* node ids, in result order (may repeat) */
-    int32_t n_out, cap_out;
-} tj_graph;
-
-/* Doubles a PyMem array's capacity (at least `min_cap`). 0, or -1 + MemoryError. */
-int tj_grow(void **buf, int32_t *cap, int32_t min_cap, size_t elem);
-int tj_graph_init(tj_graph *g);
-void tj_graph_free(tj_graph *g);
-int32_t tj_graph_add(tj_graph *g, const tj_node *proto);   /* -1 + MemoryError */
-/* Adds an `op` node over node `src` alone, with src's dtype and shape (COPY, or a
- * reduction over `axes`). Its index, or -1 + MemoryError. */
-int32_t tj_graph_add_over(tj_graph *g, int32_t src, int op, uint32_t axes);
-int tj_graph_add_output(tj_graph *g, int32_t id);
-int64_t tj_node_size(const tj_node *n);
-/* "(3, 4)", "(5,)", "()" into buf (truncated to cap) */
-void tj_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
-/* NumPy broadcasting of shapes; -1 + ValueError naming both shapes */
+/* Raises e as its Python exception (see tj_error in ir.h). -1. */
+int tj_error_raise(const tj_error *e);
+/* NumPy broadcasting of shapes; -1 + ValueError naming both shapes, at the user's line */
 int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape);
-/* Appends a readable listing of g to the str list `out`. 0/-1 */
-int tj_graph_dump(const tj_graph *g, const char *title, PyObject *out);
 
 /* ---- module state and errors (csrc/module.c) ------------------------------ */
 typedef struct {
@@ -152,24 +75,10 @@ long long tj_env_int(const char *name, long long dflt);
 
 /* ---- tracing (csrc/trace/tracer.c, csrc/trace/dispatch.c) ----------------- */
 /* A Trace owns the graph being built; each Tracer refers to one node of it. */
-/* What a data slot holds at replay: an argument leaf, a captured array, a constant. */
-enum { TJ_SLOT_ARG, TJ_SLOT_CAPTURE, TJ_SLOT_CONST };
-typedef struct {
-    int kind;
-    int index;               /* ARG: leaf index; CAPTURE: index in captures */
-    int dtype;
-    uint8_t contig;          /* ARG/CAPTURE arrays: C-contiguous (part of the key) */
-    uint8_t fits_i32;        /* ARG Python int used as int32: checked at each call */
-    uint8_t torch;           /* ARG/CAPTURE: a torch tensor, read through DLPack */
-    tj_scalar value;         /* CONST */
-} tj_slotdesc;
-
 typedef struct {
     PyObject_HEAD
-    tj_graph g;
+    tj_graph g;              /* with its slot table */
     int live;                /* 0 once tracing ended: escaped tracers then raise */
-    tj_slotdesc *slots;
-    int32_t n_slots, cap_slots;
     PyObject *captures;      /* list of (where, array): arrays read from closures/globals */
     PyObject *fn;            /* strong: the traced function, where captures are looked up */
     int torch;               /* a torch input: torch dtypes, promotion and methods; | 2 (4):
@@ -271,8 +180,9 @@ PyObject *tj_capture_source(tj_trace *t, PyObject *arr);
 int32_t tj_capture_torch(tj_trace *t, PyObject *o);
 int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop, int *out);
 PyObject *tj_torch_getattr(PyObject *self, PyObject *name);
-/* Adds a data slot; returns its index, -1 + MemoryError. */
-int tj_trace_add_slot(tj_trace *t, const tj_slotdesc *d);
+/* tj_graph_add and tj_graph_add_over on t's graph: the node's index, -1 + exception. */
+int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto);
+int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes);
 /* Adds a leaf node of the given kind reading a new slot. -1 + exception. */
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
                       const int64_t *shape);
@@ -291,86 +201,12 @@ int tj_ad_init(PyObject *module);
  * result; NULL + exception: its error; NULL alone: take _torch_autograd.call. */
 PyObject *tj_ag_fast_call(PyObject *cf_dict, PyObject *args, PyObject *kwargs);
 
-/* ---- passes (csrc/fuse/) --------------------------------------------------- */
-/* A fused group: one loop nest over `shape` computing `nodes` in order. */
-typedef struct {
-    int ndim;
-    int64_t shape[TJ_MAXDIM];
-    int32_t *nodes, n_nodes;     /* computed nodes, topological */
-    int32_t *leaves, n_leaves;   /* nodes read from slots (leaf, view of leaf, or materialized) */
-    int8_t (*maps)[TJ_MAXDIM];   /* per leaf: iteration dim -> slot dim, -1 broadcast,
-                                    -2 the slot read flat */
-    int64_t (*steps)[TJ_MAXDIM]; /* per leaf and iteration dim: step along that slot dim */
-    int64_t (*offs)[TJ_MAXDIM];  /* per leaf: start index per slot dim (offs[0]: flat) */
-    int32_t *leaf_slot;          /* per leaf: the slot read */
-    int32_t *leaf_base;          /* per leaf: the node whose memory the slot holds */
-    uint8_t *leaf_flat;          /* per leaf: read flat (offs[0] counts elements) */
-    int32_t *outs, n_outs;       /* node ids written to slots */
-    int32_t *out_slot;
-    int8_t (*omaps)[TJ_MAXDIM];  /* per out: iteration dim -> slot dim, -1 broadcast */
-    int32_t red;                 /* a reduction group: the RED node (its only out), or -1;
-                                    iteration shape is its operand's, omaps[0] is -1 on
-                                    the reduced dims */
-    int32_t acc_slot;            /* reduction: accumulator slot (output's shape, acc dtype);
-                                    a scan (red is a SCAN node): the running value per
-                                    position of the other dims, read through amap */
-    int8_t amap[TJ_MAXDIM];      /* scan: iteration dim -> accumulator dim, -1 on the axis */
-    int contract;                /* a reduction that is a GEMM: sum over the last dim of
-                                    a product of leaves mm_a and mm_b (see fuse.c) */
-    int mm_a, mm_b;              /* leaf indices of the two factors */
-    int mm_m, mm_n;              /* iteration dims of rows and columns, or -1 */
-    int8_t *leaf_gather;         /* per leaf: read by a GATHER along this loop dim (the
-                                    leaf's map there is -1), or -1 for an ordinary leaf */
-    int8_t *leaf_gsrc;           /* gather leaves: the slot dim indexed (-1, -2 flat) */
-    int64_t *leaf_gstep;         /* gather leaves: the step along it */
-    int64_t *leaf_glen;          /* gather leaves: the length of the indexed dim */
-    int32_t cat;                 /* a part of a concatenation: the CONCAT node whose
-                                    buffer outs[0] is written into, or -1 */
-    int64_t cat_off;             /* its start along the CONCAT's axis */
-} tj_group;
-
-typedef struct {
-    tj_group *groups;
-    int n_groups;
-    int32_t *mat_slot;           /* per node: slot it is materialized in, or -1 */
-    int32_t *acc_slot;           /* per node: a reduction's accumulator slot, or -1 */
-    int n_slots;                 /* all slots: leaves, scratch, outputs */
-    int first_scratch, n_scratch;
-    int32_t *out_slot_of;        /* per graph output position: its slot */
-    int32_t *out_same_as;        /* per graph output position: -1: its slot's array; k >= 0:
-                                    position k's object (the trace returned one value twice);
-                                    -2: a copy of its slot's array (distinct traced values the
-                                    passes made one node stay distinct arrays) */
-    int64_t scratch_bytes;       /* scratch bytes: fuse's unshared sum, memplan's peak */
-    int64_t *scratch_off;        /* per scratch slot (slot - first_scratch): its byte offset
-                                    in the call's scratch block (memplan.c) */
-    int *slot_dtype;             /* per scratch and output slot (indexed by slot) */
-    int *slot_ndim;
-    int64_t (*slot_shape)[TJ_MAXDIM];
-    int first_out;               /* output slots are [first_out, n_slots) */
-} tj_schedule;
-
-/* fold and simplify create constants: they take the trace, whose slot table they
- * extend (tj_trace_add_slot) for each new CONST node; the others see the graph only. */
-int tj_pass_fold(tj_trace *t);
-int tj_pass_simplify(tj_trace *t);
-int tj_pass_cse(tj_graph *g);
-int tj_pass_dce(tj_graph *g);
-int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
-                 tj_schedule *s);
-int tj_pass_memplan(tj_schedule *s);
-int tj_memplan_dump(const tj_schedule *s, PyObject *log);
-void tj_schedule_free(tj_schedule *s);
-/* Runs the pipeline on t's graph (slots: t's table, which passes may extend, so a
- * plan reads t->n_slots after it); appends debug text to `log` (a list) when non-NULL. */
+/* ---- passes (csrc/fuse/, entered through csrc/bridge.c) -------------------- */
+/* Runs the pipeline on t's graph (tj_pipeline_run: the plan reads t's slot table after
+ * it); appends debug text to `log` (a list of str) when non-NULL. 0, -1 + exception. */
 int tj_pipeline(tj_trace *t, tj_schedule *s, PyObject *log);
 
-/* ---- reductions (csrc/trace/reduce.c, csrc/emit/reduce_prims.c) ------------ */
-typedef struct { const char *name; void *fn; } tj_symbol;   /* a symbol for libtcc */
-/* The dtype a reduction accumulates in for a given operand dtype. */
-int tj_red_acc_dtype(int op, int in_dtype);
-/* The dtype of a reduction's result (NumPy's rule). */
-int tj_red_out_dtype(int op, int in_dtype);
+/* ---- reductions (csrc/trace/reduce.c) -------------------------------------- */
 /* Python-facing: x.sum(axis, keepdims, dtype) and friends; mean/var/std/any/all are
  * composed from these. kind: which function (TJ_RED_*); method: 0 numpy function, 1
  * tracer method, 2 ufunc.reduce. tj_reduce_np is the handler of the numpy functions
@@ -382,56 +218,13 @@ PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int 
 PyObject *tj_reduction_call(tj_trace *t, int kind, PyObject *x, PyObject *args,
                             PyObject *kwargs, int method);
 tj_npfunc_fn tj_reduce_np;
-extern const tj_symbol tj_reduce_symbols[];   /* NULL-terminated */
-extern const tj_symbol tj_gemm_symbols[];     /* csrc/emit/gemm.c */
-int tj_blas_load(const char *path);           /* NumPy's OpenBLAS; 0 or -1 */
-extern int64_t tj_blas_min;                   /* multiply-adds from which GEMM calls BLAS */
 
-/* ---- emit (csrc/emit/) ----------------------------------------------------- */
-/* C source of the kernel: per group a function over a range of its outer loop, and
- * the table `tj_groups` (one tj_gdesc per group, run in order).
- * New reference to a str; NULL + exception. */
+/* ---- emit (csrc/emit/, entered through csrc/bridge.c) ---------------------- */
+/* tj_emit_c_source's C as a str: new reference; NULL + exception. */
 PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
-
-/* A growing string (the emitters' output); `failed` once an allocation failed. */
-typedef struct { char *buf; size_t len, cap; int failed; } tj_sbuf;
-void tj_put(tj_sbuf *b, const char *fmt, ...);
-
-/* A group's loop nest (csrc/emit/emit_c.c): its dims, the blocked dim bd (rows of
- * `rows` when twod), and the outer loop split across threads: `units` of `step`. */
-typedef struct {
-    int D, twod, bd;
-    int64_t shape[TJ_MAXDIM], total, inner, rows, step, units;
-} tj_geom;
-/* A group's loop nest and units (csrc/emit/emit_c.c), the same for both emitters. */
-void tj_group_geometry(const tj_graph *g, const tj_group *gr, tj_geom *q);
-/* Per leaf: `bl<l>`, its first element, and `l<l>_<d>`, its byte stride along loop dim
- * d (0 where broadcast); strides are left out for uniform leaves (not gathered). */
-void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr,
-                        const uint8_t *uniform, int D);
-/* `o<o>_<d>`: output o's byte stride along loop dim d (0 where it does not vary). */
-void tj_emit_out_stride(tj_sbuf *b, const tj_group *gr, int o, int d);
-/* The optimizing tier's C (csrc/emit/emit_fused.c): elementwise groups as fused
- * per-element loops, `tj_fused[gi]` their bodies (NULL for the others). New reference
- * to a str, None when no group qualifies; NULL + exception. */
+/* tj_emit_fused_source's C as a str, None when no group qualifies: new reference;
+ * NULL + exception. */
 PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s);
-
-/* A group's loop over outer-loop units [lo, hi); P[slot] data, S[slot] byte strides. */
-typedef void (*tj_range_fn)(void **P, const int64_t **S, int64_t lo, int64_t hi);
-typedef struct {
-    void (*init)(void **P, const int64_t **S);   /* a reduction's accumulators; or NULL */
-    tj_range_fn body;
-    void (*fin)(void **P, const int64_t **S);    /* a reduction's results; or NULL */
-    int64_t units;                               /* outer-loop units */
-    int64_t work;                                /* elements per unit */
-    int32_t par;                                 /* units write disjoint memory */
-    /* a reduction over the outer loop's dim: its accumulator slot and bytes, and
-     * comb(acc, 0, part, n, 0) folding one accumulator into another elementwise
-     * (the runtime reduces fixed chunks of units into parts, then parts in order) */
-    int32_t acc_slot;
-    int64_t acc_n, acc_bytes;                    /* accumulators, and their bytes */
-    void (*comb)(void *acc, void *idx, const void *part, int64_t n, int64_t base);
-} tj_gdesc;
 
 /* ---- the optimizing tier (csrc/tier.c) ----------------------------------------- */
 enum { TJ_TIER_OFF, TJ_TIER_AUTO, TJ_TIER_EAGER };      /* modes */
@@ -467,15 +260,6 @@ const char *tj_tcc_path(void);
  * NULL + CompileError (with numbered source) on failure. */
 tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **entry);
 void tj_tcc_free(tj_module *m);
-
-typedef void (*tj_prim_fn)(void *, const void *, const void *, const void *, int64_t);
-extern const tj_symbol tj_prim_symbols[];   /* NULL-terminated; csrc/emit/prims.c */
-extern const int tj_n_prim_symbols;
-/* One element of op through its primitive (the kernel's own code, so the value is
- * the one the compiled loop computes): operands in[0..arity) of loop dtype `dtype`
- * (WHERE's condition: bool), result of dtype `out_dtype` (CAST: any; else what the
- * op table says). Floats in .f, ints and bools in .i. -1 when no primitive exists. */
-int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_scalar *out);
 
 /* ---- DLPack tensors: torch and other producers (csrc/dlpack.c) -------------- */
 /* Where an array argument comes from; results come back as the first one's library. */

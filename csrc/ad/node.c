@@ -92,8 +92,8 @@ static PyObject *ad_source(PyObject *mod, PyObject *args) {
      * when an enclosing grad differentiates through it (a duplicate would bypass
      * the original, which may be that grad's own source) */
     tj_node n = t->g.nodes[id];   /* a copy: adding may move the node array */
-    int32_t r = n.op == TJ_OP_VIEW || linked ? tj_graph_add_over(&t->g, id, TJ_OP_COPY, 0)
-                                             : tj_graph_add(&t->g, &n);
+    int32_t r = n.op == TJ_OP_VIEW || linked ? tj_trace_add_over(t, id, TJ_OP_COPY, 0)
+                                             : tj_trace_add_node(t, &n);
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 
@@ -104,7 +104,7 @@ static PyObject *ad_source(PyObject *mod, PyObject *args) {
 static PyObject *ad_detach(PyObject *mod, PyObject *o) {
     tj_tracer *x = as_tracer(o);
     if (!x) return NULL;
-    int32_t r = tj_graph_add_over(&x->trace->g, x->id, TJ_OP_COPY, TJ_COPY_DETACH);
+    int32_t r = tj_trace_add_over(x->trace, x->id, TJ_OP_COPY, TJ_COPY_DETACH);
     return r < 0 ? NULL : tj_tracer_new(x->trace, r);
 }
 

@@ -13,7 +13,8 @@
  * accumulator in the same loop (see `fold`). Groups with argmax/argmin, scans,
  * gathers, concatenation parts, matrix products, sin or cos, and reductions of costly
  * values, are not fused (NULL in tj_fused: TinyCC's body stays). */
-#include "tracejit.h"
+#include "emit/emit.h"
+#include <stdio.h>
 
 typedef tj_sbuf sbuf;
 #define put tj_put
@@ -95,8 +96,7 @@ static void put_pow(sbuf *b, const tj_node *n, int32_t a, double e) {
 
 static void put_node(sbuf *b, const tj_graph *g, const tj_node *n) {
     int32_t id = (int32_t)(n - g->nodes);
-    int ldt = n->op == TJ_OP_WHERE ? g->nodes[n->in[1]].dtype
-              : n->op == TJ_OP_COPY ? n->dtype : g->nodes[n->in[0]].dtype;
+    int ldt = tj_node_loop_dtype(g, n);
     put(b, "%s x%d = ", ctype(n->dtype), (int)id);
     double e;
     if (n->op == TJ_OP_CAST) {
@@ -409,12 +409,17 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
     put(b, "}\n");
 }
 
-PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
+int tj_emit_fused_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out,
+                         tj_error *err) {
     sbuf b = {0};
-    uint8_t *uni = PyMem_Calloc((size_t)(g->n ? g->n : 1), 1);
-    int *fused = PyMem_Calloc((size_t)(s->n_groups ? s->n_groups : 1), sizeof(int));
-    PyObject *r = NULL;
-    if (!uni || !fused) { PyErr_NoMemory(); goto done; }
+    uint8_t *uni = calloc((size_t)(g->n ? g->n : 1), 1);
+    int *fused = calloc((size_t)(s->n_groups ? s->n_groups : 1), sizeof(int));
+    int rc = -1;
+    memset(out, 0, sizeof *out);
+    if (!uni || !fused) {
+        tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     int any = 0;
     put(&b, "/* tracejit optimizing tier */\n#include \"prims.c\"\n");
     for (int gi = 0; gi < s->n_groups; gi++) {
@@ -425,7 +430,7 @@ PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
         emit_fused_group(&b, g, &s->groups[gi], &q, gi, uni);
         fused[gi] = any = 1;
     }
-    if (!any) { r = Py_NewRef(Py_None); goto done; }
+    if (!any) { rc = 0; goto done; }
     put(&b, "\n__attribute__((visibility(\"default\")))\n"
             "void (*const tj_fused[%d])(void **, const long long **, long long, long long) = {\n",
         s->n_groups);
@@ -433,11 +438,16 @@ PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
         if (fused[gi]) put(&b, "    tj_f%d,\n", gi);
         else put(&b, "    0,\n");
     put(&b, "};\n");
-    if (b.failed) { PyErr_NoMemory(); goto done; }
-    r = PyUnicode_FromStringAndSize(b.buf, (Py_ssize_t)b.len);
+    if (b.failed) {
+        tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    *out = b;
+    b.buf = NULL;
+    rc = 0;
 done:
-    PyMem_Free(b.buf);
-    PyMem_Free(uni);
-    PyMem_Free(fused);
-    return r;
+    free(b.buf);
+    free(uni);
+    free(fused);
+    return rc;
 }

@@ -4,7 +4,7 @@
  * does. Contract: out never aliases a or b; M, N, K may be 0 (an empty sum is 0).
  * Rows of b are packed contiguously first when they are strided, and four rows of
  * out share each packed row of b. */
-#include "tracejit.h"
+#include "emit/emit.h"
 #include <dlfcn.h>
 
 #pragma GCC optimize("O3", "fp-contract=fast")
@@ -78,7 +78,7 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
     TJ_CLONES static void matvec_##s(char *o, int64_t os_m, const char *a, int64_t as_m,     \
                                      const char *b, int64_t bs_k, int64_t M, int64_t K) {   \
         T stack[4096], *x = stack;                                                         \
-        if (K > 4096 && !(x = PyMem_RawMalloc((size_t)K * sizeof(T)))) x = NULL;           \
+        if (K > 4096 && !(x = malloc((size_t)K * sizeof(T)))) x = NULL;                    \
         for (int64_t k = 0; x && k < K; k++) x[k] = *(const T *)(b + k * bs_k);            \
         for (int64_t m = 0; m < M; m++) {                                                  \
             const T *row = (const T *)(a + m * as_m);                                      \
@@ -91,7 +91,7 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
             }                                                                              \
             *(T *)(o + m * os_m) = acc;                                                    \
         }                                                                                  \
-        if (x != stack) PyMem_RawFree(x);                                                  \
+        if (x != stack) free(x);                                                           \
     }                                                                                      \
     /* without memory for packing: the plain triple loop */                                \
     static void naive_##s(char *o, int64_t os_m, int64_t os_n, const char *a, int64_t as_m,  \
@@ -194,8 +194,8 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
         for (int64_t n0 = 0; n0 < N; n0 += TJ_NB) {                                        \
             int64_t n = N - n0 < TJ_NB ? N - n0 : TJ_NB;                                   \
             if (K * n > cap) {                                                             \
-                if (pack != stack) PyMem_RawFree(pack);                                    \
-                pack = PyMem_RawMalloc((size_t)(K * n) * sizeof(T));                       \
+                if (pack != stack) free(pack);                                             \
+                pack = malloc((size_t)(K * n) * sizeof(T));                                \
                 cap = K * n;                                                               \
                 if (!pack) { naive_##s(o, os_m, os_n, a, as_m, as_k, b, bs_k, bs_n, M, N, K); \
                              return; }                                                     \
@@ -209,7 +209,7 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
             }                                                                              \
             gemm_panel_##s(o + n0 * os_n, os_m, os_n, a, as_m, as_k, pack, M, n, K);       \
         }                                                                                  \
-        if (pack != stack) PyMem_RawFree(pack);                                            \
+        if (pack != stack) free(pack);                                                     \
     }
 
 TJ_GEMM(float, f32, blas_sgemm, blas_sgemv)

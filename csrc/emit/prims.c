@@ -13,7 +13,7 @@
 #include "ops.h"
 #define TJ_BLOCK 512
 #else
-#include "tracejit.h"
+#include "emit/emit.h"
 #endif
 #include <math.h>
 

@@ -8,7 +8,7 @@
  * extreme value, a NaN counting as the extreme; `base` is the flat reduced index
  * of v[0], so blocks may come in any order along kept dims but in increasing order
  * along reduced ones. Horizontal folds reassociate (SIMD partial sums). */
-#include "tracejit.h"
+#include "emit/emit.h"
 #include <math.h>
 
 #pragma GCC optimize("O3")

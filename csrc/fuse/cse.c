@@ -3,7 +3,7 @@
  * value (same op, dtype, shape, operands, view or constant); commutative operands are
  * ordered; uses of a duplicate are redirected to its first occurrence. Leaves reading
  * distinct slots are distinct. Duplicates stay in the graph for DCE to remove. */
-#include "tracejit.h"
+#include "ir/ir.h"
 
 static uint64_t mix(uint64_t h, uint64_t v) {
     h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
@@ -38,16 +38,15 @@ static int node_equal(const tj_node *a, const tj_node *b) {
     return 1;
 }
 
-int tj_pass_cse(tj_graph *g) {
+int tj_pass_cse(tj_graph *g, tj_error *err) {
     int32_t cap = 16;
     while (cap < 2 * g->n) cap *= 2;
-    int32_t *table = PyMem_Malloc((size_t)cap * sizeof *table);
-    int32_t *rep = PyMem_Malloc((size_t)(g->n ? g->n : 1) * sizeof *rep);
+    int32_t *table = malloc((size_t)cap * sizeof *table);
+    int32_t *rep = malloc((size_t)(g->n ? g->n : 1) * sizeof *rep);
     if (!table || !rep) {
-        PyMem_Free(table);
-        PyMem_Free(rep);
-        PyErr_NoMemory();
-        return -1;
+        free(table);
+        free(rep);
+        return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     }
     for (int32_t i = 0; i < cap; i++) table[i] = -1;
     for (int32_t i = 0; i < g->n; i++) {
@@ -68,7 +67,7 @@ int tj_pass_cse(tj_graph *g) {
         if (rep[i] == i) table[k] = i;
     }
     for (int32_t o = 0; o < g->n_out; o++) g->outputs[o] = rep[g->outputs[o]];
-    PyMem_Free(table);
-    PyMem_Free(rep);
+    free(table);
+    free(rep);
     return 0;
 }

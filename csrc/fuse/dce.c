@@ -1,11 +1,11 @@
 /* Dead code elimination.
  * Requires: operands precede users. Guarantees: only nodes an output depends on
  * remain, in the same relative order, renumbered densely; outputs are updated. */
-#include "tracejit.h"
+#include "ir/ir.h"
 
-int tj_pass_dce(tj_graph *g) {
-    int32_t *map = PyMem_Malloc((size_t)(g->n ? g->n : 1) * sizeof *map);
-    if (!map) { PyErr_NoMemory(); return -1; }
+int tj_pass_dce(tj_graph *g, tj_error *err) {
+    int32_t *map = malloc((size_t)(g->n ? g->n : 1) * sizeof *map);
+    if (!map) return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     for (int32_t i = 0; i < g->n; i++) map[i] = 0;
     for (int32_t o = 0; o < g->n_out; o++) map[g->outputs[o]] = 1;
     for (int32_t i = g->n - 1; i >= 0; i--)
@@ -21,6 +21,6 @@ int tj_pass_dce(tj_graph *g) {
     }
     g->n = k;
     for (int32_t o = 0; o < g->n_out; o++) g->outputs[o] = map[g->outputs[o]];
-    PyMem_Free(map);
+    free(map);
     return 0;
 }

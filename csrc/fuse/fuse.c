@@ -8,7 +8,7 @@
  * or for a reduction's result (each reduction is a group over its operand's shape,
  * its producers fused into the loop, its consumers reading the result as a leaf);
  * adjacent dims that are contiguous in every access are collapsed into one. */
-#include "tracejit.h"
+#include "ir/ir.h"
 
 static int is_leafish(const tj_graph *g, const tj_schedule *s, int32_t id) {
     const tj_node *n = &g->nodes[id];
@@ -160,7 +160,7 @@ static void reduction_map(const tj_node *r, const tj_node *x, int8_t *map) {
  * operand, stored for later groups (see stored_operands). */
 static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const int32_t *outs,
                        const int32_t *out_slots, int n_outs, const uint8_t *contig,
-                       uint8_t *mark) {
+                       uint8_t *mark, tj_error *err) {
     const tj_node *first = &g->nodes[outs[0]];
     int is_scan = tj_ops[first->op].kind == TJ_K_SCAN;
     int is_red = tj_ops[first->op].kind == TJ_K_RED || is_scan;
@@ -170,15 +170,13 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
     gr->ndim = space->ndim;
     memcpy(gr->shape, space->shape, sizeof gr->shape);
     memset(mark, 0, (size_t)g->n);
-    gr->outs = PyMem_Malloc((size_t)n_outs * sizeof(int32_t));
-    gr->out_slot = PyMem_Malloc((size_t)n_outs * sizeof(int32_t));
-    gr->omaps = PyMem_Malloc((size_t)n_outs * TJ_MAXDIM);
-    gr->nodes = PyMem_Malloc((size_t)g->n * sizeof(int32_t));
-    gr->leaves = PyMem_Malloc((size_t)g->n * 2 * sizeof(int32_t));   /* + gathered data */
-    if (!gr->outs || !gr->out_slot || !gr->omaps || !gr->nodes || !gr->leaves) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    gr->outs = malloc((size_t)n_outs * sizeof(int32_t));
+    gr->out_slot = malloc((size_t)n_outs * sizeof(int32_t));
+    gr->omaps = malloc((size_t)n_outs * TJ_MAXDIM);
+    gr->nodes = malloc((size_t)g->n * sizeof(int32_t));
+    gr->leaves = malloc((size_t)g->n * 2 * sizeof(int32_t));   /* + gathered data */
+    if (!gr->outs || !gr->out_slot || !gr->omaps || !gr->nodes || !gr->leaves)
+        return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     gr->n_outs = n_outs;
     for (int o = 0; o < n_outs; o++) {
         gr->outs[o] = outs[o];
@@ -215,30 +213,26 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
         for (int l = n_plain; l < gr->n_leaves; l++)
             dup |= gr->leaves[l] == nd->in[0] && gdim[l - n_plain] == dim;
         if (dup) continue;
-        if (gr->n_leaves - n_plain >= (int)sizeof gdim) {
-            tj_internal_error("too many gathers in one loop");
-            return -1;
-        }
+        if (gr->n_leaves - n_plain >= (int)sizeof gdim)
+            return tj_error_set(err, TJ_ERR_INTERNAL, "too many gathers in one loop");
         gdim[gr->n_leaves - n_plain] = (int8_t)dim;
         gr->leaves[gr->n_leaves++] = nd->in[0];
     }
     size_t nl = (size_t)(gr->n_leaves ? gr->n_leaves : 1);
-    gr->maps = PyMem_Malloc(nl * TJ_MAXDIM);
-    gr->steps = PyMem_Malloc(nl * sizeof *gr->steps);
-    gr->offs = PyMem_Malloc(nl * sizeof *gr->offs);
-    gr->leaf_slot = PyMem_Malloc(nl * sizeof(int32_t));
-    gr->leaf_base = PyMem_Malloc(nl * sizeof(int32_t));
-    gr->leaf_flat = PyMem_Malloc(nl);
-    gr->leaf_gather = PyMem_Malloc(nl);
-    gr->leaf_gsrc = PyMem_Malloc(nl);
-    gr->leaf_gstep = PyMem_Malloc(nl * sizeof(int64_t));
-    gr->leaf_glen = PyMem_Malloc(nl * sizeof(int64_t));
+    gr->maps = malloc(nl * TJ_MAXDIM);
+    gr->steps = malloc(nl * sizeof *gr->steps);
+    gr->offs = malloc(nl * sizeof *gr->offs);
+    gr->leaf_slot = malloc(nl * sizeof(int32_t));
+    gr->leaf_base = malloc(nl * sizeof(int32_t));
+    gr->leaf_flat = malloc(nl);
+    gr->leaf_gather = malloc(nl);
+    gr->leaf_gsrc = malloc(nl);
+    gr->leaf_gstep = malloc(nl * sizeof(int64_t));
+    gr->leaf_glen = malloc(nl * sizeof(int64_t));
     if (!gr->maps || !gr->steps || !gr->offs || !gr->leaf_slot || !gr->leaf_base ||
         !gr->leaf_flat || !gr->leaf_gather || !gr->leaf_gsrc || !gr->leaf_gstep ||
-        !gr->leaf_glen) {
-        PyErr_NoMemory();
-        return -1;
-    }
+        !gr->leaf_glen)
+        return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     for (int l = 0; l < gr->n_leaves; l++) {
         leaf_access(g, s, gr->leaves[l], gr->ndim, gr, l);
         gr->leaf_gather[l] = -1;
@@ -265,15 +259,15 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
  * is computed per row, not per element), or -1. A reduction's operand is stored
  * (rather than recomputed by its other users, as softmax's exp(x - max) would be)
  * when computing it is costly, it has other users, and all of them come after the
- * reduction. New PyMem array, NULL + MemoryError. */
+ * reduction. New malloc'd array, NULL when out of memory. */
 static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
     int32_t n = g->n ? g->n : 1;
-    int32_t *stored = PyMem_Malloc((size_t)n * sizeof *stored);
-    int32_t *first_user = PyMem_Malloc((size_t)n * sizeof *first_user);
-    uint8_t *costly = PyMem_Calloc((size_t)n, 1);
+    int32_t *stored = malloc((size_t)n * sizeof *stored);
+    int32_t *first_user = malloc((size_t)n * sizeof *first_user);
+    uint8_t *costly = calloc((size_t)n, 1);
     if (!stored || !first_user || !costly) {
-        PyMem_Free(stored);
-        stored = (int32_t *)PyErr_NoMemory();
+        free(stored);
+        stored = NULL;
         goto done;
     }
     for (int32_t i = 0; i < g->n; i++) { stored[i] = -1; first_user[i] = INT32_MAX; }
@@ -306,18 +300,18 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
         }
     }
 done:
-    PyMem_Free(first_user);
-    PyMem_Free(costly);
+    free(first_user);
+    free(costly);
     return stored;
 }
 
 /* Per node: the CONCAT that is its only user, when the node is itself a CONCAT along
  * the same axis (the chain concat(concat(a, b), c) is flattened into one buffer), or
- * -1. New PyMem array, NULL + MemoryError. */
+ * -1. New malloc'd array, NULL when out of memory. */
 static int32_t *inner_concats(const tj_graph *g, const int32_t *users) {
     int32_t n = g->n ? g->n : 1;
-    int32_t *into = PyMem_Malloc((size_t)n * sizeof *into);
-    if (!into) return (int32_t *)PyErr_NoMemory();
+    int32_t *into = malloc((size_t)n * sizeof *into);
+    if (!into) return NULL;
     for (int32_t i = 0; i < g->n; i++) into[i] = -1;
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *c = &g->nodes[i];
@@ -333,13 +327,13 @@ static int32_t *inner_concats(const tj_graph *g, const int32_t *users) {
 
 /* Per node: 1 + the output COPY that is its only user, when the node is a reduction,
  * scan or concatenation (computed into a buffer of its own): it is then computed
- * straight into the output array and the copy is skipped. 0 otherwise. New PyMem
- * array, NULL + MemoryError. */
+ * straight into the output array and the copy is skipped. 0 otherwise. New malloc'd
+ * array, NULL when out of memory. */
 static int same_shape(const tj_node *a, const tj_node *b);
 
 static int32_t *direct_outputs(const tj_graph *g, const int32_t *users) {
-    int32_t *direct = PyMem_Calloc((size_t)(g->n ? g->n : 1), sizeof *direct);
-    if (!direct) return (int32_t *)PyErr_NoMemory();
+    int32_t *direct = calloc((size_t)(g->n ? g->n : 1), sizeof *direct);
+    if (!direct) return NULL;
     for (int32_t o = 0; o < g->n_out; o++) {
         const tj_node *c = &g->nodes[g->outputs[o]];
         if (c->op != TJ_OP_COPY || users[g->outputs[o]] != 1) continue;
@@ -353,12 +347,12 @@ static int32_t *direct_outputs(const tj_graph *g, const int32_t *users) {
 }
 
 /* Per node: its uses as an operand (uses) and those plus its places among the outputs
- * (users). PyMem arrays; -1 + MemoryError. */
+ * (users). malloc'd arrays; -1 when out of memory. */
 static int count_uses(const tj_graph *g, int32_t **uses, int32_t **users) {
     int32_t n = g->n ? g->n : 1;
-    *uses = PyMem_Calloc((size_t)n, sizeof **uses);
-    *users = PyMem_Calloc((size_t)n, sizeof **users);
-    if (!*uses || !*users) { PyErr_NoMemory(); return -1; }
+    *uses = calloc((size_t)n, sizeof **uses);
+    *users = calloc((size_t)n, sizeof **users);
+    if (!*uses || !*users) return -1;
     for (int32_t i = 0; i < g->n; i++)
         for (int a = 0; a < tj_ops[g->nodes[i].op].arity; a++) (*uses)[g->nodes[i].in[a]]++;
     memcpy(*users, *uses, (size_t)n * sizeof **users);
@@ -387,34 +381,33 @@ static int same_shape(const tj_node *a, const tj_node *b) {
     return 1;
 }
 
-int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig,
-                 tj_schedule *s) {
+int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err) {
     int rc = -1;
     int32_t *stored_by = NULL, *into = NULL, *parts = NULL, *direct = NULL;
     int32_t *uses = NULL, *users = NULL;
     int64_t *poffs = NULL;
     memset(s, 0, sizeof *s);
     int32_t n = g->n ? g->n : 1;
-    int32_t *node_out = PyMem_Malloc((size_t)n * sizeof *node_out);
-    int32_t *outs = PyMem_Malloc((size_t)n * sizeof *outs), *oslots = PyMem_Malloc((size_t)n * sizeof *oslots);
-    uint8_t *mark = PyMem_Malloc((size_t)n), *contig = NULL;
-    s->mat_slot = PyMem_Malloc((size_t)n * sizeof *s->mat_slot);
-    s->out_slot_of = PyMem_Malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof(int32_t));
+    int32_t *node_out = malloc((size_t)n * sizeof *node_out);
+    int32_t *outs = malloc((size_t)n * sizeof *outs), *oslots = malloc((size_t)n * sizeof *oslots);
+    uint8_t *mark = malloc((size_t)n), *contig = NULL;
+    s->mat_slot = malloc((size_t)n * sizeof *s->mat_slot);
+    s->out_slot_of = malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof(int32_t));
     if (!node_out || !outs || !oslots || !mark || !s->mat_slot || !s->out_slot_of) goto nomem;
-    s->acc_slot = PyMem_Malloc((size_t)n * sizeof *s->acc_slot);
+    s->acc_slot = malloc((size_t)n * sizeof *s->acc_slot);
     if (!s->acc_slot) goto nomem;
     for (int32_t i = 0; i < g->n; i++) s->mat_slot[i] = node_out[i] = s->acc_slot[i] = -1;
 
-    int next = n_leaf_slots;
+    int next = g->n_slots;
     s->first_scratch = next;
     /* Materialized: operands of views that are computed, every reduction (its
      * result and its accumulator), and the costly operands reductions store. */
-    if (count_uses(g, &uses, &users) < 0) goto done;
+    if (count_uses(g, &uses, &users) < 0) goto nomem;
     stored_by = stored_operands(g, uses);
     if (!stored_by || !(into = inner_concats(g, users)) || !(direct = direct_outputs(g, users)))
-        goto done;
-    parts = PyMem_Malloc((size_t)n * sizeof *parts);
-    poffs = PyMem_Malloc((size_t)n * sizeof *poffs);
+        goto nomem;
+    parts = malloc((size_t)n * sizeof *parts);
+    poffs = malloc((size_t)n * sizeof *poffs);
     if (!parts || !poffs) goto nomem;
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *v = &g->nodes[i];
@@ -444,15 +437,15 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
     for (int32_t i = 0; i < g->n; i++)   /* written straight into its output */
         if (direct[i]) s->mat_slot[i] = node_out[direct[i] - 1];
     s->n_slots = next;
-    s->slot_dtype = PyMem_Calloc((size_t)next + 1, sizeof(int));
-    s->slot_ndim = PyMem_Calloc((size_t)next + 1, sizeof(int));
-    s->slot_shape = PyMem_Calloc((size_t)next + 1, sizeof *s->slot_shape);
-    contig = PyMem_Malloc((size_t)next + 1);
+    s->slot_dtype = calloc((size_t)next + 1, sizeof(int));
+    s->slot_ndim = calloc((size_t)next + 1, sizeof(int));
+    s->slot_shape = calloc((size_t)next + 1, sizeof *s->slot_shape);
+    contig = malloc((size_t)next + 1);
     int max_groups = s->n_scratch + g->n_out + 2 * g->n + 1;   /* parts of concatenations */
-    s->groups = PyMem_Calloc((size_t)max_groups, sizeof(tj_group));
+    s->groups = calloc((size_t)max_groups, sizeof(tj_group));
     for (int i = 0; s->groups && i < max_groups; i++) s->groups[i].red = s->groups[i].cat = -1;
     if (!s->slot_dtype || !s->slot_ndim || !s->slot_shape || !contig || !s->groups) goto nomem;
-    for (int i = 0; i < next; i++) contig[i] = i < n_leaf_slots ? leaf_contig[i] : 1;
+    for (int i = 0; i < next; i++) contig[i] = i < g->n_slots ? g->slots[i].contig : 1;
     for (int32_t i = 0; i < g->n; i++) {
         int slots[2] = {s->mat_slot[i], node_out[i]};
         for (int p = 0; p < 2; p++) {
@@ -490,7 +483,7 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
                 tj_group *gr = &s->groups[s->n_groups++];
                 gr->cat = i;
                 gr->cat_off = poffs[p];
-                if (build_group(g, s, gr, &parts[p], &s->mat_slot[i], 1, contig, mark) < 0)
+                if (build_group(g, s, gr, &parts[p], &s->mat_slot[i], 1, contig, mark, err) < 0)
                     goto done;
             }
             continue;
@@ -500,11 +493,11 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
         int k = 1;
         for (int32_t x = 0; x < i; x++)
             if (stored_by[x] == i) { outs[k] = x; oslots[k++] = s->mat_slot[x]; }
-        if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, contig, mark) < 0)
+        if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, contig, mark, err) < 0)
             goto done;
     }
     memset(mark, 0, (size_t)n);
-    uint8_t *grouped = PyMem_Calloc((size_t)n, 1);
+    uint8_t *grouped = calloc((size_t)n, 1);
     if (!grouped) goto nomem;
     for (int32_t i = 0; i < g->n; i++)
         if (direct[i]) grouped[direct[i] - 1] = 1;   /* its copy has nothing to do */
@@ -519,29 +512,29 @@ int tj_pass_fuse(const tj_graph *g, int n_leaf_slots, const uint8_t *leaf_contig
             outs[k] = q;
             oslots[k++] = node_out[q];
         }
-        if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, contig, mark) < 0) {
-            PyMem_Free(grouped);
+        if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, contig, mark, err) < 0) {
+            free(grouped);
             goto done;
         }
     }
-    PyMem_Free(grouped);
+    free(grouped);
     rc = 0;
     goto done;
 nomem:
-    PyErr_NoMemory();
+    tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
 done:
-    PyMem_Free(stored_by);
-    PyMem_Free(into);
-    PyMem_Free(direct);
-    PyMem_Free(uses);
-    PyMem_Free(users);
-    PyMem_Free(parts);
-    PyMem_Free(poffs);
-    PyMem_Free(node_out);
-    PyMem_Free(outs);
-    PyMem_Free(oslots);
-    PyMem_Free(mark);
-    PyMem_Free(contig);
+    free(stored_by);
+    free(into);
+    free(direct);
+    free(uses);
+    free(users);
+    free(parts);
+    free(poffs);
+    free(node_out);
+    free(outs);
+    free(oslots);
+    free(mark);
+    free(contig);
     if (rc < 0) tj_schedule_free(s);
     return rc;
 }
@@ -549,30 +542,30 @@ done:
 void tj_schedule_free(tj_schedule *s) {
     for (int i = 0; s->groups && i < s->n_groups; i++) {
         tj_group *gr = &s->groups[i];
-        PyMem_Free(gr->nodes);
-        PyMem_Free(gr->leaves);
-        PyMem_Free(gr->maps);
-        PyMem_Free(gr->steps);
-        PyMem_Free(gr->offs);
-        PyMem_Free(gr->leaf_slot);
-        PyMem_Free(gr->leaf_base);
-        PyMem_Free(gr->leaf_flat);
-        PyMem_Free(gr->leaf_gather);
-        PyMem_Free(gr->leaf_gsrc);
-        PyMem_Free(gr->leaf_gstep);
-        PyMem_Free(gr->leaf_glen);
-        PyMem_Free(gr->outs);
-        PyMem_Free(gr->out_slot);
-        PyMem_Free(gr->omaps);
+        free(gr->nodes);
+        free(gr->leaves);
+        free(gr->maps);
+        free(gr->steps);
+        free(gr->offs);
+        free(gr->leaf_slot);
+        free(gr->leaf_base);
+        free(gr->leaf_flat);
+        free(gr->leaf_gather);
+        free(gr->leaf_gsrc);
+        free(gr->leaf_gstep);
+        free(gr->leaf_glen);
+        free(gr->outs);
+        free(gr->out_slot);
+        free(gr->omaps);
     }
-    PyMem_Free(s->groups);
-    PyMem_Free(s->mat_slot);
-    PyMem_Free(s->acc_slot);
-    PyMem_Free(s->out_slot_of);
-    PyMem_Free(s->out_same_as);
-    PyMem_Free(s->slot_dtype);
-    PyMem_Free(s->slot_ndim);
-    PyMem_Free(s->slot_shape);
-    PyMem_Free(s->scratch_off);
+    free(s->groups);
+    free(s->mat_slot);
+    free(s->acc_slot);
+    free(s->out_slot_of);
+    free(s->out_same_as);
+    free(s->slot_dtype);
+    free(s->slot_ndim);
+    free(s->slot_shape);
+    free(s->scratch_off);
     memset(s, 0, sizeof *s);
 }

@@ -4,7 +4,7 @@
  * peak); two slots share bytes only when their lifetimes (first group that writes
  * one .. last group that reads it) are disjoint, so a group never reads or writes a
  * slot whose memory another live slot holds. Placement is first fit, largest first. */
-#include "tracejit.h"
+#include "ir/ir.h"
 
 #define ALIGN 64
 
@@ -16,10 +16,11 @@ static int64_t slot_bytes(const tj_schedule *s, int slot) {
     return (bytes + ALIGN - 1) / ALIGN * ALIGN;
 }
 
-/* Per scratch slot: aligned size and lifetime in groups. New PyMem array. */
+/* Per scratch slot: aligned size and lifetime in groups. New malloc'd array, NULL when
+ * out of memory. */
 static life *lifetimes(const tj_schedule *s) {
-    life *L = PyMem_Malloc((size_t)(s->n_scratch ? s->n_scratch : 1) * sizeof *L);
-    if (!L) return (life *)PyErr_NoMemory();
+    life *L = malloc((size_t)(s->n_scratch ? s->n_scratch : 1) * sizeof *L);
+    if (!L) return NULL;
     for (int k = 0; k < s->n_scratch; k++) {
         L[k].size = slot_bytes(s, s->first_scratch + k);
         L[k].first = INT32_MAX;
@@ -45,19 +46,18 @@ static life *lifetimes(const tj_schedule *s) {
     return L;
 }
 
-int tj_pass_memplan(tj_schedule *s) {
+int tj_pass_memplan(tj_schedule *s, tj_error *err) {
     int n = s->n_scratch;
     life *L = lifetimes(s);
-    int *order = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *order);
-    int *placed = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *placed);
-    PyMem_Free(s->scratch_off);
-    s->scratch_off = PyMem_Calloc((size_t)(n ? n : 1), sizeof *s->scratch_off);
+    int *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    int *placed = malloc((size_t)(n ? n : 1) * sizeof *placed);
+    free(s->scratch_off);
+    s->scratch_off = calloc((size_t)(n ? n : 1), sizeof *s->scratch_off);
     if (!L || !order || !placed || !s->scratch_off) {
-        PyMem_Free(L);
-        PyMem_Free(order);
-        PyMem_Free(placed);
-        if (L) PyErr_NoMemory();
-        return -1;
+        free(L);
+        free(order);
+        free(placed);
+        return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     }
     /* largest first, then by slot: deterministic */
     for (int k = 0; k < n; k++) order[k] = k;
@@ -89,32 +89,22 @@ int tj_pass_memplan(tj_schedule *s) {
         if (off + L[k].size > peak) peak = off + L[k].size;
     }
     s->scratch_bytes = peak;
-    PyMem_Free(L);
-    PyMem_Free(order);
-    PyMem_Free(placed);
+    free(L);
+    free(order);
+    free(placed);
     return 0;
 }
 
-int tj_memplan_dump(const tj_schedule *s, PyObject *log) {
+void tj_memplan_dump(const tj_schedule *s, tj_sbuf *log) {
     life *L = lifetimes(s);
-    if (!L) return -1;
+    if (!L) { log->failed = 1; return; }
     int64_t unshared = 0;
     for (int k = 0; k < s->n_scratch; k++) unshared += L[k].size;
-    int rc = -1;
-    PyObject *line = PyUnicode_FromFormat("-- memplan: %d scratch slots, peak %lld bytes "
-                                          "(unshared %lld)", s->n_scratch,
-                                          (long long)s->scratch_bytes, (long long)unshared);
-    if (!line || PyList_Append(log, line) < 0) goto done;
-    for (int k = 0; k < s->n_scratch; k++) {
-        Py_SETREF(line, PyUnicode_FromFormat("  slot %d: %lld bytes at %lld, groups %d..%d",
-                                             s->first_scratch + k, (long long)L[k].size,
-                                             (long long)s->scratch_off[k], (int)L[k].first,
-                                             (int)L[k].last));
-        if (!line || PyList_Append(log, line) < 0) goto done;
-    }
-    rc = 0;
-done:
-    Py_XDECREF(line);
-    PyMem_Free(L);
-    return rc;
+    tj_put(log, "-- memplan: %d scratch slots, peak %lld bytes (unshared %lld)\n", s->n_scratch,
+           (long long)s->scratch_bytes, (long long)unshared);
+    for (int k = 0; k < s->n_scratch; k++)
+        tj_put(log, "  slot %d: %lld bytes at %lld, groups %d..%d\n", s->first_scratch + k,
+               (long long)L[k].size, (long long)s->scratch_off[k], (int)L[k].first,
+               (int)L[k].last);
+    free(L);
 }

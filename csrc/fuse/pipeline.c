@@ -2,16 +2,17 @@
  * Requires: a traced graph whose outputs are set. Guarantees: a schedule of fused
  * groups whose outputs are fresh computed values (never a leaf's memory), with
  * scratch offsets planned.
- * Interface: the pipeline takes the trace, not just its graph, because fold and
- * simplify create constants and a constant is read through a slot of the trace's
- * table; the leaf slots' layouts (contiguity) are read from that table once those
- * passes ran, and the plan takes t->n_slots afterwards. */
-#include "tracejit.h"
+ * Interface: the graph carries its slot table because fold and simplify create
+ * constants and a constant is read through a slot; fuse reads the leaf slots' layouts
+ * (contiguity) from that table once those passes ran, and the plan takes the table
+ * afterwards. */
+#include "ir/ir.h"
+#include <stdio.h>
 
 /* Returned leaves, views and reductions (whose results live in scratch) become COPY
  * nodes, so every output is computed into a fresh array and never aliases memory the
  * plan reads or owns. */
-static int fresh_outputs(tj_graph *g) {
+static int fresh_outputs(tj_graph *g, tj_error *err) {
     for (int32_t o = 0; o < g->n_out; o++) {
         const tj_node *n = &g->nodes[g->outputs[o]];
         int kind = tj_ops[n->op].kind;
@@ -28,18 +29,16 @@ static int fresh_outputs(tj_graph *g) {
         c.axes = 0;
         c.in[0] = g->outputs[o];
         c.in[1] = c.in[2] = -1;
-        int32_t id = tj_graph_add(g, &c);
+        int32_t id = tj_graph_add(g, &c, err);
         if (id < 0) return -1;
         g->outputs[o] = id;
     }
     return 0;
 }
 
-static int dump_schedule(const tj_schedule *s, PyObject *log) {
-    PyObject *line = PyUnicode_FromFormat("-- fuse: %d groups, %d scratch slots (%lld bytes)",
-                                          s->n_groups, s->n_scratch, (long long)s->scratch_bytes);
-    if (!line || PyList_Append(log, line) < 0) { Py_XDECREF(line); return -1; }
-    Py_DECREF(line);
+static void dump_schedule(const tj_schedule *s, tj_sbuf *log) {
+    tj_put(log, "-- fuse: %d groups, %d scratch slots (%lld bytes)\n", s->n_groups, s->n_scratch,
+           (long long)s->scratch_bytes);
     for (int i = 0; i < s->n_groups; i++) {
         const tj_group *gr = &s->groups[i];
         char buf[512];
@@ -52,28 +51,18 @@ static int dump_schedule(const tj_schedule *s, PyObject *log) {
         for (int o = 0; o < gr->n_outs && k < sizeof buf; o++)
             k += (size_t)snprintf(buf + k, sizeof buf - k, " %%%d->slot %d", (int)gr->outs[o],
                                   (int)gr->out_slot[o]);
-        line = PyUnicode_FromString(buf);
-        if (!line || PyList_Append(log, line) < 0) { Py_XDECREF(line); return -1; }
-        Py_DECREF(line);
+        tj_put(log, "%s\n", buf);
     }
-    return 0;
-}
-
-/* Contiguity of every leaf slot, for fuse's dim collapsing. New PyMem array. */
-static uint8_t *leaf_contig(const tj_trace *t) {
-    uint8_t *c = PyMem_Malloc((size_t)t->n_slots + 1);
-    if (!c) return (uint8_t *)PyErr_NoMemory();
-    for (int i = 0; i < t->n_slots; i++) c[i] = t->slots[i].contig;
-    return c;
 }
 
 /* Which output positions share an object: the traced values decide (one value
  * returned twice is one array), never the passes: values they made one node (CSE
  * merges `x + 1, x + 1`; simplify may redirect an output) stay distinct arrays, the
  * runtime copying the later ones. `traced`: the outputs before any pass. */
-static int same_outputs(const tj_graph *g, const int32_t *traced, tj_schedule *s) {
-    s->out_same_as = PyMem_Malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof(int32_t));
-    if (!s->out_same_as) { PyErr_NoMemory(); return -1; }
+static int same_outputs(const tj_graph *g, const int32_t *traced, tj_schedule *s,
+                        tj_error *err) {
+    s->out_same_as = malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof(int32_t));
+    if (!s->out_same_as) return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     for (int32_t o = 0; o < g->n_out; o++) {
         int32_t same = -1;
         for (int32_t p = 0; p < o && same == -1; p++)
@@ -87,35 +76,34 @@ static int same_outputs(const tj_graph *g, const int32_t *traced, tj_schedule *s
 
 #define STEP(call) do { if ((call) < 0) goto fail; } while (0)
 
-int tj_pipeline(tj_trace *t, tj_schedule *s, PyObject *log) {
-    tj_graph *g = &t->g;
-    uint8_t *contig = NULL;
-    int32_t *traced = PyMem_Malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof *traced);
-    if (!traced) { PyErr_NoMemory(); return -1; }
+int tj_pipeline_run(tj_graph *g, tj_schedule *s, tj_sbuf *log, tj_error *err) {
+    int32_t *traced = malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof *traced);
+    if (!traced) return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     memcpy(traced, g->outputs, (size_t)g->n_out * sizeof *traced);
 
-    STEP(fresh_outputs(g));
-    if (log) STEP(tj_graph_dump(g, "traced", log));
-    STEP(tj_pass_fold(t));
-    if (log) STEP(tj_graph_dump(g, "fold", log));
-    STEP(tj_pass_simplify(t));
-    if (log) STEP(tj_graph_dump(g, "simplify", log));
-    STEP(tj_pass_cse(g));
-    if (log) STEP(tj_graph_dump(g, "cse", log));
-    STEP(tj_pass_dce(g));
-    if (log) STEP(tj_graph_dump(g, "dce", log));
-    if (!(contig = leaf_contig(t))) goto fail;   /* fold and simplify may have added slots */
-    STEP(tj_pass_fuse(g, t->n_slots, contig, s));
-    if (log) STEP(dump_schedule(s, log));
-    STEP(tj_pass_memplan(s));
-    if (log) STEP(tj_memplan_dump(s, log));
-    STEP(same_outputs(g, traced, s));
+    STEP(fresh_outputs(g, err));
+    if (log) tj_graph_dump(g, "traced", log);
+    STEP(tj_pass_fold(g, err));
+    if (log) tj_graph_dump(g, "fold", log);
+    STEP(tj_pass_simplify(g, err));
+    if (log) tj_graph_dump(g, "simplify", log);
+    STEP(tj_pass_cse(g, err));
+    if (log) tj_graph_dump(g, "cse", log);
+    STEP(tj_pass_dce(g, err));
+    if (log) tj_graph_dump(g, "dce", log);
+    STEP(tj_pass_fuse(g, s, err));   /* reads the slots fold and simplify may have added */
+    if (log) dump_schedule(s, log);
+    STEP(tj_pass_memplan(s, err));
+    if (log) tj_memplan_dump(s, log);
+    STEP(same_outputs(g, traced, s, err));
+    if (log && log->failed) {   /* a dump ran out of memory */
+        tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
 
-    PyMem_Free(traced);
-    PyMem_Free(contig);
+    free(traced);
     return 0;
 fail:
-    PyMem_Free(traced);
-    PyMem_Free(contig);
+    free(traced);
     return -1;
 }

@@ -7,7 +7,7 @@
  * node no other output uses, so outputs stay fresh, distinct arrays.
  *
  * The graph is rebuilt in one forward sweep so a rule can put a new constant (with a
- * new slot in t's table) before the node using it; dead nodes are kept in the sweep,
+ * new slot in g's table) before the node using it; dead nodes are kept in the sweep,
  * so node ids move only past such constants.
  *
  * Rules (c a CONST; "int" includes bool where the op is defined on it):
@@ -23,12 +23,13 @@
  *   copy(x) -> x   (an output's copy only of a computed node no other output uses)
  * Not rules: exp(log(x)) -> x (exp(log(3.0)) = 3.0000000000000004); x * 0 -> 0 (NaN, inf,
  * -0.0); x - x -> 0 (inf - inf = NaN). */
-#include "tracejit.h"
+#include "ir/ir.h"
 #include <math.h>
 
 typedef struct {
-    tj_trace *t;
-    tj_graph ng;         /* the rebuilt graph */
+    tj_graph *g;         /* the graph being simplified: its slot table gains constants */
+    tj_graph ng;         /* the rebuilt graph (nodes only) */
+    tj_error *err;
     uint8_t *claimed;    /* per new node: a graph output maps to it */
 } ctx;
 
@@ -78,7 +79,7 @@ static int lossless(int from, int to) {
 
 static int32_t add_const(ctx *c, int dtype, int weak, tj_scalar v) {
     tj_slotdesc d = {.kind = TJ_SLOT_CONST, .dtype = dtype, .contig = 1, .value = v};
-    int slot = tj_trace_add_slot(c->t, &d);
+    int slot = tj_graph_add_slot(c->g, &d, c->err);
     if (slot < 0) return -1;
     tj_node n;
     memset(&n, 0, sizeof n);
@@ -88,7 +89,7 @@ static int32_t add_const(ctx *c, int dtype, int weak, tj_scalar v) {
     n.in[0] = n.in[1] = n.in[2] = -1;
     n.slot = slot;
     n.value = v;
-    return tj_graph_add(&c->ng, &n);
+    return tj_graph_add(&c->ng, &n, c->err);
 }
 
 enum { KEEP = -1, FAIL = -2 };
@@ -152,15 +153,14 @@ static int may_redirect(const ctx *c, const tj_node *n, int32_t r, int is_out, i
     return computed && !c->claimed[r];
 }
 
-int tj_pass_simplify(tj_trace *t) {
-    tj_graph *g = &t->g;
-    ctx c = {.t = t};
+int tj_pass_simplify(tj_graph *g, tj_error *err) {
+    ctx c = {.g = g, .err = err};
     int32_t n = g->n ? g->n : 1, rc = -1;
-    int32_t *map = PyMem_Malloc((size_t)n * sizeof *map);
-    uint8_t *is_out = PyMem_Calloc((size_t)n, 1), *viewed = PyMem_Calloc((size_t)n, 1);
-    c.claimed = PyMem_Calloc((size_t)2 * (size_t)n, 1);   /* at most one constant per node */
+    int32_t *map = malloc((size_t)n * sizeof *map);
+    uint8_t *is_out = calloc((size_t)n, 1), *viewed = calloc((size_t)n, 1);
+    c.claimed = calloc((size_t)2 * (size_t)n, 1);   /* at most one constant per node */
     if (!map || !is_out || !viewed || !c.claimed || tj_graph_init(&c.ng) < 0) {
-        PyErr_NoMemory();
+        tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
         goto done;
     }
     for (int32_t o = 0; o < g->n_out; o++) is_out[g->outputs[o]] = 1;
@@ -179,23 +179,23 @@ int tj_pass_simplify(tj_trace *t) {
             nd = orig;
         }
         /* a redirected node stays, dead, for DCE */
-        int32_t id = tj_graph_add(&c.ng, r >= 0 ? &orig : &nd);
+        int32_t id = tj_graph_add(&c.ng, r >= 0 ? &orig : &nd, err);
         if (id < 0) goto done;
         map[i] = r >= 0 ? r : id;
         if (is_out[i]) c.claimed[map[i]] = 1;
     }
     for (int32_t o = 0; o < g->n_out; o++) g->outputs[o] = map[g->outputs[o]];
-    PyMem_Free(g->nodes);
+    free(g->nodes);
     g->nodes = c.ng.nodes;
     g->n = c.ng.n;
     g->cap = c.ng.cap;
     c.ng.nodes = NULL;
     rc = 0;
 done:
-    PyMem_Free(c.ng.nodes);
-    PyMem_Free(map);
-    PyMem_Free(is_out);
-    PyMem_Free(viewed);
-    PyMem_Free(c.claimed);
+    free(c.ng.nodes);
+    free(map);
+    free(is_out);
+    free(viewed);
+    free(c.claimed);
     return rc;
 }

@@ -21,7 +21,7 @@ static int32_t part(tj_trace *t, int32_t id, int dt) {
     n.in[0] = id;
     n.in[1] = n.in[2] = -1;
     n.slot = -1;
-    return tj_graph_add(&t->g, &n);
+    return tj_trace_add_node(t, &n);
 }
 
 /* Concatenates node ids along axis. New reference to a Tracer. */
@@ -90,7 +90,7 @@ static PyObject *concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis) {
         c.in[1] = p;
         c.in[2] = -1;
         c.slot = -1;
-        acc = tj_graph_add(&t->g, &c);
+        acc = tj_trace_add_node(t, &c);
     }
     return acc < 0 ? NULL : tj_tracer_new(t, acc);
 }

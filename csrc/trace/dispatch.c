@@ -317,7 +317,7 @@ static int32_t add_node(tj_trace *t, int op, int dtype, int weak, int ndim, cons
     if (ndim) memcpy(n.shape, shape, (size_t)ndim * sizeof *shape);
     n.in[0] = a; n.in[1] = b; n.in[2] = c;
     n.slot = -1;
-    return tj_graph_add(&t->g, &n);
+    return tj_trace_add_node(t, &n);
 }
 
 /* Converts node id to dtype dt; constants are converted in place of a CAST node. */
@@ -331,7 +331,7 @@ static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
         return -1;
     }
     if (n->dtype == dt) return id;
-    if (n->op == TJ_OP_SCALAR && n->weak && dt == TJ_I32) t->slots[n->slot].fits_i32 = 1;
+    if (n->op == TJ_OP_SCALAR && n->weak && dt == TJ_I32) t->g.slots[n->slot].fits_i32 = 1;
     if (n->op == TJ_OP_CONST) {
         tj_scalar v = n->value, r;
         int from = n->dtype;

@@ -79,7 +79,7 @@ static PyObject *gather(tj_trace *t, int32_t data, int32_t idx, int axis, int us
         }
         n.shape[k] = k == axis ? b : a == 1 ? b : a;
     }
-    int32_t r = tj_graph_add(&t->g, &n);
+    int32_t r = tj_trace_add_node(t, &n);
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 

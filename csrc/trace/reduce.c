@@ -9,21 +9,6 @@
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
 
-int tj_red_out_dtype(int op, int dt) {
-    switch (op) {
-    case TJ_OP_RSUM:
-    case TJ_OP_RPROD: return dt >= TJ_F32 ? dt : TJ_I64;
-    case TJ_OP_RARGMAX:
-    case TJ_OP_RARGMIN: return TJ_I64;
-    default: return dt;
-    }
-}
-
-int tj_red_acc_dtype(int op, int dt) {
-    if (op == TJ_OP_RSUM || op == TJ_OP_RPROD) return dt >= TJ_F32 ? TJ_F64 : TJ_I64;
-    return dt;
-}
-
 /* axis (None, int or tuple of ints) -> bitmask of dims of an ndim-array. */
 /* `single`: one axis only (argmax); `ufunc`: a ufunc reduction, which (unlike mean and
  * var) lets a 0-d array reduce over axis 0 or -1, as NumPy does. */
@@ -99,7 +84,7 @@ static int32_t reduce_id(tj_trace *t, int op, int32_t id, uint32_t mask, int kee
         else if (keepdims) n.shape[k++] = 1;
     }
     n.ndim = (uint8_t)k;
-    return tj_graph_add(&t->g, &n);
+    return tj_trace_add_node(t, &n);
 }
 
 PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int keepdims) {
@@ -284,7 +269,7 @@ static PyObject *scan(tj_trace *t, int op, PyObject *x, PyObject *axis, PyObject
     if (!xd) return NULL;
     int32_t src = ((tj_tracer *)xd)->id;
     Py_DECREF(xd);
-    int32_t r = tj_graph_add_over(&t->g, src, op, (uint32_t)ax);
+    int32_t r = tj_trace_add_over(t, src, op, (uint32_t)ax);
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 

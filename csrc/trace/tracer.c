@@ -15,7 +15,6 @@ static void trace_dealloc(tj_trace *t) {
     PyTypeObject *tp = Py_TYPE(t);
     PyObject_GC_UnTrack(t);
     tj_graph_free(&t->g);
-    PyMem_Free(t->slots);
     PyMem_Free(t->holders);
     Py_CLEAR(t->refusal);
     Py_CLEAR(t->guards);
@@ -58,8 +57,6 @@ PyObject *tj_trace_new(PyObject *fn) {
     tj_graph_init(&t->g);
     t->live = 1;
     t->torch = 0;
-    t->slots = NULL;
-    t->n_slots = t->cap_slots = 0;
     t->holders = NULL;
     t->cap_holders = 0;
     t->refusal = NULL;
@@ -92,12 +89,16 @@ void tj_trace_note_refusal(void) {
     PyErr_Restore(type, value, tb);
 }
 
-int tj_trace_add_slot(tj_trace *t, const tj_slotdesc *d) {
-    if (t->n_slots == t->cap_slots &&
-        tj_grow((void **)&t->slots, &t->cap_slots, 16, sizeof *t->slots) < 0)
-        return -1;
-    t->slots[t->n_slots] = *d;
-    return t->n_slots++;
+int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto) {
+    tj_error err;
+    int32_t r = tj_graph_add(&t->g, proto, &err);
+    return r < 0 ? tj_error_raise(&err) : r;
+}
+
+int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes) {
+    tj_error err;
+    int32_t r = tj_graph_add_over(&t->g, src, op, axes, &err);
+    return r < 0 ? tj_error_raise(&err) : r;
 }
 
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
@@ -111,9 +112,10 @@ int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int n
     n.in[0] = n.in[1] = n.in[2] = -1;
     if (ndim) memcpy(n.shape, shape, (size_t)ndim * sizeof *shape);
     n.value = d->value;
-    n.slot = tj_trace_add_slot(t, d);
-    if (n.slot < 0) return -1;
-    return tj_graph_add(&t->g, &n);
+    tj_error err;
+    n.slot = tj_graph_add_slot(&t->g, d, &err);
+    if (n.slot < 0) return tj_error_raise(&err);
+    return tj_trace_add_node(t, &n);
 }
 
 /* ---- Tracer --------------------------------------------------------------- */

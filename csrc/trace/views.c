@@ -12,7 +12,7 @@
 #include <numpy/arrayobject.h>
 
 static int32_t copy_node(tj_trace *t, int32_t id) {
-    return tj_graph_add_over(&t->g, id, TJ_OP_COPY, 0);
+    return tj_trace_add_over(t, id, TJ_OP_COPY, 0);
 }
 
 /* A flat view that reads its base as a row-major array (offsets aside). */
@@ -29,7 +29,7 @@ static int row_major(const tj_node *w) {
 
 static int contiguous_value(tj_trace *t, const tj_node *n) {
     if (n->op == TJ_OP_CONST || n->op == TJ_OP_SCALAR) return 1;
-    if (tj_ops[n->op].kind == TJ_K_LEAF) return t->slots[n->slot].contig;
+    if (tj_ops[n->op].kind == TJ_K_LEAF) return t->g.slots[n->slot].contig;
     return n->op != TJ_OP_VIEW;   /* computed values are stored contiguously */
 }
 
@@ -79,7 +79,7 @@ int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v) {
         identity = n.perm[d] == d && n.vstep[d] == 1 && n.voff[d] == 0 &&
                    n.shape[d] == base->shape[d];
     if (identity) return n.in[0];
-    return tj_graph_add(&t->g, &n);
+    return tj_trace_add_node(t, &n);
 }
 
 static void spec_dim(tj_viewspec *v, int64_t len, int src, int64_t step) {

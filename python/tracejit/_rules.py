@@ -1,4 +1,4 @@
-"""Derivative rules: one vector-Jacobian product per op of the op table (csrc/trace/ops.h),
+"""Derivative rules: one vector-Jacobian product per op of the op table (csrc/ir/ops.h),
 keyed by the table's names. A rule builds the cotangents of a node's operands from the
 cotangent `g` of its result with ordinary NumPy calls on tracers, so the backward graph
 is made of the same nodes as the forward one: it fuses with it, and it can itself be

@@ -1,10 +1,10 @@
-/* The graph IR: dtypes, the op-info table expanded from ops.h, node storage,
- * broadcasting, and a readable dump for TRACEJIT_DEBUG and tests.
- * Contract: a node is appended after its operands, so index order is topological. */
-#include "tracejit.h"
-#define NO_IMPORT_ARRAY
-#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
-#include <numpy/arrayobject.h>
+/* The graph IR: dtypes, the op-info table expanded from ops.h and its dtype rules,
+ * node and slot storage, broadcasting, errors, and a readable dump for TRACEJIT_DEBUG
+ * and tests. Contract: a node is appended after its operands, so index order is
+ * topological. */
+#include "ir/ir.h"
+#include <stdarg.h>
+#include <stdio.h>
 
 const tj_opinfo tj_ops[TJ_NOPS] = {
 #define TJ_X(name, np, ar, kind, mask, out, fl, sp) \
@@ -19,31 +19,59 @@ const tj_opinfo tj_ops[TJ_NOPS] = {
 #undef TJ_X
 };
 
-static const struct { int typenum, size; const char *name, *suffix, *ctype; } dtype_info[] = {
-    [TJ_BOOL] = {NPY_BOOL, 1, "bool", "b", "unsigned char"},
-    [TJ_I32] = {NPY_INT32, 4, "int32", "i32", "int"},
-    [TJ_I64] = {NPY_INT64, 8, "int64", "i64", "long long"},
-    [TJ_F32] = {NPY_FLOAT32, 4, "float32", "f32", "float"},
-    [TJ_F64] = {NPY_FLOAT64, 8, "float64", "f64", "double"},
+static const struct { int size; const char *name, *suffix, *ctype; } dtype_info[] = {
+    [TJ_BOOL] = {1, "bool", "b", "unsigned char"},
+    [TJ_I32] = {4, "int32", "i32", "int"},
+    [TJ_I64] = {8, "int64", "i64", "long long"},
+    [TJ_F32] = {4, "float32", "f32", "float"},
+    [TJ_F64] = {8, "float64", "f64", "double"},
 };
 
-int tj_dtype_from_typenum(int typenum) {
-    switch (typenum) {
-    case NPY_BOOL: return TJ_BOOL;
-    case NPY_FLOAT: return TJ_F32;
-    case NPY_DOUBLE: return TJ_F64;
-    case NPY_INT: return sizeof(int) == 4 ? TJ_I32 : -1;
-    case NPY_LONG: return sizeof(long) == 8 ? TJ_I64 : TJ_I32;
-    case NPY_LONGLONG: return sizeof(long long) == 8 ? TJ_I64 : -1;
-    default: return -1;
-    }
-}
-
-int tj_dtype_typenum(tj_dtype dt) { return dtype_info[dt].typenum; }
 int tj_dtype_size(tj_dtype dt) { return dtype_info[dt].size; }
 const char *tj_dtype_name(tj_dtype dt) { return dtype_info[dt].name; }
 const char *tj_dtype_suffix(tj_dtype dt) { return dtype_info[dt].suffix; }
 const char *tj_dtype_ctype(tj_dtype dt) { return dtype_info[dt].ctype; }
+
+int tj_red_out_dtype(int op, int dt) {
+    switch (op) {
+    case TJ_OP_RSUM:
+    case TJ_OP_RPROD: return dt >= TJ_F32 ? dt : TJ_I64;
+    case TJ_OP_RARGMAX:
+    case TJ_OP_RARGMIN: return TJ_I64;
+    default: return dt;
+    }
+}
+
+int tj_red_acc_dtype(int op, int dt) {
+    if (op == TJ_OP_RSUM || op == TJ_OP_RPROD) return dt >= TJ_F32 ? TJ_F64 : TJ_I64;
+    return dt;
+}
+
+int tj_error_set(tj_error *e, int kind, const char *fmt, ...) {
+    va_list va;
+    va_start(va, fmt);
+    e->kind = kind;
+    vsnprintf(e->msg, sizeof e->msg, fmt, va);
+    va_end(va);
+    return -1;
+}
+
+void tj_put(tj_sbuf *b, const char *fmt, ...) {
+    if (b->failed) return;
+    for (;;) {
+        va_list va;
+        va_start(va, fmt);
+        int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, va);
+        va_end(va);
+        if (n < 0) { b->failed = 1; return; }
+        if (b->len + (size_t)n < b->cap) { b->len += (size_t)n; return; }
+        size_t cap = (b->cap + (size_t)n + 1) * 2;
+        char *nb = realloc(b->buf, cap);
+        if (!nb) { b->failed = 1; return; }
+        b->buf = nb;
+        b->cap = cap;
+    }
+}
 
 int tj_graph_init(tj_graph *g) {
     memset(g, 0, sizeof *g);
@@ -51,37 +79,36 @@ int tj_graph_init(tj_graph *g) {
 }
 
 void tj_graph_free(tj_graph *g) {
-    PyMem_Free(g->nodes);
-    PyMem_Free(g->outputs);
+    free(g->nodes);
+    free(g->outputs);
+    free(g->slots);
     memset(g, 0, sizeof *g);
 }
 
 int tj_grow(void **buf, int32_t *cap, int32_t min_cap, size_t elem) {
     int32_t ncap = *cap ? *cap * 2 : min_cap;
-    void *nb = PyMem_Realloc(*buf, (size_t)ncap * elem);
-    if (!nb) { PyErr_NoMemory(); return -1; }
+    void *nb = realloc(*buf, (size_t)ncap * elem);
+    if (!nb) return -1;
     *buf = nb;
     *cap = ncap;
     return 0;
 }
 
-int32_t tj_graph_add(tj_graph *g, const tj_node *proto) {
+int32_t tj_graph_add(tj_graph *g, const tj_node *proto, tj_error *err) {
     /* NumPy's limit for every array, also those a fused loop never stores: the product
      * of the nonzero dims times the item size fits in intp (loop counts cannot wrap) */
     int64_t bytes = tj_dtype_size(proto->dtype);
     for (int d = 0; d < proto->ndim; d++)
-        if (proto->shape[d] && __builtin_mul_overflow(bytes, proto->shape[d], &bytes)) {
-            PyErr_SetString(PyExc_ValueError, "array is too big; `arr.size * arr.dtype.itemsize` "
-                            "is larger than the maximum possible size.");
-            return -1;
-        }
+        if (proto->shape[d] && __builtin_mul_overflow(bytes, proto->shape[d], &bytes))
+            return tj_error_set(err, TJ_ERR_VALUE, "array is too big; `arr.size * "
+                                "arr.dtype.itemsize` is larger than the maximum possible size.");
     if (g->n == g->cap && tj_grow((void **)&g->nodes, &g->cap, 64, sizeof *g->nodes) < 0)
-        return -1;
+        return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     g->nodes[g->n] = *proto;
     return g->n++;
 }
 
-int32_t tj_graph_add_over(tj_graph *g, int32_t src, int op, uint32_t axes) {
+int32_t tj_graph_add_over(tj_graph *g, int32_t src, int op, uint32_t axes, tj_error *err) {
     tj_node n = g->nodes[src];
     n.op = (int16_t)op;
     n.weak = 0;
@@ -93,21 +120,35 @@ int32_t tj_graph_add_over(tj_graph *g, int32_t src, int op, uint32_t axes) {
     memset(n.perm, 0, sizeof n.perm);
     memset(n.vstep, 0, sizeof n.vstep);
     memset(n.voff, 0, sizeof n.voff);
-    return tj_graph_add(g, &n);
+    return tj_graph_add(g, &n, err);
 }
 
-int tj_graph_add_output(tj_graph *g, int32_t id) {
+int tj_graph_add_output(tj_graph *g, int32_t id, tj_error *err) {
     if (g->n_out == g->cap_out &&
         tj_grow((void **)&g->outputs, &g->cap_out, 8, sizeof *g->outputs) < 0)
-        return -1;
+        return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     g->outputs[g->n_out++] = id;
     return 0;
+}
+
+int tj_graph_add_slot(tj_graph *g, const tj_slotdesc *d, tj_error *err) {
+    if (g->n_slots == g->cap_slots &&
+        tj_grow((void **)&g->slots, &g->cap_slots, 16, sizeof *g->slots) < 0)
+        return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
+    g->slots[g->n_slots] = *d;
+    return g->n_slots++;
 }
 
 int64_t tj_node_size(const tj_node *n) {
     int64_t s = 1;
     for (int d = 0; d < n->ndim; d++) s *= n->shape[d];
     return s;
+}
+
+int tj_node_loop_dtype(const tj_graph *g, const tj_node *n) {
+    if (n->op == TJ_OP_WHERE) return g->nodes[n->in[1]].dtype;
+    if (n->op == TJ_OP_COPY) return n->dtype;
+    return g->nodes[n->in[0]].dtype;
 }
 
 void tj_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
@@ -117,7 +158,8 @@ void tj_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     if (k < cap) snprintf(buf + k, cap - k, ndim == 1 ? ",)" : ")");
 }
 
-int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape) {
+int tj_shape_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape,
+                       tj_error *err) {
     int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
     for (int d = 0; d < nd; d++) {
         int da = d - (nd - a->ndim), db = d - (nd - b->ndim);
@@ -126,12 +168,8 @@ int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape) 
             char s1[256], s2[256];
             tj_shape_str(s1, sizeof s1, a->ndim, a->shape);
             tj_shape_str(s2, sizeof s2, b->ndim, b->shape);
-            tj_trace_error("operands could not be broadcast together with shapes %s %s", s1, s2);
-            PyObject *t, *v, *tb;
-            PyErr_Fetch(&t, &v, &tb);          /* NumPy raises ValueError here: so do we */
-            PyErr_SetObject(PyExc_ValueError, v);
-            Py_XDECREF(t); Py_XDECREF(v); Py_XDECREF(tb);
-            return -1;
+            return tj_error_set(err, TJ_ERR_SHAPE, "operands could not be broadcast together "
+                                "with shapes %s %s", s1, s2);
         }
         shape[d] = sa == 1 ? sb : sa;
     }
@@ -139,10 +177,8 @@ int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape) 
     return 0;
 }
 
-int tj_graph_dump(const tj_graph *g, const char *title, PyObject *out) {
-    PyObject *s = PyUnicode_FromFormat("-- %s (%d nodes)", title, (int)g->n);
-    if (!s || PyList_Append(out, s) < 0) { Py_XDECREF(s); return -1; }
-    Py_DECREF(s);
+void tj_graph_dump(const tj_graph *g, const char *title, tj_sbuf *log) {
+    tj_put(log, "-- %s (%d nodes)\n", title, (int)g->n);
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *n = &g->nodes[i];
         char line[512], shp[256];
@@ -172,9 +208,6 @@ int tj_graph_dump(const tj_graph *g, const char *title, PyObject *out) {
         for (int32_t o = 0; o < g->n_out; o++)
             if (g->outputs[o] == i && k < sizeof line)
                 k += (size_t)snprintf(line + k, sizeof line - k, "  -> out %d", (int)o);
-        s = PyUnicode_FromString(line);
-        if (!s || PyList_Append(out, s) < 0) { Py_XDECREF(s); return -1; }
-        Py_DECREF(s);
+        tj_put(log, "%s\n", line);
     }
-    return 0;
 }

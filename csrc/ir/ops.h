@@ -12,7 +12,7 @@
  *             GATH (operand 0 read at the int64 positions operand 1 gives along dim `axes`),
  *             SCAN (running sum or product along dim `axes`; csrc/emit/reduce_prims.c)
  *   mask      loop dtypes the op is defined on (the dtype its operands are cast to):
- *             ALL, NUM (not bool), INTB (bool, ints), INT, FLT, F64 (TJ_M_* in tracejit.h)
+ *             ALL, NUM (not bool), INTB (bool, ints), INT, FLT, F64 (TJ_M_* in ir/ir.h)
  *   out       SAME: result has the loop dtype; BOOL: result is bool
  *   flags     COMM: commutative (CSE canonicalizes operand order);
  *             COND: first operand is a bool condition, not cast to the loop dtype;

@@ -1,0 +1,98 @@
+/* Where the Python-free core (csrc/ir, csrc/fuse, csrc/emit) meets Python: its errors
+ * become exceptions, its pass log and generated sources become str, its dtypes map to
+ * NumPy's type numbers. The tracer and function.c call the core through these.
+ * Contract: each wrapper raises exactly what the code before the split raised (same
+ * class, same message), so the core's callers see no difference. */
+#include "tracejit.h"
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
+#include <numpy/arrayobject.h>
+
+static const int typenums[TJ_NDTYPES] = {
+    [TJ_BOOL] = NPY_BOOL, [TJ_I32] = NPY_INT32, [TJ_I64] = NPY_INT64,
+    [TJ_F32] = NPY_FLOAT32, [TJ_F64] = NPY_FLOAT64,
+};
+
+int tj_dtype_from_typenum(int typenum) {
+    switch (typenum) {
+    case NPY_BOOL: return TJ_BOOL;
+    case NPY_FLOAT: return TJ_F32;
+    case NPY_DOUBLE: return TJ_F64;
+    case NPY_INT: return sizeof(int) == 4 ? TJ_I32 : -1;
+    case NPY_LONG: return sizeof(long) == 8 ? TJ_I64 : TJ_I32;
+    case NPY_LONGLONG: return sizeof(long long) == 8 ? TJ_I64 : -1;
+    default: return -1;
+    }
+}
+
+int tj_dtype_typenum(tj_dtype dt) { return typenums[dt]; }
+
+int tj_error_raise(const tj_error *e) {
+    switch (e->kind) {
+    case TJ_ERR_NOMEM: PyErr_NoMemory(); break;
+    case TJ_ERR_VALUE: PyErr_SetString(PyExc_ValueError, e->msg); break;
+    case TJ_ERR_SHAPE: {
+        tj_trace_error("%s", e->msg);   /* the user's line, and the refusal noted */
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);          /* NumPy raises ValueError here: so do we */
+        PyErr_SetObject(PyExc_ValueError, v);
+        Py_XDECREF(t); Py_XDECREF(v); Py_XDECREF(tb);
+        break;
+    }
+    default: tj_internal_error("%s", e->msg); break;
+    }
+    return -1;
+}
+
+int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape) {
+    tj_error err;
+    return tj_shape_broadcast(a, b, ndim, shape, &err) < 0 ? tj_error_raise(&err) : 0;
+}
+
+/* Appends each line of text (ending in '\n') to the list `out` as a str. 0/-1. */
+static int append_lines(PyObject *out, const tj_sbuf *text) {
+    for (size_t i = 0; i < text->len;) {
+        const char *nl = memchr(text->buf + i, '\n', text->len - i);
+        size_t end = nl ? (size_t)(nl - text->buf) : text->len;
+        PyObject *s = PyUnicode_FromStringAndSize(text->buf + i, (Py_ssize_t)(end - i));
+        if (!s || PyList_Append(out, s) < 0) { Py_XDECREF(s); return -1; }
+        Py_DECREF(s);
+        i = end + 1;
+    }
+    return 0;
+}
+
+int tj_pipeline(tj_trace *t, tj_schedule *s, PyObject *log) {
+    tj_sbuf text = {0};
+    tj_error err;
+    int rc = tj_pipeline_run(&t->g, s, log ? &text : NULL, &err);
+    if (rc < 0) tj_error_raise(&err);
+    else if (log) rc = append_lines(log, &text);
+    free(text.buf);
+    return rc;
+}
+
+PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
+    tj_sbuf src;
+    tj_error err;
+    if (tj_emit_c_source(g, s, &src, &err) < 0) {
+        tj_error_raise(&err);
+        return NULL;
+    }
+    PyObject *r = PyUnicode_FromStringAndSize(src.buf, (Py_ssize_t)src.len);
+    free(src.buf);
+    return r;
+}
+
+PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
+    tj_sbuf src;
+    tj_error err;
+    if (tj_emit_fused_source(g, s, &src, &err) < 0) {
+        tj_error_raise(&err);
+        return NULL;
+    }
+    if (!src.buf) return Py_NewRef(Py_None);   /* no group qualifies */
+    PyObject *r = PyUnicode_FromStringAndSize(src.buf, (Py_ssize_t)src.len);
+    free(src.buf);
+    return r;
+}

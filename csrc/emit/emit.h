@@ -1,0 +1,65 @@
+/* emit.h: the code generators (csrc/emit/), which spell a schedule as C, and what that
+ * C links against: the primitives, and the table of groups the runtime runs. No
+ * Python, like csrc/ir/ir.h, which it includes; csrc/tracejit.h includes it. */
+#ifndef TJ_EMIT_H
+#define TJ_EMIT_H
+
+#include <stdbool.h>   /* the primitives' element type of bool arrays */
+#include "ir/ir.h"
+
+#define TJ_BLOCK 512      /* elements per block in generated loops */
+
+/* ---- generators (csrc/emit/emit_c.c, csrc/emit/emit_fused.c) -------------- */
+/* C source of the kernel into *out (fresh): per group a function over a range of its
+ * outer loop, and the table `tj_groups` (one tj_gdesc per group, run in order).
+ * 0, or -1 + err. */
+int tj_emit_c_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out, tj_error *err);
+
+/* A group's loop nest (csrc/emit/emit_c.c): its dims, the blocked dim bd (rows of
+ * `rows` when twod), and the outer loop split across threads: `units` of `step`. */
+typedef struct {
+    int D, twod, bd;
+    int64_t shape[TJ_MAXDIM], total, inner, rows, step, units;
+} tj_geom;
+/* A group's loop nest and units (csrc/emit/emit_c.c), the same for both emitters. */
+void tj_group_geometry(const tj_graph *g, const tj_group *gr, tj_geom *q);
+/* Per leaf: `bl<l>`, its first element, and `l<l>_<d>`, its byte stride along loop dim
+ * d (0 where broadcast); strides are left out for uniform leaves (not gathered). */
+void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr,
+                        const uint8_t *uniform, int D);
+/* `o<o>_<d>`: output o's byte stride along loop dim d (0 where it does not vary). */
+void tj_emit_out_stride(tj_sbuf *b, const tj_group *gr, int o, int d);
+/* The optimizing tier's C (csrc/emit/emit_fused.c) into *out (fresh): elementwise
+ * groups as fused per-element loops, `tj_fused[gi]` their bodies (NULL for the others).
+ * 0 (out->buf NULL when no group qualifies), or -1 + err. */
+int tj_emit_fused_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out,
+                         tj_error *err);
+
+/* ---- what generated code calls and fills ---------------------------------- */
+/* A group's loop over outer-loop units [lo, hi); P[slot] data, S[slot] byte strides. */
+typedef void (*tj_range_fn)(void **P, const int64_t **S, int64_t lo, int64_t hi);
+typedef struct {
+    void (*init)(void **P, const int64_t **S);   /* a reduction's accumulators; or NULL */
+    tj_range_fn body;
+    void (*fin)(void **P, const int64_t **S);    /* a reduction's results; or NULL */
+    int64_t units;                               /* outer-loop units */
+    int64_t work;                                /* elements per unit */
+    int32_t par;                                 /* units write disjoint memory */
+    /* a reduction over the outer loop's dim: its accumulator slot and bytes, and
+     * comb(acc, 0, part, n, 0) folding one accumulator into another elementwise
+     * (the runtime reduces fixed chunks of units into parts, then parts in order) */
+    int32_t acc_slot;
+    int64_t acc_n, acc_bytes;                    /* accumulators, and their bytes */
+    void (*comb)(void *acc, void *idx, const void *part, int64_t n, int64_t base);
+} tj_gdesc;
+
+typedef struct { const char *name; void *fn; } tj_symbol;   /* a symbol for libtcc */
+typedef void (*tj_prim_fn)(void *, const void *, const void *, const void *, int64_t);
+extern const tj_symbol tj_prim_symbols[];     /* NULL-terminated; csrc/emit/prims.c */
+extern const int tj_n_prim_symbols;
+extern const tj_symbol tj_reduce_symbols[];   /* NULL-terminated; csrc/emit/reduce_prims.c */
+extern const tj_symbol tj_gemm_symbols[];     /* csrc/emit/gemm.c */
+int tj_blas_load(const char *path);           /* NumPy's OpenBLAS; 0 or -1 */
+extern int64_t tj_blas_min;                   /* multiply-adds from which GEMM calls BLAS */
+
+#endif

@@ -1,0 +1,222 @@
+/* ir.h: the map of the compiler's core, which knows no Python: dtypes, the op table,
+ * the graph IR with its slot table, and the passes that turn a graph into a schedule
+ * (csrc/fuse/). It includes C standard headers only; csrc/tracejit.h, the map of the
+ * Python side, includes it. A failing function returns -1 (or NULL) and fills the
+ * caller's tj_error, which the tracer or the driver raises as a Python exception. */
+#ifndef TJ_IR_H
+#define TJ_IR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TJ_MAXDIM 16      /* most dimensions an array may have */
+
+/* ---- dtypes (csrc/ir/graph.c) --------------------------------------------- */
+typedef enum { TJ_BOOL, TJ_I32, TJ_I64, TJ_F32, TJ_F64, TJ_NDTYPES } tj_dtype;
+
+int tj_dtype_size(tj_dtype dt);
+const char *tj_dtype_name(tj_dtype dt);     /* numpy's name: "float32" */
+const char *tj_dtype_suffix(tj_dtype dt);   /* primitive suffix: "f32" */
+const char *tj_dtype_ctype(tj_dtype dt);    /* C type in generated code */
+
+/* ---- the op table (csrc/ir/ops.h) ----------------------------------------- */
+#include "ops.h"
+typedef enum {
+#define TJ_X(name, np, ar, kind, mask, out, fl, sp) TJ_OP_##name,
+    TJ_OPS(TJ_X)
+#undef TJ_X
+    TJ_NOPS
+} tj_opcode;
+enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED, TJ_K_CAT, TJ_K_GATH, TJ_K_SCAN };
+enum { TJ_O_SAME, TJ_O_BOOL };
+enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4 };
+#define TJ_M_ALL  0x1f
+#define TJ_M_NUM  0x1e
+#define TJ_M_INTB 0x07
+#define TJ_M_FLT  0x18
+#define TJ_M_INT  0x06
+#define TJ_M_F64  0x10
+typedef struct {
+    const char *name;    /* "ADD" */
+    const char *numpy;   /* "add" or NULL */
+    int arity, kind, mask, out, flags;
+} tj_opinfo;
+extern const tj_opinfo tj_ops[TJ_NOPS];
+
+/* The dtype a reduction accumulates in for a given operand dtype. */
+int tj_red_acc_dtype(int op, int in_dtype);
+/* The dtype of a reduction's result (NumPy's rule). */
+int tj_red_out_dtype(int op, int in_dtype);
+
+typedef union { double f; int64_t i; } tj_scalar;
+/* One element of op through its primitive (csrc/emit/prims.c: the kernel's own code,
+ * so the value is the one the compiled loop computes): operands in[0..arity) of loop
+ * dtype `dtype` (WHERE's condition: bool), result of dtype `out_dtype` (CAST: any; else
+ * what the op table says). Floats in .f, ints and bools in .i. -1 when no primitive
+ * exists. */
+int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_scalar *out);
+
+/* ---- errors and text (csrc/ir/graph.c) ------------------------------------ */
+/* Why a call failed. The raiser (tj_error_raise, csrc/bridge.c) picks the exception:
+ * NOMEM MemoryError; VALUE ValueError with msg as NumPy words it; SHAPE ValueError with
+ * msg and the user's source line, a refusal of the trace as a TraceError would be;
+ * INTERNAL InternalError (a bug in tracejit). */
+enum { TJ_ERR_NONE, TJ_ERR_NOMEM, TJ_ERR_VALUE, TJ_ERR_SHAPE, TJ_ERR_INTERNAL };
+typedef struct {
+    int kind;
+    char msg[1024];
+} tj_error;
+/* Fills e (msg from fmt, truncated to fit). Returns -1, for `return tj_error_set(...)`. */
+int tj_error_set(tj_error *e, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A growing string (the emitters' output, the pass log: a line per '\n'); `failed` once
+ * an allocation failed. buf is malloc'd: free() it. */
+typedef struct { char *buf; size_t len, cap; int failed; } tj_sbuf;
+void tj_put(tj_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- the graph IR (csrc/ir/graph.c) --------------------------------------- */
+/* Plain data: nodes in one growable array, operands by index, shape and dtype
+ * known for every node. A node's index is greater than its operands'. */
+typedef struct {
+    int16_t op;
+    uint8_t dtype;
+    uint8_t weak;          /* a Python scalar: weakly typed for promotion; 2: an int
+                              beyond int64, held as float64 (usable with floats only) */
+    uint8_t ndim;
+    uint8_t flat;          /* VIEW: reads its operand flat (voff[0] counts elements) */
+    int8_t perm[TJ_MAXDIM];/* VIEW: output dim d reads operand dim perm[d]; -1: a new or
+                              broadcast dim; -2: the operand read flat (row-major) */
+    int32_t in[3];
+    int32_t slot;          /* leaves: the data slot they read */
+    uint32_t axes;         /* RED: bit d set when operand dim d is reduced; COPY:
+                              TJ_COPY_DETACH marks a detach (csrc/ad/node.c) */
+    tj_scalar value;       /* CONST; GATHER: value.i is the axis an IndexError names */
+    int64_t shape[TJ_MAXDIM];
+    int64_t vstep[TJ_MAXDIM];   /* VIEW: step along perm[d] (elements when flat) */
+    int64_t voff[TJ_MAXDIM];    /* VIEW: start index per operand dim; voff[0] when flat */
+} tj_node;
+
+/* A COPY's axes when the copy is a detach (torch's Tensor.detach): autodiff's walk
+ * stops there; the passes treat it as any COPY (simplify forwards it to its operand). */
+#define TJ_COPY_DETACH 1u
+
+/* What a data slot holds at replay: an argument leaf, a captured array, a constant. */
+enum { TJ_SLOT_ARG, TJ_SLOT_CAPTURE, TJ_SLOT_CONST };
+typedef struct {
+    int kind;
+    int index;               /* ARG: leaf index; CAPTURE: index in captures */
+    int dtype;
+    uint8_t contig;          /* ARG/CAPTURE arrays: C-contiguous (part of the key) */
+    uint8_t fits_i32;        /* ARG Python int used as int32: checked at each call */
+    uint8_t torch;           /* ARG/CAPTURE: a torch tensor, read through DLPack */
+    tj_scalar value;         /* CONST */
+} tj_slotdesc;
+
+typedef struct {
+    tj_node *nodes;
+    int32_t n, cap;
+    int32_t *outputs;      /* node ids, in result order (may repeat) */
+    int32_t n_out, cap_out;
+    tj_slotdesc *slots;    /* the data slots leaves read; fold and simplify add constants,
+                              so a plan reads the table once the passes ran */
+    int32_t n_slots, cap_slots;
+} tj_graph;
+
+/* Doubles a malloc'd array's capacity (at least `min_cap`). 0, or -1: out of memory. */
+int tj_grow(void **buf, int32_t *cap, int32_t min_cap, size_t elem);
+int tj_graph_init(tj_graph *g);
+void tj_graph_free(tj_graph *g);
+/* Each returns the new node's index (slot's, 0 for an output), or -1 + err. */
+int32_t tj_graph_add(tj_graph *g, const tj_node *proto, tj_error *err);
+/* Adds an `op` node over node `src` alone, with src's dtype and shape (COPY, or a
+ * reduction over `axes`). */
+int32_t tj_graph_add_over(tj_graph *g, int32_t src, int op, uint32_t axes, tj_error *err);
+int tj_graph_add_output(tj_graph *g, int32_t id, tj_error *err);
+int tj_graph_add_slot(tj_graph *g, const tj_slotdesc *d, tj_error *err);
+int64_t tj_node_size(const tj_node *n);
+/* The dtype a computed node's primitive is instantiated for (its loop's). */
+int tj_node_loop_dtype(const tj_graph *g, const tj_node *n);
+/* "(3, 4)", "(5,)", "()" into buf (truncated to cap) */
+void tj_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
+/* NumPy broadcasting of shapes; -1 + a SHAPE error naming both shapes */
+int tj_shape_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape,
+                       tj_error *err);
+/* Appends a readable listing of g to `log`, a line each. */
+void tj_graph_dump(const tj_graph *g, const char *title, tj_sbuf *log);
+
+/* ---- passes (csrc/fuse/) --------------------------------------------------- */
+/* A fused group: one loop nest over `shape` computing `nodes` in order. */
+typedef struct {
+    int ndim;
+    int64_t shape[TJ_MAXDIM];
+    int32_t *nodes, n_nodes;     /* computed nodes, topological */
+    int32_t *leaves, n_leaves;   /* nodes read from slots (leaf, view of leaf, or materialized) */
+    int8_t (*maps)[TJ_MAXDIM];   /* per leaf: iteration dim -> slot dim, -1 broadcast,
+                                    -2 the slot read flat */
+    int64_t (*steps)[TJ_MAXDIM]; /* per leaf and iteration dim: step along that slot dim */
+    int64_t (*offs)[TJ_MAXDIM];  /* per leaf: start index per slot dim (offs[0]: flat) */
+    int32_t *leaf_slot;          /* per leaf: the slot read */
+    int32_t *leaf_base;          /* per leaf: the node whose memory the slot holds */
+    uint8_t *leaf_flat;          /* per leaf: read flat (offs[0] counts elements) */
+    int32_t *outs, n_outs;       /* node ids written to slots */
+    int32_t *out_slot;
+    int8_t (*omaps)[TJ_MAXDIM];  /* per out: iteration dim -> slot dim, -1 broadcast */
+    int32_t red;                 /* a reduction group: the RED node (its only out), or -1;
+                                    iteration shape is its operand's, omaps[0] is -1 on
+                                    the reduced dims */
+    int32_t acc_slot;            /* reduction: accumulator slot (output's shape, acc dtype);
+                                    a scan (red is a SCAN node): the running value per
+                                    position of the other dims, read through amap */
+    int8_t amap[TJ_MAXDIM];      /* scan: iteration dim -> accumulator dim, -1 on the axis */
+    int contract;                /* a reduction that is a GEMM: sum over the last dim of
+                                    a product of leaves mm_a and mm_b (see fuse.c) */
+    int mm_a, mm_b;              /* leaf indices of the two factors */
+    int mm_m, mm_n;              /* iteration dims of rows and columns, or -1 */
+    int8_t *leaf_gather;         /* per leaf: read by a GATHER along this loop dim (the
+                                    leaf's map there is -1), or -1 for an ordinary leaf */
+    int8_t *leaf_gsrc;           /* gather leaves: the slot dim indexed (-1, -2 flat) */
+    int64_t *leaf_gstep;         /* gather leaves: the step along it */
+    int64_t *leaf_glen;          /* gather leaves: the length of the indexed dim */
+    int32_t cat;                 /* a part of a concatenation: the CONCAT node whose
+                                    buffer outs[0] is written into, or -1 */
+    int64_t cat_off;             /* its start along the CONCAT's axis */
+} tj_group;
+
+typedef struct {
+    tj_group *groups;
+    int n_groups;
+    int32_t *mat_slot;           /* per node: slot it is materialized in, or -1 */
+    int32_t *acc_slot;           /* per node: a reduction's accumulator slot, or -1 */
+    int n_slots;                 /* all slots: leaves, scratch, outputs */
+    int first_scratch, n_scratch;
+    int32_t *out_slot_of;        /* per graph output position: its slot */
+    int32_t *out_same_as;        /* per graph output position: -1: its slot's array; k >= 0:
+                                    position k's object (the trace returned one value twice);
+                                    -2: a copy of its slot's array (distinct traced values the
+                                    passes made one node stay distinct arrays) */
+    int64_t scratch_bytes;       /* scratch bytes: fuse's unshared sum, memplan's peak */
+    int64_t *scratch_off;        /* per scratch slot (slot - first_scratch): its byte offset
+                                    in the call's scratch block (memplan.c) */
+    int *slot_dtype;             /* per scratch and output slot (indexed by slot) */
+    int *slot_ndim;
+    int64_t (*slot_shape)[TJ_MAXDIM];
+    int first_out;               /* output slots are [first_out, n_slots) */
+} tj_schedule;
+
+/* fold and simplify create constants, each read through a new slot of g's table. */
+int tj_pass_fold(tj_graph *g, tj_error *err);
+int tj_pass_simplify(tj_graph *g, tj_error *err);
+int tj_pass_cse(tj_graph *g, tj_error *err);
+int tj_pass_dce(tj_graph *g, tj_error *err);
+int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err);
+int tj_pass_memplan(tj_schedule *s, tj_error *err);
+void tj_memplan_dump(const tj_schedule *s, tj_sbuf *log);
+void tj_schedule_free(tj_schedule *s);
+/* Runs the pipeline on g (whose slot table the passes may extend, so a plan reads it
+ * after); appends debug text to `log` when non-NULL. */
+int tj_pipeline_run(tj_graph *g, tj_schedule *s, tj_sbuf *log, tj_error *err);
+
+#endif
