@@ -1,6 +1,6 @@
 """tracejit in one screen: compile a NumPy function, check it, time it against NumPy.
 
-    cd /work/main && PYTHONPATH=python python demo.py
+    python demo.py        # from the repository root, after `pip install .`
 
 gelu_mix is ordinary NumPy code. The first call of the compiled function traces it,
 fuses its elementwise ops into one loop, compiles that loop with libtcc and runs it;

@@ -3,7 +3,7 @@
 Nothing here is a benchmark by itself; bench_*.py modules use it and
 benchmarks/run.py runs them (all but the bench_matmul.py sweep, which runs alone):
 
-    cd /work/main && PYTHONPATH=python python benchmarks/run.py [--quick] [--json PATH]
+    PYTHONPATH=python python benchmarks/run.py [--quick] [--json PATH]
 
 Timing method (see `measure`): warm up, estimate one call, then time batches of
 `inner` calls with time.perf_counter_ns (inner > 1 only for calls under ~20 µs, so

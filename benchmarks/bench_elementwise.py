@@ -13,7 +13,7 @@ Every peer's result is checked against NumPy (allclose, same dtype) on its first
 call and again on a warm call, before any timing; a wrong result is reported loudly
 and makes the run exit with status 1. Peers that are not installed are skipped.
 
-Run:  cd /work/main && PYTHONPATH=python python benchmarks/bench_elementwise.py
+Run:  PYTHONPATH=python python benchmarks/bench_elementwise.py
       [--quick] [--json PATH] [--cases tiny,chain12/1M] [--peers numpy,tracejit]
 (or through benchmarks/run.py, which runs every benchmark module).
 """

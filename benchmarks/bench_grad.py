@@ -19,7 +19,7 @@ latency. Every
 peer's value and gradient are checked, before any timing, against NumPy code with the
 gradient written by hand (float64); a wrong result makes the run exit with status 1.
 
-Run:  cd /work/main && PYTHONPATH=python python benchmarks/bench_grad.py
+Run:  PYTHONPATH=python python benchmarks/bench_grad.py
       [--quick] [--json PATH] [--cases logreg,eight,logreg/float32]
       [--peers tracejit,jax.jit,torch,torch.compile] [--threads N]
 (or through benchmarks/run.py, which runs every benchmark module; peers it names that

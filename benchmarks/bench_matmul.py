@@ -17,7 +17,7 @@ against NumPy (rtol 1e-4) before timing. Times include tracejit's per-call overh
 (~0.1-0.2 µs), which both paths pay alike. It is not part of benchmarks/run.py (it is a
 tuning sweep, ~40 s).
 
-Run:  cd /work/main && PYTHONPATH=python python benchmarks/bench_matmul.py
+Run:  PYTHONPATH=python python benchmarks/bench_matmul.py
       [--quick] [--json PATH] [--cases '16x16x16,*x256'] [--peers numpy,tracejit]
 """
 from __future__ import annotations

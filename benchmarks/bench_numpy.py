@@ -21,7 +21,7 @@ same source with np = jax.numpy; torch.compile runs it with np = torch, except w
 torch spells an op differently (TORCH_KERNELS). NumPy's @ and tracejit's products of
 at least TRACEJIT_BLAS_MIN multiply-adds (mlp's two) call the same OpenBLAS.
 
-Run:  cd /work/main && PYTHONPATH=python python benchmarks/bench_numpy.py
+Run:  PYTHONPATH=python python benchmarks/bench_numpy.py
       [--quick] [--json PATH] [--cases mlp,softmax] [--peers numpy,tracejit,jax.jit]
 (or through benchmarks/run.py, which runs every benchmark module).
 """

@@ -16,7 +16,7 @@ torch eager's (rtol 1e-4) before any timing. The peers are timed in alternating 
 (_harness.interleaved): the table gives each one's median step time and, in
 parentheses, the median of the same-round ratios tracejit/peer.
 
-Run:  cd /work/main && PYTHONPATH=python python benchmarks/bench_train.py [--quick]
+Run:  PYTHONPATH=python python benchmarks/bench_train.py [--quick]
       [--json PATH] [--peers tracejit,torch,torch.compile] [--threads N]
 (or through benchmarks/run.py; peers that do not apply here are ignored).
 """

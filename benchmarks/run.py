@@ -1,6 +1,6 @@
 """Runs every tracejit benchmark module and prints its tables (markdown, to stdout).
 
-    cd /work/main && PYTHONPATH=python python benchmarks/run.py
+    PYTHONPATH=python python benchmarks/run.py
         [--quick]            fewer repetitions and smaller sizes (smoke test)
         [--json PATH]        raw numbers of every module, as {module: result}
         [--cases LIST]       e.g. tiny,chain12/1M,softmax (passed to each module; a

@@ -12,6 +12,17 @@ import zlib
 import numpy as np
 import pytest
 
+# The optimizing tier caches compiled objects on disk: the suite's go to a directory of
+# its own, removed at the end, not into the user's ~/.cache/tracejit (a test that wants
+# another sets its own; subprocesses inherit this one).
+if "TRACEJIT_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+    _cache = tempfile.mkdtemp(prefix="tracejit-tests-")
+    os.environ["TRACEJIT_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, True)
+
 # The five dtypes tracejit supports, in promotion order.
 DTYPES = ("bool", "int32", "int64", "float32", "float64")
 SUPPORTED = frozenset(np.dtype(d) for d in DTYPES)

@@ -498,3 +498,11 @@ def test_reference_counts_are_stable(rng):
     del r
     counts = (sys.getrefcount(out0), sys.getrefcount(out1))  # variable + argument
     assert counts == (2, 2)
+
+
+def test_the_suite_keeps_its_tier_cache_out_of_the_users_home():
+    """conftest points TRACEJIT_CACHE_DIR at a temporary directory of the suite's."""
+    import os
+    d = os.environ["TRACEJIT_CACHE_DIR"]
+    assert os.path.basename(d).startswith("tracejit-tests-") or "pytest" in d
+    assert not d.startswith(os.path.expanduser("~/.cache"))

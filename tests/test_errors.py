@@ -540,3 +540,20 @@ def test_data_dependent_shapes_say_so(fn, name):
     suggest np.where."""
     msg = str(_raises(tracejit.TraceError, tracejit.compile(lambda x: fn(x)), _x()))
     assert name in msg and "depends on the data" in msg and "np.where" in msg
+
+
+def test_a_source_checkout_without_a_build_says_how_to_build(tmp_path):
+    """PYTHONPATH=python before `python setup.py build_ext --inplace`: a message that
+    says so, not NumPy-style 'partially initialized module' noise."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    pkg = os.path.dirname(tracejit.__file__)
+    shutil.copytree(pkg, tmp_path / "tracejit",
+                    ignore=shutil.ignore_patterns("_C.*.so", "_C.*.pyd", "__pycache__"))
+    r = subprocess.run([sys.executable, "-c", "import tracejit"], capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    assert r.returncode != 0
+    assert "tracejit's C extension (tracejit._C) is not built" in r.stderr
+    assert "python setup.py build_ext --inplace" in r.stderr

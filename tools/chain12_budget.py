@@ -16,7 +16,7 @@ The process pins itself to one CPU, then measures, on the same 1M float32 inputs
   * the maximum error in ulp of each tanh, over every float in [2^-31, 10).
 Needs a C compiler (cc/gcc) and the in-place build (python/tracejit/_include).
 
-Run:  cd /work/main && PYTHONPATH=python python tools/chain12_budget.py
+Run:  PYTHONPATH=python python tools/chain12_budget.py
 """
 import os
 import subprocess

@@ -13,7 +13,17 @@ import os
 
 import numpy as _np
 
-from . import _C
+try:
+    from . import _C
+except ImportError as _e:      # a source checkout on the path, without a build
+    if not any(n.startswith("_C.") and n.endswith((".so", ".pyd"))
+               for n in os.listdir(os.path.dirname(__file__))):
+        raise ImportError(
+            "tracejit's C extension (tracejit._C) is not built in "
+            f"{os.path.dirname(__file__)}: install the package (`pip install .`) or build it "
+            "in place (`python setup.py build_ext --inplace`) before using "
+            "PYTHONPATH=python") from _e
+    raise
 from ._C import (CacheInfo, CompileError, CompiledFunction, InternalError, TraceError,
                  TracejitError, Tracer)
 
