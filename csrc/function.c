@@ -391,9 +391,11 @@ rescan:
     if (reason) Py_XSETREF(self->last_retrace, Py_NewRef(reason));
     if (clear_unless_interrupt() < 0) { Py_DECREF(descr); goto done; }
     if (tj_debug_level()) {
-        PyObject *text = PyUnicode_FromFormat("[tracejit] cache miss %zd of %R: %S\n",
-                                              self->misses, self->fn,
-                                              reason ? reason : Py_None);
+        PyObject *text = reason ? PyUnicode_FromFormat("[tracejit] cache miss %zd of %R: %S\n",
+                                                       self->misses, self->fn, reason)
+                                : PyUnicode_FromFormat("[tracejit] cache miss %zd of %R: the "
+                                                       "first call with these argument types\n",
+                                                       self->misses, self->fn);
         write_stderr(text);
         Py_XDECREF(text);
     }

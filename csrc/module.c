@@ -216,7 +216,13 @@ static PyStructSequence_Field cache_info_fields[] = {
     {"last_retrace", "why the latest retrace happened, or None"},
     {NULL},
 };
-static PyStructSequence_Desc cache_info_desc = {"tracejit.CacheInfo", NULL, cache_info_fields, 5};
+static PyStructSequence_Desc cache_info_desc = {
+    "tracejit.CacheInfo",
+    "f.cache_info(): how a compiled function's cache has served its calls. A variant is one\n"
+    "compiled plan, for one key (the arguments' dtypes, shapes, layouts, devices and static\n"
+    "values) and the guards its trace needs (Python values it read as constants, captured\n"
+    "arrays' shapes); last_retrace says what changed at the latest miss.",
+    cache_info_fields, 5};
 
 static int module_exec(PyObject *m) {
     tj_state *st = PyModule_GetState(m);

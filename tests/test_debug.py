@@ -38,8 +38,8 @@ def test_quiet_unless_set(level):
 def test_level_1_prints_compiles_and_retraces_only():
     lines = run("1")[1].splitlines()
     assert len(lines) == 4, lines      # the hit prints nothing
-    assert re.fullmatch(r"\[tracejit\] cache miss 1 of <function <lambda> at 0x\w+>: None",
-                        lines[0])
+    assert re.fullmatch(r"\[tracejit\] cache miss 1 of <function <lambda> at 0x\w+>: the "
+                        r"first call with these argument types", lines[0])
     assert re.fullmatch(r"\[tracejit\] cache miss 2 of <function <lambda> at 0x\w+>: "
                         r"arg 0: shape \(8,\) -> \(5,\)", lines[2])
     for line in lines[1], lines[3]:

@@ -82,7 +82,9 @@ def compile(fn=None, *, static_argnames=()):
 
     torch tensors that require grad under grad mode (and a compiled nn.Module's
     parameters) take part in torch.autograd: `f(w, x).backward()` fills `w.grad`
-    (see tracejit/_torch_autograd.py).
+    (README, "torch.autograd"). What a trace cannot replay faithfully (a random draw, a
+    write other arrays would see) raises TraceError at your line (README, "Never
+    silently wrong").
     """
     if isinstance(static_argnames, str):
         static_argnames = (static_argnames,)
