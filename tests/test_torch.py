@@ -587,3 +587,36 @@ def test_named_tuple_of_traced_values_comes_back_as_tuple():
     e = torch.max(x, dim=1)
     torch.testing.assert_close(values, e.values)
     torch.testing.assert_close(indices, e.indices)
+
+
+def test_broadcast_tensors():
+    """torch.distributions' constructors (and so Pyro's) broadcast their parameters."""
+    def fn(a, b, c):
+        x, y, z = torch.broadcast_tensors(a, b, c)
+        return x + 2 * y - z, y.shape
+
+    f = tracejit.compile(fn)
+    for shapes in [((3, 1), (1, 4), ()), ((2, 3, 4), (4,), (3, 1))]:
+        args = [torch.randn(s) for s in shapes]
+        got, want = f(*args), fn(*args)
+        torch.testing.assert_close(got[0], want[0])
+        assert tuple(got[1]) == tuple(want[1])
+
+
+def test_a_torch_distributions_log_prob_is_eagers_and_rsample_is_refused():
+    dist = pytest.importorskip("torch.distributions")
+    was = dist.Distribution._validate_args
+    dist.Distribution.set_default_validate_args(False)   # its checks branch on values
+    try:
+        def log_prob(loc, scale, x):
+            return dist.Normal(loc, scale).log_prob(x).sum()
+
+        f = tracejit.compile(log_prob)
+        loc, scale = torch.zeros(3), torch.ones(3)
+        for _ in range(2):
+            x = torch.randn(3)
+            torch.testing.assert_close(f(loc, scale, x), log_prob(loc, scale, x))
+        with pytest.raises(tracejit.TraceError, match=r"draws random numbers"):
+            tracejit.compile(lambda m, s: dist.Normal(m, s).rsample())(loc, scale)
+    finally:
+        dist.Distribution.set_default_validate_args(was)

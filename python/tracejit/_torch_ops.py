@@ -439,6 +439,13 @@ def broadcast_to(x, size):
     return np.broadcast_to(x, tuple(size))
 
 
+def broadcast_tensors(*tensors):
+    """torch.broadcast_tensors: views of every operand at their common shape."""
+    shape = np.broadcast_shapes(*(tuple(_NP_SHAPE.__get__(t)) if isinstance(t, Tracer)
+                                  else np.shape(t) for t in tensors))
+    return tuple(np.broadcast_to(t, shape) for t in tensors)
+
+
 # ---- contractions --------------------------------------------------------------------
 
 def matmul(a, b, out=None):
@@ -732,7 +739,7 @@ FUNCS = {
     "movedim": movedim, "moveaxis": movedim, "roll": roll, "cat": cat, "concat": cat,
     "concatenate": cat, "stack": stack, "split": split, "chunk": chunk, "unbind": unbind,
     "index_select": index_select, "gather": gather, "take_along_dim": gather,
-    "broadcast_to": broadcast_to,
+    "broadcast_to": broadcast_to, "broadcast_tensors": broadcast_tensors,
     "matmul": matmul, "mm": mm, "bmm": bmm, "mv": mv, "dot": dot, "outer": outer,
     "ger": outer, "einsum": einsum, "tensordot": tensordot, "linear": linear, "addmm": addmm,
     "softplus": softplus, "logsigmoid": logsigmoid, "log_sigmoid": logsigmoid,
