@@ -1,15 +1,11 @@
 /* CompiledFunction: the object @tracejit.compile returns. Its vectorcall is the
  * replay path: flatten the arguments into a key, find the plan, run it, all in C.
- * A miss traces the Python function with Tracers, runs the pipeline, emits C,
- * compiles it with libtcc and caches the plan (most recently used first).
+ * A miss has csrc/compile.c trace the Python function with Tracers, run the pipeline,
+ * emit C and compile it, and caches the plan (most recently used first).
  * Contract: an exception raised while tracing propagates unchanged and caches
  * nothing; the user's Python runs only on a miss. */
 #include "tracejit.h"
-#define NO_IMPORT_ARRAY
-#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
-#include <numpy/arrayobject.h>
 #include <structmember.h>
-#include <time.h>
 
 #define TJ_MAX_VARIANTS 64
 
@@ -26,18 +22,6 @@ typedef struct {
     PyObject *last_retrace;        /* str or None */
     PyObject *dict;
 } tj_function;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void write_stderr(PyObject *text) {
-    PyObject *err = PySys_GetObject("stderr");
-    if (err && text) PyFile_WriteObject(text, err, Py_PRINT_RAW);
-    PyErr_Clear();
-}
 
 /* Python-level descriptions of the arguments, for retrace reasons (slow path). */
 static PyObject *describe(tj_function *self, PyObject *const *args, Py_ssize_t nargs,
@@ -64,215 +48,6 @@ static PyObject *retrace_reason(PyObject *old, PyObject *cur) {
     PyObject *r = PyObject_CallMethod(mod, "diff", "OO", old, cur);
     Py_DECREF(mod);
     return r;
-}
-
-/* Moves what the trace produced into a new plan. */
-static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_template *tmpl) {
-    tj_plan *p = PyMem_Calloc(1, sizeof *p);
-    if (!p) return (tj_plan *)PyErr_NoMemory();
-    p->refs = 1;
-    p->sched = *sched;
-    memset(sched, 0, sizeof *sched);
-    p->tmpl = *tmpl;
-    memset(tmpl, 0, sizeof *tmpl);
-    p->n_key = f->n_words;
-    p->hash = f->hash;
-    p->key = PyMem_Malloc((size_t)(f->n_words ? f->n_words : 1) * sizeof(int64_t));
-    p->statics = PyTuple_New(f->n_statics);
-    p->n_leaves = f->n_leaves;
-    p->n_leaf_slots = t->g.n_slots;
-    p->slots = PyMem_Malloc((size_t)(t->g.n_slots ? t->g.n_slots : 1) * sizeof *p->slots);
-    p->consts = PyMem_Calloc((size_t)(t->g.n_slots ? t->g.n_slots : 1), 8);
-    p->captures = Py_NewRef(t->captures);
-    Py_ssize_t nc = PyList_GET_SIZE(t->captures);
-    p->cap_shape = PyMem_Calloc((size_t)(nc ? nc : 1), sizeof *p->cap_shape);
-    p->cap_ndim = PyMem_Calloc((size_t)(nc ? nc : 1), sizeof(int));
-    p->slot_strides = PyMem_Calloc((size_t)(p->sched.n_scratch ? p->sched.n_scratch : 1),
-                                   sizeof *p->slot_strides);
-    if (!p->key || !p->statics || !p->slots || !p->consts || !p->cap_shape || !p->cap_ndim ||
-        !p->slot_strides) {
-        tj_plan_decref(p);
-        return (tj_plan *)PyErr_NoMemory();
-    }
-    memcpy(p->key, f->words, (size_t)f->n_words * sizeof(int64_t));
-    for (int i = 0; i < f->n_statics; i++) PyTuple_SET_ITEM(p->statics, i, Py_NewRef(f->statics[i]));
-    memcpy(p->slots, t->g.slots, (size_t)t->g.n_slots * sizeof *p->slots);
-    for (int i = 0; i < t->g.n_slots; i++) {
-        const tj_slotdesc *d = &t->g.slots[i];
-        if (d->kind != TJ_SLOT_CONST) continue;
-        unsigned char *c = p->consts[i];
-        switch (d->dtype) {
-        case TJ_BOOL: c[0] = d->value.i != 0; break;
-        case TJ_I32: { int32_t v = (int32_t)d->value.i; memcpy(c, &v, 4); break; }
-        case TJ_I64: memcpy(c, &d->value.i, 8); break;
-        case TJ_F32: { float v = (float)d->value.f; memcpy(c, &v, 4); break; }
-        default: memcpy(c, &d->value.f, 8); break;
-        }
-    }
-    for (Py_ssize_t i = 0; i < nc; i++) {
-        PyObject *o = PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, i), 3);
-        if (!PyArray_Check(o)) {   /* a torch tensor: read at trace time already */
-            tj_dlview v;
-            const char *why;
-            if (tj_dl_torch_view(o, &v, &why) != 0) {
-                if (!PyErr_Occurred()) tj_internal_error("a captured torch tensor changed");
-                tj_plan_decref(p);
-                return NULL;
-            }
-            p->cap_ndim[i] = v.ndim;
-            memcpy(p->cap_shape[i], v.shape, (size_t)v.ndim * sizeof(int64_t));
-            continue;
-        }
-        PyArrayObject *a = (PyArrayObject *)o;
-        p->cap_ndim[i] = PyArray_NDIM(a);
-        for (int d = 0; d < PyArray_NDIM(a); d++) p->cap_shape[i][d] = PyArray_DIM(a, d);
-    }
-    p->out_lib = f->out_lib < 0 ? TJ_LIB_NUMPY : f->out_lib;
-    p->torch_dflt = t->torch & 4 ? TJ_F64 : t->torch & 2 ? TJ_F32 : -1;
-    p->pyvalues = t->guards ? Py_NewRef(t->guards) : NULL;
-    if (tj_guards_build(p) < 0) {
-        tj_plan_decref(p);
-        return NULL;
-    }
-    if (p->out_lib == TJ_LIB_DLPACK) p->out_conv = tj_dl_converter(f->out_type);
-    int n_out = p->sched.n_slots - p->sched.first_out;
-    if (!(p->out_strides = PyMem_Calloc((size_t)(n_out ? n_out : 1), sizeof *p->out_strides))) {
-        tj_plan_decref(p);
-        return (tj_plan *)PyErr_NoMemory();
-    }
-    for (int k = 0; k < n_out; k++) {
-        int slot = p->sched.first_out + k;
-        int64_t stride = tj_dtype_size(p->sched.slot_dtype[slot]);
-        for (int d = p->sched.slot_ndim[slot] - 1; d >= 0; d--) {
-            p->out_strides[k][d] = stride;
-            stride *= p->sched.slot_shape[slot][d];
-        }
-    }
-    for (int k = 0; k < p->sched.n_scratch; k++) {
-        int slot = p->sched.first_scratch + k;
-        int64_t stride = tj_dtype_size(p->sched.slot_dtype[slot]);
-        for (int d = p->sched.slot_ndim[slot] - 1; d >= 0; d--) {
-            p->slot_strides[k][d] = stride;
-            stride *= p->sched.slot_shape[slot][d];
-        }
-    }
-    p->n_results = t->g.n_out;
-    for (int gi = 0; gi < p->sched.n_groups; gi++) {
-        int64_t w = 1;
-        for (int d = 0; d < p->sched.groups[gi].ndim; d++) w *= p->sched.groups[gi].shape[d];
-        p->work += w * (p->sched.groups[gi].n_nodes + 1);
-    }
-    return p;
-}
-
-/* Traces, optimizes and compiles a plan for this call. NULL + exception. */
-static tj_plan *compile_plan(tj_function *self, const tj_flat *f, PyObject *const *args,
-                             Py_ssize_t nargs, PyObject *kwnames, int want_log) {
-    double t0 = now_s();
-    tj_plan *plan = NULL;
-    tj_schedule sched = {0};
-    tj_template tmpl = {0};
-    PyObject *targs = NULL, *tkwargs = NULL, *res = NULL, *log = NULL, *src = NULL, *fsrc = NULL;
-    tj_trace *t = (tj_trace *)tj_trace_new(self->fn);
-    if (!t) return NULL;
-    if (tj_trace_args(t, &self->conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
-    tj_state *st = tj_get_state();
-    if (tj_effects_enter() < 0) goto done;
-    tj_trace *outer = tj_trace_enter(t);
-    if (st->trace_call)   /* _effects.call: random draws refused, torch's mode entered */
-        res = PyObject_CallFunctionObjArgs(st->trace_call, self->fn, targs,
-                                           tkwargs ? tkwargs : Py_None,
-                                           t->torch ? Py_True : Py_False, NULL);
-    else
-        res = PyObject_Call(self->fn, targs, tkwargs);
-    tj_effects_leave();
-    tj_trace_leave(outer);
-    if (!res) goto done;                       /* the user's exception, unchanged */
-    if (st->trace_call) {                      /* (result, guards) */
-        if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
-            tj_internal_error("the trace call returned no (result, guards)");
-            goto done;
-        }
-        t->guards = PyTuple_GET_ITEM(res, 1) == Py_None ? NULL
-                                                         : Py_NewRef(PyTuple_GET_ITEM(res, 1));
-        Py_SETREF(res, Py_NewRef(PyTuple_GET_ITEM(res, 0)));
-    }
-    if (t->refusal) {     /* caught by the user's code, which went on: not eager's path */
-        PyErr_Format(st->TraceError, "%U\n(the traced function caught this TraceError and "
-                     "went on, so what it computed may not be what eager computes: the trace "
-                     "is refused)", t->refusal);
-        goto done;
-    }
-    if (tj_template_from_result(&tmpl, t, res) < 0) goto done;
-    t->live = 0;
-    double t_trace = now_s();
-    int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: tier's C */
-    if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
-    if (tj_pipeline(t, &sched, log) < 0) goto done;   /* may add constant slots to t */
-    if (!(src = tj_emit_c(&t->g, &sched))) goto done;
-    if (tj_tier_mode() != TJ_TIER_OFF && !(fsrc = tj_emit_fused(&t->g, &sched))) goto done;
-    double t_passes = now_s();
-    const char *csrc = PyUnicode_AsUTF8(src);
-    if (!csrc) goto done;
-    void *entry = NULL;
-    tj_module *mod = tj_tcc_compile(csrc, "tj_groups", &entry);
-    if (!mod) goto done;
-    double t_compile = now_s();
-    plan = make_plan(f, t, &sched, &tmpl);
-    if (!plan) { tj_tcc_free(mod); goto done; }
-    plan->mod = mod;
-    plan->groups = (const tj_gdesc *)entry;
-    plan->n_groups = plan->sched.n_groups;
-    plan->source = Py_NewRef(src);
-    if (fsrc && fsrc != Py_None) {
-        plan->fused_source = Py_NewRef(fsrc);
-        /* an object cached on disk loads at once; eager mode compiles it now */
-        const char *c = PyUnicode_AsUTF8(fsrc);
-        if (!c) { tj_plan_decref(plan); plan = NULL; goto done; }
-        int eager = tj_tier_mode() == TJ_TIER_EAGER;
-        tj_tier_job *j;
-        Py_BEGIN_ALLOW_THREADS
-        j = tj_tier_start(c, eager ? TJ_TIER_NOW : TJ_TIER_IF_CACHED);
-        Py_END_ALLOW_THREADS
-        plan->tier_job = j;
-        tj_plan_tier_up(plan);
-    }
-    if (log) {
-        PyObject *times = PyUnicode_FromFormat(
-            "-- times: trace %d us, passes+emit %d us, libtcc %d us",
-            (int)((t_trace - t0) * 1e6), (int)((t_passes - t_trace) * 1e6),
-            (int)((t_compile - t_passes) * 1e6));
-        if (!times || PyList_Append(log, times) < 0) { Py_XDECREF(times); tj_plan_decref(plan); plan = NULL; goto done; }
-        Py_DECREF(times);
-        plan->log = Py_NewRef(log);
-    }
-    if (debug) {
-        PyObject *nl = PyUnicode_FromString("\n");
-        PyObject *body = nl && debug >= 2 ? PyUnicode_Join(nl, log) : NULL;
-        PyObject *text = PyUnicode_FromFormat(
-            "[tracejit] compiled %R in %d us (trace %d us, passes+emit %d us, libtcc %d us)\n",
-            self->fn, (int)((now_s() - t0) * 1e6), (int)((t_trace - t0) * 1e6),
-            (int)((t_passes - t_trace) * 1e6), (int)((t_compile - t_passes) * 1e6));
-        if (text && body)
-            Py_SETREF(text, PyUnicode_FromFormat("%U%U\n-- generated C\n%U", text, body, src));
-        if (text && debug >= 3 && fsrc && fsrc != Py_None)
-            Py_SETREF(text, PyUnicode_FromFormat("%U-- the optimizing tier's C\n%U", text, fsrc));
-        write_stderr(text);
-        Py_XDECREF(text); Py_XDECREF(body); Py_XDECREF(nl);
-    }
-    self->compile_time += now_s() - t0;
-done:
-    t->live = 0;
-    tj_schedule_free(&sched);
-    tj_template_free(&tmpl);
-    Py_XDECREF(targs);
-    Py_XDECREF(tkwargs);
-    Py_XDECREF(res);
-    Py_XDECREF(log);
-    Py_XDECREF(src);
-    Py_XDECREF(fsrc);
-    Py_DECREF(t);
-    return plan;
 }
 
 /* Clears a pending Exception (a nicety failed) and returns 0; -1 keeps a pending
@@ -396,10 +171,11 @@ rescan:
                                 : PyUnicode_FromFormat("[tracejit] cache miss %zd of %R: the "
                                                        "first call with these argument types\n",
                                                        self->misses, self->fn);
-        write_stderr(text);
+        tj_debug_write(text);
         Py_XDECREF(text);
     }
-    tj_plan *p = compile_plan(self, &f, args, nargs, kwnames, 0);
+    tj_plan *p = tj_compile_plan(self->fn, &self->conf, &f, args, nargs, kwnames, 0,
+                                 &self->compile_time);
     if (!p) { Py_DECREF(descr); goto done; }
     p->descr = descr;
     p->next = self->plans;
@@ -532,7 +308,8 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
     tj_flat_init(&f);
     PyObject *r = NULL;
     if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0) {
-        tj_plan *p = compile_plan(self, &f, args, nargs, kwnames, 1);
+        tj_plan *p = tj_compile_plan(self->fn, &self->conf, &f, args, nargs, kwnames, 1,
+                                     &self->compile_time);
         if (p) {
             PyObject *nl = PyUnicode_FromString("\n");
             PyObject *body = nl ? PyUnicode_Join(nl, p->log) : NULL;

@@ -54,6 +54,12 @@ int tj_debug_level(void) {
     return end == v ? 1 : n < 0 ? 0 : n > 9 ? 9 : (int)n;
 }
 
+void tj_debug_write(PyObject *text) {
+    PyObject *err = PySys_GetObject("stderr");
+    if (err && text) PyFile_WriteObject(text, err, Py_PRINT_RAW);
+    PyErr_Clear();
+}
+
 /* op_table() -> list of dicts, one per elementwise op: what the tests iterate. */
 static PyObject *op_table(PyObject *m, PyObject *unused) {
     static const char *names[] = {"bool", "int32", "int64", "float32", "float64"};

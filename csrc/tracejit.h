@@ -70,6 +70,9 @@ PyObject *tj_internal_error(const char *fmt, ...);
  * each cache miss (with its retrace reason); 2 also the graph after each pass and the
  * generated C; 3 also the optimizing tier's C and its compile failures. */
 int tj_debug_level(void);
+/* Writes a debug text (NULL: nothing) to sys.stderr; a failure is cleared: debug output
+ * never fails a call. */
+void tj_debug_write(PyObject *text);
 /* An integer environment variable (base 10), `dflt` when unset or empty. */
 long long tj_env_int(const char *name, long long dflt);
 
@@ -424,5 +427,15 @@ int tj_guards_check(const tj_plan *p, const tj_flat *f, PyObject **cap_obj, tj_d
 /* Drops a reference; the plan is freed with its last. Cache removal and runs both
  * hold one, so a plan evicted while another thread runs it lives until that run ends. */
 void tj_plan_decref(tj_plan *p);
+
+/* ---- the compile driver (csrc/compile.c) -------------------------------------- */
+/* A plan for the call f (args, nargs, kwnames as given to the function): traces fn,
+ * runs the pipeline, emits and compiles the kernel, starts the optimizing tier where it
+ * applies. want_log keeps the pass log in the plan; *seconds gains the time taken.
+ * New plan (one reference, not cached); NULL + exception (the traced code's own
+ * exception unchanged). */
+tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
+                         PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                         int want_log, double *seconds);
 
 #endif
