@@ -1,9 +1,10 @@
 /* The compile driver: one call's arguments -> a plan. Traces the function with
  * Tracers (csrc/trace/), runs the pipeline (csrc/fuse/), emits C (csrc/emit/),
- * compiles it, and moves what the trace produced into the plan the runtime replays.
+ * compiles it with TinyCC (the optimizing tier's fused C becomes the kernel's upgrade),
+ * and moves what the trace produced into the plan the runtime replays.
  * Contract: an exception raised by the traced code propagates unchanged and makes no
  * plan; the plan is returned with one reference, the caller's, and cached nowhere. */
-#include "tracejit.h"
+#include "backend/backend.h"
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
@@ -163,27 +164,27 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     double t_passes = now_s();
     const char *csrc = PyUnicode_AsUTF8(src);
     if (!csrc) goto done;
-    void *entry = NULL;
-    tj_module *mod = tj_tcc_compile(csrc, "tj_groups", &entry);
-    if (!mod) goto done;
+    tj_kernel kernel = {0};
+    if (tj_backend_tcc.compile(csrc, TJ_COMPILE_NOW, &kernel) < 0) goto done;
     double t_compile = now_s();
     plan = make_plan(f, t, &sched, &tmpl);
-    if (!plan) { tj_tcc_free(mod); goto done; }
-    plan->mod = mod;
-    plan->groups = (const tj_gdesc *)entry;
-    plan->n_groups = plan->sched.n_groups;
+    if (!plan) { tj_kernel_free(&kernel); goto done; }
+    plan->kernel = kernel;
+    plan->kernel.n_groups = plan->sched.n_groups;
     plan->source = Py_NewRef(src);
     if (fsrc && fsrc != Py_None) {
-        plan->fused_source = Py_NewRef(fsrc);
-        /* an object cached on disk loads at once; eager mode compiles it now */
+        plan->upgrade.backend = &tj_backend_tier;
+        plan->upgrade.source = Py_NewRef(fsrc);
+        /* an object cached on disk loads at once; eager mode compiles it now (a
+         * backend that declines leaves it to the runtime's policy, tj_plan_tier_up) */
         const char *c = PyUnicode_AsUTF8(fsrc);
         if (!c) { tj_plan_decref(plan); plan = NULL; goto done; }
-        int eager = tj_tier_mode() == TJ_TIER_EAGER;
-        tj_tier_job *j;
+        int how = tj_tier_mode() == TJ_TIER_EAGER ? TJ_COMPILE_NOW : TJ_COMPILE_IF_CACHED;
+        tj_kernel next = {0};
         Py_BEGIN_ALLOW_THREADS
-        j = tj_tier_start(c, eager ? TJ_TIER_NOW : TJ_TIER_IF_CACHED);
+        tj_backend_tier.compile(c, how, &next);
         Py_END_ALLOW_THREADS
-        plan->tier_job = j;
+        plan->upgrade.next = next;
         tj_plan_tier_up(plan);
     }
     if (log) {

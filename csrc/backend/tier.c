@@ -1,6 +1,8 @@
 /* The optimizing tier: a hot plan's elementwise groups recompiled by the system C
  * compiler (csrc/emit/emit_fused.c writes the C), in a background thread, loaded with
  * dlopen and swapped in by the plan's next call (csrc/runtime.c); calls never wait.
+ * As a backend (backend.h) its kernel is an upgrade: pending while the job runs, then
+ * TinyCC's table with the fused bodies laid over it, owning TinyCC's kernel.
  * Contract:
  *  - The compiler is TRACEJIT_CC, else the first of cc, gcc, clang on PATH; with none
  *    (or TRACEJIT_TIER=tcc) everything stays on TinyCC.
@@ -15,9 +17,9 @@
  *  - Jobs are shared by their thread and their plan (two references); whichever lets
  *    go last frees it. Nothing here touches Python objects off the GIL.
  *  - A failed compile leaves the plan on TinyCC; at TRACEJIT_DEBUG >= 3 the compiler's
- *    diagnostics are kept and tj_tier_poll (GIL held) reports the failure on stderr. */
+ *    diagnostics are kept and job_poll (GIL held) reports the failure on stderr. */
 #define _GNU_SOURCE
-#include "tracejit.h"
+#include "backend/backend.h"
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -37,6 +39,7 @@ extern char **environ;
 /* Error messages may be cut short; paths are checked where they are made. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
+typedef struct tj_tier_job tj_tier_job;
 struct tj_tier_job {
     atomic_int state;        /* 0 pending, 1 ready, -1 failed */
     atomic_int refs;
@@ -47,7 +50,7 @@ struct tj_tier_job {
     void *fused;             /* its tj_fused table */
     char error[512];
     int debug;               /* TRACEJIT_DEBUG when the job started */
-    int reported;            /* its failure was reported (tj_tier_poll) */
+    int reported;            /* its failure was reported (job_poll) */
     char *diag;              /* debug >= 3: the failed compiler's output (malloc'ed) */
 };
 
@@ -297,7 +300,10 @@ static void *job_thread(void *arg) {
     return NULL;
 }
 
-tj_tier_job *tj_tier_start(const char *src, int how) {
+/* Starts making source's object: loaded at once when cached on disk (IF_CACHED: else
+ * NULL), compiled in a background thread (BACKGROUND) or now (NOW). NULL when the tier
+ * is off or no compiler exists. Needs no GIL. */
+static tj_tier_job *job_start(const char *src, int how) {
     if (tj_tier_mode() == TJ_TIER_OFF || !inc_dir[0] || !find_cc()) return NULL;
     struct tj_tier_job *j = calloc(1, sizeof *j);
     if (!j || !(j->src = strdup(src))) { free(j); return NULL; }
@@ -305,14 +311,14 @@ tj_tier_job *tj_tier_start(const char *src, int how) {
     j->debug = tj_debug_level();
     uint64_t h = fnv(cc_salt, src, strlen(src));
     h = fnv(h, TJ_CFLAGS, sizeof TJ_CFLAGS);
-    the_cache_dir(j->dir, sizeof j->dir, how != TJ_TIER_IF_CACHED);
+    the_cache_dir(j->dir, sizeof j->dir, how != TJ_COMPILE_IF_CACHED);
     if (snprintf(j->so, sizeof j->so - 64, "%s/tj-%016llx.so", j->dir,
                  (unsigned long long)h) >= (int)sizeof j->so - 64) {   /* a path too long */
         free(j->src);
         free(j);
         return NULL;
     }
-    if (access(j->so, R_OK) == 0 || how == TJ_TIER_NOW) {   /* cached, or asked to wait */
+    if (access(j->so, R_OK) == 0 || how == TJ_COMPILE_NOW) {   /* cached, or asked to wait */
         pthread_mutex_lock(&compile_mu);
         int rc = access(j->so, R_OK) == 0 ? load(j) : compile(j) < 0 ? -1 : load(j);
         if (rc == 0) evict(j->dir);
@@ -320,7 +326,7 @@ tj_tier_job *tj_tier_start(const char *src, int how) {
         atomic_init(&j->state, rc == 0 ? 1 : -1);
         return j;
     }
-    if (how == TJ_TIER_IF_CACHED) { free(j->src); free(j); return NULL; }
+    if (how == TJ_COMPILE_IF_CACHED) { free(j->src); free(j); return NULL; }
     atomic_fetch_add(&j->refs, 1);   /* the thread's */
     pthread_attr_t attr;
     pthread_t th;
@@ -335,7 +341,10 @@ tj_tier_job *tj_tier_start(const char *src, int how) {
     return j;
 }
 
-int tj_tier_poll(tj_tier_job *j, void **fused, void **handle) {
+/* 1: ready (*fused: the tj_fused table; *handle: the object, the caller's to unload),
+ * 0: pending, -1: failed (at TRACEJIT_DEBUG >= 3 reported once on sys.stderr, with the
+ * compiler's output). GIL held. */
+static int job_poll(tj_tier_job *j, void **fused, void **handle) {
     int s = atomic_load(&j->state);
     if (s == 1) {
         *fused = j->fused;
@@ -350,12 +359,75 @@ int tj_tier_poll(tj_tier_job *j, void **fused, void **handle) {
     return s;
 }
 
-const char *tj_tier_error(tj_tier_job *j) { return j->error; }
+/* ---- the backend: an upgrade laid over TinyCC's kernel ---------------------------- */
 
-void tj_tier_drop(tj_tier_job *j) {
-    if (j) job_release(j);
+/* A tier kernel's state: the job until it is ready, then the object and its bodies;
+ * once installed, the table run (the base's with those bodies) and the base kernel,
+ * whose code the table's init/fin/comb still call. */
+typedef struct {
+    tj_tier_job *job;
+    void *handle;
+    tj_range_fn const *bodies;   /* per group: its fused body, or NULL */
+    tj_gdesc *table;
+    tj_kernel base;
+} tier_kernel;
+
+static int tier_enabled(void) { return tj_tier_mode() != TJ_TIER_OFF; }
+
+static int tier_compile(const char *source, int how, tj_kernel *k) {
+    tier_kernel *s = calloc(1, sizeof *s);   /* (no GIL: not PyMem) */
+    if (!s) return -1;
+    if (!(s->job = job_start(source, how))) { free(s); return -1; }
+    k->groups = NULL;
+    k->backend = &tj_backend_tier;
+    k->state = s;
+    return 0;
 }
 
-void tj_tier_unload(void *handle) {
-    if (handle) dlclose(handle);
+static int tier_poll(tj_kernel *k) {
+    tier_kernel *s = k->state;
+    void *fused = NULL, *handle = NULL;
+    int st = job_poll(s->job, &fused, &handle);
+    if (st == 0) return 0;
+    job_release(s->job);
+    s->job = NULL;
+    if (st > 0) {
+        s->handle = handle;
+        s->bodies = fused;
+    }
+    return st;
 }
+
+static int tier_install(tj_kernel *k, tj_kernel *base) {
+    tier_kernel *s = k->state;
+    tj_gdesc *g2 = PyMem_Malloc((size_t)base->n_groups * sizeof *g2);
+    if (!g2) return -1;
+    for (int gi = 0; gi < base->n_groups; gi++) {
+        g2[gi] = base->groups[gi];
+        if (s->bodies[gi]) g2[gi].body = s->bodies[gi];
+    }
+    s->table = g2;
+    s->base = *base;
+    /* field by field, the table last: a run without the GIL reads base->groups (both
+     * tables stay valid) */
+    base->backend = &tj_backend_tier;
+    base->state = s;
+    base->groups = g2;
+    *k = (tj_kernel){0};
+    return 0;
+}
+
+static void tier_free(tj_kernel *k) {
+    tier_kernel *s = k->state;
+    if (!s) return;
+    if (s->job) job_release(s->job);
+    if (s->handle) dlclose(s->handle);
+    PyMem_Free(s->table);
+    tj_kernel_free(&s->base);
+    free(s);
+}
+
+const tj_backend tj_backend_tier = {
+    .name = "cc", .enabled = tier_enabled, .compile = tier_compile, .poll = tier_poll,
+    .install = tier_install, .free = tier_free,
+};

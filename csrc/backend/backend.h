@@ -1,0 +1,57 @@
+/* backend.h: the compilers behind one interface. A backend turns C source into a
+ * kernel (tj_kernel, tracejit.h): the table of groups the runtime runs and the state
+ * that keeps their code alive. TinyCC (tcc.c) compiles in memory, at once, what every
+ * plan starts on; the optimizing tier (tier.c) runs the system C compiler in the
+ * background, and its kernel is an upgrade laid over TinyCC's once ready (kernel.c).
+ * The compile driver (csrc/compile.c) and the module (csrc/module.c) include this
+ * header; the runtime does not: it names no compiler (tests/test_layers.py). */
+#ifndef TJ_BACKEND_H
+#define TJ_BACKEND_H
+
+#include "tracejit.h"
+
+/* compile's `how`: wait for the compile (NOW), compile in another thread if it takes
+ * time (BACKGROUND), or only load an object a compile left on disk (IF_CACHED) */
+enum { TJ_COMPILE_NOW, TJ_COMPILE_BACKGROUND, TJ_COMPILE_IF_CACHED };
+
+struct tj_backend {
+    const char *name;            /* "tcc", "cc" */
+    /* 0 while switched off for now (set_tier('tcc')): an upgrade then waits and asks
+     * again rather than give up. NULL: always on. */
+    int (*enabled)(void);
+    /* Compiles source into k (empty on entry; its n_groups is the caller's): sets
+     * k->backend, k->state and k->groups (NULL while pending: asynchronous backends).
+     * 0; -1 with CompileError (TinyCC: the GIL held) or with no exception (an
+     * asynchronous backend declined: off, no compiler, not cached; it needs no GIL). */
+    int (*compile)(const char *source, int how, tj_kernel *k);
+    /* A pending kernel's compile (asynchronous backends; NULL: compile makes k ready;
+     * GIL held): 1 ready, 0 pending, -1 failed (the caller frees k). */
+    int (*poll)(tj_kernel *k);
+    /* (a backend of upgrades) Lays ready k over *base, the kernel a plan runs: *base
+     * becomes k, base's table with k's bodies where it has them, owning base's old
+     * state (its code stays alive: the new table still calls it, and runs in progress
+     * use the old table); k is left empty. 0; -1 no memory (k, base unchanged). GIL. */
+    int (*install)(tj_kernel *k, tj_kernel *base);
+    void (*free)(tj_kernel *k);  /* GIL held */
+};
+
+extern const tj_backend tj_backend_tcc;    /* csrc/backend/tcc.c */
+extern const tj_backend tj_backend_tier;   /* csrc/backend/tier.c */
+
+/* ---- TinyCC (csrc/backend/tcc.c) ------------------------------------------------ */
+typedef struct tj_module tj_module;   /* a compiled unit: code lives until freed */
+int tj_tcc_load(void);                /* at import; failure is remembered, not raised */
+const char *tj_tcc_path(void);
+/* Compiles source; returns the module and sets *entry to symbol `entry_name`
+ * (none looked up when entry_name is NULL).
+ * NULL + CompileError (with numbered source) on failure. */
+tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **entry);
+void tj_tcc_free(tj_module *m);
+
+/* ---- the optimizing tier (csrc/backend/tier.c) ---------------------------------- */
+enum { TJ_TIER_OFF, TJ_TIER_AUTO, TJ_TIER_EAGER };      /* modes */
+int tj_tier_mode(void);
+int tj_tier_set_mode(const char *mode);       /* "auto", "eager", "tcc"; -1 unknown */
+void tj_tier_set_include(const char *dir);    /* where prims.c and ops.h are shipped */
+
+#endif
