@@ -1,6 +1,8 @@
-"""The layering of DESIGN.md, read off the #include lines: the IR (csrc/ir/), the
-passes (csrc/fuse/) and the code generators (csrc/emit/) are plain C, with no Python
-and no tracer header, directly or through the headers they include. Needs no build."""
+"""The layering of DESIGN.md, read off the source text: the IR (csrc/ir/), the passes
+(csrc/fuse/) and the code generators (csrc/emit/) are plain C, with no Python and no
+tracer header, directly or through the headers they include; the runtime
+(csrc/runtime.c, csrc/guards.c) names no compiler: no backend header, no call of
+TinyCC's (tj_tcc_*) or the optimizing tier's (tj_tier_*) functions. Needs no build."""
 import os
 import re
 
@@ -9,9 +11,13 @@ import pytest
 CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
 FORBIDDEN = ("Python.h", "structmember.h", "frameobject.h", "numpy/", "tracejit.h", "trace/")
-# the emitters' two Python-facing files: the libtcc backend (it raises CompileError;
-# the backend seam of issue 14 takes it out) and the vmath test hook (_C._vmath)
-EMIT_PYTHON_SIDE = {"tcc.c", "vmath_eval.c"}
+# the emitters' one Python-facing file: the vmath test hook (_C._vmath)
+EMIT_PYTHON_SIDE = {"vmath_eval.c"}
+# the runtime holds kernels (tj_kernel) and calls csrc/backend/kernel.c through
+# tracejit.h; the compilers' own functions and header are the backends' business
+RUNTIME = ("runtime.c", "guards.c")
+COMPILER_CALL = re.compile(r"\btj_(?:tcc|tier)_\w*\s*\(")
+COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 
 
 def includes(path):
@@ -61,3 +67,28 @@ def test_the_rule_sees_a_violation(tmp_path):
     (tmp_path / "b.h").write_text("#include <Python.h>\n")
     (tmp_path / "x.c").write_text('#include "a.h"\n')
     assert "Python.h" in closure(str(tmp_path / "x.c"))
+
+
+def compiler_names(path):
+    """The backend headers path reaches and the compiler functions it calls."""
+    with open(path) as f:
+        code = COMMENT.sub(" ", f.read())
+    headers = [i for i in closure(path) if i.startswith("backend/") or "/backend/" in i]
+    return headers + COMPILER_CALL.findall(code)
+
+
+@pytest.mark.parametrize("name", RUNTIME)
+def test_runtime_names_no_compiler(name):
+    path = os.path.join(CSRC, name)
+    assert os.path.isfile(path), f"csrc/{name} moved? DESIGN.md names it"
+    bad = compiler_names(path)
+    assert not bad, (f"csrc/{name} must name no compiler (DESIGN.md, the layers): it holds "
+                     f"kernels and calls tj_kernel_free / tj_upgrade_* instead: {bad}")
+
+
+def test_the_compiler_rule_sees_a_violation(tmp_path):
+    """The checker itself: a backend header through another, and a call (not a comment)."""
+    (tmp_path / "r.c").write_text('#include "x.h"\n/* tj_tier_poll(j) is only named */\n'
+                                  "void f(void *m) { tj_tcc_free (m); }\n")
+    (tmp_path / "x.h").write_text('#include "backend/backend.h"\n')
+    assert compiler_names(str(tmp_path / "r.c")) == ["backend/backend.h", "tj_tcc_free ("]
