@@ -18,7 +18,7 @@ if extra:
 sources = sorted(glob.glob("csrc/*.c") + glob.glob("csrc/*/*.c"))
 
 # The optimizing tier compiles the per-element helpers of csrc/emit/prims.c at run
-# time (csrc/tier.c): they ship in the package, copied from the one source (emit.h,
+# time (csrc/backend/tier.c): they ship in the package, copied from the one source (emit.h,
 # the emitters' header, is not among them: prims.c reads it only when built here).
 include = os.path.join("python", "tracejit", "_include")
 os.makedirs(include, exist_ok=True)

@@ -1,6 +1,6 @@
 /* Where the Python-free core (csrc/ir, csrc/fuse, csrc/emit) meets Python: its errors
  * become exceptions, its pass log and generated sources become str, its dtypes map to
- * NumPy's type numbers. The tracer and function.c call the core through these.
+ * NumPy's type numbers. The tracer and compile.c call the core through these.
  * Contract: each wrapper raises exactly what the code before the split raised (same
  * class, same message), so the core's callers see no difference. */
 #include "tracejit.h"

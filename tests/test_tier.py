@@ -1,5 +1,5 @@
 """The optimizing tier: elementwise groups recompiled by the system C compiler as fused
-per-element loops (csrc/emit/emit_fused.c, csrc/tier.c), cached on disk, swapped in
+per-element loops (csrc/emit/emit_fused.c, csrc/backend/tier.c), cached on disk, swapped in
 without a call ever waiting for it."""
 import os
 import shutil

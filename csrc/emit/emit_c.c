@@ -6,7 +6,7 @@
  * block buffers rather than memory. Values that do not vary over the loop (constants,
  * scalars, and ops on them) are computed once before it.
  * Requires: a schedule from fuse. Guarantees: source that includes no header;
- * every external symbol it names is a primitive registered by csrc/emit/tcc.c;
+ * every external symbol it names is a primitive registered by csrc/backend/tcc.c;
  * a block buffer is never both an operand and the result of one call.
  * Calling convention: P[slot] is the slot's data, S[slot] its byte strides. */
 #include "emit/emit.h"

@@ -1,7 +1,7 @@
 /* The optimizing tier's generator. TinyCC's kernel (emit_c.c) runs each op as one
  * primitive call over a block, values passing through L1 block buffers; that is fast
  * to compile but pays a load and a store per op and element. For the system C
- * compiler (csrc/tier.c) this emits each elementwise group as one loop nest whose
+ * compiler (csrc/backend/tier.c) this emits each elementwise group as one loop nest whose
  * innermost loop computes every node of an element in registers: gcc vectorizes it
  * for the running CPU (-O3 -march=native).
  * Requires: a schedule from fuse. Guarantees: a fused body has the signature, the

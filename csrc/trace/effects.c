@@ -1,6 +1,6 @@
 /* The entry points a trace refuses (python/tracejit/_effects.py says which and why):
  * module attributes swapped for refusing wrappers while any trace runs on any thread.
- * The swap and its undo are C around the traced call (function.c), so no
+ * The swap and its undo are C around the traced call (compile.c), so no
  * KeyboardInterrupt can fall between them and leave a wrapper behind.
  * Contract: after the last running trace ends, every swapped attribute holds what it
  * held before the first one began. */

@@ -68,7 +68,7 @@ PyObject *tj_trace_new(PyObject *fn) {
     return (PyObject *)t;
 }
 
-static _Thread_local tj_trace *current;   /* borrowed: compile_plan holds it */
+static _Thread_local tj_trace *current;   /* borrowed: tj_compile_plan holds it */
 
 tj_trace *tj_trace_enter(tj_trace *t) {
     tj_trace *prev = current;

@@ -2,7 +2,7 @@
 operators of csrc/trace/tracer.c are the rest), and the guards of what it froze.
 
 A traced function runs once; its compiled code replays the graph on every later call.
-`call` below runs every trace (csrc/function.c's compile_plan) and keeps it faithful:
+`call` below runs every trace (csrc/compile.c's tj_compile_plan) and keeps it faithful:
 
   * Random draws (until random numbers are ops of the graph) are refused with a
     TraceError naming them and the user's line: numpy.random's and random's public
@@ -322,7 +322,7 @@ def guards(fn):
 
 
 def call(fn, args, kwargs, torch_trace):
-    """Runs fn(*args, **kwargs) on tracers (csrc/function.c's compile_plan, which swaps
+    """Runs fn(*args, **kwargs) on tracers (csrc/compile.c's tj_compile_plan, which swaps
     the refusing wrappers in around it), checks the generators' states after, and
     returns (result, the guards of its plan)."""
     before = _snapshot(fn, args, kwargs)
