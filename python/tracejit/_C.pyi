@@ -1,5 +1,15 @@
 """Type stubs of tracejit's C core (csrc/)."""
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Concatenate, Final, Generic, ParamSpec, Sequence, TypeVar, \
+    final, overload
+
+from _typeshed import structseq
+from typing_extensions import Self
+
+_P = ParamSpec("_P")
+_Q = ParamSpec("_Q")
+_R = TypeVar("_R", covariant=True)
+_S = TypeVar("_S")
+_T = TypeVar("_T")
 
 BLOCK: int
 
@@ -9,12 +19,21 @@ class CompileError(TracejitError):
     source: str
 class InternalError(TracejitError): ...
 
-class CacheInfo(NamedTuple):
-    hits: int
-    misses: int
-    variants: int
-    compile_time: float
-    last_retrace: str | None
+# A C struct sequence (PyStructSequence), as typeshed types os.stat_result: a tuple with
+# named fields, but none of NamedTuple's _asdict/_replace, and not subclassable.
+@final
+class CacheInfo(structseq[Any], tuple[int, int, int, float, str | None]):
+    __match_args__: Final = ("hits", "misses", "variants", "compile_time", "last_retrace")
+    @property
+    def hits(self) -> int: ...
+    @property
+    def misses(self) -> int: ...
+    @property
+    def variants(self) -> int: ...
+    @property
+    def compile_time(self) -> float: ...
+    @property
+    def last_retrace(self) -> str | None: ...
 
 class Tracer:
     shape: tuple[int, ...]
@@ -30,16 +49,32 @@ class Tracer:
     def clip(self, min: Any = ..., max: Any = ...) -> Tracer: ...
     def __getattr__(self, name: str) -> Any: ...
 
-class CompiledFunction:
-    __wrapped__: Callable[..., Any]
+# Generic only here: `CompiledFunction[P, R]` is the type of `f` after `@compile` over a
+# `def f(*P) -> R`, so a checker keeps f's signature. The C type itself is not
+# subscriptable (no __class_getitem__): write the annotation as a string, or under
+# `from __future__ import annotations`.
+@final
+class CompiledFunction(Generic[_P, _R]):
+    __wrapped__: Callable[_P, _R]
+    __name__: str
+    __qualname__: str
     last_retrace: str | None
     last_source: str | None
-    def __init__(self, fn: Callable[..., Any], static_argnums: Sequence[int] = ...,
-                 static_argnames: Sequence[str] = ...) -> None: ...
-    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    _static_argnums: tuple[int, ...]
+    _static_argnames: tuple[str, ...]
+    def __new__(cls, fn: Callable[_P, _R], static_argnums: Sequence[int] = ...,
+                static_argnames: Sequence[str] = ...) -> CompiledFunction[_P, _R]: ...
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+    # a compiled function in a class body is a method: the C type binds like a function
+    @overload
+    def __get__(self, instance: None, owner: type | None = None, /) -> Self: ...
+    @overload
+    def __get__(self: CompiledFunction[Concatenate[_T, _Q], _S], instance: _T,
+                owner: type | None = None, /) -> Callable[_Q, _S]: ...
     def cache_info(self) -> CacheInfo: ...
     def cache_clear(self) -> None: ...
-    def explain(self, *args: Any, **kwargs: Any) -> str: ...
+    # explain takes the arguments of a call (it traces and compiles for them)
+    def explain(self, *args: _P.args, **kwargs: _P.kwargs) -> str: ...
     def tiers(self) -> list[str]: ...
 
 def op_table() -> list[dict[str, Any]]: ...
