@@ -187,32 +187,14 @@ def _check(fn, before):
 # ---- the one entry -------------------------------------------------------------
 
 def _lock_arrays(fn):
-    """Makes the NumPy arrays fn reads from outside (its closure, the globals its code
-    names, the attributes of the object it is bound to) read-only while it is traced:
-    a write into one (counter[0] += 1) would happen once, while tracing, and never on
-    the calls the compiled code replays. Returns [(label, array)] to unlock."""
+    """Makes the NumPy arrays fn reads from outside (_reach) read-only while it is
+    traced: a write into one (counter[0] += 1) would happen once, while tracing, and
+    never on the calls the compiled code replays. Returns [(label, array)] to unlock."""
     locked = []
-    for obj in (fn, getattr(fn, "__wrapped__", None)):
-        if obj is None:
-            continue
-        code = getattr(obj, "__code__", None)
-        names = set(code.co_names) if code is not None else set()
-        found = []
-        owner = getattr(obj, "__self__", None)
-        if owner is not None:
-            found += [(f"the attribute {k!r} of the bound object", v)
-                      for k, v in (getattr(owner, "__dict__", None) or {}).items()]
-        for name, cell in zip(getattr(code, "co_freevars", ()), getattr(obj, "__closure__", None) or ()):
-            try:
-                found.append((f"the closure variable {name!r}", cell.cell_contents))
-            except ValueError:
-                pass
-        g = getattr(obj, "__globals__", None) or {}
-        found += [(f"the global {k!r}", g[k]) for k in names if k in g]
-        for label, v in found:
-            if type(v) is np.ndarray and v.flags.writeable:
-                v.flags.writeable = False
-                locked.append((label, v))
+    for kind, label, box, key, v in _reach(fn):
+        if type(v) is np.ndarray and v.flags.writeable:
+            v.flags.writeable = False
+            locked.append((label, v))
     return locked
 
 
@@ -264,23 +246,20 @@ def _code_names(code, out):
     return out
 
 
-def guards(fn):
-    """(container, key, value, label) for the Python values fn may have read as constants
-    of its trace: numbers, strings and tuples of them in its closure, in the globals its
-    code names, in the attributes of the object it is bound to and of a compiled
-    module's submodules, and arrays held in those attributes (read by identity at call
-    time). The replay checks them (csrc/runtime.c); a changed one retraces, where the
-    compiled code would otherwise keep the old value. Arrays in closures and globals
-    need none: they are read at every call."""
-    out, seen = [], set()
+def _reach(fn):
+    """(kind, label, box, key, value) for each value fn reads from outside without
+    arguments: its closure cells (kind "cell", key None), the globals its code names,
+    nested code included ("global": box is the globals dict), the attributes of the
+    object it is bound to and of a compiled module's submodules ("attr": box is the
+    object's __dict__); functions and modules held in closures, and __wrapped__, are
+    followed three levels deep. The read-only lock and the guards both walk it."""
+    seen = set()
 
-    def attrs(obj, label):
+    def attrs(obj, owner):
         d = getattr(obj, "__dict__", None)
-        if not isinstance(d, dict) or isinstance(obj, type):
-            return
-        for k, v in d.items():
-            if not k.startswith("_") and (_simple(v) or _is_array(v)):
-                out.append((d, k, v, f"{label}.{k}"))
+        if isinstance(d, dict) and not isinstance(obj, type):
+            for k, v in list(d.items()):
+                yield "attr", f"the attribute {k!r} of {owner}", d, k, v
 
     def visit(obj, depth):
         if id(obj) in seen or depth > 3:
@@ -288,13 +267,13 @@ def guards(fn):
         seen.add(id(obj))
         if _is_module(obj):
             for name, m in obj.named_modules():
-                attrs(m, f"the attribute {type(m).__name__}" + (f" ({name})" if name else ""))
+                yield from attrs(m, type(m).__name__ + (f" ({name})" if name else ""))
             return
         owner = getattr(obj, "__self__", None)
         if owner is not None and not isinstance(owner, type(sys)):
-            attrs(owner, "the attribute self")
+            yield from attrs(owner, "the bound object")
             if _is_module(owner):
-                visit(owner, depth + 1)
+                yield from visit(owner, depth + 1)
             obj = getattr(obj, "__func__", obj)
         code = getattr(obj, "__code__", None)
         if code is None:
@@ -302,23 +281,32 @@ def guards(fn):
         for name, cell in zip(code.co_freevars, getattr(obj, "__closure__", None) or ()):
             try:
                 v = cell.cell_contents
-            except ValueError:
+            except ValueError:          # an empty cell
                 continue
-            if _simple(v):
-                out.append((cell, None, v, f"the closure variable {name!r}"))
-            elif callable(v) or _is_module(v):
-                visit(v, depth + 1)
+            yield "cell", f"the closure variable {name!r}", cell, None, v
+            if callable(v) or _is_module(v):
+                yield from visit(v, depth + 1)
         g = getattr(obj, "__globals__", None) or {}
         for name in _code_names(code, set()):
-            v = g.get(name, g)
-            if v is not g and _simple(v):
-                out.append((g, name, v, f"the global {name!r}"))
+            if name in g:
+                yield "global", f"the global {name!r}", g, name, g[name]
         wrapped = getattr(obj, "__wrapped__", None)
         if wrapped is not None:
-            visit(wrapped, depth + 1)
+            yield from visit(wrapped, depth + 1)
 
-    visit(fn, 0)
-    return tuple(out) or None
+    return visit(fn, 0)
+
+
+def guards(fn):
+    """(container, key, value, label) for the Python values fn may have read as constants
+    of its trace (_reach): numbers, strings and tuples of them, and arrays held in
+    attributes (read by identity at call time). The replay checks them (csrc/guards.c);
+    a changed one retraces, where the compiled code would otherwise keep the old value.
+    Arrays in closures and globals need none: they are read at every call."""
+    out = tuple((box, key, v, label) for kind, label, box, key, v in _reach(fn)
+                if (_simple(v) or (_is_array(v) and kind == "attr")) and
+                not (kind == "attr" and key.startswith("_")))
+    return out or None
 
 
 def call(fn, args, kwargs, torch_trace):
