@@ -372,8 +372,7 @@ PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) 
 /* x op= y. A Python or NumPy scalar is immutable, so eager rebinds the name (0-d
  * results of NumPy ufuncs and reductions are scalars); an array changes in place. */
 static PyObject *inplace(PyObject *a, PyObject *b, int op, const char *what) {
-    tj_tracer *x = (tj_tracer *)a;
-    if (!tj_is_tracer(a)) return binop(a, b, op);
+    tj_tracer *x = (tj_tracer *)a;      /* the left operand: its type's slot was called */
     tj_trace *t = live_trace(x);
     if (!t) return NULL;
     /* NumPy's 0-d results of ufuncs and reductions, and x[0], are scalars; a 0-d view

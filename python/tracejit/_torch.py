@@ -469,12 +469,12 @@ def _mode(ref, external):
 
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
-                refuse_random(func, args, kwargs)
                 if _has_tracer(args) or _has_tracer(kwargs):
-                    return dispatch(func, args, kwargs)
+                    return dispatch(func, args, kwargs)      # (refuses random calls)
                 if (self.ref is not None and self.external and _impl(func) is not None and
                         any(id(t) in self.external for t in _tensors((args, kwargs)))):
                     return dispatch(func, args, kwargs, self.ref)
+                refuse_random(func, args, kwargs)
                 return func(*args, **kwargs)
 
         _mode_cls = TraceMode
