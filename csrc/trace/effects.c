@@ -16,6 +16,10 @@ PyObject *tj_effects_register(PyObject *m, PyObject *make) {
         PyErr_SetString(PyExc_TypeError, "_register_effects(callable)");
         return NULL;
     }
+    if (st->effects_active) {      /* the swapped-in list holds the originals */
+        PyErr_SetString(PyExc_RuntimeError, "_register_effects while a trace runs");
+        return NULL;
+    }
     Py_XSETREF(st->effects_make, Py_NewRef(make));
     Py_CLEAR(st->effects);
     Py_RETURN_NONE;
@@ -26,17 +30,15 @@ static int effects_list(tj_state *st) {
     if (st->effects || !st->effects_make) return 0;
     PyObject *swaps = PyObject_CallNoArgs(st->effects_make);
     if (!swaps) return -1;
-    for (Py_ssize_t i = 0; PyList_Check(swaps) && i < PyList_GET_SIZE(swaps); i++) {
+    int ok = PyList_Check(swaps);
+    for (Py_ssize_t i = 0; ok && i < PyList_GET_SIZE(swaps); i++) {
         PyObject *s = PyList_GET_ITEM(swaps, i);
-        if (!PyList_Check(s) || PyList_GET_SIZE(s) != 3 || !PyUnicode_Check(PyList_GET_ITEM(s, 1))) {
-            Py_DECREF(swaps);
-            PyErr_SetString(PyExc_TypeError, "_register_effects: [module, name, wrapper] lists");
-            return -1;
-        }
+        ok = PyList_Check(s) && PyList_GET_SIZE(s) == 3 && PyUnicode_Check(PyList_GET_ITEM(s, 1));
     }
-    if (!PyList_Check(swaps)) {
+    if (!ok) {
         Py_DECREF(swaps);
-        PyErr_SetString(PyExc_TypeError, "_register_effects: a list");
+        PyErr_SetString(PyExc_TypeError, "_register_effects: make() gives a list of "
+                        "[module, name, wrapper] lists");
         return -1;
     }
     st->effects = swaps;
