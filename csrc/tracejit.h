@@ -65,6 +65,11 @@ PyObject *tj_error_at(PyObject *cls, const char *fmt, ...);
  * (`a[...] = value`)", "the in-place operator `+=`"), else NULL (an exception only
  * on failure). Borrowed static string. */
 const char *tj_user_write_site(void);
+/* "the in-place operator `+=`", ...: in CPython's NB_INPLACE_* order (BINARY_OP's
+ * argument minus 13), for the write sites and the tracer's in-place slots. */
+enum { TJ_IADD, TJ_IAND, TJ_IFLOORDIV, TJ_ILSHIFT, TJ_IMATMUL, TJ_IMUL, TJ_IMOD, TJ_IOR,
+       TJ_IPOW, TJ_IRSHIFT, TJ_ISUB, TJ_ITRUEDIV, TJ_IXOR, TJ_NINPLACE };
+extern const char *const tj_inplace_ops[TJ_NINPLACE];
 PyObject *tj_internal_error(const char *fmt, ...);
 /* TRACEJIT_DEBUG, read at each compile: 0 quiet; 1 each compile (with its times) and
  * each cache miss (with its retrace reason); 2 also the graph after each pass and the

@@ -63,13 +63,14 @@ static PyObject *user_location(void) {
 
 /* The instruction the user's frame is executing, by dis's names: a subscript store, or
  * an in-place operator (BINARY_OP's NB_INPLACE_* since 3.11, INPLACE_* before). */
+const char *const tj_inplace_ops[TJ_NINPLACE] = {
+    "the in-place operator `+=`", "the in-place operator `&=`", "the in-place operator `//=`",
+    "the in-place operator `<<=`", "the in-place operator `@=`", "the in-place operator `*=`",
+    "the in-place operator `%=`", "the in-place operator `|=`", "the in-place operator `**=`",
+    "the in-place operator `>>=`", "the in-place operator `-=`", "the in-place operator `/=`",
+    "the in-place operator `^=`"};
+
 const char *tj_user_write_site(void) {
-    static const char *const inplace[] = {
-        "the in-place operator `+=`", "the in-place operator `&=`", "the in-place operator `//=`",
-        "the in-place operator `<<=`", "the in-place operator `@=`", "the in-place operator `*=`",
-        "the in-place operator `%=`", "the in-place operator `|=`", "the in-place operator `**=`",
-        "the in-place operator `>>=`", "the in-place operator `-=`", "the in-place operator `/=`",
-        "the in-place operator `^=`"};
     PyFrameObject *f = user_frame();
     if (!f) return NULL;
     const char *r = NULL;
@@ -85,8 +86,8 @@ const char *tj_user_write_site(void) {
         const char *op = name ? PyUnicode_AsUTF8(name) : NULL;
         if (op && !strcmp(op, "STORE_SUBSCR"))
             r = "an assignment into an array (`a[...] = value`)";
-        else if (op && !strcmp(op, "BINARY_OP") && b[i + 1] >= 13 && b[i + 1] < 26)
-            r = inplace[b[i + 1] - 13];
+        else if (op && !strcmp(op, "BINARY_OP") && b[i + 1] >= 13 && b[i + 1] < 13 + TJ_NINPLACE)
+            r = tj_inplace_ops[b[i + 1] - 13];
         else if (op && !strncmp(op, "INPLACE_", 8))
             r = "an in-place operator";
         Py_XDECREF(name);

@@ -391,23 +391,23 @@ static PyObject *inplace(PyObject *a, PyObject *b, int op, const char *what) {
     return res;
 }
 
-#define INPLACE(fname, op, spelled) \
-    static PyObject *fname(PyObject *a, PyObject *b) { return inplace(a, b, op, spelled); }
-INPLACE(nb_iadd, TJ_OP_ADD, "the in-place operator `+=`")
-INPLACE(nb_isub, TJ_OP_SUB, "the in-place operator `-=`")
-INPLACE(nb_imul, TJ_OP_MUL, "the in-place operator `*=`")
-INPLACE(nb_itruediv, TJ_OP_DIV, "the in-place operator `/=`")
-INPLACE(nb_ifloordiv, TJ_OP_FLOORDIV, "the in-place operator `//=`")
-INPLACE(nb_imod, TJ_OP_MOD, "the in-place operator `%=`")
-INPLACE(nb_iand, TJ_OP_BAND, "the in-place operator `&=`")
-INPLACE(nb_ior, TJ_OP_BOR, "the in-place operator `|=`")
-INPLACE(nb_ixor, TJ_OP_BXOR, "the in-place operator `^=`")
-INPLACE(nb_ilshift, TJ_OP_LSHIFT, "the in-place operator `<<=`")
-INPLACE(nb_irshift, TJ_OP_RSHIFT, "the in-place operator `>>=`")
-INPLACE(nb_imatmul, -1, "the in-place operator `@=`")
+#define INPLACE(fname, op, k) \
+    static PyObject *fname(PyObject *a, PyObject *b) { return inplace(a, b, op, tj_inplace_ops[k]); }
+INPLACE(nb_iadd, TJ_OP_ADD, TJ_IADD)
+INPLACE(nb_isub, TJ_OP_SUB, TJ_ISUB)
+INPLACE(nb_imul, TJ_OP_MUL, TJ_IMUL)
+INPLACE(nb_itruediv, TJ_OP_DIV, TJ_ITRUEDIV)
+INPLACE(nb_ifloordiv, TJ_OP_FLOORDIV, TJ_IFLOORDIV)
+INPLACE(nb_imod, TJ_OP_MOD, TJ_IMOD)
+INPLACE(nb_iand, TJ_OP_BAND, TJ_IAND)
+INPLACE(nb_ior, TJ_OP_BOR, TJ_IOR)
+INPLACE(nb_ixor, TJ_OP_BXOR, TJ_IXOR)
+INPLACE(nb_ilshift, TJ_OP_LSHIFT, TJ_ILSHIFT)
+INPLACE(nb_irshift, TJ_OP_RSHIFT, TJ_IRSHIFT)
+INPLACE(nb_imatmul, -1, TJ_IMATMUL)
 #undef INPLACE
 static PyObject *nb_ipow(PyObject *a, PyObject *b, PyObject *mod) {
-    return inplace(a, b, TJ_OP_POW, "the in-place operator `**=`");
+    return inplace(a, b, TJ_OP_POW, tj_inplace_ops[TJ_IPOW]);
 }
 
 /* x[key] = value and del x[key] */
