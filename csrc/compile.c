@@ -80,6 +80,7 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     p->out_lib = f->out_lib < 0 ? TJ_LIB_NUMPY : f->out_lib;
     p->torch_dflt = t->torch & 4 ? TJ_F64 : t->torch & 2 ? TJ_F32 : -1;
     p->pyvalues = t->guards ? Py_NewRef(t->guards) : NULL;
+    p->keyfns = t->rng_keyfns ? Py_NewRef(t->rng_keyfns) : NULL;
     if (tj_guards_build(p) < 0) {
         tj_plan_decref(p);
         return NULL;

@@ -203,6 +203,16 @@ static int bind(replay *r, const tj_plan *p, const tj_flat *f) {
             continue;
         }
         PyObject *o;
+        if (d->kind == TJ_SLOT_KEY) {   /* 64 fresh bits from the generator, every call */
+            PyObject *k = PyObject_CallNoArgs(PyList_GET_ITEM(p->keyfns, d->index));
+            unsigned long long v = k ? PyLong_AsUnsignedLongLongMask(k) : 0;
+            Py_XDECREF(k);
+            if (PyErr_Occurred()) return -1;
+            memcpy(r->sc[i], &v, 8);
+            r->P[i] = r->sc[i];
+            r->S[i] = NULL;
+            continue;
+        }
         if (d->kind == TJ_SLOT_CAPTURE && d->torch) {
             const tj_dlview *v = &r->cap_view[d->index];
             memcpy(r->dls[i], v->strides, (size_t)v->ndim * sizeof(int64_t));
@@ -384,6 +394,7 @@ void tj_plan_decref(tj_plan *p) {
     PyMem_Free(p->slots);
     Py_XDECREF(p->captures);
     Py_XDECREF(p->pyvalues);
+    Py_XDECREF(p->keyfns);
     PyMem_Free(p->guards);
     Py_XDECREF(p->out_conv);
     PyMem_Free(p->out_strides);

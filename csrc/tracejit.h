@@ -83,6 +83,7 @@ long long tj_env_int(const char *name, long long dflt);
 
 /* ---- tracing (csrc/trace/tracer.c, csrc/trace/dispatch.c) ----------------- */
 /* A Trace owns the graph being built; each Tracer refers to one node of it. */
+#define TJ_MAX_RNG 8   /* generators one trace may draw from */
 typedef struct {
     PyObject_HEAD
     tj_graph g;              /* with its slot table */
@@ -97,6 +98,10 @@ typedef struct {
     int32_t *holders;        /* live Tracer objects per node (an in-place operator rebinds
                                 its Tracer: faithful only where no other one shares it) */
     int32_t cap_holders;
+    PyObject *rng_sources;   /* NULL or list: the generators the trace drew from (random.c) */
+    PyObject *rng_keyfns;    /* NULL or list: per source, what draws a call's key from it */
+    int32_t rng_key[TJ_MAX_RNG];   /* per source: its key leaf (a KEY slot) */
+    int64_t rng_next[TJ_MAX_RNG];  /* per source: the next draw's first counter */
 } tj_trace;
 
 typedef struct {
@@ -195,6 +200,8 @@ int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes);
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
                       const int64_t *shape);
 PyObject *tj_trace_new(PyObject *fn);
+/* _C._random(op, shape, source, keyfn): a random draw in the current trace (random.c) */
+PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 /* The trace running on this thread (NULL when none): TraceErrors are noted in it. */
 tj_trace *tj_trace_enter(tj_trace *t);   /* returns the previous one, for tj_trace_leave */
 void tj_trace_leave(tj_trace *prev);
@@ -398,6 +405,8 @@ typedef struct tj_plan {
     PyObject *log;               /* pass log (list of str) */
     int out_lib;                 /* TJ_LIB_*: which library the results belong to */
     int torch_dflt;              /* torch's default dtype the trace assumed, or -1: checked */
+    PyObject *keyfns;            /* NULL or list: per KEY slot's index, what draws the call's
+                                    key (random.c); called at every replay (bind) */
     PyObject *pyvalues;          /* tuple of (container, key, value, label) or NULL: Python
                                     values the trace read as constants (_effects.guards) */
     tj_guard *guards;            /* what a replay checks first (csrc/guards.c) */

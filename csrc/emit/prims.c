@@ -87,6 +87,7 @@ static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
 #define TJ_SIGN(x) TJ_GEN1(sign, x)
 #define TJ_ROUND(f, x) TJ_GEN1(f, x)
 #include "prims_special.h"   /* TJ_SPECIAL: erf, erfc, lgamma, digamma */
+#include "prims_random.h"    /* the random ops: Philox4x32-10 */
 
 /* Shifts: NumPy defines counts outside [0, bits) (C does not): left gives 0, right
  * gives the sign (0 or -1). The left shift is done unsigned so it wraps. */
@@ -215,6 +216,11 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_WHEN_INT_i64(x) x
 #define TJ_WHEN_INT_f32(x)
 #define TJ_WHEN_INT_f64(x)
+#define TJ_WHEN_I64_b(x)
+#define TJ_WHEN_I64_i32(x)
+#define TJ_WHEN_I64_i64(x) x
+#define TJ_WHEN_I64_f32(x)
+#define TJ_WHEN_I64_f64(x)
 #define TJ_WHEN_F64_b(x)
 #define TJ_WHEN_F64_i32(x)
 #define TJ_WHEN_F64_i64(x)
@@ -235,6 +241,8 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_IFEW_SCAN(x)
 #define TJ_OT_SAME(T) T
 #define TJ_OT_BOOL(T) bool
+#define TJ_OT_F32(T) float
+#define TJ_OT_F64(T) double
 
 #define TJ_OPERANDS_1(T) const T *restrict pa = a_;
 #define TJ_OPERANDS_2(T) const T *restrict pa = a_, *restrict pb = b_;

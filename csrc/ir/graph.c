@@ -12,10 +12,12 @@ const tj_opinfo tj_ops[TJ_NOPS] = {
 #define COMM TJ_F_COMM
 #define COND TJ_F_COND
 #define COSTLY TJ_F_COSTLY
+#define RANDOM TJ_F_RANDOM
     TJ_OPS(TJ_X)
 #undef COMM
 #undef COND
 #undef COSTLY
+#undef RANDOM
 #undef TJ_X
 };
 

@@ -30,13 +30,14 @@ typedef enum {
     TJ_NOPS
 } tj_opcode;
 enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED, TJ_K_CAT, TJ_K_GATH, TJ_K_SCAN };
-enum { TJ_O_SAME, TJ_O_BOOL };
-enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4 };
+enum { TJ_O_SAME, TJ_O_BOOL, TJ_O_F32, TJ_O_F64 };
+enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4, TJ_F_RANDOM = 8 };
 #define TJ_M_ALL  0x1f
 #define TJ_M_NUM  0x1e
 #define TJ_M_INTB 0x07
 #define TJ_M_FLT  0x18
 #define TJ_M_INT  0x06
+#define TJ_M_I64  0x04
 #define TJ_M_F64  0x10
 typedef struct {
     const char *name;    /* "ADD" */
@@ -103,11 +104,12 @@ typedef struct {
  * stops there; the passes treat it as any COPY (simplify forwards it to its operand). */
 #define TJ_COPY_DETACH 1u
 
-/* What a data slot holds at replay: an argument leaf, a captured array, a constant. */
-enum { TJ_SLOT_ARG, TJ_SLOT_CAPTURE, TJ_SLOT_CONST };
+/* What a data slot holds at replay: an argument leaf, a captured array, a constant, a
+ * random generator's key for this call (an int64 drawn at every call). */
+enum { TJ_SLOT_ARG, TJ_SLOT_CAPTURE, TJ_SLOT_CONST, TJ_SLOT_KEY };
 typedef struct {
     int kind;
-    int index;               /* ARG: leaf index; CAPTURE: index in captures */
+    int index;               /* ARG: leaf index; CAPTURE: index in captures; KEY: source */
     int dtype;
     uint8_t contig;          /* ARG/CAPTURE arrays: C-contiguous (part of the key) */
     uint8_t fits_i32;        /* ARG Python int used as int32: checked at each call */

@@ -12,11 +12,14 @@
  *             GATH (operand 0 read at the int64 positions operand 1 gives along dim `axes`),
  *             SCAN (running sum or product along dim `axes`; csrc/emit/reduce_prims.c)
  *   mask      loop dtypes the op is defined on (the dtype its operands are cast to):
- *             ALL, NUM (not bool), INTB (bool, ints), INT, FLT, F64 (TJ_M_* in ir/ir.h)
- *   out       SAME: result has the loop dtype; BOOL: result is bool
+ *             ALL, NUM (not bool), INTB (bool, ints), INT, I64, FLT, F64 (TJ_M_* in ir/ir.h)
+ *   out       SAME: result has the loop dtype; BOOL: result is bool; F32, F64: that float
+ *             (the random ops: int64 operands, a float result)
  *   flags     COMM: commutative (CSE canonicalizes operand order);
  *             COND: first operand is a bool condition, not cast to the loop dtype;
- *             COSTLY: worth storing rather than recomputing (fuse.c)
+ *             COSTLY: worth storing rather than recomputing (fuse.c);
+ *             RANDOM: a draw (operands: the call's key, the element's counter;
+ *             csrc/emit/prims_random.h): never folded or evaluated at trace time
  *   spelling  the C expression of one element, over operands a, b, c of loop type
  *             tj_t; expanded by csrc/emit/prims.c for every dtype in mask
  *             (TJ_SPECIAL: csrc/emit/prims_special.h; those ops have no NumPy ufunc:
@@ -111,4 +114,8 @@
     X(ERF,       NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_VM(erf, a))        \
     X(ERFC,      NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(erfc, a))  \
     X(LGAMMA,    NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(lgamma, a)) \
-    X(DIGAMMA,   NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(digamma, a))
+    X(DIGAMMA,   NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(digamma, a)) \
+    X(RUNIF32,   NULL,           2, EW,   I64,  F32,  RANDOM, tj_runif_f32(a, b))   \
+    X(RUNIF64,   NULL,           2, EW,   I64,  F64,  RANDOM, tj_runif_f64(a, b))   \
+    X(RNORM32,   NULL,           2, EW,   I64,  F32,  RANDOM | COSTLY, tj_rnorm_f32(a, b)) \
+    X(RNORM64,   NULL,           2, EW,   I64,  F64,  RANDOM | COSTLY, tj_rnorm_f64(a, b))

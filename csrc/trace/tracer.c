@@ -19,6 +19,8 @@ static void trace_dealloc(tj_trace *t) {
     Py_CLEAR(t->refusal);
     Py_CLEAR(t->guards);
     Py_CLEAR(t->captures);
+    Py_CLEAR(t->rng_sources);
+    Py_CLEAR(t->rng_keyfns);
     Py_CLEAR(t->fn);
     tp->tp_free((PyObject *)t);
     Py_DECREF(tp);
@@ -28,6 +30,8 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(t));
     Py_VISIT(t->captures);
     Py_VISIT(t->guards);
+    Py_VISIT(t->rng_sources);
+    Py_VISIT(t->rng_keyfns);
     Py_VISIT(t->fn);
     return 0;
 }
@@ -36,6 +40,8 @@ static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->refusal);
     Py_CLEAR(t->guards);
     Py_CLEAR(t->captures);
+    Py_CLEAR(t->rng_sources);
+    Py_CLEAR(t->rng_keyfns);
     Py_CLEAR(t->fn);
     return 0;
 }
@@ -61,6 +67,7 @@ PyObject *tj_trace_new(PyObject *fn) {
     t->cap_holders = 0;
     t->refusal = NULL;
     t->guards = NULL;
+    t->rng_sources = t->rng_keyfns = NULL;
     t->captures = PyList_New(0);
     t->fn = Py_NewRef(fn);
     PyObject_GC_Track(t);

@@ -1,0 +1,96 @@
+/* Random draws in the trace: _C._random(op, shape, source, keyfn) appends a random op of
+ * the op table (RUNIF32/64, RNORM32/64; csrc/emit/prims_random.h) whose operands are
+ * the call's key and each element's counter.
+ *
+ * Contract: a draw is a pure function of (key, counter). The key is a KEY slot, one per
+ * generator the trace drew from (`source`: torch's default generator, a torch.Generator,
+ * NumPy's global RandomState, a Generator...), filled at every call by calling `keyfn`,
+ * which draws 64 bits from that generator (csrc/runtime.c, bind): so every call draws
+ * fresh numbers, advances the framework's generator, and is reproducible under its
+ * seed. Within a call the draws of one source take consecutive counter ranges (as
+ * torch's Philox offsets do), so no two elements of one call share a counter. Nothing
+ * about a draw is known at trace time: no pass can fold it, and CSE cannot merge two
+ * draws (their counters differ). */
+#include "tracejit.h"
+
+/* The source's index in t's list (added with its key leaf when new). -1 + exception. */
+static int source_index(tj_trace *t, PyObject *source, PyObject *keyfn) {
+    Py_ssize_t n = t->rng_sources ? PyList_GET_SIZE(t->rng_sources) : 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyList_GET_ITEM(t->rng_sources, i) == source) return (int)i;
+    if (n >= TJ_MAX_RNG) {
+        tj_trace_error("a traced function may draw from at most %d random generators",
+                       TJ_MAX_RNG);
+        return -1;
+    }
+    if (!t->rng_sources && !(t->rng_sources = PyList_New(0))) return -1;
+    if (!t->rng_keyfns && !(t->rng_keyfns = PyList_New(0))) return -1;
+    tj_slotdesc d = {.kind = TJ_SLOT_KEY, .index = (int)n, .dtype = TJ_I64, .contig = 1};
+    int32_t key = tj_trace_leaf(t, TJ_OP_SCALAR, &d, 0, 0, NULL);
+    if (key < 0) return -1;
+    if (PyList_Append(t->rng_sources, source) < 0 || PyList_Append(t->rng_keyfns, keyfn) < 0)
+        return -1;
+    t->rng_key[n] = key;
+    t->rng_next[n] = 0;
+    return (int)n;
+}
+
+/* int64 counters base, base + 1, ... in C order over shape. */
+static int32_t counters(tj_trace *t, int ndim, const int64_t *shape, PyObject *shape_obj,
+                        int64_t base) {
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    PyObject *one = PyLong_FromLong(1), *off = PyLong_FromLongLong(base - 1);
+    PyObject *flat = one && off ? tj_apply_fill(t, one, TJ_I64, 1, &n) : NULL;
+    PyObject *cs = flat ? tj_reduction_call(t, TJ_RED_CUMSUM, flat, NULL, NULL, 1) : NULL;
+    PyObject *ops[2] = {cs, off};
+    PyObject *ctr = cs ? tj_apply(t, TJ_OP_ADD, 2, ops, NULL) : NULL;
+    PyObject *shaped = ctr ? tj_reshape(t, ctr, shape_obj) : NULL;
+    int32_t id = shaped ? tj_operand(t, shaped) : -1;
+    Py_XDECREF(one); Py_XDECREF(off); Py_XDECREF(flat); Py_XDECREF(cs); Py_XDECREF(ctr);
+    Py_XDECREF(shaped);
+    return id;
+}
+
+/* _random(op, shape, source, keyfn) -> Tracer: op one of "RUNIF32", "RUNIF64",
+ * "RNORM32", "RNORM64"; shape a tuple of ints. */
+PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyUnicode_Check(args[0]) || !PyTuple_Check(args[1]))
+        return tj_internal_error("_random(op, shape, source, keyfn)");
+    tj_trace *t = tj_trace_current();
+    if (!t || !t->live) return tj_internal_error("_random outside a trace");
+    const char *name = PyUnicode_AsUTF8(args[0]);
+    if (!name) return NULL;
+    int op = -1;
+    for (int k = 0; k < TJ_NOPS && op < 0; k++)
+        if ((tj_ops[k].flags & TJ_F_RANDOM) && !strcmp(tj_ops[k].name, name)) op = k;
+    if (op < 0) return tj_internal_error("_random: %s is not a random op", name);
+    int ndim = (int)PyTuple_GET_SIZE(args[1]);
+    if (ndim > TJ_MAXDIM) return tj_trace_error("a random array may have at most %d dims", TJ_MAXDIM);
+    int64_t shape[TJ_MAXDIM], size = 1;
+    for (int d = 0; d < ndim; d++) {
+        shape[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[1], d));
+        if (shape[d] == -1 && PyErr_Occurred()) return NULL;
+        if (shape[d] < 0) {
+            PyErr_Format(PyExc_ValueError, "negative dimensions are not allowed");
+            return NULL;
+        }
+        size *= shape[d];
+    }
+    int src = source_index(t, args[2], args[3]);
+    if (src < 0) return NULL;
+    int32_t ctr = counters(t, ndim, shape, args[1], t->rng_next[src]);
+    if (ctr < 0) return NULL;
+    t->rng_next[src] += size;
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    n.op = (int16_t)op;
+    n.dtype = (uint8_t)(tj_ops[op].out == TJ_O_F32 ? TJ_F32 : TJ_F64);
+    n.ndim = (uint8_t)ndim;
+    memcpy(n.shape, shape, (size_t)ndim * sizeof *shape);
+    n.in[0] = t->rng_key[src];
+    n.in[1] = ctr;
+    n.in[2] = -1;
+    int32_t id = tj_trace_add_node(t, &n);
+    return id < 0 ? NULL : tj_tracer_new(t, id);
+}
