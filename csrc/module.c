@@ -193,7 +193,7 @@ static PyMethodDef module_methods[] = {
     {"_lift", (PyCFunction)(void (*)(void))tj_torch_lift, METH_FASTCALL,
      "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
     {"_random", (PyCFunction)(void (*)(void))tj_trace_random, METH_FASTCALL,
-     "_random(op, shape, source, keyfn) -> Tracer: a draw of a random op (csrc/trace/random.c)"},
+     "_random(kind, shape, dtype, source, keyfn) -> Tracer: a draw of a random op (csrc/trace/random.c)"},
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
     {"_assign", (PyCFunction)(void (*)(void))tj_torch_assign, METH_FASTCALL,
      "_assign(x, value, what): an in-place write of value into tracer x (returns x)"},

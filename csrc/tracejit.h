@@ -191,6 +191,9 @@ PyObject *tj_capture_source(tj_trace *t, PyObject *arr);
  * captured leaf; torch's type promotion (also for ops without a NumPy ufunc);
  * torch-named attributes of a tracer in a torch trace (NULL, no exception: none). */
 int32_t tj_capture_torch(tj_trace *t, PyObject *o);
+/* The float dtype a torch factory makes: torch's default (the plan then checks it at
+ * every call) in a torch trace, float64 in a NumPy one. */
+int tj_torch_default_float(tj_trace *t);
 int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop, int *out);
 PyObject *tj_torch_getattr(PyObject *self, PyObject *name);
 /* tj_graph_add and tj_graph_add_over on t's graph: the node's index, -1 + exception. */

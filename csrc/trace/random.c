@@ -1,4 +1,4 @@
-/* Random draws in the trace: _C._random(op, shape, source, keyfn) appends a random op of
+/* Random draws in the trace: _C._random(kind, shape, dtype, source, keyfn) appends a random op of
  * the op table (RUNIF32/64, RNORM32/64; csrc/emit/prims_random.h) whose operands are
  * the call's key and each element's counter.
  *
@@ -12,6 +12,9 @@
  * about a draw is known at trace time: no pass can fold it, and CSE cannot merge two
  * draws (their counters differ). */
 #include "tracejit.h"
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
+#include <numpy/arrayobject.h>
 
 /* The source's index in t's list (added with its key leaf when new). -1 + exception. */
 static int source_index(tj_trace *t, PyObject *source, PyObject *keyfn) {
@@ -52,19 +55,32 @@ static int32_t counters(tj_trace *t, int ndim, const int64_t *shape, PyObject *s
     return id;
 }
 
-/* _random(op, shape, source, keyfn) -> Tracer: op one of "RUNIF32", "RUNIF64",
- * "RNORM32", "RNORM64"; shape a tuple of ints. */
+/* _random(kind, shape, dtype, source, keyfn) -> Tracer: kind "uniform" ([0, 1)) or
+ * "normal" (standard); shape a tuple of ints; dtype float32, float64 or None (torch's
+ * default in a torch trace, float64 in a NumPy one). */
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4 || !PyUnicode_Check(args[0]) || !PyTuple_Check(args[1]))
-        return tj_internal_error("_random(op, shape, source, keyfn)");
+    if (nargs != 5 || !PyUnicode_Check(args[0]) || !PyTuple_Check(args[1]))
+        return tj_internal_error("_random(kind, shape, dtype, source, keyfn)");
     tj_trace *t = tj_trace_current();
     if (!t || !t->live) return tj_internal_error("_random outside a trace");
-    const char *name = PyUnicode_AsUTF8(args[0]);
-    if (!name) return NULL;
-    int op = -1;
-    for (int k = 0; k < TJ_NOPS && op < 0; k++)
-        if ((tj_ops[k].flags & TJ_F_RANDOM) && !strcmp(tj_ops[k].name, name)) op = k;
-    if (op < 0) return tj_internal_error("_random: %s is not a random op", name);
+    const char *kind = PyUnicode_AsUTF8(args[0]);
+    if (!kind) return NULL;
+    int dt;
+    if (args[2] == Py_None) {
+        dt = tj_torch_default_float(t);
+    } else {
+        PyArray_Descr *descr = NULL;
+        if (!PyArray_DescrConverter(args[2], &descr)) return NULL;
+        dt = tj_dtype_from_typenum(descr->type_num);
+        Py_DECREF(descr);
+        if (dt != TJ_F32 && dt != TJ_F64)
+            return tj_trace_error("random floats of dtype %R are not supported: float32 and "
+                                  "float64 are", args[2]);
+    }
+    int normal = !strcmp(kind, "normal");
+    if (!normal && strcmp(kind, "uniform")) return tj_internal_error("_random: kind %s", kind);
+    int op = normal ? (dt == TJ_F32 ? TJ_OP_RNORM32 : TJ_OP_RNORM64)
+                    : (dt == TJ_F32 ? TJ_OP_RUNIF32 : TJ_OP_RUNIF64);
     int ndim = (int)PyTuple_GET_SIZE(args[1]);
     if (ndim > TJ_MAXDIM) return tj_trace_error("a random array may have at most %d dims", TJ_MAXDIM);
     int64_t shape[TJ_MAXDIM], size = 1;
@@ -77,7 +93,7 @@ PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs) 
         }
         size *= shape[d];
     }
-    int src = source_index(t, args[2], args[3]);
+    int src = source_index(t, args[3], args[4]);
     if (src < 0) return NULL;
     int32_t ctr = counters(t, ndim, shape, args[1], t->rng_next[src]);
     if (ctr < 0) return NULL;

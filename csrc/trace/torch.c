@@ -50,7 +50,7 @@ int32_t tj_capture_torch(tj_trace *t, PyObject *o) {
 
 /* torch.get_default_dtype() as a tracejit dtype (float32 unless changed); float64
  * for NumPy traces, which reach here only for the ops NumPy has no ufunc for. */
-static int default_float(tj_trace *t) {
+int tj_torch_default_float(tj_trace *t) {
     if (!t->torch) return TJ_F64;
     int r = tj_dl_default_float();
     if (r < 0) { PyErr_Clear(); r = TJ_F32; }
@@ -89,11 +89,11 @@ int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *lo
      * operand is a float (only then is the default read, and checked at each call) */
     int hi = combine(cls[0], cls[1]);
     if (weak_float && (hi < 0 || category(hi) < 2))
-        cls[2] = promote(cls[2], dflt = default_float(t));
+        cls[2] = promote(cls[2], dflt = tj_torch_default_float(t));
     int r = combine(cls[0], combine(cls[1], cls[2]));
     int mask = tj_ops[op].mask;
     if (mask == TJ_M_F64) r = TJ_F64;
-    else if (mask == TJ_M_FLT && r < TJ_F32) r = dflt < 0 ? default_float(t) : dflt;
+    else if (mask == TJ_M_FLT && r < TJ_F32) r = dflt < 0 ? tj_torch_default_float(t) : dflt;
     if (!(mask >> r & 1)) {
         tj_trace_error("torch.%s is not supported on %s tensors", torch_name(op),
                        tj_dtype_name(r));

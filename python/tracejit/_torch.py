@@ -17,7 +17,8 @@ import sys
 
 import numpy as np
 
-from . import _C, _effects
+from . import _C, _effects, _torch_random
+from ._torch_random import _NOT_RANDOM
 from ._C import TraceError, Tracer
 from ._torch_ops import (FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
                          _matmul, _mod, _mul, _np_dtype, _pow, _sub, _torch, _torch_dtype,
@@ -178,9 +179,12 @@ for _name in ("add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sq
 
 
 def _random_method(name):
-    def refuse(x, *args, **kwargs):
-        _C._trace_error(f"torch.Tensor.{name}() {_effects._HINT}")
-    return refuse
+    def method(x, *args, **kwargs):
+        r = _torch_random.call(name, (x,) + args, kwargs)
+        if r is _torch_random._NOT_RANDOM:
+            _C._trace_error(f"torch.Tensor.{name}() is not supported by tracejit yet")
+        return r
+    return method
 
 
 for _name in _RANDOM:        # x.normal_() on a tracer: methods are not dispatched
@@ -349,27 +353,21 @@ def _is_torch_func(func):
     return mod == "torch" or mod.startswith("torch.") or qual.startswith(("TensorBase.", "Tensor."))
 
 
-def refuse_random(func, args, kwargs):
-    """TraceError if this torch call draws random numbers."""
+def random_call(func, args, kwargs):
+    """A torch call that draws random numbers, as draws of the graph (_torch_random);
+    _NOT_RANDOM for any other call (dropout in evaluation mode included)."""
     name = getattr(func, "__name__", "") or ""
-    if kwargs.get("generator") is not None and _is_torch_func(func):
-        _C._trace_error(f"{name_of(func)}(generator=...) {_effects._HINT}")
-    spec = _RANDOM_IF_TRAINING.get(name)
-    if spec is not None and _is_torch_func(func):
-        pos, keys, default, has_p = spec
-        flag = args[pos] if len(args) > pos else next(
-            (kwargs[k] for k in keys if k in kwargs), default)
-        p = (args[1] if len(args) > 1 else kwargs.get("p", 0.5)) if has_p else 1
-        if flag and p != 0:
-            _C._trace_error(f"{name_of(func)}() in training mode {_effects._HINT} (in "
-                            f"evaluation, module.eval() or training=False, it draws nothing)")
-    elif name in _RANDOM and _is_torch_func(func):
-        _C._trace_error(f"{name_of(func)}() {_effects._HINT}")
+    if not (name in _RANDOM or name in _RANDOM_IF_TRAINING or
+            kwargs.get("generator") is not None) or not _is_torch_func(func):
+        return _NOT_RANDOM
+    return _torch_random.call(name, args, kwargs)
 
 
 def dispatch(func, args, kwargs, ref=None):
     kwargs = kwargs or {}
-    refuse_random(func, args, kwargs)
+    r = random_call(func, args, kwargs)
+    if r is not _NOT_RANDOM:
+        return r
     impl = _impl(func)
     if impl is None:
         _C._trace_error(f"{name_of(func)} is not supported by tracejit yet")
@@ -474,8 +472,8 @@ def _mode(ref, external):
                 if (self.ref is not None and self.external and _impl(func) is not None and
                         any(id(t) in self.external for t in _tensors((args, kwargs)))):
                     return dispatch(func, args, kwargs, self.ref)
-                refuse_random(func, args, kwargs)
-                return func(*args, **kwargs)
+                r = random_call(func, args, kwargs)
+                return func(*args, **kwargs) if r is _NOT_RANDOM else r
 
         _mode_cls = TraceMode
     return _mode_cls(ref, external)

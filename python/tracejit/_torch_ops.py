@@ -661,7 +661,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     return nll_loss(logp, target, weight, size_average, ignore_index, reduce, reduction)
 
 
-# In evaluation only: _torch.refuse_random refused training mode (and rrelu's)
+# In evaluation only: _torch.random_call drew training mode's masks (_torch_random.py)
 def dropout(x, p=0.5, training=True, inplace=False):
     return x
 

@@ -1,0 +1,289 @@
+"""torch's random functions, methods and dropout layers inside a trace (_draws.py says
+how a draw becomes a graph op and where its key comes from).
+
+`call(func, args, kwargs)` is asked first by _torch.dispatch and the TraceMode for
+every torch call while a trace runs: it returns _NOT_RANDOM for a call that draws
+nothing (dropout in evaluation mode included), else the traced draw, or raises a
+TraceError naming what is not compiled yet (gamma, Poisson, ...).
+"""
+import numpy as np
+
+from . import _C
+from . import _draws as R
+
+_NOT_RANDOM = object()
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def _size(args, kwargs):
+    size = kwargs.get("size")
+    if size is None:
+        size = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) or (
+            len(args) == 1 and type(args[0]).__name__ == "Size") else args
+    return tuple(int(s) for s in size)
+
+
+def _dtype(dtype):
+    """numpy dtype of a torch dtype, None for torch's default."""
+    if dtype is None:
+        return None
+    from ._torch_ops import _np_dtype
+    return _np_dtype(dtype)
+
+
+def _float_dtype(x, dtype=None):
+    if dtype is not None:
+        return _dtype(dtype)
+    dt = np.dtype(x.dtype) if not hasattr(x.dtype, "is_floating_point") else _dtype(x.dtype)
+    return dt if dt in (np.float32, np.float64) else None
+
+
+def _src(kwargs):
+    return R._torch_source(kwargs.get("generator"))
+
+
+def _shape_of(x):
+    return tuple(int(s) for s in x.shape)
+
+
+def _np(dt):
+    return np.dtype(dt) if dt is not None else None
+
+
+# ---- factories ------------------------------------------------------------------
+
+def rand(*args, **kwargs):
+    return R.draw("uniform", _size(args, kwargs), _dtype(kwargs.get("dtype")), _src(kwargs))
+
+
+def randn(*args, **kwargs):
+    return R.draw("normal", _size(args, kwargs), _dtype(kwargs.get("dtype")), _src(kwargs))
+
+
+def randint(*args, **kwargs):
+    args = list(args)
+    size = kwargs.pop("size", None)
+    if size is None:
+        size = args.pop()
+    high = kwargs.pop("high", None)
+    if high is None:
+        high = args.pop()
+    low = args.pop() if args else kwargs.pop("low", 0)
+    dt = _dtype(kwargs.get("dtype")) or np.dtype(np.int64)
+    return R.integers(low, high, tuple(int(s) for s in size), dt, _src(kwargs))
+
+
+def rand_like(x, dtype=None, **kwargs):
+    return R.draw("uniform", _shape_of(x), _float_dtype(x, dtype), _src(kwargs))
+
+
+def randn_like(x, dtype=None, **kwargs):
+    return R.draw("normal", _shape_of(x), _float_dtype(x, dtype), _src(kwargs))
+
+
+def randint_like(x, low=0, high=None, *, dtype=None, **kwargs):
+    if high is None:
+        low, high = 0, low
+    dt = _dtype(dtype) if dtype is not None else _np_like(x)
+    return R.integers(low, high, _shape_of(x), dt, _src(kwargs))
+
+
+def _np_like(x):
+    from ._torch_ops import _np_dtype
+    return _np_dtype(x.dtype) if not isinstance(x.dtype, np.dtype) else x.dtype
+
+
+def normal(mean=0.0, std=1.0, size=None, **kwargs):
+    src = _src(kwargs)
+    if size is not None:
+        dt = _dtype(kwargs.get("dtype"))
+        return R.normal(mean, std, tuple(int(s) for s in size), dt, src)
+    shapes = [_shape_of(v) for v in (mean, std) if hasattr(v, "shape")]
+    shape = np.broadcast_shapes(*shapes)
+    like = mean if hasattr(mean, "shape") else std
+    return R.normal(mean, std, shape, _float_dtype(like), src)
+
+
+def bernoulli(x, p=None, **kwargs):
+    prob = x if p is None else p
+    return R.bernoulli(prob, _shape_of(x), _np_like(x), _src(kwargs))
+
+
+def multinomial(probs, num_samples, replacement=False, **kwargs):
+    if not replacement and num_samples > 1:
+        _C._trace_error("torch.multinomial(..., replacement=False) with more than one sample "
+                        "draws without replacement, which tracejit does not compile yet")
+    return R.categorical(probs, int(num_samples), _src(kwargs))
+
+
+# ---- in-place methods -------------------------------------------------------------
+
+def _fill(x, value, what):
+    return _C._assign(x, value.astype(_np_like(x)) if hasattr(value, "astype") else value,
+                      what)
+
+
+def normal_(x, mean=0.0, std=1.0, **kwargs):
+    return _fill(x, R.normal(mean, std, _shape_of(x), _float_dtype(x), _src(kwargs)),
+                 "Tensor.normal_()")
+
+
+def uniform_(x, a=0.0, b=1.0, **kwargs):
+    a, b = kwargs.pop("from", a), kwargs.pop("to", b)
+    return _fill(x, R.uniform(a, b, _shape_of(x), _float_dtype(x), _src(kwargs)),
+                 "Tensor.uniform_()")
+
+
+def bernoulli_(x, p=0.5, **kwargs):
+    return _fill(x, R.bernoulli(p, _shape_of(x), _np_like(x), _src(kwargs)),
+                 "Tensor.bernoulli_()")
+
+
+def exponential_(x, lambd=1.0, **kwargs):
+    return _fill(x, R.exponential(1.0 / lambd, _shape_of(x), _float_dtype(x), _src(kwargs)),
+                 "Tensor.exponential_()")
+
+
+def cauchy_(x, median=0.0, sigma=1.0, **kwargs):
+    return _fill(x, R.cauchy(median, sigma, _shape_of(x), _float_dtype(x), _src(kwargs)),
+                 "Tensor.cauchy_()")
+
+
+def log_normal_(x, mean=1.0, std=2.0, **kwargs):
+    z = R.normal(mean, std, _shape_of(x), _float_dtype(x), _src(kwargs))
+    return _fill(x, np.exp(z), "Tensor.log_normal_()")
+
+
+def geometric_(x, p, **kwargs):
+    e = R.exponential(1.0, _shape_of(x), np.float64, _src(kwargs))
+    return _fill(x, np.floor(e / -np.log1p(-p)) + 1, "Tensor.geometric_()")
+
+
+def random_(x, a=0, b=None, **kwargs):
+    a, b = kwargs.pop("from", a), kwargs.pop("to", b)
+    if b is None:
+        if a == 0 and "from" not in kwargs:
+            _C._trace_error("Tensor.random_() over the dtype's whole range is not compiled "
+                            "by tracejit yet: give from and to")
+        a, b = 0, a
+    return _fill(x, R.integers(a, b, _shape_of(x), np.int64, _src(kwargs)), "Tensor.random_()")
+
+
+# ---- dropout ------------------------------------------------------------------------
+
+def _keep(x, p, shape, kwargs):
+    """A float mask of `shape` (broadcasting against x): 1/(1-p) with probability 1-p."""
+    u = R.draw("uniform", shape, _float_dtype(x) or np.float32, _src(kwargs))
+    return (u >= p).astype(_np_like(x))
+
+
+def _dropout(x, p, shape, kwargs):
+    if p < 0 or p > 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if p == 1:
+        return x * 0
+    return x * _keep(x, p, shape, kwargs) * (1.0 / (1.0 - p))
+
+
+def _feature_shape(x, batched_ndim):
+    """(N, C, 1, ...): one draw per channel (dropout1d/2d/3d: no batch dim allowed)."""
+    s = _shape_of(x)
+    lead = 2 if len(s) == batched_ndim else 1
+    return s[:lead] + (1,) * (len(s) - lead)
+
+
+def _alpha(x, p, shape, kwargs):
+    """alpha_dropout: dropped elements to SELU's negative saturation, then an affine
+    map that keeps mean 0 and variance 1 (torch's constants)."""
+    if p == 1:
+        return x * 0
+    alpha_p = -1.7580993408473766
+    keep = _keep(x, p, shape, kwargs)
+    a = ((1 - p) * (1 + p * alpha_p ** 2)) ** -0.5
+    b = -a * alpha_p * p
+    return (x * keep + alpha_p * (1 - keep)) * a + b
+
+
+# name -> (flag position, its keywords, its default, kind); kind: elementwise mask,
+# feature (channel) mask with the batched rank, or alpha
+_DROPOUTS = {
+    "dropout": (2, ("training", "train"), True, "ew"),
+    "dropout1d": (2, ("training",), True, 3),
+    "dropout2d": (2, ("training",), True, 4),
+    "dropout3d": (2, ("training",), True, 5),
+    "feature_dropout": (2, ("train", "training"), True, "feature"),
+    "alpha_dropout": (2, ("training", "train"), False, "alpha"),
+    "feature_alpha_dropout": (2, ("training", "train"), False, "falpha"),
+    "native_dropout": (2, ("train",), True, "native"),
+}
+
+
+def _dropout_call(name, args, kwargs):
+    pos, keys, default, kind = _DROPOUTS[name.rstrip("_")]
+    flag = args[pos] if len(args) > pos else next(
+        (kwargs[k] for k in keys if k in kwargs), default)
+    p = float(args[1] if len(args) > 1 else kwargs.get("p", 0.5))
+    if not flag or p == 0:
+        return _NOT_RANDOM
+    x = args[0] if args else kwargs["input"]
+    rest = {k: v for k, v in kwargs.items() if k == "generator"}
+    if kind == "ew" or kind == "native":
+        out = _dropout(x, p, _shape_of(x), rest)
+        if kind == "native":
+            return out, out != 0
+    elif kind == "alpha":
+        out = _alpha(x, p, _shape_of(x), rest)
+    elif kind == "falpha":
+        out = _alpha(x, p, _feature_shape(x, len(_shape_of(x))), rest)
+    else:
+        nd = len(_shape_of(x)) if kind == "feature" else kind
+        out = _dropout(x, p, _feature_shape(x, nd), rest)
+    inplace = (args[3] if len(args) > 3 else kwargs.get("inplace", False)) or name.endswith("_")
+    if inplace:
+        return _C._assign(x, out, f"torch.{name}(inplace=True)")
+    return out
+
+
+_REFUSED = {"poisson": "torch.poisson()", "binomial": "torch.binomial()",
+            "standard_gamma": "torch._standard_gamma()", "_standard_gamma": "torch._standard_gamma()",
+            "_sample_dirichlet": "torch._sample_dirichlet()",
+            "sample_dirichlet": "torch._sample_dirichlet()", "randperm": "torch.randperm()",
+            "rrelu": "torch.rrelu() in training mode", "rrelu_": "torch.rrelu_() in training mode",
+            "rrelu_with_noise": "torch.rrelu_with_noise()"}
+
+IMPLS = {"rand": rand, "randn": randn, "randint": randint, "rand_like": rand_like,
+         "randn_like": randn_like, "randint_like": randint_like, "normal": normal,
+         "bernoulli": bernoulli, "multinomial": multinomial, "normal_": normal_,
+         "uniform_": uniform_, "bernoulli_": bernoulli_, "exponential_": exponential_,
+         "cauchy_": cauchy_, "log_normal_": log_normal_, "geometric_": geometric_,
+         "random_": random_}
+
+
+def _reseeds(name):
+    _C._trace_error(f"torch.{name}() inside a compiled function would reseed at every call "
+                    "in eager but only once while tracing: seed outside the compiled function "
+                    "(its draws take their key from the generator at every call, so seeding "
+                    "before a call makes it reproducible)")
+
+
+def call(name, args, kwargs):
+    """The traced draw of torch function `name`, or _NOT_RANDOM."""
+    base = name.rstrip("_") if name not in IMPLS else name
+    if base in _DROPOUTS:
+        return _dropout_call(name, args, kwargs)
+    impl = IMPLS.get(name)
+    if impl is not None:
+        return impl(*args, **kwargs)
+    if name in ("manual_seed", "seed"):
+        _reseeds(name)
+    if name in ("rrelu", "rrelu_"):
+        training = args[3] if len(args) > 3 else kwargs.get("training", False)
+        if not training:
+            return _NOT_RANDOM
+    if name in _REFUSED and _REFUSED[name]:
+        R.refuse(_REFUSED[name])
+    return _NOT_RANDOM
