@@ -242,8 +242,11 @@ def _numpy_methods(source, generator):
     return m
 
 
-def numpy_global(name):
-    """The implementation of numpy.random.<name> inside a trace, or None."""
+def numpy_global(name, check=False):
+    """The implementation of numpy.random.<name> inside a trace, or None; check: only
+    whether there is one (no source is made)."""
+    if check:
+        return name in _GLOBAL_NAMES
     return _numpy_methods(_numpy_source(None), False).get(name)
 
 
@@ -251,6 +254,9 @@ def numpy_generator(gen):
     """A stand-in for Generator or RandomState `gen` while a trace runs: the methods
     above as graph draws keyed from gen; any other method refuses."""
     return _GenProxy(gen)
+
+
+_GLOBAL_NAMES = frozenset(_numpy_methods((None, None), False))
 
 
 class _GenProxy:

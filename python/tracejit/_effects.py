@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from . import _C
+from . import _C, _draws
 
 _HINT = ("draws random numbers or uses a random generator, which tracejit does not "
          "support inside a compiled function yet: the draw would happen once, while "
@@ -59,10 +59,23 @@ def _targets():
             if callable(getattr(m, n, None)) and not isinstance(getattr(m, n), type)]
 
 
+def _drawing(name, label, orig):
+    """numpy.random.<name> while tracing: a draw of the graph (_draws.py), keyed from
+    numpy's global generator at every call."""
+    @functools.wraps(orig)
+    def draw(*args, **kwargs):
+        if _C._tracing():
+            return _draws.numpy_global(name)(*args, **kwargs)
+        return orig(*args, **kwargs)
+    return draw
+
+
 def _swaps():
     global _MT_BYTES
     _MT_BYTES = _mt_bytes_ok()
-    return [[m, n, _refusing(label, getattr(m, n))] for m, n, label in _targets()]
+    return [[m, n, _drawing(n, label, getattr(m, n)) if m is np.random and
+             _draws.numpy_global(n, check=True) else _refusing(label, getattr(m, n))]
+            for m, n, label in _targets()]
 
 
 def register():
@@ -304,9 +317,42 @@ def guards(fn):
     a changed one retraces, where the compiled code would otherwise keep the old value.
     Arrays in closures and globals need none: they are read at every call."""
     out = tuple((box, key, v, label) for kind, label, box, key, v in _reach(fn)
-                if (_simple(v) or (_is_array(v) and kind == "attr")) and
+                if (_simple(v) or (_is_array(v) and kind == "attr") or _is_generator(v)) and
                 not (kind == "attr" and key.startswith("_")))
     return out or None
+
+
+def _is_generator(v):
+    return isinstance(v, (np.random.Generator, np.random.RandomState))
+
+
+def _swap_generators(fn, args, kwargs):
+    """NumPy Generator and RandomState objects fn is given or reads from outside, swapped
+    for stand-ins whose methods draw in the graph (_draws.numpy_generator) while it is
+    traced. Returns (args, kwargs, [(box, key, original)] to restore)."""
+    if any(map(_is_generator, args)):
+        args = tuple(_draws.numpy_generator(a) if _is_generator(a) else a for a in args)
+    if kwargs and any(map(_is_generator, kwargs.values())):
+        kwargs = {k: _draws.numpy_generator(v) if _is_generator(v) else v
+                  for k, v in kwargs.items()}
+    swapped = []
+    for kind, label, box, key, v in _reach(fn):
+        if _is_generator(v):
+            proxy = _draws.numpy_generator(v)
+            if kind == "cell":
+                box.cell_contents = proxy
+            else:
+                box[key] = proxy
+            swapped.append((kind, box, key, v))
+    return args, kwargs, swapped
+
+
+def _restore(swapped):
+    for kind, box, key, v in reversed(swapped):
+        if kind == "cell":
+            box.cell_contents = v
+        else:
+            box[key] = v
 
 
 def call(fn, args, kwargs, torch_trace):
@@ -315,6 +361,7 @@ def call(fn, args, kwargs, torch_trace):
     returns (result, the guards of its plan)."""
     before = _snapshot(fn, args, kwargs)
     locked = _lock_arrays(fn)
+    args, kwargs, swapped = _swap_generators(fn, args, kwargs)
     try:
         if torch_trace:
             from . import _torch
@@ -327,6 +374,7 @@ def call(fn, args, kwargs, torch_trace):
             raise
         raise refusal from None
     finally:
+        _restore(swapped)
         _unlock(locked)
     _check(fn, before)
     return result, guards(fn)
