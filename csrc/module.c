@@ -194,6 +194,8 @@ static PyMethodDef module_methods[] = {
      "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
     {"_random", (PyCFunction)(void (*)(void))tj_trace_random, METH_FASTCALL,
      "_random(kind, shape, dtype, source, keyfn) -> Tracer: a draw of a random op (csrc/trace/random.c)"},
+    {"_full", (PyCFunction)(void (*)(void))tj_trace_full, METH_FASTCALL,
+     "_full(shape, dtype, value) -> Tracer: a filled array of the current trace"},
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
     {"_assign", (PyCFunction)(void (*)(void))tj_torch_assign, METH_FASTCALL,
      "_assign(x, value, what): an in-place write of value into tracer x (returns x)"},

@@ -205,6 +205,7 @@ int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int n
 PyObject *tj_trace_new(PyObject *fn);
 /* _C._random(op, shape, source, keyfn): a random draw in the current trace (random.c) */
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 /* The trace running on this thread (NULL when none): TraceErrors are noted in it. */
 tj_trace *tj_trace_enter(tj_trace *t);   /* returns the previous one, for tj_trace_leave */
 void tj_trace_leave(tj_trace *prev);

@@ -110,3 +110,35 @@ PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs) 
     int32_t id = tj_trace_add_node(t, &n);
     return id < 0 ? NULL : tj_tracer_new(t, id);
 }
+
+/* _full(shape, dtype, value) -> Tracer: a fresh array of the current trace, every
+ * element `value` (torch.empty and Tensor.new_empty inside a trace: a traced array
+ * that random in-place methods can fill). dtype None: as _random's. */
+PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyTuple_Check(args[0]))
+        return tj_internal_error("_full(shape, dtype, value)");
+    tj_trace *t = tj_trace_current();
+    if (!t || !t->live) return tj_internal_error("_full outside a trace");
+    int ndim = (int)PyTuple_GET_SIZE(args[0]);
+    if (ndim > TJ_MAXDIM) return tj_trace_error("an array may have at most %d dims", TJ_MAXDIM);
+    int64_t shape[TJ_MAXDIM];
+    for (int d = 0; d < ndim; d++) {
+        shape[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[0], d));
+        if (shape[d] == -1 && PyErr_Occurred()) return NULL;
+        if (shape[d] < 0) {
+            PyErr_Format(PyExc_ValueError, "negative dimensions are not allowed");
+            return NULL;
+        }
+    }
+    int dt;
+    if (args[1] == Py_None) {
+        dt = tj_torch_default_float(t);
+    } else {
+        PyArray_Descr *descr = NULL;
+        if (!PyArray_DescrConverter(args[1], &descr)) return NULL;
+        dt = tj_dtype_from_typenum(descr->type_num);
+        Py_DECREF(descr);
+        if (dt < 0) return tj_trace_error("arrays of dtype %R are not supported", args[1]);
+    }
+    return tj_apply_fill(t, args[2], dt, ndim, shape);
+}

@@ -66,9 +66,18 @@ def _numpy_source(gen):
     return hit
 
 
+def _as_numpy_dtype(dtype):
+    if dtype is None or isinstance(dtype, np.dtype) or not hasattr(dtype, "is_floating_point"):
+        return dtype
+    from ._torch_ops import _np_dtype      # a torch dtype
+    return _np_dtype(dtype)
+
+
 def draw(kind, shape, dtype, source):
-    """A Tracer of `shape`: standard normal or [0, 1) uniform numbers of `dtype`."""
+    """A Tracer of `shape`: standard normal or [0, 1) uniform numbers of `dtype` (numpy's
+    or torch's; None: torch's default in a torch trace, float64 in a NumPy one)."""
     g, keyfn = source
+    dtype = _as_numpy_dtype(dtype)
     return _C._random(kind, tuple(int(s) for s in shape), dtype, g, keyfn)
 
 
@@ -130,13 +139,13 @@ def categorical(probs, n, source):
     u = draw("uniform", shape[:-1] + (n,), probs.dtype, source)
     # index = number of cdf entries <= u (the last one is 1 > u): a sum over k
     below = (np.expand_dims(cdf, -2) <= np.expand_dims(u, -1))
-    return np.minimum(below.astype(np.int64).sum(axis=-1), shape[-1] - 1)
+    return np.minimum(np.sum(below.astype(np.int64), axis=-1), shape[-1] - 1)
 
 
 def refuse(what):
-    _trace_error(f"{what} draws from a distribution tracejit does not compile yet (it "
-                 "needs a rejection sampler): draw outside the compiled function and pass "
-                 "the numbers in")
+    _trace_error(f"{what} draws from a distribution tracejit does not compile yet (it has "
+                 "no counter-based sampler for it): draw outside the compiled function and "
+                 "pass the numbers in")
 
 
 # ---- NumPy: the global functions, RandomState's and Generator's methods ------------

@@ -187,7 +187,7 @@ def _random_method(name):
     return method
 
 
-for _name in _RANDOM:        # x.normal_() on a tracer: methods are not dispatched
+for _name in _RANDOM | {"new", "new_empty"}:   # methods on a tracer are not dispatched
     ATTRS[_name] = _random_method(_name)
 
 
@@ -357,7 +357,7 @@ def random_call(func, args, kwargs):
     """A torch call that draws random numbers, as draws of the graph (_torch_random);
     _NOT_RANDOM for any other call (dropout in evaluation mode included)."""
     name = getattr(func, "__name__", "") or ""
-    if not (name in _RANDOM or name in _RANDOM_IF_TRAINING or
+    if not (name in _RANDOM or name in _RANDOM_IF_TRAINING or name in _torch_random.EMPTY or
             kwargs.get("generator") is not None) or not _is_torch_func(func):
         return _NOT_RANDOM
     return _torch_random.call(name, args, kwargs)

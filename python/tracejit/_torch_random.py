@@ -120,9 +120,37 @@ def multinomial(probs, num_samples, replacement=False, **kwargs):
     return R.categorical(probs, int(num_samples), _src(kwargs))
 
 
+# ---- uninitialized arrays: traced, so that an in-place draw can fill them ---------
+
+def empty(*args, **kwargs):
+    """torch.empty(size) inside a trace: a traced array (of zeros: eager's contents are
+    undefined), so torch.empty(3).normal_() draws at every call."""
+    return _C._full(_size(args, kwargs), _dtype(kwargs.get("dtype")), 0)
+
+
+def new_empty(x, *args, **kwargs):
+    dt = _dtype(kwargs.get("dtype")) if kwargs.get("dtype") is not None else _np_like(x)
+    return _C._full(_size(args, kwargs), dt, 0)
+
+
+def new(x, *args, **kwargs):
+    """Tensor.new(*sizes) (the legacy constructor distributions use:
+    self.loc.new(shape).normal_()); Tensor.new(data) is not an empty array."""
+    if all(isinstance(a, int) for a in args) or (
+            len(args) == 1 and isinstance(args[0], tuple) and
+            all(isinstance(a, int) for a in args[0])):
+        return new_empty(x, *args, **kwargs)
+    return _NOT_RANDOM
+
+
 # ---- in-place methods -------------------------------------------------------------
 
 def _fill(x, value, what):
+    if not isinstance(x, _C.Tracer):
+        _C._trace_error(f"{what} into a tensor that is not traced (made inside the function "
+                        "by a factory such as torch.zeros, or read from outside) would draw "
+                        "once, while tracing: draw a new tensor instead (torch.randn_like, "
+                        "torch.rand(shape), torch.empty(shape).normal_())")
     return _C._assign(x, value.astype(_np_like(x)) if hasattr(value, "astype") else value,
                       what)
 
@@ -260,7 +288,9 @@ IMPLS = {"rand": rand, "randn": randn, "randint": randint, "rand_like": rand_lik
          "bernoulli": bernoulli, "multinomial": multinomial, "normal_": normal_,
          "uniform_": uniform_, "bernoulli_": bernoulli_, "exponential_": exponential_,
          "cauchy_": cauchy_, "log_normal_": log_normal_, "geometric_": geometric_,
-         "random_": random_}
+         "random_": random_, "empty": empty, "new_empty": new_empty, "new": new}
+# not random, but an array a random in-place method may fill (asked only in a trace)
+EMPTY = frozenset({"empty", "new_empty", "new"})
 
 
 def _reseeds(name):
