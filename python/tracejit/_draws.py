@@ -14,7 +14,9 @@ Distributions are composed from uniform and normal draws with the tracer's own
 operations (inverse CDFs, Box-Muller); those without an exact composition (gamma,
 beta, Dirichlet, Poisson, binomial, ...) raise a TraceError naming them.
 """
+import contextlib
 import math
+import threading
 
 import numpy as np
 
@@ -30,6 +32,50 @@ def _trace_error(msg):
 # ---- sources: what a call's key is drawn from ------------------------------------
 
 _sources = {}      # id(generator) -> (generator, keyfn), so a trace sees one source each
+_pin = threading.local()   # .record: {source id: key} being recorded; .keys: keys to reuse
+
+
+def _keyed(g, draw_key):
+    """The key function of source g: a fresh key from draw_key(), unless a pullback is
+    recomputing a forward (pinned): then that forward's key, so both see one draw."""
+    gid = id(g)
+
+    def keyfn():
+        keys = getattr(_pin, "keys", None)
+        if keys is not None:
+            if gid not in keys:
+                raise RuntimeError(
+                    "tracejit: this backward would recompute random draws whose keys it "
+                    "does not have (a second backward, retain_graph=True, through a "
+                    "compiled function that draws random numbers): draw the noise outside "
+                    "the compiled function and pass it in")
+            return keys[gid]
+        k = draw_key()
+        rec = getattr(_pin, "record", None)
+        if rec is not None:
+            rec[gid] = k
+        return k
+    return keyfn
+
+
+@contextlib.contextmanager
+def recording():
+    """The keys the calls inside draw ({source id: key}): what a backward reuses."""
+    prev, _pin.record = getattr(_pin, "record", None), {}
+    try:
+        yield _pin.record
+    finally:
+        _pin.record = prev
+
+
+@contextlib.contextmanager
+def pinned(keys):
+    """Calls inside draw with `keys` (recorded by `recording`), not fresh ones."""
+    prev, _pin.keys = getattr(_pin, "keys", None), keys
+    try:
+        yield
+    finally:
+        _pin.keys = prev
 
 
 def _torch():
@@ -45,9 +91,9 @@ def _torch_source(generator):
                      "(tracejit compiles for the CPU)")
     hit = _sources.get(id(g))
     if hit is None or hit[0] is not g:
-        def keyfn(g=g, randint=torch.randint, i64=torch.int64):
+        def key(g=g, randint=torch.randint, i64=torch.int64):
             return randint(_I64_MIN, _I64_MAX, (), generator=g, dtype=i64).item()
-        hit = _sources[id(g)] = (g, keyfn)
+        hit = _sources[id(g)] = (g, _keyed(g, key))
     return hit
 
 
@@ -56,13 +102,11 @@ def _numpy_source(gen):
     g = np.random.mtrand._rand if gen is None else gen
     hit = _sources.get(id(g))
     if hit is None or hit[0] is not g:
-        if isinstance(g, np.random.Generator):
-            def keyfn(f=g.integers):
-                return int(f(_I64_MIN, _I64_MAX, dtype=np.int64))
-        else:
-            def keyfn(f=g.randint):
-                return int(f(_I64_MIN, _I64_MAX, dtype=np.int64))
-        hit = _sources[id(g)] = (g, keyfn)
+        f = g.integers if isinstance(g, np.random.Generator) else g.randint
+
+        def key(f=f):
+            return int(f(_I64_MIN, _I64_MAX, dtype=np.int64))
+        hit = _sources[id(g)] = (g, _keyed(g, key))
     return hit
 
 

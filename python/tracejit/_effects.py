@@ -26,10 +26,12 @@ import numpy as np
 
 from . import _C, _draws
 
-_HINT = ("draws random numbers or uses a random generator, which tracejit does not "
-         "support inside a compiled function yet: the draw would happen once, while "
-         "tracing, and every later call would return the same numbers. Draw outside the "
-         "compiled function and pass the numbers in as an argument")
+_HINT = ("draws random numbers or uses a random generator in a way tracejit does not "
+         "compile (it compiles the uniform, normal, exponential, integer, choice and "
+         "location-scale draws of numpy.random, of Generator and RandomState objects and "
+         "of torch, each fresh at every call): the draw would happen once, while tracing, "
+         "and every later call would return the same numbers. Draw outside the compiled "
+         "function and pass the numbers in as an argument")
 
 
 def _refusing(label, orig):

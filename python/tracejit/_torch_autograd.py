@@ -45,6 +45,7 @@ tensors are refused. torch is imported lazily: importing tracejit never imports 
 """
 import numpy as np
 
+from . import _draws
 from ._grad import NotScalarError, _inner, _leaves, _make, _rebuild, with_dependencies
 from ._C import (CompiledFunction, TraceError, _ag_backward_method, _ag_forward, _ag_layout,
                  _ag_scan, _ag_unit, _strict_captures)
@@ -129,7 +130,9 @@ def _make_functions(torch):
 
         @staticmethod
         def forward(ctx, entry, arrays, other, box, *diff):
-            out, deps = _strict(entry.forward, arrays, other)
+            with _draws.recording() as keys:     # the pullback recomputes these draws
+                out, deps = _strict(entry.forward, arrays, other)
+            ctx.keys = keys
             outs = _leaves(out, [])
             box.append(out)   # the output's structure, for the caller
             ctx.entry, ctx.other, ctx.arrays, ctx.deps = entry, other, arrays, deps
@@ -153,7 +156,8 @@ def _make_functions(torch):
                 return (None,) * (4 + n)
             cts = [torch.zeros(s, dtype=d) if g is None else g
                    for g, (s, d) in zip(gos, ctx.outs)]
-            grads = _strict(ctx.entry.pullback, ctx.arrays, ctx.other, tuple(cts))
+            with _draws.pinned(ctx.keys):
+                grads = _strict(ctx.entry.pullback, ctx.arrays, ctx.other, tuple(cts))
             return (None,) * 4 + tuple(g if k in used else None for k, g in enumerate(grads))
 
     _direct_backward(torch, Fused)
@@ -170,7 +174,8 @@ def _fused_backward(ctx, go, grads):
         _not_differentiable(torch)
     if grads is None:   # a second backward (retain_graph): computed again
         entry, arrays, other = ctx.job
-        grads = _strict(entry.value_and_grad, arrays, other)[1]
+        with _draws.pinned({}):   # its draws' keys are gone: refused if it has any
+            grads = _strict(entry.value_and_grad, arrays, other)[1]
     # handed over, not kept: autograd adopts them as .grad without a copy
     if not _ag_unit(go):   # (go.item() measured ~1.5 us in a training step)
         grads = [None if g is None else g * go for g in grads]

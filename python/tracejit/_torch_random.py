@@ -43,6 +43,10 @@ def _float_dtype(x, dtype=None):
 
 
 def _src(kwargs):
+    device = kwargs.get("device")
+    if device is not None and _torch().device(device).type != "cpu":
+        _C._trace_error(f"a random draw on device {device!r} is not supported (tracejit "
+                        "compiles for the CPU)")
     return R._torch_source(kwargs.get("generator"))
 
 
