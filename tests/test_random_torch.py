@@ -111,7 +111,8 @@ def test_a_generator_argument_is_honoured():
     lambda: torch.nn.AlphaDropout(0.3), lambda: torch.nn.FeatureAlphaDropout(0.3)])
 def test_dropout_layers_draw_in_training_and_are_eagers_in_eval(make):
     layer = make()
-    x = torch.randn(2, 8, 4) if isinstance(layer, torch.nn.Dropout1d) else torch.randn(2, 8, 4, 4)
+    x = {torch.nn.Dropout1d: torch.randn(2, 8, 4), torch.nn.Dropout3d: torch.randn(2, 8, 2, 2, 2)
+         }.get(type(layer), torch.randn(2, 8, 4, 4))
     f = tracejit.compile(layer)
     a, b = f(x), f(x)
     assert not torch.equal(a, b)

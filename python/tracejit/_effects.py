@@ -176,9 +176,22 @@ def _members(label, obj):
             yield label, v
 
 
+def _with_contents(pairs):
+    """Each (label, object), then the items of a list, tuple or dict object (a generator
+    kept in a container is reached too)."""
+    for label, obj in pairs:
+        yield label, obj
+        if isinstance(obj, (list, tuple)):
+            for v in obj[:64]:
+                yield label, v
+        elif isinstance(obj, dict) and len(obj) <= 64:
+            for v in obj.values():
+                yield label, v
+
+
 def _snapshot(fn, args, kwargs):
     seen, out = set(), []
-    for label, obj in _candidates(fn, args, kwargs):
+    for label, obj in _with_contents(_candidates(fn, args, kwargs)):
         if id(obj) in seen or isinstance(obj, (int, float, str, np.ndarray)):
             continue
         seen.add(id(obj))

@@ -38,7 +38,10 @@ ZERO = frozenset({"SIGN", "FLOOR", "CEIL", "FLOORDIV"})
 NONDIFF = frozenset({
     "INPUT", "SCALAR", "CAPTURE", "CONST", "INVERT", "NOT", "ISNAN", "ISINF", "ISFINITE",
     "SIGNBIT", "EQ", "NE", "LT", "LE", "GT", "GE", "AND", "OR", "XOR", "BAND", "BOR", "BXOR",
-    "LSHIFT", "RSHIFT", "RARGMAX", "RARGMIN"})
+    "LSHIFT", "RSHIFT", "RARGMAX", "RARGMIN",
+    # draws: their operands are the call's key and integer counters (a gradient flows
+    # through what is computed from a draw: mu + sigma * eps)
+    "RUNIF32", "RUNIF64", "RNORM32", "RNORM64"})
 
 
 class Product:
