@@ -1,0 +1,228 @@
+"""Random numbers inside compiled code (issue 15): tracejit's counter-based draws
+(Philox4x32-10, fused into the loops that use them) against torch eager, torch.compile
+and NumPy's Generator, in one process, every peer given the same thread budget.
+
+Cases:
+  randn/16M     normal float32 draws of 2**24 elements: tracejit (torch.randn_like in a
+                compiled function) vs torch.randn_like, torch.compile of it, and
+                np.random.Generator.standard_normal(dtype=float32)
+  dropout/1M, dropout/16M
+                F.dropout(x, 0.1) * 2 + b in training mode, float32: vs torch eager and
+                torch.compile
+  vae           one training step of a VAE (784-400-20 encoder, 20-400-784 decoder,
+                batch 128, Adam): the compiled module's loss (its forward and backward
+                fused, autograd route) vs torch eager
+Targets (issue 15, same-run median ratios): randn at most 0.5x torch and 0.5x NumPy;
+dropout chain at 16M at most 0.3x torch eager and 0.8x torch.compile; the VAE step at
+most 0.6x torch eager. Draws differ from eager's streams, so results are checked by
+their moments (and the dropout chain by its structure), not element by element.
+
+Run:  PYTHONPATH=python python benchmarks/bench_random.py [--quick] [--threads N]
+      [--cases randn/16M,dropout/16M,vae] [--peers tracejit,torch,torch.compile,numpy]
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+import _harness as H
+
+PEERS = ("tracejit", "torch", "torch.compile", "numpy")
+TARGET = {"randn/16M": {"torch": 0.5, "numpy": 0.5},
+          "dropout/16M": {"torch": 0.3, "torch.compile": 0.8},
+          "vae": {"torch": 0.6}}
+CASES = ["randn/16M", "dropout/1M", "dropout/16M", "vae"]
+
+
+def _bound(f, *args):
+    call = lambda: f(*args)  # noqa: E731
+    call.compiled = f        # for settle_tier
+    return call
+
+
+def _randn_peers(torch, tj, n, peers):
+    x = torch.zeros(n)
+    out = {}
+    if "tracejit" in peers:
+        out["tracejit"] = _bound(tj.compile(lambda x: torch.randn_like(x)), x)
+    if "torch" in peers:
+        out["torch"] = lambda: torch.randn_like(x)
+    if "torch.compile" in peers:
+        out["torch.compile"] = (lambda f: lambda: f(x))(torch.compile(lambda x: torch.randn_like(x)))
+    if "numpy" in peers:
+        g = np.random.default_rng(0)
+        out["numpy"] = lambda: g.standard_normal(n, dtype=np.float32)
+    return out
+
+
+def _check_normal(name, r):
+    r = np.asarray(r, np.float64)
+    if abs(r.mean()) > 0.01 or abs(r.std() - 1) > 0.01:
+        raise AssertionError(f"{name}: mean {r.mean():.4f}, std {r.std():.4f}")
+
+
+def _dropout_peers(torch, tj, n, peers):
+    F = torch.nn.functional
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, generator=gen) + 1
+    b = torch.rand(n, generator=gen)
+
+    def chain(x, b):
+        return F.dropout(x, 0.1, training=True) * 2.0 + b
+    out = {}
+    if "tracejit" in peers:
+        out["tracejit"] = _bound(tj.compile(chain), x, b)
+    if "torch" in peers:
+        out["torch"] = lambda: chain(x, b)
+    if "torch.compile" in peers:
+        out["torch.compile"] = (lambda f: lambda: f(x, b))(torch.compile(chain))
+    return out, (x, b)
+
+
+def _check_dropout(name, r, xb):
+    x, b = (t.numpy() for t in xb)
+    r = r.numpy()
+    dropped = np.isclose(r, b)
+    kept = ~dropped
+    if abs(dropped.mean() - 0.1) > 0.01 or not np.allclose(r[kept], x[kept] / 0.9 * 2 + b[kept],
+                                                              rtol=1e-5):
+        raise AssertionError(f"{name}: not dropout(x, 0.1) * 2 + b")
+
+
+def _vae(torch):
+    F = torch.nn.functional
+
+    class VAE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = torch.nn.Linear(784, 400)
+            self.mu = torch.nn.Linear(400, 20)
+            self.logvar = torch.nn.Linear(400, 20)
+            self.dec1 = torch.nn.Linear(20, 400)
+            self.dec2 = torch.nn.Linear(400, 784)
+
+        def forward(self, x):
+            h = torch.relu(self.enc(x))
+            mu, logvar = self.mu(h), self.logvar(h)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            logits = self.dec2(torch.relu(self.dec1(z)))
+            rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+            kl = -0.5 * torch.sum(1 + logvar - mu * mu - logvar.exp())
+            return (rec + kl) / x.shape[0]
+    return VAE
+
+
+def _vae_peers(torch, tj, peers):
+    VAE = _vae(torch)
+    data = (torch.rand(128, 784, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+    out, losses = {}, {}
+    for peer in ("tracejit", "torch"):
+        if peer not in peers:
+            continue
+        torch.manual_seed(1)
+        m = VAE()
+        f = tj.compile(m) if peer == "tracejit" else m
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+
+        def step(f=f, opt=opt, peer=peer):
+            opt.zero_grad()
+            loss = f(data)
+            loss.backward()
+            opt.step()
+            losses[peer] = loss.item()
+        out[peer] = step
+    return out, losses
+
+
+def run(opts) -> dict:
+    chosen = [s.strip() for s in (opts.peers or ",".join(PEERS)).split(",") if s.strip()]
+    peers = [p for p in PEERS if p in chosen]
+    print("## Random numbers inside compiled code (bench_random)\n")
+    H._prepare_environment()
+    try:
+        import torch
+    except ImportError as e:
+        print(f"torch not installed ({e}); skipped")
+        return {"records": [], "failures": []}
+    import tracejit as tj
+    cases = CASES
+    if opts.cases:
+        want = opts.cases.split(",")
+        cases = [c for c in CASES if c in want]
+        if not cases:
+            if getattr(opts, "skip_unmatched", False):
+                return {"records": [], "failures": []}
+            raise SystemExit(f"--cases {opts.cases!r} matches none of {CASES}")
+    threads = getattr(opts, "threads", 2)
+    torch.set_num_threads(threads)
+    tj.set_num_threads(threads)
+    H.set_openblas_threads(threads)
+    busy = H.busy_elsewhere()
+    if busy is not None:
+        print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
+    print(f"threads: tracejit {tj.get_num_threads()}, torch {torch.get_num_threads()}, "
+          f"OpenBLAS {H.openblas_threads()}\n")
+    target_s = 0.3 if opts.quick else 2.0
+    records, failures, rows = [], [], []
+    for case in cases:
+        n = 1 << 20 if case.endswith("1M") else 1 << 24
+        if opts.quick and case != "vae":
+            n = 1 << 18
+        check = None
+        if case.startswith("randn"):
+            calls = _randn_peers(torch, tj, n, peers)
+            check = _check_normal
+        elif case.startswith("dropout"):
+            calls, xb = _dropout_peers(torch, tj, n, [p for p in peers if p != "numpy"])
+            check = (lambda name, r, xb=xb: _check_dropout(name, r, xb))
+        else:
+            calls, _ = _vae_peers(torch, tj, peers)
+        ok = {}
+        for peer, call in calls.items():
+            try:
+                t0 = time.perf_counter_ns()
+                r = call()
+                first = time.perf_counter_ns() - t0
+                if check is not None:
+                    check(f"{peer} {case}", r)
+                if hasattr(call, "compiled") and call.compiled.tiers():
+                    H.settle_tier(call.compiled, call)   # the optimizing tier's kernel
+                ok[peer] = call
+                records.append({"case": case, "peer": peer, "first_ns": first})
+            except Exception as e:   # reported, not fatal
+                H.failure(peer, case, e, failures)
+        batch = 2e-3 if case == "vae" else 2e-5
+        m = H.interleaved(ok, target_s * len(ok), batch_s=batch) if ok else {"ratios": {}}
+        for r in records:
+            if r["case"] == case:
+                r.update(m.get(r["peer"], {}))
+        row = [case]
+        for peer in peers:
+            t = m.get(peer, {}).get("median_ns")
+            cell = H.fmt_time(t) if peer in ok else "-"
+            r = m["ratios"].get(peer)
+            if peer != "tracejit" and r is not None and "tracejit" in ok:
+                goal = TARGET.get(case, {}).get(peer)
+                cell += f" ({H.fmt_ratio(r)}"
+                if goal is not None:
+                    cell += f", target <= {goal}x {'met' if r <= goal else 'NOT met'}"
+                cell += ")"
+            row.append(cell)
+        rows.append(row)
+    print(H.markdown_table(["case"] + [f"{p} (tracejit/{p})" if p != "tracejit" else p
+                                       for p in peers], rows, right_from=1))
+    print("\nfirst call (trace + compile + run):")
+    for r in records:
+        print(f"  {r['case']:12s} {r['peer']:14s} {H.fmt_ms(r['first_ns'])}")
+    H.print_failures(failures)
+    return {"records": records, "failures": failures}
+
+
+def main(argv=None) -> int:
+    return H.main_with_threads(run, __doc__, "bench_random", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
