@@ -335,3 +335,15 @@ def test_draws_take_part_in_gradients():
     np.testing.assert_array_equal(gmu, np.ones(5))
     np.testing.assert_array_equal(gsigma, eps)
     assert value == pytest.approx(eps.sum())
+
+
+def test_vjps_pullback_sees_its_forwards_draws():
+    def f(x):
+        return x * np.random.standard_normal(x.shape)
+    x = np.ones(6)
+    out, pull = tracejit.vjp(f, x)
+    (g,) = pull(np.ones(6))
+    np.testing.assert_array_equal(g, out)          # d(x * eps)/dx = eps = out / 1
+    out2, pull2 = tracejit.vjp(f, x)
+    assert not np.array_equal(out2, out)           # a new forward: new draws
+    np.testing.assert_array_equal(pull(np.ones(6))[0], out)   # the first keeps its own

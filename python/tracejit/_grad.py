@@ -21,7 +21,7 @@ import weakref
 
 import numpy as np
 
-from . import _C
+from . import _C, _draws
 from ._C import TraceError, Tracer
 from ._rules import NONDIFF, RULES, ZERO, Product
 
@@ -404,10 +404,12 @@ def vjp(fun, *primals, has_aux=False):
             _vjp_plans.setdefault(fun, {})[has_aux] = (fwd, back)
         except TypeError:    # not weakly referenceable: not cached
             pass
-    res = fwd(*primals)
+    with _draws.recording() as keys:     # the pullback recomputes these draws
+        res = fwd(*primals)
     out, aux = (res[0], res[1]) if has_aux else (res, None)
 
     def vjp_fn(ct):
-        return back(tuple(primals), ct)
+        with _draws.pinned(keys):
+            return back(tuple(primals), ct)
 
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
