@@ -20,6 +20,8 @@ int tj_dtype_typenum(tj_dtype dt);
 int tj_error_raise(const tj_error *e);
 /* NumPy broadcasting of shapes; -1 + ValueError naming both shapes, at the user's line */
 int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape);
+PyObject *tj_py_op_table(PyObject *m, PyObject *unused);          /* _C._op_table */
+PyObject *tj_py_test_mark_effect(PyObject *m, PyObject *name);   /* _C._test_mark_effect */
 
 /* ---- module state and errors (csrc/module.c) ------------------------------ */
 typedef struct {
