@@ -90,6 +90,11 @@ static PyObject *libtcc_path(PyObject *m, PyObject *unused) {
     return p ? PyUnicode_FromString(p) : Py_NewRef(Py_None);
 }
 
+/* _backend_compiles() -> int: compiles any backend was asked for since import (tests). */
+static PyObject *backend_compiles(PyObject *m, PyObject *unused) {
+    return PyLong_FromLongLong(tj_backend_compiles());
+}
+
 /* _compile_source(src): compiles C with libtcc and discards it (tests of the backend). */
 static PyObject *compile_source(PyObject *m, PyObject *src) {
     const char *s = PyUnicode_AsUTF8(src);
@@ -183,6 +188,8 @@ static PyMethodDef module_methods[] = {
      "_test_mark_effect(name or None): treat that op as having an effect (testing hook)"},
     {"libtcc_path", libtcc_path, METH_NOARGS, "path of the loaded libtcc, or None"},
     {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},
+    {"_backend_compiles", backend_compiles, METH_NOARGS,
+     "compiles any backend was asked for since import (testing hook)"},
     {"_vmath", tj_py_vmath, METH_VARARGS, "_vmath(name, out, x[, y]): a vmath.h function (testing hook)"},
     {"_load_blas", load_blas, METH_VARARGS, "use NumPy's BLAS for large products"},
     {"_register_impls", register_impls, METH_O, "NumPy functions implemented in Python"},

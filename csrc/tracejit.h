@@ -441,5 +441,9 @@ void tj_plan_decref(tj_plan *p);
 tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          int want_log, double *seconds);
+/* Traces fn for these arguments and runs the passes only (no emitter, no backend):
+ * the pass log, a str (a section per pass, as explain's). NULL + exception. */
+PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames);
 
 #endif
