@@ -7,9 +7,10 @@
  *   numpy     the NumPy name the tracer dispatches on and the tests compare against
  *             (a ufunc, or a numpy function for where and the reductions); NULL for
  *             internal ops
- *   torch     elementwise ops: the torch names that compute the op, space-separated
- *             (torch.X, torch.special.X, Tensor.X and Tensor.X_); Python reads them
- *             through _C._op_table() (python/tracejit/_torch_ops.py); NULL: none
+ *   torch     elementwise ops: the torch names that compute the op, space-separated:
+ *             torch.X and Tensor.X (and Tensor.X_ unless _torch._NO_INPLACE says
+ *             torch has none), or special.X for torch.special.X only; Python reads
+ *             them through _C._op_table() (python/tracejit/_torch_ops.py); NULL: none
  *   arity     number of operands
  *   kind      LEAF (a value read from a slot), EW (elementwise), VIEW (movement),
  *             CAST (elementwise dtype conversion, primitives per (from, to)),
@@ -129,5 +130,5 @@
     X(CUMPROD,  "cumprod",      NULL,                    1, SCAN, ALL,  SAME, 0,            FOLD(MUL, ONE, SAME),   0) \
     X(ERF,      NULL,           "erf",                   1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_VM(erf, a)) \
     X(ERFC,     NULL,           "erfc",                  1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(erfc, a)) \
-    X(LGAMMA,   NULL,           "lgamma gammaln",        1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(lgamma, a)) \
-    X(DIGAMMA,  NULL,           "digamma psi",           1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(digamma, a))
+    X(LGAMMA,   NULL,           "lgamma special.gammaln", 1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(lgamma, a)) \
+    X(DIGAMMA,  NULL,           "digamma special.psi",   1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(digamma, a))
