@@ -92,3 +92,40 @@ def test_effect_is_not_hoisted_out_of_the_loop():
         tier = src[src.index("-- optimizing tier C"):]
         where[mark] = (_loop_position(tcc, "tj_p_ADD_f64("), _loop_position(tier, "tj_e_ADD_f64("))
     assert where == {None: (False, False), "ADD": (True, True)}
+
+
+def _method_cases():
+    return [(e[0], t, e[3]) for e in EW for t in e[2] if not t.startswith("special.")]
+
+
+@pytest.mark.parametrize("op,name,arity", _method_cases(), ids=lambda v: str(v))
+def test_methods_match_torch(op, name, arity):
+    """Every Tensor method the table names, and its in-place form, computes torch's
+    value when traced (x.asinh(), y.less_(z), ...)."""
+    torch = pytest.importorskip("torch")
+    ints = op in ("INVERT", "BAND", "BOR", "BXOR")
+    if ints:
+        x = torch.arange(-3, 9, dtype=torch.int64).reshape(3, 4)
+        y = torch.arange(5, 17, dtype=torch.int64).reshape(3, 4)
+    else:
+        x = torch.linspace(0.05, 2.5, 12, dtype=torch.float64).reshape(3, 4)
+        y = torch.linspace(1.5, 0.25, 12, dtype=torch.float64).reshape(3, 4)
+    args = (x > 1, y) if op == "WHERE" else (y,) * (arity - 1)
+
+    def method(x, *a):
+        return getattr(x, name)(*a)
+
+    def inplace(x, *a):
+        z = x * 1
+        getattr(z, name + "_")(*a)
+        return z
+
+    def keyword(x, cond, other):   # Tensor.where(condition, other=...)
+        return x.where(cond, other=other)
+
+    fns = [method] + ([inplace] if name not in _torch._NO_INPLACE else [])
+    fns += [keyword] if op == "WHERE" else []
+    for fn in fns:
+        want, got = fn(x, *args), tracejit.compile(fn)(x, *args)
+        assert got.dtype == want.dtype and got.shape == want.shape, fn.__name__
+        torch.testing.assert_close(got, want, equal_nan=True, rtol=1e-12, atol=1e-12)

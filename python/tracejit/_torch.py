@@ -160,6 +160,9 @@ for _name in EW_METHODS + (
         "tensordot", "addmm"):
     ATTRS[_name] = FUNCS[_name]
 
+# Tensor.where(condition, y) is torch.where(condition, x, y), not where(x, condition, y)
+ATTRS["where"] = lambda x, condition, other: FUNCS["where"](condition, x, other)
+
 # torch's elementwise methods with no in-place form (Tensor.isnan_ does not exist)
 _NO_INPLACE = ("isnan", "isinf", "isfinite", "signbit", "maximum", "minimum", "logaddexp",
                "where")

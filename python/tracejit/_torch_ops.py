@@ -179,6 +179,15 @@ def _unary(npf):
     return f
 
 
+def _binary(npf):
+    """A function (so that, as a Tensor method, it binds its tensor: a ufunc does not)."""
+    def f(x, y, out=None):
+        _no_out(out, npf.__name__)
+        return npf(x, y)
+    f.__name__ = npf.__name__
+    return f
+
+
 def _special(opname):
     def f(x, out=None):
         _no_out(out, opname.lower())
@@ -708,8 +717,8 @@ def one_hot(tensor, num_classes=-1):
 
 def _table_ops():
     """The elementwise ops' torch names, from the op table (csrc/ir/ops.h's torch column):
-    {name: implementation}: NumPy's ufunc (unary ones through _unary, which refuses
-    out=), or _special for the ops NumPy lacks; and the names that are Tensor methods
+    {name: implementation}: NumPy's ufunc (through _unary or _binary, which refuse out=
+    and bind as methods), or _special for the ops NumPy lacks; and the names that are Tensor methods
     (not torch.special's only), in table order."""
     impls, methods = {}, []
     for name, numpy, torch_names, arity, kind, flags in _C._op_table():
@@ -719,7 +728,7 @@ def _table_ops():
             if numpy is None:
                 impls[t] = _special(name)
             else:
-                impls[t] = _unary(getattr(np, numpy)) if arity == 1 else getattr(np, numpy)
+                impls[t] = (_unary if arity == 1 else _binary)(getattr(np, numpy))
             if not special:
                 methods.append(t)
     return impls, tuple(methods)
