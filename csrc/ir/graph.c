@@ -161,7 +161,7 @@ int64_t tj_node_size(const tj_node *n) {
 }
 
 int tj_node_loop_dtype(const tj_graph *g, const tj_node *n) {
-    if (n->op == TJ_OP_WHERE) return g->nodes[n->in[1]].dtype;
+    if (tj_ops[n->op].flags & TJ_F_COND) return g->nodes[n->in[1]].dtype;   /* where */
     if (n->op == TJ_OP_COPY) return n->dtype;
     return g->nodes[n->in[0]].dtype;
 }

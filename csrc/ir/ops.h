@@ -34,9 +34,11 @@
  *   fold      RED and SCAN ops: FOLD(combiner, identity, accumulation): the
  *             elementwise op that combines two partial results (ADD, MUL, MAX, MIN;
  *             argmax/argmin compare with MAX/MIN, keeping the first index), the
- *             identity it starts from (ZERO, ONE, LOWEST: the dtype's least value or
- *             -inf, HIGHEST), and the accumulation dtype (WIDE: int64 or float64,
- *             tj_red_acc_dtype; SAME: the operand's); NONE for other ops
+ *             identity it starts from (ZERO, ONE; LOWEST: the dtype's least value or
+ *             -inf, HIGHEST: its greatest or inf, which NumPy does not count as an
+ *             identity: an empty max is an error, trace/reduce.c), and the
+ *             accumulation dtype (WIDE: int64 or float64, tj_red_acc_dtype; SAME: the
+ *             operand's); NONE for other ops
  *   spelling  the C expression of one element, over operands a, b, c of loop type
  *             tj_t; expanded by csrc/emit/prims.c for every dtype in mask
  *             (TJ_SPECIAL: csrc/emit/prims_special.h; those ops have no NumPy ufunc:
