@@ -96,3 +96,50 @@ PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
     free(src.buf);
     return r;
 }
+
+/* _op_table() -> tuple, per op in table order: (name, numpy or None, torch names
+ * (a tuple), arity, kind, flags): the op table's columns that Python reads (torch's
+ * vocabulary, the tests that enumerate ops). kind: "leaf", "ew", "view", "cast",
+ * "red", "cat", "gath", "scan"; flags: a tuple of "comm", "cond", "costly", "effect",
+ * "index". */
+PyObject *tj_py_op_table(PyObject *m, PyObject *unused) {
+    static const char *kinds[] = {"leaf", "ew", "view", "cast", "red", "cat", "gath", "scan"};
+    static const char *flags[] = {"comm", "cond", "costly", "effect", "index"};
+    PyObject *r = PyTuple_New(TJ_NOPS);
+    for (int op = 0; r && op < TJ_NOPS; op++) {
+        const tj_opinfo *o = &tj_ops[op];
+        PyObject *torch = PyUnicode_FromString(o->torch ? o->torch : "");
+        PyObject *names = torch ? PyUnicode_Split(torch, NULL, -1) : NULL;
+        PyObject *tnames = names ? PyList_AsTuple(names) : NULL;
+        PyObject *fl = PyList_New(0);
+        for (int b = 0; fl && b < (int)(sizeof flags / sizeof *flags); b++) {
+            if (!(o->flags >> b & 1)) continue;
+            PyObject *s = PyUnicode_FromString(flags[b]);
+            if (!s || PyList_Append(fl, s) < 0) Py_CLEAR(fl);
+            Py_XDECREF(s);
+        }
+        PyObject *tfl = fl ? PyList_AsTuple(fl) : NULL;
+        PyObject *e = tnames && tfl ? Py_BuildValue("(szOisO)", o->name, o->numpy, tnames,
+                                                    o->arity, kinds[o->kind], tfl)
+                                    : NULL;
+        Py_XDECREF(torch); Py_XDECREF(names); Py_XDECREF(tnames); Py_XDECREF(fl); Py_XDECREF(tfl);
+        if (!e) Py_CLEAR(r);
+        else PyTuple_SET_ITEM(r, op, e);
+    }
+    return r;
+}
+
+/* _test_mark_effect(name or None): the op of that name (its NAME column) counts as
+ * having an effect (tj_op_test_effect), so the passes' and emitters' checks can be
+ * tested before an op has the flag; None: no op. Tests only. */
+PyObject *tj_py_test_mark_effect(PyObject *m, PyObject *name) {
+    int op = -1;
+    if (name != Py_None) {
+        const char *s = PyUnicode_AsUTF8(name);
+        if (!s) return NULL;
+        for (op = 0; op < TJ_NOPS && strcmp(tj_ops[op].name, s) != 0; op++) {}
+        if (op == TJ_NOPS) return PyErr_Format(PyExc_ValueError, "no op named %R", name);
+    }
+    tj_op_test_effect(op);
+    Py_RETURN_NONE;
+}

@@ -116,16 +116,15 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     return p;
 }
 
-tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
-                         PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                         int want_log, double *seconds) {
-    double t0 = now_s();
-    tj_plan *plan = NULL;
-    tj_schedule sched = {0};
-    tj_template tmpl = {0};
-    PyObject *targs = NULL, *tkwargs = NULL, *res = NULL, *log = NULL, *src = NULL, *fsrc = NULL;
-    tj_trace *t = (tj_trace *)tj_trace_new(fn);
-    if (!t) return NULL;
+/* Traces fn for these arguments into t (its graph, the result's template tmpl) and
+ * runs the pipeline into sched, appending its log to `log` when non-NULL; no code is
+ * emitted or compiled. *t_trace: when the trace ended. 0; -1 with the exception (the
+ * user's, unchanged). */
+static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *args,
+                        Py_ssize_t nargs, PyObject *kwnames, tj_trace *t, tj_template *tmpl,
+                        tj_schedule *sched, PyObject *log, double *t_trace) {
+    int rc = -1;
+    PyObject *targs = NULL, *tkwargs = NULL, *res = NULL;
     if (tj_trace_args(t, conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
     tj_state *st = tj_get_state();
     if (tj_effects_enter() < 0) goto done;
@@ -154,12 +153,50 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                      "is refused)", t->refusal);
         goto done;
     }
-    if (tj_template_from_result(&tmpl, t, res) < 0) goto done;
+    if (tj_template_from_result(tmpl, t, res) < 0) goto done;
     t->live = 0;
-    double t_trace = now_s();
+    *t_trace = now_s();
+    if (tj_pipeline(t, sched, log) < 0) goto done;   /* may add constant slots to t */
+    rc = 0;
+done:
+    Py_XDECREF(targs);
+    Py_XDECREF(tkwargs);
+    Py_XDECREF(res);
+    return rc;
+}
+
+PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames) {
+    tj_schedule sched = {0};
+    tj_template tmpl = {0};
+    double t_trace;
+    PyObject *r = NULL, *log = PyList_New(0), *nl = PyUnicode_FromString("\n");
+    tj_trace *t = log && nl ? (tj_trace *)tj_trace_new(fn) : NULL;
+    if (t && trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) == 0)
+        r = PyUnicode_Join(nl, log);
+    if (t) t->live = 0;
+    tj_schedule_free(&sched);
+    tj_template_free(&tmpl);
+    Py_XDECREF(t);
+    Py_XDECREF(log);
+    Py_XDECREF(nl);
+    return r;
+}
+
+tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
+                         PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                         int want_log, double *seconds) {
+    double t0 = now_s(), t_trace;
+    tj_plan *plan = NULL;
+    tj_schedule sched = {0};
+    tj_template tmpl = {0};
+    PyObject *log = NULL, *src = NULL, *fsrc = NULL;
+    tj_trace *t = (tj_trace *)tj_trace_new(fn);
+    if (!t) return NULL;
     int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: tier's C */
     if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
-    if (tj_pipeline(t, &sched, log) < 0) goto done;   /* may add constant slots to t */
+    if (trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) < 0)
+        goto done;
     if (!(src = tj_emit_c(&t->g, &sched))) goto done;
     if (tj_tier_mode() != TJ_TIER_OFF && !(fsrc = tj_emit_fused(&t->g, &sched))) goto done;
     double t_passes = now_s();
@@ -216,9 +253,6 @@ done:
     t->live = 0;
     tj_schedule_free(&sched);
     tj_template_free(&tmpl);
-    Py_XDECREF(targs);
-    Py_XDECREF(tkwargs);
-    Py_XDECREF(res);
     Py_XDECREF(log);
     Py_XDECREF(src);
     Py_XDECREF(fsrc);

@@ -326,6 +326,21 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
     return r;
 }
 
+/* _explain_passes(*args, **kwargs): explain's pass log with no backend: traces and
+ * runs the passes for these arguments; emits and compiles nothing (the golden pass
+ * tests). */
+static PyObject *fn_explain_passes(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames) {
+    tj_function *self = (tj_function *)op;
+    tj_flat f;
+    tj_flat_init(&f);
+    PyObject *r = NULL;
+    if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0)
+        r = tj_compile_passes(self->fn, &self->conf, args, nargs, kwnames);
+    tj_flat_free(&f);
+    return r;
+}
+
 /* tiers(): per variant, most recent first: 'opt' (running the optimizing tier's
  * code), 'compiling' (its compile is under way), 'tcc'. Installs a finished compile. */
 static PyObject *fn_tiers(tj_function *self, PyObject *unused) {
@@ -379,6 +394,9 @@ static PyMethodDef fn_methods[] = {
     {"__reduce__", (PyCFunction)fn_reduce, METH_NOARGS, "pickle by reference"},
     {"explain", (PyCFunction)(void (*)(void))fn_explain, METH_FASTCALL | METH_KEYWORDS,
      "explain(*args, **kwargs) -> str: passes, fusion groups and generated C for these args"},
+    {"_explain_passes", (PyCFunction)(void (*)(void))fn_explain_passes,
+     METH_FASTCALL | METH_KEYWORDS, "_explain_passes(*args, **kwargs) -> str: the pass log "
+     "of a trace for these args; nothing is emitted or compiled"},
     {NULL},
 };
 

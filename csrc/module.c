@@ -90,6 +90,11 @@ static PyObject *libtcc_path(PyObject *m, PyObject *unused) {
     return p ? PyUnicode_FromString(p) : Py_NewRef(Py_None);
 }
 
+/* _backend_compiles() -> int: compiles any backend was asked for since import (tests). */
+static PyObject *backend_compiles(PyObject *m, PyObject *unused) {
+    return PyLong_FromLongLong(tj_backend_compiles());
+}
+
 /* _compile_source(src): compiles C with libtcc and discards it (tests of the backend). */
 static PyObject *compile_source(PyObject *m, PyObject *src) {
     const char *s = PyUnicode_AsUTF8(src);
@@ -178,8 +183,13 @@ static PyMethodDef module_methods[] = {
     {"get_num_threads", get_num_threads, METH_NOARGS, "threads that large kernels use"},
     {"set_num_threads", set_num_threads, METH_O, "set the threads that large kernels use"},
     {"op_table", op_table, METH_NOARGS, "op_table() -> list of dicts describing elementwise ops"},
+    {"_op_table", tj_py_op_table, METH_NOARGS, "_op_table() -> every op's columns, as tuples"},
+    {"_test_mark_effect", tj_py_test_mark_effect, METH_O,
+     "_test_mark_effect(name or None): treat that op as having an effect (testing hook)"},
     {"libtcc_path", libtcc_path, METH_NOARGS, "path of the loaded libtcc, or None"},
     {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},
+    {"_backend_compiles", backend_compiles, METH_NOARGS,
+     "compiles any backend was asked for since import (testing hook)"},
     {"_vmath", tj_py_vmath, METH_VARARGS, "_vmath(name, out, x[, y]): a vmath.h function (testing hook)"},
     {"_load_blas", load_blas, METH_VARARGS, "use NumPy's BLAS for large products"},
     {"_register_impls", register_impls, METH_O, "NumPy functions implemented in Python"},

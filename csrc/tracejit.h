@@ -20,6 +20,8 @@ int tj_dtype_typenum(tj_dtype dt);
 int tj_error_raise(const tj_error *e);
 /* NumPy broadcasting of shapes; -1 + ValueError naming both shapes, at the user's line */
 int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape);
+PyObject *tj_py_op_table(PyObject *m, PyObject *unused);          /* _C._op_table */
+PyObject *tj_py_test_mark_effect(PyObject *m, PyObject *name);   /* _C._test_mark_effect */
 
 /* ---- module state and errors (csrc/module.c) ------------------------------ */
 typedef struct {
@@ -452,5 +454,9 @@ void tj_plan_decref(tj_plan *p);
 tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          int want_log, double *seconds);
+/* Traces fn for these arguments and runs the passes only (no emitter, no backend):
+ * the pass log, a str (a section per pass, as explain's). NULL + exception. */
+PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames);
 
 #endif

@@ -64,12 +64,8 @@ UNARY_DOMAIN = {
     "sqrt": (0.2, 3.0), "arcsin": (-0.9, 0.9), "arccos": (-0.9, 0.9), "arctanh": (-0.9, 0.9),
     "arccosh": (1.2, 3.0), "tan": (-1.2, 1.2), "reciprocal": (0.3, 2.0), "cbrt": (0.3, 2.0),
 }
-TORCH_NAME = {
-    "negative": "neg", "absolute": "abs", "arctan": "atan", "arcsin": "asin",
-    "arccos": "acos", "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh",
-    "power": "pow", "arctan2": "atan2", "subtract": "sub", "multiply": "mul",
-    "divide": "div", "floor_divide": "floor_divide",
-}
+# NumPy name -> torch's first name of the op (the op table's torch column)
+TORCH_NAME = {e[1]: e[2][0] for e in _C._op_table() if e[1] and e[2]}
 BINARY_DOMAIN = {
     "divide": ((-2, 2), (0.5, 2)), "power": ((0.5, 2), (-2, 2)),
     "float_power": ((0.5, 2), (-2, 2)), "remainder": ((-3, 3), (0.7, 1.3)),

@@ -1,7 +1,8 @@
 """Golden tests of the optimization pipeline, one pass at a time.
 
-Each case is a small traced function; ``f.explain(*args)`` returns the pass log, with
-a ``-- <pass> ...`` section per pass (csrc/fuse/pipeline.c). For a case of pass P the
+Each case is a small traced function; ``f._explain_passes(*args)`` returns the pass log
+(explain's, with no backend: nothing is emitted or compiled), with a ``-- <pass> ...``
+section per pass (csrc/fuse/pipeline.c). For a case of pass P the
 golden file tests/golden/P/<case>.txt holds the section before P and P's own section.
 ``TRACEJIT_REGEN_GOLDEN=1 python -m pytest tests/test_passes.py`` rewrites the files;
 review the diff. Besides the text, each case states what must (``has``) or must not
@@ -12,6 +13,7 @@ computes those eagerly), so the fold cases build them with ``cop``: the tracer's
 ``__array_ufunc__`` called on constants, the path a ufunc on constants takes once a
 NumPy function returns constant tracers.
 """
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 
 import tracejit
+from tracejit import _C
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("TRACEJIT_REGEN_GOLDEN") == "1"
@@ -69,13 +72,28 @@ B = np.array([[True, False, True], [False, True, False]])
 
 # name -> (function, args, has, lacks): has/lacks are regexes over the pass's section
 CASES = {"fold": {}, "simplify": {}, "cse": {}, "dce": {}, "fuse": {}, "memplan": {}}
+# name -> the op (its NAME in the op table) the case traces and passes with the EFFECT
+# flag: no op has it yet, so _C._test_mark_effect lends it for the case
+EFFECT = {}
 
 
-def case(pass_name, args, has=(), lacks=()):
+def case(pass_name, args, has=(), lacks=(), effect=None):
     def deco(fn):
         CASES[pass_name][fn.__name__] = (fn, args, has, lacks)
+        if effect:
+            EFFECT[fn.__name__] = effect
         return fn
     return deco
+
+
+@contextlib.contextmanager
+def marked(op):
+    """op counts as having an effect (not a pure function of its operands) inside."""
+    _C._test_mark_effect(op)
+    try:
+        yield
+    finally:
+        _C._test_mark_effect(None)
 
 
 # ---- fold ------------------------------------------------------------------------
@@ -298,6 +316,31 @@ def dce_unused(x, y):
     return x + y
 
 
+# ---- an op with an effect (EFFECT flag): never folded, rewritten or merged ----------
+@case("fold", (X64,), effect="ADD", has=[r"ADD int64\(\) %1 %2"],
+      lacks=[r"CONST int64\(\) = 5\b"])
+def fold_effect_kept(x):
+    return x * cop(x, np.add, i64(2), i64(3))
+
+
+@case("simplify", (X64, X64), effect="ADD", has=[r"MUL float64\(2, 3\) %3 %1"],
+      lacks=[r"MUL float64\(2, 3\) %0 %1"])
+def simp_effect_kept(x, y):
+    return (x + (-0.0)) * y
+
+
+@case("simplify", (I32, I32), effect="INVERT", has=[r"ADD int32\(2, 3\) %3 %1"],
+      lacks=[r"ADD int32\(2, 3\) %0 %1"])
+def simp_through_effect_kept(x, y):
+    return ~~x + y   # ~~x -> x would drop the inner INVERT
+
+
+@case("cse", (X64, X64), effect="ADD", has=[r"MUL float64\(2, 3\) %2 %3"],
+      lacks=[r"MUL float64\(2, 3\) %2 %2"])
+def cse_effect_kept(x, y):
+    return (x + y) * (x + y)
+
+
 # ---- fuse / memplan ----------------------------------------------------------------
 @case("fuse", (X64, X64), has=[r"fuse: 1 groups, 0 scratch"])
 def fuse_elementwise_chain(x, y):
@@ -343,7 +386,8 @@ def _ids():
 def test_golden(pass_name, name):
     fn, args, has, lacks = CASES[pass_name][name]
     f = tracejit.compile(fn)
-    secs = sections(f.explain(*args))
+    with marked(EFFECT.get(name)):
+        secs = sections(f._explain_passes(*args))
     assert list(secs) == list(PASSES), list(secs)
     before = PASSES[PASSES.index(pass_name) - 1]
     text = f"# {pass_name}: {name}\n{secs[before]}\n{secs[pass_name]}\n"
@@ -370,7 +414,7 @@ def test_golden_files_have_cases():
 def test_case_matches_numpy(pass_name, name):
     """Every golden case also computes what NumPy computes, bit for bit."""
     fn, args, _, _ = CASES[pass_name][name]
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), marked(EFFECT.get(name)):
         expected = fn(*args)
         got = tracejit.compile(fn)(*args)
     if not isinstance(expected, tuple):
@@ -423,7 +467,7 @@ def test_memplan_no_live_overlap(fn, shape):
     """Slots alive in a common group never share bytes; all fit in the peak."""
     x = np.random.default_rng(1).standard_normal(shape)
     f = tracejit.compile(fn)
-    peak, unshared, slots = memplan_slots(f.explain(x))
+    peak, unshared, slots = memplan_slots(f._explain_passes(x))
     assert slots and peak <= unshared
     for s, size, off, first, last in slots:
         assert off % 64 == 0 and off + size <= peak
@@ -440,8 +484,34 @@ def test_memplan_no_live_overlap(fn, shape):
 def test_memplan_chain_reuses_scratch():
     x = np.ones((32, 16))
     f = tracejit.compile(_chain)
-    peak, unshared, slots = memplan_slots(f.explain(x))
+    peak, unshared, slots = memplan_slots(f._explain_passes(x))
     assert len(slots) == 6 and peak < unshared and peak == 2 * 32 * 16 * 8
     np.testing.assert_array_equal(f(x), _chain(x))
     for _ in range(3):   # the shared block is per call
         np.testing.assert_array_equal(f(x + 1), _chain(x + 1))
+
+
+# ---- no backend --------------------------------------------------------------------
+def test_passes_run_without_a_backend():
+    """_explain_passes traces and runs the passes only: no backend compiles; its pass
+    sections are explain's."""
+    f = tracejit.compile(fuse_elementwise_chain)
+    before = _C._backend_compiles()
+    log = f._explain_passes(X64, X64)
+    assert _C._backend_compiles() == before
+    assert list(sections(log)) == list(PASSES) and "generated C" not in log
+    full = f.explain(X64, X64)
+    assert _C._backend_compiles() > before   # the counter sees explain's compile
+    assert sections(full) == sections(log)
+
+
+def test_passes_only_raises_the_trace_error():
+    def bad(x):
+        return x + np.ones(4)
+    with pytest.raises(ValueError, match=r"could not be broadcast together with shapes \(2, 3\) \(4,\)"):
+        tracejit.compile(bad)._explain_passes(X64)
+
+
+def test_mark_effect_names_an_op():
+    with pytest.raises(ValueError, match="no op named 'NOPE'"):
+        _C._test_mark_effect("NOPE")

@@ -35,6 +35,11 @@ struct tj_backend {
     void (*free)(tj_kernel *k);  /* GIL held */
 };
 
+/* Every backend's compile counts itself here on entry (kernel.c); the count is how a
+ * test proves that no backend ran (_C._backend_compiles, the passes-only explain). */
+void tj_backend_count_compile(void);
+long long tj_backend_compiles(void);
+
 extern const tj_backend tj_backend_tcc;    /* csrc/backend/tcc.c */
 extern const tj_backend tj_backend_tier;   /* csrc/backend/tier.c */
 

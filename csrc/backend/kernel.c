@@ -4,6 +4,12 @@
  * here it is started, polled, laid over the kernel, or given up for good. */
 #include "backend/backend.h"
 
+static long long compiles;   /* atomic: the tier's requests may come without the GIL */
+
+void tj_backend_count_compile(void) { __atomic_fetch_add(&compiles, 1, __ATOMIC_RELAXED); }
+
+long long tj_backend_compiles(void) { return __atomic_load_n(&compiles, __ATOMIC_RELAXED); }
+
 void tj_kernel_free(tj_kernel *k) {
     if (k->backend) k->backend->free(k);
     *k = (tj_kernel){0};

@@ -224,6 +224,7 @@ void tj_tcc_free(tj_module *m) {
 
 static int tcc_compile_kernel(const char *source, int how, tj_kernel *k) {
     void *entry = NULL;
+    tj_backend_count_compile();
     tj_module *m = tj_tcc_compile(source, "tj_groups", &entry);
     if (!m) return -1;
     k->groups = (const tj_gdesc *)entry;

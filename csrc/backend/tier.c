@@ -375,6 +375,7 @@ typedef struct {
 static int tier_enabled(void) { return tj_tier_mode() != TJ_TIER_OFF; }
 
 static int tier_compile(const char *source, int how, tj_kernel *k) {
+    tj_backend_count_compile();
     tier_kernel *s = calloc(1, sizeof *s);   /* (no GIL: not PyMem) */
     if (!s) return -1;
     if (!(s->job = job_start(source, how))) { free(s); return -1; }

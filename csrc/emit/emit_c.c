@@ -64,7 +64,8 @@ static const char *red_suffix(const tj_graph *g, const tj_node *r) {
     return tj_dtype_suffix(g->nodes[r->in[0]].dtype);
 }
 
-static int is_arg(const tj_node *r) { return r->op == TJ_OP_RARGMAX || r->op == TJ_OP_RARGMIN; }
+/* argmax/argmin: the primitives take the result slot and the block's first index */
+static int is_arg(const tj_node *r) { return (tj_ops[r->op].flags & TJ_F_INDEX) != 0; }
 
 static int is_scan(const tj_graph *g, const tj_group *gr) {
     return gr->red >= 0 && tj_ops[g->nodes[gr->red].op].kind == TJ_K_SCAN;
@@ -335,9 +336,7 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     /* A sum, product, max or min over the outer loop's dim: the runtime may reduce
      * chunks of it into separate accumulators and fold them together in order. */
     const tj_node *rn = gr->red >= 0 ? &g->nodes[gr->red] : NULL;
-    if (rn && total > 0 && !is_scan(g, gr) && !gd->par &&
-        (rn->op == TJ_OP_RSUM || rn->op == TJ_OP_RPROD || rn->op == TJ_OP_RMAX ||
-         rn->op == TJ_OP_RMIN)) {
+    if (rn && total > 0 && !is_scan(g, gr) && !gd->par && tj_red_splittable(rn->op)) {
         int adt = tj_red_acc_dtype(rn->op, g->nodes[rn->in[0]].dtype);
         gd->acc_slot = (int)gr->acc_slot;
         gd->acc_n = tj_node_size(rn);
@@ -376,8 +375,9 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
             gs->last_use[n->in[a]] = k;
             u &= gs->uniform[n->in[a]];
         }
-        if (tj_ops[n->op].kind == TJ_K_RED || tj_ops[n->op].kind == TJ_K_SCAN)
-            u = 0;   /* accumulated in the loop */
+        if (tj_ops[n->op].kind == TJ_K_RED || tj_ops[n->op].kind == TJ_K_SCAN ||
+            !tj_op_pure(n->op))
+            u = 0;   /* accumulated in the loop; an effect is never hoisted out of it */
         gs->uniform[gr->nodes[k]] = (uint8_t)u;
         gs->last_use[gr->nodes[k]] = k;
     }

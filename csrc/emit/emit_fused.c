@@ -42,9 +42,7 @@ static int is_uniform_leaf(const tj_group *gr, int l, int D) {
 /* A reduction the fused loop folds: a sum, product, max or min whose group computes it
  * once, as output 0 (the accumulator's), everything else elementwise. */
 static int foldable(const tj_graph *g, const tj_group *gr) {
-    int op = g->nodes[gr->red].op;
-    return (op == TJ_OP_RSUM || op == TJ_OP_RPROD || op == TJ_OP_RMAX || op == TJ_OP_RMIN) &&
-           gr->outs[0] == gr->red;
+    return tj_red_splittable(g->nodes[gr->red].op) && gr->outs[0] == gr->red;
 }
 
 static int fusable(const tj_graph *g, const tj_group *gr, const tj_geom *q) {
@@ -121,7 +119,7 @@ static void put_node(sbuf *b, const tj_graph *g, const tj_node *n) {
  * short -- that gcc may vectorize (reassociating within the block, as tj_rh_ does),
  * then folded into the accumulator. max/min: NaN as tj_rh_/tj_rv_ treat it. */
 typedef struct {
-    int op, horizontal, flt, simd;
+    int op, comb, horizontal, flt, simd;   /* comb: the fold column's combiner */
     int32_t x;               /* the operand */
     const char *A, *T;       /* accumulator and operand C types */
 } fold;
@@ -130,17 +128,18 @@ static void fold_init(fold *f, const tj_graph *g, const tj_group *gr, int D) {
     const tj_node *r = &g->nodes[gr->red];
     int dt = g->nodes[r->in[0]].dtype;
     f->op = r->op;
+    f->comb = tj_ops[r->op].comb;
     f->x = r->in[0];
     f->horizontal = !gr->ndim || gr->omaps[0][D - 1] < 0;
     f->flt = dt >= TJ_F32;
-    f->simd = dt != TJ_BOOL || f->op == TJ_OP_RSUM || f->op == TJ_OP_RPROD;
+    f->simd = tj_red_acc_dtype(r->op, dt) != TJ_BOOL;   /* no omp simd reduction on bool */
     f->A = ctype(tj_red_acc_dtype(r->op, dt));
     f->T = ctype(dt);
 }
 
-static int is_extreme(const fold *f) { return f->op == TJ_OP_RMAX || f->op == TJ_OP_RMIN; }
+static int is_extreme(const fold *f) { return f->comb == TJ_OP_MAX || f->comb == TJ_OP_MIN; }
 
-static char opr(const fold *f) { return f->op == TJ_OP_RSUM ? '+' : '*'; }   /* sum, product */
+static char opr(const fold *f) { return f->comb == TJ_OP_ADD ? '+' : '*'; }   /* sum, product */
 
 /* Before a horizontal block's loop: its partial; `pass` 0 (contiguous) may vectorize. */
 static void fold_block_open(sbuf *b, const fold *f, int ind, int pass) {
@@ -148,11 +147,12 @@ static void fold_block_open(sbuf *b, const fold *f, int ind, int pass) {
         put(b, "%*s%s m_ = *(%s *)pc;\n", ind, "", f->T, f->T);
         if (f->flt) put(b, "%*sint nan_ = m_ != m_;\n", ind, "");
     } else {
-        put(b, "%*s%s r_ = (%s)%d;\n", ind, "", f->A, f->A, f->op == TJ_OP_RPROD);
+        put(b, "%*s%s r_ = (%s)%d;\n", ind, "", f->A, f->A,
+            tj_ops[f->op].ident == TJ_ID_ONE);
     }
     if (pass || !f->simd) return;
     if (is_extreme(f))
-        put(b, "#pragma omp simd reduction(%s:m_)%s\n", f->op == TJ_OP_RMAX ? "max" : "min",
+        put(b, "#pragma omp simd reduction(%s:m_)%s\n", f->comb == TJ_OP_MAX ? "max" : "min",
             f->flt ? " reduction(|:nan_)" : "");
     else
         put(b, "#pragma omp simd reduction(%c:r_)\n", opr(f));
@@ -170,7 +170,7 @@ static void fold_block_close(sbuf *b, const fold *f, int ind) {
 /* One element into the fold: `acc` names the vertical accumulator element. */
 static void fold_element(sbuf *b, const fold *f, int ind, const char *acc) {
     int x = (int)f->x;
-    const char *cmp = f->op == TJ_OP_RMAX ? ">" : "<";
+    const char *cmp = f->comb == TJ_OP_MAX ? ">" : "<";
     if (f->horizontal && is_extreme(f)) {
         if (f->flt) put(b, "%*snan_ |= x%d != x%d;\n", ind, "", x, x);
         put(b, "%*sm_ = x%d %s m_ ? x%d : m_;\n", ind, "", x, cmp, x);
@@ -296,6 +296,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
         const tj_node *n = &g->nodes[gr->nodes[k]];
         int u = gr->nodes[k] != gr->red;   /* the reduction: folded in the loop */
         for (int a = 0; a < tj_ops[n->op].arity; a++) u &= uni[n->in[a]];
+        u &= tj_op_pure(n->op);   /* an effect is never hoisted out of the loop */
         uni[gr->nodes[k]] = (uint8_t)u;
         if (u) { put(b, "    const "); put_node(b, g, n); }
     }

@@ -261,7 +261,7 @@ TJ_FLOAT_HELPERS(double, f64, )
     static inline TJ_OT_##out(T) tj_e_##NAME##_##s(TJ_EARGS_##ar(T)) {                \
         return (TJ_OT_##out(T))(SPELL);                                               \
     }
-#define TJ_EINST(name, np, ar, kind, mask, out, fl, sp)                               \
+#define TJ_EINST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                       \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_ELEM_FN(name, ar, out, sp, bool, b)))        \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_ELEM_FN(name, ar, out, sp, int32_t, i32))) \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_ELEM_FN(name, ar, out, sp, int64_t, i64))) \
@@ -284,7 +284,7 @@ TJ_OPS(TJ_EINST)
         if (TJ_FIXKIND(NAME)) TJ_FIXUP(o, pa, n, TJ_FIXKIND(NAME));                  \
     }
 
-#define TJ_INST(name, np, ar, kind, mask, out, fl, sp)                                \
+#define TJ_INST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_KERNEL(name, ar, out, sp, bool, b)))         \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_KERNEL(name, ar, out, sp, int32_t, i32)))  \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_KERNEL(name, ar, out, sp, int64_t, i64)))  \
@@ -445,7 +445,7 @@ TJ_LOAD(double, f64)
 
 /* ---- the symbol table handed to libtcc ---- */
 #define TJ_SYM(NAME, T, s) {"tj_p_" #NAME "_" #s, (void *)tj_p_##NAME##_##s},
-#define TJ_SYMS(name, np, ar, kind, mask, out, fl, sp)                                \
+#define TJ_SYMS(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_SYM(name, bool, b)))                         \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_SYM(name, int32_t, i32)))                  \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_SYM(name, int64_t, i64)))                  \
@@ -484,7 +484,7 @@ const int tj_n_prim_symbols = (int)(sizeof tj_prim_symbols / sizeof tj_prim_symb
 #define TJ_DTI_f32 TJ_F32
 #define TJ_DTI_f64 TJ_F64
 #define TJ_PTR(NAME, s) [TJ_OP_##NAME][TJ_DTI_##s] = tj_p_##NAME##_##s,
-#define TJ_PTRS(name, np, ar, kind, mask, out, fl, sp)                                \
+#define TJ_PTRS(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_PTR(name, b)))                               \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_PTR(name, i32)))                           \
     TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_PTR(name, i64)))                           \

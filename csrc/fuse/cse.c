@@ -2,7 +2,8 @@
  * Requires: operands precede users. Guarantees: no two live nodes compute the same
  * value (same op, dtype, shape, operands, view or constant); commutative operands are
  * ordered; uses of a duplicate are redirected to its first occurrence. Leaves reading
- * distinct slots are distinct. Duplicates stay in the graph for DCE to remove. */
+ * distinct slots are distinct; a node with an effect (tj_op_pure) is never merged.
+ * Duplicates stay in the graph for DCE to remove. */
 #include "ir/ir.h"
 
 static uint64_t mix(uint64_t h, uint64_t v) {
@@ -57,9 +58,10 @@ int tj_pass_cse(tj_graph *g, tj_error *err) {
             n->in[0] = n->in[1];
             n->in[1] = t;
         }
+        rep[i] = i;
+        if (!tj_op_pure(n->op)) continue;   /* two draws are two values */
         uint64_t h = node_hash(n);
         int32_t k = (int32_t)(h & (uint64_t)(cap - 1));
-        rep[i] = i;
         while (table[k] >= 0) {
             if (node_equal(&g->nodes[table[k]], n)) { rep[i] = table[k]; break; }
             k = (k + 1) & (cap - 1);

@@ -4,13 +4,15 @@
  * computes (tj_eval_scalar: the kernel's own code, so float32 rounds in float and
  * ints wrap), with its dtype and weak flag and a new constant slot in g's table.
  * Not folded: libm-backed float ops (COSTLY: exp, log, pow, ...), whose scalar,
- * vector (libmvec) and NumPy SIMD versions may differ in the last place; and graph
- * outputs, which stay computed so they remain fresh arrays. */
+ * vector (libmvec) and NumPy SIMD versions may differ in the last place; ops with
+ * an effect (tj_op_pure); and graph outputs, which stay computed so they remain
+ * fresh arrays. */
 #include "ir/ir.h"
 
 static int foldable(const tj_graph *g, const tj_node *n) {
     const tj_opinfo *info = &tj_ops[n->op];
-    if ((info->kind != TJ_K_EW && info->kind != TJ_K_CAST) || n->ndim != 0) return 0;
+    if ((info->kind != TJ_K_EW && info->kind != TJ_K_CAST) || n->ndim != 0 || !tj_op_pure(n->op))
+        return 0;
     for (int a = 0; a < info->arity; a++)
         if (g->nodes[n->in[a]].op != TJ_OP_CONST) return 0;
     return !((info->flags & TJ_F_COSTLY) && tj_node_loop_dtype(g, n) >= TJ_F32);

@@ -21,6 +21,8 @@
  *   cast(cast(x, T1), T2) -> cast(x, T2), or x when T2 is x's dtype, where the inner
  *                  cast is lossless (bool -> any, int32 -> int64/float64, float32 -> float64)
  *   copy(x) -> x   (an output's copy only of a computed node no other output uses)
+ * A node with an effect (tj_op_pure), or whose first operand has one (the rules
+ * above that look through an operand would drop it), is kept as it is.
  * Not rules: exp(log(x)) -> x (exp(log(3.0)) = 3.0000000000000004); x * 0 -> 0 (NaN, inf,
  * -0.0); x - x -> 0 (inf - inf = NaN). */
 #include "ir/ir.h"
@@ -101,6 +103,7 @@ static int32_t rule(ctx *c, tj_node *n) {
     const tj_node *a = tj_ops[n->op].arity > 0 ? &N[n->in[0]] : NULL;
     const tj_node *b = tj_ops[n->op].arity > 1 ? &N[n->in[1]] : NULL;
     int fl = is_float(n->dtype);
+    if (!tj_op_pure(n->op) || (a && !tj_op_pure(a->op))) return KEEP;
     switch (n->op) {
     case TJ_OP_ADD:
         for (int s = 1; s >= 0; s--)

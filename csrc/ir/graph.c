@@ -7,19 +7,35 @@
 #include <stdio.h>
 
 const tj_opinfo tj_ops[TJ_NOPS] = {
-#define TJ_X(name, np, ar, kind, mask, out, fl, sp) \
-    {#name, np, ar, TJ_K_##kind, TJ_M_##mask, TJ_O_##out, fl},
+#define TJ_X(name, np, tn, ar, kind, mask, out, fl, fo, sp) \
+    {#name, np, tn, ar, TJ_K_##kind, TJ_M_##mask, TJ_O_##out, fl, fo},
 #define COMM TJ_F_COMM
 #define COND TJ_F_COND
 #define COSTLY TJ_F_COSTLY
-#define RANDOM TJ_F_RANDOM
+#define EFFECT TJ_F_EFFECT
+#define INDEX TJ_F_INDEX
+#define NONE -1, 0, 0
+#define FOLD(comb, ident, acc) TJ_OP_##comb, TJ_ID_##ident, TJ_ACC_##acc
     TJ_OPS(TJ_X)
+#undef FOLD
+#undef NONE
+#undef INDEX
+#undef EFFECT
 #undef COMM
 #undef COND
 #undef COSTLY
-#undef RANDOM
 #undef TJ_X
 };
+
+static int test_effect_op = -1;
+
+void tj_op_test_effect(int op) { test_effect_op = op; }
+
+int tj_op_pure(int op) { return !(tj_ops[op].flags & TJ_F_EFFECT) && op != test_effect_op; }
+
+int tj_red_splittable(int op) {
+    return tj_ops[op].kind == TJ_K_RED && !(tj_ops[op].flags & TJ_F_INDEX);
+}
 
 static const struct { int size; const char *name, *suffix, *ctype; } dtype_info[] = {
     [TJ_BOOL] = {1, "bool", "b", "unsigned char"},
@@ -34,18 +50,15 @@ const char *tj_dtype_name(tj_dtype dt) { return dtype_info[dt].name; }
 const char *tj_dtype_suffix(tj_dtype dt) { return dtype_info[dt].suffix; }
 const char *tj_dtype_ctype(tj_dtype dt) { return dtype_info[dt].ctype; }
 
+/* WIDE: NumPy's sum and prod of bools and ints give int64, of floats their dtype */
 int tj_red_out_dtype(int op, int dt) {
-    switch (op) {
-    case TJ_OP_RSUM:
-    case TJ_OP_RPROD: return dt >= TJ_F32 ? dt : TJ_I64;
-    case TJ_OP_RARGMAX:
-    case TJ_OP_RARGMIN: return TJ_I64;
-    default: return dt;
-    }
+    if (tj_ops[op].flags & TJ_F_INDEX) return TJ_I64;
+    if (tj_ops[op].acc == TJ_ACC_WIDE) return dt >= TJ_F32 ? dt : TJ_I64;
+    return dt;
 }
 
 int tj_red_acc_dtype(int op, int dt) {
-    if (op == TJ_OP_RSUM || op == TJ_OP_RPROD) return dt >= TJ_F32 ? TJ_F64 : TJ_I64;
+    if (tj_ops[op].acc == TJ_ACC_WIDE) return dt >= TJ_F32 ? TJ_F64 : TJ_I64;
     return dt;
 }
 
@@ -148,7 +161,7 @@ int64_t tj_node_size(const tj_node *n) {
 }
 
 int tj_node_loop_dtype(const tj_graph *g, const tj_node *n) {
-    if (n->op == TJ_OP_WHERE) return g->nodes[n->in[1]].dtype;
+    if (tj_ops[n->op].flags & TJ_F_COND) return g->nodes[n->in[1]].dtype;   /* where */
     if (n->op == TJ_OP_COPY) return n->dtype;
     return g->nodes[n->in[0]].dtype;
 }

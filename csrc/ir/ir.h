@@ -24,14 +24,18 @@ const char *tj_dtype_ctype(tj_dtype dt);    /* C type in generated code */
 /* ---- the op table (csrc/ir/ops.h) ----------------------------------------- */
 #include "ops.h"
 typedef enum {
-#define TJ_X(name, np, ar, kind, mask, out, fl, sp) TJ_OP_##name,
+#define TJ_X(name, np, tn, ar, kind, mask, out, fl, fo, sp) TJ_OP_##name,
     TJ_OPS(TJ_X)
 #undef TJ_X
     TJ_NOPS
 } tj_opcode;
 enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED, TJ_K_CAT, TJ_K_GATH, TJ_K_SCAN };
 enum { TJ_O_SAME, TJ_O_BOOL, TJ_O_F32, TJ_O_F64 };
-enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4, TJ_F_RANDOM = 8 };
+enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4, TJ_F_EFFECT = 8, TJ_F_INDEX = 16 };
+/* A reduction's or scan's identity (the fold column) */
+enum { TJ_ID_ZERO, TJ_ID_ONE, TJ_ID_LOWEST, TJ_ID_HIGHEST };
+/* A reduction's or scan's accumulation dtype: the operand's, or int64/float64 */
+enum { TJ_ACC_SAME, TJ_ACC_WIDE };
 #define TJ_M_ALL  0x1f
 #define TJ_M_NUM  0x1e
 #define TJ_M_INTB 0x07
@@ -42,11 +46,26 @@ enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4, TJ_F_RANDOM = 8 };
 typedef struct {
     const char *name;    /* "ADD" */
     const char *numpy;   /* "add" or NULL */
+    const char *torch;   /* "sub subtract" or NULL */
     int arity, kind, mask, out, flags;
+    int comb;            /* RED, SCAN: the op combining partial results (TJ_OP_ADD, ...); else -1 */
+    int ident;           /* RED, SCAN: TJ_ID_* */
+    int acc;             /* RED, SCAN: TJ_ACC_* */
 } tj_opinfo;
 extern const tj_opinfo tj_ops[TJ_NOPS];
 
-/* The dtype a reduction accumulates in for a given operand dtype. */
+/* Whether op is a pure function of its operands (no EFFECT flag): what fold, CSE,
+ * simplify and the emitters' loop-invariant hoisting ask before they fold, merge,
+ * rewrite or move a node. */
+int tj_op_pure(int op);
+/* Tests only (_C._test_mark_effect): op (or -1: none) counts as having EFFECT. */
+void tj_op_test_effect(int op);
+/* A reduction whose partial results over chunks of its reduced elements combine with
+ * its combiner in any grouping (sum, product, max, min; not argmax/argmin, whose
+ * index needs the chunks' order): the runtime may split it (emit_c.c), the tier
+ * folds it in its loop (emit_fused.c). */
+int tj_red_splittable(int op);
+/* The dtype a reduction accumulates in for a given operand dtype (the fold column). */
 int tj_red_acc_dtype(int op, int in_dtype);
 /* The dtype of a reduction's result (NumPy's rule). */
 int tj_red_out_dtype(int op, int in_dtype);

@@ -1,9 +1,16 @@
-/* The op table: every operation tracejit knows, declared once.
+/* The op table: every operation tracejit knows, declared once. Every per-op property
+ * a pass, an emitter, the tracer or Python needs is a column here, read through
+ * tj_ops[] (csrc/ir/ir.h) or a function of csrc/ir/graph.c derived from the columns.
  *
- * X(NAME, numpy, arity, kind, mask, out, flags, spelling)
+ * X(NAME, numpy, torch, arity, kind, mask, out, flags, fold, spelling)
  *   NAME      enum constant TJ_OP_<NAME>, and the primitive name tj_p_<NAME>_<dtype>
  *   numpy     the NumPy name the tracer dispatches on and the tests compare against
- *             (a ufunc, or a numpy function for where); NULL for internal ops
+ *             (a ufunc, or a numpy function for where and the reductions); NULL for
+ *             internal ops
+ *   torch     elementwise ops: the torch names that compute the op, space-separated:
+ *             torch.X and Tensor.X (and Tensor.X_ unless _torch._NO_INPLACE says
+ *             torch has none), or special.X for torch.special.X only; Python reads
+ *             them through _C._op_table() (python/tracejit/_torch_ops.py); NULL: none
  *   arity     number of operands
  *   kind      LEAF (a value read from a slot), EW (elementwise), VIEW (movement),
  *             CAST (elementwise dtype conversion, primitives per (from, to)),
@@ -12,110 +19,126 @@
  *             GATH (operand 0 read at the int64 positions operand 1 gives along dim `axes`),
  *             SCAN (running sum or product along dim `axes`; csrc/emit/reduce_prims.c)
  *   mask      loop dtypes the op is defined on (the dtype its operands are cast to):
- *             ALL, NUM (not bool), INTB (bool, ints), INT, I64, FLT, F64 (TJ_M_* in ir/ir.h)
+ *             ALL, NUM (not bool), INTB (bool, ints), INT, I64, FLT, F64 (TJ_M_* in ir/ir.h);
+ *             the loop dtype of a node is tj_node_loop_dtype's (csrc/ir/graph.c)
  *   out       SAME: result has the loop dtype; BOOL: result is bool; F32, F64: that float
- *             (the random ops: int64 operands, a float result)
+ *             (the random draws RUNIF and RNORM: int64 operands, the call's key and the
+ *             element's counter, a float result; csrc/emit/prims_random.h. A draw is a
+ *             pure function of its operands, so no flag: the key is read at every call,
+ *             nothing folds it, and two draws of one call never share a counter)
  *   flags     COMM: commutative (CSE canonicalizes operand order);
  *             COND: first operand is a bool condition, not cast to the loop dtype;
- *             COSTLY: worth storing rather than recomputing (fuse.c);
- *             RANDOM: a draw (operands: the call's key, the element's counter;
- *             csrc/emit/prims_random.h): never folded or evaluated at trace time
+ *             COSTLY: the cost class: worth storing rather than recomputing (fuse.c),
+ *               not folded for floats (fold.c), not fused into a reduction's loop
+ *               (emit_fused.c);
+ *             EFFECT: not a pure function of its operands (a random draw): never
+ *               folded (fold.c), merged (cse.c), rewritten (simplify.c), hoisted out
+ *               of a loop or reordered (the emitters); tj_op_pure() reads it;
+ *             INDEX: needs the element's index (argmax/argmin: the index they return)
+ *   fold      RED and SCAN ops: FOLD(combiner, identity, accumulation): the
+ *             elementwise op that combines two partial results (ADD, MUL, MAX, MIN;
+ *             argmax/argmin compare with MAX/MIN, keeping the first index), the
+ *             identity it starts from (ZERO, ONE; LOWEST: the dtype's least value or
+ *             -inf, HIGHEST: its greatest or inf, which NumPy does not count as an
+ *             identity: an empty max is an error, trace/reduce.c), and the
+ *             accumulation dtype (WIDE: int64 or float64, tj_red_acc_dtype; SAME: the
+ *             operand's); NONE for other ops
  *   spelling  the C expression of one element, over operands a, b, c of loop type
  *             tj_t; expanded by csrc/emit/prims.c for every dtype in mask
  *             (TJ_SPECIAL: csrc/emit/prims_special.h; those ops have no NumPy ufunc:
  *             torch code reaches them, csrc/trace/torch.c resolves their dtypes)
  *
  * Adding an elementwise op is one line here; the tracer, the passes, the emitter,
- * the primitives and the tests all read this list.
+ * the primitives, torch's vocabulary and the tests all read this list.
  */
 #define TJ_OPS(X)                                                                   \
-    X(INPUT,     NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
-    X(SCALAR,    NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
-    X(CAPTURE,   NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
-    X(CONST,     NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
-    X(VIEW,      NULL,           1, VIEW, ALL,  SAME, 0,    0)                     \
-    X(CAST,      NULL,           1, CAST, ALL,  SAME, 0,    0)                     \
-    X(COPY,      NULL,           1, EW,   ALL,  SAME, 0,    (a))                   \
-    X(WHERE,     "where",        3, EW,   ALL,  SAME, COND, (a ? b : c))           \
-    X(NEG,       "negative",     1, EW,   NUM,  SAME, 0,    (-a))                  \
-    X(POS,       "positive",     1, EW,   NUM,  SAME, 0,    (+a))                  \
-    X(ABS,       "absolute",     1, EW,   ALL,  SAME, 0,    TJ_ABS(a))             \
-    X(INVERT,    "invert",       1, EW,   INTB, SAME, 0,    TJ_INVERT(a))          \
-    X(NOT,       "logical_not",  1, EW,   ALL,  BOOL, 0,    (!a))                  \
-    X(EXP,       "exp",          1, EW,   FLT,  SAME, COSTLY, TJ_EXP(a))             \
-    X(EXPM1,     "expm1",        1, EW,   FLT,  SAME, COSTLY, TJ_VM(expm1, a))     \
-    X(LOG,       "log",          1, EW,   FLT,  SAME, COSTLY, TJ_VM(log, a))       \
-    X(LOG1P,     "log1p",        1, EW,   FLT,  SAME, COSTLY, TJ_VM(log1p, a))     \
-    X(LOG2,      "log2",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log2, a))      \
-    X(SQRT,      "sqrt",         1, EW,   FLT,  SAME, 0,    TJ_MATH(sqrt, a))      \
-    X(SIN,       "sin",          1, EW,   FLT,  SAME, COSTLY, TJ_VM(sin, a))       \
-    X(COS,       "cos",          1, EW,   FLT,  SAME, COSTLY, TJ_VM(cos, a))     \
-    X(TAN,       "tan",          1, EW,   FLT,  SAME, COSTLY, TJ_MATH(tan, a))     \
-    X(TANH,      "tanh",         1, EW,   FLT,  SAME, COSTLY, TJ_VM(tanh, a))    \
-    X(ARCTAN,    "arctan",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(atan, a))    \
-    X(ARCSIN,    "arcsin",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(asin, a))    \
-    X(ARCCOS,    "arccos",       1, EW,   FLT,  SAME, COSTLY, TJ_MATH(acos, a))    \
-    X(SINH,      "sinh",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(sinh, a))    \
-    X(COSH,      "cosh",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(cosh, a))    \
-    X(ARCSINH,   "arcsinh",      1, EW,   FLT,  SAME, COSTLY, TJ_MATH(asinh, a))   \
-    X(ARCCOSH,   "arccosh",      1, EW,   FLT,  SAME, COSTLY, TJ_MATH(acosh, a))   \
-    X(ARCTANH,   "arctanh",      1, EW,   FLT,  SAME, COSTLY, TJ_MATH(atanh, a))   \
-    X(EXP2,      "exp2",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(exp2, a))    \
-    X(LOG10,     "log10",        1, EW,   FLT,  SAME, COSTLY, TJ_MATH(log10, a))   \
-    X(CBRT,      "cbrt",         1, EW,   FLT,  SAME, COSTLY, TJ_MATH(cbrt, a))    \
-    X(ISNAN,     "isnan",        1, EW,   ALL,  BOOL, 0,    TJ_GEN1(isnan, a))     \
-    X(ISINF,     "isinf",        1, EW,   ALL,  BOOL, 0,    TJ_GEN1(isinf, a))     \
-    X(ISFINITE,  "isfinite",     1, EW,   ALL,  BOOL, 0,    TJ_GEN1(isfinite, a))  \
-    X(SIGNBIT,   "signbit",      1, EW,   FLT,  BOOL, 0,    (signbit(a) != 0))     \
-    X(SQUARE,    "square",       1, EW,   NUM,  SAME, 0,    (a * a))               \
-    X(RECIP,     "reciprocal",   1, EW,   NUM,  SAME, 0,    TJ_RECIP(a))           \
-    X(SIGN,      "sign",         1, EW,   NUM,  SAME, 0,    TJ_SIGN(a))            \
-    X(FLOOR,     "floor",        1, EW,   ALL,  SAME, 0,    TJ_ROUND(floor, a))    \
-    X(CEIL,      "ceil",         1, EW,   ALL,  SAME, 0,    TJ_ROUND(ceil, a))     \
-    X(ADD,       "add",          2, EW,   ALL,  SAME, COMM, (a + b))               \
-    X(SUB,       "subtract",     2, EW,   NUM,  SAME, 0,    (a - b))               \
-    X(MUL,       "multiply",     2, EW,   ALL,  SAME, COMM, (a * b))               \
-    X(DIV,       "divide",       2, EW,   FLT,  SAME, 0,    (a / b))               \
-    X(FLOORDIV,  "floor_divide", 2, EW,   NUM,  SAME, 0,    TJ_GEN(floordiv, a, b)) \
-    X(MOD,       "remainder",    2, EW,   NUM,  SAME, 0,    TJ_GEN(mod, a, b))     \
-    X(POW,       "power",        2, EW,   NUM,  SAME, COSTLY, TJ_GEN(pow, a, b))     \
-    X(EQ,        "equal",        2, EW,   ALL,  BOOL, COMM, (a == b))              \
-    X(NE,        "not_equal",    2, EW,   ALL,  BOOL, COMM, (a != b))              \
-    X(LT,        "less",         2, EW,   ALL,  BOOL, 0,    (a < b))               \
-    X(LE,        "less_equal",   2, EW,   ALL,  BOOL, 0,    (a <= b))              \
-    X(GT,        "greater",      2, EW,   ALL,  BOOL, 0,    (a > b))               \
-    X(GE,        "greater_equal", 2, EW,  ALL,  BOOL, 0,    (a >= b))              \
-    X(AND,       "logical_and",  2, EW,   ALL,  BOOL, COMM, (a && b))              \
-    X(OR,        "logical_or",   2, EW,   ALL,  BOOL, COMM, (a || b))              \
-    X(XOR,       "logical_xor",  2, EW,   ALL,  BOOL, COMM, ((!a) != (!b)))        \
-    X(BAND,      "bitwise_and",  2, EW,   INTB, SAME, COMM, (a & b))               \
-    X(BOR,       "bitwise_or",   2, EW,   INTB, SAME, COMM, (a | b))               \
-    X(BXOR,      "bitwise_xor",  2, EW,   INTB, SAME, COMM, (a ^ b))               \
-    X(MAX,       "maximum",      2, EW,   ALL,  SAME, COMM, TJ_GEN(maximum, a, b)) \
-    X(MIN,       "minimum",      2, EW,   ALL,  SAME, COMM, TJ_GEN(minimum, a, b)) \
-    X(LOGADDEXP, "logaddexp",    2, EW,   FLT,  SAME, COMM | COSTLY, TJ_GEN(logaddexp, a, b)) \
-    X(ARCTAN2,   "arctan2",      2, EW,   FLT,  SAME, COSTLY, TJ_MATH2(atan2, a, b)) \
-    X(HYPOT,     "hypot",        2, EW,   FLT,  SAME, 0,    TJ_MATH2(hypot, a, b)) \
-    X(COPYSIGN,  "copysign",     2, EW,   FLT,  SAME, 0,    TJ_MATH2(copysign, a, b)) \
-    X(FMOD,      "fmod",         2, EW,   NUM,  SAME, 0,    TJ_GEN(fmod, a, b))    \
-    X(FPOWER,    "float_power",  2, EW,   F64,  SAME, COSTLY, TJ_VM2(pow, a, b)) \
-    X(LSHIFT,    "left_shift",   2, EW,   INT,  SAME, 0,    TJ_GEN(lshift, a, b))  \
-    X(RSHIFT,    "right_shift",  2, EW,   INT,  SAME, 0,    TJ_GEN(rshift, a, b)) \
-    X(RSUM,      "sum",          1, RED,  ALL,  SAME, 0,    0)                     \
-    X(RPROD,     "prod",         1, RED,  ALL,  SAME, 0,    0)                     \
-    X(RMAX,      "max",          1, RED,  ALL,  SAME, 0,    0)                     \
-    X(RMIN,      "min",          1, RED,  ALL,  SAME, 0,    0)                     \
-    X(RARGMAX,   "argmax",       1, RED,  ALL,  SAME, 0,    0)                     \
-    X(RARGMIN,   "argmin",       1, RED,  ALL,  SAME, 0,    0)                     \
-    X(CONCAT,    NULL,           2, CAT,  ALL,  SAME, 0,    0)                     \
-    X(GATHER,    NULL,           2, GATH, ALL,  SAME, 0,    0)                     \
-    X(CUMSUM,    "cumsum",       1, SCAN, ALL,  SAME, 0,    0)                     \
-    X(CUMPROD,   "cumprod",      1, SCAN, ALL,  SAME, 0,    0)                     \
-    X(ERF,       NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_VM(erf, a))        \
-    X(ERFC,      NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(erfc, a))  \
-    X(LGAMMA,    NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(lgamma, a)) \
-    X(DIGAMMA,   NULL,           1, EW,   FLT,  SAME, COSTLY, TJ_SPECIAL(digamma, a)) \
-    X(RUNIF32,   NULL,           2, EW,   I64,  F32,  RANDOM, tj_runif_f32(a, b))   \
-    X(RUNIF64,   NULL,           2, EW,   I64,  F64,  RANDOM, tj_runif_f64(a, b))   \
-    X(RNORM32,   NULL,           2, EW,   I64,  F32,  RANDOM | COSTLY, tj_rnorm_f32(a, b)) \
-    X(RNORM64,   NULL,           2, EW,   I64,  F64,  RANDOM | COSTLY, tj_rnorm_f64(a, b))
+    X(INPUT,    NULL,           NULL,                    0, LEAF, ALL,  SAME, 0,            NONE,                   0) \
+    X(SCALAR,   NULL,           NULL,                    0, LEAF, ALL,  SAME, 0,            NONE,                   0) \
+    X(CAPTURE,  NULL,           NULL,                    0, LEAF, ALL,  SAME, 0,            NONE,                   0) \
+    X(CONST,    NULL,           NULL,                    0, LEAF, ALL,  SAME, 0,            NONE,                   0) \
+    X(VIEW,     NULL,           NULL,                    1, VIEW, ALL,  SAME, 0,            NONE,                   0) \
+    X(CAST,     NULL,           NULL,                    1, CAST, ALL,  SAME, 0,            NONE,                   0) \
+    X(COPY,     NULL,           NULL,                    1, EW,  ALL,  SAME, 0,            NONE,                   (a)) \
+    X(WHERE,    "where",        "where",                 3, EW,  ALL,  SAME, COND,         NONE,                   (a ? b : c)) \
+    X(NEG,      "negative",     "neg negative",          1, EW,  NUM,  SAME, 0,            NONE,                   (-a)) \
+    X(POS,      "positive",     NULL,                    1, EW,  NUM,  SAME, 0,            NONE,                   (+a)) \
+    X(ABS,      "absolute",     "abs absolute",          1, EW,  ALL,  SAME, 0,            NONE,                   TJ_ABS(a)) \
+    X(INVERT,   "invert",       "bitwise_not",           1, EW,  INTB, SAME, 0,            NONE,                   TJ_INVERT(a)) \
+    X(NOT,      "logical_not",  "logical_not",           1, EW,  ALL,  BOOL, 0,            NONE,                   (!a)) \
+    X(EXP,      "exp",          "exp",                   1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_EXP(a)) \
+    X(EXPM1,    "expm1",        "expm1",                 1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_VM(expm1, a)) \
+    X(LOG,      "log",          "log",                   1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_VM(log, a)) \
+    X(LOG1P,    "log1p",        "log1p",                 1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_VM(log1p, a)) \
+    X(LOG2,     "log2",         "log2",                  1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(log2, a)) \
+    X(SQRT,     "sqrt",         "sqrt",                  1, EW,  FLT,  SAME, 0,            NONE,                   TJ_MATH(sqrt, a)) \
+    X(SIN,      "sin",          "sin",                   1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_VM(sin, a)) \
+    X(COS,      "cos",          "cos",                   1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_VM(cos, a)) \
+    X(TAN,      "tan",          "tan",                   1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(tan, a)) \
+    X(TANH,     "tanh",         "tanh",                  1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_VM(tanh, a)) \
+    X(ARCTAN,   "arctan",       "atan arctan",           1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(atan, a)) \
+    X(ARCSIN,   "arcsin",       "asin arcsin",           1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(asin, a)) \
+    X(ARCCOS,   "arccos",       "acos arccos",           1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(acos, a)) \
+    X(SINH,     "sinh",         "sinh",                  1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(sinh, a)) \
+    X(COSH,     "cosh",         "cosh",                  1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(cosh, a)) \
+    X(ARCSINH,  "arcsinh",      "asinh arcsinh",         1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(asinh, a)) \
+    X(ARCCOSH,  "arccosh",      "acosh arccosh",         1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(acosh, a)) \
+    X(ARCTANH,  "arctanh",      "atanh arctanh",         1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(atanh, a)) \
+    X(EXP2,     "exp2",         "exp2",                  1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(exp2, a)) \
+    X(LOG10,    "log10",        "log10",                 1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(log10, a)) \
+    X(CBRT,     "cbrt",         NULL,                    1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH(cbrt, a)) \
+    X(ISNAN,    "isnan",        "isnan",                 1, EW,  ALL,  BOOL, 0,            NONE,                   TJ_GEN1(isnan, a)) \
+    X(ISINF,    "isinf",        "isinf",                 1, EW,  ALL,  BOOL, 0,            NONE,                   TJ_GEN1(isinf, a)) \
+    X(ISFINITE, "isfinite",     "isfinite",              1, EW,  ALL,  BOOL, 0,            NONE,                   TJ_GEN1(isfinite, a)) \
+    X(SIGNBIT,  "signbit",      "signbit",               1, EW,  FLT,  BOOL, 0,            NONE,                   (signbit(a) != 0)) \
+    X(SQUARE,   "square",       "square",                1, EW,  NUM,  SAME, 0,            NONE,                   (a * a)) \
+    X(RECIP,    "reciprocal",   "reciprocal",            1, EW,  NUM,  SAME, 0,            NONE,                   TJ_RECIP(a)) \
+    X(SIGN,     "sign",         "sign sgn",              1, EW,  NUM,  SAME, 0,            NONE,                   TJ_SIGN(a)) \
+    X(FLOOR,    "floor",        "floor",                 1, EW,  ALL,  SAME, 0,            NONE,                   TJ_ROUND(floor, a)) \
+    X(CEIL,     "ceil",         "ceil",                  1, EW,  ALL,  SAME, 0,            NONE,                   TJ_ROUND(ceil, a)) \
+    X(ADD,      "add",          "add",                   2, EW,  ALL,  SAME, COMM,         NONE,                   (a + b)) \
+    X(SUB,      "subtract",     "sub subtract",          2, EW,  NUM,  SAME, 0,            NONE,                   (a - b)) \
+    X(MUL,      "multiply",     "mul multiply",          2, EW,  ALL,  SAME, COMM,         NONE,                   (a * b)) \
+    X(DIV,      "divide",       "div divide true_divide", 2, EW,  FLT,  SAME, 0,            NONE,                   (a / b)) \
+    X(FLOORDIV, "floor_divide", "floor_divide",          2, EW,  NUM,  SAME, 0,            NONE,                   TJ_GEN(floordiv, a, b)) \
+    X(MOD,      "remainder",    "remainder",             2, EW,  NUM,  SAME, 0,            NONE,                   TJ_GEN(mod, a, b)) \
+    X(POW,      "power",        "pow",                   2, EW,  NUM,  SAME, COSTLY,       NONE,                   TJ_GEN(pow, a, b)) \
+    X(EQ,       "equal",        "eq",                    2, EW,  ALL,  BOOL, COMM,         NONE,                   (a == b)) \
+    X(NE,       "not_equal",    "ne not_equal",          2, EW,  ALL,  BOOL, COMM,         NONE,                   (a != b)) \
+    X(LT,       "less",         "lt less",               2, EW,  ALL,  BOOL, 0,            NONE,                   (a < b)) \
+    X(LE,       "less_equal",   "le less_equal",         2, EW,  ALL,  BOOL, 0,            NONE,                   (a <= b)) \
+    X(GT,       "greater",      "gt greater",            2, EW,  ALL,  BOOL, 0,            NONE,                   (a > b)) \
+    X(GE,       "greater_equal", "ge greater_equal",      2, EW,  ALL,  BOOL, 0,            NONE,                   (a >= b)) \
+    X(AND,      "logical_and",  "logical_and",           2, EW,  ALL,  BOOL, COMM,         NONE,                   (a && b)) \
+    X(OR,       "logical_or",   "logical_or",            2, EW,  ALL,  BOOL, COMM,         NONE,                   (a || b)) \
+    X(XOR,      "logical_xor",  "logical_xor",           2, EW,  ALL,  BOOL, COMM,         NONE,                   ((!a) != (!b))) \
+    X(BAND,     "bitwise_and",  "bitwise_and",           2, EW,  INTB, SAME, COMM,         NONE,                   (a & b)) \
+    X(BOR,      "bitwise_or",   "bitwise_or",            2, EW,  INTB, SAME, COMM,         NONE,                   (a | b)) \
+    X(BXOR,     "bitwise_xor",  "bitwise_xor",           2, EW,  INTB, SAME, COMM,         NONE,                   (a ^ b)) \
+    X(MAX,      "maximum",      "maximum",               2, EW,  ALL,  SAME, COMM,         NONE,                   TJ_GEN(maximum, a, b)) \
+    X(MIN,      "minimum",      "minimum",               2, EW,  ALL,  SAME, COMM,         NONE,                   TJ_GEN(minimum, a, b)) \
+    X(LOGADDEXP, "logaddexp",    "logaddexp",             2, EW,  FLT,  SAME, COMM | COSTLY, NONE,                   TJ_GEN(logaddexp, a, b)) \
+    X(ARCTAN2,  "arctan2",      "atan2 arctan2",         2, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_MATH2(atan2, a, b)) \
+    X(HYPOT,    "hypot",        "hypot",                 2, EW,  FLT,  SAME, 0,            NONE,                   TJ_MATH2(hypot, a, b)) \
+    X(COPYSIGN, "copysign",     "copysign",              2, EW,  FLT,  SAME, 0,            NONE,                   TJ_MATH2(copysign, a, b)) \
+    X(FMOD,     "fmod",         "fmod",                  2, EW,  NUM,  SAME, 0,            NONE,                   TJ_GEN(fmod, a, b)) \
+    X(FPOWER,   "float_power",  "float_power",           2, EW,  F64,  SAME, COSTLY,       NONE,                   TJ_VM2(pow, a, b)) \
+    X(LSHIFT,   "left_shift",   NULL,                    2, EW,  INT,  SAME, 0,            NONE,                   TJ_GEN(lshift, a, b)) \
+    X(RSHIFT,   "right_shift",  NULL,                    2, EW,  INT,  SAME, 0,            NONE,                   TJ_GEN(rshift, a, b)) \
+    X(RSUM,     "sum",          NULL,                    1, RED, ALL,  SAME, 0,            FOLD(ADD, ZERO, WIDE),  0) \
+    X(RPROD,    "prod",         NULL,                    1, RED, ALL,  SAME, 0,            FOLD(MUL, ONE, WIDE),   0) \
+    X(RMAX,     "max",          NULL,                    1, RED, ALL,  SAME, 0,            FOLD(MAX, LOWEST, SAME), 0) \
+    X(RMIN,     "min",          NULL,                    1, RED, ALL,  SAME, 0,            FOLD(MIN, HIGHEST, SAME), 0) \
+    X(RARGMAX,  "argmax",       NULL,                    1, RED, ALL,  SAME, INDEX,        FOLD(MAX, LOWEST, SAME), 0) \
+    X(RARGMIN,  "argmin",       NULL,                    1, RED, ALL,  SAME, INDEX,        FOLD(MIN, HIGHEST, SAME), 0) \
+    X(CONCAT,   NULL,           NULL,                    2, CAT, ALL,  SAME, 0,            NONE,                   0) \
+    X(GATHER,   NULL,           NULL,                    2, GATH, ALL,  SAME, 0,            NONE,                   0) \
+    X(CUMSUM,   "cumsum",       NULL,                    1, SCAN, ALL,  SAME, 0,            FOLD(ADD, ZERO, SAME),  0) \
+    X(CUMPROD,  "cumprod",      NULL,                    1, SCAN, ALL,  SAME, 0,            FOLD(MUL, ONE, SAME),   0) \
+    X(ERF,      NULL,           "erf",                   1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_VM(erf, a)) \
+    X(ERFC,     NULL,           "erfc",                  1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(erfc, a)) \
+    X(LGAMMA,   NULL,           "lgamma special.gammaln", 1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(lgamma, a)) \
+    X(DIGAMMA,  NULL,           "digamma special.psi",   1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(digamma, a)) \
+    X(RUNIF32,  NULL,           NULL,                    2, EW,  I64,  F32,  0,            NONE,                   tj_runif_f32(a, b)) \
+    X(RUNIF64,  NULL,           NULL,                    2, EW,  I64,  F64,  0,            NONE,                   tj_runif_f64(a, b)) \
+    X(RNORM32,  NULL,           NULL,                    2, EW,  I64,  F32,  COSTLY,       NONE,                   tj_rnorm_f32(a, b)) \
+    X(RNORM64,  NULL,           NULL,                    2, EW,  I64,  F64,  COSTLY,       NONE,                   tj_rnorm_f64(a, b))

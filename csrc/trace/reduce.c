@@ -46,13 +46,9 @@ static int parse_axes(PyObject *axis, int ndim, int single, int ufunc, uint32_t 
     return 0;
 }
 
+/* NumPy's name in its empty-reduction errors: argmax's own, max's ufunc's (maximum) */
 static const char *numpy_reduce_name(int op) {
-    switch (op) {
-    case TJ_OP_RMAX: return "maximum";
-    case TJ_OP_RMIN: return "minimum";
-    case TJ_OP_RARGMAX: return "argmax";
-    default: return "argmin";
-    }
+    return tj_ops[op].flags & TJ_F_INDEX ? tj_ops[op].numpy : tj_ops[tj_ops[op].comb].numpy;
 }
 
 static int32_t reduce_id(tj_trace *t, int op, int32_t id, uint32_t mask, int keepdims,
@@ -61,8 +57,10 @@ static int32_t reduce_id(tj_trace *t, int op, int32_t id, uint32_t mask, int kee
     int64_t count = 1;
     for (int d = 0; d < x->ndim; d++)
         if (mask >> d & 1) count *= x->shape[d];
-    if (count == 0 && op != TJ_OP_RSUM && op != TJ_OP_RPROD && !allow_empty) {
-        if (op == TJ_OP_RARGMAX || op == TJ_OP_RARGMIN)
+    /* NumPy's identities are 0 and 1; max and min start from the dtype's extreme */
+    int identity = tj_ops[op].ident == TJ_ID_ZERO || tj_ops[op].ident == TJ_ID_ONE;
+    if (count == 0 && !identity && !allow_empty) {
+        if (tj_ops[op].flags & TJ_F_INDEX)
             PyErr_Format(PyExc_ValueError, "attempt to get %s of an empty sequence",
                          numpy_reduce_name(op));
         else
@@ -91,7 +89,7 @@ PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int 
     int32_t id = tj_operand(t, x);
     if (id < 0) return NULL;
     uint32_t mask;
-    int arg = op == TJ_OP_RARGMAX || op == TJ_OP_RARGMIN;
+    int arg = (tj_ops[op].flags & TJ_F_INDEX) != 0;
     if (parse_axes(axis, t->g.nodes[id].ndim, arg, 1, &mask) < 0) return NULL;
     int32_t r = reduce_id(t, op, id, mask, keepdims, 0);
     return r < 0 ? NULL : tj_tracer_new(t, r);
@@ -337,7 +335,7 @@ PyObject *tj_reduction_call(tj_trace *t, int kind, PyObject *x, PyObject *args,
     }
     /* With dtype=, NumPy reduces in and returns that dtype (sum(int32, dtype=int32) is
      * int32, wrapping; a mean in an integer dtype truncates). */
-    if (res && dtype && op != TJ_OP_RARGMAX && op != TJ_OP_RARGMIN)
+    if (res && dtype && (op < 0 || !(tj_ops[op].flags & TJ_F_INDEX)))
         Py_SETREF(res, tj_apply_cast(t, res, dtype));
     return res;
 }

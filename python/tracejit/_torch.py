@@ -20,7 +20,7 @@ import numpy as np
 from . import _C, _effects, _torch_random
 from ._torch_random import _NOT_RANDOM
 from ._C import TraceError, Tracer
-from ._torch_ops import (FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
+from ._torch_ops import (EW_METHODS, FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
                          _matmul, _mod, _mul, _np_dtype, _pow, _sub, _torch, _torch_dtype,
                          _truediv, norm)
 
@@ -148,33 +148,29 @@ ATTRS["fill_"] = lambda x, value: _C._assign(x, _fill(x, value), "torch.Tensor.f
 ATTRS["copy_"] = lambda x, src, non_blocking=False: _C._assign(
     x, np.broadcast_to(src, _NP_SHAPE.__get__(x)), "torch.Tensor.copy_()")
 
-for _name in ("sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "any",
-              "all", "cumsum", "cumprod", "transpose", "squeeze", "flatten", "clip", "reshape",
-              "dot", "swapaxes", "ravel", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
-              "relu", "clamp", "view", "permute", "t", "unsqueeze", "expand", "expand_as",
-              "flip", "contiguous", "clone", "unflatten", "narrow", "select", "movedim",
-              "roll", "split", "chunk", "unbind", "index_select", "gather", "matmul", "mm",
-              "bmm", "mv", "outer", "add", "sub", "mul", "div", "pow", "neg", "logsumexp",
-              "norm", "amax", "amin", "masked_fill", "where", "softmax", "log_softmax",
-              "erf", "erfc", "lgamma", "digamma", "exp2", "expm1", "log1p", "log2", "log10",
-              "sin", "cos", "tan", "atan", "asin", "acos", "sinh", "cosh", "floor", "ceil",
-              "sign", "square", "reciprocal", "rsqrt", "isnan", "isinf", "isfinite",
-              "logical_not", "logical_and", "logical_or", "eq", "ne", "lt", "le", "gt", "ge",
-              "maximum", "minimum", "remainder", "fmod", "floor_divide", "atan2", "logaddexp",
-              "xlogy", "clamp_min", "clamp_max", "broadcast_to", "tensordot", "addmm",
-              "subtract", "multiply", "divide", "true_divide", "bitwise_not", "absolute",
-              "negative", "hypot", "copysign", "float_power", "signbit", "sgn"):
+# Tensor methods: every elementwise op's torch names (the op table's, EW_METHODS) and
+# these others
+for _name in EW_METHODS + (
+        "sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "any", "all",
+        "cumsum", "cumprod", "transpose", "squeeze", "flatten", "clip", "reshape", "dot",
+        "swapaxes", "ravel", "sigmoid", "relu", "clamp", "view", "permute", "t", "unsqueeze",
+        "expand", "expand_as", "flip", "contiguous", "clone", "unflatten", "narrow", "select",
+        "movedim", "roll", "split", "chunk", "unbind", "index_select", "gather", "matmul",
+        "mm", "bmm", "mv", "outer", "logsumexp", "norm", "amax", "amin", "masked_fill",
+        "softmax", "log_softmax", "rsqrt", "xlogy", "clamp_min", "clamp_max", "broadcast_to",
+        "tensordot", "addmm"):
     ATTRS[_name] = FUNCS[_name]
 
+# Tensor.where(condition, y) is torch.where(condition, x, y), not where(x, condition, y)
+ATTRS["where"] = lambda x, condition, other: FUNCS["where"](condition, x, other)
+
+# torch's elementwise methods with no in-place form (Tensor.isnan_ does not exist)
+_NO_INPLACE = ("isnan", "isinf", "isfinite", "signbit", "maximum", "minimum", "logaddexp",
+               "where")
+
 # In-place methods of the elementwise ones (same shape as x): x.add_(v), x.clamp_(0)
-for _name in ("add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "tanh",
-              "sigmoid", "relu", "clamp", "clamp_min", "clamp_max", "masked_fill", "erf",
-              "erfc", "lgamma", "digamma", "exp2", "expm1", "log1p", "log2", "log10", "sin",
-              "cos", "tan", "atan", "asin", "acos", "sinh", "cosh", "floor", "ceil", "sign",
-              "square", "reciprocal", "rsqrt", "logical_not", "logical_and", "logical_or",
-              "remainder", "fmod", "floor_divide", "atan2", "xlogy", "hypot", "copysign",
-              "float_power", "subtract", "multiply", "divide", "true_divide", "bitwise_not",
-              "absolute", "negative", "eq", "ne", "lt", "le", "gt", "ge", "sgn"):
+for _name in tuple(n for n in EW_METHODS if n not in _NO_INPLACE) + (
+        "sigmoid", "relu", "clamp", "clamp_min", "clamp_max", "masked_fill", "rsqrt", "xlogy"):
     ATTRS[_name + "_"] = _inplace_method(_name, FUNCS[_name])
 
 

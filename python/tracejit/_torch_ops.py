@@ -179,6 +179,15 @@ def _unary(npf):
     return f
 
 
+def _binary(npf):
+    """A function (so that, as a Tensor method, it binds its tensor: a ufunc does not)."""
+    def f(x, y, out=None):
+        _no_out(out, npf.__name__)
+        return npf(x, y)
+    f.__name__ = npf.__name__
+    return f
+
+
 def _special(opname):
     def f(x, out=None):
         _no_out(out, opname.lower())
@@ -706,27 +715,39 @@ def one_hot(tensor, num_classes=-1):
     return (np.expand_dims(tensor, -1) == np.arange(num_classes)).astype(np.int64)
 
 
-# name -> implementation, shared by functions (torch.X, F.X, Tensor.X) and methods
+def _table_ops():
+    """The elementwise ops' torch names, from the op table (csrc/ir/ops.h's torch column):
+    {name: implementation}: NumPy's ufunc (through _unary or _binary, which refuse out=
+    and bind as methods), or _special for the ops NumPy lacks; and the names that are Tensor methods
+    (not torch.special's only), in table order."""
+    impls, methods = {}, []
+    for name, numpy, torch_names, arity, kind, flags in _C._op_table():
+        for t in torch_names:
+            special = t.startswith("special.")
+            t = t.removeprefix("special.")
+            if numpy is None:
+                impls[t] = _special(name)
+            else:
+                impls[t] = (_unary if arity == 1 else _binary)(getattr(np, numpy))
+            if not special:
+                methods.append(t)
+    return impls, tuple(methods)
+
+
+_TABLE_IMPLS, EW_METHODS = _table_ops()
+
+# name -> implementation, shared by functions (torch.X, F.X, Tensor.X) and methods;
+# the elementwise ops' names come from the op table, and the entries here that repeat
+# one (add, sub, where, ...) implement torch's own arguments or scalar rules
 FUNCS = {
+    **_TABLE_IMPLS,
     "sigmoid": sigmoid, "relu": relu, "rsqrt": rsqrt, "add": add, "sub": sub,
     "subtract": sub, "rsub": rsub, "div": div, "divide": div, "true_divide": div,
     "mul": _mul, "multiply": _mul, "floor_divide": _floordiv,
-    "remainder": _mod, "fmod": np.fmod, "pow": _pow,
-    "float_power": np.float_power, "maximum": np.maximum, "minimum": np.minimum,
-    "atan2": np.arctan2, "arctan2": np.arctan2, "hypot": np.hypot, "copysign": np.copysign,
-    "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
-    "gt": np.greater, "ge": np.greater_equal, "greater": np.greater,
-    "greater_equal": np.greater_equal, "less": np.less, "less_equal": np.less_equal,
-    "not_equal": np.not_equal,
-    "logical_and": np.logical_and, "logical_or": np.logical_or,
-    "logical_xor": np.logical_xor, "logical_not": np.logical_not,
-    "bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor,
-    "bitwise_not": np.invert, "logaddexp": np.logaddexp, "xlogy": xlogy,
+    "remainder": _mod, "pow": _pow, "xlogy": xlogy,
     "clamp": clamp, "clip": clamp, "clamp_min": lambda x, min: np.maximum(x, min),
     "clamp_max": lambda x, max: np.minimum(x, max), "where": where, "masked_fill": masked_fill,
-    "erf": _special("ERF"), "erfc": _special("ERFC"), "lgamma": _special("LGAMMA"),
-    "digamma": _special("DIGAMMA"), "expit": sigmoid, "gammaln": _special("LGAMMA"),
-    "psi": _special("DIGAMMA"),
+    "expit": sigmoid,
     "sum": sum_, "mean": mean, "prod": prod, "amax": amax, "amin": amin,
     "max": _minmax(np.max, np.argmax, "max"), "min": _minmax(np.min, np.argmin, "min"),
     "argmax": argmax, "argmin": argmin, "var": var, "std": std, "any": any_, "all": all_,
@@ -756,18 +777,4 @@ FUNCS = {
     "ones_like": lambda x, dtype=None, **kw: np.ones_like(x, dtype=_np_dtype(dtype)),
     "empty_like": lambda x, dtype=None, **kw: np.zeros_like(x, dtype=_np_dtype(dtype)),
     "full_like": lambda x, fill_value, dtype=None, **kw: np.full_like(x, fill_value, dtype=_np_dtype(dtype)),
-    "tanh": _unary(np.tanh), "exp": _unary(np.exp), "expm1": _unary(np.expm1),
-    "log": _unary(np.log), "log1p": _unary(np.log1p), "log2": _unary(np.log2),
-    "log10": _unary(np.log10), "sqrt": _unary(np.sqrt), "sin": _unary(np.sin),
-    "cos": _unary(np.cos), "tan": _unary(np.tan), "atan": _unary(np.arctan),
-    "arctan": _unary(np.arctan), "asin": _unary(np.arcsin), "arcsin": _unary(np.arcsin),
-    "acos": _unary(np.arccos), "arccos": _unary(np.arccos), "sinh": _unary(np.sinh),
-    "cosh": _unary(np.cosh), "asinh": _unary(np.arcsinh), "arcsinh": _unary(np.arcsinh),
-    "acosh": _unary(np.arccosh), "arccosh": _unary(np.arccosh), "atanh": _unary(np.arctanh),
-    "arctanh": _unary(np.arctanh), "exp2": _unary(np.exp2), "abs": _unary(np.absolute),
-    "absolute": _unary(np.absolute), "neg": _unary(np.negative),
-    "negative": _unary(np.negative), "floor": _unary(np.floor), "ceil": _unary(np.ceil),
-    "sign": _unary(np.sign), "sgn": _unary(np.sign), "square": _unary(np.square),
-    "reciprocal": _unary(np.reciprocal), "isnan": _unary(np.isnan),
-    "isinf": _unary(np.isinf), "isfinite": _unary(np.isfinite), "signbit": _unary(np.signbit),
 }
