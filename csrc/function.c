@@ -254,6 +254,7 @@ static int fn_traverse(tj_function *self, visitproc visit, void *arg) {
         Py_VISIT(p->captures);
         Py_VISIT(p->statics);
         Py_VISIT(p->tmpl.statics);
+        Py_VISIT(p->tmpl.tree.aux);
         Py_VISIT(p->descr);
         Py_VISIT(p->out_conv);
     }

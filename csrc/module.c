@@ -263,7 +263,7 @@ static int module_exec(PyObject *m) {
     if (!st->CacheInfoType || PyModule_AddObjectRef(m, "CacheInfo", (PyObject *)st->CacheInfoType) < 0)
         return -1;
     if (tj_tracer_types_init(m, st) < 0 || tj_function_type_init(m, st) < 0) return -1;
-    if (tj_protocols_init(st) < 0) return -1;
+    if (tj_protocols_init(st) < 0 || tj_pytree_init(m, st) < 0) return -1;
     if (tj_ad_init(m) < 0 || tj_ag_init(st) < 0) return -1;
     if (PyModule_AddIntConstant(m, "BLOCK", TJ_BLOCK) < 0) return -1;
     return tj_tcc_load();
@@ -277,12 +277,13 @@ static int state_objects(tj_state *st, PyObject **out[STATE_MAX_OBJECTS]) {
         &st->TracejitError, &st->TraceError, &st->CompileError, &st->InternalError,
         (PyObject **)&st->TracerType, (PyObject **)&st->TraceType,
         (PyObject **)&st->FunctionType, (PyObject **)&st->CacheInfoType,
+        (PyObject **)&st->TreeDefType, &st->defaultdict_type, &st->tree_star,
         &st->numpy, &st->ndarray_type, &st->ufunc_ops, &st->array_funcs, &st->py_impls,
         &st->py_int, &st->py_float, &st->skip_dirs, &st->torch_attrs, &st->trace_call,
         &st->effects, &st->effects_make, &st->autograd_call, &st->grad_capture_error,
         (PyObject **)&st->torch_tensor, &st->torch_grad_enabled, &st->torch_from_numpy,
         &st->torch_empty, &st->torch_get_default_dtype,
-        &st->ag_mark_diff, &st->ag_mark_other, &st->ag_mark_end, &st->ag_str_autograd,
+        &st->ag_mark_diff, &st->ag_mark_other, &st->ag_str_autograd,
         &st->ag_str_fast, &st->ag_str_mixed, &st->ag_str_value_and_grad, &st->ag_str_grads,
         &st->ag_str_job, &st->ag_str_mark_nd, &st->ag_str_dict, &st->ag_not_scalar,
         &st->ag_fused_backward,

@@ -5,17 +5,18 @@
  *
  *   _ag_scan(entries, args, kwargs, static_type) -> (entry or None, key, diff, other)
  *
- * walks the leaves of (args, kwargs) in _grad._leaves' order (dicts by their values,
- * tuples and lists by items, kwargs after args): float32/float64 CPU tensors requiring
- * grad go to the list diff, other leaves to the list other. key is the call's pattern
- * (containers' types, sizes and dict keys; per leaf a marker, or a static's value):
+ * walks the leaves of (args, kwargs) in _C.tree_flatten's order (csrc/pytree.c's rule,
+ * kwargs after args): float32/float64 CPU tensors requiring grad go to the list diff,
+ * other leaves to the list other. key is the call's pattern (containers' types, sizes
+ * and dict keys; per leaf a marker, or a static's value):
  * what the entries dict is keyed by; entry is entries[key], None when absent.
  * A static argument (wrapped in static_type by the caller) is part of the key; one that
  * is not hashable is a TypeError. A tensor requiring grad off the CPU is a TypeError.
  *
  *   _ag_layout(args, kwargs, static_type) -> (diff_pos, other_pos, statics)
  *
- * is the same walk recording each leaf's position, for the entry of a new pattern. */
+ * is the same walk recording each leaf's position, for the entry of a new pattern
+ * (whose structure _C.tree_flatten((args, kwargs)) gives). */
 #include "tracejit.h"
 
 PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);   /* dlpack.c: _strict_captures */
@@ -26,7 +27,6 @@ int tj_ag_init(tj_state *st) {
     PyObject *base = (PyObject *)&PyBaseObject_Type;
     return (st->ag_mark_diff = PyObject_CallNoArgs(base)) &&
            (st->ag_mark_other = PyObject_CallNoArgs(base)) &&
-           (st->ag_mark_end = PyObject_CallNoArgs(base)) &&
            (st->ag_str_autograd = PyUnicode_InternFromString("_tj_autograd")) &&
            (st->ag_str_fast = PyUnicode_InternFromString("fast")) &&
            (st->ag_str_mixed = PyUnicode_InternFromString("mixed")) &&
@@ -46,8 +46,6 @@ typedef struct {
     Py_ssize_t k;
 } scan_state;
 
-static int scan(scan_state *s, PyObject *tree);
-
 static int append(PyObject *list, PyObject *o) { return PyList_Append(list, o); }
 
 /* Records the current leaf's position in `list` (with `value` when given), when the
@@ -61,7 +59,8 @@ static int place(scan_state *s, PyObject *list, PyObject *value) {
     return rc;
 }
 
-static int leaf(scan_state *s, PyObject *o) {
+static int leaf(void *ctx, PyObject *o, const tj_path *p) {
+    scan_state *s = ctx;
     PyTypeObject *tp = Py_TYPE(o);
     if (tp == (PyTypeObject *)s->static_type) {
         PyObject *v = PyObject_GetAttrString(o, "value");
@@ -90,47 +89,24 @@ static int leaf(scan_state *s, PyObject *o) {
                                                                       : place(s, s->other_pos, NULL);
 }
 
-/* A container is scanned, anything else is a leaf. */
-static int visit(scan_state *s, PyObject *v) {
-    return PyDict_Check(v) || PyTuple_Check(v) || PyList_Check(v) ? scan(s, v) : leaf(s, v);
-}
-
-static int scan(scan_state *s, PyObject *tree) {
-    if (Py_EnterRecursiveCall(" in a tracejit autograd argument")) return -1;
-    int rc = -1;
-    PyObject *tp = (PyObject *)Py_TYPE(tree);
-    if (PyDict_Check(tree)) {
-        /* keys, then values, in the order tree.keys()/.values() give (_grad._leaves's):
-         * an exact dict's own order; a subclass's (an OrderedDict's) through its items */
-        PyObject *items = PyDict_CheckExact(tree) ? PyDict_Items(tree) : PyMapping_Items(tree);
-        if (!items) goto done;
-        Py_ssize_t n = PyList_GET_SIZE(items);
-        int r = append(s->key, tp);
-        for (Py_ssize_t i = 0; r == 0 && i < n; i++)
-            r = append(s->key, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0));
-        if (r == 0) r = append(s->key, tj_get_state()->ag_mark_end);
-        for (Py_ssize_t i = 0; r == 0 && i < n; i++)
-            r = visit(s, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1));
-        Py_DECREF(items);
-        if (r < 0) goto done;
-        rc = 0;
-    } else {
-        PyObject *seq = PySequence_Fast(tree, "tracejit autograd: a container");
-        if (!seq) goto done;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-        PyObject *len = PyLong_FromSsize_t(n);
-        if (len && append(s->key, tp) == 0 && append(s->key, len) == 0) {
-            PyObject *const *items = PySequence_Fast_ITEMS(seq);
-            rc = 0;
-            for (Py_ssize_t i = 0; rc == 0 && i < n; i++) rc = visit(s, items[i]);
-        }
-        Py_XDECREF(len);
-        Py_DECREF(seq);
-    }
-done:
-    Py_LeaveRecursiveCall();
+/* A container: its type and size in the key (a defaultdict's factory too); a dict's
+ * keys follow, each before its value (key_of). */
+static int node(void *ctx, PyObject *o, tj_tree_kind kind, Py_ssize_t n, PyObject *aux,
+                const tj_path *p) {
+    scan_state *s = ctx;
+    PyObject *len = PyLong_FromSsize_t(n);
+    int rc = len && append(s->key, (PyObject *)Py_TYPE(o)) == 0 && append(s->key, len) == 0 &&
+             (kind != TJ_TREE_DDICT || append(s->key, aux) == 0) ? 0 : -1;
+    Py_XDECREF(len);
     return rc;
 }
+
+static int key_of(void *ctx, PyObject *key) { return append(((scan_state *)ctx)->key, key); }
+
+/* csrc/pytree.c's walk: the leaves in _C.tree_flatten's order */
+static const tj_tree_visitor scan_visitor = {node, key_of, leaf};
+
+static int scan(scan_state *s, PyObject *tree) { return tj_tree_walk(tree, &scan_visitor, s, NULL); }
 
 /* Walks (args, kwargs) into s, whose key, diff and other lists it makes. 0/-1. */
 static int scan_call(scan_state *s, PyObject *args, PyObject *kwargs) {
