@@ -354,8 +354,8 @@ typedef struct {
 
 static int collect_leaf(void *list, PyObject *o, const tj_path *p) { return PyList_Append(list, o); }
 
-static PyObject *new_treedef(tj_treedef *td) {
-    treedef_object *r = PyObject_GC_New(treedef_object, tj_get_state()->TreeDefType);
+static PyObject *new_treedef(tj_state *st, tj_treedef *td) {
+    treedef_object *r = PyObject_GC_New(treedef_object, st->TreeDefType);
     if (!r) { tj_treedef_free(td); return NULL; }
     r->td = *td;
     PyObject_GC_Track(r);
@@ -367,7 +367,7 @@ static PyObject *tree_flatten(PyObject *m, PyObject *tree) {
     PyObject *leaves = PyList_New(0), *def = NULL;
     tj_treedef td;
     if (!leaves || tj_tree_flatten(tree, &td, collect_leaf, leaves, NULL) < 0 ||
-        !(def = new_treedef(&td))) {
+        !(def = new_treedef(tj_state_of(m), &td))) {
         Py_XDECREF(leaves);
         return NULL;
     }
@@ -411,7 +411,9 @@ static PyObject *td_num_leaves(treedef_object *self, void *unused) {
 
 /* The structure with * for each leaf: "(*, {'w': *})", "Point(x=*, y=*)". */
 static PyObject *td_repr(treedef_object *self) {
-    PyObject *star = tj_get_state()->tree_star, *r = NULL;
+    tj_state *st = tj_state_of_type(Py_TYPE(self));
+    if (!st) return NULL;
+    PyObject *star = st->tree_star, *r = NULL;
     PyObject **stars = PyMem_Malloc((size_t)(self->td.n_leaves + 1) * sizeof *stars);
     if (!stars) return PyErr_NoMemory();
     for (Py_ssize_t i = 0; i < self->td.n_leaves; i++) stars[i] = star;
@@ -438,8 +440,7 @@ static Py_hash_t td_hash(treedef_object *self) {
 }
 
 static PyObject *td_richcompare(PyObject *a, PyObject *b, int op) {
-    PyTypeObject *tp = tj_get_state()->TreeDefType;
-    if ((op != Py_EQ && op != Py_NE) || !Py_IS_TYPE(b, tp)) Py_RETURN_NOTIMPLEMENTED;
+    if ((op != Py_EQ && op != Py_NE) || !Py_IS_TYPE(b, Py_TYPE(a))) Py_RETURN_NOTIMPLEMENTED;
     const tj_treedef *x = &((treedef_object *)a)->td, *y = &((treedef_object *)b)->td;
     int eq = x->n_tokens == y->n_tokens &&
              !memcmp(x->tokens, y->tokens, (size_t)x->n_tokens * sizeof *x->tokens);

@@ -59,7 +59,15 @@ typedef struct {
     PyObject *ag_fused_backward;    /* tracejit._torch_autograd._fused_backward */
 } tj_state;
 
-tj_state *tj_get_state(void);       /* borrowed; valid while the module lives */
+/* The state, borrowed. Through what the caller holds where it holds one: a module
+ * function's module, a heap type (CompiledFunction, Tracer, TreeDef) of a method's self.
+ * tj_get_state() is the one accessor for code with neither at hand (deep in the tracer,
+ * the DLPack reader, the replay path): _C is loaded once per process (module_exec refuses
+ * a second instance: the thread pool and libtcc are process-wide), so it is that
+ * instance's state, NULL once the module is freed. */
+tj_state *tj_state_of(PyObject *module);
+tj_state *tj_state_of_type(PyTypeObject *tp);   /* a heap type of _C (NULL + SystemError) */
+tj_state *tj_get_state(void);
 /* Raises TraceError with the message and the user's source location appended. */
 PyObject *tj_trace_error(const char *fmt, ...);
 /* The same message and user's line, raised as another exception class. NULL. */
@@ -210,7 +218,7 @@ void tj_effects_leave(void);   /* new reference to an empty live Trace */
 int tj_ad_init(PyObject *module);
 /* A call needing autograd through its Adapter's common case (ad/torch_route.c): the
  * result; NULL + exception: its error; NULL alone: take _torch_autograd.call. */
-PyObject *tj_ag_fast_call(PyObject *cf_dict, PyObject *args, PyObject *kwargs);
+PyObject *tj_ag_fast_call(tj_state *st, PyObject *cf_dict, PyObject *args, PyObject *kwargs);
 
 /* ---- passes (csrc/fuse/, entered through csrc/bridge.c) -------------------- */
 /* Runs the pipeline on t's graph (tj_pipeline_run: the plan reads t's slot table after

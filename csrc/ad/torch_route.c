@@ -39,6 +39,7 @@ int tj_ag_init(tj_state *st) {
 }
 
 typedef struct {
+    tj_state *st;
     PyObject *key, *diff, *other, *static_type;   /* key: a list, made a tuple at the end */
     /* _ag_layout only (else NULL): the leaf positions of diff and other, statics as
      * (position, value), and the next leaf's position */
@@ -82,10 +83,10 @@ static int leaf(void *ctx, PyObject *o, const tj_path *p) {
             return -1;
         }
         if (g == 1)
-            return append(s->diff, o) < 0 || append(s->key, tj_get_state()->ag_mark_diff) < 0 ? -1
+            return append(s->diff, o) < 0 || append(s->key, s->st->ag_mark_diff) < 0 ? -1
                                                                           : place(s, s->diff_pos, NULL);
     }
-    return append(s->other, o) < 0 || append(s->key, tj_get_state()->ag_mark_other) < 0 ? -1
+    return append(s->other, o) < 0 || append(s->key, s->st->ag_mark_other) < 0 ? -1
                                                                       : place(s, s->other_pos, NULL);
 }
 
@@ -134,7 +135,7 @@ PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "_ag_scan(entries, args, kwargs, static_type)");
         return NULL;
     }
-    scan_state s = {.static_type = args[3]};
+    scan_state s = {.st = tj_state_of(m), .static_type = args[3]};
     PyObject *key = NULL, *res = NULL;
     if (scan_call(&s, args[1], args[2]) < 0) goto done;
     key = PyList_AsTuple(s.key);
@@ -162,8 +163,7 @@ done:
  * applied here. Otherwise NULL without an exception: Adapter.call decides (the first
  * NotScalarError of an entry marks it mixed first, as Adapter.call does). NULL with an
  * exception is the call's error. */
-PyObject *tj_ag_fast_call(PyObject *dict, PyObject *args, PyObject *kwargs) {
-    tj_state *st = tj_get_state();
+PyObject *tj_ag_fast_call(tj_state *st, PyObject *dict, PyObject *args, PyObject *kwargs) {
     if (!st->ag_not_scalar) {   /* tracejit._grad imports this module: found at first use */
         PyObject *g = PyImport_ImportModule("tracejit._grad");
         st->ag_not_scalar = g ? PyObject_GetAttrString(g, "NotScalarError") : NULL;
@@ -173,7 +173,7 @@ PyObject *tj_ag_fast_call(PyObject *dict, PyObject *args, PyObject *kwargs) {
     PyObject *ad = dict ? PyDict_GetItemWithError(dict, st->ag_str_autograd) : NULL;   /* borrowed */
     if (!ad) return NULL;
     PyObject *fast = PyObject_GetAttr(ad, st->ag_str_fast), *r = NULL, *key = NULL, *job = NULL;
-    scan_state s = {0};
+    scan_state s = {.st = st};
     if (!fast || !PyTuple_Check(fast) || PyTuple_GET_SIZE(fast) != 4) {   /* not an Adapter */
         if (fast) Py_DECREF(fast);
         else if (PyErr_ExceptionMatches(PyExc_AttributeError)) PyErr_Clear();
@@ -219,7 +219,7 @@ PyObject *tj_ag_layout(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "_ag_layout(args, kwargs, static_type)");
         return NULL;
     }
-    scan_state s = {.static_type = args[2], .diff_pos = PyList_New(0),
+    scan_state s = {.st = tj_state_of(m), .static_type = args[2], .diff_pos = PyList_New(0),
                     .other_pos = PyList_New(0), .statics = PyList_New(0)};
     PyObject *res = NULL;
     if (s.diff_pos && s.other_pos && s.statics && scan_call(&s, args[0], args[1]) == 0)
@@ -244,7 +244,7 @@ static int some_gradient(PyObject *grads) {
  * on no differentiated leaf (every gradient None) is marked non-differentiable: it does
  * not require grad, and its backward() raises, as in eager torch. */
 PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
-    tj_state *st = tj_get_state();
+    tj_state *st = tj_state_of(m);
     if (nargs < 2 || !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 3) {
         PyErr_SetString(PyExc_TypeError, "_ag_forward(ctx, (entry, diff, other), *diff)");
         return NULL;
@@ -288,7 +288,7 @@ done:
  * backward, another cotangent) goes to _torch_autograd._fused_backward(ctx, go, grads).
  * C because it runs at every training step. */
 static PyObject *ag_backward(PyObject *ctx, PyObject *const *args, Py_ssize_t nargs) {
-    tj_state *st = tj_get_state();
+    tj_state *st = tj_get_state();   /* a method of torch's node class: no module at hand */
     if (!st->ag_fused_backward) {   /* found at the first backward (torch is imported by then) */
         PyObject *t = PyImport_ImportModule("torch");
         PyObject *ta = t ? PyImport_ImportModule("tracejit._torch_autograd") : NULL;
