@@ -458,10 +458,12 @@ void tj_template_free(tj_template *tp) {
 
 PyObject *tj_template_build(const tj_template *tp, PyObject *const *outs) {
     Py_ssize_t n = tp->tree.n_leaves;
-    if (n == 1 && tp->out_of[0] >= 0 && tp->tree.n_tokens == 1)   /* one array */
-        return Py_NewRef(outs[tp->out_of[0]]);
-    PyObject *stack[16] = {NULL}, **leaves = n <= 16 ? stack : PyMem_Malloc((size_t)n * sizeof *leaves);
+    if (n == 0 || (n == 1 && tp->tree.n_tokens == 1))   /* no leaf; a leaf alone */
+        return n ? Py_NewRef(tp->out_of[0] >= 0 ? outs[tp->out_of[0]] : PyList_GET_ITEM(tp->statics, 0))
+                 : tj_treedef_build(&tp->tree, NULL);
+    PyObject *stack[16], **leaves = n <= 16 ? stack : PyMem_Malloc((size_t)n * sizeof *leaves);
     if (!leaves) return PyErr_NoMemory();
+    stack[0] = NULL;   /* (n >= 2 below: for the compiler's uninitialized-use analysis) */
     for (Py_ssize_t i = 0; i < n; i++)
         leaves[i] = tp->out_of[i] >= 0 ? outs[tp->out_of[i]] : PyList_GET_ITEM(tp->statics, i);
     PyObject *r = tj_treedef_build(&tp->tree, leaves);

@@ -120,17 +120,23 @@ static inline int has_aux(tj_tree_kind k) {
     return k == TJ_TREE_NAMEDTUPLE || k == TJ_TREE_STRUCTSEQ || k == TJ_TREE_DDICT;
 }
 
-static int walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path *p);
+/* Deeper than this is a container holding itself, as good as certainly: a RecursionError
+ * (a counter, cheaper than Py_EnterRecursiveCall on the replay path). */
+#define MAX_DEPTH 256
+
+static int walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path *p, int depth);
 
 static int walk_items(PyObject *o, tj_tree_kind kind, Py_ssize_t n, const tj_tree_visitor *v,
-                      void *ctx, const tj_path *p) {
+                      void *ctx, const tj_path *p, int depth) {
     PyObject *fields_of = kind == TJ_TREE_NAMEDTUPLE ? (PyObject *)Py_TYPE(o) : NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        /* held across the visit: a visitor may run Python code (a static's __hash__) */
-        PyObject *item = Py_NewRef(kind == TJ_TREE_LIST ? PyList_GET_ITEM(o, i) : PyTuple_GET_ITEM(o, i));
+        /* a list's item is held across the visit: a visitor may run Python code (a
+         * static's __hash__); a tuple's cannot go while the tuple lives */
+        int list = kind == TJ_TREE_LIST;
+        PyObject *item = list ? Py_NewRef(PyList_GET_ITEM(o, i)) : PyTuple_GET_ITEM(o, i);
         tj_path sub = {p, NULL, i, NULL, fields_of};
-        int rc = walk(item, v, ctx, &sub);
-        Py_DECREF(item);
+        int rc = walk(item, v, ctx, &sub, depth);
+        if (list) Py_DECREF(item);
         if (rc < 0) return -1;
         if (kind == TJ_TREE_LIST && PyList_GET_SIZE(o) != n)
             return tj_path_error(PyExc_RuntimeError, p, "the list changed size while it was read");
@@ -139,25 +145,25 @@ static int walk_items(PyObject *o, tj_tree_kind kind, Py_ssize_t n, const tj_tre
 }
 
 static int walk_entry(PyObject *k, PyObject *val, const tj_tree_visitor *v, void *ctx,
-                      const tj_path *p) {
+                      const tj_path *p, int depth) {
     Py_INCREF(k);
     Py_INCREF(val);
     tj_path sub = {p, NULL, 0, k, NULL};
-    int rc = v->key && v->key(ctx, k) < 0 ? -1 : walk(val, v, ctx, &sub);
+    int rc = v->key && v->key(ctx, k) < 0 ? -1 : walk(val, v, ctx, &sub, depth);
     Py_DECREF(k);
     Py_DECREF(val);
     return rc;
 }
 
 static int walk_dict(PyObject *o, tj_tree_kind kind, const tj_tree_visitor *v, void *ctx,
-                     const tj_path *p) {
+                     const tj_path *p, int depth) {
     if (kind == TJ_TREE_ODICT) {   /* its own order (move_to_end), not the dict's */
         PyObject *items = PyMapping_Items(o);
         if (!items) return -1;
         int rc = 0;
         for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
             PyObject *kv = PyList_GET_ITEM(items, i);
-            rc = walk_entry(PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1), v, ctx, p);
+            rc = walk_entry(PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1), v, ctx, p, depth);
         }
         Py_DECREF(items);
         return rc;
@@ -165,18 +171,20 @@ static int walk_dict(PyObject *o, tj_tree_kind kind, const tj_tree_visitor *v, v
     Py_ssize_t pos = 0, n = PyDict_GET_SIZE(o);
     PyObject *k, *val;
     while (PyDict_Next(o, &pos, &k, &val)) {
-        if (walk_entry(k, val, v, ctx, p) < 0) return -1;
+        if (walk_entry(k, val, v, ctx, p, depth) < 0) return -1;
         if (PyDict_GET_SIZE(o) != n)
             return tj_path_error(PyExc_RuntimeError, p, "the dict changed size while it was read");
     }
     return 0;
 }
 
-static int walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path *p) {
+static int walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path *p, int depth) {
     tj_tree_kind kind = tj_tree_kind_of(o);
     if (kind == TJ_TREE_LEAF) return v->leaf(ctx, o, p);
     if (kind == TJ_TREE_NONE) return v->node(ctx, o, kind, 0, NULL, p);
-    if (Py_EnterRecursiveCall(" while walking a tracejit pytree")) return -1;
+    if (++depth > MAX_DEPTH)
+        return tj_path_error(PyExc_RecursionError, p, "a pytree nested deeper than %d levels "
+                                                      "(a container that holds itself?)", MAX_DEPTH);
     int rc = -1;
     PyObject *aux = NULL;   /* the defaultdict's default_factory, held */
     if (kind == TJ_TREE_DDICT && !(aux = PyObject_GetAttrString(o, "default_factory"))) goto done;
@@ -185,17 +193,16 @@ static int walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path 
     PyObject *node_aux = aux ? aux : kind == TJ_TREE_NAMEDTUPLE || kind == TJ_TREE_STRUCTSEQ
                                          ? (PyObject *)Py_TYPE(o) : NULL;
     if (v->node(ctx, o, kind, n, node_aux, p) < 0) goto done;
-    rc = is_dict(kind) ? walk_dict(o, kind, v, ctx, p) : walk_items(o, kind, n, v, ctx, p);
+    rc = is_dict(kind) ? walk_dict(o, kind, v, ctx, p, depth) : walk_items(o, kind, n, v, ctx, p, depth);
 done:
     Py_XDECREF(aux);
-    Py_LeaveRecursiveCall();
     return rc;
 }
 
 static const tj_path no_root = {NULL, "", -1, NULL, NULL};   /* paths shown as "[0]['w']" */
 
 int tj_tree_walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path *p) {
-    return walk(o, v, ctx, p ? p : &no_root);
+    return walk(o, v, ctx, p ? p : &no_root, 0);
 }
 
 /* ---- treedefs ------------------------------------------------------------------- */

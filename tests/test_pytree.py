@@ -96,8 +96,12 @@ def test_treedef_compares_hashes_and_names_paths():
 def test_a_cycle_is_a_recursion_error_not_a_crash():
     lst = [1]
     lst.append(lst)
-    with pytest.raises(RecursionError, match="while walking a tracejit pytree"):
+    with pytest.raises(RecursionError, match=r"^(\[1\]){256}: a pytree nested deeper than "
+                                             r"256 levels \(a container that holds itself\?\)"):
         _C.tree_leaves(lst)
+    f = tracejit.compile(lambda t: 1.0)
+    with pytest.raises(RecursionError, match=r"^arg 0(\[1\]){256}: a pytree nested deeper"):
+        f(lst)
 
 
 # ---- arguments and results ----------------------------------------------------------------
