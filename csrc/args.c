@@ -389,25 +389,27 @@ fail:
 
 /* ---- results ------------------------------------------------------------------ */
 
-/* Whether a static result leaf holds a traced value a few levels down: a subclass of
- * tuple, list or dict this rule does not walk, or an object's attributes (a dataclass
- * of tracers). Such a leaf would hand out tracers of a finished trace at every call. */
-static int holds_tracer(PyObject *o, int depth) {
+/* Whether a static result leaf holds a traced value a few levels down: inside a
+ * subclass of tuple, list or dict this rule does not walk, or among the leaf's own
+ * attributes (a dataclass of tracers; not its attributes' attributes, nor a module's).
+ * Such a leaf would hand out tracers of a finished trace at every call. */
+static int holds_tracer(PyObject *o, int depth, int attrs) {
     if (tj_is_tracer(o)) return 1;
-    if (depth == 0 || PyUnicode_Check(o) || PyLong_Check(o) || PyFloat_Check(o) || PyType_Check(o))
+    if (depth == 0 || PyUnicode_Check(o) || PyLong_Check(o) || PyFloat_Check(o) ||
+        PyType_Check(o) || PyModule_Check(o))
         return 0;
     PyObject *items = NULL;
     if (PyDict_Check(o)) items = PyDict_Values(o);
     else if (PyTuple_Check(o) || PyList_Check(o)) items = PySequence_List(o);
     else {
-        PyObject **dictptr = _PyObject_GetDictPtr(o);
+        PyObject **dictptr = attrs ? _PyObject_GetDictPtr(o) : NULL;
         if (!dictptr || !*dictptr || !PyDict_Check(*dictptr)) return 0;
         items = PyDict_Values(*dictptr);
     }
     if (!items) return -1;
     int found = 0;
     for (Py_ssize_t i = 0; !found && i < PyList_GET_SIZE(items); i++)
-        found = holds_tracer(PyList_GET_ITEM(items, i), depth - 1);
+        found = holds_tracer(PyList_GET_ITEM(items, i), depth - 1, 0);
     Py_DECREF(items);
     return found;
 }
@@ -427,7 +429,7 @@ static int result_leaf(void *ctx, PyObject *o, const tj_path *p) {
         if (tj_graph_add_output(&c->t->g, id, &err) < 0) return tj_error_raise(&err);
         out = c->t->g.n_out - 1;
     } else {
-        int held = holds_tracer(o, 4);
+        int held = holds_tracer(o, 4, 1);
         if (held < 0) return -1;
         if (held) return tj_tree_leaf_error(p, o, "cannot hold traced values");
     }

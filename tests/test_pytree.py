@@ -221,10 +221,10 @@ def test_a_result_leaf_hiding_traced_values_is_refused(make, match):
 
 def test_static_result_leaves_stay_as_they_are():
     tag = MyList(["tag"])
-    f = tracejit.compile(lambda x: (x + 1, tag, Pair(1, "b"), None))
+    f = tracejit.compile(lambda x: (x + 1, tag, Pair(1, "b"), None, np))
     for _ in range(2):
         out = f(_ones())
-        assert out[1] is tag and out[2] == Pair(1, "b") and out[3] is None
+        assert out[1] is tag and out[2] == Pair(1, "b") and out[3] is None and out[4] is np
 
 
 # ---- grad, vjp, torch.autograd ----------------------------------------------------------
