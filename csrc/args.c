@@ -256,7 +256,9 @@ static int flatten_key(void *ctx, PyObject *key) { return static_value(ctx, key)
 static const tj_tree_visitor flatten_visitor = {flatten_node, flatten_key, flatten_leaf};
 
 static int flatten(tj_flat *f, PyObject *o, int is_static, const tj_path *p) {
-    return is_static ? static_arg(f, o, p) : tj_tree_walk(o, &flatten_visitor, f, p);
+    if (is_static) return static_arg(f, o, p);
+    if (Py_IS_TYPE(o, &PyArray_Type)) return flatten_leaf(f, o, p);   /* a leaf, without the walk */
+    return tj_tree_walk(o, &flatten_visitor, f, p);
 }
 
 static int is_static_name(const tj_argconf *conf, PyObject *name) {
