@@ -1,5 +1,5 @@
-/* Arguments and results. Flattening a call walks nested tuples, lists and dicts and
- * writes the cache key: per array its dtype, shape and layout class; per Python
+/* Arguments and results. Flattening a call walks its pytrees (csrc/pytree.c's rule)
+ * and writes the cache key: per container its kind, size, keys and type; per array its dtype, shape and layout class; per Python
  * int/float only its type (the value is a runtime input); per static value its hash
  * (the object itself is compared with ==). The same walk, at trace time, replaces
  * each leaf with a Tracer. Results are flattened into graph outputs and a template
@@ -11,8 +11,7 @@
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
 
-enum { K_ARRAY = 1, K_FLOAT, K_INT, K_NPSCALAR, K_TUPLE, K_LIST, K_DICT, K_STATIC, K_KWNAMES,
-       K_BIGINT };
+enum { K_ARRAY = 1, K_FLOAT, K_INT, K_NPSCALAR, K_NODE, K_STATIC, K_KWNAMES, K_BIGINT };
 #define TAG(k, payload) ((int64_t)(k) << 56 | (int64_t)(payload))
 
 void tj_flat_init(tj_flat *f) {
@@ -83,33 +82,14 @@ static int static_value(tj_flat *f, PyObject *o) {
     return word(f, TAG(K_STATIC, 0)) < 0 ? -1 : word(f, (int64_t)h);
 }
 
-/* A path to a leaf for error messages: "arg 0[1]['w']" or "arg 'scale'". */
-typedef struct path { const struct path *up; Py_ssize_t index; PyObject *key; } path;
-
-static PyObject *path_str(const path *p) {
-    if (!p) return PyUnicode_FromString("");
-    PyObject *up = path_str(p->up);
-    if (!up) return NULL;
-    PyObject *r;
-    if (!p->up)
-        r = p->key ? PyUnicode_FromFormat("arg %R", p->key) : PyUnicode_FromFormat("arg %zd", p->index);
-    else
-        r = p->key ? PyUnicode_FromFormat("%U[%R]", up, p->key) : PyUnicode_FromFormat("%U[%zd]", up, p->index);
-    Py_DECREF(up);
-    return r;
-}
-
-static int arg_error(const path *p, const char *fmt, PyObject *what) {
-    PyObject *ps = path_str(p);
-    if (!ps) return -1;
+static int arg_error(const tj_path *p, const char *fmt, PyObject *what) {
     PyObject *msg = PyUnicode_FromFormat(fmt, what);
-    if (msg) PyErr_Format(PyExc_TypeError, "%U: %U", ps, msg);
+    if (msg) tj_path_error(PyExc_TypeError, p, "%U", msg);
     Py_XDECREF(msg);
-    Py_DECREF(ps);
     return -1;
 }
 
-static int check_array(PyArrayObject *a, const path *p, int *dt) {
+static int check_array(PyArrayObject *a, const tj_path *p, int *dt) {
     *dt = tj_dtype_from_typenum(PyArray_TYPE(a));
     if (*dt < 0)
         return arg_error(p, "arrays of dtype %S are not supported by tracejit (supported: bool, "
@@ -127,18 +107,17 @@ static int check_array(PyArrayObject *a, const path *p, int *dt) {
 }
 
 /* A static value; an unhashable one is a TypeError naming the argument. */
-static int static_arg(tj_flat *f, PyObject *o, const path *p) {
+static int static_arg(tj_flat *f, PyObject *o, const tj_path *p) {
     if (static_value(f, o) == 0) return 0;
     if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
     PyErr_Clear();
-    return arg_error(p, "%R is neither an array, a number, a tuple/list/dict of them, nor a "
-                        "hashable static value", (PyObject *)Py_TYPE(o));
+    return tj_tree_leaf_error(p, o, "is a static value and must be hashable");
 }
 
 /* A torch tensor (read through its DLPack view at every call) or another DLPack
  * producer's array (an ndarray view of it, owned by the flat). The key word carries
  * the library, and a producer's type is a static, so results come back right. */
-static int flatten_dlpack(tj_flat *f, PyObject *o, int lib, const path *p) {
+static int flatten_dlpack(tj_flat *f, PyObject *o, int lib, const tj_path *p) {
     int dt, nd, contig;
     const int64_t *shape;
     PyObject *leaf_obj = o;
@@ -209,8 +188,10 @@ static int flatten_dlpack(tj_flat *f, PyObject *o, int lib, const path *p) {
     return leaf(f, leaf_obj);
 }
 
-static int flatten(tj_flat *f, PyObject *o, int is_static, const path *p) {
-    if (is_static) return static_arg(f, o, p);
+/* A leaf of an argument's pytree: its key words, and its object among the leaves
+ * (arrays, numbers) or the statics. */
+static int flatten_leaf(void *ctx, PyObject *o, const tj_path *p) {
+    tj_flat *f = ctx;
     PyTypeObject *tp = Py_TYPE(o);
     if (tp == &PyArray_Type) {
         PyArrayObject *a = (PyArrayObject *)o;
@@ -230,26 +211,6 @@ static int flatten(tj_flat *f, PyObject *o, int is_static, const path *p) {
         long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
         if (v == -1 && PyErr_Occurred()) return -1;
         return word(f, TAG(overflow ? K_BIGINT : K_INT, 0)) < 0 ? -1 : leaf(f, o);
-    }
-    if (tp == &PyTuple_Type || tp == &PyList_Type) {
-        Py_ssize_t n = Py_SIZE(o);
-        if (word(f, TAG(tp == &PyTuple_Type ? K_TUPLE : K_LIST, n)) < 0) return -1;
-        PyObject **items = tp == &PyTuple_Type ? &PyTuple_GET_ITEM(o, 0) : ((PyListObject *)o)->ob_item;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            path sub = {p, i, NULL};
-            if (flatten(f, items[i], 0, &sub) < 0) return -1;
-        }
-        return 0;
-    }
-    if (tp == &PyDict_Type) {
-        if (word(f, TAG(K_DICT, PyDict_GET_SIZE(o))) < 0) return -1;
-        PyObject *k, *v;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(o, &pos, &k, &v)) {
-            path sub = {p, 0, k};
-            if (static_value(f, k) < 0 || flatten(f, v, 0, &sub) < 0) return -1;
-        }
-        return 0;
     }
     if (tj_is_tracer(o)) {
         f->has_tracer = 1;
@@ -275,6 +236,31 @@ static int flatten(tj_flat *f, PyObject *o, int is_static, const path *p) {
     return static_arg(f, o, p);
 }
 
+
+/* A container: its kind and size, then its aux (a namedtuple's type, a defaultdict's
+ * factory) as a static; a dict's keys are statics too (flatten_key). */
+static int flatten_node(void *ctx, PyObject *o, tj_tree_kind kind, Py_ssize_t n, PyObject *aux,
+                        const tj_path *p) {
+    tj_flat *f = ctx;
+    if (word(f, TAG(K_NODE, (int64_t)n << 4 | kind)) < 0) return -1;
+    if (!aux || static_value(f, aux) == 0) return 0;
+    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyErr_Clear();
+        arg_error(p, "the defaultdict's default_factory %R is not hashable", aux);
+    }
+    return -1;
+}
+
+static int flatten_key(void *ctx, PyObject *key) { return static_value(ctx, key); }
+
+static const tj_tree_visitor flatten_visitor = {flatten_node, flatten_key, flatten_leaf};
+
+static int flatten(tj_flat *f, PyObject *o, int is_static, const tj_path *p) {
+    if (is_static) return static_arg(f, o, p);
+    if (Py_IS_TYPE(o, &PyArray_Type)) return flatten_leaf(f, o, p);   /* a leaf, without the walk */
+    return tj_tree_walk(o, &flatten_visitor, f, p);
+}
+
 static int is_static_name(const tj_argconf *conf, PyObject *name) {
     if (!conf->static_argnames) return 0;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(conf->static_argnames); i++) {
@@ -287,7 +273,7 @@ static int is_static_name(const tj_argconf *conf, PyObject *name) {
 int tj_flatten_args(tj_flat *f, const tj_argconf *conf, PyObject *const *args, Py_ssize_t nargs,
                     PyObject *kwnames) {
     for (Py_ssize_t i = 0; i < nargs; i++) {
-        path p = {NULL, i, NULL};
+        tj_path p = {NULL, "arg", i, NULL, NULL};
         int st = i < 64 && (conf->static_mask >> i & 1);
         if (flatten(f, args[i], st, &p) < 0) return -1;
     }
@@ -295,7 +281,7 @@ int tj_flatten_args(tj_flat *f, const tj_argconf *conf, PyObject *const *args, P
         if (word(f, TAG(K_KWNAMES, PyTuple_GET_SIZE(kwnames))) < 0) return -1;
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
             PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-            path p = {NULL, 0, name};
+            tj_path p = {NULL, "arg", -1, name, NULL};
             if (static_value(f, name) < 0) return -1;
             if (flatten(f, args[nargs + i], is_static_name(conf, name), &p) < 0) return -1;
         }
@@ -305,8 +291,8 @@ int tj_flatten_args(tj_flat *f, const tj_argconf *conf, PyObject *const *args, P
 
 /* ---- tracing the arguments ---------------------------------------------------- */
 
-static PyObject *traced(tj_trace *t, PyObject *o, int is_static) {
-    if (is_static) return Py_NewRef(o);
+/* A leaf as its Tracer (a new INPUT or SCALAR node), or itself (a static). New reference. */
+static PyObject *traced_leaf(tj_trace *t, PyObject *o) {
     PyTypeObject *tp = Py_TYPE(o);
     tj_slotdesc d = {.kind = TJ_SLOT_ARG, .index = t->g.n_slots, .contig = 1};
     int32_t id;
@@ -322,26 +308,6 @@ static PyObject *traced(tj_trace *t, PyObject *o, int is_static) {
         if (tp == &PyLong_Type) PyLong_AsLongLongAndOverflow(o, &overflow);
         d.dtype = tp == &PyFloat_Type || overflow ? TJ_F64 : TJ_I64;
         id = tj_trace_leaf(t, TJ_OP_SCALAR, &d, overflow ? 2 : 1, 0, NULL);
-    } else if (tp == &PyTuple_Type || tp == &PyList_Type) {
-        Py_ssize_t n = Py_SIZE(o);
-        PyObject *r = tp == &PyTuple_Type ? PyTuple_New(n) : PyList_New(n);
-        for (Py_ssize_t i = 0; r && i < n; i++) {
-            PyObject *item = traced(t, tp == &PyTuple_Type ? PyTuple_GET_ITEM(o, i)
-                                                            : PyList_GET_ITEM(o, i), 0);
-            if (!item) { Py_CLEAR(r); break; }
-            if (tp == &PyTuple_Type) PyTuple_SET_ITEM(r, i, item);
-            else PyList_SET_ITEM(r, i, item);
-        }
-        return r;
-    } else if (tp == &PyDict_Type) {
-        PyObject *r = PyDict_New(), *k, *v;
-        Py_ssize_t pos = 0;
-        while (r && PyDict_Next(o, &pos, &k, &v)) {
-            PyObject *item = traced(t, v, 0);
-            if (!item || PyDict_SetItem(r, k, item) < 0) Py_CLEAR(r);
-            Py_XDECREF(item);
-        }
-        return r;
     } else if (PyArray_IsScalar(o, Generic)) {
         PyArray_Descr *descr = PyArray_DescrFromScalar(o);
         if (!descr) return NULL;
@@ -352,7 +318,7 @@ static PyObject *traced(tj_trace *t, PyObject *o, int is_static) {
         int lib = tj_dl_kind(o);
         if (lib == TJ_LIB_DLPACK) {     /* the ndarray view of it, as flatten made */
             PyObject *a = tj_dl_to_numpy(o);
-            PyObject *r = a ? traced(t, a, 0) : NULL;
+            PyObject *r = a ? traced_leaf(t, a) : NULL;
             Py_XDECREF(a);
             return r;
         }
@@ -368,6 +334,33 @@ static PyObject *traced(tj_trace *t, PyObject *o, int is_static) {
         id = tj_trace_leaf(t, TJ_OP_INPUT, &d, 0, v.ndim, v.shape);
     }
     return id < 0 ? NULL : tj_tracer_new(t, id);
+}
+
+typedef struct { tj_trace *t; PyObject *leaves; } traced_ctx;
+
+static int append_traced(void *ctx, PyObject *o, const tj_path *p) {
+    traced_ctx *c = ctx;
+    PyObject *v = traced_leaf(c->t, o);
+    int rc = v ? PyList_Append(c->leaves, v) : -1;
+    Py_XDECREF(v);
+    return rc;
+}
+
+/* An argument with its leaves traced, rebuilt by the walk's treedef (its structure,
+ * types included). New reference. */
+static PyObject *traced(tj_trace *t, PyObject *o, int is_static) {
+    if (is_static) return Py_NewRef(o);
+    if (tj_tree_kind_of(o) == TJ_TREE_LEAF) return traced_leaf(t, o);
+    tj_treedef td;
+    traced_ctx c = {t, PyList_New(0)};
+    PyObject *r = NULL;
+    if (!c.leaves) return NULL;
+    if (tj_tree_flatten(o, &td, append_traced, &c, NULL) == 0) {
+        r = tj_treedef_build(&td, PySequence_Fast_ITEMS(c.leaves));
+        tj_treedef_free(&td);
+    }
+    Py_DECREF(c.leaves);
+    return r;
 }
 
 int tj_trace_args(tj_trace *t, const tj_argconf *conf, PyObject *const *args, Py_ssize_t nargs,
@@ -398,101 +391,86 @@ fail:
 
 /* ---- results ------------------------------------------------------------------ */
 
-enum { T_OUT, T_TUPLE, T_LIST, T_DICT, T_STATIC };
+/* Whether a static result leaf holds a traced value a few levels down: inside a
+ * subclass of tuple, list or dict this rule does not walk, or among the leaf's own
+ * attributes (a dataclass of tracers; not its attributes' attributes, nor a module's).
+ * Such a leaf would hand out tracers of a finished trace at every call. */
+static int holds_tracer(PyObject *o, int depth, int attrs) {
+    if (tj_is_tracer(o)) return 1;
+    if (depth == 0 || PyUnicode_Check(o) || PyLong_Check(o) || PyFloat_Check(o) ||
+        PyType_Check(o) || PyModule_Check(o))
+        return 0;
+    PyObject *items = NULL;
+    if (PyDict_Check(o)) items = PyDict_Values(o);
+    else if (PyTuple_Check(o) || PyList_Check(o)) items = PySequence_List(o);
+    else {
+        PyObject **dictptr = attrs ? _PyObject_GetDictPtr(o) : NULL;
+        if (!dictptr || !*dictptr || !PyDict_Check(*dictptr)) return 0;
+        items = PyDict_Values(*dictptr);
+    }
+    if (!items) return -1;
+    int found = 0;
+    for (Py_ssize_t i = 0; !found && i < PyList_GET_SIZE(items); i++)
+        found = holds_tracer(PyList_GET_ITEM(items, i), depth - 1, 0);
+    Py_DECREF(items);
+    return found;
+}
 
-static int token(tj_template *tp, int kind, int payload) {
-    if (tp->n_tokens == tp->cap_tokens &&
-        tj_grow((void **)&tp->tokens, &tp->cap_tokens, 8, sizeof *tp->tokens) < 0) {
+typedef struct { tj_template *tp; tj_trace *t; } result_ctx;
+
+/* A result leaf: a traced value or an array becomes an output, anything else a static
+ * of the template. */
+static int result_leaf(void *ctx, PyObject *o, const tj_path *p) {
+    result_ctx *c = ctx;
+    tj_template *tp = c->tp;
+    int32_t out = -1;
+    if (tj_is_tracer(o) || PyArray_Check(o) || tj_dl_kind(o) == TJ_LIB_TORCH) {
+        int32_t id = tj_operand(c->t, o);
+        if (id < 0) return -1;
+        tj_error err;
+        if (tj_graph_add_output(&c->t->g, id, &err) < 0) return tj_error_raise(&err);
+        out = c->t->g.n_out - 1;
+    } else {
+        int held = holds_tracer(o, 4, 1);
+        if (held < 0) return -1;
+        if (held) return tj_tree_leaf_error(p, o, "cannot hold traced values");
+    }
+    Py_ssize_t i = PyList_GET_SIZE(tp->statics);
+    if (i == tp->cap_out &&
+        tj_grow((void **)&tp->out_of, &tp->cap_out, 8, sizeof *tp->out_of) < 0) {
         PyErr_NoMemory();
         return -1;
     }
-    tp->tokens[tp->n_tokens++] = kind | payload << 4;
-    return 0;
-}
-
-static int add_static(tj_template *tp, PyObject *o) {
-    if (PyList_Append(tp->statics, o) < 0) return -1;
-    return token(tp, T_STATIC, (int)PyList_GET_SIZE(tp->statics) - 1);
-}
-
-static int result_walk(tj_template *tp, tj_trace *t, PyObject *o) {
-    PyTypeObject *type = Py_TYPE(o);
-    if (tj_is_tracer(o) || PyArray_Check(o) || tj_dl_kind(o) == TJ_LIB_TORCH) {
-        int32_t id = tj_operand(t, o);
-        if (id < 0) return -1;
-        tj_error err;
-        if (tj_graph_add_output(&t->g, id, &err) < 0) return tj_error_raise(&err);
-        return token(tp, T_OUT, t->g.n_out - 1);
-    }
-    if (type != &PyTuple_Type && PyTuple_Check(o)) {
-        /* a named tuple (torch.max(x, dim)'s (values, indices)) holding traced values
-         * comes back as a plain tuple; one of static values stays static */
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o); i++)
-            if (tj_is_tracer(PyTuple_GET_ITEM(o, i))) { type = &PyTuple_Type; break; }
-    }
-    if (type == &PyTuple_Type || type == &PyList_Type) {
-        Py_ssize_t n = Py_SIZE(o);
-        if (token(tp, type == &PyTuple_Type ? T_TUPLE : T_LIST, (int)n) < 0) return -1;
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (result_walk(tp, t, type == &PyTuple_Type ? PyTuple_GET_ITEM(o, i)
-                                                          : PyList_GET_ITEM(o, i)) < 0)
-                return -1;
-        return 0;
-    }
-    if (type == &PyDict_Type) {
-        if (token(tp, T_DICT, (int)PyDict_GET_SIZE(o)) < 0) return -1;
-        PyObject *k, *v;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(o, &pos, &k, &v))
-            if (add_static(tp, k) < 0 || result_walk(tp, t, v) < 0) return -1;
-        return 0;
-    }
-    return add_static(tp, o);
+    tp->out_of[i] = out;
+    return PyList_Append(tp->statics, out < 0 ? o : Py_None);
 }
 
 int tj_template_from_result(tj_template *tp, tj_trace *t, PyObject *result) {
     memset(tp, 0, sizeof *tp);
     if (!(tp->statics = PyList_New(0))) return -1;
-    return result_walk(tp, t, result);
+    result_ctx c = {tp, t};
+    tj_path root = {NULL, "result", -1, NULL, NULL};
+    return tj_tree_flatten(result, &tp->tree, result_leaf, &c, &root);
 }
 
 void tj_template_free(tj_template *tp) {
-    free(tp->tokens);   /* tj_grow's */
+    tj_treedef_free(&tp->tree);
+    free(tp->out_of);   /* tj_grow's */
     Py_CLEAR(tp->statics);
     memset(tp, 0, sizeof *tp);
 }
 
-static PyObject *build(const tj_template *tp, PyObject *const *outs, int *pos) {
-    int32_t tok = tp->tokens[(*pos)++];
-    int kind = tok & 15, payload = tok >> 4;
-    switch (kind) {
-    case T_OUT: return Py_NewRef(outs[payload]);
-    case T_STATIC: return Py_NewRef(PyList_GET_ITEM(tp->statics, payload));
-    case T_TUPLE:
-    case T_LIST: {
-        PyObject *r = kind == T_TUPLE ? PyTuple_New(payload) : PyList_New(payload);
-        for (int i = 0; r && i < payload; i++) {
-            PyObject *item = build(tp, outs, pos);
-            if (!item) { Py_CLEAR(r); break; }
-            if (kind == T_TUPLE) PyTuple_SET_ITEM(r, i, item);
-            else PyList_SET_ITEM(r, i, item);
-        }
-        return r;
-    }
-    default: {
-        PyObject *r = PyDict_New();
-        for (int i = 0; r && i < payload; i++) {
-            PyObject *k = build(tp, outs, pos), *v = k ? build(tp, outs, pos) : NULL;
-            if (!v || PyDict_SetItem(r, k, v) < 0) Py_CLEAR(r);
-            Py_XDECREF(k);
-            Py_XDECREF(v);
-        }
-        return r;
-    }
-    }
-}
-
 PyObject *tj_template_build(const tj_template *tp, PyObject *const *outs) {
-    int pos = 0;
-    return build(tp, outs, &pos);
+    Py_ssize_t n = tp->tree.n_leaves;
+    if (n == 0 || (n == 1 && tp->tree.n_tokens == 1))   /* no leaf; a leaf alone */
+        return n ? Py_NewRef(tp->out_of[0] >= 0 ? outs[tp->out_of[0]] : PyList_GET_ITEM(tp->statics, 0))
+                 : tj_treedef_build(&tp->tree, NULL);
+    PyObject *stack[16], **leaves = n <= 16 ? stack : PyMem_Malloc((size_t)n * sizeof *leaves);
+    if (!leaves) return PyErr_NoMemory();
+    stack[0] = NULL;   /* (n >= 2 below: for the compiler's uninitialized-use analysis) */
+    for (Py_ssize_t i = 0; i < n; i++)
+        leaves[i] = tp->out_of[i] >= 0 ? outs[tp->out_of[i]] : PyList_GET_ITEM(tp->statics, i);
+    PyObject *r = tj_treedef_build(&tp->tree, leaves);
+    if (leaves != stack) PyMem_Free(leaves);
+    return r;
 }

@@ -85,8 +85,8 @@ static void unlink_plan(tj_function *self, tj_plan *p) {
  * or the TypeError stands when that is not registered. */
 static PyObject *autograd_call(tj_function *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
-    tj_state *st = tj_get_state();
-    if (!st->autograd_call) return NULL;
+    tj_state *st = tj_state_of_type(Py_TYPE(self));
+    if (!st || !st->autograd_call) return NULL;
     PyErr_Clear();
     PyObject *targs = PyTuple_New(nargs), *kw = PyDict_New(), *r = NULL;
     if (targs && kw) {
@@ -94,7 +94,7 @@ static PyObject *autograd_call(tj_function *self, PyObject *const *args, Py_ssiz
         Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i = 0;
         for (; i < nk; i++)
             if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) break;
-        if (i == nk && !(r = tj_ag_fast_call(self->dict, targs, kw)) && !PyErr_Occurred())
+        if (i == nk && !(r = tj_ag_fast_call(st, self->dict, targs, kw)) && !PyErr_Occurred())
             r = PyObject_CallFunctionObjArgs(st->autograd_call, (PyObject *)self, targs, kw, NULL);
     }
     Py_XDECREF(targs);
@@ -254,6 +254,7 @@ static int fn_traverse(tj_function *self, visitproc visit, void *arg) {
         Py_VISIT(p->captures);
         Py_VISIT(p->statics);
         Py_VISIT(p->tmpl.statics);
+        Py_VISIT(p->tmpl.tree.aux);
         Py_VISIT(p->descr);
         Py_VISIT(p->out_conv);
     }
@@ -279,7 +280,8 @@ static void fn_dealloc(tj_function *self) {
 }
 
 static PyObject *fn_cache_info(tj_function *self, PyObject *unused) {
-    PyObject *r = PyStructSequence_New(tj_get_state()->CacheInfoType);
+    tj_state *st = tj_state_of_type(Py_TYPE(self));
+    PyObject *r = st ? PyStructSequence_New(st->CacheInfoType) : NULL;
     if (!r) return NULL;
     PyStructSequence_SetItem(r, 0, PyLong_FromSsize_t(self->hits));
     PyStructSequence_SetItem(r, 1, PyLong_FromSsize_t(self->misses));

@@ -1,6 +1,7 @@
 /* tracejit._C: module state, exception classes, libtcc loading at import, and the
  * few introspection functions the tests and the Python layer use. Multi-phase init;
- * the state is reachable from C through tj_get_state() (one interpreter). */
+ * the state is reached through the module or a heap type where the caller holds one,
+ * else through tj_get_state() (tracejit.h says when). */
 #include "backend/backend.h"   /* and tracejit.h: libtcc at import, the tier's mode */
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
@@ -24,9 +25,17 @@ PyObject *tj_ag_backward_method(PyObject *m, PyObject *cls);
 int tj_ag_init(tj_state *st);
 PyObject *tj_py_vmath(PyObject *self, PyObject *args);        /* emit/vmath_eval.c */
 
-static tj_state *g_state;
+static struct PyModuleDef module_def;
+static tj_state *g_state;   /* the one instance's (module_exec, module_free) */
 
 tj_state *tj_get_state(void) { return g_state; }
+
+tj_state *tj_state_of(PyObject *module) { return PyModule_GetState(module); }
+
+tj_state *tj_state_of_type(PyTypeObject *tp) {
+    PyObject *m = PyType_GetModuleByDef(tp, &module_def);
+    return m ? PyModule_GetState(m) : NULL;
+}
 
 PyObject *tj_internal_error(const char *fmt, ...) {
     va_list va;
@@ -34,7 +43,7 @@ PyObject *tj_internal_error(const char *fmt, ...) {
     PyObject *msg = PyUnicode_FromFormatV(fmt, va);
     va_end(va);
     if (msg) {
-        PyErr_Format(g_state->InternalError, "%U (this is a bug in tracejit; please report it)", msg);
+        PyErr_Format(tj_get_state()->InternalError, "%U (this is a bug in tracejit; please report it)", msg);
         Py_DECREF(msg);
     }
     return NULL;
@@ -120,12 +129,12 @@ static PyObject *register_impls(PyObject *m, PyObject *impls) {
         PyErr_SetString(PyExc_TypeError, "expected a dict");
         return NULL;
     }
-    Py_XSETREF(g_state->py_impls, Py_NewRef(impls));
+    Py_XSETREF(tj_state_of(m)->py_impls, Py_NewRef(impls));
     Py_RETURN_NONE;
 }
 
 static PyObject *get_skip_dirs(PyObject *m, PyObject *unused) {
-    tj_state *st = tj_get_state();
+    tj_state *st = tj_state_of(m);
     return st->skip_dirs ? Py_NewRef(st->skip_dirs) : PyTuple_New(0);
 }
 
@@ -134,7 +143,7 @@ static PyObject *set_skip_dirs(PyObject *m, PyObject *dirs) {
         PyErr_SetString(PyExc_TypeError, "expected a tuple of str");
         return NULL;
     }
-    Py_XSETREF(g_state->skip_dirs, Py_NewRef(dirs));
+    Py_XSETREF(tj_state_of(m)->skip_dirs, Py_NewRef(dirs));
     Py_RETURN_NONE;
 }
 
@@ -246,6 +255,11 @@ static PyStructSequence_Desc cache_info_desc = {
 
 static int module_exec(PyObject *m) {
     tj_state *st = PyModule_GetState(m);
+    if (g_state) {
+        PyErr_SetString(PyExc_ImportError, "tracejit._C is already loaded in this process; its "
+                                           "thread pool and compiler are process-wide");
+        return -1;
+    }
     g_state = st;
     if (PyArray_ImportNumPyAPI() < 0) return -1;
     st->numpy = PyImport_ImportModule("numpy");
@@ -277,7 +291,7 @@ static int module_exec(PyObject *m) {
     if (!st->CacheInfoType || PyModule_AddObjectRef(m, "CacheInfo", (PyObject *)st->CacheInfoType) < 0)
         return -1;
     if (tj_tracer_types_init(m, st) < 0 || tj_function_type_init(m, st) < 0) return -1;
-    if (tj_protocols_init(st) < 0) return -1;
+    if (tj_protocols_init(st) < 0 || tj_pytree_init(m, st) < 0) return -1;
     if (tj_ad_init(m) < 0 || tj_ag_init(st) < 0) return -1;
     if (PyModule_AddIntConstant(m, "BLOCK", TJ_BLOCK) < 0) return -1;
     return tj_tcc_load();
@@ -291,12 +305,13 @@ static int state_objects(tj_state *st, PyObject **out[STATE_MAX_OBJECTS]) {
         &st->TracejitError, &st->TraceError, &st->CompileError, &st->InternalError,
         (PyObject **)&st->TracerType, (PyObject **)&st->TraceType,
         (PyObject **)&st->FunctionType, (PyObject **)&st->CacheInfoType,
+        (PyObject **)&st->TreeDefType, &st->defaultdict_type, &st->tree_star,
         &st->numpy, &st->ndarray_type, &st->ufunc_ops, &st->array_funcs, &st->py_impls,
         &st->py_int, &st->py_float, &st->skip_dirs, &st->torch_attrs, &st->trace_call,
         &st->effects, &st->effects_make, &st->autograd_call, &st->grad_capture_error,
         (PyObject **)&st->torch_tensor, &st->torch_grad_enabled, &st->torch_from_numpy,
         &st->torch_empty, &st->torch_get_default_dtype,
-        &st->ag_mark_diff, &st->ag_mark_other, &st->ag_mark_end, &st->ag_str_autograd,
+        &st->ag_mark_diff, &st->ag_mark_other, &st->ag_str_autograd,
         &st->ag_str_fast, &st->ag_str_mixed, &st->ag_str_value_and_grad, &st->ag_str_grads,
         &st->ag_str_job, &st->ag_str_mark_nd, &st->ag_str_dict, &st->ag_not_scalar,
         &st->ag_fused_backward,
@@ -324,6 +339,11 @@ static int module_clear(PyObject *m) {
     return 0;
 }
 
+static void module_free(void *m) {
+    module_clear(m);
+    if (g_state == PyModule_GetState(m)) g_state = NULL;
+}
+
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
     {0, NULL},
@@ -332,7 +352,7 @@ static PyModuleDef_Slot module_slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "tracejit._C",
     "tracejit's C core: tracer, graph passes, code generation, libtcc backend, runtime.",
-    sizeof(tj_state), module_methods, module_slots, module_traverse, module_clear, NULL,
+    sizeof(tj_state), module_methods, module_slots, module_traverse, module_clear, module_free,
 };
 
 PyMODINIT_FUNC PyInit__C(void) { return PyModuleDef_Init(&module_def); }

@@ -37,6 +37,9 @@ typedef struct {
     PyObject *py_int, *py_float;    /* the int and float types (weak operands) */
     PyObject *skip_dirs;            /* tuple of directory prefixes skipped when locating user code */
     PyTypeObject *CacheInfoType;
+    PyTypeObject *TreeDefType;      /* a pytree's structure (pytree.c) */
+    PyObject *defaultdict_type;     /* collections.defaultdict: a container (pytree.c) */
+    PyObject *tree_star;            /* the leaf placeholder of TreeDef's repr: `*` */
     PyObject *torch_attrs;          /* dict: tracer attribute name -> torch-style (_torch.py) */
     PyObject *trace_call;           /* runs the traced function (_effects.call) */
     PyObject *effects;              /* [module, name, wrapper(, original)] lists (effects.c) */
@@ -51,14 +54,22 @@ typedef struct {
     PyObject *torch_from_numpy, *torch_empty, *torch_get_default_dtype;
     /* the autograd route's constants (ad/torch_route.c): key markers compared by
      * identity, attribute names, and what it finds lazily in tracejit and torch */
-    PyObject *ag_mark_diff, *ag_mark_other, *ag_mark_end;
+    PyObject *ag_mark_diff, *ag_mark_other;
     PyObject *ag_str_autograd, *ag_str_fast, *ag_str_mixed, *ag_str_value_and_grad,
              *ag_str_grads, *ag_str_job, *ag_str_mark_nd, *ag_str_dict;
     PyObject *ag_not_scalar;        /* tracejit._grad.NotScalarError */
     PyObject *ag_fused_backward;    /* tracejit._torch_autograd._fused_backward */
 } tj_state;
 
-tj_state *tj_get_state(void);       /* borrowed; valid while the module lives */
+/* The state, borrowed. Through what the caller holds where it holds one: a module
+ * function's module, a heap type (CompiledFunction, Tracer, TreeDef) of a method's self.
+ * tj_get_state() is the one accessor for code with neither at hand (deep in the tracer,
+ * the DLPack reader, the replay path): _C is loaded once per process (module_exec refuses
+ * a second instance: the thread pool and libtcc are process-wide), so it is that
+ * instance's state, NULL once the module is freed. */
+tj_state *tj_state_of(PyObject *module);
+tj_state *tj_state_of_type(PyTypeObject *tp);   /* a heap type of _C (NULL + SystemError) */
+tj_state *tj_get_state(void);
 /* Raises TraceError with the message and the user's source location appended. */
 PyObject *tj_trace_error(const char *fmt, ...);
 /* The same message and user's line, raised as another exception class. NULL. */
@@ -220,7 +231,7 @@ void tj_effects_leave(void);   /* new reference to an empty live Trace */
 int tj_ad_init(PyObject *module);
 /* A call needing autograd through its Adapter's common case (ad/torch_route.c): the
  * result; NULL + exception: its error; NULL alone: take _torch_autograd.call. */
-PyObject *tj_ag_fast_call(PyObject *cf_dict, PyObject *args, PyObject *kwargs);
+PyObject *tj_ag_fast_call(tj_state *st, PyObject *cf_dict, PyObject *args, PyObject *kwargs);
 
 /* ---- passes (csrc/fuse/, entered through csrc/bridge.c) -------------------- */
 /* Runs the pipeline on t's graph (tj_pipeline_run: the plan reads t's slot table after
@@ -328,6 +339,61 @@ PyObject *tj_dl_torch_dtype(int dtype);
  * without an exception when there is none. New reference. */
 PyObject *tj_dl_converter(PyTypeObject *tp);
 
+/* ---- pytrees (csrc/pytree.c) ------------------------------------------------ */
+/* The one container rule (csrc/pytree.c's opening comment): every walk of arguments,
+ * results and autograd's calls, in C and (through _C.tree_flatten) in Python. */
+typedef enum { TJ_TREE_LEAF, TJ_TREE_NONE, TJ_TREE_TUPLE, TJ_TREE_LIST, TJ_TREE_DICT,
+               TJ_TREE_NAMEDTUPLE, TJ_TREE_STRUCTSEQ, TJ_TREE_ODICT, TJ_TREE_DDICT } tj_tree_kind;
+tj_tree_kind tj_tree_kind_of(PyObject *o);
+
+/* Where a leaf sits, for messages: a root ("arg 0", "arg 'scale'", "result"), then
+ * [i], [key] or .field (a namedtuple's). Lives on the C stack of the walk. */
+typedef struct tj_path {
+    const struct tj_path *up;
+    const char *root;            /* up == NULL: the root's name */
+    Py_ssize_t index;            /* a child's position; the root's number (-1: none) */
+    PyObject *key;               /* a dict child's key (the root's name), or NULL */
+    PyObject *fields_of;         /* a namedtuple child: the namedtuple type */
+} tj_path;
+PyObject *tj_path_str(const tj_path *p);   /* new reference */
+/* Raises cls("<path>: <message>"). -1. */
+int tj_path_error(PyObject *cls, const tj_path *p, const char *fmt, ...);
+/* TypeError: leaf o at p is not what its place needs; `role` says what a leaf there
+ * must be ("is a static value and must be hashable"). Names o's type and, for a
+ * subclass of tuple, list or dict, the containers tracejit walks. -1. */
+int tj_tree_leaf_error(const tj_path *p, PyObject *o, const char *role);
+
+/* One walk, in the rule's order: node() before a container's children (aux: a
+ * namedtuple's or structseq's type, a defaultdict's default_factory, else NULL; None is
+ * a node of 0 children), key() before each dict child (NULL: not called), leaf() per
+ * leaf. A callback's -1 stops the walk. Objects passed are borrowed for the call. */
+typedef int (*tj_tree_leaf_fn)(void *ctx, PyObject *o, const tj_path *p);
+typedef struct {
+    int (*node)(void *ctx, PyObject *o, tj_tree_kind kind, Py_ssize_t n, PyObject *aux,
+                const tj_path *p);
+    int (*key)(void *ctx, PyObject *key);
+    tj_tree_leaf_fn leaf;
+} tj_tree_visitor;
+int tj_tree_walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path *p);
+
+/* A structure: per node and leaf a token (kind | children << 4), in walk order; aux
+ * holds, per node in order, its aux object then its keys. */
+typedef struct {
+    int32_t *tokens; int32_t n_tokens, cap_tokens;
+    PyObject *aux;               /* list */
+    Py_ssize_t n_leaves;
+} tj_treedef;
+/* Fills *td (which it initializes) with o's structure, calling leaf() per leaf. 0/-1
+ * (td then empty). */
+int tj_tree_flatten(PyObject *o, tj_treedef *td, tj_tree_leaf_fn leaf, void *ctx,
+                    const tj_path *root);
+/* The tree of td's structure holding leaves[0..n_leaves) (borrowed). New reference. */
+PyObject *tj_treedef_build(const tj_treedef *td, PyObject *const *leaves);
+/* Each leaf's path below root, as a list of str. New reference. */
+PyObject *tj_treedef_paths(const tj_treedef *td, const tj_path *root);
+void tj_treedef_free(tj_treedef *td);
+int tj_pytree_init(PyObject *module, tj_state *st);   /* TreeDef, tree_flatten, tree_leaves */
+
 /* ---- arguments and keys (csrc/args.c) --------------------------------------- */
 /* A call's arguments flattened: key words (structure, dtypes, shapes, layouts),
  * leaves (arrays and runtime scalars, borrowed) and static objects (borrowed). */
@@ -367,8 +433,9 @@ int tj_trace_args(tj_trace *t, const tj_argconf *conf, PyObject *const *args, Py
                   PyObject *kwnames, PyObject **targs, PyObject **tkwargs);
 /* Flattens a traced result into graph outputs and a template (csrc/args.c). */
 typedef struct {
-    int32_t *tokens; int32_t n_tokens, cap_tokens;
-    PyObject *statics;           /* list */
+    tj_treedef tree;             /* the result's structure */
+    int32_t *out_of, cap_out;    /* per leaf: its output position, or -1 (a static) */
+    PyObject *statics;           /* list: per leaf its static value (None for outputs) */
 } tj_template;
 int tj_template_from_result(tj_template *tp, tj_trace *t, PyObject *result);
 void tj_template_free(tj_template *tp);

@@ -219,7 +219,7 @@ def test_ag_scan_sorts_the_leaves_and_keys_the_pattern():
 
 def test_ag_layout_places_the_leaves_as_ag_scan_sorts_them():
     """The entry of a new pattern takes its positions from the same walk as the
-    per-call scan: leaves numbered in _grad._leaves' order, kwargs after args."""
+    per-call scan: leaves numbered in _C.tree_flatten's order, kwargs after args."""
     a = torch.ones(2, requires_grad=True)
     c = torch.ones(2)
     st = _torch_autograd._STATIC
@@ -227,7 +227,7 @@ def test_ag_layout_places_the_leaves_as_ag_scan_sorts_them():
     diff_pos, other_pos, statics = _C._ag_layout(args, {"s": c}, st)
     assert (diff_pos, other_pos, statics) == ([0, 4], [1, 2, 5], [(3, 7)])
     _, _, diff, other = _C._ag_scan({}, args, {"s": c}, st)
-    leaves = _torch_autograd._leaves((args, {"s": c}), [])
+    leaves = _C.tree_leaves((args, {"s": c}))
     assert [leaves[k] for k in diff_pos] == diff
     assert [leaves[k] for k in other_pos] == other
     assert _C._ag_layout(args, {}, st) == ([0, 4], [1, 2], [(3, 7)])

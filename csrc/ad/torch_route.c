@@ -5,17 +5,18 @@
  *
  *   _ag_scan(entries, args, kwargs, static_type) -> (entry or None, key, diff, other)
  *
- * walks the leaves of (args, kwargs) in _grad._leaves' order (dicts by their values,
- * tuples and lists by items, kwargs after args): float32/float64 CPU tensors requiring
- * grad go to the list diff, other leaves to the list other. key is the call's pattern
- * (containers' types, sizes and dict keys; per leaf a marker, or a static's value):
+ * walks the leaves of (args, kwargs) in _C.tree_flatten's order (csrc/pytree.c's rule,
+ * kwargs after args): float32/float64 CPU tensors requiring grad go to the list diff,
+ * other leaves to the list other. key is the call's pattern (containers' types, sizes
+ * and dict keys; per leaf a marker, or a static's value):
  * what the entries dict is keyed by; entry is entries[key], None when absent.
  * A static argument (wrapped in static_type by the caller) is part of the key; one that
  * is not hashable is a TypeError. A tensor requiring grad off the CPU is a TypeError.
  *
  *   _ag_layout(args, kwargs, static_type) -> (diff_pos, other_pos, statics)
  *
- * is the same walk recording each leaf's position, for the entry of a new pattern. */
+ * is the same walk recording each leaf's position, for the entry of a new pattern
+ * (whose structure _C.tree_flatten((args, kwargs)) gives). */
 #include "tracejit.h"
 
 PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg);   /* dlpack.c: _strict_captures */
@@ -26,7 +27,6 @@ int tj_ag_init(tj_state *st) {
     PyObject *base = (PyObject *)&PyBaseObject_Type;
     return (st->ag_mark_diff = PyObject_CallNoArgs(base)) &&
            (st->ag_mark_other = PyObject_CallNoArgs(base)) &&
-           (st->ag_mark_end = PyObject_CallNoArgs(base)) &&
            (st->ag_str_autograd = PyUnicode_InternFromString("_tj_autograd")) &&
            (st->ag_str_fast = PyUnicode_InternFromString("fast")) &&
            (st->ag_str_mixed = PyUnicode_InternFromString("mixed")) &&
@@ -39,14 +39,13 @@ int tj_ag_init(tj_state *st) {
 }
 
 typedef struct {
+    tj_state *st;
     PyObject *key, *diff, *other, *static_type;   /* key: a list, made a tuple at the end */
     /* _ag_layout only (else NULL): the leaf positions of diff and other, statics as
      * (position, value), and the next leaf's position */
     PyObject *diff_pos, *other_pos, *statics;
     Py_ssize_t k;
 } scan_state;
-
-static int scan(scan_state *s, PyObject *tree);
 
 static int append(PyObject *list, PyObject *o) { return PyList_Append(list, o); }
 
@@ -61,7 +60,8 @@ static int place(scan_state *s, PyObject *list, PyObject *value) {
     return rc;
 }
 
-static int leaf(scan_state *s, PyObject *o) {
+static int leaf(void *ctx, PyObject *o, const tj_path *p) {
+    scan_state *s = ctx;
     PyTypeObject *tp = Py_TYPE(o);
     if (tp == (PyTypeObject *)s->static_type) {
         PyObject *v = PyObject_GetAttrString(o, "value");
@@ -83,54 +83,31 @@ static int leaf(scan_state *s, PyObject *o) {
             return -1;
         }
         if (g == 1)
-            return append(s->diff, o) < 0 || append(s->key, tj_get_state()->ag_mark_diff) < 0 ? -1
+            return append(s->diff, o) < 0 || append(s->key, s->st->ag_mark_diff) < 0 ? -1
                                                                           : place(s, s->diff_pos, NULL);
     }
-    return append(s->other, o) < 0 || append(s->key, tj_get_state()->ag_mark_other) < 0 ? -1
+    return append(s->other, o) < 0 || append(s->key, s->st->ag_mark_other) < 0 ? -1
                                                                       : place(s, s->other_pos, NULL);
 }
 
-/* A container is scanned, anything else is a leaf. */
-static int visit(scan_state *s, PyObject *v) {
-    return PyDict_Check(v) || PyTuple_Check(v) || PyList_Check(v) ? scan(s, v) : leaf(s, v);
-}
-
-static int scan(scan_state *s, PyObject *tree) {
-    if (Py_EnterRecursiveCall(" in a tracejit autograd argument")) return -1;
-    int rc = -1;
-    PyObject *tp = (PyObject *)Py_TYPE(tree);
-    if (PyDict_Check(tree)) {
-        /* keys, then values, in the order tree.keys()/.values() give (_grad._leaves's):
-         * an exact dict's own order; a subclass's (an OrderedDict's) through its items */
-        PyObject *items = PyDict_CheckExact(tree) ? PyDict_Items(tree) : PyMapping_Items(tree);
-        if (!items) goto done;
-        Py_ssize_t n = PyList_GET_SIZE(items);
-        int r = append(s->key, tp);
-        for (Py_ssize_t i = 0; r == 0 && i < n; i++)
-            r = append(s->key, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0));
-        if (r == 0) r = append(s->key, tj_get_state()->ag_mark_end);
-        for (Py_ssize_t i = 0; r == 0 && i < n; i++)
-            r = visit(s, PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1));
-        Py_DECREF(items);
-        if (r < 0) goto done;
-        rc = 0;
-    } else {
-        PyObject *seq = PySequence_Fast(tree, "tracejit autograd: a container");
-        if (!seq) goto done;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-        PyObject *len = PyLong_FromSsize_t(n);
-        if (len && append(s->key, tp) == 0 && append(s->key, len) == 0) {
-            PyObject *const *items = PySequence_Fast_ITEMS(seq);
-            rc = 0;
-            for (Py_ssize_t i = 0; rc == 0 && i < n; i++) rc = visit(s, items[i]);
-        }
-        Py_XDECREF(len);
-        Py_DECREF(seq);
-    }
-done:
-    Py_LeaveRecursiveCall();
+/* A container: its type and size in the key (a defaultdict's factory too); a dict's
+ * keys follow, each before its value (key_of). */
+static int node(void *ctx, PyObject *o, tj_tree_kind kind, Py_ssize_t n, PyObject *aux,
+                const tj_path *p) {
+    scan_state *s = ctx;
+    PyObject *len = PyLong_FromSsize_t(n);
+    int rc = len && append(s->key, (PyObject *)Py_TYPE(o)) == 0 && append(s->key, len) == 0 &&
+             (kind != TJ_TREE_DDICT || append(s->key, aux) == 0) ? 0 : -1;
+    Py_XDECREF(len);
     return rc;
 }
+
+static int key_of(void *ctx, PyObject *key) { return append(((scan_state *)ctx)->key, key); }
+
+/* csrc/pytree.c's walk: the leaves in _C.tree_flatten's order */
+static const tj_tree_visitor scan_visitor = {node, key_of, leaf};
+
+static int scan(scan_state *s, PyObject *tree) { return tj_tree_walk(tree, &scan_visitor, s, NULL); }
 
 /* Walks (args, kwargs) into s, whose key, diff and other lists it makes. 0/-1. */
 static int scan_call(scan_state *s, PyObject *args, PyObject *kwargs) {
@@ -158,7 +135,7 @@ PyObject *tj_ag_scan(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "_ag_scan(entries, args, kwargs, static_type)");
         return NULL;
     }
-    scan_state s = {.static_type = args[3]};
+    scan_state s = {.st = tj_state_of(m), .static_type = args[3]};
     PyObject *key = NULL, *res = NULL;
     if (scan_call(&s, args[1], args[2]) < 0) goto done;
     key = PyList_AsTuple(s.key);
@@ -186,8 +163,7 @@ done:
  * applied here. Otherwise NULL without an exception: Adapter.call decides (the first
  * NotScalarError of an entry marks it mixed first, as Adapter.call does). NULL with an
  * exception is the call's error. */
-PyObject *tj_ag_fast_call(PyObject *dict, PyObject *args, PyObject *kwargs) {
-    tj_state *st = tj_get_state();
+PyObject *tj_ag_fast_call(tj_state *st, PyObject *dict, PyObject *args, PyObject *kwargs) {
     if (!st->ag_not_scalar) {   /* tracejit._grad imports this module: found at first use */
         PyObject *g = PyImport_ImportModule("tracejit._grad");
         st->ag_not_scalar = g ? PyObject_GetAttrString(g, "NotScalarError") : NULL;
@@ -197,7 +173,7 @@ PyObject *tj_ag_fast_call(PyObject *dict, PyObject *args, PyObject *kwargs) {
     PyObject *ad = dict ? PyDict_GetItemWithError(dict, st->ag_str_autograd) : NULL;   /* borrowed */
     if (!ad) return NULL;
     PyObject *fast = PyObject_GetAttr(ad, st->ag_str_fast), *r = NULL, *key = NULL, *job = NULL;
-    scan_state s = {0};
+    scan_state s = {.st = st};
     if (!fast || !PyTuple_Check(fast) || PyTuple_GET_SIZE(fast) != 4) {   /* not an Adapter */
         if (fast) Py_DECREF(fast);
         else if (PyErr_ExceptionMatches(PyExc_AttributeError)) PyErr_Clear();
@@ -243,7 +219,7 @@ PyObject *tj_ag_layout(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "_ag_layout(args, kwargs, static_type)");
         return NULL;
     }
-    scan_state s = {.static_type = args[2], .diff_pos = PyList_New(0),
+    scan_state s = {.st = tj_state_of(m), .static_type = args[2], .diff_pos = PyList_New(0),
                     .other_pos = PyList_New(0), .statics = PyList_New(0)};
     PyObject *res = NULL;
     if (s.diff_pos && s.other_pos && s.statics && scan_call(&s, args[0], args[1]) == 0)
@@ -268,7 +244,7 @@ static int some_gradient(PyObject *grads) {
  * on no differentiated leaf (every gradient None) is marked non-differentiable: it does
  * not require grad, and its backward() raises, as in eager torch. */
 PyObject *tj_ag_forward(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
-    tj_state *st = tj_get_state();
+    tj_state *st = tj_state_of(m);
     if (nargs < 2 || !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 3) {
         PyErr_SetString(PyExc_TypeError, "_ag_forward(ctx, (entry, diff, other), *diff)");
         return NULL;
@@ -312,7 +288,7 @@ done:
  * backward, another cotangent) goes to _torch_autograd._fused_backward(ctx, go, grads).
  * C because it runs at every training step. */
 static PyObject *ag_backward(PyObject *ctx, PyObject *const *args, Py_ssize_t nargs) {
-    tj_state *st = tj_get_state();
+    tj_state *st = tj_get_state();   /* a method of torch's node class: no module at hand */
     if (!st->ag_fused_backward) {   /* found at the first backward (torch is imported by then) */
         PyObject *t = PyImport_ImportModule("torch");
         PyObject *ta = t ? PyImport_ImportModule("tracejit._torch_autograd") : NULL;

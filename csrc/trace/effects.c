@@ -11,7 +11,7 @@
  * list of [module, name, wrapper] lists; each gets a fourth item, the original, while
  * swapped. */
 PyObject *tj_effects_register(PyObject *m, PyObject *make) {
-    tj_state *st = tj_get_state();
+    tj_state *st = tj_state_of(m);
     if (!PyCallable_Check(make)) {
         PyErr_SetString(PyExc_TypeError, "_register_effects(callable)");
         return NULL;

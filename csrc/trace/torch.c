@@ -151,7 +151,7 @@ PyObject *tj_torch_register(PyObject *m, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!O|OO:_register_torch", &PyDict_Type, &attrs, &call, &autograd,
                           &error))
         return NULL;
-    tj_state *st = tj_get_state();
+    tj_state *st = tj_state_of(m);
     if (autograd) Py_XSETREF(st->autograd_call, Py_NewRef(autograd));
     if (error) Py_XSETREF(st->grad_capture_error, Py_NewRef(error));
     Py_XSETREF(st->torch_attrs, Py_NewRef(attrs));

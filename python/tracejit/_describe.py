@@ -1,28 +1,32 @@
 """Argument descriptions and retrace reasons (the slow path of a cache miss).
 
-describe() walks the arguments the way the C flattening does and returns one
-(path, kind, detail) per leaf or static value; diff() names the first difference,
-e.g. "arg 0: shape (3, 4) -> (3, 5)".
+describe() walks the arguments with the C flattening's walk (_C.tree_flatten, one
+container rule) and returns one (path, kind, detail) per container structure, leaf
+or static value; diff() names the first difference, e.g. "arg 0: shape (3, 4) -> (3, 5)".
 """
 import numpy as np
+
+from . import _C
 
 
 def _walk(obj, path, static, out):
     if static:
         out.append((path, "static", repr(obj)))
-    elif type(obj) is np.ndarray:
+        return
+    leaves, tree = _C.tree_flatten(obj)
+    paths = tree.paths()
+    if paths != [""]:          # a container: its structure (types, sizes, keys)
+        out.append((path, "structure", repr(tree)[len("TreeDef("):-1]))
+    for leaf, sub in zip(leaves, paths):
+        _leaf(leaf, path + sub, out)
+
+
+def _leaf(obj, path, out):
+    if type(obj) is np.ndarray:
         layout = "C-contiguous" if obj.flags.c_contiguous else "strided"
         out.append((path, "array", (str(obj.dtype), tuple(obj.shape), layout)))
     elif type(obj) in (float, int):
         out.append((path, type(obj).__name__, None))
-    elif type(obj) in (tuple, list):
-        out.append((path, f"{type(obj).__name__} of {len(obj)}", None))
-        for i, item in enumerate(obj):
-            _walk(item, f"{path}[{i}]", False, out)
-    elif type(obj) is dict:
-        out.append((path, f"dict with keys {list(obj)!r}", None))
-        for k, v in obj.items():
-            _walk(v, f"{path}[{k!r}]", False, out)
     elif isinstance(obj, np.generic):
         out.append((path, f"numpy scalar {obj.dtype}", None))
     elif any(c.__module__ == "torch" and c.__name__ == "Tensor" for c in type(obj).__mro__):
@@ -64,6 +68,8 @@ def diff(old, new):
                 return f"{p0}: shape {_fmt_shape(s0)} -> {_fmt_shape(s1)}"
             if l0 != l1:
                 return f"{p0}: layout {l0} -> {l1}"
+        elif k0 == "structure" and d0 != d1:
+            return f"{p0}: structure {d0} -> {d1}"
         elif d0 != d1:
             return f"{p0}: static value {d0} -> {d1}"
     if len(old) != len(new):

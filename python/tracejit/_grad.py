@@ -11,7 +11,8 @@ and appends the adjoint nodes (rules in _rules.py). So:
     construction, because the backward nodes are ordinary differentiable nodes.
 
 Semantics follow jax.grad: argnums an int or a tuple of ints; each differentiated
-argument may be a pytree (tuple, list, dict) of float arrays or Python floats;
+argument may be a pytree (tracejit's containers: tuple, list, dict, None, namedtuple,
+structseq, OrderedDict, defaultdict; csrc/pytree.c) of float arrays or Python floats;
 integer and bool inputs raise TypeError; the result must be a float scalar (a
 TraceError names the shape otherwise).
 """
@@ -29,25 +30,10 @@ __all__ = ["grad", "value_and_grad", "vjp", "vjp_trace"]
 
 
 # ---- pytrees ------------------------------------------------------------------
-
-def _leaves(tree, out):
-    if isinstance(tree, (tuple, list)):
-        for v in tree:
-            _leaves(v, out)
-    elif isinstance(tree, dict):
-        for v in tree.values():
-            _leaves(v, out)
-    else:
-        out.append(tree)
-    return out
-
-
-def _rebuild(tree, it):
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_rebuild(v, it) for v in tree)
-    if isinstance(tree, dict):
-        return {k: _rebuild(v, it) for k, v in tree.items()}
-    return next(it)
+# One container rule for C and Python (csrc/pytree.c): tuple, list, dict, None,
+# namedtuple, structseq, OrderedDict, defaultdict; each rebuilt as its own type.
+_leaves = _C.tree_leaves
+_flatten = _C.tree_flatten
 
 
 # ---- the backward walk ----------------------------------------------------------
@@ -185,7 +171,7 @@ def with_dependencies(fun, diff, *rest):
     anchor = next((v for v in diff if isinstance(v, Tracer)), None)
     if anchor is None:   # nothing traced to depend on
         out = fun(diff, *rest)
-        return out, tuple(() for _ in _leaves(out, []))
+        return out, tuple(() for _ in _leaves(out))
     depth = getattr(_nesting, "depth", 0)
     sources = [_C._ad_source(anchor, v, True) for v in diff]
     _nesting.depth = depth + 1
@@ -194,7 +180,7 @@ def with_dependencies(fun, diff, *rest):
     finally:
         _nesting.depth = depth
     return out, tuple(tuple(k for k, d in enumerate(_depends(o, sources)) if d)
-                      for o in _leaves(out, []))
+                      for o in _leaves(out))
 
 
 def vjp_trace(out, ct, sources):
@@ -278,25 +264,25 @@ def _make(fun, argnums, has_aux, with_value, static_argnames, none_unused=False)
 
     def body(*args, **kwargs):
         nums = _check_argnums(argnums, len(args))
-        anchor = next((v for v in _leaves((args, kwargs), []) if isinstance(v, Tracer)), None)
+        anchor = next((v for v in _leaves((args, kwargs)) if isinstance(v, Tracer)), None)
         if anchor is None:
             raise TypeError(f"{name}: the differentiated arguments must be arrays or floats")
         args = list(args)
         depth = getattr(_nesting, "depth", 0)
         sources, trees = [], []
         for k in nums:
-            leaves = _leaves(args[k], [])
+            leaves, tree = _flatten(args[k])
             made = []
-            for v in leaves:
+            for i, v in enumerate(leaves):
                 kind = _dtype_kind(getattr(v, "dtype", None))
                 if kind != "f" and not isinstance(v, float):
                     raise TypeError(f"{name} requires float inputs (float32 or float64), but "
-                                    f"argument {k} has a leaf of type {_dtype_name(v)}; "
+                                    f"arg {k}{tree.paths()[i]} is of type {_dtype_name(v)}; "
                                     f"integer and bool inputs have no gradient")
                 made.append(_C._ad_source(anchor, v, depth > 0))
             sources += made
-            trees.append((args[k], len(made)))
-            args[k] = _rebuild(args[k], iter(made))
+            trees.append(tree)
+            args[k] = tree.unflatten(made)
         _nesting.depth = depth + 1
         try:
             res = fun(*args, **kwargs)
@@ -328,8 +314,10 @@ def _make(fun, argnums, has_aux, with_value, static_argnames, none_unused=False)
             cts = [None] * len(sources)
         if not none_unused:
             cts = [np.zeros_like(s) if c is None else c for s, c in zip(sources, cts)]
-        it = iter(cts)
-        parts = [_rebuild(tree, it) for tree, _ in trees]
+        parts, pos = [], 0
+        for tree in trees:
+            parts.append(tree.unflatten(cts[pos:pos + tree.num_leaves]))
+            pos += tree.num_leaves
         g = parts[0] if isinstance(argnums, int) else tuple(parts)
         if not with_value:
             return (g, aux) if has_aux else g
@@ -370,7 +358,7 @@ _vjp_plans = weakref.WeakKeyDictionary()   # fun -> (compiled forward, compiled 
 def _inner(out, ct):
     """sum(out * ct) over the leaves of two pytrees of equal structure and shapes: its
     gradient with respect to anything is ct pulled back through out."""
-    outs, cts = _leaves(out, []), _leaves(ct, [])
+    outs, cts = _leaves(out), _leaves(ct)
     if len(outs) != len(cts):
         raise ValueError(f"vjp: the cotangent has {len(cts)} leaves, the output {len(outs)}")
     total = 0.0

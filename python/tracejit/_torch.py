@@ -312,25 +312,16 @@ def name_of(func):
     return f"{mod}.{getattr(func, '__qualname__', getattr(func, '__name__', repr(func)))}".lstrip(".")
 
 
+# pytrees: tracejit's one container rule (csrc/pytree.c), as for arguments and results
 def _find_tracer(obj):
-    if isinstance(obj, Tracer):
-        return obj
-    if isinstance(obj, (list, tuple)):
-        for o in obj:
-            r = _find_tracer(o)
-            if r is not None:
-                return r
-    return None
+    return next((o for o in _C.tree_leaves(obj) if isinstance(o, Tracer)), None)
 
 
 def _lift(obj, ref):
     """Real tensors among a call's arguments become tracers of the trace (captured,
     read at call time), so implementations see tracers and Python numbers only."""
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_lift(o, ref) for o in obj)
-    if _is_tensor(obj):
-        return _C._lift(ref, obj)
-    return obj
+    leaves, tree = _C.tree_flatten(obj)
+    return tree.unflatten([_C._lift(ref, o) if _is_tensor(o) else o for o in leaves])
 
 
 def _impl(func):
@@ -405,24 +396,11 @@ def _torch_function(cls, func, types, args=(), kwargs=None):
 
 
 def _has_tracer(obj):
-    if isinstance(obj, Tracer):
-        return True
-    if isinstance(obj, (list, tuple)):
-        return any(_has_tracer(o) for o in obj)
-    if isinstance(obj, dict):
-        return any(_has_tracer(o) for o in obj.values())
-    return False
+    return any(isinstance(o, Tracer) for o in _C.tree_leaves(obj))
 
 
 def _tensors(obj):
-    if _is_tensor(obj):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for o in obj:
-            yield from _tensors(o)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            yield from _tensors(o)
+    return [o for o in _C.tree_leaves(obj) if _is_tensor(o)]
 
 
 def _external(fn):

@@ -46,7 +46,7 @@ tensors are refused. torch is imported lazily: importing tracejit never imports 
 import numpy as np
 
 from . import _draws
-from ._grad import NotScalarError, _inner, _leaves, _make, _rebuild, with_dependencies
+from ._grad import NotScalarError, _flatten, _inner, _make, with_dependencies
 from ._C import (CompiledFunction, TraceError, _ag_backward_method, _ag_forward, _ag_layout,
                  _ag_scan, _ag_unit, _strict_captures)
 
@@ -72,7 +72,7 @@ class _Entry:
                 flat[k] = v
             for k, v in statics:
                 flat[k] = v
-            args, kwargs = _rebuild(tree, iter(flat))
+            args, kwargs = tree.unflatten(flat)
             return fn(*args, **kwargs)
 
         def forward(diff, other):
@@ -133,8 +133,8 @@ def _make_functions(torch):
             with _draws.recording() as keys:     # the pullback recomputes these draws
                 out, deps = _strict(entry.forward, arrays, other)
             ctx.keys = keys
-            outs = _leaves(out, [])
-            box.append(out)   # the output's structure, for the caller
+            outs, tree = _flatten(out)
+            box.append(tree)   # the output's structure, for the caller
             ctx.entry, ctx.other, ctx.arrays, ctx.deps = entry, other, arrays, deps
             ctx.outs = [(o.shape, o.dtype) for o in outs]
             # an output that depends on no differentiated leaf (integer and bool ones
@@ -282,16 +282,14 @@ class Adapter:
             return Fused((entry, diff, other), *diff)
         box = []
         outs = Pulled(entry, diff, other, box, *diff)
-        return _rebuild(box[0], iter(outs))
+        return box[0].unflatten(outs)
 
     def _entry(self, args, kwargs):
         """The compiled pieces for a new pattern (made once per pattern): the leaves'
         positions from _C._ag_layout, the same walk as the per-call _ag_scan's."""
-        tree = (args, kwargs)
         diff_pos, other_pos, statics = _ag_layout(args, kwargs, _STATIC)
-        n = len(diff_pos) + len(other_pos) + len(statics)
-        skeleton = _rebuild(tree, iter([None] * n))   # structure only
-        return _Entry(self.fn, skeleton, diff_pos, other_pos, statics)
+        tree = _flatten((args, kwargs))[1]   # the same walk's structure
+        return _Entry(self.fn, tree, diff_pos, other_pos, statics)
 
     def compiled(self):
         return [c for e in self.entries.values()
