@@ -711,3 +711,19 @@ def test_attributes_of_a_static_argument_are_guarded():
 
     with pytest.raises(TraceError, match=r"reads from outside \(the attribute 'w' of argument 1"):
         tracejit.compile(write)(x, p)
+
+
+def test_private_attributes_of_a_bound_object_are_guarded():
+    class Scaler:
+        def __init__(self):
+            self._s, self.t = 1.0, 1.0
+
+        def __call__(self, x):
+            return x * self._s + self.t
+
+    m = Scaler()
+    f = tracejit.compile(m.__call__)
+    x = np.ones(2)
+    assert_matches_numpy(f(x), m(x))
+    m._s = 5.0
+    assert_matches_numpy(f(x), m(x))

@@ -327,6 +327,13 @@ def _reach(fn):
     return visit(fn, 0)
 
 
+def _torch_internal(d, key):
+    """A private attribute of an nn.Module (its dict has _parameters): torch's own
+    bookkeeping (hooks, flags), not a value forward reads; a private attribute of any
+    other object (self._scale) is guarded as a public one is."""
+    return key.startswith("__") or (key.startswith("_") and "_parameters" in d)
+
+
 def _reach_args(args, kwargs):
     """("arg", label, box, key, value) for the attributes of the objects fn is given that
     are no arrays or numbers (a static argument: keyed by identity or equality, so the
@@ -364,7 +371,7 @@ def guards(fn, args=(), kwargs=None):
     closures and globals need none: they are read at every call."""
     out = tuple((box, key, v, label) for kind, label, box, key, v in _reach(fn)
                 if (_simple(v) or (_is_array(v) and kind == "attr") or _is_generator(v)) and
-                not (kind == "attr" and key.startswith("_")))
+                not (kind == "attr" and _torch_internal(box, key)))
     out += tuple((box, key, v, label) for kind, label, box, key, v in _reach_args(args, kwargs)
                  if _simple(v) or _is_array(v) or _is_generator(v))
     return out or None
