@@ -103,14 +103,29 @@ typedef struct {
     PyObject_HEAD
     tj_trace *trace;         /* strong */
     int32_t id;
-    uint8_t scalar;          /* a 0-d view eager holds as a NumPy scalar (x[0] of a 1-d x, not
-                                x[..., 0]): `+=` rebinds it rather than write through */
+    uint8_t npkind;          /* TJ_NP_*: what eager NumPy holds for a 0-d value */
 } tj_tracer;
+
+/* A 0-d value is a NumPy scalar in eager NumPy (np.float64: 0-d results of ufuncs,
+ * operators, reductions, x[0], np.dot of vectors) or a 0-d array (views, np.where,
+ * astype, np.full, an array written in place). TJ_NP_AUTO decides by the node (see
+ * tj_tracer_is_np_scalar); the functions whose rule differs set the other two. */
+enum { TJ_NP_AUTO, TJ_NP_SCALAR, TJ_NP_ARRAY };
 
 int tj_tracer_types_init(PyObject *module, tj_state *st);
 /* New reference to a Tracer for node id of trace t. */
 PyObject *tj_tracer_new(tj_trace *t, int32_t id);
 int tj_is_tracer(PyObject *o);
+/* 1 when eager NumPy holds x's value as a NumPy scalar (np.float64, ...) rather than a 0-d
+ * array: what `+=` rebinds, and what a compiled function returns as a scalar. Never
+ * under torch (a 0-d tensor), except a Python scalar argument. */
+int tj_tracer_is_np_scalar(PyObject *x);
+/* Sets a Tracer's TJ_NP_* kind and returns it (x may be NULL or not a Tracer: returned
+ * as is), for `return tj_tracer_np(r, TJ_NP_ARRAY);` */
+PyObject *tj_tracer_np(PyObject *x, int kind);
+/* r, a 0-d result made from the 0-d src by a function that keeps NumPy scalars scalars
+ * and 0-d arrays arrays (transpose, squeeze, astype), takes src's kind. Returns r. */
+PyObject *tj_tracer_np_as(PyObject *r, PyObject *src);
 /* x op= value, torch's x.add_(v), F.relu(x, inplace=True): `value` (the new contents)
  * becomes x's, with NumPy's (torch's) in-place casting and shape rules, where rebinding
  * x's Tracer object is what eager does; otherwise TraceError naming `what`. New

@@ -141,7 +141,7 @@ PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
     if (!x) { t->holders[id]--; return NULL; }
     x->trace = (tj_trace *)Py_NewRef((PyObject *)t);
     x->id = id;
-    x->scalar = 0;
+    x->npkind = TJ_NP_AUTO;
     PyObject_GC_Track(x);
     return (PyObject *)x;
 }
@@ -183,6 +183,29 @@ static tj_trace *live_trace(tj_tracer *x) {
         return NULL;
     }
     return x->trace;
+}
+
+int tj_tracer_is_np_scalar(PyObject *o) {
+    tj_tracer *x = (tj_tracer *)o;
+    const tj_node *n = node_of(x);
+    if (n->op == TJ_OP_SCALAR) return 1;
+    if (x->trace->torch || n->ndim) return 0;
+    if (x->npkind != TJ_NP_AUTO) return x->npkind == TJ_NP_SCALAR;
+    /* computed by an op of the table: a ufunc, an operator or a reduction */
+    return tj_ops[n->op].kind != TJ_K_LEAF && tj_ops[n->op].kind != TJ_K_VIEW;
+}
+
+PyObject *tj_tracer_np(PyObject *x, int kind) {
+    if (x && tj_is_tracer(x)) ((tj_tracer *)x)->npkind = (uint8_t)kind;
+    return x;
+}
+
+PyObject *tj_tracer_np_as(PyObject *r, PyObject *src) {
+    if (!r || !tj_is_tracer(r) || !tj_is_tracer(src) || node_of((tj_tracer *)src)->ndim ||
+        node_of((tj_tracer *)r)->ndim)
+        return r;
+    int scalar = tj_tracer_is_np_scalar(src) && node_of((tj_tracer *)src)->op != TJ_OP_SCALAR;
+    return tj_tracer_np(r, scalar ? TJ_NP_SCALAR : TJ_NP_ARRAY);
 }
 
 static PyObject *tracer_repr(tj_tracer *x) {
@@ -366,6 +389,7 @@ PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) 
     if (hold(t, id) < 0) return NULL;
     t->holders[x->id]--;
     x->id = id;
+    x->npkind = TJ_NP_ARRAY;     /* written in place: eager's array stays one */
     return Py_NewRef(target);
 }
 
@@ -375,13 +399,8 @@ static PyObject *inplace(PyObject *a, PyObject *b, int op, const char *what) {
     tj_tracer *x = (tj_tracer *)a;      /* the left operand: its type's slot was called */
     tj_trace *t = live_trace(x);
     if (!t) return NULL;
-    /* NumPy's 0-d results of ufuncs and reductions, and x[0], are scalars; a 0-d view
-     * made otherwise (x[..., 0], a reshape) is an array. (Read before the operation:
-     * adding its nodes may move the graph's array.) */
-    const tj_node *n = node_of(x);
-    int scalar = n->op == TJ_OP_SCALAR || x->scalar ||
-                 (!t->torch && n->ndim == 0 && tj_ops[n->op].kind != TJ_K_LEAF &&
-                  tj_ops[n->op].kind != TJ_K_VIEW);
+    /* (read before the operation: adding its nodes may move the graph's array) */
+    int scalar = tj_tracer_is_np_scalar(a);
     PyObject *r = op == TJ_OP_POW ? nb_pow(a, b, Py_None) : op == -1 ? nb_matmul(a, b)
                                                                     : binop(a, b, op);
     if (!r || r == Py_NotImplemented) return r;
@@ -478,8 +497,7 @@ static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
     int ellipsis = key == Py_Ellipsis;
     for (Py_ssize_t i = 0; PyTuple_Check(key) && i < PyTuple_GET_SIZE(key); i++)
         ellipsis |= PyTuple_GET_ITEM(key, i) == Py_Ellipsis;
-    ((tj_tracer *)r)->scalar = !ellipsis;
-    return r;
+    return tj_tracer_np(r, ellipsis ? TJ_NP_ARRAY : TJ_NP_SCALAR);
 }
 
 static PyObject *tracer_iter(PyObject *a) {
@@ -535,7 +553,7 @@ static PyObject *m_astype(tj_tracer *x, PyObject *args, PyObject *kw) {
                                      &subok, &copy))
         return NULL;
     tj_trace *t = live_trace(x);
-    return t ? tj_apply_cast(t, (PyObject *)x, dt) : NULL;
+    return t ? tj_tracer_np_as(tj_apply_cast(t, (PyObject *)x, dt), (PyObject *)x) : NULL;
 }
 
 static PyObject *m_transpose(tj_tracer *x, PyObject *args) {
