@@ -300,7 +300,7 @@ static PyObject *fn_cache_clear(tj_function *self, PyObject *unused) {
 }
 
 /* explain(*args, **kwargs): traces and compiles for these arguments without caching;
- * returns the pass log and the generated C as one str. */
+ * returns a tracejit._explain.Explanation of the pass log and the generated sources. */
 static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                             PyObject *kwnames) {
     tj_function *self = (tj_function *)op;
@@ -311,14 +311,12 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
         tj_plan *p = tj_compile_plan(self->fn, &self->conf, &f, args, nargs, kwnames, 1,
                                      &self->compile_time);
         if (p) {
-            PyObject *nl = PyUnicode_FromString("\n");
-            PyObject *body = nl ? PyUnicode_Join(nl, p->log) : NULL;
-            r = body ? PyUnicode_FromFormat("%U\n-- generated C\n%U", body, p->source) : NULL;
-            if (r && p->upgrade.source)
-                Py_SETREF(r, PyUnicode_FromFormat("%U\n-- optimizing tier C (gcc)\n%U", r,
-                                                  p->upgrade.source));
-            Py_XDECREF(body);
-            Py_XDECREF(nl);
+            PyObject *mod = PyImport_ImportModule("tracejit._explain");
+            r = mod ? PyObject_CallMethod(mod, "Explanation", "OOO", p->log ? p->log : Py_None,
+                                          p->source ? p->source : Py_None,
+                                          p->upgrade.source ? p->upgrade.source : Py_None)
+                    : NULL;
+            Py_XDECREF(mod);
             tj_plan_decref(p);
         }
     }
@@ -377,8 +375,12 @@ static PyMethodDef fn_methods[] = {
     {"tiers", (PyCFunction)fn_tiers, METH_NOARGS,
      "per variant, most recent first: 'opt', 'compiling' or 'tcc'"},
     {"__reduce__", (PyCFunction)fn_reduce, METH_NOARGS, "pickle by reference"},
+    /* CompiledFunction[[int], int] in annotations evaluated at run time (the stubs
+     * declare the type generic in the function's parameters and result) */
+    {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, "See PEP 585"},
     {"explain", (PyCFunction)(void (*)(void))fn_explain, METH_FASTCALL | METH_KEYWORDS,
-     "explain(*args, **kwargs) -> str: passes, fusion groups and generated C for these args"},
+     "explain(*args, **kwargs) -> Explanation: the graph after each pass, the fusion groups "
+     "and the generated C for these arguments (str() of it is the text)"},
     {NULL},
 };
 
@@ -391,8 +393,31 @@ static PyMemberDef fn_members[] = {
     {NULL},
 };
 
+/* <tracejit.CompiledFunction f.<locals>.g: 2 variants (1 opt, 1 tcc), 5 hits, 2 misses>:
+ * the tiers as tiers() would say them, without installing a finished compile. */
 static PyObject *fn_repr(tj_function *self) {
-    return PyUnicode_FromFormat("<tracejit.CompiledFunction of %R>", self->fn);
+    PyObject *name = PyObject_GetAttrString(self->fn, "__qualname__");
+    if (!name || !PyUnicode_Check(name)) {
+        Py_XDECREF(name);
+        if (clear_unless_interrupt() < 0) return NULL;
+        if (!(name = PyObject_Repr(self->fn))) return NULL;
+    }
+    int n[3] = {0, 0, 0};   /* opt, compiling, tcc */
+    for (tj_plan *p = self->plans; p; p = p->next)
+        n[p->upgrade.done ? 0 : p->upgrade.next.state ? 1 : 2]++;
+    static const char *const tier[3] = {"opt", "compiling", "tcc"};
+    char tiers[96] = "";
+    for (int k = 0, len = 0; k < 3; k++)
+        if (n[k])
+            len += snprintf(tiers + len, sizeof tiers - (size_t)len, "%s%d %s",
+                            len ? ", " : " (", n[k], tier[k]);
+    if (self->n_plans) strcat(tiers, ")");
+    PyObject *r = PyUnicode_FromFormat(
+        "<tracejit.CompiledFunction %U: %d variant%s%s, %zd hit%s, %zd miss%s>", name,
+        self->n_plans, self->n_plans == 1 ? "" : "s", tiers, self->hits,
+        self->hits == 1 ? "" : "s", self->misses, self->misses == 1 ? "" : "es");
+    Py_DECREF(name);
+    return r;
 }
 
 static PyType_Slot fn_slots[] = {

@@ -97,6 +97,8 @@ typedef struct {
     int32_t *holders;        /* live Tracer objects per node (an in-place operator rebinds
                                 its Tracer: faithful only where no other one shares it) */
     int32_t cap_holders;
+    double started, progress_after;   /* a long compile's progress (tj_compile_progress): */
+    int progress_noted;               /* after progress_after s (< 0: never), noted once */
 } tj_trace;
 
 typedef struct {
@@ -446,6 +448,9 @@ int tj_guards_check(const tj_plan *p, const tj_flat *f, PyObject **cap_obj, tj_d
 void tj_plan_decref(tj_plan *p);
 
 /* ---- the compile driver (csrc/compile.c) -------------------------------------- */
+/* Notes on stderr, once, that t's compile has taken TRACEJIT_PROGRESS seconds (0.5 by
+ * default) and is now `doing`; called between the driver's phases and while tracing. */
+void tj_compile_progress(tj_trace *t, const char *doing);
 /* A plan for the call f (args, nargs, kwnames as given to the function): traces fn,
  * runs the pipeline, emits and compiles the kernel, starts the optimizing tier where it
  * applies. want_log keeps the pass log in the plan; *seconds gains the time taken.

@@ -516,7 +516,7 @@ def test_weight_gradient_is_the_contraction_itself():
     g = tracejit.grad(lambda w, x: np.sum(np.tanh(x @ w)))
     g(w, x)
     text = g.explain(w, x)
-    groups = [line for line in text.splitlines() if line.strip().startswith("group ")]
+    groups = [line for line in text.groups.splitlines() if line.strip().startswith("group ")]
     assert any("loop [32, 64, 128]" in line for line in groups), groups
     assert not any(line.split("loop [")[1].startswith("32, 64]") for line in groups), groups
 

@@ -61,6 +61,9 @@ PyObject *tj_trace_new(PyObject *fn) {
     t->cap_holders = 0;
     t->refusal = NULL;
     t->guards = NULL;
+    t->started = 0;
+    t->progress_after = -1;
+    t->progress_noted = 0;
     t->captures = PyList_New(0);
     t->fn = Py_NewRef(fn);
     PyObject_GC_Track(t);
@@ -92,6 +95,7 @@ void tj_trace_note_refusal(void) {
 int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto) {
     tj_error err;
     int32_t r = tj_graph_add(&t->g, proto, &err);
+    if ((r & 4095) == 4095 && t->progress_after >= 0) tj_compile_progress(t, "tracing");
     return r < 0 ? tj_error_raise(&err) : r;
 }
 
