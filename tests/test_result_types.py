@@ -162,3 +162,17 @@ def test_an_argument_written_in_place_is_refused_whatever_its_0d_kind():
     with pytest.raises(tracejit.TraceError, match=r"the in-place operator `\+=` writes into "
                        r"a traced array, .*: it is an argument of the compiled function"):
         tracejit.compile(f)(np.array(0.5))
+
+
+@pytest.mark.parametrize("arg", [3.0, np.array(3.0), np.float64(3.0)], ids=type)
+def test_a_gradient_has_its_arguments_shape_and_the_value_numpys_type(arg):
+    """The value is what the function returns (np.sum: a NumPy scalar); a 0-d
+    argument's gradient is a 0-d array, as jax's, whatever made it."""
+    vg = tracejit.value_and_grad(lambda x: np.sum(x * x))
+    g = tracejit.grad(lambda x, y: x * y, argnums=(0, 1))
+    for _ in range(2):
+        value, grad = vg(arg)
+        assert type(value) is np.float64 and value == 9.0
+        assert type(grad) is np.ndarray and grad.shape == () and grad == 6.0
+        gx, gy = g(arg, 2.0)
+        assert type(gx) is type(gy) is np.ndarray and (gx, gy) == (2.0, 3.0)
