@@ -259,18 +259,20 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     }
     if (!debug) progress_done(t, t0, t_trace, t_passes, t_compile);
     if (debug) {
-        PyObject *nl = PyUnicode_FromString("\n");
-        PyObject *body = nl && debug >= 2 ? PyUnicode_Join(nl, log) : NULL;
+        /* level 2: what explain() shows (a pass that changed nothing in one line) */
+        PyObject *mod = debug >= 2 ? PyImport_ImportModule("tracejit._explain") : NULL;
+        PyObject *ex = mod ? PyObject_CallMethod(mod, "Explanation", "OO", log, src) : NULL;
+        PyObject *body = ex ? PyObject_GetAttrString(ex, "text") : NULL;
         PyObject *text = PyUnicode_FromFormat(
             "[tracejit] compiled %R in %d us (trace %d us, passes+emit %d us, libtcc %d us)\n",
             fn, (int)((now_s() - t0) * 1e6), (int)((t_trace - t0) * 1e6),
             (int)((t_passes - t_trace) * 1e6), (int)((t_compile - t_passes) * 1e6));
         if (text && body)
-            Py_SETREF(text, PyUnicode_FromFormat("%U%U\n-- generated C\n%U", text, body, src));
+            Py_SETREF(text, PyUnicode_FromFormat("%U%U", text, body));
         if (text && debug >= 3 && fsrc && fsrc != Py_None)
             Py_SETREF(text, PyUnicode_FromFormat("%U-- the optimizing tier's C\n%U", text, fsrc));
         tj_debug_write(text);
-        Py_XDECREF(text); Py_XDECREF(body); Py_XDECREF(nl);
+        Py_XDECREF(text); Py_XDECREF(body); Py_XDECREF(ex); Py_XDECREF(mod);
     }
     *seconds += now_s() - t0;
 done:

@@ -177,8 +177,9 @@ class CompiledModule:
     def __getattr__(self, name):
         return getattr(self._cf, name)
 
-    def __repr__(self):
-        return f"<tracejit.CompiledModule of {type(self.module).__name__}>"
+    def __repr__(self):   # the CompiledFunction's counts: "2 variants (2 tcc), 5 hits, ..."
+        counts = repr(self._cf).rsplit(": ", 1)[1]
+        return f"<tracejit.CompiledModule of {type(self.module).__name__}: {counts}"
 
 
 class _RoutedModule(CompiledModule):
