@@ -95,7 +95,8 @@ void tj_trace_note_refusal(void) {
 int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto) {
     tj_error err;
     int32_t r = tj_graph_add(&t->g, proto, &err);
-    if ((r & 4095) == 4095 && t->progress_after >= 0) tj_compile_progress(t, "tracing");
+    if (r >= 0 && (r & 4095) == 4095 && t->progress_after >= 0)
+        tj_compile_progress(t, "tracing");   /* a clock read every 4096 nodes */
     return r < 0 ? tj_error_raise(&err) : r;
 }
 
