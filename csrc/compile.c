@@ -60,11 +60,12 @@ void tj_compile_progress(tj_trace *t, const char *doing) {
     progress_line(t, "compiling", rest);
 }
 
-/* The closing line of a compile whose progress was noted (TRACEJIT_DEBUG=1 prints its
- * own). */
+/* The closing line of a long compile, noted or not (its last phase may have been the
+ * long one); TRACEJIT_DEBUG=1 prints its own. */
 static void progress_done(tj_trace *t, double t0, double t_trace, double t_passes,
                           double t_compile) {
-    if (!t->progress_noted) return;
+    if (!t->progress_noted && (t->progress_after < 0 || now_s() - t0 < t->progress_after))
+        return;
     char rest[160];
     snprintf(rest, sizeof rest, "in %.2f s (trace %.2f s, passes+emit %.2f s, libtcc %.2f s)",
              now_s() - t0, t_trace - t0, t_passes - t_trace, t_compile - t_passes);
