@@ -399,8 +399,9 @@ fail:
 /* ---- results ------------------------------------------------------------------ */
 
 /* T_SCALAR: an output eager NumPy returns as a NumPy scalar (np.sum(x), x[0, 0], a ufunc
- * of 0-d operands), replayed from its 0-d array */
-enum { T_OUT, T_TUPLE, T_LIST, T_DICT, T_STATIC, T_SCALAR };
+ * of 0-d operands), T_PYNUMBER one eager returns as a Python number (a Python float
+ * argument, n * 2 of a Python int n): replayed from its 0-d array */
+enum { T_OUT, T_TUPLE, T_LIST, T_DICT, T_STATIC, T_SCALAR, T_PYNUMBER };
 
 static int token(tj_template *tp, int kind, int payload) {
     if (tp->n_tokens == tp->cap_tokens &&
@@ -425,7 +426,7 @@ static int result_walk(tj_template *tp, tj_trace *t, PyObject *o) {
         tj_error err;
         if (tj_graph_add_output(&t->g, id, &err) < 0) return tj_error_raise(&err);
         int scalar = tj_is_tracer(o) ? tj_tracer_is_np_scalar(o) : 0;
-        return token(tp, scalar ? T_SCALAR : T_OUT, t->g.n_out - 1);
+        return token(tp, scalar == 2 ? T_PYNUMBER : scalar ? T_SCALAR : T_OUT, t->g.n_out - 1);
     }
     if (type != &PyTuple_Type && PyTuple_Check(o)) {
         /* a named tuple (torch.max(x, dim)'s (values, indices)) holding traced values
@@ -470,10 +471,12 @@ static PyObject *build(const tj_template *tp, PyObject *const *outs, int *pos) {
     int kind = tok & 15, payload = tok >> 4;
     switch (kind) {
     case T_OUT: return Py_NewRef(outs[payload]);
-    case T_SCALAR: {       /* (a torch result of a NumPy trace stays a tensor) */
-        PyObject *a = outs[payload];
-        if (!PyArray_CheckExact(a) || PyArray_NDIM((PyArrayObject *)a)) return Py_NewRef(a);
-        return PyArray_ToScalar(PyArray_DATA((PyArrayObject *)a), (PyArrayObject *)a);
+    case T_SCALAR:
+    case T_PYNUMBER: {     /* (a torch result stays a tensor) */
+        PyArrayObject *a = (PyArrayObject *)outs[payload];
+        if (!PyArray_CheckExact(a) || PyArray_NDIM(a)) return Py_NewRef(a);
+        return kind == T_SCALAR ? PyArray_ToScalar(PyArray_DATA(a), a)
+                                : PyArray_GETITEM(a, PyArray_DATA(a));
     }
     case T_STATIC: return Py_NewRef(PyList_GET_ITEM(tp->statics, payload));
     case T_TUPLE:

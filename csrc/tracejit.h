@@ -110,17 +110,20 @@ typedef struct {
 
 /* A 0-d value is a NumPy scalar in eager NumPy (np.float64: 0-d results of ufuncs,
  * operators, reductions, x[0], np.dot of vectors) or a 0-d array (views, np.where,
- * astype, np.full, an array written in place). TJ_NP_AUTO decides by the node (see
- * tj_tracer_is_np_scalar); the functions whose rule differs set the other two. */
-enum { TJ_NP_AUTO, TJ_NP_SCALAR, TJ_NP_ARRAY };
+ * astype, np.full, an array written in place), or a Python number (a Python int or
+ * float argument, and Python's operators on such numbers only). TJ_NP_AUTO decides by
+ * the node (see tj_tracer_is_np_scalar); the functions whose rule differs set the
+ * others. */
+enum { TJ_NP_AUTO, TJ_NP_SCALAR, TJ_NP_ARRAY, TJ_NP_PYTHON };
 
 int tj_tracer_types_init(PyObject *module, tj_state *st);
 /* New reference to a Tracer for node id of trace t. */
 PyObject *tj_tracer_new(tj_trace *t, int32_t id);
 int tj_is_tracer(PyObject *o);
-/* 1 when eager NumPy holds x's value as a NumPy scalar (np.float64, ...) rather than a 0-d
- * array: what `+=` rebinds, and what a compiled function returns as a scalar. Never
- * under torch (a 0-d tensor), except a Python scalar argument. */
+/* What eager holds for x's value: 0 an array (or a torch tensor), 1 a NumPy scalar
+ * (np.float64, ...), 2 a Python number. 1 and 2 are what `+=` rebinds, and what a
+ * compiled function returns as a NumPy scalar or a Python number. Under torch only a
+ * Python number is not a tensor. */
 int tj_tracer_is_np_scalar(PyObject *x);
 /* Sets a Tracer's TJ_NP_* kind and returns it (x may be NULL or not a Tracer: returned
  * as is), for `return tj_tracer_np(r, TJ_NP_ARRAY);` */

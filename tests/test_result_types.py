@@ -176,3 +176,34 @@ def test_a_gradient_has_its_arguments_shape_and_the_value_numpys_type(arg):
         assert type(grad) is np.ndarray and grad.shape == () and grad == 6.0
         gx, gy = g(arg, 2.0)
         assert type(gx) is type(gy) is np.ndarray and (gx, gy) == (2.0, 3.0)
+
+
+PY_CASES = {
+    "s": lambda s, v: s,
+    "s * 2": lambda s, v: s * 2,
+    "-s": lambda s, v: -s,
+    "s ** 2": lambda s, v: s ** 2,
+    "s / 2": lambda s, v: s / 2,
+    "s // 2": lambda s, v: s // 2,
+    "s + 1 - 2 * s": lambda s, v: s + 1 - 2 * s,
+    "np.exp(s)": lambda s, v: np.exp(s),                 # a NumPy function: np.float64
+    "s + np.float64(1)": lambda s, v: s + np.float64(1),
+    "s * v[0]": lambda s, v: s * v[0],
+    "abs(s) + v.sum()": lambda s, v: abs(s) + v.sum(),
+    "np.sum(v) * s": lambda s, v: np.sum(v) * s,
+}
+
+
+@pytest.mark.parametrize("arg", [1.5, 3, np.float64(1.5), np.int32(2)], ids=repr)
+@pytest.mark.parametrize("name", list(PY_CASES))
+def test_python_numbers_stay_python_numbers(name, arg):
+    """A Python int or float argument is a Python number in eager, and so is what
+    Python's own operators make of such numbers; NumPy scalars and NumPy functions
+    make NumPy scalars."""
+    fn = PY_CASES[name]
+    v = np.linspace(0.5, 1.0, 3)
+    expected = fn(arg, v)
+    f = tracejit.compile(lambda s, v: (fn(s, v), v))
+    for _ in range(2):
+        got = f(arg, v)[0]
+        assert type(got) is type(expected) and got == expected, (got, expected)

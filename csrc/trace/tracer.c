@@ -193,7 +193,8 @@ static tj_trace *live_trace(tj_tracer *x) {
 int tj_tracer_is_np_scalar(PyObject *o) {
     tj_tracer *x = (tj_tracer *)o;
     const tj_node *n = node_of(x);
-    if (n->op == TJ_OP_SCALAR) return 1;
+    if (x->npkind == TJ_NP_PYTHON) return 2;
+    if (n->op == TJ_OP_SCALAR) return x->npkind == TJ_NP_AUTO && n->weak ? 2 : 1;
     if (x->trace->torch || n->ndim) return 0;
     if (x->npkind != TJ_NP_AUTO) return x->npkind == TJ_NP_SCALAR;
     /* computed by an op of the table: a ufunc, an operator or a reduction */
@@ -224,6 +225,13 @@ static PyObject *tracer_repr(tj_tracer *x) {
     return PyUnicode_FromString(buf);
 }
 
+/* A Python int or float, or a Tracer of one: Python's own operators on these give a
+ * Python number in eager (a NumPy function of them gives a NumPy scalar). */
+static int python_number(PyObject *o) {
+    if (PyLong_CheckExact(o) || PyFloat_CheckExact(o)) return 1;
+    return tj_is_tracer(o) && tj_tracer_is_np_scalar(o) == 2;
+}
+
 static PyObject *binop(PyObject *a, PyObject *b, int op) {
     PyObject *self = tj_is_tracer(a) ? a : b;
     tj_trace *t = live_trace((tj_tracer *)self);
@@ -235,13 +243,15 @@ static PyObject *binop(PyObject *a, PyObject *b, int op) {
         tj_dl_kind(other) != TJ_LIB_TORCH)
         Py_RETURN_NOTIMPLEMENTED;
     PyObject *args[2] = {a, b};
-    return tj_apply(t, op, 2, args, NULL);
+    PyObject *r = tj_apply(t, op, 2, args, NULL);
+    return python_number(a) && python_number(b) ? tj_tracer_np(r, TJ_NP_PYTHON) : r;
 }
 
 static PyObject *unop(PyObject *a, int op) {
     tj_trace *t = live_trace((tj_tracer *)a);
     if (!t) return NULL;
-    return tj_apply(t, op, 1, &a, NULL);
+    PyObject *r = tj_apply(t, op, 1, &a, NULL);
+    return python_number(a) ? tj_tracer_np(r, TJ_NP_PYTHON) : r;
 }
 
 #define BINOP(fname, op) \
