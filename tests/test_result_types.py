@@ -191,6 +191,8 @@ PY_CASES = {
     "s * v[0]": lambda s, v: s * v[0],
     "abs(s) + v.sum()": lambda s, v: abs(s) + v.sum(),
     "np.sum(v) * s": lambda s, v: np.sum(v) * s,
+    "np.pad(s, 1)": lambda s, v: np.pad(s, 1),          # arrays of a scalar argument
+    "np.where(v[0] > 0, s, s)": lambda s, v: np.where(v[0] > 0, s, s),
 }
 
 
@@ -199,7 +201,7 @@ PY_CASES = {
 def test_python_numbers_stay_python_numbers(name, arg):
     """A Python int or float argument is a Python number in eager, and so is what
     Python's own operators make of such numbers; NumPy scalars and NumPy functions
-    make NumPy scalars."""
+    make NumPy scalars (and NumPy's array functions arrays)."""
     fn = PY_CASES[name]
     v = np.linspace(0.5, 1.0, 3)
     expected = fn(arg, v)

@@ -194,7 +194,8 @@ int tj_tracer_is_np_scalar(PyObject *o) {
     tj_tracer *x = (tj_tracer *)o;
     const tj_node *n = node_of(x);
     if (x->npkind == TJ_NP_PYTHON) return 2;
-    if (n->op == TJ_OP_SCALAR) return x->npkind == TJ_NP_AUTO && n->weak ? 2 : 1;
+    if (n->op == TJ_OP_SCALAR && x->npkind == TJ_NP_AUTO)   /* an argument (torch's too) */
+        return n->weak ? 2 : 1;
     if (x->trace->torch || n->ndim) return 0;
     if (x->npkind != TJ_NP_AUTO) return x->npkind == TJ_NP_SCALAR;
     /* computed by an op of the table: a ufunc, an operator or a reduction */
