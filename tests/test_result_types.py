@@ -192,6 +192,8 @@ PY_CASES = {
     "abs(s) + v.sum()": lambda s, v: abs(s) + v.sum(),
     "np.sum(v) * s": lambda s, v: np.sum(v) * s,
     "np.pad(s, 1)": lambda s, v: np.pad(s, 1),          # arrays of a scalar argument
+    "np.transpose(s)": lambda s, v: np.transpose(s),    # np.float64 keeps, float: array
+    "np.squeeze(s * 2)": lambda s, v: np.squeeze(s * 2),
     "np.where(v[0] > 0, s, s)": lambda s, v: np.where(v[0] > 0, s, s),
 }
 

@@ -211,8 +211,8 @@ PyObject *tj_tracer_np_as(PyObject *r, PyObject *src) {
     if (!r || !tj_is_tracer(r) || !tj_is_tracer(src) || node_of((tj_tracer *)src)->ndim ||
         node_of((tj_tracer *)r)->ndim)
         return r;
-    int scalar = tj_tracer_is_np_scalar(src) && node_of((tj_tracer *)src)->op != TJ_OP_SCALAR;
-    return tj_tracer_np(r, scalar ? TJ_NP_SCALAR : TJ_NP_ARRAY);
+    /* (a Python number goes through np.asarray: an array) */
+    return tj_tracer_np(r, tj_tracer_is_np_scalar(src) == 1 ? TJ_NP_SCALAR : TJ_NP_ARRAY);
 }
 
 static PyObject *tracer_repr(tj_tracer *x) {
