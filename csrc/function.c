@@ -393,15 +393,36 @@ static PyMemberDef fn_members[] = {
     {NULL},
 };
 
+/* The name repr shows: the __qualname__ compile() copied (else the wrapped function's,
+ * else its repr), its last part replaced by a __name__ that differs (grad's "grad(f)"). */
+static PyObject *display_name(tj_function *self) {
+    PyObject *q = self->dict ? PyDict_GetItemString(self->dict, "__qualname__") : NULL;
+    q = q && PyUnicode_Check(q) ? Py_NewRef(q)
+                                : PyObject_GetAttrString(self->fn, "__qualname__");
+    if (!q || !PyUnicode_Check(q)) {
+        Py_XDECREF(q);
+        return clear_unless_interrupt() < 0 ? NULL : PyObject_Repr(self->fn);
+    }
+    PyObject *name = self->dict ? PyDict_GetItemString(self->dict, "__name__") : NULL;
+    if (!name || !PyUnicode_Check(name)) return q;
+    PyObject *head = NULL, *last = NULL, *r = NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(q), dot = PyUnicode_FindChar(q, '.', 0, len, -1);
+    if (dot == -2 || !(head = PyUnicode_Substring(q, 0, dot + 1)) ||
+        !(last = PyUnicode_Substring(q, dot + 1, len)))
+        goto done;
+    r = PyUnicode_Compare(last, name) ? PyUnicode_Concat(head, name) : Py_NewRef(q);
+done:
+    Py_XDECREF(head);
+    Py_XDECREF(last);
+    Py_DECREF(q);
+    return r;
+}
+
 /* <tracejit.CompiledFunction f.<locals>.g: 2 variants (1 opt, 1 tcc), 5 hits, 2 misses>:
  * the tiers as tiers() would say them, without installing a finished compile. */
 static PyObject *fn_repr(tj_function *self) {
-    PyObject *name = PyObject_GetAttrString(self->fn, "__qualname__");
-    if (!name || !PyUnicode_Check(name)) {
-        Py_XDECREF(name);
-        if (clear_unless_interrupt() < 0) return NULL;
-        if (!(name = PyObject_Repr(self->fn))) return NULL;
-    }
+    PyObject *name = display_name(self);
+    if (!name) return NULL;
     int n[3] = {0, 0, 0};   /* opt, compiling, tcc */
     for (tj_plan *p = self->plans; p; p = p->next)
         n[p->upgrade.done ? 0 : p->upgrade.next.state ? 1 : 2]++;

@@ -166,6 +166,21 @@ def test_compiled_function_repr_names_the_qualified_name():
         f"<tracejit.CompiledFunction {part!r}: 0 variants")
 
 
+def test_repr_of_grad_names_what_it_computes():
+    def loss(w):
+        return np.sum(w * w)
+
+    where = "test_repr_of_grad_names_what_it_computes.<locals>."
+    for make, name in ((tracejit.grad, "grad(loss)"), (tracejit.value_and_grad,
+                                                         "value_and_grad(loss)"),
+                       (tracejit.compile, "loss")):
+        assert repr(make(loss)).startswith(f"<tracejit.CompiledFunction {where}{name}: 0 "), \
+            repr(make(loss))
+    # built directly, without compile()'s attributes: the wrapped function's name
+    assert repr(tracejit.CompiledFunction(loss)).startswith(
+        f"<tracejit.CompiledFunction {where}loss: 0 variants")
+
+
 def test_cache_info_repr_is_short():
     f = tracejit.compile(_chain)
     f(np.ones(3)), f(np.ones(3)), f(np.ones(4))
