@@ -54,6 +54,8 @@ def test_level_2_adds_passes_and_generated_c():
     for part in ("-- traced", "-- fold", "-- simplify", "-- cse", "-- dce", "-- fuse",
                  "-- memplan", "-- generated C", "tj_groups"):
         assert err.count(part) == 2, part
+    # as explain() shows it: a pass that changed nothing is one line (fold, here)
+    assert len(re.findall(r"^-- fold \(\d+ nodes\): unchanged$", err, re.M)) == 2, err
     assert "optimizing tier" not in err
 
 

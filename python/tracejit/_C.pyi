@@ -5,6 +5,8 @@ from typing import Any, Callable, Concatenate, Final, Generic, ParamSpec, Sequen
 from _typeshed import structseq
 from typing_extensions import Self
 
+from ._explain import Explanation
+
 _P = ParamSpec("_P")
 _Q = ParamSpec("_Q")
 _R = TypeVar("_R", covariant=True)
@@ -49,10 +51,9 @@ class Tracer:
     def clip(self, min: Any = ..., max: Any = ...) -> Tracer: ...
     def __getattr__(self, name: str) -> Any: ...
 
-# Generic only here: `CompiledFunction[P, R]` is the type of `f` after `@compile` over a
-# `def f(*P) -> R`, so a checker keeps f's signature. The C type itself is not
-# subscriptable (no __class_getitem__): write the annotation as a string, or under
-# `from __future__ import annotations`.
+# `CompiledFunction[P, R]` is the type of `f` after `@compile` over a `def f(*P) -> R`, so
+# a checker keeps f's signature. At run time the C type's __class_getitem__ makes
+# `CompiledFunction[[int], int]` a types.GenericAlias (annotations evaluated at run time).
 @final
 class CompiledFunction(Generic[_P, _R]):
     __wrapped__: Callable[_P, _R]
@@ -74,9 +75,9 @@ class CompiledFunction(Generic[_P, _R]):
     def cache_info(self) -> CacheInfo: ...
     def cache_clear(self) -> None: ...
     # explain takes the arguments of a call (it traces and compiles for them)
-    def explain(self, *args: _P.args, **kwargs: _P.kwargs) -> str: ...
+    def explain(self, *args: _P.args, **kwargs: _P.kwargs) -> Explanation: ...
     # the pass log alone: traces and runs the passes; nothing emitted or compiled
-    def _explain_passes(self, *args: _P.args, **kwargs: _P.kwargs) -> str: ...
+    def _explain_passes(self, *args: _P.args, **kwargs: _P.kwargs) -> Explanation: ...
     def tiers(self) -> list[str]: ...
 
 def op_table() -> list[dict[str, Any]]: ...
