@@ -123,6 +123,7 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     tj_schedule sched = {0};
     tj_template tmpl = {0};
     PyObject *targs = NULL, *tkwargs = NULL, *res = NULL, *log = NULL, *src = NULL, *fsrc = NULL;
+    PyObject *stext = NULL;
     tj_trace *t = (tj_trace *)tj_trace_new(fn);
     if (!t) return NULL;
     if (tj_trace_args(t, conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
@@ -156,11 +157,12 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     if (tj_template_from_result(&tmpl, t, res) < 0) goto done;
     t->live = 0;
     double t_trace = now_s();
-    int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: tier's C */
+    int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: schedule, tier's C */
     if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
     if (tj_pipeline(t, &sched, log) < 0) goto done;   /* may add constant slots to t */
     if (!(src = tj_emit_c(&t->g, &sched))) goto done;
     if (tj_tier_mode() != TJ_TIER_OFF && !(fsrc = tj_emit_fused(&t->g, &sched))) goto done;
+    if (debug >= 3 && !(stext = tj_schedule_text(&t->g, &sched))) goto done;
     double t_passes = now_s();
     const char *csrc = PyUnicode_AsUTF8(src);
     if (!csrc) goto done;
@@ -205,6 +207,8 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
             (int)((t_passes - t_trace) * 1e6), (int)((t_compile - t_passes) * 1e6));
         if (text && body)
             Py_SETREF(text, PyUnicode_FromFormat("%U%U\n-- generated C\n%U", text, body, src));
+        if (text && stext)
+            Py_SETREF(text, PyUnicode_FromFormat("%U%U", text, stext));
         if (text && debug >= 3 && fsrc && fsrc != Py_None)
             Py_SETREF(text, PyUnicode_FromFormat("%U-- the optimizing tier's C\n%U", text, fsrc));
         tj_debug_write(text);
@@ -221,6 +225,7 @@ done:
     Py_XDECREF(log);
     Py_XDECREF(src);
     Py_XDECREF(fsrc);
+    Py_XDECREF(stext);
     Py_DECREF(t);
     return plan;
 }

@@ -73,7 +73,8 @@ extern const char *const tj_inplace_ops[TJ_NINPLACE];
 PyObject *tj_internal_error(const char *fmt, ...);
 /* TRACEJIT_DEBUG, read at each compile: 0 quiet; 1 each compile (with its times) and
  * each cache miss (with its retrace reason); 2 also the graph after each pass and the
- * generated C; 3 also the optimizing tier's C and its compile failures. */
+ * generated C; 3 also the lowered schedule, the optimizing tier's C and its compile
+ * failures. */
 int tj_debug_level(void);
 /* Writes a debug text (NULL: nothing) to sys.stderr; a failure is cleared: debug output
  * never fails a call. */
@@ -233,6 +234,8 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
 /* tj_emit_fused_source's C as a str, None when no group qualifies: new reference;
  * NULL + exception. */
 PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s);
+/* The lowered schedule (tj_lower_dump) as a str: new reference; NULL + exception. */
+PyObject *tj_schedule_text(const tj_graph *g, const tj_schedule *s);
 
 /* ---- kernels (csrc/backend/kernel.c; the compilers behind them: backend/backend.h) */
 /* A compiled kernel as the runtime sees it: the table of groups a replay runs in order,
