@@ -196,6 +196,9 @@ int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes);
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
                       const int64_t *shape);
 PyObject *tj_trace_new(PyObject *fn);
+/* _C._iota(shape, axis): in a trace, an int64 Tracer of `shape` whose element is its
+ * index along `axis`, or its C-order linear index for axis -1 (an IOTA node). */
+PyObject *tj_trace_iota(PyObject *m, PyObject *args);
 /* The trace running on this thread (NULL when none): TraceErrors are noted in it. */
 tj_trace *tj_trace_enter(tj_trace *t);   /* returns the previous one, for tj_trace_leave */
 void tj_trace_leave(tj_trace *prev);

@@ -16,6 +16,8 @@ int tj_emit_c_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out, tj_e
 /* Per leaf: `bl<l>`, its first element, and `l<l>_<d>`, its byte stride along loop dim
  * d (0 where broadcast); strides are left out for uniform leaves. */
 void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr, int D);
+/* A virtual leaf's value at element offset `offset` (a C expression) of its index space. */
+void tj_emit_iota_value(tj_sbuf *b, const tj_leaf *lf, const char *offset);
 /* `o<o>_<d>`: output o's byte stride along loop dim d (0 where it does not vary). */
 void tj_emit_out_stride(tj_sbuf *b, const tj_group *gr, int o, int d);
 /* The optimizing tier's C (csrc/emit/emit_fused.c) into *out (fresh): elementwise

@@ -55,6 +55,10 @@ static void declare_fn(gstate *gs, const char *name, const char *proto) {
 
 static void declare(gstate *gs, const char *name) { declare_fn(gs, name, "tj_prim %s;\n"); }
 
+/* tj_iota_i64(out, start, step, div, mod, n): out[k] = (start + k * step) / div, modulo
+ * mod when mod > 0 (a virtual leaf's values, csrc/emit/prims.c). */
+#define IOTA_PROTO "void %s(void *, long long, long long, long long, long long, long long);\n"
+
 static int take_buf(gstate *gs) {
     if (gs->n_free) return gs->free_bufs[--gs->n_free];
     return gs->n_bufs++;
@@ -161,8 +165,34 @@ static void emit_accumulate(sbuf *b, const tj_graph *g, const tj_group *gr, gsta
  * per loop dim a byte stride: 0 where broadcast, the slot's stride times the view's
  * step, or for a flat read the item size times the step. Uniform leaves need only
  * the first. */
+/* A virtual leaf's (IOTA's): `bl<l>` and `l<l>_<d>` count elements of its C-order
+ * index space, whose strides lowering gives (vstride). */
+static void virtual_setup(sbuf *b, const tj_group *gr, int l, int D) {
+    const tj_leaf *lf = &gr->leaves[l];
+    long long base = 0;
+    for (int k = 0; k < TJ_MAXDIM; k++)
+        base += (long long)lf->off[k] * (lf->flat ? k == 0 : (long long)lf->vstride[k]);
+    put(b, "    const long long bl%d = %lldLL;\n", l, base);
+    for (int d = 0; d < D && !lf->uniform; d++) {
+        int m = gr->ndim ? lf->map[d] : -1;
+        long long step = (long long)lf->step[d];
+        put(b, "    const long long l%d_%d = %lldLL;\n", l, d,
+            m == -2 ? step : m >= 0 ? step * (long long)lf->vstride[m] : 0);
+    }
+}
+
+void tj_emit_iota_value(sbuf *b, const tj_leaf *lf, const char *offset) {
+    if (lf->vmod > 0) put(b, "((%s) / %lldLL %% %lldLL)", offset, (long long)lf->vdiv, (long long)lf->vmod);
+    else if (lf->vdiv != 1) put(b, "((%s) / %lldLL)", offset, (long long)lf->vdiv);
+    else put(b, "(%s)", offset);
+}
+
 void tj_emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, int D) {
     for (int l = 0; l < gr->n_leaves; l++) {
+        if (gr->leaves[l].slot < 0) {
+            virtual_setup(b, gr, l, D);
+            continue;
+        }
         int slot = gr->leaves[l].slot, size = tj_dtype_size(g->nodes[gr->leaves[l].node].dtype);
         put(b, "    const char *bl%d = (const char *)P[%d]", l, slot);
         if (gr->leaves[l].flat && gr->leaves[l].off[0])
@@ -310,8 +340,15 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         int32_t id = gr->leaves[l].node;
         if (!gs->uniform[id]) continue;
         int ub = n_ubufs++;
-        put(&pre, "    tj_load_%s(tju%d, bl%d, 0, %lld);\n", tj_dtype_suffix(g->nodes[id].dtype), ub,
-            l, (long long)nu);
+        const tj_leaf *lf = &gr->leaves[l];
+        if (lf->slot < 0) {   /* a virtual leaf: its one value */
+            declare_fn(gs, "tj_iota_i64", IOTA_PROTO);
+            put(&pre, "    tj_iota_i64(tju%d, bl%d, 0, %lldLL, %lldLL, %lld);\n", ub, l,
+                (long long)lf->vdiv, (long long)lf->vmod, (long long)nu);
+        } else {
+            put(&pre, "    tj_load_%s(tju%d, bl%d, 0, %lld);\n", tj_dtype_suffix(g->nodes[id].dtype),
+                ub, l, (long long)nu);
+        }
         gs->where[id] = ub;
     }
     for (int k = 0; k < gr->n_nodes; k++) {
@@ -348,6 +385,15 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         int32_t id = gr->leaves[l].node;
         if (gs->uniform[id] || gr->leaves[l].gather >= 0) continue;
         int dt = g->nodes[id].dtype, bufi = take_buf(gs);
+        const tj_leaf *lf = &gr->leaves[l];
+        if (lf->slot < 0) {   /* a virtual leaf: the block's indices (never 2-D blocks) */
+            declare_fn(gs, "tj_iota_i64", IOTA_PROTO);
+            put(&body, "            tj_iota_i64(tjb%d, pl%d + j * l%d_%d, l%d_%d, %lldLL, %lldLL, n);\n"
+                       "            const void *v%d = tjb%d;\n", bufi, l, l, D - 1, l, D - 1,
+                (long long)lf->vdiv, (long long)lf->vmod, (int)id, bufi);
+            gs->where[id] = bufi;
+            continue;
+        }
         put(&body, "            const char *a%d = pl%d + %s * l%d_%d;\n", l, l, blk, l, bd);
         if (twod)   /* rows of a strided or broadcast leaf are gathered into the block */
             put(&body, "            const void *v%d = l%d_%d == %d && l%d_%d == %lldLL ? "
@@ -465,7 +511,8 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
     int ind = 4 * (bd + 1);
     for (int l = 0; l < gr->n_leaves; l++) {
         if (gs->uniform[gr->leaves[l].node]) continue;
-        put(b, "%*sconst char *pl%d = bl%d", ind, "", l, l);
+        put(b, gr->leaves[l].slot < 0 ? "%*sconst long long pl%d = bl%d" : "%*sconst char *pl%d = bl%d",
+            ind, "", l, l);
         for (int d = 0; d < bd; d++) put(b, " + i%d * l%d_%d", d, l, d);
         put(b, ";\n");
     }

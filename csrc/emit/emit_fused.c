@@ -218,6 +218,18 @@ static void emit_cols(sbuf *b, const tj_graph *g, const tj_group *gr, const tj_l
     put(b, "        }\n        return;\n    }\n");
 }
 
+/* `const T x<id> = ...;`: leaf l's element at `at` (a pointer; for a virtual leaf an
+ * element offset, whose index it spells). */
+static void put_leaf(sbuf *b, const tj_graph *g, const tj_group *gr, int l, int ind,
+                     const char *at) {
+    const tj_leaf *lf = &gr->leaves[l];
+    const char *t = ctype(g->nodes[lf->node].dtype);
+    put(b, "%*sconst %s x%d = ", ind, "", t, (int)lf->node);
+    if (lf->slot < 0) tj_emit_iota_value(b, lf, at);
+    else put(b, "*(const %s *)%s", t, at);
+    put(b, ";\n");
+}
+
 static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int gi,
                              uint8_t *uni) {
     const tj_loop *q = &gr->loop;
@@ -239,9 +251,9 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
     /* loop-invariant values, once per call */
     for (int l = 0; l < gr->n_leaves; l++) {
         int32_t id = gr->leaves[l].node;
-        if (uni[id])
-            put(b, "    const %s x%d = *(const %s *)bl%d;\n", ctype(g->nodes[id].dtype), (int)id,
-                ctype(g->nodes[id].dtype), l);
+        char at[16];
+        snprintf(at, sizeof at, "bl%d", l);
+        if (uni[id]) put_leaf(b, g, gr, l, 4, at);
     }
     for (int k = 0; k < gr->n_nodes; k++) {
         const tj_node *n = &g->nodes[gr->nodes[k]];
@@ -263,7 +275,8 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
     }
     for (int l = 0; l < gr->n_leaves; l++) {
         if (uni[gr->leaves[l].node]) continue;
-        put(b, "%*sconst char *pl%d = bl%d", ind, "", l, l);
+        put(b, gr->leaves[l].slot < 0 ? "%*sconst long long pl%d = bl%d" : "%*sconst char *pl%d = bl%d",
+            ind, "", l, l);
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * l%d_%d", d, l, d);
         put(b, ";\n");
     }
@@ -286,14 +299,15 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
     for (int l = 0; l < gr->n_leaves; l++) {
         int32_t id = gr->leaves[l].node;
         if (!gr->leaves[l].row) continue;
-        put(b, "%*sconst %s x%d = *(const %s *)pl%d;\n", ind, "", ctype(g->nodes[id].dtype),
-            (int)id, ctype(g->nodes[id].dtype), l);
+        char at[16];
+        snprintf(at, sizeof at, "pl%d", l);
+        put_leaf(b, g, gr, l, ind, at);
         uni[id] = 2;
     }
     /* contiguous inner dim (the common case, which gcc vectorizes), else strided */
     put(b, "%*sif (1", ind, "");
     for (int l = 0; l < gr->n_leaves; l++)
-        if (!uni[gr->leaves[l].node])
+        if (!uni[gr->leaves[l].node] && gr->leaves[l].slot >= 0)
             put(b, " && l%d_%d == %d", l, D - 1, tj_dtype_size(g->nodes[gr->leaves[l].node].dtype));
     for (int o = o0; o < gr->n_outs; o++)
         put(b, " && o%d_%d == %d", o, D - 1, tj_dtype_size(g->nodes[gr->outs[o].node].dtype));
@@ -303,7 +317,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
         int in = ind + 4;
         if (pass) put(b, "%*s} else {\n", ind, "");
         for (int l = 0; !pass && l < gr->n_leaves; l++)
-            if (!uni[gr->leaves[l].node])
+            if (!uni[gr->leaves[l].node] && gr->leaves[l].slot >= 0)
                 put(b, "%*sconst %s *restrict q%d = (const %s *)pl%d;\n", in, "",
                     ctype(g->nodes[gr->leaves[l].node].dtype), l, ctype(g->nodes[gr->leaves[l].node].dtype), l);
         for (int o = o0; !pass && o < gr->n_outs; o++)
@@ -325,7 +339,10 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
             int32_t id = gr->leaves[l].node;
             if (uni[id]) continue;
             const char *t = ctype(g->nodes[id].dtype);
-            if (!pass) put(b, "%*s    const %s x%d = q%d[e];\n", in, "", t, (int)id, l);
+            char at[64];
+            snprintf(at, sizeof at, "pl%d + e * l%d_%d", l, l, D - 1);
+            if (gr->leaves[l].slot < 0) put_leaf(b, g, gr, l, in + 4, at);
+            else if (!pass) put(b, "%*s    const %s x%d = q%d[e];\n", in, "", t, (int)id, l);
             else put(b, "%*s    const %s x%d = *(const %s *)(pl%d + e * l%d_%d);\n", in, "", t,
                      (int)id, t, l, l, D - 1);
         }

@@ -265,6 +265,12 @@ int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err) {
         if (v->op == TJ_OP_CONCAT && into[i] < 0 && !direct[i]) s->mat_slot[i] = next++;
         if (v->op == TJ_OP_GATHER) {   /* gathered data is read in place: from memory */
             int32_t d = v->in[0];
+            int32_t db = g->nodes[d].op == TJ_OP_VIEW ? g->nodes[d].in[0] : d;
+            if (g->nodes[db].op == TJ_OP_IOTA) {   /* a virtual leaf has no memory */
+                tj_error_set(err, TJ_ERR_VALUE, "indexing an element-index array (IOTA) "
+                             "with an array is not supported");
+                goto done;
+            }
             int dk = tj_ops[g->nodes[d].op].kind;
             if (dk != TJ_K_LEAF && g->nodes[d].op != TJ_OP_VIEW && s->mat_slot[d] < 0)
                 s->mat_slot[d] = next++;

@@ -44,12 +44,43 @@ static int is_scan(const tj_graph *g, const tj_group *gr) {
     return gr->red >= 0 && tj_ops[g->nodes[gr->red].op].kind == TJ_K_SCAN;
 }
 
+/* Whether virtual leaf lf reads its IOTA as a C-contiguous array (see virtual_leaf). */
+static int virtual_contig(const tj_graph *g, const tj_leaf *lf) {
+    const tj_node *iota = &g->nodes[lf->base];
+    return (int32_t)iota->axes < 0 || iota->ndim <= 1 || lf->flat;
+}
+
+/* A virtual leaf (an IOTA, slot -1) is read as an array whose element is its offset:
+ * for the index along dim a, an array of element strides 1 on dim a and 0 elsewhere
+ * (not contiguous: collapsing keeps dim a apart from its neighbours); for the linear
+ * index, a C-contiguous array. Read flat (a reshape of a view), the dim-a index is
+ * recovered from the C-order offset: divided by dim a's C stride, modulo its length.
+ * So views, collapsing and splits need nothing of their own. */
+static void virtual_leaf(const tj_graph *g, tj_leaf *lf) {
+    const tj_node *iota = &g->nodes[lf->base];
+    int axis = (int)(int32_t)iota->axes;
+    int64_t stride = 1;
+    for (int d = iota->ndim - 1; d >= 0; d--) {
+        lf->vstride[d] = stride;
+        stride *= iota->shape[d];
+    }
+    lf->vdiv = 1;
+    lf->vmod = 0;
+    if (virtual_contig(g, lf) && axis >= 0 && iota->ndim > 1) {   /* flat */
+        lf->vdiv = lf->vstride[axis];
+        lf->vmod = axis > 0 ? iota->shape[axis] : 0;   /* dim 0: the offset never wraps */
+    } else if (!virtual_contig(g, lf)) {
+        for (int d = 0; d < iota->ndim; d++) lf->vstride[d] = d == axis;
+    }
+}
+
 /* The leaves' and outputs' access over the group's own (uncollapsed) dims. */
 static void access(const tj_graph *g, tj_group *gr) {
     int scan = is_scan(g, gr);
     for (int l = 0; l < gr->n_leaves; l++) {
         tj_leaf *lf = &gr->leaves[l];
         leaf_access(g, lf, gr->ndim);
+        if (lf->slot < 0) virtual_leaf(g, lf);
         if (lf->gather < 0) continue;
         int dim = lf->gather;   /* the loop does not index the gathered dim */
         const tj_node *data = &g->nodes[lf->node];
@@ -140,7 +171,8 @@ static void collapse(const tj_graph *g, const tj_schedule *s, tj_group *gr) {
             int32_t slot = a < nl ? gr->leaves[a].slot : gr->outs[a - nl].slot;
             const tj_node *base = &g->nodes[a < nl ? gr->leaves[a].base
                                            : gr->cat >= 0 ? gr->cat : gr->outs[a - nl].node];
-            int contig = slot >= g->n_slots || g->slots[slot].contig;
+            int contig = slot < 0 ? virtual_contig(g, &gr->leaves[a])
+                                  : slot >= g->n_slots || g->slots[slot].contig;
             if (hi[a][d] == -1 && lo[a][d + 1] == -1) continue;
             if (hi[a][d] == -2 && lo[a][d + 1] == -2) {
                 ok = st[a][d] == st[a][d + 1] * gr->shape[d + 1];
@@ -203,7 +235,7 @@ static void reduction_rows(const tj_graph *g, const tj_group *gr, tj_loop *q) {
         if (g->nodes[gr->nodes[k]].op == TJ_OP_GATHER) return;
     }
     for (int l = 0; l < gr->n_leaves; l++)
-        if (gr->leaves[l].gather >= 0) return;
+        if (gr->leaves[l].gather >= 0 || gr->leaves[l].slot < 0) return;
     for (int o = 1; o < gr->n_outs; o++)
         if (gr->outs[o].map[D - 1] < 0 || gr->outs[o].map[D - 2] < 0) return;
     if (reds != 1 || gr->outs[0].node != gr->red) return;
@@ -227,8 +259,8 @@ static void geometry(const tj_graph *g, const tj_group *gr, tj_loop *q) {
     for (int d = 0; d < D; d++) q->total *= q->shape[d];
     int64_t inner = q->inner = q->shape[D - 1];
     q->rows = 1;
-    int gathers = 0;
-    for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaves[l].gather >= 0;
+    int gathers = 0;   /* and virtual leaves: TinyCC's 2-D blocks have no index fill */
+    for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaves[l].gather >= 0 || gr->leaves[l].slot < 0;
     if (gr->red < 0 && gr->cat < 0 && !gathers && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
         q->rows = TJ_BLOCK / inner < q->shape[D - 2] ? TJ_BLOCK / inner : q->shape[D - 2];
         for (int o = 0; o < gr->n_outs; o++)
@@ -384,7 +416,8 @@ void tj_lower_dump(const tj_graph *g, const tj_schedule *s, tj_sbuf *log) {
         }
         for (int l = 0; l < gr->n_leaves; l++) {
             const tj_leaf *lf = &gr->leaves[l];
-            tj_put(log, "    leaf %d: %%%d slot %d", l, (int)lf->node, (int)lf->slot);
+            if (lf->slot < 0) tj_put(log, "    leaf %d: %%%d index", l, (int)lf->node);
+            else tj_put(log, "    leaf %d: %%%d slot %d", l, (int)lf->node, (int)lf->slot);
             put_dims(log, "map", q->D > gr->ndim ? gr->ndim : q->D, lf->map);
             tj_put(log, " step[");
             for (int d = 0; d < gr->ndim; d++) tj_put(log, d ? " %lld" : "%lld", (long long)lf->step[d]);

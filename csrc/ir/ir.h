@@ -175,6 +175,9 @@ typedef struct {
                                     -1 for an ordinary leaf */
     int8_t gsrc;                 /* gather: the slot dim indexed (-1, -2 flat) */
     int64_t gstep, glen;         /* gather: the step along it, the indexed dim's length */
+    int64_t vstride[TJ_MAXDIM];  /* virtual leaf: element stride per dim of its IOTA
+                                    (C order), as a slot's byte strides are */
+    int64_t vdiv, vmod;          /* virtual leaf: value = offset / vdiv (% vmod if > 0) */
     uint8_t uniform;             /* lowering: the same element at every iteration */
     uint8_t row;                 /* lowering: not uniform, but the same along the loop's
                                     innermost dim (read once per row by the tier) */

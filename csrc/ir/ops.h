@@ -5,7 +5,10 @@
  *   numpy     the NumPy name the tracer dispatches on and the tests compare against
  *             (a ufunc, or a numpy function for where); NULL for internal ops
  *   arity     number of operands
- *   kind      LEAF (a value read from a slot), EW (elementwise), VIEW (movement),
+ *   kind      LEAF (a value read from a slot; IOTA: the element index, a virtual leaf
+ *             with no slot, counting along dim `axes`, or the C-order linear index
+ *             when axes is -1; lowering gives it an access as any leaf, csrc/fuse/lower.c,
+ *             and the emitters spell its value from the offset), EW (elementwise), VIEW (movement),
  *             CAST (elementwise dtype conversion, primitives per (from, to)),
  *             RED (reduction over the node's `axes`; primitives in emit/reduce_prims.c),
  *             CAT (operand 1 placed after operand 0 along dim `axes`; fuse.c),
@@ -30,6 +33,7 @@
     X(SCALAR,    NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
     X(CAPTURE,   NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
     X(CONST,     NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
+    X(IOTA,      NULL,           0, LEAF, ALL,  SAME, 0,    0)                     \
     X(VIEW,      NULL,           1, VIEW, ALL,  SAME, 0,    0)                     \
     X(CAST,      NULL,           1, CAST, ALL,  SAME, 0,    0)                     \
     X(COPY,      NULL,           1, EW,   ALL,  SAME, 0,    (a))                   \

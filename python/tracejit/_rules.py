@@ -36,9 +36,9 @@ _LN10 = math.log(10.0)
 
 ZERO = frozenset({"SIGN", "FLOOR", "CEIL", "FLOORDIV"})
 NONDIFF = frozenset({
-    "INPUT", "SCALAR", "CAPTURE", "CONST", "INVERT", "NOT", "ISNAN", "ISINF", "ISFINITE",
-    "SIGNBIT", "EQ", "NE", "LT", "LE", "GT", "GE", "AND", "OR", "XOR", "BAND", "BOR", "BXOR",
-    "LSHIFT", "RSHIFT", "RARGMAX", "RARGMIN"})
+    "INPUT", "SCALAR", "CAPTURE", "CONST", "IOTA", "INVERT", "NOT", "ISNAN", "ISINF",
+    "ISFINITE", "SIGNBIT", "EQ", "NE", "LT", "LE", "GT", "GE", "AND", "OR", "XOR", "BAND",
+    "BOR", "BXOR", "LSHIFT", "RSHIFT", "RARGMAX", "RARGMIN"})
 
 
 class Product:
