@@ -279,63 +279,11 @@ void tj_emit_out_stride(sbuf *b, const tj_group *gr, int o, int d) {
         put(b, "    const long long o%d_%d = 0;\n", o, d);
 }
 
-static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs,
-                       gdesc *gd) {
-    const tj_group *gr = &s->groups[gi];
-    const tj_loop *q = &gr->loop;
-    gd->units = q->units;
-    if (gr->contract) {
-        emit_contraction(b, g, gr, gi, gs);
-        return;
-    }
-    int D = q->D, twod = q->twod, bd = q->bd;
-    const int64_t *shape = q->shape;
-    int64_t total = q->total, inner = q->inner, rows = q->rows, nu = q->block;
-    char blk[16];
-    snprintf(blk, sizeof blk, twod ? "i%d" : "j", D - 2);
-    gd->work = q->work;
-    gd->par = q->par;
-    if (q->chunked) {   /* the runtime reduces chunks of units into parts, folded in order */
-        const tj_node *rn = &g->nodes[gr->red];
-        gd->acc_slot = (int)gr->acc_slot;
-        gd->acc_n = q->acc_n;
-        gd->acc_bytes = q->acc_n * tj_dtype_size(q->acc_dtype);
-        snprintf(gd->comb, sizeof gd->comb, "tj_rv_%s_%s", tj_ops[rn->op].name,
-                 tj_dtype_suffix(q->acc_dtype));
-        declare_fn(gs, gd->comb, "void %s(void *, void *, const void *, long long, long long);\n");
-    }
-    if (gr->red >= 0) {   /* accumulators to the identity before the loop, results after */
-        put(b, "\nstatic void tj_g%di(void **P, const long long **S) {\n", gi);
-        emit_reduction_edges(b, g, gr, gs, 0);
-        put(b, "}\n\nstatic void tj_g%df(void **P, const long long **S) {\n", gi);
-        emit_reduction_edges(b, g, gr, gs, 1);
-        put(b, "}\n");
-        gd->edges = 1;
-    }
-    put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
-    if (total == 0) {
-        put(b, "}\n");
-        return;
-    }
-
-    /* Positions: leaves at -1 (loaded at block start), nodes in order 0.. */
-    for (int l = 0; l < gr->n_leaves; l++) {
-        gs->last_use[gr->leaves[l].node] = -1;
-        gs->uniform[gr->leaves[l].node] = gr->leaves[l].uniform;
-    }
-    for (int k = 0; k < gr->n_nodes; k++) {
-        const tj_node *n = &g->nodes[gr->nodes[k]];
-        for (int a = 0; a < tj_ops[n->op].arity; a++) gs->last_use[n->in[a]] = k;
-        gs->uniform[gr->nodes[k]] = gr->uniform[k];
-        gs->last_use[gr->nodes[k]] = k;
-    }
-    for (int o = 0; o < gr->n_outs; o++) gs->last_use[gr->outs[o].node] = gr->n_nodes;
-
-    /* Uniform values: one buffer each for the whole call, filled before the loop. */
-    gs->n_free = 0;
-    gs->n_bufs = 0;
+/* Loop-invariant values (lowering's): one buffer each for the whole call, filled into
+ * `pre` before the loop. Returns how many. */
+static int emit_hoisted(sbuf *pre, const tj_graph *g, const tj_group *gr, gstate *gs) {
+    int64_t nu = gr->loop.block;
     int n_ubufs = 0;
-    sbuf pre = {0}, body = {0};
     for (int l = 0; l < gr->n_leaves; l++) {
         int32_t id = gr->leaves[l].node;
         if (!gs->uniform[id]) continue;
@@ -343,10 +291,10 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         const tj_leaf *lf = &gr->leaves[l];
         if (lf->slot < 0) {   /* a virtual leaf: its one value */
             declare_fn(gs, "tj_iota_i64", IOTA_PROTO);
-            put(&pre, "    tj_iota_i64(tju%d, bl%d, 0, %lldLL, %lldLL, %lld);\n", ub, l,
+            put(pre, "    tj_iota_i64(tju%d, bl%d, 0, %lldLL, %lldLL, %lld);\n", ub, l,
                 (long long)lf->vdiv, (long long)lf->vmod, (long long)nu);
         } else {
-            put(&pre, "    tj_load_%s(tju%d, bl%d, 0, %lld);\n", tj_dtype_suffix(g->nodes[id].dtype),
+            put(pre, "    tj_load_%s(tju%d, bl%d, 0, %lld);\n", tj_dtype_suffix(g->nodes[id].dtype),
                 ub, l, (long long)nu);
         }
         gs->where[id] = ub;
@@ -359,28 +307,23 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         prim_name(pn, sizeof pn, g, n, gs->uniform);
         declare(gs, pn);
         int ub = n_ubufs++;
-        put(&pre, "    %s(tju%d", pn, ub);
+        put(pre, "    %s(tju%d", pn, ub);
         for (int a = 0; a < 3; a++) {
-            if (a < tj_ops[n->op].arity) put(&pre, ", tju%d", (int)gs->where[n->in[a]]);
-            else put(&pre, ", 0");
+            if (a < tj_ops[n->op].arity) put(pre, ", tju%d", (int)gs->where[n->in[a]]);
+            else put(pre, ", 0");
         }
-        put(&pre, ", %lld);\n", (long long)nu);
+        put(pre, ", %lld);\n", (long long)nu);
         gs->where[id] = ub;
     }
+    return n_ubufs;
+}
 
-    tj_emit_leaf_setup(b, g, gr, D);
-    for (int o = 0; o < gr->n_outs; o++)
-        for (int d = 0; d < D; d++) {
-            tj_emit_out_stride(b, gr, o, d);
-            if (gr->red < 0 || o) continue;   /* the accumulator: the result's shape and map */
-            int cm = is_scan(g, gr) ? gr->amap[d] : gr->outs[o].map[d];   /* a scan's: amap */
-            if (gr->ndim && cm >= 0)
-                put(b, "    const long long c%d_%d = S[%d][%d];\n", o, d, (int)gr->acc_slot, cm);
-            else
-                put(b, "    const long long c%d_%d = 0;\n", o, d);
-        }
-
-    /* Loop body. Block buffers are numbered after the uniform ones. */
+/* Each block's values of the leaves that vary: a pointer into the slot when the block
+ * is contiguous there, else gathered into a block buffer; a virtual leaf's indices. */
+static void emit_block_loads(sbuf *body, const tj_graph *g, const tj_group *gr, gstate *gs,
+                             const char *blk) {
+    int D = gr->loop.D, twod = gr->loop.twod, bd = gr->loop.bd;
+    int64_t inner = gr->loop.inner;
     for (int l = 0; l < gr->n_leaves; l++) {
         int32_t id = gr->leaves[l].node;
         if (gs->uniform[id] || gr->leaves[l].gather >= 0) continue;
@@ -388,27 +331,72 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         const tj_leaf *lf = &gr->leaves[l];
         if (lf->slot < 0) {   /* a virtual leaf: the block's indices (never 2-D blocks) */
             declare_fn(gs, "tj_iota_i64", IOTA_PROTO);
-            put(&body, "            tj_iota_i64(tjb%d, pl%d + j * l%d_%d, l%d_%d, %lldLL, %lldLL, n);\n"
-                       "            const void *v%d = tjb%d;\n", bufi, l, l, D - 1, l, D - 1,
+            put(body, "            tj_iota_i64(tjb%d, pl%d + j * l%d_%d, l%d_%d, %lldLL, %lldLL, n);\n"
+                      "            const void *v%d = tjb%d;\n", bufi, l, l, D - 1, l, D - 1,
                 (long long)lf->vdiv, (long long)lf->vmod, (int)id, bufi);
             gs->where[id] = bufi;
             continue;
         }
-        put(&body, "            const char *a%d = pl%d + %s * l%d_%d;\n", l, l, blk, l, bd);
+        put(body, "            const char *a%d = pl%d + %s * l%d_%d;\n", l, l, blk, l, bd);
         if (twod)   /* rows of a strided or broadcast leaf are gathered into the block */
-            put(&body, "            const void *v%d = l%d_%d == %d && l%d_%d == %lldLL ? "
-                       "(const void *)a%d : (tj_load2_%s(tjb%d, a%d, %lldLL, l%d_%d, l%d_%d, "
-                       "rows), (const void *)tjb%d);\n",
+            put(body, "            const void *v%d = l%d_%d == %d && l%d_%d == %lldLL ? "
+                      "(const void *)a%d : (tj_load2_%s(tjb%d, a%d, %lldLL, l%d_%d, l%d_%d, "
+                      "rows), (const void *)tjb%d);\n",
                 (int)id, l, D - 1, tj_dtype_size(dt), l, D - 2,
                 (long long)(inner * tj_dtype_size(dt)), l, tj_dtype_suffix(dt), bufi, l,
                 (long long)inner, l, D - 1, l, D - 2, bufi);
         else
-            put(&body, "            const void *v%d = l%d_%d == %d ? (const void *)a%d : "
-                       "(tj_load_%s(tjb%d, a%d, l%d_%d, n), (const void *)tjb%d);\n",
+            put(body, "            const void *v%d = l%d_%d == %d ? (const void *)a%d : "
+                      "(tj_load_%s(tjb%d, a%d, l%d_%d, n), (const void *)tjb%d);\n",
                 (int)id, l, D - 1, tj_dtype_size(dt), l, tj_dtype_suffix(dt), bufi, l, l, D - 1,
                 bufi);
         gs->where[id] = bufi;
     }
+}
+
+/* A GATHER node k (output `out`, or -1; `scatter`: stored with the output's stride): its
+ * data leaf read in place at the positions its index operand gives. */
+static void emit_gather(sbuf *body, const tj_graph *g, const tj_schedule *s, const tj_group *gr,
+                        gstate *gs, int k, int out, int scatter, const char *blk) {
+    int D = gr->loop.D, bd = gr->loop.bd;
+    int32_t id = gr->nodes[k];
+    const tj_node *n = &g->nodes[id];
+    char pn[96];
+    int dim = (int)n->axes + (gr->ndim - n->ndim), l = 0;
+    while (l < gr->n_leaves &&
+           !(gr->leaves[l].node == n->in[0] && gr->leaves[l].gather == dim)) l++;
+    snprintf(pn, sizeof pn, "tj_gather_%s", tj_dtype_suffix(n->dtype));
+    declare_fn(gs, pn, "void %s(void *, const char *, long long, long long, long long, "
+                       "const long long *, long long, long long *, long long);\n");
+    int bufi = out >= 0 && !scatter ? -1 : take_buf(gs);
+    if (bufi < 0)
+        put(body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
+    else
+        put(body, "            void *v%d = tjb%d;\n", (int)id, bufi);
+    int32_t ix = n->in[1];
+    char ixs[32];
+    snprintf(ixs, sizeof ixs, gs->uniform[ix] ? "tju%d" : "v%d",
+             gs->uniform[ix] ? (int)gs->where[ix] : (int)ix);
+    put(body, "            %s(v%d, pl%d + j * l%d_%d, l%d_%d, g%d, %lldLL, %s, n, "
+              "(long long *)P[%d], %lldLL);\n",
+        pn, (int)id, l, l, D - 1, l, D - 1, l, (long long)gr->leaves[l].glen, ixs,
+        s->n_slots, (long long)n->value.i);
+    if (scatter)
+        put(body, "            tj_store_%s(po%d + j * o%d_%d, v%d, o%d_%d, n);\n",
+            tj_dtype_suffix(n->dtype), out, out, D - 1, (int)id, out, D - 1);
+    gs->where[id] = bufi;
+    if (!gs->uniform[ix] && gs->last_use[ix] == k && gs->where[ix] >= 0) {
+        gs->free_bufs[gs->n_free++] = gs->where[ix];
+        gs->where[ix] = -1;
+    }
+}
+
+/* Each block's nodes: one primitive call each, into an output's block or a buffer that
+ * goes back when its value's last use has read it. */
+static void emit_block_nodes(sbuf *body, const tj_graph *g, const tj_schedule *s,
+                             const tj_group *gr, gstate *gs, const char *blk) {
+    int D = gr->loop.D, twod = gr->loop.twod, bd = gr->loop.bd;
+    const int64_t *shape = gr->loop.shape;
     for (int k = 0; k < gr->n_nodes; k++) {
         int32_t id = gr->nodes[k];
         const tj_node *n = &g->nodes[id];
@@ -420,71 +408,45 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         int scatter = out >= 0 && gr->cat >= 0;
         if (gs->uniform[id]) {
             if (out >= 0 && scatter)
-                put(&body, "            tj_store_%s(po%d + j * o%d_%d, tju%d, o%d_%d, n);\n",
+                put(body, "            tj_store_%s(po%d + j * o%d_%d, tju%d, o%d_%d, n);\n",
                     tj_dtype_suffix(n->dtype), out, out, D - 1, (int)gs->where[id], out, D - 1);
             else if (out >= 0)
-                put(&body, "            tj_load_%s(po%d + %s * o%d_%d, (const char *)tju%d, 0, n);\n",
+                put(body, "            tj_load_%s(po%d + %s * o%d_%d, (const char *)tju%d, 0, n);\n",
                     tj_dtype_suffix(n->dtype), out, blk, out, bd, (int)gs->where[id]);
             continue;
         }
         char pn[96];
         if (tj_ops[n->op].kind == TJ_K_RED) {
-            emit_accumulate(&body, g, gr, gs, n, shape, D, twod);
+            emit_accumulate(body, g, gr, gs, n, shape, D, twod);
             continue;
         }
         if (tj_ops[n->op].kind == TJ_K_SCAN) {
-            emit_scan(&body, g, gr, gs, n, D);
+            emit_scan(body, g, gr, gs, n, D);
             continue;
         }
         if (n->op == TJ_OP_GATHER) {
-            int dim = (int)n->axes + (gr->ndim - n->ndim), l = 0;
-            while (l < gr->n_leaves &&
-                   !(gr->leaves[l].node == n->in[0] && gr->leaves[l].gather == dim)) l++;
-            snprintf(pn, sizeof pn, "tj_gather_%s", tj_dtype_suffix(n->dtype));
-            declare_fn(gs, pn, "void %s(void *, const char *, long long, long long, long long, "
-                               "const long long *, long long, long long *, long long);\n");
-            int bufi = out >= 0 && !scatter ? -1 : take_buf(gs);
-            if (bufi < 0)
-                put(&body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
-            else
-                put(&body, "            void *v%d = tjb%d;\n", (int)id, bufi);
-            int32_t ix = n->in[1];
-            char ixs[32];
-            snprintf(ixs, sizeof ixs, gs->uniform[ix] ? "tju%d" : "v%d",
-                     gs->uniform[ix] ? (int)gs->where[ix] : (int)ix);
-            put(&body, "            %s(v%d, pl%d + j * l%d_%d, l%d_%d, g%d, %lldLL, %s, n, "
-                       "(long long *)P[%d], %lldLL);\n",
-                pn, (int)id, l, l, D - 1, l, D - 1, l, (long long)gr->leaves[l].glen, ixs,
-                s->n_slots, (long long)n->value.i);
-            if (scatter)
-                put(&body, "            tj_store_%s(po%d + j * o%d_%d, v%d, o%d_%d, n);\n",
-                    tj_dtype_suffix(n->dtype), out, out, D - 1, (int)id, out, D - 1);
-            gs->where[id] = bufi;
-            if (!gs->uniform[ix] && gs->last_use[ix] == k && gs->where[ix] >= 0) {
-                gs->free_bufs[gs->n_free++] = gs->where[ix];
-                gs->where[ix] = -1;
-            }
+            emit_gather(body, g, s, gr, gs, k, out, scatter, blk);
             continue;
         }
         prim_name(pn, sizeof pn, g, n, gs->uniform);
         declare(gs, pn);
         int bufi = -1;
         if (out >= 0 && !scatter) {
-            put(&body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
+            put(body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
         } else {
             bufi = take_buf(gs);
-            put(&body, "            void *v%d = tjb%d;\n", (int)id, bufi);
+            put(body, "            void *v%d = tjb%d;\n", (int)id, bufi);
         }
-        put(&body, "            %s(v%d", pn, (int)id);
+        put(body, "            %s(v%d", pn, (int)id);
         for (int a = 0; a < 3; a++) {
-            if (a >= tj_ops[n->op].arity) { put(&body, ", 0"); continue; }
+            if (a >= tj_ops[n->op].arity) { put(body, ", 0"); continue; }
             int32_t x = n->in[a];
-            if (gs->uniform[x]) put(&body, ", tju%d", (int)gs->where[x]);
-            else put(&body, ", v%d", (int)x);
+            if (gs->uniform[x]) put(body, ", tju%d", (int)gs->where[x]);
+            else put(body, ", v%d", (int)x);
         }
-        put(&body, ", n);\n");
+        put(body, ", n);\n");
         if (scatter)
-            put(&body, "            tj_store_%s(po%d + j * o%d_%d, v%d, o%d_%d, n);\n",
+            put(body, "            tj_store_%s(po%d + j * o%d_%d, v%d, o%d_%d, n);\n",
                 tj_dtype_suffix(n->dtype), out, out, D - 1, (int)id, out, D - 1);
         gs->where[id] = bufi;
         /* Operands whose last use this was give their buffers back (after the result
@@ -499,9 +461,17 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         }
     }
 
+}
+
+/* The function's buffers, the hoisted values, and the loop nest around the blocks. */
+static void emit_nest(sbuf *b, const tj_graph *g, const tj_group *gr, const gstate *gs,
+                      int n_ubufs, const sbuf *pre, const sbuf *body, const char *blk) {
+    int D = gr->loop.D, twod = gr->loop.twod, bd = gr->loop.bd;
+    const int64_t *shape = gr->loop.shape;
+    int64_t inner = gr->loop.inner, rows = gr->loop.rows;
     for (int u = 0; u < n_ubufs; u++) put(b, "    double tju%d[%d];\n", u, TJ_BLOCK);
     for (int k = 0; k < gs->n_bufs; k++) put(b, "    double tjb%d[%d];\n", k, TJ_BLOCK);
-    if (pre.buf) put(b, "%s", pre.buf);
+    if (pre->buf) put(b, "%s", pre->buf);
     for (int d = 0; d < bd; d++)
         if (d == 0)
             put(b, "    for (long long i0 = lo; i0 < hi; i0++) {\n");
@@ -549,10 +519,82 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         put(b, "%*s    long long n = %lldLL - j < %d ? %lldLL - j : %d;\n", ind, "",
             (long long)inner, TJ_BLOCK, (long long)inner, TJ_BLOCK);
     }
-    if (body.buf) put(b, "%s", body.buf);
+    if (body->buf) put(b, "%s", body->buf);
     put(b, "%*s}\n", ind, "");
     for (int d = bd - 1; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
     put(b, "}\n");
+}
+
+static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs,
+                       gdesc *gd) {
+    const tj_group *gr = &s->groups[gi];
+    const tj_loop *q = &gr->loop;
+    gd->units = q->units;
+    if (gr->contract) {
+        emit_contraction(b, g, gr, gi, gs);
+        return;
+    }
+    int D = q->D;
+    char blk[16];   /* the blocked loop's index: j, or the row dim's with 2-D blocks */
+    snprintf(blk, sizeof blk, q->twod ? "i%d" : "j", D - 2);
+    gd->work = q->work;
+    gd->par = q->par;
+    if (q->chunked) {   /* the runtime reduces chunks of units into parts, folded in order */
+        const tj_node *rn = &g->nodes[gr->red];
+        gd->acc_slot = (int)gr->acc_slot;
+        gd->acc_n = q->acc_n;
+        gd->acc_bytes = q->acc_n * tj_dtype_size(q->acc_dtype);
+        snprintf(gd->comb, sizeof gd->comb, "tj_rv_%s_%s", tj_ops[rn->op].name,
+                 tj_dtype_suffix(q->acc_dtype));
+        declare_fn(gs, gd->comb, "void %s(void *, void *, const void *, long long, long long);\n");
+    }
+    if (gr->red >= 0) {   /* accumulators to the identity before the loop, results after */
+        put(b, "\nstatic void tj_g%di(void **P, const long long **S) {\n", gi);
+        emit_reduction_edges(b, g, gr, gs, 0);
+        put(b, "}\n\nstatic void tj_g%df(void **P, const long long **S) {\n", gi);
+        emit_reduction_edges(b, g, gr, gs, 1);
+        put(b, "}\n");
+        gd->edges = 1;
+    }
+    put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
+    if (q->total == 0) {
+        put(b, "}\n");
+        return;
+    }
+
+    /* Positions: leaves at -1 (loaded at block start), nodes in order 0.. */
+    for (int l = 0; l < gr->n_leaves; l++) {
+        gs->last_use[gr->leaves[l].node] = -1;
+        gs->uniform[gr->leaves[l].node] = gr->leaves[l].uniform;
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {
+        const tj_node *n = &g->nodes[gr->nodes[k]];
+        for (int a = 0; a < tj_ops[n->op].arity; a++) gs->last_use[n->in[a]] = k;
+        gs->uniform[gr->nodes[k]] = gr->uniform[k];
+        gs->last_use[gr->nodes[k]] = k;
+    }
+    for (int o = 0; o < gr->n_outs; o++) gs->last_use[gr->outs[o].node] = gr->n_nodes;
+
+    gs->n_free = 0;
+    gs->n_bufs = 0;
+    sbuf pre = {0}, body = {0};
+    int n_ubufs = emit_hoisted(&pre, g, gr, gs);
+    tj_emit_leaf_setup(b, g, gr, D);
+    for (int o = 0; o < gr->n_outs; o++)
+        for (int d = 0; d < D; d++) {
+            tj_emit_out_stride(b, gr, o, d);
+            if (gr->red < 0 || o) continue;   /* the accumulator: the result's shape and map */
+            int cm = is_scan(g, gr) ? gr->amap[d] : gr->outs[o].map[d];   /* a scan's: amap */
+            if (gr->ndim && cm >= 0)
+                put(b, "    const long long c%d_%d = S[%d][%d];\n", o, d, (int)gr->acc_slot, cm);
+            else
+                put(b, "    const long long c%d_%d = 0;\n", o, d);
+        }
+
+    /* Loop body. Block buffers are numbered after the uniform ones. */
+    emit_block_loads(&body, g, gr, gs, blk);
+    emit_block_nodes(&body, g, s, gr, gs, blk);
+    emit_nest(b, g, gr, gs, n_ubufs, &pre, &body, blk);
     if (pre.failed || body.failed) b->failed = 1;
     free(pre.buf);
     free(body.buf);
