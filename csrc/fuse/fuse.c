@@ -290,7 +290,7 @@ int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err) {
     s->slot_ndim = tj_arena_alloc(&s->arena, ((size_t)next + 1) * sizeof(int));
     s->slot_shape = tj_arena_alloc(&s->arena, ((size_t)next + 1) * sizeof *s->slot_shape);
     int max_groups = s->n_scratch + g->n_out + 2 * g->n + 1;   /* parts of concatenations */
-    s->groups = tj_arena_alloc(&s->arena, (size_t)max_groups * sizeof(tj_group));
+    s->groups = calloc((size_t)max_groups, sizeof(tj_group));   /* to the arena, exact, at the end */
     for (int i = 0; s->groups && i < max_groups; i++) s->groups[i].red = s->groups[i].cat = -1;
     if (!s->slot_dtype || !s->slot_ndim || !s->slot_shape || !s->groups) goto nomem;
     for (int32_t i = 0; i < g->n; i++) {
@@ -364,6 +364,11 @@ int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err) {
         }
     }
     free(grouped);
+    tj_group *exact = tj_arena_alloc(&s->arena, (size_t)s->n_groups * sizeof *exact);
+    if (!exact) goto nomem;
+    memcpy(exact, s->groups, (size_t)s->n_groups * sizeof *exact);
+    free(s->groups);
+    s->groups = exact;
     rc = 0;
     goto done;
 nomem:
@@ -382,7 +387,10 @@ done:
     free(sp.mark);
     free(sp.nodes);
     free(sp.leaves);
-    if (rc < 0) tj_schedule_free(s);
+    if (rc < 0) {
+        free(s->groups);   /* still the working array */
+        tj_schedule_free(s);
+    }
     return rc;
 }
 
