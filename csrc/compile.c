@@ -248,17 +248,18 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     tj_plan *plan = NULL;
     tj_schedule sched = {0};
     tj_template tmpl = {0};
-    PyObject *log = NULL, *src = NULL, *fsrc = NULL;
+    PyObject *log = NULL, *src = NULL, *fsrc = NULL, *stext = NULL;
     tj_trace *t = (tj_trace *)tj_trace_new(fn);
     if (!t) return NULL;
     t->started = t0;
     t->progress_after = progress_after();
-    int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: tier's C */
+    int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: schedule, tier's C */
     if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
     if (trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) < 0)
         goto done;
     if (!(src = tj_emit_c(&t->g, &sched))) goto done;
     if (tj_tier_mode() != TJ_TIER_OFF && !(fsrc = tj_emit_fused(&t->g, &sched))) goto done;
+    if (debug >= 3 && !(stext = tj_schedule_text(&t->g, &sched))) goto done;
     double t_passes = now_s();
     tj_compile_progress(t, "compiling the C (TinyCC)");
     const char *csrc = PyUnicode_AsUTF8(src);
@@ -307,6 +308,8 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
             (int)((t_passes - t_trace) * 1e6), (int)((t_compile - t_passes) * 1e6));
         if (text && body)
             Py_SETREF(text, PyUnicode_FromFormat("%U%U", text, body));
+        if (text && stext)
+            Py_SETREF(text, PyUnicode_FromFormat("%U%U", text, stext));
         if (text && debug >= 3 && fsrc && fsrc != Py_None)
             Py_SETREF(text, PyUnicode_FromFormat("%U-- the optimizing tier's C\n%U", text, fsrc));
         tj_debug_write(text);
@@ -320,6 +323,7 @@ done:
     Py_XDECREF(log);
     Py_XDECREF(src);
     Py_XDECREF(fsrc);
+    Py_XDECREF(stext);
     Py_DECREF(t);
     return plan;
 }

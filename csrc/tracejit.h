@@ -86,7 +86,8 @@ extern const char *const tj_inplace_ops[TJ_NINPLACE];
 PyObject *tj_internal_error(const char *fmt, ...);
 /* TRACEJIT_DEBUG, read at each compile: 0 quiet; 1 each compile (with its times) and
  * each cache miss (with its retrace reason); 2 also the graph after each pass and the
- * generated C; 3 also the optimizing tier's C and its compile failures. */
+ * generated C; 3 also the lowered schedule, the optimizing tier's C and its compile
+ * failures. */
 int tj_debug_level(void);
 /* Writes a debug text (NULL: nothing) to sys.stderr; a failure is cleared: debug output
  * never fails a call. */
@@ -236,9 +237,12 @@ int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes);
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
                       const int64_t *shape);
 PyObject *tj_trace_new(PyObject *fn);
-/* _C._random(op, shape, source, keyfn): a random draw in the current trace (random.c) */
+/* _C._random(kind, shape, dtype, source, keyfn): a random draw in the current trace (random.c) */
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+/* _C._iota(shape, axis): in a trace, an int64 Tracer of `shape` whose element is its
+ * index along `axis`, or its C-order linear index for axis -1 (an IOTA node). */
+PyObject *tj_trace_iota(PyObject *m, PyObject *args);
 /* The trace running on this thread (NULL when none): TraceErrors are noted in it. */
 tj_trace *tj_trace_enter(tj_trace *t);   /* returns the previous one, for tj_trace_leave */
 void tj_trace_leave(tj_trace *prev);
@@ -277,6 +281,8 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
 /* tj_emit_fused_source's C as a str, None when no group qualifies: new reference;
  * NULL + exception. */
 PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s);
+/* The lowered schedule (tj_lower_dump) as a str: new reference; NULL + exception. */
+PyObject *tj_schedule_text(const tj_graph *g, const tj_schedule *s);
 
 /* ---- kernels (csrc/backend/kernel.c; the compilers behind them: backend/backend.h) */
 /* A compiled kernel as the runtime sees it: the table of groups a replay runs in order,

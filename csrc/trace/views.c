@@ -28,7 +28,7 @@ static int row_major(const tj_node *w) {
 }
 
 static int contiguous_value(tj_trace *t, const tj_node *n) {
-    if (n->op == TJ_OP_CONST || n->op == TJ_OP_SCALAR) return 1;
+    if (n->op == TJ_OP_CONST || n->op == TJ_OP_SCALAR || n->op == TJ_OP_IOTA) return 1;
     if (tj_ops[n->op].kind == TJ_K_LEAF) return t->g.slots[n->slot].contig;
     return n->op != TJ_OP_VIEW;   /* computed values are stored contiguously */
 }
