@@ -338,6 +338,13 @@ static int launch(replay *r, tj_plan *p) {
 static PyObject *finish(replay *r, tj_plan *p) {
     const tj_schedule *s = &p->sched;
     PyObject **by_pos = r->by_pos;
+    for (int c = 0; c < p->n_checks; c++) {   /* the trace's checks, read in their slots */
+        int slot = s->out_slot_of[p->n_results - p->n_checks + c];
+        if (!*(const unsigned char *)r->P[slot]) {
+            PyErr_SetObject(PyExc_ValueError, PyTuple_GET_ITEM(p->check_msgs, c));
+            return NULL;
+        }
+    }
     for (int o = 0; o < p->n_results; o++) {
         int same = s->out_same_as ? s->out_same_as[o] : -1;
         by_pos[o] = same >= 0 ? by_pos[same] : r->outs[s->out_slot_of[o] - s->first_out];
@@ -395,6 +402,7 @@ void tj_plan_decref(tj_plan *p) {
     Py_XDECREF(p->captures);
     Py_XDECREF(p->pyvalues);
     Py_XDECREF(p->keyfns);
+    Py_XDECREF(p->check_msgs);
     PyMem_Free(p->guards);
     Py_XDECREF(p->out_conv);
     PyMem_Free(p->out_strides);

@@ -116,6 +116,8 @@ typedef struct {
     PyObject *rng_keyfns;    /* NULL or list: per source, what draws a call's key from it */
     int32_t rng_key[TJ_MAX_RNG];   /* per source: its key leaf (a KEY slot) */
     int64_t rng_next[TJ_MAX_RNG];  /* per source: the next draw's first counter */
+    PyObject *checks;        /* NULL or list of (node, message): all(x) the trace assumed
+                                True, checked at every call (random.c, tj_trace_check) */
     double started, progress_after;   /* a long compile's progress (tj_compile_progress): */
     int progress_noted;               /* after progress_after s (< 0: never), noted once */
 } tj_trace;
@@ -240,6 +242,7 @@ PyObject *tj_trace_new(PyObject *fn);
 /* _C._random(kind, shape, dtype, source, keyfn): a random draw in the current trace (random.c) */
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 /* _C._iota(shape, axis): in a trace, an int64 Tracer of `shape` whose element is its
  * index along `axis`, or its C-order linear index for axis -1 (an IOTA node). */
 PyObject *tj_trace_iota(PyObject *m, PyObject *args);
@@ -508,6 +511,9 @@ typedef struct tj_plan {
     PyObject *log;               /* pass log (list of str) */
     int out_lib;                 /* TJ_LIB_*: which library the results belong to */
     int torch_dflt;              /* torch's default dtype the trace assumed, or -1: checked */
+    int n_checks;                /* the trace's checks: results [n_results - n_checks,
+                                    n_results) are their 0-d bools, not the template's */
+    PyObject *check_msgs;        /* NULL or tuple: per check, the ValueError's message */
     PyObject *keyfns;            /* NULL or list: per KEY slot's index, what draws the call's
                                     key (random.c); called at every replay (bind) */
     PyObject *pyvalues;          /* tuple of (container, key, value, label) or NULL: Python

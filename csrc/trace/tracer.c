@@ -21,6 +21,7 @@ static void trace_dealloc(tj_trace *t) {
     Py_CLEAR(t->captures);
     Py_CLEAR(t->rng_sources);
     Py_CLEAR(t->rng_keyfns);
+    Py_CLEAR(t->checks);
     Py_CLEAR(t->fn);
     tp->tp_free((PyObject *)t);
     Py_DECREF(tp);
@@ -32,6 +33,7 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(t->guards);
     Py_VISIT(t->rng_sources);
     Py_VISIT(t->rng_keyfns);
+    Py_VISIT(t->checks);
     Py_VISIT(t->fn);
     return 0;
 }
@@ -42,6 +44,7 @@ static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->captures);
     Py_CLEAR(t->rng_sources);
     Py_CLEAR(t->rng_keyfns);
+    Py_CLEAR(t->checks);
     Py_CLEAR(t->fn);
     return 0;
 }
@@ -67,7 +70,7 @@ PyObject *tj_trace_new(PyObject *fn) {
     t->cap_holders = 0;
     t->refusal = NULL;
     t->guards = NULL;
-    t->rng_sources = t->rng_keyfns = NULL;
+    t->rng_sources = t->rng_keyfns = t->checks = NULL;
     t->started = 0;
     t->progress_after = -1;
     t->progress_noted = 0;
