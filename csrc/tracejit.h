@@ -129,11 +129,21 @@ int tj_tracer_types_init(PyObject *module, tj_state *st);
 /* New reference to a Tracer for node id of trace t. */
 PyObject *tj_tracer_new(tj_trace *t, int32_t id);
 int tj_is_tracer(PyObject *o);
-/* x op= value, torch's x.add_(v), F.relu(x, inplace=True): `value` (the new contents)
+/* x's live trace, or NULL + TraceError for a tracer that escaped its trace. */
+tj_trace *tj_tracer_live(tj_tracer *x);
+/* Whether eager holds x as a NumPy scalar (immutable: `+=` rebinds the name). */
+int tj_tracer_is_scalar(tj_tracer *x);
+/* x's Tracer object stands for node id from now on (the functional form of a write). 0/-1. */
+int tj_tracer_rebind(tj_tracer *x, int32_t id);
+/* ---- writes (csrc/trace/write.c) ----
+ * x op= value, torch's x.add_(v), F.relu(x, inplace=True): `value` (the new contents)
  * becomes x's, with NumPy's (torch's) in-place casting and shape rules, where rebinding
  * x's Tracer object is what eager does; otherwise TraceError naming `what`. New
  * reference to x. */
 PyObject *tj_tracer_assign(PyObject *x, PyObject *value, const char *what);
+/* x[key] = value with NumPy's (torch's) indexing, broadcasting and casting, under the
+ * rule of tj_tracer_assign. 0/-1 (mp_ass_subscript's contract). */
+int tj_write_setitem(PyObject *x, PyObject *key, PyObject *value);
 /* Converts an operand (Tracer, ndarray, numpy scalar, Python scalar) to a node id
  * of t; arrays are captured. -1 + exception. */
 int32_t tj_operand(tj_trace *t, PyObject *o);
@@ -184,6 +194,9 @@ PyObject *tj_matmul(tj_trace *t, PyObject *a, PyObject *b);
 tj_npfunc_fn tj_contract_matmul, tj_contract_dot, tj_contract_inner, tj_contract_tensordot;
 /* x[int array], np.take (datum 0), np.take_along_axis (datum 1) (csrc/trace/gather.c). */
 int tj_is_advanced_index(PyObject *k);
+/* The GATHER node out[p] = data[p with dim `axis` replaced by idx[p]] (data and idx of
+ * one ndim, int64 idx); user_axis is the axis its IndexError names. New Tracer. */
+PyObject *tj_gather(tj_trace *t, int32_t data, int32_t idx, int axis, int user_axis);
 PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key);
 tj_npfunc_fn tj_gather_take;
 /* np.concatenate (datum 0), stack (1), hstack (1) and vstack (2: the dims each part is

@@ -57,7 +57,7 @@ static int32_t index_operand(tj_trace *t, PyObject *idx) {
 
 /* The GATHER node: data and idx have the same ndim; out's shape broadcasts them with
  * data's `axis` dim taken from idx. */
-static PyObject *gather(tj_trace *t, int32_t data, int32_t idx, int axis, int user_axis) {
+PyObject *tj_gather(tj_trace *t, int32_t data, int32_t idx, int axis, int user_axis) {
     tj_node d = t->g.nodes[data], i = t->g.nodes[idx];
     tj_node n;
     memset(&n, 0, sizeof n);
@@ -93,7 +93,7 @@ static PyObject *take(tj_trace *t, int32_t x, PyObject *idx_o, int axis) {
     int32_t xd = widen(t, x, axis, in - 1, 0);
     int32_t id = xd < 0 ? -1 : widen(t, idx, 0, axis, xn - axis - 1);
     if (id < 0) return NULL;
-    PyObject *g = gather(t, xd, id, axis + in - 1, axis);
+    PyObject *g = tj_gather(t, xd, id, axis + in - 1, axis);
     if (!g || !scalar) return g;
     int32_t gid = ((tj_tracer *)g)->id;   /* a 0-d index keeps no axis for itself */
     Py_DECREF(g);
@@ -195,7 +195,7 @@ PyObject *tj_gather_take(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject 
                                               "dimension.");
             return NULL;
         }
-        return gather(t, x, id, 0, 0);
+        return tj_gather(t, x, id, 0, 0);
     }
     int ax;
     if (tj_norm_axis(axis, t->g.nodes[x].ndim, &ax) < 0) return NULL;
@@ -207,5 +207,5 @@ PyObject *tj_gather_take(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject 
                                           "dimensions");
         return NULL;
     }
-    return gather(t, x, id, ax, ax);
+    return tj_gather(t, x, id, ax, ax);
 }

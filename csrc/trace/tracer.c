@@ -182,8 +182,21 @@ static int tracer_clear(tj_tracer *x) {
 
 static const tj_node *node_of(tj_tracer *x) { return &x->trace->g.nodes[x->id]; }
 
-/* The live trace of a tracer, or NULL + TraceError for an escaped one. */
-static tj_trace *live_trace(tj_tracer *x) {
+int tj_tracer_is_scalar(tj_tracer *x) {
+    const tj_node *n = node_of(x);
+    return n->op == TJ_OP_SCALAR || x->scalar ||
+           (!x->trace->torch && n->ndim == 0 && tj_ops[n->op].kind != TJ_K_LEAF &&
+            tj_ops[n->op].kind != TJ_K_VIEW);
+}
+
+int tj_tracer_rebind(tj_tracer *x, int32_t id) {
+    if (hold(x->trace, id) < 0) return -1;
+    x->trace->holders[x->id]--;
+    x->id = id;
+    return 0;
+}
+
+tj_trace *tj_tracer_live(tj_tracer *x) {
     if (!x->trace || !x->trace->live) {
         tj_trace_error("a tracer escaped its trace: a traced value was stored and used after "
                        "the compiled function returned; return it as an output instead");
@@ -205,7 +218,7 @@ static PyObject *tracer_repr(tj_tracer *x) {
 
 static PyObject *binop(PyObject *a, PyObject *b, int op) {
     PyObject *self = tj_is_tracer(a) ? a : b;
-    tj_trace *t = live_trace((tj_tracer *)self);
+    tj_trace *t = tj_tracer_live((tj_tracer *)self);
     if (!t) return NULL;
     PyObject *other = self == a ? b : a;
     /* Leave unknown objects to their own reflected operator. */
@@ -218,7 +231,7 @@ static PyObject *binop(PyObject *a, PyObject *b, int op) {
 }
 
 static PyObject *unop(PyObject *a, int op) {
-    tj_trace *t = live_trace((tj_tracer *)a);
+    tj_trace *t = tj_tracer_live((tj_tracer *)a);
     if (!t) return NULL;
     return tj_apply(t, op, 1, &a, NULL);
 }
@@ -271,124 +284,21 @@ static PyObject *unsupported_operator(const char *what) {
 }
 static PyObject *nb_matmul(PyObject *a, PyObject *b) {
     PyObject *self = tj_is_tracer(a) ? a : b;
-    tj_trace *t = live_trace((tj_tracer *)self);
+    tj_trace *t = tj_tracer_live((tj_tracer *)self);
     return t ? tj_matmul(t, a, b) : NULL;
 }
 static PyObject *nb_divmod(PyObject *a, PyObject *b) { return unsupported_operator("divmod()"); }
-
-/* ---- writes ---------------------------------------------------------------- */
-
-/* Whether node n reads its operand's memory in eager: a view, or torch's detach. */
-static int aliases(const tj_node *n) {
-    return tj_ops[n->op].kind == TJ_K_VIEW || (n->op == TJ_OP_COPY && n->axes == TJ_COPY_DETACH);
-}
-
-/* Why x's contents cannot change by rebinding its Tracer object, or NULL when that is
- * eager's semantics: other arrays would have to see the write. */
-static const char *shared_reason(tj_tracer *x) {
-    tj_trace *t = x->trace;
-    const tj_node *n = &t->g.nodes[x->id];
-    if (n->op == TJ_OP_INPUT)
-        return "it is an argument of the compiled function, so the caller's array would change";
-    if (tj_ops[n->op].kind == TJ_K_LEAF)
-        return "it is an array the function reads from outside (a closure, a global, a "
-               "module's parameter or buffer) or made by a factory, which are not traced";
-    if (aliases(n))
-        return "it is a view of another array (a slice, reshape, transpose, detach, ...), "
-               "which would see the write too";
-    if (x->id < t->cap_holders && t->holders[x->id] > 1)
-        return "another traced value shares its memory";
-    /* views still held by the user's code (a view's view reads x directly) */
-    for (int32_t i = x->id + 1; i < t->g.n && i < t->cap_holders; i++)
-        if (aliases(&t->g.nodes[i]) && t->g.nodes[i].in[0] == x->id && t->holders[i] > 0)
-            return "views of it were taken (a slice, reshape, transpose, detach, ...), which "
-                   "would see the write too";
-    return NULL;
-}
-
-/* "(2, 3)", "(3,)": a shape as NumPy prints it. New reference. */
-static PyObject *shape_str(const tj_node *n) {
-    PyObject *tup = PyTuple_New(n->ndim);
-    for (int d = 0; tup && d < n->ndim; d++) {
-        PyObject *v = PyLong_FromLongLong(n->shape[d]);
-        if (!v) { Py_CLEAR(tup); break; }
-        PyTuple_SET_ITEM(tup, d, v);
-    }
-    PyObject *r = tup ? PyObject_Repr(tup) : NULL;
-    Py_XDECREF(tup);
-    return r;
-}
-
-static const char *torch_dtype_name(int dt) {
-    static const char *const names[] = {"Bool", "Int", "Long", "Float", "Double"};
-    return dt >= 0 && dt < 5 ? names[dt] : "?";
-}
-
-PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) {
-    tj_tracer *x = (tj_tracer *)target;
-    tj_trace *t = live_trace(x);
-    if (!t) return NULL;
-    const char *why = shared_reason(x);
-    if (why)
-        return tj_trace_error("%s writes into a traced array, which tracejit cannot do yet "
-                              "where other arrays would see the write: %s. Compute a new value "
-                              "instead (y = x + v, or np.where(mask, v, x))", what, why);
-    int32_t vid = tj_operand(t, value);
-    if (vid < 0) return NULL;
-    const tj_node *n = &t->g.nodes[x->id], *v = &t->g.nodes[vid];
-    int same = v->ndim == n->ndim;
-    for (int d = 0; same && d < n->ndim; d++) same = v->shape[d] == n->shape[d];
-    if (!same) {
-        PyObject *want = shape_str(n), *got = shape_str(v);
-        if (want && got)
-            tj_error_at(t->torch ? PyExc_RuntimeError : PyExc_ValueError,
-                        "%s: non-broadcastable output operand with shape %U doesn't match the "
-                         "broadcast shape %U", what, want, got);
-        Py_XDECREF(want);
-        Py_XDECREF(got);
-        return NULL;
-    }
-    PyObject *r;
-    if (v->dtype != n->dtype) {
-        tj_state *st = tj_get_state();
-        if (!PyArray_CanCastTypeTo((PyArray_Descr *)st->dtypes[v->dtype],
-                                   (PyArray_Descr *)st->dtypes[n->dtype], NPY_SAME_KIND_CASTING)) {
-            if (t->torch)
-                return tj_error_at(PyExc_RuntimeError, "%s: result type %s can't be cast to the "
-                                    "desired output type %s", what, torch_dtype_name(v->dtype),
-                                    torch_dtype_name(n->dtype));
-            return tj_error_at(PyExc_TypeError, "%s: Cannot cast ufunc output from dtype('%s') "
-                                "to dtype('%s') with casting rule 'same_kind'", what,
-                                tj_dtype_name(v->dtype), tj_dtype_name(n->dtype));
-        }
-        r = tj_apply_cast(t, value, st->dtypes[n->dtype]);
-    } else if (tj_ops[v->op].kind == TJ_K_VIEW || tj_ops[v->op].kind == TJ_K_LEAF) {
-        r = tj_apply_cast(t, value, tj_get_state()->dtypes[n->dtype]);   /* a copy of it */
-    } else {
-        r = tj_is_tracer(value) ? Py_NewRef(value) : tj_tracer_new(t, vid);
-    }
-    if (!r) return NULL;
-    int32_t id = ((tj_tracer *)r)->id;
-    Py_DECREF(r);
-    if (hold(t, id) < 0) return NULL;
-    t->holders[x->id]--;
-    x->id = id;
-    return Py_NewRef(target);
-}
 
 /* x op= y. A Python or NumPy scalar is immutable, so eager rebinds the name (0-d
  * results of NumPy ufuncs and reductions are scalars); an array changes in place. */
 static PyObject *inplace(PyObject *a, PyObject *b, int op, const char *what) {
     tj_tracer *x = (tj_tracer *)a;      /* the left operand: its type's slot was called */
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     if (!t) return NULL;
     /* NumPy's 0-d results of ufuncs and reductions, and x[0], are scalars; a 0-d view
      * made otherwise (x[..., 0], a reshape) is an array. (Read before the operation:
      * adding its nodes may move the graph's array.) */
-    const tj_node *n = node_of(x);
-    int scalar = n->op == TJ_OP_SCALAR || x->scalar ||
-                 (!t->torch && n->ndim == 0 && tj_ops[n->op].kind != TJ_K_LEAF &&
-                  tj_ops[n->op].kind != TJ_K_VIEW);
+    int scalar = tj_tracer_is_scalar(x);
     PyObject *r = op == TJ_OP_POW ? nb_pow(a, b, Py_None) : op == -1 ? nb_matmul(a, b)
                                                                     : binop(a, b, op);
     if (!r || r == Py_NotImplemented) return r;
@@ -417,11 +327,12 @@ static PyObject *nb_ipow(PyObject *a, PyObject *b, PyObject *mod) {
     return inplace(a, b, TJ_OP_POW, tj_inplace_ops[TJ_IPOW]);
 }
 
-/* x[key] = value and del x[key] */
+/* x[key] = value (csrc/trace/write.c) and del x[key] */
 static int tracer_setitem(PyObject *a, PyObject *key, PyObject *value) {
-    tj_trace_error("%s into a traced array is not supported by tracejit yet: build the new "
-                   "array instead (np.where(mask, value, x), np.concatenate, np.stack)",
-                   value ? "assignment (`x[...] = value`)" : "deletion (`del x[...]`)");
+    if (value) return tj_write_setitem(a, key, value);
+    tj_trace_error("deletion (`del x[...]`) from a traced array is not supported: arrays "
+                   "cannot delete elements (build the new array: np.delete's result, "
+                   "np.concatenate of slices)");
     return -1;
 }
 
@@ -478,7 +389,7 @@ static Py_ssize_t tracer_len(PyObject *a) {
 }
 
 static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
-    tj_trace *t = live_trace((tj_tracer *)a);
+    tj_trace *t = tj_tracer_live((tj_tracer *)a);
     PyObject *r = t ? tj_getitem(t, a, key) : NULL;
     if (!r || t->torch || !tj_is_tracer(r) || node_of((tj_tracer *)r)->ndim) return r;
     /* NumPy gives a scalar for a 0-d result, except through an Ellipsis (a 0-d view) */
@@ -518,7 +429,7 @@ static PyObject *get_nbytes(tj_tracer *x, void *c) {
     return PyLong_FromLongLong(tj_node_size(node_of(x)) * tj_dtype_size(node_of(x)->dtype));
 }
 static PyObject *get_T(tj_tracer *x, void *c) {
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     return t ? tj_apply_transpose(t, (PyObject *)x, Py_None) : NULL;
 }
 
@@ -541,12 +452,12 @@ static PyObject *m_astype(tj_tracer *x, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOO:astype", names, &dt, &order, &casting,
                                      &subok, &copy))
         return NULL;
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     return t ? tj_apply_cast(t, (PyObject *)x, dt) : NULL;
 }
 
 static PyObject *m_transpose(tj_tracer *x, PyObject *args) {
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     if (!t) return NULL;
     PyObject *axes = Py_None;
     if (PyTuple_GET_SIZE(args) == 1 && PyTuple_GET_ITEM(args, 0) != Py_None)
@@ -560,13 +471,13 @@ static PyObject *m_clip(tj_tracer *x, PyObject *args, PyObject *kw) {
     static char *names[] = {"min", "max", NULL};
     PyObject *lo = Py_None, *hi = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:clip", names, &lo, &hi)) return NULL;
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     return t ? tj_apply_clip(t, (PyObject *)x, lo, hi) : NULL;
 }
 
 #define REDUCTION_METHOD(fname, kind)                                                \
     static PyObject *m_##fname(tj_tracer *x, PyObject *args, PyObject *kw) {         \
-        tj_trace *t = live_trace(x);                                                 \
+        tj_trace *t = tj_tracer_live(x);                                                 \
         return t ? tj_reduction_call(t, kind, (PyObject *)x, args, kw, 1) : NULL;    \
     }
 REDUCTION_METHOD(sum, TJ_RED_SUM)
@@ -589,7 +500,7 @@ REDUCTION_METHOD(cumprod, TJ_RED_CUMPROD)
 #define MOVEMENT_METHOD(fname, handler)                                              \
     static PyObject *m_##fname(tj_tracer *x, PyObject *args, PyObject *kw) {         \
         static const tj_npfunc f = {#fname, "a", handler, 0};                        \
-        tj_trace *t = live_trace(x);                                                 \
+        tj_trace *t = tj_tracer_live(x);                                                 \
         if (!t) return NULL;                                                         \
         PyObject *full = PyTuple_New(PyTuple_GET_SIZE(args) + 1);                    \
         if (!full) return NULL;                                                      \
@@ -608,7 +519,7 @@ MOVEMENT_METHOD(swapaxes, tj_views_swapaxes)
 
 /* x.dot(y) */
 static PyObject *m_dot(tj_tracer *x, PyObject *args, PyObject *kw) {
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     if (!t) return NULL;
     if (PyTuple_GET_SIZE(args) != 1) {
         PyErr_SetString(PyExc_TypeError, "dot() takes exactly one argument");
@@ -623,7 +534,7 @@ static PyObject *m_dot(tj_tracer *x, PyObject *args, PyObject *kw) {
 
 /* x.reshape(2, 3) and x.reshape((2, 3)) */
 static PyObject *m_reshape(tj_tracer *x, PyObject *args, PyObject *kw) {
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     if (!t) return NULL;
     PyObject *order = kw ? PyDict_GetItemString(kw, "order") : NULL;
     if (order && PyUnicode_Check(order) && PyUnicode_CompareWithASCIIString(order, "C"))

@@ -1,0 +1,389 @@
+/* Writes into traced arrays, functionalized: `x op= v`, torch's in-place methods and
+ * `x[key] = v` compute x's new contents as a new node and rebind x's Tracer object to
+ * it. That is eager's semantics exactly where nothing else sees x's memory: no other
+ * Tracer stands for x's node or for any view in its alias family (the node a chain of
+ * views and detaches starts from, and every view of it), and that family starts from
+ * no argument or captured array. Everywhere else the write raises TraceError naming
+ * the write and the reason (write_refusal).
+ * Contract: an assignment's positions come from NumPy's own indexing of an index map
+ * (duplicates: the last write wins; NumPy's IndexErrors), its value is broadcast and
+ * cast to x's dtype as NumPy's setitem does (unsafe casting), and the result is one
+ * WHERE over x: no write reaches memory another value reads. */
+#include "tracejit.h"
+#define NO_IMPORT_ARRAY
+#define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
+#include <numpy/arrayobject.h>
+
+/* Whether node n reads its operand's memory in eager: a view, or torch's detach. */
+static int aliases(const tj_node *n) {
+    return tj_ops[n->op].kind == TJ_K_VIEW || (n->op == TJ_OP_COPY && n->axes == TJ_COPY_DETACH);
+}
+
+static int held(const tj_trace *t, int32_t id) {
+    return id < t->cap_holders ? t->holders[id] : 0;
+}
+
+/* Why writing into x would not be eager's by rebinding its Tracer, or NULL. Sets
+ * *err (a MemoryError is raised) when the check itself failed. */
+static const char *write_refusal(tj_tracer *x, int *err) {
+    tj_trace *t = x->trace;
+    const tj_graph *g = &t->g;
+    *err = 0;
+    int32_t root = x->id;
+    while (aliases(&g->nodes[root])) root = g->nodes[root].in[0];
+    const tj_node *r = &g->nodes[root];
+    int view = root != x->id;
+    if (r->op == TJ_OP_INPUT)
+        return view ? "it is a view of an argument of the compiled function, so the caller's "
+                      "array would change"
+                    : "it is an argument of the compiled function, so the caller's array would "
+                      "change";
+    if (tj_ops[r->op].kind == TJ_K_LEAF)
+        return view ? "it is a view of an array the function reads from outside (a closure, a "
+                      "global, a module's parameter or buffer), which is not traced"
+                    : "it is an array the function reads from outside (a closure, a global, a "
+                      "module's parameter or buffer) or made by a factory, which are not traced";
+    if (held(t, x->id) > 1) return "another traced value shares its memory";
+    /* the family: root and every node aliasing a member (operands precede their users) */
+    uint8_t *member = PyMem_Calloc((size_t)(g->n - root), 1);
+    if (!member) { PyErr_NoMemory(); *err = 1; return NULL; }
+    const char *why = NULL;
+    member[0] = 1;
+    for (int32_t i = root; i < g->n && !why; i++) {
+        const tj_node *n = &g->nodes[i];
+        if (i > root && aliases(n) && n->in[0] >= root) member[i - root] = member[n->in[0] - root];
+        if (!member[i - root] || i == x->id || !held(t, i)) continue;
+        why = view ? "it is a view of another array (a slice, reshape, transpose, detach, ...), "
+                     "which would see the write too"
+                   : "views of it were taken (a slice, reshape, transpose, detach, ...), which "
+                     "would see the write too";
+    }
+    PyMem_Free(member);
+    return why;
+}
+
+/* Raises the refusal of `what` into x. -1, or 0 where the write is eager's. */
+static int refuse_shared(tj_tracer *x, const char *what) {
+    int err;
+    const char *why = write_refusal(x, &err);
+    if (err) return -1;
+    if (!why) return 0;
+    tj_trace_error("%s writes into a traced array, which tracejit cannot do yet where other "
+                   "arrays would see the write: %s. Compute a new value instead (y = x + v, or "
+                   "np.where(mask, v, x))", what, why);
+    return -1;
+}
+
+/* "(2, 3)", "(3,)": a shape as NumPy prints it. New reference. */
+static PyObject *shape_str(const tj_node *n) {
+    PyObject *tup = PyTuple_New(n->ndim);
+    for (int d = 0; tup && d < n->ndim; d++) {
+        PyObject *v = PyLong_FromLongLong(n->shape[d]);
+        if (!v) { Py_CLEAR(tup); break; }
+        PyTuple_SET_ITEM(tup, d, v);
+    }
+    PyObject *r = tup ? PyObject_Repr(tup) : NULL;
+    Py_XDECREF(tup);
+    return r;
+}
+
+static const char *torch_dtype_name(int dt) {
+    static const char *const names[] = {"Bool", "Int", "Long", "Float", "Double"};
+    return dt >= 0 && dt < 5 ? names[dt] : "?";
+}
+
+/* x's Tracer now stands for the value `r` (a Tracer of x's shape and dtype). A view
+ * or leaf is copied first: x then owns its memory, so later writes need no family. */
+static int rebind(tj_trace *t, tj_tracer *x, PyObject *r) {
+    int32_t id = ((tj_tracer *)r)->id;
+    int kind = tj_ops[t->g.nodes[id].op].kind;
+    if (kind == TJ_K_VIEW || kind == TJ_K_LEAF || aliases(&t->g.nodes[id])) {
+        PyObject *c = tj_apply_cast(t, r, tj_get_state()->dtypes[t->g.nodes[id].dtype]);
+        if (!c) return -1;
+        id = ((tj_tracer *)c)->id;
+        int rc = tj_tracer_rebind(x, id);
+        Py_DECREF(c);
+        return rc;
+    }
+    return tj_tracer_rebind(x, id);
+}
+
+PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) {
+    tj_tracer *x = (tj_tracer *)target;
+    tj_trace *t = tj_tracer_live(x);
+    if (!t || refuse_shared(x, what) < 0) return NULL;
+    int32_t vid = tj_operand(t, value);
+    if (vid < 0) return NULL;
+    const tj_node *n = &t->g.nodes[x->id], *v = &t->g.nodes[vid];
+    int same = v->ndim == n->ndim;
+    for (int d = 0; same && d < n->ndim; d++) same = v->shape[d] == n->shape[d];
+    if (!same) {
+        PyObject *want = shape_str(n), *got = shape_str(v);
+        if (want && got)
+            tj_error_at(t->torch ? PyExc_RuntimeError : PyExc_ValueError,
+                        "%s: non-broadcastable output operand with shape %U doesn't match the "
+                         "broadcast shape %U", what, want, got);
+        Py_XDECREF(want);
+        Py_XDECREF(got);
+        return NULL;
+    }
+    PyObject *r;
+    if (v->dtype != n->dtype) {
+        tj_state *st = tj_get_state();
+        if (!PyArray_CanCastTypeTo((PyArray_Descr *)st->dtypes[v->dtype],
+                                   (PyArray_Descr *)st->dtypes[n->dtype], NPY_SAME_KIND_CASTING)) {
+            if (t->torch)
+                return tj_error_at(PyExc_RuntimeError, "%s: result type %s can't be cast to the "
+                                    "desired output type %s", what, torch_dtype_name(v->dtype),
+                                    torch_dtype_name(n->dtype));
+            return tj_error_at(PyExc_TypeError, "%s: Cannot cast ufunc output from dtype('%s') "
+                                "to dtype('%s') with casting rule 'same_kind'", what,
+                                tj_dtype_name(v->dtype), tj_dtype_name(n->dtype));
+        }
+        r = tj_apply_cast(t, value, st->dtypes[n->dtype]);
+    } else {
+        r = tj_is_tracer(value) ? Py_NewRef(value) : tj_tracer_new(t, vid);
+    }
+    if (!r) return NULL;
+    int rc = rebind(t, x, r);
+    Py_DECREF(r);
+    return rc < 0 ? NULL : Py_NewRef(target);
+}
+
+/* ---- x[key] = value ------------------------------------------------------------ */
+
+static PyObject *node_tracer(tj_trace *t, int32_t id) { return id < 0 ? NULL : tj_tracer_new(t, id); }
+
+/* The index map of a concrete key over x's shape, computed by NumPy's own setitem:
+ * src[p] = the C-order position in the value (broadcast to the indexed region) that
+ * lands at p, -1 where nothing does. Fills the region's shape. New reference. */
+static PyArrayObject *index_map(const tj_node *n, PyObject *key, int *rnd, int64_t *rshape) {
+    npy_intp dims[TJ_MAXDIM];
+    for (int d = 0; d < n->ndim; d++) dims[d] = (npy_intp)n->shape[d];
+    PyArrayObject *src = (PyArrayObject *)PyArray_SimpleNew(n->ndim, dims, NPY_INT64);
+    if (!src) return NULL;
+    int64_t *p = PyArray_DATA(src), size = PyArray_SIZE(src);
+    for (int64_t i = 0; i < size; i++) p[i] = -1;
+    PyObject *region = PyObject_GetItem((PyObject *)src, key), *pos = NULL, *shaped = NULL;
+    if (!region) goto fail;
+    if (!PyArray_Check(region) || PyArray_NDIM((PyArrayObject *)region) > TJ_MAXDIM) {
+        tj_trace_error("an assignment whose indexed region has more than %d dimensions is not "
+                       "supported by tracejit", TJ_MAXDIM);
+        goto fail;
+    }
+    PyArrayObject *ra = (PyArrayObject *)region;
+    *rnd = PyArray_NDIM(ra);
+    for (int d = 0; d < *rnd; d++) rshape[d] = PyArray_DIM(ra, d);
+    pos = PyArray_Arange(0, (double)PyArray_SIZE(ra), 1, NPY_INT64);
+    shaped = pos ? PyArray_Newshape((PyArrayObject *)pos,
+                                    &(PyArray_Dims){PyArray_DIMS(ra), *rnd}, NPY_CORDER) : NULL;
+    if (!shaped || PyObject_SetItem((PyObject *)src, key, shaped) < 0) goto fail;
+    Py_DECREF(region);
+    Py_DECREF(pos);
+    Py_DECREF(shaped);
+    return src;
+fail:
+    Py_XDECREF(region);
+    Py_XDECREF(pos);
+    Py_XDECREF(shaped);
+    Py_DECREF(src);
+    return NULL;
+}
+
+/* 1-d int64 max(src, 0) (data 0) or n-d bool src >= 0 (data 1) of the index map,
+ * captured. -1 + exception. */
+static int32_t map_operand(tj_trace *t, PyArrayObject *src, int which) {
+    npy_intp size = PyArray_SIZE(src);
+    PyArrayObject *a = which ? (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(src),
+                                                                   PyArray_DIMS(src), NPY_BOOL)
+                             : (PyArrayObject *)PyArray_SimpleNew(1, &size, NPY_INT64);
+    if (!a) return -1;
+    const int64_t *s = PyArray_DATA(src);
+    for (npy_intp i = 0; i < size; i++) {
+        if (which) ((npy_bool *)PyArray_DATA(a))[i] = s[i] >= 0;
+        else ((int64_t *)PyArray_DATA(a))[i] = s[i] < 0 ? 0 : s[i];
+    }
+    int32_t id = tj_operand(t, (PyObject *)a);
+    Py_DECREF(a);
+    return id;
+}
+
+static PyObject *shape_tuple(int ndim, const int64_t *shape) {
+    PyObject *r = PyTuple_New(ndim);
+    for (int d = 0; r && d < ndim; d++) {
+        PyObject *v = PyLong_FromLongLong(shape[d]);
+        if (!v) { Py_CLEAR(r); break; }
+        PyTuple_SET_ITEM(r, d, v);
+    }
+    return r;
+}
+
+/* x's new value with `value` written at a concrete key: WHERE(src >= 0, the value
+ * broadcast to the region and gathered at src, x). New Tracer; x itself when the key
+ * selects nothing. */
+static PyObject *assign_concrete(tj_trace *t, PyObject *x, PyObject *key, PyObject *value) {
+    tj_node n = t->g.nodes[((tj_tracer *)x)->id];
+    int rnd;
+    int64_t rshape[TJ_MAXDIM];
+    PyArrayObject *src = index_map(&n, key, &rnd, rshape);
+    if (!src) return NULL;
+    PyObject *v = tj_apply_fill(t, value, n.dtype, rnd, rshape);   /* NumPy's broadcast */
+    PyObject *r = NULL, *shape = NULL, *m1 = NULL, *flat = NULL, *placed = NULL;
+    PyObject *pshaped = NULL, *mask = NULL;
+    if (!v) goto done;
+    int64_t size = PyArray_SIZE(src), count = 0;
+    int identity = 1;
+    const int64_t *s = PyArray_DATA(src);
+    for (int64_t i = 0; i < size; i++) {
+        count += s[i] >= 0;
+        identity &= s[i] == i;
+    }
+    if (!count) { r = Py_NewRef(x); goto done; }
+    if (!(shape = shape_tuple(n.ndim, n.shape))) goto done;
+    if (identity) { r = tj_reshape(t, v, shape); goto done; }   /* x[...] = v, x[:] = v */
+    m1 = PyLong_FromLong(-1);
+    flat = m1 ? tj_reshape(t, v, m1) : NULL;
+    int32_t iid = flat ? map_operand(t, src, 0) : -1;
+    placed = iid >= 0 ? tj_gather(t, ((tj_tracer *)flat)->id, iid, 0, 0) : NULL;
+    pshaped = placed ? tj_reshape(t, placed, shape) : NULL;
+    mask = pshaped ? node_tracer(t, map_operand(t, src, 1)) : NULL;
+    if (!mask) goto done;
+    PyObject *ops[3] = {mask, pshaped, x};
+    r = tj_apply(t, TJ_OP_WHERE, 3, ops, NULL);
+done:
+    Py_DECREF(src);
+    Py_XDECREF(v); Py_XDECREF(shape); Py_XDECREF(m1); Py_XDECREF(flat); Py_XDECREF(placed);
+    Py_XDECREF(pshaped); Py_XDECREF(mask);
+    return r;
+}
+
+/* x[mask] = value, mask a traced bool array of x's leading shape: WHERE(mask, value,
+ * x), where the value is broadcast over the selected elements, or holds one row per
+ * True element in C order (gathered at cumsum(mask) - 1; a count other than its
+ * length raises at run time, as NumPy does, through the GATHER of a check index:
+ * csrc/runtime.c reads the negative axis). New Tracer. */
+static PyObject *assign_masked(tj_trace *t, PyObject *x, PyObject *mask, PyObject *value) {
+    tj_node n = t->g.nodes[((tj_tracer *)x)->id];
+    int32_t mid = tj_operand(t, mask), vid = tj_operand(t, value);
+    if (mid < 0 || vid < 0) return NULL;
+    tj_node m = t->g.nodes[mid], v = t->g.nodes[vid];
+    int k = m.ndim, tn = n.ndim - k;
+    if (k > n.ndim) {
+        PyErr_Format(PyExc_IndexError, "too many indices for array: array is %d-dimensional, "
+                     "but %d were indexed", n.ndim, k);
+        return NULL;
+    }
+    for (int d = 0; d < k; d++)
+        if (m.shape[d] != n.shape[d]) {
+            PyErr_Format(PyExc_IndexError, "boolean index did not match indexed array along "
+                         "axis %d; size of axis is %lld but size of corresponding boolean axis "
+                         "is %lld", d, (long long)n.shape[d], (long long)m.shape[d]);
+            return NULL;
+        }
+    int64_t L = v.ndim > tn ? v.shape[v.ndim - tn - 1] : 1, shape[TJ_MAXDIM], M = 1;
+    for (int d = 0; d < n.ndim; d++) shape[d] = d < k ? 1 : n.shape[d];
+    for (int d = 0; d < k; d++) M *= m.shape[d];
+    PyObject *placed = NULL, *mshape = shape_tuple(n.ndim, shape), *xshape = NULL, *r = NULL;
+    for (int d = 0; mshape && d < k; d++)
+        PyTuple_SET_ITEM(mshape, d, PyLong_FromLongLong(m.shape[d]));   /* replaces a 1 */
+    if (!mshape || PyErr_Occurred()) goto done;
+    if (L == 1 || k == 0) {
+        placed = tj_apply_fill(t, value, n.dtype, n.ndim, shape);
+    } else {
+        shape[k - 1] = L;   /* the value as (L,) + x.shape[k:] */
+        PyObject *vals = tj_apply_fill(t, value, n.dtype, tn + 1, shape + k - 1);
+        PyObject *mi = vals ? tj_apply_cast(t, mask, tj_get_state()->dtypes[TJ_I64]) : NULL;
+        PyObject *m1 = PyLong_FromLong(-1), *mf = mi && m1 ? tj_reshape(t, mi, m1) : NULL;
+        PyObject *cs = mf ? tj_reduction_call(t, TJ_RED_CUMSUM, mf, NULL, NULL, 1) : NULL;
+        PyObject *tot = cs ? tj_reduction_call(t, TJ_RED_SUM, mf, NULL, NULL, 1) : NULL;
+        PyObject *lc = PyLong_FromLongLong(L), *two = PyLong_FromLong(2), *one = PyLong_FromLong(1);
+        PyObject *a1[2] = {tot, lc}, *diff = tot ? tj_apply(t, TJ_OP_SUB, 2, a1, NULL) : NULL;
+        PyObject *a2[2] = {diff, two}, *d2 = diff ? tj_apply(t, TJ_OP_MUL, 2, a2, NULL) : NULL;
+        PyObject *d1 = d2 ? tj_reshape(t, d2, one) : NULL;
+        npy_intp len = 1;
+        PyObject *zero1 = d1 ? PyArray_ZEROS(1, &len, NPY_INT64, 0) : NULL;
+        int32_t zid = zero1 ? tj_operand(t, zero1) : -1;
+        PyObject *chk = zid >= 0 ? tj_gather(t, zid, ((tj_tracer *)d1)->id, 0, -(int)(L + 1)) : NULL;
+        PyObject *a3[2] = {cs, chk}, *pos = chk ? tj_apply(t, TJ_OP_ADD, 2, a3, NULL) : NULL;
+        PyObject *a4[2] = {pos, m1}, *pm = pos ? tj_apply(t, TJ_OP_ADD, 2, a4, NULL) : NULL;
+        int64_t pshape[TJ_MAXDIM];
+        pshape[0] = M;
+        for (int d = 1; d <= tn; d++) pshape[d] = 1;
+        PyObject *ps = pm ? shape_tuple(tn + 1, pshape) : NULL;
+        PyObject *pw = ps ? tj_reshape(t, pm, ps) : NULL;
+        PyObject *g = pw ? tj_gather(t, ((tj_tracer *)vals)->id, ((tj_tracer *)pw)->id, 0, 0) : NULL;
+        xshape = g ? shape_tuple(n.ndim, n.shape) : NULL;
+        placed = xshape ? tj_reshape(t, g, xshape) : NULL;
+        Py_XDECREF(vals); Py_XDECREF(mi); Py_XDECREF(m1); Py_XDECREF(mf); Py_XDECREF(cs);
+        Py_XDECREF(tot); Py_XDECREF(lc); Py_XDECREF(two); Py_XDECREF(one); Py_XDECREF(diff);
+        Py_XDECREF(d2); Py_XDECREF(d1); Py_XDECREF(zero1); Py_XDECREF(chk); Py_XDECREF(pos);
+        Py_XDECREF(pm); Py_XDECREF(ps); Py_XDECREF(pw); Py_XDECREF(g);
+    }
+    PyObject *mb = placed ? tj_reshape(t, mask, mshape) : NULL;
+    PyObject *ops[3] = {mb, placed, x};
+    r = mb ? tj_apply(t, TJ_OP_WHERE, 3, ops, NULL) : NULL;
+    Py_XDECREF(mb);
+done:
+    Py_XDECREF(placed); Py_XDECREF(mshape); Py_XDECREF(xshape);
+    return r;
+}
+
+/* Whether o is (or, a tuple, holds) a Tracer. */
+static int holds_tracer(PyObject *o) {
+    if (tj_is_tracer(o)) return 1;
+    for (Py_ssize_t i = 0; PyTuple_Check(o) && i < PyTuple_GET_SIZE(o); i++)
+        if (tj_is_tracer(PyTuple_GET_ITEM(o, i))) return 1;
+    return 0;
+}
+
+/* The key with torch tensors (concrete ones, read while tracing) as ndarrays, which
+ * NumPy's indexing reads with torch's meaning. New reference. */
+static PyObject *numpy_key(PyObject *key) {
+    int tuple = PyTuple_Check(key);
+    PyObject *items = tuple ? PySequence_List(key) : PyList_New(1);
+    if (!items) return NULL;
+    if (!tuple) PyList_SET_ITEM(items, 0, Py_NewRef(key));
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *k = PyList_GET_ITEM(items, i);
+        if (tj_dl_kind(k) != TJ_LIB_TORCH) continue;
+        PyObject *a = PyObject_CallMethod(k, "numpy", NULL);
+        if (!a || PyList_SetItem(items, i, a) < 0) { Py_DECREF(items); return NULL; }
+    }
+    PyObject *r = tuple ? PyList_AsTuple(items) : Py_NewRef(PyList_GET_ITEM(items, 0));
+    Py_DECREF(items);
+    return r;
+}
+
+static const char assign_what[] = "an assignment (`x[...] = value`)";
+
+int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
+    tj_tracer *x = (tj_tracer *)target;
+    tj_trace *t = tj_tracer_live(x);
+    if (!t) return -1;
+    if (tj_tracer_is_scalar(x)) {   /* eager holds a NumPy scalar, which is immutable */
+        tj_error_at(PyExc_TypeError, "'numpy.%s' object does not support item assignment",
+                    tj_dtype_name(t->g.nodes[x->id].dtype));
+        return -1;
+    }
+    if (refuse_shared(x, assign_what) < 0) return -1;
+    PyObject *r = NULL;
+    PyObject *mask = PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 1 ? PyTuple_GET_ITEM(key, 0)
+                                                                       : key;
+    if (tj_is_tracer(mask) && t->g.nodes[((tj_tracer *)mask)->id].dtype == TJ_BOOL) {
+        r = assign_masked(t, target, mask, value);
+    } else if (holds_tracer(key)) {
+        tj_trace_error("%s at a traced index (other than one boolean mask) is not supported by "
+                       "tracejit yet: index with ints, slices, ..., None, constant integer "
+                       "arrays or one traced boolean mask, or compute the new array (np.where)",
+                       assign_what);
+        return -1;
+    } else {
+        PyObject *k = numpy_key(key);
+        r = k ? assign_concrete(t, target, k, value) : NULL;
+        Py_XDECREF(k);
+    }
+    if (!r) return -1;
+    int rc = r == target ? 0 : rebind(t, x, r);
+    Py_DECREF(r);
+    return rc;
+}
