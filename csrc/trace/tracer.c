@@ -456,6 +456,15 @@ static PyObject *m_astype(tj_tracer *x, PyObject *args, PyObject *kw) {
     return t ? tj_apply_cast(t, (PyObject *)x, dt) : NULL;
 }
 
+/* x.copy(order='K'): a fresh value (traced values are C-contiguous either way) */
+static PyObject *m_copy(tj_tracer *x, PyObject *args, PyObject *kw) {
+    static char *names[] = {"order", NULL};
+    PyObject *order = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:copy", names, &order)) return NULL;
+    tj_trace *t = tj_tracer_live(x);
+    return t ? tj_apply_cast(t, (PyObject *)x, tj_get_state()->dtypes[node_of(x)->dtype]) : NULL;
+}
+
 static PyObject *m_transpose(tj_tracer *x, PyObject *args) {
     tj_trace *t = tj_tracer_live(x);
     if (!t) return NULL;
@@ -555,6 +564,7 @@ static PyObject *m_array(PyObject *x, PyObject *args, PyObject *kw) {
 static PyMethodDef tracer_methods[] = {
     {"astype", (PyCFunction)(void (*)(void))m_astype, METH_VARARGS | METH_KEYWORDS, NULL},
     {"transpose", (PyCFunction)m_transpose, METH_VARARGS, NULL},
+    {"copy", (PyCFunction)(void (*)(void))m_copy, METH_VARARGS | METH_KEYWORDS, NULL},
     {"clip", (PyCFunction)(void (*)(void))m_clip, METH_VARARGS | METH_KEYWORDS, NULL},
 #define RM(fname) {#fname, (PyCFunction)(void (*)(void))m_##fname, METH_VARARGS | METH_KEYWORDS, NULL},
     RM(sum) RM(prod) RM(max) RM(min) RM(argmax) RM(argmin) RM(mean) RM(var) RM(std) RM(any) RM(all)

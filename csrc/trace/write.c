@@ -165,6 +165,7 @@ static PyArrayObject *index_map(const tj_node *n, PyObject *key, int *rnd, int64
     int64_t *p = PyArray_DATA(src), size = PyArray_SIZE(src);
     for (int64_t i = 0; i < size; i++) p[i] = -1;
     PyObject *region = PyObject_GetItem((PyObject *)src, key), *pos = NULL, *shaped = NULL;
+    if (region && !PyArray_Check(region)) Py_SETREF(region, PyArray_FROM_O(region));   /* 0-d */
     if (!region) goto fail;
     if (!PyArray_Check(region) || PyArray_NDIM((PyArrayObject *)region) > TJ_MAXDIM) {
         tj_trace_error("an assignment whose indexed region has more than %d dimensions is not "
