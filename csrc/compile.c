@@ -153,6 +153,7 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *a
                      "is refused)", t->refusal);
         goto done;
     }
+    if (tj_write_check_done(t) < 0) goto done;
     if (tj_template_from_result(tmpl, t, res) < 0) goto done;
     t->live = 0;
     *t_trace = now_s();

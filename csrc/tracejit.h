@@ -78,6 +78,9 @@ PyObject *tj_error_at(PyObject *cls, const char *fmt, ...);
  * (`a[...] = value`)", "the in-place operator `+=`"), else NULL (an exception only
  * on failure). Borrowed static string. */
 const char *tj_user_write_site(void);
+/* Whether the user's current line runs `c[k] op= v`'s in-place operator: the store
+ * into c[k] follows at once (CPython: BINARY_OP, the stack shuffle, STORE_SUBSCR). */
+int tj_user_augmented_subscript(void);
 /* "the in-place operator `+=`", ...: in CPython's NB_INPLACE_* order (BINARY_OP's
  * argument minus 13), for the write sites and the tracer's in-place slots. */
 enum { TJ_IADD, TJ_IAND, TJ_IFLOORDIV, TJ_ILSHIFT, TJ_IMATMUL, TJ_IMUL, TJ_IMOD, TJ_IOR,
@@ -110,6 +113,10 @@ typedef struct {
                                 user's code caught it and went on, the trace is refused */
     int32_t *holders;        /* live Tracer objects per node (an in-place operator rebinds
                                 its Tracer: faithful only where no other one shares it) */
+    PyObject *pending;       /* the Tracer of `c[k] op= v`'s c[k] between its in-place
+                                operator and its store into c (csrc/trace/write.c) */
+    PyObject *pending_error; /* the refusal raised if that store does not come */
+    int32_t pending_root;    /* the alias root c[k] was a view of */
     int32_t cap_holders;
     PyObject *rng_sources;   /* NULL or list: the generators the trace drew from (random.c) */
     PyObject *rng_keyfns;    /* NULL or list: per source, what draws a call's key from it */
@@ -144,6 +151,8 @@ PyObject *tj_tracer_assign(PyObject *x, PyObject *value, const char *what);
 /* x[key] = value with NumPy's (torch's) indexing, broadcasting and casting, under the
  * rule of tj_tracer_assign. 0/-1 (mp_ass_subscript's contract). */
 int tj_write_setitem(PyObject *x, PyObject *key, PyObject *value);
+/* At the end of tracing: -1 with TraceError when a `c[k] op= v` never stored into c. */
+int tj_write_check_done(tj_trace *t);
 /* Converts an operand (Tracer, ndarray, numpy scalar, Python scalar) to a node id
  * of t; arrays are captured. -1 + exception. */
 int32_t tj_operand(tj_trace *t, PyObject *o);

@@ -16,6 +16,8 @@ static void trace_dealloc(tj_trace *t) {
     PyObject_GC_UnTrack(t);
     tj_graph_free(&t->g);
     PyMem_Free(t->holders);
+    Py_CLEAR(t->pending);
+    Py_CLEAR(t->pending_error);
     Py_CLEAR(t->refusal);
     Py_CLEAR(t->guards);
     Py_CLEAR(t->captures);
@@ -29,6 +31,7 @@ static void trace_dealloc(tj_trace *t) {
 static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(t));
     Py_VISIT(t->captures);
+    Py_VISIT(t->pending);
     Py_VISIT(t->guards);
     Py_VISIT(t->rng_sources);
     Py_VISIT(t->rng_keyfns);
@@ -37,6 +40,8 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
 }
 
 static int trace_clear(tj_trace *t) {
+    Py_CLEAR(t->pending);
+    Py_CLEAR(t->pending_error);
     Py_CLEAR(t->refusal);
     Py_CLEAR(t->guards);
     Py_CLEAR(t->captures);
@@ -66,6 +71,8 @@ PyObject *tj_trace_new(PyObject *fn) {
     t->holders = NULL;
     t->cap_holders = 0;
     t->refusal = NULL;
+    t->pending = t->pending_error = NULL;
+    t->pending_root = -1;
     t->guards = NULL;
     t->rng_sources = t->rng_keyfns = NULL;
     t->captures = PyList_New(0);

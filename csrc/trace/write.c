@@ -23,9 +23,10 @@ static int held(const tj_trace *t, int32_t id) {
     return id < t->cap_holders ? t->holders[id] : 0;
 }
 
-/* Why writing into x would not be eager's by rebinding its Tracer, or NULL. Sets
- * *err (a MemoryError is raised) when the check itself failed. */
-static const char *write_refusal(tj_tracer *x, int *err) {
+/* Why writing into x would not be eager's by rebinding its Tracer, or NULL. `ignore`:
+ * a Tracer the write reads and then drops (its value is read before the write, as
+ * NumPy's overlap rule does), or NULL. Sets *err (MemoryError raised) on failure. */
+static const char *write_refusal(tj_tracer *x, PyObject *ignore, int *err) {
     tj_trace *t = x->trace;
     const tj_graph *g = &t->g;
     *err = 0;
@@ -52,7 +53,8 @@ static const char *write_refusal(tj_tracer *x, int *err) {
     for (int32_t i = root; i < g->n && !why; i++) {
         const tj_node *n = &g->nodes[i];
         if (i > root && aliases(n) && n->in[0] >= root) member[i - root] = member[n->in[0] - root];
-        if (!member[i - root] || i == x->id || !held(t, i)) continue;
+        int others = held(t, i) - (ignore && ((tj_tracer *)ignore)->id == i);
+        if (!member[i - root] || i == x->id || others <= 0) continue;
         why = view ? "it is a view of another array (a slice, reshape, transpose, detach, ...), "
                      "which would see the write too"
                    : "views of it were taken (a slice, reshape, transpose, detach, ...), which "
@@ -62,15 +64,46 @@ static const char *write_refusal(tj_tracer *x, int *err) {
     return why;
 }
 
-/* Raises the refusal of `what` into x. -1, or 0 where the write is eager's. */
-static int refuse_shared(tj_tracer *x, const char *what) {
+static int32_t alias_root(const tj_graph *g, int32_t id) {
+    while (aliases(&g->nodes[id])) id = g->nodes[id].in[0];
+    return id;
+}
+
+/* Raises the refusal of `what` into x. -1, or 0 where the write is eager's, or where
+ * x is c[k] of `c[k] op= v` (aug): eager's in-place operator writes c[k]'s memory and
+ * the store that follows writes the same values into c, so x's new value is rebound
+ * and the store, checked as any assignment, carries the write; until it comes x is
+ * pending, and a trace it never comes to is refused (tj_write_check_done). */
+static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int aug) {
+    tj_trace *t = x->trace;
     int err;
-    const char *why = write_refusal(x, &err);
+    /* a temporary (only the caller's stack holds it: `b[1:] = b[:-1]`) dies after */
+    PyObject *ignore = value && tj_is_tracer(value) && Py_REFCNT(value) == 1 ? value : NULL;
+    const char *why = write_refusal(x, ignore, &err);
     if (err) return -1;
     if (!why) return 0;
+    aug = aug && !t->pending && tj_user_augmented_subscript();
+    int noted = t->refusal != NULL;
     tj_trace_error("%s writes into a traced array, which tracejit cannot do yet where other "
                    "arrays would see the write: %s. Compute a new value instead (y = x + v, or "
                    "np.where(mask, v, x))", what, why);
+    if (!aug) return -1;
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    t->pending_error = exc ? PyObject_Str(exc) : NULL;
+    if (!t->pending_error) { PyErr_Restore(type, exc, tb); return -1; }
+    Py_XDECREF(type); Py_XDECREF(exc); Py_XDECREF(tb);
+    if (!noted) Py_CLEAR(t->refusal);   /* not raised: nothing for the user to catch */
+    t->pending = Py_NewRef((PyObject *)x);
+    t->pending_root = alias_root(&t->g, x->id);
+    return 0;
+}
+
+int tj_write_check_done(tj_trace *t) {
+    if (!t->pending) return 0;
+    PyErr_SetObject(tj_get_state()->TraceError, t->pending_error);
+    Py_CLEAR(t->pending);
+    Py_CLEAR(t->pending_error);
     return -1;
 }
 
@@ -111,7 +144,7 @@ static int rebind(tj_trace *t, tj_tracer *x, PyObject *r) {
 PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) {
     tj_tracer *x = (tj_tracer *)target;
     tj_trace *t = tj_tracer_live(x);
-    if (!t || refuse_shared(x, what) < 0) return NULL;
+    if (!t || refuse_shared(x, NULL, what, 1) < 0) return NULL;
     int32_t vid = tj_operand(t, value);
     if (vid < 0) return NULL;
     const tj_node *n = &t->g.nodes[x->id], *v = &t->g.nodes[vid];
@@ -157,7 +190,8 @@ static PyObject *node_tracer(tj_trace *t, int32_t id) { return id < 0 ? NULL : t
 /* The index map of a concrete key over x's shape, computed by NumPy's own setitem:
  * src[p] = the C-order position in the value (broadcast to the indexed region) that
  * lands at p, -1 where nothing does. Fills the region's shape. New reference. */
-static PyArrayObject *index_map(const tj_node *n, PyObject *key, int *rnd, int64_t *rshape) {
+static PyArrayObject *index_map(const tj_node *n, PyObject *key, int *rnd, int64_t *rshape,
+                                int *element) {
     npy_intp dims[TJ_MAXDIM];
     for (int d = 0; d < n->ndim; d++) dims[d] = (npy_intp)n->shape[d];
     PyArrayObject *src = (PyArrayObject *)PyArray_SimpleNew(n->ndim, dims, NPY_INT64);
@@ -165,7 +199,8 @@ static PyArrayObject *index_map(const tj_node *n, PyObject *key, int *rnd, int64
     int64_t *p = PyArray_DATA(src), size = PyArray_SIZE(src);
     for (int64_t i = 0; i < size; i++) p[i] = -1;
     PyObject *region = PyObject_GetItem((PyObject *)src, key), *pos = NULL, *shaped = NULL;
-    if (region && !PyArray_Check(region)) Py_SETREF(region, PyArray_FROM_O(region));   /* 0-d */
+    *element = region && !PyArray_Check(region);   /* one element: NumPy gave a scalar */
+    if (*element) Py_SETREF(region, PyArray_FROM_O(region));
     if (!region) goto fail;
     if (!PyArray_Check(region) || PyArray_NDIM((PyArrayObject *)region) > TJ_MAXDIM) {
         tj_trace_error("an assignment whose indexed region has more than %d dimensions is not "
@@ -226,8 +261,15 @@ static PyObject *assign_concrete(tj_trace *t, PyObject *x, PyObject *key, PyObje
     tj_node n = t->g.nodes[((tj_tracer *)x)->id];
     int rnd;
     int64_t rshape[TJ_MAXDIM];
-    PyArrayObject *src = index_map(&n, key, &rnd, rshape);
+    int element;
+    PyArrayObject *src = index_map(&n, key, &rnd, rshape, &element);
     if (!src) return NULL;
+    int32_t vid = element && !t->torch ? tj_operand(t, value) : -2;
+    if (vid == -1 || (vid >= 0 && t->g.nodes[vid].ndim)) {   /* NumPy's item assignment */
+        if (vid >= 0) PyErr_SetString(PyExc_ValueError, "setting an array element with a sequence.");
+        Py_DECREF(src);
+        return NULL;
+    }
     PyObject *v = tj_apply_fill(t, value, n.dtype, rnd, rshape);   /* NumPy's broadcast */
     PyObject *r = NULL, *shape = NULL, *m1 = NULL, *flat = NULL, *placed = NULL;
     PyObject *pshaped = NULL, *mask = NULL;
@@ -284,10 +326,10 @@ static PyObject *assign_masked(tj_trace *t, PyObject *x, PyObject *mask, PyObjec
     int64_t L = v.ndim > tn ? v.shape[v.ndim - tn - 1] : 1, shape[TJ_MAXDIM], M = 1;
     for (int d = 0; d < n.ndim; d++) shape[d] = d < k ? 1 : n.shape[d];
     for (int d = 0; d < k; d++) M *= m.shape[d];
-    PyObject *placed = NULL, *mshape = shape_tuple(n.ndim, shape), *xshape = NULL, *r = NULL;
-    for (int d = 0; mshape && d < k; d++)
-        PyTuple_SET_ITEM(mshape, d, PyLong_FromLongLong(m.shape[d]));   /* replaces a 1 */
-    if (!mshape || PyErr_Occurred()) goto done;
+    int64_t mdims[TJ_MAXDIM] = {0};   /* the mask with x's trailing dims as 1s */
+    for (int d = 0; d < n.ndim; d++) mdims[d] = d < k ? m.shape[d] : 1;
+    PyObject *placed = NULL, *mshape = shape_tuple(n.ndim, mdims), *xshape = NULL, *r = NULL;
+    if (!mshape) goto done;
     if (L == 1 || k == 0) {
         placed = tj_apply_fill(t, value, n.dtype, n.ndim, shape);
     } else {
@@ -355,6 +397,25 @@ static PyObject *numpy_key(PyObject *key) {
     return r;
 }
 
+/* torch's advanced-index assignment (index_put_) takes a tensor value of x's dtype
+ * only (a Python scalar is converted). -1 with torch's RuntimeError, else 0. */
+static int torch_index_put(tj_trace *t, tj_tracer *x, PyObject *key, PyObject *value) {
+    int advanced = tj_is_advanced_index(key) || tj_dl_kind(key) == TJ_LIB_TORCH;
+    for (Py_ssize_t i = 0; PyTuple_Check(key) && i < PyTuple_GET_SIZE(key); i++) {
+        PyObject *k = PyTuple_GET_ITEM(key, i);
+        advanced |= tj_is_advanced_index(k) || tj_dl_kind(k) == TJ_LIB_TORCH;
+    }
+    if (!advanced || !(tj_is_tracer(value) || tj_dl_kind(value) == TJ_LIB_TORCH)) return 0;
+    int32_t vid = tj_operand(t, value);
+    if (vid < 0) return -1;
+    int vd = t->g.nodes[vid].dtype, xd = t->g.nodes[x->id].dtype;
+    if (vd == xd || t->g.nodes[vid].op == TJ_OP_SCALAR) return 0;   /* or a Python number */
+    tj_error_at(PyExc_RuntimeError, "Index put requires the source and destination dtypes "
+                "match, got %s for the destination and %s for the source.",
+                torch_dtype_name(xd), torch_dtype_name(vd));
+    return -1;
+}
+
 static const char assign_what[] = "an assignment (`x[...] = value`)";
 
 int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
@@ -366,7 +427,17 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
                     tj_dtype_name(t->g.nodes[x->id].dtype));
         return -1;
     }
-    if (refuse_shared(x, assign_what) < 0) return -1;
+    if (t->pending && value == t->pending) {   /* the store of `c[k] op= v` */
+        int same = alias_root(&t->g, x->id) == t->pending_root;
+        if (!same) {
+            PyErr_SetObject(tj_get_state()->TraceError, t->pending_error);
+            return -1;
+        }
+        Py_CLEAR(t->pending);
+        Py_CLEAR(t->pending_error);
+    }
+    if (refuse_shared(x, value, assign_what, 0) < 0) return -1;
+    if (t->torch && torch_index_put(t, x, key, value) < 0) return -1;
     PyObject *r = NULL;
     PyObject *mask = PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 1 ? PyTuple_GET_ITEM(key, 0)
                                                                        : key;

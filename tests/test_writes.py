@@ -1,0 +1,342 @@
+"""Writes into traced arrays (csrc/trace/write.c): `x[key] = v` on a fresh traced value
+or a local copy, differentially against eager NumPy and torch over keys, value shapes,
+dtypes and layouts, on the first call and on a replay with other values; and the
+writes that stay refused, by their messages."""
+import re
+
+import numpy as np
+import pytest
+
+import tracejit
+from tracejit import TraceError
+
+from conftest import DTYPES, LAYOUTS, arg_in_layout
+
+# keys over a (4, 5) array: basic, integer-array, boolean and mixed
+KEYS = ["0", "-1", "1:3", "::2", "::-1", "-2::-2", "3:0:-2", "...", "None", "()", "True",
+        "False", "(slice(None), 0)", "(..., 1)", "(1, None, slice(0, 5, 3))", "(2, -1)",
+        "(slice(1, -1), slice(1, -1))", "(slice(None, None, -2), slice(4, 0, -3))",
+        "[0, 2]", "[3, 0, 3, 3]", "[-1]", "([0, 1], [2, 3])", "(slice(None), [4, 0, 4])",
+        "(np.array([[0], [2]]), np.array([1, 3]))", "np.array([True, False, True, False])",
+        "(slice(None), np.array([True, False, True, False, True]))", "2:2", "[]"]
+
+
+def make(key, copy="a.copy()"):
+    ns = {"np": np}
+    exec(f"def f(a, v):\n    b = {copy}\n    b[{key}] = v\n    return b\n", ns)
+    return ns["f"]
+
+
+def value_shapes(a, key):
+    region = np.shape(eval(f"a[{key}]", {"np": np, "a": a}))
+    return sorted({(), region, region[-1:], (1,) + region})
+
+
+def outcome(fn, *args):
+    try:
+        return fn(*[x.copy() if isinstance(x, np.ndarray) else x for x in args])
+    except Exception as e:       # noqa: BLE001 - the eager outcome, compared by type
+        return e
+
+
+def check(fn, make_args, rng):
+    """fn compiled gives eager's result (or eager's exception type) on two calls with
+    other values, and leaves its arguments untouched."""
+    f = tracejit.compile(fn)
+    for _ in range(2):
+        args = make_args(rng)
+        saved = [x.copy() for x in args]
+        want = outcome(fn, *args)
+        if isinstance(want, Exception):
+            with pytest.raises(type(want)):
+                f(*args)
+            return
+        got = f(*args)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        for x, s in zip(args, saved):
+            np.testing.assert_array_equal(x, s)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_assignment_is_numpys_for_every_key_and_value_shape(key, rng):
+    a0 = np.zeros((4, 5))
+    for vshape in value_shapes(a0, key):
+        check(make(key), lambda r: (r.uniform(-5, 5, (4, 5)), r.uniform(-5, 5, vshape)), rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("vdtype", DTYPES)
+def test_assignment_casts_as_numpys_setitem(dtype, vdtype, rng):
+    """setitem casts unsafely (float into int truncates, anything into bool tests != 0)."""
+    def args(r):
+        return (r.uniform(-5, 5, (4, 5)).astype(dtype), r.uniform(-5, 5, (5,)).astype(vdtype))
+    check(make("1:3"), args, rng)
+    check(make("::-2"), args, rng)
+    check(make("[3, 1]"), args, rng)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("key", ["1:-1", "(slice(None, None, -1), 2)", "[2, 0]",
+                                 "(slice(1, None, 2), [1, 1, 3])"])
+def test_assignment_reads_arguments_in_any_layout(layout, key, rng):
+    def args(r):
+        return arg_in_layout(r, (4, 5), "float64", layout), arg_in_layout(r, (5,), "float64", layout)
+    check(make(key), args, rng)
+    check(make(key, copy="a * 2"), args, rng)
+
+
+def test_overlapping_source_and_destination_read_the_old_value(rng):
+    def fn(a):
+        b = a.copy()
+        b[1:] = b[:-1]
+        c = a * 1
+        c[::-1] = c
+        d = a + 0
+        d[[0, 1, 2]] = d[[2, 0, 1]]
+        e = a.copy()
+        e[e > 0] = -e[::-1][:1]
+        return b, c, d, e
+
+    f = tracejit.compile(fn)
+    for _ in range(2):
+        a = rng.uniform(-1, 1, (6,))
+        for got, want in zip(f(a), fn(a.copy())):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_successive_writes_and_in_place_operators_compose(rng):
+    def fn(a, w):
+        out = np.zeros_like(a)
+        out[1:-1, 1:-1] = (a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:]) * 0.25
+        out[0] = w
+        out[:, -1] += 1.0           # c[k] op= v: the view's new value, stored into out
+        out *= 2
+        out[out > 1] = 1
+        return out
+
+    check(fn, lambda r: (r.uniform(0, 1, (6, 7)), r.uniform(0, 1, (7,))), rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_traced_mask_with_a_broadcast_value(dtype, rng):
+    def fn(a, v):
+        b = a * 1
+        b[a > 0] = v[0]
+        c = a * 1
+        c[a[:, 0] > 0] = v          # a mask over the leading dim: whole rows
+        d = a * 1
+        d[d < 0] = 0
+        e = a * 1
+        e[a > 0] = v[:1]            # one value broadcast to every True element
+        return np.stack([b, c, d, e])
+
+    def args(r):
+        return r.uniform(-5, 5, (4, 5)).astype(dtype), r.uniform(-5, 5, (5,)).astype(dtype)
+    f = tracejit.compile(fn)
+    for _ in range(2):
+        a, v = args(rng)
+        np.testing.assert_array_equal(f(a, v), fn(a.copy(), v))
+
+
+def test_traced_mask_with_one_value_per_true_element(rng):
+    def fn(a, v, w):
+        b = a * 1
+        b[a > 0] = v                # one value per True element, in C order
+        c = a * 1
+        c[a[:, 0] > 0] = w          # one row per True row
+        return b, c
+
+    f = tracejit.compile(fn)
+    for _ in range(3):              # the same shapes: the first call traces, the rest replay
+        a = rng.uniform(-1, 1, (5, 3))
+        rows = rng.permutation(5)[:3]
+        a[:, 0] = -1
+        a[rows, 0] = 1                                   # 3 True rows
+        rest = -rng.uniform(0.1, 1, 10)
+        rest[rng.permutation(10)[:4]] *= -1              # 4 more True elements
+        a[:, 1:] = rest.reshape(5, 2)
+        v = rng.uniform(-1, 1, (7,))
+        w = rng.uniform(-1, 1, (3, 3))
+        for got, want in zip(f(a, v, w), fn(a.copy(), v, w)):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_a_mask_count_other_than_the_values_raises_numpys_error():
+    def fn(a, v):
+        b = a * 1
+        b[a > 0] = v
+        return b
+
+    f = tracejit.compile(fn)
+    v = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(f(np.array([1.0, -1, 2, 3]), v), fn(np.array([1.0, -1, 2, 3]), v))
+    for a in (np.array([1.0, 1, 1, 1]), np.array([1.0, -1, -1, 2])):
+        with pytest.raises(ValueError) as eager:
+            fn(a, v)
+        with pytest.raises(ValueError) as ours:
+            f(a, v)
+        assert str(ours.value) == str(eager.value)
+
+
+def test_assignment_errors_are_numpys():
+    for key, value in [("5", 1.0), ("[0, 9]", 1.0), ("(0, 0, 0)", 1.0), ("1:3", np.ones(3)),
+                       ("[0, 1]", np.ones(3)), ("np.array([True, False])", 1.0)]:
+        fn = make(key)
+        with pytest.raises(Exception) as eager:
+            fn(np.zeros((4, 5)), value)
+        with pytest.raises(type(eager.value)) as ours:
+            tracejit.compile(fn)(np.zeros((4, 5)), value)
+        if type(eager.value) is IndexError:
+            assert str(ours.value).split("\n")[0] == str(eager.value)
+        else:
+            assert "could not broadcast" in str(ours.value), str(ours.value)
+
+
+def test_a_view_of_a_value_nothing_else_holds_takes_writes():
+    def fn(a):
+        v = (a * 2)[1:]             # the temporary is gone: only v sees its memory
+        v[0] = 5.0
+        v += 1
+        t = (a * 3).T
+        t[0] = -1.0
+        return v, t
+
+    f = tracejit.compile(fn)
+    a = np.arange(6.0).reshape(2, 3)
+    for got, want in zip(f(a), fn(a)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_writes_other_arrays_would_see_are_refused():
+    def base_held(a):
+        b = a * 2
+        v = b[1:]
+        v[0] = 5.0
+        return b
+
+    with pytest.raises(TraceError, match=r"an assignment \(`x\[\.\.\.\] = value`\) writes into a "
+                       r"traced array.*it is a view of another array"):
+        tracejit.compile(base_held)(np.ones(3))
+
+    def sibling_held(a):
+        b = (a * 2).reshape(3, 1)
+        v, w = b[1:], b[:2]
+        v[0] = 5.0
+        return w
+
+    with pytest.raises(TraceError, match=r"it is a view of another array"):
+        tracejit.compile(sibling_held)(np.ones(3))
+
+    def views_taken(a):
+        b = a * 2
+        v = b.T
+        b[0] = 5.0
+        return v
+
+    with pytest.raises(TraceError, match=r"views of it were taken"):
+        tracejit.compile(views_taken)(np.ones((2, 3)))
+
+    def named_value(a):
+        b = a * 2
+        w = b[:-1]                  # eager's w sees the write: it is a view of b
+        b[1:] = w
+        return w
+
+    with pytest.raises(TraceError, match=r"views of it were taken"):
+        tracejit.compile(named_value)(np.ones(3))
+
+    def into_argument(a):
+        a[0] = 1.0
+        return a
+
+    with pytest.raises(TraceError, match=r"an assignment .*it is an argument of the compiled "
+                       r"function, so the caller's array would change"):
+        tracejit.compile(into_argument)(np.ones(3))
+
+    def into_argument_view(a):
+        v = a[1:]
+        v[0] = 1.0
+        return v
+
+    with pytest.raises(TraceError, match=r"it is a view of an argument of the compiled function"):
+        tracejit.compile(into_argument_view)(np.ones(3))
+
+
+def test_traced_integer_indices_are_refused():
+    def fn(a, i):
+        b = a * 1
+        b[i] = 0.0
+        return b
+
+    with pytest.raises(TraceError, match=r"an assignment \(`x\[\.\.\.\] = value`\) at a traced "
+                       r"index \(other than one boolean mask\) is not supported"):
+        tracejit.compile(fn)(np.ones(3), np.array([0, 1]))
+
+
+def test_item_assignment_into_a_numpy_scalar_is_numpys_type_error():
+    def fn(a):
+        s = np.sum(a)
+        s[()] = 1.0
+        return s
+
+    with pytest.raises(TypeError, match=r"'numpy.float64' object does not support item "
+                       r"assignment"):
+        tracejit.compile(fn)(np.ones(3))
+
+
+# ---- torch ---------------------------------------------------------------------
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("key", ["0", "1:3", "::2", "(slice(None), 0)", "(..., -1)", "None",
+                                 "[0, 2]", "(slice(None), [2, 0])", "[3, 1, 3]"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64, torch.int32,
+                                   torch.bool])
+def test_torch_assignment_is_torchs(key, dtype):
+    ns = {"torch": torch}
+    exec(f"def f(x, v):\n    y = x.clone()\n    y[{key}] = v\n    return y\n", ns)
+    fn = ns["f"]
+    f = tracejit.compile(fn)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        x = (torch.randn(4, 3, generator=gen) * 4).to(dtype)
+        region = eval(f"x[{key}]", {"x": x}).shape
+        for v in (torch.randn(region, generator=gen) * 4, torch.tensor(2.5), 7):
+            try:
+                want = fn(x.clone(), v)
+            except RuntimeError as e:       # index_put_ wants the dtypes to match
+                with pytest.raises(RuntimeError, match=re.escape(str(e))):
+                    f(x, v)
+                continue
+            torch.testing.assert_close(f(x, v), want)
+
+
+def test_torch_masked_assignment_and_in_place_methods():
+    def fn(x, v):
+        y = x * 2
+        y[y < 0] = 0.0
+        z = x.clone()
+        z[x > 0] = v[0]
+        w = torch.zeros_like(x)
+        w[1:, ::2] = x[:-1, ::2]
+        return y, z, w
+
+    f = tracejit.compile(fn)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(2):
+        x, v = torch.randn(4, 5, generator=gen), torch.randn(5, generator=gen)
+        for got, want in zip(f(x, v), fn(x.clone(), v)):
+            torch.testing.assert_close(got, want)
+
+
+def test_torch_write_into_a_view_of_a_held_tensor_is_refused():
+    def fn(x):
+        y = x * 2
+        y[0][1] = 5.0               # y[0] is a view of y, which the function holds
+        return y
+
+    with pytest.raises(TraceError, match=re.escape("an assignment (`x[...] = value`) writes into "
+                                                   "a traced array")):
+        tracejit.compile(fn)(torch.ones(2, 2))
