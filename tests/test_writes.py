@@ -340,3 +340,80 @@ def test_torch_write_into_a_view_of_a_held_tensor_is_refused():
     with pytest.raises(TraceError, match=re.escape("an assignment (`x[...] = value`) writes into "
                                                    "a traced array")):
         tracejit.compile(fn)(torch.ones(2, 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64])
+def test_torch_indexed_in_place_methods_are_torchs(dtype):
+    def fn(x, lab, idx, src, mask):
+        oh = x[:, :1] * 0 + torch.zeros(4, 5, dtype=x.dtype)     # fresh, traced
+        oh.scatter_(1, lab.unsqueeze(1), 1)
+        s = oh * 0
+        s.scatter_add_(1, torch.stack([lab, lab.flip(0)], 1), x[:, :2])
+        y = x.clone()
+        y.index_add_(0, idx, src)
+        y.index_add_(1, torch.tensor([2, 0]), x[:, :2], alpha=2)
+        z = x * 1
+        z.index_put_((idx,), src, accumulate=True)
+        w = x * 1
+        w.index_put_((torch.tensor([1, 0]),), src[0])
+        w.index_put_((mask,), src[1][0])
+        q = x * 1
+        q.index_fill_(1, torch.tensor([0, 2]), -1)
+        m = x * 1
+        m.masked_fill_(mask.unsqueeze(1), 7)
+        return oh, s, y, z, w, q, m
+
+    f = tracejit.compile(fn)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(2):
+        x = (torch.randn(4, 3, generator=gen) * 4).to(dtype)
+        lab = torch.randint(0, 5, (4,), generator=gen)
+        idx = torch.randint(0, 4, (3,), generator=gen)          # repeats add up
+        src = (torch.randn(3, 3, generator=gen) * 4).to(dtype)
+        mask = torch.rand(4, generator=gen) > 0.5
+        for got, want in zip(f(x, lab, idx, src, mask), fn(x.clone(), lab, idx, src, mask)):
+            torch.testing.assert_close(got, want)
+
+
+def test_torch_scatter_out_of_range_and_unsupported_forms():
+    def fn(x, lab):
+        y = x * 1
+        y.scatter_(1, lab.unsqueeze(1), 1.0)
+        return y
+
+    f = tracejit.compile(fn)
+    x = torch.zeros(3, 4)
+    torch.testing.assert_close(f(x, torch.tensor([0, 3, 1])), fn(x, torch.tensor([0, 3, 1])))
+    for bad in ([0, 4, 1], [0, -1, 1]):
+        with pytest.raises(RuntimeError):
+            fn(x, torch.tensor(bad))
+        with pytest.raises(IndexError, match=r"out of bounds for axis 0 with size 4"):
+            f(x, torch.tensor(bad))
+
+    def narrow_index(x, lab):
+        y = x * 1
+        y.scatter_(1, lab[:2].unsqueeze(1), 1.0)      # torch allows a smaller index
+        return y
+
+    with pytest.raises(TraceError, match=r"scatter_\(\) with an index of shape \[2, 1\] into a "
+                       r"tensor of shape \[3, 4\]: tracejit supports an index whose dims other "
+                       r"than 1 equal the tensor's"):
+        tracejit.compile(narrow_index)(x, torch.tensor([0, 3, 1]))
+
+    def wide(x, lab):
+        y = torch.zeros(3, 100) + x[:, :1]
+        y.scatter_(1, lab.unsqueeze(0).expand(3, 65).contiguous(), 1.0)
+        return y
+
+    with pytest.raises(TraceError, match=r"scatter_\(\) with 65 indices along dim 1: tracejit "
+                       r"unrolls a scatter into one select per index and supports at most 64"):
+        tracejit.compile(wide)(x, torch.arange(65))
+
+    def into_factory(x, lab):
+        oh = torch.zeros(3, 4)                         # a factory's tensor: not traced
+        oh.scatter_(1, lab.unsqueeze(1), 1.0)
+        return oh
+
+    with pytest.raises(TraceError, match=r"scatter_\(\) writes into a traced array.*made by a "
+                       r"factory"):
+        tracejit.compile(into_factory)(x, torch.tensor([0, 3, 1]))
