@@ -151,6 +151,9 @@ PyObject *tj_tracer_assign(PyObject *x, PyObject *value, const char *what);
 /* x[key] = value with NumPy's (torch's) indexing, broadcasting and casting, under the
  * rule of tj_tracer_assign. 0/-1 (mp_ass_subscript's contract). */
 int tj_write_setitem(PyObject *x, PyObject *key, PyObject *value);
+/* A ufunc's out=: result (broadcast to out's shape, as NumPy's output is) written into
+ * the Tracer out under tj_tracer_assign's rule. New reference to out. */
+PyObject *tj_write_out(PyObject *out, PyObject *result, const char *what);
 /* At the end of tracing: -1 with TraceError when a `c[k] op= v` never stored into c. */
 int tj_write_check_done(tj_trace *t);
 /* Converts an operand (Tracer, ndarray, numpy scalar, Python scalar) to a node id

@@ -417,3 +417,95 @@ def test_torch_scatter_out_of_range_and_unsupported_forms():
     with pytest.raises(TraceError, match=r"scatter_\(\) writes into a traced array.*made by a "
                        r"factory"):
         tracejit.compile(into_factory)(x, torch.tensor([0, 3, 1]))
+
+
+# ---- out=, copyto, putmask, place, fill (NumPy) ------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_copyto_putmask_place_fill_are_numpys(dtype, rng):
+    def fn(a, b, m):
+        c = a * 1
+        np.add(a, b, out=c)
+        d = np.zeros_like(a)
+        r = np.maximum(a[0], b, out=d)      # broadcast to out's shape; returns out
+        e = a.copy()
+        np.copyto(e, b, where=m)
+        g = a.copy()
+        np.putmask(g, m, b[:3])             # values cycle over the flat positions
+        h = a.copy()
+        np.place(h, m, b[:3])               # ... over the True elements
+        k = a.copy()
+        k.fill(1)
+        s = a * 1
+        np.subtract(s, b, out=s)            # out is an input: the old value is read
+        return c, d, r, e, g, h, k, s
+
+    f = tracejit.compile(fn)
+    for _ in range(2):
+        a = rng.uniform(-5, 5, (3, 4)).astype(dtype)
+        b = rng.uniform(-5, 5, (4,)).astype(dtype)
+        m = rng.uniform(size=(3, 4)) > 0.5
+        with np.errstate(all="ignore"):
+            want = outcome(fn, a, b, m)
+        if isinstance(want, Exception):     # bool has no subtract: NumPy's TypeError
+            with pytest.raises(type(want)):
+                f(a, b, m)
+            return
+        for got, w in zip(f(a, b, m), want):
+            assert got.dtype == w.dtype
+            np.testing.assert_array_equal(got, w)
+
+
+def test_out_and_copyto_keep_numpys_casting_rules():
+    def to_int(a):
+        c = a.astype(np.int64)
+        np.multiply(a, 1.5, out=c)
+        return c
+
+    with pytest.raises(TypeError, match=r"Cannot cast ufunc output from dtype\('float64'\) to "
+                       r"dtype\('int64'\) with casting rule 'same_kind'"):
+        tracejit.compile(to_int)(np.ones(3))
+
+    def copy_int(a):
+        c = a.astype(np.int64)
+        np.copyto(c, a * 1.5)
+        return c
+
+    with pytest.raises(TypeError, match=r"Cannot cast array data from dtype\('float64'\) to "
+                       r"dtype\('int64'\) according to the rule 'same_kind'"):
+        tracejit.compile(copy_int)(np.ones(3))
+
+    def unsafe(a):
+        c = a.astype(np.int64)
+        np.copyto(c, a * 1.5, casting="unsafe")
+        return c
+
+    a = np.array([1.0, 2.0, -3.0])
+    np.testing.assert_array_equal(tracejit.compile(unsafe)(a), unsafe(a))
+
+
+def test_writes_into_untraced_arrays_are_refused():
+    def out_numpy(a):
+        out = np.zeros(3)                   # a NumPy array: not traced
+        np.add(a, 1, out=out)
+        return out
+
+    with pytest.raises(TraceError, match=r"numpy\.add\(\.\.\., out=\.\.\.\) is not supported by "
+                       r"tracejit where out is not a traced array"):
+        tracejit.compile(out_numpy)(np.ones(3))
+
+    for name, call in [("copyto", "np.copyto(z, a)"), ("putmask", "np.putmask(z, a > 0, a)"),
+                       ("place", "np.place(z, a > 0, a)")]:
+        ns = {"np": np}
+        exec(f"def fn(a):\n    z = np.zeros(3)\n    {call}\n    return z\n", ns)
+        with pytest.raises(TraceError, match=rf"numpy\.{name} writes into an existing array, "
+                           r"which a traced function can do only where that array is traced"):
+            tracejit.compile(ns["fn"])(np.ones(3))
+
+    def into_argument(a):
+        np.copyto(a, 1.0)
+        return a
+
+    with pytest.raises(TraceError, match=r"numpy\.copyto\(\) writes into a traced array.*an "
+                       r"argument"):
+        tracejit.compile(into_argument)(np.ones(3))

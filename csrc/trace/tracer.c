@@ -472,6 +472,18 @@ static PyObject *m_copy(tj_tracer *x, PyObject *args, PyObject *kw) {
     return t ? tj_apply_cast(t, (PyObject *)x, tj_get_state()->dtypes[node_of(x)->dtype]) : NULL;
 }
 
+/* x.fill(value): every element value, cast as NumPy's fill does (unsafely) */
+static PyObject *m_fill(tj_tracer *x, PyObject *value) {
+    tj_trace *t = tj_tracer_live(x);
+    if (!t) return NULL;
+    tj_node n = *node_of(x);
+    PyObject *v = tj_apply_fill(t, value, n.dtype, n.ndim, n.shape);
+    PyObject *r = v ? tj_tracer_assign((PyObject *)x, v, "ndarray.fill()") : NULL;
+    Py_XDECREF(v);
+    Py_XDECREF(r);
+    return r ? Py_NewRef(Py_None) : NULL;
+}
+
 static PyObject *m_transpose(tj_tracer *x, PyObject *args) {
     tj_trace *t = tj_tracer_live(x);
     if (!t) return NULL;
@@ -572,6 +584,7 @@ static PyMethodDef tracer_methods[] = {
     {"astype", (PyCFunction)(void (*)(void))m_astype, METH_VARARGS | METH_KEYWORDS, NULL},
     {"transpose", (PyCFunction)m_transpose, METH_VARARGS, NULL},
     {"copy", (PyCFunction)(void (*)(void))m_copy, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"fill", (PyCFunction)m_fill, METH_O, NULL},
     {"clip", (PyCFunction)(void (*)(void))m_clip, METH_VARARGS | METH_KEYWORDS, NULL},
 #define RM(fname) {#fname, (PyCFunction)(void (*)(void))m_##fname, METH_VARARGS | METH_KEYWORDS, NULL},
     RM(sum) RM(prod) RM(max) RM(min) RM(argmax) RM(argmin) RM(mean) RM(var) RM(std) RM(any) RM(all)

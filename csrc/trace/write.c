@@ -19,6 +19,8 @@ static int aliases(const tj_node *n) {
     return tj_ops[n->op].kind == TJ_K_VIEW || (n->op == TJ_OP_COPY && n->axes == TJ_COPY_DETACH);
 }
 
+static PyObject *shape_tuple(int ndim, const int64_t *shape);
+
 static int held(const tj_trace *t, int32_t id) {
     return id < t->cap_holders ? t->holders[id] : 0;
 }
@@ -181,6 +183,26 @@ PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) 
     int rc = rebind(t, x, r);
     Py_DECREF(r);
     return rc < 0 ? NULL : Py_NewRef(target);
+}
+
+PyObject *tj_write_out(PyObject *out, PyObject *result, const char *what) {
+    tj_tracer *x = (tj_tracer *)out;
+    tj_trace *t = tj_tracer_live(x);
+    int32_t rid = t ? tj_operand(t, result) : -1;
+    if (rid < 0) return NULL;
+    const tj_node *n = &t->g.nodes[x->id], *r = &t->g.nodes[rid];
+    int same = n->ndim == r->ndim;
+    for (int d = 0; same && d < n->ndim; d++) same = n->shape[d] == r->shape[d];
+    PyObject *shape = same ? NULL : shape_tuple(n->ndim, n->shape), *b = NULL;
+    if (shape) {   /* the inputs broadcast to out's shape; else NumPy's error (assign's) */
+        b = PyObject_CallMethod(tj_get_state()->numpy, "broadcast_to", "OO", result, shape);
+        Py_DECREF(shape);
+        if (!b && !PyErr_ExceptionMatches(PyExc_ValueError)) return NULL;
+        PyErr_Clear();
+    }
+    PyObject *res = tj_tracer_assign(out, b ? b : result, what);
+    Py_XDECREF(b);
+    return res;
 }
 
 /* ---- x[key] = value ------------------------------------------------------------ */
