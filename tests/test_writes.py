@@ -509,3 +509,35 @@ def test_writes_into_untraced_arrays_are_refused():
     with pytest.raises(TraceError, match=r"numpy\.copyto\(\) writes into a traced array.*an "
                        r"argument"):
         tracejit.compile(into_argument)(np.ones(3))
+
+
+def test_a_broadcast_view_is_read_only_as_in_eager():
+    def numpy_fn(a):
+        b = np.broadcast_to(a * 2, (3, 4))
+        b[0] = 1.0
+        return b
+
+    with pytest.raises(ValueError, match=r"an assignment \(`x\[\.\.\.\] = value`\): assignment "
+                       r"destination is read-only"):
+        tracejit.compile(numpy_fn)(np.ones(4))
+
+    def torch_fn(x):
+        y = (x * 2).expand(3, 4)
+        y += 1
+        return y
+
+    with pytest.raises(RuntimeError, match=r"the in-place operator `\+=`: unsupported operation: "
+                       r"more than one element of the written-to tensor refers to a single "
+                       r"memory location"):
+        tracejit.compile(torch_fn)(torch.ones(4))
+
+
+def test_a_python_int_out_of_the_targets_range_is_numpys_overflow_error():
+    def fn(a):
+        b = a.astype(np.int32)
+        b[0] = 2 ** 40
+        return b
+
+    with pytest.raises(OverflowError, match=r"Python integer 1099511627776 out of bounds for "
+                       r"int32"):
+        tracejit.compile(fn)(np.ones(4))

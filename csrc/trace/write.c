@@ -78,6 +78,18 @@ static int32_t alias_root(const tj_graph *g, int32_t id) {
  * pending, and a trace it never comes to is refused (tj_write_check_done). */
 static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int aug) {
     tj_trace *t = x->trace;
+    const tj_node *n = &t->g.nodes[x->id];
+    for (int d = 0; n->op == TJ_OP_VIEW && d < n->ndim; d++) {
+        if (n->perm[d] != -1 || n->shape[d] < 2) continue;   /* a broadcast dim */
+        if (t->torch)
+            tj_error_at(PyExc_RuntimeError, "%s: unsupported operation: more than one element "
+                        "of the written-to tensor refers to a single memory location. Please "
+                        "clone() the tensor before performing the operation.", what);
+        else
+            tj_error_at(PyExc_ValueError, "%s: assignment destination is read-only (a "
+                        "broadcast view)", what);
+        return -1;
+    }
     int err;
     /* a temporary (only the caller's stack holds it: `b[1:] = b[:-1]`) dies after */
     PyObject *ignore = value && tj_is_tracer(value) && Py_REFCNT(value) == 1 ? value : NULL;
