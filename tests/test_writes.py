@@ -263,15 +263,64 @@ def test_writes_other_arrays_would_see_are_refused():
         tracejit.compile(into_argument_view)(np.ones(3))
 
 
-def test_traced_integer_indices_are_refused():
-    def fn(a, i):
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_a_traced_integer_index_is_numpys(dtype, rng):
+    def fn(a, i, v):
+        b = a * 1
+        b[i] = v                    # one row per index; repeats: the last wins
+        c = a * 1
+        c[i] = 0
+        c[i[:1]] += 5
+        d = a[:, 0] * 1
+        d[i.reshape(2, 2)] = v[:, 0].reshape(2, 2)
+        return b, c, d
+
+    f = tracejit.compile(fn)
+    for _ in range(3):
+        a, v = rng.uniform(size=(5, 3)), rng.uniform(size=(4, 3))
+        i = rng.integers(-5, 5, (4,)).astype(dtype)
+        for got, want in zip(f(a, i, v), fn(a.copy(), i, v)):
+            np.testing.assert_array_equal(got, want)
+    for bad in ([0, 5, 1, 1], [-6, 0, 0, 0]):
+        with pytest.raises(IndexError) as eager:
+            fn(a.copy(), np.array(bad, dtype), v)
+        with pytest.raises(IndexError) as ours:
+            f(a, np.array(bad, dtype), v)
+        assert str(ours.value) == str(eager.value)
+
+
+def test_traced_indices_beyond_the_unrolled_forms_are_refused():
+    def many(a, i):
         b = a * 1
         b[i] = 0.0
         return b
 
     with pytest.raises(TraceError, match=r"an assignment \(`x\[\.\.\.\] = value`\) at a traced "
-                       r"index \(other than one boolean mask\) is not supported"):
-        tracejit.compile(fn)(np.ones(3), np.array([0, 1]))
+                       r"integer index of 65 positions: tracejit unrolls it into one select per "
+                       r"position and supports at most 64"):
+        tracejit.compile(many)(np.ones(3), np.zeros(65, np.int64))
+
+    def two(a, i):
+        b = a * 1
+        b[i, i] = 0.0
+        return b
+
+    with pytest.raises(TraceError, match=r"at a traced index other than one integer array or "
+                       r"boolean mask is not supported"):
+        tracejit.compile(two)(np.ones((3, 3)), np.array([0, 1]))
+
+
+def test_an_augmented_store_that_never_comes_is_refused():
+    def fn(a):
+        b = a * 2
+        views = [b[0]]              # eager's += writes into b through the view
+        views[0] += 1
+        return b
+
+    with pytest.raises(TraceError, match=r"the in-place operator `\+=` writes into a traced "
+                       r"array.*a view of another array") as e:
+        tracejit.compile(fn)(np.ones((2, 2)))
+    assert "views[0] += 1" in str(e.value)
 
 
 def test_item_assignment_into_a_numpy_scalar_is_numpys_type_error():

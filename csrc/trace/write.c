@@ -217,6 +217,8 @@ PyObject *tj_write_out(PyObject *out, PyObject *result, const char *what) {
     return res;
 }
 
+static const char assign_what[] = "an assignment (`x[...] = value`)";
+
 /* ---- x[key] = value ------------------------------------------------------------ */
 
 static PyObject *node_tracer(tj_trace *t, int32_t id) { return id < 0 ? NULL : tj_tracer_new(t, id); }
@@ -405,6 +407,76 @@ done:
     return r;
 }
 
+/* Positions a traced integer index may name in one assignment: its where-chain is
+ * unrolled, one select per position. */
+#define TJ_WRITE_INDEX_MAX 64
+
+/* x[idx] = value, idx a traced integer array indexing x's first dim: the value
+ * broadcast to idx.shape + x.shape[1:], then one select per position of idx in C
+ * order (repeated positions: the last wins, as NumPy's). An index outside
+ * [-len, len) raises IndexError at run time (a GATHER of it checks). New Tracer. */
+static PyObject *assign_indexed(tj_trace *t, PyObject *x, PyObject *idx, PyObject *value) {
+    tj_node n = t->g.nodes[((tj_tracer *)x)->id];
+    int32_t iid = tj_operand(t, idx);
+    if (iid < 0) return NULL;
+    tj_node i = t->g.nodes[iid];
+    int64_t m = tj_node_size(&i), rshape[TJ_MAXDIM], vshape[TJ_MAXDIM];
+    if (n.ndim == 0) {
+        PyErr_SetString(PyExc_IndexError, "too many indices for array: array is 0-dimensional, "
+                        "but 1 were indexed");
+        return NULL;
+    }
+    if (m > TJ_WRITE_INDEX_MAX || i.ndim + n.ndim - 1 > TJ_MAXDIM)
+        return tj_trace_error("%s at a traced integer index of %lld positions: tracejit unrolls "
+                              "it into one select per position and supports at most %d (or "
+                              "%d dimensions); compute the new array instead (np.where)",
+                              assign_what, (long long)m, TJ_WRITE_INDEX_MAX, TJ_MAXDIM);
+    int rnd = i.ndim + n.ndim - 1;
+    memcpy(rshape, i.shape, (size_t)i.ndim * sizeof *rshape);
+    memcpy(rshape + i.ndim, n.shape + 1, (size_t)(n.ndim - 1) * sizeof *rshape);
+    vshape[0] = m;
+    memcpy(vshape + 1, n.shape + 1, (size_t)(n.ndim - 1) * sizeof *vshape);
+    PyObject *vals = tj_apply_fill(t, value, n.dtype, rnd, rshape);   /* NumPy's broadcast */
+    if (!vals || !m) { Py_XDECREF(vals); return vals ? Py_NewRef(x) : NULL; }
+    int64_t ones[TJ_MAXDIM], len = n.shape[0];
+    for (int d = 0; d < n.ndim; d++) ones[d] = d ? 1 : len;
+    npy_intp nlen = (npy_intp)len;
+    PyObject *vs = shape_tuple(n.ndim, vshape), *m1 = PyLong_FromLong(-1);
+    PyObject *os = shape_tuple(n.ndim, ones), *one = NULL, *new = Py_NewRef(x);
+    PyObject *vf = vs ? tj_reshape(t, vals, vs) : NULL;
+    PyObject *i64 = vf ? tj_apply_cast(t, idx, tj_get_state()->dtypes[TJ_I64]) : NULL;
+    PyObject *flat = i64 && m1 ? tj_reshape(t, i64, m1) : NULL;
+    PyObject *zeros = flat ? PyArray_ZEROS(1, &nlen, NPY_INT64, 0) : NULL;
+    PyObject *iota = zeros ? PyArray_Arange(0, (double)len, 1, NPY_INT64) : NULL;
+    PyObject *iotas = iota && os ? PyArray_Reshape((PyArrayObject *)iota, os) : NULL;
+    int32_t zid = iotas ? tj_operand(t, zeros) : -1;
+    PyObject *chk = zid >= 0 ? tj_gather(t, zid, ((tj_tracer *)flat)->id, 0, 0) : NULL;
+    PyObject *a1[2] = {flat, chk}, *ok = chk ? tj_apply(t, TJ_OP_ADD, 2, a1, NULL) : NULL;
+    PyObject *lenv = PyLong_FromLongLong(len), *zero = PyLong_FromLong(0);
+    PyObject *a2[2] = {ok, zero}, *neg = ok && zero ? tj_apply(t, TJ_OP_LT, 2, a2, NULL) : NULL;
+    PyObject *a3[2] = {ok, lenv}, *up = neg && lenv ? tj_apply(t, TJ_OP_ADD, 2, a3, NULL) : NULL;
+    PyObject *a4[3] = {neg, up, ok}, *pos = up ? tj_apply(t, TJ_OP_WHERE, 3, a4, NULL) : NULL;
+    int64_t unit[TJ_MAXDIM];
+    for (int d = 0; d < n.ndim; d++) unit[d] = 1;
+    one = pos ? shape_tuple(n.ndim, unit) : NULL;
+    for (int64_t j = 0; one && new && j < m; j++) {
+        PyObject *jo = PyLong_FromLongLong(j);
+        PyObject *ij = jo ? tj_getitem(t, pos, jo) : NULL;
+        PyObject *ijs = ij ? tj_reshape(t, ij, one) : NULL;
+        PyObject *a5[2] = {iotas, ijs}, *eq = ijs ? tj_apply(t, TJ_OP_EQ, 2, a5, NULL) : NULL;
+        PyObject *vj = eq ? tj_getitem(t, vf, jo) : NULL;
+        PyObject *a6[3] = {eq, vj, new};
+        Py_SETREF(new, vj ? tj_apply(t, TJ_OP_WHERE, 3, a6, NULL) : NULL);
+        Py_XDECREF(jo); Py_XDECREF(ij); Py_XDECREF(ijs); Py_XDECREF(eq); Py_XDECREF(vj);
+    }
+    if (!one) Py_CLEAR(new);
+    Py_DECREF(vals); Py_XDECREF(vs); Py_XDECREF(m1); Py_XDECREF(os); Py_XDECREF(one);
+    Py_XDECREF(vf); Py_XDECREF(i64); Py_XDECREF(flat); Py_XDECREF(zeros); Py_XDECREF(iota);
+    Py_XDECREF(iotas); Py_XDECREF(chk); Py_XDECREF(ok); Py_XDECREF(lenv); Py_XDECREF(zero);
+    Py_XDECREF(neg); Py_XDECREF(up); Py_XDECREF(pos);
+    return new;
+}
+
 /* Whether o is (or, a tuple, holds) a Tracer. */
 static int holds_tracer(PyObject *o) {
     if (tj_is_tracer(o)) return 1;
@@ -450,7 +522,6 @@ static int torch_index_put(tj_trace *t, tj_tracer *x, PyObject *key, PyObject *v
     return -1;
 }
 
-static const char assign_what[] = "an assignment (`x[...] = value`)";
 
 int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
     tj_tracer *x = (tj_tracer *)target;
@@ -477,11 +548,13 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
                                                                        : key;
     if (tj_is_tracer(mask) && t->g.nodes[((tj_tracer *)mask)->id].dtype == TJ_BOOL) {
         r = assign_masked(t, target, mask, value);
+    } else if (tj_is_tracer(mask) && t->g.nodes[((tj_tracer *)mask)->id].dtype < TJ_F32) {
+        r = assign_indexed(t, target, mask, value);
     } else if (holds_tracer(key)) {
-        tj_trace_error("%s at a traced index (other than one boolean mask) is not supported by "
-                       "tracejit yet: index with ints, slices, ..., None, constant integer "
-                       "arrays or one traced boolean mask, or compute the new array (np.where)",
-                       assign_what);
+        tj_trace_error("%s at a traced index other than one integer array or boolean mask is "
+                       "not supported by tracejit yet: index with ints, slices, ..., None and "
+                       "constant integer arrays, or one traced index, or compute the new array "
+                       "(np.where)", assign_what);
         return -1;
     } else {
         PyObject *k = numpy_key(key);
