@@ -162,6 +162,9 @@ int32_t tj_operand(tj_trace *t, PyObject *o);
 /* Elementwise op with NumPy type resolution; returns a new Tracer reference. */
 PyObject *tj_apply(tj_trace *t, int op, int nargs, PyObject *const *args, const char *spelled);
 PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like);
+/* x.astype(dtype, copy=copy) (copy NULL: True): with copy false, x itself where its
+ * dtype is already dtype (a write through either is seen by both, as in NumPy). */
+PyObject *tj_astype(tj_trace *t, PyObject *x, PyObject *dtype_like, PyObject *copy);
 PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes);
 /* A view of node id: per output dim the operand dim read (-1 new/broadcast, -2 flat),
  * its step and the operand's start indices; composed with id's own view. -1 + exc. */

@@ -590,3 +590,20 @@ def test_a_python_int_out_of_the_targets_range_is_numpys_overflow_error():
     with pytest.raises(OverflowError, match=r"Python integer 1099511627776 out of bounds for "
                        r"int32"):
         tracejit.compile(fn)(np.ones(4))
+
+
+def test_astype_without_a_copy_is_the_same_array_as_in_eager():
+    def fn(a):
+        x = a * 1
+        y = x.astype(np.float64, copy=False)        # x itself: a write is seen by both
+        y[0] = 5.0
+        z = np.astype(x, np.float64, copy=False)
+        z[1] = 6.0
+        w = x.astype(np.float32, copy=False)        # a conversion: a new array
+        w[2] = 7.0
+        return x, w
+
+    a = np.arange(4.0)
+    for got, want in zip(tracejit.compile(fn)(a), fn(a)):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)

@@ -520,6 +520,22 @@ PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like) {
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 
+PyObject *tj_astype(tj_trace *t, PyObject *x, PyObject *dtype_like, PyObject *copy) {
+    int c = copy ? PyObject_IsTrue(copy) : 1;
+    if (c < 0) return NULL;
+    int32_t id = c ? 0 : tj_operand(t, x);
+    if (id < 0) return NULL;
+    if (!c) {   /* copy=False: x itself where no conversion is needed, as NumPy's */
+        PyArray_Descr *descr = NULL;
+        if (!PyArray_DescrConverter(dtype_like, &descr)) return NULL;
+        int same = tj_dtype_from_typenum(descr->type_num) == t->g.nodes[id].dtype &&
+                   PyArray_ISNBO(descr->byteorder);
+        Py_DECREF(descr);
+        if (same) return Py_NewRef(x);
+    }
+    return tj_apply_cast(t, x, dtype_like);
+}
+
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi) {
     /* NumPy promotes x, lo and hi together (np.clip is one ufunc), so x is cast to
      * their common dtype first; maximum and minimum then keep it. */

@@ -348,7 +348,7 @@ static PyObject *astype(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *
                         PyObject *kwargs) {
     PyObject *dt = tj_arg(args, kwargs, 1, "dtype", NULL);
     if (!dt) { PyErr_SetString(PyExc_TypeError, "astype() needs a dtype"); return NULL; }
-    return tj_apply_cast(t, x, dt);
+    return tj_astype(t, x, dt, tj_arg(args, kwargs, 2, "copy", NULL));
 }
 
 /* numpy.shape(a), numpy.ndim(a): the attribute of the same name */

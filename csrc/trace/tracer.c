@@ -460,7 +460,7 @@ static PyObject *m_astype(tj_tracer *x, PyObject *args, PyObject *kw) {
                                      &subok, &copy))
         return NULL;
     tj_trace *t = tj_tracer_live(x);
-    return t ? tj_apply_cast(t, (PyObject *)x, dt) : NULL;
+    return t ? tj_astype(t, (PyObject *)x, dt, copy) : NULL;
 }
 
 /* x.copy(order='K'): a fresh value (traced values are C-contiguous either way) */
