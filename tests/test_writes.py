@@ -607,3 +607,74 @@ def test_astype_without_a_copy_is_the_same_array_as_in_eager():
     for got, want in zip(tracejit.compile(fn)(a), fn(a)):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+# ---- random write programs -----------------------------------------------------------
+
+def _random_key(r, shape, masks=True):
+    """A random key over `shape`: ints, slices with steps (negative too), ..., None,
+    an integer list, a constant boolean array (reading one, x[mask], is not traced)."""
+    items = []
+    for n in shape:
+        k = r.integers(0, 5)
+        if k == 0:
+            items.append(str(int(r.integers(-n, n))))
+        elif k == 1:
+            lo, hi, st = int(r.integers(-n, n)), int(r.integers(-n, n + 1)), int(r.choice([1, 2, -1, -2]))
+            items.append(f"slice({lo}, {hi}, {st})")
+        elif k == 2 and "[" not in "".join(items):
+            items.append(str([int(i) for i in r.integers(-n, n, r.integers(1, 4))]))
+        else:
+            items.append("slice(None)")
+    if r.integers(0, 4) == 0:
+        items.insert(int(r.integers(0, len(items) + 1)), "None")
+    if masks and r.integers(0, 4) == 0:
+        return f"np.array({(r.uniform(size=shape) > 0.5).tolist()})"
+    return "(" + ", ".join(items) + ",)"
+
+
+def _random_program(r):
+    lines, shape = [], (int(r.integers(1, 5)), int(r.integers(1, 5)))
+    for _ in range(int(r.integers(2, 6))):
+        k = r.integers(0, 5)
+        if k == 0:
+            lines.append(f"b[{_random_key(r, shape)}] = v[0, 0] * {int(r.integers(1, 4))}")
+        elif k == 1:
+            lines.append(f"b[b > {r.uniform(-1, 1):.2f}] = v[0, 1]")
+        elif k == 2:
+            lines.append(f"b[{_random_key(r, shape, masks=False)}] += 1.5")
+        elif k == 3:
+            lines.append("b[1:] = b[:-1] * 2")
+        else:
+            lines.append(f"c = b * 1\n    c[{_random_key(r, shape)}] = b.sum()\n    b = c + b")
+    body = "\n    ".join(lines)
+    return shape, f"def fn(a, v):\n    b = a.copy()\n    {body}\n    return b\n"
+
+
+@pytest.mark.parametrize("case", range(60))
+def test_random_write_programs_are_numpys(case):
+    r = np.random.default_rng(case)
+    shape, src = _random_program(r)
+    ns = {"np": np}
+    exec(src, ns)
+    fn = ns["fn"]
+    f = tracejit.compile(fn)
+    for _ in range(2):
+        a, v = r.uniform(-1, 1, shape), r.uniform(-1, 1, (4, 4))
+        want = outcome(fn, a, v)
+        if isinstance(want, Exception):
+            with pytest.raises(type(want)):
+                f(a, v)
+            return
+        np.testing.assert_allclose(f(a, v), want, rtol=1e-12, err_msg=src)
+
+
+def test_torch_assignment_with_an_int_beside_an_index_tensor_is_refused():
+    def fn(x):
+        y = x * 1
+        y[0, :, [0, 1]] = 5.0       # torch's region is (3, 2), NumPy's (2, 3)
+        return y
+
+    with pytest.raises(TraceError, match=r"with both an int and an index tensor in one "
+                       r"subscript is not supported by tracejit yet"):
+        tracejit.compile(fn)(torch.ones(2, 3, 4))

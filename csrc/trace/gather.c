@@ -111,6 +111,20 @@ static PyObject *take(tj_trace *t, int32_t x, PyObject *idx_o, int axis) {
     return r < 0 ? NULL : tj_tracer_new(t, r);
 }
 
+/* r (a take at dim `axis` of a `basic_nd`-dim value) with the index's dims moved
+ * first. Steals r; new reference. */
+static PyObject *to_front(tj_trace *t, PyObject *r, int axis, int basic_nd) {
+    int nd = t->g.nodes[((tj_tracer *)r)->id].ndim, in = nd - (basic_nd - 1), k = 0;
+    PyObject *perm = PyTuple_New(nd);
+    for (int d = axis; perm && d < axis + in; d++) PyTuple_SET_ITEM(perm, k++, PyLong_FromLong(d));
+    for (int d = 0; perm && d < nd; d++)
+        if (d < axis || d >= axis + in) PyTuple_SET_ITEM(perm, k++, PyLong_FromLong(d));
+    PyObject *res = perm && !PyErr_Occurred() ? tj_apply_transpose(t, r, perm) : NULL;
+    Py_XDECREF(perm);
+    Py_DECREF(r);
+    return res;
+}
+
 int tj_is_advanced_index(PyObject *k) {
     return tj_is_tracer(k) || PyArray_Check(k) || PyList_Check(k);
 }
@@ -144,6 +158,22 @@ PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key) {
         if (k == Py_Ellipsis) axis += nd - consumed;
         else if (k == Py_None || PySlice_Check(k)) axis++;
     }
+    /* beside an array, NumPy counts an int as an advanced index too: advanced indices
+     * separated by a slice, None or ... put their dims first */
+    Py_ssize_t lo = which, hi = which;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyTuple_GET_ITEM(items, i);
+        if (i == which || k == Py_None || k == Py_Ellipsis || PySlice_Check(k) || PyBool_Check(k))
+            continue;
+        if (i < lo) lo = i;
+        if (i > hi) hi = i;
+    }
+    int front = 0;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        PyObject *k = PyTuple_GET_ITEM(items, i);
+        front |= k == Py_None || k == Py_Ellipsis || PySlice_Check(k) || PyBool_Check(k);
+    }
+    front &= !t->torch;   /* torch selects with ints first: its arrays keep their place */
     PyObject *basic = PyTuple_New(n), *full = PySlice_New(NULL, NULL, NULL);
     for (Py_ssize_t i = 0; basic && full && i < n; i++)
         PyTuple_SET_ITEM(basic, i, Py_NewRef(i == which ? full : PyTuple_GET_ITEM(items, i)));
@@ -156,6 +186,7 @@ PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key) {
         PyObject *arr = PyList_Check(idx) ? PyArray_FROM_O(idx) : Py_NewRef(idx);
         if (yid >= 0 && arr) r = take(t, yid, arr, axis);
         Py_XDECREF(arr);
+        if (r && front && axis > 0) r = to_front(t, r, axis, t->g.nodes[yid].ndim);
         Py_DECREF(y);
     }
     Py_DECREF(items);

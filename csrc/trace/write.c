@@ -511,6 +511,18 @@ static int torch_index_put(tj_trace *t, tj_tracer *x, PyObject *key, PyObject *v
         PyObject *k = PyTuple_GET_ITEM(key, i);
         advanced |= tj_is_advanced_index(k) || tj_dl_kind(k) == TJ_LIB_TORCH;
     }
+    int ints = 0;   /* torch selects with ints before it indexes with arrays */
+    for (Py_ssize_t i = 0; PyTuple_Check(key) && i < PyTuple_GET_SIZE(key); i++) {
+        PyObject *k = PyTuple_GET_ITEM(key, i);
+        ints |= PyLong_Check(k) && !PyBool_Check(k);
+    }
+    if (advanced && ints) {
+        tj_trace_error("%s with both an int and an index tensor in one subscript is not "
+                       "supported by tracejit yet (torch orders the region's dims unlike "
+                       "NumPy): index that dim with a tensor too, or compute the new tensor "
+                       "(torch.where)", assign_what);
+        return -1;
+    }
     if (!advanced || !(tj_is_tracer(value) || tj_dl_kind(value) == TJ_LIB_TORCH)) return 0;
     int32_t vid = tj_operand(t, value);
     if (vid < 0) return -1;
