@@ -678,3 +678,14 @@ def test_torch_assignment_with_an_int_beside_an_index_tensor_is_refused():
     with pytest.raises(TraceError, match=r"with both an int and an index tensor in one "
                        r"subscript is not supported by tracejit yet"):
         tracejit.compile(fn)(torch.ones(2, 3, 4))
+
+
+def test_a_temporary_view_of_the_whole_target_is_read_before_the_write():
+    def fn(a):
+        b = a * 2
+        b[...] = b[...][::-1]       # b[...]: b's memory, dropped after the store
+        b[:] = b[:] + 1
+        return b
+
+    a = np.arange(5.0)
+    np.testing.assert_array_equal(tracejit.compile(fn)(a), fn(a))

@@ -46,7 +46,8 @@ static const char *write_refusal(tj_tracer *x, PyObject *ignore, int *err) {
                       "global, a module's parameter or buffer), which is not traced"
                     : "it is an array the function reads from outside (a closure, a global, a "
                       "module's parameter or buffer) or made by a factory, which are not traced";
-    if (held(t, x->id) > 1) return "another traced value shares its memory";
+    if (held(t, x->id) - (ignore && ((tj_tracer *)ignore)->id == x->id) > 1)
+        return "another traced value shares its memory";
     /* the family: root and every node aliasing a member (operands precede their users) */
     uint8_t *member = PyMem_Calloc((size_t)(g->n - root), 1);
     if (!member) { PyErr_NoMemory(); *err = 1; return NULL; }
