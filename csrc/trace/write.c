@@ -540,9 +540,12 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
     tj_tracer *x = (tj_tracer *)target;
     tj_trace *t = tj_tracer_live(x);
     if (!t) return -1;
-    if (tj_tracer_is_scalar(x)) {   /* eager holds a NumPy scalar, which is immutable */
-        tj_error_at(PyExc_TypeError, "'numpy.%s' object does not support item assignment",
-                    tj_dtype_name(t->g.nodes[x->id].dtype));
+    int scalar = tj_tracer_is_np_scalar(target);   /* eager's scalars are immutable */
+    if (scalar) {
+        int dt = t->g.nodes[x->id].dtype;
+        tj_error_at(PyExc_TypeError, "'%s%s' object does not support item assignment",
+                    scalar == 1 ? "numpy." : "", scalar == 1 ? tj_dtype_name(dt)
+                    : dt >= TJ_F32 ? "float" : dt == TJ_BOOL ? "bool" : "int");
         return -1;
     }
     if (t->pending && value == t->pending) {   /* the store of `c[k] op= v` */
