@@ -218,6 +218,7 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *a
                      "is refused)", t->refusal);
         goto done;
     }
+    if (tj_write_check_done(t) < 0) goto done;
     if (tj_template_from_result(tmpl, t, res) < 0) goto done;
     for (Py_ssize_t i = 0; t->checks && i < PyList_GET_SIZE(t->checks); i++) {
         tj_error err;   /* after the template's outputs: the checks' 0-d bools */

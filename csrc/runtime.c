@@ -324,6 +324,19 @@ static int launch(replay *r, tj_plan *p) {
         p->work_done += p->work;
         tj_plan_tier_up(p);
     }
+    if (r->err[0] && r->err[3] < 0) {
+        /* a masked assignment's count check (csrc/trace/write.c): the index was
+         * 2 * (True elements - values), the axis -(values + 1) */
+        long long want = -(long long)r->err[3] - 1, got = (long long)r->err[1] / 2 + want;
+        if (p->out_lib == TJ_LIB_TORCH)
+            PyErr_Format(PyExc_RuntimeError, "shape mismatch: value tensor of shape [%lld] "
+                         "cannot be broadcast to indexing result of shape [%lld]", want, got);
+        else
+            PyErr_Format(PyExc_ValueError, "NumPy boolean array indexing assignment cannot "
+                         "assign %lld input values to the %lld output values where the mask "
+                         "is true", want, got);
+        return -1;
+    }
     if (r->err[0]) {
         PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis %lld with size %lld",
                      (long long)r->err[1], (long long)r->err[3], (long long)r->err[2]);
