@@ -111,25 +111,32 @@ static void collapse(const tj_graph *g, tj_group *gr, const uint8_t *contig) {
 }
 
 /* A reduction group that is a matrix product: the sum over the last dim of X = a * b,
- * a and b leaves, float, X used by the sum alone, and among the other dims of X at
- * most one where only a varies (rows) and one where only b varies (columns); the
- * rest are batch dims. Such a group is emitted as GEMM calls, not a fused loop. */
+ * a and b leaves, float, X used by the sum alone, and among the other dims of the
+ * group at most one where only a varies (rows) and one where only b varies (columns);
+ * the rest are batch dims. Such a group is emitted as GEMM calls, not a fused loop.
+ * Asked before collapsing (the group's dims are X's) and again after (nn.Linear on a
+ * (B, T, C) input: B and T, contiguous in a and the result, become one row dim). */
 static int detect_contraction(const tj_graph *g, tj_group *gr) {
     gr->contract = 0;
     gr->mm_m = gr->mm_n = gr->mm_a = gr->mm_b = -1;
     if (gr->red < 0 || gr->n_nodes != 2 || gr->n_leaves != 2) return 0;
     const tj_node *r = &g->nodes[gr->red], *x = &g->nodes[r->in[0]];
-    int nd = x->ndim;
+    int nd = x->ndim, D = gr->ndim;
     if (r->op != TJ_OP_RSUM || x->op != TJ_OP_MUL || nd < 1 || r->axes != 1u << (nd - 1) ||
-        x->dtype < TJ_F32 || r->dtype != x->dtype || gr->ndim != nd)
+        x->dtype < TJ_F32 || r->dtype != x->dtype || D < 1 || D > nd)
         return 0;
+    /* collapsed: the last dim must still be the summed one, and no other dim summed */
+    if (D < nd && (gr->shape[D - 1] != x->shape[nd - 1] || gr->omaps[0][D - 1] != -1))
+        return 0;
+    for (int d = 0; D < nd && d < D - 1; d++)
+        if (gr->omaps[0][d] < 0) return 0;
     for (int l = 0; l < 2; l++) {
         if (gr->leaves[l] == x->in[0]) gr->mm_a = l;
         if (gr->leaves[l] == x->in[1]) gr->mm_b = l;
     }
     if (gr->mm_a < 0 || gr->mm_b < 0 || gr->mm_a == gr->mm_b) return 0;
-    if (gr->maps[gr->mm_a][nd - 1] < 0 || gr->maps[gr->mm_b][nd - 1] < 0) return 0;
-    for (int d = 0; d < nd - 1; d++) {
+    if (gr->maps[gr->mm_a][D - 1] < 0 || gr->maps[gr->mm_b][D - 1] < 0) return 0;
+    for (int d = 0; d < D - 1; d++) {
         if (gr->shape[d] == 1) continue;
         int va = gr->maps[gr->mm_a][d] != -1, vb = gr->maps[gr->mm_b][d] != -1;
         if (va && !vb) {
@@ -249,8 +256,10 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
     memset(gr->amap, -1, sizeof gr->amap);
     for (int d = 0, k = 0; is_scan && d < gr->ndim; d++)   /* the scan's running values */
         if (d != (int)first->axes) { gr->amap[d] = gr->shape[d] == 1 ? -1 : (int8_t)k; k++; }
-    if (!detect_contraction(g, gr) && n_plain == gr->n_leaves && !is_scan)
+    if (!detect_contraction(g, gr) && n_plain == gr->n_leaves && !is_scan) {
         collapse(g, gr, contig);
+        detect_contraction(g, gr);
+    }
     return 0;
 }
 
