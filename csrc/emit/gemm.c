@@ -25,6 +25,8 @@ static blas_sgemm_fn *blas_sgemm;
 static blas_gemm_fn *blas_dgemm;
 static blas_sgemv_fn *blas_sgemv;   /* matrix-vector products (a row or column of out) */
 static blas_gemv_fn *blas_dgemv;
+static void (*blas_set_threads)(int);   /* C int even in the ILP64 build */
+static int (*blas_get_threads)(void);
 int64_t tj_blas_min = 0;
 
 int tj_blas_load(const char *path) {
@@ -36,7 +38,25 @@ int tj_blas_load(const char *path) {
     if (!blas_dgemm) blas_dgemm = (blas_gemm_fn *)dlsym(h, "cblas_dgemm64_");
     blas_sgemv = (blas_sgemv_fn *)dlsym(h, "scipy_cblas_sgemv64_");
     blas_dgemv = (blas_gemv_fn *)dlsym(h, "scipy_cblas_dgemv64_");
+    *(void **)&blas_set_threads = dlsym(h, "scipy_openblas_set_num_threads64_");
+    *(void **)&blas_get_threads = dlsym(h, "scipy_openblas_get_num_threads64_");
+    if (!blas_set_threads) *(void **)&blas_set_threads = dlsym(h, "openblas_set_num_threads64_");
+    if (!blas_get_threads) *(void **)&blas_get_threads = dlsym(h, "openblas_get_num_threads64_");
     return blas_sgemm && blas_dgemm ? 0 : -1;
+}
+
+/* The BLAS's own threads (NumPy's np.matmul shares them): tracejit's thread budget
+ * covers both its pool and the BLAS it calls (module.c's set_num_threads). A BLAS call
+ * runs on the calling thread while the pool is idle (a contraction group is one unit),
+ * so both get the whole budget. 0; -1 without a loaded BLAS that exposes it. */
+int tj_blas_set_threads(int n) {
+    if (!blas_set_threads || n < 1) return -1;
+    blas_set_threads(n);
+    return 0;
+}
+
+int tj_blas_threads(void) {
+    return blas_get_threads ? blas_get_threads() : 0;
 }
 
 /* The CBLAS (transpose flag, leading dimension) of a matrix with byte strides
