@@ -565,3 +565,17 @@ def test_batch_dims_fold_into_columns():
     f = check(lambda a, b: (a[:, None, None, :] * b[None]).sum(-1), a, b, k=16)
     src = f.explain(a, b).split("-- generated C")[1]
     assert src.count("tj_gemm_f64(po") == 1 and "5LL, 12LL, 16LL" in src
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["c", "strided"])
+def test_flattened_operand_is_one_gemm(layout, dtype):
+    # Flatten then Linear: x.reshape(B, -1) of a (B, 1, 28, 28) input reads its summed
+    # dim through a flat view (a constant stride), still one GEMM call
+    rng = np.random.default_rng(3)
+    x = arg(rng, (16, 1, 12, 12), dtype.__name__, layout)
+    w = arg(rng, (20, 144), dtype.__name__)
+    f = check(lambda x, w: x.reshape(16, -1) @ w.T, x, w, k=144)
+    if layout == "c":
+        src = f.explain(x, w).split("-- generated C")[1]
+        assert src.count("tj_gemm_%s(po" % ("f32" if dtype == np.float32 else "f64")) == 1

@@ -135,7 +135,8 @@ static int detect_contraction(const tj_graph *g, tj_group *gr) {
         if (gr->leaves[l] == x->in[1]) gr->mm_b = l;
     }
     if (gr->mm_a < 0 || gr->mm_b < 0 || gr->mm_a == gr->mm_b) return 0;
-    if (gr->maps[gr->mm_a][D - 1] < 0 || gr->maps[gr->mm_b][D - 1] < 0) return 0;
+    /* (a flat view's dims, -2, read at a constant stride: Flatten then Linear) */
+    if (gr->maps[gr->mm_a][D - 1] == -1 || gr->maps[gr->mm_b][D - 1] == -1) return 0;
     for (int d = 0; d < D - 1; d++) {
         if (gr->shape[d] == 1) continue;
         int va = gr->maps[gr->mm_a][d] != -1, vb = gr->maps[gr->mm_b][d] != -1;
