@@ -579,3 +579,18 @@ def test_flattened_operand_is_one_gemm(layout, dtype):
     if layout == "c":
         src = f.explain(x, w).split("-- generated C")[1]
         assert src.count("tj_gemm_%s(po" % ("f32" if dtype == np.float32 else "f64")) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [3, 4, 5, 8, 13, 16, 17])
+@pytest.mark.parametrize("k", [0, 1, 7, 300])
+def test_few_rows_against_a_transposed_weight(m, k, dtype):
+    # 4 to 16 rows of x @ w.T (both operands contiguous along K) are dot products that
+    # read w once (csrc/emit/gemm.c, dots_); the result also stored transposed, and
+    # written through a strided output
+    rng = np.random.default_rng(m * 1000 + k)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    w = rng.standard_normal((37, k)).astype(dtype)
+    check(lambda x, w: x @ w.T, x, w, k=k)
+    check(lambda x, w: (x @ w.T).T, x, w, k=k)
+    check(lambda x, w: (x @ w.T)[:, ::2] * 2.0, x, w, k=k)
