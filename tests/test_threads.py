@@ -167,3 +167,18 @@ def test_env_threads_govern_blas_from_import():
     if seen is None:
         pytest.skip("NumPy's BLAS is not a bundled OpenBLAS")
     assert seen == [1, True]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batched_products_bit_identical_across_thread_counts(dtype, rng, threads):
+    # a batched product's GEMM calls may be split across the pool (one call per batch
+    # element, each writing its own part of the result): the same bits for any count
+    a = make_input(rng, (16, 6, 40, 24), dtype)
+    b = make_input(rng, (16, 6, 24, 40), dtype)
+    outs = []
+    for n in (1, 2, 3):
+        tracejit.set_num_threads(n)
+        outs.append(tracejit.compile(lambda a, b: a @ b)(a, b))
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    np.testing.assert_allclose(outs[0], a @ b, rtol=1e-4 if dtype == "float32" else 1e-12)
