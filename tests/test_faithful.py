@@ -680,3 +680,50 @@ def test_a_modules_plain_attributes_are_guarded():
         net.mask = torch.tensor([1.0, 0.0, 1.0])
         torch.testing.assert_close(f(x), net(x))
         assert "mask" in f.cache_info().last_retrace
+
+
+def test_attributes_of_a_static_argument_are_guarded():
+    """An object argument that is no array or number is static (keyed by identity or
+    equality): what the trace read from its attributes, an array or a number, is
+    guarded, so rebinding one retraces and mutating an array in place is seen."""
+    from dataclasses import dataclass
+
+    @dataclass(eq=False)
+    class Params:
+        w: np.ndarray
+        s: float = 1.0
+
+    def fn(x, p):
+        return x * p.w + p.s
+
+    f = tracejit.compile(fn)
+    p, x = Params(np.ones(3)), np.arange(3.0)
+    assert_matches_numpy(f(x, p), fn(x, p))
+    p.w, p.s = np.full(3, 5.0), 2.0                 # rebound: a guard fails, retrace
+    assert_matches_numpy(f(x, p), fn(x, p))
+    p.w[:] = 7.0                                    # in place: read at every call
+    assert_matches_numpy(f(x, p), fn(x, p))
+    assert f.cache_info().misses == 2
+
+    def write(x, p):
+        p.w[0] = 1.0            # would happen once, while tracing
+        return x
+
+    with pytest.raises(TraceError, match=r"reads from outside \(the attribute 'w' of argument 1"):
+        tracejit.compile(write)(x, p)
+
+
+def test_private_attributes_of_a_bound_object_are_guarded():
+    class Scaler:
+        def __init__(self):
+            self._s, self.t = 1.0, 1.0
+
+        def __call__(self, x):
+            return x * self._s + self.t
+
+    m = Scaler()
+    f = tracejit.compile(m.__call__)
+    x = np.ones(2)
+    assert_matches_numpy(f(x), m(x))
+    m._s = 5.0
+    assert_matches_numpy(f(x), m(x))

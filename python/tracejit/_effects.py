@@ -20,6 +20,7 @@ A traced function runs once; its compiled code replays the graph on every later 
     attributes) become guards of the plan: a changed one retraces (`guards`).
 """
 import functools
+import itertools
 import sys
 
 import numpy as np
@@ -214,12 +215,13 @@ def _check(fn, before):
 
 # ---- the one entry -------------------------------------------------------------
 
-def _lock_arrays(fn):
-    """Makes the NumPy arrays fn reads from outside (_reach) read-only while it is
-    traced: a write into one (counter[0] += 1) would happen once, while tracing, and
-    never on the calls the compiled code replays. Returns [(label, array)] to unlock."""
+def _lock_arrays(fn, args=(), kwargs=None):
+    """Makes the NumPy arrays fn reads from outside (_reach, and its static arguments'
+    attributes) read-only while it is traced: a write into one (counter[0] += 1) would
+    happen once, while tracing, and never on the calls the compiled code replays.
+    Returns [(label, array)] to unlock."""
     locked = []
-    for kind, label, box, key, v in _reach(fn):
+    for kind, label, box, key, v in itertools.chain(_reach(fn), _reach_args(args, kwargs)):
         if type(v) is np.ndarray and v.flags.writeable:
             v.flags.writeable = False
             locked.append((label, v))
@@ -325,15 +327,53 @@ def _reach(fn):
     return visit(fn, 0)
 
 
-def guards(fn):
+def _torch_internal(d, key):
+    """A private attribute of an nn.Module (its dict has _parameters): torch's own
+    bookkeeping (hooks, flags), not a value forward reads; a private attribute of any
+    other object (self._scale) is guarded as a public one is."""
+    return key.startswith("__") or (key.startswith("_") and "_parameters" in d)
+
+
+def _reach_args(args, kwargs):
+    """("arg", label, box, key, value) for the attributes of the objects fn is given that
+    are no arrays or numbers (a static argument: keyed by identity or equality, so the
+    trace may have read its attributes as constants: p.w, p.scale), one level into
+    lists, tuples and dicts."""
+    def objects():
+        for i, v in enumerate(args):
+            yield f"argument {i}", v
+        for k, v in (kwargs or {}).items():
+            yield f"argument {k!r}", v
+
+    for where, v in objects():
+        items = [v]
+        if isinstance(v, (list, tuple)):
+            items += list(v[:64])
+        elif isinstance(v, dict) and len(v) <= 64:
+            items += list(v.values())
+        for obj in items:
+            d = getattr(obj, "__dict__", None)
+            if (not isinstance(d, dict) or isinstance(obj, (type, type(sys))) or
+                    callable(obj) or isinstance(obj, _C.Tracer) or _is_module(obj)):
+                continue
+            for k, a in list(d.items()):
+                if not k.startswith("__"):
+                    yield ("arg", f"the attribute {k!r} of {where} ({type(obj).__name__})",
+                           d, k, a)
+
+
+def guards(fn, args=(), kwargs=None):
     """(container, key, value, label) for the Python values fn may have read as constants
-    of its trace (_reach): numbers, strings and tuples of them, and arrays held in
-    attributes (read by identity at call time). The replay checks them (csrc/guards.c);
-    a changed one retraces, where the compiled code would otherwise keep the old value.
-    Arrays in closures and globals need none: they are read at every call."""
+    of its trace (_reach, and the attributes of its static arguments, _reach_args):
+    numbers, strings and tuples of them, and arrays held in attributes (read by
+    identity at call time). The replay checks them (csrc/guards.c); a changed one
+    retraces, where the compiled code would otherwise keep the old value. Arrays in
+    closures and globals need none: they are read at every call."""
     out = tuple((box, key, v, label) for kind, label, box, key, v in _reach(fn)
                 if (_simple(v) or (_is_array(v) and kind == "attr") or _is_generator(v)) and
-                not (kind == "attr" and key.startswith("_")))
+                not (kind == "attr" and _torch_internal(box, key)))
+    out += tuple((box, key, v, label) for kind, label, box, key, v in _reach_args(args, kwargs)
+                 if _simple(v) or _is_array(v) or _is_generator(v))
     return out or None
 
 
@@ -375,7 +415,7 @@ def call(fn, args, kwargs, torch_trace):
     the refusing wrappers in around it), checks the generators' states after, and
     returns (result, the guards of its plan)."""
     before = _snapshot(fn, args, kwargs)
-    locked = _lock_arrays(fn)
+    locked = _lock_arrays(fn, args, kwargs)
     args, kwargs, swapped = _swap_generators(fn, args, kwargs)
     try:
         if torch_trace:
@@ -392,4 +432,4 @@ def call(fn, args, kwargs, torch_trace):
         _restore(swapped)
         _unlock(locked)
     _check(fn, before)
-    return result, guards(fn)
+    return result, guards(fn, args, kwargs)

@@ -36,7 +36,7 @@ _LN10 = math.log(10.0)
 
 ZERO = frozenset({"SIGN", "FLOOR", "CEIL", "FLOORDIV"})
 NONDIFF = frozenset({
-    "INPUT", "SCALAR", "CAPTURE", "CONST", "INVERT", "NOT", "ISNAN", "ISINF", "ISFINITE",
+    "INPUT", "SCALAR", "CAPTURE", "CONST", "IOTA", "INVERT", "NOT", "ISNAN", "ISINF", "ISFINITE",
     "SIGNBIT", "EQ", "NE", "LT", "LE", "GT", "GE", "AND", "OR", "XOR", "BAND", "BOR", "BXOR",
     "LSHIFT", "RSHIFT", "RARGMAX", "RARGMIN",
     # draws: their operands are the call's key and integer counters (a gradient flows
