@@ -18,14 +18,15 @@ Targets (issue 18, same-run median ratios): the MLP at every batch never slower 
 torch eager (tracejit/torch <= 1.0x).
 
 Where the VAE step's time went (issue 18's finding, 2-core machine shared with other
-work): not into compute. With torch, tracejit and OpenBLAS each at 2 threads the step
-took 280 ms (tracejit) and 225 ms (torch eager) where both take ~10-12 ms with every
-library at 1 thread: three sets of spinning worker threads (torch's OpenMP, OpenBLAS's,
-tracejit's pool) on two cores already busy. At one thread, perf puts ~68% of
-tracejit's fused forward+backward in OpenBLAS's sgemm (kernels and packing), ~5% in
-the elementwise loops; the rest of a step (autograd glue, Adam) is torch's own. Before
-this issue tracejit.set_num_threads left OpenBLAS at its default (all cores); it now
-sets both.
+work): not into compute. Before this issue tracejit.set_num_threads(1) left NumPy's
+OpenBLAS at its default (2 threads here): this module at --threads 1 on main measured
+the step at 104-416 ms against eager's 36-38 ms, the MLP at batch 32-256 at 25-46x
+eager. A spinning OpenBLAS worker on a core other processes want stalls each GEMM
+whenever it is descheduled; with torch, tracejit and OpenBLAS each at 2 threads both
+libraries' steps took 225-280 ms, against ~10-12 ms with every library at 1 thread.
+At one thread, perf puts ~68% of tracejit's fused forward+backward in OpenBLAS's
+sgemm (kernels and packing), ~5% in the elementwise loops; the rest of a step
+(autograd glue, Adam) is torch's own. set_num_threads now sets both budgets.
 
 The peers are timed in alternating rounds (_harness.interleaved): the table gives
 each one's median time and, in parentheses, the median of the same-round ratios
