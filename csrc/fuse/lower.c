@@ -122,7 +122,8 @@ static int detect_contraction(const tj_graph *g, tj_group *gr) {
         x->dtype < TJ_F32 || r->dtype != x->dtype || D < 1 || D > nd)
         return 0;
     /* collapsed: the last dim must still be the summed one, and no other dim summed */
-    if (D < nd && (gr->shape[D - 1] != x->shape[nd - 1] || gr->outs[0].map[D - 1] != -1))
+    if (D < nd && (gr->n_outs != 1 || gr->outs[0].node != gr->red ||
+                   gr->shape[D - 1] != x->shape[nd - 1] || gr->outs[0].map[D - 1] != -1))
         return 0;
     for (int d = 0; D < nd && d < D - 1; d++)
         if (gr->outs[0].map[d] < 0) return 0;
