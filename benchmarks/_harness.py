@@ -528,6 +528,34 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def ratio_row(case: str, peers: list, ok: dict, m: dict, targets: dict) -> list:
+    """A table row of `interleaved`'s result `m` for one case: each peer's median time
+    and, after tracejit's column, the same-round ratio tracejit/peer with the case's
+    target (peer -> at most this ratio) met or not; "-" for a peer that did not run."""
+    row = [case]
+    for peer in peers:
+        t = m.get(peer, {}).get("median_ns")
+        cell = fmt_time(t) if peer in ok else "-"
+        r = m["ratios"].get(peer)
+        if peer != "tracejit" and r is not None and "tracejit" in ok:
+            goal = targets.get(peer)
+            cell += f" ({fmt_ratio(r)}"
+            if goal is not None:
+                cell += f", target <= {goal}x {'met' if r <= goal else 'NOT met'}"
+            cell += ")"
+        row.append(cell)
+    return row
+
+
+def print_case_table(peers: list, rows: list, records: list) -> None:
+    """ratio_row's rows as a markdown table, then every peer's first call."""
+    print(markdown_table(["case"] + [f"{p} (tracejit/{p})" if p != "tracejit" else p
+                                     for p in peers], rows, right_from=1))
+    print("\nfirst call (trace + compile + run):")
+    for r in records:
+        print(f"  {r['case']:12s} {r['peer']:14s} {fmt_ms(r['first_ns'])}")
+
+
 def markdown_table(headers: list[str], rows: list[list[str]], right_from: int = 2) -> str:
     """A padded markdown table; columns from index right_from on are right-aligned."""
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))

@@ -193,24 +193,8 @@ def run(opts) -> dict:
             if r["case"] == case:
                 r.update(m.get(r["peer"], {}))
                 r["ratio"] = m["ratios"].get(r["peer"])
-        row = [case]
-        for peer in peers:
-            t = m.get(peer, {}).get("median_ns")
-            cell = H.fmt_time(t) if peer in ok else "-"
-            r = m["ratios"].get(peer)
-            if peer != "tracejit" and r is not None and "tracejit" in ok:
-                goal = TARGET.get(case, {}).get(peer)
-                cell += f" ({H.fmt_ratio(r)}"
-                if goal is not None:
-                    cell += f", target <= {goal}x {'met' if r <= goal else 'NOT met'}"
-                cell += ")"
-            row.append(cell)
-        rows.append(row)
-    print(H.markdown_table(["case"] + [f"{p} (tracejit/{p})" if p != "tracejit" else p
-                                       for p in peers], rows, right_from=1))
-    print("\nfirst call (trace + compile + run):")
-    for r in records:
-        print(f"  {r['case']:12s} {r['peer']:14s} {H.fmt_ms(r['first_ns'])}")
+        rows.append(H.ratio_row(case, peers, ok, m, TARGET.get(case, {})))
+    H.print_case_table(peers, rows, records)
     H.print_failures(failures)
     return {"records": records, "failures": failures}
 

@@ -67,6 +67,39 @@ static int32_t counters(tj_trace *t, int ndim, const int64_t *shape, int64_t bas
     return tj_trace_add_node(t, &n);
 }
 
+/* A tuple of ints into shape[]: its ndim, or -1 + exception (TraceError past
+ * TJ_MAXDIM dims, NumPy's ValueError for a negative one). *size: the element count. */
+static int parse_shape(PyObject *tuple, int64_t *shape, int64_t *size) {
+    int ndim = (int)PyTuple_GET_SIZE(tuple);
+    if (ndim > TJ_MAXDIM) {
+        tj_trace_error("an array may have at most %d dims", TJ_MAXDIM);
+        return -1;
+    }
+    *size = 1;
+    for (int d = 0; d < ndim; d++) {
+        shape[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, d));
+        if (shape[d] == -1 && PyErr_Occurred()) return -1;
+        if (shape[d] < 0) {
+            PyErr_SetString(PyExc_ValueError, "negative dimensions are not allowed");
+            return -1;
+        }
+        *size *= shape[d];
+    }
+    return ndim;
+}
+
+/* A dtype argument: None is torch's default float in a torch trace (the plan then
+ * checks it), float64 in a NumPy one. -1 + exception when tracejit has no such dtype. */
+static int parse_dtype(tj_trace *t, PyObject *dtype) {
+    if (dtype == Py_None) return tj_torch_default_float(t);
+    PyArray_Descr *descr = NULL;
+    if (!PyArray_DescrConverter(dtype, &descr)) return -1;
+    int dt = tj_dtype_from_typenum(descr->type_num);
+    Py_DECREF(descr);
+    if (dt < 0) tj_trace_error("arrays of dtype %R are not supported", dtype);
+    return dt;
+}
+
 /* _random(kind, shape, dtype, source, keyfn) -> Tracer: kind "uniform" ([0, 1)) or
  * "normal" (standard); shape a tuple of ints; dtype float32, float64 or None (torch's
  * default in a torch trace, float64 in a NumPy one). */
@@ -77,34 +110,18 @@ PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs) 
     if (!t || !t->live) return tj_internal_error("_random outside a trace");
     const char *kind = PyUnicode_AsUTF8(args[0]);
     if (!kind) return NULL;
-    int dt;
-    if (args[2] == Py_None) {
-        dt = tj_torch_default_float(t);
-    } else {
-        PyArray_Descr *descr = NULL;
-        if (!PyArray_DescrConverter(args[2], &descr)) return NULL;
-        dt = tj_dtype_from_typenum(descr->type_num);
-        Py_DECREF(descr);
-        if (dt != TJ_F32 && dt != TJ_F64)
-            return tj_trace_error("random floats of dtype %R are not supported: float32 and "
-                                  "float64 are", args[2]);
-    }
+    int dt = parse_dtype(t, args[2]);
+    if (dt < 0) return NULL;
+    if (dt != TJ_F32 && dt != TJ_F64)
+        return tj_trace_error("random floats of dtype %R are not supported: float32 and "
+                              "float64 are", args[2]);
     int normal = !strcmp(kind, "normal");
     if (!normal && strcmp(kind, "uniform")) return tj_internal_error("_random: kind %s", kind);
     int op = normal ? (dt == TJ_F32 ? TJ_OP_RNORM32 : TJ_OP_RNORM64)
                     : (dt == TJ_F32 ? TJ_OP_RUNIF32 : TJ_OP_RUNIF64);
-    int ndim = (int)PyTuple_GET_SIZE(args[1]);
-    if (ndim > TJ_MAXDIM) return tj_trace_error("a random array may have at most %d dims", TJ_MAXDIM);
-    int64_t shape[TJ_MAXDIM], size = 1;
-    for (int d = 0; d < ndim; d++) {
-        shape[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[1], d));
-        if (shape[d] == -1 && PyErr_Occurred()) return NULL;
-        if (shape[d] < 0) {
-            PyErr_Format(PyExc_ValueError, "negative dimensions are not allowed");
-            return NULL;
-        }
-        size *= shape[d];
-    }
+    int64_t shape[TJ_MAXDIM], size;
+    int ndim = parse_shape(args[1], shape, &size);
+    if (ndim < 0) return NULL;
     int src = source_index(t, args[3], args[4]);
     if (src < 0) return NULL;
     int32_t ctr = counters(t, ndim, shape, t->rng_next[src]);
@@ -131,27 +148,10 @@ PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         return tj_internal_error("_full(shape, dtype, value)");
     tj_trace *t = tj_trace_current();
     if (!t || !t->live) return tj_internal_error("_full outside a trace");
-    int ndim = (int)PyTuple_GET_SIZE(args[0]);
-    if (ndim > TJ_MAXDIM) return tj_trace_error("an array may have at most %d dims", TJ_MAXDIM);
-    int64_t shape[TJ_MAXDIM];
-    for (int d = 0; d < ndim; d++) {
-        shape[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[0], d));
-        if (shape[d] == -1 && PyErr_Occurred()) return NULL;
-        if (shape[d] < 0) {
-            PyErr_Format(PyExc_ValueError, "negative dimensions are not allowed");
-            return NULL;
-        }
-    }
-    int dt;
-    if (args[1] == Py_None) {
-        dt = tj_torch_default_float(t);
-    } else {
-        PyArray_Descr *descr = NULL;
-        if (!PyArray_DescrConverter(args[1], &descr)) return NULL;
-        dt = tj_dtype_from_typenum(descr->type_num);
-        Py_DECREF(descr);
-        if (dt < 0) return tj_trace_error("arrays of dtype %R are not supported", args[1]);
-    }
+    int64_t shape[TJ_MAXDIM], size;
+    int ndim = parse_shape(args[0], shape, &size);
+    int dt = ndim < 0 ? -1 : parse_dtype(t, args[1]);
+    if (dt < 0) return NULL;
     return tj_apply_fill(t, args[2], dt, ndim, shape);
 }
 
