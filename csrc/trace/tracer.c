@@ -693,12 +693,21 @@ static PyObject *tracer_getattro(PyObject *self, PyObject *name) {
     return NULL;
 }
 
+/* A torch trace's tracer hashes by identity, as torch tensors do (nn.Module.parameters()
+ * keeps a set of them); a NumPy trace's stays unhashable, as ndarrays are. */
+static Py_hash_t tracer_hash(PyObject *self) {
+    tj_tracer *x = (tj_tracer *)self;
+    if (!x->trace || !x->trace->torch) return PyObject_HashNotImplemented(self);
+    Py_hash_t h = (Py_hash_t)((uintptr_t)self >> 4);
+    return h == -1 ? -2 : h;
+}
+
 static PyType_Slot tracer_slots[] = {
     {Py_tp_dealloc, tracer_dealloc},
     {Py_tp_traverse, tracer_traverse},
     {Py_tp_clear, tracer_clear},
     {Py_tp_repr, tracer_repr},
-    {Py_tp_hash, PyObject_HashNotImplemented},
+    {Py_tp_hash, tracer_hash},
     {Py_tp_richcompare, tracer_richcompare},
     {Py_tp_getattro, tracer_getattro},
     {Py_tp_iter, tracer_iter},

@@ -24,6 +24,21 @@ import math
 import numpy as np
 
 from . import _C
+from ._C import Tracer
+
+# NumPy's view of a tracer: in a torch trace, Tensor attributes shadow these (x.dtype a
+# torch dtype, x.size a method), and the rules speak NumPy
+_NP_DTYPE = Tracer.dtype
+_NP_SIZE = Tracer.size
+
+
+def np_dtype(x):
+    """x's NumPy dtype (a Tracer's, in a NumPy or a torch trace, or an array's)."""
+    return _NP_DTYPE.__get__(x) if isinstance(x, Tracer) else np.asarray(x).dtype
+
+
+def np_size(x):
+    return _NP_SIZE.__get__(x) if isinstance(x, Tracer) else np.size(x)
 
 _LN2 = math.log(2.0)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -100,7 +115,7 @@ def _rextreme(g, y, xs, node):
     x = xs[0]
     axes = _red_axes(node, x.ndim)
     hit = x == _keep(y, x, axes)
-    count = np.sum(hit.astype(x.dtype), axis=axes, keepdims=True)
+    count = np.sum(hit.astype(np_dtype(x)), axis=axes, keepdims=True)
     return (np.where(hit, _keep(g, x, axes) / count, 0.0),)
 
 
@@ -116,7 +131,7 @@ def _rprod(g, y, xs, node):
     x = xs[0]
     axes = _red_axes(node, x.ndim)
     k = len(axes)
-    if x.size == 0 or k == 0:
+    if np_size(x) == 0 or k == 0:
         return (np.broadcast_to(_keep(g, x, axes), x.shape),)
     order = [d for d in range(x.ndim) if d not in axes] + list(axes)
     moved = np.transpose(x, order)
@@ -144,7 +159,7 @@ def _cumprod(g, y, xs, node):
     ax = node[3]
     x, g, y = np.moveaxis(xs[0], ax, -1), np.moveaxis(g, ax, -1), np.moveaxis(y, ax, -1)
     nz = x != 0
-    before = _exclusive_cumprod(nz.astype(x.dtype)) != 0   # no zero before position i
+    before = _exclusive_cumprod(nz.astype(np_dtype(x))) != 0   # no zero before position i
     first = before & ~nz
     safe = np.where(nz, x, 1.0)
     plain = _revcumsum(g * y) / safe
@@ -176,11 +191,8 @@ def _gather(g, y, xs, node):
 
 
 def _cast(g, y, xs, node):
-    x = xs[0]
-    if getattr(x.dtype, "kind", None) not in (None, "f") or \
-            not getattr(x.dtype, "is_floating_point", True):
-        return (None,)
-    return (g.astype(x.dtype),)
+    dt = np_dtype(xs[0])
+    return (None,) if dt.kind != "f" else (g.astype(dt),)
 
 
 def _where(g, y, xs, node):

@@ -14,6 +14,7 @@ torch is never imported by this module; it is looked up when the first torch cal
 arrives (and torch is imported by then: a torch tensor was passed).
 """
 import sys
+import threading
 
 import numpy as np
 
@@ -363,8 +364,12 @@ def dispatch(func, args, kwargs, ref=None):
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
     if ref is not None:
-        args = _lift(args, ref)
-        kwargs = {k: _lift(v, ref) for k, v in kwargs.items()}
+        try:
+            args = _lift(args, ref)
+            kwargs = {k: _lift(v, ref) for k, v in kwargs.items()}
+        except TypeError as e:        # GradCaptureError: see call_traced
+            _pending.error = e
+            raise
     result = impl(*args, **kwargs)
     if _writes_first(impl, args, kwargs):      # F.relu(x, inplace=True)
         return _C._assign(args[0], result, f"{name_of(func)}(inplace=True)")
@@ -453,13 +458,30 @@ def _mode(ref, external):
     return _mode_cls(ref, external)
 
 
+_pending = threading.local()   # .error: the last capture refused by dispatch()
+
+
 def call_traced(fn, args, kwargs):
+    """fn(*args, **kwargs) on tracers under the TraceMode. A tensor operator's
+    TypeError becomes NotImplemented in torch (`param * 2.0` then fails as
+    "unsupported operand type(s)"): a capture that dispatch() refused (a parameter that
+    requires grad, which sends a compiled module to the autograd route) is raised
+    in its place."""
     kwargs = kwargs or {}
     ref = _find_tracer(args)
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
-    with _mode(ref, _external(getattr(fn, "__wrapped__", fn))):
-        return fn(*args, **kwargs)
+    outer, _pending.error = getattr(_pending, "error", None), None
+    try:
+        with _mode(ref, _external(getattr(fn, "__wrapped__", fn))):
+            return fn(*args, **kwargs)
+    except TypeError as e:
+        refused = _pending.error
+        if refused is None or refused is e:
+            raise
+        raise refused from e
+    finally:
+        _pending.error = outer
 
 
 def register():
