@@ -44,10 +44,24 @@ _LN2 = math.log(2.0)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def _no_trigamma():
-    _C._trace_error("the gradient of digamma needs trigamma, which tracejit does not "
-                    "have yet; differentiate around it or detach its input")
 _LN10 = math.log(10.0)
+
+
+def _trigamma(x):
+    """digamma's derivative, composed as torch computes it (ATen's calc_trigamma, so
+    gradients match eager's): the recurrence psi1(z) = psi1(z + 1) + 1/z^2 up to z + 6,
+    the asymptotic series there, and the reflection psi1(x) = pi^2 / sin^2(pi x) -
+    psi1(1 - x) below 1/2."""
+    low = x < 0.5
+    z = np.where(low, 1.0 - x, x)
+    acc = 0.0
+    for k in range(6):
+        acc = acc + 1.0 / ((z + k) * (z + k))
+    w = z + 6.0
+    ixx = 1.0 / (w * w)
+    t = acc + (1.0 + 1.0 / (2.0 * w) + ixx * (1.0 / 6 - ixx * (1.0 / 30 - ixx * (1.0 / 42)))) / w
+    s = math.pi / np.sin(math.pi * x)
+    return np.where(low, s * s - t, t)
 
 ZERO = frozenset({"SIGN", "FLOOR", "CEIL", "FLOORDIV"})
 NONDIFF = frozenset({
@@ -210,7 +224,7 @@ RULES = {
     "ERF": _unary(lambda g, y, x: g * (_TWO_OVER_SQRT_PI * np.exp(-(x * x)))),
     "ERFC": _unary(lambda g, y, x: g * (-_TWO_OVER_SQRT_PI * np.exp(-(x * x)))),
     "LGAMMA": _unary(lambda g, y, x: g * _C._ew("DIGAMMA", x)),
-    "DIGAMMA": _unary(lambda g, y, x: _no_trigamma()),
+    "DIGAMMA": _unary(lambda g, y, x: g * _trigamma(x)),
     "EXPM1": _unary(lambda g, y, x: g * (y + 1.0)),
     "LOG": _unary(lambda g, y, x: g / x),
     "LOG1P": _unary(lambda g, y, x: g / (x + 1.0)),

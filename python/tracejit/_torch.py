@@ -22,7 +22,7 @@ from . import _C, _effects, _torch_random
 from ._torch_random import _NOT_RANDOM
 from ._C import TraceError, Tracer
 from ._torch_ops import (EW_METHODS, FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
-                         _matmul, _mod, _mul, _np_dtype, _pow, _sub, _torch, _torch_dtype,
+                         _matmul, _mod, _mul, _no_out, _np_dtype, _pow, _sub, _torch, _torch_dtype,
                          _truediv, norm)
 
 # ---- casts and tensor attributes -----------------------------------------------------
@@ -241,7 +241,8 @@ def _init():
     _ready = True
 
 
-def _vector_norm(x, ord=2, dim=None, keepdim=False, dtype=None):
+def _vector_norm(x, ord=2, dim=None, keepdim=False, dtype=None, out=None):
+    _no_out(out, "linalg.vector_norm")
     return norm(x, ord, dim, keepdim)
 
 

@@ -295,7 +295,8 @@ def logsumexp(x, dim, keepdim=False):
     return np.squeeze(r, axis=ax if ax is not None else tuple(range(x.ndim)))
 
 
-def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
+def norm(x, p="fro", dim=None, keepdim=False, dtype=None, out=None):
+    _no_out(out, "norm")
     if p in ("fro", 2, 2.0) or p is None:
         return np.sqrt(np.sum(x * x, axis=_axis(dim), keepdims=keepdim))
     if p in (1, 1.0):
@@ -444,6 +445,12 @@ def gather(x, dim, index, sparse_grad=False):
     return np.take_along_axis(x, index, axis=dim)
 
 
+def take_along_dim(x, indices, dim=None):
+    if dim is None:
+        return np.take_along_axis(_NP_RESHAPE(x, (-1,)), _NP_RESHAPE(indices, (-1,)), axis=0)
+    return np.take_along_axis(x, indices, axis=dim)
+
+
 def broadcast_to(x, size):
     return np.broadcast_to(x, tuple(size))
 
@@ -492,7 +499,8 @@ def einsum(equation, *operands):
     return np.einsum(equation, *operands)
 
 
-def tensordot(a, b, dims=2):
+def tensordot(a, b, dims=2, out=None):
+    _no_out(out, "tensordot")
     return np.tensordot(a, b, axes=dims)
 
 
@@ -759,7 +767,7 @@ FUNCS = {
     "ravel": lambda x: _NP_RESHAPE(x, (-1,)), "narrow": narrow, "select": select,
     "movedim": movedim, "moveaxis": movedim, "roll": roll, "cat": cat, "concat": cat,
     "concatenate": cat, "stack": stack, "split": split, "chunk": chunk, "unbind": unbind,
-    "index_select": index_select, "gather": gather, "take_along_dim": gather,
+    "index_select": index_select, "gather": gather, "take_along_dim": take_along_dim,
     "broadcast_to": broadcast_to, "broadcast_tensors": broadcast_tensors,
     "matmul": matmul, "mm": mm, "bmm": bmm, "mv": mv, "dot": dot, "outer": outer,
     "ger": outer, "einsum": einsum, "tensordot": tensordot, "linear": linear, "addmm": addmm,
