@@ -123,6 +123,8 @@ typedef struct {
     int32_t id;
     uint8_t scalar;          /* a 0-d view eager holds as a NumPy scalar (x[0] of a 1-d x, not
                                 x[..., 0]): `+=` rebinds it rather than write through */
+    PyObject *weakrefs;      /* weakly referenceable, as tensors are (nn.RNNBase keeps
+                                weak references to its weights) */
 } tj_tracer;
 
 int tj_tracer_types_init(PyObject *module, tj_state *st);

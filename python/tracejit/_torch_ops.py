@@ -786,3 +786,9 @@ FUNCS = {
     "empty_like": lambda x, dtype=None, **kw: np.zeros_like(x, dtype=_np_dtype(dtype)),
     "full_like": lambda x, fill_value, dtype=None, **kw: np.full_like(x, fill_value, dtype=_np_dtype(dtype)),
 }
+
+from ._torch_nn import FUNCS as _NN_FUNCS  # noqa: E402  (convolution, pooling, ...)
+from ._torch_rnn import FUNCS as _RNN_FUNCS  # noqa: E402  (recurrent layers)
+
+FUNCS.update(_NN_FUNCS)
+FUNCS.update(_RNN_FUNCS)

@@ -1,0 +1,254 @@
+"""torch.nn's layers as compositions of the NumPy vocabulary (see _torch_ops.py for the
+rules every implementation here follows): convolution as an im2col gather of strided
+slices and one contraction (the contraction issue makes contractions fast), pooling as
+reductions over the same windows, recurrent layers unrolled over the sequence at trace
+time (torch's modules call the functional entry points torch.lstm, torch.gru,
+torch.rnn_tanh, ... and their cells), normalization and attention.
+
+A pooled maximum selects the first maximal element of each window (np.argmax then a
+gather), as torch's max_pool does, so its gradient goes to that element only (a max
+reduction's would be split between ties)."""
+import math
+
+import numpy as np
+
+from ._C import TraceError, Tracer
+from ._torch_ops import (_NP_DTYPE, _NP_RESHAPE, _NP_SHAPE, _add, _matmul, _mul, _np_dtype,
+                         _torch, linear, sigmoid, softmax)
+
+
+def _shape(x):
+    return tuple(_NP_SHAPE.__get__(x))
+
+
+def _tuple(v, n, what):
+    if isinstance(v, (tuple, list)):
+        if len(v) == 1:
+            return tuple(int(v[0]) for _ in range(n))
+        if len(v) != n:
+            raise ValueError(f"{what} must be an int or a {n}-tuple, got {v!r}")
+        return tuple(int(a) for a in v)
+    return (int(v),) * n
+
+
+def _refuse(what):
+    raise TraceError(f"{what} is not supported by tracejit yet")
+
+
+# ---- windows: the strided slices a convolution or a pool reads -------------------------
+
+def _pad(x, nd, pads, value=0.0):
+    """x padded on its last nd dims by pads[d] = (before, after)."""
+    if not any(a or b for a, b in pads):
+        return x
+    widths = [(0, 0)] * (x.ndim - nd) + list(pads)
+    if value == 0.0:
+        return np.pad(x, widths)
+    return np.pad(x, widths, constant_values=value)
+
+
+def _out_len(n, k, s, d, ceil=False):
+    span = d * (k - 1) + 1
+    if ceil:
+        out = -(-(n - span) // s) + 1
+        if (out - 1) * s >= n:       # torch: the last window must start inside the input
+            out -= 1
+        return out
+    return (n - span) // s + 1
+
+
+def _windows(x, nd, kernel, stride, dilation, outs):
+    """The kernel's windows of x's last nd dims: an array of shape x.shape[:-nd] +
+    (prod(kernel),) + outs, the kernel's positions in row-major order."""
+    lead = x.ndim - nd
+    parts = []
+    for pos in np.ndindex(*kernel):
+        idx = [slice(None)] * lead
+        for d in range(nd):
+            start = pos[d] * dilation[d]
+            idx.append(slice(start, start + stride[d] * (outs[d] - 1) + 1, stride[d]))
+        parts.append(x[tuple(idx)])
+    return np.stack(parts, axis=lead)
+
+
+def _batched(x, nd, what):
+    """(x with a batch dim, whether one was added): torch's layers take unbatched input."""
+    if x.ndim == nd + 1:
+        return np.expand_dims(x, 0), True
+    if x.ndim != nd + 2:
+        raise RuntimeError(f"{what}: expected {nd + 1}D (unbatched) or {nd + 2}D (batched) "
+                           f"input, but got input of size: {list(_shape(x))}")
+    return x, False
+
+
+# ---- convolution ----------------------------------------------------------------------
+
+def _conv(nd, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    what = f"conv{nd}d"
+    x, unbatched = _batched(x, nd, what)
+    wshape = _shape(weight)
+    n, c = _shape(x)[:2]
+    o, cg = wshape[:2]
+    kernel = wshape[2:]
+    stride, dilation = _tuple(stride, nd, "stride"), _tuple(dilation, nd, "dilation")
+    if c != cg * groups:
+        raise RuntimeError(f"{what}: expected input with {cg * groups} channels "
+                           f"(weight {list(wshape)}, groups={groups}), got {c}")
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = [(0, 0)] * nd
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            total = [dilation[d] * (kernel[d] - 1) for d in range(nd)]
+            pads = [(t // 2, t - t // 2) for t in total]   # torch: the odd one on the right
+        else:
+            raise ValueError(f"Invalid padding string {padding!r}")
+    else:
+        pads = [(p, p) for p in _tuple(padding, nd, "padding")]
+    x = _pad(x, nd, pads)
+    spatial = _shape(x)[2:]
+    outs = tuple(_out_len(spatial[d], kernel[d], stride[d], dilation[d]) for d in range(nd))
+    if any(v <= 0 for v in outs):
+        raise RuntimeError(f"{what}: the kernel {list(kernel)} is larger than the (padded) "
+                           f"input {list(spatial)}")
+    cols = _windows(x, nd, kernel, stride, dilation, outs)   # (n, c, K, *outs)
+    k = int(np.prod(kernel))
+    length = int(np.prod(outs))
+    # (n, groups, cg * K, L) and (groups, o/g, cg * K): one batched contraction
+    cols = _NP_RESHAPE(cols, (n, groups, cg * k, length))
+    w = _NP_RESHAPE(weight, (groups, o // groups, cg * k))
+    y = _matmul(w, cols)                                      # (n, groups, o/g, L)
+    y = _NP_RESHAPE(y, (n, o) + outs)
+    if bias is not None:
+        y = _add(y, _NP_RESHAPE(bias, (o,) + (1,) * nd))
+    return np.squeeze(y, axis=0) if unbatched else y
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return _conv(1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return _conv(3, input, weight, bias, stride, padding, dilation, groups)
+
+
+# ---- pooling --------------------------------------------------------------------------
+
+def _pool_geometry(nd, x, kernel_size, stride, padding, dilation, ceil_mode):
+    kernel = _tuple(kernel_size, nd, "kernel_size")
+    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
+        else _tuple(stride, nd, "stride")
+    padding = _tuple(padding, nd, "padding")
+    dilation = _tuple(dilation, nd, "dilation")
+    if any(2 * p > k for p, k in zip(padding, kernel)):
+        raise RuntimeError("pad should be at most half of effective kernel size")
+    spatial = _shape(x)[-nd:]
+    outs = tuple(_out_len(spatial[d] + 2 * padding[d], kernel[d], stride[d], dilation[d],
+                          ceil_mode) for d in range(nd))
+    # ceil_mode: the last window may run past the padded input; pad it to hold it
+    extra = [max(0, (outs[d] - 1) * stride[d] + dilation[d] * (kernel[d] - 1) + 1
+                 - spatial[d] - 2 * padding[d]) for d in range(nd)]
+    pads = [(padding[d], padding[d] + extra[d]) for d in range(nd)]
+    return kernel, stride, dilation, outs, pads
+
+
+def _max_pool(nd, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+              return_indices=False):
+    if return_indices:
+        _refuse(f"max_pool{nd}d(return_indices=True)")
+    x, unbatched = _batched(x, nd, f"max_pool{nd}d")
+    kernel, stride, dilation, outs, pads = _pool_geometry(nd, x, kernel_size, stride,
+                                                           padding, dilation, ceil_mode)
+    x = _pad(x, nd, pads, -np.inf)
+    win = _windows(x, nd, kernel, stride, dilation, outs)     # (n, c, K, *outs)
+    first = np.expand_dims(np.argmax(win, axis=2), 2)         # torch's: the first maximum
+    y = np.squeeze(np.take_along_axis(win, first, axis=2), axis=2)
+    return np.squeeze(y, axis=0) if unbatched else y
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    return _max_pool(1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    return _max_pool(2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def _avg_pool(nd, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+              count_include_pad=True, divisor_override=None):
+    x, unbatched = _batched(x, nd, f"avg_pool{nd}d")
+    kernel, stride, dilation, outs, pads = _pool_geometry(nd, x, kernel_size, stride,
+                                                           padding, 1, ceil_mode)
+    total = np.sum(_windows(_pad(x, nd, pads), nd, kernel, stride, dilation, outs), axis=2)
+    if divisor_override is not None:
+        y = total / float(divisor_override)
+    elif not any(b != pads[d][0] for d, (a, b) in enumerate(pads)) and (
+            count_include_pad or not any(a for a, _ in pads)):
+        y = total / float(np.prod(kernel))
+    else:   # windows clipped by ceil_mode (or padding not counted): their own counts
+        spatial = _shape(x)[-nd:]
+        ones = np.ones(spatial, dtype=_NP_DTYPE.__get__(x))
+        inner = [(p if count_include_pad else 0, p if count_include_pad else 0)
+                 for p, _ in pads]
+        ones = np.pad(ones, inner, constant_values=1.0)
+        outer = [(a - i[0], b - i[1]) for (a, b), i in zip(pads, inner)]
+        ones = np.pad(ones, outer)
+        counts = np.sum(_windows(ones, nd, kernel, stride, dilation, outs), axis=0)
+        y = total / counts.astype(_NP_DTYPE.__get__(x))
+    return np.squeeze(y, axis=0) if unbatched else y
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    return _avg_pool(1, input, kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    return _avg_pool(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
+
+
+def _adaptive_avg(nd, x, output_size):
+    x, unbatched = _batched(x, nd, f"adaptive_avg_pool{nd}d")
+    spatial = _shape(x)[-nd:]
+    size = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * nd
+    size = tuple(spatial[d] if s is None else int(s) for d, s in enumerate(size))
+    y = x
+    for d in range(nd):      # one dim at a time: each output cell averages its range
+        axis = y.ndim - nd + d
+        n, m = spatial[d], size[d]
+        if n % m == 0:
+            shape = _shape(y)
+            y = np.mean(_NP_RESHAPE(y, shape[:axis] + (m, n // m) + shape[axis + 1:]),
+                        axis=axis + 1)
+            continue
+        parts = []
+        for i in range(m):
+            lo, hi = (i * n) // m, -(-((i + 1) * n) // m)
+            idx = (slice(None),) * axis + (slice(lo, hi),)
+            parts.append(np.mean(y[idx], axis=axis, keepdims=True))
+        y = np.concatenate(parts, axis=axis)
+    return np.squeeze(y, axis=0) if unbatched else y
+
+
+def adaptive_avg_pool1d(input, output_size):
+    return _adaptive_avg(1, input, output_size)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    return _adaptive_avg(2, input, output_size)
+
+
+FUNCS = {
+    "conv1d": conv1d, "conv2d": conv2d, "conv3d": conv3d, "max_pool1d": max_pool1d,
+    "max_pool2d": max_pool2d, "avg_pool1d": avg_pool1d, "avg_pool2d": avg_pool2d,
+    "adaptive_avg_pool1d": adaptive_avg_pool1d, "adaptive_avg_pool2d": adaptive_avg_pool2d,
+}
