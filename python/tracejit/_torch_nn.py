@@ -8,13 +8,11 @@ torch.rnn_tanh, ... and their cells), normalization and attention.
 A pooled maximum selects the first maximal element of each window (np.argmax then a
 gather), as torch's max_pool does, so its gradient goes to that element only (a max
 reduction's would be split between ties)."""
-import math
-
 import numpy as np
 
 from ._C import TraceError, Tracer
-from ._torch_ops import (_NP_DTYPE, _NP_RESHAPE, _NP_SHAPE, _add, _matmul, _mul, _np_dtype,
-                         _torch, linear, sigmoid, softmax)
+from ._torch_ops import (_NP_DTYPE, _NP_RESHAPE, _NP_SHAPE, _add, _matmul, _mul, _no_out,
+                         _np_dtype)
 
 
 def _shape(x):
@@ -252,3 +250,103 @@ FUNCS = {
     "max_pool2d": max_pool2d, "avg_pool1d": avg_pool1d, "avg_pool2d": avg_pool2d,
     "adaptive_avg_pool1d": adaptive_avg_pool1d, "adaptive_avg_pool2d": adaptive_avg_pool2d,
 }
+
+
+def pixel_shuffle(input, upscale_factor):
+    r = int(upscale_factor)
+    s = _shape(input)
+    c = s[-3] // (r * r)
+    y = _NP_RESHAPE(input, s[:-3] + (c, r, r) + s[-2:])
+    lead = len(s) - 3
+    y = np.transpose(y, tuple(range(lead)) + tuple(lead + d for d in (0, 3, 1, 4, 2)))
+    return _NP_RESHAPE(y, s[:-3] + (c, s[-2] * r, s[-1] * r))
+
+
+def pixel_unshuffle(input, downscale_factor):
+    r = int(downscale_factor)
+    s = _shape(input)
+    h, w = s[-2] // r, s[-1] // r
+    y = _NP_RESHAPE(input, s[:-2] + (h, r, w, r))
+    lead = len(s) - 3
+    y = np.transpose(y, tuple(range(lead)) + tuple(lead + d for d in (0, 2, 4, 1, 3)))
+    return _NP_RESHAPE(y, s[:-3] + (s[-3] * r * r, h, w))
+
+
+# ---- the rest seen in real models -----------------------------------------------------
+
+def _band(x, diagonal, lower):
+    s = _shape(x)
+    if len(s) < 2:
+        raise RuntimeError(f"{'tril' if lower else 'triu'}: input tensor must have at least 2 "
+                           "dimensions")
+    i = np.arange(s[-2])[:, None]
+    j = np.arange(s[-1])[None, :]
+    keep = (j - i <= diagonal) if lower else (j - i >= diagonal)
+    return np.where(keep, x, np.zeros((), dtype=_NP_DTYPE.__get__(x)))
+
+
+def tril(input, diagonal=0, out=None):
+    _no_out(out, "tril")
+    return _band(input, int(diagonal), True)
+
+
+def triu(input, diagonal=0, out=None):
+    _no_out(out, "triu")
+    return _band(input, int(diagonal), False)
+
+
+def _scaled_sum(input, product, beta, alpha):
+    p = product if alpha == 1 else _mul(product, alpha)
+    if beta == 0:       # torch: input is ignored (its NaNs too)
+        return _add(p, np.zeros((), dtype=_NP_DTYPE.__get__(p)))
+    return _add(input if beta == 1 else _mul(input, beta), p)
+
+
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1, out=None):
+    _no_out(out, "baddbmm")
+    return _scaled_sum(input, _matmul(batch1, batch2), beta, alpha)
+
+
+def addbmm(input, batch1, batch2, *, beta=1, alpha=1, out=None):
+    _no_out(out, "addbmm")
+    return _scaled_sum(input, np.sum(_matmul(batch1, batch2), axis=0), beta, alpha)
+
+
+def addmv(input, mat, vec, *, beta=1, alpha=1, out=None):
+    _no_out(out, "addmv")
+    return _scaled_sum(input, _matmul(mat, vec), beta, alpha)
+
+
+def addr(input, vec1, vec2, *, beta=1, alpha=1, out=None):
+    _no_out(out, "addr")
+    return _scaled_sum(input, np.outer(vec1, vec2), beta, alpha)
+
+
+def _new_shape(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    return tuple(int(s) for s in size)
+
+
+def _new_dtype(x, dtype):
+    return _np_dtype(dtype) if dtype is not None else _NP_DTYPE.__get__(x)
+
+
+def _new(fill):
+    def f(x, *size, dtype=None, device=None, requires_grad=False, layout=None,
+          pin_memory=False):
+        return np.full_like(x, fill, dtype=_new_dtype(x, dtype), shape=_new_shape(size))
+    return f
+
+
+def new_full(x, size, fill_value, *, dtype=None, device=None, requires_grad=False,
+             layout=None, pin_memory=False):
+    return np.full_like(x, fill_value, dtype=_new_dtype(x, dtype), shape=_new_shape((size,)))
+
+
+FUNCS.update({
+    "pixel_shuffle": pixel_shuffle, "pixel_unshuffle": pixel_unshuffle, "tril": tril,
+    "triu": triu, "baddbmm": baddbmm, "addbmm": addbmm, "addmv": addmv, "addr": addr,
+})
+# Tensor methods only
+METHODS = {"new_zeros": _new(0), "new_ones": _new(1), "new_full": new_full}

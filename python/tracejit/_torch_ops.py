@@ -789,6 +789,8 @@ FUNCS = {
 
 from ._torch_nn import FUNCS as _NN_FUNCS  # noqa: E402  (convolution, pooling, ...)
 from ._torch_rnn import FUNCS as _RNN_FUNCS  # noqa: E402  (recurrent layers)
+from ._torch_attention import FUNCS as _ATTENTION_FUNCS  # noqa: E402
 
 FUNCS.update(_NN_FUNCS)
 FUNCS.update(_RNN_FUNCS)
+FUNCS.update(_ATTENTION_FUNCS)
