@@ -424,24 +424,33 @@ static int result_leaf(void *ctx, PyObject *o, const tj_path *p) {
     result_ctx *c = ctx;
     tj_template *tp = c->tp;
     int32_t out = -1;
+    int kind = TJ_RESULT_ARRAY;
     if (tj_is_tracer(o) || PyArray_Check(o) || tj_dl_kind(o) == TJ_LIB_TORCH) {
         int32_t id = tj_operand(c->t, o);
         if (id < 0) return -1;
         tj_error err;
         if (tj_graph_add_output(&c->t->g, id, &err) < 0) return tj_error_raise(&err);
         out = c->t->g.n_out - 1;
+        int scalar = tj_is_tracer(o) ? tj_tracer_is_np_scalar(o) : 0;
+        kind = scalar == 2 ? TJ_RESULT_PYNUMBER : scalar ? TJ_RESULT_SCALAR : TJ_RESULT_ARRAY;
     } else {
         int held = holds_tracer(o, 4, 1);
         if (held < 0) return -1;
         if (held) return tj_tree_leaf_error(p, o, "cannot hold traced values");
     }
     Py_ssize_t i = PyList_GET_SIZE(tp->statics);
-    if (i == tp->cap_out &&
-        tj_grow((void **)&tp->out_of, &tp->cap_out, 8, sizeof *tp->out_of) < 0) {
-        PyErr_NoMemory();
-        return -1;
+    if (i == tp->cap_out) {
+        if (tj_grow((void **)&tp->out_of, &tp->cap_out, 8, sizeof *tp->out_of) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        uint8_t *k = realloc(tp->kind_of, (size_t)tp->cap_out);
+        if (!k) { PyErr_NoMemory(); return -1; }
+        tp->kind_of = k;
     }
     tp->out_of[i] = out;
+    tp->kind_of[i] = (uint8_t)kind;
+    tp->any_scalar |= kind != TJ_RESULT_ARRAY;
     return PyList_Append(tp->statics, out < 0 ? o : Py_None);
 }
 
@@ -456,21 +465,44 @@ int tj_template_from_result(tj_template *tp, tj_trace *t, PyObject *result) {
 void tj_template_free(tj_template *tp) {
     tj_treedef_free(&tp->tree);
     free(tp->out_of);   /* tj_grow's */
+    free(tp->kind_of);
     Py_CLEAR(tp->statics);
     memset(tp, 0, sizeof *tp);
+}
+
+/* Output `a` as eager hands it out: a NumPy scalar or a Python number where eager NumPy
+ * gives one (np.sum(x), x[0, 0], a ufunc of 0-d operands; a Python float argument,
+ * n * 2 of a Python int n), from its 0-d array; a torch result stays a tensor. New
+ * reference. */
+static PyObject *as_result(PyObject *a, int kind) {
+    if (kind == TJ_RESULT_ARRAY || !PyArray_CheckExact(a) || PyArray_NDIM((PyArrayObject *)a))
+        return Py_NewRef(a);
+    PyArrayObject *arr = (PyArrayObject *)a;
+    return kind == TJ_RESULT_SCALAR ? PyArray_ToScalar(PyArray_DATA(arr), arr)
+                                    : PyArray_GETITEM(arr, PyArray_DATA(arr));
 }
 
 PyObject *tj_template_build(const tj_template *tp, PyObject *const *outs) {
     Py_ssize_t n = tp->tree.n_leaves;
     if (n == 0 || (n == 1 && tp->tree.n_tokens == 1))   /* no leaf; a leaf alone */
-        return n ? Py_NewRef(tp->out_of[0] >= 0 ? outs[tp->out_of[0]] : PyList_GET_ITEM(tp->statics, 0))
+        return n ? (tp->out_of[0] >= 0 ? as_result(outs[tp->out_of[0]], tp->kind_of[0])
+                                       : Py_NewRef(PyList_GET_ITEM(tp->statics, 0)))
                  : tj_treedef_build(&tp->tree, NULL);
     PyObject *stack[16], **leaves = n <= 16 ? stack : PyMem_Malloc((size_t)n * sizeof *leaves);
     if (!leaves) return PyErr_NoMemory();
     stack[0] = NULL;   /* (n >= 2 below: for the compiler's uninitialized-use analysis) */
-    for (Py_ssize_t i = 0; i < n; i++)
-        leaves[i] = tp->out_of[i] >= 0 ? outs[tp->out_of[i]] : PyList_GET_ITEM(tp->statics, i);
-    PyObject *r = tj_treedef_build(&tp->tree, leaves);
+    Py_ssize_t made = 0;   /* leaves [0, made) are new references when any_scalar */
+    PyObject *r = NULL;
+    for (Py_ssize_t i = 0; i < n; i++, made++) {
+        PyObject *leaf = tp->out_of[i] >= 0 ? outs[tp->out_of[i]] : PyList_GET_ITEM(tp->statics, i);
+        if (tp->any_scalar && !(leaf = tp->out_of[i] >= 0 ? as_result(leaf, tp->kind_of[i])
+                                                          : Py_NewRef(leaf)))
+            goto done;
+        leaves[i] = leaf;
+    }
+    r = tj_treedef_build(&tp->tree, leaves);
+done:
+    for (Py_ssize_t i = 0; tp->any_scalar && i < made; i++) Py_DECREF(leaves[i]);
     if (leaves != stack) PyMem_Free(leaves);
     return r;
 }

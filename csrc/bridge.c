@@ -84,6 +84,18 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
     return r;
 }
 
+PyObject *tj_schedule_text(const tj_graph *g, const tj_schedule *s) {
+    tj_sbuf text = {0};
+    tj_lower_dump(g, s, &text);
+    if (text.failed) {
+        free(text.buf);
+        return PyErr_NoMemory();
+    }
+    PyObject *r = PyUnicode_FromStringAndSize(text.buf ? text.buf : "", (Py_ssize_t)text.len);
+    free(text.buf);
+    return r;
+}
+
 PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
     tj_sbuf src;
     tj_error err;

@@ -16,6 +16,64 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* ---- a long compile's progress on stderr ------------------------------------------ */
+
+/* TRACEJIT_PROGRESS: the seconds after which a compile notes its progress; unset, empty
+ * or not a number >= 0 is the default, 0.5 ("inf": never). */
+static double progress_after(void) {
+    const char *v = getenv("TRACEJIT_PROGRESS");
+    char *end = NULL;
+    double s = v && *v ? strtod(v, &end) : -1;
+    return end && !*end && s >= 0 ? s : 0.5;
+}
+
+/* The traced function's __qualname__, else its repr. New reference; NULL + exception. */
+static PyObject *fn_name(PyObject *fn) {
+    PyObject *name = PyObject_GetAttrString(fn, "__qualname__");
+    if (name && PyUnicode_Check(name)) return name;
+    Py_XDECREF(name);
+    PyErr_Clear();
+    return PyObject_Repr(fn);
+}
+
+/* Writes one line, "[tracejit] <what> <name>: <rest>", keeping a pending exception
+ * (a nicety: a failure to write is dropped). */
+static void progress_line(tj_trace *t, const char *what, const char *rest) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *name = fn_name(t->fn);
+    PyObject *text = name ? PyUnicode_FromFormat("[tracejit] %s %U %s\n", what, name, rest)
+                          : NULL;
+    tj_debug_write(text);
+    Py_XDECREF(text);
+    Py_XDECREF(name);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+void tj_compile_progress(tj_trace *t, const char *doing) {
+    double s = now_s() - t->started;
+    if (t->progress_noted || t->progress_after < 0 || s < t->progress_after) return;
+    t->progress_noted = 1;
+    char rest[128];
+    snprintf(rest, sizeof rest, "for %.1f s so far: %s (%d ops)", s, doing, (int)t->g.n);
+    progress_line(t, "compiling", rest);
+}
+
+/* The closing line of a long compile, noted or not (its last phase may have been the
+ * long one); TRACEJIT_DEBUG=1 prints its own. */
+static void progress_done(tj_trace *t, double t0, double t_trace, double t_passes,
+                          double t_compile) {
+    if (!t->progress_noted && (t->progress_after < 0 || now_s() - t0 < t->progress_after))
+        return;
+    char rest[160];
+    snprintf(rest, sizeof rest, "in %.2f s (trace %.2f s, passes+emit %.2f s, libtcc %.2f s)",
+             now_s() - t0, t_trace - t0, t_passes - t_trace, t_compile - t_passes);
+    progress_line(t, "compiled", rest);
+}
+
+/* ---- the plan ------------------------------------------------------------------ */
+
 /* Moves what the trace produced into a new plan. */
 static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_template *tmpl) {
     tj_plan *p = PyMem_Calloc(1, sizeof *p);
@@ -156,6 +214,7 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *a
     if (tj_template_from_result(tmpl, t, res) < 0) goto done;
     t->live = 0;
     *t_trace = now_s();
+    tj_compile_progress(t, "optimizing");
     if (tj_pipeline(t, sched, log) < 0) goto done;   /* may add constant slots to t */
     rc = 0;
 done:
@@ -170,16 +229,15 @@ PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *cons
     tj_schedule sched = {0};
     tj_template tmpl = {0};
     double t_trace;
-    PyObject *r = NULL, *log = PyList_New(0), *nl = PyUnicode_FromString("\n");
-    tj_trace *t = log && nl ? (tj_trace *)tj_trace_new(fn) : NULL;
+    PyObject *r = NULL, *log = PyList_New(0);
+    tj_trace *t = log ? (tj_trace *)tj_trace_new(fn) : NULL;
     if (t && trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) == 0)
-        r = PyUnicode_Join(nl, log);
+        r = Py_NewRef(log);
     if (t) t->live = 0;
     tj_schedule_free(&sched);
     tj_template_free(&tmpl);
     Py_XDECREF(t);
     Py_XDECREF(log);
-    Py_XDECREF(nl);
     return r;
 }
 
@@ -190,16 +248,20 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     tj_plan *plan = NULL;
     tj_schedule sched = {0};
     tj_template tmpl = {0};
-    PyObject *log = NULL, *src = NULL, *fsrc = NULL;
+    PyObject *log = NULL, *src = NULL, *fsrc = NULL, *stext = NULL;
     tj_trace *t = (tj_trace *)tj_trace_new(fn);
     if (!t) return NULL;
-    int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: tier's C */
+    t->started = t0;
+    t->progress_after = progress_after();
+    int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: schedule, tier's C */
     if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
     if (trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) < 0)
         goto done;
     if (!(src = tj_emit_c(&t->g, &sched))) goto done;
     if (tj_tier_mode() != TJ_TIER_OFF && !(fsrc = tj_emit_fused(&t->g, &sched))) goto done;
+    if (debug >= 3 && !(stext = tj_schedule_text(&t->g, &sched))) goto done;
     double t_passes = now_s();
+    tj_compile_progress(t, "compiling the C (TinyCC)");
     const char *csrc = PyUnicode_AsUTF8(src);
     if (!csrc) goto done;
     tj_kernel kernel = {0};
@@ -234,19 +296,24 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
         Py_DECREF(times);
         plan->log = Py_NewRef(log);
     }
+    if (!debug) progress_done(t, t0, t_trace, t_passes, t_compile);
     if (debug) {
-        PyObject *nl = PyUnicode_FromString("\n");
-        PyObject *body = nl && debug >= 2 ? PyUnicode_Join(nl, log) : NULL;
+        /* level 2: what explain() shows (a pass that changed nothing in one line) */
+        PyObject *mod = debug >= 2 ? PyImport_ImportModule("tracejit._explain") : NULL;
+        PyObject *ex = mod ? PyObject_CallMethod(mod, "Explanation", "OO", log, src) : NULL;
+        PyObject *body = ex ? PyObject_GetAttrString(ex, "text") : NULL;
         PyObject *text = PyUnicode_FromFormat(
             "[tracejit] compiled %R in %d us (trace %d us, passes+emit %d us, libtcc %d us)\n",
             fn, (int)((now_s() - t0) * 1e6), (int)((t_trace - t0) * 1e6),
             (int)((t_passes - t_trace) * 1e6), (int)((t_compile - t_passes) * 1e6));
         if (text && body)
-            Py_SETREF(text, PyUnicode_FromFormat("%U%U\n-- generated C\n%U", text, body, src));
+            Py_SETREF(text, PyUnicode_FromFormat("%U%U", text, body));
+        if (text && stext)
+            Py_SETREF(text, PyUnicode_FromFormat("%U%U", text, stext));
         if (text && debug >= 3 && fsrc && fsrc != Py_None)
             Py_SETREF(text, PyUnicode_FromFormat("%U-- the optimizing tier's C\n%U", text, fsrc));
         tj_debug_write(text);
-        Py_XDECREF(text); Py_XDECREF(body); Py_XDECREF(nl);
+        Py_XDECREF(text); Py_XDECREF(body); Py_XDECREF(ex); Py_XDECREF(mod);
     }
     *seconds += now_s() - t0;
 done:
@@ -256,6 +323,7 @@ done:
     Py_XDECREF(log);
     Py_XDECREF(src);
     Py_XDECREF(fsrc);
+    Py_XDECREF(stext);
     Py_DECREF(t);
     return plan;
 }

@@ -302,7 +302,7 @@ static PyObject *fn_cache_clear(tj_function *self, PyObject *unused) {
 }
 
 /* explain(*args, **kwargs): traces and compiles for these arguments without caching;
- * returns the pass log and the generated C as one str. */
+ * returns a tracejit._explain.Explanation of the pass log and the generated sources. */
 static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                             PyObject *kwnames) {
     tj_function *self = (tj_function *)op;
@@ -313,14 +313,12 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
         tj_plan *p = tj_compile_plan(self->fn, &self->conf, &f, args, nargs, kwnames, 1,
                                      &self->compile_time);
         if (p) {
-            PyObject *nl = PyUnicode_FromString("\n");
-            PyObject *body = nl ? PyUnicode_Join(nl, p->log) : NULL;
-            r = body ? PyUnicode_FromFormat("%U\n-- generated C\n%U", body, p->source) : NULL;
-            if (r && p->upgrade.source)
-                Py_SETREF(r, PyUnicode_FromFormat("%U\n-- optimizing tier C (gcc)\n%U", r,
-                                                  p->upgrade.source));
-            Py_XDECREF(body);
-            Py_XDECREF(nl);
+            PyObject *mod = PyImport_ImportModule("tracejit._explain");
+            r = mod ? PyObject_CallMethod(mod, "Explanation", "OOO", p->log ? p->log : Py_None,
+                                          p->source ? p->source : Py_None,
+                                          p->upgrade.source ? p->upgrade.source : Py_None)
+                    : NULL;
+            Py_XDECREF(mod);
             tj_plan_decref(p);
         }
     }
@@ -337,8 +335,13 @@ static PyObject *fn_explain_passes(PyObject *op, PyObject *const *args, Py_ssize
     tj_flat f;
     tj_flat_init(&f);
     PyObject *r = NULL;
-    if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0)
-        r = tj_compile_passes(self->fn, &self->conf, args, nargs, kwnames);
+    PyObject *log = tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0
+                        ? tj_compile_passes(self->fn, &self->conf, args, nargs, kwnames)
+                        : NULL;
+    PyObject *mod = log ? PyImport_ImportModule("tracejit._explain") : NULL;
+    r = mod ? PyObject_CallMethod(mod, "Explanation", "O", log) : NULL;
+    Py_XDECREF(mod);
+    Py_XDECREF(log);
     tj_flat_free(&f);
     return r;
 }
@@ -394,10 +397,14 @@ static PyMethodDef fn_methods[] = {
     {"tiers", (PyCFunction)fn_tiers, METH_NOARGS,
      "per variant, most recent first: 'opt', 'compiling' or 'tcc'"},
     {"__reduce__", (PyCFunction)fn_reduce, METH_NOARGS, "pickle by reference"},
+    /* CompiledFunction[[int], int] in annotations evaluated at run time (the stubs
+     * declare the type generic in the function's parameters and result) */
+    {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, "See PEP 585"},
     {"explain", (PyCFunction)(void (*)(void))fn_explain, METH_FASTCALL | METH_KEYWORDS,
-     "explain(*args, **kwargs) -> str: passes, fusion groups and generated C for these args"},
+     "explain(*args, **kwargs) -> Explanation: the graph after each pass, the fusion groups "
+     "and the generated C for these arguments (str() of it is the text)"},
     {"_explain_passes", (PyCFunction)(void (*)(void))fn_explain_passes,
-     METH_FASTCALL | METH_KEYWORDS, "_explain_passes(*args, **kwargs) -> str: the pass log "
+     METH_FASTCALL | METH_KEYWORDS, "_explain_passes(*args, **kwargs) -> Explanation: the pass log "
      "of a trace for these args; nothing is emitted or compiled"},
     {NULL},
 };
@@ -411,8 +418,52 @@ static PyMemberDef fn_members[] = {
     {NULL},
 };
 
+/* The name repr shows: the __qualname__ compile() copied (else the wrapped function's,
+ * else its repr), its last part replaced by a __name__ that differs (grad's "grad(f)"). */
+static PyObject *display_name(tj_function *self) {
+    PyObject *q = self->dict ? PyDict_GetItemString(self->dict, "__qualname__") : NULL;
+    q = q && PyUnicode_Check(q) ? Py_NewRef(q)
+                                : PyObject_GetAttrString(self->fn, "__qualname__");
+    if (!q || !PyUnicode_Check(q)) {
+        Py_XDECREF(q);
+        return clear_unless_interrupt() < 0 ? NULL : PyObject_Repr(self->fn);
+    }
+    PyObject *name = self->dict ? PyDict_GetItemString(self->dict, "__name__") : NULL;
+    if (!name || !PyUnicode_Check(name)) return q;
+    PyObject *head = NULL, *last = NULL, *r = NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(q), dot = PyUnicode_FindChar(q, '.', 0, len, -1);
+    if (dot == -2 || !(head = PyUnicode_Substring(q, 0, dot + 1)) ||
+        !(last = PyUnicode_Substring(q, dot + 1, len)))
+        goto done;
+    r = PyUnicode_Compare(last, name) ? PyUnicode_Concat(head, name) : Py_NewRef(q);
+done:
+    Py_XDECREF(head);
+    Py_XDECREF(last);
+    Py_DECREF(q);
+    return r;
+}
+
+/* <tracejit.CompiledFunction f.<locals>.g: 2 variants (1 opt, 1 tcc), 5 hits, 2 misses>:
+ * the tiers as tiers() would say them, without installing a finished compile. */
 static PyObject *fn_repr(tj_function *self) {
-    return PyUnicode_FromFormat("<tracejit.CompiledFunction of %R>", self->fn);
+    PyObject *name = display_name(self);
+    if (!name) return NULL;
+    int n[3] = {0, 0, 0};   /* opt, compiling, tcc */
+    for (tj_plan *p = self->plans; p; p = p->next)
+        n[p->upgrade.done ? 0 : p->upgrade.next.state ? 1 : 2]++;
+    static const char *const tier[3] = {"opt", "compiling", "tcc"};
+    char tiers[96] = "";
+    for (int k = 0, len = 0; k < 3; k++)
+        if (n[k])
+            len += snprintf(tiers + len, sizeof tiers - (size_t)len, "%s%d %s",
+                            len ? ", " : " (", n[k], tier[k]);
+    if (self->n_plans) strcat(tiers, ")");
+    PyObject *r = PyUnicode_FromFormat(
+        "<tracejit.CompiledFunction %U: %d variant%s%s, %zd hit%s, %zd miss%s>", name,
+        self->n_plans, self->n_plans == 1 ? "" : "s", tiers, self->hits,
+        self->hits == 1 ? "" : "s", self->misses, self->misses == 1 ? "" : "es");
+    Py_DECREF(name);
+    return r;
 }
 
 static PyType_Slot fn_slots[] = {

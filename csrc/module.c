@@ -209,6 +209,7 @@ static PyMethodDef module_methods[] = {
      "_register_effects(make): make() lists module attributes swapped for wrappers while "
      "tracing"},
     {"_tracing", tj_effects_tracing, METH_NOARGS, "whether a trace runs on this thread"},
+    {"_iota", tj_trace_iota, METH_VARARGS, "_iota(shape, axis): the element index, while tracing"},
     {"_lift", (PyCFunction)(void (*)(void))tj_torch_lift, METH_FASTCALL,
      "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
     {"_random", (PyCFunction)(void (*)(void))tj_trace_random, METH_FASTCALL,

@@ -86,7 +86,8 @@ extern const char *const tj_inplace_ops[TJ_NINPLACE];
 PyObject *tj_internal_error(const char *fmt, ...);
 /* TRACEJIT_DEBUG, read at each compile: 0 quiet; 1 each compile (with its times) and
  * each cache miss (with its retrace reason); 2 also the graph after each pass and the
- * generated C; 3 also the optimizing tier's C and its compile failures. */
+ * generated C; 3 also the lowered schedule, the optimizing tier's C and its compile
+ * failures. */
 int tj_debug_level(void);
 /* Writes a debug text (NULL: nothing) to sys.stderr; a failure is cleared: debug output
  * never fails a call. */
@@ -115,22 +116,42 @@ typedef struct {
     PyObject *rng_keyfns;    /* NULL or list: per source, what draws a call's key from it */
     int32_t rng_key[TJ_MAX_RNG];   /* per source: its key leaf (a KEY slot) */
     int64_t rng_next[TJ_MAX_RNG];  /* per source: the next draw's first counter */
+    double started, progress_after;   /* a long compile's progress (tj_compile_progress): */
+    int progress_noted;               /* after progress_after s (< 0: never), noted once */
 } tj_trace;
 
 typedef struct {
     PyObject_HEAD
     tj_trace *trace;         /* strong */
     int32_t id;
-    uint8_t scalar;          /* a 0-d view eager holds as a NumPy scalar (x[0] of a 1-d x, not
-                                x[..., 0]): `+=` rebinds it rather than write through */
+    uint8_t npkind;          /* TJ_NP_*: what eager NumPy holds for a 0-d value */
     PyObject *weakrefs;      /* weakly referenceable, as tensors are (nn.RNNBase keeps
                                 weak references to its weights) */
 } tj_tracer;
+
+/* A 0-d value is a NumPy scalar in eager NumPy (np.float64: 0-d results of ufuncs,
+ * operators, reductions, x[0], np.dot of vectors) or a 0-d array (views, np.where,
+ * astype, np.full, an array written in place), or a Python number (a Python int or
+ * float argument, and Python's operators on such numbers only). TJ_NP_AUTO decides by
+ * the node (see tj_tracer_is_np_scalar); the functions whose rule differs set the
+ * others. */
+enum { TJ_NP_AUTO, TJ_NP_SCALAR, TJ_NP_ARRAY, TJ_NP_PYTHON };
 
 int tj_tracer_types_init(PyObject *module, tj_state *st);
 /* New reference to a Tracer for node id of trace t. */
 PyObject *tj_tracer_new(tj_trace *t, int32_t id);
 int tj_is_tracer(PyObject *o);
+/* What eager holds for x's value: 0 an array (or a torch tensor), 1 a NumPy scalar
+ * (np.float64, ...), 2 a Python number. 1 and 2 are what `+=` rebinds, and what a
+ * compiled function returns as a NumPy scalar or a Python number. Under torch only a
+ * Python number is not a tensor. */
+int tj_tracer_is_np_scalar(PyObject *x);
+/* Sets a Tracer's TJ_NP_* kind and returns it (x may be NULL or not a Tracer: returned
+ * as is), for `return tj_tracer_np(r, TJ_NP_ARRAY);` */
+PyObject *tj_tracer_np(PyObject *x, int kind);
+/* r, a 0-d result made from the 0-d src by a function that keeps NumPy scalars scalars
+ * and 0-d arrays arrays (transpose, squeeze, astype), takes src's kind. Returns r. */
+PyObject *tj_tracer_np_as(PyObject *r, PyObject *src);
 /* x op= value, torch's x.add_(v), F.relu(x, inplace=True): `value` (the new contents)
  * becomes x's, with NumPy's (torch's) in-place casting and shape rules, where rebinding
  * x's Tracer object is what eager does; otherwise TraceError naming `what`. New
@@ -218,9 +239,12 @@ int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes);
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
                       const int64_t *shape);
 PyObject *tj_trace_new(PyObject *fn);
-/* _C._random(op, shape, source, keyfn): a random draw in the current trace (random.c) */
+/* _C._random(kind, shape, dtype, source, keyfn): a random draw in the current trace (random.c) */
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+/* _C._iota(shape, axis): in a trace, an int64 Tracer of `shape` whose element is its
+ * index along `axis`, or its C-order linear index for axis -1 (an IOTA node). */
+PyObject *tj_trace_iota(PyObject *m, PyObject *args);
 /* The trace running on this thread (NULL when none): TraceErrors are noted in it. */
 tj_trace *tj_trace_enter(tj_trace *t);   /* returns the previous one, for tj_trace_leave */
 void tj_trace_leave(tj_trace *prev);
@@ -259,6 +283,8 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
 /* tj_emit_fused_source's C as a str, None when no group qualifies: new reference;
  * NULL + exception. */
 PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s);
+/* The lowered schedule (tj_lower_dump) as a str: new reference; NULL + exception. */
+PyObject *tj_schedule_text(const tj_graph *g, const tj_schedule *s);
 
 /* ---- kernels (csrc/backend/kernel.c; the compilers behind them: backend/backend.h) */
 /* A compiled kernel as the runtime sees it: the table of groups a replay runs in order,
@@ -437,8 +463,12 @@ int tj_trace_args(tj_trace *t, const tj_argconf *conf, PyObject *const *args, Py
 typedef struct {
     tj_treedef tree;             /* the result's structure */
     int32_t *out_of, cap_out;    /* per leaf: its output position, or -1 (a static) */
+    uint8_t *kind_of;            /* per output leaf: TJ_RESULT_* (how eager hands it out) */
+    int any_scalar;              /* some leaf is not handed out as the array itself */
     PyObject *statics;           /* list: per leaf its static value (None for outputs) */
 } tj_template;
+/* A result leaf as eager hands it out: the array (tensor), a NumPy scalar, a Python number */
+enum { TJ_RESULT_ARRAY, TJ_RESULT_SCALAR, TJ_RESULT_PYNUMBER };
 int tj_template_from_result(tj_template *tp, tj_trace *t, PyObject *result);
 void tj_template_free(tj_template *tp);
 /* Builds the result from outs (borrowed array per output position). New reference. */
@@ -515,6 +545,9 @@ int tj_guards_check(const tj_plan *p, const tj_flat *f, PyObject **cap_obj, tj_d
 void tj_plan_decref(tj_plan *p);
 
 /* ---- the compile driver (csrc/compile.c) -------------------------------------- */
+/* Notes on stderr, once, that t's compile has taken TRACEJIT_PROGRESS seconds (0.5 by
+ * default) and is now `doing`; called between the driver's phases and while tracing. */
+void tj_compile_progress(tj_trace *t, const char *doing);
 /* A plan for the call f (args, nargs, kwnames as given to the function): traces fn,
  * runs the pipeline, emits and compiles the kernel, starts the optimizing tier where it
  * applies. want_log keeps the pass log in the plan; *seconds gains the time taken.
@@ -524,7 +557,7 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          int want_log, double *seconds);
 /* Traces fn for these arguments and runs the passes only (no emitter, no backend):
- * the pass log, a str (a section per pass, as explain's). NULL + exception. */
+ * the pass log, a list of str (a section per pass, as explain's). NULL + exception. */
 PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *args,
                             Py_ssize_t nargs, PyObject *kwnames);
 

@@ -209,14 +209,16 @@ def default_tolerance(dtype):
 
 def assert_matches_numpy(result, expected, *, exact=True, rtol=None, atol=None,
                          inputs=()):
-    """`result` (from tracejit) must be a fresh ndarray equal to `expected`.
+    """`result` (from tracejit) must be a fresh ndarray equal to `expected`, or the same
+    NumPy scalar type where `expected` is a NumPy scalar (np.sum(x): np.float64).
 
     exact=True  -> bitwise-equal values (NaNs in the same places).
     exact=False -> assert_allclose with per-dtype tolerances (equal_nan=True).
     `inputs`: arrays the result must not share memory with.
     """
-    expected = np.asarray(expected)
-    assert type(result) is np.ndarray, f"result is {type(result).__name__}, not numpy.ndarray"
+    want = type(expected) if isinstance(expected, np.generic) else np.ndarray
+    assert type(result) is want, f"result is {type(result).__name__}, not {want.__name__}"
+    expected, result = np.asarray(expected), np.asarray(result)
     assert result.dtype == expected.dtype, f"dtype {result.dtype} != numpy's {expected.dtype}"
     assert result.shape == expected.shape, f"shape {result.shape} != numpy's {expected.shape}"
     assert result.flags.c_contiguous, "result is not C-contiguous"
@@ -242,7 +244,8 @@ def numpy_outcome(fn, *args):
             value = fn(*args)
         except TypeError as exc:  # includes numpy's UFuncTypeError
             return "typeerror", exc
-    value = np.asarray(value)
+    if not isinstance(value, np.generic):   # (a NumPy scalar keeps its type)
+        value = np.asarray(value)
     if value.dtype not in SUPPORTED:
         return "unsupported", value.dtype
     return "ok", value

@@ -358,12 +358,14 @@ def test_global_array_returned_unchanged_is_a_copy(rng):
     assert_matches_numpy(f(x)[1], _G)
 
 
-def test_zero_d_results_are_arrays(rng):
+def test_zero_d_results_have_numpys_types(rng):
+    """Arithmetic on 0-d arrays gives NumPy scalars, as in NumPy; a 0-d argument returned
+    is a (fresh) 0-d array."""
     f = tracejit.compile(lambda x, y: (x + y, x < y, x))
     x, y = np.array(1.5), np.array(2.0)
-    for r, e in zip(f(x, y), (x + y, x < y, x)):
-        assert type(r) is np.ndarray and r.shape == ()
-        assert_matches_numpy(r, np.asarray(e))
+    for r, e, want in zip(f(x, y), (x + y, x < y, x), (np.float64, np.bool_, np.ndarray)):
+        assert type(r) is type(e) is want
+        assert_matches_numpy(r, e, inputs=[x])
 
 
 # ----------------------------------------------------------------- inputs

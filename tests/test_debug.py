@@ -1,7 +1,7 @@
 """TRACEJIT_DEBUG's levels, read from a fresh interpreter's stderr: 0 quiet; 1 a line
 per cache miss (with its retrace reason) and per compile (with its time), hits not
-printed; 2 also the graph after each pass and the generated C; 3 also the optimizing
-tier's C and its compile failures."""
+printed; 2 also the graph after each pass and the generated C; 3 also the lowered
+schedule, the optimizing tier's C and its compile failures."""
 import os
 import re
 import subprocess
@@ -54,6 +54,8 @@ def test_level_2_adds_passes_and_generated_c():
     for part in ("-- traced", "-- fold", "-- simplify", "-- cse", "-- dce", "-- fuse",
                  "-- memplan", "-- generated C", "tj_groups"):
         assert err.count(part) == 2, part
+    # as explain() shows it: a pass that changed nothing is one line (fold, here)
+    assert len(re.findall(r"^-- fold \(\d+ nodes\): unchanged$", err, re.M)) == 2, err
     assert "optimizing tier" not in err
 
 
@@ -73,3 +75,40 @@ def test_level_3_adds_the_tiers_c_and_its_compile_failures(tmp_path):
     # level 2 says nothing of the tier, and the compiler's messages are dropped
     tiers, err = run("2", **env)
     assert tiers == "tcc" and "optimizing tier" not in err and "failing-cc" not in err
+
+
+SCHEDULE = """
+import numpy as np, tracejit
+f = tracejit.compile(lambda x, y: np.tanh(x * (y * 2.0)))
+f(np.ones(8), np.float64(3.0))
+h = tracejit.compile(lambda x, b: (x + b).sum(axis=0))
+h(np.ones((100, 10)), np.ones(10))
+"""
+
+
+def test_level_3_adds_the_lowered_schedule():
+    """Each compile's schedule: the loop nest after collapsing, blocks, units and their
+    split, a chunked reduction, the tier's strategy, each leaf's access (map, steps,
+    uniform) and the values hoisted out of the loop."""
+    e = {k: v for k, v in os.environ.items() if k != "TRACEJIT_DEBUG"}
+    e["TRACEJIT_DEBUG"] = "3"
+    err = subprocess.run([sys.executable, "-c", SCHEDULE], env=e, capture_output=True,
+                         text=True, check=True).stderr
+    blocks = re.findall(r"^-- schedule: .*\n(?:  .*\n)*", err, re.M)
+    assert len(blocks) == 2, err
+    assert blocks[0] == (
+        "-- schedule: 1 groups\n"
+        "  group 0: loop [8], blocks of 8, 1 units of 512, parallel, tier: fused\n"
+        "    leaf 0: %0 slot 0 map[0] step[1]\n"
+        "    leaf 1: %1 slot 1 map[-1] step[0] uniform\n"
+        "    leaf 2: %2 slot 2 map[-1] step[0] uniform\n"
+        "    out 0: %5 slot 3 map[0]\n"
+        "    hoisted: %3\n"), blocks[0]
+    assert blocks[1] == (
+        "-- schedule: 1 groups\n"
+        "  group 0: loop [100, 10], blocks of 510 (rows), 2 units of 51, chunked reduction, "
+        "tier: fused, columns, vertical\n"
+        "    leaf 0: %0 slot 0 map[0 1] step[1 1]\n"
+        "    leaf 1: %1 slot 1 map[-1 0] step[0 1]\n"
+        "    out 0: %3 slot 3 map[-1 0]\n"), blocks[1]
+    assert "-- schedule" not in run("2")[1]

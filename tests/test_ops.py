@@ -109,7 +109,7 @@ def _check(op, args):
     copies = [a.copy() for a in args]
     result = _compiled(op)(*args)
     exp_arr = np.asarray(expected)
-    assert_matches_numpy(result, exp_arr, exact=_exact(op, exp_arr.dtype), inputs=args,
+    assert_matches_numpy(result, expected, exact=_exact(op, exp_arr.dtype), inputs=args,
                          atol=None if _ref(op)[2] not in NEAR_EXACT else
                          (1e-5 if exp_arr.dtype == np.float32 else 1e-12))
     for a, c in zip(args, copies):

@@ -2,8 +2,9 @@
 
 Each case is a small traced function; ``f._explain_passes(*args)`` returns the pass log
 (explain's, with no backend: nothing is emitted or compiled), with a ``-- <pass> ...``
-section per pass (csrc/fuse/pipeline.c). For a case of pass P the
-golden file tests/golden/P/<case>.txt holds the section before P and P's own section.
+section per pass (csrc/fuse/pipeline.c), every graph in full (explain()'s text says
+"unchanged" for a pass that changed nothing). For a case of pass P the golden file
+tests/golden/P/<case>.txt holds the section before P and P's own section.
 ``TRACEJIT_REGEN_GOLDEN=1 python -m pytest tests/test_passes.py`` rewrites the files;
 review the diff. Besides the text, each case states what must (``has``) or must not
 (``lacks``) appear in P's section, so a regenerated file cannot silently drop a rule.
@@ -43,22 +44,11 @@ def cfn(like, func, *args):
     return func(*args)
 
 
-def sections(log):
-    """{pass name: its section's text} from an explain() log."""
-    out, name, lines = {}, None, []
-    for line in log.splitlines():
-        m = re.match(r"-- (\w+)", line)
-        if m:
-            if name:
-                out[name] = "\n".join(lines)
-            name, lines = m.group(1), [line]
-            if name not in PASSES:   # "-- times", "-- generated C"
-                return out
-        elif name:
-            lines.append(line)
-    if name in PASSES:
-        out[name] = "\n".join(lines)
-    return out
+def sections(explained):
+    """{pass name: its section's text} of an explain(): each graph in full (also where the
+    pass changed nothing), then the fusion groups and the memory plan."""
+    assert isinstance(explained, tracejit.Explanation), type(explained)
+    return {**explained.passes, "fuse": explained.groups, "memplan": explained.memplan}
 
 
 f32, f64, i32, i64 = np.float32, np.float64, np.int32, np.int64

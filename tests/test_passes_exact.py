@@ -34,8 +34,9 @@ def grid(dtype):
 
 def assert_exact(got, expected):
     """np.array_equal with equal_nan, plus the sign of every non-NaN (zeros!)."""
-    expected = np.asarray(expected)
-    assert type(got) is np.ndarray and got.dtype == expected.dtype, (got.dtype, expected.dtype)
+    assert type(got) is (type(expected) if isinstance(expected, np.generic) else np.ndarray)
+    expected, got = np.asarray(expected), np.asarray(got)
+    assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
     assert got.shape == expected.shape
     assert np.array_equal(got, expected, equal_nan=expected.dtype.kind == "f"), (got, expected)
     if expected.dtype.kind == "f":

@@ -436,11 +436,13 @@ def assert_close(result, expected, err, inputs):
     """Same type, dtype, shape, nan/inf positions; integers and booleans equal;
     floats within rtol (1e-5 float32, 1e-11 float64) plus twice the propagated
     error bound of each element."""
-    expected = np.asarray(expected)
-    if expected.dtype.kind in "biu":
+    if np.asarray(expected).dtype.kind in "biu":
         assert_matches_numpy(result, expected, inputs=inputs)
         return
-    assert type(result) is np.ndarray and result.flags.c_contiguous, type(result)
+    want = type(expected) if isinstance(expected, np.generic) else np.ndarray
+    assert type(result) is want, (type(result), want)   # a NumPy scalar where NumPy's is
+    expected, result = np.asarray(expected), np.asarray(result)
+    assert result.flags.c_contiguous
     assert (result.dtype, result.shape) == (expected.dtype, expected.shape), \
         f"dtype/shape {result.dtype} {result.shape} != numpy's {expected.dtype} {expected.shape}"
     assert not any(np.shares_memory(result, a) for a in inputs), "result aliases an input"

@@ -85,7 +85,10 @@ z: Arr = power(w, n=3)
 kept: tracejit.CompiledFunction[[Arr, int], Arr] = scale
 info: tracejit.CacheInfo = scale.cache_info()
 hits: int = info.hits
-text: str = scale.explain(w, 2)
+explained: tracejit.Explanation = scale.explain(w, 2)
+text: str = str(explained)
+unchanged: tuple[str, ...] = explained.unchanged
+html: str = explained._repr_html_()
 source: str | None = scale.last_source
 tiers: list[str] = scale.tiers()
 scale.cache_clear()
@@ -234,16 +237,20 @@ def test_typed_example_runs(tmp_path):
     assert ns["y"].tolist() == [2.0, 2.0, 2.0] and ns["z"].tolist() == [1.0, 1.0, 1.0]
     assert ns["stepped"].tolist() == [2.0, 2.0, 2.0] and float(ns["value"]) == 3.0
     assert isinstance(ns["info"], tracejit.CacheInfo) and isinstance(ns["text"], str)
+    assert "-- traced" in ns["text"] and ns["html"].startswith("<div")
     assert ns["pullback"](ns["out"])[0].tolist() == [4.0, 4.0, 4.0]
 
 
 # stubtest's findings the stubs mean: CompiledModule reaches these through __getattr__
 # (the stub names them, so a typo is still an error); Tracer stands in for NumPy's
-# whole array API with one __getattr__. (Older stubtest names Tracer by its runtime
+# whole array API with one __getattr__; the stubs' Generic supplies __class_getitem__
+# (test_display.py checks the runtime's). (Older stubtest names Tracer by its runtime
 # module, tracejit.)
 ALLOW = r"""
 tracejit\.CompiledModule\.(cache_clear|cache_info|tiers)
 tracejit\.(_C\.)?Tracer(\..*)?
+tracejit\.CompiledModule\.__class_getitem__
+tracejit\._C\.CompiledFunction\.__class_getitem__
 """
 
 

@@ -7,26 +7,17 @@
 #include <stdbool.h>   /* the primitives' element type of bool arrays */
 #include "ir/ir.h"
 
-#define TJ_BLOCK 512      /* elements per block in generated loops */
-
 /* ---- generators (csrc/emit/emit_c.c, csrc/emit/emit_fused.c) -------------- */
 /* C source of the kernel into *out (fresh): per group a function over a range of its
  * outer loop, and the table `tj_groups` (one tj_gdesc per group, run in order).
  * 0, or -1 + err. */
 int tj_emit_c_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out, tj_error *err);
 
-/* A group's loop nest (csrc/emit/emit_c.c): its dims, the blocked dim bd (rows of
- * `rows` when twod), and the outer loop split across threads: `units` of `step`. */
-typedef struct {
-    int D, twod, bd;
-    int64_t shape[TJ_MAXDIM], total, inner, rows, step, units;
-} tj_geom;
-/* A group's loop nest and units (csrc/emit/emit_c.c), the same for both emitters. */
-void tj_group_geometry(const tj_graph *g, const tj_group *gr, tj_geom *q);
 /* Per leaf: `bl<l>`, its first element, and `l<l>_<d>`, its byte stride along loop dim
- * d (0 where broadcast); strides are left out for uniform leaves (not gathered). */
-void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr,
-                        const uint8_t *uniform, int D);
+ * d (0 where broadcast); strides are left out for uniform leaves. */
+void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr, int D);
+/* A virtual leaf's value at element offset `offset` (a C expression) of its index space. */
+void tj_emit_iota_value(tj_sbuf *b, const tj_leaf *lf, const char *offset);
 /* `o<o>_<d>`: output o's byte stride along loop dim d (0 where it does not vary). */
 void tj_emit_out_stride(tj_sbuf *b, const tj_group *gr, int o, int d);
 /* The optimizing tier's C (csrc/emit/emit_fused.c) into *out (fresh): elementwise

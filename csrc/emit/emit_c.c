@@ -5,7 +5,8 @@
  * (csrc/emit/prims.c) over the block, so values between ops stay in L1-resident
  * block buffers rather than memory. Values that do not vary over the loop (constants,
  * scalars, and ops on them) are computed once before it.
- * Requires: a schedule from fuse. Guarantees: source that includes no header;
+ * Requires: a lowered schedule (csrc/fuse/lower.c decides the loop nest, blocks, units,
+ * splits and invariant values; this file spells them). Guarantees: source that includes no header;
  * every external symbol it names is a primitive registered by csrc/backend/tcc.c;
  * a block buffer is never both an operand and the result of one call.
  * Calling convention: P[slot] is the slot's data, S[slot] its byte strides. */
@@ -54,6 +55,10 @@ static void declare_fn(gstate *gs, const char *name, const char *proto) {
 
 static void declare(gstate *gs, const char *name) { declare_fn(gs, name, "tj_prim %s;\n"); }
 
+/* tj_iota_i64(out, start, step, div, mod, n): out[k] = (start + k * step) / div, modulo
+ * mod when mod > 0 (a virtual leaf's values, csrc/emit/prims.c). */
+#define IOTA_PROTO "void %s(void *, long long, long long, long long, long long, long long);\n"
+
 static int take_buf(gstate *gs) {
     if (gs->n_free) return gs->free_bufs[--gs->n_free];
     return gs->n_bufs++;
@@ -75,7 +80,7 @@ static int is_scan(const tj_graph *g, const tj_group *gr) {
  * dim), or a row of them advanced elementwise; the result written as it goes. */
 static void emit_scan(sbuf *b, const tj_graph *g, const tj_group *gr, gstate *gs,
                       const tj_node *r, int D) {
-    int horizontal = !gr->ndim || gr->amap[D - 1] < 0;
+    int horizontal = gr->loop.horizontal;
     char pn[96];
     snprintf(pn, sizeof pn, "tj_s%c_%s_%s", horizontal ? 'h' : 'v', tj_ops[r->op].name,
              tj_dtype_suffix(r->dtype));
@@ -105,13 +110,13 @@ static void emit_reduction_edges(sbuf *b, const tj_graph *g, const tj_group *gr,
              red_suffix(g, r));
     if (after) {
         declare_fn(gs, pn, "void %s(void *, const void *, long long);\n");
-        put(b, "    %s(P[%d], P[%d], %lldLL);\n", pn, (int)gr->out_slot[0], (int)gr->acc_slot,
+        put(b, "    %s(P[%d], P[%d], %lldLL);\n", pn, (int)gr->outs[0].slot, (int)gr->acc_slot,
             (long long)tj_node_size(r));
     } else {
         declare_fn(gs, pn, "void %s(void *, void *, long long);\n");
         if (is_arg(r))
             put(b, "    %s(P[%d], P[%d], %lldLL);\n", pn, (int)gr->acc_slot,
-                (int)gr->out_slot[0], (long long)tj_node_size(r));
+                (int)gr->outs[0].slot, (long long)tj_node_size(r));
         else
             put(b, "    %s(P[%d], 0, %lldLL);\n", pn, (int)gr->acc_slot, (long long)tj_node_size(r));
     }
@@ -123,7 +128,7 @@ static void emit_reduction_edges(sbuf *b, const tj_graph *g, const tj_group *gr,
  * dims, of the block's first element. */
 static void emit_accumulate(sbuf *b, const tj_graph *g, const tj_group *gr, gstate *gs,
                             const tj_node *r, const int64_t *shape, int D, int twod) {
-    int horizontal = !gr->ndim || gr->omaps[0][D - 1] < 0;
+    int horizontal = gr->loop.horizontal;
     char pn[96];
     snprintf(pn, sizeof pn, "tj_r%c_%s_%s", horizontal ? 'h' : 'v', tj_ops[r->op].name,
              red_suffix(g, r));
@@ -148,7 +153,7 @@ static void emit_accumulate(sbuf *b, const tj_graph *g, const tj_group *gr, gsta
     if (is_arg(r) && gr->ndim) {
         int64_t w = 1;
         for (int d = D - 1; d >= 0; d--) {
-            if (gr->omaps[0][d] >= 0) continue;
+            if (gr->outs[0].map[d] >= 0) continue;
             if (d == D - 1) put(b, " + j");
             else put(b, " + i%d * %lldLL", d, (long long)w);
             w *= shape[d];
@@ -161,27 +166,52 @@ static void emit_accumulate(sbuf *b, const tj_graph *g, const tj_group *gr, gsta
  * per loop dim a byte stride: 0 where broadcast, the slot's stride times the view's
  * step, or for a flat read the item size times the step. Uniform leaves need only
  * the first. */
-void tj_emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, const uint8_t *uniform,
-                        int D) {
+/* A virtual leaf's (IOTA's): `bl<l>` and `l<l>_<d>` count elements of its C-order
+ * index space, whose strides lowering gives (vstride). */
+static void virtual_setup(sbuf *b, const tj_group *gr, int l, int D) {
+    const tj_leaf *lf = &gr->leaves[l];
+    long long base = 0;
+    for (int k = 0; k < TJ_MAXDIM; k++)
+        base += (long long)lf->off[k] * (lf->flat ? k == 0 : (long long)lf->vstride[k]);
+    put(b, "    const long long bl%d = %lldLL;\n", l, base);
+    for (int d = 0; d < D && !lf->uniform; d++) {
+        int m = gr->ndim ? lf->map[d] : -1;
+        long long step = (long long)lf->step[d];
+        put(b, "    const long long l%d_%d = %lldLL;\n", l, d,
+            m == -2 ? step : m >= 0 ? step * (long long)lf->vstride[m] : 0);
+    }
+}
+
+void tj_emit_iota_value(sbuf *b, const tj_leaf *lf, const char *offset) {
+    if (lf->vmod > 0) put(b, "((%s) / %lldLL %% %lldLL)", offset, (long long)lf->vdiv, (long long)lf->vmod);
+    else if (lf->vdiv != 1) put(b, "((%s) / %lldLL)", offset, (long long)lf->vdiv);
+    else put(b, "(%s)", offset);
+}
+
+void tj_emit_leaf_setup(sbuf *b, const tj_graph *g, const tj_group *gr, int D) {
     for (int l = 0; l < gr->n_leaves; l++) {
-        int slot = gr->leaf_slot[l], size = tj_dtype_size(g->nodes[gr->leaves[l]].dtype);
+        if (gr->leaves[l].slot < 0) {
+            virtual_setup(b, gr, l, D);
+            continue;
+        }
+        int slot = gr->leaves[l].slot, size = tj_dtype_size(g->nodes[gr->leaves[l].node].dtype);
         put(b, "    const char *bl%d = (const char *)P[%d]", l, slot);
-        if (gr->leaf_flat[l] && gr->offs[l][0])
-            put(b, " + %lldLL", (long long)(gr->offs[l][0] * size));
-        for (int k = 0; !gr->leaf_flat[l] && k < TJ_MAXDIM; k++)
-            if (gr->offs[l][k]) put(b, " + %lldLL * S[%d][%d]", (long long)gr->offs[l][k], slot, k);
+        if (gr->leaves[l].flat && gr->leaves[l].off[0])
+            put(b, " + %lldLL", (long long)(gr->leaves[l].off[0] * size));
+        for (int k = 0; !gr->leaves[l].flat && k < TJ_MAXDIM; k++)
+            if (gr->leaves[l].off[k]) put(b, " + %lldLL * S[%d][%d]", (long long)gr->leaves[l].off[k], slot, k);
         put(b, ";\n");
-        if (gr->leaf_gather[l] >= 0) {   /* the byte stride of the gathered dim */
-            int m = gr->leaf_gsrc[l];
-            long long step = (long long)gr->leaf_gstep[l];
+        if (gr->leaves[l].gather >= 0) {   /* the byte stride of the gathered dim */
+            int m = gr->leaves[l].gsrc;
+            long long step = (long long)gr->leaves[l].gstep;
             if (m == -2) put(b, "    const long long g%d = %lldLL;\n", l, step * size);
             else if (m >= 0) put(b, "    const long long g%d = %lldLL * S[%d][%d];\n", l, step, slot, m);
             else put(b, "    const long long g%d = 0;\n", l);
         }
-        if (uniform[gr->leaves[l]] && gr->leaf_gather[l] < 0) continue;
+        if (gr->leaves[l].uniform) continue;
         for (int d = 0; d < D; d++) {
-            int m = gr->ndim ? gr->maps[l][d] : -1;
-            long long step = (long long)gr->steps[l][d];
+            int m = gr->ndim ? gr->leaves[l].map[d] : -1;
+            long long step = (long long)gr->leaves[l].step[d];
             if (m == -2)
                 put(b, "    const long long l%d_%d = %lldLL;\n", l, d, step * size);
             else if (m >= 0 && step == 1)
@@ -203,11 +233,10 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
     declare_fn(gs, pn, "void %s(void *, long long, long long, const void *, long long, long long, "
                        "const void *, long long, long long, long long, long long, long long);\n");
     put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
-    for (int l = 0; l < gr->n_leaves; l++) gs->uniform[gr->leaves[l]] = 0;
-    tj_emit_leaf_setup(b, g, gr, gs->uniform, D);
+    tj_emit_leaf_setup(b, g, gr, D);
     for (int d = 0; d < D; d++) {
-        if (gr->omaps[0][d] >= 0)
-            put(b, "    const long long o0_%d = S[%d][%d];\n", d, (int)gr->out_slot[0], gr->omaps[0][d]);
+        if (gr->outs[0].map[d] >= 0)
+            put(b, "    const long long o0_%d = S[%d][%d];\n", d, (int)gr->outs[0].slot, gr->outs[0].map[d]);
         else
             put(b, "    const long long o0_%d = 0;\n", d);
     }
@@ -224,7 +253,7 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
     put(b, ";\n%*sconst char *pb = bl%d", ind, "", lb);
     for (int d = 0; d < D - 1; d++)
         if (d != mm && d != nn) put(b, " + i%d * l%d_%d", d, lb, d);
-    put(b, ";\n%*schar *po = (char *)P[%d]", ind, "", (int)gr->out_slot[0]);
+    put(b, ";\n%*schar *po = (char *)P[%d]", ind, "", (int)gr->outs[0].slot);
     for (int d = 0; d < D - 1; d++)
         if (d != mm && d != nn) put(b, " + i%d * o0_%d", d, d);
     put(b, ";\n");
@@ -243,157 +272,32 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
  * generated table `tj_groups` holds the same, csrc/emit/emit.h's tj_gdesc. */
 typedef struct { int64_t units, work, acc_n, acc_bytes; int par, edges, acc_slot; char comb[48]; } gdesc;
 
-/* A reduction group over rows shorter than a block (a bias's gradient: column sums
- * of 128 rows of 10; a mean over [128, 10]) gets 2-D blocks of rows too: its
- * elementwise part is a call per op per block instead of per row, and the reduction
- * still takes the rows one at a time in order, so results are unchanged. Its other
- * outputs must be contiguous across rows (as tj_group_geometry's); the reduced value
- * (output 0) is the accumulator, written after the loop. */
-static void reduction_rows(const tj_graph *g, const tj_group *gr, tj_geom *q) {
-    int D = q->D;
-    if (gr->red < 0 || gr->cat >= 0 || gr->contract || q->twod || D < 2 || !gr->ndim ||
-        tj_ops[g->nodes[gr->red].op].kind != TJ_K_RED || is_arg(&g->nodes[gr->red]) ||
-        q->inner <= 0 || q->inner * 2 > TJ_BLOCK || q->shape[D - 2] < 2)
-        return;
-    int reds = 0;
-    for (int k = 0; k < gr->n_nodes; k++) {
-        int kind = tj_ops[g->nodes[gr->nodes[k]].op].kind;
-        reds += kind == TJ_K_RED || kind == TJ_K_SCAN;
-        if (g->nodes[gr->nodes[k]].op == TJ_OP_GATHER) return;
-    }
-    for (int l = 0; l < gr->n_leaves; l++)
-        if (gr->leaf_gather[l] >= 0) return;
-    for (int o = 1; o < gr->n_outs; o++)
-        if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) return;
-    if (reds != 1 || gr->outs[0] != gr->red) return;
-    q->rows = TJ_BLOCK / q->inner < q->shape[D - 2] ? TJ_BLOCK / q->inner : q->shape[D - 2];
-    q->twod = 1;
-    q->bd = D - 2;
-    q->step = q->bd >= 1 ? 1 : q->rows;
-    int64_t extent = q->shape[0];
-    q->units = q->total == 0 ? 1 : (extent + q->step - 1) / q->step;
-}
-
-/* A group's loop nest: D dims (at least 1), the innermost in blocks of TJ_BLOCK, or,
- * when it is short, 2-D blocks of `rows` rows of it (so a bias added to 32 rows of 64
- * is one call per op, not 32). 2-D blocks need outputs contiguous across rows: fresh
- * arrays and scratch are, a concatenation's parts are not. Both emitters take it from
- * here, so the tier's bodies keep TinyCC's outer-loop units. */
-void tj_group_geometry(const tj_graph *g, const tj_group *gr, tj_geom *q) {
-    int D = q->D = gr->ndim ? gr->ndim : 1;
-    q->total = 1;
-    for (int d = 0; d < D; d++) q->shape[d] = gr->ndim ? gr->shape[d] : 1;
-    for (int d = 0; d < D; d++) q->total *= q->shape[d];
-    int64_t inner = q->inner = q->shape[D - 1];
-    q->rows = 1;
-    int gathers = 0;
-    for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaf_gather[l] >= 0;
-    if (gr->red < 0 && gr->cat < 0 && !gathers && D >= 2 && inner > 0 && inner * 2 <= TJ_BLOCK) {
-        q->rows = TJ_BLOCK / inner < q->shape[D - 2] ? TJ_BLOCK / inner : q->shape[D - 2];
-        for (int o = 0; o < gr->n_outs; o++)
-            if (gr->omaps[o][D - 1] < 0 || gr->omaps[o][D - 2] < 0) q->rows = 1;
-    }
-    q->twod = q->rows > 1;
-    q->bd = q->twod ? D - 2 : D - 1;
-    /* the outer loop, split across threads: i0 when there are loops outside the
-     * blocks, else the blocks themselves */
-    q->step = q->bd >= 1 ? 1 : q->twod ? q->rows : TJ_BLOCK;
-    int64_t extent = q->bd == 0 && !q->twod ? inner : q->shape[0];
-    q->units = q->total == 0 ? 1 : (extent + q->step - 1) / q->step;
-    reduction_rows(g, gr, q);
-}
-
 void tj_emit_out_stride(sbuf *b, const tj_group *gr, int o, int d) {
-    if (gr->ndim && gr->omaps[o][d] >= 0)
-        put(b, "    const long long o%d_%d = S[%d][%d];\n", o, d, (int)gr->out_slot[o],
-            gr->omaps[o][d]);
+    if (gr->ndim && gr->outs[o].map[d] >= 0)
+        put(b, "    const long long o%d_%d = S[%d][%d];\n", o, d, (int)gr->outs[o].slot,
+            gr->outs[o].map[d]);
     else
         put(b, "    const long long o%d_%d = 0;\n", o, d);
 }
 
-static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs,
-                       gdesc *gd) {
-    const tj_group *gr = &s->groups[gi];
-    gd->units = 1;
-    if (gr->contract) {
-        emit_contraction(b, g, gr, gi, gs);
-        return;
-    }
-    tj_geom q;
-    tj_group_geometry(g, gr, &q);
-    int D = q.D, twod = q.twod, bd = q.bd;
-    int64_t *shape = q.shape, total = q.total, inner = q.inner, rows = q.rows;
-    int64_t nu = twod ? rows * inner : inner < TJ_BLOCK ? inner : TJ_BLOCK;
-    char blk[16];
-    snprintf(blk, sizeof blk, twod ? "i%d" : "j", D - 2);
-    gd->units = q.units;
-    gd->work = gd->units ? total / gd->units : 0;
-    /* Splitting must not split a reduced dim (a reduction keeps the outer dim) nor a
-     * scanned one; so results do not depend on the thread count. */
-    gd->par = total > 0 && !is_scan(g, gr) &&
-              (gr->red < 0 || (bd >= 1 && gr->omaps[0][0] >= 0) ||
-               (bd == 0 && gr->omaps[0][twod ? 0 : D - 1] >= 0));
-    /* A sum, product, max or min over the outer loop's dim: the runtime may reduce
-     * chunks of it into separate accumulators and fold them together in order. */
-    const tj_node *rn = gr->red >= 0 ? &g->nodes[gr->red] : NULL;
-    if (rn && total > 0 && !is_scan(g, gr) && !gd->par && tj_red_splittable(rn->op)) {
-        int adt = tj_red_acc_dtype(rn->op, g->nodes[rn->in[0]].dtype);
-        gd->acc_slot = (int)gr->acc_slot;
-        gd->acc_n = tj_node_size(rn);
-        gd->acc_bytes = gd->acc_n * tj_dtype_size(adt);
-        snprintf(gd->comb, sizeof gd->comb, "tj_rv_%s_%s", tj_ops[rn->op].name,
-                 tj_dtype_suffix(adt));
-        declare_fn(gs, gd->comb, "void %s(void *, void *, const void *, long long, long long);\n");
-    }
-    if (gr->red >= 0) {   /* accumulators to the identity before the loop, results after */
-        put(b, "\nstatic void tj_g%di(void **P, const long long **S) {\n", gi);
-        emit_reduction_edges(b, g, gr, gs, 0);
-        put(b, "}\n\nstatic void tj_g%df(void **P, const long long **S) {\n", gi);
-        emit_reduction_edges(b, g, gr, gs, 1);
-        put(b, "}\n");
-        gd->edges = 1;
-    }
-    put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
-    if (total == 0) {
-        put(b, "}\n");
-        return;
-    }
-
-    /* Positions: leaves at -1 (loaded at block start), nodes in order 0.. */
-    for (int l = 0; l < gr->n_leaves; l++) {
-        int32_t id = gr->leaves[l];
-        gs->last_use[id] = -1;
-        int u = 1;
-        for (int d = 0; d < D; d++) u &= gr->maps[l][d] == -1;
-        if (gr->leaf_gather[l] >= 0) u = 0;   /* gathered data: read per element */
-        gs->uniform[id] = (uint8_t)u;
-    }
-    for (int k = 0; k < gr->n_nodes; k++) {
-        const tj_node *n = &g->nodes[gr->nodes[k]];
-        int u = 1;
-        for (int a = 0; a < tj_ops[n->op].arity; a++) {
-            gs->last_use[n->in[a]] = k;
-            u &= gs->uniform[n->in[a]];
-        }
-        if (tj_ops[n->op].kind == TJ_K_RED || tj_ops[n->op].kind == TJ_K_SCAN ||
-            !tj_op_pure(n->op))
-            u = 0;   /* accumulated in the loop; an effect is never hoisted out of it */
-        gs->uniform[gr->nodes[k]] = (uint8_t)u;
-        gs->last_use[gr->nodes[k]] = k;
-    }
-    for (int o = 0; o < gr->n_outs; o++) gs->last_use[gr->outs[o]] = gr->n_nodes;
-
-    /* Uniform values: one buffer each for the whole call, filled before the loop. */
-    gs->n_free = 0;
-    gs->n_bufs = 0;
+/* Loop-invariant values (lowering's): one buffer each for the whole call, filled into
+ * `pre` before the loop. Returns how many. */
+static int emit_hoisted(sbuf *pre, const tj_graph *g, const tj_group *gr, gstate *gs) {
+    int64_t nu = gr->loop.block;
     int n_ubufs = 0;
-    sbuf pre = {0}, body = {0};
     for (int l = 0; l < gr->n_leaves; l++) {
-        int32_t id = gr->leaves[l];
+        int32_t id = gr->leaves[l].node;
         if (!gs->uniform[id]) continue;
         int ub = n_ubufs++;
-        put(&pre, "    tj_load_%s(tju%d, bl%d, 0, %lld);\n", tj_dtype_suffix(g->nodes[id].dtype), ub,
-            l, (long long)nu);
+        const tj_leaf *lf = &gr->leaves[l];
+        if (lf->slot < 0) {   /* a virtual leaf: its one value */
+            declare_fn(gs, "tj_iota_i64", IOTA_PROTO);
+            put(pre, "    tj_iota_i64(tju%d, bl%d, 0, %lldLL, %lldLL, %lld);\n", ub, l,
+                (long long)lf->vdiv, (long long)lf->vmod, (long long)nu);
+        } else {
+            put(pre, "    tj_load_%s(tju%d, bl%d, 0, %lld);\n", tj_dtype_suffix(g->nodes[id].dtype),
+                ub, l, (long long)nu);
+        }
         gs->where[id] = ub;
     }
     for (int k = 0; k < gr->n_nodes; k++) {
@@ -404,123 +308,146 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         prim_name(pn, sizeof pn, g, n, gs->uniform);
         declare(gs, pn);
         int ub = n_ubufs++;
-        put(&pre, "    %s(tju%d", pn, ub);
+        put(pre, "    %s(tju%d", pn, ub);
         for (int a = 0; a < 3; a++) {
-            if (a < tj_ops[n->op].arity) put(&pre, ", tju%d", (int)gs->where[n->in[a]]);
-            else put(&pre, ", 0");
+            if (a < tj_ops[n->op].arity) put(pre, ", tju%d", (int)gs->where[n->in[a]]);
+            else put(pre, ", 0");
         }
-        put(&pre, ", %lld);\n", (long long)nu);
+        put(pre, ", %lld);\n", (long long)nu);
         gs->where[id] = ub;
     }
+    return n_ubufs;
+}
 
-    tj_emit_leaf_setup(b, g, gr, gs->uniform, D);
-    for (int o = 0; o < gr->n_outs; o++)
-        for (int d = 0; d < D; d++) {
-            tj_emit_out_stride(b, gr, o, d);
-            if (gr->red < 0 || o) continue;   /* the accumulator: the result's shape and map */
-            int cm = is_scan(g, gr) ? gr->amap[d] : gr->omaps[o][d];   /* a scan's: amap */
-            if (gr->ndim && cm >= 0)
-                put(b, "    const long long c%d_%d = S[%d][%d];\n", o, d, (int)gr->acc_slot, cm);
-            else
-                put(b, "    const long long c%d_%d = 0;\n", o, d);
-        }
-
-    /* Loop body. Block buffers are numbered after the uniform ones. */
+/* Each block's values of the leaves that vary: a pointer into the slot when the block
+ * is contiguous there, else gathered into a block buffer; a virtual leaf's indices. */
+static void emit_block_loads(sbuf *body, const tj_graph *g, const tj_group *gr, gstate *gs,
+                             const char *blk) {
+    int D = gr->loop.D, twod = gr->loop.twod, bd = gr->loop.bd;
+    int64_t inner = gr->loop.inner;
     for (int l = 0; l < gr->n_leaves; l++) {
-        int32_t id = gr->leaves[l];
-        if (gs->uniform[id] || gr->leaf_gather[l] >= 0) continue;
+        int32_t id = gr->leaves[l].node;
+        if (gs->uniform[id] || gr->leaves[l].gather >= 0) continue;
         int dt = g->nodes[id].dtype, bufi = take_buf(gs);
-        put(&body, "            const char *a%d = pl%d + %s * l%d_%d;\n", l, l, blk, l, bd);
+        const tj_leaf *lf = &gr->leaves[l];
+        if (lf->slot < 0) {   /* a virtual leaf: the block's indices (never 2-D blocks) */
+            declare_fn(gs, "tj_iota_i64", IOTA_PROTO);
+            put(body, "            tj_iota_i64(tjb%d, pl%d + j * l%d_%d, l%d_%d, %lldLL, %lldLL, n);\n"
+                      "            const void *v%d = tjb%d;\n", bufi, l, l, D - 1, l, D - 1,
+                (long long)lf->vdiv, (long long)lf->vmod, (int)id, bufi);
+            gs->where[id] = bufi;
+            continue;
+        }
+        put(body, "            const char *a%d = pl%d + %s * l%d_%d;\n", l, l, blk, l, bd);
         if (twod)   /* rows of a strided or broadcast leaf are gathered into the block */
-            put(&body, "            const void *v%d = l%d_%d == %d && l%d_%d == %lldLL ? "
-                       "(const void *)a%d : (tj_load2_%s(tjb%d, a%d, %lldLL, l%d_%d, l%d_%d, "
-                       "rows), (const void *)tjb%d);\n",
+            put(body, "            const void *v%d = l%d_%d == %d && l%d_%d == %lldLL ? "
+                      "(const void *)a%d : (tj_load2_%s(tjb%d, a%d, %lldLL, l%d_%d, l%d_%d, "
+                      "rows), (const void *)tjb%d);\n",
                 (int)id, l, D - 1, tj_dtype_size(dt), l, D - 2,
                 (long long)(inner * tj_dtype_size(dt)), l, tj_dtype_suffix(dt), bufi, l,
                 (long long)inner, l, D - 1, l, D - 2, bufi);
         else
-            put(&body, "            const void *v%d = l%d_%d == %d ? (const void *)a%d : "
-                       "(tj_load_%s(tjb%d, a%d, l%d_%d, n), (const void *)tjb%d);\n",
+            put(body, "            const void *v%d = l%d_%d == %d ? (const void *)a%d : "
+                      "(tj_load_%s(tjb%d, a%d, l%d_%d, n), (const void *)tjb%d);\n",
                 (int)id, l, D - 1, tj_dtype_size(dt), l, tj_dtype_suffix(dt), bufi, l, l, D - 1,
                 bufi);
         gs->where[id] = bufi;
     }
+}
+
+/* A GATHER node k (output `out`, or -1; `scatter`: stored with the output's stride): its
+ * data leaf read in place at the positions its index operand gives. */
+static void emit_gather(sbuf *body, const tj_graph *g, const tj_schedule *s, const tj_group *gr,
+                        gstate *gs, int k, int out, int scatter, const char *blk) {
+    int D = gr->loop.D, bd = gr->loop.bd;
+    int32_t id = gr->nodes[k];
+    const tj_node *n = &g->nodes[id];
+    char pn[96];
+    int dim = (int)n->axes + (gr->ndim - n->ndim), l = 0;
+    while (l < gr->n_leaves &&
+           !(gr->leaves[l].node == n->in[0] && gr->leaves[l].gather == dim)) l++;
+    snprintf(pn, sizeof pn, "tj_gather_%s", tj_dtype_suffix(n->dtype));
+    declare_fn(gs, pn, "void %s(void *, const char *, long long, long long, long long, "
+                       "const long long *, long long, long long *, long long);\n");
+    int bufi = out >= 0 && !scatter ? -1 : take_buf(gs);
+    if (bufi < 0)
+        put(body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
+    else
+        put(body, "            void *v%d = tjb%d;\n", (int)id, bufi);
+    int32_t ix = n->in[1];
+    char ixs[32];
+    snprintf(ixs, sizeof ixs, gs->uniform[ix] ? "tju%d" : "v%d",
+             gs->uniform[ix] ? (int)gs->where[ix] : (int)ix);
+    put(body, "            %s(v%d, pl%d + j * l%d_%d, l%d_%d, g%d, %lldLL, %s, n, "
+              "(long long *)P[%d], %lldLL);\n",
+        pn, (int)id, l, l, D - 1, l, D - 1, l, (long long)gr->leaves[l].glen, ixs,
+        s->n_slots, (long long)n->value.i);
+    if (scatter)
+        put(body, "            tj_store_%s(po%d + j * o%d_%d, v%d, o%d_%d, n);\n",
+            tj_dtype_suffix(n->dtype), out, out, D - 1, (int)id, out, D - 1);
+    gs->where[id] = bufi;
+    if (!gs->uniform[ix] && gs->last_use[ix] == k && gs->where[ix] >= 0) {
+        gs->free_bufs[gs->n_free++] = gs->where[ix];
+        gs->where[ix] = -1;
+    }
+}
+
+/* Each block's nodes: one primitive call each, into an output's block or a buffer that
+ * goes back when its value's last use has read it. */
+static void emit_block_nodes(sbuf *body, const tj_graph *g, const tj_schedule *s,
+                             const tj_group *gr, gstate *gs, const char *blk) {
+    int D = gr->loop.D, twod = gr->loop.twod, bd = gr->loop.bd;
+    const int64_t *shape = gr->loop.shape;
     for (int k = 0; k < gr->n_nodes; k++) {
         int32_t id = gr->nodes[k];
         const tj_node *n = &g->nodes[id];
         int out = -1;
         for (int o = 0; o < gr->n_outs; o++)
-            if (gr->outs[o] == id) out = o;
+            if (gr->outs[o].node == id) out = o;
         /* A concatenation's part may be strided along the loop's inner dim: it is
          * computed into a block buffer and stored with the output's stride. */
         int scatter = out >= 0 && gr->cat >= 0;
         if (gs->uniform[id]) {
             if (out >= 0 && scatter)
-                put(&body, "            tj_store_%s(po%d + j * o%d_%d, tju%d, o%d_%d, n);\n",
+                put(body, "            tj_store_%s(po%d + j * o%d_%d, tju%d, o%d_%d, n);\n",
                     tj_dtype_suffix(n->dtype), out, out, D - 1, (int)gs->where[id], out, D - 1);
             else if (out >= 0)
-                put(&body, "            tj_load_%s(po%d + %s * o%d_%d, (const char *)tju%d, 0, n);\n",
+                put(body, "            tj_load_%s(po%d + %s * o%d_%d, (const char *)tju%d, 0, n);\n",
                     tj_dtype_suffix(n->dtype), out, blk, out, bd, (int)gs->where[id]);
             continue;
         }
         char pn[96];
         if (tj_ops[n->op].kind == TJ_K_RED) {
-            emit_accumulate(&body, g, gr, gs, n, shape, D, twod);
+            emit_accumulate(body, g, gr, gs, n, shape, D, twod);
             continue;
         }
         if (tj_ops[n->op].kind == TJ_K_SCAN) {
-            emit_scan(&body, g, gr, gs, n, D);
+            emit_scan(body, g, gr, gs, n, D);
             continue;
         }
         if (n->op == TJ_OP_GATHER) {
-            int dim = (int)n->axes + (gr->ndim - n->ndim), l = 0;
-            while (l < gr->n_leaves &&
-                   !(gr->leaves[l] == n->in[0] && gr->leaf_gather[l] == dim)) l++;
-            snprintf(pn, sizeof pn, "tj_gather_%s", tj_dtype_suffix(n->dtype));
-            declare_fn(gs, pn, "void %s(void *, const char *, long long, long long, long long, "
-                               "const long long *, long long, long long *, long long);\n");
-            int bufi = out >= 0 && !scatter ? -1 : take_buf(gs);
-            if (bufi < 0)
-                put(&body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
-            else
-                put(&body, "            void *v%d = tjb%d;\n", (int)id, bufi);
-            int32_t ix = n->in[1];
-            char ixs[32];
-            snprintf(ixs, sizeof ixs, gs->uniform[ix] ? "tju%d" : "v%d",
-                     gs->uniform[ix] ? (int)gs->where[ix] : (int)ix);
-            put(&body, "            %s(v%d, pl%d + j * l%d_%d, l%d_%d, g%d, %lldLL, %s, n, "
-                       "(long long *)P[%d], %lldLL);\n",
-                pn, (int)id, l, l, D - 1, l, D - 1, l, (long long)gr->leaf_glen[l], ixs,
-                s->n_slots, (long long)n->value.i);
-            if (scatter)
-                put(&body, "            tj_store_%s(po%d + j * o%d_%d, v%d, o%d_%d, n);\n",
-                    tj_dtype_suffix(n->dtype), out, out, D - 1, (int)id, out, D - 1);
-            gs->where[id] = bufi;
-            if (!gs->uniform[ix] && gs->last_use[ix] == k && gs->where[ix] >= 0) {
-                gs->free_bufs[gs->n_free++] = gs->where[ix];
-                gs->where[ix] = -1;
-            }
+            emit_gather(body, g, s, gr, gs, k, out, scatter, blk);
             continue;
         }
         prim_name(pn, sizeof pn, g, n, gs->uniform);
         declare(gs, pn);
         int bufi = -1;
         if (out >= 0 && !scatter) {
-            put(&body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
+            put(body, "            void *v%d = po%d + %s * o%d_%d;\n", (int)id, out, blk, out, bd);
         } else {
             bufi = take_buf(gs);
-            put(&body, "            void *v%d = tjb%d;\n", (int)id, bufi);
+            put(body, "            void *v%d = tjb%d;\n", (int)id, bufi);
         }
-        put(&body, "            %s(v%d", pn, (int)id);
+        put(body, "            %s(v%d", pn, (int)id);
         for (int a = 0; a < 3; a++) {
-            if (a >= tj_ops[n->op].arity) { put(&body, ", 0"); continue; }
+            if (a >= tj_ops[n->op].arity) { put(body, ", 0"); continue; }
             int32_t x = n->in[a];
-            if (gs->uniform[x]) put(&body, ", tju%d", (int)gs->where[x]);
-            else put(&body, ", v%d", (int)x);
+            if (gs->uniform[x]) put(body, ", tju%d", (int)gs->where[x]);
+            else put(body, ", v%d", (int)x);
         }
-        put(&body, ", n);\n");
+        put(body, ", n);\n");
         if (scatter)
-            put(&body, "            tj_store_%s(po%d + j * o%d_%d, v%d, o%d_%d, n);\n",
+            put(body, "            tj_store_%s(po%d + j * o%d_%d, v%d, o%d_%d, n);\n",
                 tj_dtype_suffix(n->dtype), out, out, D - 1, (int)id, out, D - 1);
         gs->where[id] = bufi;
         /* Operands whose last use this was give their buffers back (after the result
@@ -535,9 +462,17 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         }
     }
 
+}
+
+/* The function's buffers, the hoisted values, and the loop nest around the blocks. */
+static void emit_nest(sbuf *b, const tj_graph *g, const tj_group *gr, const gstate *gs,
+                      int n_ubufs, const sbuf *pre, const sbuf *body, const char *blk) {
+    int D = gr->loop.D, twod = gr->loop.twod, bd = gr->loop.bd;
+    const int64_t *shape = gr->loop.shape;
+    int64_t inner = gr->loop.inner, rows = gr->loop.rows;
     for (int u = 0; u < n_ubufs; u++) put(b, "    double tju%d[%d];\n", u, TJ_BLOCK);
     for (int k = 0; k < gs->n_bufs; k++) put(b, "    double tjb%d[%d];\n", k, TJ_BLOCK);
-    if (pre.buf) put(b, "%s", pre.buf);
+    if (pre->buf) put(b, "%s", pre->buf);
     for (int d = 0; d < bd; d++)
         if (d == 0)
             put(b, "    for (long long i0 = lo; i0 < hi; i0++) {\n");
@@ -546,15 +481,16 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
                 (long long)shape[d], d);
     int ind = 4 * (bd + 1);
     for (int l = 0; l < gr->n_leaves; l++) {
-        if (gs->uniform[gr->leaves[l]]) continue;
-        put(b, "%*sconst char *pl%d = bl%d", ind, "", l, l);
+        if (gs->uniform[gr->leaves[l].node]) continue;
+        put(b, gr->leaves[l].slot < 0 ? "%*sconst long long pl%d = bl%d" : "%*sconst char *pl%d = bl%d",
+            ind, "", l, l);
         for (int d = 0; d < bd; d++) put(b, " + i%d * l%d_%d", d, l, d);
         put(b, ";\n");
     }
     for (int o = 0; o < gr->n_outs; o++) {
-        put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->out_slot[o]);
+        put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->outs[o].slot);
         if (gr->cat >= 0 && gr->cat_off)   /* a part: its region of the concatenation */
-            put(b, " + %lldLL * S[%d][%d]", (long long)gr->cat_off, (int)gr->out_slot[o],
+            put(b, " + %lldLL * S[%d][%d]", (long long)gr->cat_off, (int)gr->outs[o].slot,
                 (int)g->nodes[gr->cat].axes);
         for (int d = 0; d < bd; d++) put(b, " + i%d * o%d_%d", d, o, d);
         put(b, ";\n");
@@ -584,10 +520,82 @@ static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi,
         put(b, "%*s    long long n = %lldLL - j < %d ? %lldLL - j : %d;\n", ind, "",
             (long long)inner, TJ_BLOCK, (long long)inner, TJ_BLOCK);
     }
-    if (body.buf) put(b, "%s", body.buf);
+    if (body->buf) put(b, "%s", body->buf);
     put(b, "%*s}\n", ind, "");
     for (int d = bd - 1; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
     put(b, "}\n");
+}
+
+static void emit_group(sbuf *b, const tj_graph *g, const tj_schedule *s, int gi, gstate *gs,
+                       gdesc *gd) {
+    const tj_group *gr = &s->groups[gi];
+    const tj_loop *q = &gr->loop;
+    gd->units = q->units;
+    if (gr->contract) {
+        emit_contraction(b, g, gr, gi, gs);
+        return;
+    }
+    int D = q->D;
+    char blk[16];   /* the blocked loop's index: j, or the row dim's with 2-D blocks */
+    snprintf(blk, sizeof blk, q->twod ? "i%d" : "j", D - 2);
+    gd->work = q->work;
+    gd->par = q->par;
+    if (q->chunked) {   /* the runtime reduces chunks of units into parts, folded in order */
+        const tj_node *rn = &g->nodes[gr->red];
+        gd->acc_slot = (int)gr->acc_slot;
+        gd->acc_n = q->acc_n;
+        gd->acc_bytes = q->acc_n * tj_dtype_size(q->acc_dtype);
+        snprintf(gd->comb, sizeof gd->comb, "tj_rv_%s_%s", tj_ops[rn->op].name,
+                 tj_dtype_suffix(q->acc_dtype));
+        declare_fn(gs, gd->comb, "void %s(void *, void *, const void *, long long, long long);\n");
+    }
+    if (gr->red >= 0) {   /* accumulators to the identity before the loop, results after */
+        put(b, "\nstatic void tj_g%di(void **P, const long long **S) {\n", gi);
+        emit_reduction_edges(b, g, gr, gs, 0);
+        put(b, "}\n\nstatic void tj_g%df(void **P, const long long **S) {\n", gi);
+        emit_reduction_edges(b, g, gr, gs, 1);
+        put(b, "}\n");
+        gd->edges = 1;
+    }
+    put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
+    if (q->total == 0) {
+        put(b, "}\n");
+        return;
+    }
+
+    /* Positions: leaves at -1 (loaded at block start), nodes in order 0.. */
+    for (int l = 0; l < gr->n_leaves; l++) {
+        gs->last_use[gr->leaves[l].node] = -1;
+        gs->uniform[gr->leaves[l].node] = gr->leaves[l].uniform;
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {
+        const tj_node *n = &g->nodes[gr->nodes[k]];
+        for (int a = 0; a < tj_ops[n->op].arity; a++) gs->last_use[n->in[a]] = k;
+        gs->uniform[gr->nodes[k]] = gr->uniform[k];
+        gs->last_use[gr->nodes[k]] = k;
+    }
+    for (int o = 0; o < gr->n_outs; o++) gs->last_use[gr->outs[o].node] = gr->n_nodes;
+
+    gs->n_free = 0;
+    gs->n_bufs = 0;
+    sbuf pre = {0}, body = {0};
+    int n_ubufs = emit_hoisted(&pre, g, gr, gs);
+    tj_emit_leaf_setup(b, g, gr, D);
+    for (int o = 0; o < gr->n_outs; o++)
+        for (int d = 0; d < D; d++) {
+            tj_emit_out_stride(b, gr, o, d);
+            if (gr->red < 0 || o) continue;   /* the accumulator: the result's shape and map */
+            int cm = is_scan(g, gr) ? gr->amap[d] : gr->outs[o].map[d];   /* a scan's: amap */
+            if (gr->ndim && cm >= 0)
+                put(b, "    const long long c%d_%d = S[%d][%d];\n", o, d, (int)gr->acc_slot, cm);
+            else
+                put(b, "    const long long c%d_%d = 0;\n", o, d);
+        }
+
+    /* Loop body. Block buffers are numbered after the uniform ones. */
+    emit_block_loads(&body, g, gr, gs, blk);
+    emit_block_nodes(&body, g, s, gr, gs, blk);
+    emit_nest(b, g, gr, gs, n_ubufs, &pre, &body, blk);
     if (pre.failed || body.failed) b->failed = 1;
     free(pre.buf);
     free(body.buf);

@@ -4,15 +4,16 @@
  * compiler (csrc/backend/tier.c) this emits each elementwise group as one loop nest whose
  * innermost loop computes every node of an element in registers: gcc vectorizes it
  * for the running CPU (-O3 -march=native).
- * Requires: a schedule from fuse. Guarantees: a fused body has the signature, the
- * outer-loop units and the splitting rules of the TinyCC group it replaces, and
+ * Requires: a lowered schedule (csrc/fuse/lower.c: the loop nest, the units, the
+ * invariant values, which groups fuse). Guarantees: a fused body has the signature,
+ * the outer-loop units and the splitting rules of the TinyCC group it replaces, and
  * computes every element with the same per-element helpers (csrc/emit/prims.c
  * compiled with TJ_ELEM_ONLY), so results agree with TinyCC's (bit for bit for
  * arithmetic; within the functions' accuracy where gcc picks another vector width of
  * a libmvec function). A sum, product, max or min group folds each element into its
- * accumulator in the same loop (see `fold`). Groups with argmax/argmin, scans,
- * gathers, concatenation parts, matrix products, sin or cos, and reductions of costly
- * values, are not fused (NULL in tj_fused: TinyCC's body stays). */
+ * accumulator in the same loop (see `fold`). Groups lowering does not fuse
+ * (argmax/argmin, scans, gathers, ...: lower.c's `fusable`) are NULL in tj_fused:
+ * TinyCC's body stays. */
 #include "emit/emit.h"
 #include <stdio.h>
 
@@ -22,49 +23,6 @@ typedef tj_sbuf sbuf;
 static const char *ctype(int dt) {
     static const char *names[] = {"bool", "int32_t", "int64_t", "float", "double"};
     return names[dt];
-}
-
-/* The exponent of a POW with a loop-invariant exponent, when it is a known constant
- * (the TinyCC primitive's shortcuts then become the same code here); else -1. */
-static int pow_const(const tj_graph *g, const tj_node *n, double *e) {
-    const tj_node *x = &g->nodes[n->in[1]];
-    if (x->op != TJ_OP_CONST || tj_node_size(x) != 1) return -1;
-    *e = x->dtype >= TJ_F32 ? x->value.f : (double)x->value.i;
-    return 0;
-}
-
-static int is_uniform_leaf(const tj_group *gr, int l, int D) {
-    for (int d = 0; d < D; d++)
-        if (gr->ndim && gr->maps[l][d] != -1) return 0;
-    return 1;
-}
-
-/* A reduction the fused loop folds: a sum, product, max or min whose group computes it
- * once, as output 0 (the accumulator's), everything else elementwise. */
-static int foldable(const tj_graph *g, const tj_group *gr) {
-    return tj_red_splittable(g->nodes[gr->red].op) && gr->outs[0] == gr->red;
-}
-
-static int fusable(const tj_graph *g, const tj_group *gr, const tj_geom *q) {
-    if (gr->contract || gr->cat >= 0 || q->total == 0 || !gr->n_outs) return 0;
-    if (gr->red >= 0 && !foldable(g, gr)) return 0;
-    for (int l = 0; l < gr->n_leaves; l++)
-        if (gr->leaf_gather[l] >= 0) return 0;
-    for (int k = 0; k < gr->n_nodes; k++) {
-        const tj_node *n = &g->nodes[gr->nodes[k]];
-        int kind = tj_ops[n->op].kind;
-        if (gr->nodes[k] == gr->red) continue;
-        if (kind != TJ_K_EW && kind != TJ_K_CAST) return 0;
-        /* a reduction of costly values (exp, tanh, ...): the function's time dominates
-         * and TinyCC's blocks were measured faster (a fused exp-sum: 1.18x its time) */
-        if (gr->red >= 0 && (tj_ops[n->op].flags & TJ_F_COSTLY)) return 0;
-        /* vmath's sin and cos leave huge arguments to a libm pass after the loop
-         * (prims.c's fixup), which a fused loop has no place for */
-        if (n->op == TJ_OP_SIN || n->op == TJ_OP_COS) return 0;
-        double e;   /* float powers: constant exponents only (TinyCC's POWS shortcuts) */
-        if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && pow_const(g, n, &e) < 0) return 0;
-    }
-    return 1;
 }
 
 /* x ** e for a constant e, as tj_p_POWS/POWSF compute it (csrc/emit/prims.c). */
@@ -101,7 +59,7 @@ static void put_node(sbuf *b, const tj_graph *g, const tj_node *n) {
         put(b, "(%s)x%d;\n", ctype(n->dtype), (int)n->in[0]);
         return;
     }
-    if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && pow_const(g, n, &e) == 0) {
+    if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && tj_pow_const(g, n, &e) == 0) {
         put_pow(b, n, n->in[0], e);
         put(b, ";\n");
         return;
@@ -130,7 +88,7 @@ static void fold_init(fold *f, const tj_graph *g, const tj_group *gr, int D) {
     f->op = r->op;
     f->comb = tj_ops[r->op].comb;
     f->x = r->in[0];
-    f->horizontal = !gr->ndim || gr->omaps[0][D - 1] < 0;
+    f->horizontal = gr->loop.horizontal;
     f->flt = dt >= TJ_F32;
     f->simd = tj_red_acc_dtype(r->op, dt) != TJ_BOOL;   /* no omp simd reduction on bool */
     f->A = ctype(tj_red_acc_dtype(r->op, dt));
@@ -186,18 +144,13 @@ static void fold_element(sbuf *b, const fold *f, int ind, const char *acc) {
     }
 }
 
-/* Column sums of short rows (a vertical fold over the rows of a 2-D group whose rows
- * TinyCC takes in blocks: tj_group_geometry's reduction rows): per tile of rows and chunk of columns the
+/* Column sums of short rows (lowering's `cols`: a vertical fold over the rows of a 2-D
+ * group whose rows TinyCC takes in blocks): per tile of rows and chunk of columns the
  * accumulators stay in registers while the rows go by, in order, so each accumulator
  * element still receives its rows in TinyCC's order (bitwise its results). Emitted
  * before the general nest, for the contiguous case only; it returns when it ran. */
 #define TJ_COLS_CHUNK 32         /* columns per chunk (accumulators held) */
 #define TJ_COLS_TILE 2048        /* elements per tile of rows (L1-resident inputs) */
-
-static int interchangeable(const tj_group *gr, const tj_geom *q, const fold *f) {
-    return f && !f->horizontal && q->D == 2 && q->twod && gr->ndim == 2 &&
-           gr->omaps[0][0] < 0 && gr->omaps[0][1] >= 0;
-}
 
 static void emit_cols_chunk(sbuf *b, const tj_graph *g, const tj_group *gr, const uint8_t *uni,
                             const fold *f, int w, int ind) {
@@ -206,10 +159,10 @@ static void emit_cols_chunk(sbuf *b, const tj_graph *g, const tj_group *gr, cons
     put(b, "%*sfor (long long i0 = t0; i0 < t1; i0++) {\n", ind, "");
     int in = ind + 4;
     for (int l = 0; l < gr->n_leaves; l++) {
-        int32_t id = gr->leaves[l];
+        int32_t id = gr->leaves[l].node;
         const char *t = ctype(g->nodes[id].dtype);
         if (uni[id]) continue;
-        if (gr->maps[l][1] == -1)   /* broadcast along the row: one load per row */
+        if (gr->leaves[l].row)   /* broadcast along the row: one load per row */
             put(b, "%*sconst %s x%d = *(const %s *)(bl%d + i0 * l%d_0);\n", in, "", t, (int)id,
                 t, l, l);
         else
@@ -217,14 +170,14 @@ static void emit_cols_chunk(sbuf *b, const tj_graph *g, const tj_group *gr, cons
                 t, l, t, l, l);
     }
     for (int o = 1; o < gr->n_outs; o++) {
-        const char *t = ctype(g->nodes[gr->outs[o]].dtype);
+        const char *t = ctype(g->nodes[gr->outs[o].node].dtype);
         put(b, "%*s%s *restrict r%d = (%s *)((char *)P[%d] + i0 * o%d_0) + j0;\n", in, "", t, o,
-            t, (int)gr->out_slot[o], o);
+            t, (int)gr->outs[o].slot, o);
     }
     put(b, "%*sfor (int k = 0; k < %d; k++) {\n", in, "", w);
     for (int l = 0; l < gr->n_leaves; l++) {
-        int32_t id = gr->leaves[l];
-        if (!uni[id] && gr->maps[l][1] != -1)
+        int32_t id = gr->leaves[l].node;
+        if (!uni[id] && !gr->leaves[l].row)
             put(b, "%*s    const %s x%d = q%d[k];\n", in, "", ctype(g->nodes[id].dtype), (int)id, l);
     }
     for (int k = 0; k < gr->n_nodes; k++) {
@@ -232,23 +185,23 @@ static void emit_cols_chunk(sbuf *b, const tj_graph *g, const tj_group *gr, cons
         put(b, "%*s    ", in, "");
         put_node(b, g, &g->nodes[gr->nodes[k]]);
     }
-    for (int o = 1; o < gr->n_outs; o++) put(b, "%*s    r%d[k] = x%d;\n", in, "", o, (int)gr->outs[o]);
+    for (int o = 1; o < gr->n_outs; o++) put(b, "%*s    r%d[k] = x%d;\n", in, "", o, (int)gr->outs[o].node);
     fold_element(b, f, in + 4, "a_[k]");
     put(b, "%*s}\n%*s}\n", in, "", ind, "");
     put(b, "%*sfor (int k = 0; k < %d; k++) ra[j0 + k] = a_[k];\n", ind, "", w);
 }
 
-static void emit_cols(sbuf *b, const tj_graph *g, const tj_group *gr, const tj_geom *q,
+static void emit_cols(sbuf *b, const tj_graph *g, const tj_group *gr, const tj_loop *q,
                       const uint8_t *uni, const fold *f) {
     long long inner = (long long)q->inner, R = (long long)q->rows, S0 = (long long)q->shape[0];
     long long tile = TJ_COLS_TILE / inner > 1 ? TJ_COLS_TILE / inner : 1;
     long long full = inner / TJ_COLS_CHUNK * TJ_COLS_CHUNK;
     put(b, "    if (1");
     for (int l = 0; l < gr->n_leaves; l++)
-        if (!uni[gr->leaves[l]] && gr->maps[l][1] != -1)
-            put(b, " && l%d_1 == %d", l, tj_dtype_size(g->nodes[gr->leaves[l]].dtype));
+        if (!uni[gr->leaves[l].node] && !gr->leaves[l].row)
+            put(b, " && l%d_1 == %d", l, tj_dtype_size(g->nodes[gr->leaves[l].node].dtype));
     for (int o = 1; o < gr->n_outs; o++)
-        put(b, " && o%d_1 == %d", o, tj_dtype_size(g->nodes[gr->outs[o]].dtype));
+        put(b, " && o%d_1 == %d", o, tj_dtype_size(g->nodes[gr->outs[o].node].dtype));
     put(b, " && c_1 == (long long)sizeof(%s)) {\n", f->A);
     put(b, "        %s *restrict ra = (%s *)P[%d];\n", f->A, f->A, (int)gr->acc_slot);
     put(b, "        const long long r1 = hi * %lldLL < %lldLL ? hi * %lldLL : %lldLL;\n", R, S0, R, S0);
@@ -267,40 +220,49 @@ static void emit_cols(sbuf *b, const tj_graph *g, const tj_group *gr, const tj_g
     put(b, "        }\n        return;\n    }\n");
 }
 
-static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, const tj_geom *q,
-                             int gi, uint8_t *uni) {
+/* `const T x<id> = ...;`: leaf l's element at `at` (a pointer; for a virtual leaf an
+ * element offset, whose index it spells). */
+static void put_leaf(sbuf *b, const tj_graph *g, const tj_group *gr, int l, int ind,
+                     const char *at) {
+    const tj_leaf *lf = &gr->leaves[l];
+    const char *t = ctype(g->nodes[lf->node].dtype);
+    put(b, "%*sconst %s x%d = ", ind, "", t, (int)lf->node);
+    if (lf->slot < 0) tj_emit_iota_value(b, lf, at);
+    else put(b, "*(const %s *)%s", t, at);
+    put(b, ";\n");
+}
+
+static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int gi,
+                             uint8_t *uni) {
+    const tj_loop *q = &gr->loop;
     int D = q->D;
     fold fd, *f = NULL;
     if (gr->red >= 0) fold_init(f = &fd, g, gr, D);
     int o0 = f ? 1 : 0;   /* a reduction's output 0 is its accumulator's, written after */
     put(b, "\nstatic void tj_f%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
-    for (int l = 0; l < gr->n_leaves; l++)
-        uni[gr->leaves[l]] = (uint8_t)is_uniform_leaf(gr, l, D);
-    tj_emit_leaf_setup(b, g, gr, uni, D);
+    for (int l = 0; l < gr->n_leaves; l++) uni[gr->leaves[l].node] = gr->leaves[l].uniform;
+    tj_emit_leaf_setup(b, g, gr, D);
     for (int o = o0; o < gr->n_outs; o++)
         for (int d = 0; d < D; d++) tj_emit_out_stride(b, gr, o, d);
     for (int d = 0; f && d < D; d++) {   /* the accumulator: the result's shape and map */
-        if (gr->ndim && gr->omaps[0][d] >= 0)
-            put(b, "    const long long c_%d = S[%d][%d];\n", d, (int)gr->acc_slot, gr->omaps[0][d]);
+        if (gr->ndim && gr->outs[0].map[d] >= 0)
+            put(b, "    const long long c_%d = S[%d][%d];\n", d, (int)gr->acc_slot, gr->outs[0].map[d]);
         else
             put(b, "    const long long c_%d = 0;\n", d);
     }
     /* loop-invariant values, once per call */
     for (int l = 0; l < gr->n_leaves; l++) {
-        int32_t id = gr->leaves[l];
-        if (uni[id])
-            put(b, "    const %s x%d = *(const %s *)bl%d;\n", ctype(g->nodes[id].dtype), (int)id,
-                ctype(g->nodes[id].dtype), l);
+        int32_t id = gr->leaves[l].node;
+        char at[16];
+        snprintf(at, sizeof at, "bl%d", l);
+        if (uni[id]) put_leaf(b, g, gr, l, 4, at);
     }
     for (int k = 0; k < gr->n_nodes; k++) {
         const tj_node *n = &g->nodes[gr->nodes[k]];
-        int u = gr->nodes[k] != gr->red;   /* the reduction: folded in the loop */
-        for (int a = 0; a < tj_ops[n->op].arity; a++) u &= uni[n->in[a]];
-        u &= tj_op_pure(n->op);   /* an effect is never hoisted out of the loop */
-        uni[gr->nodes[k]] = (uint8_t)u;
-        if (u) { put(b, "    const "); put_node(b, g, n); }
+        uni[gr->nodes[k]] = gr->uniform[k];
+        if (gr->uniform[k]) { put(b, "    const "); put_node(b, g, n); }
     }
-    if (interchangeable(gr, q, f)) emit_cols(b, g, gr, q, uni, f);
+    if (q->cols) emit_cols(b, g, gr, q, uni, f);
     /* the loops: dim 0 over the range (scaled to rows or blocks as TinyCC's units are) */
     int ind = 4;
     for (int d = 0; d < D - 1; d++) {
@@ -314,13 +276,14 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
         ind += 4;
     }
     for (int l = 0; l < gr->n_leaves; l++) {
-        if (uni[gr->leaves[l]]) continue;
-        put(b, "%*sconst char *pl%d = bl%d", ind, "", l, l);
+        if (uni[gr->leaves[l].node]) continue;
+        put(b, gr->leaves[l].slot < 0 ? "%*sconst long long pl%d = bl%d" : "%*sconst char *pl%d = bl%d",
+            ind, "", l, l);
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * l%d_%d", d, l, d);
         put(b, ";\n");
     }
     for (int o = o0; o < gr->n_outs; o++) {
-        put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->out_slot[o]);
+        put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->outs[o].slot);
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * o%d_%d", d, o, d);
         put(b, ";\n");
     }
@@ -336,31 +299,32 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
         put(b, "%*sconst long long e0 = 0, e1 = %lldLL;\n", ind, "", (long long)q->inner);
     /* leaves broadcast along the inner dim: one load per row */
     for (int l = 0; l < gr->n_leaves; l++) {
-        int32_t id = gr->leaves[l];
-        if (uni[id] || (gr->ndim && gr->maps[l][D - 1] != -1)) continue;
-        put(b, "%*sconst %s x%d = *(const %s *)pl%d;\n", ind, "", ctype(g->nodes[id].dtype),
-            (int)id, ctype(g->nodes[id].dtype), l);
+        int32_t id = gr->leaves[l].node;
+        if (!gr->leaves[l].row) continue;
+        char at[16];
+        snprintf(at, sizeof at, "pl%d", l);
+        put_leaf(b, g, gr, l, ind, at);
         uni[id] = 2;
     }
     /* contiguous inner dim (the common case, which gcc vectorizes), else strided */
     put(b, "%*sif (1", ind, "");
     for (int l = 0; l < gr->n_leaves; l++)
-        if (!uni[gr->leaves[l]])
-            put(b, " && l%d_%d == %d", l, D - 1, tj_dtype_size(g->nodes[gr->leaves[l]].dtype));
+        if (!uni[gr->leaves[l].node] && gr->leaves[l].slot >= 0)
+            put(b, " && l%d_%d == %d", l, D - 1, tj_dtype_size(g->nodes[gr->leaves[l].node].dtype));
     for (int o = o0; o < gr->n_outs; o++)
-        put(b, " && o%d_%d == %d", o, D - 1, tj_dtype_size(g->nodes[gr->outs[o]].dtype));
+        put(b, " && o%d_%d == %d", o, D - 1, tj_dtype_size(g->nodes[gr->outs[o].node].dtype));
     if (f && !f->horizontal) put(b, " && c_%d == (long long)sizeof(%s)", D - 1, f->A);
     put(b, ") {\n");
     for (int pass = 0; pass < 2; pass++) {
         int in = ind + 4;
         if (pass) put(b, "%*s} else {\n", ind, "");
         for (int l = 0; !pass && l < gr->n_leaves; l++)
-            if (!uni[gr->leaves[l]])
+            if (!uni[gr->leaves[l].node] && gr->leaves[l].slot >= 0)
                 put(b, "%*sconst %s *restrict q%d = (const %s *)pl%d;\n", in, "",
-                    ctype(g->nodes[gr->leaves[l]].dtype), l, ctype(g->nodes[gr->leaves[l]].dtype), l);
+                    ctype(g->nodes[gr->leaves[l].node].dtype), l, ctype(g->nodes[gr->leaves[l].node].dtype), l);
         for (int o = o0; !pass && o < gr->n_outs; o++)
-            put(b, "%*s%s *restrict r%d = (%s *)po%d;\n", in, "", ctype(g->nodes[gr->outs[o]].dtype),
-                o, ctype(g->nodes[gr->outs[o]].dtype), o);
+            put(b, "%*s%s *restrict r%d = (%s *)po%d;\n", in, "", ctype(g->nodes[gr->outs[o].node].dtype),
+                o, ctype(g->nodes[gr->outs[o].node].dtype), o);
         if (f && !f->horizontal && !pass)
             put(b, "%*s%s *restrict ra = (%s *)pc;\n", in, "", f->A, f->A);
         if (f && f->horizontal) {   /* blocks of the inner dim, as TinyCC's */
@@ -374,10 +338,13 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
             put(b, "%*sfor (long long e = e0; e < e1; e++) {\n", in, "");
         }
         for (int l = 0; l < gr->n_leaves; l++) {
-            int32_t id = gr->leaves[l];
+            int32_t id = gr->leaves[l].node;
             if (uni[id]) continue;
             const char *t = ctype(g->nodes[id].dtype);
-            if (!pass) put(b, "%*s    const %s x%d = q%d[e];\n", in, "", t, (int)id, l);
+            char at[64];
+            snprintf(at, sizeof at, "pl%d + e * l%d_%d", l, l, D - 1);
+            if (gr->leaves[l].slot < 0) put_leaf(b, g, gr, l, in + 4, at);
+            else if (!pass) put(b, "%*s    const %s x%d = q%d[e];\n", in, "", t, (int)id, l);
             else put(b, "%*s    const %s x%d = *(const %s *)(pl%d + e * l%d_%d);\n", in, "", t,
                      (int)id, t, l, l, D - 1);
         }
@@ -387,10 +354,10 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, con
             put_node(b, g, &g->nodes[gr->nodes[k]]);
         }
         for (int o = o0; o < gr->n_outs; o++) {
-            const char *t = ctype(g->nodes[gr->outs[o]].dtype);
-            if (!pass) put(b, "%*s    r%d[e] = x%d;\n", in, "", o, (int)gr->outs[o]);
+            const char *t = ctype(g->nodes[gr->outs[o].node].dtype);
+            if (!pass) put(b, "%*s    r%d[e] = x%d;\n", in, "", o, (int)gr->outs[o].node);
             else put(b, "%*s    *(%s *)(po%d + e * o%d_%d) = x%d;\n", in, "", t, o, o, D - 1,
-                     (int)gr->outs[o]);
+                     (int)gr->outs[o].node);
         }
         if (f) {
             char acc[64];
@@ -424,11 +391,9 @@ int tj_emit_fused_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out,
     int any = 0;
     put(&b, "/* tracejit optimizing tier */\n#include \"prims.c\"\n");
     for (int gi = 0; gi < s->n_groups; gi++) {
-        tj_geom q;
-        tj_group_geometry(g, &s->groups[gi], &q);   /* TinyCC's units */
-        if (!fusable(g, &s->groups[gi], &q)) continue;
+        if (!s->groups[gi].loop.fused) continue;   /* lowering's choice (lower.c) */
         memset(uni, 0, (size_t)g->n);
-        emit_fused_group(&b, g, &s->groups[gi], &q, gi, uni);
+        emit_fused_group(&b, g, &s->groups[gi], gi, uni);
         fused[gi] = any = 1;
     }
     if (!any) { rc = 0; goto done; }

@@ -437,6 +437,19 @@ TJ_LOAD2(int64_t, i64)
 TJ_LOAD2(float, f32)
 TJ_LOAD2(double, f64)
 
+/* A virtual leaf's block (an IOTA's indices): out[k] = (start + k * step) / div, then
+ * modulo mod when mod > 0. */
+TJ_CLONES void tj_iota_i64(void *restrict o_, int64_t start, int64_t step, int64_t div,
+                           int64_t mod, int64_t n) {
+    int64_t *restrict o = o_;
+    if (div == 1 && mod <= 0)
+        for (int64_t k = 0; k < n; k++) o[k] = start + k * step;
+    else if (mod <= 0)
+        for (int64_t k = 0; k < n; k++) o[k] = (start + k * step) / div;
+    else
+        for (int64_t k = 0; k < n; k++) o[k] = (start + k * step) / div % mod;
+}
+
 TJ_LOAD(bool, b)
 TJ_LOAD(int32_t, i32)
 TJ_LOAD(int64_t, i64)
@@ -473,6 +486,7 @@ const tj_symbol tj_prim_symbols[] = {
     {"tj_load_b", (void *)tj_load_b}, {"tj_load_i32", (void *)tj_load_i32},
     {"tj_load_i64", (void *)tj_load_i64}, {"tj_load_f32", (void *)tj_load_f32},
     {"tj_load_f64", (void *)tj_load_f64},
+    {"tj_iota_i64", (void *)tj_iota_i64},
     {NULL, NULL},
 };
 const int tj_n_prim_symbols = (int)(sizeof tj_prim_symbols / sizeof tj_prim_symbols[0]) - 1;

@@ -36,8 +36,8 @@ static life *lifetimes(const tj_schedule *s) {
     } while (0)
     for (int gi = 0; gi < s->n_groups; gi++) {
         const tj_group *gr = &s->groups[gi];
-        for (int o = 0; o < gr->n_outs; o++) TOUCH(gr->out_slot[o], gi);
-        for (int l = 0; l < gr->n_leaves; l++) TOUCH(gr->leaf_slot[l], gi);
+        for (int o = 0; o < gr->n_outs; o++) TOUCH(gr->outs[o].slot, gi);
+        for (int l = 0; l < gr->n_leaves; l++) TOUCH(gr->leaves[l].slot, gi);
         if (gr->acc_slot >= 0) TOUCH(gr->acc_slot, gi);
     }
 #undef TOUCH
@@ -51,8 +51,7 @@ int tj_pass_memplan(tj_schedule *s, tj_error *err) {
     life *L = lifetimes(s);
     int *order = malloc((size_t)(n ? n : 1) * sizeof *order);
     int *placed = malloc((size_t)(n ? n : 1) * sizeof *placed);
-    free(s->scratch_off);
-    s->scratch_off = calloc((size_t)(n ? n : 1), sizeof *s->scratch_off);
+    s->scratch_off = tj_arena_alloc(&s->arena, (size_t)(n ? n : 1) * sizeof *s->scratch_off);
     if (!L || !order || !placed || !s->scratch_off) {
         free(L);
         free(order);

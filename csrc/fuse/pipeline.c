@@ -1,7 +1,7 @@
 /* The pass order, written out once.
  * Requires: a traced graph whose outputs are set. Guarantees: a schedule of fused
  * groups whose outputs are fresh computed values (never a leaf's memory), with
- * scratch offsets planned.
+ * scratch offsets planned and every group lowered (its loop nest, split and access).
  * Interface: the graph carries its slot table because fold and simplify create
  * constants and a constant is read through a slot; fuse reads the leaf slots' layouts
  * (contiguity) from that table once those passes ran, and the plan takes the table
@@ -49,8 +49,8 @@ static void dump_schedule(const tj_schedule *s, tj_sbuf *log) {
         k += (size_t)snprintf(buf + k, sizeof buf - k, "], %d nodes, %d leaves, outs",
                               gr->n_nodes, gr->n_leaves);
         for (int o = 0; o < gr->n_outs && k < sizeof buf; o++)
-            k += (size_t)snprintf(buf + k, sizeof buf - k, " %%%d->slot %d", (int)gr->outs[o],
-                                  (int)gr->out_slot[o]);
+            k += (size_t)snprintf(buf + k, sizeof buf - k, " %%%d->slot %d", (int)gr->outs[o].node,
+                                  (int)gr->outs[o].slot);
         tj_put(log, "%s\n", buf);
     }
 }
@@ -61,7 +61,7 @@ static void dump_schedule(const tj_schedule *s, tj_sbuf *log) {
  * runtime copying the later ones. `traced`: the outputs before any pass. */
 static int same_outputs(const tj_graph *g, const int32_t *traced, tj_schedule *s,
                         tj_error *err) {
-    s->out_same_as = malloc((size_t)(g->n_out ? g->n_out : 1) * sizeof(int32_t));
+    s->out_same_as = tj_arena_alloc(&s->arena, (size_t)(g->n_out ? g->n_out : 1) * sizeof(int32_t));
     if (!s->out_same_as) return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     for (int32_t o = 0; o < g->n_out; o++) {
         int32_t same = -1;
@@ -92,6 +92,7 @@ int tj_pipeline_run(tj_graph *g, tj_schedule *s, tj_sbuf *log, tj_error *err) {
     STEP(tj_pass_dce(g, err));
     if (log) tj_graph_dump(g, "dce", log);
     STEP(tj_pass_fuse(g, s, err));   /* reads the slots fold and simplify may have added */
+    STEP(tj_pass_lower(g, s, err));   /* the groups' loops (collapsed) and access */
     if (log) dump_schedule(s, log);
     STEP(tj_pass_memplan(s, err));
     if (log) tj_memplan_dump(s, log);

@@ -204,7 +204,9 @@ void tj_graph_dump(const tj_graph *g, const char *title, tj_sbuf *log) {
         if (n->weak) k += (size_t)snprintf(line + k, sizeof line - k, " weak");
         for (int a = 0; a < tj_ops[n->op].arity; a++)
             k += (size_t)snprintf(line + k, sizeof line - k, " %%%d", (int)n->in[a]);
-        if (tj_ops[n->op].kind == TJ_K_LEAF && n->op != TJ_OP_CONST)
+        if (n->op == TJ_OP_IOTA)
+            k += (size_t)snprintf(line + k, sizeof line - k, " axis %d", (int)(int32_t)n->axes);
+        else if (tj_ops[n->op].kind == TJ_K_LEAF && n->op != TJ_OP_CONST)
             k += (size_t)snprintf(line + k, sizeof line - k, " slot %d", (int)n->slot);
         if (n->op == TJ_OP_CONST) {
             if (n->dtype >= TJ_F32)

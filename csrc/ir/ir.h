@@ -168,45 +168,98 @@ int tj_shape_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *s
 /* Appends a readable listing of g to `log`, a line each. */
 void tj_graph_dump(const tj_graph *g, const char *title, tj_sbuf *log);
 
+/* ---- an arena (csrc/ir/arena.c) -------------------------------------------- */
+/* Blocks that live and die together (a schedule's groups, leaves, slot tables): each
+ * allocation is zeroed and 16-byte aligned; tj_arena_free releases them all at once.
+ * The struct may be copied to move ownership (the copy then frees). */
+typedef struct tj_arena_chunk tj_arena_chunk;
+typedef struct { tj_arena_chunk *head; } tj_arena;
+void *tj_arena_alloc(tj_arena *a, size_t bytes);   /* NULL: out of memory */
+void tj_arena_free(tj_arena *a);
+
 /* ---- passes (csrc/fuse/) --------------------------------------------------- */
+#define TJ_BLOCK 512      /* elements per block in generated loops */
+
+/* A value a group reads: from a slot (a leaf, a view of one, or a materialized node),
+ * or, virtually, the loop index (an IOTA node: slot -1, its value the offset its
+ * steps give, never a load). fuse fills node, base, slot and gather; lowering the
+ * access (map, step, off, flat, the gathered dim's) and how it is read. */
+typedef struct {
+    int32_t node;                /* the node read */
+    int32_t base;                /* the node whose memory the slot holds */
+    int32_t slot;                /* the slot read; -1 for a virtual leaf */
+    int8_t map[TJ_MAXDIM];       /* loop dim -> slot dim, -1 broadcast, -2 read flat */
+    int64_t step[TJ_MAXDIM];     /* per loop dim: the step along that slot dim */
+    int64_t off[TJ_MAXDIM];      /* start index per slot dim (off[0] when flat) */
+    uint8_t flat;                /* read flat (off[0] counts elements) */
+    int8_t gather;               /* read by a GATHER along this loop dim (map -1 there), or
+                                    -1 for an ordinary leaf */
+    int8_t gsrc;                 /* gather: the slot dim indexed (-1, -2 flat) */
+    int64_t gstep, glen;         /* gather: the step along it, the indexed dim's length */
+    int64_t vstride[TJ_MAXDIM];  /* virtual leaf: element stride per dim of its IOTA
+                                    (C order), as a slot's byte strides are */
+    int64_t vdiv, vmod;          /* virtual leaf: value = offset / vdiv (% vmod if > 0) */
+    uint8_t uniform;             /* lowering: the same element at every iteration */
+    uint8_t row;                 /* lowering: not uniform, but the same along the loop's
+                                    innermost dim (read once per row by the tier) */
+} tj_leaf;
+
+/* A value a group writes: node `node` into slot `slot` through map (loop dim -> slot
+ * dim, -1 where it does not vary). */
+typedef struct {
+    int32_t node, slot;
+    int8_t map[TJ_MAXDIM];
+} tj_out;
+
+/* Lowering's loop nest of a group (csrc/fuse/lower.c), every scheduling decision the
+ * emitters spell: D dims (at least 1), the innermost in blocks of `block` elements,
+ * or, when short, 2-D blocks of `rows` rows of it (twod; the blocked dim bd); the
+ * outer loop split across threads in `units` of `step`. */
+typedef struct {
+    int D, twod, bd;
+    int64_t shape[TJ_MAXDIM], total, inner, rows, step, units, work;
+    int64_t block;               /* elements of one block (a uniform value's buffer) */
+    int par;                     /* units write disjoint memory: threads may split them */
+    int chunked;                 /* a sum/prod/max/min over the outer loop's dim: the
+                                    runtime reduces chunks of units into separate
+                                    accumulators (acc_n of acc_dtype), folded in order */
+    int64_t acc_n;
+    int acc_dtype;
+    int horizontal;              /* a reduction or scan along the innermost loop dim */
+    int fused;                   /* the optimizing tier fuses this group per element */
+    int cols;                    /* ... and its column sums of short rows interchanged */
+} tj_loop;
+
 /* A fused group: one loop nest over `shape` computing `nodes` in order. */
 typedef struct {
     int ndim;
     int64_t shape[TJ_MAXDIM];
     int32_t *nodes, n_nodes;     /* computed nodes, topological */
-    int32_t *leaves, n_leaves;   /* nodes read from slots (leaf, view of leaf, or materialized) */
-    int8_t (*maps)[TJ_MAXDIM];   /* per leaf: iteration dim -> slot dim, -1 broadcast,
-                                    -2 the slot read flat */
-    int64_t (*steps)[TJ_MAXDIM]; /* per leaf and iteration dim: step along that slot dim */
-    int64_t (*offs)[TJ_MAXDIM];  /* per leaf: start index per slot dim (offs[0]: flat) */
-    int32_t *leaf_slot;          /* per leaf: the slot read */
-    int32_t *leaf_base;          /* per leaf: the node whose memory the slot holds */
-    uint8_t *leaf_flat;          /* per leaf: read flat (offs[0] counts elements) */
-    int32_t *outs, n_outs;       /* node ids written to slots */
-    int32_t *out_slot;
-    int8_t (*omaps)[TJ_MAXDIM];  /* per out: iteration dim -> slot dim, -1 broadcast */
+    tj_leaf *leaves;             /* values read (gathered data: a leaf per node and dim) */
+    int n_leaves;
+    tj_out *outs;                /* values written */
+    int n_outs;
     int32_t red;                 /* a reduction group: the RED node (its only out), or -1;
-                                    iteration shape is its operand's, omaps[0] is -1 on
+                                    iteration shape is its operand's, outs[0].map is -1 on
                                     the reduced dims */
     int32_t acc_slot;            /* reduction: accumulator slot (output's shape, acc dtype);
                                     a scan (red is a SCAN node): the running value per
                                     position of the other dims, read through amap */
     int8_t amap[TJ_MAXDIM];      /* scan: iteration dim -> accumulator dim, -1 on the axis */
     int contract;                /* a reduction that is a GEMM: sum over the last dim of
-                                    a product of leaves mm_a and mm_b (see fuse.c) */
+                                    a product of leaves mm_a and mm_b (see lower.c) */
     int mm_a, mm_b;              /* leaf indices of the two factors */
     int mm_m, mm_n;              /* iteration dims of rows and columns, or -1 */
-    int8_t *leaf_gather;         /* per leaf: read by a GATHER along this loop dim (the
-                                    leaf's map there is -1), or -1 for an ordinary leaf */
-    int8_t *leaf_gsrc;           /* gather leaves: the slot dim indexed (-1, -2 flat) */
-    int64_t *leaf_gstep;         /* gather leaves: the step along it */
-    int64_t *leaf_glen;          /* gather leaves: the length of the indexed dim */
     int32_t cat;                 /* a part of a concatenation: the CONCAT node whose
                                     buffer outs[0] is written into, or -1 */
     int64_t cat_off;             /* its start along the CONCAT's axis */
+    tj_loop loop;                /* lowering's */
+    uint8_t *uniform;            /* lowering's, per node of `nodes`: loop-invariant,
+                                    computed once before the loop */
 } tj_group;
 
 typedef struct {
+    tj_arena arena;              /* every array below and the groups' */
     tj_group *groups;
     int n_groups;
     int32_t *mat_slot;           /* per node: slot it is materialized in, or -1 */
@@ -234,6 +287,12 @@ int tj_pass_cse(tj_graph *g, tj_error *err);
 int tj_pass_dce(tj_graph *g, tj_error *err);
 int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err);
 int tj_pass_memplan(tj_schedule *s, tj_error *err);
+/* Lowering (csrc/fuse/lower.c): each group's access, loop nest and strategies. */
+int tj_pass_lower(const tj_graph *g, tj_schedule *s, tj_error *err);
+/* The exponent of POW node n when it is a one-element constant: 0, else -1. */
+int tj_pow_const(const tj_graph *g, const tj_node *n, double *e);
+/* The lowered schedule, a few lines per group, into `log`. */
+void tj_lower_dump(const tj_graph *g, const tj_schedule *s, tj_sbuf *log);
 void tj_memplan_dump(const tj_schedule *s, tj_sbuf *log);
 void tj_schedule_free(tj_schedule *s);
 /* Runs the pipeline on g (whose slot table the passes may extend, so a plan reads it

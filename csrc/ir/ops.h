@@ -12,7 +12,10 @@
  *             torch has none), or special.X for torch.special.X only; Python reads
  *             them through _C._op_table() (python/tracejit/_torch_ops.py); NULL: none
  *   arity     number of operands
- *   kind      LEAF (a value read from a slot), EW (elementwise), VIEW (movement),
+ *   kind      LEAF (a value read from a slot; IOTA: the element index, a virtual leaf
+ *             with no slot, counting along dim `axes`, or the C-order linear index
+ *             when axes is -1; lowering gives it an access as any leaf, csrc/fuse/lower.c,
+ *             and the emitters spell its value from the offset), EW (elementwise), VIEW (movement),
  *             CAST (elementwise dtype conversion, primitives per (from, to)),
  *             RED (reduction over the node's `axes`; primitives in emit/reduce_prims.c),
  *             CAT (operand 1 placed after operand 0 along dim `axes`; fuse.c),
@@ -56,6 +59,7 @@
     X(SCALAR,   NULL,           NULL,                    0, LEAF, ALL,  SAME, 0,            NONE,                   0) \
     X(CAPTURE,  NULL,           NULL,                    0, LEAF, ALL,  SAME, 0,            NONE,                   0) \
     X(CONST,    NULL,           NULL,                    0, LEAF, ALL,  SAME, 0,            NONE,                   0) \
+    X(IOTA,     NULL,           NULL,                    0, LEAF, ALL,  SAME, 0,            NONE,                   0) \
     X(VIEW,     NULL,           NULL,                    1, VIEW, ALL,  SAME, 0,            NONE,                   0) \
     X(CAST,     NULL,           NULL,                    1, CAST, ALL,  SAME, 0,            NONE,                   0) \
     X(COPY,     NULL,           NULL,                    1, EW,  ALL,  SAME, 0,            NONE,                   (a)) \

@@ -371,6 +371,15 @@ PyObject *tj_assemble_hvstack(tj_trace *t, const tj_npfunc *f, PyObject *x, PyOb
     return in_dtype(t, r, kwargs);
 }
 
+/* r, of np.roll or np.pad: a 0-d one (the operand unchanged) is a 0-d array in NumPy,
+ * even of a NumPy scalar. Steals r. */
+static PyObject *as_array(tj_trace *t, PyObject *r) {
+    if (!r || !tj_is_tracer(r) || t->g.nodes[((tj_tracer *)r)->id].ndim) return r;
+    PyObject *a = tj_tracer_new(t, ((tj_tracer *)r)->id);   /* (r may be the operand) */
+    Py_DECREF(r);
+    return tj_tracer_np(a, TJ_NP_ARRAY);
+}
+
 PyObject *tj_assemble_roll(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                            PyObject *kwargs) {
     if (refuse_options(f, kwargs) < 0) return NULL;
@@ -379,7 +388,7 @@ PyObject *tj_assemble_roll(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObjec
         PyErr_SetString(PyExc_TypeError, "roll() needs a shift");
         return NULL;
     }
-    return roll(t, x, shift, axis ? axis : Py_None);
+    return as_array(t, roll(t, x, shift, axis ? axis : Py_None));
 }
 
 PyObject *tj_assemble_pad(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
@@ -392,5 +401,5 @@ PyObject *tj_assemble_pad(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject
         PyErr_SetString(PyExc_TypeError, "pad() needs pad_width");
         return NULL;
     }
-    return pad(t, x, width, mode, value);
+    return as_array(t, pad(t, x, width, mode, value));
 }

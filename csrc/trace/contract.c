@@ -124,7 +124,8 @@ PyObject *tj_matmul(tj_trace *t, PyObject *a, PyObject *b) {
     int32_t r = matmul_ids(t, xa, xb, dt);
     if (r >= 0 && nb == 1) r = drop(t, r, t->g.nodes[r].ndim - 1);
     if (r >= 0 && na == 1) r = drop(t, r, t->g.nodes[r].ndim - (nb == 1 ? 1 : 2));
-    return r < 0 ? NULL : tj_tracer_new(t, r);
+    /* a vector times a vector is a NumPy scalar (tensordot reshapes it into an array) */
+    return r < 0 ? NULL : tj_tracer_np(tj_tracer_new(t, r), TJ_NP_SCALAR);
 }
 
 /* np.dot: matmul for 1-D and 2-D operands, a product with a 0-d operand. */
@@ -360,7 +361,7 @@ static PyObject *inner_body(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObje
     }
     Py_XDECREF(fa);
     Py_XDECREF(fb);
-    return r;
+    return tj_tracer_np(r, TJ_NP_SCALAR);   /* (through tensordot, whose result is an array) */
 }
 
 PyObject *tj_contract_inner(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,

@@ -540,5 +540,5 @@ PyObject *tj_apply_fill(tj_trace *t, PyObject *value, int dt, int ndim, const in
     }
     if ((id = cast_to(t, id, dt)) < 0) return NULL;
     int32_t r = add_node(t, TJ_OP_COPY, dt, 0, ndim, shape, id, -1, -1);
-    return r < 0 ? NULL : tj_tracer_new(t, r);
+    return r < 0 ? NULL : tj_tracer_np(tj_tracer_new(t, r), TJ_NP_ARRAY);
 }

@@ -107,8 +107,8 @@ static PyObject *take(tj_trace *t, int32_t x, PyObject *idx_o, int axis) {
         v.step[v.ndim] = 1;
         v.ndim++;
     }
-    int32_t r = tj_view(t, gid, &v);
-    return r < 0 ? NULL : tj_tracer_new(t, r);
+    int32_t r = tj_view(t, gid, &v);   /* np.take(v, 0) is a NumPy scalar */
+    return r < 0 ? NULL : tj_tracer_np(tj_tracer_new(t, r), TJ_NP_SCALAR);
 }
 
 int tj_is_advanced_index(PyObject *k) {

@@ -318,7 +318,8 @@ static PyObject *where(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *a
         return tj_trace_error("numpy.where(cond) with one argument returns indices whose "
                               "number depends on the data, which a trace cannot represent; "
                               "use numpy.where(cond, x, y)");
-    return tj_apply(t, TJ_OP_WHERE, 3, &PyTuple_GET_ITEM(args, 0), NULL);
+    return tj_tracer_np(tj_apply(t, TJ_OP_WHERE, 3, &PyTuple_GET_ITEM(args, 0), NULL),
+                        TJ_NP_ARRAY);
 }
 
 static PyObject *clip(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
@@ -341,7 +342,7 @@ static PyObject *astype(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *
                         PyObject *kwargs) {
     PyObject *dt = tj_arg(args, kwargs, 1, "dtype", NULL);
     if (!dt) { PyErr_SetString(PyExc_TypeError, "astype() needs a dtype"); return NULL; }
-    return tj_apply_cast(t, x, dt);
+    return tj_tracer_np_as(tj_apply_cast(t, x, dt), x);
 }
 
 /* numpy.shape(a), numpy.ndim(a): the attribute of the same name */

@@ -38,21 +38,33 @@ static int source_index(tj_trace *t, PyObject *source, PyObject *keyfn) {
     return (int)n;
 }
 
-/* int64 counters base, base + 1, ... in C order over shape. */
-static int32_t counters(tj_trace *t, int ndim, const int64_t *shape, PyObject *shape_obj,
-                        int64_t base) {
-    int64_t n = 1;
-    for (int d = 0; d < ndim; d++) n *= shape[d];
-    PyObject *one = PyLong_FromLong(1), *off = PyLong_FromLongLong(base - 1);
-    PyObject *flat = one && off ? tj_apply_fill(t, one, TJ_I64, 1, &n) : NULL;
-    PyObject *cs = flat ? tj_reduction_call(t, TJ_RED_CUMSUM, flat, NULL, NULL, 1) : NULL;
-    PyObject *ops[2] = {cs, off};
-    PyObject *ctr = cs ? tj_apply(t, TJ_OP_ADD, 2, ops, NULL) : NULL;
-    PyObject *shaped = ctr ? tj_reshape(t, ctr, shape_obj) : NULL;
-    int32_t id = shaped ? tj_operand(t, shaped) : -1;
-    Py_XDECREF(one); Py_XDECREF(off); Py_XDECREF(flat); Py_XDECREF(cs); Py_XDECREF(ctr);
-    Py_XDECREF(shaped);
-    return id;
+/* int64 counters base, base + 1, ... in C order over shape: the linear element index
+ * (an IOTA, a virtual leaf: no memory, computed in the loop) plus the draw's base. */
+static int32_t counters(tj_trace *t, int ndim, const int64_t *shape, int64_t base) {
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    n.op = TJ_OP_IOTA;
+    n.dtype = TJ_I64;
+    n.ndim = (uint8_t)ndim;
+    memcpy(n.shape, shape, (size_t)ndim * sizeof *shape);
+    n.axes = (uint32_t)-1;   /* the C-order linear index */
+    n.slot = -1;
+    n.in[0] = n.in[1] = n.in[2] = -1;
+    int32_t idx = tj_trace_add_node(t, &n);
+    if (idx < 0 || base == 0) return idx;
+    tj_slotdesc d = {.kind = TJ_SLOT_CONST, .dtype = TJ_I64, .contig = 1, .value = {.i = base}};
+    int32_t b = tj_trace_leaf(t, TJ_OP_CONST, &d, 0, 0, NULL);
+    if (b < 0) return -1;
+    memset(&n, 0, sizeof n);
+    n.op = TJ_OP_ADD;
+    n.dtype = TJ_I64;
+    n.ndim = (uint8_t)ndim;
+    memcpy(n.shape, shape, (size_t)ndim * sizeof *shape);
+    n.slot = -1;
+    n.in[0] = idx;
+    n.in[1] = b;
+    n.in[2] = -1;
+    return tj_trace_add_node(t, &n);
 }
 
 /* _random(kind, shape, dtype, source, keyfn) -> Tracer: kind "uniform" ([0, 1)) or
@@ -95,7 +107,7 @@ PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs) 
     }
     int src = source_index(t, args[3], args[4]);
     if (src < 0) return NULL;
-    int32_t ctr = counters(t, ndim, shape, args[1], t->rng_next[src]);
+    int32_t ctr = counters(t, ndim, shape, t->rng_next[src]);
     if (ctr < 0) return NULL;
     t->rng_next[src] += size;
     tj_node n;

@@ -68,6 +68,9 @@ PyObject *tj_trace_new(PyObject *fn) {
     t->refusal = NULL;
     t->guards = NULL;
     t->rng_sources = t->rng_keyfns = NULL;
+    t->started = 0;
+    t->progress_after = -1;
+    t->progress_noted = 0;
     t->captures = PyList_New(0);
     t->fn = Py_NewRef(fn);
     PyObject_GC_Track(t);
@@ -99,6 +102,8 @@ void tj_trace_note_refusal(void) {
 int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto) {
     tj_error err;
     int32_t r = tj_graph_add(&t->g, proto, &err);
+    if (r >= 0 && (r & 4095) == 4095 && t->progress_after >= 0)
+        tj_compile_progress(t, "tracing");   /* a clock read every 4096 nodes */
     return r < 0 ? tj_error_raise(&err) : r;
 }
 
@@ -125,6 +130,46 @@ int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int n
     return tj_trace_add_node(t, &n);
 }
 
+PyObject *tj_trace_iota(PyObject *m, PyObject *args) {
+    PyObject *shape;
+    int axis;
+    if (!PyArg_ParseTuple(args, "O!i:_iota", &PyTuple_Type, &shape, &axis)) return NULL;
+    tj_trace *t = tj_trace_current();
+    if (!t) {
+        PyErr_SetString(PyExc_RuntimeError, "_iota: no trace is running on this thread");
+        return NULL;
+    }
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    Py_ssize_t nd = PyTuple_GET_SIZE(shape);
+    if (nd > TJ_MAXDIM) {
+        PyErr_Format(PyExc_ValueError, "_iota: %zd dimensions, at most %d", nd, TJ_MAXDIM);
+        return NULL;
+    }
+    for (Py_ssize_t d = 0; d < nd; d++) {
+        long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, d));
+        if (v == -1 && PyErr_Occurred()) return NULL;
+        if (v < 0) {
+            PyErr_Format(PyExc_ValueError, "_iota: negative dimension %lld", v);
+            return NULL;
+        }
+        n.shape[d] = v;
+    }
+    if (axis < -1 || axis >= nd) {
+        PyErr_Format(PyExc_ValueError, "_iota: axis %d out of range for %zd dimensions "
+                     "(-1: the linear index)", axis, nd);
+        return NULL;
+    }
+    n.op = TJ_OP_IOTA;
+    n.dtype = TJ_I64;
+    n.ndim = (uint8_t)nd;
+    n.axes = (uint32_t)axis;
+    n.slot = -1;
+    n.in[0] = n.in[1] = n.in[2] = -1;
+    int32_t id = tj_trace_add_node(t, &n);
+    return id < 0 ? NULL : tj_tracer_new(t, id);
+}
+
 /* ---- Tracer --------------------------------------------------------------- */
 
 /* Counts one more Tracer object standing for node id. 0/-1. */
@@ -148,7 +193,7 @@ PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
     if (!x) { t->holders[id]--; return NULL; }
     x->trace = (tj_trace *)Py_NewRef((PyObject *)t);
     x->id = id;
-    x->scalar = 0;
+    x->npkind = TJ_NP_AUTO;
     x->weakrefs = NULL;
     PyObject_GC_Track(x);
     return (PyObject *)x;
@@ -194,6 +239,31 @@ static tj_trace *live_trace(tj_tracer *x) {
     return x->trace;
 }
 
+int tj_tracer_is_np_scalar(PyObject *o) {
+    tj_tracer *x = (tj_tracer *)o;
+    const tj_node *n = node_of(x);
+    if (x->npkind == TJ_NP_PYTHON) return 2;
+    if (n->op == TJ_OP_SCALAR && x->npkind == TJ_NP_AUTO)   /* an argument (torch's too) */
+        return n->weak ? 2 : 1;
+    if (x->trace->torch || n->ndim) return 0;
+    if (x->npkind != TJ_NP_AUTO) return x->npkind == TJ_NP_SCALAR;
+    /* computed by an op of the table: a ufunc, an operator or a reduction */
+    return tj_ops[n->op].kind != TJ_K_LEAF && tj_ops[n->op].kind != TJ_K_VIEW;
+}
+
+PyObject *tj_tracer_np(PyObject *x, int kind) {
+    if (x && tj_is_tracer(x)) ((tj_tracer *)x)->npkind = (uint8_t)kind;
+    return x;
+}
+
+PyObject *tj_tracer_np_as(PyObject *r, PyObject *src) {
+    if (!r || !tj_is_tracer(r) || !tj_is_tracer(src) || node_of((tj_tracer *)src)->ndim ||
+        node_of((tj_tracer *)r)->ndim)
+        return r;
+    /* (a Python number goes through np.asarray: an array) */
+    return tj_tracer_np(r, tj_tracer_is_np_scalar(src) == 1 ? TJ_NP_SCALAR : TJ_NP_ARRAY);
+}
+
 static PyObject *tracer_repr(tj_tracer *x) {
     const tj_node *n = node_of(x);
     char buf[320];
@@ -203,6 +273,13 @@ static PyObject *tracer_repr(tj_tracer *x) {
                               (long long)n->shape[d]);
     if (k < sizeof buf) snprintf(buf + k, sizeof buf - k, "])");
     return PyUnicode_FromString(buf);
+}
+
+/* A Python int or float, or a Tracer of one: Python's own operators on these give a
+ * Python number in eager (a NumPy function of them gives a NumPy scalar). */
+static int python_number(PyObject *o) {
+    if (PyLong_CheckExact(o) || PyFloat_CheckExact(o)) return 1;
+    return tj_is_tracer(o) && tj_tracer_is_np_scalar(o) == 2;
 }
 
 static PyObject *binop(PyObject *a, PyObject *b, int op) {
@@ -216,13 +293,15 @@ static PyObject *binop(PyObject *a, PyObject *b, int op) {
         tj_dl_kind(other) != TJ_LIB_TORCH)
         Py_RETURN_NOTIMPLEMENTED;
     PyObject *args[2] = {a, b};
-    return tj_apply(t, op, 2, args, NULL);
+    PyObject *r = tj_apply(t, op, 2, args, NULL);
+    return python_number(a) && python_number(b) ? tj_tracer_np(r, TJ_NP_PYTHON) : r;
 }
 
 static PyObject *unop(PyObject *a, int op) {
     tj_trace *t = live_trace((tj_tracer *)a);
     if (!t) return NULL;
-    return tj_apply(t, op, 1, &a, NULL);
+    PyObject *r = tj_apply(t, op, 1, &a, NULL);
+    return python_number(a) ? tj_tracer_np(r, TJ_NP_PYTHON) : r;
 }
 
 #define BINOP(fname, op) \
@@ -375,6 +454,7 @@ PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) 
     if (hold(t, id) < 0) return NULL;
     t->holders[x->id]--;
     x->id = id;
+    x->npkind = TJ_NP_ARRAY;     /* written in place: eager's array stays one */
     return Py_NewRef(target);
 }
 
@@ -384,13 +464,8 @@ static PyObject *inplace(PyObject *a, PyObject *b, int op, const char *what) {
     tj_tracer *x = (tj_tracer *)a;      /* the left operand: its type's slot was called */
     tj_trace *t = live_trace(x);
     if (!t) return NULL;
-    /* NumPy's 0-d results of ufuncs and reductions, and x[0], are scalars; a 0-d view
-     * made otherwise (x[..., 0], a reshape) is an array. (Read before the operation:
-     * adding its nodes may move the graph's array.) */
-    const tj_node *n = node_of(x);
-    int scalar = n->op == TJ_OP_SCALAR || x->scalar ||
-                 (!t->torch && n->ndim == 0 && tj_ops[n->op].kind != TJ_K_LEAF &&
-                  tj_ops[n->op].kind != TJ_K_VIEW);
+    /* (read before the operation: adding its nodes may move the graph's array) */
+    int scalar = tj_tracer_is_np_scalar(a);
     PyObject *r = op == TJ_OP_POW ? nb_pow(a, b, Py_None) : op == -1 ? nb_matmul(a, b)
                                                                     : binop(a, b, op);
     if (!r || r == Py_NotImplemented) return r;
@@ -487,8 +562,7 @@ static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
     int ellipsis = key == Py_Ellipsis;
     for (Py_ssize_t i = 0; PyTuple_Check(key) && i < PyTuple_GET_SIZE(key); i++)
         ellipsis |= PyTuple_GET_ITEM(key, i) == Py_Ellipsis;
-    ((tj_tracer *)r)->scalar = !ellipsis;
-    return r;
+    return tj_tracer_np(r, ellipsis ? TJ_NP_ARRAY : TJ_NP_SCALAR);
 }
 
 static PyObject *tracer_iter(PyObject *a) {
@@ -544,7 +618,7 @@ static PyObject *m_astype(tj_tracer *x, PyObject *args, PyObject *kw) {
                                      &subok, &copy))
         return NULL;
     tj_trace *t = live_trace(x);
-    return t ? tj_apply_cast(t, (PyObject *)x, dt) : NULL;
+    return t ? tj_tracer_np_as(tj_apply_cast(t, (PyObject *)x, dt), (PyObject *)x) : NULL;
 }
 
 static PyObject *m_transpose(tj_tracer *x, PyObject *args) {

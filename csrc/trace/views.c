@@ -28,7 +28,7 @@ static int row_major(const tj_node *w) {
 }
 
 static int contiguous_value(tj_trace *t, const tj_node *n) {
-    if (n->op == TJ_OP_CONST || n->op == TJ_OP_SCALAR) return 1;
+    if (n->op == TJ_OP_CONST || n->op == TJ_OP_SCALAR || n->op == TJ_OP_IOTA) return 1;
     if (tj_ops[n->op].kind == TJ_K_LEAF) return t->g.slots[n->slot].contig;
     return n->op != TJ_OP_VIEW;   /* computed values are stored contiguously */
 }
@@ -90,8 +90,8 @@ static void spec_dim(tj_viewspec *v, int64_t len, int src, int64_t step) {
 }
 
 static PyObject *result(tj_trace *t, int32_t id, const tj_viewspec *v) {
-    int32_t r = tj_view(t, id, v);
-    return r < 0 ? NULL : tj_tracer_new(t, r);
+    int32_t r = tj_view(t, id, v);   /* a view of a NumPy scalar is a 0-d array */
+    return r < 0 ? NULL : tj_tracer_np(tj_tracer_new(t, r), TJ_NP_ARRAY);
 }
 
 /* ---- indexing ------------------------------------------------------------------ */
@@ -272,7 +272,7 @@ PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes) {
     int nd = t->g.nodes[id].ndim, perm[TJ_MAXDIM], seen[TJ_MAXDIM] = {0};
     if (axes == Py_None) {
         for (int d = 0; d < nd; d++) perm[d] = nd - 1 - d;
-        return permuted(t, id, perm);
+        return tj_tracer_np_as(permuted(t, id, perm), x);
     }
     PyObject *seq = PySequence_Fast(axes, "transpose: axes must be a sequence of ints");
     if (!seq) return NULL;
@@ -293,7 +293,7 @@ PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes) {
         }
     }
     Py_DECREF(seq);
-    return permuted(t, id, perm);
+    return tj_tracer_np_as(permuted(t, id, perm), x);
 }
 
 /* Axes from an int, a tuple of ints or None (all). */
@@ -498,7 +498,8 @@ PyObject *tj_views_ravel(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject 
 PyObject *tj_views_squeeze(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                            PyObject *kwargs) {
     int32_t id = tj_operand(t, x);
-    return id < 0 ? NULL : squeeze(t, id, tj_arg(args, kwargs, 1, "axis", Py_None));
+    PyObject *axis = tj_arg(args, kwargs, 1, "axis", Py_None);
+    return id < 0 ? NULL : tj_tracer_np_as(squeeze(t, id, axis), x);
 }
 
 PyObject *tj_views_expand_dims(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
@@ -554,7 +555,9 @@ PyObject *tj_views_flip(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *
                         PyObject *kwargs) {
     int32_t id = tj_operand(t, x);
     if (id < 0) return NULL;
-    if (!f->arg) return flip(t, id, tj_arg(args, kwargs, 1, "axis", Py_None));
+    if (!f->arg)   /* np.flip of a 0-d value indexes it with (): a NumPy scalar */
+        return tj_tracer_np(flip(t, id, tj_arg(args, kwargs, 1, "axis", Py_None)),
+                            t->g.nodes[id].ndim ? TJ_NP_ARRAY : TJ_NP_SCALAR);
     if (t->g.nodes[id].ndim < f->arg)
         return PyErr_Format(PyExc_ValueError, "Input must be >= %d-d.", f->arg);
     PyObject *ax = PyLong_FromLong(f->arg - 1);

@@ -10,6 +10,7 @@ libtcc, and replay the compiled code on every later call with matching inputs.
 """
 import inspect
 import os
+import types
 
 import numpy as _np
 
@@ -26,11 +27,23 @@ except ImportError as _e:      # a source checkout on the path, without a build
     raise
 from ._C import (CacheInfo, CompileError, CompiledFunction, InternalError, TraceError,
                  TracejitError, Tracer)
+from ._explain import Explanation
 
-__all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "TracejitError",
-           "TraceError", "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path",
-           "get_num_threads", "set_num_threads", "set_tier", "grad", "value_and_grad", "vjp"]
+__all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "Explanation",
+           "TracejitError", "TraceError", "CompileError", "InternalError", "Tracer", "op_table",
+           "libtcc_path", "get_num_threads", "set_num_threads", "set_tier", "grad",
+           "value_and_grad", "vjp"]
 __version__ = "0.1.0"
+
+
+def _cache_info_repr(info):
+    """The struct sequence's repr, with the compile time to 4 digits, not 17."""
+    return (f"tracejit.CacheInfo(hits={info.hits}, misses={info.misses}, "
+            f"variants={info.variants}, compile_time={info.compile_time:.4g}, "
+            f"last_retrace={info.last_retrace!r})")
+
+
+CacheInfo.__repr__ = _cache_info_repr
 
 _C._set_include_dir(os.path.join(os.path.dirname(__file__), "_include"))
 # Frames in these directories are not the user's code when an error names a line.
@@ -134,6 +147,9 @@ class CompiledModule:
     backward and receive .grad. The first such call is detected by the refusal of the
     replay path (GradCaptureError); from then on each call checks grad mode first."""
 
+    # CompiledModule[Net] in annotations evaluated at run time (generic in the stubs)
+    __class_getitem__ = classmethod(types.GenericAlias)
+
     def __init__(self, module, static_argnames=()):
         def forward(training, *args, **kwargs):
             return module(*args, **kwargs)
@@ -161,8 +177,9 @@ class CompiledModule:
     def __getattr__(self, name):
         return getattr(self._cf, name)
 
-    def __repr__(self):
-        return f"<tracejit.CompiledModule of {type(self.module).__name__}>"
+    def __repr__(self):   # the CompiledFunction's counts: "2 variants (2 tcc), 5 hits, ..."
+        counts = repr(self._cf).rsplit(": ", 1)[1]
+        return f"<tracejit.CompiledModule of {type(self.module).__name__}: {counts}"
 
 
 class _RoutedModule(CompiledModule):

@@ -16,10 +16,12 @@ from ._C import InternalError as InternalError
 from ._C import TraceError as TraceError
 from ._C import TracejitError as TracejitError
 from ._C import Tracer as Tracer
+from ._explain import Explanation as Explanation
 
-__all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "TracejitError",
-           "TraceError", "CompileError", "InternalError", "Tracer", "op_table", "libtcc_path",
-           "get_num_threads", "set_num_threads", "set_tier", "grad", "value_and_grad", "vjp"]
+__all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "Explanation",
+           "TracejitError", "TraceError", "CompileError", "InternalError", "Tracer", "op_table",
+           "libtcc_path", "get_num_threads", "set_num_threads", "set_tier", "grad",
+           "value_and_grad", "vjp"]
 __version__: str
 
 _P = ParamSpec("_P")
@@ -46,15 +48,15 @@ _M = TypeVar("_M", bound=_ModuleLike)
 
 
 class CompiledModule(Generic[_M]):
-    """tracejit.compile(nn.Module). Generic in the module's type in this stub only (the
-    runtime class is not subscriptable: quote `CompiledModule[Net]` in annotations).
-    A call is Any, as torch types a Module's own __call__ (Callable[..., Any])."""
+    """tracejit.compile(nn.Module), generic in the module's type (`CompiledModule[Net]` is
+    a types.GenericAlias at run time). A call is Any, as torch types a Module's own
+    __call__ (Callable[..., Any])."""
     module: _M
     last_retrace: str | None
     last_source: str | None
     def __init__(self, module: _M, static_argnames: Iterable[str] = ()) -> None: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
-    def explain(self, *args: Any, **kwargs: Any) -> str: ...
+    def explain(self, *args: Any, **kwargs: Any) -> Explanation: ...
     # the rest is the underlying CompiledFunction's (CompiledModule.__getattr__)
     def cache_info(self) -> CacheInfo: ...
     def cache_clear(self) -> None: ...

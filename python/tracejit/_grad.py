@@ -315,6 +315,9 @@ def _make(fun, argnums, has_aux, with_value, static_argnames, none_unused=False)
             cts = [None] * len(sources)
         if not none_unused:
             cts = [np.zeros_like(s) if c is None else c for s, c in zip(sources, cts)]
+        # a gradient has its argument's shape, a 0-d one too: an array (as jax's), not
+        # the NumPy scalar a computed 0-d value is returned as
+        cts = [c[...] if isinstance(c, Tracer) and c.ndim == 0 else c for c in cts]
         parts, pos = [], 0
         for tree in trees:
             parts.append(tree.unflatten(cts[pos:pos + tree.num_leaves]))

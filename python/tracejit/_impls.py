@@ -128,7 +128,8 @@ def _einsum(subscripts, *operands, optimize=False, **kwargs):
             r = np.reshape(A, nb + [mi, kk]) @ np.reshape(B, nb + [kk, nj])
             r = np.reshape(r, nb + [sizes[c] for c in ia + jb])
             order = batch + ia + jb
-            return np.transpose(r, [order.index(c) for c in out])
+            r = np.transpose(r, [order.index(c) for c in out])
+            return r if out else r[()]   # a 0-d result is a NumPy scalar, as NumPy's
     letters = list(out) + contracted
     prod = None
     for t, op in zip(terms, operands):
@@ -140,7 +141,7 @@ def _einsum(subscripts, *operands, optimize=False, **kwargs):
         axes = tuple(range(len(out), len(letters)))
         prod = np.any(prod, axis=axes) if prod.dtype == np.bool_ else \
             np.sum(prod, axis=axes, dtype=prod.dtype)
-    return prod
+    return prod if out else prod[()]   # a 0-d result is a NumPy scalar, as NumPy's
 
 
 IMPLS = {

@@ -65,7 +65,7 @@ def _trigamma(x):
 
 ZERO = frozenset({"SIGN", "FLOOR", "CEIL", "FLOORDIV"})
 NONDIFF = frozenset({
-    "INPUT", "SCALAR", "CAPTURE", "CONST", "INVERT", "NOT", "ISNAN", "ISINF", "ISFINITE",
+    "INPUT", "SCALAR", "CAPTURE", "CONST", "IOTA", "INVERT", "NOT", "ISNAN", "ISINF", "ISFINITE",
     "SIGNBIT", "EQ", "NE", "LT", "LE", "GT", "GE", "AND", "OR", "XOR", "BAND", "BOR", "BXOR",
     "LSHIFT", "RSHIFT", "RARGMAX", "RARGMIN",
     # draws: their operands are the call's key and integer counters (a gradient flows
