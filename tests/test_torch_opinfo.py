@@ -11,6 +11,10 @@ import tracejit  # noqa: E402
 from tracejit import _torch, _torch_ops  # noqa: E402
 
 import torch_samples as ts  # noqa: E402
+import torch_samples_nn  # noqa: E402
+
+SAMPLES = ts.SAMPLES + torch_samples_nn.SAMPLES
+NOT_SAMPLED = {**ts.NOT_SAMPLED, **torch_samples_nn.NOT_SAMPLED}
 
 
 def _params(samples, backward=False):
@@ -24,7 +28,7 @@ def _params(samples, backward=False):
 
 
 def _leaves(out):
-    return [o for o in (out if isinstance(out, (tuple, list)) else (out,))]
+    return [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if o is not None]
 
 
 def _close(got, want, dtype, tol=None):
@@ -41,13 +45,13 @@ def _close(got, want, dtype, tol=None):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("sample", _params(ts.SAMPLES))
+@pytest.mark.parametrize("sample", _params(SAMPLES))
 def test_forward_matches_eager(sample, dtype):
     args = sample.args(dtype)
     _close(tracejit.compile(sample.fn)(*args), sample.fn(*args), dtype, sample.tol)
 
 
-@pytest.mark.parametrize("sample", _params(ts.SAMPLES, backward=True))
+@pytest.mark.parametrize("sample", _params(SAMPLES, backward=True))
 def test_backward_gradcheck(sample):
     args = sample.args(torch.float64, seed=1, requires_grad=True)
     f = tracejit.compile(sample.fn)
@@ -97,8 +101,8 @@ def _implemented():
 
 
 def test_every_entry_has_a_sample():
-    sampled = {s.op for s in ts.SAMPLES}
-    missing = sorted(_implemented() - sampled - set(ts.NOT_SAMPLED))
+    sampled = {s.op for s in SAMPLES}
+    missing = sorted(_implemented() - sampled - set(NOT_SAMPLED))
     assert not missing, f"no sample in tests/torch_samples.py for {missing}"
-    stale = sorted((sampled | set(ts.NOT_SAMPLED)) - _implemented())
+    stale = sorted((sampled | set(NOT_SAMPLED)) - _implemented())
     assert not stale, f"samples for names tracejit does not implement: {stale}"

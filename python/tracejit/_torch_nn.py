@@ -297,8 +297,9 @@ def triu(input, diagonal=0, out=None):
 
 def _scaled_sum(input, product, beta, alpha):
     p = product if alpha == 1 else _mul(product, alpha)
-    if beta == 0:       # torch: input is ignored (its NaNs too)
-        return _add(p, np.zeros((), dtype=_NP_DTYPE.__get__(p)))
+    if beta == 0:   # torch: input is ignored (its NaNs too), its gradient zeros (not None)
+        ignored = np.zeros(tuple(_NP_SHAPE.__get__(input)), dtype=np.bool_)
+        return _add(np.where(ignored, input, np.zeros((), dtype=_NP_DTYPE.__get__(p))), p)
     return _add(input if beta == 1 else _mul(input, beta), p)
 
 
