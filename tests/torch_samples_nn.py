@@ -153,6 +153,26 @@ def _tensor_samples():
     ]
 
 
-SAMPLES = _conv_samples() + _rnn_samples() + _attention_samples() + _tensor_samples()
+def _norm_samples():
+    x = R(4, 6, 3, 2)
+    return [
+        S("batch_norm", lambda x, m, v, w, b: F.batch_norm(x, m, v, w, b, eps=1e-3), x,
+          K(6), K(6, lo=0.5, hi=2.0), R(6), R(6), label="eval"),
+        S("batch_norm", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), x,
+          R(6), R(6), label="batch statistics"),
+        S("batch_norm", lambda x: F.batch_norm(x, None, None, training=True), R(5, 3),
+          label="1d"),
+        S("instance_norm", lambda x, w, b: F.instance_norm(x, weight=w, bias=b), x, R(6), R(6)),
+        S("instance_norm", lambda x, m, v: F.instance_norm(x, m, v, use_input_stats=False), x,
+          K(6), K(6, lo=0.5, hi=2.0), label="running stats"),
+        S("group_norm", lambda x, w, b: F.group_norm(x, 3, w, b), x, R(6), R(6)),
+        S("group_norm", lambda x: F.group_norm(x, 2, eps=1e-3), R(2, 4, 5), label="no affine"),
+        S("rms_norm", lambda x, w: F.rms_norm(x, (2,), w), x, R(2)),
+        S("rms_norm", lambda x: F.rms_norm(x, [3, 2], eps=1e-3), x, label="2d"),
+    ]
+
+
+SAMPLES = (_conv_samples() + _rnn_samples() + _attention_samples() + _tensor_samples() +
+           _norm_samples())
 NOT_SAMPLED = {n: "read by the is_nested sample"
                for n in ("is_sparse", "is_quantized", "is_meta", "is_mkldnn", "is_complex")}

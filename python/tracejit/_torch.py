@@ -490,8 +490,38 @@ def call_traced(fn, args, kwargs):
         if refused is None or refused is e:
             raise
         raise refused from e
+    except TraceError as e:
+        _name_module(e)
+        raise
     finally:
         _pending.error = outer
+
+
+_STATS_HINT = (" (in training mode it updates its running statistics in place: compile the "
+               "model in eval() mode, or build the layer with track_running_stats=False)")
+
+
+def _name_module(e):
+    """A TraceError raised inside torch's own module code (torch/nn/...) names the module
+    whose forward led there (the error's line is the user's, which called it)."""
+    import os
+    torch_dir = os.path.dirname(_torch().__file__) + os.sep
+    module_type = _torch().nn.Module
+    tb, inner = e.__traceback__, None
+    while tb is not None:
+        frame = tb.tb_frame
+        owner = frame.f_locals.get("self") if frame.f_code.co_name == "forward" else None
+        if frame.f_code.co_filename.startswith(torch_dir) and isinstance(owner, module_type):
+            inner = owner
+        tb = tb.tb_next
+    if inner is None or not e.args or not isinstance(e.args[0], str):
+        return
+    cls = type(inner)
+    name = f"{cls.__module__.split('.modules')[0]}.{cls.__qualname__}"
+    if name in e.args[0]:
+        return
+    hint = _STATS_HINT if getattr(inner, "track_running_stats", False) and inner.training else ""
+    e.args = (f"{e.args[0]}\n  (reached inside {name}.forward, torch's code{hint})",) + e.args[1:]
 
 
 def register():

@@ -351,3 +351,70 @@ FUNCS.update({
 })
 # Tensor methods only
 METHODS = {"new_zeros": _new(0), "new_ones": _new(1), "new_full": new_full}
+
+
+# ---- normalization ------------------------------------------------------------------
+
+def _channel(v, ndim):
+    """A per-channel vector shaped to broadcast against (N, C, ...)."""
+    return _NP_RESHAPE(v, (-1,) + (1,) * (ndim - 2))
+
+
+def _affine(y, weight, bias, ndim):
+    if weight is not None:
+        y = _mul(y, _channel(weight, ndim))
+    if bias is not None:
+        y = _add(y, _channel(bias, ndim))
+    return y
+
+
+def _standardize(x, axes, eps):
+    mu = np.mean(x, axis=axes, keepdims=True)
+    d = x - mu
+    return d / np.sqrt(np.mean(d * d, axis=axes, keepdims=True) + eps)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    nd = input.ndim
+    if training:
+        if running_mean is not None or running_var is not None:
+            raise TraceError(
+                "batch_norm in training mode updates running_mean and running_var in place, "
+                "which tracejit does not support yet: compile the model in eval() mode, or "
+                "build the layer with track_running_stats=False")
+        y = _standardize(input, (0,) + tuple(range(2, nd)), eps)
+    else:
+        y = (input - _channel(running_mean, nd)) / np.sqrt(_channel(running_var, nd) + eps)
+    return _affine(y, weight, bias, nd)
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    if not use_input_stats:
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    if running_mean is not None or running_var is not None:
+        raise TraceError("instance_norm with track_running_stats=True updates running_mean and "
+                         "running_var in place, which tracejit does not support yet")
+    y = _standardize(input, tuple(range(2, input.ndim)), eps)
+    return _affine(y, weight, bias, input.ndim)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    s = _shape(input)
+    g = _NP_RESHAPE(input, (s[0], num_groups, -1))
+    y = _NP_RESHAPE(_standardize(g, (2,), eps), s)
+    return _affine(y, weight, bias, len(s))
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    n = len(tuple(normalized_shape)) if isinstance(normalized_shape, (tuple, list)) else 1
+    axes = tuple(range(input.ndim - n, input.ndim))
+    if eps is None:
+        eps = float(np.finfo(_NP_DTYPE.__get__(input)).eps)
+    y = input / np.sqrt(np.mean(input * input, axis=axes, keepdims=True) + eps)
+    return y if weight is None else _mul(y, weight)
+
+
+FUNCS.update({"batch_norm": batch_norm, "instance_norm": instance_norm,
+              "group_norm": group_norm, "rms_norm": rms_norm})
