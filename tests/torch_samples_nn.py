@@ -52,6 +52,15 @@ def _conv_samples():
           R(6, 1, 3), label="same groups unbatched"),
         S("conv3d", lambda x, w: F.conv3d(x, w, padding=1, stride=2), R(1, 2, 4, 3, 4),
           R(2, 2, 2, 2, 2)),
+        S("conv_transpose2d", F.conv_transpose2d, x, R(4, 3, 3, 2), R(3)),
+        S("conv_transpose2d", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1,
+                                                           output_padding=1), x,
+          R(4, 3, 3, 3), label="stride output_padding"),
+        S("conv_transpose2d", lambda x, w: F.conv_transpose2d(x, w, stride=(2, 1), padding=(2, 0),
+                                                           groups=2, dilation=2), x,
+          R(4, 3, 3, 2), label="groups dilation"),
+        S("conv_transpose1d", lambda x, w: F.conv_transpose1d(x, w, stride=3, padding=1),
+          R(2, 4, 5), R(4, 2, 4)),
         S("max_pool2d", lambda x: F.max_pool2d(x, 2), x),
         S("max_pool2d", lambda x: F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True), x,
           label="padding ceil"),
@@ -175,4 +184,5 @@ def _norm_samples():
 SAMPLES = (_conv_samples() + _rnn_samples() + _attention_samples() + _tensor_samples() +
            _norm_samples())
 NOT_SAMPLED = {n: "read by the is_nested sample"
-               for n in ("is_sparse", "is_quantized", "is_meta", "is_mkldnn", "is_complex")}
+               for n in ("is_sparse", "is_quantized", "is_meta", "is_mkldnn", "is_complex",
+                         "is_xpu", "is_mps")}

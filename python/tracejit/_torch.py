@@ -168,7 +168,8 @@ from ._torch_nn import FUNCS as _NN_FUNCS, METHODS as _NN_METHODS  # noqa: E402
 ATTRS.update(_NN_METHODS)
 for _name in ("tril", "triu", "baddbmm", "addbmm", "addmv", "addr"):
     ATTRS[_name] = _NN_FUNCS[_name]
-for _name in ("is_nested", "is_sparse", "is_quantized", "is_meta", "is_mkldnn", "is_complex"):
+for _name in ("is_nested", "is_sparse", "is_quantized", "is_meta", "is_mkldnn", "is_complex",
+              "is_xpu", "is_mps"):
     ATTRS[_name] = property(lambda x: False) if _name != "is_complex" else (lambda x: False)
 
 # Tensor.where(condition, y) is torch.where(condition, x, y), not where(x, condition, y)

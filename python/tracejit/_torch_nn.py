@@ -135,6 +135,58 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return _conv(3, input, weight, bias, stride, padding, dilation, groups)
 
 
+def _conv_transpose(nd, x, weight, bias, stride, padding, output_padding, groups, dilation):
+    """The transpose of a convolution: the input interleaved with stride - 1 zeros, padded
+    by dilation * (kernel - 1) - padding (output_padding more after), convolved with the
+    kernel flipped and its channel dims swapped within each group."""
+    x, unbatched = _batched(x, nd, f"conv_transpose{nd}d")
+    wshape = _shape(weight)
+    cin, cog = wshape[:2]
+    kernel = wshape[2:]
+    stride, dilation = _tuple(stride, nd, "stride"), _tuple(dilation, nd, "dilation")
+    padding, output_padding = _tuple(padding, nd, "padding"), _tuple(output_padding, nd,
+                                                                      "output_padding")
+    lead = x.ndim - nd
+    for d in range(nd):
+        s = stride[d]
+        if s > 1:
+            axis = lead + d
+            shape = _shape(x)
+            y = np.expand_dims(x, axis + 1)
+            widths = [(0, 0)] * y.ndim
+            widths[axis + 1] = (0, s - 1)
+            y = _NP_RESHAPE(np.pad(y, widths), shape[:axis] + (shape[axis] * s,) + shape[axis + 1:])
+            x = y[(slice(None),) * axis + (slice(0, (shape[axis] - 1) * s + 1),)]
+    pads, crops = [], []
+    for d in range(nd):
+        before = dilation[d] * (kernel[d] - 1) - padding[d]
+        after = before + output_padding[d]
+        pads.append((max(before, 0), max(after, 0)))
+        crops.append((max(-before, 0), max(-after, 0)))
+    x = _pad(x, nd, pads)
+    if any(a or b for a, b in crops):
+        idx = (slice(None),) * lead + tuple(slice(a, _shape(x)[lead + d] - b)
+                                            for d, (a, b) in enumerate(crops))
+        x = x[idx]
+    w = _NP_RESHAPE(weight, (groups, cin // groups, cog) + tuple(kernel))
+    w = _NP_RESHAPE(np.swapaxes(w, 1, 2), (groups * cog, cin // groups) + tuple(kernel))
+    w = np.flip(w, tuple(range(2, 2 + nd)))
+    y = _conv(nd, x, w, bias, 1, 0, dilation, groups)
+    return np.squeeze(y, axis=0) if unbatched else y
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    return _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups,
+                           dilation)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    return _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups,
+                           dilation)
+
+
 # ---- pooling --------------------------------------------------------------------------
 
 def _pool_geometry(nd, x, kernel_size, stride, padding, dilation, ceil_mode):
@@ -246,7 +298,8 @@ def adaptive_avg_pool2d(input, output_size):
 
 
 FUNCS = {
-    "conv1d": conv1d, "conv2d": conv2d, "conv3d": conv3d, "max_pool1d": max_pool1d,
+    "conv1d": conv1d, "conv2d": conv2d, "conv3d": conv3d, "conv_transpose1d": conv_transpose1d,
+    "conv_transpose2d": conv_transpose2d, "max_pool1d": max_pool1d,
     "max_pool2d": max_pool2d, "avg_pool1d": avg_pool1d, "avg_pool2d": avg_pool2d,
     "adaptive_avg_pool1d": adaptive_avg_pool1d, "adaptive_avg_pool2d": adaptive_avg_pool2d,
 }
