@@ -443,3 +443,27 @@ def test_transformer_decoder_layer_batch_first():
     f = tracejit.compile(lambda t, mem: m(t, mem, tgt_mask=mask))
     with torch.no_grad():            # (the module is read from a closure)
         torch.testing.assert_close(f(tgt, memory), m(tgt, memory, tgt_mask=mask))
+
+
+def test_dcgan_style_nets_with_inplace_activations():
+    """ConvTranspose2d + BatchNorm (eval) + ReLU(inplace=True), and Conv2d +
+    LeakyReLU(inplace=True): a layer's result is a new tensor, so the in-place activation
+    after it is eager's; training mode refuses batch norm's running statistics."""
+    torch.manual_seed(0)
+    g = nn.Sequential(nn.ConvTranspose2d(6, 8, 4, 1, 0, bias=False), nn.BatchNorm2d(8),
+                      nn.ReLU(True), nn.ConvTranspose2d(8, 3, 4, 2, 1, bias=False), nn.Tanh())
+    d = nn.Sequential(nn.Conv2d(3, 4, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+                      nn.Conv2d(4, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+    g.eval()
+    z = torch.randn(2, 6, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(tracejit.compile(g)(z), g(z))
+    torch.testing.assert_close(tracejit.compile(d)(g(z).detach()), d(g(z).detach()))
+    f = tracejit.compile(d)
+    img = torch.randn(2, 3, 8, 8)
+    f(img).sum().backward()
+    grads = [p.grad.clone() for p in d.parameters()]
+    d.zero_grad()
+    d(img).sum().backward()
+    for a, p in zip(grads, d.parameters()):
+        torch.testing.assert_close(a, p.grad)

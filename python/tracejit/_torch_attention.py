@@ -118,7 +118,7 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
             w = np.mean(w, axis=1)
         if not batched:
             out, w = np.squeeze(out, axis=1), np.squeeze(w, axis=0)
-        return out, w
+        return _fresh(out), _fresh(w)
     if attn_mask is not None:
         attn_mask = (np.expand_dims(attn_mask, 0) if _NP_SHAPE.__get__(attn_mask)[0] == 1
                      else _NP_RESHAPE(attn_mask, (B, H, -1, S)))
@@ -128,7 +128,11 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     out = _NP_RESHAPE(linear(out, out_proj_weight, out_proj_bias), (T, B, E))
     if not batched:
         out = np.squeeze(out, axis=1)
-    return out, None
+    return _fresh(out), None
+
+
+def _fresh(y):
+    return y.astype(_NP_DTYPE.__get__(y))      # a new tensor, as eager's (not a view)
 
 
 FUNCS = {"scaled_dot_product_attention": scaled_dot_product_attention,

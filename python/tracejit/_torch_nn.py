@@ -29,6 +29,12 @@ def _tuple(v, n, what):
     return (int(v),) * n
 
 
+def _fresh(y):
+    """y as a new array, not a view (eager's layers return new tensors: an in-place
+    activation after them, nn.ReLU(inplace=True), writes nothing anyone else sees)."""
+    return y.astype(_NP_DTYPE.__get__(y))
+
+
 def _refuse(what):
     raise TraceError(f"{what} is not supported by tracejit yet")
 
@@ -120,7 +126,7 @@ def _conv(nd, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     y = _NP_RESHAPE(y, (n, o) + outs)
     if bias is not None:
         y = _add(y, _NP_RESHAPE(bias, (o,) + (1,) * nd))
-    return np.squeeze(y, axis=0) if unbatched else y
+    return _fresh(np.squeeze(y, axis=0) if unbatched else y)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -172,7 +178,7 @@ def _conv_transpose(nd, x, weight, bias, stride, padding, output_padding, groups
     w = _NP_RESHAPE(np.swapaxes(w, 1, 2), (groups * cog, cin // groups) + tuple(kernel))
     w = np.flip(w, tuple(range(2, 2 + nd)))
     y = _conv(nd, x, w, bias, 1, 0, dilation, groups)
-    return np.squeeze(y, axis=0) if unbatched else y
+    return _fresh(np.squeeze(y, axis=0) if unbatched else y)
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
@@ -218,7 +224,7 @@ def _max_pool(nd, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=
     win = _windows(x, nd, kernel, stride, dilation, outs)     # (n, c, K, *outs)
     first = np.expand_dims(np.argmax(win, axis=2), 2)         # torch's: the first maximum
     y = np.squeeze(np.take_along_axis(win, first, axis=2), axis=2)
-    return np.squeeze(y, axis=0) if unbatched else y
+    return _fresh(np.squeeze(y, axis=0) if unbatched else y)
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -252,7 +258,7 @@ def _avg_pool(nd, x, kernel_size, stride=None, padding=0, ceil_mode=False,
         ones = np.pad(ones, outer)
         counts = np.sum(_windows(ones, nd, kernel, stride, dilation, outs), axis=0)
         y = total / counts.astype(_NP_DTYPE.__get__(x))
-    return np.squeeze(y, axis=0) if unbatched else y
+    return _fresh(np.squeeze(y, axis=0) if unbatched else y)
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -286,7 +292,7 @@ def _adaptive_avg(nd, x, output_size):
             idx = (slice(None),) * axis + (slice(lo, hi),)
             parts.append(np.mean(y[idx], axis=axis, keepdims=True))
         y = np.concatenate(parts, axis=axis)
-    return np.squeeze(y, axis=0) if unbatched else y
+    return _fresh(np.squeeze(y, axis=0) if unbatched else y)
 
 
 def adaptive_avg_pool1d(input, output_size):
@@ -312,7 +318,7 @@ def pixel_shuffle(input, upscale_factor):
     y = _NP_RESHAPE(input, s[:-3] + (c, r, r) + s[-2:])
     lead = len(s) - 3
     y = np.transpose(y, tuple(range(lead)) + tuple(lead + d for d in (0, 3, 1, 4, 2)))
-    return _NP_RESHAPE(y, s[:-3] + (c, s[-2] * r, s[-1] * r))
+    return _fresh(_NP_RESHAPE(y, s[:-3] + (c, s[-2] * r, s[-1] * r)))
 
 
 def pixel_unshuffle(input, downscale_factor):
@@ -322,7 +328,7 @@ def pixel_unshuffle(input, downscale_factor):
     y = _NP_RESHAPE(input, s[:-2] + (h, r, w, r))
     lead = len(s) - 3
     y = np.transpose(y, tuple(range(lead)) + tuple(lead + d for d in (0, 2, 4, 1, 3)))
-    return _NP_RESHAPE(y, s[:-3] + (s[-3] * r * r, h, w))
+    return _fresh(_NP_RESHAPE(y, s[:-3] + (s[-3] * r * r, h, w)))
 
 
 # ---- the rest seen in real models -----------------------------------------------------
@@ -457,7 +463,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     s = _shape(input)
     g = _NP_RESHAPE(input, (s[0], num_groups, -1))
     y = _NP_RESHAPE(_standardize(g, (2,), eps), s)
-    return _affine(y, weight, bias, len(s))
+    return _fresh(_affine(y, weight, bias, len(s)))
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _torch_random
 from ._C import TraceError
-from ._torch_ops import _NP_SHAPE, _add, linear, sigmoid
+from ._torch_ops import _NP_DTYPE, _NP_SHAPE, _add, linear, sigmoid
 
 
 def _tanh_cell(x_proj, h, w_hh, b_hh):
@@ -86,6 +86,7 @@ def _network(kind, input, hx, params, has_biases, num_layers, dropout, train, bi
                 finals_h.append(state)
         x = outs[0] if dirs == 1 else np.concatenate(outs, axis=-1)
     out = np.swapaxes(x, 0, 1) if batch_first else x
+    out = out.astype(_NP_DTYPE.__get__(out))      # a new tensor, as eager's (not a view)
     h = np.stack(finals_h, axis=0)
     if kind == "lstm":
         return out, h, np.stack(finals_c, axis=0)
