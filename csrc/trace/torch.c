@@ -4,7 +4,8 @@
  * applies an op of the table by name (the ops with no NumPy ufunc: erf, lgamma, ...).
  * Contract: a trace is a torch trace when an argument is a torch tensor; its nodes
  * then follow torch.result_type (dimensioned tensors > 0-d tensors > Python scalars,
- * by category bool < int < float; a Python float is the default dtype), and ops
+ * by category bool < int < float; a Python float is the default dtype; Python numbers
+ * combined only with each other are Python's arithmetic, double or int64), and ops
  * that compute in floats (exp, true division) take ints to the default dtype; a
  * plan that used the default dtype checks it at every call (csrc/runtime.c). */
 #include "tracejit.h"
