@@ -467,3 +467,29 @@ def test_dcgan_style_nets_with_inplace_activations():
     d(img).sum().backward()
     for a, p in zip(grads, d.parameters()):
         torch.testing.assert_close(a, p.grad)
+
+
+def test_multihead_attention_masks_as_arguments():
+    """Masks passed to the compiled function are traced: torch's MultiheadAttention
+    asks F._none_or_dtype about them (swapped for one that knows tracers while tracing)."""
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True)
+    q = torch.randn(3, 4, 8)
+    kpm = torch.tensor([[False, False, True, False]] * 3)
+    mask = nn.Transformer.generate_square_subsequent_mask(4)
+    f = tracejit.compile(lambda q, kpm, m: mha(q, q, q, key_padding_mask=kpm, attn_mask=m))
+    with torch.no_grad():
+        for k, m in ((kpm, mask.bool()), (torch.where(kpm, float("-inf"), 0.0), mask)):
+            for a, b in zip(f(q, k, m), mha(q, q, q, key_padding_mask=k, attn_mask=m)):
+                torch.testing.assert_close(a, b)
+    assert F._none_or_dtype.__module__ == "torch.nn.functional"      # restored
+
+
+def test_refusal_inside_a_torch_module_names_the_module():
+    m = nn.Sequential(nn.Linear(4, 4), nn.Upsample(scale_factor=2))
+    with pytest.raises(tracejit.TraceError,
+                       match=r"(?s)interpolate is not supported by tracejit yet.*"
+                             r"at .*test_torch_models\.py:\d+.*"
+                             r"reached inside torch\.nn\.Upsample\.forward"):
+        with torch.no_grad():
+            tracejit.compile(m)(torch.randn(1, 2, 4))

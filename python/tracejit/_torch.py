@@ -483,6 +483,7 @@ def call_traced(fn, args, kwargs):
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
     outer, _pending.error = getattr(_pending, "error", None), None
+    swapped = _swap_helpers()
     try:
         with _mode(ref, _external(getattr(fn, "__wrapped__", fn))):
             return fn(*args, **kwargs)
@@ -496,6 +497,24 @@ def call_traced(fn, args, kwargs):
         raise
     finally:
         _pending.error = outer
+        for owner, name, orig in swapped:
+            setattr(owner, name, orig)
+
+
+def _swap_helpers():
+    """torch's private helpers that ask isinstance(x, torch.Tensor) of what a traced
+    argument reaches (nn.MultiheadAttention's masks: F._none_or_dtype), swapped for
+    versions that also take a tracer while the trace runs. [(owner, name, original)]."""
+    F = _torch().nn.functional
+    orig = getattr(F, "_none_or_dtype", None)
+    if orig is None or getattr(orig, "_tracejit", False):
+        return []
+
+    def none_or_dtype(input):
+        return input.dtype if isinstance(input, Tracer) else orig(input)
+    none_or_dtype._tracejit = True
+    F._none_or_dtype = none_or_dtype
+    return [(F, "_none_or_dtype", orig)]
 
 
 _STATS_HINT = (" (in training mode it updates its running statistics in place: compile the "

@@ -405,7 +405,8 @@ def new_full(x, size, fill_value, *, dtype=None, device=None, requires_grad=Fals
 
 
 FUNCS.update({
-    "pixel_shuffle": pixel_shuffle, "pixel_unshuffle": pixel_unshuffle, "tril": tril,
+    "is_floating_point": lambda x: _NP_DTYPE.__get__(x).kind == "f",
+    "is_complex": lambda x: False, "pixel_shuffle": pixel_shuffle, "pixel_unshuffle": pixel_unshuffle, "tril": tril,
     "triu": triu, "baddbmm": baddbmm, "addbmm": addbmm, "addmv": addmv, "addr": addr,
 })
 # Tensor methods only
