@@ -166,7 +166,7 @@ for _name in EW_METHODS + (
 # own modules read before choosing a fast path this trace does not take
 from ._torch_nn import FUNCS as _NN_FUNCS, METHODS as _NN_METHODS  # noqa: E402
 ATTRS.update(_NN_METHODS)
-for _name in ("tril", "triu", "baddbmm", "addbmm", "addmv", "addr"):
+for _name in ("tril", "triu", "baddbmm", "addbmm", "addmv", "addr", "diagonal"):
     ATTRS[_name] = _NN_FUNCS[_name]
 for _name in ("is_nested", "is_sparse", "is_quantized", "is_meta", "is_mkldnn", "is_complex",
               "is_xpu", "is_mps"):

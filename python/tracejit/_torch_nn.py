@@ -478,3 +478,42 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
 
 FUNCS.update({"batch_norm": batch_norm, "instance_norm": instance_norm,
               "group_norm": group_norm, "rms_norm": rms_norm})
+
+
+def pad(input, pad, mode="constant", value=None):
+    """F.pad: (left, right) pairs from the last dim backwards; a negative width crops."""
+    if mode != "constant":
+        raise TraceError(f"torch.nn.functional.pad(mode={mode!r}) is not supported by "
+                         "tracejit yet (only mode='constant')")
+    pairs = [(int(pad[2 * k]), int(pad[2 * k + 1])) for k in range(len(pad) // 2)]
+    nd = input.ndim
+    widths = [(0, 0)] * nd
+    crop = [slice(None)] * nd
+    for k, (a, b) in enumerate(pairs):
+        d = nd - 1 - k
+        widths[d] = (max(a, 0), max(b, 0))
+        n = _shape(input)[d] + max(a, 0) + max(b, 0)
+        crop[d] = slice(max(-a, 0), n - max(-b, 0))
+    v = 0.0 if value is None else value
+    y = np.pad(input, widths, constant_values=v) if v != 0.0 else np.pad(input, widths)
+    return _fresh(y[tuple(crop)])
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    """The diagonal as a strided slice of the two dims flattened together."""
+    nd = input.ndim
+    d1, d2 = dim1 % nd, dim2 % nd
+    if d1 == d2:
+        raise RuntimeError("diagonal dimensions cannot be identical")
+    rest = [d for d in range(nd) if d not in (d1, d2)]
+    x = np.transpose(input, tuple(rest) + (d1, d2))
+    s = _shape(x)
+    n, m = s[-2], s[-1]
+    start = offset if offset >= 0 else -offset * m
+    length = max(0, min(n, m - offset) if offset >= 0 else min(n + offset, m))
+    flat = _NP_RESHAPE(x, s[:-2] + (n * m,))
+    return flat[..., start:start + (m + 1) * (length - 1) + 1:m + 1] if length else \
+        flat[..., 0:0]
+
+
+FUNCS.update({"pad": pad, "diagonal": diagonal})
