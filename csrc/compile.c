@@ -166,6 +166,13 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
         }
     }
     p->n_results = t->g.n_out;
+    if (t->checks) {
+        p->n_checks = (int)PyList_GET_SIZE(t->checks);
+        if (!(p->check_msgs = PyTuple_New(p->n_checks))) { tj_plan_decref(p); return NULL; }
+        for (int i = 0; i < p->n_checks; i++)
+            PyTuple_SET_ITEM(p->check_msgs, i,
+                             Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(t->checks, i), 1)));
+    }
     for (int gi = 0; gi < p->sched.n_groups; gi++) {
         int64_t w = 1;
         for (int d = 0; d < p->sched.groups[gi].ndim; d++) w *= p->sched.groups[gi].shape[d];
@@ -211,7 +218,13 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *a
                      "is refused)", t->refusal);
         goto done;
     }
+    if (tj_write_check_done(t) < 0) goto done;
     if (tj_template_from_result(tmpl, t, res) < 0) goto done;
+    for (Py_ssize_t i = 0; t->checks && i < PyList_GET_SIZE(t->checks); i++) {
+        tj_error err;   /* after the template's outputs: the checks' 0-d bools */
+        int32_t id = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(t->checks, i), 0));
+        if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(&err); goto done; }
+    }
     t->live = 0;
     *t_trace = now_s();
     tj_compile_progress(t, "optimizing");

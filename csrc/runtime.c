@@ -324,6 +324,19 @@ static int launch(replay *r, tj_plan *p) {
         p->work_done += p->work;
         tj_plan_tier_up(p);
     }
+    if (r->err[0] && r->err[3] < 0) {
+        /* a masked assignment's count check (csrc/trace/write.c): the index was
+         * 2 * (True elements - values), the axis -(values + 1) */
+        long long want = -(long long)r->err[3] - 1, got = (long long)r->err[1] / 2 + want;
+        if (p->out_lib == TJ_LIB_TORCH)
+            PyErr_Format(PyExc_RuntimeError, "shape mismatch: value tensor of shape [%lld] "
+                         "cannot be broadcast to indexing result of shape [%lld]", want, got);
+        else
+            PyErr_Format(PyExc_ValueError, "NumPy boolean array indexing assignment cannot "
+                         "assign %lld input values to the %lld output values where the mask "
+                         "is true", want, got);
+        return -1;
+    }
     if (r->err[0]) {
         PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis %lld with size %lld",
                      (long long)r->err[1], (long long)r->err[3], (long long)r->err[2]);
@@ -338,6 +351,13 @@ static int launch(replay *r, tj_plan *p) {
 static PyObject *finish(replay *r, tj_plan *p) {
     const tj_schedule *s = &p->sched;
     PyObject **by_pos = r->by_pos;
+    for (int c = 0; c < p->n_checks; c++) {   /* the trace's checks, read in their slots */
+        int slot = s->out_slot_of[p->n_results - p->n_checks + c];
+        if (!*(const unsigned char *)r->P[slot]) {
+            PyErr_SetObject(PyExc_ValueError, PyTuple_GET_ITEM(p->check_msgs, c));
+            return NULL;
+        }
+    }
     for (int o = 0; o < p->n_results; o++) {
         int same = s->out_same_as ? s->out_same_as[o] : -1;
         by_pos[o] = same >= 0 ? by_pos[same] : r->outs[s->out_slot_of[o] - s->first_out];
@@ -395,6 +415,7 @@ void tj_plan_decref(tj_plan *p) {
     Py_XDECREF(p->captures);
     Py_XDECREF(p->pyvalues);
     Py_XDECREF(p->keyfns);
+    Py_XDECREF(p->check_msgs);
     PyMem_Free(p->guards);
     Py_XDECREF(p->out_conv);
     PyMem_Free(p->out_strides);

@@ -78,6 +78,9 @@ PyObject *tj_error_at(PyObject *cls, const char *fmt, ...);
  * (`a[...] = value`)", "the in-place operator `+=`"), else NULL (an exception only
  * on failure). Borrowed static string. */
 const char *tj_user_write_site(void);
+/* Whether the user's current line runs `c[k] op= v`'s in-place operator: the store
+ * into c[k] follows at once (CPython: BINARY_OP, the stack shuffle, STORE_SUBSCR). */
+int tj_user_augmented_subscript(void);
 /* "the in-place operator `+=`", ...: in CPython's NB_INPLACE_* order (BINARY_OP's
  * argument minus 13), for the write sites and the tracer's in-place slots. */
 enum { TJ_IADD, TJ_IAND, TJ_IFLOORDIV, TJ_ILSHIFT, TJ_IMATMUL, TJ_IMUL, TJ_IMOD, TJ_IOR,
@@ -111,11 +114,17 @@ typedef struct {
                                 user's code caught it and went on, the trace is refused */
     int32_t *holders;        /* live Tracer objects per node (an in-place operator rebinds
                                 its Tracer: faithful only where no other one shares it) */
+    PyObject *pending;       /* the Tracer of `c[k] op= v`'s c[k] between its in-place
+                                operator and its store into c (csrc/trace/write.c) */
+    PyObject *pending_error; /* the refusal raised if that store does not come */
+    int32_t pending_root;    /* the alias root c[k] was a view of */
     int32_t cap_holders;
     PyObject *rng_sources;   /* NULL or list: the generators the trace drew from (random.c) */
     PyObject *rng_keyfns;    /* NULL or list: per source, what draws a call's key from it */
     int32_t rng_key[TJ_MAX_RNG];   /* per source: its key leaf (a KEY slot) */
     int64_t rng_next[TJ_MAX_RNG];  /* per source: the next draw's first counter */
+    PyObject *checks;        /* NULL or list of (node, message): all(x) the trace assumed
+                                True, checked at every call (random.c, tj_trace_check) */
     double started, progress_after;   /* a long compile's progress (tj_compile_progress): */
     int progress_noted;               /* after progress_after s (< 0: never), noted once */
 } tj_trace;
@@ -152,17 +161,33 @@ PyObject *tj_tracer_np(PyObject *x, int kind);
 /* r, a 0-d result made from the 0-d src by a function that keeps NumPy scalars scalars
  * and 0-d arrays arrays (transpose, squeeze, astype), takes src's kind. Returns r. */
 PyObject *tj_tracer_np_as(PyObject *r, PyObject *src);
-/* x op= value, torch's x.add_(v), F.relu(x, inplace=True): `value` (the new contents)
+/* x's live trace, or NULL + TraceError for a tracer that escaped its trace. */
+tj_trace *tj_tracer_live(tj_tracer *x);
+/* x's Tracer object stands for node id from now on (the functional form of a write). 0/-1. */
+int tj_tracer_rebind(tj_tracer *x, int32_t id);
+/* ---- writes (csrc/trace/write.c) ----
+ * x op= value, torch's x.add_(v), F.relu(x, inplace=True): `value` (the new contents)
  * becomes x's, with NumPy's (torch's) in-place casting and shape rules, where rebinding
  * x's Tracer object is what eager does; otherwise TraceError naming `what`. New
  * reference to x. */
 PyObject *tj_tracer_assign(PyObject *x, PyObject *value, const char *what);
+/* x[key] = value with NumPy's (torch's) indexing, broadcasting and casting, under the
+ * rule of tj_tracer_assign. 0/-1 (mp_ass_subscript's contract). */
+int tj_write_setitem(PyObject *x, PyObject *key, PyObject *value);
+/* A ufunc's out=: result (broadcast to out's shape, as NumPy's output is) written into
+ * the Tracer out under tj_tracer_assign's rule. New reference to out. */
+PyObject *tj_write_out(PyObject *out, PyObject *result, const char *what);
+/* At the end of tracing: -1 with TraceError when a `c[k] op= v` never stored into c. */
+int tj_write_check_done(tj_trace *t);
 /* Converts an operand (Tracer, ndarray, numpy scalar, Python scalar) to a node id
  * of t; arrays are captured. -1 + exception. */
 int32_t tj_operand(tj_trace *t, PyObject *o);
 /* Elementwise op with NumPy type resolution; returns a new Tracer reference. */
 PyObject *tj_apply(tj_trace *t, int op, int nargs, PyObject *const *args, const char *spelled);
 PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like);
+/* x.astype(dtype, copy=copy) (copy NULL: True): with copy false, x itself where its
+ * dtype is already dtype (a write through either is seen by both, as in NumPy). */
+PyObject *tj_astype(tj_trace *t, PyObject *x, PyObject *dtype_like, PyObject *copy);
 PyObject *tj_apply_transpose(tj_trace *t, PyObject *x, PyObject *axes);
 /* A view of node id: per output dim the operand dim read (-1 new/broadcast, -2 flat),
  * its step and the operand's start indices; composed with id's own view. -1 + exc. */
@@ -207,6 +232,9 @@ PyObject *tj_matmul(tj_trace *t, PyObject *a, PyObject *b);
 tj_npfunc_fn tj_contract_matmul, tj_contract_dot, tj_contract_inner, tj_contract_tensordot;
 /* x[int array], np.take (datum 0), np.take_along_axis (datum 1) (csrc/trace/gather.c). */
 int tj_is_advanced_index(PyObject *k);
+/* The GATHER node out[p] = data[p with dim `axis` replaced by idx[p]] (data and idx of
+ * one ndim, int64 idx); user_axis is the axis its IndexError names. New Tracer. */
+PyObject *tj_gather(tj_trace *t, int32_t data, int32_t idx, int axis, int user_axis);
 PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key);
 tj_npfunc_fn tj_gather_take;
 /* np.concatenate (datum 0), stack (1), hstack (1) and vstack (2: the dims each part is
@@ -242,6 +270,7 @@ PyObject *tj_trace_new(PyObject *fn);
 /* _C._random(kind, shape, dtype, source, keyfn): a random draw in the current trace (random.c) */
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 /* _C._iota(shape, axis): in a trace, an int64 Tracer of `shape` whose element is its
  * index along `axis`, or its C-order linear index for axis -1 (an IOTA node). */
 PyObject *tj_trace_iota(PyObject *m, PyObject *args);
@@ -510,6 +539,9 @@ typedef struct tj_plan {
     PyObject *log;               /* pass log (list of str) */
     int out_lib;                 /* TJ_LIB_*: which library the results belong to */
     int torch_dflt;              /* torch's default dtype the trace assumed, or -1: checked */
+    int n_checks;                /* the trace's checks: results [n_results - n_checks,
+                                    n_results) are their 0-d bools, not the template's */
+    PyObject *check_msgs;        /* NULL or tuple: per check, the ValueError's message */
     PyObject *keyfns;            /* NULL or list: per KEY slot's index, what draws the call's
                                     key (random.c); called at every replay (bind) */
     PyObject *pyvalues;          /* tuple of (container, key, value, label) or NULL: Python

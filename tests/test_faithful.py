@@ -319,14 +319,14 @@ def test_in_place_keeps_numpys_shape_and_casting_rules():
     assert_matches_numpy(got, down(x, z))
 
 
-def test_item_assignment_and_deletion_on_a_tracer_are_refused():
+def test_item_assignment_on_a_fresh_tracer_is_eagers_and_deletion_is_refused():
+    """(every assignment form: tests/test_writes.py)"""
     def setitem(b):
         c = b * 1.0
         c[0] = 1.0
         return c
 
-    refused(setitem, [np.arange(5.0)], r"assignment \(`x\[\.\.\.\] = value`\) into a traced "
-            r"array is not supported by tracejit yet", "c[0] = 1.0")
+    assert_matches_numpy(tracejit.compile(setitem)(np.arange(5.0)), setitem(np.arange(5.0)))
 
     def delitem(b):
         del b[0]

@@ -176,3 +176,45 @@ def test_module_state_is_visible_to_the_gc():
     seen = {id(o) for o in gc.get_referents(C)}
     missing = [o for o in held if id(o) not in seen]
     assert not missing, f"module_traverse does not visit {missing}"
+
+
+def _writes(a, m, i, v):
+    b = a.copy()
+    b[1:, ::-2] = v[0, :8]
+    b[[0, 2, 0]] = v[:3]
+    b[m] = v[0, 0]
+    b[a > 0] = 1.0
+    b[i] = v[:2]
+    b[0] += 1.0
+    np.add(b, 1, out=b)
+    np.place(b, m, v[0])
+    return b
+
+
+def test_writes_keep_memory_flat():
+    """Each round traces every assignment form (csrc/trace/write.c) and a refused
+    write, then drops the function."""
+    rng = np.random.default_rng(0)
+    a, v = make_input(rng, (4, 16), "float64"), make_input(rng, (4, 16), "float64")
+    m, i = a < 0, np.array([3, -1])
+    objs = (a, m, i, v)
+    gc.collect()
+    before = [sys.getrefcount(o) for o in objs]
+
+    def refused(x):
+        y = x * 2
+        w = y[1:]
+        w[0] = 1.0
+        return y
+
+    def work(k):
+        tracejit.compile(_writes)(a, m, i, v)
+        with pytest.raises(tracejit.TraceError):
+            tracejit.compile(refused)(a)
+    n = max(50, RETRACES // 2)
+    traced, rss = _measure(work, n, 50)
+    gc.collect()
+    assert [sys.getrefcount(o) for o in objs] == before
+    print(f"\n{n} write retraces: tracemalloc {traced:+d} B, RSS {rss} B")
+    assert not _BOUNDS or traced < 32 * 1024 + 8 * n, \
+        f"{n} write retraces grew traced memory by {traced} bytes"

@@ -229,3 +229,21 @@ def test_a_small_vae_trains_to_eagers_loss():
     compiled, cstart = train(True)
     assert compiled < 0.9 * cstart and eager < 0.9 * start      # they trained
     assert abs(compiled - eager) < 0.05 * eager, (compiled, eager)
+
+
+def test_distributions_argument_validation_is_checked_at_every_call():
+    """torch.distributions validates its arguments (`if not torch._is_all_true(ok):
+    raise ValueError`): the trace assumes the check holds and every call checks it, so
+    an invalid scale raises at the user's line where eager raises, and never
+    compiles into a silently wrong draw."""
+    f = tracejit.compile(lambda m, s: D.Normal(m, s).rsample())
+    loc, scale = torch.zeros(3), torch.ones(3)
+    a, b = f(loc, scale), f(loc, scale)
+    assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"torch\._is_all_true\(\.\.\.\) \(a torch\.distributions "
+                       r"validity check\) was False for this call's values(.|\n)*"
+                       r"test_random_torch\.py:\d+"):
+        f(loc, -scale)
+    with pytest.raises(ValueError):
+        D.Normal(loc, -scale)                     # eager raises there too
+    assert torch.isfinite(f(loc, scale)).all()    # the plan still serves valid calls

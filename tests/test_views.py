@@ -455,3 +455,20 @@ def test_constant_advanced_indexing_correct_or_trace_error(fn, rng):
     """Integer-array (and constant boolean-array) indexing: NumPy's result, or a
     tracejit.TraceError -- never another exception."""
     check_or_trace_error(fn, make_input(rng, (3, 4), "float64"))
+
+
+def test_an_int_beside_an_integer_array_is_an_advanced_index_as_in_numpy():
+    """NumPy counts an int as an advanced index when an array index is present: separated
+    from the array by a slice, None or ..., the indexed dims come first; torch selects
+    with the int first."""
+    x = np.arange(24.0).reshape(2, 3, 4)
+    for key in [(0, slice(None), [0, 1]), (0, None, [0, -1, -1]), (1, Ellipsis, [0, 2]),
+                (slice(None), 0, [0, 1]), ([1, 0], slice(None), 0),
+                (0, slice(None), [[0, 1], [1, 2]])]:
+        got = tracejit.compile(lambda a: a[key])(x)
+        assert got.shape == x[key].shape, key
+        np.testing.assert_array_equal(got, x[key])
+    torch = pytest.importorskip("torch")
+    t = torch.arange(24.0).reshape(2, 3, 4)
+    for key in [(0, slice(None), [0, 1]), (0, None, [0, -1, -1]), (1, Ellipsis, [0, 2])]:
+        torch.testing.assert_close(tracejit.compile(lambda a: a[key])(t), t[key])

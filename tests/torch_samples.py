@@ -381,4 +381,5 @@ NOT_SAMPLED = {
     "backward": "refused inside a compiled function",
     "numpy": "refused: needs a concrete tensor",
     "new": "refused: legacy constructor", "new_empty": "uninitialized values",
+    "_is_all_true": "torch.distributions' validity check, a guard (tests/test_torch.py)",
 }

@@ -70,35 +70,75 @@ const char *const tj_inplace_ops[TJ_NINPLACE] = {
     "the in-place operator `>>=`", "the in-place operator `-=`", "the in-place operator `/=`",
     "the in-place operator `^=`"};
 
-const char *tj_user_write_site(void) {
+/* The user's frame's bytecode, the offset it executes and dis.opname. 0, or -1 with
+ * nothing held (no user frame, or a failure: cleared). */
+static int user_code(PyObject **bytes, Py_ssize_t *at, PyObject **names) {
+    *bytes = *names = NULL;
     PyFrameObject *f = user_frame();
-    if (!f) return NULL;
-    const char *r = NULL;
+    if (!f) return -1;
     PyObject *lasti = PyObject_GetAttrString((PyObject *)f, "f_lasti");
     PyCodeObject *code = PyFrame_GetCode(f);
-    PyObject *bytes = PyObject_GetAttrString((PyObject *)code, "co_code");
+    *bytes = PyObject_GetAttrString((PyObject *)code, "co_code");
     PyObject *dis = PyImport_ImportModule("dis");
-    PyObject *names = dis ? PyObject_GetAttrString(dis, "opname") : NULL;
-    Py_ssize_t i = lasti ? PyLong_AsSsize_t(lasti) : -1;
-    if (names && bytes && PyBytes_Check(bytes) && i >= 0 && i + 1 < PyBytes_GET_SIZE(bytes)) {
-        const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bytes);
-        PyObject *name = PySequence_GetItem(names, b[i]);
-        const char *op = name ? PyUnicode_AsUTF8(name) : NULL;
-        if (op && !strcmp(op, "STORE_SUBSCR"))
-            r = "an assignment into an array (`a[...] = value`)";
-        else if (op && !strcmp(op, "BINARY_OP") && b[i + 1] >= 13 && b[i + 1] < 13 + TJ_NINPLACE)
-            r = tj_inplace_ops[b[i + 1] - 13];
-        else if (op && !strncmp(op, "INPLACE_", 8))
-            r = "an in-place operator";
-        Py_XDECREF(name);
-    }
-    Py_XDECREF(names);
+    *names = dis ? PyObject_GetAttrString(dis, "opname") : NULL;
+    *at = lasti ? PyLong_AsSsize_t(lasti) : -1;
     Py_XDECREF(dis);
-    Py_XDECREF(bytes);
     Py_DECREF(code);
     Py_XDECREF(lasti);
     Py_DECREF(f);
+    if (*names && *bytes && PyBytes_Check(*bytes) && *at >= 0 &&
+        *at + 1 < PyBytes_GET_SIZE(*bytes))
+        return 0;
+    Py_CLEAR(*bytes);
+    Py_CLEAR(*names);
     PyErr_Clear();
+    return -1;
+}
+
+/* dis's name of the instruction at offset i (a borrowed static-lifetime string of
+ * dis.opname's, or ""). */
+static const char *op_name(PyObject *names, PyObject *bytes, Py_ssize_t i) {
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bytes);
+    PyObject *name = PySequence_GetItem(names, b[i]);
+    const char *op = name ? PyUnicode_AsUTF8(name) : NULL;
+    Py_XDECREF(name);   /* dis.opname holds it */
+    if (!op) PyErr_Clear();
+    return op ? op : "";
+}
+
+const char *tj_user_write_site(void) {
+    PyObject *bytes, *names;
+    Py_ssize_t i;
+    if (user_code(&bytes, &i, &names) < 0) return NULL;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bytes);
+    const char *op = op_name(names, bytes, i), *r = NULL;
+    if (!strcmp(op, "STORE_SUBSCR"))
+        r = "an assignment into an array (`a[...] = value`)";
+    else if (!strcmp(op, "BINARY_OP") && b[i + 1] >= 13 && b[i + 1] < 13 + TJ_NINPLACE)
+        r = tj_inplace_ops[b[i + 1] - 13];
+    else if (!strncmp(op, "INPLACE_", 8))
+        r = "an in-place operator";
+    Py_DECREF(names);
+    Py_DECREF(bytes);
+    return r;
+}
+
+int tj_user_augmented_subscript(void) {
+    PyObject *bytes, *names;
+    Py_ssize_t i, n;
+    if (user_code(&bytes, &i, &names) < 0) return 0;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bytes);
+    const char *op = op_name(names, bytes, i);
+    int r = (!strcmp(op, "BINARY_OP") && b[i + 1] >= 13) || !strncmp(op, "INPLACE_", 8);
+    n = PyBytes_GET_SIZE(bytes);
+    for (i += 2; r && i + 1 < n; i += 2) {   /* the stack shuffle, then the store */
+        op = op_name(names, bytes, i);
+        if (!strcmp(op, "STORE_SUBSCR")) break;
+        r = !strcmp(op, "CACHE") || !strcmp(op, "SWAP") || !strncmp(op, "ROT_", 4);
+    }
+    r = r && i + 1 < n;
+    Py_DECREF(names);
+    Py_DECREF(bytes);
     return r;
 }
 
@@ -478,6 +518,22 @@ PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like) {
     int32_t r = n->dtype == dt ? add_node(t, TJ_OP_COPY, dt, 0, n->ndim, shape, id, -1, -1)
                                : add_node(t, TJ_OP_CAST, dt, 0, n->ndim, shape, id, -1, -1);
     return r < 0 ? NULL : tj_tracer_new(t, r);
+}
+
+PyObject *tj_astype(tj_trace *t, PyObject *x, PyObject *dtype_like, PyObject *copy) {
+    int c = copy ? PyObject_IsTrue(copy) : 1;
+    if (c < 0) return NULL;
+    int32_t id = c ? 0 : tj_operand(t, x);
+    if (id < 0) return NULL;
+    if (!c) {   /* copy=False: x itself where no conversion is needed, as NumPy's */
+        PyArray_Descr *descr = NULL;
+        if (!PyArray_DescrConverter(dtype_like, &descr)) return NULL;
+        int same = tj_dtype_from_typenum(descr->type_num) == t->g.nodes[id].dtype &&
+                   PyArray_ISNBO(descr->byteorder);
+        Py_DECREF(descr);
+        if (same) return Py_NewRef(x);
+    }
+    return tj_apply_cast(t, x, dtype_like);
 }
 
 PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi) {

@@ -57,7 +57,7 @@ static int32_t index_operand(tj_trace *t, PyObject *idx) {
 
 /* The GATHER node: data and idx have the same ndim; out's shape broadcasts them with
  * data's `axis` dim taken from idx. */
-static PyObject *gather(tj_trace *t, int32_t data, int32_t idx, int axis, int user_axis) {
+PyObject *tj_gather(tj_trace *t, int32_t data, int32_t idx, int axis, int user_axis) {
     tj_node d = t->g.nodes[data], i = t->g.nodes[idx];
     tj_node n;
     memset(&n, 0, sizeof n);
@@ -93,7 +93,7 @@ static PyObject *take(tj_trace *t, int32_t x, PyObject *idx_o, int axis) {
     int32_t xd = widen(t, x, axis, in - 1, 0);
     int32_t id = xd < 0 ? -1 : widen(t, idx, 0, axis, xn - axis - 1);
     if (id < 0) return NULL;
-    PyObject *g = gather(t, xd, id, axis + in - 1, axis);
+    PyObject *g = tj_gather(t, xd, id, axis + in - 1, axis);
     if (!g || !scalar) return g;
     int32_t gid = ((tj_tracer *)g)->id;   /* a 0-d index keeps no axis for itself */
     Py_DECREF(g);
@@ -109,6 +109,20 @@ static PyObject *take(tj_trace *t, int32_t x, PyObject *idx_o, int axis) {
     }
     int32_t r = tj_view(t, gid, &v);   /* np.take(v, 0) is a NumPy scalar */
     return r < 0 ? NULL : tj_tracer_np(tj_tracer_new(t, r), TJ_NP_SCALAR);
+}
+
+/* r (a take at dim `axis` of a `basic_nd`-dim value) with the index's dims moved
+ * first. Steals r; new reference. */
+static PyObject *to_front(tj_trace *t, PyObject *r, int axis, int basic_nd) {
+    int nd = t->g.nodes[((tj_tracer *)r)->id].ndim, in = nd - (basic_nd - 1), k = 0;
+    PyObject *perm = PyTuple_New(nd);
+    for (int d = axis; perm && d < axis + in; d++) PyTuple_SET_ITEM(perm, k++, PyLong_FromLong(d));
+    for (int d = 0; perm && d < nd; d++)
+        if (d < axis || d >= axis + in) PyTuple_SET_ITEM(perm, k++, PyLong_FromLong(d));
+    PyObject *res = perm && !PyErr_Occurred() ? tj_apply_transpose(t, r, perm) : NULL;
+    Py_XDECREF(perm);
+    Py_DECREF(r);
+    return res;
 }
 
 int tj_is_advanced_index(PyObject *k) {
@@ -144,6 +158,22 @@ PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key) {
         if (k == Py_Ellipsis) axis += nd - consumed;
         else if (k == Py_None || PySlice_Check(k)) axis++;
     }
+    /* beside an array, NumPy counts an int as an advanced index too: advanced indices
+     * separated by a slice, None or ... put their dims first */
+    Py_ssize_t lo = which, hi = which;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyTuple_GET_ITEM(items, i);
+        if (i == which || k == Py_None || k == Py_Ellipsis || PySlice_Check(k) || PyBool_Check(k))
+            continue;
+        if (i < lo) lo = i;
+        if (i > hi) hi = i;
+    }
+    int front = 0;
+    for (Py_ssize_t i = lo; i < hi; i++) {
+        PyObject *k = PyTuple_GET_ITEM(items, i);
+        front |= k == Py_None || k == Py_Ellipsis || PySlice_Check(k) || PyBool_Check(k);
+    }
+    front &= !t->torch;   /* torch selects with ints first: its arrays keep their place */
     PyObject *basic = PyTuple_New(n), *full = PySlice_New(NULL, NULL, NULL);
     for (Py_ssize_t i = 0; basic && full && i < n; i++)
         PyTuple_SET_ITEM(basic, i, Py_NewRef(i == which ? full : PyTuple_GET_ITEM(items, i)));
@@ -156,6 +186,7 @@ PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key) {
         PyObject *arr = PyList_Check(idx) ? PyArray_FROM_O(idx) : Py_NewRef(idx);
         if (yid >= 0 && arr) r = take(t, yid, arr, axis);
         Py_XDECREF(arr);
+        if (r && front && axis > 0) r = to_front(t, r, axis, t->g.nodes[yid].ndim);
         Py_DECREF(y);
     }
     Py_DECREF(items);
@@ -195,7 +226,7 @@ PyObject *tj_gather_take(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject 
                                               "dimension.");
             return NULL;
         }
-        return gather(t, x, id, 0, 0);
+        return tj_gather(t, x, id, 0, 0);
     }
     int ax;
     if (tj_norm_axis(axis, t->g.nodes[x].ndim, &ax) < 0) return NULL;
@@ -207,5 +238,5 @@ PyObject *tj_gather_take(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject 
                                           "dimensions");
         return NULL;
     }
-    return gather(t, x, id, ax, ax);
+    return tj_gather(t, x, id, ax, ax);
 }

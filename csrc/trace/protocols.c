@@ -9,7 +9,7 @@
 #include <numpy/arrayobject.h>
 #include <float.h>
 
-static tj_npfunc_fn where, clip, transpose, astype, attribute, size, nan_to_num, like, copyto;
+static tj_npfunc_fn where, clip, transpose, astype, attribute, size, nan_to_num, like;
 
 /* The numpy functions __array_function__ implements: name, first parameter, handler and
  * the handler's datum (see each handler). array_funcs maps each function object to its
@@ -21,7 +21,6 @@ static const tj_npfunc np_funcs[] = {
     {"nan_to_num", "x", nan_to_num, 0},
     {"zeros_like", "a", like, 0}, {"ones_like", "a", like, 1},
     {"empty_like", "prototype", like, 0}, {"full_like", "a", like, 2},
-    {"copyto", "dst", copyto, 0},
     /* reductions (csrc/trace/reduce.c) */
     {"sum", "a", tj_reduce_np, TJ_RED_SUM}, {"prod", "a", tj_reduce_np, TJ_RED_PROD},
     {"max", "a", tj_reduce_np, TJ_RED_MAX}, {"amax", "a", tj_reduce_np, TJ_RED_AMAX},
@@ -144,14 +143,18 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         tj_trace_error("numpy.%U.%U is not supported by tracejit yet", uname, method);
         goto done;
     }
-    if (!reduce_method && kwargs && PyDict_GET_SIZE(kwargs)) {
+    PyObject *out = kwargs && !reduce_method ? PyDict_GetItemString(kwargs, "out") : NULL;
+    if (out && PyTuple_Check(out) && PyTuple_GET_SIZE(out) == 1) out = PyTuple_GET_ITEM(out, 0);
+    int traced_out = out && tj_is_tracer(out) && PyDict_GET_SIZE(kwargs) == 1;
+    if (!reduce_method && kwargs && PyDict_GET_SIZE(kwargs) && !traced_out) {
         PyObject *keys = PyDict_Keys(kwargs);
         if (keys) {
             PyObject *out = PyDict_GetItemString(kwargs, "out");
             if (out && out != Py_None)
-                tj_trace_error("numpy.%U(..., out=...) is not supported by tracejit: traced "
-                               "functions cannot write into arrays; use the returned value",
-                               uname);
+                tj_trace_error("numpy.%U(..., out=...) is not supported by tracejit where out "
+                               "is not a traced array (a NumPy array made or read by the "
+                               "function, which is not traced) or with other keywords; use the "
+                               "returned value", uname);
             else
                 tj_trace_error("numpy.%U keyword arguments %R are not supported by tracejit",
                                uname, keys);
@@ -187,6 +190,12 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         goto done;
     }
     result = tj_apply(t, op, (int)nin, &PyTuple_GET_ITEM(args, 2), NULL);
+    if (result && traced_out) {
+        PyObject *what = PyUnicode_FromFormat("numpy.%U(..., out=...)", uname);
+        const char *w = what ? PyUnicode_AsUTF8(what) : NULL;
+        Py_SETREF(result, w ? tj_write_out(out, result, w) : NULL);
+        Py_XDECREF(what);
+    }
 done:
     Py_DECREF(uname);
     return result;
@@ -195,7 +204,7 @@ done:
 /* numpy.nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None): for floats
  * where(isnan, nan, where(isinf, where(signbit, neginf, posinf), x)) with the fill
  * values in x's dtype (numpy's defaults: the largest finite magnitudes); other
- * dtypes pass through. copy=False on floats writes into x in numpy: refused. */
+ * dtypes pass through. copy=False on floats writes into x (csrc/trace/write.c). */
 static PyObject *nan_to_num(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                              PyObject *kwargs) {
     PyObject *copy = tj_arg(args, kwargs, 1, "copy", Py_True);
@@ -207,9 +216,6 @@ static PyObject *nan_to_num(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObje
     tj_node n = t->g.nodes[id];
     if (n.dtype < TJ_F32)
         return c ? tj_apply_cast(t, x, tj_get_state()->dtypes[n.dtype]) : Py_NewRef(x);
-    if (!c)
-        return tj_trace_error("numpy.nan_to_num(x, copy=False) writes into x, which a traced "
-                              "function cannot do; use x = numpy.nan_to_num(x)");
     double big = n.dtype == TJ_F32 ? FLT_MAX : DBL_MAX, dflt[3] = {0.0, big, -big};
     PyObject *v[3] = {NULL, NULL, NULL}, *m[3] = {NULL, NULL, NULL}, *r = NULL;
     for (int i = 0; i < 3; i++) {
@@ -233,6 +239,7 @@ static PyObject *nan_to_num(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObje
     PyObject *r_args[3] = {m[0], v[0], num};
     r = tj_apply(t, TJ_OP_WHERE, 3, r_args, NULL);
     Py_DECREF(num);
+    if (r && !c) Py_SETREF(r, tj_tracer_assign(x, r, "numpy.nan_to_num(x, copy=False)"));
 done:
     for (int i = 0; i < 3; i++) { Py_XDECREF(v[i]); Py_XDECREF(m[i]); }
     return r;
@@ -342,7 +349,7 @@ static PyObject *astype(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *
                         PyObject *kwargs) {
     PyObject *dt = tj_arg(args, kwargs, 1, "dtype", NULL);
     if (!dt) { PyErr_SetString(PyExc_TypeError, "astype() needs a dtype"); return NULL; }
-    return tj_tracer_np_as(tj_apply_cast(t, x, dt), x);
+    return tj_tracer_np_as(tj_astype(t, x, dt, tj_arg(args, kwargs, 2, "copy", NULL)), x);
 }
 
 /* numpy.shape(a), numpy.ndim(a): the attribute of the same name */
@@ -356,14 +363,6 @@ static PyObject *size(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *ar
     if (tj_arg(args, kwargs, 1, "axis", Py_None) != Py_None)
         return tj_trace_error("numpy.size(a, axis) is not supported by tracejit yet");
     return PyObject_GetAttrString(x, "size");
-}
-
-static PyObject *copyto(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
-                        PyObject *kwargs) {
-    return tj_trace_error("numpy.copyto writes into an existing array, which a traced "
-                          "function cannot do (numpy.full_like(a, v) calls it when a is "
-                          "not traced); compute the value instead, e.g. with "
-                          "numpy.full_like or numpy.where");
 }
 
 /* __array_function__(func, types, args, kwargs) */

@@ -16,11 +16,14 @@ static void trace_dealloc(tj_trace *t) {
     PyObject_GC_UnTrack(t);
     tj_graph_free(&t->g);
     PyMem_Free(t->holders);
+    Py_CLEAR(t->pending);
+    Py_CLEAR(t->pending_error);
     Py_CLEAR(t->refusal);
     Py_CLEAR(t->guards);
     Py_CLEAR(t->captures);
     Py_CLEAR(t->rng_sources);
     Py_CLEAR(t->rng_keyfns);
+    Py_CLEAR(t->checks);
     Py_CLEAR(t->fn);
     tp->tp_free((PyObject *)t);
     Py_DECREF(tp);
@@ -29,19 +32,24 @@ static void trace_dealloc(tj_trace *t) {
 static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(t));
     Py_VISIT(t->captures);
+    Py_VISIT(t->pending);
     Py_VISIT(t->guards);
     Py_VISIT(t->rng_sources);
     Py_VISIT(t->rng_keyfns);
+    Py_VISIT(t->checks);
     Py_VISIT(t->fn);
     return 0;
 }
 
 static int trace_clear(tj_trace *t) {
+    Py_CLEAR(t->pending);
+    Py_CLEAR(t->pending_error);
     Py_CLEAR(t->refusal);
     Py_CLEAR(t->guards);
     Py_CLEAR(t->captures);
     Py_CLEAR(t->rng_sources);
     Py_CLEAR(t->rng_keyfns);
+    Py_CLEAR(t->checks);
     Py_CLEAR(t->fn);
     return 0;
 }
@@ -66,8 +74,10 @@ PyObject *tj_trace_new(PyObject *fn) {
     t->holders = NULL;
     t->cap_holders = 0;
     t->refusal = NULL;
+    t->pending = t->pending_error = NULL;
+    t->pending_root = -1;
     t->guards = NULL;
-    t->rng_sources = t->rng_keyfns = NULL;
+    t->rng_sources = t->rng_keyfns = t->checks = NULL;
     t->started = 0;
     t->progress_after = -1;
     t->progress_noted = 0;
@@ -229,8 +239,15 @@ static int tracer_clear(tj_tracer *x) {
 
 static const tj_node *node_of(tj_tracer *x) { return &x->trace->g.nodes[x->id]; }
 
-/* The live trace of a tracer, or NULL + TraceError for an escaped one. */
-static tj_trace *live_trace(tj_tracer *x) {
+int tj_tracer_rebind(tj_tracer *x, int32_t id) {
+    if (hold(x->trace, id) < 0) return -1;
+    x->trace->holders[x->id]--;
+    x->id = id;
+    x->npkind = TJ_NP_ARRAY;     /* written in place: eager's array stays one */
+    return 0;
+}
+
+tj_trace *tj_tracer_live(tj_tracer *x) {
     if (!x->trace || !x->trace->live) {
         tj_trace_error("a tracer escaped its trace: a traced value was stored and used after "
                        "the compiled function returned; return it as an output instead");
@@ -284,7 +301,7 @@ static int python_number(PyObject *o) {
 
 static PyObject *binop(PyObject *a, PyObject *b, int op) {
     PyObject *self = tj_is_tracer(a) ? a : b;
-    tj_trace *t = live_trace((tj_tracer *)self);
+    tj_trace *t = tj_tracer_live((tj_tracer *)self);
     if (!t) return NULL;
     PyObject *other = self == a ? b : a;
     /* Leave unknown objects to their own reflected operator. */
@@ -298,7 +315,7 @@ static PyObject *binop(PyObject *a, PyObject *b, int op) {
 }
 
 static PyObject *unop(PyObject *a, int op) {
-    tj_trace *t = live_trace((tj_tracer *)a);
+    tj_trace *t = tj_tracer_live((tj_tracer *)a);
     if (!t) return NULL;
     PyObject *r = tj_apply(t, op, 1, &a, NULL);
     return python_number(a) ? tj_tracer_np(r, TJ_NP_PYTHON) : r;
@@ -352,117 +369,16 @@ static PyObject *unsupported_operator(const char *what) {
 }
 static PyObject *nb_matmul(PyObject *a, PyObject *b) {
     PyObject *self = tj_is_tracer(a) ? a : b;
-    tj_trace *t = live_trace((tj_tracer *)self);
+    tj_trace *t = tj_tracer_live((tj_tracer *)self);
     return t ? tj_matmul(t, a, b) : NULL;
 }
 static PyObject *nb_divmod(PyObject *a, PyObject *b) { return unsupported_operator("divmod()"); }
-
-/* ---- writes ---------------------------------------------------------------- */
-
-/* Whether node n reads its operand's memory in eager: a view, or torch's detach. */
-static int aliases(const tj_node *n) {
-    return tj_ops[n->op].kind == TJ_K_VIEW || (n->op == TJ_OP_COPY && n->axes == TJ_COPY_DETACH);
-}
-
-/* Why x's contents cannot change by rebinding its Tracer object, or NULL when that is
- * eager's semantics: other arrays would have to see the write. */
-static const char *shared_reason(tj_tracer *x) {
-    tj_trace *t = x->trace;
-    const tj_node *n = &t->g.nodes[x->id];
-    if (n->op == TJ_OP_INPUT)
-        return "it is an argument of the compiled function, so the caller's array would change";
-    if (tj_ops[n->op].kind == TJ_K_LEAF)
-        return "it is an array the function reads from outside (a closure, a global, a "
-               "module's parameter or buffer) or made by a factory, which are not traced";
-    if (aliases(n))
-        return "it is a view of another array (a slice, reshape, transpose, detach, ...), "
-               "which would see the write too";
-    if (x->id < t->cap_holders && t->holders[x->id] > 1)
-        return "another traced value shares its memory";
-    /* views still held by the user's code (a view's view reads x directly) */
-    for (int32_t i = x->id + 1; i < t->g.n && i < t->cap_holders; i++)
-        if (aliases(&t->g.nodes[i]) && t->g.nodes[i].in[0] == x->id && t->holders[i] > 0)
-            return "views of it were taken (a slice, reshape, transpose, detach, ...), which "
-                   "would see the write too";
-    return NULL;
-}
-
-/* "(2, 3)", "(3,)": a shape as NumPy prints it. New reference. */
-static PyObject *shape_str(const tj_node *n) {
-    PyObject *tup = PyTuple_New(n->ndim);
-    for (int d = 0; tup && d < n->ndim; d++) {
-        PyObject *v = PyLong_FromLongLong(n->shape[d]);
-        if (!v) { Py_CLEAR(tup); break; }
-        PyTuple_SET_ITEM(tup, d, v);
-    }
-    PyObject *r = tup ? PyObject_Repr(tup) : NULL;
-    Py_XDECREF(tup);
-    return r;
-}
-
-static const char *torch_dtype_name(int dt) {
-    static const char *const names[] = {"Bool", "Int", "Long", "Float", "Double"};
-    return dt >= 0 && dt < 5 ? names[dt] : "?";
-}
-
-PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) {
-    tj_tracer *x = (tj_tracer *)target;
-    tj_trace *t = live_trace(x);
-    if (!t) return NULL;
-    const char *why = shared_reason(x);
-    if (why)
-        return tj_trace_error("%s writes into a traced array, which tracejit cannot do yet "
-                              "where other arrays would see the write: %s. Compute a new value "
-                              "instead (y = x + v, or np.where(mask, v, x))", what, why);
-    int32_t vid = tj_operand(t, value);
-    if (vid < 0) return NULL;
-    const tj_node *n = &t->g.nodes[x->id], *v = &t->g.nodes[vid];
-    int same = v->ndim == n->ndim;
-    for (int d = 0; same && d < n->ndim; d++) same = v->shape[d] == n->shape[d];
-    if (!same) {
-        PyObject *want = shape_str(n), *got = shape_str(v);
-        if (want && got)
-            tj_error_at(t->torch ? PyExc_RuntimeError : PyExc_ValueError,
-                        "%s: non-broadcastable output operand with shape %U doesn't match the "
-                         "broadcast shape %U", what, want, got);
-        Py_XDECREF(want);
-        Py_XDECREF(got);
-        return NULL;
-    }
-    PyObject *r;
-    if (v->dtype != n->dtype) {
-        tj_state *st = tj_get_state();
-        if (!PyArray_CanCastTypeTo((PyArray_Descr *)st->dtypes[v->dtype],
-                                   (PyArray_Descr *)st->dtypes[n->dtype], NPY_SAME_KIND_CASTING)) {
-            if (t->torch)
-                return tj_error_at(PyExc_RuntimeError, "%s: result type %s can't be cast to the "
-                                    "desired output type %s", what, torch_dtype_name(v->dtype),
-                                    torch_dtype_name(n->dtype));
-            return tj_error_at(PyExc_TypeError, "%s: Cannot cast ufunc output from dtype('%s') "
-                                "to dtype('%s') with casting rule 'same_kind'", what,
-                                tj_dtype_name(v->dtype), tj_dtype_name(n->dtype));
-        }
-        r = tj_apply_cast(t, value, st->dtypes[n->dtype]);
-    } else if (tj_ops[v->op].kind == TJ_K_VIEW || tj_ops[v->op].kind == TJ_K_LEAF) {
-        r = tj_apply_cast(t, value, tj_get_state()->dtypes[n->dtype]);   /* a copy of it */
-    } else {
-        r = tj_is_tracer(value) ? Py_NewRef(value) : tj_tracer_new(t, vid);
-    }
-    if (!r) return NULL;
-    int32_t id = ((tj_tracer *)r)->id;
-    Py_DECREF(r);
-    if (hold(t, id) < 0) return NULL;
-    t->holders[x->id]--;
-    x->id = id;
-    x->npkind = TJ_NP_ARRAY;     /* written in place: eager's array stays one */
-    return Py_NewRef(target);
-}
 
 /* x op= y. A Python or NumPy scalar is immutable, so eager rebinds the name (0-d
  * results of NumPy ufuncs and reductions are scalars); an array changes in place. */
 static PyObject *inplace(PyObject *a, PyObject *b, int op, const char *what) {
     tj_tracer *x = (tj_tracer *)a;      /* the left operand: its type's slot was called */
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     if (!t) return NULL;
     /* (read before the operation: adding its nodes may move the graph's array) */
     int scalar = tj_tracer_is_np_scalar(a);
@@ -494,11 +410,12 @@ static PyObject *nb_ipow(PyObject *a, PyObject *b, PyObject *mod) {
     return inplace(a, b, TJ_OP_POW, tj_inplace_ops[TJ_IPOW]);
 }
 
-/* x[key] = value and del x[key] */
+/* x[key] = value (csrc/trace/write.c) and del x[key] */
 static int tracer_setitem(PyObject *a, PyObject *key, PyObject *value) {
-    tj_trace_error("%s into a traced array is not supported by tracejit yet: build the new "
-                   "array instead (np.where(mask, value, x), np.concatenate, np.stack)",
-                   value ? "assignment (`x[...] = value`)" : "deletion (`del x[...]`)");
+    if (value) return tj_write_setitem(a, key, value);
+    tj_trace_error("deletion (`del x[...]`) from a traced array is not supported: arrays "
+                   "cannot delete elements (build the new array: np.delete's result, "
+                   "np.concatenate of slices)");
     return -1;
 }
 
@@ -555,7 +472,7 @@ static Py_ssize_t tracer_len(PyObject *a) {
 }
 
 static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
-    tj_trace *t = live_trace((tj_tracer *)a);
+    tj_trace *t = tj_tracer_live((tj_tracer *)a);
     PyObject *r = t ? tj_getitem(t, a, key) : NULL;
     if (!r || t->torch || !tj_is_tracer(r) || node_of((tj_tracer *)r)->ndim) return r;
     /* NumPy gives a scalar for a 0-d result, except through an Ellipsis (a 0-d view) */
@@ -594,7 +511,7 @@ static PyObject *get_nbytes(tj_tracer *x, void *c) {
     return PyLong_FromLongLong(tj_node_size(node_of(x)) * tj_dtype_size(node_of(x)->dtype));
 }
 static PyObject *get_T(tj_tracer *x, void *c) {
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     return t ? tj_apply_transpose(t, (PyObject *)x, Py_None) : NULL;
 }
 
@@ -617,12 +534,33 @@ static PyObject *m_astype(tj_tracer *x, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOO:astype", names, &dt, &order, &casting,
                                      &subok, &copy))
         return NULL;
-    tj_trace *t = live_trace(x);
-    return t ? tj_tracer_np_as(tj_apply_cast(t, (PyObject *)x, dt), (PyObject *)x) : NULL;
+    tj_trace *t = tj_tracer_live(x);
+    return t ? tj_tracer_np_as(tj_astype(t, (PyObject *)x, dt, copy), (PyObject *)x) : NULL;
+}
+
+/* x.copy(order='K'): a fresh value (traced values are C-contiguous either way) */
+static PyObject *m_copy(tj_tracer *x, PyObject *args, PyObject *kw) {
+    static char *names[] = {"order", NULL};
+    PyObject *order = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:copy", names, &order)) return NULL;
+    tj_trace *t = tj_tracer_live(x);
+    return t ? tj_apply_cast(t, (PyObject *)x, tj_get_state()->dtypes[node_of(x)->dtype]) : NULL;
+}
+
+/* x.fill(value): every element value, cast as NumPy's fill does (unsafely) */
+static PyObject *m_fill(tj_tracer *x, PyObject *value) {
+    tj_trace *t = tj_tracer_live(x);
+    if (!t) return NULL;
+    tj_node n = *node_of(x);
+    PyObject *v = tj_apply_fill(t, value, n.dtype, n.ndim, n.shape);
+    PyObject *r = v ? tj_tracer_assign((PyObject *)x, v, "ndarray.fill()") : NULL;
+    Py_XDECREF(v);
+    Py_XDECREF(r);
+    return r ? Py_NewRef(Py_None) : NULL;
 }
 
 static PyObject *m_transpose(tj_tracer *x, PyObject *args) {
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     if (!t) return NULL;
     PyObject *axes = Py_None;
     if (PyTuple_GET_SIZE(args) == 1 && PyTuple_GET_ITEM(args, 0) != Py_None)
@@ -636,13 +574,13 @@ static PyObject *m_clip(tj_tracer *x, PyObject *args, PyObject *kw) {
     static char *names[] = {"min", "max", NULL};
     PyObject *lo = Py_None, *hi = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO:clip", names, &lo, &hi)) return NULL;
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     return t ? tj_apply_clip(t, (PyObject *)x, lo, hi) : NULL;
 }
 
 #define REDUCTION_METHOD(fname, kind)                                                \
     static PyObject *m_##fname(tj_tracer *x, PyObject *args, PyObject *kw) {         \
-        tj_trace *t = live_trace(x);                                                 \
+        tj_trace *t = tj_tracer_live(x);                                                 \
         return t ? tj_reduction_call(t, kind, (PyObject *)x, args, kw, 1) : NULL;    \
     }
 REDUCTION_METHOD(sum, TJ_RED_SUM)
@@ -665,7 +603,7 @@ REDUCTION_METHOD(cumprod, TJ_RED_CUMPROD)
 #define MOVEMENT_METHOD(fname, handler)                                              \
     static PyObject *m_##fname(tj_tracer *x, PyObject *args, PyObject *kw) {         \
         static const tj_npfunc f = {#fname, "a", handler, 0};                        \
-        tj_trace *t = live_trace(x);                                                 \
+        tj_trace *t = tj_tracer_live(x);                                                 \
         if (!t) return NULL;                                                         \
         PyObject *full = PyTuple_New(PyTuple_GET_SIZE(args) + 1);                    \
         if (!full) return NULL;                                                      \
@@ -684,7 +622,7 @@ MOVEMENT_METHOD(swapaxes, tj_views_swapaxes)
 
 /* x.dot(y) */
 static PyObject *m_dot(tj_tracer *x, PyObject *args, PyObject *kw) {
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     if (!t) return NULL;
     if (PyTuple_GET_SIZE(args) != 1) {
         PyErr_SetString(PyExc_TypeError, "dot() takes exactly one argument");
@@ -699,7 +637,7 @@ static PyObject *m_dot(tj_tracer *x, PyObject *args, PyObject *kw) {
 
 /* x.reshape(2, 3) and x.reshape((2, 3)) */
 static PyObject *m_reshape(tj_tracer *x, PyObject *args, PyObject *kw) {
-    tj_trace *t = live_trace(x);
+    tj_trace *t = tj_tracer_live(x);
     if (!t) return NULL;
     PyObject *order = kw ? PyDict_GetItemString(kw, "order") : NULL;
     if (order && PyUnicode_Check(order) && PyUnicode_CompareWithASCIIString(order, "C"))
@@ -720,6 +658,8 @@ static PyObject *m_array(PyObject *x, PyObject *args, PyObject *kw) {
 static PyMethodDef tracer_methods[] = {
     {"astype", (PyCFunction)(void (*)(void))m_astype, METH_VARARGS | METH_KEYWORDS, NULL},
     {"transpose", (PyCFunction)m_transpose, METH_VARARGS, NULL},
+    {"copy", (PyCFunction)(void (*)(void))m_copy, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"fill", (PyCFunction)m_fill, METH_O, NULL},
     {"clip", (PyCFunction)(void (*)(void))m_clip, METH_VARARGS | METH_KEYWORDS, NULL},
 #define RM(fname) {#fname, (PyCFunction)(void (*)(void))m_##fname, METH_VARARGS | METH_KEYWORDS, NULL},
     RM(sum) RM(prod) RM(max) RM(min) RM(argmax) RM(argmin) RM(mean) RM(var) RM(std) RM(any) RM(all)

@@ -4,6 +4,8 @@ tracer's __array_function__ looks a function up here when it has no handler of i
 own (registered once, at import)."""
 import numpy as np
 
+from . import _C
+
 
 def _norm(x, ord=None, axis=None, keepdims=False):
     """np.linalg.norm for vectors (ord None, 2, 1, inf, -inf, 0, p) and matrices
@@ -144,7 +146,67 @@ def _einsum(subscripts, *operands, optimize=False, **kwargs):
     return prod if out else prod[()]   # a 0-d result is a NumPy scalar, as NumPy's
 
 
+def _untraced(dst, name):
+    from . import TraceError
+    if not isinstance(dst, _C.Tracer):
+        raise TraceError(f"numpy.{name} writes into an existing array, which a traced function "
+                         f"can do only where that array is traced (numpy.full_like(a, v) calls "
+                         f"numpy.copyto when a is not traced); compute the value instead, e.g. "
+                         f"with numpy.full_like or numpy.where")
+
+
+def _copyto(dst, src, casting="same_kind", where=True):
+    """copyto: src broadcast to dst's shape, cast under `casting`, where `where`."""
+    _untraced(dst, "copyto")
+    src_dt = src.dtype if isinstance(src, _C.Tracer) else np.result_type(src)
+    if not np.can_cast(src_dt, dst.dtype, casting=casting):
+        what = "scalar" if np.ndim(src) == 0 else "array data"
+        raise TypeError(f"Cannot cast {what} from dtype('{src_dt}') to dtype('{dst.dtype}') "
+                        f"according to the rule '{casting}'")
+    new = np.full_like(dst, src)            # broadcast (NumPy's message) and cast
+    if where is not True:
+        new = np.where(where, new, dst)
+    _C._assign(dst, new, "numpy.copyto()")
+
+
+def _putmask(a, mask, values):
+    """putmask: a.flat[n] = values.flat[n % values.size] where mask.flat[n]."""
+    _untraced(a, "putmask")
+    vals = np.reshape(values, (-1,)) if np.ndim(values) else values
+    n = np.size(values)
+    if n == 0:                              # NumPy writes nothing
+        return
+    if np.ndim(values):
+        reps = -(-a.size // n)
+        tiled = np.concatenate([vals] * reps) if reps > 1 else vals
+        vals = np.reshape(tiled[:a.size], a.shape)
+    _C._assign(a, np.where(mask, np.full_like(a, vals), a), "numpy.putmask()")
+
+
+def _place(arr, mask, vals):
+    """place: the k-th True element of mask takes vals.flat[k % vals.size]."""
+    from . import TraceError
+    _untraced(arr, "place")
+    flat = np.reshape(vals, (-1,))
+    n = np.size(flat)
+    if n == 0:
+        raise TraceError("numpy.place with empty vals raises in eager only where mask has a "
+                         "True element, which a trace cannot know; pass non-empty vals")
+    m = np.reshape(mask, (-1,)).astype(np.int64)
+    pos = (np.cumsum(m) - 1) % n
+    placed = np.reshape(np.full_like(arr, flat, shape=(n,))[pos], arr.shape)
+    _C._assign(arr, np.where(mask, placed, arr), "numpy.place()")
+
+
+def _copy(a, order="K", subok=False):
+    return a.copy()
+
+
 IMPLS = {
+    np.copy: _copy,
+    np.copyto: _copyto,
+    np.putmask: _putmask,
+    np.place: _place,
     np.linalg.norm: _norm,
     np.tril: _tril,
     np.triu: _triu,

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from . import _C, _effects, _torch_random
+from . import _C, _effects, _torch_random, _torch_writes
 from ._torch_random import _NOT_RANDOM
 from ._C import TraceError, Tracer
 from ._torch_ops import (EW_METHODS, FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
@@ -183,6 +183,9 @@ _NO_INPLACE = ("isnan", "isinf", "isfinite", "signbit", "maximum", "minimum", "l
 for _name in tuple(n for n in EW_METHODS if n not in _NO_INPLACE) + (
         "sigmoid", "relu", "clamp", "clamp_min", "clamp_max", "masked_fill", "rsqrt", "xlogy"):
     ATTRS[_name + "_"] = _inplace_method(_name, FUNCS[_name])
+
+
+ATTRS.update(_torch_writes.ATTRS)   # index_put_, index_add_, scatter_, ...
 
 
 def _random_method(name):

@@ -588,6 +588,15 @@ def log_softmax(x, dim=None, _stacklevel=3, dtype=None):
     return s - np.log(np.sum(np.exp(s), axis=dim, keepdims=True))
 
 
+def _is_all_true(x):
+    """torch._is_all_true(valid) on traced values (torch.distributions' argument and
+    sample validation: `if not _is_all_true(valid): raise ValueError`): the trace takes
+    the branch eager takes on valid input and checks the assumption at every call; a
+    call whose values fail it raises ValueError at the user's line (_C._check)."""
+    _C._check(x, "torch._is_all_true(...) (a torch.distributions validity check)")
+    return _torch().tensor(True)
+
+
 # In evaluation only: _torch.random_call drew training mode's masks (_torch_random.py)
 def dropout(x, p=0.5, training=True, inplace=False):
     return x
@@ -699,7 +708,7 @@ FUNCS = {
     "feature_dropout": dropout, "alpha_dropout": alpha_dropout,
     "feature_alpha_dropout": alpha_dropout, "rrelu": rrelu,
     "layer_norm": layer_norm, "normalize": normalize, "embedding": embedding,
-    "one_hot": one_hot, "zeros_like": lambda x, dtype=None, **kw: np.zeros_like(x, dtype=_np_dtype(dtype)),
+    "one_hot": one_hot, "_is_all_true": _is_all_true, "zeros_like": lambda x, dtype=None, **kw: np.zeros_like(x, dtype=_np_dtype(dtype)),
     "ones_like": lambda x, dtype=None, **kw: np.ones_like(x, dtype=_np_dtype(dtype)),
     "empty_like": lambda x, dtype=None, **kw: np.zeros_like(x, dtype=_np_dtype(dtype)),
     "full_like": lambda x, fill_value, dtype=None, **kw: np.full_like(x, fill_value, dtype=_np_dtype(dtype)),
