@@ -486,10 +486,10 @@ def test_multihead_attention_masks_as_arguments():
 
 
 def test_refusal_inside_a_torch_module_names_the_module():
-    m = nn.Sequential(nn.Linear(4, 4), nn.Upsample(scale_factor=2))
+    m = nn.Sequential(nn.Conv2d(2, 2, 1), nn.Upsample(scale_factor=2, mode="bicubic"))
     with pytest.raises(tracejit.TraceError,
-                       match=r"(?s)interpolate is not supported by tracejit yet.*"
-                             r"at .*test_torch_models\.py:\d+.*"
+                       match=r"(?s)interpolate\(mode='bicubic'\) on 4-d input is not supported"
+                             r".*at .*test_torch_models\.py:\d+.*"
                              r"reached inside torch\.nn\.Upsample\.forward"):
         with torch.no_grad():
-            tracejit.compile(m)(torch.randn(1, 2, 4))
+            tracejit.compile(m)(torch.randn(1, 2, 4, 4))

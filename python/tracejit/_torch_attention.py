@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 
-from . import _torch_random
-from ._C import TraceError
+from . import _C, _torch_random
 from ._torch_ops import _NP_DTYPE, _NP_RESHAPE, _NP_SHAPE, _add, _matmul, _mul, linear, softmax
 
 
@@ -58,7 +57,7 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     """torch's multi_head_attention_forward (torch/nn/functional.py), step for step."""
     if bias_k is not None or bias_v is not None or add_zero_attn or static_k is not None \
             or static_v is not None:
-        raise TraceError("nn.MultiheadAttention with add_bias_kv, add_zero_attn or static "
+        _C._trace_error("nn.MultiheadAttention with add_bias_kv, add_zero_attn or static "
                          "keys is not supported by tracejit yet")
     batched = query.ndim == 3
     if not batched:

@@ -3,7 +3,8 @@ _torch_ops.py's implementations are (see there). Reductions follow torch's: "mea
 "sum", "none", and the legacy size_average/reduce flags."""
 import numpy as np
 
-from ._C import TraceError, Tracer
+from . import _C
+from ._C import Tracer
 from ._torch_ops import _NP_DTYPE, _NP_SHAPE, _is_float, log_softmax, xlogy
 
 
@@ -63,7 +64,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
              reduction="mean"):
     reduction = _legacy(size_average, reduce, reduction)
     if _is_float(target):
-        raise TraceError("torch.nn.functional.nll_loss expects class indices (an integer "
+        _C._trace_error("torch.nn.functional.nll_loss expects class indices (an integer "
                          "target)")
     ignored = target == ignore_index
     safe = np.where(ignored, 0, target)

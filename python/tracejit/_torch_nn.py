@@ -10,7 +10,7 @@ gather), as torch's max_pool does, so its gradient goes to that element only (a 
 reduction's would be split between ties)."""
 import numpy as np
 
-from ._C import TraceError, Tracer
+from . import _C
 from ._torch_ops import (_NP_DTYPE, _NP_RESHAPE, _NP_SHAPE, _add, _matmul, _mul, _no_out,
                          _np_dtype)
 
@@ -36,7 +36,7 @@ def _fresh(y):
 
 
 def _refuse(what):
-    raise TraceError(f"{what} is not supported by tracejit yet")
+    _C._trace_error(f"{what} is not supported by tracejit yet")
 
 
 # ---- windows: the strided slices a convolution or a pool reads -------------------------
@@ -439,7 +439,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     nd = input.ndim
     if training:
         if running_mean is not None or running_var is not None:
-            raise TraceError(
+            _C._trace_error(
                 "batch_norm in training mode updates running_mean and running_var in place, "
                 "which tracejit does not support yet: compile the model in eval() mode, or "
                 "build the layer with track_running_stats=False")
@@ -454,7 +454,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     if not use_input_stats:
         return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
     if running_mean is not None or running_var is not None:
-        raise TraceError("instance_norm with track_running_stats=True updates running_mean and "
+        _C._trace_error("instance_norm with track_running_stats=True updates running_mean and "
                          "running_var in place, which tracejit does not support yet")
     y = _standardize(input, tuple(range(2, input.ndim)), eps)
     return _affine(y, weight, bias, input.ndim)
@@ -483,7 +483,7 @@ FUNCS.update({"batch_norm": batch_norm, "instance_norm": instance_norm,
 def pad(input, pad, mode="constant", value=None):
     """F.pad: (left, right) pairs from the last dim backwards; a negative width crops."""
     if mode != "constant":
-        raise TraceError(f"torch.nn.functional.pad(mode={mode!r}) is not supported by "
+        _C._trace_error(f"torch.nn.functional.pad(mode={mode!r}) is not supported by "
                          "tracejit yet (only mode='constant')")
     pairs = [(int(pad[2 * k]), int(pad[2 * k + 1])) for k in range(len(pad) // 2)]
     nd = input.ndim
@@ -517,3 +517,72 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
 
 
 FUNCS.update({"pad": pad, "diagonal": diagonal})
+
+
+# ---- resampling ---------------------------------------------------------------------
+
+def _out_sizes(spatial, size, scale_factor):
+    nd = len(spatial)
+    if size is not None:
+        sizes = _tuple(size, nd, "size")
+        return sizes, [None] * nd
+    scales = list(scale_factor) if isinstance(scale_factor, (tuple, list)) else \
+        [scale_factor] * nd
+    return tuple(int(np.floor(n * float(s))) for n, s in zip(spatial, scales)), \
+        [float(s) for s in scales]
+
+
+def _nearest_index(n_in, n_out, scale):
+    """ATen's nearest_idx: the source of each output element."""
+    if n_out == n_in:
+        return np.arange(n_out)
+    if n_out == 2 * n_in:
+        return np.arange(n_out) >> 1
+    s = np.float32(1.0 / scale if scale is not None else n_in / n_out)
+    src = np.floor(np.arange(n_out, dtype=np.float32) * s).astype(np.int64)
+    return np.minimum(src, n_in - 1)
+
+
+def _linear_weights(n_in, n_out, scale, align_corners, dtype):
+    """ATen's area_pixel_compute_source_index, linear: (i0, i1, l0, l1) per output."""
+    acc = np.float64 if dtype == np.float64 else np.float32
+    dst = np.arange(n_out, dtype=acc)
+    if align_corners:
+        s = acc((n_in - 1) / (n_out - 1)) if n_out > 1 else acc(0)
+        src = dst * s
+    else:
+        s = acc(1.0 / scale if scale is not None else n_in / n_out)
+        src = np.maximum(s * (dst + acc(0.5)) - acc(0.5), acc(0))
+    i0 = src.astype(np.int64)
+    i1 = i0 + (i0 < n_in - 1)
+    l1 = (src - i0).astype(dtype)
+    return i0, i1, (acc(1) - l1).astype(dtype), l1
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    nd = input.ndim - 2
+    linear_mode = {1: "linear", 2: "bilinear"}.get(nd)
+    if antialias or mode not in ("nearest", linear_mode):
+        _C._trace_error(f"torch.nn.functional.interpolate(mode={mode!r}"
+                         f"{', antialias=True' if antialias else ''}) on {nd + 2}-d input is "
+                         "not supported by tracejit yet (nearest, linear, bilinear)")
+    spatial = _shape(input)[2:]
+    outs, scales = _out_sizes(spatial, size, scale_factor)
+    if recompute_scale_factor:
+        scales = [None] * nd
+    dt = _NP_DTYPE.__get__(input)
+    y = input
+    for d in range(nd):
+        axis = 2 + d
+        if mode == "nearest":
+            y = np.take(y, _nearest_index(spatial[d], outs[d], scales[d]), axis=axis)
+            continue
+        i0, i1, l0, l1 = _linear_weights(spatial[d], outs[d], scales[d], bool(align_corners), dt)
+        shape = (-1,) + (1,) * (nd - 1 - d)
+        y = _add(_mul(np.take(y, i0, axis=axis), l0.reshape(shape)),
+                 _mul(np.take(y, i1, axis=axis), l1.reshape(shape)))
+    return _fresh(y)
+
+
+FUNCS["interpolate"] = interpolate

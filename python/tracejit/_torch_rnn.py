@@ -6,8 +6,7 @@ contraction per step. Dropout between layers in training draws in the graph
 (_torch_random), as eager draws it."""
 import numpy as np
 
-from . import _torch_random
-from ._C import TraceError
+from . import _C, _torch_random
 from ._torch_ops import _NP_DTYPE, _NP_SHAPE, _add, linear, sigmoid
 
 
@@ -59,7 +58,7 @@ def _network(kind, input, hx, params, has_biases, num_layers, dropout, train, bi
     per = 4 if has_biases else 2
     params = list(params)
     if len(params) != num_layers * dirs * per:
-        raise TraceError(f"torch.{kind}: {len(params)} weights for {num_layers} layer(s) "
+        _C._trace_error(f"torch.{kind}: {len(params)} weights for {num_layers} layer(s) "
                          f"(proj_size is not supported by tracejit yet)")
     x = np.swapaxes(input, 0, 1) if batch_first else input
     if kind == "lstm":
@@ -96,7 +95,7 @@ def _network(kind, input, hx, params, has_biases, num_layers, dropout, train, bi
 def _network_fn(kind):
     def f(input, hx, *rest):
         if not isinstance(rest[0], (list, tuple)):    # the PackedSequence form
-            raise TraceError(f"torch.{kind} on a PackedSequence is not supported by tracejit "
+            _C._trace_error(f"torch.{kind} on a PackedSequence is not supported by tracejit "
                              "yet: pass padded tensors")
         return _network(kind, input, hx, *rest)
     f.__name__ = kind
