@@ -6,18 +6,21 @@
  * already mapped. A loop that rebinds `y = f(x)` then touches no fresh memory.
  * Contract: blocks are 64-byte aligned; the cache holds at most TJ_BLOCK_SLOTS
  * blocks and TRACEJIT_BLOCK_CACHE_MB (default 256) MiB, the rest is freed at once;
- * TRACEJIT_BLOCK_CACHE_MB=0 turns recycling off. All calls hold the GIL (the owner
- * is released by Python's deallocation), which guards the cache. */
+ * TRACEJIT_BLOCK_CACHE_MB=0 turns recycling off. NumPy results and torch results
+ * (csrc/dlpack.c, whose deleter torch calls on any thread, with or without the GIL)
+ * share the cache, so a mutex guards it (held for a scan of at most 8 slots). */
 #define _GNU_SOURCE
 #include "tracejit.h"
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#define TJ_BLOCK_MIN (1 << 20)
 #define TJ_BLOCK_SLOTS 8
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static struct {
     void *p[TJ_BLOCK_SLOTS];
@@ -36,9 +39,17 @@ static size_t cache_limit(void) {
     return cache.limit;
 }
 
+int tj_block_recycling(void) {
+    pthread_mutex_lock(&cache_mu);
+    int on = cache_limit() > 0;
+    pthread_mutex_unlock(&cache_mu);
+    return on;
+}
+
 /* A block of at least `bytes` (its capacity in *cap): a cached one that is not more
- * than twice too large, else a new one. NULL when out of memory. */
-static void *block_get(size_t bytes, size_t *cap) {
+ * than twice too large, else a new one. NULL when out of memory. Any thread. */
+void *tj_block_get(size_t bytes, size_t *cap) {
+    pthread_mutex_lock(&cache_mu);
     int best = -1;
     for (int k = 0; k < cache.n; k++)
         if (cache.cap[k] >= bytes && cache.cap[k] / 2 <= bytes &&
@@ -50,8 +61,10 @@ static void *block_get(size_t bytes, size_t *cap) {
         cache.bytes -= *cap;
         cache.p[best] = cache.p[--cache.n];
         cache.cap[best] = cache.cap[cache.n];
+        pthread_mutex_unlock(&cache_mu);
         return p;
     }
+    pthread_mutex_unlock(&cache_mu);
     size_t c = (bytes + 4095) & ~(size_t)4095;
     void *p = NULL;
     if (posix_memalign(&p, c >= (4 << 20) ? 2 << 20 : 4096, c) != 0) return NULL;
@@ -60,9 +73,15 @@ static void *block_get(size_t bytes, size_t *cap) {
     return p;
 }
 
-static void block_put(void *p, size_t cap) {
+/* Back to the cache (or freed when it does not fit). Any thread. */
+void tj_block_put(void *p, size_t cap) {
+    pthread_mutex_lock(&cache_mu);
     size_t limit = cache_limit();
-    if (cap > limit) { free(p); return; }
+    if (cap > limit) {
+        pthread_mutex_unlock(&cache_mu);
+        free(p);
+        return;
+    }
     /* make room: drop the largest blocks until this one fits */
     while (cache.n && (cache.n == TJ_BLOCK_SLOTS || cache.bytes + cap > limit)) {
         int big = 0;
@@ -76,6 +95,7 @@ static void block_put(void *p, size_t cap) {
     cache.p[cache.n] = p;
     cache.cap[cache.n++] = cap;
     cache.bytes += cap;
+    pthread_mutex_unlock(&cache_mu);
 }
 
 typedef struct { void *p; size_t cap; } owned;
@@ -83,23 +103,23 @@ typedef struct { void *p; size_t cap; } owned;
 static void owner_release(PyObject *capsule) {
     owned *o = PyCapsule_GetPointer(capsule, "tracejit.block");
     if (!o) { PyErr_Clear(); return; }
-    block_put(o->p, o->cap);
+    tj_block_put(o->p, o->cap);
     PyMem_Free(o);
 }
 
 PyObject *tj_new_result(int ndim, const int64_t *shape, int typenum, int itemsize) {
     size_t bytes = (size_t)itemsize;
     for (int k = 0; k < ndim; k++) bytes *= (size_t)shape[k];
-    if (bytes < TJ_BLOCK_MIN || !cache_limit())
+    if (bytes < TJ_BLOCK_MIN || !tj_block_recycling())
         return PyArray_EMPTY(ndim, (npy_intp *)shape, typenum, 0);
     owned *o = PyMem_Malloc(sizeof *o);
-    if (!o || !(o->p = block_get(bytes, &o->cap))) {   /* NumPy's allocation says why */
+    if (!o || !(o->p = tj_block_get(bytes, &o->cap))) {   /* NumPy's allocation says why */
         PyMem_Free(o);
         return PyArray_EMPTY(ndim, (npy_intp *)shape, typenum, 0);
     }
     PyObject *owner = PyCapsule_New(o, "tracejit.block", owner_release);
     if (!owner) {
-        block_put(o->p, o->cap);
+        tj_block_put(o->p, o->cap);
         PyMem_Free(o);
         return NULL;
     }

@@ -347,11 +347,13 @@ static PyObject *empty_slow(int ndim, const int64_t *shape, int dtype, void **da
  * them instead of going through malloc for each (whose large requests consolidate
  * every small chunk torch freed meanwhile). Slots only ever hold blocks of their
  * class and are taken by exchange: a block is never read while another thread may
- * own it. */
+ * own it. Blocks of TJ_BLOCK_MIN bytes and more are NumPy results' recycled blocks
+ * (csrc/blocks.c), already mapped: a fresh one cost a page fault per 4 KiB. */
 typedef struct {
     DLManagedTensorVersioned mt;
     int64_t shape[TJ_MAXDIM];
-    int cls;                     /* cache class, or -1 */
+    int cls;                     /* cache class, -1 none, -2 a recycled block */
+    size_t cap;                  /* a recycled block's capacity */
 } own_tensor;
 
 #define OWN_HEAD ((sizeof(own_tensor) + 63) / 64 * 64)
@@ -362,6 +364,10 @@ static void *_Atomic own_cache[OWN_CLASSES][OWN_SLOTS];
 
 static void own_deleter(DLManagedTensorVersioned *self) {
     own_tensor *o = (own_tensor *)self;
+    if (o->cls == -2) {
+        tj_block_put(o, o->cap);
+        return;
+    }
     for (int k = 0; o->cls >= 0 && k < OWN_SLOTS; k++) {
         void *empty = NULL;
         if (atomic_compare_exchange_strong(&own_cache[o->cls][k], &empty, (void *)o)) return;
@@ -379,7 +385,11 @@ static PyObject *empty_own(int ndim, const int64_t *shape, int dtype, void **dat
     int cls = 0;
     while (cap < need && cls < OWN_CLASSES) cap <<= 1, cls++;
     own_tensor *o = NULL;
-    if (cls < OWN_CLASSES) {
+    size_t big = 0;
+    if (need >= TJ_BLOCK_MIN && tj_block_recycling()) {
+        cls = -2;
+        o = tj_block_get(need, &big);
+    } else if (cls < OWN_CLASSES) {
         for (int k = 0; !o && k < OWN_SLOTS; k++)
             if (atomic_load_explicit(&own_cache[cls][k], memory_order_relaxed))
                 o = atomic_exchange(&own_cache[cls][k], NULL);
@@ -393,6 +403,7 @@ static PyObject *empty_own(int ndim, const int64_t *shape, int dtype, void **dat
     memset(o, 0, sizeof *o);
     memcpy(o->shape, shape, (size_t)ndim * sizeof *shape);
     o->cls = cls;
+    o->cap = big;
     o->mt.version.major = 1;
     o->mt.version.minor = 0;
     o->mt.deleter = own_deleter;

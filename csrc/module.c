@@ -120,7 +120,10 @@ static PyObject *load_blas(PyObject *m, PyObject *args) {
     long long min_macs;
     if (!PyArg_ParseTuple(args, "sL:_load_blas", &path, &min_macs)) return NULL;
     tj_blas_min = min_macs;
-    return PyBool_FromLong(tj_blas_load(path) == 0);
+    if (tj_blas_load(path) < 0) Py_RETURN_FALSE;
+    /* TRACEJIT_NUM_THREADS, when set, is the BLAS's budget too (else its own default) */
+    if (getenv("TRACEJIT_NUM_THREADS")) tj_blas_set_threads(tj_pool_threads());
+    Py_RETURN_TRUE;
 }
 
 /* _register_impls(dict): NumPy functions implemented by Python compositions. */
@@ -155,6 +158,7 @@ static PyObject *set_num_threads(PyObject *m, PyObject *arg) {
     long n = PyLong_AsLong(arg);
     if (n == -1 && PyErr_Occurred()) return NULL;
     int rc = n < 1 || n > 256 ? -1 : tj_pool_set_threads((int)n);
+    if (rc == 0) tj_blas_set_threads((int)n);   /* one budget: the pool's and BLAS's */
     if (rc == -1) {
         PyErr_Format(PyExc_ValueError, "set_num_threads: expected 1 to 256 threads, got %ld", n);
         return NULL;

@@ -557,6 +557,12 @@ typedef struct tj_plan {
 /* A fresh C-contiguous result array; large ones over recycled memory (csrc/blocks.c).
  * New reference; NULL + exception. */
 PyObject *tj_new_result(int ndim, const int64_t *shape, int typenum, int itemsize);
+/* The recycled blocks behind results of TJ_BLOCK_MIN bytes and more, NumPy's and
+ * torch's (csrc/dlpack.c): get and put from any thread, with or without the GIL. */
+#define TJ_BLOCK_MIN (1 << 20)
+int tj_block_recycling(void);                   /* 0 when TRACEJIT_BLOCK_CACHE_MB=0 */
+void *tj_block_get(size_t bytes, size_t *cap);  /* NULL when out of memory */
+void tj_block_put(void *p, size_t cap);
 
 /* Advances the plan's optimizing tier: starts the compile once hot, installs it once
  * ready (csrc/runtime.c). GIL held. */

@@ -31,3 +31,12 @@ def test_demo_runs_and_matches_numpy():
 def test_math_bench_quick_run_checks_results():   # not in run.py's modules; needs gcc
     r = _run("benchmarks/bench_math.py", "--quick", "--only", "exp,sin,pow")
     assert r.returncode == 0 and "vmath/before" in r.stdout, r.stdout + r.stderr
+
+
+def test_random_bench_quick_run_checks_results():   # not in run.py's modules; needs torch
+    import pytest
+    pytest.importorskip("torch")
+    r = _run("benchmarks/bench_random.py", "--quick", "--peers", "tracejit,torch,numpy",
+             "--threads", "2")
+    assert r.returncode == 0 and "randn/16M" in r.stdout and "dropout/16M" in r.stdout, \
+        r.stdout + r.stderr

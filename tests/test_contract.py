@@ -535,3 +535,62 @@ def test_product_with_a_transposed_right_operand(m, n, k, dtype):
     np.testing.assert_allclose(f(x, w), x @ w.T, rtol=tol, atol=tol * np.sqrt(k))
     g = tracejit.compile(lambda x, w: (x @ w.T).T)   # stored transposed: b^T a^T
     np.testing.assert_allclose(g(x, w), (x @ w.T).T, rtol=tol, atol=tol * np.sqrt(k))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["c", "T", "strided", "neg"])
+@pytest.mark.parametrize("form", ["x @ w.T", "x @ w", "(x @ w).T"])
+def test_leading_batch_dims_fold_into_rows(form, layout, dtype):
+    # nn.Linear on a (B, T, C) input: B and T, contiguous in x and the result, are one
+    # row dim of a single GEMM call, not a loop nest of B products (issue 18); other
+    # layouts keep whatever form they had and match NumPy either way
+    rng = np.random.default_rng(18)
+    x = arg(rng, (6, 7, 24), dtype.__name__, layout)
+    w = arg(rng, (20, 24) if form == "x @ w.T" else (24, 20), dtype.__name__)
+    fn = {"x @ w.T": lambda x, w: x @ w.T, "x @ w": lambda x, w: x @ w,
+          "(x @ w).T": lambda x, w: (x @ w).T}[form]
+    f = check(fn, x, w, k=24)
+    if layout == "c":
+        src = f.explain(x, w).source
+        assert src.count("tj_gemm_%s(po" % ("f32" if dtype == np.float32 else "f64")) == 1
+        assert "for (long long i0" not in src.split("static void tj_g0")[1].split("\n}\n")[0]
+
+
+def test_batch_dims_fold_into_columns():
+    # a hand-written product-sum whose right operand's two leading dims are the
+    # result's two trailing ones, contiguous in both: one GEMM with N = 3 * 4
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((5, 16))
+    b = rng.standard_normal((3, 4, 16))
+    f = check(lambda a, b: (a[:, None, None, :] * b[None]).sum(-1), a, b, k=16)
+    src = f.explain(a, b).source
+    assert src.count("tj_gemm_f64(po") == 1 and "5LL, 12LL, 16LL" in src
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["c", "strided"])
+def test_flattened_operand_is_one_gemm(layout, dtype):
+    # Flatten then Linear: x.reshape(B, -1) of a (B, 1, 28, 28) input reads its summed
+    # dim through a flat view (a constant stride), still one GEMM call
+    rng = np.random.default_rng(3)
+    x = arg(rng, (16, 1, 12, 12), dtype.__name__, layout)
+    w = arg(rng, (20, 144), dtype.__name__)
+    f = check(lambda x, w: x.reshape(16, -1) @ w.T, x, w, k=144)
+    if layout == "c":
+        src = f.explain(x, w).source
+        assert src.count("tj_gemm_%s(po" % ("f32" if dtype == np.float32 else "f64")) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [3, 4, 5, 8, 13, 16, 17])
+@pytest.mark.parametrize("k", [0, 1, 7, 300])
+def test_few_rows_against_a_transposed_weight(m, k, dtype):
+    # 4 to 16 rows of x @ w.T (both operands contiguous along K) are dot products that
+    # read w once (csrc/emit/gemm.c, dots_); the result also stored transposed, and
+    # written through a strided output
+    rng = np.random.default_rng(m * 1000 + k)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    w = rng.standard_normal((37, k)).astype(dtype)
+    check(lambda x, w: x @ w.T, x, w, k=k)
+    check(lambda x, w: (x @ w.T).T, x, w, k=k)
+    check(lambda x, w: (x @ w.T)[:, ::2] * 2.0, x, w, k=k)

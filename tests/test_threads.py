@@ -5,7 +5,7 @@ import pytest
 
 import tracejit
 
-from conftest import make_input
+from conftest import make_input, run_python
 
 
 @pytest.fixture
@@ -122,3 +122,63 @@ def test_python_threads_share_the_pool(threads):
     for t in ts:
         t.join()
     assert not errors
+
+
+_BLAS_THREADS = r"""
+import ctypes, glob, json, os, sys
+import numpy as np
+import tracejit
+libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+get = None
+for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas*.so*"))):
+    lib = ctypes.CDLL(path)
+    for sym in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads"):
+        if hasattr(lib, sym):
+            get = getattr(lib, sym)
+if get is None:
+    print(json.dumps(None)); sys.exit()
+seen = [get()]
+for n in map(int, sys.argv[1:] or ["1", "2", "1"]):
+    tracejit.set_num_threads(n)
+    seen.append([tracejit.get_num_threads(), get()])
+a = np.ones((300, 300), np.float32)   # a product through BLAS with its new threads
+seen.append(bool((tracejit.compile(lambda a: a @ a)(a) == 300).all()))
+print(json.dumps(seen))
+"""
+
+
+def test_set_num_threads_governs_numpys_blas():
+    # one thread budget (issue 18): tracejit's pool and the OpenBLAS NumPy ships (which
+    # tracejit's products call) follow set_num_threads together; without it, BLAS's own
+    # threads fought the pool for the cores (the quickstart MLP at batch 32: 6.6-24 ms
+    # with OpenBLAS's default threads against 1.76 ms with one)
+    rc, seen, out, err = run_python(_BLAS_THREADS)
+    assert rc == 0, err[-3000:]
+    if seen is None:
+        pytest.skip("NumPy's BLAS is not a bundled OpenBLAS")
+    assert seen[1:] == [[1, 1], [2, 2], [1, 1], True]
+
+
+def test_env_threads_govern_blas_from_import():
+    rc, seen, out, err = run_python(_BLAS_THREADS.replace('sys.argv[1:] or ["1", "2", "1"]', "[]"),
+                                    env_extra={"TRACEJIT_NUM_THREADS": "1",
+                                               "OPENBLAS_NUM_THREADS": "2"})
+    assert rc == 0, err[-3000:]
+    if seen is None:
+        pytest.skip("NumPy's BLAS is not a bundled OpenBLAS")
+    assert seen == [1, True]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batched_products_bit_identical_across_thread_counts(dtype, rng, threads):
+    # a batched product's GEMM calls may be split across the pool (one call per batch
+    # element, each writing its own part of the result): the same bits for any count
+    a = make_input(rng, (16, 6, 40, 24), dtype)
+    b = make_input(rng, (16, 6, 24, 40), dtype)
+    outs = []
+    for n in (1, 2, 3):
+        tracejit.set_num_threads(n)
+        outs.append(tracejit.compile(lambda a, b: a @ b)(a, b))
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    np.testing.assert_allclose(outs[0], a @ b, rtol=1e-4 if dtype == "float32" else 1e-12)

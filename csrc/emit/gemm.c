@@ -3,7 +3,8 @@
  * (target_clones) and fused multiply-add; float32 accumulates in float32, as BLAS
  * does. Contract: out never aliases a or b; M, N, K may be 0 (an empty sum is 0).
  * Rows of b are packed contiguously first when they are strided, and four rows of
- * out share each packed row of b. */
+ * out share each packed row of b; a few rows against a b that runs along K (x @ w.T)
+ * are dot products, nothing packed. */
 #include "emit/emit.h"
 #include <dlfcn.h>
 
@@ -25,6 +26,8 @@ static blas_sgemm_fn *blas_sgemm;
 static blas_gemm_fn *blas_dgemm;
 static blas_sgemv_fn *blas_sgemv;   /* matrix-vector products (a row or column of out) */
 static blas_gemv_fn *blas_dgemv;
+static void (*blas_set_threads)(int);   /* C int even in the ILP64 build */
+static int (*blas_get_threads)(void);
 int64_t tj_blas_min = 0;
 
 int tj_blas_load(const char *path) {
@@ -36,7 +39,25 @@ int tj_blas_load(const char *path) {
     if (!blas_dgemm) blas_dgemm = (blas_gemm_fn *)dlsym(h, "cblas_dgemm64_");
     blas_sgemv = (blas_sgemv_fn *)dlsym(h, "scipy_cblas_sgemv64_");
     blas_dgemv = (blas_gemv_fn *)dlsym(h, "scipy_cblas_dgemv64_");
+    *(void **)&blas_set_threads = dlsym(h, "scipy_openblas_set_num_threads64_");
+    *(void **)&blas_get_threads = dlsym(h, "scipy_openblas_get_num_threads64_");
+    if (!blas_set_threads) *(void **)&blas_set_threads = dlsym(h, "openblas_set_num_threads64_");
+    if (!blas_get_threads) *(void **)&blas_get_threads = dlsym(h, "openblas_get_num_threads64_");
     return blas_sgemm && blas_dgemm ? 0 : -1;
+}
+
+/* The BLAS's own threads (NumPy's np.matmul shares them): tracejit's thread budget
+ * covers both its pool and the BLAS it calls (module.c's set_num_threads). A BLAS call
+ * runs on the calling thread while the pool is idle (a contraction group is one unit),
+ * so both get the whole budget. 0; -1 without a loaded BLAS that exposes it. */
+int tj_blas_set_threads(int n) {
+    if (!blas_set_threads || n < 1) return -1;
+    blas_set_threads(n);
+    return 0;
+}
+
+int tj_blas_threads(void) {
+    return blas_get_threads ? blas_get_threads() : 0;
 }
 
 /* The CBLAS (transpose flag, leading dimension) of a matrix with byte strides
@@ -68,6 +89,15 @@ static int blas_layout(int64_t rs, int64_t cs, int64_t rows, int64_t cols, int64
  * tj_blas_min too): measured (float32/64, A x and z A, 4x4 to 1000x20) on par below
  * ~1k and faster above, up to 14x for z A (which our GEMM computes one row at a time). */
 #define TJ_GEMV_MIN 512
+/* A product of TJ_DOT_MIN to TJ_DOT_MAX rows whose operands both run along K (x @ w.T:
+ * nn.Linear's layout, w stored (N, K)) is computed as dot products, reading w once and
+ * packing nothing: OpenBLAS repacks the whole of w at every call, which dominated small
+ * batches (the quickstart MLP at batch 8: 61% of its time in sgemm_incopy). Measured on
+ * that MLP (784-512-512-10, float32, 1 thread): batch 4 117 us against BLAS's 349, 8:
+ * 196 against 419, 16: 388 against 493; at 2 rows BLAS's own small-matrix kernel (no
+ * packing) was faster (90 against 105 us), at 24 and up BLAS. */
+#define TJ_DOT_MIN 4
+#define TJ_DOT_MAX 16
 
 /* A vector's element step from a byte stride: positive and whole, else 0. */
 static int64_t blas_inc(int64_t stride, int64_t size) {
@@ -75,6 +105,37 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
 }
 
 #define TJ_GEMM(T, s, BLAS, GEMV)                                                             \
+    /* out[m, n] = a[m, :] . b[:, n], both contiguous along K; four rows share each   */   \
+    /* column of b while it is in L1                                                   */   \
+    TJ_CLONES static void dots_##s(char *o, int64_t os_m, int64_t os_n, const char *a,     \
+                                   int64_t as_m, const char *b, int64_t bs_n, int64_t M,   \
+                                   int64_t N, int64_t K) {                                 \
+        for (int64_t n = 0; n < N; n++) {                                                  \
+            const T *w = (const T *)(b + n * bs_n);                                        \
+            int64_t m = 0;                                                                 \
+            for (; m + 4 <= M; m += 4) {                                                   \
+                const T *x0 = (const T *)(a + m * as_m), *x1 = (const T *)(a + (m + 1) * as_m); \
+                const T *x2 = (const T *)(a + (m + 2) * as_m), *x3 = (const T *)(a + (m + 3) * as_m); \
+                T s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                          \
+                _Pragma("omp simd reduction(+:s0, s1, s2, s3)")                            \
+                for (int64_t k = 0; k < K; k++) {                                          \
+                    T wk = w[k];                                                           \
+                    s0 += x0[k] * wk; s1 += x1[k] * wk; s2 += x2[k] * wk; s3 += x3[k] * wk; \
+                }                                                                          \
+                *(T *)(o + m * os_m + n * os_n) = s0;                                      \
+                *(T *)(o + (m + 1) * os_m + n * os_n) = s1;                                \
+                *(T *)(o + (m + 2) * os_m + n * os_n) = s2;                                \
+                *(T *)(o + (m + 3) * os_m + n * os_n) = s3;                                \
+            }                                                                              \
+            for (; m < M; m++) {                                                           \
+                const T *x0 = (const T *)(a + m * as_m);                                   \
+                T s0 = 0;                                                                  \
+                _Pragma("omp simd reduction(+:s0)")                                        \
+                for (int64_t k = 0; k < K; k++) s0 += x0[k] * w[k];                        \
+                *(T *)(o + m * os_m + n * os_n) = s0;                                      \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
     TJ_CLONES static void matvec_##s(char *o, int64_t os_m, const char *a, int64_t as_m,     \
                                      const char *b, int64_t bs_k, int64_t M, int64_t K) {   \
         T stack[4096], *x = stack;                                                         \
@@ -144,6 +205,11 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
         const char *a = a_, *b = b_;                                                       \
         int ta, tb, tc;                                                                    \
         int64_t lda, ldb, ldc;                                                             \
+        if (M >= TJ_DOT_MIN && M <= TJ_DOT_MAX && N > 1 && as_k == (int64_t)sizeof(T) &&           \
+            bs_k == (int64_t)sizeof(T)) {                                                  \
+            dots_##s(o, os_m, os_n, a, as_m, b, bs_n, M, N, K);                            \
+            return;                                                                        \
+        }                                                                                  \
         if (BLAS && M * N * K >= tj_blas_min && M > 1 && N > 1 &&                          \
             blas_layout(as_m, as_k, M, K, sizeof(T), &ta, &lda) &&                         \
             blas_layout(bs_k, bs_n, K, N, sizeof(T), &tb, &ldb) &&                         \

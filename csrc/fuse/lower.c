@@ -107,26 +107,35 @@ static void access(const tj_graph *g, tj_group *gr) {
 }
 
 /* A reduction group that is a matrix product: the sum over the last dim of X = a * b,
- * a and b leaves, float, X used by the sum alone, and among the other dims of X at
- * most one where only a varies (rows) and one where only b varies (columns); the
- * rest are batch dims. Such a group is emitted as GEMM calls, not a fused loop. */
+ * a and b leaves, float, X used by the sum alone, and among the other dims of the
+ * group at most one where only a varies (rows) and one where only b varies (columns);
+ * the rest are batch dims. Such a group is emitted as GEMM calls, not a fused loop.
+ * Asked before collapsing (the group's dims are X's) and again after (nn.Linear on a
+ * (B, T, C) input: B and T, contiguous in a and the result, become one row dim). */
 static int detect_contraction(const tj_graph *g, tj_group *gr) {
     gr->contract = 0;
     gr->mm_m = gr->mm_n = gr->mm_a = gr->mm_b = -1;
     if (gr->red < 0 || gr->n_nodes != 2 || gr->n_leaves != 2) return 0;
     const tj_node *r = &g->nodes[gr->red], *x = &g->nodes[r->in[0]];
-    int nd = x->ndim;
+    int nd = x->ndim, D = gr->ndim;
     if (r->op != TJ_OP_RSUM || x->op != TJ_OP_MUL || nd < 1 || r->axes != 1u << (nd - 1) ||
-        x->dtype < TJ_F32 || r->dtype != x->dtype || gr->ndim != nd)
+        x->dtype < TJ_F32 || r->dtype != x->dtype || D < 1 || D > nd)
         return 0;
+    /* collapsed: the last dim must still be the summed one, and no other dim summed */
+    if (D < nd && (gr->n_outs != 1 || gr->outs[0].node != gr->red ||
+                   gr->shape[D - 1] != x->shape[nd - 1] || gr->outs[0].map[D - 1] != -1))
+        return 0;
+    for (int d = 0; D < nd && d < D - 1; d++)
+        if (gr->outs[0].map[d] < 0) return 0;
     for (int l = 0; l < 2; l++) {
         if (gr->leaves[l].node == x->in[0]) gr->mm_a = l;
         if (gr->leaves[l].node == x->in[1]) gr->mm_b = l;
     }
     if (gr->mm_a < 0 || gr->mm_b < 0 || gr->mm_a == gr->mm_b) return 0;
     const tj_leaf *a = &gr->leaves[gr->mm_a], *b = &gr->leaves[gr->mm_b];
-    if (a->map[nd - 1] < 0 || b->map[nd - 1] < 0) return 0;
-    for (int d = 0; d < nd - 1; d++) {
+    /* (a flat view's dims, -2, read at a constant stride: Flatten then Linear) */
+    if (a->map[D - 1] == -1 || b->map[D - 1] == -1) return 0;
+    for (int d = 0; d < D - 1; d++) {
         if (gr->shape[d] == 1) continue;
         int va = a->map[d] != -1, vb = b->map[d] != -1;
         if (va && !vb) {
@@ -367,7 +376,10 @@ int tj_pass_lower(const tj_graph *g, tj_schedule *s, tj_error *err) {
         int gathers = 0;
         for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaves[l].gather >= 0;
         access(g, gr);
-        if (!detect_contraction(g, gr) && !gathers && !is_scan(g, gr)) collapse(g, s, gr);
+        if (!detect_contraction(g, gr) && !gathers && !is_scan(g, gr)) {
+            collapse(g, s, gr);
+            detect_contraction(g, gr);
+        }
         memset(q, 0, sizeof *q);
         if (gr->contract) {   /* GEMM calls over the batch dims: one unit, no split */
             q->D = gr->ndim;

@@ -211,8 +211,10 @@ def get_num_threads():
 
 def set_num_threads(n):
     """Split large kernels across n threads from now on (1 runs them on the calling
-    thread). Results are bit-identical whatever n is: only loops whose iterations
-    write disjoint memory are split, never a reduced dimension."""
+    thread), and give the BLAS that matrix products call (NumPy's OpenBLAS, whose
+    threads np.matmul shares) the same n: one thread budget, so the two never fight
+    over the cores. Results are bit-identical whatever n is: only loops whose
+    iterations write disjoint memory are split, never a reduced dimension."""
     _C.set_num_threads(n)
 
 
