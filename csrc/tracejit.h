@@ -134,6 +134,8 @@ typedef struct {
     tj_trace *trace;         /* strong */
     int32_t id;
     uint8_t npkind;          /* TJ_NP_*: what eager NumPy holds for a 0-d value */
+    PyObject *weakrefs;      /* weakly referenceable, as tensors are (nn.RNNBase keeps
+                                weak references to its weights) */
 } tj_tracer;
 
 /* A 0-d value is a NumPy scalar in eager NumPy (np.float64: 0-d results of ufuncs,

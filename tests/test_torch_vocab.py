@@ -174,11 +174,17 @@ def test_losses(dtype, reduction):
     check(lambda a, c: F.cross_entropy(a[0], c[0], **r), logits, cls, dtype=dtype)
 
 
-def test_cross_entropy_label_smoothing_refused():
-    x = torch.randn(4, 3)
-    with pytest.raises(tracejit.TraceError, match="label_smoothing"):
-        tracejit.compile(lambda x: F.cross_entropy(x, torch.tensor([0, 1, 2, 0]),
-                                                   label_smoothing=0.1))(x)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_label_smoothing(reduction):
+    x = torch.randn(4, 3, dtype=torch.float64)
+    c = torch.tensor([0, 1, -100, 0])
+    w = torch.rand(3, dtype=torch.float64) + 0.5
+    p = torch.softmax(torch.randn(4, 3, dtype=torch.float64), 1)
+    for kw in ({}, {"weight": w}):
+        fn = lambda x: F.cross_entropy(x, c, label_smoothing=0.1, reduction=reduction, **kw)
+        check(fn, x, dtype=torch.float64)
+    check(lambda x: F.cross_entropy(x, p, label_smoothing=0.2, reduction=reduction), x,
+          dtype=torch.float64)
 
 
 # ---- log densities written with the vocabulary, against torch.distributions -------------

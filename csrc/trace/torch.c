@@ -4,7 +4,8 @@
  * applies an op of the table by name (the ops with no NumPy ufunc: erf, lgamma, ...).
  * Contract: a trace is a torch trace when an argument is a torch tensor; its nodes
  * then follow torch.result_type (dimensioned tensors > 0-d tensors > Python scalars,
- * by category bool < int < float; a Python float is the default dtype), and ops
+ * by category bool < int < float; a Python float is the default dtype; Python numbers
+ * combined only with each other are Python's arithmetic, double or int64), and ops
  * that compute in floats (exp, true division) take ints to the default dtype; a
  * plan that used the default dtype checks it at every call (csrc/runtime.c). */
 #include "tracejit.h"
@@ -78,12 +79,24 @@ static const char *torch_name(int op) {
 
 int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop, int *out) {
     int cls[3] = {-1, -1, -1};   /* dimensioned tensors, 0-d tensors, Python scalars */
-    int first = tj_ops[op].flags & TJ_F_COND ? 1 : 0, dflt = -1, weak_float = 0;
+    int first = tj_ops[op].flags & TJ_F_COND ? 1 : 0, dflt = -1, weak_float = 0, all_weak = 1;
     for (int i = first; i < nargs; i++) {
         const tj_node *n = &t->g.nodes[ids[i]];
         int c = n->weak ? 2 : n->ndim ? 0 : 1, dt = n->dtype;
+        all_weak = all_weak && n->weak;
         if (n->weak == 1 && dt == TJ_F64) { weak_float = 1; continue; }
         cls[c] = promote(cls[c], n->weak == 2 ? TJ_I64 : dt);
+    }
+    if (all_weak && nargs > first) {
+        /* Python numbers only (runtime scalar arguments, p - 1/3): Python's arithmetic,
+         * in double (or int64); the result stays a Python number for what uses it */
+        int r = weak_float || tj_ops[op].mask == TJ_M_F64 || tj_ops[op].mask == TJ_M_FLT
+                    ? TJ_F64 : cls[2] < 0 ? TJ_I64 : cls[2];
+        if (tj_ops[op].mask >> r & 1) {
+            for (int i = 0; i < nargs; i++) loop[i] = i < first ? TJ_BOOL : r;
+            *out = tj_ops[op].out == TJ_O_BOOL ? TJ_BOOL : r;
+            return 0;
+        }
     }
     /* a Python float counts as the default dtype, which matters only when no tensor
      * operand is a float (only then is the default read, and checked at each call) */

@@ -204,6 +204,7 @@ PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
     x->trace = (tj_trace *)Py_NewRef((PyObject *)t);
     x->id = id;
     x->npkind = TJ_NP_AUTO;
+    x->weakrefs = NULL;
     PyObject_GC_Track(x);
     return (PyObject *)x;
 }
@@ -217,6 +218,7 @@ static void release(tj_tracer *x) {
 static void tracer_dealloc(tj_tracer *x) {
     PyTypeObject *tp = Py_TYPE(x);
     PyObject_GC_UnTrack(x);
+    if (x->weakrefs) PyObject_ClearWeakRefs((PyObject *)x);
     release(x);
     Py_CLEAR(x->trace);
     tp->tp_free((PyObject *)x);
@@ -707,12 +709,27 @@ static PyObject *tracer_getattro(PyObject *self, PyObject *name) {
     return NULL;
 }
 
+/* A torch trace's tracer hashes by identity, as torch tensors do (nn.Module.parameters()
+ * keeps a set of them); a NumPy trace's stays unhashable, as ndarrays are. */
+static Py_hash_t tracer_hash(PyObject *self) {
+    tj_tracer *x = (tj_tracer *)self;
+    if (!x->trace || !x->trace->torch) return PyObject_HashNotImplemented(self);
+    Py_hash_t h = (Py_hash_t)((uintptr_t)self >> 4);
+    return h == -1 ? -2 : h;
+}
+
+static PyMemberDef tracer_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(tj_tracer, weakrefs), READONLY, NULL},
+    {NULL}
+};
+
 static PyType_Slot tracer_slots[] = {
     {Py_tp_dealloc, tracer_dealloc},
     {Py_tp_traverse, tracer_traverse},
     {Py_tp_clear, tracer_clear},
     {Py_tp_repr, tracer_repr},
-    {Py_tp_hash, PyObject_HashNotImplemented},
+    {Py_tp_hash, tracer_hash},
+    {Py_tp_members, tracer_members},
     {Py_tp_richcompare, tracer_richcompare},
     {Py_tp_getattro, tracer_getattro},
     {Py_tp_iter, tracer_iter},

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _C, _draws
 from ._C import TraceError, Tracer
-from ._rules import NONDIFF, RULES, ZERO, Product
+from ._rules import NONDIFF, RULES, ZERO, Product, np_dtype
 
 __all__ = ["grad", "value_and_grad", "vjp", "vjp_trace"]
 
@@ -106,8 +106,9 @@ def _fit(c, x, node=None):
             c = np.sum(c, axis=ones, keepdims=True)
         if c.shape != shape:
             c = np.broadcast_to(c, shape)
-    if c.dtype != x.dtype:
-        c = c.astype(x.dtype)
+    dt = np_dtype(x)
+    if np_dtype(c) != dt:
+        c = c.astype(dt)
     return c
 
 

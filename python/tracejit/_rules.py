@@ -24,15 +24,44 @@ import math
 import numpy as np
 
 from . import _C
+from ._C import Tracer
+
+# NumPy's view of a tracer: in a torch trace, Tensor attributes shadow these (x.dtype a
+# torch dtype, x.size a method), and the rules speak NumPy
+_NP_DTYPE = Tracer.dtype
+_NP_SIZE = Tracer.size
+
+
+def np_dtype(x):
+    """x's NumPy dtype (a Tracer's, in a NumPy or a torch trace, or an array's)."""
+    return _NP_DTYPE.__get__(x) if isinstance(x, Tracer) else np.asarray(x).dtype
+
+
+def np_size(x):
+    return _NP_SIZE.__get__(x) if isinstance(x, Tracer) else np.size(x)
 
 _LN2 = math.log(2.0)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
-def _no_trigamma():
-    _C._trace_error("the gradient of digamma needs trigamma, which tracejit does not "
-                    "have yet; differentiate around it or detach its input")
 _LN10 = math.log(10.0)
+
+
+def _trigamma(x):
+    """digamma's derivative, composed as torch computes it (ATen's calc_trigamma, so
+    gradients match eager's): the recurrence psi1(z) = psi1(z + 1) + 1/z^2 up to z + 6,
+    the asymptotic series there, and the reflection psi1(x) = pi^2 / sin^2(pi x) -
+    psi1(1 - x) below 1/2."""
+    low = x < 0.5
+    z = np.where(low, 1.0 - x, x)
+    acc = 0.0
+    for k in range(6):
+        acc = acc + 1.0 / ((z + k) * (z + k))
+    w = z + 6.0
+    ixx = 1.0 / (w * w)
+    t = acc + (1.0 + 1.0 / (2.0 * w) + ixx * (1.0 / 6 - ixx * (1.0 / 30 - ixx * (1.0 / 42)))) / w
+    s = math.pi / np.sin(math.pi * x)
+    return np.where(low, s * s - t, t)
 
 ZERO = frozenset({"SIGN", "FLOOR", "CEIL", "FLOORDIV"})
 NONDIFF = frozenset({
@@ -100,7 +129,7 @@ def _rextreme(g, y, xs, node):
     x = xs[0]
     axes = _red_axes(node, x.ndim)
     hit = x == _keep(y, x, axes)
-    count = np.sum(hit.astype(x.dtype), axis=axes, keepdims=True)
+    count = np.sum(hit.astype(np_dtype(x)), axis=axes, keepdims=True)
     return (np.where(hit, _keep(g, x, axes) / count, 0.0),)
 
 
@@ -116,7 +145,7 @@ def _rprod(g, y, xs, node):
     x = xs[0]
     axes = _red_axes(node, x.ndim)
     k = len(axes)
-    if x.size == 0 or k == 0:
+    if np_size(x) == 0 or k == 0:
         return (np.broadcast_to(_keep(g, x, axes), x.shape),)
     order = [d for d in range(x.ndim) if d not in axes] + list(axes)
     moved = np.transpose(x, order)
@@ -144,7 +173,7 @@ def _cumprod(g, y, xs, node):
     ax = node[3]
     x, g, y = np.moveaxis(xs[0], ax, -1), np.moveaxis(g, ax, -1), np.moveaxis(y, ax, -1)
     nz = x != 0
-    before = _exclusive_cumprod(nz.astype(x.dtype)) != 0   # no zero before position i
+    before = _exclusive_cumprod(nz.astype(np_dtype(x))) != 0   # no zero before position i
     first = before & ~nz
     safe = np.where(nz, x, 1.0)
     plain = _revcumsum(g * y) / safe
@@ -176,11 +205,8 @@ def _gather(g, y, xs, node):
 
 
 def _cast(g, y, xs, node):
-    x = xs[0]
-    if getattr(x.dtype, "kind", None) not in (None, "f") or \
-            not getattr(x.dtype, "is_floating_point", True):
-        return (None,)
-    return (g.astype(x.dtype),)
+    dt = np_dtype(xs[0])
+    return (None,) if dt.kind != "f" else (g.astype(dt),)
 
 
 def _where(g, y, xs, node):
@@ -198,7 +224,7 @@ RULES = {
     "ERF": _unary(lambda g, y, x: g * (_TWO_OVER_SQRT_PI * np.exp(-(x * x)))),
     "ERFC": _unary(lambda g, y, x: g * (-_TWO_OVER_SQRT_PI * np.exp(-(x * x)))),
     "LGAMMA": _unary(lambda g, y, x: g * _C._ew("DIGAMMA", x)),
-    "DIGAMMA": _unary(lambda g, y, x: _no_trigamma()),
+    "DIGAMMA": _unary(lambda g, y, x: g * _trigamma(x)),
     "EXPM1": _unary(lambda g, y, x: g * (y + 1.0)),
     "LOG": _unary(lambda g, y, x: g / x),
     "LOG1P": _unary(lambda g, y, x: g / (x + 1.0)),

@@ -14,6 +14,7 @@ torch is never imported by this module; it is looked up when the first torch cal
 arrives (and torch is imported by then: a torch tensor was passed).
 """
 import sys
+import threading
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from . import _C, _effects, _torch_random, _torch_writes
 from ._torch_random import _NOT_RANDOM
 from ._C import TraceError, Tracer
 from ._torch_ops import (EW_METHODS, FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
-                         _matmul, _mod, _mul, _np_dtype, _pow, _sub, _torch, _torch_dtype,
+                         _matmul, _mod, _mul, _no_out, _np_dtype, _pow, _sub, _torch, _torch_dtype,
                          _truediv, norm)
 
 # ---- casts and tensor attributes -----------------------------------------------------
@@ -161,6 +162,16 @@ for _name in EW_METHODS + (
         "tensordot", "addmm"):
     ATTRS[_name] = FUNCS[_name]
 
+# the methods of nn-style vocabulary (new_zeros, tril, baddbmm, ...) and the flags torch's
+# own modules read before choosing a fast path this trace does not take
+from ._torch_nn import FUNCS as _NN_FUNCS, METHODS as _NN_METHODS  # noqa: E402
+ATTRS.update(_NN_METHODS)
+for _name in ("tril", "triu", "baddbmm", "addbmm", "addmv", "addr", "diagonal"):
+    ATTRS[_name] = _NN_FUNCS[_name]
+for _name in ("is_nested", "is_sparse", "is_quantized", "is_meta", "is_mkldnn", "is_complex",
+              "is_xpu", "is_mps"):
+    ATTRS[_name] = property(lambda x: False) if _name != "is_complex" else (lambda x: False)
+
 # Tensor.where(condition, y) is torch.where(condition, x, y), not where(x, condition, y)
 ATTRS["where"] = lambda x, condition, other: FUNCS["where"](condition, x, other)
 
@@ -243,7 +254,8 @@ def _init():
     _ready = True
 
 
-def _vector_norm(x, ord=2, dim=None, keepdim=False, dtype=None):
+def _vector_norm(x, ord=2, dim=None, keepdim=False, dtype=None, out=None):
+    _no_out(out, "linalg.vector_norm")
     return norm(x, ord, dim, keepdim)
 
 
@@ -366,8 +378,12 @@ def dispatch(func, args, kwargs, ref=None):
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
     if ref is not None:
-        args = _lift(args, ref)
-        kwargs = {k: _lift(v, ref) for k, v in kwargs.items()}
+        try:
+            args = _lift(args, ref)
+            kwargs = {k: _lift(v, ref) for k, v in kwargs.items()}
+        except TypeError as e:        # GradCaptureError: see call_traced
+            _pending.error = e
+            raise
     result = impl(*args, **kwargs)
     if _writes_first(impl, args, kwargs):      # F.relu(x, inplace=True)
         return _C._assign(args[0], result, f"{name_of(func)}(inplace=True)")
@@ -456,13 +472,79 @@ def _mode(ref, external):
     return _mode_cls(ref, external)
 
 
+_pending = threading.local()   # .error: the last capture refused by dispatch()
+
+
 def call_traced(fn, args, kwargs):
+    """fn(*args, **kwargs) on tracers under the TraceMode. A tensor operator's
+    TypeError becomes NotImplemented in torch (`param * 2.0` then fails as
+    "unsupported operand type(s)"): a capture that dispatch() refused (a parameter that
+    requires grad, which sends a compiled module to the autograd route) is raised
+    in its place."""
     kwargs = kwargs or {}
     ref = _find_tracer(args)
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
-    with _mode(ref, _external(getattr(fn, "__wrapped__", fn))):
-        return fn(*args, **kwargs)
+    outer, _pending.error = getattr(_pending, "error", None), None
+    swapped = _swap_helpers()
+    try:
+        with _mode(ref, _external(getattr(fn, "__wrapped__", fn))):
+            return fn(*args, **kwargs)
+    except TypeError as e:
+        refused = _pending.error
+        if refused is None or refused is e:
+            raise
+        raise refused from e
+    except TraceError as e:
+        _name_module(e)
+        raise
+    finally:
+        _pending.error = outer
+        for owner, name, orig in swapped:
+            setattr(owner, name, orig)
+
+
+def _swap_helpers():
+    """torch's private helpers that ask isinstance(x, torch.Tensor) of what a traced
+    argument reaches (nn.MultiheadAttention's masks: F._none_or_dtype), swapped for
+    versions that also take a tracer while the trace runs. [(owner, name, original)]."""
+    F = _torch().nn.functional
+    orig = getattr(F, "_none_or_dtype", None)
+    if orig is None or getattr(orig, "_tracejit", False):
+        return []
+
+    def none_or_dtype(input):
+        return input.dtype if isinstance(input, Tracer) else orig(input)
+    none_or_dtype._tracejit = True
+    F._none_or_dtype = none_or_dtype
+    return [(F, "_none_or_dtype", orig)]
+
+
+_STATS_HINT = (" (in training mode it updates its running statistics in place: compile the "
+               "model in eval() mode, or build the layer with track_running_stats=False)")
+
+
+def _name_module(e):
+    """A TraceError raised inside torch's own module code (torch/nn/...) names the module
+    whose forward led there (the error's line is the user's, which called it)."""
+    import os
+    torch_dir = os.path.dirname(_torch().__file__) + os.sep
+    module_type = _torch().nn.Module
+    tb, inner = e.__traceback__, None
+    while tb is not None:
+        frame = tb.tb_frame
+        owner = frame.f_locals.get("self") if frame.f_code.co_name == "forward" else None
+        if frame.f_code.co_filename.startswith(torch_dir) and isinstance(owner, module_type):
+            inner = owner
+        tb = tb.tb_next
+    if inner is None or not e.args or not isinstance(e.args[0], str):
+        return
+    cls = type(inner)
+    name = f"{cls.__module__.split('.modules')[0]}.{cls.__qualname__}"
+    if name in e.args[0]:
+        return
+    hint = _STATS_HINT if getattr(inner, "track_running_stats", False) and inner.training else ""
+    e.args = (f"{e.args[0]}\n  (reached inside {name}.forward, torch's code{hint})",) + e.args[1:]
 
 
 def register():

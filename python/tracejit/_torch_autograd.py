@@ -47,8 +47,8 @@ import numpy as np
 
 from . import _draws
 from ._grad import NotScalarError, _flatten, _inner, _make, with_dependencies
-from ._C import (CompiledFunction, TraceError, _ag_backward_method, _ag_forward, _ag_layout,
-                 _ag_scan, _ag_unit, _strict_captures)
+from ._C import (CompiledFunction, TraceError, Tracer, _ag_backward_method, _ag_forward,
+                 _ag_layout, _ag_scan, _ag_unit, _strict_captures)
 
 __all__ = ["function", "call", "GradCaptureError"]
 
@@ -86,7 +86,7 @@ class _Entry:
         # None (not zeros) for a leaf the output does not depend on, as torch gives:
         # decided when traced, so the compiled results carry the None themselves
         self.value_and_grad = _make(body, 0, False, True, (), none_unused=True)
-        self.pullback = _make(lambda diff, other, ct: _inner(body(diff, other), ct),
+        self.pullback = _make(lambda diff, other, ct: _inner(_arrays(body(diff, other)), ct),
                               0, False, False, (), none_unused=True)
         dicts = getattr(fn, "__tracejit_dicts__", None)
         if dicts is not None:   # a module's buffers: read from its dicts at every call
@@ -94,6 +94,12 @@ class _Entry:
                 cf.__wrapped__.__tracejit_dicts__ = dicts
         self.mixed = False  # some signature gave a non-scalar output: check each call
         self.scalar = {}    # then: leaf signature -> whether the output is a float scalar
+
+
+def _arrays(out):
+    """The leaves of a result that are Pulled's outputs (traced values and tensors; not
+    its static leaves: numbers, strings, a torch.Size)."""
+    return [o for o in _flatten(out)[0] if isinstance(o, (Tracer, _state[1]))]
 
 
 def _strict(fn, *args):
@@ -133,8 +139,13 @@ def _make_functions(torch):
             with _draws.recording() as keys:     # the pullback recomputes these draws
                 out, deps = _strict(entry.forward, arrays, other)
             ctx.keys = keys
-            outs, tree = _flatten(out)
-            box.append(tree)   # the output's structure, for the caller
+            leaves, tree = _flatten(out)
+            # the tensors are this node's outputs; the other leaves (numbers, strings,
+            # a torch.Size: the result's static leaves) pass through
+            pos = [k for k, o in enumerate(leaves) if isinstance(o, torch.Tensor)]
+            outs = [leaves[k] for k in pos]
+            box.append((tree, leaves, pos))   # the output's structure, for the caller
+            deps = [deps[k] for k in pos]
             ctx.entry, ctx.other, ctx.arrays, ctx.deps = entry, other, arrays, deps
             ctx.outs = [(o.shape, o.dtype) for o in outs]
             # an output that depends on no differentiated leaf (integer and bool ones
@@ -282,7 +293,11 @@ class Adapter:
             return Fused((entry, diff, other), *diff)
         box = []
         outs = Pulled(entry, diff, other, box, *diff)
-        return box[0].unflatten(outs)
+        tree, leaves, pos = box[0]
+        leaves = list(leaves)
+        for k, o in zip(pos, outs if isinstance(outs, tuple) else (outs,)):
+            leaves[k] = o
+        return tree.unflatten(leaves)
 
     def _entry(self, args, kwargs):
         """The compiled pieces for a new pattern (made once per pattern): the leaves'

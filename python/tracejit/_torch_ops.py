@@ -295,7 +295,8 @@ def logsumexp(x, dim, keepdim=False):
     return np.squeeze(r, axis=ax if ax is not None else tuple(range(x.ndim)))
 
 
-def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
+def norm(x, p="fro", dim=None, keepdim=False, dtype=None, out=None):
+    _no_out(out, "norm")
     if p in ("fro", 2, 2.0) or p is None:
         return np.sqrt(np.sum(x * x, axis=_axis(dim), keepdims=keepdim))
     if p in (1, 1.0):
@@ -444,6 +445,12 @@ def gather(x, dim, index, sparse_grad=False):
     return np.take_along_axis(x, index, axis=dim)
 
 
+def take_along_dim(x, indices, dim=None):
+    if dim is None:
+        return np.take_along_axis(_NP_RESHAPE(x, (-1,)), _NP_RESHAPE(indices, (-1,)), axis=0)
+    return np.take_along_axis(x, indices, axis=dim)
+
+
 def broadcast_to(x, size):
     return np.broadcast_to(x, tuple(size))
 
@@ -492,7 +499,8 @@ def einsum(equation, *operands):
     return np.einsum(equation, *operands)
 
 
-def tensordot(a, b, dims=2):
+def tensordot(a, b, dims=2, out=None):
+    _no_out(out, "tensordot")
     return np.tensordot(a, b, axes=dims)
 
 
@@ -580,96 +588,6 @@ def log_softmax(x, dim=None, _stacklevel=3, dtype=None):
     return s - np.log(np.sum(np.exp(s), axis=dim, keepdims=True))
 
 
-def _reduce(loss, reduction, name):
-    if reduction == "mean":
-        return np.mean(loss)
-    if reduction == "sum":
-        return np.sum(loss)
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{reduction} is not a valid value for reduction")
-
-
-def _legacy(size_average, reduce, reduction):
-    if size_average is None and reduce is None:
-        return reduction
-    if reduce is False:
-        return "none"
-    return "sum" if size_average is False else "mean"
-
-
-def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
-                                     reduction="mean", pos_weight=None):
-    softplus_neg = np.maximum(-input, 0.0) + np.log1p(np.exp(-np.abs(input)))   # log(1+e^-x)
-    if pos_weight is not None:
-        log_weight = (pos_weight - 1.0) * target + 1.0
-        loss = (1.0 - target) * input + log_weight * softplus_neg
-    else:
-        loss = (1.0 - target) * input + softplus_neg
-    if weight is not None:
-        loss = loss * weight
-    return _reduce(loss, _legacy(size_average, reduce, reduction), "bce_with_logits")
-
-
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
-                         reduction="mean"):
-    loss = -(target * np.maximum(np.log(input), -100.0) +
-             (1.0 - target) * np.maximum(np.log(1.0 - input), -100.0))
-    if weight is not None:
-        loss = loss * weight
-    return _reduce(loss, _legacy(size_average, reduce, reduction), "binary_cross_entropy")
-
-
-def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
-    d = input - target
-    loss = d * d if weight is None else weight * d * d
-    return _reduce(loss, _legacy(size_average, reduce, reduction), "mse_loss")
-
-
-def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
-    loss = np.abs(input - target)
-    return _reduce(loss if weight is None else weight * loss,
-                   _legacy(size_average, reduce, reduction), "l1_loss")
-
-
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean"):
-    reduction = _legacy(size_average, reduce, reduction)
-    if _is_float(target):
-        raise TraceError("torch.nn.functional.nll_loss expects class indices (an integer "
-                         "target)")
-    ignored = target == ignore_index
-    safe = np.where(ignored, 0, target)
-    picked = -np.squeeze(np.take_along_axis(input, np.expand_dims(safe, 1), axis=1), axis=1)
-    w = np.where(ignored, 0.0, 1.0) if weight is None else np.where(ignored, 0.0, np.take(weight, safe))
-    w = w.astype(_NP_DTYPE.__get__(input)) if isinstance(w, Tracer) else w
-    loss = picked * w
-    if reduction == "mean":
-        return np.sum(loss) / np.sum(w)
-    return _reduce(loss, reduction, "nll_loss")
-
-
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0):
-    if label_smoothing:
-        raise TraceError("torch.nn.functional.cross_entropy(label_smoothing=...) is not "
-                         "supported by tracejit yet")
-    class_dim = 1 if input.ndim > 1 else 0
-    logp = log_softmax(input, class_dim)
-    if _is_float(target):               # class probabilities
-        reduction = _legacy(size_average, reduce, reduction)
-        w = 1.0 if weight is None else weight.reshape((-1,) + (1,) * (input.ndim - 2))
-        loss = -np.sum(logp * target * w, axis=class_dim)
-        if reduction == "mean":
-            return np.sum(loss) / int(np.prod(_NP_SHAPE.__get__(loss), dtype=np.int64))
-        return _reduce(loss, reduction, "cross_entropy")
-    if input.ndim == 1:
-        logp, target = np.expand_dims(logp, 0), np.expand_dims(target, 0)
-        r = nll_loss(logp, target, weight, size_average, ignore_index, reduce, reduction)
-        return r if reduction != "none" else np.squeeze(r, axis=0)
-    return nll_loss(logp, target, weight, size_average, ignore_index, reduce, reduction)
-
-
 def _is_all_true(x):
     """torch._is_all_true(valid) on traced values (torch.distributions' argument and
     sample validation: `if not _is_all_true(valid): raise ValueError`): the trace takes
@@ -714,7 +632,17 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     if max_norm is not None:
         raise TraceError("torch.nn.functional.embedding(max_norm=...) renormalizes the weight "
                          "in place, which tracejit does not support")
-    return np.take(weight, input, axis=0)
+    if scale_grad_by_freq or sparse:
+        raise TraceError("torch.nn.functional.embedding(scale_grad_by_freq=True or sparse=True) "
+                         "is not supported by tracejit yet (its gradient is not the dense one)")
+    rows = np.take(weight, input, axis=0)
+    if padding_idx is None:
+        return rows
+    n = _NP_SHAPE.__get__(weight)[0]
+    pad = padding_idx if padding_idx >= 0 else padding_idx + n
+    # the padding row gets no gradient, as in eager: its lookups read a detached copy
+    at_pad = np.expand_dims(input == pad, -1)
+    return np.where(at_pad, _C._ad_detach(rows), rows)
 
 
 def one_hot(tensor, num_classes=-1):
@@ -768,7 +696,7 @@ FUNCS = {
     "ravel": lambda x: _NP_RESHAPE(x, (-1,)), "narrow": narrow, "select": select,
     "movedim": movedim, "moveaxis": movedim, "roll": roll, "cat": cat, "concat": cat,
     "concatenate": cat, "stack": stack, "split": split, "chunk": chunk, "unbind": unbind,
-    "index_select": index_select, "gather": gather, "take_along_dim": gather,
+    "index_select": index_select, "gather": gather, "take_along_dim": take_along_dim,
     "broadcast_to": broadcast_to, "broadcast_tensors": broadcast_tensors,
     "matmul": matmul, "mm": mm, "bmm": bmm, "mv": mv, "dot": dot, "outer": outer,
     "ger": outer, "einsum": einsum, "tensordot": tensordot, "linear": linear, "addmm": addmm,
@@ -776,9 +704,7 @@ FUNCS = {
     "leaky_relu": leaky_relu, "elu": elu, "selu": selu, "gelu": gelu, "silu": silu,
     "mish": mish, "hardtanh": hardtanh, "relu6": relu6, "softsign": softsign,
     "softmax": softmax, "log_softmax": log_softmax,
-    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
-    "binary_cross_entropy": binary_cross_entropy, "mse_loss": mse_loss, "l1_loss": l1_loss,
-    "nll_loss": nll_loss, "cross_entropy": cross_entropy, "dropout": dropout, "dropout1d": dropout, "dropout2d": dropout, "dropout3d": dropout,
+    "dropout": dropout, "dropout1d": dropout, "dropout2d": dropout, "dropout3d": dropout,
     "feature_dropout": dropout, "alpha_dropout": alpha_dropout,
     "feature_alpha_dropout": alpha_dropout, "rrelu": rrelu,
     "layer_norm": layer_norm, "normalize": normalize, "embedding": embedding,
@@ -787,3 +713,14 @@ FUNCS = {
     "empty_like": lambda x, dtype=None, **kw: np.zeros_like(x, dtype=_np_dtype(dtype)),
     "full_like": lambda x, fill_value, dtype=None, **kw: np.full_like(x, fill_value, dtype=_np_dtype(dtype)),
 }
+
+from ._torch_nn import FUNCS as _NN_FUNCS  # noqa: E402  (convolution, pooling, ...)
+from ._torch_rnn import FUNCS as _RNN_FUNCS  # noqa: E402  (recurrent layers)
+from ._torch_attention import FUNCS as _ATTENTION_FUNCS  # noqa: E402
+
+FUNCS.update(_NN_FUNCS)
+FUNCS.update(_RNN_FUNCS)
+FUNCS.update(_ATTENTION_FUNCS)
+from ._torch_losses import FUNCS as _LOSS_FUNCS  # noqa: E402
+
+FUNCS.update(_LOSS_FUNCS)

@@ -16,6 +16,7 @@ read and sums where one element was read many times (broadcast dims):
 import numpy as np
 
 from ._C import TraceError
+from ._rules import np_size   # (_rules imports this module once np_size is defined)
 
 
 def view_rule(g, y, xs, node):
@@ -91,8 +92,8 @@ def _per_dim(g, x, perm, vstep, start):
 
 def _flat(g, x, vstep, off):
     """Each element i of g sits at row-major position off + sum(i_d * vstep[d]) of x."""
-    total = x.size
-    if off == 0 and g.size == total and list(vstep) == _row_major(g.shape):
+    total = np_size(x)
+    if off == 0 and np_size(g) == total and list(vstep) == _row_major(g.shape):
         return g.reshape(x.shape)
     keep = [d for d in range(g.ndim) if g.shape[d] != 1]
     g = g.reshape(tuple(g.shape[d] for d in keep))
