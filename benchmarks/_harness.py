@@ -528,6 +528,40 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def torch_start(opts, title: str, all_peers: tuple, all_cases: list, default_threads: int):
+    """The opening of a torch benchmark module: its title, the chosen peers and cases,
+    every library at --threads (torch's intra-op pool; tracejit's pool, which sets
+    NumPy's OpenBLAS too), the machine's other load. (torch, tracejit, peers, cases),
+    or None when torch is missing or no case matches (with skip_unmatched, run.py's)."""
+    chosen = [s.strip() for s in (opts.peers or ",".join(all_peers)).split(",") if s.strip()]
+    peers = [p for p in all_peers if p in chosen]
+    print(f"## {title}\n")
+    _prepare_environment()
+    try:
+        import torch
+    except ImportError as e:
+        print(f"torch not installed ({e}); skipped")
+        return None
+    import tracejit as tj
+    cases = all_cases
+    if opts.cases:
+        want = opts.cases.split(",")
+        cases = [c for c in all_cases if c in want]
+        if not cases:
+            if getattr(opts, "skip_unmatched", False):
+                return None
+            raise SystemExit(f"--cases {opts.cases!r} matches none of {all_cases}")
+    threads = getattr(opts, "threads", default_threads)
+    torch.set_num_threads(threads)
+    tj.set_num_threads(threads)   # its pool and NumPy's OpenBLAS
+    busy = busy_elsewhere()
+    if busy is not None:
+        print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
+    print(f"threads: tracejit {tj.get_num_threads()}, torch {torch.get_num_threads()}, "
+          f"OpenBLAS {openblas_threads()}\n")
+    return torch, tj, peers, cases
+
+
 def ratio_row(case: str, peers: list, ok: dict, m: dict, targets: dict) -> list:
     """A table row of `interleaved`'s result `m` for one case: each peer's median time
     and, after tracejit's column, the same-round ratio tracejit/peer with the case's

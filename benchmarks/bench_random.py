@@ -137,33 +137,11 @@ def _vae_peers(torch, tj, peers):
 
 
 def run(opts) -> dict:
-    chosen = [s.strip() for s in (opts.peers or ",".join(PEERS)).split(",") if s.strip()]
-    peers = [p for p in PEERS if p in chosen]
-    print("## Random numbers inside compiled code (bench_random)\n")
-    H._prepare_environment()
-    try:
-        import torch
-    except ImportError as e:
-        print(f"torch not installed ({e}); skipped")
+    started = H.torch_start(opts, "Random numbers inside compiled code (bench_random)", PEERS,
+                            CASES, 2)
+    if started is None:
         return {"records": [], "failures": []}
-    import tracejit as tj
-    cases = CASES
-    if opts.cases:
-        want = opts.cases.split(",")
-        cases = [c for c in CASES if c in want]
-        if not cases:
-            if getattr(opts, "skip_unmatched", False):
-                return {"records": [], "failures": []}
-            raise SystemExit(f"--cases {opts.cases!r} matches none of {CASES}")
-    threads = getattr(opts, "threads", 2)
-    torch.set_num_threads(threads)
-    tj.set_num_threads(threads)
-    H.set_openblas_threads(threads)
-    busy = H.busy_elsewhere()
-    if busy is not None:
-        print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
-    print(f"threads: tracejit {tj.get_num_threads()}, torch {torch.get_num_threads()}, "
-          f"OpenBLAS {H.openblas_threads()}\n")
+    torch, tj, peers, cases = started
     target_s = 0.3 if opts.quick else 2.0
     records, failures, rows = [], [], []
     for case in cases:

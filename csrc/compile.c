@@ -74,6 +74,16 @@ static void progress_done(tj_trace *t, double t0, double t_trace, double t_passe
 
 /* ---- the plan ------------------------------------------------------------------ */
 
+PyObject *tj_explanation(PyObject *log, PyObject *source, PyObject *tier_source) {
+    PyObject *mod = PyImport_ImportModule("tracejit._explain");
+    PyObject *r = mod ? PyObject_CallMethod(mod, "Explanation", "OOO", log ? log : Py_None,
+                                            source ? source : Py_None,
+                                            tier_source ? tier_source : Py_None)
+                      : NULL;
+    Py_XDECREF(mod);
+    return r;
+}
+
 /* Moves what the trace produced into a new plan. */
 static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_template *tmpl) {
     tj_plan *p = PyMem_Calloc(1, sizeof *p);
@@ -312,8 +322,7 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     if (!debug) progress_done(t, t0, t_trace, t_passes, t_compile);
     if (debug) {
         /* level 2: what explain() shows (a pass that changed nothing in one line) */
-        PyObject *mod = debug >= 2 ? PyImport_ImportModule("tracejit._explain") : NULL;
-        PyObject *ex = mod ? PyObject_CallMethod(mod, "Explanation", "OO", log, src) : NULL;
+        PyObject *ex = debug >= 2 ? tj_explanation(log, src, NULL) : NULL;
         PyObject *body = ex ? PyObject_GetAttrString(ex, "text") : NULL;
         PyObject *text = PyUnicode_FromFormat(
             "[tracejit] compiled %R in %d us (trace %d us, passes+emit %d us, libtcc %d us)\n",
@@ -326,7 +335,7 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
         if (text && debug >= 3 && fsrc && fsrc != Py_None)
             Py_SETREF(text, PyUnicode_FromFormat("%U-- the optimizing tier's C\n%U", text, fsrc));
         tj_debug_write(text);
-        Py_XDECREF(text); Py_XDECREF(body); Py_XDECREF(ex); Py_XDECREF(mod);
+        Py_XDECREF(text); Py_XDECREF(body); Py_XDECREF(ex);
     }
     *seconds += now_s() - t0;
 done:

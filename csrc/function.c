@@ -313,12 +313,7 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
         tj_plan *p = tj_compile_plan(self->fn, &self->conf, &f, args, nargs, kwnames, 1,
                                      &self->compile_time);
         if (p) {
-            PyObject *mod = PyImport_ImportModule("tracejit._explain");
-            r = mod ? PyObject_CallMethod(mod, "Explanation", "OOO", p->log ? p->log : Py_None,
-                                          p->source ? p->source : Py_None,
-                                          p->upgrade.source ? p->upgrade.source : Py_None)
-                    : NULL;
-            Py_XDECREF(mod);
+            r = tj_explanation(p->log, p->source, p->upgrade.source);
             tj_plan_decref(p);
         }
     }
@@ -334,13 +329,10 @@ static PyObject *fn_explain_passes(PyObject *op, PyObject *const *args, Py_ssize
     tj_function *self = (tj_function *)op;
     tj_flat f;
     tj_flat_init(&f);
-    PyObject *r = NULL;
     PyObject *log = tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0
                         ? tj_compile_passes(self->fn, &self->conf, args, nargs, kwnames)
                         : NULL;
-    PyObject *mod = log ? PyImport_ImportModule("tracejit._explain") : NULL;
-    r = mod ? PyObject_CallMethod(mod, "Explanation", "O", log) : NULL;
-    Py_XDECREF(mod);
+    PyObject *r = log ? tj_explanation(log, NULL, NULL) : NULL;
     Py_XDECREF(log);
     tj_flat_free(&f);
     return r;

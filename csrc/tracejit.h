@@ -594,6 +594,9 @@ void tj_compile_progress(tj_trace *t, const char *doing);
 tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          int want_log, double *seconds);
+/* tracejit._explain.Explanation(log, source, tier_source) (NULL arguments: None): what
+ * explain() returns and TRACEJIT_DEBUG=2 prints. New reference; NULL + exception. */
+PyObject *tj_explanation(PyObject *log, PyObject *source, PyObject *tier_source);
 /* Traces fn for these arguments and runs the passes only (no emitter, no backend):
  * the pass log, a list of str (a section per pass, as explain's). NULL + exception. */
 PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *args,
