@@ -247,3 +247,28 @@ def test_distributions_argument_validation_is_checked_at_every_call():
     with pytest.raises(ValueError):
         D.Normal(loc, -scale)                     # eager raises there too
     assert torch.isfinite(f(loc, scale)).all()    # the plan still serves valid calls
+
+
+@pytest.mark.parametrize("call", ["torch.rand_like(x)", "torch.randn_like(x)",
+                                  "(x * 1).normal_()", "(x * 1).uniform_()",
+                                  "F.dropout(x, 0.5)", "torch.normal(x, 1.0)"])
+def test_float_draws_like_an_integer_tensor_are_refused_as_torch_raises(call):
+    ns = {"torch": torch, "F": F}
+    exec(f"def fn(x):\n    return {call}\n", ns)
+    x = torch.arange(4)
+    with pytest.raises(RuntimeError):
+        ns["fn"](x)                                    # eager raises
+    with pytest.raises(TraceError, match=r"a random float draw like a tensor of dtype int64 "
+                       r"is not defined: torch raises for it too"):
+        tracejit.compile(ns["fn"])(x)
+
+
+def test_random_integers_take_their_range_from_to_or_from_and_to():
+    x = torch.zeros(4000)
+    for call, lo, hi in [(lambda x: (x * 1).random_(7), 0, 6),
+                         (lambda x: (x * 1).random_(3, 7), 3, 6),
+                         (lambda x: (x * 1).random_(3, to=7), 3, 6)]:
+        r = tracejit.compile(call)(x)
+        assert r.min().item() == lo and r.max().item() == hi
+    with pytest.raises(TraceError, match=r"random_\(\) over the dtype's whole range"):
+        tracejit.compile(lambda x: (x * 1).random_())(x)

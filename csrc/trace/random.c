@@ -1,6 +1,8 @@
-/* Random draws in the trace: _C._random(kind, shape, dtype, source, keyfn) appends a random op of
- * the op table (RUNIF32/64, RNORM32/64; csrc/emit/prims_random.h) whose operands are
- * the call's key and each element's counter.
+/* Trace entries Python's vocabulary needs beside the operators: _C._random(kind, shape,
+ * dtype, source, keyfn) appends a random op of the op table (RUNIF32/64, RNORM32/64;
+ * csrc/emit/prims_random.h) whose operands are the call's key and each element's
+ * counter; _C._full makes a filled array (torch.empty in a trace); _C._check a check
+ * assumed while tracing and made at every call.
  *
  * Contract: a draw is a pure function of (key, counter). The key is a KEY slot, one per
  * generator the trace drew from (`source`: torch's default generator, a torch.Generator,

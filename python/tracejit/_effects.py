@@ -416,13 +416,13 @@ def call(fn, args, kwargs, torch_trace):
     returns (result, the guards of its plan)."""
     before = _snapshot(fn, args, kwargs)
     locked = _lock_arrays(fn, args, kwargs)
-    args, kwargs, swapped = _swap_generators(fn, args, kwargs)
+    targs, tkwargs, swapped = _swap_generators(fn, args, kwargs)
     try:
         if torch_trace:
             from . import _torch
-            result = _torch.call_traced(fn, args, kwargs)
+            result = _torch.call_traced(fn, targs, tkwargs)
         else:
-            result = fn(*args, **(kwargs or {}))
+            result = fn(*targs, **(tkwargs or {}))
     except ValueError as e:
         refusal = _write_refusal(e, locked)
         if refusal is None:

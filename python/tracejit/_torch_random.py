@@ -22,8 +22,8 @@ def _torch():
 def _size(args, kwargs):
     size = kwargs.get("size")
     if size is None:
-        size = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) or (
-            len(args) == 1 and type(args[0]).__name__ == "Size") else args
+        # (torch.Size is a tuple)
+        size = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
     return tuple(int(s) for s in size)
 
 
@@ -36,10 +36,15 @@ def _dtype(dtype):
 
 
 def _float_dtype(x, dtype=None):
+    """The float dtype a draw shaped like x takes: `dtype`, else x's, which torch
+    requires to be floating (its kernels raise for an integer or bool tensor)."""
     if dtype is not None:
         return _dtype(dtype)
-    dt = np.dtype(x.dtype) if not hasattr(x.dtype, "is_floating_point") else _dtype(x.dtype)
-    return dt if dt in (np.float32, np.float64) else None
+    dt = _np_like(x)
+    if dt not in (np.float32, np.float64):
+        _C._trace_error(f"a random float draw like a tensor of dtype {dt} is not defined: "
+                        "torch raises for it too (give a floating tensor or dtype=)")
+    return dt
 
 
 def _src(kwargs):
@@ -52,10 +57,6 @@ def _src(kwargs):
 
 def _shape_of(x):
     return tuple(int(s) for s in x.shape)
-
-
-def _np(dt):
-    return np.dtype(dt) if dt is not None else None
 
 
 # ---- factories ------------------------------------------------------------------
@@ -195,13 +196,17 @@ def geometric_(x, p, **kwargs):
     return _fill(x, np.floor(e / -np.log1p(-p)) + 1, "Tensor.geometric_()")
 
 
-def random_(x, a=0, b=None, **kwargs):
-    a, b = kwargs.pop("from", a), kwargs.pop("to", b)
+def random_(x, *args, **kwargs):
+    """random_(to) draws in [0, to), random_(from, to) in [from, to); random_() and
+    random_(from=f) draw up to the dtype's largest exact integer: not compiled yet."""
+    if len(args) == 1 and "to" not in kwargs and "from" not in kwargs:
+        a, b = 0, args[0]
+    else:
+        a = kwargs.pop("from", args[0] if args else 0)
+        b = kwargs.pop("to", args[1] if len(args) > 1 else None)
     if b is None:
-        if a == 0 and "from" not in kwargs:
-            _C._trace_error("Tensor.random_() over the dtype's whole range is not compiled "
-                            "by tracejit yet: give from and to")
-        a, b = 0, a
+        _C._trace_error("Tensor.random_() over the dtype's whole range is not compiled "
+                        "by tracejit yet: give from and to")
     return _fill(x, R.integers(a, b, _shape_of(x), np.int64, _src(kwargs)), "Tensor.random_()")
 
 
@@ -209,7 +214,7 @@ def random_(x, a=0, b=None, **kwargs):
 
 def _keep(x, p, shape, kwargs):
     """A float mask of `shape` (broadcasting against x): 1/(1-p) with probability 1-p."""
-    u = R.draw("uniform", shape, _float_dtype(x) or np.float32, _src(kwargs))
+    u = R.draw("uniform", shape, _float_dtype(x), _src(kwargs))
     return (u >= p).astype(_np_like(x))
 
 
