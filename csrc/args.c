@@ -327,7 +327,8 @@ static PyObject *traced_leaf(tj_trace *t, PyObject *o) {
         tj_dlview v;
         const char *why = NULL;
         int rc = tj_dl_torch_view(t->st, o, &v, &why);
-        if (rc != 0) return rc < 0 ? NULL : tj_internal_error(t->st, "a torch argument changed: %s", why);
+        if (rc != 0) return rc < 0 ? NULL : tj_internal_error(t->st, "a torch argument changed: "
+                                                              "%s", why);
         d.dtype = v.dtype;
         d.contig = (uint8_t)v.contig;
         d.torch = 1;

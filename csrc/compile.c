@@ -290,7 +290,8 @@ static int emit_sources(const tj_backend_row *row, const tj_trace *t, const tj_s
                         PyObject **src, PyObject **usrc) {
     if (!(*src = row->emit(t->st, &t->g, sched))) return -1;
     const tj_backend *up = row->upgrade;
-    if (up && (!up->enabled || up->enabled()) && !(*usrc = row->emit_upgrade(t->st, &t->g, sched)))
+    if (up && (!up->enabled || up->enabled()) &&
+        !(*usrc = row->emit_upgrade(t->st, &t->g, sched)))
         return -1;
     return 0;
 }

@@ -286,8 +286,8 @@ PyObject *tj_trace_new(tj_state *st, PyObject *fn);
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
-/* _C._iota(shape, axis): in a trace, an int64 Tracer of `shape` whose element is its
- * index along `axis`, or its C-order linear index for axis -1 (an IOTA node). */
+/* _C._iota(shape, axis) (random.c): in a trace, an int64 Tracer of `shape` whose
+ * element is its index along `axis`, or its C-order linear index for axis -1 (IOTA). */
 PyObject *tj_trace_iota(PyObject *m, PyObject *args);
 /* The trace running on this thread (NULL when none): TraceErrors are noted in it. */
 tj_trace *tj_trace_enter(tj_trace *t);   /* returns the previous one, for tj_trace_leave */
@@ -619,7 +619,7 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
 PyObject *tj_explanation(PyObject *log, PyObject *source, PyObject *tier_source);
 /* Traces fn for these arguments and runs the passes only (no emitter, no backend):
  * the pass log, a list of str (a section per pass, as explain's). NULL + exception. */
-PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf, PyObject *const *args,
-                            Py_ssize_t nargs, PyObject *kwnames);
+PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf,
+                            PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
 #endif

@@ -17,7 +17,8 @@ static tj_tracer *as_tracer(PyObject *o) {
     }
     tj_tracer *x = (tj_tracer *)o;
     if (!x->trace->live) {
-        tj_trace_error(x->trace->st, "a tracer escaped its trace: a traced value was stored and used "
+        tj_trace_error(x->trace->st, "a tracer escaped its trace: a traced value was stored and "
+                       "used "
                        "after the compiled function returned");
         return NULL;
     }

@@ -52,8 +52,9 @@ extern const tj_backend tj_backend_tier;   /* csrc/backend/tier.c */
  * a new backend is a row there). `first` compiles `emit`'s source when the plan is
  * made (every plan starts on it); `upgrade`, when not NULL, compiles `emit_upgrade`'s
  * (None: nothing to upgrade) in the background, laid over the first kernel once ready
- * (the runtime's tier-up policy, tj_plan_tier_up). An emitter returns a new str
- * reference, or NULL + exception. */
+ * (the runtime's tier-up policy, tj_plan_tier_up); it is an asynchronous backend (its
+ * compile may run without the GIL). An emitter returns a new str reference, or NULL +
+ * exception. */
 typedef struct {
     int device;                  /* TJ_DEVICE_* (DLPack's device code) */
     const tj_backend *first, *upgrade;

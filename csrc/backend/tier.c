@@ -433,6 +433,6 @@ static void tier_free(tj_kernel *k) {
 }
 
 const tj_backend tj_backend_tier = {
-    .name = "cc", .enabled = tier_enabled, .plan_how = tier_plan_how, .compile = tier_compile, .poll = tier_poll,
-    .install = tier_install, .free = tier_free,
+    .name = "cc", .enabled = tier_enabled, .plan_how = tier_plan_how, .compile = tier_compile,
+    .poll = tier_poll, .install = tier_install, .free = tier_free,
 };

@@ -71,7 +71,8 @@ static PyObject *concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis) {
     if (!r) return NULL;
     int dt = PyArray_DescrCheck(r) ? tj_dtype_from_typenum(((PyArray_Descr *)r)->type_num) : -1;
     Py_DECREF(r);
-    if (dt < 0) return tj_trace_error(t->st, "concatenating these dtypes is not supported by tracejit");
+    if (dt < 0) return tj_trace_error(t->st, "concatenating these dtypes is not supported by "
+                                      "tracejit");
     int32_t acc = part(t, ids[0], dt);
     int64_t len = t->g.nodes[ids[0]].shape[axis];
     for (Py_ssize_t i = 1; acc >= 0 && i < n; i++) {

@@ -152,7 +152,8 @@ static PyObject *dot(tj_trace *t, PyObject *a, PyObject *b) {
         return tj_apply(t, TJ_OP_MUL, 2, args, NULL);
     }
     if (na > 2 || nb > 2)
-        return tj_trace_error(t->st, "numpy.dot of arrays with more than 2 dimensions is not supported "
+        return tj_trace_error(t->st, "numpy.dot of arrays with more than 2 dimensions is not "
+                              "supported "
                               "by tracejit yet; use numpy.matmul or numpy.tensordot");
     return tj_matmul(t, a, b);
 }

@@ -283,7 +283,8 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
     if (tj_is_tracer(o)) {
         tj_tracer *x = (tj_tracer *)o;
         if (x->trace != t) {
-            tj_trace_error(t->st, x->trace->live ? "a tracer of another function's trace was used here"
+            tj_trace_error(t->st, x->trace->live ? "a tracer of another function's trace was "
+                           "used here"
                                           : "a tracer escaped its trace: a traced value was "
                                             "stored and used after the compiled function "
                                             "returned; return it as an output instead");

@@ -36,7 +36,8 @@ static int32_t index_operand(tj_trace *t, PyObject *idx) {
     if (id < 0) return -1;
     int dt = t->g.nodes[id].dtype;
     if (dt == TJ_BOOL) {
-        tj_trace_error(t->st, "boolean-mask indexing gives a result whose size depends on the data, "
+        tj_trace_error(t->st, "boolean-mask indexing gives a result whose size depends on the "
+                       "data, "
                        "which a trace cannot represent; use np.where(mask, x, 0) instead");
         return -1;
     }
@@ -139,7 +140,8 @@ PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key) {
         if (!tj_is_advanced_index(PyTuple_GET_ITEM(items, i))) continue;
         if (which >= 0) {
             Py_DECREF(items);
-            return tj_trace_error(t->st, "indexing with more than one integer array is not supported "
+            return tj_trace_error(t->st, "indexing with more than one integer array is not "
+                                  "supported "
                                   "by tracejit yet");
         }
         which = i;

@@ -152,7 +152,8 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         if (keys) {
             PyObject *out = PyDict_GetItemString(kwargs, "out");
             if (out && out != Py_None)
-                tj_trace_error(t->st, "numpy.%U(..., out=...) is not supported by tracejit where out "
+                tj_trace_error(t->st, "numpy.%U(..., out=...) is not supported by tracejit where "
+                               "out "
                                "is not a traced array (a NumPy array made or read by the "
                                "function, which is not traced) or with other keywords; use the "
                                "returned value", uname);
@@ -393,7 +394,8 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         for (int i = 0; data_dependent[i] && !dd; i++)
             dd = PyUnicode_CompareWithASCIIString(name, data_dependent[i]) == 0;
         if (dd)
-            tj_trace_error(t->st, "%U returns an array whose size depends on the data, which a trace "
+            tj_trace_error(t->st, "%U returns an array whose size depends on the data, which a "
+                           "trace "
                            "cannot represent; keep the shape fixed and select with "
                            "np.where(cond, x, fill) instead", name);
         else

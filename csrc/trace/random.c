@@ -2,7 +2,7 @@
  * dtype, source, keyfn) appends a random op of the op table (RUNIF32/64, RNORM32/64;
  * csrc/emit/prims_random.h) whose operands are the call's key and each element's
  * counter; _C._full makes a filled array (torch.empty in a trace); _C._check a check
- * assumed while tracing and made at every call.
+ * assumed while tracing and made at every call; _C._iota the element index (IOTA).
  *
  * Contract: a draw is a pure function of (key, counter). The key is a KEY slot, one per
  * generator the trace drew from (`source`: torch's default generator, a torch.Generator,
@@ -187,4 +187,44 @@ PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     int rc = PyList_Append(t->checks, entry);
     Py_DECREF(entry);
     return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+PyObject *tj_trace_iota(PyObject *m, PyObject *args) {
+    PyObject *shape;
+    int axis;
+    if (!PyArg_ParseTuple(args, "O!i:_iota", &PyTuple_Type, &shape, &axis)) return NULL;
+    tj_trace *t = tj_trace_current();
+    if (!t) {
+        PyErr_SetString(PyExc_RuntimeError, "_iota: no trace is running on this thread");
+        return NULL;
+    }
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    Py_ssize_t nd = PyTuple_GET_SIZE(shape);
+    if (nd > TJ_MAXDIM) {
+        PyErr_Format(PyExc_ValueError, "_iota: %zd dimensions, at most %d", nd, TJ_MAXDIM);
+        return NULL;
+    }
+    for (Py_ssize_t d = 0; d < nd; d++) {
+        long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, d));
+        if (v == -1 && PyErr_Occurred()) return NULL;
+        if (v < 0) {
+            PyErr_Format(PyExc_ValueError, "_iota: negative dimension %lld", v);
+            return NULL;
+        }
+        n.shape[d] = v;
+    }
+    if (axis < -1 || axis >= nd) {
+        PyErr_Format(PyExc_ValueError, "_iota: axis %d out of range for %zd dimensions "
+                     "(-1: the linear index)", axis, nd);
+        return NULL;
+    }
+    n.op = TJ_OP_IOTA;
+    n.dtype = TJ_I64;
+    n.ndim = (uint8_t)nd;
+    n.axes = (uint32_t)axis;
+    n.slot = -1;
+    n.in[0] = n.in[1] = n.in[2] = -1;
+    int32_t id = tj_trace_add_node(t, &n);
+    return id < 0 ? NULL : tj_tracer_new(t, id);
 }

@@ -140,46 +140,6 @@ int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int n
     return tj_trace_add_node(t, &n);
 }
 
-PyObject *tj_trace_iota(PyObject *m, PyObject *args) {
-    PyObject *shape;
-    int axis;
-    if (!PyArg_ParseTuple(args, "O!i:_iota", &PyTuple_Type, &shape, &axis)) return NULL;
-    tj_trace *t = tj_trace_current();
-    if (!t) {
-        PyErr_SetString(PyExc_RuntimeError, "_iota: no trace is running on this thread");
-        return NULL;
-    }
-    tj_node n;
-    memset(&n, 0, sizeof n);
-    Py_ssize_t nd = PyTuple_GET_SIZE(shape);
-    if (nd > TJ_MAXDIM) {
-        PyErr_Format(PyExc_ValueError, "_iota: %zd dimensions, at most %d", nd, TJ_MAXDIM);
-        return NULL;
-    }
-    for (Py_ssize_t d = 0; d < nd; d++) {
-        long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, d));
-        if (v == -1 && PyErr_Occurred()) return NULL;
-        if (v < 0) {
-            PyErr_Format(PyExc_ValueError, "_iota: negative dimension %lld", v);
-            return NULL;
-        }
-        n.shape[d] = v;
-    }
-    if (axis < -1 || axis >= nd) {
-        PyErr_Format(PyExc_ValueError, "_iota: axis %d out of range for %zd dimensions "
-                     "(-1: the linear index)", axis, nd);
-        return NULL;
-    }
-    n.op = TJ_OP_IOTA;
-    n.dtype = TJ_I64;
-    n.ndim = (uint8_t)nd;
-    n.axes = (uint32_t)axis;
-    n.slot = -1;
-    n.in[0] = n.in[1] = n.in[2] = -1;
-    int32_t id = tj_trace_add_node(t, &n);
-    return id < 0 ? NULL : tj_tracer_new(t, id);
-}
-
 /* ---- Tracer --------------------------------------------------------------- */
 
 /* Counts one more Tracer object standing for node id. 0/-1. */
@@ -429,7 +389,8 @@ static PyObject *nb_ipow(PyObject *a, PyObject *b, PyObject *mod) {
 /* x[key] = value (csrc/trace/write.c) and del x[key] */
 static int tracer_setitem(PyObject *a, PyObject *key, PyObject *value) {
     if (value) return tj_write_setitem(a, key, value);
-    tj_trace_error(state_of(a), "deletion (`del x[...]`) from a traced array is not supported: arrays "
+    tj_trace_error(state_of(a), "deletion (`del x[...]`) from a traced array is not supported: "
+                   "arrays "
                    "cannot delete elements (build the new array: np.delete's result, "
                    "np.concatenate of slices)");
     return -1;
@@ -501,7 +462,8 @@ static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
 }
 
 static PyObject *tracer_iter(PyObject *a) {
-    return tj_trace_error(state_of(a), "iterating over a traced array is not supported by tracejit yet; "
+    return tj_trace_error(state_of(a), "iterating over a traced array is not supported by "
+                          "tracejit yet; "
                           "use elementwise operations on the whole array");
 }
 

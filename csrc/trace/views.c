@@ -123,10 +123,12 @@ PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key) {
                 int boolean = PyArray_Check(k) && PyArray_TYPE((PyArrayObject *)k) == NPY_BOOL;
                 Py_DECREF(items);
                 if (boolean || (tj_is_tracer(k) && t->g.nodes[((tj_tracer *)k)->id].dtype == TJ_BOOL))
-                    return tj_trace_error(t->st, "boolean-mask indexing gives a result whose size depends "
+                    return tj_trace_error(t->st, "boolean-mask indexing gives a result whose "
+                                          "size depends "
                                           "on the data, which a trace cannot represent; use "
                                           "np.where(mask, x, 0) instead");
-                return tj_trace_error(t->st, "indexing with %s is not supported by tracejit yet (only "
+                return tj_trace_error(t->st, "indexing with %s is not supported by tracejit yet "
+                                      "(only "
                                       "ints, slices, None and ...)", Py_TYPE(k)->tp_name);
             }
             consumed++;

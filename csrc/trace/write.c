@@ -240,7 +240,8 @@ static PyArrayObject *index_map(tj_trace *t, const tj_node *n, PyObject *key, in
     if (*element) Py_SETREF(region, PyArray_FROM_O(region));
     if (!region) goto fail;
     if (!PyArray_Check(region) || PyArray_NDIM((PyArrayObject *)region) > TJ_MAXDIM) {
-        tj_trace_error(t->st, "an assignment whose indexed region has more than %d dimensions is not "
+        tj_trace_error(t->st, "an assignment whose indexed region has more than %d dimensions is "
+                       "not "
                        "supported by tracejit", TJ_MAXDIM);
         goto fail;
     }
@@ -428,7 +429,8 @@ static PyObject *assign_indexed(tj_trace *t, PyObject *x, PyObject *idx, PyObjec
         return NULL;
     }
     if (m > TJ_WRITE_INDEX_MAX || i.ndim + n.ndim - 1 > TJ_MAXDIM)
-        return tj_trace_error(t->st, "%s at a traced integer index of %lld positions: tracejit unrolls "
+        return tj_trace_error(t->st, "%s at a traced integer index of %lld positions: tracejit "
+                              "unrolls "
                               "it into one select per position and supports at most %d (or "
                               "%d dimensions); compute the new array instead (np.where)",
                               assign_what, (long long)m, TJ_WRITE_INDEX_MAX, TJ_MAXDIM);
@@ -567,7 +569,8 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
     } else if (tj_is_tracer(mask) && t->g.nodes[((tj_tracer *)mask)->id].dtype < TJ_F32) {
         r = assign_indexed(t, target, mask, value);
     } else if (holds_tracer(key)) {
-        tj_trace_error(t->st, "%s at a traced index other than one integer array or boolean mask is "
+        tj_trace_error(t->st, "%s at a traced index other than one integer array or boolean mask "
+                       "is "
                        "not supported by tracejit yet: index with ints, slices, ..., None and "
                        "constant integer arrays, or one traced index, or compute the new array "
                        "(np.where)", assign_what);
