@@ -37,9 +37,9 @@
  *             EFFECT: not a pure function of its operands, so it must run exactly
  *               once per element and call: never folded (fold.c), merged (cse.c),
  *               rewritten (simplify.c), hoisted out of a loop or reordered (the
- *               emitters), and never recomputed: fuse.c recomputes a pure value in
- *               each group that reads it, but computes an EFFECT node in one group
- *               and stores it for the others. tj_op_pure() reads it. No op has it
+ *               emitters), and never recomputed: fuse.c may recompute a pure value
+ *               in each group that reads it, but computes an EFFECT node in one
+ *               group and stores it for the others. tj_op_pure() reads it. No op has it
  *               yet: the random draws are pure functions of key and counter
  *               (recomputing one gives the same bits), so they carry no flag;
  *             INDEX: needs the element's index (argmax/argmin: the index they return)
