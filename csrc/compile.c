@@ -75,9 +75,18 @@ static void progress_done(tj_trace *t, double t0, double t_trace, double t_passe
 
 /* ---- the backends of each device --------------------------------------------------- */
 
-/* A new backend is a row (backend.h: tj_backend_row); the runtime does not change. */
+/* The CPU's first kernel: the schedule as C, compiled in memory by TinyCC. */
+static int cpu_first(const tj_compile_request *rq, PyObject **source, double *emitted,
+                     tj_kernel *k) {
+    if (!(*source = tj_emit_c(rq->st, rq->g, rq->s))) return -1;
+    *emitted = now_s();
+    const char *c = PyUnicode_AsUTF8(*source);
+    return c ? tj_backend_tcc.compile(rq->st, c, TJ_COMPILE_NOW, k) : -1;
+}
+
+/* One row per device (backend.h: tj_backend_row); the runtime does not change. */
 static const tj_backend_row backends[] = {
-    {TJ_DEVICE_CPU, &tj_backend_tcc, &tj_backend_tier, tj_emit_c, tj_emit_fused},
+    {TJ_DEVICE_CPU, "TinyCC", cpu_first, &tj_backend_tier, tj_emit_fused},
 };
 
 const tj_backend_row *tj_backends_for(int device) {
@@ -88,7 +97,10 @@ const tj_backend_row *tj_backends_for(int device) {
 
 /* The device a call runs on: its first DLPack-read argument's (torch tensors), else
  * the CPU (NumPy arrays and Python numbers). The key holds every argument's. */
-static int call_device(const tj_flat *f) { return f->n_dl ? f->dl[0].device : TJ_DEVICE_CPU; }
+static void call_device(const tj_flat *f, int *device, int *id) {
+    *device = f->n_dl ? f->dl[0].device : TJ_DEVICE_CPU;
+    *id = f->n_dl ? f->dl[0].device_id : 0;
+}
 
 /* ---- the plan ------------------------------------------------------------------ */
 
@@ -283,19 +295,6 @@ PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf,
     return r;
 }
 
-/* The row's sources for the schedule: *src its first backend's, *usrc its upgrade's
- * when it has one switched on (else NULL; None: nothing to upgrade). New references.
- * 0; -1 + exception. */
-static int emit_sources(const tj_backend_row *row, const tj_trace *t, const tj_schedule *sched,
-                        PyObject **src, PyObject **usrc) {
-    if (!(*src = row->emit(t->st, &t->g, sched))) return -1;
-    const tj_backend *up = row->upgrade;
-    if (up && (!up->enabled || up->enabled()) &&
-        !(*usrc = row->emit_upgrade(t->st, &t->g, sched)))
-        return -1;
-    return 0;
-}
-
 /* The upgrade of plan p: its source, asked for as its backend says when the plan is
  * made (a backend that declines leaves it to the runtime's policy, tj_plan_tier_up).
  * 0; -1 + exception. */
@@ -323,10 +322,12 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
     tj_schedule sched = {0};
     tj_template tmpl = {0};
     PyObject *log = NULL, *src = NULL, *fsrc = NULL, *stext = NULL;
-    const tj_backend_row *row = tj_backends_for(call_device(f));
+    int device, device_id;
+    call_device(f, &device, &device_id);
+    const tj_backend_row *row = tj_backends_for(device);
     if (!row) {
         PyErr_Format(st->CompileError, "no backend compiles for device %d (DLPack's code) in "
-                     "this build of tracejit", call_device(f));
+                     "this build of tracejit", device);
         return NULL;
     }
     tj_trace *t = (tj_trace *)tj_trace_new(st, fn);
@@ -337,16 +338,17 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
     if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
     if (trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) < 0)
         goto done;
-    if (emit_sources(row, t, &sched, &src, &fsrc) < 0) goto done;
+    const tj_backend *up = row->upgrade;   /* its source first: the kernel's times follow */
+    if (up && (!up->enabled || up->enabled()) && !(fsrc = row->emit_upgrade(st, &t->g, &sched)))
+        goto done;
     if (debug >= 3 && !(stext = tj_schedule_text(&t->g, &sched))) goto done;
-    double t_passes = now_s();
     char doing[64];
-    snprintf(doing, sizeof doing, "compiling the kernel (%s)", row->first->name);
+    snprintf(doing, sizeof doing, "emitting and compiling the kernel (%s)", row->name);
     tj_compile_progress(t, doing);
-    const char *csrc = PyUnicode_AsUTF8(src);
-    if (!csrc) goto done;
     tj_kernel kernel = {0};
-    if (row->first->compile(st, csrc, TJ_COMPILE_NOW, &kernel) < 0) goto done;
+    tj_compile_request rq = {st, &t->g, &sched, &tmpl, device_id};
+    double t_passes = now_s();
+    if (row->first(&rq, &src, &t_passes, &kernel) < 0) goto done;
     double t_compile = now_s();
     plan = make_plan(f, t, &sched, &tmpl);
     if (!plan) { tj_kernel_free(&kernel); goto done; }

@@ -136,12 +136,19 @@ def test_the_state_rule_sees_a_violation(tmp_path):
         "static PyObject *cached = NULL;", "static PyTypeObject *types[4];"]
 
 
-def test_the_driver_names_each_backend_once_in_its_device_table():
-    """A backend is chosen per device in one table of csrc/compile.c (tj_backends_for):
-    a CUDA backend is a row there, not a branch of the driver."""
+def test_the_driver_chooses_backends_by_device_in_one_table():
+    """Backends are chosen per device in one table of csrc/compile.c (tj_backends_for):
+    the CPU's row names its first kernel's step (TinyCC, in cpu_first) and the tier as
+    its upgrade; a CUDA backend is a row there, not a branch of the driver, which reaches
+    backends only through the row it looked up."""
     with open(os.path.join(CSRC, "compile.c")) as f:
         code = COMMENT.sub(" ", f.read())
+    assert re.search(r"static const tj_backend_row backends\[\] = \{\s*"
+                     r"\{TJ_DEVICE_CPU, \"TinyCC\", cpu_first, &tj_backend_tier, "
+                     r"tj_emit_fused\},", code)
     for name in ("tj_backend_tcc", "tj_backend_tier"):
         assert len(re.findall(rf"\b{name}\b", code)) == 1, name
-    assert re.search(r"static const tj_backend_row backends\[\] = \{\s*\{TJ_DEVICE_CPU, "
-                     r"&tj_backend_tcc, &tj_backend_tier,", code)
+    driver = code[code.index("tj_plan *tj_compile_plan("):]
+    assert "tj_backends_for(device)" in driver
+    assert not re.search(r"\btj_backend_(?!row\b)\w+", driver), "a backend named in the driver"
+    assert not re.search(r"\btj_(?:tcc|tier)_\w+\s*\(", code), "the driver asks its row, not a compiler"

@@ -49,16 +49,30 @@ extern const tj_backend tj_backend_tcc;    /* csrc/backend/tcc.c */
 extern const tj_backend tj_backend_tier;   /* csrc/backend/tier.c */
 
 /* What compiles a call's kernel on a device: one row per device (compile.c's table;
- * a new backend is a row there). `first` compiles `emit`'s source when the plan is
- * made (every plan starts on it); `upgrade`, when not NULL, compiles `emit_upgrade`'s
- * (None: nothing to upgrade) in the background, laid over the first kernel once ready
- * (the runtime's tier-up policy, tj_plan_tier_up); it is an asynchronous backend (its
- * compile may run without the GIL). An emitter returns a new str reference, or NULL +
- * exception. */
+ * a new backend is a row there and its files). The driver hands a row a request (the
+ * lowered schedule, the result's template, the device's ordinal); `first` emits the
+ * plan's first kernel and compiles it at once (every plan starts on it: on the CPU,
+ * C for TinyCC); `upgrade`, when not NULL, is an asynchronous backend (its compile may
+ * run without the GIL) that compiles `emit_upgrade`'s source (None: nothing to
+ * upgrade) in the background, laid over the first kernel once ready (the runtime's
+ * tier-up policy, tj_plan_tier_up). */
+typedef struct {
+    tj_state *st;
+    const tj_graph *g;
+    const tj_schedule *s;
+    const tj_template *tmpl;     /* what the plan returns (a device may refuse some) */
+    int device_id;               /* the device's ordinal (DLPack's device_id) */
+} tj_compile_request;
 typedef struct {
     int device;                  /* TJ_DEVICE_* (DLPack's device code) */
-    const tj_backend *first, *upgrade;
-    PyObject *(*emit)(tj_state *st, const tj_graph *g, const tj_schedule *s);
+    const char *name;            /* what compiles its first kernel, for messages */
+    /* The first kernel into k (empty on entry; n_groups is the caller's) and its source
+     * in *source (a new str: what explain() and last_source show); *emitted: when its
+     * code was emitted (the driver's clock: the times split emitting from compiling).
+     * 0; -1 + exception (CompileError for a failed compile). GIL held. */
+    int (*first)(const tj_compile_request *rq, PyObject **source, double *emitted,
+                 tj_kernel *k);
+    const tj_backend *upgrade;
     PyObject *(*emit_upgrade)(tj_state *st, const tj_graph *g, const tj_schedule *s);
 } tj_backend_row;
 /* The row of `device`, NULL when no backend compiles for it. */
