@@ -61,6 +61,27 @@ static PyObject *user_location(void) {
     return r;
 }
 
+PyObject *tj_user_line(void) {
+    PyFrameObject *f = user_frame();
+    if (!f) return PyUnicode_FromString("");
+    PyCodeObject *code = PyFrame_GetCode(f);
+    int line = PyFrame_GetLineNumber(f);
+    PyObject *src = NULL, *lc = PyImport_ImportModule("linecache");
+    if (lc) {
+        src = PyObject_CallMethod(lc, "getline", "Oi", code->co_filename, line);
+        Py_DECREF(lc);
+    }
+    if (src) Py_SETREF(src, PyObject_CallMethod(src, "strip", NULL));
+    PyErr_Clear();
+    PyObject *r = src && PyUnicode_GET_LENGTH(src)
+                      ? PyUnicode_FromFormat("%U:%d (`%U`)", code->co_filename, line, src)
+                      : PyUnicode_FromFormat("%U:%d", code->co_filename, line);
+    Py_XDECREF(src);
+    Py_DECREF(code);
+    Py_DECREF(f);
+    return r;
+}
+
 /* The instruction the user's frame is executing, by dis's names: a subscript store, or
  * an in-place operator (BINARY_OP's NB_INPLACE_* since 3.11, INPLACE_* before). */
 const char *const tj_inplace_ops[TJ_NINPLACE] = {
