@@ -348,8 +348,12 @@ PyObject *tj_guards_describe(const tj_plan *p) {
             break;
         case TJ_GUARD_CAPTURE: {
             PyObject *e = PyList_GET_ITEM(p->captures, p->slots[g->index].index);
-            PyObject *d = array_desc(PyTuple_GET_ITEM(e, 3));
-            s = d ? PyUnicode_FromFormat("captured %R is %U", PyTuple_GET_ITEM(e, 2), d) : NULL;
+            PyObject *d = array_desc(PyTuple_GET_ITEM(e, 3)), *name = PyTuple_GET_ITEM(e, 2);
+            long kind = PyLong_AsLong(PyTuple_GET_ITEM(e, 0));
+            const char *what = kind == 0 ? "closure variable" : kind == 1 ? "global"
+                             : kind == 3 ? "module parameter or buffer" : "captured array";
+            s = !d ? NULL : name == Py_None ? PyUnicode_FromFormat("a %s is %U", what, d)
+                                            : PyUnicode_FromFormat("%s %R is %U", what, name, d);
             Py_XDECREF(d);
             break;
         }

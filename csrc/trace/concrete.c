@@ -95,9 +95,17 @@ static PyObject *value_bytes(PyObject *v, int dtype) {
     return PyBytes_FromStringAndSize((const char *)buf, tj_dtype_size(dtype));
 }
 
-/* Appends the guard (kind, where, mode, dtype, recorded, label, shown) to t->values. */
+/* Appends the guard (kind, where, mode, dtype, recorded, label, shown) to t->values,
+ * unless it has one of that value under that mode already. */
 static int record(tj_trace *t, int kind, int where, int mode, int dtype, PyObject *recorded,
                   int what, PyObject *shown) {
+    for (Py_ssize_t i = 0; t->values && i < PyList_GET_SIZE(t->values); i++) {
+        PyObject *e = PyList_GET_ITEM(t->values, i);
+        if (PyLong_AsLong(PyTuple_GET_ITEM(e, 0)) == kind &&
+            PyLong_AsLong(PyTuple_GET_ITEM(e, 1)) == where &&
+            PyLong_AsLong(PyTuple_GET_ITEM(e, 2)) == mode)
+            return 0;
+    }
     PyObject *line = tj_user_line();
     if (!line) return -1;
     PyObject *label = PyUnicode_FromFormat("%s at %U", what_text[what], line);

@@ -448,8 +448,13 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
     }
     PyObject *types = PyTuple_New(nargs + 1);
     if (!types) return -1;
+    /* Python numbers only (`n > 2` of a Python int argument): Python's arithmetic,
+     * int64 and float64 (NumPy resolves two Python types to object) */
+    int all_weak = 1;
+    for (int i = 0; i < nargs; i++) all_weak &= t->g.nodes[ids[i]].weak != 0;
     for (int i = 0; i < nargs; i++) {
-        PyObject *v = numpy_view_of(t, ids[i], 0);
+        PyObject *v = all_weak ? Py_NewRef(st->dtypes[t->g.nodes[ids[i]].dtype])
+                               : numpy_view_of(t, ids[i], 0);
         if (!v) { Py_DECREF(types); return -1; }
         PyTuple_SET_ITEM(types, i, v);
     }
