@@ -309,10 +309,12 @@ PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, const tj_flat 
     return r;
 }
 
-/* "-- guards: N" and a line per guard, into the pass log (explain()). 0/-1. */
+/* "-- guards: N" and a line per guard, into the pass log (explain()), when there are
+ * any. 0/-1. */
 static int log_guards(const tj_plan *p, PyObject *log) {
-    PyObject *lines = p->n_guards ? tj_guards_describe(p) : NULL;
-    if (p->n_guards && !lines) return -1;
+    if (!p->n_guards) return 0;
+    PyObject *lines = tj_guards_describe(p);
+    if (!lines) return -1;
     PyObject *head = PyUnicode_FromFormat("-- guards: %d", p->n_guards);
     int rc = head ? PyList_Append(log, head) : -1;
     Py_XDECREF(head);

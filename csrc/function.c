@@ -402,7 +402,7 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
 
 /* _explain_passes(*args, **kwargs): explain's pass log with no backend: traces and
  * runs the passes for these arguments; emits and compiles nothing (the golden pass
- * tests). */
+ * tests) but the values Python reads while tracing (csrc/trace/concrete.c). */
 static PyObject *fn_explain_passes(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames) {
     tj_function *self = (tj_function *)op;

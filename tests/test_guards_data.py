@@ -302,8 +302,10 @@ def test_retrace_reason_names_the_guard_and_the_line():
 
 
 def test_explain_shows_the_guards():
-    text = str(tracejit.compile(_sized).explain(np.arange(4.0), 3))
-    assert "-- guards: 1" in text
+    e = tracejit.compile(_sized).explain(np.arange(4.0), 3)
+    text = str(e)
+    assert e.guards.startswith("-- guards: 1\n") and e.guards in text
+    assert tracejit.compile(lambda x: x + 1.0).explain(np.ones(2)).guards is None
     assert re.search(r"its use as an integer \(an index, a size, range\(\)\) at .*"
                      + THIS_FILE + r":\d+ \(`return x\[:n\]\.sum\(\) \+ np\.zeros\(n\)\.sum\(\)`\) is 3",
                      text), text
