@@ -265,6 +265,7 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     }
     if (tj_write_check_done(t) < 0) goto done;
     if (tj_template_from_result(tmpl, t, res) < 0) goto done;
+    int32_t n_template = t->g.n_out;
     for (Py_ssize_t i = 0; t->values && i < PyList_GET_SIZE(t->values); i++) {
         PyObject *e = PyList_GET_ITEM(t->values, i);   /* the guards' values, then the checks' */
         if (PyLong_AsLong(PyTuple_GET_ITEM(e, 0)) != TJ_GUARD_VALUE) continue;
@@ -279,6 +280,7 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
         int32_t id = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(t->checks, i), 0));
         if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(&err); goto done; }
     }
+    t->g.n_hidden = t->g.n_out - n_template;
     t->live = 0;
     *t_trace = now_s();
     tj_compile_progress(t, "optimizing");

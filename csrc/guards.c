@@ -163,10 +163,46 @@ static double as_double(int dtype, const unsigned char *v) {
     return x;
 }
 
-/* Whether n values of dtype at `now` are what the trace read (`rec`) under mode. */
-static int values_hold(int mode, int dtype, const unsigned char *now, const unsigned char *rec,
-                       int64_t n) {
-    if (mode == TJ_VALUE_TRUTH) return truth(dtype, now) == truth(dtype, rec);
+static inline int compare(const tj_guard *g, const unsigned char *v) {
+    double a, b;
+    if (g->dtype >= TJ_F32) {
+        a = as_double(g->dtype, v), b = g->cmp_val.f;
+    } else {
+        int64_t x = 0;
+        if (g->dtype == TJ_BOOL) x = v[0] != 0;
+        else if (g->dtype == TJ_I32) { int32_t y; memcpy(&y, v, 4); x = y; }
+        else memcpy(&x, v, 8);
+        int64_t c = g->cmp_val.i;
+        if (g->cmp_left) { int64_t tmp = x; x = c; c = tmp; }
+        switch (g->cmp_op) {
+        case TJ_OP_LT: return x < c;
+        case TJ_OP_LE: return x <= c;
+        case TJ_OP_GT: return x > c;
+        case TJ_OP_GE: return x >= c;
+        case TJ_OP_EQ: return x == c;
+        default: return x != c;
+        }
+    }
+    if (g->cmp_left) { double tmp = a; a = b; b = tmp; }
+    switch (g->cmp_op) {
+    case TJ_OP_LT: return a < b;
+    case TJ_OP_LE: return a <= b;
+    case TJ_OP_GT: return a > b;
+    case TJ_OP_GE: return a >= b;
+    case TJ_OP_EQ: return a == b;
+    default: return a != b;
+    }
+}
+
+int tj_guards_compare(const tj_guard *g, const unsigned char *v) { return compare(g, v); }
+
+/* Whether g's value at `now` (g->n values of g->dtype) is what the trace read. */
+static inline int values_hold(const tj_guard *g, const unsigned char *now) {
+    int mode = g->mode, dtype = g->dtype;
+    const unsigned char *rec = g->rec;
+    int64_t n = g->n;
+    if (mode == TJ_VALUE_TRUTH) return truth(dtype, now) == g->rec_truth;
+    if (mode == TJ_VALUE_CMP) return compare(g, now) == g->rec_truth;
     if (mode == TJ_VALUE_INT) {   /* int() of a float: the same truncation (finite: rec is) */
         double a = as_double(dtype, now), b = as_double(dtype, rec);
         return trunc(a) == trunc(b);
@@ -201,7 +237,7 @@ static int arg_holds(const tj_plan *p, const tj_guard *g, PyObject *now, PyObjec
     PyObject *was = PyTuple_GET_ITEM(entry_of(p, g), 4);
     if (now == was) return 0;
     int ok;
-    if (PyLong_Check(was)) {   /* exact, however large */
+    if (PyLong_Check(was) && g->mode != TJ_VALUE_CMP) {   /* exact, however large */
         if (g->mode == TJ_VALUE_TRUTH) {
             int a = PyObject_IsTrue(now);
             if (a < 0) return -1;
@@ -214,10 +250,22 @@ static int arg_holds(const tj_plan *p, const tj_guard *g, PyObject *now, PyObjec
         if (PyFloat_Check(now)) {
             double d = PyFloat_AS_DOUBLE(now);
             memcpy(buf, &d, 8);
+        } else if (PyLong_Check(now) && g->dtype == TJ_F64) {   /* beyond int64 */
+            double d = PyLong_AsDouble(now);
+            if (d == -1.0 && PyErr_Occurred()) return -1;
+            memcpy(buf, &d, 8);
+        } else if (PyLong_Check(now)) {   /* (a comparison: the key says int64) */
+            long long v = PyLong_AsLongLong(now);
+            if (v == -1 && PyErr_Occurred()) return -1;
+            memcpy(buf, &v, 8);
         } else if (PyArray_ScalarAsCtype(now, buf), PyErr_Occurred()) {
             return -1;
         }
-        ok = values_hold(g->mode, g->dtype, buf, g->rec, 1);
+        ok = values_hold(g, buf);
+        if (!ok && g->mode == TJ_VALUE_CMP) {
+            *reason = value_reason(p, g, compare(g, buf) ? Py_True : Py_False);
+            return *reason ? 1 : -1;
+        }
     }
     if (ok) return 0;
     PyObject *shown = g->mode == TJ_VALUE_TRUTH ? Py_NewRef(PyObject_IsTrue(now) ? Py_True : Py_False)
@@ -231,10 +279,11 @@ int tj_guards_check_values(const tj_plan *p, void *const *P, PyObject **reason) 
     for (int k = p->first_value; k < p->n_guards; k++) {
         const tj_guard *g = &p->guards[k];
         const unsigned char *now = P[p->sched.out_slot_of[g->index]];
-        if (values_hold(g->mode, g->dtype, now, g->rec, g->n)) continue;
+        if (values_hold(g, now)) continue;
         PyObject *shown = NULL;
-        if (g->mode == TJ_VALUE_TRUTH) {
-            shown = Py_NewRef(truth(g->dtype, now) ? Py_True : Py_False);
+        if (g->mode == TJ_VALUE_TRUTH || g->mode == TJ_VALUE_CMP) {
+            int b = g->mode == TJ_VALUE_TRUTH ? truth(g->dtype, now) : compare(g, now);
+            shown = Py_NewRef(b ? Py_True : Py_False);
         } else if (g->n == 1) {
             PyArray_Descr *d = PyArray_DescrFromType(tj_dtype_typenum(g->dtype));
             PyObject *sc = d ? PyArray_Scalar((void *)now, d, NULL) : NULL;
@@ -265,6 +314,16 @@ static int value_guards(tj_plan *p, int kind, int first) {
             g.rec = (const unsigned char *)PyBytes_AS_STRING(rec);
             g.n = PyBytes_GET_SIZE(rec) / tj_dtype_size(g.dtype);
         }
+        PyObject *cmp = PyTuple_GET_ITEM(e, 7);
+        if (cmp != Py_None) {   /* (op, constant on the left, constant) */
+            g.cmp_op = (int)PyLong_AsLong(PyTuple_GET_ITEM(cmp, 0));
+            g.cmp_left = PyObject_IsTrue(PyTuple_GET_ITEM(cmp, 1));
+            PyObject *c = PyTuple_GET_ITEM(cmp, 2);
+            if (g.dtype >= TJ_F32) g.cmp_val.f = PyFloat_AsDouble(c);
+            else g.cmp_val.i = PyLong_AsLongLong(c);
+        }
+        if (g.rec && g.mode == TJ_VALUE_CMP) g.rec_truth = compare(&g, g.rec);
+        if (g.rec && g.mode == TJ_VALUE_TRUTH) g.rec_truth = truth(g.dtype, g.rec);
         if (kind == TJ_GUARD_VALUE) g.index = first++;
         p->guards[p->n_guards++] = g;
     }

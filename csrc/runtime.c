@@ -416,7 +416,7 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     int rc = -1;
     *result = *reason = NULL;
     if (replay_init(&r, p) == 0 &&
-        (!p->n_guards || (rc = tj_guards_check(p, f, r.cap, r.cap_view, reason)) == 0)) {
+        (!p->first_value || (rc = tj_guards_check(p, f, r.cap, r.cap_view, reason)) == 0)) {
         rc = -1;
         if (bind(&r, p, f) == 0 && allocate(&r, p) == 0 && launch(&r, p) == 0 &&
             (p->first_value == p->n_guards ||

@@ -128,7 +128,8 @@ typedef struct {
     const struct tj_flat *flat;   /* the call being traced (borrowed, NULL when none): the
                                      real inputs concrete values are computed from */
     PyObject *values;        /* NULL or list of the values Python read (concrete.c): per
-                                guard (kind, where, mode, dtype, recorded, label, shown) */
+                                guard (kind, where, mode, dtype, recorded, label, shown,
+                                cmp: None or (op, constant on the left, constant)) */
     double started, progress_after;   /* a long compile's progress (tj_compile_progress): */
     int progress_noted;               /* after progress_after s (< 0: never), noted once */
 } tj_trace;
@@ -529,9 +530,10 @@ PyObject *tj_template_build(const tj_template *tp, PyObject *const *outs);
 enum { TJ_GUARD_PYVALUE, TJ_GUARD_TORCH_DTYPE, TJ_GUARD_CAPTURE, TJ_GUARD_INT32,
        TJ_GUARD_ARG, TJ_GUARD_VALUE };
 /* How a value guard compares what a call computes with what its trace read: the truth
- * value (a branch), int() of a float (its truncation), or the exact value (bits; any
- * NaN equals any NaN). */
-enum { TJ_VALUE_TRUTH, TJ_VALUE_INT, TJ_VALUE_EXACT };
+ * value (a branch), the truth of a comparison with a constant (`if s > 0:` guards s:
+ * no kernel work for the comparison), int() of a float (its truncation), or the exact
+ * value (bits; any NaN equals any NaN). */
+enum { TJ_VALUE_TRUTH, TJ_VALUE_CMP, TJ_VALUE_INT, TJ_VALUE_EXACT };
 typedef struct {
     int kind;
     int index;      /* PYVALUE: into pyvalues; CAPTURE, INT32, ARG: the leaf slot; VALUE:
@@ -541,6 +543,10 @@ typedef struct {
     int entry;                  /* ARG, VALUE: into the plan's values */
     const unsigned char *rec;   /* VALUE, ARG of a number: the recorded bytes (borrowed
                                    from values) */
+    int cmp_op, cmp_left;       /* CMP: the comparison (TJ_OP_GT, ...), the constant on
+                                   its left */
+    tj_scalar cmp_val;          /* CMP: the constant, of the value's dtype */
+    int rec_truth;              /* TRUTH, CMP: the branch the trace took */
 } tj_guard;
 
 typedef struct tj_plan {
@@ -621,6 +627,8 @@ int tj_guards_check(const tj_plan *p, const tj_flat *f, PyObject **cap_obj, tj_d
 /* After the kernel ran (P: the slots' data): 0 every VALUE guard holds, 1 + *reason
  * one failed (nothing the kernel computed may be returned), -1 + exception. */
 int tj_guards_check_values(const tj_plan *p, void *const *P, PyObject **reason);
+/* A CMP guard's comparison of the value at v (g's dtype) with its constant. */
+int tj_guards_compare(const tj_guard *g, const unsigned char *v);
 /* What each guard of p assumes, a str each (cache_info().guards, explain()). New ref. */
 PyObject *tj_guards_describe(const tj_plan *p);
 /* Drops a reference; the plan is freed with its last. Cache removal and runs both

@@ -84,9 +84,12 @@ static PyObject *value_bytes(PyObject *v, int dtype) {
     if (PyFloat_Check(v)) {
         double d = PyFloat_AS_DOUBLE(v);
         memcpy(buf, &d, 8);
+    } else if (PyLong_Check(v) && dtype == TJ_F64) {   /* beyond int64: held as float64 */
+        double d = PyLong_AsDouble(v);
+        if (d == -1.0 && PyErr_Occurred()) return NULL;
+        memcpy(buf, &d, 8);
     } else if (PyLong_Check(v)) {
-        int overflow;   /* (a Python int's guard compares the objects: these bytes unused) */
-        long long i = PyLong_AsLongLongAndOverflow(v, &overflow);
+        long long i = PyLong_AsLongLong(v);
         if (i == -1 && PyErr_Occurred()) return NULL;
         memcpy(buf, &i, 8);
     } else if (PyArray_ScalarAsCtype(v, buf), PyErr_Occurred()) {
@@ -95,23 +98,45 @@ static PyObject *value_bytes(PyObject *v, int dtype) {
     return PyBytes_FromStringAndSize((const char *)buf, tj_dtype_size(dtype));
 }
 
-/* Appends the guard (kind, where, mode, dtype, recorded, label, shown) to t->values,
- * unless it has one of that value under that mode already. */
+/* A comparison of a 0-d value with a constant of its dtype (`s > 0`, `0.5 <= m`): the
+ * value's node, with *op, *left (the constant on the left) and *c set; else -1. */
+static int32_t compared(const tj_trace *t, const tj_node *n, int *op, int *left, tj_scalar *c) {
+    if (n->op != TJ_OP_LT && n->op != TJ_OP_LE && n->op != TJ_OP_GT && n->op != TJ_OP_GE &&
+        n->op != TJ_OP_EQ && n->op != TJ_OP_NE)
+        return -1;
+    for (int k = 0; k < 2; k++) {
+        const tj_node *v = &t->g.nodes[n->in[k]], *k_ = &t->g.nodes[n->in[1 - k]];
+        if (k_->op != TJ_OP_CONST || v->op == TJ_OP_CONST || v->ndim || k_->ndim ||
+            v->dtype != k_->dtype)
+            continue;
+        *op = n->op;
+        *left = k == 1;
+        *c = k_->value;
+        return n->in[k];
+    }
+    return -1;
+}
+
+/* Appends the guard (kind, where, mode, dtype, recorded, label, shown, cmp) to
+ * t->values, unless it has one of that value under that mode already. */
 static int record(tj_trace *t, int kind, int where, int mode, int dtype, PyObject *recorded,
-                  int what, PyObject *shown) {
+                  int what, PyObject *shown, PyObject *cmp) {
     for (Py_ssize_t i = 0; t->values && i < PyList_GET_SIZE(t->values); i++) {
         PyObject *e = PyList_GET_ITEM(t->values, i);
-        if (PyLong_AsLong(PyTuple_GET_ITEM(e, 0)) == kind &&
-            PyLong_AsLong(PyTuple_GET_ITEM(e, 1)) == where &&
-            PyLong_AsLong(PyTuple_GET_ITEM(e, 2)) == mode)
-            return 0;
+        if (PyLong_AsLong(PyTuple_GET_ITEM(e, 0)) != kind ||
+            PyLong_AsLong(PyTuple_GET_ITEM(e, 1)) != where ||
+            PyLong_AsLong(PyTuple_GET_ITEM(e, 2)) != mode)
+            continue;
+        int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(e, 7), cmp ? cmp : Py_None, Py_EQ);
+        if (same) return same < 0 ? -1 : 0;
     }
     PyObject *line = tj_user_line();
     if (!line) return -1;
     PyObject *label = PyUnicode_FromFormat("%s at %U", what_text[what], line);
     Py_DECREF(line);
     if (!label) return -1;
-    PyObject *e = Py_BuildValue("(iiiiONO)", kind, where, mode, dtype, recorded, label, shown);
+    PyObject *e = Py_BuildValue("(iiiiONOO)", kind, where, mode, dtype, recorded, label, shown,
+                                cmp ? cmp : Py_None);
     if (!e) return -1;
     if (!t->values && !(t->values = PyList_New(0))) { Py_DECREF(e); return -1; }
     int rc = PyList_Append(t->values, e);
@@ -126,22 +151,42 @@ PyObject *tj_concrete(PyObject *o, int what, PyObject *args) {
     if (!t->flat)
         return tj_trace_error("the value of a traced array is not known here (no call's inputs "
                               "to compute it from), so %s cannot be computed", what_text[what]);
-    const tj_node *n = &t->g.nodes[x->id];
-    int dtype = n->dtype, leaf = -1;
-    PyObject *value, *eager = NULL, *r = NULL, *recorded = NULL, *shown = NULL;
+    int32_t id = x->id;
+    const tj_node *n = &t->g.nodes[id];
+    int leaf = -1, op = 0, left = 0;
+    tj_scalar c;
+    PyObject *value, *eager = NULL, *r = NULL, *recorded = NULL, *shown = NULL, *cmp = NULL;
+    int32_t v = what == TJ_CONC_BOOL ? compared(t, n, &op, &left, &c) : -1;
+    if (v >= 0) {   /* `if s > 0:` guards s (and needs no kernel work for the `>`) */
+        id = v;
+        n = &t->g.nodes[id];
+        cmp = n->dtype >= TJ_F32 ? Py_BuildValue("(iid)", op, left, c.f)
+                                 : Py_BuildValue("(iiL)", op, left, (long long)c.i);
+        if (!cmp) return NULL;
+    }
+    int dtype = n->dtype;
     if (n->op == TJ_OP_SCALAR && n->slot >= 0 && t->g.slots[n->slot].kind == TJ_SLOT_ARG) {
         leaf = n->slot;   /* an argument: read from the call, no compile */
         value = Py_NewRef(t->flat->leaves[t->g.slots[leaf].index]);
         eager = Py_NewRef(value);   /* a Python number or a NumPy scalar, as passed */
     } else {
-        value = tj_compile_value(t, x->id);
-        eager = value ? eager_form(t, o, value) : NULL;
+        value = tj_compile_value(t, id);
+        eager = value && !cmp ? eager_form(t, o, value) : Py_XNewRef(value);
     }
     if (!eager) goto done;
-    r = convert(what, eager, args);
-    int fl = dtype == TJ_F32 || dtype == TJ_F64;
-    int mode = what == TJ_CONC_BOOL ? TJ_VALUE_TRUTH
+    int fl = dtype == TJ_F32 || dtype == TJ_F64, mode;
+    if (cmp) {   /* the comparison the kernel's loop makes, in the value's dtype */
+        recorded = value_bytes(value, dtype);
+        if (!recorded) goto done;
+        tj_guard g = {.dtype = dtype, .cmp_op = op, .cmp_left = left, .cmp_val = c};
+        r = Py_NewRef(tj_guards_compare(&g, (const unsigned char *)PyBytes_AS_STRING(recorded))
+                          ? Py_True : Py_False);
+        mode = TJ_VALUE_CMP;
+    } else {
+        r = convert(what, eager, args);
+        mode = what == TJ_CONC_BOOL ? TJ_VALUE_TRUTH
              : what == TJ_CONC_INT && fl ? TJ_VALUE_INT : TJ_VALUE_EXACT;
+    }
     if (!r) {
         /* int() of a float fails for NaN and infinities, a value's doing: the same
          * failure is assumed (an exact guard), so code that catches it stays faithful.
@@ -151,11 +196,11 @@ PyObject *tj_concrete(PyObject *o, int what, PyObject *args) {
     }
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
-    int ok = (recorded = leaf >= 0 && PyLong_Check(value) ? Py_NewRef(value)
-                                                           : value_bytes(value, dtype)) &&
-             (shown = r ? PyObject_Repr(r) : PyUnicode_FromString("an error")) &&
-             record(t, leaf >= 0 ? TJ_GUARD_ARG : TJ_GUARD_VALUE, leaf >= 0 ? leaf : x->id,
-                    mode, dtype, recorded, what, shown) == 0;
+    if (!recorded)
+        recorded = leaf >= 0 && PyLong_Check(value) ? Py_NewRef(value) : value_bytes(value, dtype);
+    int ok = recorded && (shown = r ? PyObject_Repr(r) : PyUnicode_FromString("an error")) &&
+             record(t, leaf >= 0 ? TJ_GUARD_ARG : TJ_GUARD_VALUE, leaf >= 0 ? leaf : id,
+                    mode, dtype, recorded, what, shown, cmp) == 0;
     if (!ok) {
         Py_XDECREF(type); Py_XDECREF(exc); Py_XDECREF(tb);
         Py_CLEAR(r);
@@ -163,6 +208,7 @@ PyObject *tj_concrete(PyObject *o, int what, PyObject *args) {
         PyErr_Restore(type, exc, tb);
     }
 done:
+    Py_XDECREF(cmp);
     Py_XDECREF(value);
     Py_XDECREF(eager);
     Py_XDECREF(recorded);
