@@ -77,6 +77,30 @@ def test_conversions_give_what_eager_gives(conv):
         np.testing.assert_array_equal(f(x), fn(x))
 
 
+def test_comparisons_of_one_value_with_constants_are_guarded_each():
+    """`s > 0` and `s > 5` guard the same value s against two constants (a comparison
+    guard per constant, none merged with another), in each dtype."""
+    def fn(x, n):
+        s = x.sum()
+        r = x * 0
+        if s > 0:
+            r = r + 1
+        if s > 5:
+            r = r + 10
+        if 2 >= n:
+            r = r + 100
+        if s == 3:
+            r = r + 1000
+        return r
+
+    for dtype in ("float64", "float32", "int64", "int32"):
+        f = tracejit.compile(fn)
+        for v, n in ((1, 0), (9, 0), (-1, 3), (3, 5), (9, 1), (1, 0), (2, 2), (-4, 7)):
+            x = np.full(1, v, dtype=dtype)
+            np.testing.assert_array_equal(f(x, n), fn(x, n))
+        assert f.cache_info().hits >= 1
+
+
 def test_int_of_a_float_guards_the_int_not_the_float():
     f = tracejit.compile(lambda x: x * int(x.sum()))
     for v in (2.1, 2.2, 2.9, -0.5, 0.5):
