@@ -260,6 +260,40 @@ def test_torch_branches_conversions_iteration():
         tracejit.compile(lambda x: x if x else -x)(x)
 
 
+def test_a_failed_guard_comes_before_the_variants_checks():
+    """A variant's check (torch._is_all_true: ValueError when False) ran on values its
+    guard rejects: the guard decides first, so the call goes to the other variant."""
+    torch = pytest.importorskip("torch")
+
+    def fn(x):
+        if x.sum() > 0:
+            if not torch._is_all_true(x > 0):
+                raise ValueError("a negative value")
+            return x.log()
+        return x * 2
+
+    f = tracejit.compile(fn)
+    pos, neg = torch.tensor([1.0, 2.0]), torch.tensor([-1.0, -3.0])
+    for v in (pos, neg, pos, neg):
+        torch.testing.assert_close(f(v), fn(v), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"torch\._is_all_true"):
+        f(torch.tensor([5.0, -1.0]))   # the first variant's guard holds: its check fails
+    assert f.cache_info().variants == 2
+
+
+def test_compiled_module_takes_the_limit():
+    torch = pytest.importorskip("torch")
+
+    class Gate(torch.nn.Module):
+        def forward(self, x):
+            return x[: int(x[0])] * 2
+
+    m = tracejit.compile(Gate(), max_variants=1, on_guard_limit="error")
+    torch.testing.assert_close(m(torch.tensor([2.0, 5.0, 7.0])), torch.tensor([4.0, 10.0]))
+    with pytest.raises(tracejit.TraceError, match="max_variants=1"):
+        m(torch.tensor([1.0, 5.0, 7.0]))
+
+
 # ---- the variant limit -------------------------------------------------------------
 
 def _sized(x, n):
