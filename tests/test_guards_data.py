@@ -138,6 +138,29 @@ def test_a_while_loop_on_data_unrolls_per_variant():
         np.testing.assert_array_equal(f(v), halve(v))
 
 
+def _newton_sqrt(x):
+    y, err = x, 1.0
+    while err > 1e-6:
+        y2 = 0.5 * (y + x / y)
+        err = np.abs(y2 - y).max()
+        y = y2
+    return y
+
+
+def test_an_iterative_solver_guards_its_branches_not_its_values():
+    """`while err > tol:` guards err's comparison at each unrolled step: inputs that take
+    as many steps share a variant; past max_variants, eager answers with a warning."""
+    f = tracejit.compile(_newton_sqrt, max_variants=3)
+    x = np.linspace(1.0, 4.0, 8)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for scale in (1.0, 1.01, 1.02, 1.0, 1e3, 1e6, 1e9, 1e12, 1.0):
+            np.testing.assert_array_equal(f(x * scale), _newton_sqrt(x * scale))
+    info = f.cache_info()
+    assert info.hits >= 3 and info.variants == 3 and info.eager_calls >= 1
+    assert len([m for m in w if "max_variants=3" in str(m.message)]) == 1
+
+
 def test_compiled_inside_a_trace_reads_the_outer_calls_values():
     inner = tracejit.compile(lambda x: x + 1.0 if x.sum() > 0 else x - 1.0)
     outer = tracejit.compile(lambda x: inner(x * 2.0) * 3.0)
