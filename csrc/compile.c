@@ -176,6 +176,17 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
         }
     }
     p->n_results = t->g.n_out;
+    if (t->n_writes || t->out_alias) {
+        p->n_writes = t->n_writes;
+        p->write_slot = PyMem_Malloc((size_t)(t->n_writes + 1) * sizeof *p->write_slot);
+        p->out_alias = PyMem_Malloc((size_t)(p->n_results + 1) * sizeof *p->out_alias);
+        if (!p->write_slot || !p->out_alias) { tj_plan_decref(p); return (tj_plan *)PyErr_NoMemory(); }
+        for (int i = 0, k = 0; i < t->n_ext; i++)
+            if (t->ext[i].cur != t->ext[i].root && t->ext[i].back && !t->discard_writes)
+                p->write_slot[k++] = t->ext[i].slot;
+        for (int o = 0; o < p->n_results; o++)
+            p->out_alias[o] = o < p->n_results - p->n_writes && t->out_alias ? t->out_alias[o] : -1;
+    }
     if (t->checks) {
         p->n_checks = (int)PyList_GET_SIZE(t->checks);
         if (!(p->check_msgs = PyTuple_New(p->n_checks))) { tj_plan_decref(p); return NULL; }
@@ -189,6 +200,30 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
         p->work += w * (p->sched.groups[gi].n_nodes + 1);
     }
     return p;
+}
+
+/* The caller's arrays the trace wrote into become outputs after the checks (unless
+ * t->discard_writes), each with the leaf slot it is written back to; a result that is
+ * one of them notes its slot (t->out_alias). 0/-1. */
+static int add_writes(tj_trace *t) {
+    int n_res = t->g.n_out;
+    if (!t->n_ext) return 0;
+    if (!(t->out_alias = PyMem_Malloc((size_t)(n_res ? n_res : 1) * sizeof *t->out_alias))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int o = 0; o < n_res; o++) t->out_alias[o] = -1;
+    for (int i = 0; i < t->n_ext; i++) {
+        tj_extwrite *e = &t->ext[i];
+        if (e->cur == e->root || !e->back || t->discard_writes) continue;
+        e->slot = t->g.nodes[e->root].slot;
+        for (int o = 0; o < n_res - (t->checks ? (int)PyList_GET_SIZE(t->checks) : 0); o++)
+            if (t->g.outputs[o] == e->cur) t->out_alias[o] = e->slot;
+        tj_error err;
+        if (tj_graph_add_output(&t->g, e->cur, &err) < 0) return tj_error_raise(&err);
+        t->n_writes++;
+    }
+    return 0;
 }
 
 /* Traces fn for these arguments into t (its graph, the result's template tmpl) and
@@ -235,6 +270,7 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *a
         int32_t id = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(t->checks, i), 0));
         if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(&err); goto done; }
     }
+    if (add_writes(t) < 0) goto done;
     t->live = 0;
     *t_trace = now_s();
     tj_compile_progress(t, "optimizing");

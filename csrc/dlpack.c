@@ -159,6 +159,45 @@ int tj_dl_strict_refuses(PyObject *o) {
     return rg == Py_True;
 }
 
+int tj_dl_write_check(PyObject *o) {
+    PyObject *rg = requires_grad_get(o, requires_grad_closure);
+    if (!rg) return -1;
+    Py_DECREF(rg);
+    if (rg != Py_True) return 0;
+    PyObject *on = strict_captures ? Py_NewRef(Py_True)
+                                   : PyObject_CallNoArgs(tj_get_state()->torch_grad_enabled);
+    if (!on) return -1;
+    Py_DECREF(on);
+    if (on != Py_True) return 0;     /* under torch.no_grad(): eager writes it too */
+    PyObject *leaf = PyObject_GetAttrString(o, "is_leaf");
+    if (!leaf) return -1;
+    Py_DECREF(leaf);
+    if (leaf == Py_True)
+        PyErr_SetString(PyExc_RuntimeError, "a leaf Variable that requires grad is being used "
+                        "in an in-place operation.");
+    else
+        PyErr_SetString(PyExc_RuntimeError, "tracejit: the compiled function writes in place "
+                        "into a tensor that requires grad, which its autograd route does not "
+                        "differentiate through: write into a tensor that does not require "
+                        "grad, or compute a new one (x = x + v)");
+    return -1;
+}
+
+int tj_dl_bump_version(PyObject *o) {
+    tj_state *st = tj_get_state();
+    if (!st->torch_bump) {
+        PyObject *c = PyImport_ImportModule("torch._C");
+        st->torch_bump = c ? PyObject_GetAttrString(c, "_increment_version") : NULL;
+        Py_XDECREF(c);
+        if (!st->torch_bump) return -1;
+    }
+    PyObject *one = PyTuple_Pack(1, o);
+    PyObject *r = one ? PyObject_CallOneArg(st->torch_bump, one) : NULL;
+    Py_XDECREF(one);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
 /* A refusal naming the tensor's attribute `attr` (its dtype, device or layout): `fmt`
  * with its repr for %s, in a per-thread buffer (errors only). */
 static const char *refusal(PyObject *o, const char *attr, const char *fmt) {

@@ -317,7 +317,7 @@ static int state_objects(tj_state *st, PyObject **out[STATE_MAX_OBJECTS]) {
         &st->py_int, &st->py_float, &st->skip_dirs, &st->torch_attrs, &st->trace_call,
         &st->effects, &st->effects_make, &st->autograd_call, &st->grad_capture_error,
         (PyObject **)&st->torch_tensor, &st->torch_grad_enabled, &st->torch_from_numpy,
-        &st->torch_empty, &st->torch_get_default_dtype,
+        &st->torch_empty, &st->torch_get_default_dtype, &st->torch_bump,
         &st->ag_mark_diff, &st->ag_mark_other, &st->ag_str_autograd,
         &st->ag_str_fast, &st->ag_str_mixed, &st->ag_str_value_and_grad, &st->ag_str_grads,
         &st->ag_str_job, &st->ag_str_mark_nd, &st->ag_str_dict, &st->ag_not_scalar,

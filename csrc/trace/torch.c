@@ -16,7 +16,8 @@
 int32_t tj_capture_torch(tj_trace *t, PyObject *o) {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->captures); i++) {
         PyObject *c = PyList_GET_ITEM(t->captures, i);
-        if (PyTuple_GET_ITEM(c, 3) == o) return (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(c, 4));
+        if (PyTuple_GET_ITEM(c, 3) == o)   /* its contents now (csrc/trace/write.c) */
+            return tj_write_current(t, (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(c, 4)));
     }
     tj_dlview v;
     const char *why = NULL;
