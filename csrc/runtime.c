@@ -366,8 +366,9 @@ static PyObject *leaf_array(const replay *r, const tj_plan *p, const tj_flat *f,
         *shape = f->dl[k].shape;
         *ndim = f->dl[k].ndim;
     } else if (o && PyArray_Check(o)) {
-        *shape = (const int64_t *)PyArray_DIMS((PyArrayObject *)o);
+        static const int64_t none[1] = {0};
         *ndim = PyArray_NDIM((PyArrayObject *)o);
+        *shape = *ndim ? (const int64_t *)PyArray_DIMS((PyArrayObject *)o) : none;
     }
     return *shape ? o : NULL;
 }

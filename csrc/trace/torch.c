@@ -188,6 +188,16 @@ PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     return id < 0 ? NULL : tj_tracer_new(t, id);
 }
 
+/* _note_made(tensor): a tensor torch made while the current trace runs (_torch's
+ * mode): a write into it is the trace's own, never written back (tj_extwrite). */
+PyObject *tj_torch_note_made(PyObject *m, PyObject *o) {
+    tj_trace *t = tj_trace_current();
+    if (!t || !t->live) Py_RETURN_NONE;
+    if (!t->made && !(t->made = PyList_New(0))) return NULL;
+    if (PyList_Append(t->made, o) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 /* _assign(x, value, what): tj_tracer_assign, for torch's in-place methods
  * (x.add_(v), F.relu(x, inplace=True)). New reference to x. */
 PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
