@@ -228,6 +228,8 @@ static PyMethodDef module_methods[] = {
      "_note_made(tensor): torch made it while the current trace runs (never written back)"},
     {"_assign", (PyCFunction)(void (*)(void))tj_torch_assign, METH_FASTCALL,
      "_assign(x, value, what): an in-place write of value into tracer x (returns x)"},
+    {"_discard_writes", tj_write_set_discard, METH_O,
+     "_discard_writes(on) -> previous: traces begun while on write nothing back (autograd)"},
     {"_strict_captures", tj_dl_set_strict, METH_O,
      "_strict_captures(on) -> previous: refuse captured tensors requiring grad (autograd)"},
     {"_ag_scan", (PyCFunction)(void (*)(void))tj_ag_scan, METH_FASTCALL,

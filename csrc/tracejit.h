@@ -200,6 +200,10 @@ int tj_write_check_done(tj_trace *t);
 /* The node of a captured array's contents now: its leaf `leaf`, or what the trace wrote
  * into it (tj_extwrite's cur). */
 int32_t tj_write_current(const tj_trace *t, int32_t leaf);
+/* _C._discard_writes(on) -> previous: traces begun on this thread while it is on write
+ * nothing back (tj_trace.discard_writes); tj_write_discarding reads it. */
+PyObject *tj_write_set_discard(PyObject *m, PyObject *arg);
+int tj_write_discarding(void);
 /* Converts an operand (Tracer, ndarray, numpy scalar, Python scalar) to a node id
  * of t; arrays are captured. -1 + exception. */
 int32_t tj_operand(tj_trace *t, PyObject *o);

@@ -80,7 +80,7 @@ PyObject *tj_trace_new(PyObject *fn) {
     t->cap_holders = 0;
     t->ext = NULL;
     t->n_ext = t->cap_ext = 0;
-    t->discard_writes = 0;
+    t->discard_writes = tj_write_discarding();
     t->made = NULL;
     t->out_alias = NULL;
     t->n_writes = 0;

@@ -115,6 +115,20 @@ static int ext_entry(tj_trace *t, const tj_tracer *x) {
     return t->n_ext++;
 }
 
+/* Set (per thread) while _torch_autograd traces a piece that recomputes a call whose
+ * writes its forward already made (the pullback): read by tj_trace_new. */
+static _Thread_local int discarding;
+
+PyObject *tj_write_set_discard(PyObject *m, PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    int old = discarding;
+    discarding = on;
+    return PyBool_FromLong(old);
+}
+
+int tj_write_discarding(void) { return discarding; }
+
 int32_t tj_write_current(const tj_trace *t, int32_t leaf) {
     for (int i = 0; i < t->n_ext; i++)
         if (t->ext[i].root == leaf) return t->ext[i].cur;
