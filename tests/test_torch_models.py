@@ -43,6 +43,12 @@ def assert_params_close(ours, ref, rtol=1e-4, atol=1e-5):
         torch.testing.assert_close(p, q, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
 
 
+def assert_buffers_close(ours, ref, rtol=1e-5, atol=1e-6):
+    """Running statistics agree within float32 rounding; counts exactly."""
+    for (name, b), c in zip(ours.named_buffers(), ref.buffers()):
+        torch.testing.assert_close(b, c, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
+
+
 def check_model(model, batches, loss_fn, steps=20, **kw):
     torch.manual_seed(0)
     f, ours, ref = train_both(model, batches, loss_fn, steps, **kw)
@@ -388,7 +394,9 @@ def test_gpt_trains_as_eager():
 
 # ---- normalization, attention modules, errors --------------------------------------------
 
-def test_batchnorm_convnet_inference_and_training_refusal():
+def test_batchnorm_convnet_inference_and_training_with_running_stats():
+    """In training mode BatchNorm updates running_mean, running_var and
+    num_batches_tracked in place at every call, as eager does; eval() then reads them."""
     torch.manual_seed(0)
     m = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
@@ -401,9 +409,10 @@ def test_batchnorm_convnet_inference_and_training_refusal():
     with torch.no_grad():
         torch.testing.assert_close(f(x), m(x))
     m.train()
-    with pytest.raises(tracejit.TraceError, match=r"(?s)torch\.nn\.BatchNorm2d\.forward.*"
-                                                  r"running statistics in place"):
-        f(x)
+    f, ours, ref = train_both(m, images((4, 3, 8, 8), 4), F.cross_entropy, steps=5)
+    assert_params_close(ours, ref)
+    assert_buffers_close(ours, ref)
+    assert int(ours[1].num_batches_tracked) == 5
 
 
 def test_batchnorm_without_running_stats_trains_as_eager():

@@ -574,10 +574,6 @@ def _batch_norm_forward(orig, F):
     return forward
 
 
-_STATS_HINT = (" (in training mode it updates its running statistics in place: compile the "
-               "model in eval() mode, or build the layer with track_running_stats=False)")
-
-
 def _name_module(e):
     """A TraceError raised inside torch's own module code (torch/nn/...) names the module
     whose forward led there (the error's line is the user's, which called it)."""
@@ -597,8 +593,7 @@ def _name_module(e):
     name = f"{cls.__module__.split('.modules')[0]}.{cls.__qualname__}"
     if name in e.args[0]:
         return
-    hint = _STATS_HINT if getattr(inner, "track_running_stats", False) and inner.training else ""
-    e.args = (f"{e.args[0]}\n  (reached inside {name}.forward, torch's code{hint})",) + e.args[1:]
+    e.args = (f"{e.args[0]}\n  (reached inside {name}.forward, torch's code)",) + e.args[1:]
 
 
 def register():
