@@ -457,7 +457,7 @@ def test_transformer_decoder_layer_batch_first():
 def test_dcgan_style_nets_with_inplace_activations():
     """ConvTranspose2d + BatchNorm (eval) + ReLU(inplace=True), and Conv2d +
     LeakyReLU(inplace=True): a layer's result is a new tensor, so the in-place activation
-    after it is eager's; training mode refuses batch norm's running statistics."""
+    after it is eager's."""
     torch.manual_seed(0)
     g = nn.Sequential(nn.ConvTranspose2d(6, 8, 4, 1, 0, bias=False), nn.BatchNorm2d(8),
                       nn.ReLU(True), nn.ConvTranspose2d(8, 3, 4, 2, 1, bias=False), nn.Tanh())

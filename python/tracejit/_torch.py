@@ -479,6 +479,8 @@ def _mode(ref, external):
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
                 if _has_tracer(args) or _has_tracer(kwargs):
+                    if args and _is_tensor(args[0]) and _writes_in_place(func):
+                        self.external.add(id(args[0]))       # traced contents from now on
                     return dispatch(func, args, kwargs)      # (refuses random calls)
                 if (self.ref is not None and self.external and _impl(func) is not None and
                         any(id(t) in self.external for t in _tensors((args, kwargs)))):
