@@ -486,10 +486,10 @@ def _mode(ref, external):
                         any(id(t) in self.external for t in _tensors((args, kwargs)))):
                     return dispatch(func, args, kwargs, self.ref)
                 if (args and _is_tensor(args[0]) and id(args[0]) not in self.made and
-                        _writes_in_place(func)):
+                        _writes_in_place(func) and _impl(func) is not None):
                     # a write into a tensor the caller holds (a module's buffer read
                     # through an attribute): traced and written back at every call
-                    if self.ref is None or _impl(func) is None:
+                    if self.ref is None:
                         _C._trace_error(f"{name_of(func)} writes into a tensor the function "
                                         f"reads from outside with no traced operand, which "
                                         f"tracejit cannot replay")
