@@ -183,7 +183,7 @@ int tj_dl_write_check(PyObject *o) {
     return -1;
 }
 
-int tj_dl_bump_version(PyObject *o) {
+int tj_dl_bump_versions(PyObject *const *o, int n) {
     tj_state *st = tj_get_state();
     if (!st->torch_bump) {
         PyObject *c = PyImport_ImportModule("torch._C");
@@ -191,9 +191,10 @@ int tj_dl_bump_version(PyObject *o) {
         Py_XDECREF(c);
         if (!st->torch_bump) return -1;
     }
-    PyObject *one = PyTuple_Pack(1, o);
-    PyObject *r = one ? PyObject_CallOneArg(st->torch_bump, one) : NULL;
-    Py_XDECREF(one);
+    PyObject *all = PyTuple_New(n);
+    for (int i = 0; all && i < n; i++) PyTuple_SET_ITEM(all, i, Py_NewRef(o[i]));
+    PyObject *r = all ? PyObject_CallOneArg(st->torch_bump, all) : NULL;
+    Py_XDECREF(all);
     Py_XDECREF(r);
     return r ? 0 : -1;
 }

@@ -347,10 +347,18 @@ static int launch(replay *r, tj_plan *p) {
 
 /* ---- writes back into the caller's arrays ----------------------------------------- */
 
+/* The position among the call's torch argument views (f->dl) of leaf slot `slot`'s,
+ * in the order bind() takes them. */
+static int dl_index(const tj_plan *p, int slot) {
+    int k = 0;
+    for (int i = 0; i < slot; i++) k += p->slots[i].kind == TJ_SLOT_ARG && p->slots[i].torch;
+    return k;
+}
+
 /* Leaf slot `slot`'s array (an argument or a capture, as bound), its shape and ndim
- * (NULL when the slot holds no array). Borrowed. */
+ * (NULL when the slot holds no array); k: its dl_index. Borrowed. */
 static PyObject *leaf_array(const replay *r, const tj_plan *p, const tj_flat *f, int slot,
-                            const int64_t **shape, int *ndim) {
+                            int k, const int64_t **shape, int *ndim) {
     const tj_slotdesc *d = &p->slots[slot];
     *shape = NULL;
     if (d->kind == TJ_SLOT_CAPTURE && d->torch) {
@@ -360,9 +368,7 @@ static PyObject *leaf_array(const replay *r, const tj_plan *p, const tj_flat *f,
     }
     PyObject *o = d->kind == TJ_SLOT_CAPTURE ? r->cap[d->index]
                 : d->kind == TJ_SLOT_ARG ? f->leaves[d->index] : NULL;
-    if (o && d->torch) {   /* an argument: its view, in the order bind() takes them */
-        int k = 0;
-        for (int i = 0; i < slot; i++) k += p->slots[i].kind == TJ_SLOT_ARG && p->slots[i].torch;
+    if (o && d->torch) {   /* an argument: its view */
         *shape = f->dl[k].shape;
         *ndim = f->dl[k].ndim;
     } else if (o && PyArray_Check(o)) {
@@ -404,7 +410,7 @@ static void copy_strided(char *dst, const int64_t *ds, const char *src, const in
 static int write_allowed(const replay *r, const tj_plan *p, const tj_flat *f, int slot) {
     const int64_t *shape, *oshape;
     int ndim, ondim;
-    PyObject *o = leaf_array(r, p, f, slot, &shape, &ndim);
+    PyObject *o = leaf_array(r, p, f, slot, dl_index(p, slot), &shape, &ndim);
     const tj_slotdesc *d = &p->slots[slot];
     if (!o) { tj_internal_error("a written argument holds no array"); return -1; }
     if (PyArray_Check(o) && !PyArray_ISWRITEABLE((PyArrayObject *)o)) {
@@ -425,8 +431,9 @@ static int write_allowed(const replay *r, const tj_plan *p, const tj_flat *f, in
     int64_t item = tj_dtype_size(d->dtype);
     const char *lo, *hi, *olo, *ohi;
     span(r->P[slot], r->S[slot], shape, ndim, item, &lo, &hi);
-    for (int i = 0; i < p->n_leaf_slots && lo < hi; i++) {
-        if (i == slot || !leaf_array(r, p, f, i, &oshape, &ondim)) continue;
+    for (int i = 0, k = 0; i < p->n_leaf_slots && lo < hi; k += p->slots[i].kind == TJ_SLOT_ARG &&
+                                                            p->slots[i].torch, i++) {
+        if (i == slot || !leaf_array(r, p, f, i, k, &oshape, &ondim)) continue;
         span(r->P[i], r->S[i], oshape, ondim, tj_dtype_size(p->slots[i].dtype), &olo, &ohi);
         if (olo < ohi && olo < hi && lo < ohi) {
             PyErr_SetString(tj_get_state()->TraceError,
@@ -455,16 +462,21 @@ static int write_back(const replay *r, const tj_plan *p, const tj_flat *f) {
             const int64_t *shape;
             int ndim;
             if ((src < p->n_leaf_slots) != (pass == 0)) continue;
-            leaf_array(r, p, f, dst, &shape, &ndim);
+            leaf_array(r, p, f, dst, dl_index(p, dst), &shape, &ndim);
             copy_strided(r->P[dst], r->S[dst], r->P[src], r->S[src], shape, ndim,
                          tj_dtype_size(p->slots[dst].dtype));
         }
+    PyObject *torch_written[TJ_STACK_SLOTS];   /* their version counters, in one call */
+    int n = 0;
     for (int w = 0; w < p->n_writes; w++) {
         const int64_t *shape;
-        int ndim;
-        if (p->slots[p->write_slot[w]].torch &&
-            tj_dl_bump_version(leaf_array(r, p, f, p->write_slot[w], &shape, &ndim)) < 0)
-            return -1;
+        int ndim, slot = p->write_slot[w];
+        if (p->slots[slot].torch && n < TJ_STACK_SLOTS)
+            torch_written[n++] = leaf_array(r, p, f, slot, dl_index(p, slot), &shape, &ndim);
+        if (n == TJ_STACK_SLOTS || (n && w == p->n_writes - 1)) {
+            if (tj_dl_bump_versions(torch_written, n) < 0) return -1;
+            n = 0;
+        }
     }
     return 0;
 }
@@ -488,7 +500,8 @@ static PyObject *finish(replay *r, tj_plan *p, const tj_flat *f) {
         const int64_t *shape;
         int ndim;
         PyObject *arr = p->out_alias && p->out_alias[o] >= 0 && !p->out_conv
-                            ? leaf_array(r, p, f, p->out_alias[o], &shape, &ndim) : NULL;
+                            ? leaf_array(r, p, f, p->out_alias[o], dl_index(p, p->out_alias[o]),
+                                         &shape, &ndim) : NULL;
         if (arr) {   /* a written array of the caller's returned: eager hands out itself */
             by_pos[o] = arr;
             continue;

@@ -413,9 +413,9 @@ int tj_dl_is_one(PyObject *o);
  * which run with it off), or one where the autograd route would not see the write (a
  * non-leaf that requires grad there). 0; -1 + exception. */
 int tj_dl_write_check(PyObject *o);
-/* After it: o's version counter bumped, as torch's in-place operations do (autograd's
- * saved-tensor checks see the write). 0; -1 + exception. */
-int tj_dl_bump_version(PyObject *o);
+/* After it: the version counters of the n tensors o[] bumped, as torch's in-place
+ * operations do (autograd's saved-tensor checks see the write). 0; -1 + exception. */
+int tj_dl_bump_versions(PyObject *const *o, int n);
 /* A zero-copy ndarray of another DLPack producer's array (numpy.from_dlpack). New ref. */
 PyObject *tj_dl_to_numpy(PyObject *o);
 /* A fresh C-contiguous torch tensor; *data receives its memory. New reference. */
