@@ -164,6 +164,41 @@ def test_a_write_through_a_view_of_an_argument_is_refused():
         tracejit.compile(older_view)(np.zeros(3))
 
 
+def _zero(a, b):
+    a[...] = 0
+    return a.sum() + 0.0
+
+
+def _reverse(a, b):
+    a[:] = a[::-1]                                # reads what it overwrites: NumPy's copy
+    return a * 1
+
+
+def _copy_then_bump(a, b):
+    a[...] = b                                    # a's contents are b's before b changes
+    b += 1
+    return a + b
+
+
+def _swap(a, b):
+    t = a.copy()
+    a[...] = b
+    b[...] = t
+    return a - b
+
+
+@pytest.mark.parametrize("fn", [_zero, _reverse, _copy_then_bump, _swap],
+                         ids=lambda f: f.__name__)
+def test_writes_whose_values_are_arguments_or_constants(fn, rng):
+    f = tracejit.compile(fn)
+    for _ in range(2):
+        a, b = rng.uniform(size=5), rng.uniform(size=5)
+        ea, eb = a.copy(), b.copy()
+        np.testing.assert_array_equal(f(a, b), fn(ea, eb))
+        np.testing.assert_array_equal(a, ea)
+        np.testing.assert_array_equal(b, eb)
+
+
 def test_augmented_item_assignment_into_an_argument(rng):
     def fn(a, i):
         a[1:3] += 5.0
