@@ -345,6 +345,18 @@ def test_captured_tensors_written_reach_their_owner():
     torch.testing.assert_close(buf, torch.full((3,), 3.0))
     assert int(h.count) == 3
 
+    h.flat = torch.zeros(4)
+
+    def through_attribute_view(x):                # torch made the view; the memory is h's
+        v = h.flat.view(2, 2)
+        v.add_(x)
+        return x * 1
+
+    g = tracejit.compile(through_attribute_view)
+    for _ in range(2):
+        g(torch.ones(2, 2))
+    torch.testing.assert_close(h.flat, torch.full((4,), 2.0))
+
     def through_view(x):
         buf[:2].add_(x[:2])
         return x

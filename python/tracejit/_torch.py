@@ -452,6 +452,14 @@ _INPLACE_DUNDERS = frozenset(f"__i{op}__" for op in (
     "lshift", "rshift", "matmul")) | {"__setitem__"}
 
 
+def _storage(t):
+    """Where a tensor's memory starts (None where it has none to read)."""
+    try:
+        return t.untyped_storage().data_ptr()
+    except Exception:
+        return None
+
+
 def _writes_in_place(func):
     """Whether a torch function writes into its first argument: an in-place method
     (add_, copy_, ...), an in-place operator or item assignment."""
@@ -497,10 +505,19 @@ def _mode(ref, external):
                     return dispatch(func, args, kwargs, self.ref)
                 r = random_call(func, args, kwargs)
                 r = func(*args, **kwargs) if r is _NOT_RANDOM else r
-                for t in _tensors(r):         # made while tracing: the trace's own
-                    self.made.add(id(t))
-                    _C._note_made(t)
+                self._note_made(r, args, kwargs)
                 return r
+
+            def _note_made(self, r, args, kwargs):
+                """The tensors r holds were made while tracing (the trace's own: a
+                write into one is never written back), except views of a tensor that
+                was not (their memory is the caller's)."""
+                outside = {_storage(t) for t in _tensors((args, kwargs))
+                           if id(t) not in self.made}
+                for t in _tensors(r):
+                    if _storage(t) not in outside:
+                        self.made.add(id(t))
+                        _C._note_made(t)
 
         _mode_cls = TraceMode
     return _mode_cls(ref, external)
