@@ -264,6 +264,22 @@ PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *cons
     return r;
 }
 
+PyObject *tj_compile_cuda_source(tj_state *st, PyObject *fn, const tj_argconf *conf,
+                                 PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    tj_schedule sched = {0};
+    tj_template tmpl = {0};
+    double t_trace;
+    PyObject *r = NULL;
+    tj_trace *t = (tj_trace *)tj_trace_new(fn);
+    if (t && trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, NULL, &t_trace) == 0)
+        r = tj_emit_cuda(&t->g, &sched, st->TraceError);
+    if (t) t->live = 0;
+    tj_schedule_free(&sched);
+    tj_template_free(&tmpl);
+    Py_XDECREF(t);
+    return r;
+}
+
 tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          int want_log, double *seconds) {

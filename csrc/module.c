@@ -3,6 +3,7 @@
  * the state is reached through the module or a heap type where the caller holds one,
  * else through tj_get_state() (tracejit.h says when). */
 #include "backend/backend.h"   /* and tracejit.h: libtcc at import, the tier's mode */
+#include "backend/cuda_api.h" /* the CUDA backend's test hooks */
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
 
@@ -187,12 +188,21 @@ static PyObject *set_include_dir(PyObject *m, PyObject *arg) {
     const char *s = PyUnicode_AsUTF8(arg);
     if (!s) return NULL;
     tj_tier_set_include(s);
+    tj_cuda_set_include(s);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
     {"set_tier", set_tier, METH_O, "choose when kernels are recompiled by the system compiler"},
     {"_set_include_dir", set_include_dir, METH_O, "where the optimizing tier's headers are"},
+    /* the CUDA backend's pieces, for its tests (csrc/backend/cuda_api.c) */
+    {"_nvrtc_compile", tj_py_nvrtc_compile, METH_VARARGS,
+     "_nvrtc_compile(source, cc) -> (image, log, is_ptx): CUDA C++ through NVRTC"},
+    {"_nvrtc_version", tj_py_nvrtc_version, METH_NOARGS, "_nvrtc_version() -> (major, minor, path)"},
+    {"_cuda_device", tj_py_cuda_device, METH_O,
+     "_cuda_device(ordinal) -> (name, cc major, cc minor, multiprocessors)"},
+    {"_cuda_run", tj_py_cuda_run, METH_VARARGS,
+     "_cuda_run(ordinal, image, kernels, params, stream): launch and wait (tests)"},
     {"get_num_threads", get_num_threads, METH_NOARGS, "threads that large kernels use"},
     {"set_num_threads", set_num_threads, METH_O, "set the threads that large kernels use"},
     {"op_table", op_table, METH_NOARGS, "op_table() -> list of dicts describing elementwise ops"},

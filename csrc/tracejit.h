@@ -312,6 +312,9 @@ PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
 /* tj_emit_fused_source's C as a str, None when no group qualifies: new reference;
  * NULL + exception. */
 PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s);
+/* tj_emit_cuda_source's program as a dict (csrc/bridge.c documents its keys); a group
+ * the CUDA backend does not compile raises trace_error. New reference; NULL + exception. */
+PyObject *tj_emit_cuda(const tj_graph *g, const tj_schedule *s, PyObject *trace_error);
 /* The lowered schedule (tj_lower_dump) as a str: new reference; NULL + exception. */
 PyObject *tj_schedule_text(const tj_graph *g, const tj_schedule *s);
 
@@ -601,5 +604,10 @@ PyObject *tj_explanation(PyObject *log, PyObject *source, PyObject *tier_source)
  * the pass log, a list of str (a section per pass, as explain's). NULL + exception. */
 PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *args,
                             Py_ssize_t nargs, PyObject *kwnames);
+/* Traces fn for these arguments (any device: the trace needs shapes and dtypes only),
+ * runs the passes and emits the CUDA program (tj_emit_cuda's dict); nothing is compiled.
+ * NULL + exception (TraceError for what the CUDA backend does not compile yet). */
+PyObject *tj_compile_cuda_source(tj_state *st, PyObject *fn, const tj_argconf *conf,
+                                 PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
 #endif
