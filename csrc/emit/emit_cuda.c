@@ -8,8 +8,9 @@
  * memory) into partials, and, when an output has more than one chunk, `tj_g<gi>_fin`
  * folding its partials in order: no atomics, so the same input gives the same bits on
  * every run and every GPU. The launch geometry depends on the shapes alone.
- * Not yet: argmax/argmin, scans, gathers, matrix products (a TJ_ERR_VALUE naming the op,
- * never a wrong kernel). Launch geometry is decided here until lowering has a GPU
+ * A matrix product (lowering's contraction group) is such a sum, of products: correct,
+ * far from cuBLAS's speed (not wired yet). Not yet: argmax/argmin, scans, gathers (a
+ * TJ_ERR_VALUE naming the op, never a wrong kernel). Launch geometry is decided here until lowering has a GPU
  * strategy (ir.h's tj_loop is the CPU's). */
 #include "emit/emit.h"
 #include <stdio.h>
@@ -265,7 +266,6 @@ static void emit_reduction(sbuf *b, const tj_graph *g, const tj_group *gr, int g
 
 /* NULL when the CUDA backend compiles group gr, else what it does not compile yet. */
 static const char *unsupported(const tj_graph *g, const tj_group *gr) {
-    if (gr->contract) return "a matrix product (cuBLAS is not wired yet)";
     for (int l = 0; l < gr->n_leaves; l++)
         if (gr->leaves[l].gather >= 0) return "an indexed read (gather)";
     for (int k = 0; k < gr->n_nodes; k++) {
@@ -322,7 +322,12 @@ int tj_emit_cuda_source(const tj_graph *g, const tj_schedule *s, tj_cuda_program
         s->n_slots, s->n_slots);
     int64_t work = 0;
     for (int gi = 0; gi < s->n_groups; gi++) {
-        const tj_group *gr = &s->groups[gi];
+        tj_group gc = s->groups[gi], *gr = &gc;
+        if (gr->contract) {   /* lowering leaves a GEMM's loop to BLAS: its dims as they are */
+            gc.loop.D = gr->ndim;
+            gc.loop.total = 1;
+            for (int d = 0; d < gr->ndim; d++) gc.loop.total *= gc.loop.shape[d] = gr->shape[d];
+        }
         for (int l = 0; l < gr->n_leaves; l++)
             if (leaf_kind(g, &gr->leaves[l]) == LEAF_VALUE) out->by_value[gr->leaves[l].slot] = 1;
         if (gr->red >= 0) emit_reduction(b, g, gr, gi, &work, out->launches, &out->n_launches);
