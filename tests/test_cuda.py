@@ -1,0 +1,171 @@
+"""The CUDA backend on a GPU (skipped without one, or without NVRTC): the driver loads
+through dlopen, the generated kernels run on torch CUDA tensors (tests/cuda_harness.py
+fills the parameter block as the runtime will) and agree with torch CUDA eager for
+every elementwise op of the table and every reduction; reductions are deterministic;
+a busy stream orders correctly; failures are clear errors."""
+import numpy as np
+import pytest
+
+import tracejit
+from tracejit import _C
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA GPU", allow_module_level=True)
+try:
+    _C._nvrtc_version()
+except RuntimeError as e:
+    pytest.skip(f"NVRTC is not installed: {e}", allow_module_level=True)
+
+from cuda_harness import run  # noqa: E402
+
+DEV = torch.device("cuda", 0)
+OPS = [op for op in tracejit.op_table() if op["numpy"]]
+TORCH_NAME = {e[1]: e[2][0] for e in _C._op_table() if e[1] and e[2]}
+TOL = {"float32": dict(rtol=2e-6, atol=1e-6), "float64": dict(rtol=1e-13, atol=1e-14)}
+
+
+def example(dtype, shape=(37, 11), seed=0, low=0.1, high=0.9):
+    g = torch.Generator().manual_seed(seed)
+    if dtype == "bool":
+        return (torch.rand(shape, generator=g) < 0.5).to(DEV)
+    if dtype in ("int32", "int64"):
+        return torch.randint(-20, 20, shape, generator=g).to(getattr(torch, dtype)).to(DEV)
+    x = torch.rand(shape, generator=g, dtype=torch.float64) * (high - low) + low
+    return x.to(getattr(torch, dtype)).to(DEV)
+
+
+def close(got, want, dtype):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if dtype in TOL and got.dtype.is_floating_point:
+        torch.testing.assert_close(got, want, equal_nan=True, **TOL[dtype])
+    else:
+        assert torch.equal(got, want)
+
+
+def test_device_is_found():
+    name, major, minor, sms = _C._cuda_device(0)
+    assert (major, minor) == torch.cuda.get_device_capability(0)
+    assert sms == torch.cuda.get_device_properties(0).multi_processor_count
+    assert name == torch.cuda.get_device_name(0)
+    with pytest.raises(RuntimeError, match="CUDA device 63"):
+        _C._cuda_device(63)
+
+
+@pytest.mark.parametrize("op", [o for o in OPS if o["numpy"] in TORCH_NAME], ids=lambda o: o["name"])
+@pytest.mark.parametrize("dtype", ["bool", "int32", "int64", "float32", "float64"])
+def test_elementwise_op_matches_torch(op, dtype):
+    if dtype not in op["dtypes"]:
+        pytest.skip(f"{op['name']} is not defined on {dtype}")
+    fn = getattr(torch, TORCH_NAME[op["numpy"]])
+    a, b = example(dtype, seed=1), example(dtype, seed=2)
+    if dtype in ("int32", "int64") and op["name"] in ("LSHIFT", "RSHIFT", "POW"):
+        b = b.abs() % 8
+    if op["arity"] == 3:
+        args = (example("bool", seed=3), a, b)
+    else:
+        args = (a, b)[:op["arity"]]
+    want = fn(*args)
+    (got,) = run(lambda *xs: fn(*xs), *args)
+    close(got, want, dtype)
+
+
+@pytest.mark.parametrize("name", ["erf", "erfc", "lgamma", "digamma"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_special_ops_match_torch(name, dtype):
+    fn = getattr(torch, name)
+    x = example(dtype, low=-3, high=3)
+    (got,) = run(lambda a: fn(a), x)
+    torch.testing.assert_close(got, fn(x), rtol=1e-5 if dtype == "float32" else 1e-12,
+                               atol=1e-6 if dtype == "float32" else 1e-13, equal_nan=True)
+
+
+SHAPES = [(5,), (37, 11), (3, 40000), (20000, 3), (4, 5, 6), (1 << 20,)]
+
+
+@pytest.mark.parametrize("red", ["sum", "prod", "amax", "amin"])
+@pytest.mark.parametrize("dtype", ["int32", "int64", "float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_reductions_match_torch(red, dtype, shape):
+    low, high = (0.99, 1.01) if red == "prod" else (-1, 1)
+    x = example(dtype, shape, low=low, high=high)
+    fn = getattr(torch, red)
+    got = run(lambda a: (fn(a, dim=0), fn(a, dim=-1, keepdim=True)) if red in ("amax", "amin")
+              else (fn(a), fn(a, dim=0), fn(a, dim=-1, keepdim=True)), x)
+    want = ((fn(x, dim=0), fn(x, dim=-1, keepdim=True)) if red in ("amax", "amin")
+            else (fn(x), fn(x, dim=0), fn(x, dim=-1, keepdim=True)))
+    for g, w in zip(got, want):
+        if dtype.startswith("float"):   # another summation order: within rounding
+            torch.testing.assert_close(g, w, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+        else:
+            assert torch.equal(g, w)
+
+
+def test_max_propagates_nan():
+    x = example("float32", (3, 50000), low=-1, high=1)
+    x[1, 12345] = float("nan")
+    (got,) = run(lambda a: torch.amax(a, dim=-1), x)
+    assert torch.isnan(got[1]) and not torch.isnan(got[0]) and not torch.isnan(got[2])
+
+
+def test_reductions_are_deterministic():
+    x = example("float32", (1 << 22,), low=-1, high=1)
+    first = run(lambda a: (a.sum(), (a * a).sum()), x)
+    for _ in range(5):
+        again = run(lambda a: (a.sum(), (a * a).sum()), x)
+        assert all(torch.equal(f, g) for f, g in zip(first, again))
+
+
+def test_busy_stream_orders_correctly():
+    """Work queued before ours on the same stream finishes first: the kernels read what
+    it wrote, with no synchronization of ours."""
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        x = torch.zeros(1 << 24, device=DEV)
+        for _ in range(20):   # a long queue of prior work on s
+            x.add_(1)
+        (got,) = run(lambda a: a * 2 + 1, x, stream=s)
+    torch.cuda.synchronize()
+    assert torch.all(got == 41)
+
+
+def test_scalar_arguments_and_broadcasting():
+    a = example("float32", (6, 9))
+    b = example("float32", (6, 1))
+    (got,) = run(lambda x, y, s, k: torch.where(x > 0.5, x * s + k, y - x), a, b, 2.5, 3)
+    close(got, torch.where(a > 0.5, a * 2.5 + 3, b - a), "float32")
+
+
+def test_matrix_product_as_sums():
+    a, w = example("float32", (32, 64)), example("float32", (64, 8))
+    (got,) = run(lambda x, y: torch.tanh(x @ y + 1), a, w)
+    torch.testing.assert_close(got, torch.tanh(a @ w + 1), rtol=1e-4, atol=1e-5)
+
+
+def test_twelve_op_chain():
+    x = example("float32", (1 << 20,))
+    chain = lambda a: ((((((a * 2 + 1) * 0.5 - 0.25) * 3 + 2) / 7 - 1) * 1.5 + 0.5) * 2 - 3)
+    (got,) = run(chain, x)
+    close(got, chain(x), "float32")
+
+
+def test_launch_errors_are_clear():
+    with pytest.raises(RuntimeError, match="cuModuleLoadData"):
+        _C._cuda_run(0, b"not a cubin", [("k", 1, 32)], b"\0" * 8, 0)
+    src = tracejit.compile(lambda a: a + 1)._cuda_source(np.ones(3, np.float32))["source"]
+    major, minor = torch.cuda.get_device_capability(0)
+    image = _C._nvrtc_compile(src, major * 10 + minor)[0]
+    with pytest.raises(RuntimeError, match="cuModuleGetFunction"):
+        _C._cuda_run(0, image, [("no_such_kernel", 1, 32)], b"\0" * 8, 0)
+
+
+def test_bench_cuda_quick_run():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.path.join(root, "python"))
+    r = subprocess.run([sys.executable, "benchmarks/bench_cuda.py", "--quick"], cwd=root,
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0 and "copy floor" in r.stdout and "12-op chain, 16M" in r.stdout, \
+        r.stdout + r.stderr
