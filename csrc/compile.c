@@ -191,6 +191,74 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     return p;
 }
 
+/* ---- the device ------------------------------------------------------------------ */
+
+/* Notes one array's device; -1 + TraceError when it differs from those seen. */
+static int note_device(int *have, int *device, int *id, int dev, int dev_id, const char *what) {
+    if (!*have || (*device == dev && *id == dev_id)) {
+        *have = 1, *device = dev, *id = dev_id;
+        return 0;
+    }
+    char a[32], b[32];
+    snprintf(a, sizeof a, *device == TJ_DEVICE_CUDA ? "cuda:%d" : "cpu", *id);
+    snprintf(b, sizeof b, dev == TJ_DEVICE_CUDA ? "cuda:%d" : "cpu", dev_id);
+    PyErr_Format(tj_get_state()->TraceError, "the traced function's arrays are on more than "
+                 "one device: %s, and %s on %s; move them to one device first", a, what, b);
+    return -1;
+}
+
+/* Where a plan runs: the one device of the call's arrays (arguments, captures); Python
+ * and NumPy scalars go anywhere. TJ_DEVICE_CPU without arrays. 0; -1 + TraceError. */
+static int plan_device(const tj_flat *f, tj_trace *t, int *device, int *id) {
+    int have = 0;
+    *device = TJ_DEVICE_CPU, *id = 0;
+    for (int i = 0; i < f->n_dl; i++)
+        if (note_device(&have, device, id, f->dl[i].device, f->dl[i].device_id, "a torch argument") < 0)
+            return -1;
+    for (int i = 0; i < f->n_leaves; i++)
+        if (PyArray_Check(f->leaves[i]) &&
+            note_device(&have, device, id, TJ_DEVICE_CPU, 0, "an array argument") < 0)
+            return -1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->captures); i++) {
+        PyObject *o = PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, i), 3);
+        tj_dlview v = {.device = TJ_DEVICE_CPU};
+        const char *why;
+        if (!PyArray_Check(o) && tj_dl_torch_view(o, &v, &why) != 0) {
+            if (!PyErr_Occurred()) tj_internal_error("a captured torch tensor changed");
+            return -1;
+        }
+        if (note_device(&have, device, id, v.device, v.device_id, "a captured array") < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The CUDA program of the schedule and its kernel on device `ordinal` (into k): the
+ * program's source, a new str; NULL + exception (TraceError for what the CUDA backend
+ * does not run yet). */
+static PyObject *cuda_kernel(tj_trace *t, const tj_schedule *s, const tj_template *tmpl,
+                             int ordinal, tj_kernel *k) {
+    tj_state *st = tj_get_state();
+    if (tmpl->any_scalar || (t->checks && PyList_GET_SIZE(t->checks))) {
+        PyErr_SetString(st->TraceError, tmpl->any_scalar
+            ? "the traced function returns a Python number or a NumPy scalar: not on CUDA yet"
+            : "the traced function checks traced values (argument validation): not on CUDA yet");
+        return NULL;
+    }
+    tj_cuda_program prog;
+    tj_error err;
+    if (tj_emit_cuda_source(&t->g, s, &prog, &err) < 0) {
+        if (err.kind == TJ_ERR_VALUE) PyErr_SetString(st->TraceError, err.msg);
+        else tj_error_raise(&err);
+        return NULL;
+    }
+    PyObject *src = PyUnicode_FromStringAndSize(prog.src.buf, (Py_ssize_t)prog.src.len);
+    if (src && tj_cuda_kernel_build(&t->g, s, &prog, ordinal, st->CompileError, k) < 0)
+        Py_CLEAR(src);
+    tj_cuda_program_free(&prog);
+    return src;
+}
+
 /* Traces fn for these arguments into t (its graph, the result's template tmpl) and
  * runs the pipeline into sched, appending its log to `log` when non-NULL; no code is
  * emitted or compiled. *t_trace: when the trace ended. 0; -1 with the exception (the
@@ -296,18 +364,29 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
     if (trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) < 0)
         goto done;
-    if (!(src = tj_emit_c(&t->g, &sched))) goto done;
-    if (tj_tier_mode() != TJ_TIER_OFF && !(fsrc = tj_emit_fused(&t->g, &sched))) goto done;
+    int device, device_id;
+    if (plan_device(f, t, &device, &device_id) < 0) goto done;
     if (debug >= 3 && !(stext = tj_schedule_text(&t->g, &sched))) goto done;
-    double t_passes = now_s();
-    tj_compile_progress(t, "compiling the C (TinyCC)");
-    const char *csrc = PyUnicode_AsUTF8(src);
-    if (!csrc) goto done;
     tj_kernel kernel = {0};
-    if (tj_backend_tcc.compile(csrc, TJ_COMPILE_NOW, &kernel) < 0) goto done;
+    double t_passes = now_s();
+    if (device == TJ_DEVICE_CUDA) {   /* the CUDA backend: NVRTC, the device's kernel */
+        tj_compile_progress(t, "compiling the CUDA C (NVRTC)");
+        if (!(src = cuda_kernel(t, &sched, &tmpl, device_id, &kernel))) goto done;
+    } else {
+        if (!(src = tj_emit_c(&t->g, &sched))) goto done;
+        if (tj_tier_mode() != TJ_TIER_OFF && !(fsrc = tj_emit_fused(&t->g, &sched))) goto done;
+        t_passes = now_s();
+        tj_compile_progress(t, "compiling the C (TinyCC)");
+        const char *csrc = PyUnicode_AsUTF8(src);
+        if (!csrc) goto done;
+        if (tj_backend_tcc.compile(csrc, TJ_COMPILE_NOW, &kernel) < 0) goto done;
+    }
     double t_compile = now_s();
     plan = make_plan(f, t, &sched, &tmpl);
     if (!plan) { tj_kernel_free(&kernel); goto done; }
+    plan->device = device;
+    plan->device_id = device_id;
+    if (device == TJ_DEVICE_CUDA) plan->out_lib = TJ_LIB_TORCH;   /* its only arrays */
     plan->kernel = kernel;
     plan->kernel.n_groups = plan->sched.n_groups;
     plan->source = Py_NewRef(src);

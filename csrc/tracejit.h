@@ -323,11 +323,16 @@ PyObject *tj_schedule_text(const tj_graph *g, const tj_schedule *s);
  * and the state that keeps their code alive, its backend's, freed through it. The
  * runtime names no compiler: it holds kernels and calls these. */
 typedef struct tj_backend tj_backend;
-typedef struct {
+typedef struct tj_kernel {
     const tj_gdesc *groups;      /* NULL while a compile is under way */
     int n_groups;
     const tj_backend *backend;   /* NULL: an empty kernel */
     void *state;
+    /* A kernel that runs itself on a device (CUDA): launches its groups with the bound
+     * slots (P: device pointers, or host pointers to by-value scalars; S: byte strides)
+     * and supplies its own scratch; the runtime only binds and allocates the results.
+     * 0; -1 + exception. GIL held. NULL: the runtime runs `groups` on the CPU. */
+    int (*run)(struct tj_kernel *k, void **P, const int64_t **S);
 } tj_kernel;
 /* Frees k's code and state through its backend; k is left empty. GIL held. */
 void tj_kernel_free(tj_kernel *k);
@@ -361,9 +366,10 @@ int tj_pool_set_threads(int n);   /* 0; -1 out of range; -2 the pool is running 
 /* Where an array argument comes from; results come back as the first one's library. */
 enum { TJ_LIB_NUMPY, TJ_LIB_TORCH, TJ_LIB_DLPACK };
 /* A tensor read in place: data, dtype, shape (borrowed from the tensor, valid while it
- * lives), byte strides and device (DLPack's code and index: TJ_DEVICE_CPU for now, the
- * only one tj_dl_torch_view accepts; it is part of the key). */
+ * lives), byte strides and device (DLPack's code and index: TJ_DEVICE_CPU or
+ * TJ_DEVICE_CUDA, the ones tj_dl_torch_view accepts; it is part of the key). */
 #define TJ_DEVICE_CPU 1
+#define TJ_DEVICE_CUDA 2         /* DLPack's kDLCUDA: torch CUDA tensors (the CUDA backend) */
 typedef struct {
     void *data;
     int dtype, ndim, contig;
@@ -389,6 +395,13 @@ int tj_dl_is_one(PyObject *o);
 PyObject *tj_dl_to_numpy(PyObject *o);
 /* A fresh C-contiguous torch tensor; *data receives its memory. New reference. */
 PyObject *tj_dl_torch_empty(int ndim, const int64_t *shape, int dtype, void **data);
+/* The same on CUDA device `device_id`, from torch's caching allocator (the current
+ * stream's); *data a device pointer. New reference; NULL + exception. */
+PyObject *tj_dl_torch_empty_cuda(int device_id, int ndim, const int64_t *shape, int dtype,
+                                 void **data);
+/* torch's current stream of CUDA device `device_id` (a CUstream; NULL the legacy
+ * default). 0; -1 + exception. */
+int tj_dl_torch_stream(int device_id, void **stream);
 /* torch.Tensor once torch has been seen, else NULL. Borrowed. */
 PyObject *tj_dl_torch_type(void);
 /* torch.get_default_dtype() as TJ_F32 or TJ_F64; -1 + exception. */
@@ -553,6 +566,8 @@ typedef struct tj_plan {
     int n_guards;
     PyObject *out_conv;          /* TJ_LIB_DLPACK: ndarray -> that library, or NULL */
     int64_t (*out_strides)[TJ_MAXDIM];   /* output slots: contiguous byte strides */
+    int device, device_id;       /* where it runs: TJ_DEVICE_CPU, or TJ_DEVICE_CUDA and the
+                                    device's ordinal (its kernel runs itself, kernel.run) */
     char *scratch_cache;         /* the scratch block, kept between calls */
     int scratch_busy;            /* a call (maybe without the GIL) is using it */
 } tj_plan;

@@ -42,6 +42,17 @@ long long tj_backend_compiles(void);
 
 extern const tj_backend tj_backend_tcc;    /* csrc/backend/tcc.c */
 extern const tj_backend tj_backend_tier;   /* csrc/backend/tier.c */
+extern const tj_backend tj_backend_cuda;   /* csrc/backend/cuda.c (free only: see below) */
+
+/* ---- CUDA (csrc/backend/cuda.c; the driver and NVRTC: cuda_api.h) ----------------- */
+/* Compiles prog (the CUDA program of schedule s of graph g) for device `ordinal` with
+ * NVRTC (images cached in memory by source and architecture), loads it into the
+ * device's primary context and allocates its scratch: k becomes a kernel that runs
+ * itself (k->run) on torch's current stream. The CUDA row's compile is this, not
+ * tj_backend.compile: it needs the program's launch table and slots, not a source
+ * alone. 0; -1 + exception (CompileError: compile_error; RuntimeError: the driver). */
+int tj_cuda_kernel_build(const tj_graph *g, const tj_schedule *s, const tj_cuda_program *prog,
+                         int ordinal, PyObject *compile_error, tj_kernel *k);
 
 /* ---- TinyCC (csrc/backend/tcc.c) ------------------------------------------------ */
 typedef struct tj_module tj_module;   /* a compiled unit: code lives until freed */

@@ -334,6 +334,7 @@ done:
 
 static char include_dir[1024];
 void tj_cuda_set_include(const char *dir) { snprintf(include_dir, sizeof include_dir, "%s", dir); }
+const char *tj_cuda_include(void) { return include_dir; }
 
 /* _nvrtc_compile(source, cc) -> (image bytes, log str, is_ptx bool) */
 PyObject *tj_py_nvrtc_compile(PyObject *m, PyObject *args) {

@@ -80,6 +80,7 @@ PyObject *tj_nvrtc_compile(const char *source, int cc, const char *include_dir,
 
 /* ---- hooks for the tests (csrc/module.c's table) ---------------------------------- */
 void tj_cuda_set_include(const char *dir);   /* where NVRTC finds prims.c and ops.h */
+const char *tj_cuda_include(void);
 PyObject *tj_py_nvrtc_compile(PyObject *m, PyObject *args);
 PyObject *tj_py_nvrtc_version(PyObject *m, PyObject *unused);
 PyObject *tj_py_cuda_device(PyObject *m, PyObject *arg);

@@ -1,0 +1,200 @@
+/* The CUDA backend: a plan's CUDA program (csrc/emit/emit_cuda.c) compiled by NVRTC for
+ * the device, loaded into its primary context, and a kernel that runs itself
+ * (tj_kernel.run): each replay fills one parameter block from the bound slots and
+ * launches the program's kernels on torch's current stream of the device, with no
+ * synchronization and no allocation (scratch and the reductions' workspace are one
+ * device block the kernel owns, allocated once).
+ * Requires: the GIL (every entry). Guarantees: every driver call is checked (a failure
+ * is a RuntimeError naming it); a plan's scratch is never used by two streams at once
+ * (a call on another stream than the last waits for the last one first). */
+#include "backend/backend.h"
+#include "backend/cuda_api.h"
+
+enum { SLOT_MEM, SLOT_VALUE, SLOT_CONST, SLOT_SCRATCH };
+
+typedef struct {
+    const tj_cuda_device *dev;
+    tj_cumod mod;
+    tj_cufn *fns;                    /* per launch */
+    tj_cuda_launch *launches;
+    int n_launches, n_slots, nd;
+    uint8_t *slot_kind;              /* SLOT_* per slot */
+    int64_t *scratch_off;            /* per slot: a scratch slot's byte offset */
+    int64_t (*strides)[TJ_MAXDIM];   /* per slot: a scratch slot's contiguous strides */
+    tj_cuptr mem;                    /* scratch, then the workspace */
+    int64_t work_off;
+    unsigned char *params;           /* the block every launch receives (tj_args) */
+    int64_t param_bytes;
+    void *last_stream;
+    int used;
+} cuda_state;
+
+/* ---- NVRTC's images, in memory, by source and architecture ---------------------- */
+
+#define CACHE_MAX 512
+static struct { uint64_t hash; int cc; char *src; PyObject *image; } cache[CACHE_MAX];
+static int n_cache;
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* The cubin (or PTX) of src for cc: new reference; NULL + exception. */
+static PyObject *image_for(const char *src, int cc, PyObject *compile_error) {
+    uint64_t h = fnv1a(src);
+    for (int i = 0; i < n_cache; i++)
+        if (cache[i].hash == h && cache[i].cc == cc && !strcmp(cache[i].src, src))
+            return Py_NewRef(cache[i].image);
+    int is_ptx;
+    PyObject *log = NULL;
+    tj_backend_count_compile();
+    PyObject *img = tj_nvrtc_compile(src, cc, tj_cuda_include(), compile_error, &is_ptx, &log);
+    Py_XDECREF(log);
+    if (img && n_cache < CACHE_MAX && (cache[n_cache].src = strdup(src))) {
+        cache[n_cache].hash = h;
+        cache[n_cache].cc = cc;
+        cache[n_cache++].image = Py_NewRef(img);
+    }
+    return img;
+}
+
+/* ---- the kernel ------------------------------------------------------------------ */
+
+static void state_free(cuda_state *c) {
+    if (!c) return;
+    const tj_cuda_driver *d = c->dev ? tj_cuda_driver_get() : NULL;
+    if (d && (c->mod || c->mem) && tj_cuda_device_enter(c->dev) == 0) {
+        if (c->used) d->StreamSynchronize((tj_custream)c->last_stream);  /* nothing in flight */
+        if (c->mod) d->ModuleUnload(c->mod);
+        if (c->mem) d->MemFree(c->mem);
+    }
+    PyErr_Clear();   /* a free reports nothing */
+    PyMem_Free(c->fns);
+    PyMem_Free(c->launches);
+    PyMem_Free(c->slot_kind);
+    PyMem_Free(c->scratch_off);
+    PyMem_Free(c->strides);
+    PyMem_Free(c->params);
+    PyMem_Free(c);
+}
+
+static void cuda_free(tj_kernel *k) {
+    state_free(k->state);
+    memset(k, 0, sizeof *k);
+}
+
+const tj_backend tj_backend_cuda = {"cuda", NULL, NULL, NULL, NULL, cuda_free};
+
+/* One replay: the parameter block from the bound slots, then the launches on torch's
+ * current stream. 0; -1 + exception. */
+static int cuda_run(tj_kernel *k, void **P, const int64_t **S) {
+    cuda_state *c = k->state;
+    const tj_cuda_driver *d = tj_cuda_driver_get();
+    void *stream;
+    if (!d || tj_cuda_device_enter(c->dev) < 0 || tj_dl_torch_stream(c->dev->ordinal, &stream) < 0)
+        return -1;
+    if (c->used && c->last_stream != stream &&   /* the scratch: one stream at a time */
+        tj_cuda_check(d->StreamSynchronize((tj_custream)c->last_stream),
+                      "cuStreamSynchronize (the previous call's stream)") < 0)
+        return -1;
+    c->last_stream = stream;
+    c->used = 1;
+    const int ns = c->n_slots, nd = c->nd;
+    uint64_t *bp = (uint64_t *)c->params;
+    int64_t *bs = (int64_t *)(c->params + 8 * (size_t)ns);
+    for (int i = 0; i < ns; i++) {
+        const int64_t *st = S[i];
+        switch (c->slot_kind[i]) {
+        case SLOT_CONST: bp[i] = 0; st = NULL; break;   /* spelled in the source */
+        case SLOT_VALUE: memcpy(&bp[i], P[i], 8); st = NULL; break;
+        case SLOT_SCRATCH: bp[i] = c->mem + (uint64_t)c->scratch_off[i]; st = c->strides[i]; break;
+        default: bp[i] = (uint64_t)(uintptr_t)P[i];
+        }
+        if (st) memcpy(bs + (size_t)i * nd, st, (size_t)nd * sizeof(int64_t));
+        else memset(bs + (size_t)i * nd, 0, (size_t)nd * sizeof(int64_t));
+    }
+    bp[ns * (1 + nd)] = c->mem + (uint64_t)c->work_off;   /* W */
+    void *params[] = {c->params};
+    for (int i = 0; i < c->n_launches; i++) {
+        const tj_cuda_launch *L = &c->launches[i];
+        if (L->grid <= 0) continue;
+        if (tj_cuda_check(d->LaunchKernel(c->fns[i], (unsigned)L->grid, 1, 1, (unsigned)L->block,
+                                          1, 1, 0, (tj_custream)stream, params, NULL),
+                          "cuLaunchKernel") < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Per slot: how the parameter block passes it. 0; -1 no memory. */
+static int slot_table(cuda_state *c, const tj_graph *g, const tj_schedule *s,
+                      const tj_cuda_program *prog) {
+    int ns = c->n_slots;
+    c->slot_kind = PyMem_Calloc((size_t)ns, 1);
+    c->scratch_off = PyMem_Calloc((size_t)ns, sizeof *c->scratch_off);
+    c->strides = PyMem_Calloc((size_t)ns, sizeof *c->strides);
+    c->params = PyMem_Calloc((size_t)prog->param_bytes, 1);
+    if (!c->slot_kind || !c->scratch_off || !c->strides || !c->params) return -1;
+    for (int i = 0; i < ns; i++) {
+        if (prog->by_value[i]) c->slot_kind[i] = SLOT_VALUE;
+        else if (i < g->n_slots && g->slots[i].kind == TJ_SLOT_CONST) c->slot_kind[i] = SLOT_CONST;
+        else if (i >= s->first_scratch && i < s->first_out) {
+            c->slot_kind[i] = SLOT_SCRATCH;
+            c->scratch_off[i] = s->scratch_off[i - s->first_scratch];
+            int64_t stride = tj_dtype_size(s->slot_dtype[i]);
+            for (int d = s->slot_ndim[i] - 1; d >= 0; d--) {
+                c->strides[i][d] = stride;
+                stride *= s->slot_shape[i][d];
+            }
+        }
+    }
+    return 0;
+}
+
+int tj_cuda_kernel_build(const tj_graph *g, const tj_schedule *s, const tj_cuda_program *prog,
+                         int ordinal, PyObject *compile_error, tj_kernel *k) {
+    const tj_cuda_device *dev = tj_cuda_device_get(ordinal);
+    if (!dev || tj_cuda_device_enter(dev) < 0) return -1;
+    const tj_cuda_driver *d = tj_cuda_driver_get();
+    PyObject *img = image_for(prog->src.buf, dev->cc_major * 10 + dev->cc_minor, compile_error);
+    if (!img) return -1;
+    cuda_state *c = PyMem_Calloc(1, sizeof *c);
+    if (!c) { Py_DECREF(img); PyErr_NoMemory(); return -1; }
+    c->dev = dev;
+    c->n_slots = prog->n_slots;
+    c->nd = prog->nd;
+    c->n_launches = prog->n_launches;
+    c->param_bytes = prog->param_bytes;
+    c->fns = PyMem_Calloc((size_t)prog->n_launches + 1, sizeof *c->fns);
+    c->launches = PyMem_Calloc((size_t)prog->n_launches + 1, sizeof *c->launches);
+    if (!c->fns || !c->launches || slot_table(c, g, s, prog) < 0) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    memcpy(c->launches, prog->launches, (size_t)prog->n_launches * sizeof *c->launches);
+    if (tj_cuda_check(d->ModuleLoadData(&c->mod, PyBytes_AS_STRING(img)), "cuModuleLoadData") < 0)
+        goto fail;
+    for (int i = 0; i < c->n_launches; i++) {
+        char name[40];
+        snprintf(name, sizeof name, c->launches[i].fin ? "tj_g%d_fin" : "tj_g%d",
+                 c->launches[i].group);
+        if (tj_cuda_check(d->ModuleGetFunction(&c->fns[i], c->mod, name), "cuModuleGetFunction") < 0)
+            goto fail;
+    }
+    c->work_off = (s->scratch_bytes + 255) / 256 * 256;
+    size_t bytes = (size_t)(c->work_off + prog->work_bytes);
+    if (bytes && tj_cuda_check(d->MemAlloc(&c->mem, bytes), "cuMemAlloc (the plan's scratch)") < 0)
+        goto fail;
+    Py_DECREF(img);
+    k->backend = &tj_backend_cuda;
+    k->state = c;
+    k->run = cuda_run;
+    k->groups = NULL;
+    return 0;
+fail:
+    Py_DECREF(img);
+    state_free(c);
+    return -1;
+}
