@@ -1,6 +1,7 @@
 """The CUDA backend on a GPU (skipped without one, or without NVRTC): the driver loads
-through dlopen, the generated kernels run on torch CUDA tensors (tests/cuda_harness.py
-fills the parameter block as the runtime will) and agree with torch CUDA eager for
+through dlopen; compiled functions replay on torch CUDA tensors (results on the device,
+work on torch's current stream) and agree with torch CUDA eager; the generated kernels
+alone (tests/cuda_harness.py fills the parameter block as the runtime does) agree for
 every elementwise op of the table and every reduction; reductions are deterministic;
 a busy stream orders correctly; failures are clear errors."""
 import numpy as np
@@ -169,3 +170,123 @@ def test_bench_cuda_quick_run():
                        capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0 and "copy floor" in r.stdout and "12-op chain, 16M" in r.stdout, \
         r.stdout + r.stderr
+
+
+# ---- the whole path: tracejit.compile(fn)(cuda tensors) ---------------------------
+
+
+def test_replay_on_the_device():
+    chain = lambda a: ((((((a * 2 + 1) * 0.5 - 0.25) * 3 + 2) / 7 - 1) * 1.5 + 0.5) * 2 - 3)
+    f = tracejit.compile(chain)
+    for n in (16, 1000, 1 << 20):
+        x = example("float32", (n,))
+        got = f(x)
+        assert got.device == x.device and got.dtype == torch.float32
+        close(got, chain(x), "float32")
+        close(f(x), chain(x), "float32")   # the cache hit
+    info = f.cache_info()
+    assert info.hits >= 3 and info.misses == 3
+
+
+PROGRAMS = {
+    "softmax": (lambda x: torch.softmax(x, dim=-1), lambda: (example("float32", (8, 100)),)),
+    "layer": (lambda x, w, b: torch.tanh(x @ w + b).sum(dim=0),
+              lambda: (example("float32", (32, 64)), example("float32", (64, 8)),
+                       example("float32", (8,)))),
+    "where": (lambda x, b: torch.where(x > 0.5, x * 2, x.exp()) + b.sum(),
+              lambda: (example("float64", (6, 9)), example("float64", (9,)))),
+    "reductions": (lambda x: (x.sum(), x.amax(dim=0), x.prod(dim=1, keepdim=True), x.mean()),
+                   lambda: (example("float64", (40, 30)),)),
+    "scalars": (lambda x, s, k: x * s + k, lambda: (example("float32", (10,)), 2.5, 3)),
+    "slices": (lambda x: x[1:, ::2].T * 2 + x[:-1, 1::2].T, lambda: (example("float64", (9, 12)),)),
+    "twice": (lambda x: (x + 1, x + 1), lambda: (example("float32", (5,)),)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_programs_match_eager(name):
+    fn, make = PROGRAMS[name]
+    args = make()
+    f = tracejit.compile(fn)
+    for _ in range(2):   # the compile, then the cache hit
+        got, want = f(*args), fn(*args)
+        got = got if isinstance(got, tuple) else (got,)
+        want = want if isinstance(want, tuple) else (want,)
+        for g, w in zip(got, want):
+            assert g.device == w.device and g.dtype == w.dtype
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    if name == "twice":   # distinct results stay distinct tensors
+        assert got[0].data_ptr() != got[1].data_ptr()
+
+
+def test_random_numbers_are_the_cpus():
+    """A draw is Philox of (the call's key, the element's counter): the same key gives
+    the same numbers on the GPU as on the CPU."""
+    f = tracejit.compile(lambda x: x + torch.rand(x.shape, dtype=x.dtype))
+    x = torch.zeros(1000, dtype=torch.float64)
+    torch.manual_seed(7)
+    cpu = f(x)
+    torch.manual_seed(7)
+    gpu = f(x.to(DEV))
+    assert torch.equal(gpu.cpu(), cpu)
+
+
+def test_device_is_part_of_the_key():
+    f = tracejit.compile(lambda x: x * 3)
+    x = torch.arange(5.0)
+    assert torch.equal(f(x), x * 3)
+    g = f(x.to(DEV))
+    assert g.device == DEV and torch.equal(g.cpu(), x * 3)
+    assert f.cache_info().misses == 2
+
+
+def test_mixing_devices_is_refused():
+    f = tracejit.compile(lambda x, y: x + y)
+    with pytest.raises(tracejit.TraceError, match="more than one device: cuda:0, and a torch "
+                                                  "argument on cpu"):
+        f(torch.ones(3, device=DEV), torch.ones(3))
+    with pytest.raises(tracejit.TraceError, match="more than one device"):
+        f(torch.ones(3, device=DEV), np.ones(3, np.float32))
+
+
+W_CAPTURED = None
+
+
+def test_captured_cuda_tensor_is_read_at_every_call():
+    global W_CAPTURED
+    W_CAPTURED = torch.ones(4, device=DEV)
+    f = tracejit.compile(lambda x: x * W_CAPTURED)
+    x = torch.arange(4.0, device=DEV)
+    assert torch.equal(f(x), x)
+    W_CAPTURED = torch.full((4,), 2.0, device=DEV)
+    assert torch.equal(f(x), 2 * x)
+    W_CAPTURED = torch.ones(4)   # moved to the CPU: the plan is stale, the retrace refuses
+    with pytest.raises(tracejit.TraceError, match="more than one device"):
+        f(x)
+
+
+def test_replay_on_a_busy_stream():
+    f = tracejit.compile(lambda a: a * 2 + 1)
+    f(torch.zeros(4, device=DEV))   # compiled before the stream is busy
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        x = torch.zeros(1 << 24, device=DEV)
+        for _ in range(20):
+            x.add_(1)
+        got = f(x)   # queued behind the adds on s, read after them
+        ok = torch.all(got == 41)
+    torch.cuda.synchronize()
+    assert ok.item()
+
+
+def test_replay_reductions_are_deterministic():
+    f = tracejit.compile(lambda a: ((a * a).sum(), a.sum(dim=0)))
+    x = example("float32", (1 << 12, 1 << 10), low=-1, high=1)
+    first = f(x)
+    for _ in range(5):
+        assert all(torch.equal(a, b) for a, b in zip(first, f(x)))
+
+
+def test_not_yet_on_cuda_is_a_trace_error():
+    with pytest.raises(tracejit.TraceError, match="CUDA backend does not compile RARGMAX"):
+        tracejit.compile(lambda a: a.argmax())(torch.ones(3, device=DEV))
