@@ -119,7 +119,6 @@ def run(fn, *args):
             assert kind == "arg", kind
             a = args[index]
             if isinstance(a, np.ndarray):
-                a = np.ascontiguousarray(a) if a.flags.c_contiguous else a
                 keep.append(a)
                 P[slot] = a.ctypes.data
                 for k in range(a.ndim):

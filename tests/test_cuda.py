@@ -60,8 +60,10 @@ def test_elementwise_op_matches_torch(op, dtype):
         pytest.skip(f"{op['name']} is not defined on {dtype}")
     fn = getattr(torch, TORCH_NAME[op["numpy"]])
     a, b = example(dtype, seed=1), example(dtype, seed=2)
-    if dtype in ("int32", "int64") and op["name"] in ("LSHIFT", "RSHIFT", "POW"):
-        b = b.abs() % 8
+    if dtype in ("int32", "int64"):   # no division by zero (CUDA's is undefined, NumPy's 0)
+        b = torch.where(b == 0, torch.ones_like(b), b)
+        if op["name"] in ("LSHIFT", "RSHIFT", "POW"):
+            b = b.abs() % 8
     if op["arity"] == 3:
         args = (example("bool", seed=3), a, b)
     else:
@@ -78,7 +80,7 @@ def test_special_ops_match_torch(name, dtype):
     x = example(dtype, low=-3, high=3)
     (got,) = run(lambda a: fn(a), x)
     torch.testing.assert_close(got, fn(x), rtol=1e-5 if dtype == "float32" else 1e-12,
-                               atol=1e-6 if dtype == "float32" else 1e-13, equal_nan=True)
+                               atol=2e-5 if dtype == "float32" else 1e-12, equal_nan=True)
 
 
 SHAPES = [(5,), (37, 11), (3, 40000), (20000, 3), (4, 5, 6), (1 << 20,)]
@@ -96,8 +98,10 @@ def test_reductions_match_torch(red, dtype, shape):
     want = ((fn(x, dim=0), fn(x, dim=-1, keepdim=True)) if red in ("amax", "amin")
             else (fn(x), fn(x, dim=0), fn(x, dim=-1, keepdim=True)))
     for g, w in zip(got, want):
-        if dtype.startswith("float"):   # another summation order: within rounding
-            torch.testing.assert_close(g, w, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+        if dtype == "float32":   # torch accumulates in float32, tracejit in float64
+            torch.testing.assert_close(g, w, rtol=1e-3 if red == "prod" else 1e-4, atol=1e-3)
+        elif dtype == "float64":   # another summation order: within rounding
+            torch.testing.assert_close(g, w, rtol=1e-11, atol=1e-10)
         else:
             assert torch.equal(g, w)
 

@@ -104,6 +104,8 @@ PROGRAMS = {
     "concatenate": (lambda a, b: np.concatenate([a * 2, b + 1]),
                     [example("float32", (3, 4)), example("float32", (2, 4))]),
     "zero_size": (lambda a: (a + 1, a.sum(), a.sum(axis=0)), [np.ones((0, 3), np.float32)]),
+    "noncontiguous_args": (lambda a, b: a * 2 + b, [example("float32", (7, 9)).T,
+                                                    example("float32", (18, 7))[::2]]),
     "mean_var": (lambda a: (a.mean(axis=0), a.var(axis=1)), [example("float64", (30, 20))]),
 }
 
