@@ -294,3 +294,22 @@ def test_replay_reductions_are_deterministic():
 def test_not_yet_on_cuda_is_a_trace_error():
     with pytest.raises(tracejit.TraceError, match="CUDA backend does not compile RARGMAX"):
         tracejit.compile(lambda a: a.argmax())(torch.ones(3, device=DEV))
+
+
+def test_disk_cache_in_a_new_process(tmp_path):
+    """The second process loads the first one's image: no NVRTC compile."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import torch, tracejit\nfrom tracejit import _C\n"
+            "f = tracejit.compile(lambda x: x * 2 + 1)\n"
+            "y = f(torch.ones(4, device='cuda'))\n"
+            "print(_C._backend_compiles(), float(y.sum()))\n")
+    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=os.path.join(root, "python"))
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, timeout=300) for _ in range(2)]
+    assert [r.stdout.split() for r in runs] == [["1", "12.0"], ["0", "12.0"]], \
+        [r.stdout + r.stderr for r in runs]
+    assert any(p.name.startswith("tj-cuda-") for p in tmp_path.iterdir())

@@ -6,9 +6,15 @@
  * device block the kernel owns, allocated once).
  * Requires: the GIL (every entry). Guarantees: every driver call is checked (a failure
  * is a RuntimeError naming it); a plan's scratch is never used by two streams at once
- * (a call on another stream than the last waits for the last one first). */
+ * (a call on another stream than the last waits for the last one first); an image read
+ * from the disk cache is used only when the source stored with it is the source asked
+ * for (TRACEJIT_CACHE_DIR, as the optimizing tier's; files tj-cuda-*.bin). */
 #include "backend/backend.h"
 #include "backend/cuda_api.h"
+#include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 enum { SLOT_MEM, SLOT_VALUE, SLOT_CONST, SLOT_SCRATCH };
 
@@ -41,17 +47,85 @@ static uint64_t fnv1a(const char *s) {
     return h;
 }
 
-/* The cubin (or PTX) of src for cc: new reference; NULL + exception. */
+/* The disk cache's file for (source hash, architecture, driver): 0, or -1 (no cache). */
+static int disk_path(char *path, size_t cap, uint64_t h, int cc) {
+    const char *e = getenv("TRACEJIT_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"),
+               *home = getenv("HOME");
+    char dir[3000];
+    if (e && *e) snprintf(dir, sizeof dir, "%s", e);
+    else if (x && *x) snprintf(dir, sizeof dir, "%s/tracejit", x);
+    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/tracejit", home);
+    else return -1;
+    for (char *p = dir + 1; *p; p++) {   /* mkdir -p */
+        if (*p != '/') continue;
+        *p = 0;
+        int bad = mkdir(dir, 0700) && errno != EEXIST;
+        *p = '/';
+        if (bad) return -1;
+    }
+    if (mkdir(dir, 0700) && errno != EEXIST) return -1;
+    int version = 0;
+    const tj_cuda_driver *d = tj_cuda_driver_get();
+    if (!d || d->DriverGetVersion(&version) != 0) { PyErr_Clear(); return -1; }
+    int n = snprintf(path, cap, "%s/tj-cuda-%016llx-sm%d-d%d.bin", dir, (unsigned long long)h,
+                     cc, version);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* A cached image: the file holds the source's length, the source, the image. New
+ * reference, or NULL (no exception) when absent, unreadable or of another source. */
+static PyObject *disk_read(const char *path, const char *src) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    PyObject *img = NULL;
+    uint64_t n = 0, len = strlen(src);
+    struct stat st;
+    char *text = NULL;
+    if (fstat(fileno(f), &st) == 0 && fread(&n, 8, 1, f) == 1 && n == len &&
+        (uint64_t)st.st_size > 8 + n && (text = PyMem_Malloc(n + 1)) &&
+        fread(text, 1, n, f) == n && !memcmp(text, src, n) &&
+        (img = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(st.st_size - 8 - (off_t)n))) &&
+        fread(PyBytes_AS_STRING(img), 1, (size_t)PyBytes_GET_SIZE(img), f) !=
+            (size_t)PyBytes_GET_SIZE(img))
+        Py_CLEAR(img);
+    PyMem_Free(text);
+    fclose(f);
+    PyErr_Clear();
+    return img;
+}
+
+/* Writes the file under another name, then renames it: readers never see half a file. */
+static void disk_write(const char *path, const char *src, PyObject *img) {
+    char tmp[3300];
+    if (snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof tmp) return;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return;
+    uint64_t n = strlen(src);
+    int ok = fwrite(&n, 8, 1, f) == 1 && fwrite(src, 1, n, f) == n &&
+             fwrite(PyBytes_AS_STRING(img), 1, (size_t)PyBytes_GET_SIZE(img), f) ==
+                 (size_t)PyBytes_GET_SIZE(img);
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) unlink(tmp);
+}
+
+/* The cubin (or PTX) of src for cc: from memory, from the disk cache, or NVRTC's. New
+ * reference; NULL + exception. */
 static PyObject *image_for(const char *src, int cc, PyObject *compile_error) {
     uint64_t h = fnv1a(src);
     for (int i = 0; i < n_cache; i++)
         if (cache[i].hash == h && cache[i].cc == cc && !strcmp(cache[i].src, src))
             return Py_NewRef(cache[i].image);
-    int is_ptx;
-    PyObject *log = NULL;
-    tj_backend_count_compile();
-    PyObject *img = tj_nvrtc_compile(src, cc, tj_cuda_include(), compile_error, &is_ptx, &log);
-    Py_XDECREF(log);
+    char path[3200];
+    int on_disk = disk_path(path, sizeof path, h, cc) == 0;
+    PyObject *img = on_disk ? disk_read(path, src) : NULL;
+    if (!img) {
+        int is_ptx;
+        PyObject *log = NULL;
+        tj_backend_count_compile();
+        img = tj_nvrtc_compile(src, cc, tj_cuda_include(), compile_error, &is_ptx, &log);
+        Py_XDECREF(log);
+        if (img && on_disk) disk_write(path, src, img);
+    }
     if (img && n_cache < CACHE_MAX && (cache[n_cache].src = strdup(src))) {
         cache[n_cache].hash = h;
         cache[n_cache].cc = cc;
