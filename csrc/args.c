@@ -330,6 +330,7 @@ static PyObject *traced_leaf(tj_trace *t, PyObject *o) {
         d.dtype = v.dtype;
         d.contig = (uint8_t)v.contig;
         d.torch = 1;
+        if (!t->torch && v.device == TJ_DEVICE_CUDA) t->cuda_device = v.device_id + 1;
         t->torch = 1;
         id = tj_trace_leaf(t, TJ_OP_INPUT, &d, 0, v.ndim, v.shape);
     }

@@ -158,7 +158,8 @@ PyObject *tj_py_test_mark_effect(PyObject *m, PyObject *name) {
 
 /* tj_emit_cuda_source's program as a dict (the CUDA backend's tests and its launch
  * table): source, kernels [(name, grid, block)], n_slots, nd, param_bytes, work_bytes,
- * by_value (slots passed by value), leaf_slots [(kind, index, dtype)], scratch
+ * by_value (slots passed by value), leaf_slots [(kind, index, dtype)] (a capture's
+ * index into the "captures" list tj_compile_cuda_source adds), scratch
  * [(slot, dtype, shape, byte offset)], scratch_bytes, outputs [(slot, dtype, shape)],
  * out_slot_of. A group it does not compile raises trace_error naming the op. New
  * reference; NULL + exception. */

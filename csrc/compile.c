@@ -207,8 +207,10 @@ static int note_device(int *have, int *device, int *id, int dev, int dev_id, con
     return -1;
 }
 
-/* Where a plan runs: the one device of the call's arrays (arguments, captures); Python
- * and NumPy scalars go anywhere. TJ_DEVICE_CPU without arrays. 0; -1 + TraceError. */
+/* Where a plan runs: the one device of the call's arrays (arguments, torch captures);
+ * Python and NumPy scalars, and captured NumPy arrays (torch's vocabulary makes its
+ * constants with NumPy; a CUDA kernel reads a device copy), go anywhere. TJ_DEVICE_CPU
+ * without arrays. 0; -1 + TraceError. */
 static int plan_device(const tj_flat *f, tj_trace *t, int *device, int *id) {
     int have = 0;
     *device = TJ_DEVICE_CPU, *id = 0;
@@ -221,9 +223,10 @@ static int plan_device(const tj_flat *f, tj_trace *t, int *device, int *id) {
             return -1;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->captures); i++) {
         PyObject *o = PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, i), 3);
-        tj_dlview v = {.device = TJ_DEVICE_CPU};
+        tj_dlview v;
         const char *why;
-        if (!PyArray_Check(o) && tj_dl_torch_view(o, &v, &why) != 0) {
+        if (PyArray_Check(o)) continue;
+        if (tj_dl_torch_view(o, &v, &why) != 0) {
             if (!PyErr_Occurred()) tj_internal_error("a captured torch tensor changed");
             return -1;
         }
@@ -245,6 +248,12 @@ static PyObject *cuda_kernel(tj_trace *t, const tj_schedule *s, const tj_templat
             : "the traced function checks traced values (argument validation): not on CUDA yet");
         return NULL;
     }
+    for (int i = 0; i < t->g.n_slots; i++)
+        if (t->g.slots[i].kind == TJ_SLOT_CAPTURE && !t->g.slots[i].torch && !t->g.slots[i].contig) {
+            PyErr_SetString(st->TraceError, "the traced function reads a non-contiguous NumPy "
+                            "array: not on CUDA yet (pass np.ascontiguousarray of it)");
+            return NULL;
+        }
     tj_cuda_program prog;
     tj_error err;
     if (tj_emit_cuda_source(&t->g, s, &prog, &err) < 0) {
@@ -341,6 +350,12 @@ PyObject *tj_compile_cuda_source(tj_state *st, PyObject *fn, const tj_argconf *c
     tj_trace *t = (tj_trace *)tj_trace_new(fn);
     if (t && trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, NULL, &t_trace) == 0)
         r = tj_emit_cuda(&t->g, &sched, st->TraceError);
+    PyObject *caps = r ? PyList_New(0) : NULL;   /* the captured arrays, by capture index */
+    for (Py_ssize_t i = 0; caps && i < PyList_GET_SIZE(t->captures); i++)
+        if (PyList_Append(caps, PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, i), 3)) < 0)
+            Py_CLEAR(caps);
+    if (r && (!caps || PyDict_SetItemString(r, "captures", caps) < 0)) Py_CLEAR(r);
+    Py_XDECREF(caps);
     if (t) t->live = 0;
     tj_schedule_free(&sched);
     tj_template_free(&tmpl);

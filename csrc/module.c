@@ -13,6 +13,7 @@ PyObject *tj_torch_ew(PyObject *m, PyObject *const *args, Py_ssize_t nargs);   /
 PyObject *tj_torch_register(PyObject *m, PyObject *args);
 PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
+PyObject *tj_py_trace_device(PyObject *m, PyObject *unused);
 PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_effects_register(PyObject *m, PyObject *swaps);
 PyObject *tj_effects_tracing(PyObject *m, PyObject *unused);
@@ -233,6 +234,8 @@ static PyMethodDef module_methods[] = {
     {"_full", (PyCFunction)(void (*)(void))tj_trace_full, METH_FASTCALL,
      "_full(shape, dtype, value) -> Tracer: a filled array of the current trace"},
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
+    {"_trace_device", tj_py_trace_device, METH_NOARGS,
+     "_trace_device() -> 'cpu' or 'cuda:k': the current trace's device"},
     {"_assign", (PyCFunction)(void (*)(void))tj_torch_assign, METH_FASTCALL,
      "_assign(x, value, what): an in-place write of value into tracer x (returns x)"},
     {"_strict_captures", tj_dl_set_strict, METH_O,

@@ -127,6 +127,8 @@ typedef struct {
                                 True, checked at every call (random.c, tj_trace_check) */
     double started, progress_after;   /* a long compile's progress (tj_compile_progress): */
     int progress_noted;               /* after progress_after s (< 0: never), noted once */
+    int cuda_device;         /* 0: the CPU; k + 1: the first torch argument is on cuda:k
+                                (what a Tracer's .device says, _C._trace_device) */
 } tj_trace;
 
 typedef struct {

@@ -116,8 +116,8 @@ def run(fn, *args):
         for slot, (kind, index, dtype) in enumerate(prog["leaf_slots"]):
             if kind == "const":
                 continue
-            assert kind == "arg", kind
-            a = args[index]
+            assert kind in ("arg", "capture"), kind
+            a = args[index] if kind == "arg" else prog["captures"][index]
             if isinstance(a, np.ndarray):
                 keep.append(a)
                 P[slot] = a.ctypes.data

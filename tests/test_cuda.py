@@ -313,3 +313,32 @@ def test_disk_cache_in_a_new_process(tmp_path):
     assert [r.stdout.split() for r in runs] == [["1", "12.0"], ["0", "12.0"]], \
         [r.stdout + r.stderr for r in runs]
     assert any(p.name.startswith("tj-cuda-") for p in tmp_path.iterdir())
+
+
+def test_trace_sees_its_device():
+    """x.device and x.is_cuda inside a trace are the arguments' device; moving to another
+    device inside a trace is refused; NumPy-made constants (arange, tril's mask) are
+    copied to the device."""
+    seen = []
+
+    def f(x):
+        seen.append((x.device, x.is_cuda))
+        return torch.tril(x) * torch.arange(x.shape[1], device=x.device) + x.to(x.device)
+    x = example("float32", (5, 6))
+    got = tracejit.compile(f)(x)
+    assert seen[-1] == (DEV, True)
+    torch.testing.assert_close(got, torch.tril(x) * torch.arange(6, device=DEV) + x)
+    with pytest.raises(tracejit.TraceError, match="does not move arrays between devices"):
+        tracejit.compile(lambda a: a.to("cpu") * 2)(x)
+
+
+CAPTURED_NP = np.arange(4, dtype=np.float32)
+
+
+def test_captured_numpy_array_is_read_at_every_call():
+    """A NumPy array the trace reads: its device copy follows in-place changes."""
+    f = tracejit.compile(lambda x: x * CAPTURED_NP)
+    x = torch.ones(4, device=DEV)
+    assert torch.equal(f(x).cpu(), torch.arange(4.0))
+    CAPTURED_NP[:] = 7   # changed in place: the device copy follows
+    assert torch.equal(f(x).cpu(), torch.full((4,), 7.0))

@@ -106,6 +106,8 @@ PROGRAMS = {
     "zero_size": (lambda a: (a + 1, a.sum(), a.sum(axis=0)), [np.ones((0, 3), np.float32)]),
     "noncontiguous_args": (lambda a, b: a * 2 + b, [example("float32", (7, 9)).T,
                                                     example("float32", (18, 7))[::2]]),
+    "iota": (lambda a: a * np.arange(a.shape[0])[:, None] + np.eye(a.shape[0], a.shape[1])
+             + np.tril(a), [example("float64", (6, 8))]),
     "mean_var": (lambda a: (a.mean(axis=0), a.var(axis=1)), [example("float64", (30, 20))]),
 }
 

@@ -16,7 +16,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { SLOT_MEM, SLOT_VALUE, SLOT_CONST, SLOT_SCRATCH };
+/* SLOT_HOST: a NumPy array the trace captured (torch's vocabulary makes its constants,
+ * arange, eye, tril's mask, with NumPy): read at every call, as on the CPU, into a
+ * device copy that is replaced (stream-ordered, from torch's allocator) only when the
+ * array's contents differ from the copy's */
+enum { SLOT_MEM, SLOT_VALUE, SLOT_CONST, SLOT_SCRATCH, SLOT_HOST };
 
 typedef struct {
     const tj_cuda_device *dev;
@@ -29,6 +33,10 @@ typedef struct {
     int64_t (*strides)[TJ_MAXDIM];   /* per slot: a scratch slot's contiguous strides */
     tj_cuptr mem;                    /* scratch, then the workspace */
     int64_t work_off;
+    int64_t *host_bytes;             /* per SLOT_HOST slot: its bytes, */
+    char **snap;                     /* what its device copy holds, */
+    PyObject **copy;                 /* the copy (a torch tensor), */
+    void **copy_ptr;                 /* and its data */
     unsigned char *params;           /* the block every launch receives (tj_args) */
     int64_t param_bytes;
     void *last_stream;
@@ -145,6 +153,12 @@ static void state_free(cuda_state *c) {
         if (c->mem) d->MemFree(c->mem);
     }
     PyErr_Clear();   /* a free reports nothing */
+    for (int i = 0; c->copy && i < c->n_slots; i++) Py_XDECREF(c->copy[i]);
+    for (int i = 0; c->snap && i < c->n_slots; i++) PyMem_Free(c->snap[i]);
+    PyMem_Free(c->host_bytes);
+    PyMem_Free(c->snap);
+    PyMem_Free(c->copy);
+    PyMem_Free(c->copy_ptr);
     PyMem_Free(c->fns);
     PyMem_Free(c->launches);
     PyMem_Free(c->slot_kind);
@@ -160,6 +174,25 @@ static void cuda_free(tj_kernel *k) {
 }
 
 const tj_backend tj_backend_cuda = {"cuda", NULL, NULL, NULL, NULL, cuda_free};
+
+/* Slot i's device copy of host array `host` up to date on `stream`. 0; -1 + exception. */
+static int host_copy(cuda_state *c, int i, const void *host, void *stream) {
+    int64_t n = c->host_bytes[i];
+    if (c->copy[i] && !memcmp(c->snap[i], host, (size_t)n)) return 0;
+    void *data;
+    PyObject *t = tj_dl_torch_empty_cuda(c->dev->ordinal, 1, &n, TJ_BOOL, &data);
+    if (!t) return -1;
+    if (tj_cuda_check(tj_cuda_driver_get()->MemcpyHtoDAsync((tj_cuptr)(uintptr_t)data, host,
+                                                            (size_t)n, (tj_custream)stream),
+                      "cuMemcpyHtoDAsync (a captured NumPy array)") < 0) {
+        Py_DECREF(t);
+        return -1;
+    }
+    Py_XSETREF(c->copy[i], t);
+    c->copy_ptr[i] = data;
+    memcpy(c->snap[i], host, (size_t)n);
+    return 0;
+}
 
 /* One replay: the parameter block from the bound slots, then the launches on torch's
  * current stream. 0; -1 + exception. */
@@ -184,6 +217,10 @@ static int cuda_run(tj_kernel *k, void **P, const int64_t **S) {
         case SLOT_CONST: bp[i] = 0; st = NULL; break;   /* spelled in the source */
         case SLOT_VALUE: memcpy(&bp[i], P[i], 8); st = NULL; break;
         case SLOT_SCRATCH: bp[i] = c->mem + (uint64_t)c->scratch_off[i]; st = c->strides[i]; break;
+        case SLOT_HOST:
+            if (c->host_bytes[i] && host_copy(c, i, P[i], stream) < 0) return -1;
+            bp[i] = (uint64_t)(uintptr_t)c->copy_ptr[i];
+            break;
         default: bp[i] = (uint64_t)(uintptr_t)P[i];
         }
         if (st) memcpy(bs + (size_t)i * nd, st, (size_t)nd * sizeof(int64_t));
@@ -210,8 +247,24 @@ static int slot_table(cuda_state *c, const tj_graph *g, const tj_schedule *s,
     c->scratch_off = PyMem_Calloc((size_t)ns, sizeof *c->scratch_off);
     c->strides = PyMem_Calloc((size_t)ns, sizeof *c->strides);
     c->params = PyMem_Calloc((size_t)prog->param_bytes, 1);
-    if (!c->slot_kind || !c->scratch_off || !c->strides || !c->params) return -1;
+    c->host_bytes = PyMem_Calloc((size_t)ns, sizeof *c->host_bytes);
+    c->snap = PyMem_Calloc((size_t)ns, sizeof *c->snap);
+    c->copy = PyMem_Calloc((size_t)ns, sizeof *c->copy);
+    c->copy_ptr = PyMem_Calloc((size_t)ns, sizeof *c->copy_ptr);
+    if (!c->slot_kind || !c->scratch_off || !c->strides || !c->params || !c->host_bytes ||
+        !c->snap || !c->copy || !c->copy_ptr)
+        return -1;
+    for (int32_t id = 0; id < g->n; id++) {   /* captured NumPy arrays: their bytes */
+        const tj_node *n = &g->nodes[id];
+        if (n->op != TJ_OP_CAPTURE || g->slots[n->slot].torch || prog->by_value[n->slot]) continue;
+        int64_t bytes = tj_dtype_size(n->dtype);
+        for (int d = 0; d < n->ndim; d++) bytes *= n->shape[d];
+        c->slot_kind[n->slot] = SLOT_HOST;
+        c->host_bytes[n->slot] = bytes;
+        if (!(c->snap[n->slot] = PyMem_Malloc((size_t)bytes + 1))) return -1;
+    }
     for (int i = 0; i < ns; i++) {
+        if (c->slot_kind[i] == SLOT_HOST) continue;
         if (prog->by_value[i]) c->slot_kind[i] = SLOT_VALUE;
         else if (i < g->n_slots && g->slots[i].kind == TJ_SLOT_CONST) c->slot_kind[i] = SLOT_CONST;
         else if (i >= s->first_scratch && i < s->first_out) {
