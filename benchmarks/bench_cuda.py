@@ -2,6 +2,8 @@
 
     PYTHONPATH=python python benchmarks/bench_cuda.py [--quick]
 
+(--quick: fewer repetitions and no torch.compile columns, whose compiles take minutes.)
+
 Rows: tiny x*2+1 on 16 floats; a 12-op elementwise chain at 1k, 1M and 16M floats (with
 the copy-bandwidth floor of 16M floats measured in the same run: read + write); the MLP
 of batch 32 (64-64-8). Columns: torch eager, torch.jit.trace, torch.compile (default
@@ -100,7 +102,7 @@ def main():
         with torch.no_grad():
             traced = torch.jit.trace(fn, (x,))
         row["jit.trace"] = timeit(lambda: traced(x), sync, reps, inner)
-        for mode, col in ((None, "compile"), ("reduce-overhead", "compile r-o")):
+        for mode, col in () if a.quick else ((None, "compile"), ("reduce-overhead", "compile r-o")):
             try:
                 c = torch.compile(fn, mode=mode)
                 row[col] = timeit(lambda: c(x).clone() if mode else c(x), sync, reps, inner)
