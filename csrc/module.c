@@ -128,6 +128,24 @@ static PyObject *load_blas(PyObject *m, PyObject *args) {
     Py_RETURN_TRUE;
 }
 
+/* _load_blas_mkl(path): products call the MKL inside torch's libtorch_cpu at path
+ * (only when that library is already loaded), with tracejit's thread budget. */
+static PyObject *load_blas_mkl(PyObject *m, PyObject *arg) {
+    (void)m;
+    const char *path = PyUnicode_AsUTF8(arg);
+    if (!path) return NULL;
+    if (tj_blas_load_mkl(path) < 0) Py_RETURN_FALSE;
+    tj_blas_set_threads(tj_pool_threads());
+    Py_RETURN_TRUE;
+}
+
+/* _blas(): (the BLAS products call: "mkl", "openblas" or None, its thread budget) */
+static PyObject *blas_info(PyObject *m, PyObject *unused) {
+    (void)m, (void)unused;
+    const char *name = tj_blas_name();
+    return Py_BuildValue("(zi)", name, tj_blas_threads());
+}
+
 /* _register_impls(dict): NumPy functions implemented by Python compositions. */
 static PyObject *register_impls(PyObject *m, PyObject *impls) {
     if (!PyDict_Check(impls)) {
@@ -216,6 +234,8 @@ static PyMethodDef module_methods[] = {
      "compiles any backend was asked for since import (testing hook)"},
     {"_vmath", tj_py_vmath, METH_VARARGS, "_vmath(name, out, x[, y]): a vmath.h function (testing hook)"},
     {"_load_blas", load_blas, METH_VARARGS, "use NumPy's BLAS for large products"},
+    {"_blas", blas_info, METH_NOARGS, "the BLAS products call and its threads"},
+    {"_load_blas_mkl", load_blas_mkl, METH_O, "use the MKL inside torch (once loaded) for products"},
     {"_register_impls", register_impls, METH_O, "NumPy functions implemented in Python"},
     {"_ew", (PyCFunction)(void (*)(void))tj_torch_ew, METH_FASTCALL,
      "_ew(name, *operands): the elementwise op `name` of the op table on tracers"},

@@ -347,6 +347,34 @@ def fuse_view_of_computed(x):
     return (x * 2).T + 1
 
 
+TABLE = np.linspace(0, 1, 20).reshape(5, 4)
+IDX = np.array([[0, 3], [4, 1], [2, 2]])
+
+
+@case("fuse", (TABLE, IDX), has=[r"group 0: loop \[3, 2, 4\], 1 nodes, 2 leaves",
+                                 r"fuse: 5 groups"])
+def fuse_shared_gather_stored_once(t, i):
+    # a gathered value with several users is stored once, not regathered by each
+    e = t[i]
+    return e - e.mean(axis=-1, keepdims=True), e.sum()
+
+
+@case("fuse", (X64, X64, X64, X64), has=[r"fuse: 4 groups, 3 scratch",
+                                         r"group 0: loop \[6\], 3 nodes, 4 leaves"])
+def fuse_long_shared_sum_stored_once(a, b, c, d):
+    # read by 3 users, its 4 reads would be repeated by 2 of them: stored once
+    s = a + b + c + d
+    return s.sum(), s.max(), s * 2
+
+
+@case("fuse", (X64, X64), has=[r"fuse: 2 groups, 1 scratch", r"group 1: loop \[6\], 2 nodes"],
+      lacks=[r"1 nodes"])
+def fuse_short_shared_sum_recomputed(a, b):
+    # 2 users of a + b: one write and a read more than its 2 reads again: recomputed
+    s = a + b
+    return s.sum(), s * 2
+
+
 @case("memplan", (np.ones((16, 8)),), has=[r"peak 2048 bytes \(unshared 4096\)"])
 def memplan_transpose_chain(x):
     y = (x * 2).T

@@ -95,6 +95,30 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
     return 0;
 }
 
+/* An elementwise value (or gather) read by several users is recomputed by each group
+ * that reads it, unless storing it once reads less: cone[i] counts the memory reads
+ * of i's fused computation (its leaves, through elementwise nodes not stored; the
+ * GATH bit 0x8000: a gather among them, whose reads are scattered). i is stored
+ * (-2) when it gathers, or when (uses - 1) * (reads - 1) > 2: the reads its other
+ * users would repeat exceed one write and their own reads of it. A GPT's residual
+ * stream (embeddings gathered, then a sum per layer) was recomputed by every later
+ * group: 31 gathers per call at 2 layers. */
+static int shared_value(const tj_graph *g, const int32_t *uses, const int32_t *stored,
+                        uint16_t *cone, int32_t i) {
+    const tj_node *v = &g->nodes[i];
+    unsigned reads = 0, gath = v->op == TJ_OP_GATHER;
+    for (int a = 0; a < tj_ops[v->op].arity; a++) {
+        int32_t x = v->in[a];
+        int xk = tj_ops[g->nodes[x].op].kind;
+        int fused = (xk == TJ_K_EW || xk == TJ_K_CAST || xk == TJ_K_GATH) && stored[x] == -1 &&
+                    !(v->op == TJ_OP_GATHER && a == 0);   /* gathered data: from memory */
+        reads += fused ? (cone[x] & 0x7fffu) : 1u;
+        gath |= fused && (cone[x] & 0x8000u);
+    }
+    cone[i] = (uint16_t)((reads > 0x7fffu ? 0x7fffu : reads) | (gath ? 0x8000u : 0u));
+    return uses[i] >= 2 && (gath || (int64_t)(uses[i] - 1) * (int64_t)(reads - 1) > 2);
+}
+
 /* Per node: the reduction that stores it as a second output, -2 when it is computed
  * once into scratch because a user broadcasts it (mean = sum / n, used across rows,
  * is computed per row, not per element), or -1. A reduction's operand is stored
@@ -106,7 +130,8 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
     int32_t *stored = malloc((size_t)n * sizeof *stored);
     int32_t *first_user = malloc((size_t)n * sizeof *first_user);
     uint8_t *costly = calloc((size_t)n, 1);
-    if (!stored || !first_user || !costly) {
+    uint16_t *cone = calloc((size_t)n, sizeof *cone);
+    if (!stored || !first_user || !costly || !cone) {
         free(stored);
         stored = NULL;
         goto done;
@@ -125,6 +150,9 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *r = &g->nodes[i];
         int kind = tj_ops[r->op].kind;
+        if ((kind == TJ_K_EW || kind == TJ_K_CAST || kind == TJ_K_GATH) &&
+            shared_value(g, uses, stored, cone, i) && stored[i] == -1)
+            stored[i] = -2;
         if (kind == TJ_K_RED) {
             int32_t x = r->in[0];
             if (costly[x] && uses[x] >= 2 && first_user[x] == i && stored[x] < 0) stored[x] = i;
@@ -143,6 +171,7 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
 done:
     free(first_user);
     free(costly);
+    free(cone);
     return stored;
 }
 

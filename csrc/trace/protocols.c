@@ -133,6 +133,14 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         Py_XDECREF(rest);
         goto done;
     }
+    if (!opv && !PyErr_Occurred() && st->py_impls &&
+        PyUnicode_CompareWithASCIIString(method, "__call__") == 0) {
+        PyObject *impl = PyDict_GetItemWithError(st->py_impls, ufunc);   /* _impls_np.py */
+        PyObject *rest = impl ? PyTuple_GetSlice(args, 2, PyTuple_GET_SIZE(args)) : NULL;
+        if (rest) result = PyObject_Call(impl, rest, kwargs);
+        Py_XDECREF(rest);
+        if (impl || PyErr_Occurred()) goto done;
+    }
     if (!opv) {
         if (!PyErr_Occurred())
             tj_trace_error("numpy.%U is not supported by tracejit yet", uname);
