@@ -71,6 +71,7 @@ PyObject *tj_trace_new(PyObject *fn) {
     tj_graph_init(&t->g);
     t->live = 1;
     t->torch = 0;
+    t->cuda_device = 0;
     t->holders = NULL;
     t->cap_holders = 0;
     t->refusal = NULL;
