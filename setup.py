@@ -23,8 +23,14 @@ sources = sorted(glob.glob("csrc/*.c") + glob.glob("csrc/*/*.c"))
 include = os.path.join("python", "tracejit", "_include")
 os.makedirs(include, exist_ok=True)
 helpers = [h for h in glob.glob("csrc/emit/*.h") if os.path.basename(h) != "emit.h"]
+# (prims_cuda.h is among them: NVRTC compiles prims.c too, csrc/backend/cuda_api.c)
 for src in ["csrc/emit/prims.c", "csrc/ir/ops.h"] + helpers:
     with open(src) as f_in, open(os.path.join(include, os.path.basename(src)), "w") as f_out:
+        f_out.write(f_in.read())
+# NVRTC has no C library headers: the CUDA backend's stand-ins for the few prims.c includes
+os.makedirs(os.path.join(include, "cuda"), exist_ok=True)
+for src in glob.glob("csrc/emit/cuda/*.h"):
+    with open(src) as f_in, open(os.path.join(include, "cuda", os.path.basename(src)), "w") as f_out:
         f_out.write(f_in.read())
 ext = Extension(
     "tracejit._C",

@@ -290,6 +290,49 @@ int tj_flatten_args(tj_flat *f, const tj_argconf *conf, PyObject *const *args, P
     return 0;
 }
 
+/* ---- the device a call runs on ------------------------------------------------ */
+
+/* Notes one array's device; -1 + TraceError when it differs from those seen. */
+static int note_device(tj_state *st, int *have, int *device, int *id, int dev, int dev_id,
+                       const char *what) {
+    if (!*have || (*device == dev && *id == dev_id)) {
+        *have = 1, *device = dev, *id = dev_id;
+        return 0;
+    }
+    char a[32], b[32];
+    snprintf(a, sizeof a, *device == TJ_DEVICE_CUDA ? "cuda:%d" : "cpu", *id);
+    snprintf(b, sizeof b, dev == TJ_DEVICE_CUDA ? "cuda:%d" : "cpu", dev_id);
+    PyErr_Format(st->TraceError, "the traced function's arrays are on more than one device: "
+                 "%s, and %s on %s; move them to one device first", a, what, b);
+    return -1;
+}
+
+int tj_flat_device(const tj_flat *f, PyObject *captures, int *device, int *id) {
+    int have = 0;
+    *device = TJ_DEVICE_CPU, *id = 0;
+    for (int i = 0; i < f->n_dl; i++)
+        if (note_device(f->st, &have, device, id, f->dl[i].device, f->dl[i].device_id,
+                        "a torch argument") < 0)
+            return -1;
+    for (int i = 0; i < f->n_leaves; i++)
+        if (PyArray_Check(f->leaves[i]) &&
+            note_device(f->st, &have, device, id, TJ_DEVICE_CPU, 0, "an array argument") < 0)
+            return -1;
+    for (Py_ssize_t i = 0; captures && i < PyList_GET_SIZE(captures); i++) {
+        PyObject *o = PyTuple_GET_ITEM(PyList_GET_ITEM(captures, i), 3);
+        tj_dlview v;
+        const char *why;
+        if (PyArray_Check(o)) continue;
+        if (tj_dl_torch_view(f->st, o, &v, &why) != 0) {
+            if (!PyErr_Occurred()) tj_internal_error(f->st, "a captured torch tensor changed");
+            return -1;
+        }
+        if (note_device(f->st, &have, device, id, v.device, v.device_id, "a captured array") < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* ---- tracing the arguments ---------------------------------------------------- */
 
 /* A leaf as its Tracer (a new INPUT or SCALAR node), or itself (a static). New reference. */
@@ -332,6 +375,7 @@ static PyObject *traced_leaf(tj_trace *t, PyObject *o) {
         d.dtype = v.dtype;
         d.contig = (uint8_t)v.contig;
         d.torch = 1;
+        if (!t->torch && v.device == TJ_DEVICE_CUDA) t->cuda_device = v.device_id + 1;
         t->torch = 1;
         id = tj_trace_leaf(t, TJ_OP_INPUT, &d, 0, v.ndim, v.shape);
     }

@@ -155,3 +155,83 @@ PyObject *tj_py_test_mark_effect(PyObject *m, PyObject *name) {
     tj_op_test_effect(op);
     Py_RETURN_NONE;
 }
+
+/* tj_emit_cuda_source's program as a dict (the CUDA backend's tests and its launch
+ * table): source, kernels [(name, grid, block)], n_slots, nd, param_bytes, work_bytes,
+ * by_value (slots passed by value), leaf_slots [(kind, index, dtype)] (a capture's
+ * index into the "captures" list tj_compile_cuda_source adds), scratch
+ * [(slot, dtype, shape, byte offset)], scratch_bytes, outputs [(slot, dtype, shape)],
+ * out_slot_of. A group it does not compile raises st's TraceError naming the op. New
+ * reference; NULL + exception. */
+PyObject *tj_emit_cuda(tj_state *st, const tj_graph *g, const tj_schedule *s) {
+    static const char *kinds[] = {"arg", "capture", "const", "key"};
+    tj_cuda_program p;
+    tj_error err;
+    if (tj_emit_cuda_source(g, s, &p, &err) < 0) {
+        if (err.kind == TJ_ERR_VALUE) PyErr_SetString(st->TraceError, err.msg);
+        else tj_error_raise(st, &err);
+        return NULL;
+    }
+    PyObject *d = PyDict_New(), *ks = PyList_New(0), *bv = PyList_New(0), *ls = PyList_New(0),
+             *sc = PyList_New(0), *os = PyList_New(0), *of = PyList_New(0), *v = NULL;
+    int ok = d && ks && bv && ls && sc && os && of;
+    for (int i = 0; ok && i < p.n_launches; i++) {
+        v = PyUnicode_FromFormat(p.launches[i].fin ? "tj_g%d_fin" : "tj_g%d", p.launches[i].group);
+        PyObject *k = v ? Py_BuildValue("(OLi)", v, (long long)p.launches[i].grid,
+                                        p.launches[i].block) : NULL;
+        Py_CLEAR(v);
+        ok = k && PyList_Append(ks, k) == 0;
+        Py_XDECREF(k);
+    }
+    for (int i = 0; ok && i < p.n_slots; i++) {
+        if (!p.by_value[i]) continue;
+        PyObject *k = PyLong_FromLong(i);
+        ok = k && PyList_Append(bv, k) == 0;
+        Py_XDECREF(k);
+    }
+    for (int i = 0; ok && i < g->n_slots; i++) {
+        const tj_slotdesc *sd = &g->slots[i];
+        PyObject *k = Py_BuildValue("(sis)", kinds[sd->kind], sd->index, tj_dtype_name(sd->dtype));
+        ok = k && PyList_Append(ls, k) == 0;
+        Py_XDECREF(k);
+    }
+    for (int i = s->first_scratch; ok && i < s->n_slots; i++) {
+        PyObject *shape = PyTuple_New(s->slot_ndim[i]);
+        for (int k = 0; shape && k < s->slot_ndim[i]; k++)
+            PyTuple_SET_ITEM(shape, k, PyLong_FromLongLong(s->slot_shape[i][k]));
+        PyObject *k = !shape ? NULL
+                      : i < s->first_out
+                          ? Py_BuildValue("(isOL)", i, tj_dtype_name(s->slot_dtype[i]), shape,
+                                          (long long)s->scratch_off[i - s->first_scratch])
+                          : Py_BuildValue("(isO)", i, tj_dtype_name(s->slot_dtype[i]), shape);
+        Py_XDECREF(shape);
+        ok = k && PyList_Append(i < s->first_out ? sc : os, k) == 0;
+        Py_XDECREF(k);
+    }
+    for (int i = 0; ok && i < g->n_out; i++) {
+        PyObject *k = PyLong_FromLong(s->out_slot_of[i]);
+        ok = k && PyList_Append(of, k) == 0;
+        Py_XDECREF(k);
+    }
+    PyObject *src = ok ? PyUnicode_FromStringAndSize(p.src.buf, (Py_ssize_t)p.src.len) : NULL;
+    ok = src && PyDict_SetItemString(d, "source", src) == 0 &&
+         PyDict_SetItemString(d, "kernels", ks) == 0 &&
+         PyDict_SetItemString(d, "by_value", bv) == 0 &&
+         PyDict_SetItemString(d, "leaf_slots", ls) == 0 &&
+         PyDict_SetItemString(d, "scratch", sc) == 0 &&
+         PyDict_SetItemString(d, "outputs", os) == 0 &&
+         PyDict_SetItemString(d, "out_slot_of", of) == 0;
+    const char *names[] = {"n_slots", "nd", "param_bytes", "work_bytes", "scratch_bytes"};
+    long long vals[] = {p.n_slots, p.nd, (long long)p.param_bytes, (long long)p.work_bytes,
+                        (long long)s->scratch_bytes};
+    for (int i = 0; ok && i < 5; i++) {
+        PyObject *k = PyLong_FromLongLong(vals[i]);
+        ok = k && PyDict_SetItemString(d, names[i], k) == 0;
+        Py_XDECREF(k);
+    }
+    Py_XDECREF(src); Py_XDECREF(ks); Py_XDECREF(bv); Py_XDECREF(ls); Py_XDECREF(sc);
+    Py_XDECREF(os); Py_XDECREF(of);
+    tj_cuda_program_free(&p);
+    if (!ok) Py_CLEAR(d);
+    return d;
+}

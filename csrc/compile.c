@@ -84,22 +84,59 @@ static int cpu_first(const tj_compile_request *rq, PyObject **source, double *em
     return c ? tj_backend_tcc.compile(rq->st, c, TJ_COMPILE_NOW, k) : -1;
 }
 
+/* A CUDA device's kernel: the schedule as CUDA C++ (csrc/emit/emit_cuda.c), compiled by
+ * NVRTC for the device and loaded into its primary context: a kernel that runs itself
+ * on torch's current stream (csrc/backend/cuda.c). What it does not run yet is a
+ * TraceError naming it: results that are Python or NumPy scalars, non-contiguous NumPy
+ * captures, and every output the runtime reads on the host (the values Python read
+ * while tracing, the trace's checks, the caller's arrays written back: the replay reads
+ * them in host memory, its own or the argument's). */
+static int cuda_first(const tj_compile_request *rq, PyObject **source, double *emitted,
+                      tj_kernel *k) {
+    tj_state *st = rq->st;
+    const char *no = rq->tmpl->any_scalar
+        ? "returns a Python number or a NumPy scalar"
+        : rq->n_writes ? "writes into an argument or a captured tensor (the new contents are "
+                         "written back on the host)"
+        : rq->g->n_hidden > rq->n_checks ? "reads the value of a traced array in Python (a "
+                                           "branch on data, int(), float(), .item())"
+        : rq->n_checks ? "checks traced values (argument validation)" : NULL;
+    if (no) {
+        PyErr_Format(st->TraceError, "the traced function %s: not supported on the GPU yet "
+                     "(cuda:%d); run it on CPU tensors", no, rq->device_id);
+        return -1;
+    }
+    for (int i = 0; i < rq->g->n_slots; i++)
+        if (rq->g->slots[i].kind == TJ_SLOT_CAPTURE && !rq->g->slots[i].torch &&
+            !rq->g->slots[i].contig) {
+            PyErr_SetString(st->TraceError, "the traced function reads a non-contiguous NumPy "
+                            "array: not on CUDA yet (pass np.ascontiguousarray of it)");
+            return -1;
+        }
+    tj_cuda_program prog;
+    tj_error err;
+    if (tj_emit_cuda_source(rq->g, rq->s, &prog, &err) < 0) {
+        if (err.kind == TJ_ERR_VALUE) PyErr_SetString(st->TraceError, err.msg);
+        else tj_error_raise(st, &err);
+        return -1;
+    }
+    *emitted = now_s();
+    *source = PyUnicode_FromStringAndSize(prog.src.buf, (Py_ssize_t)prog.src.len);
+    int rc = *source ? tj_cuda_kernel_build(st, rq->g, rq->s, &prog, rq->device_id, k) : -1;
+    tj_cuda_program_free(&prog);
+    return rc;
+}
+
 /* One row per device (backend.h: tj_backend_row); the runtime does not change. */
 static const tj_backend_row backends[] = {
     {TJ_DEVICE_CPU, "TinyCC", cpu_first, &tj_backend_tier, tj_emit_fused},
+    {TJ_DEVICE_CUDA, "NVRTC", cuda_first, NULL, NULL},
 };
 
 const tj_backend_row *tj_backends_for(int device) {
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
         if (backends[i].device == device) return &backends[i];
     return NULL;
-}
-
-/* The device a call runs on: its first DLPack-read argument's (torch tensors), else
- * the CPU (NumPy arrays and Python numbers). The key holds every argument's. */
-static void call_device(const tj_flat *f, int *device, int *id) {
-    *device = f->n_dl ? f->dl[0].device : TJ_DEVICE_CPU;
-    *id = f->n_dl ? f->dl[0].device_id : 0;
 }
 
 /* ---- the plan ------------------------------------------------------------------ */
@@ -152,6 +189,7 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     if (!p) return (tj_plan *)PyErr_NoMemory();
     p->st = t->st;
     p->refs = 1;
+    p->device = TJ_DEVICE_CPU;   /* (the driver's plans: their device's) */
     p->sched = *sched;
     memset(sched, 0, sizeof *sched);
     p->tmpl = *tmpl;
@@ -472,6 +510,15 @@ PyObject *tj_compile_value(tj_trace *t, int32_t id) {
     tj_template tmpl = {0};
     tj_plan *plan = NULL;
     PyObject *src = NULL, *x = NULL, *res = NULL, *reason = NULL, *r = NULL;
+    int device, device_id;   /* computed on the CPU, from the call's arrays in host memory */
+    if (tj_flat_device(t->flat, t->captures, &device, &device_id) < 0) return NULL;
+    if (device != TJ_DEVICE_CPU) {
+        tj_trace_error(t->st, "Python reads the value of a traced array here (a branch on data, "
+                       "int(), float(), .item(), a size or an index): not supported on the GPU "
+                       "yet (cuda:%d); run it on CPU tensors, or keep it an array "
+                       "(torch.where(cond, x, y))", device_id);
+        return NULL;
+    }
     tj_trace *c = prefix_trace(t, id);
     if (!c) return NULL;
     int dt = t->g.nodes[id].dtype;
@@ -481,7 +528,7 @@ PyObject *tj_compile_value(tj_trace *t, int32_t id) {
     if (!(x = tj_tracer_new(c, id)) || tj_template_from_result(&tmpl, c, x) < 0 ||
         tj_pipeline(c, &sched, NULL) < 0)
         goto done;
-    tj_compile_request rq = {t->st, &c->g, &sched, &tmpl, 0};
+    tj_compile_request rq = {t->st, &c->g, &sched, &tmpl, 0, 0, 0};
     if (row->first(&rq, &src, &emitted, &kernel) < 0) goto done;
     if (!(plan = make_plan(t->flat, c, &sched, &tmpl))) { tj_kernel_free(&kernel); goto done; }
     plan->kernel = kernel;
@@ -510,6 +557,29 @@ done:
     return r;
 }
 
+PyObject *tj_compile_cuda_source(tj_state *st, PyObject *fn, const tj_argconf *conf,
+                                 const tj_flat *f, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames) {
+    tj_schedule sched = {0};
+    tj_template tmpl = {0};
+    double t_trace;
+    PyObject *r = NULL;
+    tj_trace *t = (tj_trace *)tj_trace_new(st, fn);
+    if (t && trace_passes(fn, conf, f, args, nargs, kwnames, t, &tmpl, &sched, NULL, &t_trace) == 0)
+        r = tj_emit_cuda(st, &t->g, &sched);
+    PyObject *caps = r ? PyList_New(0) : NULL;   /* the captured arrays, by capture index */
+    for (Py_ssize_t i = 0; caps && i < PyList_GET_SIZE(t->captures); i++)
+        if (PyList_Append(caps, PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, i), 3)) < 0)
+            Py_CLEAR(caps);
+    if (r && (!caps || PyDict_SetItemString(r, "captures", caps) < 0)) Py_CLEAR(r);
+    Py_XDECREF(caps);
+    if (t) t->live = 0;
+    tj_schedule_free(&sched);
+    tj_template_free(&tmpl);
+    Py_XDECREF(t);
+    return r;
+}
+
 tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          int want_log, double *seconds) {
@@ -519,13 +589,7 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
     tj_template tmpl = {0};
     PyObject *log = NULL, *src = NULL, *fsrc = NULL, *stext = NULL;
     int device, device_id;
-    call_device(f, &device, &device_id);
-    const tj_backend_row *row = tj_backends_for(device);
-    if (!row) {
-        PyErr_Format(st->CompileError, "no backend compiles for device %d (DLPack's code) in "
-                     "this build of tracejit", device);
-        return NULL;
-    }
+    const tj_backend_row *row;
     tj_trace *t = (tj_trace *)tj_trace_new(st, fn);
     if (!t) return NULL;
     t->started = t0;
@@ -534,6 +598,13 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
     if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
     if (trace_passes(fn, conf, f, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) < 0)
         goto done;
+    /* the device: its arrays', the torch tensors the trace captured included */
+    if (tj_flat_device(f, t->captures, &device, &device_id) < 0) goto done;
+    if (!(row = tj_backends_for(device))) {
+        PyErr_Format(st->CompileError, "no backend compiles for device %d (DLPack's code) in "
+                     "this build of tracejit", device);
+        goto done;
+    }
     const tj_backend *up = row->upgrade;   /* its source first: the kernel's times follow */
     if (up && (!up->enabled || up->enabled()) && !(fsrc = row->emit_upgrade(st, &t->g, &sched)))
         goto done;
@@ -542,12 +613,16 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
     snprintf(doing, sizeof doing, "emitting and compiling the kernel (%s)", row->name);
     tj_compile_progress(t, doing);
     tj_kernel kernel = {0};
-    tj_compile_request rq = {st, &t->g, &sched, &tmpl, device_id};
+    tj_compile_request rq = {st, &t->g, &sched, &tmpl, device_id, t->n_writes,
+                             t->checks ? (int)PyList_GET_SIZE(t->checks) : 0};
     double t_passes = now_s();
     if (row->first(&rq, &src, &t_passes, &kernel) < 0) goto done;
     double t_compile = now_s();
     plan = make_plan(f, t, &sched, &tmpl);
     if (!plan) { tj_kernel_free(&kernel); goto done; }
+    plan->device = device;
+    plan->device_id = device_id;
+    if (device == TJ_DEVICE_CUDA) plan->out_lib = TJ_LIB_TORCH;   /* its only arrays */
     plan->kernel = kernel;
     plan->kernel.n_groups = plan->sched.n_groups;
     plan->source = Py_NewRef(src);

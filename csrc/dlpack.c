@@ -41,7 +41,7 @@ typedef struct DLPackExchangeAPI {
     int (*dltensor_from_py)(void *obj, DLTensor *out);
     int (*current_stream)(int32_t device_type, int32_t device_id, void **out);
 } DLPackExchangeAPI;
-enum { kDLCPU = 1, kDLInt = 0, kDLFloat = 2, kDLBool = 6 };
+enum { kDLCPU = 1, kDLCUDA = 2, kDLInt = 0, kDLFloat = 2, kDLBool = 6 };
 
 /* torch's Tensor type, dtypes and functions live in the module state (torch_*), found
  * once, and beside them the C pointers read from them: the exchange table
@@ -221,14 +221,14 @@ int tj_dl_torch_view(tj_state *st, PyObject *o, tj_dlview *v, const char **why) 
         Py_XDECREF(layout);
         PyErr_Clear();
         *why = strided ? refusal(o, "device", "is on device '%s', which has no data "
-                                 "tracejit can read (tracejit runs on CPU tensors)")
+                                 "tracejit can read (tracejit runs on CPU and CUDA tensors)")
                        : refusal(o, "layout", "has layout %s; tracejit reads dense "
                                  "(torch.strided) tensors only: pass x.to_dense()");
         return 1;
     }
-    if (t.device.device_type != kDLCPU) {
-        *why = refusal(o, "device", "is on device '%s'; tracejit runs on the CPU only "
-                       "for now: pass x.cpu()");
+    if (t.device.device_type != kDLCPU && t.device.device_type != kDLCUDA) {
+        *why = refusal(o, "device", "is on device '%s'; tracejit runs on the CPU and on "
+                       "CUDA GPUs: pass x.cpu()");
         return 1;
     }
     v->device = (int)t.device.device_type;
@@ -463,6 +463,67 @@ PyObject *tj_dl_torch_empty(tj_state *st, int ndim, const int64_t *shape, int dt
     void *obj = NULL;
     if (st->torch_api->to_py(mt, &obj) < 0) return NULL;
     return (PyObject *)obj;
+}
+
+/* ---- CUDA tensors (the CUDA backend's results and streams) ---- */
+
+/* torch.empty(shape, dtype=, device="cuda:<id>"): the slow way, when the exchange
+ * table's allocator declines. New reference; NULL + exception. */
+static PyObject *empty_cuda_slow(tj_state *st, int device_id, int ndim, const int64_t *shape,
+                                 int dtype, void **data) {
+    if (!st->torch_empty && !(st->torch_empty = torch_attr("empty"))) return NULL;
+    PyObject *sh = PyTuple_New(ndim), *r = NULL;
+    for (int d = 0; sh && d < ndim; d++) {
+        PyObject *v = PyLong_FromLongLong(shape[d]);
+        if (!v) { Py_CLEAR(sh); break; }
+        PyTuple_SET_ITEM(sh, d, v);
+    }
+    PyObject *dev = PyUnicode_FromFormat("cuda:%d", device_id);
+    PyObject *kw = sh && dev ? Py_BuildValue("{sOsO}", "dtype", st->torch_dtypes[dtype],
+                                             "device", dev) : NULL;
+    PyObject *args = kw ? PyTuple_Pack(1, sh) : NULL;
+    r = args ? PyObject_Call(st->torch_empty, args, kw) : NULL;
+    Py_XDECREF(args); Py_XDECREF(kw); Py_XDECREF(dev); Py_XDECREF(sh);
+    DLTensor t;
+    if (r && st->torch_api->dltensor_from_py(r, &t) < 0) Py_CLEAR(r);
+    if (r) *data = (char *)t.data + t.byte_offset;
+    return r;
+}
+
+PyObject *tj_dl_torch_empty_cuda(tj_state *st, int device_id, int ndim, const int64_t *shape,
+                                 int dtype, void **data) {
+    DLTensor proto = {NULL, {kDLCUDA, device_id}, ndim, dl_types[dtype], (int64_t *)shape,
+                      NULL, 0};
+    DLManagedTensorVersioned *mt = NULL;
+    if (st->torch_api->allocator(&proto, &mt, NULL, set_error) < 0 || !mt) {
+        PyErr_Clear();   /* torch.empty says what is wrong (out of memory) in its own words */
+        return empty_cuda_slow(st, device_id, ndim, shape, dtype, data);
+    }
+    *data = (char *)mt->dl_tensor.data + mt->dl_tensor.byte_offset;
+    void *obj = NULL;
+    if (st->torch_api->to_py(mt, &obj) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "torch could not wrap a CUDA result");
+        return NULL;
+    }
+    return (PyObject *)obj;
+}
+
+int tj_dl_torch_stream(tj_state *st, int device_id, void **stream) {
+    *stream = NULL;
+    if (st->torch_api->current_stream &&
+        st->torch_api->current_stream(kDLCUDA, device_id, stream) == 0)
+        return 0;
+    PyErr_Clear();   /* the table has none: torch.cuda.current_stream(i).cuda_stream */
+    PyObject *mod = PyImport_ImportModule("torch.cuda");
+    PyObject *s = mod ? PyObject_CallMethod(mod, "current_stream", "i", device_id) : NULL;
+    PyObject *h = s ? PyObject_GetAttrString(s, "cuda_stream") : NULL;
+    Py_XDECREF(mod);
+    Py_XDECREF(s);
+    if (!h) return -1;
+    *stream = PyLong_AsVoidPtr(h);
+    Py_DECREF(h);
+    return PyErr_Occurred() ? -1 : 0;
 }
 
 PyObject *tj_dl_torch_dtype(tj_state *st, int dtype) { return st->torch_dtypes[dtype]; }

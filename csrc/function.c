@@ -419,6 +419,21 @@ static PyObject *fn_explain_passes(PyObject *op, PyObject *const *args, Py_ssize
     return r;
 }
 
+/* _cuda_source(*args, **kwargs): the CUDA program these arguments' trace compiles to
+ * (tj_emit_cuda's dict), without a GPU: the CUDA backend's codegen tests. */
+static PyObject *fn_cuda_source(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    tj_function *self = (tj_function *)op;
+    tj_flat f;
+    tj_flat_init(&f, self->st);
+    PyObject *r = tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0
+                      ? tj_compile_cuda_source(self->st, self->fn, &self->conf, &f, args, nargs,
+                                               kwnames)
+                      : NULL;
+    tj_flat_free(&f);
+    return r;
+}
+
 /* tiers(): per variant, most recent first: 'opt' (running the optimizing tier's
  * code), 'compiling' (its compile is under way), 'tcc'. Installs a finished compile. */
 static PyObject *fn_tiers(tj_function *self, PyObject *unused) {
@@ -480,6 +495,8 @@ static PyMethodDef fn_methods[] = {
     {"explain", (PyCFunction)(void (*)(void))fn_explain, METH_FASTCALL | METH_KEYWORDS,
      "explain(*args, **kwargs) -> Explanation: the graph after each pass, the fusion groups "
      "and the generated C for these arguments (str() of it is the text)"},
+    {"_cuda_source", (PyCFunction)(void (*)(void))fn_cuda_source, METH_FASTCALL | METH_KEYWORDS,
+     "_cuda_source(*args, **kwargs) -> dict: the CUDA program of a trace for these args"},
     {"_explain_passes", (PyCFunction)(void (*)(void))fn_explain_passes,
      METH_FASTCALL | METH_KEYWORDS, "_explain_passes(*args, **kwargs) -> Explanation: the pass log "
      "of a trace for these args; nothing is emitted or compiled"},

@@ -113,6 +113,7 @@ static int capture_holds(const tj_plan *p, const tj_slotdesc *d, PyObject **obj,
             return -1;
         }
         ok = vr == 0 && view->dtype == d->dtype && view->contig == d->contig &&
+             view->device == p->device && view->device_id == p->device_id &&
              view->ndim == p->cap_ndim[d->index] &&
              !memcmp(view->shape, p->cap_shape[d->index], (size_t)view->ndim * sizeof(int64_t));
     } else {

@@ -3,6 +3,7 @@
  * the state is reached through the module, a heap type of it, or an object that
  * carries it (tracejit.h says which): no global points at it. */
 #include "backend/backend.h"   /* and tracejit.h: libtcc at import, the tier's mode */
+#include "backend/cuda_api.h" /* the CUDA backend's test hooks */
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
 
@@ -13,6 +14,7 @@ PyObject *tj_torch_register(PyObject *m, PyObject *args);
 PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
 PyObject *tj_torch_note_made(PyObject *m, PyObject *o);
+PyObject *tj_py_trace_device(PyObject *m, PyObject *unused);
 PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_effects_register(PyObject *m, PyObject *swaps);
 PyObject *tj_effects_tracing(PyObject *m, PyObject *unused);
@@ -203,12 +205,21 @@ static PyObject *set_include_dir(PyObject *m, PyObject *arg) {
     const char *s = PyUnicode_AsUTF8(arg);
     if (!s) return NULL;
     tj_tier_set_include(s);
+    tj_cuda_set_include(s);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
     {"set_tier", set_tier, METH_O, "choose when kernels are recompiled by the system compiler"},
     {"_set_include_dir", set_include_dir, METH_O, "where the optimizing tier's headers are"},
+    /* the CUDA backend's pieces, for its tests (csrc/backend/cuda_api.c) */
+    {"_nvrtc_compile", tj_py_nvrtc_compile, METH_VARARGS,
+     "_nvrtc_compile(source, cc) -> (image, log, is_ptx): CUDA C++ through NVRTC"},
+    {"_nvrtc_version", tj_py_nvrtc_version, METH_NOARGS, "_nvrtc_version() -> (major, minor, path)"},
+    {"_cuda_device", tj_py_cuda_device, METH_O,
+     "_cuda_device(ordinal) -> (name, cc major, cc minor, multiprocessors)"},
+    {"_cuda_run", tj_py_cuda_run, METH_VARARGS,
+     "_cuda_run(ordinal, image, kernels, params, stream): launch and wait (tests)"},
     {"get_num_threads", get_num_threads, METH_NOARGS, "threads that large kernels use"},
     {"set_num_threads", set_num_threads, METH_O, "set the threads that large kernels use"},
     {"op_table", op_table, METH_NOARGS, "op_table() -> list of dicts describing elementwise ops"},
@@ -243,6 +254,8 @@ static PyMethodDef module_methods[] = {
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
     {"_note_made", tj_torch_note_made, METH_O,
      "_note_made(tensor): torch made it while the current trace runs (never written back)"},
+    {"_trace_device", tj_py_trace_device, METH_NOARGS,
+     "_trace_device() -> 'cpu' or 'cuda:k': the current trace's device"},
     {"_assign", (PyCFunction)(void (*)(void))tj_torch_assign, METH_FASTCALL,
      "_assign(x, value, what): an in-place write of value into tracer x (returns x)"},
     {"_discard_writes", tj_write_set_discard, METH_O,

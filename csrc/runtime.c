@@ -274,7 +274,7 @@ static int bind(replay *r, const tj_plan *p, const tj_flat *f) {
 /* Scratch (one block, each slot at the offset memplan gave it) and fresh outputs. */
 static int allocate(replay *r, tj_plan *p) {
     const tj_schedule *s = &p->sched;
-    if (s->n_scratch) {
+    if (s->n_scratch && !p->kernel.run) {   /* (a device kernel has its own) */
         /* the plan's own block, unless another thread's call is using it (the GIL
          * guards the flag: it is set before and cleared after a run without it) or it
          * is too large to hold between calls */
@@ -302,8 +302,12 @@ static int allocate(replay *r, tj_plan *p) {
         }
         if (p->out_lib == TJ_LIB_TORCH) {
             void *data;
-            PyObject *tensor = tj_dl_torch_empty(p->st, s->slot_ndim[slot], s->slot_shape[slot],
-                                                 s->slot_dtype[slot], &data);
+            PyObject *tensor =
+                p->device == TJ_DEVICE_CUDA
+                    ? tj_dl_torch_empty_cuda(p->st, p->device_id, s->slot_ndim[slot],
+                                             s->slot_shape[slot], s->slot_dtype[slot], &data)
+                    : tj_dl_torch_empty(p->st, s->slot_ndim[slot], s->slot_shape[slot],
+                                        s->slot_dtype[slot], &data);
             if (!tensor) return -1;
             r->outs[r->n_made++] = tensor;
             r->P[slot] = data;
@@ -326,6 +330,8 @@ static int allocate(replay *r, tj_plan *p) {
 static int launch(replay *r, tj_plan *p) {
     r->P[r->ns] = r->err;
     int rc;
+    if (p->kernel.run)   /* a device's kernel: launched on its stream, not waited for */
+        return p->kernel.run(&p->kernel, r->P, r->S);
     if (p->work >= TJ_NOGIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
         rc = run_groups(p, r->P, r->S, 1);
@@ -529,7 +535,9 @@ static PyObject *finish(replay *r, tj_plan *p, const tj_flat *f) {
         }
         by_pos[o] = same >= 0 ? by_pos[same] : r->outs[s->out_slot_of[o] - s->first_out];
         if (same != -2) continue;
-        if (p->out_lib == TJ_LIB_TORCH) {
+        if (p->device == TJ_DEVICE_CUDA) {   /* a device copy, ordered on torch's stream */
+            by_pos[o] = PyObject_CallMethod(by_pos[o], "clone", NULL);
+        } else if (p->out_lib == TJ_LIB_TORCH) {
             int slot = s->out_slot_of[o];
             int64_t nbytes = tj_dtype_size(s->slot_dtype[slot]);
             for (int d = 0; d < s->slot_ndim[slot]; d++) nbytes *= s->slot_shape[slot][d];

@@ -163,6 +163,8 @@ typedef struct {
                                 autograd route's pullback) of a call that wrote them */
     double started, progress_after;   /* a long compile's progress (tj_compile_progress): */
     int progress_noted;               /* after progress_after s (< 0: never), noted once */
+    int cuda_device;         /* 0: the CPU; k + 1: the first torch argument is on cuda:k
+                                (what a Tracer's .device says, _C._trace_device) */
 } tj_trace;
 
 typedef struct {
@@ -372,6 +374,10 @@ PyObject *tj_emit_c(tj_state *st, const tj_graph *g, const tj_schedule *s);
 /* tj_emit_fused_source's C as a str, None when no group qualifies: new reference;
  * NULL + exception. */
 PyObject *tj_emit_fused(tj_state *st, const tj_graph *g, const tj_schedule *s);
+/* tj_emit_cuda_source's program as a dict (csrc/bridge.c documents its keys); a group
+ * the CUDA backend does not compile raises st's TraceError. New reference; NULL +
+ * exception. */
+PyObject *tj_emit_cuda(tj_state *st, const tj_graph *g, const tj_schedule *s);
 /* The lowered schedule (tj_lower_dump) as a str: new reference; NULL + exception. */
 PyObject *tj_schedule_text(const tj_graph *g, const tj_schedule *s);
 
@@ -380,11 +386,16 @@ PyObject *tj_schedule_text(const tj_graph *g, const tj_schedule *s);
  * and the state that keeps their code alive, its backend's, freed through it. The
  * runtime names no compiler: it holds kernels and calls these. */
 typedef struct tj_backend tj_backend;
-typedef struct {
+typedef struct tj_kernel {
     const tj_gdesc *groups;      /* NULL while a compile is under way */
     int n_groups;
     const tj_backend *backend;   /* NULL: an empty kernel */
     void *state;
+    /* A kernel that runs itself on a device (CUDA): launches its groups with the bound
+     * slots (P: device pointers, or host pointers to by-value scalars; S: byte strides)
+     * and supplies its own scratch; the runtime only binds and allocates the results.
+     * 0; -1 + exception. GIL held. NULL: the runtime runs `groups` on the CPU. */
+    int (*run)(struct tj_kernel *k, void **P, const int64_t **S);
 } tj_kernel;
 /* Frees k's code and state through its backend; k is left empty. GIL held. */
 void tj_kernel_free(tj_kernel *k);
@@ -418,9 +429,10 @@ int tj_pool_set_threads(int n);   /* 0; -1 out of range; -2 the pool is running 
 /* Where an array argument comes from; results come back as the first one's library. */
 enum { TJ_LIB_NUMPY, TJ_LIB_TORCH, TJ_LIB_DLPACK };
 /* A tensor read in place: data, dtype, shape (borrowed from the tensor, valid while it
- * lives), byte strides and device (DLPack's code and index: TJ_DEVICE_CPU for now, the
- * only one tj_dl_torch_view accepts; it is part of the key). */
+ * lives), byte strides and device (DLPack's code and index: TJ_DEVICE_CPU or
+ * TJ_DEVICE_CUDA, the ones tj_dl_torch_view accepts; it is part of the key). */
 #define TJ_DEVICE_CPU 1
+#define TJ_DEVICE_CUDA 2         /* DLPack's kDLCUDA: torch CUDA tensors (the CUDA backend) */
 typedef struct {
     void *data;
     int dtype, ndim, contig;
@@ -455,6 +467,13 @@ int tj_dl_bump_versions(tj_state *st, PyObject *const *o, int n);
 PyObject *tj_dl_to_numpy(tj_state *st, PyObject *o);
 /* A fresh C-contiguous torch tensor; *data receives its memory. New reference. */
 PyObject *tj_dl_torch_empty(tj_state *st, int ndim, const int64_t *shape, int dtype, void **data);
+/* The same on CUDA device `device_id`, from torch's caching allocator (the current
+ * stream's); *data a device pointer. New reference; NULL + exception. */
+PyObject *tj_dl_torch_empty_cuda(tj_state *st, int device_id, int ndim, const int64_t *shape,
+                                 int dtype, void **data);
+/* torch's current stream of CUDA device `device_id` (a CUstream; NULL the legacy
+ * default). 0; -1 + exception. */
+int tj_dl_torch_stream(tj_state *st, int device_id, void **stream);
 /* torch.Tensor once torch has been seen, else NULL. Borrowed. */
 PyObject *tj_dl_torch_type(tj_state *st);
 /* torch.get_default_dtype() as TJ_F32 or TJ_F64; -1 + exception. */
@@ -557,6 +576,12 @@ void tj_flat_init(tj_flat *f, tj_state *st);
 void tj_flat_free(tj_flat *f);
 int tj_flatten_args(tj_flat *f, const tj_argconf *conf, PyObject *const *args,
                     Py_ssize_t nargs, PyObject *kwnames);
+/* Where a call runs: the one device of its arrays, the arguments (f) and the torch
+ * tensors the trace captured (`captures`, a trace's list; NULL: none); Python and NumPy
+ * scalars, and captured NumPy arrays (torch's vocabulary makes its constants with NumPy;
+ * a CUDA kernel reads a device copy), go anywhere. TJ_DEVICE_CPU without arrays.
+ * 0; -1 + TraceError (arrays on two devices). */
+int tj_flat_device(const tj_flat *f, PyObject *captures, int *device, int *id);
 /* The arguments with each leaf replaced by a Tracer of t (INPUT/SCALAR leaves, slots
  * 0..n_leaves-1 in leaf order). New references in *targs (tuple), *tkwargs (dict/NULL). */
 int tj_trace_args(tj_trace *t, const tj_argconf *conf, PyObject *const *args, Py_ssize_t nargs,
@@ -657,6 +682,8 @@ typedef struct tj_plan {
     int32_t *out_alias;          /* NULL or per output: a leaf slot whose array it is (a
                                     written argument returned: handed out itself), or -1 */
     int64_t (*out_strides)[TJ_MAXDIM];   /* output slots: contiguous byte strides */
+    int device, device_id;       /* where it runs: TJ_DEVICE_CPU, or TJ_DEVICE_CUDA and the
+                                    device's ordinal (its kernel runs itself, kernel.run) */
     char *scratch_cache;         /* the scratch block, kept between calls */
     int scratch_busy;            /* a call (maybe without the GIL) is using it */
 } tj_plan;
@@ -720,5 +747,11 @@ PyObject *tj_compile_value(tj_trace *t, int32_t id);
  * the pass log, a list of str (a section per pass, as explain's). NULL + exception. */
 PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                             PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+/* Traces fn for these arguments (any device: the trace needs shapes and dtypes only),
+ * runs the passes and emits the CUDA program (tj_emit_cuda's dict); nothing is compiled.
+ * NULL + exception (TraceError for what the CUDA backend does not compile yet). */
+PyObject *tj_compile_cuda_source(tj_state *st, PyObject *fn, const tj_argconf *conf,
+                                 const tj_flat *f, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames);
 
 #endif

@@ -47,6 +47,19 @@ long long tj_backend_compiles(void);
 
 extern const tj_backend tj_backend_tcc;    /* csrc/backend/tcc.c */
 extern const tj_backend tj_backend_tier;   /* csrc/backend/tier.c */
+extern const tj_backend tj_backend_cuda;   /* csrc/backend/cuda.c (free only: see below) */
+
+/* ---- CUDA (csrc/backend/cuda.c; the driver and NVRTC: cuda_api.h) ----------------- */
+/* Compiles prog (the CUDA program of schedule s of graph g) for device `ordinal` with
+ * NVRTC (images cached in memory by source and architecture), loads it into the
+ * device's primary context and allocates its scratch: k becomes a kernel that runs
+ * itself (k->run) on torch's current stream. The CUDA row's compile is this, not
+ * tj_backend.compile: it needs the program's launch table and slots, not a source
+ * alone. st: the module state whose CompileError it raises and whose torch allocates
+ * the kernel's copies and names its stream (borrowed: the plan's). 0; -1 + exception
+ * (CompileError; RuntimeError: the driver). */
+int tj_cuda_kernel_build(tj_state *st, const tj_graph *g, const tj_schedule *s,
+                         const tj_cuda_program *prog, int ordinal, tj_kernel *k);
 
 /* What compiles a call's kernel on a device: one row per device (compile.c's table;
  * a new backend is a row there and its files). The driver hands a row a request (the
@@ -62,6 +75,10 @@ typedef struct {
     const tj_schedule *s;
     const tj_template *tmpl;     /* what the plan returns (a device may refuse some) */
     int device_id;               /* the device's ordinal (DLPack's device_id) */
+    /* g's outputs: the template's, n_writes (the caller's arrays written back), then
+     * g->n_hidden (the values Python read while tracing, then n_checks checks): the
+     * runtime reads all but the template's in host memory */
+    int n_writes, n_checks;
 } tj_compile_request;
 typedef struct {
     int device;                  /* TJ_DEVICE_* (DLPack's device code) */

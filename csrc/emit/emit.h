@@ -20,11 +20,36 @@ void tj_emit_leaf_setup(tj_sbuf *b, const tj_graph *g, const tj_group *gr, int D
 void tj_emit_iota_value(tj_sbuf *b, const tj_leaf *lf, const char *offset);
 /* `o<o>_<d>`: output o's byte stride along loop dim d (0 where it does not vary). */
 void tj_emit_out_stride(tj_sbuf *b, const tj_group *gr, int o, int d);
+/* `T x<id> = <node n of one element>;` through prims.c's element helpers (tj_e_*),
+ * as the optimizing tier's loops and the CUDA kernels compute it (emit_fused.c). */
+void tj_emit_elem_node(tj_sbuf *b, const tj_graph *g, const tj_node *n);
 /* The optimizing tier's C (csrc/emit/emit_fused.c) into *out (fresh): elementwise
  * groups as fused per-element loops, `tj_fused[gi]` their bodies (NULL for the others).
  * 0 (out->buf NULL when no group qualifies), or -1 + err. */
 int tj_emit_fused_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out,
                          tj_error *err);
+
+/* ---- CUDA C (csrc/emit/emit_cuda.c) ------------------------------------------ */
+/* A kernel launch of a CUDA program, in order: group `group`'s kernel `tj_g<group>`,
+ * or its reduction's second pass `tj_g<group>_fin` (fin). grid 0: nothing to do. */
+typedef struct { int group, fin; int64_t grid; int block; } tj_cuda_launch;
+/* What every kernel of a program receives, by value (tj_args in the source): the
+ * slots' data pointers P[n_slots] (a by-value slot's 8 bytes instead: a scalar argument,
+ * a random key), their byte strides S[n_slots][nd], and W, the plan's workspace of
+ * work_bytes (reductions' block partials). */
+typedef struct {
+    tj_sbuf src;
+    tj_cuda_launch *launches;
+    int n_launches;
+    int n_slots, nd;
+    int64_t param_bytes, work_bytes;
+    uint8_t *by_value;           /* per slot: 1 when P[slot] holds the value itself */
+} tj_cuda_program;
+/* The CUDA C++ of a lowered schedule, for NVRTC (csrc/backend/cuda_api.c). 0; -1 + err
+ * (a group the CUDA backend does not compile yet names its op). out is filled on 0. */
+int tj_emit_cuda_source(const tj_graph *g, const tj_schedule *s, tj_cuda_program *out,
+                        tj_error *err);
+void tj_cuda_program_free(tj_cuda_program *p);
 
 /* ---- what generated code calls and fills ---------------------------------- */
 /* A group's loop over outer-loop units [lo, hi); P[slot] data, S[slot] byte strides. */

@@ -50,7 +50,7 @@ static void put_pow(sbuf *b, const tj_node *n, int32_t a, double e) {
     put(b, "%s(x%d, (%s)%.17g)", f32 ? "powf" : "pow", (int)a, ctype(n->dtype), e);
 }
 
-static void put_node(sbuf *b, const tj_graph *g, const tj_node *n) {
+void tj_emit_elem_node(sbuf *b, const tj_graph *g, const tj_node *n) {
     int32_t id = (int32_t)(n - g->nodes);
     int ldt = tj_node_loop_dtype(g, n);
     put(b, "%s x%d = ", ctype(n->dtype), (int)id);
@@ -183,7 +183,7 @@ static void emit_cols_chunk(sbuf *b, const tj_graph *g, const tj_group *gr, cons
     for (int k = 0; k < gr->n_nodes; k++) {
         if (uni[gr->nodes[k]] || gr->nodes[k] == gr->red) continue;
         put(b, "%*s    ", in, "");
-        put_node(b, g, &g->nodes[gr->nodes[k]]);
+        tj_emit_elem_node(b, g, &g->nodes[gr->nodes[k]]);
     }
     for (int o = 1; o < gr->n_outs; o++) put(b, "%*s    r%d[k] = x%d;\n", in, "", o, (int)gr->outs[o].node);
     fold_element(b, f, in + 4, "a_[k]");
@@ -260,7 +260,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
     for (int k = 0; k < gr->n_nodes; k++) {
         const tj_node *n = &g->nodes[gr->nodes[k]];
         uni[gr->nodes[k]] = gr->uniform[k];
-        if (gr->uniform[k]) { put(b, "    const "); put_node(b, g, n); }
+        if (gr->uniform[k]) { put(b, "    const "); tj_emit_elem_node(b, g, n); }
     }
     if (q->cols) emit_cols(b, g, gr, q, uni, f);
     /* the loops: dim 0 over the range (scaled to rows or blocks as TinyCC's units are) */
@@ -351,7 +351,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
         for (int k = 0; k < gr->n_nodes; k++) {
             if (uni[gr->nodes[k]] || gr->nodes[k] == gr->red) continue;
             put(b, "%*s    ", in, "");
-            put_node(b, g, &g->nodes[gr->nodes[k]]);
+            tj_emit_elem_node(b, g, &g->nodes[gr->nodes[k]]);
         }
         for (int o = o0; o < gr->n_outs; o++) {
             const char *t = ctype(g->nodes[gr->outs[o].node].dtype);

@@ -20,8 +20,10 @@
 /* with -fno-math-errno (setup.py) libm calls vectorize; no-trapping-math lets gcc
  * if-convert vmath.h's selects, and no-thread-jumps keeps gcc 13's jump threading from
  * turning them back into branches (measured: softplus 7x slower, its loop scalar) */
+#ifndef __CUDACC_RTC__   /* NVRTC (the CUDA backend) compiles the element helpers too */
 #pragma GCC optimize("O3", "no-trapping-math", "no-thread-jumps")
 #pragma GCC diagnostic ignored "-Wint-in-bool-context"  /* bool multiply is logical and */
+#endif
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 /* x86-64-v4: AVX-512 F/BW/DQ/VL and FMA; v3: AVX2 and FMA (without FMA in the target,
@@ -253,7 +255,11 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_ELEMS_3 bool a = pa[i]; T_ b = pb[i], c = pc[i];
 
 #ifdef TJ_ELEM_ONLY
-/* One element of each op, for the fused loops of csrc/emit/emit_fused.c. */
+/* One element of each op, for the fused loops of csrc/emit/emit_fused.c and the CUDA
+ * kernels of csrc/emit/emit_cuda.c (NVRTC: the selectors as C++ overloads). */
+#ifdef __CUDACC_RTC__
+#include "prims_cuda.h"
+#endif
 #define TJ_EARGS_1(T) T a
 #define TJ_EARGS_2(T) T a, T b
 #define TJ_EARGS_3(T) bool a, T b, T c

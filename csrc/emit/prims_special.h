@@ -10,12 +10,16 @@
 #define TJ_PRIMS_SPECIAL_H
 #include <math.h>
 
+#ifdef __CUDACC_RTC__   /* NVRTC: CUDA's lgamma (no global sign to write) */
+static inline double tj_lgamma_d(double x) { return lgamma(x); }
+#else
 double lgamma_r(double, int *);   /* glibc; reentrant: no write to signgam */
 
 static inline double tj_lgamma_d(double x) {
     int sign;
     return lgamma_r(x, &sign);
 }
+#endif
 
 /* psi(x): reflection below 0, recurrence up to x >= 6, then the asymptotic series
  * psi(x) = log x - 1/2x - sum B2k / (2k x^2k). */

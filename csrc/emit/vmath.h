@@ -38,10 +38,10 @@
 
 typedef union { double f; uint64_t u; } tj__d64;
 typedef union { float f; uint32_t u; } tj__f32;
-TJ_VMI uint64_t tj__bits(double x) { tj__d64 v = {.f = x}; return v.u; }
-TJ_VMI double tj__dbl(uint64_t u) { tj__d64 v = {.u = u}; return v.f; }
-TJ_VMI uint32_t tj__bitsf(float x) { tj__f32 v = {.f = x}; return v.u; }
-TJ_VMI float tj__flt(uint32_t u) { tj__f32 v = {.u = u}; return v.f; }
+TJ_VMI uint64_t tj__bits(double x) { tj__d64 v; v.f = x; return v.u; }
+TJ_VMI double tj__dbl(uint64_t u) { tj__d64 v; v.u = u; return v.f; }
+TJ_VMI uint32_t tj__bitsf(float x) { tj__f32 v; v.f = x; return v.u; }
+TJ_VMI float tj__flt(uint32_t u) { tj__f32 v; v.u = u; return v.f; }
 
 #define TJ__SHIFT 0x1.8p52                 /* x + SHIFT leaves round(x) in the low bits */
 #define TJ__INVLN2 0x1.71547652b82fep0
@@ -468,7 +468,7 @@ TJ_VMI float tj_cosf(float x) { return tj__trig_f(x, 1); }
 /* After a vector pass of tj_sin/tj_cos (kind 1/2) over a[0..n) into o: lanes with
  * 2^30 <= |x| < inf are recomputed by libm (exact reduction). The check vectorizes. */
 TJ_VMI void tj_trig_fixup(double *o, const void *a_, int64_t n, int kind) {
-    const double *a = a_;
+    const double *a = (const double *)a_;
     int any = 0;
     for (int64_t i = 0; i < n; i++) any |= (fabs(a[i]) >= TJ_TRIG_LIMIT) & (fabs(a[i]) < TJ__INF);
     if (!any) return;
@@ -477,7 +477,7 @@ TJ_VMI void tj_trig_fixup(double *o, const void *a_, int64_t n, int kind) {
 }
 
 TJ_VMI void tj_trig_fixupf(float *o, const void *a_, int64_t n, int kind) {
-    const float *a = a_;
+    const float *a = (const float *)a_;
     int any = 0;
     for (int64_t i = 0; i < n; i++)
         any |= (fabsf(a[i]) >= TJ_TRIG_LIMITF) & (fabsf(a[i]) < (float)INFINITY);

@@ -213,3 +213,11 @@ PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs) 
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg) {
     return tj_trace_error(tj_state_of(m), "%S", msg);
 }
+
+/* _trace_device() -> "cpu" or "cuda:<k>": the device of the current trace's first torch
+ * argument (what a Tracer's .device is), "cpu" outside a trace. */
+PyObject *tj_py_trace_device(PyObject *m, PyObject *unused) {
+    tj_trace *t = tj_trace_current();
+    if (!t || !t->cuda_device) return PyUnicode_FromString("cpu");
+    return PyUnicode_FromFormat("cuda:%d", t->cuda_device - 1);
+}

@@ -79,6 +79,7 @@ PyObject *tj_trace_new(tj_state *st, PyObject *fn) {
     tj_graph_init(&t->g);
     t->live = 1;
     t->torch = 0;
+    t->cuda_device = 0;
     t->holders = NULL;
     t->cap_holders = 0;
     t->ext = NULL;

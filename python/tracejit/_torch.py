@@ -27,18 +27,27 @@ from ._torch_ops import (EW_METHODS, FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordi
 
 # ---- casts and tensor attributes -----------------------------------------------------
 
+def _same_device(d):
+    """Whether device d is the trace's (its arrays stay where they are)."""
+    torch = _torch()
+    here, there = torch.device(_C._trace_device()), torch.device(d)
+    return here.type == there.type and (here.index or 0) == (there.index or 0)
+
+
 def to(x, *args, **kwargs):
     dtype = kwargs.get("dtype")
     for a in args:
         if isinstance(a, Tracer) or _is_tensor(a):
             dtype = a.dtype
         elif isinstance(a, str) or type(a).__name__ == "device":
-            if str(a) not in ("cpu", "cpu:0"):
-                raise TraceError(f"Tensor.to({a!r}): tracejit runs on the CPU only for now")
+            if not _same_device(a):
+                raise TraceError(f"Tensor.to({a!r}): tracejit does not move arrays between "
+                                 f"devices inside a trace (it runs on {_C._trace_device()})")
         elif a is not None:
             dtype = a
-    if "device" in kwargs and str(kwargs["device"]) not in ("cpu", "cpu:0"):
-        raise TraceError(f"Tensor.to(device={kwargs['device']!r}): tracejit runs on the CPU only")
+    if "device" in kwargs and kwargs["device"] is not None and not _same_device(kwargs["device"]):
+        raise TraceError(f"Tensor.to(device={kwargs['device']!r}): tracejit does not move "
+                         f"arrays between devices inside a trace (it runs on {_C._trace_device()})")
     if dtype is None:
         return x
     nd = _np_dtype(dtype)
@@ -102,8 +111,8 @@ _RANDOM_IF_TRAINING = {
 ATTRS = {
     "shape": property(lambda x: _torch().Size(_NP_SHAPE.__get__(x))),
     "dtype": property(lambda x: _torch_dtype(_NP_DTYPE.__get__(x))),
-    "device": property(lambda x: _torch().device("cpu")),
-    "is_cuda": property(lambda x: False),
+    "device": property(lambda x: _torch().device(_C._trace_device())),
+    "is_cuda": property(lambda x: _C._trace_device() != "cpu"),
     "requires_grad": property(lambda x: False),
     "grad_fn": property(lambda x: None),
     "mT": property(lambda x: np.swapaxes(x, -1, -2)),

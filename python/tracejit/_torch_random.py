@@ -49,9 +49,11 @@ def _float_dtype(x, dtype=None):
 
 def _src(kwargs):
     device = kwargs.get("device")
-    if device is not None and _torch().device(device).type != "cpu":
-        _C._trace_error(f"a random draw on device {device!r} is not supported (tracejit "
-                        "compiles for the CPU)")
+    here, there = _torch().device(_C._trace_device()), device and _torch().device(device)
+    if device is not None and there.type != "cpu" and \
+            (there.type, there.index or 0) != (here.type, here.index or 0):
+        _C._trace_error(f"a random draw on device {device!r} is not supported (the trace runs "
+                        f"on {_C._trace_device()})")
     return R._torch_source(kwargs.get("generator"))
 
 

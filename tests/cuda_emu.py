@@ -1,0 +1,152 @@
+"""A CPU emulator of the CUDA backend's kernels, for tests without a GPU: the generated
+CUDA C++ (CompiledFunction._cuda_source) is compiled by the system's C++ compiler with
+the few CUDA names it uses defined here (blockIdx, threadIdx, __shared__, __syncthreads,
+bit casts), each block's threads run as fibers (ucontext) that switch at every
+__syncthreads, so a barrier means what it means on the GPU; the parameter block is
+filled from NumPy arrays as the runtime fills it (csrc/backend/cuda.c). Grids are cut
+to a few blocks: the kernels' grid-stride loops cover the rest, as on a GPU whose grid
+is smaller than the work."""
+import ctypes
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+
+import numpy as np
+
+import tracejit
+
+PRELUDE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <stdlib.h>
+#include <ucontext.h>
+#undef __GLIBC__   /* prims.c's libmvec declarations are C's, not C++'s */
+struct tj_emu_dim { unsigned x; };
+static tj_emu_dim threadIdx, blockIdx, blockDim, gridDim;
+static void tj_emu_sync(void);
+#define __global__
+#define __launch_bounds__(n)
+#define __shared__ static
+#define __syncthreads() tj_emu_sync()
+static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
+static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
+#define __CUDACC_RTC__ 1
+"""
+
+DRIVER = r"""
+#define TJ_EMU_STACK (1 << 16)
+static ucontext_t tj_emu_main, tj_emu_ctx[1024];
+static int tj_emu_cur, tj_emu_done[1024];
+static void (*tj_emu_fn)(const tj_args);
+static tj_args tj_emu_A;
+
+static void tj_emu_sync(void) {
+    int me = tj_emu_cur;
+    swapcontext(&tj_emu_ctx[me], &tj_emu_main);
+    threadIdx.x = (unsigned)me;
+}
+
+static void tj_emu_entry(int t) {
+    tj_emu_fn(tj_emu_A);
+    tj_emu_done[t] = 1;
+}
+
+/* Runs kernel fn over grid blocks of block threads with the parameter block params. */
+extern "C" int tj_emu_run(void (*fn)(const tj_args), long long grid, int block,
+                          const void *params) {
+    static char *stacks;
+    if (block > 1024) return -1;
+    if (!stacks && !(stacks = (char *)malloc((size_t)1024 * TJ_EMU_STACK))) return -1;
+    memcpy(&tj_emu_A, params, sizeof tj_emu_A);
+    tj_emu_fn = fn;
+    gridDim.x = (unsigned)grid;
+    blockDim.x = (unsigned)block;
+    for (long long b = 0; b < grid; b++) {
+        blockIdx.x = (unsigned)b;
+        for (int t = 0; t < block; t++) {
+            getcontext(&tj_emu_ctx[t]);
+            tj_emu_ctx[t].uc_stack.ss_sp = stacks + (size_t)t * TJ_EMU_STACK;
+            tj_emu_ctx[t].uc_stack.ss_size = TJ_EMU_STACK;
+            tj_emu_ctx[t].uc_link = &tj_emu_main;
+            makecontext(&tj_emu_ctx[t], (void (*)(void))tj_emu_entry, 1, t);
+            tj_emu_done[t] = 0;
+        }
+        for (int running = 1; running;) {   /* one pass: every thread to its next barrier */
+            running = 0;
+            for (int t = 0; t < block; t++) {
+                if (tj_emu_done[t]) continue;
+                running = 1;
+                tj_emu_cur = t;
+                threadIdx.x = (unsigned)t;
+                swapcontext(&tj_emu_main, &tj_emu_ctx[t]);
+            }
+        }
+    }
+    return 0;
+}
+"""
+
+INCLUDE = os.path.join(os.path.dirname(tracejit.__file__), "_include")
+PACK = {"bool": "?7x", "int32": "i4x", "int64": "q", "float32": "f4x", "float64": "d"}
+MAX_GRID = 3
+
+
+def compiler():
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def run(fn, *args):
+    """fn's CUDA program run on NumPy arrays and Python numbers (the arguments, in order,
+    no pytrees); its results as NumPy arrays."""
+    prog = tracejit.compile(fn)._cuda_source(*args)
+    with tempfile.TemporaryDirectory() as d:
+        src, lib = os.path.join(d, "k.cpp"), os.path.join(d, "k.so")
+        with open(src, "w") as f:
+            f.write(PRELUDE + prog["source"] + DRIVER)
+        r = subprocess.run([compiler(), "-std=gnu++17", "-O1", "-fPIC", "-shared", "-w",
+                            f"-I{INCLUDE}", src, "-o", lib], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-4000:]
+        so = ctypes.CDLL(lib)
+        n, nd = prog["n_slots"], prog["nd"]
+        P, S = [0] * n, [[0] * nd for _ in range(n)]
+        keep = []
+        for slot, (kind, index, dtype) in enumerate(prog["leaf_slots"]):
+            if kind == "const":
+                continue
+            assert kind in ("arg", "capture"), kind
+            a = args[index] if kind == "arg" else prog["captures"][index]
+            if isinstance(a, np.ndarray):
+                keep.append(a)
+                P[slot] = a.ctypes.data
+                for k in range(a.ndim):
+                    S[slot][k] = a.strides[k]
+            else:
+                P[slot] = struct.unpack("Q", struct.pack(PACK[dtype], a))[0]
+        scratch = np.zeros(max(prog["scratch_bytes"], 1), np.uint8)
+        work = np.zeros(max(prog["work_bytes"], 1), np.uint8)
+        outs = {}
+        for entry in prog["scratch"] + prog["outputs"]:
+            slot, dtype, shape = entry[:3]
+            t = np.empty(shape, dtype)
+            if len(entry) == 4:
+                P[slot] = scratch.ctypes.data + entry[3]
+            else:
+                outs[slot] = t
+                P[slot] = t.ctypes.data
+            for k in range(len(shape)):
+                S[slot][k] = t.strides[k]
+        params = struct.pack(f"{n}Q{n * nd}qQ", *P, *[s for row in S for s in row],
+                             work.ctypes.data)
+        assert len(params) == prog["param_bytes"]
+        for name, grid, block in prog["kernels"]:
+            if grid <= 0:
+                continue
+            k = ctypes.cast(getattr(so, name), ctypes.c_void_p)
+            rc = so.tj_emu_run(k, ctypes.c_longlong(min(grid, MAX_GRID)), ctypes.c_int(block),
+                               ctypes.c_char_p(params))
+            assert rc == 0
+        del so
+        return tuple(outs[slot] for slot in prog["out_slot_of"])
