@@ -43,8 +43,40 @@ def test_the_reference_philox_gives_random123s_known_answers(ctr, key, out):
 KEY = 0x0123456789ABCDEF
 
 
-def block(i, key=KEY):
-    return philox((i & M, i >> 32, 0, 0), (key & M, key >> 32))
+def block(i, key=KEY, stream=0):
+    return philox((i & M, i >> 32, stream, 0), (key & M, key >> 32))
+
+
+# The stream (prims_random.h): float32 counter c reads word c & 3 of block c >> 2,
+# float64 counter c word pair c & 1 of block c >> 1 of stream 1; a normal is Box-Muller
+# of a pair of uniforms, cos for an even counter, sin for an odd one.
+def u24(w):
+    return (w >> 8) * 2.0 ** -24
+
+
+def u53(hi, lo):
+    return (((hi << 32) | lo) >> 11) * 2.0 ** -53
+
+
+def ref_uniform32(c, key=KEY):
+    return u24(block(c >> 2, key)[c & 3])
+
+
+def ref_uniform64(c, key=KEY):
+    w = block(c >> 1, key, 1)
+    return u53(*w[2 * (c & 1):2 * (c & 1) + 2])
+
+
+def ref_normal32(c, key=KEY):
+    w = block(c >> 2, key)
+    u1, u2 = 1.0 - u24(w[c & 2]), u24(w[(c & 2) + 1])
+    return math.sqrt(-2 * math.log(u1)) * (math.sin if c & 1 else math.cos)(2 * math.pi * u2)
+
+
+def ref_normal64(c, key=KEY):
+    w = block(c >> 1, key, 1)
+    u1, u2 = 1.0 - u53(w[0], w[1]), u53(w[2], w[3])
+    return math.sqrt(-2 * math.log(u1)) * (math.sin if c & 1 else math.cos)(2 * math.pi * u2)
 
 
 def fixed(key=KEY):
@@ -66,9 +98,18 @@ def test_compiled_uniforms_are_the_philox_bits_exactly():
     u64 = compiled_draw("uniform", (n,), np.float64)
     u32 = compiled_draw("uniform", (n,), np.float32)
     for i in range(n):
-        w = block(i)
-        assert u64[i] == (((w[0] << 32) | w[1]) >> 11) * 2.0 ** -53
-        assert u32[i] == np.float32((w[0] >> 8) * 2.0 ** -24)
+        assert u64[i] == ref_uniform64(i)
+        assert u32[i] == np.float32(ref_uniform32(i))
+
+
+def test_the_stream_uses_every_word_of_a_block():
+    """Four float32 uniforms per Philox block, two float64 ones: each of its words once."""
+    u32 = compiled_draw("uniform", (8,), np.float32)
+    w = block(0) + block(1)
+    assert u32.tolist() == [np.float32(u24(x)) for x in w]
+    u64 = compiled_draw("uniform", (4,), np.float64)
+    w = block(0, stream=1) + block(1, stream=1)
+    assert u64.tolist() == [u53(w[k], w[k + 1]) for k in range(0, 8, 2)]
 
 
 def test_compiled_normals_are_box_muller_of_the_philox_bits():
@@ -76,17 +117,47 @@ def test_compiled_normals_are_box_muller_of_the_philox_bits():
     z64 = compiled_draw("normal", (n,), np.float64)
     z32 = compiled_draw("normal", (n,), np.float32)
     for i in range(n):
-        w = block(i)
-        u1 = 1.0 - (((w[0] << 32) | w[1]) >> 11) * 2.0 ** -53
-        u2 = (((w[2] << 32) | w[3]) >> 11) * 2.0 ** -53
-        ref = math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
-        assert z64[i] == pytest.approx(ref, rel=1e-13, abs=1e-13)
-        v1, v2 = 1.0 - (w[0] >> 8) * 2.0 ** -24, (w[1] >> 8) * 2.0 ** -24
-        ref32 = math.sqrt(-2 * math.log(v1)) * math.cos(2 * math.pi * v2)
-        assert z32[i] == pytest.approx(ref32, rel=2e-6, abs=2e-6)
+        assert z64[i] == pytest.approx(ref_normal64(i), rel=1e-13, abs=1e-13)
+        assert z32[i] == pytest.approx(ref_normal32(i), rel=2e-6, abs=2e-6)
 
 
-def test_two_draws_of_one_call_take_consecutive_counters():
+REFS = {("uniform", np.float32): ref_uniform32, ("uniform", np.float64): ref_uniform64,
+        ("normal", np.float32): ref_normal32, ("normal", np.float64): ref_normal64}
+
+
+@pytest.mark.parametrize("kind,dtype", list(REFS))
+@pytest.mark.parametrize("layout", ["sliced", "transposed", "broadcast", "strided"])
+def test_each_element_is_its_counters_value_in_any_loop(kind, dtype, layout):
+    """Loops whose rows start between blocks (a slice), whose counters are not
+    consecutive (a transpose, a broadcast, a stride): each element still gets exactly
+    the value of its counter, whether computed a block or an element at a time."""
+    src, keyfn = fixed()
+    shape = {"sliced": (9, 13), "transposed": (13, 9), "broadcast": (9, 1),
+             "strided": (9, 26)}[layout]
+
+    @tracejit.compile
+    def f(x):
+        r = _C._random(kind, shape, dtype, src, keyfn)
+        r = {"sliced": lambda: r[:, 3:], "transposed": lambda: r.T[:, 3:],
+             "broadcast": lambda: np.broadcast_to(r, (9, 10)),
+             "strided": lambda: r[:, 3::2]}[layout]()
+        return x + r
+    ctr = np.arange(int(np.prod(shape))).reshape(shape)
+    ctr = {"sliced": lambda: ctr[:, 3:], "transposed": lambda: ctr.T[:, 3:],
+           "broadcast": lambda: np.broadcast_to(ctr, (9, 10)),
+           "strided": lambda: ctr[:, 3::2]}[layout]()
+    out = f(np.zeros(ctr.shape, dtype))
+    ref = np.array([REFS[kind, dtype](int(c)) for c in ctr.ravel()], dtype).reshape(ctr.shape)
+    if kind == "uniform":
+        assert out.tolist() == ref.tolist()
+    else:
+        np.testing.assert_allclose(out, ref, rtol=2e-6 if dtype == np.float32 else 1e-13,
+                                   atol=2e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_two_draws_of_one_call_take_consecutive_blocks():
+    """Each draw starts on a whole block (a multiple of 4 counters): the second draw's
+    first counter is 8 after a first of 6 elements."""
     src, keyfn = fixed()
 
     @tracejit.compile
@@ -95,8 +166,8 @@ def test_two_draws_of_one_call_take_consecutive_counters():
         b = _C._random("uniform", (4,), np.float64, src, keyfn)
         return a + x, b
     a, b = f(np.zeros((2, 3)))
-    u = [(((w[0] << 32) | w[1]) >> 11) * 2.0 ** -53 for w in map(block, range(10))]
-    assert a.ravel().tolist() == u[:6] and b.tolist() == u[6:]
+    u = [ref_uniform64(c) for c in range(12)]
+    assert a.ravel().tolist() == u[:6] and b.tolist() == u[8:12]
 
 
 # ---- bit-identity: threads and tiers ------------------------------------------------
