@@ -125,34 +125,96 @@ REFS = {("uniform", np.float32): ref_uniform32, ("uniform", np.float64): ref_uni
         ("normal", np.float32): ref_normal32, ("normal", np.float64): ref_normal64}
 
 
-@pytest.mark.parametrize("kind,dtype", list(REFS))
-@pytest.mark.parametrize("layout", ["sliced", "transposed", "broadcast", "strided"])
-def test_each_element_is_its_counters_value_in_any_loop(kind, dtype, layout):
-    """Loops whose rows start between blocks (a slice), whose counters are not
-    consecutive (a transpose, a broadcast, a stride): each element still gets exactly
-    the value of its counter, whether computed a block or an element at a time."""
-    src, keyfn = fixed()
-    shape = {"sliced": (9, 13), "transposed": (13, 9), "broadcast": (9, 1),
-             "strided": (9, 26)}[layout]
+# Loops whose rows start between Philox blocks (rows of 13, the argument strided, so
+# the loop stays 2-D), whose counters repeat per row (a draw broadcast over rows) or
+# are not consecutive (broadcast along the row, a transpose, a stride, a slice: the
+# draw stored, then read), and a reduction's loop: (draw shape, strided argument, use);
+# the argument is (9, 13).
+LAYOUTS = {
+    "rows": ((9, 13), True, lambda r, x: x + r),
+    "repeated rows": ((1, 13), True, lambda r, x: x + r),
+    "along rows": ((9, 1), False, lambda r, x: x + r),
+    "transposed": ((13, 9), False, lambda r, x: x + r.T),
+    "strided": ((9, 26), False, lambda r, x: x + r[:, ::2]),
+    "sliced": ((9, 16), False, lambda r, x: x + r[:, 3:]),
+    "reduced": ((9, 13), False, lambda r, x: (r * 2.0).sum(axis=1) + x[:, 0]),
+}
 
-    @tracejit.compile
-    def f(x):
-        r = _C._random(kind, shape, dtype, src, keyfn)
-        r = {"sliced": lambda: r[:, 3:], "transposed": lambda: r.T[:, 3:],
-             "broadcast": lambda: np.broadcast_to(r, (9, 10)),
-             "strided": lambda: r[:, 3::2]}[layout]()
-        return x + r
+
+def layout_case(kind, dtype, layout):
+    """(function, argument, counters of its result, or None for the reduction)."""
+    src, keyfn = fixed()
+    shape, strided, use = LAYOUTS[layout]
+    x = np.zeros((13, 9), dtype).T if strided else np.zeros((9, 13), dtype)
     ctr = np.arange(int(np.prod(shape))).reshape(shape)
-    ctr = {"sliced": lambda: ctr[:, 3:], "transposed": lambda: ctr.T[:, 3:],
-           "broadcast": lambda: np.broadcast_to(ctr, (9, 10)),
-           "strided": lambda: ctr[:, 3::2]}[layout]()
-    out = f(np.zeros(ctr.shape, dtype))
-    ref = np.array([REFS[kind, dtype](int(c)) for c in ctr.ravel()], dtype).reshape(ctr.shape)
-    if kind == "uniform":
+    ref_ctr = None if layout == "reduced" else use(ctr, np.zeros(x.shape, np.int64))
+    return (lambda x: use(_C._random(kind, shape, dtype, src, keyfn), x)), x, ref_ctr
+
+
+def reference(kind, dtype, ctr):
+    return np.array([REFS[kind, dtype](int(c)) for c in ctr.ravel()], dtype).reshape(ctr.shape)
+
+
+@pytest.mark.parametrize("kind,dtype", list(REFS))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_each_element_is_its_counters_value_in_any_loop(kind, dtype, layout):
+    """A block at a time or an element at a time, each element gets exactly the value
+    of its counter, in TinyCC's kernel and the tier's."""
+    fn, x, ctr = layout_case(kind, dtype, layout)
+    out = tracejit.compile(fn)(x)
+    if ctr is None:   # the reduction: the rows' sums of the reference
+        shape = LAYOUTS[layout][0]
+        ctr = np.arange(int(np.prod(shape))).reshape(shape)
+        ref = (reference(kind, dtype, ctr) * 2.0).sum(axis=1)
+    else:
+        ref = reference(kind, dtype, ctr)
+    if kind == "uniform" and layout != "reduced":
         assert out.tolist() == ref.tolist()
     else:
-        np.testing.assert_allclose(out, ref, rtol=2e-6 if dtype == np.float32 else 1e-13,
-                                   atol=2e-6 if dtype == np.float32 else 1e-13)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc")), reason="no C compiler")
+@pytest.mark.parametrize("kind,dtype", list(REFS))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_both_tiers_give_each_counter_the_same_bits(kind, dtype, layout, tmp_path, monkeypatch):
+    from conftest import both_tiers
+    monkeypatch.setenv("TRACEJIT_CACHE_DIR", str(tmp_path))
+    fn, x, _ = layout_case(kind, dtype, layout)
+    try:
+        opt, tcc, _ = both_tiers(fn, [x])
+    finally:
+        tracejit.set_tier("auto")
+    assert opt.tobytes() == tcc.tobytes()
+
+
+TILES = """
+import numpy as np, tracejit, sys
+sys.path.insert(0, "tests")
+from test_random import layout_case
+for layout in ("rows", "repeated rows", "along rows", "reduced"):
+    fn, x, _ = layout_case("uniform", np.float32, layout)
+    tracejit.compile(fn)(x)
+"""
+
+
+def test_the_tier_fills_tiles_where_counters_are_consecutive():
+    """Lowering's decision, per group (TRACEJIT_DEBUG=3's schedules): tiles of draws
+    where a row's counters are consecutive (rows starting anywhere; a draw broadcast
+    over rows or along them is stored by its own group first), one element at a time
+    in a reduction's loop."""
+    import os
+    import re
+    import subprocess
+    import sys
+    e = dict(os.environ, TRACEJIT_DEBUG="3")
+    err = subprocess.run([sys.executable, "-c", TILES], env=e, capture_output=True,
+                         text=True, check=True).stderr
+    blocks = re.findall(r"^-- schedule: .*\n(?:  .*\n)*", err, re.M)
+    tiled = [["draws in tiles" in g for g in re.findall(r"^  group .*", b, re.M)]
+             for b in blocks]
+    assert tiled == [[True], [True, False], [True, False], [False, False]], blocks
 
 
 def test_two_draws_of_one_call_take_consecutive_blocks():
@@ -181,16 +243,30 @@ def chain(src, keyfn):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_draws_are_bit_identical_whatever_the_thread_count(dtype):
-    x = np.linspace(-1, 1, 1 << 20).astype(dtype).reshape(1024, 1024)
+@pytest.mark.parametrize("layout", ["contiguous", "rows of 1001"])
+@pytest.mark.parametrize("tier", ["tcc", "eager"])
+def test_draws_are_bit_identical_whatever_the_thread_count(dtype, layout, tier, tmp_path,
+                                                            monkeypatch):
+    """1, 2 and 8 threads, in TinyCC's kernel and the tier's ("eager": compiled before
+    the first call); rows of 1001 (a strided argument keeps the loop 2-D) start between
+    Philox blocks, and threads split the rows."""
+    if tier == "eager" and not any(shutil.which(c) for c in ("cc", "gcc")):
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("TRACEJIT_CACHE_DIR", str(tmp_path))
+    x = np.linspace(-1, 1, 1001 * 1003).astype(dtype)
+    x = x.reshape(1001, 1003) if layout == "contiguous" else x.reshape(1003, 1001).T
     before = tracejit.get_num_threads()
     out = []
     try:
+        tracejit.set_tier(tier)
         for n in (1, 2, 8):
             tracejit.set_num_threads(n)
-            out.append(tracejit.compile(chain(*fixed()))(x))
+            f = tracejit.compile(chain(*fixed()))
+            out.append(f(x))
+            assert f.tiers() == ["tcc" if tier == "tcc" else "opt"]
     finally:
         tracejit.set_num_threads(before)
+        tracejit.set_tier("auto")
     assert out[0].tobytes() == out[1].tobytes() == out[2].tobytes()
 
 

@@ -133,4 +133,10 @@ TJ_FILL(tj_fill_rnorm_f32, float, 2, tj_rnorm_f32,
 TJ_FILL(tj_fill_rnorm_f64, double, 1, tj_rnorm_f64,
         tj__bm_f64(tj_philox_at(key, b0 + (uint64_t)j, 1), &ob[2 * j], &ob[2 * j + 1]);)
 
+/* by the op table's names (ops.h: the DRAW ops), for the emitters */
+#define tj_fill_RUNIF32 tj_fill_runif_f32
+#define tj_fill_RUNIF64 tj_fill_runif_f64
+#define tj_fill_RNORM32 tj_fill_rnorm_f32
+#define tj_fill_RNORM64 tj_fill_rnorm_f64
+
 #endif
