@@ -125,13 +125,14 @@ REFS = {("uniform", np.float32): ref_uniform32, ("uniform", np.float64): ref_uni
         ("normal", np.float32): ref_normal32, ("normal", np.float64): ref_normal64}
 
 
-# Loops whose rows start between Philox blocks (rows of 13, the argument strided, so
-# the loop stays 2-D), whose counters repeat per row (a draw broadcast over rows) or
+# Loops whose rows start between Philox blocks (rows of 13 or 3, the argument strided,
+# so the loop stays 2-D), whose counters repeat per row (a draw broadcast over rows) or
 # are not consecutive (broadcast along the row, a transpose, a stride, a slice: the
 # draw stored, then read), and a reduction's loop: (draw shape, strided argument, use);
 # the argument is (9, 13).
 LAYOUTS = {
     "rows": ((9, 13), True, lambda r, x: x + r),
+    "short rows": ((9, 3), True, lambda r, x: x[:, :3] + r),
     "repeated rows": ((1, 13), True, lambda r, x: x + r),
     "along rows": ((9, 1), False, lambda r, x: x + r),
     "transposed": ((13, 9), False, lambda r, x: x + r.T),
