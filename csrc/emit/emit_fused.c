@@ -276,6 +276,22 @@ static void draw_tile_open(sbuf *b, const tj_graph *g, const tj_group *gr, const
     put(b, "%*s    for (long long e = t0; e < t1; e++) {\n", ind, "");
 }
 
+/* An element's nodes in the loop (not the invariant ones, not the folded reduction); a
+ * tiled draw reads its tile. */
+static void put_element_nodes(sbuf *b, const tj_graph *g, const tj_group *gr,
+                              const uint8_t *uni, int ind) {
+    for (int k = 0; k < gr->n_nodes; k++) {
+        int32_t id = gr->nodes[k];
+        if (uni[id] || id == gr->red) continue;
+        if (tiled_draw(g, gr, k)) {
+            put(b, "%*s%s x%d = d%d[e - t0];\n", ind, "", ctype(g->nodes[id].dtype), (int)id, (int)id);
+            continue;
+        }
+        put(b, "%*s", ind, "");
+        put_node(b, g, &g->nodes[id]);
+    }
+}
+
 static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int gi,
                              uint8_t *uni) {
     const tj_loop *q = &gr->loop;
@@ -395,17 +411,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
             else put(b, "%*s    const %s x%d = *(const %s *)(pl%d + e * l%d_%d);\n", in, "", t,
                      (int)id, t, l, l, D - 1);
         }
-        for (int k = 0; k < gr->n_nodes; k++) {
-            int32_t id = gr->nodes[k];
-            if (uni[id] || id == gr->red) continue;
-            if (tiled_draw(g, gr, k))
-                put(b, "%*s    %s x%d = d%d[e - t0];\n", in, "", ctype(g->nodes[id].dtype), (int)id,
-                    (int)id);
-            else {
-                put(b, "%*s    ", in, "");
-                put_node(b, g, &g->nodes[id]);
-            }
-        }
+        put_element_nodes(b, g, gr, uni, in + 4);
         for (int o = o0; o < gr->n_outs; o++) {
             const char *t = ctype(g->nodes[gr->outs[o].node].dtype);
             if (!pass) put(b, "%*s    r%d[e] = x%d;\n", in, "", o, (int)gr->outs[o].node);
