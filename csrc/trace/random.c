@@ -10,7 +10,9 @@
  * which draws 64 bits from that generator (csrc/runtime.c, bind): so every call draws
  * fresh numbers, advances the framework's generator, and is reproducible under its
  * seed. Within a call the draws of one source take consecutive counter ranges (as
- * torch's Philox offsets do), so no two elements of one call share a counter. Nothing
+ * torch's Philox offsets do), each starting on a multiple of 4 (prims_random.h's
+ * element -> block and word mapping), so no two elements of one call share a Philox
+ * word. Nothing
  * about a draw is known at trace time: no pass can fold it, and CSE cannot merge two
  * draws (their counters differ). */
 #include "tracejit.h"
@@ -126,9 +128,10 @@ PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs) 
     if (ndim < 0) return NULL;
     int src = source_index(t, args[3], args[4]);
     if (src < 0) return NULL;
-    int32_t ctr = counters(t, ndim, shape, t->rng_next[src]);
+    int64_t base = (t->rng_next[src] + 3) & ~(int64_t)3;   /* a whole Philox block */
+    int32_t ctr = counters(t, ndim, shape, base);
     if (ctr < 0) return NULL;
-    t->rng_next[src] += size;
+    t->rng_next[src] = base + size;
     tj_node n;
     memset(&n, 0, sizeof n);
     n.op = (int16_t)op;
