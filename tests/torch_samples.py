@@ -192,6 +192,8 @@ def _hand_samples():
         S("div", lambda x, y: torch.div(x, y, rounding_mode="floor"), x34,
           R(3, 4, lo=0.5, hi=2.0), label="floor"),
         S("xlogy", torch.xlogy, R(3, 4, lo=0.1, hi=2.0), R(3, 4, lo=0.3, hi=2.0)),
+        S("xlogy", lambda x, y: torch.xlogy(x * (x > 0.5), y), R(3, 4, lo=-1.0, hi=2.0),
+          R(3, 4, lo=0.3, hi=2.0), label="zeros"),
         S("clamp", lambda x: torch.clamp(x, -1.0, 0.5), x34),
         S("clamp", lambda x, lo: torch.clamp(x, min=lo), x34, R(4, lo=-1.0, hi=1.0), label="tensor"),
         S("clip", lambda x: torch.clip(x, max=0.3), x34),

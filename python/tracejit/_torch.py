@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from . import _C, _effects, _torch_random, _torch_writes
+from . import _C, _effects, _torch_dists, _torch_random, _torch_writes
 from ._torch_random import _NOT_RANDOM
 from ._C import TraceError, Tracer
 from ._torch_ops import (EW_METHODS, FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
@@ -168,6 +168,9 @@ from ._torch_nn import FUNCS as _NN_FUNCS, METHODS as _NN_METHODS  # noqa: E402
 ATTRS.update(_NN_METHODS)
 for _name in ("tril", "triu", "baddbmm", "addbmm", "addmv", "addr", "diagonal"):
     ATTRS[_name] = _NN_FUNCS[_name]
+from ._torch_linalg import METHODS as _LINALG_METHODS  # noqa: E402
+for _name in _LINALG_METHODS:
+    ATTRS[_name] = FUNCS[_name]
 for _name in ("is_nested", "is_sparse", "is_quantized", "is_meta", "is_mkldnn", "is_complex",
               "is_xpu", "is_mps"):
     ATTRS[_name] = property(lambda x: False) if _name != "is_complex" else (lambda x: False)
@@ -283,7 +286,7 @@ def _resolve(func):
     if name.startswith("__"):
         return None
     for prefix in ("special_", "linalg_"):
-        if name.startswith(prefix):
+        if name.startswith(prefix) and name not in FUNCS:    # linalg_slogdet's own type
             name = name[len(prefix):]
     if name == "vector_norm":
         return _vector_norm
@@ -512,12 +515,13 @@ def _swap_helpers():
     orig = getattr(F, "_none_or_dtype", None)
     if orig is None or getattr(orig, "_tracejit", False):
         return []
+    done = _torch_dists.swaps()     # torch.distributions' type checks
 
     def none_or_dtype(input):
         return input.dtype if isinstance(input, Tracer) else orig(input)
     none_or_dtype._tracejit = True
     F._none_or_dtype = none_or_dtype
-    return [(F, "_none_or_dtype", orig)]
+    return done + [(F, "_none_or_dtype", orig)]
 
 
 _STATS_HINT = (" (in training mode it updates its running statistics in place: compile the "

@@ -168,7 +168,12 @@ def masked_fill(x, mask, value):
 
 
 def xlogy(x, y):
-    return np.where(x == 0, 0.0, x * np.log(y))
+    """x * log(y), 0 where x == 0 (nan where y is nan), as torch; and torch's gradients:
+    log(y) for x wherever x == 0 and y > 0 (Poisson's log_prob at a count of 0), 0 where
+    x == 0 and y <= 0."""
+    zero = x == 0
+    log_y = np.where(zero & (y <= 0), 0.0, np.log(y))
+    return np.where(zero & (y == math.inf), 0.0, x * log_y)
 
 
 def _unary(npf):
@@ -455,6 +460,17 @@ def broadcast_to(x, size):
     return np.broadcast_to(x, tuple(size))
 
 
+def as_tensor(data, dtype=None, device=None):
+    """torch.as_tensor of a traced value: the value itself, cast to dtype (Gamma.log_prob)."""
+    if not isinstance(data, Tracer):
+        raise TraceError("torch.as_tensor of a container holding traced values is not supported "
+                         "by tracejit yet: use torch.stack")
+    if device is not None and str(device) not in ("cpu", "cpu:0"):
+        raise TraceError(f"torch.as_tensor(device={device!r}): tracejit runs on the CPU only")
+    nd = _np_dtype(dtype)
+    return data if nd is None or nd == _NP_DTYPE.__get__(data) else data.astype(nd)
+
+
 def broadcast_tensors(*tensors):
     """torch.broadcast_tensors: views of every operand at their common shape."""
     shape = np.broadcast_shapes(*(tuple(_NP_SHAPE.__get__(t)) if isinstance(t, Tracer)
@@ -697,7 +713,7 @@ FUNCS = {
     "movedim": movedim, "moveaxis": movedim, "roll": roll, "cat": cat, "concat": cat,
     "concatenate": cat, "stack": stack, "split": split, "chunk": chunk, "unbind": unbind,
     "index_select": index_select, "gather": gather, "take_along_dim": take_along_dim,
-    "broadcast_to": broadcast_to, "broadcast_tensors": broadcast_tensors,
+    "broadcast_to": broadcast_to, "broadcast_tensors": broadcast_tensors, "as_tensor": as_tensor,
     "matmul": matmul, "mm": mm, "bmm": bmm, "mv": mv, "dot": dot, "outer": outer,
     "ger": outer, "einsum": einsum, "tensordot": tensordot, "linear": linear, "addmm": addmm,
     "softplus": softplus, "logsigmoid": logsigmoid, "log_sigmoid": logsigmoid,
@@ -722,5 +738,7 @@ FUNCS.update(_NN_FUNCS)
 FUNCS.update(_RNN_FUNCS)
 FUNCS.update(_ATTENTION_FUNCS)
 from ._torch_losses import FUNCS as _LOSS_FUNCS  # noqa: E402
+from ._torch_linalg import FUNCS as _LINALG_FUNCS  # noqa: E402  (cholesky, solves, LU)
 
 FUNCS.update(_LOSS_FUNCS)
+FUNCS.update(_LINALG_FUNCS)
