@@ -198,6 +198,21 @@ def test_an_invalid_parameter_raises_at_every_call():
 
 @pytest.mark.parametrize("make", [lambda m: D.Normal(m, 1.0),
                                   lambda m: D.MultivariateNormal(m, torch.eye(3))])
+def test_a_covariance_that_is_not_positive_definite_raises_at_that_call():
+    """positive_definite.check branches on its symmetry check in torch; traced it is one
+    select with the same result, checked at every call."""
+    f = tracejit.compile(lambda m, c, x: D.MultivariateNormal(m, covariance_matrix=c).log_prob(x))
+    m, x = torch.zeros(2), torch.zeros(2)
+    f(m, torch.eye(2), x)
+    for bad in (torch.tensor([[1.0, 2.0], [2.0, 1.0]]), torch.tensor([[1.0, 0.5], [0.0, 1.0]])):
+        with pytest.raises(ValueError):
+            D.MultivariateNormal(m, covariance_matrix=bad)
+        with pytest.raises(ValueError, match="was False for this call's values"):
+            f(m, bad, x)
+    c = torch.tensor([[2.0, 0.3], [0.3, 1.0]])
+    torch.testing.assert_close(f(m, c, x), D.MultivariateNormal(m, c).log_prob(x))
+
+
 def test_a_shape_mismatch_is_eagers_error_at_trace_time(make):
     fn = lambda m, x: make(m).log_prob(x)      # noqa: E731
     args = torch.zeros(3), torch.zeros(4)
@@ -231,19 +246,21 @@ BIJECT = {
     "interval": (C.interval(-1.0, 2.0), (3, 4)),
     "unit_interval": (C.unit_interval, (3, 4)),
     "simplex": (C.simplex, (3, 4)),
-    "lower_cholesky": (C.lower_cholesky, (2, 3, 3)),
-    "corr_cholesky": (C.corr_cholesky, (2, 3)),
-    "softplus": (None, (3, 4)),         # SoftplusTransform: Pyro's softplus_positive
+    # transforms torch's biject_to does not register (Pyro's does)
+    "softplus": (D.transforms.SoftplusTransform(), (3, 4)),
+    "lower_cholesky": (D.transforms.LowerCholeskyTransform(), (2, 3, 3)),
 }
 
 
 @pytest.mark.parametrize("name", sorted(BIJECT))
 def test_biject_to_transforms_and_their_jacobians_match_eager(name):
     constraint, shape = BIJECT[name]
-    t = D.biject_to(constraint) if constraint is not None else D.transforms.SoftplusTransform()
+    t = constraint if isinstance(constraint, D.transforms.Transform) else D.biject_to(constraint)
 
     def fn(u):
         y = t(u)
+        if name == "lower_cholesky":       # torch defines no log_abs_det_jacobian for it
+            return y, t.inv(y).sum(-1)
         return y, t.log_abs_det_jacobian(u, y), t.inv(y)
 
     cf = tracejit.compile(fn)

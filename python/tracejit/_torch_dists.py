@@ -12,6 +12,8 @@ anything else to torch's own code:
   * broadcast_all (every constructor): the Python numbers among the parameters become
     tensors of the first tensor's dtype; torch's version would take the default dtype
     for a traced first tensor (Normal(loc64, 0.1) would compute with float32's 0.1).
+  * constraints.positive_definite.check (MultivariateNormal(covariance_matrix=...)):
+    torch branches on the symmetry check's values; here one select of the same result.
 broadcast_all is imported by name into each module that uses it (torch.distributions'
 and Pyro's); each module holding torch's function gets the swap.
 """
@@ -70,6 +72,17 @@ def _broadcast_all(orig):
     return broadcast_all
 
 
+def _positive_definite_check(orig):
+    def check(self, value):
+        if not isinstance(value, Tracer):
+            return orig(self, value)
+        # torch: `if not sym.all(): return sym`, else cholesky's info == 0; as one select
+        sym = sys.modules["torch.distributions.constraints"]._Symmetric.check(self, value)
+        return _torch().where(sym.all(), _torch().linalg.cholesky_ex(value).info.eq(0), sym)
+    check._tracejit = True
+    return check
+
+
 def swaps():
     """Install the swaps; [(owner, name, original)] to restore when the trace ends."""
     utils = sys.modules.get("torch.distributions.utils")
@@ -77,6 +90,10 @@ def swaps():
     if utils is None or dist is None or getattr(utils.broadcast_all, "_tracejit", False):
         return []                    # not imported, or a trace inside a trace
     done = []
+    constraints = sys.modules["torch.distributions.constraints"]
+    orig = constraints._PositiveDefinite.check
+    constraints._PositiveDefinite.check = _positive_definite_check(orig)
+    done.append((constraints._PositiveDefinite, "check", orig))
     orig = dist.Distribution._validate_sample
     dist.Distribution._validate_sample = _validate_sample(orig)
     done.append((dist.Distribution, "_validate_sample", orig))

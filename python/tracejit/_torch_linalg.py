@@ -19,7 +19,10 @@ Faithfulness:
     torch.linalg.LinAlgError;
   * gradients are eager's: cholesky's is symmetric (torch symmetrizes it), a
     triangular solve's lies in the triangle it reads, cholesky_solve's is torch's
-    formula for a full L (its strict upper triangle gets a gradient too);
+    formula for a full L (its strict upper triangle gets a gradient too). Second
+    derivatives are eager's too, except cholesky_solve's for an L whose ignored
+    triangle is not zero (torch differentiates its first-derivative formula there,
+    whose A^{-1} and X again take L as full: a recursion this does not follow);
   * cholesky_ex reports info as torch does; its L past a failed column is NaN where
     LAPACK leaves partial values (torch documents them as unspecified).
 """
@@ -185,20 +188,23 @@ def cholesky_solve(B, L, upper=False, out=None):
         raise TraceError("torch.cholesky_solve(..., out=...) is not supported by tracejit")
     _check_solve(L, B, "cholesky_solve")
     X = _cholesky_solve_tri(B, L, upper)
-    # torch differentiates A = L L^T with L a full matrix: the triangle LAPACK ignores
-    # gets dX = -A^{-1} (dL L^T + L dL^T) X too. Its term here is zero in value.
+    # torch's derivative takes L as a full matrix in A = L L^T (its strict upper triangle,
+    # which the solve never reads, included): dX = -A^{-1} (dL L^T + L dL^T) X. Autodiff of
+    # the solves above gives the triangle's part; the rest is a term whose value is zero
+    # (D = P - detach(P)) and whose first and second derivatives are the difference: half
+    # of it differentiates A^{-1}, half X (in -A^{-1} D X with D = 0 each cross term of
+    # the second derivative would otherwise come twice).
     n = _shape(L)[-1]
-    strict = (np.arange(n)[:, None] < np.arange(n)[None, :]) if not upper else \
-        (np.arange(n)[:, None] > np.arange(n)[None, :])
-    U = np.where(strict, L, 0.0)
-    Ld, Xd = _detach(L), _detach(X)
-    Ld = np.where(strict, 0.0, Ld)
-    if upper:                          # A = L^T L with L upper
-        dA = np.matmul(_mT(U), Ld) + np.matmul(_mT(Ld), U)
-    else:
-        dA = np.matmul(U, _mT(Ld)) + np.matmul(Ld, _mT(U))
-    extra = -_cholesky_solve_tri(np.matmul(dA, Xd), Ld, upper)
-    return X + (extra - _detach(extra))
+    keep = (np.arange(n)[:, None] <= np.arange(n)[None, :]) if upper else \
+        (np.arange(n)[:, None] >= np.arange(n)[None, :])
+    tri = np.where(keep, L, 0.0)
+
+    def gram(M):
+        P = np.matmul(_mT(M), M) if upper else np.matmul(M, _mT(M))
+        return P - _detach(P)
+    D = gram(L) - gram(tri)
+    return X - 0.5 * (_cholesky_solve_tri(np.matmul(D, _detach(X)), L, upper) +
+                      _cholesky_solve_tri(np.matmul(D, X), _detach(L), upper))
 
 
 # ---- LU with partial pivoting --------------------------------------------------------
@@ -231,8 +237,9 @@ def _slogdet(A, name):
     n = _square(A, name)
     _, piv, odd = _lu(A, n)
     singular = np.any(piv == 0, axis=-1)
-    negatives = np.sum(piv < 0, axis=-1) + odd.astype(np.int64)
-    sign = np.where(negatives % 2 == 1, -1.0, 1.0).astype(_NP_DTYPE.__get__(A))
+    # the pivots' signs (derivative zero, but a dependency: eager's sign requires grad)
+    sign = np.prod(np.sign(piv), axis=-1)
+    sign = np.where(odd, -sign, sign)
     logabs = np.sum(np.log(np.abs(piv)), axis=-1)
     return (np.where(singular, 0.0, sign).astype(_NP_DTYPE.__get__(A)),
             np.where(singular, -np.inf, logabs))

@@ -162,6 +162,13 @@ def where(cond, x=None, y=None):
     return np.where(cond, x, y)
 
 
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """torch.isclose (positive_definite's symmetry check): equal (infinities included),
+    or both finite and |a - b| <= atol + rtol * |b|."""
+    close = (a == b) | (np.isfinite(a) & np.isfinite(b) & (np.abs(a - b) <= atol + rtol * np.abs(b)))
+    return close | (np.isnan(a) & np.isnan(b)) if equal_nan else close
+
+
 def masked_fill(x, mask, value):
     v = np.full_like(x, value) if not isinstance(value, Tracer) else value.astype(_NP_DTYPE.__get__(x))
     return np.where(mask, v, x)
@@ -699,7 +706,7 @@ FUNCS = {
     "mul": _mul, "multiply": _mul, "floor_divide": _floordiv,
     "remainder": _mod, "pow": _pow, "xlogy": xlogy,
     "clamp": clamp, "clip": clamp, "clamp_min": lambda x, min: np.maximum(x, min),
-    "clamp_max": lambda x, max: np.minimum(x, max), "where": where, "masked_fill": masked_fill,
+    "clamp_max": lambda x, max: np.minimum(x, max), "where": where, "masked_fill": masked_fill, "isclose": isclose,
     "expit": sigmoid,
     "sum": sum_, "mean": mean, "prod": prod, "amax": amax, "amin": amin,
     "max": _minmax(np.max, np.argmax, "max"), "min": _minmax(np.min, np.argmin, "min"),
