@@ -196,8 +196,6 @@ def test_an_invalid_parameter_raises_at_every_call():
         f(m, -L, x)
 
 
-@pytest.mark.parametrize("make", [lambda m: D.Normal(m, 1.0),
-                                  lambda m: D.MultivariateNormal(m, torch.eye(3))])
 def test_a_covariance_that_is_not_positive_definite_raises_at_that_call():
     """positive_definite.check branches on its symmetry check in torch; traced it is one
     select with the same result, checked at every call."""
@@ -213,6 +211,8 @@ def test_a_covariance_that_is_not_positive_definite_raises_at_that_call():
     torch.testing.assert_close(f(m, c, x), D.MultivariateNormal(m, c).log_prob(x))
 
 
+@pytest.mark.parametrize("make", [lambda m: D.Normal(m, 1.0),
+                                  lambda m: D.MultivariateNormal(m, torch.eye(3))])
 def test_a_shape_mismatch_is_eagers_error_at_trace_time(make):
     fn = lambda m, x: make(m).log_prob(x)      # noqa: E731
     args = torch.zeros(3), torch.zeros(4)
