@@ -352,6 +352,8 @@ def _method_samples():
         S("to", lambda x: x.to(torch.float64) * x.to(x.dtype), x34),
         S("to", lambda x: x.to(torch.float32) * 2, x34, gradcheck=LOOSE, label="float32"),
         S("type_as", lambda x, y: x.type_as(y), x34, K(2)),
+        S("type", lambda x: x.type(torch.float64) * (x.type() == "torch.DoubleTensor") +
+          x.type("torch.DoubleTensor"), x34),
         S("float", lambda x: x.float() * 2, x34, gradcheck=LOOSE),
         S("double", lambda x: x.double(), x34),
         S("long", lambda x: (x * 3).long(), x34, grad=NODIFF),

@@ -56,6 +56,22 @@ def _cast(np_dtype):
     return f
 
 
+_TYPE_NAMES = {"torch.FloatTensor": "float32", "torch.DoubleTensor": "float64",
+               "torch.LongTensor": "int64", "torch.IntTensor": "int32", "torch.BoolTensor": "bool"}
+
+
+def type_(x, dtype=None, non_blocking=False, **kwargs):
+    """Tensor.type(): the type's name; Tensor.type(dtype or name): a cast (Pyro's Delta)."""
+    names = {v: k for k, v in _TYPE_NAMES.items()}
+    if dtype is None:
+        return names[_NP_DTYPE.__get__(x).name]
+    if isinstance(dtype, str):
+        if dtype not in _TYPE_NAMES:
+            raise TraceError(f"torch.Tensor.type({dtype!r}) is not supported by tracejit")
+        dtype = np.dtype(_TYPE_NAMES[dtype])
+    return to(x, dtype)
+
+
 def type_as(x, other):
     return to(x, other.dtype)
 
@@ -128,6 +144,7 @@ ATTRS = {
                      "output of the compiled function instead"),
     "to": to,
     "type_as": type_as,
+    "type": type_,
 }
 
 def _inplace_method(name, impl):
