@@ -1,6 +1,7 @@
-"""Samples of torch's linear algebra of small matrices (tracejit._torch_linalg) and the
-other entries the distributions need (as_tensor), for tests/test_torch_opinfo.py:
-batched and not, transposed layouts, the upper/left/unitriangular variants."""
+"""Samples of torch's linear algebra of small matrices (tracejit._torch_linalg), sorting
+(tracejit._torch_sort) and the other entries the distributions need (as_tensor,
+isclose), for tests/test_torch_opinfo.py: batched and not, transposed layouts, the
+upper/left/unitriangular variants; sorts of distinct values (ties: tests/test_torch_sort.py)."""
 import warnings
 
 import torch
@@ -116,5 +117,20 @@ def _samples():
     return out
 
 
-SAMPLES = _samples()
+def _sort_samples():
+    x, t = R(3, 5), R(4, 3, layout="t")
+    return [
+        S("sort", torch.sort, x),
+        S("sort", lambda x: x.sort(dim=0, descending=True, stable=True), t, label="dim0 method"),
+        S("argsort", lambda x: torch.argsort(x, dim=1, descending=True), x, grad=NODIFF),
+        S("argsort", lambda x: x.argsort(0), t, grad=NODIFF, label="method"),
+        S("msort", torch.msort, t),
+        S("topk", lambda x: torch.topk(x, 2), x),
+        S("topk", lambda x: x.topk(3, dim=0, largest=False), t, label="smallest method"),
+        S("kthvalue", lambda x: torch.kthvalue(x, 2), x),
+        S("kthvalue", lambda x: x.kthvalue(3, 0, keepdim=True), t, label="keepdim method"),
+    ]
+
+
+SAMPLES = _samples() + _sort_samples()
 NOT_SAMPLED = {}

@@ -186,7 +186,8 @@ ATTRS.update(_NN_METHODS)
 for _name in ("tril", "triu", "baddbmm", "addbmm", "addmv", "addr", "diagonal"):
     ATTRS[_name] = _NN_FUNCS[_name]
 from ._torch_linalg import METHODS as _LINALG_METHODS  # noqa: E402
-for _name in _LINALG_METHODS:
+from ._torch_sort import METHODS as _SORT_METHODS  # noqa: E402
+for _name in _LINALG_METHODS + _SORT_METHODS:
     ATTRS[_name] = FUNCS[_name]
 for _name in ("is_nested", "is_sparse", "is_quantized", "is_meta", "is_mkldnn", "is_complex",
               "is_xpu", "is_mps"):
@@ -308,8 +309,10 @@ def _resolve(func):
     if name == "vector_norm":
         return _vector_norm
     impl = FUNCS.get(name)
-    if impl is None and is_method and not isinstance(ATTRS.get(name), property):
-        impl = ATTRS.get(name)       # W.float(), W.to(...), W.size() of a real tensor
+    method = ATTRS.get(name) if is_method else None
+    if method is not None and not isinstance(method, property):
+        impl = method     # W.float(), W.size() of a real tensor; W.unfold, W.where: methods
+                          # whose function of that name differs
     if impl is not None and mod == "torch" and name in ("softmax", "log_softmax"):
         return _torch_softmax(impl)
     return impl

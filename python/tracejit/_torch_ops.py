@@ -746,6 +746,8 @@ FUNCS.update(_RNN_FUNCS)
 FUNCS.update(_ATTENTION_FUNCS)
 from ._torch_losses import FUNCS as _LOSS_FUNCS  # noqa: E402
 from ._torch_linalg import FUNCS as _LINALG_FUNCS  # noqa: E402  (cholesky, solves, LU)
+from ._torch_sort import FUNCS as _SORT_FUNCS  # noqa: E402  (sort, topk, ...)
 
 FUNCS.update(_LOSS_FUNCS)
 FUNCS.update(_LINALG_FUNCS)
+FUNCS.update(_SORT_FUNCS)
