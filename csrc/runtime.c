@@ -354,7 +354,8 @@ static PyObject *finish(replay *r, tj_plan *p) {
     for (int c = 0; c < p->n_checks; c++) {   /* the trace's checks, read in their slots */
         int slot = s->out_slot_of[p->n_results - p->n_checks + c];
         if (!*(const unsigned char *)r->P[slot]) {
-            PyErr_SetObject(PyExc_ValueError, PyTuple_GET_ITEM(p->check_msgs, c));
+            PyObject *pair = PyTuple_GET_ITEM(p->check_msgs, c);
+            PyErr_SetObject(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
             return NULL;
         }
     }

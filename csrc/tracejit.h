@@ -541,7 +541,7 @@ typedef struct tj_plan {
     int torch_dflt;              /* torch's default dtype the trace assumed, or -1: checked */
     int n_checks;                /* the trace's checks: results [n_results - n_checks,
                                     n_results) are their 0-d bools, not the template's */
-    PyObject *check_msgs;        /* NULL or tuple: per check, the ValueError's message */
+    PyObject *check_msgs;        /* NULL or tuple: per check, (exception class, message) */
     PyObject *keyfns;            /* NULL or list: per KEY slot's index, what draws the call's
                                     key (random.c); called at every replay (bind) */
     PyObject *pyvalues;          /* tuple of (container, key, value, label) or NULL: Python

@@ -15,8 +15,7 @@ as GEMM's, is the way for large matrices).
 Faithfulness:
   * a matrix torch refuses at run time (cholesky of one that is not positive-definite,
     solve and inverse of a singular one) is a check of the plan (_C._check): the call
-    with such values raises ValueError at the user's line, where eager raises
-    torch.linalg.LinAlgError;
+    with such values raises torch.linalg.LinAlgError at the user's line, as eager does;
   * gradients are eager's: cholesky's is symmetric (torch symmetrizes it), a
     triangular solve's lies in the triangle it reads, cholesky_solve's is torch's
     formula for a full L (its strict upper triangle gets a gradient too). Second
@@ -102,8 +101,8 @@ def cholesky(A, upper=False, *, out=None):
     if out is not None:
         raise TraceError("torch.linalg.cholesky(..., out=...) is not supported by tracejit")
     L, pivots = _cholesky(A, upper, "linalg.cholesky")
-    _C._check(pivots > 0, "torch.linalg.cholesky's input positive-definite (eager raises "
-              "torch.linalg.LinAlgError)")
+    _C._check(pivots > 0, "torch.linalg.cholesky's input positive-definite",
+              _torch().linalg.LinAlgError)
     return L
 
 
@@ -114,7 +113,8 @@ def cholesky_ex(A, *, upper=False, check_errors=False, out=None):
     first = np.argmax(bad, axis=-1) + 1
     info = np.where(np.any(bad, axis=-1), first, 0).astype(np.int32)
     if check_errors:
-        _C._check(~bad, "torch.linalg.cholesky_ex's input positive-definite (check_errors=True)")
+        _C._check(~bad, "torch.linalg.cholesky_ex's input positive-definite (check_errors=True)",
+                  _torch().linalg.LinAlgError)
     return _torch().return_types.linalg_cholesky_ex((L, info))
 
 
@@ -273,8 +273,8 @@ def _lu_solve(A, B, name):
     n = _shape(A)[-1]
     A, B = _batch_broadcast(A, B)
     M, piv, _ = _lu(np.concatenate([A, B], axis=-1), n)
-    _C._check(piv != 0, f"torch.{name}'s input invertible (eager raises "
-              "torch.linalg.LinAlgError: the input matrix is singular)")
+    _C._check(piv != 0, f"torch.{name}'s input invertible (not singular)",
+              _torch().linalg.LinAlgError)
     return _trisolve(M[..., :n], M[..., n:], True, False)
 
 
