@@ -355,8 +355,13 @@ static PyObject *finish(replay *r, tj_plan *p) {
         int slot = s->out_slot_of[p->n_results - p->n_checks + c];
         if (!*(const unsigned char *)r->P[slot]) {
             PyObject *pair = PyTuple_GET_ITEM(p->check_msgs, c);
-            PyErr_SetObject(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
-            return NULL;
+            PyObject *cls = PyTuple_GET_ITEM(pair, 0), *msg = PyTuple_GET_ITEM(pair, 1);
+            if (!PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)PyExc_Warning)) {
+                PyErr_SetObject(cls, msg);
+                return NULL;
+            }
+            const char *text = PyUnicode_AsUTF8(msg);   /* a warning: the call goes on */
+            if (!text || PyErr_WarnEx(cls, text, 1) < 0) return NULL;
         }
     }
     for (int o = 0; o < p->n_results; o++) {

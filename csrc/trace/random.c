@@ -163,7 +163,7 @@ PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
  * the answer now; the trace assumes it is True and every call checks: all(x) becomes a
  * hidden output of the plan, and a call where it is False raises `error` (an exception
  * class, ValueError by default: the class eager raises there) naming `what` and the
- * user's line. Returns None. */
+ * user's line; a Warning class is warned instead (Pyro's warn_if_nan). Returns None. */
 PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 2 || nargs > 3 || !PyUnicode_Check(args[1]) ||
         (nargs == 3 && !(PyType_Check(args[2]) &&
@@ -178,8 +178,12 @@ PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     Py_XDECREF(all);
     if (id < 0) return NULL;
     /* the message, with the user's line, made now (the replay has no frames to read) */
-    tj_error_at(PyExc_ValueError, "%U was False for this call's values: a check the traced "
-                "code made (the trace assumed it held; eager raises here)", args[1]);
+    if (PyType_IsSubtype((PyTypeObject *)error, (PyTypeObject *)PyExc_Warning))
+        tj_error_at(PyExc_ValueError, "%U (a warning the traced code gives for this call's "
+                    "values, checked at every call)", args[1]);
+    else
+        tj_error_at(PyExc_ValueError, "%U was False for this call's values: a check the "
+                    "traced code made (the trace assumed it held; eager raises here)", args[1]);
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);

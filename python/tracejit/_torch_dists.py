@@ -14,8 +14,12 @@ anything else to torch's own code:
     for a traced first tensor (Normal(loc64, 0.1) would compute with float32's 0.1).
   * constraints.positive_definite.check (MultivariateNormal(covariance_matrix=...)):
     torch branches on the symmetry check's values; here one select of the same result.
-broadcast_all is imported by name into each module that uses it (torch.distributions'
-and Pyro's); each module holding torch's function gets the swap.
+  * Pyro's warn_if_nan and warn_if_inf (Trace.log_prob_sum and the ELBOs with
+    validation on, Pyro's default): a warning on traced values becomes a check of the
+    plan that warns (UserWarning, as Pyro) at each call whose values trip it. The hook
+    Pyro puts on a gradient is not placed (a tracer has none).
+broadcast_all and the warnings are imported by name into each module that uses them
+(torch.distributions' and Pyro's); each module holding the original gets the swap.
 """
 import sys
 import warnings
@@ -83,6 +87,33 @@ def _positive_definite_check(orig):
     return check
 
 
+def _warn_if_nan(orig):
+    def warn_if_nan(value, msg="", *, filename=None, lineno=None):
+        if not isinstance(value, Tracer):
+            return orig(value, msg, filename=filename, lineno=lineno)
+        _C._check(~_torch().isnan(value).any(),
+                  "Encountered NaN{}".format(": " + msg if msg else "."), UserWarning)
+        return value
+    warn_if_nan._tracejit = True
+    return warn_if_nan
+
+
+def _warn_if_inf(orig):
+    def warn_if_inf(value, msg="", allow_posinf=False, allow_neginf=False, *, filename=None,
+                    lineno=None):
+        if not isinstance(value, Tracer):
+            return orig(value, msg, allow_posinf, allow_neginf, filename=filename,
+                        lineno=lineno)
+        tail = ": " + msg if msg else "."
+        if not allow_posinf:
+            _C._check(~(value == float("inf")).any(), "Encountered +inf" + tail, UserWarning)
+        if not allow_neginf:
+            _C._check(~(value == float("-inf")).any(), "Encountered -inf" + tail, UserWarning)
+        return value
+    warn_if_inf._tracejit = True
+    return warn_if_inf
+
+
 def swaps():
     """Install the swaps; [(owner, name, original)] to restore when the trace ends."""
     utils = sys.modules.get("torch.distributions.utils")
@@ -97,10 +128,19 @@ def swaps():
     orig = dist.Distribution._validate_sample
     dist.Distribution._validate_sample = _validate_sample(orig)
     done.append((dist.Distribution, "_validate_sample", orig))
-    orig = utils.broadcast_all
-    swapped = _broadcast_all(orig)
+    # functions imported by name into the modules that use them: {name: (original, swap)}
+    by_name = {"broadcast_all": (utils.broadcast_all, _broadcast_all(utils.broadcast_all))}
+    pyro_util = sys.modules.get("pyro.util")
+    for name, make in (("warn_if_nan", _warn_if_nan), ("warn_if_inf", _warn_if_inf)):
+        orig = getattr(pyro_util, name, None)
+        if orig is not None:
+            by_name[name] = (orig, make(orig))
     for module in list(sys.modules.values()):
-        if getattr(module, "__dict__", {}).get("broadcast_all") is orig:
-            module.broadcast_all = swapped
-            done.append((module, "broadcast_all", orig))
+        names = getattr(module, "__dict__", None)
+        if not isinstance(names, dict):
+            continue
+        for name, (orig, swap) in by_name.items():
+            if names.get(name) is orig:
+                names[name] = swap
+                done.append((module, name, orig))
     return done
