@@ -105,3 +105,34 @@ def test_pyros_nan_warning_on_traced_values_warns_at_each_call_that_trips_it():
             torch.testing.assert_close(f(one, 2 * one), logp(one, 2 * one))
     finally:
         pyro.enable_validation(was)
+
+
+def test_pyros_own_potential_from_initialize_model_compiles_and_drives_its_nuts():
+    """initialize_model's potential_fn (poutine.enum, the transforms to the
+    unconstrained space, validation on) compiled: its values and Pyro's potential_grad
+    match eager at several points, and Pyro's NUTS given it draws eager's samples for
+    the same seed."""
+    from pyro.infer import MCMC, NUTS
+    from pyro.infer.mcmc.util import initialize_model
+    from pyro.ops.integrator import potential_grad
+
+    x, y = _data(0)
+    init, potential_fn, _, _ = initialize_model(model, model_args=(x, y))
+    compiled = tracejit.compile(potential_fn)
+    for i in range(3):
+        p = {k: v + 0.1 * i for k, v in init.items()}
+        torch.testing.assert_close(compiled(p), potential_fn(p), rtol=1e-12, atol=1e-10)
+        g1, v1 = potential_grad(potential_fn, {k: v.clone() for k, v in p.items()})
+        g2, v2 = potential_grad(compiled, {k: v.clone() for k, v in p.items()})
+        torch.testing.assert_close(v2, v1, rtol=1e-12, atol=1e-10)
+        for k in g1:
+            torch.testing.assert_close(g2[k], g1[k], rtol=1e-10, atol=1e-10)
+    samples = []
+    for fn in (potential_fn, compiled):
+        pyro.set_rng_seed(0)
+        mcmc = MCMC(NUTS(potential_fn=fn), num_samples=15, warmup_steps=15,
+                    initial_params=init, disable_progbar=True)
+        mcmc.run()
+        samples.append(mcmc.get_samples())
+    for k in samples[0]:
+        torch.testing.assert_close(samples[1][k], samples[0][k], rtol=1e-6, atol=1e-6)

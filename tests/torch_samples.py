@@ -362,6 +362,9 @@ def _method_samples():
         S("detach", lambda x: x.detach() * x, x34,
           gradcheck="gradcheck perturbs the input, so the detached value too (compared with "
                     "eager's backward instead)"),
+        S("data", lambda x: x.data * x + x.data.shape[0], x34,
+          gradcheck="gradcheck perturbs the input, so x.data too (compared with eager's "
+                    "backward instead)"),
         S("where", lambda x, c: x.where(c, -x), x34, B(3, 4), label="method"),
         S("mT", lambda x: x.mT * 1, R(2, 3, 4)),
         S("size", lambda x: x * x.size(1) + x.size()[0], x34),

@@ -132,6 +132,7 @@ ATTRS = {
     "is_floating_point": lambda x: _is_float(x),
     "is_contiguous": lambda x, memory_format=None: True,
     "detach": lambda x: _C._ad_detach(x),   # the same value; autodiff stops there
+    "data": property(lambda x: _C._ad_detach(x)),   # as detach (Pyro's enum reads its shape)
     "float": _cast(np.dtype(np.float32)),
     "double": _cast(np.dtype(np.float64)),
     "long": _cast(np.dtype(np.int64)),
