@@ -301,3 +301,30 @@ def test_a_log_density_of_several_distributions_and_its_gradient():
         for a, b in zip(grads, wgrad):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
     assert not math.isnan(float(value))
+
+
+def test_real_tensors_in_a_traced_values_index():
+    """torch.distributions indexes traced values with masks it builds (tril masks): a
+    tensor made in the trace is a constant key (a boolean one as its positions); one
+    the function reads at call time is read at every call (a mask whose count could
+    change is refused, as any traced mask)."""
+    f = tracejit.compile(lambda x: x[..., torch.arange(4) % 2 == 0] * 2)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(f(x), x[..., torch.arange(4) % 2 == 0] * 2)
+    idx = torch.tensor([2, 0])
+    g = tracejit.compile(lambda x: x[:, idx])
+    torch.testing.assert_close(g(x), x[:, idx])
+    idx[0] = 3                                   # read at call time, as eager reads it
+    torch.testing.assert_close(g(x), x[:, idx])
+    mask = torch.tensor([True, False, True, True])
+    with pytest.raises(tracejit.TraceError, match="boolean-mask indexing"):
+        tracejit.compile(lambda x: x[:, mask])(x)
+
+
+def test_corr_cholesky_is_refused_naming_the_two_array_index():
+    """CorrCholeskyTransform's log_abs_det_jacobian indexes with a 2-d mask (two integer
+    arrays), which the tracer does not support yet."""
+    t = D.biject_to(C.corr_cholesky)
+    f = tracejit.compile(lambda u: t.log_abs_det_jacobian(u, t(u)))
+    with pytest.raises(tracejit.TraceError, match="more than one integer array"):
+        f(torch.randn(3, dtype=torch.float64))

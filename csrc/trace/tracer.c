@@ -411,8 +411,33 @@ static PyObject *nb_ipow(PyObject *a, PyObject *b, PyObject *mod) {
 }
 
 /* x[key] = value (csrc/trace/write.c) and del x[key] */
+/* A torch trace's key that holds real torch tensors (torch.distributions' tril masks:
+ * mat[..., mask]): _torch.index_key rewrites them (a constant of the trace as an
+ * ndarray, a tensor read at call time lifted), since a tensor would otherwise be read
+ * as one integer (__index__). New reference. */
+static PyObject *torch_key(PyObject *a, PyObject *key) {
+    tj_tracer *x = (tj_tracer *)a;
+    PyTypeObject *tensor = (PyTypeObject *)tj_dl_torch_type();
+    int has = 0;
+    if (x->trace && x->trace->torch && tensor) {
+        has = PyObject_TypeCheck(key, tensor);
+        for (Py_ssize_t i = 0; !has && PyTuple_Check(key) && i < PyTuple_GET_SIZE(key); i++)
+            has = PyObject_TypeCheck(PyTuple_GET_ITEM(key, i), tensor);
+    }
+    if (!has) return Py_NewRef(key);
+    PyObject *mod = PyImport_ImportModule("tracejit._torch");
+    PyObject *r = mod ? PyObject_CallMethod(mod, "index_key", "OO", a, key) : NULL;
+    Py_XDECREF(mod);
+    return r;
+}
+
 static int tracer_setitem(PyObject *a, PyObject *key, PyObject *value) {
-    if (value) return tj_write_setitem(a, key, value);
+    if (value) {
+        PyObject *k = torch_key(a, key);
+        int rc = k ? tj_write_setitem(a, k, value) : -1;
+        Py_XDECREF(k);
+        return rc;
+    }
     tj_trace_error("deletion (`del x[...]`) from a traced array is not supported: arrays "
                    "cannot delete elements (build the new array: np.delete's result, "
                    "np.concatenate of slices)");
@@ -473,7 +498,9 @@ static Py_ssize_t tracer_len(PyObject *a) {
 
 static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
     tj_trace *t = tj_tracer_live((tj_tracer *)a);
-    PyObject *r = t ? tj_getitem(t, a, key) : NULL;
+    PyObject *k = t ? torch_key(a, key) : NULL;
+    PyObject *r = k ? tj_getitem(t, a, k) : NULL;
+    Py_XDECREF(k);
     if (!r || t->torch || !tj_is_tracer(r) || node_of((tj_tracer *)r)->ndim) return r;
     /* NumPy gives a scalar for a 0-d result, except through an Ellipsis (a 0-d view) */
     int ellipsis = key == Py_Ellipsis;

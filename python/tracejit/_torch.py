@@ -496,7 +496,28 @@ def _mode(ref, external):
     return _mode_cls(ref, external)
 
 
-_pending = threading.local()   # .error: the last capture refused by dispatch()
+_pending = threading.local()   # .error: the last capture refused by dispatch();
+                               # .external: ids of the tensors the traced function reads
+
+
+def index_key(x, key):
+    """x[key] in a torch trace with real tensors in the key (csrc/trace/tracer.c): a
+    tensor made during the trace (a factory's, torch.distributions' tril masks) is a
+    constant of the trace, given as an ndarray (a boolean one as the positions of its
+    True elements); one the function reads at call time (a closure's, a global)
+    becomes a tracer read at every call."""
+    external = getattr(_pending, "external", None) or ()
+    out = []
+    for k in key if isinstance(key, tuple) else (key,):
+        if not _is_tensor(k):
+            out.append(k)
+        elif id(k) in external:
+            out.append(_C._lift(x, k))
+        elif k.dtype == _torch().bool:    # a constant mask: its positions, as NumPy reads it
+            out.extend(np.nonzero(k.numpy()))
+        else:
+            out.append(k.numpy())
+    return tuple(out) if isinstance(key, tuple) or len(out) > 1 else out[0]
 
 
 def call_traced(fn, args, kwargs):
@@ -510,9 +531,11 @@ def call_traced(fn, args, kwargs):
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
     outer, _pending.error = getattr(_pending, "error", None), None
+    outer_external = getattr(_pending, "external", None)
+    _pending.external = _external(getattr(fn, "__wrapped__", fn))
     swapped = _swap_helpers()
     try:
-        with _mode(ref, _external(getattr(fn, "__wrapped__", fn))):
+        with _mode(ref, _pending.external):
             return fn(*args, **kwargs)
     except TypeError as e:
         refused = _pending.error
@@ -523,7 +546,7 @@ def call_traced(fn, args, kwargs):
         _name_module(e)
         raise
     finally:
-        _pending.error = outer
+        _pending.error, _pending.external = outer, outer_external
         for owner, name, orig in swapped:
             setattr(owner, name, orig)
 
