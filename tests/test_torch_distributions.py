@@ -40,6 +40,12 @@ def _spd(g, shape, dtype):
     return a @ a.mT + shape[-1] * torch.eye(shape[-1], dtype=dtype)
 
 
+def _corr(g, dtype):
+    a = _spd(g, (3, 4), dtype)
+    d = a.diagonal(dim1=-2, dim2=-1).rsqrt()
+    return a * d[..., :, None] * d[..., None, :]
+
+
 def _bits(g, shape, dtype):
     return (torch.rand(shape, generator=g) > 0.5).to(dtype)
 
@@ -77,6 +83,8 @@ CASES = {
                            [(_real, S), (_tril, S)], _real, S),
     "MultivariateNormal-cov": (lambda m, c: D.MultivariateNormal(m, covariance_matrix=c),
                                [(_real, S), (_spd, S)], _real, S),
+    "LKJCholesky": (lambda c: D.LKJCholesky(4, c), [(_pos, S[:1])],
+                    lambda g, shape, dt: torch.linalg.cholesky(_corr(g, dt)), S),
     "Independent": (lambda m, s: D.Independent(D.Normal(m, s), 1), [(_real, S), (_pos, S)],
                     _real, S),
     "TransformedDistribution": (
@@ -86,7 +94,8 @@ CASES = {
 }
 # entropy: where torch defines it (Binomial's enumerates a support sized by its traced
 # total_count: refused, int() of a traced value)
-NO_ENTROPY = {"StudentT", "Poisson", "TransformedDistribution", "Cauchy", "Binomial"}
+NO_ENTROPY = {"StudentT", "Poisson", "TransformedDistribution", "Cauchy", "Binomial",
+              "LKJCholesky"}
 
 
 def _args(case, dtype, seed):
@@ -249,6 +258,7 @@ BIJECT = {
     # transforms torch's biject_to does not register (Pyro's does)
     "softplus": (D.transforms.SoftplusTransform(), (3, 4)),
     "lower_cholesky": (D.transforms.LowerCholeskyTransform(), (2, 3, 3)),
+    "corr_cholesky": (C.corr_cholesky, (2, 3)),
 }
 
 
@@ -321,10 +331,17 @@ def test_real_tensors_in_a_traced_values_index():
         tracejit.compile(lambda x: x[:, mask])(x)
 
 
-def test_corr_cholesky_is_refused_naming_the_two_array_index():
-    """CorrCholeskyTransform's log_abs_det_jacobian indexes with a 2-d mask (two integer
-    arrays), which the tracer does not support yet."""
-    t = D.biject_to(C.corr_cholesky)
-    f = tracejit.compile(lambda u: t.log_abs_det_jacobian(u, t(u)))
-    with pytest.raises(tracejit.TraceError, match="more than one integer array"):
-        f(torch.randn(3, dtype=torch.float64))
+def test_a_two_dim_constant_mask_after_an_ellipsis():
+    """tril_matrix_to_vec's mat[..., tril_mask] (CorrCholeskyTransform, LKJCholesky):
+    the masked dims flattened together and gathered with one integer array."""
+    from torch.distributions.utils import tril_matrix_to_vec, vec_to_tril_matrix
+    fn = lambda m: tril_matrix_to_vec(m, diag=-1) * 2 + vec_to_tril_matrix(m[..., 0, :3]).sum()  # noqa
+    m = torch.randn(2, 3, 3, dtype=torch.float64)
+    torch.testing.assert_close(tracejit.compile(fn)(m), fn(m))
+    mm = m.clone().requires_grad_()
+    want, = torch.autograd.grad(fn(mm).sum(), mm)
+    torch.testing.assert_close(tracejit.grad(tracejit.compile(lambda m: fn(m).sum()))(m), want)
+    with pytest.raises(IndexError):
+        fn(torch.randn(2, 3, 4))
+    with pytest.raises(IndexError, match="does not match"):
+        tracejit.compile(lambda m: m[..., torch.ones(3, 3, dtype=torch.bool)])(torch.randn(3, 4))

@@ -177,7 +177,7 @@ for _name in EW_METHODS + (
         "movedim", "roll", "split", "chunk", "unbind", "index_select", "gather", "matmul",
         "mm", "bmm", "mv", "outer", "logsumexp", "norm", "amax", "amin", "masked_fill",
         "softmax", "log_softmax", "rsqrt", "xlogy", "clamp_min", "clamp_max", "broadcast_to",
-        "tensordot", "addmm"):
+        "tensordot", "addmm", "mvlgamma"):
     ATTRS[_name] = FUNCS[_name]
 
 # the methods of nn-style vocabulary (new_zeros, tril, baddbmm, ...) and the flags torch's
@@ -513,11 +513,31 @@ def index_key(x, key):
             out.append(k)
         elif id(k) in external:
             out.append(_C._lift(x, k))
+        elif k.ndim == 0:                 # x[torch.tensor(1)], x[torch.tensor(True)]
+            out.append(k.item())
         elif k.dtype == _torch().bool:    # a constant mask: its positions, as NumPy reads it
             out.extend(np.nonzero(k.numpy()))
         else:
             out.append(k.numpy())
     return tuple(out) if isinstance(key, tuple) or len(out) > 1 else out[0]
+
+
+def getitem(x, key):
+    """x[key] with real tensors in the key (csrc/trace/tracer.c): index_key's key; a
+    constant mask of two or more dims after an Ellipsis (torch.distributions'
+    tril_matrix_to_vec: mat[..., tril_mask]) indexes those dims flattened together, one
+    integer array (the tracer gathers with one)."""
+    if (isinstance(key, tuple) and len(key) == 2 and key[0] is Ellipsis and _is_tensor(key[1])
+            and key[1].dtype == _torch().bool and key[1].ndim >= 2 and
+            id(key[1]) not in (getattr(_pending, "external", None) or ())):
+        k = key[1].ndim
+        shape = tuple(_NP_SHAPE.__get__(x))
+        if shape[len(shape) - k:] != tuple(key[1].shape):
+            raise IndexError(f"The shape of the mask {list(key[1].shape)} does not match the "
+                             f"shape of the indexed tensor {list(shape)}")
+        flat = x.reshape(shape[:len(shape) - k] + (-1,))
+        return flat[..., np.flatnonzero(key[1].numpy())]
+    return x[index_key(x, key)]
 
 
 def call_traced(fn, args, kwargs):

@@ -169,6 +169,19 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
     return close | (np.isnan(a) & np.isnan(b)) if equal_nan else close
 
 
+def mvlgamma(x, p):
+    """The multivariate log-gamma of dimension p (LKJCholesky.log_prob); torch's check
+    that every element exceeds (p - 1) / 2 is made at every call."""
+    if p < 1:
+        raise RuntimeError("p has to be greater than or equal to 1")
+    _C._check(x > (p - 1) / 2, f"torch.mvlgamma: all elements greater than (p-1)/2 = "
+              f"{(p - 1) / 2}", RuntimeError)
+    r = _ew("LGAMMA", x)
+    for j in range(1, p):
+        r = r + _ew("LGAMMA", x - j / 2)
+    return r + p * (p - 1) / 4 * math.log(math.pi)
+
+
 def masked_fill(x, mask, value):
     v = np.full_like(x, value) if not isinstance(value, Tracer) else value.astype(_NP_DTYPE.__get__(x))
     return np.where(mask, v, x)
@@ -707,6 +720,7 @@ FUNCS = {
     "remainder": _mod, "pow": _pow, "xlogy": xlogy,
     "clamp": clamp, "clip": clamp, "clamp_min": lambda x, min: np.maximum(x, min),
     "clamp_max": lambda x, max: np.minimum(x, max), "where": where, "masked_fill": masked_fill, "isclose": isclose,
+    "mvlgamma": mvlgamma, "multigammaln": mvlgamma,
     "expit": sigmoid,
     "sum": sum_, "mean": mean, "prod": prod, "amax": amax, "amin": amin,
     "max": _minmax(np.max, np.argmax, "max"), "min": _minmax(np.min, np.argmin, "min"),
