@@ -114,6 +114,7 @@ def _samples():
         S("mvlgamma", lambda x: torch.mvlgamma(x, 3), R(3, 4, lo=1.2, hi=4.0)),
         S("multigammaln", lambda x: torch.special.multigammaln(x, 1), R(5, lo=0.2, hi=3.0)),
         S("mvlgamma", lambda x: x.mvlgamma(2), R(4, lo=0.7, hi=3.0), label="method"),
+        S("mvlgamma", lambda x: torch.mvlgamma(x, 3), R(4, lo=0.2, hi=0.9), label="below (p-1)/2"),
         S("as_tensor", lambda x: torch.as_tensor(x, dtype=torch.float64) * 2, R(3, 4),
           gradcheck=LOOSE),
     ]

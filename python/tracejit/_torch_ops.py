@@ -170,12 +170,10 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
 
 
 def mvlgamma(x, p):
-    """The multivariate log-gamma of dimension p (LKJCholesky.log_prob); torch's check
-    that every element exceeds (p - 1) / 2 is made at every call."""
+    """The multivariate log-gamma of dimension p (LKJCholesky.log_prob): torch's sum,
+    for every x (torch no longer checks x > (p - 1) / 2)."""
     if p < 1:
         raise RuntimeError("p has to be greater than or equal to 1")
-    _C._check(x > (p - 1) / 2, f"torch.mvlgamma: all elements greater than (p-1)/2 = "
-              f"{(p - 1) / 2}", RuntimeError)
     r = _ew("LGAMMA", x)
     for j in range(1, p):
         r = r + _ew("LGAMMA", x - j / 2)
