@@ -259,6 +259,11 @@ BIJECT = {
     "softplus": (D.transforms.SoftplusTransform(), (3, 4)),
     "lower_cholesky": (D.transforms.LowerCholeskyTransform(), (2, 3, 3)),
     "corr_cholesky": (C.corr_cholesky, (2, 3)),
+    "tanh": (D.transforms.TanhTransform(), (3, 4)),
+    "compose": (D.transforms.ComposeTransform([D.transforms.AffineTransform(0.5, 2.0),
+                                               D.transforms.SigmoidTransform(),
+                                               D.transforms.PowerTransform(2.0)]), (3, 4)),
+    "stick_breaking": (D.transforms.StickBreakingTransform(), (2, 4)),
 }
 
 
