@@ -107,3 +107,17 @@ def test_shape_and_dtype_errors_are_eagers_kind():
     with pytest.raises(RuntimeError, match="same dtype"):
         tracejit.compile(lambda a, b: torch.linalg.solve_triangular(a, b, upper=False))(
             torch.eye(3), torch.ones(3, 2, dtype=F64))
+
+
+def test_a_nan_in_the_triangle_eager_ignores_stays_ignored():
+    a, b = _spd(3, 0), torch.randn(3, 2, dtype=F64)
+    a_bad = a.clone()
+    a_bad[0, 2] = float("nan")                  # above the diagonal: LAPACK reads below
+    torch.testing.assert_close(tracejit.compile(torch.linalg.cholesky)(a_bad),
+                               torch.linalg.cholesky(a_bad))
+    L = torch.linalg.cholesky(a)
+    L[0, 1] = float("inf")
+    f = tracejit.compile(lambda b, L: torch.cholesky_solve(b, L))
+    torch.testing.assert_close(f(b, L), torch.cholesky_solve(b, L))
+    t = tracejit.compile(lambda L, b: torch.linalg.solve_triangular(L, b, upper=False))
+    torch.testing.assert_close(t(L, b), torch.linalg.solve_triangular(L, b, upper=False))

@@ -82,10 +82,11 @@ def _symmetric_grad(A):
     """A's lower triangle mirrored (the values LAPACK reads), whose gradient is the
     symmetrized one torch gives: the values of tril(A) + tril(A, -1)^T, the derivative of
     (A + A^T) / 2 (equal where A is symmetric, so the sum below is exact there)."""
-    sym = (A + _mT(A)) * 0.5
     n = _shape(A)[-1]
     low = np.arange(n)[:, None] >= np.arange(n)[None, :]
     mirrored = np.where(low, A, _mT(A))
+    # a NaN or inf in the triangle LAPACK ignores stays ignored
+    sym = np.where(np.isfinite(A) & np.isfinite(_mT(A)), (A + _mT(A)) * 0.5, mirrored)
     return sym + _detach(mirrored - sym)
 
 
@@ -198,6 +199,7 @@ def cholesky_solve(B, L, upper=False, out=None):
     keep = (np.arange(n)[:, None] <= np.arange(n)[None, :]) if upper else \
         (np.arange(n)[:, None] >= np.arange(n)[None, :])
     tri = np.where(keep, L, 0.0)
+    L = np.where(keep | np.isfinite(L), L, 0.0)    # a NaN the solve ignores stays ignored
 
     def gram(M):
         P = np.matmul(_mT(M), M) if upper else np.matmul(M, _mT(M))
