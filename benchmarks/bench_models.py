@@ -10,6 +10,11 @@ Cases:
               after collapsing). Checked against eager (rtol 1e-4) before timing.
   linear3d    nn.Linear(64, 192) on a (32, 64, 64) input (a transformer's projection):
               the (B, T) dims fold into the GEMM's rows. Checked against eager.
+  gpt/B       inference of a 2-layer, 4-head, 64-wide GPT (nanoGPT's: causal
+              scaled_dot_product_attention, GELU MLP, tied embedding) on (B, 64) tokens,
+              B in 1, 8, 32. Checked against eager.
+  gpt-train/32  one AdamW training step of that GPT at batch 32 (cross-entropy):
+              each peer's first loss checked against eager's.
   vae         one training step of benchmarks/bench_random.py's VAE (784-400-20 encoder,
               20-400-784 decoder, batch 128, Adam; its reparametrization draws).
   vae-nodraw  the same step with the draw removed (z = mu + exp(logvar / 2)): each
@@ -45,8 +50,11 @@ import _harness as H
 
 PEERS = ("tracejit", "torch", "torch.compile")
 BATCHES = (1, 8, 32, 128, 256, 1024)
-CASES = [f"mlp/{b}" for b in BATCHES] + ["linear3d", "vae", "vae-nodraw"]
+GPT_BATCHES = (1, 8, 32)
+CASES = ([f"mlp/{b}" for b in BATCHES] + ["linear3d"] + [f"gpt/{b}" for b in GPT_BATCHES]
+         + ["gpt-train/32", "vae", "vae-nodraw"])
 TARGET = {f"mlp/{b}": {"torch": 1.0} for b in BATCHES}
+TARGET.update({"gpt/32": {"torch": 0.7}, "gpt-train/32": {"torch": 0.7}})
 
 
 def _mlp(torch):
@@ -72,6 +80,74 @@ def _inference_peers(torch, tj, model, x, peers):
             out[peer] = no_grad(model)
         else:
             out[peer] = no_grad(torch.compile(model, dynamic=False))
+    return out
+
+
+def _gpt(torch, n_layer=2, n_head=4, n_embd=64, block=64, vocab=65):
+    """nanoGPT's model (its attention through scaled_dot_product_attention, causal;
+    GELU MLP, pre-LayerNorm, tied embedding), sized as the issue's small GPT."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn, self.c_proj = nn.Linear(n_embd, 3 * n_embd), nn.Linear(n_embd, n_embd)
+
+        def forward(self, x):
+            B, T, C = x.size()
+            q, k, v = self.c_attn(x).split(n_embd, dim=2)
+            q, k, v = (t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(n_embd), Attention(), nn.LayerNorm(n_embd)
+            self.fc, self.proj = nn.Linear(n_embd, 4 * n_embd), nn.Linear(4 * n_embd, n_embd)
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.proj(F.gelu(self.fc(self.ln_2(x))))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(vocab, n_embd), nn.Embedding(block, n_embd)
+            self.h = nn.ModuleList([Block() for _ in range(n_layer)])
+            self.ln_f, self.head = nn.LayerNorm(n_embd), nn.Linear(n_embd, vocab, bias=False)
+            self.wte.weight = self.head.weight
+
+        def forward(self, idx):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.size(1)))
+            for b in self.h:
+                x = b(x)
+            return self.head(self.ln_f(x))
+    return GPT
+
+
+def _gpt_step_peers(torch, tj, peers, first_losses, batch=32, block=64, vocab=65):
+    data = torch.randint(0, vocab, (batch, block + 1), generator=torch.Generator().manual_seed(0))
+    x, y = data[:, :-1], data[:, 1:]
+    F = torch.nn.functional
+    out = {}
+    for peer in peers:
+        torch.manual_seed(1)
+        m = _gpt(torch)()
+        f = {"tracejit": lambda: tj.compile(m), "torch": lambda: m,
+             "torch.compile": lambda: torch.compile(m, dynamic=False)}[peer]()
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+
+        def step(f=f, opt=opt, peer=peer):
+            opt.zero_grad()
+            logits = f(x)
+            loss = F.cross_entropy(logits.view(-1, vocab), y.reshape(-1))
+            loss.backward()
+            opt.step()
+            first_losses.setdefault(peer, loss.item())
+        out[peer] = step
+        if peer == "tracejit":
+            step.compiled = f
     return out
 
 
@@ -143,6 +219,14 @@ def run(opts) -> dict:
             with torch.no_grad():
                 ref = model(x)
             calls = _inference_peers(torch, tj, model, x, peers)
+        elif case.startswith("gpt/"):
+            model = _gpt(torch)().eval()
+            x = torch.randint(0, 65, (int(case[4:]), 64))
+            with torch.no_grad():
+                ref = model(x)
+            calls = _inference_peers(torch, tj, model, x, peers)
+        elif case.startswith("gpt-train/"):
+            calls = _gpt_step_peers(torch, tj, peers, first_losses, batch=int(case[10:]))
         else:
             import bench_random
             cls = bench_random._vae(torch) if case == "vae" else _vae_nodraw(torch)
@@ -156,7 +240,7 @@ def run(opts) -> dict:
                 if r is not None and ref is not None and not torch.allclose(r, ref, rtol=1e-4,
                                                                             atol=1e-5):
                     raise H.WrongResult(f"{peer} on {case}: differs from torch eager")
-                if case == "vae-nodraw" and peer != "torch" and "torch" in first_losses:
+                if case in ("vae-nodraw", "gpt-train/32") and peer != "torch" and "torch" in first_losses:
                     a, b = first_losses[peer], first_losses["torch"]
                     if abs(a - b) > 1e-4 * abs(b):
                         raise H.WrongResult(f"{peer} on {case}: first loss {a}, eager {b}")
@@ -165,7 +249,7 @@ def run(opts) -> dict:
                 records.append({"case": case, "peer": peer, "first_ns": first})
             except Exception as e:   # reported, not fatal
                 H.failure(peer, case, e, failures)
-        batch = 2e-3 if case.startswith("vae") else 2e-4
+        batch = 2e-3 if case.startswith(("vae", "gpt")) else 2e-4
         m = H.interleaved(ok, target_s * len(ok), batch_s=batch) if ok else {"ratios": {}}
         for r in records:
             if r["case"] == case:

@@ -14,7 +14,8 @@
 enum { K_ARRAY = 1, K_FLOAT, K_INT, K_NPSCALAR, K_NODE, K_STATIC, K_KWNAMES, K_BIGINT };
 #define TAG(k, payload) ((int64_t)(k) << 56 | (int64_t)(payload))
 
-void tj_flat_init(tj_flat *f) {
+void tj_flat_init(tj_flat *f, tj_state *st) {
+    f->st = st;
     f->words = f->words_stack;
     f->cap_words = TJ_FLAT_STACK;
     f->leaves = f->leaves_stack;
@@ -127,12 +128,12 @@ static int flatten_dlpack(tj_flat *f, PyObject *o, int lib, const tj_path *p) {
             return -1;
         tj_dlview *v = &f->dl[f->n_dl];
         const char *why = NULL;
-        int rc = tj_dl_torch_view(o, v, &why);
+        int rc = tj_dl_torch_view(f->st, o, v, &why);
         if (rc < 0) return -1;
         if (rc > 0) {
             if (why == tj_dl_why_grad) {   /* the call may go to autograd */
                 f->needs_grad = 1;
-                if (f->grad_quiet && tj_get_state()->autograd_call) {   /* it clears this */
+                if (f->grad_quiet && f->st->autograd_call) {   /* it clears this */
                     PyErr_SetNone(PyExc_TypeError);
                     return -1;
                 }
@@ -145,7 +146,7 @@ static int flatten_dlpack(tj_flat *f, PyObject *o, int lib, const tj_path *p) {
         f->n_dl++;
         dt = v->dtype, nd = v->ndim, contig = v->contig, shape = v->shape;
     } else {
-        PyObject *a = tj_dl_to_numpy(o);
+        PyObject *a = tj_dl_to_numpy(f->st, o);
         if (!a) {   /* on another device, or of a layout numpy cannot view */
             PyObject *type, *value, *tb;
             PyErr_Fetch(&type, &value, &tb);
@@ -231,7 +232,7 @@ static int flatten_leaf(void *ctx, PyObject *o, const tj_path *p) {
         Py_DECREF(d);
         return word(f, TAG(K_NPSCALAR, dt)) < 0 ? -1 : leaf(f, o);
     }
-    int lib = tj_dl_kind(o);
+    int lib = tj_dl_kind(f->st, o);
     if (lib) return flatten_dlpack(f, o, lib, p);
     return static_arg(f, o, p);
 }
@@ -258,7 +259,7 @@ static const tj_tree_visitor flatten_visitor = {flatten_node, flatten_key, flatt
 static int flatten(tj_flat *f, PyObject *o, int is_static, const tj_path *p) {
     if (is_static) return static_arg(f, o, p);
     if (Py_IS_TYPE(o, &PyArray_Type)) return flatten_leaf(f, o, p);   /* a leaf, without the walk */
-    return tj_tree_walk(o, &flatten_visitor, f, p);
+    return tj_tree_walk(f->st, o, &flatten_visitor, f, p);
 }
 
 static int is_static_name(const tj_argconf *conf, PyObject *name) {
@@ -315,9 +316,9 @@ static PyObject *traced_leaf(tj_trace *t, PyObject *o) {
         Py_DECREF(descr);
         id = tj_trace_leaf(t, TJ_OP_SCALAR, &d, 0, 0, NULL);
     } else {
-        int lib = tj_dl_kind(o);
+        int lib = tj_dl_kind(t->st, o);
         if (lib == TJ_LIB_DLPACK) {     /* the ndarray view of it, as flatten made */
-            PyObject *a = tj_dl_to_numpy(o);
+            PyObject *a = tj_dl_to_numpy(t->st, o);
             PyObject *r = a ? traced_leaf(t, a) : NULL;
             Py_XDECREF(a);
             return r;
@@ -325,8 +326,9 @@ static PyObject *traced_leaf(tj_trace *t, PyObject *o) {
         if (lib != TJ_LIB_TORCH) return Py_NewRef(o);   /* static */
         tj_dlview v;
         const char *why = NULL;
-        int rc = tj_dl_torch_view(o, &v, &why);
-        if (rc != 0) return rc < 0 ? NULL : tj_internal_error("a torch argument changed: %s", why);
+        int rc = tj_dl_torch_view(t->st, o, &v, &why);
+        if (rc != 0) return rc < 0 ? NULL : tj_internal_error(t->st, "a torch argument changed: "
+                                                              "%s", why);
         d.dtype = v.dtype;
         d.contig = (uint8_t)v.contig;
         d.torch = 1;
@@ -350,12 +352,12 @@ static int append_traced(void *ctx, PyObject *o, const tj_path *p) {
  * types included). New reference. */
 static PyObject *traced(tj_trace *t, PyObject *o, int is_static) {
     if (is_static) return Py_NewRef(o);
-    if (tj_tree_kind_of(o) == TJ_TREE_LEAF) return traced_leaf(t, o);
+    if (tj_tree_kind_of(t->st, o) == TJ_TREE_LEAF) return traced_leaf(t, o);
     tj_treedef td;
     traced_ctx c = {t, PyList_New(0)};
     PyObject *r = NULL;
     if (!c.leaves) return NULL;
-    if (tj_tree_flatten(o, &td, append_traced, &c, NULL) == 0) {
+    if (tj_tree_flatten(t->st, o, &td, append_traced, &c, NULL) == 0) {
         r = tj_treedef_build(&td, PySequence_Fast_ITEMS(c.leaves));
         tj_treedef_free(&td);
     }
@@ -425,11 +427,11 @@ static int result_leaf(void *ctx, PyObject *o, const tj_path *p) {
     tj_template *tp = c->tp;
     int32_t out = -1;
     int kind = TJ_RESULT_ARRAY;
-    if (tj_is_tracer(o) || PyArray_Check(o) || tj_dl_kind(o) == TJ_LIB_TORCH) {
+    if (tj_is_tracer(o) || PyArray_Check(o) || tj_dl_kind(c->t->st, o) == TJ_LIB_TORCH) {
         int32_t id = tj_operand(c->t, o);
         if (id < 0) return -1;
         tj_error err;
-        if (tj_graph_add_output(&c->t->g, id, &err) < 0) return tj_error_raise(&err);
+        if (tj_graph_add_output(&c->t->g, id, &err) < 0) return tj_error_raise(c->t->st, &err);
         out = c->t->g.n_out - 1;
         int scalar = tj_is_tracer(o) ? tj_tracer_is_np_scalar(o) : 0;
         kind = scalar == 2 ? TJ_RESULT_PYNUMBER : scalar ? TJ_RESULT_SCALAR : TJ_RESULT_ARRAY;
@@ -459,7 +461,7 @@ int tj_template_from_result(tj_template *tp, tj_trace *t, PyObject *result) {
     if (!(tp->statics = PyList_New(0))) return -1;
     result_ctx c = {tp, t};
     tj_path root = {NULL, "result", -1, NULL, NULL};
-    return tj_tree_flatten(result, &tp->tree, result_leaf, &c, &root);
+    return tj_tree_flatten(t->st, result, &tp->tree, result_leaf, &c, &root);
 }
 
 void tj_template_free(tj_template *tp) {

@@ -27,26 +27,26 @@ int tj_dtype_from_typenum(int typenum) {
 
 int tj_dtype_typenum(tj_dtype dt) { return typenums[dt]; }
 
-int tj_error_raise(const tj_error *e) {
+int tj_error_raise(tj_state *st, const tj_error *e) {
     switch (e->kind) {
     case TJ_ERR_NOMEM: PyErr_NoMemory(); break;
     case TJ_ERR_VALUE: PyErr_SetString(PyExc_ValueError, e->msg); break;
     case TJ_ERR_SHAPE: {
-        tj_trace_error("%s", e->msg);   /* the user's line, and the refusal noted */
+        tj_trace_error(st, "%s", e->msg);   /* the user's line, and the refusal noted */
         PyObject *t, *v, *tb;
         PyErr_Fetch(&t, &v, &tb);          /* NumPy raises ValueError here: so do we */
         PyErr_SetObject(PyExc_ValueError, v);
         Py_XDECREF(t); Py_XDECREF(v); Py_XDECREF(tb);
         break;
     }
-    default: tj_internal_error("%s", e->msg); break;
+    default: tj_internal_error(st, "%s", e->msg); break;
     }
     return -1;
 }
 
-int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape) {
+int tj_broadcast(tj_state *st, const tj_node *a, const tj_node *b, int *ndim, int64_t *shape) {
     tj_error err;
-    return tj_shape_broadcast(a, b, ndim, shape, &err) < 0 ? tj_error_raise(&err) : 0;
+    return tj_shape_broadcast(a, b, ndim, shape, &err) < 0 ? tj_error_raise(st, &err) : 0;
 }
 
 /* Appends each line of text (ending in '\n') to the list `out` as a str. 0/-1. */
@@ -66,17 +66,17 @@ int tj_pipeline(tj_trace *t, tj_schedule *s, PyObject *log) {
     tj_sbuf text = {0};
     tj_error err;
     int rc = tj_pipeline_run(&t->g, s, log ? &text : NULL, &err);
-    if (rc < 0) tj_error_raise(&err);
+    if (rc < 0) tj_error_raise(t->st, &err);
     else if (log) rc = append_lines(log, &text);
     free(text.buf);
     return rc;
 }
 
-PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s) {
+PyObject *tj_emit_c(tj_state *st, const tj_graph *g, const tj_schedule *s) {
     tj_sbuf src;
     tj_error err;
     if (tj_emit_c_source(g, s, &src, &err) < 0) {
-        tj_error_raise(&err);
+        tj_error_raise(st, &err);
         return NULL;
     }
     PyObject *r = PyUnicode_FromStringAndSize(src.buf, (Py_ssize_t)src.len);
@@ -96,11 +96,11 @@ PyObject *tj_schedule_text(const tj_graph *g, const tj_schedule *s) {
     return r;
 }
 
-PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s) {
+PyObject *tj_emit_fused(tj_state *st, const tj_graph *g, const tj_schedule *s) {
     tj_sbuf src;
     tj_error err;
     if (tj_emit_fused_source(g, s, &src, &err) < 0) {
-        tj_error_raise(&err);
+        tj_error_raise(st, &err);
         return NULL;
     }
     if (!src.buf) return Py_NewRef(Py_None);   /* no group qualifies */

@@ -1,7 +1,8 @@
 /* The compile driver: one call's arguments -> a plan. Traces the function with
- * Tracers (csrc/trace/), runs the pipeline (csrc/fuse/), emits C (csrc/emit/),
- * compiles it with TinyCC (the optimizing tier's fused C becomes the kernel's upgrade),
- * and moves what the trace produced into the plan the runtime replays.
+ * Tracers (csrc/trace/), runs the pipeline (csrc/fuse/), emits and compiles the kernel
+ * with the backends of the call's device (the table below: on the CPU, TinyCC's C at
+ * once, the optimizing tier's fused C as the kernel's upgrade), and moves what the
+ * trace produced into the plan the runtime replays.
  * Contract: an exception raised by the traced code propagates unchanged and makes no
  * plan; the plan is returned with one reference, the caller's, and cached nowhere. */
 #include "backend/backend.h"
@@ -72,6 +73,35 @@ static void progress_done(tj_trace *t, double t0, double t_trace, double t_passe
     progress_line(t, "compiled", rest);
 }
 
+/* ---- the backends of each device --------------------------------------------------- */
+
+/* The CPU's first kernel: the schedule as C, compiled in memory by TinyCC. */
+static int cpu_first(const tj_compile_request *rq, PyObject **source, double *emitted,
+                     tj_kernel *k) {
+    if (!(*source = tj_emit_c(rq->st, rq->g, rq->s))) return -1;
+    *emitted = now_s();
+    const char *c = PyUnicode_AsUTF8(*source);
+    return c ? tj_backend_tcc.compile(rq->st, c, TJ_COMPILE_NOW, k) : -1;
+}
+
+/* One row per device (backend.h: tj_backend_row); the runtime does not change. */
+static const tj_backend_row backends[] = {
+    {TJ_DEVICE_CPU, "TinyCC", cpu_first, &tj_backend_tier, tj_emit_fused},
+};
+
+const tj_backend_row *tj_backends_for(int device) {
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+        if (backends[i].device == device) return &backends[i];
+    return NULL;
+}
+
+/* The device a call runs on: its first DLPack-read argument's (torch tensors), else
+ * the CPU (NumPy arrays and Python numbers). The key holds every argument's. */
+static void call_device(const tj_flat *f, int *device, int *id) {
+    *device = f->n_dl ? f->dl[0].device : TJ_DEVICE_CPU;
+    *id = f->n_dl ? f->dl[0].device_id : 0;
+}
+
 /* ---- the plan ------------------------------------------------------------------ */
 
 PyObject *tj_explanation(PyObject *log, PyObject *source, PyObject *tier_source) {
@@ -88,6 +118,7 @@ PyObject *tj_explanation(PyObject *log, PyObject *source, PyObject *tier_source)
 static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_template *tmpl) {
     tj_plan *p = PyMem_Calloc(1, sizeof *p);
     if (!p) return (tj_plan *)PyErr_NoMemory();
+    p->st = t->st;
     p->refs = 1;
     p->sched = *sched;
     memset(sched, 0, sizeof *sched);
@@ -132,8 +163,8 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
         if (!PyArray_Check(o)) {   /* a torch tensor: read at trace time already */
             tj_dlview v;
             const char *why;
-            if (tj_dl_torch_view(o, &v, &why) != 0) {
-                if (!PyErr_Occurred()) tj_internal_error("a captured torch tensor changed");
+            if (tj_dl_torch_view(t->st, o, &v, &why) != 0) {
+                if (!PyErr_Occurred()) tj_internal_error(t->st, "a captured torch tensor changed");
                 tj_plan_decref(p);
                 return NULL;
             }
@@ -205,8 +236,8 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *a
     int rc = -1;
     PyObject *targs = NULL, *tkwargs = NULL, *res = NULL;
     if (tj_trace_args(t, conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
-    tj_state *st = tj_get_state();
-    if (tj_effects_enter() < 0) goto done;
+    tj_state *st = t->st;
+    if (tj_effects_enter(st) < 0) goto done;
     tj_trace *outer = tj_trace_enter(t);
     if (st->trace_call)   /* _effects.call: random draws refused, torch's mode entered */
         res = PyObject_CallFunctionObjArgs(st->trace_call, fn, targs,
@@ -214,12 +245,12 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *a
                                            t->torch ? Py_True : Py_False, NULL);
     else
         res = PyObject_Call(fn, targs, tkwargs);
-    tj_effects_leave();
+    tj_effects_leave(st);
     tj_trace_leave(outer);
     if (!res) goto done;                       /* the user's exception, unchanged */
     if (st->trace_call) {                      /* (result, guards) */
         if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
-            tj_internal_error("the trace call returned no (result, guards)");
+            tj_internal_error(st, "the trace call returned no (result, guards)");
             goto done;
         }
         t->guards = PyTuple_GET_ITEM(res, 1) == Py_None ? NULL
@@ -237,7 +268,7 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *a
     for (Py_ssize_t i = 0; t->checks && i < PyList_GET_SIZE(t->checks); i++) {
         tj_error err;   /* after the template's outputs: the checks' 0-d bools */
         int32_t id = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(t->checks, i), 0));
-        if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(&err); goto done; }
+        if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(st, &err); goto done; }
     }
     t->live = 0;
     *t_trace = now_s();
@@ -251,13 +282,13 @@ done:
     return rc;
 }
 
-PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *args,
-                            Py_ssize_t nargs, PyObject *kwnames) {
+PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf,
+                            PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     tj_schedule sched = {0};
     tj_template tmpl = {0};
     double t_trace;
     PyObject *r = NULL, *log = PyList_New(0);
-    tj_trace *t = log ? (tj_trace *)tj_trace_new(fn) : NULL;
+    tj_trace *t = log ? (tj_trace *)tj_trace_new(st, fn) : NULL;
     if (t && trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) == 0)
         r = Py_NewRef(log);
     if (t) t->live = 0;
@@ -268,7 +299,26 @@ PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *cons
     return r;
 }
 
-tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
+/* The upgrade of plan p: its source, asked for as its backend says when the plan is
+ * made (a backend that declines leaves it to the runtime's policy, tj_plan_tier_up).
+ * 0; -1 + exception. */
+static int start_upgrade(tj_plan *p, const tj_backend *up, PyObject *usrc) {
+    p->upgrade.backend = up;
+    p->upgrade.source = Py_NewRef(usrc);
+    const char *c = PyUnicode_AsUTF8(usrc);
+    if (!c) return -1;
+    int how = up->plan_how ? up->plan_how() : TJ_COMPILE_IF_CACHED;
+    tj_state *st = p->st;
+    tj_kernel next = {0};
+    Py_BEGIN_ALLOW_THREADS
+    up->compile(st, c, how, &next);
+    Py_END_ALLOW_THREADS
+    p->upgrade.next = next;
+    tj_plan_tier_up(p);
+    return 0;
+}
+
+tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          int want_log, double *seconds) {
     double t0 = now_s(), t_trace;
@@ -276,7 +326,15 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     tj_schedule sched = {0};
     tj_template tmpl = {0};
     PyObject *log = NULL, *src = NULL, *fsrc = NULL, *stext = NULL;
-    tj_trace *t = (tj_trace *)tj_trace_new(fn);
+    int device, device_id;
+    call_device(f, &device, &device_id);
+    const tj_backend_row *row = tj_backends_for(device);
+    if (!row) {
+        PyErr_Format(st->CompileError, "no backend compiles for device %d (DLPack's code) in "
+                     "this build of tracejit", device);
+        return NULL;
+    }
+    tj_trace *t = (tj_trace *)tj_trace_new(st, fn);
     if (!t) return NULL;
     t->started = t0;
     t->progress_after = progress_after();
@@ -284,35 +342,27 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
     if (trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) < 0)
         goto done;
-    if (!(src = tj_emit_c(&t->g, &sched))) goto done;
-    if (tj_tier_mode() != TJ_TIER_OFF && !(fsrc = tj_emit_fused(&t->g, &sched))) goto done;
+    const tj_backend *up = row->upgrade;   /* its source first: the kernel's times follow */
+    if (up && (!up->enabled || up->enabled()) && !(fsrc = row->emit_upgrade(st, &t->g, &sched)))
+        goto done;
     if (debug >= 3 && !(stext = tj_schedule_text(&t->g, &sched))) goto done;
-    double t_passes = now_s();
-    tj_compile_progress(t, "compiling the C (TinyCC)");
-    const char *csrc = PyUnicode_AsUTF8(src);
-    if (!csrc) goto done;
+    char doing[64];
+    snprintf(doing, sizeof doing, "emitting and compiling the kernel (%s)", row->name);
+    tj_compile_progress(t, doing);
     tj_kernel kernel = {0};
-    if (tj_backend_tcc.compile(csrc, TJ_COMPILE_NOW, &kernel) < 0) goto done;
+    tj_compile_request rq = {st, &t->g, &sched, &tmpl, device_id};
+    double t_passes = now_s();
+    if (row->first(&rq, &src, &t_passes, &kernel) < 0) goto done;
     double t_compile = now_s();
     plan = make_plan(f, t, &sched, &tmpl);
     if (!plan) { tj_kernel_free(&kernel); goto done; }
     plan->kernel = kernel;
     plan->kernel.n_groups = plan->sched.n_groups;
     plan->source = Py_NewRef(src);
-    if (fsrc && fsrc != Py_None) {
-        plan->upgrade.backend = &tj_backend_tier;
-        plan->upgrade.source = Py_NewRef(fsrc);
-        /* an object cached on disk loads at once; eager mode compiles it now (a
-         * backend that declines leaves it to the runtime's policy, tj_plan_tier_up) */
-        const char *c = PyUnicode_AsUTF8(fsrc);
-        if (!c) { tj_plan_decref(plan); plan = NULL; goto done; }
-        int how = tj_tier_mode() == TJ_TIER_EAGER ? TJ_COMPILE_NOW : TJ_COMPILE_IF_CACHED;
-        tj_kernel next = {0};
-        Py_BEGIN_ALLOW_THREADS
-        tj_backend_tier.compile(c, how, &next);
-        Py_END_ALLOW_THREADS
-        plan->upgrade.next = next;
-        tj_plan_tier_up(plan);
+    if (fsrc && fsrc != Py_None && start_upgrade(plan, row->upgrade, fsrc) < 0) {
+        tj_plan_decref(plan);
+        plan = NULL;
+        goto done;
     }
     if (log) {
         PyObject *times = PyUnicode_FromFormat(

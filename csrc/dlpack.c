@@ -31,7 +31,7 @@ typedef struct DLManagedTensorVersioned {
     uint64_t flags;
     DLTensor dl_tensor;
 } DLManagedTensorVersioned;
-typedef struct {
+typedef struct DLPackExchangeAPI {
     DLPackVersion version;
     void *prev_api;
     int (*allocator)(DLTensor *proto, DLManagedTensorVersioned **out, void *ctx,
@@ -44,16 +44,12 @@ typedef struct {
 enum { kDLCPU = 1, kDLInt = 0, kDLFloat = 2, kDLBool = 6 };
 
 /* torch's Tensor type, dtypes and functions live in the module state (torch_*), found
- * once; beside them, process-wide, the C pointers read from them: the exchange table
- * and TensorBase.requires_grad's C getter. They point into torch's own library, which
- * is never unloaded; they are used only once st->torch_tensor is set. */
-static const DLPackExchangeAPI *torch_api;
-static getter requires_grad_get;
-static void *requires_grad_closure;
+ * once, and beside them the C pointers read from them: the exchange table
+ * (st->torch_api) and TensorBase.requires_grad's C getter. They point into torch's own
+ * library, which is never unloaded; they are used only once st->torch_tensor is set. */
 
 /* Looks torch up in sys.modules (never importing it). 1 found, 0 not, -1 error. */
-static int find_torch(void) {
-    tj_state *st = tj_get_state();
+static int find_torch(tj_state *st) {
     if (st->torch_tensor) return 1;
     PyObject *name = PyUnicode_FromString("torch");
     if (!name) return -1;
@@ -80,8 +76,8 @@ static int find_torch(void) {
     ok = ok && rg && Py_IS_TYPE(rg, &PyGetSetDescr_Type) &&
          ((PyGetSetDescrObject *)rg)->d_getset->get;
     if (ok) {
-        requires_grad_get = ((PyGetSetDescrObject *)rg)->d_getset->get;
-        requires_grad_closure = ((PyGetSetDescrObject *)rg)->d_getset->closure;
+        st->requires_grad_get = ((PyGetSetDescrObject *)rg)->d_getset->get;
+        st->requires_grad_closure = ((PyGetSetDescrObject *)rg)->d_getset->closure;
     }
     Py_DECREF(torch);
     if (!ok) {
@@ -94,13 +90,13 @@ static int find_torch(void) {
         return -1;
     }
     st->torch_tensor = (PyTypeObject *)tensor;
-    torch_api = api;
+    st->torch_api = api;
     Py_XSETREF(st->torch_grad_enabled, grad);   /* ad/torch_route.c may have found it */
     return 1;
 }
 
-int tj_dl_kind(PyObject *o) {
-    PyTypeObject *tp = Py_TYPE(o), *torch_tensor = tj_get_state()->torch_tensor;
+int tj_dl_kind(tj_state *st, PyObject *o) {
+    PyTypeObject *tp = Py_TYPE(o), *torch_tensor = st->torch_tensor;
     if (torch_tensor && (tp == torch_tensor || PyType_IsSubtype(tp, torch_tensor)))
         return TJ_LIB_TORCH;
     if (tp == &PyArray_Type || tp == &PyFloat_Type || tp == &PyLong_Type) return 0;
@@ -113,9 +109,9 @@ int tj_dl_kind(PyObject *o) {
             if (strcmp(n, "Tensor") && strcmp(n, "torch.Tensor") && strcmp(n, "TensorBase") &&
                 strcmp(n, "torch._C.TensorBase"))
                 continue;
-            int found = find_torch();
+            int found = find_torch(st);
             if (found < 0) { PyErr_Clear(); break; }
-            if (found && PyType_IsSubtype(tp, tj_get_state()->torch_tensor)) return TJ_LIB_TORCH;
+            if (found && PyType_IsSubtype(tp, st->torch_tensor)) return TJ_LIB_TORCH;
             break;
         }
     }
@@ -151,9 +147,9 @@ PyObject *tj_dl_set_strict(PyObject *m, PyObject *arg) {
     return PyBool_FromLong(old);
 }
 
-int tj_dl_strict_refuses(PyObject *o) {
-    if (!strict_captures || !requires_grad_get) return 0;
-    PyObject *rg = requires_grad_get(o, requires_grad_closure);
+int tj_dl_strict_refuses(tj_state *st, PyObject *o) {
+    if (!strict_captures || !st->requires_grad_get) return 0;
+    PyObject *rg = st->requires_grad_get(o, st->requires_grad_closure);
     if (!rg) { PyErr_Clear(); return 0; }
     Py_DECREF(rg);
     return rg == Py_True;
@@ -173,9 +169,9 @@ static const char *refusal(PyObject *o, const char *attr, const char *fmt) {
     return buf;
 }
 
-int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
+int tj_dl_torch_view(tj_state *st, PyObject *o, tj_dlview *v, const char **why) {
     DLTensor t;
-    if (torch_api->dltensor_from_py(o, &t) < 0) {
+    if (st->torch_api->dltensor_from_py(o, &t) < 0) {
         /* no DLPack view: a sparse or meta tensor, say. torch's own error is a C++ one */
         PyErr_Clear();
         PyObject *layout = PyObject_GetAttrString(o, "layout");
@@ -206,11 +202,11 @@ int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
         *why = "has more than 16 dimensions";
         return 1;
     }
-    PyObject *rg = requires_grad_get(o, requires_grad_closure);
+    PyObject *rg = st->requires_grad_get(o, st->requires_grad_closure);
     if (!rg) return -1;
     Py_DECREF(rg);
     if (rg == Py_True) {
-        PyObject *on = PyObject_CallNoArgs(tj_get_state()->torch_grad_enabled);
+        PyObject *on = PyObject_CallNoArgs(st->torch_grad_enabled);
         if (!on) return -1;
         Py_DECREF(on);
         if (on == Py_True) {
@@ -224,9 +220,9 @@ int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
     v->shape = t.shape;
     v->contig = 1;
     for (int d = t.ndim - 1; d >= 0; d--) {
-        int64_t st = t.strides ? t.strides[d] : expect / size;
-        v->strides[d] = st * size;
-        if (t.shape[d] != 1 && st * size != expect) v->contig = 0;
+        int64_t step = t.strides ? t.strides[d] : expect / size;
+        v->strides[d] = step * size;
+        if (t.shape[d] != 1 && step * size != expect) v->contig = 0;
         expect *= t.shape[d];
     }
     if (expect == 0) v->contig = 1;
@@ -236,13 +232,13 @@ int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why) {
 /* A torch tensor for _torch_autograd's scan (csrc/ad/torch_route.c): 1 a float32 or
  * float64 CPU tensor that requires grad, 2 one on another device, 0 any other;
  * -1 + exception. */
-int tj_dl_grad_leaf(PyObject *o) {
-    PyObject *rg = requires_grad_get(o, requires_grad_closure);
+int tj_dl_grad_leaf(tj_state *st, PyObject *o) {
+    PyObject *rg = st->requires_grad_get(o, st->requires_grad_closure);
     if (!rg) return -1;
     Py_DECREF(rg);
     if (rg != Py_True) return 0;
     DLTensor t;
-    if (torch_api->dltensor_from_py(o, &t) == 0) {
+    if (st->torch_api->dltensor_from_py(o, &t) == 0) {
         int dt = dtype_of(t.dtype);
         if (dt != TJ_F32 && dt != TJ_F64) return 0;
         return t.device.device_type == kDLCPU ? 1 : 2;
@@ -250,7 +246,6 @@ int tj_dl_grad_leaf(PyObject *o) {
     PyErr_Clear();   /* a layout DLPack cannot describe: its attributes decide */
     PyObject *dt = PyObject_GetAttrString(o, "dtype");
     PyObject *cpu = dt ? PyObject_GetAttrString(o, "is_cpu") : NULL;
-    tj_state *st = tj_get_state();
     int r = !cpu ? -1 : dt != st->torch_dtypes[TJ_F32] && dt != st->torch_dtypes[TJ_F64] ? 0
                       : cpu == Py_True ? 1 : 2;
     Py_XDECREF(dt);
@@ -260,10 +255,10 @@ int tj_dl_grad_leaf(PyObject *o) {
 
 /* 1 when o is a torch tensor with one element, float32 or float64 on the CPU, equal
  * to 1; 0 otherwise (no exception). */
-int tj_dl_is_one(PyObject *o) {
+int tj_dl_is_one(tj_state *st, PyObject *o) {
     DLTensor t;
-    if (tj_dl_kind(o) != TJ_LIB_TORCH) return 0;
-    if (torch_api->dltensor_from_py(o, &t) < 0) { PyErr_Clear(); return 0; }
+    if (tj_dl_kind(st, o) != TJ_LIB_TORCH) return 0;
+    if (st->torch_api->dltensor_from_py(o, &t) < 0) { PyErr_Clear(); return 0; }
     int64_t n = 1;
     for (int d = 0; d < t.ndim; d++) n *= t.shape[d];
     if (n != 1 || t.device.device_type != kDLCPU) return 0;
@@ -272,8 +267,7 @@ int tj_dl_is_one(PyObject *o) {
     return dt == TJ_F32 ? *(const float *)p == 1.0f : dt == TJ_F64 ? *(const double *)p == 1.0 : 0;
 }
 
-PyObject *tj_dl_to_numpy(PyObject *o) {
-    tj_state *st = tj_get_state();
+PyObject *tj_dl_to_numpy(tj_state *st, PyObject *o) {
     return PyObject_CallMethod(st->numpy, "from_dlpack", "O", o);
 }
 
@@ -286,18 +280,18 @@ static void set_error(void *ctx, const char *kind, const char *msg) {
  * torch.from_numpy, 2 torch.empty, 3 torch's allocator through the exchange table,
  * then to_py. Measured per tiny call (16 floats, two torch inputs, 2-core VM,
  * medians of 15 interleaved runs): 0: 1.36 us, 1: 1.65 us, 2: 3.2 us, 3: 1.74 us,
- * so 0 it is (benchmarks/bench_torch.py --alloc repeats the comparison). */
-static int alloc_mode;
-
+ * so 0 it is (benchmarks/bench_torch.py --alloc repeats the comparison). The mode is
+ * st->torch_alloc_mode. */
 PyObject *tj_dl_torch_alloc(PyObject *m, PyObject *arg) {
+    tj_state *st = tj_state_of(m);
     long mode = PyLong_AsLong(arg);
     if (mode == -1 && PyErr_Occurred()) return NULL;
     if (mode < 0 || mode > 3) {
         PyErr_SetString(PyExc_ValueError, "_torch_alloc: mode 0, 1, 2 or 3");
         return NULL;
     }
-    int old = alloc_mode;
-    alloc_mode = (int)mode;
+    int old = st->torch_alloc_mode;
+    st->torch_alloc_mode = (int)mode;
     return PyLong_FromLong(old);
 }
 
@@ -308,9 +302,9 @@ static PyObject *torch_attr(const char *name) {
     return f;
 }
 
-static PyObject *empty_slow(int ndim, const int64_t *shape, int dtype, void **data) {
-    tj_state *st = tj_get_state();
-    if (alloc_mode == 1) {
+static PyObject *empty_slow(tj_state *st, int ndim, const int64_t *shape, int dtype,
+                            void **data) {
+    if (st->torch_alloc_mode == 1) {
         if (!st->torch_from_numpy && !(st->torch_from_numpy = torch_attr("from_numpy")))
             return NULL;
         PyObject *a = PyArray_EMPTY(ndim, (npy_intp *)shape, tj_dtype_typenum(dtype), 0);
@@ -335,7 +329,7 @@ static PyObject *empty_slow(int ndim, const int64_t *shape, int dtype, void **da
     Py_XDECREF(sh);
     Py_XDECREF(kw);
     DLTensor t;
-    if (r && torch_api->dltensor_from_py(r, &t) < 0) Py_CLEAR(r);
+    if (r && st->torch_api->dltensor_from_py(r, &t) < 0) Py_CLEAR(r);
     if (r) *data = (char *)t.data + t.byte_offset;
     return r;
 }
@@ -378,7 +372,8 @@ static void own_deleter(DLManagedTensorVersioned *self) {
 static const DLDataType dl_types[TJ_NDTYPES] = {
     {kDLBool, 8, 1}, {kDLInt, 32, 1}, {kDLInt, 64, 1}, {kDLFloat, 32, 1}, {kDLFloat, 64, 1}};
 
-static PyObject *empty_own(int ndim, const int64_t *shape, int dtype, void **data) {
+static PyObject *empty_own(tj_state *st, int ndim, const int64_t *shape, int dtype,
+                           void **data) {
     size_t n = (size_t)tj_dtype_size(dtype);
     for (int d = 0; d < ndim; d++) n *= (size_t)shape[d];
     size_t need = OWN_HEAD + (n + 63) / 64 * 64, cap = (size_t)1 << OWN_MIN_LOG;
@@ -410,30 +405,30 @@ static PyObject *empty_own(int ndim, const int64_t *shape, int dtype, void **dat
     o->mt.dl_tensor = (DLTensor){mem, {kDLCPU, 0}, ndim, dl_types[dtype], o->shape, NULL, 0};
     *data = mem;
     void *obj = NULL;
-    if (torch_api->to_py(&o->mt, &obj) < 0) return NULL;
+    if (st->torch_api->to_py(&o->mt, &obj) < 0) return NULL;
     return (PyObject *)obj;
 }
 
-PyObject *tj_dl_torch_empty(int ndim, const int64_t *shape, int dtype, void **data) {
-    if (alloc_mode == 0) return empty_own(ndim, shape, dtype, data);
-    if (alloc_mode < 3) return empty_slow(ndim, shape, dtype, data);
+PyObject *tj_dl_torch_empty(tj_state *st, int ndim, const int64_t *shape, int dtype,
+                            void **data) {
+    if (st->torch_alloc_mode == 0) return empty_own(st, ndim, shape, dtype, data);
+    if (st->torch_alloc_mode < 3) return empty_slow(st, ndim, shape, dtype, data);
     DLTensor proto = {NULL, {kDLCPU, 0}, ndim, dl_types[dtype], (int64_t *)shape, NULL, 0};
     DLManagedTensorVersioned *mt = NULL;
-    if (torch_api->allocator(&proto, &mt, NULL, set_error) < 0 || !mt) {
+    if (st->torch_api->allocator(&proto, &mt, NULL, set_error) < 0 || !mt) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         return NULL;
     }
     *data = (char *)mt->dl_tensor.data + mt->dl_tensor.byte_offset;
     void *obj = NULL;
-    if (torch_api->to_py(mt, &obj) < 0) return NULL;
+    if (st->torch_api->to_py(mt, &obj) < 0) return NULL;
     return (PyObject *)obj;
 }
 
-PyObject *tj_dl_torch_dtype(int dtype) { return tj_get_state()->torch_dtypes[dtype]; }
-PyObject *tj_dl_torch_type(void) { return (PyObject *)tj_get_state()->torch_tensor; }
+PyObject *tj_dl_torch_dtype(tj_state *st, int dtype) { return st->torch_dtypes[dtype]; }
+PyObject *tj_dl_torch_type(tj_state *st) { return (PyObject *)st->torch_tensor; }
 
-int tj_dl_default_float(void) {
-    tj_state *st = tj_get_state();
+int tj_dl_default_float(tj_state *st) {
     if (!st->torch_get_default_dtype &&
         !(st->torch_get_default_dtype = torch_attr("get_default_dtype")))
         return -1;

@@ -12,6 +12,7 @@
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
+    tj_state *st;                  /* borrowed: its type holds the module */
     PyObject *fn;
     PyObject *static_argnums;      /* tuple of int */
     tj_argconf conf;               /* static_argnames owned here */
@@ -85,8 +86,8 @@ static void unlink_plan(tj_function *self, tj_plan *p) {
  * or the TypeError stands when that is not registered. */
 static PyObject *autograd_call(tj_function *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
-    tj_state *st = tj_state_of_type(Py_TYPE(self));
-    if (!st || !st->autograd_call) return NULL;
+    tj_state *st = self->st;
+    if (!st->autograd_call) return NULL;
     PyErr_Clear();
     PyObject *targs = PyTuple_New(nargs), *kw = PyDict_New(), *r = NULL;
     if (targs && kw) {
@@ -108,7 +109,7 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *result = NULL, *reason = NULL, *stale_reason = NULL;
     tj_flat f;
-    tj_flat_init(&f);
+    tj_flat_init(&f, self->st);
     f.grad_quiet = 1;   /* formatting the refusal measured ~5 us of a training step */
     if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) < 0) {
         if (f.needs_grad) result = autograd_call(self, args, nargs, kwnames);
@@ -174,7 +175,7 @@ rescan:
         tj_debug_write(text);
         Py_XDECREF(text);
     }
-    tj_plan *p = tj_compile_plan(self->fn, &self->conf, &f, args, nargs, kwnames, 0,
+    tj_plan *p = tj_compile_plan(self->st, self->fn, &self->conf, &f, args, nargs, kwnames, 0,
                                  &self->compile_time);
     if (!p) { Py_DECREF(descr); goto done; }
     p->descr = descr;
@@ -194,7 +195,7 @@ rescan:
     Py_CLEAR(reason);                   /* (the run sets it: it owns a new one) */
     if (tj_plan_run(p, &f, &result, &reason) > 0) {
         Py_CLEAR(reason);
-        tj_internal_error("a plan went stale during its first run");
+        tj_internal_error(self->st, "a plan went stale during its first run");
     }
     tj_plan_decref(p);
 done:
@@ -215,8 +216,10 @@ static PyObject *fn_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
         PyErr_Format(PyExc_TypeError, "tracejit.compile expects a callable, got %R", (PyObject *)Py_TYPE(fn));
         return NULL;
     }
-    tj_function *self = (tj_function *)type->tp_alloc(type, 0);
+    tj_state *st = tj_state_of_type(type);
+    tj_function *self = st ? (tj_function *)type->tp_alloc(type, 0) : NULL;
     if (!self) return NULL;
+    self->st = st;
     self->vectorcall = fn_vectorcall;
     self->fn = Py_NewRef(fn);
     self->last_retrace = Py_NewRef(Py_None);
@@ -280,8 +283,7 @@ static void fn_dealloc(tj_function *self) {
 }
 
 static PyObject *fn_cache_info(tj_function *self, PyObject *unused) {
-    tj_state *st = tj_state_of_type(Py_TYPE(self));
-    PyObject *r = st ? PyStructSequence_New(st->CacheInfoType) : NULL;
+    PyObject *r = PyStructSequence_New(self->st->CacheInfoType);
     if (!r) return NULL;
     PyStructSequence_SetItem(r, 0, PyLong_FromSsize_t(self->hits));
     PyStructSequence_SetItem(r, 1, PyLong_FromSsize_t(self->misses));
@@ -307,10 +309,10 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
                             PyObject *kwnames) {
     tj_function *self = (tj_function *)op;
     tj_flat f;
-    tj_flat_init(&f);
+    tj_flat_init(&f, self->st);
     PyObject *r = NULL;
     if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0) {
-        tj_plan *p = tj_compile_plan(self->fn, &self->conf, &f, args, nargs, kwnames, 1,
+        tj_plan *p = tj_compile_plan(self->st, self->fn, &self->conf, &f, args, nargs, kwnames, 1,
                                      &self->compile_time);
         if (p) {
             r = tj_explanation(p->log, p->source, p->upgrade.source);
@@ -328,9 +330,9 @@ static PyObject *fn_explain_passes(PyObject *op, PyObject *const *args, Py_ssize
                                    PyObject *kwnames) {
     tj_function *self = (tj_function *)op;
     tj_flat f;
-    tj_flat_init(&f);
+    tj_flat_init(&f, self->st);
     PyObject *log = tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0
-                        ? tj_compile_passes(self->fn, &self->conf, args, nargs, kwnames)
+                        ? tj_compile_passes(self->st, self->fn, &self->conf, args, nargs, kwnames)
                         : NULL;
     PyObject *r = log ? tj_explanation(log, NULL, NULL) : NULL;
     Py_XDECREF(log);

@@ -23,7 +23,7 @@ static PyObject *capture_now(PyObject *entry) {
 }
 
 /* "float32(3, 4)", plus " strided" when not C-contiguous. New reference. */
-static PyObject *array_desc(PyObject *a) {
+static PyObject *array_desc(tj_state *st, PyObject *a) {
     PyObject *dt = PyObject_GetAttrString(a, "dtype"), *sh = PyObject_GetAttrString(a, "shape");
     int contig = 1;
     if (PyArray_Check(a)) {
@@ -33,7 +33,7 @@ static PyObject *array_desc(PyObject *a) {
         const char *why;
         char shape[256];
         PyObject *r = NULL;
-        if (tj_dl_torch_view(a, &v, &why) == 0) {
+        if (tj_dl_torch_view(st, a, &v, &why) == 0) {
             tj_shape_str(shape, sizeof shape, v.ndim, v.shape);
             r = PyUnicode_FromFormat("%s%s%s", tj_dtype_name(v.dtype), shape,
                                      v.contig ? "" : " strided");
@@ -50,14 +50,14 @@ static PyObject *array_desc(PyObject *a) {
     return r;
 }
 
-static PyObject *stale_reason(PyObject *entry, PyObject *now) {
+static PyObject *stale_reason(tj_state *st, PyObject *entry, PyObject *now) {
     int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
     PyObject *name = PyTuple_GET_ITEM(entry, 2);
     const char *what = kind == 0 ? "closure variable" : kind == 1 ? "global"
                      : kind == 3 ? "module parameter or buffer" : "captured array";
-    PyObject *old = array_desc(PyTuple_GET_ITEM(entry, 3));
-    PyObject *cur = now && (PyArray_Check(now) || tj_dl_kind(now) == TJ_LIB_TORCH)
-                        ? array_desc(now)
+    PyObject *old = array_desc(st, PyTuple_GET_ITEM(entry, 3));
+    PyObject *cur = now && (PyArray_Check(now) || tj_dl_kind(st, now) == TJ_LIB_TORCH)
+                        ? array_desc(st, now)
                                               : PyUnicode_FromString(now ? Py_TYPE(now)->tp_name
                                                                          : "unbound");
     PyObject *r = old && cur ? PyUnicode_FromFormat("%s %R: %U -> %U", what, name, old, cur) : NULL;
@@ -95,13 +95,13 @@ static int capture_holds(const tj_plan *p, const tj_slotdesc *d, PyObject **obj,
     PyObject *o = capture_now(entry);
     if (!o && PyErr_Occurred()) return -1;
     int ok;
+    tj_state *st = p->st;
     if (d->torch) {
         const char *why = NULL;
-        int vr = o && tj_dl_kind(o) == TJ_LIB_TORCH ? tj_dl_torch_view(o, view, &why) : 2;
+        int vr = o && tj_dl_kind(st, o) == TJ_LIB_TORCH ? tj_dl_torch_view(st, o, view, &why) : 2;
         if (vr < 0) return -1;
-        if (vr == 0 && tj_dl_strict_refuses(o)) vr = 1, why = tj_dl_why_grad;
+        if (vr == 0 && tj_dl_strict_refuses(st, o)) vr = 1, why = tj_dl_why_grad;
         if (vr == 1) {
-            tj_state *st = tj_get_state();
             PyErr_Format(why == tj_dl_why_grad && st->grad_capture_error
                              ? st->grad_capture_error : PyExc_TypeError,
                          "the torch tensor %R the compiled function reads %s",
@@ -120,7 +120,7 @@ static int capture_holds(const tj_plan *p, const tj_slotdesc *d, PyObject **obj,
                      (size_t)PyArray_NDIM(a) * sizeof(int64_t));
     }
     if (!ok) {
-        *reason = stale_reason(entry, o);
+        *reason = stale_reason(st, entry, o);
         return *reason ? 1 : -1;
     }
     *obj = Py_NewRef(o);
@@ -171,7 +171,7 @@ int tj_guards_check(const tj_plan *p, const tj_flat *f, PyObject **cap_obj, tj_d
             rc = pyvalue_holds(PyTuple_GET_ITEM(p->pyvalues, g->index), reason);
             break;
         case TJ_GUARD_TORCH_DTYPE: {
-            int now = tj_dl_default_float();
+            int now = tj_dl_default_float(p->st);
             if (now < 0) return -1;
             if (now != p->torch_dflt) {
                 *reason = PyUnicode_FromFormat("torch default dtype %s -> %s",

@@ -1,7 +1,7 @@
 /* tracejit._C: module state, exception classes, libtcc loading at import, and the
  * few introspection functions the tests and the Python layer use. Multi-phase init;
- * the state is reached through the module or a heap type where the caller holds one,
- * else through tj_get_state() (tracejit.h says when). */
+ * the state is reached through the module, a heap type of it, or an object that
+ * carries it (tracejit.h says which): no global points at it. */
 #include "backend/backend.h"   /* and tracejit.h: libtcc at import, the tier's mode */
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
@@ -26,9 +26,6 @@ int tj_ag_init(tj_state *st);
 PyObject *tj_py_vmath(PyObject *self, PyObject *args);        /* emit/vmath_eval.c */
 
 static struct PyModuleDef module_def;
-static tj_state *g_state;   /* the one instance's (module_exec, module_free) */
-
-tj_state *tj_get_state(void) { return g_state; }
 
 tj_state *tj_state_of(PyObject *module) { return PyModule_GetState(module); }
 
@@ -37,13 +34,13 @@ tj_state *tj_state_of_type(PyTypeObject *tp) {
     return m ? PyModule_GetState(m) : NULL;
 }
 
-PyObject *tj_internal_error(const char *fmt, ...) {
+PyObject *tj_internal_error(tj_state *st, const char *fmt, ...) {
     va_list va;
     va_start(va, fmt);
     PyObject *msg = PyUnicode_FromFormatV(fmt, va);
     va_end(va);
     if (msg) {
-        PyErr_Format(tj_get_state()->InternalError, "%U (this is a bug in tracejit; please report it)", msg);
+        PyErr_Format(st->InternalError, "%U (this is a bug in tracejit; please report it)", msg);
         Py_DECREF(msg);
     }
     return NULL;
@@ -108,7 +105,7 @@ static PyObject *backend_compiles(PyObject *m, PyObject *unused) {
 static PyObject *compile_source(PyObject *m, PyObject *src) {
     const char *s = PyUnicode_AsUTF8(src);
     if (!s) return NULL;
-    tj_module *mod = tj_tcc_compile(s, NULL, NULL);
+    tj_module *mod = tj_tcc_compile(tj_state_of(m), s, NULL, NULL);
     if (!mod) return NULL;
     tj_tcc_free(mod);
     Py_RETURN_NONE;
@@ -124,6 +121,24 @@ static PyObject *load_blas(PyObject *m, PyObject *args) {
     /* TRACEJIT_NUM_THREADS, when set, is the BLAS's budget too (else its own default) */
     if (getenv("TRACEJIT_NUM_THREADS")) tj_blas_set_threads(tj_pool_threads());
     Py_RETURN_TRUE;
+}
+
+/* _load_blas_mkl(path): products call the MKL inside torch's libtorch_cpu at path
+ * (only when that library is already loaded), with tracejit's thread budget. */
+static PyObject *load_blas_mkl(PyObject *m, PyObject *arg) {
+    (void)m;
+    const char *path = PyUnicode_AsUTF8(arg);
+    if (!path) return NULL;
+    if (tj_blas_load_mkl(path) < 0) Py_RETURN_FALSE;
+    tj_blas_set_threads(tj_pool_threads());
+    Py_RETURN_TRUE;
+}
+
+/* _blas(): (the BLAS products call: "mkl", "openblas" or None, its thread budget) */
+static PyObject *blas_info(PyObject *m, PyObject *unused) {
+    (void)m, (void)unused;
+    const char *name = tj_blas_name();
+    return Py_BuildValue("(zi)", name, tj_blas_threads());
 }
 
 /* _register_impls(dict): NumPy functions implemented by Python compositions. */
@@ -205,6 +220,8 @@ static PyMethodDef module_methods[] = {
      "compiles any backend was asked for since import (testing hook)"},
     {"_vmath", tj_py_vmath, METH_VARARGS, "_vmath(name, out, x[, y]): a vmath.h function (testing hook)"},
     {"_load_blas", load_blas, METH_VARARGS, "use NumPy's BLAS for large products"},
+    {"_blas", blas_info, METH_NOARGS, "the BLAS products call and its threads"},
+    {"_load_blas_mkl", load_blas_mkl, METH_O, "use the MKL inside torch (once loaded) for products"},
     {"_register_impls", register_impls, METH_O, "NumPy functions implemented in Python"},
     {"_ew", (PyCFunction)(void (*)(void))tj_torch_ew, METH_FASTCALL,
      "_ew(name, *operands): the elementwise op `name` of the op table on tracers"},
@@ -262,12 +279,6 @@ static PyStructSequence_Desc cache_info_desc = {
 
 static int module_exec(PyObject *m) {
     tj_state *st = PyModule_GetState(m);
-    if (g_state) {
-        PyErr_SetString(PyExc_ImportError, "tracejit._C is already loaded in this process; its "
-                                           "thread pool and compiler are process-wide");
-        return -1;
-    }
-    g_state = st;
     if (PyArray_ImportNumPyAPI() < 0) return -1;
     st->numpy = PyImport_ImportModule("numpy");
     if (!st->numpy) return -1;
@@ -346,10 +357,7 @@ static int module_clear(PyObject *m) {
     return 0;
 }
 
-static void module_free(void *m) {
-    module_clear(m);
-    if (g_state == PyModule_GetState(m)) g_state = NULL;
-}
+static void module_free(void *m) { module_clear(m); }
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},

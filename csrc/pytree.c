@@ -19,7 +19,7 @@
 
 /* Its kind, for a tuple, list or dict subclass: namedtuple, structseq, OrderedDict,
  * defaultdict, or a leaf. Never fails (a failing lookup is a leaf). */
-static tj_tree_kind subclass_kind(PyObject *o) {
+static tj_tree_kind subclass_kind(tj_state *st, PyObject *o) {
     PyObject *tp = (PyObject *)Py_TYPE(o);
     if (PyTuple_Check(o)) {
         PyObject *nseq = PyObject_GetAttrString(tp, "n_sequence_fields");
@@ -36,19 +36,18 @@ static tj_tree_kind subclass_kind(PyObject *o) {
         return named ? TJ_TREE_NAMEDTUPLE : TJ_TREE_LEAF;
     }
     if (Py_IS_TYPE(o, &PyODict_Type)) return TJ_TREE_ODICT;
-    tj_state *st = tj_get_state();
     if (PyDict_Check(o) && tp == st->defaultdict_type) return TJ_TREE_DDICT;
     return TJ_TREE_LEAF;
 }
 
-tj_tree_kind tj_tree_kind_of(PyObject *o) {
+tj_tree_kind tj_tree_kind_of(tj_state *st, PyObject *o) {
     PyTypeObject *tp = Py_TYPE(o);
     if (tp == &PyTuple_Type) return TJ_TREE_TUPLE;
     if (tp == &PyList_Type) return TJ_TREE_LIST;
     if (tp == &PyDict_Type) return TJ_TREE_DICT;
     if (o == Py_None) return TJ_TREE_NONE;
     if (PyType_FastSubclass(tp, Py_TPFLAGS_TUPLE_SUBCLASS | Py_TPFLAGS_DICT_SUBCLASS))
-        return subclass_kind(o);
+        return subclass_kind(st, o);
     return TJ_TREE_LEAF;
 }
 
@@ -124,10 +123,17 @@ static inline int has_aux(tj_tree_kind k) {
  * (a counter, cheaper than Py_EnterRecursiveCall on the replay path). */
 #define MAX_DEPTH 256
 
-static int walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path *p, int depth);
+/* One walk's constants: whose rule (a defaultdict's type), its visitor and context. */
+typedef struct {
+    tj_state *st;
+    const tj_tree_visitor *v;
+    void *ctx;
+} walker;
 
-static int walk_items(PyObject *o, tj_tree_kind kind, Py_ssize_t n, const tj_tree_visitor *v,
-                      void *ctx, const tj_path *p, int depth) {
+static int walk(const walker *w, PyObject *o, const tj_path *p, int depth);
+
+static int walk_items(const walker *w, PyObject *o, tj_tree_kind kind, Py_ssize_t n,
+                      const tj_path *p, int depth) {
     PyObject *fields_of = kind == TJ_TREE_NAMEDTUPLE ? (PyObject *)Py_TYPE(o) : NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         /* a list's item is held across the visit: a visitor may run Python code (a
@@ -135,7 +141,7 @@ static int walk_items(PyObject *o, tj_tree_kind kind, Py_ssize_t n, const tj_tre
         int list = kind == TJ_TREE_LIST;
         PyObject *item = list ? Py_NewRef(PyList_GET_ITEM(o, i)) : PyTuple_GET_ITEM(o, i);
         tj_path sub = {p, NULL, i, NULL, fields_of};
-        int rc = walk(item, v, ctx, &sub, depth);
+        int rc = walk(w, item, &sub, depth);
         if (list) Py_DECREF(item);
         if (rc < 0) return -1;
         if (kind == TJ_TREE_LIST && PyList_GET_SIZE(o) != n)
@@ -144,26 +150,26 @@ static int walk_items(PyObject *o, tj_tree_kind kind, Py_ssize_t n, const tj_tre
     return 0;
 }
 
-static int walk_entry(PyObject *k, PyObject *val, const tj_tree_visitor *v, void *ctx,
-                      const tj_path *p, int depth) {
+static int walk_entry(const walker *w, PyObject *k, PyObject *val, const tj_path *p,
+                      int depth) {
     Py_INCREF(k);
     Py_INCREF(val);
     tj_path sub = {p, NULL, 0, k, NULL};
-    int rc = v->key && v->key(ctx, k) < 0 ? -1 : walk(val, v, ctx, &sub, depth);
+    int rc = w->v->key && w->v->key(w->ctx, k) < 0 ? -1 : walk(w, val, &sub, depth);
     Py_DECREF(k);
     Py_DECREF(val);
     return rc;
 }
 
-static int walk_dict(PyObject *o, tj_tree_kind kind, const tj_tree_visitor *v, void *ctx,
-                     const tj_path *p, int depth) {
+static int walk_dict(const walker *w, PyObject *o, tj_tree_kind kind, const tj_path *p,
+                     int depth) {
     if (kind == TJ_TREE_ODICT) {   /* its own order (move_to_end), not the dict's */
         PyObject *items = PyMapping_Items(o);
         if (!items) return -1;
         int rc = 0;
         for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
             PyObject *kv = PyList_GET_ITEM(items, i);
-            rc = walk_entry(PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1), v, ctx, p, depth);
+            rc = walk_entry(w, PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1), p, depth);
         }
         Py_DECREF(items);
         return rc;
@@ -171,17 +177,17 @@ static int walk_dict(PyObject *o, tj_tree_kind kind, const tj_tree_visitor *v, v
     Py_ssize_t pos = 0, n = PyDict_GET_SIZE(o);
     PyObject *k, *val;
     while (PyDict_Next(o, &pos, &k, &val)) {
-        if (walk_entry(k, val, v, ctx, p, depth) < 0) return -1;
+        if (walk_entry(w, k, val, p, depth) < 0) return -1;
         if (PyDict_GET_SIZE(o) != n)
             return tj_path_error(PyExc_RuntimeError, p, "the dict changed size while it was read");
     }
     return 0;
 }
 
-static int walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path *p, int depth) {
-    tj_tree_kind kind = tj_tree_kind_of(o);
-    if (kind == TJ_TREE_LEAF) return v->leaf(ctx, o, p);
-    if (kind == TJ_TREE_NONE) return v->node(ctx, o, kind, 0, NULL, p);
+static int walk(const walker *w, PyObject *o, const tj_path *p, int depth) {
+    tj_tree_kind kind = tj_tree_kind_of(w->st, o);
+    if (kind == TJ_TREE_LEAF) return w->v->leaf(w->ctx, o, p);
+    if (kind == TJ_TREE_NONE) return w->v->node(w->ctx, o, kind, 0, NULL, p);
     if (++depth > MAX_DEPTH)
         return tj_path_error(PyExc_RecursionError, p, "a pytree nested deeper than %d levels "
                                                       "(a container that holds itself?)", MAX_DEPTH);
@@ -192,8 +198,8 @@ static int walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path 
                  : is_dict(kind) ? PyDict_GET_SIZE(o) : PyTuple_GET_SIZE(o);
     PyObject *node_aux = aux ? aux : kind == TJ_TREE_NAMEDTUPLE || kind == TJ_TREE_STRUCTSEQ
                                          ? (PyObject *)Py_TYPE(o) : NULL;
-    if (v->node(ctx, o, kind, n, node_aux, p) < 0) goto done;
-    rc = is_dict(kind) ? walk_dict(o, kind, v, ctx, p, depth) : walk_items(o, kind, n, v, ctx, p, depth);
+    if (w->v->node(w->ctx, o, kind, n, node_aux, p) < 0) goto done;
+    rc = is_dict(kind) ? walk_dict(w, o, kind, p, depth) : walk_items(w, o, kind, n, p, depth);
 done:
     Py_XDECREF(aux);
     return rc;
@@ -201,8 +207,10 @@ done:
 
 static const tj_path no_root = {NULL, "", -1, NULL, NULL};   /* paths shown as "[0]['w']" */
 
-int tj_tree_walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path *p) {
-    return walk(o, v, ctx, p ? p : &no_root, 0);
+int tj_tree_walk(tj_state *st, PyObject *o, const tj_tree_visitor *v, void *ctx,
+                 const tj_path *p) {
+    walker w = {st, v, ctx};
+    return walk(&w, o, p ? p : &no_root, 0);
 }
 
 /* ---- treedefs ------------------------------------------------------------------- */
@@ -245,12 +253,14 @@ static int fl_leaf(void *c, PyObject *o, const tj_path *p) {
     return f->leaf(f->ctx, o, p);
 }
 
-int tj_tree_flatten(PyObject *o, tj_treedef *td, tj_tree_leaf_fn leaf, void *ctx, const tj_path *p) {
+int tj_tree_flatten(tj_state *st, PyObject *o, tj_treedef *td, tj_tree_leaf_fn leaf, void *ctx,
+                    const tj_path *p) {
     memset(td, 0, sizeof *td);
+    td->st = st;
     if (!(td->aux = PyList_New(0))) return -1;
     flatten_ctx f = {td, leaf, ctx};
     static const tj_tree_visitor v = {fl_node, fl_key, fl_leaf};
-    if (tj_tree_walk(o, &v, &f, p) == 0) return 0;
+    if (tj_tree_walk(st, o, &v, &f, p) == 0) return 0;
     tj_treedef_free(td);
     return -1;
 }
@@ -305,7 +315,7 @@ static PyObject *build(cursor *c) {
     default: {   /* the dicts */
         PyObject *r = kind == TJ_TREE_DICT ? PyDict_New()
                     : kind == TJ_TREE_ODICT ? PyObject_CallNoArgs((PyObject *)&PyODict_Type)
-                    : PyObject_CallOneArg(tj_get_state()->defaultdict_type, aux);
+                    : PyObject_CallOneArg(c->td->st->defaultdict_type, aux);
         for (Py_ssize_t i = 0; r && i < n; i++) {
             PyObject *k = PyList_GET_ITEM(c->td->aux, c->aux++), *v = build(c);
             if (!v || PyObject_SetItem(r, k, v) < 0) Py_CLEAR(r);
@@ -373,7 +383,7 @@ static PyObject *new_treedef(tj_state *st, tj_treedef *td) {
 static PyObject *tree_flatten(PyObject *m, PyObject *tree) {
     PyObject *leaves = PyList_New(0), *def = NULL;
     tj_treedef td;
-    if (!leaves || tj_tree_flatten(tree, &td, collect_leaf, leaves, NULL) < 0 ||
+    if (!leaves || tj_tree_flatten(tj_state_of(m), tree, &td, collect_leaf, leaves, NULL) < 0 ||
         !(def = new_treedef(tj_state_of(m), &td))) {
         Py_XDECREF(leaves);
         return NULL;
@@ -391,7 +401,7 @@ static int leaves_node(void *c, PyObject *o, tj_tree_kind k, Py_ssize_t n, PyObj
 static PyObject *tree_leaves(PyObject *m, PyObject *tree) {
     static const tj_tree_visitor v = {leaves_node, NULL, collect_leaf};
     PyObject *leaves = PyList_New(0);
-    if (leaves && tj_tree_walk(tree, &v, leaves, NULL) < 0) Py_CLEAR(leaves);
+    if (leaves && tj_tree_walk(tj_state_of(m), tree, &v, leaves, NULL) < 0) Py_CLEAR(leaves);
     return leaves;
 }
 
@@ -418,9 +428,7 @@ static PyObject *td_num_leaves(treedef_object *self, void *unused) {
 
 /* The structure with * for each leaf: "(*, {'w': *})", "Point(x=*, y=*)". */
 static PyObject *td_repr(treedef_object *self) {
-    tj_state *st = tj_state_of_type(Py_TYPE(self));
-    if (!st) return NULL;
-    PyObject *star = st->tree_star, *r = NULL;
+    PyObject *star = self->td.st->tree_star, *r = NULL;
     PyObject **stars = PyMem_Malloc((size_t)(self->td.n_leaves + 1) * sizeof *stars);
     if (!stars) return PyErr_NoMemory();
     for (Py_ssize_t i = 0; i < self->td.n_leaves; i++) stars[i] = star;

@@ -105,7 +105,7 @@ static int run_groups(const tj_plan *p, void **P, const int64_t **S, int may_spl
 void tj_plan_tier_up(tj_plan *p) {
     if (!p->upgrade.next.state) {
         if (p->calls >= TJ_TIER_CALLS && p->work_done >= TJ_TIER_WORK)
-            tj_upgrade_start(&p->upgrade);
+            tj_upgrade_start(p->st, &p->upgrade);
         return;
     }
     tj_upgrade_poll(&p->upgrade, &p->kernel);
@@ -287,7 +287,7 @@ static int allocate(replay *r, tj_plan *p) {
         int slot = s->first_out + k;
         if (p->out_lib == TJ_LIB_TORCH) {
             void *data;
-            PyObject *tensor = tj_dl_torch_empty(s->slot_ndim[slot], s->slot_shape[slot],
+            PyObject *tensor = tj_dl_torch_empty(p->st, s->slot_ndim[slot], s->slot_shape[slot],
                                                  s->slot_dtype[slot], &data);
             if (!tensor) return -1;
             r->outs[r->n_made++] = tensor;
@@ -373,7 +373,7 @@ static PyObject *finish(replay *r, tj_plan *p) {
             int64_t nbytes = tj_dtype_size(s->slot_dtype[slot]);
             for (int d = 0; d < s->slot_ndim[slot]; d++) nbytes *= s->slot_shape[slot][d];
             void *data;
-            by_pos[o] = tj_dl_torch_empty(s->slot_ndim[slot], s->slot_shape[slot],
+            by_pos[o] = tj_dl_torch_empty(p->st, s->slot_ndim[slot], s->slot_shape[slot],
                                           s->slot_dtype[slot], &data);
             if (by_pos[o] && nbytes) memcpy(data, r->P[slot], (size_t)nbytes);
         } else {

@@ -13,18 +13,20 @@
 
 #include "emit/emit.h"   /* and ir/ir.h: the Python-free core */
 
+typedef struct tj_state tj_state;   /* the module state (below) */
+
 /* ---- the IR's Python face (csrc/bridge.c) --------------------------------- */
 int tj_dtype_from_typenum(int typenum);     /* -1 when unsupported */
 int tj_dtype_typenum(tj_dtype dt);
 /* Raises e as its Python exception (see tj_error in ir.h). -1. */
-int tj_error_raise(const tj_error *e);
+int tj_error_raise(tj_state *st, const tj_error *e);
 /* NumPy broadcasting of shapes; -1 + ValueError naming both shapes, at the user's line */
-int tj_broadcast(const tj_node *a, const tj_node *b, int *ndim, int64_t *shape);
+int tj_broadcast(tj_state *st, const tj_node *a, const tj_node *b, int *ndim, int64_t *shape);
 PyObject *tj_py_op_table(PyObject *m, PyObject *unused);          /* _C._op_table */
 PyObject *tj_py_test_mark_effect(PyObject *m, PyObject *name);   /* _C._test_mark_effect */
 
 /* ---- module state and errors (csrc/module.c) ------------------------------ */
-typedef struct {
+struct tj_state {
     PyObject *TracejitError, *TraceError, *CompileError, *InternalError;
     PyTypeObject *TracerType, *TraceType, *FunctionType;
     PyObject *numpy;                /* the numpy module */
@@ -59,34 +61,43 @@ typedef struct {
              *ag_str_grads, *ag_str_job, *ag_str_mark_nd, *ag_str_dict;
     PyObject *ag_not_scalar;        /* tracejit._grad.NotScalarError */
     PyObject *ag_fused_backward;    /* tracejit._torch_autograd._fused_backward */
-} tj_state;
+    /* not objects: C pointers into torch's library, read from st->torch_tensor when it
+     * is found (dlpack.c; torch is never unloaded), and a setting */
+    const struct DLPackExchangeAPI *torch_api;   /* __dlpack_c_exchange_api__ */
+    getter requires_grad_get;       /* TensorBase.requires_grad's C getter, its closure */
+    void *requires_grad_closure;
+    int torch_alloc_mode;           /* how torch results are allocated (_C._torch_alloc) */
+};
 
-/* The state, borrowed. Through what the caller holds where it holds one: a module
- * function's module, a heap type (CompiledFunction, Tracer, TreeDef) of a method's self.
- * tj_get_state() is the one accessor for code with neither at hand (deep in the tracer,
- * the DLPack reader, the replay path): _C is loaded once per process (module_exec refuses
- * a second instance: the thread pool and libtcc are process-wide), so it is that
- * instance's state, NULL once the module is freed. */
+/* The state, borrowed, reached through what the caller holds; there is no global.
+ * A module function has its module (tj_state_of), a method of a heap type of _C its
+ * type (tj_state_of_type); the objects made from them carry it, borrowed (the heap
+ * type they hold a reference to holds the module): a Trace (t->st, so every tracer
+ * operation reaches it through its trace), a CompiledFunction, the arguments being
+ * flattened (tj_flat), a plan (the replay path: guards, binding, results) and a
+ * TreeDef; deeper helpers take it as their first parameter. */
 tj_state *tj_state_of(PyObject *module);
 tj_state *tj_state_of_type(PyTypeObject *tp);   /* a heap type of _C (NULL + SystemError) */
-tj_state *tj_get_state(void);
-/* Raises TraceError with the message and the user's source location appended. */
-PyObject *tj_trace_error(const char *fmt, ...);
+/* Raises st's TraceError with the message and the user's source location appended
+ * (user code: the innermost frame outside st->skip_dirs), noted in the trace running
+ * on this thread (a refusal its code may catch). NULL. */
+PyObject *tj_trace_error(tj_state *st, const char *fmt, ...);
 /* The same message and user's line, raised as another exception class. NULL. */
-PyObject *tj_error_at(PyObject *cls, const char *fmt, ...);
+PyObject *tj_error_at(tj_state *st, PyObject *cls, const char *fmt, ...);
 /* What the user's current line does when it writes ("an assignment into an array
  * (`a[...] = value`)", "the in-place operator `+=`"), else NULL (an exception only
  * on failure). Borrowed static string. */
-const char *tj_user_write_site(void);
+const char *tj_user_write_site(tj_state *st);
 /* Whether the user's current line runs `c[k] op= v`'s in-place operator: the store
  * into c[k] follows at once (CPython: BINARY_OP, the stack shuffle, STORE_SUBSCR). */
-int tj_user_augmented_subscript(void);
+int tj_user_augmented_subscript(tj_state *st);
 /* "the in-place operator `+=`", ...: in CPython's NB_INPLACE_* order (BINARY_OP's
  * argument minus 13), for the write sites and the tracer's in-place slots. */
 enum { TJ_IADD, TJ_IAND, TJ_IFLOORDIV, TJ_ILSHIFT, TJ_IMATMUL, TJ_IMUL, TJ_IMOD, TJ_IOR,
        TJ_IPOW, TJ_IRSHIFT, TJ_ISUB, TJ_ITRUEDIV, TJ_IXOR, TJ_NINPLACE };
 extern const char *const tj_inplace_ops[TJ_NINPLACE];
-PyObject *tj_internal_error(const char *fmt, ...);
+/* Raises st's InternalError (a bug in tracejit). NULL. */
+PyObject *tj_internal_error(tj_state *st, const char *fmt, ...);
 /* TRACEJIT_DEBUG, read at each compile: 0 quiet; 1 each compile (with its times) and
  * each cache miss (with its retrace reason); 2 also the graph after each pass and the
  * generated C; 3 also the lowered schedule, the optimizing tier's C and its compile
@@ -103,6 +114,7 @@ long long tj_env_int(const char *name, long long dflt);
 #define TJ_MAX_RNG 8   /* generators one trace may draw from */
 typedef struct {
     PyObject_HEAD
+    tj_state *st;            /* borrowed: its type holds the module */
     tj_graph g;              /* with its slot table */
     int live;                /* 0 once tracing ended: escaped tracers then raise */
     PyObject *captures;      /* list of (where, array): arrays read from closures/globals */
@@ -149,6 +161,8 @@ enum { TJ_NP_AUTO, TJ_NP_SCALAR, TJ_NP_ARRAY, TJ_NP_PYTHON };
 int tj_tracer_types_init(PyObject *module, tj_state *st);
 /* New reference to a Tracer for node id of trace t. */
 PyObject *tj_tracer_new(tj_trace *t, int32_t id);
+/* o is a Tracer (of any instance of _C: the test is the type's C layout, its dealloc;
+ * the Tracer type has no subclasses). */
 int tj_is_tracer(PyObject *o);
 /* What eager holds for x's value: 0 an array (or a torch tensor), 1 a NumPy scalar
  * (np.float64, ...), 2 a Python number. 1 and 2 are what `+=` rebinds, and what a
@@ -266,13 +280,14 @@ int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes);
 /* Adds a leaf node of the given kind reading a new slot. -1 + exception. */
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
                       const int64_t *shape);
-PyObject *tj_trace_new(PyObject *fn);
+/* A new, empty, live Trace of st's for fn. New reference. */
+PyObject *tj_trace_new(tj_state *st, PyObject *fn);
 /* _C._random(kind, shape, dtype, source, keyfn): a random draw in the current trace (random.c) */
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
-/* _C._iota(shape, axis): in a trace, an int64 Tracer of `shape` whose element is its
- * index along `axis`, or its C-order linear index for axis -1 (an IOTA node). */
+/* _C._iota(shape, axis) (random.c): in a trace, an int64 Tracer of `shape` whose
+ * element is its index along `axis`, or its C-order linear index for axis -1 (IOTA). */
 PyObject *tj_trace_iota(PyObject *m, PyObject *args);
 /* The trace running on this thread (NULL when none): TraceErrors are noted in it. */
 tj_trace *tj_trace_enter(tj_trace *t);   /* returns the previous one, for tj_trace_leave */
@@ -280,8 +295,8 @@ void tj_trace_leave(tj_trace *prev);
 void tj_trace_note_refusal(void);         /* the raised TraceError, noted in the current trace */
 tj_trace *tj_trace_current(void);
 /* Around every traced call: the refusing wrappers of csrc/trace/effects.c in and out. */
-int tj_effects_enter(void);             /* 0/-1 (the first one makes the wrappers) */
-void tj_effects_leave(void);   /* new reference to an empty live Trace */
+int tj_effects_enter(tj_state *st);    /* 0/-1 (the first one makes the wrappers) */
+void tj_effects_leave(tj_state *st);
 /* Autodiff's node reader and source marker (csrc/ad/node.c): adds _C._ad_* functions. */
 int tj_ad_init(PyObject *module);
 /* A call needing autograd through its Adapter's common case (ad/torch_route.c): the
@@ -308,10 +323,10 @@ tj_npfunc_fn tj_reduce_np;
 
 /* ---- emit (csrc/emit/, entered through csrc/bridge.c) ---------------------- */
 /* tj_emit_c_source's C as a str: new reference; NULL + exception. */
-PyObject *tj_emit_c(const tj_graph *g, const tj_schedule *s);
+PyObject *tj_emit_c(tj_state *st, const tj_graph *g, const tj_schedule *s);
 /* tj_emit_fused_source's C as a str, None when no group qualifies: new reference;
  * NULL + exception. */
-PyObject *tj_emit_fused(const tj_graph *g, const tj_schedule *s);
+PyObject *tj_emit_fused(tj_state *st, const tj_graph *g, const tj_schedule *s);
 /* The lowered schedule (tj_lower_dump) as a str: new reference; NULL + exception. */
 PyObject *tj_schedule_text(const tj_graph *g, const tj_schedule *s);
 
@@ -340,7 +355,7 @@ typedef struct {
 } tj_upgrade;
 /* Starts u's compile in the background, unless its backend is switched off for now
  * (asked again at a later call); a backend that cannot compile it gives u up. GIL held. */
-void tj_upgrade_start(tj_upgrade *u);
+void tj_upgrade_start(tj_state *st, tj_upgrade *u);
 /* u's compile under way: once ready, laid over k (u->done); failed, u given up. The
  * old table stays valid for runs in progress on other threads. GIL held. */
 void tj_upgrade_poll(tj_upgrade *u, tj_kernel *k);
@@ -370,28 +385,28 @@ typedef struct {
 } tj_dlview;
 /* TJ_LIB_TORCH for a torch.Tensor (torch looked up by type, never imported),
  * TJ_LIB_DLPACK for another object with __dlpack__, 0 otherwise. No exception. */
-int tj_dl_kind(PyObject *o);
+int tj_dl_kind(tj_state *st, PyObject *o);
 /* Reads a torch tensor in place. 0; 1 with *why (a static message) when it cannot
  * be used (dtype, device, requires grad); -1 + exception. */
-int tj_dl_torch_view(PyObject *o, tj_dlview *v, const char **why);
+int tj_dl_torch_view(tj_state *st, PyObject *o, tj_dlview *v, const char **why);
 extern const char tj_dl_why_grad[];   /* *why of a tensor that requires grad under grad mode */
 /* 1 when captures are strict (_torch_autograd's compiled pieces) and o requires grad. */
-int tj_dl_strict_refuses(PyObject *o);
+int tj_dl_strict_refuses(tj_state *st, PyObject *o);
 /* 1 a float32/float64 CPU torch tensor requiring grad, 2 one off the CPU, 0 other;
  * -1 + exception (ad/torch_route.c). */
-int tj_dl_grad_leaf(PyObject *o);
+int tj_dl_grad_leaf(tj_state *st, PyObject *o);
 /* 1 when o is a torch tensor of one float32/float64 CPU element equal to 1; else 0. */
-int tj_dl_is_one(PyObject *o);
+int tj_dl_is_one(tj_state *st, PyObject *o);
 /* A zero-copy ndarray of another DLPack producer's array (numpy.from_dlpack). New ref. */
-PyObject *tj_dl_to_numpy(PyObject *o);
+PyObject *tj_dl_to_numpy(tj_state *st, PyObject *o);
 /* A fresh C-contiguous torch tensor; *data receives its memory. New reference. */
-PyObject *tj_dl_torch_empty(int ndim, const int64_t *shape, int dtype, void **data);
+PyObject *tj_dl_torch_empty(tj_state *st, int ndim, const int64_t *shape, int dtype, void **data);
 /* torch.Tensor once torch has been seen, else NULL. Borrowed. */
-PyObject *tj_dl_torch_type(void);
+PyObject *tj_dl_torch_type(tj_state *st);
 /* torch.get_default_dtype() as TJ_F32 or TJ_F64; -1 + exception. */
-int tj_dl_default_float(void);
+int tj_dl_default_float(tj_state *st);
 /* The torch dtype object of a tracejit dtype (torch already imported). Borrowed. */
-PyObject *tj_dl_torch_dtype(int dtype);
+PyObject *tj_dl_torch_dtype(tj_state *st, int dtype);
 /* The function that turns an ndarray into the library of type `tp`'s arrays, or NULL
  * without an exception when there is none. New reference. */
 PyObject *tj_dl_converter(PyTypeObject *tp);
@@ -401,7 +416,7 @@ PyObject *tj_dl_converter(PyTypeObject *tp);
  * results and autograd's calls, in C and (through _C.tree_flatten) in Python. */
 typedef enum { TJ_TREE_LEAF, TJ_TREE_NONE, TJ_TREE_TUPLE, TJ_TREE_LIST, TJ_TREE_DICT,
                TJ_TREE_NAMEDTUPLE, TJ_TREE_STRUCTSEQ, TJ_TREE_ODICT, TJ_TREE_DDICT } tj_tree_kind;
-tj_tree_kind tj_tree_kind_of(PyObject *o);
+tj_tree_kind tj_tree_kind_of(tj_state *st, PyObject *o);
 
 /* Where a leaf sits, for messages: a root ("arg 0", "arg 'scale'", "result"), then
  * [i], [key] or .field (a namedtuple's). Lives on the C stack of the walk. */
@@ -431,18 +446,21 @@ typedef struct {
     int (*key)(void *ctx, PyObject *key);
     tj_tree_leaf_fn leaf;
 } tj_tree_visitor;
-int tj_tree_walk(PyObject *o, const tj_tree_visitor *v, void *ctx, const tj_path *p);
+int tj_tree_walk(tj_state *st, PyObject *o, const tj_tree_visitor *v, void *ctx,
+                 const tj_path *p);
 
 /* A structure: per node and leaf a token (kind | children << 4), in walk order; aux
- * holds, per node in order, its aux object then its keys. */
+ * holds, per node in order, its aux object then its keys; st, the state that
+ * flattened it (a defaultdict's type, to rebuild one). */
 typedef struct {
+    tj_state *st;
     int32_t *tokens; int32_t n_tokens, cap_tokens;
     PyObject *aux;               /* list */
     Py_ssize_t n_leaves;
 } tj_treedef;
 /* Fills *td (which it initializes) with o's structure, calling leaf() per leaf. 0/-1
  * (td then empty). */
-int tj_tree_flatten(PyObject *o, tj_treedef *td, tj_tree_leaf_fn leaf, void *ctx,
+int tj_tree_flatten(tj_state *st, PyObject *o, tj_treedef *td, tj_tree_leaf_fn leaf, void *ctx,
                     const tj_path *root);
 /* The tree of td's structure holding leaves[0..n_leaves) (borrowed). New reference. */
 PyObject *tj_treedef_build(const tj_treedef *td, PyObject *const *leaves);
@@ -456,6 +474,7 @@ int tj_pytree_init(PyObject *module, tj_state *st);   /* TreeDef, tree_flatten, 
  * leaves (arrays and runtime scalars, borrowed) and static objects (borrowed). */
 #define TJ_FLAT_STACK 128
 typedef struct {
+    tj_state *st;                /* borrowed: the compiled function's */
     int64_t *words; int n_words, cap_words;
     PyObject **leaves; int n_leaves, cap_leaves;
     PyObject **statics; int n_statics, cap_statics;
@@ -480,7 +499,7 @@ typedef struct {
     PyObject *static_argnames;   /* tuple of str */
 } tj_argconf;
 
-void tj_flat_init(tj_flat *f);
+void tj_flat_init(tj_flat *f, tj_state *st);
 void tj_flat_free(tj_flat *f);
 int tj_flatten_args(tj_flat *f, const tj_argconf *conf, PyObject *const *args,
                     Py_ssize_t nargs, PyObject *kwnames);
@@ -513,6 +532,7 @@ typedef struct {
 
 typedef struct tj_plan {
     struct tj_plan *next;
+    tj_state *st;                /* borrowed: the compiled function's (which holds it) */
     int refs;                    /* the cache's reference + calls running it without the GIL */
     int in_cache;
     int64_t *key; int n_key;
@@ -591,7 +611,7 @@ void tj_compile_progress(tj_trace *t, const char *doing);
  * applies. want_log keeps the pass log in the plan; *seconds gains the time taken.
  * New plan (one reference, not cached); NULL + exception (the traced code's own
  * exception unchanged). */
-tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
+tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          int want_log, double *seconds);
 /* tracejit._explain.Explanation(log, source, tier_source) (NULL arguments: None): what
@@ -599,7 +619,7 @@ tj_plan *tj_compile_plan(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
 PyObject *tj_explanation(PyObject *log, PyObject *source, PyObject *tier_source);
 /* Traces fn for these arguments and runs the passes only (no emitter, no backend):
  * the pass log, a list of str (a section per pass, as explain's). NULL + exception. */
-PyObject *tj_compile_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *args,
-                            Py_ssize_t nargs, PyObject *kwnames);
+PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf,
+                            PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
 #endif

@@ -92,3 +92,63 @@ def test_the_compiler_rule_sees_a_violation(tmp_path):
                                   "void f(void *m) { tj_tcc_free (m); }\n")
     (tmp_path / "x.h").write_text('#include "backend/backend.h"\n')
     assert compiler_names(str(tmp_path / "r.c")) == ["backend/backend.h", "tj_tcc_free ("]
+
+
+# ---- module state: through the module, never a global (DESIGN.md, "Module state") ----
+
+# a file-scope pointer to the state, or a function of no arguments handing it out
+STATE_GLOBAL = re.compile(r"^(?:static\s+|extern\s+)?(?:_Thread_local\s+)?tj_state\s*\*\s*\w+"
+                          r"\s*(?:=[^;]*)?;|\btj_state\s*\*\s*\w+\s*\(\s*void\s*\)", re.M)
+# a Python object in a file-scope variable (it belongs in tj_state, where traverse sees it)
+PY_STATIC = re.compile(r"^(?:static\s+)?(?:_Thread_local\s+)?(?:const\s+)?"
+                       r"(?:PyObject|PyTypeObject)\s*\*\s*\w+\s*(?:\[[^\]]*\])?\s*(?:=[^;]*)?;", re.M)
+
+
+def state_globals(path):
+    with open(path) as f:
+        code = COMMENT.sub(" ", f.read())
+    return STATE_GLOBAL.findall(code) + PY_STATIC.findall(code)
+
+
+def all_sources():
+    return sorted(os.path.join(d, n) for d, _, ns in os.walk(CSRC) for n in ns
+                  if n.endswith((".c", ".h")))
+
+
+def test_no_global_state_and_no_python_object_in_a_file_static():
+    bad = {os.path.relpath(p, CSRC): state_globals(p) for p in all_sources()}
+    bad = {k: v for k, v in bad.items() if v}
+    assert not bad, ("the module state is reached through the module, a heap type or an "
+                     "object that carries it, and Python objects live in tj_state "
+                     f"(DESIGN.md, module state): {bad}")
+
+
+def test_the_state_rule_sees_a_violation(tmp_path):
+    """The checker itself: a static pointer, an accessor, a cached object; not locals."""
+    (tmp_path / "s.c").write_text(
+        "static tj_state *g_state;\ntj_state *tj_get_state(void) { return g_state; }\n"
+        "static PyObject *cached = NULL;\nstatic PyTypeObject *types[4];\n"
+        "/* static tj_state *in_a_comment; */\n"
+        "int f(PyObject *m) {\n    tj_state *st = tj_state_of(m);\n"
+        "    static PyObject *local_ok_by_this_rule;\n    return 0;\n}\n")
+    assert state_globals(str(tmp_path / "s.c")) == [
+        "static tj_state *g_state;", "tj_state *tj_get_state(void)",
+        "static PyObject *cached = NULL;", "static PyTypeObject *types[4];"]
+
+
+def test_the_driver_chooses_backends_by_device_in_one_table():
+    """Backends are chosen per device in one table of csrc/compile.c (tj_backends_for):
+    the CPU's row names its first kernel's step (TinyCC, in cpu_first) and the tier as
+    its upgrade; a CUDA backend is a row there, not a branch of the driver, which reaches
+    backends only through the row it looked up."""
+    with open(os.path.join(CSRC, "compile.c")) as f:
+        code = COMMENT.sub(" ", f.read())
+    assert re.search(r"static const tj_backend_row backends\[\] = \{\s*"
+                     r"\{TJ_DEVICE_CPU, \"TinyCC\", cpu_first, &tj_backend_tier, "
+                     r"tj_emit_fused\},", code)
+    for name in ("tj_backend_tcc", "tj_backend_tier"):
+        assert len(re.findall(rf"\b{name}\b", code)) == 1, name
+    driver = code[code.index("tj_plan *tj_compile_plan("):]
+    assert "tj_backends_for(device)" in driver
+    assert not re.search(r"\btj_backend_(?!row\b)\w+", driver), "a backend named in the driver"
+    assert not re.search(r"\btj_(?:tcc|tier)_\w+\s*\(", code), "the driver asks its row, not a compiler"

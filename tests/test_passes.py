@@ -347,6 +347,64 @@ def fuse_view_of_computed(x):
     return (x * 2).T + 1
 
 
+TABLE = np.linspace(0, 1, 20).reshape(5, 4)
+IDX = np.array([[0, 3], [4, 1], [2, 2]])
+
+
+@case("fuse", (TABLE, IDX), has=[r"group 0: loop \[3, 2, 4\], 1 nodes, 2 leaves",
+                                 r"fuse: 5 groups"])
+def fuse_shared_gather_stored_once(t, i):
+    # a gathered value with several users is stored once, not regathered by each
+    e = t[i]
+    return e - e.mean(axis=-1, keepdims=True), e.sum()
+
+
+@case("fuse", (X64, X64, X64, X64), has=[r"fuse: 4 groups, 3 scratch",
+                                         r"group 0: loop \[6\], 3 nodes, 4 leaves"])
+def fuse_long_shared_sum_stored_once(a, b, c, d):
+    # read by 3 users, its 4 reads would be repeated by 2 of them: stored once
+    s = a + b + c + d
+    return s.sum(), s.max(), s * 2
+
+
+@case("fuse", (X64, X64), has=[r"fuse: 2 groups, 1 scratch", r"group 1: loop \[6\], 2 nodes"],
+      lacks=[r"1 nodes"])
+def fuse_short_shared_sum_recomputed(a, b):
+    # 2 users of a + b: one write and a read more than its 2 reads again: recomputed
+    s = a + b
+    return s.sum(), s * 2
+
+
+# A value two groups read is recomputed in each (x * 2 below: in the reduction's loop
+# and in the output's) ...
+@case("fuse", (X64,), has=[r"fuse: 2 groups, 2 scratch slots",
+                           r"group 0: loop \[2, 3\], 2 nodes, 2 leaves, outs %3->slot 3",
+                           r"group 1: loop \[2, 3\], 2 nodes, 3 leaves, outs %4->slot 5"])
+def fuse_shared_value_recomputed(x):
+    t = x * 2
+    return t.sum(axis=1, keepdims=True) + t
+
+
+# ... but a node that must run once (the EFFECT column) is computed in one group and
+# stored: its group comes first, and the reduction and the output read it (1 node each)
+@case("fuse", (X64,), effect="MUL",
+      has=[r"fuse: 3 groups, 3 scratch slots", r"group 0: loop \[6\], 1 nodes, 2 leaves, outs %2->slot 3",
+           r"group 1: loop \[2, 3\], 1 nodes, 1 leaves, outs %3->slot 4",
+           r"group 2: loop \[2, 3\], 1 nodes, 2 leaves, outs %4->slot 6"])
+def fuse_effect_stored_once(x):
+    t = x * 2
+    return t.sum(axis=1, keepdims=True) + t
+
+
+# ... also when it is an output: computed into the output array, which the reduction reads
+@case("fuse", (X64,), effect="MUL",
+      has=[r"fuse: 2 groups, 1 scratch slots", r"group 0: loop \[6\], 1 nodes, 2 leaves, outs %2->slot 4",
+           r"group 1: loop \[2, 3\], 1 nodes, 1 leaves, outs %3->slot 5"])
+def fuse_effect_output_stored_once(x):
+    t = x * 2
+    return t, t.sum(axis=0)
+
+
 @case("memplan", (np.ones((16, 8)),), has=[r"peak 2048 bytes \(unshared 4096\)"])
 def memplan_transpose_chain(x):
     y = (x * 2).T
@@ -505,3 +563,44 @@ def test_passes_only_raises_the_trace_error():
 def test_mark_effect_names_an_op():
     with pytest.raises(ValueError, match="no op named 'NOPE'"):
         _C._test_mark_effect("NOPE")
+
+
+def _shared_effect_cases():
+    """(function, nodes the groups compute without the effect, with it)."""
+    def through_a_pure_node(x):        # u is recomputed, the effect under it is not
+        u = x * 2 + 1
+        return u.sum(axis=1), u - 3
+
+    def output_and_reduction(x):       # stored into the output, read by two reductions
+        t = x * 2
+        return t, t.sum(axis=0), t.max()
+
+    def view_and_broadcast(x):         # read through a view: stored either way
+        t = x * 2
+        return t.T + t.mean(), (t + 1)[:, ::-1]
+
+    def reduction_consumer(x):
+        t = x * 2
+        return t.sum(axis=1, keepdims=True) + t
+    return [(through_a_pure_node, 6, 5), (output_and_reduction, 5, 3),
+            (view_and_broadcast, 6, 6), (reduction_consumer, 4, 3)]
+
+
+def _computed(fn, x):
+    return sum(int(m) for m in re.findall(r"(\d+) nodes", tracejit.compile(fn)._explain_passes(x).groups))
+
+
+@pytest.mark.parametrize("fn,plain,once", _shared_effect_cases(), ids=lambda v: getattr(v, "__name__", ""))
+def test_a_node_that_must_run_once_is_computed_in_one_group(fn, plain, once):
+    """With MUL marked as an effect the groups stop recomputing it (they compute fewer
+    nodes in all), and the results stay eager's, on every call."""
+    x = np.linspace(-1, 1, 12).reshape(3, 4)
+    assert _computed(fn, x) == plain
+    with marked("MUL"):
+        assert _computed(fn, x) == once
+        f = tracejit.compile(fn)
+        got = [f(x), f(x)]
+    want = fn(x)
+    for r in got:
+        for a, b in zip(r if isinstance(r, tuple) else (r,), want if isinstance(want, tuple) else (want,)):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)

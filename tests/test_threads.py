@@ -182,3 +182,58 @@ def test_batched_products_bit_identical_across_thread_counts(dtype, rng, threads
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
     np.testing.assert_allclose(outs[0], a @ b, rtol=1e-4 if dtype == "float32" else 1e-12)
+
+
+_MKL = r"""
+import json, sys
+import numpy as np
+import tracejit
+from tracejit import _C
+torch = __import__("torch")
+torch.set_num_threads(1)
+first = _C._blas()[0]
+layer = torch.nn.Linear(6, 5)
+tracejit.compile(layer)(torch.ones(3, 6))      # the first torch call loads torch's MKL
+seen = {"before": first, "after": list(_C._blas())}
+tracejit.set_num_threads(2)
+seen["threads"] = _C._blas()[1]
+rng = np.random.default_rng(0)
+errs = []
+# every layout the GEMM entry passes to BLAS: a, b plain or transposed, the result
+# stored transposed, matrix-vector products on either side, both float types
+for dt, tol in (("float32", 1e-5), ("float64", 1e-12)):
+    for M, K, N in ((2, 3, 2), (40, 70, 50), (300, 64, 9), (1, 500, 300), (300, 500, 1), (8, 784, 512)):
+        a = rng.standard_normal((M, K)).astype(dt)
+        b = rng.standard_normal((K, N)).astype(dt)
+        fns = {"ab": (lambda a, b: a @ b, (a, b), a @ b),
+               "aT": (lambda a, b: a.T @ b, (np.ascontiguousarray(a.T), b), a @ b),
+               "bT": (lambda a, b: a @ b.T, (a, np.ascontiguousarray(b.T)), a @ b),
+               "outT": (lambda a, b: (a @ b).T, (a, b), (a @ b).T)}
+        for name, (fn, args, want) in fns.items():
+            got = tracejit.compile(fn)(*args)
+            scale = np.abs(a).max() * np.abs(b).max() * K
+            errs.append([dt, M, K, N, name, float(np.abs(got - want).max() / scale), tol])
+seen["errs"] = [e for e in errs if not e[5] <= e[6]]
+print(json.dumps(seen))
+"""
+
+
+def test_torch_products_run_on_torchs_mkl_with_the_thread_budget():
+    # issue 18: once torch is in use, products call the MKL inside libtorch_cpu (what
+    # torch's own Linear runs on: 1.7-2.8x faster than NumPy's OpenBLAS at the
+    # quickstart MLP's batch 8-32), with tracejit's thread budget; every layout agrees
+    pytest.importorskip("torch")
+    rc, seen, out, err = run_python(_MKL, env_extra={"TRACEJIT_NUM_THREADS": "1"})
+    assert rc == 0, err[-3000:]
+    if seen["after"][0] != "mkl":
+        pytest.skip("this torch build has no MKL inside libtorch_cpu")
+    assert seen["before"] in ("openblas", None)
+    assert seen["after"] == ["mkl", 1] and seen["threads"] == 2
+    assert seen["errs"] == []
+
+
+def test_mkl_can_be_switched_off():
+    pytest.importorskip("torch")
+    rc, seen, out, err = run_python(_MKL, env_extra={"TRACEJIT_MKL": "0"})
+    assert rc == 0, err[-3000:]
+    assert seen["after"][0] == seen["before"] and seen["errs"] == []

@@ -17,7 +17,8 @@ static tj_tracer *as_tracer(PyObject *o) {
     }
     tj_tracer *x = (tj_tracer *)o;
     if (!x->trace->live) {
-        tj_trace_error("a tracer escaped its trace: a traced value was stored and used "
+        tj_trace_error(x->trace->st, "a tracer escaped its trace: a traced value was stored and "
+                       "used "
                        "after the compiled function returned");
         return NULL;
     }
@@ -56,7 +57,7 @@ static PyObject *ad_node(PyObject *mod, PyObject *args) {
     if (!x) return NULL;
     tj_trace *t = x->trace;
     if (id < 0) id = x->id;
-    if (id >= t->g.n) return tj_internal_error("_ad_node: node %ld of %d", id, (int)t->g.n);
+    if (id >= t->g.n) return tj_internal_error(t->st, "_ad_node: node %ld of %d", id, (int)t->g.n);
     const tj_node *n = &t->g.nodes[id];
     int arity = tj_ops[n->op].arity;
     PyObject *ins = PyTuple_New(arity);

@@ -72,8 +72,8 @@ static int leaf(void *ctx, PyObject *o, const tj_path *p) {
         return rc;
     }
     if (tp != &PyFloat_Type && tp != &PyLong_Type && tp != &PyBool_Type &&
-        tj_dl_kind(o) == TJ_LIB_TORCH) {
-        int g = tj_dl_grad_leaf(o);
+        tj_dl_kind(s->st, o) == TJ_LIB_TORCH) {
+        int g = tj_dl_grad_leaf(s->st, o);
         if (g < 0) return -1;
         if (g == 2) {
             PyObject *dev = PyObject_GetAttrString(o, "device");
@@ -107,7 +107,9 @@ static int key_of(void *ctx, PyObject *key) { return append(((scan_state *)ctx)-
 /* csrc/pytree.c's walk: the leaves in _C.tree_flatten's order */
 static const tj_tree_visitor scan_visitor = {node, key_of, leaf};
 
-static int scan(scan_state *s, PyObject *tree) { return tj_tree_walk(tree, &scan_visitor, s, NULL); }
+static int scan(scan_state *s, PyObject *tree) {
+    return tj_tree_walk(s->st, tree, &scan_visitor, s, NULL);
+}
 
 /* Walks (args, kwargs) into s, whose key, diff and other lists it makes. 0/-1. */
 static int scan_call(scan_state *s, PyObject *args, PyObject *kwargs) {
@@ -286,9 +288,16 @@ done:
  * ctx.apply(go)): (None, *grads) when the gradients are there, grad mode is off and
  * the cotangent is exactly 1 (loss.backward()); anything else (create_graph, a second
  * backward, another cotangent) goes to _torch_autograd._fused_backward(ctx, go, grads).
- * C because it runs at every training step. */
-static PyObject *ag_backward(PyObject *ctx, PyObject *const *args, Py_ssize_t nargs) {
-    tj_state *st = tj_get_state();   /* a method of torch's node class: no module at hand */
+ * C because it runs at every training step. A function of the module (its self), made
+ * a method by an instancemethod: called as (module; ctx, go). */
+static PyObject *ag_backward(PyObject *m, PyObject *const *args_, Py_ssize_t nargs_) {
+    tj_state *st = tj_state_of(m);
+    if (nargs_ < 1) {
+        PyErr_SetString(PyExc_TypeError, "the fused node's backward is a method of its ctx");
+        return NULL;
+    }
+    PyObject *ctx = args_[0], *const *args = args_ + 1;
+    Py_ssize_t nargs = nargs_ - 1;
     if (!st->ag_fused_backward) {   /* found at the first backward (torch is imported by then) */
         PyObject *t = PyImport_ImportModule("torch");
         PyObject *ta = t ? PyImport_ImportModule("tracejit._torch_autograd") : NULL;
@@ -320,7 +329,7 @@ static PyObject *ag_backward(PyObject *ctx, PyObject *const *args, Py_ssize_t na
     PyObject *on = PyObject_CallNoArgs(st->torch_grad_enabled);
     if (!on) goto done;
     int fast = on == Py_False && grads && (PyList_Check(grads) || PyTuple_Check(grads)) &&
-               tj_dl_is_one(args[0]);
+               tj_dl_is_one(st, args[0]);
     Py_DECREF(on);
     if (fast) {
         Py_ssize_t n = PySequence_Fast_GET_SIZE(grads);
@@ -341,17 +350,21 @@ static PyMethodDef ag_backward_def = {
     "apply", (PyCFunction)(void (*)(void))ag_backward, METH_FASTCALL,
     "the fused node's backward (csrc/ad/torch_route.c)"};
 
-/* _ag_backward_method(cls) -> a method descriptor of cls: ag_backward as cls.apply. */
+/* _ag_backward_method(cls) -> ag_backward for cls.apply: bound to the module (its
+ * state), wrapped in an instancemethod so that ctx.apply binds ctx as well. */
 PyObject *tj_ag_backward_method(PyObject *m, PyObject *cls) {
     if (!PyType_Check(cls)) {
         PyErr_SetString(PyExc_TypeError, "_ag_backward_method expects a class");
         return NULL;
     }
-    return PyDescr_NewMethod((PyTypeObject *)cls, &ag_backward_def);
+    PyObject *f = PyCFunction_NewEx(&ag_backward_def, m, NULL);
+    PyObject *r = f ? PyInstanceMethod_New(f) : NULL;
+    Py_XDECREF(f);
+    return r;
 }
 
 /* _ag_unit(t) -> bool: t is a one-element float32/float64 CPU torch tensor equal to 1
  * (the implicit cotangent of loss.backward()), read in place; False when unsure. */
 PyObject *tj_ag_unit(PyObject *m, PyObject *t) {
-    return PyBool_FromLong(tj_dl_is_one(t));
+    return PyBool_FromLong(tj_dl_is_one(tj_state_of(m), t));
 }

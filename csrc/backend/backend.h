@@ -19,11 +19,16 @@ struct tj_backend {
     /* 0 while switched off for now (set_tier('tcc')): an upgrade then waits and asks
      * again rather than give up. NULL: always on. */
     int (*enabled)(void);
+    /* (a backend of upgrades) how the driver asks for the upgrade when it makes the
+     * plan: TJ_COMPILE_IF_CACHED (an object on disk loads at once, else the runtime's
+     * policy starts it later) or TJ_COMPILE_NOW (an eager mode). NULL: IF_CACHED. */
+    int (*plan_how)(void);
     /* Compiles source into k (empty on entry; its n_groups is the caller's): sets
      * k->backend, k->state and k->groups (NULL while pending: asynchronous backends).
      * 0; -1 with CompileError (TinyCC: the GIL held) or with no exception (an
-     * asynchronous backend declined: off, no compiler, not cached; it needs no GIL). */
-    int (*compile)(const char *source, int how, tj_kernel *k);
+     * asynchronous backend declined: off, no compiler, not cached; it needs no GIL).
+     * st: the module state whose CompileError it raises (read with the GIL only). */
+    int (*compile)(tj_state *st, const char *source, int how, tj_kernel *k);
     /* A pending kernel's compile (asynchronous backends; NULL: compile makes k ready;
      * GIL held): 1 ready, 0 pending, -1 failed (the caller frees k). */
     int (*poll)(tj_kernel *k);
@@ -43,6 +48,36 @@ long long tj_backend_compiles(void);
 extern const tj_backend tj_backend_tcc;    /* csrc/backend/tcc.c */
 extern const tj_backend tj_backend_tier;   /* csrc/backend/tier.c */
 
+/* What compiles a call's kernel on a device: one row per device (compile.c's table;
+ * a new backend is a row there and its files). The driver hands a row a request (the
+ * lowered schedule, the result's template, the device's ordinal); `first` emits the
+ * plan's first kernel and compiles it at once (every plan starts on it: on the CPU,
+ * C for TinyCC); `upgrade`, when not NULL, is an asynchronous backend (its compile may
+ * run without the GIL) that compiles `emit_upgrade`'s source (None: nothing to
+ * upgrade) in the background, laid over the first kernel once ready (the runtime's
+ * tier-up policy, tj_plan_tier_up). */
+typedef struct {
+    tj_state *st;
+    const tj_graph *g;
+    const tj_schedule *s;
+    const tj_template *tmpl;     /* what the plan returns (a device may refuse some) */
+    int device_id;               /* the device's ordinal (DLPack's device_id) */
+} tj_compile_request;
+typedef struct {
+    int device;                  /* TJ_DEVICE_* (DLPack's device code) */
+    const char *name;            /* what compiles its first kernel, for messages */
+    /* The first kernel into k (empty on entry; n_groups is the caller's) and its source
+     * in *source (a new str: what explain() and last_source show); *emitted: when its
+     * code was emitted (the driver's clock: the times split emitting from compiling).
+     * 0; -1 + exception (CompileError for a failed compile). GIL held. */
+    int (*first)(const tj_compile_request *rq, PyObject **source, double *emitted,
+                 tj_kernel *k);
+    const tj_backend *upgrade;
+    PyObject *(*emit_upgrade)(tj_state *st, const tj_graph *g, const tj_schedule *s);
+} tj_backend_row;
+/* The row of `device`, NULL when no backend compiles for it. */
+const tj_backend_row *tj_backends_for(int device);
+
 /* ---- TinyCC (csrc/backend/tcc.c) ------------------------------------------------ */
 typedef struct tj_module tj_module;   /* a compiled unit: code lives until freed */
 int tj_tcc_load(void);                /* at import; failure is remembered, not raised */
@@ -50,7 +85,8 @@ const char *tj_tcc_path(void);
 /* Compiles source; returns the module and sets *entry to symbol `entry_name`
  * (none looked up when entry_name is NULL).
  * NULL + CompileError (with numbered source) on failure. */
-tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **entry);
+tj_module *tj_tcc_compile(tj_state *st, const char *source, const char *entry_name,
+                          void **entry);
 void tj_tcc_free(tj_module *m);
 
 /* ---- the optimizing tier (csrc/backend/tier.c) ---------------------------------- */

@@ -15,11 +15,11 @@ void tj_kernel_free(tj_kernel *k) {
     *k = (tj_kernel){0};
 }
 
-void tj_upgrade_start(tj_upgrade *u) {
+void tj_upgrade_start(tj_state *st, tj_upgrade *u) {
     if (u->backend->enabled && !u->backend->enabled()) return;   /* asked again later */
     const char *c = PyUnicode_AsUTF8(u->source);
     if (!c) { PyErr_Clear(); Py_CLEAR(u->source); return; }
-    if (u->backend->compile(c, TJ_COMPILE_BACKGROUND, &u->next) < 0)
+    if (u->backend->compile(st, c, TJ_COMPILE_BACKGROUND, &u->next) < 0)
         Py_CLEAR(u->source);   /* no compiler: the kernel stays as it is for good */
 }
 

@@ -66,6 +66,8 @@ int tj_tcc_load(void) {
     if (!tcc.lock) {
         if (!(tcc.lock = PyThread_allocate_lock())) { PyErr_NoMemory(); return -1; }
         pthread_atfork(fork_prepare, fork_done, fork_done);
+    } else {
+        return 0;   /* process-wide: another instance of _C loaded it (or failed to) */
     }
     const char *env = getenv("TRACEJIT_LIBTCC");
     if (env && *env) {
@@ -137,8 +139,7 @@ static void on_error(void *opaque, const char *msg) {
 }
 
 /* Raises CompileError(message) with .source set to the numbered source. */
-static void compile_error(const char *what, const char *source) {
-    tj_state *st = tj_get_state();
+static void compile_error(tj_state *st, const char *what, const char *source) {
     PyObject *lines = PyUnicode_FromString(source ? source : "");
     PyObject *split = lines ? PyUnicode_Splitlines(lines, 0) : NULL;
     PyObject *numbered = PyUnicode_FromString("");
@@ -167,9 +168,10 @@ static int add_symbols(TCCState *s, const tj_symbol *syms) {
     return 0;
 }
 
-tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **entry) {
+tj_module *tj_tcc_compile(tj_state *st, const char *source, const char *entry_name,
+                          void **entry) {
     if (!tcc.handle) {
-        PyErr_SetString(tj_get_state()->CompileError,
+        PyErr_SetString(st->CompileError,
                         tcc.error[0] ? tcc.error : "libtcc is not loaded");
         return NULL;
     }
@@ -204,7 +206,7 @@ tj_module *tj_tcc_compile(const char *source, const char *entry_name, void **ent
     if (fail) {
         char what[9000];
         snprintf(what, sizeof what, "%s%s%s", fail, e.len ? ":\n" : "", ebuf);
-        compile_error(what, source);
+        compile_error(st, what, source);
         PyMem_Free(m);
         return NULL;
     }
@@ -222,10 +224,10 @@ void tj_tcc_free(tj_module *m) {
 
 /* ---- the backend: every plan's first kernel --------------------------------------- */
 
-static int tcc_compile_kernel(const char *source, int how, tj_kernel *k) {
+static int tcc_compile_kernel(tj_state *st, const char *source, int how, tj_kernel *k) {
     void *entry = NULL;
     tj_backend_count_compile();
-    tj_module *m = tj_tcc_compile(source, "tj_groups", &entry);
+    tj_module *m = tj_tcc_compile(st, source, "tj_groups", &entry);
     if (!m) return -1;
     k->groups = (const tj_gdesc *)entry;
     k->backend = &tj_backend_tcc;

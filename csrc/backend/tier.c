@@ -374,7 +374,11 @@ typedef struct {
 
 static int tier_enabled(void) { return tj_tier_mode() != TJ_TIER_OFF; }
 
-static int tier_compile(const char *source, int how, tj_kernel *k) {
+static int tier_plan_how(void) {
+    return tj_tier_mode() == TJ_TIER_EAGER ? TJ_COMPILE_NOW : TJ_COMPILE_IF_CACHED;
+}
+
+static int tier_compile(tj_state *st, const char *source, int how, tj_kernel *k) {
     tj_backend_count_compile();
     tier_kernel *s = calloc(1, sizeof *s);   /* (no GIL: not PyMem) */
     if (!s) return -1;
@@ -429,6 +433,6 @@ static void tier_free(tj_kernel *k) {
 }
 
 const tj_backend tj_backend_tier = {
-    .name = "cc", .enabled = tier_enabled, .compile = tier_compile, .poll = tier_poll,
-    .install = tier_install, .free = tier_free,
+    .name = "cc", .enabled = tier_enabled, .plan_how = tier_plan_how, .compile = tier_compile,
+    .poll = tier_poll, .install = tier_install, .free = tier_free,
 };

@@ -52,6 +52,8 @@ extern const tj_symbol tj_reduce_symbols[];   /* NULL-terminated; csrc/emit/redu
 extern const tj_symbol tj_gemm_symbols[];     /* csrc/emit/gemm.c */
 int tj_blas_load(const char *path);           /* NumPy's OpenBLAS; 0 or -1 */
 extern int64_t tj_blas_min;                   /* multiply-adds from which GEMM calls BLAS */
+int tj_blas_load_mkl(const char *path);       /* torch's MKL, when loaded; 0 or -1 */
+const char *tj_blas_name(void);               /* "mkl", "openblas" or NULL */
 int tj_blas_set_threads(int n);               /* the BLAS's threads; 0, or -1 without one */
 int tj_blas_threads(void);                    /* the BLAS's threads, 0 without one */
 

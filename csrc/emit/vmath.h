@@ -105,14 +105,18 @@ TJ_VMI double tj__exp_r(double r) {
     return 1.0 + fma(r * r, fma(r, q, 0.5), r);
 }
 
-/* x clamped to [-746, 709.9]: below, the result rounds to 0 by itself; NaN passes */
+/* x clamped to 709.9 above; below -746 the result is 0, selected: computing it would
+ * round through subnormals, which x86 takes a microcode assist of ~100 cycles for, per
+ * element (a causal softmax's exp(-inf - max) over half its elements spent 8 ns an
+ * element). NaN passes. */
 TJ_VMI double tj_exp(double x) {
-    double xc = x > 709.9 ? 709.9 : x < -746.0 ? -746.0 : x;
+    int zero = x < -746.0;
+    double xc = x > 709.9 ? 709.9 : zero ? 0.0 : x;
     uint64_t kb;
     double r = tj__reduce_ln2(xc, &kb);
     int32_t k = (int32_t)(uint32_t)kb, k1 = k >> 1, k2 = k - k1;
     double y = tj__exp_r(r) * tj__pow2i(k1) * tj__pow2i(k2);   /* one rounding into subnormals */
-    return x > 0x1.62e42fefa39efp+9 ? TJ__INF : y;
+    return x > 0x1.62e42fefa39efp+9 ? TJ__INF : zero ? 0.0 : y;
 }
 
 /* x clamped to [-40, 709.9] (NaN passes): below -38 the result rounds to -1 by itself */
@@ -372,10 +376,11 @@ TJ_VMI float tj_sigmoidf(float x) {
 
 /* float32 exp natively (16 lanes per AVX-512 vector): x = k ln2 + r, |r| <= ln2/2
  * (two-part ln2), e^r by a degree-7 polynomial with FMA (within 1 ulp), 2^k applied in
- * two steps so subnormal results round once. x is clamped to [-104, 89] first: below,
- * the result rounds to 0 by itself; above, the overflow select gives inf; NaN passes. */
+ * two steps so subnormal results round once. x is clamped to 89 first (the overflow
+ * select gives inf); below -104 the result is 0, selected; NaN passes. */
 TJ_VMI float tj_expf(float x) {
-    float xc = x > 89.f ? 89.f : x < -104.f ? -104.f : x;
+    int zero = x < -104.f;   /* 0, selected: no subnormal arithmetic (see tj_exp) */
+    float xc = x > 89.f ? 89.f : zero ? 0.f : x;
     float kf = rintf(xc * 1.44269504088896341f);
     float r = fmaf(kf, -0.693145751953125f, xc);
     r = fmaf(kf, -1.428606765330187045e-06f, r);
@@ -388,7 +393,7 @@ TJ_VMI float tj_expf(float x) {
     float y = fmaf(p, r * r, r) + 1.0f;
     int32_t k = (int32_t)kf, k1 = k >> 1, k2 = k - k1;
     y = y * tj__pow2f(k1) * tj__pow2f(k2);
-    return x > 88.72283935546875f ? (float)INFINITY : y;
+    return x > 88.72283935546875f ? (float)INFINITY : zero ? 0.f : y;
 }
 
 /* ---- sin, cos ---- */

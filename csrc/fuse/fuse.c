@@ -7,7 +7,11 @@
  * copy; the only memory between groups is a scratch slot for a computed node read
  * through a view, or for a reduction's result (each reduction is a group over its
  * operand's shape, its producers fused into the loop, its consumers reading the
- * result as a leaf). The schedule's arrays and the groups' live in its arena. */
+ * result as a leaf). A pure value several groups read is recomputed in each unless
+ * storing it once reads less (shared_value); a node that must run once (tj_op_pure
+ * false: the EFFECT column) is always computed in one group and stored, and the
+ * others read it (tj_pass_fuse). The schedule's arrays and the groups' live in its
+ * arena. */
 #include "ir/ir.h"
 
 static int is_leafish(const tj_graph *g, const tj_schedule *s, int32_t id) {
@@ -95,6 +99,30 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
     return 0;
 }
 
+/* An elementwise value (or gather) read by several users is recomputed by each group
+ * that reads it, unless storing it once reads less: cone[i] counts the memory reads
+ * of i's fused computation (its leaves, through elementwise nodes not stored; the
+ * GATH bit 0x8000: a gather among them, whose reads are scattered). i is stored
+ * (-2) when it gathers, or when (uses - 1) * (reads - 1) > 2: the reads its other
+ * users would repeat exceed one write and their own reads of it. A GPT's residual
+ * stream (embeddings gathered, then a sum per layer) was recomputed by every later
+ * group: 31 gathers per call at 2 layers. */
+static int shared_value(const tj_graph *g, const int32_t *uses, const int32_t *stored,
+                        uint16_t *cone, int32_t i) {
+    const tj_node *v = &g->nodes[i];
+    unsigned reads = 0, gath = v->op == TJ_OP_GATHER;
+    for (int a = 0; a < tj_ops[v->op].arity; a++) {
+        int32_t x = v->in[a];
+        int xk = tj_ops[g->nodes[x].op].kind;
+        int fused = (xk == TJ_K_EW || xk == TJ_K_CAST || xk == TJ_K_GATH) && stored[x] == -1 &&
+                    !(v->op == TJ_OP_GATHER && a == 0);   /* gathered data: from memory */
+        reads += fused ? (cone[x] & 0x7fffu) : 1u;
+        gath |= fused && (cone[x] & 0x8000u);
+    }
+    cone[i] = (uint16_t)((reads > 0x7fffu ? 0x7fffu : reads) | (gath ? 0x8000u : 0u));
+    return uses[i] >= 2 && (gath || (int64_t)(uses[i] - 1) * (int64_t)(reads - 1) > 2);
+}
+
 /* Per node: the reduction that stores it as a second output, -2 when it is computed
  * once into scratch because a user broadcasts it (mean = sum / n, used across rows,
  * is computed per row, not per element), or -1. A reduction's operand is stored
@@ -106,7 +134,8 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
     int32_t *stored = malloc((size_t)n * sizeof *stored);
     int32_t *first_user = malloc((size_t)n * sizeof *first_user);
     uint8_t *costly = calloc((size_t)n, 1);
-    if (!stored || !first_user || !costly) {
+    uint16_t *cone = calloc((size_t)n, sizeof *cone);
+    if (!stored || !first_user || !costly || !cone) {
         free(stored);
         stored = NULL;
         goto done;
@@ -125,6 +154,9 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *r = &g->nodes[i];
         int kind = tj_ops[r->op].kind;
+        if ((kind == TJ_K_EW || kind == TJ_K_CAST || kind == TJ_K_GATH) &&
+            shared_value(g, uses, stored, cone, i) && stored[i] == -1)
+            stored[i] = -2;
         if (kind == TJ_K_RED) {
             int32_t x = r->in[0];
             if (costly[x] && uses[x] >= 2 && first_user[x] == i && stored[x] < 0) stored[x] = i;
@@ -143,6 +175,7 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
 done:
     free(first_user);
     free(costly);
+    free(cone);
     return stored;
 }
 
@@ -222,11 +255,22 @@ static int same_shape(const tj_node *a, const tj_node *b) {
     return 1;
 }
 
-int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err) {
+/* Gives node x memory of its own unless it has some: a scratch slot, or, for a node
+ * that must run once and is an output (out_once), its output array (TO_OUT: set once
+ * the outputs have their slots). */
+#define TO_OUT (-3)
+static void materialize(tj_schedule *s, const uint8_t *out_once, int32_t x, int *next) {
+    if (s->mat_slot[x] != -1) return;
+    s->mat_slot[x] = out_once[x] ? TO_OUT : (*next)++;
+}
+
+/* One fusion of g into s, the nodes marked in `once` stored (computed in one group). */
+static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_error *err) {
     int rc = -1;
     int32_t *stored_by = NULL, *into = NULL, *parts = NULL, *direct = NULL;
     int32_t *uses = NULL, *users = NULL;
     int64_t *poffs = NULL;
+    uint8_t *out_once = NULL;
     memset(s, 0, sizeof *s);
     int32_t n = g->n ? g->n : 1;
     int32_t *node_out = malloc((size_t)n * sizeof *node_out);
@@ -251,17 +295,18 @@ int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err) {
         goto nomem;
     parts = malloc((size_t)n * sizeof *parts);
     poffs = malloc((size_t)n * sizeof *poffs);
-    if (!parts || !poffs) goto nomem;
+    out_once = malloc((size_t)n);
+    if (!parts || !poffs || !out_once) goto nomem;
+    for (int32_t i = 0; i < g->n; i++) out_once[i] = once[i] && users[i] > uses[i];
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *v = &g->nodes[i];
-        if (v->op == TJ_OP_VIEW && tj_ops[g->nodes[v->in[0]].op].kind != TJ_K_LEAF &&
-            s->mat_slot[v->in[0]] < 0)
-            s->mat_slot[v->in[0]] = next++;
+        if (v->op == TJ_OP_VIEW && tj_ops[g->nodes[v->in[0]].op].kind != TJ_K_LEAF)
+            materialize(s, out_once, v->in[0], &next);
         if (tj_ops[v->op].kind == TJ_K_RED || tj_ops[v->op].kind == TJ_K_SCAN) {
             if (!direct[i]) s->mat_slot[i] = next++;
             s->acc_slot[i] = next++;
         }
-        if (stored_by[i] != -1 && s->mat_slot[i] < 0) s->mat_slot[i] = next++;
+        if (stored_by[i] != -1 || once[i]) materialize(s, out_once, i, &next);
         if (v->op == TJ_OP_CONCAT && into[i] < 0 && !direct[i]) s->mat_slot[i] = next++;
         if (v->op == TJ_OP_GATHER) {   /* gathered data is read in place: from memory */
             int32_t d = v->in[0];
@@ -272,8 +317,7 @@ int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err) {
                 goto done;
             }
             int dk = tj_ops[g->nodes[d].op].kind;
-            if (dk != TJ_K_LEAF && g->nodes[d].op != TJ_OP_VIEW && s->mat_slot[d] < 0)
-                s->mat_slot[d] = next++;
+            if (dk != TJ_K_LEAF && g->nodes[d].op != TJ_OP_VIEW) materialize(s, out_once, d, &next);
         }
     }
     s->n_scratch = next - s->first_scratch;
@@ -283,8 +327,10 @@ int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err) {
         if (node_out[id] < 0) node_out[id] = next++;
         s->out_slot_of[o] = node_out[id];
     }
-    for (int32_t i = 0; i < g->n; i++)   /* written straight into its output */
+    for (int32_t i = 0; i < g->n; i++) {   /* written straight into its output */
         if (direct[i]) s->mat_slot[i] = node_out[direct[i] - 1];
+        if (s->mat_slot[i] == TO_OUT) s->mat_slot[i] = node_out[i];
+    }
     s->n_slots = next;
     s->slot_dtype = tj_arena_alloc(&s->arena, ((size_t)next + 1) * sizeof(int));
     s->slot_ndim = tj_arena_alloc(&s->arena, ((size_t)next + 1) * sizeof(int));
@@ -345,8 +391,10 @@ int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err) {
     }
     uint8_t *grouped = calloc((size_t)n, 1);
     if (!grouped) goto nomem;
-    for (int32_t i = 0; i < g->n; i++)
+    for (int32_t i = 0; i < g->n; i++) {
         if (direct[i]) grouped[direct[i] - 1] = 1;   /* its copy has nothing to do */
+        if (out_once[i]) grouped[i] = 1;             /* computed into it already */
+    }
     for (int32_t o = 0; o < g->n_out; o++) {
         int32_t id = g->outputs[o];
         if (grouped[id]) continue;
@@ -381,6 +429,7 @@ done:
     free(users);
     free(parts);
     free(poffs);
+    free(out_once);
     free(node_out);
     free(outs);
     free(oslots);
@@ -391,6 +440,39 @@ done:
         free(s->groups);   /* still the working array */
         tj_schedule_free(s);
     }
+    return rc;
+}
+
+/* Marks in `once` each node that must run once (tj_op_pure false) yet s computes in
+ * more than one group; count: a scratch array of g->n. Returns how many it marked. */
+static int recomputed_effects(const tj_graph *g, const tj_schedule *s, uint8_t *once,
+                              int32_t *count) {
+    memset(count, 0, (size_t)g->n * sizeof *count);
+    for (int gi = 0; gi < s->n_groups; gi++)
+        for (int k = 0; k < s->groups[gi].n_nodes; k++) count[s->groups[gi].nodes[k]]++;
+    int marked = 0;
+    for (int32_t i = 0; i < g->n; i++)
+        if (!once[i] && count[i] > 1 && !tj_op_pure(g->nodes[i].op)) once[i] = 1, marked++;
+    return marked;
+}
+
+/* Fuses until no node that must run once is computed twice: each round stores the
+ * ones the last computed in several groups (at most one round per such node; graphs
+ * of pure ops take one). */
+int tj_pass_fuse(const tj_graph *g, tj_schedule *s, tj_error *err) {
+    int32_t n = g->n ? g->n : 1;
+    uint8_t *once = calloc((size_t)n, 1);
+    int32_t *count = malloc((size_t)n * sizeof *count);
+    int rc = -1;
+    if (!once || !count) {
+        memset(s, 0, sizeof *s);
+        tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
+    } else {
+        while ((rc = fuse_once(g, s, once, err)) == 0 && recomputed_effects(g, s, once, count))
+            tj_schedule_free(s);
+    }
+    free(once);
+    free(count);
     return rc;
 }
 

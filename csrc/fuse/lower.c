@@ -106,24 +106,29 @@ static void access(const tj_graph *g, tj_group *gr) {
         }
 }
 
-/* A reduction group that is a matrix product: the sum over the last dim of X = a * b,
+/* A reduction group that is a matrix product: the sum over the last dim(s) of X = a * b,
  * a and b leaves, float, X used by the sum alone, and among the other dims of the
  * group at most one where only a varies (rows) and one where only b varies (columns);
  * the rest are batch dims. Such a group is emitted as GEMM calls, not a fused loop.
  * Asked before collapsing (the group's dims are X's) and again after (nn.Linear on a
- * (B, T, C) input: B and T, contiguous in a and the result, become one row dim). */
+ * (B, T, C) input: B and T, contiguous in a and the result, become one row dim; its
+ * weight's gradient sums over B and T, which become one K dim). */
 static int detect_contraction(const tj_graph *g, tj_group *gr) {
     gr->contract = 0;
     gr->mm_m = gr->mm_n = gr->mm_a = gr->mm_b = -1;
     if (gr->red < 0 || gr->n_nodes != 2 || gr->n_leaves != 2) return 0;
     const tj_node *r = &g->nodes[gr->red], *x = &g->nodes[r->in[0]];
-    int nd = x->ndim, D = gr->ndim;
-    if (r->op != TJ_OP_RSUM || x->op != TJ_OP_MUL || nd < 1 || r->axes != 1u << (nd - 1) ||
-        x->dtype < TJ_F32 || r->dtype != x->dtype || D < 1 || D > nd)
+    int nd = x->ndim, D = gr->ndim, ks = 0;
+    int64_t K = 1;
+    while (ks < nd && (r->axes >> (nd - 1 - ks) & 1u)) K *= x->shape[nd - 1 - ks++];
+    /* the summed dims: X's last ks (several: a weight's gradient sums over B and T) */
+    if (r->op != TJ_OP_RSUM || x->op != TJ_OP_MUL || nd < 1 || ks < 1 ||
+        r->axes != (((1u << ks) - 1u) << (nd - ks)) ||
+        x->dtype < TJ_F32 || r->dtype != x->dtype || D < 1 || D > nd || (ks > 1 && D == nd))
         return 0;
-    /* collapsed: the last dim must still be the summed one, and no other dim summed */
+    /* collapsed: the last dim must be the summed ones, merged, and no other dim summed */
     if (D < nd && (gr->n_outs != 1 || gr->outs[0].node != gr->red ||
-                   gr->shape[D - 1] != x->shape[nd - 1] || gr->outs[0].map[D - 1] != -1))
+                   gr->shape[D - 1] != K || gr->outs[0].map[D - 1] != -1))
         return 0;
     for (int d = 0; D < nd && d < D - 1; d++)
         if (gr->outs[0].map[d] < 0) return 0;

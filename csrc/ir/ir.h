@@ -56,7 +56,7 @@ extern const tj_opinfo tj_ops[TJ_NOPS];
 
 /* Whether op is a pure function of its operands (no EFFECT flag): what fold, CSE,
  * simplify and the emitters' loop-invariant hoisting ask before they fold, merge,
- * rewrite or move a node. */
+ * rewrite or move a node, and fuse before it recomputes one in several groups. */
 int tj_op_pure(int op);
 /* Tests only (_C._test_mark_effect): op (or -1: none) counts as having EFFECT. */
 void tj_op_test_effect(int op);

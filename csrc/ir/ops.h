@@ -34,9 +34,14 @@
  *             COSTLY: the cost class: worth storing rather than recomputing (fuse.c),
  *               not folded for floats (fold.c), not fused into a reduction's loop
  *               (emit_fused.c);
- *             EFFECT: not a pure function of its operands (a random draw): never
- *               folded (fold.c), merged (cse.c), rewritten (simplify.c), hoisted out
- *               of a loop or reordered (the emitters); tj_op_pure() reads it;
+ *             EFFECT: not a pure function of its operands, so it must run exactly
+ *               once per element and call: never folded (fold.c), merged (cse.c),
+ *               rewritten (simplify.c), hoisted out of a loop or reordered (the
+ *               emitters), and never recomputed: fuse.c may recompute a pure value
+ *               in each group that reads it, but computes an EFFECT node in one
+ *               group and stores it for the others. tj_op_pure() reads it. No op has it
+ *               yet: the random draws are pure functions of key and counter
+ *               (recomputing one gives the same bits), so they carry no flag;
  *             INDEX: needs the element's index (argmax/argmin: the index they return)
  *   fold      RED and SCAN ops: FOLD(combiner, identity, accumulation): the
  *             elementwise op that combines two partial results (ADD, MUL, MAX, MIN;

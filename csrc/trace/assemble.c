@@ -26,7 +26,7 @@ static int32_t part(tj_trace *t, int32_t id, int dt) {
 
 /* Concatenates node ids along axis. New reference to a Tracer. */
 static PyObject *concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis) {
-    tj_state *st = tj_get_state();
+    tj_state *st = t->st;
     if (n == 0) {
         PyErr_SetString(PyExc_ValueError, "need at least one array to concatenate");
         return NULL;
@@ -71,7 +71,8 @@ static PyObject *concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis) {
     if (!r) return NULL;
     int dt = PyArray_DescrCheck(r) ? tj_dtype_from_typenum(((PyArray_Descr *)r)->type_num) : -1;
     Py_DECREF(r);
-    if (dt < 0) return tj_trace_error("concatenating these dtypes is not supported by tracejit");
+    if (dt < 0) return tj_trace_error(t->st, "concatenating these dtypes is not supported by "
+                                      "tracejit");
     int32_t acc = part(t, ids[0], dt);
     int64_t len = t->g.nodes[ids[0]].shape[axis];
     for (Py_ssize_t i = 1; acc >= 0 && i < n; i++) {
@@ -201,7 +202,7 @@ static PyObject *roll(tj_trace *t, PyObject *x, PyObject *shift_o, PyObject *axi
         return r;
     }
     if (!PyIndex_Check(shift_o) || !PyIndex_Check(axis_o))
-        return tj_trace_error("numpy.roll with several shifts or axes is not supported by "
+        return tj_trace_error(t->st, "numpy.roll with several shifts or axes is not supported by "
                               "tracejit yet");
     int32_t id = tj_operand(t, x);
     if (id < 0) return NULL;
@@ -211,7 +212,7 @@ static PyObject *roll(tj_trace *t, PyObject *x, PyObject *shift_o, PyObject *axi
     long long sh = PyLong_AsLongLong(shift_o);
     if (sh == -1 && PyErr_Occurred()) return NULL;
     sh = len ? ((sh % len) + len) % len : 0;
-    if (sh == 0) return tj_apply_cast(t, x, tj_get_state()->dtypes[t->g.nodes[id].dtype]);
+    if (sh == 0) return tj_apply_cast(t, x, t->st->dtypes[t->g.nodes[id].dtype]);
     int32_t pieces[2];
     for (int k = 0; k < 2; k++) {
         const tj_node *n = &t->g.nodes[id];
@@ -232,7 +233,7 @@ static PyObject *roll(tj_trace *t, PyObject *x, PyObject *shift_o, PyObject *axi
 /* np.pad(x, pad_width, mode="constant", constant_values=c) with one c. */
 static PyObject *pad(tj_trace *t, PyObject *x, PyObject *width, PyObject *mode, PyObject *value) {
     if (mode && (!PyUnicode_Check(mode) || PyUnicode_CompareWithASCIIString(mode, "constant")))
-        return tj_trace_error("numpy.pad(mode=%R) is not supported by tracejit yet (only "
+        return tj_trace_error(t->st, "numpy.pad(mode=%R) is not supported by tracejit yet (only "
                               "'constant')", mode);
     if (value && PyFloat_Check(value) && !isfinite(PyFloat_AS_DOUBLE(value))) {
         int32_t xid = tj_operand(t, x);
@@ -243,12 +244,12 @@ static PyObject *pad(tj_trace *t, PyObject *x, PyObject *width, PyObject *mode, 
         }
     }
     if (value && !PyFloat_Check(value) && !PyLong_Check(value) && !PyArray_IsScalar(value, Generic))
-        return tj_trace_error("numpy.pad with per-axis constant_values is not supported by "
+        return tj_trace_error(t->st, "numpy.pad with per-axis constant_values is not supported by "
                               "tracejit yet");
     int32_t id = tj_operand(t, x);
     if (id < 0) return NULL;
     int nd = t->g.nodes[id].ndim;
-    PyObject *np_mod = tj_get_state()->numpy;
+    PyObject *np_mod = t->st->numpy;
     PyObject *shape = Py_BuildValue("(ii)", nd, 2);
     PyObject *w = NULL, *cur = Py_NewRef(x), *zero = PyLong_FromLong(0);
     if (!shape || !zero) goto fail;
@@ -306,16 +307,16 @@ fail:
 /* ---- the numpy functions (handlers of protocols.c's table) ------------------ */
 
 /* The refusals every assembly shares: out= and a casting other than numpy's default. */
-static int refuse_options(const tj_npfunc *f, PyObject *kwargs) {
+static int refuse_options(tj_trace *t, const tj_npfunc *f, PyObject *kwargs) {
     PyObject *out = kwargs ? PyDict_GetItemString(kwargs, "out") : NULL;
     if (out && out != Py_None) {
-        tj_trace_error("numpy.%s(..., out=...) is not supported by tracejit", f->name);
+        tj_trace_error(t->st, "numpy.%s(..., out=...) is not supported by tracejit", f->name);
         return -1;
     }
     PyObject *casting = kwargs ? PyDict_GetItemString(kwargs, "casting") : NULL;
     if (casting && (!PyUnicode_Check(casting) ||
                     PyUnicode_CompareWithASCIIString(casting, "same_kind"))) {
-        tj_trace_error("numpy.%s(casting=%R) is not supported by tracejit", f->name, casting);
+        tj_trace_error(t->st, "numpy.%s(casting=%R) is not supported by tracejit", f->name, casting);
         return -1;
     }
     return 0;
@@ -331,7 +332,7 @@ static PyObject *in_dtype(tj_trace *t, PyObject *r, PyObject *kwargs) {
 /* numpy.concatenate (datum 0) and stack (1) */
 PyObject *tj_assemble_concat(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                              PyObject *kwargs) {
-    if (refuse_options(f, kwargs) < 0) return NULL;
+    if (refuse_options(t, f, kwargs) < 0) return NULL;
     PyObject *zero = PyLong_FromLong(0);
     if (!zero) return NULL;
     PyObject *axis = tj_arg(args, kwargs, 1, "axis", NULL);
@@ -345,7 +346,7 @@ PyObject *tj_assemble_concat(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObj
  * are not all 1-d */
 PyObject *tj_assemble_hvstack(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                               PyObject *kwargs) {
-    if (refuse_options(f, kwargs) < 0) return NULL;
+    if (refuse_options(t, f, kwargs) < 0) return NULL;
     int32_t *ids;
     Py_ssize_t n = operands(t, x, 0, 0, &ids);
     if (n < 0) return NULL;
@@ -382,7 +383,7 @@ static PyObject *as_array(tj_trace *t, PyObject *r) {
 
 PyObject *tj_assemble_roll(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                            PyObject *kwargs) {
-    if (refuse_options(f, kwargs) < 0) return NULL;
+    if (refuse_options(t, f, kwargs) < 0) return NULL;
     PyObject *shift = tj_arg(args, kwargs, 1, "shift", NULL), *axis = tj_arg(args, kwargs, 2, "axis", NULL);
     if (!shift) {
         PyErr_SetString(PyExc_TypeError, "roll() needs a shift");
@@ -393,7 +394,7 @@ PyObject *tj_assemble_roll(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObjec
 
 PyObject *tj_assemble_pad(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                           PyObject *kwargs) {
-    if (refuse_options(f, kwargs) < 0) return NULL;
+    if (refuse_options(t, f, kwargs) < 0) return NULL;
     PyObject *width = tj_arg(args, kwargs, 1, "pad_width", NULL);
     PyObject *mode = tj_arg(args, kwargs, 2, "mode", NULL);
     PyObject *value = kwargs ? PyDict_GetItemString(kwargs, "constant_values") : NULL;

@@ -32,7 +32,7 @@ static int32_t matmul_ids(tj_trace *t, int32_t a, int32_t b, int out_dtype) {
     dim(&vb, y->shape[ny - 1], ny - 1, 1);
     dim(&vb, y->shape[ny - 2], ny - 2, 1);
     if (va.ndim > TJ_MAXDIM || vb.ndim > TJ_MAXDIM) {
-        tj_trace_error("matmul of arrays with more than %d dimensions", TJ_MAXDIM - 2);
+        tj_trace_error(t->st, "matmul of arrays with more than %d dimensions", TJ_MAXDIM - 2);
         return -1;
     }
     int32_t ia = tj_view(t, a, &va);
@@ -49,7 +49,7 @@ static int32_t matmul_ids(tj_trace *t, int32_t a, int32_t b, int out_dtype) {
     Py_XDECREF(axis);
     Py_DECREF(prod);
     if (!s) return -1;
-    PyObject *r = tj_apply_cast(t, s, tj_get_state()->dtypes[out_dtype]);
+    PyObject *r = tj_apply_cast(t, s, t->st->dtypes[out_dtype]);
     Py_DECREF(s);
     if (!r) return -1;
     int32_t id = ((tj_tracer *)r)->id;
@@ -78,7 +78,7 @@ static int32_t drop(tj_trace *t, int32_t id, int which) {
 }
 
 static int result_dtype(tj_trace *t, int32_t a, int32_t b) {
-    tj_state *st = tj_get_state();
+    tj_state *st = t->st;
     PyObject *types = Py_BuildValue("(OOO)", st->dtypes[t->g.nodes[a].dtype],
                                     st->dtypes[t->g.nodes[b].dtype], Py_None);
     if (!types) return -1;
@@ -88,7 +88,7 @@ static int result_dtype(tj_trace *t, int32_t a, int32_t b) {
     if (!r) return -1;
     int dt = PyArray_DescrCheck(r) ? tj_dtype_from_typenum(((PyArray_Descr *)r)->type_num) : -1;
     Py_DECREF(r);
-    if (dt < 0) tj_trace_error("matmul of these dtypes is not supported by tracejit");
+    if (dt < 0) tj_trace_error(t->st, "matmul of these dtypes is not supported by tracejit");
     return dt;
 }
 
@@ -120,7 +120,7 @@ PyObject *tj_matmul(tj_trace *t, PyObject *a, PyObject *b) {
     bb.ndim -= 2;
     int bnd;
     int64_t bshape[TJ_MAXDIM];
-    if (tj_broadcast(&ba, &bb, &bnd, bshape) < 0) return NULL;
+    if (tj_broadcast(t->st, &ba, &bb, &bnd, bshape) < 0) return NULL;
     int32_t r = matmul_ids(t, xa, xb, dt);
     if (r >= 0 && nb == 1) r = drop(t, r, t->g.nodes[r].ndim - 1);
     if (r >= 0 && na == 1) r = drop(t, r, t->g.nodes[r].ndim - (nb == 1 ? 1 : 2));
@@ -152,7 +152,8 @@ static PyObject *dot(tj_trace *t, PyObject *a, PyObject *b) {
         return tj_apply(t, TJ_OP_MUL, 2, args, NULL);
     }
     if (na > 2 || nb > 2)
-        return tj_trace_error("numpy.dot of arrays with more than 2 dimensions is not supported "
+        return tj_trace_error(t->st, "numpy.dot of arrays with more than 2 dimensions is not "
+                              "supported "
                               "by tracejit yet; use numpy.matmul or numpy.tensordot");
     return tj_matmul(t, a, b);
 }
@@ -193,7 +194,7 @@ static PyObject *tensordot(tj_trace *t, PyObject *a, PyObject *b, PyObject *axes
             if (!seq) { Py_DECREF(pair); return NULL; }
             int nd = s ? y.ndim : x.ndim;
             int *c = s ? cb : ca;
-            if (PyTuple_GET_SIZE(seq) > TJ_MAXDIM) { Py_DECREF(seq); Py_DECREF(pair); return tj_trace_error("too many axes"); }
+            if (PyTuple_GET_SIZE(seq) > TJ_MAXDIM) { Py_DECREF(seq); Py_DECREF(pair); return tj_trace_error(t->st, "too many axes"); }
             for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); i++) {
                 long v = PyLong_AsLong(PyTuple_GET_ITEM(seq, i));
                 if (v == -1 && PyErr_Occurred()) { Py_DECREF(seq); Py_DECREF(pair); return NULL; }
@@ -270,14 +271,14 @@ static PyObject *strong(PyObject *o) {
 /* ---- the numpy functions (handlers of protocols.c's table) ------------------ */
 
 /* The second operand (*b, borrowed) and the refusals every contraction shares. 0/-1. */
-static int operands(const tj_npfunc *f, PyObject *a, PyObject *args, PyObject *kwargs,
-                    PyObject **b) {
+static int operands(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject *args,
+                    PyObject *kwargs, PyObject **b) {
     *b = PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : NULL;
     if (kwargs) {
         if (!*b) *b = PyDict_GetItemString(kwargs, "b");
         PyObject *out = PyDict_GetItemString(kwargs, "out");
         if (out && out != Py_None) {
-            tj_trace_error("numpy.%s(..., out=...) is not supported by tracejit", f->name);
+            tj_trace_error(t->st, "numpy.%s(..., out=...) is not supported by tracejit", f->name);
             return -1;
         }
     }
@@ -296,7 +297,7 @@ static PyObject *with_strong(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObj
                              PyObject *(*body)(tj_trace *, const tj_npfunc *, PyObject *,
                                                PyObject *, PyObject *, PyObject *)) {
     PyObject *b;
-    if (operands(f, a, args, kwargs, &b) < 0) return NULL;
+    if (operands(t, f, a, args, kwargs, &b) < 0) return NULL;
     PyObject *sa = strong(a), *sb = sa ? strong(b) : NULL;
     PyObject *r = sb ? body(t, f, sa, sb, args, kwargs) : NULL;
     Py_XDECREF(sa);
@@ -308,7 +309,7 @@ static PyObject *with_strong(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObj
 PyObject *tj_contract_matmul(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                              PyObject *kwargs) {
     PyObject *b;
-    return operands(f, x, args, kwargs, &b) < 0 ? NULL : tj_matmul(t, x, b);
+    return operands(t, f, x, args, kwargs, &b) < 0 ? NULL : tj_matmul(t, x, b);
 }
 
 static PyObject *dot_body(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject *b,

@@ -13,8 +13,7 @@
 
 /* New reference to the innermost frame outside numpy, torch and tracejit, or NULL
  * (no exception) when there is none. */
-static PyFrameObject *user_frame(void) {
-    tj_state *st = tj_get_state();
+static PyFrameObject *user_frame(tj_state *st) {
     PyFrameObject *f = PyEval_GetFrame();
     Py_XINCREF(f);
     while (f) {
@@ -36,8 +35,8 @@ static PyFrameObject *user_frame(void) {
 
 /* New reference to "\n  at FILE:LINE, in NAME\n    SOURCE" for the user's frame, or ""
  * when there is none. */
-static PyObject *user_location(void) {
-    PyFrameObject *f = user_frame();
+static PyObject *user_location(tj_state *st) {
+    PyFrameObject *f = user_frame(st);
     if (!f) return PyUnicode_FromString("");
     PyCodeObject *code = PyFrame_GetCode(f);
     PyObject *file = code->co_filename;
@@ -72,9 +71,9 @@ const char *const tj_inplace_ops[TJ_NINPLACE] = {
 
 /* The user's frame's bytecode, the offset it executes and dis.opname. 0, or -1 with
  * nothing held (no user frame, or a failure: cleared). */
-static int user_code(PyObject **bytes, Py_ssize_t *at, PyObject **names) {
+static int user_code(tj_state *st, PyObject **bytes, Py_ssize_t *at, PyObject **names) {
     *bytes = *names = NULL;
-    PyFrameObject *f = user_frame();
+    PyFrameObject *f = user_frame(st);
     if (!f) return -1;
     PyObject *lasti = PyObject_GetAttrString((PyObject *)f, "f_lasti");
     PyCodeObject *code = PyFrame_GetCode(f);
@@ -106,10 +105,10 @@ static const char *op_name(PyObject *names, PyObject *bytes, Py_ssize_t i) {
     return op ? op : "";
 }
 
-const char *tj_user_write_site(void) {
+const char *tj_user_write_site(tj_state *st) {
     PyObject *bytes, *names;
     Py_ssize_t i;
-    if (user_code(&bytes, &i, &names) < 0) return NULL;
+    if (user_code(st, &bytes, &i, &names) < 0) return NULL;
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bytes);
     const char *op = op_name(names, bytes, i), *r = NULL;
     if (!strcmp(op, "STORE_SUBSCR"))
@@ -123,10 +122,10 @@ const char *tj_user_write_site(void) {
     return r;
 }
 
-int tj_user_augmented_subscript(void) {
+int tj_user_augmented_subscript(tj_state *st) {
     PyObject *bytes, *names;
     Py_ssize_t i, n;
-    if (user_code(&bytes, &i, &names) < 0) return 0;
+    if (user_code(st, &bytes, &i, &names) < 0) return 0;
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bytes);
     const char *op = op_name(names, bytes, i);
     int r = (!strcmp(op, "BINARY_OP") && b[i + 1] >= 13) || !strncmp(op, "INPLACE_", 8);
@@ -142,10 +141,10 @@ int tj_user_augmented_subscript(void) {
     return r;
 }
 
-static PyObject *error_at(PyObject *cls, const char *fmt, va_list va) {
+static PyObject *error_at(tj_state *st, PyObject *cls, const char *fmt, va_list va) {
     PyObject *msg = PyUnicode_FromFormatV(fmt, va);
     if (!msg) return NULL;
-    PyObject *loc = user_location();
+    PyObject *loc = user_location(st);
     if (!loc) { Py_DECREF(msg); return NULL; }
     PyErr_Format(cls, "%U%U", msg, loc);
     Py_DECREF(msg);
@@ -153,19 +152,19 @@ static PyObject *error_at(PyObject *cls, const char *fmt, va_list va) {
     return NULL;
 }
 
-PyObject *tj_trace_error(const char *fmt, ...) {
+PyObject *tj_trace_error(tj_state *st, const char *fmt, ...) {
     va_list va;
     va_start(va, fmt);
-    error_at(tj_get_state()->TraceError, fmt, va);
+    error_at(st, st->TraceError, fmt, va);
     va_end(va);
     tj_trace_note_refusal();
     return NULL;
 }
 
-PyObject *tj_error_at(PyObject *cls, const char *fmt, ...) {
+PyObject *tj_error_at(tj_state *st, PyObject *cls, const char *fmt, ...) {
     va_list va;
     va_start(va, fmt);
-    error_at(cls, fmt, va);
+    error_at(st, cls, fmt, va);
     va_end(va);
     return NULL;
 }
@@ -284,7 +283,8 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
     if (tj_is_tracer(o)) {
         tj_tracer *x = (tj_tracer *)o;
         if (x->trace != t) {
-            tj_trace_error(x->trace->live ? "a tracer of another function's trace was used here"
+            tj_trace_error(t->st, x->trace->live ? "a tracer of another function's trace was "
+                           "used here"
                                           : "a tracer escaped its trace: a traced value was "
                                             "stored and used after the compiled function "
                                             "returned; return it as an output instead");
@@ -326,7 +326,7 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
     if (PyFloat_Check(o)) return const_node(t, TJ_F64, 1, (tj_scalar){.f = PyFloat_AS_DOUBLE(o)});
     if (PyArray_CheckExact(o)) return capture_array(t, (PyArrayObject *)o);
     if (PyArray_Check(o)) {   /* np.matrix multiplies as matrices: its semantics are not ours */
-        tj_trace_error("the traced function uses an array of the ndarray subclass %R (read "
+        tj_trace_error(t->st, "the traced function uses an array of the ndarray subclass %R (read "
                        "from outside or made inside it); tracejit computes with plain ndarray "
                        "semantics: use np.asarray(...) of it", (PyObject *)Py_TYPE(o));
         return -1;
@@ -339,8 +339,8 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
         Py_DECREF(arr);
         return id;
     }
-    if (tj_dl_kind(o) == TJ_LIB_TORCH) return tj_capture_torch(t, o);
-    tj_trace_error("an operand of type %s cannot be used in a traced computation",
+    if (tj_dl_kind(t->st, o) == TJ_LIB_TORCH) return tj_capture_torch(t, o);
+    tj_trace_error(t->st, "an operand of type %s cannot be used in a traced computation",
                    Py_TYPE(o)->tp_name);
     return -1;
 }
@@ -395,7 +395,7 @@ static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
 
 /* The dtype object NumPy should see for a node: weak scalars as int/float. */
 static PyObject *numpy_view_of(tj_trace *t, int32_t id, int as_value) {
-    tj_state *st = tj_get_state();
+    tj_state *st = t->st;
     const tj_node *n = &t->g.nodes[id];
     if ((n->weak && n->dtype == TJ_I64) || n->weak == 2)
         return as_value ? PyLong_FromLong(0) : Py_NewRef(st->py_int);
@@ -410,7 +410,7 @@ static int dtype_of_descr(PyObject *d) {
 
 /* NumPy's loop dtypes for op on the operands: loop[] for inputs, *out for the result. */
 static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop, int *out) {
-    tj_state *st = tj_get_state();
+    tj_state *st = t->st;
     const char *name = tj_ops[op].numpy;
     if (t->torch || !name) return tj_torch_resolve(t, op, nargs, ids, loop, out);
     if (op == TJ_OP_WHERE) {
@@ -422,7 +422,7 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
         Py_DECREF(r);
         loop[0] = TJ_BOOL;
         loop[1] = loop[2] = *out = dt;
-        if (dt < 0) { tj_trace_error("numpy.where on these operands computes in a dtype tracejit does not support"); return -1; }
+        if (dt < 0) { tj_trace_error(t->st, "numpy.where on these operands computes in a dtype tracejit does not support"); return -1; }
         return 0;
     }
     PyObject *types = PyTuple_New(nargs + 1);
@@ -435,7 +435,7 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
     PyTuple_SET_ITEM(types, nargs, Py_NewRef(Py_None));
     if (!st->ufunc_of[op]) {
         Py_DECREF(types);
-        tj_internal_error("op %s has no numpy ufunc to resolve its dtypes", tj_ops[op].name);
+        tj_internal_error(t->st, "op %s has no numpy ufunc to resolve its dtypes", tj_ops[op].name);
         return -1;
     }
     PyObject *r = PyObject_CallMethod(st->ufunc_of[op], "resolve_dtypes", "(O)", types);
@@ -443,7 +443,7 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
     for (int i = 0; i <= nargs; i++) {
         int dt = dtype_of_descr(PyTuple_GET_ITEM(r, i));
         if (dt < 0) {
-            tj_trace_error("numpy.%s on %R computes in %R, which tracejit does not support "
+            tj_trace_error(t->st, "numpy.%s on %R computes in %R, which tracejit does not support "
                            "(supported: bool, int32, int64, float32, float64)",
                            name, types, PyTuple_GET_ITEM(r, i));
             Py_DECREF(r); Py_DECREF(types);
@@ -455,7 +455,7 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
     for (int i = 1; i < nargs; i++) ok &= loop[i] == loop[0];
     ok &= tj_ops[op].out == TJ_O_BOOL ? *out == TJ_BOOL : *out == loop[0];
     if (!ok) {
-        tj_trace_error("numpy.%s on %R uses the loop %R, which tracejit does not implement",
+        tj_trace_error(t->st, "numpy.%s on %R uses the loop %R, which tracejit does not implement",
                        name, types, r);
         Py_DECREF(r); Py_DECREF(types);
         return -1;
@@ -475,7 +475,7 @@ static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids) {
         const tj_node *n = &t->g.nodes[ids[i]];
         weak = weak && n->weak;
         if (i == 0) { acc.ndim = n->ndim; memcpy(acc.shape, n->shape, sizeof acc.shape); continue; }
-        if (tj_broadcast(&acc, n, &ndim, shape) < 0) return -1;
+        if (tj_broadcast(t->st, &acc, n, &ndim, shape) < 0) return -1;
         acc.ndim = (uint8_t)ndim;
         memcpy(acc.shape, shape, sizeof shape);
     }
@@ -550,7 +550,7 @@ PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi) {
     if (ok) {
         PyObject *args = PyTuple_New(n);
         for (int i = 0; args && i < n; i++) PyTuple_SET_ITEM(args, i, Py_NewRef(views[i]));
-        PyObject *rt = args ? PyObject_GetAttrString(tj_get_state()->numpy, "result_type") : NULL;
+        PyObject *rt = args ? PyObject_GetAttrString(t->st->numpy, "result_type") : NULL;
         common = rt ? PyObject_CallObject(rt, args) : NULL;
         Py_XDECREF(rt);
         Py_XDECREF(args);

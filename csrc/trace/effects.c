@@ -63,8 +63,7 @@ static void swap_one(PyObject *s, int in) {
     }
 }
 
-static void swap_all(int in) {
-    tj_state *st = tj_get_state();
+static void swap_all(tj_state *st, int in) {
     if (!st->effects) return;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -73,15 +72,14 @@ static void swap_all(int in) {
     PyErr_Restore(type, value, tb);
 }
 
-int tj_effects_enter(void) {
-    tj_state *st = tj_get_state();
+int tj_effects_enter(tj_state *st) {
     if (st->effects_active == 0 && effects_list(st) < 0) return -1;
-    if (st->effects_active++ == 0) swap_all(1);
+    if (st->effects_active++ == 0) swap_all(st, 1);
     return 0;
 }
 
-void tj_effects_leave(void) {
-    if (--tj_get_state()->effects_active == 0) swap_all(0);
+void tj_effects_leave(tj_state *st) {
+    if (--st->effects_active == 0) swap_all(st, 0);
 }
 
 /* _tracing(): whether a trace runs on this thread (the wrappers refuse only there). */

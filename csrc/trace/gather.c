@@ -15,7 +15,7 @@ static int32_t widen(tj_trace *t, int32_t id, int at, int lead, int trail) {
     tj_viewspec v;
     memset(&v, 0, sizeof v);
     if (n->ndim + lead + trail > TJ_MAXDIM) {
-        tj_trace_error("indexing gives more than %d dimensions", TJ_MAXDIM);
+        tj_trace_error(t->st, "indexing gives more than %d dimensions", TJ_MAXDIM);
         return -1;
     }
     for (int d = 0; d <= n->ndim; d++) {
@@ -36,7 +36,8 @@ static int32_t index_operand(tj_trace *t, PyObject *idx) {
     if (id < 0) return -1;
     int dt = t->g.nodes[id].dtype;
     if (dt == TJ_BOOL) {
-        tj_trace_error("boolean-mask indexing gives a result whose size depends on the data, "
+        tj_trace_error(t->st, "boolean-mask indexing gives a result whose size depends on the "
+                       "data, "
                        "which a trace cannot represent; use np.where(mask, x, 0) instead");
         return -1;
     }
@@ -47,7 +48,7 @@ static int32_t index_operand(tj_trace *t, PyObject *idx) {
     }
     if (dt == TJ_I64) return id;
     PyObject *x = tj_tracer_new(t, id);
-    PyObject *c = x ? tj_apply_cast(t, x, tj_get_state()->dtypes[TJ_I64]) : NULL;
+    PyObject *c = x ? tj_apply_cast(t, x, t->st->dtypes[TJ_I64]) : NULL;
     Py_XDECREF(x);
     if (!c) return -1;
     id = ((tj_tracer *)c)->id;
@@ -139,7 +140,8 @@ PyObject *tj_getitem_advanced(tj_trace *t, PyObject *x, PyObject *key) {
         if (!tj_is_advanced_index(PyTuple_GET_ITEM(items, i))) continue;
         if (which >= 0) {
             Py_DECREF(items);
-            return tj_trace_error("indexing with more than one integer array is not supported "
+            return tj_trace_error(t->st, "indexing with more than one integer array is not "
+                                  "supported "
                                   "by tracejit yet");
         }
         which = i;
@@ -205,7 +207,7 @@ PyObject *tj_gather_take(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject 
         PyObject *mode = PyDict_GetItemString(kwargs, "mode"), *out = PyDict_GetItemString(kwargs, "out");
         if ((mode && mode != Py_None && PyUnicode_Check(mode) &&
              PyUnicode_CompareWithASCIIString(mode, "raise")) || (out && out != Py_None))
-            return tj_trace_error("numpy.%s with out= or mode other than 'raise' is not "
+            return tj_trace_error(t->st, "numpy.%s with out= or mode other than 'raise' is not "
                                   "supported by tracejit yet", f->name);
     }
     if (!a || !idx) return PyErr_Format(PyExc_TypeError, "%s() needs an array and indices", f->name);

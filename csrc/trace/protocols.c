@@ -82,8 +82,9 @@ int tj_protocols_init(tj_state *st) {
 static tj_trace *trace_of(PyObject *self) {
     tj_tracer *x = (tj_tracer *)self;
     if (!x->trace->live) {
-        tj_trace_error("a tracer escaped its trace: a traced value was stored and used after "
-                       "the compiled function returned; return it as an output instead");
+        tj_trace_error(x->trace->st, "a tracer escaped its trace: a traced value was stored "
+                       "and used after the compiled function returned; return it as an output "
+                       "instead");
         return NULL;
     }
     return x->trace;
@@ -113,7 +114,7 @@ static PyObject *qualified_name(PyObject *f) {
 
 /* __array_ufunc__(ufunc, method, *inputs, **kwargs) */
 PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
-    tj_state *st = tj_get_state();
+    tj_state *st = ((tj_tracer *)self)->trace->st;   /* a method of Tracer */
     tj_trace *t = trace_of(self);
     if (!t) return NULL;
     if (PyTuple_GET_SIZE(args) < 2) {
@@ -133,14 +134,22 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         Py_XDECREF(rest);
         goto done;
     }
+    if (!opv && !PyErr_Occurred() && st->py_impls &&
+        PyUnicode_CompareWithASCIIString(method, "__call__") == 0) {
+        PyObject *impl = PyDict_GetItemWithError(st->py_impls, ufunc);   /* _impls_np.py */
+        PyObject *rest = impl ? PyTuple_GetSlice(args, 2, PyTuple_GET_SIZE(args)) : NULL;
+        if (rest) result = PyObject_Call(impl, rest, kwargs);
+        Py_XDECREF(rest);
+        if (impl || PyErr_Occurred()) goto done;
+    }
     if (!opv) {
         if (!PyErr_Occurred())
-            tj_trace_error("numpy.%U is not supported by tracejit yet", uname);
+            tj_trace_error(t->st, "numpy.%U is not supported by tracejit yet", uname);
         goto done;
     }
     int reduce_method = PyUnicode_CompareWithASCIIString(method, "reduce") == 0;
     if (!reduce_method && PyUnicode_CompareWithASCIIString(method, "__call__") != 0) {
-        tj_trace_error("numpy.%U.%U is not supported by tracejit yet", uname, method);
+        tj_trace_error(t->st, "numpy.%U.%U is not supported by tracejit yet", uname, method);
         goto done;
     }
     PyObject *out = kwargs && !reduce_method ? PyDict_GetItemString(kwargs, "out") : NULL;
@@ -151,12 +160,13 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         if (keys) {
             PyObject *out = PyDict_GetItemString(kwargs, "out");
             if (out && out != Py_None)
-                tj_trace_error("numpy.%U(..., out=...) is not supported by tracejit where out "
+                tj_trace_error(t->st, "numpy.%U(..., out=...) is not supported by tracejit where "
+                               "out "
                                "is not a traced array (a NumPy array made or read by the "
                                "function, which is not traced) or with other keywords; use the "
                                "returned value", uname);
             else
-                tj_trace_error("numpy.%U keyword arguments %R are not supported by tracejit",
+                tj_trace_error(t->st, "numpy.%U keyword arguments %R are not supported by tracejit",
                                uname, keys);
             Py_DECREF(keys);
         }
@@ -170,7 +180,7 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
                  : op == TJ_OP_MAX ? TJ_RED_MAX : op == TJ_OP_MIN ? TJ_RED_MIN
                  : op == TJ_OP_OR ? TJ_RED_ANY : op == TJ_OP_AND ? TJ_RED_ALL : -1;
         if (kind < 0 || nin < 1) {
-            tj_trace_error("numpy.%U.reduce is not supported by tracejit yet", uname);
+            tj_trace_error(t->st, "numpy.%U.reduce is not supported by tracejit yet", uname);
             goto done;
         }
         PyObject *rest = PyTuple_GetSlice(args, 2, PyTuple_GET_SIZE(args));
@@ -215,7 +225,7 @@ static PyObject *nan_to_num(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObje
     if (id < 0 || c < 0) return NULL;
     tj_node n = t->g.nodes[id];
     if (n.dtype < TJ_F32)
-        return c ? tj_apply_cast(t, x, tj_get_state()->dtypes[n.dtype]) : Py_NewRef(x);
+        return c ? tj_apply_cast(t, x, t->st->dtypes[n.dtype]) : Py_NewRef(x);
     double big = n.dtype == TJ_F32 ? FLT_MAX : DBL_MAX, dflt[3] = {0.0, big, -big};
     PyObject *v[3] = {NULL, NULL, NULL}, *m[3] = {NULL, NULL, NULL}, *r = NULL;
     for (int i = 0; i < 3; i++) {
@@ -267,7 +277,7 @@ static PyObject *like(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *ar
     if (order != Py_None) {
         const char *o = PyUnicode_Check(order) ? PyUnicode_AsUTF8(order) : NULL;
         if (o && strcmp(o, "F") == 0)
-            return tj_trace_error("numpy.%s(..., order='F') is not supported by tracejit: "
+            return tj_trace_error(t->st, "numpy.%s(..., order='F') is not supported by tracejit: "
                                   "traced results are C-contiguous", fname);
         if (!o || (strcmp(o, "K") && strcmp(o, "A") && strcmp(o, "C"))) {
             PyErr_Clear();
@@ -309,7 +319,7 @@ static PyObject *like(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *ar
         n.ndim = (uint8_t)(bad ? 0 : dims.len);
         PyDimMem_FREE(dims.ptr);
         if (bad)
-            return tj_trace_error("numpy.%s(..., shape=%R): tracejit supports at most %d "
+            return tj_trace_error(t->st, "numpy.%s(..., shape=%R): tracejit supports at most %d "
                                   "dimensions", fname, shape_arg, TJ_MAXDIM);
         if (neg) {
             PyErr_SetString(PyExc_ValueError, "negative dimensions are not allowed");
@@ -322,7 +332,7 @@ static PyObject *like(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *ar
 static PyObject *where(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                        PyObject *kwargs) {
     if (PyTuple_GET_SIZE(args) != 3)
-        return tj_trace_error("numpy.where(cond) with one argument returns indices whose "
+        return tj_trace_error(t->st, "numpy.where(cond) with one argument returns indices whose "
                               "number depends on the data, which a trace cannot represent; "
                               "use numpy.where(cond, x, y)");
     return tj_tracer_np(tj_apply(t, TJ_OP_WHERE, 3, &PyTuple_GET_ITEM(args, 0), NULL),
@@ -336,7 +346,7 @@ static PyObject *clip(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *ar
     if (!hi && kwargs) hi = PyDict_GetItemString(kwargs, "max");
     PyObject *out = kwargs ? PyDict_GetItemString(kwargs, "out") : NULL;
     if (out && out != Py_None)
-        return tj_trace_error("numpy.clip(..., out=...) is not supported by tracejit");
+        return tj_trace_error(t->st, "numpy.clip(..., out=...) is not supported by tracejit");
     return tj_apply_clip(t, x, lo ? lo : Py_None, hi ? hi : Py_None);
 }
 
@@ -361,13 +371,13 @@ static PyObject *attribute(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObjec
 static PyObject *size(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                       PyObject *kwargs) {
     if (tj_arg(args, kwargs, 1, "axis", Py_None) != Py_None)
-        return tj_trace_error("numpy.size(a, axis) is not supported by tracejit yet");
+        return tj_trace_error(t->st, "numpy.size(a, axis) is not supported by tracejit yet");
     return PyObject_GetAttrString(x, "size");
 }
 
 /* __array_function__(func, types, args, kwargs) */
 PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
-    tj_state *st = tj_get_state();
+    tj_state *st = ((tj_tracer *)self)->trace->st;   /* a method of Tracer */
     PyObject *func, *types, *args, *kwargs;
     if (!PyArg_ParseTuple(a, "OOO!O:__array_function__", &func, &types, &PyTuple_Type, &args,
                           &kwargs))
@@ -392,11 +402,12 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
         for (int i = 0; data_dependent[i] && !dd; i++)
             dd = PyUnicode_CompareWithASCIIString(name, data_dependent[i]) == 0;
         if (dd)
-            tj_trace_error("%U returns an array whose size depends on the data, which a trace "
+            tj_trace_error(t->st, "%U returns an array whose size depends on the data, which a "
+                           "trace "
                            "cannot represent; keep the shape fixed and select with "
                            "np.where(cond, x, fill) instead", name);
         else
-            tj_trace_error("%U is not supported by tracejit yet", name);
+            tj_trace_error(t->st, "%U is not supported by tracejit yet", name);
         Py_DECREF(name);
         return NULL;
     }

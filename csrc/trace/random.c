@@ -2,7 +2,7 @@
  * dtype, source, keyfn) appends a random op of the op table (RUNIF32/64, RNORM32/64;
  * csrc/emit/prims_random.h) whose operands are the call's key and each element's
  * counter; _C._full makes a filled array (torch.empty in a trace); _C._check a check
- * assumed while tracing and made at every call.
+ * assumed while tracing and made at every call; _C._iota the element index (IOTA).
  *
  * Contract: a draw is a pure function of (key, counter). The key is a KEY slot, one per
  * generator the trace drew from (`source`: torch's default generator, a torch.Generator,
@@ -24,7 +24,7 @@ static int source_index(tj_trace *t, PyObject *source, PyObject *keyfn) {
     for (Py_ssize_t i = 0; i < n; i++)
         if (PyList_GET_ITEM(t->rng_sources, i) == source) return (int)i;
     if (n >= TJ_MAX_RNG) {
-        tj_trace_error("a traced function may draw from at most %d random generators",
+        tj_trace_error(t->st, "a traced function may draw from at most %d random generators",
                        TJ_MAX_RNG);
         return -1;
     }
@@ -71,10 +71,10 @@ static int32_t counters(tj_trace *t, int ndim, const int64_t *shape, int64_t bas
 
 /* A tuple of ints into shape[]: its ndim, or -1 + exception (TraceError past
  * TJ_MAXDIM dims, NumPy's ValueError for a negative one). *size: the element count. */
-static int parse_shape(PyObject *tuple, int64_t *shape, int64_t *size) {
+static int parse_shape(tj_trace *t, PyObject *tuple, int64_t *shape, int64_t *size) {
     int ndim = (int)PyTuple_GET_SIZE(tuple);
     if (ndim > TJ_MAXDIM) {
-        tj_trace_error("an array may have at most %d dims", TJ_MAXDIM);
+        tj_trace_error(t->st, "an array may have at most %d dims", TJ_MAXDIM);
         return -1;
     }
     *size = 1;
@@ -98,7 +98,7 @@ static int parse_dtype(tj_trace *t, PyObject *dtype) {
     if (!PyArray_DescrConverter(dtype, &descr)) return -1;
     int dt = tj_dtype_from_typenum(descr->type_num);
     Py_DECREF(descr);
-    if (dt < 0) tj_trace_error("arrays of dtype %R are not supported", dtype);
+    if (dt < 0) tj_trace_error(t->st, "arrays of dtype %R are not supported", dtype);
     return dt;
 }
 
@@ -107,22 +107,22 @@ static int parse_dtype(tj_trace *t, PyObject *dtype) {
  * default in a torch trace, float64 in a NumPy one). */
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyUnicode_Check(args[0]) || !PyTuple_Check(args[1]))
-        return tj_internal_error("_random(kind, shape, dtype, source, keyfn)");
+        return tj_internal_error(tj_state_of(m), "_random(kind, shape, dtype, source, keyfn)");
     tj_trace *t = tj_trace_current();
-    if (!t || !t->live) return tj_internal_error("_random outside a trace");
+    if (!t || !t->live) return tj_internal_error(tj_state_of(m), "_random outside a trace");
     const char *kind = PyUnicode_AsUTF8(args[0]);
     if (!kind) return NULL;
     int dt = parse_dtype(t, args[2]);
     if (dt < 0) return NULL;
     if (dt != TJ_F32 && dt != TJ_F64)
-        return tj_trace_error("random floats of dtype %R are not supported: float32 and "
+        return tj_trace_error(t->st, "random floats of dtype %R are not supported: float32 and "
                               "float64 are", args[2]);
     int normal = !strcmp(kind, "normal");
-    if (!normal && strcmp(kind, "uniform")) return tj_internal_error("_random: kind %s", kind);
+    if (!normal && strcmp(kind, "uniform")) return tj_internal_error(t->st, "_random: kind %s", kind);
     int op = normal ? (dt == TJ_F32 ? TJ_OP_RNORM32 : TJ_OP_RNORM64)
                     : (dt == TJ_F32 ? TJ_OP_RUNIF32 : TJ_OP_RUNIF64);
     int64_t shape[TJ_MAXDIM], size;
-    int ndim = parse_shape(args[1], shape, &size);
+    int ndim = parse_shape(t, args[1], shape, &size);
     if (ndim < 0) return NULL;
     int src = source_index(t, args[3], args[4]);
     if (src < 0) return NULL;
@@ -147,11 +147,11 @@ PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs) 
  * that random in-place methods can fill). dtype None: as _random's. */
 PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyTuple_Check(args[0]))
-        return tj_internal_error("_full(shape, dtype, value)");
+        return tj_internal_error(tj_state_of(m), "_full(shape, dtype, value)");
     tj_trace *t = tj_trace_current();
-    if (!t || !t->live) return tj_internal_error("_full outside a trace");
+    if (!t || !t->live) return tj_internal_error(tj_state_of(m), "_full outside a trace");
     int64_t shape[TJ_MAXDIM], size;
-    int ndim = parse_shape(args[0], shape, &size);
+    int ndim = parse_shape(t, args[0], shape, &size);
     int dt = ndim < 0 ? -1 : parse_dtype(t, args[1]);
     if (dt < 0) return NULL;
     return tj_apply_fill(t, args[2], dt, ndim, shape);
@@ -169,20 +169,20 @@ PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         (nargs == 3 && !(PyType_Check(args[2]) &&
                          PyType_IsSubtype((PyTypeObject *)args[2],
                                           (PyTypeObject *)PyExc_Exception))))
-        return tj_internal_error("_check(x, what[, exception class])");
+        return tj_internal_error(tj_state_of(m), "_check(x, what[, exception class])");
     PyObject *error = nargs == 3 ? args[2] : PyExc_ValueError;
     tj_trace *t = tj_trace_current();
-    if (!t || !t->live) return tj_internal_error("_check outside a trace");
+    if (!t || !t->live) return tj_internal_error(tj_state_of(m), "_check outside a trace");
     PyObject *all = tj_reduction_call(t, TJ_RED_ALL, args[0], NULL, NULL, 1);
     int32_t id = all ? tj_operand(t, all) : -1;
     Py_XDECREF(all);
     if (id < 0) return NULL;
     /* the message, with the user's line, made now (the replay has no frames to read) */
     if (PyType_IsSubtype((PyTypeObject *)error, (PyTypeObject *)PyExc_Warning))
-        tj_error_at(PyExc_ValueError, "%U (a warning the traced code gives for this call's "
-                    "values, checked at every call)", args[1]);
+        tj_error_at(t->st, PyExc_ValueError, "%U (a warning the traced code gives for this "
+                    "call's values, checked at every call)", args[1]);
     else
-        tj_error_at(PyExc_ValueError, "%U was False for this call's values: a check the "
+        tj_error_at(t->st, PyExc_ValueError, "%U was False for this call's values: a check the "
                     "traced code made (the trace assumed it held; eager raises here)", args[1]);
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -196,4 +196,44 @@ PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     int rc = PyList_Append(t->checks, entry);
     Py_DECREF(entry);
     return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+PyObject *tj_trace_iota(PyObject *m, PyObject *args) {
+    PyObject *shape;
+    int axis;
+    if (!PyArg_ParseTuple(args, "O!i:_iota", &PyTuple_Type, &shape, &axis)) return NULL;
+    tj_trace *t = tj_trace_current();
+    if (!t) {
+        PyErr_SetString(PyExc_RuntimeError, "_iota: no trace is running on this thread");
+        return NULL;
+    }
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    Py_ssize_t nd = PyTuple_GET_SIZE(shape);
+    if (nd > TJ_MAXDIM) {
+        PyErr_Format(PyExc_ValueError, "_iota: %zd dimensions, at most %d", nd, TJ_MAXDIM);
+        return NULL;
+    }
+    for (Py_ssize_t d = 0; d < nd; d++) {
+        long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, d));
+        if (v == -1 && PyErr_Occurred()) return NULL;
+        if (v < 0) {
+            PyErr_Format(PyExc_ValueError, "_iota: negative dimension %lld", v);
+            return NULL;
+        }
+        n.shape[d] = v;
+    }
+    if (axis < -1 || axis >= nd) {
+        PyErr_Format(PyExc_ValueError, "_iota: axis %d out of range for %zd dimensions "
+                     "(-1: the linear index)", axis, nd);
+        return NULL;
+    }
+    n.op = TJ_OP_IOTA;
+    n.dtype = TJ_I64;
+    n.ndim = (uint8_t)nd;
+    n.axes = (uint32_t)axis;
+    n.slot = -1;
+    n.in[0] = n.in[1] = n.in[2] = -1;
+    int32_t id = tj_trace_add_node(t, &n);
+    return id < 0 ? NULL : tj_tracer_new(t, id);
 }

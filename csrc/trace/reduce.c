@@ -103,8 +103,8 @@ typedef struct {
 
 /* Binds numpy's (a, axis, dtype, out, ...) arguments by position and keyword. The
  * parameters tracejit cannot honour raise TraceError naming them. */
-static int bind(const char *name, const char *const *params, PyObject *args, PyObject *kwargs,
-                int method, red_args *r) {
+static int bind(tj_trace *t, const char *name, const char *const *params, PyObject *args,
+                PyObject *kwargs, int method, red_args *r) {
     Py_ssize_t skip = method ? 0 : 1, np = 0;
     while (params[np]) np++;
     r->axis = r->dtype = r->keepdims = r->ddof = NULL;
@@ -138,7 +138,7 @@ static int bind(const char *name, const char *const *params, PyObject *args, PyO
         else if (!strcmp(p, "ddof")) r->ddof = val;
         else if (!strcmp(p, "where") && val == Py_True) continue;
         else if (val != Py_None) {
-            tj_trace_error("numpy.%s(..., %s=...) is not supported by tracejit yet", name, p);
+            tj_trace_error(t->st, "numpy.%s(..., %s=...) is not supported by tracejit yet", name, p);
             return -1;
         }
     }
@@ -179,7 +179,7 @@ static PyObject *mean(tj_trace *t, PyObject *x, PyObject *axis, int keepdims, Py
     if (!xc) return NULL;
     int32_t id = tj_operand(t, xc);
     if (id >= 0 && t->g.nodes[id].dtype < TJ_F32) {
-        Py_SETREF(xc, tj_apply_cast(t, xc, tj_get_state()->dtypes[TJ_F64]));
+        Py_SETREF(xc, tj_apply_cast(t, xc, t->st->dtypes[TJ_F64]));
         if (!xc) return NULL;
     }
     PyObject *s = tj_apply_reduce(t, TJ_OP_RSUM, xc, axis, keepdims);
@@ -218,7 +218,7 @@ static PyObject *variance(tj_trace *t, PyObject *x, PyObject *axis, int keepdims
 
 /* any/all: a max/min over the truth values (NaN is true). */
 static PyObject *truth(tj_trace *t, int op, PyObject *x, PyObject *axis, int keepdims) {
-    PyObject *b = tj_apply_cast(t, x, tj_get_state()->dtypes[TJ_BOOL]);
+    PyObject *b = tj_apply_cast(t, x, t->st->dtypes[TJ_BOOL]);
     if (!b) return NULL;
     int32_t id = tj_operand(t, b);
     uint32_t mask;
@@ -258,11 +258,11 @@ static PyObject *scan(tj_trace *t, int op, PyObject *x, PyObject *axis, PyObject
         if (!PyArray_DescrConverter(dtype, &d)) { Py_DECREF(xc); return NULL; }
         dt = tj_dtype_from_typenum(d->type_num);
         Py_DECREF(d);
-        if (dt < 0) { Py_DECREF(xc); return tj_trace_error("that dtype is not supported by tracejit"); }
+        if (dt < 0) { Py_DECREF(xc); return tj_trace_error(t->st, "that dtype is not supported by tracejit"); }
     } else {
         dt = in_dt >= TJ_F32 ? in_dt : TJ_I64;
     }
-    PyObject *xd = tj_apply_cast(t, xc, tj_get_state()->dtypes[dt]);
+    PyObject *xd = tj_apply_cast(t, xc, t->st->dtypes[dt]);
     Py_DECREF(xc);
     if (!xd) return NULL;
     int32_t src = ((tj_tracer *)xd)->id;
@@ -296,11 +296,12 @@ static const struct { const char *name; const char *const *params; int op; } red
 
 PyObject *tj_reduction_call(tj_trace *t, int kind, PyObject *x, PyObject *args,
                             PyObject *kwargs, int method) {
-    if (kind < 0 || kind >= TJ_NRED) return tj_internal_error("unknown reduction %d", kind);
+    if (kind < 0 || kind >= TJ_NRED) return tj_internal_error(t->st, "unknown reduction %d", kind);
     const char *name = reductions[kind].name;
     red_args r;
     /* ufunc.reduce (method 2) has one signature for every ufunc */
-    if (bind(name, method == 2 ? p_sum : reductions[kind].params, args, kwargs, method == 1, &r) < 0)
+    if (bind(t, name, method == 2 ? p_sum : reductions[kind].params, args, kwargs, method == 1,
+             &r) < 0)
         return NULL;
     PyObject *axis = r.axis ? r.axis : Py_None;
     int keepdims = r.keepdims ? PyObject_IsTrue(r.keepdims) : 0;

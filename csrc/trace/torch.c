@@ -20,13 +20,13 @@ int32_t tj_capture_torch(tj_trace *t, PyObject *o) {
     }
     tj_dlview v;
     const char *why = NULL;
-    int rc = tj_dl_torch_view(o, &v, &why);
+    int rc = tj_dl_torch_view(t->st, o, &v, &why);
     if (rc < 0) return -1;
-    if (rc == 0 && tj_dl_strict_refuses(o)) rc = 1, why = tj_dl_why_grad;
+    if (rc == 0 && tj_dl_strict_refuses(t->st, o)) rc = 1, why = tj_dl_why_grad;
     if (rc > 0) {
-        tj_trace_error("the traced function reads a torch tensor (from a closure, a global or "
-                       "a module) that %s", why);
-        tj_state *st = tj_get_state();
+        tj_trace_error(t->st, "the traced function reads a torch tensor (from a closure, a "
+                       "global or a module) that %s", why);
+        tj_state *st = t->st;
         if (why == tj_dl_why_grad && st->grad_capture_error) {   /* the same, recognizable */
             PyObject *type, *value, *tb;
             PyErr_Fetch(&type, &value, &tb);
@@ -53,7 +53,7 @@ int32_t tj_capture_torch(tj_trace *t, PyObject *o) {
  * for NumPy traces, which reach here only for the ops NumPy has no ufunc for. */
 int tj_torch_default_float(tj_trace *t) {
     if (!t->torch) return TJ_F64;
-    int r = tj_dl_default_float();
+    int r = tj_dl_default_float(t->st);
     if (r < 0) { PyErr_Clear(); r = TJ_F32; }
     t->torch |= r == TJ_F64 ? 4 : 2;     /* the plan checks it at every call */
     return r;
@@ -108,7 +108,7 @@ int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *lo
     if (mask == TJ_M_F64) r = TJ_F64;
     else if (mask == TJ_M_FLT && r < TJ_F32) r = dflt < 0 ? tj_torch_default_float(t) : dflt;
     if (!(mask >> r & 1)) {
-        tj_trace_error("torch.%s is not supported on %s tensors", torch_name(op),
+        tj_trace_error(t->st, "torch.%s is not supported on %s tensors", torch_name(op),
                        tj_dtype_name(r));
         return -1;
     }
@@ -118,9 +118,9 @@ int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *lo
 }
 
 PyObject *tj_torch_getattr(PyObject *self, PyObject *name) {
-    tj_state *st = tj_get_state();
     tj_tracer *x = (tj_tracer *)self;
-    if (!x->trace || !x->trace->torch || !st->torch_attrs) return NULL;
+    if (!x->trace || !x->trace->torch || !x->trace->st->torch_attrs) return NULL;
+    tj_state *st = x->trace->st;
     PyObject *v = PyDict_GetItemWithError(st->torch_attrs, name);
     if (!v) return NULL;
     descrgetfunc get = Py_TYPE(v)->tp_descr_get;
@@ -147,8 +147,8 @@ PyObject *tj_torch_ew(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         if (!tj_is_tracer(args[i])) continue;
         tj_trace *t = ((tj_tracer *)args[i])->trace;
         if (!t->live)
-            return tj_trace_error("a tracer escaped its trace: a traced value was stored and "
-                                  "used after the compiled function returned");
+            return tj_trace_error(t->st, "a tracer escaped its trace: a traced value was "
+                                  "stored and used after the compiled function returned");
         return tj_apply(t, op, (int)nargs - 1, args + 1, NULL);
     }
     PyErr_SetString(PyExc_TypeError, "_ew: no traced operand");
@@ -181,8 +181,8 @@ PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     }
     tj_trace *t = ((tj_tracer *)args[0])->trace;
     if (!t->live)
-        return tj_trace_error("a tracer escaped its trace: a traced value was stored and used "
-                              "after the compiled function returned");
+        return tj_trace_error(t->st, "a tracer escaped its trace: a traced value was stored "
+                              "and used after the compiled function returned");
     int32_t id = tj_operand(t, args[1]);
     return id < 0 ? NULL : tj_tracer_new(t, id);
 }
@@ -200,5 +200,5 @@ PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs) 
 
 /* _trace_error(msg): raises TraceError with msg and the user's source line. */
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg) {
-    return tj_trace_error("%S", msg);
+    return tj_trace_error(tj_state_of(m), "%S", msg);
 }

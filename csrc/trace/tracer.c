@@ -64,10 +64,10 @@ static PyType_Slot trace_slots[] = {
 static PyType_Spec trace_spec = {"tracejit._C.Trace", sizeof(tj_trace), 0,
                                  Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, trace_slots};
 
-PyObject *tj_trace_new(PyObject *fn) {
-    tj_state *st = tj_get_state();
+PyObject *tj_trace_new(tj_state *st, PyObject *fn) {
     tj_trace *t = PyObject_GC_New(tj_trace, st->TraceType);
     if (!t) return NULL;
+    t->st = st;
     tj_graph_init(&t->g);
     t->live = 1;
     t->torch = 0;
@@ -114,13 +114,13 @@ int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto) {
     int32_t r = tj_graph_add(&t->g, proto, &err);
     if (r >= 0 && (r & 4095) == 4095 && t->progress_after >= 0)
         tj_compile_progress(t, "tracing");   /* a clock read every 4096 nodes */
-    return r < 0 ? tj_error_raise(&err) : r;
+    return r < 0 ? tj_error_raise(t->st, &err) : r;
 }
 
 int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes) {
     tj_error err;
     int32_t r = tj_graph_add_over(&t->g, src, op, axes, &err);
-    return r < 0 ? tj_error_raise(&err) : r;
+    return r < 0 ? tj_error_raise(t->st, &err) : r;
 }
 
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,
@@ -136,48 +136,8 @@ int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int n
     n.value = d->value;
     tj_error err;
     n.slot = tj_graph_add_slot(&t->g, d, &err);
-    if (n.slot < 0) return tj_error_raise(&err);
+    if (n.slot < 0) return tj_error_raise(t->st, &err);
     return tj_trace_add_node(t, &n);
-}
-
-PyObject *tj_trace_iota(PyObject *m, PyObject *args) {
-    PyObject *shape;
-    int axis;
-    if (!PyArg_ParseTuple(args, "O!i:_iota", &PyTuple_Type, &shape, &axis)) return NULL;
-    tj_trace *t = tj_trace_current();
-    if (!t) {
-        PyErr_SetString(PyExc_RuntimeError, "_iota: no trace is running on this thread");
-        return NULL;
-    }
-    tj_node n;
-    memset(&n, 0, sizeof n);
-    Py_ssize_t nd = PyTuple_GET_SIZE(shape);
-    if (nd > TJ_MAXDIM) {
-        PyErr_Format(PyExc_ValueError, "_iota: %zd dimensions, at most %d", nd, TJ_MAXDIM);
-        return NULL;
-    }
-    for (Py_ssize_t d = 0; d < nd; d++) {
-        long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, d));
-        if (v == -1 && PyErr_Occurred()) return NULL;
-        if (v < 0) {
-            PyErr_Format(PyExc_ValueError, "_iota: negative dimension %lld", v);
-            return NULL;
-        }
-        n.shape[d] = v;
-    }
-    if (axis < -1 || axis >= nd) {
-        PyErr_Format(PyExc_ValueError, "_iota: axis %d out of range for %zd dimensions "
-                     "(-1: the linear index)", axis, nd);
-        return NULL;
-    }
-    n.op = TJ_OP_IOTA;
-    n.dtype = TJ_I64;
-    n.ndim = (uint8_t)nd;
-    n.axes = (uint32_t)axis;
-    n.slot = -1;
-    n.in[0] = n.in[1] = n.in[2] = -1;
-    int32_t id = tj_trace_add_node(t, &n);
-    return id < 0 ? NULL : tj_tracer_new(t, id);
 }
 
 /* ---- Tracer --------------------------------------------------------------- */
@@ -199,7 +159,7 @@ static int hold(tj_trace *t, int32_t id) {
 
 PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
     if (hold(t, id) < 0) return NULL;
-    tj_tracer *x = PyObject_GC_New(tj_tracer, tj_get_state()->TracerType);
+    tj_tracer *x = PyObject_GC_New(tj_tracer, t->st->TracerType);
     if (!x) { t->holders[id]--; return NULL; }
     x->trace = (tj_trace *)Py_NewRef((PyObject *)t);
     x->id = id;
@@ -208,8 +168,6 @@ PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
     PyObject_GC_Track(x);
     return (PyObject *)x;
 }
-
-int tj_is_tracer(PyObject *o) { return Py_IS_TYPE(o, tj_get_state()->TracerType); }
 
 static void release(tj_tracer *x) {
     if (x->trace && x->id < x->trace->cap_holders) x->trace->holders[x->id]--;
@@ -224,6 +182,10 @@ static void tracer_dealloc(tj_tracer *x) {
     tp->tp_free((PyObject *)x);
     Py_DECREF(tp);
 }
+
+/* The Tracer type has no subclasses (no Py_TPFLAGS_BASETYPE) and each instance of _C
+ * makes its own from one spec: a Tracer is an object that tracer_dealloc frees. */
+int tj_is_tracer(PyObject *o) { return Py_TYPE(o)->tp_dealloc == (destructor)tracer_dealloc; }
 
 static int tracer_traverse(tj_tracer *x, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(x));
@@ -247,10 +209,20 @@ int tj_tracer_rebind(tj_tracer *x, int32_t id) {
     return 0;
 }
 
+/* The state of a Tracer (the self of its slots and methods): its trace's, or its type's
+ * once a collection cleared the trace. */
+static tj_state *state_of(PyObject *self) {
+    tj_tracer *x = (tj_tracer *)self;
+    return x->trace ? x->trace->st : tj_state_of_type(Py_TYPE(self));
+}
+
 tj_trace *tj_tracer_live(tj_tracer *x) {
     if (!x->trace || !x->trace->live) {
-        tj_trace_error("a tracer escaped its trace: a traced value was stored and used after "
-                       "the compiled function returned; return it as an output instead");
+        tj_state *st = state_of((PyObject *)x);
+        if (st)
+            tj_trace_error(st, "a tracer escaped its trace: a traced value was stored and "
+                           "used after the compiled function returned; return it as an output "
+                           "instead");
         return NULL;
     }
     return x->trace;
@@ -307,7 +279,7 @@ static PyObject *binop(PyObject *a, PyObject *b, int op) {
     /* Leave unknown objects to their own reflected operator. */
     if (!tj_is_tracer(other) && !PyFloat_Check(other) && !PyLong_Check(other) &&
         !PyArray_Check(other) && !PyArray_IsScalar(other, Generic) &&
-        tj_dl_kind(other) != TJ_LIB_TORCH)
+        tj_dl_kind(t->st, other) != TJ_LIB_TORCH)
         Py_RETURN_NOTIMPLEMENTED;
     PyObject *args[2] = {a, b};
     PyObject *r = tj_apply(t, op, 2, args, NULL);
@@ -337,7 +309,9 @@ BINOP(nb_rshift, TJ_OP_RSHIFT)
 #undef BINOP
 
 static PyObject *nb_pow(PyObject *a, PyObject *b, PyObject *mod) {
-    if (mod != Py_None) return tj_trace_error("pow() with a modulus is not supported by tracejit");
+    if (mod != Py_None)
+        return tj_trace_error(state_of(tj_is_tracer(a) ? a : b),
+                              "pow() with a modulus is not supported by tracejit");
     /* ndarray.__pow__ computes x ** 2 as np.square(x) (its dtype differs for bool) */
     if (tj_is_tracer(a) && PyLong_CheckExact(b)) {
         int overflow;
@@ -364,15 +338,17 @@ static PyObject *nb_pos(PyObject *a) { return unop(a, TJ_OP_POS); }
 static PyObject *nb_abs(PyObject *a) { return unop(a, TJ_OP_ABS); }
 static PyObject *nb_invert(PyObject *a) { return unop(a, TJ_OP_INVERT); }
 
-static PyObject *unsupported_operator(const char *what) {
-    return tj_trace_error("the operator %s is not supported by tracejit yet", what);
+static PyObject *unsupported_operator(PyObject *self, const char *what) {
+    return tj_trace_error(state_of(self), "the operator %s is not supported by tracejit yet", what);
 }
 static PyObject *nb_matmul(PyObject *a, PyObject *b) {
     PyObject *self = tj_is_tracer(a) ? a : b;
     tj_trace *t = tj_tracer_live((tj_tracer *)self);
     return t ? tj_matmul(t, a, b) : NULL;
 }
-static PyObject *nb_divmod(PyObject *a, PyObject *b) { return unsupported_operator("divmod()"); }
+static PyObject *nb_divmod(PyObject *a, PyObject *b) {
+    return unsupported_operator(tj_is_tracer(a) ? a : b, "divmod()");
+}
 
 /* x op= y. A Python or NumPy scalar is immutable, so eager rebinds the name (0-d
  * results of NumPy ufuncs and reductions are scalars); an array changes in place. */
@@ -418,7 +394,7 @@ static PyObject *nb_ipow(PyObject *a, PyObject *b, PyObject *mod) {
  * (itself when it holds no tensor), or getitem's result. */
 static PyObject *torch_key(PyObject *a, PyObject *key, const char *how) {
     tj_tracer *x = (tj_tracer *)a;
-    PyTypeObject *tensor = (PyTypeObject *)tj_dl_torch_type();
+    PyTypeObject *tensor = (PyTypeObject *)tj_dl_torch_type(state_of(a));
     int has = 0;
     if (x->trace && x->trace->torch && tensor) {
         has = PyObject_TypeCheck(key, tensor);
@@ -439,7 +415,8 @@ static int tracer_setitem(PyObject *a, PyObject *key, PyObject *value) {
         Py_XDECREF(k);
         return rc;
     }
-    tj_trace_error("deletion (`del x[...]`) from a traced array is not supported: arrays "
+    tj_trace_error(state_of(a), "deletion (`del x[...]`) from a traced array is not supported: "
+                   "arrays "
                    "cannot delete elements (build the new array: np.delete's result, "
                    "np.concatenate of slices)");
     return -1;
@@ -452,10 +429,10 @@ static const char concrete_hint[] =
 /* A traced value written into something that is not traced (a NumPy array, say):
  * NumPy asks for its concrete value, and the user's line tells a write apart from a
  * plain conversion. -1 with TraceError raised when the line writes, else 0. */
-static int write_error(void) {
-    const char *w = tj_user_write_site();
+static int write_error(tj_state *st) {
+    const char *w = tj_user_write_site(st);
     if (!w) return PyErr_Occurred() ? -1 : 0;
-    tj_trace_error("%s with a traced value cannot be traced: its target is not a traced array "
+    tj_trace_error(st, "%s with a traced value cannot be traced: its target is not a traced array "
                    "(a NumPy array, a tensor made outside the trace, a container), and writes "
                    "into arrays are not supported by tracejit yet. Build the result from traced "
                    "values instead (np.where(mask, new, old), np.concatenate, np.stack) and "
@@ -464,23 +441,25 @@ static int write_error(void) {
 }
 
 static int nb_bool(PyObject *a) {
-    if (write_error() < 0) return -1;
-    tj_trace_error(concrete_hint, "its truth value (an `if`, `while`, `and`/`or` or bool())",
+    tj_state *st = state_of(a);
+    if (write_error(st) < 0) return -1;
+    tj_trace_error(st, concrete_hint, "its truth value (an `if`, `while`, `and`/`or` or bool())",
                    "Python control flow cannot depend on array values: compute both branches "
                    "and select with np.where(cond, x, y)");
     return -1;
 }
 
-static PyObject *concrete_error(const char *what) {
-    if (write_error() < 0) return NULL;
-    return tj_trace_error(concrete_hint, what,
+static PyObject *concrete_error(PyObject *self, const char *what) {
+    tj_state *st = state_of(self);
+    if (write_error(st) < 0) return NULL;
+    return tj_trace_error(st, concrete_hint, what,
                           "Return the value as an output of the compiled function, keep it an "
                           "array (select with np.where), or pass it as a static argument "
                           "(static_argnames)");
 }
-static PyObject *nb_float(PyObject *a) { return concrete_error("float()"); }
-static PyObject *nb_int(PyObject *a) { return concrete_error("int()"); }
-static PyObject *nb_index(PyObject *a) { return concrete_error("its use as an index (__index__)"); }
+static PyObject *nb_float(PyObject *a) { return concrete_error(a, "float()"); }
+static PyObject *nb_int(PyObject *a) { return concrete_error(a, "int()"); }
+static PyObject *nb_index(PyObject *a) { return concrete_error(a, "its use as an index (__index__)"); }
 
 static PyObject *tracer_richcompare(PyObject *a, PyObject *b, int cmp) {
     static const int ops[] = {[Py_LT] = TJ_OP_LT, [Py_LE] = TJ_OP_LE, [Py_EQ] = TJ_OP_EQ,
@@ -512,7 +491,8 @@ static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
 }
 
 static PyObject *tracer_iter(PyObject *a) {
-    return tj_trace_error("iterating over a traced array is not supported by tracejit yet; "
+    return tj_trace_error(state_of(a), "iterating over a traced array is not supported by "
+                          "tracejit yet; "
                           "use elementwise operations on the whole array");
 }
 
@@ -531,7 +511,7 @@ static PyObject *get_shape(tj_tracer *x, void *c) {
 static PyObject *get_ndim(tj_tracer *x, void *c) { return PyLong_FromLong(node_of(x)->ndim); }
 static PyObject *get_size(tj_tracer *x, void *c) { return PyLong_FromLongLong(tj_node_size(node_of(x))); }
 static PyObject *get_dtype(tj_tracer *x, void *c) {
-    return Py_NewRef(tj_get_state()->dtypes[node_of(x)->dtype]);
+    return Py_NewRef(x->trace->st->dtypes[node_of(x)->dtype]);
 }
 static PyObject *get_itemsize(tj_tracer *x, void *c) {
     return PyLong_FromLong(tj_dtype_size(node_of(x)->dtype));
@@ -573,7 +553,7 @@ static PyObject *m_copy(tj_tracer *x, PyObject *args, PyObject *kw) {
     PyObject *order = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:copy", names, &order)) return NULL;
     tj_trace *t = tj_tracer_live(x);
-    return t ? tj_apply_cast(t, (PyObject *)x, tj_get_state()->dtypes[node_of(x)->dtype]) : NULL;
+    return t ? tj_apply_cast(t, (PyObject *)x, t->st->dtypes[node_of(x)->dtype]) : NULL;
 }
 
 /* x.fill(value): every element value, cast as NumPy's fill does (unsafely) */
@@ -670,16 +650,16 @@ static PyObject *m_reshape(tj_tracer *x, PyObject *args, PyObject *kw) {
     if (!t) return NULL;
     PyObject *order = kw ? PyDict_GetItemString(kw, "order") : NULL;
     if (order && PyUnicode_Check(order) && PyUnicode_CompareWithASCIIString(order, "C"))
-        return tj_trace_error("reshape(order=%R) is not supported by tracejit yet", order);
+        return tj_trace_error(t->st, "reshape(order=%R) is not supported by tracejit yet", order);
     PyObject *shape = PyTuple_GET_SIZE(args) == 1 ? PyTuple_GET_ITEM(args, 0) : args;
     if (kw && PyDict_GetItemString(kw, "shape")) shape = PyDict_GetItemString(kw, "shape");
     return tj_reshape(t, (PyObject *)x, shape);
 }
 
-static PyObject *m_item(PyObject *x, PyObject *args) { return concrete_error(".item()"); }
-static PyObject *m_tolist(PyObject *x, PyObject *args) { return concrete_error(".tolist()"); }
+static PyObject *m_item(PyObject *x, PyObject *args) { return concrete_error(x, ".item()"); }
+static PyObject *m_tolist(PyObject *x, PyObject *args) { return concrete_error(x, ".tolist()"); }
 static PyObject *m_array(PyObject *x, PyObject *args, PyObject *kw) {
-    return concrete_error("its conversion to a concrete array (np.asarray, np.array, or a NumPy "
+    return concrete_error(x, "its conversion to a concrete array (np.asarray, np.array, or a NumPy "
                           "function given a list of traced values; a list argument of a "
                           "compiled function is traced as a list of scalars: pass an array)");
 }
@@ -720,12 +700,14 @@ static PyObject *tracer_getattro(PyObject *self, PyObject *name) {
         return NULL;
     PyErr_Clear();
     tj_tracer *x = (tj_tracer *)self;
-    int torch = x->trace && x->trace->torch && tj_dl_torch_type();
+    tj_state *st = state_of(self);
+    if (!st) return NULL;
+    int torch = x->trace && x->trace->torch && tj_dl_torch_type(st);
     const char *kind = torch ? "torch.Tensor" : "ndarray";
-    int has = PyObject_HasAttr(torch ? tj_dl_torch_type() : tj_get_state()->ndarray_type, name);
+    int has = PyObject_HasAttr(torch ? tj_dl_torch_type(st) : st->ndarray_type, name);
     if (has)
-        return tj_trace_error("%s.%U is not supported by tracejit yet", kind, name);
-    tj_error_at(PyExc_AttributeError, "'%s' object (traced by tracejit) has no attribute '%U'",
+        return tj_trace_error(st, "%s.%U is not supported by tracejit yet", kind, name);
+    tj_error_at(st, PyExc_AttributeError, "'%s' object (traced by tracejit) has no attribute '%U'",
                 kind, name);
     /* name and obj: Python's "Did you mean ...?" */
     PyObject *type, *value, *tb;

@@ -123,10 +123,12 @@ PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key) {
                 int boolean = PyArray_Check(k) && PyArray_TYPE((PyArrayObject *)k) == NPY_BOOL;
                 Py_DECREF(items);
                 if (boolean || (tj_is_tracer(k) && t->g.nodes[((tj_tracer *)k)->id].dtype == TJ_BOOL))
-                    return tj_trace_error("boolean-mask indexing gives a result whose size depends "
+                    return tj_trace_error(t->st, "boolean-mask indexing gives a result whose "
+                                          "size depends "
                                           "on the data, which a trace cannot represent; use "
                                           "np.where(mask, x, 0) instead");
-                return tj_trace_error("indexing with %s is not supported by tracejit yet (only "
+                return tj_trace_error(t->st, "indexing with %s is not supported by tracejit yet "
+                                      "(only "
                                       "ints, slices, None and ...)", Py_TYPE(k)->tp_name);
             }
             consumed++;
@@ -431,7 +433,7 @@ static PyObject *split(tj_trace *t, int32_t id, PyObject *sections, PyObject *ax
     } else {
         PyObject *seq = PySequence_Tuple(sections);
         if (!seq) return NULL;
-        if (PyTuple_GET_SIZE(seq) > 1022) { Py_DECREF(seq); return tj_trace_error("too many split points"); }
+        if (PyTuple_GET_SIZE(seq) > 1022) { Py_DECREF(seq); return tj_trace_error(t->st, "too many split points"); }
         bounds[nb++] = 0;
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); i++) {
             Py_ssize_t b = PyNumber_AsSsize_t(PyTuple_GET_ITEM(seq, i), PyExc_ValueError);
@@ -466,7 +468,7 @@ PyObject *tj_views_reshape(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObjec
     if (tj_operand(t, x) < 0) return NULL;
     PyObject *order = kwargs ? PyDict_GetItemString(kwargs, "order") : NULL;
     if (order && PyUnicode_Check(order) && PyUnicode_CompareWithASCIIString(order, "C"))
-        return tj_trace_error("reshape(order=%R) is not supported by tracejit yet", order);
+        return tj_trace_error(t->st, "reshape(order=%R) is not supported by tracejit yet", order);
     PyObject *shape = tj_arg(args, kwargs, 1, "newshape", NULL);
     if (!shape && kwargs) shape = PyDict_GetItemString(kwargs, "shape");
     if (!shape) { PyErr_SetString(PyExc_TypeError, "reshape() needs a shape"); return NULL; }
@@ -483,7 +485,7 @@ PyObject *tj_views_ravel(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject 
         if (!PyUnicode_Check(order) ||
             (PyUnicode_CompareWithASCIIString(order, "C") &&
              PyUnicode_CompareWithASCIIString(order, "F")))
-            return tj_trace_error("%s(order=%R) is not supported by tracejit (only 'C' and "
+            return tj_trace_error(t->st, "%s(order=%R) is not supported by tracejit (only 'C' and "
                                   "'F')", f->name, order);
         fortran = PyUnicode_CompareWithASCIIString(order, "F") == 0;
     }
@@ -530,7 +532,7 @@ PyObject *tj_views_moveaxis(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObje
     int nd = t->g.nodes[id].ndim, src, dst, perm[TJ_MAXDIM], k = 0;
     PyObject *so = tj_arg(args, kwargs, 1, "source", NULL), *dso = tj_arg(args, kwargs, 2, "destination", NULL);
     if (!so || !dso || !PyIndex_Check(so) || !PyIndex_Check(dso))
-        return tj_trace_error("numpy.moveaxis is supported with one source and one "
+        return tj_trace_error(t->st, "numpy.moveaxis is supported with one source and one "
                               "destination axis");
     if (tj_norm_axis(so, nd, &src) < 0 || tj_norm_axis(dso, nd, &dst) < 0) return NULL;
     for (int d = 0; d < nd; d++)

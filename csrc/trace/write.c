@@ -83,11 +83,11 @@ static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int au
     for (int d = 0; n->op == TJ_OP_VIEW && d < n->ndim; d++) {
         if (n->perm[d] != -1 || n->shape[d] < 2) continue;   /* a broadcast dim */
         if (t->torch)
-            tj_error_at(PyExc_RuntimeError, "%s: unsupported operation: more than one element "
+            tj_error_at(t->st, PyExc_RuntimeError, "%s: unsupported operation: more than one element "
                         "of the written-to tensor refers to a single memory location. Please "
                         "clone() the tensor before performing the operation.", what);
         else
-            tj_error_at(PyExc_ValueError, "%s: assignment destination is read-only (a "
+            tj_error_at(t->st, PyExc_ValueError, "%s: assignment destination is read-only (a "
                         "broadcast view)", what);
         return -1;
     }
@@ -97,9 +97,9 @@ static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int au
     const char *why = write_refusal(x, ignore, &err);
     if (err) return -1;
     if (!why) return 0;
-    aug = aug && !t->pending && tj_user_augmented_subscript();
+    aug = aug && !t->pending && tj_user_augmented_subscript(t->st);
     int noted = t->refusal != NULL;
-    tj_trace_error("%s writes into a traced array, which tracejit cannot do yet where other "
+    tj_trace_error(t->st, "%s writes into a traced array, which tracejit cannot do yet where other "
                    "arrays would see the write: %s. Compute a new value instead (y = x + v, or "
                    "np.where(mask, v, x))", what, why);
     if (!aug) return -1;
@@ -116,7 +116,7 @@ static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int au
 
 int tj_write_check_done(tj_trace *t) {
     if (!t->pending) return 0;
-    PyErr_SetObject(tj_get_state()->TraceError, t->pending_error);
+    PyErr_SetObject(t->st->TraceError, t->pending_error);
     Py_CLEAR(t->pending);
     Py_CLEAR(t->pending_error);
     return -1;
@@ -146,7 +146,7 @@ static int rebind(tj_trace *t, tj_tracer *x, PyObject *r) {
     int32_t id = ((tj_tracer *)r)->id;
     int kind = tj_ops[t->g.nodes[id].op].kind;
     if (kind == TJ_K_VIEW || kind == TJ_K_LEAF || aliases(&t->g.nodes[id])) {
-        PyObject *c = tj_apply_cast(t, r, tj_get_state()->dtypes[t->g.nodes[id].dtype]);
+        PyObject *c = tj_apply_cast(t, r, t->st->dtypes[t->g.nodes[id].dtype]);
         if (!c) return -1;
         id = ((tj_tracer *)c)->id;
         int rc = tj_tracer_rebind(x, id);
@@ -168,7 +168,7 @@ PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) 
     if (!same) {
         PyObject *want = shape_str(n), *got = shape_str(v);
         if (want && got)
-            tj_error_at(t->torch ? PyExc_RuntimeError : PyExc_ValueError,
+            tj_error_at(t->st, t->torch ? PyExc_RuntimeError : PyExc_ValueError,
                         "%s: non-broadcastable output operand with shape %U doesn't match the "
                          "broadcast shape %U", what, want, got);
         Py_XDECREF(want);
@@ -177,14 +177,14 @@ PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) 
     }
     PyObject *r;
     if (v->dtype != n->dtype) {
-        tj_state *st = tj_get_state();
+        tj_state *st = t->st;
         if (!PyArray_CanCastTypeTo((PyArray_Descr *)st->dtypes[v->dtype],
                                    (PyArray_Descr *)st->dtypes[n->dtype], NPY_SAME_KIND_CASTING)) {
             if (t->torch)
-                return tj_error_at(PyExc_RuntimeError, "%s: result type %s can't be cast to the "
+                return tj_error_at(t->st, PyExc_RuntimeError, "%s: result type %s can't be cast to the "
                                     "desired output type %s", what, torch_dtype_name(v->dtype),
                                     torch_dtype_name(n->dtype));
-            return tj_error_at(PyExc_TypeError, "%s: Cannot cast ufunc output from dtype('%s') "
+            return tj_error_at(t->st, PyExc_TypeError, "%s: Cannot cast ufunc output from dtype('%s') "
                                 "to dtype('%s') with casting rule 'same_kind'", what,
                                 tj_dtype_name(v->dtype), tj_dtype_name(n->dtype));
         }
@@ -208,7 +208,7 @@ PyObject *tj_write_out(PyObject *out, PyObject *result, const char *what) {
     for (int d = 0; same && d < n->ndim; d++) same = n->shape[d] == r->shape[d];
     PyObject *shape = same ? NULL : shape_tuple(n->ndim, n->shape), *b = NULL;
     if (shape) {   /* the inputs broadcast to out's shape; else NumPy's error (assign's) */
-        b = PyObject_CallMethod(tj_get_state()->numpy, "broadcast_to", "OO", result, shape);
+        b = PyObject_CallMethod(t->st->numpy, "broadcast_to", "OO", result, shape);
         Py_DECREF(shape);
         if (!b && !PyErr_ExceptionMatches(PyExc_ValueError)) return NULL;
         PyErr_Clear();
@@ -227,8 +227,8 @@ static PyObject *node_tracer(tj_trace *t, int32_t id) { return id < 0 ? NULL : t
 /* The index map of a concrete key over x's shape, computed by NumPy's own setitem:
  * src[p] = the C-order position in the value (broadcast to the indexed region) that
  * lands at p, -1 where nothing does. Fills the region's shape. New reference. */
-static PyArrayObject *index_map(const tj_node *n, PyObject *key, int *rnd, int64_t *rshape,
-                                int *element) {
+static PyArrayObject *index_map(tj_trace *t, const tj_node *n, PyObject *key, int *rnd,
+                                int64_t *rshape, int *element) {
     npy_intp dims[TJ_MAXDIM];
     for (int d = 0; d < n->ndim; d++) dims[d] = (npy_intp)n->shape[d];
     PyArrayObject *src = (PyArrayObject *)PyArray_SimpleNew(n->ndim, dims, NPY_INT64);
@@ -240,7 +240,8 @@ static PyArrayObject *index_map(const tj_node *n, PyObject *key, int *rnd, int64
     if (*element) Py_SETREF(region, PyArray_FROM_O(region));
     if (!region) goto fail;
     if (!PyArray_Check(region) || PyArray_NDIM((PyArrayObject *)region) > TJ_MAXDIM) {
-        tj_trace_error("an assignment whose indexed region has more than %d dimensions is not "
+        tj_trace_error(t->st, "an assignment whose indexed region has more than %d dimensions is "
+                       "not "
                        "supported by tracejit", TJ_MAXDIM);
         goto fail;
     }
@@ -299,7 +300,7 @@ static PyObject *assign_concrete(tj_trace *t, PyObject *x, PyObject *key, PyObje
     int rnd;
     int64_t rshape[TJ_MAXDIM];
     int element;
-    PyArrayObject *src = index_map(&n, key, &rnd, rshape, &element);
+    PyArrayObject *src = index_map(t, &n, key, &rnd, rshape, &element);
     if (!src) return NULL;
     int32_t vid = element && !t->torch ? tj_operand(t, value) : -2;
     if (vid == -1 || (vid >= 0 && t->g.nodes[vid].ndim)) {   /* NumPy's item assignment */
@@ -372,7 +373,7 @@ static PyObject *assign_masked(tj_trace *t, PyObject *x, PyObject *mask, PyObjec
     } else {
         shape[k - 1] = L;   /* the value as (L,) + x.shape[k:] */
         PyObject *vals = tj_apply_fill(t, value, n.dtype, tn + 1, shape + k - 1);
-        PyObject *mi = vals ? tj_apply_cast(t, mask, tj_get_state()->dtypes[TJ_I64]) : NULL;
+        PyObject *mi = vals ? tj_apply_cast(t, mask, t->st->dtypes[TJ_I64]) : NULL;
         PyObject *m1 = PyLong_FromLong(-1), *mf = mi && m1 ? tj_reshape(t, mi, m1) : NULL;
         PyObject *cs = mf ? tj_reduction_call(t, TJ_RED_CUMSUM, mf, NULL, NULL, 1) : NULL;
         PyObject *tot = cs ? tj_reduction_call(t, TJ_RED_SUM, mf, NULL, NULL, 1) : NULL;
@@ -428,7 +429,8 @@ static PyObject *assign_indexed(tj_trace *t, PyObject *x, PyObject *idx, PyObjec
         return NULL;
     }
     if (m > TJ_WRITE_INDEX_MAX || i.ndim + n.ndim - 1 > TJ_MAXDIM)
-        return tj_trace_error("%s at a traced integer index of %lld positions: tracejit unrolls "
+        return tj_trace_error(t->st, "%s at a traced integer index of %lld positions: tracejit "
+                              "unrolls "
                               "it into one select per position and supports at most %d (or "
                               "%d dimensions); compute the new array instead (np.where)",
                               assign_what, (long long)m, TJ_WRITE_INDEX_MAX, TJ_MAXDIM);
@@ -445,7 +447,7 @@ static PyObject *assign_indexed(tj_trace *t, PyObject *x, PyObject *idx, PyObjec
     PyObject *vs = shape_tuple(n.ndim, vshape), *m1 = PyLong_FromLong(-1);
     PyObject *os = shape_tuple(n.ndim, ones), *one = NULL, *new = Py_NewRef(x);
     PyObject *vf = vs ? tj_reshape(t, vals, vs) : NULL;
-    PyObject *i64 = vf ? tj_apply_cast(t, idx, tj_get_state()->dtypes[TJ_I64]) : NULL;
+    PyObject *i64 = vf ? tj_apply_cast(t, idx, t->st->dtypes[TJ_I64]) : NULL;
     PyObject *flat = i64 && m1 ? tj_reshape(t, i64, m1) : NULL;
     PyObject *zeros = flat ? PyArray_ZEROS(1, &nlen, NPY_INT64, 0) : NULL;
     PyObject *iota = zeros ? PyArray_Arange(0, (double)len, 1, NPY_INT64) : NULL;
@@ -488,14 +490,14 @@ static int holds_tracer(PyObject *o) {
 
 /* The key with torch tensors (concrete ones, read while tracing) as ndarrays, which
  * NumPy's indexing reads with torch's meaning. New reference. */
-static PyObject *numpy_key(PyObject *key) {
+static PyObject *numpy_key(tj_state *st, PyObject *key) {
     int tuple = PyTuple_Check(key);
     PyObject *items = tuple ? PySequence_List(key) : PyList_New(1);
     if (!items) return NULL;
     if (!tuple) PyList_SET_ITEM(items, 0, Py_NewRef(key));
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
         PyObject *k = PyList_GET_ITEM(items, i);
-        if (tj_dl_kind(k) != TJ_LIB_TORCH) continue;
+        if (tj_dl_kind(st, k) != TJ_LIB_TORCH) continue;
         PyObject *a = PyObject_CallMethod(k, "numpy", NULL);
         if (!a || PyList_SetItem(items, i, a) < 0) { Py_DECREF(items); return NULL; }
     }
@@ -507,10 +509,10 @@ static PyObject *numpy_key(PyObject *key) {
 /* torch's advanced-index assignment (index_put_) takes a tensor value of x's dtype
  * only (a Python scalar is converted). -1 with torch's RuntimeError, else 0. */
 static int torch_index_put(tj_trace *t, tj_tracer *x, PyObject *key, PyObject *value) {
-    int advanced = tj_is_advanced_index(key) || tj_dl_kind(key) == TJ_LIB_TORCH;
+    int advanced = tj_is_advanced_index(key) || tj_dl_kind(t->st, key) == TJ_LIB_TORCH;
     for (Py_ssize_t i = 0; PyTuple_Check(key) && i < PyTuple_GET_SIZE(key); i++) {
         PyObject *k = PyTuple_GET_ITEM(key, i);
-        advanced |= tj_is_advanced_index(k) || tj_dl_kind(k) == TJ_LIB_TORCH;
+        advanced |= tj_is_advanced_index(k) || tj_dl_kind(t->st, k) == TJ_LIB_TORCH;
     }
     int ints = 0;   /* torch selects with ints before it indexes with arrays */
     for (Py_ssize_t i = 0; PyTuple_Check(key) && i < PyTuple_GET_SIZE(key); i++) {
@@ -518,18 +520,18 @@ static int torch_index_put(tj_trace *t, tj_tracer *x, PyObject *key, PyObject *v
         ints |= PyLong_Check(k) && !PyBool_Check(k);
     }
     if (advanced && ints) {
-        tj_trace_error("%s with both an int and an index tensor in one subscript is not "
+        tj_trace_error(t->st, "%s with both an int and an index tensor in one subscript is not "
                        "supported by tracejit yet (torch orders the region's dims unlike "
                        "NumPy): index that dim with a tensor too, or compute the new tensor "
                        "(torch.where)", assign_what);
         return -1;
     }
-    if (!advanced || !(tj_is_tracer(value) || tj_dl_kind(value) == TJ_LIB_TORCH)) return 0;
+    if (!advanced || !(tj_is_tracer(value) || tj_dl_kind(t->st, value) == TJ_LIB_TORCH)) return 0;
     int32_t vid = tj_operand(t, value);
     if (vid < 0) return -1;
     int vd = t->g.nodes[vid].dtype, xd = t->g.nodes[x->id].dtype;
     if (vd == xd || t->g.nodes[vid].op == TJ_OP_SCALAR) return 0;   /* or a Python number */
-    tj_error_at(PyExc_RuntimeError, "Index put requires the source and destination dtypes "
+    tj_error_at(t->st, PyExc_RuntimeError, "Index put requires the source and destination dtypes "
                 "match, got %s for the destination and %s for the source.",
                 torch_dtype_name(xd), torch_dtype_name(vd));
     return -1;
@@ -543,7 +545,7 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
     int scalar = tj_tracer_is_np_scalar(target);   /* eager's scalars are immutable */
     if (scalar) {
         int dt = t->g.nodes[x->id].dtype;
-        tj_error_at(PyExc_TypeError, "'%s%s' object does not support item assignment",
+        tj_error_at(t->st, PyExc_TypeError, "'%s%s' object does not support item assignment",
                     scalar == 1 ? "numpy." : "", scalar == 1 ? tj_dtype_name(dt)
                     : dt >= TJ_F32 ? "float" : dt == TJ_BOOL ? "bool" : "int");
         return -1;
@@ -551,7 +553,7 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
     if (t->pending && value == t->pending) {   /* the store of `c[k] op= v` */
         int same = alias_root(&t->g, x->id) == t->pending_root;
         if (!same) {
-            PyErr_SetObject(tj_get_state()->TraceError, t->pending_error);
+            PyErr_SetObject(t->st->TraceError, t->pending_error);
             return -1;
         }
         Py_CLEAR(t->pending);
@@ -567,13 +569,14 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
     } else if (tj_is_tracer(mask) && t->g.nodes[((tj_tracer *)mask)->id].dtype < TJ_F32) {
         r = assign_indexed(t, target, mask, value);
     } else if (holds_tracer(key)) {
-        tj_trace_error("%s at a traced index other than one integer array or boolean mask is "
+        tj_trace_error(t->st, "%s at a traced index other than one integer array or boolean mask "
+                       "is "
                        "not supported by tracejit yet: index with ints, slices, ..., None and "
                        "constant integer arrays, or one traced index, or compute the new array "
                        "(np.where)", assign_what);
         return -1;
     } else {
-        PyObject *k = numpy_key(key);
+        PyObject *k = numpy_key(t->st, key);
         r = k ? assign_concrete(t, target, k, value) : NULL;
         Py_XDECREF(k);
     }

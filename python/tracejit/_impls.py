@@ -202,6 +202,8 @@ def _copy(a, order="K", subok=False):
     return a.copy()
 
 
+from ._impls_np import IMPLS as _MORE  # noqa: E402
+
 IMPLS = {
     np.copy: _copy,
     np.copyto: _copyto,
@@ -213,3 +215,4 @@ IMPLS = {
     np.diff: _diff,
     np.einsum: _einsum,
 }
+IMPLS.update(_MORE)

@@ -273,7 +273,21 @@ def _init():
     import os
     from . import _SKIP_DIRS        # frames in torch are not the user's code either
     _C._set_skip_dirs(_SKIP_DIRS + (os.path.dirname(_torch().__file__) + os.sep,))
+    _load_mkl()
     _ready = True
+
+
+def _load_mkl():
+    """Products call the MKL torch runs on (inside libtorch_cpu, loaded with torch),
+    faster than NumPy's OpenBLAS at model shapes; TRACEJIT_BLAS=0 or TRACEJIT_MKL=0
+    keeps them off it."""
+    import os
+    from . import _HAVE_BLAS
+    if not _HAVE_BLAS or os.environ.get("TRACEJIT_MKL", "1") == "0":
+        return
+    lib = os.path.join(os.path.dirname(_torch().__file__), "lib", "libtorch_cpu.so")
+    if os.path.exists(lib):
+        _C._load_blas_mkl(lib)
 
 
 def _vector_norm(x, ord=2, dim=None, keepdim=False, dtype=None, out=None):
