@@ -114,6 +114,38 @@ PyObject *tj_explanation(PyObject *log, PyObject *source, PyObject *tier_source)
     return r;
 }
 
+/* The trace's values computed by the kernel (VALUE guards): hidden outputs. */
+static int n_value_outputs(const tj_trace *t) {
+    int n = 0;
+    for (Py_ssize_t i = 0; t->values && i < PyList_GET_SIZE(t->values); i++)
+        n += PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(t->values, i), 0)) == TJ_GUARD_VALUE;
+    return n;
+}
+
+/* Output slots no result reads (a guard's or a check's value only) live in the replay's
+ * own memory, not in an array made per call: their offsets there. 0/-1. */
+static int hidden_slots(tj_plan *p) {
+    const tj_schedule *s = &p->sched;
+    int n_out = s->n_slots - s->first_out;
+    if (!p->n_hidden) return 0;
+    p->out_hidden = PyMem_Calloc((size_t)(n_out ? n_out : 1), 1);
+    p->hidden_off = PyMem_Calloc((size_t)(n_out ? n_out : 1), sizeof(int64_t));
+    if (!p->out_hidden || !p->hidden_off) { PyErr_NoMemory(); return -1; }
+    for (int o = p->n_results - p->n_hidden; o < p->n_results; o++)
+        p->out_hidden[s->out_slot_of[o] - s->first_out] = 1;
+    for (int o = 0; o < p->n_results - p->n_hidden; o++)   /* a result's too: an array */
+        p->out_hidden[s->out_slot_of[o] - s->first_out] = 0;
+    for (int k = 0; k < n_out; k++) {
+        if (!p->out_hidden[k]) continue;
+        int slot = s->first_out + k;
+        int64_t bytes = tj_dtype_size(s->slot_dtype[slot]);
+        for (int d = 0; d < s->slot_ndim[slot]; d++) bytes *= s->slot_shape[slot][d];
+        p->hidden_off[k] = p->hidden_bytes;
+        p->hidden_bytes += (bytes + 7) & ~(int64_t)7;
+    }
+    return 0;
+}
+
 /* Moves what the trace produced into a new plan. */
 static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_template *tmpl) {
     tj_plan *p = PyMem_Calloc(1, sizeof *p);
@@ -180,7 +212,21 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     p->torch_dflt = t->torch & 4 ? TJ_F64 : t->torch & 2 ? TJ_F32 : -1;
     p->pyvalues = t->guards ? Py_NewRef(t->guards) : NULL;
     p->keyfns = t->rng_keyfns ? Py_NewRef(t->rng_keyfns) : NULL;
-    if (tj_guards_build(p) < 0) {
+    p->n_results = t->g.n_out;
+    if (t->checks) {
+        p->n_checks = (int)PyList_GET_SIZE(t->checks);
+        if (!(p->check_msgs = PyTuple_New(p->n_checks))) { tj_plan_decref(p); return NULL; }
+        for (int i = 0; i < p->n_checks; i++) {   /* (exception class, message) */
+            PyObject *entry = PyList_GET_ITEM(t->checks, i);
+            PyObject *pair = PyTuple_Pack(2, PyTuple_GET_ITEM(entry, 2),
+                                          PyTuple_GET_ITEM(entry, 1));
+            if (!pair) { tj_plan_decref(p); return NULL; }
+            PyTuple_SET_ITEM(p->check_msgs, i, pair);
+        }
+    }
+    p->n_hidden = p->n_checks + n_value_outputs(t);
+    if (t->values && !(p->values = PyList_AsTuple(t->values))) { tj_plan_decref(p); return NULL; }
+    if (tj_guards_build(p) < 0 || hidden_slots(p) < 0) {
         tj_plan_decref(p);
         return NULL;
     }
@@ -206,18 +252,6 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
             stride *= p->sched.slot_shape[slot][d];
         }
     }
-    p->n_results = t->g.n_out;
-    if (t->checks) {
-        p->n_checks = (int)PyList_GET_SIZE(t->checks);
-        if (!(p->check_msgs = PyTuple_New(p->n_checks))) { tj_plan_decref(p); return NULL; }
-        for (int i = 0; i < p->n_checks; i++) {   /* (exception class, message) */
-            PyObject *entry = PyList_GET_ITEM(t->checks, i);
-            PyObject *pair = PyTuple_Pack(2, PyTuple_GET_ITEM(entry, 2),
-                                          PyTuple_GET_ITEM(entry, 1));
-            if (!pair) { tj_plan_decref(p); return NULL; }
-            PyTuple_SET_ITEM(p->check_msgs, i, pair);
-        }
-    }
     for (int gi = 0; gi < p->sched.n_groups; gi++) {
         int64_t w = 1;
         for (int d = 0; d < p->sched.groups[gi].ndim; d++) w *= p->sched.groups[gi].shape[d];
@@ -230,11 +264,12 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
  * runs the pipeline into sched, appending its log to `log` when non-NULL; no code is
  * emitted or compiled. *t_trace: when the trace ended. 0; -1 with the exception (the
  * user's, unchanged). */
-static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *args,
-                        Py_ssize_t nargs, PyObject *kwnames, tj_trace *t, tj_template *tmpl,
-                        tj_schedule *sched, PyObject *log, double *t_trace) {
+static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
+                        PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, tj_trace *t,
+                        tj_template *tmpl, tj_schedule *sched, PyObject *log, double *t_trace) {
     int rc = -1;
     PyObject *targs = NULL, *tkwargs = NULL, *res = NULL;
+    t->flat = f;   /* the values Python reads while tracing are this call's */
     if (tj_trace_args(t, conf, args, nargs, kwnames, &targs, &tkwargs) < 0) goto done;
     tj_state *st = t->st;
     if (tj_effects_enter(st) < 0) goto done;
@@ -265,31 +300,43 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, PyObject *const *a
     }
     if (tj_write_check_done(t) < 0) goto done;
     if (tj_template_from_result(tmpl, t, res) < 0) goto done;
+    int32_t n_template = t->g.n_out;
+    for (Py_ssize_t i = 0; t->values && i < PyList_GET_SIZE(t->values); i++) {
+        PyObject *e = PyList_GET_ITEM(t->values, i);   /* the guards' values, then the checks' */
+        if (PyLong_AsLong(PyTuple_GET_ITEM(e, 0)) != TJ_GUARD_VALUE) continue;
+        tj_error err;
+        if (tj_graph_add_output(&t->g, (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(e, 1)), &err) < 0) {
+            tj_error_raise(st, &err);
+            goto done;
+        }
+    }
     for (Py_ssize_t i = 0; t->checks && i < PyList_GET_SIZE(t->checks); i++) {
         tj_error err;   /* after the template's outputs: the checks' 0-d bools */
         int32_t id = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(t->checks, i), 0));
         if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(st, &err); goto done; }
     }
+    t->g.n_hidden = t->g.n_out - n_template;
     t->live = 0;
     *t_trace = now_s();
     tj_compile_progress(t, "optimizing");
     if (tj_pipeline(t, sched, log) < 0) goto done;   /* may add constant slots to t */
     rc = 0;
 done:
+    t->flat = NULL;
     Py_XDECREF(targs);
     Py_XDECREF(tkwargs);
     Py_XDECREF(res);
     return rc;
 }
 
-PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf,
+PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                             PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     tj_schedule sched = {0};
     tj_template tmpl = {0};
     double t_trace;
     PyObject *r = NULL, *log = PyList_New(0);
     tj_trace *t = log ? (tj_trace *)tj_trace_new(st, fn) : NULL;
-    if (t && trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) == 0)
+    if (t && trace_passes(fn, conf, f, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) == 0)
         r = Py_NewRef(log);
     if (t) t->live = 0;
     tj_schedule_free(&sched);
@@ -318,6 +365,116 @@ static int start_upgrade(tj_plan *p, const tj_backend *up, PyObject *usrc) {
     return 0;
 }
 
+/* "-- guards: N" and a line per guard, into the pass log (explain()), when there are
+ * any. 0/-1. */
+static int log_guards(const tj_plan *p, PyObject *log) {
+    if (!p->n_guards) return 0;
+    PyObject *lines = tj_guards_describe(p);
+    if (!lines) return -1;
+    PyObject *head = PyUnicode_FromFormat("-- guards: %d", p->n_guards);
+    int rc = head ? PyList_Append(log, head) : -1;
+    Py_XDECREF(head);
+    for (Py_ssize_t i = 0; rc == 0 && lines && i < PyTuple_GET_SIZE(lines); i++) {
+        PyObject *l = PyUnicode_FromFormat("  %U", PyTuple_GET_ITEM(lines, i));
+        rc = l ? PyList_Append(log, l) : -1;
+        Py_XDECREF(l);
+    }
+    Py_XDECREF(lines);
+    return rc;
+}
+
+/* ---- a value Python needs while tracing (csrc/trace/concrete.c) ------------------ */
+
+/* A copy of t's graph up to node id, id its one output, for the call being traced:
+ * its random keys become constants (a value that depends on a draw is refused: the
+ * call's draws are made when it replays). New live trace; NULL + exception. */
+static tj_trace *prefix_trace(tj_trace *t, int32_t id) {
+    uint8_t *used = PyMem_Calloc((size_t)id + 1, 1);
+    if (!used) return (tj_trace *)PyErr_NoMemory();
+    used[id] = 1;
+    for (int32_t i = id; i >= 0; i--) {
+        if (!used[i]) continue;
+        const tj_node *n = &t->g.nodes[i];
+        for (int k = 0; k < 3; k++)
+            if (n->in[k] >= 0) used[n->in[k]] = 1;
+        if (n->slot >= 0 && t->g.slots[n->slot].kind == TJ_SLOT_KEY) {
+            PyMem_Free(used);
+            tj_trace_error(t->st, "a value computed from random draws cannot steer Python (a branch, "
+                           "int(), float(), .item()): the draws are fresh at every call, after "
+                           "the branch is taken. Keep it an array (np.where(cond, x, y))");
+            return NULL;
+        }
+    }
+    PyMem_Free(used);
+    tj_trace *c = (tj_trace *)tj_trace_new(t->st, t->fn);
+    if (!c) return NULL;
+    c->torch = t->torch;
+    c->g.nodes = malloc((size_t)(id + 1) * sizeof *c->g.nodes);
+    c->g.slots = malloc((size_t)(t->g.n_slots ? t->g.n_slots : 1) * sizeof *c->g.slots);
+    Py_SETREF(c->captures, PyList_GetSlice(t->captures, 0, PyList_GET_SIZE(t->captures)));
+    tj_error err;
+    if (!c->g.nodes || !c->g.slots || !c->captures) {
+        Py_DECREF(c);
+        return (tj_trace *)PyErr_NoMemory();
+    }
+    memcpy(c->g.nodes, t->g.nodes, (size_t)(id + 1) * sizeof *c->g.nodes);
+    c->g.n = c->g.cap = id + 1;
+    memcpy(c->g.slots, t->g.slots, (size_t)t->g.n_slots * sizeof *c->g.slots);
+    c->g.n_slots = c->g.cap_slots = t->g.n_slots;
+    for (int i = 0; i < c->g.n_slots; i++)
+        if (c->g.slots[i].kind == TJ_SLOT_KEY)
+            c->g.slots[i] = (tj_slotdesc){.kind = TJ_SLOT_CONST, .dtype = TJ_I64, .contig = 1};
+    if (tj_graph_add_output(&c->g, id, &err) < 0) {
+        tj_error_raise(t->st, &err);
+        Py_DECREF(c);
+        return NULL;
+    }
+    return c;
+}
+
+PyObject *tj_compile_value(tj_trace *t, int32_t id) {
+    tj_schedule sched = {0};
+    tj_template tmpl = {0};
+    tj_plan *plan = NULL;
+    PyObject *src = NULL, *x = NULL, *res = NULL, *reason = NULL, *r = NULL;
+    tj_trace *c = prefix_trace(t, id);
+    if (!c) return NULL;
+    int dt = t->g.nodes[id].dtype;
+    tj_kernel kernel = {0};
+    double emitted;
+    const tj_backend_row *row = tj_backends_for(TJ_DEVICE_CPU);   /* the value: an ndarray */
+    if (!(x = tj_tracer_new(c, id)) || tj_template_from_result(&tmpl, c, x) < 0 ||
+        tj_pipeline(c, &sched, NULL) < 0)
+        goto done;
+    tj_compile_request rq = {t->st, &c->g, &sched, &tmpl, 0};
+    if (row->first(&rq, &src, &emitted, &kernel) < 0) goto done;
+    if (!(plan = make_plan(t->flat, c, &sched, &tmpl))) { tj_kernel_free(&kernel); goto done; }
+    plan->kernel = kernel;
+    plan->kernel.n_groups = plan->sched.n_groups;
+    plan->out_lib = TJ_LIB_NUMPY;   /* an ndarray, whatever the call's library */
+    Py_CLEAR(plan->out_conv);
+    int rc = tj_plan_run(plan, t->flat, &res, &reason);
+    if (rc > 0) {   /* the function changed what it reads while it was traced */
+        tj_trace_error(t->st, "a value this trace needs cannot be computed: %U", reason);
+        goto done;
+    }
+    if (rc == 0)
+        r = PyArray_FromAny(res, PyArray_DescrFromType(tj_dtype_typenum(dt)), 0, 0,
+                            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ENSUREARRAY | NPY_ARRAY_ENSURECOPY,
+                            NULL);
+done:
+    c->live = 0;
+    if (plan) tj_plan_decref(plan);
+    tj_schedule_free(&sched);
+    tj_template_free(&tmpl);
+    Py_XDECREF(x);
+    Py_XDECREF(src);
+    Py_XDECREF(res);
+    Py_XDECREF(reason);
+    Py_DECREF(c);
+    return r;
+}
+
 tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          int want_log, double *seconds) {
@@ -340,7 +497,7 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
     t->progress_after = progress_after();
     int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: schedule, tier's C */
     if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
-    if (trace_passes(fn, conf, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) < 0)
+    if (trace_passes(fn, conf, f, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) < 0)
         goto done;
     const tj_backend *up = row->upgrade;   /* its source first: the kernel's times follow */
     if (up && (!up->enabled || up->enabled()) && !(fsrc = row->emit_upgrade(st, &t->g, &sched)))
@@ -371,6 +528,7 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
             (int)((t_compile - t_passes) * 1e6));
         if (!times || PyList_Append(log, times) < 0) { Py_XDECREF(times); tj_plan_decref(plan); plan = NULL; goto done; }
         Py_DECREF(times);
+        if (log_guards(plan, log) < 0) { tj_plan_decref(plan); plan = NULL; goto done; }
         plan->log = Py_NewRef(log);
     }
     if (!debug) progress_done(t, t0, t_trace, t_passes, t_compile);

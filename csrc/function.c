@@ -22,6 +22,10 @@ typedef struct {
     double compile_time;
     PyObject *last_retrace;        /* str or None */
     PyObject *dict;
+    int max_variants;              /* per key: past it, no more retracing */
+    int limit_raises;              /* on_guard_limit="error" (else "eager") */
+    int limit_warned;              /* the eager fallback's warning was given */
+    Py_ssize_t eager_calls;        /* calls run eagerly past the limit */
 } tj_function;
 
 /* Python-level descriptions of the arguments, for retrace reasons (slow path). */
@@ -103,6 +107,38 @@ static PyObject *autograd_call(tj_function *self, PyObject *const *args, Py_ssiz
     return r;
 }
 
+/* A call whose values none of its key's max_variants variants assume: eager (the
+ * function itself, with a warning the first time) or TraceError, by on_guard_limit.
+ * `reason`: the most recent variant's failed guard (borrowed, may be NULL). */
+static PyObject *past_limit(tj_function *self, PyObject *reason, int n, PyObject *const *args,
+                            size_t nargsf, PyObject *kwnames) {
+    PyObject *why = reason ? Py_NewRef(reason) : PyUnicode_FromString("a guard failed");
+    if (!why) return NULL;
+    if (self->limit_raises) {
+        tj_state *st = tj_state_of_type(Py_TYPE(self));
+        if (st)
+            PyErr_Format(st->TraceError, "%R has %d variants for these argument types "
+                         "(max_variants=%d) and this call's values match none of them: %U "
+                         "(on_guard_limit='error'; 'eager' runs such calls eagerly)",
+                         self->fn, n, self->max_variants, why);
+        Py_DECREF(why);
+        return NULL;
+    }
+    if (!self->limit_warned) {
+        self->limit_warned = 1;
+        if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "tracejit: %R has %d variants for these "
+                             "argument types (max_variants=%d); calls whose values match none "
+                             "of them now run eagerly, uncompiled. What keeps changing: %U",
+                             self->fn, n, self->max_variants, why) < 0) {
+            Py_DECREF(why);
+            return NULL;
+        }
+    }
+    Py_DECREF(why);
+    self->eager_calls++;
+    return PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
+}
+
 static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                                PyObject *kwnames) {
     tj_function *self = (tj_function *)callable;
@@ -119,7 +155,9 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
         result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
         goto done;
     }
+    int n_same;          /* variants of this key whose guards failed */
 rescan:
+    n_same = 0;
     for (tj_plan *p = self->plans; p; p = p->next) {
         p->refs++;     /* a static's __eq__ may run Python, and another thread drop p */
         int match = key_matches(p, &f);
@@ -129,6 +167,7 @@ rescan:
             goto rescan;
         }
         if (!match) { p->refs--; continue; }
+        n_same++;
         int rc = tj_plan_run(p, &f, &result, &reason);
         int evicted = !p->in_cache;       /* dropped by another thread during the run */
         tj_plan_decref(p);
@@ -156,6 +195,10 @@ rescan:
     }
     reason = stale_reason;
     stale_reason = NULL;
+    if (n_same >= self->max_variants) {   /* no more variants of this key */
+        result = past_limit(self, reason, n_same, args, nargsf, kwnames);
+        goto done;
+    }
     self->misses++;
     PyObject *descr = describe(self, args, nargs, kwnames);
     if (!descr) {                       /* a reason is a nicety: never fail a call on it */
@@ -194,8 +237,19 @@ rescan:
     p->refs++;
     Py_CLEAR(reason);                   /* (the run sets it: it owns a new one) */
     if (tj_plan_run(p, &f, &result, &reason) > 0) {
-        Py_CLEAR(reason);
-        tj_internal_error(self->st, "a plan went stale during its first run");
+        if (p->values && p->in_cache) {
+            /* a value computed while tracing differs from the compiled plan's for the
+             * same inputs (a float the optimizing tier rounds otherwise, say): the plan
+             * cannot serve these values; eager answers this call */
+            unlink_plan(self, p);
+            tj_plan_decref(p);
+            Py_CLEAR(reason);
+            self->eager_calls++;
+            result = PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
+        } else {
+            Py_CLEAR(reason);
+            tj_internal_error(self->st, "a plan went stale during its first run");
+        }
     }
     tj_plan_decref(p);
 done:
@@ -208,10 +262,24 @@ done:
 /* ---- the Python-facing type ------------------------------------------------- */
 
 static PyObject *fn_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    static char *names[] = {"fn", "static_argnums", "static_argnames", NULL};
+    static char *names[] = {"fn", "static_argnums", "static_argnames", "max_variants",
+                            "on_guard_limit", NULL};
     PyObject *fn, *nums = NULL, *names_t = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO:CompiledFunction", names, &fn, &nums, &names_t))
+    int max_variants = 8;
+    const char *on_limit = "eager";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOis:CompiledFunction", names, &fn, &nums,
+                                     &names_t, &max_variants, &on_limit))
         return NULL;
+    if (max_variants < 1) {
+        PyErr_Format(PyExc_ValueError, "max_variants must be at least 1, got %d", max_variants);
+        return NULL;
+    }
+    if (strcmp(on_limit, "eager") && strcmp(on_limit, "error")) {
+        PyErr_Format(PyExc_ValueError, "on_guard_limit must be 'eager' or 'error', got %R",
+                     PyTuple_GET_SIZE(args) > 4 ? PyTuple_GET_ITEM(args, 4)
+                                                : PyDict_GetItemString(kw, "on_guard_limit"));
+        return NULL;
+    }
     if (!PyCallable_Check(fn)) {
         PyErr_Format(PyExc_TypeError, "tracejit.compile expects a callable, got %R", (PyObject *)Py_TYPE(fn));
         return NULL;
@@ -222,6 +290,8 @@ static PyObject *fn_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     self->st = st;
     self->vectorcall = fn_vectorcall;
     self->fn = Py_NewRef(fn);
+    self->max_variants = max_variants;
+    self->limit_raises = !strcmp(on_limit, "error");
     self->last_retrace = Py_NewRef(Py_None);
     self->static_argnums = nums ? PySequence_Tuple(nums) : PyTuple_New(0);
     self->conf.static_argnames = names_t ? PySequence_Tuple(names_t) : PyTuple_New(0);
@@ -290,14 +360,23 @@ static PyObject *fn_cache_info(tj_function *self, PyObject *unused) {
     PyStructSequence_SetItem(r, 2, PyLong_FromLong(self->n_plans));
     PyStructSequence_SetItem(r, 3, PyFloat_FromDouble(self->compile_time));
     PyStructSequence_SetItem(r, 4, Py_NewRef(self->last_retrace));
-    for (int i = 0; i < 5; i++)
+    PyObject *guards = PyList_New(0);   /* per variant, most recently used first */
+    for (tj_plan *p = self->plans; guards && p; p = p->next) {
+        PyObject *g = tj_guards_describe(p);
+        if (!g || PyList_Append(guards, g) < 0) Py_CLEAR(guards);
+        Py_XDECREF(g);
+    }
+    PyStructSequence_SetItem(r, 5, guards ? PyList_AsTuple(guards) : NULL);
+    Py_XDECREF(guards);
+    PyStructSequence_SetItem(r, 6, PyLong_FromSsize_t(self->eager_calls));
+    for (int i = 0; i < 7; i++)
         if (!PyStructSequence_GetItem(r, i)) { Py_DECREF(r); return NULL; }
     return r;
 }
 
 static PyObject *fn_cache_clear(tj_function *self, PyObject *unused) {
     clear_plans(self);
-    self->hits = self->misses = 0;
+    self->hits = self->misses = self->eager_calls = 0;
     self->compile_time = 0;
     Py_XSETREF(self->last_retrace, Py_NewRef(Py_None));
     Py_RETURN_NONE;
@@ -325,14 +404,14 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
 
 /* _explain_passes(*args, **kwargs): explain's pass log with no backend: traces and
  * runs the passes for these arguments; emits and compiles nothing (the golden pass
- * tests). */
+ * tests) but the values Python reads while tracing (csrc/trace/concrete.c). */
 static PyObject *fn_explain_passes(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames) {
     tj_function *self = (tj_function *)op;
     tj_flat f;
     tj_flat_init(&f, self->st);
     PyObject *log = tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0
-                        ? tj_compile_passes(self->st, self->fn, &self->conf, args, nargs, kwnames)
+                        ? tj_compile_passes(self->st, self->fn, &self->conf, &f, args, nargs, kwnames)
                         : NULL;
     PyObject *r = log ? tj_explanation(log, NULL, NULL) : NULL;
     Py_XDECREF(log);
@@ -372,6 +451,9 @@ static PyObject *fn_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
 
 static PyObject *get_wrapped(tj_function *self, void *c) { return Py_NewRef(self->fn); }
 static PyObject *get_last_retrace(tj_function *self, void *c) { return Py_NewRef(self->last_retrace); }
+static PyObject *get_on_guard_limit(tj_function *self, void *c) {
+    return PyUnicode_FromString(self->limit_raises ? "error" : "eager");
+}
 static PyObject *get_last_source(tj_function *self, void *c) {
     return Py_NewRef(self->plans && self->plans->source ? self->plans->source : Py_None);
 }
@@ -379,6 +461,7 @@ static PyObject *get_last_source(tj_function *self, void *c) {
 static PyGetSetDef fn_getset[] = {
     {"__wrapped__", (getter)get_wrapped, NULL, "the original Python function", NULL},
     {"last_retrace", (getter)get_last_retrace, NULL, "why the latest retrace happened", NULL},
+    {"_on_guard_limit", (getter)get_on_guard_limit, NULL, "'eager' or 'error'", NULL},
     {"last_source", (getter)get_last_source, NULL, "generated C of the most recent variant", NULL},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL},
@@ -386,7 +469,7 @@ static PyGetSetDef fn_getset[] = {
 
 static PyMethodDef fn_methods[] = {
     {"cache_info", (PyCFunction)fn_cache_info, METH_NOARGS,
-     "CacheInfo(hits, misses, variants, compile_time, last_retrace)"},
+     "CacheInfo(hits, misses, variants, compile_time, last_retrace); .guards, .eager_calls"},
     {"cache_clear", (PyCFunction)fn_cache_clear, METH_NOARGS, "drop every compiled variant"},
     {"tiers", (PyCFunction)fn_tiers, METH_NOARGS,
      "per variant, most recent first: 'opt', 'compiling' or 'tcc'"},
@@ -409,6 +492,7 @@ static PyMemberDef fn_members[] = {
     {"_static_argnums", T_OBJECT_EX, offsetof(tj_function, static_argnums), READONLY},
     {"_static_argnames", T_OBJECT_EX, offsetof(tj_function, conf) +
                                       offsetof(tj_argconf, static_argnames), READONLY},
+    {"_max_variants", T_INT, offsetof(tj_function, max_variants), READONLY},
     {NULL},
 };
 

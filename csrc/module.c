@@ -267,6 +267,9 @@ static PyStructSequence_Field cache_info_fields[] = {
     {"variants", "compiled variants held"},
     {"compile_time", "seconds spent tracing, optimizing and compiling"},
     {"last_retrace", "why the latest retrace happened, or None"},
+    {"guards", "per variant (most recently used first), what each of its guards assumes"},
+    {"eager_calls", "calls run eagerly: past max_variants, or a variant its own first call "
+                    "could not use"},
     {NULL},
 };
 static PyStructSequence_Desc cache_info_desc = {

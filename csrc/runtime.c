@@ -133,7 +133,9 @@ typedef struct {
                                       views count elements) */
     PyObject **conv;               /* results converted to another DLPack library */
     char *scratch;
+    char *hidden;                  /* the outputs no result reads (guards', checks') */
     int64_t err[4];
+    int64_t hidden_stack[32];
     void *P_stack[TJ_STACK_SLOTS + 1];
     const int64_t *S_stack[TJ_STACK_SLOTS];
     unsigned char sc_stack[TJ_STACK_SLOTS][8];
@@ -150,7 +152,13 @@ static int replay_init(replay *r, const tj_plan *p) {
     r->n_made = 0;
     r->conv = NULL;
     r->scratch = NULL;
+    r->hidden = (char *)r->hidden_stack;
     memset(r->err, 0, sizeof r->err);
+    if (p->hidden_bytes > (int64_t)sizeof r->hidden_stack &&
+        !(r->hidden = PyMem_Malloc((size_t)p->hidden_bytes))) {
+        PyErr_NoMemory();
+        return -1;
+    }
     if (!r->big) {
         r->P = r->P_stack; r->S = r->S_stack; r->sc = r->sc_stack; r->outs = r->o_stack;
         r->by_pos = r->pos_stack; r->cap = r->cap_stack; r->cap_view = r->view_stack;
@@ -173,7 +181,8 @@ static int replay_init(replay *r, const tj_plan *p) {
 }
 
 static void replay_release(replay *r, tj_plan *p) {
-    for (int k = 0; k < r->n_made; k++) Py_DECREF(r->outs[k]);
+    for (int k = 0; k < r->n_made; k++) Py_XDECREF(r->outs[k]);
+    if (r->hidden != (char *)r->hidden_stack) PyMem_Free(r->hidden);
     for (Py_ssize_t c = 0; r->cap && c < PyList_GET_SIZE(p->captures); c++) Py_XDECREF(r->cap[c]);
     for (int o = 0; r->conv && o < p->n_results; o++) Py_XDECREF(r->conv[o]);
     PyMem_Free(r->conv);
@@ -285,6 +294,12 @@ static int allocate(replay *r, tj_plan *p) {
     }
     for (int k = 0; k < r->ns - s->first_out; k++) {
         int slot = s->first_out + k;
+        if (p->out_hidden && p->out_hidden[k]) {   /* read here only: no array */
+            r->P[slot] = r->hidden + p->hidden_off[k];
+            r->S[slot] = p->out_strides[k];
+            r->outs[r->n_made++] = NULL;
+            continue;
+        }
         if (p->out_lib == TJ_LIB_TORCH) {
             void *data;
             PyObject *tensor = tj_dl_torch_empty(p->st, s->slot_ndim[slot], s->slot_shape[slot],
@@ -306,8 +321,8 @@ static int allocate(replay *r, tj_plan *p) {
     return 0;
 }
 
-/* The kernel (without the GIL when the work is large), then the tier's progress and
- * the error record. 0/-1. */
+/* The kernel (without the GIL when the work is large), then the tier's progress. 0/-1
+ * (kernel_errors reads the error record once the value guards held). */
 static int launch(replay *r, tj_plan *p) {
     r->P[r->ns] = r->err;
     int rc;
@@ -324,6 +339,12 @@ static int launch(replay *r, tj_plan *p) {
         p->work_done += p->work;
         tj_plan_tier_up(p);
     }
+    return 0;
+}
+
+/* The kernel's error record (read once the value guards held: a kernel that ran on
+ * values its trace did not assume may report what eager never meets). 0/-1. */
+static int kernel_errors(replay *r, tj_plan *p) {
     if (r->err[0] && r->err[3] < 0) {
         /* a masked assignment's count check (csrc/trace/write.c): the index was
          * 2 * (True elements - values), the axis -(values + 1) */
@@ -364,7 +385,7 @@ static PyObject *finish(replay *r, tj_plan *p) {
             if (!text || PyErr_WarnEx(cls, text, 1) < 0) return NULL;
         }
     }
-    for (int o = 0; o < p->n_results; o++) {
+    for (int o = 0; o < p->n_results - p->n_hidden; o++) {
         int same = s->out_same_as ? s->out_same_as[o] : -1;
         by_pos[o] = same >= 0 ? by_pos[same] : r->outs[s->out_slot_of[o] - s->first_out];
         if (same != -2) continue;
@@ -385,7 +406,7 @@ static PyObject *finish(replay *r, tj_plan *p) {
     if (p->out_conv) {   /* another DLPack producer's arrays: its from_dlpack */
         if (!(r->conv = PyMem_Calloc((size_t)p->n_results + 1, sizeof *r->conv)))
             return PyErr_NoMemory();
-        for (int o = 0; o < p->n_results; o++) {
+        for (int o = 0; o < p->n_results - p->n_hidden; o++) {
             int same = s->out_same_as ? s->out_same_as[o] : -1;
             r->conv[o] = same >= 0 ? Py_NewRef(r->conv[same])
                                    : PyObject_CallOneArg(p->out_conv, by_pos[o]);
@@ -401,10 +422,12 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
     int rc = -1;
     *result = *reason = NULL;
     if (replay_init(&r, p) == 0 &&
-        (!p->n_guards || (rc = tj_guards_check(p, f, r.cap, r.cap_view, reason)) == 0)) {
+        (!p->first_value || (rc = tj_guards_check(p, f, r.cap, r.cap_view, reason)) == 0)) {
         rc = -1;
-        if (bind(&r, p, f) == 0 && allocate(&r, p) == 0 && launch(&r, p) == 0)
-            rc = (*result = finish(&r, p)) ? 0 : -1;
+        if (bind(&r, p, f) == 0 && allocate(&r, p) == 0 && launch(&r, p) == 0 &&
+            (p->first_value == p->n_guards ||
+             (rc = tj_guards_check_values(p, (void *const *)r.P, reason)) == 0))
+            rc = kernel_errors(&r, p) == 0 && (*result = finish(&r, p)) ? 0 : -1;
     }
     replay_release(&r, p);
     return rc;
@@ -423,6 +446,9 @@ void tj_plan_decref(tj_plan *p) {
     Py_XDECREF(p->keyfns);
     Py_XDECREF(p->check_msgs);
     PyMem_Free(p->guards);
+    Py_XDECREF(p->values);
+    PyMem_Free(p->out_hidden);
+    PyMem_Free(p->hidden_off);
     Py_XDECREF(p->out_conv);
     PyMem_Free(p->out_strides);
     PyMem_Free(p->cap_shape);

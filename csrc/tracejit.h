@@ -137,6 +137,11 @@ typedef struct {
     int64_t rng_next[TJ_MAX_RNG];  /* per source: the next draw's first counter */
     PyObject *checks;        /* NULL or list of (node, message): all(x) the trace assumed
                                 True, checked at every call (random.c, tj_trace_check) */
+    const struct tj_flat *flat;   /* the call being traced (borrowed, NULL when none): the
+                                     real inputs concrete values are computed from */
+    PyObject *values;        /* NULL or list of the values Python read (concrete.c): per
+                                guard (kind, where, mode, dtype, recorded, label, shown,
+                                cmp: None or (op, constant on the left, constant)) */
     double started, progress_after;   /* a long compile's progress (tj_compile_progress): */
     int progress_noted;               /* after progress_after s (< 0: never), noted once */
 } tj_trace;
@@ -179,6 +184,20 @@ PyObject *tj_tracer_np_as(PyObject *r, PyObject *src);
 tj_trace *tj_tracer_live(tj_tracer *x);
 /* x's Tracer object stands for node id from now on (the functional form of a write). 0/-1. */
 int tj_tracer_rebind(tj_tracer *x, int32_t id);
+/* ---- concrete values (csrc/trace/concrete.c) ----
+ * What Python needs of a traced value now (its truth value, int(), float(), an index,
+ * .item(), .tolist()): computed from the call's real inputs, handed to Python as eager
+ * would, and recorded as a guard of the plan. New reference; NULL + exception. */
+enum { TJ_CONC_BOOL, TJ_CONC_INT, TJ_CONC_FLOAT, TJ_CONC_INDEX, TJ_CONC_ITEM,
+       TJ_CONC_TOLIST };
+PyObject *tj_concrete(PyObject *x, int what, PyObject *args);
+/* iter(x): x[0], x[1], ... along its first axis, lazily (TypeError for a 0-d value). */
+PyObject *tj_tracer_iter(PyObject *x);
+/* A traced value written into something that is not traced: -1 with TraceError when
+ * the user's line writes, else 0. */
+int tj_tracer_write_error(tj_state *st);
+/* "FILE:LINE (`SOURCE`)" of the user's current line, or "" (dispatch.c). New reference. */
+PyObject *tj_user_line(tj_state *st);
 /* ---- writes (csrc/trace/write.c) ----
  * x op= value, torch's x.add_(v), F.relu(x, inplace=True): `value` (the new contents)
  * becomes x's, with NumPy's (torch's) in-place casting and shape rules, where rebinding
@@ -473,7 +492,7 @@ int tj_pytree_init(PyObject *module, tj_state *st);   /* TreeDef, tree_flatten, 
 /* A call's arguments flattened: key words (structure, dtypes, shapes, layouts),
  * leaves (arrays and runtime scalars, borrowed) and static objects (borrowed). */
 #define TJ_FLAT_STACK 128
-typedef struct {
+typedef struct tj_flat {
     tj_state *st;                /* borrowed: the compiled function's */
     int64_t *words; int n_words, cap_words;
     PyObject **leaves; int n_leaves, cap_leaves;
@@ -523,11 +542,30 @@ void tj_template_free(tj_template *tp);
 PyObject *tj_template_build(const tj_template *tp, PyObject *const *outs);
 
 /* ---- plans and replay (csrc/runtime.c) --------------------------------------- */
-/* A plan's guard (csrc/guards.c): an assumption of its trace the key does not hold. */
-enum { TJ_GUARD_PYVALUE, TJ_GUARD_TORCH_DTYPE, TJ_GUARD_CAPTURE, TJ_GUARD_INT32 };
+/* A plan's guard (csrc/guards.c): an assumption of its trace the key does not hold.
+ * The kinds before TJ_GUARD_VALUE are checked before the kernel runs; VALUE guards read
+ * what the kernel computed (hidden outputs) and are checked before any result is
+ * returned. */
+enum { TJ_GUARD_PYVALUE, TJ_GUARD_TORCH_DTYPE, TJ_GUARD_CAPTURE, TJ_GUARD_INT32,
+       TJ_GUARD_ARG, TJ_GUARD_VALUE };
+/* How a value guard compares what a call computes with what its trace read: the truth
+ * value (a branch), the truth of a comparison with a constant (`if s > 0:` guards s:
+ * no kernel work for the comparison), int() of a float (its truncation), or the exact
+ * value (bits; any NaN equals any NaN). */
+enum { TJ_VALUE_TRUTH, TJ_VALUE_CMP, TJ_VALUE_INT, TJ_VALUE_EXACT };
 typedef struct {
     int kind;
-    int index;      /* PYVALUE: into pyvalues; CAPTURE, INT32: the leaf slot */
+    int index;      /* PYVALUE: into pyvalues; CAPTURE, INT32, ARG: the leaf slot; VALUE:
+                       the graph output position of the value */
+    int mode, dtype;            /* ARG, VALUE: TJ_VALUE_*, the value's dtype */
+    int64_t n;                  /* VALUE: its elements */
+    int entry;                  /* ARG, VALUE: into the plan's values */
+    const unsigned char *rec;   /* VALUE, ARG of a number: the recorded bytes (borrowed
+                                   from values) */
+    int cmp_op, cmp_left;       /* CMP: the comparison (TJ_OP_GT, ...), the constant on
+                                   its left */
+    tj_scalar cmp_val;          /* CMP: the constant, of the value's dtype */
+    int rec_truth;              /* TRUTH, CMP: the branch the trace took */
 } tj_guard;
 
 typedef struct tj_plan {
@@ -561,13 +599,21 @@ typedef struct tj_plan {
     int torch_dflt;              /* torch's default dtype the trace assumed, or -1: checked */
     int n_checks;                /* the trace's checks: results [n_results - n_checks,
                                     n_results) are their 0-d bools, not the template's */
+    int n_hidden;                /* outputs no result reads: the VALUE guards' values
+                                    (before the checks), then the checks' */
     PyObject *check_msgs;        /* NULL or tuple: per check, (exception class, message) */
     PyObject *keyfns;            /* NULL or list: per KEY slot's index, what draws the call's
                                     key (random.c); called at every replay (bind) */
     PyObject *pyvalues;          /* tuple of (container, key, value, label) or NULL: Python
                                     values the trace read as constants (_effects.guards) */
-    tj_guard *guards;            /* what a replay checks first (csrc/guards.c) */
-    int n_guards;
+    tj_guard *guards;            /* what a replay checks (csrc/guards.c): [0, first_value)
+                                    before the kernel, the VALUE guards after it */
+    int n_guards, first_value;
+    PyObject *values;            /* NULL or tuple: the trace's values (tj_trace.values) */
+    uint8_t *out_hidden;         /* per output slot: read by no result (a check's or a
+                                    guard's value): in the replay's own memory, no array */
+    int64_t *hidden_off;         /* per output slot: its offset there */
+    int64_t hidden_bytes;
     PyObject *out_conv;          /* TJ_LIB_DLPACK: ndarray -> that library, or NULL */
     int64_t (*out_strides)[TJ_MAXDIM];   /* output slots: contiguous byte strides */
     char *scratch_cache;         /* the scratch block, kept between calls */
@@ -598,6 +644,13 @@ int tj_guards_build(tj_plan *p);
  * releases what it holds on every outcome. */
 int tj_guards_check(const tj_plan *p, const tj_flat *f, PyObject **cap_obj, tj_dlview *cap_view,
                     PyObject **reason);
+/* After the kernel ran (P: the slots' data): 0 every VALUE guard holds, 1 + *reason
+ * one failed (nothing the kernel computed may be returned), -1 + exception. */
+int tj_guards_check_values(const tj_plan *p, void *const *P, PyObject **reason);
+/* A CMP guard's comparison of the value at v (g's dtype) with its constant. */
+int tj_guards_compare(const tj_guard *g, const unsigned char *v);
+/* What each guard of p assumes, a str each (cache_info().guards, explain()). New ref. */
+PyObject *tj_guards_describe(const tj_plan *p);
 /* Drops a reference; the plan is freed with its last. Cache removal and runs both
  * hold one, so a plan evicted while another thread runs it lives until that run ends. */
 void tj_plan_decref(tj_plan *p);
@@ -617,9 +670,14 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
 /* tracejit._explain.Explanation(log, source, tier_source) (NULL arguments: None): what
  * explain() returns and TRACEJIT_DEBUG=2 prints. New reference; NULL + exception. */
 PyObject *tj_explanation(PyObject *log, PyObject *source, PyObject *tier_source);
+/* The value of node id of the live trace t for the call being traced (t->flat): the
+ * graph so far with id as its one output, compiled and run on the call's inputs. A
+ * new C-contiguous ndarray of id's dtype and shape; NULL + exception (TraceError when
+ * the value depends on a random draw). */
+PyObject *tj_compile_value(tj_trace *t, int32_t id);
 /* Traces fn for these arguments and runs the passes only (no emitter, no backend):
  * the pass log, a list of str (a section per pass, as explain's). NULL + exception. */
-PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf,
+PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                             PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
 #endif

@@ -192,13 +192,30 @@ def test_a_refusal_caught_by_the_users_code_still_refuses_the_trace():
 
     def conversion(x):
         try:
-            scale = float(x[0])
+            scale = np.asarray(x)[0]
         except Exception:
             scale = 1.0
         return x * scale
 
-    with pytest.raises(TraceError, match=r"float\(\) cannot be computed(.|\n)*caught this"):
+    with pytest.raises(TraceError, match=r"conversion to a concrete array(.|\n)*caught this"):
         tracejit.compile(conversion)(np.full(3, 2.0))
+
+
+def test_a_conversion_error_caught_by_the_users_code_is_guarded():
+    """int() of NaN raises in eager too; the trace assumes the same failure (an exact
+    guard), so another call's finite value takes the other path."""
+    def fn(x):
+        try:
+            n = int(x[0])
+        except ValueError:
+            n = -1
+        return x * n
+
+    f = tracejit.compile(fn)
+    for v in (np.nan, 2.5, np.nan, 2.75, 3.5):
+        x = np.full(3, v)
+        np.testing.assert_array_equal(f(x), fn(x))
+    assert f.cache_info().variants == 3   # NaN, int 2, int 3
 
 
 # ---- writes --------------------------------------------------------------------

@@ -201,8 +201,9 @@ static int32_t *inner_concats(const tj_graph *g, const int32_t *users) {
 
 /* Per node: 1 + the output COPY that is its only user, when the node is a reduction,
  * scan or concatenation (computed into a buffer of its own): it is then computed
- * straight into the output array and the copy is skipped. 0 otherwise. New malloc'd
- * array, NULL when out of memory. */
+ * straight into the output array and the copy is skipped. A hidden output (read by
+ * the runtime only: never handed out) is such a buffer even when other nodes read the
+ * value too. 0 otherwise. New malloc'd array, NULL when out of memory. */
 static int same_shape(const tj_node *a, const tj_node *b);
 
 static int32_t *direct_outputs(const tj_graph *g, const int32_t *users) {
@@ -213,7 +214,8 @@ static int32_t *direct_outputs(const tj_graph *g, const int32_t *users) {
         if (c->op != TJ_OP_COPY || users[g->outputs[o]] != 1) continue;
         int32_t r = c->in[0];
         int kind = tj_ops[g->nodes[r].op].kind;
-        if ((kind == TJ_K_RED || kind == TJ_K_SCAN || kind == TJ_K_CAT) && users[r] == 1 &&
+        if ((kind == TJ_K_RED || kind == TJ_K_SCAN || kind == TJ_K_CAT) && !direct[r] &&
+            (users[r] == 1 || o >= g->n_out - g->n_hidden) &&
             same_shape(c, &g->nodes[r]) && c->dtype == g->nodes[r].dtype)
             direct[r] = g->outputs[o] + 1;
     }

@@ -141,6 +141,8 @@ typedef struct {
     int32_t n, cap;
     int32_t *outputs;      /* node ids, in result order (may repeat) */
     int32_t n_out, cap_out;
+    int32_t n_hidden;      /* outputs [n_out - n_hidden, n_out) are read by the runtime
+                              only (guards' values, checks), never handed out */
     tj_slotdesc *slots;    /* the data slots leaves read; fold and simplify add constants,
                               so a plan reads the table once the passes ran */
     int32_t n_slots, cap_slots;

@@ -60,6 +60,27 @@ static PyObject *user_location(tj_state *st) {
     return r;
 }
 
+PyObject *tj_user_line(tj_state *st) {
+    PyFrameObject *f = user_frame(st);
+    if (!f) return PyUnicode_FromString("");
+    PyCodeObject *code = PyFrame_GetCode(f);
+    int line = PyFrame_GetLineNumber(f);
+    PyObject *src = NULL, *lc = PyImport_ImportModule("linecache");
+    if (lc) {
+        src = PyObject_CallMethod(lc, "getline", "Oi", code->co_filename, line);
+        Py_DECREF(lc);
+    }
+    if (src) Py_SETREF(src, PyObject_CallMethod(src, "strip", NULL));
+    PyErr_Clear();
+    PyObject *r = src && PyUnicode_GET_LENGTH(src)
+                      ? PyUnicode_FromFormat("%U:%d (`%U`)", code->co_filename, line, src)
+                      : PyUnicode_FromFormat("%U:%d", code->co_filename, line);
+    Py_XDECREF(src);
+    Py_DECREF(code);
+    Py_DECREF(f);
+    return r;
+}
+
 /* The instruction the user's frame is executing, by dis's names: a subscript store, or
  * an in-place operator (BINARY_OP's NB_INPLACE_* since 3.11, INPLACE_* before). */
 const char *const tj_inplace_ops[TJ_NINPLACE] = {
@@ -427,8 +448,13 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
     }
     PyObject *types = PyTuple_New(nargs + 1);
     if (!types) return -1;
+    /* Python numbers only (`n > 2` of a Python int argument): Python's arithmetic,
+     * int64 and float64 (NumPy resolves two Python types to object) */
+    int all_weak = 1;
+    for (int i = 0; i < nargs; i++) all_weak &= t->g.nodes[ids[i]].weak != 0;
     for (int i = 0; i < nargs; i++) {
-        PyObject *v = numpy_view_of(t, ids[i], 0);
+        PyObject *v = all_weak ? Py_NewRef(st->dtypes[t->g.nodes[ids[i]].dtype])
+                               : numpy_view_of(t, ids[i], 0);
         if (!v) { Py_DECREF(types); return -1; }
         PyTuple_SET_ITEM(types, i, v);
     }

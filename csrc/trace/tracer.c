@@ -1,7 +1,7 @@
 /* The Trace and Tracer types. A Tracer stands in for an array while the user's
  * function runs: operators, attributes and methods append nodes to its Trace's
- * graph. Anything that would need a concrete value (bool, float, item, iteration)
- * raises TraceError saying what to write instead.
+ * graph. What needs a concrete value (bool, int, float, an index, item, tolist) gets
+ * it from the call's inputs, guarded (concrete.c); iteration yields x[0], x[1], ...
  * Contract: every node a Tracer creates has its dtype and shape resolved. */
 #include "tracejit.h"
 #define NO_IMPORT_ARRAY
@@ -24,6 +24,7 @@ static void trace_dealloc(tj_trace *t) {
     Py_CLEAR(t->rng_sources);
     Py_CLEAR(t->rng_keyfns);
     Py_CLEAR(t->checks);
+    Py_CLEAR(t->values);
     Py_CLEAR(t->fn);
     tp->tp_free((PyObject *)t);
     Py_DECREF(tp);
@@ -37,6 +38,7 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(t->rng_sources);
     Py_VISIT(t->rng_keyfns);
     Py_VISIT(t->checks);
+    Py_VISIT(t->values);
     Py_VISIT(t->fn);
     return 0;
 }
@@ -50,6 +52,7 @@ static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->rng_sources);
     Py_CLEAR(t->rng_keyfns);
     Py_CLEAR(t->checks);
+    Py_CLEAR(t->values);
     Py_CLEAR(t->fn);
     return 0;
 }
@@ -77,7 +80,8 @@ PyObject *tj_trace_new(tj_state *st, PyObject *fn) {
     t->pending = t->pending_error = NULL;
     t->pending_root = -1;
     t->guards = NULL;
-    t->rng_sources = t->rng_keyfns = t->checks = NULL;
+    t->rng_sources = t->rng_keyfns = t->checks = t->values = NULL;
+    t->flat = NULL;
     t->started = 0;
     t->progress_after = -1;
     t->progress_noted = 0;
@@ -422,44 +426,18 @@ static int tracer_setitem(PyObject *a, PyObject *key, PyObject *value) {
     return -1;
 }
 
-static const char concrete_hint[] =
-    "the value of a traced array is not known while tracing, so %s cannot be computed. "
-    "%s";
-
-/* A traced value written into something that is not traced (a NumPy array, say):
- * NumPy asks for its concrete value, and the user's line tells a write apart from a
- * plain conversion. -1 with TraceError raised when the line writes, else 0. */
-static int write_error(tj_state *st) {
-    const char *w = tj_user_write_site(st);
-    if (!w) return PyErr_Occurred() ? -1 : 0;
-    tj_trace_error(st, "%s with a traced value cannot be traced: its target is not a traced array "
-                   "(a NumPy array, a tensor made outside the trace, a container), and writes "
-                   "into arrays are not supported by tracejit yet. Build the result from traced "
-                   "values instead (np.where(mask, new, old), np.concatenate, np.stack) and "
-                   "return it", w);
-    return -1;
-}
-
+/* Python's conversions of a traced value: computed from the call's inputs and
+ * guarded (csrc/trace/concrete.c). */
 static int nb_bool(PyObject *a) {
-    tj_state *st = state_of(a);
-    if (write_error(st) < 0) return -1;
-    tj_trace_error(st, concrete_hint, "its truth value (an `if`, `while`, `and`/`or` or bool())",
-                   "Python control flow cannot depend on array values: compute both branches "
-                   "and select with np.where(cond, x, y)");
-    return -1;
+    PyObject *r = tj_concrete(a, TJ_CONC_BOOL, NULL);
+    if (!r) return -1;
+    int b = r == Py_True;
+    Py_DECREF(r);
+    return b;
 }
-
-static PyObject *concrete_error(PyObject *self, const char *what) {
-    tj_state *st = state_of(self);
-    if (write_error(st) < 0) return NULL;
-    return tj_trace_error(st, concrete_hint, what,
-                          "Return the value as an output of the compiled function, keep it an "
-                          "array (select with np.where), or pass it as a static argument "
-                          "(static_argnames)");
-}
-static PyObject *nb_float(PyObject *a) { return concrete_error(a, "float()"); }
-static PyObject *nb_int(PyObject *a) { return concrete_error(a, "int()"); }
-static PyObject *nb_index(PyObject *a) { return concrete_error(a, "its use as an index (__index__)"); }
+static PyObject *nb_float(PyObject *a) { return tj_concrete(a, TJ_CONC_FLOAT, NULL); }
+static PyObject *nb_int(PyObject *a) { return tj_concrete(a, TJ_CONC_INT, NULL); }
+static PyObject *nb_index(PyObject *a) { return tj_concrete(a, TJ_CONC_INDEX, NULL); }
 
 static PyObject *tracer_richcompare(PyObject *a, PyObject *b, int cmp) {
     static const int ops[] = {[Py_LT] = TJ_OP_LT, [Py_LE] = TJ_OP_LE, [Py_EQ] = TJ_OP_EQ,
@@ -488,12 +466,6 @@ static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
     for (Py_ssize_t i = 0; PyTuple_Check(key) && i < PyTuple_GET_SIZE(key); i++)
         ellipsis |= PyTuple_GET_ITEM(key, i) == Py_Ellipsis;
     return tj_tracer_np(r, ellipsis ? TJ_NP_ARRAY : TJ_NP_SCALAR);
-}
-
-static PyObject *tracer_iter(PyObject *a) {
-    return tj_trace_error(state_of(a), "iterating over a traced array is not supported by "
-                          "tracejit yet; "
-                          "use elementwise operations on the whole array");
 }
 
 /* ---- attributes ----------------------------------------------------------- */
@@ -656,12 +628,18 @@ static PyObject *m_reshape(tj_tracer *x, PyObject *args, PyObject *kw) {
     return tj_reshape(t, (PyObject *)x, shape);
 }
 
-static PyObject *m_item(PyObject *x, PyObject *args) { return concrete_error(x, ".item()"); }
-static PyObject *m_tolist(PyObject *x, PyObject *args) { return concrete_error(x, ".tolist()"); }
+static PyObject *m_item(PyObject *x, PyObject *args) { return tj_concrete(x, TJ_CONC_ITEM, args); }
+static PyObject *m_tolist(PyObject *x, PyObject *args) { return tj_concrete(x, TJ_CONC_TOLIST, NULL); }
+/* np.asarray(x): a concrete array would be a constant of the trace; refused */
 static PyObject *m_array(PyObject *x, PyObject *args, PyObject *kw) {
-    return concrete_error(x, "its conversion to a concrete array (np.asarray, np.array, or a NumPy "
+    tj_state *st = state_of(x);
+    if (tj_tracer_write_error(st) < 0) return NULL;
+    return tj_trace_error(st, "the value of a traced array is not known while tracing, so its "
+                          "conversion to a concrete array (np.asarray, np.array, or a NumPy "
                           "function given a list of traced values; a list argument of a "
-                          "compiled function is traced as a list of scalars: pass an array)");
+                          "compiled function is traced as a list of scalars: pass an array) "
+                          "cannot be computed. Return the value as an output of the compiled "
+                          "function, or keep it an array (select with np.where)");
 }
 
 static PyMethodDef tracer_methods[] = {
@@ -743,7 +721,7 @@ static PyType_Slot tracer_slots[] = {
     {Py_tp_members, tracer_members},
     {Py_tp_richcompare, tracer_richcompare},
     {Py_tp_getattro, tracer_getattro},
-    {Py_tp_iter, tracer_iter},
+    {Py_tp_iter, tj_tracer_iter},
     {Py_tp_getset, tracer_getset},
     {Py_tp_methods, tracer_methods},
     {Py_nb_add, nb_add},

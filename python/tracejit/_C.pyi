@@ -1,6 +1,6 @@
 """Type stubs of tracejit's C core (csrc/)."""
-from typing import Any, Callable, Concatenate, Final, Generic, ParamSpec, Sequence, TypeVar, \
-    final, overload
+from typing import Any, Callable, Concatenate, Final, Generic, Literal, ParamSpec, Sequence, \
+    TypeVar, final, overload
 
 from _typeshed import structseq
 from typing_extensions import Self
@@ -36,6 +36,11 @@ class CacheInfo(structseq[Any], tuple[int, int, int, float, str | None]):
     def compile_time(self) -> float: ...
     @property
     def last_retrace(self) -> str | None: ...
+    # by name only (not in the tuple)
+    @property
+    def guards(self) -> tuple[tuple[str, ...], ...]: ...
+    @property
+    def eager_calls(self) -> int: ...
 
 class Tracer:
     shape: tuple[int, ...]
@@ -63,8 +68,11 @@ class CompiledFunction(Generic[_P, _R]):
     last_source: str | None
     _static_argnums: tuple[int, ...]
     _static_argnames: tuple[str, ...]
+    _max_variants: int
+    _on_guard_limit: Literal["eager", "error"]
     def __new__(cls, fn: Callable[_P, _R], static_argnums: Sequence[int] = ...,
-                static_argnames: Sequence[str] = ...) -> CompiledFunction[_P, _R]: ...
+                static_argnames: Sequence[str] = ..., max_variants: int = ...,
+                on_guard_limit: Literal["eager", "error"] = ...) -> CompiledFunction[_P, _R]: ...
     def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
     # a compiled function in a class body is a method: the C type binds like a function
     @overload

@@ -86,12 +86,17 @@ _BLAS_MIN = 0
 _HAVE_BLAS = _load_blas()
 
 
-def compile(fn=None, *, static_argnames=()):
+def compile(fn=None, *, static_argnames=(), max_variants=8, on_guard_limit="eager"):
     """Compile `fn`: trace it on the first call per argument signature, replay after.
 
     Usable as ``@compile`` or ``@compile(static_argnames=("n",))``. Python int and
     float arguments are runtime inputs unless named in `static_argnames`; other
-    non-array arguments are static (part of the cache key).
+    non-array arguments are static (part of the cache key). A value Python needs while
+    tracing (``if x.sum() > 0:``, ``int(n)``, ``np.zeros(n)``, ``x.item()``) is computed
+    from the call's inputs and guarded: a later call whose values differ runs another
+    variant or retraces. Past `max_variants` variants for one argument signature, calls
+    no variant fits run eagerly with a one-time warning (``on_guard_limit="eager"``) or
+    raise TraceError (``"error"``).
 
     torch tensors that require grad under grad mode (and a compiled nn.Module's
     parameters) take part in torch.autograd: `f(w, x).backward()` fills `w.grad`
@@ -102,10 +107,15 @@ def compile(fn=None, *, static_argnames=()):
     if isinstance(static_argnames, str):
         static_argnames = (static_argnames,)
     static_argnames = tuple(static_argnames)
+    if isinstance(max_variants, bool) or not isinstance(max_variants, int) or max_variants < 1:
+        raise ValueError(f"max_variants must be an int of at least 1, got {max_variants!r}")
+    if on_guard_limit not in ("eager", "error"):
+        raise ValueError(f"on_guard_limit must be 'eager' or 'error', got {on_guard_limit!r}")
+    limits = {"max_variants": max_variants, "on_guard_limit": on_guard_limit}
 
     def wrap(f):
         if _is_module(f):
-            return _compile_module(f, static_argnames)
+            return _compile_module(f, static_argnames, **limits)
         nums = ()
         try:
             params = list(inspect.signature(f).parameters.values())
@@ -118,7 +128,7 @@ def compile(fn=None, *, static_argnames=()):
         positional = [p.name for p in params
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         nums = tuple(i for i, n in enumerate(positional) if n in static_argnames)
-        cf = CompiledFunction(f, nums, static_argnames)
+        cf = CompiledFunction(f, nums, static_argnames, **limits)
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
             try:
                 setattr(cf, attr, getattr(f, attr))
@@ -150,7 +160,7 @@ class CompiledModule:
     # CompiledModule[Net] in annotations evaluated at run time (generic in the stubs)
     __class_getitem__ = classmethod(types.GenericAlias)
 
-    def __init__(self, module, static_argnames=()):
+    def __init__(self, module, static_argnames=(), max_variants=8, on_guard_limit="eager"):
         def forward(training, *args, **kwargs):
             return module(*args, **kwargs)
 
@@ -159,7 +169,8 @@ class CompiledModule:
         forward.__name__ = forward.__qualname__ = f"{type(module).__name__}.forward"
         self.module = module
         self._static_argnames = tuple(static_argnames)
-        self._cf = CompiledFunction(forward, (0,), self._static_argnames)
+        self._cf = CompiledFunction(forward, (0,), self._static_argnames, max_variants,
+                                    on_guard_limit)
         self._cf._tj_autograd = _torch_autograd.module_call   # to _RoutedModule below
 
     def __call__(self, *args, **kwargs):
@@ -189,8 +200,8 @@ class _RoutedModule(CompiledModule):
         return self._autograd(self._cf, *args, **kwargs)
 
 
-def _compile_module(module, static_argnames=()):
-    return CompiledModule(module, static_argnames)
+def _compile_module(module, static_argnames=(), **limits):
+    return CompiledModule(module, static_argnames, **limits)
 
 
 def op_table():

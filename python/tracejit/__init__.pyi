@@ -31,6 +31,7 @@ _O = TypeVar("_O")
 
 # a str is one name (compile and grad accept "n" for ("n",))
 _Names = str | Iterable[str]
+_Limit = Literal["eager", "error"]
 # grad's argnums: one position, or several (the gradient is then a tuple)
 _Argnums = int | Sequence[int]
 
@@ -54,7 +55,8 @@ class CompiledModule(Generic[_M]):
     module: _M
     last_retrace: str | None
     last_source: str | None
-    def __init__(self, module: _M, static_argnames: Iterable[str] = ()) -> None: ...
+    def __init__(self, module: _M, static_argnames: Iterable[str] = (), max_variants: int = 8,
+                 on_guard_limit: _Limit = "eager") -> None: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def explain(self, *args: Any, **kwargs: Any) -> Explanation: ...
     # the rest is the underlying CompiledFunction's (CompiledModule.__getattr__)
@@ -75,11 +77,14 @@ class _Compile(Protocol):
 # The module overload comes first: an nn.Module is callable too, and would otherwise
 # become a CompiledFunction[..., Any].
 @overload
-def compile(fn: _M, *, static_argnames: _Names = ()) -> CompiledModule[_M]: ...
+def compile(fn: _M, *, static_argnames: _Names = (), max_variants: int = 8,
+            on_guard_limit: _Limit = "eager") -> CompiledModule[_M]: ...
 @overload
-def compile(fn: Callable[_P, _R], *, static_argnames: _Names = ()) -> CompiledFunction[_P, _R]: ...
+def compile(fn: Callable[_P, _R], *, static_argnames: _Names = (), max_variants: int = 8,
+            on_guard_limit: _Limit = "eager") -> CompiledFunction[_P, _R]: ...
 @overload
-def compile(fn: None = None, *, static_argnames: _Names = ()) -> _Compile: ...
+def compile(fn: None = None, *, static_argnames: _Names = (), max_variants: int = 8,
+            on_guard_limit: _Limit = "eager") -> _Compile: ...
 
 
 # grad(f) takes f's arguments. The gradient has the structure of the differentiated

@@ -3,7 +3,7 @@ and generated sources).
 
 The pass log is the pipeline's (csrc/fuse/pipeline.c): sections opening with a
 `-- <name> ...` line. A graph section's header is `-- <pass> (<n> nodes)`; the others
-(`-- fuse: ...`, `-- memplan: ...`, `-- times: ...`) have a colon. Nothing here knows
+(`-- fuse: ...`, `-- memplan: ...`, `-- times: ...`, `-- guards: ...`) have a colon. Nothing here knows
 the pass names, so a new pass shows up without a change here.
 """
 import html
@@ -37,15 +37,16 @@ class Explanation:
     searches it; IPython prints the text and Jupyter shows collapsible sections.
     ``e.passes`` maps each graph section (the traced graph first, then one per pass)
     to its full text, ``e.unchanged`` names the passes that changed nothing, and
-    ``e.groups``, ``e.memplan``, ``e.times``, ``e.source`` and ``e.tier_source`` hold the
-    other sections (None where the compile had none)."""
+    ``e.groups``, ``e.memplan``, ``e.times``, ``e.guards`` (what the variant assumes:
+    the values Python read while tracing, the constants it read), ``e.source`` and
+    ``e.tier_source`` hold the other sections (None where the compile had none)."""
 
-    __slots__ = ("passes", "unchanged", "groups", "memplan", "times", "source",
+    __slots__ = ("passes", "unchanged", "groups", "memplan", "times", "guards", "source",
                  "tier_source", "text")
 
     def __init__(self, log, source=None, tier_source=None):
         self.passes, self.unchanged, self.source, self.tier_source = {}, (), source, tier_source
-        self.groups = self.memplan = self.times = None
+        self.groups = self.memplan = self.times = self.guards = None
         text, unchanged, prev = [], [], None
         for name, header, body in _sections(log or ()):
             full = "\n".join([header] + body)
@@ -64,6 +65,8 @@ class Explanation:
                 self.memplan = full
             elif name == "times":
                 self.times = header[len("-- times: "):]
+            elif name == "guards":
+                self.guards = full
             text.append(full)
         self.unchanged = tuple(unchanged)
         if source is not None:
@@ -110,6 +113,8 @@ class Explanation:
             section("generated C (TinyCC)", self.source, force_open=False)
         if self.tier_source is not None:
             section("optimizing tier C (gcc)", self.tier_source, force_open=False)
+        if self.guards is not None:
+            section("guards", self.guards)
         if self.times is not None:
             parts.append(f"<p>times: {html.escape(self.times)}</p>")
         return "<div class=\"tracejit-explain\">" + "\n".join(parts) + "</div>"

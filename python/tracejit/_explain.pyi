@@ -7,6 +7,7 @@ class Explanation:
     groups: str | None
     memplan: str | None
     times: str | None
+    guards: str | None
     source: str | None
     tier_source: str | None
     text: str

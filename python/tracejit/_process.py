@@ -29,17 +29,23 @@ def reduce(cf, fn, static_argnames):
     if isinstance(module, str) and isinstance(qualname, str) and "<" not in qualname \
             and _lookup(module, qualname) is cf:
         return qualname
-    return rebuild, (fn, tuple(static_argnames))
+    limits = (getattr(cf, "_max_variants", 8), getattr(cf, "_on_guard_limit", "eager"))
+    if limits == (8, "eager"):
+        return rebuild, (fn, tuple(static_argnames))
+    return rebuild, (fn, tuple(static_argnames)) + limits
 
 
-def rebuild(fn, static_argnames):
-    """The compiled function of fn, one per process for each (fn, static_argnames)."""
+def rebuild(fn, static_argnames, max_variants=8, on_guard_limit="eager"):
+    """The compiled function of fn, one per process for each (fn, static_argnames) and
+    guard limits."""
     from . import compile
-    key = (fn, static_argnames)
+    key = (fn, static_argnames, max_variants, on_guard_limit)
+    opts = {"static_argnames": static_argnames, "max_variants": max_variants,
+            "on_guard_limit": on_guard_limit}
     try:
         return _rebuilt[key]
     except KeyError:
-        cf = _rebuilt[key] = compile(fn, static_argnames=static_argnames)
+        cf = _rebuilt[key] = compile(fn, **opts)
         return cf
     except TypeError:  # an unhashable callable
-        return compile(fn, static_argnames=static_argnames)
+        return compile(fn, **opts)

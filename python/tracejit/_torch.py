@@ -452,6 +452,15 @@ def _torch_function(cls, func, types, args=(), kwargs=None):
     return dispatch(func, args, kwargs)
 
 
+def _sizes(obj):
+    """obj with its traced 0-d integers as the ints they are for this call (each read is
+    a guard of the trace: csrc/trace/concrete.c)."""
+    import operator
+    leaves, tree = _C.tree_flatten(obj)
+    return tree.unflatten([operator.index(o) if isinstance(o, Tracer) and o.ndim == 0 and
+                           np.dtype(_NP_DTYPE.__get__(o)).kind in "iu" else o for o in leaves])
+
+
 def _has_tracer(obj):
     return any(isinstance(o, Tracer) for o in _C.tree_leaves(obj))
 
@@ -498,6 +507,9 @@ def _mode(ref, external):
 
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
+                if (_has_tracer(args) or _has_tracer(kwargs)) and _impl(func) is None:
+                    # torch.zeros(n): a traced Python int as a size, read (and guarded)
+                    args, kwargs = _sizes(args), {k: _sizes(v) for k, v in kwargs.items()}
                 if _has_tracer(args) or _has_tracer(kwargs):
                     return dispatch(func, args, kwargs)      # (refuses random calls)
                 if (self.ref is not None and self.external and _impl(func) is not None and
