@@ -16,6 +16,15 @@ torch eager's (rtol 1e-4) before any timing. The peers are timed in alternating 
 (_harness.interleaved): the table gives each one's median step time and, in
 parentheses, the median of the same-round ratios tracejit/peer.
 
+Cases mlp-bn and mlp-bn-module (issue 16): nn.Sequential(Linear(32, 64),
+BatchNorm1d(64), ReLU(inplace=True), Linear(64, 10)) in training mode, SGD. mlp-bn
+compiles the loss as mlp does (a module whose forward is F.mse_loss(model(X), y): a
+scalar, so the fused route: one compiled graph for the value and the gradients);
+mlp-bn-module compiles the model alone, the loss outside (a non-scalar output: the
+compiled forward, then a pullback that recomputes it). Each step updates BatchNorm's
+running statistics in place; after the first step they are checked against eager's
+(rtol 1e-5: float32 rounding). Target: at most 0.6x torch eager.
+
 Run:  PYTHONPATH=python python benchmarks/bench_train.py [--quick]
       [--json PATH] [--peers tracejit,torch,torch.compile] [--threads N]
 (or through benchmarks/run.py; peers that do not apply here are ignored).
@@ -30,7 +39,12 @@ import numpy as np
 import _harness as H
 
 PEERS = ("tracejit", "torch", "torch.compile")
-TARGET = {"torch": 0.5, "torch.compile": 1.0}
+CASES = ("mlp", "mlp-bn", "mlp-bn-module")
+TARGETS = {"mlp": {"torch": 0.5, "torch.compile": 1.0},
+           "mlp-bn": {"torch": 0.6, "torch.compile": 1.0},
+           "mlp-bn-module": {"torch": 0.6, "torch.compile": 1.0}}
+LABELS = {"mlp": "mlp 128x32-64-10 float32", "mlp-bn": "mlp+bn+relu_, loss compiled",
+          "mlp-bn-module": "mlp+bn+relu_, model compiled"}
 
 
 def loss_numpy(p, X, y):
@@ -55,8 +69,54 @@ def make_data():
     return {k: v.astype(np.float32) for k, v in p.items()}, X, y
 
 
-def build(peer, torch, data):
+def build_bn(peer, torch, data, whole):
+    """mlp-bn's step over a fresh model (whole: the loss compiled, else the model), and
+    what to check: its parameters and its running statistics after the step."""
+    import torch.nn as nn
+    mse = torch.nn.functional.mse_loss
+
+    class Loss(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, X, y):
+            return mse(self.model(X), y)
+    p0, X, y = data
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.BatchNorm1d(64), nn.ReLU(inplace=True),
+                          nn.Linear(64, 10))
+    model.train()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    inner = Loss(model) if whole else model
+    if peer == "tracejit":
+        import tracejit
+        tracejit.set_num_threads(torch.get_num_threads())
+        run = tracejit.compile(inner)
+    elif peer == "torch":
+        run = inner
+    else:
+        run = torch.compile(inner, dynamic=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def step():
+        opt.zero_grad()
+        value = run(Xt, yt) if whole else mse(run(Xt), yt)
+        value.backward()
+        opt.step()
+        return value
+
+    def compiled():
+        ad = getattr(run, "_autograd", None)
+        return ad.compiled() if ad is not None else []
+    step.compiled = compiled
+    return step, dict(model.state_dict())
+
+
+def build(peer, torch, data, case="mlp"):
     """A step function over fresh parameters, and the parameters (to check)."""
+    if case.startswith("mlp-bn"):
+        return build_bn(peer, torch, data, case == "mlp-bn")
     p0, X, y = data
     p = {k: torch.tensor(v, requires_grad=True) for k, v in p0.items()}
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
@@ -94,10 +154,12 @@ def run(opts) -> dict:
     except ImportError as e:
         print(f"torch not installed ({e}); skipped")
         return {"records": [], "failures": []}
-    if opts.cases and "mlp" not in opts.cases.split(","):
+    cases = [c for c in CASES if not opts.cases or c in opts.cases.split(",")]
+    if not cases:
         if getattr(opts, "skip_unmatched", False):
             return {"records": [], "failures": []}
-        raise SystemExit(f"--cases {opts.cases!r} matches no case (this module has: mlp)")
+        raise SystemExit(f"--cases {opts.cases!r} matches no case (this module has: "
+                         f"{', '.join(CASES)})")
     threads = getattr(opts, "threads", 1)
     torch.set_num_threads(threads)
     H.set_openblas_threads(threads)
@@ -106,51 +168,62 @@ def run(opts) -> dict:
         print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
     print(f"torch threads: {torch.get_num_threads()}, OpenBLAS threads: {H.openblas_threads()}")
     data = make_data()
-    ref_step, ref_p = build("torch", torch, data)
+    records, failures, rows = [], [], []
+    for case in cases:
+        rows.append(run_case(case, peers, torch, data, opts, records, failures))
+    print()
+    print(H.markdown_table(["case"] + [f"{p} (tracejit/{p})" if p != "tracejit" else p
+                                       for p in peers], rows, right_from=1))
+    print("\nfirst step (trace + compile + run):")
+    for r in records:
+        print(f"  {r['case']:8s} {r['peer']:14s} {H.fmt_ms(r['first_ns'])}")
+    H.print_failures(failures)
+    return {"records": records, "failures": failures}
+
+
+def run_case(case, peers, torch, data, opts, records, failures):
+    """One case's peers checked against eager after one step, then timed in
+    alternating rounds: its table row."""
+    ref_step, ref_p = build("torch", torch, data, case)
     ref_step()
     want = {k: v.detach().numpy().copy() for k, v in ref_p.items()}
     target_s = 0.3 if opts.quick else 2.0
-    records, failures, steps = [], [], {}
+    steps, mine = {}, []
     for peer in peers:
         try:
-            step, p = build(peer, torch, data)
+            step, p = build(peer, torch, data, case)
             t0 = time.perf_counter_ns()
             step()
             first_ns = time.perf_counter_ns() - t0
-            for k in want:
-                H.check_close(f"{peer} mlp step: {k}", p[k].detach().numpy(), want[k], 1e-4, 1e-5)
+            for k in want:   # parameters (and running statistics: float32 rounding)
+                H.check_close(f"{peer} {case} step: {k}", p[k].detach().numpy(), want[k],
+                              1e-5 if "running" in k else 1e-4, 1e-6 if "running" in k else 1e-5)
             if peer == "tracejit":   # its steady state: the optimizing tier settled
                 for f in step.compiled():
                     if hasattr(f, "tiers") and f.tiers():
                         H.settle_tier(f, step)
             steps[peer] = step
-            records.append({"case": "mlp", "peer": peer, "first_ns": first_ns})
+            mine.append({"case": case, "peer": peer, "first_ns": first_ns})
         except Exception as e:   # reported, not fatal
-            H.failure(peer, "mlp step", e, failures)
+            H.failure(peer, f"{case} step", e, failures)
     # alternating rounds: the ratio is the median of same-round ratios
     # batches of ~2 ms (about ten steps): a training loop runs its steps back to back,
     # so a step should not pay for the cache lines the other peer's step evicted
     m = H.interleaved(steps, target_s * len(steps), batch_s=2e-3) if steps else {"ratios": {}}
-    for r in records:
+    for r in mine:
         r.update(m.get(r["peer"], {}))
-    row = ["mlp 128x32-64-10 float32"]
+    records.extend(mine)
+    row = [LABELS[case]]
     for peer in peers:
         t = m.get(peer, {}).get("median_ns")
         cell = H.fmt_time(t)
         r = m["ratios"].get(peer)
         if peer != "tracejit" and r is not None and "tracejit" in steps:
-            goal = TARGET.get(peer)
+            goal = TARGETS[case].get(peer)
             cell += f" ({H.fmt_ratio(r)}, target {'<=' if peer == 'torch' else '<'} {goal}x " \
                     f"{'met' if (r <= goal if peer == 'torch' else r < goal) else 'NOT met'})"
         row.append(cell)
-    print()
-    print(H.markdown_table(["case"] + [f"{p} (tracejit/{p})" if p != "tracejit" else p
-                                       for p in peers], [row], right_from=1))
-    print("\nfirst step (trace + compile + run):")
-    for r in records:
-        print(f"  {r['peer']:14s} {H.fmt_ms(r['first_ns'])}")
-    H.print_failures(failures)
-    return {"records": records, "failures": failures}
+    return row
 
 
 def main(argv=None) -> int:

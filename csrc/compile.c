@@ -252,12 +252,48 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
             stride *= p->sched.slot_shape[slot][d];
         }
     }
+    if (t->n_writes || t->out_alias) {   /* (n_results, n_hidden: set above) */
+        p->n_writes = t->n_writes;
+        p->write_slot = PyMem_Malloc((size_t)(t->n_writes + 1) * sizeof *p->write_slot);
+        p->out_alias = PyMem_Malloc((size_t)(p->n_results + 1) * sizeof *p->out_alias);
+        if (!p->write_slot || !p->out_alias) { tj_plan_decref(p); return (tj_plan *)PyErr_NoMemory(); }
+        for (int i = 0, k = 0; i < t->n_ext; i++)
+            if (t->ext[i].cur != t->ext[i].root && t->ext[i].back && !t->discard_writes)
+                p->write_slot[k++] = t->ext[i].slot;
+        for (int o = 0; o < p->n_results; o++)
+            p->out_alias[o] = o < p->n_results - p->n_hidden - p->n_writes && t->out_alias
+                                  ? t->out_alias[o] : -1;
+    }
     for (int gi = 0; gi < p->sched.n_groups; gi++) {
         int64_t w = 1;
         for (int d = 0; d < p->sched.groups[gi].ndim; d++) w *= p->sched.groups[gi].shape[d];
         p->work += w * (p->sched.groups[gi].n_nodes + 1);
     }
     return p;
+}
+
+/* The caller's arrays the trace wrote into become outputs after the checks (unless
+ * t->discard_writes), each with the leaf slot it is written back to; a result that is
+ * one of them notes its slot (t->out_alias). 0/-1. */
+static int add_writes(tj_trace *t) {
+    int n_res = t->g.n_out;
+    if (!t->n_ext) return 0;
+    if (!(t->out_alias = PyMem_Malloc((size_t)(n_res ? n_res : 1) * sizeof *t->out_alias))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int o = 0; o < n_res; o++) t->out_alias[o] = -1;
+    for (int i = 0; i < t->n_ext; i++) {
+        tj_extwrite *e = &t->ext[i];
+        if (e->cur == e->root || !e->back || t->discard_writes) continue;
+        e->slot = t->g.nodes[e->root].slot;
+        for (int o = 0; o < n_res; o++)   /* the template's outputs (added before) */
+            if (t->g.outputs[o] == e->cur) t->out_alias[o] = e->slot;
+        tj_error err;
+        if (tj_graph_add_output(&t->g, e->cur, &err) < 0) return tj_error_raise(t->st, &err);
+        t->n_writes++;
+    }
+    return 0;
 }
 
 /* Traces fn for these arguments into t (its graph, the result's template tmpl) and
@@ -301,6 +337,9 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     if (tj_write_check_done(t) < 0) goto done;
     if (tj_template_from_result(tmpl, t, res) < 0) goto done;
     int32_t n_template = t->g.n_out;
+    /* outputs: the template's, the caller's arrays written (add_writes), then what only
+     * the runtime reads: the guards' values and the checks' (g.n_hidden, the tail) */
+    if (add_writes(t) < 0) goto done;
     for (Py_ssize_t i = 0; t->values && i < PyList_GET_SIZE(t->values); i++) {
         PyObject *e = PyList_GET_ITEM(t->values, i);   /* the guards' values, then the checks' */
         if (PyLong_AsLong(PyTuple_GET_ITEM(e, 0)) != TJ_GUARD_VALUE) continue;
@@ -315,7 +354,7 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
         int32_t id = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(t->checks, i), 0));
         if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(st, &err); goto done; }
     }
-    t->g.n_hidden = t->g.n_out - n_template;
+    t->g.n_hidden = t->g.n_out - n_template - t->n_writes;
     t->live = 0;
     *t_trace = now_s();
     tj_compile_progress(t, "optimizing");

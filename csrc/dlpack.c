@@ -155,6 +155,46 @@ int tj_dl_strict_refuses(tj_state *st, PyObject *o) {
     return rg == Py_True;
 }
 
+int tj_dl_write_check(tj_state *st, PyObject *o) {
+    PyObject *rg = st->requires_grad_get ? st->requires_grad_get(o, st->requires_grad_closure)
+                                         : PyObject_GetAttrString(o, "requires_grad");
+    if (!rg) return -1;
+    Py_DECREF(rg);
+    if (rg != Py_True) return 0;
+    PyObject *on = strict_captures ? Py_NewRef(Py_True)
+                                   : PyObject_CallNoArgs(st->torch_grad_enabled);
+    if (!on) return -1;
+    Py_DECREF(on);
+    if (on != Py_True) return 0;     /* under torch.no_grad(): eager writes it too */
+    PyObject *leaf = PyObject_GetAttrString(o, "is_leaf");
+    if (!leaf) return -1;
+    Py_DECREF(leaf);
+    if (leaf == Py_True)
+        PyErr_SetString(PyExc_RuntimeError, "a leaf Variable that requires grad is being used "
+                        "in an in-place operation.");
+    else
+        PyErr_SetString(PyExc_RuntimeError, "tracejit: the compiled function writes in place "
+                        "into a tensor that requires grad, which its autograd route does not "
+                        "differentiate through: write into a tensor that does not require "
+                        "grad, or compute a new one (x = x + v)");
+    return -1;
+}
+
+int tj_dl_bump_versions(tj_state *st, PyObject *const *o, int n) {
+    if (!st->torch_bump) {
+        PyObject *c = PyImport_ImportModule("torch._C");
+        st->torch_bump = c ? PyObject_GetAttrString(c, "_increment_version") : NULL;
+        Py_XDECREF(c);
+        if (!st->torch_bump) return -1;
+    }
+    PyObject *all = PyTuple_New(n);
+    for (int i = 0; all && i < n; i++) PyTuple_SET_ITEM(all, i, Py_NewRef(o[i]));
+    PyObject *r = all ? PyObject_CallOneArg(st->torch_bump, all) : NULL;
+    Py_XDECREF(all);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
 /* A refusal naming the tensor's attribute `attr` (its dtype, device or layout): `fmt`
  * with its repr for %s, in a per-thread buffer (errors only). */
 static const char *refusal(PyObject *o, const char *attr, const char *fmt) {

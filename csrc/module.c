@@ -12,6 +12,7 @@ PyObject *tj_torch_ew(PyObject *m, PyObject *const *args, Py_ssize_t nargs);   /
 PyObject *tj_torch_register(PyObject *m, PyObject *args);
 PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
+PyObject *tj_torch_note_made(PyObject *m, PyObject *o);
 PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_effects_register(PyObject *m, PyObject *swaps);
 PyObject *tj_effects_tracing(PyObject *m, PyObject *unused);
@@ -240,8 +241,12 @@ static PyMethodDef module_methods[] = {
     {"_full", (PyCFunction)(void (*)(void))tj_trace_full, METH_FASTCALL,
      "_full(shape, dtype, value) -> Tracer: a filled array of the current trace"},
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
+    {"_note_made", tj_torch_note_made, METH_O,
+     "_note_made(tensor): torch made it while the current trace runs (never written back)"},
     {"_assign", (PyCFunction)(void (*)(void))tj_torch_assign, METH_FASTCALL,
      "_assign(x, value, what): an in-place write of value into tracer x (returns x)"},
+    {"_discard_writes", tj_write_set_discard, METH_O,
+     "_discard_writes(on) -> previous: traces begun while on write nothing back (autograd)"},
     {"_strict_captures", tj_dl_set_strict, METH_O,
      "_strict_captures(on) -> previous: refuse captured tensors requiring grad (autograd)"},
     {"_ag_scan", (PyCFunction)(void (*)(void))tj_ag_scan, METH_FASTCALL,
@@ -331,7 +336,7 @@ static int state_objects(tj_state *st, PyObject **out[STATE_MAX_OBJECTS]) {
         &st->py_int, &st->py_float, &st->skip_dirs, &st->torch_attrs, &st->trace_call,
         &st->effects, &st->effects_make, &st->autograd_call, &st->grad_capture_error,
         (PyObject **)&st->torch_tensor, &st->torch_grad_enabled, &st->torch_from_numpy,
-        &st->torch_empty, &st->torch_get_default_dtype,
+        &st->torch_empty, &st->torch_get_default_dtype, &st->torch_bump,
         &st->ag_mark_diff, &st->ag_mark_other, &st->ag_str_autograd,
         &st->ag_str_fast, &st->ag_str_mixed, &st->ag_str_value_and_grad, &st->ag_str_grads,
         &st->ag_str_job, &st->ag_str_mark_nd, &st->ag_str_dict, &st->ag_not_scalar,

@@ -366,14 +366,150 @@ static int kernel_errors(replay *r, tj_plan *p) {
     return 0;
 }
 
+/* ---- writes back into the caller's arrays ----------------------------------------- */
+
+/* The position among the call's torch argument views (f->dl) of leaf slot `slot`'s,
+ * in the order bind() takes them. */
+static int dl_index(const tj_plan *p, int slot) {
+    int k = 0;
+    for (int i = 0; i < slot; i++) k += p->slots[i].kind == TJ_SLOT_ARG && p->slots[i].torch;
+    return k;
+}
+
+/* Leaf slot `slot`'s array (an argument or a capture, as bound), its shape and ndim
+ * (NULL when the slot holds no array); k: its dl_index. Borrowed. */
+static PyObject *leaf_array(const replay *r, const tj_plan *p, const tj_flat *f, int slot,
+                            int k, const int64_t **shape, int *ndim) {
+    const tj_slotdesc *d = &p->slots[slot];
+    *shape = NULL;
+    if (d->kind == TJ_SLOT_CAPTURE && d->torch) {
+        *shape = r->cap_view[d->index].shape;
+        *ndim = r->cap_view[d->index].ndim;
+        return r->cap[d->index];
+    }
+    PyObject *o = d->kind == TJ_SLOT_CAPTURE ? r->cap[d->index]
+                : d->kind == TJ_SLOT_ARG ? f->leaves[d->index] : NULL;
+    if (o && d->torch) {   /* an argument: its view */
+        *shape = f->dl[k].shape;
+        *ndim = f->dl[k].ndim;
+    } else if (o && PyArray_Check(o)) {
+        static const int64_t none[1] = {0};
+        *ndim = PyArray_NDIM((PyArrayObject *)o);
+        *shape = *ndim ? (const int64_t *)PyArray_DIMS((PyArrayObject *)o) : none;
+    }
+    return *shape ? o : NULL;
+}
+
+/* The bytes [*lo, *hi) a strided array spans. */
+static void span(const char *data, const int64_t *strides, const int64_t *shape, int ndim,
+                 int64_t item, const char **lo, const char **hi) {
+    int64_t a = 0, b = item;
+    for (int d = 0; d < ndim; d++) {
+        if (!shape[d]) { *lo = *hi = data; return; }
+        int64_t e = (shape[d] - 1) * strides[d];
+        if (e < 0) a += e; else b += e;
+    }
+    *lo = data + a;
+    *hi = data + b;
+}
+
+/* dst[i] = src[i] over a shape, both strided (byte strides; NULL: a 0-d value, read
+ * broadcast). */
+static void copy_strided(char *dst, const int64_t *ds, const char *src, const int64_t *ss,
+                         const int64_t *shape, int ndim, int64_t item) {
+    if (ndim == 0) { memcpy(dst, src, (size_t)item); return; }
+    for (int64_t i = 0; i < shape[0]; i++)
+        copy_strided(dst + i * ds[0], ds + 1, src + (ss ? i * ss[0] : 0), ss ? ss + 1 : NULL,
+                     shape + 1, ndim - 1, item);
+}
+
+/* Whether writing into leaf slot `slot` is what eager's write would do: NumPy's error
+ * for a read-only array, torch's for a leaf that requires grad or a tensor whose
+ * elements share memory; a TraceError where its memory overlaps another array the call
+ * reads (an argument passed twice, overlapping views): eager's writes would be seen
+ * through the other, the compiled code's are not. 0/-1. */
+static int write_allowed(const replay *r, const tj_plan *p, const tj_flat *f, int slot) {
+    const int64_t *shape, *oshape;
+    int ndim, ondim;
+    PyObject *o = leaf_array(r, p, f, slot, dl_index(p, slot), &shape, &ndim);
+    const tj_slotdesc *d = &p->slots[slot];
+    if (!o) { tj_internal_error(p->st, "a written argument holds no array"); return -1; }
+    if (PyArray_Check(o) && !PyArray_ISWRITEABLE((PyArrayObject *)o)) {
+        PyErr_SetString(PyExc_ValueError, "assignment destination is read-only");
+        return -1;
+    }
+    if (d->torch) {
+        if (tj_dl_write_check(p->st, o) < 0) return -1;
+        for (int k = 0; k < ndim; k++)
+            if (shape[k] > 1 && r->S[slot][k] == 0) {
+                PyErr_SetString(PyExc_RuntimeError, "unsupported operation: more than one "
+                                "element of the written-to tensor refers to a single memory "
+                                "location. Please clone() the tensor before performing the "
+                                "operation.");
+                return -1;
+            }
+    }
+    int64_t item = tj_dtype_size(d->dtype);
+    const char *lo, *hi, *olo, *ohi;
+    span(r->P[slot], r->S[slot], shape, ndim, item, &lo, &hi);
+    for (int i = 0, k = 0; i < p->n_leaf_slots && lo < hi; k += p->slots[i].kind == TJ_SLOT_ARG &&
+                                                            p->slots[i].torch, i++) {
+        if (i == slot || !leaf_array(r, p, f, i, k, &oshape, &ondim)) continue;
+        span(r->P[i], r->S[i], oshape, ondim, tj_dtype_size(p->slots[i].dtype), &olo, &ohi);
+        if (olo < ohi && olo < hi && lo < ohi) {
+            PyErr_SetString(p->st->TraceError,
+                            "the compiled function writes into an array whose memory another "
+                            "array it reads shares (the same array passed twice, overlapping "
+                            "views, an argument that is also a captured array): eager's write "
+                            "would be seen through the other, which tracejit does not follow; "
+                            "pass separate arrays (x.copy())");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The new contents of the caller's arrays the function wrote into, copied into their
+ * memory (after every check: nothing is written when one fails). Contents that are
+ * another argument's (`a[...] = b`) are copied first, before any argument changes. */
+static int write_back(const replay *r, const tj_plan *p, const tj_flat *f) {
+    const tj_schedule *s = &p->sched;
+    int first = p->n_results - p->n_hidden - p->n_writes;   /* after the template's */
+    for (int w = 0; w < p->n_writes; w++)
+        if (write_allowed(r, p, f, p->write_slot[w]) < 0) return -1;
+    for (int pass = 0; pass < 2; pass++)
+        for (int w = 0; w < p->n_writes; w++) {
+            int src = s->out_slot_of[first + w], dst = p->write_slot[w];
+            const int64_t *shape;
+            int ndim;
+            if ((src < p->n_leaf_slots) != (pass == 0)) continue;
+            leaf_array(r, p, f, dst, dl_index(p, dst), &shape, &ndim);
+            copy_strided(r->P[dst], r->S[dst], r->P[src], r->S[src], shape, ndim,
+                         tj_dtype_size(p->slots[dst].dtype));
+        }
+    PyObject *torch_written[TJ_STACK_SLOTS];   /* their version counters, in one call */
+    int n = 0;
+    for (int w = 0; w < p->n_writes; w++) {
+        const int64_t *shape;
+        int ndim, slot = p->write_slot[w];
+        if (p->slots[slot].torch && n < TJ_STACK_SLOTS)
+            torch_written[n++] = leaf_array(r, p, f, slot, dl_index(p, slot), &shape, &ndim);
+        if (n == TJ_STACK_SLOTS || (n && w == p->n_writes - 1)) {
+            if (tj_dl_bump_versions(p->st, torch_written, n) < 0) return -1;
+            n = 0;
+        }
+    }
+    return 0;
+}
+
 /* The results in template order (a result returned twice is one array; one returned
  * also as an input's alias is copied), converted to their library, as the template's
  * structure. New reference; NULL + exception. */
-static PyObject *finish(replay *r, tj_plan *p) {
+static PyObject *finish(replay *r, tj_plan *p, const tj_flat *f) {
     const tj_schedule *s = &p->sched;
     PyObject **by_pos = r->by_pos;
     for (int c = 0; c < p->n_checks; c++) {   /* the trace's checks, read in their slots */
-        int slot = s->out_slot_of[p->n_results - p->n_checks + c];
+        int slot = s->out_slot_of[p->n_results - p->n_checks + c];   /* the last outputs */
         if (!*(const unsigned char *)r->P[slot]) {
             PyObject *pair = PyTuple_GET_ITEM(p->check_msgs, c);
             PyObject *cls = PyTuple_GET_ITEM(pair, 0), *msg = PyTuple_GET_ITEM(pair, 1);
@@ -385,8 +521,18 @@ static PyObject *finish(replay *r, tj_plan *p) {
             if (!text || PyErr_WarnEx(cls, text, 1) < 0) return NULL;
         }
     }
-    for (int o = 0; o < p->n_results - p->n_hidden; o++) {
+    if (p->n_writes && write_back(r, p, f) < 0) return NULL;
+    for (int o = 0; o < p->n_results - p->n_hidden - p->n_writes; o++) {
         int same = s->out_same_as ? s->out_same_as[o] : -1;
+        const int64_t *shape;
+        int ndim;
+        PyObject *arr = p->out_alias && p->out_alias[o] >= 0 && !p->out_conv
+                            ? leaf_array(r, p, f, p->out_alias[o], dl_index(p, p->out_alias[o]),
+                                         &shape, &ndim) : NULL;
+        if (arr) {   /* a written array of the caller's returned: eager hands out itself */
+            by_pos[o] = arr;
+            continue;
+        }
         by_pos[o] = same >= 0 ? by_pos[same] : r->outs[s->out_slot_of[o] - s->first_out];
         if (same != -2) continue;
         if (p->out_lib == TJ_LIB_TORCH) {
@@ -406,7 +552,7 @@ static PyObject *finish(replay *r, tj_plan *p) {
     if (p->out_conv) {   /* another DLPack producer's arrays: its from_dlpack */
         if (!(r->conv = PyMem_Calloc((size_t)p->n_results + 1, sizeof *r->conv)))
             return PyErr_NoMemory();
-        for (int o = 0; o < p->n_results - p->n_hidden; o++) {
+        for (int o = 0; o < p->n_results - p->n_hidden - p->n_writes; o++) {
             int same = s->out_same_as ? s->out_same_as[o] : -1;
             r->conv[o] = same >= 0 ? Py_NewRef(r->conv[same])
                                    : PyObject_CallOneArg(p->out_conv, by_pos[o]);
@@ -427,7 +573,7 @@ int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reas
         if (bind(&r, p, f) == 0 && allocate(&r, p) == 0 && launch(&r, p) == 0 &&
             (p->first_value == p->n_guards ||
              (rc = tj_guards_check_values(p, (void *const *)r.P, reason)) == 0))
-            rc = kernel_errors(&r, p) == 0 && (*result = finish(&r, p)) ? 0 : -1;
+            rc = kernel_errors(&r, p) == 0 && (*result = finish(&r, p, f)) ? 0 : -1;
     }
     replay_release(&r, p);
     return rc;
@@ -451,6 +597,8 @@ void tj_plan_decref(tj_plan *p) {
     PyMem_Free(p->hidden_off);
     Py_XDECREF(p->out_conv);
     PyMem_Free(p->out_strides);
+    PyMem_Free(p->write_slot);
+    PyMem_Free(p->out_alias);
     PyMem_Free(p->cap_shape);
     PyMem_Free(p->cap_ndim);
     PyMem_Free(p->consts);

@@ -54,6 +54,7 @@ struct tj_state {
     PyObject *torch_dtypes[TJ_NDTYPES];
     PyObject *torch_grad_enabled;   /* torch.is_grad_enabled */
     PyObject *torch_from_numpy, *torch_empty, *torch_get_default_dtype;
+    PyObject *torch_bump;           /* torch._C._increment_version (a replay's writes) */
     /* the autograd route's constants (ad/torch_route.c): key markers compared by
      * identity, attribute names, and what it finds lazily in tracejit and torch */
     PyObject *ag_mark_diff, *ag_mark_other;
@@ -112,6 +113,14 @@ long long tj_env_int(const char *name, long long dflt);
 /* ---- tracing (csrc/trace/tracer.c, csrc/trace/dispatch.c) ----------------- */
 /* A Trace owns the graph being built; each Tracer refers to one node of it. */
 #define TJ_MAX_RNG 8   /* generators one trace may draw from */
+/* An array of the caller's (an argument: an INPUT node, or a captured array: a CAPTURE
+ * node) the function writes into: `root` is its leaf, `cur` the node of its contents
+ * now (root until the first write). A Tracer whose node is `cur` stands for the array
+ * itself: a write always makes a node no other Tracer holds (csrc/trace/write.c). At
+ * the end of the trace each written one becomes an output the replay writes back into
+ * the caller's memory (tj_plan.writes), unless the trace made it (back 0: a tensor a
+ * torch factory returned while tracing, a constant of the trace; tj_trace.made). */
+typedef struct { int32_t root, cur; int back, slot; } tj_extwrite;
 typedef struct {
     PyObject_HEAD
     tj_state *st;            /* borrowed: its type holds the module */
@@ -142,6 +151,16 @@ typedef struct {
     PyObject *values;        /* NULL or list of the values Python read (concrete.c): per
                                 guard (kind, where, mode, dtype, recorded, label, shown,
                                 cmp: None or (op, constant on the left, constant)) */
+    tj_extwrite *ext;        /* the caller's arrays the trace writes into (write.c) */
+    int32_t n_ext, cap_ext;
+    int32_t *out_alias;      /* per result output: the leaf slot of the caller's array it
+                                is (the written contents of one), or -1 (trace_passes) */
+    int32_t n_writes;        /* outputs written back, after the results (before
+                                the guards' values and the checks) */
+    PyObject *made;          /* NULL or list: tensors torch factories made while tracing
+                                (_C._note_made), which no caller sees */
+    int discard_writes;      /* the writes are not written back: a recomputation (the
+                                autograd route's pullback) of a call that wrote them */
     double started, progress_after;   /* a long compile's progress (tj_compile_progress): */
     int progress_noted;               /* after progress_after s (< 0: never), noted once */
 } tj_trace;
@@ -212,6 +231,13 @@ int tj_write_setitem(PyObject *x, PyObject *key, PyObject *value);
 PyObject *tj_write_out(PyObject *out, PyObject *result, const char *what);
 /* At the end of tracing: -1 with TraceError when a `c[k] op= v` never stored into c. */
 int tj_write_check_done(tj_trace *t);
+/* The node of a captured array's contents now: its leaf `leaf`, or what the trace wrote
+ * into it (tj_extwrite's cur). */
+int32_t tj_write_current(const tj_trace *t, int32_t leaf);
+/* _C._discard_writes(on) -> previous: traces begun on this thread while it is on write
+ * nothing back (tj_trace.discard_writes); tj_write_discarding reads it. */
+PyObject *tj_write_set_discard(PyObject *m, PyObject *arg);
+int tj_write_discarding(void);
 /* Converts an operand (Tracer, ndarray, numpy scalar, Python scalar) to a node id
  * of t; arrays are captured. -1 + exception. */
 int32_t tj_operand(tj_trace *t, PyObject *o);
@@ -416,6 +442,15 @@ int tj_dl_strict_refuses(tj_state *st, PyObject *o);
 int tj_dl_grad_leaf(tj_state *st, PyObject *o);
 /* 1 when o is a torch tensor of one float32/float64 CPU element equal to 1; else 0. */
 int tj_dl_is_one(tj_state *st, PyObject *o);
+/* Before a replay writes into the torch tensor o (an argument or a captured tensor
+ * written by the function): torch's RuntimeError where eager's in-place write raises (a
+ * leaf that requires grad, under grad mode or in _torch_autograd's compiled pieces,
+ * which run with it off), or one where the autograd route would not see the write (a
+ * non-leaf that requires grad there). 0; -1 + exception. */
+int tj_dl_write_check(tj_state *st, PyObject *o);
+/* After it: the version counters of the n tensors o[] bumped, as torch's in-place
+ * operations do (autograd's saved-tensor checks see the write). 0; -1 + exception. */
+int tj_dl_bump_versions(tj_state *st, PyObject *const *o, int n);
 /* A zero-copy ndarray of another DLPack producer's array (numpy.from_dlpack). New ref. */
 PyObject *tj_dl_to_numpy(tj_state *st, PyObject *o);
 /* A fresh C-contiguous torch tensor; *data receives its memory. New reference. */
@@ -615,6 +650,12 @@ typedef struct tj_plan {
     int64_t *hidden_off;         /* per output slot: its offset there */
     int64_t hidden_bytes;
     PyObject *out_conv;          /* TJ_LIB_DLPACK: ndarray -> that library, or NULL */
+    int n_writes;                /* outputs [n_results - n_hidden - n_writes, n_results -
+                                    n_hidden), after the template's: the new contents of the
+                                    caller's arrays, written back in place */
+    int32_t *write_slot;         /* per write: the leaf slot (argument or capture) it goes to */
+    int32_t *out_alias;          /* NULL or per output: a leaf slot whose array it is (a
+                                    written argument returned: handed out itself), or -1 */
     int64_t (*out_strides)[TJ_MAXDIM];   /* output slots: contiguous byte strides */
     char *scratch_cache;         /* the scratch block, kept between calls */
     int scratch_busy;            /* a call (maybe without the GIL) is using it */

@@ -470,3 +470,31 @@ def test_random_programs_past_the_limit_stay_eager_correct():
                 n = int(rng.integers(0, 6))
                 np.testing.assert_array_equal(f(y, n), ns["prog"](y, n), err_msg=src)
         assert f.cache_info().variants <= 2
+
+
+def test_a_branch_and_a_write_into_the_argument():
+    # outputs: the result, the written argument's new contents, then the guard's value;
+    # a variant whose guard fails writes nothing, the one that holds writes once
+    def f(a, b):
+        if b.sum() > 0:
+            a += b
+        else:
+            a -= 2 * b
+        return a * 3, b.max()
+
+    def run(fn, a, b):
+        a = a.copy()
+        r = fn(a, b)
+        return a, r
+
+    g = tracejit.compile(f)
+    rng = np.random.default_rng(5)
+    for i in range(6):
+        a = rng.standard_normal(7)
+        b = rng.standard_normal(7) + (1.5 if i % 2 else -1.5)
+        want_a, (want_r, want_m) = run(f, a, b)
+        got_a, (got_r, got_m) = run(g, a, b)
+        np.testing.assert_array_equal(got_a, want_a)
+        np.testing.assert_array_equal(got_r, want_r)
+        assert got_m == want_m
+    assert g.cache_info().variants == 2

@@ -153,15 +153,15 @@ def test_result_type_is_numpys(name):
             assert_matches_numpy(g, e, exact=False, inputs=[arg])
 
 
-def test_an_argument_written_in_place_is_refused_whatever_its_0d_kind():
-    """A 0-d argument is an array: `+=` on it would write the caller's array."""
+def test_a_0d_argument_written_in_place_is_the_callers_array():
+    """A 0-d argument is an array: `+=` writes the caller's array and returns it."""
     def f(z):
         z += 1.0
         return z
 
-    with pytest.raises(tracejit.TraceError, match=r"the in-place operator `\+=` writes into "
-                       r"a traced array, .*: it is an argument of the compiled function"):
-        tracejit.compile(f)(np.array(0.5))
+    z = np.array(0.5)
+    r = tracejit.compile(f)(z)
+    assert r is z and z == 1.5
 
 
 @pytest.mark.parametrize("arg", [3.0, np.array(3.0), np.float64(3.0)], ids=type)

@@ -43,6 +43,12 @@ def assert_params_close(ours, ref, rtol=1e-4, atol=1e-5):
         torch.testing.assert_close(p, q, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
 
 
+def assert_buffers_close(ours, ref, rtol=1e-5, atol=1e-6):
+    """Running statistics agree within float32 rounding; counts exactly."""
+    for (name, b), c in zip(ours.named_buffers(), ref.buffers()):
+        torch.testing.assert_close(b, c, rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
+
+
 def check_model(model, batches, loss_fn, steps=20, **kw):
     torch.manual_seed(0)
     f, ours, ref = train_both(model, batches, loss_fn, steps, **kw)
@@ -388,7 +394,9 @@ def test_gpt_trains_as_eager():
 
 # ---- normalization, attention modules, errors --------------------------------------------
 
-def test_batchnorm_convnet_inference_and_training_refusal():
+def test_batchnorm_convnet_inference_and_training_with_running_stats():
+    """In training mode BatchNorm updates running_mean, running_var and
+    num_batches_tracked in place at every call, as eager does; eval() then reads them."""
     torch.manual_seed(0)
     m = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
@@ -401,9 +409,10 @@ def test_batchnorm_convnet_inference_and_training_refusal():
     with torch.no_grad():
         torch.testing.assert_close(f(x), m(x))
     m.train()
-    with pytest.raises(tracejit.TraceError, match=r"(?s)torch\.nn\.BatchNorm2d\.forward.*"
-                                                  r"running statistics in place"):
-        f(x)
+    f, ours, ref = train_both(m, images((4, 3, 8, 8), 4), F.cross_entropy, steps=5)
+    assert_params_close(ours, ref)
+    assert_buffers_close(ours, ref)
+    assert int(ours[1].num_batches_tracked) == 5
 
 
 def test_batchnorm_without_running_stats_trains_as_eager():
@@ -448,7 +457,7 @@ def test_transformer_decoder_layer_batch_first():
 def test_dcgan_style_nets_with_inplace_activations():
     """ConvTranspose2d + BatchNorm (eval) + ReLU(inplace=True), and Conv2d +
     LeakyReLU(inplace=True): a layer's result is a new tensor, so the in-place activation
-    after it is eager's; training mode refuses batch norm's running statistics."""
+    after it is eager's."""
     torch.manual_seed(0)
     g = nn.Sequential(nn.ConvTranspose2d(6, 8, 4, 1, 0, bias=False), nn.BatchNorm2d(8),
                       nn.ReLU(True), nn.ConvTranspose2d(8, 3, 4, 2, 1, bias=False), nn.Tanh())
@@ -493,3 +502,117 @@ def test_refusal_inside_a_torch_module_names_the_module():
                              r"reached inside torch\.nn\.Upsample\.forward"):
         with torch.no_grad():
             tracejit.compile(m)(torch.randn(1, 2, 4, 4))
+
+
+# ---- pytorch/examples' dcgan and mnist_rnn: BatchNorm's running statistics in training --
+
+def _dcgan(nz=8, ngf=4, ndf=4, nc=3):
+    """dcgan/main.py's Generator and Discriminator (their widths scaled down)."""
+    g = nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+
+    class Discriminator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.main = nn.Sequential(
+                nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+
+        def forward(self, input):
+            return self.main(input).view(-1, 1).squeeze(1)
+
+    def weights_init(m):
+        if m.__class__.__name__.find("Conv") != -1:
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif m.__class__.__name__.find("BatchNorm") != -1:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    d = Discriminator()
+    g.apply(weights_init)
+    d.apply(weights_init)
+    return g, d
+
+
+def test_dcgan_training_steps_as_eager():
+    """dcgan/main.py's loop: D on real, on fake.detach(), G through D(fake), Adam; each
+    call of D in training mode updates its running statistics, as eager's."""
+    torch.manual_seed(0)
+    nets = _dcgan()
+    runs = []
+    for compiled in (False, True):
+        g, d = copy.deepcopy(nets)
+        rg, rd = (tracejit.compile(g), tracejit.compile(d)) if compiled else (g, d)
+        opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        losses = []
+        for step in range(3):
+            gen = torch.Generator().manual_seed(step)
+            real = torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1
+            noise = torch.randn(2, 8, 1, 1, generator=gen)
+            d.zero_grad()
+            label = torch.full((2,), 1.0)
+            err_real = F.binary_cross_entropy(rd(real), label)
+            err_real.backward()
+            fake = rg(noise)
+            label.fill_(0.0)
+            err_fake = F.binary_cross_entropy(rd(fake.detach()), label)
+            err_fake.backward()
+            opt_d.step()
+            g.zero_grad()
+            label.fill_(1.0)
+            err_g = F.binary_cross_entropy(rd(fake), label)
+            err_g.backward()
+            opt_g.step()
+            losses.append([err_real.item(), err_fake.item(), err_g.item()])
+        runs.append((losses, g.state_dict(), d.state_dict()))
+    (want, *ref), (got, *ours) = runs
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-5, atol=1e-6)
+    for a, b in zip(ref, ours):
+        for name in a:                           # parameters and running statistics
+            torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5,
+                                       msg=lambda m: f"{name}: {m}")
+    assert int(ours[1]["main.3.num_batches_tracked"]) == 9
+
+
+class MnistRNN(nn.Module):
+    """mnist_rnn/main.py's Net (its dropouts set to 0 for an exact comparison)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(input_size=28, hidden_size=64, batch_first=True)
+        self.batchnorm = nn.BatchNorm1d(64)
+        self.dropout1 = nn.Dropout(0.0)
+        self.dropout2 = nn.Dropout(0.0)
+        self.fc1 = nn.Linear(64, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, input):
+        input = input.reshape(-1, 28, 28)
+        output, hidden = self.rnn(input)
+        output = output[:, -1, :]
+        output = self.batchnorm(output)
+        output = self.dropout1(output)
+        output = F.relu(self.fc1(output))
+        output = self.dropout2(output)
+        return F.log_softmax(self.fc2(output), dim=1)
+
+
+def test_mnist_rnn_trains_with_running_stats_as_eager():
+    torch.manual_seed(0)
+    f, ours, ref = train_both(MnistRNN(), images((4, 1, 28, 28)), F.nll_loss, steps=3,
+                              opt=torch.optim.Adadelta, lr=0.1)
+    assert_params_close(ours, ref)
+    assert_buffers_close(ours, ref)
+    assert int(ours.batchnorm.num_batches_tracked) == 3

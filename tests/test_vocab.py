@@ -107,10 +107,10 @@ def test_nan_to_num_copy_false_passes_integers_through(dtype):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_nan_to_num_copy_false_on_floats_writes_into_x(dtype):
     f = tracejit.compile(lambda a: np.nan_to_num(a, copy=False))
-    msg = _msg(tracejit.TraceError, f, _special(dtype))
-    assert "numpy.nan_to_num(x, copy=False) writes into a traced array" in msg
-    assert "it is an argument of the compiled function" in msg
-    assert "test_vocab.py" in msg
+    x, want = _special(dtype), _special(dtype)
+    r = f(x)
+    assert r is x
+    np.testing.assert_array_equal(x, np.nan_to_num(want, copy=False))
 
     def fresh(a):
         b = a * 1

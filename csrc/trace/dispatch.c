@@ -276,13 +276,11 @@ static int32_t capture_array(tj_trace *t, PyArrayObject *a) {
                      (PyObject *)PyArray_DESCR(a), PyArray_NDIM(a), TJ_MAXDIM);
         return -1;
     }
-    /* The same array read twice is one slot. */
+    /* The same array read twice is one slot; after a write, its written contents. */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->captures); i++) {
         PyObject *c = PyList_GET_ITEM(t->captures, i);
-        if (PyTuple_GET_ITEM(c, 3) == (PyObject *)a) {
-            int32_t id = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(c, 4));
-            return id;
-        }
+        if (PyTuple_GET_ITEM(c, 3) == (PyObject *)a)   /* its contents now */
+            return tj_write_current(t, (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(c, 4)));
     }
     PyObject *src = tj_capture_source(t, (PyObject *)a);
     if (!src) return -1;

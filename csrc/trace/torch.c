@@ -16,7 +16,8 @@
 int32_t tj_capture_torch(tj_trace *t, PyObject *o) {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->captures); i++) {
         PyObject *c = PyList_GET_ITEM(t->captures, i);
-        if (PyTuple_GET_ITEM(c, 3) == o) return (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(c, 4));
+        if (PyTuple_GET_ITEM(c, 3) == o)   /* its contents now (csrc/trace/write.c) */
+            return tj_write_current(t, (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(c, 4)));
     }
     tj_dlview v;
     const char *why = NULL;
@@ -185,6 +186,16 @@ PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
                               "and used after the compiled function returned");
     int32_t id = tj_operand(t, args[1]);
     return id < 0 ? NULL : tj_tracer_new(t, id);
+}
+
+/* _note_made(tensor): a tensor torch made while the current trace runs (_torch's
+ * mode): a write into it is the trace's own, never written back (tj_extwrite). */
+PyObject *tj_torch_note_made(PyObject *m, PyObject *o) {
+    tj_trace *t = tj_trace_current();
+    if (!t || !t->live) Py_RETURN_NONE;
+    if (!t->made && !(t->made = PyList_New(0))) return NULL;
+    if (PyList_Append(t->made, o) < 0) return NULL;
+    Py_RETURN_NONE;
 }
 
 /* _assign(x, value, what): tj_tracer_assign, for torch's in-place methods

@@ -16,6 +16,8 @@ static void trace_dealloc(tj_trace *t) {
     PyObject_GC_UnTrack(t);
     tj_graph_free(&t->g);
     PyMem_Free(t->holders);
+    PyMem_Free(t->ext);
+    PyMem_Free(t->out_alias);
     Py_CLEAR(t->pending);
     Py_CLEAR(t->pending_error);
     Py_CLEAR(t->refusal);
@@ -25,6 +27,7 @@ static void trace_dealloc(tj_trace *t) {
     Py_CLEAR(t->rng_keyfns);
     Py_CLEAR(t->checks);
     Py_CLEAR(t->values);
+    Py_CLEAR(t->made);
     Py_CLEAR(t->fn);
     tp->tp_free((PyObject *)t);
     Py_DECREF(tp);
@@ -39,6 +42,7 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(t->rng_keyfns);
     Py_VISIT(t->checks);
     Py_VISIT(t->values);
+    Py_VISIT(t->made);
     Py_VISIT(t->fn);
     return 0;
 }
@@ -53,6 +57,7 @@ static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->rng_keyfns);
     Py_CLEAR(t->checks);
     Py_CLEAR(t->values);
+    Py_CLEAR(t->made);
     Py_CLEAR(t->fn);
     return 0;
 }
@@ -76,6 +81,12 @@ PyObject *tj_trace_new(tj_state *st, PyObject *fn) {
     t->torch = 0;
     t->holders = NULL;
     t->cap_holders = 0;
+    t->ext = NULL;
+    t->n_ext = t->cap_ext = 0;
+    t->discard_writes = tj_write_discarding();
+    t->made = NULL;
+    t->out_alias = NULL;
+    t->n_writes = 0;
     t->refusal = NULL;
     t->pending = t->pending_error = NULL;
     t->pending_root = -1;

@@ -2,9 +2,14 @@
  * `x[key] = v` compute x's new contents as a new node and rebind x's Tracer object to
  * it. That is eager's semantics exactly where nothing else sees x's memory: no other
  * Tracer stands for x's node or for any view in its alias family (the node a chain of
- * views and detaches starts from, and every view of it), and that family starts from
- * no argument or captured array. Everywhere else the write raises TraceError naming
- * the write and the reason (write_refusal).
+ * views and detaches starts from, and every view of it). Everywhere else the write
+ * raises TraceError naming the write and the reason (write_refusal).
+ * The caller's arrays: a write into an argument itself, or into a tensor the function
+ * reads from outside (a module's buffer, a closure's or global's tensor: lifted by
+ * _torch's mode), is the same rebinding, and the array's entry in t->ext records its
+ * contents now (tj_extwrite): reads of the capture later in the trace see them, and at
+ * the end of the trace they become an output the replay writes back into the caller's
+ * memory (csrc/runtime.c). A write through a view of such an array is refused.
  * Contract: an assignment's positions come from NumPy's own indexing of an index map
  * (duplicates: the last write wins; NumPy's IndexErrors), its value is broadcast and
  * cast to x's dtype as NumPy's setitem does (unsafe casting), and the result is one
@@ -28,7 +33,7 @@ static int held(const tj_trace *t, int32_t id) {
 /* Why writing into x would not be eager's by rebinding its Tracer, or NULL. `ignore`:
  * a Tracer the write reads and then drops (its value is read before the write, as
  * NumPy's overlap rule does), or NULL. Sets *err (MemoryError raised) on failure. */
-static const char *write_refusal(tj_tracer *x, PyObject *ignore, int *err) {
+static const char *write_refusal(tj_tracer *x, PyObject *ignore, int ext, int *err) {
     tj_trace *t = x->trace;
     const tj_graph *g = &t->g;
     *err = 0;
@@ -36,18 +41,22 @@ static const char *write_refusal(tj_tracer *x, PyObject *ignore, int *err) {
     while (aliases(&g->nodes[root])) root = g->nodes[root].in[0];
     const tj_node *r = &g->nodes[root];
     int view = root != x->id;
-    if (r->op == TJ_OP_INPUT)
-        return view ? "it is a view of an argument of the compiled function, so the caller's "
-                      "array would change"
-                    : "it is an argument of the compiled function, so the caller's array would "
-                      "change";
-    if (tj_ops[r->op].kind == TJ_K_LEAF)
+    if (r->op == TJ_OP_INPUT && view)
+        return "it is a view of an argument of the compiled function (tracejit writes into an "
+               "argument itself, `a[...] = v`, `a += v`, a.add_(v), not yet through a view of "
+               "it)";
+    if (tj_ops[r->op].kind == TJ_K_LEAF && view && r->op == TJ_OP_CAPTURE)
+        return "it is a view of an array the function reads from outside (tracejit writes into "
+               "such an array itself, not yet through a view of it)";
+    if (tj_ops[r->op].kind == TJ_K_LEAF && !ext)
         return view ? "it is a view of an array the function reads from outside (a closure, a "
                       "global, a module's parameter or buffer), which is not traced"
                     : "it is an array the function reads from outside (a closure, a global, a "
                       "module's parameter or buffer) or made by a factory, which are not traced";
     if (held(t, x->id) - (ignore && ((tj_tracer *)ignore)->id == x->id) > 1)
-        return "another traced value shares its memory";
+        return ext ? "another traced value stands for the same array (an older reference "
+                     "that would see the write too)"
+                   : "another traced value shares its memory";
     /* the family: root and every node aliasing a member (operands precede their users) */
     uint8_t *member = PyMem_Calloc((size_t)(g->n - root), 1);
     if (!member) { PyErr_NoMemory(); *err = 1; return NULL; }
@@ -72,13 +81,69 @@ static int32_t alias_root(const tj_graph *g, int32_t id) {
     return id;
 }
 
+/* Whether capture node id holds a tensor a torch factory made while tracing. */
+static int made_in_trace(const tj_trace *t, int32_t id) {
+    for (Py_ssize_t i = 0; t->made && i < PyList_GET_SIZE(t->captures); i++) {
+        PyObject *c = PyList_GET_ITEM(t->captures, i);
+        if (PyLong_AsLong(PyTuple_GET_ITEM(c, 4)) != id) continue;
+        PyObject *o = PyTuple_GET_ITEM(c, 3);
+        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(t->made); k++)
+            if (PyList_GET_ITEM(t->made, k) == o) return 1;
+        return 0;
+    }
+    return 0;
+}
+
+/* The entry of t->ext x stands for: the caller's array itself (x's node is an entry's
+ * cur, or an argument's or capture's leaf, whose entry is made now). -1 none; -2 +
+ * MemoryError. */
+static int ext_entry(tj_trace *t, const tj_tracer *x) {
+    for (int i = 0; i < t->n_ext; i++)
+        if (t->ext[i].cur == x->id) return i;
+    const tj_node *n = &t->g.nodes[x->id];
+    if (n->op != TJ_OP_INPUT && n->op != TJ_OP_CAPTURE) return -1;
+    for (int i = 0; i < t->n_ext; i++)
+        if (t->ext[i].root == x->id) return -1;   /* a Tracer of its contents before a write */
+    if (t->n_ext == t->cap_ext) {
+        int cap = t->cap_ext ? 2 * t->cap_ext : 8;
+        tj_extwrite *e = PyMem_Realloc(t->ext, (size_t)cap * sizeof *e);
+        if (!e) { PyErr_NoMemory(); return -2; }
+        t->ext = e;
+        t->cap_ext = cap;
+    }
+    t->ext[t->n_ext] = (tj_extwrite){x->id, x->id, !(n->op == TJ_OP_CAPTURE && made_in_trace(t, x->id))};
+    return t->n_ext++;
+}
+
+/* Set (per thread) while _torch_autograd traces a piece that recomputes a call whose
+ * writes its forward already made (the pullback): read by tj_trace_new. */
+static _Thread_local int discarding;
+
+PyObject *tj_write_set_discard(PyObject *m, PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    int old = discarding;
+    discarding = on;
+    return PyBool_FromLong(old);
+}
+
+int tj_write_discarding(void) { return discarding; }
+
+int32_t tj_write_current(const tj_trace *t, int32_t leaf) {
+    for (int i = 0; i < t->n_ext; i++)
+        if (t->ext[i].root == leaf) return t->ext[i].cur;
+    return leaf;
+}
+
 /* Raises the refusal of `what` into x. -1, or 0 where the write is eager's, or where
  * x is c[k] of `c[k] op= v` (aug): eager's in-place operator writes c[k]'s memory and
  * the store that follows writes the same values into c, so x's new value is rebound
  * and the store, checked as any assignment, carries the write; until it comes x is
- * pending, and a trace it never comes to is refused (tj_write_check_done). */
-static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int aug) {
+ * pending, and a trace it never comes to is refused (tj_write_check_done). *ext: the
+ * t->ext entry x stands for, or -1. */
+static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int aug, int *ext) {
     tj_trace *t = x->trace;
+    if ((*ext = ext_entry(t, x)) == -2) return -1;
     const tj_node *n = &t->g.nodes[x->id];
     for (int d = 0; n->op == TJ_OP_VIEW && d < n->ndim; d++) {
         if (n->perm[d] != -1 || n->shape[d] < 2) continue;   /* a broadcast dim */
@@ -94,7 +159,7 @@ static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int au
     int err;
     /* a temporary (only the caller's stack holds it: `b[1:] = b[:-1]`) dies after */
     PyObject *ignore = value && tj_is_tracer(value) && Py_REFCNT(value) == 1 ? value : NULL;
-    const char *why = write_refusal(x, ignore, &err);
+    const char *why = write_refusal(x, ignore, *ext >= 0, &err);
     if (err) return -1;
     if (!why) return 0;
     aug = aug && !t->pending && tj_user_augmented_subscript(t->st);
@@ -102,6 +167,7 @@ static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int au
     tj_trace_error(t->st, "%s writes into a traced array, which tracejit cannot do yet where other "
                    "arrays would see the write: %s. Compute a new value instead (y = x + v, or "
                    "np.where(mask, v, x))", what, why);
+    *ext = -1;
     if (!aug) return -1;
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
@@ -141,10 +207,19 @@ static const char *torch_dtype_name(int dt) {
 }
 
 /* x's Tracer now stands for the value `r` (a Tracer of x's shape and dtype). A view
- * or leaf is copied first: x then owns its memory, so later writes need no family. */
-static int rebind(tj_trace *t, tj_tracer *x, PyObject *r) {
+ * or leaf is copied first: x then owns its memory, so later writes need no family. A
+ * caller's array (ext >= 0: its t->ext entry) always gets a node of its own, its
+ * entry's cur: no other Tracer stands for it. */
+static int rebind(tj_trace *t, tj_tracer *x, PyObject *r, int ext) {
     int32_t id = ((tj_tracer *)r)->id;
     int kind = tj_ops[t->g.nodes[id].op].kind;
+    if (ext >= 0) {
+        PyObject *c = tj_apply_cast(t, r, t->st->dtypes[t->g.nodes[id].dtype]);
+        int rc = c ? tj_tracer_rebind(x, ((tj_tracer *)c)->id) : -1;
+        Py_XDECREF(c);
+        if (rc == 0) t->ext[ext].cur = x->id;
+        return rc;
+    }
     if (kind == TJ_K_VIEW || kind == TJ_K_LEAF || aliases(&t->g.nodes[id])) {
         PyObject *c = tj_apply_cast(t, r, t->st->dtypes[t->g.nodes[id].dtype]);
         if (!c) return -1;
@@ -159,7 +234,8 @@ static int rebind(tj_trace *t, tj_tracer *x, PyObject *r) {
 PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) {
     tj_tracer *x = (tj_tracer *)target;
     tj_trace *t = tj_tracer_live(x);
-    if (!t || refuse_shared(x, NULL, what, 1) < 0) return NULL;
+    int ext;
+    if (!t || refuse_shared(x, NULL, what, 1, &ext) < 0) return NULL;
     int32_t vid = tj_operand(t, value);
     if (vid < 0) return NULL;
     const tj_node *n = &t->g.nodes[x->id], *v = &t->g.nodes[vid];
@@ -193,7 +269,7 @@ PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) 
         r = tj_is_tracer(value) ? Py_NewRef(value) : tj_tracer_new(t, vid);
     }
     if (!r) return NULL;
-    int rc = rebind(t, x, r);
+    int rc = rebind(t, x, r, ext);
     Py_DECREF(r);
     return rc < 0 ? NULL : Py_NewRef(target);
 }
@@ -559,7 +635,8 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
         Py_CLEAR(t->pending);
         Py_CLEAR(t->pending_error);
     }
-    if (refuse_shared(x, value, assign_what, 0) < 0) return -1;
+    int ext;
+    if (refuse_shared(x, value, assign_what, 0, &ext) < 0) return -1;
     if (t->torch && torch_index_put(t, x, key, value) < 0) return -1;
     PyObject *r = NULL;
     PyObject *mask = PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 1 ? PyTuple_GET_ITEM(key, 0)
@@ -581,7 +658,7 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
         Py_XDECREF(k);
     }
     if (!r) return -1;
-    int rc = r == target ? 0 : rebind(t, x, r);
+    int rc = r == target ? 0 : rebind(t, x, r, ext);
     Py_DECREF(r);
     return rc;
 }

@@ -229,9 +229,13 @@ def _inplace_dunder(op, spelled):
 
 
 def _setitem(x, key, value):
-    _C._trace_error("assignment into a tensor (`t[...] = value`) with traced operands is not "
-                    "supported by tracejit yet: build the new tensor instead (torch.where, "
-                    "torch.cat, torch.stack)")
+    """t[key] = value on a real tensor, lifted (a capture, or a tensor made while
+    tracing): the tracer's own item assignment (csrc/trace/write.c)."""
+    if not isinstance(x, Tracer):
+        _C._trace_error("assignment into a tensor (`t[...] = value`) with traced operands is "
+                        "not supported by tracejit here: build the new tensor instead "
+                        "(torch.where, torch.cat, torch.stack)")
+    x[key] = value
 
 
 # Tensor dunders reached by __torch_function__ when a real tensor is the left operand
@@ -251,8 +255,8 @@ _DUNDERS = {
     "__gt__": np.greater, "__ge__": np.greater_equal, "__neg__": np.negative,
     "__abs__": np.absolute, "__invert__": np.invert, "__getitem__": _getitem,
     "__setitem__": _setitem,
-    # a real tensor updated in place (t += x): lifted, it is a capture, which
-    # _C._assign refuses: the write would reach the tensor once, while tracing
+    # a real tensor updated in place (t += x): lifted, it is a capture, whose write
+    # _C._assign traces and the replay writes back (csrc/trace/write.c)
     "__iadd__": _inplace_dunder(_add, "+="), "__isub__": _inplace_dunder(_sub, "-="),
     "__imul__": _inplace_dunder(_mul, "*="), "__itruediv__": _inplace_dunder(_truediv, "/="),
     "__ifloordiv__": _inplace_dunder(_floordiv, "//="), "__imod__": _inplace_dunder(_mod, "%="),
@@ -415,6 +419,7 @@ def dispatch(func, args, kwargs, ref=None):
         ref = _find_tracer(args)
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
+    target = args[0] if args and _is_tensor(args[0]) else None
     if ref is not None:
         try:
             args = _lift(args, ref)
@@ -424,7 +429,9 @@ def dispatch(func, args, kwargs, ref=None):
             raise
     result = impl(*args, **kwargs)
     if _writes_first(impl, args, kwargs):      # F.relu(x, inplace=True)
-        return _C._assign(args[0], result, f"{name_of(func)}(inplace=True)")
+        result = _C._assign(args[0], result, f"{name_of(func)}(inplace=True)")
+    if target is not None and isinstance(args[0], Tracer) and result is args[0]:
+        return target     # a real tensor written in place: eager returns it (t += x)
     return result
 
 
@@ -487,6 +494,25 @@ def _external(fn):
 
 
 _mode_cls = None
+_INPLACE_DUNDERS = frozenset(f"__i{op}__" for op in (
+    "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor",
+    "lshift", "rshift", "matmul")) | {"__setitem__"}
+
+
+def _storage(t):
+    """Where a tensor's memory starts (None where it has none to read)."""
+    try:
+        return t.untyped_storage().data_ptr()
+    except Exception:
+        return None
+
+
+def _writes_in_place(func):
+    """Whether a torch function writes into its first argument: an in-place method
+    (add_, copy_, ...), an in-place operator or item assignment."""
+    name = getattr(func, "__name__", "") or ""
+    return (name in _INPLACE_DUNDERS or (name.endswith("_") and not name.startswith("_"))) \
+        and _is_torch_func(func)
 
 
 def _mode(ref, external):
@@ -503,7 +529,7 @@ def _mode(ref, external):
 
             def __init__(self, ref, external):
                 super().__init__()
-                self.ref, self.external = ref, external
+                self.ref, self.external, self.made = ref, external, set()
 
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
@@ -511,12 +537,37 @@ def _mode(ref, external):
                     # torch.zeros(n): a traced Python int as a size, read (and guarded)
                     args, kwargs = _sizes(args), {k: _sizes(v) for k, v in kwargs.items()}
                 if _has_tracer(args) or _has_tracer(kwargs):
+                    if args and _is_tensor(args[0]) and _writes_in_place(func):
+                        self.external.add(id(args[0]))       # traced contents from now on
                     return dispatch(func, args, kwargs)      # (refuses random calls)
                 if (self.ref is not None and self.external and _impl(func) is not None and
                         any(id(t) in self.external for t in _tensors((args, kwargs)))):
                     return dispatch(func, args, kwargs, self.ref)
+                if (args and _is_tensor(args[0]) and id(args[0]) not in self.made and
+                        _writes_in_place(func) and _impl(func) is not None):
+                    # a write into a tensor the caller holds (a module's buffer read
+                    # through an attribute): traced and written back at every call
+                    if self.ref is None:
+                        _C._trace_error(f"{name_of(func)} writes into a tensor the function "
+                                        f"reads from outside with no traced operand, which "
+                                        f"tracejit cannot replay")
+                    self.external.add(id(args[0]))   # read from now on as traced
+                    return dispatch(func, args, kwargs, self.ref)
                 r = random_call(func, args, kwargs)
-                return func(*args, **kwargs) if r is _NOT_RANDOM else r
+                r = func(*args, **kwargs) if r is _NOT_RANDOM else r
+                self._note_made(r, args, kwargs)
+                return r
+
+            def _note_made(self, r, args, kwargs):
+                """The tensors r holds were made while tracing (the trace's own: a
+                write into one is never written back), except views of a tensor that
+                was not (their memory is the caller's)."""
+                outside = {_storage(t) for t in _tensors((args, kwargs))
+                           if id(t) not in self.made}
+                for t in _tensors(r):
+                    if _storage(t) not in outside:
+                        self.made.add(id(t))
+                        _C._note_made(t)
 
         _mode_cls = TraceMode
     return _mode_cls(ref, external)
@@ -599,8 +650,9 @@ def call_traced(fn, args, kwargs):
 
 def _swap_helpers():
     """torch's private helpers that ask isinstance(x, torch.Tensor) of what a traced
-    argument reaches (nn.MultiheadAttention's masks: F._none_or_dtype), swapped for
-    versions that also take a tracer while the trace runs. [(owner, name, original)]."""
+    argument reaches (nn.MultiheadAttention's masks: F._none_or_dtype; torch.distributions'
+    checks, _torch_dists.swaps), and nn.BatchNorm's forward, swapped for versions that
+    also take a tracer while the trace runs. [(owner, name, original)]."""
     F = _torch().nn.functional
     orig = getattr(F, "_none_or_dtype", None)
     if orig is None or getattr(orig, "_tracejit", False):
@@ -611,11 +663,28 @@ def _swap_helpers():
         return input.dtype if isinstance(input, Tracer) else orig(input)
     none_or_dtype._tracejit = True
     F._none_or_dtype = none_or_dtype
-    return done + [(F, "_none_or_dtype", orig)]
+    swapped = done + [(F, "_none_or_dtype", orig)]
+    bn = _torch().nn.modules.batchnorm._BatchNorm
+    if "forward" in vars(bn):
+        swapped.append((bn, "forward", vars(bn)["forward"]))
+        bn.forward = _batch_norm_forward(vars(bn)["forward"], F)
+    return swapped
 
 
-_STATS_HINT = (" (in training mode it updates its running statistics in place: compile the "
-               "model in eval() mode, or build the layer with track_running_stats=False)")
+def _batch_norm_forward(orig, F):
+    """nn.BatchNorm's forward with momentum=None (a cumulative average) in training:
+    torch's own reads its factor as 1.0 / float(num_batches_tracked), a constant once
+    traced; here the factor is traced from the buffer, so every call computes its own."""
+    def forward(self, input):
+        if not (self.momentum is None and self.training and self.track_running_stats and
+                self.num_batches_tracked is not None and isinstance(input, Tracer)):
+            return orig(self, input)
+        self._check_input_dim(input)
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / self.num_batches_tracked
+        return F.batch_norm(input, self.running_mean, self.running_var, self.weight,
+                            self.bias, True, factor, self.eps)
+    return forward
 
 
 def _name_module(e):
@@ -637,8 +706,7 @@ def _name_module(e):
     name = f"{cls.__module__.split('.modules')[0]}.{cls.__qualname__}"
     if name in e.args[0]:
         return
-    hint = _STATS_HINT if getattr(inner, "track_running_stats", False) and inner.training else ""
-    e.args = (f"{e.args[0]}\n  (reached inside {name}.forward, torch's code{hint})",) + e.args[1:]
+    e.args = (f"{e.args[0]}\n  (reached inside {name}.forward, torch's code)",) + e.args[1:]
 
 
 def register():

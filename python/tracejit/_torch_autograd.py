@@ -48,7 +48,7 @@ import numpy as np
 from . import _draws
 from ._grad import NotScalarError, _flatten, _inner, _make, with_dependencies
 from ._C import (CompiledFunction, TraceError, Tracer, _ag_backward_method, _ag_forward,
-                 _ag_layout, _ag_scan, _ag_unit, _strict_captures)
+                 _ag_layout, _ag_scan, _ag_unit, _discard_writes, _strict_captures)
 
 __all__ = ["function", "call", "GradCaptureError"]
 
@@ -83,14 +83,19 @@ class _Entry:
         body.__wrapped__ = getattr(fn, "__wrapped__", fn)   # what _torch's mode inspects
         forward.__wrapped__ = body.__wrapped__
         self.forward = CompiledFunction(forward, (), ())
+        self.probe = CompiledFunction(forward, (), ())   # the output's kind, writing nothing
         # None (not zeros) for a leaf the output does not depend on, as torch gives:
         # decided when traced, so the compiled results carry the None themselves
         self.value_and_grad = _make(body, 0, False, True, (), none_unused=True)
+        # the pieces that recompute a call whose forward ran already write nothing
+        # back (a module's running statistics are updated once per call): _recompute
         self.pullback = _make(lambda diff, other, ct: _inner(_arrays(body(diff, other)), ct),
                               0, False, False, (), none_unused=True)
+        self.value_and_grad_again = _make(body, 0, False, True, (), none_unused=True)
         dicts = getattr(fn, "__tracejit_dicts__", None)
         if dicts is not None:   # a module's buffers: read from its dicts at every call
-            for cf in (self.forward, self.value_and_grad, self.pullback):
+            for cf in (self.forward, self.probe, self.value_and_grad, self.pullback,
+                       self.value_and_grad_again):
                 cf.__wrapped__.__tracejit_dicts__ = dicts
         self.mixed = False  # some signature gave a non-scalar output: check each call
         self.scalar = {}    # then: leaf signature -> whether the output is a float scalar
@@ -110,6 +115,16 @@ def _strict(fn, *args):
         return fn(*args)
     finally:
         _strict_captures(old)
+
+
+def _recompute(fn, *args):
+    """_strict(fn, *args) for a piece that recomputes a call (the pullback, a second
+    backward): traced with _discard_writes, it does not write the caller's arrays again."""
+    old = _discard_writes(True)
+    try:
+        return _strict(fn, *args)
+    finally:
+        _discard_writes(old)
 
 
 def _not_differentiable(torch):
@@ -168,7 +183,7 @@ def _make_functions(torch):
             cts = [torch.zeros(s, dtype=d) if g is None else g
                    for g, (s, d) in zip(gos, ctx.outs)]
             with _draws.pinned(ctx.keys):
-                grads = _strict(ctx.entry.pullback, ctx.arrays, ctx.other, tuple(cts))
+                grads = _recompute(ctx.entry.pullback, ctx.arrays, ctx.other, tuple(cts))
             return (None,) * 4 + tuple(g if k in used else None for k, g in enumerate(grads))
 
     _direct_backward(torch, Fused)
@@ -186,7 +201,7 @@ def _fused_backward(ctx, go, grads):
     if grads is None:   # a second backward (retain_graph): computed again
         entry, arrays, other = ctx.job
         with _draws.pinned({}):   # its draws' keys are gone: refused if it has any
-            grads = _strict(entry.value_and_grad, arrays, other)[1]
+            grads = _recompute(entry.value_and_grad_again, arrays, other)[1]
     # handed over, not kept: autograd adopts them as .grad without a copy
     if not _ag_unit(go):   # (go.item() measured ~1.5 us in a training step)
         grads = [None if g is None else g * go for g in grads]
@@ -286,7 +301,7 @@ class Adapter:
         scalar = entry.scalar.get(sig)
         if scalar is None:
             with torch.no_grad():
-                probe = _strict(entry.forward, diff, other)[0]
+                probe = _recompute(entry.probe, diff, other)[0]
             scalar = entry.scalar[sig] = (isinstance(probe, tensor_type) and probe.shape == ()
                                           and probe.dtype in floats)
         if scalar:

@@ -518,16 +518,37 @@ def _standardize(x, axes, eps):
     return d / np.sqrt(np.mean(d * d, axis=axes, keepdims=True) + eps)
 
 
+def _update_stats(running, new, momentum, what):
+    """running = (1 - momentum) * running + momentum * new, in place (the caller's
+    buffer: written back at every call, csrc/trace/write.c), as torch's kernel."""
+    if running is not None:
+        _C._assign(running, _add(_mul(running, 1 - momentum), _mul(new, momentum)),
+                   f"batch_norm's update of {what}")
+
+
+def _stats(x, axes, eps):
+    """(x standardized over axes, the mean, the biased variance, the count per mean)."""
+    mu = np.mean(x, axis=axes, keepdims=True)
+    d = x - mu
+    var = np.mean(d * d, axis=axes, keepdims=True)
+    s = _shape(x)
+    n = int(np.prod([s[a] for a in axes]))
+    return d / np.sqrt(var + eps), mu, var, n
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
+    """In training mode the running statistics, when given, are updated in place as
+    torch's kernel does: the batch mean, and the unbiased batch variance; `momentum` may
+    be traced (nn.BatchNorm's cumulative average: 1 / num_batches_tracked)."""
     nd = input.ndim
     if training:
+        y, mu, var, n = _stats(input, (0,) + tuple(range(2, nd)), eps)
         if running_mean is not None or running_var is not None:
-            _C._trace_error(
-                "batch_norm in training mode updates running_mean and running_var in place, "
-                "which tracejit does not support yet: compile the model in eval() mode, or "
-                "build the layer with track_running_stats=False")
-        y = _standardize(input, (0,) + tuple(range(2, nd)), eps)
+            c = (_shape(input)[1],)
+            _update_stats(running_mean, _NP_RESHAPE(mu, c), momentum, "running_mean")
+            _update_stats(running_var, _NP_RESHAPE(var, c) * (n / max(n - 1, 1)), momentum,
+                          "running_var")
     else:
         y = (input - _channel(running_mean, nd)) / np.sqrt(_channel(running_var, nd) + eps)
     return _affine(y, weight, bias, nd)
@@ -535,12 +556,18 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
                   use_input_stats=True, momentum=0.1, eps=1e-5):
+    """With running statistics (track_running_stats=True) in training, each is updated
+    with the mean over the batch of the per-instance statistics, as torch's
+    instance_norm (a batch_norm over (1, N*C, ...)) does."""
     if not use_input_stats:
         return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    y, mu, var, n = _stats(input, tuple(range(2, input.ndim)), eps)
     if running_mean is not None or running_var is not None:
-        _C._trace_error("instance_norm with track_running_stats=True updates running_mean and "
-                         "running_var in place, which tracejit does not support yet")
-    y = _standardize(input, tuple(range(2, input.ndim)), eps)
+        nc = _shape(input)[:2]
+        _update_stats(running_mean, np.mean(_NP_RESHAPE(mu, nc), axis=0), momentum,
+                      "running_mean")
+        _update_stats(running_var, np.mean(_NP_RESHAPE(var, nc), axis=0) * (n / max(n - 1, 1)),
+                      momentum, "running_var")
     return _affine(y, weight, bias, input.ndim)
 
 
