@@ -706,13 +706,23 @@ def _table_ops():
 
 
 _TABLE_IMPLS, EW_METHODS = _table_ops()
+_recip = _TABLE_IMPLS["reciprocal"]
+
+
+def reciprocal(x, *args, **kwargs):
+    """torch.reciprocal: integers and bools become torch's default float first (NumPy's
+    reciprocal of an integer is an integer)."""
+    if isinstance(x, Tracer) and not _is_float(x):
+        x = x.astype(_np_dtype(_torch().get_default_dtype()))
+    return _recip(x, *args, **kwargs)
+
 
 # name -> implementation, shared by functions (torch.X, F.X, Tensor.X) and methods;
 # the elementwise ops' names come from the op table, and the entries here that repeat
 # one (add, sub, where, ...) implement torch's own arguments or scalar rules
 FUNCS = {
     **_TABLE_IMPLS,
-    "sigmoid": sigmoid, "relu": relu, "rsqrt": rsqrt, "add": add, "sub": sub,
+    "reciprocal": reciprocal, "sigmoid": sigmoid, "relu": relu, "rsqrt": rsqrt, "add": add, "sub": sub,
     "subtract": sub, "rsub": rsub, "div": div, "divide": div, "true_divide": div,
     "mul": _mul, "multiply": _mul, "floor_divide": _floordiv,
     "remainder": _mod, "pow": _pow, "xlogy": xlogy,
