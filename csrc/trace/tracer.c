@@ -694,6 +694,13 @@ static PyObject *tracer_getattro(PyObject *self, PyObject *name) {
     int torch = x->trace && x->trace->torch && tj_dl_torch_type(st);
     const char *kind = torch ? "torch.Tensor" : "ndarray";
     int has = PyObject_HasAttr(torch ? tj_dl_torch_type(st) : st->ndarray_type, name);
+    if (has && !torch && st->py_impls) {   /* a method by composition: "ndarray.repeat" */
+        PyObject *key = PyUnicode_FromFormat("ndarray.%U", name);
+        PyObject *impl = key ? PyDict_GetItemWithError(st->py_impls, key) : NULL;
+        Py_XDECREF(key);
+        if (impl) return PyMethod_New(impl, self);   /* x.repeat(2) is np.repeat(x, 2) */
+        if (PyErr_Occurred()) return NULL;
+    }
     if (has)
         return tj_trace_error(st, "%s.%U is not supported by tracejit yet", kind, name);
     tj_error_at(st, PyExc_AttributeError, "'%s' object (traced by tracejit) has no attribute '%U'",
