@@ -113,10 +113,10 @@ PyObject *tj_emit_fused(tj_state *st, const tj_graph *g, const tj_schedule *s) {
  * (a tuple), arity, kind, flags): the op table's columns that Python reads (torch's
  * vocabulary, the tests that enumerate ops). kind: "leaf", "ew", "view", "cast",
  * "red", "cat", "gath", "scan"; flags: a tuple of "comm", "cond", "costly", "effect",
- * "index". */
+ * "index", "draw". */
 PyObject *tj_py_op_table(PyObject *m, PyObject *unused) {
     static const char *kinds[] = {"leaf", "ew", "view", "cast", "red", "cat", "gath", "scan"};
-    static const char *flags[] = {"comm", "cond", "costly", "effect", "index"};
+    static const char *flags[] = {"comm", "cond", "costly", "effect", "index", "draw"};
     PyObject *r = PyTuple_New(TJ_NOPS);
     for (int op = 0; r && op < TJ_NOPS; op++) {
         const tj_opinfo *o = &tj_ops[op];

@@ -254,9 +254,13 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     if (t->checks) {
         p->n_checks = (int)PyList_GET_SIZE(t->checks);
         if (!(p->check_msgs = PyTuple_New(p->n_checks))) { tj_plan_decref(p); return NULL; }
-        for (int i = 0; i < p->n_checks; i++)
-            PyTuple_SET_ITEM(p->check_msgs, i,
-                             Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(t->checks, i), 1)));
+        for (int i = 0; i < p->n_checks; i++) {   /* (exception class, message) */
+            PyObject *entry = PyList_GET_ITEM(t->checks, i);
+            PyObject *pair = PyTuple_Pack(2, PyTuple_GET_ITEM(entry, 2),
+                                          PyTuple_GET_ITEM(entry, 1));
+            if (!pair) { tj_plan_decref(p); return NULL; }
+            PyTuple_SET_ITEM(p->check_msgs, i, pair);
+        }
     }
     p->n_hidden = p->n_checks + n_value_outputs(t);
     if (t->values && !(p->values = PyList_AsTuple(t->values))) { tj_plan_decref(p); return NULL; }

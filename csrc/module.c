@@ -248,7 +248,7 @@ static PyMethodDef module_methods[] = {
     {"_random", (PyCFunction)(void (*)(void))tj_trace_random, METH_FASTCALL,
      "_random(kind, shape, dtype, source, keyfn) -> Tracer: a draw of a random op (csrc/trace/random.c)"},
     {"_check", (PyCFunction)(void (*)(void))tj_trace_check, METH_FASTCALL,
-     "_check(x, what): in a trace, all(x) assumed True and checked at every call"},
+     "_check(x, what[, error]): in a trace, all(x) assumed True and checked at every call"},
     {"_full", (PyCFunction)(void (*)(void))tj_trace_full, METH_FASTCALL,
      "_full(shape, dtype, value) -> Tracer: a filled array of the current trace"},
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},

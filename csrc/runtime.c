@@ -517,8 +517,14 @@ static PyObject *finish(replay *r, tj_plan *p, const tj_flat *f) {
     for (int c = 0; c < p->n_checks; c++) {   /* the trace's checks, read in their slots */
         int slot = s->out_slot_of[p->n_results - p->n_checks + c];   /* the last outputs */
         if (!*(const unsigned char *)r->P[slot]) {
-            PyErr_SetObject(PyExc_ValueError, PyTuple_GET_ITEM(p->check_msgs, c));
-            return NULL;
+            PyObject *pair = PyTuple_GET_ITEM(p->check_msgs, c);
+            PyObject *cls = PyTuple_GET_ITEM(pair, 0), *msg = PyTuple_GET_ITEM(pair, 1);
+            if (!PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)PyExc_Warning)) {
+                PyErr_SetObject(cls, msg);
+                return NULL;
+            }
+            const char *text = PyUnicode_AsUTF8(msg);   /* a warning: the call goes on */
+            if (!text || PyErr_WarnEx(cls, text, 1) < 0) return NULL;
         }
     }
     if (p->n_writes && write_back(r, p, f) < 0) return NULL;

@@ -661,7 +661,7 @@ typedef struct tj_plan {
                                     n_results) are their 0-d bools, not the template's */
     int n_hidden;                /* outputs no result reads: the VALUE guards' values
                                     (before the checks), then the checks' */
-    PyObject *check_msgs;        /* NULL or tuple: per check, the ValueError's message */
+    PyObject *check_msgs;        /* NULL or tuple: per check, (exception class, message) */
     PyObject *keyfns;            /* NULL or list: per KEY slot's index, what draws the call's
                                     key (random.c); called at every replay (bind) */
     PyObject *pyvalues;          /* tuple of (container, key, value, label) or NULL: Python

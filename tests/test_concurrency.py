@@ -52,8 +52,14 @@ def test_same_function_many_threads_with_retraces():
             if i % 3 == 0:
                 a = np.asfortranarray(a)
             s = float(rng.uniform(-2, 2))
-            for got, want in zip(f(a, b, s), _ref(a, b, s)):
-                assert_matches_numpy(got, want, exact=False)
+            got, want = f(a, b, s), _ref(a, b, s)
+            assert_matches_numpy(got[0], want[0], exact=False)
+            # a contraction of n (up to 10000) rows: the BLAS tracejit calls (torch's MKL
+            # once a torch test ran) sums in another order than NumPy's OpenBLAS
+            # (bounded by the sums' scale: a max of columns can be a cancelled one)
+            tol = 3e-5 if dt == np.float32 else 1e-12
+            assert_matches_numpy(got[1], want[1], exact=False, rtol=tol,
+                                 atol=tol * float(np.abs(want[1]).max()))
     _run_threads(work)
     assert f.cache_info().hits + f.cache_info().misses == N_THREADS * 40
 

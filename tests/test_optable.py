@@ -26,6 +26,13 @@ def test_index_flag_marks_argmax_argmin_only():
     assert not [e[0] for e in TABLE if "effect" in e[5]]   # no op has an effect yet
 
 
+def test_draw_flag_marks_the_random_draws_only():
+    """The ops the tier fills a Philox block at a time: each has a key and a counter."""
+    draws = [e for e in TABLE if "draw" in e[5]]
+    assert sorted(e[0] for e in draws) == ["RNORM32", "RNORM64", "RUNIF32", "RUNIF64"]
+    assert all(e[3] == 2 and e[4] == "ew" for e in draws)
+
+
 def test_torch_names_reach_their_op():
     """Each torch name of an op is a FUNCS entry (a method unless torch.special's only)
     and, traced, computes that op."""

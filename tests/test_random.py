@@ -43,8 +43,40 @@ def test_the_reference_philox_gives_random123s_known_answers(ctr, key, out):
 KEY = 0x0123456789ABCDEF
 
 
-def block(i, key=KEY):
-    return philox((i & M, i >> 32, 0, 0), (key & M, key >> 32))
+def block(i, key=KEY, stream=0):
+    return philox((i & M, i >> 32, stream, 0), (key & M, key >> 32))
+
+
+# The stream (prims_random.h): float32 counter c reads word c & 3 of block c >> 2,
+# float64 counter c word pair c & 1 of block c >> 1 of stream 1; a normal is Box-Muller
+# of a pair of uniforms, cos for an even counter, sin for an odd one.
+def u24(w):
+    return (w >> 8) * 2.0 ** -24
+
+
+def u53(hi, lo):
+    return (((hi << 32) | lo) >> 11) * 2.0 ** -53
+
+
+def ref_uniform32(c, key=KEY):
+    return u24(block(c >> 2, key)[c & 3])
+
+
+def ref_uniform64(c, key=KEY):
+    w = block(c >> 1, key, 1)
+    return u53(*w[2 * (c & 1):2 * (c & 1) + 2])
+
+
+def ref_normal32(c, key=KEY):
+    w = block(c >> 2, key)
+    u1, u2 = 1.0 - u24(w[c & 2]), u24(w[(c & 2) + 1])
+    return math.sqrt(-2 * math.log(u1)) * (math.sin if c & 1 else math.cos)(2 * math.pi * u2)
+
+
+def ref_normal64(c, key=KEY):
+    w = block(c >> 1, key, 1)
+    u1, u2 = 1.0 - u53(w[0], w[1]), u53(w[2], w[3])
+    return math.sqrt(-2 * math.log(u1)) * (math.sin if c & 1 else math.cos)(2 * math.pi * u2)
 
 
 def fixed(key=KEY):
@@ -66,9 +98,18 @@ def test_compiled_uniforms_are_the_philox_bits_exactly():
     u64 = compiled_draw("uniform", (n,), np.float64)
     u32 = compiled_draw("uniform", (n,), np.float32)
     for i in range(n):
-        w = block(i)
-        assert u64[i] == (((w[0] << 32) | w[1]) >> 11) * 2.0 ** -53
-        assert u32[i] == np.float32((w[0] >> 8) * 2.0 ** -24)
+        assert u64[i] == ref_uniform64(i)
+        assert u32[i] == np.float32(ref_uniform32(i))
+
+
+def test_the_stream_uses_every_word_of_a_block():
+    """Four float32 uniforms per Philox block, two float64 ones: each of its words once."""
+    u32 = compiled_draw("uniform", (8,), np.float32)
+    w = block(0) + block(1)
+    assert u32.tolist() == [np.float32(u24(x)) for x in w]
+    u64 = compiled_draw("uniform", (4,), np.float64)
+    w = block(0, stream=1) + block(1, stream=1)
+    assert u64.tolist() == [u53(w[k], w[k + 1]) for k in range(0, 8, 2)]
 
 
 def test_compiled_normals_are_box_muller_of_the_philox_bits():
@@ -76,17 +117,110 @@ def test_compiled_normals_are_box_muller_of_the_philox_bits():
     z64 = compiled_draw("normal", (n,), np.float64)
     z32 = compiled_draw("normal", (n,), np.float32)
     for i in range(n):
-        w = block(i)
-        u1 = 1.0 - (((w[0] << 32) | w[1]) >> 11) * 2.0 ** -53
-        u2 = (((w[2] << 32) | w[3]) >> 11) * 2.0 ** -53
-        ref = math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
-        assert z64[i] == pytest.approx(ref, rel=1e-13, abs=1e-13)
-        v1, v2 = 1.0 - (w[0] >> 8) * 2.0 ** -24, (w[1] >> 8) * 2.0 ** -24
-        ref32 = math.sqrt(-2 * math.log(v1)) * math.cos(2 * math.pi * v2)
-        assert z32[i] == pytest.approx(ref32, rel=2e-6, abs=2e-6)
+        assert z64[i] == pytest.approx(ref_normal64(i), rel=1e-13, abs=1e-13)
+        assert z32[i] == pytest.approx(ref_normal32(i), rel=2e-6, abs=2e-6)
 
 
-def test_two_draws_of_one_call_take_consecutive_counters():
+REFS = {("uniform", np.float32): ref_uniform32, ("uniform", np.float64): ref_uniform64,
+        ("normal", np.float32): ref_normal32, ("normal", np.float64): ref_normal64}
+
+
+# Loops whose rows start between Philox blocks (rows of 13 or 3, the argument strided,
+# so the loop stays 2-D), whose counters repeat per row (a draw broadcast over rows) or
+# are not consecutive (broadcast along the row, a transpose, a stride, a slice: the
+# draw stored, then read), and a reduction's loop: (draw shape, strided argument, use);
+# the argument is (9, 13).
+LAYOUTS = {
+    "rows": ((9, 13), True, lambda r, x: x + r),
+    "short rows": ((9, 3), True, lambda r, x: x[:, :3] + r),
+    "repeated rows": ((1, 13), True, lambda r, x: x + r),
+    "along rows": ((9, 1), False, lambda r, x: x + r),
+    "transposed": ((13, 9), False, lambda r, x: x + r.T),
+    "strided": ((9, 26), False, lambda r, x: x + r[:, ::2]),
+    "sliced": ((9, 16), False, lambda r, x: x + r[:, 3:]),
+    "reduced": ((9, 13), False, lambda r, x: (r * 2.0).sum(axis=1) + x[:, 0]),
+}
+
+
+def layout_case(kind, dtype, layout):
+    """(function, argument, counters of its result, or None for the reduction)."""
+    src, keyfn = fixed()
+    shape, strided, use = LAYOUTS[layout]
+    x = np.zeros((13, 9), dtype).T if strided else np.zeros((9, 13), dtype)
+    ctr = np.arange(int(np.prod(shape))).reshape(shape)
+    ref_ctr = None if layout == "reduced" else use(ctr, np.zeros(x.shape, np.int64))
+    return (lambda x: use(_C._random(kind, shape, dtype, src, keyfn), x)), x, ref_ctr
+
+
+def reference(kind, dtype, ctr):
+    return np.array([REFS[kind, dtype](int(c)) for c in ctr.ravel()], dtype).reshape(ctr.shape)
+
+
+@pytest.mark.parametrize("kind,dtype", list(REFS))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_each_element_is_its_counters_value_in_any_loop(kind, dtype, layout):
+    """A block at a time or an element at a time, each element gets exactly the value
+    of its counter, in TinyCC's kernel and the tier's."""
+    fn, x, ctr = layout_case(kind, dtype, layout)
+    out = tracejit.compile(fn)(x)
+    if ctr is None:   # the reduction: the rows' sums of the reference
+        shape = LAYOUTS[layout][0]
+        ctr = np.arange(int(np.prod(shape))).reshape(shape)
+        ref = (reference(kind, dtype, ctr) * 2.0).sum(axis=1)
+    else:
+        ref = reference(kind, dtype, ctr)
+    if kind == "uniform" and layout != "reduced":
+        assert out.tolist() == ref.tolist()
+    else:
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc")), reason="no C compiler")
+@pytest.mark.parametrize("kind,dtype", list(REFS))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_both_tiers_give_each_counter_the_same_bits(kind, dtype, layout, tmp_path, monkeypatch):
+    from conftest import both_tiers
+    monkeypatch.setenv("TRACEJIT_CACHE_DIR", str(tmp_path))
+    fn, x, _ = layout_case(kind, dtype, layout)
+    try:
+        opt, tcc, _ = both_tiers(fn, [x])
+    finally:
+        tracejit.set_tier("auto")
+    assert opt.tobytes() == tcc.tobytes()
+
+
+TILES = """
+import numpy as np, tracejit, sys
+sys.path.insert(0, "tests")
+from test_random import layout_case
+for layout in ("rows", "repeated rows", "along rows", "reduced"):
+    fn, x, _ = layout_case("uniform", np.float32, layout)
+    tracejit.compile(fn)(x)
+"""
+
+
+def test_the_tier_fills_tiles_where_counters_are_consecutive():
+    """Lowering's decision, per group (TRACEJIT_DEBUG=3's schedules): tiles of draws
+    where a row's counters are consecutive (rows starting anywhere; a draw broadcast
+    over rows or along them is stored by its own group first), one element at a time
+    in a reduction's loop."""
+    import os
+    import re
+    import subprocess
+    import sys
+    e = dict(os.environ, TRACEJIT_DEBUG="3")
+    err = subprocess.run([sys.executable, "-c", TILES], env=e, capture_output=True,
+                         text=True, check=True).stderr
+    blocks = re.findall(r"^-- schedule: .*\n(?:  .*\n)*", err, re.M)
+    tiled = [["draws in tiles" in g for g in re.findall(r"^  group .*", b, re.M)]
+             for b in blocks]
+    assert tiled == [[True], [True, False], [True, False], [False, False]], blocks
+
+
+def test_two_draws_of_one_call_take_consecutive_blocks():
+    """Each draw starts on a whole block (a multiple of 4 counters): the second draw's
+    first counter is 8 after a first of 6 elements."""
     src, keyfn = fixed()
 
     @tracejit.compile
@@ -95,8 +229,8 @@ def test_two_draws_of_one_call_take_consecutive_counters():
         b = _C._random("uniform", (4,), np.float64, src, keyfn)
         return a + x, b
     a, b = f(np.zeros((2, 3)))
-    u = [(((w[0] << 32) | w[1]) >> 11) * 2.0 ** -53 for w in map(block, range(10))]
-    assert a.ravel().tolist() == u[:6] and b.tolist() == u[6:]
+    u = [ref_uniform64(c) for c in range(12)]
+    assert a.ravel().tolist() == u[:6] and b.tolist() == u[8:12]
 
 
 # ---- bit-identity: threads and tiers ------------------------------------------------
@@ -110,16 +244,30 @@ def chain(src, keyfn):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_draws_are_bit_identical_whatever_the_thread_count(dtype):
-    x = np.linspace(-1, 1, 1 << 20).astype(dtype).reshape(1024, 1024)
+@pytest.mark.parametrize("layout", ["contiguous", "rows of 1001"])
+@pytest.mark.parametrize("tier", ["tcc", "eager"])
+def test_draws_are_bit_identical_whatever_the_thread_count(dtype, layout, tier, tmp_path,
+                                                            monkeypatch):
+    """1, 2 and 8 threads, in TinyCC's kernel and the tier's ("eager": compiled before
+    the first call); rows of 1001 (a strided argument keeps the loop 2-D) start between
+    Philox blocks, and threads split the rows."""
+    if tier == "eager" and not any(shutil.which(c) for c in ("cc", "gcc")):
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("TRACEJIT_CACHE_DIR", str(tmp_path))
+    x = np.linspace(-1, 1, 1001 * 1003).astype(dtype)
+    x = x.reshape(1001, 1003) if layout == "contiguous" else x.reshape(1003, 1001).T
     before = tracejit.get_num_threads()
     out = []
     try:
+        tracejit.set_tier(tier)
         for n in (1, 2, 8):
             tracejit.set_num_threads(n)
-            out.append(tracejit.compile(chain(*fixed()))(x))
+            f = tracejit.compile(chain(*fixed()))
+            out.append(f(x))
+            assert f.tiers() == ["tcc" if tier == "tcc" else "opt"]
     finally:
         tracejit.set_num_threads(before)
+        tracejit.set_tier("auto")
     assert out[0].tobytes() == out[1].tobytes() == out[2].tobytes()
 
 

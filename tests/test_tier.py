@@ -147,6 +147,32 @@ def test_new_process_loads_from_disk_cache(tier):
     assert run_child(code, TRACEJIT_CACHE_DIR=str(tier), TRACEJIT_TIER="auto") == "opt"
 
 
+def test_a_cached_object_of_other_helpers_is_never_loaded(tier, tmp_path):
+    """The helpers the tier's C includes (vmath.h, prims_random.h: polynomials, the
+    random stream) name its objects with the source: an object compiled against other
+    helpers (another tracejit) is compiled anew, not loaded beside TinyCC's primitives."""
+    inc = os.path.join(os.path.dirname(tracejit.__file__), "_include")
+    other = tmp_path / "other"
+    shutil.copytree(inc, other)
+    with open(other / "vmath.h", "a") as f:
+        f.write("/* another version */\n")
+    code = ("import numpy as np, tracejit, sys\n"
+            "if len(sys.argv) > 1: tracejit._C._set_include_dir(sys.argv[1])\n"
+            "f = tracejit.compile(lambda x: np.tanh(x) * 3.0 + 1.0)\n"
+            "f(np.linspace(-2, 2, 1000))\n"
+            "print(f.tiers()[0])\n")
+
+    def objects(*argv):
+        out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                             env=dict(os.environ, TRACEJIT_CACHE_DIR=str(tier),
+                                      TRACEJIT_TIER="eager"))
+        assert out.returncode == 0 and out.stdout.strip() == "opt", out.stderr
+        return len([n for n in os.listdir(tier) if n.endswith(".so")])
+    assert objects() == 1
+    assert objects(str(other)) == 2      # compiled anew
+    assert objects() == 2                # this version's object, from the cache
+
+
 def test_without_a_compiler_everything_runs_on_tcc(tier):
     code = ("import numpy as np, tracejit\n"
             "tracejit.set_tier('eager')\n"

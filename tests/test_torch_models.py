@@ -97,19 +97,26 @@ def test_mnist_convnet_trains_as_eager():
 
 
 def test_mnist_convnet_with_dropout_trains():
-    torch.manual_seed(0)
-    m = ConvNet(dropout=0.25)
-    f = tracejit.compile(m)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    x, y = images((16, 1, 14, 14))(0)
-    losses = []
-    for _ in range(15):
-        opt.zero_grad()
-        loss = F.nll_loss(f(*x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert min(losses[-3:]) < 0.9 * losses[0]
+    """Dropout (0.25, then 0.5 over 16 units) makes one run's curve noisy (eager's own
+    draws leave seed 0 at 0.92x its first loss after 15 steps): three seeds, 30 steps,
+    their mean best of the last 5 below 0.9x their mean first loss."""
+    first, last = [], []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        m = ConvNet(dropout=0.25)
+        f = tracejit.compile(m)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+        x, y = images((16, 1, 14, 14))(0)
+        losses = []
+        for _ in range(30):
+            opt.zero_grad()
+            loss = F.nll_loss(f(*x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        first.append(losses[0])
+        last.append(min(losses[-5:]))
+    assert sum(last) < 0.9 * sum(first), (first, last)
     m.eval()
     with torch.no_grad():                  # no draws in eval: eager's result exactly
         torch.testing.assert_close(f(*x), m(*x))

@@ -11,10 +11,12 @@ import tracejit  # noqa: E402
 from tracejit import _torch, _torch_ops  # noqa: E402
 
 import torch_samples as ts  # noqa: E402
+import torch_samples_linalg  # noqa: E402
 import torch_samples_nn  # noqa: E402
 
-SAMPLES = ts.SAMPLES + torch_samples_nn.SAMPLES
-NOT_SAMPLED = {**ts.NOT_SAMPLED, **torch_samples_nn.NOT_SAMPLED}
+SAMPLES = ts.SAMPLES + torch_samples_nn.SAMPLES + torch_samples_linalg.SAMPLES
+NOT_SAMPLED = {**ts.NOT_SAMPLED, **torch_samples_nn.NOT_SAMPLED,
+               **torch_samples_linalg.NOT_SAMPLED}
 
 
 def _params(samples, backward=False):

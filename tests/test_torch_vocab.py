@@ -263,3 +263,16 @@ def test_bayesian_model_log_joint(dtype):
     r = tracejit.compile(log_joint)(w, b)
     assert r.dtype == ref.dtype
     torch.testing.assert_close(r, ref, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_reciprocal_of_integers_is_torch_float(dtype):
+    # torch.reciprocal promotes integers and bools to the default float dtype (NumPy's
+    # reciprocal keeps integers: 1 // x); found by the CUDA tests comparing with torch
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([[2, -3, 1], [4, 1, 0]]).to(getattr(torch, dtype))
+    for fn in (torch.reciprocal, lambda x: x.reciprocal()):
+        got = tracejit.compile(fn)(x)
+        want = fn(x)
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want)

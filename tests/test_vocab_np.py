@@ -193,3 +193,12 @@ def test_refusals_name_the_function_and_argument():
         tracejit.compile(lambda x: np.searchsorted(x[0], x[1], sorter=np.arange(4)))(x)
     with pytest.raises(ValueError, match="bins must be monotonically"):
         tracejit.compile(lambda x: np.digitize(x, [1.0, 3.0, 2.0]))(x)
+
+
+def test_methods_by_composition():
+    check(lambda x: (x.repeat(2, axis=0), x.diagonal(1), x.trace(), x.round(1),
+                     x[0].searchsorted(x[1])), ((3, 4), "float64"), exact=False,
+          make=sorted_make)
+    x = np.ones((2, 2))
+    with pytest.raises(tracejit.TraceError, match=r"ndarray.sort is not supported"):
+        tracejit.compile(lambda x: x.sort())(x)

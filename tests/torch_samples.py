@@ -192,6 +192,8 @@ def _hand_samples():
         S("div", lambda x, y: torch.div(x, y, rounding_mode="floor"), x34,
           R(3, 4, lo=0.5, hi=2.0), label="floor"),
         S("xlogy", torch.xlogy, R(3, 4, lo=0.1, hi=2.0), R(3, 4, lo=0.3, hi=2.0)),
+        S("xlogy", lambda x, y: torch.xlogy(x * (x > 0.5), y), R(3, 4, lo=-1.0, hi=2.0),
+          R(3, 4, lo=0.3, hi=2.0), label="zeros"),
         S("clamp", lambda x: torch.clamp(x, -1.0, 0.5), x34),
         S("clamp", lambda x, lo: torch.clamp(x, min=lo), x34, R(4, lo=-1.0, hi=1.0), label="tensor"),
         S("clip", lambda x: torch.clip(x, max=0.3), x34),
@@ -350,6 +352,8 @@ def _method_samples():
         S("to", lambda x: x.to(torch.float64) * x.to(x.dtype), x34),
         S("to", lambda x: x.to(torch.float32) * 2, x34, gradcheck=LOOSE, label="float32"),
         S("type_as", lambda x, y: x.type_as(y), x34, K(2)),
+        S("type", lambda x: x.type(torch.float64) * (x.type() == "torch.DoubleTensor") +
+          x.type("torch.DoubleTensor"), x34),
         S("float", lambda x: x.float() * 2, x34, gradcheck=LOOSE),
         S("double", lambda x: x.double(), x34),
         S("long", lambda x: (x * 3).long(), x34, grad=NODIFF),
@@ -358,6 +362,9 @@ def _method_samples():
         S("detach", lambda x: x.detach() * x, x34,
           gradcheck="gradcheck perturbs the input, so the detached value too (compared with "
                     "eager's backward instead)"),
+        S("data", lambda x: x.data * x + x.data.shape[0], x34,
+          gradcheck="gradcheck perturbs the input, so x.data too (compared with eager's "
+                    "backward instead)"),
         S("where", lambda x, c: x.where(c, -x), x34, B(3, 4), label="method"),
         S("mT", lambda x: x.mT * 1, R(2, 3, 4)),
         S("size", lambda x: x * x.size(1) + x.size()[0], x34),

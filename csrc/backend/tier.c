@@ -8,7 +8,8 @@
  *    (or TRACEJIT_TIER=tcc) everything stays on TinyCC.
  *  - Compiled objects are cached on disk in TRACEJIT_CACHE_DIR (default
  *    $XDG_CACHE_HOME/tracejit or ~/.cache/tracejit), named by a hash of the source,
- *    the compiler (path, size, mtime), the flags and the CPU's vector extensions.
+ *    the helpers it includes (their contents), the compiler (path, size, mtime), the
+ *    flags and the CPU's vector extensions.
  *    A file appears under its final name only by rename(), so concurrent processes
  *    never load a half-written object. The directory is kept under
  *    TRACEJIT_CACHE_MB (default 256) MiB, least recently used first out.
@@ -81,12 +82,42 @@ int tj_tier_set_mode(const char *m) {
     return 0;
 }
 
-void tj_tier_set_include(const char *dir) { snprintf(inc_dir, sizeof inc_dir, "%s", dir); }
-
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const unsigned char *c = p;
     for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ULL;
     return h;
+}
+
+/* The helpers' contents (prims.c, vmath.h, prims_random.h, ...) name every object too:
+ * an object compiled against another version's helpers (another random stream, other
+ * polynomials) is never loaded beside TinyCC's primitives of this one. The sum of each
+ * file's hash, so the directory's order does not matter. */
+static uint64_t inc_salt;
+
+static uint64_t hash_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    uint64_t sum = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char p[4400], buf[8192];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        FILE *f = fopen(p, "rb");
+        if (!f) continue;
+        uint64_t h = fnv(14695981039346656037ULL, de->d_name, strlen(de->d_name));
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) h = fnv(h, buf, n);
+        fclose(f);
+        sum += h;
+    }
+    closedir(d);
+    return sum;
+}
+
+void tj_tier_set_include(const char *dir) {
+    snprintf(inc_dir, sizeof inc_dir, "%s", dir);
+    inc_salt = hash_dir(inc_dir);
 }
 
 /* Sets cc to `name` found on PATH; 0 when it is not there. */
@@ -311,6 +342,7 @@ static tj_tier_job *job_start(const char *src, int how) {
     j->debug = tj_debug_level();
     uint64_t h = fnv(cc_salt, src, strlen(src));
     h = fnv(h, TJ_CFLAGS, sizeof TJ_CFLAGS);
+    h = fnv(h, &inc_salt, sizeof inc_salt);
     the_cache_dir(j->dir, sizeof j->dir, how != TJ_COMPILE_IF_CACHED);
     if (snprintf(j->so, sizeof j->so - 64, "%s/tj-%016llx.so", j->dir,
                  (unsigned long long)h) >= (int)sizeof j->so - 64) {   /* a path too long */

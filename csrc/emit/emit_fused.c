@@ -232,6 +232,66 @@ static void put_leaf(sbuf *b, const tj_graph *g, const tj_group *gr, int l, int 
     put(b, ";\n");
 }
 
+/* Whether node k of gr is a draw its tiles fill (lowering's tj_loop.draws). */
+static int tiled_draw(const tj_graph *g, const tj_group *gr, int k) {
+    return gr->loop.draws && (tj_ops[g->nodes[gr->nodes[k]].op].flags & TJ_F_DRAW) &&
+           !gr->uniform[k];
+}
+
+/* A tile of draws (lowering's tj_loop.draws): the element loop runs over [t0, t1), and
+ * before it each draw's fill writes its values at the counters of t0, t0 + 1, ... into
+ * d<id> (lowering proved them the counters of those elements); the counters at e = t0
+ * are computed as the loop computes them (the index leaves, then the draws' ADDs). */
+static void draw_tile_open(sbuf *b, const tj_graph *g, const tj_group *gr, const uint8_t *uni,
+                           int ind) {
+    int D = gr->loop.D, T = gr->loop.draws;
+    put(b, "%*sfor (long long t0 = e0; t0 < e1; t0 += %d) {\n", ind, "", T);
+    put(b, "%*s    const long long t1 = t0 + %d < e1 ? t0 + %d : e1;\n", ind, "", T, T);
+    for (int k = 0; k < gr->n_nodes; k++)
+        if (tiled_draw(g, gr, k))
+            put(b, "%*s    %s d%d[%d];\n", ind, "", ctype(g->nodes[gr->nodes[k]].dtype),
+                (int)gr->nodes[k], T);
+    put(b, "%*s    {\n%*s        const long long e = t0;\n", ind, "", ind, "");
+    for (int l = 0; l < gr->n_leaves; l++) {
+        if (gr->leaves[l].slot >= 0 || uni[gr->leaves[l].node]) continue;
+        char at[64];
+        snprintf(at, sizeof at, "pl%d + e * l%d_%d", l, l, D - 1);
+        put_leaf(b, g, gr, l, ind + 8, at);
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {   /* the draws' counters (ADDs), in order */
+        int ctr = 0;
+        for (int j = k + 1; j < gr->n_nodes; j++)
+            ctr |= tiled_draw(g, gr, j) && g->nodes[gr->nodes[j]].in[1] == gr->nodes[k];
+        if (!ctr || uni[gr->nodes[k]]) continue;
+        put(b, "%*s        ", ind, "");
+        tj_emit_elem_node(b, g, &g->nodes[gr->nodes[k]]);
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {
+        const tj_node *n = &g->nodes[gr->nodes[k]];
+        if (tiled_draw(g, gr, k))
+            put(b, "%*s        tj_fill_%s(d%d, x%d, x%d, t1 - t0);\n", ind, "", tj_ops[n->op].name,
+                (int)gr->nodes[k], (int)n->in[0], (int)n->in[1]);
+    }
+    put(b, "%*s    }\n", ind, "");
+    put(b, "%*s    for (long long e = t0; e < t1; e++) {\n", ind, "");
+}
+
+/* An element's nodes in the loop (not the invariant ones, not the folded reduction); a
+ * tiled draw reads its tile. */
+static void put_element_nodes(sbuf *b, const tj_graph *g, const tj_group *gr,
+                              const uint8_t *uni, int ind) {
+    for (int k = 0; k < gr->n_nodes; k++) {
+        int32_t id = gr->nodes[k];
+        if (uni[id] || id == gr->red) continue;
+        if (tiled_draw(g, gr, k)) {
+            put(b, "%*s%s x%d = d%d[e - t0];\n", ind, "", ctype(g->nodes[id].dtype), (int)id, (int)id);
+            continue;
+        }
+        put(b, "%*s", ind, "");
+        tj_emit_elem_node(b, g, &g->nodes[id]);
+    }
+}
+
 static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int gi,
                              uint8_t *uni) {
     const tj_loop *q = &gr->loop;
@@ -334,6 +394,9 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
                 TJ_BLOCK);
             fold_block_open(b, f, in, pass);
             put(b, "%*sfor (long long e = b0; e < b1; e++) {\n", in, "");
+        } else if (q->draws) {
+            draw_tile_open(b, g, gr, uni, in);
+            in += 4;
         } else {
             put(b, "%*sfor (long long e = e0; e < e1; e++) {\n", in, "");
         }
@@ -348,11 +411,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
             else put(b, "%*s    const %s x%d = *(const %s *)(pl%d + e * l%d_%d);\n", in, "", t,
                      (int)id, t, l, l, D - 1);
         }
-        for (int k = 0; k < gr->n_nodes; k++) {
-            if (uni[gr->nodes[k]] || gr->nodes[k] == gr->red) continue;
-            put(b, "%*s    ", in, "");
-            tj_emit_elem_node(b, g, &g->nodes[gr->nodes[k]]);
-        }
+        put_element_nodes(b, g, gr, uni, in + 4);
         for (int o = o0; o < gr->n_outs; o++) {
             const char *t = ctype(g->nodes[gr->outs[o].node].dtype);
             if (!pass) put(b, "%*s    r%d[e] = x%d;\n", in, "", o, (int)gr->outs[o].node);
@@ -366,6 +425,10 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
             fold_element(b, f, in + 4, acc);
         }
         put(b, "%*s}\n", in, "");
+        if (q->draws) {
+            in -= 4;
+            put(b, "%*s}\n", in, "");
+        }
         if (f && f->horizontal) {
             fold_block_close(b, f, in);
             in -= 4;

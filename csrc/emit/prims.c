@@ -73,6 +73,13 @@ TJ_VEC float hypotf(float, float); TJ_VEC double hypot(double, double);
 #define TJ__SECOND(a, b, ...) b
 #define TJ__SECOND_(...) TJ__SECOND(__VA_ARGS__)
 #define TJ_FIXKIND(NAME) TJ__SECOND_(TJ_FIXUP_##NAME, 0, ~)
+/* ops whose kernels first try a fill of consecutive counters (TJ_FILL_<NAME>: ~, kind;
+ * 1 uniform, 2 normal) */
+#define TJ_FILL_RUNIF32 ~, 1
+#define TJ_FILL_RUNIF64 ~, 1
+#define TJ_FILL_RNORM32 ~, 2
+#define TJ_FILL_RNORM64 ~, 2
+#define TJ_HASFILL(NAME) TJ__SECOND_(TJ_FILL_##NAME, 0, ~)
 static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
 #define TJ_FIXUP(o, a, n, kind) _Generic((o), float *: tj_trig_fixupf, \
     double *: tj_trig_fixup, default: tj_no_fixup)(o, a, n, kind)
@@ -276,12 +283,37 @@ TJ_FLOAT_HELPERS(double, f64, )
 TJ_OPS(TJ_EINST)
 #else   /* the primitives */
 
+/* A random op's operands (a block of keys and counters) when the key is one value and
+ * the counters consecutive, as a contiguous draw's are: its fill computes whole Philox
+ * blocks (prims_random.h), the same bits as the element function's. */
+static int tj_draw_run(const void *a_, const void *b_, int64_t n) {
+    const int64_t *key = a_, *ctr = b_;
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= (key[i] ^ key[0]) | (ctr[i] - ctr[0] - i);
+    return n > 0 && !bad;
+}
+#define TJ_FILLCALL(o, a_, b_, n, NAME) _Generic((o), float *: tj_fill_f32, double *: tj_fill_f64, \
+    default: tj_no_fill)(o, *(const int64_t *)a_, *(const int64_t *)b_, n, TJ_HASFILL(NAME) == 2)
+static inline void tj_no_fill(void *o, int64_t key, int64_t c, int64_t n, int normal) {}
+static inline void tj_fill_f32(float *o, int64_t key, int64_t c, int64_t n, int normal) {
+    if (normal) tj_fill_rnorm_f32(o, key, c, n);
+    else tj_fill_runif_f32(o, key, c, n);
+}
+static inline void tj_fill_f64(double *o, int64_t key, int64_t c, int64_t n, int normal) {
+    if (normal) tj_fill_rnorm_f64(o, key, c, n);
+    else tj_fill_runif_f64(o, key, c, n);
+}
+
 #define TJ_KERNEL(NAME, ar, out, SPELL, T, s)                                         \
     TJ_CLONES void tj_p_##NAME##_##s(void *restrict o_, const void *restrict a_,      \
                                      const void *restrict b_, const void *restrict c_,\
                                      int64_t n) {                                     \
         typedef T T_;                                                                 \
         TJ_OT_##out(T) *restrict o = o_;                                              \
+        if (TJ_HASFILL(NAME) && tj_draw_run(a_, b_, n)) {                             \
+            TJ_FILLCALL(o, a_, b_, n, NAME);                                            \
+            return;                                                                   \
+        }                                                                             \
         TJ_OPERANDS_##ar(T)                                                           \
         for (int64_t i = 0; i < n; i++) {                                             \
             TJ_ELEMS_##ar                                                             \

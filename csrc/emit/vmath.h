@@ -415,11 +415,10 @@ TJ_VMI double tj__reduce_pio2(double x, uint64_t *q) {
     return fma(-kd, TJ__PIO2C, r);
 }
 
-/* quadrant q: sin(x) = (sin r, cos r, -sin r, -cos r)[q & 3]; cos uses q + 1 */
-TJ_VMI double tj__trig_d(double x, int cosine) {
+/* sin r and cos r of the reduced argument (*sn, *cs), the quadrant bits returned */
+TJ_VMI uint64_t tj__trig_core_d(double x, double *sn_, double *cs_) {
     uint64_t q;
     double r = tj__reduce_pio2(x, &q), z = r * r;
-    q += (uint64_t)cosine;
     double S = 1.5914533820346306e-10;
     S = fma(S, z, -2.5051081300319015e-08);
     S = fma(S, z, 2.755731585691312e-06);
@@ -434,18 +433,30 @@ TJ_VMI double tj__trig_d(double x, int cosine) {
     C = fma(C, z, -0.0013888888888887196);
     C = fma(C, z, 0.041666666666666664);
     double hz = 0.5 * z, w = 1.0 - hz;
-    double cs = w + (((1.0 - w) - hz) + z * z * C);
+    *cs_ = w + (((1.0 - w) - hz) + z * z * C);
+    *sn_ = sn;
+    return q;
+}
+
+/* quadrant q: sin(x) = (sin r, cos r, -sin r, -cos r)[q & 3]; cos uses q + 1 */
+TJ_VMI double tj__trig_pick_d(double x, double sn, double cs, uint64_t q) {
     double y = (q & 1) ? cs : sn;
     y = tj__dbl(tj__bits(y) ^ ((q & 2) << 62));
     return fabs(x) < TJ_TRIG_LIMIT ? y : (double)NAN;   /* nan, inf; huge: fixup */
 }
 
+TJ_VMI double tj__trig_d(double x, int cosine) {
+    double sn, cs;
+    uint64_t q = tj__trig_core_d(x, &sn, &cs);
+    return tj__trig_pick_d(x, sn, cs, q + (uint64_t)cosine);
+}
+
 /* float natively: x = k pi/2 + r with pi/2 in three floats (A exact in x - k A for
  * |k| < 2^15), S and C of degree 3; |x| >= TJ_TRIG_LIMITF: NaN here, fixup pass */
 #define TJ_TRIG_LIMITF 0x1p15f
-TJ_VMI float tj__trig_f(float x, int cosine) {
+TJ_VMI uint32_t tj__trig_core_f(float x, float *sn_, float *cs_) {
     float kf = rintf(x * 0.636619772367581343f);
-    uint32_t q = (uint32_t)(int32_t)kf + (uint32_t)cosine;
+    uint32_t q = (uint32_t)(int32_t)kf;
     float r = fmaf(kf, -1.57079637050628662109375f, x);
     r = fmaf(kf, 4.37113900018624283e-08f, r);
     r = fmaf(kf, 1.71512451e-15f, r);
@@ -454,10 +465,21 @@ TJ_VMI float tj__trig_f(float x, int cosine) {
                         0.008333331905305386f), z, -0.1666666716337204f);
     float C = fmaf(fmaf(fmaf(-2.729769903453416e-07f, z, 2.480057446518913e-05f), z,
                         -0.00138888880610466f), z, 0.0416666679084301f);
-    float sn = fmaf(r * z, S, r), cs = fmaf(z * z, C, fmaf(-0.5f, z, 1.0f));
+    *sn_ = fmaf(r * z, S, r);
+    *cs_ = fmaf(z * z, C, fmaf(-0.5f, z, 1.0f));
+    return q;
+}
+
+TJ_VMI float tj__trig_pick_f(float x, float sn, float cs, uint32_t q) {
     float y = (q & 1) ? cs : sn;
     y = tj__flt(tj__bitsf(y) ^ ((q & 2) << 30));
     return fabsf(x) < TJ_TRIG_LIMITF ? y : (float)NAN;
+}
+
+TJ_VMI float tj__trig_f(float x, int cosine) {
+    float sn, cs;
+    uint32_t q = tj__trig_core_f(x, &sn, &cs);
+    return tj__trig_pick_f(x, sn, cs, q + (uint32_t)cosine);
 }
 
 TJ_VMI double tj_sin(double x) { return x == 0 ? x : tj__trig_d(x, 0); }

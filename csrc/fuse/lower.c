@@ -337,6 +337,56 @@ static void invariants(const tj_graph *g, tj_group *gr, uint8_t *u) {
     }
 }
 
+/* The leaf of gr reading node id, or NULL. */
+static const tj_leaf *leaf_of(const tj_group *gr, int32_t id) {
+    for (int l = 0; l < gr->n_leaves; l++)
+        if (gr->leaves[l].node == id) return &gr->leaves[l];
+    return NULL;
+}
+
+static int in_group(const tj_group *gr, int32_t id) {
+    for (int k = 0; k < gr->n_nodes; k++)
+        if (gr->nodes[k] == id) return 1;
+    return 0;
+}
+
+/* Whether node id is an index (IOTA leaf) that steps by exactly 1 along the loop's
+ * innermost dim: its value there is offset + e (no division, no wrap). */
+static int steps_by_one(const tj_group *gr, int32_t id) {
+    const tj_leaf *lf = leaf_of(gr, id);
+    int D = gr->loop.D;
+    if (!lf || lf->slot >= 0 || lf->uniform || lf->vdiv != 1 || lf->vmod > 0) return 0;
+    int m = gr->ndim ? lf->map[D - 1] : -1;
+    int64_t step = m == -2 ? lf->step[D - 1] : m >= 0 ? lf->step[D - 1] * lf->vstride[m] : 0;
+    return step == 1;
+}
+
+/* The tier's tiles of draws (prims_random.h's fills: whole Philox blocks, vectorized,
+ * where one element at a time computes a block per element): for a fused elementwise
+ * group whose every draw has a loop-invariant key and a counter that is an index
+ * stepping by one along the innermost dim, plus a loop-invariant value (csrc/trace/
+ * random.c's ADD(IOTA, base)); so the counters of a row's consecutive elements are
+ * consecutive, and a tile's fill gives each element its own counter's value. `u`:
+ * invariants' per node. Else 0: the element function, the same bits. */
+#define TJ_DRAW_TILE 256
+static int draw_tiles(const tj_graph *g, const tj_group *gr, const uint8_t *u) {
+    int any = 0;
+    if (!gr->loop.fused || gr->red >= 0) return 0;
+    for (int k = 0; k < gr->n_nodes; k++) {
+        const tj_node *n = &g->nodes[gr->nodes[k]];
+        if (!(tj_ops[n->op].flags & TJ_F_DRAW) || gr->uniform[k]) continue;
+        int32_t c = n->in[1];
+        const tj_node *a = &g->nodes[c];
+        int ok = u[n->in[0]] && (steps_by_one(gr, c) ||
+                 (a->op == TJ_OP_ADD && in_group(gr, c) && !u[c] &&
+                  ((steps_by_one(gr, a->in[0]) && u[a->in[1]]) ||
+                   (steps_by_one(gr, a->in[1]) && u[a->in[0]]))));
+        if (!ok) return 0;
+        any = 1;
+    }
+    return any ? TJ_DRAW_TILE : 0;
+}
+
 int tj_pow_const(const tj_graph *g, const tj_node *n, double *e) {
     const tj_node *x = &g->nodes[n->in[1]];
     if (x->op != TJ_OP_CONST || tj_node_size(x) != 1) return -1;
@@ -399,6 +449,7 @@ int tj_pass_lower(const tj_graph *g, tj_schedule *s, tj_error *err) {
          * rows go by (2-D blocks of rows, the inner dim kept) */
         q->cols = q->fused && gr->red >= 0 && !q->horizontal && q->D == 2 && q->twod &&
                   gr->ndim == 2 && gr->outs[0].map[0] < 0 && gr->outs[0].map[1] >= 0;
+        q->draws = draw_tiles(g, gr, u);
     }
     free(u);
     return 0;
@@ -423,10 +474,11 @@ void tj_lower_dump(const tj_graph *g, const tj_schedule *s, tj_sbuf *log) {
         } else {
             tj_put(log, " loop [");
             for (int d = 0; d < q->D; d++) tj_put(log, d ? ", %lld" : "%lld", (long long)q->shape[d]);
-            tj_put(log, "], blocks of %lld%s, %lld units of %lld%s%s%s%s\n", (long long)q->block,
+            tj_put(log, "], blocks of %lld%s, %lld units of %lld%s%s%s%s%s\n", (long long)q->block,
                    q->twod ? " (rows)" : "", (long long)q->units, (long long)q->step,
                    q->par ? ", parallel" : "", q->chunked ? ", chunked reduction" : "",
                    q->fused ? (q->cols ? ", tier: fused, columns" : ", tier: fused") : "",
+                   q->draws ? ", draws in tiles" : "",
                    gr->red >= 0 ? (q->horizontal ? ", horizontal" : ", vertical") : "");
         }
         for (int l = 0; l < gr->n_leaves; l++) {

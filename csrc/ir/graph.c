@@ -14,12 +14,14 @@ const tj_opinfo tj_ops[TJ_NOPS] = {
 #define COSTLY TJ_F_COSTLY
 #define EFFECT TJ_F_EFFECT
 #define INDEX TJ_F_INDEX
+#define DRAW TJ_F_DRAW
 #define NONE -1, 0, 0
 #define FOLD(comb, ident, acc) TJ_OP_##comb, TJ_ID_##ident, TJ_ACC_##acc
     TJ_OPS(TJ_X)
 #undef FOLD
 #undef NONE
 #undef INDEX
+#undef DRAW
 #undef EFFECT
 #undef COMM
 #undef COND

@@ -31,7 +31,8 @@ typedef enum {
 } tj_opcode;
 enum { TJ_K_LEAF, TJ_K_EW, TJ_K_VIEW, TJ_K_CAST, TJ_K_RED, TJ_K_CAT, TJ_K_GATH, TJ_K_SCAN };
 enum { TJ_O_SAME, TJ_O_BOOL, TJ_O_F32, TJ_O_F64 };
-enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4, TJ_F_EFFECT = 8, TJ_F_INDEX = 16 };
+enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4, TJ_F_EFFECT = 8, TJ_F_INDEX = 16,
+       TJ_F_DRAW = 32 };
 /* A reduction's or scan's identity (the fold column) */
 enum { TJ_ID_ZERO, TJ_ID_ONE, TJ_ID_LOWEST, TJ_ID_HIGHEST };
 /* A reduction's or scan's accumulation dtype: the operand's, or int64/float64 */
@@ -230,6 +231,8 @@ typedef struct {
     int horizontal;              /* a reduction or scan along the innermost loop dim */
     int fused;                   /* the optimizing tier fuses this group per element */
     int cols;                    /* ... and its column sums of short rows interchanged */
+    int draws;                   /* ... and its draws (DRAW ops) filled in tiles of this
+                                    many consecutive counters (0: one element at a time) */
 } tj_loop;
 
 /* A fused group: one loop nest over `shape` computing `nodes` in order. */

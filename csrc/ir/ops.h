@@ -42,7 +42,11 @@
  *               group and stores it for the others. tj_op_pure() reads it. No op has it
  *               yet: the random draws are pure functions of key and counter
  *               (recomputing one gives the same bits), so they carry no flag;
- *             INDEX: needs the element's index (argmax/argmin: the index they return)
+ *             INDEX: needs the element's index (argmax/argmin: the index they return);
+ *             DRAW: a counter-based draw (operands key and counter): where lowering
+ *               proves a loop's counters consecutive (tj_loop.draws), the tier fills a
+ *               tile of them a Philox block at a time (tj_fill_<NAME>,
+ *               prims_random.h), the same bits as the element function's
  *   fold      RED and SCAN ops: FOLD(combiner, identity, accumulation): the
  *             elementwise op that combines two partial results (ADD, MUL, MAX, MIN;
  *             argmax/argmin compare with MAX/MIN, keeping the first index), the
@@ -147,7 +151,7 @@
     X(ERFC,     NULL,           "erfc",                  1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(erfc, a)) \
     X(LGAMMA,   NULL,           "lgamma special.gammaln", 1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(lgamma, a)) \
     X(DIGAMMA,  NULL,           "digamma special.psi",   1, EW,  FLT,  SAME, COSTLY,       NONE,                   TJ_SPECIAL(digamma, a)) \
-    X(RUNIF32,  NULL,           NULL,                    2, EW,  I64,  F32,  0,            NONE,                   tj_runif_f32(a, b)) \
-    X(RUNIF64,  NULL,           NULL,                    2, EW,  I64,  F64,  0,            NONE,                   tj_runif_f64(a, b)) \
-    X(RNORM32,  NULL,           NULL,                    2, EW,  I64,  F32,  COSTLY,       NONE,                   tj_rnorm_f32(a, b)) \
-    X(RNORM64,  NULL,           NULL,                    2, EW,  I64,  F64,  COSTLY,       NONE,                   tj_rnorm_f64(a, b))
+    X(RUNIF32,  NULL,           NULL,                    2, EW,  I64,  F32,  DRAW,         NONE,                   tj_runif_f32(a, b)) \
+    X(RUNIF64,  NULL,           NULL,                    2, EW,  I64,  F64,  DRAW,         NONE,                   tj_runif_f64(a, b)) \
+    X(RNORM32,  NULL,           NULL,                    2, EW,  I64,  F32,  COSTLY|DRAW,  NONE,                   tj_rnorm_f32(a, b)) \
+    X(RNORM64,  NULL,           NULL,                    2, EW,  I64,  F64,  COSTLY|DRAW,  NONE,                   tj_rnorm_f64(a, b))

@@ -10,7 +10,9 @@
  * which draws 64 bits from that generator (csrc/runtime.c, bind): so every call draws
  * fresh numbers, advances the framework's generator, and is reproducible under its
  * seed. Within a call the draws of one source take consecutive counter ranges (as
- * torch's Philox offsets do), so no two elements of one call share a counter. Nothing
+ * torch's Philox offsets do), each starting on a multiple of 4 (prims_random.h's
+ * element -> block and word mapping), so no two elements of one call share a Philox
+ * word. Nothing
  * about a draw is known at trace time: no pass can fold it, and CSE cannot merge two
  * draws (their counters differ). */
 #include "tracejit.h"
@@ -126,9 +128,10 @@ PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs) 
     if (ndim < 0) return NULL;
     int src = source_index(t, args[3], args[4]);
     if (src < 0) return NULL;
-    int32_t ctr = counters(t, ndim, shape, t->rng_next[src]);
+    int64_t base = (t->rng_next[src] + 3) & ~(int64_t)3;   /* a whole Philox block */
+    int32_t ctr = counters(t, ndim, shape, base);
     if (ctr < 0) return NULL;
-    t->rng_next[src] += size;
+    t->rng_next[src] = base + size;
     tj_node n;
     memset(&n, 0, sizeof n);
     n.op = (int16_t)op;
@@ -157,15 +160,20 @@ PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     return tj_apply_fill(t, args[2], dt, ndim, shape);
 }
 
-/* _check(x, what): a check the traced code makes on traced values (torch._is_all_true
- * in torch.distributions' argument validation: `if not _is_all_true(ok): raise`).
- * Python's `if` needs the answer now; the trace assumes it is True and every call
- * checks: all(x) becomes a hidden output of the plan, and a call where it is False
- * raises ValueError naming `what` and the user's line (eager raises there too).
- * Returns None. */
+/* _check(x, what[, error]): a check the traced code makes on traced values
+ * (torch._is_all_true in torch.distributions' argument validation: `if not
+ * _is_all_true(ok): raise`; cholesky's positive-definite input). Python's `if` needs
+ * the answer now; the trace assumes it is True and every call checks: all(x) becomes a
+ * hidden output of the plan, and a call where it is False raises `error` (an exception
+ * class, ValueError by default: the class eager raises there) naming `what` and the
+ * user's line; a Warning class is warned instead (Pyro's warn_if_nan). Returns None. */
 PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyUnicode_Check(args[1]))
-        return tj_internal_error(tj_state_of(m), "_check(x, what)");
+    if (nargs < 2 || nargs > 3 || !PyUnicode_Check(args[1]) ||
+        (nargs == 3 && !(PyType_Check(args[2]) &&
+                         PyType_IsSubtype((PyTypeObject *)args[2],
+                                          (PyTypeObject *)PyExc_Exception))))
+        return tj_internal_error(tj_state_of(m), "_check(x, what[, exception class])");
+    PyObject *error = nargs == 3 ? args[2] : PyExc_ValueError;
     tj_trace *t = tj_trace_current();
     if (!t || !t->live) return tj_internal_error(tj_state_of(m), "_check outside a trace");
     PyObject *all = tj_reduction_call(t, TJ_RED_ALL, args[0], NULL, NULL, 1);
@@ -173,15 +181,19 @@ PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     Py_XDECREF(all);
     if (id < 0) return NULL;
     /* the message, with the user's line, made now (the replay has no frames to read) */
-    tj_error_at(t->st, PyExc_ValueError, "%U was False for this call's values: a check the traced "
-                "code made (the trace assumed it held; eager raises here)", args[1]);
+    if (PyType_IsSubtype((PyTypeObject *)error, (PyTypeObject *)PyExc_Warning))
+        tj_error_at(t->st, PyExc_ValueError, "%U (a warning the traced code gives for this "
+                    "call's values, checked at every call)", args[1]);
+    else
+        tj_error_at(t->st, PyExc_ValueError, "%U was False for this call's values: a check the "
+                    "traced code made (the trace assumed it held; eager raises here)", args[1]);
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
     PyObject *msg = value ? PyObject_Str(value) : NULL;
     Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
     if (!msg) return NULL;
-    PyObject *entry = Py_BuildValue("(iN)", (int)id, msg);
+    PyObject *entry = Py_BuildValue("(iNO)", (int)id, msg, error);
     if (!entry) return NULL;
     if (!t->checks && !(t->checks = PyList_New(0))) { Py_DECREF(entry); return NULL; }
     int rc = PyList_Append(t->checks, entry);

@@ -403,8 +403,34 @@ static PyObject *nb_ipow(PyObject *a, PyObject *b, PyObject *mod) {
 }
 
 /* x[key] = value (csrc/trace/write.c) and del x[key] */
+/* A torch trace's key that holds real torch tensors (torch.distributions' tril masks:
+ * mat[..., mask]) is handed to _torch.`how`: "index_key" rewrites it (a constant of the
+ * trace as an ndarray, a tensor read at call time lifted), "getitem" indexes with it;
+ * a tensor would otherwise be read as one integer (__index__). New reference: the key
+ * (itself when it holds no tensor), or getitem's result. */
+static PyObject *torch_key(PyObject *a, PyObject *key, const char *how) {
+    tj_tracer *x = (tj_tracer *)a;
+    PyTypeObject *tensor = (PyTypeObject *)tj_dl_torch_type(state_of(a));
+    int has = 0;
+    if (x->trace && x->trace->torch && tensor) {
+        has = PyObject_TypeCheck(key, tensor);
+        for (Py_ssize_t i = 0; !has && PyTuple_Check(key) && i < PyTuple_GET_SIZE(key); i++)
+            has = PyObject_TypeCheck(PyTuple_GET_ITEM(key, i), tensor);
+    }
+    if (!has) return Py_NewRef(key);
+    PyObject *mod = PyImport_ImportModule("tracejit._torch");
+    PyObject *r = mod ? PyObject_CallMethod(mod, how, "OO", a, key) : NULL;
+    Py_XDECREF(mod);
+    return r;
+}
+
 static int tracer_setitem(PyObject *a, PyObject *key, PyObject *value) {
-    if (value) return tj_write_setitem(a, key, value);
+    if (value) {
+        PyObject *k = torch_key(a, key, "index_key");
+        int rc = k ? tj_write_setitem(a, k, value) : -1;
+        Py_XDECREF(k);
+        return rc;
+    }
     tj_trace_error(state_of(a), "deletion (`del x[...]`) from a traced array is not supported: "
                    "arrays "
                    "cannot delete elements (build the new array: np.delete's result, "
@@ -442,7 +468,10 @@ static Py_ssize_t tracer_len(PyObject *a) {
 
 static PyObject *tracer_getitem(PyObject *a, PyObject *key) {
     tj_trace *t = tj_tracer_live((tj_tracer *)a);
-    PyObject *r = t ? tj_getitem(t, a, key) : NULL;
+    PyObject *k = t ? torch_key(a, key, "getitem") : NULL;
+    if (k && k != key) return k;       /* _torch.getitem's result */
+    PyObject *r = k ? tj_getitem(t, a, k) : NULL;
+    Py_XDECREF(k);
     if (!r || t->torch || !tj_is_tracer(r) || node_of((tj_tracer *)r)->ndim) return r;
     /* NumPy gives a scalar for a 0-d result, except through an Ellipsis (a 0-d view) */
     int ellipsis = key == Py_Ellipsis;
@@ -666,6 +695,13 @@ static PyObject *tracer_getattro(PyObject *self, PyObject *name) {
     int torch = x->trace && x->trace->torch && tj_dl_torch_type(st);
     const char *kind = torch ? "torch.Tensor" : "ndarray";
     int has = PyObject_HasAttr(torch ? tj_dl_torch_type(st) : st->ndarray_type, name);
+    if (has && !torch && st->py_impls) {   /* a method by composition: "ndarray.repeat" */
+        PyObject *key = PyUnicode_FromFormat("ndarray.%U", name);
+        PyObject *impl = key ? PyDict_GetItemWithError(st->py_impls, key) : NULL;
+        Py_XDECREF(key);
+        if (impl) return PyMethod_New(impl, self);   /* x.repeat(2) is np.repeat(x, 2) */
+        if (PyErr_Occurred()) return NULL;
+    }
     if (has)
         return tj_trace_error(st, "%s.%U is not supported by tracejit yet", kind, name);
     tj_error_at(st, PyExc_AttributeError, "'%s' object (traced by tracejit) has no attribute '%U'",

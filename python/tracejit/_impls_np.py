@@ -404,3 +404,7 @@ IMPLS = {
     np.polyval: _polyval, np.searchsorted: _searchsorted, np.digitize: _digitize,
     np.interp: _interp, np.unravel_index: _unravel_index, np.cov: _cov, np.corrcoef: _corrcoef,
 }
+# ndarray methods that are these functions with the array first (never an in-place
+# method: ndarray.sort sorts in place where np.sort returns a copy)
+IMPLS.update({f"ndarray.{name}": IMPLS[getattr(np, name)]
+              for name in ("repeat", "diagonal", "trace", "round", "searchsorted")})

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from . import _C, _effects, _torch_random, _torch_writes
+from . import _C, _effects, _torch_dists, _torch_random, _torch_writes
 from ._torch_random import _NOT_RANDOM
 from ._C import TraceError, Tracer
 from ._torch_ops import (EW_METHODS, FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
@@ -63,6 +63,22 @@ def _cast(np_dtype):
     def f(x, memory_format=None):
         return x if _NP_DTYPE.__get__(x) == np_dtype else x.astype(np_dtype)
     return f
+
+
+_TYPE_NAMES = {"torch.FloatTensor": "float32", "torch.DoubleTensor": "float64",
+               "torch.LongTensor": "int64", "torch.IntTensor": "int32", "torch.BoolTensor": "bool"}
+
+
+def type_(x, dtype=None, non_blocking=False, **kwargs):
+    """Tensor.type(): the type's name; Tensor.type(dtype or name): a cast (Pyro's Delta)."""
+    names = {v: k for k, v in _TYPE_NAMES.items()}
+    if dtype is None:
+        return names[_NP_DTYPE.__get__(x).name]
+    if isinstance(dtype, str):
+        if dtype not in _TYPE_NAMES:
+            raise TraceError(f"torch.Tensor.type({dtype!r}) is not supported by tracejit")
+        dtype = np.dtype(_TYPE_NAMES[dtype])
+    return to(x, dtype)
 
 
 def type_as(x, other):
@@ -125,6 +141,7 @@ ATTRS = {
     "is_floating_point": lambda x: _is_float(x),
     "is_contiguous": lambda x, memory_format=None: True,
     "detach": lambda x: _C._ad_detach(x),   # the same value; autodiff stops there
+    "data": property(lambda x: _C._ad_detach(x)),   # as detach (Pyro's enum reads its shape)
     "float": _cast(np.dtype(np.float32)),
     "double": _cast(np.dtype(np.float64)),
     "long": _cast(np.dtype(np.int64)),
@@ -137,6 +154,7 @@ ATTRS = {
                      "output of the compiled function instead"),
     "to": to,
     "type_as": type_as,
+    "type": type_,
 }
 
 def _inplace_method(name, impl):
@@ -168,7 +186,7 @@ for _name in EW_METHODS + (
         "movedim", "roll", "split", "chunk", "unbind", "index_select", "gather", "matmul",
         "mm", "bmm", "mv", "outer", "logsumexp", "norm", "amax", "amin", "masked_fill",
         "softmax", "log_softmax", "rsqrt", "xlogy", "clamp_min", "clamp_max", "broadcast_to",
-        "tensordot", "addmm"):
+        "tensordot", "addmm", "mvlgamma"):
     ATTRS[_name] = FUNCS[_name]
 
 # the methods of nn-style vocabulary (new_zeros, tril, baddbmm, ...) and the flags torch's
@@ -177,6 +195,10 @@ from ._torch_nn import FUNCS as _NN_FUNCS, METHODS as _NN_METHODS  # noqa: E402
 ATTRS.update(_NN_METHODS)
 for _name in ("tril", "triu", "baddbmm", "addbmm", "addmv", "addr", "diagonal"):
     ATTRS[_name] = _NN_FUNCS[_name]
+from ._torch_linalg import METHODS as _LINALG_METHODS  # noqa: E402
+from ._torch_sort import METHODS as _SORT_METHODS  # noqa: E402
+for _name in _LINALG_METHODS + _SORT_METHODS:
+    ATTRS[_name] = FUNCS[_name]
 for _name in ("is_nested", "is_sparse", "is_quantized", "is_meta", "is_mkldnn", "is_complex",
               "is_xpu", "is_mps"):
     ATTRS[_name] = property(lambda x: False) if _name != "is_complex" else (lambda x: False)
@@ -310,13 +332,15 @@ def _resolve(func):
     if name.startswith("__"):
         return None
     for prefix in ("special_", "linalg_"):
-        if name.startswith(prefix):
+        if name.startswith(prefix) and name not in FUNCS:    # linalg_slogdet's own type
             name = name[len(prefix):]
     if name == "vector_norm":
         return _vector_norm
     impl = FUNCS.get(name)
-    if impl is None and is_method and not isinstance(ATTRS.get(name), property):
-        impl = ATTRS.get(name)       # W.float(), W.to(...), W.size() of a real tensor
+    method = ATTRS.get(name) if is_method else None
+    if method is not None and not isinstance(method, property):
+        impl = method     # W.float(), W.size() of a real tensor; W.unfold, W.where: methods
+                          # whose function of that name differs
     if impl is not None and mod == "torch" and name in ("softmax", "log_softmax"):
         return _torch_softmax(impl)
     return impl
@@ -558,7 +582,48 @@ def _mode(ref, external):
     return _mode_cls(ref, external)
 
 
-_pending = threading.local()   # .error: the last capture refused by dispatch()
+_pending = threading.local()   # .error: the last capture refused by dispatch();
+                               # .external: ids of the tensors the traced function reads
+
+
+def index_key(x, key):
+    """x[key] in a torch trace with real tensors in the key (csrc/trace/tracer.c): a
+    tensor made during the trace (a factory's, torch.distributions' tril masks) is a
+    constant of the trace, given as an ndarray (a boolean one as the positions of its
+    True elements); one the function reads at call time (a closure's, a global)
+    becomes a tracer read at every call."""
+    external = getattr(_pending, "external", None) or ()
+    out = []
+    for k in key if isinstance(key, tuple) else (key,):
+        if not _is_tensor(k):
+            out.append(k)
+        elif id(k) in external:
+            out.append(_C._lift(x, k))
+        elif k.ndim == 0:                 # x[torch.tensor(1)], x[torch.tensor(True)]
+            out.append(k.item())
+        elif k.dtype == _torch().bool:    # a constant mask: its positions, as NumPy reads it
+            out.extend(np.nonzero(k.numpy()))
+        else:
+            out.append(k.numpy())
+    return tuple(out) if isinstance(key, tuple) or len(out) > 1 else out[0]
+
+
+def getitem(x, key):
+    """x[key] with real tensors in the key (csrc/trace/tracer.c): index_key's key; a
+    constant mask of two or more dims after an Ellipsis (torch.distributions'
+    tril_matrix_to_vec: mat[..., tril_mask]) indexes those dims flattened together, one
+    integer array (the tracer gathers with one)."""
+    if (isinstance(key, tuple) and len(key) == 2 and key[0] is Ellipsis and _is_tensor(key[1])
+            and key[1].dtype == _torch().bool and key[1].ndim >= 2 and
+            id(key[1]) not in (getattr(_pending, "external", None) or ())):
+        k = key[1].ndim
+        shape = tuple(_NP_SHAPE.__get__(x))
+        if shape[len(shape) - k:] != tuple(key[1].shape):
+            raise IndexError(f"The shape of the mask {list(key[1].shape)} does not match the "
+                             f"shape of the indexed tensor {list(shape)}")
+        flat = x.reshape(shape[:len(shape) - k] + (-1,))
+        return flat[..., np.flatnonzero(key[1].numpy())]
+    return x[index_key(x, key)]
 
 
 def call_traced(fn, args, kwargs):
@@ -572,9 +637,11 @@ def call_traced(fn, args, kwargs):
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
     outer, _pending.error = getattr(_pending, "error", None), None
+    outer_external = getattr(_pending, "external", None)
+    _pending.external = _external(getattr(fn, "__wrapped__", fn))
     swapped = _swap_helpers()
     try:
-        with _mode(ref, _external(getattr(fn, "__wrapped__", fn))):
+        with _mode(ref, _pending.external):
             return fn(*args, **kwargs)
     except TypeError as e:
         refused = _pending.error
@@ -585,26 +652,27 @@ def call_traced(fn, args, kwargs):
         _name_module(e)
         raise
     finally:
-        _pending.error = outer
+        _pending.error, _pending.external = outer, outer_external
         for owner, name, orig in swapped:
             setattr(owner, name, orig)
 
 
 def _swap_helpers():
     """torch's private helpers that ask isinstance(x, torch.Tensor) of what a traced
-    argument reaches (nn.MultiheadAttention's masks: F._none_or_dtype), and
-    nn.BatchNorm's forward, swapped for versions that also take a tracer while the
-    trace runs. [(owner, name, original)]."""
+    argument reaches (nn.MultiheadAttention's masks: F._none_or_dtype; torch.distributions'
+    checks, _torch_dists.swaps), and nn.BatchNorm's forward, swapped for versions that
+    also take a tracer while the trace runs. [(owner, name, original)]."""
     F = _torch().nn.functional
     orig = getattr(F, "_none_or_dtype", None)
     if orig is None or getattr(orig, "_tracejit", False):
         return []
+    done = _torch_dists.swaps()     # torch.distributions' type checks
 
     def none_or_dtype(input):
         return input.dtype if isinstance(input, Tracer) else orig(input)
     none_or_dtype._tracejit = True
     F._none_or_dtype = none_or_dtype
-    swapped = [(F, "_none_or_dtype", orig)]
+    swapped = done + [(F, "_none_or_dtype", orig)]
     bn = _torch().nn.modules.batchnorm._BatchNorm
     if "forward" in vars(bn):
         swapped.append((bn, "forward", vars(bn)["forward"]))

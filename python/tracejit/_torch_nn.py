@@ -193,6 +193,89 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                            dilation)
 
 
+# ---- im2col and col2im: F.unfold, F.fold (nn.Unfold, nn.Fold) ---------------------------
+
+def _fold_geometry(kernel_size, dilation, padding, stride):
+    return (_tuple(kernel_size, 2, "kernel_size"), _tuple(dilation, 2, "dilation"),
+            _tuple(padding, 2, "padding"), _tuple(stride, 2, "stride"))
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """F.unfold: the windows of a (N, C, H, W) or (C, H, W) input as (N, C * kh * kw, L),
+    the same gather a convolution reads."""
+    x, unbatched = _batched(input, 2, "unfold")
+    kernel, dilation, padding, stride = _fold_geometry(kernel_size, dilation, padding, stride)
+    x = _pad(x, 2, [(p, p) for p in padding])
+    spatial = _shape(x)[2:]
+    outs = tuple(_out_len(spatial[d], kernel[d], stride[d], dilation[d]) for d in range(2))
+    if any(v <= 0 for v in outs):
+        raise RuntimeError(f"unfold: the kernel {list(kernel)} is larger than the (padded) "
+                           f"input {list(spatial)}")
+    n, c = _shape(x)[:2]
+    cols = _windows(x, 2, kernel, stride, dilation, outs)
+    y = _NP_RESHAPE(cols, (n, c * int(np.prod(kernel)), int(np.prod(outs))))
+    return _fresh(np.squeeze(y, axis=0) if unbatched else y)
+
+
+def _spread(v, axis, step, start, size):
+    """v's elements along `axis` placed at start, start + step, ... of a zero line of
+    length `size` (the strided slice's adjoint)."""
+    shape = _shape(v)
+    if step > 1:
+        y = np.expand_dims(v, axis + 1)
+        widths = [(0, 0)] * y.ndim
+        widths[axis + 1] = (0, step - 1)
+        y = _NP_RESHAPE(np.pad(y, widths), shape[:axis] + (shape[axis] * step,) + shape[axis + 1:])
+        v = y[(slice(None),) * axis + (slice(0, (shape[axis] - 1) * step + 1),)]
+    widths = [(0, 0)] * v.ndim
+    widths[axis] = (start, size - start - _shape(v)[axis])
+    return np.pad(v, widths)
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """F.fold: col2im, each window's values summed into the (padded) output where
+    unfold read them."""
+    x, unbatched = _batched(input, 1, "fold")
+    kernel, dilation, padding, stride = _fold_geometry(kernel_size, dilation, padding, stride)
+    size = _tuple(output_size, 2, "output_size")
+    padded = tuple(size[d] + 2 * padding[d] for d in range(2))
+    outs = tuple(_out_len(padded[d], kernel[d], stride[d], dilation[d]) for d in range(2))
+    n, ck, length = _shape(x)
+    k = int(np.prod(kernel))
+    if ck % k or length != int(np.prod(outs)):
+        raise RuntimeError(f"fold: expected input of size (N, C * {k}, {int(np.prod(outs))}) "
+                           f"for output_size {list(size)} and kernel {list(kernel)}, but got "
+                           f"{list(_shape(input))}")
+    blocks = _NP_RESHAPE(x, (n, ck // k, k) + outs)
+    y = None
+    for i, pos in enumerate(np.ndindex(*kernel)):
+        part = blocks[:, :, i]
+        for d in range(2):
+            part = _spread(part, 2 + d, stride[d], pos[d] * dilation[d], padded[d])
+        y = part if y is None else y + part
+    y = y[:, :, padding[0]:padding[0] + size[0], padding[1]:padding[1] + size[1]]
+    return _fresh(np.squeeze(y, axis=0) if unbatched else y)
+
+
+def tensor_unfold(x, dimension, size, step):
+    """Tensor.unfold: the windows of `size` elements every `step` along `dimension`, as
+    a new last dim."""
+    nd = x.ndim
+    d = dimension % max(nd, 1)
+    n = _shape(x)[d] if nd else 1
+    if size > n:
+        raise RuntimeError(f"maximum size for tensor at dimension {d} is {n} but size is {size}")
+    if step <= 0:
+        raise RuntimeError(f"step is {step} but must be > 0")
+    m = (n - size) // step + 1
+    parts = []
+    for o in range(size):
+        idx = [slice(None)] * nd
+        idx[d] = slice(o, o + step * (m - 1) + 1, step)
+        parts.append(x[tuple(idx)])
+    return np.stack(parts, axis=-1)
+
+
 # ---- pooling --------------------------------------------------------------------------
 
 def _pool_geometry(nd, x, kernel_size, stride, padding, dilation, ceil_mode):
@@ -410,7 +493,8 @@ FUNCS.update({
     "triu": triu, "baddbmm": baddbmm, "addbmm": addbmm, "addmv": addmv, "addr": addr,
 })
 # Tensor methods only
-METHODS = {"new_zeros": _new(0), "new_ones": _new(1), "new_full": new_full}
+METHODS = {"new_zeros": _new(0), "new_ones": _new(1), "new_full": new_full,
+           "unfold": tensor_unfold}     # Tensor.unfold, not F.unfold
 
 
 # ---- normalization ------------------------------------------------------------------
@@ -543,7 +627,7 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
         flat[..., 0:0]
 
 
-FUNCS.update({"pad": pad, "diagonal": diagonal})
+FUNCS.update({"pad": pad, "diagonal": diagonal, "unfold": unfold, "fold": fold})
 
 
 # ---- resampling ---------------------------------------------------------------------

@@ -162,13 +162,36 @@ def where(cond, x=None, y=None):
     return np.where(cond, x, y)
 
 
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """torch.isclose (positive_definite's symmetry check): equal (infinities included),
+    or both finite and |a - b| <= atol + rtol * |b|."""
+    close = (a == b) | (np.isfinite(a) & np.isfinite(b) & (np.abs(a - b) <= atol + rtol * np.abs(b)))
+    return close | (np.isnan(a) & np.isnan(b)) if equal_nan else close
+
+
+def mvlgamma(x, p):
+    """The multivariate log-gamma of dimension p (LKJCholesky.log_prob): torch's sum,
+    for every x (torch no longer checks x > (p - 1) / 2)."""
+    if p < 1:
+        raise RuntimeError("p has to be greater than or equal to 1")
+    r = _ew("LGAMMA", x)
+    for j in range(1, p):
+        r = r + _ew("LGAMMA", x - j / 2)
+    return r + p * (p - 1) / 4 * math.log(math.pi)
+
+
 def masked_fill(x, mask, value):
     v = np.full_like(x, value) if not isinstance(value, Tracer) else value.astype(_NP_DTYPE.__get__(x))
     return np.where(mask, v, x)
 
 
 def xlogy(x, y):
-    return np.where(x == 0, 0.0, x * np.log(y))
+    """x * log(y), 0 where x == 0 (nan where y is nan), as torch; and torch's gradients:
+    log(y) for x wherever x == 0 and y > 0 (Poisson's log_prob at a count of 0), 0 where
+    x == 0 and y <= 0."""
+    zero = x == 0
+    log_y = np.where(zero & (y <= 0), 0.0, np.log(y))
+    return np.where(zero & (y == math.inf), 0.0, x * log_y)
 
 
 def _unary(npf):
@@ -455,6 +478,17 @@ def broadcast_to(x, size):
     return np.broadcast_to(x, tuple(size))
 
 
+def as_tensor(data, dtype=None, device=None):
+    """torch.as_tensor of a traced value: the value itself, cast to dtype (Gamma.log_prob)."""
+    if not isinstance(data, Tracer):
+        raise TraceError("torch.as_tensor of a container holding traced values is not supported "
+                         "by tracejit yet: use torch.stack")
+    if device is not None and str(device) not in ("cpu", "cpu:0"):
+        raise TraceError(f"torch.as_tensor(device={device!r}): tracejit runs on the CPU only")
+    nd = _np_dtype(dtype)
+    return data if nd is None or nd == _NP_DTYPE.__get__(data) else data.astype(nd)
+
+
 def broadcast_tensors(*tensors):
     """torch.broadcast_tensors: views of every operand at their common shape."""
     shape = np.broadcast_shapes(*(tuple(_NP_SHAPE.__get__(t)) if isinstance(t, Tracer)
@@ -672,18 +706,29 @@ def _table_ops():
 
 
 _TABLE_IMPLS, EW_METHODS = _table_ops()
+_recip = _TABLE_IMPLS["reciprocal"]
+
+
+def reciprocal(x, *args, **kwargs):
+    """torch.reciprocal: integers and bools become torch's default float first (NumPy's
+    reciprocal of an integer is an integer)."""
+    if isinstance(x, Tracer) and not _is_float(x):
+        x = x.astype(_np_dtype(_torch().get_default_dtype()))
+    return _recip(x, *args, **kwargs)
+
 
 # name -> implementation, shared by functions (torch.X, F.X, Tensor.X) and methods;
 # the elementwise ops' names come from the op table, and the entries here that repeat
 # one (add, sub, where, ...) implement torch's own arguments or scalar rules
 FUNCS = {
     **_TABLE_IMPLS,
-    "sigmoid": sigmoid, "relu": relu, "rsqrt": rsqrt, "add": add, "sub": sub,
+    "reciprocal": reciprocal, "sigmoid": sigmoid, "relu": relu, "rsqrt": rsqrt, "add": add, "sub": sub,
     "subtract": sub, "rsub": rsub, "div": div, "divide": div, "true_divide": div,
     "mul": _mul, "multiply": _mul, "floor_divide": _floordiv,
     "remainder": _mod, "pow": _pow, "xlogy": xlogy,
     "clamp": clamp, "clip": clamp, "clamp_min": lambda x, min: np.maximum(x, min),
-    "clamp_max": lambda x, max: np.minimum(x, max), "where": where, "masked_fill": masked_fill,
+    "clamp_max": lambda x, max: np.minimum(x, max), "where": where, "masked_fill": masked_fill, "isclose": isclose,
+    "mvlgamma": mvlgamma, "multigammaln": mvlgamma,
     "expit": sigmoid,
     "sum": sum_, "mean": mean, "prod": prod, "amax": amax, "amin": amin,
     "max": _minmax(np.max, np.argmax, "max"), "min": _minmax(np.min, np.argmin, "min"),
@@ -697,7 +742,7 @@ FUNCS = {
     "movedim": movedim, "moveaxis": movedim, "roll": roll, "cat": cat, "concat": cat,
     "concatenate": cat, "stack": stack, "split": split, "chunk": chunk, "unbind": unbind,
     "index_select": index_select, "gather": gather, "take_along_dim": take_along_dim,
-    "broadcast_to": broadcast_to, "broadcast_tensors": broadcast_tensors,
+    "broadcast_to": broadcast_to, "broadcast_tensors": broadcast_tensors, "as_tensor": as_tensor,
     "matmul": matmul, "mm": mm, "bmm": bmm, "mv": mv, "dot": dot, "outer": outer,
     "ger": outer, "einsum": einsum, "tensordot": tensordot, "linear": linear, "addmm": addmm,
     "softplus": softplus, "logsigmoid": logsigmoid, "log_sigmoid": logsigmoid,
@@ -722,5 +767,9 @@ FUNCS.update(_NN_FUNCS)
 FUNCS.update(_RNN_FUNCS)
 FUNCS.update(_ATTENTION_FUNCS)
 from ._torch_losses import FUNCS as _LOSS_FUNCS  # noqa: E402
+from ._torch_linalg import FUNCS as _LINALG_FUNCS  # noqa: E402  (cholesky, solves, LU)
+from ._torch_sort import FUNCS as _SORT_FUNCS  # noqa: E402  (sort, topk, ...)
 
 FUNCS.update(_LOSS_FUNCS)
+FUNCS.update(_LINALG_FUNCS)
+FUNCS.update(_SORT_FUNCS)

@@ -1,0 +1,146 @@
+"""torch.distributions (and Pyro's distributions, built on it) on traced values.
+
+Two helpers of torch.distributions ask `isinstance(v, torch.Tensor)` of what a traced
+argument reaches, which a Tracer is not (it cannot pretend to be: torch's C argument
+parser trusts that check and reads a tensor's memory). While a torch trace runs they
+are swapped (_torch.call_traced) for versions that take a Tracer as a tensor and hand
+anything else to torch's own code:
+  * Distribution._validate_sample (log_prob, cdf, icdf with validation on, torch's
+    default): torch refuses a non-tensor value; here the shape checks are torch's and
+    the support check becomes a check of the plan (_C._check), made at every call, so a
+    value outside the support raises ValueError at the user's line as eager does;
+  * broadcast_all (every constructor): the Python numbers among the parameters become
+    tensors of the first tensor's dtype; torch's version would take the default dtype
+    for a traced first tensor (Normal(loc64, 0.1) would compute with float32's 0.1).
+  * constraints.positive_definite.check (MultivariateNormal(covariance_matrix=...)):
+    torch branches on the symmetry check's values; here one select of the same result.
+  * Pyro's warn_if_nan and warn_if_inf (Trace.log_prob_sum and the ELBOs with
+    validation on, Pyro's default): a warning on traced values becomes a check of the
+    plan that warns (UserWarning, as Pyro) at each call whose values trip it. The hook
+    Pyro puts on a gradient is not placed (a tracer has none).
+broadcast_all and the warnings are imported by name into each module that uses them
+(torch.distributions' and Pyro's); each module holding the original gets the swap.
+"""
+import sys
+import warnings
+
+from . import _C
+from ._C import Tracer
+
+
+def _torch():
+    return sys.modules["torch"]
+
+
+def _validate_sample(orig):
+    def validate_sample(self, value):
+        if not isinstance(value, Tracer):
+            return orig(self, value)
+        # torch's Distribution._validate_sample past its isinstance test
+        size, event = value.size(), self._event_shape
+        if size[len(size) - len(event):] != event:
+            raise ValueError(f"The right-most size of value must match event_shape: {size} vs "
+                             f"{event}.")
+        expected = self._batch_shape + event
+        for i, j in zip(reversed(size), reversed(expected)):
+            if i != 1 and j != 1 and i != j:
+                raise ValueError("Value is not broadcastable with batch_shape+event_shape: "
+                                 f"{size} vs {expected}.")
+        try:
+            support = self.support
+        except NotImplementedError:
+            warnings.warn(f"{self.__class__} does not define `support` to enable sample "
+                          "validation. Please initialize the distribution with "
+                          "`validate_args=False` to turn off validation.", stacklevel=2)
+            return
+        if support is None:
+            raise AssertionError("support is unexpectedly None")
+        _C._check(support.check(value),
+                  f"the value argument (Tensor of shape {tuple(size)}) within the support "
+                  f"({support!r}) of the distribution {type(self).__name__} (torch.distributions' "
+                  "sample validation)")
+    validate_sample._tracejit = True
+    return validate_sample
+
+
+def _broadcast_all(orig):
+    def broadcast_all(*values):
+        torch = _torch()
+        first = next((v for v in values if isinstance(v, (Tracer, torch.Tensor))), None)
+        if isinstance(first, Tracer):
+            number = (bool, int, float)
+            values = tuple(torch.tensor(v, dtype=first.dtype) if type(v) in number else v
+                           for v in values)
+        return orig(*values)
+    broadcast_all._tracejit = True
+    return broadcast_all
+
+
+def _positive_definite_check(orig):
+    def check(self, value):
+        if not isinstance(value, Tracer):
+            return orig(self, value)
+        # torch: `if not sym.all(): return sym`, else cholesky's info == 0; as one select
+        sym = sys.modules["torch.distributions.constraints"]._Symmetric.check(self, value)
+        return _torch().where(sym.all(), _torch().linalg.cholesky_ex(value).info.eq(0), sym)
+    check._tracejit = True
+    return check
+
+
+def _warn_if_nan(orig):
+    def warn_if_nan(value, msg="", *, filename=None, lineno=None):
+        if not isinstance(value, Tracer):
+            return orig(value, msg, filename=filename, lineno=lineno)
+        _C._check(~_torch().isnan(value).any(),
+                  "Encountered NaN{}".format(": " + msg if msg else "."), UserWarning)
+        return value
+    warn_if_nan._tracejit = True
+    return warn_if_nan
+
+
+def _warn_if_inf(orig):
+    def warn_if_inf(value, msg="", allow_posinf=False, allow_neginf=False, *, filename=None,
+                    lineno=None):
+        if not isinstance(value, Tracer):
+            return orig(value, msg, allow_posinf, allow_neginf, filename=filename,
+                        lineno=lineno)
+        tail = ": " + msg if msg else "."
+        if not allow_posinf:
+            _C._check(~(value == float("inf")).any(), "Encountered +inf" + tail, UserWarning)
+        if not allow_neginf:
+            _C._check(~(value == float("-inf")).any(), "Encountered -inf" + tail, UserWarning)
+        return value
+    warn_if_inf._tracejit = True
+    return warn_if_inf
+
+
+def swaps():
+    """Install the swaps; [(owner, name, original)] to restore when the trace ends."""
+    utils = sys.modules.get("torch.distributions.utils")
+    dist = sys.modules.get("torch.distributions.distribution")
+    if utils is None or dist is None or getattr(utils.broadcast_all, "_tracejit", False):
+        return []                    # not imported, or a trace inside a trace
+    done = []
+    constraints = sys.modules["torch.distributions.constraints"]
+    orig = constraints._PositiveDefinite.check
+    constraints._PositiveDefinite.check = _positive_definite_check(orig)
+    done.append((constraints._PositiveDefinite, "check", orig))
+    orig = dist.Distribution._validate_sample
+    dist.Distribution._validate_sample = _validate_sample(orig)
+    done.append((dist.Distribution, "_validate_sample", orig))
+    # functions imported by name into the modules that use them: {name: (original, swap)}
+    by_name = {"broadcast_all": (utils.broadcast_all, _broadcast_all(utils.broadcast_all))}
+    pyro_util = sys.modules.get("pyro.util")
+    for name, make in (("warn_if_nan", _warn_if_nan), ("warn_if_inf", _warn_if_inf)):
+        orig = getattr(pyro_util, name, None)
+        if orig is not None:
+            by_name[name] = (orig, make(orig))
+    for module in list(sys.modules.values()):
+        names = getattr(module, "__dict__", None)
+        if not isinstance(names, dict):
+            continue
+        for name, (orig, swap) in by_name.items():
+            if names.get(name) is orig:
+                names[name] = swap
+                done.append((module, name, orig))
+    return done
