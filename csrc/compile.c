@@ -183,6 +183,24 @@ static int hidden_slots(tj_plan *p) {
     return 0;
 }
 
+/* The trace's Python-value guards (_effects.guards), less the contents check of an
+ * array the trace captured as a leaf: that one is read at every call (a global array
+ * of weights updated between calls keeps its plan); the contents of one only NumPy
+ * code read while tracing (G.sum()) were constants, and are checked. New reference. */
+static PyObject *pyvalue_guards(const tj_trace *t) {
+    PyObject *g = PyTuple_New(PyTuple_GET_SIZE(t->guards));
+    for (Py_ssize_t k = 0; g && k < PyTuple_GET_SIZE(t->guards); k++) {
+        PyObject *e = PyTuple_GET_ITEM(t->guards, k), *v = PyTuple_GET_ITEM(e, 2);
+        int captured = 0;
+        for (Py_ssize_t c = 0; PyTuple_GET_SIZE(e) > 4 && c < PyList_GET_SIZE(t->captures); c++)
+            captured |= PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, c), 3) == v;
+        PyObject *r = captured ? PyTuple_GetSlice(e, 0, 4) : Py_NewRef(e);
+        if (!r) { Py_CLEAR(g); break; }
+        PyTuple_SET_ITEM(g, k, r);
+    }
+    return g;
+}
+
 /* Moves what the trace produced into a new plan. */
 static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_template *tmpl) {
     tj_plan *p = PyMem_Calloc(1, sizeof *p);
@@ -248,7 +266,8 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     }
     p->out_lib = f->out_lib < 0 ? TJ_LIB_NUMPY : f->out_lib;
     p->torch_dflt = t->torch & 4 ? TJ_F64 : t->torch & 2 ? TJ_F32 : -1;
-    p->pyvalues = t->guards ? Py_NewRef(t->guards) : NULL;
+    p->pyvalues = t->guards ? pyvalue_guards(t) : NULL;
+    if (t->guards && !p->pyvalues) { tj_plan_decref(p); return NULL; }
     p->keyfns = t->rng_keyfns ? Py_NewRef(t->rng_keyfns) : NULL;
     p->n_results = t->g.n_out;
     if (t->checks) {

@@ -73,11 +73,43 @@ static PyObject *stale_reason(tj_state *st, PyObject *entry, PyObject *now) {
 /* A Python value the trace read as a constant (container, key, value, label): 0 still
  * there, 1 + *reason changed, -1 + exception. An equal number or string (a notebook
  * cell run again) is the same constant. */
+/* Whether NumPy array a still holds the bytes `snap` (_effects._array_bytes): 0, 1 +
+ * *reason, -1. A C-contiguous array is compared in place. */
+static int contents_hold(PyObject *a, PyObject *snap, PyObject *label, PyObject **reason) {
+    int same;
+    if (PyArray_Check(a) && PyArray_IS_C_CONTIGUOUS((PyArrayObject *)a)) {
+        Py_ssize_t n = PyArray_NBYTES((PyArrayObject *)a);
+        same = n == PyBytes_GET_SIZE(snap) &&
+               (n == 0 || memcmp(PyArray_DATA((PyArrayObject *)a), PyBytes_AS_STRING(snap),
+                                 (size_t)n) == 0);
+    } else {
+        PyObject *b = PyObject_CallMethod(a, "tobytes", NULL);
+        if (!b) return -1;
+        same = PyObject_RichCompareBool(b, snap, Py_EQ);
+        Py_DECREF(b);
+        if (same < 0) return -1;
+    }
+    if (same) return 0;
+    *reason = PyUnicode_FromFormat("the contents of %U changed (NumPy code on it alone ran "
+                                   "while tracing: its results were constants)", label);
+    return *reason ? 1 : -1;
+}
+
 static int pyvalue_holds(PyObject *g, PyObject **reason) {
-    PyObject *box = PyTuple_GET_ITEM(g, 0), *was = PyTuple_GET_ITEM(g, 2);
-    PyObject *now = PyCell_Check(box) ? PyCell_GET(box)
-                                      : PyDict_GetItemWithError(box, PyTuple_GET_ITEM(g, 1));
-    if (now == was) return 0;
+    PyObject *box = PyTuple_GET_ITEM(g, 0), *key = PyTuple_GET_ITEM(g, 1);
+    PyObject *was = PyTuple_GET_ITEM(g, 2), *now;
+    if (PyCell_Check(box)) {
+        now = PyCell_GET(box);
+    } else if (PyList_Check(box) || PyTuple_Check(box)) {   /* an array a list holds */
+        Py_ssize_t i = PyLong_AsSsize_t(key);
+        if (i < 0 && PyErr_Occurred()) return -1;
+        now = i < PySequence_Fast_GET_SIZE(box) ? PySequence_Fast_GET_ITEM(box, i) : NULL;
+    } else {
+        now = PyDict_GetItemWithError(box, key);
+    }
+    if (now == was)
+        return PyTuple_GET_SIZE(g) > 4 ? contents_hold(now, PyTuple_GET_ITEM(g, 4),
+                                                       PyTuple_GET_ITEM(g, 3), reason) : 0;
     if (!now && PyErr_Occurred()) return -1;
     if (now && Py_TYPE(now) == Py_TYPE(was) &&
         (PyFloat_CheckExact(was) || PyLong_CheckExact(was) || PyUnicode_CheckExact(was) ||

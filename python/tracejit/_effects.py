@@ -363,18 +363,53 @@ def _reach_args(args, kwargs):
 
 
 def guards(fn, args=(), kwargs=None):
-    """(container, key, value, label) for the Python values fn may have read as constants
-    of its trace (_reach, and the attributes of its static arguments, _reach_args):
-    numbers, strings and tuples of them, and arrays held in attributes (read by
-    identity at call time). The replay checks them (csrc/guards.c); a changed one
-    retraces, where the compiled code would otherwise keep the old value. Arrays in
-    closures and globals need none: they are read at every call."""
-    out = tuple((box, key, v, label) for kind, label, box, key, v in _reach(fn)
-                if (_simple(v) or (_is_array(v) and kind == "attr") or _is_generator(v)) and
-                not (kind == "attr" and _torch_internal(box, key)))
-    out += tuple((box, key, v, label) for kind, label, box, key, v in _reach_args(args, kwargs)
-                 if _simple(v) or _is_array(v) or _is_generator(v))
-    return out or None
+    """(container, key, value, label[, contents]) for the Python values fn may have read
+    as constants of its trace (_reach, and the attributes of its static arguments,
+    _reach_args): numbers, strings and tuples of them, generators, and NumPy arrays
+    with their contents' bytes (one level into the lists, tuples and dicts that
+    hold them). An array fn reads from outside is a leaf of the trace where it meets a
+    traced value, but NumPy code on it alone (`G.sum()`, `table[3]`) runs while
+    tracing and its result is a constant: the replay (csrc/guards.c) checks that the
+    object is the same and its contents too; a change retraces, where the compiled
+    code would keep the old values."""
+    out = []
+    for kind, label, box, key, v in _reach(fn):
+        if kind == "attr" and _torch_internal(box, key):
+            continue
+        if _simple(v) or _is_generator(v) or (_is_array(v) and kind == "attr"):
+            out.append((box, key, v, label) + _contents(v))
+        elif type(v) is np.ndarray:
+            out.append((box, key, v, label, _array_bytes(v)))
+        else:
+            out.extend(_held_arrays(v, label))
+    for kind, label, box, key, v in _reach_args(args, kwargs):
+        if _simple(v) or _is_array(v) or _is_generator(v):
+            out.append((box, key, v, label) + _contents(v))
+        else:
+            out.extend(_held_arrays(v, label))
+    return tuple(out) or None
+
+
+def _array_bytes(a):
+    return a.tobytes()
+
+
+def _contents(v):
+    """(its bytes,) for a NumPy array, () for anything else (torch tensors: the trace
+    reads them through its mode, never as constants)."""
+    return (_array_bytes(v),) if type(v) is np.ndarray else ()
+
+
+def _held_arrays(v, label):
+    """Guards for the NumPy arrays a list, tuple or dict holds (params = {"w": W})."""
+    if isinstance(v, (list, tuple)) and len(v) <= 64:
+        items = enumerate(v)
+    elif isinstance(v, dict) and len(v) <= 64:
+        items = v.items()
+    else:
+        return []
+    return [(v, k, a, f"{label}[{k!r}]", _array_bytes(a)) for k, a in items
+            if type(a) is np.ndarray]
 
 
 def _is_generator(v):
