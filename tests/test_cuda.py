@@ -68,7 +68,10 @@ def test_elementwise_op_matches_torch(op, dtype):
         args = (example("bool", seed=3), a, b)
     else:
         args = (a, b)[:op["arity"]]
-    want = fn(*args)
+    try:
+        want = fn(*args)
+    except NotImplementedError as e:   # torch CUDA lacks the kernel ("floor_cuda" on Bool)
+        pytest.skip(f"torch CUDA eager: {e}")
     (got,) = run(lambda *xs: fn(*xs), *args)
     close(got, want, dtype)
 
