@@ -187,7 +187,13 @@ def test_both_tiers_give_each_counter_the_same_bits(kind, dtype, layout, tmp_pat
         opt, tcc, _ = both_tiers(fn, [x])
     finally:
         tracejit.set_tier("auto")
-    assert opt.tobytes() == tcc.tobytes()
+    if layout == "reduced":
+        # the draws are the same bits; their sums are folded in SIMD partial sums whose
+        # order is each tier's (reduce_prims.c: horizontal folds reassociate), so the
+        # sums agree to rounding (CI's full run once gave 1-2 ulp apart in 3 of 9 rows)
+        np.testing.assert_allclose(opt, tcc, rtol=8 * np.finfo(dtype).eps, atol=0)
+    else:
+        assert opt.tobytes() == tcc.tobytes()
 
 
 TILES = """
