@@ -781,3 +781,30 @@ def test_an_outside_array_read_as_a_leaf_keeps_its_plan():
         np.testing.assert_array_equal(g(np.ones(3)), np.full(3, 1.0 + i))
         w += 1
     assert g.cache_info().misses == 1 and g.cache_info().hits == 3
+
+
+class _Config:
+    def __init__(self):
+        self.scale, self.table = 2.0, np.ones(3)
+
+
+_CFG = _Config()
+
+
+def test_attributes_of_an_outside_object_are_guarded():
+    # h.k and h.buf of an object held in a closure or a global were read as constants
+    # (a rebound attribute kept the old value); they are guarded as a bound object's are
+    h = _Config()
+    f = tracejit.compile(lambda x: x * h.scale + h.table)
+    x = np.ones(3)
+    np.testing.assert_array_equal(f(x), x * 2 + 1)
+    h.scale, h.table = 5.0, np.full(3, 3.0)
+    np.testing.assert_array_equal(f(x), x * 5 + 3)
+    assert "the attribute 'table' of the closure variable 'h' changed" in f.cache_info().last_retrace \
+        or "the attribute 'scale' of the closure variable 'h' changed" in f.cache_info().last_retrace
+    g = tracejit.compile(lambda x: x * _CFG.scale + _CFG.table.sum())
+    np.testing.assert_array_equal(g(x), x * 2 + 3)
+    _CFG.table[:] = 2
+    np.testing.assert_array_equal(g(x), x * 2 + 6)
+    _CFG.scale = 1.0
+    np.testing.assert_array_equal(g(x), x + 6)

@@ -316,15 +316,28 @@ def _reach(fn):
             yield "cell", f"the closure variable {name!r}", cell, None, v
             if callable(v) or _is_module(v):
                 yield from visit(v, depth + 1)
+            elif _plain_object(v):      # h.buf, h.scale: read as constants while tracing
+                yield from attrs(v, f"the closure variable {name!r}")
         g = getattr(obj, "__globals__", None) or {}
         for name in _code_names(code, set()):
             if name in g:
                 yield "global", f"the global {name!r}", g, name, g[name]
+                if _plain_object(g[name]):
+                    yield from attrs(g[name], f"the global {name!r}")
         wrapped = getattr(obj, "__wrapped__", None)
         if wrapped is not None:
             yield from visit(wrapped, depth + 1)
 
     return visit(fn, 0)
+
+
+def _plain_object(v):
+    """An instance holding its state in attributes (a config, a holder of arrays): not
+    a function, class, module, generator, array or tracer."""
+    d = getattr(v, "__dict__", None)
+    return (isinstance(d, dict) and not callable(v) and not isinstance(v, (type, type(sys))) and
+            not _is_module(v) and not _is_array(v) and not _is_generator(v) and
+            not isinstance(v, _C.Tracer))
 
 
 def _torch_internal(d, key):
