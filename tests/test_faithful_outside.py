@@ -1,0 +1,85 @@
+"""Never silently wrong: values a function reads from outside without tracing them
+(NumPy code on an outside array alone, attributes of outside objects) are guarded, so
+a change between calls retraces instead of replaying the old constant."""
+import numpy as np
+
+import tracejit
+
+
+# ---- arrays read from outside by NumPy code alone --------------------------------------
+_G = np.ones(3)
+_H = {"w": np.ones(3)}
+_L = [np.ones(2)]
+
+
+class _Holder:
+    def __init__(self):
+        self.table = np.ones(3)
+
+    def __call__(self, x):
+        return x * self.table.max()
+
+
+def test_numpy_code_on_an_outside_array_is_not_frozen():
+    # G.sum() on an array the function reads from outside runs while tracing (no traced
+    # value meets it): its result is a constant of the trace, so the replay checks the
+    # array's contents and retraces when they change (it returned the old sum before)
+    global _G
+    f = tracejit.compile(lambda x: x + _G.sum())
+    x = np.zeros(2)
+    np.testing.assert_array_equal(f(x), x + 3)
+    _G[:] = 5
+    np.testing.assert_array_equal(f(x), x + 15)
+    assert "the contents of the global '_G' changed" in f.cache_info().last_retrace
+    _G = np.full(3, 2.0)                       # rebound: the identity guard
+    np.testing.assert_array_equal(f(x), x + 6)
+    h = tracejit.compile(lambda x: x + _H["w"].sum() + _L[0].max())
+    np.testing.assert_array_equal(h(x), x + 4)
+    _H["w"][:] = 2
+    np.testing.assert_array_equal(h(x), x + 7)
+    _H["w"] = np.full(3, 3.0)
+    _L[0] = np.full(2, 5.0)
+    np.testing.assert_array_equal(h(x), x + 14)
+    m = _Holder()
+    g = tracejit.compile(m.__call__)
+    np.testing.assert_array_equal(g(np.ones(2)), [1, 1])
+    m.table[1] = 4
+    np.testing.assert_array_equal(g(np.ones(2)), [4, 4])
+
+
+def test_an_outside_array_read_as_a_leaf_keeps_its_plan():
+    # one a traced value meets is read at every call: updated between calls (weights
+    # an optimizer changes), it needs no retrace
+    w = np.ones(3)
+    g = tracejit.compile(lambda x: x * w)
+    for i in range(4):
+        np.testing.assert_array_equal(g(np.ones(3)), np.full(3, 1.0 + i))
+        w += 1
+    assert g.cache_info().misses == 1 and g.cache_info().hits == 3
+
+
+class _Config:
+    def __init__(self):
+        self.scale, self.table = 2.0, np.ones(3)
+
+
+_CFG = _Config()
+
+
+def test_attributes_of_an_outside_object_are_guarded():
+    # h.k and h.buf of an object held in a closure or a global were read as constants
+    # (a rebound attribute kept the old value); they are guarded as a bound object's are
+    h = _Config()
+    f = tracejit.compile(lambda x: x * h.scale + h.table)
+    x = np.ones(3)
+    np.testing.assert_array_equal(f(x), x * 2 + 1)
+    h.scale, h.table = 5.0, np.full(3, 3.0)
+    np.testing.assert_array_equal(f(x), x * 5 + 3)
+    assert "the attribute 'table' of the closure variable 'h' changed" in f.cache_info().last_retrace \
+        or "the attribute 'scale' of the closure variable 'h' changed" in f.cache_info().last_retrace
+    g = tracejit.compile(lambda x: x * _CFG.scale + _CFG.table.sum())
+    np.testing.assert_array_equal(g(x), x * 2 + 3)
+    _CFG.table[:] = 2
+    np.testing.assert_array_equal(g(x), x * 2 + 6)
+    _CFG.scale = 1.0
+    np.testing.assert_array_equal(g(x), x + 6)
