@@ -183,24 +183,6 @@ static int hidden_slots(tj_plan *p) {
     return 0;
 }
 
-/* The trace's Python-value guards (_effects.guards), less the contents check of an
- * array the trace captured as a leaf: that one is read at every call (a global array
- * of weights updated between calls keeps its plan); the contents of one only NumPy
- * code read while tracing (G.sum()) were constants, and are checked. New reference. */
-static PyObject *pyvalue_guards(const tj_trace *t) {
-    PyObject *g = PyTuple_New(PyTuple_GET_SIZE(t->guards));
-    for (Py_ssize_t k = 0; g && k < PyTuple_GET_SIZE(t->guards); k++) {
-        PyObject *e = PyTuple_GET_ITEM(t->guards, k), *v = PyTuple_GET_ITEM(e, 2);
-        int captured = 0;
-        for (Py_ssize_t c = 0; PyTuple_GET_SIZE(e) > 4 && c < PyList_GET_SIZE(t->captures); c++)
-            captured |= PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, c), 3) == v;
-        PyObject *r = captured ? PyTuple_GetSlice(e, 0, 4) : Py_NewRef(e);
-        if (!r) { Py_CLEAR(g); break; }
-        PyTuple_SET_ITEM(g, k, r);
-    }
-    return g;
-}
-
 /* Moves what the trace produced into a new plan. */
 static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_template *tmpl) {
     tj_plan *p = PyMem_Calloc(1, sizeof *p);
@@ -266,8 +248,7 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     }
     p->out_lib = f->out_lib < 0 ? TJ_LIB_NUMPY : f->out_lib;
     p->torch_dflt = t->torch & 4 ? TJ_F64 : t->torch & 2 ? TJ_F32 : -1;
-    p->pyvalues = t->guards ? pyvalue_guards(t) : NULL;
-    if (t->guards && !p->pyvalues) { tj_plan_decref(p); return NULL; }
+    p->pyvalues = Py_XNewRef(t->guards);   /* _effects.guards */
     p->keyfns = t->rng_keyfns ? Py_NewRef(t->rng_keyfns) : NULL;
     p->n_results = t->g.n_out;
     if (t->checks) {
@@ -357,9 +338,9 @@ static int add_writes(tj_trace *t) {
  * runs the pipeline into sched, appending its log to `log` when non-NULL; no code is
  * emitted or compiled. *t_trace: when the trace ended. 0; -1 with the exception (the
  * user's, unchanged). */
-static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
-                        PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, tj_trace *t,
-                        tj_template *tmpl, tj_schedule *sched, PyObject *log, double *t_trace) {
+static int trace_once(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
+                      PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, tj_trace *t,
+                      tj_template *tmpl, tj_schedule *sched, PyObject *log, double *t_trace) {
     int rc = -1;
     PyObject *targs = NULL, *tkwargs = NULL, *res = NULL;
     t->flat = f;   /* the values Python reads while tracing are this call's */
@@ -370,12 +351,18 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     if (st->trace_call)   /* _effects.call: random draws refused, torch's mode entered */
         res = PyObject_CallFunctionObjArgs(st->trace_call, fn, targs,
                                            tkwargs ? tkwargs : Py_None,
-                                           t->torch ? Py_True : Py_False, NULL);
+                                           t->torch ? Py_True : Py_False,
+                                           t->outside == 2 ? Py_False : Py_True, NULL);
     else
         res = PyObject_Call(fn, targs, tkwargs);
     tj_effects_leave(st);
     tj_trace_leave(outer);
     if (!res) goto done;                       /* the user's exception, unchanged */
+    if (res == Py_None && t->outside == 1) {   /* failed with arrays from outside traced */
+        t->outside = 3;
+        PyErr_SetString(PyExc_RuntimeError, "a trace with arrays from outside traced failed");
+        goto done;
+    }
     if (st->trace_call) {                      /* (result, guards) */
         if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
             tj_internal_error(st, "the trace call returned no (result, guards)");
@@ -425,6 +412,35 @@ done:
     return rc;
 }
 
+/* trace_once into *tp; where that trace stood tracers in for the arrays fn reads from
+ * outside (_C._capture_outside) and fn raised (t->outside 3, _effects.call returned
+ * None), once more into a new trace (replacing *tp)
+ * with them as NumPy's arrays (t->outside 2): code that needs a real ndarray
+ * (isinstance, an operation tracejit lacks) runs as it did, the arrays' contents guarded
+ * (_effects.guards). 0; -1 with the exception. */
+static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
+                        PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                        tj_trace **tp, tj_template *tmpl, tj_schedule *sched, PyObject *log,
+                        double *t_trace) {
+    tj_trace *t = *tp;
+    if (trace_once(fn, conf, f, args, nargs, kwnames, t, tmpl, sched, log, t_trace) == 0)
+        return 0;
+    if (t->outside != 3) return -1;
+    tj_trace *r = (tj_trace *)tj_trace_new(t->st, fn);
+    if (!r) return -1;
+    PyErr_Clear();
+    r->started = t->started;
+    r->progress_after = t->progress_after;
+    r->outside = 2;
+    t->live = 0;
+    Py_DECREF(t);
+    *tp = r;
+    tj_schedule_free(sched);
+    tj_template_free(tmpl);
+    if (log && PyList_SetSlice(log, 0, PyList_GET_SIZE(log), NULL) < 0) return -1;
+    return trace_once(fn, conf, f, args, nargs, kwnames, r, tmpl, sched, log, t_trace);
+}
+
 PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf, const tj_flat *f,
                             PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     tj_schedule sched = {0};
@@ -432,7 +448,7 @@ PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf, 
     double t_trace;
     PyObject *r = NULL, *log = PyList_New(0);
     tj_trace *t = log ? (tj_trace *)tj_trace_new(st, fn) : NULL;
-    if (t && trace_passes(fn, conf, f, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) == 0)
+    if (t && trace_passes(fn, conf, f, args, nargs, kwnames, &t, &tmpl, &sched, log, &t_trace) == 0)
         r = Py_NewRef(log);
     if (t) t->live = 0;
     tj_schedule_free(&sched);
@@ -588,7 +604,7 @@ PyObject *tj_compile_cuda_source(tj_state *st, PyObject *fn, const tj_argconf *c
     double t_trace;
     PyObject *r = NULL;
     tj_trace *t = (tj_trace *)tj_trace_new(st, fn);
-    if (t && trace_passes(fn, conf, f, args, nargs, kwnames, t, &tmpl, &sched, NULL, &t_trace) == 0)
+    if (t && trace_passes(fn, conf, f, args, nargs, kwnames, &t, &tmpl, &sched, NULL, &t_trace) == 0)
         r = tj_emit_cuda(st, &t->g, &sched);
     PyObject *caps = r ? PyList_New(0) : NULL;   /* the captured arrays, by capture index */
     for (Py_ssize_t i = 0; caps && i < PyList_GET_SIZE(t->captures); i++)
@@ -619,7 +635,7 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
     t->progress_after = progress_after();
     int debug = tj_debug_level();   /* 1: a line per compile; 2: passes, C; 3: schedule, tier's C */
     if ((want_log || debug >= 2) && !(log = PyList_New(0))) goto done;
-    if (trace_passes(fn, conf, f, args, nargs, kwnames, t, &tmpl, &sched, log, &t_trace) < 0)
+    if (trace_passes(fn, conf, f, args, nargs, kwnames, &t, &tmpl, &sched, log, &t_trace) < 0)
         goto done;
     /* the device: its arrays', the torch tensors the trace captured included */
     if (tj_flat_device(f, t->captures, &device, &device_id) < 0) goto done;

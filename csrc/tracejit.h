@@ -165,6 +165,9 @@ typedef struct {
     int progress_noted;               /* after progress_after s (< 0: never), noted once */
     int cuda_device;         /* 0: the CPU; k + 1: the first torch argument is on cuda:k
                                 (what a Tracer's .device says, _C._trace_device) */
+    int outside;             /* 1: arrays read from outside stood in as tracers
+                                (_C._capture_outside); 3: and fn raised; 2: a retrace
+                                with them as NumPy's (compile.c's trace_passes) */
 } tj_trace;
 
 typedef struct {

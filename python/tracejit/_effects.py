@@ -281,15 +281,20 @@ def _reach(fn):
     arguments: its closure cells (kind "cell", key None), the globals its code names,
     nested code included ("global": box is the globals dict), the attributes of the
     object it is bound to and of a compiled module's submodules ("attr": box is the
-    object's __dict__); functions and modules held in closures, and __wrapped__, are
-    followed three levels deep. The read-only lock and the guards both walk it."""
+    object's __dict__), and of plain objects held in closures, globals and attributes
+    (h.cfg.scale, two levels below the first); functions and modules held in closures,
+    and __wrapped__, are followed three levels deep. The read-only lock and the guards both walk it."""
     seen = set()
 
-    def attrs(obj, owner):
+    def attrs(obj, owner, level=0):
         d = getattr(obj, "__dict__", None)
         if isinstance(d, dict) and not isinstance(obj, type):
             for k, v in list(d.items()):
-                yield "attr", f"the attribute {k!r} of {owner}", d, k, v
+                label = f"the attribute {k!r} of {owner}"
+                yield "attr", label, d, k, v
+                if level < 2 and id(v) not in seen and _plain_object(v):   # h.cfg.scale
+                    seen.add(id(v))
+                    yield from attrs(v, label, level + 1)
 
     def visit(obj, depth):
         if id(obj) in seen or depth > 3:
@@ -375,7 +380,7 @@ def _reach_args(args, kwargs):
                            d, k, a)
 
 
-def guards(fn, args=(), kwargs=None):
+def guards(fn, args=(), kwargs=None, stood=()):
     """(container, key, value, label[, contents]) for the Python values fn may have read
     as constants of its trace (_reach, and the attributes of its static arguments,
     _reach_args): numbers, strings and tuples of them, generators, and NumPy arrays
@@ -384,22 +389,28 @@ def guards(fn, args=(), kwargs=None):
     traced value, but NumPy code on it alone (`G.sum()`, `table[3]`) runs while
     tracing and its result is a constant: the replay (csrc/guards.c) checks that the
     object is the same and its contents too; a change retraces, where the compiled
-    code would keep the old values."""
-    out = []
+    code would keep the old values. The arrays _stand_in traced (stood) are read at
+    every call: their identity is guarded, not their contents."""
+    out, traced = [], {(id(box), key) for _, box, key, _, _ in stood}
     for kind, label, box, key, v in _reach(fn):
         if kind == "attr" and _torch_internal(box, key):
+            continue
+        if (id(box), key) in traced:      # traced (_stand_in): the same array, any contents
+            out.append((box, key, v, label))
             continue
         if _simple(v) or _is_generator(v) or (_is_array(v) and kind == "attr"):
             out.append((box, key, v, label) + _contents(v))
         elif type(v) is np.ndarray:
             out.append((box, key, v, label, _array_bytes(v)))
         else:
-            out.extend(_held_arrays(v, label))
+            out.extend(_held_arrays(v, label, traced))
     for kind, label, box, key, v in _reach_args(args, kwargs):
-        if _simple(v) or _is_array(v) or _is_generator(v):
+        if (id(box), key) in traced:
+            out.append((box, key, v, label))
+        elif _simple(v) or _is_array(v) or _is_generator(v):
             out.append((box, key, v, label) + _contents(v))
         else:
-            out.extend(_held_arrays(v, label))
+            out.extend(_held_arrays(v, label, traced))
     return tuple(out) or None
 
 
@@ -413,16 +424,18 @@ def _contents(v):
     return (_array_bytes(v),) if type(v) is np.ndarray else ()
 
 
-def _held_arrays(v, label):
-    """Guards for the NumPy arrays a list, tuple or dict holds (params = {"w": W})."""
+def _held_arrays(v, label, traced=()):
+    """Guards for the NumPy arrays a list, tuple or dict holds (params = {"w": W}): their
+    contents too, unless the trace read them as tracers (traced: (id(v), key))."""
     if isinstance(v, (list, tuple)) and len(v) <= 64:
         items = enumerate(v)
     elif isinstance(v, dict) and len(v) <= 64:
         items = v.items()
     else:
         return []
-    return [(v, k, a, f"{label}[{k!r}]", _array_bytes(a)) for k, a in items
-            if type(a) is np.ndarray]
+    return [(v, k, a, f"{label}[{k!r}]")
+            + (() if (id(v), k) in traced else (_array_bytes(a),))
+            for k, a in items if type(a) is np.ndarray]
 
 
 def _is_generator(v):
@@ -458,26 +471,97 @@ def _restore(swapped):
             box[key] = v
 
 
-def call(fn, args, kwargs, torch_trace):
+def call(fn, args, kwargs, torch_trace, stand_in=True):
     """Runs fn(*args, **kwargs) on tracers (csrc/compile.c's tj_compile_plan, which swaps
     the refusing wrappers in around it), checks the generators' states after, and
-    returns (result, the guards of its plan)."""
+    returns (result, the guards of its plan). stand_in: the NumPy arrays fn reads from
+    outside are traced too (_stand_in); where fn then raises, None: compile.c traces it
+    again without (code that needs a real ndarray, an operation tracejit lacks)."""
     before = _snapshot(fn, args, kwargs)
     locked = _lock_arrays(fn, args, kwargs)
     targs, tkwargs, swapped = _swap_generators(fn, args, kwargs)
+    stood = _stand_in(fn, args, kwargs) if stand_in and not torch_trace else []
     try:
         if torch_trace:
             from . import _torch
             result = _torch.call_traced(fn, targs, tkwargs)
         else:
             result = fn(*targs, **(tkwargs or {}))
-    except ValueError as e:
-        refusal = _write_refusal(e, locked)
+    except Exception as e:
+        if stood:          # compile.c traces again, the arrays from outside NumPy's
+            return None
+        refusal = _write_refusal(e, locked) if isinstance(e, ValueError) else None
         if refusal is None:
             raise
         raise refusal from None
     finally:
+        rebound = _stand_down(stood)
         _restore(swapped)
         _unlock(locked)
+    if rebound:
+        _C._trace_error(
+            f"the traced function rebinds {', '.join(rebound)}, an array it reads from "
+            f"outside, to a new value: that would happen once, while tracing. Write into "
+            f"it in place (W[...] = ...) or return the new array")
     _check(fn, before)
-    return result, guards(fn, args, kwargs)
+    return result, guards(fn, args, kwargs, stood)
+
+
+# ---- arrays from outside, traced ------------------------------------------------
+
+def _outside_arrays(fn, args, kwargs):
+    """(kind, label, box, key, array) for the NumPy arrays fn reads from outside: _reach
+    and _reach_args, and one level into the lists and dicts they hold (params[0])."""
+    for kind, label, box, key, v in itertools.chain(_reach(fn), _reach_args(args, kwargs)):
+        if kind == "attr" and _torch_internal(box, key):
+            continue
+        if type(v) is np.ndarray:
+            yield kind, label, box, key, v
+        elif type(v) is list and len(v) <= 64:
+            for i, a in enumerate(v):
+                if type(a) is np.ndarray:
+                    yield "item", f"{label}[{i}]", v, i, a
+        elif type(v) is dict and len(v) <= 64:
+            for k, a in v.items():
+                if type(a) is np.ndarray:
+                    yield "item", f"{label}[{k!r}]", v, k, a
+
+
+def _stand_in(fn, args, kwargs):
+    """Swaps each NumPy array fn reads from outside for its captured leaf, a tracer
+    (_C._capture_outside), while fn is traced: NumPy code on it alone (`(W**2).sum()`,
+    `W / np.linalg.norm(W)`) is traced with the rest and reads the array's contents at
+    every call, where it would otherwise have been a constant of the trace (kept only
+    while the contents stay the same: guards). An array of a dtype tracejit lacks stays
+    NumPy's. Returns [(kind, box, key, array, tracer)] for _stand_down."""
+    stood, tracers = [], {}
+    for kind, label, box, key, v in list(_outside_arrays(fn, args, kwargs)):
+        tr = tracers.get(id(v))
+        if tr is None:
+            try:
+                tr = tracers[id(v)] = _C._capture_outside(v)
+            except TypeError:
+                continue
+        if kind == "cell":
+            box.cell_contents = tr
+        else:
+            box[key] = tr
+        stood.append((kind, box, key, v, tr))
+    return stood
+
+
+def _stand_down(stood):
+    """Puts the arrays _stand_in swapped back; returns the labels of those fn rebound
+    (a global assigned a new array: not an in-place write, which keeps the tracer)."""
+    rebound = []
+    for kind, box, key, v, tr in reversed(stood):
+        now = box.cell_contents if kind == "cell" else box.get(key) if isinstance(box, dict) \
+            else box[key] if key < len(box) else None
+        if now is not tr and now is not v:
+            rebound.append(f"the global {key!r}" if kind == "global" else
+                           f"the closure variable" if kind == "cell" else repr(key))
+        if kind == "cell":
+            box.cell_contents = v
+        elif isinstance(box, dict) or key < len(box):
+            box[key] = v
+    return rebound
