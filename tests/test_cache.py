@@ -284,7 +284,7 @@ def test_global_array_mutated_in_place_is_seen(rng):
         assert_matches_numpy(f(x), x + _G)
         _G[:] = [10.0, 20.0, 30.0, 40.0]
         assert_matches_numpy(f(x), x + np.array([10.0, 20.0, 30.0, 40.0]))
-        assert f.cache_info().misses == 1
+        assert f.cache_info().misses == 1, f.cache_info()
     finally:
         _G[:] = saved
 

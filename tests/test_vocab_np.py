@@ -202,3 +202,16 @@ def test_methods_by_composition():
     x = np.ones((2, 2))
     with pytest.raises(tracejit.TraceError, match=r"ndarray.sort is not supported"):
         tracejit.compile(lambda x: x.sort())(x)
+
+
+@pytest.mark.parametrize("right", [False, True])
+def test_digitize_of_traced_bins_follows_their_direction_at_every_call(right):
+    # bins as an argument (or an array from outside, traced too): increasing at one
+    # call, decreasing at the next, non-monotonic refused as NumPy refuses
+    f = tracejit.compile(lambda v, b: np.digitize(v, b, right=right))
+    v = np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0, 4.0, 9.0])
+    for b in ([-1.0, 1.0, 4.0], [4.0, 1.0, -1.0], [2.0, 2.0, 0.0]):
+        b = np.array(b)
+        np.testing.assert_array_equal(f(v, b), np.digitize(v, b, right=right))
+    with pytest.raises(ValueError, match="bins must be monotonically increasing or decreasing"):
+        f(v, np.array([1.0, -1.0, 4.0]))

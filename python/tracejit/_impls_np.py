@@ -310,15 +310,25 @@ def _searchsorted(a, v, side="left", sorter=None):
 
 
 def _digitize(x, bins, right=False):
-    b = bins if isinstance(bins, _C.Tracer) else np.asarray(bins)
+    side = "left" if right else "right"
     if not isinstance(bins, _C.Tracer):
+        b = np.asarray(bins)
         if b.ndim != 1:
             raise ValueError("object too deep for desired array")
         if b.size > 1 and not (np.all(b[1:] >= b[:-1]) or np.all(b[1:] <= b[:-1])):
             raise ValueError("bins must be monotonically increasing or decreasing")
         if b.size > 1 and b[0] > b[-1]:   # decreasing: NumPy searches the reversed bins
-            return b.size - _searchsorted(b[::-1], x, side="left" if right else "right")
-    return _searchsorted(b, x, side="left" if right else "right")
+            return b.size - _searchsorted(b[::-1], x, side=side)
+        return _searchsorted(b, x, side=side)
+    if bins.ndim != 1:
+        raise ValueError("object too deep for desired array")
+    if bins.shape[0] < 2:
+        return _searchsorted(bins, x, side=side)
+    # traced bins: their direction and monotony are known at every call only
+    up, down = np.all(bins[1:] >= bins[:-1]), np.all(bins[1:] <= bins[:-1])
+    _C._check(up | down, "bins must be monotonically increasing or decreasing", ValueError)
+    return np.where(bins[0] > bins[-1], bins.shape[0] - _searchsorted(bins[::-1], x, side=side),
+                    _searchsorted(bins, x, side=side))
 
 
 def _interp(x, xp, fp, left=None, right=None, period=None):
