@@ -145,3 +145,15 @@ def test_code_that_needs_a_real_array_from_outside_is_traced_again_without():
     T[0] = 10.0
     np.testing.assert_array_equal(f(x), fn(x))
     assert "the contents of the closure variable 'T' changed" in f.cache_info().last_retrace
+
+
+def test_isinstance_of_a_traced_array_is_eagers():
+    # a traced argument or array from outside is an ndarray to isinstance in a NumPy
+    # trace (type() stays Tracer): code branching on it takes eager's branch
+    T = np.linspace(0.0, 1.0, 5)
+
+    def fn(x):
+        a = x + T if isinstance(T, np.ndarray) else x - T
+        return a * 2 if isinstance(x, np.ndarray) and isinstance(a, np.ndarray) else a
+
+    np.testing.assert_array_equal(tracejit.compile(fn)(np.ones(5)), fn(np.ones(5)))

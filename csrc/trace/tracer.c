@@ -508,7 +508,16 @@ static PyObject *get_T(tj_tracer *x, void *c) {
     return t ? tj_apply_transpose(t, (PyObject *)x, Py_None) : NULL;
 }
 
+/* x.__class__: ndarray in a NumPy trace, so `isinstance(x, np.ndarray)` is what eager's
+ * is (type(x) stays Tracer); a torch trace's Tracer its own type. */
+static PyObject *get_class(tj_tracer *x, void *c) {
+    if (x->trace && !x->trace->torch && x->trace->st->ndarray_type)
+        return Py_NewRef(x->trace->st->ndarray_type);
+    return Py_NewRef((PyObject *)Py_TYPE(x));
+}
+
 static PyGetSetDef tracer_getset[] = {
+    {"__class__", (getter)get_class, NULL, "ndarray in a NumPy trace", NULL},
     {"shape", (getter)get_shape, NULL, "shape, known at trace time", NULL},
     {"ndim", (getter)get_ndim, NULL, NULL, NULL},
     {"size", (getter)get_size, NULL, NULL, NULL},
