@@ -358,7 +358,7 @@ static int trace_once(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     tj_effects_leave(st);
     tj_trace_leave(outer);
     if (!res) goto done;                       /* the user's exception, unchanged */
-    if (res == Py_None && t->outside == 1) {   /* failed with arrays from outside traced */
+    if (res == Py_None && t->outside != 2) {   /* failed with NumPy's arrays traced */
         t->outside = 3;
         PyErr_SetString(PyExc_RuntimeError, "a trace with arrays from outside traced failed");
         goto done;
@@ -413,7 +413,7 @@ done:
 }
 
 /* trace_once into *tp; where that trace stood tracers in for the arrays fn reads from
- * outside (_C._capture_outside) and fn raised (t->outside 3, _effects.call returned
+ * outside (_C._capture) and fn raised (t->outside 3, _effects.call returned
  * None), once more into a new trace (replacing *tp)
  * with them as NumPy's arrays (t->outside 2): code that needs a real ndarray
  * (isinstance, an operation tracejit lacks) runs as it did, the arrays' contents guarded

@@ -12,7 +12,7 @@ int tj_function_type_init(PyObject *module, tj_state *st);     /* function.c */
 PyObject *tj_torch_ew(PyObject *m, PyObject *const *args, Py_ssize_t nargs);   /* trace/torch.c */
 PyObject *tj_torch_register(PyObject *m, PyObject *args);
 PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
-PyObject *tj_trace_capture_outside(PyObject *m, PyObject *arr);
+PyObject *tj_trace_capture(PyObject *m, PyObject *arr);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
 PyObject *tj_torch_note_made(PyObject *m, PyObject *o);
 PyObject *tj_py_trace_device(PyObject *m, PyObject *unused);
@@ -244,8 +244,8 @@ static PyMethodDef module_methods[] = {
      "tracing"},
     {"_tracing", tj_effects_tracing, METH_NOARGS, "whether a trace runs on this thread"},
     {"_iota", tj_trace_iota, METH_VARARGS, "_iota(shape, axis): the element index, while tracing"},
-    {"_capture_outside", tj_trace_capture_outside, METH_O,
-     "_capture_outside(array): an array read from outside, as the running trace's tracer"},
+    {"_capture", tj_trace_capture, METH_O,
+     "_capture(array): a NumPy array as the running trace's captured leaf, a tracer"},
     {"_lift", (PyCFunction)(void (*)(void))tj_torch_lift, METH_FASTCALL,
      "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
     {"_random", (PyCFunction)(void (*)(void))tj_trace_random, METH_FASTCALL,

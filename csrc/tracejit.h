@@ -166,8 +166,9 @@ typedef struct {
     int cuda_device;         /* 0: the CPU; k + 1: the first torch argument is on cuda:k
                                 (what a Tracer's .device says, _C._trace_device) */
     int outside;             /* 1: arrays read from outside stood in as tracers
-                                (_C._capture_outside); 3: and fn raised; 2: a retrace
-                                with them as NumPy's (compile.c's trace_passes) */
+                                (_C._capture); 3: fn raised with them or NumPy's
+                                new arrays traced (_effects.call); 2: a retrace with
+                                them as NumPy's (compile.c's trace_passes) */
 } tj_trace;
 
 typedef struct {

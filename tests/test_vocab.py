@@ -252,12 +252,17 @@ def test_full_like_traced_fill_values(rng):
 
 
 def test_full_like_of_array_with_traced_value_names_copyto():
-    msg = _msg(tracejit.TraceError,
-               tracejit.compile(lambda v: np.full_like(np.zeros(3), v) + v), np.ones(3))
+    def into(v):
+        np.copyto(np.arange(3.0), v)
+        return v
+
+    msg = _msg(tracejit.TraceError, tracejit.compile(into), np.ones(3))
     assert "numpy.copyto writes into an existing array" in msg and "full_like" in msg
     base = np.zeros(3)          # an array from outside is traced: full_like of it is too
     f = tracejit.compile(lambda v: np.full_like(base, v) + v)
     np.testing.assert_array_equal(f(np.arange(3.0)), 2 * np.arange(3.0))
+    f = tracejit.compile(lambda v: np.full_like(np.arange(3, dtype=np.int32), v[0]) + v)
+    np.testing.assert_array_equal(f(np.arange(3.0) + 0.5), np.arange(3.0) + 0.5)
 
 
 @pytest.mark.parametrize("name", list(LIKE))

@@ -528,7 +528,7 @@ def test_out_and_copyto_keep_numpys_casting_rules():
 
 def test_writes_into_untraced_arrays_are_refused():
     def out_numpy(a):
-        out = np.zeros(3)                   # a NumPy array: not traced
+        out = np.arange(3.0)                # a NumPy array: not traced
         np.add(a, 1, out=out)
         return out
 
@@ -539,10 +539,14 @@ def test_writes_into_untraced_arrays_are_refused():
     for name, call in [("copyto", "np.copyto(z, a)"), ("putmask", "np.putmask(z, a > 0, a)"),
                        ("place", "np.place(z, a > 0, a)")]:
         ns = {"np": np}
-        exec(f"def fn(a):\n    z = np.zeros(3)\n    {call}\n    return z\n", ns)
+        exec(f"def fn(a):\n    z = np.arange(3.0)\n    {call}\n    return z\n", ns)
         with pytest.raises(TraceError, match=rf"numpy\.{name} writes into an existing array, "
                            r"which a traced function can do only where that array is traced"):
             tracejit.compile(ns["fn"])(np.ones(3))
+        exec(f"def made(a):\n    z = np.zeros(3)\n    {call}\n    return z\n", ns)
+        f = tracejit.compile(ns["made"])          # np.zeros's array is traced: written
+        for a in (np.ones(3), np.array([-1.0, 2.0, 0.0])):
+            np.testing.assert_array_equal(f(a), ns["made"](a))
 
     def into_argument(a):                      # the caller's array: written, as eager
         np.copyto(a, 1.0)

@@ -123,6 +123,25 @@ static int shared_value(const tj_graph *g, const int32_t *uses, const int32_t *s
     return uses[i] >= 2 && (gath || (int64_t)(uses[i] - 1) * (int64_t)(reads - 1) > 2);
 }
 
+/* Whether i's fused computation gathers so often that one loop could not hold its
+ * gathered leaves (build_group's limit): ngath[i] counts the gathers through its
+ * elementwise inputs not stored; past 32, i is stored and its users read it from
+ * memory (300 writes `t[k] = v` at constant k, each a WHERE over a gather, made one
+ * loop of 300 gathers). */
+static int many_gathers(const tj_graph *g, const int32_t *stored, uint16_t *ngath, int32_t i) {
+    const tj_node *v = &g->nodes[i];
+    unsigned k = v->op == TJ_OP_GATHER;
+    for (int a = 0; a < tj_ops[v->op].arity; a++) {
+        int32_t x = v->in[a];
+        int xk = tj_ops[g->nodes[x].op].kind;
+        if ((xk == TJ_K_EW || xk == TJ_K_CAST || xk == TJ_K_GATH) && stored[x] == -1 &&
+            !(v->op == TJ_OP_GATHER && a == 0))
+            k += ngath[x];
+    }
+    ngath[i] = (uint16_t)(k > 0xffffu ? 0xffffu : k);
+    return k > 32;
+}
+
 /* Per node: the reduction that stores it as a second output, -2 when it is computed
  * once into scratch because a user broadcasts it (mean = sum / n, used across rows,
  * is computed per row, not per element), or -1. A reduction's operand is stored
@@ -135,7 +154,8 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
     int32_t *first_user = malloc((size_t)n * sizeof *first_user);
     uint8_t *costly = calloc((size_t)n, 1);
     uint16_t *cone = calloc((size_t)n, sizeof *cone);
-    if (!stored || !first_user || !costly || !cone) {
+    uint16_t *ngath = calloc((size_t)n, sizeof *ngath);
+    if (!stored || !first_user || !costly || !cone || !ngath) {
         free(stored);
         stored = NULL;
         goto done;
@@ -155,7 +175,8 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
         const tj_node *r = &g->nodes[i];
         int kind = tj_ops[r->op].kind;
         if ((kind == TJ_K_EW || kind == TJ_K_CAST || kind == TJ_K_GATH) &&
-            shared_value(g, uses, stored, cone, i) && stored[i] == -1)
+            (shared_value(g, uses, stored, cone, i) || many_gathers(g, stored, ngath, i)) &&
+            stored[i] == -1)
             stored[i] = -2;
         if (kind == TJ_K_RED) {
             int32_t x = r->in[0];
@@ -176,6 +197,7 @@ done:
     free(first_user);
     free(costly);
     free(cone);
+    free(ngath);
     return stored;
 }
 

@@ -364,14 +364,15 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
     return -1;
 }
 
-/* _capture_outside(array): the running trace's captured leaf of a NumPy array the traced
- * function reads from outside, as a tracer (_effects._swap_arrays stands it in for the
- * array, so NumPy code on it alone is traced too, never a constant); notes that the
- * trace did (a trace that then fails is retried without: compile.c's trace_passes). */
-PyObject *tj_trace_capture_outside(PyObject *m, PyObject *arr) {
+/* _capture(array): the running trace's captured leaf of a NumPy array, as a tracer: one
+ * the traced function reads from outside (_effects._stand_in stands it in for the
+ * array, so NumPy code on it alone is traced too, never a constant) or one NumPy's
+ * factory made while tracing (_effects._making). Notes that the trace did (a trace that
+ * then fails is retried without: compile.c's trace_passes). */
+PyObject *tj_trace_capture(PyObject *m, PyObject *arr) {
     tj_trace *t = tj_trace_current();
     if (!t || !t->live || !PyArray_CheckExact(arr)) {
-        PyErr_SetString(PyExc_TypeError, "_capture_outside(ndarray), while tracing");
+        PyErr_SetString(PyExc_TypeError, "_capture(ndarray), while tracing");
         return NULL;
     }
     int32_t id = capture_array(t, (PyArrayObject *)arr);

@@ -614,10 +614,33 @@ static int torch_index_put(tj_trace *t, tj_tracer *x, PyObject *key, PyObject *v
 }
 
 
+/* x[key] = value of a constant value at a constant key into an array NumPy's factory
+ * made while tracing (_effects._making), before any node reads it (`t = np.zeros(n);
+ * for i in range(n): t[i] = i * i`): NumPy's own setitem on that array, no node (the
+ * trace reads it at every call as it is when the trace ends; a write after a read is
+ * traced). 1 done, 0 not such a write, -1 with NumPy's error. */
+static int write_made_now(tj_trace *t, tj_tracer *x, PyObject *key, PyObject *value) {
+    if (t->torch || t->g.nodes[x->id].op != TJ_OP_CAPTURE || holds_tracer(key) ||
+        !(PyArray_CheckExact(value) || PyFloat_Check(value) || PyLong_Check(value) ||
+          PyArray_IsScalar(value, Generic)) || !made_in_trace(t, x->id))
+        return 0;
+    for (int32_t i = x->id + 1; i < t->g.n; i++)
+        for (int a = 0; a < tj_ops[t->g.nodes[i].op].arity; a++)
+            if (t->g.nodes[i].in[a] == x->id) return 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->captures); i++) {
+        PyObject *c = PyList_GET_ITEM(t->captures, i);
+        if (PyLong_AsLong(PyTuple_GET_ITEM(c, 4)) == x->id)
+            return PyObject_SetItem(PyTuple_GET_ITEM(c, 3), key, value) < 0 ? -1 : 1;
+    }
+    return 0;
+}
+
 int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
     tj_tracer *x = (tj_tracer *)target;
     tj_trace *t = tj_tracer_live(x);
     if (!t) return -1;
+    int now = write_made_now(t, x, key, value);
+    if (now) return now < 0 ? -1 : 0;
     int scalar = tj_tracer_is_np_scalar(target);   /* eager's scalars are immutable */
     if (scalar) {
         int dt = t->g.nodes[x->id].dtype;

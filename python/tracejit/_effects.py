@@ -73,6 +73,73 @@ def _drawing(name, label, orig):
     return draw
 
 
+_MAKERS = ("zeros", "ones", "empty", "full", "zeros_like", "ones_like", "empty_like",
+           "full_like")
+
+
+def _making(orig):
+    """numpy.zeros (ones, empty, full and their _like forms of a NumPy array) as the
+    traced function's own code names them (_stand_in swaps its global `np` for a
+    _NumPy and its global `zeros` for this): NumPy's new array as a captured leaf of
+    the trace, its own (never written back), so writes of traced values into it are
+    traced like any (`out = np.zeros(n); out[1:] = x[:-1]`, refused before); constants
+    written before anything reads it go into the array itself (csrc/trace/write.c,
+    write_made_now). Libraries' calls (Cython's np.empty in numpy.random, which must get
+    an ndarray) are NumPy's: their module's numpy is not swapped."""
+    @functools.wraps(orig)
+    def make(*args, **kwargs):
+        if not _C._tracing():
+            return orig(*args, **kwargs)
+        fill = args[1] if orig.__name__ == "full" and len(args) > 1 else \
+            args[1] if orig.__name__ == "full_like" and len(args) > 1 else \
+            kwargs.get("fill_value")
+        if isinstance(fill, _C.Tracer):
+            return _fill_traced(orig, args, kwargs, fill)
+        a = orig(*args, **kwargs)                # NumPy's array
+        if type(a) is not np.ndarray:
+            return a
+        try:
+            tr = _C._capture(a)
+        except TypeError:                        # a dtype tracejit lacks
+            return a
+        _C._note_made(a)                         # the trace's own: never written back
+        return tr
+    return make
+
+
+class _NumPy:
+    """numpy as the traced function's globals name it while it is traced: numpy's own
+    attributes, the array factories _making's."""
+    def __init__(self):
+        self.__dict__.update({n: _making(getattr(np, n)) for n in _MAKERS})
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def __repr__(self):
+        return repr(np)
+
+
+_NUMPY = _NumPy()
+
+
+def _fill_traced(orig, args, kwargs, fill):
+    """np.full(shape, x) / np.full_like(a, x) of a traced x: x broadcast, a fresh copy."""
+    kw = dict(kwargs)
+    kw.pop("fill_value", None)
+    dtype = kw.get("dtype", args[2] if len(args) > 2 else None)
+    if orig.__name__ == "full":
+        shape = args[0] if args else kw["shape"]
+        shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+        dtype = fill.dtype if dtype is None else np.dtype(dtype)
+    else:
+        proto = np.asarray(args[0]) if not isinstance(args[0], _C.Tracer) else args[0]
+        shape = kw.get("shape") or proto.shape
+        shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+        dtype = proto.dtype if dtype is None else np.dtype(dtype)
+    return np.broadcast_to(fill.astype(dtype), shape).copy()
+
+
 def _swaps():
     global _MT_BYTES
     _MT_BYTES = _mt_bytes_ok()
@@ -396,7 +463,8 @@ def guards(fn, args=(), kwargs=None, stood=()):
         if kind == "attr" and _torch_internal(box, key):
             continue
         if (id(box), key) in traced:      # traced (_stand_in): the same array, any contents
-            out.append((box, key, v, label))
+            if type(v) is np.ndarray:
+                out.append((box, key, v, label))
             continue
         if _simple(v) or _is_generator(v) or (_is_array(v) and kind == "attr"):
             out.append((box, key, v, label) + _contents(v))
@@ -488,7 +556,7 @@ def call(fn, args, kwargs, torch_trace, stand_in=True):
         else:
             result = fn(*targs, **(tkwargs or {}))
     except Exception as e:
-        if stood:          # compile.c traces again, the arrays from outside NumPy's
+        if stood:          # compile.c traces again, NumPy's arrays NumPy's
             return None
         refusal = _write_refusal(e, locked) if isinstance(e, ValueError) else None
         if refusal is None:
@@ -504,7 +572,19 @@ def call(fn, args, kwargs, torch_trace, stand_in=True):
             f"outside, to a new value: that would happen once, while tracing. Write into "
             f"it in place (W[...] = ...) or return the new array")
     _check(fn, before)
-    return result, guards(fn, args, kwargs, stood)
+    return _numpy_back(result), guards(fn, args, kwargs, stood)
+
+
+def _numpy_back(result):
+    """The result with _NUMPY (numpy as _stand_in swapped it in) as numpy again."""
+    if result is _NUMPY:
+        return np
+    if type(result) in (tuple, list):
+        return type(result)(map(_numpy_back, result)) if any(
+            r is _NUMPY or type(r) in (tuple, list, dict) for r in result) else result
+    if type(result) is dict:
+        return {k: _numpy_back(v) for k, v in result.items()}
+    return result
 
 
 # ---- arrays from outside, traced ------------------------------------------------
@@ -529,17 +609,27 @@ def _outside_arrays(fn, args, kwargs):
 
 def _stand_in(fn, args, kwargs):
     """Swaps each NumPy array fn reads from outside for its captured leaf, a tracer
-    (_C._capture_outside), while fn is traced: NumPy code on it alone (`(W**2).sum()`,
+    (_C._capture), while fn is traced: NumPy code on it alone (`(W**2).sum()`,
     `W / np.linalg.norm(W)`) is traced with the rest and reads the array's contents at
     every call, where it would otherwise have been a constant of the trace (kept only
     while the contents stay the same: guards). An array of a dtype tracejit lacks stays
     NumPy's. Returns [(kind, box, key, array, tracer)] for _stand_down."""
     stood, tracers = [], {}
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    names = _code_names(code, set()) if code is not None else set(_MAKERS)
+    for kind, label, box, key, v in list(_reach(fn)) if names.intersection(_MAKERS) else ():
+        if kind in ("global", "cell") and (v is np or any(v is getattr(np, n) for n in _MAKERS)):
+            tr = _NUMPY if v is np else _NUMPY.__dict__[v.__name__]
+            if kind == "cell":
+                box.cell_contents = tr
+            else:
+                box[key] = tr
+            stood.append((kind, box, key, v, tr))
     for kind, label, box, key, v in list(_outside_arrays(fn, args, kwargs)):
         tr = tracers.get(id(v))
         if tr is None:
             try:
-                tr = tracers[id(v)] = _C._capture_outside(v)
+                tr = tracers[id(v)] = _C._capture(v)
             except TypeError:
                 continue
         if kind == "cell":

@@ -1,0 +1,92 @@
+"""Arrays the traced function makes with NumPy's factories (np.zeros, np.empty, ...):
+traced, so writes into them are too (_effects._making; csrc/trace/write.c)."""
+import numpy as np
+
+import tracejit
+from conftest import assert_matches_numpy
+from test_faithful import refused
+
+
+def test_writes_into_arrays_numpy_factories_make_are_traced():
+    from numpy import empty
+
+    def fn(x):
+        z = np.zeros(5)
+        z[...] = x * 2
+        acc = np.ones(5)
+        acc *= x
+        out = empty((2, 5))               # named as a global of its own, too
+        out[0], out[1] = z, acc
+        table = np.full(5, 7.0)
+        for i in range(5):                # constants: into the array itself, no node
+            table[i] = i * i
+        lag = np.zeros_like(x)
+        lag[1:] = x[:-1]
+        return out, table + lag, np.full_like(x, x.sum())
+
+    f = tracejit.compile(fn)
+    for k in range(3):
+        x = np.arange(5.0) + k
+        for got, want in zip(f(x), fn(x)):
+            assert_matches_numpy(got, want)
+    assert f.cache_info().misses == 1
+    g = tracejit.compile(lambda x: (np.zeros(5) + x, {"lib": [np]}))   # numpy itself out
+    assert g(np.ones(5))[1]["lib"][0] is np
+
+
+def test_a_stencil_that_fills_a_new_grid():
+    # the heat-equation step of a tutorial: a new grid from np.zeros, its interior
+    # written from the old one, its boundary copied
+    def step(u, alpha):
+        new = np.zeros(u.shape)
+        new[1:-1, 1:-1] = u[1:-1, 1:-1] + alpha * (
+            u[2:, 1:-1] + u[:-2, 1:-1] + u[1:-1, 2:] + u[1:-1, :-2] - 4 * u[1:-1, 1:-1])
+        new[0, :], new[-1, :] = u[0, :], u[-1, :]
+        new[:, 0], new[:, -1] = u[:, 0], u[:, -1]
+        return new
+
+    f = tracejit.compile(step)
+    u = np.random.default_rng(0).standard_normal((16, 12))
+    for alpha in (0.1, 0.2):
+        assert_matches_numpy(f(u, alpha), step(u, alpha))
+        u = step(u, alpha)
+
+
+def test_writes_into_other_numpy_arrays_made_inside_are_refused():
+    def into_local(x):
+        z = np.arange(5.0)
+        z[...] = x * 2
+        return z
+
+    refused(into_local, [np.arange(5.0)], r"an assignment into an array \(`a\[\.\.\.\] = "
+            r"value`\) with a traced value cannot be traced", "z[...] =")
+
+    def numpy_inplace(x):
+        acc = np.linspace(0.0, 1.0, 5)
+        acc *= x
+        return acc
+
+    refused(numpy_inplace, [np.arange(5.0)], r"numpy.multiply\(\.\.\., out=\.\.\.\)",
+            "acc *= x")
+
+
+def test_out_arguments_into_arrays_made_inside():
+    def fn(x):                    # np.empty's array is traced: out= writes it
+        out = np.empty(5)
+        np.add(x, 1, out=out)
+        np.multiply(out, x, out=out)
+        return out, out.sum()
+
+    f = tracejit.compile(fn)
+    for x in (np.arange(5.0), np.ones(5)):
+        for got, want in zip(f(x), fn(x)):
+            assert_matches_numpy(got, want)
+
+    def other(x):                 # an array made otherwise is NumPy's: refused
+        out = np.arange(5.0)
+        np.add(x, 1, out=out)
+        return out
+
+    refused(other, [np.arange(5.0)], r"numpy\.add\(\.\.\., out=\.\.\.\)", "np.add(")
+    refused(lambda x: np.sum(x, out=np.empty(())), [np.arange(5.0)],     # reductions: not yet
+            r"numpy\.sum\(\.\.\., out=\.\.\.\) is not supported", "np.sum")
