@@ -358,9 +358,9 @@ static int trace_once(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     tj_effects_leave(st);
     tj_trace_leave(outer);
     if (!res) goto done;                       /* the user's exception, unchanged */
-    if (res == Py_None && t->outside != 2) {   /* failed with NumPy's arrays traced */
+    if (PyExceptionInstance_Check(res) && t->outside != 2) {   /* failed, arrays traced */
         t->outside = 3;
-        PyErr_SetString(PyExc_RuntimeError, "a trace with arrays from outside traced failed");
+        PyErr_SetObject((PyObject *)Py_TYPE(res), res);
         goto done;
     }
     if (st->trace_call) {                      /* (result, guards) */
@@ -413,8 +413,8 @@ done:
 }
 
 /* trace_once into *tp; where that trace stood tracers in for the arrays fn reads from
- * outside (_C._capture) and fn raised (t->outside 3, _effects.call returned
- * None), once more into a new trace (replacing *tp)
+ * outside (_C._capture) and fn raised (t->outside 3, _effects.call returned the
+ * exception), once more into a new trace (replacing *tp)
  * with them as NumPy's arrays (t->outside 2): code that needs a real ndarray
  * (isinstance, an operation tracejit lacks) runs as it did, the arrays' contents guarded
  * (_effects.guards). 0; -1 with the exception. */
@@ -428,7 +428,9 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     if (t->outside != 3) return -1;
     tj_trace *r = (tj_trace *)tj_trace_new(t->st, fn);
     if (!r) return -1;
-    PyErr_Clear();
+    PyObject *type, *first, *tb;   /* a TraceError there is what tracejit cannot do */
+    PyErr_Fetch(&type, &first, &tb);
+    PyErr_NormalizeException(&type, &first, &tb);
     r->started = t->started;
     r->progress_after = t->progress_after;
     r->outside = 2;
@@ -437,8 +439,17 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     *tp = r;
     tj_schedule_free(sched);
     tj_template_free(tmpl);
-    if (log && PyList_SetSlice(log, 0, PyList_GET_SIZE(log), NULL) < 0) return -1;
-    return trace_once(fn, conf, f, args, nargs, kwnames, r, tmpl, sched, log, t_trace);
+    int rc = log ? PyList_SetSlice(log, 0, PyList_GET_SIZE(log), NULL) : 0;
+    if (rc == 0) rc = trace_once(fn, conf, f, args, nargs, kwnames, r, tmpl, sched, log, t_trace);
+    if (rc < 0 && first && PyErr_GivenExceptionMatches(first, r->st->TraceError) &&
+        PyErr_ExceptionMatches(r->st->TraceError)) {
+        PyErr_Restore(type, first, tb);
+        return -1;
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(first);
+    Py_XDECREF(tb);
+    return rc;
 }
 
 PyObject *tj_compile_passes(tj_state *st, PyObject *fn, const tj_argconf *conf, const tj_flat *f,

@@ -90,3 +90,40 @@ def test_out_arguments_into_arrays_made_inside():
     refused(other, [np.arange(5.0)], r"numpy\.add\(\.\.\., out=\.\.\.\)", "np.add(")
     refused(lambda x: np.sum(x, out=np.empty(())), [np.arange(5.0)],     # reductions: not yet
             r"numpy\.sum\(\.\.\., out=\.\.\.\) is not supported", "np.sum")
+
+
+def test_a_refusal_names_what_stops_the_trace_with_arrays_traced():
+    # Rougier's game of life: the neighbour counts go into np.zeros's array (traced),
+    # the update writes through a view of the argument, which tracejit refuses; the
+    # refusal names that write, not the count line (which a trace with NumPy's own
+    # arrays would stop at)
+    def life(Z):
+        N = np.zeros(Z.shape, int)
+        N[1:-1, 1:-1] += (Z[:-2, :-2] + Z[:-2, 1:-1] + Z[:-2, 2:] + Z[1:-1, :-2]
+                          + Z[1:-1, 2:] + Z[2:, :-2] + Z[2:, 1:-1] + Z[2:, 2:])
+        inner = N[1:-1, 1:-1]
+        birth = (inner == 3) & (Z[1:-1, 1:-1] == 0)
+        survive = ((inner == 2) | (inner == 3)) & (Z[1:-1, 1:-1] == 1)
+        Z[...] = 0
+        Z[1:-1, 1:-1][birth | survive] = 1
+        return Z
+
+    refused(life, [np.eye(6, dtype=int)], r"it is a view of another array",
+            "Z[1:-1, 1:-1][birth")
+
+    def life_rolled(z):           # the same update by rolls and a mask: compiled
+        n = sum(np.roll(np.roll(z, i, 0), j, 1) for i in (-1, 0, 1) for j in (-1, 0, 1)
+                if (i, j) != (0, 0))
+        birth = (n == 3) & (z == 0)
+        survive = ((n == 2) | (n == 3)) & (z == 1)
+        z[:] = 0
+        z[birth | survive] = 1
+        return z
+
+    f = tracejit.compile(life_rolled)
+    z = np.random.default_rng(0).integers(0, 2, (12, 12))
+    ze = z.copy()
+    for _ in range(4):
+        assert f(z) is z
+        life_rolled(ze)
+        np.testing.assert_array_equal(z, ze)

@@ -75,28 +75,14 @@ static PyType_Spec trace_spec = {"tracejit._C.Trace", sizeof(tj_trace), 0,
 PyObject *tj_trace_new(tj_state *st, PyObject *fn) {
     tj_trace *t = PyObject_GC_New(tj_trace, st->TraceType);
     if (!t) return NULL;
+    /* every field zero (NULL) but the object header: a field added later starts so */
+    memset((char *)t + sizeof(PyObject), 0, sizeof *t - sizeof(PyObject));
     t->st = st;
     tj_graph_init(&t->g);
     t->live = 1;
-    t->torch = 0;
-    t->cuda_device = 0;
-    t->holders = NULL;
-    t->cap_holders = 0;
-    t->ext = NULL;
-    t->n_ext = t->cap_ext = 0;
     t->discard_writes = tj_write_discarding();
-    t->made = NULL;
-    t->out_alias = NULL;
-    t->n_writes = 0;
-    t->refusal = NULL;
-    t->pending = t->pending_error = NULL;
     t->pending_root = -1;
-    t->guards = NULL;
-    t->rng_sources = t->rng_keyfns = t->checks = t->values = NULL;
-    t->flat = NULL;
-    t->started = 0;
     t->progress_after = -1;
-    t->progress_noted = 0;
     t->captures = PyList_New(0);
     t->fn = Py_NewRef(fn);
     PyObject_GC_Track(t);

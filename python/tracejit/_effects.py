@@ -543,8 +543,9 @@ def call(fn, args, kwargs, torch_trace, stand_in=True):
     """Runs fn(*args, **kwargs) on tracers (csrc/compile.c's tj_compile_plan, which swaps
     the refusing wrappers in around it), checks the generators' states after, and
     returns (result, the guards of its plan). stand_in: the NumPy arrays fn reads from
-    outside are traced too (_stand_in); where fn then raises, None: compile.c traces it
-    again without (code that needs a real ndarray, an operation tracejit lacks)."""
+    outside are traced too (_stand_in); where fn then raises, the exception, returned:
+    compile.c traces it again without (code that needs a real ndarray, an operation
+    tracejit lacks), and raises it if that fails too and it is a TraceError."""
     before = _snapshot(fn, args, kwargs)
     locked = _lock_arrays(fn, args, kwargs)
     targs, tkwargs, swapped = _swap_generators(fn, args, kwargs)
@@ -557,7 +558,7 @@ def call(fn, args, kwargs, torch_trace, stand_in=True):
             result = fn(*targs, **(tkwargs or {}))
     except Exception as e:
         if stood:          # compile.c traces again, NumPy's arrays NumPy's
-            return None
+            return e
         refusal = _write_refusal(e, locked) if isinstance(e, ValueError) else None
         if refusal is None:
             raise
