@@ -28,6 +28,7 @@ static void trace_dealloc(tj_trace *t) {
     Py_CLEAR(t->checks);
     Py_CLEAR(t->values);
     Py_CLEAR(t->made);
+    Py_CLEAR(t->stand_ins);
     Py_CLEAR(t->fn);
     tp->tp_free((PyObject *)t);
     Py_DECREF(tp);
@@ -43,6 +44,7 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(t->checks);
     Py_VISIT(t->values);
     Py_VISIT(t->made);
+    Py_VISIT(t->stand_ins);
     Py_VISIT(t->fn);
     return 0;
 }
@@ -58,6 +60,7 @@ static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->checks);
     Py_CLEAR(t->values);
     Py_CLEAR(t->made);
+    Py_CLEAR(t->stand_ins);
     Py_CLEAR(t->fn);
     return 0;
 }
@@ -86,6 +89,7 @@ PyObject *tj_trace_new(tj_state *st, PyObject *fn) {
     t->n_ext = t->cap_ext = 0;
     t->discard_writes = tj_write_discarding();
     t->made = NULL;
+    t->stand_ins = NULL;
     t->out_alias = NULL;
     t->n_writes = 0;
     t->refusal = NULL;

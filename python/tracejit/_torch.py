@@ -586,6 +586,17 @@ _pending = threading.local()   # .error: the last capture refused by dispatch();
                                # .external: ids of the tensors the traced function reads
 
 
+def stand_in(tensor, tracer):
+    """While this torch trace runs, the real `tensor` is read as `tracer` wherever the
+    traced code reaches it (an operand, a torch function's argument, a method of it):
+    a value the caller passes as an argument but the code reads from elsewhere (Pyro's
+    parameters, read from its modules and param store; tracejit.pyro)."""
+    _C._stand_in(tensor, tracer)
+    external = getattr(_pending, "external", None)
+    if external is not None:
+        external.add(id(tensor))
+
+
 def index_key(x, key):
     """x[key] in a torch trace with real tensors in the key (csrc/trace/tracer.c): a
     tensor made during the trace (a factory's, torch.distributions' tril masks) is a
