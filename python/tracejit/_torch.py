@@ -664,8 +664,11 @@ def call_traced(fn, args, kwargs):
         raise
     finally:
         _pending.error, _pending.external = outer, outer_external
-        for owner, name, orig in swapped:
-            setattr(owner, name, orig)
+        for owner, name, orig in reversed(swapped):
+            if orig is _torch_dists.ABSENT:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, orig)
 
 
 def _swap_helpers():
