@@ -283,11 +283,24 @@ _ready = False
 def _init():
     """Once per process, at the first torch call on a tracer."""
     global _ready
-    import os
-    from . import _SKIP_DIRS        # frames in torch are not the user's code either
-    _C._set_skip_dirs(_SKIP_DIRS + (os.path.dirname(_torch().__file__) + os.sep,))
+    skip_dirs(_torch())            # frames in torch are not the user's code either
     _load_mkl()
     _ready = True
+
+
+_skip_packages = []
+
+
+def skip_dirs(package):
+    """Frames in `package`'s directory (torch; Pyro, once tracejit.pyro is imported) are
+    not the user's code either: a TraceError names the line of the user's that reached
+    them."""
+    import os
+    from . import _SKIP_DIRS
+    where = os.path.dirname(package.__file__) + os.sep
+    if where not in _skip_packages:
+        _skip_packages.append(where)
+    _C._set_skip_dirs(_SKIP_DIRS + tuple(_skip_packages))
 
 
 def _load_mkl():

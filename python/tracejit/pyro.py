@@ -25,6 +25,7 @@ sums the items in); ``.item()`` of a value that depends on a draw could not be r
 """
 import contextlib
 import sys
+import warnings
 
 import torch
 
@@ -36,6 +37,8 @@ from torch.distributions import transform_to
 
 from . import _grad, _torch
 from ._C import TraceError, Tracer
+
+_torch.skip_dirs(pyro)     # a TraceError names the user's line, not Pyro's
 
 __all__ = ["Trace_ELBO", "TraceMeanField_ELBO"]
 
@@ -90,7 +93,7 @@ def _items_detached(cls):
 
 
 class _Compiled:
-    """The compiled loss of one ELBO: the parameter names it takes, its plan."""
+    """The compiled loss of one ELBO and the parameter names it takes per (model, guide)."""
 
     def __init__(self, elbo):
         self.names = {}      # (model, guide) -> tuple of parameter names
@@ -100,7 +103,7 @@ class _Compiled:
     def _surrogate(elbo):
         cls = type(elbo)
 
-        def surrogate(params, model, guide, args, kwargs):
+        def surrogate(params, model, guide, args, kwargs, settings, constraints):
             used = []
             store = pyro.get_param_store()._params
             for name, value in params.items():
@@ -127,6 +130,34 @@ def _discover(elbo, model, guide, args, kwargs):
     return tuple(capture.trace.nodes)
 
 
+_where = [0, ()]     # pyro.settings' registry size, and its (owner, attribute) per setting
+
+
+def _settings():
+    """The values of pyro.settings (validation flags, module-local params, jitter):
+    global state Pyro's code reads, part of the compiled loss's key."""
+    registry = pyro.settings._REGISTRY
+    if _where[0] != len(registry):
+        where = []
+        for alias in sorted(registry):
+            module, deepname, _ = registry[alias]
+            owner = sys.modules.get(module) or __import__(module, fromlist=["_"])
+            names = deepname.split(".")
+            for name in names[:-1]:
+                owner = getattr(owner, name)
+            where.append((owner, names[-1]))
+        _where[:] = [len(registry), tuple(where)]
+    return tuple(getattr(owner, name) for owner, name in _where[1])
+
+
+def _plain_stack():
+    """Whether the handlers around this call are only parameter captures (SVI.step's),
+    which the loss reproduces with pyro.param statements; any other (poutine.scale,
+    condition, a plate around svi.step) changes what guide and model compute."""
+    return all(isinstance(m, poutine.trace_messenger.TraceMessenger) and m.param_only
+               for m in poutine.runtime._PYRO_STACK)
+
+
 class _CompiledELBO:
     """loss_and_grads through one compiled function (mixed into Pyro's ELBO classes)."""
 
@@ -143,6 +174,14 @@ class _CompiledELBO:
     def loss_and_grads(self, model, guide, *args, **kwargs):
         """Pyro's loss_and_grads: returns the loss (a float) and accumulates the
         surrogate loss's gradient into the reached parameters' .grad."""
+        if not _plain_stack():
+            if not self.__dict__.get("_tracejit_warned"):
+                self._tracejit_warned = True
+                names = ", ".join(type(m).__name__ for m in poutine.runtime._PYRO_STACK)
+                warnings.warn(f"tracejit.pyro.{type(self).__name__}: a loss computed inside "
+                              f"Pyro handlers ({names}) runs eagerly (Pyro's own "
+                              "loss_and_grads)", RuntimeWarning, stacklevel=2)
+            return super().loss_and_grads(model, guide, *args, **kwargs)
         compiled = self.__dict__.get("_tracejit")
         if compiled is None:
             compiled = self._tracejit = _Compiled(self)
@@ -153,9 +192,11 @@ class _CompiledELBO:
                 names = compiled.names[(model, guide)] = _discover(self, model, guide, args,
                                                                    kwargs)
             params = {n: store._params[n] for n in names}
+            constraints = tuple(store._constraints[n] for n in names)
             try:
                 with torch.no_grad():
-                    (_, (loss, used)), grads = compiled.fn(params, model, guide, args, kwargs)
+                    (_, (loss, used)), grads = compiled.fn(params, model, guide, args, kwargs,
+                                                           _settings(), constraints)
                 break
             except _NewParam as e:     # a site the dict lacks: find them again
                 if attempt:
