@@ -92,6 +92,22 @@ def _items_detached(cls):
             names["torch_item"] = orig
 
 
+class _Static:
+    """What the trace reads from Pyro's state and the ELBO's configuration, as one
+    static argument (a leaf of the key, compared by value: a tuple would be a pytree
+    whose numbers are runtime inputs, not part of the key)."""
+    __slots__ = ("value", "_hash")
+
+    def __init__(self, value):
+        self.value, self._hash = value, hash(value)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return type(other) is _Static and self.value == other.value
+
+
 class _Compiled:
     """The compiled loss of one ELBO and the parameter names it takes per (model, guide)."""
 
@@ -103,7 +119,7 @@ class _Compiled:
     def _surrogate(elbo):
         cls = type(elbo)
 
-        def surrogate(params, model, guide, args, kwargs, settings, constraints):
+        def surrogate(params, model, guide, args, kwargs, static):
             used = []
             store = pyro.get_param_store()._params
             for name, value in params.items():
@@ -171,6 +187,19 @@ class _CompiledELBO:
         pyro.util.warn_if_nan(loss, "loss")
         return loss, surrogate
 
+    def _tracejit_config(self):
+        """The ELBO's own attributes (num_particles, max_plate_nesting, ...), which Pyro's
+        code reads while tracing: part of the key (a change retraces)."""
+        out = []
+        for k, v in vars(self).items():
+            if not k.startswith("_tracejit"):
+                try:
+                    hash(v)
+                except TypeError:
+                    v = repr(v)
+                out.append((k, v))
+        return tuple(out)
+
     def loss_and_grads(self, model, guide, *args, **kwargs):
         """Pyro's loss_and_grads: returns the loss (a float) and accumulates the
         surrogate loss's gradient into the reached parameters' .grad."""
@@ -195,8 +224,9 @@ class _CompiledELBO:
             constraints = tuple(store._constraints[n] for n in names)
             try:
                 with torch.no_grad():
+                    static = _Static((_settings(), constraints, self._tracejit_config()))
                     (_, (loss, used)), grads = compiled.fn(params, model, guide, args, kwargs,
-                                                           _settings(), constraints)
+                                                           static)
                 break
             except _NewParam as e:     # a site the dict lacks: find them again
                 if attempt:
