@@ -40,7 +40,7 @@ from ._C import TraceError, Tracer
 
 _torch.skip_dirs(pyro)     # a TraceError names the user's line, not Pyro's
 
-__all__ = ["Trace_ELBO", "TraceMeanField_ELBO"]
+__all__ = ["Trace_ELBO", "TraceMeanField_ELBO", "SVI"]
 
 
 class _NewParam(Exception):
@@ -200,17 +200,11 @@ class _CompiledELBO:
                 out.append((k, v))
         return tuple(out)
 
-    def loss_and_grads(self, model, guide, *args, **kwargs):
-        """Pyro's loss_and_grads: returns the loss (a float) and accumulates the
-        surrogate loss's gradient into the reached parameters' .grad."""
-        if not _plain_stack():
-            if not self.__dict__.get("_tracejit_warned"):
-                self._tracejit_warned = True
-                names = ", ".join(type(m).__name__ for m in poutine.runtime._PYRO_STACK)
-                warnings.warn(f"tracejit.pyro.{type(self).__name__}: a loss computed inside "
-                              f"Pyro handlers ({names}) runs eagerly (Pyro's own "
-                              "loss_and_grads)", RuntimeWarning, stacklevel=2)
-            return super().loss_and_grads(model, guide, *args, **kwargs)
+    def _tracejit_call(self, model, guide, args, kwargs, step):
+        """Runs the compiled loss (step None) or the compiled SVI step built by `step`
+        (_pyro_svi) over the parameters guide and model reach, found eagerly first
+        and again when a trace meets one it was not given. Returns
+        (loss, names reached, gradients or None, {name: unconstrained tensor})."""
         compiled = self.__dict__.get("_tracejit")
         if compiled is None:
             compiled = self._tracejit = _Compiled(self)
@@ -224,16 +218,32 @@ class _CompiledELBO:
             constraints = tuple(store._constraints[n] for n in names)
             try:
                 with torch.no_grad():
-                    static = _Static((_settings(), constraints, self._tracejit_config()))
-                    (_, (loss, used)), grads = compiled.fn(params, model, guide, args, kwargs,
-                                                           static)
-                break
+                    static = (_settings(), constraints, self._tracejit_config())
+                    if step is None:
+                        (_, (loss, used)), grads = compiled.fn(params, model, guide, args,
+                                                               kwargs, _Static(static))
+                        return loss, used, grads, params
+                    loss, used = step(compiled.fn, params, model, guide, args, kwargs, static)
+                    return loss, used, None, params
             except _NewParam as e:     # a site the dict lacks: find them again
                 if attempt:
                     raise TraceError(f"pyro.param({e.args[0]!r}) is reached when guide and "
                                      "model are traced, but not when they run eagerly: the "
                                      "parameters a step reaches depend on its draws") from None
                 names = None
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        """Pyro's loss_and_grads: returns the loss (a float) and accumulates the
+        surrogate loss's gradient into the reached parameters' .grad."""
+        if not _plain_stack():
+            if not self.__dict__.get("_tracejit_warned"):
+                self._tracejit_warned = True
+                names = ", ".join(type(m).__name__ for m in poutine.runtime._PYRO_STACK)
+                warnings.warn(f"tracejit.pyro.{type(self).__name__}: a loss computed inside "
+                              f"Pyro handlers ({names}) runs eagerly (Pyro's own "
+                              "loss_and_grads)", RuntimeWarning, stacklevel=2)
+            return super().loss_and_grads(model, guide, *args, **kwargs)
+        loss, used, grads, params = self._tracejit_call(model, guide, args, kwargs, None)
         for name in used:
             pyro.param(name)            # the site SVI's param capture records
             g, p = grads[name], params[name]
@@ -248,3 +258,6 @@ class Trace_ELBO(_CompiledELBO, pyro.infer.Trace_ELBO):
 
 class TraceMeanField_ELBO(_CompiledELBO, pyro.infer.TraceMeanField_ELBO):
     """pyro.infer.TraceMeanField_ELBO whose loss_and_grads is compiled."""
+
+
+from ._pyro_svi import SVI  # noqa: E402  (uses the classes above)
