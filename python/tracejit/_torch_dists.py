@@ -151,13 +151,29 @@ def _pyro_type_checks():
     torch = _torch()
     done = [(torch, "is_tensor", torch.is_tensor)]
     torch.is_tensor = _is_tensor(torch.is_tensor)
-    for name, module in list(sys.modules.items()):
-        names = getattr(module, "__dict__", None)
-        if (name == "pyro" or name.startswith("pyro.")) and isinstance(names, dict) and \
-                "isinstance" not in names:
+    for module in _modules()[1]:
+        names = module.__dict__
+        if "isinstance" not in names:
             names["isinstance"] = _isinstance
             done.append((module, "isinstance", ABSENT))
     return done
+
+
+_scanned = [None, (), ()]   # sys.modules' size, its modules with a __dict__, Pyro's
+
+
+def _modules():
+    """(every imported module with a dict, Pyro's), scanned again only when sys.modules
+    changed size (a trace starts often; the scan of thousands of modules cost ~10 ms)."""
+    if _scanned[0] != len(sys.modules):
+        every, mine = [], []
+        for name, module in list(sys.modules.items()):
+            if isinstance(getattr(module, "__dict__", None), dict):
+                every.append(module)
+                if name == "pyro" or name.startswith("pyro."):
+                    mine.append(module)
+        _scanned[:] = [len(sys.modules), tuple(every), tuple(mine)]
+    return _scanned[1], _scanned[2]
 
 
 def swaps():
@@ -181,12 +197,24 @@ def swaps():
         orig = getattr(pyro_util, name, None)
         if orig is not None:
             by_name[name] = (orig, make(orig))
-    for module in list(sys.modules.values()):
-        names = getattr(module, "__dict__", None)
-        if not isinstance(names, dict):
-            continue
-        for name, (orig, swap) in by_name.items():
-            if names.get(name) is orig:
-                names[name] = swap
-                done.append((module, name, orig))
+    for module, name in _holders(by_name):
+        orig, swap = by_name[name]
+        if module.__dict__.get(name) is orig:
+            module.__dict__[name] = swap
+            done.append((module, name, orig))
     return done
+
+
+_held = [None, None, ()]    # sys.modules' size, the names, [(module, name)] holding them
+
+
+def _holders(by_name):
+    """The (module, name) pairs whose module holds by_name's original function under
+    that name, found again only when sys.modules changed size."""
+    every, _ = _modules()
+    key = tuple((name, id(orig)) for name, (orig, _) in by_name.items())
+    if _held[0] != len(sys.modules) or _held[1] != key:
+        _held[:] = [len(sys.modules), key,
+                    tuple((m, name) for m in every for name, (orig, _) in by_name.items()
+                          if m.__dict__.get(name) is orig)]
+    return _held[2]
