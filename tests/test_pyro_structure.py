@@ -89,6 +89,47 @@ def test_a_structure_change_retraces_and_adds_its_parameters():
         USE_OFFSET[0] = False
 
 
+EXTRA = [False]
+
+
+def test_a_parameter_first_reached_by_a_later_step_is_found_and_becomes_an_input():
+    """The guide reaches a new pyro.param once a flag is set: the trace meets a
+    parameter its inputs lack, guide and model run eagerly once to create it, and the
+    step retraces with it as an input (its gradient is eager's)."""
+    def model(y):
+        mu = pyro.sample("mu", dist.Normal(0.0, 3.0))
+        with pyro.plate("d", y.shape[0]):
+            pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    def guide(y):
+        loc = pyro.param("loc", torch.tensor(0.5))
+        if EXTRA[0]:
+            loc = loc + pyro.param("shift", torch.tensor(0.25))
+        pyro.sample("mu", dist.Delta(loc))
+
+    y = torch.tensor([1.0, 2.0, 0.5])
+    elbo = tjp.Trace_ELBO()
+    try:
+        elbo.loss_and_grads(model, guide, y)
+        assert elbo._tracejit.names[(model, guide)] == ("loc",)
+        EXTRA[0] = True
+        for p in pyro.get_param_store()._params.values():
+            p.grad = None
+        mine = elbo.loss_and_grads(model, guide, y)     # creates shift, as eager would
+        assert elbo._tracejit.names[(model, guide)] == ("loc", "shift")
+        info = elbo._tracejit.fn.cache_info()    # EXTRA's guard, then the new input
+        assert info.misses == 3 and "'shift'" in info.last_retrace
+        store = pyro.get_param_store()._params
+        grads = {k: p.grad.clone() for k, p in store.items()}
+        for p in store.values():
+            p.grad = None
+        assert pyro.infer.Trace_ELBO().loss_and_grads(model, guide, y) == pytest.approx(mine)
+        for k, p in store.items():
+            torch.testing.assert_close(grads[k], p.grad)
+    finally:
+        EXTRA[0] = False
+
+
 NOISE = {"scale": 1.0}
 
 
