@@ -77,49 +77,70 @@ def _step_fn(elbo_fn):
     return _C.CompiledFunction(svi_step, (), ())
 
 
-_NOT_PLAIN = ("weight_decay", "amsgrad", "maximize", "capturable", "differentiable", "fused",
-              "decoupled_weight_decay")
+_SIG = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "capturable",
+        "differentiable", "fused", "decoupled_weight_decay")
+_hyper_of = {}      # a param group's _SIG values -> (lr, beta1, beta2, eps), or None
+
+
+def _hyper(sig):
+    """(lr, beta1, beta2, eps) of a param group whose update is plain Adam (floats; no
+    weight decay, amsgrad, maximize, capturable, differentiable, fused), else None."""
+    lr, betas, eps, *flags = sig
+    if any(flags) or type(betas) is not tuple or len(betas) != 2 or \
+            not all(type(x) is float for x in (lr, eps) + betas):
+        return None
+    return (lr,) + betas + (eps,)
 
 
 def _adam_of(optim, name, p):
     """(torch.optim.Adam of p, its (lr, beta1, beta2, eps)) as Pyro's optimizer would
     use it, creating it as PyroOptim.__call__ does; None where the compiled update is
     not torch's (module docstring)."""
-    if p not in optim.optim_objs:
+    opt = optim.optim_objs.get(p)
+    if opt is None:
         opt = optim.optim_objs[p] = optim._get_optim(p)
         optim.grad_clip[p] = optim._get_grad_clip(p)
         state = optim._state_waiting_to_be_consumed.pop(name, None)
         if state is not None:
             pyro.optim.optim._load_state_dict(opt, state)
-    opt = optim.optim_objs[p]
-    if type(opt) is not torch.optim.Adam or optim.grad_clip[p] is not None or \
+    if type(opt) is not torch.optim.Adam or optim.grad_clip.get(p) is not None or \
             opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks or \
             len(opt.param_groups) != 1:
         return None
-    group = opt.param_groups[0]
-    lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-    if any(group.get(k) for k in _NOT_PLAIN) or \
-            not all(type(x) is float for x in (lr, beta1, beta2, eps)):
+    sig = tuple(map(opt.param_groups[0].get, _SIG))
+    try:
+        hyper = _hyper_of[sig]
+    except KeyError:
+        hyper = _hyper_of[sig] = _hyper(sig)
+    except TypeError:                     # an unhashable value (a tensor lr): not plain
         return None
-    return opt, (lr, beta1, beta2, eps)
+    return None if hyper is None else (opt, hyper)
 
 
-def _state(opt, p, pending, name):
+def _state(opt, p, pending, name, checked):
     """(step, exp_avg, exp_avg_sq) of p: its Adam's, or new ones as torch makes them
     (registered once a step updates p); None for a state torch's update would not read
     as these three (another layout or dtype)."""
     st = opt.state.get(p)
     if st:
         step, m, v = st.get("step"), st.get("exp_avg"), st.get("exp_avg_sq")
-        ok = (isinstance(step, torch.Tensor) and step.ndim == 0 and step.is_floating_point()
-              and all(isinstance(t, torch.Tensor) and t.shape == p.shape and t.dtype == p.dtype
-                      for t in (m, v)))
-        return (step, m, v) if ok else None
-    if name not in pending:
-        pending[name] = (torch.tensor(0.0, dtype=torch.float32),
-                         torch.zeros_like(p, memory_format=torch.preserve_format),
-                         torch.zeros_like(p, memory_format=torch.preserve_format))
-    return pending[name]
+        seen = checked.get(name)     # (p, step, m, v) checked last (identities)
+        if seen is not None and seen[0] is p and seen[1] is step and seen[2] is m and \
+                seen[3] is v:
+            return step, m, v
+        if (isinstance(step, torch.Tensor) and step.ndim == 0 and step.dtype == torch.float32
+                and isinstance(m, torch.Tensor) and isinstance(v, torch.Tensor) and
+                m.dtype == p.dtype and v.dtype == p.dtype and m.shape == p.shape and
+                v.shape == p.shape):
+            checked[name] = (p, step, m, v)
+            return step, m, v
+        return None
+    state = pending.get(name)
+    if state is None:
+        state = pending[name] = (torch.tensor(0.0, dtype=torch.float32),
+                                 torch.zeros_like(p, memory_format=torch.preserve_format),
+                                 torch.zeros_like(p, memory_format=torch.preserve_format))
+    return state
 
 
 class SVI(pyro.infer.SVI):
@@ -136,6 +157,7 @@ class SVI(pyro.infer.SVI):
                 not _optimizer._global_optimizer_post_hooks):
             return super().step(*args, **kwargs)
         pending = self.__dict__.setdefault("_tracejit_pending", {})
+        checked = self.__dict__.setdefault("_tracejit_checked", {})
         plan, updated = {}, []
 
         def run(elbo_fn, params, model, guide, args, kwargs, static):
@@ -145,7 +167,7 @@ class SVI(pyro.infer.SVI):
             states, hyper = {}, {}
             for name, p in params.items():
                 adam = _adam_of(optim, name, p)
-                state = adam and _state(adam[0], p, pending, name)
+                state = adam and _state(adam[0], p, pending, name, checked)
                 if state is None:
                     raise _Fallback
                 plan[name] = adam[0]
