@@ -11,11 +11,11 @@ pyro = pytest.importorskip("pyro")
 import pyro.distributions as dist  # noqa: E402
 from pyro import poutine  # noqa: E402
 from pyro.infer import SVI  # noqa: E402
-from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_feasible  # noqa: E402
+from pyro.infer.autoguide import AutoDelta, init_to_feasible  # noqa: E402
 
 import tracejit  # noqa: E402
 import tracejit.pyro as tjp  # noqa: E402
-from pyro_models import cases, schools_noncentered  # noqa: E402
+from pyro_models import cases  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

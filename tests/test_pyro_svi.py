@@ -3,7 +3,6 @@
 parameters step for step; a random one the same expected loss and gradient and the
 same posterior; every step draws afresh. Skipped without pyro-ppl."""
 import math
-import warnings
 
 import pytest
 
@@ -16,7 +15,7 @@ from pyro.infer.autoguide import (AutoDelta, AutoDiagonalNormal,  # noqa: E402
 
 import tracejit  # noqa: E402
 import tracejit.pyro as tjp  # noqa: E402
-from pyro_models import cases, schools_noncentered, SCHOOLS_SIGMA, SCHOOLS_Y  # noqa: E402
+from pyro_models import cases  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
