@@ -178,6 +178,9 @@ typedef struct {
     uint8_t npkind;          /* TJ_NP_*: what eager NumPy holds for a 0-d value */
     PyObject *weakrefs;      /* weakly referenceable, as tensors are (nn.RNNBase keeps
                                 weak references to its weights) */
+    PyObject *dict;          /* NULL or the attributes Python code set on it (a torch
+                                trace's only, as on tensors: Pyro's _pyro_dims,
+                                unconstrained); not torch's own names */
 } tj_tracer;
 
 /* A 0-d value is a NumPy scalar in eager NumPy (np.float64: 0-d results of ufuncs,

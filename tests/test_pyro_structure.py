@@ -11,7 +11,7 @@ pyro = pytest.importorskip("pyro")
 import pyro.distributions as dist  # noqa: E402
 from pyro import poutine  # noqa: E402
 from pyro.infer import SVI  # noqa: E402
-from pyro.infer.autoguide import AutoDelta, init_to_feasible  # noqa: E402
+from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_feasible  # noqa: E402
 
 import tracejit  # noqa: E402
 import tracejit.pyro as tjp  # noqa: E402
@@ -344,3 +344,68 @@ def test_pyro_param_statements_in_model_and_guide_are_inputs():
         _same(*_both(model, guide, (y,)))
         elbo.loss_and_grads(model, guide, y)
     assert elbo._tracejit.fn.cache_info().misses == 1
+
+
+def test_trace_enum_elbo_sums_out_a_mixtures_assignments_as_eager():
+    """TraceEnum_ELBO on a Gaussian mixture whose assignments are enumerated in parallel:
+    Pyro's dice ELBO (its packed tensors, logsumexp contractions) in the trace; with a
+    MAP guide the losses and parameters of 10 SVI steps are eager's."""
+    from pyro.infer import config_enumerate
+    data = torch.tensor([0.0, 1.0, 10.0, 11.0, 12.0])
+
+    @config_enumerate
+    def model(data):
+        weights = pyro.sample("weights", dist.Dirichlet(0.5 * torch.ones(2)))
+        scale = pyro.sample("scale", dist.LogNormal(0.0, 2.0))
+        with pyro.plate("components", 2):
+            locs = pyro.sample("locs", dist.Normal(0.0, 10.0))
+        with pyro.plate("data", len(data)):
+            assignment = pyro.sample("assignment", dist.Categorical(weights))
+            pyro.sample("obs", dist.Normal(locs[assignment], scale), obs=data)
+
+    runs = []
+    for elbo in (pyro.infer.TraceEnum_ELBO(max_plate_nesting=1),
+                 tjp.TraceEnum_ELBO(max_plate_nesting=1)):
+        pyro.clear_param_store()
+        guide = AutoDelta(poutine.block(model, expose=["weights", "locs", "scale"]),
+                          init_loc_fn=lambda site: {"weights": torch.tensor([0.4, 0.6]),
+                                                    "scale": torch.tensor(2.0),
+                                                    "locs": torch.tensor([1.0, 9.0])}[
+                                                        site["name"]])
+        svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), elbo)
+        losses = [svi.step(data) for _ in range(10)]
+        runs.append((losses, {k: v.detach().clone()
+                              for k, v in pyro.get_param_store().items()}))
+    (l1, p1), (l2, p2) = runs
+    assert l2 == pytest.approx(l1, rel=1e-5, abs=1e-4)
+    for k in p1:
+        torch.testing.assert_close(p2[k], p1[k], rtol=1e-4, atol=1e-5)
+
+
+def test_local_latents_in_a_subsampled_plate_with_autonormal():
+    """AutoNormal's local parameters inside a subsampled plate: Pyro subsamples them
+    (param.unconstrained(), marks on the values, all traced); the expected loss is
+    eager's and the global latent's posterior is found."""
+    g = torch.Generator().manual_seed(0)
+    x = 3.0 + torch.randn(40, generator=g)
+
+    def model(x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+        with pyro.plate("data", x.shape[0], subsample_size=10) as i:
+            z = pyro.sample("z", dist.Normal(mu, 1.0))
+            pyro.sample("x", dist.Normal(z, 0.5), obs=x[i])
+
+    pyro.set_rng_seed(0)
+    guide = AutoNormal(model)
+    elbo = tjp.Trace_ELBO()
+    mine = torch.tensor([elbo.loss_and_grads(model, guide, x) for _ in range(300)])
+    eager = torch.tensor([pyro.infer.Trace_ELBO().loss_and_grads(model, guide, x)
+                          for _ in range(300)])
+    se = (mine.var() / 300 + eager.var() / 300).sqrt()
+    assert (mine.mean() - eager.mean()).abs() < 5 * se
+    svi = SVI(model, guide, pyro.optim.ClippedAdam({"lr": 0.05, "lrd": 0.998}), elbo)
+    for _ in range(1500):
+        svi.step(x)
+    # mu's posterior: x_i ~ N(mu, 1 + 0.25) marginally, prior N(0, 25)
+    post_mean = float(x.sum() / 1.25) / (40 / 1.25 + 1 / 25)
+    assert guide.median(x)["mu"].item() == pytest.approx(post_mean, abs=0.15)

@@ -26,6 +26,7 @@ sums the items in); ``.item()`` of a value that depends on a draw could not be r
 import contextlib
 import sys
 import warnings
+import weakref
 
 import torch
 
@@ -40,7 +41,7 @@ from ._C import TraceError, Tracer
 
 _torch.skip_dirs(pyro)     # a TraceError names the user's line, not Pyro's
 
-__all__ = ["Trace_ELBO", "TraceMeanField_ELBO", "SVI"]
+__all__ = ["Trace_ELBO", "TraceMeanField_ELBO", "TraceEnum_ELBO", "SVI"]
 
 
 class _NewParam(Exception):
@@ -60,7 +61,9 @@ class _ParamInputs(Messenger):
         if name not in self.params:
             raise _NewParam(name)
         constraint = pyro.get_param_store()._constraints[name]
-        msg["value"] = transform_to(constraint)(self.params[name])
+        value = transform_to(constraint)(self.params[name])
+        value.unconstrained = weakref.ref(self.params[name])   # as the param store's
+        msg["value"] = value
         msg["done"] = True
         if name not in self.used:
             self.used.append(name)
@@ -258,6 +261,25 @@ class Trace_ELBO(_CompiledELBO, pyro.infer.Trace_ELBO):
 
 class TraceMeanField_ELBO(_CompiledELBO, pyro.infer.TraceMeanField_ELBO):
     """pyro.infer.TraceMeanField_ELBO whose loss_and_grads is compiled."""
+
+
+class TraceEnum_ELBO(_CompiledELBO, pyro.infer.TraceEnum_ELBO):
+    """pyro.infer.TraceEnum_ELBO whose loss_and_grads is compiled: the enumerated sites'
+    sums (Pyro's dice ELBO and its contractions) inside the trace."""
+
+    def _tracejit_particles(self, model, guide, args, kwargs):
+        from pyro.distributions.util import is_identically_zero
+        from pyro.infer.traceenum_elbo import _compute_dice_elbo
+        loss = surrogate = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            elbo_particle = _compute_dice_elbo(model_trace, guide_trace)
+            if is_identically_zero(elbo_particle):
+                continue
+            # Pyro's: elbo += elbo_particle.item() / n; backward of -elbo_particle / n
+            loss = loss - elbo_particle.detach().to(torch.float64) / self.num_particles
+            surrogate = surrogate - elbo_particle / self.num_particles
+        pyro.util.warn_if_nan(loss, "loss")
+        return loss, surrogate
 
 
 from ._pyro_svi import SVI  # noqa: E402  (uses the classes above)
