@@ -1,4 +1,5 @@
-"""Pyro's ELBOs, compiled: drop-in losses for ``pyro.infer.SVI``.
+"""Pyro's ELBOs, compiled: drop-in losses for ``pyro.infer.SVI`` (Trace_ELBO,
+TraceMeanField_ELBO, TraceEnum_ELBO), and SVI, whose step also compiles Adam's update.
 
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), loss=tracejit.pyro.Trace_ELBO())
 
