@@ -364,22 +364,25 @@ def test_trace_enum_elbo_sums_out_a_mixtures_assignments_as_eager():
             pyro.sample("obs", dist.Normal(locs[assignment], scale), obs=data)
 
     runs = []
-    for elbo in (pyro.infer.TraceEnum_ELBO(max_plate_nesting=1),
-                 tjp.TraceEnum_ELBO(max_plate_nesting=1)):
+    for svi_cls, elbo in ((SVI, pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)),
+                          (SVI, tjp.TraceEnum_ELBO(max_plate_nesting=1)),
+                          (tjp.SVI, tjp.TraceEnum_ELBO(max_plate_nesting=1))):
         pyro.clear_param_store()
         guide = AutoDelta(poutine.block(model, expose=["weights", "locs", "scale"]),
                           init_loc_fn=lambda site: {"weights": torch.tensor([0.4, 0.6]),
                                                     "scale": torch.tensor(2.0),
                                                     "locs": torch.tensor([1.0, 9.0])}[
                                                         site["name"]])
-        svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), elbo)
+        svi = svi_cls(model, guide, pyro.optim.Adam({"lr": 0.1}), elbo)
         losses = [svi.step(data) for _ in range(10)]
         runs.append((losses, {k: v.detach().clone()
                               for k, v in pyro.get_param_store().items()}))
-    (l1, p1), (l2, p2) = runs
-    assert l2 == pytest.approx(l1, rel=1e-5, abs=1e-4)
-    for k in p1:
-        torch.testing.assert_close(p2[k], p1[k], rtol=1e-4, atol=1e-5)
+    assert svi._tracejit_step[1].cache_info().hits == 9       # tracejit.pyro.SVI's own
+    (l1, p1) = runs[0]
+    for l2, p2 in runs[1:]:
+        assert l2 == pytest.approx(l1, rel=1e-5, abs=1e-4)
+        for k in p1:
+            torch.testing.assert_close(p2[k], p1[k], rtol=1e-4, atol=1e-5)
 
 
 def test_local_latents_in_a_subsampled_plate_with_autonormal():
