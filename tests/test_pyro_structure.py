@@ -406,6 +406,22 @@ def test_local_latents_in_a_subsampled_plate_with_autonormal():
                           for _ in range(300)])
     se = (mine.var() / 300 + eager.var() / 300).sqrt()
     assert (mine.mean() - eager.mean()).abs() < 5 * se
+    # the plate marks the local parameters with its indices, as eagerly (DCTAdam reads
+    # them): the same dims, 10 distinct indices of this step
+    store = pyro.get_param_store()._params
+    eager_marks = {k: dict(p._pyro_subsample) for k, p in store.items()
+                   if hasattr(p, "_pyro_subsample")}
+    for p in store.values():
+        p.__dict__.pop("_pyro_subsample", None)
+    elbo.loss_and_grads(model, guide, x)
+    marks = {k: dict(p._pyro_subsample) for k, p in store.items()
+             if hasattr(p, "_pyro_subsample")}
+    assert marks.keys() == eager_marks.keys() and marks
+    for k in marks:
+        assert marks[k].keys() == eager_marks[k].keys()
+        for i in marks[k].values():
+            assert i.dtype == torch.int64 and i.shape == (10,) and len(set(i.tolist())) == 10
+            assert 0 <= i.min() and i.max() < 40
     svi = SVI(model, guide, pyro.optim.ClippedAdam({"lr": 0.05, "lrd": 0.998}), elbo)
     for _ in range(1500):
         svi.step(x)

@@ -131,7 +131,11 @@ class _Compiled:
                     _torch.stand_in(store[name], value)
             with poutine.block(), _ParamInputs(params, used), _items_detached(cls):
                 loss, surrogate = elbo._tracejit_particles(model, guide, args, kwargs)
-            return surrogate, (loss, tuple(used))
+            # the indices a subsampling plate marked a parameter with (eager marks the
+            # parameter itself: subsample-aware optimizers such as DCTAdam read them)
+            marks = {n: dict(v._pyro_subsample) for n, v in params.items()
+                     if isinstance(getattr(v, "_pyro_subsample", None), dict)}
+            return surrogate, (loss, (tuple(used), marks))
 
         surrogate.__name__ = surrogate.__qualname__ = f"{cls.__name__}.loss_and_grads"
         return surrogate
@@ -176,6 +180,15 @@ def _plain_stack():
     condition, a plate around svi.step) changes what guide and model compute."""
     return all(isinstance(m, poutine.trace_messenger.TraceMessenger) and m.param_only
                for m in poutine.runtime._PYRO_STACK)
+
+
+def _mark(reached, params):
+    """The names a step reached; the subsample marks it made, put on the parameters
+    themselves as Pyro's plate does (param._pyro_subsample[dim] = indices)."""
+    names, marks = reached
+    for name, sub in marks.items():
+        params[name].__dict__.setdefault("_pyro_subsample", {}).update(sub)
+    return names
 
 
 class _CompiledELBO:
@@ -224,11 +237,12 @@ class _CompiledELBO:
                 with torch.no_grad():
                     static = (_settings(), constraints, self._tracejit_config())
                     if step is None:
-                        (_, (loss, used)), grads = compiled.fn(params, model, guide, args,
-                                                               kwargs, _Static(static))
-                        return loss, used, grads, params
-                    loss, used = step(compiled.fn, params, model, guide, args, kwargs, static)
-                    return loss, used, None, params
+                        (_, (loss, reached)), grads = compiled.fn(params, model, guide, args,
+                                                                  kwargs, _Static(static))
+                        return loss, _mark(reached, params), grads, params
+                    loss, reached = step(compiled.fn, params, model, guide, args, kwargs,
+                                         static)
+                    return loss, _mark(reached, params), None, params
             except _NewParam as e:     # a site the dict lacks: find them again
                 if attempt:
                     raise TraceError(f"pyro.param({e.args[0]!r}) is reached when guide and "
