@@ -159,19 +159,22 @@ static int n_value_outputs(const tj_trace *t) {
     return n;
 }
 
-/* Output slots no result reads (a guard's or a check's value only) live in the replay's
- * own memory, not in an array made per call: their offsets there. 0/-1. */
+/* Output slots no result reads (a guard's or a check's value only, or the new contents
+ * of an array the replay writes back into the caller's: write_back copies them from
+ * there) live in the replay's own memory, not in an array made per call: their
+ * offsets there. 0/-1. */
 static int hidden_slots(tj_plan *p) {
     const tj_schedule *s = &p->sched;
     int n_out = s->n_slots - s->first_out;
-    if (!p->n_hidden) return 0;
+    int n_results = p->n_results - p->n_hidden - p->n_writes;   /* the template's */
+    if (!p->n_hidden && !p->n_writes) return 0;
     p->out_hidden = PyMem_Calloc((size_t)(n_out ? n_out : 1), 1);
     p->hidden_off = PyMem_Calloc((size_t)(n_out ? n_out : 1), sizeof(int64_t));
     if (!p->out_hidden || !p->hidden_off) { PyErr_NoMemory(); return -1; }
-    for (int o = p->n_results - p->n_hidden; o < p->n_results; o++)
-        p->out_hidden[s->out_slot_of[o] - s->first_out] = 1;
-    for (int o = 0; o < p->n_results - p->n_hidden; o++)   /* a result's too: an array */
-        p->out_hidden[s->out_slot_of[o] - s->first_out] = 0;
+    for (int o = n_results; o < p->n_results; o++)   /* (a write's may be a leaf slot) */
+        if (s->out_slot_of[o] >= s->first_out) p->out_hidden[s->out_slot_of[o] - s->first_out] = 1;
+    for (int o = 0; o < n_results; o++)   /* a result's too: an array */
+        if (s->out_slot_of[o] >= s->first_out) p->out_hidden[s->out_slot_of[o] - s->first_out] = 0;
     for (int k = 0; k < n_out; k++) {
         if (!p->out_hidden[k]) continue;
         int slot = s->first_out + k;
@@ -264,7 +267,7 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     }
     p->n_hidden = p->n_checks + n_value_outputs(t);
     if (t->values && !(p->values = PyList_AsTuple(t->values))) { tj_plan_decref(p); return NULL; }
-    if (tj_guards_build(p) < 0 || hidden_slots(p) < 0) {
+    if (tj_guards_build(p) < 0) {
         tj_plan_decref(p);
         return NULL;
     }
@@ -301,6 +304,10 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
         for (int o = 0; o < p->n_results; o++)
             p->out_alias[o] = o < p->n_results - p->n_hidden - p->n_writes && t->out_alias
                                   ? t->out_alias[o] : -1;
+    }
+    if (hidden_slots(p) < 0) {   /* (after n_writes: their outputs are hidden too) */
+        tj_plan_decref(p);
+        return NULL;
     }
     for (int gi = 0; gi < p->sched.n_groups; gi++) {
         int64_t w = 1;

@@ -15,6 +15,7 @@ PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_capture(PyObject *m, PyObject *arr);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
 PyObject *tj_torch_note_made(PyObject *m, PyObject *o);
+PyObject *tj_torch_stand_in(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_py_trace_device(PyObject *m, PyObject *unused);
 PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_effects_register(PyObject *m, PyObject *swaps);
@@ -255,6 +256,8 @@ static PyMethodDef module_methods[] = {
     {"_full", (PyCFunction)(void (*)(void))tj_trace_full, METH_FASTCALL,
      "_full(shape, dtype, value) -> Tracer: a filled array of the current trace"},
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
+    {"_stand_in", (PyCFunction)(void (*)(void))tj_torch_stand_in, METH_FASTCALL,
+     "_stand_in(tensor, tracer): the current trace reads the real tensor as the tracer"},
     {"_note_made", tj_torch_note_made, METH_O,
      "_note_made(tensor): torch made it while the current trace runs (never written back)"},
     {"_trace_device", tj_py_trace_device, METH_NOARGS,

@@ -159,6 +159,10 @@ typedef struct {
                                 the guards' values and the checks) */
     PyObject *made;          /* NULL or list: tensors torch factories made while tracing
                                 (_C._note_made), which no caller sees */
+    PyObject *stand_ins;     /* NULL or list of (tensor, tracer): a real tensor the trace
+                                reads as that tracer, not as a capture (_C._stand_in:
+                                Pyro's parameters, read from its modules, are the compiled
+                                ELBO's arguments) */
     int discard_writes;      /* the writes are not written back: a recomputation (the
                                 autograd route's pullback) of a call that wrote them */
     double started, progress_after;   /* a long compile's progress (tj_compile_progress): */
@@ -178,6 +182,9 @@ typedef struct {
     uint8_t npkind;          /* TJ_NP_*: what eager NumPy holds for a 0-d value */
     PyObject *weakrefs;      /* weakly referenceable, as tensors are (nn.RNNBase keeps
                                 weak references to its weights) */
+    PyObject *dict;          /* NULL or the attributes Python code set on it (a torch
+                                trace's only, as on tensors: Pyro's _pyro_dims,
+                                unconstrained); not torch's own names */
 } tj_tracer;
 
 /* A 0-d value is a NumPy scalar in eager NumPy (np.float64: 0-d results of ufuncs,

@@ -40,3 +40,13 @@ def test_random_bench_quick_run_checks_results():   # not in run.py's modules; n
              "--threads", "2")
     assert r.returncode == 0 and "randn/16M" in r.stdout and "dropout/16M" in r.stdout, \
         r.stdout + r.stderr
+
+
+def test_pyro_bench_quick_run_checks_results():   # not in run.py's modules; needs pyro
+    import pytest
+    pytest.importorskip("torch")
+    pytest.importorskip("pyro")
+    r = _run("benchmarks/bench_pyro.py", "--quick", "--cases", "schools",
+             "--peers", "tracejit.svi,tracejit,pyro")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| schools" in r.stdout and "tracejit.svi/pyro" in r.stdout, r.stdout + r.stderr

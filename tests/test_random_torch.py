@@ -43,6 +43,8 @@ CALLS = [
     "D.Gumbel(x, 1.0, validate_args=False).rsample()",
     "D.LogNormal(x, 1.0, validate_args=False).rsample()",
     "D.Categorical(logits=x, validate_args=False).sample((64,))",
+    "torch.randperm(64).float()",
+    "torch.randperm(64, dtype=torch.int32)",
 ]
 
 
@@ -60,7 +62,7 @@ def test_every_torch_entry_point_draws_fresh_numbers_at_every_call(call):
 
 @pytest.mark.parametrize("call,what", [
     ("torch.poisson(x.abs())", r"torch\.poisson\(\) draws from a distribution tracejit does not"),
-    ("torch.randperm(3).float()", r"torch\.randperm\(\) draws"),
+    ("torch.randperm(5000)[:3].float()", r"torch\.randperm along a dim of 5000 elements"),
     ("F.rrelu(x, training=True)", r"rrelu\(\) in training mode draws"),
     ("torch.multinomial(x.abs() + 0.1, 2)", r"replacement=False\) with more than one sample"),
     ("torch.manual_seed(0) and x", r"changed the state of torch's default generator"),
@@ -72,6 +74,25 @@ def test_what_tracejit_cannot_draw_is_refused(call, what):
     exec(f"def fn(x):\n    return x + 0 * ({call})\n", ns)
     with pytest.raises((TraceError, RuntimeError, NotImplementedError), match=what):
         tracejit.compile(ns["fn"])(torch.arange(3.0))
+
+
+def test_randperm_draws_each_permutation_equally_often():
+    """torch.randperm(n) (Pyro's subsampling plates): every result a permutation of
+    range(n) in eager's dtype, the 24 permutations of 4 each about 1/24 of the time."""
+    stats = pytest.importorskip("scipy.stats")
+    f = tracejit.compile(lambda x: torch.randperm(4) + x)
+    counts = {}
+    for _ in range(2400):
+        p = f(torch.zeros((), dtype=torch.int64))
+        assert p.dtype == torch.int64 and sorted(p.tolist()) == [0, 1, 2, 3]
+        counts[tuple(p.tolist())] = counts.get(tuple(p.tolist()), 0) + 1
+    assert len(counts) == 24
+    assert stats.chisquare(list(counts.values())).pvalue > 1e-4
+    g = tracejit.compile(lambda x: x[torch.randperm(x.shape[0])[:3]])
+    x = torch.arange(10.0) * 2
+    picked = g(x)
+    assert picked.shape == (3,) and len(set(picked.tolist())) == 3
+    assert set(picked.tolist()) <= set(x.tolist())
 
 
 def test_torch_seeding_makes_a_program_reproducible_and_the_generator_advances():

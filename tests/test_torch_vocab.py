@@ -276,3 +276,38 @@ def test_reciprocal_of_integers_is_torch_float(dtype):
         want = fn(x)
         assert got.dtype == want.dtype
         torch.testing.assert_close(got, want)
+
+
+def test_attributes_set_on_traced_tensors_are_kept_while_tracing():
+    """A torch trace's tracer takes attributes torch.Tensor does not have, as a tensor
+    does (Pyro marks values: _pyro_dims, unconstrained); torch's own names, which would
+    change the tensor in eager, are refused; a NumPy trace's tracer takes none, as an
+    ndarray."""
+    import numpy as np
+
+    def mark(x):
+        y = x * 2
+        y._pyro_dims = "ab"
+        return y * len(y._pyro_dims) + (getattr(x, "_pyro_dims", None) is None)
+
+    x = torch.arange(3.0)
+    torch.testing.assert_close(tracejit.compile(mark)(x), mark(x))
+
+    def data(x):
+        y = x * 2
+        y.data = x
+        return y
+
+    with pytest.raises(tracejit.TraceError, match=r"setting torch\.Tensor\.data of a traced "
+                                                   r"value is not supported(.|\n)*y\.data = x"):
+        tracejit.compile(data)(x)
+
+    def numpy_mark(a):
+        a.note = 1
+        return a
+
+    with pytest.raises(AttributeError, match="ndarray' object has no attribute 'note'"):
+        numpy_mark(np.ones(2))
+    with pytest.raises(AttributeError, match=r"'ndarray' object \(traced by tracejit\) has no "
+                                             r"attribute 'note' to set"):
+        tracejit.compile(numpy_mark)(np.ones(2))

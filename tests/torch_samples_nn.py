@@ -177,6 +177,9 @@ def _tensor_samples():
                                           stride=(1, 2))(x), R(6, 10), label="geometry unbatched"),
         S("new_ones", lambda x: x.new_ones((2, 3, 4), dtype=torch.float64) * x, x),
         S("new_full", lambda x: x.new_full((3, 1), 2.5) * x, x),
+        S("new_tensor", lambda x: x.new_tensor([[1.0, -2.0, 0.5, 3.0]]) * x, x),
+        S("new_tensor", lambda x: x.new_tensor([1, 2, 3], dtype=torch.int64) + x.sum(), x,
+          label="dtype"),
         S("is_nested", lambda x: x * (not x.is_nested and not x.is_sparse and not x.is_quantized
                                       and not x.is_meta and not x.is_mkldnn
                                       and not x.is_complex()), x),

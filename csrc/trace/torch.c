@@ -14,6 +14,10 @@
 #include <numpy/arrayobject.h>
 
 int32_t tj_capture_torch(tj_trace *t, PyObject *o) {
+    for (Py_ssize_t i = 0; t->stand_ins && i < PyList_GET_SIZE(t->stand_ins); i++) {
+        PyObject *s = PyList_GET_ITEM(t->stand_ins, i);
+        if (PyTuple_GET_ITEM(s, 0) == o) return ((tj_tracer *)PyTuple_GET_ITEM(s, 1))->id;
+    }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->captures); i++) {
         PyObject *c = PyList_GET_ITEM(t->captures, i);
         if (PyTuple_GET_ITEM(c, 3) == o)   /* its contents now (csrc/trace/write.c) */
@@ -186,6 +190,24 @@ PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
                               "and used after the compiled function returned");
     int32_t id = tj_operand(t, args[1]);
     return id < 0 ? NULL : tj_tracer_new(t, id);
+}
+
+/* _stand_in(tensor, tracer): from now on the current trace reads the real `tensor` as
+ * `tracer` (its node when read), not as a capture. None. */
+PyObject *tj_torch_stand_in(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !tj_is_tracer(args[1]) || tj_dl_kind(tj_state_of(m), args[0]) != TJ_LIB_TORCH) {
+        PyErr_SetString(PyExc_TypeError, "_stand_in(tensor, tracer)");
+        return NULL;
+    }
+    tj_trace *t = ((tj_tracer *)args[1])->trace;
+    if (!t->live)
+        return tj_trace_error(t->st, "a tracer escaped its trace: a traced value was stored "
+                              "and used after the compiled function returned");
+    if (!t->stand_ins && !(t->stand_ins = PyList_New(0))) return NULL;
+    PyObject *entry = PyTuple_Pack(2, args[0], args[1]);
+    if (!entry || PyList_Append(t->stand_ins, entry) < 0) { Py_XDECREF(entry); return NULL; }
+    Py_DECREF(entry);
+    Py_RETURN_NONE;
 }
 
 /* _note_made(tensor): a tensor torch made while the current trace runs (_torch's

@@ -28,6 +28,7 @@ static void trace_dealloc(tj_trace *t) {
     Py_CLEAR(t->checks);
     Py_CLEAR(t->values);
     Py_CLEAR(t->made);
+    Py_CLEAR(t->stand_ins);
     Py_CLEAR(t->fn);
     tp->tp_free((PyObject *)t);
     Py_DECREF(tp);
@@ -43,6 +44,7 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(t->checks);
     Py_VISIT(t->values);
     Py_VISIT(t->made);
+    Py_VISIT(t->stand_ins);
     Py_VISIT(t->fn);
     return 0;
 }
@@ -58,6 +60,7 @@ static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->checks);
     Py_CLEAR(t->values);
     Py_CLEAR(t->made);
+    Py_CLEAR(t->stand_ins);
     Py_CLEAR(t->fn);
     return 0;
 }
@@ -167,6 +170,7 @@ PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
     x->id = id;
     x->npkind = TJ_NP_AUTO;
     x->weakrefs = NULL;
+    x->dict = NULL;
     PyObject_GC_Track(x);
     return (PyObject *)x;
 }
@@ -180,6 +184,7 @@ static void tracer_dealloc(tj_tracer *x) {
     PyObject_GC_UnTrack(x);
     if (x->weakrefs) PyObject_ClearWeakRefs((PyObject *)x);
     release(x);
+    Py_CLEAR(x->dict);
     Py_CLEAR(x->trace);
     tp->tp_free((PyObject *)x);
     Py_DECREF(tp);
@@ -192,11 +197,13 @@ int tj_is_tracer(PyObject *o) { return Py_TYPE(o)->tp_dealloc == (destructor)tra
 static int tracer_traverse(tj_tracer *x, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(x));
     Py_VISIT(x->trace);
+    Py_VISIT(x->dict);
     return 0;
 }
 
 static int tracer_clear(tj_tracer *x) {
     release(x);
+    Py_CLEAR(x->dict);
     Py_CLEAR(x->trace);
     return 0;
 }
@@ -712,6 +719,28 @@ static PyObject *tracer_getattro(PyObject *self, PyObject *name) {
     return NULL;
 }
 
+/* Setting an attribute: a torch trace's tracer takes a name torch.Tensor does not have,
+ * as a tensor does (Pyro marks its values: _pyro_dims, unconstrained); one of torch's
+ * names (x.data = ..., x.grad = ...) would change the tensor in eager: refused. A NumPy
+ * trace's tracer takes none, as an ndarray. */
+static int tracer_setattro(PyObject *self, PyObject *name, PyObject *value) {
+    tj_tracer *x = (tj_tracer *)self;
+    tj_state *st = state_of(self);
+    if (!st) return -1;
+    PyObject *torch = x->trace && x->trace->torch ? tj_dl_torch_type(st) : NULL;
+    if (!torch) {
+        PyErr_Format(PyExc_AttributeError, "'ndarray' object (traced by tracejit) has no "
+                     "attribute '%U' to set", name);
+        return -1;
+    }
+    if (PyObject_HasAttr(torch, name)) {
+        tj_trace_error(st, "setting torch.Tensor.%U of a traced value is not supported by "
+                       "tracejit", name);
+        return -1;
+    }
+    return PyObject_GenericSetAttr(self, name, value);
+}
+
 /* A torch trace's tracer hashes by identity, as torch tensors do (nn.Module.parameters()
  * keeps a set of them); a NumPy trace's stays unhashable, as ndarrays are. */
 static Py_hash_t tracer_hash(PyObject *self) {
@@ -723,6 +752,7 @@ static Py_hash_t tracer_hash(PyObject *self) {
 
 static PyMemberDef tracer_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(tj_tracer, weakrefs), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(tj_tracer, dict), READONLY, NULL},
     {NULL}
 };
 
@@ -735,6 +765,7 @@ static PyType_Slot tracer_slots[] = {
     {Py_tp_members, tracer_members},
     {Py_tp_richcompare, tracer_richcompare},
     {Py_tp_getattro, tracer_getattro},
+    {Py_tp_setattro, tracer_setattro},
     {Py_tp_iter, tj_tracer_iter},
     {Py_tp_getset, tracer_getset},
     {Py_tp_methods, tracer_methods},

@@ -22,6 +22,7 @@ A traced function runs once; its compiled code replays the graph on every later 
 import functools
 import itertools
 import sys
+import types
 
 import numpy as np
 
@@ -396,6 +397,8 @@ def _reach(fn):
                 yield "global", f"the global {name!r}", g, name, g[name]
                 if _plain_object(g[name]):
                     yield from attrs(g[name], f"the global {name!r}")
+                elif isinstance(g[name], types.FunctionType):   # a helper it calls
+                    yield from visit(g[name], depth + 1)
         wrapped = getattr(obj, "__wrapped__", None)
         if wrapped is not None:
             yield from visit(wrapped, depth + 1)
@@ -447,6 +450,22 @@ def _reach_args(args, kwargs):
                            d, k, a)
 
 
+def _called_args(args, kwargs):
+    """The functions and modules among fn's arguments (static: keyed by identity), one
+    level into lists, tuples and dicts: fn may call them (Pyro's ELBOs call the model
+    and guide they are given), so what they read is reached as fn's own reads are."""
+    out = []
+    for v in list(args) + list((kwargs or {}).values()):
+        items = [v]
+        if isinstance(v, (list, tuple)):
+            items += list(v[:64])
+        elif isinstance(v, dict) and len(v) <= 64:
+            items += list(v.values())
+        out += [o for o in items if isinstance(o, (types.FunctionType, types.MethodType)) or
+                _is_module(o)]
+    return tuple(out)
+
+
 def guards(fn, args=(), kwargs=None, stood=()):
     """(container, key, value, label[, contents]) for the Python values fn may have read
     as constants of its trace (_reach, and the attributes of its static arguments,
@@ -459,19 +478,20 @@ def guards(fn, args=(), kwargs=None, stood=()):
     code would keep the old values. The arrays _stand_in traced (stood) are read at
     every call: their identity is guarded, not their contents."""
     out, traced = [], {(id(box), key) for _, box, key, _, _ in stood}
-    for kind, label, box, key, v in _reach(fn):
-        if kind == "attr" and _torch_internal(box, key):
-            continue
-        if (id(box), key) in traced:      # traced (_stand_in): the same array, any contents
-            if type(v) is np.ndarray:
-                out.append((box, key, v, label))
-            continue
-        if _simple(v) or _is_generator(v) or (_is_array(v) and kind == "attr"):
-            out.append((box, key, v, label) + _contents(v))
-        elif type(v) is np.ndarray:
-            out.append((box, key, v, label, _array_bytes(v)))
-        else:
-            out.extend(_held_arrays(v, label, traced))
+    for f in (fn,) + _called_args(args, kwargs):
+        for kind, label, box, key, v in _reach(f):
+            if kind == "attr" and _torch_internal(box, key):
+                continue
+            if (id(box), key) in traced:  # traced (_stand_in): the same array, any contents
+                if type(v) is np.ndarray:
+                    out.append((box, key, v, label))
+                continue
+            if _simple(v) or _is_generator(v) or (_is_array(v) and kind == "attr"):
+                out.append((box, key, v, label) + _contents(v))
+            elif type(v) is np.ndarray:
+                out.append((box, key, v, label, _array_bytes(v)))
+            else:
+                out.extend(_held_arrays(v, label, traced))
     for kind, label, box, key, v in _reach_args(args, kwargs):
         if (id(box), key) in traced:
             out.append((box, key, v, label))
@@ -494,16 +514,23 @@ def _contents(v):
 
 def _held_arrays(v, label, traced=()):
     """Guards for the NumPy arrays a list, tuple or dict holds (params = {"w": W}): their
-    contents too, unless the trace read them as tracers (traced: (id(v), key))."""
+    contents too, unless the trace read them as tracers (traced: (id(v), key)); and for
+    the numbers and strings a list or dict holds (FLAGS[0], cfg["n"]: read as constants
+    while tracing, and the container may change them after)."""
     if isinstance(v, (list, tuple)) and len(v) <= 64:
         items = enumerate(v)
     elif isinstance(v, dict) and len(v) <= 64:
         items = v.items()
     else:
         return []
-    return [(v, k, a, f"{label}[{k!r}]")
-            + (() if (id(v), k) in traced else (_array_bytes(a),))
-            for k, a in items if type(a) is np.ndarray]
+    out = []
+    for k, a in items:
+        if type(a) is np.ndarray:
+            out.append((v, k, a, f"{label}[{k!r}]")
+                       + (() if (id(v), k) in traced else (_array_bytes(a),)))
+        elif _simple(a) and not isinstance(v, tuple):
+            out.append((v, k, a, f"{label}[{k!r}]"))
+    return out
 
 
 def _is_generator(v):

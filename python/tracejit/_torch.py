@@ -283,11 +283,24 @@ _ready = False
 def _init():
     """Once per process, at the first torch call on a tracer."""
     global _ready
-    import os
-    from . import _SKIP_DIRS        # frames in torch are not the user's code either
-    _C._set_skip_dirs(_SKIP_DIRS + (os.path.dirname(_torch().__file__) + os.sep,))
+    skip_dirs(_torch())            # frames in torch are not the user's code either
     _load_mkl()
     _ready = True
+
+
+_skip_packages = []
+
+
+def skip_dirs(package):
+    """Frames in `package`'s directory (torch; Pyro, once tracejit.pyro is imported) are
+    not the user's code either: a TraceError names the line of the user's that reached
+    them."""
+    import os
+    from . import _SKIP_DIRS
+    where = os.path.dirname(package.__file__) + os.sep
+    if where not in _skip_packages:
+        _skip_packages.append(where)
+    _C._set_skip_dirs(_SKIP_DIRS + tuple(_skip_packages))
 
 
 def _load_mkl():
@@ -586,6 +599,17 @@ _pending = threading.local()   # .error: the last capture refused by dispatch();
                                # .external: ids of the tensors the traced function reads
 
 
+def stand_in(tensor, tracer):
+    """While this torch trace runs, the real `tensor` is read as `tracer` wherever the
+    traced code reaches it (an operand, a torch function's argument, a method of it):
+    a value the caller passes as an argument but the code reads from elsewhere (Pyro's
+    parameters, read from its modules and param store; tracejit.pyro)."""
+    _C._stand_in(tensor, tracer)
+    external = getattr(_pending, "external", None)
+    if external is not None:
+        external.add(id(tensor))
+
+
 def index_key(x, key):
     """x[key] in a torch trace with real tensors in the key (csrc/trace/tracer.c): a
     tensor made during the trace (a factory's, torch.distributions' tril masks) is a
@@ -653,8 +677,11 @@ def call_traced(fn, args, kwargs):
         raise
     finally:
         _pending.error, _pending.external = outer, outer_external
-        for owner, name, orig in swapped:
-            setattr(owner, name, orig)
+        for owner, name, orig in reversed(swapped):
+            if orig is _torch_dists.ABSENT:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, orig)
 
 
 def _swap_helpers():

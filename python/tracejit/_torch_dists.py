@@ -18,9 +18,19 @@ anything else to torch's own code:
     validation on, Pyro's default): a warning on traced values becomes a check of the
     plan that warns (UserWarning, as Pyro) at each call whose values trip it. The hook
     Pyro puts on a gradient is not placed (a tracer has none).
+Pyro's own code asks `isinstance(v, torch.Tensor)` and `torch.is_tensor(v)` in dozens of
+places (scales and masks, ScoreParts, PyroSample priors, TraceMeanField_ELBO's KL sum)
+and takes another branch for a non-tensor (a Python number), which would be silently
+wrong for a traced value. While the trace runs, torch.is_tensor answers True for a
+Tracer, and every imported `pyro.*` module gets a module-level `isinstance` (found
+before the builtin) that answers True for a Tracer asked against torch.Tensor. Only
+Python code sees either: torch's C argument parser, which reads a tensor's memory, still
+sees a Tracer as what it is (so the Tracer is no tensor subclass, and torch.Tensor's
+metaclass is left alone), and the Tracer's own methods serve what Pyro then calls.
 broadcast_all and the warnings are imported by name into each module that uses them
 (torch.distributions' and Pyro's); each module holding the original gets the swap.
 """
+import builtins
 import sys
 import warnings
 
@@ -114,13 +124,65 @@ def _warn_if_inf(orig):
     return warn_if_inf
 
 
+ABSENT = object()     # a swap that added a name: restored by deleting it
+
+
+def _is_tensor(orig):
+    def is_tensor(obj):
+        return type(obj) is Tracer or orig(obj)
+    is_tensor._tracejit = True
+    return is_tensor
+
+
+def _tensor_class(cls):
+    tensor = _torch().Tensor
+    return cls is tensor or (type(cls) is tuple and any(c is tensor for c in cls))
+
+
+def _isinstance(obj, cls, _builtin=builtins.isinstance):
+    """isinstance for Pyro's modules while a trace runs (module docstring)."""
+    if type(obj) is Tracer and _tensor_class(cls):
+        return True
+    return _builtin(obj, cls)
+
+
+def _pyro_type_checks():
+    """torch.is_tensor and Pyro's modules' isinstance, taking a Tracer as a tensor."""
+    torch = _torch()
+    done = [(torch, "is_tensor", torch.is_tensor)]
+    torch.is_tensor = _is_tensor(torch.is_tensor)
+    for module in _modules()[1]:
+        names = module.__dict__
+        if "isinstance" not in names:
+            names["isinstance"] = _isinstance
+            done.append((module, "isinstance", ABSENT))
+    return done
+
+
+_scanned = [None, (), ()]   # sys.modules' size, its modules with a __dict__, Pyro's
+
+
+def _modules():
+    """(every imported module with a dict, Pyro's), scanned again only when sys.modules
+    changed size (a trace starts often; the scan of thousands of modules cost ~10 ms)."""
+    if _scanned[0] != len(sys.modules):
+        every, mine = [], []
+        for name, module in list(sys.modules.items()):
+            if isinstance(getattr(module, "__dict__", None), dict):
+                every.append(module)
+                if name == "pyro" or name.startswith("pyro."):
+                    mine.append(module)
+        _scanned[:] = [len(sys.modules), tuple(every), tuple(mine)]
+    return _scanned[1], _scanned[2]
+
+
 def swaps():
     """Install the swaps; [(owner, name, original)] to restore when the trace ends."""
     utils = sys.modules.get("torch.distributions.utils")
     dist = sys.modules.get("torch.distributions.distribution")
     if utils is None or dist is None or getattr(utils.broadcast_all, "_tracejit", False):
         return []                    # not imported, or a trace inside a trace
-    done = []
+    done = _pyro_type_checks()
     constraints = sys.modules["torch.distributions.constraints"]
     orig = constraints._PositiveDefinite.check
     constraints._PositiveDefinite.check = _positive_definite_check(orig)
@@ -135,12 +197,24 @@ def swaps():
         orig = getattr(pyro_util, name, None)
         if orig is not None:
             by_name[name] = (orig, make(orig))
-    for module in list(sys.modules.values()):
-        names = getattr(module, "__dict__", None)
-        if not isinstance(names, dict):
-            continue
-        for name, (orig, swap) in by_name.items():
-            if names.get(name) is orig:
-                names[name] = swap
-                done.append((module, name, orig))
+    for module, name in _holders(by_name):
+        orig, swap = by_name[name]
+        if module.__dict__.get(name) is orig:
+            module.__dict__[name] = swap
+            done.append((module, name, orig))
     return done
+
+
+_held = [None, None, ()]    # sys.modules' size, the names, [(module, name)] holding them
+
+
+def _holders(by_name):
+    """The (module, name) pairs whose module holds by_name's original function under
+    that name, found again only when sys.modules changed size."""
+    every, _ = _modules()
+    key = tuple((name, id(orig)) for name, (orig, _) in by_name.items())
+    if _held[0] != len(sys.modules) or _held[1] != key:
+        _held[:] = [len(sys.modules), key,
+                    tuple((m, name) for m in every for name, (orig, _) in by_name.items()
+                          if m.__dict__.get(name) is orig)]
+    return _held[2]

@@ -487,13 +487,24 @@ def new_full(x, size, fill_value, *, dtype=None, device=None, requires_grad=Fals
     return np.full_like(x, fill_value, dtype=_new_dtype(x, dtype), shape=_new_shape((size,)))
 
 
+def new_tensor(x, data, *, dtype=None, device=None, requires_grad=False, layout=None,
+               pin_memory=False):
+    """Tensor.new_tensor(data): a copy of data in x's dtype (or dtype=); of a traced
+    value, a detached copy (eager detaches a tensor given as data, with a warning)."""
+    dt = _new_dtype(x, dtype)
+    if isinstance(data, _C.Tracer):
+        return data.detach().astype(dt)
+    arr = np.asarray(data, dtype=dt)
+    return np.full_like(x, 0, dtype=dt, shape=arr.shape) + arr
+
+
 FUNCS.update({
     "is_floating_point": lambda x: _NP_DTYPE.__get__(x).kind == "f",
     "is_complex": lambda x: False, "pixel_shuffle": pixel_shuffle, "pixel_unshuffle": pixel_unshuffle, "tril": tril,
     "triu": triu, "baddbmm": baddbmm, "addbmm": addbmm, "addmv": addmv, "addr": addr,
 })
 # Tensor methods only
-METHODS = {"new_zeros": _new(0), "new_ones": _new(1), "new_full": new_full,
+METHODS = {"new_zeros": _new(0), "new_ones": _new(1), "new_full": new_full, "new_tensor": new_tensor,
            "unfold": tensor_unfold}     # Tensor.unfold, not F.unfold
 
 

@@ -127,6 +127,23 @@ def multinomial(probs, num_samples, replacement=False, **kwargs):
     return R.categorical(probs, int(num_samples), _src(kwargs))
 
 
+def randperm(n, *, generator=None, dtype=None, **kwargs):
+    """A uniformly random permutation of range(n): the ranks of n float64 uniform draws
+    (_torch_sort's every-pair comparison, up to its 4096; a tie, of probability about
+    n^2 / 2^54, still gives a permutation: equal draws keep their index order).
+    Pyro's subsampling plates draw their indices with it."""
+    n = int(n)
+    if n < 0:
+        raise RuntimeError(f"n must be non-negative, got{n}")
+    if dtype is not None and _dtype(dtype).kind not in "iuf":
+        _C._trace_error(f"torch.randperm(dtype={dtype}) is not supported by tracejit")
+    from ._torch_sort import _order
+    u = R.draw("uniform", (max(n, 1),), np.dtype(np.float64), _src(dict(kwargs, generator=generator)))
+    _, perm, _, _ = _order(u, -1, False, "torch.randperm")
+    perm = perm[:n]
+    return perm.astype(_dtype(dtype)) if dtype is not None else perm
+
+
 # ---- uninitialized arrays: traced, so that an in-place draw can fill them ---------
 
 def empty(*args, **kwargs):
@@ -290,7 +307,7 @@ def _dropout_call(name, args, kwargs):
 _REFUSED = {"poisson": "torch.poisson()", "binomial": "torch.binomial()",
             "standard_gamma": "torch._standard_gamma()", "_standard_gamma": "torch._standard_gamma()",
             "_sample_dirichlet": "torch._sample_dirichlet()",
-            "sample_dirichlet": "torch._sample_dirichlet()", "randperm": "torch.randperm()",
+            "sample_dirichlet": "torch._sample_dirichlet()",
             "rrelu": "torch.rrelu() in training mode", "rrelu_": "torch.rrelu_() in training mode",
             "rrelu_with_noise": "torch.rrelu_with_noise()"}
 
@@ -299,7 +316,7 @@ IMPLS = {"rand": rand, "randn": randn, "randint": randint, "rand_like": rand_lik
          "bernoulli": bernoulli, "multinomial": multinomial, "normal_": normal_,
          "uniform_": uniform_, "bernoulli_": bernoulli_, "exponential_": exponential_,
          "cauchy_": cauchy_, "log_normal_": log_normal_, "geometric_": geometric_,
-         "random_": random_, "empty": empty, "new_empty": new_empty, "new": new}
+         "random_": random_, "randperm": randperm, "empty": empty, "new_empty": new_empty, "new": new}
 # not random, but an array a random in-place method may fill (asked only in a trace)
 EMPTY = frozenset({"empty", "new_empty", "new"})
 
