@@ -201,6 +201,24 @@ static PyObject *set_tier(PyObject *m, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* _tier_mode() -> 'tcc', 'auto' or 'eager': set_tier's mode now (tracejit.export runs
+ * the TinyCC kernel its program reproduces). */
+static PyObject *tier_mode(PyObject *m, PyObject *unused) {
+    int mode = tj_tier_mode();
+    return PyUnicode_FromString(mode == TJ_TIER_OFF ? "tcc" : mode == TJ_TIER_EAGER ? "eager"
+                                                                                    : "auto");
+}
+
+/* _blas_min(n) -> the previous value: products of at least n multiply-adds call the
+ * loaded BLAS (a huge n: the portable GEMM only, as an exported program computes). */
+static PyObject *blas_min(PyObject *m, PyObject *arg) {
+    long long n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    long long prev = (long long)tj_blas_min;
+    tj_blas_min = n;
+    return PyLong_FromLongLong(prev);
+}
+
 static PyObject *set_include_dir(PyObject *m, PyObject *arg) {
     const char *s = PyUnicode_AsUTF8(arg);
     if (!s) return NULL;
@@ -211,6 +229,8 @@ static PyObject *set_include_dir(PyObject *m, PyObject *arg) {
 
 static PyMethodDef module_methods[] = {
     {"set_tier", set_tier, METH_O, "choose when kernels are recompiled by the system compiler"},
+    {"_tier_mode", tier_mode, METH_NOARGS, "set_tier's mode now"},
+    {"_blas_min", blas_min, METH_O, "_blas_min(n) -> previous: the size from which products call BLAS"},
     {"_set_include_dir", set_include_dir, METH_O, "where the optimizing tier's headers are"},
     /* the CUDA backend's pieces, for its tests (csrc/backend/cuda_api.c) */
     {"_nvrtc_compile", tj_py_nvrtc_compile, METH_VARARGS,

@@ -1,0 +1,190 @@
+"""tracejit.export: a compiled function as a standalone C program (no Python, NumPy or
+tracejit at run time).
+
+The export is a backend-like seam, not a second code generator: it asks the compiled
+function for a plan of the example arguments (`CompiledFunction._export_plan`,
+csrc/export.c: the same trace, passes and emitted C the runtime replays, as data) and
+spells the runtime's replay (csrc/runtime.c: bind the slots, run the kernel's groups,
+check, hand out the outputs) as straight-line C around that kernel source. The
+primitives the kernel calls are the extension's own sources (csrc/emit/prims.c,
+reduce_prims.c, gemm.c, built with TJ_STANDALONE), whose sums run in an order written
+in C, so gcc and TinyCC builds give the in-process bits.
+
+What the plan holds that C cannot replay faithfully is refused with a TraceError that
+names it: random draws (their key comes from a Python generator at every call), values
+Python read from the traced arrays (a branch on data), writes into the caller's arrays,
+GPU plans. Python values and arrays the function read from outside (globals,
+closures, module parameters) are frozen into the export as they are now: that is what
+an exported program is. Layout of the files: `_export_c.py` writes them."""
+
+import os
+
+import numpy as _np
+
+from . import _C
+from ._export_c import write_program
+
+_DTYPES = ("bool", "int32", "int64", "float32", "float64")
+# guard kinds (csrc/tracejit.h: TJ_GUARD_*)
+_G_PYVALUE, _G_TORCH_DTYPE, _G_CAPTURE, _G_INT32, _G_ARG, _G_VALUE = range(6)
+_SLOT_ARG, _SLOT_CAPTURE, _SLOT_CONST, _SLOT_KEY = range(4)
+
+
+def _is_torch(x):
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def _is_number(x):
+    return isinstance(x, (bool, int, float, _np.generic))
+
+
+def _to_numpy(x):
+    if isinstance(x, _np.ndarray):
+        return x
+    if _is_torch(x):
+        return x.detach().cpu().numpy()
+    return _np.asarray(x)
+
+
+def _contiguous(x):
+    """The example argument as the exported program reads it: C-contiguous."""
+    if isinstance(x, _np.ndarray):
+        return _np.ascontiguousarray(x)
+    if _is_torch(x):
+        return x.detach().contiguous()
+    return x
+
+
+def _target(f):
+    """(the CompiledFunction, its leading static arguments, a fresh twin for the
+    expected outputs) of what the user passed."""
+    from . import CompiledFunction, CompiledModule, compile as _compile, _is_module
+    if isinstance(f, CompiledModule):
+        return f._cf, (f.module.training,), lambda: CompiledModule(f.module)._cf
+    if _is_module(f):
+        cm = CompiledModule(f)
+        return cm._cf, (f.training,), lambda: CompiledModule(f)._cf
+    if isinstance(f, CompiledFunction):
+        fn = f.__wrapped__
+        return f, (), lambda: _compile(fn)
+    if callable(f):
+        cf = _compile(f)
+        return cf, (), lambda: _compile(f)
+    raise TypeError(f"tracejit.export: expected a function, a compiled function or a "
+                    f"torch.nn.Module, got {type(f).__name__}")
+
+
+def _leaves(args):
+    """The argument leaves in the order the key flattens them (csrc/args.c): arrays and
+    numbers; other leaves are static."""
+    out = []
+    for a in args:
+        for leaf in _C.tree_flatten(a)[0]:
+            if isinstance(leaf, _np.ndarray) or _is_torch(leaf) or _is_number(leaf):
+                out.append(leaf)
+    return out
+
+
+def _refuse(what):
+    from . import TraceError
+    raise TraceError(f"tracejit.export cannot export {what}")
+
+
+def _check_plan(plan):
+    """Refuses, by name, what a standalone program cannot replay faithfully."""
+    if plan["draws"]:
+        _refuse("random draws: the plan draws a fresh key from a Python random "
+                "generator at every call (np.random / torch.rand...); export the "
+                "function with the random values as an argument instead")
+    if plan["n_writes"]:
+        _refuse(f"writes into the caller's arrays ({plan['n_writes']} written back: "
+                f"an in-place update of an argument, a buffer or a captured tensor)")
+    if plan["out_alias"] is not None and any(a >= 0 for a in plan["out_alias"]):
+        _refuse("a result that is a written argument itself")
+    for kind, _index, text in plan["guards"]:
+        if kind in (_G_VALUE, _G_ARG):
+            _refuse(f"a value Python read from the traced arrays while tracing (a branch, "
+                    f"int() or .item() on data), which its plan guards: {text}")
+    for slot in plan["slots"][:plan["n_leaf_slots"]]:
+        if slot[0] == _SLOT_KEY:
+            _refuse("random draws (a generator's key slot)")
+    if plan["source"] is None:
+        _refuse("a plan without generated C")
+
+
+def export(f, *example_args, path, name=None, dynamic=None, weights="file", **example_kwargs):
+    """Write `f` compiled for `example_args` as a standalone C program into the directory
+    `path`: NAME.h (the API), NAME.c (the plan), NAME_kernel.c (the kernel: the C that
+    TinyCC compiles in process), the primitives (tjrt_*.c), the weights (NAME.weights,
+    read by NAME_open, or `weights="embed"`: NAME_weights.c, const arrays), a Makefile,
+    a README and a check (`make check`: runs the program on the example arguments and
+    compares with the in-process results, bit for bit). Returns `path`.
+
+    `f`: a function (compiled here), a CompiledFunction, or a torch.nn.Module (or its
+    tracejit.compile). Arrays must be on the CPU; they are passed to the program
+    C-contiguous. Arrays and Python values the function reads from outside (weights,
+    globals) are frozen as they are now. `dynamic`: not supported yet (every dimension
+    is the example's); a non-empty mapping raises NotImplementedError.
+
+    Refused with TraceError: random draws, values read from traced arrays while tracing
+    (branches on data), writes into the caller's arrays."""
+    if dynamic:
+        raise NotImplementedError(
+            "tracejit.export: dynamic dimensions are not exported yet (the generated "
+            "kernel's loop bounds are the example's shapes); export one program per "
+            f"shape instead (asked: {dynamic!r})")
+    if weights not in ("file", "embed"):
+        raise ValueError(f"tracejit.export: weights must be 'file' or 'embed', got {weights!r}")
+    cf, lead, twin = _target(f)
+    name = name or getattr(getattr(cf, "__wrapped__", None), "__name__", "model")
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in name).strip("_") or "model"
+    if name[0].isdigit():
+        name = "m_" + name
+    if example_kwargs:
+        raise TypeError("tracejit.export: pass the example arguments positionally")
+    args = tuple(_contiguous(a) for a in example_args)
+    for leaf in _leaves(args):
+        if _is_torch(leaf) and leaf.device.type != "cpu":
+            raise ValueError("tracejit.export: example arrays must be on the CPU, got a "
+                             f"tensor on {leaf.device}")
+    grad_off = _no_grad(args)
+    with grad_off:
+        plan = cf._export_plan(*lead, *args)
+        _check_plan(plan)
+        expected = _expected(twin, lead, args)
+    leaves = _leaves(args)
+    if len(leaves) != plan["n_leaves"]:
+        from . import InternalError
+        raise InternalError(f"tracejit.export: {len(leaves)} argument leaves found, the "
+                            f"plan has {plan['n_leaves']}")
+    inputs = [(_np.asarray(_to_numpy(x)) if not _is_number(x) else x) for x in leaves]
+    weights_arrays = [_np.ascontiguousarray(_to_numpy(c[3])) for c in plan["captures"]]
+    os.makedirs(path, exist_ok=True)
+    write_program(path, name, plan, inputs, weights_arrays, expected, weights)
+    return path
+
+
+def _no_grad(args):
+    """torch.no_grad() when the arguments are torch tensors (an exported program
+    computes the forward only), else a null context."""
+    import contextlib
+    if any(_is_torch(x) for x in _leaves(args)):
+        import torch
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
+def _expected(twin, lead, args):
+    """The outputs of the in-process function for the example arguments, as the export
+    computes them: the plan's TinyCC kernel (a fresh compiled function with the tier
+    off) and the portable GEMM (no BLAS), flattened in the plan's output order."""
+    mode = _C._tier_mode()
+    prev = _C._blas_min(1 << 62)
+    try:
+        _C.set_tier("tcc")
+        result = twin()(*lead, *args)
+    finally:
+        _C.set_tier(mode)
+        _C._blas_min(prev)
+    return [_np.ascontiguousarray(_to_numpy(x)) if not _is_number(x) else _np.asarray(x)
+            for x in _C.tree_flatten(result)[0]]
