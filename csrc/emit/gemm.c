@@ -324,7 +324,7 @@ TJ_DOT(double, f64)
         const char *a = a_, *b = b_;                                                       \
         int ta, tb, tc;                                                                    \
         int64_t lda, ldb, ldc;                                                             \
-        if (!blas_is_mkl && M >= TJ_DOT_MIN && M <= TJ_DOT_MAX && N > 1 &&                 \
+        if ((!blas_is_mkl || M * N * K < tj_blas_min) && M >= TJ_DOT_MIN && M <= TJ_DOT_MAX && N > 1 && \
             as_k == (int64_t)sizeof(T) &&                                                  \
             bs_k == (int64_t)sizeof(T)) {                                                  \
             dots_##s(o, os_m, os_n, a, as_m, b, bs_n, M, N, K);                            \
