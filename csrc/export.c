@@ -102,6 +102,12 @@ PyObject *tj_plan_export_info(const tj_plan *p) {
     if (!d) return NULL;
     PyObject *guards = guard_list(p);
     PyObject *alias = p->out_alias ? int_list(p->out_alias, p->n_results) : Py_NewRef(Py_None);
+    PyObject *writes = int_list(p->write_slot, p->n_writes);
+    if (!writes || PyDict_SetItemString(d, "write_slots", writes) < 0) {
+        Py_XDECREF(writes); Py_XDECREF(alias); Py_DECREF(d);
+        return NULL;
+    }
+    Py_DECREF(writes);
     int n_groups = p->kernel.n_groups;
     if (!guards || !alias || PyDict_SetItemString(d, "guards", guards) < 0 ||
         PyDict_SetItemString(d, "out_alias", alias) < 0 ||

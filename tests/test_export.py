@@ -74,6 +74,11 @@ def flat(result):
     return out
 
 
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def outputs(path, like):
     with open(os.path.join(path, "check", "outputs.bin"), "rb") as f:
         data = f.read()
@@ -234,3 +239,96 @@ def test_bare_flags_compile(tmp_path):
                             "-DTJ_STANDALONE", "-c", src], cwd=path, capture_output=True,
                            text=True)
         assert r.returncode == 0, r.stderr
+
+
+def _draw(x):
+    return x + np.random.rand(*x.shape)
+
+
+def _branch(x):
+    if x.sum() > 0:
+        return x * 2
+    return x
+
+
+def _write(x):
+    x += 1
+    return x * 2
+
+
+def _int_of_data(x):
+    return x[: int(x[0, 0])] * 2
+
+
+@pytest.mark.parametrize("fn,message", [
+    (_draw, "cannot export random draws"),
+    (_branch, "cannot export a value Python read from the traced arrays while tracing "
+              "(a branch, int() or .item() on data), which its plan guards: the truth value"),
+    (_write, "cannot export writes into the caller's arrays (1 written back: argument leaf 0;"),
+    (_int_of_data, "which its plan guards: int() at"),
+])
+def test_refusals(tmp_path, fn, message):
+    with pytest.raises(tracejit.TraceError) as e:
+        tracejit.export(fn, np.ones((3, 4)), path=str(tmp_path / "x"))
+    assert message in str(e.value)
+    if fn in (_branch, _int_of_data):   # the guarded value's line is named
+        assert "test_export.py" in str(e.value)
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_argument_errors(tmp_path):
+    with pytest.raises(NotImplementedError, match="dynamic dimensions are not exported yet"):
+        tracejit.export(np_mlp, np.ones((4, 32)), path=str(tmp_path), dynamic={0: "batch"})
+    with pytest.raises(ValueError, match="weights must be 'file' or 'embed', got 'pickle'"):
+        tracejit.export(np_mlp, np.ones((4, 32)), path=str(tmp_path), weights="pickle")
+    with pytest.raises(TypeError, match="expected a function, a compiled function or a "
+                                        "torch.nn.Module, got int"):
+        tracejit.export(3, np.ones(3), path=str(tmp_path))
+
+
+def test_weights_file_validated(tmp_path, runtime):
+    """NAME_open refuses a truncated, corrupted or foreign weights file by name."""
+    x = np.random.default_rng(4).standard_normal((4, 32))
+    path = str(tmp_path / "w")
+    tracejit.export(np_mlp, x, path=path, name="w")
+    r = build_and_run(path, runtime)
+    assert r.returncode == 0, r.stdout + r.stderr
+    good = read(os.path.join(path, "w.weights"))
+    cases = [(good[:len(good) // 2], "is truncated"), (good[:20], "is not a tracejit weights file"),
+             (good[:-5] + bytes([good[-5] ^ 1]) + good[-4:], "is corrupted (weight 2's checksum)"),
+             (b"XXXX" + good[4:], "is not a tracejit weights file"),
+             (good[:4] + b"\x02" + good[5:], "weights format version 2, this program reads 1")]
+    other = str(tmp_path / "other")
+    tracejit.export(lambda x: np_mlp(x) * 2, x, path=other, name="w")
+    cases.append((read(os.path.join(other, "w.weights")),
+                  "holds the weights of another export"))
+    for data, message in cases:
+        bad = os.path.join(path, "bad.weights")
+        with open(bad, "wb") as f:
+            f.write(data)
+        r = subprocess.run(["./w_check", "0", "bad.weights"], cwd=path, capture_output=True,
+                           text=True)
+        assert r.returncode == 2
+        assert r.stderr.startswith("w_open: bad weights: bad.weights") and message in r.stderr, \
+            r.stderr
+    r = subprocess.run(["./w_check", "0", "missing.weights"], cwd=path, capture_output=True,
+                       text=True)
+    assert "cannot open weights file missing.weights" in r.stderr
+
+
+def test_index_error_reported(tmp_path, runtime):
+    """The kernel's error record: an index out of bounds at run time is an error code and
+    NumPy's message, not a wrong result."""
+    x = np.arange(10.0)
+    idx = np.array([1, 3, -2])
+    path = str(tmp_path / "g")
+    tracejit.export(lambda x, i: x[i] * 2, x, idx, path=path, name="g")
+    r = build_and_run(path, runtime)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(os.path.join(path, "check", "inputs.bin"), "r+b") as f:
+        f.seek(x.nbytes + 8)
+        f.write(np.array([12], dtype=np.int64).tobytes())
+    r = subprocess.run(["./g_check"], cwd=path, capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "g_run: index out of bounds: index 12 is out of bounds for axis 0 with size 10" \
+        in r.stderr

@@ -97,8 +97,18 @@ def _check_plan(plan):
                 "generator at every call (np.random / torch.rand...); export the "
                 "function with the random values as an argument instead")
     if plan["n_writes"]:
+        names = []
+        for slot in plan["write_slots"]:
+            kind, index = plan["slots"][slot][:2]
+            if kind == _SLOT_ARG:
+                names.append(f"argument leaf {index}")
+            else:
+                c = plan["captures"][index]
+                names.append(f"the captured array {c[2]!r}" if c[2] is not None else
+                             "a captured array")
         _refuse(f"writes into the caller's arrays ({plan['n_writes']} written back: "
-                f"an in-place update of an argument, a buffer or a captured tensor)")
+                f"{', '.join(names)}; an in-place update the program would have to make "
+                f"in its caller's memory)")
     if plan["out_alias"] is not None and any(a >= 0 for a in plan["out_alias"]):
         _refuse("a result that is a written argument itself")
     for kind, _index, text in plan["guards"]:
