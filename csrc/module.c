@@ -114,6 +114,36 @@ static PyObject *compile_source(PyObject *m, PyObject *src) {
     Py_RETURN_NONE;
 }
 
+static void program_free(PyObject *capsule) {
+    tj_tcc_free(PyCapsule_GetPointer(capsule, "tracejit.program"));
+}
+
+/* _tcc_program(source, names) -> (capsule, addresses): C compiled in memory by libtcc
+ * with the primitives (tracejit.load's programs); the code lives as long as the capsule. */
+static PyObject *tcc_program(PyObject *m, PyObject *args) {
+    const char *src;
+    PyObject *names;
+    if (!PyArg_ParseTuple(args, "sO!:_tcc_program", &src, &PyTuple_Type, &names)) return NULL;
+    int n = (int)PyTuple_GET_SIZE(names);
+    const char *nm[16];
+    void *addr[16];
+    if (n > 16) return PyErr_Format(PyExc_ValueError, "_tcc_program: at most 16 names");
+    for (int i = 0; i < n; i++)
+        if (!(nm[i] = PyUnicode_AsUTF8(PyTuple_GET_ITEM(names, i)))) return NULL;
+    tj_module *mod = tj_tcc_compile_program(tj_state_of(m), src, nm, addr, n);
+    if (!mod) return NULL;
+    PyObject *cap = PyCapsule_New(mod, "tracejit.program", program_free);
+    if (!cap) { tj_tcc_free(mod); return NULL; }
+    PyObject *t = PyTuple_New(n);
+    for (int i = 0; t && i < n; i++) {
+        PyObject *a = PyLong_FromVoidPtr(addr[i]);
+        if (!a) { Py_CLEAR(t); break; }
+        PyTuple_SET_ITEM(t, i, a);
+    }
+    if (!t) { Py_DECREF(cap); return NULL; }
+    return Py_BuildValue("(NN)", cap, t);
+}
+
 /* _load_blas(path, min_macs): use the BLAS at path for products of >= min_macs. */
 static PyObject *load_blas(PyObject *m, PyObject *args) {
     const char *path;
@@ -247,6 +277,8 @@ static PyMethodDef module_methods[] = {
     {"_test_mark_effect", tj_py_test_mark_effect, METH_O,
      "_test_mark_effect(name or None): treat that op as having an effect (testing hook)"},
     {"libtcc_path", libtcc_path, METH_NOARGS, "path of the loaded libtcc, or None"},
+    {"_tcc_program", tcc_program, METH_VARARGS,
+     "_tcc_program(source, names) -> (capsule, addresses): C compiled in memory (tracejit.load)"},
     {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},
     {"_backend_compiles", backend_compiles, METH_NOARGS,
      "compiles any backend was asked for since import (testing hook)"},
