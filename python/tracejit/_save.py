@@ -3,8 +3,9 @@ another process without its Python source.
 
 A saved variant is what tracejit.export writes as C (_export.py: the plan's kernel
 source and the plan spelled as C, the weights frozen), kept as data; loading compiles
-the plan's C with libtcc in memory at its first call (about a millisecond, with the
-same primitives the extension's kernels call) and calls it. What export refuses, save
+the plan's C with libtcc in memory at its first call (about a millisecond) against the
+primitives the extension's own kernels call (its BLAS included), so a loaded function
+gives the bits of the in-process function's TinyCC kernel; it runs on one thread. What export refuses, save
 refuses (random draws, branches on data, writes into arguments).
 
 File format, version 1 (little-endian; no pickle: loading never runs code from it but
