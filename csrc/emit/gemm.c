@@ -1,11 +1,10 @@
 /* The GEMM primitives contraction groups call: out[m, n] = sum_k a[m, k] * b[k, n],
  * every operand at arbitrary byte strides (0 where broadcast). Compiled with SIMD
- * (target_clones) and fused multiply-add; float32 accumulates in float32, as BLAS
- * does. Contract: out never aliases a or b; M, N, K may be 0 (an empty sum is 0).
+ * (target_clones); float32 accumulates in float32, as BLAS does. Contract: out never aliases a or b; M, N, K may be 0 (an empty sum is 0).
  * Rows of b are packed contiguously first when they are strided, and four rows of
  * out share each packed row of b; a few rows against a b that runs along K (x @ w.T)
- * are dot products, nothing packed. Every multiply-add is an explicit fma() and every
- * sum runs in an order written here (dot products: TJ_DLANES partial sums folded
+ * are dot products, nothing packed. Every multiply-add is a multiply then an add (no
+ * FMA contraction) and every sum runs in an order written here (dot products: TJ_DLANES partial sums folded
  * pairwise, then the tail), never the vectorizer's: any compiler, target or clone (an
  * exported program built by TinyCC, python/tracejit/_export.py) gives the same bits.
  * Under TJ_STANDALONE (an export) no BLAS is loaded; tjrt_set_blas hooks one in. */
@@ -18,8 +17,11 @@
 #include <math.h>
 
 #pragma GCC optimize("O3")
-#define TJ_FMA(T, a, b, c) _Generic((T)0, float: fmaf, default: fma)(a, b, c)
-#define TJ_DLANES 8   /* a dot product's partial sums */
+/* c + a * b, each rounded: never contracted into an FMA (-ffp-contract=off here and in
+ * an export's Makefile; TinyCC never contracts), which gcc would do in some clones only;
+ * explicit fma() keeps gcc 12 from vectorizing the lanes (measured: scalar vfmadd231ss) */
+#define TJ_FMA(T, a, b, c) ((c) + (a) * (b))
+#define TJ_DLANES 16   /* a dot product's partial sums: 1-4 vectors */
 
 /* The BLAS behind NumPy (its bundled OpenBLAS, ILP64 CBLAS), used for products of at
  * least TJ_BLAS_MIN multiply-adds whose operands and result have a unit stride (a

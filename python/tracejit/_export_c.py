@@ -428,13 +428,15 @@ static unsigned long long le(const unsigned char *p, int n) {
     return v;
 }
 
-/* CRC-32 (zlib's), bit by bit */
+/* CRC-32 (zlib's), a byte at a time through its table */
 static unsigned long long crc32(const unsigned char *p, unsigned long long n) {
-    unsigned long c = 0xFFFFFFFFUL;
-    for (unsigned long long k = 0; k < n; k++) {
-        c ^= p[k];
-        for (int b = 0; b < 8; b++) c = (c >> 1) ^ (0xEDB88320UL & (0UL - (c & 1)));
+    unsigned long table[256], c = 0xFFFFFFFFUL;
+    for (unsigned long i = 0; i < 256; i++) {
+        unsigned long t = i;
+        for (int b = 0; b < 8; b++) t = (t >> 1) ^ (0xEDB88320UL & (0UL - (t & 1)));
+        table[i] = t;
     }
+    for (unsigned long long k = 0; k < n; k++) c = table[(c ^ p[k]) & 0xFF] ^ (c >> 8);
     return (c ^ 0xFFFFFFFFUL) & 0xFFFFFFFFUL;
 }
 
