@@ -21,7 +21,7 @@ from ._explain import Explanation as Explanation
 __all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "Explanation",
            "TracejitError", "TraceError", "CompileError", "InternalError", "Tracer", "op_table",
            "libtcc_path", "get_num_threads", "set_num_threads", "set_tier", "grad",
-           "value_and_grad", "vjp"]
+           "value_and_grad", "vjp", "export", "save", "load"]
 __version__: str
 
 _P = ParamSpec("_P")
