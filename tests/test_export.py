@@ -332,3 +332,45 @@ def test_index_error_reported(tmp_path, runtime):
     assert r.returncode == 1
     assert "g_run: index out of bounds: index 12 is out of bounds for axis 0 with size 10" \
         in r.stderr
+
+
+def test_gpt_block_and_model(tmp_path, runtime):
+    """bench_models.py's nanoGPT (causal attention, LayerNorm, GELU, tied embedding):
+    one block on float activations, and the 2-layer model on int64 tokens (a gather)."""
+    torch = pytest.importorskip("torch")
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import bench_models
+    torch.manual_seed(0)
+    gpt = bench_models._gpt(torch)().eval()
+    for name, model, x in (("block", gpt.h[0], torch.randn(2, 16, 64)),
+                           ("gpt", gpt, torch.randint(0, 65, (2, 16)))):
+        path = str(tmp_path / name)
+        tracejit.export(model, x, path=path, name=name)
+        with torch.no_grad():
+            ref = flat(in_process(model, (x,)))
+            want = model(x).numpy()
+        r = build_and_run(path, runtime)
+        assert r.returncode == 0, r.stdout + r.stderr
+        got = outputs(path, ref)[0]
+        assert got.tobytes() == ref[0].tobytes()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        tv = tcc_vars()
+        if tv:
+            r = build_and_run(path, runtime, "check-tcc", tv)
+            assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_overlapping_output_refused(tmp_path, runtime):
+    """An output placed over an input would break the primitives' restrict contract:
+    the program returns an error code, it does not compute a wrong result."""
+    path = str(tmp_path / "ov")
+    tracejit.export(lambda x: np.exp(x), np.ones(100), path=path, name="ov")
+    r = build_and_run(path, runtime)
+    assert r.returncode == 0, r.stdout + r.stderr
+    driver = read(os.path.join(path, "ov_check.c")).decode()
+    with open(os.path.join(path, "ov_check.c"), "w") as f:
+        f.write(driver.replace("ov_run(m, in0, out0)", "ov_run(m, in0, (double *)in0 + 50)"))
+    r = build_and_run(path, runtime)
+    assert r.returncode != 0
+    assert "ov_run: a NULL or overlapping argument: out0 overlaps in0" in r.stderr

@@ -193,8 +193,9 @@ def _header(pr):
              f"int {n}_open({n}_model **model, const char *weights_path);",
              f"void {n}_close({n}_model *model);", "",
              f"/* One call of the function. Arrays are C-contiguous, of exactly these dtypes and",
-             " * shapes; outputs are written by the call (the caller allocates them). Not",
-             " * reentrant for one model (its scratch); one model per thread. */"]
+             " * shapes; outputs are written by the call (the caller allocates them; an output",
+             f" * overlapping an input or another output is {N}_EARG). Not reentrant for one",
+             " * model (its scratch); one model per thread. */"]
     for i, (kind, dt, shape) in enumerate(pr.ins):
         lines.append(f"/*   in{i}: {dt}{list(shape) if kind == 'array' else ' (by value)'} */")
     for o, (dt, shape) in enumerate(pr.outs):
@@ -285,7 +286,7 @@ struct {n}_model {{
 
 static const char *const errors[] = {{"ok", "out of memory", "bad weights",
     "index out of bounds", "a check failed", "an integer argument out of int32 range",
-    "a NULL argument"}};
+    "a NULL or overlapping argument"}};
 const char *{n}_strerror(int code) {{
     return code >= 0 && code < (int)(sizeof errors / sizeof errors[0]) ? errors[code] : "unknown error";
 }}
@@ -514,6 +515,20 @@ def _run_fn(pr):
             L.append(f"    if (!in{i}) return {N}_EARG;")
     for o in range(len(pr.outs)):
         L.append(f"    if (!out{o}) return {N}_EARG;")
+    # the kernel's primitives take restrict pointers: an output overlapping an input or
+    # another output is refused, not computed wrong
+    arrays = [(f"in{i}", _nbytes(dt, sh)) for i, (k, dt, sh) in enumerate(pr.ins)
+              if k == "array"] + [(f"out{o}", _nbytes(dt, sh)) for o, (dt, sh) in
+                                  enumerate(pr.outs)]
+    for a in range(len(arrays)):
+        for b in range(a + 1, len(arrays)):
+            (x, nx), (y, ny) = arrays[a], arrays[b]
+            if not y.startswith("out") or not nx or not ny:
+                continue
+            L += [f"    if ((unsigned long long){x} < (unsigned long long){y} + {ny}ULL &&",
+                  f"        (unsigned long long){y} < (unsigned long long){x} + {nx}ULL) {{",
+                  f"        snprintf(m->msg, sizeof m->msg, \"{y} overlaps {x}\");",
+                  f"        return {N}_EARG;", "    }"]
     for i, s in enumerate(slots[:pr.nls]):
         kind, index, dt, _ = s
         if kind == _SLOT_CONST:
