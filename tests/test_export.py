@@ -277,8 +277,18 @@ def test_refusals(tmp_path, fn, message):
 
 
 def test_argument_errors(tmp_path):
-    with pytest.raises(NotImplementedError, match="dynamic dimensions are not exported yet"):
-        tracejit.export(np_mlp, np.ones((4, 32)), path=str(tmp_path), dynamic={0: "batch"})
+    x = np.ones((4, 32))
+    for dynamic, err, message in [
+            ([1, 2], TypeError, r"dynamic must be a dict \{argument index: batch sizes\}, got list"),
+            ({3: [1]}, ValueError, "dynamic names argument 3; the function has 1 example arguments"),
+            ({0: "batch"}, TypeError, r"dynamic\[0\] must be the batch sizes to export \(an "
+                                      r"iterable of ints\), got 'batch'"),
+            ({0: [0, 4]}, ValueError, r"dynamic\[0\]: batch sizes must be >= 1, got \[0, 4\]")]:
+        with pytest.raises(err, match=message):
+            tracejit.export(np_mlp, x, path=str(tmp_path / "d"), dynamic=dynamic)
+    with pytest.raises(ValueError, match="dynamic argument 1 must be an array with a leading "
+                                         "dimension, got float"):
+        tracejit.export(lambda x, s: x * s, x, 2.0, path=str(tmp_path / "d"), dynamic={1: [2]})
     with pytest.raises(ValueError, match="weights must be 'file' or 'embed', got 'pickle'"):
         tracejit.export(np_mlp, np.ones((4, 32)), path=str(tmp_path), weights="pickle")
     with pytest.raises(TypeError, match="expected a function, a compiled function or a "
@@ -374,3 +384,40 @@ def test_overlapping_output_refused(tmp_path, runtime):
     r = build_and_run(path, runtime)
     assert r.returncode != 0
     assert "ov_run: a NULL or overlapping argument: out0 overlaps in0" in r.stderr
+
+
+@pytest.mark.parametrize("weights", ["file", "embed"])
+def test_dynamic_batch(tmp_path, runtime, weights):
+    """dynamic={0: sizes}: the leading dimension is NAME_run's `batch`, a plan per size,
+    each bit for bit the in-process function's at that size; another size is an error."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(),
+                              torch.nn.Linear(64, 10)).eval()
+    x = torch.randn(8, 32)
+    path = str(tmp_path / "dyn")
+    tracejit.export(net, x, path=path, name="dyn", dynamic={0: [1, 8, 33]}, weights=weights)
+    header = read(os.path.join(path, "dyn.h")).decode()
+    assert "int dyn_run(dyn_model *model, long long batch, const float *in0, float *out0);" \
+        in header
+    assert "in0: float32[batch, 32]" in header and "one of 1, 8, 33 (else DYN_ESHAPE)" in header
+    refs = []
+    with torch.no_grad():
+        for b in (1, 8, 33):
+            xb = x[torch.arange(b) % 8]
+            refs.append(flat(in_process(net, (xb,)))[0])
+    for target, extra in (("check", ()), ("check-tcc", tcc_vars())):
+        if extra is None:
+            continue
+        r = build_and_run(path, runtime, target, extra)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "ok: 3 outputs bitwise equal" in r.stdout
+        for g, e in zip(outputs(path, refs), refs):
+            assert g.tobytes() == e.tobytes()
+    driver = read(os.path.join(path, "dyn_check.c")).decode()
+    with open(os.path.join(path, "dyn_check.c"), "w") as f:
+        f.write(driver.replace("dyn_run(m, 33LL,", "dyn_run(m, 32LL,", 1))
+    r = build_and_run(path, runtime)
+    assert r.returncode != 0
+    assert "dyn_run: a dimension that was not exported: batch = 32: exported for 1, 8, 33" \
+        in r.stderr

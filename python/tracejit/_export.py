@@ -133,16 +133,14 @@ def export(f, *example_args, path, name=None, dynamic=None, weights="file", **ex
     `f`: a function (compiled here), a CompiledFunction, or a torch.nn.Module (or its
     tracejit.compile). Arrays must be on the CPU; they are passed to the program
     C-contiguous. Arrays and Python values the function reads from outside (weights,
-    globals) are frozen as they are now. `dynamic`: not supported yet (every dimension
-    is the example's); a non-empty mapping raises NotImplementedError.
+    globals) are frozen as they are now. `dynamic={arg_index: sizes}`: those arguments'
+    leading dimension becomes NAME_run's run-time `batch` argument, one of `sizes` (a
+    plan per size, traced on the example's rows taken cyclically: the kernel's loop
+    bounds are constants); any other batch is NAME_ESHAPE. Without it every dimension
+    is the example's.
 
     Refused with TraceError: random draws, values read from traced arrays while tracing
     (branches on data), writes into the caller's arrays."""
-    if dynamic:
-        raise NotImplementedError(
-            "tracejit.export: dynamic dimensions are not exported yet (the generated "
-            "kernel's loop bounds are the example's shapes); export one program per "
-            f"shape instead (asked: {dynamic!r})")
     if weights not in ("file", "embed"):
         raise ValueError(f"tracejit.export: weights must be 'file' or 'embed', got {weights!r}")
     cf, lead, twin = _target(f)
@@ -157,21 +155,79 @@ def export(f, *example_args, path, name=None, dynamic=None, weights="file", **ex
         if _is_torch(leaf) and leaf.device.type != "cpu":
             raise ValueError("tracejit.export: example arrays must be on the CPU, got a "
                              f"tensor on {leaf.device}")
-    grad_off = _no_grad(args)
-    with grad_off:
-        plan = cf._export_plan(*lead, *args)
-        _check_plan(plan)
-        expected = _expected(twin, lead, args)
-    leaves = _leaves(args)
-    if len(leaves) != plan["n_leaves"]:
-        from . import InternalError
-        raise InternalError(f"tracejit.export: {len(leaves)} argument leaves found, the "
-                            f"plan has {plan['n_leaves']}")
-    inputs = [(_np.asarray(_to_numpy(x)) if not _is_number(x) else x) for x in leaves]
-    weights_arrays = [_np.ascontiguousarray(_to_numpy(c[3])) for c in plan["captures"]]
+    sizes, dyn_args = _dynamic_spec(dynamic, args)
+    variants, weights_arrays = [], None
+    with _no_grad(args):
+        for b in sizes:
+            args_b = args if b is None else _with_batch(args, dyn_args, b)
+            plan = cf._export_plan(*lead, *args_b)
+            _check_plan(plan)
+            expected = _expected(twin, lead, args_b)
+            leaves = _leaves(args_b)
+            if len(leaves) != plan["n_leaves"]:
+                from . import InternalError
+                raise InternalError(f"tracejit.export: {len(leaves)} argument leaves found, "
+                                    f"the plan has {plan['n_leaves']}")
+            inputs = [(_np.asarray(_to_numpy(x)) if not _is_number(x) else x) for x in leaves]
+            ws = [_np.ascontiguousarray(_to_numpy(c[3])) for c in plan["captures"]]
+            if weights_arrays is None:
+                weights_arrays = ws
+            elif len(ws) != len(weights_arrays) or any(
+                    a.dtype != w.dtype or a.shape != w.shape or a.tobytes() != w.tobytes()
+                    for a, w in zip(ws, weights_arrays)):
+                _refuse(f"a function that reads other arrays from outside at batch {b} than "
+                        f"at batch {sizes[0]}")
+            variants.append((plan, inputs, expected, b))
     os.makedirs(path, exist_ok=True)
-    write_program(path, name, plan, inputs, weights_arrays, expected, weights)
+    write_program(path, name, variants, weights_arrays, weights)
     return path
+
+
+def _dynamic_spec(dynamic, args):
+    """`dynamic={arg_index: sizes}`: argument arg_index's leading dimension is the
+    program's run-time `batch`, one of `sizes` (a program per size; the same sizes for
+    every such argument). ([None], ()) without it."""
+    if not dynamic:
+        return [None], ()
+    if not isinstance(dynamic, dict):
+        raise TypeError(f"tracejit.export: dynamic must be a dict {{argument index: batch "
+                        f"sizes}}, got {type(dynamic).__name__}")
+    sizes = None
+    for k, v in dynamic.items():
+        if not isinstance(k, int) or not 0 <= k < len(args):
+            raise ValueError(f"tracejit.export: dynamic names argument {k!r}; the function "
+                             f"has {len(args)} example arguments")
+        a = args[k]
+        if not (isinstance(a, _np.ndarray) or _is_torch(a)) or a.ndim == 0:
+            raise ValueError(f"tracejit.export: dynamic argument {k} must be an array with a "
+                             f"leading dimension, got {type(a).__name__}")
+        try:
+            if isinstance(v, (str, bytes)) or any(not isinstance(b, int) for b in v):
+                raise TypeError
+            s = sorted(set(v))
+        except TypeError:
+            raise TypeError(f"tracejit.export: dynamic[{k}] must be the batch sizes to "
+                            f"export (an iterable of ints), got {v!r}") from None
+        if not s or s[0] < 1:
+            raise ValueError(f"tracejit.export: dynamic[{k}]: batch sizes must be >= 1, got {v!r}")
+        if sizes is not None and s != sizes:
+            raise ValueError(f"tracejit.export: dynamic arguments share one batch: sizes "
+                             f"{sizes} and {s}")
+        sizes = s
+    return sizes, tuple(dynamic)
+
+
+def _with_batch(args, dyn_args, b):
+    """The example arguments at batch b: their rows taken cyclically."""
+    out = list(args)
+    for k in dyn_args:
+        a = args[k]
+        if _is_torch(a):
+            import torch
+            out[k] = a[torch.arange(b) % a.shape[0]].contiguous()
+        else:
+            out[k] = _np.ascontiguousarray(a[_np.arange(b) % a.shape[0]])
+    return tuple(out)
 
 
 def _no_grad(args):

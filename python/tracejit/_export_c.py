@@ -61,8 +61,10 @@ def _nbytes(dtype, shape):
 class _Program:
     """What NAME.c needs, derived once from the plan."""
 
-    def __init__(self, name, plan, inputs, weights, expected):
+    def __init__(self, name, plan, inputs, weights, expected, k=0, batch=None):
         self.name, self.plan = name, plan
+        self.k, self.batch = k, batch     # variant index; its run-time batch (None: static)
+        self.tag = f"v{k}_"
         slots = plan["slots"]
         self.nls = plan["n_leaf_slots"]
         self.ns = plan["n_slots"]
@@ -125,18 +127,25 @@ class _Program:
         return d
 
 
-def write_program(path, name, plan, inputs, weights, expected, weights_mode):
-    pr = _Program(name, plan, inputs, weights, expected)
+def write_program(path, name, variants, weights, weights_mode):
+    """variants: [(plan, inputs, expected, batch)], batch None for a static export."""
+    prs = [_Program(name, plan, inputs, weights, expected, k, batch)
+           for k, (plan, inputs, expected, batch) in enumerate(variants)]
+    plan_id = _fnv(("".join(p.plan["source"] for p in prs) +
+                    repr([(str(w.dtype), w.shape) for w in weights])).encode())
+    for p in prs:
+        p.plan_id = plan_id
     n = name
     files = {}
-    files[f"{n}.h"] = _header(pr)
-    files[f"{n}.c"] = _plan_c(pr, weights_mode)
-    files[f"{n}_kernel.c"] = _kernel_c(pr)
-    files[f"{n}_check.c"] = _check_c(pr, weights_mode)
+    files[f"{n}.h"] = _header(prs)
+    files[f"{n}.c"] = _plan_c(prs, weights_mode)
+    for p in prs:
+        files[_kernel_file(p)] = _kernel_c(p)
+    files[f"{n}_check.c"] = _check_c(prs, weights_mode)
     if weights_mode == "embed":
-        files[f"{n}_weights.c"] = _weights_c(pr)
-    files["Makefile"] = _makefile(pr, weights_mode)
-    files["README.md"] = _readme(pr, weights_mode)
+        files[f"{n}_weights.c"] = _weights_c(prs[0])
+    files["Makefile"] = _makefile(prs, weights_mode)
+    files["README.md"] = _readme(prs, weights_mode)
     inc = os.path.join(os.path.dirname(__file__), "_include")
     for src, dst in (("prims.c", "tjrt_prims.c"), ("reduce_prims.c", "tjrt_reduce.c"),
                      ("gemm.c", "tjrt_gemm.c"), ("ops.h", "ops.h"), ("vmath.h", "vmath.h"),
@@ -150,14 +159,20 @@ def write_program(path, name, plan, inputs, weights, expected, weights_mode):
             f.write(text)
     if weights_mode == "file":
         with open(os.path.join(path, f"{n}.weights"), "wb") as f:
-            f.write(weights_file(pr))
+            f.write(weights_file(prs[0]))
     os.makedirs(os.path.join(path, "check"), exist_ok=True)
     with open(os.path.join(path, "check", "inputs.bin"), "wb") as f:
-        for (kind, dt, _shape), x in zip(pr.ins, inputs):
-            f.write(_np.ascontiguousarray(_np.asarray(x, dtype=dt)).tobytes())
+        for pr in prs:
+            for (kind, dt, _shape), x in zip(pr.ins, pr.inputs):
+                f.write(_np.ascontiguousarray(_np.asarray(x, dtype=dt)).tobytes())
     with open(os.path.join(path, "check", "expected.bin"), "wb") as f:
-        for (dt, shape), e in zip(pr.outs, pr.expected):
-            f.write(_np.ascontiguousarray(_np.asarray(e, dtype=dt)).reshape(shape).tobytes())
+        for pr in prs:
+            for (dt, shape), e in zip(pr.outs, pr.expected):
+                f.write(_np.ascontiguousarray(_np.asarray(e, dtype=dt)).reshape(shape).tobytes())
+
+
+def _kernel_file(pr):
+    return f"{pr.name}_kernel.c" if pr.batch is None else f"{pr.name}_kernel_b{pr.batch}.c"
 
 
 def weights_file(pr):
@@ -178,14 +193,31 @@ def weights_file(pr):
 
 # ---- NAME.h ------------------------------------------------------------------------
 
-def _header(pr):
+def _shape_text(prs, i, kind, shape):
+    """A shape for the docs, `batch` where the variants differ."""
+    if len(prs) == 1:
+        return str(list(shape))
+    dims = [str(d) for d in shape]
+    if dims and len({(p.ins[i] if kind == "in" else p.outs[i])[-1][0] for p in prs}) > 1:
+        dims[0] = "batch"
+    return "[" + ", ".join(dims) + "]"
+
+
+def _run_decl(prs):
+    pr = prs[0]
+    batch = "long long batch, " if pr.batch is not None else ""
+    return f"int {pr.name}_run({pr.name}_model *model, {batch}" + ", ".join(pr.arg_decls()) + ")"
+
+
+def _header(prs):
+    pr = prs[0]
     n, N = pr.name, pr.name.upper()
     lines = [f"/* {n}.h: a function exported by tracejit.export (standalone C99: no Python,",
              " * NumPy or tracejit). Generated; do not edit. */",
              f"#ifndef {N}_H", f"#define {N}_H", "#include <stdbool.h>", "#include <stdint.h>", "",
              "/* Error codes (0: success); " + f"{n}_message(m) tells more. */",
              f"enum {{ {N}_OK = 0, {N}_ENOMEM = 1, {N}_EWEIGHTS = 2, {N}_EINDEX = 3,",
-             f"       {N}_ECHECK = 4, {N}_ERANGE = 5, {N}_EARG = 6 }};", "",
+             f"       {N}_ECHECK = 4, {N}_ERANGE = 5, {N}_EARG = 6, {N}_ESHAPE = 7 }};", "",
              f"typedef struct {n}_model {n}_model;", "",
              f"/* Opens a model: reads the weights from `weights_path` ({n}.weights; ignored",
              " * when the weights are embedded, NULL allowed) and allocates its scratch.",
@@ -196,11 +228,15 @@ def _header(pr):
              " * shapes; outputs are written by the call (the caller allocates them; an output",
              f" * overlapping an input or another output is {N}_EARG). Not reentrant for one",
              " * model (its scratch); one model per thread. */"]
+    if pr.batch is not None:
+        sizes = ", ".join(str(p.batch) for p in prs)
+        lines.append(f"/*   batch: the leading dimension, one of {sizes} (else {N}_ESHAPE) */")
     for i, (kind, dt, shape) in enumerate(pr.ins):
-        lines.append(f"/*   in{i}: {dt}{list(shape) if kind == 'array' else ' (by value)'} */")
+        sh = _shape_text(prs, i, "in", shape) if kind == "array" else " (by value)"
+        lines.append(f"/*   in{i}: {dt}{sh} */")
     for o, (dt, shape) in enumerate(pr.outs):
-        lines.append(f"/*   out{o}: {dt}{list(shape)} */")
-    lines.append(f"int {n}_run({n}_model *model, " + ", ".join(pr.arg_decls()) + ");")
+        lines.append(f"/*   out{o}: {dt}{_shape_text(prs, o, 'out', shape)} */")
+    lines.append(_run_decl(prs) + ";")
     lines += ["", f"/* A code's name; the last error's details for a model (NULL: why the last",
               f" * {n}_open failed). */",
               f"const char *{n}_strerror(int code);",
@@ -249,7 +285,7 @@ def _kernel_c(pr):
         from . import InternalError
         raise InternalError("tracejit.export: the kernel's group table was not found")
     return _KERNEL_HEAD.format(n=pr.name) + src.replace(
-        marker, f"}} {pr.name}_groups[{pr.plan['n_groups']}] = {{")
+        marker, f"}} {pr.name}_{pr.tag}groups[{pr.plan['n_groups']}] = {{")
 
 
 # ---- NAME.c: the plan ------------------------------------------------------------------
@@ -286,7 +322,7 @@ struct {n}_model {{
 
 static const char *const errors[] = {{"ok", "out of memory", "bad weights",
     "index out of bounds", "a check failed", "an integer argument out of int32 range",
-    "a NULL or overlapping argument"}};
+    "a NULL or overlapping argument", "a dimension that was not exported"}};
 const char *{n}_strerror(int code) {{
     return code >= 0 && code < (int)(sizeof errors / sizeof errors[0]) ? errors[code] : "unknown error";
 }}
@@ -294,9 +330,9 @@ static char open_msg[256];   /* why the last {n}_open failed */
 const char *{n}_message(const {n}_model *m) {{ return m ? m->msg : open_msg; }}
 
 /* The kernel's groups in order (csrc/runtime.c's run_groups, one thread). */
-static int run_groups(void **P, const long long **S) {{
-    for (int gi = 0; gi < {ng}; gi++) {{
-        const tjx_group *g = (const tjx_group *)(const void *)&{n}_groups[gi];
+static int run_groups(const void *table, int ng, void **P, const long long **S) {{
+    for (int gi = 0; gi < ng; gi++) {{
+        const tjx_group *g = (const tjx_group *)table + gi;
         if (g->init) g->init(P, S);
         if (g->comb && g->units * g->work >= SPLIT_WORK && g->units > 1) {{
             long long ch = (MIN_CHUNK + g->work - 1) / (g->work ? g->work : 1);
@@ -340,7 +376,7 @@ void free(void *);
 void *memcpy(void *, const void *, size_t);
 int snprintf(char *, size_t, const char *, ...);
 enum {{ {N}_OK = 0, {N}_ENOMEM = 1, {N}_EWEIGHTS = 2, {N}_EINDEX = 3, {N}_ECHECK = 4,
-       {N}_ERANGE = 5, {N}_EARG = 6 }};
+       {N}_ERANGE = 5, {N}_EARG = 6, {N}_ESHAPE = 7 }};
 typedef struct {n}_model {n}_model;
 void {n}_close({n}_model *m);
 """
@@ -349,31 +385,61 @@ void {n}_close({n}_model *m);
 def inproc_source(pr):
     """The program as one unit for libtcc in memory (tracejit.load): the kernel, then the
     plan with its weights passed as pointers to {n}_open."""
-    return _kernel_c(pr) + "\n" + _plan_c(pr, "pointers")
+    return _kernel_c(pr) + "\n" + _plan_c([pr], "pointers")
 
 
 def _u8_init(b):
     return "{" + ", ".join(str(x) for x in b) + "}"
 
 
-def _plan_c(pr, weights_mode):
-    n, N, p = pr.name, pr.name.upper(), pr.plan
-    slots = p["slots"]
+def _plan_c(prs, weights_mode):
+    pr = prs[0]
+    n, N = pr.name, pr.name.upper()
     if weights_mode == "pointers":   # tracejit.load: one unit with the kernel, no headers
         includes = _INPROC_PRELUDE.format(n=n, N=N)
         extern = ""
     else:
         includes = f'#include "{n}.h"\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n'
-        extern = f"extern const tjx_group {n}_groups[{p['n_groups']}];   /* {n}_kernel.c */"
-    out = [_PLAN_HEAD.format(n=n, N=N, ns=pr.ns, ng=p["n_groups"], nw=max(len(pr.weights), 1),
-                             scratch=p["scratch_bytes"], outbuf=pr.outbuf_bytes,
+        extern = "\n".join(f"extern const tjx_group {n}_{p.tag}groups[{p.plan['n_groups']}];"
+                           f"   /* {_kernel_file(p)} */" for p in prs)
+    out = [_PLAN_HEAD.format(n=n, N=N, ns=max(p.ns for p in prs),
+                             nw=max(len(pr.weights), 1),
+                             scratch=max(p.plan["scratch_bytes"] for p in prs),
+                             outbuf=max(p.outbuf_bytes for p in prs),
                              includes=includes, extern=extern)]
-    # strides of every slot (contiguous), constants
-    for i, s in enumerate(slots):
+    if weights_mode == "embed":
+        for c in range(len(pr.weights)):
+            out.append(f"extern const void *const {n}_weight{c};   /* {n}_weights.c */")
+    out.append(_loader(prs, weights_mode))
+    for p in prs:
+        out.append(_slot_tables(p))
+        out.append(_run_fn(p))
+    names = ", ".join([f"in{i}" for i in range(len(pr.ins))] +
+                      [f"out{o}" for o in range(len(pr.outs))])
+    out.append(_run_decl(prs) + " {")
+    if pr.batch is None:
+        out.append(f"    return {n}_run_{pr.tag}(model, {names});")
+    else:
+        out.append("    switch (batch) {")
+        for p in prs:
+            out.append(f"    case {p.batch}: return {n}_run_{p.tag}(model, {names});")
+        sizes = ", ".join(str(p.batch) for p in prs)
+        out += ["    default: break;", "    }",
+                "    if (model) snprintf(model->msg, sizeof model->msg, \"batch = %lld: "
+                f"exported for {sizes}\", batch);",
+                f"    return {N}_ESHAPE;"]
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _slot_tables(pr):
+    """The variant's slot strides (contiguous) and constants."""
+    out, t = [], pr.tag
+    for i, s in enumerate(pr.plan["slots"]):
         if i < pr.nls:
             kind, index, dt, cbytes = s
             if kind == _SLOT_CONST:
-                out.append(f"static const union {{ unsigned char b[8]; double align; }} c{i} = "
+                out.append(f"static const union {{ unsigned char b[8]; double align; }} {t}c{i} = "
                            f"{{{_u8_init(cbytes)}}};")
                 continue
             if kind == _SLOT_ARG:
@@ -385,16 +451,13 @@ def _plan_c(pr, weights_mode):
         else:
             dt, shape = s
         st = _strides(shape, _BITS[dt][2]) or [0]
-        out.append(f"static const long long s{i}[{len(st)}] = {{{', '.join(f'{x}LL' for x in st)}}};")
-    if weights_mode == "embed":
-        for c in range(len(pr.weights)):
-            out.append(f"extern const void *const {n}_weight{c};   /* {n}_weights.c */")
-    out.append(_loader(pr, weights_mode))
-    out.append(_run_fn(pr))
-    return "\n".join(out) + "\n"
+        out.append(f"static const long long {t}s{i}[{len(st)}] = "
+                   f"{{{', '.join(f'{x}LL' for x in st)}}};")
+    return "\n".join(out)
 
 
-def _loader(pr, weights_mode):
+def _loader(prs, weights_mode):
+    pr = prs[0]
     n, N = pr.name, pr.name.upper()
     w = pr.weights
     body = [f"int {n}_open({n}_model **model, const char *weights_path) {{",
@@ -402,8 +465,8 @@ def _loader(pr, weights_mode):
             f"    if (!model) return {N}_EARG;",
             "    *model = NULL;",
             f"    if (!(m = calloc(1, sizeof *m))) return {N}_ENOMEM;",
-            f"    m->scratch = malloc({pr.plan['scratch_bytes']} + 1);",
-            f"    m->outbuf = malloc({pr.outbuf_bytes} + 1);",
+            f"    m->scratch = malloc({max(p.plan['scratch_bytes'] for p in prs)} + 1);",
+            f"    m->outbuf = malloc({max(p.outbuf_bytes for p in prs)} + 1);",
             f"    if (!m->scratch || !m->outbuf) {{ {n}_close(m); return {N}_ENOMEM; }}"]
     if weights_mode == "pointers":
         body[0] = f"int {n}_open({n}_model **model, void *const *weights) {{"
@@ -505,7 +568,8 @@ static int load_weights(NAME_model *m, const char *path,
 def _run_fn(pr):
     n, N, p = pr.name, pr.name.upper(), pr.plan
     slots = p["slots"]
-    L = [f"int {n}_run({n}_model *m, " + ", ".join(pr.arg_decls()) + ") {",
+    t = pr.tag
+    L = [f"static int {n}_run_{t}({n}_model *m, " + ", ".join(pr.arg_decls()) + ") {",
          "    void *P[NS + 1];", "    const long long *S[NS];",
          "    unsigned char sc[NS][8];", "    long long err[4] = {0, 0, 0, 0};", "    int rc;",
          "    (void)sc;",
@@ -532,11 +596,11 @@ def _run_fn(pr):
     for i, s in enumerate(slots[:pr.nls]):
         kind, index, dt, _ = s
         if kind == _SLOT_CONST:
-            L.append(f"    P[{i}] = (void *)c{i}.b; S[{i}] = NULL;")
+            L.append(f"    P[{i}] = (void *){t}c{i}.b; S[{i}] = NULL;")
         elif kind == _SLOT_CAPTURE:
-            L.append(f"    P[{i}] = m->w[{index}]; S[{i}] = s{i};")
+            L.append(f"    P[{i}] = m->w[{index}]; S[{i}] = {t}s{i};")
         elif pr.ins[index][0] == "array":
-            L.append(f"    P[{i}] = (void *)in{index}; S[{i}] = s{i};")
+            L.append(f"    P[{i}] = (void *)in{index}; S[{i}] = {t}s{i};")
         else:
             ct = _CTYPE[dt]
             if i in pr.int32_slots:
@@ -549,13 +613,14 @@ def _run_fn(pr):
             L.append(f"    P[{i}] = sc[{i}]; S[{i}] = NULL;")
     for k, off in enumerate(p["scratch_off"]):
         i = p["first_scratch"] + k
-        L.append(f"    P[{i}] = m->scratch + {off}; S[{i}] = s{i};")
+        L.append(f"    P[{i}] = m->scratch + {off}; S[{i}] = {t}s{i};")
     for i in range(p["first_out"], pr.ns):
         if i in pr.bound:
-            L.append(f"    P[{i}] = out{pr.bound[i]}; S[{i}] = s{i};")
+            L.append(f"    P[{i}] = out{pr.bound[i]}; S[{i}] = {t}s{i};")
         else:
-            L.append(f"    P[{i}] = m->outbuf + {pr.outbuf[i]}; S[{i}] = s{i};")
-    L += ["    P[NS] = err;", "    if ((rc = run_groups(P, S)) != 0) return rc;",
+            L.append(f"    P[{i}] = m->outbuf + {pr.outbuf[i]}; S[{i}] = {t}s{i};")
+    L += [f"    P[{pr.ns}] = err;",
+          f"    if ((rc = run_groups({n}_{t}groups, {p['n_groups']}, P, S)) != 0) return rc;",
           "    if (err[0] && err[3] < 0) {",
           "        long long want = -err[3] - 1, got = err[1] / 2 + want;",
           "        snprintf(m->msg, sizeof m->msg, \"boolean array indexing assignment cannot "

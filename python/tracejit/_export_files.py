@@ -34,9 +34,11 @@ def weights_c(pr):
     return "\n".join(out)
 
 
-def check_c(pr, weights_mode):
-    """NAME_check.c: reads check/inputs.bin, runs NAME_run, compares with
-    check/expected.bin byte for byte (exit 0: equal). `NAME_check N` also times N calls."""
+def check_c(prs, weights_mode):
+    """NAME_check.c: reads check/inputs.bin, runs NAME_run (each exported batch size),
+    compares with check/expected.bin byte for byte (exit 0: equal), writes what it
+    computed to check/outputs.bin. `NAME_check N` also times N calls (the first size)."""
+    pr = prs[0]
     n = pr.name
     L = [f"/* {n}_check.c: the exported program on the example arguments, compared bit for",
          " * bit with what the in-process function returned for them (check/expected.bin).",
@@ -59,64 +61,73 @@ def check_c(pr, weights_mode):
          "    char *in = slurp(\"check/inputs.bin\", &isize), *exp = slurp(\"check/expected.bin\", &esize);",
          "    long calls = argc > 1 ? atol(argv[1]) : 0;",
          f"    const char *wpath = argc > 2 ? argv[2] : \"{n}.weights\";",
+         "    FILE *outf;",
          "    int rc;",
          "    if (!in || !exp) { fprintf(stderr, \"cannot read check/inputs.bin or check/expected.bin\\n\"); return 2; }",
          f"    if ((rc = {n}_open(&m, wpath)) != 0) {{",
          f"        fprintf(stderr, \"{n}_open: %s: %s\\n\", {n}_strerror(rc), {n}_message(NULL));",
-         "        return 2;", "    }"]
+         "        return 2;", "    }",
+         "    outf = fopen(\"check/outputs.bin\", \"wb\");   /* what the program computed */"]
     if weights_mode == "embed":
         L.append("    (void)wpath;")
-    ioff, args = 0, []
-    for i, (kind, dt, shape) in enumerate(pr.ins):
-        ct = _CTYPE[dt]
-        size = _BITS[dt][2]
-        count = int(_np.prod(shape)) if kind == "array" else 1
-        if kind == "array":
-            L.append(f"    const {ct} *in{i} = (const {ct} *)(in + {ioff});")
-        else:
-            L.append(f"    {ct} in{i}; memcpy(&in{i}, in + {ioff}, sizeof in{i});")
-        args.append(f"in{i}")
-        ioff += count * size
-    eoff = 0
-    for o, (dt, shape) in enumerate(pr.outs):
-        nb = _BITS[dt][2] * int(_np.prod(shape))
-        L.append(f"    {_CTYPE[dt]} *out{o} = malloc({nb} + 1);")
-        args.append(f"out{o}")
-        eoff += nb
+    ioff = eoff = 0
+    for p in prs:
+        L.append("    {")
+        args = []
+        if p.batch is not None:
+            args.append(f"{p.batch}LL")
+        for i, (kind, dt, shape) in enumerate(p.ins):
+            ct = _CTYPE[dt]
+            count = int(_np.prod(shape)) if kind == "array" else 1
+            if kind == "array":
+                L.append(f"    const {ct} *in{i} = (const {ct} *)(in + {ioff});")
+            else:
+                L.append(f"    {ct} in{i}; memcpy(&in{i}, in + {ioff}, sizeof in{i});")
+            args.append(f"in{i}")
+            ioff += count * _BITS[dt][2]
+        sizes = []
+        for o, (dt, shape) in enumerate(p.outs):
+            nb = _BITS[dt][2] * int(_np.prod(shape))
+            L.append(f"    {_CTYPE[dt]} *out{o} = malloc({nb} + 1);")
+            args.append(f"out{o}")
+            sizes.append(nb)
+        call = f"{n}_run(m, {', '.join(args)})"
+        L += [f"    if ((rc = {call}) != 0) {{",
+              f"        fprintf(stderr, \"{n}_run: %s: %s\\n\", {n}_strerror(rc), {n}_message(m));",
+              "        return 1;", "    }"]
+        for o, nb in enumerate(sizes):
+            L.append(f"    if (outf) fwrite(out{o}, 1, {nb}, outf);")
+        for o, nb in enumerate(sizes):
+            L += [f"    if ({eoff} + {nb} > esize || memcmp(out{o}, exp + {eoff}, {nb}) != 0) {{",
+                  "        long k = 0;",
+                  f"        while ({eoff} + k < esize && ((unsigned char *)out{o})[k] == "
+                  f"((unsigned char *)exp)[{eoff} + k]) k++;",
+                  f"        printf(\"MISMATCH out{o}: first differing byte %ld of {nb}\\n\", k);",
+                  "        return 1;", "    }"]
+            eoff += nb
+        if p is pr:
+            L += ["    if (calls > 0) {",
+                  "        struct timespec t0, t1;",
+                  "        clock_gettime(CLOCK_MONOTONIC, &t0);",
+                  f"        for (long k = 0; k < calls; k++) {call};",
+                  "        clock_gettime(CLOCK_MONOTONIC, &t1);",
+                  "        printf(\"per_call_us %.3f\\n\", ((t1.tv_sec - t0.tv_sec) * 1e9 + "
+                  "(t1.tv_nsec - t0.tv_nsec)) / 1e3 / calls);",
+                  "    }"]
+        L += [f"    free(out{o});" for o in range(len(sizes))]
+        L.append("    }")
     L += [f"    if (isize != {ioff} || esize != {eoff}) {{",
           "        fprintf(stderr, \"check files of another export\\n\");", "        return 2;", "    }",
-          f"    if ((rc = {n}_run(m, {', '.join(args)})) != 0) {{",
-          f"        fprintf(stderr, \"{n}_run: %s: %s\\n\", {n}_strerror(rc), {n}_message(m));",
-          "        return 1;", "    }"]
-    L.append("    { FILE *f = fopen(\"check/outputs.bin\", \"wb\");   /* what the program computed */")
-    for o, (dt, shape) in enumerate(pr.outs):
-        nb = _BITS[dt][2] * int(_np.prod(shape))
-        L.append(f"      if (f) fwrite(out{o}, 1, {nb}, f);")
-    L.append("      if (f) fclose(f); }")
-    eoff = 0
-    for o, (dt, shape) in enumerate(pr.outs):
-        nb = _BITS[dt][2] * int(_np.prod(shape))
-        L += [f"    if (memcmp(out{o}, exp + {eoff}, {nb}) != 0) {{",
-              f"        long k = 0;",
-              f"        while (((unsigned char *)out{o})[k] == ((unsigned char *)exp)[{eoff} + k]) k++;",
-              f"        printf(\"MISMATCH out{o}: first differing byte %ld of {nb}\\n\", k);",
-              "        return 1;", "    }"]
-        eoff += nb
-    L += ["    if (calls > 0) {",
-          "        struct timespec t0, t1;",
-          "        clock_gettime(CLOCK_MONOTONIC, &t0);",
-          f"        for (long k = 0; k < calls; k++) {n}_run(m, {', '.join(args)});",
-          "        clock_gettime(CLOCK_MONOTONIC, &t1);",
-          "        printf(\"per_call_us %.3f\\n\", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e3 / calls);",
-          "    }",
-          "    printf(\"ok: %d outputs bitwise equal\\n\", " + str(len(pr.outs)) + ");"]
-    L += [f"    {n}_close(m);", "    return 0;", "}", ""]
+          "    if (outf) fclose(outf);",
+          f"    printf(\"ok: %d outputs bitwise equal\\n\", {sum(len(p.outs) for p in prs)});",
+          f"    {n}_close(m);", "    return 0;", "}", ""]
     return "\n".join(L)
 
 
-def makefile(pr, weights_mode):
-    n = pr.name
-    srcs = [f"{n}.c", f"{n}_kernel.c", "tjrt_prims.c", "tjrt_reduce.c", "tjrt_gemm.c"]
+def makefile(prs, weights_mode):
+    n = prs[0].name
+    kernels = [f"{n}_kernel.c" if p.batch is None else f"{n}_kernel_b{p.batch}.c" for p in prs]
+    srcs = [f"{n}.c", *kernels, "tjrt_prims.c", "tjrt_reduce.c", "tjrt_gemm.c"]
     if weights_mode == "embed":
         srcs.append(f"{n}_weights.c")
     objs = " ".join(s[:-2] + ".o" for s in srcs)
@@ -166,12 +177,17 @@ clean:
 """
 
 
-def readme(pr, weights_mode):
+def readme(prs, weights_mode):
+    pr = prs[0]
     n = pr.name
     ins = "\n".join(f"- `in{i}`: {dt} {list(shape) if kind == 'array' else '(by value)'}"
                     for i, (kind, dt, shape) in enumerate(pr.ins))
     outs = "\n".join(f"- `out{o}`: {dt} {list(shape)}" for o, (dt, shape) in enumerate(pr.outs))
     frozen = "\n".join(f"- {t}" for t in pr.frozen) or "- (none)"
+    dyn = ("" if pr.batch is None else
+           f"; `batch`, the leading dimension of the arguments exported as dynamic, is one of "
+           f"{', '.join(str(p.batch) for p in prs)} (a program per size; another is "
+           f"{n.upper()}_ESHAPE), shapes below at batch {pr.batch}")
     wl = (f"`{n}.weights` (read by `{n}_open(&m, \"{n}.weights\")`)" if weights_mode == "file"
           else f"`{n}_weights.c` (embedded; `{n}_open(&m, NULL)`)")
     return f"""# {n}: exported by tracejit
@@ -184,11 +200,11 @@ the in-process compiled function returned (its TinyCC kernel, without BLAS).
 #include "{n}.h"
 {n}_model *m;
 if ({n}_open(&m, "{n}.weights") != 0) {{ /* {n}_message(NULL) says why */ }}
-int rc = {n}_run(m, {", ".join(pr.arg_decls()).replace("const ", "").replace("*", "")});
+int rc = {n}_run(m, {"batch, " if pr.batch is not None else ""}{", ".join(pr.arg_decls()).replace("const ", "").replace("*", "")});
 {n}_close(m);
 ```
 
-Inputs (C-contiguous):
+Inputs (C-contiguous){dyn}:
 {ins}
 
 Outputs (the caller allocates them):
