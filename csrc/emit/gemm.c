@@ -22,6 +22,12 @@
  * explicit fma() keeps gcc 12 from vectorizing the lanes (measured: scalar vfmadd231ss) */
 #define TJ_FMA(T, a, b, c) ((c) + (a) * (b))
 #define TJ_DLANES 16   /* a dot product's partial sums: 1-4 vectors */
+/* loops over independent lanes (their order is the code's), vectorized */
+#if defined(__GNUC__)
+#define TJ_SIMD _Pragma("omp simd")
+#else
+#define TJ_SIMD   /* (TinyCC: no _Pragma in macros; nothing to vectorize) */
+#endif
 
 /* The BLAS behind NumPy (its bundled OpenBLAS, ILP64 CBLAS), used for products of at
  * least TJ_BLAS_MIN multiply-adds whose operands and result have a unit stride (a
@@ -209,7 +215,8 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
         int64_t k = 0;                                                                     \
         for (int l = 0; l < TJ_DLANES; l++) r[l] = 0;                                      \
         for (; k + TJ_DLANES <= K; k += TJ_DLANES)                                         \
-            for (int l = 0; l < TJ_DLANES; l++) r[l] = TJ_FMA(T, x[k + l], y[k + l], r[l]); \
+            TJ_SIMD for (int l = 0; l < TJ_DLANES; l++)                           \
+                r[l] = TJ_FMA(T, x[k + l], y[k + l], r[l]); \
         TJ_DOT_FOLD(r)                                                                     \
         for (; k < K; k++) r[0] = TJ_FMA(T, x[k], y[k], r[0]);                             \
         return r[0];                                                                       \
@@ -233,7 +240,7 @@ TJ_DOT(double, f64)
                 for (int l = 0; l < TJ_DLANES; l++) s0[l] = s1[l] = s2[l] = s3[l] = 0;     \
                 int64_t k = 0;                                                             \
                 for (; k + TJ_DLANES <= K; k += TJ_DLANES)                                 \
-                    for (int l = 0; l < TJ_DLANES; l++) {                                  \
+                    TJ_SIMD for (int l = 0; l < TJ_DLANES; l++) {              \
                         T wk = w[k + l];                                                   \
                         s0[l] = TJ_FMA(T, x0[k + l], wk, s0[l]);                           \
                         s1[l] = TJ_FMA(T, x1[k + l], wk, s1[l]);                           \

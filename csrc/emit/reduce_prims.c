@@ -18,13 +18,21 @@
 #endif
 #include <math.h>
 
-#define TJ_LANES 16   /* gcc folds these as 2-4 vectors (SLP) */
+#define TJ_LANES 16   /* folded as 1-4 vectors */
+/* A loop over independent lanes (no reduction: its order is the code's), vectorized
+ * where gcc's cost model alone declines the selects; TinyCC ignores it. */
+#if defined(__GNUC__)
+#define TJ_SIMD _Pragma("omp simd")
+#else
+#define TJ_SIMD   /* (TinyCC: no _Pragma in macros; nothing to vectorize) */
+#endif
+#define TJ_LANE_LOOP TJ_SIMD for (int l = 0; l < TJ_LANES; l++)
 /* lanes[0..TJ_LANES) folded pairwise into lanes[0] */
 #define TJ_FOLD_LANES(r, COMB)                                                            \
     for (int w_ = TJ_LANES / 2; w_ >= 1; w_ /= 2)                                         \
         for (int l_ = 0; l_ < w_; l_++) r[l_] = COMB(r[l_], r[l_ + w_]);
 
-#pragma GCC optimize("O3")
+#pragma GCC optimize("O3", "no-trapping-math")   /* selects if-converted (prims.c) */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define TJ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -48,7 +56,7 @@
         int64_t i = 0;                                                                    \
         for (int l = 0; l < TJ_LANES; l++) r[l] = (A)(ID);                                \
         for (; i + TJ_LANES <= n; i += TJ_LANES)                                          \
-            for (int l = 0; l < TJ_LANES; l++) r[l] = r[l] OPR (A)v[i + l];              \
+            TJ_LANE_LOOP r[l] = r[l] OPR (A)v[i + l];                                     \
         TJ_FOLD_LANES(r, NAME##_COMB)                                                     \
         for (; i < n; i++) r[0] = r[0] OPR (A)v[i];                                       \
         *(A *)acc_ = *(A *)acc_ OPR r[0];                                                 \
@@ -85,23 +93,13 @@ TJ_FOLDS(double, f64, double, double)
     TJ_CLONES void tj_rh_##NAME##_##s(SIG_F) {                                            \
         const T *v = v_;                                                                  \
         T m[TJ_LANES];                                                                    \
-        int nan[TJ_LANES], any = 0;                                                       \
         int64_t i = 0;                                                                    \
-        for (int l = 0; l < TJ_LANES; l++) { m[l] = *(T *)acc_; nan[l] = 0; }             \
+        for (int l = 0; l < TJ_LANES; l++) m[l] = *(T *)acc_;                             \
         for (; i + TJ_LANES <= n; i += TJ_LANES)                                          \
-            for (int l = 0; l < TJ_LANES; l++) {                                          \
-                T x = v[i + l];                                                           \
-                nan[l] |= x != x;                                                         \
-                m[l] = BETTER(x, m[l]) ? x : m[l];                                        \
-            }                                                                             \
+            TJ_LANE_LOOP m[l] = NAME##_COMB(m[l], v[i + l]);                              \
         TJ_FOLD_LANES(m, NAME##_COMB)                                                     \
-        for (int l = 0; l < TJ_LANES; l++) any |= nan[l];                                 \
-        for (; i < n; i++) {                                                              \
-            T x = v[i];                                                                   \
-            any |= x != x;                                                                \
-            m[0] = BETTER(x, m[0]) ? x : m[0];                                            \
-        }                                                                                 \
-        *(T *)acc_ = any || *(T *)acc_ != *(T *)acc_ ? (T)NAN : m[0];                     \
+        for (; i < n; i++) m[0] = NAME##_COMB(m[0], v[i]);                                \
+        *(T *)acc_ = m[0];                                                                \
     }                                                                                     \
     TJ_CLONES void tj_rv_##NAME##_##s(SIG_F) {                                            \
         T *restrict acc = acc_;                                                           \
@@ -148,8 +146,10 @@ TJ_FOLDS(double, f64, double, double)
 
 #define GT(x, m) ((x) > (m))
 #define LT(x, m) ((x) < (m))
-#define RMAX_COMB(x, y) (GT(y, x) ? (y) : (x))   /* the earlier lane wins ties (-0.0, 0.0) */
-#define RMIN_COMB(x, y) (LT(y, x) ? (y) : (x))
+/* m folded with x: x when better or NaN (a NaN m stays: nothing compares better), so a
+ * NaN anywhere is the result; ties (-0.0, 0.0) keep the earlier value */
+#define RMAX_COMB(m, x) ((GT(x, m) | ((x) != (x))) ? (x) : (m))
+#define RMIN_COMB(m, x) ((LT(x, m) | ((x) != (x))) ? (x) : (m))
 #define TJ_EXTREMES(T, s, LO, HI)                                                         \
     TJ_EXTREME(RMAX, GT, LO, T, s)                                                        \
     TJ_EXTREME(RMIN, LT, HI, T, s)                                                        \

@@ -260,6 +260,7 @@ _TJRT_H = """/* tjrt.h: what the primitives of an exported tracejit program need
 #define TJ_BLOCK 512   /* elements per block of the generated loops */
 #if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"   /* omp simd without -fopenmp-simd */
 #endif
 void tjrt_set_blas(void *sgemm, void *dgemm);
 #endif

