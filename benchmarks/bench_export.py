@@ -8,7 +8,8 @@ Cases (bench_models.py's models, float32, no_grad):
   gpt/8        the 2-layer GPT on (8, 64) tokens
 
 Per case: the exported program's time per call from its own C driver (NAME_check N:
-gcc -O2 with the Makefile's flags), the in-process compiled function's (tier settled)
+gcc -O2 with the Makefile's flags), the same with its BLAS hook on NumPy's OpenBLAS
+(TJRT_BLAS, one thread; not bitwise: the BLAS's sums), the in-process compiled function's (tier settled)
 with its BLAS (torch's MKL here) and without (the portable GEMM the export ships: the
 same arithmetic), the ratios exported / in-process, the size of the exported code
 (NAME.c, NAME_kernel.c, NAME.h; the shared primitives tjrt_*.c listed once) and gcc's
@@ -23,6 +24,7 @@ Run:  PYTHONPATH=python python benchmarks/bench_export.py [--quick]
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import statistics
@@ -87,7 +89,15 @@ def exported(tj, torch, model, x, d, name, rt, calls):
                          text=True, check=True).stdout
     assert "bitwise equal" in out, out
     us = float(out.split("per_call_us")[1].split()[0])
-    return us, src, compile_s
+    blas_us = None
+    lib = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(np.__file__)),
+                                        "numpy.libs", "libscipy_openblas64_*.so*")))
+    if lib:   # the optional BLAS hook: NumPy's OpenBLAS, one thread
+        env = dict(os.environ, TJRT_BLAS=lib[0], OPENBLAS_NUM_THREADS="1")
+        out = subprocess.run([f"./{name}_check", str(calls)], cwd=d, capture_output=True,
+                             text=True, check=True, env=env).stdout
+        blas_us = float(out.split("per_call_us")[1].split()[0])
+    return us, blas_us, src, compile_s
 
 
 def in_process(tj, torch, model, x, seconds, blas):
@@ -151,15 +161,17 @@ def main():
                      "prims_random.h", "prims_special.h")) / 1024
         print(f"# bench_export: 1 thread; shared primitives (tjrt_*.c and headers): "
               f"{rt_kb:.0f} KB, gcc -O2 {rt_s:.1f} s (once for every export)")
-        print(f"{'case':10} {'export us':>10} {'in-proc us':>11} {'no-BLAS us':>11} "
-              f"{'exp/in':>7} {'exp/noBLAS':>10} {'code KB':>8} {'gcc s':>6}")
+        print(f"{'case':10} {'export us':>10} {'+OpenBLAS':>10} {'in-proc us':>11} "
+              f"{'no-BLAS us':>11} {'exp/in':>7} {'exp/noBLAS':>10} {'expOB/in':>9} "
+              f"{'code KB':>8} {'gcc s':>6}")
         for name, model, x in cases:
             d = os.path.join(root, name.replace("/", "_"))
-            us, src, cs = exported(tj, torch, model, x, d, "m", rt, calls)
+            us, bus, src, cs = exported(tj, torch, model, x, d, "m", rt, calls)
             ip = in_process(tj, torch, model, x, seconds, True)
             nb = in_process(tj, torch, model, x, seconds, False)
-            print(f"{name:10} {us:10.1f} {ip:11.1f} {nb:11.1f} {us / ip:7.2f} {us / nb:10.2f} "
-                  f"{src / 1024:8.1f} {cs:6.2f}", flush=True)
+            bus = bus or float("nan")
+            print(f"{name:10} {us:10.1f} {bus:10.1f} {ip:11.1f} {nb:11.1f} {us / ip:7.2f} "
+                  f"{us / nb:10.2f} {bus / ip:9.2f} {src / 1024:8.1f} {cs:6.2f}", flush=True)
         ms = load_first_call(tj, torch, mlp, torch.randn(8, 1, 28, 28), root)
         print(f"tracejit.load in a fresh process (mlp/8): import {ms[0]:.1f} ms, load "
               f"{ms[1]:.1f} ms, first call {ms[2]:.2f} ms, second call {ms[3]:.2f} ms")
