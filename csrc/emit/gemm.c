@@ -48,10 +48,13 @@ static blas_gemv_fn *blas_dgemv;
 int64_t tj_blas_min = 0;
 static int blas_is_mkl;       /* the dot-product and packing paths are OpenBLAS's workarounds */
 #ifdef TJ_STANDALONE
-/* An export's optional BLAS (ILP64 row-major CBLAS sgemm/dgemm; NULL: the portable GEMM). */
-void tjrt_set_blas(void *sgemm, void *dgemm) {
+/* An export's optional BLAS (ILP64 row-major CBLAS sgemm, dgemm, sgemv, dgemv; NULL:
+ * the portable GEMM). */
+void tjrt_set_blas(void *sgemm, void *dgemm, void *sgemv, void *dgemv) {
     blas_sgemm = (blas_sgemm_fn *)sgemm;
     blas_dgemm = (blas_gemm_fn *)dgemm;
+    blas_sgemv = (blas_sgemv_fn *)sgemv;
+    blas_dgemv = (blas_gemv_fn *)dgemv;
 }
 #else
 static void (*blas_set_threads)(int);   /* C int even in the ILP64 build */

@@ -241,9 +241,9 @@ def _header(prs):
               f" * {n}_open failed). */",
               f"const char *{n}_strerror(int code);",
               f"const char *{n}_message(const {n}_model *model);", "",
-              "/* Optional BLAS for the products (ILP64 row-major CBLAS sgemm, dgemm; NULL:",
+              "/* Optional BLAS for the products (ILP64 row-major CBLAS sgemm, dgemm, sgemv, dgemv; NULL:",
               " * the portable GEMM, whose bits are the in-process function's without BLAS). */",
-              "void tjrt_set_blas(void *sgemm, void *dgemm);", "", "#endif", ""]
+              "void tjrt_set_blas(void *sgemm, void *dgemm, void *sgemv, void *dgemv);", "", "#endif", ""]
     return "\n".join(lines)
 
 
@@ -262,7 +262,7 @@ _TJRT_H = """/* tjrt.h: what the primitives of an exported tracejit program need
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #pragma GCC diagnostic ignored "-Wunknown-pragmas"   /* omp simd without -fopenmp-simd */
 #endif
-void tjrt_set_blas(void *sgemm, void *dgemm);
+void tjrt_set_blas(void *sgemm, void *dgemm, void *sgemv, void *dgemv);
 #endif
 """
 

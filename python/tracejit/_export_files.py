@@ -51,13 +51,15 @@ def check_c(prs, weights_mode):
          " * its bits are the BLAS's, so the outputs are not compared. */",
          "static int hook_blas(void) {",
          "    const char *path = getenv(\"TJRT_BLAS\");",
-         "    void *h, *s, *d;",
+         "    void *h, *s, *d, *sv, *dv;",
          "    if (!path) return 0;",
          "    h = dlopen(path, RTLD_NOW | RTLD_LOCAL);",
          "    s = h ? dlsym(h, \"scipy_cblas_sgemm64_\") : NULL;",
          "    d = h ? dlsym(h, \"scipy_cblas_dgemm64_\") : NULL;",
+         "    sv = h ? dlsym(h, \"scipy_cblas_sgemv64_\") : NULL;",
+         "    dv = h ? dlsym(h, \"scipy_cblas_dgemv64_\") : NULL;",
          "    if (!s || !d) { fprintf(stderr, \"TJRT_BLAS: no ILP64 CBLAS in %s\\n\", path); exit(2); }",
-         "    tjrt_set_blas(s, d);",
+         "    tjrt_set_blas(s, d, sv, dv);",
          "    return 1;",
          "}", "",
          "static void *slurp(const char *path, long *size) {",
@@ -246,6 +248,7 @@ vmath.h (exp, expm1, log, log1p, tanh, sin, cos, pow, logaddexp, erf and the res
 the element functions are tracejit's): gcc vectorizes those through glibc's libmvec,
 TinyCC calls the scalar functions (arcsin, arctan, sinh, cosh, cbrt, ...: may differ
 in the last bit).
-`tjrt_set_blas(sgemm, dgemm)` hooks an ILP64 CBLAS in for the products (faster; its
+`tjrt_set_blas(sgemm, dgemm, sgemv, dgemv)` (or `TJRT_BLAS=path` for the check driver)
+hooks an ILP64 CBLAS in for the products (faster; its
 bits are that BLAS's).
 """
