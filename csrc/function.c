@@ -402,6 +402,27 @@ static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t narg
     return r;
 }
 
+/* _export_plan(*args, **kwargs): a fresh plan for these arguments (traced, optimized,
+ * its first kernel compiled, as a call's) described as data (csrc/export.c): what
+ * tracejit.export writes as C. The cache is left as it was. */
+static PyObject *fn_export_plan(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    tj_function *self = (tj_function *)op;
+    tj_flat f;
+    tj_flat_init(&f, self->st);
+    PyObject *r = NULL;
+    if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0) {
+        tj_plan *p = tj_compile_plan(self->st, self->fn, &self->conf, &f, args, nargs, kwnames, 0,
+                                     &self->compile_time);
+        if (p) {
+            r = tj_plan_export_info(p);
+            tj_plan_decref(p);
+        }
+    }
+    tj_flat_free(&f);
+    return r;
+}
+
 /* _explain_passes(*args, **kwargs): explain's pass log with no backend: traces and
  * runs the passes for these arguments; emits and compiles nothing (the golden pass
  * tests) but the values Python reads while tracing (csrc/trace/concrete.c). */
@@ -495,6 +516,8 @@ static PyMethodDef fn_methods[] = {
     {"explain", (PyCFunction)(void (*)(void))fn_explain, METH_FASTCALL | METH_KEYWORDS,
      "explain(*args, **kwargs) -> Explanation: the graph after each pass, the fusion groups "
      "and the generated C for these arguments (str() of it is the text)"},
+    {"_export_plan", (PyCFunction)(void (*)(void))fn_export_plan, METH_FASTCALL | METH_KEYWORDS,
+     "_export_plan(*args, **kwargs) -> dict: a plan for these arguments, as data (tracejit.export)"},
     {"_cuda_source", (PyCFunction)(void (*)(void))fn_cuda_source, METH_FASTCALL | METH_KEYWORDS,
      "_cuda_source(*args, **kwargs) -> dict: the CUDA program of a trace for these args"},
     {"_explain_passes", (PyCFunction)(void (*)(void))fn_explain_passes,

@@ -116,6 +116,36 @@ static PyObject *compile_source(PyObject *m, PyObject *src) {
     Py_RETURN_NONE;
 }
 
+static void program_free(PyObject *capsule) {
+    tj_tcc_free(PyCapsule_GetPointer(capsule, "tracejit.program"));
+}
+
+/* _tcc_program(source, names) -> (capsule, addresses): C compiled in memory by libtcc
+ * with the primitives (tracejit.load's programs); the code lives as long as the capsule. */
+static PyObject *tcc_program(PyObject *m, PyObject *args) {
+    const char *src;
+    PyObject *names;
+    if (!PyArg_ParseTuple(args, "sO!:_tcc_program", &src, &PyTuple_Type, &names)) return NULL;
+    int n = (int)PyTuple_GET_SIZE(names);
+    const char *nm[16];
+    void *addr[16];
+    if (n > 16) return PyErr_Format(PyExc_ValueError, "_tcc_program: at most 16 names");
+    for (int i = 0; i < n; i++)
+        if (!(nm[i] = PyUnicode_AsUTF8(PyTuple_GET_ITEM(names, i)))) return NULL;
+    tj_module *mod = tj_tcc_compile_program(tj_state_of(m), src, nm, addr, n);
+    if (!mod) return NULL;
+    PyObject *cap = PyCapsule_New(mod, "tracejit.program", program_free);
+    if (!cap) { tj_tcc_free(mod); return NULL; }
+    PyObject *t = PyTuple_New(n);
+    for (int i = 0; t && i < n; i++) {
+        PyObject *a = PyLong_FromVoidPtr(addr[i]);
+        if (!a) { Py_CLEAR(t); break; }
+        PyTuple_SET_ITEM(t, i, a);
+    }
+    if (!t) { Py_DECREF(cap); return NULL; }
+    return Py_BuildValue("(NN)", cap, t);
+}
+
 /* _load_blas(path, min_macs): use the BLAS at path for products of >= min_macs. */
 static PyObject *load_blas(PyObject *m, PyObject *args) {
     const char *path;
@@ -203,6 +233,24 @@ static PyObject *set_tier(PyObject *m, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* _tier_mode() -> 'tcc', 'auto' or 'eager': set_tier's mode now (tracejit.export runs
+ * the TinyCC kernel its program reproduces). */
+static PyObject *tier_mode(PyObject *m, PyObject *unused) {
+    int mode = tj_tier_mode();
+    return PyUnicode_FromString(mode == TJ_TIER_OFF ? "tcc" : mode == TJ_TIER_EAGER ? "eager"
+                                                                                    : "auto");
+}
+
+/* _blas_min(n) -> the previous value: products of at least n multiply-adds call the
+ * loaded BLAS (a huge n: the portable GEMM only, as an exported program computes). */
+static PyObject *blas_min(PyObject *m, PyObject *arg) {
+    long long n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    long long prev = (long long)tj_blas_min;
+    tj_blas_min = n;
+    return PyLong_FromLongLong(prev);
+}
+
 static PyObject *set_include_dir(PyObject *m, PyObject *arg) {
     const char *s = PyUnicode_AsUTF8(arg);
     if (!s) return NULL;
@@ -213,6 +261,8 @@ static PyObject *set_include_dir(PyObject *m, PyObject *arg) {
 
 static PyMethodDef module_methods[] = {
     {"set_tier", set_tier, METH_O, "choose when kernels are recompiled by the system compiler"},
+    {"_tier_mode", tier_mode, METH_NOARGS, "set_tier's mode now"},
+    {"_blas_min", blas_min, METH_O, "_blas_min(n) -> previous: the size from which products call BLAS"},
     {"_set_include_dir", set_include_dir, METH_O, "where the optimizing tier's headers are"},
     /* the CUDA backend's pieces, for its tests (csrc/backend/cuda_api.c) */
     {"_nvrtc_compile", tj_py_nvrtc_compile, METH_VARARGS,
@@ -229,6 +279,8 @@ static PyMethodDef module_methods[] = {
     {"_test_mark_effect", tj_py_test_mark_effect, METH_O,
      "_test_mark_effect(name or None): treat that op as having an effect (testing hook)"},
     {"libtcc_path", libtcc_path, METH_NOARGS, "path of the loaded libtcc, or None"},
+    {"_tcc_program", tcc_program, METH_VARARGS,
+     "_tcc_program(source, names) -> (capsule, addresses): C compiled in memory (tracejit.load)"},
     {"_compile_source", compile_source, METH_O, "compile C source with libtcc (testing hook)"},
     {"_backend_compiles", backend_compiles, METH_NOARGS,
      "compiles any backend was asked for since import (testing hook)"},

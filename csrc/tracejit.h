@@ -734,6 +734,12 @@ PyObject *tj_guards_describe(const tj_plan *p);
  * hold one, so a plan evicted while another thread runs it lives until that run ends. */
 void tj_plan_decref(tj_plan *p);
 
+/* ---- a plan as data (csrc/export.c) -------------------------------------------- */
+/* What tracejit.export reads of a CPU plan (a dict: its kernel's source, slots, scratch
+ * layout, outputs, guards, checks, writes, captures). New reference; NULL + exception
+ * (ValueError for a device plan). */
+PyObject *tj_plan_export_info(const tj_plan *p);
+
 /* ---- the compile driver (csrc/compile.c) -------------------------------------- */
 /* Notes on stderr, once, that t's compile has taken TRACEJIT_PROGRESS seconds (0.5 by
  * default) and is now `doing`; called between the driver's phases and while tracing. */

@@ -105,6 +105,11 @@ const char *tj_tcc_path(void);
 tj_module *tj_tcc_compile(tj_state *st, const char *source, const char *entry_name,
                           void **entry);
 void tj_tcc_free(tj_module *m);
+/* A loaded function's program (an exported plan's C, tracejit.load): compiled like a
+ * kernel, with malloc/calloc/free/snprintf/memcmp besides; addrs[i] = symbol names[i].
+ * NULL + CompileError. */
+tj_module *tj_tcc_compile_program(tj_state *st, const char *source, const char *const *names,
+                                  void **addrs, int n);
 
 /* ---- the optimizing tier (csrc/backend/tier.c) ---------------------------------- */
 enum { TJ_TIER_OFF, TJ_TIER_AUTO, TJ_TIER_EAGER };      /* modes */

@@ -168,8 +168,41 @@ static int add_symbols(TCCState *s, const tj_symbol *syms) {
     return 0;
 }
 
+/* What a loaded function's program (tracejit.load: an exported plan compiled in
+ * memory, python/tracejit/_save.py) calls besides the primitives. */
+static const tj_symbol program_symbols[] = {
+    {"malloc", (void *)malloc}, {"calloc", (void *)calloc}, {"free", (void *)free},
+    {"snprintf", (void *)snprintf}, {"memcmp", (void *)memcmp},
+    {NULL, NULL},
+};
+
+static tj_module *tcc_compile(tj_state *st, const char *source, const char *entry_name,
+                              void **entry, int program);
+
 tj_module *tj_tcc_compile(tj_state *st, const char *source, const char *entry_name,
                           void **entry) {
+    return tcc_compile(st, source, entry_name, entry, 0);
+}
+
+tj_module *tj_tcc_compile_program(tj_state *st, const char *source, const char *const *names,
+                                  void **addrs, int n) {
+    tj_module *m = tcc_compile(st, source, NULL, NULL, 1);
+    if (!m) return NULL;
+    for (int i = 0; i < n; i++) {
+        PyThread_acquire_lock(tcc.lock, WAIT_LOCK);
+        addrs[i] = tcc.get_symbol(m->s, names[i]);
+        PyThread_release_lock(tcc.lock);
+        if (!addrs[i]) {
+            PyErr_Format(st->CompileError, "the loaded program lacks its symbol %s", names[i]);
+            tj_tcc_free(m);
+            return NULL;
+        }
+    }
+    return m;
+}
+
+static tj_module *tcc_compile(tj_state *st, const char *source, const char *entry_name,
+                              void **entry, int program) {
     if (!tcc.handle) {
         PyErr_SetString(st->CompileError,
                         tcc.error[0] ? tcc.error : "libtcc is not loaded");
@@ -193,7 +226,8 @@ tj_module *tj_tcc_compile(tj_state *st, const char *source, const char *entry_na
         if (tcc.compile_string(s, source) < 0) fail = "libtcc could not compile the generated C";
         else if (add_symbols(s, tj_prim_symbols) < 0 || add_symbols(s, tj_reduce_symbols) < 0 ||
                  add_symbols(s, tj_gemm_symbols) < 0 ||
-                 add_symbols(s, runtime_symbols) < 0)
+                 add_symbols(s, runtime_symbols) < 0 ||
+                 (program && add_symbols(s, program_symbols) < 0))
             fail = "libtcc could not register the runtime symbols";
         else if ((tcc.relocate_has_ptr ? ((int (*)(TCCState *, void *))tcc.relocate)(s, (void *)1)
                                        : ((int (*)(TCCState *))tcc.relocate)(s)) < 0)

@@ -1,14 +1,33 @@
 /* The GEMM primitives contraction groups call: out[m, n] = sum_k a[m, k] * b[k, n],
  * every operand at arbitrary byte strides (0 where broadcast). Compiled with SIMD
- * (target_clones) and fused multiply-add; float32 accumulates in float32, as BLAS
- * does. Contract: out never aliases a or b; M, N, K may be 0 (an empty sum is 0).
+ * (target_clones); float32 accumulates in float32, as BLAS does. Contract: out never aliases a or b; M, N, K may be 0 (an empty sum is 0).
  * Rows of b are packed contiguously first when they are strided, and four rows of
  * out share each packed row of b; a few rows against a b that runs along K (x @ w.T)
- * are dot products, nothing packed. */
+ * are dot products, nothing packed. Every multiply-add is a multiply then an add (no
+ * FMA contraction) and every sum runs in an order written here (dot products: TJ_DLANES partial sums folded
+ * pairwise, then the tail), never the vectorizer's: any compiler, target or clone (an
+ * exported program built by TinyCC, python/tracejit/_export.py) gives the same bits.
+ * Under TJ_STANDALONE (an export) no BLAS is loaded; tjrt_set_blas hooks one in. */
+#ifdef TJ_STANDALONE
+#include "tjrt.h"
+#else
 #include "emit/emit.h"
 #include <dlfcn.h>
+#endif
+#include <math.h>
 
-#pragma GCC optimize("O3", "fp-contract=fast")
+#pragma GCC optimize("O3")
+/* c + a * b, each rounded: never contracted into an FMA (-ffp-contract=off here and in
+ * an export's Makefile; TinyCC never contracts), which gcc would do in some clones only;
+ * explicit fma() keeps gcc 12 from vectorizing the lanes (measured: scalar vfmadd231ss) */
+#define TJ_FMA(T, a, b, c) ((c) + (a) * (b))
+#define TJ_DLANES 16   /* a dot product's partial sums: 1-4 vectors */
+/* loops over independent lanes (their order is the code's), vectorized */
+#if defined(__GNUC__)
+#define TJ_SIMD _Pragma("omp simd")
+#else
+#define TJ_SIMD   /* (TinyCC: no _Pragma in macros; nothing to vectorize) */
+#endif
 
 /* The BLAS behind NumPy (its bundled OpenBLAS, ILP64 CBLAS), used for products of at
  * least TJ_BLAS_MIN multiply-adds whose operands and result have a unit stride (a
@@ -26,9 +45,20 @@ static blas_sgemm_fn *blas_sgemm;
 static blas_gemm_fn *blas_dgemm;
 static blas_sgemv_fn *blas_sgemv;   /* matrix-vector products (a row or column of out) */
 static blas_gemv_fn *blas_dgemv;
+int64_t tj_blas_min = 0;
+static int blas_is_mkl;       /* the dot-product and packing paths are OpenBLAS's workarounds */
+#ifdef TJ_STANDALONE
+/* An export's optional BLAS (ILP64 row-major CBLAS sgemm, dgemm, sgemv, dgemv; NULL:
+ * the portable GEMM). */
+void tjrt_set_blas(void *sgemm, void *dgemm, void *sgemv, void *dgemv) {
+    blas_sgemm = (blas_sgemm_fn *)sgemm;
+    blas_dgemm = (blas_gemm_fn *)dgemm;
+    blas_sgemv = (blas_sgemv_fn *)sgemv;
+    blas_dgemv = (blas_gemv_fn *)dgemv;
+}
+#else
 static void (*blas_set_threads)(int);   /* C int even in the ILP64 build */
 static int (*blas_get_threads)(void);
-int64_t tj_blas_min = 0;
 
 int tj_blas_load(const char *path) {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -63,7 +93,6 @@ static mkl_gemm_fn *mkl_sgemm, *mkl_dgemm;
 static mkl_gemv_fn *mkl_sgemv, *mkl_dgemv;
 static int (*mkl_set_local)(int);
 static int mkl_threads = 1;   /* tracejit's budget, for MKL's calls */
-static int blas_is_mkl;       /* the dot-product and packing paths are OpenBLAS's workarounds */
 
 /* Row-major C = op(A) op(B) is, read column-major, C^T = op(B)^T op(A)^T: the operands
  * swap and keep their flags (111 CblasNoTrans 'N', 112 CblasTrans 'T'). */
@@ -132,6 +161,8 @@ int tj_blas_threads(void) {
     return blas_get_threads ? blas_get_threads() : 0;
 }
 
+#endif   /* TJ_STANDALONE */
+
 /* The CBLAS (transpose flag, leading dimension) of a matrix with byte strides
  * (rs, cs) of `rows` x `cols`, or 0 when neither stride is the unit. */
 static int blas_layout(int64_t rs, int64_t cs, int64_t rows, int64_t cols, int64_t size,
@@ -176,9 +207,29 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
     return stride > 0 && stride % size == 0 ? stride / size : 0;
 }
 
+/* partial sums r[0..TJ_DLANES) folded pairwise into r[0] */
+#define TJ_DOT_FOLD(r)                                                                     \
+    for (int w_ = TJ_DLANES / 2; w_ >= 1; w_ /= 2)                                         \
+        for (int l_ = 0; l_ < w_; l_++) r[l_] += r[l_ + w_];
+/* x . y over K contiguous elements: TJ_DLANES partial sums, folded, then the tail */
+#define TJ_DOT(T, s)                                                                       \
+    TJ_CLONES static T dot_##s(const T *x, const T *y, int64_t K) {                        \
+        T r[TJ_DLANES];                                                                    \
+        int64_t k = 0;                                                                     \
+        for (int l = 0; l < TJ_DLANES; l++) r[l] = 0;                                      \
+        for (; k + TJ_DLANES <= K; k += TJ_DLANES)                                         \
+            TJ_SIMD for (int l = 0; l < TJ_DLANES; l++)                           \
+                r[l] = TJ_FMA(T, x[k + l], y[k + l], r[l]); \
+        TJ_DOT_FOLD(r)                                                                     \
+        for (; k < K; k++) r[0] = TJ_FMA(T, x[k], y[k], r[0]);                             \
+        return r[0];                                                                       \
+    }
+TJ_DOT(float, f32)
+TJ_DOT(double, f64)
+
 #define TJ_GEMM(T, s, BLAS, GEMV)                                                             \
     /* out[m, n] = a[m, :] . b[:, n], both contiguous along K; four rows share each   */   \
-    /* column of b while it is in L1                                                   */   \
+    /* column of b while it is in L1; each dot product in TJ_DLANES partial sums      */   \
     TJ_CLONES static void dots_##s(char *o, int64_t os_m, int64_t os_n, const char *a,     \
                                    int64_t as_m, const char *b, int64_t bs_n, int64_t M,   \
                                    int64_t N, int64_t K) {                                 \
@@ -188,24 +239,32 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
             for (; m + 4 <= M; m += 4) {                                                   \
                 const T *x0 = (const T *)(a + m * as_m), *x1 = (const T *)(a + (m + 1) * as_m); \
                 const T *x2 = (const T *)(a + (m + 2) * as_m), *x3 = (const T *)(a + (m + 3) * as_m); \
-                T s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                          \
-                _Pragma("omp simd reduction(+:s0, s1, s2, s3)")                            \
-                for (int64_t k = 0; k < K; k++) {                                          \
+                T s0[TJ_DLANES], s1[TJ_DLANES], s2[TJ_DLANES], s3[TJ_DLANES];              \
+                for (int l = 0; l < TJ_DLANES; l++) s0[l] = s1[l] = s2[l] = s3[l] = 0;     \
+                int64_t k = 0;                                                             \
+                for (; k + TJ_DLANES <= K; k += TJ_DLANES)                                 \
+                    TJ_SIMD for (int l = 0; l < TJ_DLANES; l++) {              \
+                        T wk = w[k + l];                                                   \
+                        s0[l] = TJ_FMA(T, x0[k + l], wk, s0[l]);                           \
+                        s1[l] = TJ_FMA(T, x1[k + l], wk, s1[l]);                           \
+                        s2[l] = TJ_FMA(T, x2[k + l], wk, s2[l]);                           \
+                        s3[l] = TJ_FMA(T, x3[k + l], wk, s3[l]);                           \
+                    }                                                                      \
+                TJ_DOT_FOLD(s0) TJ_DOT_FOLD(s1) TJ_DOT_FOLD(s2) TJ_DOT_FOLD(s3)            \
+                for (; k < K; k++) {                                                       \
                     T wk = w[k];                                                           \
-                    s0 += x0[k] * wk; s1 += x1[k] * wk; s2 += x2[k] * wk; s3 += x3[k] * wk; \
+                    s0[0] = TJ_FMA(T, x0[k], wk, s0[0]);                                   \
+                    s1[0] = TJ_FMA(T, x1[k], wk, s1[0]);                                   \
+                    s2[0] = TJ_FMA(T, x2[k], wk, s2[0]);                                   \
+                    s3[0] = TJ_FMA(T, x3[k], wk, s3[0]);                                   \
                 }                                                                          \
-                *(T *)(o + m * os_m + n * os_n) = s0;                                      \
-                *(T *)(o + (m + 1) * os_m + n * os_n) = s1;                                \
-                *(T *)(o + (m + 2) * os_m + n * os_n) = s2;                                \
-                *(T *)(o + (m + 3) * os_m + n * os_n) = s3;                                \
+                *(T *)(o + m * os_m + n * os_n) = s0[0];                                   \
+                *(T *)(o + (m + 1) * os_m + n * os_n) = s1[0];                             \
+                *(T *)(o + (m + 2) * os_m + n * os_n) = s2[0];                             \
+                *(T *)(o + (m + 3) * os_m + n * os_n) = s3[0];                             \
             }                                                                              \
-            for (; m < M; m++) {                                                           \
-                const T *x0 = (const T *)(a + m * as_m);                                   \
-                T s0 = 0;                                                                  \
-                _Pragma("omp simd reduction(+:s0)")                                        \
-                for (int64_t k = 0; k < K; k++) s0 += x0[k] * w[k];                        \
-                *(T *)(o + m * os_m + n * os_n) = s0;                                      \
-            }                                                                              \
+            for (; m < M; m++)                                                             \
+                *(T *)(o + m * os_m + n * os_n) = dot_##s((const T *)(a + m * as_m), w, K); \
         }                                                                                  \
     }                                                                                      \
     TJ_CLONES static void matvec_##s(char *o, int64_t os_m, const char *a, int64_t as_m,     \
@@ -217,10 +276,10 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
             const T *row = (const T *)(a + m * as_m);                                      \
             T acc = 0;                                                                     \
             if (x) {                                                                       \
-                _Pragma("omp simd reduction(+:acc)")                                       \
-                for (int64_t k = 0; k < K; k++) acc += row[k] * x[k];                      \
+                acc = dot_##s(row, x, K);                                                  \
             } else {                                                                       \
-                for (int64_t k = 0; k < K; k++) acc += row[k] * *(const T *)(b + k * bs_k); \
+                for (int64_t k = 0; k < K; k++)                                            \
+                    acc = TJ_FMA(T, row[k], *(const T *)(b + k * bs_k), acc);              \
             }                                                                              \
             *(T *)(o + m * os_m) = acc;                                                    \
         }                                                                                  \
@@ -234,8 +293,8 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
             for (int64_t j = 0; j < N; j++) {                                              \
                 T acc = 0;                                                                 \
                 for (int64_t k = 0; k < K; k++)                                            \
-                    acc += *(const T *)(a + m * as_m + k * as_k) *                         \
-                           *(const T *)(b + k * bs_k + j * bs_n);                          \
+                    acc = TJ_FMA(T, *(const T *)(a + m * as_m + k * as_k),                 \
+                                 *(const T *)(b + k * bs_k + j * bs_n), acc);              \
                 *(T *)(o + m * os_m + j * os_n) = acc;                                     \
             }                                                                              \
     }                                                                                      \
@@ -255,10 +314,10 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
                 T a3 = rows > 3 ? *(const T *)(a + (m + 3) * as_m + k * as_k) : 0;         \
                 for (int64_t j = 0; j < n; j++) {                                          \
                     T bv = brow[j];                                                        \
-                    acc[0][j] += a0 * bv;                                                  \
-                    acc[1][j] += a1 * bv;                                                  \
-                    acc[2][j] += a2 * bv;                                                  \
-                    acc[3][j] += a3 * bv;                                                  \
+                    acc[0][j] = TJ_FMA(T, a0, bv, acc[0][j]);                              \
+                    acc[1][j] = TJ_FMA(T, a1, bv, acc[1][j]);                              \
+                    acc[2][j] = TJ_FMA(T, a2, bv, acc[2][j]);                              \
+                    acc[3][j] = TJ_FMA(T, a3, bv, acc[3][j]);                              \
                 }                                                                          \
             }                                                                              \
             for (int r = 0; r < rows; r++) {                                               \
@@ -277,7 +336,7 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
         const char *a = a_, *b = b_;                                                       \
         int ta, tb, tc;                                                                    \
         int64_t lda, ldb, ldc;                                                             \
-        if (!blas_is_mkl && M >= TJ_DOT_MIN && M <= TJ_DOT_MAX && N > 1 &&                 \
+        if ((!blas_is_mkl || M * N * K < tj_blas_min) && M >= TJ_DOT_MIN && M <= TJ_DOT_MAX && N > 1 && \
             as_k == (int64_t)sizeof(T) &&                                                  \
             bs_k == (int64_t)sizeof(T)) {                                                  \
             dots_##s(o, os_m, os_n, a, as_m, b, bs_n, M, N, K);                            \
@@ -354,8 +413,10 @@ static int64_t blas_inc(int64_t stride, int64_t size) {
 TJ_GEMM(float, f32, blas_sgemm, blas_sgemv)
 TJ_GEMM(double, f64, blas_dgemm, blas_dgemv)
 
+#ifndef TJ_STANDALONE   /* (an export links the primitives by name) */
 const tj_symbol tj_gemm_symbols[] = {
     {"tj_gemm_f32", (void *)tj_gemm_f32},
     {"tj_gemm_f64", (void *)tj_gemm_f64},
     {NULL, NULL},
 };
+#endif

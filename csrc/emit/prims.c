@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include "ops.h"
 #define TJ_BLOCK 512
+#elif defined(TJ_STANDALONE)   /* an exported program's runtime (python/tracejit/_export.py) */
+#include "tjrt.h"
 #else
 #include "emit/emit.h"
 #endif
@@ -494,6 +496,7 @@ TJ_LOAD(int64_t, i64)
 TJ_LOAD(float, f32)
 TJ_LOAD(double, f64)
 
+#ifndef TJ_STANDALONE   /* (an export links the primitives by name) */
 /* ---- the symbol table handed to libtcc ---- */
 #define TJ_SYM(NAME, T, s) {"tj_p_" #NAME "_" #s, (void *)tj_p_##NAME##_##s},
 #define TJ_SYMS(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
@@ -587,4 +590,5 @@ int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_sca
     *out = from_bytes(buf[0], out_dtype);
     return 0;
 }
+#endif   /* TJ_STANDALONE */
 #endif   /* TJ_ELEM_ONLY */

@@ -7,11 +7,32 @@
  * max/min propagate NaN as NumPy does; argmax/argmin return the first index of the
  * extreme value, a NaN counting as the extreme; `base` is the flat reduced index
  * of v[0], so blocks may come in any order along kept dims but in increasing order
- * along reduced ones. Horizontal folds reassociate (SIMD partial sums). */
+ * along reduced ones. Horizontal folds reassociate in an order written here, not the
+ * vectorizer's: TJ_LANES partial folds (element i into lane i % TJ_LANES), folded
+ * pairwise, then the tail in order; so any compiler, target or clone (an exported
+ * program built by TinyCC, python/tracejit/_export.py) gives the same bits. */
+#ifdef TJ_STANDALONE
+#include "tjrt.h"
+#else
 #include "emit/emit.h"
+#endif
 #include <math.h>
 
-#pragma GCC optimize("O3")
+#define TJ_LANES 16   /* folded as 1-4 vectors */
+/* A loop over independent lanes (no reduction: its order is the code's), vectorized
+ * where gcc's cost model alone declines the selects; TinyCC ignores it. */
+#if defined(__GNUC__)
+#define TJ_SIMD _Pragma("omp simd")
+#else
+#define TJ_SIMD   /* (TinyCC: no _Pragma in macros; nothing to vectorize) */
+#endif
+#define TJ_LANE_LOOP TJ_SIMD for (int l = 0; l < TJ_LANES; l++)
+/* lanes[0..TJ_LANES) folded pairwise into lanes[0] */
+#define TJ_FOLD_LANES(r, COMB)                                                            \
+    for (int w_ = TJ_LANES / 2; w_ >= 1; w_ /= 2)                                         \
+        for (int l_ = 0; l_ < w_; l_++) r[l_] = COMB(r[l_], r[l_ + w_]);
+
+#pragma GCC optimize("O3", "no-trapping-math")   /* selects if-converted (prims.c) */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define TJ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -24,17 +45,21 @@
               int64_t base
 
 /* sum and product: a SIMD partial fold per block, added into the accumulator */
-#define TJ_FOLD(NAME, OPR, PRAGMA, ID, T, A, O, s)                                              \
+#define TJ_FOLD(NAME, OPR, ID, T, A, O, s)                                              \
     void tj_ri_##NAME##_##s(SIG_I) {                                                      \
         A *acc = acc_;                                                                    \
         for (int64_t i = 0; i < n; i++) acc[i] = (A)(ID);                                 \
     }                                                                                     \
     TJ_CLONES void tj_rh_##NAME##_##s(SIG_F) {                                            \
         const T *v = v_;                                                                  \
-        A r = (A)(ID);                                                                    \
-        _Pragma(PRAGMA)                                                                   \
-        for (int64_t i = 0; i < n; i++) r = r OPR (A)v[i];                                \
-        *(A *)acc_ = *(A *)acc_ OPR r;                                                    \
+        A r[TJ_LANES];                                                                    \
+        int64_t i = 0;                                                                    \
+        for (int l = 0; l < TJ_LANES; l++) r[l] = (A)(ID);                                \
+        for (; i + TJ_LANES <= n; i += TJ_LANES)                                          \
+            TJ_LANE_LOOP r[l] = r[l] OPR (A)v[i + l];                                     \
+        TJ_FOLD_LANES(r, NAME##_COMB)                                                     \
+        for (; i < n; i++) r[0] = r[0] OPR (A)v[i];                                       \
+        *(A *)acc_ = *(A *)acc_ OPR r[0];                                                 \
     }                                                                                     \
     TJ_CLONES void tj_rv_##NAME##_##s(SIG_F) {                                            \
         A *restrict acc = acc_;                                                           \
@@ -47,9 +72,11 @@
         for (int64_t i = 0; i < n; i++) out[i] = (O)acc[i];                               \
     }
 
+#define RSUM_COMB(x, y) ((x) + (y))
+#define RPROD_COMB(x, y) ((x) * (y))
 #define TJ_FOLDS(T, s, A, O)                                                              \
-    TJ_FOLD(RSUM, +, "omp simd reduction(+:r)", 0, T, A, O, s)                            \
-    TJ_FOLD(RPROD, *, "omp simd reduction(*:r)", 1, T, A, O, s)
+    TJ_FOLD(RSUM, +, 0, T, A, O, s)                                                       \
+    TJ_FOLD(RPROD, *, 1, T, A, O, s)
 TJ_FOLDS(bool, b, int64_t, int64_t)
 TJ_FOLDS(int32_t, i32, int64_t, int64_t)
 TJ_FOLDS(int64_t, i64, int64_t, int64_t)
@@ -58,22 +85,21 @@ TJ_FOLDS(double, f64, double, double)
 
 /* max and min: BETTER(x, m) says x replaces m; NaN (x != x) always does, and a NaN
  * accumulator is never replaced. */
-#define TJ_EXTREME(NAME, BETTER, PRAGMA, ID, T, s)                                        \
+#define TJ_EXTREME(NAME, BETTER, ID, T, s)                                        \
     void tj_ri_##NAME##_##s(SIG_I) {                                                      \
         T *acc = acc_;                                                                    \
         for (int64_t i = 0; i < n; i++) acc[i] = (T)(ID);                                 \
     }                                                                                     \
     TJ_CLONES void tj_rh_##NAME##_##s(SIG_F) {                                            \
         const T *v = v_;                                                                  \
-        T m = *(T *)acc_;                                                                 \
-        int nan = m != m;                                                                 \
-        _Pragma(PRAGMA)                                                                   \
-        for (int64_t i = 0; i < n; i++) {                                                 \
-            T x = v[i];                                                                   \
-            nan |= x != x;                                                                \
-            m = BETTER(x, m) ? x : m;                                                     \
-        }                                                                                 \
-        *(T *)acc_ = nan ? (T)NAN : m;                                                    \
+        T m[TJ_LANES];                                                                    \
+        int64_t i = 0;                                                                    \
+        for (int l = 0; l < TJ_LANES; l++) m[l] = *(T *)acc_;                             \
+        for (; i + TJ_LANES <= n; i += TJ_LANES)                                          \
+            TJ_LANE_LOOP m[l] = NAME##_COMB(m[l], v[i + l]);                              \
+        TJ_FOLD_LANES(m, NAME##_COMB)                                                     \
+        for (; i < n; i++) m[0] = NAME##_COMB(m[0], v[i]);                                \
+        *(T *)acc_ = m[0];                                                                \
     }                                                                                     \
     TJ_CLONES void tj_rv_##NAME##_##s(SIG_F) {                                            \
         T *restrict acc = acc_;                                                           \
@@ -120,9 +146,13 @@ TJ_FOLDS(double, f64, double, double)
 
 #define GT(x, m) ((x) > (m))
 #define LT(x, m) ((x) < (m))
+/* m folded with x: x when better or NaN (a NaN m stays: nothing compares better), so a
+ * NaN anywhere is the result; ties (-0.0, 0.0) keep the earlier value */
+#define RMAX_COMB(m, x) ((GT(x, m) | ((x) != (x))) ? (x) : (m))
+#define RMIN_COMB(m, x) ((LT(x, m) | ((x) != (x))) ? (x) : (m))
 #define TJ_EXTREMES(T, s, LO, HI)                                                         \
-    TJ_EXTREME(RMAX, GT, "omp simd reduction(max:m) reduction(|:nan)", LO, T, s)          \
-    TJ_EXTREME(RMIN, LT, "omp simd reduction(min:m) reduction(|:nan)", HI, T, s)          \
+    TJ_EXTREME(RMAX, GT, LO, T, s)                                                        \
+    TJ_EXTREME(RMIN, LT, HI, T, s)                                                        \
     TJ_ARG(RARGMAX, GT, LO, T, s)                                                         \
     TJ_ARG(RARGMIN, LT, HI, T, s)
 #pragma GCC diagnostic push
@@ -166,6 +196,7 @@ TJ_SCANS(float, f32)
 TJ_SCANS(double, f64)
 #pragma GCC diagnostic pop
 
+#ifndef TJ_STANDALONE   /* (an export links the primitives by name) */
 #define SYM3(NAME, s)                                                                     \
     {"tj_si_" #NAME "_" #s, (void *)tj_si_##NAME##_##s},                                  \
     {"tj_sh_" #NAME "_" #s, (void *)tj_sh_##NAME##_##s},                                  \
@@ -183,3 +214,4 @@ TJ_SCANS(double, f64)
 const tj_symbol tj_reduce_symbols[] = {SYMS(b) SYMS(i32) SYMS(i64) SYMS(f32) SYMS(f64)
                                        SCANSYMS(b) SCANSYMS(i32) SCANSYMS(i64) SCANSYMS(f32)
                                        SCANSYMS(f64) {NULL, NULL}};
+#endif

@@ -32,7 +32,7 @@ from ._explain import Explanation
 __all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "Explanation",
            "TracejitError", "TraceError", "CompileError", "InternalError", "Tracer", "op_table",
            "libtcc_path", "get_num_threads", "set_num_threads", "set_tier", "grad",
-           "value_and_grad", "vjp"]
+           "value_and_grad", "vjp", "export", "save", "load"]
 __version__ = "0.1.0"
 
 
@@ -234,3 +234,24 @@ def set_tier(mode):
     'auto' (default) once a kernel proves hot, in a background thread; 'eager' at
     once, on the first call (for tests); 'tcc' never. TRACEJIT_TIER sets it too."""
     _C.set_tier(mode)
+
+
+def export(f, *example_args, path, name=None, dynamic=None, weights="file"):
+    """Write `f`, compiled for `example_args`, as a standalone C program (no Python, NumPy
+    or tracejit) into the directory `path`: see tracejit._export.export."""
+    from ._export import export as _export
+    return _export(f, *example_args, path=path, name=name, dynamic=dynamic, weights=weights)
+
+
+def save(f, path, *example_args):
+    """Save `f`'s plan for `example_args` into the file `path` (a versioned format, no
+    pickle): see tracejit._save."""
+    from ._save import save as _save
+    return _save(f, path, *example_args)
+
+
+def load(path):
+    """A function tracejit.save wrote, validated; it runs without the Python source (its
+    program compiles at the first call): see tracejit._save."""
+    from ._save import load as _load
+    return _load(path)
