@@ -176,10 +176,12 @@ def with_dependencies(fun, diff, *rest):
     depth = getattr(_nesting, "depth", 0)
     sources = [_C._ad_source(anchor, v, True) for v in diff]
     _nesting.depth = depth + 1
+    _push_sources(sources)
     try:
         out = fun(sources, *rest)
     finally:
         _nesting.depth = depth
+        _nesting.sources.pop()
     return out, tuple(tuple(k for k, d in enumerate(_depends(o, sources)) if d)
                       for o in _leaves(out))
 
@@ -216,7 +218,20 @@ class NotScalarError(TraceError):
     """The differentiated function's result is not a float scalar (a TraceError)."""
 
 
-_nesting = threading.local()   # .depth: grad bodies being traced on this thread
+_nesting = threading.local()   # .depth: grad bodies being traced on this thread;
+                               # .sources: a list per body, its differentiated Tracers
+
+
+def _push_sources(sources):
+    if not hasattr(_nesting, "sources"):
+        _nesting.sources = []
+    _nesting.sources.append(list(sources))
+
+
+def _current_sources():
+    """The Tracers every grad body being traced on this thread differentiates with
+    respect to (what a compiled loop or a while_loop checks its operands against)."""
+    return [s for group in getattr(_nesting, "sources", ()) for s in group]
 
 
 def _check_argnums(argnums, nargs):
@@ -285,10 +300,12 @@ def _make(fun, argnums, has_aux, with_value, static_argnames, none_unused=False)
             trees.append(tree)
             args[k] = tree.unflatten(made)
         _nesting.depth = depth + 1
+        _push_sources(sources)
         try:
             res = fun(*args, **kwargs)
         finally:
             _nesting.depth = depth
+            _nesting.sources.pop()
         if has_aux:
             if not (isinstance(res, (tuple, list)) and len(res) == 2):
                 raise TypeError(f"{name}(has_aux=True): the function must return a pair "
