@@ -269,6 +269,7 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     p->pyvalues = t->guards ? pyvalue_guards(t) : NULL;
     if (t->guards && !p->pyvalues) { tj_plan_decref(p); return NULL; }
     p->keyfns = t->rng_keyfns ? Py_NewRef(t->rng_keyfns) : NULL;
+    p->loops = t->loops ? Py_NewRef(t->loops) : NULL;
     p->n_results = t->g.n_out;
     if (t->checks) {
         p->n_checks = (int)PyList_GET_SIZE(t->checks);
@@ -412,6 +413,7 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
         if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(st, &err); goto done; }
     }
     t->g.n_hidden = t->g.n_out - n_template - t->n_writes;
+    if (tj_loops_check(t) < 0) goto done;
     t->live = 0;
     *t_trace = now_s();
     tj_compile_progress(t, "optimizing");
@@ -508,8 +510,9 @@ static tj_trace *prefix_trace(tj_trace *t, int32_t id) {
     c->g.nodes = malloc((size_t)(id + 1) * sizeof *c->g.nodes);
     c->g.slots = malloc((size_t)(t->g.n_slots ? t->g.n_slots : 1) * sizeof *c->g.slots);
     Py_SETREF(c->captures, PyList_GetSlice(t->captures, 0, PyList_GET_SIZE(t->captures)));
+    c->loops = t->loops ? PyList_GetSlice(t->loops, 0, PyList_GET_SIZE(t->loops)) : NULL;
     tj_error err;
-    if (!c->g.nodes || !c->g.slots || !c->captures) {
+    if (!c->g.nodes || !c->g.slots || !c->captures || (t->loops && !c->loops)) {
         Py_DECREF(c);
         return (tj_trace *)PyErr_NoMemory();
     }
@@ -528,12 +531,42 @@ static tj_trace *prefix_trace(tj_trace *t, int32_t id) {
     return c;
 }
 
-PyObject *tj_compile_value(tj_trace *t, int32_t id) {
+tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res) {
     tj_schedule sched = {0};
     tj_template tmpl = {0};
     tj_plan *plan = NULL;
-    PyObject *src = NULL, *x = NULL, *res = NULL, *reason = NULL, *r = NULL;
+    PyObject *src = NULL;
+    tj_kernel kernel = {0};
+    double emitted;
+    const tj_backend_row *row = tj_backends_for(TJ_DEVICE_CPU);
+    if (tj_template_from_result(&tmpl, c, res) < 0 || tj_pipeline(c, &sched, NULL) < 0)
+        goto done;
+    tj_compile_request rq = {t->st, &c->g, &sched, &tmpl, 0, 0, 0};
+    if (row->first(&rq, &src, &emitted, &kernel) < 0) goto done;
+    if (!(plan = make_plan(t->flat, c, &sched, &tmpl))) { tj_kernel_free(&kernel); goto done; }
+    plan->kernel = kernel;
+    plan->kernel.n_groups = plan->sched.n_groups;
+    plan->out_lib = TJ_LIB_NUMPY;   /* ndarrays, whatever the call's library */
+    Py_CLEAR(plan->out_conv);
+done:
+    tj_schedule_free(&sched);
+    tj_template_free(&tmpl);
+    Py_XDECREF(src);
+    return plan;
+}
+
+PyObject *tj_compile_value(tj_trace *t, int32_t id) {
+    tj_plan *plan = NULL;
+    PyObject *x = NULL, *res = NULL, *reason = NULL, *r = NULL;
     int device, device_id;   /* computed on the CPU, from the call's arrays in host memory */
+    if (t->loop_depth) {
+        tj_trace_error(t->st, "Python reads the value of a traced array (a branch on data, "
+                       "int(), float(), .item(), a size or an index) inside the body of a "
+                       "compiled loop (tracejit.scan, fori_loop): it may differ at each step. "
+                       "Use tracejit.cond or np.where for a branch, and sizes known before "
+                       "the loop");
+        return NULL;
+    }
     if (tj_flat_device(t->flat, t->captures, &device, &device_id) < 0) return NULL;
     if (device != TJ_DEVICE_CPU) {
         tj_trace_error(t->st, "Python reads the value of a traced array here (a branch on data, "
@@ -545,19 +578,7 @@ PyObject *tj_compile_value(tj_trace *t, int32_t id) {
     tj_trace *c = prefix_trace(t, id);
     if (!c) return NULL;
     int dt = t->g.nodes[id].dtype;
-    tj_kernel kernel = {0};
-    double emitted;
-    const tj_backend_row *row = tj_backends_for(TJ_DEVICE_CPU);   /* the value: an ndarray */
-    if (!(x = tj_tracer_new(c, id)) || tj_template_from_result(&tmpl, c, x) < 0 ||
-        tj_pipeline(c, &sched, NULL) < 0)
-        goto done;
-    tj_compile_request rq = {t->st, &c->g, &sched, &tmpl, 0, 0, 0};
-    if (row->first(&rq, &src, &emitted, &kernel) < 0) goto done;
-    if (!(plan = make_plan(t->flat, c, &sched, &tmpl))) { tj_kernel_free(&kernel); goto done; }
-    plan->kernel = kernel;
-    plan->kernel.n_groups = plan->sched.n_groups;
-    plan->out_lib = TJ_LIB_NUMPY;   /* an ndarray, whatever the call's library */
-    Py_CLEAR(plan->out_conv);
+    if (!(x = tj_tracer_new(c, id)) || !(plan = tj_compile_subplan(t, c, x))) goto done;
     int rc = tj_plan_run(plan, t->flat, &res, &reason);
     if (rc > 0) {   /* the function changed what it reads while it was traced */
         tj_trace_error(t->st, "a value this trace needs cannot be computed: %U", reason);
@@ -570,10 +591,7 @@ PyObject *tj_compile_value(tj_trace *t, int32_t id) {
 done:
     c->live = 0;
     if (plan) tj_plan_decref(plan);
-    tj_schedule_free(&sched);
-    tj_template_free(&tmpl);
     Py_XDECREF(x);
-    Py_XDECREF(src);
     Py_XDECREF(res);
     Py_XDECREF(reason);
     Py_DECREF(c);

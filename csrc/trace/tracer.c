@@ -29,6 +29,7 @@ static void trace_dealloc(tj_trace *t) {
     Py_CLEAR(t->values);
     Py_CLEAR(t->made);
     Py_CLEAR(t->fn);
+    Py_CLEAR(t->loops);
     tp->tp_free((PyObject *)t);
     Py_DECREF(tp);
 }
@@ -44,6 +45,7 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(t->values);
     Py_VISIT(t->made);
     Py_VISIT(t->fn);
+    Py_VISIT(t->loops);
     return 0;
 }
 
@@ -59,6 +61,7 @@ static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->values);
     Py_CLEAR(t->made);
     Py_CLEAR(t->fn);
+    Py_CLEAR(t->loops);
     return 0;
 }
 

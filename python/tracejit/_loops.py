@@ -1,9 +1,62 @@
-"""Compiled loops (tracejit.scan and fori_loop while a compiled function traces)."""
+"""Compiled loops: tracejit.scan and fori_loop over traced carries (csrc/loops.c).
+
+The body is traced once, over placeholders (the carries, one step's x, the step
+number), between _C._loop_begin and _C._loop_end; the plan runs its compiled kernel n
+times. A loop is traced step by step instead (returns NotImplemented, _control.py
+unrolls it) where a compiled loop cannot serve: differentiation reaches it (a grad
+body or torch's autograd route is being traced: its backward is autodiff of the
+steps), it lies inside another compiled loop's body, it has a single step, or its
+xs/carries include something that is not an array.
+"""
+from . import _C, _control, _grad
+from ._C import Tracer
+
+
+def _anchor(values):
+    return next((v for v in values if isinstance(v, Tracer)), None)
+
+
+def _usable(n, values):
+    if n < 2 or _control._in_body() or _grad._current_sources():
+        return False
+    return _anchor(values) is not None
+
+
+def _run(kind, n, reverse, step_fn, init, tree, specs, x_leaves, x_tree):
+    """Traces step_fn(carry, x, step) -> (carry, y) once; (carry, ys tree) of the loop."""
+    leaves = _C.tree_flatten(init)[0]
+    anchor = _anchor(leaves + list(x_leaves))
+    inits, xs, start, ph_c, ph_x, ph_step = _C._loop_begin(anchor, leaves, list(x_leaves))
+    try:
+        carry_in = tree.unflatten(ph_c)
+        x_in = x_tree.unflatten(ph_x) if x_leaves else None
+        with _control._Body(True):
+            carry, y = step_fn(carry_in, x_in, ph_step)
+        out_c = _control._check_same(
+            "scan: f's carry output" if kind == 0 else "fori_loop: body_fun's result",
+            tree, specs, carry)
+        y_leaves, y_tree = _C.tree_flatten(y)
+        res = _C._loop_end(anchor, start, kind, n, reverse, inits, xs, out_c, y_leaves)
+    except BaseException:
+        _C._loop_end(anchor)
+        raise
+    nc = len(out_c)
+    return tree.unflatten(res[:nc]), y_tree.unflatten(res[nc:])
 
 
 def compiled_scan(f, init, xs, n, reverse, tree, specs, x_tree, x_leaves):
-    return NotImplemented
+    leaves = _C.tree_flatten(init)[0]
+    if not _usable(n, leaves + list(x_leaves)):
+        return NotImplemented
+    return _run(0, n, reverse, lambda c, x, i: _control.scan_step(f, c, x), init, tree, specs,
+                x_leaves, x_tree)
 
 
 def compiled_fori(lo, hi, body_fun, init_val, tree, specs):
-    return NotImplemented
+    leaves = _C.tree_flatten(init_val)[0]
+    if not _usable(hi - lo, leaves):
+        return NotImplemented
+
+    def step(c, x, i):
+        return body_fun(i + lo if lo else i, c), ()
+    return _run(1, hi - lo, False, step, init_val, tree, specs, [], _C.tree_flatten(None)[1])[0]
