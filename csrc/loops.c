@@ -32,8 +32,8 @@
 #define KEY_MIX 0x9E3779B1LL   /* step * KEY_MIX stays below 2^63 for steps below 2^31 */
 
 typedef struct {
-    int kind;                /* 0 scan, 1 fori_loop */
-    int64_t n;               /* steps */
+    int kind;                /* 0 scan, 1 fori_loop, 2 while_loop */
+    int64_t n;               /* steps; -1: while the last carry (a bool) is true */
     int reverse;             /* scan: from the last x to the first */
     int32_t start, end;      /* its body's region in the outer graph */
     int n_carry, n_x, n_y, n_ops;
@@ -519,10 +519,12 @@ static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
     }
     P[ns] = err;
     int split = p->work >= (1 << 16), krc = 0;
-    int nogil = r->n * p->work >= (1 << 15);
+    int nogil = (r->n < 0 || r->n * p->work >= (1 << 15)) && p->work >= 64;
     PyThreadState *ts = nogil ? PyEval_SaveThread() : NULL;
-    for (int64_t i = 0; i < r->n && !krc && !err[0]; i++) {
+    for (int64_t i = 0; (r->n < 0 || i < r->n) && !krc && !err[0]; i++) {
         int64_t at = r->reverse ? r->n - 1 - i : i;
+        if (r->n < 0 && !*(const uint8_t *)PyArray_DATA((PyArrayObject *)res[nc - 1]))
+            break;   /* a while_loop: its last carry is cond_fun's value */
         step = i;
         for (int j = 0; j < nx; j++)
             P[xslot[j]] = (char *)PyArray_DATA(in[nc + j]) + at * PyArray_STRIDES(in[nc + j])[0];

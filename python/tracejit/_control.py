@@ -216,6 +216,11 @@ def while_loop(cond_fun, body_fun, init_val):
         raise TypeError("while_loop: cond_fun and body_fun must be callable")
     leaves, tree = _flatten(init_val)
     specs = [_spec(v) for v in leaves]
+    if any(isinstance(v, Tracer) for v in leaves):
+        from . import _loops
+        out = _loops.compiled_while(cond_fun, body_fun, init_val, tree, specs)
+        if out is not NotImplemented:
+            return out
     val = init_val
     while True:
         c = cond_fun(val)

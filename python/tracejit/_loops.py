@@ -60,3 +60,29 @@ def compiled_fori(lo, hi, body_fun, init_val, tree, specs):
     def step(c, x, i):
         return body_fun(i + lo if lo else i, c), ()
     return _run(1, hi - lo, False, step, init_val, tree, specs, [], _C.tree_flatten(None)[1])[0]
+
+
+def compiled_while(cond_fun, body_fun, init_val, tree, specs):
+    """The carries extended with cond_fun's value: the body computes body_fun's carry and
+    cond_fun of it; the runner stops once that value is False."""
+    leaves = _C.tree_flatten(init_val)[0]
+    if not _usable(2, leaves):
+        return NotImplemented
+    pred0 = _pred(cond_fun(init_val))
+    ext_tree = _C.tree_flatten((init_val, pred0))[1]
+    ext_specs = specs + [_control._spec(pred0)]
+
+    def step(c, x, i):
+        val = body_fun(c[0])
+        _control._check_same("while_loop: body_fun's result", tree, specs, val)
+        return (val, _pred(cond_fun(val))), ()
+    return _run(2, -1, False, step, (init_val, pred0), ext_tree, ext_specs, [],
+                _C.tree_flatten(None)[1])[0][0]
+
+
+def _pred(c):
+    _control._scalar_pred(c, "while_loop: cond_fun")
+    if not isinstance(c, Tracer):
+        raise TypeError("while_loop: inside a compiled function, cond_fun must compute its "
+                        f"value from the carry, got a constant {c!r}")
+    return c if str(c.dtype).replace("torch.", "") == "bool" else c != 0
