@@ -679,7 +679,11 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
             (int)((t_compile - t_passes) * 1e6));
         if (!times || PyList_Append(log, times) < 0) { Py_XDECREF(times); tj_plan_decref(plan); plan = NULL; goto done; }
         Py_DECREF(times);
-        if (log_guards(plan, log) < 0) { tj_plan_decref(plan); plan = NULL; goto done; }
+        if (log_guards(plan, log) < 0 || tj_loops_log(plan->loops, log) < 0) {
+            tj_plan_decref(plan);
+            plan = NULL;
+            goto done;
+        }
         plan->log = Py_NewRef(log);
     }
     if (!debug) progress_done(t, t0, t_trace, t_passes, t_compile);

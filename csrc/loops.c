@@ -598,3 +598,22 @@ int tj_loops_run(tj_plan *p, const tj_flat *f, tj_loopctx *ctx, PyObject **reaso
     }
     return 0;
 }
+
+int tj_loops_log(PyObject *loops, PyObject *log) {
+    static const char *const kinds[] = {"scan", "fori_loop", "while_loop"};
+    if (!loops || !log) return 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(loops); i++) {
+        const looprec *r = rec_of(loops, i);
+        PyObject *l = r->n < 0
+            ? PyUnicode_FromFormat("-- loop %zd: %s (compiled, not unrolled): body of %d groups, "
+                                   "%d carries", i, kinds[r->kind], r->body->sched.n_groups,
+                                   r->n_carry - 1)
+            : PyUnicode_FromFormat("-- loop %zd: %s of %lld steps (compiled, not unrolled): body "
+                                   "of %d groups, %d carries, %d ys", i, kinds[r->kind],
+                                   (long long)r->n, r->body->sched.n_groups, r->n_carry, r->n_y);
+        int rc = l ? PyList_Append(log, l) : -1;
+        Py_XDECREF(l);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}

@@ -710,6 +710,8 @@ void tj_loopctx_free(tj_loopctx *ctx);
 /* A TraceError where a result of t reads what a loop's body computed (a write into an
  * outer array, a check or a value stored from inside the body). 0/-1. */
 int tj_loops_check(tj_trace *t);
+/* A line per loop of `loops` (NULL: none) into the pass log `log` (explain()). 0/-1. */
+int tj_loops_log(PyObject *loops, PyObject *log);
 /* tj_plan_run with the loops' context of the call (NULL: p runs its own loops first). */
 int tj_plan_run_ctx(tj_plan *p, const tj_flat *f, const tj_loopctx *lc, PyObject **result,
                     PyObject **reason);

@@ -83,6 +83,9 @@ PyObject *tj_trace_new(tj_state *st, PyObject *fn) {
     t->live = 1;
     t->torch = 0;
     t->cuda_device = 0;
+    t->loops = NULL;
+    t->loop_depth = 0;
+    t->n_loop_vals = 0;
     t->holders = NULL;
     t->cap_holders = 0;
     t->ext = NULL;
