@@ -39,6 +39,8 @@ typedef struct {
     int n_carry, n_x, n_y, n_ops;
     int first_val;           /* its results' TJ_SLOT_LOOP indices: carries, then ys */
     int uses_keys;           /* its body draws random numbers */
+    int64_t (*yshape)[TJ_MAXDIM];   /* per y: one step's shape, ndim and dtype */
+    int *yndim, *ydtype;
     tj_plan *pre;            /* () -> (carries' initial values, xs, operands) */
     tj_plan *body;           /* (carries, x, operands, step) -> (carries, ys) */
 } looprec;
@@ -48,6 +50,9 @@ static void looprec_free(PyObject *cap) {
     if (!r) return;
     if (r->pre) tj_plan_decref(r->pre);
     if (r->body) tj_plan_decref(r->body);
+    PyMem_Free(r->yshape);
+    PyMem_Free(r->yndim);
+    PyMem_Free(r->ydtype);
     PyMem_Free(r);
 }
 
@@ -107,7 +112,7 @@ PyObject *tj_py_loop_begin(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         const tj_node *n = &t->g.nodes[((tj_tracer *)PyList_GET_ITEM(ti, i))->id];
         int64_t shape[TJ_MAXDIM];
         memcpy(shape, n->shape, sizeof shape);
-        PyObject *o = placeholder(t, (int)i, n->dtype, 0, n->ndim, shape);
+        PyObject *o = placeholder(t, (int)i, n->dtype, n->weak, n->ndim, shape);
         if (!o) goto done;
         PyList_SET_ITEM(pc, i, o);
     }
@@ -389,6 +394,20 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     if (!(k.c = (tj_trace *)tj_trace_new(t->st, t->fn))) goto done;
     k.c->torch = t->torch;
     if (build_body(&k, &r->uses_keys) < 0) goto done;
+    r->yshape = PyMem_Calloc((size_t)ny + 1, sizeof *r->yshape);
+    r->yndim = PyMem_Calloc((size_t)ny + 1, sizeof *r->yndim);
+    r->ydtype = PyMem_Calloc((size_t)ny + 1, sizeof *r->ydtype);
+    if (!r->yshape || !r->yndim || !r->ydtype) { PyErr_NoMemory(); goto done; }
+    for (int j = 0; j < ny; j++) {   /* (before the passes rewrite the body's graph) */
+        const tj_node *n = &t->g.nodes[outs[nc + j]];
+        if (n->ndim + 1 > TJ_MAXDIM) {
+            tj_trace_error(t->st, "a scan's ys have too many dimensions");
+            goto done;
+        }
+        memcpy(r->yshape[j], n->shape, sizeof r->yshape[j]);
+        r->yndim[j] = n->ndim;
+        r->ydtype[j] = n->dtype;
+    }
     for (int o = 0; o < n_outs; o++) outs[o] = k.map[outs[o]];
     if (!(bres = tracers_of(k.c, outs, n_outs)) || !(r->body = tj_compile_subplan(t, k.c, bres)))
         goto done;
@@ -414,21 +433,19 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     t->n_loop_vals += nc + ny;
     res = PyList_New(nc + ny);   /* the ys' shapes: the body's y nodes' */
     for (int j = 0; res && j < nc + ny; j++) {
-        const tj_node *n = j < nc ? &t->g.nodes[rr->start + j]
-                                  : &k.c->g.nodes[((tj_tracer *)PyTuple_GET_ITEM(bres, j))->id];
+        const tj_node *n = &t->g.nodes[rr->start + (j < nc ? j : 0)];
         int64_t shape[TJ_MAXDIM];
-        int ndim = n->ndim + (j >= nc);
+        int ndim = j < nc ? n->ndim : rr->yndim[j - nc] + 1;
         if (j < nc) memcpy(shape, n->shape, sizeof shape);
-        else if (ndim <= TJ_MAXDIM) {
+        else {
             shape[0] = rr->n;
-            memcpy(shape + 1, n->shape, (size_t)n->ndim * sizeof *shape);
+            memcpy(shape + 1, rr->yshape[j - nc], (size_t)(ndim - 1) * sizeof *shape);
         }
-        tj_slotdesc d = {.kind = TJ_SLOT_LOOP, .index = rr->first_val + j, .dtype = n->dtype,
-                         .contig = 1};
-        int32_t id = ndim > TJ_MAXDIM ? -1 : tj_trace_leaf(t, TJ_OP_INPUT, &d, 0, ndim, shape);
+        tj_slotdesc d = {.kind = TJ_SLOT_LOOP, .index = rr->first_val + j,
+                         .dtype = j < nc ? n->dtype : rr->ydtype[j - nc], .contig = 1};
+        int32_t id = tj_trace_leaf(t, TJ_OP_INPUT, &d, 0, ndim, shape);
         PyObject *o = id < 0 ? NULL : tj_tracer_new(t, id);
         if (!o) {
-            if (!PyErr_Occurred()) tj_trace_error(t->st, "a scan's ys have too many dimensions");
             Py_CLEAR(res);
             break;
         }
@@ -483,6 +500,18 @@ static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
     if (!P || !S || !xslot || !obuf || !res) { PyErr_NoMemory(); goto done; }
     for (int k = 0; k < nc; k++)
         if (!(res[k] = PyArray_NewCopy(in[k], NPY_CORDER))) goto done;
+    for (int k = 0; k < nc + r->n_y; k++) {   /* what the outer graph's leaves assumed */
+        int slot = s->out_slot_of[k];
+        int ok = s->slot_ndim[slot] == (k < nc ? PyArray_NDIM(in[k]) : r->yndim[k - nc]) &&
+                 s->slot_dtype[slot] == (k < nc ? s->slot_dtype[slot] : r->ydtype[k - nc]);
+        for (int d = 0; ok && d < s->slot_ndim[slot]; d++)
+            ok = s->slot_shape[slot][d] == (k < nc ? PyArray_DIM(in[k], d) : r->yshape[k - nc][d]);
+        if (!ok) {
+            tj_internal_error(p->st, "a compiled loop's body computes output %d in another shape "
+                              "than its trace", k);
+            goto done;
+        }
+    }
     for (int j = 0; j < r->n_y; j++) {
         int slot = s->out_slot_of[nc + j];
         npy_intp shape[TJ_MAXDIM];

@@ -8,6 +8,8 @@ body or torch's autograd route is being traced: its backward is autodiff of the
 steps), it lies inside another compiled loop's body, it has a single step, or its
 xs/carries include something that is not an array.
 """
+import numpy as np
+
 from . import _C, _control, _grad
 from ._C import Tracer
 
@@ -23,25 +25,36 @@ def _usable(n, values):
 
 
 def _run(kind, n, reverse, step_fn, init, tree, specs, x_leaves, x_tree):
-    """Traces step_fn(carry, x, step) -> (carry, y) once; (carry, ys tree) of the loop."""
+    """Traces step_fn(carry, x, step) -> (carry, y) once; (carry, ys tree) of the loop.
+    A Python number in the carry takes the dtype the body gives it, as in eager's loop
+    (0.0 + a float32 value is float32 from the first step on): traced again with it."""
     leaves = _C.tree_flatten(init)[0]
     anchor = _anchor(leaves + list(x_leaves))
-    inits, xs, start, ph_c, ph_x, ph_step = _C._loop_begin(anchor, leaves, list(x_leaves))
-    try:
-        carry_in = tree.unflatten(ph_c)
-        x_in = x_tree.unflatten(ph_x) if x_leaves else None
-        with _control._Body(True):
-            carry, y = step_fn(carry_in, x_in, ph_step)
-        out_c = _control._check_same(
-            "scan: f's carry output" if kind == 0 else "fori_loop: body_fun's result",
-            tree, specs, carry)
-        y_leaves, y_tree = _C.tree_flatten(y)
-        res = _C._loop_end(anchor, start, kind, n, reverse, inits, xs, out_c, y_leaves)
-    except BaseException:
-        _C._loop_end(anchor)
-        raise
-    nc = len(out_c)
-    return tree.unflatten(res[:nc]), y_tree.unflatten(res[nc:])
+    for attempt in range(2):
+        inits, xs, start, ph_c, ph_x, ph_step = _C._loop_begin(anchor, leaves, list(x_leaves))
+        try:
+            carry_in = tree.unflatten(ph_c)
+            x_in = x_tree.unflatten(ph_x) if x_leaves else None
+            with _control._Body(True):
+                carry, y = step_fn(carry_in, x_in, ph_step)
+            out_c = _control._check_same(
+                "scan: f's carry output" if kind == 0 else "fori_loop: body_fun's result",
+                tree, specs, carry)
+            recast = [k for k, (v, o) in enumerate(zip(leaves, out_c))
+                      if specs[k][1].startswith("python ") and isinstance(o, Tracer) and
+                      isinstance(o.dtype, np.dtype) and o.dtype != ph_c[k].dtype]
+            if recast and attempt == 0:
+                _C._loop_end(anchor)
+                leaves = [np.asarray(v, dtype=out_c[k].dtype) if k in recast else v
+                          for k, v in enumerate(leaves)]
+                continue
+            y_leaves, y_tree = _C.tree_flatten(y)
+            res = _C._loop_end(anchor, start, kind, n, reverse, inits, xs, out_c, y_leaves)
+        except BaseException:
+            _C._loop_end(anchor)
+            raise
+        nc = len(out_c)
+        return tree.unflatten(res[:nc]), y_tree.unflatten(res[nc:])
 
 
 def compiled_scan(f, init, xs, n, reverse, tree, specs, x_tree, x_leaves):
