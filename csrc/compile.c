@@ -421,6 +421,7 @@ static int trace_passes(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     rc = 0;
 done:
     t->flat = NULL;
+    tj_loops_end_trace(t);
     Py_XDECREF(targs);
     Py_XDECREF(tkwargs);
     Py_XDECREF(res);

@@ -42,18 +42,26 @@ typedef struct {
     int64_t (*yshape)[TJ_MAXDIM];   /* per y: one step's shape, ndim and dtype */
     int *yndim, *ydtype;
     tj_plan *pre;            /* () -> (carries' initial values, xs, operands) */
+    int32_t *operands;       /* their nodes in the outer graph (n_carry + n_x + n_ops) */
+    int32_t first_res;       /* the node of its first result (the others follow) */
+    PyObject *info;          /* what _loops.py keeps for its backward while t traces, or NULL */
     tj_plan *body;           /* (carries, x, operands, step) -> (carries, ys) */
 } looprec;
 
-static void looprec_free(PyObject *cap) {
-    looprec *r = PyCapsule_GetPointer(cap, "tracejit.loop");
-    if (!r) return;
+static void rec_free(looprec *r) {
     if (r->pre) tj_plan_decref(r->pre);
     if (r->body) tj_plan_decref(r->body);
+    PyMem_Free(r->operands);
+    Py_XDECREF(r->info);
     PyMem_Free(r->yshape);
     PyMem_Free(r->yndim);
     PyMem_Free(r->ydtype);
     PyMem_Free(r);
+}
+
+static void looprec_free(PyObject *cap) {
+    looprec *r = PyCapsule_GetPointer(cap, "tracejit.loop");
+    if (r) rec_free(r);
 }
 
 static looprec *rec_of(PyObject *loops, Py_ssize_t i) {
@@ -294,6 +302,10 @@ static int build_body(cut *k, int *uses_keys) {
     for (int32_t i = k->start + n_in + 1; i < k->end; i++) {
         if (!k->need[i - k->start] || k->map[i] >= 0) continue;
         tj_node n = t->g.nodes[i];
+        if (n.in[0] < 0 && n.slot >= 0 && t->g.slots[n.slot].kind != TJ_SLOT_CONST) {
+            tj_internal_error(t->st, "a compiled loop's body reads another loop's input");
+            return -1;
+        }
         if (n.in[0] < 0 && n.slot >= 0) {   /* a constant */
             tj_error err;
             if ((n.slot = tj_graph_add_slot(&c->g, &t->g.slots[n.slot], &err)) < 0)
@@ -358,7 +370,7 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *bres = NULL, *pres = NULL, *cap = NULL, *res = NULL;
     looprec *r = PyMem_Calloc(1, sizeof *r);
     int ni, nx, nc, ny;
-    if (nargs != 9 || !r) {
+    if ((nargs != 9 && nargs != 10) || !r) {
         if (r) PyErr_SetString(PyExc_TypeError, "_loop_end(anchor, start, kind, n, reverse, "
                                "inits, xs, carries, ys)");
         else PyErr_NoMemory();
@@ -420,11 +432,19 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     memcpy(pre_ids, inits, (size_t)nc * sizeof *pre_ids);
     memcpy(pre_ids + nc, xs, (size_t)nx * sizeof *pre_ids);
     memcpy(pre_ids + nc + nx, k.ops, (size_t)k.n_ops * sizeof *pre_ids);
+    if (r->uses_keys && nargs == 10 && args[9] != Py_None) {   /* (its backward would draw */
+        res = Py_NewRef(Py_None);                                /* other numbers: unrolled) */
+        goto done;
+    }
     if (check_reach(t, pre_ids, n_pre, t->loops ? PyList_GET_SIZE(t->loops) : 0) < 0 ||
         !(pre = operands_trace(t, r->end, pre_ids, n_pre)) ||
         !(pres = tracers_of(pre, pre_ids, n_pre)) || !(r->pre = tj_compile_subplan(t, pre, pres)))
         goto done;
     r->first_val = t->n_loop_vals;
+    r->operands = pre_ids;
+    pre_ids = NULL;
+    r->first_res = t->g.n;   /* (the result leaves, made below, one node each) */
+    if (nargs == 10 && args[9] != Py_None) r->info = Py_NewRef(args[9]);
     if (!t->loops && !(t->loops = PyList_New(0))) goto done;
     if (!(cap = PyCapsule_New(r, "tracejit.loop", looprec_free))) goto done;
     looprec *rr = r;
@@ -459,11 +479,7 @@ done:
     Py_XDECREF(bres);
     Py_XDECREF(pres);
     Py_XDECREF(cap);
-    if (r) {
-        if (r->pre) tj_plan_decref(r->pre);
-        if (r->body) tj_plan_decref(r->body);
-        PyMem_Free(r);
-    }
+    if (r) rec_free(r);
     PyMem_Free(inits); PyMem_Free(xs); PyMem_Free(outs); PyMem_Free(pre_ids);
     PyMem_Free(k.map); PyMem_Free(k.need); PyMem_Free(k.ops);
     return res;
@@ -645,4 +661,41 @@ int tj_loops_log(PyObject *loops, PyObject *log) {
         if (rc < 0) return -1;
     }
     return 0;
+}
+
+/* _loop_info(tracer) -> None, or for a result of a compiled loop: (the info object it
+ * was traced with or None, its results, its operands (carries' initial values, xs, the outer
+ * values its body reads), n_carry, n_x, uses_keys), as Tracers. */
+PyObject *tj_py_loop_info(PyObject *m, PyObject *o) {
+    if (!tj_is_tracer(o)) Py_RETURN_NONE;
+    tj_trace *t = ((tj_tracer *)o)->trace;
+    int32_t id = ((tj_tracer *)o)->id;
+    const tj_node *n = &t->g.nodes[id];
+    if (!t->loops || n->in[0] >= 0 || n->slot < 0 || t->g.slots[n->slot].kind != TJ_SLOT_LOOP ||
+        t->g.slots[n->slot].index < 0)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->loops); i++) {
+        const looprec *r = rec_of(t->loops, i);
+        int nres = r->n_carry + r->n_y;
+        if (id < r->first_res || id >= r->first_res + nres) continue;
+        int32_t *ids = PyMem_Malloc((size_t)nres * sizeof *ids);
+        if (!ids) return PyErr_NoMemory();
+        for (int k = 0; k < nres; k++) ids[k] = r->first_res + k;
+        PyObject *res = tracers_of(t, ids, nres);
+        PyMem_Free(ids);
+        PyObject *ops = res ? tracers_of(t, r->operands, r->n_carry + r->n_x + r->n_ops) : NULL;
+        PyObject *out = ops ? Py_BuildValue("OOOiii", r->info ? r->info : Py_None, res, ops,
+                                            r->n_carry, r->n_x, r->uses_keys) : NULL;
+        Py_XDECREF(res);
+        Py_XDECREF(ops);
+        return out;
+    }
+    Py_RETURN_NONE;
+}
+
+void tj_loops_end_trace(tj_trace *t) {
+    for (Py_ssize_t i = 0; t->loops && i < PyList_GET_SIZE(t->loops); i++) {
+        looprec *r = (looprec *)rec_of(t->loops, i);
+        if (r) Py_CLEAR(r->info);   /* (it holds the trace's Tracers: no cycle outlives it) */
+    }
 }

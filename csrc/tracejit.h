@@ -724,6 +724,9 @@ int tj_kernel_run(const tj_kernel *k, int ns, void **P, const int64_t **S, int m
 tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res);
 PyObject *tj_py_loop_begin(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_py_loop_info(PyObject *m, PyObject *o);
+/* The end of t's trace: its loops drop what _loops.py kept for their backward. */
+void tj_loops_end_trace(tj_trace *t);
 
 /* A fresh C-contiguous result array; large ones over recycled memory (csrc/blocks.c).
  * New reference; NULL + exception. */
