@@ -699,3 +699,14 @@ void tj_loops_end_trace(tj_trace *t) {
         if (r) Py_CLEAR(r->info);   /* (it holds the trace's Tracers: no cycle outlives it) */
     }
 }
+
+/* _loop_anchor() -> a Tracer of the trace running on this thread (a constant), or None:
+ * what anchors a loop whose carries and xs are all arrays of the caller's. */
+PyObject *tj_py_loop_anchor(PyObject *m, PyObject *unused) {
+    tj_trace *t = tj_trace_current();
+    if (!t || !t->live) Py_RETURN_NONE;
+    PyObject *zero = PyLong_FromLong(0);
+    int32_t id = zero ? tj_operand(t, zero) : -1;
+    Py_XDECREF(zero);
+    return id < 0 ? NULL : tj_tracer_new(t, id);
+}

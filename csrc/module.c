@@ -247,6 +247,8 @@ static PyMethodDef module_methods[] = {
      "_loop_begin(anchor, inits, xs): a compiled loop's placeholders (csrc/loops.c)"},
     {"_loop_end", (PyCFunction)(void (*)(void))tj_py_loop_end, METH_FASTCALL,
      "_loop_end(anchor, start, kind, n, reverse, inits, xs, carries, ys[, info]): its results"},
+    {"_loop_anchor", tj_py_loop_anchor, METH_NOARGS,
+     "_loop_anchor(): a Tracer of the running trace, or None"},
     {"_loop_info", tj_py_loop_info, METH_O,
      "_loop_info(tracer): the compiled loop a result comes from (its backward), or None"},
     {"_lift", (PyCFunction)(void (*)(void))tj_torch_lift, METH_FASTCALL,

@@ -725,6 +725,7 @@ tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res);
 PyObject *tj_py_loop_begin(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_py_loop_info(PyObject *m, PyObject *o);
+PyObject *tj_py_loop_anchor(PyObject *m, PyObject *unused);
 /* The end of t's trace: its loops drop what _loops.py kept for their backward. */
 void tj_loops_end_trace(tj_trace *t);
 

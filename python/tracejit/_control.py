@@ -122,6 +122,15 @@ class _Body:
             _state.body -= 1
 
 
+def _traced_loop(leaves):
+    """Whether a loop is one a compiled function traces: a traced carry or x, or, while
+    a trace runs, arrays (the body may read traced values from its closure). A loop over
+    Python numbers only stays Python's."""
+    if any(isinstance(v, Tracer) for v in leaves):
+        return True
+    return _C._tracing() and any(hasattr(v, "shape") for v in leaves)
+
+
 def scan_step(f, carry, x):
     out = f(carry, x)
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
@@ -216,7 +225,7 @@ def while_loop(cond_fun, body_fun, init_val):
         raise TypeError("while_loop: cond_fun and body_fun must be callable")
     leaves, tree = _flatten(init_val)
     specs = [_spec(v) for v in leaves]
-    if any(isinstance(v, Tracer) for v in leaves):
+    if _traced_loop(leaves):
         from . import _loops
         out = _loops.compiled_while(cond_fun, body_fun, init_val, tree, specs)
         if out is not NotImplemented:
@@ -258,7 +267,7 @@ def fori_loop(lower, upper, body_fun, init_val):
         return while_loop(lambda c: c[0] < upper, body, (lower, init_val))[1]
     leaves, tree = _flatten(init_val)
     specs = [_spec(v) for v in leaves]
-    if any(isinstance(v, Tracer) for v in leaves) and hi > lo:
+    if _traced_loop(leaves) and hi > lo:
         from . import _loops
         out = _loops.compiled_fori(lo, hi, body_fun, init_val, tree, specs)
         if out is not NotImplemented:
@@ -300,7 +309,7 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
         raise ValueError("scan of length 0 is not supported (its ys' shapes need a step)")
     leaves, tree = _flatten(init)
     specs = [_spec(v) for v in leaves]
-    if any(isinstance(v, Tracer) for v in leaves + x_leaves):
+    if _traced_loop(leaves + x_leaves):
         from . import _loops
         out = _loops.compiled_scan(f, init, xs, n, reverse, tree, specs, x_tree, x_leaves)
         if out is not NotImplemented:

@@ -15,7 +15,10 @@ from ._C import TraceError, Tracer
 
 
 def _anchor(values):
-    return next((v for v in values if isinstance(v, Tracer)), None)
+    """A Tracer of the running trace: one of the loop's values, else a constant of the
+    trace (the carries and xs may all be the caller's arrays, the body's closure traced)."""
+    a = next((v for v in values if isinstance(v, Tracer)), None)
+    return a if a is not None else _C._loop_anchor()
 
 
 def _usable(n, values):
@@ -167,7 +170,10 @@ def compiled_while(cond_fun, body_fun, init_val, tree, specs):
     leaves = _C.tree_flatten(init_val)[0]
     if not _usable(2, leaves) or _grad._current_sources():   # (no reverse mode: _control's
         return NotImplemented                                  # loop refuses it by name)
-    pred0 = _pred(cond_fun(init_val))
+    c0 = cond_fun(init_val)
+    if not isinstance(c0, Tracer):   # decided by the caller's values alone: Python's loop
+        return NotImplemented
+    pred0 = _pred(c0)
     ext_tree = _C.tree_flatten((init_val, pred0))[1]
     ext_specs = specs + [_control._spec(pred0)]
 
