@@ -6,6 +6,7 @@
  * Contract: an exception raised by the traced code propagates unchanged and makes no
  * plan; the plan is returned with one reference, the caller's, and cached nowhere. */
 #include "backend/backend.h"
+#include "loops.h"
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
@@ -21,6 +22,8 @@ static double now_s(void) {
 
 /* TRACEJIT_PROGRESS: the seconds after which a compile notes its progress; unset, empty
  * or not a number >= 0 is the default, 0.5 ("inf": never). */
+#define TJ_LONG_TRACE 4096   /* ops from which a long compile suggests a compiled loop */
+
 static double progress_after(void) {
     const char *v = getenv("TRACEJIT_PROGRESS");
     char *end = NULL;
@@ -56,8 +59,10 @@ void tj_compile_progress(tj_trace *t, const char *doing) {
     double s = now_s() - t->started;
     if (t->progress_noted || t->progress_after < 0 || s < t->progress_after) return;
     t->progress_noted = 1;
-    char rest[128];
-    snprintf(rest, sizeof rest, "for %.1f s so far: %s (%d ops)", s, doing, (int)t->g.n);
+    char rest[320];
+    snprintf(rest, sizeof rest, "for %.1f s so far: %s (%d ops)%s", s, doing, (int)t->g.n,
+             t->g.n >= TJ_LONG_TRACE ? "; a Python loop traced step by step? "
+             "tracejit.fori_loop or tracejit.scan trace its body once and compile a loop" : "");
     progress_line(t, "compiling", rest);
 }
 
@@ -496,7 +501,9 @@ static tj_trace *prefix_trace(tj_trace *t, int32_t id) {
         const tj_node *n = &t->g.nodes[i];
         for (int k = 0; k < 3; k++)
             if (n->in[k] >= 0) used[n->in[k]] = 1;
-        if (n->slot >= 0 && t->g.slots[n->slot].kind == TJ_SLOT_KEY) {
+        if (n->slot >= 0 && (t->g.slots[n->slot].kind == TJ_SLOT_KEY ||
+                             (t->g.slots[n->slot].kind == TJ_SLOT_LOOP &&
+                              tj_loops_draw(t->loops, t->g.slots[n->slot].index)))) {
             PyMem_Free(used);
             tj_trace_error(t->st, "a value computed from random draws cannot steer Python (a branch, "
                            "int(), float(), .item()): the draws are fresh at every call, after "

@@ -25,6 +25,7 @@
  * read after the loop except through its results (tj_loops_check: a write into an outer
  * array, a check or a value stored from inside the body is refused). */
 #include "tracejit.h"
+#include "loops.h"
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
@@ -39,6 +40,7 @@ typedef struct {
     int n_carry, n_x, n_y, n_ops;
     int first_val;           /* its results' TJ_SLOT_LOOP indices: carries, then ys */
     int uses_keys;           /* its body draws random numbers */
+    int draws;               /* ... or its operands' plan does (an earlier loop's included) */
     int64_t (*yshape)[TJ_MAXDIM];   /* per y: one step's shape, ndim and dtype */
     int *yndim, *ydtype;
     tj_plan *pre;            /* () -> (carries' initial values, xs, operands) */
@@ -177,6 +179,32 @@ static int check_reach(tj_trace *t, const int32_t *ids, int n, Py_ssize_t n_rec)
 
 int tj_loops_check(tj_trace *t) {
     return t->loops ? check_reach(t, t->g.outputs, t->g.n_out, PyList_GET_SIZE(t->loops)) : 0;
+}
+
+/* Whether nodes ids[0..n) of t read a random key (or an earlier loop that draws). */
+static int reads_draws(tj_trace *t, const int32_t *ids, int n) {
+    uint8_t *seen = PyMem_Calloc((size_t)t->g.n + 1, 1);
+    if (!seen) return 1;   /* (conservative) */
+    for (int k = 0; k < n; k++) if (ids[k] >= 0) seen[ids[k]] = 1;
+    int draws = 0;
+    for (int32_t i = t->g.n - 1; i >= 0 && !draws; i--) {
+        if (!seen[i]) continue;
+        const tj_node *nd = &t->g.nodes[i];
+        const tj_slotdesc *d = nd->slot >= 0 ? &t->g.slots[nd->slot] : NULL;
+        draws = d && (d->kind == TJ_SLOT_KEY || (d->kind == TJ_SLOT_LOOP &&
+                                                 tj_loops_draw(t->loops, d->index)));
+        for (int k = 0; k < 3; k++) if (nd->in[k] >= 0) seen[nd->in[k]] = 1;
+    }
+    PyMem_Free(seen);
+    return draws;
+}
+
+int tj_loops_draw(PyObject *loops, int val) {
+    for (Py_ssize_t i = 0; loops && val >= 0 && i < PyList_GET_SIZE(loops); i++) {
+        const looprec *r = rec_of(loops, i);
+        if (r && val >= r->first_val && val < r->first_val + r->n_carry + r->n_y) return r->draws;
+    }
+    return 0;
 }
 
 /* The loop's operands' graph: t's up to `end`, outputs ids (its random keys stay
@@ -441,6 +469,7 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         !(pres = tracers_of(pre, pre_ids, n_pre)) || !(r->pre = tj_compile_subplan(t, pre, pres)))
         goto done;
     r->first_val = t->n_loop_vals;
+    r->draws = r->uses_keys || reads_draws(t, pre_ids, n_pre);
     r->operands = pre_ids;
     pre_ids = NULL;
     r->first_res = t->g.n;   /* (the result leaves, made below, one node each) */

@@ -3,6 +3,7 @@
  * the state is reached through the module, a heap type of it, or an object that
  * carries it (tracejit.h says which): no global points at it. */
 #include "backend/backend.h"   /* and tracejit.h: libtcc at import, the tier's mode */
+#include "loops.h"
 #include "backend/cuda_api.h" /* the CUDA backend's test hooks */
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>

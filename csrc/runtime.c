@@ -7,6 +7,7 @@
  * are fresh C-contiguous arrays; a captured array whose dtype, shape or layout no
  * longer matches the trace makes the plan stale (returns 1), never a wrong answer. */
 #include "tracejit.h"
+#include "loops.h"
 #include <stdlib.h>
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API

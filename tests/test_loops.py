@@ -533,3 +533,46 @@ def test_against_jax_lax():
         h, ys = tj.scan(lambda h, x: (np.tanh(W @ h + x), h), np.zeros(8), xs)
         return (h ** 2).sum() + ys.sum()
     np.testing.assert_allclose(tj.grad(tloss)(W), np.asarray(jax.grad(jloss)(W)), rtol=1e-10)
+
+
+def test_grad_wrt_init_and_xs_reverse_scan_compiled():
+    rng = np.random.default_rng(7)
+    W, xs, h0 = rng.standard_normal((3, 3)) * 0.5, rng.standard_normal((9, 3)), rng.standard_normal(3)
+
+    def loss(h0, xs, W):
+        h, ys = tj.scan(lambda h, x: (np.sin(W @ h) + x * h, (h * x).sum()), h0, xs, reverse=True)
+        return (h * h).sum() + (ys * np.arange(9.0)).sum()
+    g = tj.grad(loss, argnums=(0, 1, 2))
+    got = g(h0, xs, W)
+    for k, arg in enumerate((h0, xs, W)):
+        def f(v, k=k):
+            a = [h0, xs, W]
+            a[k] = v
+            return loss(*a)
+        np.testing.assert_allclose(got[k], _fd(f, arg), rtol=1e-6, atol=1e-8)
+    # the forward and its backward both compiled loops
+    assert sum("compiled, not unrolled" in l for l in _loops_of(g, h0, xs, W)) == 2
+
+
+def test_value_read_after_a_loop_that_draws_is_refused():
+    def f(h0):
+        h, _ = tj.scan(lambda h, _: (h + np.random.standard_normal(h.shape), h), h0, None,
+                       length=5)
+        if h.sum() > 0:
+            return h
+        return -h
+    with pytest.raises(tj.TraceError, match="a value computed from random draws cannot steer "
+                                            "Python"):
+        tj.compile(f)(np.zeros(4))
+
+
+def test_long_trace_suggests_a_compiled_loop(monkeypatch, capsys):
+    monkeypatch.setenv("TRACEJIT_PROGRESS", "0")
+
+    def f(x):
+        for i in range(1500):
+            x = np.tanh(x) * 0.5 + i
+        return x
+    np.testing.assert_allclose(tj.compile(f)(np.ones(2)), f(np.ones(2)))
+    err = capsys.readouterr().err
+    assert "a Python loop traced step by step? tracejit.fori_loop or tracejit.scan" in err
