@@ -576,3 +576,29 @@ def test_long_trace_suggests_a_compiled_loop(monkeypatch, capsys):
     np.testing.assert_allclose(tj.compile(f)(np.ones(2)), f(np.ones(2)))
     err = capsys.readouterr().err
     assert "a Python loop traced step by step? tracejit.fori_loop or tracejit.scan" in err
+
+
+def test_writes_into_the_body_own_arrays():
+    def f(h0, xs):
+        def body(h, x):
+            h = h.copy()
+            h[0] = x.sum()   # the body's own array: functionalized
+            h[1:] += x[1:] * 2
+            return h, h[0]
+        return tj.scan(body, h0, xs)
+    h0, xs = np.zeros(3), np.random.default_rng(8).standard_normal((6, 3))
+    want = f(h0, xs)
+    got = tj.compile(f)(h0, xs)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+    np.testing.assert_array_equal(h0, np.zeros(3))
+
+
+def test_write_into_an_outer_array_inside_the_body_is_refused():
+    def f(x, xs):
+        def body(h, v):
+            x[0] = v.sum()   # the caller's array, written once per step in eager
+            return h + v, h
+        return tj.scan(body, x * 0, xs)
+    with pytest.raises(tj.TraceError, match="a write into an array from outside the body"):
+        tj.compile(f)(np.zeros(3), np.ones((4, 3)))
