@@ -22,7 +22,7 @@ static double now_s(void) {
 
 /* TRACEJIT_PROGRESS: the seconds after which a compile notes its progress; unset, empty
  * or not a number >= 0 is the default, 0.5 ("inf": never). */
-#define TJ_LONG_TRACE 4096   /* ops from which a long compile suggests a compiled loop */
+#define TJ_LONG_TRACE 5000   /* ops from which a long compile suggests a compiled loop */
 
 static double progress_after(void) {
     const char *v = getenv("TRACEJIT_PROGRESS");
@@ -59,10 +59,8 @@ void tj_compile_progress(tj_trace *t, const char *doing) {
     double s = now_s() - t->started;
     if (t->progress_noted || t->progress_after < 0 || s < t->progress_after) return;
     t->progress_noted = 1;
-    char rest[320];
-    snprintf(rest, sizeof rest, "for %.1f s so far: %s (%d ops)%s", s, doing, (int)t->g.n,
-             t->g.n >= TJ_LONG_TRACE ? "; a Python loop traced step by step? "
-             "tracejit.fori_loop or tracejit.scan trace its body once and compile a loop" : "");
+    char rest[128];
+    snprintf(rest, sizeof rest, "for %.1f s so far: %s (%d ops)", s, doing, (int)t->g.n);
     progress_line(t, "compiling", rest);
 }
 
@@ -72,9 +70,11 @@ static void progress_done(tj_trace *t, double t0, double t_trace, double t_passe
                           double t_compile) {
     if (!t->progress_noted && (t->progress_after < 0 || now_s() - t0 < t->progress_after))
         return;
-    char rest[160];
-    snprintf(rest, sizeof rest, "in %.2f s (trace %.2f s, passes+emit %.2f s, libtcc %.2f s)",
-             now_s() - t0, t_trace - t0, t_passes - t_trace, t_compile - t_passes);
+    char rest[320];
+    snprintf(rest, sizeof rest, "in %.2f s (trace %.2f s, passes+emit %.2f s, libtcc %.2f s)%s",
+             now_s() - t0, t_trace - t0, t_passes - t_trace, t_compile - t_passes,
+             t->g.n >= TJ_LONG_TRACE ? "; a Python loop traced step by step? "
+             "tracejit.fori_loop or tracejit.scan trace its body once and compile a loop" : "");
     progress_line(t, "compiled", rest);
 }
 

@@ -404,6 +404,13 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         else PyErr_NoMemory();
         goto done;
     }
+    int device, device_id;   /* the operands' plan and the body run on the CPU */
+    if (t->flat && tj_flat_device(t->flat, t->captures, &device, &device_id) < 0) goto done;
+    if (t->flat && device != TJ_DEVICE_CPU) {
+        tj_trace_error(t->st, "a compiled loop (tracejit.scan, fori_loop, while_loop) is not "
+                       "supported on the GPU yet (cuda:%d): run it on CPU tensors", device_id);
+        goto done;
+    }
     r->start = k.start = (int32_t)PyLong_AsLong(args[1]);
     r->kind = (int)PyLong_AsLong(args[2]);
     r->n = PyLong_AsLongLong(args[3]);
