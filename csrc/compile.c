@@ -539,15 +539,20 @@ static tj_trace *prefix_trace(tj_trace *t, int32_t id) {
     return c;
 }
 
-tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res) {
+static int start_upgrade(tj_plan *p, const tj_backend *up, PyObject *usrc);
+
+tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res, int tiered) {
     tj_schedule sched = {0};
     tj_template tmpl = {0};
     tj_plan *plan = NULL;
-    PyObject *src = NULL;
+    PyObject *src = NULL, *fsrc = NULL;
     tj_kernel kernel = {0};
     double emitted;
     const tj_backend_row *row = tj_backends_for(TJ_DEVICE_CPU);
+    const tj_backend *up = tiered ? row->upgrade : NULL;
     if (tj_template_from_result(&tmpl, c, res) < 0 || tj_pipeline(c, &sched, NULL) < 0)
+        goto done;
+    if (up && (!up->enabled || up->enabled()) && !(fsrc = row->emit_upgrade(t->st, &c->g, &sched)))
         goto done;
     tj_compile_request rq = {t->st, &c->g, &sched, &tmpl, 0, 0, 0};
     if (row->first(&rq, &src, &emitted, &kernel) < 0) goto done;
@@ -556,10 +561,15 @@ tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res) {
     plan->kernel.n_groups = plan->sched.n_groups;
     plan->out_lib = TJ_LIB_NUMPY;   /* ndarrays, whatever the call's library */
     Py_CLEAR(plan->out_conv);
+    if (fsrc && fsrc != Py_None && start_upgrade(plan, up, fsrc) < 0) {
+        tj_plan_decref(plan);
+        plan = NULL;
+    }
 done:
     tj_schedule_free(&sched);
     tj_template_free(&tmpl);
     Py_XDECREF(src);
+    Py_XDECREF(fsrc);
     return plan;
 }
 
@@ -586,7 +596,7 @@ PyObject *tj_compile_value(tj_trace *t, int32_t id) {
     tj_trace *c = prefix_trace(t, id);
     if (!c) return NULL;
     int dt = t->g.nodes[id].dtype;
-    if (!(x = tj_tracer_new(c, id)) || !(plan = tj_compile_subplan(t, c, x))) goto done;
+    if (!(x = tj_tracer_new(c, id)) || !(plan = tj_compile_subplan(t, c, x, 0))) goto done;
     int rc = tj_plan_run(plan, t->flat, &res, &reason);
     if (rc > 0) {   /* the function changed what it reads while it was traced */
         tj_trace_error(t->st, "a value this trace needs cannot be computed: %U", reason);

@@ -456,7 +456,8 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         r->ydtype[j] = n->dtype;
     }
     for (int o = 0; o < n_outs; o++) outs[o] = k.map[outs[o]];
-    if (!(bres = tracers_of(k.c, outs, n_outs)) || !(r->body = tj_compile_subplan(t, k.c, bres)))
+    if (!(bres = tracers_of(k.c, outs, n_outs)) ||
+        !(r->body = tj_compile_subplan(t, k.c, bres, 1)))
         goto done;
     r->n_ops = k.n_ops;
     int n_pre = nc + nx + k.n_ops;
@@ -473,7 +474,8 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     }
     if (check_reach(t, pre_ids, n_pre, t->loops ? PyList_GET_SIZE(t->loops) : 0) < 0 ||
         !(pre = operands_trace(t, r->end, pre_ids, n_pre)) ||
-        !(pres = tracers_of(pre, pre_ids, n_pre)) || !(r->pre = tj_compile_subplan(t, pre, pres)))
+        !(pres = tracers_of(pre, pre_ids, n_pre)) ||
+        !(r->pre = tj_compile_subplan(t, pre, pres, 0)))
         goto done;
     r->first_val = t->n_loop_vals;
     r->draws = r->uses_keys || reads_draws(t, pre_ids, n_pre);
@@ -621,6 +623,11 @@ static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
     }
     if (ts) PyEval_RestoreThread(ts);
     if (krc) { PyErr_NoMemory(); goto done; }
+    if (p->upgrade.source && !p->upgrade.done) {   /* the tier's policy, as a plan's */
+        p->calls++;
+        p->work_done += p->work * (r->n < 0 ? step + 1 : r->n);
+        tj_plan_tier_up(p);
+    }
     if (err[0]) {
         PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis %lld with size %lld "
                      "(in the body of a compiled loop)", (long long)err[1], (long long)err[3],

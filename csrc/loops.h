@@ -32,9 +32,10 @@ int tj_plan_run_ctx(tj_plan *p, const tj_flat *f, const tj_loopctx *lc, PyObject
  * record), large groups split across the pool when may_split. 0; -1 out of memory. */
 int tj_kernel_run(const tj_kernel *k, int ns, void **P, const int64_t **S, int may_split);
 /* A plan of trace c (a graph made while t traced: a value's prefix, a loop's operands or
- * body) whose result is `res` (Tracers of c), for t's call; results are ndarrays. New
- * plan; NULL + exception. */
-tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res);
+ * body) whose result is `res` (Tracers of c), for t's call; results are ndarrays.
+ * tiered: with the optimizing tier's upgrade (a loop's body, run often). New plan; NULL +
+ * exception. */
+tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res, int tiered);
 PyObject *tj_py_loop_begin(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_py_loop_info(PyObject *m, PyObject *o);

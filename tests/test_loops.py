@@ -626,3 +626,27 @@ def test_write_into_an_outer_array_inside_the_body_is_refused():
         return tj.scan(body, x * 0, xs)
     with pytest.raises(tj.TraceError, match="a write into an array from outside the body"):
         tj.compile(f)(np.zeros(3), np.ones((4, 3)))
+
+
+@pytest.mark.parametrize("mode", ["eager", "tcc"])
+def test_loop_bodies_on_the_optimizing_tier(mode):
+    """A body's kernel is upgraded by the tier as a plan's is (at once under "eager"): the
+    same results."""
+    tj.set_tier(mode)
+    try:
+        for dtype in (np.float32, np.float64):
+            args = _rnn_args(dtype, T=40, seed=3)
+            cf = tj.compile(_rnn_np)
+            for _ in range(3):
+                for w, g in zip(_rnn_loop(*args), cf(*args)):
+                    np.testing.assert_allclose(g, w, **_tol(dtype))
+        def ew(x, xs):   # elementwise: what the tier fuses
+            return tj.scan(lambda c, v: (np.exp(-c * c) + np.sin(v) * 0.5, c.sum()), x, xs)
+        x, xs = np.linspace(-1, 1, 1000), np.random.default_rng(9).standard_normal((30, 1000))
+        ce = tj.compile(ew)
+        for _ in range(3):
+            got, want = ce(x, xs), ew(x, xs)
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
+            np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-10)
+    finally:
+        tj.set_tier("auto")
