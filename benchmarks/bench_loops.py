@@ -2,7 +2,8 @@
 solver, against the same loop unrolled into one trace, eager NumPy's Python loop, and
 jax.lax.scan / while_loop under jax.jit where installed, in one process, same data, one
 thread each (tracejit.set_num_threads(1), OpenBLAS at 1, XLA's CPU client at 1), every
-tracejit kernel TinyCC's (set_tier("tcc"): a compiled loop's body is not tiered yet).
+tracejit kernel TinyCC's (set_tier("tcc"): the loop's body and the unrolled trace alike,
+and no background compile loading the cores while the others are timed).
 
 Cases:
   rnn     h = tanh(W h + U x_t + b), 32 hidden, float32, T = 10^4 steps (--quick: 10^3):
@@ -218,7 +219,7 @@ def main(argv=None) -> int:
     jax, _ = H.import_peer("jax.jit") if not opts.peers or "jax.jit" in opts.peers else (None, 0)
     H.busy_elsewhere()
     tj.set_num_threads(1)
-    tj.set_tier("tcc")   # every kernel TinyCC's: a loop's body is not tiered yet, and the
+    tj.set_tier("tcc")   # every kernel TinyCC's, loop bodies and unrolled traces alike: the
     H.set_openblas_threads(1)   # tier's background compiles of the unrolled traces' kernels
                                 # (16000 ops) would load the cores while others are timed
     failed = []
