@@ -650,3 +650,18 @@ def test_loop_bodies_on_the_optimizing_tier(mode):
             np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-10)
     finally:
         tj.set_tier("auto")
+
+
+def test_second_order_through_scan():
+    """grad of grad: the inner loop is traced step by step (two levels of
+    differentiation), its result against central differences of the first gradient."""
+    xs = np.random.default_rng(0).standard_normal((5, 3))
+
+    def loss(w):
+        h, ys = tj.scan(lambda h, x: (np.tanh(w * h + x), h * w), np.zeros(3), xs)
+        return (h ** 2).sum() + ys.sum()
+    g1 = tj.grad(loss)
+    g2 = tj.grad(lambda w: g1(w).sum())
+    w = np.array([0.3, -0.2, 0.5])
+    fd = np.array([(g1(w + e).sum() - g1(w - e).sum()) / 2e-5 for e in np.eye(3) * 1e-5])
+    np.testing.assert_allclose(g2(w), fd, rtol=1e-6, atol=1e-8)
