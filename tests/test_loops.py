@@ -665,3 +665,21 @@ def test_second_order_through_scan():
     w = np.array([0.3, -0.2, 0.5])
     fd = np.array([(g1(w + e).sum() - g1(w - e).sum()) / 2e-5 for e in np.eye(3) * 1e-5])
     np.testing.assert_allclose(g2(w), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_vjp_through_scan():
+    xs = np.random.default_rng(0).standard_normal((6, 3))
+
+    def f(w):
+        return tj.scan(lambda h, x: (np.tanh(w * h + x), h * w), np.zeros(3), xs)
+    w = np.array([0.3, -0.2, 0.5])
+    out, fn = tj.vjp(f, w)
+    want = f(w)
+    np.testing.assert_allclose(out[0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(out[1], want[1], rtol=1e-12)
+    ct = (np.array([1.0, -2.0, 0.5]), np.linspace(-1, 1, 18).reshape(6, 3))
+
+    def inner(v):
+        o = f(v)
+        return (o[0] * ct[0]).sum() + (o[1] * ct[1]).sum()
+    np.testing.assert_allclose(fn(ct)[0], _fd(inner, w), rtol=1e-6, atol=1e-8)
