@@ -683,3 +683,16 @@ def test_vjp_through_scan():
         o = f(v)
         return (o[0] * ct[0]).sum() + (o[1] * ct[1]).sum()
     np.testing.assert_allclose(fn(ct)[0], _fd(inner, w), rtol=1e-6, atol=1e-8)
+
+
+def test_threads_share_a_compiled_loop():
+    from concurrent.futures import ThreadPoolExecutor
+    args = _rnn_args(np.float64, H=16, T=3000)
+    cf = tj.compile(_rnn_np)
+    cf(*args)
+    inputs = [_rnn_args(np.float64, H=16, T=3000, seed=s) for s in range(8)]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda a: cf(*a), inputs))
+    for a, g in zip(inputs, got):
+        for w, v in zip(_rnn_loop(*a), g):
+            np.testing.assert_allclose(v, w, rtol=1e-12, atol=1e-12)
