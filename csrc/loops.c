@@ -549,11 +549,21 @@ static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
     int *xslot = PyMem_Calloc((size_t)nx + 1, sizeof *xslot);
     char **obuf = PyMem_Calloc((size_t)n_out + 1, sizeof *obuf);
     PyObject **res = PyMem_Calloc((size_t)(nc + r->n_y) + 1, sizeof *res);
+    /* carries ping-pong between res[k] and alt[k] (the body reads one, writes the other)
+     * where no other carry shares the slot it is written in; the others are copied */
+    PyObject **alt = PyMem_Calloc((size_t)nc + 1, sizeof *alt);
+    int *cin = PyMem_Calloc((size_t)nc + 1, sizeof *cin);
     char *scratch = NULL;
     int64_t step = 0, err[4] = {0, 0, 0, 0};
-    if (!P || !S || !xslot || !obuf || !res) { PyErr_NoMemory(); goto done; }
-    for (int k = 0; k < nc; k++)
-        if (!(res[k] = PyArray_NewCopy(in[k], NPY_CORDER))) goto done;
+    if (!P || !S || !xslot || !obuf || !res || !alt || !cin) { PyErr_NoMemory(); goto done; }
+    for (int k = 0; k < nc; k++) {
+        int shared = 0;
+        for (int o = 0; o < nc; o++) shared |= o != k && s->out_slot_of[o] == s->out_slot_of[k];
+        cin[k] = -1;
+        if (!(res[k] = PyArray_NewCopy(in[k], NPY_CORDER)) ||
+            (!shared && !(alt[k] = PyArray_NewLikeArray(in[k], NPY_CORDER, NULL, 0))))
+            goto done;
+    }
     for (int k = 0; k < nc + r->n_y; k++) {   /* what the outer graph's leaves assumed */
         int slot = s->out_slot_of[k];
         int ok = s->slot_ndim[slot] == (k < nc ? PyArray_NDIM(in[k]) : r->yndim[k - nc]) &&
@@ -584,6 +594,7 @@ static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
         P[i] = PyArray_DATA(arr);
         S[i] = (const int64_t *)PyArray_STRIDES(arr) + (a >= nc && a < nc + nx);
         if (a >= nc && a < nc + nx) xslot[a - nc] = i;
+        if (a < nc) cin[a] = i;
     }
     for (int k = 0; k < n_out; k++) {
         if (!(obuf[k] = PyMem_RawMalloc((size_t)slot_bytes(s, s->first_out + k) + 8))) {
@@ -611,10 +622,21 @@ static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
         step = i;
         for (int j = 0; j < nx; j++)
             P[xslot[j]] = (char *)PyArray_DATA(in[nc + j]) + at * PyArray_STRIDES(in[nc + j])[0];
+        for (int k = 0; k < nc; k++) {
+            if (cin[k] >= 0) P[cin[k]] = PyArray_DATA((PyArrayObject *)res[k]);
+            if (alt[k]) P[s->out_slot_of[k]] = PyArray_DATA((PyArrayObject *)alt[k]);
+        }
         krc = tj_kernel_run(&p->kernel, ns, P, S, split);
-        for (int k = 0; k < nc; k++)
+        for (int k = 0; k < nc; k++) {
+            if (alt[k]) {   /* the one written becomes the one read */
+                PyObject *w = alt[k];
+                alt[k] = res[k];
+                res[k] = w;
+                continue;
+            }
             memcpy(PyArray_DATA((PyArrayObject *)res[k]), P[s->out_slot_of[k]],
                    (size_t)slot_bytes(s, s->out_slot_of[k]));
+        }
         for (int j = 0; j < r->n_y; j++) {
             int slot = s->out_slot_of[nc + j];
             int64_t b = slot_bytes(s, slot);
@@ -641,6 +663,9 @@ static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
     rc = 0;
 done:
     for (int k = 0; res && k < nc + r->n_y; k++) Py_XDECREF(res[k]);
+    for (int k = 0; alt && k < nc; k++) Py_XDECREF(alt[k]);
+    PyMem_Free(alt);
+    PyMem_Free(cin);
     for (int k = 0; obuf && k < n_out; k++) PyMem_RawFree(obuf[k]);
     PyMem_RawFree(scratch);
     PyMem_Free(P); PyMem_Free(S); PyMem_Free(xslot); PyMem_Free(obuf); PyMem_Free(res);
