@@ -6,6 +6,7 @@
  * Contract: an exception raised by the traced code propagates unchanged and makes no
  * plan; the plan is returned with one reference, the caller's, and cached nowhere. */
 #include "backend/backend.h"
+#include "loops.h"
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
@@ -21,6 +22,8 @@ static double now_s(void) {
 
 /* TRACEJIT_PROGRESS: the seconds after which a compile notes its progress; unset, empty
  * or not a number >= 0 is the default, 0.5 ("inf": never). */
+#define TJ_LONG_TRACE 5000   /* ops from which a long compile suggests a compiled loop */
+
 static double progress_after(void) {
     const char *v = getenv("TRACEJIT_PROGRESS");
     char *end = NULL;
@@ -67,9 +70,11 @@ static void progress_done(tj_trace *t, double t0, double t_trace, double t_passe
                           double t_compile) {
     if (!t->progress_noted && (t->progress_after < 0 || now_s() - t0 < t->progress_after))
         return;
-    char rest[160];
-    snprintf(rest, sizeof rest, "in %.2f s (trace %.2f s, passes+emit %.2f s, libtcc %.2f s)",
-             now_s() - t0, t_trace - t0, t_passes - t_trace, t_compile - t_passes);
+    char rest[320];
+    snprintf(rest, sizeof rest, "in %.2f s (trace %.2f s, passes+emit %.2f s, libtcc %.2f s)%s",
+             now_s() - t0, t_trace - t0, t_passes - t_trace, t_compile - t_passes,
+             t->g.n >= TJ_LONG_TRACE ? "; a Python loop traced step by step? "
+             "tracejit.fori_loop or tracejit.scan trace its body once and compile a loop" : "");
     progress_line(t, "compiled", rest);
 }
 
@@ -253,6 +258,7 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     p->torch_dflt = t->torch & 4 ? TJ_F64 : t->torch & 2 ? TJ_F32 : -1;
     p->pyvalues = Py_XNewRef(t->guards);   /* _effects.guards */
     p->keyfns = t->rng_keyfns ? Py_NewRef(t->rng_keyfns) : NULL;
+    p->loops = t->loops ? Py_NewRef(t->loops) : NULL;
     p->n_results = t->g.n_out;
     if (t->checks) {
         p->n_checks = (int)PyList_GET_SIZE(t->checks);
@@ -406,6 +412,7 @@ static int trace_once(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
         if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(st, &err); goto done; }
     }
     t->g.n_hidden = t->g.n_out - n_template - t->n_writes;
+    if (tj_loops_check(t) < 0) goto done;
     t->live = 0;
     *t_trace = now_s();
     tj_compile_progress(t, "optimizing");
@@ -413,6 +420,7 @@ static int trace_once(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
     rc = 0;
 done:
     t->flat = NULL;
+    tj_loops_end_trace(t);
     Py_XDECREF(targs);
     Py_XDECREF(tkwargs);
     Py_XDECREF(res);
@@ -527,7 +535,9 @@ static tj_trace *prefix_trace(tj_trace *t, int32_t id) {
         const tj_node *n = &t->g.nodes[i];
         for (int k = 0; k < 3; k++)
             if (n->in[k] >= 0) used[n->in[k]] = 1;
-        if (n->slot >= 0 && t->g.slots[n->slot].kind == TJ_SLOT_KEY) {
+        if (n->slot >= 0 && (t->g.slots[n->slot].kind == TJ_SLOT_KEY ||
+                             (t->g.slots[n->slot].kind == TJ_SLOT_LOOP &&
+                              tj_loops_draw(t->loops, t->g.slots[n->slot].index)))) {
             PyMem_Free(used);
             tj_trace_error(t->st, "a value computed from random draws cannot steer Python (a branch, "
                            "int(), float(), .item()): the draws are fresh at every call, after "
@@ -542,8 +552,9 @@ static tj_trace *prefix_trace(tj_trace *t, int32_t id) {
     c->g.nodes = malloc((size_t)(id + 1) * sizeof *c->g.nodes);
     c->g.slots = malloc((size_t)(t->g.n_slots ? t->g.n_slots : 1) * sizeof *c->g.slots);
     Py_SETREF(c->captures, PyList_GetSlice(t->captures, 0, PyList_GET_SIZE(t->captures)));
+    c->loops = t->loops ? PyList_GetSlice(t->loops, 0, PyList_GET_SIZE(t->loops)) : NULL;
     tj_error err;
-    if (!c->g.nodes || !c->g.slots || !c->captures) {
+    if (!c->g.nodes || !c->g.slots || !c->captures || (t->loops && !c->loops)) {
         Py_DECREF(c);
         return (tj_trace *)PyErr_NoMemory();
     }
@@ -562,12 +573,52 @@ static tj_trace *prefix_trace(tj_trace *t, int32_t id) {
     return c;
 }
 
-PyObject *tj_compile_value(tj_trace *t, int32_t id) {
+static int start_upgrade(tj_plan *p, const tj_backend *up, PyObject *usrc);
+
+tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res, int tiered) {
     tj_schedule sched = {0};
     tj_template tmpl = {0};
     tj_plan *plan = NULL;
-    PyObject *src = NULL, *x = NULL, *res = NULL, *reason = NULL, *r = NULL;
+    PyObject *src = NULL, *fsrc = NULL;
+    tj_kernel kernel = {0};
+    double emitted;
+    const tj_backend_row *row = tj_backends_for(TJ_DEVICE_CPU);
+    const tj_backend *up = tiered ? row->upgrade : NULL;
+    if (tj_template_from_result(&tmpl, c, res) < 0 || tj_pipeline(c, &sched, NULL) < 0)
+        goto done;
+    if (up && (!up->enabled || up->enabled()) && !(fsrc = row->emit_upgrade(t->st, &c->g, &sched)))
+        goto done;
+    tj_compile_request rq = {t->st, &c->g, &sched, &tmpl, 0, 0, 0};
+    if (row->first(&rq, &src, &emitted, &kernel) < 0) goto done;
+    if (!(plan = make_plan(t->flat, c, &sched, &tmpl))) { tj_kernel_free(&kernel); goto done; }
+    plan->kernel = kernel;
+    plan->kernel.n_groups = plan->sched.n_groups;
+    plan->out_lib = TJ_LIB_NUMPY;   /* ndarrays, whatever the call's library */
+    Py_CLEAR(plan->out_conv);
+    if (fsrc && fsrc != Py_None && start_upgrade(plan, up, fsrc) < 0) {
+        tj_plan_decref(plan);
+        plan = NULL;
+    }
+done:
+    tj_schedule_free(&sched);
+    tj_template_free(&tmpl);
+    Py_XDECREF(src);
+    Py_XDECREF(fsrc);
+    return plan;
+}
+
+PyObject *tj_compile_value(tj_trace *t, int32_t id) {
+    tj_plan *plan = NULL;
+    PyObject *x = NULL, *res = NULL, *reason = NULL, *r = NULL;
     int device, device_id;   /* computed on the CPU, from the call's arrays in host memory */
+    if (t->loop_depth) {
+        tj_trace_error(t->st, "Python reads the value of a traced array (a branch on data, "
+                       "int(), float(), .item(), a size or an index) inside the body of a "
+                       "compiled loop (tracejit.scan, fori_loop): it may differ at each step. "
+                       "Use tracejit.cond or np.where for a branch, and sizes known before "
+                       "the loop");
+        return NULL;
+    }
     if (tj_flat_device(t->flat, t->captures, &device, &device_id) < 0) return NULL;
     if (device != TJ_DEVICE_CPU) {
         tj_trace_error(t->st, "Python reads the value of a traced array here (a branch on data, "
@@ -579,19 +630,7 @@ PyObject *tj_compile_value(tj_trace *t, int32_t id) {
     tj_trace *c = prefix_trace(t, id);
     if (!c) return NULL;
     int dt = t->g.nodes[id].dtype;
-    tj_kernel kernel = {0};
-    double emitted;
-    const tj_backend_row *row = tj_backends_for(TJ_DEVICE_CPU);   /* the value: an ndarray */
-    if (!(x = tj_tracer_new(c, id)) || tj_template_from_result(&tmpl, c, x) < 0 ||
-        tj_pipeline(c, &sched, NULL) < 0)
-        goto done;
-    tj_compile_request rq = {t->st, &c->g, &sched, &tmpl, 0, 0, 0};
-    if (row->first(&rq, &src, &emitted, &kernel) < 0) goto done;
-    if (!(plan = make_plan(t->flat, c, &sched, &tmpl))) { tj_kernel_free(&kernel); goto done; }
-    plan->kernel = kernel;
-    plan->kernel.n_groups = plan->sched.n_groups;
-    plan->out_lib = TJ_LIB_NUMPY;   /* an ndarray, whatever the call's library */
-    Py_CLEAR(plan->out_conv);
+    if (!(x = tj_tracer_new(c, id)) || !(plan = tj_compile_subplan(t, c, x, 0))) goto done;
     int rc = tj_plan_run(plan, t->flat, &res, &reason);
     if (rc > 0) {   /* the function changed what it reads while it was traced */
         tj_trace_error(t->st, "a value this trace needs cannot be computed: %U", reason);
@@ -604,10 +643,7 @@ PyObject *tj_compile_value(tj_trace *t, int32_t id) {
 done:
     c->live = 0;
     if (plan) tj_plan_decref(plan);
-    tj_schedule_free(&sched);
-    tj_template_free(&tmpl);
     Py_XDECREF(x);
-    Py_XDECREF(src);
     Py_XDECREF(res);
     Py_XDECREF(reason);
     Py_DECREF(c);
@@ -695,7 +731,11 @@ tj_plan *tj_compile_plan(tj_state *st, PyObject *fn, const tj_argconf *conf, con
             (int)((t_compile - t_passes) * 1e6));
         if (!times || PyList_Append(log, times) < 0) { Py_XDECREF(times); tj_plan_decref(plan); plan = NULL; goto done; }
         Py_DECREF(times);
-        if (log_guards(plan, log) < 0) { tj_plan_decref(plan); plan = NULL; goto done; }
+        if (log_guards(plan, log) < 0 || tj_loops_log(plan->loops, log) < 0) {
+            tj_plan_decref(plan);
+            plan = NULL;
+            goto done;
+        }
         plan->log = Py_NewRef(log);
     }
     if (!debug) progress_done(t, t0, t_trace, t_passes, t_compile);

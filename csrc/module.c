@@ -3,6 +3,7 @@
  * the state is reached through the module, a heap type of it, or an object that
  * carries it (tracejit.h says which): no global points at it. */
 #include "backend/backend.h"   /* and tracejit.h: libtcc at import, the tier's mode */
+#include "loops.h"
 #include "backend/cuda_api.h" /* the CUDA backend's test hooks */
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
@@ -299,6 +300,14 @@ static PyMethodDef module_methods[] = {
     {"_iota", tj_trace_iota, METH_VARARGS, "_iota(shape, axis): the element index, while tracing"},
     {"_capture", tj_trace_capture, METH_O,
      "_capture(array): a NumPy array as the running trace's captured leaf, a tracer"},
+    {"_loop_begin", (PyCFunction)(void (*)(void))tj_py_loop_begin, METH_FASTCALL,
+     "_loop_begin(anchor, inits, xs): a compiled loop's placeholders (csrc/loops.c)"},
+    {"_loop_end", (PyCFunction)(void (*)(void))tj_py_loop_end, METH_FASTCALL,
+     "_loop_end(anchor, start, kind, n, reverse, inits, xs, carries, ys[, info]): its results"},
+    {"_loop_anchor", tj_py_loop_anchor, METH_NOARGS,
+     "_loop_anchor(): a Tracer of the running trace, or None"},
+    {"_loop_info", tj_py_loop_info, METH_O,
+     "_loop_info(tracer): the compiled loop a result comes from (its backward), or None"},
     {"_lift", (PyCFunction)(void (*)(void))tj_torch_lift, METH_FASTCALL,
      "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
     {"_random", (PyCFunction)(void (*)(void))tj_trace_random, METH_FASTCALL,

@@ -7,6 +7,7 @@
  * are fresh C-contiguous arrays; a captured array whose dtype, shape or layout no
  * longer matches the trace makes the plan stale (returns 1), never a wrong answer. */
 #include "tracejit.h"
+#include "loops.h"
 #include <stdlib.h>
 #define NO_IMPORT_ARRAY
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
@@ -57,10 +58,10 @@ static void run_parts(void *c_, int64_t lo, int64_t hi) {
     if (P != stack) free(P);
 }
 
-static int run_groups(const tj_plan *p, void **P, const int64_t **S, int may_split) {
-    int ns = p->sched.n_slots + 1;
-    for (int gi = 0; gi < p->kernel.n_groups; gi++) {
-        const tj_gdesc *g = &p->kernel.groups[gi];
+int tj_kernel_run(const tj_kernel *k, int ns, void **P, const int64_t **S, int may_split) {
+    ns += 1;
+    for (int gi = 0; gi < k->n_groups; gi++) {
+        const tj_gdesc *g = &k->groups[gi];
         run_ctx c = {g, P, S, ns, 0, NULL};
         if (g->init) g->init(P, S);
         int64_t big = g->units * g->work >= TJ_SPLIT_WORK;
@@ -135,6 +136,7 @@ typedef struct {
     char *scratch;
     char *hidden;                  /* the outputs no result reads (guards', checks') */
     int64_t err[4];
+    const tj_loopctx *lc;          /* the call's compiled loops' results and keys, or NULL */
     int64_t hidden_stack[32];
     void *P_stack[TJ_STACK_SLOTS + 1];
     const int64_t *S_stack[TJ_STACK_SLOTS];
@@ -212,6 +214,19 @@ static int bind(replay *r, const tj_plan *p, const tj_flat *f) {
             continue;
         }
         PyObject *o;
+        if (d->kind == TJ_SLOT_LOOP) {   /* a loop's result (a body's input: dead here) */
+            PyArrayObject *a = d->index >= 0 && r->lc && d->index < r->lc->n_vals
+                                   ? (PyArrayObject *)r->lc->vals[d->index] : NULL;
+            r->P[i] = a ? PyArray_DATA(a) : NULL;
+            r->S[i] = a ? (const int64_t *)PyArray_STRIDES(a) : NULL;
+            continue;
+        }
+        if (d->kind == TJ_SLOT_KEY && r->lc && d->index < r->lc->n_keys) {   /* the call's */
+            memcpy(r->sc[i], &r->lc->keys[d->index], 8);
+            r->P[i] = r->sc[i];
+            r->S[i] = NULL;
+            continue;
+        }
         if (d->kind == TJ_SLOT_KEY) {   /* 64 fresh bits from the generator, every call */
             PyObject *k = PyObject_CallNoArgs(PyList_GET_ITEM(p->keyfns, d->index));
             unsigned long long v = k ? PyLong_AsUnsignedLongLongMask(k) : 0;
@@ -334,10 +349,10 @@ static int launch(replay *r, tj_plan *p) {
         return p->kernel.run(&p->kernel, r->P, r->S);
     if (p->work >= TJ_NOGIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
-        rc = run_groups(p, r->P, r->S, 1);
+        rc = tj_kernel_run(&p->kernel, p->sched.n_slots, r->P, r->S, 1);
         Py_END_ALLOW_THREADS
     } else {
-        rc = run_groups(p, r->P, r->S, 0);
+        rc = tj_kernel_run(&p->kernel, p->sched.n_slots, r->P, r->S, 0);
     }
     if (rc < 0) { PyErr_NoMemory(); return -1; }
     if (p->upgrade.source && !p->upgrade.done) {
@@ -572,18 +587,28 @@ static PyObject *finish(replay *r, tj_plan *p, const tj_flat *f) {
 }
 
 int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason) {
+    return tj_plan_run_ctx(p, f, NULL, result, reason);
+}
+
+int tj_plan_run_ctx(tj_plan *p, const tj_flat *f, const tj_loopctx *lc, PyObject **result,
+                    PyObject **reason) {
     replay r;
+    tj_loopctx own = {0};
     int rc = -1;
     *result = *reason = NULL;
+    r.lc = lc;
     if (replay_init(&r, p) == 0 &&
-        (!p->first_value || (rc = tj_guards_check(p, f, r.cap, r.cap_view, reason)) == 0)) {
+        (!p->first_value || (rc = tj_guards_check(p, f, r.cap, r.cap_view, reason)) == 0) &&
+        (lc || !p->loops || (rc = tj_loops_run(p, f, &own, reason)) == 0)) {
         rc = -1;
+        if (!lc && p->loops) r.lc = &own;
         if (bind(&r, p, f) == 0 && allocate(&r, p) == 0 && launch(&r, p) == 0 &&
             (p->first_value == p->n_guards ||
              (rc = tj_guards_check_values(p, (void *const *)r.P, reason)) == 0))
             rc = kernel_errors(&r, p) == 0 && (*result = finish(&r, p, f)) ? 0 : -1;
     }
     replay_release(&r, p);
+    tj_loopctx_free(&own);
     return rc;
 }
 
@@ -604,6 +629,7 @@ void tj_plan_decref(tj_plan *p) {
     PyMem_Free(p->out_hidden);
     PyMem_Free(p->hidden_off);
     Py_XDECREF(p->out_conv);
+    Py_XDECREF(p->loops);
     PyMem_Free(p->out_strides);
     PyMem_Free(p->write_slot);
     PyMem_Free(p->out_alias);

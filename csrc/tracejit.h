@@ -173,6 +173,9 @@ typedef struct {
                                 (_C._capture); 3: fn raised with them or NumPy's
                                 new arrays traced (_effects.call); 2: a retrace with
                                 them as NumPy's (compile.c's trace_passes) */
+    PyObject *loops;         /* NULL or list: the compiled loops traced so far (loops.c) */
+    int loop_depth;          /* bodies of compiled loops being traced */
+    int32_t n_loop_vals;     /* the loops' results so far (TJ_SLOT_LOOP indices) */
 } tj_trace;
 
 typedef struct {
@@ -697,7 +700,14 @@ typedef struct tj_plan {
                                     device's ordinal (its kernel runs itself, kernel.run) */
     char *scratch_cache;         /* the scratch block, kept between calls */
     int scratch_busy;            /* a call (maybe without the GIL) is using it */
+    PyObject *loops;             /* NULL or list: the compiled loops that run before the
+                                    kernel (csrc/loops.c), their results read by its
+                                    TJ_SLOT_LOOP leaves */
 } tj_plan;
+
+/* compiled loops: csrc/loops.h */
+/* The end of t's trace: its loops drop what _loops.py kept for their backward. */
+void tj_loops_end_trace(tj_trace *t);
 
 /* A fresh C-contiguous result array; large ones over recycled memory (csrc/blocks.c).
  * New reference; NULL + exception. */

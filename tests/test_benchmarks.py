@@ -50,3 +50,9 @@ def test_pyro_bench_quick_run_checks_results():   # not in run.py's modules; nee
              "--peers", "tracejit.svi,tracejit,pyro")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "| schools" in r.stdout and "tracejit.svi/pyro" in r.stdout, r.stdout + r.stderr
+
+
+def test_loops_bench_quick_run_checks_results():   # not in run.py's modules
+    r = _run("benchmarks/bench_loops.py", "--quick", "--peers", "tracejit")
+    assert r.returncode == 0 and "scan/unrolled" in r.stdout and "matches eager: True" in r.stdout, \
+        r.stdout + r.stderr

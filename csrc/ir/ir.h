@@ -125,8 +125,10 @@ typedef struct {
 #define TJ_COPY_DETACH 1u
 
 /* What a data slot holds at replay: an argument leaf, a captured array, a constant, a
- * random generator's key for this call (an int64 drawn at every call). */
-enum { TJ_SLOT_ARG, TJ_SLOT_CAPTURE, TJ_SLOT_CONST, TJ_SLOT_KEY };
+ * random generator's key for this call (an int64 drawn at every call), or a compiled
+ * loop's (csrc/loops.c): index >= 0, a result of the call's loops, computed before the
+ * kernel runs; index < 0, an input of a loop's body while it is traced (dead outside). */
+enum { TJ_SLOT_ARG, TJ_SLOT_CAPTURE, TJ_SLOT_CONST, TJ_SLOT_KEY, TJ_SLOT_LOOP };
 typedef struct {
     int kind;
     int index;               /* ARG: leaf index; CAPTURE: index in captures; KEY: source */

@@ -30,6 +30,7 @@ static void trace_dealloc(tj_trace *t) {
     Py_CLEAR(t->made);
     Py_CLEAR(t->stand_ins);
     Py_CLEAR(t->fn);
+    Py_CLEAR(t->loops);
     tp->tp_free((PyObject *)t);
     Py_DECREF(tp);
 }
@@ -46,6 +47,7 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(t->made);
     Py_VISIT(t->stand_ins);
     Py_VISIT(t->fn);
+    Py_VISIT(t->loops);
     return 0;
 }
 
@@ -62,6 +64,7 @@ static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->made);
     Py_CLEAR(t->stand_ins);
     Py_CLEAR(t->fn);
+    Py_CLEAR(t->loops);
     return 0;
 }
 

@@ -32,7 +32,8 @@ from ._explain import Explanation
 __all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "Explanation",
            "TracejitError", "TraceError", "CompileError", "InternalError", "Tracer", "op_table",
            "libtcc_path", "get_num_threads", "set_num_threads", "set_tier", "grad",
-           "value_and_grad", "vjp", "export", "save", "load"]
+           "value_and_grad", "vjp", "export", "save", "load",
+           "cond", "while_loop", "fori_loop", "scan"]
 __version__ = "0.1.0"
 
 
@@ -76,6 +77,7 @@ _C._register_impls(_IMPLS)
 _torch.register()
 
 from ._grad import grad, value_and_grad, vjp  # noqa: E402
+from ._control import cond, fori_loop, scan, while_loop  # noqa: E402
 from . import _torch_autograd  # noqa: E402  (imports no torch either)
 from ._torch_autograd import GradCaptureError as _GradCaptureError  # noqa: E402
 

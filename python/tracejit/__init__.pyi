@@ -1,4 +1,4 @@
-"""Type stubs of tracejit's public API (__init__.py, _grad.py).
+"""Type stubs of tracejit's public API (__init__.py, _grad.py, _control.py).
 
 A checker reads this file instead of __init__.py, so what is declared here is all a
 user's `mypy --strict` sees of `tracejit`: keep it in step with __all__. The point is
@@ -21,7 +21,8 @@ from ._explain import Explanation as Explanation
 __all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "Explanation",
            "TracejitError", "TraceError", "CompileError", "InternalError", "Tracer", "op_table",
            "libtcc_path", "get_num_threads", "set_num_threads", "set_tier", "grad",
-           "value_and_grad", "vjp", "export", "save", "load"]
+           "value_and_grad", "vjp", "export", "save", "load",
+           "cond", "while_loop", "fori_loop", "scan"]
 __version__: str
 
 _P = ParamSpec("_P")
@@ -122,6 +123,20 @@ def vjp(fun: Callable[..., tuple[_O, _A]], *primals: Any, has_aux: Literal[True]
 @overload
 def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool
         ) -> tuple[Any, _VjpFn] | tuple[Any, _VjpFn, Any]: ...
+
+
+_Carry = TypeVar("_Carry")
+
+# structured control flow (_control.py): jax.lax's signatures
+def cond(pred: Any, true_fun: Callable[..., _R], false_fun: Callable[..., _R],
+         *operands: Any) -> _R: ...
+def while_loop(cond_fun: Callable[[_Carry], Any], body_fun: Callable[[_Carry], _Carry],
+               init_val: _Carry) -> _Carry: ...
+def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, _Carry], _Carry],
+              init_val: _Carry) -> _Carry: ...
+def scan(f: Callable[[_Carry, Any], tuple[_Carry, Any]], init: _Carry, xs: Any = None,
+         length: int | None = None, reverse: bool = False, unroll: int = 1
+         ) -> tuple[_Carry, Any]: ...
 
 
 def op_table() -> list[dict[str, Any]]: ...

@@ -131,7 +131,7 @@ def _walk(out, src_ids):
         i = stack.pop()
         if i in nodes:
             continue
-        info = root if i == root[0] else _C._ad_node(out, i)
+        info = _loop_node(root if i == root[0] else _C._ad_node(out, i), tracer_of[i])
         nodes[i] = info
         if i in src_ids or _detached(info):
             continue
@@ -151,6 +151,14 @@ def _walk(out, src_ids):
         if i in reached and i not in srcset:
             reached.update(j for j, _ in nodes[i][2] if live.get(j, False))
     return nodes, tracer_of, live, reached
+
+
+def _loop_node(info, tracer):
+    """A compiled loop's result (a leaf of the graph): (id, "LOOP", the loop's operands,
+    its _C._loop_info), so that the walk follows the loop to what it reads."""
+    if info[1] != "INPUT" or (li := _C._loop_info(tracer)) is None:
+        return info
+    return (info[0], "LOOP", [(_C._ad_node(t)[0], t) for t in li[2]], li)
 
 
 def _depends(out, sources):
@@ -176,10 +184,12 @@ def with_dependencies(fun, diff, *rest):
     depth = getattr(_nesting, "depth", 0)
     sources = [_C._ad_source(anchor, v, True) for v in diff]
     _nesting.depth = depth + 1
+    _push_sources(sources)
     try:
         out = fun(sources, *rest)
     finally:
         _nesting.depth = depth
+        _nesting.sources.pop()
     return out, tuple(tuple(k for k, d in enumerate(_depends(o, sources)) if d)
                       for o in _leaves(out))
 
@@ -194,12 +204,22 @@ def vjp_trace(out, ct, sources):
     nodes, tracer_of, live, reached = _walk(out, src_ids)
     srcset = set(src_ids)
     adj = {_C._ad_node(out)[0]: ct}
+    loops_done = set()
     for i in sorted(reached - srcset, reverse=True):   # operands after their users
-        g = adj.pop(i, None)
         info = nodes[i]
-        if g is None or info[1] in ZERO:
-            continue
-        cts = RULES[info[1]](g, tracer_of[i], [t for _, t in info[2]], info)
+        if info[1] == "LOOP":   # all its results' cotangents at its last one reached
+            res_ids = [_C._ad_node(t)[0] for t in info[3][1]]
+            gs = [adj.pop(j, None) for j in res_ids]
+            if res_ids[0] in loops_done or all(g is None for g in gs):
+                continue
+            loops_done.add(res_ids[0])
+            from . import _loops
+            cts = _loops.backward(info[3], gs)
+        else:
+            g = adj.pop(i, None)
+            if g is None or info[1] in ZERO:
+                continue
+            cts = RULES[info[1]](g, tracer_of[i], [t for _, t in info[2]], info)
         for (j, x), c in zip(info[2], cts):
             if c is None or not live.get(j, False) or not _is_float(x):
                 continue
@@ -216,7 +236,20 @@ class NotScalarError(TraceError):
     """The differentiated function's result is not a float scalar (a TraceError)."""
 
 
-_nesting = threading.local()   # .depth: grad bodies being traced on this thread
+_nesting = threading.local()   # .depth: grad bodies being traced on this thread;
+                               # .sources: a list per body, its differentiated Tracers
+
+
+def _push_sources(sources):
+    if not hasattr(_nesting, "sources"):
+        _nesting.sources = []
+    _nesting.sources.append(list(sources))
+
+
+def _current_sources():
+    """The Tracers every grad body being traced on this thread differentiates with
+    respect to (what a compiled loop or a while_loop checks its operands against)."""
+    return [s for group in getattr(_nesting, "sources", ()) for s in group]
 
 
 def _check_argnums(argnums, nargs):
@@ -285,10 +318,12 @@ def _make(fun, argnums, has_aux, with_value, static_argnames, none_unused=False)
             trees.append(tree)
             args[k] = tree.unflatten(made)
         _nesting.depth = depth + 1
+        _push_sources(sources)
         try:
             res = fun(*args, **kwargs)
         finally:
             _nesting.depth = depth
+            _nesting.sources.pop()
         if has_aux:
             if not (isinstance(res, (tuple, list)) and len(res) == 2):
                 raise TypeError(f"{name}(has_aux=True): the function must return a pair "
