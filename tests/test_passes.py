@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import tracejit
+from conftest import run_python
 from tracejit import _C
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -604,3 +605,19 @@ def test_a_node_that_must_run_once_is_computed_in_one_group(fn, plain, once):
     for r in got:
         for a, b in zip(r if isinstance(r, tuple) else (r,), want if isinstance(want, tuple) else (want,)):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_a_long_python_loop_fuses_into_bounded_groups():
+    # 2500 steps of `x = np.tanh(x) * 0.5 + i` traced step by step: one fused group
+    # held a block buffer per node and constant on the kernel's stack, which overflowed
+    # it (a segfault); fusion now stores a value whose group would exceed 256 nodes
+    code = ("import json, numpy as np, tracejit\n"
+            "def f(x):\n"
+            "    for i in range(2500):\n"
+            "        x = np.tanh(x) * 0.5 + i\n"
+            "    return x\n"
+            "x = np.linspace(-1.0, 1.0, 3)\n"
+            "print(json.dumps([tracejit.compile(f)(x).tolist(), f(x).tolist()]))\n")
+    rc, out, stdout, stderr = run_python(code, timeout=300)
+    assert rc == 0 and out is not None, stdout + stderr
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-12)

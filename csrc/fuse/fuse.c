@@ -123,23 +123,28 @@ static int shared_value(const tj_graph *g, const int32_t *uses, const int32_t *s
     return uses[i] >= 2 && (gath || (int64_t)(uses[i] - 1) * (int64_t)(reads - 1) > 2);
 }
 
-/* Whether i's fused computation gathers so often that one loop could not hold its
- * gathered leaves (build_group's limit): ngath[i] counts the gathers through its
- * elementwise inputs not stored; past 32, i is stored and its users read it from
- * memory (300 writes `t[k] = v` at constant k, each a WHERE over a gather, made one
- * loop of 300 gathers). */
-static int many_gathers(const tj_graph *g, const int32_t *stored, uint16_t *ngath, int32_t i) {
+/* Whether i's fused computation is too large for one loop: more than 32 gathers (each
+ * a gathered leaf of its own, past build_group's limit: 300 writes `t[k] = v` at
+ * constant k, each a WHERE over a gather) or more than 256 nodes (each a block buffer
+ * of the TinyCC kernel's stack frame, a constant leaf one held for the whole call: a
+ * Python loop of 2500 `x = np.tanh(x) * 0.5 + i` overflowed the stack). big[2 * i]
+ * counts the gathers, big[2 * i + 1] the nodes, through its elementwise inputs not
+ * stored; past either limit i is stored and its users read it from memory. */
+static int too_big(const tj_graph *g, const int32_t *stored, uint16_t *big, int32_t i) {
     const tj_node *v = &g->nodes[i];
-    unsigned k = v->op == TJ_OP_GATHER;
+    unsigned k = v->op == TJ_OP_GATHER, m = 1;
     for (int a = 0; a < tj_ops[v->op].arity; a++) {
         int32_t x = v->in[a];
         int xk = tj_ops[g->nodes[x].op].kind;
         if ((xk == TJ_K_EW || xk == TJ_K_CAST || xk == TJ_K_GATH) && stored[x] == -1 &&
-            !(v->op == TJ_OP_GATHER && a == 0))
-            k += ngath[x];
+            !(v->op == TJ_OP_GATHER && a == 0)) {
+            k += big[2 * x];
+            m += big[2 * x + 1] + 1u;   /* and its leaf or constant */
+        }
     }
-    ngath[i] = (uint16_t)(k > 0xffffu ? 0xffffu : k);
-    return k > 32;
+    big[2 * i] = (uint16_t)(k > 0xffffu ? 0xffffu : k);
+    big[2 * i + 1] = (uint16_t)(m > 0xffffu ? 0xffffu : m);
+    return k > 32 || m > 256;
 }
 
 /* Per node: the reduction that stores it as a second output, -2 when it is computed
@@ -154,8 +159,8 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
     int32_t *first_user = malloc((size_t)n * sizeof *first_user);
     uint8_t *costly = calloc((size_t)n, 1);
     uint16_t *cone = calloc((size_t)n, sizeof *cone);
-    uint16_t *ngath = calloc((size_t)n, sizeof *ngath);
-    if (!stored || !first_user || !costly || !cone || !ngath) {
+    uint16_t *big = calloc(2 * (size_t)n, sizeof *big);
+    if (!stored || !first_user || !costly || !cone || !big) {
         free(stored);
         stored = NULL;
         goto done;
@@ -175,7 +180,7 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
         const tj_node *r = &g->nodes[i];
         int kind = tj_ops[r->op].kind;
         if ((kind == TJ_K_EW || kind == TJ_K_CAST || kind == TJ_K_GATH) &&
-            (shared_value(g, uses, stored, cone, i) || many_gathers(g, stored, ngath, i)) &&
+            (shared_value(g, uses, stored, cone, i) || too_big(g, stored, big, i)) &&
             stored[i] == -1)
             stored[i] = -2;
         if (kind == TJ_K_RED) {
@@ -197,7 +202,7 @@ done:
     free(first_user);
     free(costly);
     free(cone);
-    free(ngath);
+    free(big);
     return stored;
 }
 
