@@ -271,8 +271,7 @@ static int32_t capture_array(tj_trace *t, PyArrayObject *a) {
     if (dt < 0 || !PyArray_ISNOTSWAPPED(a) || PyArray_NDIM(a) > TJ_MAXDIM) {
         PyErr_Format(PyExc_TypeError,
                      "the traced function reads an array of dtype %S and %d dimensions; tracejit "
-                     "supports bool, int32, int64, float32 and float64 in native byte order, up "
-                     "to %d dimensions",
+                     "supports " TJ_SUPPORTED_DTYPES " in native byte order, up to %d dimensions",
                      (PyObject *)PyArray_DESCR(a), PyArray_NDIM(a), TJ_MAXDIM);
         return -1;
     }
@@ -319,12 +318,13 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
         Py_DECREF(descr);
         if (dt < 0) {
             PyErr_Format(PyExc_TypeError, "numpy scalar of type %s is not supported by tracejit "
-                         "(supported: bool, int32, int64, float32, float64)", Py_TYPE(o)->tp_name);
+                         "(supported: " TJ_SUPPORTED_DTYPES ")", Py_TYPE(o)->tp_name);
             return -1;
         }
         tj_scalar v;
         if (dt >= TJ_F32) v.f = PyFloat_AsDouble(o);
         else if (dt == TJ_BOOL) v.i = PyObject_IsTrue(o);
+        else if (dt == TJ_U64) v.i = (int64_t)PyLong_AsUnsignedLongLong(o);
         else v.i = PyLong_AsLongLong(o);
         if (PyErr_Occurred()) return -1;
         return const_node(t, dt, 0, v);
@@ -391,20 +391,33 @@ static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
         return -1;
     }
     if (n->dtype == dt) return id;
-    if (n->op == TJ_OP_SCALAR && n->weak && dt == TJ_I32) t->g.slots[n->slot].fits_i32 = 1;
+    if (n->op == TJ_OP_SCALAR && n->weak == 1 && n->dtype == TJ_I64 && dt != TJ_I64 &&
+        !tj_dtype_is_float(dt) && dt != TJ_BOOL && !t->torch) {
+        /* a Python int argument computed with as a narrower integer: its range is
+         * checked at every call (NumPy's OverflowError), csrc/guards.c */
+        if (dt == TJ_U64) {
+            tj_trace_error(t->st, "a Python int argument combined with a uint64 array is not "
+                           "supported (its range differs from int64's): pass it as "
+                           "np.uint64(...) or make it a constant");
+            return -1;
+        }
+        t->g.slots[n->slot].fits = (uint8_t)dt;
+    }
     if (n->op == TJ_OP_CONST) {
         tj_scalar v = n->value, r;
         int from = n->dtype;
-        if (n->weak == 1 && from == TJ_I64 && dt == TJ_I32 && (v.i < INT32_MIN || v.i > INT32_MAX)) {
-            PyErr_Format(PyExc_OverflowError, "Python integer %lld out of bounds for int32",
-                         (long long)v.i);
+        if (n->weak == 1 && from == TJ_I64 && !tj_dtype_is_float(dt) && dt != TJ_BOOL &&
+            !t->torch && !tj_dtype_holds(dt, v.i, 0)) {   /* NEP 50: a Python int must fit
+                                                             (torch wraps it) */
+            PyErr_Format(PyExc_OverflowError, "Python integer %lld out of bounds for %s",
+                         (long long)v.i, tj_dtype_name(dt));
             return -1;
         }
-        if (dt >= TJ_F32) r.f = from >= TJ_F32 ? v.f : (double)v.i;
-        else if (dt == TJ_BOOL) r.i = from >= TJ_F32 ? v.f != 0 : v.i != 0;
-        else if (dt == TJ_I32) r.i = from >= TJ_F32 ? (int32_t)v.f : (int32_t)v.i;
-        else r.i = from >= TJ_F32 ? (int64_t)v.f : v.i;
-        if (dt == TJ_F32) r.f = (float)r.f;
+        /* one element of the cast primitive: NumPy's conversion, as the kernels do */
+        if (tj_eval_scalar(TJ_OP_CAST, from, dt, &v, &r) < 0) {
+            tj_internal_error(t->st, "no cast from %s to %s", tj_dtype_name(from), tj_dtype_name(dt));
+            return -1;
+        }
         return const_node(t, dt, 0, r);
     }
     int64_t shape[TJ_MAXDIM];
@@ -468,7 +481,7 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
         int dt = dtype_of_descr(PyTuple_GET_ITEM(r, i));
         if (dt < 0) {
             tj_trace_error(t->st, "numpy.%s on %R computes in %R, which tracejit does not support "
-                           "(supported: bool, int32, int64, float32, float64)",
+                           "(supported: " TJ_SUPPORTED_DTYPES ")",
                            name, types, PyTuple_GET_ITEM(r, i));
             Py_DECREF(r); Py_DECREF(types);
             return -1;
@@ -528,8 +541,8 @@ PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like) {
     if (!PyArray_DescrConverter(dtype_like, &descr)) return NULL;
     int dt = tj_dtype_from_typenum(descr->type_num);
     if (dt < 0 || !PyArray_ISNBO(descr->byteorder)) {
-        PyErr_Format(PyExc_TypeError, "astype(%R): tracejit supports bool, int32, int64, float32 "
-                     "and float64", (PyObject *)descr);
+        PyErr_Format(PyExc_TypeError, "astype(%R): tracejit supports " TJ_SUPPORTED_DTYPES,
+                     (PyObject *)descr);
         Py_DECREF(descr);
         return NULL;
     }
