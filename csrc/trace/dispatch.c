@@ -395,12 +395,6 @@ static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
         !tj_dtype_is_float(dt) && dt != TJ_BOOL && !t->torch) {
         /* a Python int argument computed with as a narrower integer: its range is
          * checked at every call (NumPy's OverflowError), csrc/guards.c */
-        if (dt == TJ_U64) {
-            tj_trace_error(t->st, "a Python int argument combined with a uint64 array is not "
-                           "supported (its range differs from int64's): pass it as "
-                           "np.uint64(...) or make it a constant");
-            return -1;
-        }
         t->g.slots[n->slot].fits = (uint8_t)dt;
     }
     if (n->op == TJ_OP_CONST) {
@@ -488,6 +482,12 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
         }
         if (i < nargs) loop[i] = dt; else *out = dt;
     }
+    if (nargs == 2 && op >= TJ_OP_EQ && op <= TJ_OP_GE && loop[0] != loop[1] &&
+        tj_dtype_kind(loop[0]) + tj_dtype_kind(loop[1]) == 'i' + 'u') {
+        Py_DECREF(r);                  /* NumPy 2's uint64-with-int64 comparison loops */
+        Py_DECREF(types);
+        return 1;
+    }
     int ok = (tj_ops[op].mask >> loop[0]) & 1;
     for (int i = 1; i < nargs; i++) ok &= loop[i] == loop[0];
     ok &= tj_ops[op].out == TJ_O_BOOL ? *out == TJ_BOOL : *out == loop[0];
@@ -502,10 +502,34 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
     return 0;
 }
 
+static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids);
+
+/* A comparison of a uint64 with an int64 by value, as NumPy's mixed loop: where the
+ * signed operand is negative the answer is known (it is the smaller), elsewhere both
+ * compare as uint64. loop[] is NumPy's (one uint64, one int64). */
+static int32_t mixed_compare(tj_trace *t, int op, int32_t *ids, const int *loop) {
+    int si = tj_dtype_kind(loop[0]) == 'i' ? 0 : 1;
+    int32_t s = cast_to(t, ids[si], loop[si]);
+    int32_t zero = s < 0 ? -1 : const_node(t, loop[si], 0, (tj_scalar){.i = 0});
+    int32_t neg_ids[2] = {s, zero}, u_ids[2];
+    int32_t neg = zero < 0 ? -1 : apply_ids(t, TJ_OP_LT, 2, neg_ids);
+    for (int i = 0; i < 2 && neg >= 0; i++)
+        if ((u_ids[i] = cast_to(t, ids[i], TJ_U64)) < 0) return -1;
+    int32_t cmp = neg < 0 ? -1 : apply_ids(t, op, 2, u_ids);
+    /* the answer where the signed operand (left when si == 0) is negative */
+    int known = op == TJ_OP_NE || ((op == TJ_OP_LT || op == TJ_OP_LE) == (si == 0) &&
+                                   op != TJ_OP_EQ);
+    int32_t k = cmp < 0 ? -1 : const_node(t, TJ_BOOL, 0, (tj_scalar){.i = known});
+    int32_t w_ids[3] = {neg, k, cmp};
+    return k < 0 ? -1 : apply_ids(t, TJ_OP_WHERE, 3, w_ids);
+}
+
 static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids) {
     int loop[3] = {0, 0, 0}, out = 0, weak = 1, ndim;
     int64_t shape[TJ_MAXDIM];
-    if (resolve(t, op, nargs, ids, loop, &out) < 0) return -1;
+    int rc = resolve(t, op, nargs, ids, loop, &out);
+    if (rc < 0) return -1;
+    if (rc == 1) return mixed_compare(t, op, ids, loop);
     tj_node acc;
     memset(&acc, 0, sizeof acc);
     for (int i = 0; i < nargs; i++) {
