@@ -565,8 +565,8 @@ PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like) {
     if (!PyArray_DescrConverter(dtype_like, &descr)) return NULL;
     int dt = tj_dtype_from_typenum(descr->type_num);
     if (dt < 0 || !PyArray_ISNBO(descr->byteorder)) {
-        PyErr_Format(PyExc_TypeError, "astype(%R): tracejit supports " TJ_SUPPORTED_DTYPES,
-                     (PyObject *)descr);
+        PyErr_Format(PyExc_TypeError, "astype(%R): %S is not supported by tracejit (supported: "
+                     TJ_SUPPORTED_DTYPES ")", (PyObject *)descr, (PyObject *)descr);
         Py_DECREF(descr);
         return NULL;
     }
