@@ -217,8 +217,9 @@ static inline bool tj_rshift_b(bool a, bool b) { return a; }
     }                                                                                 \
     TJ_VMI T tj_pow_##s(T a, T b) { return tj_pow##F(a, b); }                            \
     /* NaN propagates; between equal values (0.0 and -0.0) NumPy returns b */      \
-    static inline T tj_maximum_##s(T a, T b) { return (a > b || a != a) ? a : b; }   \
-    static inline T tj_minimum_##s(T a, T b) { return (a < b || a != a) ? a : b; }   \
+    /* (the NaN test apart: gcc vectorizes this form beside narrow-int conversions) */ \
+    static inline T tj_maximum_##s(T a, T b) { T m = a > b ? a : b; return a != a ? a : m; } \
+    static inline T tj_minimum_##s(T a, T b) { T m = a < b ? a : b; return a != a ? a : m; } \
     static inline T tj_abs_##s(T a) { return fabs##F(a); }                            \
     static inline T tj_invert_##s(T a) { return a; /* unused: INTB only */ }          \
     static inline T tj_recip_##s(T a) { return (T)1 / a; }                            \
