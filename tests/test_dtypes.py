@@ -175,6 +175,20 @@ def test_python_int_out_of_bounds(dtype, bad):
     _same(g(a, 2), a * 2)
 
 
+def test_python_int_beyond_int64_with_uint64():
+    """A Python int in (2^63, 2^64) is a uint64 for a uint64 array (exactly) and a float
+    for a float one; beyond a narrower int's range NumPy's OverflowError."""
+    a = np.array([1, 2, 2**63], dtype=np.uint64)
+    for c in (2**63 + 5, 2**64 - 1):
+        for fn in (lambda a: a + c, lambda a: a > c, lambda a: (a ^ c) // 3,
+                   lambda a: a.astype(np.float32) * c):
+            _same(tracejit.compile(fn)(a), fn(a))
+    b = np.arange(3, dtype=np.uint32)
+    with pytest.raises(OverflowError, match="Python integer 9223372036854775813 out of bounds "
+                                            "for uint32"):
+        tracejit.compile(lambda b: b + (2**63 + 5))(b)
+
+
 @pytest.mark.parametrize("dtype", INTS)
 def test_integer_division_by_zero_is_zero(dtype, rng):
     a = _full_range(rng, (40,), dtype)

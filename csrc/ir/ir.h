@@ -144,7 +144,8 @@ typedef struct {
     int16_t op;
     uint8_t dtype;
     uint8_t weak;          /* a Python scalar: weakly typed for promotion; 2: an int
-                              beyond int64, held as float64 (usable with floats only) */
+                              beyond int64, held as float64 (usable with floats only);
+                              3: an int in (INT64_MAX, UINT64_MAX], held as uint64 */
     uint8_t ndim;
     uint8_t flat;          /* VIEW: reads its operand flat (voff[0] counts elements) */
     int8_t perm[TJ_MAXDIM];/* VIEW: output dim d reads operand dim perm[d]; -1: a new or

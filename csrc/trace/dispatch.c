@@ -334,6 +334,11 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
         int overflow;
         long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
         if (v == -1 && PyErr_Occurred()) return -1;
+        if (overflow > 0 && !t->torch) {   /* in uint64's range: exact, for uint64 arrays */
+            unsigned long long u = PyLong_AsUnsignedLongLong(o);
+            if (!PyErr_Occurred()) return const_node(t, TJ_U64, 3, (tj_scalar){.i = (int64_t)u});
+            PyErr_Clear();
+        }
         if (overflow) {
             /* beyond int64: still a weak int; usable with float operands only */
             double big = PyLong_AsDouble(o);
@@ -390,6 +395,16 @@ static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
         PyErr_SetString(PyExc_OverflowError, msg);
         return -1;
     }
+    if (n->weak == 3 && dt != TJ_U64) {   /* a Python int in (int64, uint64]'s range */
+        tj_scalar r;
+        if (!tj_dtype_is_float(dt)) {
+            PyErr_Format(PyExc_OverflowError, "Python integer %llu out of bounds for %s",
+                         (unsigned long long)n->value.i, tj_dtype_name(dt));
+            return -1;
+        }
+        if (tj_eval_scalar(TJ_OP_CAST, TJ_U64, dt, &n->value, &r) < 0) return -1;
+        return const_node(t, dt, 0, r);
+    }
     if (n->dtype == dt) return id;
     if (n->op == TJ_OP_SCALAR && n->weak == 1 && n->dtype == TJ_I64 && dt != TJ_I64 &&
         !tj_dtype_is_float(dt) && dt != TJ_BOOL && !t->torch) {
@@ -423,7 +438,7 @@ static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
 static PyObject *numpy_view_of(tj_trace *t, int32_t id, int as_value) {
     tj_state *st = t->st;
     const tj_node *n = &t->g.nodes[id];
-    if ((n->weak && n->dtype == TJ_I64) || n->weak == 2)
+    if ((n->weak && n->dtype == TJ_I64) || n->weak == 2 || n->weak == 3)
         return as_value ? PyLong_FromLong(0) : Py_NewRef(st->py_int);
     if (n->weak && n->dtype == TJ_F64) return as_value ? PyFloat_FromDouble(0) : Py_NewRef(st->py_float);
     return Py_NewRef(st->dtypes[n->dtype]);

@@ -105,7 +105,7 @@ int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *lo
             return -1;
         }
         if (n->weak == 1 && dt == TJ_F64) { weak_float = 1; continue; }
-        cls[c] = promote(cls[c], n->weak == 2 ? TJ_I64 : dt);
+        cls[c] = promote(cls[c], n->weak >= 2 ? TJ_I64 : dt);
     }
     if (all_weak && nargs > first) {
         /* Python numbers only (runtime scalar arguments, p - 1/3): Python's arithmetic,
