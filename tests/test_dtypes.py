@@ -293,8 +293,34 @@ def test_uint8_image_pipeline(rng):
         blend = ((gray.astype(np.uint16) + inv) // 2).astype(np.uint8)
         return inv, mask, blend, gray.sum(), (gray >> 4).max(), np.bitwise_xor(gray, 0x5A)
 
+    def blend(a, b, alpha):
+        return (a.astype(np.uint16) * alpha + b.astype(np.uint16) * (255 - alpha)) // 255
+
+    def box(img):
+        p = img.astype(np.uint16)
+        s = (p[:-2, :-2] + p[1:-1, :-2] + p[2:, :-2] + p[:-2, 1:-1] + p[1:-1, 1:-1]
+             + p[2:, 1:-1] + p[:-2, 2:] + p[1:-1, 2:] + p[2:, 2:])
+        return (s // 9).astype(np.uint8)
+
+    def sobel(img):
+        g = img[..., 0].astype(np.int16)
+        gx, gy = g[1:-1, 2:] - g[1:-1, :-2], g[2:, 1:-1] - g[:-2, 1:-1]
+        return np.clip(np.abs(gx) + np.abs(gy), 0, 255).astype(np.uint8)
+
+    def stretch(img):   # the range is read at every call (a value guard)
+        lo, hi = img.min(), img.max()
+        return ((img - lo).astype(np.float32) * (255.0 / (hi - lo))).astype(np.uint8)
+
     f = tracejit.compile(brighten)
     for a, b in [(1.2, 10.0), (0.5, -3.0), (3.0, 0.0)]:
         _same(f(img, a, b), brighten(img, a, b))
     for r, e in zip(tracejit.compile(process)(img), process(img)):
         _same(r, e)
+    other = rng.integers(0, 256, size=img.shape, dtype=np.uint8)
+    g = tracejit.compile(blend)
+    for alpha in (0, 100, 255):
+        _same(g(img, other, alpha), blend(img, other, alpha))
+    for fn in (box, sobel, stretch):
+        cf = tracejit.compile(fn)
+        for x in (img, other // 2 + 10):
+            _same(cf(x), fn(x))
