@@ -175,6 +175,43 @@ def test_python_int_out_of_bounds(dtype, bad):
     _same(g(a, 2), a * 2)
 
 
+_BY_VALUE = [
+    ("uint8", lambda a: np.greater(a, -1)), ("uint8", lambda a: a == 300),
+    ("uint8", lambda a: a != 256), ("uint8", lambda a: -1 < a), ("int8", lambda a: a > 200),
+    ("int8", lambda a: a <= -129), ("int16", lambda a: a < 2**63 + 1),
+    ("uint64", lambda a: a > -1), ("uint64", lambda a: a == -5), ("uint64", lambda a: -3 >= a),
+    ("uint8", lambda a: a >= 2**64), ("uint16", lambda a: a < 2**70), ("int8", lambda a: -2**70 < a),
+    ("uint64", lambda a: a != 2**64), ("uint8", lambda a: np.where(a > 3, a, -1)),
+    ("uint8", lambda a: np.where(a > 3, a, 300)), ("int8", lambda a: np.where(a > 0, np.int8(3), -200)),
+    ("uint8", lambda a: np.clip(a, -1, 300)), ("uint8", lambda a: a.clip(-5, 100)),
+    ("int8", lambda a: np.clip(a, -200, 5)), ("uint64", lambda a: np.clip(a, -1, 2**64 + 5)),
+    ("uint8", lambda a: np.clip(a, 3, 2**70)),
+]
+
+
+@pytest.mark.parametrize("dtype,fn", _BY_VALUE, ids=[f"{d}-{i}" for i, (d, _) in enumerate(_BY_VALUE)])
+def test_python_int_out_of_range_where_numpy_allows_it(dtype, fn, rng):
+    """NumPy 2 compares an integer array with a Python int it cannot hold by value,
+    np.where converts one with wrapping, np.clip ignores a bound beyond the range on
+    its side (found by the fuzzer: tracejit raised OverflowError)."""
+    a = _full_range(rng, (3, 5), dtype)
+    _same(tracejit.compile(fn)(a), fn(a))
+    g = tracejit.compile(lambda a, s: (a > s, s == a, a <= s))
+    for s in (3, -1, 300, 2**40):
+        for r, e in zip(g(a, s), (a > s, s == a, a <= s)):
+            _same(r, e)
+
+
+def test_python_int_out_of_range_clip_errors_as_numpy():
+    a = np.arange(5, dtype=np.uint8)
+    for lo, hi in [(-5, -1), (300, 400)]:
+        with pytest.raises(OverflowError) as e_np:
+            np.clip(a, lo, hi)
+        with pytest.raises(OverflowError) as e_tj:
+            tracejit.compile(lambda a: np.clip(a, lo, hi))(a)
+        assert str(e_tj.value) == str(e_np.value)
+
+
 def test_python_int_beyond_int64_with_uint64():
     """A Python int in (2^63, 2^64) is a uint64 for a uint64 array (exactly) and a float
     for a float one; beyond a narrower int's range NumPy's OverflowError."""
