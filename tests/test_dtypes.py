@@ -240,6 +240,15 @@ def test_integer_division_by_zero_is_zero(dtype, rng):
             _same(r, e)
 
 
+@pytest.mark.parametrize("dtype", INTS)
+def test_integer_reciprocal_of_zero(dtype):
+    """np.reciprocal of an integer 0 is 1/0 converted as NumPy converts inf (found by
+    the fuzzer: uint64 gave 2**64 - 1)."""
+    a = np.array([0, 3, 1, 2, 0, 1], dtype=dtype)
+    with np.errstate(all="ignore"):
+        _same(tracejit.compile(np.reciprocal)(a), np.reciprocal(a))
+
+
 # ----------------------------------------------------------------- the optimizing tier
 @pytest.mark.parametrize("dtype", SMALL_INT_DTYPES)
 def test_both_tiers_bitwise(dtype, rng):

@@ -100,6 +100,32 @@ static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
 #include "prims_special.h"   /* TJ_SPECIAL: erf, erfc, lgamma, digamma */
 #include "prims_random.h"    /* the random ops: Philox4x32-10 */
 
+/* A float to an integer as NumPy converts it (the casts below say how) */
+static inline int32_t tj_f2i32(double x) {
+    return x >= -2147483648.0 && x < 2147483648.0 ? (int32_t)x : INT32_MIN;
+}
+static inline int64_t tj_f2i64(double x) {
+    return x >= -9223372036854775808.0 && x < 9223372036854775808.0 ? (int64_t)x : INT64_MIN;
+}
+static inline bool tj_f2_b(double x) { return x != 0; }
+static inline int8_t tj_f2_i8(double x) { return (int8_t)tj_f2i32(x); }
+static inline int16_t tj_f2_i16(double x) { return (int16_t)tj_f2i32(x); }
+static inline int32_t tj_f2_i32(double x) { return tj_f2i32(x); }
+static inline int64_t tj_f2_i64(double x) { return tj_f2i64(x); }
+static inline uint8_t tj_f2_u8(double x) { return (uint8_t)tj_f2i32(x); }
+static inline uint16_t tj_f2_u16(double x) { return (uint16_t)tj_f2i32(x); }
+static inline uint32_t tj_f2_u32(double x) {
+    return x >= 2147483648.0 ? (uint32_t)tj_f2i32(x - 2147483648.0) ^ 0x80000000u
+                             : (uint32_t)tj_f2i32(x);
+}
+static inline uint64_t tj_f2_u64(double x) {
+    return x >= 9223372036854775808.0
+               ? (uint64_t)tj_f2i64(x - 9223372036854775808.0) ^ 0x8000000000000000ull
+               : (uint64_t)tj_f2i64(x);
+}
+static inline float tj_f2_f32(double x) { return (float)x; }
+static inline double tj_f2_f64(double x) { return x; }
+
 /* Shifts: NumPy defines counts outside [0, bits) (C does not): left gives 0, right
  * gives the sign (0 or -1). The left shift is done unsigned so it wraps. */
 #define TJ_INT_HELPERS(T, s, U)                                                       \
@@ -126,7 +152,7 @@ static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
     static inline T tj_minimum_##s(T a, T b) { return a <= b ? a : b; }               \
     static inline T tj_abs_##s(T a) { return a < 0 ? -a : a; }                        \
     static inline T tj_invert_##s(T a) { return ~a; }                                 \
-    static inline T tj_recip_##s(T a) { return (T)(1.0 / (double)a); }               \
+    static inline T tj_recip_##s(T a) { return tj_f2_##s(1.0 / (double)a); }         \
     static inline T tj_sign_##s(T a) { return (T)((a > 0) - (a < 0)); }               \
     static inline T tj_floor_##s(T a) { return a; }                                   \
     static inline T tj_ceil_##s(T a) { return a; }                                    \
@@ -161,7 +187,7 @@ TJ_INT_HELPERS(int64_t, i64, uint64_t)
     static inline T tj_minimum_##s(T a, T b) { return a <= b ? a : b; }               \
     static inline T tj_abs_##s(T a) { return a; }                                     \
     static inline T tj_invert_##s(T a) { return (T)~a; }                              \
-    static inline T tj_recip_##s(T a) { return (T)(1.0 / (double)a); }               \
+    static inline T tj_recip_##s(T a) { return tj_f2_##s(1.0 / (double)a); }         \
     static inline T tj_sign_##s(T a) { return (T)(a > 0); }                           \
     static inline T tj_floor_##s(T a) { return a; }                                   \
     static inline T tj_ceil_##s(T a) { return a; }                                    \
@@ -347,30 +373,6 @@ TJ_FLOAT_HELPERS(double, f64, )
  * (whose conversion is undefined there and differs between SIMD clones). A float
  * beyond uint32's range to uint32 is NumPy's vectorized loop's value: NumPy's scalar
  * loop (a one-element array) gives another (tests/test_dtypes.py). */
-static inline int32_t tj_f2i32(double x) {
-    return x >= -2147483648.0 && x < 2147483648.0 ? (int32_t)x : INT32_MIN;
-}
-static inline int64_t tj_f2i64(double x) {
-    return x >= -9223372036854775808.0 && x < 9223372036854775808.0 ? (int64_t)x : INT64_MIN;
-}
-static inline bool tj_f2_b(double x) { return x != 0; }
-static inline int8_t tj_f2_i8(double x) { return (int8_t)tj_f2i32(x); }
-static inline int16_t tj_f2_i16(double x) { return (int16_t)tj_f2i32(x); }
-static inline int32_t tj_f2_i32(double x) { return tj_f2i32(x); }
-static inline int64_t tj_f2_i64(double x) { return tj_f2i64(x); }
-static inline uint8_t tj_f2_u8(double x) { return (uint8_t)tj_f2i32(x); }
-static inline uint16_t tj_f2_u16(double x) { return (uint16_t)tj_f2i32(x); }
-static inline uint32_t tj_f2_u32(double x) {
-    return x >= 2147483648.0 ? (uint32_t)tj_f2i32(x - 2147483648.0) ^ 0x80000000u
-                             : (uint32_t)tj_f2i32(x);
-}
-static inline uint64_t tj_f2_u64(double x) {
-    return x >= 9223372036854775808.0
-               ? (uint64_t)tj_f2i64(x - 9223372036854775808.0) ^ 0x8000000000000000ull
-               : (uint64_t)tj_f2i64(x);
-}
-static inline float tj_f2_f32(double x) { return (float)x; }
-static inline double tj_f2_f64(double x) { return x; }
 /* float32 -> float32 and float64 -> float32 stay one rounding */
 #define TJ_CASTBODY_b(T, ts, x) (T)(x)
 #define TJ_CASTBODY_s(T, ts, x) (T)(x)
