@@ -93,8 +93,8 @@ static int arg_error(const tj_path *p, const char *fmt, PyObject *what) {
 static int check_array(PyArrayObject *a, const tj_path *p, int *dt) {
     *dt = tj_dtype_from_typenum(PyArray_TYPE(a));
     if (*dt < 0)
-        return arg_error(p, "arrays of dtype %S are not supported by tracejit (supported: bool, "
-                            "int32, int64, float32, float64)", (PyObject *)PyArray_DESCR(a));
+        return arg_error(p, "arrays of dtype %S are not supported by tracejit (supported: "
+                            TJ_SUPPORTED_DTYPES ")", (PyObject *)PyArray_DESCR(a));
     if (!PyArray_ISNOTSWAPPED(a))
         return arg_error(p, "array of dtype %S is not in native byte order; convert it with "
                             ".astype(its dtype.newbyteorder('='))", (PyObject *)PyArray_DESCR(a));

@@ -9,18 +9,37 @@
 #include <numpy/arrayobject.h>
 
 static const int typenums[TJ_NDTYPES] = {
-    [TJ_BOOL] = NPY_BOOL, [TJ_I32] = NPY_INT32, [TJ_I64] = NPY_INT64,
-    [TJ_F32] = NPY_FLOAT32, [TJ_F64] = NPY_FLOAT64,
+    [TJ_BOOL] = NPY_BOOL, [TJ_I8] = NPY_INT8, [TJ_I16] = NPY_INT16, [TJ_I32] = NPY_INT32,
+    [TJ_I64] = NPY_INT64, [TJ_U8] = NPY_UINT8, [TJ_U16] = NPY_UINT16, [TJ_U32] = NPY_UINT32,
+    [TJ_U64] = NPY_UINT64, [TJ_F32] = NPY_FLOAT32, [TJ_F64] = NPY_FLOAT64,
 };
+
+/* By size, as NumPy's C names map to sized types on this platform. */
+static int int_of_size(size_t size, int is_unsigned) {
+    switch (size) {
+    case 1: return is_unsigned ? TJ_U8 : TJ_I8;
+    case 2: return is_unsigned ? TJ_U16 : TJ_I16;
+    case 4: return is_unsigned ? TJ_U32 : TJ_I32;
+    case 8: return is_unsigned ? TJ_U64 : TJ_I64;
+    default: return -1;
+    }
+}
 
 int tj_dtype_from_typenum(int typenum) {
     switch (typenum) {
     case NPY_BOOL: return TJ_BOOL;
     case NPY_FLOAT: return TJ_F32;
     case NPY_DOUBLE: return TJ_F64;
-    case NPY_INT: return sizeof(int) == 4 ? TJ_I32 : -1;
-    case NPY_LONG: return sizeof(long) == 8 ? TJ_I64 : TJ_I32;
-    case NPY_LONGLONG: return sizeof(long long) == 8 ? TJ_I64 : -1;
+    case NPY_BYTE: return TJ_I8;
+    case NPY_UBYTE: return TJ_U8;
+    case NPY_SHORT: return int_of_size(sizeof(short), 0);
+    case NPY_USHORT: return int_of_size(sizeof(short), 1);
+    case NPY_INT: return int_of_size(sizeof(int), 0);
+    case NPY_UINT: return int_of_size(sizeof(int), 1);
+    case NPY_LONG: return int_of_size(sizeof(long), 0);
+    case NPY_ULONG: return int_of_size(sizeof(long), 1);
+    case NPY_LONGLONG: return int_of_size(sizeof(long long), 0);
+    case NPY_ULONGLONG: return int_of_size(sizeof(long long), 1);
     default: return -1;
     }
 }

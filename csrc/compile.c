@@ -228,13 +228,7 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
         const tj_slotdesc *d = &t->g.slots[i];
         if (d->kind != TJ_SLOT_CONST) continue;
         unsigned char *c = p->consts[i];
-        switch (d->dtype) {
-        case TJ_BOOL: c[0] = d->value.i != 0; break;
-        case TJ_I32: { int32_t v = (int32_t)d->value.i; memcpy(c, &v, 4); break; }
-        case TJ_I64: memcpy(c, &d->value.i, 8); break;
-        case TJ_F32: { float v = (float)d->value.f; memcpy(c, &v, 4); break; }
-        default: memcpy(c, &d->value.f, 8); break;
-        }
+        tj_scalar_store(d->dtype, c, d->value);
     }
     for (Py_ssize_t i = 0; i < nc; i++) {
         PyObject *o = PyTuple_GET_ITEM(PyList_GET_ITEM(t->captures, i), 3);

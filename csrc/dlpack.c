@@ -41,7 +41,7 @@ typedef struct DLPackExchangeAPI {
     int (*dltensor_from_py)(void *obj, DLTensor *out);
     int (*current_stream)(int32_t device_type, int32_t device_id, void **out);
 } DLPackExchangeAPI;
-enum { kDLCPU = 1, kDLCUDA = 2, kDLInt = 0, kDLFloat = 2, kDLBool = 6 };
+enum { kDLCPU = 1, kDLCUDA = 2, kDLInt = 0, kDLUInt = 1, kDLFloat = 2, kDLBool = 6 };
 
 /* torch's Tensor type, dtypes and functions live in the module state (torch_*), found
  * once, and beside them the C pointers read from them: the exchange table
@@ -56,7 +56,7 @@ static int find_torch(tj_state *st) {
     PyObject *torch = PyImport_GetModule(name);
     Py_DECREF(name);
     if (!torch) return PyErr_Occurred() ? -1 : 0;
-    static const char *names[TJ_NDTYPES] = {"bool", "int32", "int64", "float32", "float64"};
+    
     PyObject *tensor = PyObject_GetAttrString(torch, "Tensor");
     PyObject *cap = tensor ? PyObject_GetAttrString(tensor, "__dlpack_c_exchange_api__") : NULL;
     const DLPackExchangeAPI *api = cap ? PyCapsule_GetPointer(cap, "dlpack_exchange_api") : NULL;
@@ -65,7 +65,7 @@ static int find_torch(tj_state *st) {
     int ok = grad && PyType_Check(tensor) && api->version.major == 1 && api->dltensor_from_py &&
              api->allocator && api->to_py;
     for (int d = 0; ok && d < TJ_NDTYPES; d++)
-        ok = (st->torch_dtypes[d] = PyObject_GetAttrString(torch, names[d])) != NULL;
+        ok = (st->torch_dtypes[d] = PyObject_GetAttrString(torch, tj_dtype_name(d))) != NULL;
     /* requires_grad is read at every call, through its getset's C function rather than
      * a generic attribute lookup (t.requires_grad from Python measured ~70 ns) */
     PyObject *rg = NULL;
@@ -122,11 +122,14 @@ int tj_dl_kind(tj_state *st, PyObject *o) {
 static int dtype_of(DLDataType t) {
     if (t.lanes != 1) return -1;
     if (t.code == kDLBool && t.bits == 8) return TJ_BOOL;
+    if (t.code == kDLInt && t.bits == 8) return TJ_I8;
+    if (t.code == kDLInt && t.bits == 16) return TJ_I16;
     if (t.code == kDLInt && t.bits == 32) return TJ_I32;
     if (t.code == kDLInt && t.bits == 64) return TJ_I64;
+    if (t.code == kDLUInt && t.bits == 8) return TJ_U8;
     if (t.code == kDLFloat && t.bits == 32) return TJ_F32;
     if (t.code == kDLFloat && t.bits == 64) return TJ_F64;
-    return -1;
+    return -1;   /* torch's uint16/32/64: torch itself implements few ops on them */
 }
 
 /* A compiled function's arguments that require grad go through torch.autograd
@@ -235,7 +238,7 @@ int tj_dl_torch_view(tj_state *st, PyObject *o, tj_dlview *v, const char **why) 
     v->device_id = (int)t.device.device_id;
     if ((v->dtype = dtype_of(t.dtype)) < 0) {
         *why = refusal(o, "dtype", "has dtype %s, which tracejit does not support yet "
-                       "(supported: torch.bool, int32, int64, float32, float64)");
+                       "(supported: " TJ_SUPPORTED_TORCH_DTYPES ")");
         return 1;
     }
     if (t.ndim > TJ_MAXDIM) {
@@ -410,7 +413,9 @@ static void own_deleter(DLManagedTensorVersioned *self) {
 }
 
 static const DLDataType dl_types[TJ_NDTYPES] = {
-    {kDLBool, 8, 1}, {kDLInt, 32, 1}, {kDLInt, 64, 1}, {kDLFloat, 32, 1}, {kDLFloat, 64, 1}};
+    {kDLBool, 8, 1}, {kDLInt, 8, 1}, {kDLInt, 16, 1}, {kDLInt, 32, 1}, {kDLInt, 64, 1},
+    {kDLUInt, 8, 1}, {kDLUInt, 16, 1}, {kDLUInt, 32, 1}, {kDLUInt, 64, 1},
+    {kDLFloat, 32, 1}, {kDLFloat, 64, 1}};
 
 static PyObject *empty_own(tj_state *st, int ndim, const int64_t *shape, int dtype,
                            void **data) {

@@ -164,29 +164,24 @@ static int capture_holds(const tj_plan *p, const tj_slotdesc *d, PyObject **obj,
     return 0;
 }
 
-/* A Python int argument the trace computed with as int32 (fits_i32): -1 +
- * OverflowError when it does not fit, as NumPy raises; else 0. */
-static int int32_holds(PyObject *o) {
+/* A Python int argument the trace computed with as the narrower integer dtype `dt`
+ * (tj_slotdesc.fits): -1 + OverflowError when it does not fit, as NumPy raises; else 0. */
+static int int_holds(PyObject *o, int dt) {
     if (!PyLong_CheckExact(o)) return 0;
     int overflow;
     long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (v == -1 && PyErr_Occurred()) return -1;
-    if (!overflow && v >= INT32_MIN && v <= INT32_MAX) return 0;
+    if (!overflow && tj_dtype_holds(dt, v, 0)) return 0;
     PyErr_Format(PyExc_OverflowError, "Python integer %R out of bounds for %s", o,
-                 overflow ? "int64" : "int32");
+                 overflow ? "int64" : tj_dtype_name(dt));
     return -1;
 }
 
 /* ---- values the trace read (csrc/trace/concrete.c) ---------------------------- */
 
 static int truth(int dtype, const unsigned char *v) {
-    switch (dtype) {
-    case TJ_BOOL: return v[0] != 0;
-    case TJ_I32: { int32_t x; memcpy(&x, v, 4); return x != 0; }
-    case TJ_I64: { int64_t x; memcpy(&x, v, 8); return x != 0; }
-    case TJ_F32: { float x; memcpy(&x, v, 4); return x != 0; }   /* NaN is true */
-    default: { double x; memcpy(&x, v, 8); return x != 0; }
-    }
+    tj_scalar x = tj_scalar_load(dtype, v);
+    return tj_dtype_is_float(dtype) ? x.f != 0 : x.i != 0;   /* NaN is true */
 }
 
 static double as_double(int dtype, const unsigned char *v) {
@@ -201,11 +196,13 @@ static inline int compare(const tj_guard *g, const unsigned char *v) {
     if (g->dtype >= TJ_F32) {
         a = as_double(g->dtype, v), b = g->cmp_val.f;
     } else {
-        int64_t x = 0;
-        if (g->dtype == TJ_BOOL) x = v[0] != 0;
-        else if (g->dtype == TJ_I32) { int32_t y; memcpy(&y, v, 4); x = y; }
-        else memcpy(&x, v, 8);
+        int64_t x = tj_scalar_load(g->dtype, v).i;
         int64_t c = g->cmp_val.i;
+        if (g->dtype == TJ_U64 && (x < 0 || c < 0)) {
+            /* a uint64 past int64's range against a constant: its order is the sign's */
+            x = x < 0 ? 1 : 0;
+            c = c < 0 ? -1 : 0;
+        }
         if (g->cmp_left) { int64_t tmp = x; x = c; c = tmp; }
         switch (g->cmp_op) {
         case TJ_OP_LT: return x < c;
@@ -368,7 +365,7 @@ int tj_guards_build(tj_plan *p) {
     int n = (p->torch_dflt >= 0) + (p->pyvalues ? (int)PyTuple_GET_SIZE(p->pyvalues) : 0) + nv;
     for (int i = 0; i < p->n_leaf_slots; i++)
         n += p->slots[i].kind == TJ_SLOT_CAPTURE ||
-             (p->slots[i].kind == TJ_SLOT_ARG && p->slots[i].fits_i32);
+             (p->slots[i].kind == TJ_SLOT_ARG && p->slots[i].fits);
     p->n_guards = p->first_value = 0;
     if (!n) return 0;
     if (!(p->guards = PyMem_Calloc((size_t)n, sizeof *p->guards))) { PyErr_NoMemory(); return -1; }
@@ -380,8 +377,8 @@ int tj_guards_build(tj_plan *p) {
     for (int i = 0; i < p->n_leaf_slots; i++) {
         if (p->slots[i].kind == TJ_SLOT_CAPTURE)
             p->guards[p->n_guards++] = (tj_guard){TJ_GUARD_CAPTURE, i};
-        else if (p->slots[i].kind == TJ_SLOT_ARG && p->slots[i].fits_i32)
-            p->guards[p->n_guards++] = (tj_guard){TJ_GUARD_INT32, i};
+        else if (p->slots[i].kind == TJ_SLOT_ARG && p->slots[i].fits)
+            p->guards[p->n_guards++] = (tj_guard){TJ_GUARD_FITS, i};
     }
     p->first_value = p->n_guards;
     /* the hidden outputs: after the template's, before the checks' */
@@ -412,8 +409,8 @@ int tj_guards_check(const tj_plan *p, const tj_flat *f, PyObject **cap_obj, tj_d
             rc = capture_holds(p, d, &cap_obj[d->index], &cap_view[d->index], reason);
             break;
         }
-        case TJ_GUARD_INT32:
-            rc = int32_holds(f->leaves[p->slots[g->index].index]);
+        case TJ_GUARD_FITS:
+            rc = int_holds(f->leaves[p->slots[g->index].index], p->slots[g->index].fits);
             break;
         case TJ_GUARD_ARG:
             rc = arg_holds(p, g, f->leaves[p->slots[g->index].index], reason);
@@ -449,8 +446,9 @@ PyObject *tj_guards_describe(const tj_plan *p) {
             Py_XDECREF(d);
             break;
         }
-        case TJ_GUARD_INT32:
-            s = PyUnicode_FromFormat("argument leaf %d fits int32", p->slots[g->index].index);
+        case TJ_GUARD_FITS:
+            s = PyUnicode_FromFormat("argument leaf %d fits %s", p->slots[g->index].index,
+                                     tj_dtype_name(p->slots[g->index].fits));
             break;
         default: {
             PyObject *e = entry_of(p, g);

@@ -74,7 +74,6 @@ void tj_debug_write(PyObject *text) {
 
 /* op_table() -> list of dicts, one per elementwise op: what the tests iterate. */
 static PyObject *op_table(PyObject *m, PyObject *unused) {
-    static const char *names[] = {"bool", "int32", "int64", "float32", "float64"};
     PyObject *list = PyList_New(0);
     for (int op = 0; list && op < TJ_NOPS; op++) {
         const tj_opinfo *o = &tj_ops[op];
@@ -82,7 +81,7 @@ static PyObject *op_table(PyObject *m, PyObject *unused) {
         PyObject *dts = PyList_New(0);
         for (int d = 0; dts && d < TJ_NDTYPES; d++) {
             if (!(o->mask >> d & 1)) continue;
-            PyObject *s = PyUnicode_FromString(names[d]);
+            PyObject *s = PyUnicode_FromString(tj_dtype_name(d));
             if (!s || PyList_Append(dts, s) < 0) Py_CLEAR(dts);
             Py_XDECREF(s);
         }

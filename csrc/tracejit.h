@@ -17,6 +17,10 @@ typedef struct tj_state tj_state;   /* the module state (below) */
 
 /* ---- the IR's Python face (csrc/bridge.c) --------------------------------- */
 int tj_dtype_from_typenum(int typenum);     /* -1 when unsupported */
+/* What the dtype errors list (NumPy's names; torch's: its uint16/32/64 have few ops) */
+#define TJ_SUPPORTED_DTYPES "bool, int8, int16, int32, int64, uint8, uint16, uint32, uint64, " \
+    "float32, float64"
+#define TJ_SUPPORTED_TORCH_DTYPES "torch.bool, int8, int16, int32, int64, uint8, float32, float64"
 int tj_dtype_typenum(tj_dtype dt);
 /* Raises e as its Python exception (see tj_error in ir.h). -1. */
 int tj_error_raise(tj_state *st, const tj_error *e);
@@ -620,7 +624,7 @@ PyObject *tj_template_build(const tj_template *tp, PyObject *const *outs);
  * The kinds before TJ_GUARD_VALUE are checked before the kernel runs; VALUE guards read
  * what the kernel computed (hidden outputs) and are checked before any result is
  * returned. */
-enum { TJ_GUARD_PYVALUE, TJ_GUARD_TORCH_DTYPE, TJ_GUARD_CAPTURE, TJ_GUARD_INT32,
+enum { TJ_GUARD_PYVALUE, TJ_GUARD_TORCH_DTYPE, TJ_GUARD_CAPTURE, TJ_GUARD_FITS,
        TJ_GUARD_ARG, TJ_GUARD_VALUE };
 /* How a value guard compares what a call computes with what its trace read: the truth
  * value (a branch), the truth of a comparison with a constant (`if s > 0:` guards s:

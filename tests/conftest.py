@@ -25,7 +25,10 @@ if "TRACEJIT_CACHE_DIR" not in os.environ:
 
 # The five dtypes tracejit supports, in promotion order.
 DTYPES = ("bool", "int32", "int64", "float32", "float64")
-SUPPORTED = frozenset(np.dtype(d) for d in DTYPES)
+# every dtype tracejit computes in: the op table's differential tests run them all
+SMALL_INT_DTYPES = ("int8", "int16", "uint8", "uint16", "uint32", "uint64")
+ALL_DTYPES = DTYPES + SMALL_INT_DTYPES
+SUPPORTED = frozenset(np.dtype(d) for d in ALL_DTYPES)
 FLOAT_DTYPES = ("float32", "float64")
 INT_DTYPES = ("int32", "int64")
 
@@ -136,12 +139,14 @@ def make_input(rng, shape, dtype, domain="any"):
             pick = rng.integers(0, 2 * len(special), size=shape)
             vals = np.where(pick < len(special), special[pick % len(special)], vals)
         return np.array(vals, dtype=dt, order="C")
-    if dt.kind == "i":
+    if dt.kind in "iu":
         if domain == "nonzero":
             mag = rng.integers(1, 21, size=shape)
-            vals = np.where(rng.random(shape) < 0.5, -mag, mag)
+            vals = np.where((rng.random(shape) < 0.5) & (dt.kind == "i"), -mag, mag)
         else:
             lo, hi = _INT_RANGES[domain]
+            if dt.kind == "u":   # no negatives: the same spread above 0
+                lo, hi = 0, hi - min(lo, 0)
             vals = rng.integers(lo, hi + 1, size=shape)
         return np.array(vals, dtype=dt, order="C")
     raise ValueError(f"make_input: unsupported dtype {dt}")

@@ -48,7 +48,7 @@ def test_non_array_objects(obj, match):
     assert_matches_numpy(f(_x(), _x()), _x() * 2)
 
 
-@pytest.mark.parametrize("dtype", ["U3", "S3", "V8", "datetime64[s]", "timedelta64[s]", "uint16",
+@pytest.mark.parametrize("dtype", ["U3", "S3", "V8", "datetime64[s]", "timedelta64[s]", "float16",
                                    "longdouble", "clongdouble", [("a", "f8")]],
                          ids=str)
 def test_unsupported_array_dtypes(dtype):

@@ -56,3 +56,9 @@ def test_loops_bench_quick_run_checks_results():   # not in run.py's modules
     r = _run("benchmarks/bench_loops.py", "--quick", "--peers", "tracejit")
     assert r.returncode == 0 and "scan/unrolled" in r.stdout and "matches eager: True" in r.stdout, \
         r.stdout + r.stderr
+
+
+def test_dtypes_bench_quick_run_checks_results():   # not in run.py's modules
+    r = _run("benchmarks/bench_dtypes.py", "--quick")
+    assert r.returncode == 0 and "image/4096x4096" in r.stdout and "u8hist/16M" in r.stdout, \
+        r.stdout + r.stderr

@@ -15,7 +15,8 @@ except RuntimeError as e:   # no NVRTC on this machine
     pytest.skip(f"NVRTC is not installed: {e}", allow_module_level=True)
 
 ARCHS = [80, 90]
-DTYPES = ["bool", "int32", "int64", "float32", "float64"]
+DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+          "float32", "float64"]
 OPS = [op for op in tracejit.op_table() if op["numpy"]]
 
 

@@ -28,8 +28,8 @@ def example(dtype, shape=(9, 7), seed=0, low=1.0, high=4.0):
     rng = np.random.default_rng(seed)
     if dtype == "bool":
         return rng.random(shape) < 0.5
-    if dtype in ("int32", "int64"):
-        return rng.integers(-20, 20, shape).astype(dtype)
+    if np.dtype(dtype).kind in "iu":
+        return rng.integers(0 if np.dtype(dtype).kind == "u" else -20, 20, shape).astype(dtype)
     return (rng.random(shape) * (high - low) + low).astype(dtype)
 
 
@@ -41,11 +41,12 @@ def check(got, want):
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("dtype", ["bool", "int32", "int64", "float32", "float64"])
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "int64", "uint8", "uint64", "float32",
+                                   "float64"])
 def test_every_elementwise_op_as_the_cpu_computes_it(dtype):
     ops = [op for op in OPS if dtype in op["dtypes"]]
     a, b, c = example(dtype, seed=1), example(dtype, seed=2), example("bool", seed=3)
-    if dtype in ("int32", "int64"):
+    if np.dtype(dtype).kind in "iu":
         b = np.abs(b) % 8   # shift counts and exponents in range; division by 0 included
 
     def f(a, b, c):
@@ -68,6 +69,7 @@ SHAPES = [(5,), (9, 7), (2, 9000), (9000, 2), (4, 5, 6), (70000,)]
 
 @pytest.mark.parametrize("dtype, shape",
                          [(d, s) for d in ("int32", "float32") for s in SHAPES]
+                         + [(d, s) for d in ("int8", "uint8", "uint64") for s in SHAPES[1:3]]
                          + [(d, s) for d in ("bool", "float64") for s in SHAPES[1:3]], ids=str)
 def test_reductions(dtype, shape):
     a = example(dtype, shape, low=-1, high=1)

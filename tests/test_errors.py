@@ -147,8 +147,8 @@ def test_asarray_of_tracer_is_refused():
 
 
 # ----------------------------------------------------------------- argument types
-@pytest.mark.parametrize("dtype", ["complex128", "object", "int8", "float16", "uint8",
-                                   "complex64", "uint64"])
+@pytest.mark.parametrize("dtype", ["complex128", "object", "float16", "complex64", "longdouble",
+                                   "datetime64[s]"])
 def test_bad_argument_dtype(dtype):
     good = _x((3,))
     bad = np.arange(3).astype(dtype)
@@ -175,13 +175,14 @@ def test_numpy_type_errors_are_mirrored(fn, dtype):
     _raises((TypeError, tracejit.TraceError), tracejit.compile(fn), _x((3,), dtype))
 
 
-@pytest.mark.parametrize("fn", [lambda x: np.square(x), lambda x: x // x,
-                                lambda x: np.sqrt(x), lambda x: x ** x],
-                         ids=["square", "floordiv", "sqrt_f16", "pow"])
+@pytest.mark.parametrize("fn", [lambda x: np.sqrt(x), lambda x: np.exp(x)],
+                         ids=["sqrt_f16", "exp_f16"])
 def test_unsupported_result_dtype_is_trace_error(fn):
-    """np.square(bool) computes in int8, np.sqrt(bool) in float16."""
-    assert fn(np.array([True])).dtype not in (np.bool_, np.int32, np.int64)
-    _raises(tracejit.TraceError, tracejit.compile(fn), _x((3,), "bool"))
+    """np.sqrt(bool) computes in float16, which tracejit does not: refused naming it
+    (np.square(bool), bool // bool and bool ** bool compute in int8: test_dtypes.py)."""
+    assert fn(np.array([True])).dtype == np.float16
+    err = _raises(tracejit.TraceError, tracejit.compile(fn), _x((3,), "bool"))
+    assert "float16" in str(err), err
 
 
 _OVERFLOW = (OverflowError, TypeError, ValueError, tracejit.TracejitError)
@@ -209,7 +210,7 @@ def test_python_int_out_of_range_for_int64():
     _raises(_OVERFLOW, tracejit.compile(lambda a: a - 2**63), x)
 
 
-@pytest.mark.parametrize("dt", [np.int8, np.complex128, np.float16, np.uint32])
+@pytest.mark.parametrize("dt", [np.complex128, np.float16, np.longdouble, "datetime64[s]"])
 def test_astype_to_unsupported_dtype(dt):
     err = _raises((tracejit.TraceError, TypeError), tracejit.compile(lambda x: x.astype(dt)),
                   _x())

@@ -277,6 +277,14 @@ def test_refusals(tmp_path, fn, message):
     assert not os.path.exists(tmp_path / "x")
 
 
+def test_a_dtype_the_export_lacks_is_refused(tmp_path):
+    with pytest.raises(tracejit.TraceError, match=r"cannot export an array of dtype uint8 "
+                       r"\(the export writes bool, int32, int64, float32 and float64 so far\)"):
+        tracejit.export(lambda x: x * 2 + 1, np.arange(4, dtype=np.uint8),
+                        path=str(tmp_path / "x"))
+    assert not os.path.exists(tmp_path / "x")
+
+
 def test_argument_errors(tmp_path):
     x = np.ones((4, 32))
     for dynamic, err, message in [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tracejit
-from conftest import (run_or_raise, DTYPES, OP_DOMAINS, SUPPORTED, assert_matches_numpy, make_input,
+from conftest import (run_or_raise, ALL_DTYPES as DTYPES, OP_DOMAINS, SUPPORTED, assert_matches_numpy, make_input,
                       numpy_outcome, resolve_loop, scalar_for)
 
 OP_TABLE = tracejit.op_table()

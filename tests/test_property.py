@@ -5,7 +5,7 @@ A program is a random DAG of op_table() ufuncs, operators, where, clip, astype,
 reductions, cumulative sums and products, views (transpose, swapaxes, moveaxis,
 reshape, slices, flip, expand_dims, squeeze, broadcast_to, concatenate) and
 contractions (matmul, dot, tensordot, einsum, inner, vdot, outer) over 1-3 arrays
-(broadcastable shapes, five dtypes, C / transposed / Fortran / strided / reversed /
+(broadcastable shapes, every dtype (the integer widths too), C / transposed / Fortran / strided / reversed /
 broadcast (zero-stride) layouts) and weak Python scalars. NumPy runs
 each statement as it is drawn: the generator keeps out of undefined results
 (integer overflow, integer division by zero) and propagates per element how far
@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, seed, settings, strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import tracejit
-from conftest import DTYPES, SUPPORTED, assert_matches_numpy, make_input
+from conftest import ALL_DTYPES as DTYPES, SUPPORTED, assert_matches_numpy, make_input
 
 with warnings.catch_warnings():  # imported by hypothesis to report a failure; with
     warnings.simplefilter("ignore", DeprecationWarning)  # filterwarnings=error that
@@ -206,7 +206,8 @@ def draw_node(draw, env, names, depth, scalars):
         return f"np.{cat}({', '.join(args)})", args, cat, 1
     if cat == "astype":
         dt = draw(st.sampled_from(DTYPES))
-        kind = {"b": "astype_bool", "i": "astype_int", "f": "astype_float"}[np.dtype(dt).kind]
+        kind = {"b": "astype_bool", "i": "astype_int", "u": "astype_int",
+                "f": "astype_float"}[np.dtype(dt).kind]
         return f"{a}.astype(np.{dt})", [a], kind, 1
     if cat == "reduce":
         fn = draw(st.sampled_from(REDUCTIONS))

@@ -359,6 +359,9 @@ def _method_samples():
         S("long", lambda x: (x * 3).long(), x34, grad=NODIFF),
         S("int", lambda x: (x * 3).int(), x34, grad=NODIFF),
         S("bool", lambda x: x.bool(), x34, grad=NODIFF),
+        S("byte", lambda x: (x.abs() * 30).byte() + (x > 0).byte(), x34, grad=NODIFF),
+        S("char", lambda x: (x * 30).char() * 3, x34, grad=NODIFF),
+        S("short", lambda x: (x * 3000).short() - 7, x34, grad=NODIFF),
         S("detach", lambda x: x.detach() * x, x34,
           gradcheck="gradcheck perturbs the input, so the detached value too (compared with "
                     "eager's backward instead)"),

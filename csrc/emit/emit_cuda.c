@@ -25,8 +25,7 @@ typedef tj_sbuf sbuf;
 #define TJ_CU_PARAM_MAX 4000       /* bytes of kernel parameters every GPU accepts */
 
 static const char *ctype(int dt) {
-    static const char *names[] = {"bool", "int32_t", "int64_t", "float", "double"};
-    return names[dt];
+    return tj_dtype_stdtype(dt);
 }
 
 /* A leaf read as a value rather than through memory: a constant (spelled in the
@@ -44,8 +43,12 @@ static void put_const(sbuf *b, const tj_slotdesc *d, int dt) {
     unsigned long long bits;
     switch (d->dtype) {
     case TJ_BOOL: put(b, "(%s)%s", ctype(dt), d->value.i ? "true" : "false"); return;
-    case TJ_I32: put(b, "(%s)(int32_t)%lld", ctype(dt), (long long)(int32_t)d->value.i); return;
-    case TJ_I64: put(b, "(%s)(%lldLL)", ctype(dt), (long long)d->value.i); return;
+    case TJ_I8: case TJ_I16: case TJ_I32: case TJ_I64:
+        put(b, "(%s)(%s)(%lldLL)", ctype(dt), ctype(d->dtype), (long long)d->value.i);
+        return;
+    case TJ_U8: case TJ_U16: case TJ_U32: case TJ_U64:
+        put(b, "(%s)(%s)(%lluULL)", ctype(dt), ctype(d->dtype), (unsigned long long)d->value.i);
+        return;
     default:     /* the double's bits: exact, inf and nan included */
         memcpy(&bits, &d->value.f, 8);
         put(b, "(%s)(%s)__longlong_as_double(0x%016llxLL)", ctype(dt),
@@ -154,9 +157,11 @@ static void put_identity(sbuf *b, int op, int acc) {
     int low = id == TJ_ID_LOWEST;
     switch (acc) {
     case TJ_BOOL: put(b, low ? "false" : "true"); break;
-    case TJ_I32: put(b, low ? "(-2147483647 - 1)" : "2147483647"); break;
-    case TJ_I64: put(b, low ? "(-9223372036854775807LL - 1)" : "9223372036854775807LL"); break;
-    default: put(b, "(%s)%sINFINITY", ctype(acc), low ? "-" : "");
+    case TJ_F32: case TJ_F64: put(b, "(%s)%sINFINITY", ctype(acc), low ? "-" : ""); break;
+    default: {   /* an integer's least or greatest value, spelled from its bits */
+        int64_t v = low ? tj_dtype_min(acc) : tj_dtype_max(acc);
+        put(b, "(%s)%lluULL", ctype(acc), (unsigned long long)v);
+    }
     }
 }
 

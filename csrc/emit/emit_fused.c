@@ -21,8 +21,7 @@ typedef tj_sbuf sbuf;
 #define put tj_put
 
 static const char *ctype(int dt) {
-    static const char *names[] = {"bool", "int32_t", "int64_t", "float", "double"};
-    return names[dt];
+    return tj_dtype_stdtype(dt);
 }
 
 /* x ** e for a constant e, as tj_p_POWS/POWSF compute it (csrc/emit/prims.c). */
@@ -56,7 +55,8 @@ void tj_emit_elem_node(sbuf *b, const tj_graph *g, const tj_node *n) {
     put(b, "%s x%d = ", ctype(n->dtype), (int)id);
     double e;
     if (n->op == TJ_OP_CAST) {
-        put(b, "(%s)x%d;\n", ctype(n->dtype), (int)n->in[0]);
+        put(b, "tj_cast_%s_%s(x%d);\n", tj_dtype_suffix(g->nodes[n->in[0]].dtype),
+            tj_dtype_suffix(n->dtype), (int)n->in[0]);
         return;
     }
     if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && tj_pow_const(g, n, &e) == 0) {

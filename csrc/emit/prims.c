@@ -88,10 +88,12 @@ static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
 #define TJ_EXP(x) TJ_VM(exp, x)
 #define TJ_MATH(fn, x) _Generic((x), float: fn##f, default: fn)(x)
 #define TJ_MATH2(fn, x, y) _Generic((x), float: fn##f, default: fn)(x, y)
-#define TJ_GEN(name, x, y) _Generic((x), bool: tj_##name##_b, int32_t: tj_##name##_i32, \
-    int64_t: tj_##name##_i64, float: tj_##name##_f32, double: tj_##name##_f64)(x, y)
-#define TJ_GEN1(name, x) _Generic((x), bool: tj_##name##_b, int32_t: tj_##name##_i32, \
-    int64_t: tj_##name##_i64, float: tj_##name##_f32, double: tj_##name##_f64)(x)
+#define TJ_GENSEL(name, x) _Generic((x), bool: tj_##name##_b, int8_t: tj_##name##_i8,     \
+    int16_t: tj_##name##_i16, int32_t: tj_##name##_i32, int64_t: tj_##name##_i64,           \
+    uint8_t: tj_##name##_u8, uint16_t: tj_##name##_u16, uint32_t: tj_##name##_u32,          \
+    uint64_t: tj_##name##_u64, float: tj_##name##_f32, double: tj_##name##_f64)
+#define TJ_GEN(name, x, y) TJ_GENSEL(name, x)(x, y)
+#define TJ_GEN1(name, x) TJ_GENSEL(name, x)(x)
 #define TJ_ABS(x) TJ_GEN1(abs, x)
 #define TJ_INVERT(x) TJ_GEN1(invert, x)
 #define TJ_RECIP(x) TJ_GEN1(recip, x)
@@ -99,6 +101,32 @@ static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
 #define TJ_ROUND(f, x) TJ_GEN1(f, x)
 #include "prims_special.h"   /* TJ_SPECIAL: erf, erfc, lgamma, digamma */
 #include "prims_random.h"    /* the random ops: Philox4x32-10 */
+
+/* A float to an integer as NumPy converts it (the casts below say how) */
+static inline int32_t tj_f2i32(double x) {
+    return x >= -2147483648.0 && x < 2147483648.0 ? (int32_t)x : INT32_MIN;
+}
+static inline int64_t tj_f2i64(double x) {
+    return x >= -9223372036854775808.0 && x < 9223372036854775808.0 ? (int64_t)x : INT64_MIN;
+}
+static inline bool tj_f2_b(double x) { return x != 0; }
+static inline int8_t tj_f2_i8(double x) { return (int8_t)tj_f2i32(x); }
+static inline int16_t tj_f2_i16(double x) { return (int16_t)tj_f2i32(x); }
+static inline int32_t tj_f2_i32(double x) { return tj_f2i32(x); }
+static inline int64_t tj_f2_i64(double x) { return tj_f2i64(x); }
+static inline uint8_t tj_f2_u8(double x) { return (uint8_t)tj_f2i32(x); }
+static inline uint16_t tj_f2_u16(double x) { return (uint16_t)tj_f2i32(x); }
+static inline uint32_t tj_f2_u32(double x) {
+    return x >= 2147483648.0 ? (uint32_t)tj_f2i32(x - 2147483648.0) ^ 0x80000000u
+                             : (uint32_t)tj_f2i32(x);
+}
+static inline uint64_t tj_f2_u64(double x) {
+    return x >= 9223372036854775808.0
+               ? (uint64_t)tj_f2i64(x - 9223372036854775808.0) ^ 0x8000000000000000ull
+               : (uint64_t)tj_f2i64(x);
+}
+static inline float tj_f2_f32(double x) { return (float)x; }
+static inline double tj_f2_f64(double x) { return x; }
 
 /* Shifts: NumPy defines counts outside [0, bits) (C does not): left gives 0, right
  * gives the sign (0 or -1). The left shift is done unsigned so it wraps. */
@@ -126,7 +154,7 @@ static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
     static inline T tj_minimum_##s(T a, T b) { return a <= b ? a : b; }               \
     static inline T tj_abs_##s(T a) { return a < 0 ? -a : a; }                        \
     static inline T tj_invert_##s(T a) { return ~a; }                                 \
-    static inline T tj_recip_##s(T a) { return (T)(1.0 / (double)a); }               \
+    static inline T tj_recip_##s(T a) { return tj_f2_##s(1.0 / (double)a); }         \
     static inline T tj_sign_##s(T a) { return (T)((a > 0) - (a < 0)); }               \
     static inline T tj_floor_##s(T a) { return a; }                                   \
     static inline T tj_ceil_##s(T a) { return a; }                                    \
@@ -141,8 +169,43 @@ static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
     static inline bool tj_isnan_##s(T a) { return false; }                            \
     static inline bool tj_isinf_##s(T a) { return false; }                            \
     static inline bool tj_isfinite_##s(T a) { return true; }
+TJ_INT_HELPERS(int8_t, i8, uint8_t)
+TJ_INT_HELPERS(int16_t, i16, uint16_t)
 TJ_INT_HELPERS(int32_t, i32, uint32_t)
 TJ_INT_HELPERS(int64_t, i64, uint64_t)
+
+/* Unsigned: NumPy's loops, with no sign to correct (a right shift past the width
+ * gives 0); a value of a narrow type is promoted to int by C, and every result is
+ * converted back to T, which wraps as NumPy's does. */
+#define TJ_UINT_HELPERS(T, s)                                                         \
+    static inline T tj_floordiv_##s(T a, T b) { return b == 0 ? 0 : (T)(a / b); }    \
+    static inline T tj_mod_##s(T a, T b) { return b == 0 ? 0 : (T)(a % b); }         \
+    static inline T tj_pow_##s(T a, T b) {                                            \
+        T r = 1;                                                                      \
+        while (b) { if (b & 1) r = (T)(r * a); a = (T)(a * a); b >>= 1; }             \
+        return r;                                                                     \
+    }                                                                                 \
+    static inline T tj_maximum_##s(T a, T b) { return a >= b ? a : b; }               \
+    static inline T tj_minimum_##s(T a, T b) { return a <= b ? a : b; }               \
+    static inline T tj_abs_##s(T a) { return a; }                                     \
+    static inline T tj_invert_##s(T a) { return (T)~a; }                              \
+    static inline T tj_recip_##s(T a) { return tj_f2_##s(1.0 / (double)a); }         \
+    static inline T tj_sign_##s(T a) { return (T)(a > 0); }                           \
+    static inline T tj_floor_##s(T a) { return a; }                                   \
+    static inline T tj_ceil_##s(T a) { return a; }                                    \
+    static inline T tj_logaddexp_##s(T a, T b) { return (T)(a + b); /* unused: FLT */ } \
+    static inline T tj_fmod_##s(T a, T b) { return b == 0 ? 0 : (T)(a % b); }        \
+    static inline T tj_lshift_##s(T a, T b) {                                         \
+        return b < sizeof(T) * 8 ? (T)((uint64_t)a << b) : 0;                         \
+    }                                                                                 \
+    static inline T tj_rshift_##s(T a, T b) { return b < sizeof(T) * 8 ? (T)(a >> b) : 0; } \
+    static inline bool tj_isnan_##s(T a) { return false; }                            \
+    static inline bool tj_isinf_##s(T a) { return false; }                            \
+    static inline bool tj_isfinite_##s(T a) { return true; }
+TJ_UINT_HELPERS(uint8_t, u8)
+TJ_UINT_HELPERS(uint16_t, u16)
+TJ_UINT_HELPERS(uint32_t, u32)
+TJ_UINT_HELPERS(uint64_t, u64)
 
 static inline bool tj_maximum_b(bool a, bool b) { return a || b; }
 static inline bool tj_minimum_b(bool a, bool b) { return a && b; }
@@ -182,8 +245,9 @@ static inline bool tj_rshift_b(bool a, bool b) { return a; }
     }                                                                                 \
     TJ_VMI T tj_pow_##s(T a, T b) { return tj_pow##F(a, b); }                            \
     /* NaN propagates; between equal values (0.0 and -0.0) NumPy returns b */      \
-    static inline T tj_maximum_##s(T a, T b) { return (a > b || a != a) ? a : b; }   \
-    static inline T tj_minimum_##s(T a, T b) { return (a < b || a != a) ? a : b; }   \
+    /* (the NaN test apart: gcc vectorizes this form beside narrow-int conversions) */ \
+    static inline T tj_maximum_##s(T a, T b) { T m = a > b ? a : b; return a != a ? a : m; } \
+    static inline T tj_minimum_##s(T a, T b) { T m = a < b ? a : b; return a != a ? a : m; } \
     static inline T tj_abs_##s(T a) { return fabs##F(a); }                            \
     static inline T tj_invert_##s(T a) { return a; /* unused: INTB only */ }          \
     static inline T tj_recip_##s(T a) { return (T)1 / a; }                            \
@@ -207,41 +271,80 @@ TJ_FLOAT_HELPERS(float, f32, f)
 TJ_FLOAT_HELPERS(double, f64, )
 
 /* ---- instantiation from the op table ---- */
+/* TJ_WHEN_<mask>_<class>(x): x when the mask holds the dtype class (ir.h's TJ_DTYPES) */
 #define TJ_WHEN_ALL_b(x) x
-#define TJ_WHEN_ALL_i32(x) x
-#define TJ_WHEN_ALL_i64(x) x
-#define TJ_WHEN_ALL_f32(x) x
-#define TJ_WHEN_ALL_f64(x) x
+#define TJ_WHEN_ALL_s(x) x
+#define TJ_WHEN_ALL_l(x) x
+#define TJ_WHEN_ALL_u(x) x
+#define TJ_WHEN_ALL_f(x) x
+#define TJ_WHEN_ALL_d(x) x
 #define TJ_WHEN_NUM_b(x)
-#define TJ_WHEN_NUM_i32(x) x
-#define TJ_WHEN_NUM_i64(x) x
-#define TJ_WHEN_NUM_f32(x) x
-#define TJ_WHEN_NUM_f64(x) x
+#define TJ_WHEN_NUM_s(x) x
+#define TJ_WHEN_NUM_l(x) x
+#define TJ_WHEN_NUM_u(x) x
+#define TJ_WHEN_NUM_f(x) x
+#define TJ_WHEN_NUM_d(x) x
 #define TJ_WHEN_INTB_b(x) x
-#define TJ_WHEN_INTB_i32(x) x
-#define TJ_WHEN_INTB_i64(x) x
-#define TJ_WHEN_INTB_f32(x)
-#define TJ_WHEN_INTB_f64(x)
+#define TJ_WHEN_INTB_s(x) x
+#define TJ_WHEN_INTB_l(x) x
+#define TJ_WHEN_INTB_u(x) x
+#define TJ_WHEN_INTB_f(x)
+#define TJ_WHEN_INTB_d(x)
 #define TJ_WHEN_INT_b(x)
-#define TJ_WHEN_INT_i32(x) x
-#define TJ_WHEN_INT_i64(x) x
-#define TJ_WHEN_INT_f32(x)
-#define TJ_WHEN_INT_f64(x)
+#define TJ_WHEN_INT_s(x) x
+#define TJ_WHEN_INT_l(x) x
+#define TJ_WHEN_INT_u(x) x
+#define TJ_WHEN_INT_f(x)
+#define TJ_WHEN_INT_d(x)
 #define TJ_WHEN_I64_b(x)
-#define TJ_WHEN_I64_i32(x)
-#define TJ_WHEN_I64_i64(x) x
-#define TJ_WHEN_I64_f32(x)
-#define TJ_WHEN_I64_f64(x)
-#define TJ_WHEN_F64_b(x)
-#define TJ_WHEN_F64_i32(x)
-#define TJ_WHEN_F64_i64(x)
-#define TJ_WHEN_F64_f32(x)
-#define TJ_WHEN_F64_f64(x) x
+#define TJ_WHEN_I64_s(x)
+#define TJ_WHEN_I64_l(x) x
+#define TJ_WHEN_I64_u(x)
+#define TJ_WHEN_I64_f(x)
+#define TJ_WHEN_I64_d(x)
 #define TJ_WHEN_FLT_b(x)
-#define TJ_WHEN_FLT_i32(x)
-#define TJ_WHEN_FLT_i64(x)
-#define TJ_WHEN_FLT_f32(x) x
-#define TJ_WHEN_FLT_f64(x) x
+#define TJ_WHEN_FLT_s(x)
+#define TJ_WHEN_FLT_l(x)
+#define TJ_WHEN_FLT_u(x)
+#define TJ_WHEN_FLT_f(x) x
+#define TJ_WHEN_FLT_d(x) x
+#define TJ_WHEN_F64_b(x)
+#define TJ_WHEN_F64_s(x)
+#define TJ_WHEN_F64_l(x)
+#define TJ_WHEN_F64_u(x)
+#define TJ_WHEN_F64_f(x)
+#define TJ_WHEN_F64_d(x) x
+/* M(args..., T, suffix, class) for every dtype of the table */
+#define TJ_EACH_DTYPE(M, ...) \
+    M(__VA_ARGS__, bool, b, b) \
+    M(__VA_ARGS__, int8_t, i8, s) \
+    M(__VA_ARGS__, int16_t, i16, s) \
+    M(__VA_ARGS__, int32_t, i32, s) \
+    M(__VA_ARGS__, int64_t, i64, l) \
+    M(__VA_ARGS__, uint8_t, u8, u) \
+    M(__VA_ARGS__, uint16_t, u16, u) \
+    M(__VA_ARGS__, uint32_t, u32, u) \
+    M(__VA_ARGS__, uint64_t, u64, u) \
+    M(__VA_ARGS__, float, f32, f) \
+    M(__VA_ARGS__, double, f64, d)
+/* M(T, suffix, class) for every dtype of the table */
+#define TJ_FOR_DTYPES(M) \
+    M(bool, b, b) M(int8_t, i8, s) M(int16_t, i16, s) M(int32_t, i32, s) M(int64_t, i64, l) \
+    M(uint8_t, u8, u) M(uint16_t, u16, u) M(uint32_t, u32, u) M(uint64_t, u64, u)        \
+    M(float, f32, f) M(double, f64, d)
+/* the same, for use inside an expansion of TJ_EACH_DTYPE */
+#define TJ_EACH_DTYPE2(M, ...) \
+    M(__VA_ARGS__, bool, b, b) \
+    M(__VA_ARGS__, int8_t, i8, s) \
+    M(__VA_ARGS__, int16_t, i16, s) \
+    M(__VA_ARGS__, int32_t, i32, s) \
+    M(__VA_ARGS__, int64_t, i64, l) \
+    M(__VA_ARGS__, uint8_t, u8, u) \
+    M(__VA_ARGS__, uint16_t, u16, u) \
+    M(__VA_ARGS__, uint32_t, u32, u) \
+    M(__VA_ARGS__, uint64_t, u64, u) \
+    M(__VA_ARGS__, float, f32, f) \
+    M(__VA_ARGS__, double, f64, d)
 #define TJ_IFEW_EW(x) x
 #define TJ_IFEW_LEAF(x)
 #define TJ_IFEW_VIEW(x)
@@ -263,6 +366,27 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_ELEMS_2 T_ a = pa[i], b = pb[i];
 #define TJ_ELEMS_3 bool a = pa[i]; T_ b = pb[i], c = pc[i];
 
+/* ---- dtype conversion: NumPy's casts ----
+ * Between integers and to floats, C's conversion (wrapping; bool: nonzero). A float to
+ * an integer as NumPy's loops compute it on x86-64 (measured, numpy 2.4): through
+ * int32 for the narrower types, int64 for int64, an out-of-range value or NaN giving
+ * the least value (then truncated), and the unsigned 32- and 64-bit types through the
+ * signed conversion of x - 2^(bits-1) above 2^(bits-1). Spelled out, not left to C
+ * (whose conversion is undefined there and differs between SIMD clones). A float
+ * beyond uint32's range to uint32 is NumPy's vectorized loop's value: NumPy's scalar
+ * loop (a one-element array) gives another (tests/test_dtypes.py). */
+/* float32 -> float32 and float64 -> float32 stay one rounding */
+#define TJ_CASTBODY_b(T, ts, x) (T)(x)
+#define TJ_CASTBODY_s(T, ts, x) (T)(x)
+#define TJ_CASTBODY_l(T, ts, x) (T)(x)
+#define TJ_CASTBODY_u(T, ts, x) (T)(x)
+#define TJ_CASTBODY_f(T, ts, x) tj_f2_##ts((double)(x))
+#define TJ_CASTBODY_d(T, ts, x) tj_f2_##ts(x)
+#define TJ_CASTFN(F, fs, fc, T, ts, tc)                                               \
+    static inline T tj_cast_##fs##_##ts(F x) { return TJ_CASTBODY_##fc(T, ts, x); }
+#define TJ_CASTFNS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CASTFN, F, fs, fc)
+TJ_FOR_DTYPES(TJ_CASTFNS_FROM)
+
 #ifdef TJ_ELEM_ONLY
 /* One element of each op, for the fused loops of csrc/emit/emit_fused.c and the CUDA
  * kernels of csrc/emit/emit_cuda.c (NVRTC: the selectors as C++ overloads). */
@@ -276,12 +400,9 @@ TJ_FLOAT_HELPERS(double, f64, )
     static inline TJ_OT_##out(T) tj_e_##NAME##_##s(TJ_EARGS_##ar(T)) {                \
         return (TJ_OT_##out(T))(SPELL);                                               \
     }
-#define TJ_EINST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                       \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_ELEM_FN(name, ar, out, sp, bool, b)))        \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_ELEM_FN(name, ar, out, sp, int32_t, i32))) \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_ELEM_FN(name, ar, out, sp, int64_t, i64))) \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_f32(TJ_ELEM_FN(name, ar, out, sp, float, f32)))   \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_f64(TJ_ELEM_FN(name, ar, out, sp, double, f64)))
+#define TJ_EINST1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_ELEM_FN(name, ar, out, sp, T, s))
+#define TJ_EINST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
+    TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_EINST1, name, ar, out, sp, mask))
 TJ_OPS(TJ_EINST)
 #else   /* the primitives */
 
@@ -324,31 +445,22 @@ static inline void tj_fill_f64(double *o, int64_t key, int64_t c, int64_t n, int
         if (TJ_FIXKIND(NAME)) TJ_FIXUP(o, pa, n, TJ_FIXKIND(NAME));                  \
     }
 
+#define TJ_INST1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_KERNEL(name, ar, out, sp, T, s))
 #define TJ_INST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_KERNEL(name, ar, out, sp, bool, b)))         \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_KERNEL(name, ar, out, sp, int32_t, i32)))  \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_KERNEL(name, ar, out, sp, int64_t, i64)))  \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_f32(TJ_KERNEL(name, ar, out, sp, float, f32)))    \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_f64(TJ_KERNEL(name, ar, out, sp, double, f64)))
+    TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_INST1, name, ar, out, sp, mask))
 TJ_OPS(TJ_INST)
 
-/* dtype conversion: NumPy's casts are C conversions (bool: nonzero). */
-#define TJ_CAST(F, fs, T, ts)                                                         \
+/* dtype conversion, through the element helpers above */
+#define TJ_CAST(F, fs, fc, T, ts, tc)                                                 \
     TJ_CLONES void tj_p_CAST_##fs##_##ts(void *restrict o_, const void *restrict a_,  \
                                          const void *restrict b_,                     \
                                          const void *restrict c_, int64_t n) {        \
         T *restrict o = o_;                                                           \
         const F *restrict a = a_;                                                     \
-        for (int64_t i = 0; i < n; i++) o[i] = (T)a[i];                               \
+        for (int64_t i = 0; i < n; i++) o[i] = tj_cast_##fs##_##ts(a[i]);             \
     }
-#define TJ_CASTS_FROM(F, fs)                                                          \
-    TJ_CAST(F, fs, bool, b) TJ_CAST(F, fs, int32_t, i32) TJ_CAST(F, fs, int64_t, i64) \
-    TJ_CAST(F, fs, float, f32) TJ_CAST(F, fs, double, f64)
-TJ_CASTS_FROM(bool, b)
-TJ_CASTS_FROM(int32_t, i32)
-TJ_CASTS_FROM(int64_t, i64)
-TJ_CASTS_FROM(float, f32)
-TJ_CASTS_FROM(double, f64)
+#define TJ_CASTS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CAST, F, fs, fc)
+TJ_FOR_DTYPES(TJ_CASTS_FROM)
 
 /* Power with one exponent for the whole block (the emitter calls these when the
  * exponent is loop-invariant). float32 with a small integer exponent: repeated
@@ -459,23 +571,14 @@ TJ_POWSF(double, f64, sqrt)
             o[i] = *(const T *)(base + i * s_inner + v * s_axis);                     \
         }                                                                             \
     }
-TJ_GATHER(bool, b)
-TJ_GATHER(int32_t, i32)
-TJ_GATHER(int64_t, i64)
-TJ_GATHER(float, f32)
-TJ_GATHER(double, f64)
+#define TJ_GATHER_EACH(T, s, c) TJ_GATHER(T, s)
+TJ_FOR_DTYPES(TJ_GATHER_EACH)
 
-TJ_STORE(bool, b)
-TJ_STORE(int32_t, i32)
-TJ_STORE(int64_t, i64)
-TJ_STORE(float, f32)
-TJ_STORE(double, f64)
+#define TJ_STORE_EACH(T, s, c) TJ_STORE(T, s)
+TJ_FOR_DTYPES(TJ_STORE_EACH)
 
-TJ_LOAD2(bool, b)
-TJ_LOAD2(int32_t, i32)
-TJ_LOAD2(int64_t, i64)
-TJ_LOAD2(float, f32)
-TJ_LOAD2(double, f64)
+#define TJ_LOAD2_EACH(T, s, c) TJ_LOAD2(T, s)
+TJ_FOR_DTYPES(TJ_LOAD2_EACH)
 
 /* A virtual leaf's block (an IOTA's indices): out[k] = (start + k * step) / div, then
  * modulo mod when mod > 0. */
@@ -490,43 +593,27 @@ TJ_CLONES void tj_iota_i64(void *restrict o_, int64_t start, int64_t step, int64
         for (int64_t k = 0; k < n; k++) o[k] = (start + k * step) / div % mod;
 }
 
-TJ_LOAD(bool, b)
-TJ_LOAD(int32_t, i32)
-TJ_LOAD(int64_t, i64)
-TJ_LOAD(float, f32)
-TJ_LOAD(double, f64)
+#define TJ_LOAD_EACH(T, s, c) TJ_LOAD(T, s)
+TJ_FOR_DTYPES(TJ_LOAD_EACH)
 
 #ifndef TJ_STANDALONE   /* (an export links the primitives by name) */
 /* ---- the symbol table handed to libtcc ---- */
 #define TJ_SYM(NAME, T, s) {"tj_p_" #NAME "_" #s, (void *)tj_p_##NAME##_##s},
+#define TJ_SYMS1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_SYM(name, T, s))
 #define TJ_SYMS(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_SYM(name, bool, b)))                         \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_SYM(name, int32_t, i32)))                  \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_SYM(name, int64_t, i64)))                  \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_f32(TJ_SYM(name, float, f32)))                    \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_f64(TJ_SYM(name, double, f64)))
-#define TJ_CASTSYM(fs, ts) {"tj_p_CAST_" #fs "_" #ts, (void *)tj_p_CAST_##fs##_##ts},
-#define TJ_CASTSYMS_FROM(fs) TJ_CASTSYM(fs, b) TJ_CASTSYM(fs, i32) TJ_CASTSYM(fs, i64) \
-    TJ_CASTSYM(fs, f32) TJ_CASTSYM(fs, f64)
+    TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_SYMS1, name, ar, out, sp, mask))
+#define TJ_CASTSYM(F, fs, fc, T, ts, tc) {"tj_p_CAST_" #fs "_" #ts, (void *)tj_p_CAST_##fs##_##ts},
+#define TJ_CASTSYMS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CASTSYM, F, fs, fc)
+#define TJ_MOVESYMS(T, s, c) {"tj_gather_" #s, (void *)tj_gather_##s},                  \
+    {"tj_store_" #s, (void *)tj_store_##s}, {"tj_load2_" #s, (void *)tj_load2_##s},       \
+    {"tj_load_" #s, (void *)tj_load_##s},
 
 const tj_symbol tj_prim_symbols[] = {
     TJ_OPS(TJ_SYMS)
-    TJ_CASTSYMS_FROM(b) TJ_CASTSYMS_FROM(i32) TJ_CASTSYMS_FROM(i64)
-    TJ_CASTSYMS_FROM(f32) TJ_CASTSYMS_FROM(f64)
+    TJ_FOR_DTYPES(TJ_CASTSYMS_FROM)
     {"tj_p_POWS_f32", (void *)tj_p_POWS_f32}, {"tj_p_POWS_f64", (void *)tj_p_POWS_f64},
     {"tj_p_POWSF_f32", (void *)tj_p_POWSF_f32}, {"tj_p_POWSF_f64", (void *)tj_p_POWSF_f64},
-    {"tj_gather_b", (void *)tj_gather_b}, {"tj_gather_i32", (void *)tj_gather_i32},
-    {"tj_gather_i64", (void *)tj_gather_i64}, {"tj_gather_f32", (void *)tj_gather_f32},
-    {"tj_gather_f64", (void *)tj_gather_f64},
-    {"tj_store_b", (void *)tj_store_b}, {"tj_store_i32", (void *)tj_store_i32},
-    {"tj_store_i64", (void *)tj_store_i64}, {"tj_store_f32", (void *)tj_store_f32},
-    {"tj_store_f64", (void *)tj_store_f64},
-    {"tj_load2_b", (void *)tj_load2_b}, {"tj_load2_i32", (void *)tj_load2_i32},
-    {"tj_load2_i64", (void *)tj_load2_i64}, {"tj_load2_f32", (void *)tj_load2_f32},
-    {"tj_load2_f64", (void *)tj_load2_f64},
-    {"tj_load_b", (void *)tj_load_b}, {"tj_load_i32", (void *)tj_load_i32},
-    {"tj_load_i64", (void *)tj_load_i64}, {"tj_load_f32", (void *)tj_load_f32},
-    {"tj_load_f64", (void *)tj_load_f64},
+    TJ_FOR_DTYPES(TJ_MOVESYMS)
     {"tj_iota_i64", (void *)tj_iota_i64},
     {NULL, NULL},
 };
@@ -534,47 +621,52 @@ const int tj_n_prim_symbols = (int)(sizeof tj_prim_symbols / sizeof tj_prim_symb
 
 /* ---- one element, for constant folding (csrc/fuse/fold.c) ---- */
 #define TJ_DTI_b TJ_BOOL
+#define TJ_DTI_i8 TJ_I8
+#define TJ_DTI_i16 TJ_I16
 #define TJ_DTI_i32 TJ_I32
 #define TJ_DTI_i64 TJ_I64
+#define TJ_DTI_u8 TJ_U8
+#define TJ_DTI_u16 TJ_U16
+#define TJ_DTI_u32 TJ_U32
+#define TJ_DTI_u64 TJ_U64
 #define TJ_DTI_f32 TJ_F32
 #define TJ_DTI_f64 TJ_F64
 #define TJ_PTR(NAME, s) [TJ_OP_##NAME][TJ_DTI_##s] = tj_p_##NAME##_##s,
+#define TJ_PTRS1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_PTR(name, s))
 #define TJ_PTRS(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_b(TJ_PTR(name, b)))                               \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_i32(TJ_PTR(name, i32)))                           \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_i64(TJ_PTR(name, i64)))                           \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_f32(TJ_PTR(name, f32)))                           \
-    TJ_IFEW_##kind(TJ_WHEN_##mask##_f64(TJ_PTR(name, f64)))
+    TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_PTRS1, name, ar, out, sp, mask))
 static const tj_prim_fn ew_prims[TJ_NOPS][TJ_NDTYPES] = {TJ_OPS(TJ_PTRS)};
-#define TJ_CASTPTR(fs, ts) [TJ_DTI_##fs][TJ_DTI_##ts] = tj_p_CAST_##fs##_##ts,
-#define TJ_CASTPTRS_FROM(fs) TJ_CASTPTR(fs, b) TJ_CASTPTR(fs, i32) TJ_CASTPTR(fs, i64) \
-    TJ_CASTPTR(fs, f32) TJ_CASTPTR(fs, f64)
-static const tj_prim_fn cast_prims[TJ_NDTYPES][TJ_NDTYPES] = {
-    TJ_CASTPTRS_FROM(b) TJ_CASTPTRS_FROM(i32) TJ_CASTPTRS_FROM(i64)
-    TJ_CASTPTRS_FROM(f32) TJ_CASTPTRS_FROM(f64)
-};
+#define TJ_CASTPTR(F, fs, fc, T, ts, tc) [TJ_DTI_##fs][TJ_DTI_##ts] = tj_p_CAST_##fs##_##ts,
+#define TJ_CASTPTRS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CASTPTR, F, fs, fc)
+static const tj_prim_fn cast_prims[TJ_NDTYPES][TJ_NDTYPES] = {TJ_FOR_DTYPES(TJ_CASTPTRS_FROM)};
 
+/* An element to and from a tj_scalar (ints, uint64 as its bits, in .i; floats in .f). */
+#define TJ_TOB(T, s, c) case TJ_DTI_##s: { T x = TJ_SCAL_GET_##c(v, T); memcpy(buf, &x, sizeof x); break; }
+#define TJ_FROMB(T, s, c) case TJ_DTI_##s: { T x; memcpy(&x, buf, sizeof x); TJ_SCAL_SET_##c(v, x); break; }
+#define TJ_SCAL_GET_b(v, T) (T)((v).i != 0)
+#define TJ_SCAL_GET_s(v, T) (T)(v).i
+#define TJ_SCAL_GET_l(v, T) (T)(v).i
+#define TJ_SCAL_GET_u(v, T) (T)(v).i
+#define TJ_SCAL_GET_f(v, T) (T)(v).f
+#define TJ_SCAL_GET_d(v, T) (T)(v).f
+#define TJ_SCAL_SET_b(v, x) (v).i = (x) != 0
+#define TJ_SCAL_SET_s(v, x) (v).i = (int64_t)(x)
+#define TJ_SCAL_SET_l(v, x) (v).i = (int64_t)(x)
+#define TJ_SCAL_SET_u(v, x) (v).i = (int64_t)(x)
+#define TJ_SCAL_SET_f(v, x) (v).f = (double)(x)
+#define TJ_SCAL_SET_d(v, x) (v).f = (double)(x)
 static void to_bytes(unsigned char *buf, int dtype, tj_scalar v) {
-    switch (dtype) {
-    case TJ_BOOL: buf[0] = v.i != 0; break;
-    case TJ_I32: { int32_t x = (int32_t)v.i; memcpy(buf, &x, 4); break; }
-    case TJ_I64: memcpy(buf, &v.i, 8); break;
-    case TJ_F32: { float x = (float)v.f; memcpy(buf, &x, 4); break; }
-    default: memcpy(buf, &v.f, 8); break;
-    }
+    switch (dtype) { TJ_FOR_DTYPES(TJ_TOB) default: break; }
 }
 
 static tj_scalar from_bytes(const unsigned char *buf, int dtype) {
-    tj_scalar v;
-    switch (dtype) {
-    case TJ_BOOL: v.i = buf[0] != 0; break;
-    case TJ_I32: { int32_t x; memcpy(&x, buf, 4); v.i = x; break; }
-    case TJ_I64: memcpy(&v.i, buf, 8); break;
-    case TJ_F32: { float x; memcpy(&x, buf, 4); v.f = x; break; }
-    default: memcpy(&v.f, buf, 8); break;
-    }
+    tj_scalar v = {0};
+    switch (dtype) { TJ_FOR_DTYPES(TJ_FROMB) default: break; }
     return v;
 }
+
+tj_scalar tj_scalar_load(int dtype, const void *p) { return from_bytes(p, dtype); }
+void tj_scalar_store(int dtype, void *p, tj_scalar v) { to_bytes(p, dtype, v); }
 
 int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_scalar *out) {
     if (op < 0 || op >= TJ_NOPS || dtype < 0 || dtype >= TJ_NDTYPES || out_dtype < 0 ||

@@ -1,6 +1,6 @@
 /* The op table's selectors for NVRTC (CUDA C++), where C11's _Generic does not exist:
  * the same choices by overloading on the operand's type (float: the f-suffixed
- * function, otherwise the double one; the five loop dtypes' helpers). prims.c includes
+ * function, otherwise the double one; the loop dtypes' helpers). prims.c includes
  * this after its helpers and before instantiating tj_e_<op>_<dtype> when __CUDACC_RTC__
  * is defined; every function is a device function (NVRTC's
  * --device-as-default-execution-space, csrc/backend/cuda_api.c). */
@@ -27,16 +27,28 @@ TJ_CU_FD2(tj_cm_, atan2, atan2f, atan2) TJ_CU_FD2(tj_cm_, hypot, hypotf, hypot)
 TJ_CU_FD2(tj_cm_, copysign, copysignf, copysign)
 #define TJ_CU_SP(fn) TJ_CU_FD(tj_cs_, fn, tj_##fn##_f32, tj_##fn##_f64)
 TJ_CU_SP(erfc) TJ_CU_SP(lgamma) TJ_CU_SP(digamma)
-/* the five loop dtypes' helpers */
+/* the loop dtypes' helpers */
 #define TJ_CU_G1(fn)                                                                  \
     static inline auto tj_cg_##fn(bool a) { return tj_##fn##_b(a); }                 \
+    static inline auto tj_cg_##fn(int8_t a) { return tj_##fn##_i8(a); }              \
+    static inline auto tj_cg_##fn(int16_t a) { return tj_##fn##_i16(a); }            \
     static inline auto tj_cg_##fn(int32_t a) { return tj_##fn##_i32(a); }            \
+    static inline auto tj_cg_##fn(uint8_t a) { return tj_##fn##_u8(a); }             \
+    static inline auto tj_cg_##fn(uint16_t a) { return tj_##fn##_u16(a); }           \
+    static inline auto tj_cg_##fn(uint32_t a) { return tj_##fn##_u32(a); }           \
+    static inline auto tj_cg_##fn(uint64_t a) { return tj_##fn##_u64(a); }           \
     static inline auto tj_cg_##fn(int64_t a) { return tj_##fn##_i64(a); }            \
     static inline auto tj_cg_##fn(float a) { return tj_##fn##_f32(a); }              \
     static inline auto tj_cg_##fn(double a) { return tj_##fn##_f64(a); }
 #define TJ_CU_G2(fn)                                                                  \
     static inline auto tj_cg_##fn(bool a, bool b) { return tj_##fn##_b(a, b); }      \
+    static inline auto tj_cg_##fn(int8_t a, int8_t b) { return tj_##fn##_i8(a, b); } \
+    static inline auto tj_cg_##fn(int16_t a, int16_t b) { return tj_##fn##_i16(a, b); } \
     static inline auto tj_cg_##fn(int32_t a, int32_t b) { return tj_##fn##_i32(a, b); } \
+    static inline auto tj_cg_##fn(uint8_t a, uint8_t b) { return tj_##fn##_u8(a, b); } \
+    static inline auto tj_cg_##fn(uint16_t a, uint16_t b) { return tj_##fn##_u16(a, b); } \
+    static inline auto tj_cg_##fn(uint32_t a, uint32_t b) { return tj_##fn##_u32(a, b); } \
+    static inline auto tj_cg_##fn(uint64_t a, uint64_t b) { return tj_##fn##_u64(a, b); } \
     static inline auto tj_cg_##fn(int64_t a, int64_t b) { return tj_##fn##_i64(a, b); } \
     static inline auto tj_cg_##fn(float a, float b) { return tj_##fn##_f32(a, b); }  \
     static inline auto tj_cg_##fn(double a, double b) { return tj_##fn##_f64(a, b); }

@@ -3,7 +3,7 @@
  *   tj_rh_OP_dt(acc, idx, v, n, base)      folds v[0..n) into acc[0] (horizontal)
  *   tj_rv_OP_dt(acc, idx, v, n, base)      folds v[i] into acc[i], i < n (vertical)
  *   tj_rf_OP_dt(out, acc, n)               out = acc converted to the result dtype
- * Contract: sums and products accumulate in int64 or float64 (tj_red_acc_dtype);
+ * Contract: sums and products accumulate in int64, uint64 or float64 (tj_red_acc_dtype);
  * max/min propagate NaN as NumPy does; argmax/argmin return the first index of the
  * extreme value, a NaN counting as the extreme; `base` is the flat reduced index
  * of v[0], so blocks may come in any order along kept dims but in increasing order
@@ -78,7 +78,13 @@
     TJ_FOLD(RSUM, +, 0, T, A, O, s)                                                       \
     TJ_FOLD(RPROD, *, 1, T, A, O, s)
 TJ_FOLDS(bool, b, int64_t, int64_t)
+TJ_FOLDS(int8_t, i8, int64_t, int64_t)
+TJ_FOLDS(int16_t, i16, int64_t, int64_t)
 TJ_FOLDS(int32_t, i32, int64_t, int64_t)
+TJ_FOLDS(uint8_t, u8, uint64_t, uint64_t)
+TJ_FOLDS(uint16_t, u16, uint64_t, uint64_t)
+TJ_FOLDS(uint32_t, u32, uint64_t, uint64_t)
+TJ_FOLDS(uint64_t, u64, uint64_t, uint64_t)
 TJ_FOLDS(int64_t, i64, int64_t, int64_t)
 TJ_FOLDS(float, f32, double, float)
 TJ_FOLDS(double, f64, double, double)
@@ -159,7 +165,13 @@ TJ_FOLDS(double, f64, double, double)
 #pragma GCC diagnostic ignored "-Wtautological-compare"   /* x != x on integer types */
 #pragma GCC diagnostic ignored "-Wbool-compare"
 TJ_EXTREMES(bool, b, 0, 1)
+TJ_EXTREMES(int8_t, i8, INT8_MIN, INT8_MAX)
+TJ_EXTREMES(int16_t, i16, INT16_MIN, INT16_MAX)
 TJ_EXTREMES(int32_t, i32, INT32_MIN, INT32_MAX)
+TJ_EXTREMES(uint8_t, u8, 0, UINT8_MAX)
+TJ_EXTREMES(uint16_t, u16, 0, UINT16_MAX)
+TJ_EXTREMES(uint32_t, u32, 0, UINT32_MAX)
+TJ_EXTREMES(uint64_t, u64, 0, UINT64_MAX)
 TJ_EXTREMES(int64_t, i64, INT64_MIN, INT64_MAX)
 TJ_EXTREMES(float, f32, -INFINITY, INFINITY)
 TJ_EXTREMES(double, f64, -INFINITY, INFINITY)
@@ -190,7 +202,13 @@ TJ_EXTREMES(double, f64, -INFINITY, INFINITY)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wint-in-bool-context"   /* bool products are logical and */
 TJ_SCANS(bool, b)
+TJ_SCANS(int8_t, i8)
+TJ_SCANS(int16_t, i16)
 TJ_SCANS(int32_t, i32)
+TJ_SCANS(uint8_t, u8)
+TJ_SCANS(uint16_t, u16)
+TJ_SCANS(uint32_t, u32)
+TJ_SCANS(uint64_t, u64)
 TJ_SCANS(int64_t, i64)
 TJ_SCANS(float, f32)
 TJ_SCANS(double, f64)
@@ -211,7 +229,8 @@ TJ_SCANS(double, f64)
 #define SYMS(s) SYM4(RSUM, s) SYM4(RPROD, s) SYM4(RMAX, s) SYM4(RMIN, s) SYM4(RARGMAX, s) \
     SYM4(RARGMIN, s)
 
-const tj_symbol tj_reduce_symbols[] = {SYMS(b) SYMS(i32) SYMS(i64) SYMS(f32) SYMS(f64)
-                                       SCANSYMS(b) SCANSYMS(i32) SCANSYMS(i64) SCANSYMS(f32)
-                                       SCANSYMS(f64) {NULL, NULL}};
+#define ALLSYMS(s) SYMS(s) SCANSYMS(s)
+const tj_symbol tj_reduce_symbols[] = {
+    ALLSYMS(b) ALLSYMS(i8) ALLSYMS(i16) ALLSYMS(i32) ALLSYMS(i64) ALLSYMS(u8) ALLSYMS(u16)
+    ALLSYMS(u32) ALLSYMS(u64) ALLSYMS(f32) ALLSYMS(f64) {NULL, NULL}};
 #endif

@@ -39,28 +39,53 @@ int tj_red_splittable(int op) {
     return tj_ops[op].kind == TJ_K_RED && !(tj_ops[op].flags & TJ_F_INDEX);
 }
 
-static const struct { int size; const char *name, *suffix, *ctype; } dtype_info[] = {
-    [TJ_BOOL] = {1, "bool", "b", "unsigned char"},
-    [TJ_I32] = {4, "int32", "i32", "int"},
-    [TJ_I64] = {8, "int64", "i64", "long long"},
-    [TJ_F32] = {4, "float32", "f32", "float"},
-    [TJ_F64] = {8, "float64", "f64", "double"},
+static const struct {
+    int size;
+    const char *name, *suffix, *ctype, *stdtype;
+    char kind;
+    int64_t min, max;
+} dtype_info[] = {
+    [TJ_BOOL] = {1, "bool", "b", "unsigned char", "bool", 'b', 0, 1},
+    [TJ_I8] = {1, "int8", "i8", "signed char", "int8_t", 'i', INT8_MIN, INT8_MAX},
+    [TJ_I16] = {2, "int16", "i16", "short", "int16_t", 'i', INT16_MIN, INT16_MAX},
+    [TJ_I32] = {4, "int32", "i32", "int", "int32_t", 'i', INT32_MIN, INT32_MAX},
+    [TJ_I64] = {8, "int64", "i64", "long long", "int64_t", 'i', INT64_MIN, INT64_MAX},
+    [TJ_U8] = {1, "uint8", "u8", "unsigned char", "uint8_t", 'u', 0, UINT8_MAX},
+    [TJ_U16] = {2, "uint16", "u16", "unsigned short", "uint16_t", 'u', 0, UINT16_MAX},
+    [TJ_U32] = {4, "uint32", "u32", "unsigned int", "uint32_t", 'u', 0, UINT32_MAX},
+    [TJ_U64] = {8, "uint64", "u64", "unsigned long long", "uint64_t", 'u', 0, -1 /* bits of UINT64_MAX */},
+    [TJ_F32] = {4, "float32", "f32", "float", "float", 'f', 0, 0},
+    [TJ_F64] = {8, "float64", "f64", "double", "double", 'f', 0, 0},
 };
 
 int tj_dtype_size(tj_dtype dt) { return dtype_info[dt].size; }
 const char *tj_dtype_name(tj_dtype dt) { return dtype_info[dt].name; }
 const char *tj_dtype_suffix(tj_dtype dt) { return dtype_info[dt].suffix; }
 const char *tj_dtype_ctype(tj_dtype dt) { return dtype_info[dt].ctype; }
+const char *tj_dtype_stdtype(tj_dtype dt) { return dtype_info[dt].stdtype; }
+char tj_dtype_kind(tj_dtype dt) { return dtype_info[dt].kind; }
+int tj_dtype_is_float(int dt) { return dtype_info[dt].kind == 'f'; }
+int tj_dtype_is_unsigned(int dt) { return dtype_info[dt].kind == 'u'; }
+int64_t tj_dtype_min(tj_dtype dt) { return dtype_info[dt].min; }
+int64_t tj_dtype_max(tj_dtype dt) { return dtype_info[dt].max; }
 
-/* WIDE: NumPy's sum and prod of bools and ints give int64, of floats their dtype */
+int tj_dtype_holds(tj_dtype dt, int64_t v, int is_u64) {
+    if (dt == TJ_U64) return is_u64 || v >= 0;
+    if (is_u64 && v < 0) return 0;          /* beyond int64: only uint64 holds it */
+    return v >= dtype_info[dt].min && v <= dtype_info[dt].max;
+}
+
+/* WIDE: NumPy's sum and prod of bools and signed ints give int64 (the platform's long),
+ * of unsigned ints uint64, of floats their dtype */
 int tj_red_out_dtype(int op, int dt) {
     if (tj_ops[op].flags & TJ_F_INDEX) return TJ_I64;
-    if (tj_ops[op].acc == TJ_ACC_WIDE) return dt >= TJ_F32 ? dt : TJ_I64;
+    if (tj_ops[op].acc == TJ_ACC_WIDE) return tj_dtype_is_float(dt) ? dt : tj_dtype_is_unsigned(dt) ? TJ_U64 : TJ_I64;
     return dt;
 }
 
 int tj_red_acc_dtype(int op, int dt) {
-    if (tj_ops[op].acc == TJ_ACC_WIDE) return dt >= TJ_F32 ? TJ_F64 : TJ_I64;
+    if (tj_ops[op].acc == TJ_ACC_WIDE)
+        return tj_dtype_is_float(dt) ? TJ_F64 : tj_dtype_is_unsigned(dt) ? TJ_U64 : TJ_I64;
     return dt;
 }
 
@@ -211,8 +236,11 @@ void tj_graph_dump(const tj_graph *g, const char *title, tj_sbuf *log) {
         else if (tj_ops[n->op].kind == TJ_K_LEAF && n->op != TJ_OP_CONST)
             k += (size_t)snprintf(line + k, sizeof line - k, " slot %d", (int)n->slot);
         if (n->op == TJ_OP_CONST) {
-            if (n->dtype >= TJ_F32)
+            if (tj_dtype_is_float(n->dtype))
                 k += (size_t)snprintf(line + k, sizeof line - k, " = %.17g", n->value.f);
+            else if (n->dtype == TJ_U64)
+                k += (size_t)snprintf(line + k, sizeof line - k, " = %llu",
+                                      (unsigned long long)n->value.i);
             else
                 k += (size_t)snprintf(line + k, sizeof line - k, " = %lld", (long long)n->value.i);
         }

@@ -14,12 +14,46 @@
 #define TJ_MAXDIM 16      /* most dimensions an array may have */
 
 /* ---- dtypes (csrc/ir/graph.c) --------------------------------------------- */
-typedef enum { TJ_BOOL, TJ_I32, TJ_I64, TJ_F32, TJ_F64, TJ_NDTYPES } tj_dtype;
+/* The dtype table, declared once: X(NAME, suffix, C type of the primitives, class).
+ * The order is the enum's: bool, the signed then the unsigned integers by width, the
+ * floats, so `dt >= TJ_F32` reads "is a float". `class` is the set the op table's masks
+ * are made of (csrc/emit/prims.c instantiates a primitive for each dtype of a mask):
+ * b bool, s int8/int16/int32, l int64, u the unsigned integers, f float32, d float64.
+ * Every other per-dtype fact (size, names, kind, range) is a column of graph.c's
+ * dtype_info, read through the functions below. */
+#define TJ_DTYPES(X)                 \
+    X(BOOL, b,   bool,     b)        \
+    X(I8,   i8,  int8_t,   s)        \
+    X(I16,  i16, int16_t,  s)        \
+    X(I32,  i32, int32_t,  s)        \
+    X(I64,  i64, int64_t,  l)        \
+    X(U8,   u8,  uint8_t,  u)        \
+    X(U16,  u16, uint16_t, u)        \
+    X(U32,  u32, uint32_t, u)        \
+    X(U64,  u64, uint64_t, u)        \
+    X(F32,  f32, float,    f)        \
+    X(F64,  f64, double,   d)
+typedef enum {
+#define TJ_X(NAME, s, T, cls) TJ_##NAME,
+    TJ_DTYPES(TJ_X)
+#undef TJ_X
+    TJ_NDTYPES
+} tj_dtype;
 
 int tj_dtype_size(tj_dtype dt);
 const char *tj_dtype_name(tj_dtype dt);     /* numpy's name: "float32" */
 const char *tj_dtype_suffix(tj_dtype dt);   /* primitive suffix: "f32" */
 const char *tj_dtype_ctype(tj_dtype dt);    /* C type in generated code */
+const char *tj_dtype_stdtype(tj_dtype dt);  /* its <stdint.h>/<stdbool.h> name: "uint8_t" */
+/* NumPy's kind character: 'b' bool, 'i' signed, 'u' unsigned integer, 'f' float */
+char tj_dtype_kind(tj_dtype dt);
+int tj_dtype_is_float(int dt);              /* float32, float64 */
+int tj_dtype_is_unsigned(int dt);           /* uint8 ... uint64 */
+/* An integer dtype's least and greatest values (uint64's greatest as its bits) */
+int64_t tj_dtype_min(tj_dtype dt);
+int64_t tj_dtype_max(tj_dtype dt);
+/* Whether the integer v (as int64, or, when is_u64, as uint64) lies in dt's range. */
+int tj_dtype_holds(tj_dtype dt, int64_t v, int is_u64);
 
 /* ---- the op table (csrc/ir/ops.h) ----------------------------------------- */
 #include "ops.h"
@@ -37,13 +71,14 @@ enum { TJ_F_COMM = 1, TJ_F_COND = 2, TJ_F_COSTLY = 4, TJ_F_EFFECT = 8, TJ_F_INDE
 enum { TJ_ID_ZERO, TJ_ID_ONE, TJ_ID_LOWEST, TJ_ID_HIGHEST };
 /* A reduction's or scan's accumulation dtype: the operand's, or int64/float64 */
 enum { TJ_ACC_SAME, TJ_ACC_WIDE };
-#define TJ_M_ALL  0x1f
-#define TJ_M_NUM  0x1e
-#define TJ_M_INTB 0x07
-#define TJ_M_FLT  0x18
-#define TJ_M_INT  0x06
-#define TJ_M_I64  0x04
-#define TJ_M_F64  0x10
+/* the masks: a bit per dtype (1 << TJ_<dtype>) */
+#define TJ_M_ALL  0x7ff
+#define TJ_M_NUM  0x7fe
+#define TJ_M_INTB 0x1ff
+#define TJ_M_FLT  0x600
+#define TJ_M_INT  0x1fe
+#define TJ_M_I64  0x010
+#define TJ_M_F64  0x400
 typedef struct {
     const char *name;    /* "ADD" */
     const char *numpy;   /* "add" or NULL */
@@ -78,6 +113,10 @@ typedef union { double f; int64_t i; } tj_scalar;
  * what the op table says). Floats in .f, ints and bools in .i. -1 when no primitive
  * exists. */
 int tj_eval_scalar(int op, int dtype, int out_dtype, const tj_scalar *in, tj_scalar *out);
+/* One element of dtype at p as a tj_scalar (ints in .i, uint64 as its bits; floats in .f)
+ * and back (csrc/emit/prims.c). */
+tj_scalar tj_scalar_load(int dtype, const void *p);
+void tj_scalar_store(int dtype, void *p, tj_scalar v);
 
 /* ---- errors and text (csrc/ir/graph.c) ------------------------------------ */
 /* Why a call failed. The raiser (tj_error_raise, csrc/bridge.c) picks the exception:
@@ -105,7 +144,8 @@ typedef struct {
     int16_t op;
     uint8_t dtype;
     uint8_t weak;          /* a Python scalar: weakly typed for promotion; 2: an int
-                              beyond int64, held as float64 (usable with floats only) */
+                              beyond int64, held as float64 (usable with floats only);
+                              3: an int in (INT64_MAX, UINT64_MAX], held as uint64 */
     uint8_t ndim;
     uint8_t flat;          /* VIEW: reads its operand flat (voff[0] counts elements) */
     int8_t perm[TJ_MAXDIM];/* VIEW: output dim d reads operand dim perm[d]; -1: a new or
@@ -134,7 +174,8 @@ typedef struct {
     int index;               /* ARG: leaf index; CAPTURE: index in captures; KEY: source */
     int dtype;
     uint8_t contig;          /* ARG/CAPTURE arrays: C-contiguous (part of the key) */
-    uint8_t fits_i32;        /* ARG Python int used as int32: checked at each call */
+    uint8_t fits;            /* ARG Python int used as this narrower integer dtype (0:
+                                none): its range is checked at each call */
     uint8_t torch;           /* ARG/CAPTURE: a torch tensor, read through DLPack */
     tj_scalar value;         /* CONST */
 } tj_slotdesc;

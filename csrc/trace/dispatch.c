@@ -271,8 +271,7 @@ static int32_t capture_array(tj_trace *t, PyArrayObject *a) {
     if (dt < 0 || !PyArray_ISNOTSWAPPED(a) || PyArray_NDIM(a) > TJ_MAXDIM) {
         PyErr_Format(PyExc_TypeError,
                      "the traced function reads an array of dtype %S and %d dimensions; tracejit "
-                     "supports bool, int32, int64, float32 and float64 in native byte order, up "
-                     "to %d dimensions",
+                     "supports " TJ_SUPPORTED_DTYPES " in native byte order, up to %d dimensions",
                      (PyObject *)PyArray_DESCR(a), PyArray_NDIM(a), TJ_MAXDIM);
         return -1;
     }
@@ -319,12 +318,13 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
         Py_DECREF(descr);
         if (dt < 0) {
             PyErr_Format(PyExc_TypeError, "numpy scalar of type %s is not supported by tracejit "
-                         "(supported: bool, int32, int64, float32, float64)", Py_TYPE(o)->tp_name);
+                         "(supported: " TJ_SUPPORTED_DTYPES ")", Py_TYPE(o)->tp_name);
             return -1;
         }
         tj_scalar v;
         if (dt >= TJ_F32) v.f = PyFloat_AsDouble(o);
         else if (dt == TJ_BOOL) v.i = PyObject_IsTrue(o);
+        else if (dt == TJ_U64) v.i = (int64_t)PyLong_AsUnsignedLongLong(o);
         else v.i = PyLong_AsLongLong(o);
         if (PyErr_Occurred()) return -1;
         return const_node(t, dt, 0, v);
@@ -334,6 +334,11 @@ int32_t tj_operand(tj_trace *t, PyObject *o) {
         int overflow;
         long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
         if (v == -1 && PyErr_Occurred()) return -1;
+        if (overflow > 0 && !t->torch) {   /* in uint64's range: exact, for uint64 arrays */
+            unsigned long long u = PyLong_AsUnsignedLongLong(o);
+            if (!PyErr_Occurred()) return const_node(t, TJ_U64, 3, (tj_scalar){.i = (int64_t)u});
+            PyErr_Clear();
+        }
         if (overflow) {
             /* beyond int64: still a weak int; usable with float operands only */
             double big = PyLong_AsDouble(o);
@@ -397,8 +402,10 @@ static int32_t add_node(tj_trace *t, int op, int dtype, int weak, int ndim, cons
     return tj_trace_add_node(t, &n);
 }
 
-/* Converts node id to dtype dt; constants are converted in place of a CAST node. */
-static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
+/* Converts node id to dtype dt; constants are converted in place of a CAST node. A
+ * Python int must fit an integer dt (NEP 50's OverflowError), unless `wrap` (np.where
+ * converts it as an unsafe cast; a comparison's masked operand). */
+static int32_t cast_to(tj_trace *t, int32_t id, int dt, int wrap) {
     tj_node *n = &t->g.nodes[id];
     if (n->weak == 2 && dt < TJ_F32) {   /* a Python int beyond int64 */
         char msg[128];
@@ -407,21 +414,38 @@ static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
         PyErr_SetString(PyExc_OverflowError, msg);
         return -1;
     }
+    if (n->weak == 3 && dt != TJ_U64) {   /* a Python int in (int64, uint64]'s range */
+        tj_scalar r;
+        if (!tj_dtype_is_float(dt) && !wrap) {
+            PyErr_Format(PyExc_OverflowError, "Python integer %llu out of bounds for %s",
+                         (unsigned long long)n->value.i, tj_dtype_name(dt));
+            return -1;
+        }
+        if (tj_eval_scalar(TJ_OP_CAST, TJ_U64, dt, &n->value, &r) < 0) return -1;
+        return const_node(t, dt, 0, r);
+    }
     if (n->dtype == dt) return id;
-    if (n->op == TJ_OP_SCALAR && n->weak && dt == TJ_I32) t->g.slots[n->slot].fits_i32 = 1;
+    if (n->op == TJ_OP_SCALAR && n->weak == 1 && n->dtype == TJ_I64 && dt != TJ_I64 &&
+        !tj_dtype_is_float(dt) && dt != TJ_BOOL && !t->torch && !wrap) {
+        /* a Python int argument computed with as a narrower integer: its range is
+         * checked at every call (NumPy's OverflowError), csrc/guards.c */
+        t->g.slots[n->slot].fits = (uint8_t)dt;
+    }
     if (n->op == TJ_OP_CONST) {
         tj_scalar v = n->value, r;
         int from = n->dtype;
-        if (n->weak == 1 && from == TJ_I64 && dt == TJ_I32 && (v.i < INT32_MIN || v.i > INT32_MAX)) {
-            PyErr_Format(PyExc_OverflowError, "Python integer %lld out of bounds for int32",
-                         (long long)v.i);
+        if (n->weak == 1 && from == TJ_I64 && !tj_dtype_is_float(dt) && dt != TJ_BOOL &&
+            !t->torch && !wrap && !tj_dtype_holds(dt, v.i, 0)) {   /* NEP 50: a Python int must fit
+                                                             (torch wraps it) */
+            PyErr_Format(PyExc_OverflowError, "Python integer %lld out of bounds for %s",
+                         (long long)v.i, tj_dtype_name(dt));
             return -1;
         }
-        if (dt >= TJ_F32) r.f = from >= TJ_F32 ? v.f : (double)v.i;
-        else if (dt == TJ_BOOL) r.i = from >= TJ_F32 ? v.f != 0 : v.i != 0;
-        else if (dt == TJ_I32) r.i = from >= TJ_F32 ? (int32_t)v.f : (int32_t)v.i;
-        else r.i = from >= TJ_F32 ? (int64_t)v.f : v.i;
-        if (dt == TJ_F32) r.f = (float)r.f;
+        /* one element of the cast primitive: NumPy's conversion, as the kernels do */
+        if (tj_eval_scalar(TJ_OP_CAST, from, dt, &v, &r) < 0) {
+            tj_internal_error(t->st, "no cast from %s to %s", tj_dtype_name(from), tj_dtype_name(dt));
+            return -1;
+        }
         return const_node(t, dt, 0, r);
     }
     int64_t shape[TJ_MAXDIM];
@@ -433,7 +457,7 @@ static int32_t cast_to(tj_trace *t, int32_t id, int dt) {
 static PyObject *numpy_view_of(tj_trace *t, int32_t id, int as_value) {
     tj_state *st = t->st;
     const tj_node *n = &t->g.nodes[id];
-    if ((n->weak && n->dtype == TJ_I64) || n->weak == 2)
+    if ((n->weak && n->dtype == TJ_I64) || n->weak == 2 || n->weak == 3)
         return as_value ? PyLong_FromLong(0) : Py_NewRef(st->py_int);
     if (n->weak && n->dtype == TJ_F64) return as_value ? PyFloat_FromDouble(0) : Py_NewRef(st->py_float);
     return Py_NewRef(st->dtypes[n->dtype]);
@@ -485,12 +509,18 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
         int dt = dtype_of_descr(PyTuple_GET_ITEM(r, i));
         if (dt < 0) {
             tj_trace_error(t->st, "numpy.%s on %R computes in %R, which tracejit does not support "
-                           "(supported: bool, int32, int64, float32, float64)",
+                           "(supported: " TJ_SUPPORTED_DTYPES ")",
                            name, types, PyTuple_GET_ITEM(r, i));
             Py_DECREF(r); Py_DECREF(types);
             return -1;
         }
         if (i < nargs) loop[i] = dt; else *out = dt;
+    }
+    if (nargs == 2 && op >= TJ_OP_EQ && op <= TJ_OP_GE && loop[0] != loop[1] &&
+        tj_dtype_kind(loop[0]) + tj_dtype_kind(loop[1]) == 'i' + 'u') {
+        Py_DECREF(r);                  /* NumPy 2's uint64-with-int64 comparison loops */
+        Py_DECREF(types);
+        return 1;
     }
     int ok = (tj_ops[op].mask >> loop[0]) & 1;
     for (int i = 1; i < nargs; i++) ok &= loop[i] == loop[0];
@@ -506,10 +536,69 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
     return 0;
 }
 
+static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids);
+
+/* A comparison of a uint64 with an int64 by value, as NumPy's mixed loop: where the
+ * signed operand is negative the answer is known (it is the smaller), elsewhere both
+ * compare as uint64. loop[] is NumPy's (one uint64, one int64). */
+static int32_t mixed_compare(tj_trace *t, int op, int32_t *ids, const int *loop) {
+    int si = tj_dtype_kind(loop[0]) == 'i' ? 0 : 1;
+    int32_t s = cast_to(t, ids[si], loop[si], 1);
+    int32_t zero = s < 0 ? -1 : const_node(t, loop[si], 0, (tj_scalar){.i = 0});
+    int32_t neg_ids[2] = {s, zero}, u_ids[2];
+    int32_t neg = zero < 0 ? -1 : apply_ids(t, TJ_OP_LT, 2, neg_ids);
+    for (int i = 0; i < 2 && neg >= 0; i++)
+        if ((u_ids[i] = cast_to(t, ids[i], TJ_U64, 1)) < 0) return -1;
+    int32_t cmp = neg < 0 ? -1 : apply_ids(t, op, 2, u_ids);
+    /* the answer where the signed operand (left when si == 0) is negative */
+    int known = op == TJ_OP_NE || ((op == TJ_OP_LT || op == TJ_OP_LE) == (si == 0) &&
+                                   op != TJ_OP_EQ);
+    int32_t k = cmp < 0 ? -1 : const_node(t, TJ_BOOL, 0, (tj_scalar){.i = known});
+    int32_t w_ids[3] = {neg, k, cmp};
+    return k < 0 ? -1 : apply_ids(t, TJ_OP_WHERE, 3, w_ids);
+}
+
+/* A comparison of an integer array with a Python int it cannot hold: NumPy 2 compares
+ * by value (np.uint8 array > -1 is all True), so both are compared in int64, or as
+ * the uint64-with-int64 loop. A Python int argument is compared so at every call.
+ * -2: not such a comparison. */
+static int32_t weak_compare(tj_trace *t, int op, int32_t *ids, const int *loop) {
+    for (int k = 0; k < 2; k++) {
+        const tj_node *c = &t->g.nodes[ids[k]], *x = &t->g.nodes[ids[1 - k]];
+        int a = loop[1 - k];
+        if (c->weak == 2 && !x->weak && a != TJ_BOOL && !tj_dtype_is_float(a)) {
+            /* beyond uint64: the answer is its sign's, everywhere (x == x: all True) */
+            int pos = c->value.f > 0, lt = op == TJ_OP_LT || op == TJ_OP_LE;
+            int known = op == TJ_OP_NE || (op != TJ_OP_EQ && (lt == (k == 1)) == pos);
+            int32_t xx[2] = {ids[1 - k], ids[1 - k]};
+            return apply_ids(t, known ? TJ_OP_EQ : TJ_OP_NE, 2, xx);
+        }
+        if (!(c->weak == 1 && c->dtype == TJ_I64) && c->weak != 3) continue;
+        if (x->weak || a == TJ_BOOL || tj_dtype_is_float(a) || a == TJ_I64) continue;
+        if (c->op == TJ_OP_CONST && (c->weak == 3 ? a == TJ_U64 : tj_dtype_holds(a, c->value.i, 0)))
+            continue;
+        int m[2];
+        m[1 - k] = a == TJ_U64 ? TJ_U64 : c->weak == 3 && tj_dtype_kind(a) == 'u' ? TJ_U64 : TJ_I64;
+        m[k] = c->weak == 3 ? TJ_U64 : TJ_I64;
+        if (m[0] != m[1]) return mixed_compare(t, op, ids, m);
+        int32_t w[2];
+        for (int i = 0; i < 2; i++)
+            if ((w[i] = cast_to(t, ids[i], m[i], 1)) < 0) return -1;
+        return apply_ids(t, op, 2, w);
+    }
+    return -2;
+}
+
 static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids) {
     int loop[3] = {0, 0, 0}, out = 0, weak = 1, ndim;
     int64_t shape[TJ_MAXDIM];
-    if (resolve(t, op, nargs, ids, loop, &out) < 0) return -1;
+    int rc = resolve(t, op, nargs, ids, loop, &out);
+    if (rc < 0) return -1;
+    if (rc == 1) return mixed_compare(t, op, ids, loop);
+    if (nargs == 2 && op >= TJ_OP_EQ && op <= TJ_OP_GE && !t->torch) {
+        int32_t r = weak_compare(t, op, ids, loop);
+        if (r != -2) return r;
+    }
     tj_node acc;
     memset(&acc, 0, sizeof acc);
     for (int i = 0; i < nargs; i++) {
@@ -521,7 +610,7 @@ static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids) {
         memcpy(acc.shape, shape, sizeof shape);
     }
     for (int i = 0; i < nargs; i++)
-        if ((ids[i] = cast_to(t, ids[i], loop[i])) < 0) return -1;
+        if ((ids[i] = cast_to(t, ids[i], loop[i], op == TJ_OP_WHERE)) < 0) return -1;
     const tj_node *e = nargs > 1 ? &t->g.nodes[ids[1]] : NULL;
     if (op == TJ_OP_POW && loop[0] < TJ_F32 && e->op == TJ_OP_CONST && e->value.i < 0 &&
         tj_node_size(&acc) != 0) {   /* (NumPy checks elements: none, no error) */
@@ -545,8 +634,8 @@ PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like) {
     if (!PyArray_DescrConverter(dtype_like, &descr)) return NULL;
     int dt = tj_dtype_from_typenum(descr->type_num);
     if (dt < 0 || !PyArray_ISNBO(descr->byteorder)) {
-        PyErr_Format(PyExc_TypeError, "astype(%R): tracejit supports bool, int32, int64, float32 "
-                     "and float64", (PyObject *)descr);
+        PyErr_Format(PyExc_TypeError, "astype(%R): %S is not supported by tracejit (supported: "
+                     TJ_SUPPORTED_DTYPES ")", (PyObject *)descr, (PyObject *)descr);
         Py_DECREF(descr);
         return NULL;
     }
@@ -598,6 +687,28 @@ PyObject *tj_apply_clip(tj_trace *t, PyObject *x, PyObject *lo, PyObject *hi) {
     }
     for (int i = 0; i < 3; i++) Py_XDECREF(views[i]);
     if (!common) return NULL;
+    /* NumPy 2 ignores a Python int bound beyond an integer dtype's range on its side
+     * (np.clip(uint8, -1, 300) is the array); the other side's is NumPy's OverflowError */
+    int cdt = dtype_of_descr(common);
+    if (cdt > TJ_BOOL && !tj_dtype_is_float(cdt)) {
+        for (int side = 0; side < 2; side++) {
+            PyObject *b = side ? hi : lo;
+            if (!PyLong_CheckExact(b)) continue;
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(b, &overflow);
+            if (v == -1 && PyErr_Occurred()) { Py_DECREF(common); return NULL; }
+            int below = overflow < 0 || (!overflow && v < tj_dtype_min(cdt));
+            int above = !overflow && cdt != TJ_U64 && v > tj_dtype_max(cdt);
+            if (overflow > 0 && cdt == TJ_U64) {   /* beyond uint64 itself? */
+                PyLong_AsUnsignedLongLong(b);
+                above = PyErr_Occurred() != NULL;
+                PyErr_Clear();
+            } else if (overflow > 0) {
+                above = 1;
+            }
+            if (side ? above : below) *(side ? &hi : &lo) = Py_None;
+        }
+    }
     PyObject *xc = tj_apply_cast(t, x, common);
     Py_DECREF(common);
     if (!xc) return NULL;
@@ -635,7 +746,7 @@ PyObject *tj_apply_fill(tj_trace *t, PyObject *value, int dt, int ndim, const in
                      "shape %s", s1, s2);
         return NULL;
     }
-    if ((id = cast_to(t, id, dt)) < 0) return NULL;
+    if ((id = cast_to(t, id, dt, 0)) < 0) return NULL;
     int32_t r = add_node(t, TJ_OP_COPY, dt, 0, ndim, shape, id, -1, -1);
     return r < 0 ? NULL : tj_tracer_np(tj_tracer_new(t, r), TJ_NP_ARRAY);
 }

@@ -301,8 +301,8 @@ static PyObject *like(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *ar
         if (!PyArray_DescrConverter(dtype, &descr)) return NULL;
         dt = tj_dtype_from_typenum(descr->type_num);
         if (dt < 0 || !PyArray_ISNBO(descr->byteorder)) {
-            PyErr_Format(PyExc_TypeError, "numpy.%s(dtype=%R): tracejit supports bool, int32, "
-                         "int64, float32 and float64", fname, (PyObject *)descr);
+            PyErr_Format(PyExc_TypeError, "numpy.%s(dtype=%R): tracejit supports "
+                         TJ_SUPPORTED_DTYPES " in native byte order", fname, (PyObject *)descr);
             Py_DECREF(descr);
             return NULL;
         }

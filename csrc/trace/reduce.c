@@ -51,8 +51,19 @@ static const char *numpy_reduce_name(int op) {
     return tj_ops[op].flags & TJ_F_INDEX ? tj_ops[op].numpy : tj_ops[tj_ops[op].comb].numpy;
 }
 
+/* torch sums and multiplies its unsigned integers in int64 (NumPy: uint64, the op
+ * table's rule): such an operand is cast first. -1 + error. */
+static int32_t torch_wide_operand(tj_trace *t, int op, int32_t id) {
+    const tj_node *x = &t->g.nodes[id];
+    if (!t->torch || tj_ops[op].acc != TJ_ACC_WIDE || !tj_dtype_is_unsigned(x->dtype)) return id;
+    int32_t r = tj_trace_add_over(t, id, TJ_OP_CAST, 0);
+    if (r >= 0) t->g.nodes[r].dtype = TJ_I64;
+    return r;
+}
+
 static int32_t reduce_id(tj_trace *t, int op, int32_t id, uint32_t mask, int keepdims,
                          int allow_empty) {
+    if ((id = torch_wide_operand(t, op, id)) < 0) return -1;
     const tj_node *x = &t->g.nodes[id];
     int64_t count = 1;
     for (int d = 0; d < x->ndim; d++)
@@ -258,9 +269,14 @@ static PyObject *scan(tj_trace *t, int op, PyObject *x, PyObject *axis, PyObject
         if (!PyArray_DescrConverter(dtype, &d)) { Py_DECREF(xc); return NULL; }
         dt = tj_dtype_from_typenum(d->type_num);
         Py_DECREF(d);
-        if (dt < 0) { Py_DECREF(xc); return tj_trace_error(t->st, "that dtype is not supported by tracejit"); }
-    } else {
-        dt = in_dt >= TJ_F32 ? in_dt : TJ_I64;
+        if (dt < 0) {
+            Py_DECREF(xc);
+            return tj_trace_error(t->st, "%s(dtype=%R): tracejit does not support that dtype "
+                                  "(supported: " TJ_SUPPORTED_DTYPES ")", tj_ops[op].numpy, dtype);
+        }
+    } else {   /* NumPy's: sums of small ints in int64 or uint64; torch's: int64 */
+        dt = tj_red_out_dtype(TJ_OP_RSUM, in_dt);
+        if (t->torch && dt == TJ_U64) dt = TJ_I64;
     }
     PyObject *xd = tj_apply_cast(t, xc, t->st->dtypes[dt]);
     Py_DECREF(xc);

@@ -64,9 +64,22 @@ int tj_torch_default_float(tj_trace *t) {
     return r;
 }
 
-static int category(int dt) { return dt == TJ_BOOL ? 0 : dt <= TJ_I64 ? 1 : 2; }
-/* promote_types restricted to tracejit's dtypes: their order is promotion's */
-static int promote(int a, int b) { return a < 0 ? b : b < 0 ? a : a > b ? a : b; }
+static int category(int dt) { return dt == TJ_BOOL ? 0 : tj_dtype_is_float(dt) ? 2 : 1; }
+/* torch.promote_types on the dtypes a torch trace computes in (bool, uint8, the signed
+ * ints, the floats): bool yields; a float wins over an int, the wider float over the
+ * narrower; between ints the wider, uint8 with int8 giving int16 */
+static int promote(int a, int b) {
+    if (a < 0 || a == b) return b;
+    if (b < 0) return a;
+    if (a == TJ_BOOL || b == TJ_BOOL) return a == TJ_BOOL ? b : a;
+    if (tj_dtype_is_float(a) || tj_dtype_is_float(b))
+        return !tj_dtype_is_float(a) ? b : !tj_dtype_is_float(b) ? a : a > b ? a : b;
+    if (a == TJ_U8 || b == TJ_U8) {
+        int s = a == TJ_U8 ? b : a;
+        return s == TJ_I8 ? TJ_I16 : s;
+    }
+    return a > b ? a : b;
+}
 /* c10's combine_categories: the higher priority class wins unless the lower one is
  * of a higher category */
 static int combine(int higher, int lower) {
@@ -89,8 +102,14 @@ int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *lo
         const tj_node *n = &t->g.nodes[ids[i]];
         int c = n->weak ? 2 : n->ndim ? 0 : 1, dt = n->dtype;
         all_weak = all_weak && n->weak;
+        if (t->torch && tj_dtype_is_unsigned(dt) && dt != TJ_U8) {
+            tj_trace_error(t->st, "torch.%s on torch.%s tensors is not supported: torch itself "
+                           "implements few operations on it (convert with .to(torch.int64))",
+                           torch_name(op), tj_dtype_name(dt));
+            return -1;
+        }
         if (n->weak == 1 && dt == TJ_F64) { weak_float = 1; continue; }
-        cls[c] = promote(cls[c], n->weak == 2 ? TJ_I64 : dt);
+        cls[c] = promote(cls[c], n->weak >= 2 ? TJ_I64 : dt);
     }
     if (all_weak && nargs > first) {
         /* Python numbers only (runtime scalar arguments, p - 1/3): Python's arithmetic,

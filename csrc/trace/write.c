@@ -202,8 +202,11 @@ static PyObject *shape_str(const tj_node *n) {
 }
 
 static const char *torch_dtype_name(int dt) {
-    static const char *const names[] = {"Bool", "Int", "Long", "Float", "Double"};
-    return dt >= 0 && dt < 5 ? names[dt] : "?";
+    static const char *const names[TJ_NDTYPES] = {   /* c10's ScalarType names */
+        [TJ_BOOL] = "Bool", [TJ_I8] = "Char", [TJ_I16] = "Short", [TJ_I32] = "Int",
+        [TJ_I64] = "Long", [TJ_U8] = "Byte", [TJ_U16] = "UInt16", [TJ_U32] = "UInt32",
+        [TJ_U64] = "UInt64", [TJ_F32] = "Float", [TJ_F64] = "Double"};
+    return dt >= 0 && dt < TJ_NDTYPES ? names[dt] : "?";
 }
 
 /* x's Tracer now stands for the value `r` (a Tracer of x's shape and dtype). A view

@@ -90,6 +90,9 @@ def _refuse(what):
     raise TraceError(f"tracejit.export cannot export {what}")
 
 
+_EXPORTED_DTYPES = ("bool", "int32", "int64", "float32", "float64")
+
+
 def _check_plan(plan):
     """Refuses, by name, what a standalone program cannot replay faithfully."""
     if plan["draws"]:
@@ -118,6 +121,15 @@ def _check_plan(plan):
     for slot in plan["slots"][:plan["n_leaf_slots"]]:
         if slot[0] == _SLOT_KEY:
             _refuse("random draws (a generator's key slot)")
+    for slot in plan["slots"]:
+        dt = slot[2] if len(slot) > 2 else slot[0]
+        if dt not in _EXPORTED_DTYPES:
+            _refuse(f"an array of dtype {dt} (the export writes bool, int32, int64, float32 "
+                    f"and float64 so far)")
+    for kind, index, _text in plan["guards"]:
+        if kind == _G_INT32 and plan["slots"][index][2] != "int32":
+            _refuse(f"a Python int argument computed as {plan['slots'][index][2]} (the "
+                    f"export range-checks int32 ones so far)")
     if plan["source"] is None:
         _refuse("a plan without generated C")
 

@@ -147,6 +147,9 @@ ATTRS = {
     "long": _cast(np.dtype(np.int64)),
     "int": _cast(np.dtype(np.int32)),
     "bool": _cast(np.dtype(np.bool_)),
+    "byte": _cast(np.dtype(np.uint8)),
+    "char": _cast(np.dtype(np.int8)),
+    "short": _cast(np.dtype(np.int16)),
     "half": _refuse("torch.Tensor.half()", "(float16) is not supported by tracejit"),
     "backward": _refuse("torch.Tensor.backward()", "is not supported by tracejit: it computes no "
                         "gradients yet"),

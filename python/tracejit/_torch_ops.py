@@ -29,18 +29,21 @@ def _np_dtype(dtype):
     if dtype is None or isinstance(dtype, np.dtype) or dtype in (bool, int, float):
         return dtype
     torch = _torch()
-    table = {torch.bool: np.bool_, torch.int32: np.int32, torch.int64: np.int64,
-             torch.float32: np.float32, torch.float64: np.float64}
-    if dtype in table:
-        return np.dtype(table[dtype])
-    raise TypeError(f"{dtype} is not supported by tracejit (supported: torch.bool, int32, "
-                    "int64, float32, float64)")
+    name = str(dtype).removeprefix("torch.")
+    if isinstance(dtype, torch.dtype) and name in _TORCH_NAMES:
+        return np.dtype(name)
+    raise TypeError(f"{dtype} is not supported by tracejit (supported: torch.bool, int8, int16, "
+                    "int32, int64, uint8, uint16, uint32, uint64, float32, float64)")
+
+
+# the torch dtypes with a NumPy twin of the same name that tracejit computes in (torch's
+# uint16/32/64 only as the target of a conversion: torch has few operations on them)
+_TORCH_NAMES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                "uint64", "float32", "float64")
 
 
 def _torch_dtype(np_dtype):
-    torch = _torch()
-    return {"bool": torch.bool, "int32": torch.int32, "int64": torch.int64,
-            "float32": torch.float32, "float64": torch.float64}[np.dtype(np_dtype).name]
+    return getattr(_torch(), np.dtype(np_dtype).name)
 
 
 def _is_float(x):
