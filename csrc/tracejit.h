@@ -205,6 +205,8 @@ enum { TJ_NP_AUTO, TJ_NP_SCALAR, TJ_NP_ARRAY, TJ_NP_PYTHON };
 int tj_tracer_types_init(PyObject *module, tj_state *st);
 /* New reference to a Tracer for node id of trace t. */
 PyObject *tj_tracer_new(tj_trace *t, int32_t id);
+/* Concatenates node ids along axis (csrc/trace/assemble.c). New reference to a Tracer. */
+PyObject *tj_concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis);
 /* o is a Tracer (of any instance of _C: the test is the type's C layout, its dealloc;
  * the Tracer type has no subclasses). */
 int tj_is_tracer(PyObject *o);

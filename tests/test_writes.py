@@ -686,3 +686,34 @@ def test_a_temporary_view_of_the_whole_target_is_read_before_the_write():
 
     a = np.arange(5.0)
     np.testing.assert_array_equal(tracejit.compile(fn)(a), fn(a))
+
+
+@pytest.mark.parametrize("key", [(slice(1, -1), slice(1, -1)), (0,), (slice(None), -1),
+                                 (Ellipsis, slice(2, 4)), (1, slice(0, 3)),
+                                 (None, slice(1, 3), 2), (slice(0, 5), slice(0, 6))])
+def test_a_box_assignment_is_parts_around_the_value(key):
+    # ints, unit-step slices, ..., None: a box of x in C order; the result is x's
+    # slices concatenated around the value (no index map, no gather), eager's values
+    def fn(x, y):
+        z = x * 2.0
+        z[key] = y[key] + 1.0
+        return z
+
+    f = tracejit.compile(fn)
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        x, y = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
+        np.testing.assert_array_equal(f(x, y), fn(x, y))
+    text = str(f.explain(x, y))
+    assert "GATHER" not in text[text.index("-- fuse"):], text
+
+
+def test_a_strided_or_boolean_region_keeps_the_index_map():
+    def fn(x):
+        z = x + 0.0
+        z[::2, 1::3] = -1.0
+        z[np.array([[True, False, True]] * 2 + [[False] * 3])] = 7.0
+        return z
+
+    x = np.arange(9.0).reshape(3, 3)
+    np.testing.assert_array_equal(tracejit.compile(fn)(x), fn(x))

@@ -24,8 +24,7 @@ static int32_t part(tj_trace *t, int32_t id, int dt) {
     return tj_trace_add_node(t, &n);
 }
 
-/* Concatenates node ids along axis. New reference to a Tracer. */
-static PyObject *concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis) {
+PyObject *tj_concat_ids(tj_trace *t, int32_t *ids, Py_ssize_t n, int axis) {
     tj_state *st = t->st;
     if (n == 0) {
         PyErr_SetString(PyExc_ValueError, "need at least one array to concatenate");
@@ -174,12 +173,12 @@ static PyObject *concatenate(tj_trace *t, PyObject *seq, PyObject *axis_o, int s
             ids[i] = ((tj_tracer *)f)->id;
             Py_DECREF(f);
         }
-        r = concat_ids(t, ids, n, 0);
+        r = tj_concat_ids(t, ids, n, 0);
     } else if (t->g.nodes[ids[0]].ndim == 0) {
         PyErr_SetString(PyExc_ValueError, "zero-dimensional arrays cannot be concatenated");
     } else {
         int axis;
-        if (tj_norm_axis(axis_o, t->g.nodes[ids[0]].ndim, &axis) == 0) r = concat_ids(t, ids, n, axis);
+        if (tj_norm_axis(axis_o, t->g.nodes[ids[0]].ndim, &axis) == 0) r = tj_concat_ids(t, ids, n, axis);
     }
 done:
     PyMem_Free(ids);
@@ -227,7 +226,7 @@ static PyObject *roll(tj_trace *t, PyObject *x, PyObject *shift_o, PyObject *axi
         v.off[axis] = k == 0 ? len - sh : 0;
         if ((pieces[k] = tj_view(t, id, &v)) < 0) return NULL;
     }
-    return concat_ids(t, pieces, 2, axis);
+    return tj_concat_ids(t, pieces, 2, axis);
 }
 
 /* np.pad(x, pad_width, mode="constant", constant_values=c) with one c. */
@@ -288,7 +287,7 @@ static PyObject *pad(tj_trace *t, PyObject *x, PyObject *width, PyObject *mode, 
             ids[k++] = ((tj_tracer *)f)->id;
             Py_DECREF(f);
         }
-        PyObject *next = concat_ids(t, ids, k, d);
+        PyObject *next = tj_concat_ids(t, ids, k, d);
         if (!next) goto fail;
         Py_SETREF(cur, next);
     }
@@ -367,7 +366,7 @@ PyObject *tj_assemble_hvstack(tj_trace *t, const tj_npfunc *f, PyObject *x, PyOb
     }
     int bad = 0;
     for (Py_ssize_t i = 0; i < n; i++) bad |= ids[i] < 0;
-    PyObject *r = bad ? NULL : concat_ids(t, ids, n, want == 1 && !all1 ? 1 : 0);
+    PyObject *r = bad ? NULL : tj_concat_ids(t, ids, n, want == 1 && !all1 ? 1 : 0);
     PyMem_Free(ids);
     return in_dtype(t, r, kwargs);
 }

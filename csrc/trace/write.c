@@ -374,6 +374,81 @@ static PyObject *shape_tuple(int ndim, const int64_t *shape) {
 /* x's new value with `value` written at a concrete key: WHERE(src >= 0, the value
  * broadcast to the region and gathered at src, x). New Tracer; x itself when the key
  * selects nothing. */
+static PyObject *slice_of(int64_t a, int64_t b) {
+    PyObject *pa = PyLong_FromLongLong(a), *pb = PyLong_FromLongLong(b);
+    PyObject *s = pa && pb ? PySlice_New(pa, pb, NULL) : NULL;
+    Py_XDECREF(pa);
+    Py_XDECREF(pb);
+    return s;
+}
+
+/* x with the box [lo, hi) replaced by v (the box's shape, C order): concatenations of
+ * x's slices around v, one per dim the box does not span, which fusion computes
+ * straight into place (a stencil's `out[1:-1, 1:-1] = ...` is one pass, no index map).
+ * New Tracer. */
+static PyObject *assign_box(tj_trace *t, PyObject *x, PyObject *v, const tj_node *n,
+                            const int64_t *lo, const int64_t *hi) {
+    PyObject *cur = Py_NewRef(v);
+    for (int d = n->ndim - 1; d >= 0 && cur; d--) {
+        if (lo[d] == 0 && hi[d] == n->shape[d]) continue;
+        int32_t ids[3];
+        int k = 0;
+        PyObject *parts[2] = {NULL, NULL};
+        for (int side = 0; side < 2; side++) {
+            int64_t a = side ? hi[d] : 0, b = side ? n->shape[d] : lo[d];
+            if (a == b) continue;
+            PyObject *key = PyTuple_New(n->ndim);
+            for (int e = 0; key && e < n->ndim; e++) {
+                PyObject *s = e < d ? slice_of(lo[e], hi[e]) : e == d ? slice_of(a, b)
+                                                                      : PySlice_New(NULL, NULL, NULL);
+                if (!s) { Py_CLEAR(key); break; }
+                PyTuple_SET_ITEM(key, e, s);
+            }
+            parts[side] = key ? PyObject_GetItem(x, key) : NULL;
+            Py_XDECREF(key);
+            if (!parts[side]) goto fail;
+        }
+        if (parts[0]) ids[k++] = ((tj_tracer *)parts[0])->id;
+        ids[k++] = ((tj_tracer *)cur)->id;
+        if (parts[1]) ids[k++] = ((tj_tracer *)parts[1])->id;
+        Py_SETREF(cur, tj_concat_ids(t, ids, k, d));
+    fail:
+        Py_XDECREF(parts[0]);
+        Py_XDECREF(parts[1]);
+        if (PyErr_Occurred()) Py_CLEAR(cur);
+    }
+    return cur;
+}
+
+/* Whether the index map covers one box [lo, hi) of x, in C order (a key of ints and
+ * unit-step slices, `...`, None): the value's positions run 0, 1, ... over the box. */
+static int box_of(const PyArrayObject *src, const tj_node *n, int64_t *lo, int64_t *hi) {
+    const int64_t *s = PyArray_DATA((PyArrayObject *)src);
+    int64_t size = PyArray_SIZE((PyArrayObject *)src), idx[TJ_MAXDIM] = {0};
+    for (int d = 0; d < n->ndim; d++) { lo[d] = n->shape[d]; hi[d] = 0; }
+    int64_t count = 0;
+    for (int64_t p = 0; p < size; p++) {
+        if (s[p] >= 0) {
+            for (int d = 0; d < n->ndim; d++) {
+                if (idx[d] < lo[d]) lo[d] = idx[d];
+                if (idx[d] + 1 > hi[d]) hi[d] = idx[d] + 1;
+            }
+            count++;
+        }
+        for (int d = n->ndim - 1; d >= 0 && ++idx[d] == n->shape[d]; d--) idx[d] = 0;
+    }
+    int64_t box = 1;
+    for (int d = 0; d < n->ndim; d++) box *= hi[d] > lo[d] ? hi[d] - lo[d] : 0;
+    if (!count || box != count) return 0;
+    int64_t next = 0;   /* C order over the box: the box's positions in p's order */
+    memset(idx, 0, sizeof idx);
+    for (int64_t p = 0; p < size; p++) {
+        if (s[p] >= 0 && s[p] != next++) return 0;
+        for (int d = n->ndim - 1; d >= 0 && ++idx[d] == n->shape[d]; d--) idx[d] = 0;
+    }
+    return 1;
+}
+
 static PyObject *assign_concrete(tj_trace *t, PyObject *x, PyObject *key, PyObject *value) {
     tj_node n = t->g.nodes[((tj_tracer *)x)->id];
     int rnd;
@@ -401,6 +476,20 @@ static PyObject *assign_concrete(tj_trace *t, PyObject *x, PyObject *key, PyObje
     if (!count) { r = Py_NewRef(x); goto done; }
     if (!(shape = shape_tuple(n.ndim, n.shape))) goto done;
     if (identity) { r = tj_reshape(t, v, shape); goto done; }   /* x[...] = v, x[:] = v */
+    int64_t lo[TJ_MAXDIM], hi[TJ_MAXDIM];
+    if (!t->torch && n.ndim && box_of(src, &n, lo, hi)) {   /* a box: x's parts around v */
+        PyObject *bshape = PyTuple_New(n.ndim);
+        for (int d = 0; bshape && d < n.ndim; d++) {
+            PyObject *l = PyLong_FromLongLong(hi[d] - lo[d]);
+            if (!l) { Py_CLEAR(bshape); break; }
+            PyTuple_SET_ITEM(bshape, d, l);
+        }
+        PyObject *vb = bshape ? tj_reshape(t, v, bshape) : NULL;
+        Py_XDECREF(bshape);
+        r = vb ? assign_box(t, x, vb, &n, lo, hi) : NULL;
+        Py_XDECREF(vb);
+        goto done;
+    }
     m1 = PyLong_FromLong(-1);
     flat = m1 ? tj_reshape(t, v, m1) : NULL;
     int32_t iid = flat ? map_operand(t, src, 0) : -1;
