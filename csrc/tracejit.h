@@ -19,7 +19,7 @@ typedef struct tj_state tj_state;   /* the module state (below) */
 int tj_dtype_from_typenum(int typenum);     /* -1 when unsupported */
 /* What the dtype errors list (NumPy's names; torch's: its uint16/32/64 have few ops) */
 #define TJ_SUPPORTED_DTYPES "bool, int8, int16, int32, int64, uint8, uint16, uint32, uint64, " \
-    "float32, float64"
+    "float16 (NumPy), float32, float64"
 #define TJ_SUPPORTED_TORCH_DTYPES "torch.bool, int8, int16, int32, int64, uint8, float32, float64"
 int tj_dtype_typenum(tj_dtype dt);
 /* Raises e as its Python exception (see tj_error in ir.h). -1. */
