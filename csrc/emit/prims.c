@@ -452,6 +452,9 @@ TJ_FOR_DTYPES(TJ_CASTFNS_FROM)
 #define TJ_EINST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_EINST1, name, ar, out, sp, mask))
 TJ_OPS(TJ_EINST)
+/* float16, bfloat16: the one op on their bits, a copy */
+TJ_ELEM_FN(COPY, 1, SAME, (a), uint16_t, f16)
+TJ_ELEM_FN(COPY, 1, SAME, (a), uint16_t, bf16)
 #else   /* the primitives */
 
 /* A random op's operands (a block of keys and counters) when the key is one value and
@@ -497,6 +500,8 @@ static inline void tj_fill_f64(double *o, int64_t key, int64_t c, int64_t n, int
 #define TJ_INST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_INST1, name, ar, out, sp, mask))
 TJ_OPS(TJ_INST)
+TJ_KERNEL(COPY, 1, SAME, (a), uint16_t, f16)   /* float16, bfloat16: a copy of the bits */
+TJ_KERNEL(COPY, 1, SAME, (a), uint16_t, bf16)
 
 /* dtype conversion, through the element helpers above */
 #define TJ_CAST(F, fs, fc, T, ts, tc)                                                 \
@@ -658,6 +663,7 @@ TJ_FOR_DTYPES(TJ_LOAD_EACH)
 
 const tj_symbol tj_prim_symbols[] = {
     TJ_OPS(TJ_SYMS)
+    TJ_SYM(COPY, uint16_t, f16) TJ_SYM(COPY, uint16_t, bf16)
     TJ_FOR_DTYPES(TJ_CASTSYMS_FROM)
     {"tj_p_POWS_f32", (void *)tj_p_POWS_f32}, {"tj_p_POWS_f64", (void *)tj_p_POWS_f64},
     {"tj_p_POWSF_f32", (void *)tj_p_POWSF_f32}, {"tj_p_POWSF_f64", (void *)tj_p_POWSF_f64},
@@ -685,7 +691,7 @@ const int tj_n_prim_symbols = (int)(sizeof tj_prim_symbols / sizeof tj_prim_symb
 #define TJ_PTRS1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_PTR(name, s))
 #define TJ_PTRS(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_PTRS1, name, ar, out, sp, mask))
-static const tj_prim_fn ew_prims[TJ_NOPS][TJ_NDTYPES] = {TJ_OPS(TJ_PTRS)};
+static const tj_prim_fn ew_prims[TJ_NOPS][TJ_NDTYPES] = {TJ_OPS(TJ_PTRS) TJ_PTR(COPY, f16) TJ_PTR(COPY, bf16)};
 #define TJ_CASTPTR(F, fs, fc, T, ts, tc) [TJ_DTI_##fs][TJ_DTI_##ts] = tj_p_CAST_##fs##_##ts,
 #define TJ_CASTPTRS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CASTPTR, F, fs, fc)
 static const tj_prim_fn cast_prims[TJ_NDTYPES][TJ_NDTYPES] = {TJ_FOR_DTYPES(TJ_CASTPTRS_FROM)};
