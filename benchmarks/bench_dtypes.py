@@ -98,8 +98,8 @@ def run(opts):
                 r = call()
                 first = time.perf_counter_ns() - t0
                 _same(f"{peer} {case}", r, wants[peer])
-                if peer == "tracejit":
-                    H.settle_tier(f, call)
+                if peer.startswith("tracejit"):
+                    H.settle_tier(f if peer == "tracejit" else f32, call)
                     _same(f"{peer} {case}, settled", call(), wants[peer])
                 ok[peer] = call
                 records.append({"case": case, "peer": peer, "first_ns": first})
