@@ -200,3 +200,33 @@ def test_torch_half_refused_by_name(name):
     with pytest.raises(TypeError) as ei:
         tracejit.compile(lambda x: x * 2)(t)
     assert f"torch.{name}" in str(ei.value), ei.value
+
+
+def test_protocol_functions_use_float16_limits():
+    """np.nan_to_num's default fills are float16's largest finite values, not inf."""
+    x = np.array([np.nan, np.inf, -np.inf, 1.5, -0.0], np.float16)
+    for fn in (lambda a: np.nan_to_num(a), lambda a: np.clip(a, -1, 1.25),
+               lambda a: np.round(a * 3.3, 1), lambda a: np.where(np.isfinite(a), a, 0.1)):
+        with np.errstate(all="ignore"):
+            _bits_equal(tracejit.compile(fn)(x), fn(x))
+
+
+def test_in_place_writes_round_to_float16():
+    x = np.linspace(-2, 2, 40).astype(np.float16)
+
+    def writes(a, b):
+        a = a.copy()
+        a[::2] = b[::2] * 2.1
+        a[a > 1] = 0.1
+        a += b
+        return a
+
+    _bits_equal(tracejit.compile(writes)(x, x[::-1].copy()), writes(x, x[::-1].copy()))
+
+
+def test_export_and_random_refuse_float16_by_name(tmp_path):
+    x = np.ones(4, np.float16)
+    with pytest.raises(tracejit.TraceError, match="cannot export an array of dtype float16"):
+        tracejit.save(tracejit.compile(lambda a: a * 2), str(tmp_path / "m"), x)
+    with pytest.raises(TypeError, match="float16"):
+        tracejit.compile(lambda a: np.random.default_rng(0).random(4, dtype=np.float16) + a)(x)
