@@ -341,6 +341,9 @@ int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *lo
 PyObject *tj_torch_getattr(PyObject *self, PyObject *name);
 /* tj_graph_add and tj_graph_add_over on t's graph: the node's index, -1 + exception. */
 int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto);
+/* -1 + TraceError when n is an op float16/bfloat16 values may not reach (not a load,
+ * view, cast, copy, gather or concatenation: dispatch.c) */
+int tj_storage_only(tj_trace *t, const tj_node *n);
 int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes);
 /* Adds a leaf node of the given kind reading a new slot. -1 + exception. */
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,

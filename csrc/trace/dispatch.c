@@ -759,3 +759,21 @@ PyObject *tj_apply_fill(tj_trace *t, PyObject *value, int dt, int ndim, const in
     int32_t r = add_node(t, TJ_OP_COPY, dt, 0, ndim, shape, id, -1, -1);
     return r < 0 ? NULL : tj_tracer_np(tj_tracer_new(t, r), TJ_NP_ARRAY);
 }
+
+/* float16 and bfloat16 are storage: their values are only loaded, stored, viewed,
+ * gathered, concatenated, copied and cast (dispatch.c computes elementwise ops in
+ * float32); any other op on them is refused by name, never run on their bits. */
+int tj_storage_only(tj_trace *t, const tj_node *n) {
+    int kind = tj_ops[n->op].kind, dt = n->dtype;
+    if (kind == TJ_K_LEAF || kind == TJ_K_VIEW || kind == TJ_K_CAST || kind == TJ_K_CAT ||
+        kind == TJ_K_GATH || n->op == TJ_OP_COPY)
+        return 0;
+    for (int i = 0; i < tj_ops[n->op].arity && dt < TJ_F16; i++)
+        if (n->in[i] >= 0 && t->g.nodes[n->in[i]].dtype >= TJ_F16) dt = t->g.nodes[n->in[i]].dtype;
+    if (dt < TJ_F16) return 0;
+    tj_trace_error(t->st, "%s of %s is not supported by tracejit yet (float16 and bfloat16 "
+                   "are computed elementwise only: reductions, scans and contractions of them "
+                   "are refused; cast to float32 first)", tj_ops[n->op].numpy ? tj_ops[n->op].numpy
+                   : tj_ops[n->op].name, tj_dtype_name(dt));
+    return -1;
+}

@@ -117,27 +117,9 @@ void tj_trace_note_refusal(void) {
     PyErr_Restore(type, value, tb);
 }
 
-/* float16 and bfloat16 are storage: their values are only loaded, stored, viewed,
- * gathered, concatenated, copied and cast (dispatch.c computes elementwise ops in
- * float32); any other op on them is refused by name, never run on their bits. */
-static int storage_only(tj_trace *t, const tj_node *n) {
-    int kind = tj_ops[n->op].kind, dt = n->dtype;
-    if (kind == TJ_K_LEAF || kind == TJ_K_VIEW || kind == TJ_K_CAST || kind == TJ_K_CAT ||
-        kind == TJ_K_GATH || n->op == TJ_OP_COPY)
-        return 0;
-    for (int i = 0; i < tj_ops[n->op].arity && dt < TJ_F16; i++)
-        if (n->in[i] >= 0 && t->g.nodes[n->in[i]].dtype >= TJ_F16) dt = t->g.nodes[n->in[i]].dtype;
-    if (dt < TJ_F16) return 0;
-    tj_trace_error(t->st, "%s of %s is not supported by tracejit yet (float16 and bfloat16 "
-                   "are computed elementwise only: reductions, scans and contractions of them "
-                   "are refused; cast to float32 first)", tj_ops[n->op].numpy ? tj_ops[n->op].numpy
-                   : tj_ops[n->op].name, tj_dtype_name(dt));
-    return -1;
-}
-
 int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto) {
     tj_error err;
-    if (storage_only(t, proto) < 0) return -1;
+    if (tj_storage_only(t, proto) < 0) return -1;
     int32_t r = tj_graph_add(&t->g, proto, &err);
     if (r >= 0 && (r & 4095) == 4095 && t->progress_after >= 0)
         tj_compile_progress(t, "tracing");   /* a clock read every 4096 nodes */
@@ -150,7 +132,7 @@ int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes) {
     n.op = (int16_t)op;
     n.in[0] = src;
     n.in[1] = n.in[2] = -1;
-    if (storage_only(t, &n) < 0) return -1;
+    if (tj_storage_only(t, &n) < 0) return -1;
     int32_t r = tj_graph_add_over(&t->g, src, op, axes, &err);
     return r < 0 ? tj_error_raise(t->st, &err) : r;
 }
