@@ -230,3 +230,15 @@ def test_export_and_random_refuse_float16_by_name(tmp_path):
         tracejit.save(tracejit.compile(lambda a: a * 2), str(tmp_path / "m"), x)
     with pytest.raises(TypeError, match="float16"):
         tracejit.compile(lambda a: np.random.default_rng(0).random(4, dtype=np.float16) + a)(x)
+
+
+def test_values_read_while_tracing_are_guarded():
+    """float(a[0]) and bool(a[0]) of a float16 element: the guard reads its 2 bytes."""
+    x = np.ones(3, np.float16)
+    g = tracejit.compile(lambda a: a * float(a[0]))
+    h = tracejit.compile(lambda a: a + 1 if bool(a[0]) else a - 1)
+    for v in (1.5, -1.0, 2.0, 1.5, 0.0, -0.0):
+        y = x * np.float16(v)
+        _bits_equal(g(y), y * float(y[0]))
+        _bits_equal(h(y), y + 1 if bool(y[0]) else y - 1)
+    assert g.cache_info().variants == 5   # one per value read (0.0 and -0.0 differ)
