@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tracejit
-from conftest import ALL_DTYPES, make_input, scalar_for
+from conftest import ALL_DTYPES, both_tiers, make_input, scalar_for
 
 OPS = [op for op in tracejit.op_table() if op["numpy"] and "float32" in op["dtypes"]]
 # the domain each op's inputs are drawn from (conftest's domains)
@@ -242,3 +242,24 @@ def test_values_read_while_tracing_are_guarded():
         _bits_equal(g(y), y * float(y[0]))
         _bits_equal(h(y), y + 1 if bool(y[0]) else y - 1)
     assert g.cache_info().variants == 5   # one per value read (0.0 and -0.0 differ)
+
+
+def test_both_tiers_bit_exact():
+    """The optimizing tier (gcc, the conversions vectorized) and TinyCC's primitives."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-10, 10, 3000).astype(np.float16)
+    y = rng.uniform(0.5, 10, 3000).astype(np.float16)
+
+    def fn(a, b):
+        t = np.tanh(a * b + 0.1) / b - np.floor(a) + np.where(a > b, a, b)
+        return t, (t * 1e4).astype(np.float32), (a.astype(np.float64) / 3).astype(np.float16)
+
+    try:
+        with np.errstate(over="ignore"):
+            opt, tcc, _ = both_tiers(fn, (x, y))
+            want = fn(x, y)
+    finally:
+        tracejit.set_tier("auto")
+    for o, t, e in zip(opt, tcc, want):
+        _bits_equal(o, e)
+        _bits_equal(t, e)
