@@ -12,6 +12,7 @@ static const int typenums[TJ_NDTYPES] = {
     [TJ_BOOL] = NPY_BOOL, [TJ_I8] = NPY_INT8, [TJ_I16] = NPY_INT16, [TJ_I32] = NPY_INT32,
     [TJ_I64] = NPY_INT64, [TJ_U8] = NPY_UINT8, [TJ_U16] = NPY_UINT16, [TJ_U32] = NPY_UINT32,
     [TJ_U64] = NPY_UINT64, [TJ_F32] = NPY_FLOAT32, [TJ_F64] = NPY_FLOAT64,
+    [TJ_F16] = NPY_HALF, [TJ_BF16] = NPY_VOID,   /* bfloat16: NumPy has none (never reached) */
 };
 
 /* By size, as NumPy's C names map to sized types on this platform. */
@@ -30,6 +31,7 @@ int tj_dtype_from_typenum(int typenum) {
     case NPY_BOOL: return TJ_BOOL;
     case NPY_FLOAT: return TJ_F32;
     case NPY_DOUBLE: return TJ_F64;
+    case NPY_HALF: return TJ_F16;
     case NPY_BYTE: return TJ_I8;
     case NPY_UBYTE: return TJ_U8;
     case NPY_SHORT: return int_of_size(sizeof(short), 0);

@@ -41,7 +41,7 @@ typedef struct DLPackExchangeAPI {
     int (*dltensor_from_py)(void *obj, DLTensor *out);
     int (*current_stream)(int32_t device_type, int32_t device_id, void **out);
 } DLPackExchangeAPI;
-enum { kDLCPU = 1, kDLCUDA = 2, kDLInt = 0, kDLUInt = 1, kDLFloat = 2, kDLBool = 6 };
+enum { kDLCPU = 1, kDLCUDA = 2, kDLInt = 0, kDLUInt = 1, kDLFloat = 2, kDLBfloat = 4, kDLBool = 6 };
 
 /* torch's Tensor type, dtypes and functions live in the module state (torch_*), found
  * once, and beside them the C pointers read from them: the exchange table
@@ -415,7 +415,7 @@ static void own_deleter(DLManagedTensorVersioned *self) {
 static const DLDataType dl_types[TJ_NDTYPES] = {
     {kDLBool, 8, 1}, {kDLInt, 8, 1}, {kDLInt, 16, 1}, {kDLInt, 32, 1}, {kDLInt, 64, 1},
     {kDLUInt, 8, 1}, {kDLUInt, 16, 1}, {kDLUInt, 32, 1}, {kDLUInt, 64, 1},
-    {kDLFloat, 32, 1}, {kDLFloat, 64, 1}};
+    {kDLFloat, 32, 1}, {kDLFloat, 64, 1}, {kDLFloat, 16, 1}, {kDLBfloat, 16, 1}};
 
 static PyObject *empty_own(tj_state *st, int ndim, const int64_t *shape, int dtype,
                            void **data) {

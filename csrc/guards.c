@@ -184,11 +184,8 @@ static int truth(int dtype, const unsigned char *v) {
     return tj_dtype_is_float(dtype) ? x.f != 0 : x.i != 0;   /* NaN is true */
 }
 
-static double as_double(int dtype, const unsigned char *v) {
-    if (dtype == TJ_F32) { float x; memcpy(&x, v, 4); return x; }
-    double x;
-    memcpy(&x, v, 8);
-    return x;
+static double as_double(int dtype, const unsigned char *v) {   /* a float of any width */
+    return tj_scalar_load(dtype, v).f;
 }
 
 static inline int compare(const tj_guard *g, const unsigned char *v) {

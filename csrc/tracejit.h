@@ -19,7 +19,7 @@ typedef struct tj_state tj_state;   /* the module state (below) */
 int tj_dtype_from_typenum(int typenum);     /* -1 when unsupported */
 /* What the dtype errors list (NumPy's names; torch's: its uint16/32/64 have few ops) */
 #define TJ_SUPPORTED_DTYPES "bool, int8, int16, int32, int64, uint8, uint16, uint32, uint64, " \
-    "float32, float64"
+    "float16 (NumPy), float32, float64"
 #define TJ_SUPPORTED_TORCH_DTYPES "torch.bool, int8, int16, int32, int64, uint8, float32, float64"
 int tj_dtype_typenum(tj_dtype dt);
 /* Raises e as its Python exception (see tj_error in ir.h). -1. */
@@ -343,6 +343,9 @@ int tj_torch_resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *lo
 PyObject *tj_torch_getattr(PyObject *self, PyObject *name);
 /* tj_graph_add and tj_graph_add_over on t's graph: the node's index, -1 + exception. */
 int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto);
+/* -1 + TraceError when n is an op float16/bfloat16 values may not reach (not a load,
+ * view, cast, copy, gather or concatenation: dispatch.c) */
+int tj_storage_only(tj_trace *t, const tj_node *n);
 int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes);
 /* Adds a leaf node of the given kind reading a new slot. -1 + exception. */
 int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int ndim,

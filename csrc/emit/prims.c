@@ -101,6 +101,7 @@ static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
 #define TJ_ROUND(f, x) TJ_GEN1(f, x)
 #include "prims_special.h"   /* TJ_SPECIAL: erf, erfc, lgamma, digamma */
 #include "prims_random.h"    /* the random ops: Philox4x32-10 */
+#include "prims_half.h"      /* float16, bfloat16 to and from float32 */
 
 /* A float to an integer as NumPy converts it (the casts below say how) */
 static inline int32_t tj_f2i32(double x) {
@@ -314,6 +315,21 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_WHEN_F64_u(x)
 #define TJ_WHEN_F64_f(x)
 #define TJ_WHEN_F64_d(x) x
+/* float16, bfloat16: storage only, in no op's mask (their arithmetic is float32's) */
+#define TJ_WHEN_ALL_h(x)
+#define TJ_WHEN_ALL_g(x)
+#define TJ_WHEN_F64_h(x)
+#define TJ_WHEN_F64_g(x)
+#define TJ_WHEN_FLT_h(x)
+#define TJ_WHEN_FLT_g(x)
+#define TJ_WHEN_I64_h(x)
+#define TJ_WHEN_I64_g(x)
+#define TJ_WHEN_INT_h(x)
+#define TJ_WHEN_INT_g(x)
+#define TJ_WHEN_INTB_h(x)
+#define TJ_WHEN_INTB_g(x)
+#define TJ_WHEN_NUM_h(x)
+#define TJ_WHEN_NUM_g(x)
 /* M(args..., T, suffix, class) for every dtype of the table */
 #define TJ_EACH_DTYPE(M, ...) \
     M(__VA_ARGS__, bool, b, b) \
@@ -326,12 +342,14 @@ TJ_FLOAT_HELPERS(double, f64, )
     M(__VA_ARGS__, uint32_t, u32, u) \
     M(__VA_ARGS__, uint64_t, u64, u) \
     M(__VA_ARGS__, float, f32, f) \
-    M(__VA_ARGS__, double, f64, d)
+    M(__VA_ARGS__, double, f64, d) \
+    M(__VA_ARGS__, uint16_t, f16, h) \
+    M(__VA_ARGS__, uint16_t, bf16, g)
 /* M(T, suffix, class) for every dtype of the table */
 #define TJ_FOR_DTYPES(M) \
     M(bool, b, b) M(int8_t, i8, s) M(int16_t, i16, s) M(int32_t, i32, s) M(int64_t, i64, l) \
     M(uint8_t, u8, u) M(uint16_t, u16, u) M(uint32_t, u32, u) M(uint64_t, u64, u)        \
-    M(float, f32, f) M(double, f64, d)
+    M(float, f32, f) M(double, f64, d) M(uint16_t, f16, h) M(uint16_t, bf16, g)
 /* the same, for use inside an expansion of TJ_EACH_DTYPE */
 #define TJ_EACH_DTYPE2(M, ...) \
     M(__VA_ARGS__, bool, b, b) \
@@ -344,7 +362,9 @@ TJ_FLOAT_HELPERS(double, f64, )
     M(__VA_ARGS__, uint32_t, u32, u) \
     M(__VA_ARGS__, uint64_t, u64, u) \
     M(__VA_ARGS__, float, f32, f) \
-    M(__VA_ARGS__, double, f64, d)
+    M(__VA_ARGS__, double, f64, d) \
+    M(__VA_ARGS__, uint16_t, f16, h) \
+    M(__VA_ARGS__, uint16_t, bf16, g)
 #define TJ_IFEW_EW(x) x
 #define TJ_IFEW_LEAF(x)
 #define TJ_IFEW_VIEW(x)
@@ -382,8 +402,36 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_CASTBODY_u(T, ts, x) (T)(x)
 #define TJ_CASTBODY_f(T, ts, x) tj_f2_##ts((double)(x))
 #define TJ_CASTBODY_d(T, ts, x) tj_f2_##ts(x)
+/* from float16 or bfloat16: through float32 (exact); to them: tj_f2h, tj_d2h, tj_f2bf
+ * (an integer through float32: exact where float16 is finite) */
+#define TJ_CASTBODY_h(T, ts, x) tj_cast_f32_##ts(tj_h2f(x))
+#define TJ_CASTBODY_g(T, ts, x) tj_cast_f32_##ts(tj_bf2f(x))
+#define TJ_TOH_b(x) tj_f2h((float)(x))
+#define TJ_TOH_s(x) tj_f2h((float)(x))
+#define TJ_TOH_l(x) tj_f2h((float)(x))
+#define TJ_TOH_u(x) tj_f2h((float)(x))
+#define TJ_TOH_f(x) tj_f2h(x)
+#define TJ_TOH_d(x) tj_d2h(x)
+#define TJ_TOH_h(x) (x)
+#define TJ_TOH_g(x) tj_f2h(tj_bf2f(x))
+#define TJ_TOG_b(x) tj_f2bf((float)(x))
+#define TJ_TOG_s(x) tj_f2bf((float)(x))
+#define TJ_TOG_l(x) tj_f2bf((float)(x))
+#define TJ_TOG_u(x) tj_f2bf((float)(x))
+#define TJ_TOG_f(x) tj_f2bf(x)
+#define TJ_TOG_d(x) tj_f2bf((float)(x))   /* c10's: through float */
+#define TJ_TOG_h(x) tj_f2bf(tj_h2f(x))
+#define TJ_TOG_g(x) (x)
+#define TJ_CASTTO_b(fc, T, ts, x) TJ_CASTBODY_##fc(T, ts, x)
+#define TJ_CASTTO_s(fc, T, ts, x) TJ_CASTBODY_##fc(T, ts, x)
+#define TJ_CASTTO_l(fc, T, ts, x) TJ_CASTBODY_##fc(T, ts, x)
+#define TJ_CASTTO_u(fc, T, ts, x) TJ_CASTBODY_##fc(T, ts, x)
+#define TJ_CASTTO_f(fc, T, ts, x) TJ_CASTBODY_##fc(T, ts, x)
+#define TJ_CASTTO_d(fc, T, ts, x) TJ_CASTBODY_##fc(T, ts, x)
+#define TJ_CASTTO_h(fc, T, ts, x) TJ_TOH_##fc(x)
+#define TJ_CASTTO_g(fc, T, ts, x) TJ_TOG_##fc(x)
 #define TJ_CASTFN(F, fs, fc, T, ts, tc)                                               \
-    static inline T tj_cast_##fs##_##ts(F x) { return TJ_CASTBODY_##fc(T, ts, x); }
+    static inline T tj_cast_##fs##_##ts(F x) { return TJ_CASTTO_##tc(fc, T, ts, x); }
 #define TJ_CASTFNS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CASTFN, F, fs, fc)
 TJ_FOR_DTYPES(TJ_CASTFNS_FROM)
 
@@ -404,6 +452,9 @@ TJ_FOR_DTYPES(TJ_CASTFNS_FROM)
 #define TJ_EINST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_EINST1, name, ar, out, sp, mask))
 TJ_OPS(TJ_EINST)
+/* float16, bfloat16: the one op on their bits, a copy */
+TJ_ELEM_FN(COPY, 1, SAME, (a), uint16_t, f16)
+TJ_ELEM_FN(COPY, 1, SAME, (a), uint16_t, bf16)
 #else   /* the primitives */
 
 /* A random op's operands (a block of keys and counters) when the key is one value and
@@ -449,6 +500,8 @@ static inline void tj_fill_f64(double *o, int64_t key, int64_t c, int64_t n, int
 #define TJ_INST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_INST1, name, ar, out, sp, mask))
 TJ_OPS(TJ_INST)
+TJ_KERNEL(COPY, 1, SAME, (a), uint16_t, f16)   /* float16, bfloat16: a copy of the bits */
+TJ_KERNEL(COPY, 1, SAME, (a), uint16_t, bf16)
 
 /* dtype conversion, through the element helpers above */
 #define TJ_CAST(F, fs, fc, T, ts, tc)                                                 \
@@ -610,6 +663,7 @@ TJ_FOR_DTYPES(TJ_LOAD_EACH)
 
 const tj_symbol tj_prim_symbols[] = {
     TJ_OPS(TJ_SYMS)
+    TJ_SYM(COPY, uint16_t, f16) TJ_SYM(COPY, uint16_t, bf16)
     TJ_FOR_DTYPES(TJ_CASTSYMS_FROM)
     {"tj_p_POWS_f32", (void *)tj_p_POWS_f32}, {"tj_p_POWS_f64", (void *)tj_p_POWS_f64},
     {"tj_p_POWSF_f32", (void *)tj_p_POWSF_f32}, {"tj_p_POWSF_f64", (void *)tj_p_POWSF_f64},
@@ -631,11 +685,13 @@ const int tj_n_prim_symbols = (int)(sizeof tj_prim_symbols / sizeof tj_prim_symb
 #define TJ_DTI_u64 TJ_U64
 #define TJ_DTI_f32 TJ_F32
 #define TJ_DTI_f64 TJ_F64
+#define TJ_DTI_f16 TJ_F16
+#define TJ_DTI_bf16 TJ_BF16
 #define TJ_PTR(NAME, s) [TJ_OP_##NAME][TJ_DTI_##s] = tj_p_##NAME##_##s,
 #define TJ_PTRS1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_PTR(name, s))
 #define TJ_PTRS(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_PTRS1, name, ar, out, sp, mask))
-static const tj_prim_fn ew_prims[TJ_NOPS][TJ_NDTYPES] = {TJ_OPS(TJ_PTRS)};
+static const tj_prim_fn ew_prims[TJ_NOPS][TJ_NDTYPES] = {TJ_OPS(TJ_PTRS) TJ_PTR(COPY, f16) TJ_PTR(COPY, bf16)};
 #define TJ_CASTPTR(F, fs, fc, T, ts, tc) [TJ_DTI_##fs][TJ_DTI_##ts] = tj_p_CAST_##fs##_##ts,
 #define TJ_CASTPTRS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CASTPTR, F, fs, fc)
 static const tj_prim_fn cast_prims[TJ_NDTYPES][TJ_NDTYPES] = {TJ_FOR_DTYPES(TJ_CASTPTRS_FROM)};
@@ -649,12 +705,16 @@ static const tj_prim_fn cast_prims[TJ_NDTYPES][TJ_NDTYPES] = {TJ_FOR_DTYPES(TJ_C
 #define TJ_SCAL_GET_u(v, T) (T)(v).i
 #define TJ_SCAL_GET_f(v, T) (T)(v).f
 #define TJ_SCAL_GET_d(v, T) (T)(v).f
+#define TJ_SCAL_GET_h(v, T) tj_d2h((v).f)
+#define TJ_SCAL_GET_g(v, T) tj_f2bf((float)(v).f)
 #define TJ_SCAL_SET_b(v, x) (v).i = (x) != 0
 #define TJ_SCAL_SET_s(v, x) (v).i = (int64_t)(x)
 #define TJ_SCAL_SET_l(v, x) (v).i = (int64_t)(x)
 #define TJ_SCAL_SET_u(v, x) (v).i = (int64_t)(x)
 #define TJ_SCAL_SET_f(v, x) (v).f = (double)(x)
 #define TJ_SCAL_SET_d(v, x) (v).f = (double)(x)
+#define TJ_SCAL_SET_h(v, x) (v).f = (double)tj_h2f(x)
+#define TJ_SCAL_SET_g(v, x) (v).f = (double)tj_bf2f(x)
 static void to_bytes(unsigned char *buf, int dtype, tj_scalar v) {
     switch (dtype) { TJ_FOR_DTYPES(TJ_TOB) default: break; }
 }

@@ -56,6 +56,8 @@ static const struct {
     [TJ_U64] = {8, "uint64", "u64", "unsigned long long", "uint64_t", 'u', 0, -1 /* bits of UINT64_MAX */},
     [TJ_F32] = {4, "float32", "f32", "float", "float", 'f', 0, 0},
     [TJ_F64] = {8, "float64", "f64", "double", "double", 'f', 0, 0},
+    [TJ_F16] = {2, "float16", "f16", "unsigned short", "uint16_t", 'f', 0, 0},
+    [TJ_BF16] = {2, "bfloat16", "bf16", "unsigned short", "uint16_t", 'f', 0, 0},
 };
 
 int tj_dtype_size(tj_dtype dt) { return dtype_info[dt].size; }

@@ -18,7 +18,10 @@
  * The order is the enum's: bool, the signed then the unsigned integers by width, the
  * floats, so `dt >= TJ_F32` reads "is a float". `class` is the set the op table's masks
  * are made of (csrc/emit/prims.c instantiates a primitive for each dtype of a mask):
- * b bool, s int8/int16/int32, l int64, u the unsigned integers, f float32, d float64.
+ * b bool, s int8/int16/int32, l int64, u the unsigned integers, f float32, d float64,
+ * h float16, g bfloat16. float16 and bfloat16 (after float64, so `dt >= TJ_F32` still
+ * reads "is a float") are storage only: in no op's mask, held as uint16_t bits, touched
+ * by casts, loads and stores; the tracer computes their ops in float32 and rounds.
  * Every other per-dtype fact (size, names, kind, range) is a column of graph.c's
  * dtype_info, read through the functions below. */
 #define TJ_DTYPES(X)                 \
@@ -32,7 +35,9 @@
     X(U32,  u32, uint32_t, u)        \
     X(U64,  u64, uint64_t, u)        \
     X(F32,  f32, float,    f)        \
-    X(F64,  f64, double,   d)
+    X(F64,  f64, double,   d)        \
+    X(F16,  f16, uint16_t, h)        \
+    X(BF16, bf16, uint16_t, g)
 typedef enum {
 #define TJ_X(NAME, s, T, cls) TJ_##NAME,
     TJ_DTYPES(TJ_X)

@@ -522,7 +522,8 @@ static int resolve(tj_trace *t, int op, int nargs, const int32_t *ids, int *loop
         Py_DECREF(types);
         return 1;
     }
-    int ok = (tj_ops[op].mask >> loop[0]) & 1;
+    int half = loop[0] >= TJ_F16 || loop[nargs - 1] >= TJ_F16;   /* computed in float32 */
+    int ok = (tj_ops[op].mask >> (half ? TJ_F32 : loop[0])) & 1;
     for (int i = 1; i < nargs; i++) ok &= loop[i] == loop[0];
     ok &= tj_ops[op].out == TJ_O_BOOL ? *out == TJ_BOOL : *out == loop[0];
     if (!ok) {
@@ -611,6 +612,14 @@ static int32_t apply_ids(tj_trace *t, int op, int nargs, int32_t *ids) {
     }
     for (int i = 0; i < nargs; i++)
         if ((ids[i] = cast_to(t, ids[i], loop[i], op == TJ_OP_WHERE)) < 0) return -1;
+    int half = loop[nargs - 1];
+    if (half >= TJ_F16) {   /* float16/bfloat16: NumPy's loop computes in float32 and rounds */
+        for (int i = op == TJ_OP_WHERE; i < nargs; i++)
+            if ((ids[i] = cast_to(t, ids[i], TJ_F32, 0)) < 0) return -1;
+        int32_t r = add_node(t, op, out == half ? TJ_F32 : out, weak, acc.ndim, acc.shape, ids[0],
+                             nargs > 1 ? ids[1] : -1, nargs > 2 ? ids[2] : -1);
+        return r < 0 || out != half ? r : cast_to(t, r, half, 0);
+    }
     const tj_node *e = nargs > 1 ? &t->g.nodes[ids[1]] : NULL;
     if (op == TJ_OP_POW && loop[0] < TJ_F32 && e->op == TJ_OP_CONST && e->value.i < 0 &&
         tj_node_size(&acc) != 0) {   /* (NumPy checks elements: none, no error) */
@@ -749,4 +758,22 @@ PyObject *tj_apply_fill(tj_trace *t, PyObject *value, int dt, int ndim, const in
     if ((id = cast_to(t, id, dt, 0)) < 0) return NULL;
     int32_t r = add_node(t, TJ_OP_COPY, dt, 0, ndim, shape, id, -1, -1);
     return r < 0 ? NULL : tj_tracer_np(tj_tracer_new(t, r), TJ_NP_ARRAY);
+}
+
+/* float16 and bfloat16 are storage: their values are only loaded, stored, viewed,
+ * gathered, concatenated, copied and cast (dispatch.c computes elementwise ops in
+ * float32); any other op on them is refused by name, never run on their bits. */
+int tj_storage_only(tj_trace *t, const tj_node *n) {
+    int kind = tj_ops[n->op].kind, dt = n->dtype;
+    if (kind == TJ_K_LEAF || kind == TJ_K_VIEW || kind == TJ_K_CAST || kind == TJ_K_CAT ||
+        kind == TJ_K_GATH || n->op == TJ_OP_COPY)
+        return 0;
+    for (int i = 0; i < tj_ops[n->op].arity && dt < TJ_F16; i++)
+        if (n->in[i] >= 0 && t->g.nodes[n->in[i]].dtype >= TJ_F16) dt = t->g.nodes[n->in[i]].dtype;
+    if (dt < TJ_F16) return 0;
+    tj_trace_error(t->st, "%s of %s is not supported by tracejit yet (float16 and bfloat16 "
+                   "are computed elementwise only: reductions, scans and contractions of them "
+                   "are refused; cast to float32 first)", tj_ops[n->op].numpy ? tj_ops[n->op].numpy
+                   : tj_ops[n->op].name, tj_dtype_name(dt));
+    return -1;
 }

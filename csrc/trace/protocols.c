@@ -226,7 +226,8 @@ static PyObject *nan_to_num(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObje
     tj_node n = t->g.nodes[id];
     if (n.dtype < TJ_F32)
         return c ? tj_apply_cast(t, x, t->st->dtypes[n.dtype]) : Py_NewRef(x);
-    double big = n.dtype == TJ_F32 ? FLT_MAX : DBL_MAX, dflt[3] = {0.0, big, -big};
+    double big = n.dtype == TJ_F32 ? FLT_MAX : n.dtype == TJ_F16 ? 65504.0   /* finfo's max */
+               : n.dtype == TJ_BF16 ? 3.3895313892515355e38 : DBL_MAX, dflt[3] = {0.0, big, -big};
     PyObject *v[3] = {NULL, NULL, NULL}, *m[3] = {NULL, NULL, NULL}, *r = NULL;
     for (int i = 0; i < 3; i++) {
         /* nan=None is an error in numpy (and in tj_operand); posinf/neginf=None: default */

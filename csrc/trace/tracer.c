@@ -119,6 +119,7 @@ void tj_trace_note_refusal(void) {
 
 int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto) {
     tj_error err;
+    if (tj_storage_only(t, proto) < 0) return -1;
     int32_t r = tj_graph_add(&t->g, proto, &err);
     if (r >= 0 && (r & 4095) == 4095 && t->progress_after >= 0)
         tj_compile_progress(t, "tracing");   /* a clock read every 4096 nodes */
@@ -127,6 +128,11 @@ int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto) {
 
 int32_t tj_trace_add_over(tj_trace *t, int32_t src, int op, uint32_t axes) {
     tj_error err;
+    tj_node n = t->g.nodes[src];
+    n.op = (int16_t)op;
+    n.in[0] = src;
+    n.in[1] = n.in[2] = -1;
+    if (tj_storage_only(t, &n) < 0) return -1;
     int32_t r = tj_graph_add_over(&t->g, src, op, axes, &err);
     return r < 0 ? tj_error_raise(t->st, &err) : r;
 }
