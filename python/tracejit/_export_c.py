@@ -150,7 +150,7 @@ def write_program(path, name, variants, weights, weights_mode):
     for src, dst in (("prims.c", "tjrt_prims.c"), ("reduce_prims.c", "tjrt_reduce.c"),
                      ("gemm.c", "tjrt_gemm.c"), ("ops.h", "ops.h"), ("vmath.h", "vmath.h"),
                      ("prims_random.h", "prims_random.h"),
-                     ("prims_special.h", "prims_special.h")):
+                     ("prims_special.h", "prims_special.h"), ("prims_half.h", "prims_half.h")):
         with open(os.path.join(inc, src)) as f:
             files[dst] = f.read()
     files["tjrt.h"] = _TJRT_H

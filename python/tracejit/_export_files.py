@@ -168,7 +168,7 @@ all: lib{n}.a {n}_check
 lib{n}.a: {objs}
 \t$(AR) rcs $@ $^
 
-%.o: %.c {n}.h tjrt.h ops.h vmath.h prims_random.h prims_special.h
+%.o: %.c {n}.h tjrt.h ops.h vmath.h prims_random.h prims_special.h prims_half.h
 \t$(CC) $(CFLAGS) $(NUMFLAGS) -DTJ_STANDALONE -c $< -o $@
 
 {n}_check: {n}_check.o lib{n}.a
