@@ -494,6 +494,8 @@ PyObject *tj_views_ravel(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject 
     PyObject *r = m1 && src ? tj_reshape(t, src, m1) : NULL;
     Py_XDECREF(m1);
     Py_XDECREF(src);
+    if (r && !t->torch && !strcmp(f->name, "flatten"))   /* NumPy's flatten copies */
+        Py_SETREF(r, tj_apply_cast(t, r, t->st->dtypes[t->g.nodes[((tj_tracer *)r)->id].dtype]));
     return r;
 }
 
