@@ -195,7 +195,8 @@ static const char *torch_dtype_name(int dt) {
  * entry's cur: no other Tracer stands for it. */
 static int rebind(tj_trace *t, tj_tracer *x, PyObject *r, int ext, const char *what) {
     int32_t root = alias_root(&t->g, x->id);
-    if (root != x->id || tj_write_family_held(t, x, root))   /* other arrays see it */
+    /* other arrays see it (unless the store of a pending `c[k] op= v` carries it) */
+    if (t->pending != (PyObject *)x && (root != x->id || tj_write_family_held(t, x, root)))
         return tj_write_family(t, x, r, ext, what);
     int32_t id = ((tj_tracer *)r)->id;
     int kind = tj_ops[t->g.nodes[id].op].kind;

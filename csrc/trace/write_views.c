@@ -158,6 +158,7 @@ int tj_write_family_held(tj_trace *t, tj_tracer *x, int32_t root) {
 int tj_write_family(tj_trace *t, tj_tracer *x, PyObject *r, int ext, const char *what) {
     int32_t root = x->id;
     while (aliases(&t->g.nodes[root])) root = t->g.nodes[root].in[0];
+    if (!tj_node_size(&t->g.nodes[x->id])) return 0;   /* writes no element */
     int32_t v = chain_view(&t->g, x->id, root);
     if (v == -2) {
         tj_trace_error(t->st, "%s writes through a view of a detached view (a chain of views "
