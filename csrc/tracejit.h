@@ -264,6 +264,9 @@ int32_t tj_write_current(const tj_trace *t, int32_t leaf);
  * -1). 0/-1 + exception (`what` names the write). */
 int tj_write_family_held(tj_trace *t, tj_tracer *x, int32_t root);
 int tj_write_family(tj_trace *t, tj_tracer *x, PyObject *r, int ext, const char *what);
+/* A NumPy composition's result with every view in it copied, where NumPy's function
+ * returns new arrays (write_views.c). Steals r. */
+PyObject *tj_write_own_result(tj_trace *t, PyObject *func, PyObject *args, PyObject *r);
 /* _C._discard_writes(on) -> previous: traces begun on this thread while it is on write
  * nothing back (tj_trace.discard_writes); tj_write_discarding reads it. */
 PyObject *tj_write_set_discard(PyObject *m, PyObject *arg);

@@ -182,3 +182,38 @@ int tj_write_family(tj_trace *t, tj_tracer *x, PyObject *r, int ext, const char 
     Py_DECREF(nbt);
     return rc;
 }
+
+/* A NumPy composition's result (_impls*.py) as eager's: a copy where the composition
+ * ends in a view of its operand or the operand itself (np.tile(a, 1)) but NumPy's function
+ * returns a new array, so that no write into it reaches the operand (np.atleast_*
+ * return views in NumPy too: kept; np.diagonal's view is read-only in NumPy, so its
+ * copy changes no program eager runs). Steals r; new reference or NULL. */
+static PyObject *own(tj_trace *t, PyObject *x, PyObject *args) {
+    int arg = 0;   /* an operand handed back itself (np.tile(a, 1)) */
+    for (Py_ssize_t i = 0; PyTuple_Check(args) && i < PyTuple_GET_SIZE(args); i++)
+        arg |= PyTuple_GET_ITEM(args, i) == x;
+    if (!tj_is_tracer(x) || !(arg || aliases(&t->g.nodes[((tj_tracer *)x)->id])))
+        return Py_NewRef(x);
+    return tj_apply_cast(t, x, t->st->dtypes[t->g.nodes[((tj_tracer *)x)->id].dtype]);
+}
+
+PyObject *tj_write_own_result(tj_trace *t, PyObject *func, PyObject *args, PyObject *r) {
+    if (!r || t->torch) return r;
+    PyObject *name = PyObject_GetAttrString(func, "__name__");
+    const char *s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+    int keep = s && !strncmp(s, "atleast_", 8);
+    Py_XDECREF(name);
+    PyErr_Clear();
+    if (keep) return r;
+    if (tj_is_tracer(r)) { PyObject *c = own(t, r, args); Py_DECREF(r); return c; }
+    if (!PyTuple_Check(r) && !PyList_Check(r)) return r;
+    PyObject *items = PySequence_List(r);
+    for (Py_ssize_t i = 0; items && i < PyList_GET_SIZE(items); i++) {
+        PyObject *c = own(t, PyList_GET_ITEM(items, i), args);
+        if (!c || PyList_SetItem(items, i, c) < 0) Py_CLEAR(items);
+    }
+    PyObject *out = !items ? NULL : PyTuple_Check(r) ? PyList_AsTuple(items) : Py_NewRef(items);
+    Py_XDECREF(items);
+    Py_DECREF(r);
+    return out;
+}
