@@ -186,7 +186,21 @@ def test_numpys_flatten_and_tile_are_copies():
         t[0, 0] = -2
         r = b.ravel()               # a view: b sees it
         r[1] = -3
-        return b, f, t
+        p = np.pad(b, 0)            # a new array, nothing padded
+        p[0, 1] = -4
+        return b, f, t, p
+
+    like_eager(fn, grid((2, 3)))
+
+
+def test_numpys_einsum_and_diff_views_are_views():
+    def fn(a):
+        b = a * 1
+        e = np.einsum("ij->ji", b)  # NumPy's einsum hands out a view here
+        e[0] = -1
+        d = np.diff(b, n=0)         # b itself
+        d[1, 1] = -2
+        return b
 
     like_eager(fn, grid((2, 3)))
 

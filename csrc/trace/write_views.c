@@ -185,8 +185,8 @@ int tj_write_family(tj_trace *t, tj_tracer *x, PyObject *r, int ext, const char 
 
 /* A NumPy composition's result (_impls*.py) as eager's: a copy where the composition
  * ends in a view of its operand or the operand itself (np.tile(a, 1)) but NumPy's function
- * returns a new array, so that no write into it reaches the operand (np.atleast_*
- * return views in NumPy too: kept; np.diagonal's view is read-only in NumPy, so its
+ * returns a new array, so that no write into it reaches the operand (np.atleast_* and
+ * np.einsum return views in NumPy too, np.diff(a, n=0) a itself: kept; np.diagonal's view is read-only in NumPy, so its
  * copy changes no program eager runs). Steals r; new reference or NULL. */
 static PyObject *own(tj_trace *t, PyObject *x, PyObject *args) {
     int arg = 0;   /* an operand handed back itself (np.tile(a, 1)) */
@@ -201,7 +201,7 @@ PyObject *tj_write_own_result(tj_trace *t, PyObject *func, PyObject *args, PyObj
     if (!r || t->torch) return r;
     PyObject *name = PyObject_GetAttrString(func, "__name__");
     const char *s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
-    int keep = s && !strncmp(s, "atleast_", 8);
+    int keep = s && (!strncmp(s, "atleast_", 8) || !strcmp(s, "einsum") || !strcmp(s, "diff"));
     Py_XDECREF(name);
     PyErr_Clear();
     if (keep) return r;
