@@ -205,6 +205,22 @@ def test_numpys_einsum_and_diff_views_are_views():
     like_eager(fn, grid((2, 3)))
 
 
+def test_gradients_through_a_write_through_a_view():
+    def fn(a):
+        b = a * 1
+        v = b[1:, ::-1]
+        v *= a[:2, :]
+        return (b * b).sum()
+
+    a = np.arange(6.0).reshape(3, 2) + 1
+    want = np.zeros_like(a)
+    for i in np.ndindex(a.shape):
+        d = np.zeros_like(a)
+        d[i] = 1e-6
+        want[i] = (fn(a + d) - fn(a - d)) / 2e-6
+    np.testing.assert_allclose(tracejit.grad(fn)(a), want, rtol=1e-6)
+
+
 def test_a_write_into_a_broadcast_view_stays_refused():
     def fn(a):
         v = np.broadcast_to(a * 1, (2, 3))
@@ -279,3 +295,21 @@ def test_torch_relu_inplace_on_a_view():
         return y
 
     like_eager(fn, lambda k: [torch.linspace(-3, 3, 12).reshape(3, 4) * (k + 1)])
+
+
+def test_torch_autograd_through_a_write_through_a_view():
+    def fn(x):
+        y = x * 2
+        y[1:].mul_(x[:2])
+        y.t()[0] += 1
+        return (y * y).sum()
+
+    f = tracejit.compile(fn)
+    for k in range(2):
+        x1 = (torch.arange(9.0).reshape(3, 3) - k).requires_grad_()
+        x2 = x1.detach().clone().requires_grad_()
+        got, want = f(x1), fn(x2)
+        got.backward()
+        want.backward()
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        torch.testing.assert_close(x1.grad, x2.grad)
