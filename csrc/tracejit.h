@@ -180,6 +180,10 @@ typedef struct {
     PyObject *loops;         /* NULL or list: the compiled loops traced so far (loops.c) */
     int loop_depth;          /* bodies of compiled loops being traced */
     int32_t n_loop_vals;     /* the loops' results so far (TJ_SLOT_LOOP indices) */
+    int32_t *view_copies;    /* COPY nodes a reshape made of a strided view (views.c),
+                                which NumPy may make a view instead: writes reaching
+                                them are refused (write_views.c) */
+    int32_t n_view_copies, cap_view_copies;
     struct tj_tracer *tracers;   /* the live Tracer objects of this trace, a list linked
                                     through their prev/next (tracer.c): a write through a
                                     view rebinds every one of its family (write_views.c) */
@@ -263,6 +267,11 @@ int32_t tj_write_current(const tj_trace *t, int32_t leaf);
  * live Tracer of it rebound over root's new contents (ext: root's t->ext entry, or
  * -1). 0/-1 + exception (`what` names the write). */
 int tj_write_family_held(tj_trace *t, tj_tracer *x, int32_t root);
+/* Why a write into x is refused because it may reach (or come from) a copy a reshape
+ * made of a strided view that another live Tracer shares in eager, or NULL;
+ * tj_write_note_view_copy notes such a copy (views.c). */
+const char *tj_write_view_copy_refusal(tj_trace *t, tj_tracer *x);
+int tj_write_note_view_copy(tj_trace *t, int32_t id);
 int tj_write_family(tj_trace *t, tj_tracer *x, PyObject *r, int ext, const char *what);
 /* A NumPy composition's result with every view in it copied, where NumPy's function
  * returns new arrays (write_views.c). Steals r. */

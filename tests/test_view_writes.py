@@ -232,6 +232,29 @@ def test_a_write_into_a_broadcast_view_stays_refused():
         tracejit.compile(fn)(np.ones(3))
 
 
+@pytest.mark.parametrize("reshape", [lambda b: b[1].reshape(3, 2),
+                                     lambda b: b[:, ::2].reshape(12),
+                                     lambda b: b.T.reshape(-1)])
+def test_a_write_into_a_reshape_of_a_strided_view_of_a_held_array_is_refused(reshape):
+    # NumPy views or copies by the strides; tracejit copies: refused where it matters
+    def fn(a):
+        b = a * 1
+        w = reshape(b)
+        w[0] = -9.0
+        return b, w
+
+    with pytest.raises(TraceError, match=r"an assignment \(`x\[\.\.\.\] = value`\) writes "
+                       r"into a traced array.*a reshape of a strided view"):
+        tracejit.compile(fn)(np.arange(24.0).reshape(4, 6))
+
+    def alone(a):                   # nothing else sees it: the write is eager's
+        w = reshape(a * 1)
+        w[0] = -9.0
+        return w
+
+    like_eager(alone, grid((4, 6)))
+
+
 def test_a_second_tracer_of_one_node_stays_refused():
     def fn(a):
         b = a * 1

@@ -51,6 +51,8 @@ static const char *write_refusal(tj_tracer *x, PyObject *ignore, int ext) {
                       "global, a module's parameter or buffer), which is not traced"
                     : "it is an array the function reads from outside (a closure, a global, a "
                       "module's parameter or buffer) or made by a factory, which are not traced";
+    const char *copied = tj_write_view_copy_refusal(t, x);
+    if (copied) return copied;
     if (held(t, x->id) - (ignore && ((tj_tracer *)ignore)->id == x->id) > 1)
         return ext && !view ? "another traced value stands for the same array (an older "
                               "reference that would see the write too)"

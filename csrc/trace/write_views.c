@@ -188,6 +188,48 @@ int tj_write_family(tj_trace *t, tj_tracer *x, PyObject *r, int ext, const char 
  * returns a new array, so that no write into it reaches the operand (np.atleast_* and
  * np.einsum return views in NumPy too, np.diff(a, n=0) a itself: kept; np.diagonal's view is read-only in NumPy, so its
  * copy changes no program eager runs). Steals r; new reference or NULL. */
+int tj_write_note_view_copy(tj_trace *t, int32_t id) {
+    if (t->n_view_copies == t->cap_view_copies) {
+        int32_t cap = t->cap_view_copies ? 2 * t->cap_view_copies : 16;
+        int32_t *v = PyMem_Realloc(t->view_copies, (size_t)cap * sizeof *v);
+        if (!v) { PyErr_NoMemory(); return -1; }
+        t->view_copies = v;
+        t->cap_view_copies = cap;
+    }
+    t->view_copies[t->n_view_copies++] = id;
+    return 0;
+}
+
+static int view_copy(const tj_trace *t, int32_t id) {
+    for (int32_t i = 0; i < t->n_view_copies; i++)
+        if (t->view_copies[i] == id) return 1;
+    return 0;
+}
+
+/* The node id's chain of views, detaches and view copies starts from; *seen: whether
+ * it passes a view copy. */
+static int32_t eager_root(const tj_trace *t, int32_t id, int *seen) {
+    *seen = 0;
+    for (;;) {
+        const tj_node *n = &t->g.nodes[id];
+        if (view_copy(t, id)) *seen = 1;
+        else if (!aliases(n)) return id;
+        id = n->in[0];
+    }
+}
+
+const char *tj_write_view_copy_refusal(tj_trace *t, tj_tracer *x) {
+    static const char why[] = "it may share memory with another array through a reshape of "
+                              "a strided view (which NumPy makes a view where the strides "
+                              "allow, and tracejit a copy)";
+    if (!t->n_view_copies) return NULL;
+    int xs, ys;
+    int32_t er = eager_root(t, x->id, &xs);
+    for (tj_tracer *y = t->tracers; y; y = y->next)
+        if (y != x && eager_root(t, y->id, &ys) == er && (xs || ys)) return why;
+    return NULL;
+}
+
 static PyObject *own(tj_trace *t, PyObject *x, PyObject *args) {
     int arg = 0;   /* an operand handed back itself (np.tile(a, 1)) */
     for (Py_ssize_t i = 0; PyTuple_Check(args) && i < PyTuple_GET_SIZE(args); i++)
