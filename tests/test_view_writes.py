@@ -336,3 +336,16 @@ def test_torch_autograd_through_a_write_through_a_view():
         want.backward()
         torch.testing.assert_close(got, want, rtol=0, atol=0)
         torch.testing.assert_close(x1.grad, x2.grad)
+
+
+def _t_copies_and_views(x):
+    y = x * 2
+    y.flip(0).mul_(0)               # torch's flip copies
+    y.t().contiguous().add_(1)      # a copy: not row-major
+    y[1:].contiguous().add_(100)    # y[1:] itself: row-major
+    y[:, 1:].contiguous().sub_(5)   # a copy
+    return y
+
+
+def test_torch_flip_and_contiguous_copy_as_torch_does():
+    like_eager(_t_copies_and_views, tgrid((3, 4)))
