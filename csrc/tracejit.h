@@ -180,11 +180,19 @@ typedef struct {
     PyObject *loops;         /* NULL or list: the compiled loops traced so far (loops.c) */
     int loop_depth;          /* bodies of compiled loops being traced */
     int32_t n_loop_vals;     /* the loops' results so far (TJ_SLOT_LOOP indices) */
+    int32_t *view_copies;    /* COPY nodes a reshape made of a strided view (views.c),
+                                which NumPy may make a view instead: writes reaching
+                                them are refused (write_views.c) */
+    int32_t n_view_copies, cap_view_copies;
+    struct tj_tracer *tracers;   /* the live Tracer objects of this trace, a list linked
+                                    through their prev/next (tracer.c): a write through a
+                                    view rebinds every one of its family (write_views.c) */
 } tj_trace;
 
-typedef struct {
+typedef struct tj_tracer {
     PyObject_HEAD
     tj_trace *trace;         /* strong */
+    struct tj_tracer *prev, *next;   /* trace->tracers' list while trace is set */
     int32_t id;
     uint8_t npkind;          /* TJ_NP_*: what eager NumPy holds for a 0-d value */
     PyObject *weakrefs;      /* weakly referenceable, as tensors are (nn.RNNBase keeps
@@ -256,6 +264,20 @@ int tj_write_check_done(tj_trace *t);
 /* The node of a captured array's contents now: its leaf `leaf`, or what the trace wrote
  * into it (tj_extwrite's cur). */
 int32_t tj_write_current(const tj_trace *t, int32_t leaf);
+/* write_views.c: whether a live Tracer other than x stands for root or a view or
+ * detach of it; and the write of r (x's new contents) into x's alias family: every
+ * live Tracer of it rebound over root's new contents (ext: root's t->ext entry, or
+ * -1). 0/-1 + exception (`what` names the write). */
+int tj_write_family_held(tj_trace *t, tj_tracer *x, int32_t root);
+/* Why a write into x is refused because it may reach (or come from) a copy a reshape
+ * made of a strided view that another live Tracer shares in eager, or NULL;
+ * tj_write_note_view_copy notes such a copy (views.c). */
+const char *tj_write_view_copy_refusal(tj_trace *t, tj_tracer *x);
+int tj_write_note_view_copy(tj_trace *t, int32_t id);
+int tj_write_family(tj_trace *t, tj_tracer *x, PyObject *r, int ext, const char *what);
+/* A NumPy composition's result with every view in it copied, where NumPy's function
+ * returns new arrays (write_views.c). Steals r. */
+PyObject *tj_write_own_result(tj_trace *t, PyObject *func, PyObject *args, PyObject *r);
 /* _C._discard_writes(on) -> previous: traces begun on this thread while it is on write
  * nothing back (tj_trace.discard_writes); tj_write_discarding reads it. */
 PyObject *tj_write_set_discard(PyObject *m, PyObject *arg);

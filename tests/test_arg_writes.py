@@ -144,24 +144,23 @@ def test_arguments_sharing_memory_with_a_written_one_are_refused_at_every_call()
     np.testing.assert_array_equal(base, [1, 1, 1, 1, 0, 0, 0, 0])
 
 
-def test_a_write_through_a_view_of_an_argument_is_refused():
+def test_a_write_through_a_view_of_an_argument_reaches_the_caller():
     def fn(a):
         v = a[1:]
         v += 1.0
         return a
-
-    with pytest.raises(TraceError, match=r"the in-place operator `\+=` writes into a traced "
-                       r"array.*a view of an argument of the compiled function \(tracejit "
-                       r"writes into an argument itself"):
-        tracejit.compile(fn)(np.zeros(3))
 
     def older_view(a):
         v = a[:2]
         a += 1.0                                 # eager's v sees it
         return v
 
-    with pytest.raises(TraceError, match=r"views of it were taken"):
-        tracejit.compile(older_view)(np.zeros(3))
+    for g in (fn, older_view):
+        f = tracejit.compile(g)
+        for k in range(3):
+            a1, a2 = np.arange(3.0) + k, np.arange(3.0) + k
+            np.testing.assert_array_equal(f(a1), g(a2))
+            np.testing.assert_array_equal(a1, a2)
 
 
 def _zero(a, b):
@@ -357,12 +356,14 @@ def test_captured_tensors_written_reach_their_owner():
         g(torch.ones(2, 2))
     torch.testing.assert_close(h.flat, torch.full((4,), 2.0))
 
-    def through_view(x):
+    def through_view(x):                         # the write reaches buf
         buf[:2].add_(x[:2])
         return x
 
-    with pytest.raises(TraceError, match=r"a view of an array the function reads from outside"):
-        tracejit.compile(through_view)(torch.ones(3))
+    c = tracejit.compile(through_view)
+    for _ in range(2):
+        c(torch.ones(3))
+    torch.testing.assert_close(buf, torch.tensor([5.0, 5.0, 3.0]))
 
 
 def test_writes_into_numpy_captures_reach_them():

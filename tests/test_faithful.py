@@ -27,6 +27,19 @@ def line_of(fn, text):
     raise AssertionError(f"{text!r} not in {fn.__name__}")
 
 
+def like_eager(fn, make, calls=3):
+    """fn compiled gives eager's results, and leaves its arguments as eager does, bit
+    for bit over several calls with different values (make(k): the arguments)."""
+    f = tracejit.compile(fn)
+    for k in range(calls):
+        mine, theirs = make(k), make(k)
+        got, want = f(*mine), fn(*theirs)
+        for g, w in zip((got, *mine), (want, *theirs)):
+            g = g.numpy() if hasattr(g, "numpy") else np.asarray(g)
+            w = w.numpy() if hasattr(w, "numpy") else np.asarray(w)
+            np.testing.assert_array_equal(g, w)
+
+
 def refused(fn, args, what, at):
     """fn compiled refuses on its first call, naming `what` and pointing at the line of
     fn holding `at`."""
@@ -221,15 +234,14 @@ def test_a_conversion_error_caught_by_the_users_code_is_guarded():
 
 # ---- writes --------------------------------------------------------------------
 
-def test_a_write_through_a_view_is_refused():
+def test_a_write_through_a_view_is_eagers():
     def fn(b):
         c = b * 1.0
         v = c[1:3]
         v += 100.0
         return c
 
-    refused(fn, [np.arange(5.0)], r"the in-place operator `\+=` writes into a traced array"
-            r".*a view of another array", "v += 100.0")
+    like_eager(fn, lambda k: [np.arange(5.0) + k])
 
     def parent(b):
         c = b * 1.0
@@ -237,7 +249,7 @@ def test_a_write_through_a_view_is_refused():
         c += 1.0
         return v
 
-    refused(parent, [np.arange(5.0)], r"views of it were taken", "c += 1.0")
+    like_eager(parent, lambda k: [np.arange(5.0) + k])
 
 
 def test_writes_into_numpy_captures_reach_them_at_every_call():
@@ -424,14 +436,14 @@ def test_torch_in_place_methods_on_fresh_tensors_are_eagers():
             torch.testing.assert_close(got, want)
 
 
-def test_torch_writes_that_other_tensors_see_are_refused():
+def test_torch_writes_that_other_tensors_see_are_eagers():
     def through_detach(x):
         y = x * 2
         d = y.detach()
         d += 1
         return y
 
-    refused(through_detach, [torch.ones(3)], r"`\+=`.*a view of another array", "d += 1")
+    like_eager(through_detach, lambda k: [torch.ones(3) + k])
 
     def relu_arg(x):                    # an argument's own write: the caller's tensor
         return F.relu(x, inplace=True)
@@ -445,8 +457,10 @@ def test_torch_writes_that_other_tensors_see_are_refused():
         buf[:2].add_(x[:2])
         return x
 
-    refused(through_view_of_capture, [torch.ones(3)], r"a view of an array the function reads "
-            r"from outside", "buf[:2].add_")
+    f = tracejit.compile(through_view_of_capture)
+    f(torch.ones(3))
+    f(torch.ones(3))
+    assert buf.tolist() == [2.0, 2.0, 0.0]
 
 
 def test_every_torch_random_entry_point_is_in_the_tables():
@@ -659,7 +673,7 @@ def test_zero_dim_values_follow_numpys_scalar_or_view_rule():
         v += 1.0
         return y
 
-    refused(view, [np.arange(3.0)], r"a view of another array", "v += 1.0")
+    like_eager(view, lambda k: [np.arange(3.0) + k])
 
 
 def test_a_modules_plain_attributes_are_guarded():

@@ -192,8 +192,8 @@ def _writes(a, m, i, v):
 
 
 def test_writes_keep_memory_flat():
-    """Each round traces every assignment form (csrc/trace/write.c) and a refused
-    write, then drops the function."""
+    """Each round traces every assignment form (csrc/trace/write.c), writes through a
+    view (write_views.c) and a refused write, then drops the function."""
     rng = np.random.default_rng(0)
     a, v = make_input(rng, (4, 16), "float64"), make_input(rng, (4, 16), "float64")
     m, i = a < 0, np.array([3, -1])
@@ -203,12 +203,20 @@ def test_writes_keep_memory_flat():
 
     def refused(x):
         y = x * 2
-        w = y[1:]
+        w = y[:]                    # a second Tracer of y's node: refused
         w[0] = 1.0
+        return y
+
+    def through_view(x):            # a write through a view (write_views.c)
+        y = x * 2
+        w = y[1:, ::-1]
+        w[0] = 1.0
+        w += x[:3]
         return y
 
     def work(k):
         tracejit.compile(_writes)(a, m, i, v)
+        tracejit.compile(through_view)(a)
         with pytest.raises(tracejit.TraceError):
             tracejit.compile(refused)(a)
     n = max(50, RETRACES // 2)

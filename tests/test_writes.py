@@ -208,16 +208,14 @@ def test_a_view_of_a_value_nothing_else_holds_takes_writes():
         np.testing.assert_array_equal(got, want)
 
 
-def test_writes_other_arrays_would_see_are_refused():
+def test_writes_other_arrays_see_are_eagers():
+    """A write through a view, or into a base whose views are held, is seen by every
+    array sharing the memory, as in eager (tests/test_view_writes.py has the rest)."""
     def base_held(a):
         b = a * 2
         v = b[1:]
         v[0] = 5.0
         return b
-
-    with pytest.raises(TraceError, match=r"an assignment \(`x\[\.\.\.\] = value`\) writes into a "
-                       r"traced array.*it is a view of another array"):
-        tracejit.compile(base_held)(np.ones(3))
 
     def sibling_held(a):
         b = (a * 2).reshape(3, 1)
@@ -225,17 +223,11 @@ def test_writes_other_arrays_would_see_are_refused():
         v[0] = 5.0
         return w
 
-    with pytest.raises(TraceError, match=r"it is a view of another array"):
-        tracejit.compile(sibling_held)(np.ones(3))
-
     def views_taken(a):
         b = a * 2
         v = b.T
         b[0] = 5.0
         return v
-
-    with pytest.raises(TraceError, match=r"views of it were taken"):
-        tracejit.compile(views_taken)(np.ones((2, 3)))
 
     def named_value(a):
         b = a * 2
@@ -243,17 +235,19 @@ def test_writes_other_arrays_would_see_are_refused():
         b[1:] = w
         return w
 
-    with pytest.raises(TraceError, match=r"views of it were taken"):
-        tracejit.compile(named_value)(np.ones(3))
-
-
     def into_argument_view(a):
         v = a[1:]
         v[0] = 1.0
         return v
 
-    with pytest.raises(TraceError, match=r"it is a view of an argument of the compiled function"):
-        tracejit.compile(into_argument_view)(np.ones(3))
+    for fn, shape in [(base_held, (3,)), (sibling_held, (3,)), (views_taken, (2, 3)),
+                      (named_value, (3,)), (into_argument_view, (3,))]:
+        f = tracejit.compile(fn)
+        for k in range(3):
+            a = np.arange(float(np.prod(shape))).reshape(shape) + k
+            a1, a2 = a.copy(), a.copy()
+            np.testing.assert_array_equal(f(a1), fn(a2))
+            np.testing.assert_array_equal(a1, a2)
 
 
 @pytest.mark.parametrize("dtype", ["int32", "int64"])
@@ -303,17 +297,17 @@ def test_traced_indices_beyond_the_unrolled_forms_are_refused():
         tracejit.compile(two)(np.ones((3, 3)), np.array([0, 1]))
 
 
-def test_an_augmented_store_that_never_comes_is_refused():
+def test_an_augmented_operator_on_a_view_without_a_store_is_eagers():
     def fn(a):
         b = a * 2
         views = [b[0]]              # eager's += writes into b through the view
         views[0] += 1
         return b
 
-    with pytest.raises(TraceError, match=r"the in-place operator `\+=` writes into a traced "
-                       r"array.*a view of another array") as e:
-        tracejit.compile(fn)(np.ones((2, 2)))
-    assert "views[0] += 1" in str(e.value)
+    f = tracejit.compile(fn)
+    for k in range(3):
+        a = np.arange(4.0).reshape(2, 2) + k
+        np.testing.assert_array_equal(f(a), fn(a))
 
 
 def test_item_assignment_into_a_numpy_scalar_is_numpys_type_error():
@@ -373,15 +367,16 @@ def test_torch_masked_assignment_and_in_place_methods():
             torch.testing.assert_close(got, want)
 
 
-def test_torch_write_into_a_view_of_a_held_tensor_is_refused():
+def test_torch_write_into_a_view_of_a_held_tensor_is_torchs():
     def fn(x):
         y = x * 2
-        y[0][1] = 5.0               # y[0] is a view of y, which the function holds
+        y[0][1] = 5.0               # y[0] is a view of y: y sees the write
         return y
 
-    with pytest.raises(TraceError, match=re.escape("an assignment (`x[...] = value`) writes into "
-                                                   "a traced array")):
-        tracejit.compile(fn)(torch.ones(2, 2))
+    f = tracejit.compile(fn)
+    for k in range(3):
+        x = torch.arange(4.0).reshape(2, 2) + k
+        torch.testing.assert_close(f(x), fn(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64])

@@ -294,6 +294,8 @@ static PyObject *pad(tj_trace *t, PyObject *x, PyObject *width, PyObject *mode, 
     Py_DECREF(shape);
     Py_DECREF(w);
     Py_DECREF(zero);
+    if (cur == x)   /* nothing padded: NumPy's result is a new array all the same */
+        Py_SETREF(cur, tj_apply_cast(t, x, t->st->dtypes[t->g.nodes[id].dtype]));
     return cur;
 fail:
     Py_XDECREF(shape);

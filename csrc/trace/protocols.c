@@ -138,7 +138,7 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         PyUnicode_CompareWithASCIIString(method, "__call__") == 0) {
         PyObject *impl = PyDict_GetItemWithError(st->py_impls, ufunc);   /* _impls_np.py */
         PyObject *rest = impl ? PyTuple_GetSlice(args, 2, PyTuple_GET_SIZE(args)) : NULL;
-        if (rest) result = PyObject_Call(impl, rest, kwargs);
+        if (rest) result = tj_write_own_result(t, impl, rest, PyObject_Call(impl, rest, kwargs));
         Py_XDECREF(rest);
         if (impl || PyErr_Occurred()) goto done;
     }
@@ -389,7 +389,7 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
     PyObject *hv = PyDict_GetItemWithError(st->array_funcs, func);
     if (!hv && !PyErr_Occurred() && st->py_impls) {   /* a composition (_impls.py) */
         PyObject *impl = PyDict_GetItemWithError(st->py_impls, func);
-        if (impl) return PyObject_Call(impl, args, kwargs);
+        if (impl) return tj_write_own_result(t, func, args, PyObject_Call(impl, args, kwargs));
     }
     if (!hv) {
         if (PyErr_Occurred()) return NULL;

@@ -16,6 +16,7 @@ static void trace_dealloc(tj_trace *t) {
     PyObject_GC_UnTrack(t);
     tj_graph_free(&t->g);
     PyMem_Free(t->holders);
+    PyMem_Free(t->view_copies);
     PyMem_Free(t->ext);
     PyMem_Free(t->out_alias);
     Py_CLEAR(t->pending);
@@ -176,6 +177,10 @@ PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
     tj_tracer *x = PyObject_GC_New(tj_tracer, t->st->TracerType);
     if (!x) { t->holders[id]--; return NULL; }
     x->trace = (tj_trace *)Py_NewRef((PyObject *)t);
+    x->prev = NULL;
+    x->next = t->tracers;
+    if (t->tracers) t->tracers->prev = x;
+    t->tracers = x;
     x->id = id;
     x->npkind = TJ_NP_AUTO;
     x->weakrefs = NULL;
@@ -185,7 +190,12 @@ PyObject *tj_tracer_new(tj_trace *t, int32_t id) {
 }
 
 static void release(tj_tracer *x) {
-    if (x->trace && x->id < x->trace->cap_holders) x->trace->holders[x->id]--;
+    if (!x->trace) return;
+    if (x->id < x->trace->cap_holders) x->trace->holders[x->id]--;
+    if (x->prev) x->prev->next = x->next;
+    else if (x->trace->tracers == x) x->trace->tracers = x->next;
+    if (x->next) x->next->prev = x->prev;
+    x->prev = x->next = NULL;
 }
 
 static void tracer_dealloc(tj_tracer *x) {

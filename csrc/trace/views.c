@@ -12,7 +12,9 @@
 #include <numpy/arrayobject.h>
 
 static int32_t copy_node(tj_trace *t, int32_t id) {
-    return tj_trace_add_over(t, id, TJ_OP_COPY, 0);
+    int32_t c = tj_trace_add_over(t, id, TJ_OP_COPY, 0);
+    int view = t->g.nodes[id].op == TJ_OP_VIEW || tj_ops[t->g.nodes[id].op].kind == TJ_K_LEAF;
+    return c >= 0 && view && tj_write_note_view_copy(t, c) < 0 ? -1 : c;
 }
 
 /* A flat view that reads its base as a row-major array (offsets aside). */
@@ -494,6 +496,8 @@ PyObject *tj_views_ravel(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject 
     PyObject *r = m1 && src ? tj_reshape(t, src, m1) : NULL;
     Py_XDECREF(m1);
     Py_XDECREF(src);
+    if (r && !t->torch && !strcmp(f->name, "flatten"))   /* NumPy's flatten copies */
+        Py_SETREF(r, tj_apply_cast(t, r, t->st->dtypes[t->g.nodes[((tj_tracer *)r)->id].dtype]));
     return r;
 }
 

@@ -1,15 +1,17 @@
 /* Writes into traced arrays, functionalized: `x op= v`, torch's in-place methods and
  * `x[key] = v` compute x's new contents as a new node and rebind x's Tracer object to
- * it. That is eager's semantics exactly where nothing else sees x's memory: no other
- * Tracer stands for x's node or for any view in its alias family (the node a chain of
- * views and detaches starts from, and every view of it). Everywhere else the write
- * raises TraceError naming the write and the reason (write_refusal).
+ * it. Where other arrays see x's memory (x is a view, or views of x are held: its
+ * alias family, the node a chain of views and detaches starts from and every view of
+ * it), the write goes into that base and every live Tracer of the family is rebound
+ * (write_views.c). What stays refused (another Tracer of x's very node, a broadcast
+ * view, arrays read from outside that are not traced) raises TraceError naming the
+ * write and the reason (write_refusal).
  * The caller's arrays: a write into an argument itself, or into a tensor the function
  * reads from outside (a module's buffer, a closure's or global's tensor: lifted by
  * _torch's mode), is the same rebinding, and the array's entry in t->ext records its
  * contents now (tj_extwrite): reads of the capture later in the trace see them, and at
  * the end of the trace they become an output the replay writes back into the caller's
- * memory (csrc/runtime.c). A write through a view of such an array is refused.
+ * memory (csrc/runtime.c); a write through a view of it writes into its contents.
  * Contract: an assignment's positions come from NumPy's own indexing of an index map
  * (duplicates: the last write wins; NumPy's IndexErrors), its value is broadcast and
  * cast to x's dtype as NumPy's setitem does (unsafe casting), and the result is one
@@ -30,50 +32,32 @@ static int held(const tj_trace *t, int32_t id) {
     return id < t->cap_holders ? t->holders[id] : 0;
 }
 
-/* Why writing into x would not be eager's by rebinding its Tracer, or NULL. `ignore`:
- * a Tracer the write reads and then drops (its value is read before the write, as
- * NumPy's overlap rule does), or NULL. Sets *err (MemoryError raised) on failure. */
-static const char *write_refusal(tj_tracer *x, PyObject *ignore, int ext, int *err) {
+/* Why writing into x would not be eager's, or NULL: the write then reaches x and every
+ * live view of its alias root (write_views.c). `ignore`: a Tracer the write reads and
+ * then drops (its value is read before the write, as NumPy's overlap rule does), or
+ * NULL. ext: whether the root is the caller's array (a t->ext entry). */
+static const char *write_refusal(tj_tracer *x, PyObject *ignore, int ext) {
     tj_trace *t = x->trace;
     const tj_graph *g = &t->g;
-    *err = 0;
     int32_t root = x->id;
     while (aliases(&g->nodes[root])) root = g->nodes[root].in[0];
     const tj_node *r = &g->nodes[root];
     int view = root != x->id;
-    if (r->op == TJ_OP_INPUT && view)
-        return "it is a view of an argument of the compiled function (tracejit writes into an "
-               "argument itself, `a[...] = v`, `a += v`, a.add_(v), not yet through a view of "
-               "it)";
-    if (tj_ops[r->op].kind == TJ_K_LEAF && view && r->op == TJ_OP_CAPTURE)
-        return "it is a view of an array the function reads from outside (tracejit writes into "
-               "such an array itself, not yet through a view of it)";
+    if (r->op == TJ_OP_INPUT && view && !ext)
+        return "it is a view of an argument's contents before an earlier write (tracejit "
+               "writes into an argument, or through a view of it taken since)";
     if (tj_ops[r->op].kind == TJ_K_LEAF && !ext)
         return view ? "it is a view of an array the function reads from outside (a closure, a "
                       "global, a module's parameter or buffer), which is not traced"
                     : "it is an array the function reads from outside (a closure, a global, a "
                       "module's parameter or buffer) or made by a factory, which are not traced";
+    const char *copied = tj_write_view_copy_refusal(t, x);
+    if (copied) return copied;
     if (held(t, x->id) - (ignore && ((tj_tracer *)ignore)->id == x->id) > 1)
-        return ext ? "another traced value stands for the same array (an older reference "
-                     "that would see the write too)"
-                   : "another traced value shares its memory";
-    /* the family: root and every node aliasing a member (operands precede their users) */
-    uint8_t *member = PyMem_Calloc((size_t)(g->n - root), 1);
-    if (!member) { PyErr_NoMemory(); *err = 1; return NULL; }
-    const char *why = NULL;
-    member[0] = 1;
-    for (int32_t i = root; i < g->n && !why; i++) {
-        const tj_node *n = &g->nodes[i];
-        if (i > root && aliases(n) && n->in[0] >= root) member[i - root] = member[n->in[0] - root];
-        int others = held(t, i) - (ignore && ((tj_tracer *)ignore)->id == i);
-        if (!member[i - root] || i == x->id || others <= 0) continue;
-        why = view ? "it is a view of another array (a slice, reshape, transpose, detach, ...), "
-                     "which would see the write too"
-                   : "views of it were taken (a slice, reshape, transpose, detach, ...), which "
-                     "would see the write too";
-    }
-    PyMem_Free(member);
-    return why;
+        return ext && !view ? "another traced value stands for the same array (an older "
+                              "reference that would see the write too)"
+                            : "another traced value shares its memory";
+    return NULL;
 }
 
 static int32_t alias_root(const tj_graph *g, int32_t id) {
@@ -97,13 +81,13 @@ static int made_in_trace(const tj_trace *t, int32_t id) {
 /* The entry of t->ext x stands for: the caller's array itself (x's node is an entry's
  * cur, or an argument's or capture's leaf, whose entry is made now). -1 none; -2 +
  * MemoryError. */
-static int ext_entry(tj_trace *t, const tj_tracer *x) {
+static int ext_entry(tj_trace *t, int32_t id) {
     for (int i = 0; i < t->n_ext; i++)
-        if (t->ext[i].cur == x->id) return i;
-    const tj_node *n = &t->g.nodes[x->id];
+        if (t->ext[i].cur == id) return i;
+    const tj_node *n = &t->g.nodes[id];
     if (n->op != TJ_OP_INPUT && n->op != TJ_OP_CAPTURE) return -1;
     for (int i = 0; i < t->n_ext; i++)
-        if (t->ext[i].root == x->id) return -1;   /* a Tracer of its contents before a write */
+        if (t->ext[i].root == id) return -1;   /* a Tracer of its contents before a write */
     if (t->n_ext == t->cap_ext) {
         int cap = t->cap_ext ? 2 * t->cap_ext : 8;
         tj_extwrite *e = PyMem_Realloc(t->ext, (size_t)cap * sizeof *e);
@@ -111,7 +95,7 @@ static int ext_entry(tj_trace *t, const tj_tracer *x) {
         t->ext = e;
         t->cap_ext = cap;
     }
-    t->ext[t->n_ext] = (tj_extwrite){x->id, x->id, !(n->op == TJ_OP_CAPTURE && made_in_trace(t, x->id))};
+    t->ext[t->n_ext] = (tj_extwrite){id, id, !(n->op == TJ_OP_CAPTURE && made_in_trace(t, id))};
     return t->n_ext++;
 }
 
@@ -143,7 +127,7 @@ int32_t tj_write_current(const tj_trace *t, int32_t leaf) {
  * t->ext entry x stands for, or -1. */
 static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int aug, int *ext) {
     tj_trace *t = x->trace;
-    if ((*ext = ext_entry(t, x)) == -2) return -1;
+    if ((*ext = ext_entry(t, alias_root(&t->g, x->id))) == -2) return -1;
     const tj_node *n = &t->g.nodes[x->id];
     for (int d = 0; n->op == TJ_OP_VIEW && d < n->ndim; d++) {
         if (n->perm[d] != -1 || n->shape[d] < 2) continue;   /* a broadcast dim */
@@ -156,11 +140,9 @@ static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int au
                         "broadcast view)", what);
         return -1;
     }
-    int err;
     /* a temporary (only the caller's stack holds it: `b[1:] = b[:-1]`) dies after */
     PyObject *ignore = value && tj_is_tracer(value) && Py_REFCNT(value) == 1 ? value : NULL;
-    const char *why = write_refusal(x, ignore, *ext >= 0, &err);
-    if (err) return -1;
+    const char *why = write_refusal(x, ignore, *ext >= 0);
     if (!why) return 0;
     aug = aug && !t->pending && tj_user_augmented_subscript(t->st);
     int noted = t->refusal != NULL;
@@ -213,7 +195,11 @@ static const char *torch_dtype_name(int dt) {
  * or leaf is copied first: x then owns its memory, so later writes need no family. A
  * caller's array (ext >= 0: its t->ext entry) always gets a node of its own, its
  * entry's cur: no other Tracer stands for it. */
-static int rebind(tj_trace *t, tj_tracer *x, PyObject *r, int ext) {
+static int rebind(tj_trace *t, tj_tracer *x, PyObject *r, int ext, const char *what) {
+    int32_t root = alias_root(&t->g, x->id);
+    /* other arrays see it (unless the store of a pending `c[k] op= v` carries it) */
+    if (t->pending != (PyObject *)x && (root != x->id || tj_write_family_held(t, x, root)))
+        return tj_write_family(t, x, r, ext, what);
     int32_t id = ((tj_tracer *)r)->id;
     int kind = tj_ops[t->g.nodes[id].op].kind;
     if (ext >= 0) {
@@ -272,7 +258,7 @@ PyObject *tj_tracer_assign(PyObject *target, PyObject *value, const char *what) 
         r = tj_is_tracer(value) ? Py_NewRef(value) : tj_tracer_new(t, vid);
     }
     if (!r) return NULL;
-    int rc = rebind(t, x, r, ext);
+    int rc = rebind(t, x, r, ext, what);
     Py_DECREF(r);
     return rc < 0 ? NULL : Py_NewRef(target);
 }
@@ -773,7 +759,7 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
         Py_XDECREF(k);
     }
     if (!r) return -1;
-    int rc = r == target ? 0 : rebind(t, x, r, ext);
+    int rc = r == target ? 0 : rebind(t, x, r, ext, assign_what);
     Py_DECREF(r);
     return rc;
 }

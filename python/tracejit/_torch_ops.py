@@ -389,11 +389,37 @@ def expand_as(x, other):
 
 def flip(x, *dims, dims_=None, **kw):
     dims = kw.get("dims", dims)
-    return np.flip(x, axis=_shape_args(dims) if isinstance(dims, tuple) else tuple(dims))
+    # torch's flip copies (NumPy's is a view): a write into it reaches no other tensor
+    return clone(np.flip(x, axis=_shape_args(dims) if isinstance(dims, tuple) else tuple(dims)))
+
+
+def _view_is_contiguous(x):
+    """Whether x, a VIEW node, reads its (row-major) operand as torch's is_contiguous
+    would find its strides: row-major over x's own shape."""
+    _, op, ins, _, flat, perm, vstep, _ = _C._ad_node(x)
+    if op.upper() != "VIEW":
+        return True                  # computed values are stored contiguously
+    base = ins[0][1].shape
+    rstride, acc = [0] * len(base), 1
+    for e in range(len(base) - 1, -1, -1):
+        rstride[e], acc = acc, acc * base[e]
+    expect = 1
+    for d in range(len(perm) - 1, -1, -1):
+        n = x.shape[d]
+        if n == 1:
+            continue
+        if perm[d] == -1:
+            return False
+        stride = vstep[d] if flat else vstep[d] * rstride[perm[d]]
+        if stride != expect:
+            return False
+        expect *= n
+    return True
 
 
 def contiguous(x, memory_format=None):
-    return x
+    # torch's contiguous is x itself where its strides are row-major, else a copy
+    return x if _view_is_contiguous(x) else clone(x)
 
 
 def clone(x, memory_format=None):
