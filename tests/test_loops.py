@@ -550,10 +550,9 @@ def test_against_jax_lax():
     import os
     import subprocess
     import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from conftest import _package_root     # the tracejit this process imported
     env = dict(os.environ, JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join([os.path.join(root, "python"),
-                                           os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([_package_root(), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, "-c", _JAX_SCRIPT], capture_output=True, text=True,
                        env=env, timeout=600)
     assert r.returncode == 0 and "jax agrees" in r.stdout, r.stdout + r.stderr
