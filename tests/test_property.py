@@ -318,6 +318,9 @@ def check_node(expr, args, kind, count, env, errs):
     out = np.asarray(value)
     if out.dtype not in SUPPORTED or not loop_supported(kind, args, env):
         return ("error",)
+    if kind in REDUCTIONS + CUMULATIVE + ("matmul",) and any(   # float16: elementwise only
+            np.asarray(np_eval(x, env)).dtype == np.float16 for x in args):
+        return ("error",)
     if kind == "matmul" and "@" not in expr and "matmul" not in expr and not all(
             np.isfinite(np.asarray(np_eval(x, env), dtype=np.float64)).all() for x in args):
         return None  # np.dot/tensordot/einsum's BLAS skips zeros: 0 * nan is 0 there
