@@ -382,45 +382,73 @@ static PyObject *fn_cache_clear(tj_function *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-/* explain(*args, **kwargs): traces and compiles for these arguments without caching;
- * returns a tracejit._explain.Explanation of the pass log and the generated sources. */
-static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
-                            PyObject *kwnames) {
+/* What a diagnostic entry point does with the flattened arguments of one call. */
+typedef PyObject *(*with_args_fn)(tj_function *self, tj_flat *f, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames);
+
+/* The diagnostic entry points' common frame: flatten the call's arguments as a call
+ * would, run `fn` on them, free them. */
+static PyObject *with_args(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames, with_args_fn fn) {
     tj_function *self = (tj_function *)op;
     tj_flat f;
     tj_flat_init(&f, self->st);
-    PyObject *r = NULL;
-    if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0) {
-        tj_plan *p = tj_compile_plan(self->st, self->fn, &self->conf, &f, args, nargs, kwnames, 1,
-                                     &self->compile_time);
-        if (p) {
-            r = tj_explanation(p->log, p->source, p->upgrade.source);
-            tj_plan_decref(p);
-        }
-    }
+    PyObject *r = tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0
+                      ? fn(self, &f, args, nargs, kwnames)
+                      : NULL;
     tj_flat_free(&f);
     return r;
 }
 
-/* _export_plan(*args, **kwargs): a fresh plan for these arguments (traced, optimized,
- * its first kernel compiled, as a call's) described as data (csrc/export.c): what
- * tracejit.export writes as C. The cache is left as it was. */
+/* A fresh plan for these arguments (traced, optimized, its first kernel compiled, as a
+ * call's; `explain` keeps the pass log), described by `describe`. The cache is left as
+ * it was. */
+static PyObject *fresh_plan(tj_function *self, tj_flat *f, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames, int explain) {
+    tj_plan *p = tj_compile_plan(self->st, self->fn, &self->conf, f, args, nargs, kwnames,
+                                 explain, &self->compile_time);
+    if (!p) return NULL;
+    PyObject *r = explain ? tj_explanation(p->log, p->source, p->upgrade.source)
+                          : tj_plan_export_info(p);
+    tj_plan_decref(p);
+    return r;
+}
+
+static PyObject *explained(tj_function *self, tj_flat *f, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames) {
+    return fresh_plan(self, f, args, nargs, kwnames, 1);
+}
+
+static PyObject *export_info(tj_function *self, tj_flat *f, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames) {
+    return fresh_plan(self, f, args, nargs, kwnames, 0);
+}
+
+static PyObject *passes_only(tj_function *self, tj_flat *f, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *log = tj_compile_passes(self->st, self->fn, &self->conf, f, args, nargs, kwnames);
+    PyObject *r = log ? tj_explanation(log, NULL, NULL) : NULL;
+    Py_XDECREF(log);
+    return r;
+}
+
+static PyObject *cuda_source(tj_function *self, tj_flat *f, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames) {
+    return tj_compile_cuda_source(self->st, self->fn, &self->conf, f, args, nargs, kwnames);
+}
+
+/* explain(*args, **kwargs): traces and compiles for these arguments without caching;
+ * returns a tracejit._explain.Explanation of the pass log and the generated sources. */
+static PyObject *fn_explain(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
+    return with_args(op, args, nargs, kwnames, explained);
+}
+
+/* _export_plan(*args, **kwargs): the plan for these arguments described as data
+ * (csrc/export.c): what tracejit.export writes as C. */
 static PyObject *fn_export_plan(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames) {
-    tj_function *self = (tj_function *)op;
-    tj_flat f;
-    tj_flat_init(&f, self->st);
-    PyObject *r = NULL;
-    if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0) {
-        tj_plan *p = tj_compile_plan(self->st, self->fn, &self->conf, &f, args, nargs, kwnames, 0,
-                                     &self->compile_time);
-        if (p) {
-            r = tj_plan_export_info(p);
-            tj_plan_decref(p);
-        }
-    }
-    tj_flat_free(&f);
-    return r;
+    return with_args(op, args, nargs, kwnames, export_info);
 }
 
 /* _explain_passes(*args, **kwargs): explain's pass log with no backend: traces and
@@ -428,31 +456,14 @@ static PyObject *fn_export_plan(PyObject *op, PyObject *const *args, Py_ssize_t 
  * tests) but the values Python reads while tracing (csrc/trace/concrete.c). */
 static PyObject *fn_explain_passes(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames) {
-    tj_function *self = (tj_function *)op;
-    tj_flat f;
-    tj_flat_init(&f, self->st);
-    PyObject *log = tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0
-                        ? tj_compile_passes(self->st, self->fn, &self->conf, &f, args, nargs, kwnames)
-                        : NULL;
-    PyObject *r = log ? tj_explanation(log, NULL, NULL) : NULL;
-    Py_XDECREF(log);
-    tj_flat_free(&f);
-    return r;
+    return with_args(op, args, nargs, kwnames, passes_only);
 }
 
 /* _cuda_source(*args, **kwargs): the CUDA program these arguments' trace compiles to
  * (tj_emit_cuda's dict), without a GPU: the CUDA backend's codegen tests. */
 static PyObject *fn_cuda_source(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames) {
-    tj_function *self = (tj_function *)op;
-    tj_flat f;
-    tj_flat_init(&f, self->st);
-    PyObject *r = tj_flatten_args(&f, &self->conf, args, nargs, kwnames) == 0
-                      ? tj_compile_cuda_source(self->st, self->fn, &self->conf, &f, args, nargs,
-                                               kwnames)
-                      : NULL;
-    tj_flat_free(&f);
-    return r;
+    return with_args(op, args, nargs, kwnames, cuda_source);
 }
 
 /* tiers(): per variant, most recent first: 'opt' (running the optimizing tier's
