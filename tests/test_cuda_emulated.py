@@ -122,6 +122,11 @@ PROGRAMS = {
     "iota": (lambda a: a * np.arange(a.shape[0])[:, None] + np.eye(a.shape[0], a.shape[1])
              + np.tril(a), [example("float64", (6, 8))]),
     "mean_var": (lambda a: (a.mean(axis=0), a.var(axis=1)), [example("float64", (30, 20))]),
+    # past emit_cuda.c's TJ_CU_UNROLL_MIN: four elements a thread, loads before stores,
+    # a total that is no multiple of the tile, two outputs, a transposed and a broadcast
+    # leaf
+    "unrolled": (lambda a, b: (np.tanh(a * 2 + b.T) - b[:, 0], (a + 1) * (a > 2)),
+                 [example("float32", (257, 263)), example("float32", (263, 257))]),
 }
 
 
