@@ -346,9 +346,15 @@ static PyObject *clip(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *ar
     if (!lo && kwargs) lo = PyDict_GetItemString(kwargs, "min");
     if (!hi && kwargs) hi = PyDict_GetItemString(kwargs, "max");
     PyObject *out = kwargs ? PyDict_GetItemString(kwargs, "out") : NULL;
-    if (out && out != Py_None)
-        return tj_trace_error(t->st, "numpy.clip(..., out=...) is not supported by tracejit");
-    return tj_apply_clip(t, x, lo ? lo : Py_None, hi ? hi : Py_None);
+    if (out && PyTuple_Check(out) && PyTuple_GET_SIZE(out) == 1) out = PyTuple_GET_ITEM(out, 0);
+    if (out && out != Py_None && !tj_is_tracer(out))
+        return tj_trace_error(t->st, "numpy.clip(..., out=...) is not supported by tracejit where "
+                              "out is not a traced array (a NumPy array made or read by the "
+                              "function, which is not traced); use the returned value");
+    PyObject *r = tj_apply_clip(t, x, lo ? lo : Py_None, hi ? hi : Py_None);
+    if (r && out && out != Py_None)   /* into out, as the ufunc's out= (its casting rule) */
+        Py_SETREF(r, tj_write_out(out, r, "numpy.clip(..., out=...)"));
+    return r;
 }
 
 static PyObject *transpose(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
