@@ -479,6 +479,11 @@ static int result_leaf(void *ctx, PyObject *o, const tj_path *p) {
         out = c->t->g.n_out - 1;
         int scalar = tj_is_tracer(o) ? tj_tracer_is_np_scalar(o) : 0;
         kind = scalar == 2 ? TJ_RESULT_PYNUMBER : scalar ? TJ_RESULT_SCALAR : TJ_RESULT_ARRAY;
+    } else if (PyObject_HasAttrString(o, "_tj_merge_into")) {   /* python/tracejit/_masked.py */
+        return tj_path_error(c->t->st->TraceError, p, "is x[mask] with a traced boolean mask, "
+                             "whose size depends on the data, which a trace cannot represent: "
+                             "return a reduction of it, or np.where(mask, x, fill) over the "
+                             "whole array");
     } else {
         int held = holds_tracer(o, 4, 1);
         if (held < 0) return -1;

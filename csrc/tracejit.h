@@ -377,6 +377,7 @@ PyObject *tj_trace_new(tj_state *st, PyObject *fn);
 /* _C._random(kind, shape, dtype, source, keyfn): a random draw in the current trace (random.c) */
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_py_same_value(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 /* _C._iota(shape, axis) (random.c): in a trace, an int64 Tracer of `shape` whose
  * element is its index along `axis`, or its C-order linear index for axis -1 (IOTA). */

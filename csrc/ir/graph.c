@@ -260,3 +260,30 @@ void tj_graph_dump(const tj_graph *g, const char *title, tj_sbuf *log) {
         tj_put(log, "%s\n", line);
     }
 }
+
+/* Whether nodes a and b compute the same value: the same node, or the same pure op
+ * (attributes, view, constant) of operands that compute the same values, up to `depth`
+ * levels; leaves are the same when they read the same slot, or equal constants. A
+ * conservative answer: 0 where it cannot tell. */
+int tj_same_value(const tj_graph *g, int32_t a, int32_t b, int depth) {
+    if (a == b) return 1;
+    if (a < 0 || b < 0 || depth <= 0) return 0;
+    const tj_node *x = &g->nodes[a], *y = &g->nodes[b];
+    if (x->op != y->op || !tj_op_pure(x->op) || x->dtype != y->dtype || x->weak != y->weak ||
+        x->ndim != y->ndim || x->axes != y->axes || x->flat != y->flat ||
+        memcmp(x->voff, y->voff, sizeof x->voff) != 0)
+        return 0;
+    for (int d = 0; d < x->ndim; d++)
+        if (x->shape[d] != y->shape[d] || x->perm[d] != y->perm[d] || x->vstep[d] != y->vstep[d])
+            return 0;
+    if (x->op == TJ_OP_CONST) return x->value.i == y->value.i;
+    if (tj_ops[x->op].kind == TJ_K_LEAF) {
+        if (x->slot == y->slot) return 1;
+        const tj_slotdesc *s = &g->slots[x->slot], *t = &g->slots[y->slot];
+        return s->kind == TJ_SLOT_CONST && t->kind == TJ_SLOT_CONST && s->dtype == t->dtype &&
+               s->value.i == t->value.i;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!tj_same_value(g, x->in[i], y->in[i], depth - 1)) return 0;
+    return 1;
+}

@@ -199,6 +199,7 @@ typedef struct {
 
 /* Doubles a malloc'd array's capacity (at least `min_cap`). 0, or -1: out of memory. */
 int tj_grow(void **buf, int32_t *cap, int32_t min_cap, size_t elem);
+int tj_same_value(const tj_graph *g, int32_t a, int32_t b, int depth);
 int tj_graph_init(tj_graph *g);
 void tj_graph_free(tj_graph *g);
 /* Each returns the new node's index (slot's, 0 for an output), or -1 + err. */

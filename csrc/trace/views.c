@@ -98,6 +98,46 @@ static PyObject *result(tj_trace *t, int32_t id, const tj_viewspec *v) {
 
 /* ---- indexing ------------------------------------------------------------------ */
 
+/* x[mask], one boolean key, in a NumPy trace: a constant mask is its nonzero()'s integer
+ * arrays (NumPy's definition); a traced one of x's leading shape is a selection
+ * (python/tracejit/_masked.py), whose size no array of the trace holds. */
+static PyObject *mask_select(tj_trace *t, PyObject *x, PyObject *k, int traced) {
+    if (!traced) {
+        PyObject *nz = PyArray_Nonzero((PyArrayObject *)k);
+        PyObject *r = nz ? tj_getitem(t, x, nz) : NULL;
+        Py_XDECREF(nz);
+        return r;
+    }
+    const tj_node *n = &t->g.nodes[((tj_tracer *)x)->id], *m = &t->g.nodes[((tj_tracer *)k)->id];
+    if (m->ndim > n->ndim || m->ndim == 0)
+        return tj_trace_error(t->st, "a traced boolean index of %d dims on an array of %d is not "
+                              "supported by tracejit", m->ndim, n->ndim);
+    for (int d = 0; d < m->ndim; d++)
+        if (m->shape[d] != n->shape[d]) {   /* NumPy's error */
+            tj_error_at(t->st, PyExc_IndexError, "boolean index did not match indexed array along "
+                        "axis %d; size of axis is %lld but size of corresponding boolean axis is "
+                        "%lld", d, (long long)n->shape[d], (long long)m->shape[d]);
+            return NULL;
+        }
+    PyObject *mod = PyImport_ImportModule("tracejit._masked");
+    PyObject *r = mod ? PyObject_CallMethod(mod, "select", "OO", x, k) : NULL;
+    Py_XDECREF(mod);
+    return r;
+}
+
+/* _same_value(a, b): whether tracers a and b of one live trace compute the same value
+ * (tj_same_value): a mask computed twice, `a[a > 0] = a[a > 0] ** 2`. */
+PyObject *tj_py_same_value(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !tj_is_tracer(args[0]) || !tj_is_tracer(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "_same_value(a, b) takes two tracers");
+        return NULL;
+    }
+    tj_tracer *a = (tj_tracer *)args[0], *b = (tj_tracer *)args[1];
+    tj_trace *t = tj_tracer_live(a);
+    if (!t) return NULL;
+    return PyBool_FromLong(a->trace == b->trace && tj_same_value(&t->g, a->id, b->id, 48));
+}
+
 PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key) {
     int32_t id = tj_operand(t, x);
     if (id < 0) return NULL;
@@ -123,8 +163,11 @@ PyObject *tj_getitem(tj_trace *t, PyObject *x, PyObject *key) {
         else if (k != Py_None && !PyBool_Check(k)) {
             if (tj_is_tracer(k) || PyArray_Check(k) || (!PySlice_Check(k) && !PyIndex_Check(k))) {
                 int boolean = PyArray_Check(k) && PyArray_TYPE((PyArrayObject *)k) == NPY_BOOL;
+                int traced = tj_is_tracer(k) && t->g.nodes[((tj_tracer *)k)->id].dtype == TJ_BOOL;
                 Py_DECREF(items);
-                if (boolean || (tj_is_tracer(k) && t->g.nodes[((tj_tracer *)k)->id].dtype == TJ_BOOL))
+                if ((boolean || traced) && ni == 1 && !t->torch)
+                    return mask_select(t, x, k, traced);
+                if (boolean || traced)
                     return tj_trace_error(t->st, "boolean-mask indexing gives a result whose "
                                           "size depends "
                                           "on the data, which a trace cannot represent; use "

@@ -717,6 +717,13 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
     tj_tracer *x = (tj_tracer *)target;
     tj_trace *t = tj_tracer_live(x);
     if (!t) return -1;
+    if (!tj_is_tracer(value) && !t->torch && PyObject_HasAttrString(value, "_tj_merge_into")) {
+        /* `y[m] = x[m]...`: a selection (python/tracejit/_masked.py) merged into y */
+        PyObject *merged = PyObject_CallMethod(value, "_tj_merge_into", "OO", target, key);
+        int rc = merged ? tj_write_setitem(target, Py_Ellipsis, merged) : -1;
+        Py_XDECREF(merged);
+        return rc;
+    }
     int now = write_made_now(t, x, key, value);
     if (now) return now < 0 ? -1 : 0;
     int scalar = tj_tracer_is_np_scalar(target);   /* eager's scalars are immutable */
