@@ -24,6 +24,14 @@ static const char *ctype(int dt) {
     return tj_dtype_stdtype(dt);
 }
 
+/* The element type a contiguous loop's pointers read and write: bool's bytes as
+ * uint8_t (converted to and from bool by C's rules, so the values are the same), since
+ * gcc vectorizes no loop that loads or stores a bool (measured: attention's causal
+ * mask, np.where over a bool capture, scalar with a branch per element) */
+static const char *mtype(int dt) {
+    return dt == TJ_BOOL ? "uint8_t" : tj_dtype_stdtype(dt);
+}
+
 /* x ** e for a constant e, as tj_p_POWS/POWSF compute it (csrc/emit/prims.c). */
 static void put_pow(sbuf *b, const tj_node *n, int32_t a, double e) {
     int f32 = n->dtype == TJ_F32;
@@ -167,10 +175,10 @@ static void emit_cols_chunk(sbuf *b, const tj_graph *g, const tj_group *gr, cons
                 t, l, l);
         else
             put(b, "%*sconst %s *restrict q%d = (const %s *)(bl%d + i0 * l%d_0) + j0;\n", in, "",
-                t, l, t, l, l);
+                mtype(g->nodes[id].dtype), l, mtype(g->nodes[id].dtype), l, l);
     }
     for (int o = 1; o < gr->n_outs; o++) {
-        const char *t = ctype(g->nodes[gr->outs[o].node].dtype);
+        const char *t = mtype(g->nodes[gr->outs[o].node].dtype);
         put(b, "%*s%s *restrict r%d = (%s *)((char *)P[%d] + i0 * o%d_0) + j0;\n", in, "", t, o,
             t, (int)gr->outs[o].slot, o);
     }
@@ -381,10 +389,10 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
         for (int l = 0; !pass && l < gr->n_leaves; l++)
             if (!uni[gr->leaves[l].node] && gr->leaves[l].slot >= 0)
                 put(b, "%*sconst %s *restrict q%d = (const %s *)pl%d;\n", in, "",
-                    ctype(g->nodes[gr->leaves[l].node].dtype), l, ctype(g->nodes[gr->leaves[l].node].dtype), l);
+                    mtype(g->nodes[gr->leaves[l].node].dtype), l, mtype(g->nodes[gr->leaves[l].node].dtype), l);
         for (int o = o0; !pass && o < gr->n_outs; o++)
-            put(b, "%*s%s *restrict r%d = (%s *)po%d;\n", in, "", ctype(g->nodes[gr->outs[o].node].dtype),
-                o, ctype(g->nodes[gr->outs[o].node].dtype), o);
+            put(b, "%*s%s *restrict r%d = (%s *)po%d;\n", in, "", mtype(g->nodes[gr->outs[o].node].dtype),
+                o, mtype(g->nodes[gr->outs[o].node].dtype), o);
         if (f && !f->horizontal && !pass)
             put(b, "%*s%s *restrict ra = (%s *)pc;\n", in, "", f->A, f->A);
         if (f && f->horizontal) {   /* blocks of the inner dim, as TinyCC's */

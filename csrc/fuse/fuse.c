@@ -284,6 +284,32 @@ static int same_shape(const tj_node *a, const tj_node *b) {
     return 1;
 }
 
+/* Whether the group just built for materialized node i (the last of s) may also compute
+ * the one before it, an elementwise value x of i's shape stored for later groups that i
+ * reads in place (an LSTM cell's c, then h = o * tanh(c): a loop and a read of c
+ * fewer per step): both plain elementwise groups, adjacent (no group between them
+ * reads x), x the previous group's only output. The merged group writes x to its
+ * slot as a second output. */
+static int absorbs_previous(const tj_graph *g, const tj_schedule *s, int32_t i) {
+    if (s->n_groups < 2) return 0;
+    const tj_group *gi = &s->groups[s->n_groups - 1], *gx = &s->groups[s->n_groups - 2];
+    if (gi->red >= 0 || gi->cat >= 0 || gx->red >= 0 || gx->cat >= 0 || gx->n_outs != 1)
+        return 0;
+    int32_t x = gx->outs[0].node;
+    int ki = tj_ops[g->nodes[i].op].kind, kx = tj_ops[g->nodes[x].op].kind;
+    if ((ki != TJ_K_EW && ki != TJ_K_CAST) || (kx != TJ_K_EW && kx != TJ_K_CAST) ||
+        !same_shape(&g->nodes[i], &g->nodes[x]))
+        return 0;
+    int direct = 0;   /* and never through a view or a gather: those read other elements */
+    for (int l = 0; l < gi->n_leaves; l++) {
+        const tj_leaf *lf = &gi->leaves[l];
+        if (lf->node != x && lf->base != x) continue;
+        if (lf->node != x || lf->gather >= 0) return 0;
+        direct = 1;
+    }
+    return direct;
+}
+
 /* Gives node x memory of its own unless it has some: a scratch slot, or, for a node
  * that must run once and is an output (out_once), its output array (TO_OUT: set once
  * the outputs have their slots). */
@@ -417,6 +443,15 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
             if (stored_by[x] == i) { outs[k] = x; oslots[k++] = s->mat_slot[x]; }
         if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, &sp, err) < 0)
             goto done;
+        if (absorbs_previous(g, s, i)) {   /* one group computes both (see there) */
+            int32_t x = s->groups[s->n_groups - 2].outs[0].node;
+            outs[k] = x;
+            oslots[k++] = s->mat_slot[x];
+            s->n_groups -= 2;   /* (their arrays stay in the arena until it is freed) */
+            s->groups[s->n_groups].red = s->groups[s->n_groups].cat = -1;
+            if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, &sp, err) < 0)
+                goto done;
+        }
     }
     uint8_t *grouped = calloc((size_t)n, 1);
     if (!grouped) goto nomem;
