@@ -406,6 +406,7 @@ static int trace_once(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
         if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(st, &err); goto done; }
     }
     t->g.n_hidden = t->g.n_out - n_template - t->n_writes;
+    t->g.n_guard_out = t->g.n_hidden - (t->checks ? (int32_t)PyList_GET_SIZE(t->checks) : 0);
     if (tj_loops_check(t) < 0) goto done;
     t->live = 0;
     *t_trace = now_s();

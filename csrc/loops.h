@@ -31,6 +31,9 @@ int tj_plan_run_ctx(tj_plan *p, const tj_flat *f, const tj_loopctx *lc, PyObject
 /* The kernel's groups in order on bound slots (ns: the schedule's slots; P[ns] the error
  * record), large groups split across the pool when may_split. 0; -1 out of memory. */
 int tj_kernel_run(const tj_kernel *k, int ns, void **P, const int64_t **S, int may_split);
+/* Its groups [g0, g1) only (a plan's phases between value guards). */
+int tj_kernel_run_groups(const tj_kernel *k, int ns, void **P, const int64_t **S, int may_split,
+                         int g0, int g1);
 /* A plan of trace c (a graph made while t traced: a value's prefix, a loop's operands or
  * body) whose result is `res` (Tracers of c), for t's call; results are ndarrays.
  * tiered: with the optimizing tier's upgrade (a loop's body, run often). New plan; NULL +

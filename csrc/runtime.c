@@ -59,8 +59,13 @@ static void run_parts(void *c_, int64_t lo, int64_t hi) {
 }
 
 int tj_kernel_run(const tj_kernel *k, int ns, void **P, const int64_t **S, int may_split) {
+    return tj_kernel_run_groups(k, ns, P, S, may_split, 0, k->n_groups);
+}
+
+int tj_kernel_run_groups(const tj_kernel *k, int ns, void **P, const int64_t **S, int may_split,
+                         int g0, int g1) {
     ns += 1;
-    for (int gi = 0; gi < k->n_groups; gi++) {
+    for (int gi = g0; gi < g1; gi++) {
         const tj_gdesc *g = &k->groups[gi];
         run_ctx c = {g, P, S, ns, 0, NULL};
         if (g->init) g->init(P, S);
@@ -340,19 +345,40 @@ static int allocate(replay *r, tj_plan *p) {
     return 0;
 }
 
-/* The kernel (without the GIL when the work is large), then the tier's progress. 0/-1
- * (kernel_errors reads the error record once the value guards held). */
-static int launch(replay *r, tj_plan *p) {
+/* The kernel's groups in phases (fuse.c): the groups that compute value guard k's value,
+ * then its comparison, for each k in the trace's order, then the rest; a guard that
+ * fails stops the kernel there (*failed = 1), so a variant whose guard fails runs none
+ * of the work that follows it. Plain C: runs with or without the GIL. 0/-1. */
+static int run_phases(tj_plan *p, replay *r, int split, int *failed) {
+    const tj_schedule *s = &p->sched;
+    int g0 = 0, ns = s->n_slots;
+    for (int k = 0; k < s->n_guard_end; k++) {
+        if (tj_kernel_run_groups(&p->kernel, ns, r->P, r->S, split, g0, s->guard_end[k]) < 0)
+            return -1;
+        g0 = s->guard_end[k];
+        if (!tj_guards_value_holds(p, k, (void *const *)r->P)) {
+            *failed = 1;
+            p->groups_ran = g0;
+            return 0;
+        }
+    }
+    p->groups_ran = p->kernel.n_groups;
+    return tj_kernel_run_groups(&p->kernel, ns, r->P, r->S, split, g0, p->kernel.n_groups);
+}
+
+/* The kernel (without the GIL when the work is large), then the tier's progress. 0/-1;
+ * *failed: a value guard failed (kernel_errors reads the error record once they held). */
+static int launch(replay *r, tj_plan *p, int *failed) {
     r->P[r->ns] = r->err;
     int rc;
     if (p->kernel.run)   /* a device's kernel: launched on its stream, not waited for */
         return p->kernel.run(&p->kernel, r->P, r->S);
     if (p->work >= TJ_NOGIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
-        rc = tj_kernel_run(&p->kernel, p->sched.n_slots, r->P, r->S, 1);
+        rc = run_phases(p, r, 1, failed);
         Py_END_ALLOW_THREADS
     } else {
-        rc = tj_kernel_run(&p->kernel, p->sched.n_slots, r->P, r->S, 0);
+        rc = run_phases(p, r, 0, failed);
     }
     if (rc < 0) { PyErr_NoMemory(); return -1; }
     if (p->upgrade.source && !p->upgrade.done) {
@@ -594,7 +620,7 @@ int tj_plan_run_ctx(tj_plan *p, const tj_flat *f, const tj_loopctx *lc, PyObject
                     PyObject **reason) {
     replay r;
     tj_loopctx own = {0};
-    int rc = -1;
+    int rc = -1, failed = 0;
     *result = *reason = NULL;
     r.lc = lc;
     if (replay_init(&r, p) == 0 &&
@@ -602,10 +628,20 @@ int tj_plan_run_ctx(tj_plan *p, const tj_flat *f, const tj_loopctx *lc, PyObject
         (lc || !p->loops || (rc = tj_loops_run(p, f, &own, reason)) == 0)) {
         rc = -1;
         if (!lc && p->loops) r.lc = &own;
-        if (bind(&r, p, f) == 0 && allocate(&r, p) == 0 && launch(&r, p) == 0 &&
-            (p->first_value == p->n_guards ||
-             (rc = tj_guards_check_values(p, (void *const *)r.P, reason)) == 0))
-            rc = kernel_errors(&r, p) == 0 && (*result = finish(&r, p, f)) ? 0 : -1;
+        /* the value guards: compared in the kernel's phases (failed: its reason, here);
+         * a kernel without phases (a device's) has them compared once it ran */
+        if (bind(&r, p, f) == 0 && allocate(&r, p) == 0 && launch(&r, p, &failed) == 0) {
+            if (failed || (!p->sched.n_guard_end && p->first_value < p->n_guards))
+                rc = tj_guards_check_values(p, (void *const *)r.P, reason);
+            else
+                rc = 0;
+            if (rc == 0 && failed) {   /* (never a kernel that stopped early) */
+                tj_internal_error(p->st, "a value guard failed in the kernel, not after");
+                rc = -1;
+            }
+            if (rc == 0)
+                rc = kernel_errors(&r, p) == 0 && (*result = finish(&r, p, f)) ? 0 : -1;
+        }
     }
     replay_release(&r, p);
     tj_loopctx_free(&own);
