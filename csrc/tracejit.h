@@ -184,6 +184,8 @@ typedef struct {
                                 which NumPy may make a view instead: writes reaching
                                 them are refused (write_views.c) */
     int32_t n_view_copies, cap_view_copies;
+    PyObject *conc_vals;     /* NULL or dict: node -> ndarray, the values computed for
+                                Python so far that a later one may start from (prefix.c) */
     struct tj_tracer *tracers;   /* the live Tracer objects of this trace, a list linked
                                     through their prev/next (tracer.c): a write through a
                                     view rebinds every one of its family (write_views.c) */
