@@ -38,6 +38,9 @@ int tj_kernel_run_groups(const tj_kernel *k, int ns, void **P, const int64_t **S
  * body) whose result is `res` (Tracers of c), for t's call; results are ndarrays.
  * tiered: with the optimizing tier's upgrade (a loop's body, run often). New plan; NULL +
  * exception. */
+/* Whether tj_compile_value starts from the values computed before (prefix.c; 1). */
+extern int tj_prefix_incremental;
+extern long long tj_prefix_nodes;   /* nodes compiled for such values, since import */
 tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res, int tiered);
 PyObject *tj_py_loop_begin(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs);

@@ -16,9 +16,12 @@
 
 #define TJ_KEEP_BYTES (64 << 20)   /* bytes of values a trace keeps for later prefixes */
 
+int tj_prefix_incremental = 1;
+long long tj_prefix_nodes;
+
 /* The kept value of node i (borrowed), or NULL. */
 static PyObject *kept(const tj_trace *t, int32_t i) {
-    if (!t->conc_vals) return NULL;
+    if (!t->conc_vals || !tj_prefix_incremental) return NULL;
     PyObject *k = PyLong_FromLong(i), *v = k ? PyDict_GetItemWithError(t->conc_vals, k) : NULL;
     Py_XDECREF(k);
     return v;
@@ -75,7 +78,7 @@ static int kept_leaf(tj_trace *t, tj_trace *c, int32_t i, tj_node *n) {
  * (a later value may start from it), of a dtype NumPy holds. */
 static int worth_keeping(const tj_trace *t, int32_t i) {
     const tj_node *n = &t->g.nodes[i];
-    return i < t->cap_holders && t->holders[i] > 0 && tj_ops[n->op].kind != TJ_K_LEAF &&
+    return tj_prefix_incremental && i < t->cap_holders && t->holders[i] > 0 && tj_ops[n->op].kind != TJ_K_LEAF &&
            n->dtype != TJ_BF16;
 }
 
@@ -118,6 +121,7 @@ static tj_trace *prefix_trace(tj_trace *t, int32_t id, int32_t *keep, int *n_kee
         }
         map[i] = c->g.n++;
     }
+    tj_prefix_nodes += c->g.n;
     /* the loops run before the prefix's kernel only where it reads their results */
     if (loops && !(c->loops = PyList_GetSlice(t->loops, 0, PyList_GET_SIZE(t->loops)))) goto fail;
     if (tj_graph_add_output(&c->g, map[id], &err) < 0) goto raise;
