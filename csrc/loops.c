@@ -538,6 +538,9 @@ static int64_t slot_bytes(const tj_schedule *s, int slot) {
     return b;
 }
 
+#define TJ_SIGNAL_STEPS 1024       /* steps between checks for a pending signal (Ctrl-C) */
+#define TJ_SIGNAL_WORK (1 << 20)   /* elements of a body checked after every step */
+
 /* The body's steps: the carries (fresh copies of in[0..nc)) and ys into ctx. 0/-1. */
 static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
     tj_plan *p = r->body;
@@ -616,6 +619,14 @@ static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
     int nogil = (r->n < 0 || r->n * p->work >= (1 << 15)) && p->work >= 64;
     PyThreadState *ts = nogil ? PyEval_SaveThread() : NULL;
     for (int64_t i = 0; (r->n < 0 || i < r->n) && !krc && !err[0]; i++) {
+        /* Ctrl-C: a pending signal's handler runs every TJ_SIGNAL_STEPS steps (each
+         * step of a large body), with the GIL: KeyboardInterrupt ends the loop */
+        if (i && (i % TJ_SIGNAL_STEPS == 0 || p->work >= TJ_SIGNAL_WORK)) {
+            if (ts) PyEval_RestoreThread(ts);
+            krc = PyErr_CheckSignals() < 0 ? 2 : 0;
+            ts = nogil ? PyEval_SaveThread() : NULL;
+            if (krc) break;
+        }
         int64_t at = r->reverse ? r->n - 1 - i : i;
         if (r->n < 0 && !*(const uint8_t *)PyArray_DATA((PyArrayObject *)res[nc - 1]))
             break;   /* a while_loop: its last carry is cond_fun's value */
@@ -644,6 +655,7 @@ static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
         }
     }
     if (ts) PyEval_RestoreThread(ts);
+    if (krc == 2) goto done;   /* the signal handler's exception */
     if (krc) { PyErr_NoMemory(); goto done; }
     if (p->upgrade.source && !p->upgrade.done) {   /* the tier's policy, as a plan's */
         p->calls++;
