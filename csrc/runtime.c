@@ -625,7 +625,7 @@ int tj_plan_run_ctx(tj_plan *p, const tj_flat *f, const tj_loopctx *lc, PyObject
     r.lc = lc;
     if (replay_init(&r, p) == 0 &&
         (!p->first_value || (rc = tj_guards_check(p, f, r.cap, r.cap_view, reason)) == 0) &&
-        (lc || !p->loops || (rc = tj_loops_run(p, f, &own, reason)) == 0)) {
+        (lc || !p->loops || (rc = tj_loops_run(p, f, r.cap, &own, reason)) == 0)) {
         rc = -1;
         if (!lc && p->loops) r.lc = &own;
         /* the value guards: compared in the kernel's phases (failed: its reason, here);
