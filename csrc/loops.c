@@ -535,13 +535,17 @@ int tj_loops_log(PyObject *loops, PyObject *log) {
     if (!loops || !log) return 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(loops); i++) {
         const looprec *r = tj_loop_rec(loops, i);
+        int n_in = r->n_carry + r->n_x + r->n_ops, n_place = 0;
+        for (int k = 0; k < n_in; k++) n_place += r->src_kind[k] != TJ_SRC_PRE;
         PyObject *l = r->n < 0
             ? PyUnicode_FromFormat("-- loop %zd: %s (compiled, not unrolled): body of %d groups, "
-                                   "%d carries", i, kinds[r->kind], r->body->sched.n_groups,
-                                   r->n_carry - 1)
+                                   "%d carries; %d of %d operands read in place", i,
+                                   kinds[r->kind], r->body->sched.n_groups, r->n_carry - 1,
+                                   n_place, n_in)
             : PyUnicode_FromFormat("-- loop %zd: %s of %lld steps (compiled, not unrolled): body "
-                                   "of %d groups, %d carries, %d ys", i, kinds[r->kind],
-                                   (long long)r->n, r->body->sched.n_groups, r->n_carry, r->n_y);
+                                   "of %d groups, %d carries, %d ys; %d of %d operands read in "
+                                   "place", i, kinds[r->kind], (long long)r->n,
+                                   r->body->sched.n_groups, r->n_carry, r->n_y, n_place, n_in);
         int rc = l ? PyList_Append(log, l) : -1;
         Py_XDECREF(l);
         if (rc < 0) return -1;

@@ -62,40 +62,44 @@ int tj_kernel_run(const tj_kernel *k, int ns, void **P, const int64_t **S, int m
     return tj_kernel_run_groups(k, ns, P, S, may_split, 0, k->n_groups);
 }
 
+/* Group g on bound slots (ns: slots + 1, the error record's). 0; -1 out of memory. */
+static inline int run_group(const tj_gdesc *g, int ns, void **P, const int64_t **S,
+                            int may_split) {
+    run_ctx c = {g, P, S, ns, 0, NULL};
+    if (g->init) g->init(P, S);
+    int64_t big = g->units * g->work >= TJ_SPLIT_WORK;
+    if (g->comb && big && g->units > 1) {
+        /* parts of at least TJ_MIN_CHUNK elements, at most TJ_MAX_PARTS of them */
+        int64_t ch = (TJ_MIN_CHUNK + g->work - 1) / (g->work ? g->work : 1);
+        if (ch < (g->units + TJ_MAX_PARTS - 1) / TJ_MAX_PARTS)
+            ch = (g->units + TJ_MAX_PARTS - 1) / TJ_MAX_PARTS;
+        int64_t n = (g->units + ch - 1) / ch;
+        if (n > 1 && n * g->acc_bytes <= TJ_MAX_PART_BYTES &&
+            (c.parts = malloc((size_t)(n * g->acc_bytes)))) {
+            c.chunk = ch;
+            if (may_split) tj_pool_for(run_parts, &c, n, 1);
+            else run_parts(&c, 0, n);
+            if (c.chunk < 0) { free(c.parts); return -1; }
+            for (int64_t k = 0; k < n; k++)
+                g->comb(P[g->acc_slot], NULL, c.parts + k * g->acc_bytes, g->acc_n, 0);
+            free(c.parts);
+            if (g->fin) g->fin(P, S);
+            return 0;
+        }
+    }
+    if (may_split && g->par && g->units > 1 && big)
+        tj_pool_for(run_range, &c, g->units,
+                    g->work >= TJ_MIN_CHUNK ? 1 : (TJ_MIN_CHUNK + g->work - 1) / g->work);
+    else
+        g->body(P, S, 0, g->units);
+    if (g->fin) g->fin(P, S);
+    return 0;
+}
+
 int tj_kernel_run_groups(const tj_kernel *k, int ns, void **P, const int64_t **S, int may_split,
                          int g0, int g1) {
-    ns += 1;
-    for (int gi = g0; gi < g1; gi++) {
-        const tj_gdesc *g = &k->groups[gi];
-        run_ctx c = {g, P, S, ns, 0, NULL};
-        if (g->init) g->init(P, S);
-        int64_t big = g->units * g->work >= TJ_SPLIT_WORK;
-        if (g->comb && big && g->units > 1) {
-            /* parts of at least TJ_MIN_CHUNK elements, at most TJ_MAX_PARTS of them */
-            int64_t ch = (TJ_MIN_CHUNK + g->work - 1) / (g->work ? g->work : 1);
-            if (ch < (g->units + TJ_MAX_PARTS - 1) / TJ_MAX_PARTS)
-                ch = (g->units + TJ_MAX_PARTS - 1) / TJ_MAX_PARTS;
-            int64_t n = (g->units + ch - 1) / ch;
-            if (n > 1 && n * g->acc_bytes <= TJ_MAX_PART_BYTES &&
-                (c.parts = malloc((size_t)(n * g->acc_bytes)))) {
-                c.chunk = ch;
-                if (may_split) tj_pool_for(run_parts, &c, n, 1);
-                else run_parts(&c, 0, n);
-                if (c.chunk < 0) { free(c.parts); return -1; }
-                for (int64_t k = 0; k < n; k++)
-                    g->comb(P[g->acc_slot], NULL, c.parts + k * g->acc_bytes, g->acc_n, 0);
-                free(c.parts);
-                if (g->fin) g->fin(P, S);
-                continue;
-            }
-        }
-        if (may_split && g->par && g->units > 1 && big)
-            tj_pool_for(run_range, &c, g->units,
-                        g->work >= TJ_MIN_CHUNK ? 1 : (TJ_MIN_CHUNK + g->work - 1) / g->work);
-        else
-            g->body(P, S, 0, g->units);
-        if (g->fin) g->fin(P, S);
-    }
+    for (int gi = g0; gi < g1; gi++)
+        if (run_group(&k->groups[gi], ns + 1, P, S, may_split) < 0) return -1;
     return 0;
 }
 
@@ -351,19 +355,20 @@ static int allocate(replay *r, tj_plan *p) {
  * of the work that follows it. Plain C: runs with or without the GIL. 0/-1. */
 static int run_phases(tj_plan *p, replay *r, int split, int *failed) {
     const tj_schedule *s = &p->sched;
-    int g0 = 0, ns = s->n_slots;
-    for (int k = 0; k < s->n_guard_end; k++) {
-        if (tj_kernel_run_groups(&p->kernel, ns, r->P, r->S, split, g0, s->guard_end[k]) < 0)
-            return -1;
-        g0 = s->guard_end[k];
-        if (!tj_guards_value_holds(p, k, (void *const *)r->P)) {
-            *failed = 1;
-            p->groups_ran = g0;
-            return 0;
-        }
+    const tj_kernel *k = &p->kernel;
+    int ns = s->n_slots + 1, ng = k->n_groups, nk = s->n_guard_end, next = nk ? s->guard_end[0] : -1;
+    for (int gi = 0, g = 0;; gi++) {
+        for (; gi == next; next = ++g < nk ? s->guard_end[g] : -1)   /* guard g's turn */
+            if (!tj_guards_value_holds(p, g, (void *const *)r->P)) {
+                *failed = 1;
+                p->groups_ran = gi;
+                return 0;
+            }
+        if (gi == ng) break;
+        if (run_group(&k->groups[gi], ns, r->P, r->S, split) < 0) return -1;
     }
-    p->groups_ran = p->kernel.n_groups;
-    return tj_kernel_run_groups(&p->kernel, ns, r->P, r->S, split, g0, p->kernel.n_groups);
+    p->groups_ran = ng;
+    return 0;
 }
 
 /* The kernel (without the GIL when the work is large), then the tier's progress. 0/-1;
