@@ -63,8 +63,9 @@ int tj_kernel_run(const tj_kernel *k, int ns, void **P, const int64_t **S, int m
 }
 
 /* Group g on bound slots (ns: slots + 1, the error record's). 0; -1 out of memory. */
-static inline int run_group(const tj_gdesc *g, int ns, void **P, const int64_t **S,
-                            int may_split) {
+static inline __attribute__((always_inline)) int run_group(const tj_gdesc *g, int ns,
+                                                           void **P, const int64_t **S,
+                                                           int may_split) {
     run_ctx c = {g, P, S, ns, 0, NULL};
     if (g->init) g->init(P, S);
     int64_t big = g->units * g->work >= TJ_SPLIT_WORK;
@@ -357,6 +358,8 @@ static int run_phases(tj_plan *p, replay *r, int split, int *failed) {
     const tj_schedule *s = &p->sched;
     const tj_kernel *k = &p->kernel;
     int ns = s->n_slots + 1, ng = k->n_groups, nk = s->n_guard_end, next = nk ? s->guard_end[0] : -1;
+    p->groups_ran = ng;
+    if (!nk) return tj_kernel_run_groups(k, s->n_slots, r->P, r->S, split, 0, ng);
     for (int gi = 0, g = 0;; gi++) {
         for (; gi == next; next = ++g < nk ? s->guard_end[g] : -1)   /* guard g's turn */
             if (!tj_guards_value_holds(p, g, (void *const *)r->P)) {
@@ -364,11 +367,9 @@ static int run_phases(tj_plan *p, replay *r, int split, int *failed) {
                 p->groups_ran = gi;
                 return 0;
             }
-        if (gi == ng) break;
+        if (gi == ng) return 0;
         if (run_group(&k->groups[gi], ns, r->P, r->S, split) < 0) return -1;
     }
-    p->groups_ran = ng;
-    return 0;
 }
 
 /* The kernel (without the GIL when the work is large), then the tier's progress. 0/-1;
