@@ -11,11 +11,19 @@ Cases (x: 16 float64, replayed; every call takes the branch its variant assumed)
   switch   the branch function called with x and -x in turn: each call runs the
            most recent variant's kernel, whose guard fails, then the other's (the cost
            of a failing guard), vs the same calls of the function without the branch
+  trace    the first call (trace + compile + run) of `while x.max() > 0.0: x = ...` in
+           plain Python, 10, 100 and 1000 steps (each step reads a value, so each
+           compiles a graph for it): values computed incrementally from those kept
+           (csrc/prefix.c) against the whole prefix each time (_C._incremental_values
+           (False), the previous behaviour; 1000 steps that way take ~1.5 min: left out
+           with --quick, which also stops at 100)
 Target (issue 19): a passing guard costs at most 20 ns. Under callgrind (a machine
-too busy for nanoseconds), a passing comparison guard costs ~90 instructions of
-tj_guards_check_values and an argument guard ~60 of tj_guards_check; the branch case
-also binds the two constants the trace made for `s > 0` (dead after the passes, their
-slots still bound).
+too busy for nanoseconds; valgrind --tool=callgrind --toggle-collect=tj_plan_run_ctx
+over 10^4 replays of the branch and plain functions), the branch case costs 129
+instructions per replay more than the plain one (162 before value guards were compared
+between the kernel's phases, csrc/runtime.c run_phases); that includes binding the two
+constants the trace made for `s > 0` (dead after the passes, their slots still bound).
+The switch case's failing variant now stops after the sum's group.
 
 Run:  PYTHONPATH=python python benchmarks/bench_guards.py [--quick]
 """
@@ -68,6 +76,37 @@ def _cases(tj):
     }
 
 
+def _countdown(x):
+    while x.max() > 0.0:
+        x = np.tanh(x) * 0.0 + x - 1.0
+    return x
+
+
+def _trace_times(tj, quick):
+    """First-call times of a Python loop on data, incremental and whole-prefix."""
+    import time
+    from tracejit import _C
+    rows = []
+    for n in (10, 100) if quick else (10, 100, 1000):
+        x = np.linspace(n - 1.0, n - 0.5, 64)
+        want = _countdown(x)
+        t = {}
+        for mode in (True, False):
+            prev = _C._incremental_values(mode)
+            try:
+                f = tj.compile(_countdown)
+                t0 = time.perf_counter()
+                got = f(x)
+                t[mode] = time.perf_counter() - t0
+            finally:
+                _C._incremental_values(prev)
+            if not np.array_equal(got, want):
+                raise AssertionError(f"trace {n}: the compiled result differs from eager")
+        rows.append([f"trace {n} steps", f"{1e3 * t[True]:.0f} ms", f"{1e3 * t[False]:.0f} ms",
+                     f"{t[False] / t[True]:.1f}x"])
+    return rows
+
+
 def main(argv=None) -> int:
     opts = H.common_parser(__doc__.split("\n")[0]).parse_args(argv)
     import tracejit as tj
@@ -90,6 +129,9 @@ def main(argv=None) -> int:
     print(H.markdown_table(["case", "guarded", "unguarded", "extra (median)", "extra (min)",
                             "guarded/unguarded", "variants"], rows))
     print("target: a passing guard (branch, size) at most +20 ns")
+    print()
+    print(H.markdown_table(["case", "first call, incremental", "first call, whole prefix",
+                            "speedup"], _trace_times(tj, opts.quick)))
     return failed
 
 

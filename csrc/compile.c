@@ -406,6 +406,7 @@ static int trace_once(PyObject *fn, const tj_argconf *conf, const tj_flat *f,
         if (tj_graph_add_output(&t->g, id, &err) < 0) { tj_error_raise(st, &err); goto done; }
     }
     t->g.n_hidden = t->g.n_out - n_template - t->n_writes;
+    t->g.n_guard_out = t->g.n_hidden - (t->checks ? (int32_t)PyList_GET_SIZE(t->checks) : 0);
     if (tj_loops_check(t) < 0) goto done;
     t->live = 0;
     *t_trace = now_s();
@@ -515,58 +516,6 @@ static int log_guards(const tj_plan *p, PyObject *log) {
     return rc;
 }
 
-/* ---- a value Python needs while tracing (csrc/trace/concrete.c) ------------------ */
-
-/* A copy of t's graph up to node id, id its one output, for the call being traced:
- * its random keys become constants (a value that depends on a draw is refused: the
- * call's draws are made when it replays). New live trace; NULL + exception. */
-static tj_trace *prefix_trace(tj_trace *t, int32_t id) {
-    uint8_t *used = PyMem_Calloc((size_t)id + 1, 1);
-    if (!used) return (tj_trace *)PyErr_NoMemory();
-    used[id] = 1;
-    for (int32_t i = id; i >= 0; i--) {
-        if (!used[i]) continue;
-        const tj_node *n = &t->g.nodes[i];
-        for (int k = 0; k < 3; k++)
-            if (n->in[k] >= 0) used[n->in[k]] = 1;
-        if (n->slot >= 0 && (t->g.slots[n->slot].kind == TJ_SLOT_KEY ||
-                             (t->g.slots[n->slot].kind == TJ_SLOT_LOOP &&
-                              tj_loops_draw(t->loops, t->g.slots[n->slot].index)))) {
-            PyMem_Free(used);
-            tj_trace_error(t->st, "a value computed from random draws cannot steer Python (a branch, "
-                           "int(), float(), .item()): the draws are fresh at every call, after "
-                           "the branch is taken. Keep it an array (np.where(cond, x, y))");
-            return NULL;
-        }
-    }
-    PyMem_Free(used);
-    tj_trace *c = (tj_trace *)tj_trace_new(t->st, t->fn);
-    if (!c) return NULL;
-    c->torch = t->torch;
-    c->g.nodes = malloc((size_t)(id + 1) * sizeof *c->g.nodes);
-    c->g.slots = malloc((size_t)(t->g.n_slots ? t->g.n_slots : 1) * sizeof *c->g.slots);
-    Py_SETREF(c->captures, PyList_GetSlice(t->captures, 0, PyList_GET_SIZE(t->captures)));
-    c->loops = t->loops ? PyList_GetSlice(t->loops, 0, PyList_GET_SIZE(t->loops)) : NULL;
-    tj_error err;
-    if (!c->g.nodes || !c->g.slots || !c->captures || (t->loops && !c->loops)) {
-        Py_DECREF(c);
-        return (tj_trace *)PyErr_NoMemory();
-    }
-    memcpy(c->g.nodes, t->g.nodes, (size_t)(id + 1) * sizeof *c->g.nodes);
-    c->g.n = c->g.cap = id + 1;
-    memcpy(c->g.slots, t->g.slots, (size_t)t->g.n_slots * sizeof *c->g.slots);
-    c->g.n_slots = c->g.cap_slots = t->g.n_slots;
-    for (int i = 0; i < c->g.n_slots; i++)
-        if (c->g.slots[i].kind == TJ_SLOT_KEY)
-            c->g.slots[i] = (tj_slotdesc){.kind = TJ_SLOT_CONST, .dtype = TJ_I64, .contig = 1};
-    if (tj_graph_add_output(&c->g, id, &err) < 0) {
-        tj_error_raise(t->st, &err);
-        Py_DECREF(c);
-        return NULL;
-    }
-    return c;
-}
-
 static int start_upgrade(tj_plan *p, const tj_backend *up, PyObject *usrc);
 
 tj_plan *tj_compile_subplan(tj_trace *t, tj_trace *c, PyObject *res, int tiered) {
@@ -599,49 +548,6 @@ done:
     Py_XDECREF(src);
     Py_XDECREF(fsrc);
     return plan;
-}
-
-PyObject *tj_compile_value(tj_trace *t, int32_t id) {
-    tj_plan *plan = NULL;
-    PyObject *x = NULL, *res = NULL, *reason = NULL, *r = NULL;
-    int device, device_id;   /* computed on the CPU, from the call's arrays in host memory */
-    if (t->loop_depth) {
-        tj_trace_error(t->st, "Python reads the value of a traced array (a branch on data, "
-                       "int(), float(), .item(), a size or an index) inside the body of a "
-                       "compiled loop (tracejit.scan, fori_loop): it may differ at each step. "
-                       "Use tracejit.cond or np.where for a branch, and sizes known before "
-                       "the loop");
-        return NULL;
-    }
-    if (tj_flat_device(t->flat, t->captures, &device, &device_id) < 0) return NULL;
-    if (device != TJ_DEVICE_CPU) {
-        tj_trace_error(t->st, "Python reads the value of a traced array here (a branch on data, "
-                       "int(), float(), .item(), a size or an index): not supported on the GPU "
-                       "yet (cuda:%d); run it on CPU tensors, or keep it an array "
-                       "(torch.where(cond, x, y))", device_id);
-        return NULL;
-    }
-    tj_trace *c = prefix_trace(t, id);
-    if (!c) return NULL;
-    int dt = t->g.nodes[id].dtype;
-    if (!(x = tj_tracer_new(c, id)) || !(plan = tj_compile_subplan(t, c, x, 0))) goto done;
-    int rc = tj_plan_run(plan, t->flat, &res, &reason);
-    if (rc > 0) {   /* the function changed what it reads while it was traced */
-        tj_trace_error(t->st, "a value this trace needs cannot be computed: %U", reason);
-        goto done;
-    }
-    if (rc == 0)
-        r = PyArray_FromAny(res, PyArray_DescrFromType(tj_dtype_typenum(dt)), 0, 0,
-                            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ENSUREARRAY | NPY_ARRAY_ENSURECOPY,
-                            NULL);
-done:
-    c->live = 0;
-    if (plan) tj_plan_decref(plan);
-    Py_XDECREF(x);
-    Py_XDECREF(res);
-    Py_XDECREF(reason);
-    Py_DECREF(c);
-    return r;
 }
 
 PyObject *tj_compile_cuda_source(tj_state *st, PyObject *fn, const tj_argconf *conf,

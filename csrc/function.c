@@ -504,8 +504,25 @@ static PyObject *get_on_guard_limit(tj_function *self, void *c) {
 static PyObject *get_last_source(tj_function *self, void *c) {
     return Py_NewRef(self->plans && self->plans->source ? self->plans->source : Py_None);
 }
+/* Per variant, most recently used first: (groups its latest replay ran, its groups, the
+ * groups before each value guard's comparison). A test hook: a failing value guard stops
+ * the kernel before the work that follows it (csrc/runtime.c). */
+static PyObject *get_groups_ran(tj_function *self, void *c) {
+    PyObject *r = PyList_New(0);
+    for (tj_plan *p = self->plans; r && p; p = p->next) {
+        PyObject *ends = PyTuple_New(p->sched.n_guard_end), *e = NULL;
+        for (int k = 0; ends && k < p->sched.n_guard_end; k++)
+            PyTuple_SET_ITEM(ends, k, PyLong_FromLong(p->sched.guard_end[k]));
+        if (ends) e = Py_BuildValue("(iiN)", p->groups_ran, p->kernel.n_groups, ends);
+        if (!e || PyList_Append(r, e) < 0) Py_CLEAR(r);
+        Py_XDECREF(e);
+    }
+    return r;
+}
 
 static PyGetSetDef fn_getset[] = {
+    {"_groups_ran", (getter)get_groups_ran, NULL, "per variant: (groups the latest replay ran, "
+     "groups, groups before each value guard)", NULL},
     {"__wrapped__", (getter)get_wrapped, NULL, "the original Python function", NULL},
     {"last_retrace", (getter)get_last_retrace, NULL, "why the latest retrace happened", NULL},
     {"_on_guard_limit", (getter)get_on_guard_limit, NULL, "'eager' or 'error'", NULL},

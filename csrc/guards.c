@@ -302,6 +302,11 @@ static int arg_holds(const tj_plan *p, const tj_guard *g, PyObject *now, PyObjec
     return *reason ? 1 : -1;
 }
 
+int tj_guards_value_holds(const tj_plan *p, int k, void *const *P) {
+    const tj_guard *g = &p->guards[p->first_value + k];
+    return values_hold(g, P[p->sched.out_slot_of[g->index]]);
+}
+
 int tj_guards_check_values(const tj_plan *p, void *const *P, PyObject **reason) {
     for (int k = p->first_value; k < p->n_guards; k++) {
         const tj_guard *g = &p->guards[k];

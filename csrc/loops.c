@@ -32,28 +32,12 @@
 
 #define KEY_MIX 0x9E3779B1LL   /* step * KEY_MIX stays below 2^63 for steps below 2^31 */
 
-typedef struct {
-    int kind;                /* 0 scan, 1 fori_loop, 2 while_loop */
-    int64_t n;               /* steps; -1: while the last carry (a bool) is true */
-    int reverse;             /* scan: from the last x to the first */
-    int32_t start, end;      /* its body's region in the outer graph */
-    int n_carry, n_x, n_y, n_ops;
-    int first_val;           /* its results' TJ_SLOT_LOOP indices: carries, then ys */
-    int uses_keys;           /* its body draws random numbers */
-    int draws;               /* ... or its operands' plan does (an earlier loop's included) */
-    int64_t (*yshape)[TJ_MAXDIM];   /* per y: one step's shape, ndim and dtype */
-    int *yndim, *ydtype;
-    tj_plan *pre;            /* () -> (carries' initial values, xs, operands) */
-    int32_t *operands;       /* their nodes in the outer graph (n_carry + n_x + n_ops) */
-    int32_t first_res;       /* the node of its first result (the others follow) */
-    PyObject *info;          /* what _loops.py keeps for its backward while t traces, or NULL */
-    tj_plan *body;           /* (carries, x, operands, step) -> (carries, ys) */
-} looprec;
-
 static void rec_free(looprec *r) {
     if (r->pre) tj_plan_decref(r->pre);
     if (r->body) tj_plan_decref(r->body);
     PyMem_Free(r->operands);
+    PyMem_Free(r->src_kind);
+    PyMem_Free(r->src_index);
     Py_XDECREF(r->info);
     PyMem_Free(r->yshape);
     PyMem_Free(r->yndim);
@@ -64,10 +48,6 @@ static void rec_free(looprec *r) {
 static void looprec_free(PyObject *cap) {
     looprec *r = PyCapsule_GetPointer(cap, "tracejit.loop");
     if (r) rec_free(r);
-}
-
-static looprec *rec_of(PyObject *loops, Py_ssize_t i) {
-    return PyCapsule_GetPointer(PyList_GET_ITEM(loops, i), "tracejit.loop");
 }
 
 /* ---- tracing ----------------------------------------------------------------- */
@@ -163,7 +143,7 @@ static int check_reach(tj_trace *t, const int32_t *ids, int n, Py_ssize_t n_rec)
                        (nd->slot >= 0 && t->g.slots[nd->slot].kind == TJ_SLOT_LOOP &&
                         t->g.slots[nd->slot].index < 0);
         for (Py_ssize_t r = 0; computed && r < n_rec; r++) {
-            const looprec *lr = rec_of(t->loops, r);
+            const looprec *lr = tj_loop_rec(t->loops, r);
             bad |= i >= lr->start && i < lr->end;
         }
         for (int k = 0; k < 3; k++) if (nd->in[k] >= 0) seen[nd->in[k]] = 1;
@@ -201,7 +181,7 @@ static int reads_draws(tj_trace *t, const int32_t *ids, int n) {
 
 int tj_loops_draw(PyObject *loops, int val) {
     for (Py_ssize_t i = 0; loops && val >= 0 && i < PyList_GET_SIZE(loops); i++) {
-        const looprec *r = rec_of(loops, i);
+        const looprec *r = tj_loop_rec(loops, i);
         if (r && val >= r->first_val && val < r->first_val + r->n_carry + r->n_y) return r->draws;
     }
     return 0;
@@ -385,6 +365,29 @@ static int check_carries(tj_trace *t, int32_t start, const int32_t *outs, int nc
     return 0;
 }
 
+/* Where loop r reads each of its operands ids[0..n) (r->src_kind, r->src_index): in
+ * place when it is a leaf of the outer graph that holds an ndarray (an argument, a
+ * captured array, an earlier loop's result: no copy per call), else from its operands'
+ * plan, whose outputs are then comp[0..returned). -1 + exception. */
+static int read_in_place(tj_trace *t, looprec *r, const int32_t *ids, int n, int32_t *comp) {
+    int n_comp = 0;
+    r->src_kind = PyMem_Calloc((size_t)n + 1, 1);
+    r->src_index = PyMem_Calloc((size_t)n + 1, sizeof *r->src_index);
+    if (!r->src_kind || !r->src_index) { PyErr_NoMemory(); return -1; }
+    for (int k = 0; k < n; k++) {
+        const tj_node *v = &t->g.nodes[ids[k]];
+        const tj_slotdesc *d = v->in[0] < 0 && v->slot >= 0 ? &t->g.slots[v->slot] : NULL;
+        int kind = !d || d->torch ? TJ_SRC_PRE
+                 : d->kind == TJ_SLOT_ARG && v->op == TJ_OP_INPUT ? TJ_SRC_ARG
+                 : d->kind == TJ_SLOT_CAPTURE ? TJ_SRC_CAPTURE
+                 : d->kind == TJ_SLOT_LOOP && d->index >= 0 ? TJ_SRC_LOOP : TJ_SRC_PRE;
+        r->src_kind[k] = (uint8_t)kind;
+        r->src_index[k] = kind == TJ_SRC_PRE ? n_comp : d->index;
+        if (kind == TJ_SRC_PRE) comp[n_comp++] = ids[k];
+    }
+    return n_comp;
+}
+
 /* _loop_end(anchor, start, kind, n, reverse, inits, xs, carries, ys) -> the results
  * (final carries, stacked ys) as Tracers; _loop_end(anchor): the body's trace failed. */
 PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
@@ -392,7 +395,7 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     if (!t) return NULL;
     if (t->loop_depth > 0) t->loop_depth--;
     if (nargs == 1) Py_RETURN_NONE;
-    int32_t *inits = NULL, *xs = NULL, *outs = NULL, *pre_ids = NULL;
+    int32_t *inits = NULL, *xs = NULL, *outs = NULL, *pre_ids = NULL, *comp_ids = NULL;
     cut k = {t, NULL, 0, 0, NULL, NULL, 0, 0, 0, NULL};
     tj_trace *pre = NULL;
     PyObject *bres = NULL, *pres = NULL, *cap = NULL, *res = NULL;
@@ -461,7 +464,8 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         goto done;
     r->n_ops = k.n_ops;
     int n_pre = nc + nx + k.n_ops;
-    if (!(pre_ids = PyMem_Malloc((size_t)(n_pre ? n_pre : 1) * sizeof *pre_ids))) {
+    if (!(pre_ids = PyMem_Malloc((size_t)(n_pre ? n_pre : 1) * sizeof *pre_ids)) ||
+        !(comp_ids = PyMem_Malloc((size_t)(n_pre ? n_pre : 1) * sizeof *comp_ids))) {
         PyErr_NoMemory();
         goto done;
     }
@@ -472,10 +476,12 @@ PyObject *tj_py_loop_end(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
         res = Py_NewRef(Py_None);                                /* other numbers: unrolled) */
         goto done;
     }
-    if (check_reach(t, pre_ids, n_pre, t->loops ? PyList_GET_SIZE(t->loops) : 0) < 0 ||
-        !(pre = operands_trace(t, r->end, pre_ids, n_pre)) ||
-        !(pres = tracers_of(pre, pre_ids, n_pre)) ||
-        !(r->pre = tj_compile_subplan(t, pre, pres, 0)))
+    int n_comp = read_in_place(t, r, pre_ids, n_pre, comp_ids);
+    if (n_comp < 0 ||
+        check_reach(t, pre_ids, n_pre, t->loops ? PyList_GET_SIZE(t->loops) : 0) < 0 ||
+        (n_comp && (!(pre = operands_trace(t, r->end, comp_ids, n_comp)) ||
+                    !(pres = tracers_of(pre, comp_ids, n_comp)) ||
+                    !(r->pre = tj_compile_subplan(t, pre, pres, 0)))))
         goto done;
     r->first_val = t->n_loop_vals;
     r->draws = r->uses_keys || reads_draws(t, pre_ids, n_pre);
@@ -519,211 +525,27 @@ done:
     Py_XDECREF(cap);
     if (r) rec_free(r);
     PyMem_Free(inits); PyMem_Free(xs); PyMem_Free(outs); PyMem_Free(pre_ids);
+    PyMem_Free(comp_ids);
     PyMem_Free(k.map); PyMem_Free(k.need); PyMem_Free(k.ops);
     return res;
-}
-
-/* ---- replay ------------------------------------------------------------------ */
-
-void tj_loopctx_free(tj_loopctx *ctx) {
-    for (int i = 0; ctx->vals && i < ctx->n_vals; i++) Py_XDECREF(ctx->vals[i]);
-    PyMem_Free(ctx->vals);
-    PyMem_Free(ctx->keys);
-    memset(ctx, 0, sizeof *ctx);
-}
-
-static int64_t slot_bytes(const tj_schedule *s, int slot) {
-    int64_t b = tj_dtype_size(s->slot_dtype[slot]);
-    for (int d = 0; d < s->slot_ndim[slot]; d++) b *= s->slot_shape[slot][d];
-    return b;
-}
-
-/* The body's steps: the carries (fresh copies of in[0..nc)) and ys into ctx. 0/-1. */
-static int run_body(const looprec *r, PyArrayObject **in, tj_loopctx *ctx) {
-    tj_plan *p = r->body;
-    const tj_schedule *s = &p->sched;
-    int ns = s->n_slots, nc = r->n_carry, nx = r->n_x, rc = -1;
-    int n_out = ns - s->first_out;
-    void **P = PyMem_Calloc((size_t)ns + 1, sizeof *P);
-    const int64_t **S = PyMem_Calloc((size_t)ns + 1, sizeof *S);
-    int *xslot = PyMem_Calloc((size_t)nx + 1, sizeof *xslot);
-    char **obuf = PyMem_Calloc((size_t)n_out + 1, sizeof *obuf);
-    PyObject **res = PyMem_Calloc((size_t)(nc + r->n_y) + 1, sizeof *res);
-    /* carries ping-pong between res[k] and alt[k] (the body reads one, writes the other)
-     * where no other carry shares the slot it is written in; the others are copied */
-    PyObject **alt = PyMem_Calloc((size_t)nc + 1, sizeof *alt);
-    int *cin = PyMem_Calloc((size_t)nc + 1, sizeof *cin);
-    char *scratch = NULL;
-    int64_t step = 0, err[4] = {0, 0, 0, 0};
-    if (!P || !S || !xslot || !obuf || !res || !alt || !cin) { PyErr_NoMemory(); goto done; }
-    for (int k = 0; k < nc; k++) {
-        int shared = 0;
-        for (int o = 0; o < nc; o++) shared |= o != k && s->out_slot_of[o] == s->out_slot_of[k];
-        cin[k] = -1;
-        if (!(res[k] = PyArray_NewCopy(in[k], NPY_CORDER)) ||
-            (!shared && !(alt[k] = PyArray_NewLikeArray(in[k], NPY_CORDER, NULL, 0))))
-            goto done;
-    }
-    for (int k = 0; k < nc + r->n_y; k++) {   /* what the outer graph's leaves assumed */
-        int slot = s->out_slot_of[k];
-        int ok = s->slot_ndim[slot] == (k < nc ? PyArray_NDIM(in[k]) : r->yndim[k - nc]) &&
-                 s->slot_dtype[slot] == (k < nc ? s->slot_dtype[slot] : r->ydtype[k - nc]);
-        for (int d = 0; ok && d < s->slot_ndim[slot]; d++)
-            ok = s->slot_shape[slot][d] == (k < nc ? PyArray_DIM(in[k], d) : r->yshape[k - nc][d]);
-        if (!ok) {
-            tj_internal_error(p->st, "a compiled loop's body computes output %d in another shape "
-                              "than its trace", k);
-            goto done;
-        }
-    }
-    for (int j = 0; j < r->n_y; j++) {
-        int slot = s->out_slot_of[nc + j];
-        npy_intp shape[TJ_MAXDIM];
-        shape[0] = (npy_intp)r->n;
-        for (int d = 0; d < s->slot_ndim[slot]; d++) shape[d + 1] = s->slot_shape[slot][d];
-        if (!(res[nc + j] = PyArray_SimpleNew(s->slot_ndim[slot] + 1, shape,
-                                              tj_dtype_typenum(s->slot_dtype[slot]))))
-            goto done;
-    }
-    for (int i = 0; i < p->n_leaf_slots; i++) {
-        const tj_slotdesc *d = &p->slots[i];
-        if (d->kind == TJ_SLOT_CONST) { P[i] = p->consts[i]; continue; }
-        int a = d->index;   /* ARG: carries, xs, operands, the step */
-        PyArrayObject *arr = a < nc ? (PyArrayObject *)res[a] : a < nc + nx + r->n_ops ? in[a] : NULL;
-        if (!arr) { P[i] = &step; continue; }
-        P[i] = PyArray_DATA(arr);
-        S[i] = (const int64_t *)PyArray_STRIDES(arr) + (a >= nc && a < nc + nx);
-        if (a >= nc && a < nc + nx) xslot[a - nc] = i;
-        if (a < nc) cin[a] = i;
-    }
-    for (int k = 0; k < n_out; k++) {
-        if (!(obuf[k] = PyMem_RawMalloc((size_t)slot_bytes(s, s->first_out + k) + 8))) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        P[s->first_out + k] = obuf[k];
-        S[s->first_out + k] = p->out_strides[k];
-    }
-    if (s->n_scratch) {
-        if (!(scratch = PyMem_RawMalloc((size_t)s->scratch_bytes + 1))) { PyErr_NoMemory(); goto done; }
-        for (int k = 0; k < s->n_scratch; k++) {
-            P[s->first_scratch + k] = scratch + s->scratch_off[k];
-            S[s->first_scratch + k] = p->slot_strides[k];
-        }
-    }
-    P[ns] = err;
-    int split = p->work >= (1 << 16), krc = 0;
-    int nogil = (r->n < 0 || r->n * p->work >= (1 << 15)) && p->work >= 64;
-    PyThreadState *ts = nogil ? PyEval_SaveThread() : NULL;
-    for (int64_t i = 0; (r->n < 0 || i < r->n) && !krc && !err[0]; i++) {
-        int64_t at = r->reverse ? r->n - 1 - i : i;
-        if (r->n < 0 && !*(const uint8_t *)PyArray_DATA((PyArrayObject *)res[nc - 1]))
-            break;   /* a while_loop: its last carry is cond_fun's value */
-        step = i;
-        for (int j = 0; j < nx; j++)
-            P[xslot[j]] = (char *)PyArray_DATA(in[nc + j]) + at * PyArray_STRIDES(in[nc + j])[0];
-        for (int k = 0; k < nc; k++) {
-            if (cin[k] >= 0) P[cin[k]] = PyArray_DATA((PyArrayObject *)res[k]);
-            if (alt[k]) P[s->out_slot_of[k]] = PyArray_DATA((PyArrayObject *)alt[k]);
-        }
-        krc = tj_kernel_run(&p->kernel, ns, P, S, split);
-        for (int k = 0; k < nc; k++) {
-            if (alt[k]) {   /* the one written becomes the one read */
-                PyObject *w = alt[k];
-                alt[k] = res[k];
-                res[k] = w;
-                continue;
-            }
-            memcpy(PyArray_DATA((PyArrayObject *)res[k]), P[s->out_slot_of[k]],
-                   (size_t)slot_bytes(s, s->out_slot_of[k]));
-        }
-        for (int j = 0; j < r->n_y; j++) {
-            int slot = s->out_slot_of[nc + j];
-            int64_t b = slot_bytes(s, slot);
-            memcpy((char *)PyArray_DATA((PyArrayObject *)res[nc + j]) + at * b, P[slot], (size_t)b);
-        }
-    }
-    if (ts) PyEval_RestoreThread(ts);
-    if (krc) { PyErr_NoMemory(); goto done; }
-    if (p->upgrade.source && !p->upgrade.done) {   /* the tier's policy, as a plan's */
-        p->calls++;
-        p->work_done += p->work * (r->n < 0 ? step + 1 : r->n);
-        tj_plan_tier_up(p);
-    }
-    if (err[0]) {
-        PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis %lld with size %lld "
-                     "(in the body of a compiled loop)", (long long)err[1], (long long)err[3],
-                     (long long)err[2]);
-        goto done;
-    }
-    for (int k = 0; k < nc + r->n_y; k++) {
-        ctx->vals[r->first_val + k] = res[k];
-        res[k] = NULL;
-    }
-    rc = 0;
-done:
-    for (int k = 0; res && k < nc + r->n_y; k++) Py_XDECREF(res[k]);
-    for (int k = 0; alt && k < nc; k++) Py_XDECREF(alt[k]);
-    PyMem_Free(alt);
-    PyMem_Free(cin);
-    for (int k = 0; obuf && k < n_out; k++) PyMem_RawFree(obuf[k]);
-    PyMem_RawFree(scratch);
-    PyMem_Free(P); PyMem_Free(S); PyMem_Free(xslot); PyMem_Free(obuf); PyMem_Free(res);
-    return rc;
-}
-
-int tj_loops_run(tj_plan *p, const tj_flat *f, tj_loopctx *ctx, PyObject **reason) {
-    Py_ssize_t n = PyList_GET_SIZE(p->loops);
-    const looprec *last = n ? rec_of(p->loops, n - 1) : NULL;
-    if (!last && n) return -1;
-    ctx->n_vals = last ? last->first_val + last->n_carry + last->n_y : 0;
-    ctx->n_keys = p->keyfns ? (int)PyList_GET_SIZE(p->keyfns) : 0;
-    ctx->vals = PyMem_Calloc((size_t)ctx->n_vals + 1, sizeof *ctx->vals);
-    ctx->keys = PyMem_Calloc((size_t)ctx->n_keys + 1, sizeof *ctx->keys);
-    if (!ctx->vals || !ctx->keys) { PyErr_NoMemory(); return -1; }
-    for (int i = 0; i < ctx->n_keys; i++) {   /* the call's keys, drawn once */
-        PyObject *k = PyObject_CallNoArgs(PyList_GET_ITEM(p->keyfns, i));
-        ctx->keys[i] = k ? PyLong_AsUnsignedLongLongMask(k) : 0;
-        Py_XDECREF(k);
-        if (PyErr_Occurred()) return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const looprec *r = rec_of(p->loops, i);
-        PyObject *res;
-        int rc = tj_plan_run_ctx(r->pre, f, ctx, &res, reason);
-        if (rc) return rc;
-        int n_in = r->n_carry + r->n_x + r->n_ops;
-        PyArrayObject *in[64], **inp = n_in <= 64 ? in : PyMem_Calloc((size_t)n_in, sizeof *inp);
-        if (!inp) { Py_DECREF(res); PyErr_NoMemory(); return -1; }
-        int k = 0;
-        for (; k < n_in; k++) {
-            PyObject *o = n_in == 1 && !PyTuple_Check(res) ? res : PyTuple_GetItem(res, k);
-            if (!o || !(inp[k] = (PyArrayObject *)PyArray_FromAny(
-                            o, NULL, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED |
-                            NPY_ARRAY_ENSUREARRAY, NULL)))
-                break;
-        }
-        rc = k == n_in ? run_body(r, inp, ctx) : -1;
-        while (k-- > 0) Py_DECREF(inp[k]);
-        if (inp != in) PyMem_Free(inp);
-        Py_DECREF(res);
-        if (rc) return rc;
-    }
-    return 0;
 }
 
 int tj_loops_log(PyObject *loops, PyObject *log) {
     static const char *const kinds[] = {"scan", "fori_loop", "while_loop"};
     if (!loops || !log) return 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(loops); i++) {
-        const looprec *r = rec_of(loops, i);
+        const looprec *r = tj_loop_rec(loops, i);
+        int n_in = r->n_carry + r->n_x + r->n_ops, n_place = 0;
+        for (int k = 0; k < n_in; k++) n_place += r->src_kind[k] != TJ_SRC_PRE;
         PyObject *l = r->n < 0
             ? PyUnicode_FromFormat("-- loop %zd: %s (compiled, not unrolled): body of %d groups, "
-                                   "%d carries", i, kinds[r->kind], r->body->sched.n_groups,
-                                   r->n_carry - 1)
+                                   "%d carries; %d of %d operands read in place", i,
+                                   kinds[r->kind], r->body->sched.n_groups, r->n_carry - 1,
+                                   n_place, n_in)
             : PyUnicode_FromFormat("-- loop %zd: %s of %lld steps (compiled, not unrolled): body "
-                                   "of %d groups, %d carries, %d ys", i, kinds[r->kind],
-                                   (long long)r->n, r->body->sched.n_groups, r->n_carry, r->n_y);
+                                   "of %d groups, %d carries, %d ys; %d of %d operands read in "
+                                   "place", i, kinds[r->kind], (long long)r->n,
+                                   r->body->sched.n_groups, r->n_carry, r->n_y, n_place, n_in);
         int rc = l ? PyList_Append(log, l) : -1;
         Py_XDECREF(l);
         if (rc < 0) return -1;
@@ -743,7 +565,7 @@ PyObject *tj_py_loop_info(PyObject *m, PyObject *o) {
         t->g.slots[n->slot].index < 0)
         Py_RETURN_NONE;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->loops); i++) {
-        const looprec *r = rec_of(t->loops, i);
+        const looprec *r = tj_loop_rec(t->loops, i);
         int nres = r->n_carry + r->n_y;
         if (id < r->first_res || id >= r->first_res + nres) continue;
         int32_t *ids = PyMem_Malloc((size_t)nres * sizeof *ids);
@@ -763,7 +585,7 @@ PyObject *tj_py_loop_info(PyObject *m, PyObject *o) {
 
 void tj_loops_end_trace(tj_trace *t) {
     for (Py_ssize_t i = 0; t->loops && i < PyList_GET_SIZE(t->loops); i++) {
-        looprec *r = (looprec *)rec_of(t->loops, i);
+        looprec *r = (looprec *)tj_loop_rec(t->loops, i);
         if (r) Py_CLEAR(r->info);   /* (it holds the trace's Tracers: no cycle outlives it) */
     }
 }

@@ -251,6 +251,23 @@ static PyObject *blas_min(PyObject *m, PyObject *arg) {
     return PyLong_FromLongLong(prev);
 }
 
+/* _incremental_values(flag) -> the previous flag: whether a value Python reads while
+ * tracing starts from the values computed before it (prefix.c; off: the whole prefix
+ * each time, as before: benchmarks compare both). */
+static PyObject *incremental_values(PyObject *m, PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    int prev = tj_prefix_incremental;
+    tj_prefix_incremental = on;
+    return PyBool_FromLong(prev);
+}
+
+/* _prefix_nodes() -> int: the nodes of every graph compiled for a value Python read while
+ * tracing, since import (tests: linear, not quadratic, in a Python loop's steps). */
+static PyObject *prefix_nodes(PyObject *m, PyObject *unused) {
+    return PyLong_FromLongLong(tj_prefix_nodes);
+}
+
 static PyObject *set_include_dir(PyObject *m, PyObject *arg) {
     const char *s = PyUnicode_AsUTF8(arg);
     if (!s) return NULL;
@@ -264,6 +281,10 @@ static PyMethodDef module_methods[] = {
     {"_tier_mode", tier_mode, METH_NOARGS, "set_tier's mode now"},
     {"_blas_min", blas_min, METH_O, "_blas_min(n) -> previous: the size from which products call BLAS"},
     {"_set_include_dir", set_include_dir, METH_O, "where the optimizing tier's headers are"},
+    {"_prefix_nodes", prefix_nodes, METH_NOARGS,
+     "_prefix_nodes() -> nodes compiled for values read while tracing, since import"},
+    {"_incremental_values", incremental_values, METH_O,
+     "_incremental_values(flag) -> previous: values read while tracing start from earlier ones"},
     /* the CUDA backend's pieces, for its tests (csrc/backend/cuda_api.c) */
     {"_nvrtc_compile", tj_py_nvrtc_compile, METH_VARARGS,
      "_nvrtc_compile(source, cc) -> (image, log, is_ptx): CUDA C++ through NVRTC"},

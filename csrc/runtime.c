@@ -59,38 +59,48 @@ static void run_parts(void *c_, int64_t lo, int64_t hi) {
 }
 
 int tj_kernel_run(const tj_kernel *k, int ns, void **P, const int64_t **S, int may_split) {
-    ns += 1;
-    for (int gi = 0; gi < k->n_groups; gi++) {
-        const tj_gdesc *g = &k->groups[gi];
-        run_ctx c = {g, P, S, ns, 0, NULL};
-        if (g->init) g->init(P, S);
-        int64_t big = g->units * g->work >= TJ_SPLIT_WORK;
-        if (g->comb && big && g->units > 1) {
-            /* parts of at least TJ_MIN_CHUNK elements, at most TJ_MAX_PARTS of them */
-            int64_t ch = (TJ_MIN_CHUNK + g->work - 1) / (g->work ? g->work : 1);
-            if (ch < (g->units + TJ_MAX_PARTS - 1) / TJ_MAX_PARTS)
-                ch = (g->units + TJ_MAX_PARTS - 1) / TJ_MAX_PARTS;
-            int64_t n = (g->units + ch - 1) / ch;
-            if (n > 1 && n * g->acc_bytes <= TJ_MAX_PART_BYTES &&
-                (c.parts = malloc((size_t)(n * g->acc_bytes)))) {
-                c.chunk = ch;
-                if (may_split) tj_pool_for(run_parts, &c, n, 1);
-                else run_parts(&c, 0, n);
-                if (c.chunk < 0) { free(c.parts); return -1; }
-                for (int64_t k = 0; k < n; k++)
-                    g->comb(P[g->acc_slot], NULL, c.parts + k * g->acc_bytes, g->acc_n, 0);
-                free(c.parts);
-                if (g->fin) g->fin(P, S);
-                continue;
-            }
+    return tj_kernel_run_groups(k, ns, P, S, may_split, 0, k->n_groups);
+}
+
+/* Group g on bound slots (ns: slots + 1, the error record's). 0; -1 out of memory. */
+static inline __attribute__((always_inline)) int run_group(const tj_gdesc *g, int ns,
+                                                           void **P, const int64_t **S,
+                                                           int may_split) {
+    run_ctx c = {g, P, S, ns, 0, NULL};
+    if (g->init) g->init(P, S);
+    int64_t big = g->units * g->work >= TJ_SPLIT_WORK;
+    if (g->comb && big && g->units > 1) {
+        /* parts of at least TJ_MIN_CHUNK elements, at most TJ_MAX_PARTS of them */
+        int64_t ch = (TJ_MIN_CHUNK + g->work - 1) / (g->work ? g->work : 1);
+        if (ch < (g->units + TJ_MAX_PARTS - 1) / TJ_MAX_PARTS)
+            ch = (g->units + TJ_MAX_PARTS - 1) / TJ_MAX_PARTS;
+        int64_t n = (g->units + ch - 1) / ch;
+        if (n > 1 && n * g->acc_bytes <= TJ_MAX_PART_BYTES &&
+            (c.parts = malloc((size_t)(n * g->acc_bytes)))) {
+            c.chunk = ch;
+            if (may_split) tj_pool_for(run_parts, &c, n, 1);
+            else run_parts(&c, 0, n);
+            if (c.chunk < 0) { free(c.parts); return -1; }
+            for (int64_t k = 0; k < n; k++)
+                g->comb(P[g->acc_slot], NULL, c.parts + k * g->acc_bytes, g->acc_n, 0);
+            free(c.parts);
+            if (g->fin) g->fin(P, S);
+            return 0;
         }
-        if (may_split && g->par && g->units > 1 && big)
-            tj_pool_for(run_range, &c, g->units,
-                        g->work >= TJ_MIN_CHUNK ? 1 : (TJ_MIN_CHUNK + g->work - 1) / g->work);
-        else
-            g->body(P, S, 0, g->units);
-        if (g->fin) g->fin(P, S);
     }
+    if (may_split && g->par && g->units > 1 && big)
+        tj_pool_for(run_range, &c, g->units,
+                    g->work >= TJ_MIN_CHUNK ? 1 : (TJ_MIN_CHUNK + g->work - 1) / g->work);
+    else
+        g->body(P, S, 0, g->units);
+    if (g->fin) g->fin(P, S);
+    return 0;
+}
+
+int tj_kernel_run_groups(const tj_kernel *k, int ns, void **P, const int64_t **S, int may_split,
+                         int g0, int g1) {
+    for (int gi = g0; gi < g1; gi++)
+        if (run_group(&k->groups[gi], ns + 1, P, S, may_split) < 0) return -1;
     return 0;
 }
 
@@ -340,19 +350,41 @@ static int allocate(replay *r, tj_plan *p) {
     return 0;
 }
 
-/* The kernel (without the GIL when the work is large), then the tier's progress. 0/-1
- * (kernel_errors reads the error record once the value guards held). */
-static int launch(replay *r, tj_plan *p) {
+/* The kernel's groups in phases (fuse.c): the groups that compute value guard k's value,
+ * then its comparison, for each k in the trace's order, then the rest; a guard that
+ * fails stops the kernel there (*failed = 1), so a variant whose guard fails runs none
+ * of the work that follows it. Plain C: runs with or without the GIL. 0/-1. */
+static int run_phases(tj_plan *p, replay *r, int split, int *failed) {
+    const tj_schedule *s = &p->sched;
+    const tj_kernel *k = &p->kernel;
+    int ns = s->n_slots + 1, ng = k->n_groups, nk = s->n_guard_end, next = nk ? s->guard_end[0] : -1;
+    p->groups_ran = ng;
+    if (!nk) return tj_kernel_run_groups(k, s->n_slots, r->P, r->S, split, 0, ng);
+    for (int gi = 0, g = 0;; gi++) {
+        for (; gi == next; next = ++g < nk ? s->guard_end[g] : -1)   /* guard g's turn */
+            if (!tj_guards_value_holds(p, g, (void *const *)r->P)) {
+                *failed = 1;
+                p->groups_ran = gi;
+                return 0;
+            }
+        if (gi == ng) return 0;
+        if (run_group(&k->groups[gi], ns, r->P, r->S, split) < 0) return -1;
+    }
+}
+
+/* The kernel (without the GIL when the work is large), then the tier's progress. 0/-1;
+ * *failed: a value guard failed (kernel_errors reads the error record once they held). */
+static int launch(replay *r, tj_plan *p, int *failed) {
     r->P[r->ns] = r->err;
     int rc;
     if (p->kernel.run)   /* a device's kernel: launched on its stream, not waited for */
         return p->kernel.run(&p->kernel, r->P, r->S);
     if (p->work >= TJ_NOGIL_WORK) {
         Py_BEGIN_ALLOW_THREADS
-        rc = tj_kernel_run(&p->kernel, p->sched.n_slots, r->P, r->S, 1);
+        rc = run_phases(p, r, 1, failed);
         Py_END_ALLOW_THREADS
     } else {
-        rc = tj_kernel_run(&p->kernel, p->sched.n_slots, r->P, r->S, 0);
+        rc = run_phases(p, r, 0, failed);
     }
     if (rc < 0) { PyErr_NoMemory(); return -1; }
     if (p->upgrade.source && !p->upgrade.done) {
@@ -594,18 +626,28 @@ int tj_plan_run_ctx(tj_plan *p, const tj_flat *f, const tj_loopctx *lc, PyObject
                     PyObject **reason) {
     replay r;
     tj_loopctx own = {0};
-    int rc = -1;
+    int rc = -1, failed = 0;
     *result = *reason = NULL;
     r.lc = lc;
     if (replay_init(&r, p) == 0 &&
         (!p->first_value || (rc = tj_guards_check(p, f, r.cap, r.cap_view, reason)) == 0) &&
-        (lc || !p->loops || (rc = tj_loops_run(p, f, &own, reason)) == 0)) {
+        (lc || !p->loops || (rc = tj_loops_run(p, f, r.cap, &own, reason)) == 0)) {
         rc = -1;
         if (!lc && p->loops) r.lc = &own;
-        if (bind(&r, p, f) == 0 && allocate(&r, p) == 0 && launch(&r, p) == 0 &&
-            (p->first_value == p->n_guards ||
-             (rc = tj_guards_check_values(p, (void *const *)r.P, reason)) == 0))
-            rc = kernel_errors(&r, p) == 0 && (*result = finish(&r, p, f)) ? 0 : -1;
+        /* the value guards: compared in the kernel's phases (failed: its reason, here);
+         * a kernel without phases (a device's) has them compared once it ran */
+        if (bind(&r, p, f) == 0 && allocate(&r, p) == 0 && launch(&r, p, &failed) == 0) {
+            if (failed || (!p->sched.n_guard_end && p->first_value < p->n_guards))
+                rc = tj_guards_check_values(p, (void *const *)r.P, reason);
+            else
+                rc = 0;
+            if (rc == 0 && failed) {   /* (never a kernel that stopped early) */
+                tj_internal_error(p->st, "a value guard failed in the kernel, not after");
+                rc = -1;
+            }
+            if (rc == 0)
+                rc = kernel_errors(&r, p) == 0 && (*result = finish(&r, p, f)) ? 0 : -1;
+        }
     }
     replay_release(&r, p);
     tj_loopctx_free(&own);

@@ -184,6 +184,8 @@ typedef struct {
                                 which NumPy may make a view instead: writes reaching
                                 them are refused (write_views.c) */
     int32_t n_view_copies, cap_view_copies;
+    PyObject *conc_vals;     /* NULL or dict: node -> ndarray, the values computed for
+                                Python so far that a later one may start from (prefix.c) */
     struct tj_tracer *tracers;   /* the live Tracer objects of this trace, a list linked
                                     through their prev/next (tracer.c): a write through a
                                     view rebinds every one of its family (write_views.c) */
@@ -697,6 +699,8 @@ typedef struct tj_plan {
     tj_kernel kernel;            /* what a replay runs: TinyCC's, then the tier's over it */
     tj_upgrade upgrade;          /* the optimizing tier's, when the kernel has fused C */
     int64_t calls, work_done;
+    int groups_ran;              /* the groups the latest replay's kernel ran (a value guard
+                                    that fails stops it: CompiledFunction._groups_ran) */
     int64_t work;                /* elements computed per call: decides the GIL release */
     PyObject *descr;             /* argument descriptions, for retrace reasons */
     PyObject *source;            /* the generated C */
@@ -759,6 +763,9 @@ void tj_plan_tier_up(tj_plan *p);
 int tj_plan_run(tj_plan *p, const tj_flat *f, PyObject **result, PyObject **reason);
 /* The plan's guards from its slots, captures and pyvalues (make_plan). 0/-1. */
 int tj_guards_build(tj_plan *p);
+/* Whether value guard k (0: the first VALUE guard) holds for the value in its output
+ * slot of P: plain C, no GIL needed (the kernel's phases, csrc/runtime.c). */
+int tj_guards_value_holds(const tj_plan *p, int k, void *const *P);
 /* Checks every guard of p for the call f: 0 all hold (cap_obj[c] is a new reference to
  * capture c as it is now, cap_view[c] its DLPack view when a torch tensor), 1 + *reason
  * stale, -1 + exception. cap_obj has a slot per capture, NULL-filled by the caller, who

@@ -11,7 +11,10 @@
  * storing it once reads less (shared_value); a node that must run once (tj_op_pure
  * false: the EFFECT column) is always computed in one group and stored, and the
  * others read it (tj_pass_fuse). The schedule's arrays and the groups' live in its
- * arena. */
+ * arena. A graph with value guards (g->n_guard_out) is cut into phases: phase k
+ * computes what guard k's value needs and no earlier guard's did, the last phase the
+ * rest; no group spans two phases (a group's work is the phase of its outputs), groups
+ * run in phase order, and s->guard_end says where each guard can be compared. */
 #include "ir/ir.h"
 
 static int is_leafish(const tj_graph *g, const tj_schedule *s, int32_t id) {
@@ -147,13 +150,68 @@ static int too_big(const tj_graph *g, const int32_t *stored, uint16_t *big, int3
     return k > 32 || m > 256;
 }
 
+/* Per node: the first value guard (0 .. g->n_guard_out - 1, in the trace's order) whose
+ * value it feeds, or n_guard_out when none does. An operand's phase is at most its
+ * user's, so ordering groups by phase keeps them topological. New malloc'd array, NULL
+ * when out of memory. */
+static int32_t *guard_phases(const tj_graph *g) {
+    int32_t n = g->n ? g->n : 1, ng = g->n_guard_out;
+    int32_t *phase = malloc((size_t)n * sizeof *phase), *stack = malloc((size_t)n * sizeof *stack);
+    if (!phase || !stack) { free(phase); free(stack); return NULL; }
+    for (int32_t i = 0; i < g->n; i++) phase[i] = ng;
+    for (int32_t k = 0; k < ng; k++) {
+        int32_t top = 0, root = g->outputs[g->n_out - g->n_hidden + k];
+        if (phase[root] <= k) continue;   /* an earlier guard's work covers it */
+        phase[root] = k;
+        stack[top++] = root;
+        while (top) {
+            const tj_node *v = &g->nodes[stack[--top]];
+            for (int a = 0; a < tj_ops[v->op].arity; a++)
+                if (phase[v->in[a]] > k) { phase[v->in[a]] = k; stack[top++] = v->in[a]; }
+        }
+    }
+    free(stack);
+    return phase;
+}
+
+/* A group's phase: its concatenation's, else the least of its outputs'. */
+static int32_t group_phase(const tj_group *gr, const int32_t *phase) {
+    if (gr->cat >= 0) return phase[gr->cat];
+    int32_t p = phase[gr->outs[0].node];
+    for (int o = 1; o < gr->n_outs; o++)
+        if (phase[gr->outs[o].node] < p) p = phase[gr->outs[o].node];
+    return p;
+}
+
+/* Orders s's groups by phase (stable: topological within one) and fills guard_end. */
+static int order_phases(const tj_graph *g, tj_schedule *s, const int32_t *phase, tj_error *err) {
+    int ng = g->n_guard_out, n = s->n_groups ? s->n_groups : 1;
+    if (!ng) return 0;
+    tj_group *sorted = malloc((size_t)n * sizeof *sorted);
+    int32_t *gp = malloc((size_t)n * sizeof *gp);
+    int32_t *at = calloc((size_t)ng + 2, sizeof *at);
+    s->guard_end = tj_arena_alloc(&s->arena, (size_t)ng * sizeof *s->guard_end);
+    if (!sorted || !gp || !at || !s->guard_end) {
+        free(sorted); free(gp); free(at);
+        return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
+    }
+    for (int gi = 0; gi < s->n_groups; gi++) at[(gp[gi] = group_phase(&s->groups[gi], phase)) + 1]++;
+    for (int p = 0; p <= ng; p++) at[p + 1] += at[p];   /* at[p]: phase p's first */
+    for (int p = 0; p < ng; p++) s->guard_end[p] = at[p + 1];
+    for (int gi = 0; gi < s->n_groups; gi++) sorted[at[gp[gi]]++] = s->groups[gi];
+    memcpy(s->groups, sorted, (size_t)s->n_groups * sizeof *sorted);
+    free(sorted); free(gp); free(at);
+    s->n_guard_end = ng;
+    return 0;
+}
+
 /* Per node: the reduction that stores it as a second output, -2 when it is computed
  * once into scratch because a user broadcasts it (mean = sum / n, used across rows,
  * is computed per row, not per element), or -1. A reduction's operand is stored
  * (rather than recomputed by its other users, as softmax's exp(x - max) would be)
  * when computing it is costly, it has other users, and all of them come after the
  * reduction. New malloc'd array, NULL when out of memory. */
-static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
+static int32_t *stored_operands(const tj_graph *g, const int32_t *uses, const int32_t *phase) {
     int32_t n = g->n ? g->n : 1;
     int32_t *stored = malloc((size_t)n * sizeof *stored);
     int32_t *first_user = malloc((size_t)n * sizeof *first_user);
@@ -185,7 +243,9 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses) {
             stored[i] = -2;
         if (kind == TJ_K_RED) {
             int32_t x = r->in[0];
-            if (costly[x] && uses[x] >= 2 && first_user[x] == i && stored[x] < 0) stored[x] = i;
+            if (costly[x] && uses[x] >= 2 && first_user[x] == i && stored[x] < 0 &&
+                phase[x] == phase[i])   /* (a group spans one phase) */
+                stored[x] = i;
         }
         if (kind != TJ_K_EW && kind != TJ_K_CAST) continue;
         int64_t size = tj_node_size(r);
@@ -323,7 +383,7 @@ static void materialize(tj_schedule *s, const uint8_t *out_once, int32_t x, int 
 static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_error *err) {
     int rc = -1;
     int32_t *stored_by = NULL, *into = NULL, *parts = NULL, *direct = NULL;
-    int32_t *uses = NULL, *users = NULL;
+    int32_t *uses = NULL, *users = NULL, *phase = NULL;
     int64_t *poffs = NULL;
     uint8_t *out_once = NULL;
     memset(s, 0, sizeof *s);
@@ -345,7 +405,8 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
     /* Materialized: operands of views that are computed, every reduction (its
      * result and its accumulator), and the costly operands reductions store. */
     if (count_uses(g, &uses, &users) < 0) goto nomem;
-    stored_by = stored_operands(g, uses);
+    if (!(phase = guard_phases(g))) goto nomem;
+    stored_by = stored_operands(g, uses, phase);
     if (!stored_by || !(into = inner_concats(g, users)) || !(direct = direct_outputs(g, users)))
         goto nomem;
     parts = malloc((size_t)n * sizeof *parts);
@@ -465,7 +526,8 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
         int k = 0;
         for (int32_t p = o; p < g->n_out; p++) {
             int32_t q = g->outputs[p];
-            if (grouped[q] || !same_shape(&g->nodes[q], &g->nodes[id])) continue;
+            if (grouped[q] || !same_shape(&g->nodes[q], &g->nodes[id]) || phase[q] != phase[id])
+                continue;
             grouped[q] = 1;
             outs[k] = q;
             oslots[k++] = node_out[q];
@@ -476,6 +538,7 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
         }
     }
     free(grouped);
+    if (order_phases(g, s, phase, err) < 0) goto done;
     tj_group *exact = tj_arena_alloc(&s->arena, (size_t)s->n_groups * sizeof *exact);
     if (!exact) goto nomem;
     memcpy(exact, s->groups, (size_t)s->n_groups * sizeof *exact);
@@ -487,6 +550,7 @@ nomem:
     tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
 done:
     free(stored_by);
+    free(phase);
     free(into);
     free(direct);
     free(uses);

@@ -192,6 +192,8 @@ typedef struct {
     int32_t n_out, cap_out;
     int32_t n_hidden;      /* outputs [n_out - n_hidden, n_out) are read by the runtime
                               only (guards' values, checks), never handed out */
+    int32_t n_guard_out;   /* the first n_guard_out of those are value guards' (the trace's
+                              order): fuse runs each one's work before what follows it */
     tj_slotdesc *slots;    /* the data slots leaves read; fold and simplify add constants,
                               so a plan reads the table once the passes ran */
     int32_t n_slots, cap_slots;
@@ -332,6 +334,11 @@ typedef struct {
     int *slot_ndim;
     int64_t (*slot_shape)[TJ_MAXDIM];
     int first_out;               /* output slots are [first_out, n_slots) */
+    int32_t *guard_end;          /* per value guard k (g->n_guard_out of them): the groups
+                                    [0, guard_end[k]) compute its value and what earlier
+                                    guards' need, nothing that only later work needs: the
+                                    runtime compares guard k there, before the rest runs */
+    int n_guard_end;
 } tj_schedule;
 
 /* fold and simplify create constants, each read through a new slot of g's table. */

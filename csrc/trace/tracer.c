@@ -28,6 +28,7 @@ static void trace_dealloc(tj_trace *t) {
     Py_CLEAR(t->rng_keyfns);
     Py_CLEAR(t->checks);
     Py_CLEAR(t->values);
+    Py_CLEAR(t->conc_vals);
     Py_CLEAR(t->made);
     Py_CLEAR(t->stand_ins);
     Py_CLEAR(t->fn);
@@ -45,6 +46,7 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(t->rng_keyfns);
     Py_VISIT(t->checks);
     Py_VISIT(t->values);
+    Py_VISIT(t->conc_vals);
     Py_VISIT(t->made);
     Py_VISIT(t->stand_ins);
     Py_VISIT(t->fn);
@@ -62,6 +64,7 @@ static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->rng_keyfns);
     Py_CLEAR(t->checks);
     Py_CLEAR(t->values);
+    Py_CLEAR(t->conc_vals);
     Py_CLEAR(t->made);
     Py_CLEAR(t->stand_ins);
     Py_CLEAR(t->fn);
