@@ -17,6 +17,7 @@ static void trace_dealloc(tj_trace *t) {
     tj_graph_free(&t->g);
     PyMem_Free(t->holders);
     PyMem_Free(t->view_copies);
+    PyMem_Free(t->readonly);
     PyMem_Free(t->ext);
     PyMem_Free(t->out_alias);
     Py_CLEAR(t->pending);

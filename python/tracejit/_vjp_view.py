@@ -108,13 +108,15 @@ def _flat(g, x, vstep, off):
     if order != list(range(len(steps))):
         g = np.transpose(g, order)
     steps = [steps[k] for k in order]
+    inner = 1
+    for j in range(len(steps) - 1, -1, -1):
+        if steps[j] < inner:   # dim j's blocks overlap (Tensor.unfold's windows): every
+            return _overlapping(g, x, steps, off, j, inner)   # r-th block apart, summed
+        inner = (g.shape[j] - 1) * steps[j] + inner
     g = np.expand_dims(g, -1)   # innermost block: one element
     inner = 1
     for j in range(len(steps) - 1, -1, -1):
         s, n = steps[j], g.shape[j]
-        if s < inner:
-            raise TraceError("the gradient of a view that reads an element more than once "
-                             "is not supported")
         if s > inner:
             widths = [(0, 0)] * g.ndim
             widths[-1] = (0, s - inner)
@@ -125,3 +127,22 @@ def _flat(g, x, vstep, off):
             g = g[..., :inner]
     g = np.pad(g, [(off, total - off - inner)])
     return g.reshape(x.shape)
+
+
+def _overlapping(g, x, steps, off, j, inner):
+    """The transpose of a flat read whose dim j steps less than the block inside it
+    spans: the elements of dim j taken r apart read disjoint blocks, so the sum over the
+    r residues of their non-overlapping transposes (r the overlap factor)."""
+    s = steps[j]
+    if s == 0:
+        raise TraceError("the gradient of a view that reads one element along a whole dim "
+                         "is not supported")
+    r = -(-inner // s)
+    total = None
+    for q in range(min(r, g.shape[j])):
+        part = g[(slice(None),) * j + (slice(q, None, r),)]
+        sub = list(steps)
+        sub[j] = s * r
+        t = _flat(part, x, sub, off + q * s)
+        total = t if total is None else total + t
+    return total
