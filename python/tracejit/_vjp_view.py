@@ -9,13 +9,14 @@ read and sums where one element was read many times (broadcast dims):
   * a view whose output dims read distinct operand dims (slices, transposes, integer
     indices, flips) becomes a transpose, negative steps flips, steps > 1 interleaved
     zeros and offsets padding, all per dim: no copies;
-  * otherwise (reshapes, and views of reshapes) the operand is treated as its row-major
-    flat array: a plain reshape is reshaped back; a strided flat read is rebuilt from
-    the innermost dim outwards by padding and merging dims.
+  * otherwise (reshapes, views of reshapes, strided views: diagonal, unfold) the operand
+    is treated as its row-major flat array: a plain reshape is reshaped back; a strided
+    flat read is rebuilt from the innermost dim outwards by padding and merging dims; a
+    dim whose reads overlap the block inside it (unfold's windows) is split into the
+    residues r apart, whose reads do not, and their transposes summed.
 """
 import numpy as np
 
-from ._C import TraceError
 from ._rules import np_size   # (_rules imports this module once np_size is defined)
 
 
@@ -95,6 +96,9 @@ def _flat(g, x, vstep, off):
     total = np_size(x)
     if off == 0 and np_size(g) == total and list(vstep) == _row_major(g.shape):
         return g.reshape(x.shape)
+    zero = tuple(d for d in range(g.ndim) if vstep[d] == 0 and g.shape[d] != 1)
+    if zero:   # a dim reading one element: its cotangents summed
+        g = np.sum(g, axis=zero, keepdims=True)
     keep = [d for d in range(g.ndim) if g.shape[d] != 1]
     g = g.reshape(tuple(g.shape[d] for d in keep))
     steps = [vstep[d] for d in keep]
@@ -134,9 +138,6 @@ def _overlapping(g, x, steps, off, j, inner):
     spans: the elements of dim j taken r apart read disjoint blocks, so the sum over the
     r residues of their non-overlapping transposes (r the overlap factor)."""
     s = steps[j]
-    if s == 0:
-        raise TraceError("the gradient of a view that reads one element along a whole dim "
-                         "is not supported")
     r = -(-inner // s)
     total = None
     for q in range(min(r, g.shape[j])):
