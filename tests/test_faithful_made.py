@@ -149,3 +149,20 @@ def test_rougiers_game_of_life_is_eagers():
         assert f(z) is z
         life_rolled(ze)
         np.testing.assert_array_equal(z, ze)
+
+
+def test_an_unrolled_loop_past_the_node_budget_is_refused(monkeypatch):
+    monkeypatch.setenv("TRACEJIT_MAX_NODES", "5000")
+
+    def rows(x):
+        out = np.zeros((x.shape[0], 3))
+        for i in range(x.shape[0]):
+            out[i] = x[i] * 2 + 1
+        return out
+
+    x = np.ones((4000, 3))
+    refused(rows, [x], r"the trace has grown past 5000 nodes \(TRACEJIT_MAX_NODES\): a Python "
+            r"loop was unrolled.*Vectorize it", "out[i] =")
+    monkeypatch.delenv("TRACEJIT_MAX_NODES")
+    small = np.arange(30.0).reshape(10, 3)
+    assert_matches_numpy(tracejit.compile(rows)(small), rows(small))
