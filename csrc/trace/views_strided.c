@@ -4,12 +4,17 @@
  * base of its operand, so writes through it and into that base reach each other as in
  * eager (write_views.c maps them); and the read-only marks of NumPy's views
  * (tj_trace.readonly: np.diagonal, broadcast_to, sliding_window_view), which tj_view
- * passes on to views of them and write.c turns into NumPy's ValueError.
+ * passes on to views of them and tj_view_readonly_error turns into NumPy's ValueError
+ * (write.c asks it before any write); a basic-key write into a view reading an element
+ * twice goes through the region it names (tj_view_assign_region).
  * Contract: the caller's offsets and coefficients keep every read inside x (checked:
  * an InternalError otherwise); an operand with no contiguous base (a strided argument,
  * a view of one) is read through an alias copy (TJ_COPY_ALIAS: row-major, and x itself
  * to the write rules, so writes through the view still reach x). */
 #include "tracejit.h"
+
+int tj_view_readonly_error(tj_trace *t, tj_tracer *x, const char *what);
+int tj_view_assign_region(tj_trace *t, PyObject *x, PyObject *key, PyObject *value);
 
 int tj_view_readonly(const tj_trace *t, int32_t id) {
     return id >= 0 && id < t->cap_readonly ? t->readonly[id] : 0;
@@ -166,3 +171,60 @@ bad:
                         "that read outside the array");
     return NULL;
 }
+
+/* NumPy's error for a write into a read-only view (np.diagonal, broadcast_to,
+ * sliding_window_view, and views of them; tj_trace.readonly), its wording per write
+ * form; a TraceError for a reshape's copy of one, which NumPy may make a view. 0/-1. */
+int tj_view_readonly_error(tj_trace *t, tj_tracer *x, const char *what) {
+    int ro = t->torch ? 0 : tj_view_readonly(t, x->id);
+    if (!ro) return 0;
+    if (ro == 2) {
+        tj_trace_error(t->st, "%s writes into a reshape of a read-only view (np.diagonal, "
+                       "np.broadcast_to, sliding_window_view), which NumPy makes a read-only "
+                       "view where the strides allow and tracejit a copy; write into a copy "
+                       "(.copy()) instead", what);
+        return -1;
+    }
+    const char *why = !strncmp(what, "an assignment", 13) || !strncmp(what, "numpy.copyto", 12) ||
+                      !strncmp(what, "ndarray.fill", 12) ? "assignment destination is read-only"
+                    : !strncmp(what, "numpy.putmask", 13) ? "putmask: output array is read-only"
+                    : !strncmp(what, "numpy.put(", 10) ? "put: output array is read-only"
+                    : !strncmp(what, "numpy.place", 11) ? "WRITEBACKIFCOPY base is read-only"
+                    : "output array is read-only";
+    tj_error_at(t->st, PyExc_ValueError, "%s: %s", what, why);
+    return -1;
+}
+
+/* Whether key selects a view (ints, slices, None, ...): no array, list or Tracer. */
+static int basic_key(PyObject *key) {
+    int tuple = PyTuple_Check(key);
+    Py_ssize_t n = tuple ? PyTuple_GET_SIZE(key) : 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = tuple ? PyTuple_GET_ITEM(key, i) : key;
+        if (!(k == Py_None || k == Py_Ellipsis || PySlice_Check(k) ||
+              (PyLong_Check(k) && !PyBool_Check(k))))
+            return 0;
+    }
+    return 1;
+}
+
+/* x[key] = value where x reads some element twice (Tensor.unfold's overlapping windows)
+ * but x[key] may not: the write goes through the view x[key] (NumPy's and torch's
+ * setitem of a basic key), value broadcast and cast to it as setitem does. 1 done, 0
+ * not such a write (x reads no element twice, or key is no basic key), -1 error. */
+int tj_view_assign_region(tj_trace *t, PyObject *x, PyObject *key, PyObject *value) {
+    int over = basic_key(key) ? tj_write_view_overlaps(t, ((tj_tracer *)x)->id) : 0;
+    if (over <= 0) return over;
+    PyObject *sub = tj_getitem(t, x, key);
+    if (!sub) return -1;
+    const tj_node *n = &t->g.nodes[((tj_tracer *)sub)->id];
+    int64_t shape[TJ_MAXDIM];
+    memcpy(shape, n->shape, sizeof shape);
+    PyObject *v = tj_apply_fill(t, value, n->dtype, n->ndim, shape);
+    PyObject *r = v ? tj_tracer_assign(sub, v, "an assignment (`x[...] = value`)") : NULL;
+    Py_DECREF(sub);
+    Py_XDECREF(v);
+    Py_XDECREF(r);
+    return r ? 1 : -1;
+}
+

@@ -30,6 +30,12 @@ static int aliases(const tj_node *n) {
 
 static PyObject *shape_tuple(int ndim, const int64_t *shape);
 
+/* views_strided.c: NumPy's error for a write into a read-only view (0/-1); and
+ * x[key] = value through the view x[key] where x reads an element twice (1 done, 0
+ * not such a write, -1 error). */
+int tj_view_readonly_error(tj_trace *t, tj_tracer *x, const char *what);
+int tj_view_assign_region(tj_trace *t, PyObject *x, PyObject *key, PyObject *value);
+
 static int held(const tj_trace *t, int32_t id) {
     return id < t->cap_holders ? t->holders[id] : 0;
 }
@@ -121,29 +127,6 @@ int32_t tj_write_current(const tj_trace *t, int32_t leaf) {
     return leaf;
 }
 
-/* NumPy's error for a write into a read-only view (np.diagonal, broadcast_to,
- * sliding_window_view, and views of them; tj_trace.readonly), its wording per write
- * form; a TraceError for a reshape's copy of one, which NumPy may make a view. 0/-1. */
-static int readonly_error(tj_trace *t, tj_tracer *x, const char *what) {
-    int ro = t->torch ? 0 : tj_view_readonly(t, x->id);
-    if (!ro) return 0;
-    if (ro == 2) {
-        tj_trace_error(t->st, "%s writes into a reshape of a read-only view (np.diagonal, "
-                       "np.broadcast_to, sliding_window_view), which NumPy makes a read-only "
-                       "view where the strides allow and tracejit a copy; write into a copy "
-                       "(.copy()) instead", what);
-        return -1;
-    }
-    const char *why = !strncmp(what, "an assignment", 13) || !strncmp(what, "numpy.copyto", 12) ||
-                      !strncmp(what, "ndarray.fill", 12) ? "assignment destination is read-only"
-                    : !strncmp(what, "numpy.putmask", 13) ? "putmask: output array is read-only"
-                    : !strncmp(what, "numpy.put(", 10) ? "put: output array is read-only"
-                    : !strncmp(what, "numpy.place", 11) ? "WRITEBACKIFCOPY base is read-only"
-                    : "output array is read-only";
-    tj_error_at(t->st, PyExc_ValueError, "%s: %s", what, why);
-    return -1;
-}
-
 /* Raises the refusal of `what` into x. -1, or 0 where the write is eager's, or where
  * x is c[k] of `c[k] op= v` (aug): eager's in-place operator writes c[k]'s memory and
  * the store that follows writes the same values into c, so x's new value is rebound
@@ -153,7 +136,7 @@ static int readonly_error(tj_trace *t, tj_tracer *x, const char *what) {
 static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int aug, int *ext) {
     tj_trace *t = x->trace;
     if ((*ext = ext_entry(t, alias_root(&t->g, x->id))) == -2) return -1;
-    if (readonly_error(t, x, what) < 0) return -1;
+    if (tj_view_readonly_error(t, x, what) < 0) return -1;
     const tj_node *n = &t->g.nodes[x->id];
     for (int d = 0; n->op == TJ_OP_VIEW && d < n->ndim; d++) {
         if (n->perm[d] != -1 || n->shape[d] < 2) continue;   /* a broadcast dim */
@@ -739,36 +722,6 @@ static int write_made_now(tj_trace *t, tj_tracer *x, PyObject *key, PyObject *va
     return 0;
 }
 
-/* Whether key selects a view (ints, slices, None, ...): no array, list or Tracer. */
-static int basic_key(PyObject *key) {
-    int tuple = PyTuple_Check(key);
-    Py_ssize_t n = tuple ? PyTuple_GET_SIZE(key) : 1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *k = tuple ? PyTuple_GET_ITEM(key, i) : key;
-        if (!(k == Py_None || k == Py_Ellipsis || PySlice_Check(k) ||
-              (PyLong_Check(k) && !PyBool_Check(k))))
-            return 0;
-    }
-    return 1;
-}
-
-/* x[key] = value where x reads some element twice (Tensor.unfold's overlapping windows)
- * but x[key] may not: the write goes through the view x[key] (NumPy's and torch's
- * setitem of a basic key), value broadcast and cast to it as setitem does. 0/-1. */
-static int assign_region(tj_trace *t, PyObject *x, PyObject *key, PyObject *value) {
-    PyObject *sub = tj_getitem(t, x, key);
-    if (!sub) return -1;
-    const tj_node *n = &t->g.nodes[((tj_tracer *)sub)->id];
-    int64_t shape[TJ_MAXDIM];
-    memcpy(shape, n->shape, sizeof shape);
-    PyObject *v = tj_apply_fill(t, value, n->dtype, n->ndim, shape);
-    PyObject *r = v ? tj_tracer_assign(sub, v, assign_what) : NULL;
-    Py_DECREF(sub);
-    Py_XDECREF(v);
-    Py_XDECREF(r);
-    return r ? 0 : -1;
-}
-
 int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
     tj_tracer *x = (tj_tracer *)target;
     tj_trace *t = tj_tracer_live(x);
@@ -792,8 +745,8 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
         Py_CLEAR(t->pending);
         Py_CLEAR(t->pending_error);
     }
-    int over = basic_key(key) ? tj_write_view_overlaps(t, x->id) : 0;
-    if (over) return over < 0 ? -1 : assign_region(t, target, key, value);
+    int region = tj_view_assign_region(t, target, key, value);
+    if (region) return region < 0 ? -1 : 0;
     int ext;
     if (refuse_shared(x, value, assign_what, 0, &ext) < 0) return -1;
     if (t->torch && torch_index_put(t, x, key, value) < 0) return -1;
