@@ -345,6 +345,8 @@ static PyMethodDef module_methods[] = {
      "_note_made(tensor): torch made it while the current trace runs (never written back)"},
     {"_trace_device", tj_py_trace_device, METH_NOARGS,
      "_trace_device() -> 'cpu' or 'cuda:k': the current trace's device"},
+    {"_strided_view", (PyCFunction)(void (*)(void))tj_py_strided_view, METH_FASTCALL,
+     "_strided_view(x, shape, coefs, offs, readonly): a strided view of tracer x"},
     {"_assign", (PyCFunction)(void (*)(void))tj_torch_assign, METH_FASTCALL,
      "_assign(x, value, what): an in-place write of value into tracer x (returns x)"},
     {"_discard_writes", tj_write_set_discard, METH_O,

@@ -186,6 +186,11 @@ typedef struct {
     int32_t n_view_copies, cap_view_copies;
     PyObject *conc_vals;     /* NULL or dict: node -> ndarray, the values computed for
                                 Python so far that a later one may start from (prefix.c) */
+    uint8_t *readonly;       /* per node: 1 a view NumPy makes read-only (np.diagonal,
+                                broadcast_to, sliding_window_view, and views of them:
+                                tj_view passes it on), 2 a copy a reshape made of one
+                                (NumPy may view it: writes refused); views_strided.c */
+    int32_t cap_readonly;
     struct tj_tracer *tracers;   /* the live Tracer objects of this trace, a list linked
                                     through their prev/next (tracer.c): a write through a
                                     view rebinds every one of its family (write_views.c) */
@@ -271,6 +276,9 @@ int32_t tj_write_current(const tj_trace *t, int32_t leaf);
  * live Tracer of it rebound over root's new contents (ext: root's t->ext entry, or
  * -1). 0/-1 + exception (`what` names the write). */
 int tj_write_family_held(tj_trace *t, tj_tracer *x, int32_t root);
+/* Whether view node id reads an element of its base twice (overlapping windows of
+ * Tensor.unfold): 1, 0, or -1 + exception (write_views.c). */
+int tj_write_view_overlaps(tj_trace *t, int32_t id);
 /* Why a write into x is refused because it may reach (or come from) a copy a reshape
  * made of a strided view that another live Tracer shares in eager, or NULL;
  * tj_write_note_view_copy notes such a copy (views.c). */
@@ -304,6 +312,17 @@ typedef struct {
     int64_t off[TJ_MAXDIM];
 } tj_viewspec;
 int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v);
+/* views_strided.c: node id's read-only mark (tj_trace.readonly: 0, 1 or 2), and
+ * setting it (0/-1 + MemoryError). */
+int tj_view_readonly(const tj_trace *t, int32_t id);
+int tj_view_mark_readonly(tj_trace *t, int32_t id, int how);
+/* A fresh VIEW node reading node id whole (an identity view: a Tracer of its own that
+ * shares id's memory, `v = b[:]`). -1 + exception. */
+int32_t tj_view_identity(tj_trace *t, int32_t id);
+/* _C._strided_view(x, shape, coefs, offs, readonly): the view of x whose element idx
+ * reads x at offs[e] + sum_d idx[d] * coefs[d][e] (np.diagonal, Tensor.unfold,
+ * sliding_window_view), as one flat VIEW over x's contiguous base. */
+PyObject *tj_py_strided_view(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 /* An axis argument normalized for an ndim-array (dispatch.c); NumPy's AxisError. 0/-1. */
 int tj_norm_axis(PyObject *o, int ndim, int *axis);
 /* A NumPy function's argument i, or keyword `name`, or dflt (dispatch.c). Borrowed. */

@@ -353,7 +353,7 @@ def test_item_assignment_on_a_fresh_tracer_is_eagers_and_deletion_is_refused():
 
 def test_an_in_place_operator_into_a_numpy_array_names_the_write():
     def fn(x):
-        result = np.array([True] * 5)
+        result = np.eye(1, 5, dtype=bool)[0]      # not a traced factory: NumPy's array
         pos = 1
         result[pos] &= (x[1] > 0)
         return result
@@ -361,14 +361,17 @@ def test_an_in_place_operator_into_a_numpy_array_names_the_write():
     refused(fn, [np.arange(5.0)], r"an assignment into an array .* with a traced value cannot "
             r"be traced", "result[pos] &=")
 
-    def made(x):                  # into an array np.ones made: traced
+    def made(x):                  # into an array np.ones (or np.array) made: traced
         result = np.ones(5, bool)
         result[1] &= (x[1] > 0)
-        return result
+        listed = np.array([True] * 5)
+        listed[2] &= (x[2] > 0)
+        return result, listed
 
     f = tracejit.compile(made)
     for x in (np.arange(5.0), -np.arange(5.0)):
-        assert_matches_numpy(f(x), made(x))
+        for got, want in zip(f(x), made(x)):
+            assert_matches_numpy(got, want)
 
 
 # ---- attributes and conversions --------------------------------------------------

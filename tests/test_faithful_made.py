@@ -52,22 +52,39 @@ def test_a_stencil_that_fills_a_new_grid():
         u = step(u, alpha)
 
 
-def test_writes_into_other_numpy_arrays_made_inside_are_refused():
-    def into_local(x):
+def test_writes_into_arange_linspace_and_array_are_traced():
+    def fn(x):
         z = np.arange(5.0)
         z[...] = x * 2
-        return z
-
-    refused(into_local, [np.arange(5.0)], r"an assignment into an array \(`a\[\.\.\.\] = "
-            r"value`\) with a traced value cannot be traced", "z[...] =")
-
-    def numpy_inplace(x):
         acc = np.linspace(0.0, 1.0, 5)
         acc *= x
-        return acc
+        w = np.array([[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]], dtype=np.float32)
+        w[1] += x.astype(np.float32)
+        t = np.arange(5)
+        for i in range(5):        # constants: into the array itself
+            t[i] = i * i
+        t[2:] += x[:3].astype(np.int64)
+        return z, acc, w, t
 
-    refused(numpy_inplace, [np.arange(5.0)], r"numpy.multiply\(\.\.\., out=\.\.\.\)",
-            "acc *= x")
+    f = tracejit.compile(fn)
+    for k in range(3):
+        x = np.arange(5.0) * (k + 1) - k
+        for got, want in zip(f(x), fn(x)):
+            assert_matches_numpy(got, want)
+    assert f.cache_info().misses == 1
+
+
+def test_np_array_of_an_array_it_does_not_copy_stays_that_array():
+    keep = np.arange(3.0)
+
+    def fn(x):
+        a = np.array(keep, copy=False)     # keep itself: not the trace's own
+        return a + x
+
+    f = tracejit.compile(fn)
+    np.testing.assert_array_equal(f(np.ones(3)), keep + 1)
+    keep[0] = 10.0                         # read at every call
+    np.testing.assert_array_equal(f(np.ones(3)), keep + 1)
 
 
 def test_out_arguments_into_arrays_made_inside():
@@ -82,12 +99,14 @@ def test_out_arguments_into_arrays_made_inside():
         for got, want in zip(f(x), fn(x)):
             assert_matches_numpy(got, want)
 
-    def other(x):                 # an array made otherwise is NumPy's: refused
+    def other(x):                 # np.arange's array too
         out = np.arange(5.0)
         np.add(x, 1, out=out)
         return out
 
-    refused(other, [np.arange(5.0)], r"numpy\.add\(\.\.\., out=\.\.\.\)", "np.add(")
+    g = tracejit.compile(other)
+    for x in (np.arange(5.0), np.ones(5)):
+        assert_matches_numpy(g(x), other(x))
     refused(lambda x: np.sum(x, out=np.empty(())), [np.arange(5.0)],     # reductions: not yet
             r"numpy\.sum\(\.\.\., out=\.\.\.\) is not supported", "np.sum")
 
@@ -130,3 +149,20 @@ def test_rougiers_game_of_life_is_eagers():
         assert f(z) is z
         life_rolled(ze)
         np.testing.assert_array_equal(z, ze)
+
+
+def test_an_unrolled_loop_past_the_node_budget_is_refused(monkeypatch):
+    monkeypatch.setenv("TRACEJIT_MAX_NODES", "5000")
+
+    def rows(x):
+        out = np.zeros((x.shape[0], 3))
+        for i in range(x.shape[0]):
+            out[i] = x[i] * 2 + 1
+        return out
+
+    x = np.ones((4000, 3))
+    refused(rows, [x], r"the trace has grown past 5000 nodes \(TRACEJIT_MAX_NODES\): a Python "
+            r"loop was unrolled.*Vectorize it", "out[i] =")
+    monkeypatch.delenv("TRACEJIT_MAX_NODES")
+    small = np.arange(30.0).reshape(10, 3)
+    assert_matches_numpy(tracejit.compile(rows)(small), rows(small))

@@ -602,19 +602,22 @@ def test_node_reader_refuses_non_tracers_and_escaped_tracers():
         tracejit.compile(lambda x: _C._ad_node(x, 10 ** 6))(np.ones(2))
 
 
-def test_view_transpose_refuses_overlapping_reads():
+def test_view_transpose_sums_repeated_reads():
     from tracejit._vjp_view import view_rule
 
     @tracejit.compile
-    def f(x):
-        g = x[:3]
-        # a flat view reading element 0 three times (step 0): no transpose exists
-        node = (0, "VIEW", (), 0, 1, (-2,), (0,), (0,))
-        return view_rule(g, None, [x], node)[0]
+    def f(x, g):
+        # flat views reading element 1 three times (step 0), and overlapping windows
+        # (2, 3) of steps (1, 1): each cotangent summed where its element was read
+        once = view_rule(g[:3], None, [x], (0, "VIEW", (), 0, 1, (-2,), (0,), (1,)))[0]
+        wins = view_rule(np.reshape(g, (2, 3)), None, [x],
+                         (0, "VIEW", (), 0, 1, (-2, -2), (1, 1), (0, 0)))[0]
+        return once, wins
 
-    with pytest.raises(tracejit.TraceError, match="the gradient of a view that reads an "
-                                                  "element more than once is not supported"):
-        f(np.ones(4))
+    g = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    once, wins = f(np.ones(4), g)
+    np.testing.assert_array_equal(once, [0, 7, 0, 0])
+    np.testing.assert_array_equal(wins, [1, 2 + 8, 4 + 16, 32])
 
 
 def test_bad_argnums_and_aux():

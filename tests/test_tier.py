@@ -196,3 +196,26 @@ def test_cache_size_is_bounded(rng, tier, monkeypatch):
 def test_set_tier_rejects_unknown_modes():
     with pytest.raises(ValueError, match="expected 'auto', 'eager' or 'tcc', got 'fast'"):
         tracejit.set_tier("fast")
+
+
+@pytest.mark.parametrize("shape,layout", [((33, 47), "C"), ((5, 6, 7), "C"), ((40, 30), "F")])
+def test_concatenation_parts_fused_by_the_tier(rng, tier, shape, layout):
+    """A box write (`out[1:-1, 1:-1] = ...`: concatenations of slices around the value)
+    and np.concatenate: the parts are fused by the tier, each written at its offset."""
+    tracejit.set_tier("eager")
+
+    def stencil(u):
+        out = u.copy()
+        out[1:-1, 1:-1] = 0.25 * (u[:-2, 1:-1] + u[2:, 1:-1] + u[1:-1, :-2] + u[1:-1, 2:])
+        return out
+
+    def cat(u):
+        return np.concatenate([u * 2.0, np.sqrt(np.abs(u[:3])) - 1.0, u[::-1] + u], axis=0)
+
+    for fn in (stencil, cat):
+        f = tracejit.compile(fn)
+        for k in range(2):
+            u = make_input(rng, shape, "float64")
+            u = np.asfortranarray(u) if layout == "F" else u
+            np.testing.assert_array_equal(f(u), fn(u))
+        assert f.tiers() == ["opt"]

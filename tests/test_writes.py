@@ -523,7 +523,7 @@ def test_out_and_copyto_keep_numpys_casting_rules():
 
 def test_writes_into_untraced_arrays_are_refused():
     def out_numpy(a):
-        out = np.arange(3.0)                # a NumPy array: not traced
+        out = np.eye(1, 3)[0]               # a NumPy array: not traced
         np.add(a, 1, out=out)
         return out
 
@@ -534,7 +534,7 @@ def test_writes_into_untraced_arrays_are_refused():
     for name, call in [("copyto", "np.copyto(z, a)"), ("putmask", "np.putmask(z, a > 0, a)"),
                        ("place", "np.place(z, a > 0, a)")]:
         ns = {"np": np}
-        exec(f"def fn(a):\n    z = np.arange(3.0)\n    {call}\n    return z\n", ns)
+        exec(f"def fn(a):\n    z = np.eye(1, 3)[0]\n    {call}\n    return z\n", ns)
         with pytest.raises(TraceError, match=rf"numpy\.{name} writes into an existing array, "
                            r"which a traced function can do only where that array is traced"):
             tracejit.compile(ns["fn"])(np.ones(3))

@@ -352,6 +352,9 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
     }
     for (int o = o0; o < gr->n_outs; o++) {
         put(b, "%*schar *po%d = (char *)P[%d]", ind, "", o, (int)gr->outs[o].slot);
+        if (gr->cat >= 0 && gr->cat_off)   /* a part: its region of the concatenation */
+            put(b, " + %lldLL * S[%d][%d]", (long long)gr->cat_off, (int)gr->outs[o].slot,
+                (int)g->nodes[gr->cat].axes);
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * o%d_%d", d, o, d);
         put(b, ";\n");
     }

@@ -104,8 +104,8 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
 
 /* An elementwise value (or gather) read by several users is recomputed by each group
  * that reads it, unless storing it once reads less: cone[i] counts the memory reads
- * of i's fused computation (its leaves, through elementwise nodes not stored; the
- * GATH bit 0x8000: a gather among them, whose reads are scattered). i is stored
+ * of i's fused computation (its leaves but one-element ones, through elementwise nodes
+ * not stored; the GATH bit 0x8000: a gather among them, whose reads are scattered). i is stored
  * (-2) when it gathers, or when (uses - 1) * (reads - 1) > 2: the reads its other
  * users would repeat exceed one write and their own reads of it. A GPT's residual
  * stream (embeddings gathered, then a sum per layer) was recomputed by every later
@@ -119,7 +119,8 @@ static int shared_value(const tj_graph *g, const int32_t *uses, const int32_t *s
         int xk = tj_ops[g->nodes[x].op].kind;
         int fused = (xk == TJ_K_EW || xk == TJ_K_CAST || xk == TJ_K_GATH) && stored[x] == -1 &&
                     !(v->op == TJ_OP_GATHER && a == 0);   /* gathered data: from memory */
-        reads += fused ? (cone[x] & 0x7fffu) : 1u;
+        int one = tj_node_size(&g->nodes[x]) == 1;   /* a scalar: no memory traffic */
+        reads += fused ? (cone[x] & 0x7fffu) : one ? 0u : 1u;
         gath |= fused && (cone[x] & 0x8000u);
     }
     cone[i] = (uint16_t)((reads > 0x7fffu ? 0x7fffu : reads) | (gath ? 0x8000u : 0u));

@@ -396,13 +396,15 @@ int tj_pow_const(const tj_graph *g, const tj_node *n, double *e) {
 
 /* The optimizing tier fuses a group into one per-element loop nest when every node is
  * elementwise but for at most one sum, product, max or min (output 0, folded in the
- * same loop). Not: argmax/argmin, scans, gathers, concatenation parts, matrix
- * products; reductions of costly values (exp, tanh, ...: the function's time
- * dominates and TinyCC's blocks were measured faster, a fused exp-sum at 1.18x);
- * sin and cos (vmath leaves huge arguments to a libm pass after the loop, prims.c's
- * fixup, which a fused loop has no place for); float powers but by a constant. */
+ * same loop), a concatenation's part too (written at its offset). Not: argmax/argmin,
+ * scans, gathers, matrix products; reductions of costly values (exp, tanh, ...: the
+ * function's time dominates and TinyCC's blocks were measured faster, a fused exp-sum
+ * at 1.18x); sin and cos (vmath leaves huge arguments to a libm pass after the loop,
+ * prims.c's fixup, which a fused loop has no place for); float powers but by a
+ * constant. */
 static int fusable(const tj_graph *g, const tj_group *gr) {
-    if (gr->contract || gr->cat >= 0 || gr->loop.total == 0 || !gr->n_outs) return 0;
+    if (gr->contract || gr->loop.total == 0 || !gr->n_outs) return 0;
+    if (gr->cat >= 0 && gr->red >= 0) return 0;
     if (gr->red >= 0) {
         if (!tj_red_splittable(g->nodes[gr->red].op) || gr->outs[0].node != gr->red)
             return 0;

@@ -142,16 +142,21 @@ static int32_t rule(ctx *c, tj_node *n) {
     }
 }
 
-/* Whether the node that is output-or-not, and read-by-a-view-or-not, may be replaced
- * by node `r` of the new graph. A view's operand is a leaf or a computed value (and a
- * reshaping view's operand is contiguous: views.c copies a strided one), and a
- * concatenation's parts are computed into its buffer, so these are only ever
- * redirected to a computed value. */
+/* Whether the node that is output-or-not, and read-by-a-view-or-not (viewed: 1 by a
+ * VIEW, 2 as a CONCAT's part), may be replaced by node `r` of the new graph. A view's
+ * operand is a leaf or a computed value (and a reshaping view's operand is contiguous:
+ * views.c copies a strided one), and a concatenation's parts are computed into its
+ * buffer, so these are only ever redirected to a computed value, or (read by views
+ * only) to a C-contiguous argument or capture. */
 static int may_redirect(const ctx *c, const tj_node *n, int32_t r, int is_out, int viewed) {
     const tj_node *x = &c->ng.nodes[r];
     if (!same_type(n, x)) return 0;
     int kind = tj_ops[x->op].kind, computed = kind == TJ_K_EW || kind == TJ_K_CAST;
-    if (viewed && !computed) return 0;
+    /* views only (no concatenation) may read a row-major argument or capture itself:
+     * `out = u.copy(); out[1:-1] = ...` reads u, not a copy of it */
+    int leaf = (x->op == TJ_OP_INPUT || x->op == TJ_OP_CAPTURE) && x->slot >= 0 &&
+               x->slot < c->g->n_slots && c->g->slots[x->slot].contig;
+    if (viewed && !computed && !(viewed == 1 && leaf)) return 0;
     if (!is_out) return 1;
     return computed && !c->claimed[r];
 }
@@ -168,9 +173,9 @@ int tj_pass_simplify(tj_graph *g, tj_error *err) {
     }
     for (int32_t o = 0; o < g->n_out; o++) is_out[g->outputs[o]] = 1;
     for (int32_t i = 0; i < g->n; i++)
-        if (g->nodes[i].op == TJ_OP_VIEW) viewed[g->nodes[i].in[0]] = 1;
+        if (g->nodes[i].op == TJ_OP_VIEW) viewed[g->nodes[i].in[0]] |= 1;
         else if (g->nodes[i].op == TJ_OP_CONCAT)   /* parts are computed into place */
-            viewed[g->nodes[i].in[0]] = viewed[g->nodes[i].in[1]] = 1;
+            viewed[g->nodes[i].in[0]] |= 2, viewed[g->nodes[i].in[1]] |= 2;
     for (int32_t i = 0; i < g->n; i++) {
         tj_node nd = g->nodes[i];
         for (int a = 0; a < tj_ops[nd.op].arity; a++) nd.in[a] = map[nd.in[a]];

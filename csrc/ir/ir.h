@@ -158,7 +158,8 @@ typedef struct {
     int32_t in[3];
     int32_t slot;          /* leaves: the data slot they read */
     uint32_t axes;         /* RED: bit d set when operand dim d is reduced; COPY:
-                              TJ_COPY_DETACH marks a detach (csrc/ad/node.c) */
+                              TJ_COPY_DETACH marks a detach (csrc/ad/node.c),
+                              TJ_COPY_ALIAS an alias copy */
     tj_scalar value;       /* CONST; GATHER: value.i is the axis an IndexError names */
     int64_t shape[TJ_MAXDIM];
     int64_t vstep[TJ_MAXDIM];   /* VIEW: step along perm[d] (elements when flat) */
@@ -168,6 +169,11 @@ typedef struct {
 /* A COPY's axes when the copy is a detach (torch's Tensor.detach): autodiff's walk
  * stops there; the passes treat it as any COPY (simplify forwards it to its operand). */
 #define TJ_COPY_DETACH 1u
+/* A COPY's axes when the copy stands for its operand's memory in the trace's write
+ * rules (csrc/trace/views_strided.c: a row-major copy of a strided array a strided view
+ * reads, where eager's view reads the array itself): writes through the view reach the
+ * operand. The passes and autodiff treat it as any COPY. */
+#define TJ_COPY_ALIAS 2u
 
 /* What a data slot holds at replay: an argument leaf, a captured array, a constant, a
  * random generator's key for this call (an int64 drawn at every call), or a compiled

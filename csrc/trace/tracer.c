@@ -17,6 +17,7 @@ static void trace_dealloc(tj_trace *t) {
     tj_graph_free(&t->g);
     PyMem_Free(t->holders);
     PyMem_Free(t->view_copies);
+    PyMem_Free(t->readonly);
     PyMem_Free(t->ext);
     PyMem_Free(t->out_alias);
     Py_CLEAR(t->pending);
@@ -121,9 +122,28 @@ void tj_trace_note_refusal(void) {
     PyErr_Restore(type, value, tb);
 }
 
+/* The node budget of a trace (TRACEJIT_MAX_NODES, default 2,000,000), checked every
+ * 4096 nodes. */
+static long long max_nodes(void) {
+    const char *v = getenv("TRACEJIT_MAX_NODES");
+    char *end = NULL;
+    long long m = v && *v ? strtoll(v, &end, 10) : 0;
+    return end && !*end && m > 0 ? m : 2000000;
+}
+
 int32_t tj_trace_add_node(tj_trace *t, const tj_node *proto) {
     tj_error err;
     if (tj_storage_only(t, proto) < 0) return -1;
+    if ((t->g.n & 4095) == 4095 && t->g.n >= max_nodes()) {
+        tj_trace_error(t->st, "the trace has grown past %lld nodes (TRACEJIT_MAX_NODES): a "
+                       "Python loop was unrolled into the graph, one copy of its body per "
+                       "iteration (`for i in range(n): out[i] = ...`). Vectorize it "
+                       "(whole-array operations, slices, np.where), run it as a compiled loop "
+                       "(tracejit.fori_loop, scan), or pass its length as a static argument "
+                       "(static_argnames) of a smaller function; TRACEJIT_MAX_NODES raises "
+                       "the budget", (long long)max_nodes());
+        return -1;
+    }
     int32_t r = tj_graph_add(&t->g, proto, &err);
     if (r >= 0 && (r & 4095) == 4095 && t->progress_after >= 0)
         tj_compile_progress(t, "tracing");   /* a clock read every 4096 nodes */

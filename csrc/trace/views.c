@@ -14,6 +14,7 @@
 static int32_t copy_node(tj_trace *t, int32_t id) {
     int32_t c = tj_trace_add_over(t, id, TJ_OP_COPY, 0);
     int view = t->g.nodes[id].op == TJ_OP_VIEW || tj_ops[t->g.nodes[id].op].kind == TJ_K_LEAF;
+    if (c >= 0 && tj_view_readonly(t, id) && tj_view_mark_readonly(t, c, 2) < 0) return -1;
     return c >= 0 && view && tj_write_note_view_copy(t, c) < 0 ? -1 : c;
 }
 
@@ -35,7 +36,8 @@ static int contiguous_value(tj_trace *t, const tj_node *n) {
     return n->op != TJ_OP_VIEW;   /* computed values are stored contiguously */
 }
 
-int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v) {
+/* fresh: a new node even where the view is the identity (a Tracer the user holds) */
+static int32_t view_node(tj_trace *t, int32_t id, const tj_viewspec *v, int fresh) {
     int flat = 0;
     for (int d = 0; d < v->ndim; d++) flat |= v->src[d] == -2;
     tj_node w = t->g.nodes[id];
@@ -43,6 +45,7 @@ int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v) {
         if ((id = copy_node(t, id)) < 0) return -1;
         w = t->g.nodes[id];
     }
+    int ro = tj_view_readonly(t, id);   /* passed on to views of a read-only view */
     tj_node n;
     memset(&n, 0, sizeof n);
     n.op = TJ_OP_VIEW;
@@ -80,9 +83,12 @@ int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v) {
     for (int d = 0; identity && d < n.ndim; d++)
         identity = n.perm[d] == d && n.vstep[d] == 1 && n.voff[d] == 0 &&
                    n.shape[d] == base->shape[d];
-    if (identity) return n.in[0];
-    return tj_trace_add_node(t, &n);
+    if (identity && !fresh && !ro) return n.in[0];
+    int32_t r = tj_trace_add_node(t, &n);
+    return r >= 0 && ro && tj_view_mark_readonly(t, r, ro) < 0 ? -1 : r;
 }
+
+int32_t tj_view(tj_trace *t, int32_t id, const tj_viewspec *v) { return view_node(t, id, v, 0); }
 
 static void spec_dim(tj_viewspec *v, int64_t len, int src, int64_t step) {
     v->shape[v->ndim] = len;
@@ -92,7 +98,7 @@ static void spec_dim(tj_viewspec *v, int64_t len, int src, int64_t step) {
 }
 
 static PyObject *result(tj_trace *t, int32_t id, const tj_viewspec *v) {
-    int32_t r = tj_view(t, id, v);   /* a view of a NumPy scalar is a 0-d array */
+    int32_t r = view_node(t, id, v, 1);   /* a view of a NumPy scalar is a 0-d array */
     return r < 0 ? NULL : tj_tracer_np(tj_tracer_new(t, r), TJ_NP_ARRAY);
 }
 
@@ -595,7 +601,9 @@ PyObject *tj_views_broadcast_to(tj_trace *t, const tj_npfunc *f, PyObject *x, Py
     if (id < 0) return NULL;
     PyObject *shape = tj_arg(args, kwargs, 1, "shape", NULL);
     if (!shape) { PyErr_SetString(PyExc_TypeError, "broadcast_to() needs a shape"); return NULL; }
-    return broadcast_to(t, id, shape);
+    PyObject *r = broadcast_to(t, id, shape);   /* NumPy's is read-only (torch's expand not) */
+    if (r && !t->torch && tj_view_mark_readonly(t, ((tj_tracer *)r)->id, 1) < 0) Py_CLEAR(r);
+    return r;
 }
 
 /* numpy.flip(m, axis) (datum 0); flipud (1) and fliplr (2) flip axis datum - 1 of an

@@ -21,12 +21,20 @@
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
 
-/* Whether node n reads its operand's memory in eager: a view, or torch's detach. */
+/* Whether node n reads its operand's memory in eager: a view, torch's detach, or an
+ * alias copy (ir.h). */
 static int aliases(const tj_node *n) {
-    return tj_ops[n->op].kind == TJ_K_VIEW || (n->op == TJ_OP_COPY && n->axes == TJ_COPY_DETACH);
+    return tj_ops[n->op].kind == TJ_K_VIEW ||
+           (n->op == TJ_OP_COPY && (n->axes == TJ_COPY_DETACH || n->axes == TJ_COPY_ALIAS));
 }
 
 static PyObject *shape_tuple(int ndim, const int64_t *shape);
+
+/* views_strided.c: NumPy's error for a write into a read-only view (0/-1); and
+ * x[key] = value through the view x[key] where x reads an element twice (1 done, 0
+ * not such a write, -1 error). */
+int tj_view_readonly_error(tj_trace *t, tj_tracer *x, const char *what);
+int tj_view_assign_region(tj_trace *t, PyObject *x, PyObject *key, PyObject *value);
 
 static int held(const tj_trace *t, int32_t id) {
     return id < t->cap_holders ? t->holders[id] : 0;
@@ -128,6 +136,7 @@ int32_t tj_write_current(const tj_trace *t, int32_t leaf) {
 static int refuse_shared(tj_tracer *x, PyObject *value, const char *what, int aug, int *ext) {
     tj_trace *t = x->trace;
     if ((*ext = ext_entry(t, alias_root(&t->g, x->id))) == -2) return -1;
+    if (tj_view_readonly_error(t, x, what) < 0) return -1;
     const tj_node *n = &t->g.nodes[x->id];
     for (int d = 0; n->op == TJ_OP_VIEW && d < n->ndim; d++) {
         if (n->perm[d] != -1 || n->shape[d] < 2) continue;   /* a broadcast dim */
@@ -743,6 +752,8 @@ int tj_write_setitem(PyObject *target, PyObject *key, PyObject *value) {
         Py_CLEAR(t->pending);
         Py_CLEAR(t->pending_error);
     }
+    int region = tj_view_assign_region(t, target, key, value);
+    if (region) return region < 0 ? -1 : 0;
     int ext;
     if (refuse_shared(x, value, assign_what, 0, &ext) < 0) return -1;
     if (t->torch && torch_index_put(t, x, key, value) < 0) return -1;

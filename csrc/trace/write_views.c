@@ -19,7 +19,10 @@
 #define PY_ARRAY_UNIQUE_SYMBOL tj_ARRAY_API
 #include <numpy/arrayobject.h>
 
-static int is_detach(const tj_node *n) { return n->op == TJ_OP_COPY && n->axes == TJ_COPY_DETACH; }
+/* a detach, or an alias copy (ir.h): the same elements as its operand, row-major */
+static int is_detach(const tj_node *n) {
+    return n->op == TJ_OP_COPY && (n->axes == TJ_COPY_DETACH || n->axes == TJ_COPY_ALIAS);
+}
 
 static int aliases(const tj_node *n) {
     return tj_ops[n->op].kind == TJ_K_VIEW || is_detach(n);
@@ -140,9 +143,28 @@ static int32_t remap(tj_trace *t, int32_t id, int32_t root, int32_t nb) {
     int32_t p = remap(t, t->g.nodes[id].in[0], root, nb);
     if (p < 0) return p;
     tj_node n = t->g.nodes[id];
-    if (is_detach(&n)) return tj_trace_add_over(t, p, TJ_OP_COPY, TJ_COPY_DETACH);
+    if (is_detach(&n)) return tj_trace_add_over(t, p, TJ_OP_COPY, n.axes);
     n.in[0] = p;
-    return tj_trace_add_node(t, &n);
+    int32_t r = tj_trace_add_node(t, &n);
+    int ro = tj_view_readonly(t, id);   /* a read-only view stays one */
+    return r >= 0 && ro && tj_view_mark_readonly(t, r, ro) < 0 ? -1 : r;
+}
+
+int tj_write_view_overlaps(tj_trace *t, int32_t id) {
+    const tj_node *v = &t->g.nodes[id];
+    int dims = 0;
+    for (int d = 0; v->op == TJ_OP_VIEW && v->flat && d < v->ndim; d++)
+        dims += v->perm[d] == -2 && v->shape[d] > 1;
+    if (dims < 2) return 0;   /* only strided views (views_strided.c) read twice */
+    int32_t root = id;
+    while (aliases(&t->g.nodes[root])) root = t->g.nodes[root].in[0];
+    if (chain_view(&t->g, id, root) != id) return 0;
+    int64_t size = tj_node_size(&t->g.nodes[root]);
+    int64_t *map = PyMem_Malloc((size_t)(size ? size : 1) * sizeof *map);
+    if (!map) { PyErr_NoMemory(); return -1; }
+    int r = fill_map(v, &t->g.nodes[root], map, size);
+    PyMem_Free(map);
+    return r;
 }
 
 int tj_write_family_held(tj_trace *t, tj_tracer *x, int32_t root) {
@@ -186,8 +208,8 @@ int tj_write_family(tj_trace *t, tj_tracer *x, PyObject *r, int ext, const char 
 /* A NumPy composition's result (_impls*.py) as eager's: a copy where the composition
  * ends in a view of its operand or the operand itself (np.tile(a, 1)) but NumPy's function
  * returns a new array, so that no write into it reaches the operand (np.atleast_* and
- * np.einsum return views in NumPy too, np.diff(a, n=0) a itself: kept; np.diagonal's view is read-only in NumPy, so its
- * copy changes no program eager runs). Steals r; new reference or NULL. */
+ * np.einsum return views in NumPy too, np.diff(a, n=0) a itself; np.diagonal, np.diag
+ * of a 2-d array and sliding_window_view are read-only views: kept). Steals r; new reference or NULL. */
 int tj_write_note_view_copy(tj_trace *t, int32_t id) {
     if (t->n_view_copies == t->cap_view_copies) {
         int32_t cap = t->cap_view_copies ? 2 * t->cap_view_copies : 16;
@@ -243,7 +265,9 @@ PyObject *tj_write_own_result(tj_trace *t, PyObject *func, PyObject *args, PyObj
     if (!r || t->torch) return r;
     PyObject *name = PyObject_GetAttrString(func, "__name__");
     const char *s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
-    int keep = s && (!strncmp(s, "atleast_", 8) || !strcmp(s, "einsum") || !strcmp(s, "diff"));
+    int keep = s && (!strncmp(s, "atleast_", 8) || !strcmp(s, "einsum") || !strcmp(s, "diff") ||
+                     !strcmp(s, "diagonal") || !strcmp(s, "diag") ||
+                     !strcmp(s, "sliding_window_view"));
     Py_XDECREF(name);
     PyErr_Clear();
     if (keep) return r;

@@ -75,11 +75,12 @@ def _drawing(name, label, orig):
 
 
 _MAKERS = ("zeros", "ones", "empty", "full", "zeros_like", "ones_like", "empty_like",
-           "full_like")
+           "full_like", "arange", "linspace", "array")
 
 
 def _making(orig):
-    """numpy.zeros (ones, empty, full and their _like forms of a NumPy array) as the
+    """numpy.zeros (ones, empty, full and their _like forms of a NumPy array; arange,
+    linspace, and array of constants where it makes a new array) as the
     traced function's own code names them (_stand_in swaps its global `np` for a
     _NumPy and its global `zeros` for this): NumPy's new array as a captured leaf of
     the trace, its own (never written back), so writes of traced values into it are
@@ -99,6 +100,9 @@ def _making(orig):
         a = orig(*args, **kwargs)                # NumPy's array
         if type(a) is not np.ndarray:
             return a
+        if any(isinstance(x, np.ndarray) and np.may_share_memory(a, x)
+               for x in (*args, *kwargs.values())):
+            return a                             # np.array(x, copy=False): x itself
         try:
             tr = _C._capture(a)
         except TypeError:                        # a dtype tracejit lacks

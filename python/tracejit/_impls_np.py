@@ -177,15 +177,51 @@ def _atleast(n):
 
 
 def _diagonal(a, offset=0, axis1=0, axis2=1):
+    """A read-only view, as NumPy's (writes into a raise; a's later writes show)."""
+    from ._torch_nn import _diagonal_view
     offset = _static_int(offset, "diagonal", "offset")
+    if a.ndim < 2:
+        raise ValueError("diag requires an array of at least two dimensions")
     a1, a2 = axis1 % a.ndim, axis2 % a.ndim
     if a1 == a2:
         raise ValueError("axis1 and axis2 cannot be the same")
-    a = np.transpose(a, [d for d in range(a.ndim) if d not in (a1, a2)] + [a1, a2])
-    n, m = a.shape[-2:]
-    rows = np.arange(max(0, -offset), min(n, m - offset)) if n and m else np.arange(0)
-    flat = np.reshape(a, a.shape[:-2] + (n * m,))
-    return flat[..., rows * m + rows + offset]
+    return _diagonal_view(a, offset, a1, a2, True)
+
+
+def _sliding_window_view(x, window_shape, axis=None, *, subok=False, writeable=False):
+    """NumPy's windows as a strided view (read-only unless writeable)."""
+    window_shape = tuple(window_shape) if np.iterable(window_shape) else (window_shape,)
+    window_shape = tuple(_static_int(w, "sliding_window_view", "window_shape")
+                         for w in window_shape)
+    if any(w < 0 for w in window_shape):
+        raise ValueError("`window_shape` cannot contain negative values")
+    nd = x.ndim
+    if axis is None:
+        axis = tuple(range(nd))
+        if len(window_shape) != nd:
+            raise ValueError(f"Since axis is `None`, must provide window_shape for all "
+                             f"dimensions of `x`; got {len(window_shape)} window_shape "
+                             f"elements and `x.ndim` is {nd}.")
+    else:
+        axis = tuple(axis) if np.iterable(axis) else (axis,)
+        axis = tuple(operator.index(ax) % nd if -nd <= operator.index(ax) < nd else
+                     _axis_error(ax, nd) for ax in axis)
+        if len(window_shape) != len(axis):
+            raise ValueError(f"Must provide matching length window_shape and axis; got "
+                             f"{len(window_shape)} window_shape elements and {len(axis)} "
+                             f"axes elements.")
+    shape = list(x.shape)
+    for ax, w in zip(axis, window_shape):
+        if shape[ax] < w:
+            raise ValueError("window shape cannot be larger than input array shape")
+        shape[ax] -= w - 1
+    unit = [[int(e == k) for e in range(nd)] for k in range(nd)]
+    coefs = unit + [unit[ax] for ax in axis]
+    return _C._strided_view(x, tuple(shape) + window_shape, coefs, [0] * nd, not writeable)
+
+
+def _axis_error(ax, nd):
+    raise np.exceptions.AxisError(ax, nd)
 
 
 def _diag(v, k=0):
@@ -409,7 +445,9 @@ IMPLS = {
     np.nanmax: _nan_extreme("nanmax", -np.inf), np.nanmin: _nan_extreme("nanmin", np.inf),
     np.nanmean: _nanmean, np.average: _average,
     np.atleast_1d: _atleast(1), np.atleast_2d: _atleast(2), np.atleast_3d: _atleast(3),
-    np.diagonal: _diagonal, np.diag: _diag, np.trace: _trace, np.repeat: _repeat,
+    np.diagonal: _diagonal, np.diag: _diag,
+    np.lib.stride_tricks.sliding_window_view: _sliding_window_view, np.trace: _trace,
+    np.repeat: _repeat,
     np.tile: _tile, np.kron: _kron, np.meshgrid: _meshgrid, np.cross: _cross,
     np.polyval: _polyval, np.searchsorted: _searchsorted, np.digitize: _digitize,
     np.interp: _interp, np.unravel_index: _unravel_index, np.cov: _cov, np.corrcoef: _corrcoef,

@@ -259,7 +259,8 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
 
 def tensor_unfold(x, dimension, size, step):
     """Tensor.unfold: the windows of `size` elements every `step` along `dimension`, as
-    a new last dim."""
+    a new last dim: a view of x in eager, so a strided view here (writes through it
+    reach x, and x's reach it: csrc/trace/views_strided.c)."""
     nd = x.ndim
     d = dimension % max(nd, 1)
     n = _shape(x)[d] if nd else 1
@@ -268,12 +269,13 @@ def tensor_unfold(x, dimension, size, step):
     if step <= 0:
         raise RuntimeError(f"step is {step} but must be > 0")
     m = (n - size) // step + 1
-    parts = []
-    for o in range(size):
-        idx = [slice(None)] * nd
-        idx[d] = slice(o, o + step * (m - 1) + 1, step)
-        parts.append(x[tuple(idx)])
-    return np.stack(parts, axis=-1)
+    if not nd:
+        return _NP_RESHAPE(x, (1,))
+    shape = list(_shape(x))
+    shape[d] = m
+    unit = [[int(e == k) for e in range(nd)] for k in range(nd)]
+    coefs = unit[:d] + [[step if e == d else 0 for e in range(nd)]] + unit[d + 1:] + [unit[d]]
+    return _C._strided_view(x, tuple(shape) + (size,), coefs, [0] * nd, False)
 
 
 # ---- pooling --------------------------------------------------------------------------
@@ -622,20 +624,26 @@ def pad(input, pad, mode="constant", value=None):
 
 
 def diagonal(input, offset=0, dim1=0, dim2=1):
-    """The diagonal as a strided slice of the two dims flattened together."""
+    """The diagonal as a strided view (one dim stepping both dims), a view as in eager."""
     nd = input.ndim
     d1, d2 = dim1 % nd, dim2 % nd
     if d1 == d2:
         raise RuntimeError("diagonal dimensions cannot be identical")
-    rest = [d for d in range(nd) if d not in (d1, d2)]
-    x = np.transpose(input, tuple(rest) + (d1, d2))
-    s = _shape(x)
-    n, m = s[-2], s[-1]
-    start = offset if offset >= 0 else -offset * m
+    return _diagonal_view(input, offset, d1, d2, False)
+
+
+def _diagonal_view(x, offset, d1, d2, readonly):
+    """x's diagonal over dims d1, d2 (normalized, distinct) as the last dim of a view."""
+    s, nd = _shape(x), len(_shape(x))
+    n, m = s[d1], s[d2]
     length = max(0, min(n, m - offset) if offset >= 0 else min(n + offset, m))
-    flat = _NP_RESHAPE(x, s[:-2] + (n * m,))
-    return flat[..., start:start + (m + 1) * (length - 1) + 1:m + 1] if length else \
-        flat[..., 0:0]
+    rest = [e for e in range(nd) if e not in (d1, d2)]
+    coefs = [[int(e == r) for e in range(nd)] for r in rest]
+    coefs.append([int(e in (d1, d2)) for e in range(nd)])
+    offs = [0] * nd
+    if length:
+        offs[d1], offs[d2] = max(0, -offset), max(0, offset)
+    return _C._strided_view(x, tuple(s[r] for r in rest) + (length,), coefs, offs, readonly)
 
 
 FUNCS.update({"pad": pad, "diagonal": diagonal, "unfold": unfold, "fold": fold})

@@ -9,13 +9,14 @@ read and sums where one element was read many times (broadcast dims):
   * a view whose output dims read distinct operand dims (slices, transposes, integer
     indices, flips) becomes a transpose, negative steps flips, steps > 1 interleaved
     zeros and offsets padding, all per dim: no copies;
-  * otherwise (reshapes, and views of reshapes) the operand is treated as its row-major
-    flat array: a plain reshape is reshaped back; a strided flat read is rebuilt from
-    the innermost dim outwards by padding and merging dims.
+  * otherwise (reshapes, views of reshapes, strided views: diagonal, unfold) the operand
+    is treated as its row-major flat array: a plain reshape is reshaped back; a strided
+    flat read is rebuilt from the innermost dim outwards by padding and merging dims; a
+    dim whose reads overlap the block inside it (unfold's windows) is split into the
+    residues r apart, whose reads do not, and their transposes summed.
 """
 import numpy as np
 
-from ._C import TraceError
 from ._rules import np_size   # (_rules imports this module once np_size is defined)
 
 
@@ -95,6 +96,9 @@ def _flat(g, x, vstep, off):
     total = np_size(x)
     if off == 0 and np_size(g) == total and list(vstep) == _row_major(g.shape):
         return g.reshape(x.shape)
+    zero = tuple(d for d in range(g.ndim) if vstep[d] == 0 and g.shape[d] != 1)
+    if zero:   # a dim reading one element: its cotangents summed
+        g = np.sum(g, axis=zero, keepdims=True)
     keep = [d for d in range(g.ndim) if g.shape[d] != 1]
     g = g.reshape(tuple(g.shape[d] for d in keep))
     steps = [vstep[d] for d in keep]
@@ -108,13 +112,15 @@ def _flat(g, x, vstep, off):
     if order != list(range(len(steps))):
         g = np.transpose(g, order)
     steps = [steps[k] for k in order]
+    inner = 1
+    for j in range(len(steps) - 1, -1, -1):
+        if steps[j] < inner:   # dim j's blocks overlap (Tensor.unfold's windows): every
+            return _overlapping(g, x, steps, off, j, inner)   # r-th block apart, summed
+        inner = (g.shape[j] - 1) * steps[j] + inner
     g = np.expand_dims(g, -1)   # innermost block: one element
     inner = 1
     for j in range(len(steps) - 1, -1, -1):
         s, n = steps[j], g.shape[j]
-        if s < inner:
-            raise TraceError("the gradient of a view that reads an element more than once "
-                             "is not supported")
         if s > inner:
             widths = [(0, 0)] * g.ndim
             widths[-1] = (0, s - inner)
@@ -125,3 +131,19 @@ def _flat(g, x, vstep, off):
             g = g[..., :inner]
     g = np.pad(g, [(off, total - off - inner)])
     return g.reshape(x.shape)
+
+
+def _overlapping(g, x, steps, off, j, inner):
+    """The transpose of a flat read whose dim j steps less than the block inside it
+    spans: the elements of dim j taken r apart read disjoint blocks, so the sum over the
+    r residues of their non-overlapping transposes (r the overlap factor)."""
+    s = steps[j]
+    r = -(-inner // s)
+    total = None
+    for q in range(min(r, g.shape[j])):
+        part = g[(slice(None),) * j + (slice(q, None, r),)]
+        sub = list(steps)
+        sub[j] = s * r
+        t = _flat(part, x, sub, off + q * s)
+        total = t if total is None else total + t
+    return total
