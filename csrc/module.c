@@ -311,6 +311,9 @@ static PyMethodDef module_methods[] = {
      "_lift(tracer, tensor): a real tensor as a tracer of tracer's trace"},
     {"_random", (PyCFunction)(void (*)(void))tj_trace_random, METH_FASTCALL,
      "_random(kind, shape, dtype, source, keyfn) -> Tracer: a draw of a random op (csrc/trace/random.c)"},
+    {"_sample", (PyCFunction)(void (*)(void))tj_trace_sample, METH_FASTCALL,
+     "_sample(kind, shape, dtype, source, keyfn, *params): a rejection sampler's draws "
+     "(gamma, poisson, binomial) inside a trace"},
     {"_check", (PyCFunction)(void (*)(void))tj_trace_check, METH_FASTCALL,
      "_check(x, what[, error]): in a trace, all(x) assumed True and checked at every call"},
     {"_full", (PyCFunction)(void (*)(void))tj_trace_full, METH_FASTCALL,
