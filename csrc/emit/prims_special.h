@@ -86,7 +86,7 @@ static inline double tj_gamma_grad_d(double alpha, double x) {
     for (int i = 0; i < 8; i++) c[i] = k0[i] + u * (k1[i] + u * k2[i]);
     double p = c[0] + v * (c[1] + v * (c[2] + v * c[3]));
     double q = c[4] + v * (c[5] + v * (c[6] + v * c[7]));
-    return exp(u) * p / q;
+    return exp(p / q);
 }
 
 #define TJ_SPECIAL_HELPERS(T, s)                                                      \
