@@ -1,7 +1,8 @@
 """The rejection samplers (csrc/emit/prims_random.h: RGAMMA, RPOIS, RBINOM) and what is
 composed of them (beta, Dirichlet, chi-square, Student's t): distributions against the
 exact CDF (scipy.stats; Kolmogorov-Smirnov for the continuous ones, chi-square over the
-pmf for the counts, fixed seeds so CI is deterministic), moments, parameters traced and
+pmf for the counts, fixed seeds so CI is deterministic; significance 1e-4 per test, as
+the files hold about a hundred such tests), moments, parameters traced and
 broadcast, fresh draws per call, seeding, bit identity over thread counts and tiers, the
 implicit-reparameterization gradient against torch's, and the errors."""
 import shutil
@@ -48,7 +49,7 @@ def test_standard_gamma_follows_its_cdf_and_moments(alpha, dtype):
     f = tracejit.compile(lambda a, g: g.standard_gamma(a, N, dtype=dtype))
     x = f(alpha, g)
     assert x.dtype == dtype and x.shape == (N,) and np.all(x >= 0)
-    assert ks_p(x, st.gamma(alpha).cdf) > 1e-3
+    assert ks_p(x, st.gamma(alpha).cdf) > 1e-4
     assert abs(x.mean() - alpha) < 5 * np.sqrt(alpha / N)
     assert abs(x.var() / alpha - 1) < 0.1
 
@@ -65,7 +66,7 @@ def test_standard_gamma_follows_its_cdf_and_moments(alpha, dtype):
 def test_gamma_compositions_follow_their_cdf(name, call, dist):
     np.random.seed(3)
     x = tracejit.compile(lambda: call())()
-    assert ks_p(x, dist.cdf) > 1e-3, name
+    assert ks_p(x, dist.cdf) > 1e-4, name
 
 
 @pytest.mark.parametrize("lam", [0.3, 4.0, 9.99, 10.0, 25.0, 300.0, 1e5])
@@ -74,7 +75,7 @@ def test_poisson_follows_its_pmf(lam):
     x = tracejit.compile(lambda l: np.random.poisson(l, N))(lam)
     assert x.dtype == np.int64 and x.min() >= 0
     lo, hi = int(max(0, lam - 8 * np.sqrt(lam) - 5)), int(lam + 8 * np.sqrt(lam) + 10)
-    assert chi2_p(x, st.poisson(lam).pmf, np.arange(lo, hi)) > 1e-3
+    assert chi2_p(x, st.poisson(lam).pmf, np.arange(lo, hi)) > 1e-4
     assert abs(x.mean() - lam) < 5 * np.sqrt(lam / N)
 
 
@@ -87,7 +88,7 @@ def test_binomial_follows_its_pmf(n, p):
     assert x.dtype == np.int64 and x.min() >= 0 and x.max() <= n
     m, s = n * p, np.sqrt(n * p * (1 - p))
     support = np.arange(max(0, int(m - 8 * s - 5)), min(n, int(m + 8 * s + 6)) + 1)
-    assert chi2_p(x, st.binom(n, p).pmf, support) > 1e-3
+    assert chi2_p(x, st.binom(n, p).pmf, support) > 1e-4
 
 
 def test_parameters_are_traced_broadcast_and_change_per_call():

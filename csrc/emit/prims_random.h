@@ -168,7 +168,7 @@ TJ_FILL(tj_fill_rnorm_f64, double, 1, tj_rnorm_f64,
  * binomial (Hoermann's BTRS for n min(p, 1-p) >= 10, acceptance >= 0.75) 64 attempts,
  * P < 0.25^64 < 1e-38; inversion (Poisson rate < 10: one uniform; binomial n q < 10:
  * at most 256 geometric steps, P(X >= 255 | mean < 10) < 1e-200). */
-#define TJ_GAMMA_PAIRS 16
+#define TJ_GAMMA_TRIES 32
 #define TJ_PTRS_TRIES 64
 #define TJ_BINV_STEPS 256
 
@@ -183,29 +183,29 @@ TJ_VMI double tj__u_open(uint32_t hi, uint32_t lo) {
 
 /* Marsaglia and Tsang (2000): d = a - 1/3, c = 1/sqrt(9d), x normal, v = (1 + cx)^3,
  * accept d v when log u < x^2/2 + d - d v + d log v (the squeeze u < 1 - 0.0331 x^4
- * first). alpha < 1: a = alpha + 1 and the result times u^(1/alpha) (u from role 2).
- * Attempt 2j + h: normal h of role 0's block j (Box-Muller), uniform h of role 1's. */
+ * first). alpha < 1: a = alpha + 1 and the result times u^(1/alpha) (u from role 1).
+ * Attempt j reads block j of role 0: x is Box-Muller's cosine of the 53-bit uniform
+ * of words 0-1 and the 32-bit angle of word 2, u the 32-bit uniform of word 3. */
 TJ_VMI double tj_rgamma(double alpha, int64_t seed) {
     if (!(alpha > 0)) return alpha == 0 ? 0.0 : NAN;   /* negative or NaN: NaN */
     if (alpha == INFINITY) return INFINITY;
     double a = alpha < 1 ? alpha + 1 : alpha, d = a - 1.0 / 3, c = 1 / sqrt(9 * d);
-    for (uint32_t j = 0; j < TJ_GAMMA_PAIRS; j++) {
-        tj_philox_block w = tj__sub(seed, j, 0), v = tj__sub(seed, j, 1);
-        double x[2];
-        tj__bm_f64(w, &x[0], &x[1]);
-        for (int h = 0; h < 2; h++) {
-            double t = 1 + c * x[h];
-            if (t <= 0) continue;
-            double u = tj__u_open(v.v[2 * h], v.v[2 * h + 1]), t3 = t * t * t;
-            double x2 = x[h] * x[h];
-            if (u < 1 - 0.0331 * (x2 * x2) || tj_log(u) < 0.5 * x2 + d * (1 - t3 + tj_log(t3))) {
-                double g = d * t3;
-                if (alpha < 1) {
-                    tj_philox_block b = tj__sub(seed, 0, 2);
-                    g *= tj_exp(tj_log(tj__u_open(b.v[0], b.v[1])) / alpha);
-                }
-                return g;
+    for (uint32_t j = 0; j < TJ_GAMMA_TRIES; j++) {
+        tj_philox_block w = tj__sub(seed, j, 0);
+        double r = sqrt(-2.0 * tj_log(tj__u_open(w.v[0], w.v[1])));
+        double t = 6.28318530717958647692 * ((double)w.v[2] * 0x1p-32), sn, cs;
+        uint64_t q = tj__trig_core_d(t, &sn, &cs);
+        double x = r * tj__trig_pick_d(t, sn, cs, q + 1);
+        double v = 1 + c * x;
+        if (v <= 0) continue;
+        double u = ((double)w.v[3] + 0.5) * 0x1p-32, v3 = v * v * v, x2 = x * x;
+        if (u < 1 - 0.0331 * (x2 * x2) || tj_log(u) < 0.5 * x2 + d * (1 - v3 + tj_log(v3))) {
+            double g = d * v3;
+            if (alpha < 1) {
+                tj_philox_block b = tj__sub(seed, 0, 1);
+                g *= tj_exp(tj_log(tj__u_open(b.v[0], b.v[1])) / alpha);
             }
+            return g;
         }
     }
     return NAN;
