@@ -108,6 +108,8 @@ def test_parameters_are_traced_broadcast_and_change_per_call():
     b = tracejit.compile(lambda n, p: np.random.binomial(n, p))
     counts = b(np.array([0, 5, 10, 1000]), np.array([0.3, 0.0, 1.0, 0.5]))
     assert counts.dtype == np.int64 and counts[0] == 0 and counts[1] == 0 and counts[2] == 10
+    frac = tracejit.compile(lambda n: np.random.binomial(n, 1.0, 4))(10.7)
+    assert np.array_equal(frac, np.random.binomial(10.7, 1.0, 4))      # NumPy's int(n)
 
 
 def test_edge_parameters_give_numpys_values():

@@ -356,6 +356,7 @@ def _numpy_methods(source, generator):
     def binom(n, p, size=None):
         _positive(n, "n", False)
         _probability(p)
+        n = np.floor(n)   # NumPy reads n as an int64 (10.7 trials are 10)
         return sample("binomial", (n, p), _np_shape(size, n, p), f64, source).astype(np.int64)
 
     m = {"standard_normal": std_normal, "normal": norm, "uniform": unif,
