@@ -9,6 +9,13 @@ Cases:
   dropout/1M, dropout/16M
                 F.dropout(x, 0.1) * 2 + b in training mode, float32: vs torch eager and
                 torch.compile
+  gamma/1M      standard gamma draws (concentration 0.7 and 2.5, half each: both branches of
+                Marsaglia-Tsang), float32: torch._standard_gamma in a compiled function vs
+                torch._standard_gamma, torch.compile of it, np.random.Generator.standard_gamma
+  poisson/1M    Poisson draws (rates 4 and 40, half each: inversion and PTRS), float32:
+                torch.poisson compiled vs torch.poisson, torch.compile, Generator.poisson
+                Each sampler case also prints the Kolmogorov-Smirnov statistic of
+                tracejit's draws against the exact CDF (scipy.stats, when installed)
   vae           one training step of a VAE (784-400-20 encoder, 20-400-784 decoder,
                 batch 128, Adam): the compiled module's loss (its forward and backward
                 fused, autograd route) vs torch eager
@@ -33,7 +40,7 @@ PEERS = ("tracejit", "torch", "torch.compile", "numpy")
 TARGET = {"randn/16M": {"torch": 0.5, "numpy": 0.5},
           "dropout/16M": {"torch": 0.3, "torch.compile": 0.8},
           "vae": {"torch": 0.6}}
-CASES = ["randn/16M", "dropout/1M", "dropout/16M", "vae"]
+CASES = ["randn/16M", "dropout/1M", "dropout/16M", "gamma/1M", "poisson/1M", "vae"]
 
 
 def _bound(f, *args):
@@ -91,6 +98,55 @@ def _check_dropout(name, r, xb):
         raise AssertionError(f"{name}: not dropout(x, 0.1) * 2 + b")
 
 
+def _sampler_peers(torch, tj, kind, n, peers):
+    """Gamma or Poisson draws of n float32 elements, half with each parameter."""
+    lo, hi = (0.7, 2.5) if kind == "gamma" else (4.0, 40.0)
+    p = torch.cat([torch.full((n // 2,), lo), torch.full((n - n // 2,), hi)])
+    fn = torch._standard_gamma if kind == "gamma" else torch.poisson
+    out = {}
+    if "tracejit" in peers:
+        out["tracejit"] = _bound(tj.compile(lambda p: fn(p)), p)
+    if "torch" in peers:
+        out["torch"] = lambda: fn(p)
+    if "torch.compile" in peers:
+        out["torch.compile"] = (lambda f: lambda: f(p))(torch.compile(lambda p: fn(p)))
+    if "numpy" in peers:
+        g, pn = np.random.default_rng(0), p.numpy()
+        if kind == "gamma":
+            out["numpy"] = lambda: g.standard_gamma(pn, dtype=np.float32)
+        else:
+            out["numpy"] = lambda: g.poisson(pn).astype(np.float32)
+    return out, (lo, hi)
+
+
+def _check_sampler(kind, params, name, r):
+    """The two halves' means within 6 standard errors of the parameter."""
+    x = np.asarray(r, np.float64)
+    for half, v in zip((x[: x.size // 2], x[x.size // 2:]), params):
+        if abs(half.mean() - v) > 6 * np.sqrt(v / half.size):
+            raise AssertionError(f"{name}: mean {half.mean()} for parameter {v}")
+
+
+def _ks_line(kind, params, r):
+    try:
+        import scipy.stats as st
+    except ImportError:
+        return None
+    x = np.asarray(r, np.float64)
+    out = []
+    for half, v in zip((x[: x.size // 2], x[x.size // 2:]), params):
+        if kind == "gamma":
+            k = st.kstest(half, st.gamma(v).cdf)
+            out.append(f"alpha {v}: KS D = {k.statistic:.5f} (p = {k.pvalue:.3f}, n = {half.size})")
+        else:   # a count: the statistic of the randomized (continuous) version
+            u = half + np.random.default_rng(0).random(half.size)
+            cdf = (lambda t, v=v: st.poisson(v).cdf(np.floor(t) - 1) +
+                   st.poisson(v).pmf(np.floor(t)) * (t - np.floor(t)))
+            k = st.kstest(u, cdf)
+            out.append(f"rate {v}: KS D = {k.statistic:.5f} (p = {k.pvalue:.3f}, n = {half.size})")
+    return f"  {kind} (tracejit): " + "; ".join(out)
+
+
 def _vae(torch):
     F = torch.nn.functional
 
@@ -143,7 +199,7 @@ def run(opts) -> dict:
         return {"records": [], "failures": []}
     torch, tj, peers, cases = started
     target_s = 0.3 if opts.quick else 2.0
-    records, failures, rows = [], [], []
+    records, failures, rows, ks_lines = [], [], [], []
     for case in cases:
         n = 1 << 20 if case.endswith("1M") else 1 << 24
         if opts.quick and case != "vae":
@@ -155,6 +211,14 @@ def run(opts) -> dict:
         elif case.startswith("dropout"):
             calls, xb = _dropout_peers(torch, tj, n, [p for p in peers if p != "numpy"])
             check = (lambda name, r, xb=xb: _check_dropout(name, r, xb))
+        elif case.startswith(("gamma", "poisson")):
+            kind = case.split("/")[0]
+            calls, params = _sampler_peers(torch, tj, kind, n, peers)
+            check = (lambda name, r, kind=kind, params=params: _check_sampler(kind, params, name, r))
+            if "tracejit" in calls:
+                line = _ks_line(kind, params, calls["tracejit"]())
+                if line:
+                    ks_lines.append(line)
         else:
             calls, _ = _vae_peers(torch, tj, peers)
         ok = {}
@@ -178,6 +242,8 @@ def run(opts) -> dict:
                 r.update(m.get(r["peer"], {}))
         rows.append(H.ratio_row(case, peers, ok, m, TARGET.get(case, {})))
     H.print_case_table(peers, rows, records)
+    for line in ks_lines:
+        print(line)
     H.print_failures(failures)
     return {"records": records, "failures": failures}
 

@@ -334,6 +334,9 @@ static PyMethodDef module_methods[] = {
      "_random(kind, shape, dtype, source, keyfn) -> Tracer: a draw of a random op (csrc/trace/random.c)"},
     {"_same_value", (PyCFunction)(void (*)(void))tj_py_same_value, METH_FASTCALL,
      "_same_value(a, b): whether two tracers compute the same value (csrc/ir/graph.c)"},
+    {"_sample", (PyCFunction)(void (*)(void))tj_trace_sample, METH_FASTCALL,
+     "_sample(kind, shape, dtype, source, keyfn, *params): a rejection sampler's draws "
+     "(gamma, poisson, binomial) inside a trace"},
     {"_check", (PyCFunction)(void (*)(void))tj_trace_check, METH_FASTCALL,
      "_check(x, what[, error]): in a trace, all(x) assumed True and checked at every call"},
     {"_full", (PyCFunction)(void (*)(void))tj_trace_full, METH_FASTCALL,

@@ -397,6 +397,7 @@ int32_t tj_trace_leaf(tj_trace *t, int op, const tj_slotdesc *d, int weak, int n
 PyObject *tj_trace_new(tj_state *st, PyObject *fn);
 /* _C._random(kind, shape, dtype, source, keyfn): a random draw in the current trace (random.c) */
 PyObject *tj_trace_random(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_trace_sample(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_full(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_py_same_value(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_trace_check(PyObject *m, PyObject *const *args, Py_ssize_t nargs);

@@ -161,3 +161,19 @@ def test_newer_gpu_than_nvrtc_gets_ptx():
     src = tracejit.compile(lambda a: a + 1)._cuda_source(np.ones(3, np.float32))["source"]
     image, log, is_ptx = _C._nvrtc_compile(src, 990)
     assert is_ptx and image.startswith(b"//") and b".entry tj_g0" in image
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rejection_samplers_and_the_gamma_gradient_compile(dtype):
+    """Gamma (its gradient too), Poisson and binomial: the samplers' loops, Philox
+    sub-streams and tables compile as CUDA C++ (prims_random.h, prims_special.h)."""
+    torch = pytest.importorskip("torch")
+
+    def f(a):
+        x = torch._standard_gamma(a)
+        return (x + torch.poisson(a) + torch.binomial(a.floor(), a / 5) +
+                _C._ew("GAMMAGRAD", a, x))
+    prog = tracejit.compile(f)._cuda_source(torch.from_numpy(example(dtype)))
+    for name in ("RGAMMA", "RPOIS", "RBINOM", "GAMMAGRAD"):
+        assert f"tj_e_{name}_" in prog["source"], name
+    compile_all(prog)

@@ -405,6 +405,16 @@ NP_CALLS = [
     "g.integers(0, 1000, 8)", "g.integers(1000, size=8, endpoint=True)", "g.exponential(1, 8)",
     "g.standard_exponential(8)", "g.choice(1000, 8)", "g.random(8, dtype=np.float32)",
     "rs.rand(8)", "rs.randn(8)", "rs.normal(0, 1, 8)", "rs.randint(0, 1000, 8)",
+    "np.random.gamma(2.0, 1.0, 8)", "np.random.standard_gamma(0.5, 8)",
+    "np.random.gamma(x + 1.0)", "np.random.beta(0.5, 2.0, 8)",
+    "np.random.dirichlet([1.0, 2.0], 4).ravel()", "np.random.chisquare(3.0, 8)",
+    "np.random.standard_t(5.0, 8)", "np.random.poisson(20.0, 8)",
+    "np.random.poisson(x + 3.0)", "np.random.binomial(100, 0.3, 8)",
+    "g.gamma(2.0, size=8)", "g.standard_gamma(3.0, 8, dtype=np.float32)",
+    "g.beta(2.0, 3.0, 8)", "g.poisson(7.0, 8)", "g.binomial(50, 0.5, 8)",
+    "g.chisquare(2.0, 8)", "g.standard_t(3.0, 8)", "g.dirichlet([0.5, 0.5], 4).ravel()",
+    "rs.gamma(2.0, 1.0, 8)", "rs.poisson(30.0, 8)", "rs.binomial(10, 0.5, 8)",
+    "rs.beta(1.0, 1.0, 8)",
 ]
 
 
@@ -461,10 +471,10 @@ def test_a_generator_in_a_closure_or_attribute_draws_and_is_guarded():
 
 
 @pytest.mark.parametrize("call,what", [
-    ("np.random.gamma(2.0, 1.0, 3)", r"numpy\.random\.gamma\(\) draws"),
-    ("np.random.poisson(2.0, 3)", r"numpy\.random\.poisson\(\) draws"),
+    ("np.random.zipf(2.0, 3)", r"numpy\.random\.zipf\(\) draws"),
+    ("np.random.hypergeometric(5, 5, 3, 3)", r"numpy\.random\.hypergeometric\(\) draws"),
     ("np.random.permutation(3)", r"numpy\.random\.permutation\(\) draws"),
-    ("g.gamma(2.0, size=3)", r"Generator\.gamma\(\) draws from a distribution tracejit does not"),
+    ("g.zipf(2.0, size=3)", r"Generator\.zipf\(\) draws from a distribution tracejit does not"),
     ("g.choice(5, 3, replace=False)", r"replace=False\) draws without replacement"),
     ("g.integers(0, 2**60, 3)", r"more than 2\*\*53"),
 ])

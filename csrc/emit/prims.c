@@ -82,6 +82,14 @@ TJ_VEC float hypotf(float, float); TJ_VEC double hypot(double, double);
 #define TJ_FILL_RNORM32 ~, 2
 #define TJ_FILL_RNORM64 ~, 2
 #define TJ_HASFILL(NAME) TJ__SECOND_(TJ_FILL_##NAME, 0, ~)
+/* operand layouts other than the arity's (TJ_LAYOUT_<NAME>: ~, layout): the rejection
+ * samplers' float parameters then an int64 seed (S2: T, int64; S3: T, T, int64) */
+#define TJ_LAYOUT_RGAMMA ~, S2
+#define TJ_LAYOUT_RPOIS ~, S2
+#define TJ_LAYOUT_RBINOM ~, S3
+#define TJ_LAYOUT(NAME, ar) TJ__SECOND_(TJ_LAYOUT_##NAME, ar, ~)
+#define TJ_CAT_(a, b) a##b
+#define TJ_CAT(a, b) TJ_CAT_(a, b)
 static inline void tj_no_fixup(void *o, const void *a, int64_t n, int kind) {}
 #define TJ_FIXUP(o, a, n, kind) _Generic((o), float *: tj_trig_fixupf, \
     double *: tj_trig_fixup, default: tj_no_fixup)(o, a, n, kind)
@@ -382,9 +390,14 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_OPERANDS_2(T) const T *restrict pa = a_, *restrict pb = b_;
 #define TJ_OPERANDS_3(T) const bool *restrict pa = a_; \
     const T *restrict pb = b_, *restrict pc = c_;
+#define TJ_OPERANDS_S2(T) const T *restrict pa = a_; const int64_t *restrict pb = b_;
+#define TJ_OPERANDS_S3(T) const T *restrict pa = a_, *restrict pb = b_; \
+    const int64_t *restrict pc = c_;
 #define TJ_ELEMS_1 T_ a = pa[i];
 #define TJ_ELEMS_2 T_ a = pa[i], b = pb[i];
 #define TJ_ELEMS_3 bool a = pa[i]; T_ b = pb[i], c = pc[i];
+#define TJ_ELEMS_S2 T_ a = pa[i]; int64_t b = pb[i];
+#define TJ_ELEMS_S3 T_ a = pa[i], b = pb[i]; int64_t c = pc[i];
 
 /* ---- dtype conversion: NumPy's casts ----
  * Between integers and to floats, C's conversion (wrapping; bool: nonzero). A float to
@@ -452,8 +465,10 @@ TJ_FOR_DTYPES(TJ_CASTFNS_FROM)
 #else
 #define TJ_EINLINE static inline
 #endif
+#define TJ_EARGS_S2(T) T a, int64_t b
+#define TJ_EARGS_S3(T) T a, T b, int64_t c
 #define TJ_ELEM_FN(NAME, ar, out, SPELL, T, s)                                        \
-    TJ_EINLINE TJ_OT_##out(T) tj_e_##NAME##_##s(TJ_EARGS_##ar(T)) {                   \
+    TJ_EINLINE TJ_OT_##out(T) tj_e_##NAME##_##s(TJ_CAT(TJ_EARGS_, TJ_LAYOUT(NAME, ar))(T)) { \
         return (TJ_OT_##out(T))(SPELL);                                               \
     }
 #define TJ_EINST1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_ELEM_FN(name, ar, out, sp, T, s))
@@ -496,9 +511,9 @@ static inline void tj_fill_f64(double *o, int64_t key, int64_t c, int64_t n, int
             TJ_FILLCALL(o, a_, b_, n, NAME);                                            \
             return;                                                                   \
         }                                                                             \
-        TJ_OPERANDS_##ar(T)                                                           \
+        TJ_CAT(TJ_OPERANDS_, TJ_LAYOUT(NAME, ar))(T)                                  \
         for (int64_t i = 0; i < n; i++) {                                             \
-            TJ_ELEMS_##ar                                                             \
+            TJ_CAT(TJ_ELEMS_, TJ_LAYOUT(NAME, ar))                                    \
             o[i] = (TJ_OT_##out(T))(SPELL);                                           \
         }                                                                             \
         if (TJ_FIXKIND(NAME)) TJ_FIXUP(o, pa, n, TJ_FIXKIND(NAME));                  \

@@ -28,7 +28,11 @@
  *             (the random draws RUNIF and RNORM: int64 operands, the call's key and the
  *             element's counter, a float result; csrc/emit/prims_random.h. A draw is a
  *             pure function of its operands, so no flag: the key is read at every call,
- *             nothing folds it, and two draws of one call never share a counter)
+ *             nothing folds it, and two draws of one call never share a counter).
+ *             The rejection samplers RGAMMA, RPOIS (parameter, seed) and RBINOM (count,
+ *             prob, seed) have float parameters of the loop dtype (their first
+ *             operands, so tj_node_loop_dtype is theirs) and an int64 last operand,
+ *             the element's seed (prims.c's TJ_LAYOUT_<NAME> says so); no fill
  *   flags     COMM: commutative (CSE canonicalizes operand order);
  *             COND: first operand is a bool condition, not cast to the loop dtype;
  *             COSTLY: the cost class: worth storing rather than recomputing (fuse.c),
@@ -154,4 +158,8 @@
     X(RUNIF32,  NULL,           NULL,                    2, EW,  I64,  F32,  DRAW,         NONE,                   tj_runif_f32(a, b)) \
     X(RUNIF64,  NULL,           NULL,                    2, EW,  I64,  F64,  DRAW,         NONE,                   tj_runif_f64(a, b)) \
     X(RNORM32,  NULL,           NULL,                    2, EW,  I64,  F32,  COSTLY|DRAW,  NONE,                   tj_rnorm_f32(a, b)) \
-    X(RNORM64,  NULL,           NULL,                    2, EW,  I64,  F64,  COSTLY|DRAW,  NONE,                   tj_rnorm_f64(a, b))
+    X(RNORM64,  NULL,           NULL,                    2, EW,  I64,  F64,  COSTLY|DRAW,  NONE,                   tj_rnorm_f64(a, b)) \
+    X(RGAMMA,   NULL,           NULL,                    2, EW,  FLT,  SAME, COSTLY,       NONE,                   tj_rgamma((double)a, b)) \
+    X(RPOIS,    NULL,           NULL,                    2, EW,  FLT,  SAME, COSTLY,       NONE,                   tj_rpois((double)a, b)) \
+    X(RBINOM,   NULL,           NULL,                    3, EW,  FLT,  SAME, COSTLY,       NONE,                   tj_rbinom((double)a, (double)b, c)) \
+    X(GAMMAGRAD, NULL,          NULL,                    2, EW,  FLT,  SAME, COSTLY,       NONE,                   tj_gamma_grad_d((double)a, (double)b))

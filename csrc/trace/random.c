@@ -240,3 +240,77 @@ PyObject *tj_trace_iota(PyObject *m, PyObject *args) {
     int32_t id = tj_trace_add_node(t, &n);
     return id < 0 ? NULL : tj_tracer_new(t, id);
 }
+
+/* An int64 node of shape: op over a and b (both int64). -1 + exception. */
+static int32_t i64_node(tj_trace *t, int op, int ndim, const int64_t *shape, int32_t a, int32_t b) {
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    n.op = (int16_t)op;
+    n.dtype = TJ_I64;
+    n.ndim = (uint8_t)ndim;
+    memcpy(n.shape, shape, (size_t)ndim * sizeof *shape);
+    n.slot = -1;
+    n.in[0] = a;
+    n.in[1] = b;
+    n.in[2] = -1;
+    return tj_trace_add_node(t, &n);
+}
+
+/* _sample(kind, shape, dtype, source, keyfn, *params) -> Tracer: a rejection sampler of
+ * the op table (prims_random.h): kind "gamma" (concentration), "poisson" (rate) or
+ * "binomial" (count, prob); each parameter a number, an array or a Tracer, broadcast to
+ * shape and cast to dtype (float32 or float64). The element's seed is the key XOR its
+ * counter times an odd constant (a bijection of the counter: no two elements of a call
+ * share a seed); the counters are taken from the source as _random's are. */
+PyObject *tj_trace_sample(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 6 || !PyUnicode_Check(args[0]) || !PyTuple_Check(args[1]))
+        return tj_internal_error(tj_state_of(m), "_sample(kind, shape, dtype, source, keyfn, "
+                                 "*params)");
+    tj_trace *t = tj_trace_current();
+    if (!t || !t->live) return tj_internal_error(tj_state_of(m), "_sample outside a trace");
+    const char *kind = PyUnicode_AsUTF8(args[0]);
+    if (!kind) return NULL;
+    int op = !strcmp(kind, "gamma") ? TJ_OP_RGAMMA : !strcmp(kind, "poisson") ? TJ_OP_RPOIS
+           : !strcmp(kind, "binomial") ? TJ_OP_RBINOM : -1;
+    if (op < 0 || tj_ops[op].arity != nargs - 5 + 1)
+        return tj_internal_error(t->st, "_sample: kind %s with %zd parameters", kind, nargs - 5);
+    int dt = parse_dtype(t, args[2]);
+    if (dt < 0) return NULL;
+    if (dt != TJ_F32 && dt != TJ_F64)
+        return tj_trace_error(t->st, "random %s draws of dtype %R are not supported: float32 "
+                              "and float64 are", kind, args[2]);
+    int64_t shape[TJ_MAXDIM], size;
+    int ndim = parse_shape(t, args[1], shape, &size);
+    if (ndim < 0) return NULL;
+    int32_t ids[3] = {-1, -1, -1};
+    for (Py_ssize_t i = 5; i < nargs; i++) {
+        PyObject *p = tj_apply_fill(t, args[i], dt, ndim, shape);
+        int32_t id = p ? tj_operand(t, p) : -1;
+        Py_XDECREF(p);
+        if (id < 0) return NULL;
+        ids[i - 5] = id;
+    }
+    int src = source_index(t, args[3], args[4]);
+    if (src < 0) return NULL;
+    int64_t base = (t->rng_next[src] + 3) & ~(int64_t)3;
+    int32_t ctr = counters(t, ndim, shape, base);
+    if (ctr < 0) return NULL;
+    t->rng_next[src] = base + size;
+    tj_slotdesc d = {.kind = TJ_SLOT_CONST, .dtype = TJ_I64, .contig = 1,
+                     .value = {.i = (int64_t)0xD1342543DE82EF95ull}};
+    int32_t odd = tj_trace_leaf(t, TJ_OP_CONST, &d, 0, 0, NULL);
+    int32_t mixed = odd < 0 ? -1 : i64_node(t, TJ_OP_MUL, ndim, shape, ctr, odd);
+    int32_t seed = mixed < 0 ? -1 : i64_node(t, TJ_OP_BXOR, ndim, shape, t->rng_key[src], mixed);
+    if (seed < 0) return NULL;
+    ids[nargs - 5] = seed;
+    tj_node n;
+    memset(&n, 0, sizeof n);
+    n.op = (int16_t)op;
+    n.dtype = (uint8_t)dt;
+    n.ndim = (uint8_t)ndim;
+    memcpy(n.shape, shape, (size_t)ndim * sizeof *shape);
+    n.slot = -1;
+    memcpy(n.in, ids, sizeof ids);
+    int32_t id = tj_trace_add_node(t, &n);
+    return id < 0 ? NULL : tj_tracer_new(t, id);
+}

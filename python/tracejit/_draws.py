@@ -11,8 +11,10 @@ Generator make a whole program reproducible; the streams are not eager's (torch'
 generator is MT19937, NumPy's Generator PCG64), as with any other compiler.
 
 Distributions are composed from uniform and normal draws with the tracer's own
-operations (inverse CDFs, Box-Muller); those without an exact composition (gamma,
-beta, Dirichlet, Poisson, binomial, ...) raise a TraceError naming them.
+operations (inverse CDFs, Box-Muller); gamma, Poisson and binomial are rejection
+samplers of the op table (`sample`), and beta, Dirichlet, chi-square and Student's t
+compositions of gamma draws; the rest (hypergeometric, ...) raise a TraceError naming
+them.
 """
 import contextlib
 import math
@@ -186,6 +188,44 @@ def categorical(probs, n, source):
     return np.minimum(np.sum(below.astype(np.int64), axis=-1), shape[-1] - 1)
 
 
+# ---- rejection samplers (csrc/emit/prims_random.h): gamma, Poisson, binomial ---------
+
+def sample(kind, params, shape, dtype, source):
+    """Draws of a rejection sampler op: kind "gamma" (concentration), "poisson" (rate)
+    or "binomial" (count, prob); params broadcast to shape, in dtype (float32/64)."""
+    g, keyfn = source
+    return _C._sample(kind, tuple(int(s) for s in shape), _as_numpy_dtype(dtype), g, keyfn,
+                      *params)
+
+
+def gamma(alpha, shape, dtype, source):
+    """Standard gamma (rate 1) of concentration alpha."""
+    return sample("gamma", (alpha,), shape, dtype, source)
+
+
+def dirichlet(alpha, dtype, source):
+    """Gammas of the last axis's concentrations, normalized along it."""
+    x = gamma(alpha, tuple(alpha.shape), dtype, source)
+    return x / np.sum(x, axis=-1, keepdims=True)
+
+
+def beta(a, b, shape, dtype, source):
+    """X / (X + Y) of independent gammas X ~ G(a), Y ~ G(b)."""
+    x = gamma(a, shape, dtype, source)
+    return x / (x + gamma(b, shape, dtype, source))
+
+
+def chisquare(df, shape, dtype, source):
+    return 2 * gamma(np.multiply(df, 0.5) if not isinstance(df, (int, float)) else df / 2,
+                     shape, dtype, source)
+
+
+def standard_t(df, shape, dtype, source):
+    """Z / sqrt(V / df), V ~ chi-square(df)."""
+    z = draw("normal", shape, dtype, source)
+    return z / np.sqrt(chisquare(df, shape, dtype, source) / df)
+
+
 def refuse(what):
     _trace_error(f"{what} draws from a distribution tracejit does not compile yet (it has "
                  "no counter-based sampler for it): draw outside the compiled function and "
@@ -277,7 +317,51 @@ def _numpy_methods(source, generator):
     def choice(a, size=None, replace=True, p=None, *args, **kwargs):
         return _np_choice(source, a, size, replace, p, *args, **kwargs)
 
+    f64 = np.float64
+
+    def std_gamma(shape, size=None, dtype=np.float64, out=None):
+        _positive(shape, "shape", False)
+        return gamma(shape, _np_shape(size, shape), _np_float(dtype), source)
+
+    def gam(shape, scale=1.0, size=None):
+        _positive(shape, "shape", False)
+        _positive(scale, "scale", False)
+        return gamma(shape, _np_shape(size, shape, scale), f64, source) * scale
+
+    def bet(a, b, size=None):
+        _positive(a, "a", True)
+        _positive(b, "b", True)
+        return beta(a, b, _np_shape(size, a, b), f64, source)
+
+    def dirich(alpha, size=None):
+        alpha = np.asarray(alpha, f64) if not isinstance(alpha, _C.Tracer) else alpha
+        _positive(alpha, "alpha", False)
+        k = alpha.shape[-1]
+        shape = _np_shape(size) + (k,) if size is not None else tuple(alpha.shape)
+        return dirichlet(np.broadcast_to(alpha, shape) if tuple(alpha.shape) != shape
+                         else alpha, f64, source)
+
+    def chisq(df, size=None):
+        _positive(df, "df", True)
+        return chisquare(df, _np_shape(size, df), f64, source)
+
+    def std_t(df, size=None):
+        _positive(df, "df", True)
+        return standard_t(df, _np_shape(size, df), f64, source)
+
+    def pois(lam=1.0, size=None):
+        _positive(lam, "lam", False)
+        return sample("poisson", (lam,), _np_shape(size, lam), f64, source).astype(np.int64)
+
+    def binom(n, p, size=None):
+        _positive(n, "n", False)
+        _probability(p)
+        n = np.floor(n)   # NumPy reads n as an int64 (10.7 trials are 10)
+        return sample("binomial", (n, p), _np_shape(size, n, p), f64, source).astype(np.int64)
+
     m = {"standard_normal": std_normal, "normal": norm, "uniform": unif,
+         "gamma": gam, "standard_gamma": std_gamma, "beta": bet, "dirichlet": dirich,
+         "chisquare": chisq, "standard_t": std_t, "poisson": pois, "binomial": binom,
          "exponential": expo, "standard_exponential": std_expo, "lognormal": lognormal,
          "laplace": laplace, "gumbel": gumbel, "logistic": logistic,
          "standard_cauchy": std_cauchy, "choice": choice}
@@ -293,6 +377,29 @@ def _numpy_methods(source, generator):
                   "standard_exponential": lambda size=None: std_expo(size),
                   "randint": randint})
     return m
+
+
+def _traced(x):
+    return isinstance(x, _C.Tracer)
+
+
+def _positive(x, name, strict):
+    """NumPy's parameter check (`shape < 0`, `a <= 0`): at once for a constant, at every
+    call (a check of the plan) for a traced value."""
+    msg = f"{name} {'<=' if strict else '<'} 0"
+    if _traced(x):
+        _C._check((x > 0) if strict else (x >= 0), f"{name} {'>' if strict else '>='} 0",
+                  ValueError)
+    elif np.any(np.asarray(x) <= 0 if strict else np.asarray(x) < 0):
+        raise ValueError(msg)
+
+
+def _probability(p):
+    msg = "p < 0, p > 1 or p is NaN"
+    if _traced(p):
+        _C._check((p >= 0) & (p <= 1), "0 <= p <= 1", ValueError)
+    elif not np.all((np.asarray(p) >= 0) & (np.asarray(p) <= 1)):
+        raise ValueError(msg)
 
 
 def numpy_global(name, check=False):

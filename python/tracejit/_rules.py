@@ -63,7 +63,8 @@ def _trigamma(x):
     s = math.pi / np.sin(math.pi * x)
     return np.where(low, s * s - t, t)
 
-ZERO = frozenset({"SIGN", "FLOOR", "CEIL", "FLOORDIV"})
+# Poisson and binomial counts: torch.poisson's and torch.binomial's derivative is zero
+ZERO = frozenset({"SIGN", "FLOOR", "CEIL", "FLOORDIV", "RPOIS", "RBINOM"})
 NONDIFF = frozenset({
     "INPUT", "SCALAR", "CAPTURE", "CONST", "IOTA", "INVERT", "NOT", "ISNAN", "ISINF", "ISFINITE",
     "SIGNBIT", "EQ", "NE", "LT", "LE", "GT", "GE", "AND", "OR", "XOR", "BAND", "BOR", "BXOR",
@@ -278,3 +279,20 @@ RULES = {
 from ._vjp_view import view_rule as _view_rule  # noqa: E402
 
 RULES["VIEW"] = _view_rule
+
+
+def _rgamma(g, y, xs, node):
+    """A standard gamma sample's derivative in its concentration: implicit
+    reparameterization, dx/dalpha = -(dF/dalpha)(x; alpha) / p(x; alpha), as torch's
+    _standard_gamma_grad (the GAMMAGRAD op, prims_special.h); the seed gets none."""
+    return (g * _C._ew("GAMMAGRAD", xs[0], y), None)
+
+
+def _gammagrad(g, y, xs, node):
+    _C._trace_error("a second derivative through a Gamma sample (torch._standard_gamma's "
+                    "reparameterized gradient, differentiated again) is not supported: torch "
+                    "does not define it either")
+
+
+RULES["RGAMMA"] = _rgamma
+RULES["GAMMAGRAD"] = _gammagrad

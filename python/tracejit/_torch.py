@@ -102,8 +102,8 @@ _RANDOM = frozenset({
     "rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial", "poisson",
     "rand_like", "randn_like", "randint_like", "normal_", "uniform_", "bernoulli_",
     "exponential_", "random_", "cauchy_", "log_normal_", "geometric_", "gumbel_softmax",
-    "binomial", "standard_gamma", "sample_dirichlet", "rrelu_with_noise", "manual_seed",
-    "seed"})
+    "binomial", "standard_gamma", "sample_dirichlet", "_standard_gamma", "_sample_dirichlet",
+    "rrelu_with_noise", "manual_seed", "seed"})
 # ... and those that draw in training mode only: name -> (position of the flag, its
 # keywords, its default, whether a p of 0 draws nothing)
 _RANDOM_IF_TRAINING = {

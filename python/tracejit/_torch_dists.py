@@ -176,6 +176,23 @@ def _modules():
     return _scanned[1], _scanned[2]
 
 
+def _gamma_rsample(orig):
+    """Gamma.rsample (and Chi2's) while a trace runs: torch's clamps the sample in place
+    through a detach (`value.detach().clamp_(min=tiny)`: new values, the gradient of the
+    graph before the write); a traced write through a detach rebinds the value to the
+    write's own, detached, result. So the clamp is added as a detached difference: the
+    same values (exact: it is 0 where value >= tiny, and tiny - value between
+    subnormals), and the gradient of _standard_gamma / rate, as eager's."""
+    def rsample(self, sample_shape=()):
+        torch = _torch()
+        shape = self._extended_shape(torch.Size(sample_shape))
+        value = torch._standard_gamma(self.concentration.expand(shape)) / self.rate.expand(shape)
+        tiny = torch.finfo(value.dtype).tiny
+        return value + (value.clamp(min=tiny) - value).detach()
+    rsample._tracejit = True
+    return rsample
+
+
 def swaps():
     """Install the swaps; [(owner, name, original)] to restore when the trace ends."""
     utils = sys.modules.get("torch.distributions.utils")
@@ -190,6 +207,11 @@ def swaps():
     orig = dist.Distribution._validate_sample
     dist.Distribution._validate_sample = _validate_sample(orig)
     done.append((dist.Distribution, "_validate_sample", orig))
+    gamma = sys.modules.get("torch.distributions.gamma")
+    if gamma is not None:
+        orig = gamma.Gamma.rsample
+        gamma.Gamma.rsample = _gamma_rsample(orig)
+        done.append((gamma.Gamma, "rsample", orig))
     # functions imported by name into the modules that use them: {name: (original, swap)}
     by_name = {"broadcast_all": (utils.broadcast_all, _broadcast_all(utils.broadcast_all))}
     pyro_util = sys.modules.get("pyro.util")

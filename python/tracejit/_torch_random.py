@@ -4,7 +4,7 @@ how a draw becomes a graph op and where its key comes from).
 `call(func, args, kwargs)` is asked first by _torch.dispatch and the TraceMode for
 every torch call while a trace runs: it returns _NOT_RANDOM for a call that draws
 nothing (dropout in evaluation mode included), else the traced draw, or raises a
-TraceError naming what is not compiled yet (gamma, Poisson, ...).
+TraceError naming what is not compiled yet (rrelu in training, ...).
 """
 import numpy as np
 
@@ -304,11 +304,43 @@ def _dropout_call(name, args, kwargs):
     return out
 
 
-_REFUSED = {"poisson": "torch.poisson()", "binomial": "torch.binomial()",
-            "standard_gamma": "torch._standard_gamma()", "_standard_gamma": "torch._standard_gamma()",
-            "_sample_dirichlet": "torch._sample_dirichlet()",
-            "sample_dirichlet": "torch._sample_dirichlet()",
-            "rrelu": "torch.rrelu() in training mode", "rrelu_": "torch.rrelu_() in training mode",
+# ---- rejection samplers (_draws.sample; csrc/emit/prims_random.h) -------------------
+
+def _params_dtype(name, *xs):
+    dt = _float_dtype(xs[0])
+    for x in xs[1:]:
+        if _np_like(x) != dt:
+            _C._trace_error(f"torch.{name}() of tensors of dtypes {dt} and {_np_like(x)}: "
+                            "torch requires one dtype")
+    return dt
+
+
+def standard_gamma(alpha, generator=None):
+    """torch._standard_gamma: one draw per element of the concentration alpha; its
+    gradient is the implicit reparameterization's (_rules.py's RGAMMA)."""
+    return R.gamma(alpha, _shape_of(alpha), _params_dtype("_standard_gamma", alpha),
+                   R._torch_source(generator))
+
+
+def sample_dirichlet(alpha, generator=None):
+    """torch._sample_dirichlet: gammas normalized along the last dim (torch's own CPU
+    kernel computes so)."""
+    return R.dirichlet(alpha, _params_dtype("_sample_dirichlet", alpha),
+                       R._torch_source(generator))
+
+
+def poisson(rates, generator=None):
+    return R.sample("poisson", (rates,), _shape_of(rates), _params_dtype("poisson", rates),
+                    R._torch_source(generator))
+
+
+def binomial(count, prob, generator=None):
+    shape = tuple(np.broadcast_shapes(_shape_of(count), _shape_of(prob)))
+    return R.sample("binomial", (count, prob), shape, _params_dtype("binomial", count, prob),
+                    R._torch_source(generator))
+
+
+_REFUSED = {"rrelu": "torch.rrelu() in training mode", "rrelu_": "torch.rrelu_() in training mode",
             "rrelu_with_noise": "torch.rrelu_with_noise()"}
 
 IMPLS = {"rand": rand, "randn": randn, "randint": randint, "rand_like": rand_like,
@@ -316,7 +348,10 @@ IMPLS = {"rand": rand, "randn": randn, "randint": randint, "rand_like": rand_lik
          "bernoulli": bernoulli, "multinomial": multinomial, "normal_": normal_,
          "uniform_": uniform_, "bernoulli_": bernoulli_, "exponential_": exponential_,
          "cauchy_": cauchy_, "log_normal_": log_normal_, "geometric_": geometric_,
-         "random_": random_, "randperm": randperm, "empty": empty, "new_empty": new_empty, "new": new}
+         "random_": random_, "randperm": randperm, "empty": empty, "new_empty": new_empty, "new": new,
+         "_standard_gamma": standard_gamma, "standard_gamma": standard_gamma,
+         "_sample_dirichlet": sample_dirichlet, "sample_dirichlet": sample_dirichlet,
+         "poisson": poisson, "binomial": binomial}
 # not random, but an array a random in-place method may fill (asked only in a trace)
 EMPTY = frozenset({"empty", "new_empty", "new"})
 
