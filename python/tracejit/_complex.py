@@ -108,6 +108,8 @@ def make(re, im, np0=None):
         re = _C._full(shape, im.dtype, 0) + re
     if not _is_tracer(im):
         im = _C._full(shape, re.dtype, 0) + im
+    if re.dtype != im.dtype or re.dtype not in (np.float32, np.float64):
+        raise _C.InternalError(f"complex parts of dtypes {re.dtype} and {im.dtype}")
     return Complex(re, im, len(shape) == 0 if np0 is None else np0)
 
 

@@ -39,7 +39,59 @@ def subtract(a, b):
 
 
 def _mul(ar, ai, br, bi):
+    """NumPy's product. Its SIMD loop computes re = fma(ar, br, -(ai bi)) and
+    im = fma(ar, bi, ai br): where the second product overflows and the first's operands
+    are finite, that is the second product itself (not inf - inf)."""
+    p, q = ai * bi, ai * br
+    re = ar * br - p
+    im = ar * bi + q
+    if any(C._is_tracer(v) for v in (ar, ai, br, bi)):
+        fa, fb = np.isfinite(ar) & np.isfinite(ai), np.isfinite(br) & np.isfinite(bi)
+        # finite operands whose exact result is finite although a product overflows:
+        # the products scaled by 1/4 (fma's single rounding, to a rounding)
+        ovf = fa & fb
+        re = W(ovf & np.isinf(re), ((ar * 0.25) * br - (ai * 0.25) * bi) * 4, re)
+        im = W(ovf & np.isinf(im), ((ar * 0.25) * bi + (ai * 0.25) * br) * 4, im)
+        re = W(np.isinf(p) & np.isfinite(ar) & np.isfinite(br), -p, re)
+        im = W(np.isinf(q) & np.isfinite(ar) & np.isfinite(bi), q, im)
+    return re, im
+
+
+def _nc_prod(ar, ai, br, bi):
+    """NumPy's nc_prod (its power's products): the plain formula."""
     return ar * br - ai * bi, ar * bi + ai * br
+
+
+def _01(cond, like):
+    t = np.asarray(like).dtype.type if not C._is_tracer(like) else like.dtype.type
+    return W(cond, t(1), t(0))
+
+
+def _mul_c99(ar, ai, br, bi):
+    """C's complex product (gcc's __muldc3, C99 Annex G): a NaN result of infinite
+    operands recovered as an infinity (glibc's cpow multiplies so)."""
+    re, im = ar * br - ai * bi, ar * bi + ai * br
+    both = np.isnan(re) & np.isnan(im)
+    ainf = np.isinf(ar) | np.isinf(ai)
+    binf = np.isinf(br) | np.isinf(bi)
+    ar2 = W(ainf, np.copysign(_01(np.isinf(ar), ar), ar), ar)
+    ai2 = W(ainf, np.copysign(_01(np.isinf(ai), ai), ai), ai)
+    br2 = W(ainf & np.isnan(br), np.copysign(0, br), br)
+    bi2 = W(ainf & np.isnan(bi), np.copysign(0, bi), bi)
+    br3 = W(binf, np.copysign(_01(np.isinf(br), br), br), br2)
+    bi3 = W(binf, np.copysign(_01(np.isinf(bi), bi), bi), bi2)
+    ar3 = W(binf & np.isnan(ar2), np.copysign(0, ar2), ar2)
+    ai3 = W(binf & np.isnan(ai2), np.copysign(0, ai2), ai2)
+    partial = (np.isinf(ar * br) | np.isinf(ai * bi) | np.isinf(ar * bi) | np.isinf(ai * br))
+    rest = ~ainf & ~binf & partial
+    ar3 = W(rest & np.isnan(ar3), np.copysign(0, ar3), ar3)
+    ai3 = W(rest & np.isnan(ai3), np.copysign(0, ai3), ai3)
+    br3 = W(rest & np.isnan(br3), np.copysign(0, br3), br3)
+    bi3 = W(rest & np.isnan(bi3), np.copysign(0, bi3), bi3)
+    recalc = both & (ainf | binf | partial)
+    re2 = np.inf * (ar3 * br3 - ai3 * bi3)
+    im2 = np.inf * (ar3 * bi3 + ai3 * br3)
+    return W(recalc, re2, re), W(recalc, im2, im)
 
 
 def multiply(a, b):
@@ -98,7 +150,7 @@ def conjugate(a):
 
 def square(a):
     _, (r, i) = _un(a)
-    return C.make(r * r - i * i, r * i + i * r)
+    return C.make(*_mul(r, i, r, i))
 
 
 def absolute(a):
@@ -251,7 +303,7 @@ def _sqrt(x, y, rdt):
     yinf = np.isinf(y)
     xninf = (x == -np.inf) & ~yinf
     xpinf = (x == np.inf) & ~yinf
-    r = W(xninf, W(np.isnan(y), np.nan, 0), r)
+    r = W(xninf, W(np.isnan(y), rdt.type(np.nan), rdt.type(0)), r)
     s = W(xninf, np.copysign(np.inf, W(np.isnan(y), 1, y)), s)
     r = W(xpinf, np.inf, r)
     s = W(xpinf, W(np.isnan(y), np.nan, np.copysign(0, y)), s)
@@ -308,7 +360,7 @@ def _sinh_cosh(x, y, rdt, cosh):
         re = W(xz & ~finite_y, x, re)
         im = W(xz & ~finite_y, np.nan, im)
         inf_x = np.isinf(x)
-        re = W(inf_x & ~finite_y, x, re)
+        re = W(inf_x & ~finite_y, np.inf, re)
         im = W(inf_x & ~finite_y, np.nan, im)
     re = W(finite_x & ~xz & ~finite_y, np.nan, re)
     im = W(finite_x & ~xz & ~finite_y, np.nan, im)
@@ -363,7 +415,7 @@ def tanh(a):
     return C.make(*_tanh(x, y, rdt))
 
 
-def _rot(fn, a):
+def _rot(fn, a):  # noqa
     """f(z) = -i g(iz) for g = sinh, tanh; cos z = cosh(iz)."""
     rdt, (x, y) = _un(a)
     r, i = fn(-y, x, rdt)
@@ -371,8 +423,10 @@ def _rot(fn, a):
 
 
 def sin(a):
-    r, i = _rot(lambda x, y, rdt: _sinh_cosh(x, y, rdt, False), a)
-    return C.make(i, -r)
+    rdt, (x, y) = _un(a)
+    r, i = _sinh_cosh(-y, x, rdt, False)
+    # glibc's csin: x not finite, y infinite: nan + inf i
+    return C.make(i, W(~np.isfinite(x) & np.isinf(y), np.inf, -r))
 
 
 def cos(a):
@@ -386,12 +440,6 @@ def tan(a):
 
 
 # ---- power (NumPy's nc_pow) -----------------------------------------------------------
-
-def _quot1(r, i):
-    """NumPy's nc_quot(1, r): the naive quotient."""
-    d = r * r + i * i
-    return (r + 0 * i) / d, (0 * r - i) / d
-
 
 def power(a, b, scalar_op=False):
     if isinstance(b, (C.Complex,)) or C._is_tracer(b) or \
@@ -426,27 +474,27 @@ def power(a, b, scalar_op=False):
         if n == 1:
             re, im = +ar, +ai
         elif n == 2:
-            re, im = _mul(ar, ai, ar, ai)
+            re, im = _nc_prod(ar, ai, ar, ai)
         elif n == 3:
-            r2, i2 = _mul(ar, ai, ar, ai)
-            re, im = _mul(ar, ai, r2, i2)
+            r2, i2 = _nc_prod(ar, ai, ar, ai)
+            re, im = _nc_prod(ar, ai, r2, i2)
         else:
             k, mask = abs(n), 1
             aa = (rdt.type(1), rdt.type(0))
             p = (ar, ai)
             while True:
                 if k & mask:
-                    aa = _mul(aa[0], aa[1], p[0], p[1])
+                    aa = _nc_prod(aa[0], aa[1], p[0], p[1])
                 mask <<= 1
                 if k < mask:
                     break
-                p = _mul(p[0], p[1], p[0], p[1])
+                p = _nc_prod(p[0], p[1], p[0], p[1])
             re, im = aa
             if n < 0:
-                re, im = _quot1(re, im)
-    else:
+                re, im = _div(rdt.type(1), rdt.type(0), re, im)
+    else:   # glibc's cpow: cexp(b * clog(a)), C's complex product
         lr, li = _log(ar, ai, rdt)
-        re, im = _exp(*_mul(rdt.type(br), rdt.type(bi), lr, li), rdt)
+        re, im = _exp(*_mul_c99(rdt.type(br), rdt.type(bi), lr, li), rdt)
     if br > 0 and bi == 0:
         re, im = W(zero, 0, re), W(zero, 0, im)
     else:
