@@ -292,7 +292,7 @@ def _sqrt(x, y, rdt):
     r, s = W(pos, r1, r2), W(pos, s1, s2)
     r, s = W(big, r * 2, r), W(big, s * 2, s)
     # y == 0: sqrt of a real; x == 0: r = s = sqrt(|y| / 2)
-    yz = y == 0
+    yz = (y == 0) & ~np.isnan(x)
     r = W(yz, W(x < 0, 0, np.sqrt(W(x < 0, 0, x))), r)
     s = W(yz, W(x < 0, np.sqrt(W(x < 0, -x, 0)), 0), s)
     xz = (x == 0) & ~yz
@@ -495,7 +495,7 @@ def power(a, b, scalar_op=False):
     else:   # glibc's cpow: cexp(b * clog(a)), C's complex product
         lr, li = _log(ar, ai, rdt)
         re, im = _exp(*_mul_c99(rdt.type(br), rdt.type(bi), lr, li), rdt)
-    if br > 0 and bi == 0:
+    if br > 0:
         re, im = W(zero, 0, re), W(zero, 0, im)
     else:
         re, im = W(zero, np.nan, re), W(zero, np.nan, im)
