@@ -93,7 +93,9 @@ static int arg_error(const tj_path *p, const char *fmt, PyObject *what) {
 
 static int check_array(tj_flat *f, PyArrayObject *a, const tj_path *p, int *dt) {
     *dt = tj_dtype_from_typenum(PyArray_TYPE(a));
-    if (*dt < 0 && PyArray_ISCOMPLEX(a) && f->st->complex_call) f->complex_arg = 1;
+    if (*dt < 0 && (PyArray_TYPE(a) == NPY_CFLOAT || PyArray_TYPE(a) == NPY_CDOUBLE) &&
+        PyArray_ISNBO(PyArray_DESCR(a)->byteorder) && f->st->complex_call)
+        f->complex_arg = 1;   /* complex64, complex128: _complex.call */
     if (*dt < 0)
         return arg_error(p, "arrays of dtype %S are not supported by tracejit (supported: "
                             TJ_SUPPORTED_DTYPES ")", (PyObject *)PyArray_DESCR(a));
@@ -232,7 +234,8 @@ static int flatten_leaf(void *ctx, PyObject *o, const tj_path *p) {
         if (!d) return -1;
         int dt = tj_dtype_from_typenum(d->type_num);
         if (dt < 0) {
-            if (PyTypeNum_ISCOMPLEX(d->type_num) && f->st->complex_call) f->complex_arg = 1;
+            if ((d->type_num == NPY_CFLOAT || d->type_num == NPY_CDOUBLE) && f->st->complex_call)
+                f->complex_arg = 1;
             arg_error(p, "numpy scalars of dtype %S are not supported by tracejit", (PyObject *)d);
             Py_DECREF(d);
             return -1;

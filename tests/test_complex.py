@@ -398,3 +398,18 @@ def test_torch_complex_refused():
     with pytest.raises(tracejit.TraceError, match="complex values in torch code are not "
                        "supported"):
         tracejit.compile(lambda t: t * 1j)(torch.ones(3))
+
+
+def test_python_complex_argument_is_static():
+    f = tracejit.compile(lambda a, b: a + b)
+    x = np.arange(3.0)
+    assert_close(f(1 + 2j, x), (1 + 2j) + x, 0)
+    assert_close(f(3j, x), 3j + x, 0)
+    assert_close(f(x, np.complex64(2j)), x + np.complex64(2j), 0)
+
+
+def test_clongdouble_refused_by_name():
+    with pytest.raises(TypeError, match="complex256"):
+        tracejit.compile(lambda a: a * 2)(np.ones(2, np.clongdouble))
+    with pytest.raises(tracejit.TraceError, match="complex256 values are not supported"):
+        tracejit.compile(lambda a: a * np.clongdouble(1j))(np.ones(2))
