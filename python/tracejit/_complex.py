@@ -511,7 +511,15 @@ def call(cf, args, kwargs):
                                     cf._max_variants, cf._on_guard_limit)
         cf.__dict__["_tj_complex"] = inner
     sargs, skw = _walk((tuple(args), dict(kwargs)), _split_arg)
-    return inner(*sargs, **skw)
+    try:
+        return inner(*sargs, **skw)
+    except _C.TraceError as e:
+        if "whose memory another array it reads shares" not in str(e):
+            raise
+        raise _C.TraceError("writing into a complex argument is not supported by tracejit "
+                            "yet (its real and imaginary parts are read in place, two arrays "
+                            "whose memory interleaves): return the new array instead\n"
+                            + str(e)) from None
 
 
 def register():
