@@ -26,6 +26,7 @@ void tj_flat_init(tj_flat *f, tj_state *st) {
     f->hash = 1469598103934665603ull;
     f->has_tracer = 0;
     f->needs_grad = 0;
+    f->complex_arg = 0;
     f->grad_quiet = 0;
     f->out_lib = -1;
     f->out_type = NULL;
@@ -90,8 +91,11 @@ static int arg_error(const tj_path *p, const char *fmt, PyObject *what) {
     return -1;
 }
 
-static int check_array(PyArrayObject *a, const tj_path *p, int *dt) {
+static int check_array(tj_flat *f, PyArrayObject *a, const tj_path *p, int *dt) {
     *dt = tj_dtype_from_typenum(PyArray_TYPE(a));
+    if (*dt < 0 && (PyArray_TYPE(a) == NPY_CFLOAT || PyArray_TYPE(a) == NPY_CDOUBLE) &&
+        PyArray_ISNBO(PyArray_DESCR(a)->byteorder) && f->st->complex_call)
+        f->complex_arg = 1;   /* complex64, complex128: _complex.call */
     if (*dt < 0)
         return arg_error(p, "arrays of dtype %S are not supported by tracejit (supported: "
                             TJ_SUPPORTED_DTYPES ")", (PyObject *)PyArray_DESCR(a));
@@ -171,7 +175,7 @@ static int flatten_dlpack(tj_flat *f, PyObject *o, int lib, const tj_path *p) {
         f->owned[f->n_owned++] = a;
         if (!PyArray_CheckExact(a))
             return arg_error(p, "numpy.from_dlpack of %R did not give an ndarray", (PyObject *)Py_TYPE(o));
-        if (check_array((PyArrayObject *)a, p, &dt) < 0) return -1;
+        if (check_array(f, (PyArrayObject *)a, p, &dt) < 0) return -1;
         nd = PyArray_NDIM((PyArrayObject *)a);
         contig = PyArray_IS_C_CONTIGUOUS((PyArrayObject *)a) != 0;
         shape = (const int64_t *)PyArray_DIMS((PyArrayObject *)a);
@@ -197,7 +201,7 @@ static int flatten_leaf(void *ctx, PyObject *o, const tj_path *p) {
     if (tp == &PyArray_Type) {
         PyArrayObject *a = (PyArrayObject *)o;
         int dt, nd = PyArray_NDIM(a);
-        if (check_array(a, p, &dt) < 0) return -1;
+        if (check_array(f, a, p, &dt) < 0) return -1;
         if (word(f, TAG(K_ARRAY, dt | nd << 8 | (PyArray_IS_C_CONTIGUOUS(a) ? 1 : 0) << 16 |
                             (int64_t)TJ_DEVICE_CPU << 20)) < 0)
             return -1;
@@ -217,6 +221,11 @@ static int flatten_leaf(void *ctx, PyObject *o, const tj_path *p) {
         f->has_tracer = 1;
         return 0;
     }
+    if (f->st->complex_cls && PyObject_TypeCheck(o, (PyTypeObject *)f->st->complex_cls)) {
+        f->has_tracer = f->complex_arg = 1;   /* a complex traced value: trace through */
+        PyErr_SetString(PyExc_TypeError, "a complex traced argument");
+        return -1;
+    }
     if (PyArray_Check(o))
         return arg_error(p, "ndarray subclass %R is not supported; pass np.asarray(x)",
                          (PyObject *)tp);
@@ -225,6 +234,8 @@ static int flatten_leaf(void *ctx, PyObject *o, const tj_path *p) {
         if (!d) return -1;
         int dt = tj_dtype_from_typenum(d->type_num);
         if (dt < 0) {
+            if ((d->type_num == NPY_CFLOAT || d->type_num == NPY_CDOUBLE) && f->st->complex_call)
+                f->complex_arg = 1;
             arg_error(p, "numpy scalars of dtype %S are not supported by tracejit", (PyObject *)d);
             Py_DECREF(d);
             return -1;
@@ -470,21 +481,43 @@ static int result_leaf(void *ctx, PyObject *o, const tj_path *p) {
     result_ctx *c = ctx;
     tj_template *tp = c->tp;
     int32_t out = -1;
-    int kind = TJ_RESULT_ARRAY;
+    int kind = TJ_RESULT_ARRAY, ckind = -1;
+    PyObject *cplx = NULL;   /* a complex result: (its stacked parts, NumPy scalar?) */
+    if (c->t->st->complex_cls && PyObject_TypeCheck(o, (PyTypeObject *)c->t->st->complex_cls)) {
+        PyObject *a = PyTuple_Pack(1, o);
+        cplx = a ? tj_complex_op(c->t->st, "result", a, NULL) : NULL;
+        Py_XDECREF(a);
+        if (!cplx) return -1;
+        if (!PyTuple_Check(cplx) || PyTuple_GET_SIZE(cplx) != 2) {
+            Py_DECREF(cplx);
+            PyErr_SetString(PyExc_TypeError, "_complex.op('result') gives (array, np0)");
+            return -1;
+        }
+        ckind = PyTuple_GET_ITEM(cplx, 1) == Py_True ? TJ_RESULT_COMPLEX_SCALAR
+                                                     : TJ_RESULT_COMPLEX;
+        o = PyTuple_GET_ITEM(cplx, 0);
+    }
     if (tj_is_tracer(o) || PyArray_Check(o) || tj_dl_kind(c->t->st, o) == TJ_LIB_TORCH) {
         int32_t id = tj_operand(c->t, o);
+        int scalar = id >= 0 && tj_is_tracer(o) ? tj_tracer_is_np_scalar(o) : 0;
+        Py_XDECREF(cplx);   /* (o is an output now, or the call fails) */
         if (id < 0) return -1;
         tj_error err;
         if (tj_graph_add_output(&c->t->g, id, &err) < 0) return tj_error_raise(c->t->st, &err);
         out = c->t->g.n_out - 1;
-        int scalar = tj_is_tracer(o) ? tj_tracer_is_np_scalar(o) : 0;
         kind = scalar == 2 ? TJ_RESULT_PYNUMBER : scalar ? TJ_RESULT_SCALAR : TJ_RESULT_ARRAY;
+        if (ckind >= 0) kind = ckind;
     } else if (PyObject_HasAttrString(o, "_tj_merge_into")) {   /* python/tracejit/_masked.py */
         return tj_path_error(c->t->st->TraceError, p, "is x[mask] with a traced boolean mask, "
                              "whose size depends on the data, which a trace cannot represent: "
                              "return a reduction of it, or np.where(mask, x, fill) over the "
                              "whole array");
     } else {
+        if (cplx) {   /* a Complex of constants: NumPy's value */
+            Py_DECREF(cplx);
+            PyErr_SetString(PyExc_TypeError, "a complex result holds no traced value");
+            return -1;
+        }
         int held = holds_tracer(o, 4, 1);
         if (held < 0) return -1;
         if (held) return tj_tree_leaf_error(p, o, "cannot hold traced values");
@@ -526,6 +559,31 @@ void tj_template_free(tj_template *tp) {
  * n * 2 of a Python int n), from its 0-d array; a torch result stays a tensor. New
  * reference. */
 static PyObject *as_result(PyObject *a, int kind) {
+    if (kind >= TJ_RESULT_COMPLEX && PyArray_CheckExact(a)) {
+        /* float (..., 2), re and im interleaved: the same memory as complex (...) */
+        PyArrayObject *f = (PyArrayObject *)a;
+        int nd = PyArray_NDIM(f);
+        if (nd < 1 || PyArray_DIM(f, nd - 1) != 2 ||
+            PyArray_STRIDE(f, nd - 1) != PyArray_ITEMSIZE(f) || !PyArray_ISFLOAT(f)) {
+            PyErr_SetString(PyExc_SystemError, "tracejit: a complex result's parts are not "
+                            "interleaved");
+            return NULL;
+        }
+        PyArray_Descr *d = PyArray_DescrFromType(PyArray_TYPE(f) == NPY_FLOAT ? NPY_CFLOAT
+                                                                              : NPY_CDOUBLE);
+        PyObject *z = d ? PyArray_NewFromDescr(&PyArray_Type, d, nd - 1, PyArray_DIMS(f),
+                                               PyArray_STRIDES(f), PyArray_DATA(f),
+                                               NPY_ARRAY_WRITEABLE, NULL) : NULL;
+        if (!z) return NULL;
+        if (PyArray_SetBaseObject((PyArrayObject *)z, Py_NewRef(a)) < 0) {
+            Py_DECREF(z);
+            return NULL;
+        }
+        if (kind == TJ_RESULT_COMPLEX || nd > 1) return z;
+        PyObject *sc = PyArray_ToScalar(PyArray_DATA((PyArrayObject *)z), (PyArrayObject *)z);
+        Py_DECREF(z);
+        return sc;
+    }
     if (kind == TJ_RESULT_ARRAY || !PyArray_CheckExact(a) || PyArray_NDIM((PyArrayObject *)a))
         return Py_NewRef(a);
     PyArrayObject *arr = (PyArrayObject *)a;

@@ -107,6 +107,26 @@ static PyObject *autograd_call(tj_function *self, PyObject *const *args, Py_ssiz
     return r;
 }
 
+/* A complex array among the arguments (flatten refused it, the TypeError is set):
+ * _complex.call compiles the function over their real and imaginary parts. */
+static PyObject *complex_call(tj_function *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames) {
+    tj_state *st = self->st;
+    PyErr_Clear();
+    PyObject *targs = PyTuple_New(nargs), *kw = PyDict_New(), *r = NULL;
+    if (targs && kw) {
+        for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(targs, i, Py_NewRef(args[i]));
+        Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i = 0;
+        for (; i < nk; i++)
+            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) break;
+        if (i == nk)
+            r = PyObject_CallFunctionObjArgs(st->complex_call, (PyObject *)self, targs, kw, NULL);
+    }
+    Py_XDECREF(targs);
+    Py_XDECREF(kw);
+    return r;
+}
+
 /* A call whose values none of its key's max_variants variants assume: eager (the
  * function itself, with a warning the first time) or TraceError, by on_guard_limit.
  * `reason`: the most recent variant's failed guard (borrowed, may be NULL). */
@@ -149,6 +169,7 @@ static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t
     f.grad_quiet = 1;   /* formatting the refusal measured ~5 us of a training step */
     if (tj_flatten_args(&f, &self->conf, args, nargs, kwnames) < 0) {
         if (f.needs_grad) result = autograd_call(self, args, nargs, kwnames);
+        else if (f.complex_arg) result = complex_call(self, args, nargs, kwnames);
         goto done;
     }
     if (f.has_tracer) {   /* called inside another function's trace: trace through */

@@ -313,6 +313,8 @@ static PyMethodDef module_methods[] = {
     {"_ew", (PyCFunction)(void (*)(void))tj_torch_ew, METH_FASTCALL,
      "_ew(name, *operands): the elementwise op `name` of the op table on tracers"},
     {"_register_torch", tj_torch_register, METH_VARARGS, "torch-named tracer attributes"},
+    {"_register_complex", tj_complex_register, METH_VARARGS,
+     "_register_complex(cls, call, op): complex values as pairs of real tracers"},
     {"_register_effects", tj_effects_register, METH_O,
      "_register_effects(make): make() lists module attributes swapped for wrappers while "
      "tracing"},
@@ -442,6 +444,7 @@ static int state_objects(tj_state *st, PyObject **out[STATE_MAX_OBJECTS]) {
         &st->numpy, &st->ndarray_type, &st->ufunc_ops, &st->array_funcs, &st->py_impls,
         &st->py_int, &st->py_float, &st->skip_dirs, &st->torch_attrs, &st->trace_call,
         &st->effects, &st->effects_make, &st->autograd_call, &st->grad_capture_error,
+        &st->complex_cls, &st->complex_call, &st->complex_op,
         (PyObject **)&st->torch_tensor, &st->torch_grad_enabled, &st->torch_from_numpy,
         &st->torch_empty, &st->torch_get_default_dtype, &st->torch_bump,
         &st->ag_mark_diff, &st->ag_mark_other, &st->ag_str_autograd,

@@ -53,6 +53,8 @@ struct tj_state {
     long effects_active;            /* traces running, all threads: wrappers swapped in */
     PyObject *autograd_call;        /* (fn, args, kwargs): a call with tensors requiring grad */
     PyObject *grad_capture_error;   /* raised for a captured tensor that requires grad */
+    /* complex numbers (trace/complex.c, python/tracejit/_complex.py) */
+    PyObject *complex_cls, *complex_call, *complex_op;
     /* torch, found lazily and never imported at import time (dlpack.c): NULL until seen */
     PyTypeObject *torch_tensor;     /* torch.Tensor, found in sys.modules */
     PyObject *torch_dtypes[TJ_NDTYPES];
@@ -371,6 +373,11 @@ PyObject *tj_apply_fill(tj_trace *t, PyObject *value, int dt, int ndim, const in
 /* __array_ufunc__ / __array_function__ bodies */
 PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs);
 PyObject *tj_array_function(PyObject *self, PyObject *args, PyObject *kwargs);
+/* complex operands, handed to python/tracejit/_complex.py (csrc/trace/complex.c) */
+int tj_complex_involved(tj_state *st, PyObject *o);
+int tj_complex_any(tj_state *st, PyObject *args, PyObject *kwargs);
+PyObject *tj_complex_op(tj_state *st, const char *kind, PyObject *args, PyObject *kwargs);
+PyObject *tj_complex_register(PyObject *m, PyObject *args);
 /* Where the traced function finds an array again at call time: a closure cell, a
  * global, a dict of compile(nn.Module)'s, or the object itself. New ref to
  * (kind, where, name). */
@@ -622,6 +629,7 @@ typedef struct tj_flat {
     uint64_t hash;
     int has_tracer;
     int needs_grad;              /* a torch leaf requires grad under grad mode (refused) */
+    int complex_arg;             /* a complex array or scalar leaf (refused; _complex.call) */
     int grad_quiet;              /* in: such a leaf's refusal is a bare TypeError (the
                                     caller routes the call to torch.autograd) */
     int out_lib;                 /* TJ_LIB_* of the first array leaf */
@@ -663,7 +671,10 @@ typedef struct {
     PyObject *statics;           /* list: per leaf its static value (None for outputs) */
 } tj_template;
 /* A result leaf as eager hands it out: the array (tensor), a NumPy scalar, a Python number */
-enum { TJ_RESULT_ARRAY, TJ_RESULT_SCALAR, TJ_RESULT_PYNUMBER };
+/* COMPLEX(_SCALAR): a complex result (csrc/trace/complex.c), its output the float array
+ * stack([re, im], -1), handed out viewed as complex (a NumPy scalar where eager gives one) */
+enum { TJ_RESULT_ARRAY, TJ_RESULT_SCALAR, TJ_RESULT_PYNUMBER, TJ_RESULT_COMPLEX,
+       TJ_RESULT_COMPLEX_SCALAR };
 int tj_template_from_result(tj_template *tp, tj_trace *t, PyObject *result);
 void tj_template_free(tj_template *tp);
 /* Builds the result from outs (borrowed array per output position). New reference. */

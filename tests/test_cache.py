@@ -495,7 +495,7 @@ def test_reference_counts_are_stable(rng):
         r = f(x, pair, params, s)
     for _ in range(20):
         with pytest.raises(TypeError):
-            f(x.astype(np.complex64), pair, params, s)
+            f(x.astype(np.longdouble), pair, params, s)
     after = [sys.getrefcount(o) for o in objs]
     assert after == before
     out0, out1 = r[0], r[1][0]

@@ -28,7 +28,7 @@ def _same(result, expected):
 
 
 # ----------------------------------------------------------------- refusals, named
-@pytest.mark.parametrize("dtype", ["complex64", "complex128", "object", "U3", "S2",
+@pytest.mark.parametrize("dtype", ["clongdouble", "object", "U3", "S2",
                                    "datetime64[s]", "timedelta64[ms]", "longdouble",
                                    [("a", "i4"), ("b", "f8")]], ids=str)
 def test_numpy_argument_dtype_named(dtype):
@@ -38,7 +38,7 @@ def test_numpy_argument_dtype_named(dtype):
     assert f"arg 0: arrays of dtype {arr.dtype} are not supported" in str(ei.value), ei.value
 
 
-@pytest.mark.parametrize("dtype", ["complex128", "datetime64[s]"])
+@pytest.mark.parametrize("dtype", ["timedelta64[ms]", "datetime64[s]"])
 def test_numpy_capture_dtype_named(dtype):
     c = np.zeros(3, dtype=dtype)
     with pytest.raises(TypeError) as ei:
@@ -53,7 +53,7 @@ def test_numpy_scalar_dtype_named():
     assert "numpy scalar of type numpy.longdouble is not supported" in str(ei.value), ei.value
 
 
-@pytest.mark.parametrize("dtype", ["complex64", "datetime64[s]", "longdouble"])
+@pytest.mark.parametrize("dtype", ["clongdouble", "datetime64[s]", "longdouble"])
 def test_numpy_astype_dtype_named(dtype):
     with pytest.raises(TypeError) as ei:
         tracejit.compile(lambda x: x.astype(dtype))(np.ones(3))

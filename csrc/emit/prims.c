@@ -280,7 +280,7 @@ TJ_FLOAT_HELPERS(float, f32, f)
 TJ_FLOAT_HELPERS(double, f64, )
 
 /* ---- instantiation from the op table ---- */
-/* TJ_WHEN_<mask>_<class>(x): x when the mask holds the dtype class (ir.h's TJ_DTYPES) */
+/* TJ_WHEN_<mask>_<class>(x): x when the mask holds the dtype class (ops.h's TJ_DTYPES) */
 #define TJ_WHEN_ALL_b(x) x
 #define TJ_WHEN_ALL_s(x) x
 #define TJ_WHEN_ALL_l(x) x
@@ -338,41 +338,17 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_WHEN_INTB_g(x)
 #define TJ_WHEN_NUM_h(x)
 #define TJ_WHEN_NUM_g(x)
-/* M(args..., T, suffix, class) for every dtype of the table */
-#define TJ_EACH_DTYPE(M, ...) \
-    M(__VA_ARGS__, bool, b, b) \
-    M(__VA_ARGS__, int8_t, i8, s) \
-    M(__VA_ARGS__, int16_t, i16, s) \
-    M(__VA_ARGS__, int32_t, i32, s) \
-    M(__VA_ARGS__, int64_t, i64, l) \
-    M(__VA_ARGS__, uint8_t, u8, u) \
-    M(__VA_ARGS__, uint16_t, u16, u) \
-    M(__VA_ARGS__, uint32_t, u32, u) \
-    M(__VA_ARGS__, uint64_t, u64, u) \
-    M(__VA_ARGS__, float, f32, f) \
-    M(__VA_ARGS__, double, f64, d) \
-    M(__VA_ARGS__, uint16_t, f16, h) \
-    M(__VA_ARGS__, uint16_t, bf16, g)
-/* M(T, suffix, class) for every dtype of the table */
-#define TJ_FOR_DTYPES(M) \
-    M(bool, b, b) M(int8_t, i8, s) M(int16_t, i16, s) M(int32_t, i32, s) M(int64_t, i64, l) \
-    M(uint8_t, u8, u) M(uint16_t, u16, u) M(uint32_t, u32, u) M(uint64_t, u64, u)        \
-    M(float, f32, f) M(double, f64, d) M(uint16_t, f16, h) M(uint16_t, bf16, g)
-/* the same, for use inside an expansion of TJ_EACH_DTYPE */
-#define TJ_EACH_DTYPE2(M, ...) \
-    M(__VA_ARGS__, bool, b, b) \
-    M(__VA_ARGS__, int8_t, i8, s) \
-    M(__VA_ARGS__, int16_t, i16, s) \
-    M(__VA_ARGS__, int32_t, i32, s) \
-    M(__VA_ARGS__, int64_t, i64, l) \
-    M(__VA_ARGS__, uint8_t, u8, u) \
-    M(__VA_ARGS__, uint16_t, u16, u) \
-    M(__VA_ARGS__, uint32_t, u32, u) \
-    M(__VA_ARGS__, uint64_t, u64, u) \
-    M(__VA_ARGS__, float, f32, f) \
-    M(__VA_ARGS__, double, f64, d) \
-    M(__VA_ARGS__, uint16_t, f16, h) \
-    M(__VA_ARGS__, uint16_t, bf16, g)
+/* From ops.h's one table: M(args..., T, suffix, class, NAME) for every dtype
+ * (TJ_EACH_DTYPE), M(T, suffix, class) (TJ_FOR_DTYPES), and the table again inside an
+ * expansion of it (TJ_EACH_DTYPE2, deferred: the use is wrapped in TJ_EXPAND_, whose
+ * rescan expands it outside the first expansion, where the preprocessor allows it). */
+#define TJ_EACH_DTYPE(M, ...) TJ_DTYPES(M, __VA_ARGS__)
+#define TJ_FOR1_(M, T, s, c, NAME) M(T, s, c)
+#define TJ_FOR_DTYPES(M) TJ_DTYPES(TJ_FOR1_, M)
+#define TJ_EMPTY_()
+#define TJ_DTYPES_AGAIN_() TJ_DTYPES
+#define TJ_EACH_DTYPE2(M, ...) TJ_DTYPES_AGAIN_ TJ_EMPTY_() () (M, __VA_ARGS__)
+#define TJ_EXPAND_(...) __VA_ARGS__
 #define TJ_IFEW_EW(x) x
 #define TJ_IFEW_LEAF(x)
 #define TJ_IFEW_VIEW(x)
@@ -443,10 +419,10 @@ TJ_FLOAT_HELPERS(double, f64, )
 #define TJ_CASTTO_d(fc, T, ts, x) TJ_CASTBODY_##fc(T, ts, x)
 #define TJ_CASTTO_h(fc, T, ts, x) TJ_TOH_##fc(x)
 #define TJ_CASTTO_g(fc, T, ts, x) TJ_TOG_##fc(x)
-#define TJ_CASTFN(F, fs, fc, T, ts, tc)                                               \
+#define TJ_CASTFN(F, fs, fc, T, ts, tc, ...)                                               \
     static inline T tj_cast_##fs##_##ts(F x) { return TJ_CASTTO_##tc(fc, T, ts, x); }
 #define TJ_CASTFNS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CASTFN, F, fs, fc)
-TJ_FOR_DTYPES(TJ_CASTFNS_FROM)
+TJ_EXPAND_(TJ_FOR_DTYPES(TJ_CASTFNS_FROM))
 
 #ifdef TJ_ELEM_ONLY
 /* One element of each op, for the fused loops of csrc/emit/emit_fused.c and the CUDA
@@ -471,7 +447,7 @@ TJ_FOR_DTYPES(TJ_CASTFNS_FROM)
     TJ_EINLINE TJ_OT_##out(T) tj_e_##NAME##_##s(TJ_CAT(TJ_EARGS_, TJ_LAYOUT(NAME, ar))(T)) { \
         return (TJ_OT_##out(T))(SPELL);                                               \
     }
-#define TJ_EINST1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_ELEM_FN(name, ar, out, sp, T, s))
+#define TJ_EINST1(name, ar, out, sp, mask, T, s, c, ...) TJ_WHEN_##mask##_##c(TJ_ELEM_FN(name, ar, out, sp, T, s))
 #define TJ_EINST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_EINST1, name, ar, out, sp, mask))
 TJ_OPS(TJ_EINST)
@@ -519,7 +495,7 @@ static inline void tj_fill_f64(double *o, int64_t key, int64_t c, int64_t n, int
         if (TJ_FIXKIND(NAME)) TJ_FIXUP(o, pa, n, TJ_FIXKIND(NAME));                  \
     }
 
-#define TJ_INST1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_KERNEL(name, ar, out, sp, T, s))
+#define TJ_INST1(name, ar, out, sp, mask, T, s, c, ...) TJ_WHEN_##mask##_##c(TJ_KERNEL(name, ar, out, sp, T, s))
 #define TJ_INST(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_INST1, name, ar, out, sp, mask))
 TJ_OPS(TJ_INST)
@@ -527,7 +503,7 @@ TJ_KERNEL(COPY, 1, SAME, (a), uint16_t, f16)   /* float16, bfloat16: a copy of t
 TJ_KERNEL(COPY, 1, SAME, (a), uint16_t, bf16)
 
 /* dtype conversion, through the element helpers above */
-#define TJ_CAST(F, fs, fc, T, ts, tc)                                                 \
+#define TJ_CAST(F, fs, fc, T, ts, tc, ...)                                                 \
     TJ_CLONES void tj_p_CAST_##fs##_##ts(void *restrict o_, const void *restrict a_,  \
                                          const void *restrict b_,                     \
                                          const void *restrict c_, int64_t n) {        \
@@ -536,7 +512,7 @@ TJ_KERNEL(COPY, 1, SAME, (a), uint16_t, bf16)
         for (int64_t i = 0; i < n; i++) o[i] = tj_cast_##fs##_##ts(a[i]);             \
     }
 #define TJ_CASTS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CAST, F, fs, fc)
-TJ_FOR_DTYPES(TJ_CASTS_FROM)
+TJ_EXPAND_(TJ_FOR_DTYPES(TJ_CASTS_FROM))
 
 /* Power with one exponent for the whole block (the emitter calls these when the
  * exponent is loop-invariant). float32 with a small integer exponent: repeated
@@ -675,10 +651,10 @@ TJ_FOR_DTYPES(TJ_LOAD_EACH)
 #ifndef TJ_STANDALONE   /* (an export links the primitives by name) */
 /* ---- the symbol table handed to libtcc ---- */
 #define TJ_SYM(NAME, T, s) {"tj_p_" #NAME "_" #s, (void *)tj_p_##NAME##_##s},
-#define TJ_SYMS1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_SYM(name, T, s))
+#define TJ_SYMS1(name, ar, out, sp, mask, T, s, c, ...) TJ_WHEN_##mask##_##c(TJ_SYM(name, T, s))
 #define TJ_SYMS(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_SYMS1, name, ar, out, sp, mask))
-#define TJ_CASTSYM(F, fs, fc, T, ts, tc) {"tj_p_CAST_" #fs "_" #ts, (void *)tj_p_CAST_##fs##_##ts},
+#define TJ_CASTSYM(F, fs, fc, T, ts, tc, ...) {"tj_p_CAST_" #fs "_" #ts, (void *)tj_p_CAST_##fs##_##ts},
 #define TJ_CASTSYMS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CASTSYM, F, fs, fc)
 #define TJ_MOVESYMS(T, s, c) {"tj_gather_" #s, (void *)tj_gather_##s},                  \
     {"tj_store_" #s, (void *)tj_store_##s}, {"tj_load2_" #s, (void *)tj_load2_##s},       \
@@ -687,7 +663,7 @@ TJ_FOR_DTYPES(TJ_LOAD_EACH)
 const tj_symbol tj_prim_symbols[] = {
     TJ_OPS(TJ_SYMS)
     TJ_SYM(COPY, uint16_t, f16) TJ_SYM(COPY, uint16_t, bf16)
-    TJ_FOR_DTYPES(TJ_CASTSYMS_FROM)
+    TJ_EXPAND_(TJ_FOR_DTYPES(TJ_CASTSYMS_FROM))
     {"tj_p_POWS_f32", (void *)tj_p_POWS_f32}, {"tj_p_POWS_f64", (void *)tj_p_POWS_f64},
     {"tj_p_POWSF_f32", (void *)tj_p_POWSF_f32}, {"tj_p_POWSF_f64", (void *)tj_p_POWSF_f64},
     TJ_FOR_DTYPES(TJ_MOVESYMS)
@@ -711,13 +687,13 @@ const int tj_n_prim_symbols = (int)(sizeof tj_prim_symbols / sizeof tj_prim_symb
 #define TJ_DTI_f16 TJ_F16
 #define TJ_DTI_bf16 TJ_BF16
 #define TJ_PTR(NAME, s) [TJ_OP_##NAME][TJ_DTI_##s] = tj_p_##NAME##_##s,
-#define TJ_PTRS1(name, ar, out, sp, mask, T, s, c) TJ_WHEN_##mask##_##c(TJ_PTR(name, s))
+#define TJ_PTRS1(name, ar, out, sp, mask, T, s, c, ...) TJ_WHEN_##mask##_##c(TJ_PTR(name, s))
 #define TJ_PTRS(name, np, tn, ar, kind, mask, out, fl, fo, sp)                        \
     TJ_IFEW_##kind(TJ_EACH_DTYPE(TJ_PTRS1, name, ar, out, sp, mask))
 static const tj_prim_fn ew_prims[TJ_NOPS][TJ_NDTYPES] = {TJ_OPS(TJ_PTRS) TJ_PTR(COPY, f16) TJ_PTR(COPY, bf16)};
-#define TJ_CASTPTR(F, fs, fc, T, ts, tc) [TJ_DTI_##fs][TJ_DTI_##ts] = tj_p_CAST_##fs##_##ts,
+#define TJ_CASTPTR(F, fs, fc, T, ts, tc, ...) [TJ_DTI_##fs][TJ_DTI_##ts] = tj_p_CAST_##fs##_##ts,
 #define TJ_CASTPTRS_FROM(F, fs, fc) TJ_EACH_DTYPE2(TJ_CASTPTR, F, fs, fc)
-static const tj_prim_fn cast_prims[TJ_NDTYPES][TJ_NDTYPES] = {TJ_FOR_DTYPES(TJ_CASTPTRS_FROM)};
+static const tj_prim_fn cast_prims[TJ_NDTYPES][TJ_NDTYPES] = {TJ_EXPAND_(TJ_FOR_DTYPES(TJ_CASTPTRS_FROM))};
 
 /* An element to and from a tj_scalar (ints, uint64 as its bits, in .i; floats in .f). */
 #define TJ_TOB(T, s, c) case TJ_DTI_##s: { T x = TJ_SCAL_GET_##c(v, T); memcpy(buf, &x, sizeof x); break; }

@@ -14,33 +14,14 @@
 #define TJ_MAXDIM 16      /* most dimensions an array may have */
 
 /* ---- dtypes (csrc/ir/graph.c) --------------------------------------------- */
-/* The dtype table, declared once: X(NAME, suffix, C type of the primitives, class).
- * The order is the enum's: bool, the signed then the unsigned integers by width, the
- * floats, so `dt >= TJ_F32` reads "is a float". `class` is the set the op table's masks
- * are made of (csrc/emit/prims.c instantiates a primitive for each dtype of a mask):
- * b bool, s int8/int16/int32, l int64, u the unsigned integers, f float32, d float64,
- * h float16, g bfloat16. float16 and bfloat16 (after float64, so `dt >= TJ_F32` still
- * reads "is a float") are storage only: in no op's mask, held as uint16_t bits, touched
- * by casts, loads and stores; the tracer computes their ops in float32 and rounds.
- * Every other per-dtype fact (size, names, kind, range) is a column of graph.c's
+#include "ops.h"   /* the dtype table and the op table */
+/* The dtype table is declared once, TJ_DTYPES in ops.h (shipped with prims.c to the
+ * optimizing tier, NVRTC and exported programs, which read no ir.h); its order is this
+ * enum's. Every other per-dtype fact (size, names, kind, range) is a column of graph.c's
  * dtype_info, read through the functions below. */
-#define TJ_DTYPES(X)                 \
-    X(BOOL, b,   bool,     b)        \
-    X(I8,   i8,  int8_t,   s)        \
-    X(I16,  i16, int16_t,  s)        \
-    X(I32,  i32, int32_t,  s)        \
-    X(I64,  i64, int64_t,  l)        \
-    X(U8,   u8,  uint8_t,  u)        \
-    X(U16,  u16, uint16_t, u)        \
-    X(U32,  u32, uint32_t, u)        \
-    X(U64,  u64, uint64_t, u)        \
-    X(F32,  f32, float,    f)        \
-    X(F64,  f64, double,   d)        \
-    X(F16,  f16, uint16_t, h)        \
-    X(BF16, bf16, uint16_t, g)
 typedef enum {
-#define TJ_X(NAME, s, T, cls) TJ_##NAME,
-    TJ_DTYPES(TJ_X)
+#define TJ_X(_, T, s, cls, NAME) TJ_##NAME,
+    TJ_DTYPES(TJ_X, ~)
 #undef TJ_X
     TJ_NDTYPES
 } tj_dtype;
@@ -61,7 +42,6 @@ int64_t tj_dtype_max(tj_dtype dt);
 int tj_dtype_holds(tj_dtype dt, int64_t v, int is_u64);
 
 /* ---- the op table (csrc/ir/ops.h) ----------------------------------------- */
-#include "ops.h"
 typedef enum {
 #define TJ_X(name, np, tn, ar, kind, mask, out, fl, fo, sp) TJ_OP_##name,
     TJ_OPS(TJ_X)

@@ -67,6 +67,32 @@
  * Adding an elementwise op is one line here; the tracer, the passes, the emitter,
  * the primitives, torch's vocabulary and the tests all read this list.
  */
+/* The dtype table, declared once: X(args..., C type of the primitives, suffix, class,
+ * NAME) for each dtype (callers pass at least one leading argument; ir.h's tj_dtype
+ * enum is TJ_<NAME> in this order). The order is bool, the signed then the unsigned
+ * integers by width, the floats, so `dt >= TJ_F32` reads "is a float". `class` is the
+ * set the op table's masks are made of (csrc/emit/prims.c instantiates a primitive for
+ * each dtype of a mask): b bool, s int8/int16/int32, l int64, u the unsigned integers,
+ * f float32, d float64, h float16, g bfloat16. float16 and bfloat16 (after float64, so
+ * `dt >= TJ_F32` still reads "is a float") are storage only: in no op's mask, held as
+ * uint16_t bits, touched by casts, loads and stores; the tracer computes their ops in
+ * float32 and rounds. Complex numbers are no dtype here: pairs of real arrays
+ * (python/tracejit/_complex.py). */
+#define TJ_DTYPES(X, ...)                       \
+    X(__VA_ARGS__, bool,     b,    b, BOOL)     \
+    X(__VA_ARGS__, int8_t,   i8,   s, I8)       \
+    X(__VA_ARGS__, int16_t,  i16,  s, I16)      \
+    X(__VA_ARGS__, int32_t,  i32,  s, I32)      \
+    X(__VA_ARGS__, int64_t,  i64,  l, I64)      \
+    X(__VA_ARGS__, uint8_t,  u8,   u, U8)       \
+    X(__VA_ARGS__, uint16_t, u16,  u, U16)      \
+    X(__VA_ARGS__, uint32_t, u32,  u, U32)      \
+    X(__VA_ARGS__, uint64_t, u64,  u, U64)      \
+    X(__VA_ARGS__, float,    f32,  f, F32)      \
+    X(__VA_ARGS__, double,   f64,  d, F64)      \
+    X(__VA_ARGS__, uint16_t, f16,  h, F16)      \
+    X(__VA_ARGS__, uint16_t, bf16, g, BF16)
+
 #define TJ_OPS(X)                                                                   \
     X(INPUT,    NULL,           NULL,                    0, LEAF, ALL,  SAME, 0,            NONE,                   0) \
     X(SCALAR,   NULL,           NULL,                    0, LEAF, ALL,  SAME, 0,            NONE,                   0) \

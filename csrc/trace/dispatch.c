@@ -642,6 +642,11 @@ PyObject *tj_apply_cast(tj_trace *t, PyObject *x, PyObject *dtype_like) {
     PyArray_Descr *descr = NULL;
     if (!PyArray_DescrConverter(dtype_like, &descr)) return NULL;
     int dt = tj_dtype_from_typenum(descr->type_num);
+    if ((descr->type_num == NPY_CFLOAT || descr->type_num == NPY_CDOUBLE) &&
+        PyArray_ISNBO(descr->byteorder) && t->st->complex_op) {   /* real to complex: _complex.py */
+        PyObject *cargs = Py_BuildValue("(ON)", x, (PyObject *)descr);
+        return cargs ? tj_complex_op(t->st, "astype", cargs, NULL) : NULL;
+    }
     if (dt < 0 || !PyArray_ISNBO(descr->byteorder)) {
         PyErr_Format(PyExc_TypeError, "astype(%R): %S is not supported by tracejit (supported: "
                      TJ_SUPPORTED_DTYPES ")", (PyObject *)descr, (PyObject *)descr);

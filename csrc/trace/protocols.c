@@ -122,6 +122,7 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         return NULL;
     }
     PyObject *ufunc = PyTuple_GET_ITEM(args, 0), *method = PyTuple_GET_ITEM(args, 1);
+    if (tj_complex_any(st, args, kwargs)) return tj_complex_op(st, "ufunc", args, kwargs);
     PyObject *uname = PyObject_GetAttrString(ufunc, "__name__");
     if (!uname) return NULL;
     PyObject *result = NULL;
@@ -392,6 +393,12 @@ PyObject *tj_array_function(PyObject *self, PyObject *a, PyObject *kw) {
     if (kwargs == Py_None) kwargs = NULL;
     tj_trace *t = trace_of(self);
     if (!t) return NULL;
+    if (tj_complex_any(st, args, kwargs)) {
+        PyObject *cargs = PyTuple_Pack(3, func, types, args);
+        PyObject *r = cargs ? tj_complex_op(st, "function", cargs, kwargs) : NULL;
+        Py_XDECREF(cargs);
+        return r;
+    }
     PyObject *hv = PyDict_GetItemWithError(st->array_funcs, func);
     if (!hv && !PyErr_Occurred() && st->py_impls) {   /* a composition (_impls.py) */
         PyObject *impl = PyDict_GetItemWithError(st->py_impls, func);

@@ -327,6 +327,12 @@ static PyObject *binop(PyObject *a, PyObject *b, int op) {
     tj_trace *t = tj_tracer_live((tj_tracer *)self);
     if (!t) return NULL;
     PyObject *other = self == a ? b : a;
+    if (tj_complex_involved(t->st, other)) {   /* a complex operand: _complex.py */
+        PyObject *cargs = Py_BuildValue("(sOO)", tj_ops[op].numpy, a, b);
+        PyObject *r = cargs ? tj_complex_op(t->st, "binop", cargs, NULL) : NULL;
+        Py_XDECREF(cargs);
+        return r;
+    }
     /* Leave unknown objects to their own reflected operator. */
     if (!tj_is_tracer(other) && !PyFloat_Check(other) && !PyLong_Check(other) &&
         !PyArray_Check(other) && !PyArray_IsScalar(other, Generic) &&
@@ -395,6 +401,12 @@ static PyObject *unsupported_operator(PyObject *self, const char *what) {
 static PyObject *nb_matmul(PyObject *a, PyObject *b) {
     PyObject *self = tj_is_tracer(a) ? a : b;
     tj_trace *t = tj_tracer_live((tj_tracer *)self);
+    if (t && tj_complex_involved(t->st, self == a ? b : a)) {
+        PyObject *cargs = Py_BuildValue("(sOO)", "matmul", a, b);
+        PyObject *r = cargs ? tj_complex_op(t->st, "binop", cargs, NULL) : NULL;
+        Py_XDECREF(cargs);
+        return r;
+    }
     return t ? tj_matmul(t, a, b) : NULL;
 }
 static PyObject *nb_divmod(PyObject *a, PyObject *b) {
@@ -412,6 +424,20 @@ static PyObject *inplace(PyObject *a, PyObject *b, int op, const char *what) {
     PyObject *r = op == TJ_OP_POW ? nb_pow(a, b, Py_None) : op == -1 ? nb_matmul(a, b)
                                                                     : binop(a, b, op);
     if (!r || r == Py_NotImplemented) return r;
+    if (!scalar && t->st->complex_cls &&
+        PyObject_TypeCheck(r, (PyTypeObject *)t->st->complex_cls)) {
+        /* NumPy's same_kind rule: a complex result cannot go into a real array */
+        PyObject *in = PyObject_GetAttrString(a, "dtype");
+        PyObject *out = PyObject_GetAttrString(r, "dtype");
+        if (in && out)
+            PyErr_Format(PyExc_TypeError, "Cannot cast ufunc '%s' output from %R to %R with "
+                         "casting rule 'same_kind'", op == -1 ? "matmul" : tj_ops[op].numpy,
+                         out, in);
+        Py_XDECREF(in);
+        Py_XDECREF(out);
+        Py_DECREF(r);
+        return NULL;
+    }
     if (scalar || !tj_is_tracer(r)) return r;
     PyObject *res = tj_tracer_assign(a, r, what);
     Py_DECREF(r);

@@ -72,9 +72,11 @@ def _load_blas():
 
 from ._impls import IMPLS as _IMPLS  # noqa: E402
 from . import _torch  # noqa: E402  (imports no torch: looked up when torch tensors arrive)
+from . import _complex  # noqa: E402
 
 _C._register_impls(_IMPLS)
 _torch.register()
+_complex.register()
 
 from ._grad import grad, value_and_grad, vjp  # noqa: E402
 from ._control import cond, fori_loop, scan, while_loop  # noqa: E402

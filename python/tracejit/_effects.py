@@ -649,6 +649,9 @@ def _stand_in(fn, args, kwargs):
     stood, tracers = [], {}
     code = getattr(getattr(fn, "__func__", fn), "__code__", None)
     names = _code_names(code, set()) if code is not None else set(_MAKERS)
+    wrapped = getattr(getattr(fn, "__wrapped__", None), "__code__", None)
+    if wrapped is not None:   # (a wrapper's, as _complex.call's: the function's names)
+        names |= _code_names(wrapped, set())
     for kind, label, box, key, v in list(_reach(fn)) if names.intersection(_MAKERS) else ():
         if kind in ("global", "cell") and (v is np or any(v is getattr(np, n) for n in _MAKERS)):
             tr = _NUMPY if v is np else _NUMPY.__dict__[v.__name__]
