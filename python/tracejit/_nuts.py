@@ -82,6 +82,31 @@ def _ckpt_range(leaf, nbits):
     return idx_max - trailing + 1, idx_max
 
 
+# The loop's carry, packed into four arrays (a carry is a copy and an array per leaf at
+# every call of the compiled loop: few leaves keep that overhead small).
+_ROWS = ("zl", "rl", "gl", "zr", "rr", "gr", "pz", "pg", "sz", "sr", "sg", "spz", "spg",
+         "rsum", "srsum")
+_FLOATS = ("ppe", "w", "sppe", "sw", "acc_sum")
+_INTS = ("n", "size", "depth", "steps")
+_BOOLS = ("right", "div", "moved", "done")
+
+
+def _pack(s):
+    rows = torch.cat([torch.stack([s[n] for n in _ROWS]), s["rck"], s["rsck"]])
+    return (rows, torch.stack([s[n] for n in _FLOATS]), torch.stack([s[n] for n in _INTS]),
+            torch.stack([s[n] for n in _BOOLS]))
+
+
+def _unpack(c, K):
+    rows, floats, ints, bools = c
+    s = {n: rows[k] for k, n in enumerate(_ROWS)}
+    m = len(_ROWS)
+    s["rck"], s["rsck"] = rows[m:m + K], rows[m + K:m + 2 * K]
+    for names, vals in ((_FLOATS, floats), (_INTS, ints), (_BOOLS, bools)):
+        s.update((n, vals[k]) for k, n in enumerate(names))
+    return s
+
+
 def nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size, max_depth, max_delta):
     """One NUTS transition from (z, pe = potential(z), g its gradient). Returns (z, pe, g,
     mean acceptance probability over the trajectory, number of leapfrog steps, diverging,
@@ -157,7 +182,8 @@ def nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size, max_depth, max_del
                     steps=s["steps"] + 1, div=s["div"] | div_leaf,
                     moved=s["moved"] | move, done=done)
 
-    out = while_loop(lambda s: ~s["done"], step, st)
+    out = _unpack(while_loop(lambda c: ~c[3][3], lambda c: _pack(step(_unpack(c, K))),
+                             _pack(st)), K)
     accept = out["acc_sum"] / out["steps"].to(out["acc_sum"].dtype)
     return (out["pz"], out["ppe"], out["pg"], accept, out["steps"], out["div"], out["depth"],
             out["moved"])

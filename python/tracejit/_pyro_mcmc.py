@@ -92,7 +92,7 @@ class _CompiledKernel:
         self.potential_fn = _C.CompiledFunction(self.potential_fn, (), ())
 
     def setup(self, warmup_steps, *args, **kwargs):
-        self._tracejit_fn = self._tracejit_mass = None
+        self._tracejit_fn = self._tracejit_mass = self._tracejit_last = None
         super().setup(warmup_steps, *args, **kwargs)
 
     def _tracejit_transition(self):
@@ -123,8 +123,17 @@ class _CompiledKernel:
             cached = self._tracejit_mass = (current, _mass(adapter))
         return cached[1]
 
+    def _tracejit_scalar(self, name, value, dtype):
+        """A 0-d tensor of value, made again only when the value changes."""
+        cached = self.__dict__.get(name)
+        if cached is None or cached[0] != value or cached[1].dtype != dtype:
+            cached = (value, torch.tensor(value, dtype=dtype))
+            setattr(self, name, cached)
+        return cached[1]
+
     def sample(self, params):
         z, pe, z_grads = self._fetch_from_cache()
+        last = self.__dict__.get("_tracejit_last")
         if z is None:
             z = params
             z_grads, pe = potential_grad(self.potential_fn, z)
@@ -135,16 +144,21 @@ class _CompiledKernel:
         if plan is None:
             return super().sample(params)
         layout, fn = plan
+        if last is not None and last[0] is z:     # this kernel's own last state, flat
+            zf, gf = last[1], last[2]
+        else:
+            if z_grads is None:
+                z_grads, pe = potential_grad(self.potential_fn, z)
+            zf, gf = layout.flat(z), layout.flat(z_grads)
         inv, sq = self._tracejit_mass_now()
-        zf = layout.flat(z)
-        args = (zf, pe.detach().to(zf.dtype), layout.flat(z_grads), inv, sq,
-                torch.tensor(self.step_size, dtype=zf.dtype))
+        args = (zf, pe.detach().to(zf.dtype), gf, inv, sq,
+                self._tracejit_scalar("_tracejit_ss", self.step_size, zf.dtype))
         if self._tracejit_kind == "hmc":
-            args += (torch.tensor(self.num_steps, dtype=torch.int64),)
-        with pyro.validation_enabled(False):
-            zf, pe, gf, accept_prob, _, diverging, moved = fn(*args)
-        z, z_grads = layout.unflat(zf), layout.unflat(gf)
-        self._cache(z, pe, z_grads)
+            args += (self._tracejit_scalar("_tracejit_ns", self.num_steps, torch.int64),)
+        zf, pe, gf, accept_prob, _, diverging, moved = fn(*args)
+        z = layout.unflat(zf)
+        self._cache(z, pe, None)       # the gradient stays flat (_tracejit_last)
+        self._tracejit_last = (z, zf, gf)
         if bool(diverging) and self._t >= self._warmup_steps:
             self._divergences.append(self._t - self._warmup_steps)
         self._t += 1
@@ -154,7 +168,7 @@ class _CompiledKernel:
                 self._accept_cnt += 1
         else:
             n = self._t
-            self._adapter.step(self._t, z, accept_prob, z_grads)
+            self._adapter.step(self._t, z, accept_prob, layout.unflat(gf))
         self._mean_accept_prob += (accept_prob.item() - self._mean_accept_prob) / n
         return z.copy()
 
@@ -177,8 +191,9 @@ class NUTS(_CompiledKernel, pmcmc.NUTS):
         max_depth, max_delta = self._max_tree_depth, float(self._max_sliced_energy)
 
         def nuts_transition(z, pe, g, inv_mass, mass_sqrt, step_size):
-            out = _nuts.nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size,
-                             max_depth, max_delta)
+            with pyro.validation_enabled(False):
+                out = _nuts.nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size,
+                                 max_depth, max_delta)
             return out[:6] + out[7:]     # (z, pe, g, accept, steps, diverging, moved)
         return _C.CompiledFunction(nuts_transition, (), ())
 
@@ -198,8 +213,9 @@ class HMC(_CompiledKernel, pmcmc.HMC):
         max_delta = float(self._max_sliced_energy)
 
         def hmc_transition(z, pe, g, inv_mass, mass_sqrt, step_size, num_steps):
-            return _nuts.hmc(potential, z, pe, g, inv_mass, mass_sqrt, step_size,
-                             num_steps, max_delta)
+            with pyro.validation_enabled(False):
+                return _nuts.hmc(potential, z, pe, g, inv_mass, mass_sqrt, step_size,
+                                 num_steps, max_delta)
         return _C.CompiledFunction(hmc_transition, (), ())
 
 
