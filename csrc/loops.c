@@ -719,11 +719,12 @@ int tj_loops_log(PyObject *loops, PyObject *log) {
         const looprec *r = rec_of(loops, i);
         PyObject *l = r->n < 0
             ? PyUnicode_FromFormat("-- loop %zd: %s (compiled, not unrolled): body of %d groups, "
-                                   "%d carries", i, kinds[r->kind], r->body->sched.n_groups,
-                                   r->n_carry - 1)
+                                   "%d carries, %d operands", i, kinds[r->kind],
+                                   r->body->sched.n_groups, r->n_carry - 1, r->n_ops)
             : PyUnicode_FromFormat("-- loop %zd: %s of %lld steps (compiled, not unrolled): body "
-                                   "of %d groups, %d carries, %d ys", i, kinds[r->kind],
-                                   (long long)r->n, r->body->sched.n_groups, r->n_carry, r->n_y);
+                                   "of %d groups, %d carries, %d ys, %d operands", i,
+                                   kinds[r->kind], (long long)r->n, r->body->sched.n_groups,
+                                   r->n_carry, r->n_y, r->n_ops);
         int rc = l ? PyList_Append(log, l) : -1;
         Py_XDECREF(l);
         if (rc < 0) return -1;

@@ -240,3 +240,46 @@ def test_other_mass_matrix_adapter_runs_pyros_sample_with_a_warning():
                       "runs Pyro's own sample"):
         mcmc = run(kernel, y, samples=20, warmup=10)
     assert math.isfinite(float(mcmc.get_samples()["mu"].mean()))
+
+
+# ---- checks the model makes inside the trajectory ------------------------------------
+
+def test_a_failing_distribution_check_inside_the_trajectory_raises_as_pyros():
+    """A distribution built with validate_args=True validates even with Pyro's validation
+    off: eager Pyro raises at the leapfrog step that leaves the support; the compiled
+    trajectory carries the check out of its loop and raises the same ValueError."""
+    def potential(p):
+        return -dist.HalfNormal(torch.tensor(1.0), validate_args=True).log_prob(p["z"]).sum()
+    for cls in (pyro.infer.NUTS, tjp.NUTS):
+        pyro.set_rng_seed(0)
+        mcmc = MCMC(cls(potential_fn=potential, step_size=2.0, adapt_step_size=False),
+                    num_samples=20, warmup_steps=0, disable_progbar=True,
+                    initial_params={"z": torch.tensor([0.3])})
+        with pytest.raises(ValueError, match=r"support \(GreaterThanEq\(lower_bound=0.0\)\)"
+                           if cls is pyro.infer.NUTS else
+                           r"within the support .* \(at a step of the compiled trajectory\)"):
+            mcmc.run()
+
+
+def test_checks_that_hold_inside_the_trajectory_cost_nothing_of_the_posterior():
+    """Priors built with validate_args=True (as a PyroModule's PyroSample priors built while
+    validation is on): their checks run at every leapfrog step and hold."""
+    prior = dist.Normal(torch.tensor(1.0), torch.tensor(2.0), validate_args=True)
+
+    def model(y):
+        mu = pyro.sample("mu", prior)
+        with pyro.plate("data", y.shape[0]):
+            pyro.sample("y", dist.Normal(mu, 0.7, validate_args=True), obs=y)
+    y = torch.tensor([0.3, 1.9, 1.1, 2.4, 0.8, 1.5])
+    mcmc = run(tjp.NUTS(model), y)
+    check_moments(flat_samples(mcmc, ["mu"]), *normal_posterior(y))
+
+
+@pytest.mark.parametrize("name", ["logistic", "schools_centered", "baseball", "bnn"])
+def test_tutorial_models_sample(name):
+    """Pyro's tutorial-style models (a PyroModule BNN, Beta/Pareto/Binomial, HalfCauchy)
+    run through the compiled NUTS: finite samples of every site, Pyro's summary."""
+    model, args = M.cases(n=40, width=5)[name]
+    mcmc = run(tjp.NUTS(model), *args, samples=30, warmup=30)
+    for site, v in mcmc.get_samples().items():
+        assert v.shape[0] == 30 and torch.isfinite(v).all(), site

@@ -21,6 +21,8 @@ over `max_delta`) or `max_depth` doublings. Uniform draws are fresh at every ste
 compiled loop (csrc/loops.c mixes the step into the key), so each step draws the
 direction (used when a subtree starts), the within-subtree and the doubling coin.
 """
+import threading
+
 import numpy as np
 import torch
 
@@ -34,6 +36,53 @@ def _value_and_grad(potential, z):
     pe = potential(src)
     g = _grad.vjp_trace(pe, np.ones_like(pe), [src])[0]
     return pe, (torch.zeros_like(z) if g is None else g)
+
+
+class _Retry(Exception):
+    """The body made another number of checks than the carry has room for."""
+
+
+def _while_checked(cond_fun, body_fun, init):
+    """while_loop(cond_fun, body_fun, init), where the checks the traced code makes in the
+    body (_C._check: torch.distributions' validation of a distribution built with
+    validate_args, Pyro's warn_if_nan) are carried out of the loop, each the AND over the
+    steps of its value, and checked after it (a compiled loop's body cannot raise): the
+    error eager raises at the step where it fails is raised for the transition, and
+    nothing of it is returned. The body is traced again once its number of checks is
+    known."""
+    n = 0
+    for _ in range(2):
+        specs = []
+
+        def body(c, n=n, specs=specs):
+            val, oks = c
+            found, prev, me = [], _C._check, threading.get_ident()
+
+            def record(x, what, error=ValueError):
+                if threading.get_ident() != me:
+                    return prev(x, what, error)
+                found.append(((x if isinstance(x, _C.Tracer) else torch.tensor(bool(x))).all(),
+                              what, error))
+            _C._check = record
+            try:
+                new = body_fun(val)
+            finally:
+                _C._check = prev
+            if len(found) != n:
+                raise _Retry(len(found))
+            specs[:] = [(what, error) for _, what, error in found]
+            return new, oks & torch.stack([oks[0]] + [x for x, _, _ in found])
+
+        try:
+            out, oks = while_loop(lambda c: cond_fun(c[0]), body,
+                                  (init, torch.ones(n + 1, dtype=torch.bool)))
+        except _Retry as e:
+            n = e.args[0]
+            continue
+        for k, (what, error) in enumerate(specs):
+            _C._check(oks[k + 1], f"{what} (at a step of the compiled trajectory)", error)
+        return out
+    raise _Retry("the body's checks changed when it was traced again")
 
 
 def _vel(inv_mass, r):
@@ -182,8 +231,8 @@ def nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size, max_depth, max_del
                     steps=s["steps"] + 1, div=s["div"] | div_leaf,
                     moved=s["moved"] | move, done=done)
 
-    out = _unpack(while_loop(lambda c: ~c[3][3], lambda c: _pack(step(_unpack(c, K))),
-                             _pack(st)), K)
+    out = _unpack(_while_checked(lambda c: ~c[3][3], lambda c: _pack(step(_unpack(c, K))),
+                                 _pack(st)), K)
     accept = out["acc_sum"] / out["steps"].to(out["acc_sum"].dtype)
     return (out["pz"], out["ppe"], out["pg"], accept, out["steps"], out["div"], out["depth"],
             out["moved"])
@@ -199,7 +248,7 @@ def hmc(potential, z, pe, g, inv_mass, mass_sqrt, step_size, num_steps, max_delt
         z1, r1, pe1, g1 = _leapfrog(potential, inv_mass, c[0], c[1], c[3], step_size)
         return z1, r1, pe1, g1, c[4] + 1
 
-    z1, r1, pe1, g1, _ = while_loop(lambda c: c[4] < num_steps, step,
+    z1, r1, pe1, g1, _ = _while_checked(lambda c: c[4] < num_steps, step,
                                     (z, r, pe, g, torch.zeros_like(num_steps)))
     delta = _delta(pe1, r1, inv_mass, energy0)
     accept_prob = torch.clamp(torch.exp(-delta), max=1.0)

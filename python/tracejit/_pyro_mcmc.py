@@ -77,6 +77,7 @@ class _CompiledKernel:
 
     def _tracejit_init(self):
         self._tracejit_fn = self._tracejit_mass = None
+        self.num_leapfrog_steps = 0     # over every transition since construction
         if self.potential_fn is not None:      # given by the user (no model)
             self._tracejit_compile_potential()
 
@@ -155,7 +156,8 @@ class _CompiledKernel:
                 self._tracejit_scalar("_tracejit_ss", self.step_size, zf.dtype))
         if self._tracejit_kind == "hmc":
             args += (self._tracejit_scalar("_tracejit_ns", self.num_steps, torch.int64),)
-        zf, pe, gf, accept_prob, _, diverging, moved = fn(*args)
+        zf, pe, gf, accept_prob, steps, diverging, moved = fn(*args)
+        self.num_leapfrog_steps += int(steps)
         z = layout.unflat(zf)
         self._cache(z, pe, None)       # the gradient stays flat (_tracejit_last)
         self._tracejit_last = (z, zf, gf)
