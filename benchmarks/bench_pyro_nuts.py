@@ -9,9 +9,11 @@ call), pyro (pyro.infer.NUTS), pyro.jit (pyro.infer.NUTS(jit_compile=True)), num
 non-centered, logistic regression 500x10, baseball (18 players), the BNN 3-50-1 on
 200 points.
 
-Printed per model and peer: the first call (a fresh kernel's MCMC run of 1 warmup and
-1 sample: initialize_model, tracing and compiling, or jax's compile), the whole run of
---warmup + --samples (compilation included: a fresh kernel), the sampling phase's time
+Printed per model and peer: the whole run of --warmup + --samples (compilation
+included: a fresh kernel, the model's first run in the process), the first call (Pyro's
+peers: a fresh kernel's MCMC run of 1 warmup and 1 sample after it: initialize_model,
+tracing and compiling; NumPyro: the whole run's excess over the same run repeated on a
+fresh MCMC, i.e. its compilation), the sampling phase's time
 per sample and per leapfrog step (leapfrog steps counted: tracejit's kernel counts
 them, Pyro's velocity_verlet calls are counted, NumPyro's `num_steps` extra field; for
 NumPyro the steady state: a third run of --samples more samples from the last state,
@@ -103,19 +105,23 @@ def pyro_run(peer, case, warmup, samples):
 
 def numpyro_run(case, mods, warmup, samples):
     """(seconds of one mcmc.run of warmup + samples on a fresh MCMC, compilation
-    included; steady-state seconds of `samples` more samples (a second sampling run
-    from the last state: the first compiles the sampling-only chain), its leapfrog
+    included; the same run again on another fresh MCMC minus nothing: the first run's
+    excess over it is the compilation; steady-state seconds of `samples` more samples (a
+    sampling-only run from the last state, after the one that compiles it), its leapfrog
     steps, posterior mean)."""
     numpyro, jax = mods
     from numpyro.infer import MCMC, NUTS
     model, data = BP.numpyro_case(case, numpyro)
-    mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=samples, progress_bar=False)
-    t0 = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(0), *data)
+    times = []
+    for _ in range(2):
+        mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=samples, progress_bar=False)
+        t0 = time.perf_counter()
+        mcmc.run(jax.random.PRNGKey(0), *data)
+        jax.block_until_ready(mcmc.get_samples())
+        times.append(time.perf_counter() - t0)
     s = mcmc.get_samples()
     name = CHECK[case]
     mean = float(s[name].mean()) if name in s else float("nan")
-    whole = time.perf_counter() - t0
     for _ in range(2):
         mcmc.post_warmup_state = mcmc.last_state
         t1 = time.perf_counter()
@@ -123,7 +129,7 @@ def numpyro_run(case, mods, warmup, samples):
         jax.block_until_ready(mcmc.get_samples())
         steady = time.perf_counter() - t1
     n = int(mcmc.get_extra_fields()["num_steps"].sum())
-    return whole, steady, n, mean
+    return times[0], max(times[0] - times[1], 0.0), steady, n, mean
 
 
 def run(opts) -> dict:
@@ -163,11 +169,10 @@ def run(opts) -> dict:
             w, s = (pw, ps) if peer in ("pyro", "pyro.jit") else (W, S)
             try:
                 if peer == "numpyro":
-                    first = numpyro_run(case, npy, 1, 1)[0]
-                    whole, samp, steps, mean = numpyro_run(case, npy, w, s)
-                else:
-                    first = pyro_run(peer, case, 1, 1)[0]
+                    whole, first, samp, steps, mean = numpyro_run(case, npy, w, s)
+                else:       # the whole run first: nothing of the model compiled before
                     whole, samp, steps, mean = pyro_run(peer, case, w, s)
+                    first = pyro_run(peer, case, 1, 1)[0]
             except Exception as e:     # a peer that fails is reported, not timed
                 failures.append(f"{peer} {case}: {type(e).__name__}: {e}")
                 continue

@@ -283,3 +283,13 @@ def test_tutorial_models_sample(name):
     mcmc = run(tjp.NUTS(model), *args, samples=30, warmup=30)
     for site, v in mcmc.get_samples().items():
         assert v.shape[0] == 30 and torch.isfinite(v).all(), site
+
+
+def test_float32_sites_with_a_float64_likelihood():
+    """Sites drawn in float32 (Python-float priors), data in float64: the potential is
+    float64; the chain stays in the sites' dtype (Pyro's own promotes z to float64 at
+    its first leapfrog step, through its float64 mass matrix)."""
+    y = torch.tensor([0.3, 1.9, 1.1, 2.4, 0.8, 1.5], dtype=torch.float64)
+    mcmc = run(tjp.NUTS(normal_model), y)
+    assert mcmc.get_samples()["mu"].dtype == torch.float32
+    check_moments(flat_samples(mcmc, ["mu"]), *normal_posterior(y))

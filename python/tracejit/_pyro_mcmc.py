@@ -110,18 +110,20 @@ class _CompiledKernel:
             layout = _Layout(list(adapter._inverse_mass_matrix), self.initial_params)
             pyro_potential = self._tracejit_pyro_potential
 
-            def potential(zf):
-                return pyro_potential(layout.unflat(zf))
+            def potential(zf):     # (in z's dtype: a float64 likelihood of float32 sites)
+                return pyro_potential(layout.unflat(zf)).to(zf.dtype)
             self._tracejit_fn = (layout, self._tracejit_build(potential))
         return self._tracejit_fn
 
-    def _tracejit_mass_now(self):
+    def _tracejit_mass_now(self, dtype):
+        """(M^-1, M^1/2) in the sites' dtype (Pyro makes them in the potential's), made
+        again when the adapter sets another mass matrix."""
         adapter = self.mass_matrix_adapter
         current = tuple(adapter._inverse_mass_matrix.values())
         cached = self._tracejit_mass
         if cached is None or len(cached[0]) != len(current) or \
                 any(a is not b for a, b in zip(cached[0], current)):
-            cached = self._tracejit_mass = (current, _mass(adapter))
+            cached = self._tracejit_mass = (current, tuple(m.to(dtype) for m in _mass(adapter)))
         return cached[1]
 
     def _tracejit_scalar(self, name, value, dtype):
@@ -151,7 +153,7 @@ class _CompiledKernel:
             if z_grads is None:
                 z_grads, pe = potential_grad(self.potential_fn, z)
             zf, gf = layout.flat(z), layout.flat(z_grads)
-        inv, sq = self._tracejit_mass_now()
+        inv, sq = self._tracejit_mass_now(zf.dtype)
         args = (zf, pe.detach().to(zf.dtype), gf, inv, sq,
                 self._tracejit_scalar("_tracejit_ss", self.step_size, zf.dtype))
         if self._tracejit_kind == "hmc":
