@@ -293,3 +293,39 @@ def test_float32_sites_with_a_float64_likelihood():
     mcmc = run(tjp.NUTS(normal_model), y)
     assert mcmc.get_samples()["mu"].dtype == torch.float32
     check_moments(flat_samples(mcmc, ["mu"]), *normal_posterior(y))
+
+
+# ---- trajectory lengths ------------------------------------------------------------------
+
+@pytest.mark.parametrize("depth", [1, 3, 5])
+def test_nuts_stops_at_max_tree_depth(depth):
+    """A step size so small the trajectory never turns: every transition doubles
+    max_tree_depth times, 2**depth - 1 leapfrog steps."""
+    y = torch.tensor([0.3, 1.9, 1.1])
+    kernel = tjp.NUTS(normal_model, step_size=1e-5, adapt_step_size=False,
+                      max_tree_depth=depth)
+    run(kernel, y, samples=10, warmup=0)
+    assert kernel.num_leapfrog_steps == 10 * (2 ** depth - 1)
+
+
+def test_nuts_stops_at_the_u_turn():
+    """A standard normal with unit mass and step size h: the trajectory is an oscillation
+    of period 2 pi / h steps; the U-turn ends the doubling within a period (trees of 2**k
+    steps from a random phase: an eighth to one period on average), far below
+    max_tree_depth's 1023."""
+    def potential(p):
+        return 0.5 * (p["z"] ** 2).sum()
+    kernel = tjp.NUTS(potential_fn=potential, step_size=0.05, adapt_step_size=False,
+                      adapt_mass_matrix=False)
+    pyro.set_rng_seed(2)
+    MCMC(kernel, num_samples=50, warmup_steps=0, disable_progbar=True,
+         initial_params={"z": torch.tensor([0.5])}).run()
+    per = kernel.num_leapfrog_steps / 50
+    assert 2 * math.pi / 0.05 / 8 <= per <= 2 * math.pi / 0.05, per
+
+
+def test_hmc_takes_num_steps():
+    y = torch.tensor([0.3, 1.9, 1.1])
+    kernel = tjp.HMC(normal_model, step_size=0.1, num_steps=7, adapt_step_size=False)
+    run(kernel, y, samples=12, warmup=0)
+    assert kernel.num_leapfrog_steps == 12 * 7
