@@ -62,3 +62,14 @@ def test_dtypes_bench_quick_run_checks_results():   # not in run.py's modules
     r = _run("benchmarks/bench_dtypes.py", "--quick")
     assert r.returncode == 0 and "image/4096x4096" in r.stdout and "u8hist/16M" in r.stdout, \
         r.stdout + r.stderr
+
+
+def test_pyro_nuts_bench_quick_run_checks_results():   # not in run.py's modules; needs pyro
+    import pytest
+    pytest.importorskip("torch")
+    pytest.importorskip("pyro")
+    r = _run("benchmarks/bench_pyro_nuts.py", "--quick", "--cases", "schools",
+             "--peers", "tracejit,pyro")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| schools | tracejit" in r.stdout and "per leapfrog step" in r.stdout, \
+        r.stdout + r.stderr

@@ -1,5 +1,7 @@
 """Pyro's ELBOs, compiled: drop-in losses for ``pyro.infer.SVI`` (Trace_ELBO,
-TraceMeanField_ELBO, TraceEnum_ELBO), and SVI, whose step also compiles Adam's update.
+TraceMeanField_ELBO, TraceEnum_ELBO), and SVI, whose step also compiles Adam's update;
+MCMC kernels NUTS and HMC for ``pyro.infer.MCMC`` whose transitions run compiled
+(_pyro_mcmc.py).
 
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), loss=tracejit.pyro.Trace_ELBO())
 
@@ -42,7 +44,7 @@ from ._C import TraceError, Tracer
 
 _torch.skip_dirs(pyro)     # a TraceError names the user's line, not Pyro's
 
-__all__ = ["Trace_ELBO", "TraceMeanField_ELBO", "TraceEnum_ELBO", "SVI"]
+__all__ = ["Trace_ELBO", "TraceMeanField_ELBO", "TraceEnum_ELBO", "SVI", "NUTS", "HMC"]
 
 
 class _NewParam(Exception):
@@ -298,3 +300,4 @@ class TraceEnum_ELBO(_CompiledELBO, pyro.infer.TraceEnum_ELBO):
 
 
 from ._pyro_svi import SVI  # noqa: E402  (uses the classes above)
+from ._pyro_mcmc import HMC, NUTS  # noqa: E402

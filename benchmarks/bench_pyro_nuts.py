@@ -1,0 +1,239 @@
+"""Pyro NUTS runs: tracejit.pyro.NUTS against pyro.infer.NUTS (eager and
+jit_compile=True) and NumPyro's NUTS, in one process, 1 thread each, same model, same
+data, same number of warmup and sampling steps.
+
+Peers: tracejit (tracejit.pyro.NUTS in pyro.infer.MCMC: each transition one compiled
+call), pyro (pyro.infer.NUTS), pyro.jit (pyro.infer.NUTS(jit_compile=True)), numpyro
+(numpyro.infer.NUTS in numpyro.infer.MCMC, jax.jit on the CPU). Models
+(tests/pyro_models.py; NumPyro's from bench_pyro.numpyro_case): eight schools
+non-centered, logistic regression 500x10, baseball (18 players), the BNN 3-50-1 on
+200 points.
+
+Printed per model and peer: the whole run of --warmup + --samples (compilation
+included: a fresh kernel, the model's first run in the process), the first call (Pyro's
+peers: a fresh kernel's MCMC run of 1 warmup and 1 sample after it: initialize_model,
+tracing and compiling; NumPyro: the whole run's excess over the same run repeated on a
+fresh MCMC, i.e. its compilation), the sampling phase's time
+per sample and per leapfrog step (leapfrog steps counted: tracejit's kernel counts
+them, Pyro's velocity_verlet calls are counted, NumPyro's `num_steps` extra field; for
+NumPyro the steady state: a third run of --samples more samples from the last state,
+after the one that compiles the sampling-only chain),
+the mean tree size, and a posterior mean (a check that every peer samples the same
+posterior). Ratios are tracejit/peer. Pyro's eager and jit NUTS take ms per leapfrog
+step, so by default they run --pyro-warmup + --pyro-samples (200 + 200); their
+whole-run time is then scaled to --warmup + --samples and marked "est." (--full runs
+them at full length).
+
+Targets (issue 24): per leapfrog step at most 1.0x NumPyro's steady state; a whole run
+of 1000 + 1000, compilation included, at most 0.3x NumPyro's and 0.1x Pyro's
+jit_compile=True; the first call at most 50 ms.
+
+Measured (2026-12-07, this 2-core machine shared with other sessions, load average
+6-13 throughout, so every number is inflated and noisy; ratios are same-process):
+tracejit's whole 1000+1000 run 1.97 s (schools) and 2.07 s (logistic 500x10), first
+call 126-191 ms, sampling phase 0.69-1.5 ms per sample and 75-210 µs per leapfrog step
+(9.2 and 7.0 steps a sample), the Python around each transition (Pyro's MCMC loop and
+logging, WarmupAdapter, the kernel's sample()) being most of it: the compiled
+transition alone is ~5 µs per leapfrog step plus ~70 µs a call on the 1-site normal
+model when the machine was quieter. Against Pyro (200+200, whole run scaled): 0.02-0.03x
+eager and 0.03-0.07x jit_compile=True per sample (0.01-0.10x per leapfrog step).
+Against NumPyro (numpyro 0.22.0, jax 0.10.2): whole run 0.08-0.41x, per leapfrog step
+0.07-0.30x, but NumPyro ran at 0.6-1.7 ms per leapfrog step and 14-29 s of compilation
+here, 10-50x its quiet-machine speed (XLA suffers from the load), so these ratios
+overstate tracejit's lead. Posterior means agree (schools mu 4.44 / 4.63 / 4.43).
+
+NumPyro: imported if importable; else from TRACEJIT_NUMPYRO_PATH (a `pip install
+--target DIR numpyro multipledispatch --no-deps` beside the environment's jax).
+
+Run:  PYTHONPATH=python:tests python benchmarks/bench_pyro_nuts.py [--quick]
+      [--cases schools,logistic,baseball,bnn] [--peers tracejit,pyro,pyro.jit,numpyro]
+      [--warmup 1000] [--samples 1000] [--full]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+import _harness as H  # noqa: E402
+import bench_pyro as BP  # noqa: E402
+
+CASES = ("schools", "logistic", "baseball", "bnn")
+PEERS = ("tracejit", "pyro", "pyro.jit", "numpyro")
+CHECK = {"schools": "mu", "logistic": "b", "baseball": "phi", "bnn": "sigma"}
+
+
+class _Counter:
+    """Counts pyro.infer.mcmc's velocity_verlet calls (one per leapfrog step of Pyro's
+    NUTS; find_reasonable_step_size's calls happen in warmup only)."""
+    n = 0
+
+    @classmethod
+    def install(cls):
+        import pyro.infer.mcmc.nuts as nuts
+        if getattr(nuts.velocity_verlet, "_counted", False):
+            return
+        orig = nuts.velocity_verlet
+
+        def counted(*args, **kwargs):
+            cls.n += 1
+            return orig(*args, **kwargs)
+        counted._counted = True
+        nuts.velocity_verlet = counted
+
+
+def pyro_run(peer, case, warmup, samples):
+    """(seconds, sampling seconds, sampling leapfrog steps, posterior mean)."""
+    import pyro
+    import tracejit.pyro as tjp
+    from pyro.infer import MCMC
+    model, data = BP.pyro_case(case)
+    pyro.set_rng_seed(0)
+    kernel = (tjp.NUTS(model) if peer == "tracejit" else
+              pyro.infer.NUTS(model, jit_compile=peer == "pyro.jit",
+                              ignore_jit_warnings=True))
+    marks = {}
+
+    def hook(kernel_, params, stage, i):
+        if stage == "Sample" and "t" not in marks:
+            marks["t"] = time.perf_counter()
+            marks["n"] = steps()
+
+    def steps():
+        return kernel.num_leapfrog_steps if peer == "tracejit" else _Counter.n
+
+    mcmc = MCMC(kernel, num_samples=samples, warmup_steps=warmup, disable_progbar=True,
+                hook_fn=hook)
+    t0 = time.perf_counter()
+    mcmc.run(*data)
+    t1 = time.perf_counter()
+    name = CHECK[case]
+    mean = float(mcmc.get_samples()[name].mean()) if name in mcmc.get_samples() else float("nan")
+    return t1 - t0, t1 - marks["t"], steps() - marks["n"], mean
+
+
+def numpyro_run(case, mods, warmup, samples):
+    """(seconds of one mcmc.run of warmup + samples on a fresh MCMC, compilation
+    included; the same run again on another fresh MCMC minus nothing: the first run's
+    excess over it is the compilation; steady-state seconds of `samples` more samples (a
+    sampling-only run from the last state, after the one that compiles it), its leapfrog
+    steps, posterior mean)."""
+    numpyro, jax = mods
+    from numpyro.infer import MCMC, NUTS
+    model, data = BP.numpyro_case(case, numpyro)
+    times = []
+    for _ in range(2):
+        mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=samples, progress_bar=False)
+        t0 = time.perf_counter()
+        mcmc.run(jax.random.PRNGKey(0), *data)
+        jax.block_until_ready(mcmc.get_samples())
+        times.append(time.perf_counter() - t0)
+    s = mcmc.get_samples()
+    name = CHECK[case]
+    mean = float(s[name].mean()) if name in s else float("nan")
+    for _ in range(2):
+        mcmc.post_warmup_state = mcmc.last_state
+        t1 = time.perf_counter()
+        mcmc.run(mcmc.post_warmup_state.rng_key, *data, extra_fields=("num_steps",))
+        jax.block_until_ready(mcmc.get_samples())
+        steady = time.perf_counter() - t1
+    n = int(mcmc.get_extra_fields()["num_steps"].sum())
+    return times[0], max(times[0] - times[1], 0.0), steady, n, mean
+
+
+def run(opts) -> dict:
+    print("## Pyro NUTS runs (bench_pyro_nuts)\n")
+    H._prepare_environment()
+    try:
+        import pyro
+        import torch
+    except ImportError as e:
+        print(f"pyro or torch not installed ({e}); skipped")
+        return {"records": [], "failures": []}
+    import tracejit
+    torch.set_num_threads(opts.threads)
+    tracejit.set_num_threads(opts.threads)
+    H.set_openblas_threads(opts.threads)
+    _Counter.install()
+    peers = [p for p in PEERS if p in (opts.peers or ",".join(PEERS)).split(",")]
+    npy, why = None, "not asked for"
+    if "numpyro" in peers:
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                              "intra_op_parallelism_threads=1")
+        npy, why = BP.numpyro_modules()
+        if npy is None:
+            peers.remove("numpyro")
+    W, S = (50, 50) if opts.quick else (opts.warmup, opts.samples)
+    pw, ps = (W, S) if opts.full else (min(W, opts.pyro_warmup), min(S, opts.pyro_samples))
+    print(f"pyro {pyro.__version__}, torch {torch.__version__}, threads {opts.threads}; "
+          f"NumPyro: {why}; {W} warmup + {S} samples (Pyro's eager/jit: {pw} + {ps})")
+    busy = H.busy_elsewhere()
+    if busy is not None:
+        print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
+    cases = [c for c in CASES if c in (opts.cases or "schools,logistic").split(",")]
+    records, failures, rows = [], [], []
+    for case in cases:
+        res = {}
+        for peer in peers:
+            w, s = (pw, ps) if peer in ("pyro", "pyro.jit") else (W, S)
+            try:
+                if peer == "numpyro":
+                    whole, first, samp, steps, mean = numpyro_run(case, npy, w, s)
+                else:       # the whole run first: nothing of the model compiled before
+                    whole, samp, steps, mean = pyro_run(peer, case, w, s)
+                    first = pyro_run(peer, case, 1, 1)[0]
+            except Exception as e:     # a peer that fails is reported, not timed
+                failures.append(f"{peer} {case}: {type(e).__name__}: {e}")
+                continue
+            scaled = whole * (W + S) / (w + s)
+            res[peer] = dict(first=first, whole=scaled, est=(w, s) != (W, S),
+                             per_sample=samp / s, per_step=samp / max(steps, 1),
+                             tree=steps / s, mean=mean)
+            records.append({"case": case, "peer": peer, "warmup": w, "samples": s,
+                            "first_s": first, "whole_s": whole, "sampling_s": samp,
+                            "sampling_steps": steps, "posterior_mean": mean})
+        base = res.get("tracejit")
+        for peer, r in res.items():
+            def rat(key):
+                return "" if base is None or peer == "tracejit" else \
+                    f" ({base[key] / r[key]:.2f}x)"
+            rows.append([case, peer, f"{1e3 * r['first']:.0f} ms{rat('first')}",
+                         f"{r['whole']:.2f} s{' est.' if r['est'] else ''}{rat('whole')}",
+                         f"{H.fmt_time(1e9 * r['per_sample'])}{rat('per_sample')}",
+                         f"{H.fmt_time(1e9 * r['per_step'])}{rat('per_step')}",
+                         f"{r['tree']:.1f}", f"{CHECK[case]} {r['mean']:.3f}"])
+    print()
+    print(H.markdown_table(["model", "peer", "first call (tj/peer)",
+                            f"whole {W}+{S} (tj/peer)", "per sample (tj/peer)",
+                            "per leapfrog step (tj/peer)", "steps/sample", "posterior mean"],
+                           rows, right_from=2))
+    print("\nTargets: per leapfrog step <= 1.0x numpyro; whole run <= 0.3x numpyro and "
+          "<= 0.1x pyro.jit; first call <= 50 ms.")
+    H.print_failures(failures)
+    return {"records": records, "failures": failures}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="50 + 50 steps (a smoke test)")
+    p.add_argument("--cases", default="", help=f"comma-separated subset of {CASES} "
+                   "(default schools,logistic)")
+    p.add_argument("--peers", default="", help=f"comma-separated subset of {PEERS}")
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--pyro-warmup", type=int, default=200)
+    p.add_argument("--pyro-samples", type=int, default=200)
+    p.add_argument("--full", action="store_true", help="Pyro's peers at full length too")
+    p.add_argument("--threads", type=int, default=1, help="threads of every peer (default 1)")
+    p.add_argument("--json", default=None, help="write the raw numbers here")
+    opts = p.parse_args(argv)
+    return H.finish(run(opts), "pyro_nuts", opts.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

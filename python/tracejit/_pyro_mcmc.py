@@ -1,0 +1,226 @@
+"""tracejit.pyro.NUTS and HMC: Pyro's kernels (subclasses, for pyro.infer.MCMC) whose
+transition runs as one compiled call.
+
+    mcmc = MCMC(tracejit.pyro.NUTS(model), num_samples=1000, warmup_steps=1000)
+
+Pyro's own machinery is kept where it is not per leapfrog step: initialize_model (the
+potential of the unconstrained sites, init_strategy, transforms), the WarmupAdapter
+(dual-averaging step size, windowed diagonal or dense mass matrix, find_reasonable_step_size),
+MCMC's bookkeeping and diagnostics. What changes is `sample`: the momentum draw, every
+leapfrog step with the potential's gradient (tracejit's reverse mode, no
+torch.autograd.grad), NUTS's tree building with its U-turn criterion and multinomial
+sampling, divergence detection and HMC's Metropolis correction are one compiled
+function of the flat unconstrained vector (_nuts.py), traced once per kernel and
+replayed at every transition. Its draws come from torch's default generator
+(torch.manual_seed / pyro.set_rng_seed reproduce a run), not in the order Pyro's own
+kernel draws, so chains agree with Pyro's in distribution, not draw for draw.
+
+The compiled transition runs with Pyro's validation off (as Pyro's own kernel does
+during warmup): a non-finite potential is a diverging step (reported in
+diagnostics()['divergences']) instead of Pyro's ValueError after warmup. The
+potential Pyro's own code calls outside the trajectory (setup, find_reasonable_step_size)
+is the same potential compiled (tracejit.compile; its gradient through torch's
+autograd route). A mass-matrix adapter other than Pyro's BlockMassMatrix
+(ArrowheadMassMatrix) runs Pyro's own sample (a warning).
+"""
+import warnings
+
+import torch
+
+import pyro
+import pyro.infer.mcmc as pmcmc
+from pyro.infer.mcmc.adaptation import BlockMassMatrix
+from pyro.ops.integrator import potential_grad
+
+from . import _C, _nuts, _torch
+
+__all__ = ["NUTS", "HMC"]
+
+
+class _Layout:
+    """The flat vector's order: the mass matrix's blocks in the adapter's order, each
+    block's sites in its order (as BlockMassMatrix.scale concatenates them)."""
+
+    def __init__(self, blocks, prototype):
+        self.names = [n for block in blocks for n in block]
+        self.shapes = [tuple(prototype[n].shape) for n in self.names]
+        self.sizes = [prototype[n].numel() for n in self.names]
+
+    def flat(self, d):
+        return torch.cat([d[n].detach().reshape(-1) for n in self.names])
+
+    def unflat(self, v):
+        out, pos = {}, 0
+        for n, shape, k in zip(self.names, self.shapes, self.sizes):
+            out[n] = v[pos:pos + k].reshape(shape)
+            pos += k
+        return out
+
+
+def _mass(adapter):
+    """(M^-1, M^1/2) of the whole flat vector: vectors if every block is diagonal, else
+    block-diagonal matrices (a diagonal block on its diagonal)."""
+    inv = list(adapter._inverse_mass_matrix.values())
+    sq = [adapter._mass_matrix_sqrt[k] for k in adapter._inverse_mass_matrix]
+    if all(v.dim() == 1 for v in inv):
+        return torch.cat(inv), torch.cat(sq)
+    def full(v):
+        return torch.diag(v) if v.dim() == 1 else v
+    return (torch.block_diag(*[full(v) for v in inv]),
+            torch.block_diag(*[full(v) for v in sq]))
+
+
+class _CompiledKernel:
+    """sample() through one compiled transition (mixed into Pyro's HMC and NUTS)."""
+
+    _tracejit_kind = None
+
+    def _tracejit_init(self):
+        self._tracejit_fn = self._tracejit_mass = None
+        self.num_leapfrog_steps = 0     # over every transition since construction
+        if self.potential_fn is not None:      # given by the user (no model)
+            self._tracejit_compile_potential()
+
+    def _initialize_model_properties(self, model_args, model_kwargs):
+        self._jit_compile = False     # the transition is compiled here instead
+        super()._initialize_model_properties(model_args, model_kwargs)
+        self._tracejit_compile_potential()
+
+    def _tracejit_compile_potential(self):
+        """Pyro's potential kept for the compiled transition; its compiled form for
+        Pyro's own calls (setup, find_reasonable_step_size)."""
+        self._tracejit_pyro_potential = self.potential_fn
+        self.potential_fn = _C.CompiledFunction(self.potential_fn, (), ())
+
+    def setup(self, warmup_steps, *args, **kwargs):
+        self._tracejit_fn = self._tracejit_mass = self._tracejit_last = None
+        super().setup(warmup_steps, *args, **kwargs)
+
+    def _tracejit_transition(self):
+        """The compiled transition for the current layout, or None (Pyro's own sample)."""
+        adapter = self.mass_matrix_adapter
+        if type(adapter) is not BlockMassMatrix:
+            if not getattr(self, "_tracejit_warned", False):
+                self._tracejit_warned = True
+                warnings.warn(f"tracejit.pyro.{type(self).__name__}: the mass matrix adapter "
+                              f"{type(adapter).__name__} runs Pyro's own sample()",
+                              RuntimeWarning, stacklevel=3)
+            return None
+        if self._tracejit_fn is None:
+            layout = _Layout(list(adapter._inverse_mass_matrix), self.initial_params)
+            pyro_potential = self._tracejit_pyro_potential
+
+            def potential(zf):     # (in z's dtype: a float64 likelihood of float32 sites)
+                return pyro_potential(layout.unflat(zf)).to(zf.dtype)
+            self._tracejit_fn = (layout, self._tracejit_build(potential))
+        return self._tracejit_fn
+
+    def _tracejit_mass_now(self, dtype):
+        """(M^-1, M^1/2) in the sites' dtype (Pyro makes them in the potential's), made
+        again when the adapter sets another mass matrix."""
+        adapter = self.mass_matrix_adapter
+        current = tuple(adapter._inverse_mass_matrix.values())
+        cached = self._tracejit_mass
+        if cached is None or len(cached[0]) != len(current) or \
+                any(a is not b for a, b in zip(cached[0], current)):
+            cached = self._tracejit_mass = (current, tuple(m.to(dtype) for m in _mass(adapter)))
+        return cached[1]
+
+    def _tracejit_scalar(self, name, value, dtype):
+        """A 0-d tensor of value, made again only when the value changes."""
+        cached = self.__dict__.get(name)
+        if cached is None or cached[0] != value or cached[1].dtype != dtype:
+            cached = (value, torch.tensor(value, dtype=dtype))
+            setattr(self, name, cached)
+        return cached[1]
+
+    def sample(self, params):
+        z, pe, z_grads = self._fetch_from_cache()
+        last = self.__dict__.get("_tracejit_last")
+        if z is None:
+            z = params
+            z_grads, pe = potential_grad(self.potential_fn, z)
+            self._cache(z, pe, z_grads)
+        elif len(z) == 0:
+            return super().sample(params)
+        plan = self._tracejit_transition()
+        if plan is None:
+            return super().sample(params)
+        layout, fn = plan
+        if last is not None and last[0] is z:     # this kernel's own last state, flat
+            zf, gf = last[1], last[2]
+        else:
+            if z_grads is None:
+                z_grads, pe = potential_grad(self.potential_fn, z)
+            zf, gf = layout.flat(z), layout.flat(z_grads)
+        inv, sq = self._tracejit_mass_now(zf.dtype)
+        args = (zf, pe.detach().to(zf.dtype), gf, inv, sq,
+                self._tracejit_scalar("_tracejit_ss", self.step_size, zf.dtype))
+        if self._tracejit_kind == "hmc":
+            args += (self._tracejit_scalar("_tracejit_ns", self.num_steps, torch.int64),)
+        zf, pe, gf, accept_prob, steps, diverging, moved = fn(*args)
+        self.num_leapfrog_steps += int(steps)
+        z = layout.unflat(zf)
+        self._cache(z, pe, None)       # the gradient stays flat (_tracejit_last)
+        self._tracejit_last = (z, zf, gf)
+        if bool(diverging) and self._t >= self._warmup_steps:
+            self._divergences.append(self._t - self._warmup_steps)
+        self._t += 1
+        if self._t > self._warmup_steps:
+            n = self._t - self._warmup_steps
+            if bool(moved):
+                self._accept_cnt += 1
+        else:
+            n = self._t
+            self._adapter.step(self._t, z, accept_prob, layout.unflat(gf))
+        self._mean_accept_prob += (accept_prob.item() - self._mean_accept_prob) / n
+        return z.copy()
+
+
+class NUTS(_CompiledKernel, pmcmc.NUTS):
+    """pyro.infer.NUTS (multinomial sampling) whose whole trajectory is one compiled call
+    per sample (module docstring). Pyro's arguments; `use_multinomial_sampling=False`
+    (slice sampling) is not compiled: a ValueError."""
+
+    _tracejit_kind = "nuts"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._tracejit_init()
+        if not self.use_multinomial_sampling:
+            raise ValueError("tracejit.pyro.NUTS compiles multinomial NUTS only; "
+                             "use_multinomial_sampling=False is pyro.infer.NUTS's")
+
+    def _tracejit_build(self, potential):
+        max_depth, max_delta = self._max_tree_depth, float(self._max_sliced_energy)
+
+        def nuts_transition(z, pe, g, inv_mass, mass_sqrt, step_size):
+            with pyro.validation_enabled(False):
+                out = _nuts.nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size,
+                                 max_depth, max_delta)
+            return out[:6] + out[7:]     # (z, pe, g, accept, steps, diverging, moved)
+        return _C.CompiledFunction(nuts_transition, (), ())
+
+
+class HMC(_CompiledKernel, pmcmc.HMC):
+    """pyro.infer.HMC whose leapfrog trajectory and Metropolis correction are one
+    compiled call per sample (module docstring); num_steps follows the adapted step
+    size (trajectory_length / step_size) as Pyro's, an input of the compiled call."""
+
+    _tracejit_kind = "hmc"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._tracejit_init()
+
+    def _tracejit_build(self, potential):
+        max_delta = float(self._max_sliced_energy)
+
+        def hmc_transition(z, pe, g, inv_mass, mass_sqrt, step_size, num_steps):
+            with pyro.validation_enabled(False):
+                return _nuts.hmc(potential, z, pe, g, inv_mass, mass_sqrt, step_size,
+                                 num_steps, max_delta)
+        return _C.CompiledFunction(hmc_transition, (), ())
+
+
+_torch.skip_dirs(pmcmc)
