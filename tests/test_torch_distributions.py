@@ -155,7 +155,9 @@ def test_log_prob_gradients_match_eager(case):
 
 
 @pytest.mark.parametrize("case", ["Normal", "LogNormal", "MultivariateNormal", "Exponential",
-                                  "Laplace", "Uniform", "Cauchy", "HalfNormal"])
+                                  "Laplace", "Uniform", "Cauchy", "HalfNormal",
+                                  # rejection samplers (tests/test_random_samplers_torch.py)
+                                  "Gamma", "Beta", "Dirichlet", "StudentT"])
 def test_rsample_draws_fresh_values_of_eagers_shape(case):
     make = CASES[case][0]
     f = tracejit.compile(lambda *a: make(*a).rsample((2,)))
@@ -163,17 +165,6 @@ def test_rsample_draws_fresh_values_of_eagers_shape(case):
     a, b = f(*args), f(*args)
     assert a.shape == make(*args).rsample((2,)).shape
     assert torch.isfinite(a).all() and not torch.equal(a, b)
-
-
-@pytest.mark.parametrize("case", ["Gamma", "Beta", "Dirichlet", "StudentT"])
-def test_gamma_draws_are_refused_naming_the_sampler(case):
-    """Gamma's sampler (and so Beta's, Dirichlet's, StudentT's) is a rejection sampler,
-    which the graph's draws do not have yet."""
-    make = CASES[case][0]
-    f = tracejit.compile(lambda *a: make(*a).rsample())
-    with pytest.raises(tracejit.TraceError, match=r"torch\._(standard_gamma|sample_dirichlet) is "
-                       r"not supported by tracejit yet"):
-        f(*_args(case, torch.float64, 0)[:-1])
 
 
 def test_a_value_outside_the_support_raises_at_the_call_where_eager_raises():
