@@ -85,6 +85,25 @@ static void unlink_plan(tj_function *self, tj_plan *p) {
         if (*pp == p) { *pp = p->next; self->n_plans--; p->in_cache = 0; return; }
 }
 
+/* A call handed to a Python route, route(self, args_tuple, kwargs_dict): the autograd
+ * route (with `fast`, tj_ag_fast_call first) or complex arguments'. */
+static PyObject *python_route(tj_function *self, PyObject *route, int fast,
+                              PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *targs = PyTuple_New(nargs), *kw = PyDict_New(), *r = NULL;
+    if (targs && kw) {
+        for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(targs, i, Py_NewRef(args[i]));
+        Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i = 0;
+        for (; i < nk; i++)
+            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) break;
+        if (i == nk && fast) r = tj_ag_fast_call(self->st, self->dict, targs, kw);
+        if (i == nk && !r && !PyErr_Occurred())
+            r = PyObject_CallFunctionObjArgs(route, (PyObject *)self, targs, kw, NULL);
+    }
+    Py_XDECREF(targs);
+    Py_XDECREF(kw);
+    return r;
+}
+
 /* A torch tensor argument requires grad under grad mode (flatten refused it, the
  * TypeError is set): the call goes through torch.autograd (_torch_autograd.call),
  * or the TypeError stands when that is not registered. */
@@ -93,38 +112,15 @@ static PyObject *autograd_call(tj_function *self, PyObject *const *args, Py_ssiz
     tj_state *st = self->st;
     if (!st->autograd_call) return NULL;
     PyErr_Clear();
-    PyObject *targs = PyTuple_New(nargs), *kw = PyDict_New(), *r = NULL;
-    if (targs && kw) {
-        for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(targs, i, Py_NewRef(args[i]));
-        Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i = 0;
-        for (; i < nk; i++)
-            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) break;
-        if (i == nk && !(r = tj_ag_fast_call(st, self->dict, targs, kw)) && !PyErr_Occurred())
-            r = PyObject_CallFunctionObjArgs(st->autograd_call, (PyObject *)self, targs, kw, NULL);
-    }
-    Py_XDECREF(targs);
-    Py_XDECREF(kw);
-    return r;
+    return python_route(self, st->autograd_call, 1, args, nargs, kwnames);
 }
 
 /* A complex array among the arguments (flatten refused it, the TypeError is set):
  * _complex.call compiles the function over their real and imaginary parts. */
 static PyObject *complex_call(tj_function *self, PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames) {
-    tj_state *st = self->st;
     PyErr_Clear();
-    PyObject *targs = PyTuple_New(nargs), *kw = PyDict_New(), *r = NULL;
-    if (targs && kw) {
-        for (Py_ssize_t i = 0; i < nargs; i++) PyTuple_SET_ITEM(targs, i, Py_NewRef(args[i]));
-        Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i = 0;
-        for (; i < nk; i++)
-            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) break;
-        if (i == nk)
-            r = PyObject_CallFunctionObjArgs(st->complex_call, (PyObject *)self, targs, kw, NULL);
-    }
-    Py_XDECREF(targs);
-    Py_XDECREF(kw);
-    return r;
+    return python_route(self, self->st->complex_call, 0, args, nargs, kwnames);
 }
 
 /* A call whose values none of its key's max_variants variants assume: eager (the
