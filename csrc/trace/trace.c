@@ -8,15 +8,7 @@
 
 /* ---- Trace ---------------------------------------------------------------- */
 
-static void trace_dealloc(tj_trace *t) {
-    PyTypeObject *tp = Py_TYPE(t);
-    PyObject_GC_UnTrack(t);
-    tj_graph_free(&t->g);
-    PyMem_Free(t->holders);
-    PyMem_Free(t->view_copies);
-    PyMem_Free(t->readonly);
-    PyMem_Free(t->ext);
-    PyMem_Free(t->out_alias);
+static int trace_clear(tj_trace *t) {
     Py_CLEAR(t->pending);
     Py_CLEAR(t->pending_error);
     Py_CLEAR(t->refusal);
@@ -31,6 +23,19 @@ static void trace_dealloc(tj_trace *t) {
     Py_CLEAR(t->stand_ins);
     Py_CLEAR(t->fn);
     Py_CLEAR(t->loops);
+    return 0;
+}
+
+static void trace_dealloc(tj_trace *t) {
+    PyTypeObject *tp = Py_TYPE(t);
+    PyObject_GC_UnTrack(t);
+    tj_graph_free(&t->g);
+    PyMem_Free(t->holders);
+    PyMem_Free(t->view_copies);
+    PyMem_Free(t->readonly);
+    PyMem_Free(t->ext);
+    PyMem_Free(t->out_alias);
+    trace_clear(t);
     tp->tp_free((PyObject *)t);
     Py_DECREF(tp);
 }
@@ -49,24 +54,6 @@ static int trace_traverse(tj_trace *t, visitproc visit, void *arg) {
     Py_VISIT(t->stand_ins);
     Py_VISIT(t->fn);
     Py_VISIT(t->loops);
-    return 0;
-}
-
-static int trace_clear(tj_trace *t) {
-    Py_CLEAR(t->pending);
-    Py_CLEAR(t->pending_error);
-    Py_CLEAR(t->refusal);
-    Py_CLEAR(t->guards);
-    Py_CLEAR(t->captures);
-    Py_CLEAR(t->rng_sources);
-    Py_CLEAR(t->rng_keyfns);
-    Py_CLEAR(t->checks);
-    Py_CLEAR(t->values);
-    Py_CLEAR(t->conc_vals);
-    Py_CLEAR(t->made);
-    Py_CLEAR(t->stand_ins);
-    Py_CLEAR(t->fn);
-    Py_CLEAR(t->loops);
     return 0;
 }
 
