@@ -581,6 +581,18 @@ def ratio_row(case: str, peers: list, ok: dict, m: dict, targets: dict) -> list:
     return row
 
 
+def measure_case(case: str, peers: list, ok: dict, records: list, target_s: float,
+                 targets: dict, **kw) -> tuple:
+    """One case's peers `ok` (peer -> call) timed interleaved (`interleaved`, its keyword
+    arguments `kw`), each peer's timing put into its record of this case: the table row
+    (`ratio_row`) and the timings."""
+    m = interleaved(ok, target_s * len(ok), **kw) if ok else {"ratios": {}}
+    for r in records:
+        if r["case"] == case:
+            r.update(m.get(r["peer"], {}))
+    return ratio_row(case, peers, ok, m, targets), m
+
+
 def print_case_table(peers: list, rows: list, records: list) -> None:
     """ratio_row's rows as a markdown table, then every peer's first call."""
     print(markdown_table(["case"] + [f"{p} (tracejit/{p})" if p != "tracejit" else p

@@ -105,11 +105,8 @@ def run(opts):
                 records.append({"case": case, "peer": peer, "first_ns": first})
             except Exception as e:   # reported, not fatal
                 H.failure(peer, case, e, failures)
-        m = H.interleaved(ok, target_s * len(ok)) if ok else {"ratios": {}}
-        for r in records:
-            if r["case"] == case:
-                r.update(m.get(r["peer"], {}))
-        rows.append(H.ratio_row(case, list(PEERS), ok, m, TARGET.get(case, {})))
+        rows.append(H.measure_case(case, list(PEERS), ok, records, target_s,
+                                   TARGET.get(case, {}))[0])
     H.print_case_table(list(PEERS), rows, records)
     H.print_failures(failures)
     return {"records": records, "failures": failures}

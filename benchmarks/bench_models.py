@@ -261,12 +261,12 @@ def run(opts) -> dict:
             except Exception as e:   # reported, not fatal
                 H.failure(peer, case, e, failures)
         batch = 2e-3 if case.startswith(("vae", "gpt", "lstm")) else 2e-4
-        m = H.interleaved(ok, target_s * len(ok), batch_s=batch) if ok else {"ratios": {}}
+        row, m = H.measure_case(case, peers, ok, records, target_s, TARGET.get(case, {}),
+                                batch_s=batch)
         for r in records:
             if r["case"] == case:
-                r.update(m.get(r["peer"], {}))
                 r["ratio"] = m["ratios"].get(r["peer"])
-        rows.append(H.ratio_row(case, peers, ok, m, TARGET.get(case, {})))
+        rows.append(row)
     H.print_case_table(peers, rows, records)
     H.print_failures(failures)
     return {"records": records, "failures": failures}

@@ -236,11 +236,8 @@ def run(opts) -> dict:
             except Exception as e:   # reported, not fatal
                 H.failure(peer, case, e, failures)
         batch = 2e-3 if case == "vae" else 2e-5
-        m = H.interleaved(ok, target_s * len(ok), batch_s=batch) if ok else {"ratios": {}}
-        for r in records:
-            if r["case"] == case:
-                r.update(m.get(r["peer"], {}))
-        rows.append(H.ratio_row(case, peers, ok, m, TARGET.get(case, {})))
+        rows.append(H.measure_case(case, peers, ok, records, target_s, TARGET.get(case, {}),
+                                   batch_s=batch)[0])
     H.print_case_table(peers, rows, records)
     for line in ks_lines:
         print(line)
