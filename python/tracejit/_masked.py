@@ -105,8 +105,6 @@ class Masked:
         name = func.__name__
         if name in _REDUCTIONS and args and args[0] is self:
             return getattr(self, name)(*args[1:], **kwargs)
-        if name in ("shape", "size", "ndim", "len"):
-            _unsupported(f"numpy.{name}")
         _unsupported(f"numpy.{name}")
 
     def astype(self, dtype, **kw):
@@ -195,11 +193,7 @@ class Masked:
                 target.shape != self.full.shape:
             _unsupported("assigning it other than through the same mask into an array of "
                          "its shape")
-        return self._where_into(target)
-
-    def _where_into(self, target):
-        m = self.mask.reshape(self.mask.shape + (1,) * (self.full.ndim - self.mask.ndim))
-        return np.where(m, self.full, target).astype(target.dtype)
+        return self._where(target).astype(target.dtype)
 
 
 def _binary(ufunc, reflected=False):
