@@ -556,7 +556,8 @@ void tj_template_free(tj_template *tp) {
 
 /* Output `a` as eager hands it out: a NumPy scalar or a Python number where eager NumPy
  * gives one (np.sum(x), x[0, 0], a ufunc of 0-d operands; a Python float argument,
- * n * 2 of a Python int n), from its 0-d array; a torch result stays a tensor. New
+ * n * 2 of a Python int n), from its 0-d array; a torch result stays a tensor, unless
+ * eager's is a Python number (a float argument's `s * 2`, Pyro's torch_item). New
  * reference. */
 static PyObject *as_result(PyObject *a, int kind) {
     if (kind >= TJ_RESULT_COMPLEX && PyArray_CheckExact(a)) {
@@ -584,6 +585,8 @@ static PyObject *as_result(PyObject *a, int kind) {
         Py_DECREF(z);
         return sc;
     }
+    if (kind == TJ_RESULT_PYNUMBER && !PyArray_Check(a))   /* a torch trace's Python number */
+        return PyObject_CallMethod(a, "item", NULL);
     if (kind == TJ_RESULT_ARRAY || !PyArray_CheckExact(a) || PyArray_NDIM((PyArrayObject *)a))
         return Py_NewRef(a);
     PyArrayObject *arr = (PyArrayObject *)a;

@@ -109,6 +109,25 @@ static PyObject *ad_detach(PyObject *mod, PyObject *o) {
     return r < 0 ? NULL : tj_tracer_new(x->trace, r);
 }
 
+/* _python_number(tracer) -> a Tracer for a detached copy of a 0-d float64 or int64
+ * tracer that computes as a Python number (weak: torch's and NumPy's promotion treat it
+ * as a float or int, and a result that is one comes back as a Python number). What
+ * eager's x.item() gives where the value must stay in the graph: Pyro's torch_item of a
+ * loss that depends on fresh draws, summed into the reported loss. */
+static PyObject *python_number(PyObject *mod, PyObject *o) {
+    tj_tracer *x = as_tracer(o);
+    if (!x) return NULL;
+    const tj_node *n = &x->trace->g.nodes[x->id];
+    if (n->ndim || (n->dtype != TJ_F64 && n->dtype != TJ_I64)) {
+        PyErr_SetString(PyExc_TypeError, "_python_number takes a 0-d float64 or int64 tracer");
+        return NULL;
+    }
+    int32_t r = tj_trace_add_over(x->trace, x->id, TJ_OP_COPY, TJ_COPY_DETACH);
+    if (r < 0) return NULL;
+    x->trace->g.nodes[r].weak = 1;
+    return tj_tracer_np(tj_tracer_new(x->trace, r), TJ_NP_PYTHON);
+}
+
 /* _ad_op_names() -> the names of every op in the table, in table order. */
 static PyObject *ad_op_names(PyObject *mod, PyObject *unused) {
     PyObject *r = PyTuple_New(TJ_NOPS);
@@ -125,6 +144,8 @@ static PyMethodDef ad_methods[] = {
     {"_ad_node", ad_node, METH_VARARGS, "autodiff: a traced node's op, operands and layout"},
     {"_ad_source", ad_source, METH_VARARGS, "autodiff: a fresh node to differentiate against"},
     {"_ad_detach", ad_detach, METH_O, "autodiff: a copy the walk does not differentiate through"},
+    {"_python_number", python_number, METH_O, "a detached 0-d tracer that computes as a "
+     "Python number (eager's .item() kept in the graph)"},
     {NULL, NULL, 0, NULL},
 };
 

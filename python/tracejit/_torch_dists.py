@@ -108,6 +108,22 @@ def _warn_if_nan(orig):
     return warn_if_nan
 
 
+def _torch_item(orig):
+    """Pyro's torch_item (x.item() for reporting a loss as a float): of a traced value,
+    the value itself, detached, computing as a Python number does (weak: float32
+    tensors stay float32 beside it, a result that is one comes back as a float). Eager's
+    float cannot be replayed when the value depends on fresh draws; this can, and the
+    numbers are the same: the item is the value in double, and Pyro only adds it up
+    (`loss + (surrogate - torch_item(surrogate))`)."""
+    def torch_item(x):
+        if not isinstance(x, Tracer) or x.numel() != 1 or x.dtype == _torch().bool:
+            return orig(x)
+        v = x.detach().reshape(())
+        return _C._python_number(v.double() if v.is_floating_point() else v.long())
+    torch_item._tracejit = True
+    return torch_item
+
+
 def _warn_if_inf(orig):
     def warn_if_inf(value, msg="", allow_posinf=False, allow_neginf=False, *, filename=None,
                     lineno=None):
@@ -219,6 +235,10 @@ def swaps():
         orig = getattr(pyro_util, name, None)
         if orig is not None:
             by_name[name] = (orig, make(orig))
+    pyro_infer_util = sys.modules.get("pyro.infer.util")
+    if getattr(pyro_infer_util, "torch_item", None) is not None:
+        orig = pyro_infer_util.torch_item
+        by_name["torch_item"] = (orig, _torch_item(orig))
     for module, name in _holders(by_name):
         orig, swap = by_name[name]
         if module.__dict__.get(name) is orig:
