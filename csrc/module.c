@@ -17,6 +17,7 @@ PyObject *tj_trace_capture(PyObject *m, PyObject *arr);
 PyObject *tj_torch_trace_error(PyObject *m, PyObject *msg);
 PyObject *tj_torch_note_made(PyObject *m, PyObject *o);
 PyObject *tj_torch_stand_in(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
+PyObject *tj_torch_stood_in_for(PyObject *m, PyObject *o);
 PyObject *tj_py_trace_device(PyObject *m, PyObject *unused);
 PyObject *tj_torch_assign(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 PyObject *tj_effects_register(PyObject *m, PyObject *swaps);
@@ -346,6 +347,8 @@ static PyMethodDef module_methods[] = {
     {"_trace_error", tj_torch_trace_error, METH_O, "raise TraceError(msg) at the user's line"},
     {"_stand_in", (PyCFunction)(void (*)(void))tj_torch_stand_in, METH_FASTCALL,
      "_stand_in(tensor, tracer): the current trace reads the real tensor as the tracer"},
+    {"_stood_in_for", tj_torch_stood_in_for, METH_O,
+     "_stood_in_for(tracer): the real tensor the trace reads as the tracer, or None"},
     {"_note_made", tj_torch_note_made, METH_O,
      "_note_made(tensor): torch made it while the current trace runs (never written back)"},
     {"_trace_device", tj_py_trace_device, METH_NOARGS,

@@ -169,3 +169,70 @@ def test_python_number_takes_only_a_0d_float64_or_int64_tracer():
         f(torch.ones(2, dtype=torch.float64))
     with pytest.raises(TypeError, match="0-d float64 or int64"):
         f(torch.tensor(1.0))
+
+
+class _Coder(torch.nn.Module):
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(n_in, 8)
+        self.fc2 = torch.nn.Linear(8, n_out)
+
+    def forward(self, x):
+        return self.fc2(torch.nn.functional.softplus(self.fc1(x)))
+
+
+class _DeltaVAE(torch.nn.Module):
+    """pyro/examples/vae/vae.py's structure (pyro.module of an encoder and a decoder in
+    guide and model), with a Delta posterior so that a step is deterministic."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder, self.decoder = _Coder(12, 2), _Coder(2, 12)
+
+    def model(self, x):
+        pyro.module("decoder", self.decoder)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("latent", dist.Normal(torch.zeros(x.shape[0], 2), 1.0).to_event(1))
+            loc = torch.sigmoid(self.decoder(z))
+            pyro.sample("obs", dist.Bernoulli(loc, validate_args=False).to_event(1), obs=x)
+
+    def guide(self, x):
+        pyro.module("encoder", self.encoder)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("latent", dist.Delta(self.encoder(x)).to_event(1))
+
+
+def test_pyro_module_in_guide_and_model_steps_as_eager():
+    """pyro.module compares the param store's tensor with the module's own through
+    Tensor._cdata: a parameter read as a traced input reports its tensor's."""
+    import tracejit.pyro as tjp
+    g = torch.Generator().manual_seed(0)
+    data = (torch.rand(32, 12, generator=g) > 0.5).float()
+    runs = []
+    for elbo in (Trace_ELBO(), tjp.Trace_ELBO()):
+        pyro.settings.set(module_local_params=False)
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        vae = _DeltaVAE()
+        svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 0.01}), loss=elbo)
+        losses = [svi.step(data[i % 4 * 8:(i % 4 + 1) * 8]) for i in range(12)]
+        runs.append((losses, [p.detach().clone() for p in vae.parameters()]))
+    (le, pe), (lc, pc) = runs
+    assert lc == pytest.approx(le, rel=1e-5)
+    for a, b in zip(pc, pe):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_cdata_of_a_tracer():
+    w = torch.nn.Parameter(torch.ones(3))
+    seen = {}
+
+    @tracejit.compile
+    def f(x):
+        y = x * 2
+        seen["distinct"] = y._cdata != w._cdata and y._cdata != x._cdata
+        seen["stable"] = y._cdata == y._cdata
+        return y
+
+    f(torch.ones(3))
+    assert seen == {"distinct": True, "stable": True}

@@ -229,6 +229,19 @@ PyObject *tj_torch_stand_in(PyObject *m, PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+/* _stood_in_for(tracer): the real tensor the current trace reads as this tracer's value
+ * (_stand_in), or None. */
+PyObject *tj_torch_stood_in_for(PyObject *m, PyObject *o) {
+    if (!tj_is_tracer(o)) Py_RETURN_NONE;
+    tj_tracer *x = (tj_tracer *)o;
+    for (Py_ssize_t i = 0; x->trace->stand_ins && i < PyList_GET_SIZE(x->trace->stand_ins); i++) {
+        PyObject *s = PyList_GET_ITEM(x->trace->stand_ins, i);
+        if (((tj_tracer *)PyTuple_GET_ITEM(s, 1))->id == x->id)
+            return Py_NewRef(PyTuple_GET_ITEM(s, 0));
+    }
+    Py_RETURN_NONE;
+}
+
 /* _note_made(tensor): a tensor torch made while the current trace runs (_torch's
  * mode): a write into it is the trace's own, never written back (tj_extwrite). */
 PyObject *tj_torch_note_made(PyObject *m, PyObject *o) {

@@ -206,6 +206,19 @@ for _name in ("is_nested", "is_sparse", "is_quantized", "is_meta", "is_mkldnn", 
               "is_xpu", "is_mps"):
     ATTRS[_name] = property(lambda x: False) if _name != "is_complex" else (lambda x: False)
 
+
+
+def _cdata(x):
+    """Tensor._cdata (the C++ tensor's address, which Pyro's pyro.module compares to ask
+    whether the param store holds the module's own parameter): the real tensor's where
+    the tracer stands in for one (a parameter read as a traced input), else the
+    tracer's own identity, as a new tensor of eager's has an address of its own."""
+    real = _C._stood_in_for(x)
+    return real._cdata if real is not None else id(x)
+
+
+ATTRS["_cdata"] = property(_cdata)
+
 # Tensor.where(condition, y) is torch.where(condition, x, y), not where(x, condition, y)
 ATTRS["where"] = lambda x, condition, other: FUNCS["where"](condition, x, other)
 
