@@ -342,9 +342,29 @@ PyObject *tj_assemble_concat(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObj
     return in_dtype(t, r, kwargs);
 }
 
+/* The view of a part of ndim nd that np.atleast_3d gives (0-d (1, 1, 1), (N,) (1, N, 1),
+ * (M, N) (M, N, 1)), or, for column_stack, a 1-d part as a column (N, 1). */
+static void as_3d_or_column(tj_viewspec *v, const tj_node *p, int column) {
+    static const int8_t lay[3][3] = {{-1, -1, -1}, {-1, 0, -1}, {0, 1, -1}};
+    if (column) {   /* (N,) -> (N, 1) */
+        v->ndim = 2;
+        v->shape[0] = p->shape[0]; v->src[0] = 0; v->step[0] = 1;
+        v->shape[1] = 1; v->src[1] = -1;
+        return;
+    }
+    v->ndim = 3;
+    for (int k = 0; k < 3; k++) {
+        int d = lay[p->ndim][k];
+        v->src[k] = (int8_t)d;
+        v->shape[k] = d < 0 ? 1 : p->shape[d];
+        v->step[k] = d < 0 ? 0 : 1;
+    }
+}
+
 /* numpy.hstack (datum 1) and vstack (2): every part made at least datum-d first
  * (atleast_1d, atleast_2d), then joined along axis 0, or 1 for hstack of parts that
- * are not all 1-d */
+ * are not all 1-d; dstack (3): parts made atleast_3d, joined along axis 2;
+ * column_stack (4): 1-d parts as columns, joined along axis 1 */
 PyObject *tj_assemble_hvstack(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                               PyObject *kwargs) {
     if (refuse_options(t, f, kwargs) < 0) return NULL;
@@ -354,9 +374,21 @@ PyObject *tj_assemble_hvstack(tj_trace *t, const tj_npfunc *f, PyObject *x, PyOb
     int want = f->arg, all1 = 1;
     for (Py_ssize_t i = 0; i < n && ids[i] >= 0; i++) {
         const tj_node *p = &t->g.nodes[ids[i]];
-        if (p->ndim >= want) { all1 &= p->ndim == 1; continue; }
         tj_viewspec v;
         memset(&v, 0, sizeof v);
+        if (want >= 3) {
+            if (want == 4 ? p->ndim == 1 : p->ndim < 3) {
+                as_3d_or_column(&v, p, want == 4);
+                ids[i] = tj_view(t, ids[i], &v);
+            } else if (want == 4 && p->ndim != 2) {
+                PyErr_Format(PyExc_ValueError, "all the input array dimensions except for the "
+                             "concatenation axis must match exactly (column_stack of a "
+                             "%d-d array)", p->ndim);
+                ids[i] = -1;
+            }
+            continue;
+        }
+        if (p->ndim >= want) { all1 &= p->ndim == 1; continue; }
         for (int k = 0; k < want - p->ndim; k++) { v.shape[v.ndim] = 1; v.src[v.ndim] = -1; v.ndim++; }
         for (int d = 0; d < p->ndim; d++) {
             v.shape[v.ndim] = p->shape[d];
@@ -368,7 +400,8 @@ PyObject *tj_assemble_hvstack(tj_trace *t, const tj_npfunc *f, PyObject *x, PyOb
     }
     int bad = 0;
     for (Py_ssize_t i = 0; i < n; i++) bad |= ids[i] < 0;
-    PyObject *r = bad ? NULL : tj_concat_ids(t, ids, n, want == 1 && !all1 ? 1 : 0);
+    int axis = want == 3 ? 2 : want == 4 || (want == 1 && !all1) ? 1 : 0;
+    PyObject *r = bad ? NULL : tj_concat_ids(t, ids, n, axis);
     PyMem_Free(ids);
     return in_dtype(t, r, kwargs);
 }

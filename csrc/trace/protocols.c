@@ -44,6 +44,7 @@ static const tj_npfunc np_funcs[] = {
     /* assembly (csrc/trace/assemble.c) */
     {"concatenate", "arrays", tj_assemble_concat, 0}, {"stack", "arrays", tj_assemble_concat, 1},
     {"hstack", "tup", tj_assemble_hvstack, 1}, {"vstack", "tup", tj_assemble_hvstack, 2},
+    {"dstack", "tup", tj_assemble_hvstack, 3}, {"column_stack", "tup", tj_assemble_hvstack, 4},
     {"roll", "a", tj_assemble_roll, 0}, {"pad", "array", tj_assemble_pad, 0},
     /* gathers (csrc/trace/gather.c) */
     {"take", "a", tj_gather_take, 0}, {"take_along_axis", "arr", tj_gather_take, 1},
@@ -112,6 +113,65 @@ static PyObject *qualified_name(PyObject *f) {
     return r;
 }
 
+/* ufunc.outer(a, b) of a binary op: op(a reshaped to a.shape + (1,) * b.ndim, b). */
+static PyObject *ufunc_outer(tj_trace *t, int op, PyObject *a, PyObject *b) {
+    int32_t ia = tj_operand(t, a), ib = ia < 0 ? -1 : tj_operand(t, b);
+    if (ib < 0) return NULL;
+    int na = t->g.nodes[ia].ndim, nb = t->g.nodes[ib].ndim;
+    if (na + nb > TJ_MAXDIM) {
+        PyErr_Format(PyExc_ValueError, "ufunc.outer: %d + %d dimensions, tracejit supports %d",
+                     na, nb, TJ_MAXDIM);
+        return NULL;
+    }
+    PyObject *shape = PyTuple_New(na + nb);
+    for (int d = 0; shape && d < na + nb; d++)
+        PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(d < na ? t->g.nodes[ia].shape[d] : 1));
+    PyObject *ar = shape ? tj_reshape(t, a, shape) : NULL;
+    Py_XDECREF(shape);
+    if (!ar) return NULL;
+    PyObject *ops[2] = {ar, b};
+    PyObject *r = tj_apply(t, op, 2, ops, NULL);
+    Py_DECREF(ar);
+    return r;
+}
+
+/* ufunc.accumulate(a, axis=0, dtype=None) of add and multiply: cumsum/cumprod (the same
+ * loop dtypes: small ints widen to int64 in both); bool operands (add.accumulate of
+ * bools is a logical or) are refused by name. */
+static PyObject *ufunc_accumulate(tj_trace *t, int op, PyObject *uname, PyObject *args,
+                                  PyObject *kwargs) {
+    Py_ssize_t nin = PyTuple_GET_SIZE(args) - 2;
+    PyObject *a = nin == 1 ? PyTuple_GET_ITEM(args, 2) : NULL, *axis = NULL, *dtype = NULL;
+    Py_ssize_t nkw = kwargs ? PyDict_GET_SIZE(kwargs) : 0;
+    if (kwargs) {
+        axis = PyDict_GetItemString(kwargs, "axis");
+        dtype = PyDict_GetItemString(kwargs, "dtype");
+    }
+    int32_t id = a ? tj_operand(t, a) : -1;
+    if (a && id < 0) return NULL;
+    if ((op != TJ_OP_ADD && op != TJ_OP_MUL) || !a || nkw != (axis != NULL) + (dtype != NULL) ||
+        t->g.nodes[id].dtype == TJ_BOOL)
+        return tj_trace_error(t->st, "numpy.%U.accumulate is supported by tracejit for add and "
+                              "multiply of one non-bool array with axis= and dtype= only", uname);
+    PyObject *np = PyImport_ImportModule("numpy");
+    PyObject *kw = np ? PyDict_New() : NULL;
+    PyObject *dt = dtype ? dtype : Py_None;
+    PyObject *zero = PyLong_FromLong(0);
+    PyObject *r = NULL;
+    if (kw && zero && PyDict_SetItemString(kw, "axis", axis ? axis : zero) == 0 &&
+        PyDict_SetItemString(kw, "dtype", dt) == 0) {
+        PyObject *fn = PyObject_GetAttrString(np, op == TJ_OP_ADD ? "cumsum" : "cumprod");
+        PyObject *pa = fn ? PyTuple_Pack(1, a) : NULL;
+        r = pa ? PyObject_Call(fn, pa, kw) : NULL;
+        Py_XDECREF(pa);
+        Py_XDECREF(fn);
+    }
+    Py_XDECREF(np);
+    Py_XDECREF(kw);
+    Py_XDECREF(zero);
+    return r;
+}
+
 /* __array_ufunc__(ufunc, method, *inputs, **kwargs) */
 PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
     tj_state *st = ((tj_tracer *)self)->trace->st;   /* a method of Tracer */
@@ -149,18 +209,35 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         goto done;
     }
     int reduce_method = PyUnicode_CompareWithASCIIString(method, "reduce") == 0;
+    if (PyUnicode_CompareWithASCIIString(method, "outer") == 0 && tj_ops[PyLong_AsLong(opv)].arity == 2 &&
+        PyTuple_GET_SIZE(args) == 4 && (!kwargs || !PyDict_GET_SIZE(kwargs))) {
+        result = ufunc_outer(t, (int)PyLong_AsLong(opv), PyTuple_GET_ITEM(args, 2),
+                             PyTuple_GET_ITEM(args, 3));
+        goto done;
+    }
+    if (PyUnicode_CompareWithASCIIString(method, "accumulate") == 0) {
+        result = ufunc_accumulate(t, (int)PyLong_AsLong(opv), uname, args, kwargs);
+        goto done;
+    }
     if (!reduce_method && PyUnicode_CompareWithASCIIString(method, "__call__") != 0) {
         tj_trace_error(t->st, "numpy.%U.%U is not supported by tracejit yet", uname, method);
         goto done;
     }
     PyObject *out = kwargs && !reduce_method ? PyDict_GetItemString(kwargs, "out") : NULL;
     if (out && PyTuple_Check(out) && PyTuple_GET_SIZE(out) == 1) out = PyTuple_GET_ITEM(out, 0);
-    int traced_out = out && tj_is_tracer(out) && PyDict_GET_SIZE(kwargs) == 1;
+    /* where=mask with a traced out: the elements where mask is False keep out's */
+    PyObject *mask = out && !reduce_method ? PyDict_GetItemString(kwargs, "where") : NULL;
+    int traced_out = out && tj_is_tracer(out) && PyDict_GET_SIZE(kwargs) == 1 + (mask != NULL);
     if (!reduce_method && kwargs && PyDict_GET_SIZE(kwargs) && !traced_out) {
         PyObject *keys = PyDict_Keys(kwargs);
         if (keys) {
             PyObject *out = PyDict_GetItemString(kwargs, "out");
-            if (out && out != Py_None)
+            if ((!out || out == Py_None) && PyDict_GetItemString(kwargs, "where"))
+                tj_trace_error(t->st, "numpy.%U(..., where=...) without out=: NumPy leaves the "
+                               "elements where the mask is False uninitialized; pass a traced "
+                               "out= (np.zeros_like(x), an argument) whose elements they keep",
+                               uname);
+            else if (out && out != Py_None)
                 tj_trace_error(t->st, "numpy.%U(..., out=...) is not supported by tracejit where "
                                "out "
                                "is not a traced array (a NumPy array made or read by the "
@@ -201,6 +278,10 @@ PyObject *tj_array_ufunc(PyObject *self, PyObject *args, PyObject *kwargs) {
         goto done;
     }
     result = tj_apply(t, op, (int)nin, &PyTuple_GET_ITEM(args, 2), NULL);
+    if (result && traced_out && mask && mask != Py_True) {
+        PyObject *sel[3] = {mask, result, out};
+        Py_SETREF(result, tj_apply(t, TJ_OP_WHERE, 3, sel, NULL));
+    }
     if (result && traced_out) {
         PyObject *what = PyUnicode_FromFormat("numpy.%U(..., out=...)", uname);
         const char *w = what ? PyUnicode_AsUTF8(what) : NULL;

@@ -164,10 +164,12 @@ static PyObject *binop(PyObject *a, PyObject *b, int op) {
         Py_XDECREF(cargs);
         return r;
     }
-    /* Leave unknown objects to their own reflected operator. */
+    /* Leave unknown objects to their own reflected operator; a list or tuple is an
+     * array to NumPy's operators (`position += (w, h)`), not to torch's. */
     if (!tj_is_tracer(other) && !PyFloat_Check(other) && !PyLong_Check(other) &&
         !PyArray_Check(other) && !PyArray_IsScalar(other, Generic) &&
-        tj_dl_kind(t->st, other) != TJ_LIB_TORCH)
+        tj_dl_kind(t->st, other) != TJ_LIB_TORCH &&
+        (t->torch || !(PyList_Check(other) || PyTuple_Check(other))))
         Py_RETURN_NOTIMPLEMENTED;
     PyObject *args[2] = {a, b};
     PyObject *r = tj_apply(t, op, 2, args, NULL);
