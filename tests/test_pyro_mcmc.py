@@ -275,6 +275,58 @@ def test_checks_that_hold_inside_the_trajectory_cost_nothing_of_the_posterior():
     check_moments(flat_samples(mcmc, ["mu"]), *normal_posterior(y))
 
 
+@pytest.mark.parametrize("room", [0, 1, 32])
+def test_checks_beyond_the_carrys_room_trace_the_body_again(room, monkeypatch):
+    """Three checks per step: with room for fewer the body is traced a second time with
+    room for them (the checks still raise where eager's do, hold where they hold); with
+    room for more, once."""
+    from tracejit import _C
+    traced = []
+
+    def body(x):
+        traced.append(1)
+        for bound in (2.0, 3.0, 4.0):
+            _C._check(x < bound, f"x below {bound}")
+        return x + 1.0
+
+    def run_to(stop):
+        return _nuts._while_checked(lambda x: x < stop, body, torch.tensor(0.0), room=room)
+    f = tracejit.compile(run_to)
+    assert float(f(torch.tensor(1.5))) == 2.0
+    assert len(traced) == (2 if room < 3 else 1)
+    with pytest.raises(ValueError, match=r"x below 2.0 \(at a step of the compiled trajectory\)"):
+        f(torch.tensor(2.5))     # the step from x = 2 fails x < 2 (x < 3 and x < 4 hold)
+    assert float(f(torch.tensor(0.5))) == 1.0
+
+
+def test_pyros_own_potential_calls_are_eager_then_compiled(monkeypatch):
+    """Pyro's calls of the potential outside the trajectory (setup,
+    find_reasonable_step_size) are Pyro's eager potential for the first EAGER_CALLS,
+    then the compiled potential: the same values and gradients either way."""
+    from pyro.ops.integrator import potential_grad
+    from tracejit._pyro_mcmc import _TieredPotential
+    monkeypatch.setattr(_TieredPotential, "EAGER_CALLS", 2)
+    x, y = M.regression_data(30, 3, 0)
+    kernel = tjp.NUTS(blr_model)
+    kernel.setup(0, x, y)
+    pot = kernel.potential_fn
+    assert isinstance(pot, _TieredPotential) and pot.compiled is not None   # setup's calls
+    eager = kernel._tracejit_pyro_potential
+    z = {k: v.detach() + 0.1 for k, v in kernel.initial_params.items()}
+    for _ in range(3):
+        g, pe = potential_grad(pot, z)
+        g0, pe0 = potential_grad(eager, z)
+        assert torch.allclose(pe, pe0, rtol=1e-5)
+        for k in g0:
+            assert torch.allclose(g[k], g0[k], rtol=1e-4, atol=1e-5), k
+    fresh = _TieredPotential(eager)
+    for _ in range(2):
+        potential_grad(fresh, z)
+    assert fresh.compiled is None and fresh.calls == 2
+    potential_grad(fresh, z)
+    assert fresh.compiled is not None
+
+
 @pytest.mark.parametrize("name", ["logistic", "schools_centered", "baseball", "bnn"])
 def test_tutorial_models_sample(name):
     """Pyro's tutorial-style models (a PyroModule BNN, Beta/Pareto/Binomial, HalfCauchy)

@@ -39,22 +39,26 @@ def _value_and_grad(potential, z):
 
 
 class _Retry(Exception):
-    """The body made another number of checks than the carry has room for."""
+    """The body made more checks than the carry has room for."""
 
 
-def _while_checked(cond_fun, body_fun, init):
+_CHECK_ROOM = 32     # checks a trajectory's carry has room for (a PyroModule's priors:
+                     # one or two per sample site)
+
+
+def _while_checked(cond_fun, body_fun, init, room=_CHECK_ROOM):
     """while_loop(cond_fun, body_fun, init), where the checks the traced code makes in the
     body (_C._check: torch.distributions' validation of a distribution built with
     validate_args, Pyro's warn_if_nan) are carried out of the loop, each the AND over the
     steps of its value, and checked after it (a compiled loop's body cannot raise): the
     error eager raises at the step where it fails is raised for the transition, and
-    nothing of it is returned. The body is traced again once its number of checks is
-    known."""
-    n = 0
+    nothing of it is returned. The carry has room for `room` checks (the unused ones
+    stay True), so the body is traced once; a body making more is traced again with
+    room for them."""
     for _ in range(2):
         specs = []
 
-        def body(c, n=n, specs=specs):
+        def body(c, room=room, specs=specs):
             val, oks = c
             found, prev, me = [], _C._check, threading.get_ident()
 
@@ -68,16 +72,17 @@ def _while_checked(cond_fun, body_fun, init):
                 new = body_fun(val)
             finally:
                 _C._check = prev
-            if len(found) != n:
+            if len(found) > room:
                 raise _Retry(len(found))
             specs[:] = [(what, error) for _, what, error in found]
-            return new, oks & torch.stack([oks[0]] + [x for x, _, _ in found])
+            vals = [oks[0]] + [x for x, _, _ in found] + [oks[0]] * (room - len(found))
+            return new, oks & torch.stack(vals)
 
         try:
             out, oks = while_loop(lambda c: cond_fun(c[0]), body,
-                                  (init, torch.ones(n + 1, dtype=torch.bool)))
+                                  (init, torch.ones(room + 1, dtype=torch.bool)))
         except _Retry as e:
-            n = e.args[0]
+            room = e.args[0]
             continue
         for k, (what, error) in enumerate(specs):
             _C._check(oks[k + 1], f"{what} (at a step of the compiled trajectory)", error)

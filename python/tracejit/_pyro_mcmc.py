@@ -19,8 +19,8 @@ The compiled transition runs with Pyro's validation off (as Pyro's own kernel do
 during warmup): a non-finite potential is a diverging step (reported in
 diagnostics()['divergences']) instead of Pyro's ValueError after warmup. The
 potential Pyro's own code calls outside the trajectory (setup, find_reasonable_step_size)
-is the same potential compiled (tracejit.compile; its gradient through torch's
-autograd route). A mass-matrix adapter other than Pyro's BlockMassMatrix
+is Pyro's eager potential for its first calls, then the same potential compiled
+(tracejit.compile; its gradient through torch's autograd route): _TieredPotential. A mass-matrix adapter other than Pyro's BlockMassMatrix
 (ArrowheadMassMatrix) runs Pyro's own sample (a warning).
 """
 import warnings
@@ -70,6 +70,30 @@ def _mass(adapter):
             torch.block_diag(*[full(v) for v in sq]))
 
 
+class _TieredPotential:
+    """The potential Pyro's own code calls outside the trajectory (the first state's
+    gradient, find_reasonable_step_size at setup and at each adaptation window's end:
+    ~40 calls in a run of 1000 + 1000 of eight schools, 6-20 before the first sample).
+    Its first `EAGER_CALLS` calls are Pyro's eager potential (~1-2 ms each with
+    torch.autograd.grad on these models, about what tracing and compiling it once
+    costs per 20-30 calls); later ones its compiled form (tracejit.compile, the
+    gradient through torch's autograd route). A short run, the first call of a kernel
+    among them, traces the potential once (inside the transition) instead of twice."""
+
+    EAGER_CALLS = 32
+
+    def __init__(self, fn):
+        self.fn, self.calls, self.compiled = fn, 0, None
+
+    def __call__(self, params):
+        if self.compiled is None:
+            self.calls += 1
+            if self.calls <= self.EAGER_CALLS:
+                return self.fn(params)
+            self.compiled = _C.CompiledFunction(self.fn, (), ())
+        return self.compiled(params)
+
+
 class _CompiledKernel:
     """sample() through one compiled transition (mixed into Pyro's HMC and NUTS)."""
 
@@ -87,10 +111,10 @@ class _CompiledKernel:
         self._tracejit_compile_potential()
 
     def _tracejit_compile_potential(self):
-        """Pyro's potential kept for the compiled transition; its compiled form for
-        Pyro's own calls (setup, find_reasonable_step_size)."""
+        """Pyro's potential kept for the compiled transition; for Pyro's own calls (setup,
+        find_reasonable_step_size) a _TieredPotential of it."""
         self._tracejit_pyro_potential = self.potential_fn
-        self.potential_fn = _C.CompiledFunction(self.potential_fn, (), ())
+        self.potential_fn = _TieredPotential(self.potential_fn)
 
     def setup(self, warmup_steps, *args, **kwargs):
         self._tracejit_fn = self._tracejit_mass = self._tracejit_last = None
