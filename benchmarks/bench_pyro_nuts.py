@@ -88,7 +88,8 @@ class _Counter:
 
 
 def pyro_run(peer, case, warmup, samples):
-    """(seconds, sampling seconds, sampling leapfrog steps, posterior mean)."""
+    """((seconds, CPU seconds), sampling seconds, sampling leapfrog steps, posterior
+    mean)."""
     import pyro
     import tracejit.pyro as tjp
     from pyro.infer import MCMC
@@ -109,72 +110,60 @@ def pyro_run(peer, case, warmup, samples):
 
     mcmc = MCMC(kernel, num_samples=samples, warmup_steps=warmup, disable_progbar=True,
                 hook_fn=hook)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     mcmc.run(*data)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     name = CHECK[case]
     mean = float(mcmc.get_samples()[name].mean()) if name in mcmc.get_samples() else float("nan")
-    return t1 - t0, t1 - marks["t"], steps() - marks["n"], mean
+    return (t1 - t0, c1 - c0), t1 - marks["t"], steps() - marks["n"], mean
 
 
 def numpyro_run(case, mods, warmup, samples):
-    """(seconds of one mcmc.run of warmup + samples on a fresh MCMC, compilation
-    included; the same run again on another fresh MCMC minus nothing: the first run's
-    excess over it is the compilation; steady-state seconds of `samples` more samples (a
-    sampling-only run from the last state, after the one that compiles it), its leapfrog
-    steps, posterior mean)."""
+    """((seconds, CPU seconds) of one mcmc.run of warmup + samples on a fresh MCMC,
+    compilation included; the first run's excess over the same run repeated on another
+    fresh MCMC: the compilation; steady-state seconds of `samples` transitions, their
+    leapfrog steps; posterior mean). The steady state is one jax.jit of a fori_loop of
+    `samples` calls of the kernel's sample() from the run's last state, compiled by its
+    first call and timed at its second: MCMC.run compiles its sampling loop again at
+    every run (a new closure each time), so timing another run times XLA's compiler."""
     numpyro, jax = mods
+    import jax.numpy as jnp
     from numpyro.infer import MCMC, NUTS
     model, data = BP.numpyro_case(case, numpyro)
     times = []
     for _ in range(2):
-        mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=samples, progress_bar=False)
-        t0 = time.perf_counter()
+        kernel = NUTS(model)
+        mcmc = MCMC(kernel, num_warmup=warmup, num_samples=samples, progress_bar=False)
+        t0, c0 = time.perf_counter(), time.process_time()
         mcmc.run(jax.random.PRNGKey(0), *data)
         jax.block_until_ready(mcmc.get_samples())
-        times.append(time.perf_counter() - t0)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
     s = mcmc.get_samples()
     name = CHECK[case]
     mean = float(s[name].mean()) if name in s else float("nan")
-    for _ in range(2):
-        mcmc.post_warmup_state = mcmc.last_state
-        t1 = time.perf_counter()
-        mcmc.run(mcmc.post_warmup_state.rng_key, *data, extra_fields=("num_steps",))
-        jax.block_until_ready(mcmc.get_samples())
-        steady = time.perf_counter() - t1
-    n = int(mcmc.get_extra_fields()["num_steps"].sum())
-    return times[0], max(times[0] - times[1], 0.0), steady, n, mean
+
+    def chain(state):
+        def body(i, c):
+            st = kernel.sample(c[0], data, {})
+            return st, c[1] + st.num_steps
+        return jax.lax.fori_loop(0, samples, body, (state, jnp.zeros((), jnp.int32)))
+    chain = jax.jit(chain)
+    out = jax.block_until_ready(chain(mcmc.last_state))
+    t1 = time.perf_counter()
+    out = jax.block_until_ready(chain(out[0]))
+    steady = time.perf_counter() - t1
+    return times[0], max(times[0][0] - times[1][0], 0.0), steady, int(out[1]), mean
 
 
 def run(opts) -> dict:
-    print("## Pyro NUTS runs (bench_pyro_nuts)\n")
-    H._prepare_environment()
-    try:
-        import pyro
-        import torch
-    except ImportError as e:
-        print(f"pyro or torch not installed ({e}); skipped")
-        return {"records": [], "failures": []}
-    import tracejit
-    torch.set_num_threads(opts.threads)
-    tracejit.set_num_threads(opts.threads)
-    H.set_openblas_threads(opts.threads)
-    _Counter.install()
-    peers = [p for p in PEERS if p in (opts.peers or ",".join(PEERS)).split(",")]
-    npy, why = None, "not asked for"
-    if "numpyro" in peers:
-        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                              "intra_op_parallelism_threads=1")
-        npy, why = BP.numpyro_modules()
-        if npy is None:
-            peers.remove("numpyro")
     W, S = (50, 50) if opts.quick else (opts.warmup, opts.samples)
     pw, ps = (W, S) if opts.full else (min(W, opts.pyro_warmup), min(S, opts.pyro_samples))
-    print(f"pyro {pyro.__version__}, torch {torch.__version__}, threads {opts.threads}; "
-          f"NumPyro: {why}; {W} warmup + {S} samples (Pyro's eager/jit: {pw} + {ps})")
-    busy = H.busy_elsewhere()
-    if busy is not None:
-        print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
+    setup = H.pyro_setup("Pyro NUTS runs (bench_pyro_nuts)", opts, PEERS,
+                         f"; {W} warmup + {S} samples (Pyro's eager/jit: {pw} + {ps})")
+    if setup is None:
+        return {"records": [], "failures": []}
+    peers, npy = setup
+    _Counter.install()
     cases = [c for c in CASES if c in (opts.cases or "schools,logistic").split(",")]
     records, failures, rows = [], [], []
     for case in cases:
@@ -184,34 +173,40 @@ def run(opts) -> dict:
             try:
                 if peer == "numpyro":
                     whole, first, samp, steps, mean = numpyro_run(case, npy, w, s)
+                    first_cpu = float("nan")
                 else:       # the whole run first: nothing of the model compiled before
                     whole, samp, steps, mean = pyro_run(peer, case, w, s)
-                    first = pyro_run(peer, case, 1, 1)[0]
+                    first, first_cpu = pyro_run(peer, case, 1, 1)[0]
             except Exception as e:     # a peer that fails is reported, not timed
                 failures.append(f"{peer} {case}: {type(e).__name__}: {e}")
                 continue
-            scaled = whole * (W + S) / (w + s)
-            res[peer] = dict(first=first, whole=scaled, est=(w, s) != (W, S),
+            scale = (W + S) / (w + s)
+            res[peer] = dict(first=first, first_cpu=first_cpu, whole=whole[0] * scale,
+                             whole_cpu=whole[1] * scale, est=(w, s) != (W, S),
                              per_sample=samp / s, per_step=samp / max(steps, 1),
                              tree=steps / s, mean=mean)
             records.append({"case": case, "peer": peer, "warmup": w, "samples": s,
-                            "first_s": first, "whole_s": whole, "sampling_s": samp,
+                            "first_s": first, "first_cpu_s": first_cpu, "whole_s": whole[0],
+                            "whole_cpu_s": whole[1], "sampling_s": samp,
                             "sampling_steps": steps, "posterior_mean": mean})
         base = res.get("tracejit")
         for peer, r in res.items():
             def rat(key):
                 return "" if base is None or peer == "tracejit" else \
                     f" ({base[key] / r[key]:.2f}x)"
-            rows.append([case, peer, f"{1e3 * r['first']:.0f} ms{rat('first')}",
-                         f"{r['whole']:.2f} s{' est.' if r['est'] else ''}{rat('whole')}",
+            est = " est." if r["est"] else ""
+            cpu = "" if r["first_cpu"] != r["first_cpu"] else f", cpu {1e3 * r['first_cpu']:.0f}"
+            rows.append([case, peer, f"{1e3 * r['first']:.0f} ms{cpu}{rat('first')}",
+                         f"{r['whole']:.2f} s{est}{rat('whole')}",
+                         f"{r['whole_cpu']:.2f} s{est}{rat('whole_cpu')}",
                          f"{H.fmt_time(1e9 * r['per_sample'])}{rat('per_sample')}",
                          f"{H.fmt_time(1e9 * r['per_step'])}{rat('per_step')}",
                          f"{r['tree']:.1f}", f"{CHECK[case]} {r['mean']:.3f}"])
     print()
     print(H.markdown_table(["model", "peer", "first call (tj/peer)",
-                            f"whole {W}+{S} (tj/peer)", "per sample (tj/peer)",
-                            "per leapfrog step (tj/peer)", "steps/sample", "posterior mean"],
-                           rows, right_from=2))
+                            f"whole {W}+{S} (tj/peer)", "its CPU time (tj/peer)",
+                            "per sample (tj/peer)", "per leapfrog step (tj/peer)",
+                            "steps/sample", "posterior mean"], rows, right_from=2))
     print("\nTargets: per leapfrog step <= 1.0x numpyro; whole run <= 0.3x numpyro and "
           "<= 0.1x pyro.jit; first call <= 50 ms.")
     H.print_failures(failures)
