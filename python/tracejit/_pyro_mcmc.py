@@ -94,6 +94,15 @@ class _TieredPotential:
         return self.compiled(params)
 
 
+def _packed(out):
+    """(z, g, stats) of a transition's (z, pe, g, accept probability, steps, diverging,
+    moved): the scalars one vector in z's dtype (a leapfrog count up to 2^24 exact in
+    float32), read by one tolist() (each result of a compiled call is a tensor made for
+    it, each conversion to Python another call)."""
+    z, pe, g = out[:3]
+    return z, g, torch.stack([pe.to(z.dtype)] + [v.to(z.dtype) for v in out[3:]])
+
+
 class _CompiledKernel:
     """sample() through one compiled transition (mixed into Pyro's HMC and NUTS)."""
 
@@ -172,32 +181,35 @@ class _CompiledKernel:
             return super().sample(params)
         layout, fn = plan
         if last is not None and last[0] is z:     # this kernel's own last state, flat
-            zf, gf = last[1], last[2]
+            zf, gf, pe = last[1:]
         else:
             if z_grads is None:
                 z_grads, pe = potential_grad(self.potential_fn, z)
             zf, gf = layout.flat(z), layout.flat(z_grads)
+            pe = pe.detach().to(zf.dtype)
         inv, sq = self._tracejit_mass_now(zf.dtype)
-        args = (zf, pe.detach().to(zf.dtype), gf, inv, sq,
+        args = (zf, pe, gf, inv, sq,
                 self._tracejit_scalar("_tracejit_ss", self.step_size, zf.dtype))
         if self._tracejit_kind == "hmc":
             args += (self._tracejit_scalar("_tracejit_ns", self.num_steps, torch.int64),)
-        zf, pe, gf, accept_prob, steps, diverging, moved = fn(*args)
+        zf, gf, stats = fn(*args)
+        pe = stats[0]
+        _, accept_prob, steps, diverging, moved = stats.tolist()
         self.num_leapfrog_steps += int(steps)
         z = layout.unflat(zf)
         self._cache(z, pe, None)       # the gradient stays flat (_tracejit_last)
-        self._tracejit_last = (z, zf, gf)
-        if bool(diverging) and self._t >= self._warmup_steps:
+        self._tracejit_last = (z, zf, gf, pe)
+        if diverging and self._t >= self._warmup_steps:
             self._divergences.append(self._t - self._warmup_steps)
         self._t += 1
         if self._t > self._warmup_steps:
             n = self._t - self._warmup_steps
-            if bool(moved):
+            if moved:
                 self._accept_cnt += 1
         else:
             n = self._t
-            self._adapter.step(self._t, z, accept_prob, layout.unflat(gf))
-        self._mean_accept_prob += (accept_prob.item() - self._mean_accept_prob) / n
+            self._adapter.step(self._t, z, stats[1], layout.unflat(gf))   # (.item()s it)
+        self._mean_accept_prob += (accept_prob - self._mean_accept_prob) / n
         return z.copy()
 
 
@@ -222,7 +234,7 @@ class NUTS(_CompiledKernel, pmcmc.NUTS):
             with pyro.validation_enabled(False):
                 out = _nuts.nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size,
                                  max_depth, max_delta)
-            return out[:6] + out[7:]     # (z, pe, g, accept, steps, diverging, moved)
+            return _packed(out[:6] + out[7:])
         return _C.CompiledFunction(nuts_transition, (), ())
 
 
@@ -242,8 +254,8 @@ class HMC(_CompiledKernel, pmcmc.HMC):
 
         def hmc_transition(z, pe, g, inv_mass, mass_sqrt, step_size, num_steps):
             with pyro.validation_enabled(False):
-                return _nuts.hmc(potential, z, pe, g, inv_mass, mass_sqrt, step_size,
-                                 num_steps, max_delta)
+                return _packed(_nuts.hmc(potential, z, pe, g, inv_mass, mass_sqrt, step_size,
+                                         num_steps, max_delta))
         return _C.CompiledFunction(hmc_transition, (), ())
 
 
