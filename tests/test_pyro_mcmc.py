@@ -134,6 +134,30 @@ def test_nuts_with_potential_fn_and_initial_params():
     check_moments(mcmc.get_samples()["z"].double(), mu.double(), sd.double() ** 2)
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_several_chains(parallel, monkeypatch):
+    """MCMC(num_chains=2): in sequence, or in parallel processes (Pyro's _MultiSampler,
+    forked workers each replaying its own compiled transition; Pyro runs chains in
+    parallel only where it counts more CPUs than chains, so the count is set here).
+    Each chain samples the analytic posterior, the chains differ, summary's r_hat ~ 1."""
+    import contextlib
+    import pyro.infer.mcmc.api as api
+    monkeypatch.setattr(api.mp, "cpu_count", lambda: 4 if parallel else 1)
+    y = torch.tensor([0.3, 1.9, 1.1, 2.4, 0.8, 1.5])
+    pyro.set_rng_seed(0)
+    with (contextlib.nullcontext() if parallel else
+          pytest.warns(UserWarning, match="Chains will be drawn sequentially")):
+        mcmc = MCMC(tjp.NUTS(normal_model), num_samples=400, warmup_steps=300,
+                    num_chains=2, disable_progbar=True)
+    mcmc.run(y)
+    assert (type(mcmc.sampler).__name__ == "_MultiSampler") == parallel
+    chains = mcmc.get_samples(group_by_chain=True)["mu"]
+    assert chains.shape == (2, 400) and not torch.equal(chains[0], chains[1])
+    for c in chains:
+        check_moments(c.double().unsqueeze(-1), *normal_posterior(y))
+    assert abs(float(pyro.ops.stats.split_gelman_rubin(chains)) - 1.0) < 0.05
+
+
 # ---- against Pyro's own NUTS -----------------------------------------------------------
 
 def test_eight_schools_noncentered_matches_pyros_nuts():
