@@ -20,8 +20,9 @@ during warmup): a non-finite potential is a diverging step (reported in
 diagnostics()['divergences']) instead of Pyro's ValueError after warmup. The
 potential Pyro's own code calls outside the trajectory (setup, find_reasonable_step_size)
 is Pyro's eager potential for its first calls, then the same potential compiled
-(tracejit.compile; its gradient through torch's autograd route): _TieredPotential. A mass-matrix adapter other than Pyro's BlockMassMatrix
-(ArrowheadMassMatrix) runs Pyro's own sample (a warning).
+(tracejit.compile; its gradient through torch's autograd route): _TieredPotential. A
+mass-matrix adapter other than Pyro's BlockMassMatrix (ArrowheadMassMatrix) runs
+Pyro's own sample (a warning).
 """
 import warnings
 
