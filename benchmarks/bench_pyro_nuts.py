@@ -185,6 +185,10 @@ def run(opts) -> dict:
                              whole_cpu=whole[1] * scale, est=(w, s) != (W, S),
                              per_sample=samp / s, per_step=samp / max(steps, 1),
                              tree=steps / s, mean=mean)
+            r = res[peer]       # as it comes (a long run cut short keeps what it measured)
+            print(f"{case} {peer}: first {1e3 * r['first']:.0f} ms, whole {r['whole']:.2f} s "
+                  f"(cpu {r['whole_cpu']:.2f} s), {1e6 * r['per_sample']:.0f} us/sample, "
+                  f"{1e6 * r['per_step']:.1f} us/step", flush=True)
             records.append({"case": case, "peer": peer, "warmup": w, "samples": s,
                             "first_s": first, "first_cpu_s": first_cpu, "whole_s": whole[0],
                             "whole_cpu_s": whole[1], "sampling_s": samp,
