@@ -76,6 +76,16 @@ def transition_of(kernel):
     return kernel._tracejit_fn[1]
 
 
+def sampling_calls(samples):
+    """Compiled calls NUTS makes for `samples` after warmup (1, 2, 4, ... transitions a
+    call, up to TRANSITIONS_PER_CALL), and the transitions they make."""
+    calls = made = 0
+    while made < samples:
+        made += min(2 ** calls, tjp.NUTS.TRANSITIONS_PER_CALL)
+        calls += 1
+    return calls, made
+
+
 # ---- analytic posteriors ---------------------------------------------------------------
 
 def test_nuts_normal_normal_matches_analytic_posterior_and_second_data():
@@ -84,10 +94,9 @@ def test_nuts_normal_normal_matches_analytic_posterior_and_second_data():
     mcmc = run(kernel, y)
     check_moments(flat_samples(mcmc, ["mu"]), *normal_posterior(y))
     fn = transition_of(kernel)
-    # one call per warmup transition, one per TRANSITIONS_PER_CALL samples after it
-    per_call = tjp.NUTS.TRANSITIONS_PER_CALL
+    # one call per warmup transition, several samples per call after it
     assert fn.cache_info().variants == 1
-    assert fn.cache_info().hits + fn.cache_info().misses == 300 + math.ceil(500 / per_call)
+    assert fn.cache_info().hits + fn.cache_info().misses == 300 + sampling_calls(500)[0]
     # a second run with other data: the posterior moves with it
     y2 = y * 3 - 4.0
     pyro.set_rng_seed(1)
@@ -138,17 +147,18 @@ def test_nuts_with_potential_fn_and_initial_params():
 
 
 def test_samples_after_warmup_come_in_batches_of_transitions():
-    """After warmup (nothing adapts) one compiled call makes TRANSITIONS_PER_CALL
-    transitions, handed out one per sample(); those not handed out when the run ends
-    stay queued and a new run (setup) drops them. Each sample its own transition:
-    distinct values, per-sample diagnostics."""
+    """After warmup (nothing adapts) one compiled call makes 1, 2, 4, ... up to
+    TRANSITIONS_PER_CALL transitions, handed out one per sample(); those not handed out
+    when the run ends stay queued and a new run (setup) drops them. Each sample its own
+    transition: distinct values, per-sample diagnostics."""
     y = torch.tensor([0.3, 1.9, 1.1, 2.4, 0.8, 1.5])
-    per = tjp.NUTS.TRANSITIONS_PER_CALL
     kernel = tjp.NUTS(normal_model)
     mcmc = run(kernel, y, samples=37, warmup=100)
     info = transition_of(kernel).cache_info()
-    assert info.hits + info.misses == 100 + math.ceil(37 / per)
-    assert len(kernel._tracejit_queue) == math.ceil(37 / per) * per - 37
+    calls, made = sampling_calls(37)
+    assert (calls, made) == (6, 47)     # 1 + 2 + 4 + 8 + 16 + 16
+    assert info.hits + info.misses == 100 + calls
+    assert len(kernel._tracejit_queue) == made - 37
     mu = mcmc.get_samples()["mu"]
     assert mu.shape == (37,) and len(set(mu.tolist())) > 25
     assert 0.0 < mcmc.diagnostics()["acceptance rate"]["chain 0"] <= 1.0

@@ -11,8 +11,8 @@ leapfrog step with the potential's gradient (tracejit's reverse mode, no
 torch.autograd.grad), NUTS's tree building with its U-turn criterion and multinomial
 sampling, divergence detection and HMC's Metropolis correction are one compiled
 function of the flat unconstrained vector (_nuts.py), traced once per kernel and
-replayed at every transition (NUTS after warmup, where nothing adapts: 16 transitions
-per call, handed out one per sample()). Its draws come from torch's default generator
+replayed at every transition (NUTS after warmup, where nothing adapts: up to 16
+transitions per call, handed out one per sample()). Its draws come from torch's default generator
 (torch.manual_seed / pyro.set_rng_seed reproduce a run), not in the order Pyro's own
 kernel draws, so chains agree with Pyro's in distribution, not draw for draw.
 
@@ -107,7 +107,8 @@ def _packed(out):
 
 class _CompiledKernel:
     """sample() through one compiled transition (mixed into Pyro's HMC and NUTS); NUTS
-    after warmup makes TRANSITIONS_PER_CALL transitions per compiled call and hands them
+    after warmup makes several transitions per compiled call, 1, 2, 4, ... up to
+    TRANSITIONS_PER_CALL (a short run makes few it does not hand out), and hands them
     out one per sample() (the compiled call's and the kernel's own Python paid once for
     them; a state set from outside, as a new run's, drops those not handed out)."""
 
@@ -134,7 +135,7 @@ class _CompiledKernel:
 
     def setup(self, warmup_steps, *args, **kwargs):
         self._tracejit_fn = self._tracejit_mass = self._tracejit_last = None
-        self._tracejit_queue = None
+        self._tracejit_queue, self._tracejit_batch = None, 1
         super().setup(warmup_steps, *args, **kwargs)
 
     def _tracejit_transition(self):
@@ -202,8 +203,10 @@ class _CompiledKernel:
             inv, sq = self._tracejit_mass_now(zf.dtype)
             # warmup: one transition per call (the adapter steps between); sampling
             # (nothing adapts): a batch of them, handed out one per call
-            n = 1 if self._t < self._warmup_steps or self._tracejit_kind == "hmc" else \
-                self._tracejit_rows
+            n = 1
+            if self._t >= self._warmup_steps and self._tracejit_kind == "nuts":
+                n = self.__dict__.get("_tracejit_batch", 1)     # 1, 2, 4, ... rows: a
+                self._tracejit_batch = min(2 * n, self._tracejit_rows)   # short run's few
             args = (zf, pe, gf, inv, sq,
                     self._tracejit_scalar("_tracejit_ss", self.step_size, zf.dtype),
                     self._tracejit_scalar("_tracejit_n", n, torch.int64))
