@@ -32,21 +32,24 @@ Targets (issue 24): per leapfrog step at most 1.0x NumPyro's steady state; a who
 of 1000 + 1000, compilation included, at most 0.3x NumPyro's and 0.1x Pyro's
 jit_compile=True; the first call at most 50 ms.
 
-Measured (2026-12-07 21:00-21:20, this 2-core machine shared with six other sessions'
-test suites, load average 9-11, so wall times are 3-6x CPU times; ratios are
-same-process), `--cases schools,logistic --peers tracejit,pyro.jit,numpyro`:
-whole 1000+1000 run: schools 2.37 s (CPU 0.41 s), 0.06x NumPyro (37.8 s, CPU 7.4 s)
-and 0.02x Pyro's jit_compile=True (est.); logistic 500x10 4.05 s (CPU 0.57 s), 0.08x
-NumPyro, 0.04x Pyro jit: both met. First call: 106 ms / 214 ms wall, 30 / 34 ms CPU
-(Pyro jit 586 / 566 ms; NumPyro's compile 23.5 s): met in CPU time, not in wall time
-on this machine. Per leapfrog step: NOT met: tracejit 72.7 / 178 µs wall inside
-Pyro's MCMC loop (~32 µs CPU on schools: ~9 µs the compiled body's step, ~23 µs per
-compiled call, ~90 µs per sample of Python: Pyro's MCMC loop and logging ~54 µs, the
-kernel's sample() and WarmupAdapter ~37 µs) against NumPyro's 11.1 / 22.7 µs
-(steady state): 6.6x / 7.8x in wall time here, ~3x in CPU time. Posterior means agree
-(schools mu 4.44 / 4.63 / 4.43, logistic b 0.132 / 0.126 / 0.132).
-Closing that gap needs several transitions per compiled call (the sampling phase has
-no adaptation) and less Python per sample than Pyro's MCMC loop spends.
+Measured (2026-12-07, this 2-core machine shared with six other sessions' test
+suites, load average 9-11, so wall times are 3-6x CPU times; ratios are same-process),
+`--cases schools,logistic --peers tracejit,numpyro` at 21:36 (NUTS making up to 16
+transitions per compiled call after warmup), Pyro's jit NUTS from the 21:00 run
+(`--peers tracejit,pyro.jit,numpyro`, before batches):
+whole 1000+1000 run: schools 1.92 s (CPU 0.52 s), 0.06x NumPyro (30.5 s, CPU 8.0 s),
+0.02x Pyro's jit_compile=True (est. 97.7 s); logistic 500x10 1.77 s (CPU 0.59 s),
+0.07x NumPyro, 0.04x Pyro jit: both targets met. First call: 155 / 108 ms wall, 43 /
+38 ms CPU (Pyro jit 586 / 566 ms; NumPyro's compile 16-20 s): met in CPU time, not in
+wall time on this machine. Per leapfrog step: NOT met: 38.4 / 59.7 µs wall inside
+Pyro's MCMC loop against NumPyro's steady state 7.9 / 27.1 µs (4.9x / 2.2x; before
+batches, at 21:00: 6.6x / 7.8x). In CPU time (time.process_time around the
+sampling phase and the compiled calls, outside this benchmark) schools takes ~94 µs a sample, 13.6 µs a step: ~4 µs the
+compiled steps, ~45 µs Pyro's MCMC loop and logging, ~45 µs the kernel's sample()
+around its queue. Posterior means agree (schools mu 4.31-4.44 / 4.63 Pyro / 4.43
+NumPyro, logistic b 0.131-0.134 / 0.126 / 0.132). What is left of the gap is Python
+per sample: Pyro's MCMC loop (its logging's json.dumps and logger.info each sample)
+and the kernel's sample().
 
 NumPyro: imported if importable; else from TRACEJIT_NUMPYRO_PATH (a `pip install
 --target DIR numpyro multipledispatch --no-deps` beside the environment's jax).
