@@ -44,9 +44,9 @@ whole 1000+1000 run: schools 1.92 s (CPU 0.52 s), 0.06x NumPyro (30.5 s, CPU 8.0
 wall time on this machine. Per leapfrog step: NOT met: 38.4 / 59.7 µs wall inside
 Pyro's MCMC loop against NumPyro's steady state 7.9 / 27.1 µs (4.9x / 2.2x; before
 batches, at 21:00: 6.6x / 7.8x). In CPU time (time.process_time around the
-sampling phase and the compiled calls, outside this benchmark) schools takes ~94 µs a sample, 13.6 µs a step: ~4 µs the
-compiled steps, ~45 µs Pyro's MCMC loop and logging, ~45 µs the kernel's sample()
-around its queue. Posterior means agree (schools mu 4.31-4.44 / 4.63 Pyro / 4.43
+sampling phase and the compiled calls, outside this benchmark) schools takes ~94 µs
+a sample, 13.6 µs a step: ~28 µs the compiled calls (4 µs a step), ~22 µs the
+kernel's sample() around them, ~44 µs Pyro's MCMC loop and logging. Posterior means agree (schools mu 4.31-4.44 / 4.63 Pyro / 4.43
 NumPyro, logistic b 0.131-0.134 / 0.126 / 0.132). What is left of the gap is Python
 per sample: Pyro's MCMC loop (its logging's json.dumps and logger.info each sample)
 and the kernel's sample().
