@@ -47,9 +47,9 @@ batches, at 21:00: 6.6x / 7.8x). In CPU time (time.process_time around the
 sampling phase and the compiled calls, outside this benchmark) schools takes ~94 µs
 a sample, 13.6 µs a step: ~28 µs the compiled calls (4 µs a step), ~22 µs the
 kernel's sample() around them, ~44 µs Pyro's MCMC loop and logging. Posterior means
-agree (schools mu 4.31-4.44 / 4.63 Pyro / 4.43 NumPyro, logistic b 0.131-0.134 / 0.126 / 0.132). What is left of the gap is Python
-per sample: Pyro's MCMC loop (its logging's json.dumps and logger.info each sample)
-and the kernel's sample().
+agree (schools mu 4.31-4.44 / 4.63 Pyro / 4.43 NumPyro, logistic b 0.131-0.134 /
+0.126 / 0.132). What is left of the gap is Python per sample: Pyro's MCMC loop (its
+logging's json.dumps and logger.info each sample) and the kernel's sample().
 
 NumPyro: imported if importable; else from TRACEJIT_NUMPYRO_PATH (a `pip install
 --target DIR numpyro multipledispatch --no-deps` beside the environment's jax).
