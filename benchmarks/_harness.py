@@ -77,6 +77,60 @@ def _prepare_environment() -> None:
         atexit.register(shutil.rmtree, cache, ignore_errors=True)
 
 
+def numpyro_modules():
+    """((numpyro, jax), description) or (None, why not): numpyro imported if importable,
+    else from the directory in TRACEJIT_NUMPYRO_PATH (a `pip install --target DIR numpyro
+    multipledispatch --no-deps` beside the environment's jax), appended to sys.path."""
+    try:
+        import numpyro  # noqa: F401
+    except ImportError:
+        path = os.environ.get("TRACEJIT_NUMPYRO_PATH")
+        if not path:
+            return None, "numpyro not importable (set TRACEJIT_NUMPYRO_PATH to a pip --target dir)"
+        sys.path.append(path)
+        try:
+            import numpyro  # noqa: F401,F811
+        except ImportError as e:
+            return None, f"numpyro not importable from {path}: {e}"
+    import jax
+    import numpyro
+    return (numpyro, jax), f"numpyro {numpyro.__version__}, jax {jax.__version__}"
+
+
+def pyro_setup(title: str, opts, all_peers: tuple, detail: str = ""):
+    """The Pyro benchmarks' start (bench_pyro, bench_pyro_nuts): the title; torch,
+    tracejit and OpenBLAS at opts.threads threads, XLA's CPU client at one
+    (--xla_cpu_multi_thread_eigen=false, unless XLA_FLAGS is set); the peers asked for
+    (opts.peers) of all_peers, numpyro dropped where it cannot be imported; the versions
+    and the machine's other load printed. Returns (peers, (numpyro, jax) or None), or
+    None where pyro or torch is not installed (said so)."""
+    print(f"## {title}\n")
+    _prepare_environment()
+    try:
+        import pyro
+        import torch
+    except ImportError as e:
+        print(f"pyro or torch not installed ({e}); skipped")
+        return None
+    import tracejit
+    torch.set_num_threads(opts.threads)
+    tracejit.set_num_threads(opts.threads)
+    set_openblas_threads(opts.threads)
+    peers = [p for p in all_peers if p in (opts.peers or ",".join(all_peers)).split(",")]
+    npy, why = None, "not asked for"
+    if "numpyro" in peers:
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+        npy, why = numpyro_modules()
+        if npy is None:
+            peers.remove("numpyro")
+    print(f"pyro {pyro.__version__}, torch {torch.__version__}, threads {opts.threads}; "
+          f"NumPyro: {why}{detail}")
+    busy = busy_elsewhere()
+    if busy is not None:
+        print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
+    return peers, npy
+
+
 def import_peer(name: str):
     """Returns (module, None) or (None, reason). Never raises for a missing peer."""
     _prepare_environment()

@@ -127,23 +127,6 @@ def pyro_peer(peer, name):
     return step, loss_and_grads, first, loss
 
 
-def numpyro_modules():
-    try:
-        import numpyro  # noqa: F401
-    except ImportError:
-        path = os.environ.get("TRACEJIT_NUMPYRO_PATH")
-        if not path:
-            return None, "numpyro not importable (set TRACEJIT_NUMPYRO_PATH to a pip --target dir)"
-        sys.path.append(path)
-        try:
-            import numpyro  # noqa: F401,F811
-        except ImportError as e:
-            return None, f"numpyro not importable from {path}: {e}"
-    import jax
-    import numpyro
-    return (numpyro, jax), f"numpyro {numpyro.__version__}, jax {jax.__version__}"
-
-
 def numpyro_case(name, numpyro):
     import jax.numpy as jnp
     import numpyro.distributions as dist
@@ -214,32 +197,11 @@ def numpyro_peer(name, mods):
 
 
 def run(opts) -> dict:
-    print("## Pyro SVI steps (bench_pyro)\n")
-    H._prepare_environment()
-    try:
-        import pyro
-        import torch
-    except ImportError as e:
-        print(f"pyro or torch not installed ({e}); skipped")
+    setup = H.pyro_setup("Pyro SVI steps (bench_pyro)", opts, PEERS)
+    if setup is None:
         return {"records": [], "failures": []}
-    import tracejit
+    peers, npy = setup
     import torch._dynamo  # noqa: F401  (torch.optim's first use imports it: ~1 s, for every peer)
-    torch.set_num_threads(opts.threads)
-    tracejit.set_num_threads(opts.threads)
-    H.set_openblas_threads(opts.threads)
-    peers = [p for p in PEERS if p in (opts.peers or ",".join(PEERS)).split(",")]
-    npy, why = (None, "not asked for")
-    if "numpyro" in peers:
-        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                              "intra_op_parallelism_threads=1")
-        npy, why = numpyro_modules()
-        if npy is None:
-            peers.remove("numpyro")
-    print(f"pyro {pyro.__version__}, torch {torch.__version__}, threads {opts.threads}; "
-          f"NumPyro: {why}")
-    busy = H.busy_elsewhere()
-    if busy is not None:
-        print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
     cases = [c for c in CASES if not opts.cases or c in opts.cases.split(",")]
     records, failures, rows, firsts, shares = [], [], [], [], []
     for case in cases:

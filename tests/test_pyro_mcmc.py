@@ -76,6 +76,16 @@ def transition_of(kernel):
     return kernel._tracejit_fn[1]
 
 
+def sampling_calls(samples):
+    """Compiled calls NUTS makes for `samples` after warmup (1, 2, 4, ... transitions a
+    call, up to TRANSITIONS_PER_CALL), and the transitions they make."""
+    calls = made = 0
+    while made < samples:
+        made += min(2 ** calls, tjp.NUTS.TRANSITIONS_PER_CALL)
+        calls += 1
+    return calls, made
+
+
 # ---- analytic posteriors ---------------------------------------------------------------
 
 def test_nuts_normal_normal_matches_analytic_posterior_and_second_data():
@@ -84,7 +94,9 @@ def test_nuts_normal_normal_matches_analytic_posterior_and_second_data():
     mcmc = run(kernel, y)
     check_moments(flat_samples(mcmc, ["mu"]), *normal_posterior(y))
     fn = transition_of(kernel)
-    assert fn.cache_info().variants == 1 and fn.cache_info().hits >= 799
+    # one call per warmup transition, several samples per call after it
+    assert fn.cache_info().variants == 1
+    assert fn.cache_info().hits + fn.cache_info().misses == 300 + sampling_calls(500)[0]
     # a second run with other data: the posterior moves with it
     y2 = y * 3 - 4.0
     pyro.set_rng_seed(1)
@@ -132,6 +144,50 @@ def test_nuts_with_potential_fn_and_initial_params():
                 initial_params={"z": torch.zeros(3)})
     mcmc.run()
     check_moments(mcmc.get_samples()["z"].double(), mu.double(), sd.double() ** 2)
+
+
+def test_samples_after_warmup_come_in_batches_of_transitions():
+    """After warmup (nothing adapts) one compiled call makes 1, 2, 4, ... up to
+    TRANSITIONS_PER_CALL transitions, handed out one per sample(); those not handed out
+    when the run ends stay queued and a new run (setup) drops them. Each sample its own
+    transition: distinct values, per-sample diagnostics."""
+    y = torch.tensor([0.3, 1.9, 1.1, 2.4, 0.8, 1.5])
+    kernel = tjp.NUTS(normal_model)
+    mcmc = run(kernel, y, samples=37, warmup=100)
+    info = transition_of(kernel).cache_info()
+    calls, made = sampling_calls(37)
+    assert (calls, made) == (6, 47)     # 1 + 2 + 4 + 8 + 16 + 16
+    assert info.hits + info.misses == 100 + calls
+    assert len(kernel._tracejit_queue) == made - 37
+    mu = mcmc.get_samples()["mu"]
+    assert mu.shape == (37,) and len(set(mu.tolist())) > 25
+    assert 0.0 < mcmc.diagnostics()["acceptance rate"]["chain 0"] <= 1.0
+    kernel.setup(0, y)
+    assert kernel._tracejit_queue is None
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_several_chains(parallel, monkeypatch):
+    """MCMC(num_chains=2): in sequence, or in parallel processes (Pyro's _MultiSampler,
+    forked workers each replaying its own compiled transition; Pyro runs chains in
+    parallel only where it counts more CPUs than chains, so the count is set here).
+    Each chain samples the analytic posterior, the chains differ, summary's r_hat ~ 1."""
+    import contextlib
+    import pyro.infer.mcmc.api as api
+    monkeypatch.setattr(api.mp, "cpu_count", lambda: 4 if parallel else 1)
+    y = torch.tensor([0.3, 1.9, 1.1, 2.4, 0.8, 1.5])
+    pyro.set_rng_seed(0)
+    with (contextlib.nullcontext() if parallel else
+          pytest.warns(UserWarning, match="Chains will be drawn sequentially")):
+        mcmc = MCMC(tjp.NUTS(normal_model), num_samples=400, warmup_steps=300,
+                    num_chains=2, disable_progbar=True)
+    mcmc.run(y)
+    assert (type(mcmc.sampler).__name__ == "_MultiSampler") == parallel
+    chains = mcmc.get_samples(group_by_chain=True)["mu"]
+    assert chains.shape == (2, 400) and not torch.equal(chains[0], chains[1])
+    for c in chains:
+        check_moments(c.double().unsqueeze(-1), *normal_posterior(y))
+    assert abs(float(pyro.ops.stats.split_gelman_rubin(chains)) - 1.0) < 0.05
 
 
 # ---- against Pyro's own NUTS -----------------------------------------------------------
@@ -273,6 +329,58 @@ def test_checks_that_hold_inside_the_trajectory_cost_nothing_of_the_posterior():
     y = torch.tensor([0.3, 1.9, 1.1, 2.4, 0.8, 1.5])
     mcmc = run(tjp.NUTS(model), y)
     check_moments(flat_samples(mcmc, ["mu"]), *normal_posterior(y))
+
+
+@pytest.mark.parametrize("room", [0, 1, 32])
+def test_checks_beyond_the_carrys_room_trace_the_body_again(room, monkeypatch):
+    """Three checks per step: with room for fewer the body is traced a second time with
+    room for them (the checks still raise where eager's do, hold where they hold); with
+    room for more, once."""
+    from tracejit import _C
+    traced = []
+
+    def body(x):
+        traced.append(1)
+        for bound in (2.0, 3.0, 4.0):
+            _C._check(x < bound, f"x below {bound}")
+        return x + 1.0
+
+    def run_to(stop):
+        return _nuts._while_checked(lambda x: x < stop, body, torch.tensor(0.0), room=room)
+    f = tracejit.compile(run_to)
+    assert float(f(torch.tensor(1.5))) == 2.0
+    assert len(traced) == (2 if room < 3 else 1)
+    with pytest.raises(ValueError, match=r"x below 2.0 \(at a step of the compiled trajectory\)"):
+        f(torch.tensor(2.5))     # the step from x = 2 fails x < 2 (x < 3 and x < 4 hold)
+    assert float(f(torch.tensor(0.5))) == 1.0
+
+
+def test_pyros_own_potential_calls_are_eager_then_compiled(monkeypatch):
+    """Pyro's calls of the potential outside the trajectory (setup,
+    find_reasonable_step_size) are Pyro's eager potential for the first EAGER_CALLS,
+    then the compiled potential: the same values and gradients either way."""
+    from pyro.ops.integrator import potential_grad
+    from tracejit._pyro_mcmc import _TieredPotential
+    monkeypatch.setattr(_TieredPotential, "EAGER_CALLS", 2)
+    x, y = M.regression_data(30, 3, 0)
+    kernel = tjp.NUTS(blr_model)
+    kernel.setup(0, x, y)
+    pot = kernel.potential_fn
+    assert isinstance(pot, _TieredPotential) and pot.compiled is not None   # setup's calls
+    eager = kernel._tracejit_pyro_potential
+    z = {k: v.detach() + 0.1 for k, v in kernel.initial_params.items()}
+    for _ in range(3):
+        g, pe = potential_grad(pot, z)
+        g0, pe0 = potential_grad(eager, z)
+        assert torch.allclose(pe, pe0, rtol=1e-5)
+        for k in g0:
+            assert torch.allclose(g[k], g0[k], rtol=1e-4, atol=1e-5), k
+    fresh = _TieredPotential(eager)
+    for _ in range(2):
+        potential_grad(fresh, z)
+    assert fresh.compiled is None and fresh.calls == 2
+    potential_grad(fresh, z)
+    assert fresh.compiled is not None
 
 
 @pytest.mark.parametrize("name", ["logistic", "schools_centered", "baseball", "bnn"])

@@ -19,7 +19,10 @@ probability min(1, w_sub / w_tree), never from a turning or diverging subtree), 
 tree is checked for a U-turn; the loop stops at a U-turn, a divergence (energy error
 over `max_delta`) or `max_depth` doublings. Uniform draws are fresh at every step of a
 compiled loop (csrc/loops.c mixes the step into the key), so each step draws the
-direction (used when a subtree starts), the within-subtree and the doubling coin.
+direction (used when a subtree starts), the within-subtree and the doubling coin. The
+same loop makes several transitions in a row (`n_trans`, a traced input: one during
+warmup, more after it): when a tree is done its proposal goes to its row and the carry
+is reset to a fresh tree from it (a momentum drawn at every step, used at the reset).
 """
 import threading
 
@@ -39,22 +42,26 @@ def _value_and_grad(potential, z):
 
 
 class _Retry(Exception):
-    """The body made another number of checks than the carry has room for."""
+    """The body made more checks than the carry has room for."""
 
 
-def _while_checked(cond_fun, body_fun, init):
+_CHECK_ROOM = 32     # checks a trajectory's carry has room for (a PyroModule's priors:
+                     # one or two per sample site)
+
+
+def _while_checked(cond_fun, body_fun, init, room=_CHECK_ROOM):
     """while_loop(cond_fun, body_fun, init), where the checks the traced code makes in the
     body (_C._check: torch.distributions' validation of a distribution built with
     validate_args, Pyro's warn_if_nan) are carried out of the loop, each the AND over the
     steps of its value, and checked after it (a compiled loop's body cannot raise): the
     error eager raises at the step where it fails is raised for the transition, and
-    nothing of it is returned. The body is traced again once its number of checks is
-    known."""
-    n = 0
+    nothing of it is returned. The carry has room for `room` checks (the unused ones
+    stay True), so the body is traced once; a body making more is traced again with
+    room for them."""
     for _ in range(2):
         specs = []
 
-        def body(c, n=n, specs=specs):
+        def body(c, room=room, specs=specs):
             val, oks = c
             found, prev, me = [], _C._check, threading.get_ident()
 
@@ -68,16 +75,17 @@ def _while_checked(cond_fun, body_fun, init):
                 new = body_fun(val)
             finally:
                 _C._check = prev
-            if len(found) != n:
+            if len(found) > room:
                 raise _Retry(len(found))
             specs[:] = [(what, error) for _, what, error in found]
-            return new, oks & torch.stack([oks[0]] + [x for x, _, _ in found])
+            vals = [oks[0]] + [x for x, _, _ in found] + [oks[0]] * (room - len(found))
+            return new, oks & torch.stack(vals)
 
         try:
             out, oks = while_loop(lambda c: cond_fun(c[0]), body,
-                                  (init, torch.ones(n + 1, dtype=torch.bool)))
+                                  (init, torch.ones(room + 1, dtype=torch.bool)))
         except _Retry as e:
-            n = e.args[0]
+            room = e.args[0]
             continue
         for k, (what, error) in enumerate(specs):
             _C._check(oks[k + 1], f"{what} (at a step of the compiled trajectory)", error)
@@ -135,8 +143,8 @@ def _ckpt_range(leaf, nbits):
 # every call of the compiled loop: few leaves keep that overhead small).
 _ROWS = ("zl", "rl", "gl", "zr", "rr", "gr", "pz", "pg", "sz", "sr", "sg", "spz", "spg",
          "rsum", "srsum")
-_FLOATS = ("ppe", "w", "sppe", "sw", "acc_sum")
-_INTS = ("n", "size", "depth", "steps")
+_FLOATS = ("ppe", "w", "sppe", "sw", "acc_sum", "e0")
+_INTS = ("n", "size", "depth", "steps", "t")
 _BOOLS = ("right", "div", "moved", "done")
 
 
@@ -156,24 +164,32 @@ def _unpack(c, K):
     return s
 
 
-def nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size, max_depth, max_delta):
-    """One NUTS transition from (z, pe = potential(z), g its gradient). Returns (z, pe, g,
-    mean acceptance probability over the trajectory, number of leapfrog steps, diverging,
-    doublings, whether a doubling moved the proposal)."""
-    r = _momentum(z, mass_sqrt)
-    energy0 = pe + 0.5 * (r * _vel(inv_mass, r)).sum()
+def nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size, n_trans, max_depth, max_delta,
+         rows):
+    """`n_trans` (a traced int64, at most `rows`) NUTS transitions in a row from (z, pe =
+    potential(z), g its gradient), in one loop: when a transition's tree is done, its
+    proposal is written to its row and the next one starts from it with a fresh
+    momentum. Returns (Z: rows x z's proposals, stats: rows x (pe, mean acceptance
+    probability over the trajectory, leapfrog steps, diverging, whether a doubling moved
+    the proposal), the last proposal's gradient); rows from n_trans on are zeros."""
     K = max(int(max_depth), 1)
     false = torch.isnan(step_size) & torch.isinf(step_size)      # traced False
     zero = torch.zeros((), dtype=torch.int64)
     ks = torch.arange(K)
-    st = dict(zl=z, rl=r, gl=g, zr=z, rr=r, gr=g,            # the tree's ends
-              pz=z, ppe=pe, pg=g, w=torch.zeros_like(pe), rsum=r,   # its proposal
-              sz=z, sr=r, sg=g, spz=z, sppe=pe, spg=g,           # the subtree's far end
-              sw=torch.zeros_like(pe), srsum=r, n=zero, size=zero + 1, right=false,
-              rck=torch.zeros((K,) + tuple(z.shape), dtype=z.dtype),
-              rsck=torch.zeros((K,) + tuple(z.shape), dtype=z.dtype),
-              depth=zero, acc_sum=torch.zeros_like(pe), steps=zero,
-              div=false, moved=false, done=false)
+    row_ids = torch.arange(rows)
+
+    def fresh(z, pe, g, t):
+        r = _momentum(z, mass_sqrt)
+        return dict(zl=z, rl=r, gl=g, zr=z, rr=r, gr=g,            # the tree's ends
+                    pz=z, ppe=pe, pg=g, w=torch.zeros_like(pe), rsum=r,   # its proposal
+                    sz=z, sr=r, sg=g, spz=z, sppe=pe, spg=g,           # the subtree's far end
+                    sw=torch.zeros_like(pe), srsum=r, n=zero, size=zero + 1, right=false,
+                    rck=torch.zeros((K,) + tuple(z.shape), dtype=z.dtype),
+                    rsck=torch.zeros((K,) + tuple(z.shape), dtype=z.dtype),
+                    depth=zero, acc_sum=torch.zeros_like(pe), steps=zero,
+                    div=false, moved=false, done=false, t=t,
+                    e0=pe + 0.5 * (r * _vel(inv_mass, r)).sum())
+    st = fresh(z, pe, g, zero)
 
     def step(s):
         u = torch.rand(3, dtype=z.dtype)
@@ -184,7 +200,7 @@ def nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size, max_depth, max_del
         g0 = torch.where(new, torch.where(right, s["gr"], s["gl"]), s["sg"])
         h = torch.where(right, step_size, -step_size)
         z1, r1, pe1, g1 = _leapfrog(potential, inv_mass, z0, r0, g0, h)
-        delta = _delta(pe1, r1, inv_mass, energy0)
+        delta = _delta(pe1, r1, inv_mass, s["e0"])
         w_leaf = -delta
         div_leaf = delta > max_delta
         # the leaf joins the subtree: multinomial sampling of the subtree's proposal
@@ -229,13 +245,27 @@ def nuts(potential, z, pe, g, inv_mass, mass_sqrt, step_size, max_depth, max_del
                     rck=rck, rsck=rsck, depth=depth,
                     acc_sum=s["acc_sum"] + torch.clamp(torch.exp(-delta), max=1.0),
                     steps=s["steps"] + 1, div=s["div"] | div_leaf,
-                    moved=s["moved"] | move, done=done)
+                    moved=s["moved"] | move, done=done, t=s["t"], e0=s["e0"])
 
-    out = _unpack(_while_checked(lambda c: ~c[3][3], lambda c: _pack(step(_unpack(c, K))),
-                                 _pack(st)), K)
-    accept = out["acc_sum"] / out["steps"].to(out["acc_sum"].dtype)
-    return (out["pz"], out["ppe"], out["pg"], accept, out["steps"], out["div"], out["depth"],
-            out["moved"])
+    def body(c):
+        state, zs, stats = c
+        s = step(_unpack(state, K))
+        done = s["done"]
+        steps = s["steps"].to(z.dtype)
+        stat = torch.stack([s["ppe"], s["acc_sum"] / steps, steps, s["div"].to(z.dtype),
+                            s["moved"].to(z.dtype)])
+        here = ((row_ids == s["t"]) & done).unsqueeze(-1)
+        zs = torch.where(here, s["pz"].unsqueeze(0), zs)
+        stats = torch.where(here, stat.unsqueeze(0), stats)
+        nxt = fresh(s["pz"], s["ppe"], s["pg"], s["t"] + 1)    # the next transition
+        state = tuple(torch.where(done, a, b) for a, b in zip(_pack(nxt), _pack(s)))
+        return state, zs, stats
+
+    init = (_pack(st), torch.zeros((rows,) + tuple(z.shape), dtype=z.dtype),
+            torch.zeros((rows, 5), dtype=z.dtype))
+    state, zs, stats = _while_checked(lambda c: c[0][2][_INTS.index("t")] < n_trans, body,
+                                      init)
+    return zs, stats, _unpack(state, K)["pg"]
 
 
 def hmc(potential, z, pe, g, inv_mass, mass_sqrt, step_size, num_steps, max_delta):
