@@ -239,3 +239,16 @@ def test_gradient_through_a_reduction_into_out():
     x = np.arange(12.0).reshape(3, 4) / 7
     g = tracejit.grad(loss)(x)
     np.testing.assert_allclose(g, 2 * x * np.array([3.0, 2.0, 1.0])[:, None], rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "prod", "cumsum", "amax", "argmax", "matmul"])
+def test_torch_out_is_refused_by_name(name):
+    torch = pytest.importorskip("torch")
+    fn = getattr(torch, name)
+    x = torch.arange(12.0).reshape(3, 4)
+    args = (x, x.T) if name == "matmul" else (x, 0)
+    o = torch.zeros(fn(*args).shape, dtype=fn(*args).dtype)
+    fn(*args, out=o.clone())                                   # eager accepts it
+    with pytest.raises(TraceError, match=rf"torch\.{name}\(\.\.\., out=\.\.\.\) is not supported "
+                                         r"by tracejit"):
+        tracejit.compile(lambda x, o: fn(*((x, x.T) if name == "matmul" else (x, 0)), out=o))(x, o)
