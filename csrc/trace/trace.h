@@ -169,6 +169,11 @@ int tj_out_probe(tj_trace *t, PyObject *fn, PyObject *args, PyObject *kwargs, Py
 PyObject *tj_out_promote(tj_trace *t, PyObject *x, PyObject *out);
 PyObject *tj_out_write(tj_trace *t, PyObject *out, PyObject *res, const char *what);
 int tj_out_c_contiguous(tj_trace *t, int32_t id);
+/* write_box.c: the box [lo, hi) a basic key (ints, unit-step slices, `...`, None)
+ * selects in x (node n), the region's shape, and whether it is one element: 1; 0 where
+ * the key is another (or NumPy would raise: the index map decides); -1 + exception. */
+int tj_write_basic_box(const tj_node *n, PyObject *key, int64_t *lo, int64_t *hi, int *rnd,
+                       int64_t *rshape, int *element);
 /* At the end of tracing: -1 with TraceError when a `c[k] op= v` never stored into c. */
 int tj_write_check_done(tj_trace *t);
 /* The node of a captured array's contents now: its leaf `leaf`, or what the trace wrote
