@@ -252,3 +252,61 @@ def test_torch_out_is_refused_by_name(name):
     with pytest.raises(TraceError, match=rf"torch\.{name}\(\.\.\., out=\.\.\.\) is not supported "
                                          r"by tracejit"):
         tracejit.compile(lambda x, o: fn(*((x, x.T) if name == "matmul" else (x, 0)), out=o))(x, o)
+
+
+# ---- user code: kernels written the NumPy-tutorial way, with preallocated outputs ----
+
+def kmeans_step(X, centers, counts):
+    """One Lloyd step into the caller's arrays: distances by np.dot into a buffer, the
+    assignment's per-cluster sums and means with out= into rows of `centers`."""
+    d = np.empty((X.shape[0], centers.shape[0]))
+    np.dot(X, centers.T, out=d)
+    d *= -2
+    d += np.sum(X * X, axis=1, keepdims=True) + np.sum(centers * centers, axis=1)
+    labels = np.argmin(d, axis=1)
+    for k in range(centers.shape[0]):
+        w = (labels == k).astype(X.dtype)
+        np.sum(w, out=counts[k, ...])                 # a 0-d view (counts[k]: a scalar)
+        np.sum(X * w[:, None], axis=0, out=centers[k])
+        centers[k] /= np.maximum(counts[k], 1)
+    return labels
+
+
+def running_stats(x, acc):
+    """Online moments, scikit-learn's partial_fit style: column sums and sums of squares
+    added into acc's rows, the cumulative distribution of the weights into acc[2]."""
+    s = np.zeros(x.shape[1])
+    np.add.reduce(x, axis=0, out=s)
+    acc[0] += s
+    np.sum(x * x, axis=0, out=s)
+    acc[1] += s
+    w = np.abs(x[:, 0])
+    np.cumsum(w / w.sum(), out=acc[2, :x.shape[0]])
+    return np.mean(acc[:2], axis=0, out=np.empty(x.shape[1]))
+
+
+def test_user_kernels_with_out_match_eager():
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        X = rng.standard_normal((40, 3))
+        check(kmeans_step, (X, X[:4].copy(), np.zeros(4)))
+        x = rng.standard_normal((6, 6))
+        check(running_stats, (x, np.ones((3, 6))))
+
+
+def test_row_writes_with_basic_keys_match_eager():
+    # the box read off the key (write_box.c): ints, slices, `...`, None; NumPy's errors
+    def rows(x):
+        out = np.zeros((5, 4, 3))
+        for i in range(5):
+            out[i] = x[i]
+            out[i, 1:-1] += 1
+            out[-i - 1, ..., 0] = out[i, :, 1] * 2
+            out[i, None, 2:] = x[i, 2:] - 1
+        out[1, 2, 0] = 7
+        return out
+    x = np.arange(60.0).reshape(5, 4, 3)
+    check(rows, (x,), (-x,))
+    check(lambda x: x.copy().__setitem__((5, 0), 1), (x,))              # IndexError
+    check(lambda x: x.copy().__setitem__((1, 2, 0), x[0, 0]), (x,))     # a sequence
+    check(lambda x: x.copy().__setitem__((0, 0, 0, 0), 1), (x,))        # too many
