@@ -310,3 +310,16 @@ def test_row_writes_with_basic_keys_match_eager():
     check(lambda x: x.copy().__setitem__((5, 0), 1), (x,))              # IndexError
     check(lambda x: x.copy().__setitem__((1, 2, 0), x[0, 0]), (x,))     # a sequence
     check(lambda x: x.copy().__setitem__((0, 0, 0, 0), 1), (x,))        # too many
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64", "int64"])
+@pytest.mark.parametrize("odt", ["float64", "float32", "int32", "float16"])
+def test_dtype_and_out_together(dt, odt):
+    # NumPy reduces in dtype, then casts into out (mean: divided in float64, cast again)
+    x = (np.arange(12.0).reshape(3, 4) - 5.5) / 2         # sums exact in float32
+    check(lambda x, o: np.sum(x, axis=0, dtype=dt, out=o), (x, np.zeros(4, odt)))
+    check(lambda x, o: np.mean(x, axis=1, dtype=dt, out=o), (x, np.zeros(3, odt)))
+    check(lambda x, o: np.cumsum(x, axis=1, dtype=dt, out=o), (x, np.zeros((3, 4), odt)))
+    check(lambda x, o: np.mean(x.astype(dt), out=o), (x, np.zeros((), odt)))
+    check(lambda x, o: np.prod(x.astype(dt), axis=0, keepdims=True, out=o),
+          (x, np.zeros((1, 4), odt)))
