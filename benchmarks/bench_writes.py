@@ -7,6 +7,11 @@ Cases:
            1024x1024 float64 grid (a Jacobi sweep). Target: at most 0.3x NumPy.
   mask     `a[a < 0] = 0` between elementwise chains at 1M float64. Target: at most
            0.5x NumPy.
+  rows     issue 16's "a 10^4-iteration loop of slice assignments compiles in at most
+           2 s": `for i in range(n): out[i] = x[i] * 2.0 + 1.0` into np.zeros((n, 8)),
+           first call (trace + passes + TinyCC + run) at n = 10^2, 10^3, 10^4 (--quick:
+           10^2, 10^3), wall and CPU time (this process's: the machine may be shared),
+           and eager's loop for scale. Target: at most 2 s at 10^4.
   mlp-bn, mlp-bn-module  bench_train's training steps of an MLP with
            BatchNorm1d and nn.ReLU(inplace=True) (SGD, running statistics checked
            against eager's). Target: at most 0.6x torch eager.
@@ -16,7 +21,7 @@ timed in alternating rounds (_harness.interleaved) and the ratio is the median o
 same-round ratios tracejit/eager. First-call latency (trace + compile + run) is printed.
 
 Run:  PYTHONPATH=python python benchmarks/bench_writes.py [--quick] [--json PATH]
-      [--cases stencil,mask,mlp-bn,mlp-bn-module]
+      [--cases stencil,mask,rows,mlp-bn,mlp-bn-module]
 """
 from __future__ import annotations
 
@@ -40,6 +45,42 @@ def mask(x):
     a = np.sin(x) * 2.0 - 0.5
     a[a < 0] = 0
     return np.exp(-a) * a + 1.0
+
+
+def row_loop(n):
+    def fill(x):
+        out = np.zeros((n, 8))
+        for i in range(n):
+            out[i] = x[i] * 2.0 + 1.0
+        return out
+    return fill
+
+
+def rows_case(opts, records, failures):
+    """First-call latency of an unrolled loop of n row writes, per n."""
+    import tracejit
+    table = []
+    for n in ((100, 1000) if opts.quick else (100, 1000, 10000)):
+        fill = row_loop(n)
+        x = np.random.default_rng(n).standard_normal((n, 8))
+        t0 = time.perf_counter_ns()
+        want = fill(x)
+        eager_ns = time.perf_counter_ns() - t0
+        f = tracejit.compile(fill)
+        try:
+            c0, t0 = time.process_time_ns(), time.perf_counter_ns()
+            got = f(x)
+            wall, cpu = time.perf_counter_ns() - t0, time.process_time_ns() - c0
+            H.check_close(f"tracejit rows {n}", got, want, 0, 0)
+        except Exception as e:   # reported, not fatal
+            H.failure("tracejit", f"rows {n}", e, failures)
+            continue
+        records.append({"case": f"rows-{n}", "first_ns": wall, "first_cpu_ns": cpu,
+                        "numpy_ns": eager_ns})
+        goal = "" if n != 10000 else f" (target <= 2 s {'met' if wall <= 2e9 else 'NOT met'})"
+        table.append([str(n), H.fmt_time(eager_ns), H.fmt_ms(wall) + goal, H.fmt_ms(cpu)])
+    print(H.markdown_table(["rows", "numpy loop", "tracejit first call (wall)",
+                            "first call (CPU)"], table, right_from=1))
 
 
 def numpy_case(name, fn, x, opts, records, failures):
@@ -79,7 +120,7 @@ def run(opts) -> dict:
     if busy is not None:
         print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
     chosen = [c.strip() for c in opts.cases.split(",")] if opts.cases else \
-        ["stencil", "mask", "mlp-bn", "mlp-bn-module"]
+        ["stencil", "mask", "rows", "mlp-bn", "mlp-bn-module"]
     rng = np.random.default_rng(0)
     n = 256 if opts.quick else 1024
     records, failures, rows = [], [], []
@@ -92,6 +133,9 @@ def run(opts) -> dict:
     if rows:
         print(H.markdown_table(["case", "numpy", "tracejit", "tracejit/numpy"], rows,
                                right_from=1))
+    if "rows" in chosen:
+        print()
+        rows_case(opts, records, failures)
     train = [c for c in chosen if c.startswith("mlp-bn")]
     if train:
         try:

@@ -107,8 +107,14 @@ def test_out_arguments_into_arrays_made_inside():
     g = tracejit.compile(other)
     for x in (np.arange(5.0), np.ones(5)):
         assert_matches_numpy(g(x), other(x))
-    refused(lambda x: np.sum(x, out=np.empty(())), [np.arange(5.0)],     # reductions: not yet
-            r"numpy\.sum\(\.\.\., out=\.\.\.\) is not supported", "np.sum")
+    def reduced(x):               # reductions too (tests/test_writes_out.py)
+        out = np.empty(())
+        np.sum(x, out=out)
+        return out
+
+    h = tracejit.compile(reduced)
+    for x in (np.arange(5.0), np.ones(5)):
+        assert_matches_numpy(h(x), reduced(x))
 
 
 def test_rougiers_game_of_life_is_eagers():

@@ -22,11 +22,16 @@ static int is_leafish(const tj_graph *g, const tj_schedule *s, int32_t id) {
     return tj_ops[n->op].kind == TJ_K_LEAF || n->op == TJ_OP_VIEW || s->mat_slot[id] >= 0;
 }
 
-/* Temporaries of build_group, sized by the graph. */
+/* Temporaries of build_group, sized by the graph; mark is all zeros between calls. */
 typedef struct {
     uint8_t *mark;
-    int32_t *nodes, *leaves;
+    int32_t *nodes, *leaves, *stack, *touched;
 } scratchpad;
+
+static int by_id(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
 
 /* Fills group gr computing outs[0..n_outs) over the shape of outs[0], or, for a
  * reduction (outs[0]), over its operand's shape; a reduction's other out is its
@@ -43,29 +48,36 @@ static int build_group(const tj_graph *g, tj_schedule *s, tj_group *gr, const in
     gr->acc_slot = is_red ? s->acc_slot[outs[0]] : -1;
     gr->ndim = space->ndim;
     memcpy(gr->shape, space->shape, sizeof gr->shape);
-    memset(mark, 0, (size_t)g->n);
     gr->outs = tj_arena_alloc(&s->arena, (size_t)n_outs * sizeof *gr->outs);
     if (!gr->outs) return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
     gr->n_outs = n_outs;
+    int32_t top = 0, n_touched = 0;
     for (int o = 0; o < n_outs; o++) {
         gr->outs[o].node = outs[o];
         gr->outs[o].slot = out_slots[o];
+        if (mark[outs[o]] != 2) sp->touched[n_touched++] = sp->stack[top++] = outs[o];
         mark[outs[o]] = 2;   /* computed here even when materialized elsewhere */
     }
-    /* Reverse topological sweep: a node is computed if a computed node uses it. */
-    for (int32_t i = g->n - 1; i >= 0; i--) {
-        if (mark[i] != 2) continue;
-        const tj_node *n = &g->nodes[i];
+    /* From the outs through their operands: a node is computed if a computed node uses
+     * it. Only the nodes reached are visited (not the whole graph per group: a trace of
+     * n row writes has O(n) groups), then taken in id (topological) order. */
+    while (top > 0) {
+        const tj_node *n = &g->nodes[sp->stack[--top]];
         for (int a = 0; a < tj_ops[n->op].arity; a++) {
             int32_t x = n->in[a];
             if (mark[x] || (n->op == TJ_OP_GATHER && a == 0)) continue;   /* read in place */
             mark[x] = is_leafish(g, s, x) ? 1 : 2;
+            sp->touched[n_touched++] = x;
+            if (mark[x] == 2) sp->stack[top++] = x;
         }
     }
+    qsort(sp->touched, (size_t)n_touched, sizeof *sp->touched, by_id);
     int n_nodes = 0, n_leaves = 0;
-    for (int32_t i = 0; i < g->n; i++) {
+    for (int32_t k = 0; k < n_touched; k++) {
+        int32_t i = sp->touched[k];
         if (mark[i] == 2) sp->nodes[n_nodes++] = i;
-        else if (mark[i] == 1) sp->leaves[n_leaves++] = i;
+        else sp->leaves[n_leaves++] = i;
+        mark[i] = 0;
     }
     /* Data that gathers read: a leaf of its own per (node, gathered dim). */
     int n_plain = n_leaves;
@@ -391,12 +403,14 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
     int32_t n = g->n ? g->n : 1;
     int32_t *node_out = malloc((size_t)n * sizeof *node_out);
     int32_t *outs = malloc((size_t)n * sizeof *outs), *oslots = malloc((size_t)n * sizeof *oslots);
-    scratchpad sp = {malloc((size_t)n), malloc((size_t)n * sizeof(int32_t)),
-                     malloc((size_t)n * 2 * sizeof(int32_t))};   /* leaves: + gathered data */
+    scratchpad sp = {calloc((size_t)n, 1), malloc((size_t)n * sizeof(int32_t)),
+                     malloc((size_t)n * 2 * sizeof(int32_t)),   /* leaves: + gathered data */
+                     malloc((size_t)n * sizeof(int32_t)), malloc((size_t)n * sizeof(int32_t))};
     s->mat_slot = tj_arena_alloc(&s->arena, (size_t)n * sizeof *s->mat_slot);
     s->out_slot_of = tj_arena_alloc(&s->arena, (size_t)(g->n_out ? g->n_out : 1) * sizeof(int32_t));
     s->acc_slot = tj_arena_alloc(&s->arena, (size_t)n * sizeof *s->acc_slot);
-    if (!node_out || !outs || !oslots || !sp.mark || !sp.nodes || !sp.leaves || !s->mat_slot ||
+    if (!node_out || !outs || !oslots || !sp.mark || !sp.nodes || !sp.leaves || !sp.stack ||
+        !sp.touched || !s->mat_slot ||
         !s->out_slot_of || !s->acc_slot)
         goto nomem;
     for (int32_t i = 0; i < g->n; i++) s->mat_slot[i] = node_out[i] = s->acc_slot[i] = -1;
@@ -565,6 +579,8 @@ done:
     free(sp.mark);
     free(sp.nodes);
     free(sp.leaves);
+    free(sp.stack);
+    free(sp.touched);
     if (rc < 0) {
         free(s->groups);   /* still the working array */
         tj_schedule_free(s);

@@ -270,15 +270,32 @@ static PyObject *strong(PyObject *o) {
 
 /* ---- the numpy functions (handlers of protocols.c's table) ------------------ */
 
-/* The second operand (*b, borrowed) and the refusals every contraction shares. 0/-1. */
+/* The second operand (*b, borrowed) and the refusals every contraction shares. 0/-1.
+ * out= (matmul's and dot's, a Tracer): NumPy's checks on stand-ins (write_out.c) and
+ * *out the Tracer, borrowed; any other contraction's out= is refused by name. */
 static int operands(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject *args,
-                    PyObject *kwargs, PyObject **b) {
+                    PyObject *kwargs, PyObject **b, PyObject **out) {
     *b = PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : NULL;
+    *out = NULL;
+    int dot = !strcmp(f->name, "dot");
+    PyObject *o = dot && PyTuple_GET_SIZE(args) > 2 ? PyTuple_GET_ITEM(args, 2) : NULL;
     if (kwargs) {
         if (!*b) *b = PyDict_GetItemString(kwargs, "b");
-        PyObject *out = PyDict_GetItemString(kwargs, "out");
-        if (out && out != Py_None) {
+        if (!o) o = PyDict_GetItemString(kwargs, "out");
+    }
+    if (o && o != Py_None) {
+        if (!dot && strcmp(f->name, "matmul")) {
             tj_trace_error(t->st, "numpy.%s(..., out=...) is not supported by tracejit", f->name);
+            return -1;
+        }
+        if (!(*out = tj_out_tracer(t, o, f->name))) return -1;
+        PyObject *fn = PyObject_GetAttrString(t->st->numpy, f->name);
+        int rc = fn ? tj_out_probe(t, fn, args, kwargs, *out) : -1;
+        Py_XDECREF(fn);
+        if (rc < 0) return -1;
+        if (dot && !tj_out_c_contiguous(t, ((tj_tracer *)*out)->id)) {   /* NumPy's check */
+            PyErr_SetString(PyExc_ValueError, "output array is not acceptable (must have the "
+                            "right datatype, number of dimensions, and be a C-Array)");
             return -1;
         }
     }
@@ -289,6 +306,16 @@ static int operands(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject *args
     return 0;
 }
 
+/* r written into out (steals r): matmul's casting is same_kind, dot's out has r's dtype
+ * (the probe refused any other). New reference to out. */
+static PyObject *write_out(tj_trace *t, const tj_npfunc *f, PyObject *out, PyObject *r) {
+    char what[48];
+    snprintf(what, sizeof what, "numpy.%s(..., out=...)", f->name);
+    PyObject *w = tj_write_out(out, r, what);
+    Py_DECREF(r);
+    return w;
+}
+
 /* dot, vdot, inner, outer and tensordot convert Python scalars with asarray, not as
  * the weak scalars of ufuncs: np.dot(float32_array, 2) is float64. `body` then gets
  * both as arrays or tracers. */
@@ -296,20 +323,22 @@ static PyObject *with_strong(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObj
                              PyObject *kwargs,
                              PyObject *(*body)(tj_trace *, const tj_npfunc *, PyObject *,
                                                PyObject *, PyObject *, PyObject *)) {
-    PyObject *b;
-    if (operands(t, f, a, args, kwargs, &b) < 0) return NULL;
+    PyObject *b, *out;
+    if (operands(t, f, a, args, kwargs, &b, &out) < 0) return NULL;
     PyObject *sa = strong(a), *sb = sa ? strong(b) : NULL;
     PyObject *r = sb ? body(t, f, sa, sb, args, kwargs) : NULL;
     Py_XDECREF(sa);
     Py_XDECREF(sb);
-    return r;
+    return r && out ? write_out(t, f, out, r) : r;
 }
 
 /* numpy.matmul as a ufunc (protocols.c's __array_ufunc__): Python scalars stay weak */
 PyObject *tj_contract_matmul(tj_trace *t, const tj_npfunc *f, PyObject *x, PyObject *args,
                              PyObject *kwargs) {
-    PyObject *b;
-    return operands(t, f, x, args, kwargs, &b) < 0 ? NULL : tj_matmul(t, x, b);
+    PyObject *b, *out;
+    if (operands(t, f, x, args, kwargs, &b, &out) < 0) return NULL;
+    PyObject *r = tj_matmul(t, x, b);
+    return r && out ? write_out(t, f, out, r) : r;
 }
 
 static PyObject *dot_body(tj_trace *t, const tj_npfunc *f, PyObject *a, PyObject *b,

@@ -109,7 +109,7 @@ PyObject *tj_apply_reduce(tj_trace *t, int op, PyObject *x, PyObject *axis, int 
 /* ---- the NumPy signatures ------------------------------------------------------ */
 
 typedef struct {
-    PyObject *axis, *dtype, *keepdims, *ddof;
+    PyObject *axis, *dtype, *keepdims, *ddof, *out;
 } red_args;
 
 /* Binds numpy's (a, axis, dtype, out, ...) arguments by position and keyword. The
@@ -118,7 +118,7 @@ static int bind(tj_trace *t, const char *name, const char *const *params, PyObje
                 PyObject *kwargs, int method, red_args *r) {
     Py_ssize_t skip = method ? 0 : 1, np = 0;
     while (params[np]) np++;
-    r->axis = r->dtype = r->keepdims = r->ddof = NULL;
+    r->axis = r->dtype = r->keepdims = r->ddof = r->out = NULL;
     PyObject *vals[8] = {0};
     for (Py_ssize_t i = skip; args && i < PyTuple_GET_SIZE(args); i++) {
         if (i - skip >= np) {
@@ -147,6 +147,7 @@ static int bind(tj_trace *t, const char *name, const char *const *params, PyObje
         else if (!strcmp(p, "dtype")) r->dtype = val;
         else if (!strcmp(p, "keepdims")) r->keepdims = val;
         else if (!strcmp(p, "ddof")) r->ddof = val;
+        else if (!strcmp(p, "out")) r->out = val != Py_None ? val : NULL;
         else if (!strcmp(p, "where") && val == Py_True) continue;
         else if (val != Py_None) {
             tj_trace_error(t->st, "numpy.%s(..., %s=...) is not supported by tracejit yet", name, p);
@@ -310,6 +311,85 @@ static const struct { const char *name; const char *const *params; int op; } red
     [TJ_RED_CUMPROD] = {"cumprod", p_scan, -1},
 };
 
+/* np.mean(..., out=o) as NumPy's _mean: the sum (in dtype; else float64 for ints and
+ * bools, float32 for float16, else the loop dtype of x and out) cast into out's dtype,
+ * then divided by the count in float64 (true_divide(out, intp)) and cast again. */
+static PyObject *mean_out(tj_trace *t, PyObject *x, PyObject *axis, int keepdims,
+                          PyObject *dtype, PyObject *out) {
+    int64_t count;
+    if (reduced_count(t, x, axis, &count) < 0) return NULL;
+    int32_t xi = tj_operand(t, x), oi = xi >= 0 ? tj_operand(t, out) : -1;
+    if (oi < 0) return NULL;
+    int xdt = t->g.nodes[xi].dtype, odt = t->g.nodes[oi].dtype;
+    PyObject *d = dtype ? Py_NewRef(dtype) : xdt < TJ_F32 ? Py_NewRef(t->st->dtypes[TJ_F64])
+                : xdt == TJ_F16 ? Py_NewRef(t->st->dtypes[TJ_F32]) : tj_out_promote(t, x, out);
+    PyObject *xc = d ? tj_apply_cast(t, x, d) : NULL;
+    PyObject *s = xc ? tj_apply_reduce(t, TJ_OP_RSUM, xc, axis, keepdims) : NULL;
+    Py_XDECREF(d);
+    Py_XDECREF(xc);
+    if (s) Py_SETREF(s, tj_apply_cast(t, s, t->st->dtypes[odt]));
+    if (s) Py_SETREF(s, tj_apply_cast(t, s, t->st->dtypes[TJ_F64]));
+    PyObject *r = s ? binop_int(t, TJ_OP_DIV, s, count) : NULL;
+    Py_XDECREF(s);
+    return r;
+}
+
+/* What eager runs for a call with out= (the probe's function): numpy.NAME, ndarray.NAME
+ * (a method: *pargs is x then args) or the ufunc's reduce. New references. */
+static PyObject *eager_fn(tj_trace *t, int kind, PyObject *x, PyObject *args, int method,
+                          PyObject **pargs) {
+    static const char *const ufuncs[TJ_NRED] = {[TJ_RED_SUM] = "add", [TJ_RED_PROD] = "multiply",
+                                                [TJ_RED_MAX] = "maximum", [TJ_RED_MIN] = "minimum"};
+    const char *name = reductions[kind].name;
+    PyObject *f, *none = PyTuple_New(0);
+    if (!none) return NULL;
+    if (!args) args = none;
+    if (method == 2) {
+        if (!ufuncs[kind]) {
+            Py_DECREF(none);
+            return tj_trace_error(t->st, "numpy's ufunc.reduce(..., out=...) of this ufunc is not "
+                                  "supported by tracejit yet; use the returned value");
+        }
+        PyObject *u = PyObject_GetAttrString(t->st->numpy, ufuncs[kind]);
+        f = u ? PyObject_GetAttrString(u, "reduce") : NULL;
+        Py_XDECREF(u);
+        *pargs = Py_NewRef(args);
+    } else if (method == 1) {
+        f = PyObject_GetAttrString(t->st->ndarray_type, name);
+        PyObject *head = PyTuple_Pack(1, x);
+        *pargs = head ? PySequence_Concat(head, args) : NULL;
+        Py_XDECREF(head);
+    } else {
+        f = PyObject_GetAttrString(t->st->numpy, name);
+        *pargs = Py_NewRef(args);
+    }
+    Py_DECREF(none);
+    if (!f || !*pargs) { Py_XDECREF(f); Py_CLEAR(*pargs); return NULL; }
+    return f;
+}
+
+/* out= (a Tracer): NumPy's checks on stand-ins (write_out.c), and the dtype NumPy's loop
+ * takes where no dtype is given (sums, products, extrema, scans: x's and out's
+ * promoted; *promoted a new reference or NULL). Borrowed out, or NULL. */
+static PyObject *bind_out(tj_trace *t, int kind, PyObject *x, PyObject *args, PyObject *kwargs,
+                          int method, PyObject *given, PyObject *dtype, PyObject **promoted) {
+    const char *name = reductions[kind].name;
+    *promoted = NULL;
+    if (kind == TJ_RED_VAR || kind == TJ_RED_STD)
+        return tj_trace_error(t->st, "numpy.%s(..., out=...) is not supported by tracejit yet; "
+                              "use the returned value", name);
+    PyObject *out = tj_out_tracer(t, given, name), *pargs = NULL;
+    PyObject *fn = out ? eager_fn(t, kind, x, args, method, &pargs) : NULL;
+    int rc = fn ? tj_out_probe(t, fn, pargs, kwargs, out) : -1;
+    Py_XDECREF(fn);
+    Py_XDECREF(pargs);
+    if (rc < 0) return NULL;
+    int loop = kind != TJ_RED_MEAN && kind != TJ_RED_ANY && kind != TJ_RED_ALL &&
+               kind != TJ_RED_ARGMAX && kind != TJ_RED_ARGMIN;
+    if (loop && !dtype && !(*promoted = tj_out_promote(t, x, out))) return NULL;
+    return out;
+}
+
 PyObject *tj_reduction_call(tj_trace *t, int kind, PyObject *x, PyObject *args,
                             PyObject *kwargs, int method) {
     if (kind < 0 || kind >= TJ_NRED) return tj_internal_error(t->st, "unknown reduction %d", kind);
@@ -322,15 +402,20 @@ PyObject *tj_reduction_call(tj_trace *t, int kind, PyObject *x, PyObject *args,
     PyObject *axis = r.axis ? r.axis : Py_None;
     int keepdims = r.keepdims ? PyObject_IsTrue(r.keepdims) : 0;
     if (keepdims < 0) return NULL;
-    PyObject *dtype = r.dtype && r.dtype != Py_None ? r.dtype : NULL;
+    PyObject *dtype = r.dtype && r.dtype != Py_None ? r.dtype : NULL, *promoted = NULL, *out = NULL;
+    if (r.out && !(out = bind_out(t, kind, x, args, kwargs, method, r.out, dtype, &promoted)))
+        return NULL;
+    if (promoted) dtype = promoted;
     int op = reductions[kind].op;
     PyObject *res;
     switch (kind) {
     case TJ_RED_MEAN:
-        res = mean(t, x, axis, keepdims, dtype);
+        res = out ? mean_out(t, x, axis, keepdims, dtype, out) : mean(t, x, axis, keepdims, dtype);
         break;
     case TJ_RED_CUMSUM: case TJ_RED_CUMPROD:
-        return scan(t, kind == TJ_RED_CUMSUM ? TJ_OP_CUMSUM : TJ_OP_CUMPROD, x, axis, dtype);
+        res = scan(t, kind == TJ_RED_CUMSUM ? TJ_OP_CUMSUM : TJ_OP_CUMPROD, x, axis, dtype);
+        dtype = NULL;   /* scan computes in it */
+        break;
     case TJ_RED_ANY: case TJ_RED_ALL:
         res = truth(t, kind == TJ_RED_ANY ? TJ_OP_RMAX : TJ_OP_RMIN, x, axis, keepdims);
         break;
@@ -345,15 +430,22 @@ PyObject *tj_reduction_call(tj_trace *t, int kind, PyObject *x, PyObject *args,
     }
     default: {
         PyObject *xc = cast_if(t, x, dtype);
-        if (!xc) return NULL;
+        if (!xc) { Py_XDECREF(promoted); return NULL; }
         res = tj_apply_reduce(t, op, xc, axis, keepdims);
         Py_DECREF(xc);
     }
     }
     /* With dtype=, NumPy reduces in and returns that dtype (sum(int32, dtype=int32) is
      * int32, wrapping; a mean in an integer dtype truncates). */
-    if (res && dtype && (op < 0 || !(tj_ops[op].flags & TJ_F_INDEX)))
+    if (res && dtype && !(out && kind == TJ_RED_MEAN) &&
+        (op < 0 || !(tj_ops[op].flags & TJ_F_INDEX)))
         Py_SETREF(res, tj_apply_cast(t, res, dtype));
+    Py_XDECREF(promoted);
+    if (res && out) {
+        char what[64];
+        snprintf(what, sizeof what, "numpy.%s(..., out=...)", name);
+        Py_SETREF(res, tj_out_write(t, out, res, what));
+    }
     return res;
 }
 

@@ -156,6 +156,24 @@ int tj_write_setitem(PyObject *x, PyObject *key, PyObject *value);
 /* A ufunc's out=: result (broadcast to out's shape, as NumPy's output is) written into
  * the Tracer out under tj_tracer_assign's rule. New reference to out. */
 PyObject *tj_write_out(PyObject *out, PyObject *result, const char *what);
+/* write_out.c: out= of reductions and products. tj_out_tracer: out (or out=(o,)) as a
+ * Tracer of t, borrowed, else TraceError naming numpy.FNAME. tj_out_probe: fn(*args,
+ * **kwargs) on stand-ins of the traced operands (out a NumPy scalar where eager's is), so
+ * NumPy raises its own errors; 0/-1.
+ * tj_out_promote: the dtype NumPy's reduction loop takes with out= (x's and out's
+ * promoted), new reference. tj_out_write: res cast to out's dtype and written into out
+ * (tj_tracer_assign), new reference to out. tj_out_c_contiguous: whether node id's
+ * array is C-contiguous in eager. */
+PyObject *tj_out_tracer(tj_trace *t, PyObject *out, const char *fname);
+int tj_out_probe(tj_trace *t, PyObject *fn, PyObject *args, PyObject *kwargs, PyObject *out);
+PyObject *tj_out_promote(tj_trace *t, PyObject *x, PyObject *out);
+PyObject *tj_out_write(tj_trace *t, PyObject *out, PyObject *res, const char *what);
+int tj_out_c_contiguous(tj_trace *t, int32_t id);
+/* write_box.c: the box [lo, hi) a basic key (ints, unit-step slices, `...`, None)
+ * selects in x (node n), the region's shape, and whether it is one element: 1; 0 where
+ * the key is another (or NumPy would raise: the index map decides); -1 + exception. */
+int tj_write_basic_box(const tj_node *n, PyObject *key, int64_t *lo, int64_t *hi, int *rnd,
+                       int64_t *rshape, int *element);
 /* At the end of tracing: -1 with TraceError when a `c[k] op= v` never stored into c. */
 int tj_write_check_done(tj_trace *t);
 /* The node of a captured array's contents now: its leaf `leaf`, or what the trace wrote

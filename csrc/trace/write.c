@@ -446,24 +446,30 @@ static int box_of(const PyArrayObject *src, const tj_node *n, int64_t *lo, int64
 
 static PyObject *assign_concrete(tj_trace *t, PyObject *x, PyObject *key, PyObject *value) {
     tj_node n = t->g.nodes[((tj_tracer *)x)->id];
-    int rnd;
-    int64_t rshape[TJ_MAXDIM];
-    int element;
-    PyArrayObject *src = index_map(t, &n, key, &rnd, rshape, &element);
-    if (!src) return NULL;
+    int rnd, element;
+    int64_t rshape[TJ_MAXDIM], lo[TJ_MAXDIM], hi[TJ_MAXDIM];
+    /* a basic key's box is read off the key (write_box.c); else NumPy indexes a map */
+    int basic = !t->torch && n.ndim ? tj_write_basic_box(&n, key, lo, hi, &rnd, rshape, &element) : 0;
+    if (basic < 0) return NULL;
+    PyArrayObject *src = basic ? NULL : index_map(t, &n, key, &rnd, rshape, &element);
+    if (!basic && !src) return NULL;
     int32_t vid = element && !t->torch ? tj_operand(t, value) : -2;
     if (vid == -1 || (vid >= 0 && t->g.nodes[vid].ndim)) {   /* NumPy's item assignment */
         if (vid >= 0) PyErr_SetString(PyExc_ValueError, "setting an array element with a sequence.");
-        Py_DECREF(src);
+        Py_XDECREF(src);
         return NULL;
     }
     PyObject *v = tj_apply_fill(t, value, n.dtype, rnd, rshape);   /* NumPy's broadcast */
     PyObject *r = NULL, *shape = NULL, *m1 = NULL, *flat = NULL, *placed = NULL;
     PyObject *pshaped = NULL, *mask = NULL;
     if (!v) goto done;
-    int64_t size = PyArray_SIZE(src), count = 0;
+    int64_t count = basic, size = basic ? 0 : PyArray_SIZE(src);
     int identity = 1;
-    const int64_t *s = PyArray_DATA(src);
+    for (int d = 0; basic && d < n.ndim; d++) {
+        count *= hi[d] - lo[d];
+        identity &= lo[d] == 0 && hi[d] == n.shape[d];
+    }
+    const int64_t *s = basic ? NULL : PyArray_DATA(src);
     for (int64_t i = 0; i < size; i++) {
         count += s[i] >= 0;
         identity &= s[i] == i;
@@ -471,8 +477,7 @@ static PyObject *assign_concrete(tj_trace *t, PyObject *x, PyObject *key, PyObje
     if (!count) { r = Py_NewRef(x); goto done; }
     if (!(shape = shape_tuple(n.ndim, n.shape))) goto done;
     if (identity) { r = tj_reshape(t, v, shape); goto done; }   /* x[...] = v, x[:] = v */
-    int64_t lo[TJ_MAXDIM], hi[TJ_MAXDIM];
-    if (!t->torch && n.ndim && box_of(src, &n, lo, hi)) {   /* a box: x's parts around v */
+    if (basic || (!t->torch && n.ndim && box_of(src, &n, lo, hi))) {   /* a box: x's parts around v */
         PyObject *bshape = PyTuple_New(n.ndim);
         for (int d = 0; bshape && d < n.ndim; d++) {
             PyObject *l = PyLong_FromLongLong(hi[d] - lo[d]);
@@ -495,7 +500,7 @@ static PyObject *assign_concrete(tj_trace *t, PyObject *x, PyObject *key, PyObje
     PyObject *ops[3] = {mask, pshaped, x};
     r = tj_apply(t, TJ_OP_WHERE, 3, ops, NULL);
 done:
-    Py_DECREF(src);
+    Py_XDECREF(src);
     Py_XDECREF(v); Py_XDECREF(shape); Py_XDECREF(m1); Py_XDECREF(flat); Py_XDECREF(placed);
     Py_XDECREF(pshaped); Py_XDECREF(mask);
     return r;

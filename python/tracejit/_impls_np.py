@@ -438,6 +438,29 @@ def _corrcoef(x, y=None, rowvar=True, *, dtype=None):
     return np.clip(c, -1, 1)
 
 
+def _out_probe(fn, args, kwargs, out, out_scalar):
+    """NumPy's own checks of fn(*args, **kwargs) where out= is a traced array (called by
+    csrc/trace/write_out.c before the value is traced): fn runs on stand-ins, zeros of
+    every traced operand's shape and dtype (out, or any, a fresh writable array; out a
+    NumPy scalar where eager's is one, `out=o[0, 0]`), so a wrong shape, number of
+    dimensions or dtype of out raises eager's own error."""
+    import warnings
+
+    def stand(v):
+        if v is out and out_scalar:
+            return np.zeros((), v.dtype)[()]
+        if isinstance(v, _C.Tracer):
+            return np.zeros(v.shape, v.dtype)
+        if type(v) is tuple:
+            return tuple(stand(e) for e in v)
+        return v
+    args = tuple(stand(a) for a in (args or ()))
+    kwargs = {k: stand(v) for k, v in (kwargs or {}).items()}
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fn(*args, **kwargs)
+
+
 IMPLS = {
     np.rint: _rint, np.trunc: _trunc, np.fix: _fix, np.round: _round, np.around: _round,
     np.isclose: _isclose, np.allclose: _allclose, np.count_nonzero: _count_nonzero,
@@ -451,6 +474,7 @@ IMPLS = {
     np.tile: _tile, np.kron: _kron, np.meshgrid: _meshgrid, np.cross: _cross,
     np.polyval: _polyval, np.searchsorted: _searchsorted, np.digitize: _digitize,
     np.interp: _interp, np.unravel_index: _unravel_index, np.cov: _cov, np.corrcoef: _corrcoef,
+    "out=probe": _out_probe,
 }
 # ndarray methods that are these functions with the array first (never an in-place
 # method: ndarray.sort sorts in place where np.sort returns a copy)

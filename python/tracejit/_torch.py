@@ -179,6 +179,8 @@ ATTRS["fill_"] = lambda x, value: _C._assign(x, _fill(x, value), "torch.Tensor.f
 ATTRS["copy_"] = lambda x, src, non_blocking=False: _C._assign(
     x, np.broadcast_to(src, _NP_SHAPE.__get__(x)), "torch.Tensor.copy_()")
 
+FUNCS.update(_torch_writes.OUT_REFUSED)   # torch.sum(..., out=...): refused by name
+
 # Tensor methods: every elementwise op's torch names (the op table's, EW_METHODS) and
 # these others
 for _name in EW_METHODS + (

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _C
 from ._C import TraceError, Tracer
-from ._torch_ops import _NP_DTYPE, _NP_SHAPE
+from ._torch_ops import _NP_DTYPE, _NP_SHAPE, FUNCS, _no_out
 
 SCATTER_MAX = 64        # unrolled selects per scatter
 
@@ -128,3 +128,19 @@ def index_put_(x, indices, values, accumulate=False):
 
 ATTRS = {"scatter_": scatter_, "scatter_add_": scatter_add_, "index_add_": index_add_,
          "index_fill_": index_fill_, "index_put_": index_put_}
+
+
+def _out_refused(name, fn):
+    """torch.NAME(..., out=o) is refused by name (torch infers the reduction's dtype from
+    out and resizes it; the autograd route would have to raise torch's out= error), not
+    answered with a TypeError about an unknown keyword."""
+    def f(*args, out=None, **kw):
+        _no_out(out, name)
+        return fn(*args, **kw)
+    f.__name__ = fn.__name__
+    return f
+
+
+OUT_REFUSED = {name: _out_refused(name, FUNCS[name])
+               for name in ("sum", "mean", "prod", "cumsum", "cumprod", "amax", "amin", "any",
+                            "all", "argmax", "argmin", "logsumexp", "var", "std")}
