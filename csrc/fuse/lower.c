@@ -108,12 +108,15 @@ static void access(const tj_graph *g, tj_group *gr) {
 
 /* A reduction group that is a matrix product: the sum over the last dim(s) of X = a * b,
  * a and b leaves, float, X used by the sum alone, and among the other dims of the
- * group at most one where only a varies (rows) and one where only b varies (columns);
- * the rest are batch dims. Such a group is emitted as GEMM calls, not a fused loop.
+ * group the innermost where only a varies is the rows, the innermost where only b
+ * varies the columns; the rest are batch dims, an operand broadcast along some (a
+ * convolution's weight against each image's im2col columns: one GEMM per image).
+ * Several row (or column) dims are taken (`several`) only after collapsing, which may
+ * merge them into one larger GEMM. Such a group is emitted as GEMM calls, not a fused loop.
  * Asked before collapsing (the group's dims are X's) and again after (nn.Linear on a
  * (B, T, C) input: B and T, contiguous in a and the result, become one row dim; its
  * weight's gradient sums over B and T, which become one K dim). */
-static int detect_contraction(const tj_graph *g, tj_group *gr) {
+static int detect_contraction(const tj_graph *g, tj_group *gr, int several) {
     gr->contract = 0;
     gr->mm_m = gr->mm_n = gr->mm_a = gr->mm_b = -1;
     if (gr->red < 0 || gr->n_nodes != 2 || gr->n_leaves != 2) return 0;
@@ -143,13 +146,10 @@ static int detect_contraction(const tj_graph *g, tj_group *gr) {
     for (int d = 0; d < D - 1; d++) {
         if (gr->shape[d] == 1) continue;
         int va = a->map[d] != -1, vb = b->map[d] != -1;
-        if (va && !vb) {
-            if (gr->mm_m >= 0) return 0;
-            gr->mm_m = d;
-        } else if (!va && vb) {
-            if (gr->mm_n >= 0) return 0;
-            gr->mm_n = d;
-        }
+        if (va == vb) continue;
+        int *mn = va ? &gr->mm_m : &gr->mm_n;
+        if (*mn >= 0 && !several) return 0;
+        *mn = d;   /* the innermost: any before it is a batch dim */
     }
     gr->contract = 1;
     return 1;
@@ -433,9 +433,9 @@ int tj_pass_lower(const tj_graph *g, tj_schedule *s, tj_error *err) {
         int gathers = 0;
         for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaves[l].gather >= 0;
         access(g, gr);
-        if (!detect_contraction(g, gr) && !gathers && !is_scan(g, gr)) {
+        if (!detect_contraction(g, gr, 0) && !gathers && !is_scan(g, gr)) {
             collapse(g, s, gr);
-            detect_contraction(g, gr);
+            detect_contraction(g, gr, 1);
         }
         memset(q, 0, sizeof *q);
         if (gr->contract) {   /* GEMM calls over the batch dims: one unit, no split */
