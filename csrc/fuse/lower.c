@@ -151,6 +151,10 @@ static int detect_contraction(const tj_graph *g, tj_group *gr, int several) {
         if (*mn >= 0 && !several) return 0;
         *mn = d;   /* the innermost: any before it is a batch dim */
     }
+    /* neither rows nor columns: a batch of dot products (a LayerNorm weight's gradient,
+     * sum over B and T of dy * xhat per channel) is a reduction loop, which reads the
+     * channels side by side, not one strided 1 x 1 GEMM per channel */
+    if (gr->mm_m < 0 && gr->mm_n < 0) return 0;
     gr->contract = 1;
     return 1;
 }
