@@ -121,3 +121,36 @@ def test_mnist_convnet_convolutions_are_gemm_calls(batch):
         src = f.explain(x).source
     # conv1, conv2 (a loop of per-image GEMMs where batch > 1), fc1, fc2
     assert src.count("tj_gemm_f32(po") == 4
+
+
+def _reshaped_products(a, b):
+    y = a @ b                           # (N, O, L): a matrix product's own result
+    z = y.reshape(y.shape[0], -1)       # read through a flat view, no copy in between
+    t = y.reshape(y.shape[0], 4, -1).sum(-1)
+    y[0] = y[0] * 2.0                   # a later write to y: z (a view) sees it
+    return z * 1.0, t, y.sum()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reshaped_product_is_read_in_place_and_agrees(dtype):
+    rng = np.random.default_rng(4)
+    a = arg(rng, (6, 12), dtype)
+    b = arg(rng, (3, 12, 8), dtype)
+    f = tracejit.compile(_reshaped_products)
+    for _ in range(2):   # trace, then replay with other values
+        a, b = arg(rng, (6, 12), dtype), arg(rng, (3, 12, 8), dtype)
+        want = _reshaped_products(a.copy(), b.copy())
+        got = f(a, b)
+        tol = 1e-5 if dtype == "float32" else 1e-12
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+
+
+def test_reshaped_product_has_no_copy():
+    rng = np.random.default_rng(6)
+    a, b = arg(rng, (6, 12)), arg(rng, (3, 12, 8))
+    fn = lambda a, b: (a @ b).reshape(3, -1) + 1.0
+    f = check(fn, a, b, k=12)
+    text = str(f.explain(a, b))
+    after = text.split("-- dce")[1].split("-- fuse")[0]
+    assert "RSUM" in after and "COPY" not in after
