@@ -39,14 +39,18 @@ def test_several_row_dims_of_one_operand(dtype):
     # rows vary along two dims of a that do not merge (a strided view): the inner one
     # is M, the outer a batch dim where b is broadcast
     rng = np.random.default_rng(9)
-    a = arg(rng, (5, 7, 16), dtype, "strided")
-    b = arg(rng, (16, 11), dtype)
-    f = check(lambda a, b: (a[:, :, None, :] * b.T[None, None]).sum(-1), a, b, k=16)
+    fn = lambda a, b: (a[:, :, None, :] * b.T[None, None]).sum(-1)
+    a = arg(rng, (5, 16, 32), dtype, "strided")
+    b = arg(rng, (32, 12), dtype)
+    f = check(fn, a, b, k=32)
     assert gemm_calls(f, a, b) == 1
     # and a second call with other values and other strides agrees
-    a2 = arg(rng, (5, 7, 16), dtype, "T")
+    a2 = arg(rng, (5, 16, 32), dtype, "T")
     np.testing.assert_allclose(f(a2, b), np.einsum("ijk,kl->ijl", a2, b),
                                rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+    # each call under 4096 multiply-adds (7 x 11 x 16): the fused loop, agreeing too
+    a, b = arg(rng, (5, 7, 16), dtype, "strided"), arg(rng, (16, 11), dtype)
+    assert gemm_calls(check(fn, a, b, k=16), a, b) == 0
 
 
 def _big_scratch(x):

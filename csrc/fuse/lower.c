@@ -116,12 +116,14 @@ static void access(const tj_graph *g, tj_group *gr) {
  * Asked before collapsing (the group's dims are X's) and again after (nn.Linear on a
  * (B, T, C) input: B and T, contiguous in a and the result, become one row dim; its
  * weight's gradient sums over B and T, which become one K dim). */
+#define TJ_CALL_MIN 4096
+
 static int detect_contraction(const tj_graph *g, tj_group *gr, int several) {
     gr->contract = 0;
     gr->mm_m = gr->mm_n = gr->mm_a = gr->mm_b = -1;
     if (gr->red < 0 || gr->n_nodes != 2 || gr->n_leaves != 2) return 0;
     const tj_node *r = &g->nodes[gr->red], *x = &g->nodes[r->in[0]];
-    int nd = x->ndim, D = gr->ndim, ks = 0;
+    int nd = x->ndim, D = gr->ndim, ks = 0, batched = 0;
     int64_t K = 1;
     while (ks < nd && (r->axes >> (nd - 1 - ks) & 1u)) K *= x->shape[nd - 1 - ks++];
     /* the summed dims: X's last ks (several: a weight's gradient sums over B and T) */
@@ -149,8 +151,14 @@ static int detect_contraction(const tj_graph *g, tj_group *gr, int several) {
         if (va == vb) continue;
         int *mn = va ? &gr->mm_m : &gr->mm_n;
         if (*mn >= 0 && !several) return 0;
+        batched |= *mn >= 0;
         *mn = d;   /* the innermost: any before it is a batch dim */
     }
+    /* (a broadcast batch dim: each call at least TJ_CALL_MIN multiply-adds, else the
+     * calls' own cost outweighs them and the fused loop does better) */
+    if (batched && (gr->mm_m >= 0 ? gr->shape[gr->mm_m] : 1) *
+                   (gr->mm_n >= 0 ? gr->shape[gr->mm_n] : 1) * K < TJ_CALL_MIN)
+        return 0;
     /* neither rows nor columns: a batch of dot products (a LayerNorm weight's gradient,
      * sum over B and T of dy * xhat per channel) is a reduction loop, which reads the
      * channels side by side, not one strided 1 x 1 GEMM per channel */
