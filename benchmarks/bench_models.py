@@ -13,6 +13,14 @@ Cases:
   gpt/B       inference of a 2-layer, 4-head, 64-wide GPT (nanoGPT's: causal
               scaled_dot_product_attention, GELU MLP, tied embedding) on (B, 64) tokens,
               B in 1, 8, 32. Checked against eager.
+  gpt6/8      inference of nanoGPT's 6-layer, 6-head, 384-wide GPT (context 256) on
+              (8, 256) tokens: issue 18's compute-bound case (target <= 1.0x eager).
+  convnet/32  inference of pytorch/examples' MNIST ConvNet (conv 1-32 3x3, ReLU, conv
+              32-64 3x3, ReLU, max_pool2d 2, dropout (eval), fc 9216-128, ReLU, fc
+              128-10, log_softmax) on a (32, 1, 28, 28) batch: target <= 1.0x eager.
+              Before issue 18's convolution work it ran 20.7x eager (537 ms): conv2's
+              product (weight against each image's im2col columns) was a fused loop,
+              not GEMM calls, and its 35 MB of scratch was faulted in on every call.
   lstm/B      inference of a 2-layer LSTM language model (bench_lstm_model.py:
               pytorch/examples' word_language_model RNNModel, 65 tokens, 64 wide, 32 steps)
               at batch B in 1, 8: issue 17's target, batch 1 at most 0.2x torch eager.
@@ -56,10 +64,11 @@ PEERS = ("tracejit", "torch", "torch.compile")
 BATCHES = (1, 8, 32, 128, 256, 1024)
 GPT_BATCHES = (1, 8, 32)
 CASES = ([f"mlp/{b}" for b in BATCHES] + ["linear3d"] + [f"gpt/{b}" for b in GPT_BATCHES]
-         + ["lstm/1", "lstm/8", "gpt-train/32", "vae", "vae-nodraw"])
+         + ["gpt6/8", "convnet/32", "lstm/1", "lstm/8", "gpt-train/32", "vae", "vae-nodraw"])
 TARGET = {f"mlp/{b}": {"torch": 1.0} for b in BATCHES}
 TARGET.update({"gpt/32": {"torch": 0.7}, "gpt-train/32": {"torch": 0.7},
-               "gpt/1": {"torch": 0.3}, "lstm/1": {"torch": 0.2}})
+               "gpt/1": {"torch": 0.3}, "lstm/1": {"torch": 0.2}, "gpt6/8": {"torch": 1.0},
+               "convnet/32": {"torch": 1.0}})
 
 
 def _mlp(torch):
@@ -129,6 +138,25 @@ def _gpt(torch, n_layer=2, n_head=4, n_embd=64, block=64, vocab=65):
                 x = b(x)
             return self.head(self.ln_f(x))
     return GPT
+
+
+def _convnet(torch):
+    """pytorch/examples' mnist/main.py Net."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, 1), nn.Conv2d(32, 64, 3, 1)
+            self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
+            self.fc1, self.fc2 = nn.Linear(9216, 128), nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = F.relu(self.conv2(F.relu(self.conv1(x))))
+            x = torch.flatten(self.dropout1(F.max_pool2d(x, 2)), 1)
+            x = self.dropout2(F.relu(self.fc1(x)))
+            return F.log_softmax(self.fc2(x), dim=1)
+    return Net
 
 
 def _gpt_step_peers(torch, tj, peers, first_losses, batch=32, block=64, vocab=65):
@@ -224,9 +252,16 @@ def run(opts) -> dict:
             with torch.no_grad():
                 ref = model(x)
             calls = _inference_peers(torch, tj, model, x, peers)
-        elif case.startswith("gpt/"):
-            model = _gpt(torch)().eval()
-            x = torch.randint(0, 65, (int(case[4:]), 64))
+        elif case.startswith(("gpt/", "gpt6/")):
+            big = case.startswith("gpt6/")
+            model = (_gpt(torch, 6, 6, 384, 256) if big else _gpt(torch))().eval()
+            x = torch.randint(0, 65, (int(case.split("/")[1]), 256 if big else 64))
+            with torch.no_grad():
+                ref = model(x)
+            calls = _inference_peers(torch, tj, model, x, peers)
+        elif case.startswith("convnet/"):
+            model = _convnet(torch)().eval()
+            x = torch.randn(int(case[8:]), 1, 28, 28)
             with torch.no_grad():
                 ref = model(x)
             calls = _inference_peers(torch, tj, model, x, peers)
@@ -260,7 +295,7 @@ def run(opts) -> dict:
                 records.append({"case": case, "peer": peer, "first_ns": first})
             except Exception as e:   # reported, not fatal
                 H.failure(peer, case, e, failures)
-        batch = 2e-3 if case.startswith(("vae", "gpt", "lstm")) else 2e-4
+        batch = 2e-3 if case.startswith(("vae", "gpt", "lstm", "conv")) else 2e-4
         row, m = H.measure_case(case, peers, ok, records, target_s, TARGET.get(case, {}),
                                 batch_s=batch)
         for r in records:

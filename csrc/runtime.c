@@ -3,7 +3,8 @@
  * constants, scratch, fresh outputs), runs the compiled kernel (without the GIL when
  * the work is large), and rebuilds the result structure.
  * Contract: allocates only the outputs (and scratch, when the plan has any: one block
- * of the planned peak, csrc/fuse/memplan.c, kept by the plan between calls); outputs
+ * of the planned peak, csrc/fuse/memplan.c, kept by the plan between calls up to
+ * TJ_KEEP_SCRATCH, larger ones recycled through blocks.c's cache); outputs
  * are fresh C-contiguous arrays; a captured array whose dtype, shape or layout no
  * longer matches the trace makes the plan stale (returns 1), never a wrong answer. */
 #include "tracejit.h"
@@ -144,6 +145,7 @@ typedef struct {
                                       views count elements) */
     PyObject **conv;               /* results converted to another DLPack library */
     char *scratch;
+    size_t scratch_cap;            /* a recycled block's capacity (blocks.c), else 0 */
     char *hidden;                  /* the outputs no result reads (guards', checks') */
     int64_t err[4];
     const tj_loopctx *lc;          /* the call's compiled loops' results and keys, or NULL */
@@ -164,6 +166,7 @@ static int replay_init(replay *r, const tj_plan *p) {
     r->n_made = 0;
     r->conv = NULL;
     r->scratch = NULL;
+    r->scratch_cap = 0;
     r->hidden = (char *)r->hidden_stack;
     memset(r->err, 0, sizeof r->err);
     if (p->hidden_bytes > (int64_t)sizeof r->hidden_stack &&
@@ -199,6 +202,7 @@ static void replay_release(replay *r, tj_plan *p) {
     for (int o = 0; r->conv && o < p->n_results; o++) Py_XDECREF(r->conv[o]);
     PyMem_Free(r->conv);
     if (r->scratch && r->scratch == p->scratch_cache) p->scratch_busy = 0;
+    else if (r->scratch_cap) tj_block_put(r->scratch, r->scratch_cap);
     else PyMem_RawFree(r->scratch);
     if (r->big) {
         PyMem_Free(r->P);
@@ -307,6 +311,11 @@ static int allocate(replay *r, tj_plan *p) {
             if (!p->scratch_cache) p->scratch_cache = PyMem_RawMalloc((size_t)s->scratch_bytes + 1);
             if (p->scratch_cache) { r->scratch = p->scratch_cache; p->scratch_busy = 1; }
         }
+        /* else a recycled block, already mapped (a fresh one of a ConvNet's 35 MB
+         * faulted in page by page took a quarter of each call) */
+        if (!r->scratch && tj_block_recycling() &&
+            (r->scratch = tj_block_get((size_t)s->scratch_bytes + 1, &r->scratch_cap)) == NULL)
+            r->scratch_cap = 0;
         if (!r->scratch && !(r->scratch = PyMem_RawMalloc((size_t)s->scratch_bytes + 1))) {
             PyErr_Format(PyExc_MemoryError, "Unable to allocate %lld bytes of scratch memory "
                          "for a compiled kernel", (long long)s->scratch_bytes);

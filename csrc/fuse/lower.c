@@ -108,17 +108,22 @@ static void access(const tj_graph *g, tj_group *gr) {
 
 /* A reduction group that is a matrix product: the sum over the last dim(s) of X = a * b,
  * a and b leaves, float, X used by the sum alone, and among the other dims of the
- * group at most one where only a varies (rows) and one where only b varies (columns);
- * the rest are batch dims. Such a group is emitted as GEMM calls, not a fused loop.
+ * group the innermost where only a varies is the rows, the innermost where only b
+ * varies the columns; the rest are batch dims, an operand broadcast along some (a
+ * convolution's weight against each image's im2col columns: one GEMM per image).
+ * Several row (or column) dims are taken (`several`) only after collapsing, which may
+ * merge them into one larger GEMM. Such a group is emitted as GEMM calls, not a fused loop.
  * Asked before collapsing (the group's dims are X's) and again after (nn.Linear on a
  * (B, T, C) input: B and T, contiguous in a and the result, become one row dim; its
  * weight's gradient sums over B and T, which become one K dim). */
-static int detect_contraction(const tj_graph *g, tj_group *gr) {
+#define TJ_CALL_MIN 4096
+
+static int detect_contraction(const tj_graph *g, tj_group *gr, int several) {
     gr->contract = 0;
     gr->mm_m = gr->mm_n = gr->mm_a = gr->mm_b = -1;
     if (gr->red < 0 || gr->n_nodes != 2 || gr->n_leaves != 2) return 0;
     const tj_node *r = &g->nodes[gr->red], *x = &g->nodes[r->in[0]];
-    int nd = x->ndim, D = gr->ndim, ks = 0;
+    int nd = x->ndim, D = gr->ndim, ks = 0, batched = 0;
     int64_t K = 1;
     while (ks < nd && (r->axes >> (nd - 1 - ks) & 1u)) K *= x->shape[nd - 1 - ks++];
     /* the summed dims: X's last ks (several: a weight's gradient sums over B and T) */
@@ -143,14 +148,21 @@ static int detect_contraction(const tj_graph *g, tj_group *gr) {
     for (int d = 0; d < D - 1; d++) {
         if (gr->shape[d] == 1) continue;
         int va = a->map[d] != -1, vb = b->map[d] != -1;
-        if (va && !vb) {
-            if (gr->mm_m >= 0) return 0;
-            gr->mm_m = d;
-        } else if (!va && vb) {
-            if (gr->mm_n >= 0) return 0;
-            gr->mm_n = d;
-        }
+        if (va == vb) continue;
+        int *mn = va ? &gr->mm_m : &gr->mm_n;
+        if (*mn >= 0 && !several) return 0;
+        batched |= *mn >= 0;
+        *mn = d;   /* the innermost: any before it is a batch dim */
     }
+    /* (a broadcast batch dim: each call at least TJ_CALL_MIN multiply-adds, else the
+     * calls' own cost outweighs them and the fused loop does better) */
+    if (batched && (gr->mm_m >= 0 ? gr->shape[gr->mm_m] : 1) *
+                   (gr->mm_n >= 0 ? gr->shape[gr->mm_n] : 1) * K < TJ_CALL_MIN)
+        return 0;
+    /* neither rows nor columns: a batch of dot products (a LayerNorm weight's gradient,
+     * sum over B and T of dy * xhat per channel) is a reduction loop, which reads the
+     * channels side by side, not one strided 1 x 1 GEMM per channel */
+    if (gr->mm_m < 0 && gr->mm_n < 0) return 0;
     gr->contract = 1;
     return 1;
 }
@@ -433,9 +445,9 @@ int tj_pass_lower(const tj_graph *g, tj_schedule *s, tj_error *err) {
         int gathers = 0;
         for (int l = 0; l < gr->n_leaves; l++) gathers |= gr->leaves[l].gather >= 0;
         access(g, gr);
-        if (!detect_contraction(g, gr) && !gathers && !is_scan(g, gr)) {
+        if (!detect_contraction(g, gr, 0) && !gathers && !is_scan(g, gr)) {
             collapse(g, s, gr);
-            detect_contraction(g, gr);
+            detect_contraction(g, gr, 1);
         }
         memset(q, 0, sizeof *q);
         if (gr->contract) {   /* GEMM calls over the batch dims: one unit, no split */

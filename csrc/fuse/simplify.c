@@ -156,7 +156,10 @@ static int may_redirect(const ctx *c, const tj_node *n, int32_t r, int is_out, i
      * `out = u.copy(); out[1:-1] = ...` reads u, not a copy of it */
     int leaf = (x->op == TJ_OP_INPUT || x->op == TJ_OP_CAPTURE) && x->slot >= 0 &&
                x->slot < c->g->n_slots && c->g->slots[x->slot].contig;
-    if (viewed && !computed && !(viewed == 1 && leaf)) return 0;
+    /* and views may read a sum's own result (a matrix product's, reshaped: conv's
+     * (N, O, L) into (N, O, H, W)) rather than a copy of it */
+    int red = kind == TJ_K_RED && !(tj_ops[x->op].flags & TJ_F_INDEX);
+    if (viewed && !computed && !(viewed == 1 && (leaf || red))) return 0;
     if (!is_out) return 1;
     return computed && !c->claimed[r];
 }
