@@ -128,82 +128,114 @@ static void gemm_avx2(char *o, int64_t os_m, int64_t os_n, const char *a, int64_
     }
 }
 
-/* VNNI, both widths: RxC tiles of dot products, a packed shifted (au, rows of KP bytes,
- * padded with 128 where b's masked loads read 0), 128 * colsum(b) subtracted. VEC is
- * the vector type, LOADB(p, k) loads b's bytes from k (zero past K), DP accumulates. */
-#define TJ_QTILE(NAME, TGT, VEC, W, ZERO, LOADA, LOADB, DP, HSUM, R, C)                      \
-    __attribute__((target(TGT))) static inline void NAME(                                    \
-        const uint8_t *au, int64_t KP, const char *b, int64_t bs_n, int64_t K,               \
-        int32_t out[R][C]) {                                                                 \
-        VEC acc[R][C];                                                                       \
-        for (int i = 0; i < R; i++)                                                          \
-            for (int j = 0; j < C; j++) acc[i][j] = ZERO;                                    \
-        for (int64_t k = 0; k < KP; k += W) {                                                \
-            VEC bv[C], av[R];                                                                \
-            for (int j = 0; j < C; j++) bv[j] = LOADB((const int8_t *)(b + j * bs_n), k);    \
-            for (int i = 0; i < R; i++) av[i] = LOADA(au + i * KP + k);                      \
-            for (int i = 0; i < R; i++)                                                      \
-                for (int j = 0; j < C; j++) acc[i][j] = DP(acc[i][j], av[i], bv[j]);         \
-        }                                                                                    \
-        for (int i = 0; i < R; i++)                                                          \
-            for (int j = 0; j < C; j++) out[i][j] = HSUM(acc[i][j]);                         \
-    }
+/* VNNI, both widths: a packed shifted (au: rows of KP bytes, KP a whole number of
+ * vectors, padded with 128 where b's tail loads read 0); per block of 4 columns of b
+ * their sums (ones . b, read into L1 for the tiles that follow), then 4x4 (or 1x4)
+ * tiles of dot products in named accumulators (an array of them was spilled to the
+ * stack by gcc 12), 128 * colsum(b) subtracted. LOADU loads a whole vector, LOADT(p, n)
+ * n < W bytes and zeros. */
+#define TJ_Q_ROW(c0, c1, c2, c3, DP, av) \
+    c0 = DP(c0, av, b0); c1 = DP(c1, av, b1); c2 = DP(c2, av, b2); c3 = DP(c3, av, b3);
+#define TJ_Q_LOADB(LD, ...) \
+    b0 = LD(y0 + k, ##__VA_ARGS__); b1 = LD(y1 + k, ##__VA_ARGS__); \
+    b2 = LD(y2 + k, ##__VA_ARGS__); b3 = LD(y3 + k, ##__VA_ARGS__);
+#define TJ_Q_FIX(v, c) ((int32_t)((uint32_t)HSUM(v) - 128u * (uint32_t)(c)))
 
-#define TJ_QGEMM_VNNI(S, TGT, VEC, W, ZERO, LOADA, LOADB, DP, HSUM)                         \
-    TJ_QTILE(tile44_##S, TGT, VEC, W, ZERO, LOADA, LOADB, DP, HSUM, 4, 4)                    \
-    TJ_QTILE(tile14_##S, TGT, VEC, W, ZERO, LOADA, LOADB, DP, HSUM, 1, 4)                    \
-    TJ_QTILE(tile41_##S, TGT, VEC, W, ZERO, LOADA, LOADB, DP, HSUM, 4, 1)                    \
-    TJ_QTILE(tile11_##S, TGT, VEC, W, ZERO, LOADA, LOADB, DP, HSUM, 1, 1)                    \
+#define TJ_QGEMM_VNNI(S, TGT, VEC, W, ZERO, LOADU, LOADT, DP, HSUM, ONES)                    \
+    __attribute__((target(TGT))) static void colsum_##S(const char *b, int64_t bs_n, int C, \
+                                                        int64_t K, int32_t *cs) {           \
+        VEC one = ONES;                                                                      \
+        for (int j = 0; j < C; j++) {                                                        \
+            const int8_t *y = (const int8_t *)(b + j * bs_n);                                \
+            VEC acc = ZERO;                                                                  \
+            int64_t k = 0;                                                                   \
+            for (; k + W <= K; k += W) acc = DP(acc, one, LOADU(y + k));                     \
+            if (k < K) acc = DP(acc, one, LOADT(y + k, K - k));                              \
+            cs[j] = HSUM(acc);                                                               \
+        }                                                                                    \
+    }                                                                                        \
+    /* out rows m0..m0+R (R 4 or 1) x the 4 columns of b at b */                             \
+    __attribute__((target(TGT))) static void tile_##S(                                       \
+        char *o, int64_t os_m, int64_t os_n, const uint8_t *au, int64_t KP, int R,           \
+        const char *b, int64_t bs_n, int64_t K, const int32_t *cs, int wide) {               \
+        const int8_t *y0 = (const int8_t *)b, *y1 = (const int8_t *)(b + bs_n);             \
+        const int8_t *y2 = (const int8_t *)(b + 2 * bs_n), *y3 = (const int8_t *)(b + 3 * bs_n); \
+        VEC b0, b1, b2, b3;                                                                  \
+        int64_t k = 0;                                                                       \
+        if (R == 4) {                                                                        \
+            const uint8_t *x0 = au, *x1 = au + KP, *x2 = au + 2 * KP, *x3 = au + 3 * KP;     \
+            VEC c00 = ZERO, c01 = ZERO, c02 = ZERO, c03 = ZERO, c10 = ZERO, c11 = ZERO;      \
+            VEC c12 = ZERO, c13 = ZERO, c20 = ZERO, c21 = ZERO, c22 = ZERO, c23 = ZERO;      \
+            VEC c30 = ZERO, c31 = ZERO, c32 = ZERO, c33 = ZERO;                              \
+            for (; k < KP; k += W) {                                                         \
+                if (k + W <= K) { TJ_Q_LOADB(LOADU) } else { TJ_Q_LOADB(LOADT, K - k) }      \
+                VEC a0 = LOADU(x0 + k), a1 = LOADU(x1 + k);                                  \
+                TJ_Q_ROW(c00, c01, c02, c03, DP, a0)                                         \
+                TJ_Q_ROW(c10, c11, c12, c13, DP, a1)                                         \
+                VEC a2 = LOADU(x2 + k), a3 = LOADU(x3 + k);                                  \
+                TJ_Q_ROW(c20, c21, c22, c23, DP, a2)                                         \
+                TJ_Q_ROW(c30, c31, c32, c33, DP, a3)                                         \
+            }                                                                                \
+            VEC cc[16] = {c00, c01, c02, c03, c10, c11, c12, c13,                            \
+                          c20, c21, c22, c23, c30, c31, c32, c33};                           \
+            for (int i = 0; i < 4; i++)                                                      \
+                for (int j = 0; j < 4; j++)                                                  \
+                    put_out(o, i * os_m + j * os_n, TJ_Q_FIX(cc[4 * i + j], cs[j]), wide);   \
+        } else {                                                                             \
+            VEC c0 = ZERO, c1 = ZERO, c2 = ZERO, c3 = ZERO;                                  \
+            for (; k < KP; k += W) {                                                         \
+                if (k + W <= K) { TJ_Q_LOADB(LOADU) } else { TJ_Q_LOADB(LOADT, K - k) }      \
+                VEC a0 = LOADU(au + k);                                                      \
+                TJ_Q_ROW(c0, c1, c2, c3, DP, a0)                                             \
+            }                                                                                \
+            put_out(o, 0, TJ_Q_FIX(c0, cs[0]), wide);                                        \
+            put_out(o, os_n, TJ_Q_FIX(c1, cs[1]), wide);                                     \
+            put_out(o, 2 * os_n, TJ_Q_FIX(c2, cs[2]), wide);                                 \
+            put_out(o, 3 * os_n, TJ_Q_FIX(c3, cs[3]), wide);                                 \
+        }                                                                                    \
+    }                                                                                        \
+    /* one column of b against every row */                                                  \
+    __attribute__((target(TGT))) static void col_##S(                                        \
+        char *o, int64_t os_m, const uint8_t *au, int64_t KP, int64_t M, const int8_t *y,    \
+        int64_t K, int32_t cs, int wide) {                                                   \
+        for (int64_t m = 0; m < M; m++) {                                                    \
+            VEC c = ZERO;                                                                    \
+            for (int64_t k = 0; k < KP; k += W)                                              \
+                c = DP(c, LOADU(au + m * KP + k), k + W <= K ? LOADU(y + k) : LOADT(y + k, K - k)); \
+            put_out(o, m * os_m, TJ_Q_FIX(c, cs), wide);                                     \
+        }                                                                                    \
+    }                                                                                        \
     __attribute__((target(TGT))) static void gemm_##S(                                       \
         char *o, int64_t os_m, int64_t os_n, const uint8_t *au, int64_t KP, const char *b,   \
-        int64_t bs_n, const int32_t *cs, int64_t M, int64_t N, int64_t K, int wide) {        \
+        int64_t bs_n, int64_t M, int64_t N, int64_t K, int wide) {                           \
+        int32_t cs[4];                                                                       \
         int64_t n = 0;                                                                       \
         for (; n + 4 <= N; n += 4) {                                                         \
             const char *bn = b + n * bs_n;                                                   \
+            colsum_##S(bn, bs_n, 4, K, cs);                                                  \
             int64_t m = 0;                                                                   \
-            for (; m + 4 <= M; m += 4) {                                                     \
-                int32_t r[4][4];                                                             \
-                tile44_##S(au + m * KP, KP, bn, bs_n, K, r);                                 \
-                for (int i = 0; i < 4; i++)                                                  \
-                    for (int j = 0; j < 4; j++)                                              \
-                        put_out(o, (m + i) * os_m + (n + j) * os_n,                          \
-                                (int32_t)((uint32_t)r[i][j] - 128u * (uint32_t)cs[n + j]), wide); \
-            }                                                                                \
-            for (; m < M; m++) {                                                             \
-                int32_t r[1][4];                                                             \
-                tile14_##S(au + m * KP, KP, bn, bs_n, K, r);                                 \
-                for (int j = 0; j < 4; j++)                                                  \
-                    put_out(o, m * os_m + (n + j) * os_n,                                    \
-                            (int32_t)((uint32_t)r[0][j] - 128u * (uint32_t)cs[n + j]), wide); \
-            }                                                                                \
+            for (; m + 4 <= M; m += 4)                                                       \
+                tile_##S(o + m * os_m + n * os_n, os_m, os_n, au + m * KP, KP, 4, bn, bs_n,  \
+                         K, cs, wide);                                                       \
+            for (; m < M; m++)                                                               \
+                tile_##S(o + m * os_m + n * os_n, os_m, os_n, au + m * KP, KP, 1, bn, bs_n,  \
+                         K, cs, wide);                                                       \
         }                                                                                    \
         for (; n < N; n++) {                                                                 \
-            const char *bn = b + n * bs_n;                                                   \
-            int64_t m = 0;                                                                   \
-            for (; m + 4 <= M; m += 4) {                                                     \
-                int32_t r[4][1];                                                             \
-                tile41_##S(au + m * KP, KP, bn, bs_n, K, r);                                 \
-                for (int i = 0; i < 4; i++)                                                  \
-                    put_out(o, (m + i) * os_m + n * os_n,                                    \
-                            (int32_t)((uint32_t)r[i][0] - 128u * (uint32_t)cs[n]), wide);    \
-            }                                                                                \
-            for (; m < M; m++) {                                                             \
-                int32_t r[1][1];                                                             \
-                tile11_##S(au + m * KP, KP, bn, bs_n, K, r);                                 \
-                put_out(o, m * os_m + n * os_n,                                              \
-                        (int32_t)((uint32_t)r[0][0] - 128u * (uint32_t)cs[n]), wide);        \
-            }                                                                                \
+            colsum_##S(b + n * bs_n, bs_n, 1, K, cs);                                        \
+            col_##S(o + n * os_n, os_m, au, KP, M, (const int8_t *)(b + n * bs_n), K, cs[0], \
+                    wide);                                                                   \
         }                                                                                    \
     }
 
 #define TGT512 "avx512f,avx512bw,avx512vnni"
-#define L512A(p) _mm512_loadu_si512((const void *)(p))
-#define L512B(p, k) \
-    ((k) + 64 <= K ? _mm512_loadu_si512((const void *)((p) + (k))) \
-                   : _mm512_maskz_loadu_epi8((__mmask64)(~0ULL >> (64 - (K - (k)))), (p) + (k)))
+#define L512U(p) _mm512_loadu_si512((const void *)(p))
+#define L512T(p, n) _mm512_maskz_loadu_epi8((__mmask64)(~0ULL >> (64 - (n))), (p))
 #define DP512(c, x, y) _mm512_dpbusd_epi32(c, x, y)
-TJ_QGEMM_VNNI(v512, TGT512, __m512i, 64, _mm512_setzero_si512(), L512A, L512B, DP512,
-              _mm512_reduce_add_epi32)
+#define HSUM _mm512_reduce_add_epi32
+TJ_QGEMM_VNNI(v512, TGT512, __m512i, 64, _mm512_setzero_si512(), L512U, L512T, DP512,
+              _mm512_reduce_add_epi32, _mm512_set1_epi8(1))
+#undef HSUM
 
 #define TGT256 "avx2,avxvnni"
 __attribute__((target("avx2"))) static inline int32_t hsum256(__m256i v) {
@@ -212,29 +244,19 @@ __attribute__((target("avx2"))) static inline int32_t hsum256(__m256i v) {
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
     return _mm_cvtsi128_si32(s);
 }
-/* b's last partial 32 bytes: copied into a zeroed vector (AVX2 has no byte mask) */
-__attribute__((target("avx2"))) static inline __m256i load256_tail(const int8_t *p, int64_t k,
-                                                                   int64_t K) {
-    if (k + 32 <= K) return _mm256_loadu_si256((const __m256i *)(p + k));
+/* n < 32 bytes of b and zeros (AVX2 has no byte mask) */
+__attribute__((target("avx2"))) static inline __m256i load256_tail(const int8_t *p, int64_t n) {
     int8_t t[32] = {0};
-    memcpy(t, p + k, (size_t)(K - k));
+    memcpy(t, p, (size_t)n);
     return _mm256_loadu_si256((const __m256i *)t);
 }
-#define L256A(p) _mm256_loadu_si256((const __m256i *)(p))
-#define L256B(p, k) load256_tail(p, k, K)
+#define L256U(p) _mm256_loadu_si256((const __m256i *)(p))
 #define DP256(c, x, y) _mm256_dpbusd_avx_epi32(c, x, y)
-TJ_QGEMM_VNNI(v256, TGT256, __m256i, 32, _mm256_setzero_si256(), L256A, L256B, DP256, hsum256)
+#define HSUM hsum256
+TJ_QGEMM_VNNI(v256, TGT256, __m256i, 32, _mm256_setzero_si256(), L256U, load256_tail, DP256,
+              hsum256, _mm256_set1_epi8(1))
+#undef HSUM
 #endif   /* TJ_Q_X86 */
-
-/* sum_k b[n, k] per column (for the VNNI paths' shift) */
-static void colsums(const char *b, int64_t bs_n, int64_t N, int64_t K, int32_t *cs) {
-    for (int64_t n = 0; n < N; n++) {
-        const int8_t *y = (const int8_t *)(b + n * bs_n);
-        int32_t s = 0;
-        for (int64_t k = 0; k < K; k++) s += y[k];
-        cs[n] = s;
-    }
-}
 
 static void gemm_s8(void *o_, int64_t os_m, int64_t os_n, const void *a_, int64_t as_m,
                     int64_t as_k, const void *b_, int64_t bs_k, int64_t bs_n, int64_t M,
@@ -253,10 +275,7 @@ static void gemm_s8(void *o_, int64_t os_m, int64_t os_n, const void *a_, int64_
     }
     int64_t W = level == 3 ? 64 : 32, KP = (K + W - 1) / W * W;
     uint8_t *au = malloc((size_t)(M * KP));
-    int32_t *cs = malloc((size_t)N * sizeof *cs);
-    if (!au || !cs) {
-        free(au);
-        free(cs);
+    if (!au) {
         portable(o, os_m, os_n, a, as_m, as_k, b, bs_k, bs_n, M, N, K, wide);
         return;
     }
@@ -266,11 +285,9 @@ static void gemm_s8(void *o_, int64_t os_m, int64_t os_n, const void *a_, int64_
         for (int64_t k = 0; k < K; k++) d[k] = (uint8_t)(x[k] ^ 0x80u);   /* a + 128 */
         memset(d + K, 0x80, (size_t)(KP - K));
     }
-    colsums(b, bs_n, N, K, cs);
-    if (level == 3) gemm_v512(o, os_m, os_n, au, KP, b, bs_n, cs, M, N, K, wide);
-    else gemm_v256(o, os_m, os_n, au, KP, b, bs_n, cs, M, N, K, wide);
+    if (level == 3) gemm_v512(o, os_m, os_n, au, KP, b, bs_n, M, N, K, wide);
+    else gemm_v256(o, os_m, os_n, au, KP, b, bs_n, M, N, K, wide);
     free(au);
-    free(cs);
 #endif
 }
 
