@@ -33,7 +33,7 @@ def _quantize_weight(w):
     torch = _torch()
     w = w.detach().to(torch.float32)
     amax = w.abs().amax(dim=1)
-    scale = torch.where(amax > 0, amax / _QMAX, torch.ones_like(amax))
+    scale = torch.where(amax == 0, torch.ones_like(amax), amax / _QMAX)
     q = torch.clamp(torch.round(w / scale[:, None]), -_QMAX, _QMAX).to(torch.int8)
     return q.contiguous(), scale.contiguous()
 
@@ -44,7 +44,7 @@ def quantize_rows(x):
     or infinity, so its products are not finite."""
     torch = _torch()
     amax = x.abs().amax(dim=-1, keepdim=True)
-    scale = torch.where(amax > 0, amax / _QMAX, torch.ones_like(amax))
+    scale = torch.where(amax == 0, torch.ones_like(amax), amax / _QMAX)   # NaN stays NaN
     v = torch.floor(x * (1.0 / scale) + 0.5)
     v = torch.where(v == v, v, torch.zeros_like(v))   # NaN (0 * inf, inf / inf) -> 0
     return torch.clamp(v, -_QMAX, _QMAX).to(torch.int8), scale
