@@ -16,7 +16,7 @@ from tracejit import _C
 CC = shutil.which("cc") or shutil.which("gcc")
 MAKE = shutil.which("make")
 pytestmark = pytest.mark.skipif(not (CC and MAKE), reason="no C compiler or make")
-RUNTIME = ("tjrt_prims.o", "tjrt_reduce.o", "tjrt_gemm.o")
+RUNTIME = ("tjrt_prims.o", "tjrt_reduce.o", "tjrt_gemm.o", "tjrt_qgemm.o")
 
 
 def tcc_vars():
@@ -218,6 +218,23 @@ def test_torch_mlp(tmp_path, runtime, batch):
                               torch.nn.Linear(64, 10)).eval()
     x = torch.randn(batch, 32)
     check_torch_export(tmp_path, runtime, net, x, "mlp")
+
+
+def test_int8_products_and_quantized_mlp(tmp_path, runtime):
+    """The int8 GEMM (tjrt_qgemm.c: VNNI/AVX2 under gcc, the portable loop under TinyCC)
+    gives the in-process bits; a tracejit.quantize_dynamic model exports as it runs."""
+    rng = np.random.default_rng(5)
+    a = rng.integers(-128, 128, (5, 70), dtype=np.int8)
+    w = rng.integers(-128, 128, (9, 70), dtype=np.int8)
+    check_export(tmp_path, runtime, lambda x, y: (x[:, None, :].astype(np.int32)
+                                                  * y.astype(np.int32)).sum(-1), (a, w),
+                 name="s8")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(),
+                              torch.nn.Linear(64, 10)).eval()
+    q = tracejit.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+    check_torch_export(tmp_path, runtime, q.module, torch.randn(4, 32), "qmlp")
 
 
 def test_logistic_regression_value_and_grad(tmp_path, runtime):

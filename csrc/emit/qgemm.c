@@ -10,8 +10,14 @@
  * x @ w.T) and K <= TJ_Q_KMAX; anything else is the portable loop (int64 sums).
  * VNNI multiplies u8 by s8: a is shifted by 128 (a + 128 in [0, 255], packed once per
  * call) and 128 * colsum(b) subtracted after; int32 arithmetic wraps, so the result is
- * exact whenever the true sum fits int32, which K <= TJ_Q_KMAX guarantees. */
+ * exact whenever the true sum fits int32, which K <= TJ_Q_KMAX guarantees.
+ * Shipped with exported programs (-DTJ_STANDALONE; TinyCC and clang build the portable
+ * loop only). */
+#ifdef TJ_STANDALONE
+#include "tjrt.h"
+#else
 #include "emit/emit.h"
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +25,8 @@
 
 #define TJ_Q_KMAX 131071   /* 128 * 128 * K < 2^31: every int32 sum of int8 products fits */
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__TINYC__) && \
+    !defined(__SANITIZE_ADDRESS__)
 #define TJ_Q_X86 1
 #include <immintrin.h>
 #endif
