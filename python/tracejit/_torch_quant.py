@@ -83,10 +83,8 @@ def fake_quantize_per_tensor_affine(input, scale, zero_point, quant_min, quant_m
 def fake_quantize_per_channel_affine(input, scale, zero_point, axis, quant_min, quant_max):
     nd = np.ndim(input)
     axis = int(axis)
-    if not -nd <= axis < nd:
-        raise IndexError(f"fake_quantize_per_channel_affine: axis {axis} out of range for "
-                         f"{nd} dimensions")
-    axis %= nd
+    if not 0 <= axis < nd:   # (torch takes no negative axis)
+        raise RuntimeError("`axis` must be between 0 and number of dimensions of input")
     shape = [1] * nd
     shape[axis] = -1
     sc = scale.reshape(shape) if isinstance(scale, Tracer) else np.asarray(scale).reshape(shape)
