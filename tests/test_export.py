@@ -220,21 +220,14 @@ def test_torch_mlp(tmp_path, runtime, batch):
     check_torch_export(tmp_path, runtime, net, x, "mlp")
 
 
-def test_int8_products_and_quantized_mlp(tmp_path, runtime):
-    """The int8 GEMM (tjrt_qgemm.c: VNNI/AVX2 under gcc, the portable loop under TinyCC)
-    gives the in-process bits; a tracejit.quantize_dynamic model exports as it runs."""
-    rng = np.random.default_rng(5)
-    a = rng.integers(-128, 128, (5, 70), dtype=np.int8)
-    w = rng.integers(-128, 128, (9, 70), dtype=np.int8)
-    check_export(tmp_path, runtime, lambda x, y: (x[:, None, :].astype(np.int32)
-                                                  * y.astype(np.int32)).sum(-1), (a, w),
-                 name="s8")
+def test_quantized_model_refused_by_name(tmp_path):
+    """int8 arrays (a tracejit.quantize_dynamic model's weights and activations) are not
+    exported yet: refused naming the dtype (tjrt_qgemm.c ships and builds already)."""
     torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(),
-                              torch.nn.Linear(64, 10)).eval()
+    net = torch.nn.Sequential(torch.nn.Linear(32, 16), torch.nn.ReLU()).eval()
     q = tracejit.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
-    check_torch_export(tmp_path, runtime, q.module, torch.randn(4, 32), "qmlp")
+    with pytest.raises(tracejit.TraceError, match="array of dtype int8"):
+        tracejit.export(q.module, torch.randn(4, 32), path=str(tmp_path / "q"), name="q")
 
 
 def test_logistic_regression_value_and_grad(tmp_path, runtime):
