@@ -286,3 +286,16 @@ def test_refuses_backward():
 def test_refuses_non_module():
     with pytest.raises(TypeError, match="torch.nn.Module"):
         tracejit.quantize_dynamic(lambda x: x, {nn.Linear})
+
+
+def test_eager_int8_product_is_exact_and_the_traced_one():
+    """QuantLinear run eagerly (or a compiled call's eager fallback) computes the same
+    integers as the traced pattern, through a float64 product (no (M, N, K) array)."""
+    from tracejit._quant import int8_matmul_t
+    g = torch.Generator().manual_seed(4)
+    a = torch.randint(-128, 128, (2, 9, 4096), generator=g, dtype=torch.int8)
+    w = torch.randint(-128, 128, (11, 4096), generator=g, dtype=torch.int8)
+    a[0, 0], w[0] = -128, -128
+    want = a.long() @ w.long().T
+    assert torch.equal(int8_matmul_t(a, w), want)
+    assert torch.equal(tracejit.compile(int8_matmul_t)(a, w), want)

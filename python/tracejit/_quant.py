@@ -51,10 +51,15 @@ def quantize_rows(x):
 
 
 def int8_matmul_t(xq, wq):
-    """xq (..., K) int8 times wq (N, K) int8 transposed: int64 (..., N), exact. The
-    pattern lowering turns into the int8 GEMM (a sum of int8 products widened to int32)."""
+    """xq (..., K) int8 times wq (N, K) int8 transposed: int64 (..., N), exact. Traced,
+    the pattern lowering turns into the int8 GEMM (a sum of int8 products widened to
+    int32); eagerly (the module called outside a trace, or a compiled call's eager
+    fallback) the same integers from a float64 product (exact: |sum| <= 2^14 K < 2^53),
+    not the (..., N, K) int32 array the pattern spells."""
     torch = _torch()
-    return (xq.unsqueeze(-2).to(torch.int32) * wq.to(torch.int32)).sum(-1)
+    if isinstance(xq, _C.Tracer):
+        return (xq.unsqueeze(-2).to(torch.int32) * wq.to(torch.int32)).sum(-1)
+    return torch.matmul(xq.to(torch.float64), wq.to(torch.float64).T).to(torch.int64)
 
 
 def _make_quant_linear():
