@@ -130,7 +130,8 @@ def run(opts):
                 if peer != "int8" and r is not None and "int8" in calls:
                     cell += f" ({H.fmt_ratio(r)}"
                     if peer in goals:
-                        cell += f", target <= {goals[peer]}x {'met' if r <= goals[peer] else 'NOT met'}"
+                        met = "met" if r <= goals[peer] else "NOT met"
+                        cell += f", target <= {goals[peer]}x {met}"
                     cell += ")"
                 row.append(cell)
                 records.append({"case": f"{name}/{b}", "peer": peer, **m.get(peer, {}),

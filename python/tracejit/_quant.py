@@ -75,7 +75,8 @@ def _make_quant_linear():
             self.register_buffer("weight_int8", q)
             self.register_buffer("weight_scale", s)
             b = linear.bias
-            self.register_buffer("bias", None if b is None else b.detach().to(torch.float32).clone())
+            self.register_buffer("bias", None if b is None
+                                 else b.detach().to(torch.float32).clone())
 
         def forward(self, x):
             if x.dtype != torch.float32:
