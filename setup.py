@@ -28,7 +28,7 @@ for src in ["csrc/emit/prims.c", "csrc/ir/ops.h"] + helpers:
     with open(src) as f_in, open(os.path.join(include, os.path.basename(src)), "w") as f_out:
         f_out.write(f_in.read())
 # tracejit.export ships the primitives with every exported program (python/tracejit/_export.py)
-for src in ["csrc/emit/reduce_prims.c", "csrc/emit/gemm.c"]:
+for src in ["csrc/emit/reduce_prims.c", "csrc/emit/gemm.c", "csrc/emit/qgemm.c"]:
     with open(src) as f_in, open(os.path.join(include, os.path.basename(src)), "w") as f_out:
         f_out.write(f_in.read())
 # NVRTC has no C library headers: the CUDA backend's stand-ins for the few prims.c includes

@@ -252,6 +252,17 @@ static PyObject *blas_min(PyObject *m, PyObject *arg) {
     return PyLong_FromLongLong(prev);
 }
 
+/* _qgemm_isa(cap) -> (level in use, previous cap): caps the int8 GEMM's instruction
+ * set (0 portable, 1 AVX2, 2 AVX-VNNI, 3 AVX-512 VNNI; csrc/emit/qgemm.c), so the tests
+ * compare every path the CPU has; -1 leaves the cap and only reports. */
+static PyObject *qgemm_isa(PyObject *m, PyObject *arg) {
+    long cap = PyLong_AsLong(arg);
+    if (cap == -1 && PyErr_Occurred()) return NULL;
+    int prev = tj_qgemm_cap(3);
+    tj_qgemm_cap(cap < 0 ? prev : (int)cap);
+    return Py_BuildValue("(ii)", tj_qgemm_level(), prev);
+}
+
 /* _incremental_values(flag) -> the previous flag: whether a value Python reads while
  * tracing starts from the values computed before it (prefix.c; off: the whole prefix
  * each time, as before: benchmarks compare both). */
@@ -280,6 +291,7 @@ static PyObject *set_include_dir(PyObject *m, PyObject *arg) {
 static PyMethodDef module_methods[] = {
     {"set_tier", set_tier, METH_O, "choose when kernels are recompiled by the system compiler"},
     {"_tier_mode", tier_mode, METH_NOARGS, "set_tier's mode now"},
+    {"_qgemm_isa", qgemm_isa, METH_O, "_qgemm_isa(cap) -> (level, previous cap) of the int8 GEMM"},
     {"_blas_min", blas_min, METH_O, "_blas_min(n) -> previous: the size from which products call BLAS"},
     {"_set_include_dir", set_include_dir, METH_O, "where the optimizing tier's headers are"},
     {"_prefix_nodes", prefix_nodes, METH_NOARGS,

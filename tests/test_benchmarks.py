@@ -73,3 +73,12 @@ def test_pyro_nuts_bench_quick_run_checks_results():   # not in run.py's modules
     assert r.returncode == 0, r.stdout + r.stderr
     assert "| schools | tracejit" in r.stdout and "per leapfrog step" in r.stdout, \
         r.stdout + r.stderr
+
+
+def test_quant_bench_quick_run_checks_results():   # not in run.py's modules; needs torch
+    import pytest
+    pytest.importorskip("torch")
+    r = _run("benchmarks/bench_quant.py", "--quick", "--cases", "mlp")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "| mlp/16" in r.stdout and "int8/fp32" in r.stdout and "weight memory" in r.stdout, \
+        r.stdout + r.stderr

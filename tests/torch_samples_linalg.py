@@ -136,5 +136,25 @@ def _sort_samples():
     ]
 
 
-SAMPLES = _samples() + _sort_samples()
+_STE = ("fake quantization's backward is the straight-through estimator (1 inside the "
+        "range): finite differences see its steps (0); compared with eager's backward")
+
+
+def _quant_samples():
+    """torch.round and fake quantization (tracejit._torch_quant; more in
+    tests/test_quant_qat.py)."""
+    x, t = R(3, 5), R(4, 3, layout="t")
+    sc, zp = torch.tensor([0.1, 0.05, 0.2]), torch.tensor([0, 3, -2], dtype=torch.int32)
+    return [
+        S("round", lambda x: torch.round(x * 3), x),
+        S("round", lambda x: torch.round(x * 50, decimals=1), t, label="decimals"),
+        S("fake_quantize_per_tensor_affine",
+          lambda x: torch.fake_quantize_per_tensor_affine(x, 0.1, 3, -8, 20), x, gradcheck=_STE),
+        S("fake_quantize_per_channel_affine",
+          lambda x: torch.fake_quantize_per_channel_affine(x, sc, zp, 1, -10, 10), t,
+          gradcheck=_STE),
+    ]
+
+
+SAMPLES = _samples() + _sort_samples() + _quant_samples()
 NOT_SAMPLED = {}

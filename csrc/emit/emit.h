@@ -81,5 +81,12 @@ int tj_blas_load_mkl(const char *path);       /* torch's MKL, when loaded; 0 or 
 const char *tj_blas_name(void);               /* "mkl", "openblas" or NULL */
 int tj_blas_set_threads(int n);               /* the BLAS's threads; 0, or -1 without one */
 int tj_blas_threads(void);                    /* the BLAS's threads, 0 without one */
+/* csrc/emit/qgemm.c: int8 products into int32 / int64 (contraction groups of int8) */
+void tj_gemm_s8s32(void *, int64_t, int64_t, const void *, int64_t, int64_t, const void *,
+                   int64_t, int64_t, int64_t, int64_t, int64_t);
+void tj_gemm_s8s64(void *, int64_t, int64_t, const void *, int64_t, int64_t, const void *,
+                   int64_t, int64_t, int64_t, int64_t, int64_t);
+int tj_qgemm_level(void);                     /* 0 portable, 1 AVX2, 2 AVX-VNNI, 3 AVX-512 VNNI */
+int tj_qgemm_cap(int cap);                    /* caps the level (tests); the previous cap */
 
 #endif

@@ -229,7 +229,10 @@ static void emit_contraction(sbuf *b, const tj_graph *g, const tj_group *gr, int
                              gstate *gs) {
     int D = gr->ndim, la = gr->mm_a, lb = gr->mm_b, mm = gr->mm_m, nn = gr->mm_n;
     char pn[32];
-    snprintf(pn, sizeof pn, "tj_gemm_%s", tj_dtype_suffix(g->nodes[gr->red].dtype));
+    if (gr->contract == TJ_CONTRACT_S8)   /* int8 factors, int32/int64 sums: qgemm.c */
+        snprintf(pn, sizeof pn, "tj_gemm_s8s%s", g->nodes[gr->red].dtype == TJ_I64 ? "64" : "32");
+    else
+        snprintf(pn, sizeof pn, "tj_gemm_%s", tj_dtype_suffix(g->nodes[gr->red].dtype));
     declare_fn(gs, pn, "void %s(void *, long long, long long, const void *, long long, long long, "
                        "const void *, long long, long long, long long, long long, long long);\n");
     put(b, "\nstatic void tj_g%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);

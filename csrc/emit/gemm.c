@@ -427,6 +427,8 @@ TJ_GEMM(double, f64, blas_dgemm, blas_dgemv)
 const tj_symbol tj_gemm_symbols[] = {
     {"tj_gemm_f32", (void *)tj_gemm_f32},
     {"tj_gemm_f64", (void *)tj_gemm_f64},
+    {"tj_gemm_s8s32", (void *)tj_gemm_s8s32},   /* csrc/emit/qgemm.c */
+    {"tj_gemm_s8s64", (void *)tj_gemm_s8s64},
     {NULL, NULL},
 };
 #endif

@@ -231,12 +231,18 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses, const in
     uint8_t *costly = calloc((size_t)n, 1);
     uint16_t *cone = calloc((size_t)n, sizeof *cone);
     uint16_t *big = calloc(2 * (size_t)n, sizeof *big);
-    if (!stored || !first_user || !costly || !cone || !big) {
+    uint8_t *s8 = calloc((size_t)n, 1);   /* an int8 GEMM's product (tj_s8_product) */
+    if (!stored || !first_user || !costly || !cone || !big || !s8) {
         free(stored);
         stored = NULL;
         goto done;
     }
     for (int32_t i = 0; i < g->n; i++) { stored[i] = -1; first_user[i] = INT32_MAX; }
+    for (int32_t i = 0; i < g->n; i++) {   /* its casts stay in its group, not stored */
+        const tj_node *r = &g->nodes[i];
+        if (r->op == TJ_OP_RSUM && uses[r->in[0]] == 1 && tj_s8_product(g, &g->nodes[r->in[0]], r))
+            s8[r->in[0]] = 1;
+    }
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *nd = &g->nodes[i];
         int kind = tj_ops[nd->op].kind;
@@ -261,6 +267,15 @@ static int32_t *stored_operands(const tj_graph *g, const int32_t *uses, const in
                 stored[x] = i;
         }
         if (kind != TJ_K_EW && kind != TJ_K_CAST) continue;
+        if (s8[i]) {   /* the int8 factors are what the GEMM reads: stored when computed */
+            for (int a = 0; a < 2; a++) {
+                int32_t f = g->nodes[r->in[a]].in[0];
+                int fk = tj_ops[g->nodes[f].op].kind;
+                if ((fk == TJ_K_EW || fk == TJ_K_CAST || fk == TJ_K_GATH) && stored[f] == -1)
+                    stored[f] = -2;
+            }
+            continue;
+        }
         int64_t size = tj_node_size(r);
         for (int a = 0; a < tj_ops[r->op].arity; a++) {
             const tj_node *x = &g->nodes[r->in[a]];
@@ -276,6 +291,7 @@ done:
     free(costly);
     free(cone);
     free(big);
+    free(s8);
     return stored;
 }
 

@@ -121,15 +121,20 @@ static void access(const tj_graph *g, tj_group *gr) {
 static int detect_contraction(const tj_graph *g, tj_group *gr, int several) {
     gr->contract = 0;
     gr->mm_m = gr->mm_n = gr->mm_a = gr->mm_b = -1;
-    if (gr->red < 0 || gr->n_nodes != 2 || gr->n_leaves != 2) return 0;
+    if (gr->red < 0) return 0;
     const tj_node *r = &g->nodes[gr->red], *x = &g->nodes[r->in[0]];
+    int s8 = tj_s8_product(g, x, r), kind = s8 ? TJ_CONTRACT_S8 : TJ_CONTRACT_F;
+    if (gr->n_nodes != (s8 ? 4 : 2) || gr->n_leaves != 2) return 0;
+    int32_t fa = s8 ? g->nodes[x->in[0]].in[0] : x->in[0];   /* the factors: leaves */
+    int32_t fb = s8 ? g->nodes[x->in[1]].in[0] : x->in[1];
     int nd = x->ndim, D = gr->ndim, ks = 0, batched = 0;
     int64_t K = 1;
     while (ks < nd && (r->axes >> (nd - 1 - ks) & 1u)) K *= x->shape[nd - 1 - ks++];
     /* the summed dims: X's last ks (several: a weight's gradient sums over B and T) */
     if (r->op != TJ_OP_RSUM || x->op != TJ_OP_MUL || nd < 1 || ks < 1 ||
         r->axes != (((1u << ks) - 1u) << (nd - ks)) ||
-        x->dtype < TJ_F32 || r->dtype != x->dtype || D < 1 || D > nd || (ks > 1 && D == nd))
+        (!s8 && (x->dtype < TJ_F32 || r->dtype != x->dtype)) || D < 1 || D > nd ||
+        (ks > 1 && D == nd))
         return 0;
     /* collapsed: the last dim must be the summed ones, merged, and no other dim summed */
     if (D < nd && (gr->n_outs != 1 || gr->outs[0].node != gr->red ||
@@ -138,8 +143,8 @@ static int detect_contraction(const tj_graph *g, tj_group *gr, int several) {
     for (int d = 0; D < nd && d < D - 1; d++)
         if (gr->outs[0].map[d] < 0) return 0;
     for (int l = 0; l < 2; l++) {
-        if (gr->leaves[l].node == x->in[0]) gr->mm_a = l;
-        if (gr->leaves[l].node == x->in[1]) gr->mm_b = l;
+        if (gr->leaves[l].node == fa) gr->mm_a = l;
+        if (gr->leaves[l].node == fb) gr->mm_b = l;
     }
     if (gr->mm_a < 0 || gr->mm_b < 0 || gr->mm_a == gr->mm_b) return 0;
     const tj_leaf *a = &gr->leaves[gr->mm_a], *b = &gr->leaves[gr->mm_b];
@@ -163,7 +168,8 @@ static int detect_contraction(const tj_graph *g, tj_group *gr, int several) {
      * sum over B and T of dy * xhat per channel) is a reduction loop, which reads the
      * channels side by side, not one strided 1 x 1 GEMM per channel */
     if (gr->mm_m < 0 && gr->mm_n < 0) return 0;
-    gr->contract = 1;
+    if (s8 && batched) return 0;   /* (the int8 kernels take no batch loop yet) */
+    gr->contract = kind;
     return 1;
 }
 

@@ -39,6 +39,18 @@ int tj_red_splittable(int op) {
     return tj_ops[op].kind == TJ_K_RED && !(tj_ops[op].flags & TJ_F_INDEX);
 }
 
+int tj_s8_product(const tj_graph *g, const tj_node *x, const tj_node *r) {
+    if (r->op != TJ_OP_RSUM || (r->dtype != TJ_I32 && r->dtype != TJ_I64) ||
+        x->op != TJ_OP_MUL || (x->dtype != TJ_I16 && x->dtype != TJ_I32))
+        return 0;
+    for (int a = 0; a < 2; a++) {
+        const tj_node *c = &g->nodes[x->in[a]];
+        if (c->op != TJ_OP_CAST || c->dtype != x->dtype || g->nodes[c->in[0]].dtype != TJ_I8)
+            return 0;
+    }
+    return 1;
+}
+
 static const struct {
     int size;
     const char *name, *suffix, *ctype, *stdtype;

@@ -64,6 +64,9 @@ enum { TJ_ACC_SAME, TJ_ACC_WIDE };
 #define TJ_M_INT  0x1fe
 #define TJ_M_I64  0x010
 #define TJ_M_F64  0x400
+#define TJ_CONTRACT_F 1    /* tj_group.contract: float operands (emit/gemm.c) */
+#define TJ_CONTRACT_S8 2   /* int8 operands, exact integer sums (emit/qgemm.c) */
+
 typedef struct {
     const char *name;    /* "ADD" */
     const char *numpy;   /* "add" or NULL */
@@ -185,6 +188,11 @@ typedef struct {
     int32_t n_slots, cap_slots;
 } tj_graph;
 
+/* Whether r (an RSUM into int32/int64) sums x, a product of two int8 values each cast
+ * to x's dtype (int16/int32): an int8 GEMM's pattern (exact sums; lower.c's
+ * TJ_CONTRACT_S8, whose casts fuse.c keeps in the product's group). */
+int tj_s8_product(const tj_graph *g, const tj_node *x, const tj_node *r);
+
 /* Doubles a malloc'd array's capacity (at least `min_cap`). 0, or -1: out of memory. */
 int tj_grow(void **buf, int32_t *cap, int32_t min_cap, size_t elem);
 int tj_same_value(const tj_graph *g, int32_t a, int32_t b, int depth);
@@ -289,7 +297,9 @@ typedef struct {
                                     position of the other dims, read through amap */
     int8_t amap[TJ_MAXDIM];      /* scan: iteration dim -> accumulator dim, -1 on the axis */
     int contract;                /* a reduction that is a GEMM: sum over the last dim of
-                                    a product of leaves mm_a and mm_b (see lower.c) */
+                                    a product of leaves mm_a and mm_b (see lower.c);
+                                    TJ_CONTRACT_S8: of int8 leaves widened to int16/32,
+                                    summed in int32/64 (csrc/emit/qgemm.c) */
     int mm_a, mm_b;              /* leaf indices of the two factors */
     int mm_m, mm_n;              /* iteration dims of rows and columns, or -1 */
     int32_t cat;                 /* a part of a concatenation: the CONCAT node whose

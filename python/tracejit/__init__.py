@@ -33,7 +33,7 @@ __all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "Explan
            "TracejitError", "TraceError", "CompileError", "InternalError", "Tracer", "op_table",
            "libtcc_path", "get_num_threads", "set_num_threads", "set_tier", "grad",
            "value_and_grad", "vjp", "export", "save", "load",
-           "cond", "while_loop", "fori_loop", "scan"]
+           "cond", "while_loop", "fori_loop", "scan", "quantize_dynamic"]
 __version__ = "0.1.0"
 
 
@@ -259,3 +259,11 @@ def load(path):
     program compiles at the first call): see tracejit._save."""
     from ._save import load as _load
     return _load(path)
+
+
+def quantize_dynamic(model, qconfig_spec=None, dtype=None, inplace=False, **limits):
+    """torch.ao.quantization.quantize_dynamic's signature: the model's nn.Linear layers with
+    int8 weights (per output channel) and int8 activations (per row, at run time), compiled
+    with an int8 GEMM: see tracejit._quant."""
+    from ._quant import quantize_dynamic as _qd
+    return _qd(model, qconfig_spec, dtype, inplace, **limits)

@@ -22,7 +22,7 @@ __all__ = ["compile", "CompiledFunction", "CompiledModule", "CacheInfo", "Explan
            "TracejitError", "TraceError", "CompileError", "InternalError", "Tracer", "op_table",
            "libtcc_path", "get_num_threads", "set_num_threads", "set_tier", "grad",
            "value_and_grad", "vjp", "export", "save", "load",
-           "cond", "while_loop", "fori_loop", "scan"]
+           "cond", "while_loop", "fori_loop", "scan", "quantize_dynamic"]
 __version__: str
 
 _P = ParamSpec("_P")
@@ -150,3 +150,5 @@ def export(f: Callable[..., Any], *example_args: Any, path: str, name: str | Non
            weights: Literal["file", "embed"] = "file") -> str: ...
 def save(f: Callable[..., Any], path: str, *example_args: Any) -> str: ...
 def load(path: str) -> Callable[..., Any]: ...
+def quantize_dynamic(model: Any, qconfig_spec: Any = None, dtype: Any = None,
+                     inplace: bool = False, **limits: Any) -> CompiledModule[Any]: ...

@@ -143,7 +143,8 @@ def check_c(prs, weights_mode):
 def makefile(prs, weights_mode):
     n = prs[0].name
     kernels = [f"{n}_kernel.c" if p.batch is None else f"{n}_kernel_b{p.batch}.c" for p in prs]
-    srcs = [f"{n}.c", *kernels, "tjrt_prims.c", "tjrt_reduce.c", "tjrt_gemm.c"]
+    srcs = [f"{n}.c", *kernels, "tjrt_prims.c", "tjrt_reduce.c", "tjrt_gemm.c",
+            "tjrt_qgemm.c"]
     if weights_mode == "embed":
         srcs.append(f"{n}_weights.c")
     objs = " ".join(s[:-2] + ".o" for s in srcs)

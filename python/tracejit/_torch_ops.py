@@ -801,4 +801,6 @@ from ._torch_sort import FUNCS as _SORT_FUNCS  # noqa: E402  (sort, topk, ...)
 
 FUNCS.update(_LOSS_FUNCS)
 FUNCS.update(_LINALG_FUNCS)
+from ._torch_quant import FUNCS as _QUANT_FUNCS  # noqa: E402  (fake quantization, round)
+FUNCS.update(_QUANT_FUNCS)
 FUNCS.update(_SORT_FUNCS)
