@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from . import _C, _effects, _torch_dists, _torch_random, _torch_writes
+from . import _C, _effects, _torch_dists, _torch_random, _torch_writes, _train_step
 from ._torch_random import _NOT_RANDOM
 from ._C import TraceError, Tracer
 from ._torch_ops import (EW_METHODS, FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
@@ -151,8 +151,7 @@ ATTRS = {
     "char": _cast(np.dtype(np.int8)),
     "short": _cast(np.dtype(np.int16)),
     "half": _refuse("torch.Tensor.half()", "(float16) is not supported by tracejit"),
-    "backward": _refuse("torch.Tensor.backward()", "is not supported by tracejit: it computes no "
-                        "gradients yet"),
+    "backward": _train_step.backward,    # inside a compiled training step only
     "numpy": _refuse("torch.Tensor.numpy()", "needs a concrete tensor; return the value as an "
                      "output of the compiled function instead"),
     "to": to,
@@ -220,6 +219,9 @@ for _name in tuple(n for n in EW_METHODS if n not in _NO_INPLACE) + (
 
 
 ATTRS.update(_torch_writes.ATTRS)   # index_put_, index_add_, scatter_, ...
+for _name, _f in _train_step.FUNCS.items():    # the optimizers' lerp_, addcdiv_, ...
+    ATTRS[_name] = _f
+    ATTRS[_name + "_"] = _inplace_method(_name, _f)
 
 
 def _random_method(name):

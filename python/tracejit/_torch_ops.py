@@ -795,6 +795,8 @@ from ._torch_attention import FUNCS as _ATTENTION_FUNCS  # noqa: E402
 FUNCS.update(_NN_FUNCS)
 FUNCS.update(_RNN_FUNCS)
 FUNCS.update(_ATTENTION_FUNCS)
+from ._train_step import FUNCS as _OPTIM_FUNCS  # noqa: E402  (lerp, addcmul, addcdiv)
+FUNCS.update(_OPTIM_FUNCS)
 from ._torch_losses import FUNCS as _LOSS_FUNCS  # noqa: E402
 from ._torch_linalg import FUNCS as _LINALG_FUNCS  # noqa: E402  (cholesky, solves, LU)
 from ._torch_sort import FUNCS as _SORT_FUNCS  # noqa: E402  (sort, topk, ...)
