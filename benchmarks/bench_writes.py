@@ -7,16 +7,17 @@ Cases:
            1024x1024 float64 grid (a Jacobi sweep). Target: at most 0.3x NumPy.
   mask     `a[a < 0] = 0` between elementwise chains at 1M float64. Target: at most
            0.5x NumPy.
-  mlp-bn, mlp-bn-module  bench_train's training steps of an MLP with
+  mlp-bn, mlp-bn-module, mlp-bn-step  bench_train's training steps of an MLP with
            BatchNorm1d and nn.ReLU(inplace=True) (SGD, running statistics checked
-           against eager's). Target: at most 0.6x torch eager.
+           against eager's; mlp-bn-step: the whole step function compiled). Target: at
+           most 0.6x torch eager.
 
 Every tracejit result is checked against the eager one before timing; the peers are
 timed in alternating rounds (_harness.interleaved) and the ratio is the median of the
 same-round ratios tracejit/eager. First-call latency (trace + compile + run) is printed.
 
 Run:  PYTHONPATH=python python benchmarks/bench_writes.py [--quick] [--json PATH]
-      [--cases stencil,mask,mlp-bn,mlp-bn-module]
+      [--cases stencil,mask,mlp-bn,mlp-bn-module,mlp-bn-step]
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def run(opts) -> dict:
     if busy is not None:
         print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
     chosen = [c.strip() for c in opts.cases.split(",")] if opts.cases else \
-        ["stencil", "mask", "mlp-bn", "mlp-bn-module"]
+        ["stencil", "mask", "mlp-bn", "mlp-bn-module", "mlp-bn-step"]
     rng = np.random.default_rng(0)
     n = 256 if opts.quick else 1024
     records, failures, rows = [], [], []
