@@ -184,6 +184,20 @@ class _Eager(Exception):
     """This call runs eagerly (the trace would initialize optimizer state)."""
 
 
+class _NotAStep(Exception):
+    """The trace computed no gradient: not a training step (the call's own refusal)."""
+
+
+def _plain(cf, args, kwargs):
+    """cf's call without the training step's route: the GradCaptureError its trace
+    raises names the user's line that read the tensor."""
+    saved = {k: cf.__dict__.pop(k) for k in ("_tj_train", "_tj_step") if k in cf.__dict__}
+    try:
+        return cf(*args, **kwargs)
+    finally:
+        cf.__dict__.update(saved)
+
+
 class _Static:
     """A hashable static argument compared by value."""
     __slots__ = ("value", "_hash")
@@ -350,6 +364,9 @@ class _Step:
         except _Eager:
             self._restore(snap)
             return self.fn(*args, **kwargs)
+        except _NotAStep:
+            self._restore(snap)
+            return _plain(cf, args, kwargs)
         for p, f in zip(self.params, final):
             if f is None:
                 p.grad = None
@@ -403,14 +420,7 @@ class _Step:
             changed_state = _state_changed(snap[1])
             self._restore(snap)
         if not ctx.called:
-            from ._torch_autograd import GradCaptureError
-            raise GradCaptureError(
-                "the traced function reads torch tensors that require grad (parameters "
-                "from a closure, a global or a module) while grad mode is on and computes "
-                "no gradient inside: only arguments of a compiled function (and a compiled "
-                "module's parameters) take part in torch.autograd; pass them as "
-                "arguments, call under torch.no_grad(), or call loss.backward() inside "
-                "(a compiled training step)")
+            raise _NotAStep()
         if changed_state or after is None or after[1].value[0] != before[1].value[0]:
             if changed_state:
                 raise _Eager()   # an optimizer's first step initializes its state
