@@ -447,6 +447,9 @@ def dispatch(func, args, kwargs, ref=None):
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
     target = args[0] if args and _is_tensor(args[0]) else None
+    out = kwargs.get("out")
+    if out is not None and ref is not None and (_is_tensor(out) or isinstance(out, Tracer)):
+        return _out_write(func, impl, args, dict(kwargs), ref)
     if ref is not None:
         try:
             args = _lift(args, ref)
@@ -460,6 +463,30 @@ def dispatch(func, args, kwargs, ref=None):
     if target is not None and isinstance(args[0], Tracer) and result is args[0]:
         return target     # a real tensor written in place: eager returns it (t += x)
     return result
+
+
+def _out_write(func, impl, args, kwargs, ref):
+    """torch.f(..., out=t): f's result written into t (torch.maximum(a, b, out=a) of
+    amsgrad), returning t as eager does; a result of another shape (which torch would
+    resize t to) or dtype kind is refused."""
+    target = kwargs.pop("out")
+    what = f"{name_of(func)}(..., out=...)"
+    args = _lift(args, ref)
+    kwargs = {k: _lift(v, ref) for k, v in kwargs.items()}
+    out = _C._lift(ref, target) if _is_tensor(target) else target
+    result = impl(*args, **kwargs)
+    if not isinstance(result, Tracer) or \
+            tuple(_NP_SHAPE.__get__(result)) != tuple(_NP_SHAPE.__get__(out)):
+        raise TraceError(f"{what} into a tensor of another shape than the result is not "
+                         f"supported by tracejit (torch resizes it)")
+    dt = _NP_DTYPE.__get__(out)
+    if _NP_DTYPE.__get__(result) != dt:
+        if _is_float(result) and not _is_float(out):
+            raise RuntimeError(f"result type Float can't be cast to the desired output type "
+                               f"{_torch_dtype(dt)}")
+        result = result.astype(dt)
+    _C._assign(out, result, what)
+    return target
 
 
 _inplace_pos = {}     # impl -> position of its `inplace` parameter, or None
