@@ -374,7 +374,7 @@ def test_more_optimizers_through_their_own_code(name):
     a, b = _twins(make, bn=False)
     step, eager = tracejit.compile(_step_fn(*a)), _step_fn(*b)
     # centered RMSprop's variance is a difference (v - avg**2): its rounding grows
-    rtol = 2e-5 if name == "rmsprop_centered" else 2e-6
+    rtol = 1e-4 if name == "rmsprop_centered" else 2e-6
     for x, y in _data(12):
         step(x, y), eager(x, y)
         _assert_same(a, b, rtol=rtol)
