@@ -356,13 +356,14 @@ def test_out_writes():
             torch.randn(3))
 
 
-@pytest.mark.parametrize("name", ["adam_amsgrad", "adamax", "rmsprop_centered", "adagrad",
+@pytest.mark.parametrize("name", ["adam_amsgrad", "adamax", "rmsprop", "rmsprop_centered", "adagrad",
                                   "adadelta", "nadam", "radam", "asgd", "rprop"])
 def test_more_optimizers_through_their_own_code(name):
     """torch.optim's own Python code is what is traced: optimizers beyond Adam and SGD
     compile too and match eager."""
     make = {"adam_amsgrad": lambda p: torch.optim.Adam(p, lr=1e-2, amsgrad=True),
             "adamax": lambda p: torch.optim.Adamax(p, lr=1e-2),
+            "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-2, momentum=0.9),
             "rmsprop_centered": lambda p: torch.optim.RMSprop(p, lr=1e-2, momentum=0.9,
                                                               centered=True),
             "adagrad": lambda p: torch.optim.Adagrad(p, lr=1e-2),
@@ -373,8 +374,9 @@ def test_more_optimizers_through_their_own_code(name):
             "rprop": lambda p: torch.optim.Rprop(p, lr=1e-2)}[name]
     a, b = _twins(make, bn=False)
     step, eager = tracejit.compile(_step_fn(*a)), _step_fn(*b)
-    # centered RMSprop's variance is a difference (v - avg**2): its rounding grows
-    rtol = 1e-4 if name == "rmsprop_centered" else 2e-6
+    # centered RMSprop's variance is a difference (v - avg**2), whose rounding (torch's
+    # lerp is a fused multiply-add, ours is not) its momentum buffer amplifies
+    rtol = 1e-3 if name == "rmsprop_centered" else 2e-6
     for x, y in _data(12):
         step(x, y), eager(x, y)
         _assert_same(a, b, rtol=rtol)
