@@ -376,8 +376,10 @@ def test_more_optimizers_through_their_own_code(name):
     step, eager = tracejit.compile(_step_fn(*a)), _step_fn(*b)
     # centered RMSprop's variance is a difference (v - avg**2), whose rounding (torch's
     # lerp is a fused multiply-add, ours is not) its momentum buffer amplifies
-    rtol = {"rmsprop_centered": 1e-3, "rmsprop": 1e-5}.get(name, 2e-6)
+    # (RMSprop's momentum over 1/sqrt(v) grows the last bit's differences, ~1e-6 a step)
+    rtol, atol = {"rmsprop_centered": (1e-3, 1e-4), "rmsprop": (1e-4, 1e-5)}.get(name,
+                                                                              (2e-6, 1e-6))
     for x, y in _data(12):
         step(x, y), eager(x, y)
-        _assert_same(a, b, rtol=rtol)
+        _assert_same(a, b, rtol=rtol, atol=atol)
     assert step._tj_step.core.cache_info().hits >= 8
