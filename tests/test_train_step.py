@@ -383,3 +383,22 @@ def test_more_optimizers_through_their_own_code(name):
         step(x, y), eager(x, y)
         _assert_same(a, b, rtol=rtol, atol=atol)
     assert step._tj_step.core.cache_info().hits >= 8
+
+
+def test_plateau_scheduler_inside_refused():
+    """ReduceLROnPlateau.step(loss) inside the step (its own step(), which would count
+    bad epochs only while traced) is refused as LRScheduler's is."""
+    m, o = _twins(OPTS["sgd"], bn=False)[0]
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=0)
+
+    def step(x, y):
+        o.zero_grad()
+        loss = ((m(x) - y) ** 2).mean()
+        loss.backward()
+        o.step()
+        sched.step(loss)
+    with pytest.raises(tracejit.TraceError, match=r"ReduceLROnPlateau.step\(\) inside a "
+                                                  r"compiled training step"):
+        tracejit.compile(step)(*_data(1)[0])
+    sched.step(1.0)         # outside a trace: torch's own
+    assert sched.best == 1.0

@@ -163,7 +163,30 @@ def _swap_get_value():
     return done
 
 
-def _no_scheduler_step(self, *args, **kwargs):
+def _scheduler_step(orig):
+    """LRScheduler.step while a step is traced: refused in the tracing thread, torch's
+    own in any other."""
+    def step(self, *args, **kwargs):
+        if getattr(_active, "ctx", None) is None:
+            return orig(self, *args, **kwargs)
+        _no_scheduler_step(self)
+    step._tracejit = True
+    return step
+
+
+def _swap_schedulers(torch):
+    """Every torch.optim.lr_scheduler class's own step() (LRScheduler's,
+    ReduceLROnPlateau's, ...) swapped for _scheduler_step's: [(class, original)]."""
+    done = []
+    for cls in list(vars(torch.optim.lr_scheduler).values()):
+        orig = vars(cls).get("step") if isinstance(cls, type) else None
+        if orig is not None and callable(orig) and not getattr(orig, "_tracejit", False):
+            done.append((cls, orig))
+            cls.step = _scheduler_step(orig)
+    return done
+
+
+def _no_scheduler_step(self):
     raise TraceError(f"{type(self).__name__}.step() inside a compiled training step: it "
                      f"changes the optimizer's learning rate in Python, which a replay "
                      f"cannot repeat; call it outside the compiled function")
@@ -404,9 +427,7 @@ class _Step:
         for real, t in zip(real_states, states):
             _torch.stand_in(real, t)
         swapped = _swap_get_value()
-        sched = torch.optim.lr_scheduler.LRScheduler
-        orig_sched = sched.step
-        sched.step = _no_scheduler_step
+        scheds = _swap_schedulers(torch)
         outer, _active.ctx = getattr(_active, "ctx", None), ctx
         try:
             out = self.fn(*args, **kwargs)
@@ -414,7 +435,8 @@ class _Step:
             after = self._state()
         finally:
             _active.ctx = outer
-            sched.step = orig_sched
+            for cls, orig in scheds:
+                cls.step = orig
             for mod, orig in swapped:
                 mod._get_value = orig
             changed_state = _state_changed(snap[1])
