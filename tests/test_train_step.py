@@ -402,3 +402,34 @@ def test_plateau_scheduler_inside_refused():
         tracejit.compile(step)(*_data(1)[0])
     sched.step(1.0)         # outside a trace: torch's own
     assert sched.best == 1.0
+
+
+def test_frozen_and_new_parameters():
+    """A parameter frozen (requires_grad_(False)) between calls gets no gradient and no
+    update, as in eager; a new tensor given to the optimizer and the step is found."""
+    a, b = _twins(OPTS["adam"], bn=False)
+    extra = {k: torch.zeros(1, requires_grad=True) for k in "ab"}
+
+    def make(model, opt, k):
+        def step(x, y):
+            opt.zero_grad()
+            out = model(x)
+            if len(opt.param_groups) > 1:
+                out = out + extra[k]
+            loss = ((out - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+        return step
+    step, eager = tracejit.compile(make(*a, "a")), make(*b, "b")
+    data = _data(12)
+    for i, (x, y) in enumerate(data):
+        if i == 3:
+            a[0][0].weight.requires_grad_(False)
+            b[0][0].weight.requires_grad_(False)
+        if i == 6:
+            a[1].add_param_group({"params": [extra["a"]], "lr": 0.1})
+            b[1].add_param_group({"params": [extra["b"]], "lr": 0.1})
+        step(x, y), eager(x, y)
+        _assert_same(a, b)
+        torch.testing.assert_close(extra["a"], extra["b"])
+    assert float(extra["a"].detach().abs()) > 0

@@ -126,7 +126,7 @@ def backward(x, gradient=None, retain_graph=None, create_graph=False, inputs=Non
     params = ctx.step.params
     grads = _grad.vjp_trace(x, ct, [ctx.source[id(p)] for p in params])
     for p, g in zip(params, grads):
-        if g is None:
+        if g is None or not p.requires_grad:     # (frozen since: keyed)
             continue
         g = g.astype(_torch._NP_DTYPE.__get__(ctx.source[id(p)]))
         old = p.grad
@@ -320,6 +320,7 @@ class _Step:
     def __init__(self, cf):
         self.fn = cf.__wrapped__
         self.opts, self.params = _discover(self.fn)
+        self.ids = {id(p) for p in self.params}
         self.holders = {}       # id(param) -> its placeholder .grad while traced
         self.stood = set()      # ids of the state tensors read as traced values
         self.warned = False
@@ -350,7 +351,12 @@ class _Step:
                               for k, v in grp.items() if k != "params")
                 if any(isinstance(v, torch.Tensor) for _, v in hyper):
                     return None
-                sig.append((hyper, tuple(map(id, grp["params"]))))
+                ids = tuple(map(id, grp["params"]))
+                if not self.ids.issuperset(ids):     # a parameter added: found again
+                    self.opts, self.params = _discover(self.fn)
+                    self.ids = {id(p) for p in self.params}
+                    return self._state()
+                sig.append((hyper, ids))
                 for p in grp["params"]:
                     st = o.state.get(p)
                     if not st:
@@ -365,11 +371,12 @@ class _Step:
                             items.append((k, v))
                     sig.append(tuple(items))
         try:
-            return tensors, _Static((tuple(sig), tuple(map(id, self.params))))
+            return tensors, _Static((tuple(sig), tuple(map(id, self.params)),
+                                     tuple(p.requires_grad for p in self.params)))
         except TypeError:         # an unhashable hyperparameter
             return None
 
-    def __call__(self, cf, args, kwargs):
+    def __call__(self, cf, args, kwargs, again=False):
         torch = _torch_mod()
         state = self._state() if torch.is_grad_enabled() and _hook_free(self.opts) else None
         if state is None:
@@ -390,6 +397,16 @@ class _Step:
         except _NotAStep:
             self._restore(snap)
             return _plain(cf, args, kwargs)
+        except TypeError as e:   # GradCaptureError: a parameter it did not know of
+            self._restore(snap)
+            if type(e).__name__ != "GradCaptureError" or again:
+                raise
+            opts, params = _discover(self.fn)
+            if [id(p) for p in params] == [id(p) for p in self.params]:
+                raise
+            self.opts, self.params = opts, params
+            self.ids = {id(p) for p in params}
+            return self(cf, args, kwargs, True)
         for p, f in zip(self.params, final):
             if f is None:
                 p.grad = None
