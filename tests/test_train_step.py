@@ -433,3 +433,31 @@ def test_frozen_and_new_parameters():
         _assert_same(a, b)
         torch.testing.assert_close(extra["a"], extra["b"])
     assert float(extra["a"].detach().abs()) > 0
+
+
+def test_clip_grad_norm():
+    """clip_grad_norm_(foreach=False) in the step matches eager; torch's multi-tensor
+    ops (clip's default on the CPU, foreach=True optimizers) are refused by name."""
+    a, b = _twins(OPTS["adam"])
+
+    def make(model, opt, foreach):
+        def step(x, y):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5, foreach=foreach)
+            opt.step()
+        return step
+    step, eager = tracejit.compile(make(*a, False)), make(*b, False)
+    for x, y in _data(10):
+        step(x, y), eager(x, y)
+        _assert_same(a, b)
+    x, y = _data(1)[0]
+    with pytest.raises(tracejit.TraceError, match=r"torch._foreach_norm \(a multi-tensor op"):
+        tracejit.compile(make(*a, True))(x, y)
+    a, b = _twins(lambda p: torch.optim.Adam(p, foreach=True), bn=False)
+    step, eager = tracejit.compile(_step_fn(*a)), _step_fn(*b)
+    with pytest.warns(RuntimeWarning, match="runs eagerly: .*foreach/fused=True"):
+        for x, y in _data(3):
+            step(x, y), eager(x, y)
+    _assert_same(a, b)

@@ -607,6 +607,12 @@ def _mode(ref, external):
                                         f"tracejit cannot replay")
                     self.external.add(id(args[0]))   # read from now on as traced
                     return dispatch(func, args, kwargs, self.ref)
+                if (getattr(func, "__name__", "") or "").startswith("_foreach_") and \
+                        any(id(t) in self.external for t in _tensors((args, kwargs))):
+                    # run as it is, it would read (and write) the real tensors once
+                    _C._trace_error(f"{name_of(func)} (a multi-tensor op: foreach=True "
+                                    f"optimizers, clip_grad_norm_) is not supported by "
+                                    f"tracejit yet; pass foreach=False")
                 r = random_call(func, args, kwargs)
                 r = func(*args, **kwargs) if r is _NOT_RANDOM else r
                 self._note_made(r, args, kwargs)

@@ -349,7 +349,8 @@ class _Step:
             for grp in o.param_groups:
                 hyper = tuple((k, tuple(v) if isinstance(v, list) else v)
                               for k, v in grp.items() if k != "params")
-                if any(isinstance(v, torch.Tensor) for _, v in hyper):
+                if any(isinstance(v, torch.Tensor) for _, v in hyper) or \
+                        grp.get("foreach") or grp.get("fused"):   # (multi-tensor ops)
                     return None
                 ids = tuple(map(id, grp["params"]))
                 if not self.ids.issuperset(ids):     # a parameter added: found again
@@ -382,8 +383,8 @@ class _Step:
         if state is None:
             if torch.is_grad_enabled() and not self.warned:
                 self.warned = True
-                warnings.warn(f"tracejit: {self.fn!r} runs eagerly: an optimizer has hooks "
-                              f"or a tensor hyperparameter", RuntimeWarning, stacklevel=3)
+                warnings.warn(f"tracejit: {self.fn!r} runs eagerly: an optimizer has hooks, "
+                              f"a tensor hyperparameter or foreach/fused=True", RuntimeWarning, stacklevel=3)
             return self.fn(*args, **kwargs)
         tensors, static = state
         ps = [p.detach() for p in self.params]
