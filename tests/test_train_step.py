@@ -461,3 +461,33 @@ def test_clip_grad_norm():
         for x, y in _data(3):
             step(x, y), eager(x, y)
     _assert_same(a, b)
+
+
+@pytest.mark.parametrize("opt", ["adam", "adamw", "sgd", "sgd_momentum", "sgd_nesterov"])
+def test_lr_every_step_is_an_input(opt):
+    """A scheduler that changes lr at every step (outside the step) feeds the next call
+    its lr as an input: one variant for all steps, each matching eager."""
+    a, b = _twins(OPTS[opt])
+    sa = torch.optim.lr_scheduler.ExponentialLR(a[1], gamma=0.8)
+    sb = torch.optim.lr_scheduler.ExponentialLR(b[1], gamma=0.8)
+    step, eager = tracejit.compile(_step_fn(*a)), _step_fn(*b)
+    for x, y in _data(15):
+        step(x, y), eager(x, y)
+        sa.step(), sb.step()
+        _assert_same(a, b)
+    info = step._tj_step.core.cache_info()
+    assert info.variants <= 2 and info.misses <= 2, info
+
+
+def test_lr_set_inside_refused():
+    m, o = _twins(OPTS["sgd"], bn=False)[0]
+
+    def step(x, y):
+        o.zero_grad()
+        ((m(x) - y) ** 2).mean().backward()
+        o.step()
+        o.param_groups[0]["lr"] *= 0.5
+    with pytest.raises(tracejit.TraceError, match="changes an optimizer's param groups while "
+                                                  "traced"):
+        tracejit.compile(step)(*_data(1)[0])
+    assert o.param_groups[0]["lr"] == 1e-2

@@ -113,7 +113,7 @@ def rsqrt(x):
 def _scaled(y, alpha, ref):
     """y * alpha, y a real tensor read as a tracer of ref's trace (its contents at call
     time: x.add_(buf, alpha=a) with buf an optimizer's state, not a constant)."""
-    if alpha == 1:
+    if not isinstance(alpha, Tracer) and alpha == 1:   # (a traced lr: not read)
         return y
     if not isinstance(y, Tracer) and isinstance(ref, Tracer) and \
             type(y).__module__.startswith("torch"):

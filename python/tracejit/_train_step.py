@@ -326,10 +326,10 @@ class _Step:
         self.warned = False
         step = self
 
-        def core(ps, gs, states, args, kwargs, static):
-            return step._traced(ps, gs, states, args, kwargs)
+        def core(ps, gs, states, lrs, args, kwargs, static):
+            return step._traced(ps, gs, states, lrs, args, kwargs)
         core.__wrapped__ = self.fn
-        self.core = _C.CompiledFunction(core, (5,), ())
+        self.core = _C.CompiledFunction(core, (6,), ())
 
     def holder(self, p):
         h = self.holders.get(id(p))
@@ -344,11 +344,16 @@ class _Step:
         """(state tensors, static description of every optimizer's groups and state),
         or None where a value cannot be keyed (a tensor hyperparameter)."""
         torch = _torch_mod()
-        tensors, sig = [], []
+        tensors, sig, lrs = [], [], []
         for o in self.opts:
             for grp in o.param_groups:
+                lr = grp.get("lr")
+                runtime_lr = type(lr) is float     # an input of the call, not keyed
+                if runtime_lr:
+                    lrs.append(lr)
                 hyper = tuple((k, tuple(v) if isinstance(v, list) else v)
-                              for k, v in grp.items() if k != "params")
+                              for k, v in grp.items()
+                              if k != "params" and not (k == "lr" and runtime_lr))
                 if any(isinstance(v, torch.Tensor) for _, v in hyper) or \
                         grp.get("foreach") or grp.get("fused"):   # (multi-tensor ops)
                     return None
@@ -373,7 +378,7 @@ class _Step:
                     sig.append(tuple(items))
         try:
             return tensors, _Static((tuple(sig), tuple(map(id, self.params)),
-                                     tuple(p.requires_grad for p in self.params)))
+                                     tuple(p.requires_grad for p in self.params))), lrs
         except TypeError:         # an unhashable hyperparameter
             return None
 
@@ -386,12 +391,13 @@ class _Step:
                 warnings.warn(f"tracejit: {self.fn!r} runs eagerly: an optimizer has hooks, "
                               f"a tensor hyperparameter or foreach/fused=True", RuntimeWarning, stacklevel=3)
             return self.fn(*args, **kwargs)
-        tensors, static = state
+        tensors, static, lrs = state
+        lrs = [torch.tensor(v, dtype=torch.float64) for v in lrs]
         ps = [p.detach() for p in self.params]
         gs = [None if p.grad is None else p.grad for p in self.params]
         snap = self._snapshot()
         try:
-            out, final = self.core(ps, gs, tensors, args, kwargs, static)
+            out, final = self.core(ps, gs, tensors, lrs, args, kwargs, static)
         except _Eager:
             self._restore(snap)
             return self.fn(*args, **kwargs)
@@ -427,7 +433,16 @@ class _Step:
             for p, s in states.items():
                 o.state[p].update(s)
 
-    def _traced(self, ps, gs, states, args, kwargs):
+    def _lrs_in(self, lrs):
+        """Each param group's float lr replaced by its traced value while the step is
+        traced (a scheduler's new lr is the next call's input): [(group, lr, tracer)]."""
+        groups = [g for o in self.opts for g in o.param_groups if type(g.get("lr")) is float]
+        swapped = [(g, g["lr"], t, _C._ad_node(t)[0]) for g, t in zip(groups, lrs)]
+        for g, _, t, _ in swapped:
+            g["lr"] = t
+        return swapped
+
+    def _traced(self, ps, gs, states, lrs, args, kwargs):
         """The step on tracers (core's body): stand-ins, the user's function, the final
         .grad of each parameter."""
         torch = _torch_mod()
@@ -447,11 +462,17 @@ class _Step:
         swapped = _swap_get_value()
         scheds = _swap_schedulers(torch)
         outer, _active.ctx = getattr(_active, "ctx", None), ctx
+        lr_in = self._lrs_in(lrs)
         try:
             out = self.fn(*args, **kwargs)
             final = self._final(ctx, snap[0])
-            after = self._state()
         finally:
+            # (`group["lr"] *= 0.5` rebinds the same tracer: its node tells)
+            lr_changed = any(g.get("lr") is not t or _C._ad_node(t)[0] != node
+                             for g, _, t, node in lr_in)
+            for g, lr, _, _ in lr_in:
+                g["lr"] = lr
+            after = self._state()
             _active.ctx = outer
             for cls, orig in scheds:
                 cls.step = orig
@@ -461,7 +482,8 @@ class _Step:
             self._restore(snap)
         if not ctx.called:
             raise _NotAStep()
-        if changed_state or after is None or after[1].value[0] != before[1].value[0]:
+        if changed_state or lr_changed or after is None or \
+                after[1].value[0] != before[1].value[0]:
             if changed_state:
                 raise _Eager()   # an optimizer's first step initializes its state
             raise TraceError("the compiled training step changes an optimizer's param "
