@@ -14,9 +14,11 @@ every call goes to it. The step is traced as an inner CompiledFunction `core` ov
     accumulation and `zero_grad(set_to_none=False)` write);
   * the optimizers' state tensors (exp_avg, step, momentum_buffer...), arguments
     written in place;
-  * the user's arguments, and a static key: every param group's hyperparameters (lr a
-    scheduler changed retraces), its parameters' identities (a parameter added
-    retraces), the state's non-tensor values.
+  * each param group's float lr (0-d float64 inputs, set in the group while traced:
+    a scheduler's new lr reuses the compiled step);
+  * the user's arguments, and a static key: every param group's other hyperparameters
+    (a change retraces), its parameters' identities and requires_grad (a parameter
+    added or frozen retraces), the state's non-tensor values.
 
 torch.optim's own Python code runs while tracing (so its algorithm is torch's, option
 for option); its `_get_value(step)` (`step.item()`) reads the traced step as a float64
