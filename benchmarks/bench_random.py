@@ -19,6 +19,8 @@ Cases:
   vae           one training step of a VAE (784-400-20 encoder, 20-400-784 decoder,
                 batch 128, Adam): the compiled module's loss (its forward and backward
                 fused, autograd route) vs torch eager
+  vae-step      the same step with the whole step function compiled (zero_grad,
+                loss, backward, Adam's step: python/tracejit/_train_step.py)
 Targets (issue 15, same-run median ratios): randn at most 0.5x torch and 0.5x NumPy;
 dropout chain at 16M at most 0.3x torch eager and 0.8x torch.compile; the VAE step at
 most 0.6x torch eager. Draws differ from eager's streams, so results are checked by
@@ -39,8 +41,9 @@ import _harness as H
 PEERS = ("tracejit", "torch", "torch.compile", "numpy")
 TARGET = {"randn/16M": {"torch": 0.5, "numpy": 0.5},
           "dropout/16M": {"torch": 0.3, "torch.compile": 0.8},
-          "vae": {"torch": 0.6}}
-CASES = ["randn/16M", "dropout/1M", "dropout/16M", "gamma/1M", "poisson/1M", "vae"]
+          "vae": {"torch": 0.6}, "vae-step": {"torch": 0.6}}
+CASES = ["randn/16M", "dropout/1M", "dropout/16M", "gamma/1M", "poisson/1M", "vae",
+         "vae-step"]
 
 
 def _bound(f, *args):
@@ -170,7 +173,7 @@ def _vae(torch):
     return VAE
 
 
-def _vae_peers(torch, tj, peers):
+def _vae_peers(torch, tj, peers, whole=False):
     VAE = _vae(torch)
     data = (torch.rand(128, 784, generator=torch.Generator().manual_seed(0)) < 0.2).float()
     out, losses = {}, {}
@@ -179,15 +182,19 @@ def _vae_peers(torch, tj, peers):
             continue
         torch.manual_seed(1)
         m = VAE()
-        f = tj.compile(m) if peer == "tracejit" else m
+        f = tj.compile(m) if peer == "tracejit" and not whole else m
         opt = torch.optim.Adam(m.parameters(), lr=1e-3)
 
-        def step(f=f, opt=opt, peer=peer):
+        def inner(x, f=f, opt=opt):
             opt.zero_grad()
-            loss = f(data)
+            loss = f(x)
             loss.backward()
             opt.step()
-            losses[peer] = loss.item()
+            return loss
+        run = tj.compile(inner) if peer == "tracejit" and whole else inner
+
+        def step(run=run, peer=peer):
+            losses[peer] = run(data).item()
         out[peer] = step
     return out, losses
 
@@ -202,7 +209,7 @@ def run(opts) -> dict:
     records, failures, rows, ks_lines = [], [], [], []
     for case in cases:
         n = 1 << 20 if case.endswith("1M") else 1 << 24
-        if opts.quick and case != "vae":
+        if opts.quick and not case.startswith("vae"):
             n = 1 << 18
         check = None
         if case.startswith("randn"):
@@ -220,7 +227,7 @@ def run(opts) -> dict:
                 if line:
                     ks_lines.append(line)
         else:
-            calls, _ = _vae_peers(torch, tj, peers)
+            calls, _ = _vae_peers(torch, tj, peers, case == "vae-step")
         ok = {}
         for peer, call in calls.items():
             try:
@@ -235,7 +242,7 @@ def run(opts) -> dict:
                 records.append({"case": case, "peer": peer, "first_ns": first})
             except Exception as e:   # reported, not fatal
                 H.failure(peer, case, e, failures)
-        batch = 2e-3 if case == "vae" else 2e-5
+        batch = 2e-3 if case.startswith("vae") else 2e-5
         rows.append(H.measure_case(case, peers, ok, records, target_s, TARGET.get(case, {}),
                                    batch_s=batch)[0])
     H.print_case_table(peers, rows, records)

@@ -23,7 +23,9 @@ scalar, so the fused route: one compiled graph for the value and the gradients);
 mlp-bn-module compiles the model alone, the loss outside (a non-scalar output: the
 compiled forward, then a pullback that recomputes it). Each step updates BatchNorm's
 running statistics in place; after the first step they are checked against eager's
-(rtol 1e-5: float32 rounding). Target: at most 0.6x torch eager.
+(rtol 1e-5: float32 rounding). Target: at most 0.6x torch eager. mlp-bn-step compiles the whole step function
+(zero_grad, forward, loss.backward(), SGD's step: python/tracejit/_train_step.py); the
+torch.compile peer compiles the same function.
 
 Run:  PYTHONPATH=python python benchmarks/bench_train.py [--quick]
       [--json PATH] [--peers tracejit,torch,torch.compile] [--threads N]
@@ -39,12 +41,14 @@ import numpy as np
 import _harness as H
 
 PEERS = ("tracejit", "torch", "torch.compile")
-CASES = ("mlp", "mlp-bn", "mlp-bn-module")
+CASES = ("mlp", "mlp-bn", "mlp-bn-module", "mlp-bn-step")
 TARGETS = {"mlp": {"torch": 0.5, "torch.compile": 1.0},
            "mlp-bn": {"torch": 0.6, "torch.compile": 1.0},
-           "mlp-bn-module": {"torch": 0.6, "torch.compile": 1.0}}
+           "mlp-bn-module": {"torch": 0.6, "torch.compile": 1.0},
+           "mlp-bn-step": {"torch": 0.6, "torch.compile": 1.0}}
 LABELS = {"mlp": "mlp 128x32-64-10 float32", "mlp-bn": "mlp+bn+relu_, loss compiled",
-          "mlp-bn-module": "mlp+bn+relu_, model compiled"}
+          "mlp-bn-module": "mlp+bn+relu_, model compiled",
+          "mlp-bn-step": "mlp+bn+relu_, whole step compiled"}
 
 
 def loss_numpy(p, X, y):
@@ -69,7 +73,7 @@ def make_data():
     return {k: v.astype(np.float32) for k, v in p.items()}, X, y
 
 
-def build_bn(peer, torch, data, whole):
+def build_bn(peer, torch, data, whole, step_compiled=False):
     """mlp-bn's step over a fresh model (whole: the loss compiled, else the model), and
     what to check: its parameters and its running statistics after the step."""
     import torch.nn as nn
@@ -89,6 +93,8 @@ def build_bn(peer, torch, data, whole):
     model.train()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     inner = Loss(model) if whole else model
+    if step_compiled:
+        return _whole_step(peer, torch, model, inner, Xt, yt), dict(model.state_dict())
     if peer == "tracejit":
         import tracejit
         tracejit.set_num_threads(torch.get_num_threads())
@@ -113,10 +119,35 @@ def build_bn(peer, torch, data, whole):
     return step, dict(model.state_dict())
 
 
+def _whole_step(peer, torch, model, loss, Xt, yt):
+    """mlp-bn-step: the user's whole step function, compiled by the peer."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def inner(X, y):
+        opt.zero_grad()
+        value = loss(X, y)
+        value.backward()
+        opt.step()
+        return value
+    if peer == "tracejit":
+        import tracejit
+        tracejit.set_num_threads(torch.get_num_threads())
+        run = tracejit.compile(inner)
+    elif peer == "torch":
+        run = inner
+    else:
+        run = torch.compile(inner, dynamic=False)
+
+    def step():
+        return run(Xt, yt)
+    step.compiled = lambda: []
+    return step
+
+
 def build(peer, torch, data, case="mlp"):
     """A step function over fresh parameters, and the parameters (to check)."""
     if case.startswith("mlp-bn"):
-        return build_bn(peer, torch, data, case == "mlp-bn")
+        return build_bn(peer, torch, data, case != "mlp-bn-module", case == "mlp-bn-step")
     p0, X, y = data
     p = {k: torch.tensor(v, requires_grad=True) for k, v in p0.items()}
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)

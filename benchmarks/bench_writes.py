@@ -12,16 +12,17 @@ Cases:
            first call (trace + passes + TinyCC + run) at n = 10^2, 10^3, 10^4 (--quick:
            10^2, 10^3), wall and CPU time (this process's: the machine may be shared),
            and eager's loop for scale. Target: at most 2 s at 10^4.
-  mlp-bn, mlp-bn-module  bench_train's training steps of an MLP with
+  mlp-bn, mlp-bn-module, mlp-bn-step  bench_train's training steps of an MLP with
            BatchNorm1d and nn.ReLU(inplace=True) (SGD, running statistics checked
-           against eager's). Target: at most 0.6x torch eager.
+           against eager's; mlp-bn-step: the whole step function compiled). Target: at
+           most 0.6x torch eager.
 
 Every tracejit result is checked against the eager one before timing; the peers are
 timed in alternating rounds (_harness.interleaved) and the ratio is the median of the
 same-round ratios tracejit/eager. First-call latency (trace + compile + run) is printed.
 
 Run:  PYTHONPATH=python python benchmarks/bench_writes.py [--quick] [--json PATH]
-      [--cases stencil,mask,rows,mlp-bn,mlp-bn-module]
+      [--cases stencil,mask,rows,mlp-bn,mlp-bn-module,mlp-bn-step]
 """
 from __future__ import annotations
 
@@ -120,7 +121,7 @@ def run(opts) -> dict:
     if busy is not None:
         print(f"other load on the machine while idle: {100 * busy:.0f}% of all cores")
     chosen = [c.strip() for c in opts.cases.split(",")] if opts.cases else \
-        ["stencil", "mask", "rows", "mlp-bn", "mlp-bn-module"]
+        ["stencil", "mask", "rows", "mlp-bn", "mlp-bn-module", "mlp-bn-step"]
     rng = np.random.default_rng(0)
     n = 256 if opts.quick else 1024
     records, failures, rows = [], [], []

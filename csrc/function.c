@@ -155,10 +155,19 @@ static PyObject *past_limit(tj_function *self, PyObject *reason, int n, PyObject
     return PyObject_Vectorcall(self->fn, args, nargsf, kwnames);
 }
 
+/* A training step's route (_train_step.py) under `key` of the function's dict: the
+ * borrowed callable, NULL if none (or an error set). */
+static PyObject *train_hook(tj_function *self, PyObject *key) {
+    return self->dict ? PyDict_GetItemWithError(self->dict, key) : NULL;
+}
+
 static PyObject *fn_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                                PyObject *kwnames) {
     tj_function *self = (tj_function *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *step = train_hook(self, self->st->ag_str_step);
+    if (step) return python_route(self, step, 0, args, nargs, kwnames);
+    if (PyErr_Occurred()) return NULL;
     PyObject *result = NULL, *reason = NULL, *stale_reason = NULL;
     tj_flat f;
     tj_flat_init(&f, self->st);
@@ -237,7 +246,23 @@ rescan:
     }
     tj_plan *p = tj_compile_plan(self->st, self->fn, &self->conf, &f, args, nargs, kwnames, 0,
                                  &self->compile_time);
-    if (!p) { Py_DECREF(descr); goto done; }
+    if (!p) {
+        Py_DECREF(descr);
+        /* it reads a tensor that requires grad: a training step's route may take it */
+        if (self->st->grad_capture_error && self->dict &&
+                PyErr_ExceptionMatches(self->st->grad_capture_error)) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyObject *train = PyDict_GetItem(self->dict, self->st->ag_str_train);
+            if (train) {
+                Py_XDECREF(type), Py_XDECREF(value), Py_XDECREF(tb);
+                result = python_route(self, train, 0, args, nargs, kwnames);
+            } else {
+                PyErr_Restore(type, value, tb);
+            }
+        }
+        goto done;
+    }
     p->descr = descr;
     p->next = self->plans;
     self->plans = p;

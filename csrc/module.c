@@ -465,6 +465,7 @@ static int state_objects(tj_state *st, PyObject **out[STATE_MAX_OBJECTS]) {
         &st->ag_mark_diff, &st->ag_mark_other, &st->ag_str_autograd,
         &st->ag_str_fast, &st->ag_str_mixed, &st->ag_str_value_and_grad, &st->ag_str_grads,
         &st->ag_str_job, &st->ag_str_mark_nd, &st->ag_str_dict, &st->ag_not_scalar,
+        &st->ag_str_train, &st->ag_str_step,
         &st->ag_fused_backward,
     };
     _Static_assert(sizeof named / sizeof named[0] <= 64, "raise STATE_MAX_OBJECTS");

@@ -477,9 +477,34 @@ static void span(const char *data, const int64_t *strides, const int64_t *shape,
 
 /* dst[i] = src[i] over a shape, both strided (byte strides; NULL: a 0-d value, read
  * broadcast). */
+static int c_contiguous(const int64_t *strides, const int64_t *shape, int ndim, int64_t item) {
+    for (int d = ndim - 1; d >= 0; d--) {
+        if (shape[d] != 1 && strides[d] != item) return 0;
+        item *= shape[d];
+    }
+    return 1;
+}
+
 static void copy_strided(char *dst, const int64_t *ds, const char *src, const int64_t *ss,
                          const int64_t *shape, int ndim, int64_t item) {
     if (ndim == 0) { memcpy(dst, src, (size_t)item); return; }
+    if (ss && c_contiguous(ds, shape, ndim, item) && c_contiguous(ss, shape, ndim, item)) {
+        int64_t n = item;          /* both dense in the same order: one copy (the
+                                      common case, a training step's parameters) */
+        for (int d = 0; d < ndim; d++) n *= shape[d];
+        memmove(dst, src, (size_t)n);
+        return;
+    }
+    if (ndim == 1 && item == 4) {  /* the innermost dim without a call per element */
+        for (int64_t i = 0; i < shape[0]; i++)
+            memcpy(dst + i * ds[0], src + (ss ? i * ss[0] : 0), 4);
+        return;
+    }
+    if (ndim == 1 && item == 8) {
+        for (int64_t i = 0; i < shape[0]; i++)
+            memcpy(dst + i * ds[0], src + (ss ? i * ss[0] : 0), 8);
+        return;
+    }
     for (int64_t i = 0; i < shape[0]; i++)
         copy_strided(dst + i * ds[0], ds + 1, src + (ss ? i * ss[0] : 0), ss ? ss + 1 : NULL,
                      shape + 1, ndim - 1, item);

@@ -66,6 +66,10 @@ struct tj_state {
     PyObject *ag_mark_diff, *ag_mark_other;
     PyObject *ag_str_autograd, *ag_str_fast, *ag_str_mixed, *ag_str_value_and_grad,
              *ag_str_grads, *ag_str_job, *ag_str_mark_nd, *ag_str_dict;
+    /* a compiled training step (_train_step.py): cf.__dict__ keys. "_tj_train": called
+     * as (cf, args, kwargs) when a trace refuses a captured tensor that requires grad;
+     * "_tj_step": once set, every call goes there (cf, args, kwargs) */
+    PyObject *ag_str_train, *ag_str_step;
     PyObject *ag_not_scalar;        /* tracejit._grad.NotScalarError */
     PyObject *ag_fused_backward;    /* tracejit._torch_autograd._fused_backward */
     /* not objects: C pointers into torch's library, read from st->torch_tensor when it

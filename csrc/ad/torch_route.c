@@ -34,7 +34,9 @@ int tj_ag_init(tj_state *st) {
            (st->ag_str_grads = PyUnicode_InternFromString("grads")) &&
            (st->ag_str_job = PyUnicode_InternFromString("job")) &&
            (st->ag_str_mark_nd = PyUnicode_InternFromString("mark_non_differentiable")) &&
-           (st->ag_str_dict = PyUnicode_InternFromString("__dict__"))
+           (st->ag_str_dict = PyUnicode_InternFromString("__dict__")) &&
+           (st->ag_str_train = PyUnicode_InternFromString("_tj_train")) &&
+           (st->ag_str_step = PyUnicode_InternFromString("_tj_step"))
                ? 0 : -1;
 }
 

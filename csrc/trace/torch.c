@@ -14,8 +14,8 @@
 #include <numpy/arrayobject.h>
 
 int32_t tj_capture_torch(tj_trace *t, PyObject *o) {
-    for (Py_ssize_t i = 0; t->stand_ins && i < PyList_GET_SIZE(t->stand_ins); i++) {
-        PyObject *s = PyList_GET_ITEM(t->stand_ins, i);
+    for (Py_ssize_t i = t->stand_ins ? PyList_GET_SIZE(t->stand_ins) : 0; i-- > 0;) {
+        PyObject *s = PyList_GET_ITEM(t->stand_ins, i);   /* the latest stand-in wins */
         if (PyTuple_GET_ITEM(s, 0) == o) return ((tj_tracer *)PyTuple_GET_ITEM(s, 1))->id;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(t->captures); i++) {
@@ -207,6 +207,12 @@ PyObject *tj_torch_lift(PyObject *m, PyObject *const *args, Py_ssize_t nargs) {
     if (!t->live)
         return tj_trace_error(t->st, "a tracer escaped its trace: a traced value was stored "
                               "and used after the compiled function returned");
+    /* a stand-in is its tracer itself: a write through the real tensor rebinds it, so
+     * every later read of either sees the write (a training step's parameters) */
+    for (Py_ssize_t i = t->stand_ins ? PyList_GET_SIZE(t->stand_ins) : 0; i-- > 0;) {
+        PyObject *s = PyList_GET_ITEM(t->stand_ins, i);
+        if (PyTuple_GET_ITEM(s, 0) == args[1]) return Py_NewRef(PyTuple_GET_ITEM(s, 1));
+    }
     int32_t id = tj_operand(t, args[1]);
     return id < 0 ? NULL : tj_tracer_new(t, id);
 }

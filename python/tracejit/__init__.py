@@ -81,6 +81,7 @@ _complex.register()
 from ._grad import grad, value_and_grad, vjp  # noqa: E402
 from ._control import cond, fori_loop, scan, while_loop  # noqa: E402
 from . import _torch_autograd  # noqa: E402  (imports no torch either)
+from . import _train_step  # noqa: E402  (a compiled training step)
 from ._torch_autograd import GradCaptureError as _GradCaptureError  # noqa: E402
 
 # Multiply-adds from which products call BLAS. benchmarks/bench_matmul.py measured
@@ -133,6 +134,7 @@ def compile(fn=None, *, static_argnames=(), max_variants=8, on_guard_limit="eage
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         nums = tuple(i for i, n in enumerate(positional) if n in static_argnames)
         cf = CompiledFunction(f, nums, static_argnames, **limits)
+        cf._tj_train = _train_step.train   # a training step: function.c, _train_step.py
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
             try:
                 setattr(cf, attr, getattr(f, attr))

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from . import _C, _effects, _torch_dists, _torch_random, _torch_writes
+from . import _C, _effects, _torch_dists, _torch_random, _torch_writes, _train_step
 from ._torch_random import _NOT_RANDOM
 from ._C import TraceError, Tracer
 from ._torch_ops import (EW_METHODS, FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
@@ -151,8 +151,7 @@ ATTRS = {
     "char": _cast(np.dtype(np.int8)),
     "short": _cast(np.dtype(np.int16)),
     "half": _refuse("torch.Tensor.half()", "(float16) is not supported by tracejit"),
-    "backward": _refuse("torch.Tensor.backward()", "is not supported by tracejit: it computes no "
-                        "gradients yet"),
+    "backward": _train_step.backward,    # inside a compiled training step only
     "numpy": _refuse("torch.Tensor.numpy()", "needs a concrete tensor; return the value as an "
                      "output of the compiled function instead"),
     "to": to,
@@ -235,6 +234,9 @@ for _name in tuple(n for n in EW_METHODS if n not in _NO_INPLACE) + (
 
 
 ATTRS.update(_torch_writes.ATTRS)   # index_put_, index_add_, scatter_, ...
+for _name, _f in _train_step.FUNCS.items():    # the optimizers' lerp_, addcdiv_, ...
+    ATTRS[_name] = _f
+    ATTRS[_name + "_"] = _inplace_method(_name, _f)
 
 
 def _random_method(name):
@@ -460,6 +462,9 @@ def dispatch(func, args, kwargs, ref=None):
     if ref is None:
         ref = _find_tracer(list(kwargs.values()))
     target = args[0] if args and _is_tensor(args[0]) else None
+    out = kwargs.get("out")
+    if out is not None and ref is not None and (_is_tensor(out) or isinstance(out, Tracer)):
+        return _out_write(func, impl, args, dict(kwargs), ref)
     if ref is not None:
         try:
             args = _lift(args, ref)
@@ -473,6 +478,30 @@ def dispatch(func, args, kwargs, ref=None):
     if target is not None and isinstance(args[0], Tracer) and result is args[0]:
         return target     # a real tensor written in place: eager returns it (t += x)
     return result
+
+
+def _out_write(func, impl, args, kwargs, ref):
+    """torch.f(..., out=t): f's result written into t (torch.maximum(a, b, out=a) of
+    amsgrad), returning t as eager does; a result of another shape (which torch would
+    resize t to) or dtype kind is refused."""
+    target = kwargs.pop("out")
+    what = f"{name_of(func)}(..., out=...)"
+    args = _lift(args, ref)
+    kwargs = {k: _lift(v, ref) for k, v in kwargs.items()}
+    out = _C._lift(ref, target) if _is_tensor(target) else target
+    result = impl(*args, **kwargs)
+    if not isinstance(result, Tracer) or \
+            tuple(_NP_SHAPE.__get__(result)) != tuple(_NP_SHAPE.__get__(out)):
+        raise TraceError(f"{what} into a tensor of another shape than the result is not "
+                         f"supported by tracejit (torch resizes it)")
+    dt = _NP_DTYPE.__get__(out)
+    if _NP_DTYPE.__get__(result) != dt:
+        if _is_float(result) and not _is_float(out):
+            raise RuntimeError(f"result type Float can't be cast to the desired output type "
+                               f"{_torch_dtype(dt)}")
+        result = result.astype(dt)
+    _C._assign(out, result, what)
+    return target
 
 
 _inplace_pos = {}     # impl -> position of its `inplace` parameter, or None
@@ -593,6 +622,12 @@ def _mode(ref, external):
                                         f"tracejit cannot replay")
                     self.external.add(id(args[0]))   # read from now on as traced
                     return dispatch(func, args, kwargs, self.ref)
+                if (getattr(func, "__name__", "") or "").startswith("_foreach_") and \
+                        any(id(t) in self.external for t in _tensors((args, kwargs))):
+                    # run as it is, it would read (and write) the real tensors once
+                    _C._trace_error(f"{name_of(func)} (a multi-tensor op: foreach=True "
+                                    f"optimizers, clip_grad_norm_) is not supported by "
+                                    f"tracejit yet; pass foreach=False")
                 r = random_call(func, args, kwargs)
                 r = func(*args, **kwargs) if r is _NOT_RANDOM else r
                 self._note_made(r, args, kwargs)

@@ -110,18 +110,29 @@ def rsqrt(x):
     return 1.0 / np.sqrt(x)
 
 
+def _scaled(y, alpha, ref):
+    """y * alpha, y a real tensor read as a tracer of ref's trace (its contents at call
+    time: x.add_(buf, alpha=a) with buf an optimizer's state, not a constant)."""
+    if not isinstance(alpha, Tracer) and alpha == 1:   # (a traced lr: not read)
+        return y
+    if not isinstance(y, Tracer) and isinstance(ref, Tracer) and \
+            type(y).__module__.startswith("torch"):
+        y = _C._lift(ref, y)
+    return _mul(y, alpha)
+
+
 def add(x, y, alpha=1, out=None):
     _no_out(out, "add")
-    return _add(x, y if alpha == 1 else _mul(y, alpha))
+    return _add(x, _scaled(y, alpha, x))
 
 
 def sub(x, y, alpha=1, out=None):
     _no_out(out, "sub")
-    return _sub(x, y if alpha == 1 else _mul(y, alpha))
+    return _sub(x, _scaled(y, alpha, x))
 
 
 def rsub(x, y, alpha=1):
-    return _sub(y, x if alpha == 1 else _mul(x, alpha))
+    return _sub(y, _scaled(x, alpha, y))
 
 
 def div(x, y, rounding_mode=None, out=None):
@@ -795,6 +806,8 @@ from ._torch_attention import FUNCS as _ATTENTION_FUNCS  # noqa: E402
 FUNCS.update(_NN_FUNCS)
 FUNCS.update(_RNN_FUNCS)
 FUNCS.update(_ATTENTION_FUNCS)
+from ._train_step import FUNCS as _OPTIM_FUNCS  # noqa: E402  (lerp, addcmul, addcdiv)
+FUNCS.update(_OPTIM_FUNCS)
 from ._torch_losses import FUNCS as _LOSS_FUNCS  # noqa: E402
 from ._torch_linalg import FUNCS as _LINALG_FUNCS  # noqa: E402  (cholesky, solves, LU)
 from ._torch_sort import FUNCS as _SORT_FUNCS  # noqa: E402  (sort, topk, ...)
