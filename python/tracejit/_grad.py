@@ -214,7 +214,7 @@ def vjp_trace(out, ct, sources):
                 continue
             loops_done.add(res_ids[0])
             from . import _loops
-            cts = _loops.backward(info[3], gs)
+            cts = _loops.backward(info[3], gs, [live.get(j, False) for j, _ in info[2]])
         else:
             g = adj.pop(i, None)
             if g is None or info[1] in ZERO:
