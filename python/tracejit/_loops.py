@@ -199,13 +199,15 @@ def compiled_fori(lo, hi, body_fun, init_val, tree, specs):
     return _run(1, hi - lo, False, step, init_val, tree, specs, [], _C.tree_flatten(None)[1])[0]
 
 
-def compiled_while(cond_fun, body_fun, init_val, tree, specs):
+def compiled_while(cond_fun, body_fun, init_val, tree, specs, c0=None):
     """The carries extended with cond_fun's value: the body computes body_fun's carry and
-    cond_fun of it; the runner stops once that value is False."""
+    cond_fun of it; the runner stops once that value is False. c0: cond_fun(init_val)
+    when the caller computed it (a carry of Python numbers only)."""
     leaves = _C.tree_flatten(init_val)[0]
     if not _usable(2, leaves) or _grad._current_sources():   # (no reverse mode: _control's
         return NotImplemented                                  # loop refuses it by name)
-    c0 = cond_fun(init_val)
+    if c0 is None:
+        c0 = cond_fun(init_val)
     if not isinstance(c0, Tracer):   # decided by the caller's values alone: Python's loop
         return NotImplemented
     pred0 = _pred(c0)
