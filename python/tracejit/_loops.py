@@ -102,7 +102,7 @@ def backward(li, gs, need=None):
                          "while_loop) traced where no differentiation was under way (or a "
                          "while_loop, which has no reverse mode): trace the loop inside the "
                          "differentiated function")
-    if need is None:
+    if need is None or not _loops_hoist.ENABLED:
         need = [True] * len(operands)
     ny = info.n_y
     ops = list(operands[nc + nx:])
@@ -141,7 +141,10 @@ def backward(li, gs, need=None):
             cts = [None] * len(srcs)
         cts = [_zeros(v) if g is None and k < nc + len(xl) else g
                for k, (g, v) in enumerate(zip(cts, srcs))]
-        p, rest, stacked = _loops_hoist.split(cts[nc + len(xl):], shapes)
+        op_cts = cts[nc + len(xl):]
+        if not _loops_hoist.ENABLED:
+            op_cts = [_zeros(v) if g is None else g for g, v in zip(op_cts, ops_f)]
+        p, rest, stacked = _loops_hoist.split(op_cts, shapes)
         if p != plan[0]:
             plan[0] = p
             raise _loops_hoist.Retrace

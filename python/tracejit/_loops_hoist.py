@@ -21,6 +21,10 @@ from ._rules import np_dtype, np_size
 from ._C import Tracer
 
 
+ENABLED = True   # False: every outer value's cotangent summed in the carry and every
+                 # operand's computed, as before (benchmarks/bench_loops.py's baseline)
+
+
 class Retrace(Exception):
     """The body's cotangents split otherwise than the carry it was traced with assumed."""
 
@@ -101,7 +105,7 @@ def split(cts, shapes):
     plan, rest, stacked = [], [], []
     for c, shape in zip(cts, shapes):
         terms = []
-        r = _terms(c, shape, terms) if c is not None else None
+        r = c if not ENABLED else _terms(c, shape, terms) if c is not None else None
         plan.append(([(o, s, fa[1], fc[1]) for o, s, fa, fc in terms], r is not None))
         if r is not None:
             rest.append(r)
