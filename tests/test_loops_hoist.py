@@ -172,3 +172,26 @@ def test_torch_rnn_gradient_matches_autograd(dtype):
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(got[0], We.grad, **tol)
     torch.testing.assert_close(got[1], Ue.grad, **tol)
+
+
+def test_stacked_factors_past_the_limit_stay_in_the_carry(monkeypatch):
+    """The stacked factors take at most _loops_hoist.STACK_LIMIT bytes; past it the
+    cotangent is summed in the carry (as before), still right."""
+    from tracejit import _loops_hoist
+    monkeypatch.setattr(_loops_hoist, "STACK_LIMIT", 8 * 30 * 12)   # 30 steps, 12 a step
+    W, U, b, h0, xs = _rng_args(30, 6, 4)
+
+    def loss(W, U):
+        h, ys = tj.scan(lambda h, x: (np.tanh(W @ h + U @ x + b),) * 2, h0, xs)
+        return h.sum() + ys.sum()
+
+    def eager(W, U):
+        h, ys = _eager_scan(lambda h, x: (np.tanh(W @ h + U @ x + b),) * 2, h0, xs)
+        return h.sum() + ys.sum()
+    cf = tj.compile(tj.grad(loss, argnums=(0, 1)))
+    gW, gU = cf(W, U)
+    np.testing.assert_allclose(gW, _fd(lambda W: eager(W, U), W), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(gU, _fd(lambda U: eager(W, U), U), rtol=1e-6, atol=1e-8)
+    # W's outer product (6 + 6 values a step) is hoisted within the budget of 12; U's
+    # (6 + 4) no longer fits: dh and dU carried, W's two factors the ys
+    assert _backward_loop(cf, W, U) == (2, 2)

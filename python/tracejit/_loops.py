@@ -144,7 +144,7 @@ def backward(li, gs, need=None):
         op_cts = cts[nc + len(xl):]
         if not _loops_hoist.ENABLED:
             op_cts = [_zeros(v) if g is None else g for g, v in zip(op_cts, ops_f)]
-        p, rest, stacked = _loops_hoist.split(op_cts, shapes)
+        p, rest, stacked = _loops_hoist.split(op_cts, shapes, n)
         if p != plan[0]:
             plan[0] = p
             raise _loops_hoist.Retrace

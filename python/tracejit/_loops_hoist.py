@@ -72,16 +72,20 @@ def _factor(x):
     return v if v is not None else (x, list(range(x.ndim)))
 
 
-def _terms(c, shape, out):
+STACK_LIMIT = 1 << 28   # bytes the stacked factors of one loop may take (beyond: carried)
+
+
+def _terms(c, shape, out, budget):
     """Splits cotangent c (of `shape`) into hoistable terms, appended to `out` as
     (outer perm or None, product shape, (a, perm_a), (c, perm_c)); returns the rest
-    (a Tracer) or None when all of c was split."""
+    (a Tracer) or None when all of c was split. budget[0]: the elements per step the
+    stacked factors may still take."""
     if not isinstance(c, Tracer) or tuple(c.shape) != shape:
         return c
     n = _C._ad_node(c)
     if n[1] == "ADD" and all(isinstance(t, Tracer) and tuple(t.shape) == shape for _, t in n[2]):
-        ra = _terms(n[2][0][1], shape, out)
-        rb = _terms(n[2][1][1], shape, out)
+        ra = _terms(n[2][0][1], shape, out, budget)
+        rb = _terms(n[2][1][1], shape, out, budget)
         return ra if rb is None else rb if ra is None else ra + rb
     outer, m = None, c
     v = _view(c)
@@ -91,21 +95,25 @@ def _terms(c, shape, out):
         return c
     (_, p), (_, q) = _C._ad_node(m)[2]
     fa, fc = _factor(p), _factor(q)
-    if np_size(fa[0]) + np_size(fc[0]) >= np_size(m):
+    size = np_size(fa[0]) + np_size(fc[0])
+    if size >= np_size(m) or size > budget[0]:
         return c
+    budget[0] -= size
     out.append((outer, tuple(m.shape), fa, fc))
     return None
 
 
-def split(cts, shapes):
-    """Per outer value's cotangent (None: none): (plan, rest, stacked): plan[k] the
-    structure of its hoisted terms (list of (outer perm, product shape, perm_a, perm_c))
-    and whether a rest stays in the carry; rest the carried parts; stacked the values
-    the loop stacks (a, c per term)."""
+def split(cts, shapes, n):
+    """Per outer value's cotangent (None: none) in a loop of n steps: (plan, rest,
+    stacked): plan[k] the structure of its hoisted terms (list of (outer perm, product
+    shape, perm_a, perm_c)) and whether a rest stays in the carry; rest the carried
+    parts; stacked the values the loop stacks (a, c per term), STACK_LIMIT bytes at
+    most over the steps (8 a value)."""
     plan, rest, stacked = [], [], []
+    budget = [STACK_LIMIT // (8 * max(n, 1))]
     for c, shape in zip(cts, shapes):
         terms = []
-        r = c if not ENABLED else _terms(c, shape, terms) if c is not None else None
+        r = c if not ENABLED else _terms(c, shape, terms, budget) if c is not None else None
         plan.append(([(o, s, fa[1], fc[1]) for o, s, fa, fc in terms], r is not None))
         if r is not None:
             rest.append(r)
