@@ -172,6 +172,7 @@ def test_torch_rnn_gradient_matches_autograd(dtype):
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(got[0], We.grad, **tol)
     torch.testing.assert_close(got[1], Ue.grad, **tol)
+    assert _backward_loop(tj.compile(tj.grad(lambda W: loss(W, U))), W) == (1, 2)
 
 
 def test_stacked_factors_past_the_limit_stay_in_the_carry(monkeypatch):
