@@ -1,5 +1,6 @@
 """The backward of a compiled loop (python/tracejit/_loops.py backward, _loops_hoist.py):
-only the cotangents the differentiated result needs are computed, and an outer value's
+only the cotangents the differentiated result needs are computed, the step's rules read
+the values the forward stored (its carries and ys), and an outer value's
 cotangent that is a sum of products of smaller step values (W's in `W @ h`) is one
 contraction after the reverse loop instead of a sum in its carry. Against finite
 differences (float64), torch autograd of the eager loop (float32), and the carries the
@@ -76,6 +77,11 @@ def test_weight_cotangent_leaves_the_carry():
                                       h0, xs)[k].sum() for k in (0, 1))
     np.testing.assert_allclose(cf(W), _fd(eager, W), rtol=1e-6, atol=1e-8)
     assert _backward_loop(cf, W) == (1, 2)
+    # tanh's rule reads the carry the forward stored, so the step's recomputation (W @ h
+    # + U @ x) is dead: the reverse body has fewer groups than the forward's
+    groups = [int(re.search(r"body of (\d+) groups", l).group(1))
+              for l in cf.explain(W).text.splitlines() if l.startswith("-- loop ")]
+    assert groups[1] < groups[0], groups
     # a second call with other values replays the same plan and stays right
     W2 = W * 0.5
     np.testing.assert_allclose(cf(W2), _fd(eager, W2), rtol=1e-6, atol=1e-8)

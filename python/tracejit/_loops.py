@@ -112,6 +112,15 @@ def backward(li, gs, need=None):
     ct_c = [g if g is not None else _zeros(r) for g, r in zip(gs[:nc], results[:nc])]
     ct_y = [g if g is not None else _zeros(r) for g, r in zip(gs[nc:nc + ny], results[nc:nc + ny])]
     residuals = list(results[nc + ny:nc + ny + nc])
+    # the values the forward computed at each step: the carry it passed on (the next
+    # step's residual, the last one the final carry) and its ys. The step's derivative
+    # rules read them (tanh's 1 - y^2) instead of the step's recomputed outputs, so
+    # the recomputation feeding only those outputs is dead (W @ h + U @ x)
+    if info.reverse:
+        nexts = [np.concatenate([f[None], r[:-1]]) for f, r in zip(results[:nc], residuals)]
+    else:
+        nexts = [np.concatenate([r[1:], f[None]]) for f, r in zip(results[:nc], residuals)]
+    y_vals = list(results[nc:nc + ny])
     xs = list(operands[nc:nc + nx])
     n, tree, x_tree, step_fn = info.n, info.tree, info.x_tree, info.step_fn
     anchor = results[0]
@@ -121,7 +130,7 @@ def backward(li, gs, need=None):
 
     def bstep(c, x, s):
         ctc, acc = c
-        c_t, x_t, cty = x
+        c_t, x_t, cty, next_t, y_t = x
         src_c = [_C._ad_source(anchor, v, True) for v in c_t]
         src_x = [_C._ad_source(anchor, x_t[k], True) for k in xl]
         x_in = list(x_t)
@@ -135,8 +144,12 @@ def backward(li, gs, need=None):
             if _grad._is_float(o):
                 total = total + np.sum(o * g)
         srcs = src_c + src_x + ops_f
+        values = {}
+        for o, v in zip(outs, list(next_t) + list(y_t)):
+            if isinstance(o, Tracer) and _grad._is_float(o):
+                values[_C._ad_node(o)[0]] = v
         if isinstance(total, Tracer):
-            cts = _grad.vjp_trace(total, np.ones_like(total), srcs)
+            cts = _grad.vjp_trace(total, np.ones_like(total), srcs, values)
         else:
             cts = [None] * len(srcs)
         cts = [_zeros(v) if g is None and k < nc + len(xl) else g
@@ -151,7 +164,7 @@ def backward(li, gs, need=None):
         return ((cts[:nc], [a + g for a, g in zip(acc, rest)]),
                 cts[nc:nc + len(xl)] + stacked)
 
-    b_x = (residuals, xs, ct_y)
+    b_x = (residuals, xs, ct_y, nexts, y_vals)
     bx_leaves, bx_tree = _C.tree_flatten(b_x)
     for attempt in range(3):
         init = (ct_c, [_zeros(v) for v, (_, r) in zip(ops_f, plan[0]) if r])
