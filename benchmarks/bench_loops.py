@@ -14,8 +14,9 @@ Cases:
           jax.grad of lax.scan under jax.jit (or central differences without jax): the
           forward loop keeps each step's carry, the backward is a compiled loop in reverse
           (W's per-step outer product stacked as its two vectors, one GEMM after the
-          loop: _loops_hoist.py), against the previous backward (every operand's
-          cotangent computed, W's summed in the carry), interleaved
+          loop: _loops_hoist.py; the rules read the forward's stored values), against
+          the previous backward (every operand's cotangent computed, W's summed in the
+          carry, the step's outputs recomputed), interleaved
   jacobi  Jacobi iteration to 1e-10 on a 64x64 diagonally dominant system, written
           with tracejit.while_loop: first call, per call, eager's Python while loop
 Targets (issue 19): the scan's first call at most 20 ms (not unrolled); its per-step
@@ -125,7 +126,8 @@ def grad_case(tj, jax, T, target_s, failed):
     g = tj.grad(loss)
     first, got = H.first_call_ns(lambda: g(W))
     # the previous backward (every operand's cotangent computed, the weights' summed in
-    # the reverse loop's carry): a grad traced with the hoisting off, timed interleaved
+    # the reverse loop's carry, the step's outputs recomputed): a grad traced with
+    # _loops_hoist.ENABLED off, timed interleaved
     _loops_hoist.ENABLED = False
     try:
         g0 = tj.grad(loss)

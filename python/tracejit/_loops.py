@@ -146,7 +146,7 @@ def backward(li, gs, need=None):
         srcs = src_c + src_x + ops_f
         values = {}
         for o, v in zip(outs, list(next_t) + list(y_t)):
-            if isinstance(o, Tracer) and _grad._is_float(o):
+            if isinstance(o, Tracer) and _grad._is_float(o) and _loops_hoist.ENABLED:
                 values[_C._ad_node(o)[0]] = v
         if isinstance(total, Tracer):
             cts = _grad.vjp_trace(total, np.ones_like(total), srcs, values)

@@ -21,8 +21,9 @@ from ._rules import np_dtype, np_size
 from ._C import Tracer
 
 
-ENABLED = True   # False: every outer value's cotangent summed in the carry and every
-                 # operand's computed, as before (benchmarks/bench_loops.py's baseline)
+ENABLED = True   # False: every outer value's cotangent summed in the carry, every
+                 # operand's computed, the step's outputs recomputed for the rules, as
+                 # before (benchmarks/bench_loops.py's baseline)
 
 
 class Retrace(Exception):
