@@ -202,3 +202,51 @@ def test_stacked_factors_past_the_limit_stay_in_the_carry(monkeypatch):
     # W's outer product (6 + 6 values a step) is hoisted within the budget of 12; U's
     # (6 + 4) no longer fits: dh and dU carried, W's two factors the ys
     assert _backward_loop(cf, W, U) == (2, 2)
+
+
+_TERMS = [
+    lambda W, v, h, x: W @ h,
+    lambda W, v, h, x: h @ W,
+    lambda W, v, h, x: W.T @ (h * x),
+    lambda W, v, h, x: W @ v * h,
+    lambda W, v, h, x: np.sin(W[0] * h) + v,
+    lambda W, v, h, x: (W * W) @ x,
+    lambda W, v, h, x: np.outer(h, x) @ v,
+    lambda W, v, h, x: W.sum(0) * v * x,
+]
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_random_cells_gradients_match_finite_differences(seed):
+    """Random sums of the patterns above (plain and transposed products, an outer vector,
+    a weight used elementwise, indexed and squared) in scans forward and reverse: every
+    operand's gradient against central differences of the eager loop."""
+    rng = np.random.default_rng(100 + seed)
+    H, T = int(rng.integers(1, 5)), int(rng.integers(2, 7))
+    picks = rng.choice(len(_TERMS), size=int(rng.integers(1, 4)), replace=False)
+    reverse = bool(rng.integers(2))
+    W, v = rng.standard_normal((H, H)) * 0.4, rng.standard_normal(H) * 0.5
+    h0, xs = rng.standard_normal(H) * 0.5, rng.standard_normal((T, H))
+    scale = rng.standard_normal(H)
+
+    def cell(W, v):
+        return lambda h, x: (np.tanh(sum(_TERMS[k](W, v, h, x) for k in picks) + x),) * 2
+
+    def loss(W, v, h0, xs):
+        h, ys = tj.scan(cell(W, v), h0, xs, reverse=reverse)
+        return (h * h).sum() + (ys * scale).sum()
+
+    def eager(W, v, h0, xs):
+        h, ys = h0, [None] * T
+        for t in (reversed(range(T)) if reverse else range(T)):
+            h, ys[t] = cell(W, v)(h, xs[t])
+        return (h * h).sum() + (np.stack(ys) * scale).sum()
+    args = [W, v, h0, xs]
+    got = tj.grad(loss, argnums=(0, 1, 2, 3))(*args)
+    for k, g in enumerate(got):
+        def fk(a, k=k):
+            b = list(args)
+            b[k] = a
+            return eager(*b)
+        np.testing.assert_allclose(g, _fd(fk, args[k]), rtol=1e-5, atol=1e-7,
+                                   err_msg=f"operand {k}, terms {list(picks)}, reverse {reverse}")
