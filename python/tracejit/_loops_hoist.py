@@ -54,7 +54,6 @@ def apply_view(b, perm, shape, batch):
     """The view `perm` (see _view) of b's trailing dims, b's `batch` leading dims kept:
     shape (b.shape[:batch] + shape)."""
     lead = tuple(b.shape[:batch])
-    nd = b.ndim - batch
     read = [p for p in perm if p != -1]
     keep = sorted(read)
     b = b.reshape(lead + tuple(b.shape[batch + d] for d in keep))
@@ -63,7 +62,6 @@ def apply_view(b, perm, shape, batch):
     for d, p in enumerate(perm):
         if p == -1:
             b = np.expand_dims(b, batch + d)
-    del nd
     return np.broadcast_to(b, lead + tuple(shape))
 
 
