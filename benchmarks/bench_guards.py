@@ -19,10 +19,14 @@ Cases (x: 16 float64, replayed; every call takes the branch its variant assumed)
            with --quick, which also stops at 100)
 Target (issue 19): a passing guard costs at most 20 ns. Under callgrind (a machine
 too busy for nanoseconds; valgrind --tool=callgrind --toggle-collect=tj_plan_run_ctx
-over 10^4 replays of the branch and plain functions), the branch case costs 129
-instructions per replay more than the plain one (162 before value guards were compared
-between the kernel's phases, csrc/runtime.c run_phases); that includes binding the two
-constants the trace made for `s > 0` (dead after the passes, their slots still bound).
+over 10^4 replays of the branch and plain functions), the branch case costs 91
+instructions per replay more than the plain one (129 before a float64 comparison guard
+was compared without the loads' dtype dispatch, csrc/guards.c compare_f64; 162 before
+value guards were compared between the kernel's phases, csrc/runtime.c run_phases):
+~42 of them the kernel's groups run one at a time between the phases, ~51 the replay's
+bookkeeping, including binding the two constants the trace made for `s > 0` (dead
+after the passes, their slots still bound). No cycle counter on this machine (perf
+stat: not supported), so nanoseconds only from the interleaved timings below.
 The switch case's failing variant now stops after the sum's group.
 
 Run:  PYTHONPATH=python python benchmarks/bench_guards.py [--quick]

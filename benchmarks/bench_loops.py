@@ -13,6 +13,10 @@ Cases:
   grad    d/dW of sum(h_T) + sum(ys) through the same scan (float64, T steps) against
           jax.grad of lax.scan under jax.jit (or central differences without jax): the
           forward loop keeps each step's carry, the backward is a compiled loop in reverse
+          (W's per-step outer product stacked as its two vectors, one GEMM after the
+          loop: _loops_hoist.py; the rules read the forward's stored values), against
+          the previous backward (every operand's cotangent computed, W's summed in the
+          carry, the step's outputs recomputed), interleaved
   jacobi  Jacobi iteration to 1e-10 on a 64x64 diagonally dominant system, written
           with tracejit.while_loop: first call, per call, eager's Python while loop
 Targets (issue 19): the scan's first call at most 20 ms (not unrolled); its per-step
@@ -118,10 +122,24 @@ def grad_case(tj, jax, T, target_s, failed):
     def loss(W):
         h, ys = tj.scan(lambda h, x: (np.tanh(W @ h + U @ x + b),) * 2, h0, xs)
         return h.sum() + ys.sum()
+    from tracejit import _loops_hoist
     g = tj.grad(loss)
     first, got = H.first_call_ns(lambda: g(W))
-    per = _timed(lambda: g(W), target_s)
-    rows = [["tracejit.grad (compiled loops)", H.fmt_ms(first), H.fmt_time(per), "1.00"]]
+    # the previous backward (every operand's cotangent computed, the weights' summed in
+    # the reverse loop's carry, the step's outputs recomputed): a grad traced with
+    # _loops_hoist.ENABLED off, timed interleaved
+    _loops_hoist.ENABLED = False
+    try:
+        g0 = tj.grad(loss)
+        first0, got0 = H.first_call_ns(lambda: g0(W))
+    finally:
+        _loops_hoist.ENABLED = True
+    H.check_close("grad, carried", got0, got, 1e-9, 1e-9)
+    m = H.interleaved({"now": lambda: g(W), "carried": lambda: g0(W)}, target_s)
+    per, per0 = m["now"]["median_ns"], m["carried"]["median_ns"]
+    rows = [["tracejit.grad (compiled loops)", H.fmt_ms(first), H.fmt_time(per), "1.00"],
+            ["tracejit.grad, weights' cotangents in the carry (before)", H.fmt_ms(first0),
+             H.fmt_time(per0), f"{per / per0:.2f}"]]
     if jax is not None:
         jax.config.update("jax_enable_x64", True)
         jnp, lax = jax.numpy, jax.lax

@@ -188,8 +188,24 @@ static double as_double(int dtype, const unsigned char *v) {   /* a float of any
     return tj_scalar_load(dtype, v).f;
 }
 
+/* A float64 value against its constant on the right (`s > 0`): the common value
+ * guard, compared without the loads' dtype dispatch (a passing guard's cost, issue 19). */
+static inline int compare_f64(const tj_guard *g, const unsigned char *v) {
+    double a, b = g->cmp_val.f;
+    memcpy(&a, v, sizeof a);
+    switch (g->cmp_op) {
+    case TJ_OP_LT: return a < b;
+    case TJ_OP_LE: return a <= b;
+    case TJ_OP_GT: return a > b;
+    case TJ_OP_GE: return a >= b;
+    case TJ_OP_EQ: return a == b;
+    default: return a != b;
+    }
+}
+
 static inline int compare(const tj_guard *g, const unsigned char *v) {
     double a, b;
+    if (g->dtype == TJ_F64 && !g->cmp_left) return compare_f64(g, v);
     if (g->dtype >= TJ_F32) {
         a = as_double(g->dtype, v), b = g->cmp_val.f;
     } else {
@@ -304,7 +320,10 @@ static int arg_holds(const tj_plan *p, const tj_guard *g, PyObject *now, PyObjec
 
 int tj_guards_value_holds(const tj_plan *p, int k, void *const *P) {
     const tj_guard *g = &p->guards[p->first_value + k];
-    return values_hold(g, P[p->sched.out_slot_of[g->index]]);
+    const unsigned char *now = P[p->sched.out_slot_of[g->index]];
+    if (g->mode == TJ_VALUE_CMP && g->dtype == TJ_F64 && !g->cmp_left)
+        return compare_f64(g, now) == g->rec_truth;
+    return values_hold(g, now);
 }
 
 int tj_guards_check_values(const tj_plan *p, void *const *P, PyObject **reason) {

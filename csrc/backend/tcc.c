@@ -162,11 +162,50 @@ static void compile_error(tj_state *st, const char *what, const char *source) {
     Py_DECREF(numbered);
 }
 
-static int add_symbols(TCCState *s, const tj_symbol *syms) {
-    for (; syms->name; syms++)
-        if (tcc.add_symbol(s, syms->name, syms->fn) < 0) return -1;
+/* Every symbol generated code may call (the tables below and emit.h's), sorted by name
+ * once (under tcc.lock): a compile registers only the names its source spells, found by
+ * one scan of its identifiers. Registering all of them (thousands: every op of every
+ * dtype) was most of a small compile's time (libtcc hashes its symbol table per name),
+ * which a Python loop on data pays at each step (a prefix compiled per value read). */
+static struct { const tj_symbol **sym; int n; } known;
+
+static int by_name(const void *a, const void *b) {
+    return strcmp((*(const tj_symbol *const *)a)->name, (*(const tj_symbol *const *)b)->name);
+}
+
+static int known_init(const tj_symbol *const *tables, int n_tables) {
+    int n = 0;
+    for (int t = 0; t < n_tables; t++)
+        for (const tj_symbol *q = tables[t]; q->name; q++) n++;
+    const tj_symbol **sym = malloc((size_t)(n ? n : 1) * sizeof *sym);
+    if (!sym) return -1;
+    n = 0;
+    for (int t = 0; t < n_tables; t++)
+        for (const tj_symbol *q = tables[t]; q->name; q++) sym[n++] = q;
+    qsort(sym, (size_t)n, sizeof *sym, by_name);
+    known.sym = sym;
+    known.n = n;
     return 0;
 }
+
+/* The symbol named by source[0..len), or -1. */
+static int known_find(const char *name, size_t len) {
+    int lo = 0, hi = known.n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        const char *k = known.sym[mid]->name;
+        int c = strncmp(k, name, len);
+        if (!c) c = (unsigned char)k[len];   /* k longer than the identifier: after it */
+        if (!c) return mid;
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+/* Registers the known symbols (program: and the loaded programs' own) that `source`
+ * names. Under tcc.lock. 0/-1. */
+static int add_symbols(TCCState *s, const char *source, int program);
 
 /* What a loaded function's program (tracejit.load: an exported plan compiled in
  * memory, python/tracejit/_save.py) calls besides the primitives. */
@@ -178,6 +217,42 @@ static const tj_symbol program_symbols[] = {
 
 static tj_module *tcc_compile(tj_state *st, const char *source, const char *entry_name,
                               void **entry, int program);
+
+static int add_symbols(TCCState *s, const char *source, int program) {
+    if (!known.sym) {
+        const tj_symbol *const tables[] = {tj_prim_symbols, tj_reduce_symbols, tj_gemm_symbols,
+                                           runtime_symbols, program_symbols};
+        if (known_init(tables, 5) < 0) return -1;
+    }
+    for (const tj_symbol *q = runtime_symbols; q->name; q++)   /* TinyCC calls these */
+        if (tcc.add_symbol(s, q->name, q->fn) < 0) return -1;    /* unspelled (structs) */
+    unsigned char *added = calloc((size_t)known.n + 1, 1);
+    if (!added) return -1;
+    int rc = 0;
+    for (const char *c = source; *c && rc == 0;) {
+        if (!(*c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+              (*c >= '0' && *c <= '9'))) {
+            c++;
+            continue;
+        }
+        const char *w = c;
+        while (*c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+               (*c >= '0' && *c <= '9'))
+            c++;
+        if (*w >= '0' && *w <= '9') continue;   /* a number's digits and suffix */
+        int k = known_find(w, (size_t)(c - w));
+        if (k < 0 || added[k]) continue;
+        added[k] = 1;
+        const tj_symbol *q = known.sym[k];
+        int skip = 0;   /* added above; a program's own only for a program */
+        for (const tj_symbol *r = runtime_symbols; r->name; r++) skip |= r == q;
+        for (const tj_symbol *r = program_symbols; r->name; r++) skip |= r == q && !program;
+        if (skip) continue;
+        if (tcc.add_symbol(s, q->name, q->fn) < 0) rc = -1;
+    }
+    free(added);
+    return rc;
+}
 
 tj_module *tj_tcc_compile(tj_state *st, const char *source, const char *entry_name,
                           void **entry) {
@@ -224,10 +299,7 @@ static tj_module *tcc_compile(tj_state *st, const char *source, const char *entr
         tcc.set_options(s, "-nostdlib -nostdinc");
         tcc.set_output_type(s, TCC_OUTPUT_MEMORY);
         if (tcc.compile_string(s, source) < 0) fail = "libtcc could not compile the generated C";
-        else if (add_symbols(s, tj_prim_symbols) < 0 || add_symbols(s, tj_reduce_symbols) < 0 ||
-                 add_symbols(s, tj_gemm_symbols) < 0 ||
-                 add_symbols(s, runtime_symbols) < 0 ||
-                 (program && add_symbols(s, program_symbols) < 0))
+        else if (add_symbols(s, source, program) < 0)
             fail = "libtcc could not register the runtime symbols";
         else if ((tcc.relocate_has_ptr ? ((int (*)(TCCState *, void *))tcc.relocate)(s, (void *)1)
                                        : ((int (*)(TCCState *))tcc.relocate)(s)) < 0)

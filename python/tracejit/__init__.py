@@ -80,6 +80,7 @@ _complex.register()
 
 from ._grad import grad, value_and_grad, vjp  # noqa: E402
 from ._control import cond, fori_loop, scan, while_loop  # noqa: E402
+from . import _loops  # noqa: E402,F401  (compiled loops: loaded with the package, not in a first call)
 from . import _torch_autograd  # noqa: E402  (imports no torch either)
 from . import _train_step  # noqa: E402  (a compiled training step)
 from ._torch_autograd import GradCaptureError as _GradCaptureError  # noqa: E402

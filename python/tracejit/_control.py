@@ -225,14 +225,20 @@ def while_loop(cond_fun, body_fun, init_val):
         raise TypeError("while_loop: cond_fun and body_fun must be callable")
     leaves, tree = _flatten(init_val)
     specs = [_spec(v) for v in leaves]
-    if _traced_loop(leaves):
+    c0 = None
+    if not _traced_loop(leaves) and _C._tracing() and not _in_body():
+        # a carry of Python numbers whose condition reads traced values: the trip count
+        # is data, so the loop is compiled too (Python's loop would unroll it, a guard
+        # per step, as long as the data says)
+        c0 = cond_fun(init_val)
+    if _traced_loop(leaves) or isinstance(c0, Tracer):
         from . import _loops
-        out = _loops.compiled_while(cond_fun, body_fun, init_val, tree, specs)
+        out = _loops.compiled_while(cond_fun, body_fun, init_val, tree, specs, c0)
         if out is not NotImplemented:
             return out
     val = init_val
     while True:
-        c = cond_fun(val)
+        c = cond_fun(val) if c0 is None or val is not init_val else c0
         _scalar_pred(c, "while_loop: cond_fun")
         if not c:
             break

@@ -194,12 +194,14 @@ def with_dependencies(fun, diff, *rest):
                       for o in _leaves(out))
 
 
-def vjp_trace(out, ct, sources):
+def vjp_trace(out, ct, sources, values=None):
     """Cotangents of `sources` (Tracers) for cotangent `ct` of `out`, all of one trace;
     None where `out` does not depend on a source along a path autograd follows (float
     values, differentiable ops, no detach): torch's None gradient. A source on such a
     path gets an array even where the ops along it have derivative zero (floor, w * 0),
-    as torch gives a zero gradient there."""
+    as torch gives a zero gradient there. values: {node id: a Tracer of the same value}
+    that the rules read as that node's result (a compiled loop's backward: what the
+    forward stored)."""
     src_ids = [_C._ad_node(s)[0] for s in sources]
     nodes, tracer_of, live, reached = _walk(out, src_ids)
     srcset = set(src_ids)
@@ -214,12 +216,13 @@ def vjp_trace(out, ct, sources):
                 continue
             loops_done.add(res_ids[0])
             from . import _loops
-            cts = _loops.backward(info[3], gs)
+            cts = _loops.backward(info[3], gs, [live.get(j, False) for j, _ in info[2]])
         else:
             g = adj.pop(i, None)
             if g is None or info[1] in ZERO:
                 continue
-            cts = RULES[info[1]](g, tracer_of[i], [t for _, t in info[2]], info)
+            y = values.get(i, tracer_of[i]) if values else tracer_of[i]
+            cts = RULES[info[1]](g, y, [t for _, t in info[2]], info)
         for (j, x), c in zip(info[2], cts):
             if c is None or not live.get(j, False) or not _is_float(x):
                 continue

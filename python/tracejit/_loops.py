@@ -10,7 +10,7 @@ xs/carries include something that is not an array.
 """
 import numpy as np
 
-from . import _C, _control, _grad
+from . import _C, _control, _grad, _loops_hoist
 from ._C import TraceError, Tracer
 
 
@@ -88,62 +88,113 @@ def _zeros(v):
     return np.zeros_like(v)
 
 
-def backward(li, gs):
+def backward(li, gs, need=None):
     """The cotangents of a compiled loop's operands (carries' initial values, xs, the
-    outer values its body reads; None where not float) given those of its results
+    outer values its body reads; None where not float or not in `need`, a flag per
+    operand: those the differentiated result depends on) given those of its results
     (gs: None for none): a compiled loop over the steps in reverse whose body traces the
     step again at the carry it received (kept as a residual) and pulls the cotangents
-    back through it (vjp_trace), summing the outer values' over the steps."""
+    back through it (vjp_trace), summing the outer values' over the steps: in its carry,
+    or, for the terms _loops_hoist finds, as one contraction after the loop."""
     info, results, operands, nc, nx, _ = li
     if info is None:
         raise TraceError("a gradient reaches a compiled loop (tracejit.scan, fori_loop, "
                          "while_loop) traced where no differentiation was under way (or a "
                          "while_loop, which has no reverse mode): trace the loop inside the "
                          "differentiated function")
+    if need is None or not _loops_hoist.ENABLED:
+        need = [True] * len(operands)
     ny = info.n_y
     ops = list(operands[nc + nx:])
-    fl = [k for k, v in enumerate(ops) if _grad._is_float(v)]
+    fl = [k for k, v in enumerate(ops) if _grad._is_float(v) and need[nc + nx + k]]
     ops_f = [ops[k] for k in fl]
+    xl = [k for k in range(nx) if _grad._is_float(operands[nc + k]) and need[nc + k]]
     ct_c = [g if g is not None else _zeros(r) for g, r in zip(gs[:nc], results[:nc])]
     ct_y = [g if g is not None else _zeros(r) for g, r in zip(gs[nc:nc + ny], results[nc:nc + ny])]
     residuals = list(results[nc + ny:nc + ny + nc])
+    # the values the forward computed at each step: the carry it passed on (the next
+    # step's residual, the last one the final carry) and its ys. The step's derivative
+    # rules read them (tanh's 1 - y^2) instead of the step's recomputed outputs, so
+    # the recomputation feeding only those outputs is dead (W @ h + U @ x)
+    if info.reverse:
+        nexts = [np.concatenate([f[None], r[:-1]]) for f, r in zip(results[:nc], residuals)]
+    else:
+        nexts = [np.concatenate([r[1:], f[None]]) for f, r in zip(results[:nc], residuals)]
+    y_vals = list(results[nc:nc + ny])
     xs = list(operands[nc:nc + nx])
     n, tree, x_tree, step_fn = info.n, info.tree, info.x_tree, info.step_fn
     anchor = results[0]
+    shapes = [tuple(v.shape) for v in ops_f]
+    plan = [[([], True)] * len(ops_f)]   # the split the carry is made for (first: all
+                                         # carried; the first trace decides: Retrace)
 
     def bstep(c, x, s):
         ctc, acc = c
-        c_t, x_t, cty = x
+        c_t, x_t, cty, next_t, y_t = x
         src_c = [_C._ad_source(anchor, v, True) for v in c_t]
-        src_x = [_C._ad_source(anchor, v, True) for v in x_t]
+        src_x = [_C._ad_source(anchor, x_t[k], True) for k in xl]
+        x_in = list(x_t)
+        for k, v in zip(xl, src_x):
+            x_in[k] = v
         out_c, out_y = step_fn(tree.unflatten(src_c),
-                               x_tree.unflatten(src_x) if nx else None, (n - 1) - s)
+                               x_tree.unflatten(x_in) if nx else None, (n - 1) - s)
         outs = _C.tree_flatten(out_c)[0] + _C.tree_flatten(out_y)[0]
         total = 0.0
         for o, g in zip(outs, list(ctc) + list(cty)):
             if _grad._is_float(o):
                 total = total + np.sum(o * g)
         srcs = src_c + src_x + ops_f
+        values = {}
+        for o, v in zip(outs, list(next_t) + list(y_t)):
+            if isinstance(o, Tracer) and _grad._is_float(o) and _loops_hoist.ENABLED:
+                values[_C._ad_node(o)[0]] = v
         if isinstance(total, Tracer):
-            cts = _grad.vjp_trace(total, np.ones_like(total), srcs)
+            cts = _grad.vjp_trace(total, np.ones_like(total), srcs, values)
         else:
             cts = [None] * len(srcs)
-        cts = [_zeros(v) if g is None else g for g, v in zip(cts, srcs)]
-        return ((cts[:nc], [a + g for a, g in zip(acc, cts[nc + nx:])]), cts[nc:nc + nx])
+        cts = [_zeros(v) if g is None and k < nc + len(xl) else g
+               for k, (g, v) in enumerate(zip(cts, srcs))]
+        op_cts = cts[nc + len(xl):]
+        if not _loops_hoist.ENABLED:
+            op_cts = [_zeros(v) if g is None else g for g, v in zip(op_cts, ops_f)]
+        p, rest, stacked = _loops_hoist.split(op_cts, shapes, n)
+        if p != plan[0]:
+            plan[0] = p
+            raise _loops_hoist.Retrace
+        return ((cts[:nc], [a + g for a, g in zip(acc, rest)]),
+                cts[nc:nc + len(xl)] + stacked)
 
-    init = (ct_c, [_zeros(v) for v in ops_f])
-    b_leaves, b_tree = _C.tree_flatten(init)
-    specs = [_control._spec(v) for v in b_leaves]
-    bx = (residuals, xs, ct_y)
-    bx_leaves, bx_tree = _C.tree_flatten(bx)
-    out = _run(0, n, not info.reverse, bstep, init, b_tree, specs, bx_leaves, bx_tree)
+    b_x = (residuals, xs, ct_y, nexts, y_vals)
+    bx_leaves, bx_tree = _C.tree_flatten(b_x)
+    for attempt in range(3):
+        init = (ct_c, [_zeros(v) for v, (_, r) in zip(ops_f, plan[0]) if r])
+        b_leaves, b_tree = _C.tree_flatten(init)
+        specs = [_control._spec(v) for v in b_leaves]
+        try:
+            out = _run(0, n, not info.reverse, bstep, init, b_tree, specs, bx_leaves, bx_tree)
+            break
+        except _loops_hoist.Retrace:
+            continue
+    else:
+        raise TraceError("the backward of a compiled loop could not be compiled (its "
+                         "cotangents split differently at each trace)")
     if out is NotImplemented:
         raise TraceError("the backward of a compiled loop could not be compiled")
-    (ct_init, ct_ops_f), ct_xs = out
+    (ct_init, ct_carried), ys = out
+    ct_xs_l, stacked = list(ys[:len(xl)]), list(ys[len(xl):])
     ct_ops = [None] * len(ops)
-    for k, g in zip(fl, ct_ops_f):
-        ct_ops[k] = g
-    return list(ct_init) + list(ct_xs) + ct_ops
+    carried = iter(ct_carried)
+    for k, (terms, has_rest), shape in zip(fl, plan[0], shapes):
+        g = next(carried) if has_rest else None
+        if terms:
+            h = _loops_hoist.contract(terms, stacked[:2 * len(terms)], shape)
+            stacked = stacked[2 * len(terms):]
+            g = h if g is None else g + h
+        ct_ops[k] = g if g is not None else _zeros(ops[k])
+    ct_xs = [None] * nx
+    for k, g in zip(xl, ct_xs_l):
+        ct_xs[k] = g
+    return list(ct_init) + ct_xs + ct_ops
 
 
 def compiled_scan(f, init, xs, n, reverse, tree, specs, x_tree, x_leaves):
@@ -164,13 +215,15 @@ def compiled_fori(lo, hi, body_fun, init_val, tree, specs):
     return _run(1, hi - lo, False, step, init_val, tree, specs, [], _C.tree_flatten(None)[1])[0]
 
 
-def compiled_while(cond_fun, body_fun, init_val, tree, specs):
+def compiled_while(cond_fun, body_fun, init_val, tree, specs, c0=None):
     """The carries extended with cond_fun's value: the body computes body_fun's carry and
-    cond_fun of it; the runner stops once that value is False."""
+    cond_fun of it; the runner stops once that value is False. c0: cond_fun(init_val)
+    when the caller computed it (a carry of Python numbers only)."""
     leaves = _C.tree_flatten(init_val)[0]
     if not _usable(2, leaves) or _grad._current_sources():   # (no reverse mode: _control's
         return NotImplemented                                  # loop refuses it by name)
-    c0 = cond_fun(init_val)
+    if c0 is None:
+        c0 = cond_fun(init_val)
     if not isinstance(c0, Tracer):   # decided by the caller's values alone: Python's loop
         return NotImplemented
     pred0 = _pred(c0)
