@@ -357,7 +357,7 @@ def test_out_writes():
 
 
 @pytest.mark.parametrize("name", ["adam_amsgrad", "adamax", "rmsprop", "rmsprop_centered", "adagrad",
-                                  "adadelta", "nadam", "radam", "asgd", "rprop"])
+                                  "adadelta", "nadam", "radam", "rprop"])
 def test_more_optimizers_through_their_own_code(name, request):
     """torch.optim's own Python code is what is traced: optimizers beyond Adam and SGD
     compile too and match eager."""
@@ -370,11 +370,7 @@ def test_more_optimizers_through_their_own_code(name, request):
             "adadelta": lambda p: torch.optim.Adadelta(p, lr=1.0),
             "nadam": lambda p: torch.optim.NAdam(p, lr=1e-2),
             "radam": lambda p: torch.optim.RAdam(p, lr=1e-2),
-            "asgd": lambda p: torch.optim.ASGD(p, lr=1e-2),
             "rprop": lambda p: torch.optim.Rprop(p, lr=1e-2)}[name]
-    if name == "asgd":       # see test_asgd_optimizing_tier
-        tracejit.set_tier("tcc")
-        request.addfinalizer(lambda: tracejit.set_tier("auto"))
     a, b = _twins(make, bn=False)
     step, eager = tracejit.compile(_step_fn(*a)), _step_fn(*b)
     # centered RMSprop's variance is a difference (v - avg**2), whose rounding (torch's
@@ -496,16 +492,15 @@ def test_lr_set_inside_refused():
     assert o.param_groups[0]["lr"] == 1e-2
 
 
-@pytest.mark.xfail(strict=False, reason="seen once in four runs: around the optimizing "
-                   "tier's install, ASGD's ax (ax.copy_(param) after param's update) got "
-                   "param's value before the update; not yet understood")
-def test_asgd_optimizing_tier():
-    tracejit.set_tier("eager")
-    try:
-        a, b = _twins(lambda p: torch.optim.ASGD(p, lr=1e-2), bn=False)
-        step, eager = tracejit.compile(_step_fn(*a)), _step_fn(*b)
-        for x, y in _data(12):
+def test_asgd_runs_eagerly():
+    """ASGD's compiled step was wrong on its first compiled call (eta of every parameter
+    but the first from step 0; eta ~0.01, so within the other tests' tolerance): it runs
+    eagerly, with the warning, until that is understood. eta compared exactly here."""
+    a, b = _twins(lambda p: torch.optim.ASGD(p, lr=1e-2), bn=False)
+    step, eager = tracejit.compile(_step_fn(*a)), _step_fn(*b)
+    with pytest.warns(RuntimeWarning, match="runs eagerly.*ASGD"):
+        for x, y in _data(4):
             step(x, y), eager(x, y)
             _assert_same(a, b)
-    finally:
-        tracejit.set_tier("auto")
+            for pa, pb in zip(a[0].parameters(), b[0].parameters()):
+                assert torch.equal(a[1].state[pa]["eta"], b[1].state[pb]["eta"])
