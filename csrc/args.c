@@ -335,7 +335,10 @@ int tj_flat_device(const tj_flat *f, PyObject *captures, int *device, int *id) {
         const char *why;
         if (PyArray_Check(o)) continue;
         if (tj_dl_torch_view(f->st, o, &v, &why) != 0) {
-            if (!PyErr_Occurred()) tj_internal_error(f->st, "a captured torch tensor changed");
+            if (!PyErr_Occurred() && why == tj_dl_why_grad)
+                PyErr_SetString(f->st->TraceError, tj_dl_why_no_grad_read);
+            else if (!PyErr_Occurred())
+                tj_internal_error(f->st, "a captured torch tensor changed");
             return -1;
         }
         if (note_device(f->st, &have, device, id, v.device, v.device_id, "a captured array") < 0)

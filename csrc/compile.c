@@ -236,7 +236,10 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
             tj_dlview v;
             const char *why;
             if (tj_dl_torch_view(t->st, o, &v, &why) != 0) {
-                if (!PyErr_Occurred()) tj_internal_error(t->st, "a captured torch tensor changed");
+                if (!PyErr_Occurred() && why == tj_dl_why_grad)
+                    PyErr_SetString(t->st->TraceError, tj_dl_why_no_grad_read);
+                else if (!PyErr_Occurred())
+                    tj_internal_error(t->st, "a captured torch tensor changed");
                 tj_plan_decref(p);
                 return NULL;
             }

@@ -134,6 +134,12 @@ static int dtype_of(DLDataType t) {
 
 /* A compiled function's arguments that require grad go through torch.autograd
  * (_torch_autograd.py); elsewhere (captures, explain) this is the refusal. */
+/* A parameter read inside torch.no_grad() (captured then), whose plan is built or
+ * replayed with grad mode on: grad mode switched inside the function. */
+const char tj_dl_why_no_grad_read[] = "the traced function reads a tensor that requires "
+    "grad (a module's parameter) inside torch.no_grad() and is called with grad mode on: "
+    "tracejit does not follow grad mode switched inside a compiled function yet; call the "
+    "whole function under torch.no_grad() instead";
 const char tj_dl_why_grad[] = "requires grad while grad mode is on: only arguments of a "
     "compiled function (and a compiled module's parameters) take part in torch.autograd; "
     "pass it as an argument, call under torch.no_grad(), or pass x.detach()";

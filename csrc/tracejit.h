@@ -219,6 +219,7 @@ int tj_dl_kind(tj_state *st, PyObject *o);
  * be used (dtype, device, requires grad); -1 + exception. */
 int tj_dl_torch_view(tj_state *st, PyObject *o, tj_dlview *v, const char **why);
 extern const char tj_dl_why_grad[];   /* *why of a tensor that requires grad under grad mode */
+extern const char tj_dl_why_no_grad_read[];   /* a parameter read inside torch.no_grad() */
 /* 1 when captures are strict (_torch_autograd's compiled pieces) and o requires grad. */
 int tj_dl_strict_refuses(tj_state *st, PyObject *o);
 /* 1 a float32/float64 CPU torch tensor requiring grad, 2 one off the CPU, 0 other;

@@ -386,3 +386,22 @@ def test_compiled_module_with_buffers_and_layernorm_under_autograd():
     for net in (m, ref):                  # a buffer replaced by another tensor
         net.scale = torch.full((6,), 3.0, dtype=torch.float64)
     check()
+
+
+def test_parameters_read_inside_no_grad_of_a_function_called_with_grad_on():
+    """`with torch.no_grad(): return m(x)` inside the compiled function: the parameters
+    are captured under no_grad, the plan built with grad mode on. Refused by name (was an
+    InternalError); the same function called under no_grad runs, as eager."""
+    m = torch.nn.Linear(3, 2)
+
+    def f(x):
+        with torch.no_grad():
+            return m(x)
+    g = tracejit.compile(f)
+    x = torch.randn(4, 3)
+    with pytest.raises(tracejit.TraceError, match="inside torch.no_grad.*called with grad "
+                                                  "mode on"):
+        g(x)
+    with torch.no_grad():
+        torch.testing.assert_close(g(x), f(x))
+        torch.testing.assert_close(g(x + 1), f(x + 1))
