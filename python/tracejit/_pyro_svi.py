@@ -30,20 +30,10 @@ import pyro.poutine as poutine
 
 from . import _C
 from . import pyro as _tjp
+from ._keyed import Keyed
 
 
-class _Hyper:
-    """Adam's hyperparameters per parameter name: a static argument (the key)."""
-    __slots__ = ("value", "_hash")
-
-    def __init__(self, value):
-        self.value, self._hash = value, hash(value)
-
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        return type(other) is _Hyper and self.value == other.value
+_Hyper = Keyed     # (_keyed.py)
 
 
 def _adam(p, g, step_t, m, v, lr, beta1, beta2, eps):

@@ -48,6 +48,7 @@ import numpy as np
 
 from . import _C, _grad, _torch
 from ._C import TraceError, Tracer
+from ._keyed import Keyed
 
 _active = threading.local()        # .ctx: the _Ctx of the step being traced
 
@@ -228,18 +229,7 @@ def _plain(cf, args, kwargs):
         cf.__dict__.update(saved)
 
 
-class _Static:
-    """A hashable static argument compared by value."""
-    __slots__ = ("value", "_hash")
-
-    def __init__(self, value):
-        self.value, self._hash = value, hash(value)
-
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        return type(other) is _Static and self.value == other.value
+_Static = Keyed     # (_keyed.py)
 
 
 def _discover(fn):

@@ -41,6 +41,7 @@ from torch.distributions import transform_to
 
 from . import _grad, _torch
 from ._C import TraceError, Tracer
+from ._keyed import Keyed
 
 _torch.skip_dirs(pyro)     # a TraceError names the user's line, not Pyro's
 
@@ -98,20 +99,7 @@ def _items_detached(cls):
             names["torch_item"] = orig
 
 
-class _Static:
-    """What the trace reads from Pyro's state and the ELBO's configuration, as one
-    static argument (a leaf of the key, compared by value: a tuple would be a pytree
-    whose numbers are runtime inputs, not part of the key)."""
-    __slots__ = ("value", "_hash")
-
-    def __init__(self, value):
-        self.value, self._hash = value, hash(value)
-
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        return type(other) is _Static and self.value == other.value
+_Static = Keyed     # (_keyed.py)
 
 
 class _Compiled:
