@@ -374,6 +374,10 @@ def _method_samples():
         S("dim", lambda x: x * x.dim() + x.ndimension(), x34),
         S("numel", lambda x: x * x.numel() + x.nelement() + x.element_size(), x34),
         S("is_floating_point", lambda x: x * x.is_floating_point() * x.is_contiguous(), x34),
+        S("lerp", lambda x, y: torch.lerp(x, y, 0.3) + x.lerp(y, y * 0.5), x34, R(4)),
+        S("addcmul", lambda x, y, z: torch.addcmul(x, y, z, value=0.5), x34, R(4), R(3, 1)),
+        S("addcdiv", lambda x, y, z: torch.addcdiv(x, y, z.abs() + 1, value=-2.0), x34, R(4),
+          R(3, 1)),
     ]
 
 
@@ -392,4 +396,5 @@ NOT_SAMPLED = {
     "numpy": "refused: needs a concrete tensor",
     "new": "refused: legacy constructor", "new_empty": "uninitialized values",
     "_is_all_true": "torch.distributions' validity check, a guard (tests/test_torch.py)",
+    "_cdata": "the C++ tensor's address, Pyro's pyro.module (tests/test_pyro_elbo_module.py)",
 }

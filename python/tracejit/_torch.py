@@ -179,6 +179,7 @@ ATTRS["copy_"] = lambda x, src, non_blocking=False: _C._assign(
     x, np.broadcast_to(src, _NP_SHAPE.__get__(x)), "torch.Tensor.copy_()")
 
 FUNCS.update(_torch_writes.OUT_REFUSED)   # torch.sum(..., out=...): refused by name
+_OUT_OWN = frozenset(_torch_writes.OUT_REFUSED.values()) | {FUNCS["matmul"]}
 
 # Tensor methods: every elementwise op's torch names (the op table's, EW_METHODS) and
 # these others
@@ -463,7 +464,8 @@ def dispatch(func, args, kwargs, ref=None):
         ref = _find_tracer(list(kwargs.values()))
     target = args[0] if args and _is_tensor(args[0]) else None
     out = kwargs.get("out")
-    if out is not None and ref is not None and (_is_tensor(out) or isinstance(out, Tracer)):
+    if out is not None and ref is not None and (_is_tensor(out) or isinstance(out, Tracer)) \
+            and not _takes_out(impl):     # (one that takes out= decides: reductions refuse it)
         return _out_write(func, impl, args, dict(kwargs), ref)
     if ref is not None:
         try:
@@ -505,6 +507,11 @@ def _out_write(func, impl, args, kwargs, ref):
 
 
 _inplace_pos = {}     # impl -> position of its `inplace` parameter, or None
+def _takes_out(impl):
+    """Whether impl answers out= itself: the reductions and matmul refuse it by name
+    (torch takes a reduction's dtype from out and resizes out; _torch_writes.OUT_REFUSED),
+    where every other function's result is written into out (_out_write)."""
+    return impl in _OUT_OWN
 
 
 def _writes_first(impl, args, kwargs):
