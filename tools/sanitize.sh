@@ -54,9 +54,11 @@ run() {   # the sanitized environment; detect_leaks=0 for the suite: CPython its
         TRACEJIT_FUZZ_EXAMPLES=${SAN_FUZZ_EXAMPLES:-100} "$@"
 }
 
-# the suite takes about 2.7x the plain run's time under the sanitizers: spread over
-# the cores (a file stays on one worker, in its order) where pytest-xdist is installed
-jobs=${SAN_JOBS:-$(nproc 2>/dev/null || echo 1)}
+# the suite takes about 2.7x the plain run's time under the sanitizers. SAN_JOBS=N
+# spreads it over N workers (pytest-xdist; a file stays on one worker, in its order):
+# 17.5 min instead of about 25 on 2 cores, every test passing, but which files share a
+# process then varies from run to run, so CI stays serial until that has been run more
+jobs=${SAN_JOBS:-1}
 spread=()
 if [ "$jobs" -gt 1 ] && "$PY" -c "import xdist" 2>/dev/null; then
     spread=(-n "$jobs" --dist loadfile -p no:benchmark)
@@ -76,7 +78,11 @@ env PYTHONPATH="$out" LD_PRELOAD="$asan_rt" PYTHONMALLOC=malloc \
     "$PY" tools/leakcheck.py "${LEAK_ROUNDS:-20}"
 "$PY" tools/leakcheck.py --report "$out"/lsan.*
 
-if ls "$out"/ubsan.* >/dev/null 2>&1; then
+# (the sanitizers share one log path: ASan's warnings for the huge allocations the
+# out-of-memory tests ask for, allocator_may_return_null=1, land there too and are
+# expected; any other line is a report)
+if ls "$out"/ubsan.* >/dev/null 2>&1 && \
+        grep -qv "WARNING: AddressSanitizer failed to allocate" "$out"/ubsan.*; then
     echo "== UndefinedBehaviorSanitizer reports:" >&2
     cat "$out"/ubsan.* >&2
     exit 1
