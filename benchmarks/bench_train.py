@@ -95,14 +95,7 @@ def build_bn(peer, torch, data, whole, step_compiled=False):
     inner = Loss(model) if whole else model
     if step_compiled:
         return _whole_step(peer, torch, model, inner, Xt, yt), dict(model.state_dict())
-    if peer == "tracejit":
-        import tracejit
-        tracejit.set_num_threads(torch.get_num_threads())
-        run = tracejit.compile(inner)
-    elif peer == "torch":
-        run = inner
-    else:
-        run = torch.compile(inner, dynamic=False)
+    run = _compiled_by(peer, torch, inner)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
 
     def step():
@@ -119,6 +112,18 @@ def build_bn(peer, torch, data, whole, step_compiled=False):
     return step, dict(model.state_dict())
 
 
+def _compiled_by(peer, torch, fn):
+    """fn as the peer runs it: tracejit.compile (at torch's thread count), as is
+    (torch eager), or torch.compile."""
+    if peer == "tracejit":
+        import tracejit
+        tracejit.set_num_threads(torch.get_num_threads())
+        return tracejit.compile(fn)
+    if peer == "torch":
+        return fn
+    return torch.compile(fn, dynamic=False)
+
+
 def _whole_step(peer, torch, model, loss, Xt, yt):
     """mlp-bn-step: the user's whole step function, compiled by the peer."""
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -129,14 +134,7 @@ def _whole_step(peer, torch, model, loss, Xt, yt):
         value.backward()
         opt.step()
         return value
-    if peer == "tracejit":
-        import tracejit
-        tracejit.set_num_threads(torch.get_num_threads())
-        run = tracejit.compile(inner)
-    elif peer == "torch":
-        run = inner
-    else:
-        run = torch.compile(inner, dynamic=False)
+    run = _compiled_by(peer, torch, inner)
 
     def step():
         return run(Xt, yt)
