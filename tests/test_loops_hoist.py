@@ -11,15 +11,7 @@ import numpy as np
 import pytest
 
 import tracejit as tj
-
-
-def _fd(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        d = np.zeros_like(x)
-        d[i] = eps
-        g[i] = (f(x + d) - f(x - d)) / (2 * eps)
-    return g
+from test_loops import _fd  # central differences, as test_loops checks its gradients
 
 
 def _backward_loop(cf, *args):
