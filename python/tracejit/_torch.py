@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from . import _C, _effects, _torch_dists, _torch_random, _torch_writes, _train_step
+from . import _C, _effects, _torch_dists, _torch_random, _torch_swaps, _torch_writes, _train_step
 from ._torch_random import _NOT_RANDOM
 from ._C import TraceError, Tracer
 from ._torch_ops import (EW_METHODS, FUNCS, _NP_DTYPE, _NP_SHAPE, _add, _floordiv, _getitem, _is_float,
@@ -723,7 +723,7 @@ def call_traced(fn, args, kwargs):
     outer, _pending.error = getattr(_pending, "error", None), None
     outer_external = getattr(_pending, "external", None)
     _pending.external = _external(getattr(fn, "__wrapped__", fn))
-    swapped = _swap_helpers()
+    swapped = _torch_swaps.swap_helpers()
     try:
         with _mode(ref, _pending.external):
             return fn(*args, **kwargs)
@@ -742,45 +742,6 @@ def call_traced(fn, args, kwargs):
                 delattr(owner, name)
             else:
                 setattr(owner, name, orig)
-
-
-def _swap_helpers():
-    """torch's private helpers that ask isinstance(x, torch.Tensor) of what a traced
-    argument reaches (nn.MultiheadAttention's masks: F._none_or_dtype; torch.distributions'
-    checks, _torch_dists.swaps), and nn.BatchNorm's forward, swapped for versions that
-    also take a tracer while the trace runs. [(owner, name, original)]."""
-    F = _torch().nn.functional
-    orig = getattr(F, "_none_or_dtype", None)
-    if orig is None or getattr(orig, "_tracejit", False):
-        return []
-    done = _torch_dists.swaps()     # torch.distributions' type checks
-
-    def none_or_dtype(input):
-        return input.dtype if isinstance(input, Tracer) else orig(input)
-    none_or_dtype._tracejit = True
-    F._none_or_dtype = none_or_dtype
-    swapped = done + [(F, "_none_or_dtype", orig)]
-    bn = _torch().nn.modules.batchnorm._BatchNorm
-    if "forward" in vars(bn):
-        swapped.append((bn, "forward", vars(bn)["forward"]))
-        bn.forward = _batch_norm_forward(vars(bn)["forward"], F)
-    return swapped
-
-
-def _batch_norm_forward(orig, F):
-    """nn.BatchNorm's forward with momentum=None (a cumulative average) in training:
-    torch's own reads its factor as 1.0 / float(num_batches_tracked), a constant once
-    traced; here the factor is traced from the buffer, so every call computes its own."""
-    def forward(self, input):
-        if not (self.momentum is None and self.training and self.track_running_stats and
-                self.num_batches_tracked is not None and isinstance(input, Tracer)):
-            return orig(self, input)
-        self._check_input_dim(input)
-        self.num_batches_tracked.add_(1)
-        factor = 1.0 / self.num_batches_tracked
-        return F.batch_norm(input, self.running_mean, self.running_var, self.weight,
-                            self.bias, True, factor, self.eps)
-    return forward
 
 
 def _name_module(e):
