@@ -257,6 +257,7 @@ static tj_plan *make_plan(const tj_flat *f, tj_trace *t, tj_schedule *sched, tj_
     p->keyfns = t->rng_keyfns ? Py_NewRef(t->rng_keyfns) : NULL;
     p->loops = t->loops ? Py_NewRef(t->loops) : NULL;
     p->n_results = t->g.n_out;
+    if (tj_loops_prune(p) < 0) { tj_plan_decref(p); return NULL; }
     if (t->checks) {
         p->n_checks = (int)PyList_GET_SIZE(t->checks);
         if (!(p->check_msgs = PyTuple_New(p->n_checks))) { tj_plan_decref(p); return NULL; }

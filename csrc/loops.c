@@ -187,6 +187,61 @@ int tj_loops_draw(PyObject *loops, int val) {
     return 0;
 }
 
+/* Drops from p's loops those whose results nothing of the call reads: no group of the
+ * kernel, no result or hidden output of p, no later live loop (its operands read in
+ * place or its operands' plan). A loop cannot write what the call returns (tj_loops_check)
+ * and the call's keys are drawn whatever loops run, so a dead loop's only effect is its
+ * time (a while_loop's, unbounded). 0; -1 + exception. */
+int tj_loops_prune(tj_plan *p) {
+    if (!p->loops || !PyList_GET_SIZE(p->loops)) return 0;
+    Py_ssize_t n = PyList_GET_SIZE(p->loops);
+    const looprec *last = tj_loop_rec(p->loops, n - 1);
+    if (!last) return -1;
+    int n_vals = last->first_val + last->n_carry + last->n_y;
+    uint8_t *read = PyMem_Calloc((size_t)n_vals + 1, 1);
+    if (!read) { PyErr_NoMemory(); return -1; }
+    const tj_schedule *s = &p->sched;
+#define TJ_READ_SLOT(pl, slot)                                                            \
+    do {                                                                                  \
+        int sl_ = (slot);                                                                 \
+        if (sl_ >= 0 && sl_ < (pl)->n_leaf_slots && (pl)->slots[sl_].kind == TJ_SLOT_LOOP && \
+            (pl)->slots[sl_].index >= 0 && (pl)->slots[sl_].index < n_vals)               \
+            read[(pl)->slots[sl_].index] = 1;                                             \
+    } while (0)
+    for (int gi = 0; gi < s->n_groups; gi++)
+        for (int l = 0; l < s->groups[gi].n_leaves; l++) TJ_READ_SLOT(p, s->groups[gi].leaves[l].slot);
+    for (int o = 0; o < p->n_results; o++) TJ_READ_SLOT(p, s->out_slot_of[o]);
+    PyObject *live = PyList_New(0);
+    uint8_t *keep = PyMem_Calloc((size_t)n + 1, 1);
+    int rc = live && keep ? 0 : -1;
+    for (Py_ssize_t i = n - 1; rc == 0 && i >= 0; i--) {   /* later loops read earlier ones */
+        const looprec *r = tj_loop_rec(p->loops, i);
+        for (int k = 0; k < r->n_carry + r->n_y; k++) keep[i] |= read[r->first_val + k];
+        if (!keep[i]) continue;
+        for (int k = 0; k < r->n_carry + r->n_x + r->n_ops; k++)
+            if (r->src_kind[k] == TJ_SRC_LOOP && r->src_index[k] >= 0 && r->src_index[k] < n_vals)
+                read[r->src_index[k]] = 1;
+        const tj_plan *q = r->pre;
+        for (int gi = 0; q && gi < q->sched.n_groups; gi++)
+            for (int l = 0; l < q->sched.groups[gi].n_leaves; l++)
+                TJ_READ_SLOT(q, q->sched.groups[gi].leaves[l].slot);
+        for (int o = 0; q && o < q->n_results; o++) TJ_READ_SLOT(q, q->sched.out_slot_of[o]);
+    }
+#undef TJ_READ_SLOT
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++)
+        if (keep[i]) rc = PyList_Append(live, PyList_GET_ITEM(p->loops, i));
+    if (rc == 0) {
+        if (PyList_GET_SIZE(live)) Py_SETREF(p->loops, Py_NewRef(live));
+        else Py_CLEAR(p->loops);
+    } else if (!PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
+    Py_XDECREF(live);
+    PyMem_Free(keep);
+    PyMem_Free(read);
+    return rc;
+}
+
 /* The loop's operands' graph: t's up to `end`, outputs ids (its random keys stay
  * keys: the call's, shared with the plan). New live trace; NULL + exception. */
 static tj_trace *operands_trace(tj_trace *t, int32_t end, const int32_t *ids, int n) {

@@ -18,6 +18,8 @@ typedef struct {
 int tj_loops_run(tj_plan *p, const tj_flat *f, PyObject *const *cap, tj_loopctx *ctx,
                  PyObject **reason);
 void tj_loopctx_free(tj_loopctx *ctx);
+/* Drops p's loops whose results nothing of the call reads (loops.c). 0; -1 + exception. */
+int tj_loops_prune(tj_plan *p);
 /* A TraceError where a result of t reads what a loop's body computed (a write into an
  * outer array, a check or a value stored from inside the body). 0/-1. */
 int tj_loops_check(tj_trace *t);

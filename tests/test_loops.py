@@ -175,6 +175,42 @@ def test_two_loops_the_second_reads_the_first():
     assert len(_loops_of(cf, h0, xs)) == 2
 
 
+
+def test_a_loop_nothing_reads_does_not_run():
+    """A loop whose results nothing reads (not a result, not a later loop's operand, nor
+    one computed from it) is dropped from the plan (loops.c tj_loops_prune), however long
+    it would run; the loops the results need still run, in order."""
+    import signal
+
+    def f(x, steps):
+        tj.fori_loop(0, steps, lambda i, c: c * 0.5 + 1.0, x)              # dead
+        dead = tj.while_loop(lambda c: c[0] > -1.0, lambda c: c + 1.0, x)  # dead, endless
+        tj.fori_loop(0, steps, lambda i, c: c + dead, x)                   # reads a dead one
+        h, ys = tj.scan(lambda h, r: (h * 0.9 + r, h), x, np.ones((5, 3)))
+        k = tj.fori_loop(0, 4, lambda i, c: c + ys[i], h * 2.0)   # h*2: its operands' plan
+        return x + 1.0, k
+    x = np.arange(3.0)
+    cf = tj.compile(f, static_argnames=("steps",))
+
+    def timeout(*_):
+        raise TimeoutError("a dead loop ran")
+    old = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(60)
+    try:
+        got = cf(x, 10 ** 15)
+        got = cf(x + 1.0, 10 ** 15)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    h, ys = x + 1.0, []
+    for r in np.ones((5, 3)):
+        ys.append(h)
+        h = h * 0.9 + r
+    want = h * 2.0 + sum(ys[:4])
+    np.testing.assert_array_equal(got[0], x + 2.0)
+    np.testing.assert_allclose(got[1], want, rtol=1e-14)
+    assert len(_loops_of(cf, x, 10 ** 15)) == 2
+
 # ---- fori_loop and while_loop ----------------------------------------------------------
 
 @pytest.mark.parametrize("lo,hi", [(0, 5), (3, 40), (2, 3)])
