@@ -455,7 +455,7 @@ static int state_objects(tj_state *st, PyObject **out[STATE_MAX_OBJECTS]) {
         &st->TracejitError, &st->TraceError, &st->CompileError, &st->InternalError,
         (PyObject **)&st->TracerType, (PyObject **)&st->TraceType,
         (PyObject **)&st->FunctionType, (PyObject **)&st->CacheInfoType,
-        (PyObject **)&st->TreeDefType, &st->defaultdict_type, &st->tree_star,
+        (PyObject **)&st->TreeDefType, &st->defaultdict_type, &st->simplens_type, &st->tree_star,
         &st->numpy, &st->ndarray_type, &st->ufunc_ops, &st->array_funcs, &st->py_impls,
         &st->py_int, &st->py_float, &st->skip_dirs, &st->torch_attrs, &st->trace_call,
         &st->effects, &st->effects_make, &st->autograd_call, &st->grad_capture_error,

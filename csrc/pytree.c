@@ -7,7 +7,9 @@
  *   tuple, list, dict; None (no children, as jax);
  *   a namedtuple (a tuple subclass whose type has _fields): type(*children);
  *   a structseq with no hidden fields (torch.return_types.max): type(children);
- *   collections.OrderedDict and collections.defaultdict (its default_factory kept).
+ *   collections.OrderedDict and collections.defaultdict (its default_factory kept);
+ *   types.SimpleNamespace and argparse.Namespace (exactly those types: a script's parsed
+ *   `args`): their attributes, as a dict's items in their own order; type(**items).
  * A dict's children are its values in the dict's own order (insertion order, as
  * torch.utils._pytree; jax sorts the keys): the keys, in that order, are structure.
  * Everything else is a leaf, other subclasses of tuple, list and dict among them
@@ -40,6 +42,14 @@ static tj_tree_kind subclass_kind(tj_state *st, PyObject *o) {
     return TJ_TREE_LEAF;
 }
 
+/* Whether tp is argparse.Namespace itself (looked up by name: argparse stays unimported
+ * until a script imports it). Never fails. */
+static int is_argparse_namespace(PyTypeObject *tp) {
+    if (strcmp(tp->tp_name, "Namespace") != 0 || !(tp->tp_flags & Py_TPFLAGS_HEAPTYPE)) return 0;
+    PyObject *mod = PyDict_GetItemString(tp->tp_dict, "__module__");   /* borrowed */
+    return mod && PyUnicode_Check(mod) && PyUnicode_CompareWithASCIIString(mod, "argparse") == 0;
+}
+
 tj_tree_kind tj_tree_kind_of(tj_state *st, PyObject *o) {
     PyTypeObject *tp = Py_TYPE(o);
     if (tp == &PyTuple_Type) return TJ_TREE_TUPLE;
@@ -48,6 +58,7 @@ tj_tree_kind tj_tree_kind_of(tj_state *st, PyObject *o) {
     if (o == Py_None) return TJ_TREE_NONE;
     if (PyType_FastSubclass(tp, Py_TPFLAGS_TUPLE_SUBCLASS | Py_TPFLAGS_DICT_SUBCLASS))
         return subclass_kind(st, o);
+    if ((PyObject *)tp == st->simplens_type || is_argparse_namespace(tp)) return TJ_TREE_NS;
     return TJ_TREE_LEAF;
 }
 
@@ -63,7 +74,9 @@ PyObject *tj_path_str(const tj_path *p) {
     }
     PyObject *up = tj_path_str(p->up), *r = NULL;
     if (!up) return NULL;
-    if (p->key) {
+    if (p->key && p->attr) {
+        r = PyUnicode_FromFormat("%U.%S", up, p->key);
+    } else if (p->key) {
         r = PyUnicode_FromFormat("%U[%R]", up, p->key);
     } else if (p->fields_of) {   /* a namedtuple's field by name, found only when shown */
         PyObject *fields = PyObject_GetAttrString(p->fields_of, "_fields");
@@ -92,7 +105,9 @@ int tj_path_error(PyObject *cls, const tj_path *p, const char *fmt, ...) {
     return -1;
 }
 
-#define CONTAINERS "tuple, list, dict, None, a namedtuple, a structseq, OrderedDict, defaultdict"
+#define CONTAINERS \
+    "tuple, list, dict, None, a namedtuple, a structseq, OrderedDict, defaultdict, " \
+    "SimpleNamespace, argparse.Namespace"
 
 int tj_tree_leaf_error(const tj_path *p, PyObject *o, const char *role) {
     PyTypeObject *tp = Py_TYPE(o);
@@ -110,13 +125,14 @@ int tj_tree_leaf_error(const tj_path *p, PyObject *o, const char *role) {
 /* ---- the walk ------------------------------------------------------------------ */
 
 static inline int is_dict(tj_tree_kind k) {
-    return k == TJ_TREE_DICT || k == TJ_TREE_ODICT || k == TJ_TREE_DDICT;
+    return k == TJ_TREE_DICT || k == TJ_TREE_ODICT || k == TJ_TREE_DDICT || k == TJ_TREE_NS;
 }
 
 /* Kinds whose node carries an object in the treedef's aux before its keys: the type of
- * a namedtuple or structseq, a defaultdict's default_factory. */
+ * a namedtuple, structseq or namespace, a defaultdict's default_factory. */
 static inline int has_aux(tj_tree_kind k) {
-    return k == TJ_TREE_NAMEDTUPLE || k == TJ_TREE_STRUCTSEQ || k == TJ_TREE_DDICT;
+    return k == TJ_TREE_NAMEDTUPLE || k == TJ_TREE_STRUCTSEQ || k == TJ_TREE_DDICT ||
+           k == TJ_TREE_NS;
 }
 
 /* Deeper than this is a container holding itself, as good as certainly: a RecursionError
@@ -151,10 +167,10 @@ static int walk_items(const walker *w, PyObject *o, tj_tree_kind kind, Py_ssize_
 }
 
 static int walk_entry(const walker *w, PyObject *k, PyObject *val, const tj_path *p,
-                      int depth) {
+                      int depth, int attr) {
     Py_INCREF(k);
     Py_INCREF(val);
-    tj_path sub = {p, NULL, 0, k, NULL};
+    tj_path sub = {p, NULL, 0, k, NULL, attr};
     int rc = w->v->key && w->v->key(w->ctx, k) < 0 ? -1 : walk(w, val, &sub, depth);
     Py_DECREF(k);
     Py_DECREF(val);
@@ -169,7 +185,7 @@ static int walk_dict(const walker *w, PyObject *o, tj_tree_kind kind, const tj_p
         int rc = 0;
         for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
             PyObject *kv = PyList_GET_ITEM(items, i);
-            rc = walk_entry(w, PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1), p, depth);
+            rc = walk_entry(w, PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1), p, depth, 0);
         }
         Py_DECREF(items);
         return rc;
@@ -177,7 +193,7 @@ static int walk_dict(const walker *w, PyObject *o, tj_tree_kind kind, const tj_p
     Py_ssize_t pos = 0, n = PyDict_GET_SIZE(o);
     PyObject *k, *val;
     while (PyDict_Next(o, &pos, &k, &val)) {
-        if (walk_entry(w, k, val, p, depth) < 0) return -1;
+        if (walk_entry(w, k, val, p, depth, kind == TJ_TREE_NS) < 0) return -1;
         if (PyDict_GET_SIZE(o) != n)
             return tj_path_error(PyExc_RuntimeError, p, "the dict changed size while it was read");
     }
@@ -193,15 +209,18 @@ static int walk(const walker *w, PyObject *o, const tj_path *p, int depth) {
                                                       "(a container that holds itself?)", MAX_DEPTH);
     int rc = -1;
     PyObject *aux = NULL;   /* the defaultdict's default_factory, held */
+    PyObject *attrs = NULL;   /* a namespace's __dict__, held */
     if (kind == TJ_TREE_DDICT && !(aux = PyObject_GetAttrString(o, "default_factory"))) goto done;
-    Py_ssize_t n = kind == TJ_TREE_LIST ? PyList_GET_SIZE(o)
+    if (kind == TJ_TREE_NS && !(attrs = PyObject_GenericGetDict(o, NULL))) goto done;
+    Py_ssize_t n = kind == TJ_TREE_LIST ? PyList_GET_SIZE(o) : attrs ? PyDict_GET_SIZE(attrs)
                  : is_dict(kind) ? PyDict_GET_SIZE(o) : PyTuple_GET_SIZE(o);
-    PyObject *node_aux = aux ? aux : kind == TJ_TREE_NAMEDTUPLE || kind == TJ_TREE_STRUCTSEQ
-                                         ? (PyObject *)Py_TYPE(o) : NULL;
+    PyObject *node_aux = aux ? aux : has_aux(kind) ? (PyObject *)Py_TYPE(o) : NULL;
     if (w->v->node(w->ctx, o, kind, n, node_aux, p) < 0) goto done;
-    rc = is_dict(kind) ? walk_dict(w, o, kind, p, depth) : walk_items(w, o, kind, n, p, depth);
+    rc = attrs ? walk_dict(w, attrs, TJ_TREE_NS, p, depth)
+       : is_dict(kind) ? walk_dict(w, o, kind, p, depth) : walk_items(w, o, kind, n, p, depth);
 done:
     Py_XDECREF(aux);
+    Py_XDECREF(attrs);
     return rc;
 }
 
@@ -312,14 +331,20 @@ static PyObject *build(cursor *c) {
         }
         return r;
     }
-    default: {   /* the dicts */
-        PyObject *r = kind == TJ_TREE_DICT ? PyDict_New()
+    default: {   /* the dicts; a namespace: type(**its dict) */
+        PyObject *r = kind == TJ_TREE_DICT || kind == TJ_TREE_NS ? PyDict_New()
                     : kind == TJ_TREE_ODICT ? PyObject_CallNoArgs((PyObject *)&PyODict_Type)
                     : PyObject_CallOneArg(c->td->st->defaultdict_type, aux);
         for (Py_ssize_t i = 0; r && i < n; i++) {
             PyObject *k = PyList_GET_ITEM(c->td->aux, c->aux++), *v = build(c);
             if (!v || PyObject_SetItem(r, k, v) < 0) Py_CLEAR(r);
             Py_XDECREF(v);
+        }
+        if (r && kind == TJ_TREE_NS) {
+            PyObject *none = PyTuple_New(0);
+            PyObject *ns = none ? PyObject_Call(aux, none, r) : NULL;
+            Py_XDECREF(none);
+            Py_SETREF(r, ns);
         }
         return r;
     }
@@ -347,7 +372,8 @@ static int paths_walk(const tj_treedef *td, int *tok, Py_ssize_t *aux, const tj_
     if (has_aux(kind)) (*aux)++;
     int dict = is_dict(kind);
     for (Py_ssize_t i = 0; i < n; i++) {
-        tj_path sub = {p, NULL, i, dict ? PyList_GET_ITEM(td->aux, (*aux)++) : NULL, fields_of};
+        tj_path sub = {p, NULL, i, dict ? PyList_GET_ITEM(td->aux, (*aux)++) : NULL, fields_of,
+                       kind == TJ_TREE_NS};
         if (paths_walk(td, tok, aux, &sub, out) < 0) return -1;
     }
     return 0;
@@ -536,6 +562,10 @@ int tj_pytree_init(PyObject *module, tj_state *st) {
     st->defaultdict_type = PyObject_GetAttrString(collections, "defaultdict");
     Py_DECREF(collections);
     if (!st->defaultdict_type) return -1;
+    PyObject *types = PyImport_ImportModule("types");
+    st->simplens_type = types ? PyObject_GetAttrString(types, "SimpleNamespace") : NULL;
+    Py_XDECREF(types);
+    if (!st->simplens_type) return -1;
     st->TreeDefType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &td_spec, NULL);
     if (!st->TreeDefType) return -1;
     if (PyModule_AddObjectRef(module, "TreeDef", (PyObject *)st->TreeDefType) < 0) return -1;

@@ -45,6 +45,7 @@ struct tj_state {
     PyTypeObject *CacheInfoType;
     PyTypeObject *TreeDefType;      /* a pytree's structure (pytree.c) */
     PyObject *defaultdict_type;     /* collections.defaultdict: a container (pytree.c) */
+    PyObject *simplens_type;        /* types.SimpleNamespace: a container (pytree.c) */
     PyObject *tree_star;            /* the leaf placeholder of TreeDef's repr: `*` */
     PyObject *torch_attrs;          /* dict: tracer attribute name -> torch-style (_torch.py) */
     PyObject *trace_call;           /* runs the traced function (_effects.call) */
@@ -261,7 +262,8 @@ PyObject *tj_dl_converter(PyTypeObject *tp);
 /* The one container rule (csrc/pytree.c's opening comment): every walk of arguments,
  * results and autograd's calls, in C and (through _C.tree_flatten) in Python. */
 typedef enum { TJ_TREE_LEAF, TJ_TREE_NONE, TJ_TREE_TUPLE, TJ_TREE_LIST, TJ_TREE_DICT,
-               TJ_TREE_NAMEDTUPLE, TJ_TREE_STRUCTSEQ, TJ_TREE_ODICT, TJ_TREE_DDICT } tj_tree_kind;
+               TJ_TREE_NAMEDTUPLE, TJ_TREE_STRUCTSEQ, TJ_TREE_ODICT, TJ_TREE_DDICT,
+               TJ_TREE_NS } tj_tree_kind;
 tj_tree_kind tj_tree_kind_of(tj_state *st, PyObject *o);
 
 /* Where a leaf sits, for messages: a root ("arg 0", "arg 'scale'", "result"), then
@@ -272,6 +274,7 @@ typedef struct tj_path {
     Py_ssize_t index;            /* a child's position; the root's number (-1: none) */
     PyObject *key;               /* a dict child's key (the root's name), or NULL */
     PyObject *fields_of;         /* a namedtuple child: the namedtuple type */
+    int attr;                    /* key is a namespace's attribute name: shown as .key */
 } tj_path;
 PyObject *tj_path_str(const tj_path *p);   /* new reference */
 /* Raises cls("<path>: <message>"). -1. */

@@ -1,9 +1,11 @@
 """One container rule for C and Python (csrc/pytree.c): which objects are containers,
 in what order their leaves come, how they are rebuilt; the same rule for arguments,
 results, grad/vjp and the torch.autograd route, and its errors by type and path."""
+import argparse
 import collections
 import dataclasses
 import time
+import types
 from collections import OrderedDict, defaultdict, namedtuple
 
 import numpy as np
@@ -177,7 +179,8 @@ def test_torch_size_and_torch_return_types():
 @pytest.mark.parametrize("arg,match", [
     ({"w": MyList([1.0])}, r"arg 0\['w'\]: .*MyList \(a list subclass\) is not a container "
                            r"tracejit walks \(tuple, list, dict, None, a namedtuple, a structseq, "
-                           r"OrderedDict, defaultdict\): as a leaf it is a static value and must "
+                           r"OrderedDict, defaultdict, SimpleNamespace, argparse.Namespace\): as "
+                           r"a leaf it is a static value and must "
                            r"be hashable; pass a plain list"),
     ((1.0, MyDict(a=1)), r"arg 0\[1\]: .*MyDict \(a dict subclass\) is not a container"),
     (Point(1.0, {2}), r"arg 0\.y: set is neither an array, a number, nor a container"),
@@ -296,3 +299,41 @@ def test_the_autograd_scan_keys_the_structure():
                         OrderedDict([(1, a), (0, a)]), {0: a, 1: a},
                         defaultdict(list, {0: a, 1: a}), defaultdict(dict, {0: a, 1: a})]}
     assert len(keys) == 8
+
+
+# ---- namespaces: a script's parsed args --------------------------------------------------
+
+@pytest.mark.parametrize("make", [types.SimpleNamespace, argparse.Namespace])
+def test_a_namespace_is_a_container_of_its_attributes(make):
+    """types.SimpleNamespace and argparse.Namespace (unhashable: `args` of a script, passed
+    on to a model) are containers: arrays traced, numbers runtime scalars, strings static;
+    the attribute names are structure; rebuilt as their type."""
+    x = _ones(4)
+    ns = make(scale=2.0, n=3, name="a", w=np.ones(3))
+    leaves, td = _C.tree_flatten(ns)
+    assert leaves[:3] == [2.0, 3, "a"] and td.paths() == [".scale", ".n", ".name", ".w"]
+    assert type(td.unflatten(leaves)) is make and td.unflatten(leaves) == ns
+
+    def fn(x, a):
+        return x[:a.n] * a.scale + a.w, make(out=x.sum() * a.scale, name=a.name)
+    f = tracejit.compile(fn)
+    for scale in (2.0, 3.0):      # a changed number: read at the call, no retrace
+        ns.scale = scale
+        got, want = f(x, ns), fn(x, ns)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert type(got[1]) is make and got[1].name == "a" and got[1].out == want[1].out
+    assert f.cache_info().misses == 1
+    ns.n, ns.w = 2, np.ones(2)   # a size: a guard retraces
+    np.testing.assert_array_equal(f(x, ns)[0], fn(x, ns)[0])
+    ns.extra = 1                 # another attribute: another structure
+    f(x, ns)
+    assert f.cache_info().misses == 3
+    ns.bad = {1}
+    with pytest.raises(TypeError, match=r"arg 1\.bad: set is neither an array"):
+        f(x, ns)
+
+
+def test_a_namespace_subclass_stays_a_leaf():
+    class Opts(types.SimpleNamespace):
+        pass
+    assert _C.tree_leaves(Opts(a=1)) == [Opts(a=1)]

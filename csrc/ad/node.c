@@ -128,6 +128,12 @@ static PyObject *python_number(PyObject *mod, PyObject *o) {
     return tj_tracer_np(tj_tracer_new(x->trace, r), TJ_NP_PYTHON);
 }
 
+/* _is_python_number(o) -> whether o is a Tracer of a Python int or float (an argument's,
+ * or what Python's operators made of them): eager's value is no tensor. */
+static PyObject *is_python_number(PyObject *mod, PyObject *o) {
+    return PyBool_FromLong(tj_is_tracer(o) && tj_tracer_is_np_scalar(o) == 2);
+}
+
 /* _ad_op_names() -> the names of every op in the table, in table order. */
 static PyObject *ad_op_names(PyObject *mod, PyObject *unused) {
     PyObject *r = PyTuple_New(TJ_NOPS);
@@ -146,6 +152,7 @@ static PyMethodDef ad_methods[] = {
     {"_ad_detach", ad_detach, METH_O, "autodiff: a copy the walk does not differentiate through"},
     {"_python_number", python_number, METH_O, "a detached 0-d tracer that computes as a "
      "Python number (eager's .item() kept in the graph)"},
+    {"_is_python_number", is_python_number, METH_O, "whether o is a Tracer of a Python number"},
     {NULL, NULL, 0, NULL},
 };
 

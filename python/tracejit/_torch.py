@@ -187,7 +187,7 @@ for _name in EW_METHODS + (
         "sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "any", "all",
         "cumsum", "cumprod", "transpose", "squeeze", "flatten", "clip", "reshape", "dot",
         "swapaxes", "ravel", "sigmoid", "relu", "clamp", "view", "permute", "t", "unsqueeze",
-        "expand", "expand_as", "flip", "contiguous", "clone", "unflatten", "narrow", "select",
+        "expand", "expand_as", "repeat", "flip", "contiguous", "clone", "unflatten", "narrow", "select",
         "movedim", "roll", "split", "chunk", "unbind", "index_select", "gather", "matmul",
         "mm", "bmm", "mv", "outer", "logsumexp", "norm", "amax", "amin", "masked_fill",
         "softmax", "log_softmax", "rsqrt", "xlogy", "clamp_min", "clamp_max", "broadcast_to",
@@ -235,6 +235,9 @@ for _name in tuple(n for n in EW_METHODS if n not in _NO_INPLACE) + (
 
 
 ATTRS.update(_torch_writes.ATTRS)   # index_put_, index_add_, scatter_, ...
+for _name, _f in _torch_writes.OUT_OF_PLACE.items():   # x.scatter_add(...), torch.scatter_add
+    assert _name not in FUNCS and _name not in ATTRS, _name
+    ATTRS[_name] = FUNCS[_name] = _f
 for _name, _f in _train_step.FUNCS.items():    # the optimizers' lerp_, addcdiv_, ...
     ATTRS[_name] = _f
     ATTRS[_name + "_"] = _inplace_method(_name, _f)

@@ -145,7 +145,7 @@ ABSENT = object()     # a swap that added a name: restored by deleting it
 
 def _is_tensor(orig):
     def is_tensor(obj):
-        return type(obj) is Tracer or orig(obj)
+        return (type(obj) is Tracer and not _C._is_python_number(obj)) or orig(obj)
     is_tensor._tracejit = True
     return is_tensor
 
@@ -158,7 +158,7 @@ def _tensor_class(cls):
 def _isinstance(obj, cls, _builtin=builtins.isinstance):
     """isinstance for Pyro's modules while a trace runs (module docstring)."""
     if type(obj) is Tracer and _tensor_class(cls):
-        return True
+        return not _C._is_python_number(obj)   # a traced Python number is no tensor
     return _builtin(obj, cls)
 
 

@@ -394,6 +394,19 @@ def expand(x, *sizes):
     return np.broadcast_to(x, full)
 
 
+def repeat(x, *sizes):
+    """Tensor.repeat: x tiled sizes[i] times along each dim (new leading dims for the
+    extra sizes), np.tile's result; fewer sizes than dims is torch's RuntimeError."""
+    sizes = tuple(operator.index(s) for s in _shape_args(sizes))   # a traced int: guarded
+    if len(sizes) < x.ndim:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than "
+                           "number of dimensions of tensor")
+    if any(s < 0 for s in sizes):
+        raise RuntimeError(f"Trying to create tensor with negative dimension {min(sizes)}: "
+                           f"{list(sizes)}")
+    return np.tile(x, sizes)
+
+
 def expand_as(x, other):
     return np.broadcast_to(x, tuple(other.shape))
 
@@ -646,7 +659,7 @@ FUNCS = {
     "cumsum": cumsum, "cumprod": cumprod, "logsumexp": logsumexp, "norm": norm,
     "reshape": reshape, "view": view, "permute": permute, "transpose": transpose,
     "swapaxes": transpose, "swapdims": transpose, "t": t, "unsqueeze": unsqueeze,
-    "squeeze": squeeze, "expand": expand, "expand_as": expand_as, "flip": flip,
+    "squeeze": squeeze, "expand": expand, "expand_as": expand_as, "repeat": repeat, "flip": flip,
     "contiguous": contiguous, "clone": clone, "flatten": flatten, "unflatten": unflatten,
     "ravel": lambda x: _NP_RESHAPE(x, (-1,)), "narrow": narrow, "select": select,
     "movedim": movedim, "moveaxis": movedim, "roll": roll, "cat": cat, "concat": cat,

@@ -28,11 +28,37 @@ def swap_helpers():
     none_or_dtype._tracejit = True
     F._none_or_dtype = none_or_dtype
     swapped = done + [(F, "_none_or_dtype", orig)]
+    torch = _torch()
+    for name in _VARARG_SIZES:   # torch.zeros(n, 2) of a traced int n
+        f = getattr(torch, name, None)
+        if f is not None:
+            swapped.append((torch, name, f))
+            setattr(torch, name, _sized(f))
     bn = _torch().nn.modules.batchnorm._BatchNorm
     if "forward" in vars(bn):
         swapped.append((bn, "forward", vars(bn)["forward"]))
         bn.forward = _batch_norm_forward(vars(bn)["forward"], F)
     return swapped
+
+
+# torch's factories whose size may come as varargs: torch's argument parser takes
+# torch.zeros(n) of a traced int n to the trace's mode, but refuses torch.zeros(n, 2)
+# ("takes 1 positional argument but 2 were given") before any hook sees it
+_VARARG_SIZES = ("zeros", "ones", "empty", "rand", "randn")
+
+
+def _sized(orig):
+    """torch.<factory> while a trace runs: traced ints among its positional sizes read as
+    the ints they are for this call (guards of the trace, _torch._sizes)."""
+    from ._torch import _sizes
+
+    def factory(*size, **kwargs):
+        if any(isinstance(s, Tracer) for s in size):
+            size = _sizes(size)
+        return orig(*size, **kwargs)
+    factory.__name__, factory.__qualname__, factory.__doc__ = \
+        orig.__name__, getattr(orig, "__qualname__", orig.__name__), orig.__doc__
+    return factory
 
 
 def _batch_norm_forward(orig, F):

@@ -35,7 +35,7 @@ def _checked(index, n):
     return index + np.reshape(zero, _shape(index))
 
 
-def _scatter(x, dim, index, src, add, what):
+def _scatter(x, dim, index, src, add, what, inplace=True):
     shape = _shape(x)
     nd = len(shape)
     dim = dim + nd if dim < 0 else dim
@@ -73,17 +73,26 @@ def _scatter(x, dim, index, src, add, what):
             new = new + np.where(hit, part, np.zeros((), dt)).astype(dt)
         else:
             new = np.where(hit, part, new).astype(dt)
+    if not inplace:
+        return new if m else np.copy(x)   # (a new tensor, as torch's out-of-place forms)
     return _C._assign(x, new, what)
 
 
-def scatter_(x, dim, index, src=None, value=None, reduce=None):
+def scatter_(x, dim, index, src=None, value=None, reduce=None, _inplace=True):
     if reduce is not None:
-        raise TraceError("torch.Tensor.scatter_(reduce=...) is not supported by tracejit yet")
-    return _scatter(x, dim, index, value if src is None else src, False, "torch.Tensor.scatter_()")
+        raise TraceError(f"torch.Tensor.{_name('scatter', _inplace)}(reduce=...) is not "
+                         "supported by tracejit yet")
+    return _scatter(x, dim, index, value if src is None else src, False,
+                    f"torch.Tensor.{_name('scatter', _inplace)}()", _inplace)
 
 
-def scatter_add_(x, dim, index, src):
-    return _scatter(x, dim, index, src, True, "torch.Tensor.scatter_add_()")
+def scatter_add_(x, dim, index, src, _inplace=True):
+    return _scatter(x, dim, index, src, True, f"torch.Tensor.{_name('scatter_add', _inplace)}()",
+                    _inplace)
+
+
+def _name(base, inplace):
+    return base + "_" if inplace else base
 
 
 def _along(index, shape, dim):
@@ -96,23 +105,27 @@ def _along(index, shape, dim):
     return np.broadcast_to(np.reshape(index, tuple(-1 if d == dim else 1 for d in range(nd))), full)
 
 
-def index_add_(x, dim, index, source, alpha=1):
+def index_add_(x, dim, index, source, alpha=1, _inplace=True):
     shape = _shape(x)
     dim = dim + len(shape) if dim < 0 else dim
     src = source if alpha == 1 else source * alpha
-    return _scatter(x, dim, _along(index, shape, dim), src, True, "torch.Tensor.index_add_()")
+    return _scatter(x, dim, _along(index, shape, dim), src, True,
+                    f"torch.Tensor.{_name('index_add', _inplace)}()", _inplace)
 
 
-def index_fill_(x, dim, index, value):
+def index_fill_(x, dim, index, value, _inplace=True):
     shape = _shape(x)
     dim = dim + len(shape) if dim < 0 else dim
     idx = _along(index, shape, dim)
-    return _scatter(x, dim, idx, value, False, "torch.Tensor.index_fill_()")
+    return _scatter(x, dim, idx, value, False, f"torch.Tensor.{_name('index_fill', _inplace)}()",
+                    _inplace)
 
 
-def index_put_(x, indices, values, accumulate=False):
+def index_put_(x, indices, values, accumulate=False, _inplace=True):
     indices = tuple(indices)
     if not accumulate:
+        if not _inplace:
+            x = np.copy(x)
         x[indices] = values
         return x
     idx = indices[0] if len(indices) == 1 else None
@@ -121,13 +134,23 @@ def index_put_(x, indices, values, accumulate=False):
         shape = _shape(x)
         vals = np.broadcast_to(values, (_shape(idx)[0],) + shape[1:])
         return _scatter(x, 0, _along(idx, shape, 0), vals, True,
-                        "torch.Tensor.index_put_(accumulate=True)")
+                        f"torch.Tensor.{_name('index_put', _inplace)}(accumulate=True)", _inplace)
     raise TraceError("torch.Tensor.index_put_(accumulate=True) is supported by tracejit with "
                      "one 1-d integer index tensor only")
 
 
 ATTRS = {"scatter_": scatter_, "scatter_add_": scatter_add_, "index_add_": index_add_,
          "index_fill_": index_fill_, "index_put_": index_put_}
+# the out-of-place forms (x.scatter_add(...), torch.scatter_add(x, ...)): the same new
+# contents in a new tensor, x unwritten
+def _out_of_place(f):
+    def fn(x, *args, **kwargs):      # a function, not a partial: bound as a method
+        return f(x, *args, _inplace=False, **kwargs)
+    fn.__name__ = fn.__qualname__ = f.__name__[:-1]
+    return fn
+
+
+OUT_OF_PLACE = {n[:-1]: _out_of_place(f) for n, f in ATTRS.items()}
 
 
 def _out_refused(name, fn):
