@@ -42,29 +42,31 @@ def _rss():
         return None
 
 
-def _measure(work, n, warm):
+def _measure(work, n, warm, windows=4):
     """(tracemalloc growth, RSS growth) in bytes over n rounds of work after warm
     rounds. Traced from the start, so the memory of the variants a warm cache holds is
-    traced both when it is allocated and when it is freed; the traced growth is twice
-    the smaller of the two halves' (a leak grows both halves alike, a cache or free
-    list CPython fills once grows one)."""
+    traced both when it is allocated and when it is freed; the rounds are measured in
+    `windows` equal windows and the traced growth is `windows` times the smallest
+    window's (a leak grows every window alike; a cache or free list CPython fills grows
+    some: after hundreds of other tests' objects such a fill spans both halves of the
+    rounds often enough to have failed a two-window measure at CI's scale)."""
     tracemalloc.start()
     try:
         for i in range(warm):
             work(i)
         gc.collect()
-        t0, r0 = tracemalloc.get_traced_memory()[0], _rss()
-        for i in range(n // 2):
-            work(i)
-        gc.collect()
-        t1 = tracemalloc.get_traced_memory()[0]
-        for i in range(n // 2, n):
-            work(i)
-        gc.collect()
-        t2, r1 = tracemalloc.get_traced_memory()[0], _rss()
+        r0 = _rss()
+        marks = [tracemalloc.get_traced_memory()[0]]
+        for w in range(windows):
+            for i in range(n * w // windows, n * (w + 1) // windows):
+                work(i)
+            gc.collect()
+            marks.append(tracemalloc.get_traced_memory()[0])
+        r1 = _rss()
     finally:
         tracemalloc.stop()
-    return 2 * min(t1 - t0, t2 - t1), None if r0 is None else r1 - r0
+    grown = min(b - a for a, b in zip(marks, marks[1:]))
+    return windows * grown, None if r0 is None else r1 - r0
 
 
 def _program(a, t, d, s):
