@@ -182,7 +182,8 @@ PyObject *tj_py_test_mark_effect(PyObject *m, PyObject *name) {
  * by_value (slots passed by value), leaf_slots [(kind, index, dtype)] (a capture's
  * index into the "captures" list tj_compile_cuda_source adds), scratch
  * [(slot, dtype, shape, byte offset)], scratch_bytes, outputs [(slot, dtype, shape)],
- * out_slot_of. A group it does not compile raises st's TraceError naming the op. New
+ * out_slot_of, err_off (the gathers' error record's offset in the workspace, or -1).
+ * A group it does not compile raises st's TraceError naming the op. New
  * reference; NULL + exception. */
 PyObject *tj_emit_cuda(tj_state *st, const tj_graph *g, const tj_schedule *s) {
     static const char *kinds[] = {"arg", "capture", "const", "key"};
@@ -242,10 +243,11 @@ PyObject *tj_emit_cuda(tj_state *st, const tj_graph *g, const tj_schedule *s) {
          PyDict_SetItemString(d, "scratch", sc) == 0 &&
          PyDict_SetItemString(d, "outputs", os) == 0 &&
          PyDict_SetItemString(d, "out_slot_of", of) == 0;
-    const char *names[] = {"n_slots", "nd", "param_bytes", "work_bytes", "scratch_bytes"};
+    const char *names[] = {"n_slots", "nd", "param_bytes", "work_bytes", "scratch_bytes",
+                           "err_off"};
     long long vals[] = {p.n_slots, p.nd, (long long)p.param_bytes, (long long)p.work_bytes,
-                        (long long)s->scratch_bytes};
-    for (int i = 0; ok && i < 5; i++) {
+                        (long long)s->scratch_bytes, (long long)p.err_off};
+    for (int i = 0; ok && i < 6; i++) {
         PyObject *k = PyLong_FromLongLong(vals[i]);
         ok = k && PyDict_SetItemString(d, names[i], k) == 0;
         Py_XDECREF(k);

@@ -33,6 +33,13 @@ static void tj_emu_sync(void);
 #define __syncthreads() tj_emu_sync()
 static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
 static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
+/* one fiber at a time: a compare-and-swap is a plain one */
+static inline unsigned long long atomicCAS(unsigned long long *p, unsigned long long cmp,
+                                           unsigned long long val) {
+    unsigned long long old = *p;
+    if (old == cmp) *p = val;
+    return old;
+}
 #define __CUDACC_RTC__ 1
 """
 
@@ -98,9 +105,11 @@ def compiler():
     return shutil.which(os.environ.get("CXX", "g++"))
 
 
-def run(fn, *args):
+def run(fn, *args, max_grid=None):
     """fn's CUDA program run on NumPy arrays and Python numbers (the arguments, in order,
-    no pytrees); its results as NumPy arrays."""
+    no pytrees); its results as NumPy arrays. A gather's index out of bounds raises the
+    IndexError the runtime raises from the program's error record. max_grid: the blocks
+    a launch runs at most (default MAX_GRID)."""
     prog = tracejit.compile(fn)._cuda_source(*args)
     with tempfile.TemporaryDirectory() as d:
         src, lib = os.path.join(d, "k.cpp"), os.path.join(d, "k.so")
@@ -145,8 +154,13 @@ def run(fn, *args):
             if grid <= 0:
                 continue
             k = ctypes.cast(getattr(so, name), ctypes.c_void_p)
-            rc = so.tj_emu_run(k, ctypes.c_longlong(min(grid, MAX_GRID)), ctypes.c_int(block),
+            rc = so.tj_emu_run(k, ctypes.c_longlong(min(grid, max_grid or MAX_GRID)),
+                               ctypes.c_int(block),
                                ctypes.c_char_p(params))
             assert rc == 0
         del so
+        if prog["err_off"] >= 0:
+            flag, index, size, axis = work[prog["err_off"]:prog["err_off"] + 32].view(np.int64)
+            if flag:
+                raise IndexError(f"index {index} is out of bounds for axis {axis} with size {size}")
         return tuple(outs[slot] for slot in prog["out_slot_of"])

@@ -3,7 +3,9 @@
  * (tj_kernel.run): each replay fills one parameter block from the bound slots and
  * launches the program's kernels on torch's current stream of the device, with no
  * synchronization and no allocation (scratch and the reductions' workspace are one
- * device block the kernel owns, allocated once).
+ * device block the kernel owns, allocated once). A program with gathers zeroes its
+ * error record before the launches and reads it back after them into the replay's
+ * (P[n_slots]), waiting for the stream: an index out of bounds is the CPU's IndexError.
  * Requires: the GIL (every entry). Guarantees: every driver call is checked (a failure
  * is a RuntimeError naming it); a plan's scratch is never used by two streams at once
  * (a call on another stream than the last waits for the last one first); an image read
@@ -34,6 +36,7 @@ typedef struct {
     int64_t (*strides)[TJ_MAXDIM];   /* per slot: a scratch slot's contiguous strides */
     tj_cuptr mem;                    /* scratch, then the workspace */
     int64_t work_off;
+    int64_t err_off;                 /* the gathers' error record in the workspace, or -1 */
     int64_t *host_bytes;             /* per SLOT_HOST slot: its bytes, */
     char **snap;                     /* what its device copy holds, */
     PyObject **copy;                 /* the copy (a torch tensor), */
@@ -238,6 +241,12 @@ static int cuda_run(tj_kernel *k, void **P, const int64_t **S) {
     }
     bp[ns * (1 + nd)] = c->mem + (uint64_t)c->work_off;   /* W */
     void *params[] = {c->params};
+    static const int64_t zeros[4];
+    const tj_cuptr err = c->mem + (uint64_t)(c->work_off + c->err_off);
+    if (c->err_off >= 0 &&
+        tj_cuda_check(d->MemcpyHtoDAsync(err, zeros, sizeof zeros, (tj_custream)stream),
+                      "cuMemcpyHtoDAsync (the error record)") < 0)
+        return -1;
     for (int i = 0; i < c->n_launches; i++) {
         const tj_cuda_launch *L = &c->launches[i];
         if (L->grid <= 0) continue;
@@ -246,6 +255,12 @@ static int cuda_run(tj_kernel *k, void **P, const int64_t **S) {
                           "cuLaunchKernel") < 0)
             return -1;
     }
+    if (c->err_off >= 0 &&   /* an index out of bounds: read where the runtime looks */
+        (tj_cuda_check(d->MemcpyDtoHAsync(P[ns], err, 4 * sizeof(int64_t), (tj_custream)stream),
+                       "cuMemcpyDtoHAsync (the error record)") < 0 ||
+         tj_cuda_check(d->StreamSynchronize((tj_custream)stream),
+                       "cuStreamSynchronize (the error record)") < 0))
+        return -1;
     return 0;
 }
 
@@ -305,6 +320,7 @@ int tj_cuda_kernel_build(tj_state *st, const tj_graph *g, const tj_schedule *s,
     c->nd = prog->nd;
     c->n_launches = prog->n_launches;
     c->param_bytes = prog->param_bytes;
+    c->err_off = prog->err_off;
     c->fns = PyMem_Calloc((size_t)prog->n_launches + 1, sizeof *c->fns);
     c->launches = PyMem_Calloc((size_t)prog->n_launches + 1, sizeof *c->launches);
     if (!c->fns || !c->launches || slot_table(c, g, s, prog) < 0) {

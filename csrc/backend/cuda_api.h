@@ -38,6 +38,7 @@ typedef struct {
     tj_curesult (*MemAlloc)(tj_cuptr *, size_t);              /* cuMemAlloc_v2 */
     tj_curesult (*MemFree)(tj_cuptr);                          /* cuMemFree_v2 */
     tj_curesult (*MemcpyHtoDAsync)(tj_cuptr, const void *, size_t, tj_custream);   /* _v2 */
+    tj_curesult (*MemcpyDtoHAsync)(void *, tj_cuptr, size_t, tj_custream);         /* _v2 */
     tj_curesult (*PointerGetAttribute)(void *, int, tj_cuptr);
     tj_curesult (*StreamSynchronize)(tj_custream);
     tj_curesult (*GetErrorName)(tj_curesult, const char **);

@@ -43,6 +43,8 @@ typedef struct {
     int n_launches;
     int n_slots, nd;
     int64_t param_bytes, work_bytes;
+    int64_t err_off;             /* gathers' error record (4 int64: flag, index, length,
+                                    axis; zero before the launches) at W + err_off, or -1 */
     uint8_t *by_value;           /* per slot: 1 when P[slot] holds the value itself */
 } tj_cuda_program;
 /* The CUDA C++ of a lowered schedule, for NVRTC (csrc/backend/cuda_api.c). 0; -1 + err
