@@ -106,8 +106,8 @@ def compiler():
 
 
 def run(fn, *args, max_grid=None):
-    """fn's CUDA program run on NumPy arrays and Python numbers (the arguments, in order,
-    no pytrees); its results as NumPy arrays. A gather's index out of bounds raises the
+    """fn's CUDA program run on NumPy arrays, torch CPU tensors and Python numbers (the
+    arguments, in order, no pytrees); its results as NumPy arrays. A gather's index out of bounds raises the
     IndexError the runtime raises from the program's error record. max_grid: the blocks
     a launch runs at most (default MAX_GRID)."""
     prog = tracejit.compile(fn)._cuda_source(*args)
@@ -127,10 +127,12 @@ def run(fn, *args, max_grid=None):
                 continue
             assert kind in ("arg", "capture"), kind
             a = args[index] if kind == "arg" else prog["captures"][index]
+            if type(a).__module__ == "torch":   # a torch CPU tensor: its memory as NumPy's
+                a = a.numpy()
             if isinstance(a, np.ndarray):
                 keep.append(a)
                 P[slot] = a.ctypes.data
-                for k in range(a.ndim):
+                for k in range(min(a.ndim, nd)):   # (a flat read needs none: nd may be less)
                     S[slot][k] = a.strides[k]
             else:
                 P[slot] = struct.unpack("Q", struct.pack(PACK[dtype], a))[0]
