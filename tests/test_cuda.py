@@ -2,7 +2,9 @@
 through dlopen; compiled functions replay on torch CUDA tensors (results on the device,
 work on torch's current stream) and agree with torch CUDA eager; the generated kernels
 alone (tests/cuda_harness.py fills the parameter block as the runtime does) agree for
-every elementwise op of the table and every reduction; reductions are deterministic;
+every elementwise op of the table and every reduction; argmax/argmin, scans and
+gathers replay as torch eager computes them (an index out of bounds: IndexError);
+reductions, argmax and scans are deterministic;
 a busy stream orders correctly; failures are clear errors."""
 import numpy as np
 import pytest
@@ -294,9 +296,75 @@ def test_replay_reductions_are_deterministic():
         assert all(torch.equal(a, b) for a, b in zip(first, f(x)))
 
 
-def test_not_yet_on_cuda_is_a_trace_error():
-    with pytest.raises(tracejit.TraceError, match="CUDA backend does not compile RARGMAX"):
-        tracejit.compile(lambda a: a.argmax())(torch.ones(3, device=DEV))
+def replays_like_eager(fn, *args, exact=True):
+    """fn compiled on CUDA tensors, twice (the second call a replay), against eager."""
+    f = tracejit.compile(fn)
+    want = fn(*args)
+    want = want if isinstance(want, tuple) else (want,)
+    for _ in range(2):
+        got = f(*args)
+        got = got if isinstance(got, tuple) else (got,)
+        for g, w in zip(got, want):
+            assert g.device == w.device and g.dtype == w.dtype and g.shape == w.shape
+            if exact or not w.dtype.is_floating_point:
+                assert torch.equal(g, w), (g, w)
+            else:
+                torch.testing.assert_close(g, w, rtol=2e-5, atol=1e-5)
+    return f
+
+
+@pytest.mark.parametrize("shape", [(37, 11), (3, 20000), (20000, 3), (70000,)], ids=str)
+@pytest.mark.parametrize("dtype", ["int32", "float32", "float64", "bool"])
+def test_argmax_argmin_match_torch(shape, dtype):
+    x = example(dtype, shape) if dtype != "int32" else example(dtype, shape) % 4   # ties
+    fn = lambda a: (a.argmax(), a.argmin(), a.argmax(dim=0), a.argmin(dim=-1, keepdim=True))
+    if dtype == "bool":   # torch has no argmax of bool: as int8, the first True
+        fn = lambda a: (a.to(torch.int8).argmax(), a.to(torch.int8).argmin(dim=0))
+    replays_like_eager(fn, x)
+
+
+def test_argmax_nan_is_the_first():
+    x = example("float32", (4, 30000))
+    x[0, 9] = x[0, 20000] = float("nan")
+    x[3, :] = float("-inf")
+    replays_like_eager(lambda a: (a.argmax(dim=1), a.argmin(dim=1)), x)
+
+
+@pytest.mark.parametrize("shape, dim", [((37, 11), 0), ((37, 11), 1), ((3, 5000), 1),
+                                        ((5000, 3), 0)], ids=str)
+@pytest.mark.parametrize("dtype", ["int32", "int64", "float32", "float64"])
+def test_scans_match_torch(shape, dim, dtype):
+    x = example(dtype, shape, low=0.99, high=1.01)
+    replays_like_eager(lambda a: (torch.cumsum(a * 2, dim), torch.cumprod(a, dim)), x,
+                       exact=not dtype.startswith("float"))
+
+
+def test_scans_and_argmax_are_deterministic():
+    f = tracejit.compile(lambda a: (a.cumsum(1), a.argmax(1), a.cumsum(0)))
+    x = example("float32", (64, 1 << 15), low=-1, high=1)
+    first = f(x)
+    for _ in range(5):
+        assert all(torch.equal(a, b) for a, b in zip(first, f(x)))
+
+
+def test_gathers_match_torch():
+    w = example("float32", (1000, 64))
+    i = torch.randint(-1000, 1000, (32, 8), generator=torch.Generator().manual_seed(0)).to(DEV)
+    replays_like_eager(lambda w, i: w[i] * 2, w, i)
+    replays_like_eager(lambda w, i: torch.nn.functional.embedding(i.abs(), w).sum(1), w, i,
+                       exact=False)
+    replays_like_eager(lambda w, i: torch.index_select(w, 1, i[0] % 64), w, i)
+    replays_like_eager(lambda w, i: torch.gather(w, 1, i.abs()[:, :4] % 64), w[:32], i)
+
+
+def test_gather_out_of_bounds_is_an_index_error_and_the_next_call_works():
+    w = example("float32", (10, 4))
+    f = tracejit.compile(lambda w, i: w[i] + 1)
+    good = torch.tensor([0, -1, 9], device=DEV)
+    assert torch.equal(f(w, good), w[good] + 1)
+    with pytest.raises(IndexError, match="index 10 is out of bounds for axis 0 with size 10"):
+        f(w, torch.tensor([0, 10, 3], device=DEV))
+    assert torch.equal(f(w, good), w[good] + 1)
 
 
 def test_what_the_replay_reads_on_the_host_is_refused_on_cuda():
