@@ -430,3 +430,89 @@ def test_captured_numpy_array_is_read_at_every_call():
     assert torch.equal(f(x).cpu(), torch.arange(4.0))
     CAPTURED_NP[:] = 7   # changed in place: the device copy follows
     assert torch.equal(f(x).cpu(), torch.full((4,), 7.0))
+
+
+# ---- autodiff on CUDA tensors: the gradient graph is an ordinary CUDA plan --------------
+
+def _logistic(w, X, y):
+    z = X @ w
+    return (torch.nn.functional.softplus(z) - y * z).mean()
+
+
+def _eager_grads(fn, *args):
+    leaves = [a.detach().clone().requires_grad_(True) for a in args]
+    out = fn(*leaves)
+    out.backward()
+    return out.detach(), [l.grad for l in leaves]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_value_and_grad_on_cuda_matches_torch_autograd(dtype):
+    g = torch.Generator().manual_seed(0)
+    dt = getattr(torch, dtype)
+    w = (torch.randn(20, generator=g, dtype=dt) * 0.1).to(DEV)
+    X = torch.randn(1000, 20, generator=g, dtype=dt).to(DEV)
+    y = (torch.rand(1000, generator=g) < 0.5).to(dt).to(DEV)
+    vg = tracejit.value_and_grad(_logistic)
+    want_v, (want_g, _, _) = _eager_grads(_logistic, w, X, y)
+    tol = TOL[dtype] if dtype == "float64" else dict(rtol=1e-5, atol=1e-6)
+    for _ in range(2):   # the trace, then a replay
+        v, gw = vg(w, X, y)
+        assert v.device == DEV and gw.device == DEV and gw.dtype == dt
+        torch.testing.assert_close(v, want_v, **tol)
+        torch.testing.assert_close(gw, want_g, **tol)
+    # the same numbers as the CPU's plan for the same inputs (within rounding of the
+    # reductions' order)
+    v_cpu, g_cpu = vg(w.cpu(), X.cpu(), y.cpu())
+    torch.testing.assert_close(gw.cpu(), g_cpu, **tol)
+
+
+def test_grad_through_gathers_scans_and_argmax_on_cuda():
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(50, 8, generator=g, dtype=torch.float64).to(DEV)
+    i = torch.randint(0, 50, (30,), generator=g).to(DEV)
+
+    def f(W, i):
+        e = W[i]                                   # a gather: its gradient scatters
+        c = torch.cumsum(torch.tanh(e), 1)         # a scan: its gradient is one reversed
+        k = e.argmax(1)                            # no gradient, but in the graph
+        return (c * k.to(c.dtype)).sum() + torch.logsumexp(e, 1).sum()
+    want_v, (want_g, _) = _eager_grads(lambda W, i: f(W, i.detach()), W, i.to(torch.float64))
+    got = tracejit.grad(f)(W, i)
+    torch.testing.assert_close(got, want_g, **TOL["float64"])
+
+
+def test_torch_autograd_route_on_cuda_matches_eager():
+    """loss.backward() through a compiled function of CUDA tensors that require grad."""
+    g = torch.Generator().manual_seed(2)
+    lin = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Tanh(),
+                              torch.nn.Linear(64, 8)).double().to(DEV)
+    ref = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Tanh(),
+                              torch.nn.Linear(64, 8)).double().to(DEV)
+    ref.load_state_dict(lin.state_dict())
+    x = torch.randn(32, 64, generator=g, dtype=torch.float64).to(DEV)
+    t = torch.randint(0, 8, (32,), generator=g).to(DEV)
+    f = tracejit.compile(lambda x, t: torch.nn.functional.cross_entropy(lin(x), t))
+    for step in range(3):   # the trace, then replays; gradients accumulate as in eager
+        loss = f(x, t)
+        loss.backward()
+        want = torch.nn.functional.cross_entropy(ref(x), t)
+        want.backward()
+        torch.testing.assert_close(loss, want, **TOL["float64"])
+        for p, q in zip(lin.parameters(), ref.parameters()):
+            assert p.grad.device == DEV
+            torch.testing.assert_close(p.grad, q.grad, **TOL["float64"])
+
+
+def test_torch_autograd_route_with_a_cotangent_and_two_outputs_on_cuda():
+    a = torch.rand(5, 7, dtype=torch.float64, device=DEV, requires_grad=True)
+    b = torch.rand(5, 7, dtype=torch.float64, device=DEV, requires_grad=True)
+    fn = lambda a, b: (torch.sin(a) * b, (a * b).sum(1))
+    u, v = tracejit.compile(fn)(a, b)
+    ct = torch.rand(5, 7, dtype=torch.float64, device=DEV)
+    ga, gb = torch.autograd.grad((u * ct).sum() + v.sum() * 3, (a, b))
+    a2, b2 = a.detach().requires_grad_(), b.detach().requires_grad_()
+    u2, v2 = fn(a2, b2)
+    wa, wb = torch.autograd.grad((u2 * ct).sum() + v2.sum() * 3, (a2, b2))
+    torch.testing.assert_close(ga, wa, **TOL["float64"])
+    torch.testing.assert_close(gb, wb, **TOL["float64"])
