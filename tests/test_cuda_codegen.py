@@ -175,6 +175,14 @@ def test_gathers_compile(dtype):
     compile_all(prog)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tiled_matmul_compiles(dtype):
+    prog = tracejit.compile(lambda a, b, c: (a @ b, np.tanh(c @ b[0]), a[0] @ b[0][:, :1]))._cuda_source(
+        example(dtype, (3, 40, 70)), example(dtype, (3, 70, 33)), example(dtype, (17, 70)))
+    assert prog["source"].count("as_[ty][tx] =") == 2   # the matrix-vector product: a sum
+    compile_all(prog)
+
+
 def test_programs_without_gathers_have_no_error_record():
     assert tracejit.compile(lambda a: a.sum())._cuda_source(example("float32"))["err_off"] == -1
 

@@ -18,8 +18,10 @@
  * folding a fixed chunk, the chunks' totals prefixed in order by one thread, then each
  * chunk rescanned from its prefix: deterministic (the grouping depends on the length
  * alone), within rounding of the CPU's order.
- * A matrix product (lowering's contraction group) is such a sum, of products: correct,
- * far from cuBLAS's speed (not wired yet). What it does not compile is a TJ_ERR_VALUE
+ * A matrix product (lowering's contraction group) of at least a tile's rows and columns
+ * is a shared-memory tiled kernel (each output's products summed in order); a
+ * matrix-vector product or a dot is a sum of products (the reduction's kernel). cuBLAS
+ * is not wired yet. What it does not compile is a TJ_ERR_VALUE
  * naming the op, never a wrong kernel. Launch geometry is decided here until lowering
  * has a GPU strategy (ir.h's tj_loop is the CPU's). */
 #include "emit/emit.h"
@@ -464,6 +466,68 @@ static void emit_scan(sbuf *b, const tj_graph *g, const tj_group *gr, int gi, tj
     *L = (tj_cuda_launch){gi, 0, rows < TJ_CU_MAX_GRID ? rows : TJ_CU_MAX_GRID, TJ_CU_THREADS};
 }
 
+/* ---- matrix products ---------------------------------------------------------------- */
+
+#define TJ_CU_TILE 16   /* a matrix product's output tile: TILE x TILE threads, one element each */
+
+/* Whether contraction group gr is emitted as a tiled product (emit_matmul): float
+ * factors and at least a tile's rows and columns; a matrix-vector product or a dot
+ * keeps the reduction's kernel (one block per output, a tree over K). */
+static int tiled(const tj_group *gr) {
+    return gr->contract == TJ_CONTRACT_F && gr->mm_m >= 0 && gr->mm_n >= 0 &&
+           gr->shape[gr->mm_m] >= TJ_CU_TILE && gr->shape[gr->mm_n] >= TJ_CU_TILE;
+}
+
+/* A float contraction group (lowering's GEMM form: rows mm_m, columns mm_n, K the last
+ * dim, the others batch dims) as shared-memory tiles: each thread sums its output's K
+ * products in order, in the sum's accumulation dtype (products rounded in the factors'
+ * dtype, as the reduction's kernel does): deterministic, no atomics. The fallback
+ * when cuBLAS is not wired (not yet). */
+static void emit_matmul(sbuf *b, const tj_graph *g, const tj_group *gr, int gi, tj_cuda_launch *L) {
+    const tj_loop *q = &gr->loop;
+    const tj_node *r = &g->nodes[gr->red];
+    const int D = q->D, mm = gr->mm_m, nn = gr->mm_n, la = gr->mm_a, lb = gr->mm_b, t = TJ_CU_TILE;
+    const char *T = ctype(g->nodes[r->in[0]].dtype);
+    const char *A = ctype(tj_red_acc_dtype(r->op, g->nodes[r->in[0]].dtype));
+    int bd[TJ_MAXDIM], nb = 0;
+    int64_t B = 1, M = q->shape[mm], N = q->shape[nn], K = q->shape[D - 1];
+    for (int d = 0; d < D - 1; d++)
+        if (d != mm && d != nn) { bd[nb++] = d; B *= q->shape[d]; }
+    const int64_t TM = (M + t - 1) / t, TN = (N + t - 1) / t, blocks = B * TM * TN;
+    char name[32];
+    snprintf(name, sizeof name, "tj_g%d", gi);
+    put_prologue(b, g, gr, name);
+    for (int d = 0; d < D; d++) tj_emit_out_stride(b, gr, 0, d);
+    put(b, "    __shared__ %s as_[%d][%d];\n    __shared__ %s bs_[%d][%d];\n", T, t, t + 1, T, t, t + 1);
+    put(b, "    const int ty = threadIdx.x / %d, tx = threadIdx.x %% %d;\n", t, t);
+    put(b, "    for (long long blk = blockIdx.x; blk < %lldLL; blk += gridDim.x) {\n", (long long)blocks);
+    put(b, "        const long long tn_ = blk %% %lldLL, tm_ = blk / %lldLL %% %lldLL, bb_ = blk / %lldLL;\n",
+        (long long)TN, (long long)TN, (long long)TM, (long long)(TN * TM));
+    put_unravel(b, q, bd, nb, "bb_", 8);
+    put(b, "        const char *pa = bl%d, *pb = bl%d;\n        char *po = P[%d];\n", la, lb,
+        (int)gr->outs[0].slot);
+    for (int k = 0; k < nb; k++)
+        put(b, "        pa += i%d * l%d_%d; pb += i%d * l%d_%d; po += i%d * o0_%d;\n", bd[k], la,
+            bd[k], bd[k], lb, bd[k], bd[k], bd[k]);
+    put(b, "        const long long m = tm_ * %d + ty, n = tn_ * %d + tx;\n", t, t);
+    put(b, "        %s acc_ = (%s)0;\n", A, A);
+    put(b, "        for (long long k0 = 0; k0 < %lldLL; k0 += %d) {\n", (long long)K, t);
+    put(b, "            const long long am = tm_ * %d + ty, ak = k0 + tx, bk = k0 + ty, bn = tn_ * %d + tx;\n", t, t);
+    put(b, "            as_[ty][tx] = am < %lldLL && ak < %lldLL ? *(const %s *)(pa + am * l%d_%d + ak * l%d_%d) : (%s)0;\n",
+        (long long)M, (long long)K, T, la, mm, la, D - 1, T);
+    put(b, "            bs_[ty][tx] = bk < %lldLL && bn < %lldLL ? *(const %s *)(pb + bk * l%d_%d + bn * l%d_%d) : (%s)0;\n",
+        (long long)K, (long long)N, T, lb, D - 1, lb, nn, T);
+    put(b, "            __syncthreads();\n");
+    put(b, "            const int kn = %lldLL - k0 < %d ? (int)(%lldLL - k0) : %d;\n", (long long)K, t,
+        (long long)K, t);
+    put(b, "            for (int kk = 0; kk < kn; kk++) acc_ = acc_ + (%s)(%s)(as_[ty][kk] * bs_[kk][tx]);\n", A, T);
+    put(b, "            __syncthreads();\n        }\n");
+    put(b, "        if (m < %lldLL && n < %lldLL) *(%s *)(po + m * o0_%d + n * o0_%d) = (%s)acc_;\n",
+        (long long)M, (long long)N, ctype(r->dtype), mm, nn, ctype(r->dtype));
+    put(b, "    }\n}\n");
+    *L = (tj_cuda_launch){gi, 0, blocks < TJ_CU_MAX_GRID ? blocks : TJ_CU_MAX_GRID, t * t};
+}
+
 /* NULL when the CUDA backend compiles group gr, else what it does not compile yet. */
 static const char *unsupported(const tj_graph *g, const tj_group *gr) {
     for (int k = 0; k < gr->n_nodes; k++) {
@@ -548,7 +612,9 @@ int tj_emit_cuda_source(const tj_graph *g, const tj_schedule *s, tj_cuda_program
         }
         for (int l = 0; l < gr->n_leaves; l++)
             if (leaf_kind(g, &gr->leaves[l]) == LEAF_VALUE) out->by_value[gr->leaves[l].slot] = 1;
-        if (gr->red >= 0 && tj_ops[g->nodes[gr->red].op].kind == TJ_K_SCAN)
+        if (tiled(gr))
+            emit_matmul(b, g, gr, gi, &out->launches[out->n_launches++]);
+        else if (gr->red >= 0 && tj_ops[g->nodes[gr->red].op].kind == TJ_K_SCAN)
             emit_scan(b, g, gr, gi, &out->launches[out->n_launches++]);
         else if (gr->red >= 0) emit_reduction(b, g, gr, gi, &work, out->launches, &out->n_launches);
         else emit_elementwise(b, g, gr, gi, &out->launches[out->n_launches++]);
