@@ -282,3 +282,44 @@ def test_tiled_matmul_matches_numpy(name, dtype):
     got = check(fn, *args)
     same_on_any_grid(fn, *args)
     assert got[0].dtype == dtype
+
+
+# ---- user code: small NumPy programs built of these pieces -------------------------
+
+def _kmeans_step(X, C):
+    d2 = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+    labels = np.argmin(d2, axis=1)
+    onehot = (labels[:, None] == np.arange(C.shape[0])).astype(X.dtype)
+    return labels, (onehot.T @ X) / np.maximum(onehot.sum(0), 1)[:, None]
+
+
+def _bag_of_embeddings(E, tok, W, b, y):
+    logits = E[tok].mean(axis=1) @ W + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True), np.argmax(logits, 1), (np.argmax(logits, 1) == y).mean()
+
+
+def _wealth(r):
+    w = np.cumprod(1 + r, axis=0)
+    return w, w[-1] / w[0]
+
+
+def _cumtrapz(y, dx):
+    return np.concatenate([np.zeros(1), np.cumsum((y[1:] + y[:-1]) / 2 * dx)])
+
+
+def _viterbi_step(scores, trans, emit):
+    s = scores[:, None] + trans
+    return s.max(axis=0) + emit, s.argmax(axis=0)
+
+
+def test_user_programs_match_numpy():
+    rng = np.random.default_rng(0)
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)
+    check(_kmeans_step, rng.standard_normal((500, 3)), rng.standard_normal((4, 3)))
+    check(_bag_of_embeddings, f32(100, 16), rng.integers(0, 100, (32, 7)), f32(16, 20),
+          np.zeros(20, np.float32), rng.integers(0, 20, 32))
+    check(_wealth, rng.standard_normal((300, 5)) * 0.01)
+    check(_cumtrapz, np.sin(np.linspace(0, 3, 1000)), 0.003)
+    check(_viterbi_step, rng.standard_normal(40), rng.standard_normal((40, 40)),
+          rng.standard_normal(40), exact=True)
