@@ -323,3 +323,19 @@ def test_user_programs_match_numpy():
     check(_cumtrapz, np.sin(np.linspace(0, 3, 1000)), 0.003)
     check(_viterbi_step, rng.standard_normal(40), rng.standard_normal((40, 40)),
           rng.standard_normal(40), exact=True)
+
+
+def test_edge_cases_match_numpy():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((9, 7))
+    check(lambda a, i: a[i] * 1, a, np.array(3), exact=True)                 # a 0-d index
+    check(lambda a, i: a[i] * 1, a, np.zeros(0, np.int64), exact=True)       # no index
+    check(lambda a, i: a[:, i] * 1, np.zeros((0, 7)), np.array([1, 2]), exact=True)
+    check(lambda a: (np.cumsum(a, axis=1), np.cumsum(a, axis=0), np.argmax(a, axis=1)),
+          np.zeros((0, 7)), exact=True)                                       # zero-size
+    check(lambda a: np.cumsum(a), a, exact=True)                              # flattened
+    check(lambda a: np.argmax(a, axis=1), rng.standard_normal((3, 4000, 5)), exact=True)
+    check(lambda a, i: np.cumsum(a[i], axis=0), a, rng.integers(0, 9, 400))  # gather, then scan
+    check(lambda a: np.cumsum(a, axis=0, dtype=np.uint8),                    # wraps as NumPy's
+          rng.integers(0, 255, (600,)).astype(np.uint8), exact=True)
+    check(lambda a: np.argmin(a, axis=0), np.zeros((9000, 2), np.int32), exact=True)   # all ties
