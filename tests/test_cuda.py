@@ -519,3 +519,34 @@ def test_torch_autograd_route_with_a_cotangent_and_two_outputs_on_cuda():
     wa, wb = torch.autograd.grad((u2 * ct).sum() + v2.sum() * 3, (a2, b2))
     torch.testing.assert_close(ga, wa, **TOL["float64"])
     torch.testing.assert_close(gb, wb, **TOL["float64"])
+
+
+# ---- matrix products: cuBLAS when it loads, the tiled kernel otherwise -----------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_products_match_torch_through_cublas_or_the_kernel(dtype):
+    g = torch.Generator().manual_seed(3)
+    dt = getattr(torch, dtype)
+    a = torch.randn(3, 64, 96, generator=g, dtype=dt).to(DEV)
+    b = torch.randn(96, 80, generator=g, dtype=dt).to(DEV)
+    fn = lambda a, b: (a @ b, torch.tanh(a[0] @ b) @ b.T, a[1].T @ a[2])
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else TOL["float64"]
+    torch.backends.cuda.matmul.allow_tf32 = False   # eager in full float32, as ours
+    f = tracejit.compile(fn)
+    for _ in range(2):
+        for x, y in zip(f(a, b), fn(a, b)):
+            torch.testing.assert_close(x, y, **tol)
+
+
+def test_products_without_cublas_run_the_tiled_kernel(tmp_path):
+    """TRACEJIT_CUBLAS=0: cuBLAS is not opened, the program's kernel gives the product."""
+    import subprocess
+    import sys
+    code = ("import torch, tracejit\nfrom tracejit import _C\n"
+            "assert _C._cublas() == (None, 'TRACEJIT_CUBLAS=0')\n"
+            "a = torch.randn(50, 70, dtype=torch.float64, device='cuda')\n"
+            "b = torch.randn(70, 40, dtype=torch.float64, device='cuda')\n"
+            "torch.testing.assert_close(tracejit.compile(lambda a, b: a @ b)(a, b), a @ b)\n")
+    env = dict(__import__("os").environ, TRACEJIT_CUBLAS="0")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

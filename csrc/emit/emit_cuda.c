@@ -474,16 +474,33 @@ static void emit_scan(sbuf *b, const tj_graph *g, const tj_group *gr, int gi, tj
  * factors and at least a tile's rows and columns; a matrix-vector product or a dot
  * keeps the reduction's kernel (one block per output, a tree over K). */
 static int tiled(const tj_group *gr) {
-    return gr->contract == TJ_CONTRACT_F && gr->mm_m >= 0 && gr->mm_n >= 0 &&
+    return gr->contract == TJ_CONTRACT_F && gr->mm_m >= 0 && gr->mm_n >= 0 && gr->cat < 0 &&
            gr->shape[gr->mm_m] >= TJ_CU_TILE && gr->shape[gr->mm_n] >= TJ_CU_TILE;
 }
 
 /* A float contraction group (lowering's GEMM form: rows mm_m, columns mm_n, K the last
  * dim, the others batch dims) as shared-memory tiles: each thread sums its output's K
  * products in order, in the sum's accumulation dtype (products rounded in the factors'
- * dtype, as the reduction's kernel does): deterministic, no atomics. The fallback
- * when cuBLAS is not wired (not yet). */
-static void emit_matmul(sbuf *b, const tj_graph *g, const tj_group *gr, int gi, tj_cuda_launch *L) {
+ * dtype, as the reduction's kernel does): deterministic, no atomics. With one batch
+ * dim at most, the product is also described for cuBLAS (*gm; the runtime uses it when
+ * cuBLAS loads and the call's strides map, else this kernel). */
+static void gemm_operand(tj_gemm_operand *x, const tj_leaf *lf, int slot, const int *dims) {
+    memset(x, 0, sizeof *x);
+    x->slot = slot;
+    if (lf) {
+        x->flat = lf->flat;
+        memcpy(x->off, lf->off, sizeof x->off);
+    }
+    for (int r = 0; r < 3; r++) {
+        x->map[r] = -1;
+        if (dims[r] < 0) continue;
+        x->map[r] = lf ? lf->map[dims[r]] : -1;
+        x->step[r] = lf ? lf->step[dims[r]] : 1;
+    }
+}
+
+static void emit_matmul(sbuf *b, const tj_graph *g, const tj_group *gr, int gi, tj_cuda_launch *L,
+                        tj_cuda_gemm *gm) {
     const tj_loop *q = &gr->loop;
     const tj_node *r = &g->nodes[gr->red];
     const int D = q->D, mm = gr->mm_m, nn = gr->mm_n, la = gr->mm_a, lb = gr->mm_b, t = TJ_CU_TILE;
@@ -525,7 +542,19 @@ static void emit_matmul(sbuf *b, const tj_graph *g, const tj_group *gr, int gi, 
     put(b, "        if (m < %lldLL && n < %lldLL) *(%s *)(po + m * o0_%d + n * o0_%d) = (%s)acc_;\n",
         (long long)M, (long long)N, ctype(r->dtype), mm, nn, ctype(r->dtype));
     put(b, "    }\n}\n");
-    *L = (tj_cuda_launch){gi, 0, blocks < TJ_CU_MAX_GRID ? blocks : TJ_CU_MAX_GRID, t * t};
+    *L = (tj_cuda_launch){gi, 0, blocks < TJ_CU_MAX_GRID ? blocks : TJ_CU_MAX_GRID, t * t, 0};
+    if (nb > 1 || !gm) return;
+    gm->dtype = g->nodes[r->in[0]].dtype;
+    gm->M = M; gm->N = N; gm->K = K; gm->batch = B;
+    const int bdim = nb ? bd[0] : -1;
+    int da[3] = {mm, D - 1, bdim}, db[3] = {D - 1, nn, bdim}, dc[3] = {mm, nn, bdim};
+    gemm_operand(&gm->a, &gr->leaves[la], gr->leaves[la].slot, da);
+    gemm_operand(&gm->b, &gr->leaves[lb], gr->leaves[lb].slot, db);
+    gemm_operand(&gm->c, NULL, gr->outs[0].slot, dc);
+    for (int k = 0; k < 3; k++)   /* the output's slot dims along its roles */
+        gm->c.map[k] = dc[k] >= 0 ? gr->outs[0].map[dc[k]] : -1;
+    gm->dtype = r->dtype == gm->dtype ? gm->dtype : -1;   /* (a product of another dtype: the kernel) */
+    L->gemm = gm->dtype >= 0 ? 1 : 0;
 }
 
 /* NULL when the CUDA backend compiles group gr, else what it does not compile yet. */
@@ -583,7 +612,8 @@ int tj_emit_cuda_source(const tj_graph *g, const tj_schedule *s, tj_cuda_program
     }
     out->launches = calloc((size_t)(2 * s->n_groups + 1), sizeof *out->launches);
     out->by_value = calloc((size_t)(s->n_slots + 1), 1);
-    if (!out->launches || !out->by_value) goto nomem;
+    out->gemms = calloc((size_t)(s->n_groups + 1), sizeof *out->gemms);
+    if (!out->launches || !out->by_value || !out->gemms) goto nomem;
     put(b, "/* tracejit CUDA kernels */\n#define TJ_ELEM_ONLY\n#include \"prims.c\"\n");
     /* the generated code declares a stride per dim whether or not a dim is read */
     put(b, "#pragma nv_diag_suppress 177\n#pragma nv_diag_suppress 550\n");
@@ -612,8 +642,11 @@ int tj_emit_cuda_source(const tj_graph *g, const tj_schedule *s, tj_cuda_program
         }
         for (int l = 0; l < gr->n_leaves; l++)
             if (leaf_kind(g, &gr->leaves[l]) == LEAF_VALUE) out->by_value[gr->leaves[l].slot] = 1;
-        if (tiled(gr))
-            emit_matmul(b, g, gr, gi, &out->launches[out->n_launches++]);
+        if (tiled(gr)) {
+            tj_cuda_launch *L = &out->launches[out->n_launches++];
+            emit_matmul(b, g, gr, gi, L, &out->gemms[out->n_gemms]);
+            if (L->gemm) L->gemm = ++out->n_gemms;
+        }
         else if (gr->red >= 0 && tj_ops[g->nodes[gr->red].op].kind == TJ_K_SCAN)
             emit_scan(b, g, gr, gi, &out->launches[out->n_launches++]);
         else if (gr->red >= 0) emit_reduction(b, g, gr, gi, &work, out->launches, &out->n_launches);
@@ -633,5 +666,6 @@ void tj_cuda_program_free(tj_cuda_program *p) {
     free(p->src.buf);
     free(p->launches);
     free(p->by_value);
+    free(p->gemms);
     memset(p, 0, sizeof *p);
 }
