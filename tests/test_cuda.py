@@ -531,7 +531,7 @@ def test_products_match_torch_through_cublas_or_the_kernel(dtype):
     b = torch.randn(96, 80, generator=g, dtype=dt).to(DEV)
     fn = lambda a, b: (a @ b, torch.tanh(a[0] @ b) @ b.T, a[1].T @ a[2])
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else TOL["float64"]
-    torch.backends.cuda.matmul.allow_tf32 = False   # eager in full float32, as ours
+    assert not torch.backends.cuda.matmul.allow_tf32   # eager in full float32, as ours
     f = tracejit.compile(fn)
     for _ in range(2):
         for x, y in zip(f(a, b), fn(a, b)):
