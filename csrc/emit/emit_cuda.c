@@ -470,12 +470,17 @@ static void emit_scan(sbuf *b, const tj_graph *g, const tj_group *gr, int gi, tj
 
 #define TJ_CU_TILE 16   /* a matrix product's output tile: TILE x TILE threads, one element each */
 
-/* Whether contraction group gr is emitted as a tiled product (emit_matmul): float
- * factors and at least a tile's rows and columns; a matrix-vector product or a dot
- * keeps the reduction's kernel (one block per output, a tree over K). */
-static int tiled(const tj_group *gr) {
-    return gr->contract == TJ_CONTRACT_F && gr->mm_m >= 0 && gr->mm_n >= 0 && gr->cat < 0 &&
-           gr->shape[gr->mm_m] >= TJ_CU_TILE && gr->shape[gr->mm_n] >= TJ_CU_TILE;
+/* Whether contraction group gr is emitted as a tiled product (emit_matmul): float32 or
+ * float64 factors read from memory (not an IOTA's indices) and at least a tile's rows
+ * and columns; a matrix-vector product or a dot keeps the reduction's kernel (one
+ * block per output, a tree over K). */
+static int tiled(const tj_graph *g, const tj_group *gr) {
+    int dt = gr->red >= 0 ? g->nodes[g->nodes[gr->red].in[0]].dtype : -1;
+    return gr->contract == TJ_CONTRACT_F && (dt == TJ_F32 || dt == TJ_F64) &&
+           gr->mm_m >= 0 && gr->mm_n >= 0 && gr->cat < 0 &&
+           gr->shape[gr->mm_m] >= TJ_CU_TILE && gr->shape[gr->mm_n] >= TJ_CU_TILE &&
+           leaf_kind(g, &gr->leaves[gr->mm_a]) == LEAF_MEM && gr->leaves[gr->mm_a].slot >= 0 &&
+           leaf_kind(g, &gr->leaves[gr->mm_b]) == LEAF_MEM && gr->leaves[gr->mm_b].slot >= 0;
 }
 
 /* A float contraction group (lowering's GEMM form: rows mm_m, columns mm_n, K the last
@@ -642,7 +647,7 @@ int tj_emit_cuda_source(const tj_graph *g, const tj_schedule *s, tj_cuda_program
         }
         for (int l = 0; l < gr->n_leaves; l++)
             if (leaf_kind(g, &gr->leaves[l]) == LEAF_VALUE) out->by_value[gr->leaves[l].slot] = 1;
-        if (tiled(gr)) {
+        if (tiled(g, gr)) {
             tj_cuda_launch *L = &out->launches[out->n_launches++];
             emit_matmul(b, g, gr, gi, L, &out->gemms[out->n_gemms]);
             if (L->gemm) L->gemm = ++out->n_gemms;
