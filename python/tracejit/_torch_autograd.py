@@ -43,7 +43,8 @@ and backward run with grad mode off, so they are read in place (no detach, no co
 Backward is not itself differentiable (create_graph=True raises RuntimeError). CUDA
 tensors take the same route: the compiled pieces are CUDA plans on torch's current stream
 (a cotangent that is not exactly 1 on the CPU scales the gradients with one torch
-multiply); tensors on other devices (meta, MPS) are refused. torch is imported lazily: importing tracejit never imports it.
+multiply); tensors on other devices (meta, MPS) are refused. torch is imported lazily:
+importing tracejit never imports it.
 """
 import numpy as np
 
