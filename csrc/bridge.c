@@ -178,11 +178,13 @@ PyObject *tj_py_test_mark_effect(PyObject *m, PyObject *name) {
 }
 
 /* tj_emit_cuda_source's program as a dict (the CUDA backend's tests and its launch
- * table): source, kernels [(name, grid, block)], n_slots, nd, param_bytes, work_bytes,
+ * table): source, kernels [(name, grid, block, gemm: an index in gemms or -1)], gemms
+ * (the products cuBLAS may run, for _cublas_resolve), n_slots, nd, param_bytes, work_bytes,
  * by_value (slots passed by value), leaf_slots [(kind, index, dtype)] (a capture's
  * index into the "captures" list tj_compile_cuda_source adds), scratch
  * [(slot, dtype, shape, byte offset)], scratch_bytes, outputs [(slot, dtype, shape)],
- * out_slot_of. A group it does not compile raises st's TraceError naming the op. New
+ * out_slot_of, err_off (the gathers' error record's offset in the workspace, or -1).
+ * A group it does not compile raises st's TraceError naming the op. New
  * reference; NULL + exception. */
 PyObject *tj_emit_cuda(tj_state *st, const tj_graph *g, const tj_schedule *s) {
     static const char *kinds[] = {"arg", "capture", "const", "key"};
@@ -198,8 +200,8 @@ PyObject *tj_emit_cuda(tj_state *st, const tj_graph *g, const tj_schedule *s) {
     int ok = d && ks && bv && ls && sc && os && of;
     for (int i = 0; ok && i < p.n_launches; i++) {
         v = PyUnicode_FromFormat(p.launches[i].fin ? "tj_g%d_fin" : "tj_g%d", p.launches[i].group);
-        PyObject *k = v ? Py_BuildValue("(OLi)", v, (long long)p.launches[i].grid,
-                                        p.launches[i].block) : NULL;
+        PyObject *k = v ? Py_BuildValue("(OLii)", v, (long long)p.launches[i].grid,
+                                        p.launches[i].block, p.launches[i].gemm - 1) : NULL;
         Py_CLEAR(v);
         ok = k && PyList_Append(ks, k) == 0;
         Py_XDECREF(k);
@@ -229,6 +231,36 @@ PyObject *tj_emit_cuda(tj_state *st, const tj_graph *g, const tj_schedule *s) {
         ok = k && PyList_Append(i < s->first_out ? sc : os, k) == 0;
         Py_XDECREF(k);
     }
+    PyObject *gm = ok ? PyList_New(0) : NULL;
+    ok = gm != NULL;
+    for (int i = 0; ok && i < p.n_gemms; i++) {   /* as _cublas_resolve reads them */
+        const tj_cuda_gemm *x = &p.gemms[i];
+        const tj_gemm_operand *o[3] = {&x->a, &x->b, &x->c};
+        PyObject *t = PyTuple_New(8);
+        ok = t != NULL;
+        if (ok) {
+            PyTuple_SET_ITEM(t, 0, PyLong_FromLong(x->dtype));
+            PyTuple_SET_ITEM(t, 1, PyLong_FromLongLong(x->M));
+            PyTuple_SET_ITEM(t, 2, PyLong_FromLongLong(x->N));
+            PyTuple_SET_ITEM(t, 3, PyLong_FromLongLong(x->K));
+            PyTuple_SET_ITEM(t, 4, PyLong_FromLongLong(x->batch));
+        }
+        for (int j = 0; ok && j < 3; j++) {
+            PyObject *off = PyTuple_New(TJ_MAXDIM);
+            for (int k = 0; off && k < TJ_MAXDIM; k++)
+                PyTuple_SET_ITEM(off, k, PyLong_FromLongLong(o[j]->off[k]));
+            PyObject *op = off ? Py_BuildValue("(iiN(iii)(LLL))", o[j]->slot, o[j]->flat, off,
+                                               o[j]->map[0], o[j]->map[1], o[j]->map[2],
+                                               (long long)o[j]->step[0], (long long)o[j]->step[1],
+                                               (long long)o[j]->step[2]) : NULL;
+            ok = op != NULL;
+            if (ok) PyTuple_SET_ITEM(t, 5 + j, op);
+        }
+        ok = ok && !PyErr_Occurred() && PyList_Append(gm, t) == 0;
+        Py_XDECREF(t);
+    }
+    ok = ok && PyDict_SetItemString(d, "gemms", gm) == 0;
+    Py_XDECREF(gm);
     for (int i = 0; ok && i < g->n_out; i++) {
         PyObject *k = PyLong_FromLong(s->out_slot_of[i]);
         ok = k && PyList_Append(of, k) == 0;
@@ -242,10 +274,11 @@ PyObject *tj_emit_cuda(tj_state *st, const tj_graph *g, const tj_schedule *s) {
          PyDict_SetItemString(d, "scratch", sc) == 0 &&
          PyDict_SetItemString(d, "outputs", os) == 0 &&
          PyDict_SetItemString(d, "out_slot_of", of) == 0;
-    const char *names[] = {"n_slots", "nd", "param_bytes", "work_bytes", "scratch_bytes"};
+    const char *names[] = {"n_slots", "nd", "param_bytes", "work_bytes", "scratch_bytes",
+                           "err_off"};
     long long vals[] = {p.n_slots, p.nd, (long long)p.param_bytes, (long long)p.work_bytes,
-                        (long long)s->scratch_bytes};
-    for (int i = 0; ok && i < 5; i++) {
+                        (long long)s->scratch_bytes, (long long)p.err_off};
+    for (int i = 0; ok && i < 6; i++) {
         PyObject *k = PyLong_FromLongLong(vals[i]);
         ok = k && PyDict_SetItemString(d, names[i], k) == 0;
         Py_XDECREF(k);

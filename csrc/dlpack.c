@@ -279,7 +279,7 @@ int tj_dl_torch_view(tj_state *st, PyObject *o, tj_dlview *v, const char **why) 
 }
 
 /* A torch tensor for _torch_autograd's scan (csrc/ad/torch_route.c): 1 a float32 or
- * float64 CPU tensor that requires grad, 2 one on another device, 0 any other;
+ * float64 CPU or CUDA tensor that requires grad, 2 one on another device, 0 any other;
  * -1 + exception. */
 int tj_dl_grad_leaf(tj_state *st, PyObject *o) {
     PyObject *rg = st->requires_grad_get(o, st->requires_grad_closure);
@@ -290,13 +290,15 @@ int tj_dl_grad_leaf(tj_state *st, PyObject *o) {
     if (st->torch_api->dltensor_from_py(o, &t) == 0) {
         int dt = dtype_of(t.dtype);
         if (dt != TJ_F32 && dt != TJ_F64) return 0;
-        return t.device.device_type == kDLCPU ? 1 : 2;
+        return t.device.device_type == kDLCPU || t.device.device_type == kDLCUDA ? 1 : 2;
     }
     PyErr_Clear();   /* a layout DLPack cannot describe: its attributes decide */
     PyObject *dt = PyObject_GetAttrString(o, "dtype");
     PyObject *cpu = dt ? PyObject_GetAttrString(o, "is_cpu") : NULL;
-    int r = !cpu ? -1 : dt != st->torch_dtypes[TJ_F32] && dt != st->torch_dtypes[TJ_F64] ? 0
-                      : cpu == Py_True ? 1 : 2;
+    PyObject *cuda = cpu ? PyObject_GetAttrString(o, "is_cuda") : NULL;
+    int r = !cuda ? -1 : dt != st->torch_dtypes[TJ_F32] && dt != st->torch_dtypes[TJ_F64] ? 0
+                       : cpu == Py_True || cuda == Py_True ? 1 : 2;
+    Py_XDECREF(cuda);
     Py_XDECREF(dt);
     Py_XDECREF(cpu);
     return r;

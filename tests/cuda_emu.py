@@ -33,6 +33,13 @@ static void tj_emu_sync(void);
 #define __syncthreads() tj_emu_sync()
 static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
 static inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
+/* one fiber at a time: a compare-and-swap is a plain one */
+static inline unsigned long long atomicCAS(unsigned long long *p, unsigned long long cmp,
+                                           unsigned long long val) {
+    unsigned long long old = *p;
+    if (old == cmp) *p = val;
+    return old;
+}
 #define __CUDACC_RTC__ 1
 """
 
@@ -98,9 +105,53 @@ def compiler():
     return shutil.which(os.environ.get("CXX", "g++"))
 
 
-def run(fn, *args):
-    """fn's CUDA program run on NumPy arrays and Python numbers (the arguments, in order,
-    no pytrees); its results as NumPy arrays."""
+def colmajor_gemm(ta, tb, m, n, k, X, ldx, Y, ldy, C, ldc):
+    """C = op(X) op(Y) on flat NumPy buffers, with cuBLAS's column-major indexing."""
+    i, p, j = np.arange(m)[:, None], np.arange(k)[None, :], np.arange(n)[None, :]
+    opx = X[p + i * ldx] if ta else X[i + p * ldx]
+    pk = np.arange(k)[:, None]
+    opy = Y[j + pk * ldy] if tb else Y[pk + j * ldy]
+    out = opx @ opy
+    for jj in range(n):
+        C[np.arange(m) + jj * ldc] = out[:, jj]
+
+
+CUBLAS_CALLS = [0]   # products computed as cuBLAS would (the tests check it ran)
+
+
+def _cublas_gemm(prog, gemm, params):
+    """A product as the runtime hands it to cuBLAS (_C._cublas_resolve), computed here
+    on the same memory; False when cuBLAS could not take it (the kernel runs)."""
+    from tracejit import _C
+    desc = prog["gemms"][gemm]
+    r = _C._cublas_resolve(desc, params, prog["n_slots"], prog["nd"])
+    if r is None:
+        return False
+    ptrs, strides, (ta, tb, m, n, k, lda, ldb, ldc, swap) = r
+    ctype = ctypes.c_double if desc[0] == 10 else ctypes.c_float
+    dtype = np.float64 if ctype is ctypes.c_double else np.float32
+
+    def flat(ptr, count):
+        return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctype)), (max(count, 1),))
+    x, y = (1, 0) if swap else (0, 1)
+    for bi in range(desc[4]):
+        ext = [1 + (m - 1 + (k - 1) * lda if not ta else k - 1 + (m - 1) * lda),
+               1 + (k - 1 + (n - 1) * ldb if not tb else n - 1 + (k - 1) * ldb)]
+        X = flat(ptrs[x] + bi * strides[x][2] * np.dtype(dtype).itemsize, ext[0])
+        Y = flat(ptrs[y] + bi * strides[y][2] * np.dtype(dtype).itemsize, ext[1])
+        C = flat(ptrs[2] + bi * strides[2][2] * np.dtype(dtype).itemsize, m + (n - 1) * ldc)
+        colmajor_gemm(ta, tb, m, n, k, X, lda, Y, ldb, C, ldc)
+    CUBLAS_CALLS[0] += 1
+    return True
+
+
+def run(fn, *args, max_grid=None, cublas=False):
+    """fn's CUDA program run on NumPy arrays, torch CPU tensors and Python numbers (the
+    arguments, in order, no pytrees); its results as NumPy arrays. A gather's index out of bounds raises the
+    IndexError the runtime raises from the program's error record. max_grid: the blocks
+    a launch runs at most (default MAX_GRID). cublas: a product the runtime would hand
+    to cuBLAS is computed as cuBLAS would from what the runtime passes it (the tiled
+    kernel otherwise)."""
     prog = tracejit.compile(fn)._cuda_source(*args)
     with tempfile.TemporaryDirectory() as d:
         src, lib = os.path.join(d, "k.cpp"), os.path.join(d, "k.so")
@@ -118,10 +169,12 @@ def run(fn, *args):
                 continue
             assert kind in ("arg", "capture"), kind
             a = args[index] if kind == "arg" else prog["captures"][index]
+            if type(a).__module__ == "torch":   # a torch CPU tensor: its memory as NumPy's
+                a = a.numpy()
             if isinstance(a, np.ndarray):
                 keep.append(a)
                 P[slot] = a.ctypes.data
-                for k in range(a.ndim):
+                for k in range(min(a.ndim, nd)):   # (a flat read needs none: nd may be less)
                     S[slot][k] = a.strides[k]
             else:
                 P[slot] = struct.unpack("Q", struct.pack(PACK[dtype], a))[0]
@@ -141,12 +194,19 @@ def run(fn, *args):
         params = struct.pack(f"{n}Q{n * nd}qQ", *P, *[s for row in S for s in row],
                              work.ctypes.data)
         assert len(params) == prog["param_bytes"]
-        for name, grid, block in prog["kernels"]:
+        for name, grid, block, gemm in prog["kernels"]:
             if grid <= 0:
                 continue
+            if cublas and gemm >= 0 and _cublas_gemm(prog, gemm, params):
+                continue
             k = ctypes.cast(getattr(so, name), ctypes.c_void_p)
-            rc = so.tj_emu_run(k, ctypes.c_longlong(min(grid, MAX_GRID)), ctypes.c_int(block),
+            rc = so.tj_emu_run(k, ctypes.c_longlong(min(grid, max_grid or MAX_GRID)),
+                               ctypes.c_int(block),
                                ctypes.c_char_p(params))
             assert rc == 0
         del so
+        if prog["err_off"] >= 0:
+            flag, index, size, axis = work[prog["err_off"]:prog["err_off"] + 32].view(np.int64)
+            if flag:
+                raise IndexError(f"index {index} is out of bounds for axis {axis} with size {size}")
         return tuple(outs[slot] for slot in prog["out_slot_of"])

@@ -54,5 +54,5 @@ def run(fn, *args, stream=None):
     params = struct.pack(f"{n}Q{n * nd}qQ", *P, *[s for row in S for s in row], work.data_ptr())
     assert len(params) == prog["param_bytes"]
     s = stream if stream is not None else torch.cuda.current_stream(dev)
-    _C._cuda_run(dev.index or 0, image, prog["kernels"], params, s.cuda_stream)
+    _C._cuda_run(dev.index or 0, image, [k[:3] for k in prog["kernels"]], params, s.cuda_stream)
     return tuple(outs[slot] for slot in prog["out_slot_of"])

@@ -2,7 +2,9 @@
 through dlopen; compiled functions replay on torch CUDA tensors (results on the device,
 work on torch's current stream) and agree with torch CUDA eager; the generated kernels
 alone (tests/cuda_harness.py fills the parameter block as the runtime does) agree for
-every elementwise op of the table and every reduction; reductions are deterministic;
+every elementwise op of the table and every reduction; argmax/argmin, scans and
+gathers replay as torch eager computes them (an index out of bounds: IndexError);
+reductions, argmax and scans are deterministic;
 a busy stream orders correctly; failures are clear errors."""
 import numpy as np
 import pytest
@@ -294,9 +296,75 @@ def test_replay_reductions_are_deterministic():
         assert all(torch.equal(a, b) for a, b in zip(first, f(x)))
 
 
-def test_not_yet_on_cuda_is_a_trace_error():
-    with pytest.raises(tracejit.TraceError, match="CUDA backend does not compile RARGMAX"):
-        tracejit.compile(lambda a: a.argmax())(torch.ones(3, device=DEV))
+def replays_like_eager(fn, *args, exact=True):
+    """fn compiled on CUDA tensors, twice (the second call a replay), against eager."""
+    f = tracejit.compile(fn)
+    want = fn(*args)
+    want = want if isinstance(want, tuple) else (want,)
+    for _ in range(2):
+        got = f(*args)
+        got = got if isinstance(got, tuple) else (got,)
+        for g, w in zip(got, want):
+            assert g.device == w.device and g.dtype == w.dtype and g.shape == w.shape
+            if exact or not w.dtype.is_floating_point:
+                assert torch.equal(g, w), (g, w)
+            else:
+                torch.testing.assert_close(g, w, rtol=2e-5, atol=1e-5)
+    return f
+
+
+@pytest.mark.parametrize("shape", [(37, 11), (3, 20000), (20000, 3), (70000,)], ids=str)
+@pytest.mark.parametrize("dtype", ["int32", "float32", "float64", "bool"])
+def test_argmax_argmin_match_torch(shape, dtype):
+    x = example(dtype, shape) if dtype != "int32" else example(dtype, shape) % 4   # ties
+    fn = lambda a: (a.argmax(), a.argmin(), a.argmax(dim=0), a.argmin(dim=-1, keepdim=True))
+    if dtype == "bool":   # torch has no argmax of bool: as int8, the first True
+        fn = lambda a: (a.to(torch.int8).argmax(), a.to(torch.int8).argmin(dim=0))
+    replays_like_eager(fn, x)
+
+
+def test_argmax_nan_is_the_first():
+    x = example("float32", (4, 30000))
+    x[0, 9] = x[0, 20000] = float("nan")
+    x[3, :] = float("-inf")
+    replays_like_eager(lambda a: (a.argmax(dim=1), a.argmin(dim=1)), x)
+
+
+@pytest.mark.parametrize("shape, dim", [((37, 11), 0), ((37, 11), 1), ((3, 5000), 1),
+                                        ((5000, 3), 0)], ids=str)
+@pytest.mark.parametrize("dtype", ["int32", "int64", "float32", "float64"])
+def test_scans_match_torch(shape, dim, dtype):
+    x = example(dtype, shape, low=0.99, high=1.01)
+    replays_like_eager(lambda a: (torch.cumsum(a * 2, dim), torch.cumprod(a, dim)), x,
+                       exact=not dtype.startswith("float"))
+
+
+def test_scans_and_argmax_are_deterministic():
+    f = tracejit.compile(lambda a: (a.cumsum(1), a.argmax(1), a.cumsum(0)))
+    x = example("float32", (64, 1 << 15), low=-1, high=1)
+    first = f(x)
+    for _ in range(5):
+        assert all(torch.equal(a, b) for a, b in zip(first, f(x)))
+
+
+def test_gathers_match_torch():
+    w = example("float32", (1000, 64))
+    i = torch.randint(-1000, 1000, (32, 8), generator=torch.Generator().manual_seed(0)).to(DEV)
+    replays_like_eager(lambda w, i: w[i] * 2, w, i)
+    replays_like_eager(lambda w, i: torch.nn.functional.embedding(i.abs(), w).sum(1), w, i,
+                       exact=False)
+    replays_like_eager(lambda w, i: torch.index_select(w, 1, i[0] % 64), w, i)
+    replays_like_eager(lambda w, i: torch.gather(w, 1, i.abs()[:, :4] % 64), w[:32], i)
+
+
+def test_gather_out_of_bounds_is_an_index_error_and_the_next_call_works():
+    w = example("float32", (10, 4))
+    f = tracejit.compile(lambda w, i: w[i] + 1)
+    good = torch.tensor([0, -1, 9], device=DEV)
+    assert torch.equal(f(w, good), w[good] + 1)
+    with pytest.raises(IndexError, match="index 10 is out of bounds for axis 0 with size 10"):
+        f(w, torch.tensor([0, 10, 3], device=DEV))
+    assert torch.equal(f(w, good), w[good] + 1)
 
 
 def test_what_the_replay_reads_on_the_host_is_refused_on_cuda():
@@ -362,3 +430,123 @@ def test_captured_numpy_array_is_read_at_every_call():
     assert torch.equal(f(x).cpu(), torch.arange(4.0))
     CAPTURED_NP[:] = 7   # changed in place: the device copy follows
     assert torch.equal(f(x).cpu(), torch.full((4,), 7.0))
+
+
+# ---- autodiff on CUDA tensors: the gradient graph is an ordinary CUDA plan --------------
+
+def _logistic(w, X, y):
+    z = X @ w
+    return (torch.nn.functional.softplus(z) - y * z).mean()
+
+
+def _eager_grads(fn, *args):
+    leaves = [a.detach().clone().requires_grad_(True) for a in args]
+    out = fn(*leaves)
+    out.backward()
+    return out.detach(), [l.grad for l in leaves]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_value_and_grad_on_cuda_matches_torch_autograd(dtype):
+    g = torch.Generator().manual_seed(0)
+    dt = getattr(torch, dtype)
+    w = (torch.randn(20, generator=g, dtype=dt) * 0.1).to(DEV)
+    X = torch.randn(1000, 20, generator=g, dtype=dt).to(DEV)
+    y = (torch.rand(1000, generator=g) < 0.5).to(dt).to(DEV)
+    vg = tracejit.value_and_grad(_logistic)
+    want_v, (want_g, _, _) = _eager_grads(_logistic, w, X, y)
+    tol = TOL[dtype] if dtype == "float64" else dict(rtol=1e-5, atol=1e-6)
+    for _ in range(2):   # the trace, then a replay
+        v, gw = vg(w, X, y)
+        assert v.device == DEV and gw.device == DEV and gw.dtype == dt
+        torch.testing.assert_close(v, want_v, **tol)
+        torch.testing.assert_close(gw, want_g, **tol)
+    # the same numbers as the CPU's plan for the same inputs (within rounding of the
+    # reductions' order)
+    v_cpu, g_cpu = vg(w.cpu(), X.cpu(), y.cpu())
+    torch.testing.assert_close(gw.cpu(), g_cpu, **tol)
+
+
+def test_grad_through_gathers_scans_and_argmax_on_cuda():
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(50, 8, generator=g, dtype=torch.float64).to(DEV)
+    i = torch.randint(0, 50, (30,), generator=g).to(DEV)
+
+    def f(W, i):
+        e = W[i]                                   # a gather: its gradient scatters
+        c = torch.cumsum(torch.tanh(e), 1)         # a scan: its gradient is one reversed
+        k = e.argmax(1)                            # no gradient, but in the graph
+        return (c * k.to(c.dtype)[:, None]).sum() + torch.logsumexp(e, 1).sum()
+    Wl = W.detach().clone().requires_grad_(True)
+    f(Wl, i).backward()
+    for _ in range(2):
+        got = tracejit.grad(f)(W, i)
+        assert got.device == DEV
+        torch.testing.assert_close(got, Wl.grad, **TOL["float64"])
+
+
+def test_torch_autograd_route_on_cuda_matches_eager():
+    """loss.backward() through a compiled function of CUDA tensors that require grad."""
+    g = torch.Generator().manual_seed(2)
+    lin = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Tanh(),
+                              torch.nn.Linear(64, 8)).double().to(DEV)
+    ref = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Tanh(),
+                              torch.nn.Linear(64, 8)).double().to(DEV)
+    ref.load_state_dict(lin.state_dict())
+    x = torch.randn(32, 64, generator=g, dtype=torch.float64).to(DEV)
+    t = torch.randint(0, 8, (32,), generator=g).to(DEV)
+    f = tracejit.compile(lin)   # its parameters take part in torch.autograd
+    for step in range(3):   # the trace, then replays; gradients accumulate as in eager
+        loss = torch.nn.functional.cross_entropy(f(x), t)
+        loss.backward()
+        want = torch.nn.functional.cross_entropy(ref(x), t)
+        want.backward()
+        torch.testing.assert_close(loss, want, **TOL["float64"])
+        for p, q in zip(lin.parameters(), ref.parameters()):
+            assert p.grad.device == DEV
+            torch.testing.assert_close(p.grad, q.grad, **TOL["float64"])
+
+
+def test_torch_autograd_route_with_a_cotangent_and_two_outputs_on_cuda():
+    a = torch.rand(5, 7, dtype=torch.float64, device=DEV, requires_grad=True)
+    b = torch.rand(5, 7, dtype=torch.float64, device=DEV, requires_grad=True)
+    fn = lambda a, b: (torch.sin(a) * b, (a * b).sum(1))
+    u, v = tracejit.compile(fn)(a, b)
+    ct = torch.rand(5, 7, dtype=torch.float64, device=DEV)
+    ga, gb = torch.autograd.grad((u * ct).sum() + v.sum() * 3, (a, b))
+    a2, b2 = a.detach().requires_grad_(), b.detach().requires_grad_()
+    u2, v2 = fn(a2, b2)
+    wa, wb = torch.autograd.grad((u2 * ct).sum() + v2.sum() * 3, (a2, b2))
+    torch.testing.assert_close(ga, wa, **TOL["float64"])
+    torch.testing.assert_close(gb, wb, **TOL["float64"])
+
+
+# ---- matrix products: cuBLAS when it loads, the tiled kernel otherwise -----------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_products_match_torch_through_cublas_or_the_kernel(dtype):
+    g = torch.Generator().manual_seed(3)
+    dt = getattr(torch, dtype)
+    a = torch.randn(3, 64, 96, generator=g, dtype=dt).to(DEV)
+    b = torch.randn(96, 80, generator=g, dtype=dt).to(DEV)
+    fn = lambda a, b: (a @ b, torch.tanh(a[0] @ b) @ b.T, a[1].T @ a[2])
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else TOL["float64"]
+    assert not torch.backends.cuda.matmul.allow_tf32   # eager in full float32, as ours
+    f = tracejit.compile(fn)
+    for _ in range(2):
+        for x, y in zip(f(a, b), fn(a, b)):
+            torch.testing.assert_close(x, y, **tol)
+
+
+def test_products_without_cublas_run_the_tiled_kernel(tmp_path):
+    """TRACEJIT_CUBLAS=0: cuBLAS is not opened, the program's kernel gives the product."""
+    import subprocess
+    import sys
+    code = ("import torch, tracejit\nfrom tracejit import _C\n"
+            "assert _C._cublas() == (None, 'TRACEJIT_CUBLAS=0')\n"
+            "a = torch.randn(50, 70, dtype=torch.float64, device='cuda')\n"
+            "b = torch.randn(70, 40, dtype=torch.float64, device='cuda')\n"
+            "torch.testing.assert_close(tracejit.compile(lambda a, b: a @ b)(a, b), a @ b)\n")
+    env = dict(__import__("os").environ, TRACEJIT_CUBLAS="0")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

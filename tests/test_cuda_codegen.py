@@ -142,13 +142,49 @@ def test_scalar_arguments_by_value():
     assert "*(const double *)&A.P[1]" in prog["source"]
 
 
-@pytest.mark.parametrize("fn, what", [
-    (lambda a: np.argmax(a), "RARGMAX"),
-    (lambda a: np.cumsum(a), "CUMSUM"),
-])
-def test_what_is_not_compiled_yet_is_refused(fn, what):
-    with pytest.raises(tracejit.TraceError, match=f"CUDA backend does not compile .*{what}"):
-        tracejit.compile(fn)._cuda_source(example("float32", (4, 4)))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5,), (33, 7), (3, 40000), (4, 5, 6)], ids=str)
+def test_argmax_argmin_compile(dtype, shape):
+    def f(a):
+        return tuple(r(a, **kw) for r in (np.argmax, np.argmin)
+                     for kw in ({}, {"axis": 0}, {"axis": -1, "keepdims": True}))
+    prog = tracejit.compile(f)._cuda_source(example(dtype, shape))
+    assert "long long &ai" in prog["source"] and "atomic" not in prog["source"]
+    compile_all(prog)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scans_compile(dtype):
+    """Short rows (one thread each, in order) and long ones (one block each: chunks)."""
+    def f(a, b):
+        return (np.cumsum(a, axis=0), np.cumprod(a, axis=1), np.cumsum(b, axis=1),
+                np.cumprod(b * 2, axis=1))
+    prog = tracejit.compile(f)._cuda_source(example(dtype), example(dtype, (3, 1000)))
+    assert "part_" in prog["source"] and "atomic" not in prog["source"]
+    compile_all(prog)
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int64", "float32", "float64"])
+def test_gathers_compile(dtype):
+    idx = np.array([[0, -1], [3, 2]])
+
+    def f(a, i):
+        return a[i], np.take(a, i[0], axis=1), np.take_along_axis(a, i[:1] % 7, axis=1), a[:, i[1]] == a[0, 0]
+    prog = tracejit.compile(f)._cuda_source(example(dtype), idx)
+    assert prog["err_off"] == 0 and "tj_gather_fail" in prog["source"]
+    compile_all(prog)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tiled_matmul_compiles(dtype):
+    prog = tracejit.compile(lambda a, b, c: (a @ b, np.tanh(c @ b[0]), a[0] @ b[0][:, :1]))._cuda_source(
+        example(dtype, (3, 40, 70)), example(dtype, (3, 70, 33)), example(dtype, (17, 70)))
+    assert prog["source"].count("as_[ty][tx] =") == 2   # the matrix-vector product: a sum
+    compile_all(prog)
+
+
+def test_programs_without_gathers_have_no_error_record():
+    assert tracejit.compile(lambda a: a.sum())._cuda_source(example("float32"))["err_off"] == -1
 
 
 def test_nvrtc_errors_are_compile_errors_with_the_source():

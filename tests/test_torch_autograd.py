@@ -114,7 +114,7 @@ def test_inputs_without_grad_are_constants_and_int_tensors_pass_through():
 def test_tensors_off_the_cpu_are_refused():
     a = torch.empty(3, device="meta", requires_grad=True)
     f = _torch_autograd.function(lambda a: np.sum(a))
-    with pytest.raises(TypeError, match="tracejit autograd: tensors must be on the CPU, got meta"):
+    with pytest.raises(TypeError, match="tracejit autograd: tensors must be on the CPU or a CUDA GPU, got meta"):
         f(a)
 
 

@@ -186,7 +186,7 @@ def test_tensors_off_the_cpu_are_refused_on_the_compile_route():
     a = torch.empty(3, device="meta", requires_grad=True)
     f = tracejit.compile(lambda a, b: np.sum(a * b))
     b = torch.ones(3, requires_grad=True)
-    with pytest.raises(TypeError, match="tracejit autograd: tensors must be on the CPU, got meta"):
+    with pytest.raises(TypeError, match="tracejit autograd: tensors must be on the CPU or a CUDA GPU, got meta"):
         _torch_autograd.call(f, (b, a), {})
 
 

@@ -6,12 +6,13 @@
  *   _ag_scan(entries, args, kwargs, static_type) -> (entry or None, key, diff, other)
  *
  * walks the leaves of (args, kwargs) in _C.tree_flatten's order (csrc/pytree.c's rule,
- * kwargs after args): float32/float64 CPU tensors requiring grad go to the list diff,
+ * kwargs after args): float32/float64 CPU or CUDA tensors requiring grad go to the list diff,
  * other leaves to the list other. key is the call's pattern (containers' types, sizes
  * and dict keys; per leaf a marker, or a static's value):
  * what the entries dict is keyed by; entry is entries[key], None when absent.
  * A static argument (wrapped in static_type by the caller) is part of the key; one that
- * is not hashable is a TypeError. A tensor requiring grad off the CPU is a TypeError.
+ * is not hashable is a TypeError. A tensor requiring grad on another device (meta, MPS)
+ * is a TypeError.
  *
  *   _ag_layout(args, kwargs, static_type) -> (diff_pos, other_pos, statics)
  *
@@ -80,7 +81,8 @@ static int leaf(void *ctx, PyObject *o, const tj_path *p) {
         if (g == 2) {
             PyObject *dev = PyObject_GetAttrString(o, "device");
             if (dev) PyErr_Format(PyExc_TypeError,
-                                  "tracejit autograd: tensors must be on the CPU, got %S", dev);
+                                  "tracejit autograd: tensors must be on the CPU or a CUDA "
+                                  "GPU, got %S", dev);
             Py_XDECREF(dev);
             return -1;
         }

@@ -3,7 +3,11 @@
  * (tj_kernel.run): each replay fills one parameter block from the bound slots and
  * launches the program's kernels on torch's current stream of the device, with no
  * synchronization and no allocation (scratch and the reductions' workspace are one
- * device block the kernel owns, allocated once).
+ * device block the kernel owns, allocated once). A program with gathers zeroes its
+ * error record before the launches and reads it back after them into the replay's
+ * (P[n_slots]), waiting for the stream: an index out of bounds is the CPU's IndexError.
+ * A matrix product runs through cuBLAS on the same stream when it loads and the call's
+ * strides map (csrc/backend/cublas.c), else through the program's tiled kernel.
  * Requires: the GIL (every entry). Guarantees: every driver call is checked (a failure
  * is a RuntimeError naming it); a plan's scratch is never used by two streams at once
  * (a call on another stream than the last waits for the last one first); an image read
@@ -28,12 +32,14 @@ typedef struct {
     tj_cumod mod;
     tj_cufn *fns;                    /* per launch */
     tj_cuda_launch *launches;
+    tj_cuda_gemm *gemms;             /* products cuBLAS may run (tj_cuda_launch.gemm) */
     int n_launches, n_slots, nd;
     uint8_t *slot_kind;              /* SLOT_* per slot */
     int64_t *scratch_off;            /* per slot: a scratch slot's byte offset */
     int64_t (*strides)[TJ_MAXDIM];   /* per slot: a scratch slot's contiguous strides */
     tj_cuptr mem;                    /* scratch, then the workspace */
     int64_t work_off;
+    int64_t err_off;                 /* the gathers' error record in the workspace, or -1 */
     int64_t *host_bytes;             /* per SLOT_HOST slot: its bytes, */
     char **snap;                     /* what its device copy holds, */
     PyObject **copy;                 /* the copy (a torch tensor), */
@@ -170,6 +176,7 @@ static void state_free(cuda_state *c) {
     PyMem_Free(c->copy_ptr);
     PyMem_Free(c->fns);
     PyMem_Free(c->launches);
+    PyMem_Free(c->gemms);
     PyMem_Free(c->slot_kind);
     PyMem_Free(c->scratch_off);
     PyMem_Free(c->strides);
@@ -238,14 +245,31 @@ static int cuda_run(tj_kernel *k, void **P, const int64_t **S) {
     }
     bp[ns * (1 + nd)] = c->mem + (uint64_t)c->work_off;   /* W */
     void *params[] = {c->params};
+    static const int64_t zeros[4];
+    const tj_cuptr err = c->mem + (uint64_t)(c->work_off + c->err_off);
+    if (c->err_off >= 0 &&
+        tj_cuda_check(d->MemcpyHtoDAsync(err, zeros, sizeof zeros, (tj_custream)stream),
+                      "cuMemcpyHtoDAsync (the error record)") < 0)
+        return -1;
     for (int i = 0; i < c->n_launches; i++) {
         const tj_cuda_launch *L = &c->launches[i];
         if (L->grid <= 0) continue;
+        if (L->gemm) {   /* cuBLAS when it loads and the strides map; else the kernel */
+            int r = tj_cublas_gemm(c->dev->ordinal, stream, &c->gemms[L->gemm - 1], bp, bs, nd);
+            if (r < 0) return -1;
+            if (r == 0) continue;
+        }
         if (tj_cuda_check(d->LaunchKernel(c->fns[i], (unsigned)L->grid, 1, 1, (unsigned)L->block,
                                           1, 1, 0, (tj_custream)stream, params, NULL),
                           "cuLaunchKernel") < 0)
             return -1;
     }
+    if (c->err_off >= 0 &&   /* an index out of bounds: read where the runtime looks */
+        (tj_cuda_check(d->MemcpyDtoHAsync(P[ns], err, 4 * sizeof(int64_t), (tj_custream)stream),
+                       "cuMemcpyDtoHAsync (the error record)") < 0 ||
+         tj_cuda_check(d->StreamSynchronize((tj_custream)stream),
+                       "cuStreamSynchronize (the error record)") < 0))
+        return -1;
     return 0;
 }
 
@@ -305,13 +329,16 @@ int tj_cuda_kernel_build(tj_state *st, const tj_graph *g, const tj_schedule *s,
     c->nd = prog->nd;
     c->n_launches = prog->n_launches;
     c->param_bytes = prog->param_bytes;
+    c->err_off = prog->err_off;
     c->fns = PyMem_Calloc((size_t)prog->n_launches + 1, sizeof *c->fns);
     c->launches = PyMem_Calloc((size_t)prog->n_launches + 1, sizeof *c->launches);
-    if (!c->fns || !c->launches || slot_table(c, g, s, prog) < 0) {
+    c->gemms = PyMem_Calloc((size_t)prog->n_gemms + 1, sizeof *c->gemms);
+    if (!c->fns || !c->launches || !c->gemms || slot_table(c, g, s, prog) < 0) {
         PyErr_NoMemory();
         goto fail;
     }
     memcpy(c->launches, prog->launches, (size_t)prog->n_launches * sizeof *c->launches);
+    memcpy(c->gemms, prog->gemms, (size_t)prog->n_gemms * sizeof *c->gemms);
     if (tj_cuda_check(d->ModuleLoadData(&c->mod, PyBytes_AS_STRING(img)), "cuModuleLoadData") < 0)
         goto fail;
     for (int i = 0; i < c->n_launches; i++) {

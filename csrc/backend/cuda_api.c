@@ -50,6 +50,7 @@ static int driver_open(void) {
     R(MemAlloc, "cuMemAlloc_v2");
     R(MemFree, "cuMemFree_v2");
     R(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
+    R(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
     R(PointerGetAttribute, "cuPointerGetAttribute");
     R(StreamSynchronize, "cuStreamSynchronize");
     R(GetErrorName, "cuGetErrorName");

@@ -38,6 +38,7 @@ typedef struct {
     tj_curesult (*MemAlloc)(tj_cuptr *, size_t);              /* cuMemAlloc_v2 */
     tj_curesult (*MemFree)(tj_cuptr);                          /* cuMemFree_v2 */
     tj_curesult (*MemcpyHtoDAsync)(tj_cuptr, const void *, size_t, tj_custream);   /* _v2 */
+    tj_curesult (*MemcpyDtoHAsync)(void *, tj_cuptr, size_t, tj_custream);         /* _v2 */
     tj_curesult (*PointerGetAttribute)(void *, int, tj_cuptr);
     tj_curesult (*StreamSynchronize)(tj_custream);
     tj_curesult (*GetErrorName)(tj_curesult, const char **);
@@ -78,6 +79,23 @@ const char *tj_nvrtc_load(int *version);
  * log and the numbered source) or RuntimeError (no NVRTC). */
 PyObject *tj_nvrtc_compile(const char *source, int cc, const char *include_dir,
                            PyObject *compile_error, int *is_ptx, PyObject **log);
+
+/* ---- cuBLAS (csrc/backend/cublas.c) --------------------------------------------- */
+/* How C[M,N] = A[M,K] B[K,N] (element strides am, ak, bk, bn, cm, cn) is handed to
+ * cuBLAS's column-major GEMM: ops ta/tb (0 N, 1 T), sizes, leading dims; swap: C is
+ * row-major, computed as C' = B'A' (B the first operand). 0, or -1: not representable. */
+typedef struct { int ta, tb, swap; int64_t m, n, k, lda, ldb, ldc; } tj_gemm_map;
+int tj_cublas_map(int64_t M, int64_t N, int64_t K, int64_t am, int64_t ak, int64_t bk,
+                  int64_t bn, int64_t cm, int64_t cn, tj_gemm_map *g);
+/* Product p on `stream` of device `ordinal`, its slots' pointers bp[slot] and byte
+ * strides bs[slot * nd + dim] (the kernels' parameter block): 0 launched; 1 cuBLAS is
+ * not available or the layout does not map (run the tiled kernel; no exception);
+ * -1 + exception (a cuBLAS call failed). */
+int tj_cublas_gemm(int ordinal, void *stream, const tj_cuda_gemm *p, const uint64_t *bp,
+                   const int64_t *bs, int nd);
+PyObject *tj_py_cublas(PyObject *m, PyObject *unused);
+PyObject *tj_py_cublas_map(PyObject *m, PyObject *args);
+PyObject *tj_py_cublas_resolve(PyObject *m, PyObject *args);
 
 /* ---- hooks for the tests (csrc/module.c's table) ---------------------------------- */
 void tj_cuda_set_include(const char *dir);   /* where NVRTC finds prims.c and ops.h */

@@ -32,7 +32,14 @@ int tj_emit_fused_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out,
 /* ---- CUDA C (csrc/emit/emit_cuda.c) ------------------------------------------ */
 /* A kernel launch of a CUDA program, in order: group `group`'s kernel `tj_g<group>`,
  * or its reduction's second pass `tj_g<group>_fin` (fin). grid 0: nothing to do. */
-typedef struct { int group, fin; int64_t grid; int block; } tj_cuda_launch;
+typedef struct { int group, fin; int64_t grid; int block; int gemm; } tj_cuda_launch;
+/* A product cuBLAS may run instead of a launch's tiled kernel (tj_cuda_launch.gemm: its
+ * index + 1 in the program's gemms, 0 none; csrc/backend/cublas.c): C[M,N] = A[M,K] B[K,N]
+ * over `batch` batches; per operand its slot, its start offsets (a leaf's: elements per
+ * slot dim, or flat) and along its roles (A: rows, K, batch; B: K, columns, batch; C:
+ * rows, columns, batch) the slot dim read (-1 none, -2 flat) and the step. */
+typedef struct { int slot, flat; int64_t off[TJ_MAXDIM]; int8_t map[3]; int64_t step[3]; } tj_gemm_operand;
+typedef struct { int dtype; int64_t M, N, K, batch; tj_gemm_operand a, b, c; } tj_cuda_gemm;
 /* What every kernel of a program receives, by value (tj_args in the source): the
  * slots' data pointers P[n_slots] (a by-value slot's 8 bytes instead: a scalar argument,
  * a random key), their byte strides S[n_slots][nd], and W, the plan's workspace of
@@ -43,6 +50,10 @@ typedef struct {
     int n_launches;
     int n_slots, nd;
     int64_t param_bytes, work_bytes;
+    tj_cuda_gemm *gemms;         /* products cuBLAS may run (tj_cuda_launch.gemm) */
+    int n_gemms;
+    int64_t err_off;             /* gathers' error record (4 int64: flag, index, length,
+                                    axis; zero before the launches) at W + err_off, or -1 */
     uint8_t *by_value;           /* per slot: 1 when P[slot] holds the value itself */
 } tj_cuda_program;
 /* The CUDA C++ of a lowered schedule, for NVRTC (csrc/backend/cuda_api.c). 0; -1 + err

@@ -1,4 +1,4 @@
-"""torch.autograd for compiled functions (CPU tensors): what a compiled function (or
+"""torch.autograd for compiled functions (CPU and CUDA tensors): what a compiled function (or
 compiled nn.Module) does when torch tensors that require grad reach it under grad mode.
 
     f = tracejit.compile(loss_fn)
@@ -40,8 +40,11 @@ case. Python work there measured several times its isolated cost inside a traini
 
 The compiled pieces are called with the tensors themselves: autograd.Function.forward
 and backward run with grad mode off, so they are read in place (no detach, no copy).
-Backward is not itself differentiable (create_graph=True raises RuntimeError); CUDA
-tensors are refused. torch is imported lazily: importing tracejit never imports it.
+Backward is not itself differentiable (create_graph=True raises RuntimeError). CUDA
+tensors take the same route: the compiled pieces are CUDA plans on torch's current stream
+(a cotangent that is not exactly 1 on the CPU scales the gradients with one torch
+multiply); tensors on other devices (meta, MPS) are refused. torch is imported lazily:
+importing tracejit never imports it.
 """
 import numpy as np
 
@@ -162,7 +165,7 @@ def _make_functions(torch):
             box.append((tree, leaves, pos))   # the output's structure, for the caller
             deps = [deps[k] for k in pos]
             ctx.entry, ctx.other, ctx.arrays, ctx.deps = entry, other, arrays, deps
-            ctx.outs = [(o.shape, o.dtype) for o in outs]
+            ctx.outs = [(o.shape, o.dtype, o.device) for o in outs]
             # an output that depends on no differentiated leaf (integer and bool ones
             # among them) does not require grad, as in eager torch
             nondiff = [o for o, d in zip(outs, deps) if not d]
@@ -180,8 +183,8 @@ def _make_functions(torch):
             n = len(ctx.arrays)
             if not used:
                 return (None,) * (4 + n)
-            cts = [torch.zeros(s, dtype=d) if g is None else g
-                   for g, (s, d) in zip(gos, ctx.outs)]
+            cts = [torch.zeros(s, dtype=d, device=v) if g is None else g
+                   for g, (s, d, v) in zip(gos, ctx.outs)]
             with _draws.pinned(ctx.keys):
                 grads = _recompute(ctx.entry.pullback, ctx.arrays, ctx.other, tuple(cts))
             return (None,) * 4 + tuple(g if k in used else None for k, g in enumerate(grads))
