@@ -20,7 +20,9 @@
  *   -(-x) -> x, +x -> x, ~~x -> x, not(not(x)) -> x for bool x
  *   cast(cast(x, T1), T2) -> cast(x, T2), or x when T2 is x's dtype, where the inner
  *                  cast is lossless (bool -> any, int32 -> int64/float64, float32 -> float64)
- *   copy(x) -> x   (an output's copy only of a computed node no other output uses)
+ *   copy(x) -> x   (an output's copy only of a computed node no other output uses; a
+ *                  copy read by views only, of a computed node, a row-major leaf, a sum
+ *                  or a concatenation)
  * A node with an effect (tj_op_pure), or whose first operand has one (the rules
  * above that look through an operand would drop it), is kept as it is.
  * Not rules: exp(log(x)) -> x (exp(log(3.0)) = 3.0000000000000004); x * 0 -> 0 (NaN, inf,
@@ -159,7 +161,10 @@ static int may_redirect(const ctx *c, const tj_node *n, int32_t r, int is_out, i
     /* and views may read a sum's own result (a matrix product's, reshaped: conv's
      * (N, O, L) into (N, O, H, W)) rather than a copy of it */
     int red = kind == TJ_K_RED && !(tj_ops[x->op].flags & TJ_F_INDEX);
-    if (viewed && !computed && !(viewed == 1 && (leaf || red))) return 0;
+    /* or a concatenation's buffer (a row write's new array, read by the next write's
+     * views of it: fuse.c's in_place_concats updates that buffer in place) */
+    int cat = x->op == TJ_OP_CONCAT;
+    if (viewed && !computed && !(viewed == 1 && (leaf || red || cat))) return 0;
     if (!is_out) return 1;
     return computed && !c->claimed[r];
 }
