@@ -470,6 +470,7 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
     int rc = -1;
     int32_t *stored_by = NULL, *into = NULL, *parts = NULL, *direct = NULL;
     int32_t *uses = NULL, *users = NULL, *phase = NULL, *in_place = NULL;
+    int32_t *stored_first = NULL, *stored_next = NULL;   /* the nodes each stores, by id */
     int64_t *poffs = NULL;
     uint8_t *out_once = NULL;
     memset(s, 0, sizeof *s);
@@ -503,6 +504,15 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
     if (!parts || !poffs || !out_once) goto nomem;
     if (!(in_place = in_place_concats(g, users, into, direct, once, stored_by, parts, poffs)))
         goto nomem;
+    stored_first = malloc((size_t)n * sizeof *stored_first);
+    stored_next = malloc((size_t)n * sizeof *stored_next);
+    if (!stored_first || !stored_next) goto nomem;
+    for (int32_t i = 0; i < g->n; i++) stored_first[i] = -1;
+    for (int32_t x = g->n - 1; x >= 0; x--)
+        if (stored_by[x] >= 0) {
+            stored_next[x] = stored_first[stored_by[x]];
+            stored_first[stored_by[x]] = x;
+        }
     for (int32_t i = 0; i < g->n; i++) out_once[i] = once[i] && users[i] > uses[i];
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *v = &g->nodes[i];
@@ -544,7 +554,11 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
     s->slot_dtype = tj_arena_alloc(&s->arena, ((size_t)next + 1) * sizeof(int));
     s->slot_ndim = tj_arena_alloc(&s->arena, ((size_t)next + 1) * sizeof(int));
     s->slot_shape = tj_arena_alloc(&s->arena, ((size_t)next + 1) * sizeof *s->slot_shape);
-    int max_groups = s->n_scratch + g->n_out + 2 * g->n + 1;   /* parts of concatenations */
+    /* a group per materialized node, per part of a concatenation (a tree of m of them
+     * has m + 1 parts), per output: not 2 * g->n groups of 488 bytes faulted in */
+    int max_groups = g->n_out + 1;
+    for (int32_t i = 0; i < g->n; i++)
+        max_groups += g->nodes[i].op == TJ_OP_CONCAT ? 2 : s->mat_slot[i] >= 0;
     s->groups = calloc((size_t)max_groups, sizeof(tj_group));   /* to the arena, exact, at the end */
     for (int i = 0; s->groups && i < max_groups; i++) s->groups[i].red = s->groups[i].cat = -1;
     if (!s->slot_dtype || !s->slot_ndim || !s->slot_shape || !s->groups) goto nomem;
@@ -595,8 +609,10 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
         outs[0] = i;
         oslots[0] = s->mat_slot[i];
         int k = 1;
-        for (int32_t x = 0; x < i; x++)
-            if (stored_by[x] == i) { outs[k] = x; oslots[k++] = s->mat_slot[x]; }
+        for (int32_t x = stored_first[i]; x >= 0; x = stored_next[x]) {
+            outs[k] = x;
+            oslots[k++] = s->mat_slot[x];
+        }
         if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, &sp, err) < 0)
             goto done;
         if (absorbs_previous(g, s, i)) {   /* one group computes both (see there) */
@@ -654,6 +670,8 @@ done:
     free(poffs);
     free(out_once);
     free(in_place);
+    free(stored_first);
+    free(stored_next);
     free(node_out);
     free(outs);
     free(oslots);
