@@ -14,7 +14,9 @@
  * arena. A graph with value guards (g->n_guard_out) is cut into phases: phase k
  * computes what guard k's value needs and no earlier guard's did, the last phase the
  * rest; no group spans two phases (a group's work is the phase of its outputs), groups
- * run in phase order, and s->guard_end says where each guard can be compared. */
+ * run in phase order, and s->guard_end says where each guard can be compared. A
+ * concatenation that copies an earlier one read by nothing else at its own place (a
+ * row write) takes that one's buffer and skips those parts (in_place_concats). */
 #include "ir/ir.h"
 
 static int is_leafish(const tj_graph *g, const tj_schedule *s, int32_t id) {
