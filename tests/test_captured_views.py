@@ -155,3 +155,21 @@ def test_arguments_interleaved_without_a_common_element_are_written_as_eager():
     x = np.zeros(4)
     with pytest.raises(TraceError, match="memory another array it reads shares"):
         f(x, x[::-1])                              # a common element: still refused
+
+
+def test_a_read_only_view_of_a_writeable_global_is_written_as_eager_raises():
+    ns = {"np": np}
+    exec('''
+U = np.zeros((4, 4))
+u = U[1:3, 1:3]
+u.flags.writeable = False
+
+def k():
+    u[...] = 1.0
+    return U.sum()
+''', ns)
+    with pytest.raises(ValueError, match="read-only"):
+        ns["k"]()
+    with pytest.raises(ValueError, match="read-only"):
+        tracejit.compile(ns["k"])()
+    np.testing.assert_array_equal(ns["U"], 0.0)

@@ -591,7 +591,8 @@ def call(fn, args, kwargs, torch_trace, stand_in=True):
     before = _snapshot(fn, args, kwargs)
     locked = _lock_arrays(fn, args, kwargs)
     targs, tkwargs, swapped = _swap_generators(fn, args, kwargs)
-    stood = _stand_in(fn, args, kwargs) if stand_in and not torch_trace else []
+    stood = _stand_in(fn, args, kwargs, {id(v) for _, v in locked}) \
+        if stand_in and not torch_trace else []
     try:
         if torch_trace:
             from . import _torch
@@ -650,13 +651,15 @@ def _outside_arrays(fn, args, kwargs):
                     yield "item", f"{label}[{k!r}]", v, k, a
 
 
-def _stand_in(fn, args, kwargs):
+def _stand_in(fn, args, kwargs, writeable=None):
     """Swaps each NumPy array fn reads from outside for its captured leaf, a tracer
     (_C._capture), while fn is traced: NumPy code on it alone (`(W**2).sum()`,
     `W / np.linalg.norm(W)`) is traced with the rest and reads the array's contents at
     every call, where it would otherwise have been a constant of the trace (kept only
     while the contents stay the same: guards). An array of a dtype tracejit lacks stays
-    NumPy's. Returns [(kind, box, key, array, tracer)] for _stand_down."""
+    NumPy's. writeable: the ids of those the user left writeable (_lock_arrays made
+    them read-only while tracing). Returns [(kind, box, key, array, tracer)] for
+    _stand_down."""
     stood, tracers = [], {}
     code = getattr(getattr(fn, "__func__", fn), "__code__", None)
     names = _code_names(code, set()) if code is not None else set(_MAKERS)
@@ -672,7 +675,7 @@ def _stand_in(fn, args, kwargs):
                 box[key] = tr
             stood.append((kind, box, key, v, tr))
     outside = list(_outside_arrays(fn, args, kwargs))
-    within = _views_within([v for *_, v in outside])
+    within = _views_within([v for *_, v in outside], writeable)
     for kind, label, box, key, v in sorted(outside, key=lambda e: id(e[4]) in within):
         tr = tracers.get(id(v))
         if tr is None and id(v) in within:    # a view of another: that one's tracer's
@@ -692,17 +695,20 @@ def _stand_in(fn, args, kwargs):
     return stood
 
 
-def _views_within(arrays):
+def _views_within(arrays, writeable=None):
     """{id(v): (b, key)} for each array v of `arrays` that is exactly b[key], a basic
     view of another array b of them of its dtype (the book's Gray-Scott reads U and its
     interior u = U[1:-1, 1:-1]): v stands in as b's tracer indexed by key, so a write
     through either is seen through the other as in eager. b is one that lies in no
-    other (the outermost; of two views of the same elements, the first); the identity of both is guarded (guards: a rebound global
-    retraces)."""
+    other (the outermost; of two views of the same elements, the first); the identity
+    of both is guarded (guards: a rebound global retraces). A view writeable where b
+    is not, or the other way, stays a capture of its own (the replay's write check
+    reads each one's flag; writeable: the ids of the writeable ones, None: all are)."""
     inside = {}
+    w = (lambda a: id(a) in writeable) if writeable is not None else (lambda a: True)
     for i, v in enumerate(arrays):
         for j, b in enumerate(arrays):
-            if b is not v and b.dtype == v.dtype and np.shares_memory(b, v):
+            if b is not v and b.dtype == v.dtype and w(b) == w(v) and np.shares_memory(b, v):
                 key = _basic_key(b, v)
                 if key is not None and not (j > i and _basic_key(v, b) is not None):
                     inside.setdefault(id(v), []).append((b, key))
