@@ -51,7 +51,7 @@ def test_row_writes_update_one_buffer_in_linear_work(n, dtype):
     xs = [(rng.standard_normal((n, 8)) * 10).astype(dtype) for _ in range(2)]
     f = _check(_rows(n, 8, dtype), (xs[0],), (xs[1],))
     groups, work = _schedule(f, xs[0])
-    assert groups <= 2 * n + 2                # the value, its row: no copy of the rest
+    assert groups <= n + 2                    # one a row: its value into its place
     assert work <= 3 * n * 8 + n * 8          # the first write copies zeros' other rows once
 
 
@@ -75,7 +75,7 @@ def test_column_writes_update_in_place_and_box_writes_stay_eagers(n):
     x = np.arange(6.0 * n).reshape(6, n)
     f = _check(cols, (x,), (-x,))
     groups, work = _schedule(f, x)
-    assert groups <= 2 * n + 2 and work <= 4 * 6 * n
+    assert groups <= 2 * n + 2 and work <= 4 * 6 * n   # a column: (6,) viewed as (6, 1)
     _check(boxes, (x,), (-x,))
 
 
@@ -136,3 +136,22 @@ def test_a_branch_on_written_rows_keeps_its_guard():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((12, 2))
     _check(fill, (x,), (x + 0.25,), (-x,), (x,))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32])
+def test_unit_dims_in_front_of_an_elementwise_value_compute_it_in_place(dtype):
+    """simplify: a view that only puts size-1 dims in front of an elementwise value is
+    that value's op at the view's shape (broadcasting), so the value is not stored
+    first; other reshapes, offsets and casts keep their views. Values as eager's."""
+    def fn(x, y):
+        e = x * 3 + 1
+        c = (x > 2).astype(dtype)
+        return (e.reshape(1, 1, -1) + y, e[None] * c[None, None, :], e.reshape(2, -1),
+                e[None, 1:], np.sqrt(np.abs(e))[np.newaxis])
+    x = np.arange(12).astype(dtype) - 4
+    y = np.ones((3, 1, 12), dtype)
+    f = _check(fn, (x, y), (x[::-1].copy(), y * 2))
+    text = str(f._explain_passes(x, y))
+    simplified = text[text.index("-- simplify"):text.index("-- cse")]
+    assert re.search(r"%\d+ = MUL \S+\(1, 1, 12\)", simplified) or \
+        re.search(r"%\d+ = ADD \S+\(1, 1, 12\)", simplified)
