@@ -510,6 +510,18 @@ static void copy_strided(char *dst, const int64_t *ds, const char *src, const in
                      shape + 1, ndim - 1, item);
 }
 
+/* Whether NumPy arrays a and b, whose byte spans overlap, have an element in common
+ * (NumPy's exact answer, np.shares_memory: a structured array's fields interleave and
+ * share none); a torch tensor is taken as sharing. 1/0/-1. */
+static int elements_shared(tj_state *st, PyObject *a, PyObject *b) {
+    if (!PyArray_Check(a) || !PyArray_Check(b)) return 1;
+    PyObject *r = PyObject_CallMethod(st->numpy, "shares_memory", "OO", a, b);
+    if (!r) return -1;
+    int shared = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return shared;
+}
+
 /* Whether writing into leaf slot `slot` is what eager's write would do: NumPy's error
  * for a read-only array, torch's for a leaf that requires grad or a tensor whose
  * elements share memory; a TraceError where its memory overlaps another array the call
@@ -541,9 +553,14 @@ static int write_allowed(const replay *r, const tj_plan *p, const tj_flat *f, in
     span(r->P[slot], r->S[slot], shape, ndim, item, &lo, &hi);
     for (int i = 0, k = 0; i < p->n_leaf_slots && lo < hi; k += p->slots[i].kind == TJ_SLOT_ARG &&
                                                             p->slots[i].torch, i++) {
-        if (i == slot || !leaf_array(r, p, f, i, k, &oshape, &ondim)) continue;
+        PyObject *other = i == slot ? NULL : leaf_array(r, p, f, i, k, &oshape, &ondim);
+        if (!other) continue;
         span(r->P[i], r->S[i], oshape, ondim, tj_dtype_size(p->slots[i].dtype), &olo, &ohi);
         if (olo < ohi && olo < hi && lo < ohi) {
+            int shared = elements_shared(p->st, o, other);
+            if (shared < 0) return -1;
+            if (!shared) continue;   /* interleaved, no element in common (a structured
+                                        array's fields): eager's write is not seen */
             PyErr_SetString(p->st->TraceError,
                             "the compiled function writes into an array whose memory another "
                             "array it reads shares (the same array passed twice, overlapping "

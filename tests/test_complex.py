@@ -310,14 +310,33 @@ def test_writes_into_local_complex_arrays():
     assert_close(tracejit.compile(fn)(x), fn(x), 0)
 
 
-def test_write_into_complex_argument_refused():
+@pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
+def test_writes_into_a_complex_argument_reach_it_as_eager(dtype):
+    """Its real and imaginary parts are read in place: two arrays whose memory
+    interleaves with no element in common, each written back."""
     def fn(z):
         z[0] = 5
+        z[1:] *= 1j
         return z.sum()
 
-    with pytest.raises(tracejit.TraceError, match="writing into a complex argument is not "
-                       "supported by tracejit yet"):
-        tracejit.compile(fn)(np.array([1 + 2j, 3j]))
+    f = tracejit.compile(fn)
+    a = np.array([1 + 2j, 3j, 2 - 1j], dtype)
+    b = a.copy()
+    for call in range(3):
+        assert_close(f(b), fn(a), 0)
+        np.testing.assert_array_equal(b, a)
+
+
+def test_write_into_a_complex_argument_passed_twice_refused():
+    def fn(z, w):
+        z[0] = 5
+        return w.sum()
+
+    z = np.array([1 + 2j, 3j])
+    with pytest.raises(tracejit.TraceError, match="writes into a complex argument whose "
+                       "elements another argument shares"):
+        tracejit.compile(fn)(z, z)
+    np.testing.assert_array_equal(z, [1 + 2j, 3j])
 
 
 def test_inplace_complex_into_real_raises_as_numpy():

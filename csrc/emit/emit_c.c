@@ -628,10 +628,14 @@ int tj_emit_c_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out, tj_e
                 "long long);\n"
                 "void tj_store_%s(char *, const void *, long long, long long);\n",
             tj_dtype_suffix(dt), tj_dtype_suffix(dt), tj_dtype_suffix(dt));
+    for (int32_t i = 0; i < n; i++) gs.where[i] = -1;
     for (int gi = 0; gi < s->n_groups; gi++) {
-        for (int32_t i = 0; i < n; i++) gs.where[i] = -1;
         gdesc gd = {0};
         emit_group(&body, g, s, gi, &gs, &gd);
+        const tj_group *gr = &s->groups[gi];   /* -1 again where this group set it (not */
+        for (int k = 0; k < gr->n_nodes; k++)  /* all n per group: O(n^2) at 10^4 row writes) */
+            gs.where[gr->nodes[k]] = -1;
+        for (int l = 0; l < gr->n_leaves; l++) gs.where[gr->leaves[l].node] = -1;
         put(&table, "    {%s%d%s, tj_g%d, %s%d%s, %lldLL, %lldLL, %d, %d, %lldLL, %lldLL, %s},\n",
             gd.edges ? "tj_g" : "", gd.edges ? gi : 0, gd.edges ? "i" : "", gi,
             gd.edges ? "tj_g" : "", gd.edges ? gi : 0, gd.edges ? "f" : "",

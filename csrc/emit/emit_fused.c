@@ -466,8 +466,11 @@ int tj_emit_fused_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out,
     put(&b, "/* tracejit optimizing tier */\n#include \"prims.c\"\n");
     for (int gi = 0; gi < s->n_groups; gi++) {
         if (!s->groups[gi].loop.fused) continue;   /* lowering's choice (lower.c) */
-        memset(uni, 0, (size_t)g->n);
         emit_fused_group(&b, g, &s->groups[gi], gi, uni);
+        const tj_group *gr = &s->groups[gi];   /* zero again where it set them (not all */
+        for (int k = 0; k < gr->n_nodes; k++)  /* n per group: O(n^2) at 10^4 row writes) */
+            uni[gr->nodes[k]] = 0;
+        for (int l = 0; l < gr->n_leaves; l++) uni[gr->leaves[l].node] = 0;
         fused[gi] = any = 1;
     }
     if (!any) { rc = 0; goto done; }

@@ -14,7 +14,9 @@
  * arena. A graph with value guards (g->n_guard_out) is cut into phases: phase k
  * computes what guard k's value needs and no earlier guard's did, the last phase the
  * rest; no group spans two phases (a group's work is the phase of its outputs), groups
- * run in phase order, and s->guard_end says where each guard can be compared. */
+ * run in phase order, and s->guard_end says where each guard can be compared. A
+ * concatenation that copies an earlier one read by nothing else at its own place (a
+ * row write) takes that one's buffer and skips those parts (in_place_concats). */
 #include "ir/ir.h"
 
 static int is_leafish(const tj_graph *g, const tj_schedule *s, int32_t id) {
@@ -373,6 +375,62 @@ static int same_shape(const tj_node *a, const tj_node *b) {
     return 1;
 }
 
+/* The concatenation P that part x of concatenation c (at offset off along c's axis)
+ * copies unchanged from the same place: x is COPY(VIEW(P)) or VIEW(P), P a concatenation
+ * of c's dtype and shape, the view P's elements [off, off + len) along the axis and all
+ * of every other dim, each of x and its view read by nothing else. -1 otherwise. */
+static int32_t same_place(const tj_graph *g, const int32_t *users, int32_t c, int32_t x,
+                          int64_t off) {
+    const tj_node *cn = &g->nodes[c], *v = &g->nodes[x];
+    if (users[x] != 1) return -1;
+    if (v->op == TJ_OP_COPY) {
+        if (users[v->in[0]] != 1) return -1;
+        v = &g->nodes[v->in[0]];
+    }
+    if (v->op != TJ_OP_VIEW || v->flat || v->ndim != cn->ndim || v->dtype != cn->dtype)
+        return -1;
+    const tj_node *P = &g->nodes[v->in[0]];
+    if (P->op != TJ_OP_CONCAT || !same_shape(P, cn) || P->dtype != cn->dtype) return -1;
+    for (int d = 0; d < v->ndim; d++) {
+        int along = d == (int)cn->axes;
+        if (v->perm[d] != d || (v->shape[d] > 1 && v->vstep[d] != 1) ||
+            v->voff[d] != (along ? off : 0) || (!along && v->shape[d] != cn->shape[d]))
+            return -1;
+    }
+    return v->in[0];
+}
+
+/* Per node: the concatenation that updates it in place, or -1. A concatenation c whose
+ * parts include copies of an earlier concatenation P at their own place (same_place),
+ * P read by nothing else (a row write `out[i] = v`: the new array is out's rows around
+ * v), takes P's buffer: the parts that copy P's elements have nothing to do, and a loop
+ * of n row writes costs O(n) work, not O(n^2). P must be a buffer of its own (not an
+ * output, not inside another concatenation, not a node stored for its effect). */
+static int32_t *in_place_concats(const tj_graph *g, const int32_t *users, const int32_t *into,
+                                 const int32_t *direct, const uint8_t *once,
+                                 const int32_t *stored_by, int32_t *parts, int64_t *offs) {
+    int32_t n = g->n ? g->n : 1;
+    int32_t *by = malloc((size_t)n * sizeof *by);
+    if (!by) return NULL;
+    for (int32_t i = 0; i < g->n; i++) by[i] = -1;
+    for (int32_t c = 0; c < g->n; c++) {
+        if (g->nodes[c].op != TJ_OP_CONCAT || into[c] >= 0) continue;
+        int k = concat_parts(g, into, c, 0, parts, offs, 0), same = 0;
+        int32_t P = -1;
+        for (int p = 0; p < k; p++) {
+            int32_t q = same_place(g, users, c, parts[p], offs[p]);
+            if (q < 0) continue;
+            if (P >= 0 && q != P) { P = -2; break; }
+            P = q;
+            same++;
+        }
+        if (P >= 0 && users[P] == same && into[P] < 0 && !direct[P] && !once[P] &&
+            stored_by[P] == -1)
+            by[P] = c;
+    }
+    return by;
+}
+
 /* Whether the group just built for materialized node i (the last of s) may also compute
  * the one before it, an elementwise value x of i's shape stored for later groups that i
  * reads in place (an LSTM cell's c, then h = o * tanh(c): a loop and a read of c
@@ -403,6 +461,7 @@ static int absorbs_previous(const tj_graph *g, const tj_schedule *s, int32_t i) 
  * that must run once and is an output (out_once), its output array (TO_OUT: set once
  * the outputs have their slots). */
 #define TO_OUT (-3)
+#define IN_PLACE (-4)   /* the buffer of the concatenation that updates it (in_place_concats) */
 static void materialize(tj_schedule *s, const uint8_t *out_once, int32_t x, int *next) {
     if (s->mat_slot[x] != -1) return;
     s->mat_slot[x] = out_once[x] ? TO_OUT : (*next)++;
@@ -412,7 +471,8 @@ static void materialize(tj_schedule *s, const uint8_t *out_once, int32_t x, int 
 static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_error *err) {
     int rc = -1;
     int32_t *stored_by = NULL, *into = NULL, *parts = NULL, *direct = NULL;
-    int32_t *uses = NULL, *users = NULL, *phase = NULL;
+    int32_t *uses = NULL, *users = NULL, *phase = NULL, *in_place = NULL;
+    int32_t *stored_first = NULL, *stored_next = NULL;   /* the nodes each stores, by id */
     int64_t *poffs = NULL;
     uint8_t *out_once = NULL;
     memset(s, 0, sizeof *s);
@@ -444,6 +504,17 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
     poffs = malloc((size_t)n * sizeof *poffs);
     out_once = malloc((size_t)n);
     if (!parts || !poffs || !out_once) goto nomem;
+    if (!(in_place = in_place_concats(g, users, into, direct, once, stored_by, parts, poffs)))
+        goto nomem;
+    stored_first = malloc((size_t)n * sizeof *stored_first);
+    stored_next = malloc((size_t)n * sizeof *stored_next);
+    if (!stored_first || !stored_next) goto nomem;
+    for (int32_t i = 0; i < g->n; i++) stored_first[i] = -1;
+    for (int32_t x = g->n - 1; x >= 0; x--)
+        if (stored_by[x] >= 0) {
+            stored_next[x] = stored_first[stored_by[x]];
+            stored_first[stored_by[x]] = x;
+        }
     for (int32_t i = 0; i < g->n; i++) out_once[i] = once[i] && users[i] > uses[i];
     for (int32_t i = 0; i < g->n; i++) {
         const tj_node *v = &g->nodes[i];
@@ -454,7 +525,8 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
             s->acc_slot[i] = next++;
         }
         if (stored_by[i] != -1 || once[i]) materialize(s, out_once, i, &next);
-        if (v->op == TJ_OP_CONCAT && into[i] < 0 && !direct[i]) s->mat_slot[i] = next++;
+        if (v->op == TJ_OP_CONCAT && into[i] < 0 && !direct[i])
+            s->mat_slot[i] = in_place[i] >= 0 ? IN_PLACE : next++;
         if (v->op == TJ_OP_GATHER) {   /* gathered data is read in place: from memory */
             int32_t d = v->in[0];
             int32_t db = g->nodes[d].op == TJ_OP_VIEW ? g->nodes[d].in[0] : d;
@@ -478,11 +550,17 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
         if (direct[i]) s->mat_slot[i] = node_out[direct[i] - 1];
         if (s->mat_slot[i] == TO_OUT) s->mat_slot[i] = node_out[i];
     }
+    for (int32_t i = g->n - 1; i >= 0; i--)   /* a chain of them: the last one's buffer */
+        if (s->mat_slot[i] == IN_PLACE) s->mat_slot[i] = s->mat_slot[in_place[i]];
     s->n_slots = next;
     s->slot_dtype = tj_arena_alloc(&s->arena, ((size_t)next + 1) * sizeof(int));
     s->slot_ndim = tj_arena_alloc(&s->arena, ((size_t)next + 1) * sizeof(int));
     s->slot_shape = tj_arena_alloc(&s->arena, ((size_t)next + 1) * sizeof *s->slot_shape);
-    int max_groups = s->n_scratch + g->n_out + 2 * g->n + 1;   /* parts of concatenations */
+    /* a group per materialized node, per part of a concatenation (a tree of m of them
+     * has m + 1 parts), per output: not 2 * g->n groups of 488 bytes faulted in */
+    int max_groups = g->n_out + 1;
+    for (int32_t i = 0; i < g->n; i++)
+        max_groups += g->nodes[i].op == TJ_OP_CONCAT ? 2 : s->mat_slot[i] >= 0;
     s->groups = calloc((size_t)max_groups, sizeof(tj_group));   /* to the arena, exact, at the end */
     for (int i = 0; s->groups && i < max_groups; i++) s->groups[i].red = s->groups[i].cat = -1;
     if (!s->slot_dtype || !s->slot_ndim || !s->slot_shape || !s->groups) goto nomem;
@@ -495,7 +573,7 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
             s->slot_ndim[slot] = g->nodes[i].ndim;
             memcpy(s->slot_shape[slot], g->nodes[i].shape, sizeof s->slot_shape[slot]);
         }
-        if (s->mat_slot[i] >= 0)
+        if (s->mat_slot[i] >= 0 && in_place[i] < 0)
             s->scratch_bytes += tj_node_size(&g->nodes[i]) * tj_dtype_size(g->nodes[i].dtype);
         int acc = s->acc_slot[i];
         if (acc >= 0 && tj_ops[g->nodes[i].op].kind == TJ_K_SCAN) {   /* shape less the axis */
@@ -520,6 +598,8 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
         if (g->nodes[i].op == TJ_OP_CONCAT) {   /* one group per part, into its region */
             int k = concat_parts(g, into, i, 0, parts, poffs, 0);
             for (int p = 0; p < k; p++) {
+                int32_t from = same_place(g, users, i, parts[p], poffs[p]);
+                if (from >= 0 && in_place[from] == i) continue;   /* already there */
                 tj_group *gr = &s->groups[s->n_groups++];
                 gr->cat = i;
                 gr->cat_off = poffs[p];
@@ -531,8 +611,10 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
         outs[0] = i;
         oslots[0] = s->mat_slot[i];
         int k = 1;
-        for (int32_t x = 0; x < i; x++)
-            if (stored_by[x] == i) { outs[k] = x; oslots[k++] = s->mat_slot[x]; }
+        for (int32_t x = stored_first[i]; x >= 0; x = stored_next[x]) {
+            outs[k] = x;
+            oslots[k++] = s->mat_slot[x];
+        }
         if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, &sp, err) < 0)
             goto done;
         if (absorbs_previous(g, s, i)) {   /* one group computes both (see there) */
@@ -589,6 +671,9 @@ done:
     free(parts);
     free(poffs);
     free(out_once);
+    free(in_place);
+    free(stored_first);
+    free(stored_next);
     free(node_out);
     free(outs);
     free(oslots);

@@ -20,7 +20,11 @@
  *   -(-x) -> x, +x -> x, ~~x -> x, not(not(x)) -> x for bool x
  *   cast(cast(x, T1), T2) -> cast(x, T2), or x when T2 is x's dtype, where the inner
  *                  cast is lossless (bool -> any, int32 -> int64/float64, float32 -> float64)
- *   copy(x) -> x   (an output's copy only of a computed node no other output uses)
+ *   view(e) -> e at the view's shape, where the view only puts size-1 dims in front
+ *                  of elementwise e's (broadcasting computes the same elements)
+ *   copy(x) -> x   (an output's copy only of a computed node no other output uses; a
+ *                  copy read by views only, of a computed node, a row-major leaf, a sum
+ *                  or a concatenation)
  * A node with an effect (tj_op_pure), or whose first operand has one (the rules
  * above that look through an operand would drop it), is kept as it is.
  * Not rules: exp(log(x)) -> x (exp(log(3.0)) = 3.0000000000000004); x * 0 -> 0 (NaN, inf,
@@ -79,6 +83,26 @@ static int lossless(int from, int to) {
     }
 }
 
+/* Whether VIEW v of computed node a (row-major, contiguous) is a's elements in order
+ * with size-1 dims put in front (`out[i] = value`'s value reshaped to its row's box), so
+ * that a's op computed at v's shape (broadcasting its operands) is the same value: a
+ * plain elementwise op or cast, no draw, no index. */
+static int leading_unit_dims(const tj_node *v, const tj_node *a) {
+    int kind = tj_ops[a->op].kind;
+    if ((kind != TJ_K_EW && kind != TJ_K_CAST) || (tj_ops[a->op].flags & (TJ_F_DRAW | TJ_F_INDEX)) ||
+        !v->flat || v->voff[0] != 0 || v->ndim < a->ndim || v->dtype != a->dtype)
+        return 0;
+    int lead = v->ndim - a->ndim;
+    int64_t expect = 1;
+    for (int d = v->ndim - 1; d >= 0; d--) {
+        if (d < lead ? v->shape[d] != 1 : v->shape[d] != a->shape[d - lead]) return 0;
+        if (v->shape[d] == 1) continue;
+        if (v->perm[d] != -2 || v->vstep[d] != expect) return 0;
+        expect *= v->shape[d];
+    }
+    return 1;
+}
+
 static int32_t add_const(ctx *c, int dtype, int weak, tj_scalar v) {
     tj_slotdesc d = {.kind = TJ_SLOT_CONST, .dtype = dtype, .contig = 1, .value = v};
     int slot = tj_graph_add_slot(c->g, &d, c->err);
@@ -133,6 +157,17 @@ static int32_t rule(ctx *c, tj_node *n) {
     case TJ_OP_NOT: return a->op == TJ_OP_NOT && N[a->in[0]].dtype == TJ_BOOL ? a->in[0] : KEEP;
     case TJ_OP_POS:
     case TJ_OP_COPY: return n->in[0];
+    case TJ_OP_VIEW:
+        if (!leading_unit_dims(n, a)) return KEEP;
+        {   /* the operand's op at the view's shape: broadcasting prepends the 1s */
+            tj_node w = *a;
+            w.ndim = n->ndim;
+            memcpy(w.shape, n->shape, sizeof w.shape);
+            w.slot = n->slot;
+            w.weak = n->weak;
+            *n = w;
+        }
+        return KEEP;
     case TJ_OP_CAST:
         if (a->op != TJ_OP_CAST || !lossless(N[a->in[0]].dtype, a->dtype)) return KEEP;
         if (N[a->in[0]].dtype == n->dtype) return a->in[0];
@@ -159,7 +194,10 @@ static int may_redirect(const ctx *c, const tj_node *n, int32_t r, int is_out, i
     /* and views may read a sum's own result (a matrix product's, reshaped: conv's
      * (N, O, L) into (N, O, H, W)) rather than a copy of it */
     int red = kind == TJ_K_RED && !(tj_ops[x->op].flags & TJ_F_INDEX);
-    if (viewed && !computed && !(viewed == 1 && (leaf || red))) return 0;
+    /* or a concatenation's buffer (a row write's new array, read by the next write's
+     * views of it: fuse.c's in_place_concats updates that buffer in place) */
+    int cat = x->op == TJ_OP_CONCAT;
+    if (viewed && !computed && !(viewed == 1 && (leaf || red || cat))) return 0;
     if (!is_out) return 1;
     return computed && !c->claimed[r];
 }

@@ -516,10 +516,9 @@ def call(cf, args, kwargs):
     except _C.TraceError as e:
         if "whose memory another array it reads shares" not in str(e):
             raise
-        raise _C.TraceError("writing into a complex argument is not supported by tracejit "
-                            "yet (its real and imaginary parts are read in place, two arrays "
-                            "whose memory interleaves): return the new array instead\n"
-                            + str(e)) from None
+        raise _C.TraceError("the compiled function writes into a complex argument whose "
+                            "elements another argument shares (its real and imaginary parts "
+                            "are read in place): pass separate arrays\n" + str(e)) from None
 
 
 def register():

@@ -301,8 +301,19 @@ def _lock_arrays(fn, args=(), kwargs=None):
 
 
 def _unlock(locked):
-    for _, v in locked:
-        v.flags.writeable = True
+    """A view is writeable again only once its base is: views after their bases (a
+    global u = U[1:-1] locked before U)."""
+    pending = [v for _, v in locked]
+    while pending:
+        later = []
+        for v in pending:
+            try:
+                v.flags.writeable = True
+            except ValueError:
+                later.append(v)
+        if len(later) == len(pending):
+            raise later[0].flags.__setattr__("writeable", True)   # its own error
+        pending = later
 
 
 def _write_refusal(err, locked):
@@ -580,7 +591,8 @@ def call(fn, args, kwargs, torch_trace, stand_in=True):
     before = _snapshot(fn, args, kwargs)
     locked = _lock_arrays(fn, args, kwargs)
     targs, tkwargs, swapped = _swap_generators(fn, args, kwargs)
-    stood = _stand_in(fn, args, kwargs) if stand_in and not torch_trace else []
+    stood = _stand_in(fn, args, kwargs, {id(v) for _, v in locked}) \
+        if stand_in and not torch_trace else []
     try:
         if torch_trace:
             from . import _torch
@@ -639,13 +651,15 @@ def _outside_arrays(fn, args, kwargs):
                     yield "item", f"{label}[{k!r}]", v, k, a
 
 
-def _stand_in(fn, args, kwargs):
+def _stand_in(fn, args, kwargs, writeable=None):
     """Swaps each NumPy array fn reads from outside for its captured leaf, a tracer
     (_C._capture), while fn is traced: NumPy code on it alone (`(W**2).sum()`,
     `W / np.linalg.norm(W)`) is traced with the rest and reads the array's contents at
     every call, where it would otherwise have been a constant of the trace (kept only
     while the contents stay the same: guards). An array of a dtype tracejit lacks stays
-    NumPy's. Returns [(kind, box, key, array, tracer)] for _stand_down."""
+    NumPy's. writeable: the ids of those the user left writeable (_lock_arrays made
+    them read-only while tracing). Returns [(kind, box, key, array, tracer)] for
+    _stand_down."""
     stood, tracers = [], {}
     code = getattr(getattr(fn, "__func__", fn), "__code__", None)
     names = _code_names(code, set()) if code is not None else set(_MAKERS)
@@ -660,8 +674,14 @@ def _stand_in(fn, args, kwargs):
             else:
                 box[key] = tr
             stood.append((kind, box, key, v, tr))
-    for kind, label, box, key, v in list(_outside_arrays(fn, args, kwargs)):
+    outside = list(_outside_arrays(fn, args, kwargs))
+    within = _views_within([v for *_, v in outside], writeable)
+    for kind, label, box, key, v in sorted(outside, key=lambda e: id(e[4]) in within):
         tr = tracers.get(id(v))
+        if tr is None and id(v) in within:    # a view of another: that one's tracer's
+            base, index = within[id(v)]
+            tr = tracers.get(id(base))
+            tr = tracers[id(v)] = tr[index] if tr is not None else None
         if tr is None:
             try:
                 tr = tracers[id(v)] = _C._capture(v)
@@ -673,6 +693,55 @@ def _stand_in(fn, args, kwargs):
             box[key] = tr
         stood.append((kind, box, key, v, tr))
     return stood
+
+
+def _views_within(arrays, writeable=None):
+    """{id(v): (b, key)} for each array v of `arrays` that is exactly b[key], a basic
+    view of another array b of them of its dtype (the book's Gray-Scott reads U and its
+    interior u = U[1:-1, 1:-1]): v stands in as b's tracer indexed by key, so a write
+    through either is seen through the other as in eager. b is one that lies in no
+    other (the outermost; of two views of the same elements, the first); the identity
+    of both is guarded (guards: a rebound global retraces). A view writeable where b
+    is not, or the other way, stays a capture of its own (the replay's write check
+    reads each one's flag; writeable: the ids of the writeable ones, None: all are)."""
+    inside = {}
+    w = (lambda a: id(a) in writeable) if writeable is not None else (lambda a: True)
+    for i, v in enumerate(arrays):
+        for j, b in enumerate(arrays):
+            if b is not v and b.dtype == v.dtype and w(b) == w(v) and np.shares_memory(b, v):
+                key = _basic_key(b, v)
+                if key is not None and not (j > i and _basic_key(v, b) is not None):
+                    inside.setdefault(id(v), []).append((b, key))
+    return {i: next((b, key) for b, key in within if id(b) not in inside)
+            for i, within in inside.items()
+            if any(id(b) not in inside for b, _ in within)}
+
+
+def _basic_key(b, v):
+    """The tuple of slices with b[key] the same memory, shape and strides as v (same
+    ndim; b's strides non-negative), or None."""
+    if v.ndim != b.ndim or v.size == 0 or any(s < 0 for s in b.strides):
+        return None
+    off = v.__array_interface__["data"][0] - b.__array_interface__["data"][0]
+    start = [0] * b.ndim
+    for d in sorted(range(b.ndim), key=lambda d: -b.strides[d]):
+        if b.strides[d] and b.shape[d] > 1:
+            start[d], off = divmod(off, b.strides[d])
+    if off:
+        return None
+    key = []
+    for d in range(b.ndim):
+        step = 1 if v.shape[d] == 1 else v.strides[d] // b.strides[d] if b.strides[d] else 0
+        if not step or (v.shape[d] > 1 and step * b.strides[d] != v.strides[d]):
+            return None
+        stop = start[d] + step * v.shape[d]
+        key.append(slice(start[d], None if stop < 0 else stop, step))
+    key = tuple(key)
+    w = b[key]
+    same = (w.__array_interface__["data"][0] == v.__array_interface__["data"][0] and
+            w.shape == v.shape and all(n <= 1 or s == t for n, s, t in
+                                       zip(v.shape, w.strides, v.strides)))
+    return key if same else None
 
 
 def _stand_down(stood):
