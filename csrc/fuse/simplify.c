@@ -21,6 +21,10 @@
  *   cast(cast(x, T1), T2) -> cast(x, T2), or x when T2 is x's dtype, where the inner
  *                  cast is lossless (bool -> any, int32 -> int64/float64, float32 -> float64)
  *   copy(x) -> x   (an output's copy only of a computed node no other output uses)
+ *   x & true -> x, x | false -> x; x & false, x | true -> the constant (its copy, at
+ *                  x's shape) for bool x; where(c, a, b) -> a or b for constant c
+ *                  ("constant": a CONST or its copy to a shape, np.full's; complex
+ *                  values' parts fold to them: _complex.parts)
  * A node with an effect (tj_op_pure), or whose first operand has one (the rules
  * above that look through an operand would drop it), is kept as it is.
  * Not rules: exp(log(x)) -> x (exp(log(3.0)) = 3.0000000000000004); x * 0 -> 0 (NaN, inf,
@@ -96,6 +100,33 @@ static int32_t add_const(ctx *c, int dtype, int weak, tj_scalar v) {
 
 enum { KEEP = -1, FAIL = -2 };
 
+/* Node id of N if it is a CONST or a CONST's COPY (the constant at a shape): the CONST. */
+static const tj_node *bconst(const tj_node *N, int32_t id) {
+    const tj_node *x = &N[id];
+    if (x->op == TJ_OP_COPY && N[x->in[0]].op == TJ_OP_CONST) x = &N[x->in[0]];
+    return x->op == TJ_OP_CONST ? x : NULL;
+}
+
+/* bool x & c, x | c for a constant c: x, or n in place as the constant's copy. */
+static int32_t bool_rule(ctx *c, tj_node *n) {
+    const tj_node *N = c->ng.nodes;
+    if (n->dtype != TJ_BOOL) return KEEP;
+    for (int s = 1; s >= 0; s--) {
+        const tj_node *k = bconst(N, n->in[s]);
+        if (!k) continue;
+        int one = k->value.i != 0;
+        if (one == (n->op == TJ_OP_BAND)) return n->in[1 - s];   /* x & true, x | false */
+        if (!tj_op_pure(N[n->in[1 - s]].op)) return KEEP;
+        int32_t kk = add_const(c, TJ_BOOL, k->weak, (tj_scalar){.i = one});   /* moves N */
+        if (kk < 0) return FAIL;
+        n->op = TJ_OP_COPY;
+        n->in[0] = kk;
+        n->in[1] = -1;
+        return KEEP;
+    }
+    return KEEP;
+}
+
 /* The node `n` (operands already in the new graph) simplifies to: an existing node
  * of the new graph, KEEP (n as it is, possibly rewritten in place), or FAIL. */
 static int32_t rule(ctx *c, tj_node *n) {
@@ -133,6 +164,13 @@ static int32_t rule(ctx *c, tj_node *n) {
     case TJ_OP_NOT: return a->op == TJ_OP_NOT && N[a->in[0]].dtype == TJ_BOOL ? a->in[0] : KEEP;
     case TJ_OP_POS:
     case TJ_OP_COPY: return n->in[0];
+    case TJ_OP_BAND:
+    case TJ_OP_BOR: return bool_rule(c, n);
+    case TJ_OP_WHERE: {
+        const tj_node *k = bconst(N, n->in[0]);
+        int32_t r = k ? n->in[k->value.i ? 1 : 2] : KEEP;
+        return r >= 0 && tj_op_pure(N[n->in[k->value.i ? 2 : 1]].op) ? r : KEEP;
+    }
     case TJ_OP_CAST:
         if (a->op != TJ_OP_CAST || !lossless(N[a->in[0]].dtype, a->dtype)) return KEEP;
         if (N[a->in[0]].dtype == n->dtype) return a->in[0];
