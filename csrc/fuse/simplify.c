@@ -113,7 +113,7 @@ static int32_t bool_rule(ctx *c, tj_node *n) {
     if (n->dtype != TJ_BOOL) return KEEP;
     for (int s = 1; s >= 0; s--) {
         const tj_node *k = bconst(N, n->in[s]);
-        if (!k) continue;
+        if (!k || k->dtype != TJ_BOOL) continue;
         int one = k->value.i != 0;
         if (one == (n->op == TJ_OP_BAND)) return n->in[1 - s];   /* x & true, x | false */
         if (!tj_op_pure(N[n->in[1 - s]].op)) return KEEP;
@@ -168,6 +168,7 @@ static int32_t rule(ctx *c, tj_node *n) {
     case TJ_OP_BOR: return bool_rule(c, n);
     case TJ_OP_WHERE: {
         const tj_node *k = bconst(N, n->in[0]);
+        if (k && k->dtype != TJ_BOOL) k = NULL;   /* (a bool CONST's value is .i) */
         int32_t r = k ? n->in[k->value.i ? 1 : 2] : KEEP;
         return r >= 0 && tj_op_pure(N[n->in[k->value.i ? 2 : 1]].op) ? r : KEEP;
     }
