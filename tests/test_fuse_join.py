@@ -154,3 +154,19 @@ def test_complex_chain_is_one_loop_and_numpys(dt, rng):
     from tracejit._complex import _CPair
     groups = _groups(str(inner._explain_passes(phase, amp, _CPair(z.real, z.imag, False))))
     assert len(groups) == 3 and groups[0][1].count("->slot") == 2, groups
+
+
+def test_a_value_stored_for_a_view_and_returned_stays_in_two_groups():
+    """b is stored for the transposing view t (a scratch slot) and returned (its output
+    array): the group storing it and the output's group write one node to two slots, so
+    they are not joined (a joined loop wrote only one of them: t read stale scratch)."""
+    def fn(a):
+        b = a * 1
+        t = b.T
+        t[0] = 9
+        return b, t + 0
+    f = tracejit.compile(fn)
+    for k in range(2):
+        a = np.arange(12.0).reshape(3, 4) * (k + 1) - 3 * k
+        for got, want in zip(f(a), fn(a.copy())):
+            np.testing.assert_array_equal(got, want)

@@ -374,8 +374,8 @@ static int same_shape(const tj_node *a, const tj_node *b) {
 }
 
 /* Whether group b, after a in the schedule with no group between them, may join a in
- * one loop: both plain elementwise loops over one shape and of one phase, and b reads
- * a's outputs only element for element (never through a view or a gather: those read
+ * one loop: both plain elementwise loops over one shape and of one phase, writing no node
+ * both, and b reads a's outputs only element for element (never through a view or a gather: those read
  * other elements than the one the loop computes). */
 static int joins(const tj_group *a, const tj_group *b, const int32_t *phase) {
     if (a->red >= 0 || a->cat >= 0 || b->red >= 0 || b->cat >= 0 || a->ndim != b->ndim ||
@@ -383,6 +383,11 @@ static int joins(const tj_group *a, const tj_group *b, const int32_t *phase) {
         return 0;
     for (int d = 0; d < a->ndim; d++)
         if (a->shape[d] != b->shape[d]) return 0;
+    for (int o = 0; o < b->n_outs; o++)   /* a node written to two slots (a value stored
+                                           * for a view, and an output): emitters write
+                                           * a node to one out of a group */
+        for (int p = 0; p < a->n_outs; p++)
+            if (a->outs[p].node == b->outs[o].node) return 0;
     for (int l = 0; l < b->n_leaves; l++) {
         const tj_leaf *lf = &b->leaves[l];
         for (int o = 0; o < a->n_outs; o++) {
