@@ -1,6 +1,6 @@
-"""fuse.c's absorbs_previous: an elementwise group that reads the value the group just
-before it stores, at its own shape, computes both in one loop (an LSTM cell's c, then
-h = o * tanh(c)). Results against eager NumPy/torch; the schedule's groups counted."""
+"""fuse.c's join_groups (once absorbs_previous): an elementwise group that reads the
+value the group just before it stores, at its own shape, computes both in one loop (an
+LSTM cell's c, then h = o * tanh(c)). Results against eager NumPy/torch; the schedule's groups counted."""
 import re
 
 import numpy as np

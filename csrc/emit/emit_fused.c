@@ -284,10 +284,27 @@ static void draw_tile_open(sbuf *b, const tj_graph *g, const tj_group *gr, const
     put(b, "%*s    for (long long e = t0; e < t1; e++) {\n", ind, "");
 }
 
+/* Whether n is a sin or cos, whose vector function leaves huge arguments to libm
+ * (vmath.h's fixup). */
+static int is_trig(const tj_node *n) {
+    return n->op == TJ_OP_SIN || n->op == TJ_OP_COS;
+}
+
+/* After sin or cos node n (emitted as the vector function computes it): trig 1 notes in
+ * the element's hh_ an argument left to libm, trig 2 replaces the value by libm's there
+ * (vmath.h's tj_trig_exact: the fixup's values, so the loop agrees with TinyCC's blocks
+ * bit for bit). */
+static void put_trig(sbuf *b, const tj_node *n, int32_t id, int trig, int ind) {
+    const char *f = n->dtype == TJ_F32 ? "f" : "";
+    if (trig == 1) put(b, "%*shh_ |= tj_trig_huge_bits%s(x%d);\n", ind, "", f, (int)n->in[0]);
+    else put(b, "%*sx%d = tj_trig_exact%s(x%d, x%d, %d);\n", ind, "", (int)id, f, (int)n->in[0],
+             (int)id, n->op == TJ_OP_SIN ? 1 : 2);
+}
+
 /* An element's nodes in the loop (not the invariant ones, not the folded reduction); a
- * tiled draw reads its tile. */
+ * tiled draw reads its tile; sin and cos as put_trig's `trig` says (0: as computed). */
 static void put_element_nodes(sbuf *b, const tj_graph *g, const tj_group *gr,
-                              const uint8_t *uni, int ind) {
+                              const uint8_t *uni, int ind, int trig) {
     for (int k = 0; k < gr->n_nodes; k++) {
         int32_t id = gr->nodes[k];
         if (uni[id] || id == gr->red) continue;
@@ -297,7 +314,55 @@ static void put_element_nodes(sbuf *b, const tj_graph *g, const tj_group *gr,
         }
         put(b, "%*s", ind, "");
         tj_emit_elem_node(b, g, &g->nodes[id]);
+        if (trig && is_trig(&g->nodes[id])) put_trig(b, &g->nodes[id], id, trig, ind);
     }
+}
+
+/* The element loop of pass `pass` (0: contiguous, through q and r pointers; 1: strided)
+ * over [lo, hi) of a group that neither folds nor draws: the leaves' loads, the nodes,
+ * the outputs' stores, sin and cos as put_trig's `trig` says (1: each element's note
+ * stored in hb_[e - lo], not a reduction: gcc vectorizes the loop so). */
+static void put_plain_loop(sbuf *b, const tj_graph *g, const tj_group *gr, const uint8_t *uni,
+                           int in, int pass, int trig, const char *lo, const char *hi) {
+    int D = gr->loop.D;
+    put(b, "%*sfor (long long e = %s; e < %s; e++) {\n", in, "", lo, hi);
+    if (trig == 1) put(b, "%*s    long long hh_ = 0;\n", in, "");
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l].node;
+        if (uni[id]) continue;
+        const char *t = ctype(g->nodes[id].dtype);
+        char at[64];
+        snprintf(at, sizeof at, "pl%d + e * l%d_%d", l, l, D - 1);
+        if (gr->leaves[l].slot < 0) put_leaf(b, g, gr, l, in + 4, at);
+        else if (!pass) put(b, "%*s    const %s x%d = q%d[e];\n", in, "", t, (int)id, l);
+        else put(b, "%*s    const %s x%d = *(const %s *)(pl%d + e * l%d_%d);\n", in, "", t,
+                 (int)id, t, l, l, D - 1);
+    }
+    put_element_nodes(b, g, gr, uni, in + 4, trig);
+    for (int o = 0; o < gr->n_outs; o++) {
+        const char *t = ctype(g->nodes[gr->outs[o].node].dtype);
+        if (!pass) put(b, "%*s    r%d[e] = x%d;\n", in, "", o, (int)gr->outs[o].node);
+        else put(b, "%*s    *(%s *)(po%d + e * o%d_%d) = x%d;\n", in, "", t, o, o, D - 1,
+                 (int)gr->outs[o].node);
+    }
+    if (trig == 1) put(b, "%*s    hb_[e - %s] = hh_;\n", in, "", lo);
+    put(b, "%*s}\n", in, "");
+}
+
+/* A group with sin or cos in its loop, pass `pass`: chunks of 256 elements, each
+ * computed as the vector functions compute, their huge arguments noted, and the
+ * chunks with some computed again with libm's values there (lowering fuses such a
+ * group only when it writes each element once and draws nothing: lower.c). */
+static void put_trig_loops(sbuf *b, const tj_graph *g, const tj_group *gr, const uint8_t *uni,
+                           int in, int pass) {
+    put(b, "%*sfor (long long c0 = e0; c0 < e1; c0 += 256) {\n", in, "");
+    put(b, "%*s    const long long c1 = c0 + 256 < e1 ? c0 + 256 : e1;\n", in, "");
+    put(b, "%*s    long long hb_[256], h_ = 0;\n", in, "");
+    put_plain_loop(b, g, gr, uni, in + 4, pass, 1, "c0", "c1");
+    put(b, "%*s    for (long long k = 0; k < c1 - c0; k++) h_ |= hb_[k];\n", in, "");
+    put(b, "%*s    if (h_) {\n", in, "");
+    put_plain_loop(b, g, gr, uni, in + 8, pass, 2, "c0", "c1");
+    put(b, "%*s    }\n%*s}\n", in, "", in, "");
 }
 
 static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int gi,
@@ -328,8 +393,16 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
     for (int k = 0; k < gr->n_nodes; k++) {
         const tj_node *n = &g->nodes[gr->nodes[k]];
         uni[gr->nodes[k]] = gr->uniform[k];
-        if (gr->uniform[k]) { put(b, "    const "); tj_emit_elem_node(b, g, n); }
+        if (gr->uniform[k]) {
+            put(b, "    ");
+            tj_emit_elem_node(b, g, n);
+            if (is_trig(n)) put_trig(b, n, gr->nodes[k], 2, 4);
+        }
     }
+    /* sin or cos in the loop: put_trig_loops */
+    int trig = 0;
+    for (int k = 0; k < gr->n_nodes; k++)
+        trig |= !gr->uniform[k] && is_trig(&g->nodes[gr->nodes[k]]);
     if (q->cols) emit_cols(b, g, gr, q, uni, f);
     /* the loops: dim 0 over the range (scaled to rows or blocks as TinyCC's units are) */
     int ind = 4;
@@ -398,6 +471,10 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
                 o, mtype(g->nodes[gr->outs[o].node].dtype), o);
         if (f && !f->horizontal && !pass)
             put(b, "%*s%s *restrict ra = (%s *)pc;\n", in, "", f->A, f->A);
+        if (trig && !f && !q->draws) {
+            put_trig_loops(b, g, gr, uni, in, pass);
+            continue;
+        }
         if (f && f->horizontal) {   /* blocks of the inner dim, as TinyCC's */
             put(b, "%*sfor (long long b0 = e0; b0 < e1; b0 += %d) {\n", in, "", TJ_BLOCK);
             in += 4;
@@ -422,7 +499,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
             else put(b, "%*s    const %s x%d = *(const %s *)(pl%d + e * l%d_%d);\n", in, "", t,
                      (int)id, t, l, l, D - 1);
         }
-        put_element_nodes(b, g, gr, uni, in + 4);
+        put_element_nodes(b, g, gr, uni, in + 4, 0);
         for (int o = o0; o < gr->n_outs; o++) {
             const char *t = ctype(g->nodes[gr->outs[o].node].dtype);
             if (!pass) put(b, "%*s    r%d[e] = x%d;\n", in, "", o, (int)gr->outs[o].node);

@@ -509,6 +509,30 @@ TJ_VMI void tj_trig_fixupf(float *o, const void *a_, int64_t n, int kind) {
             o[i] = kind == 1 ? sinf(a[i]) : cosf(a[i]);
 }
 
+/* The fixup per element, for the optimizing tier's fused loops (emit_fused.c): whether
+ * x is an argument the vector reduction leaves to libm, and the value with libm's there
+ * (v: the vector function's). */
+TJ_VMI int tj_trig_huge(double x) { return (fabs(x) >= TJ_TRIG_LIMIT) & (fabs(x) < TJ__INF); }
+TJ_VMI int tj_trig_hugef(float x) {
+    return (fabsf(x) >= TJ_TRIG_LIMITF) & (fabsf(x) < (float)INFINITY);
+}
+/* the same test on the bits, one unsigned comparison (a loop noting it per element
+ * vectorizes; gcc 12 vectorizes no loop mixing the float tests' masks with its selects) */
+TJ_VMI long long tj_trig_huge_bits(double x) {
+    const uint64_t lo = 0x41d0000000000000ull, inf = 0x7ff0000000000000ull;   /* 2^30 */
+    return (long long)(((tj__bits(x) & 0x7fffffffffffffffull) - lo) < inf - lo);
+}
+TJ_VMI long long tj_trig_huge_bitsf(float x) {
+    const uint32_t lo = 0x47000000u, inf = 0x7f800000u;   /* 2^15 */
+    return (long long)(((tj__bitsf(x) & 0x7fffffffu) - lo) < inf - lo);
+}
+TJ_VMI double tj_trig_exact(double x, double v, int kind) {
+    return tj_trig_huge(x) ? (kind == 1 ? sin(x) : cos(x)) : v;
+}
+TJ_VMI float tj_trig_exactf(float x, float v, int kind) {
+    return tj_trig_hugef(x) ? (kind == 1 ? sinf(x) : cosf(x)) : v;
+}
+
 /* ---- pow ---- */
 
 /* C99 Annex F / NumPy: pow(x, +-0) = 1 and pow(1, y) = 1 even for NaN; pow(-1, +-inf)

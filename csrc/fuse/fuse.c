@@ -431,30 +431,91 @@ static int32_t *in_place_concats(const tj_graph *g, const int32_t *users, const 
     return by;
 }
 
-/* Whether the group just built for materialized node i (the last of s) may also compute
- * the one before it, an elementwise value x of i's shape stored for later groups that i
- * reads in place (an LSTM cell's c, then h = o * tanh(c): a loop and a read of c
- * fewer per step): both plain elementwise groups, adjacent (no group between them
- * reads x), x the previous group's only output. The merged group writes x to its
- * slot as a second output. */
-static int absorbs_previous(const tj_graph *g, const tj_schedule *s, int32_t i) {
-    if (s->n_groups < 2) return 0;
-    const tj_group *gi = &s->groups[s->n_groups - 1], *gx = &s->groups[s->n_groups - 2];
-    if (gi->red >= 0 || gi->cat >= 0 || gx->red >= 0 || gx->cat >= 0 || gx->n_outs != 1)
+/* Whether group b, after a in the schedule with no group between them, may join a in
+ * one loop: both plain elementwise loops over one shape and of one phase, writing no
+ * node both, and b reads a's outputs only element for element (never through a view
+ * or a gather: those read other elements than the one the loop computes). */
+static int joins(const tj_group *a, const tj_group *b, const int32_t *phase) {
+    if (a->red >= 0 || a->cat >= 0 || b->red >= 0 || b->cat >= 0 || a->ndim != b->ndim ||
+        group_phase(a, phase) != group_phase(b, phase))
         return 0;
-    int32_t x = gx->outs[0].node;
-    int ki = tj_ops[g->nodes[i].op].kind, kx = tj_ops[g->nodes[x].op].kind;
-    if ((ki != TJ_K_EW && ki != TJ_K_CAST) || (kx != TJ_K_EW && kx != TJ_K_CAST) ||
-        !same_shape(&g->nodes[i], &g->nodes[x]))
-        return 0;
-    int direct = 0;   /* and never through a view or a gather: those read other elements */
-    for (int l = 0; l < gi->n_leaves; l++) {
-        const tj_leaf *lf = &gi->leaves[l];
-        if (lf->node != x && lf->base != x) continue;
-        if (lf->node != x || lf->gather >= 0) return 0;
-        direct = 1;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    for (int o = 0; o < b->n_outs; o++)   /* a node written to two slots (a value stored
+                                           * for a view, and an output): emitters write
+                                           * a node to one out of a group */
+        for (int p = 0; p < a->n_outs; p++)
+            if (a->outs[p].node == b->outs[o].node) return 0;
+    for (int l = 0; l < b->n_leaves; l++) {
+        const tj_leaf *lf = &b->leaves[l];
+        for (int o = 0; o < a->n_outs; o++) {
+            int32_t x = a->outs[o].node;
+            if ((lf->node == x || lf->base == x) && (lf->node != x || lf->gather >= 0)) return 0;
+        }
     }
-    return direct;
+    return 1;
+}
+
+/* The slot group a writes node x into. */
+static int32_t oslot_of(const tj_group *a, int32_t x) {
+    for (int o = 0; o < a->n_outs; o++)
+        if (a->outs[o].node == x) return a->outs[o].slot;
+    return -1;
+}
+
+/* Whether a group of s->groups[from .. to) reads node x (in place, through a view or
+ * gathered). */
+static int read_by(const tj_schedule *s, int from, int to, int32_t x) {
+    for (int gi = from; gi < to; gi++) {
+        const tj_group *gr = &s->groups[gi];
+        for (int l = 0; l < gr->n_leaves; l++)
+            if (gr->leaves[l].node == x || gr->leaves[l].base == x) return 1;
+    }
+    return 0;
+}
+
+/* Joins adjacent elementwise groups of one loop shape (joins) into one loop computing
+ * the outputs of both, while the joined loop stays within too_big's 256 nodes and
+ * leaves: a value one stored and the other read is computed once, and operands both
+ * read are read once (an LSTM cell's c, then h = o * tanh(c); a complex value's real
+ * and imaginary parts, two fusion roots of shared terms). A value the first stored in
+ * scratch that no later group reads is no longer stored (its slot unused: memplan gives
+ * it no room). Groups before the one being joined are final (w of them), those after
+ * it not yet visited. */
+static int join_groups(const tj_graph *g, tj_schedule *s, const int32_t *phase,
+                       int32_t *outs, int32_t *oslots, scratchpad *sp, tj_error *err) {
+    int w = 0, end_scratch = s->first_scratch + s->n_scratch;
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        tj_group *a = w > 0 ? &s->groups[w - 1] : NULL, *b = &s->groups[gi];
+        if (!a || !joins(a, b, phase)) {
+            s->groups[w++] = *b;
+            continue;
+        }
+        int k = 0, n_dropped = 0;
+        int32_t dropped[64];
+        for (int o = 0; o < a->n_outs + b->n_outs; o++) {
+            const tj_out *out = o < a->n_outs ? &a->outs[o] : &b->outs[o - a->n_outs];
+            int32_t x = out->node;
+            if (o < a->n_outs && out->slot >= s->first_scratch && out->slot < end_scratch &&
+                s->mat_slot[x] == out->slot && read_by(s, gi, gi + 1, x) &&
+                !read_by(s, gi + 1, s->n_groups, x) && n_dropped < 64)
+                dropped[n_dropped++] = x;
+            else { outs[k] = x; oslots[k++] = out->slot; }
+        }
+        for (int d = 0; d < n_dropped; d++) s->mat_slot[dropped[d]] = -1;   /* computed */
+        tj_group joined;
+        memset(&joined, 0, sizeof joined);
+        joined.red = joined.cat = -1;
+        if (build_group(g, s, &joined, outs, oslots, k, sp, err) < 0) return -1;
+        if (joined.n_nodes + joined.n_leaves > 256) {   /* b stays apart */
+            for (int d = 0; d < n_dropped; d++) s->mat_slot[dropped[d]] = oslot_of(a, dropped[d]);
+            s->groups[w++] = *b;
+            continue;
+        }
+        s->groups[w - 1] = joined;
+    }
+    s->n_groups = w;
+    return 0;
 }
 
 /* Gives node x memory of its own unless it has some: a scratch slot, or, for a node
@@ -617,15 +678,6 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
         }
         if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, &sp, err) < 0)
             goto done;
-        if (absorbs_previous(g, s, i)) {   /* one group computes both (see there) */
-            int32_t x = s->groups[s->n_groups - 2].outs[0].node;
-            outs[k] = x;
-            oslots[k++] = s->mat_slot[x];
-            s->n_groups -= 2;   /* (their arrays stay in the arena until it is freed) */
-            s->groups[s->n_groups].red = s->groups[s->n_groups].cat = -1;
-            if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, &sp, err) < 0)
-                goto done;
-        }
     }
     uint8_t *grouped = calloc((size_t)n, 1);
     if (!grouped) goto nomem;
@@ -651,6 +703,7 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
         }
     }
     free(grouped);
+    if (join_groups(g, s, phase, outs, oslots, &sp, err) < 0) goto done;
     if (order_phases(g, s, phase, err) < 0) goto done;
     tj_group *exact = tj_arena_alloc(&s->arena, (size_t)s->n_groups * sizeof *exact);
     if (!exact) goto nomem;

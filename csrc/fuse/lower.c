@@ -417,8 +417,10 @@ int tj_pow_const(const tj_graph *g, const tj_node *n, double *e) {
  * same loop), a concatenation's part too (written at its offset). Not: argmax/argmin,
  * scans, gathers, matrix products; reductions of costly values (exp, tanh, ...: the
  * function's time dominates and TinyCC's blocks were measured faster, a fused exp-sum
- * at 1.18x); sin and cos (vmath leaves huge arguments to a libm pass after the loop,
- * prims.c's fixup, which a fused loop has no place for); float powers but by a
+ * at 1.18x); sin and cos in a reduction or beside draws (vmath leaves huge arguments
+ * to libm: prims.c's fixup pass after each block; a fused loop notes them and computes
+ * its element range again with libm's values for them, emit_fused.c, which only a loop
+ * that writes each element once and draws nothing can do); float powers but by a
  * constant. */
 static int fusable(const tj_graph *g, const tj_group *gr) {
     if (gr->contract || gr->loop.total == 0 || !gr->n_outs) return 0;
@@ -429,17 +431,19 @@ static int fusable(const tj_graph *g, const tj_group *gr) {
     }
     for (int l = 0; l < gr->n_leaves; l++)
         if (gr->leaves[l].gather >= 0) return 0;
+    int trig = 0, draws = 0;
     for (int k = 0; k < gr->n_nodes; k++) {
         const tj_node *n = &g->nodes[gr->nodes[k]];
         int kind = tj_ops[n->op].kind;
         double e;
+        draws |= (tj_ops[n->op].flags & TJ_F_DRAW) != 0;
         if (gr->nodes[k] == gr->red) continue;
         if (kind != TJ_K_EW && kind != TJ_K_CAST) return 0;
         if (gr->red >= 0 && (tj_ops[n->op].flags & TJ_F_COSTLY)) return 0;
-        if (n->op == TJ_OP_SIN || n->op == TJ_OP_COS) return 0;
+        trig |= n->op == TJ_OP_SIN || n->op == TJ_OP_COS;
         if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && tj_pow_const(g, n, &e) < 0) return 0;
     }
-    return 1;
+    return !(trig && (gr->red >= 0 || gr->cat >= 0 || draws));
 }
 
 int tj_pass_lower(const tj_graph *g, tj_schedule *s, tj_error *err) {

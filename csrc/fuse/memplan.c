@@ -45,7 +45,8 @@ static life *lifetimes(const tj_schedule *s) {
     }
 #undef TOUCH
     for (int k = 0; k < s->n_scratch; k++)
-        if (L[k].last < 0) L[k].first = L[k].last = 0;   /* unused: still given room */
+        if (L[k].last < 0) L[k].first = L[k].last = 0, L[k].size = 0;   /* unused (fuse.c's
+                                                                     join_groups): no room */
     return L;
 }
 

@@ -25,6 +25,10 @@
  *   copy(x) -> x   (an output's copy only of a computed node no other output uses; a
  *                  copy read by views only, of a computed node, a row-major leaf, a sum
  *                  or a concatenation)
+ *   x & true -> x, x | false -> x; x & false, x | true -> the constant (its copy, at
+ *                  x's shape) for bool x; where(c, a, b) -> a or b for constant c
+ *                  ("constant": a CONST or its copy to a shape, np.full's; complex
+ *                  values' parts fold to them: _complex.parts)
  * A node with an effect (tj_op_pure), or whose first operand has one (the rules
  * above that look through an operand would drop it), is kept as it is.
  * Not rules: exp(log(x)) -> x (exp(log(3.0)) = 3.0000000000000004); x * 0 -> 0 (NaN, inf,
@@ -120,6 +124,33 @@ static int32_t add_const(ctx *c, int dtype, int weak, tj_scalar v) {
 
 enum { KEEP = -1, FAIL = -2 };
 
+/* Node id of N if it is a CONST or a CONST's COPY (the constant at a shape): the CONST. */
+static const tj_node *bconst(const tj_node *N, int32_t id) {
+    const tj_node *x = &N[id];
+    if (x->op == TJ_OP_COPY && N[x->in[0]].op == TJ_OP_CONST) x = &N[x->in[0]];
+    return x->op == TJ_OP_CONST ? x : NULL;
+}
+
+/* bool x & c, x | c for a constant c: x, or n in place as the constant's copy. */
+static int32_t bool_rule(ctx *c, tj_node *n) {
+    const tj_node *N = c->ng.nodes;
+    if (n->dtype != TJ_BOOL) return KEEP;
+    for (int s = 1; s >= 0; s--) {
+        const tj_node *k = bconst(N, n->in[s]);
+        if (!k || k->dtype != TJ_BOOL) continue;
+        int one = k->value.i != 0;
+        if (one == (n->op == TJ_OP_BAND)) return n->in[1 - s];   /* x & true, x | false */
+        if (!tj_op_pure(N[n->in[1 - s]].op)) return KEEP;
+        int32_t kk = add_const(c, TJ_BOOL, k->weak, (tj_scalar){.i = one});   /* moves N */
+        if (kk < 0) return FAIL;
+        n->op = TJ_OP_COPY;
+        n->in[0] = kk;
+        n->in[1] = -1;
+        return KEEP;
+    }
+    return KEEP;
+}
+
 /* The node `n` (operands already in the new graph) simplifies to: an existing node
  * of the new graph, KEEP (n as it is, possibly rewritten in place), or FAIL. */
 static int32_t rule(ctx *c, tj_node *n) {
@@ -168,6 +199,14 @@ static int32_t rule(ctx *c, tj_node *n) {
             *n = w;
         }
         return KEEP;
+    case TJ_OP_BAND:
+    case TJ_OP_BOR: return bool_rule(c, n);
+    case TJ_OP_WHERE: {
+        const tj_node *k = bconst(N, n->in[0]);
+        if (k && k->dtype != TJ_BOOL) k = NULL;   /* (a bool CONST's value is .i) */
+        int32_t r = k ? n->in[k->value.i ? 1 : 2] : KEEP;
+        return r >= 0 && tj_op_pure(N[n->in[k->value.i ? 2 : 1]].op) ? r : KEEP;
+    }
     case TJ_OP_CAST:
         if (a->op != TJ_OP_CAST || !lossless(N[a->in[0]].dtype, a->dtype)) return KEEP;
         if (N[a->in[0]].dtype == n->dtype) return a->in[0];

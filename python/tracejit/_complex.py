@@ -70,13 +70,12 @@ def _result(*xs):
     return dt
 
 
-def _zeros(like, rdt):
-    return _C._full(tuple(like.shape), np.dtype(rdt), 0) if _is_tracer(like) else \
-        np.zeros(np.shape(like), rdt)
 
-
-def parts(x, rdt):
-    """x's real and imaginary parts in the real dtype rdt."""
+def parts(x, rdt, full=True):
+    """x's real and imaginary parts in the real dtype rdt: scalars for a scalar; a real
+    array's imaginary part zeros of its shape, or (not `full`: the elementwise ufuncs,
+    whose results C.make broadcasts) the scalar zero, NumPy's value, whose products and
+    tests fold while tracing instead of being computed per element."""
     if isinstance(x, Complex):
         re, im = x.re, x.im
     elif isinstance(x, (complex, np.complexfloating)):
@@ -85,9 +84,11 @@ def parts(x, rdt):
         re, im = np.ascontiguousarray(x.real), np.ascontiguousarray(x.imag)
     elif isinstance(x, (bool, int, float)) or isinstance(x, np.generic):
         return rdt.type(x), rdt.type(0)
+    elif not full:   # a real array: its imaginary part the scalar zero (folded)
+        return (x if x.dtype == rdt else x.astype(rdt)), rdt.type(0)
     else:
         re = x
-        im = _zeros(x, rdt)
+        im = _C._full(tuple(x.shape), rdt, 0) if _is_tracer(x) else np.zeros(np.shape(x), rdt)
     if re.dtype != rdt:
         re = re.astype(rdt)
     if im.dtype != rdt:

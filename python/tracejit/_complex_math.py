@@ -14,16 +14,18 @@ from . import _complex as C
 W = np.where
 
 
-def _un(a):
+def _un(a, full=False):
+    """a's real dtype and parts; a real array's imaginary part the scalar zero unless
+    `full` (then an array of zeros: what functions other than the elementwise need)."""
     dt = C._result(a)
     rdt = C._rdt(dt)
-    return rdt, C.parts(a, rdt)
+    return rdt, C.parts(a, rdt, full)
 
 
-def _bin(a, b):
+def _bin(a, b, full=False):
     dt = C._result(a, b)
     rdt = C._rdt(dt)
-    return rdt, C.parts(a, rdt), C.parts(b, rdt)
+    return rdt, C.parts(a, rdt, full), C.parts(b, rdt, full)
 
 
 # ---- arithmetic ----------------------------------------------------------------------
@@ -509,7 +511,7 @@ def power_ufunc(a, b):
 # ---- contractions: four real products -------------------------------------------------
 
 def _prod4(f, a, b, conj_a=False):
-    _, (ar, ai), (br, bi) = _bin(a, b)
+    _, (ar, ai), (br, bi) = _bin(a, b, True)
     if conj_a:
         return C.make(f(ar, br) + f(ai, bi), f(ar, bi) - f(ai, br))
     return C.make(f(ar, br) - f(ai, bi), f(ar, bi) + f(ai, br))
@@ -546,7 +548,7 @@ def einsum(subscripts, *operands, **kwargs):
         C._refuse("numpy.einsum of complex values takes a subscripts string and one or two "
                   "operands in tracejit")
     if len(operands) == 1:
-        rdt, (r, i) = _un(operands[0])
+        rdt, (r, i) = _un(operands[0], True)
         return C.make(np.einsum(subscripts, r), np.einsum(subscripts, i))
     return _prod4(lambda x, y: np.einsum(subscripts, x, y), *operands)
 
@@ -566,7 +568,7 @@ def prod(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
         C._refuse("numpy.prod(out=/where=/initial=) of complex values is not supported by "
                   "tracejit yet")
     z = C.astype(a, dtype) if dtype is not None else a
-    rdt, (r, i) = _un(z)
+    rdt, (r, i) = _un(z, True)
     axes = _axes(r.ndim, axis)
     keep = [d for d in range(r.ndim) if d not in axes]
     n = int(np.prod([r.shape[d] for d in axes], dtype=np.int64))
@@ -590,7 +592,7 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
     if out is not None or kw:
         C._refuse("numpy.mean(out=/where=) of complex values is not supported by tracejit yet")
     z = C.astype(a, dtype) if dtype is not None else a
-    rdt, (r, i) = _un(z)
+    rdt, (r, i) = _un(z, True)
     axes = _axes(r.ndim, axis)
     n = int(np.prod([r.shape[d] for d in axes], dtype=np.int64))
     s = C.make(np.sum(r, axis=axis, keepdims=keepdims), np.sum(i, axis=axis, keepdims=keepdims))
@@ -600,7 +602,7 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
 
 
 def angle(z, deg=False):
-    _, (r, i) = _un(z)
+    _, (r, i) = _un(z, True)
     a = np.arctan2(i, r)
     return a * (180 / np.pi) if deg else a
 
@@ -627,19 +629,19 @@ def isrealobj(x):
 
 
 def iscomplex(x):
-    _, (r, i) = _un(x)
+    _, (r, i) = _un(x, True)
     return i != 0
 
 
 def isreal(x):
-    _, (r, i) = _un(x)
+    _, (r, i) = _un(x, True)
     return i == 0
 
 
 def linalg_norm(x, ord=None, axis=None, keepdims=False):
     if ord is not None:
         C._refuse("numpy.linalg.norm(ord=...) of complex values is not supported by tracejit yet")
-    _, (r, i) = _un(x)
+    _, (r, i) = _un(x, True)
     return np.sqrt(np.sum(r * r + i * i, axis=axis, keepdims=keepdims))
 
 
