@@ -218,6 +218,33 @@ static int order_phases(const tj_graph *g, tj_schedule *s, const int32_t *phase,
     return 0;
 }
 
+/* Whether every group reads a scratch slot only after an earlier group wrote it (the
+ * order fusion and the guard phases made); an internal error otherwise: a slot read
+ * before it is computed holds the previous call's value (silently wrong). */
+static int check_order(const tj_schedule *s, tj_error *err) {
+    int lo = s->first_scratch, n = s->n_scratch;
+    if (!n) return 0;
+    uint8_t *done = calloc((size_t)n, 1);
+    if (!done) return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        const tj_group *gr = &s->groups[gi];
+        for (int l = 0; l < gr->n_leaves; l++) {
+            int slot = gr->leaves[l].slot;
+            if (slot >= lo && slot < lo + n && !done[slot - lo]) {
+                free(done);
+                return tj_error_set(err, TJ_ERR_INTERNAL, "fusion scheduled group %d to read "
+                                    "node %d (scratch slot %d) before a group computes it",
+                                    gi, (int)gr->leaves[l].node, slot);
+            }
+        }
+        for (int o = 0; o < gr->n_outs; o++)
+            if (gr->outs[o].slot >= lo && gr->outs[o].slot < lo + n) done[gr->outs[o].slot - lo] = 1;
+        if (gr->acc_slot >= lo && gr->acc_slot < lo + n) done[gr->acc_slot - lo] = 1;
+    }
+    free(done);
+    return 0;
+}
+
 /* Per node: the reduction that stores it as a second output, -2 when it is computed
  * once into scratch because a user broadcasts it (mean = sum / n, used across rows,
  * is computed per row, not per element), or -1. A reduction's operand is stored
@@ -377,14 +404,18 @@ static int same_shape(const tj_node *a, const tj_node *b) {
  * the one before it, an elementwise value x of i's shape stored for later groups that i
  * reads in place (an LSTM cell's c, then h = o * tanh(c): a loop and a read of c
  * fewer per step): both plain elementwise groups, adjacent (no group between them
- * reads x), x the previous group's only output. The merged group writes x to its
+ * reads x), x the previous group's only output, both of one guard phase (a group runs
+ * in its outputs' earliest phase: one of a later phase may read what a group of that
+ * phase computes, which would then run after it). The merged group writes x to its
  * slot as a second output. */
-static int absorbs_previous(const tj_graph *g, const tj_schedule *s, int32_t i) {
+static int absorbs_previous(const tj_graph *g, const tj_schedule *s, int32_t i,
+                            const int32_t *phase) {
     if (s->n_groups < 2) return 0;
     const tj_group *gi = &s->groups[s->n_groups - 1], *gx = &s->groups[s->n_groups - 2];
     if (gi->red >= 0 || gi->cat >= 0 || gx->red >= 0 || gx->cat >= 0 || gx->n_outs != 1)
         return 0;
     int32_t x = gx->outs[0].node;
+    if (phase[x] != phase[i]) return 0;
     int ki = tj_ops[g->nodes[i].op].kind, kx = tj_ops[g->nodes[x].op].kind;
     if ((ki != TJ_K_EW && ki != TJ_K_CAST) || (kx != TJ_K_EW && kx != TJ_K_CAST) ||
         !same_shape(&g->nodes[i], &g->nodes[x]))
@@ -535,7 +566,7 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
             if (stored_by[x] == i) { outs[k] = x; oslots[k++] = s->mat_slot[x]; }
         if (build_group(g, s, &s->groups[s->n_groups++], outs, oslots, k, &sp, err) < 0)
             goto done;
-        if (absorbs_previous(g, s, i)) {   /* one group computes both (see there) */
+        if (absorbs_previous(g, s, i, phase)) {   /* one group computes both (see there) */
             int32_t x = s->groups[s->n_groups - 2].outs[0].node;
             outs[k] = x;
             oslots[k++] = s->mat_slot[x];
@@ -569,7 +600,7 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
         }
     }
     free(grouped);
-    if (order_phases(g, s, phase, err) < 0) goto done;
+    if (order_phases(g, s, phase, err) < 0 || check_order(s, err) < 0) goto done;
     tj_group *exact = tj_arena_alloc(&s->arena, (size_t)s->n_groups * sizeof *exact);
     if (!exact) goto nomem;
     memcpy(exact, s->groups, (size_t)s->n_groups * sizeof *exact);
