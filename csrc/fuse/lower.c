@@ -419,7 +419,7 @@ int tj_pow_const(const tj_graph *g, const tj_node *n, double *e) {
  * function's time dominates and TinyCC's blocks were measured faster, a fused exp-sum
  * at 1.18x); sin and cos (vmath leaves huge arguments to a libm pass after the loop,
  * prims.c's fixup, which a fused loop has no place for); float powers but by a
- * constant. */
+ * constant or loop-invariant (computed once, as TinyCC does: Adam's beta ** step). */
 static int fusable(const tj_graph *g, const tj_group *gr) {
     if (gr->contract || gr->loop.total == 0 || !gr->n_outs) return 0;
     if (gr->cat >= 0 && gr->red >= 0) return 0;
@@ -437,7 +437,9 @@ static int fusable(const tj_graph *g, const tj_group *gr) {
         if (kind != TJ_K_EW && kind != TJ_K_CAST) return 0;
         if (gr->red >= 0 && (tj_ops[n->op].flags & TJ_F_COSTLY)) return 0;
         if (n->op == TJ_OP_SIN || n->op == TJ_OP_COS) return 0;
-        if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && tj_pow_const(g, n, &e) < 0) return 0;
+        if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && !gr->uniform[k] &&
+            tj_pow_const(g, n, &e) < 0)
+            return 0;
     }
     return 1;
 }
