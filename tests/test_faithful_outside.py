@@ -2,6 +2,7 @@
 (NumPy code on an outside array alone, attributes of outside objects) are guarded, so
 a change between calls retraces instead of replaying the old constant."""
 import numpy as np
+import pytest
 
 import tracejit
 
@@ -157,3 +158,29 @@ def test_isinstance_of_a_traced_array_is_eagers():
         return a * 2 if isinstance(x, np.ndarray) and isinstance(a, np.ndarray) else a
 
     np.testing.assert_array_equal(tracejit.compile(fn)(np.ones(5)), fn(np.ones(5)))
+
+
+# ---- a torch tensor read at call time, its value read into Python ------------------------
+@pytest.mark.parametrize("read", ["item", "float", "bool", "int", "tolist"])
+def test_torch_outside_tensor_value_read_is_traced(read):
+    """A closure's tensor written by the function (a counter, an optimizer's state) and
+    then read by .item() / float() / bool() / int() / tolist(): its value at each call,
+    guarded (was the value it held while tracing, frozen into the plan)."""
+    torch = pytest.importorskip("torch")
+    reads = {"item": lambda t: t.item(), "float": float, "bool": lambda t: bool(t > 3),
+             "int": lambda t: int(t), "tolist": lambda t: t.tolist()}[read]
+
+    def make():
+        state = torch.tensor(1.0)
+
+        def fn(x):
+            state.add_(1)
+            v = reads(state)
+            return x * 2 if v is True or (v is not False and v > 3) else x + float(v)
+        return fn, state
+    (fn, s), (eager, s2) = make(), make()
+    f = tracejit.compile(fn)
+    x = torch.ones(3)
+    for _ in range(5):
+        torch.testing.assert_close(f(x), eager(x), rtol=0, atol=0)
+        assert torch.equal(s, s2)

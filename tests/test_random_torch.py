@@ -43,6 +43,14 @@ CALLS = [
     "D.Gumbel(x, 1.0, validate_args=False).rsample()",
     "D.LogNormal(x, 1.0, validate_args=False).rsample()",
     "D.Categorical(logits=x, validate_args=False).sample((64,))",
+    "D.Bernoulli(logits=x, validate_args=False).sample()",
+    "D.OneHotCategorical(logits=x, validate_args=False).sample((64,)).argmax(-1)",
+    "D.RelaxedBernoulli(torch.tensor(0.5), logits=x, validate_args=False).rsample()",
+    "D.RelaxedOneHotCategorical(torch.tensor(0.5), logits=x, validate_args=False).rsample()",
+    "D.TransformedDistribution(D.Uniform(torch.zeros(64), torch.ones(64)), "
+    "[D.transforms.SigmoidTransform().inv, D.transforms.AffineTransform(x, 1.0)], "
+    "validate_args=False).rsample()",
+    "torch.nn.Dropout(0.3)(x)", "torch.nn.AlphaDropout(0.3)(x)",
     "torch.randperm(64).float()",
     "torch.randperm(64, dtype=torch.int32)",
 ]
@@ -165,6 +173,16 @@ def test_dropout_keeps_each_element_with_probability_1_minus_p_and_scales(p):
                                          validate_args=False).rsample(), "laplace"),
     ("gumbel", lambda n, dt: D.Gumbel(torch.zeros(n, dtype=dt), torch.ones(n, dtype=dt),
                                        validate_args=False).rsample(), "gumbel"),
+    ("lognormal", lambda n, dt: D.LogNormal(torch.zeros(n, dtype=dt), 1.0,
+                                             validate_args=False).rsample(), "lognormal"),
+    ("logistic", lambda n, dt: D.TransformedDistribution(
+        D.Uniform(torch.zeros(n, dtype=dt), torch.ones(n, dtype=dt)),
+        [D.transforms.SigmoidTransform().inv], validate_args=False).rsample(), "logistic"),
+    ("normal_", lambda n, dt: torch.empty(n, dtype=dt).normal_(), "normal"),
+    ("uniform_", lambda n, dt: torch.empty(n, dtype=dt).uniform_(), "uniform"),
+    ("normal(mean, std)", lambda n, dt: torch.normal(torch.zeros(n, dtype=dt),
+                                                     torch.ones(n, dtype=dt)), "normal"),
+    ("randn_like", lambda n, dt: torch.randn_like(torch.zeros(n, dtype=dt)), "normal"),
 ])
 def test_torch_distributions_pass_kolmogorov_smirnov(name, make, cdf, dtype):
     n = 20000
@@ -186,6 +204,21 @@ def test_categorical_and_bernoulli_follow_their_probabilities():
     freq = torch.bincount(idx, minlength=3).double() / 60000
     torch.testing.assert_close(freq, probs.double(), atol=0.01, rtol=0)
     torch.testing.assert_close(b.mean(0), probs, atol=0.01, rtol=0)
+
+
+def test_bernoulli_and_one_hot_categorical_distributions_follow_their_probabilities():
+    probs = torch.tensor([0.2, 0.5, 0.3])
+    f = tracejit.compile(lambda p: (
+        D.OneHotCategorical(probs=p, validate_args=False).sample((60000,)),
+        D.Bernoulli(probs=p, validate_args=False).sample((60000,)),
+        D.RelaxedBernoulli(torch.tensor(0.01), probs=p, validate_args=False).rsample((60000,))))
+    torch.manual_seed(5)
+    oh, b, rb = f(probs)
+    assert oh.shape == (60000, 3) and torch.equal(oh.sum(-1), torch.ones(60000))
+    torch.testing.assert_close(oh.mean(0), probs, atol=0.01, rtol=0)
+    torch.testing.assert_close(b.mean(0), probs, atol=0.01, rtol=0)
+    # at a low temperature a relaxed Bernoulli is near 0 or 1, 1 with probability p
+    torch.testing.assert_close((rb > 0.5).float().mean(0), probs, atol=0.01, rtol=0)
 
 
 def test_rsample_gradients_flow_through_the_reparameterization():

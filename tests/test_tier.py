@@ -219,3 +219,27 @@ def test_concatenation_parts_fused_by_the_tier(rng, tier, shape, layout):
             u = np.asfortranarray(u) if layout == "F" else u
             np.testing.assert_array_equal(f(u), fn(u))
         assert f.tiers() == ["opt"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_loop_invariant_power_is_fused_and_bitwise_tinyccs(dtype, rng, tier):
+    """Adam's bias corrections: 1 - beta ** step with step an input (a power by a value
+    known only at run time, the same for every element): computed once before the
+    fused loop, as TinyCC computes it (tj_p_POW's element), so the group is fused and
+    every bit is TinyCC's."""
+    def adam_like(p, m, v, step, lr):
+        bc1 = 1 - 0.9 ** step
+        bc2 = 1 - 0.999 ** step
+        den = np.sqrt(v) / np.sqrt(bc2) + 1e-8
+        return p - (lr / bc1) * m / den, step ** 0.5 * m + step ** 2
+
+    x = [make_input(rng, (4097,), dtype, domain="pos") for _ in range(3)]
+    for s in (3.0, 7.5):
+        args = x + [np.array(s), np.array(1e-3)]
+        r2, r1, f2 = both_tiers(adam_like, args)
+        src = str(f2.explain(*args))
+        assert "tj_e_POW_f64(" in src.split("optimizing tier C")[1]
+        want = adam_like(*args)
+        for a, b, e in zip(r1, r2, want):
+            np.testing.assert_array_equal(b, a)
+            np.testing.assert_allclose(a, e, rtol=1e-5 if dtype == "float32" else 1e-12)

@@ -491,16 +491,3 @@ def test_lr_set_inside_refused():
         tracejit.compile(step)(*_data(1)[0])
     assert o.param_groups[0]["lr"] == 1e-2
 
-
-def test_asgd_runs_eagerly():
-    """ASGD's compiled step was wrong on its first compiled call (eta of every parameter
-    but the first from step 0; eta ~0.01, so within the other tests' tolerance): it runs
-    eagerly, with the warning, until that is understood. eta compared exactly here."""
-    a, b = _twins(lambda p: torch.optim.ASGD(p, lr=1e-2), bn=False)
-    step, eager = tracejit.compile(_step_fn(*a)), _step_fn(*b)
-    with pytest.warns(RuntimeWarning, match="runs eagerly.*ASGD"):
-        for x, y in _data(4):
-            step(x, y), eager(x, y)
-            _assert_same(a, b)
-            for pa, pb in zip(a[0].parameters(), b[0].parameters()):
-                assert torch.equal(a[1].state[pa]["eta"], b[1].state[pb]["eta"])

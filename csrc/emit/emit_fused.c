@@ -393,11 +393,14 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
     for (int k = 0; k < gr->n_nodes; k++) {
         const tj_node *n = &g->nodes[gr->nodes[k]];
         uni[gr->nodes[k]] = gr->uniform[k];
-        if (gr->uniform[k]) {
-            put(b, "    ");
+        if (!gr->uniform[k]) continue;
+        put(b, is_trig(n) ? "    " : "    const ");   /* (put_trig may assign it again) */
+        if (n->op == TJ_OP_POW)   /* as TinyCC computes it: tj_p_POW's element (emit_c.c) */
+            put(b, "%s x%d = tj_e_POW_%s(x%d, x%d);\n", ctype(n->dtype), (int)gr->nodes[k],
+                tj_dtype_suffix(tj_node_loop_dtype(g, n)), (int)n->in[0], (int)n->in[1]);
+        else
             tj_emit_elem_node(b, g, n);
-            if (is_trig(n)) put_trig(b, n, gr->nodes[k], 2, 4);
-        }
+        if (is_trig(n)) put_trig(b, n, gr->nodes[k], 2, 4);
     }
     /* sin or cos in the loop: put_trig_loops */
     int trig = 0;

@@ -220,6 +220,33 @@ static int order_phases(const tj_graph *g, tj_schedule *s, const int32_t *phase,
     return 0;
 }
 
+/* Whether every group reads a scratch slot only after an earlier group wrote it (the
+ * order fusion and the guard phases made); an internal error otherwise: a slot read
+ * before it is computed holds the previous call's value (silently wrong). */
+static int check_order(const tj_schedule *s, tj_error *err) {
+    int lo = s->first_scratch, n = s->n_scratch;
+    if (!n) return 0;
+    uint8_t *done = calloc((size_t)n, 1);
+    if (!done) return tj_error_set(err, TJ_ERR_NOMEM, "out of memory");
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        const tj_group *gr = &s->groups[gi];
+        for (int l = 0; l < gr->n_leaves; l++) {
+            int slot = gr->leaves[l].slot;
+            if (slot >= lo && slot < lo + n && !done[slot - lo]) {
+                free(done);
+                return tj_error_set(err, TJ_ERR_INTERNAL, "fusion scheduled group %d to read "
+                                    "node %d (scratch slot %d) before a group computes it",
+                                    gi, (int)gr->leaves[l].node, slot);
+            }
+        }
+        for (int o = 0; o < gr->n_outs; o++)
+            if (gr->outs[o].slot >= lo && gr->outs[o].slot < lo + n) done[gr->outs[o].slot - lo] = 1;
+        if (gr->acc_slot >= lo && gr->acc_slot < lo + n) done[gr->acc_slot - lo] = 1;
+    }
+    free(done);
+    return 0;
+}
+
 /* Per node: the reduction that stores it as a second output, -2 when it is computed
  * once into scratch because a user broadcasts it (mean = sum / n, used across rows,
  * is computed per row, not per element), or -1. A reduction's operand is stored
@@ -704,7 +731,7 @@ static int fuse_once(const tj_graph *g, tj_schedule *s, const uint8_t *once, tj_
     }
     free(grouped);
     if (join_groups(g, s, phase, outs, oslots, &sp, err) < 0) goto done;
-    if (order_phases(g, s, phase, err) < 0) goto done;
+    if (order_phases(g, s, phase, err) < 0 || check_order(s, err) < 0) goto done;
     tj_group *exact = tj_arena_alloc(&s->arena, (size_t)s->n_groups * sizeof *exact);
     if (!exact) goto nomem;
     memcpy(exact, s->groups, (size_t)s->n_groups * sizeof *exact);

@@ -421,7 +421,7 @@ int tj_pow_const(const tj_graph *g, const tj_node *n, double *e) {
  * to libm: prims.c's fixup pass after each block; a fused loop notes them and computes
  * its element range again with libm's values for them, emit_fused.c, which only a loop
  * that writes each element once and draws nothing can do); float powers but by a
- * constant. */
+ * constant or loop-invariant (computed once, as TinyCC does: Adam's beta ** step). */
 static int fusable(const tj_graph *g, const tj_group *gr) {
     if (gr->contract || gr->loop.total == 0 || !gr->n_outs) return 0;
     if (gr->cat >= 0 && gr->red >= 0) return 0;
@@ -441,7 +441,9 @@ static int fusable(const tj_graph *g, const tj_group *gr) {
         if (kind != TJ_K_EW && kind != TJ_K_CAST) return 0;
         if (gr->red >= 0 && (tj_ops[n->op].flags & TJ_F_COSTLY)) return 0;
         trig |= n->op == TJ_OP_SIN || n->op == TJ_OP_COS;
-        if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && tj_pow_const(g, n, &e) < 0) return 0;
+        if (n->op == TJ_OP_POW && n->dtype >= TJ_F32 && !gr->uniform[k] &&
+            tj_pow_const(g, n, &e) < 0)
+            return 0;
     }
     return !(trig && (gr->red >= 0 || gr->cat >= 0 || draws));
 }

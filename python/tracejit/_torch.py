@@ -573,6 +573,11 @@ def _external(fn):
 
 
 _mode_cls = None
+# Tensor methods that read a tensor's value into Python (no implementation in the
+# table: a tracer has its own), for a tensor the function reads at call time
+_VALUE_READS = {"item": lambda t: t.item(), "tolist": lambda t: t.tolist(),
+                "__bool__": bool, "__float__": float, "__int__": int,
+                "__index__": lambda t: t.__index__(), "__complex__": complex}
 _INPLACE_DUNDERS = frozenset(f"__i{op}__" for op in (
     "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor",
     "lshift", "rshift", "matmul")) | {"__setitem__"}
@@ -632,6 +637,14 @@ def _mode(ref, external):
                                         f"tracejit cannot replay")
                     self.external.add(id(args[0]))   # read from now on as traced
                     return dispatch(func, args, kwargs, self.ref)
+                if (self.ref is not None and self.external and args and
+                        (getattr(func, "__name__", "") or "") in _VALUE_READS and
+                        _is_tensor(args[0]) and id(args[0]) in self.external):
+                    # state.item(), float(state) of a tensor read at call time (an
+                    # optimizer's state, read as traced): its traced value, guarded,
+                    # never the value it held while tracing
+                    return _VALUE_READS[func.__name__](_C._lift(self.ref, args[0]),
+                                                        *args[1:], **kwargs)
                 if (getattr(func, "__name__", "") or "").startswith("_foreach_") and \
                         any(id(t) in self.external for t in _tensors((args, kwargs))):
                     # run as it is, it would read (and write) the real tensors once

@@ -39,11 +39,6 @@ import sys
 import threading
 import warnings
 
-# Optimizers whose compiled step differs from eager's, run eagerly (with the warning)
-# until the cause is found: ASGD's eta, on the first compiled call, took step 0's value
-# for every parameter but the first (the replays after it were right).
-_EAGER_OPTIMIZERS = frozenset({"ASGD"})
-
 import numpy as np
 
 from . import _C, _grad, _torch
@@ -343,8 +338,6 @@ class _Step:
         torch = _torch_mod()
         tensors, sig, lrs = [], [], []
         for o in self.opts:
-            if type(o).__name__ in _EAGER_OPTIMIZERS:
-                return None
             for grp in o.param_groups:
                 lr = grp.get("lr")
                 runtime_lr = type(lr) is float     # an input of the call, not keyed
@@ -388,8 +381,7 @@ class _Step:
             if torch.is_grad_enabled() and not self.warned:
                 self.warned = True
                 warnings.warn(f"tracejit: {self.fn!r} runs eagerly: an optimizer has hooks, "
-                              f"a tensor hyperparameter or foreach/fused=True, or is one the "
-                              f"compiled step gets wrong ({', '.join(sorted(_EAGER_OPTIMIZERS))})",
+                              f"a tensor hyperparameter or foreach/fused=True",
                               RuntimeWarning, stacklevel=3)
             return self.fn(*args, **kwargs)
         tensors, static, lrs = state
