@@ -364,14 +364,14 @@ TJ_FLOAT_HELPERS(double, f64, )
 
 #define TJ_OPERANDS_1(T) const T *restrict pa = a_;
 #define TJ_OPERANDS_2(T) const T *restrict pa = a_, *restrict pb = b_;
-#define TJ_OPERANDS_3(T) const bool *restrict pa = a_; \
+#define TJ_OPERANDS_3(T) const uint8_t *restrict pa = a_; /* bytes: gcc vectorizes no bool load */ \
     const T *restrict pb = b_, *restrict pc = c_;
 #define TJ_OPERANDS_S2(T) const T *restrict pa = a_; const int64_t *restrict pb = b_;
 #define TJ_OPERANDS_S3(T) const T *restrict pa = a_, *restrict pb = b_; \
     const int64_t *restrict pc = c_;
 #define TJ_ELEMS_1 T_ a = pa[i];
 #define TJ_ELEMS_2 T_ a = pa[i], b = pb[i];
-#define TJ_ELEMS_3 bool a = pa[i]; T_ b = pb[i], c = pc[i];
+#define TJ_ELEMS_3 bool a = pa[i] != 0; T_ b = pb[i], c = pc[i];
 #define TJ_ELEMS_S2 T_ a = pa[i]; int64_t b = pb[i];
 #define TJ_ELEMS_S3 T_ a = pa[i], b = pb[i]; int64_t c = pc[i];
 
