@@ -592,7 +592,10 @@ TJ_POWSF(double, f64, sqrt)
             const char *row = src + r * s_out;                                        \
             if (s_in == (int64_t)sizeof(T))                                           \
                 memcpy(o + r * inner, row, (size_t)inner * sizeof(T));                \
-            else                                                                      \
+            else if (s_in == 0) {   /* a row's one value (a softmax's max): a fill */ \
+                const T v = *(const T *)row;                                          \
+                for (int64_t i = 0; i < inner; i++) o[r * inner + i] = v;             \
+            } else                                                                    \
                 for (int64_t i = 0; i < inner; i++)                                   \
                     o[r * inner + i] = *(const T *)(row + i * s_in);                  \
         }                                                                             \
