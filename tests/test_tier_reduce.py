@@ -253,3 +253,21 @@ def test_short_rows_fold_column_chunks_in_registers(rng, tier):
     g = tracejit.compile(lambda x: np.sum(x * (1 - x * x), axis=0))
     g(make_input(rng, (64, 300), "float32"))   # long rows: the row-by-row nest only
     assert "a_[" not in g.explain(make_input(rng, (64, 300), "float32"))
+
+
+@pytest.mark.parametrize("layout", ["c", "T", "strided"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_masked_scaled_row_max_of_attention_scores(layout, dtype, rng, tier):
+    """A causal softmax's first pass (scale, where under a bool mask, row max) over
+    (heads, T, T) scores: the tier's contiguous nest (which gcc vectorizes) and its
+    strided nest, each emitted whole after one stride test, agree with TinyCC and NumPy
+    bit for bit (max is exact); NaN scores propagate as NumPy's max does."""
+    s = arg_in_layout(rng, (4, 64, 64), dtype, layout)
+    s[1, 5, 2] = np.nan                      # kept by the mask: row 5 of head 1 is NaN
+    s[2, 3, 40] = np.nan                     # masked out: row 3 of head 2 is not
+    mask = np.tril(np.ones((64, 64), dtype=bool))
+
+    def fn(s):
+        return np.where(mask, s * 0.25, -np.inf).max(axis=-1)
+    check(fn, [s], True)
+    assert np.isnan(fn(s)[1, 5]) and not np.isnan(fn(s)[2, 3])

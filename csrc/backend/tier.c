@@ -187,8 +187,15 @@ static void the_cache_dir(char *dir, size_t cap, int create) {
 /* -fno-thread-jumps: gcc 13's jump threading turns the selects of inlined vmath
  * functions back into branches, and the loop no longer vectorizes (measured 7x slower
  * on softplus; gcc 12 is unaffected); -fopenmp-simd: the `omp simd reduction` of
- * horizontal reduction folds (emit_fused.c), which gcc may then vectorize */
-#define TJ_CFLAGS "-O3 -march=native -std=gnu11 -shared -fPIC -fno-math-errno " \
+ * horizontal reduction folds (emit_fused.c), which gcc may then vectorize;
+ * -mprefer-vector-width=512: on an AVX-512 CPU gcc's -march=native picks 256-bit vectors,
+ * while the tier's loops of transcendentals (GELU's erf, an LSTM cell's sigmoids and
+ * tanh) are bound by their arithmetic (TinyCC's primitives, x86-64-v4 clones, already
+ * run 512-bit): the GPT and LSTM of benchmarks/bench_models.py at batch 1 measured ~8-15% less CPU
+ * time a call (a loaded 2-core machine); elementwise results are the same bits, a fused
+ * horizontal sum's order changes with the width (tests allow rounding there) */
+#define TJ_CFLAGS "-O3 -march=native -mprefer-vector-width=512 -std=gnu11 -shared -fPIC " \
+                  "-fno-math-errno " \
                   "-ffp-contract=off -fno-strict-aliasing -fwrapv -fno-thread-jumps " \
                   "-DTJ_ELEM_ONLY -fopenmp-simd -w"
 

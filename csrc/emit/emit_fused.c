@@ -365,54 +365,19 @@ static void put_trig_loops(sbuf *b, const tj_graph *g, const tj_group *gr, const
     put(b, "%*s    }\n%*s}\n", in, "", in, "");
 }
 
-static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int gi,
-                             uint8_t *uni) {
+/* One case's loop nest of a fused group, inside its case's block: pass 0 the contiguous
+ * case (restrict pointers, omp simd folds), pass 1 the strided one; trig: sin or cos in
+ * its loop (put_trig_loops). */
+static void emit_nest(sbuf *b, const tj_graph *g, const tj_group *gr, const fold *f,
+                      const uint8_t *uni, int pass, int trig) {
     const tj_loop *q = &gr->loop;
-    int D = q->D;
-    fold fd, *f = NULL;
-    if (gr->red >= 0) fold_init(f = &fd, g, gr, D);
-    int o0 = f ? 1 : 0;   /* a reduction's output 0 is its accumulator's, written after */
-    put(b, "\nstatic void tj_f%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
-    for (int l = 0; l < gr->n_leaves; l++) uni[gr->leaves[l].node] = gr->leaves[l].uniform;
-    tj_emit_leaf_setup(b, g, gr, D);
-    for (int o = o0; o < gr->n_outs; o++)
-        for (int d = 0; d < D; d++) tj_emit_out_stride(b, gr, o, d);
-    for (int d = 0; f && d < D; d++) {   /* the accumulator: the result's shape and map */
-        if (gr->ndim && gr->outs[0].map[d] >= 0)
-            put(b, "    const long long c_%d = S[%d][%d];\n", d, (int)gr->acc_slot, gr->outs[0].map[d]);
-        else
-            put(b, "    const long long c_%d = 0;\n", d);
-    }
-    /* loop-invariant values, once per call */
-    for (int l = 0; l < gr->n_leaves; l++) {
-        int32_t id = gr->leaves[l].node;
-        char at[16];
-        snprintf(at, sizeof at, "bl%d", l);
-        if (uni[id]) put_leaf(b, g, gr, l, 4, at);
-    }
-    for (int k = 0; k < gr->n_nodes; k++) {
-        const tj_node *n = &g->nodes[gr->nodes[k]];
-        uni[gr->nodes[k]] = gr->uniform[k];
-        if (!gr->uniform[k]) continue;
-        put(b, is_trig(n) ? "    " : "    const ");   /* (put_trig may assign it again) */
-        if (n->op == TJ_OP_POW)   /* as TinyCC computes it: tj_p_POW's element (emit_c.c) */
-            put(b, "%s x%d = tj_e_POW_%s(x%d, x%d);\n", ctype(n->dtype), (int)gr->nodes[k],
-                tj_dtype_suffix(tj_node_loop_dtype(g, n)), (int)n->in[0], (int)n->in[1]);
-        else
-            tj_emit_elem_node(b, g, n);
-        if (is_trig(n)) put_trig(b, n, gr->nodes[k], 2, 4);
-    }
-    /* sin or cos in the loop: put_trig_loops */
-    int trig = 0;
-    for (int k = 0; k < gr->n_nodes; k++)
-        trig |= !gr->uniform[k] && is_trig(&g->nodes[gr->nodes[k]]);
-    if (q->cols) emit_cols(b, g, gr, q, uni, f);
+    int D = q->D, o0 = f ? 1 : 0;
     /* the loops: dim 0 over the range (scaled to rows or blocks as TinyCC's units are) */
-    int ind = 4;
+    int ind = 8;
     for (int d = 0; d < D - 1; d++) {
         if (d == 0)
-            put(b, "    for (long long i0 = lo * %lldLL; i0 < hi * %lldLL && i0 < %lldLL; i0++) {\n",
-                (long long)(q->twod && q->bd == 0 ? q->rows : 1),
+            put(b, "%*sfor (long long i0 = lo * %lldLL; i0 < hi * %lldLL && i0 < %lldLL; i0++) {\n",
+                ind, "", (long long)(q->twod && q->bd == 0 ? q->rows : 1),
                 (long long)(q->twod && q->bd == 0 ? q->rows : 1), (long long)q->shape[0]);
         else
             put(b, "%*sfor (long long i%d = 0; i%d < %lldLL; i%d++) {\n", ind, "", d, d,
@@ -420,7 +385,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
         ind += 4;
     }
     for (int l = 0; l < gr->n_leaves; l++) {
-        if (uni[gr->leaves[l].node]) continue;
+        if (uni[gr->leaves[l].node] && !gr->leaves[l].row) continue;
         put(b, gr->leaves[l].slot < 0 ? "%*sconst long long pl%d = bl%d" : "%*sconst char *pl%d = bl%d",
             ind, "", l, l);
         for (int d = 0; d < D - 1; d++) put(b, " + i%d * l%d_%d", d, l, d);
@@ -446,25 +411,13 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
         put(b, "%*sconst long long e0 = 0, e1 = %lldLL;\n", ind, "", (long long)q->inner);
     /* leaves broadcast along the inner dim: one load per row */
     for (int l = 0; l < gr->n_leaves; l++) {
-        int32_t id = gr->leaves[l].node;
         if (!gr->leaves[l].row) continue;
         char at[16];
         snprintf(at, sizeof at, "pl%d", l);
         put_leaf(b, g, gr, l, ind, at);
-        uni[id] = 2;
     }
-    /* contiguous inner dim (the common case, which gcc vectorizes), else strided */
-    put(b, "%*sif (1", ind, "");
-    for (int l = 0; l < gr->n_leaves; l++)
-        if (!uni[gr->leaves[l].node] && gr->leaves[l].slot >= 0)
-            put(b, " && l%d_%d == %d", l, D - 1, tj_dtype_size(g->nodes[gr->leaves[l].node].dtype));
-    for (int o = o0; o < gr->n_outs; o++)
-        put(b, " && o%d_%d == %d", o, D - 1, tj_dtype_size(g->nodes[gr->outs[o].node].dtype));
-    if (f && !f->horizontal) put(b, " && c_%d == (long long)sizeof(%s)", D - 1, f->A);
-    put(b, ") {\n");
-    for (int pass = 0; pass < 2; pass++) {
-        int in = ind + 4;
-        if (pass) put(b, "%*s} else {\n", ind, "");
+    {
+        int in = ind;
         for (int l = 0; !pass && l < gr->n_leaves; l++)
             if (!uni[gr->leaves[l].node] && gr->leaves[l].slot >= 0)
                 put(b, "%*sconst %s *restrict q%d = (const %s *)pl%d;\n", in, "",
@@ -476,7 +429,7 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
             put(b, "%*s%s *restrict ra = (%s *)pc;\n", in, "", f->A, f->A);
         if (trig && !f && !q->draws) {
             put_trig_loops(b, g, gr, uni, in, pass);
-            continue;
+            goto close;
         }
         if (f && f->horizontal) {   /* blocks of the inner dim, as TinyCC's */
             put(b, "%*sfor (long long b0 = e0; b0 < e1; b0 += %d) {\n", in, "", TJ_BLOCK);
@@ -526,9 +479,71 @@ static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int
             put(b, "%*s}\n", in, "");
         }
     }
-    put(b, "%*s}\n", ind, "");
-    for (int d = D - 2; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 1), "");
-    put(b, "}\n");
+close:
+    for (int d = D - 2; d >= 0; d--) put(b, "%*s}\n", 4 * (d + 2), "");
+}
+
+static void emit_fused_group(sbuf *b, const tj_graph *g, const tj_group *gr, int gi,
+                             uint8_t *uni) {
+    const tj_loop *q = &gr->loop;
+    int D = q->D;
+    fold fd, *f = NULL;
+    if (gr->red >= 0) fold_init(f = &fd, g, gr, D);
+    int o0 = f ? 1 : 0;   /* a reduction's output 0 is its accumulator's, written after */
+    put(b, "\nstatic void tj_f%d(void **P, const long long **S, long long lo, long long hi) {\n", gi);
+    for (int l = 0; l < gr->n_leaves; l++) uni[gr->leaves[l].node] = gr->leaves[l].uniform;
+    tj_emit_leaf_setup(b, g, gr, D);
+    for (int o = o0; o < gr->n_outs; o++)
+        for (int d = 0; d < D; d++) tj_emit_out_stride(b, gr, o, d);
+    for (int d = 0; f && d < D; d++) {   /* the accumulator: the result's shape and map */
+        if (gr->ndim && gr->outs[0].map[d] >= 0)
+            put(b, "    const long long c_%d = S[%d][%d];\n", d, (int)gr->acc_slot, gr->outs[0].map[d]);
+        else
+            put(b, "    const long long c_%d = 0;\n", d);
+    }
+    /* loop-invariant values, once per call */
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l].node;
+        char at[16];
+        snprintf(at, sizeof at, "bl%d", l);
+        if (uni[id]) put_leaf(b, g, gr, l, 4, at);
+    }
+    for (int k = 0; k < gr->n_nodes; k++) {
+        const tj_node *n = &g->nodes[gr->nodes[k]];
+        uni[gr->nodes[k]] = gr->uniform[k];
+        if (!gr->uniform[k]) continue;
+        put(b, is_trig(n) ? "    " : "    const ");   /* (put_trig may assign it again) */
+        if (n->op == TJ_OP_POW)   /* as TinyCC computes it: tj_p_POW's element (emit_c.c) */
+            put(b, "%s x%d = tj_e_POW_%s(x%d, x%d);\n", ctype(n->dtype), (int)gr->nodes[k],
+                tj_dtype_suffix(tj_node_loop_dtype(g, n)), (int)n->in[0], (int)n->in[1]);
+        else
+            tj_emit_elem_node(b, g, n);
+        if (is_trig(n)) put_trig(b, n, gr->nodes[k], 2, 4);
+    }
+    /* sin or cos in the loop: put_trig_loops */
+    int trig = 0;
+    for (int k = 0; k < gr->n_nodes; k++)
+        trig |= !gr->uniform[k] && is_trig(&g->nodes[gr->nodes[k]]);
+    if (q->cols) emit_cols(b, g, gr, q, uni, f);
+    /* leaves broadcast along the inner dim are loaded once per row (in the nest) */
+    for (int l = 0; l < gr->n_leaves; l++)
+        if (gr->leaves[l].row) uni[gr->leaves[l].node] = 2;
+    /* contiguous inner dims (the common case, which gcc vectorizes), else strided: the
+     * test is loop-invariant and made once, each case its own nest (both cases inside
+     * one nest, gcc 12 merged them into one scalar, branchy inner loop: a masked max
+     * over attention's rows measured 7x slower) */
+    put(b, "    if (1");
+    for (int l = 0; l < gr->n_leaves; l++)
+        if (!uni[gr->leaves[l].node] && gr->leaves[l].slot >= 0)
+            put(b, " && l%d_%d == %d", l, D - 1, tj_dtype_size(g->nodes[gr->leaves[l].node].dtype));
+    for (int o = o0; o < gr->n_outs; o++)
+        put(b, " && o%d_%d == %d", o, D - 1, tj_dtype_size(g->nodes[gr->outs[o].node].dtype));
+    if (f && !f->horizontal) put(b, " && c_%d == (long long)sizeof(%s)", D - 1, f->A);
+    put(b, ") {\n");
+    emit_nest(b, g, gr, f, uni, 0, trig);
+    put(b, "    } else {\n");
+    emit_nest(b, g, gr, f, uni, 1, trig);
+    put(b, "    }\n}\n");
 }
 
 int tj_emit_fused_source(const tj_graph *g, const tj_schedule *s, tj_sbuf *out,

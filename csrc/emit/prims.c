@@ -364,14 +364,14 @@ TJ_FLOAT_HELPERS(double, f64, )
 
 #define TJ_OPERANDS_1(T) const T *restrict pa = a_;
 #define TJ_OPERANDS_2(T) const T *restrict pa = a_, *restrict pb = b_;
-#define TJ_OPERANDS_3(T) const bool *restrict pa = a_; \
+#define TJ_OPERANDS_3(T) const uint8_t *restrict pa = a_; /* bytes: gcc vectorizes no bool load */ \
     const T *restrict pb = b_, *restrict pc = c_;
 #define TJ_OPERANDS_S2(T) const T *restrict pa = a_; const int64_t *restrict pb = b_;
 #define TJ_OPERANDS_S3(T) const T *restrict pa = a_, *restrict pb = b_; \
     const int64_t *restrict pc = c_;
 #define TJ_ELEMS_1 T_ a = pa[i];
 #define TJ_ELEMS_2 T_ a = pa[i], b = pb[i];
-#define TJ_ELEMS_3 bool a = pa[i]; T_ b = pb[i], c = pc[i];
+#define TJ_ELEMS_3 bool a = pa[i] != 0; T_ b = pb[i], c = pc[i];
 #define TJ_ELEMS_S2 T_ a = pa[i]; int64_t b = pb[i];
 #define TJ_ELEMS_S3 T_ a = pa[i], b = pb[i]; int64_t c = pc[i];
 
@@ -592,7 +592,10 @@ TJ_POWSF(double, f64, sqrt)
             const char *row = src + r * s_out;                                        \
             if (s_in == (int64_t)sizeof(T))                                           \
                 memcpy(o + r * inner, row, (size_t)inner * sizeof(T));                \
-            else                                                                      \
+            else if (s_in == 0) {   /* a row's one value (a softmax's max): a fill */ \
+                const T v = *(const T *)row;                                          \
+                for (int64_t i = 0; i < inner; i++) o[r * inner + i] = v;             \
+            } else                                                                    \
                 for (int64_t i = 0; i < inner; i++)                                   \
                     o[r * inner + i] = *(const T *)(row + i * s_in);                  \
         }                                                                             \
