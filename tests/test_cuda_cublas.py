@@ -7,6 +7,8 @@ columns) return None: the program's tiled kernel runs them (tests/test_cuda_emul
 Loading is a clear fallback: `_C._cublas()` names the library or says why not."""
 import itertools
 
+import os
+
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import as_strided
@@ -116,6 +118,8 @@ PRODUCTS = {
 
 
 @pytest.mark.skipif(not cuda_emu.compiler(), reason="no C++ compiler")
+@pytest.mark.skipif(bool(os.environ.get("TRACEJIT_SANITIZED")),
+                    reason="fibers (makecontext) under ASan: run by the plain suite")
 @pytest.mark.parametrize("name", sorted(PRODUCTS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_products_handed_to_cublas_match_numpy(name, dtype):
