@@ -43,7 +43,7 @@ CALLS = [
     "D.Gumbel(x, 1.0, validate_args=False).rsample()",
     "D.LogNormal(x, 1.0, validate_args=False).rsample()",
     "D.Categorical(logits=x, validate_args=False).sample((64,))",
-    "D.Bernoulli(logits=x, validate_args=False).sample()",
+    "D.Bernoulli(logits=x / 16, validate_args=False).sample()",   # (x: most draws certain)
     "D.OneHotCategorical(logits=x, validate_args=False).sample((64,)).argmax(-1)",
     "D.RelaxedBernoulli(torch.tensor(0.5), logits=x, validate_args=False).rsample()",
     "D.RelaxedOneHotCategorical(torch.tensor(0.5), logits=x, validate_args=False).rsample()",
