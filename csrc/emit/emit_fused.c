@@ -301,6 +301,24 @@ static void put_trig(sbuf *b, const tj_node *n, int32_t id, int trig, int ind) {
              (int)id, n->op == TJ_OP_SIN ? 1 : 2);
 }
 
+/* An element's loads in the loop (not the loop-invariant leaves): pass 0 through the q
+ * pointers, pass 1 at its byte stride; a virtual leaf computed (put_leaf). */
+static void put_element_loads(sbuf *b, const tj_graph *g, const tj_group *gr,
+                              const uint8_t *uni, int in, int pass) {
+    int D = gr->loop.D;
+    for (int l = 0; l < gr->n_leaves; l++) {
+        int32_t id = gr->leaves[l].node;
+        if (uni[id]) continue;
+        const char *t = ctype(g->nodes[id].dtype);
+        char at[64];
+        snprintf(at, sizeof at, "pl%d + e * l%d_%d", l, l, D - 1);
+        if (gr->leaves[l].slot < 0) put_leaf(b, g, gr, l, in + 4, at);
+        else if (!pass) put(b, "%*s    const %s x%d = q%d[e];\n", in, "", t, (int)id, l);
+        else put(b, "%*s    const %s x%d = *(const %s *)(pl%d + e * l%d_%d);\n", in, "", t,
+                 (int)id, t, l, l, D - 1);
+    }
+}
+
 /* An element's nodes in the loop (not the invariant ones, not the folded reduction); a
  * tiled draw reads its tile; sin and cos as put_trig's `trig` says (0: as computed). */
 static void put_element_nodes(sbuf *b, const tj_graph *g, const tj_group *gr,
@@ -327,17 +345,7 @@ static void put_plain_loop(sbuf *b, const tj_graph *g, const tj_group *gr, const
     int D = gr->loop.D;
     put(b, "%*sfor (long long e = %s; e < %s; e++) {\n", in, "", lo, hi);
     if (trig == 1) put(b, "%*s    long long hh_ = 0;\n", in, "");
-    for (int l = 0; l < gr->n_leaves; l++) {
-        int32_t id = gr->leaves[l].node;
-        if (uni[id]) continue;
-        const char *t = ctype(g->nodes[id].dtype);
-        char at[64];
-        snprintf(at, sizeof at, "pl%d + e * l%d_%d", l, l, D - 1);
-        if (gr->leaves[l].slot < 0) put_leaf(b, g, gr, l, in + 4, at);
-        else if (!pass) put(b, "%*s    const %s x%d = q%d[e];\n", in, "", t, (int)id, l);
-        else put(b, "%*s    const %s x%d = *(const %s *)(pl%d + e * l%d_%d);\n", in, "", t,
-                 (int)id, t, l, l, D - 1);
-    }
+    put_element_loads(b, g, gr, uni, in, pass);
     put_element_nodes(b, g, gr, uni, in + 4, trig);
     for (int o = 0; o < gr->n_outs; o++) {
         const char *t = ctype(g->nodes[gr->outs[o].node].dtype);
@@ -444,17 +452,7 @@ static void emit_nest(sbuf *b, const tj_graph *g, const tj_group *gr, const fold
         } else {
             put(b, "%*sfor (long long e = e0; e < e1; e++) {\n", in, "");
         }
-        for (int l = 0; l < gr->n_leaves; l++) {
-            int32_t id = gr->leaves[l].node;
-            if (uni[id]) continue;
-            const char *t = ctype(g->nodes[id].dtype);
-            char at[64];
-            snprintf(at, sizeof at, "pl%d + e * l%d_%d", l, l, D - 1);
-            if (gr->leaves[l].slot < 0) put_leaf(b, g, gr, l, in + 4, at);
-            else if (!pass) put(b, "%*s    const %s x%d = q%d[e];\n", in, "", t, (int)id, l);
-            else put(b, "%*s    const %s x%d = *(const %s *)(pl%d + e * l%d_%d);\n", in, "", t,
-                     (int)id, t, l, l, D - 1);
-        }
+        put_element_loads(b, g, gr, uni, in, pass);
         put_element_nodes(b, g, gr, uni, in + 4, 0);
         for (int o = o0; o < gr->n_outs; o++) {
             const char *t = ctype(g->nodes[gr->outs[o].node].dtype);
