@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import tracejit  # noqa: E402
+from test_train_step import _step_fn as _model_step  # noqa: E402
 
 optim = torch.optim
 
@@ -101,16 +102,7 @@ def test_asgd_eta_first_compiled_call():
     twin = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     twin.load_state_dict(m.state_dict())
     oa, ob = optim.ASGD(m.parameters(), lr=1e-2), optim.ASGD(twin.parameters(), lr=1e-2)
-
-    def fn(model, opt):
-        def step(x, y):
-            opt.zero_grad()
-            loss = ((model(x) - y) ** 2).mean()
-            loss.backward()
-            opt.step()
-            return loss
-        return step
-    step, eager = tracejit.compile(fn(m, oa)), fn(twin, ob)
+    step, eager = tracejit.compile(_model_step(m, oa)), _model_step(twin, ob)
     g = torch.Generator().manual_seed(3)
     for _ in range(4):
         x, y = torch.randn(32, 8, generator=g), torch.randn(32, 1, generator=g)

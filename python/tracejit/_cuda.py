@@ -17,24 +17,25 @@ def _package_dirs(name):
     return list(spec.submodule_search_locations or [])
 
 
-def nvrtc_candidates():
-    """Paths of libnvrtc to try, newest CUDA first."""
+def _wheel_libs(wheel_dirs, soname, torch_pattern):
+    """Paths of a CUDA library in the nvidia-* wheels (under each of wheel_dirs, then
+    their lib/) and in torch's own lib/, newest CUDA first."""
     found = []
     for root in _package_dirs("nvidia"):
-        found += sorted(glob.glob(os.path.join(root, "cu13", "lib", "libnvrtc.so.1*")), reverse=True)
-        found += sorted(glob.glob(os.path.join(root, "cuda_nvrtc", "lib", "libnvrtc.so.1*")), reverse=True)
+        for sub in wheel_dirs:
+            found += sorted(glob.glob(os.path.join(root, sub, "lib", soname + "*")), reverse=True)
     for root in _package_dirs("torch"):
-        found += sorted(glob.glob(os.path.join(root, "lib", "libnvrtc*.so*")), reverse=True)
+        found += sorted(glob.glob(os.path.join(root, "lib", torch_pattern)), reverse=True)
+    return found
+
+
+def nvrtc_candidates():
+    """Paths of libnvrtc to try, newest CUDA first."""
+    found = _wheel_libs(("cu13", "cuda_nvrtc"), "libnvrtc.so.1", "libnvrtc*.so*")
     return [p for p in found if "builtins" not in os.path.basename(p)
             and ".alt." not in os.path.basename(p)]
 
 
 def cublas_candidates():
     """Paths of libcublas to try, newest CUDA first."""
-    found = []
-    for root in _package_dirs("nvidia"):
-        found += sorted(glob.glob(os.path.join(root, "cu13", "lib", "libcublas.so.1*")), reverse=True)
-        found += sorted(glob.glob(os.path.join(root, "cublas", "lib", "libcublas.so.1*")), reverse=True)
-    for root in _package_dirs("torch"):
-        found += sorted(glob.glob(os.path.join(root, "lib", "libcublas.so*")), reverse=True)
-    return found
+    return _wheel_libs(("cu13", "cublas"), "libcublas.so.1", "libcublas.so*")
